@@ -1,0 +1,37 @@
+/**
+ * @warren/agent-runner: the program that runs inside each agent's sandbox, and the agent channel
+ * protocol it shares with the supervisor's gateway (NDJSON frames over a Unix socket).
+ *
+ * It imports only Node built-ins, so its `dist/` runs as plain JavaScript in the sandbox:
+ * `node /opt/warren/agent-runner/dist/main.js`. As a library:
+ *
+ * ```ts
+ * import { runAgent, runnerConfigFromEnv, encodeFrame, decodeAgentFrame } from '@warren/agent-runner';
+ * const config = runnerConfigFromEnv(process.env); // WARREN_AGENT_SOCKET, WARREN_RUNTIME, …
+ * const exitCode = await runAgent({ ...config, env: process.env }); // 0 after shutdown, 1 if the channel is lost
+ *
+ * // gateway side: one frame per line
+ * socket.write(encodeFrame({ type: 'shutdown', reason: 'idle' }));
+ * const frame = decodeAgentFrame(line); // throws FrameError naming the field at fault
+ * ```
+ */
+export {
+  AGENT_SOCKET_PATH,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  TaskOutcome,
+  FrameError,
+  encodeFrame,
+  decodeAgentFrame,
+  decodeGatewayFrame,
+  LineSplitter,
+} from './protocol.js';
+export type { TaskFrame, GatewayFrame, ResultFrame, AgentFrame } from './protocol.js';
+export { runAgent } from './runner.js';
+export type { RunAgentOptions } from './runner.js';
+export { startExecution, isSafeTaskId, MAX_OUTPUTS, MAX_SUMMARY_CHARS } from './execution.js';
+export type { Execution, ExecutionOptions, Runtime } from './execution.js';
+export { parseProgressLine, OutputCapture } from './output.js';
+export type { ProgressLine } from './output.js';
+export { runnerConfigFromEnv, parseRuntime, RunnerConfigError } from './config.js';
+export type { RunnerConfig } from './config.js';

@@ -1,0 +1,243 @@
+import { createConnection, type Socket } from 'node:net';
+import { startExecution, type Execution, type Runtime } from './execution.js';
+import {
+  decodeGatewayFrame,
+  encodeFrame,
+  FrameError,
+  LineSplitter,
+  PROTOCOL_VERSION,
+  TaskOutcome,
+  type AgentFrame,
+  type GatewayFrame,
+  type ResultFrame,
+  type TaskFrame,
+} from './protocol.js';
+
+/** Options of {@link runAgent}. */
+export interface RunAgentOptions {
+  /** The gateway's Unix socket (inside the sandbox: `/run/warren/agent.sock`). */
+  readonly socketPath: string;
+  readonly runtime: Runtime;
+  /** Executions run at once; more tasks wait (acknowledged) in arrival order. At least 1. */
+  readonly maxConcurrent: number;
+  /** Interval of `heartbeat` frames after `welcome`, in ms. */
+  readonly heartbeatMs: number;
+  /** The agent's home (workspaces are made under `<home>/work`). */
+  readonly home: string;
+  /** The base environment of task processes. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Aborting it shuts the runner down as a `shutdown` frame would (main wires SIGTERM to it). */
+  readonly signal?: AbortSignal;
+  /** Diagnostics (one line each); default: written to stderr. */
+  readonly log?: (line: string) => void;
+  /** SIGTERM→SIGKILL grace for a task's process group, in ms. Default 2000. */
+  readonly killGraceMs?: number;
+  /** Cap of each execution's `output.log`, in bytes. Default 8 MiB. */
+  readonly outputMaxBytes?: number;
+}
+
+function isTaskFrame(frame: GatewayFrame): frame is TaskFrame {
+  const f = frame as Partial<Record<keyof TaskFrame, unknown>>;
+  return (
+    frame.type === 'task' &&
+    typeof f.taskId === 'string' &&
+    typeof f.attempt === 'number' &&
+    typeof f.title === 'string' &&
+    typeof f.timeoutMs === 'number' &&
+    (f.command === undefined || typeof f.command === 'string')
+  );
+}
+
+/**
+ * Runs the agent side of the agent channel until it ends: connects to `socketPath`, sends `hello`,
+ * waits for `welcome`, then sends a `heartbeat` every `heartbeatMs`. Each `task` is acknowledged
+ * (`ack`) at once and executed (see {@link startExecution}) as soon as fewer than `maxConcurrent`
+ * run; its `progress` lines and its `result` are sent back. A repeated task (same id and attempt)
+ * is acknowledged again but not run twice. `cancel` stops that execution (outcome `cancelled`).
+ * `shutdown` (or `signal` aborting) cancels everything, sends the results, closes the channel and
+ * resolves 0. If the channel closes or fails first, running tasks are killed and it resolves 1.
+ * Malformed gateway frames are logged and ignored; a line over the frame limit ends the channel.
+ * Never rejects.
+ */
+export function runAgent(options: RunAgentOptions): Promise<number> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`warren-agent-runner: ${line}\n`));
+  const maxConcurrent = Math.max(1, Math.floor(options.maxConcurrent));
+  const running = new Map<string, Execution>();
+  const queued: TaskFrame[] = [];
+  let welcomed = false;
+  let shuttingDown = false;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let resolveDone: (code: number) => void = () => undefined;
+  const done = new Promise<number>((resolve) => (resolveDone = resolve));
+  let finished = false;
+
+  const keyOf = (taskId: string, attempt: number): string => `${taskId}#${attempt}`;
+  const socket: Socket = createConnection(options.socketPath);
+
+  const send = (frame: AgentFrame): void => {
+    if (socket.destroyed || !socket.writable) return;
+    try {
+      socket.write(encodeFrame(frame));
+    } catch (error) {
+      log(`cannot send ${frame.type} frame: ${(error as Error).message}`);
+    }
+  };
+
+  const finish = (code: number): void => {
+    if (finished) return;
+    finished = true;
+    clearInterval(heartbeat);
+    options.signal?.removeEventListener('abort', onAbort);
+    resolveDone(code);
+  };
+
+  const pump = (): void => {
+    while (!shuttingDown && running.size < maxConcurrent && queued.length > 0) {
+      const task = queued.shift()!;
+      const key = keyOf(task.taskId, task.attempt);
+      const execution = startExecution({
+        task,
+        runtime: options.runtime,
+        home: options.home,
+        env: options.env,
+        killGraceMs: options.killGraceMs,
+        outputMaxBytes: options.outputMaxBytes,
+        onProgress: (message, percent) =>
+          send({ type: 'progress', taskId: task.taskId, attempt: task.attempt, message, ...(percent === undefined ? {} : { percent }) }),
+      });
+      running.set(key, execution);
+      void execution.result.then((result) => {
+        running.delete(key);
+        send(result);
+        pump();
+      });
+    }
+  };
+
+  const cancelledBeforeStart = (task: TaskFrame, reason: string): ResultFrame => ({
+    type: 'result',
+    taskId: task.taskId,
+    attempt: task.attempt,
+    outcome: TaskOutcome.cancelled,
+    exitCode: null,
+    signal: null,
+    summary: `cancelled before it started: ${reason}`,
+    outputs: [],
+    durationMs: 0,
+  });
+
+  const shutdown = async (reason: string): Promise<void> => {
+    if (shuttingDown || finished) return;
+    shuttingDown = true;
+    log(`shutting down: ${reason}`);
+    for (const task of queued.splice(0)) send(cancelledBeforeStart(task, reason));
+    const results = [...running.values()].map((execution) => {
+      execution.cancel(reason);
+      return execution.result;
+    });
+    await Promise.all(results);
+    // Results are sent by each execution's handler (queued before this continuation); flush and close.
+    await new Promise<void>((resolve) => {
+      if (socket.destroyed) return resolve();
+      const timer = setTimeout(() => {
+        socket.destroy();
+        resolve();
+      }, 2000);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.end();
+    });
+    finish(0);
+  };
+
+  const onAbort = (): void => void shutdown('SIGTERM');
+
+  const handle = (frame: GatewayFrame): void => {
+    switch (frame.type) {
+      case 'welcome':
+        if (welcomed) return;
+        welcomed = true;
+        heartbeat = setInterval(() => send({ type: 'heartbeat' }), options.heartbeatMs);
+        return;
+      case 'task': {
+        if (!isTaskFrame(frame)) {
+          log(`ignoring malformed task frame: ${JSON.stringify(frame).slice(0, 200)}`);
+          return;
+        }
+        if (!welcomed) {
+          log(`ignoring task ${frame.taskId} sent before welcome`);
+          return;
+        }
+        if (shuttingDown) return;
+        const key = keyOf(frame.taskId, frame.attempt);
+        const known = running.has(key) || queued.some((t) => keyOf(t.taskId, t.attempt) === key);
+        send({ type: 'ack', taskId: frame.taskId, attempt: frame.attempt });
+        if (!known) {
+          queued.push(frame);
+          pump();
+        }
+        return;
+      }
+      case 'cancel': {
+        const key = keyOf(frame.taskId, frame.attempt);
+        const index = queued.findIndex((t) => keyOf(t.taskId, t.attempt) === key);
+        if (index !== -1) {
+          send(cancelledBeforeStart(queued.splice(index, 1)[0]!, frame.reason));
+          return;
+        }
+        running.get(key)?.cancel(String(frame.reason));
+        return;
+      }
+      case 'shutdown':
+        void shutdown(`shutdown: ${frame.reason}`);
+        return;
+      case 'error':
+        log(`gateway error ${frame.code}${frame.ref ? ` (ref ${frame.ref})` : ''}: ${frame.message}`);
+        return;
+      case 'message':
+        log(`message ${frame.id} from ${frame.from} received; this runner does not deliver messages to tasks`);
+        return;
+      case 'sent':
+        return;
+      default:
+        log(`ignoring unknown frame type ${JSON.stringify((frame as { type: unknown }).type)}`);
+    }
+  };
+
+  const splitter = new LineSplitter((line) => {
+    let frame: GatewayFrame;
+    try {
+      frame = decodeGatewayFrame(line);
+    } catch (error) {
+      log(`ignoring malformed frame: ${(error as Error).message}`);
+      return;
+    }
+    handle(frame);
+  });
+
+  socket.on('connect', () => send({ type: 'hello', version: PROTOCOL_VERSION, pid: process.pid }));
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      splitter.push(chunk);
+    } catch (error) {
+      if (!(error instanceof FrameError)) throw error;
+      log(`closing the channel: ${error.message}`);
+      socket.destroy();
+    }
+  });
+  socket.on('error', (error) => log(`channel error on ${options.socketPath}: ${error.message}`));
+  socket.on('close', () => {
+    if (shuttingDown) return;
+    log('the gateway closed the channel');
+    for (const execution of running.values()) execution.kill();
+    queued.length = 0;
+    const pending = [...running.values()].map((e) => e.result);
+    void Promise.all(pending).then(() => finish(1));
+  });
+
+  if (options.signal?.aborted) onAbort();
+  else options.signal?.addEventListener('abort', onAbort, { once: true });
+  return done;
+}

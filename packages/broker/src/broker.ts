@@ -1,0 +1,1001 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { headers as natsHeaders, nanos, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import { connect } from '@nats-io/transport-node';
+import { ConfigError, silentLogger, type Logger } from '@warren/core';
+import type { z } from 'zod';
+import { BrokerError, InvalidMessageError } from './errors.js';
+import {
+  agentMessageSchema,
+  assignmentMessageSchema,
+  decodeMessage,
+  progressMessageSchema,
+  resultMessageSchema,
+  validateMessage,
+  type AgentMessage,
+  type AssignmentMessage,
+  type ProgressMessage,
+  type ResultMessage,
+} from './messages.js';
+import {
+  ASSIGN_STREAM,
+  DUPLICATE_WINDOW_MS,
+  EVENT_SUBJECT_PREFIX,
+  FROM_HEADER,
+  MESSAGES_STREAM,
+  PROGRESS_SUBJECT_PREFIX,
+  RESULTS_CONSUMER,
+  RESULTS_STREAM,
+  RESULT_SUBJECT_PREFIX,
+  STREAMS,
+  TRACEPARENT_HEADER,
+  agentOfSubject,
+  assertAgentName,
+  assignConsumerName,
+  assignSubject,
+  decodeTaskIdToken,
+  eventSubject,
+  messageConsumerName,
+  messageSubject,
+  progressSubject,
+  resultSubject,
+} from './subjects.js';
+
+/** Options of {@link connectBroker}. */
+export interface ConnectBrokerOptions {
+  /** One or more server URLs (`nats://127.0.0.1:4222`). */
+  servers: string | string[];
+  /** The connection name the server shows (`warren-supervisor`). */
+  name: string;
+  /** Receives connection status (disconnects, reconnects) and consumer problems. Default: silent. */
+  logger?: Logger;
+  /**
+   * Called for every malformed message (not JSON, fails its schema, contradicts its subject or
+   * headers) after it was terminated (JetStream) or dropped (core NATS). Must not throw.
+   * Default: a warning on `logger`.
+   */
+  onInvalid?: (subject: string, error: InvalidMessageError) => void;
+  /** Time between reconnect attempts, in ms. Default 1000. Reconnects never give up. */
+  reconnectTimeWaitMs?: number;
+  /** Timeout of the first connect and of each JetStream API call and publish ack, in ms. Default 5000. */
+  timeoutMs?: number;
+  /** Delay before redelivery when a handler throws, in ms. Default 1000. */
+  handlerErrorNakDelayMs?: number;
+  /** How long {@link Broker.close} waits for the connection to drain before closing it, in ms. Default 5000. */
+  drainTimeoutMs?: number;
+}
+
+/** Options of the `consume…` methods. */
+export interface ConsumeOptions {
+  /** How long the server waits for an ack before redelivering, in ms. Default 30000. */
+  ackWaitMs?: number;
+  /** How many times a message is delivered at most (then it stays in the stream, undelivered). Default 5. */
+  maxDeliver?: number;
+  /**
+   * How many deliveries may be unacknowledged at once (the consumer's `max_ack_pending`); the
+   * handler runs for at most this many at a time. Default 1 for assignments and messages (one at
+   * a time, in order), 16 for results.
+   */
+  maxInFlight?: number;
+}
+
+/** Options of the `publish…` methods. */
+export interface PublishOptions {
+  /** W3C trace context (`00-<32 hex>-<16 hex>-<2 hex>`), sent in the `traceparent` header. */
+  traceparent?: string;
+}
+
+/** What JetStream answered to a publish. */
+export interface PublishAck {
+  /** The message's stream sequence (for a duplicate: the original's). */
+  seq: number;
+  /** True if a message with the same `Nats-Msg-Id` was already stored within the duplicate window. */
+  duplicate: boolean;
+}
+
+/**
+ * One delivery of a JetStream message to a handler. Settle it once with `ack`, `nak` or `term`;
+ * a delivery left unsettled is redelivered after the ack wait. Settling never throws (after the
+ * connection closed it is logged and ignored).
+ */
+export interface Delivery<T> {
+  /** The parsed, schema-checked payload. */
+  readonly data: T;
+  readonly subject: string;
+  /** The stream sequence of the message. */
+  readonly seq: number;
+  /** 1 for the first delivery, 2 for the first redelivery, … */
+  readonly deliveryCount: number;
+  /** The message headers (first value of each). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The `traceparent` header, when the publisher gave one. */
+  readonly traceparent: string | undefined;
+  /** Processed: remove it from the work queue. */
+  ack(): void;
+  /** Not processed: redeliver it after `delayMs` (default: at once). */
+  nak(delayMs?: number): void;
+  /** Never deliver it again; `reason` is logged (and sent to servers ≥ 2.11). */
+  term(reason: string): void;
+  /** Still working on it: restart the ack wait timer (an in-progress ack). */
+  working(): void;
+}
+
+/** A running consumer or subscription. */
+export interface Subscription {
+  /**
+   * Stops taking messages. Messages received but not yet handed to the handler are nak'ed for
+   * prompt redelivery; a handler already running keeps its delivery and may still settle it
+   * while the connection is open. Idempotent.
+   */
+  stop(): Promise<void>;
+}
+
+/** Pending work of one agent: messages waiting plus delivered but unacknowledged ones. */
+export interface AgentPending {
+  assignments: number;
+  messages: number;
+}
+
+/** Options of {@link Broker.deleteAgentConsumers}. */
+export interface DeleteAgentConsumersOptions {
+  /** Also purge the agent's queued assignments and messages from the streams. Default true. */
+  purgePending?: boolean;
+}
+
+/**
+ * Warren's broker client: the streams, publishers and durable consumers of the broker contract
+ * (see `subjects.ts` for the subject table) over one NATS connection.
+ */
+export interface Broker {
+  /** The underlying connection (for diagnostics; prefer the methods). */
+  readonly nc: NatsConnection;
+  /**
+   * Creates the streams WARREN_ASSIGN, WARREN_RESULTS and WARREN_MESSAGES (file storage,
+   * work-queue retention, 2 min duplicate window) or updates their subjects and window.
+   * Idempotent. @throws {BrokerError} if a stream cannot be created, or exists with another
+   * retention or storage (which cannot be changed in place).
+   */
+  ensureStreams(): Promise<void>;
+  /**
+   * Publishes an assignment on `warren.assign.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>`.
+   * @throws {InvalidMessageError} if the message fails its schema. @throws {BrokerError} if JetStream does not store it.
+   */
+  publishAssignment(msg: AssignmentMessage, options?: PublishOptions): Promise<PublishAck>;
+  /**
+   * Consumes `agent`'s assignments through the durable pull consumer `assign-<agent>` (filter
+   * `warren.assign.<agent>`, explicit ack), created or updated to `options`.
+   * @throws {InvalidNameError} for an invalid agent name. @throws {BrokerError} if the consumer cannot be made.
+   */
+  consumeAssignments(
+    agent: string,
+    handler: (delivery: Delivery<AssignmentMessage>) => Promise<void>,
+    options?: ConsumeOptions,
+  ): Promise<Subscription>;
+  /** Publishes a result on `warren.result.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>:result`. Throws as {@link publishAssignment}. */
+  publishResult(msg: ResultMessage, options?: PublishOptions): Promise<PublishAck>;
+  /** Consumes every agent's results through the durable `supervisor-results` (filter `warren.result.>`). */
+  consumeResults(handler: (delivery: Delivery<ResultMessage>) => Promise<void>, options?: ConsumeOptions): Promise<Subscription>;
+  /**
+   * Publishes progress on `warren.progress.<agent>.<taskTok>` (core NATS: lost if nobody listens
+   * or the connection is down for long). @throws {InvalidMessageError} @throws {BrokerError} if the connection is closed.
+   */
+  publishProgress(msg: ProgressMessage, options?: PublishOptions): void;
+  /** Subscribes to progress of every agent, or of `options.agent` only. Malformed messages go to `onInvalid`. */
+  subscribeProgress(handler: (msg: ProgressMessage) => void, options?: { agent?: string }): Subscription;
+  /** Publishes a message on `warren.msg.<to>` with `Nats-Msg-Id: <id>` and `Warren-From: <from>`. Throws as {@link publishAssignment}. */
+  publishMessage(msg: AgentMessage, options?: PublishOptions): Promise<PublishAck>;
+  /**
+   * Consumes `agent`'s messages through the durable `msg-<agent>`. A message whose `Warren-From`
+   * header is missing or differs from its `from` field is terminated as invalid.
+   */
+  consumeMessages(
+    agent: string,
+    handler: (delivery: Delivery<AgentMessage>) => Promise<void>,
+    options?: ConsumeOptions,
+  ): Promise<Subscription>;
+  /** Publishes a supervisor event on `warren.events.<kind>` (core NATS); `payload` is sent as JSON. */
+  publishEvent(kind: string, payload: unknown): void;
+  /** Subscribes to supervisor events (`warren.events.>`); `kind` is the subject after `warren.events.`. */
+  subscribeEvents(handler: (kind: string, payload: unknown) => void): Subscription;
+  /**
+   * Stops this broker's consumers of `agent`, deletes its durables `assign-<agent>` and
+   * `msg-<agent>` (missing ones are fine) and, unless `purgePending` is false, purges its queued
+   * assignments and messages. @throws {BrokerError} if the server refuses.
+   */
+  deleteAgentConsumers(agent: string, options?: DeleteAgentConsumersOptions): Promise<void>;
+  /**
+   * Counts `agent`'s pending work: `num_pending + num_ack_pending` of its consumers, or the
+   * messages stored on its subject when the consumer does not exist yet.
+   */
+  pendingFor(agent: string): Promise<AgentPending>;
+  /** Stops every consumer and subscription, drains and closes the connection. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const MAX_RESTART_DELAY_MS = 5_000;
+
+function isApiError(error: unknown, code: number): boolean {
+  return error instanceof JetStreamApiError && error.code === code;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** True if `version` (`2.9.10`) is at least `major.minor`. */
+function versionAtLeast(version: string | undefined, major: number, minor: number): boolean {
+  const match = /^v?(\d+)\.(\d+)/.exec(version ?? '');
+  if (!match) return false;
+  const [maj, min] = [Number(match[1]), Number(match[2])];
+  return maj > major || (maj === major && min >= minor);
+}
+
+function positiveInteger(value: number | undefined, fallback: number, source: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) throw new ConfigError(source, `must be a positive integer, got ${value}`);
+  return value;
+}
+
+function headerRecord(h: MsgHdrs | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!h) return out;
+  for (const [key, values] of h) {
+    if (values[0] !== undefined) out[key] = values[0];
+  }
+  return out;
+}
+
+function headerValue(record: Readonly<Record<string, string>>, name: string): string | undefined {
+  const lower = name.toLowerCase();
+  for (const [key, value] of Object.entries(record)) if (key.toLowerCase() === lower) return value;
+  return undefined;
+}
+
+/** What a consume loop needs to know about its consumer. */
+interface ConsumerSpec<T> {
+  readonly stream: string;
+  readonly durable: string;
+  readonly filter: string;
+  readonly schema: z.ZodType<T>;
+  /** Extra checks of a parsed message against its subject and headers; throws InvalidMessageError. */
+  readonly check: (data: T, subject: string, headers: Readonly<Record<string, string>>) => void;
+  readonly handler: (delivery: Delivery<T>) => Promise<void>;
+  readonly ackWaitMs: number;
+  readonly maxDeliver: number;
+  readonly maxInFlight: number;
+  /** The agent the consumer belongs to, if any (for deleteAgentConsumers). */
+  readonly agent: string | undefined;
+}
+
+class NatsBroker implements Broker {
+  private readonly js: JetStreamClient;
+  private readonly loops = new Set<ConsumeLoop<unknown>>();
+  private readonly subscriptions = new Set<Subscription>();
+  private closing: Promise<void> | undefined;
+  private readonly statusDone: Promise<void>;
+
+  constructor(
+    readonly nc: NatsConnection,
+    readonly jsm: JetStreamManager,
+    readonly log: Logger,
+    private readonly options: ConnectBrokerOptions,
+    readonly timeoutMs: number,
+  ) {
+    this.js = jsm.jetstream();
+    this.statusDone = this.watchStatus();
+  }
+
+  private async watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      switch (s.type) {
+        case 'disconnect':
+          this.log.warn({ server: s.server }, 'disconnected from NATS');
+          break;
+        case 'reconnect':
+          this.log.info({ server: s.server }, 'reconnected to NATS');
+          break;
+        case 'reconnecting':
+          this.log.debug({}, 'reconnecting to NATS');
+          break;
+        case 'error':
+          this.log.error({ err: s.error }, 'NATS connection error');
+          break;
+        case 'ldm':
+          this.log.warn({ server: s.server }, 'NATS server entered lame duck mode');
+          break;
+        case 'slowConsumer':
+          this.log.warn({ subject: s.sub.getSubject(), pending: s.pending }, 'slow NATS subscription');
+          break;
+        case 'staleConnection':
+          this.log.warn({}, 'stale NATS connection');
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  reportInvalid(subject: string, error: InvalidMessageError): void {
+    if (this.options.onInvalid) {
+      try {
+        this.options.onInvalid(subject, error);
+      } catch (callbackError) {
+        this.log.error({ err: callbackError, subject }, 'onInvalid callback threw');
+      }
+      return;
+    }
+    this.log.warn({ subject, field: error.field, reason: error.reason }, 'dropped an invalid message');
+  }
+
+  get handlerErrorNakDelayMs(): number {
+    return this.options.handlerErrorNakDelayMs ?? 1_000;
+  }
+
+  /** Whether the connected server takes a reason with `+TERM` (nats-server ≥ 2.11; older ones ignore such a term). */
+  get termTakesReason(): boolean {
+    return versionAtLeast(this.nc.info?.version, 2, 11);
+  }
+
+  private assertOpen(operation: string, target: string): void {
+    if (this.closing || this.nc.isClosed()) throw new BrokerError(operation, target, 'the broker connection is closed');
+  }
+
+  async ensureStreams(): Promise<void> {
+    this.assertOpen('ensureStreams', STREAMS.map((s) => s.name).join(','));
+    for (const spec of STREAMS) {
+      const wanted = {
+        subjects: [...spec.subjects],
+        duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+      };
+      try {
+        let info;
+        try {
+          info = await this.jsm.streams.info(spec.name);
+        } catch (error) {
+          if (!isApiError(error, JetStreamApiCodes.StreamNotFound)) throw error;
+        }
+        if (!info) {
+          await this.jsm.streams.add({
+            name: spec.name,
+            ...wanted,
+            storage: StorageType.File,
+            retention: RetentionPolicy.Workqueue,
+            num_replicas: 1,
+          });
+          this.log.info({ stream: spec.name }, 'stream created');
+          continue;
+        }
+        const cfg = info.config;
+        if (cfg.retention !== RetentionPolicy.Workqueue || cfg.storage !== StorageType.File) {
+          throw new BrokerError(
+            'ensureStreams',
+            spec.name,
+            `the stream exists with retention ${cfg.retention} and storage ${cfg.storage}; Warren needs workqueue and file (delete the stream to recreate it)`,
+          );
+        }
+        const sameSubjects = JSON.stringify([...(cfg.subjects ?? [])].sort()) === JSON.stringify([...wanted.subjects].sort());
+        if (!sameSubjects || cfg.duplicate_window !== wanted.duplicate_window) {
+          await this.jsm.streams.update(spec.name, wanted);
+          this.log.info({ stream: spec.name }, 'stream updated');
+        }
+      } catch (error) {
+        if (error instanceof BrokerError) throw error;
+        throw new BrokerError('ensureStreams', spec.name, errorText(error), { cause: error });
+      }
+    }
+  }
+
+  private buildHeaders(extra: Record<string, string>, options: PublishOptions | undefined, subject: string): MsgHdrs {
+    const h = natsHeaders();
+    for (const [key, value] of Object.entries(extra)) h.set(key, value);
+    if (options?.traceparent !== undefined) {
+      if (!TRACEPARENT.test(options.traceparent)) {
+        throw new InvalidMessageError(subject, 'traceparent', 'must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)');
+      }
+      h.set(TRACEPARENT_HEADER, options.traceparent);
+    }
+    return h;
+  }
+
+  private async publishStored(
+    stream: string,
+    subject: string,
+    payload: unknown,
+    msgId: string,
+    h: MsgHdrs,
+  ): Promise<PublishAck> {
+    this.assertOpen('publish', subject);
+    try {
+      const ack = await this.js.publish(subject, JSON.stringify(payload), {
+        msgID: msgId,
+        headers: h,
+        expect: { streamName: stream },
+        timeout: this.timeoutMs,
+      });
+      return { seq: ack.seq, duplicate: ack.duplicate };
+    } catch (error) {
+      throw new BrokerError('publish', subject, `JetStream did not store message ${msgId}: ${errorText(error)}`, { cause: error });
+    }
+  }
+
+  async publishAssignment(msg: AssignmentMessage, options?: PublishOptions): Promise<PublishAck> {
+    const subject = assignSubject(msg.agent);
+    const data = validateMessage(assignmentMessageSchema, subject, msg);
+    const id = `${data.taskId}:${data.attempt}`;
+    return this.publishStored(ASSIGN_STREAM, subject, data, id, this.buildHeaders({}, options, subject));
+  }
+
+  async publishResult(msg: ResultMessage, options?: PublishOptions): Promise<PublishAck> {
+    const subject = resultSubject(msg.agent);
+    const data = validateMessage(resultMessageSchema, subject, msg);
+    const id = `${data.taskId}:${data.attempt}:result`;
+    return this.publishStored(RESULTS_STREAM, subject, data, id, this.buildHeaders({}, options, subject));
+  }
+
+  async publishMessage(msg: AgentMessage, options?: PublishOptions): Promise<PublishAck> {
+    const subject = messageSubject(msg.to);
+    const data = validateMessage(agentMessageSchema, subject, msg);
+    const h = this.buildHeaders({ [FROM_HEADER]: data.from }, options, subject);
+    return this.publishStored(MESSAGES_STREAM, subject, data, data.id, h);
+  }
+
+  publishProgress(msg: ProgressMessage, options?: PublishOptions): void {
+    const subject = progressSubject(msg.agent, msg.taskId);
+    const data = validateMessage(progressMessageSchema, subject, msg);
+    this.publishCore(subject, data, options);
+  }
+
+  publishEvent(kind: string, payload: unknown): void {
+    const subject = eventSubject(kind);
+    if (payload === undefined) throw new InvalidMessageError(subject, '', 'an event payload is required (any JSON value)');
+    this.publishCore(subject, payload, undefined);
+  }
+
+  private publishCore(subject: string, payload: unknown, options: PublishOptions | undefined): void {
+    this.assertOpen('publish', subject);
+    const h = options?.traceparent === undefined ? undefined : this.buildHeaders({}, options, subject);
+    try {
+      this.nc.publish(subject, JSON.stringify(payload), h ? { headers: h } : undefined);
+    } catch (error) {
+      throw new BrokerError('publish', subject, errorText(error), { cause: error });
+    }
+  }
+
+  private subscribeCore(subject: string, onMsg: (msg: Msg) => void): Subscription {
+    this.assertOpen('subscribe', subject);
+    let sub;
+    try {
+      sub = this.nc.subscribe(subject, {
+        callback: (err, msg) => {
+          if (err) {
+            this.log.error({ err, subject }, 'subscription failed');
+            return;
+          }
+          onMsg(msg);
+        },
+      });
+    } catch (error) {
+      throw new BrokerError('subscribe', subject, errorText(error), { cause: error });
+    }
+    const subscription: Subscription = {
+      stop: async () => {
+        this.subscriptions.delete(subscription);
+        if (!sub.isClosed()) sub.unsubscribe();
+      },
+    };
+    this.subscriptions.add(subscription);
+    return subscription;
+  }
+
+  subscribeProgress(handler: (msg: ProgressMessage) => void, options?: { agent?: string }): Subscription {
+    const filter = options?.agent === undefined
+      ? `${PROGRESS_SUBJECT_PREFIX}.*.*`
+      : `${PROGRESS_SUBJECT_PREFIX}.${assertAgentName(options.agent)}.*`;
+    return this.subscribeCore(filter, (msg) => {
+      let data: ProgressMessage;
+      try {
+        data = decodeMessage(progressMessageSchema, msg.subject, msg.data);
+        const [, , agentToken, taskToken] = msg.subject.split('.');
+        if (data.agent !== agentToken) {
+          throw new InvalidMessageError(msg.subject, 'agent', `is '${data.agent}' but the subject names agent '${agentToken}'`);
+        }
+        let taskId: string | undefined;
+        try {
+          taskId = decodeTaskIdToken(taskToken ?? '');
+        } catch {
+          taskId = undefined;
+        }
+        if (data.taskId !== taskId) {
+          throw new InvalidMessageError(msg.subject, 'taskId', `is '${data.taskId}' but the subject names task token '${taskToken}'`);
+        }
+      } catch (error) {
+        if (error instanceof InvalidMessageError) {
+          this.reportInvalid(msg.subject, error);
+          return;
+        }
+        throw error;
+      }
+      try {
+        handler(data);
+      } catch (error) {
+        this.log.error({ err: error, subject: msg.subject }, 'progress handler threw');
+      }
+    });
+  }
+
+  subscribeEvents(handler: (kind: string, payload: unknown) => void): Subscription {
+    return this.subscribeCore(`${EVENT_SUBJECT_PREFIX}.>`, (msg) => {
+      let payload: unknown;
+      try {
+        payload = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(msg.data));
+      } catch (error) {
+        this.reportInvalid(
+          msg.subject,
+          new InvalidMessageError(msg.subject, '', `payload is not UTF-8 JSON (${errorText(error)})`, { cause: error }),
+        );
+        return;
+      }
+      try {
+        handler(msg.subject.slice(EVENT_SUBJECT_PREFIX.length + 1), payload);
+      } catch (error) {
+        this.log.error({ err: error, subject: msg.subject }, 'event handler threw');
+      }
+    });
+  }
+
+  /** Creates the durable consumer of `spec` or brings its ack wait, max deliver and max ack pending up to date. */
+  async ensureConsumer(spec: ConsumerSpec<unknown>): Promise<void> {
+    const wanted = {
+      ack_wait: nanos(spec.ackWaitMs),
+      max_deliver: spec.maxDeliver,
+      max_ack_pending: spec.maxInFlight,
+    };
+    const config: Partial<ConsumerConfig> = {
+      durable_name: spec.durable,
+      filter_subject: spec.filter,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ...wanted,
+    };
+    const { consumers } = this.jsm;
+    try {
+      let info;
+      try {
+        info = await consumers.info(spec.stream, spec.durable);
+      } catch (error) {
+        if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
+      }
+      if (!info) {
+        await consumers.add(spec.stream, config);
+        this.log.info({ stream: spec.stream, consumer: spec.durable }, 'consumer created');
+        return;
+      }
+      const cfg = info.config;
+      if (cfg.filter_subject !== spec.filter || cfg.ack_policy !== AckPolicy.Explicit) {
+        // Neither can be changed in place on every server version; messages stay in the stream.
+        await consumers.delete(spec.stream, spec.durable);
+        await consumers.add(spec.stream, config);
+        this.log.info({ stream: spec.stream, consumer: spec.durable }, 'consumer recreated');
+        return;
+      }
+      if (
+        cfg.ack_wait !== wanted.ack_wait ||
+        cfg.max_deliver !== wanted.max_deliver ||
+        cfg.max_ack_pending !== wanted.max_ack_pending
+      ) {
+        await consumers.update(spec.stream, spec.durable, wanted);
+        this.log.info({ stream: spec.stream, consumer: spec.durable, ...wanted }, 'consumer updated');
+      }
+    } catch (error) {
+      throw new BrokerError('consume', `${spec.stream}/${spec.durable}`, errorText(error), { cause: error });
+    }
+  }
+
+  /** Opens the pull subscription of an existing consumer. */
+  async openMessages(spec: ConsumerSpec<unknown>): Promise<ConsumerMessages> {
+    const consumer = await this.js.consumers.get(spec.stream, spec.durable);
+    // max_messages ≥ 3 keeps the client's refill threshold below the batch size.
+    return consumer.consume({ max_messages: Math.max(3, spec.maxInFlight) });
+  }
+
+  private async startConsumer<T>(spec: ConsumerSpec<T>): Promise<Subscription> {
+    this.assertOpen('consume', `${spec.stream}/${spec.durable}`);
+    const anySpec = spec as unknown as ConsumerSpec<unknown>;
+    await this.ensureConsumer(anySpec);
+    let messages: ConsumerMessages;
+    try {
+      messages = await this.openMessages(anySpec);
+    } catch (error) {
+      throw new BrokerError('consume', `${spec.stream}/${spec.durable}`, errorText(error), { cause: error });
+    }
+    const loop = new ConsumeLoop<unknown>(this, anySpec, () => this.loops.delete(loop));
+    this.loops.add(loop);
+    loop.start(messages);
+    return loop;
+  }
+
+  /** Parses one JetStream message and runs the handler; invalid messages are terminated and reported. */
+  async dispatch<T>(m: JsMsg, spec: ConsumerSpec<T>): Promise<void> {
+    const hdrs = headerRecord(m.headers);
+    let data: T;
+    try {
+      data = decodeMessage(spec.schema, m.subject, m.data);
+      spec.check(data, m.subject, hdrs);
+    } catch (error) {
+      if (!(error instanceof InvalidMessageError)) throw error;
+      this.settle(m, 'term', () => m.term(this.termTakesReason ? error.message.slice(0, 200) : undefined));
+      this.reportInvalid(m.subject, error);
+      return;
+    }
+    const delivery: Delivery<T> = {
+      data,
+      subject: m.subject,
+      seq: m.seq,
+      deliveryCount: m.info.deliveryCount,
+      headers: hdrs,
+      traceparent: headerValue(hdrs, TRACEPARENT_HEADER),
+      ack: () => this.settle(m, 'ack', () => m.ack()),
+      nak: (delayMs?: number) => this.settle(m, 'nak', () => m.nak(delayMs)),
+      term: (reason: string) => {
+        this.log.info({ subject: m.subject, seq: m.seq, reason }, 'message terminated');
+        this.settle(m, 'term', () => m.term(this.termTakesReason ? reason.slice(0, 200) : undefined));
+      },
+      working: () => this.settle(m, 'working', () => m.working()),
+    };
+    try {
+      await spec.handler(delivery);
+    } catch (error) {
+      this.log.warn({ err: error, subject: m.subject, seq: m.seq, deliveryCount: delivery.deliveryCount }, 'handler failed; message nak\'ed');
+      delivery.nak(this.handlerErrorNakDelayMs);
+    }
+  }
+
+  settle(m: JsMsg, what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.log.warn({ err: error, subject: m.subject, seq: m.seq }, `cannot ${what} a message (connection closed?)`);
+    }
+  }
+
+  async consumeAssignments(
+    agent: string,
+    handler: (delivery: Delivery<AssignmentMessage>) => Promise<void>,
+    options?: ConsumeOptions,
+  ): Promise<Subscription> {
+    const durable = assignConsumerName(agent);
+    return this.startConsumer<AssignmentMessage>({
+      stream: ASSIGN_STREAM,
+      durable,
+      filter: assignSubject(agent),
+      schema: assignmentMessageSchema,
+      check: (data, subject) => {
+        if (data.agent !== agent) {
+          throw new InvalidMessageError(subject, 'agent', `is '${data.agent}' but the subject names agent '${agent}'`);
+        }
+      },
+      handler,
+      ...consumeSettings(options, 1, `consumeAssignments(${agent})`),
+      agent,
+    });
+  }
+
+  async consumeResults(handler: (delivery: Delivery<ResultMessage>) => Promise<void>, options?: ConsumeOptions): Promise<Subscription> {
+    return this.startConsumer<ResultMessage>({
+      stream: RESULTS_STREAM,
+      durable: RESULTS_CONSUMER,
+      filter: `${RESULT_SUBJECT_PREFIX}.>`,
+      schema: resultMessageSchema,
+      check: (data, subject) => {
+        const token = agentOfSubject(subject);
+        if (data.agent !== token) {
+          throw new InvalidMessageError(subject, 'agent', `is '${data.agent}' but the subject names agent '${token ?? '(none)'}'`);
+        }
+      },
+      handler,
+      ...consumeSettings(options, 16, 'consumeResults'),
+      agent: undefined,
+    });
+  }
+
+  async consumeMessages(
+    agent: string,
+    handler: (delivery: Delivery<AgentMessage>) => Promise<void>,
+    options?: ConsumeOptions,
+  ): Promise<Subscription> {
+    return this.startConsumer<AgentMessage>({
+      stream: MESSAGES_STREAM,
+      durable: messageConsumerName(agent),
+      filter: messageSubject(agent),
+      schema: agentMessageSchema,
+      check: (data, subject, hdrs) => {
+        if (data.to !== agent) {
+          throw new InvalidMessageError(subject, 'to', `is '${data.to}' but the subject names agent '${agent}'`);
+        }
+        const from = headerValue(hdrs, FROM_HEADER);
+        if (from !== data.from) {
+          throw new InvalidMessageError(
+            subject,
+            'from',
+            from === undefined
+              ? `the ${FROM_HEADER} header is missing (messages are published by the supervisor's gateway)`
+              : `is '${data.from}' but the ${FROM_HEADER} header says '${from}'`,
+          );
+        }
+      },
+      handler,
+      ...consumeSettings(options, 1, `consumeMessages(${agent})`),
+      agent,
+    });
+  }
+
+  async deleteAgentConsumers(agent: string, options?: DeleteAgentConsumersOptions): Promise<void> {
+    const targets = [
+      { stream: ASSIGN_STREAM, durable: assignConsumerName(agent), subject: assignSubject(agent) },
+      { stream: MESSAGES_STREAM, durable: messageConsumerName(agent), subject: messageSubject(agent) },
+    ];
+    this.assertOpen('deleteAgentConsumers', agent);
+    await Promise.all([...this.loops].filter((l) => l.spec.agent === agent).map((l) => l.stop()));
+    for (const t of targets) {
+      try {
+        await this.jsm.consumers.delete(t.stream, t.durable);
+        this.log.info({ stream: t.stream, consumer: t.durable }, 'consumer deleted');
+      } catch (error) {
+        if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound) && !isApiError(error, JetStreamApiCodes.StreamNotFound)) {
+          throw new BrokerError('deleteAgentConsumers', `${t.stream}/${t.durable}`, errorText(error), { cause: error });
+        }
+      }
+      if (options?.purgePending === false) continue;
+      try {
+        const purged = await this.jsm.streams.purge(t.stream, { filter: t.subject });
+        if (purged.purged > 0) this.log.info({ stream: t.stream, subject: t.subject, purged: purged.purged }, 'pending messages purged');
+      } catch (error) {
+        if (!isApiError(error, JetStreamApiCodes.StreamNotFound)) {
+          throw new BrokerError('deleteAgentConsumers', `${t.stream} ${t.subject}`, `cannot purge: ${errorText(error)}`, { cause: error });
+        }
+      }
+    }
+  }
+
+  async pendingFor(agent: string): Promise<AgentPending> {
+    const count = async (stream: string, durable: string, subject: string): Promise<number> => {
+      try {
+        try {
+          const info = await this.jsm.consumers.info(stream, durable);
+          return info.num_pending + info.num_ack_pending;
+        } catch (error) {
+          if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
+        }
+        const info = await this.jsm.streams.info(stream, { subjects_filter: subject });
+        return info.state.subjects?.[subject] ?? 0;
+      } catch (error) {
+        throw new BrokerError('pendingFor', `${stream}/${durable}`, errorText(error), { cause: error });
+      }
+    };
+    this.assertOpen('pendingFor', agent);
+    const [assignments, messages] = await Promise.all([
+      count(ASSIGN_STREAM, assignConsumerName(agent), assignSubject(agent)),
+      count(MESSAGES_STREAM, messageConsumerName(agent), messageSubject(agent)),
+    ]);
+    return { assignments, messages };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.loops].map((l) => l.stop()));
+      await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
+      if (!this.nc.isClosed()) {
+        const drainTimeoutMs = this.options.drainTimeoutMs ?? 5_000;
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), drainTimeoutMs);
+        });
+        const drained = this.nc.drain().then(
+          () => 'drained' as const,
+          (error: unknown) => {
+            this.log.debug({ err: error }, 'drain failed; closing');
+            return 'failed' as const;
+          },
+        );
+        const outcome = await Promise.race([drained, timedOut]);
+        clearTimeout(timer);
+        if (outcome !== 'drained') {
+          if (outcome === 'timeout') this.log.warn({ drainTimeoutMs }, 'NATS drain timed out; closing');
+          await this.nc.close().catch(() => undefined);
+        }
+      }
+      await this.statusDone.catch(() => undefined);
+      this.log.debug({}, 'broker closed');
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function consumeSettings(options: ConsumeOptions | undefined, defaultInFlight: number, source: string) {
+  return {
+    ackWaitMs: positiveInteger(options?.ackWaitMs, 30_000, `${source} ackWaitMs`),
+    maxDeliver: positiveInteger(options?.maxDeliver, 5, `${source} maxDeliver`),
+    maxInFlight: positiveInteger(options?.maxInFlight, defaultInFlight, `${source} maxInFlight`),
+  };
+}
+
+/**
+ * Feeds one durable pull consumer's messages to its handler, at most `maxInFlight` at a time,
+ * and reopens the pull subscription (with backoff) if the client library ends it while the
+ * loop should still run. Reconnects themselves are handled by the client, which re-checks the
+ * consumer and pulls again.
+ */
+class ConsumeLoop<T> implements Subscription {
+  private stopped = false;
+  private messages: ConsumerMessages | undefined;
+  private done: Promise<void> = Promise.resolve();
+  private readonly active = new Set<Promise<void>>();
+  private stopSignal!: () => void;
+  private readonly stopping = new Promise<void>((resolve) => {
+    this.stopSignal = resolve;
+  });
+  private stopPromise: Promise<void> | undefined;
+
+  constructor(
+    private readonly broker: NatsBroker,
+    readonly spec: ConsumerSpec<T>,
+    private readonly onStopped: () => void,
+  ) {}
+
+  private get log(): Logger {
+    return this.broker.log;
+  }
+
+  start(first: ConsumerMessages): void {
+    this.done = this.run(first).catch((error: unknown) => {
+      this.log.error({ err: error, consumer: this.spec.durable }, 'consume loop failed');
+    });
+  }
+
+  private async run(first: ConsumerMessages): Promise<void> {
+    let messages: ConsumerMessages | undefined = first;
+    while (messages) {
+      this.messages = messages;
+      void this.watchNotifications(messages);
+      let failure: unknown;
+      try {
+        await this.pump(messages);
+      } catch (error) {
+        failure = error;
+      }
+      if (this.stopped || this.broker.nc.isClosed()) break;
+      const closed = await messages.closed().catch((error: unknown) => error);
+      this.log.warn(
+        { err: failure ?? closed, stream: this.spec.stream, consumer: this.spec.durable },
+        'consumer subscription ended; reopening',
+      );
+      messages = await this.reopen();
+    }
+    this.messages = undefined;
+  }
+
+  private async pump(messages: ConsumerMessages): Promise<void> {
+    for await (const m of messages) {
+      if (this.stopped) {
+        this.broker.settle(m, 'nak', () => m.nak());
+        continue;
+      }
+      while (this.active.size >= this.spec.maxInFlight && !this.stopped) {
+        await Promise.race([...this.active, this.stopping]);
+      }
+      if (this.stopped) {
+        this.broker.settle(m, 'nak', () => m.nak());
+        continue;
+      }
+      const run: Promise<void> = this.broker
+        .dispatch(m, this.spec)
+        .catch((error: unknown) => this.log.error({ err: error, subject: m.subject }, 'cannot dispatch a message'))
+        .finally(() => this.active.delete(run));
+      this.active.add(run);
+    }
+  }
+
+  private async watchNotifications(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const n of messages.status()) {
+        switch (n.type) {
+          case 'consumer_deleted':
+          case 'consumer_not_found':
+          case 'stream_not_found':
+          case 'exceeded_limits':
+            this.log.warn({ notification: n, consumer: this.spec.durable }, 'consumer notification');
+            break;
+          case 'heartbeats_missed':
+            this.log.debug({ count: n.count, consumer: this.spec.durable }, 'consumer heartbeats missed');
+            break;
+          default:
+            break;
+        }
+      }
+    } catch {
+      // the notification stream ends with its consumer
+    }
+  }
+
+  private async reopen(): Promise<ConsumerMessages | undefined> {
+    for (let attempt = 0; !this.stopped && !this.broker.nc.isClosed(); attempt++) {
+      const delayMs = Math.min(250 * 2 ** attempt, MAX_RESTART_DELAY_MS);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise((r) => (timer = setTimeout(r, delayMs))), this.stopping]);
+      clearTimeout(timer);
+      if (this.stopped) return undefined;
+      try {
+        await this.broker.ensureConsumer(this.spec as unknown as ConsumerSpec<unknown>);
+        return await this.broker.openMessages(this.spec as unknown as ConsumerSpec<unknown>);
+      } catch (error) {
+        this.log.warn({ err: error, consumer: this.spec.durable, attempt }, 'cannot reopen consumer yet');
+      }
+    }
+    return undefined;
+  }
+
+  stop(): Promise<void> {
+    this.stopPromise ??= (async () => {
+      this.stopped = true;
+      this.stopSignal();
+      const messages = this.messages;
+      if (messages) await Promise.race([messages.close().catch(() => undefined), this.done]);
+      await this.done;
+      this.onStopped();
+    })();
+    return this.stopPromise;
+  }
+}
+
+/**
+ * Connects to NATS and returns a {@link Broker}. Reconnects forever (every `reconnectTimeWaitMs`)
+ * after the connection is lost; consumers resume by themselves after a reconnect.
+ * @throws {BrokerError} (`WARREN_BROKER`) if the first connection fails or the server has no JetStream.
+ * @throws {ConfigError} for invalid numeric options.
+ */
+export async function connectBroker(options: ConnectBrokerOptions): Promise<Broker> {
+  const logger = options.logger ?? silentLogger;
+  const timeoutMs = positiveInteger(options.timeoutMs, 5_000, 'connectBroker timeoutMs');
+  const reconnectTimeWait = positiveInteger(options.reconnectTimeWaitMs, 1_000, 'connectBroker reconnectTimeWaitMs');
+  const servers = Array.isArray(options.servers) ? options.servers : [options.servers];
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers,
+      name: options.name,
+      timeout: timeoutMs,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait,
+      waitOnFirstConnect: false,
+    });
+  } catch (error) {
+    throw new BrokerError('connect', servers.join(','), errorText(error), { cause: error });
+  }
+  let jsm: JetStreamManager;
+  try {
+    jsm = await jetstreamManager(nc, { timeout: timeoutMs });
+  } catch (error) {
+    await nc.close().catch(() => undefined);
+    throw new BrokerError('connect', servers.join(','), `JetStream is not available: ${errorText(error)}`, { cause: error });
+  }
+  logger.info({ servers, server: nc.getServer(), version: nc.info?.version }, 'connected to NATS');
+  return new NatsBroker(nc, jsm, logger, options, timeoutMs);
+}

@@ -1,0 +1,169 @@
+import { z } from 'zod';
+import { InvalidMessageError } from './errors.js';
+import { AGENT_NAME_PATTERN, TASK_ID_PATTERN } from './subjects.js';
+
+/**
+ * An assignment of one execution (task + attempt) to one agent, published on
+ * `warren.assign.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>`.
+ */
+export interface AssignmentMessage {
+  /** The task id (`[A-Za-z0-9._-]`, 1–128 characters). */
+  taskId: string;
+  /** The attempt number, from 1; a retry is a new attempt. */
+  attempt: number;
+  /** The agent the task is assigned to; equals the subject's agent token. */
+  agent: string;
+  /** The task's title (one line). */
+  title: string;
+  /** The task's markdown body. */
+  body: string;
+  /** The command to run, when the task names one. */
+  command?: string;
+  /** The task's other frontmatter fields, as JSON values. */
+  fields: Record<string, unknown>;
+  /** How long the execution may take, in ms. */
+  timeoutMs: number;
+  /** When the supervisor assigned it, in ms since the Unix epoch. */
+  assignedAtMs: number;
+}
+
+/** How an execution ended. */
+export type ResultOutcome = 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
+
+/**
+ * An agent's result for one execution, published on `warren.result.<agent>` with
+ * `Nats-Msg-Id: <taskId>:<attempt>:result`.
+ */
+export interface ResultMessage {
+  taskId: string;
+  attempt: number;
+  /** The agent that ran it; equals the subject's agent token. */
+  agent: string;
+  outcome: ResultOutcome;
+  /** The process exit code, or null if it was killed by a signal or never ran. */
+  exitCode: number | null;
+  /** The signal that ended it (`SIGKILL`…), or null. */
+  signal: string | null;
+  /** A short human-readable summary. */
+  summary: string;
+  /** Paths of outputs the execution produced, relative to the agent's home. */
+  outputs: string[];
+  /** How long it ran, in ms. */
+  durationMs: number;
+  /** When it finished, in ms since the Unix epoch. */
+  finishedAtMs: number;
+}
+
+/** Progress of one execution, on `warren.progress.<agent>.<taskTok>` (core NATS, may be lost). */
+export interface ProgressMessage {
+  taskId: string;
+  attempt: number;
+  agent: string;
+  /** What the agent is doing. */
+  message: string;
+  /** Completion estimate from 0 to 100, when known. */
+  percent?: number;
+  /** When it was reported, in ms since the Unix epoch. */
+  atMs: number;
+}
+
+/**
+ * A message from one agent to another, on `warren.msg.<to>` with `Nats-Msg-Id: <id>` and
+ * `Warren-From: <from>`.
+ */
+export interface AgentMessage {
+  /** Unique id (1–256 characters, no control characters); it de-duplicates re-publishes. */
+  id: string;
+  /** The sending agent. */
+  from: string;
+  /** The receiving agent; equals the subject's agent token. */
+  to: string;
+  /** Any JSON value. */
+  body: unknown;
+  /** When it was sent, in ms since the Unix epoch. */
+  sentAtMs: number;
+}
+
+const agentName = z.string().regex(new RegExp(AGENT_NAME_PATTERN), `must match ${AGENT_NAME_PATTERN}`);
+const taskId = z.string().regex(new RegExp(TASK_ID_PATTERN), `must match ${TASK_ID_PATTERN}`);
+const attempt = z.number().int().min(1);
+const epochMs = z.number().int().nonnegative();
+const durationMs = z.number().nonnegative();
+
+/** Pattern of message ids: 1–256 characters without control characters. */
+export const MESSAGE_ID_PATTERN = '^[^\\u0000-\\u001f\\u007f]{1,256}$';
+
+/** zod schema of {@link AssignmentMessage}; unknown keys are dropped. */
+export const assignmentMessageSchema: z.ZodType<AssignmentMessage> = z.object({
+  taskId,
+  attempt,
+  agent: agentName,
+  title: z.string(),
+  body: z.string(),
+  command: z.string().optional(),
+  fields: z.record(z.string(), z.unknown()),
+  timeoutMs: durationMs,
+  assignedAtMs: epochMs,
+});
+
+/** zod schema of {@link ResultMessage}; unknown keys are dropped. */
+export const resultMessageSchema: z.ZodType<ResultMessage> = z.object({
+  taskId,
+  attempt,
+  agent: agentName,
+  outcome: z.enum(['succeeded', 'failed', 'timed_out', 'cancelled']),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  summary: z.string(),
+  outputs: z.array(z.string()),
+  durationMs,
+  finishedAtMs: epochMs,
+});
+
+/** zod schema of {@link ProgressMessage}; unknown keys are dropped. */
+export const progressMessageSchema: z.ZodType<ProgressMessage> = z.object({
+  taskId,
+  attempt,
+  agent: agentName,
+  message: z.string(),
+  percent: z.number().min(0).max(100).optional(),
+  atMs: epochMs,
+});
+
+/** zod schema of {@link AgentMessage}; unknown keys are dropped. */
+export const agentMessageSchema: z.ZodType<AgentMessage> = z.object({
+  id: z.string().regex(new RegExp(MESSAGE_ID_PATTERN, 'u'), 'must be 1-256 characters without control characters'),
+  from: agentName,
+  to: agentName,
+  body: z.unknown().refine((value) => value !== undefined, 'is required (any JSON value)'),
+  sentAtMs: epochMs,
+});
+
+/**
+ * Checks `value` against `schema` and returns the parsed copy.
+ * @param subject where the message is (or will be) published, for the error.
+ * @throws {InvalidMessageError} (`WARREN_BROKER_MESSAGE`) naming the first offending field.
+ */
+export function validateMessage<T>(schema: z.ZodType<T>, subject: string, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const field = issue ? issue.path.map(String).join('.') : '';
+  throw new InvalidMessageError(subject, field, issue?.message ?? 'does not match the schema', { cause: parsed.error });
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Decodes a UTF-8 JSON payload and checks it against `schema`.
+ * @throws {InvalidMessageError} if the bytes are not UTF-8 JSON or fail the schema.
+ */
+export function decodeMessage<T>(schema: z.ZodType<T>, subject: string, data: Uint8Array): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(data));
+  } catch (error) {
+    throw new InvalidMessageError(subject, '', `payload is not UTF-8 JSON (${(error as Error).message})`, { cause: error });
+  }
+  return validateMessage(schema, subject, value);
+}

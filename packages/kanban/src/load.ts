@@ -1,0 +1,135 @@
+import type { Dirent } from 'node:fs';
+import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { loadBoardConfig } from './config.js';
+import { BoardConfigError, TaskFileError } from './errors.js';
+import { parseTask } from './task.js';
+import { displayPath, MAX_TASK_FILE_BYTES } from './text.js';
+import type { BoardConfig, BoardSnapshot, LoadBoardOptions, Task } from './types.js';
+
+/** How many task files are read at once. */
+const READ_CONCURRENCY = 16;
+
+/** Code-unit order, the same on every machine (no locale). */
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function isInside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !rel.startsWith(sep);
+}
+
+/**
+ * The names `loadBoard` reads in `<board>/tasks`: `*.md`, not starting with `.` (editor lock and
+ * swap files), sorted by code unit.
+ */
+export function isTaskFileName(name: string): boolean {
+  return name.endsWith('.md') && !name.startsWith('.');
+}
+
+/**
+ * Reads a board: `<dir>/board.yaml` and every task file in `<dir>/tasks` (see
+ * {@link isTaskFileName}). A missing `tasks` folder is an empty board.
+ *
+ * Each file that cannot be used gives exactly one {@link TaskFileError} and is left out of
+ * `tasks`; the rest load. Besides parse problems (see `parseTaskFile`): a file over 1 MiB (checked
+ * before reading), a symlink (or any path) that resolves outside the board folder, a dangling
+ * symlink, something that is not a regular file, a file that cannot be read (line 0 for these),
+ * and an id already used by an earlier file in name order (the later file is the error, on its
+ * `id` line, naming the first file).
+ *
+ * @param dir the board folder.
+ * @param options `displayRoot`: paths in messages are relative to it (default: the board's parent).
+ * @throws {BoardConfigError} when `board.yaml` is unusable or `tasks` exists but cannot be listed.
+ */
+export async function loadBoard(dir: string, options: LoadBoardOptions = {}): Promise<BoardSnapshot> {
+  const boardDir = resolve(dir);
+  const root = options.displayRoot === undefined ? dirname(boardDir) : resolve(options.displayRoot);
+  const config = await loadBoardConfig(boardDir, { displayRoot: root });
+  const tasksDir = join(boardDir, 'tasks');
+  let entries: Dirent[];
+  try {
+    entries = await readdir(tasksDir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { dir: boardDir, config, tasks: [], errors: [] };
+    throw new BoardConfigError(
+      { path: tasksDir, line: 0, reason: `cannot list the task folder: ${(error as Error).message}`, displayPath: displayPath(root, tasksDir) },
+      { cause: error },
+    );
+  }
+  const realBoard = await realpath(boardDir);
+  const names = entries.map((e) => e.name).filter(isTaskFileName).sort(byName);
+
+  const results: (Awaited<ReturnType<typeof readOne>>)[] = new Array(names.length);
+  let nextIndex = 0;
+  const worker = async (): Promise<void> => {
+    while (nextIndex < names.length) {
+      const index = nextIndex;
+      nextIndex += 1;
+      results[index] = await readOne(join(tasksDir, names[index]!), realBoard, boardDir, root, config);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, names.length) }, worker));
+
+  const tasks: Task[] = [];
+  const errors: TaskFileError[] = [];
+  const firstById = new Map<string, Task>();
+  for (const result of results) {
+    if (result instanceof TaskFileError) {
+      errors.push(result);
+      continue;
+    }
+    const first = firstById.get(result.task.id);
+    if (first) {
+      errors.push(
+        new TaskFileError({
+          path: result.task.path,
+          line: result.idLine,
+          field: 'id',
+          reason: `id '${result.task.id}' is already used by ${displayPath(root, first.path)}`,
+          displayPath: displayPath(root, result.task.path),
+        }),
+      );
+      continue;
+    }
+    firstById.set(result.task.id, result.task);
+    tasks.push(result.task);
+  }
+  return { dir: boardDir, config, tasks, errors };
+}
+
+async function readOne(
+  path: string,
+  realBoard: string,
+  boardDir: string,
+  root: string,
+  config: BoardConfig,
+): Promise<{ task: Task; idLine: number } | TaskFileError> {
+  const shown = displayPath(root, path);
+  const problem = (reason: string, cause?: unknown): TaskFileError =>
+    new TaskFileError({ path, line: 0, reason, displayPath: shown }, cause === undefined ? undefined : { cause });
+  try {
+    const link = await lstat(path);
+    let target: string;
+    try {
+      target = await realpath(path);
+    } catch (error) {
+      if (link.isSymbolicLink()) return problem('a symlink to a file that does not exist', error);
+      throw error;
+    }
+    if (!isInside(realBoard, target)) {
+      return problem(`${link.isSymbolicLink() ? 'a symlink' : 'a path'} that leads outside the board (to ${target})`);
+    }
+    const info = await stat(target);
+    if (!info.isFile()) return problem('not a regular file');
+    if (info.size > MAX_TASK_FILE_BYTES) {
+      return problem(`the file is ${info.size} bytes; task files may be at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB)`);
+    }
+    const bytes = await readFile(target);
+    return parseTask(path, bytes, config, boardDir, { displayRoot: root });
+  } catch (error) {
+    if (error instanceof TaskFileError) return error;
+    return problem(`cannot read the file: ${(error as Error).message}`, error);
+  }
+}

@@ -1,0 +1,296 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import { isAlias, isCollection, isMap, isScalar, parse, type Node, type Pair } from 'yaml';
+import { TaskConflictError, TaskUpdateError } from './errors.js';
+import { decodeUtf8, findFrontmatter, firstInvalidUtf8, isFrontmatterProblem, parseTimestampMs, sha256Hex } from './text.js';
+import { OWNED_FIELDS, type OwnedField, type OwnedFieldChanges, type UpdateTaskOptions, type UpdateTaskResult } from './types.js';
+import { isYamlProblem, parseYamlSource } from './yaml-source.js';
+
+const TIMESTAMP_FIELDS: ReadonlySet<OwnedField> = new Set(['started', 'completed', 'updated']);
+
+/** Characters a plain scalar written by us may contain; anything else is double-quoted. */
+const PLAIN_SAFE = /^[A-Za-z0-9_./][A-Za-z0-9_./:+@ -]*$/;
+
+function hex(cp: number, width: number): string {
+  return cp.toString(16).toUpperCase().padStart(width, '0');
+}
+
+/**
+ * A YAML double-quoted scalar for `value` (YAML 1.2 §7.3.1 escapes): `"`, `\`, line breaks, tabs
+ * and every character outside YAML's printable set (controls, C1, surrogates, U+FEFF, U+FFFE/F,
+ * U+2028/9) are escaped, so the result is one line.
+ */
+export function doubleQuoted(value: string): string {
+  let out = '"';
+  for (const ch of value) {
+    const cp = ch.codePointAt(0)!;
+    if (ch === '"') out += '\\"';
+    else if (ch === '\\') out += '\\\\';
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) out += `\\x${hex(cp, 2)}`;
+    else if ((cp >= 0xd800 && cp <= 0xdfff) || cp === 0xfeff || cp === 0xfffe || cp === 0xffff || cp === 0x2028 || cp === 0x2029) {
+      out += `\\u${hex(cp, 4)}`;
+    } else out += ch;
+  }
+  return `${out}"`;
+}
+
+/**
+ * How an owned value is written: `null` for null; a plain scalar when that is safe (only letters,
+ * digits, `_./:+@-` and inner spaces, not starting with a space or `-`, no `: ` or ` #`, and YAML
+ * reads it back as the same string — so `null`, `true`, `42` are quoted); otherwise one
+ * double-quoted line ({@link doubleQuoted}).
+ */
+export function formatOwnedValue(value: string | null): string {
+  if (value === null) return 'null';
+  if (
+    PLAIN_SAFE.test(value) &&
+    !value.endsWith(' ') &&
+    !value.endsWith(':') &&
+    !value.includes(': ') &&
+    !value.includes(' #') &&
+    parse(value) === value
+  ) {
+    return value;
+  }
+  return doubleQuoted(value);
+}
+
+function checkChanges(path: string, changes: OwnedFieldChanges): [OwnedField, string | null][] {
+  const owned = new Set<string>(OWNED_FIELDS);
+  for (const key of Object.keys(changes)) {
+    if (!owned.has(key)) throw new TaskUpdateError(path, `'${key}' is not a field the supervisor owns (${OWNED_FIELDS.join(', ')})`, key);
+  }
+  const out: [OwnedField, string | null][] = [];
+  for (const field of OWNED_FIELDS) {
+    const value = changes[field];
+    if (value === undefined) continue;
+    if (value !== null && typeof value !== 'string') {
+      throw new TaskUpdateError(path, `'${field}' must be a string or null`, field);
+    }
+    if (field === 'status' && (value === null || value.trim() === '')) {
+      throw new TaskUpdateError(path, "'status' must be a column id", field);
+    }
+    if (TIMESTAMP_FIELDS.has(field) && value !== null && parseTimestampMs(value) === undefined) {
+      throw new TaskUpdateError(path, `'${field}' must be an ISO 8601 timestamp, got ${JSON.stringify(value)}`, field);
+    }
+    out.push([field, value]);
+  }
+  return out;
+}
+
+interface Edit {
+  readonly start: number;
+  readonly end: number;
+  readonly text: string;
+}
+
+/**
+ * Rewrites the owned fields of a task file's text and returns the new text; every other character
+ * stays as it was. Pure.
+ *
+ * An owned key that exists keeps its line: only its value is replaced (found through the YAML
+ * parser's node ranges and source tokens), so a trailing comment stays; a tag or anchor on the old
+ * value goes with it. A missing owned key is appended as `key: value` on a new line at the end of
+ * the frontmatter, with the file's line ending and the indentation of the first key. Values are
+ * written by {@link formatOwnedValue}.
+ *
+ * @param text the whole file (BOM and CRLF are kept).
+ * @param changes `undefined` leaves a field alone; `null` writes `null`.
+ * @param path used in error messages only.
+ * @throws {TaskUpdateError} when the text has no frontmatter, the frontmatter is not valid YAML or
+ *   not a block mapping, a value is invalid, or the result would not read back with exactly the new
+ *   owned values and the old other values.
+ */
+export function rewriteOwnedFields(text: string, changes: OwnedFieldChanges, path = '<text>'): string {
+  const wanted = checkChanges(path, changes);
+  if (wanted.length === 0) return text;
+  const span = findFrontmatter(text);
+  if (isFrontmatterProblem(span)) throw new TaskUpdateError(path, `cannot update: ${span.reason}`);
+  const yamlText = text.slice(span.yamlStart, span.yamlEnd);
+  const before = parseYamlSource(yamlText);
+  if (isYamlProblem(before)) {
+    throw new TaskUpdateError(path, `cannot update: the frontmatter is not valid YAML (line ${before.line + 1}: ${before.message})`);
+  }
+  const contents = before.doc.contents;
+  if (contents !== null && !(isMap(contents) && !contents.flow)) {
+    throw new TaskUpdateError(path, 'cannot update: the frontmatter must be a block mapping of fields');
+  }
+  const pairs = new Map<string, Pair>();
+  for (const pair of contents?.items ?? []) {
+    if (isScalar(pair.key) && typeof pair.key.value === 'string') pairs.set(pair.key.value, pair as Pair);
+  }
+
+  const edits: Edit[] = [];
+  const appended: string[] = [];
+  for (const [field, value] of wanted) {
+    const written = formatOwnedValue(value);
+    const pair = pairs.get(field);
+    if (!pair) {
+      appended.push(`${field}: ${written}`);
+      continue;
+    }
+    edits.push(valueEdit(path, field, yamlText, pair, written));
+  }
+
+  let next = yamlText;
+  for (const edit of edits.sort((a, b) => b.start - a.start)) {
+    next = next.slice(0, edit.start) + edit.text + next.slice(edit.end);
+  }
+  if (appended.length > 0) {
+    const indent = firstKeyIndent(yamlText, contents?.items[0]?.key as Node | null | undefined);
+    const prefix = next === '' || next.endsWith('\n') ? '' : span.eol;
+    next += prefix + appended.map((line) => `${indent}${line}${span.eol}`).join('');
+  }
+  const result = text.slice(0, span.yamlStart) + next + text.slice(span.yamlEnd);
+  verify(path, result, before.value, wanted);
+  return result;
+}
+
+/** The edit that replaces the value of `pair` with `written`. */
+function valueEdit(path: string, field: string, yamlText: string, pair: Pair, written: string): Edit {
+  const sep = pair.srcToken?.sep ?? [];
+  const colon = sep.find((token) => token.type === 'map-value-ind');
+  if (!colon) throw new TaskUpdateError(path, `cannot update '${field}': its key is not written as 'key: value'`, field);
+  const colonEnd = colon.offset + 1;
+  const props = sep.filter((token) => (token.type === 'anchor' || token.type === 'tag') && token.offset > colon.offset);
+  const firstProp = props[0];
+  const lastProp = props[props.length - 1];
+  const node = pair.value as Node | null;
+  const range = node?.range;
+  if (!node || !range || range[0] === range[1]) {
+    // `key:` with no value (maybe a comment after it): write the value right after the colon.
+    const end = lastProp ? lastProp.offset + lastProp.source.length : colonEnd;
+    return { start: colonEnd, end, text: ` ${written}` };
+  }
+  const trimmedEnd = (end: number, start: number): number => {
+    let e = end;
+    while (e > start && /[ \t\r\n]/.test(yamlText[e - 1]!)) e -= 1;
+    return e;
+  };
+  if (isScalar(node) || isAlias(node) || (isCollection(node) && node.flow)) {
+    const start = firstProp ? Math.min(firstProp.offset, range[0]) : range[0];
+    return { start, end: trimmedEnd(range[1], start), text: written };
+  }
+  // A block collection: replace everything from the colon to its end.
+  return { start: colonEnd, end: trimmedEnd(range[1], colonEnd), text: ` ${written}` };
+}
+
+function firstKeyIndent(yamlText: string, key: Node | null | undefined): string {
+  const start = key?.range?.[0];
+  if (start === undefined) return '';
+  const lineStart = yamlText.lastIndexOf('\n', start - 1) + 1;
+  const indent = yamlText.slice(lineStart, start);
+  return /^[ ]*$/.test(indent) ? indent : '';
+}
+
+/** Checks that `text` reads back with the new owned values and every other value unchanged. */
+function verify(path: string, text: string, oldValue: unknown, wanted: readonly [OwnedField, string | null][]): void {
+  const fail = (detail: string): never => {
+    throw new TaskUpdateError(path, `cannot update: the rewritten file would not read back as intended (${detail}); the file was left as it was`);
+  };
+  const span = findFrontmatter(text);
+  if (isFrontmatterProblem(span)) return fail(span.reason);
+  const after = parseYamlSource(text.slice(span.yamlStart, span.yamlEnd));
+  if (isYamlProblem(after)) return fail(`line ${after.line + 1}: ${after.message}`);
+  const newFields = (after.value ?? {}) as Record<string, unknown>;
+  const oldFields = (oldValue ?? {}) as Record<string, unknown>;
+  if (typeof newFields !== 'object' || Array.isArray(newFields)) return fail('the frontmatter is no longer a mapping');
+  const changed = new Set<string>(wanted.map(([field]) => field));
+  for (const [field, value] of wanted) {
+    if (newFields[field] !== value) fail(`'${field}' reads back as ${JSON.stringify(newFields[field])}`);
+  }
+  const oldKeys = Object.keys(oldFields).filter((k) => !changed.has(k));
+  const newKeys = Object.keys(newFields).filter((k) => !changed.has(k));
+  if (!isDeepStrictEqual(oldKeys, newKeys)) return fail('the other keys changed');
+  for (const key of oldKeys) {
+    if (!isDeepStrictEqual(oldFields[key], newFields[key])) fail(`'${key}' changed`);
+  }
+}
+
+/**
+ * Rewrites the owned fields of a task file in place, keeping every other byte (key order,
+ * comments, quoting, unknown fields, body, CRLF, BOM, trailing whitespace); see
+ * {@link rewriteOwnedFields} for how values are placed and written.
+ *
+ * Atomic: the new bytes go to a temporary file in the same folder (same mode and, where allowed,
+ * owner), which is fsynced and renamed over the file; the folder is fsynced. A symlinked task file
+ * is written at its target. When nothing changes, nothing is written.
+ *
+ * @param path the task file.
+ * @param changes new owned values; `undefined` leaves a field alone, `null` writes `null`.
+ * @param options `expectedHash`: the sha256 (hex) the caller read (`Task.hash`).
+ * @returns the sha256 (hex) of the file as it now is.
+ * @throws {TaskConflictError} when `expectedHash` is given and the file's hash differs (also
+ *   checked again just before the rename); nothing is written.
+ * @throws {TaskUpdateError} when the file cannot be read or written (with `cause`), is not UTF-8,
+ *   or cannot be rewritten (see {@link rewriteOwnedFields}); the original is kept.
+ */
+export async function updateTaskFile(path: string, changes: OwnedFieldChanges, options: UpdateTaskOptions = {}): Promise<UpdateTaskResult> {
+  checkChanges(path, changes);
+  let target: string;
+  let bytes: Buffer;
+  try {
+    target = await realpath(path);
+    bytes = await readFile(target);
+  } catch (error) {
+    throw new TaskUpdateError(path, `cannot read the file: ${(error as Error).message}`, undefined, { cause: error });
+  }
+  const actualHash = sha256Hex(bytes);
+  if (options.expectedHash !== undefined && options.expectedHash !== actualHash) {
+    throw new TaskConflictError(path, options.expectedHash, actualHash);
+  }
+  if (firstInvalidUtf8(bytes) !== -1) throw new TaskUpdateError(path, 'cannot update: the file is not valid UTF-8');
+  const text = decodeUtf8(bytes);
+  const next = rewriteOwnedFields(text, changes, path);
+  if (next === text) return { hash: actualHash };
+  const out = Buffer.from(next, 'utf8');
+  await replaceAtomically(path, target, out, actualHash);
+  return { hash: sha256Hex(out) };
+}
+
+async function replaceAtomically(path: string, target: string, out: Buffer, basedOnHash: string): Promise<void> {
+  const dir = dirname(target);
+  const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let renamed = false;
+  try {
+    const info = await stat(target);
+    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    try {
+      await handle.writeFile(out);
+      await handle.chmod(info.mode & 0o7777);
+      if (process.getuid?.() === 0 && (info.uid !== 0 || info.gid !== 0)) await handle.chown(info.uid, info.gid);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    const current = sha256Hex(await readFile(target));
+    if (current !== basedOnHash) throw new TaskConflictError(path, basedOnHash, current);
+    await rename(temp, target);
+    renamed = true;
+    await syncDirectory(dir);
+  } catch (error) {
+    if (!renamed) await unlink(temp).catch(() => undefined);
+    if (error instanceof TaskConflictError) throw error;
+    throw new TaskUpdateError(path, `cannot write the file: ${(error as Error).message}`, undefined, { cause: error });
+  }
+}
+
+/** Makes the rename durable. Best effort: some file systems refuse fsync on a folder. */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // The file is already in place; only its durability across a crash is less certain.
+  }
+}

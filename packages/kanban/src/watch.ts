@@ -1,0 +1,234 @@
+import { readdirSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { silentLogger, type Logger } from '@warren/core';
+import { isTaskFileName } from './load.js';
+import type { BoardChangeEvent, BoardWatcher } from './types.js';
+
+/** Options of {@link watchBoard}. */
+export interface WatchBoardOptions {
+  /** Events are batched until none arrived for this long (ms); default 50. A burst is cut at 20× this. */
+  readonly debounceMs?: number;
+  /** Every this many ms the board is rescanned (file stats compared), catching events fs.watch missed; default 2000. */
+  readonly rescanIntervalMs?: number;
+  /** Where watch failures and errors thrown by `onChange` go; default silent. */
+  readonly logger?: Logger;
+}
+
+type Signatures = Map<string, string>;
+
+function signatureOf(info: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
+  return `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
+}
+
+class Watcher implements BoardWatcher {
+  private readonly tasksDir: string;
+  private readonly boardFile: string;
+  private readonly debounceMs: number;
+  private readonly log: Logger;
+  private dirWatcher: FSWatcher | undefined;
+  private tasksWatcher: FSWatcher | undefined;
+  private tasksIno: number | undefined;
+  private readonly pending = new Set<string>();
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private burstStartedMs: number | undefined;
+  private readonly rescanTimer: NodeJS.Timeout;
+  private rescanning: Promise<void> | undefined;
+  private signatures: Signatures;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly dir: string,
+    private readonly onChange: (event: BoardChangeEvent) => void | Promise<void>,
+    options: WatchBoardOptions,
+  ) {
+    this.tasksDir = join(dir, 'tasks');
+    this.boardFile = join(dir, 'board.yaml');
+    this.debounceMs = options.debounceMs ?? 50;
+    this.log = options.logger ?? silentLogger;
+    this.signatures = this.scanSync();
+    this.ensureWatchers();
+    this.rescanTimer = setInterval(() => {
+      void this.rescan();
+    }, options.rescanIntervalMs ?? 2000);
+  }
+
+  private ensureWatchers(): void {
+    if (this.closed) return;
+    if (!this.dirWatcher) {
+      this.dirWatcher = this.start(this.dir, (name) => {
+        if (name === 'board.yaml') this.note(this.boardFile);
+        if (name === 'tasks' || name === null) {
+          this.note(this.tasksDir);
+          this.ensureWatchers();
+        }
+      }, () => {
+        this.dirWatcher = undefined;
+      });
+    }
+    let ino: number | undefined;
+    try {
+      ino = statSync(this.tasksDir).ino;
+    } catch {
+      ino = undefined;
+    }
+    if (this.tasksWatcher && ino !== this.tasksIno) {
+      // The folder was removed or replaced: the old watch sees nothing any more.
+      this.tasksWatcher.close();
+      this.tasksWatcher = undefined;
+    }
+    if (!this.tasksWatcher && ino !== undefined) {
+      this.tasksIno = ino;
+      this.tasksWatcher = this.start(this.tasksDir, (name) => {
+        if (name === null) this.note(this.tasksDir);
+        else if (isTaskFileName(name)) this.note(join(this.tasksDir, name));
+      }, () => {
+        this.tasksWatcher = undefined;
+      });
+    }
+  }
+
+  private start(path: string, onName: (name: string | null) => void, onDead: () => void): FSWatcher | undefined {
+    try {
+      const watcher = watch(path, { persistent: true }, (_event, name) => onName(name === null ? null : String(name)));
+      watcher.on('error', (error) => {
+        this.log.warn({ err: error, path }, 'board watch failed; relying on rescans until it can be restarted');
+        watcher.close();
+        onDead();
+      });
+      return watcher;
+    } catch (error) {
+      this.log.debug({ err: error, path }, 'cannot watch the path yet; rescans will retry');
+      return undefined;
+    }
+  }
+
+  private note(path: string): void {
+    if (this.closed) return;
+    this.pending.add(path);
+    const nowMs = Date.now();
+    this.burstStartedMs ??= nowMs;
+    if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    const remainingMs = Math.max(0, this.burstStartedMs + this.debounceMs * 20 - nowMs);
+    this.debounceTimer = setTimeout(() => this.flush(), Math.min(this.debounceMs, remainingMs));
+  }
+
+  private flush(): void {
+    this.debounceTimer = undefined;
+    this.burstStartedMs = undefined;
+    if (this.closed || this.pending.size === 0) return;
+    const paths = [...this.pending].sort();
+    this.pending.clear();
+    try {
+      const result = this.onChange({ paths });
+      if (result && typeof (result as Promise<void>).then === 'function') {
+        (result as Promise<void>).catch((error: unknown) => this.log.error({ err: error }, 'board change handler failed'));
+      }
+    } catch (error) {
+      this.log.error({ err: error }, 'board change handler failed');
+    }
+  }
+
+  private scanSync(): Signatures {
+    const out: Signatures = new Map();
+    const add = (path: string): void => {
+      try {
+        out.set(path, signatureOf(statSync(path)));
+      } catch {
+        // Missing now; a later appearance is a change.
+      }
+    };
+    add(this.boardFile);
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.tasksDir);
+    } catch {
+      names = [];
+    }
+    for (const name of names) if (isTaskFileName(name)) add(join(this.tasksDir, name));
+    return out;
+  }
+
+  private async scan(): Promise<Signatures> {
+    const out: Signatures = new Map();
+    const add = async (path: string): Promise<void> => {
+      try {
+        out.set(path, signatureOf(await stat(path)));
+      } catch {
+        // Missing now.
+      }
+    };
+    await add(this.boardFile);
+    let names: string[] = [];
+    try {
+      names = await readdir(this.tasksDir);
+    } catch {
+      names = [];
+    }
+    for (const name of names) if (isTaskFileName(name)) await add(join(this.tasksDir, name));
+    return out;
+  }
+
+  private rescan(): Promise<void> {
+    if (this.closed || this.rescanning) return this.rescanning ?? Promise.resolve();
+    this.rescanning = (async () => {
+      try {
+        this.ensureWatchers();
+        const next = await this.scan();
+        if (this.closed) return;
+        for (const [path, signature] of next) if (this.signatures.get(path) !== signature) this.note(path);
+        for (const path of this.signatures.keys()) if (!next.has(path)) this.note(path);
+        this.signatures = next;
+      } catch (error) {
+        this.log.warn({ err: error, dir: this.dir }, 'board rescan failed');
+      } finally {
+        this.rescanning = undefined;
+      }
+    })();
+    return this.rescanning;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      clearInterval(this.rescanTimer);
+      if (this.debounceTimer) clearTimeout(this.debounceTimer);
+      this.debounceTimer = undefined;
+      this.pending.clear();
+      this.dirWatcher?.close();
+      this.tasksWatcher?.close();
+      this.dirWatcher = undefined;
+      this.tasksWatcher = undefined;
+      await this.rescanning;
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Watches a board folder: `fs.watch` on the folder (for `board.yaml` and the `tasks` folder
+ * itself) and on `tasks/` (for task files, see `isTaskFileName`), batched by `debounceMs`; plus a
+ * rescan every `rescanIntervalMs` that compares file stats (inode, size, mtime, ctime) with the
+ * previous scan, because fs.watch can miss events and dies when a folder is replaced. Watches that
+ * die are restarted at the next rescan; a folder that does not exist yet is picked up when it appears.
+ *
+ * Events can be spurious or repeated (the caller should compare content hashes); an edit is
+ * reported within about `debounceMs`, or `rescanIntervalMs` when fs.watch misses it. `onChange` is
+ * never called after `close()` starts; errors it throws (or rejects with) go to the logger.
+ *
+ * @param dir the board folder.
+ * @param onChange called with the absolute paths that changed.
+ * @returns the watcher; close it (it keeps the process alive until then).
+ */
+export function watchBoard(
+  dir: string,
+  onChange: (event: BoardChangeEvent) => void | Promise<void>,
+  options: WatchBoardOptions = {},
+): BoardWatcher {
+  return new Watcher(resolve(dir), onChange, options);
+}

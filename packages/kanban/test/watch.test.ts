@@ -1,0 +1,133 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { watchBoard, type BoardChangeEvent, type BoardWatcher } from '@warren/kanban';
+import { makeBoard, taskText, type TempBoard } from './helpers.js';
+
+/** Collects events; `next(predicate)` resolves with the first (past or future) event that matches. */
+function recorder() {
+  const events: BoardChangeEvent[] = [];
+  const waiters: { match: (e: BoardChangeEvent) => boolean; resolve: (e: BoardChangeEvent) => void }[] = [];
+  return {
+    events,
+    onChange(event: BoardChangeEvent) {
+      events.push(event);
+      for (const w of [...waiters]) {
+        if (w.match(event)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(event);
+        }
+      }
+    },
+    next(match: (e: BoardChangeEvent) => boolean, from = 0): Promise<BoardChangeEvent> {
+      const seen = events.slice(from).find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve) => waiters.push({ match, resolve }));
+    },
+  };
+}
+
+describe('watchBoard', () => {
+  let board: TempBoard;
+  let watcher: BoardWatcher | undefined;
+  beforeEach(async () => {
+    board = await makeBoard();
+  });
+  afterEach(async () => {
+    await watcher?.close();
+    watcher = undefined;
+    await board.cleanup();
+  });
+
+  it('reports edits, new files, renames over a file, and board.yaml changes', async () => {
+    const a = await board.task('a.md', taskText('a'));
+    const r = recorder();
+    watcher = watchBoard(board.dir, (e) => r.onChange(e), { debounceMs: 20 });
+
+    await writeFile(a, taskText('a').replace('status: ready', 'status: done'));
+    await r.next((e) => e.paths.includes(a));
+
+    let from = r.events.length;
+    const b = join(board.dir, 'tasks', 'b.md');
+    await writeFile(join(board.dir, 'tasks', '.b.md.tmp'), taskText('b'));
+    await rename(join(board.dir, 'tasks', '.b.md.tmp'), b);
+    await r.next((e) => e.paths.includes(b), from);
+
+    from = r.events.length;
+    const config = join(board.dir, 'board.yaml');
+    await writeFile(config, `${await readFile(config, 'utf8')}# edited\n`);
+    await r.next((e) => e.paths.includes(config), from);
+    expect(r.events.every((e) => e.paths.every((p) => p.startsWith(board.dir)))).toBe(true);
+  });
+
+  it('finds changes by rescanning when fs.watch has nothing to report (tasks folder created later)', async () => {
+    await rm(join(board.dir, 'tasks'), { recursive: true });
+    const r = recorder();
+    // A long debounce would not matter; the rescan interval is what brings the change in.
+    watcher = watchBoard(board.dir, (e) => r.onChange(e), { debounceMs: 10, rescanIntervalMs: 30 });
+    await mkdir(join(board.dir, 'tasks'));
+    const c = join(board.dir, 'tasks', 'c.md');
+    await writeFile(c, taskText('c'));
+    await r.next((e) => e.paths.includes(c));
+    // Now the tasks folder is watched too: a further edit arrives.
+    const from = r.events.length;
+    await writeFile(c, taskText('c', 'priority: high\n'));
+    await r.next((e) => e.paths.includes(c), from);
+  });
+
+  it('stops calling onChange after close, and close is idempotent', async () => {
+    const a = await board.task('a.md', taskText('a'));
+    const r = recorder();
+    const w = watchBoard(board.dir, (e) => r.onChange(e), { debounceMs: 10, rescanIntervalMs: 20 });
+    await writeFile(a, taskText('a', 'labels: [x]\n'));
+    await r.next((e) => e.paths.includes(a));
+    const closing = w.close();
+    expect(w.close()).toBe(closing);
+    await closing;
+    await w[Symbol.asyncDispose]();
+    const count = r.events.length;
+    await writeFile(a, taskText('a', 'labels: [y]\n'));
+    // The latch: a second, open watcher with a longer debounce sees a later edit; had the closed
+    // watcher still been live, its shorter debounce would have reported the earlier edit before that.
+    const control = recorder();
+    watcher = watchBoard(board.dir, (e) => control.onChange(e), { debounceMs: 40, rescanIntervalMs: 20 });
+    await writeFile(a, taskText('a', 'labels: [z]\n'));
+    await control.next((e) => e.paths.includes(a));
+    expect(r.events.length).toBe(count);
+  });
+
+  it('logs an error thrown by onChange and keeps watching', async () => {
+    const a = await board.task('a.md', taskText('a'));
+    const errors: unknown[] = [];
+    const logger = {
+      trace() {},
+      debug() {},
+      info() {},
+      warn() {},
+      error(obj: object) {
+        errors.push((obj as { err: unknown }).err);
+      },
+      child() {
+        return logger;
+      },
+    };
+    const r = recorder();
+    let calls = 0;
+    watcher = watchBoard(
+      board.dir,
+      (e) => {
+        calls += 1;
+        r.onChange(e);
+        if (calls === 1) throw new Error('handler broke');
+      },
+      { debounceMs: 10, logger },
+    );
+    await writeFile(a, taskText('a', 'labels: [x]\n'));
+    await r.next((e) => e.paths.includes(a));
+    const from = r.events.length;
+    await writeFile(a, taskText('a', 'labels: [y]\n'));
+    await r.next((e) => e.paths.includes(a), from);
+    expect(errors).toHaveLength(1);
+    expect((errors[0] as Error).message).toBe('handler broke');
+  });
+});

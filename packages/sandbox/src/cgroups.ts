@@ -1,0 +1,284 @@
+import { readdir, readFile, rmdir, stat, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { SandboxError } from './errors.js';
+import type { HostCapabilities } from './host.js';
+
+/** The parent directory Warren owns in each cgroup hierarchy; it never touches cgroups elsewhere. */
+export const CGROUP_PARENT = 'warren';
+
+/** Limits applied through cgroups (a subset of `SandboxSpec.limits`). */
+export interface CgroupLimits {
+  readonly memoryMaxBytes: number;
+  readonly pidsMax: number;
+  /** 1..10000, 100 = default (cgroup v2 `cpu.weight`; mapped to v1 `cpu.shares` as weight × 1024 / 100). */
+  readonly cpuWeight: number;
+}
+
+/** The cgroups made for one sandbox. */
+export interface SandboxCgroups {
+  readonly name: string;
+  /** Every directory made, one per hierarchy. */
+  readonly dirs: readonly string[];
+  /** The `cgroup.procs` files the sandbox's first process writes its pid to before exec. */
+  readonly procsFiles: readonly string[];
+  /** `cgroup.kill` of the cgroup2 directory, if the host has one. */
+  readonly killFile: string | null;
+  /** The directory holding the memory controller's files, and its version. */
+  readonly memory: { readonly dir: string; readonly version: 'v1' | 'v2' } | null;
+  /** A directory whose `cgroup.procs` lists every process of the sandbox. */
+  readonly trackingDir: string | null;
+}
+
+async function writeControl(sandbox: string, path: string, value: string): Promise<void> {
+  try {
+    await writeFile(path, value);
+  } catch (error) {
+    throw new SandboxError(sandbox, `cannot write '${value.trim()}' to ${path}: ${(error as Error).message}`, path, {
+      cause: error,
+    });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pids listed in a cgroup's `cgroup.procs`; [] if it is gone. */
+export async function cgroupPids(dir: string): Promise<number[]> {
+  try {
+    const text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
+    return text
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Makes `<hierarchy>/warren/<name>` (creating `warren/` if needed). An existing directory of that
+ * name with no processes is a leftover and is replaced; one with processes means the name is in use.
+ */
+async function makeDir(sandbox: string, hierarchy: string): Promise<string> {
+  const parent = join(hierarchy, CGROUP_PARENT);
+  const dir = join(parent, sandbox);
+  try {
+    await mkdir(parent, { recursive: true });
+    await mkdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new SandboxError(sandbox, `cannot create cgroup ${dir}: ${(error as Error).message}`, dir, { cause: error });
+    }
+    if ((await cgroupPids(dir)).length > 0) {
+      throw new SandboxError(sandbox, `cgroup ${dir} already has processes: the name is in use`, dir);
+    }
+    await removeDir(sandbox, dir);
+    await mkdir(dir);
+  }
+  return dir;
+}
+
+/** rmdir, retrying for up to ~2 s while the kernel still reports EBUSY (exiting processes). */
+async function removeDir(sandbox: string, dir: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || attempt >= 100) {
+        throw new SandboxError(sandbox, `cannot remove cgroup ${dir}: ${(error as Error).message}`, dir, { cause: error });
+      }
+      await delay(20);
+    }
+  }
+}
+
+/** Enables `controllers` for the children of `dir` (cgroup v2 `cgroup.subtree_control`). */
+async function enableControllers(sandbox: string, dir: string, controllers: string[]): Promise<void> {
+  const file = join(dir, 'cgroup.subtree_control');
+  const enabled = (await readFile(file, 'utf8')).trim().split(/\s+/);
+  const wanted = controllers.filter((c) => !enabled.includes(c));
+  if (wanted.length > 0) await writeControl(sandbox, file, wanted.map((c) => `+${c}`).join(' '));
+}
+
+/**
+ * Creates the cgroups of sandbox `name` under `warren/` in every hierarchy the host offers and
+ * applies `limits`: v2 `memory.max` (+ `memory.swap.max` 0, `memory.oom.group` 1), `pids.max`,
+ * `cpu.weight`; v1 `memory.limit_in_bytes` (+ `memory.memsw.limit_in_bytes` when swap accounting
+ * exists), `pids.max`, `cpu.shares`. On a hybrid host the controller-less cgroup2 directory is made
+ * too, for `cgroup.kill`. Undoes what it made if a step fails.
+ * @throws {SandboxError} naming the cgroup file that could not be made or written.
+ */
+export async function createCgroups(caps: HostCapabilities, name: string, limits: CgroupLimits): Promise<SandboxCgroups> {
+  const made: string[] = [];
+  try {
+    const { cgroup } = caps;
+    if (cgroup.version === 'v2' && cgroup.paths.unified) {
+      const root = cgroup.paths.unified;
+      const controllers = ['memory', 'pids', ...(cgroup.cpu ? ['cpu'] : [])];
+      await enableControllers(name, root, controllers);
+      await mkdir(join(root, CGROUP_PARENT), { recursive: true });
+      await enableControllers(name, join(root, CGROUP_PARENT), controllers);
+      const dir = await makeDir(name, root);
+      made.push(dir);
+      await writeControl(name, join(dir, 'memory.max'), String(limits.memoryMaxBytes));
+      if (await exists(join(dir, 'memory.swap.max'))) await writeControl(name, join(dir, 'memory.swap.max'), '0');
+      if (await exists(join(dir, 'memory.oom.group'))) await writeControl(name, join(dir, 'memory.oom.group'), '1');
+      await writeControl(name, join(dir, 'pids.max'), String(limits.pidsMax));
+      if (cgroup.cpu) await writeControl(name, join(dir, 'cpu.weight'), String(limits.cpuWeight));
+      return {
+        name,
+        dirs: made,
+        procsFiles: [join(dir, 'cgroup.procs')],
+        killFile: cgroup.kill ? join(dir, 'cgroup.kill') : null,
+        memory: { dir, version: 'v2' },
+        trackingDir: dir,
+      };
+    }
+    let memory: SandboxCgroups['memory'] = null;
+    let trackingDir: string | null = null;
+    let killFile: string | null = null;
+    // Co-mounted v1 controllers share one hierarchy: make each directory once.
+    const dirOf = async (hierarchy: string): Promise<string> => {
+      const existing = made.find((d) => d === join(hierarchy, CGROUP_PARENT, name));
+      if (existing) return existing;
+      const dir = await makeDir(name, hierarchy);
+      made.push(dir);
+      return dir;
+    };
+    if (cgroup.paths.unified) {
+      const dir = await dirOf(cgroup.paths.unified);
+      trackingDir = dir;
+      if (cgroup.kill) killFile = join(dir, 'cgroup.kill');
+    }
+    if (cgroup.paths.memory) {
+      const dir = await dirOf(cgroup.paths.memory);
+      await writeControl(name, join(dir, 'memory.limit_in_bytes'), String(limits.memoryMaxBytes));
+      const memsw = join(dir, 'memory.memsw.limit_in_bytes');
+      if (await exists(memsw)) await writeControl(name, memsw, String(limits.memoryMaxBytes));
+      memory = { dir, version: 'v1' };
+      trackingDir ??= dir;
+    }
+    if (cgroup.paths.pids) {
+      const dir = await dirOf(cgroup.paths.pids);
+      await writeControl(name, join(dir, 'pids.max'), String(limits.pidsMax));
+      trackingDir ??= dir;
+    }
+    if (cgroup.paths.cpu) {
+      const dir = await dirOf(cgroup.paths.cpu);
+      const shares = Math.max(2, Math.round((limits.cpuWeight * 1024) / 100));
+      await writeControl(name, join(dir, 'cpu.shares'), String(shares));
+    }
+    return { name, dirs: made, procsFiles: made.map((d) => join(d, 'cgroup.procs')), killFile, memory, trackingDir };
+  } catch (error) {
+    for (const dir of made.reverse()) await removeDir(name, dir).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** How many processes the kernel's OOM killer has killed in this sandbox's memory cgroup (0 if unknown). */
+export async function oomKillCount(cgroups: SandboxCgroups): Promise<number> {
+  if (!cgroups.memory) return 0;
+  const file = cgroups.memory.version === 'v2' ? 'memory.events' : 'memory.oom_control';
+  try {
+    const text = await readFile(join(cgroups.memory.dir, file), 'utf8');
+    const match = /^oom_kill (\d+)$/m.exec(text);
+    return match ? Number(match[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** SIGKILLs every process in `dir` (and its descendants), repeating until it is empty (~2 s at most). */
+async function killByList(dirs: readonly string[]): Promise<void> {
+  for (let round = 0; round < 100; round++) {
+    let found = 0;
+    for (const dir of dirs) {
+      for (const pid of await cgroupPids(dir)) {
+        found++;
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+    if (found === 0) return;
+    await delay(20);
+  }
+}
+
+/**
+ * Kills every process in the sandbox's cgroups: one write to `cgroup.kill` when available (it
+ * reaches processes forked meanwhile), else SIGKILL to each listed pid until none is left.
+ */
+export async function killCgroups(cgroups: SandboxCgroups): Promise<void> {
+  if (cgroups.killFile) {
+    try {
+      await writeFile(cgroups.killFile, '1');
+    } catch {
+      // fall through to the list
+    }
+  }
+  await killByList(cgroups.dirs);
+}
+
+/** Lists the pids in the sandbox's cgroups (from its tracking hierarchy). */
+export function sandboxPids(cgroups: SandboxCgroups): Promise<number[]> {
+  return cgroups.trackingDir ? cgroupPids(cgroups.trackingDir) : Promise.resolve([]);
+}
+
+/**
+ * Removes the sandbox's cgroup directories, killing anything still inside first.
+ * @throws {SandboxError} if a directory stays busy.
+ */
+export async function removeCgroups(cgroups: SandboxCgroups): Promise<void> {
+  await killCgroups(cgroups);
+  for (const dir of cgroups.dirs) await removeDir(cgroups.name, dir);
+}
+
+/** Removes `dir` and any sub-cgroups, deepest first, after killing their processes. */
+async function removeTree(name: string, dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    if (entry.isDirectory()) await removeTree(name, join(dir, entry.name));
+  }
+  const killFile = join(dir, 'cgroup.kill');
+  if (await exists(killFile)) await writeFile(killFile, '1').catch(() => undefined);
+  await killByList([dir]);
+  await removeDir(name, dir);
+}
+
+/**
+ * Removes the cgroups under `warren/` in every hierarchy of `caps` except those named in `keep`
+ * (sandboxes alive in this process), killing their processes first. @returns the removed paths.
+ * @throws {SandboxError} if one stays busy.
+ */
+export async function removeWarrenCgroups(caps: HostCapabilities, keep: ReadonlySet<string>): Promise<string[]> {
+  const hierarchies = new Set(
+    [caps.cgroup.paths.unified, caps.cgroup.paths.memory, caps.cgroup.paths.pids, caps.cgroup.paths.cpu].filter(
+      (p): p is string => p !== null,
+    ),
+  );
+  const removed: string[] = [];
+  for (const hierarchy of hierarchies) {
+    const parent = join(hierarchy, CGROUP_PARENT);
+    const entries = await readdir(parent, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      if (!entry.isDirectory() || keep.has(entry.name)) continue;
+      const dir = join(parent, entry.name);
+      await removeTree(entry.name, dir);
+      removed.push(dir);
+    }
+  }
+  return removed;
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what Warren needs on a fresh Debian/Ubuntu machine (run as root, Node.js 20 present),
+# then the npm dependencies, then builds. Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have nats-server || missing+=(nats-server)
+have bwrap || missing+=(bubblewrap)
+have setpriv || missing+=(util-linux)
+have prlimit || missing+=(util-linux)
+if [ "${WARREN_SETUP_BROWSER:-0}" = 1 ]; then have chromium || missing+=(chromium); fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+node -e 'const [major] = process.versions.node.split(".").map(Number); if (major < 20) { console.error(`setup: Node.js >= 20 needed, found ${process.versions.node}`); process.exit(1); }'
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build

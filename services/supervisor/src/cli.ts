@@ -1,0 +1,357 @@
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import pino from 'pino';
+import pretty from 'pino-pretty';
+import { openAccounts } from '@warren/accounts';
+import { openAudit, type AuditRecord } from '@warren/audit';
+import { parseDurationMs, WarrenError, type Logger } from '@warren/core';
+import { loadBoard } from '@warren/kanban';
+import { openDatabase, type SqliteDatabase } from '@warren/store';
+import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.js';
+import { StateStore, migrateState } from './state.js';
+import { Supervisor, type RunMode, type RunSummary } from './supervisor.js';
+
+/** Exit codes of the CLI. */
+export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
+
+interface PathFlags {
+  root?: string;
+  board?: string;
+  agents?: string;
+  home?: string;
+  policies?: string;
+  stateDir?: string;
+}
+
+const agentRunnerDir = dirname(dirname(fileURLToPath(import.meta.resolve('@warren/agent-runner'))));
+
+function addPathOptions(command: Command): Command {
+  return command
+    .option('--root <dir>', 'repository root; the default base of every other path', '.')
+    .option('--board <dir>', 'the kanban board folder (default: <root>/kanban)')
+    .option('--agents <dir>', 'the agent templates folder (default: <root>/agents)')
+    .option('--home <dir>', 'where agent homes are made (default: <root>/home)')
+    .option('--policies <dir>', 'folder with model.conf and policy.csv (default: <root>/policies)')
+    .option('--state-dir <dir>', 'runtime state: database, JetStream store, logs (default: <root>/var)');
+}
+
+function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: NodeJS.ProcessEnv): SupervisorConfig {
+  const options: SupervisorOptions = {
+    root: flags.root ?? '.',
+    ...(flags.board ? { board: flags.board } : {}),
+    ...(flags.agents ? { agents: flags.agents } : {}),
+    ...(flags.home ? { home: flags.home } : {}),
+    ...(flags.policies ? { policies: flags.policies } : {}),
+    ...(flags.stateDir ? { stateDir: flags.stateDir } : {}),
+    ...(flags.natsUrl ?? env.NATS_URL ? { natsUrl: flags.natsUrl ?? env.NATS_URL } : {}),
+    ...(flags.killGrace ? { killGrace: flags.killGrace } : {}),
+    ...(flags.tickInterval ? { tickInterval: flags.tickInterval } : {}),
+    ...(flags.logLevel ?? env.WARREN_LOG_LEVEL ? { logLevel: (flags.logLevel ?? env.WARREN_LOG_LEVEL) as SupervisorOptions['logLevel'] } : {}),
+  };
+  return resolveConfig(options, agentRunnerDir);
+}
+
+function makeLogger(config: SupervisorConfig, env: NodeJS.ProcessEnv): Logger {
+  const options = { level: config.logLevel, redact: ['*.credential', '*.secret', '*.token'] };
+  if (env.WARREN_LOG_FORMAT === 'json') return pino(options, pino.destination({ fd: 2, sync: true }));
+  return pino(
+    options,
+    pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' }),
+  );
+}
+
+/** Takes the state directory for one supervisor; a live one already there is an error. */
+function lockStateDir(config: SupervisorConfig): () => void {
+  const pidFile = join(config.stateDir, 'supervisor.pid');
+  const other = runningSupervisorPid(config);
+  if (other !== undefined) {
+    throw new WarrenError('WARREN_BUSY', `another supervisor (pid ${other}) is using ${config.stateDir}`);
+  }
+  writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
+  return () => rmSync(pidFile, { force: true });
+}
+
+function runningSupervisorPid(config: SupervisorConfig): number | undefined {
+  const pidFile = join(config.stateDir, 'supervisor.pid');
+  if (!existsSync(pidFile)) return undefined;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOptions>, json: boolean): Promise<number> {
+  const config = configFrom(flags, process.env);
+  const log = makeLogger(config, process.env);
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const unlock = lockStateDir(config);
+  try {
+    const supervisor = await Supervisor.create(config, { logger: log, mode, env: process.env });
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        log.info({ signal }, 'signal received; shutting down');
+        // A shutdown that hangs is a failure: force the exit after the grace period and a margin.
+        setTimeout(() => process.exit(ExitCode.failed), config.killGraceMs + 15_000).unref();
+        supervisor.shutdown(signal);
+      });
+    }
+    log.info({ board: relative(process.cwd(), config.boardDir) || '.', stateDir: config.stateDir, mode }, 'supervisor running');
+    const summary = await supervisor.run();
+    if (mode === 'until-idle') {
+      printSummary(summary, json);
+      return summary.ok ? ExitCode.ok : ExitCode.failed;
+    }
+    return ExitCode.ok;
+  } finally {
+    unlock();
+  }
+}
+
+function printSummary(summary: RunSummary, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    return;
+  }
+  const lines = [`${summary.succeeded.length} succeeded, ${summary.failed.length} failed, ${summary.held.length} held, ${summary.unplaced.length} not placed`];
+  for (const t of summary.succeeded) lines.push(`  done    ${t}`);
+  for (const f of summary.failed) lines.push(`  failed  ${f.taskId}: ${f.reason}`);
+  for (const h of summary.held) lines.push(`  held    ${h.message}`);
+  for (const u of summary.unplaced) lines.push(`  waiting ${u.taskId}: ${u.reason}`);
+  for (const e of summary.templateErrors) lines.push(`  template ${e}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** Opens the state database of `config` for a read command. */
+function openState(config: SupervisorConfig): SqliteDatabase {
+  const path = join(config.stateDir, 'warren.db');
+  if (!existsSync(path)) {
+    throw new WarrenError('WARREN_NO_STATE', `no state at ${path} yet: run 'warren up' or 'warren run --until-idle' first`);
+  }
+  const db = openDatabase(path);
+  migrateState(db);
+  return db;
+}
+
+function table(rows: readonly (readonly string[])[]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return `${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n')}\n`;
+}
+
+function print(json: boolean, value: unknown, text: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : text());
+}
+
+const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : '-');
+
+/**
+ * Builds the `warren` command line program (commander). `run` parses argv and executes; the
+ * returned promise resolves with the process exit code.
+ */
+export function buildProgram(): Command {
+  const program = new Command('warren')
+    .description('Warren: an operating-system runtime for AI agents')
+    .showHelpAfterError()
+    .exitOverride();
+
+  addPathOptions(program.command('up').description('run the supervisor until SIGINT or SIGTERM'))
+    .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL)')
+    .option('--kill-grace <duration>', 'time agents get between SIGTERM and SIGKILL', '5s')
+    .option('--tick-interval <duration>', 'time between ticks of the world', '200ms')
+    .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
+    .action(async (flags: PathFlags & Partial<SupervisorOptions>) => {
+      process.exitCode = await supervise('up', flags, false);
+    });
+
+  addPathOptions(program.command('run').description('work the board; with --until-idle, exit once nothing is ready or running'))
+    .option('--until-idle', 'exit when nothing is ready or running (0 if all went well, 1 with a summary otherwise)')
+    .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL)')
+    .option('--kill-grace <duration>', 'time agents get between SIGTERM and SIGKILL', '5s')
+    .option('--tick-interval <duration>', 'time between ticks of the world', '200ms')
+    .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
+    .option('--json', 'print the summary as JSON')
+    .action(async (flags: PathFlags & Partial<SupervisorOptions> & { untilIdle?: boolean; json?: boolean }) => {
+      process.exitCode = await supervise(flags.untilIdle ? 'until-idle' : 'up', flags, flags.json ?? false);
+    });
+
+  addPathOptions(program.command('status').description('is a supervisor running, and what does the state say'))
+    .option('--json', 'print JSON')
+    .action((flags: PathFlags & { json?: boolean }) => {
+      const config = configFrom(flags, {});
+      const pid = runningSupervisorPid(config);
+      const db = openState(config);
+      try {
+        const state = new StateStore(db);
+        const audit = openAudit(db);
+        const count = <T extends string>(values: readonly T[]) =>
+          values.reduce<Record<string, number>>((acc, v) => ({ ...acc, [v]: (acc[v] ?? 0) + 1 }), {});
+        const status = {
+          supervisor: pid === undefined ? 'stopped' : 'running',
+          pid: pid ?? null,
+          stateDir: config.stateDir,
+          tasks: count(state.tasks().map((t) => t.state)),
+          agents: count(state.agents().map((a) => a.state)),
+          openExecutions: state.openAssignments().length,
+          auditRows: audit.lastSeq(),
+        };
+        print(flags.json ?? false, status, () =>
+          table([
+            ['supervisor', `${status.supervisor}${pid ? ` (pid ${pid})` : ''}`],
+            ['state dir', status.stateDir],
+            ['tasks', Object.entries(status.tasks).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
+            ['agents', Object.entries(status.agents).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
+            ['open executions', String(status.openExecutions)],
+            ['audit rows', String(status.auditRows)],
+          ]),
+        );
+      } finally {
+        db.close();
+      }
+    });
+
+  addPathOptions(program.command('agents').description('list agent instances'))
+    .option('--json', 'print JSON')
+    .action((flags: PathFlags & { json?: boolean }) => {
+      const config = configFrom(flags, {});
+      const db = openState(config);
+      try {
+        const agents = new StateStore(db).agents();
+        print(flags.json ?? false, agents, () =>
+          table([
+            ['NAME', 'TEMPLATE', 'UID', 'STATE', 'PID', 'TASKS', 'STARTED', 'LAST EXIT'],
+            ...agents.map((a) => [a.name, a.template, String(a.uid), a.state, a.pid ? String(a.pid) : '-', String(a.tasksDone), iso(a.startedMs), a.lastExit ?? '-']),
+          ]),
+        );
+      } finally {
+        db.close();
+      }
+    });
+
+  addPathOptions(program.command('tasks').description("list the board's tasks with what Warren knows of them"))
+    .option('--json', 'print JSON')
+    .action(async (flags: PathFlags & { json?: boolean }) => {
+      const config = configFrom(flags, {});
+      const board = await loadBoard(config.boardDir);
+      const rows = existsSync(join(config.stateDir, 'warren.db')) ? (() => {
+        const db = openState(config);
+        try {
+          return new Map(new StateStore(db).tasks().map((t) => [t.id, t]));
+        } finally {
+          db.close();
+        }
+      })() : new Map();
+      const tasks = board.tasks.map((t) => ({
+        id: t.id,
+        title: t.title,
+        status: t.status,
+        priority: t.priority,
+        capabilities: t.capabilities,
+        assignee: t.assignee,
+        dependsOn: t.dependsOn,
+        state: rows.get(t.id)?.state ?? null,
+        attempt: rows.get(t.id)?.attempt ?? 0,
+        result: t.result ?? null,
+        path: t.relativePath,
+      }));
+      const errors = board.errors.map((e) => ({ path: e.path, line: e.line, field: e.field ?? null, message: e.message }));
+      print(flags.json ?? false, { tasks, errors }, () =>
+        table([
+          ['ID', 'STATUS', 'PRIORITY', 'CAPABILITIES', 'ASSIGNEE', 'WARREN', 'TITLE'],
+          ...tasks.map((t) => [t.id, t.status, t.priority, t.capabilities.join(',') || '-', t.assignee ?? '-', t.state ? `${t.state}#${t.attempt}` : '-', t.title]),
+        ]) + errors.map((e) => `error: ${e.message}\n`).join(''),
+      );
+    });
+
+  addPathOptions(program.command('accounts').description('print agent accounts like getent passwd'))
+    .option('--json', 'print JSON')
+    .option('--group', 'print group entries instead (like getent group)')
+    .action((flags: PathFlags & { json?: boolean; group?: boolean }) => {
+      const config = configFrom(flags, {});
+      const db = openState(config);
+      try {
+        const accounts = openAccounts(db, { homeRoot: config.homeRoot });
+        const list = accounts.list();
+        print(flags.json ?? false, list, () =>
+          list.map((a) => `${flags.group ? accounts.groupLine(a) : accounts.passwdLine(a)}\n`).join(''),
+        );
+      } finally {
+        db.close();
+      }
+    });
+
+  addPathOptions(program.command('audit').description('list and filter the audit trail'))
+    .option('--json', 'print JSON')
+    .option('--actor <actor>', 'only rows by this actor (e.g. supervisor, agent:shell-1)')
+    .option('--action <action>', "only this action, or a prefix ending in '.*' (e.g. task.*)")
+    .option('--object <object>', 'only rows about this object (e.g. task:count-lines)')
+    .addOption(new Option('--decision <decision>', 'only policy decisions with this outcome').choices(['allow', 'deny']))
+    .option('--since <duration>', 'only rows newer than this (e.g. 10m, 2h)')
+    .option('--limit <n>', 'at most this many rows, newest last', '1000')
+    .option('--verify', 'check the hash chain instead of listing')
+    .action((flags: PathFlags & { json?: boolean; actor?: string; action?: string; object?: string; decision?: 'allow' | 'deny'; since?: string; limit: string; verify?: boolean }) => {
+      const config = configFrom(flags, {});
+      const db = openState(config);
+      try {
+        const audit = openAudit(db);
+        if (flags.verify) {
+          const result = audit.verify();
+          print(flags.json ?? false, result, () =>
+            result.ok ? `ok: ${result.rows} rows, hash chain intact\n` : `BROKEN at seq ${result.firstBadSeq}: ${result.reason}\n`,
+          );
+          if (!result.ok) process.exitCode = ExitCode.failed;
+          return;
+        }
+        const limit = Number(flags.limit);
+        if (!Number.isInteger(limit) || limit <= 0) throw new WarrenError('WARREN_USAGE', `--limit must be a positive whole number, got ${flags.limit}`);
+        const rows = audit.query({
+          ...(flags.actor ? { actor: flags.actor } : {}),
+          ...(flags.action ? { action: flags.action } : {}),
+          ...(flags.object ? { object: flags.object } : {}),
+          ...(flags.decision ? { decision: flags.decision } : {}),
+          ...(flags.since ? { sinceMs: Date.now() - parseDurationMs(flags.since, 'option --since') } : {}),
+          limit,
+          order: 'desc',
+        }).reverse();
+        print(flags.json ?? false, rows, () =>
+          table([
+            ['SEQ', 'TIME', 'ACTOR', 'ACTION', 'OBJECT', 'DECISION', 'DETAILS'],
+            ...rows.map((r: AuditRecord) => [String(r.seq), iso(r.timeMs), r.actor, r.action, r.object, r.decision ?? '-', JSON.stringify(r.details ?? {})]),
+          ]),
+        );
+      } finally {
+        db.close();
+      }
+    });
+
+  return program;
+}
+
+/**
+ * Runs the CLI on `argv` (as `process.argv`). Errors Warren throws on purpose are printed as one
+ * line with their code; anything else with its stack.
+ * @returns the exit code.
+ */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') return ExitCode.ok;
+    if (typeof code === 'string' && code.startsWith('commander.')) return ExitCode.usage;
+    if (error instanceof WarrenError) {
+      process.stderr.write(`warren: ${error.message} [${error.code}]\n`);
+      return ExitCode.failed;
+    }
+    process.stderr.write(`warren: ${(error as Error).stack ?? String(error)}\n`);
+    return ExitCode.failed;
+  }
+}

@@ -1,0 +1,82 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ConfigError, parseDurationMs } from '@warren/core';
+
+/**
+ * Options a person gives the supervisor (CLI flags and environment). Paths default to the
+ * repository's own folders under `root`; durations may say '30s'.
+ */
+export const SupervisorOptions = z
+  .object({
+    /** The repository root: the base of every default path and of template mounts. */
+    root: z.string().default('.'),
+    board: z.string().optional(),
+    agents: z.string().optional(),
+    home: z.string().optional(),
+    /** What a new home is copied from (default: `<root>/home/skel`). */
+    skeleton: z.string().optional(),
+    policies: z.string().optional(),
+    stateDir: z.string().optional(),
+    /** An external NATS server; when absent the supervisor runs its own nats-server child. */
+    natsUrl: z.string().url().optional(),
+    tickInterval: z.union([z.string(), z.number()]).default('200ms'),
+    killGrace: z.union([z.string(), z.number()]).default('5s'),
+    boardRescan: z.union([z.string(), z.number()]).default('2s'),
+    maxAttempts: z.number().int().min(1).max(100).default(3),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  })
+  .strict();
+export type SupervisorOptions = z.input<typeof SupervisorOptions>;
+
+/** Resolved configuration: absolute paths, durations in ms. Frozen. */
+export interface SupervisorConfig {
+  readonly root: string;
+  readonly boardDir: string;
+  readonly agentsDir: string;
+  readonly homeRoot: string;
+  /** The directory new homes are copied from. */
+  readonly skeletonDir: string;
+  readonly policiesDir: string;
+  readonly stateDir: string;
+  /** Where the agent runner package lives on the host (bound read-only into every sandbox). */
+  readonly agentRunnerDir: string;
+  readonly natsUrl: string | undefined;
+  readonly tickIntervalMs: number;
+  readonly killGraceMs: number;
+  readonly boardRescanMs: number;
+  /** Executions of one task before it is failed for good (agent crashes count). */
+  readonly maxAttempts: number;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+/**
+ * Validates options and resolves paths against `root` (itself resolved against the cwd).
+ * @throws {ConfigError} naming the option at fault.
+ */
+export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string): SupervisorConfig {
+  const parsed = SupervisorOptions.safeParse(options);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = issue.code === 'unrecognized_keys' ? issue.keys[0] : issue.path.join('.');
+    throw new ConfigError(`option '${key}'`, issue.message);
+  }
+  const o = parsed.data;
+  const root = resolve(o.root);
+  const config: SupervisorConfig = {
+    root,
+    boardDir: resolve(root, o.board ?? 'kanban'),
+    agentsDir: resolve(root, o.agents ?? 'agents'),
+    homeRoot: resolve(root, o.home ?? 'home'),
+    skeletonDir: resolve(root, o.skeleton ?? 'home/skel'),
+    policiesDir: resolve(root, o.policies ?? 'policies'),
+    stateDir: resolve(root, o.stateDir ?? 'var'),
+    agentRunnerDir,
+    natsUrl: o.natsUrl,
+    tickIntervalMs: parseDurationMs(o.tickInterval, "option 'tick-interval'"),
+    killGraceMs: parseDurationMs(o.killGrace, "option 'kill-grace'"),
+    boardRescanMs: parseDurationMs(o.boardRescan, "option 'board-rescan'"),
+    maxAttempts: o.maxAttempts,
+    logLevel: o.logLevel,
+  };
+  return Object.freeze(config);
+}

@@ -1,0 +1,308 @@
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import {
+  decodeAgentFrame,
+  encodeFrame,
+  FrameError,
+  LineSplitter,
+  PROTOCOL_VERSION,
+  type AgentFrame,
+  type GatewayFrame,
+  type ResultFrame,
+} from '@warren/agent-runner';
+import type { AssignmentMessage, Broker, Delivery, Subscription } from '@warren/broker';
+import type { Logger } from '@warren/core';
+
+/** Who the gateway speaks for: fixed when it is made, never taken from a frame. */
+export interface GatewayIdentity {
+  readonly name: string;
+  readonly template: string;
+  readonly uid: number;
+  readonly gid: number;
+  /** The agent's home as seen inside its sandbox. */
+  readonly home: string;
+  readonly capabilities: readonly string[];
+}
+
+/** What the gateway tells the supervisor. Callbacks must not throw. */
+export interface GatewayEvents {
+  /** The runner connected and said hello with its pid inside the sandbox. */
+  hello(agent: string, pid: number): void;
+  /** The runner took an execution; the broker message is acknowledged. */
+  taskAcked(agent: string, taskId: string, attempt: number): void;
+  /** A heartbeat or any frame: the agent is alive. */
+  alive(agent: string): void;
+  /** The runner's connection closed (it exited, crashed or was stopped). */
+  disconnected(agent: string): void;
+  /** A frame was malformed; the connection is closed. */
+  protocolError(agent: string, message: string): void;
+  /**
+   * Decides (policy + audit) whether `from` may message `to`. @returns an error text to refuse,
+   * or null to allow.
+   */
+  authorizeMessage(from: string, to: string): string | null;
+}
+
+/** Options of {@link AgentGateway.start}. */
+export interface AgentGatewayOptions {
+  readonly identity: GatewayIdentity;
+  /** Host directory made for the socket; bound read-only into the sandbox at /run/warren. */
+  readonly socketDir: string;
+  readonly broker: Broker;
+  readonly events: GatewayEvents;
+  readonly logger: Logger;
+  /** How long the runner has to ack a task before the broker message is nak'ed, in ms. Default 15000. */
+  readonly ackTimeoutMs?: number;
+}
+
+const SOCKET_NAME = 'agent.sock';
+
+/**
+ * The per-agent gateway: a Unix socket served by the supervisor and bound into the agent's sandbox,
+ * bridging the agent channel (NDJSON frames, see `@warren/agent-runner`'s protocol) and the broker.
+ * It consumes the agent's assignments from JetStream once the runner says hello, acks them when the
+ * runner acks, and publishes the runner's progress and results under the agent's name. The agent's
+ * identity is the socket it connected to: frames cannot claim another.
+ */
+export class AgentGateway {
+  private readonly server: Server;
+  private connection: Socket | undefined;
+  private assignments: Subscription | undefined;
+  private messages: Subscription | undefined;
+  private readonly waitingAcks = new Map<string, { resolve: (acked: boolean) => void }>();
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly options: AgentGatewayOptions,
+    readonly socketPath: string,
+  ) {
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  /**
+   * Makes the socket directory (owned by the agent, mode 0700), listens on `agent.sock` in it
+   * (owned by the agent, mode 0600) and returns the running gateway.
+   */
+  static async start(options: AgentGatewayOptions): Promise<AgentGateway> {
+    const { socketDir, identity } = options;
+    await rm(socketDir, { recursive: true, force: true });
+    await mkdir(socketDir, { recursive: true, mode: 0o700 });
+    const gateway = new AgentGateway(options, join(socketDir, SOCKET_NAME));
+    await new Promise<void>((resolve, reject) => {
+      gateway.server.once('error', reject);
+      gateway.server.listen(gateway.socketPath, () => {
+        gateway.server.off('error', reject);
+        resolve();
+      });
+    });
+    await chown(socketDir, identity.uid, identity.gid);
+    await chown(gateway.socketPath, identity.uid, identity.gid);
+    await chmod(gateway.socketPath, 0o600);
+    return gateway;
+  }
+
+  /** True while a runner is connected. */
+  get connected(): boolean {
+    return this.connection !== undefined;
+  }
+
+  /** Asks the runner to cancel an execution. No-op when no runner is connected. */
+  cancel(taskId: string, attempt: number, reason: string): void {
+    this.send({ type: 'cancel', taskId, attempt, reason });
+  }
+
+  /** Asks the runner to finish and exit. */
+  requestShutdown(reason: string): void {
+    this.send({ type: 'shutdown', reason });
+  }
+
+  private get log(): Logger {
+    return this.options.logger;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.connection || this.closing) {
+      socket.end(encodeFrame({ type: 'error', code: 'WARREN_BUSY', message: 'the agent is already connected' }));
+      return;
+    }
+    this.connection = socket;
+    const splitter = new LineSplitter((line) => this.receive(line));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        splitter.push(chunk);
+      } catch (error) {
+        this.fail(error instanceof FrameError ? error.message : String(error));
+      }
+    });
+    socket.on('error', (error) => this.log.debug({ err: error }, 'agent channel error'));
+    socket.on('close', () => {
+      if (this.connection !== socket) return;
+      this.connection = undefined;
+      for (const waiter of this.waitingAcks.values()) waiter.resolve(false);
+      this.waitingAcks.clear();
+      void this.stopConsumers();
+      this.options.events.disconnected(this.options.identity.name);
+    });
+  }
+
+  private fail(message: string): void {
+    this.log.warn({ reason: message }, 'agent channel protocol error; closing it');
+    this.options.events.protocolError(this.options.identity.name, message);
+    this.send({ type: 'error', code: 'WARREN_PROTOCOL', message });
+    this.connection?.destroy();
+  }
+
+  private send(frame: GatewayFrame): boolean {
+    const socket = this.connection;
+    if (!socket || socket.destroyed) return false;
+    socket.write(encodeFrame(frame));
+    return true;
+  }
+
+  private receive(line: string): void {
+    let frame: AgentFrame;
+    try {
+      frame = decodeAgentFrame(line);
+    } catch (error) {
+      this.fail((error as Error).message);
+      return;
+    }
+    const { identity, events } = this.options;
+    events.alive(identity.name);
+    switch (frame.type) {
+      case 'hello':
+        if (frame.version !== PROTOCOL_VERSION) {
+          this.fail(`protocol version ${frame.version} is not supported (expected ${PROTOCOL_VERSION})`);
+          return;
+        }
+        this.send({ type: 'welcome', agent: { ...identity, capabilities: [...identity.capabilities] } });
+        void this.startConsumers().then(
+          () => events.hello(identity.name, frame.pid),
+          (error: unknown) => this.fail(`cannot consume assignments: ${(error as Error).message}`),
+        );
+        return;
+      case 'ack':
+        this.waitingAcks.get(`${frame.taskId}:${frame.attempt}`)?.resolve(true);
+        return;
+      case 'progress':
+        this.options.broker.publishProgress({
+          taskId: frame.taskId,
+          attempt: frame.attempt,
+          agent: identity.name,
+          message: frame.message.slice(0, 2000),
+          ...(frame.percent === undefined ? {} : { percent: frame.percent }),
+          atMs: Date.now(),
+        });
+        return;
+      case 'result':
+        void this.publishResult(frame);
+        return;
+      case 'send': {
+        const refusal = events.authorizeMessage(identity.name, frame.to);
+        if (refusal) {
+          this.send({ type: 'error', ref: frame.ref, code: 'WARREN_POLICY_DENIED', message: refusal });
+          return;
+        }
+        const id = `${identity.name}:${Date.now().toString(36)}:${frame.ref}`;
+        this.options.broker
+          .publishMessage({ id, from: identity.name, to: frame.to, body: frame.body, sentAtMs: Date.now() })
+          .then(
+            () => this.send({ type: 'sent', ref: frame.ref, id }),
+            (error: unknown) =>
+              this.send({ type: 'error', ref: frame.ref, code: 'WARREN_BROKER', message: (error as Error).message }),
+          );
+        return;
+      }
+      case 'heartbeat':
+        return;
+    }
+  }
+
+  private async publishResult(frame: ResultFrame): Promise<void> {
+    const message = {
+      taskId: frame.taskId,
+      attempt: frame.attempt,
+      agent: this.options.identity.name,
+      outcome: frame.outcome,
+      exitCode: frame.exitCode,
+      signal: frame.signal,
+      summary: frame.summary.slice(0, 2000),
+      outputs: frame.outputs.slice(0, 200),
+      durationMs: frame.durationMs,
+      finishedAtMs: Date.now(),
+    };
+    // The runner sends a result once; the broker may be restarting, so keep trying while open.
+    for (let delayMs = 100; !this.closing; delayMs = Math.min(delayMs * 2, 5_000)) {
+      try {
+        await this.options.broker.publishResult(message);
+        return;
+      } catch (error) {
+        this.log.warn({ err: error, taskId: frame.taskId, delayMs }, 'cannot publish a result yet; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
+  private async startConsumers(): Promise<void> {
+    const { broker, identity } = this.options;
+    await this.stopConsumers();
+    this.assignments = await broker.consumeAssignments(identity.name, (d) => this.deliver(d));
+    this.messages = await broker.consumeMessages(identity.name, async (d) => {
+      if (!this.send({ type: 'message', id: d.data.id, from: d.data.from, body: d.data.body })) {
+        d.nak(1_000);
+        return;
+      }
+      d.ack();
+    });
+  }
+
+  private async stopConsumers(): Promise<void> {
+    const subs = [this.assignments, this.messages];
+    this.assignments = undefined;
+    this.messages = undefined;
+    await Promise.allSettled(subs.map((s) => s?.stop()));
+  }
+
+  private async deliver(delivery: Delivery<AssignmentMessage>): Promise<void> {
+    const a = delivery.data;
+    const key = `${a.taskId}:${a.attempt}`;
+    const acked = new Promise<boolean>((resolve) => {
+      this.waitingAcks.set(key, { resolve });
+      setTimeout(() => resolve(false), this.options.ackTimeoutMs ?? 15_000).unref();
+    });
+    const sent = this.send({
+      type: 'task',
+      taskId: a.taskId,
+      attempt: a.attempt,
+      title: a.title,
+      body: a.body,
+      ...(a.command === undefined ? {} : { command: a.command }),
+      fields: a.fields,
+      timeoutMs: a.timeoutMs,
+    });
+    const ok = sent && (await acked);
+    this.waitingAcks.delete(key);
+    if (!ok) {
+      delivery.nak(1_000);
+      return;
+    }
+    delivery.ack();
+    this.options.events.taskAcked(this.options.identity.name, a.taskId, a.attempt);
+  }
+
+  /** Stops consuming, closes the connection and the socket, removes the socket directory. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.stopConsumers();
+      this.connection?.destroy();
+      await new Promise<void>((resolve) => this.server.close(() => resolve()));
+      await rm(this.options.socketDir, { recursive: true, force: true });
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

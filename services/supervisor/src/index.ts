@@ -1,0 +1,21 @@
+/**
+ * @warren/supervisor: the Warren daemon and its CLI.
+ *
+ * ```ts
+ * import { resolveConfig, Supervisor } from '@warren/supervisor';
+ * const config = resolveConfig({ root: '.' }, '/path/to/packages/agent-runner');
+ * const supervisor = await Supervisor.create(config, { logger, mode: 'until-idle' });
+ * const summary = await supervisor.run(); // resolves once the board is idle and all is closed
+ * ```
+ */
+export { Supervisor, SupervisorState } from './supervisor.js';
+export type { RunMode, RunSummary, SupervisorCreateOptions } from './supervisor.js';
+export { resolveConfig, SupervisorOptions } from './config.js';
+export type { SupervisorConfig } from './config.js';
+export { loadTemplates, parseTemplate, TemplateError, TemplateFile, LifecycleMode } from './templates.js';
+export type { AgentTemplate, TemplateSet } from './templates.js';
+export { AgentGateway } from './gateway.js';
+export type { GatewayEvents, GatewayIdentity, AgentGatewayOptions } from './gateway.js';
+export { StateStore, TaskState, AssignmentState, migrateState } from './state.js';
+export type { TaskRow, AssignmentRow, AgentRow } from './state.js';
+export { buildProgram, main, ExitCode } from './cli.js';

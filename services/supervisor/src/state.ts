@@ -1,0 +1,315 @@
+import { migrate, type SqliteDatabase } from '@warren/store';
+
+/**
+ * A task's lifecycle inside Warren (the board shows columns; this is what Warren knows):
+ * `ready → assigned → running → succeeded | failed | cancelled`. `held` marks a task whose file does
+ * not parse; it is never assigned until the file parses again.
+ */
+export const TaskState = {
+  ready: 'ready',
+  assigned: 'assigned',
+  running: 'running',
+  succeeded: 'succeeded',
+  failed: 'failed',
+  cancelled: 'cancelled',
+  held: 'held',
+} as const;
+export type TaskState = (typeof TaskState)[keyof typeof TaskState];
+
+/** Where one execution (`taskId`, `attempt`) stands. `pending` = committed, not yet published. */
+export const AssignmentState = {
+  pending: 'pending',
+  published: 'published',
+  acked: 'acked',
+  finished: 'finished',
+} as const;
+export type AssignmentState = (typeof AssignmentState)[keyof typeof AssignmentState];
+
+/** A row of the `tasks` table. */
+export interface TaskRow {
+  readonly id: string;
+  readonly path: string;
+  readonly state: TaskState;
+  readonly attempt: number;
+  readonly agent: string | null;
+  readonly reason: string | null;
+  /** sha256 of the task file as Warren last wrote it (null before its first write). */
+  readonly boardHash: string | null;
+  /** `pending` while the board file does not yet show `state` (an outbox for board writes). */
+  readonly boardSync: 'clean' | 'pending';
+  readonly updatedMs: number;
+}
+
+/** A row of the `assignments` table: one execution of a task by an agent. */
+export interface AssignmentRow {
+  readonly taskId: string;
+  readonly attempt: number;
+  readonly agent: string;
+  readonly state: AssignmentState;
+  readonly outcome: string | null;
+  readonly exitCode: number | null;
+  readonly summary: string | null;
+  readonly outputs: readonly string[];
+  readonly assignedMs: number;
+  readonly finishedMs: number | null;
+}
+
+/** A row of the `agents` table: an agent instance and its last known process state. */
+export interface AgentRow {
+  readonly name: string;
+  readonly template: string;
+  readonly uid: number;
+  readonly state: string;
+  readonly pid: number | null;
+  readonly startedMs: number | null;
+  readonly stoppedMs: number | null;
+  readonly lastExit: string | null;
+  readonly tasksDone: number;
+}
+
+const MIGRATIONS = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        agent TEXT,
+        reason TEXT,
+        board_hash TEXT,
+        board_sync TEXT NOT NULL DEFAULT 'clean',
+        updated_ms INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE assignments (
+        task_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        state TEXT NOT NULL,
+        outcome TEXT,
+        exit_code INTEGER,
+        summary TEXT,
+        outputs TEXT NOT NULL DEFAULT '[]',
+        assigned_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        PRIMARY KEY (task_id, attempt)
+      ) STRICT;
+      CREATE INDEX assignments_open ON assignments (state) WHERE state != 'finished';
+      CREATE TABLE agents (
+        name TEXT PRIMARY KEY,
+        template TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        pid INTEGER,
+        started_ms INTEGER,
+        stopped_ms INTEGER,
+        last_exit TEXT,
+        tasks_done INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+    `,
+  },
+];
+
+/** Applies the supervisor's schema to `db`. Idempotent. */
+export function migrateState(db: SqliteDatabase): void {
+  migrate(db, 'supervisor', MIGRATIONS);
+}
+
+interface TaskRecord {
+  id: string;
+  path: string;
+  state: TaskState;
+  attempt: number;
+  agent: string | null;
+  reason: string | null;
+  board_hash: string | null;
+  board_sync: 'clean' | 'pending';
+  updated_ms: number;
+}
+interface AssignmentRecord {
+  task_id: string;
+  attempt: number;
+  agent: string;
+  state: AssignmentState;
+  outcome: string | null;
+  exit_code: number | null;
+  summary: string | null;
+  outputs: string;
+  assigned_ms: number;
+  finished_ms: number | null;
+}
+interface AgentRecord {
+  name: string;
+  template: string;
+  uid: number;
+  state: string;
+  pid: number | null;
+  started_ms: number | null;
+  stopped_ms: number | null;
+  last_exit: string | null;
+  tasks_done: number;
+}
+
+const taskRow = (r: TaskRecord): TaskRow => ({
+  id: r.id,
+  path: r.path,
+  state: r.state,
+  attempt: r.attempt,
+  agent: r.agent,
+  reason: r.reason,
+  boardHash: r.board_hash,
+  boardSync: r.board_sync,
+  updatedMs: r.updated_ms,
+});
+const assignmentRow = (r: AssignmentRecord): AssignmentRow => ({
+  taskId: r.task_id,
+  attempt: r.attempt,
+  agent: r.agent,
+  state: r.state,
+  outcome: r.outcome,
+  exitCode: r.exit_code,
+  summary: r.summary,
+  outputs: JSON.parse(r.outputs) as string[],
+  assignedMs: r.assigned_ms,
+  finishedMs: r.finished_ms,
+});
+const agentRow = (r: AgentRecord): AgentRow => ({
+  name: r.name,
+  template: r.template,
+  uid: r.uid,
+  state: r.state,
+  pid: r.pid,
+  startedMs: r.started_ms,
+  stoppedMs: r.stopped_ms,
+  lastExit: r.last_exit,
+  tasksDone: r.tasks_done,
+});
+
+/**
+ * The supervisor's durable state: tasks, assignments (executions) and agents, in SQLite.
+ * Writers run inside the caller's transaction when there is one (better-sqlite3 nests them as
+ * savepoints), so a state change and its audit row commit together.
+ */
+export class StateStore {
+  private readonly stmts;
+
+  constructor(readonly db: SqliteDatabase) {
+    this.stmts = {
+      task: db.prepare<[string], TaskRecord>('SELECT * FROM tasks WHERE id = ?'),
+      tasks: db.prepare<[], TaskRecord>('SELECT * FROM tasks ORDER BY id'),
+      upsertTask: db.prepare(
+        `INSERT INTO tasks (id, path, state, attempt, agent, reason, board_hash, board_sync, updated_ms)
+         VALUES (@id, @path, @state, @attempt, @agent, @reason, @boardHash, @boardSync, @updatedMs)
+         ON CONFLICT (id) DO UPDATE SET path = excluded.path, state = excluded.state,
+           attempt = excluded.attempt, agent = excluded.agent, reason = excluded.reason,
+           board_hash = excluded.board_hash, board_sync = excluded.board_sync,
+           updated_ms = excluded.updated_ms`,
+      ),
+      insertAssignment: db.prepare(
+        `INSERT INTO assignments (task_id, attempt, agent, state, assigned_ms)
+         VALUES (?, ?, ?, 'pending', ?)`,
+      ),
+      assignment: db.prepare<[string, number], AssignmentRecord>(
+        'SELECT * FROM assignments WHERE task_id = ? AND attempt = ?',
+      ),
+      openAssignments: db.prepare<[], AssignmentRecord>(
+        "SELECT * FROM assignments WHERE state != 'finished' ORDER BY assigned_ms",
+      ),
+      setAssignmentState: db.prepare(
+        'UPDATE assignments SET state = ? WHERE task_id = ? AND attempt = ? AND state != ?',
+      ),
+      finishAssignment: db.prepare(
+        `UPDATE assignments SET state = 'finished', outcome = ?, exit_code = ?, summary = ?, outputs = ?,
+           finished_ms = ? WHERE task_id = ? AND attempt = ? AND state != 'finished'`,
+      ),
+      agent: db.prepare<[string], AgentRecord>('SELECT * FROM agents WHERE name = ?'),
+      agents: db.prepare<[], AgentRecord>('SELECT * FROM agents ORDER BY name'),
+      upsertAgent: db.prepare(
+        `INSERT INTO agents (name, template, uid, state, pid, started_ms, stopped_ms, last_exit)
+         VALUES (@name, @template, @uid, @state, @pid, @startedMs, @stoppedMs, @lastExit)
+         ON CONFLICT (name) DO UPDATE SET template = excluded.template, uid = excluded.uid,
+           state = excluded.state, pid = excluded.pid, started_ms = excluded.started_ms,
+           stopped_ms = excluded.stopped_ms, last_exit = excluded.last_exit`,
+      ),
+      countDone: db.prepare('UPDATE agents SET tasks_done = tasks_done + 1 WHERE name = ?'),
+      deleteAgent: db.prepare('DELETE FROM agents WHERE name = ?'),
+    };
+  }
+
+  task(id: string): TaskRow | undefined {
+    const r = this.stmts.task.get(id);
+    return r && taskRow(r);
+  }
+
+  tasks(): TaskRow[] {
+    return this.stmts.tasks.all().map(taskRow);
+  }
+
+  putTask(row: TaskRow): void {
+    this.stmts.upsertTask.run(row);
+  }
+
+  /** Records a new execution in state `pending` (committed, not yet published). */
+  addAssignment(taskId: string, attempt: number, agent: string, nowMs: number): void {
+    this.stmts.insertAssignment.run(taskId, attempt, agent, nowMs);
+  }
+
+  assignment(taskId: string, attempt: number): AssignmentRow | undefined {
+    const r = this.stmts.assignment.get(taskId, attempt);
+    return r && assignmentRow(r);
+  }
+
+  /** Executions not yet finished, oldest first. */
+  openAssignments(): AssignmentRow[] {
+    return this.stmts.openAssignments.all().map(assignmentRow);
+  }
+
+  /** Moves an unfinished execution to `state`; a finished one is left alone. */
+  setAssignmentState(taskId: string, attempt: number, state: AssignmentState): void {
+    this.stmts.setAssignmentState.run(state, taskId, attempt, AssignmentState.finished);
+  }
+
+  /**
+   * Finishes an execution once. @returns false if it was already finished (a redelivered result),
+   * so callers apply each result exactly once.
+   */
+  finishAssignment(
+    taskId: string,
+    attempt: number,
+    result: { outcome: string; exitCode: number | null; summary: string; outputs: readonly string[] },
+    nowMs: number,
+  ): boolean {
+    const info = this.stmts.finishAssignment.run(
+      result.outcome,
+      result.exitCode,
+      result.summary,
+      JSON.stringify(result.outputs),
+      nowMs,
+      taskId,
+      attempt,
+    );
+    return info.changes === 1;
+  }
+
+  agent(name: string): AgentRow | undefined {
+    const r = this.stmts.agent.get(name);
+    return r && agentRow(r);
+  }
+
+  agents(): AgentRow[] {
+    return this.stmts.agents.all().map(agentRow);
+  }
+
+  putAgent(row: Omit<AgentRow, 'tasksDone'>): void {
+    this.stmts.upsertAgent.run(row);
+  }
+
+  countTaskDone(name: string): void {
+    this.stmts.countDone.run(name);
+  }
+
+  deleteAgent(name: string): void {
+    this.stmts.deleteAgent.run(name);
+  }
+}

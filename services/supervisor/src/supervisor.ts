@@ -1,0 +1,1001 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import { openAccounts, type Account, type AccountStore } from '@warren/accounts';
+import { openAudit, type AuditEntry, type AuditTrail } from '@warren/audit';
+import {
+  connectBroker,
+  startNatsServer,
+  type Broker,
+  type Delivery,
+  type EmbeddedNatsServer,
+  type ResultMessage,
+  type Subscription,
+} from '@warren/broker';
+import { ConfigError, WarrenError, type Logger } from '@warren/core';
+import {
+  addAgent,
+  agentSlots,
+  createAgentWorld,
+  createTickLoop,
+  listAgents,
+  removeAgent,
+  setLoad,
+  setStatus,
+  recordHeartbeat,
+  AgentStatus,
+  type AgentWorld,
+  type TickLoop,
+} from '@warren/ecs';
+import {
+  isReady,
+  loadBoard,
+  updateTaskFile,
+  watchBoard,
+  TaskConflictError,
+  type BoardSnapshot,
+  type BoardWatcher,
+  type Task,
+  type TaskFileError,
+} from '@warren/kanban';
+import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
+import {
+  assertIsolation,
+  probeHost,
+  removeStaleCgroups,
+  spawnSandbox,
+  type Sandbox,
+  type SandboxExit,
+} from '@warren/sandbox';
+import { planAssignments, type Plan } from '@warren/scheduler';
+import { openDatabase, type SqliteDatabase } from '@warren/store';
+import type { SupervisorConfig } from './config.js';
+import { AgentGateway } from './gateway.js';
+import { migrateState, StateStore, TaskState } from './state.js';
+import { loadTemplates, type AgentTemplate, type TemplateError } from './templates.js';
+
+/**
+ * The supervisor's states. `create()` returns it `starting`; `run()` moves it to `running`;
+ * `shutdown()` (a signal, or the board going idle in until-idle mode) moves it to `stopping`, and
+ * once every agent, the broker and the database are closed it is `stopped`. A fatal error while
+ * running moves it to `failed` (after the same clean-up) and `run()` rejects.
+ */
+export const SupervisorState = {
+  starting: 'starting',
+  running: 'running',
+  stopping: 'stopping',
+  stopped: 'stopped',
+  failed: 'failed',
+} as const;
+export type SupervisorState = (typeof SupervisorState)[keyof typeof SupervisorState];
+
+/** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
+export type RunMode = 'up' | 'until-idle';
+
+/** What a run did, for the CLI's summary and exit code. */
+export interface RunSummary {
+  readonly succeeded: readonly string[];
+  readonly failed: readonly { readonly taskId: string; readonly reason: string }[];
+  /** Task files that could not be read (held until they parse). */
+  readonly held: readonly { readonly path: string; readonly message: string }[];
+  /** Ready tasks nothing could take, with the reason. */
+  readonly unplaced: readonly { readonly taskId: string; readonly reason: string }[];
+  readonly templateErrors: readonly string[];
+  /** True when nothing failed, nothing was held and every ready task was placed. */
+  readonly ok: boolean;
+}
+
+/** Options of {@link Supervisor.create}. */
+export interface SupervisorCreateOptions {
+  readonly logger: Logger;
+  readonly mode: RunMode;
+  /** Environment the templates' `environment` allow-lists read from. Default: none. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** A live agent process and what the supervisor holds for it. */
+interface LiveAgent {
+  readonly account: Account;
+  readonly template: AgentTemplate;
+  readonly gateway: AgentGateway;
+  sandbox: Sandbox | undefined;
+  /** Set when the supervisor itself asked the agent to stop (sleep, delete, shutdown). */
+  stopping: 'sleep' | 'delete' | 'shutdown' | undefined;
+  lastActiveMs: number;
+  /** Whether it has finished at least one task since it started (for autodelete). */
+  workedMs: number | undefined;
+  /** Whether its runner has said hello. */
+  ready: boolean;
+}
+
+type QueuedEvent =
+  | { kind: 'result'; delivery: Delivery<ResultMessage>; done: () => void }
+  | { kind: 'hello'; agent: string }
+  | { kind: 'acked'; agent: string; taskId: string; attempt: number }
+  | { kind: 'exit'; agent: string; exit: SandboxExit };
+
+const SUPERVISOR = 'supervisor';
+const RUNNER_IN_SANDBOX = '/opt/warren/agent-runner';
+const AGENTS_BIN_IN_SANDBOX = '/opt/warren/agents/bin';
+/** Consecutive spawn failures after which a template is not tried again in this run. */
+const MAX_SPAWN_FAILURES = 3;
+
+/**
+ * The Warren supervisor: watches the board, plans assignments on each tick of the ECS world,
+ * spawns sandboxed agents under their own accounts, moves assignments and results over NATS
+ * JetStream, asks the policy before every assignment and message, and records every decision and
+ * state change in the audit trail. Durable state (tasks, executions, agents) is in SQLite: an
+ * execution is committed before it is published (the `pending` state is the outbox) and a board
+ * write is committed as `pending` before the file is written, so a crash loses neither.
+ */
+export class Supervisor {
+  private stateValue: SupervisorState = SupervisorState.starting;
+  private readonly world: AgentWorld = createAgentWorld();
+  private readonly live = new Map<string, LiveAgent>();
+  private readonly events: QueuedEvent[] = [];
+  private readonly spawning = new Set<string>();
+  private readonly spawnFailures = new Map<string, { count: number; reason: string }>();
+  private readonly reportedErrors = new Set<string>();
+  private readonly reportedDenials = new Set<string>();
+  private readonly succeeded: string[] = [];
+  private readonly failedTasks: { taskId: string; reason: string }[] = [];
+  private board: BoardSnapshot | undefined;
+  private boardDirty = true;
+  private lastPlan: Plan | undefined;
+  private loop: TickLoop | undefined;
+  private watcher: BoardWatcher | undefined;
+  private results: Subscription | undefined;
+  private stopRequested: ((reason: string) => void) | undefined;
+  private runPromise: Promise<RunSummary> | undefined;
+
+  private constructor(
+    readonly config: SupervisorConfig,
+    private readonly options: SupervisorCreateOptions,
+    private readonly db: SqliteDatabase,
+    private readonly state: StateStore,
+    private readonly audit: AuditTrail,
+    private readonly accounts: AccountStore,
+    private readonly policy: PolicyEnforcer,
+    private readonly templates: ReadonlyMap<string, AgentTemplate>,
+    private readonly templateErrors: readonly TemplateError[],
+    private readonly nats: EmbeddedNatsServer | undefined,
+    private readonly broker: Broker,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Checks the host, opens the state database, loads the policy and templates, cleans up what a
+   * previous run left (cgroups, runner sockets), starts or connects to NATS and sets up the streams.
+   * Nothing is assigned until {@link run}.
+   * @throws {MissingCapabilityError} if root, bwrap, setpriv or nats-server is missing.
+   * @throws {PolicyLoadError} if a policy file is broken (naming file and line).
+   * @throws {ConfigError} if there is no valid template at all.
+   */
+  static async create(config: SupervisorConfig, options: SupervisorCreateOptions): Promise<Supervisor> {
+    const log = options.logger;
+    assertIsolation(await probeHost());
+    const policy = await loadPolicy({
+      modelPath: join(config.policiesDir, 'model.conf'),
+      policyPath: join(config.policiesDir, 'policy.csv'),
+      logger: log.child({ component: 'policy' }),
+    });
+    const { templates, errors: templateErrors } = await loadTemplates(config.agentsDir, config.root);
+    for (const error of templateErrors) log.error({ code: error.code }, error.message);
+    if (templates.size === 0) {
+      throw new ConfigError(relative(config.root, config.agentsDir) || 'agents', 'no valid agent template');
+    }
+    for (const template of templates.values()) checkMounts(config, template);
+
+    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    const db = openDatabase(join(config.stateDir, 'warren.db'));
+    const cleanup: (() => Promise<void>)[] = [
+      async () => {
+        db.close();
+      },
+    ];
+    try {
+      migrateState(db);
+      const state = new StateStore(db);
+      const audit = openAudit(db);
+      const accounts = openAccounts(db, {
+        homeRoot: config.homeRoot,
+        skeletonDir: config.skeletonDir,
+      });
+      const stale = await removeStaleCgroups();
+      await rm(join(config.stateDir, 'run', 'agents'), { recursive: true, force: true });
+      for (const agent of state.agents()) {
+        if (agent.state !== 'stopped' && agent.state !== 'sleeping') {
+          state.putAgent({ ...agent, state: 'stopped', pid: null, stoppedMs: Date.now(), lastExit: 'supervisor restarted' });
+        }
+      }
+      let nats: EmbeddedNatsServer | undefined;
+      if (!config.natsUrl) {
+        nats = await startNatsServer({ storeDir: join(config.stateDir, 'nats'), logger: log.child({ component: 'nats' }) });
+        cleanup.unshift(() => nats!.close());
+      }
+      const broker = await connectBroker({
+        servers: config.natsUrl ?? nats!.url,
+        name: 'warren-supervisor',
+        logger: log.child({ component: 'broker' }),
+      });
+      cleanup.unshift(() => broker.close());
+      await broker.ensureStreams();
+      const supervisor = new Supervisor(
+        config,
+        options,
+        db,
+        state,
+        audit,
+        accounts,
+        policy,
+        templates,
+        templateErrors,
+        nats,
+        broker,
+        log,
+      );
+      supervisor.record({
+        actor: SUPERVISOR,
+        action: 'supervisor.start',
+        object: 'supervisor',
+        details: {
+          mode: options.mode,
+          board: config.boardDir,
+          nats: config.natsUrl ? 'external' : 'embedded',
+          templates: [...templates.keys()],
+          staleCgroupsRemoved: stale.length,
+        },
+      });
+      return supervisor;
+    } catch (error) {
+      for (const close of cleanup) await close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Where the supervisor is in its life; see {@link SupervisorState}. */
+  get currentState(): SupervisorState {
+    return this.stateValue;
+  }
+
+  /**
+   * Runs until {@link shutdown} is called or, in until-idle mode, until nothing is ready or running.
+   * Resolves with the run's summary once everything is closed; rejects if a fatal error stopped it.
+   */
+  run(): Promise<RunSummary> {
+    this.runPromise ??= this.runInner();
+    return this.runPromise;
+  }
+
+  /** Asks the supervisor to stop: no more assignments, agents stopped, broker and database closed. */
+  shutdown(reason = 'shutdown requested'): void {
+    this.stopRequested?.(reason);
+  }
+
+  private async runInner(): Promise<RunSummary> {
+    this.stateValue = SupervisorState.running;
+    const stopped = new Promise<string>((resolve) => {
+      this.stopRequested = resolve;
+    });
+    let fatal: unknown;
+    try {
+      this.watcher = watchBoard(this.config.boardDir, () => {
+        this.boardDirty = true;
+        this.loop?.requestTick();
+      }, { rescanIntervalMs: this.config.boardRescanMs });
+      this.results = await this.broker.consumeResults(
+        (delivery) =>
+          new Promise<void>((done) => {
+            this.events.push({ kind: 'result', delivery, done });
+            this.loop?.requestTick();
+          }),
+      );
+      this.loop = createTickLoop({
+        intervalMs: this.config.tickIntervalMs,
+        tick: (nowMs) => this.tick(nowMs),
+        logger: this.log.child({ component: 'tick' }),
+        onError: (error: unknown) => {
+          fatal = error;
+          this.shutdown('fatal error');
+        },
+      });
+      this.loop.requestTick();
+      const reason = await stopped;
+      this.log.info({ reason }, 'stopping');
+    } catch (error) {
+      fatal = error;
+    }
+    this.stateValue = SupervisorState.stopping;
+    await this.close();
+    if (fatal) {
+      this.stateValue = SupervisorState.failed;
+      throw fatal;
+    }
+    this.stateValue = SupervisorState.stopped;
+    return this.summary();
+  }
+
+  /** One tick: read the board if it changed, apply queued events, publish, plan, assign, tend agents. */
+  private async tick(nowMs: number): Promise<void> {
+    if (this.stateValue !== SupervisorState.running) return;
+    if (this.boardDirty) await this.refreshBoard(nowMs);
+    await this.applyEvents(nowMs);
+    await this.publishPending();
+    await this.flushBoard();
+    const plan = this.plan(nowMs);
+    for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
+    if (plan.assignments.length > 0) {
+      await this.publishPending();
+      await this.flushBoard();
+    }
+    for (const spawn of plan.spawns) this.startAgent(spawn.template, nowMs);
+    await this.tendLifecycles(nowMs);
+    this.lastPlan = plan;
+    if (this.options.mode === 'until-idle' && this.isIdle(plan)) this.shutdown('board is idle');
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Board
+
+  private async refreshBoard(nowMs: number): Promise<void> {
+    this.boardDirty = false;
+    let snapshot: BoardSnapshot;
+    try {
+      snapshot = await loadBoard(this.config.boardDir);
+    } catch (error) {
+      const key = `config:${(error as Error).message}`;
+      if (!this.reportedErrors.has(key)) {
+        this.reportedErrors.add(key);
+        this.log.error({ err: error }, 'cannot read the board config; keeping the last good board');
+        this.record({ actor: SUPERVISOR, action: 'board.error', object: 'board', details: { message: (error as Error).message } });
+      }
+      return;
+    }
+    this.board = snapshot;
+    for (const error of snapshot.errors) this.reportHeld(error);
+    const done = snapshot.config.roles.done;
+    for (const task of snapshot.tasks) {
+      const row = this.state.task(task.id);
+      if (!row) continue;
+      // A person moved a finished task back to ready: run it again.
+      const terminal = row.state === TaskState.succeeded || row.state === TaskState.failed || row.state === TaskState.cancelled;
+      if (terminal && row.boardSync === 'clean' && task.status === snapshot.config.roles.ready && task.hash !== row.boardHash) {
+        this.transaction(() => {
+          this.state.putTask({ ...row, state: TaskState.ready, agent: null, reason: null, updatedMs: nowMs });
+          this.record({ actor: 'board', action: 'task.requeue', object: `task:${task.id}`, details: { from: row.state, attempt: row.attempt } });
+        });
+      }
+      if (row.state === TaskState.held) {
+        this.transaction(() => {
+          this.state.putTask({ ...row, state: task.status === done ? TaskState.succeeded : TaskState.ready, reason: null, updatedMs: nowMs });
+          this.record({ actor: 'board', action: 'task.release', object: `task:${task.id}`, details: { path: task.relativePath } });
+        });
+      }
+    }
+  }
+
+  private reportHeld(error: TaskFileError): void {
+    const key = `${error.path}:${error.message}`;
+    if (this.reportedErrors.has(key)) return;
+    this.reportedErrors.add(key);
+    this.log.warn({ path: error.path, line: error.line, field: error.field }, error.message);
+    this.record({
+      actor: 'board',
+      action: 'task.held',
+      object: `file:${relative(this.config.boardDir, error.path)}`,
+      details: { message: error.message, line: error.line, field: error.field ?? null },
+    });
+  }
+
+  /** Writes every task whose board file does not yet show its state (the board outbox). */
+  private async flushBoard(): Promise<void> {
+    if (!this.board) return;
+    const byId = new Map(this.board.tasks.map((t) => [t.id, t]));
+    const roles = this.board.config.roles;
+    for (const row of this.state.tasks()) {
+      if (row.boardSync !== 'pending') continue;
+      const task = byId.get(row.id);
+      if (!task) continue;
+      const now = new Date().toISOString();
+      const changes =
+        row.state === TaskState.assigned || row.state === TaskState.running
+          ? { status: roles.in_progress, assignee: row.agent, started: now, updated: now }
+          : row.state === TaskState.succeeded
+            ? { status: roles.done, result: row.reason ?? 'succeeded', completed: now, updated: now }
+            : row.state === TaskState.failed || row.state === TaskState.cancelled
+              ? { status: roles.failed, result: row.reason ?? row.state, completed: now, updated: now }
+              : { status: roles.ready, assignee: null, updated: now };
+      if (row.state === TaskState.running && task.status === roles.in_progress && task.assignee === row.agent) {
+        this.state.putTask({ ...row, boardSync: 'clean', boardHash: task.hash });
+        continue;
+      }
+      try {
+        const { hash } = await updateTaskFile(task.path, changes, { expectedHash: task.hash });
+        this.state.putTask({ ...row, boardSync: 'clean', boardHash: hash });
+        this.record({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
+        byId.set(row.id, { ...task, hash, status: changes.status });
+        this.board = { ...this.board, tasks: [...byId.values()] };
+      } catch (error) {
+        if (error instanceof TaskConflictError) {
+          // A person edited the file since we read it: re-read, then write over the fresh copy.
+          this.log.info({ taskId: row.id }, 'task file changed under us; re-reading before writing');
+          this.boardDirty = true;
+          this.loop?.requestTick();
+          continue;
+        }
+        this.log.error({ err: error, taskId: row.id }, 'cannot write the task file; will retry');
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Planning and assignment
+
+  private readyTasks(): Task[] {
+    if (!this.board) return [];
+    const byId = new Map(this.board.tasks.map((t) => [t.id, t]));
+    return this.board.tasks.filter((task) => {
+      if (!isReady(task, byId, this.board!.config)) return false;
+      const row = this.state.task(task.id);
+      return !row || row.state === TaskState.ready;
+    });
+  }
+
+  private plan(nowMs: number): Plan {
+    const ready = this.readyTasks();
+    const inProgress = this.board
+      ? this.board.tasks.filter((t) => t.status === this.board!.config.roles.in_progress).length
+      : 0;
+    const wipColumn = this.board?.config.columns.find((c) => c.id === this.board!.config.roles.in_progress);
+    const instances = new Map<string, number>();
+    for (const agent of this.live.values()) {
+      instances.set(agent.template.name, (instances.get(agent.template.name) ?? 0) + 1);
+    }
+    for (const name of this.spawning) {
+      const template = name.slice(0, name.lastIndexOf('-'));
+      instances.set(template, (instances.get(template) ?? 0) + 1);
+    }
+    const decisions = new Map<string, boolean>();
+    const plan = planAssignments({
+      tasks: ready.map((t) => ({
+        id: t.id,
+        priorityRank: t.priorityRank,
+        createdMs: t.createdMs ?? 0,
+        capabilities: t.capabilities,
+      })),
+      agents: agentSlots(this.world),
+      templates: [...this.templates.values()]
+        .filter((t) => (this.spawnFailures.get(t.name)?.count ?? 0) < MAX_SPAWN_FAILURES)
+        .map((t) => ({
+          name: t.name,
+          capabilities: t.capabilities,
+          instances: instances.get(t.name) ?? 0,
+          maxInstances: t.maxInstances,
+          wipLimitPerInstance: t.wipPerInstance,
+        })),
+      columnWip: { limit: wipColumn?.wip ?? null, current: inProgress },
+      isAllowed: (agent, template, taskId) => {
+        const sub = agent || `template:${template}`;
+        const key = `${sub}\u0000${taskId}`;
+        let allowed = decisions.get(key);
+        if (allowed === undefined) {
+          allowed = this.policy.enforce(sub, `task:${taskId}`, 'assign');
+          decisions.set(key, allowed);
+          if (!allowed) this.reportDenial(sub, taskId);
+        }
+        return allowed;
+      },
+      nowMs,
+    });
+    for (const u of plan.unplaced) {
+      const failure = [...this.spawnFailures.entries()].find(([, f]) => f.count >= MAX_SPAWN_FAILURES);
+      if (failure && u.reason.includes('no agent or template')) continue;
+      this.log.debug({ taskId: u.taskId, reason: u.reason }, 'task not placed');
+    }
+    return plan;
+  }
+
+  private reportDenial(sub: string, taskId: string): void {
+    const key = `${sub}\u0000${taskId}`;
+    if (this.reportedDenials.has(key)) return;
+    this.reportedDenials.add(key);
+    this.record({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'deny', details: { sub, act: 'assign' } });
+  }
+
+  private assign(taskId: string, agentName: string, nowMs: number): void {
+    const task = this.board?.tasks.find((t) => t.id === taskId);
+    const agent = this.live.get(agentName);
+    if (!task || !agent) return;
+    const previous = this.state.task(taskId);
+    const attempt = (previous?.attempt ?? 0) + 1;
+    this.transaction(() => {
+      this.state.addAssignment(taskId, attempt, agentName, nowMs);
+      this.state.putTask({
+        id: taskId,
+        path: task.path,
+        state: TaskState.assigned,
+        attempt,
+        agent: agentName,
+        reason: null,
+        boardHash: previous?.boardHash ?? null,
+        boardSync: 'pending',
+        updatedMs: nowMs,
+      });
+      this.record({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
+      this.record({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
+    });
+    const load = agentSlots(this.world).find((s) => s.name === agentName)?.load ?? 0;
+    setLoad(this.world, agentName, load + 1);
+    setStatus(this.world, agentName, AgentStatus.busy, nowMs);
+    agent.lastActiveMs = nowMs;
+    this.log.info({ taskId, agent: agentName, attempt }, 'task assigned');
+  }
+
+  /** Publishes committed executions that are not yet on the broker (the outbox), oldest first. */
+  private async publishPending(): Promise<void> {
+    for (const a of this.state.openAssignments()) {
+      if (a.state !== 'pending') continue;
+      const task = this.board?.tasks.find((t) => t.id === a.taskId);
+      const template = this.live.get(a.agent)?.template ?? this.templateOf(a.agent);
+      if (!task || !template) continue;
+      try {
+        await this.broker.publishAssignment({
+          taskId: a.taskId,
+          attempt: a.attempt,
+          agent: a.agent,
+          title: task.title,
+          body: task.body,
+          ...(task.command === undefined ? {} : { command: task.command }),
+          fields: jsonSafe(task.fields),
+          timeoutMs: template.taskTimeoutMs,
+          assignedAtMs: a.assignedMs,
+        });
+        this.state.setAssignmentState(a.taskId, a.attempt, 'published');
+      } catch (error) {
+        this.log.warn({ err: error, taskId: a.taskId }, 'cannot publish an assignment yet; will retry');
+        return;
+      }
+    }
+  }
+
+  private templateOf(agentName: string): AgentTemplate | undefined {
+    const row = this.state.agent(agentName);
+    return row ? this.templates.get(row.template) : undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Events from the broker and the agents
+
+  private async applyEvents(nowMs: number): Promise<void> {
+    for (let event = this.events.shift(); event; event = this.events.shift()) {
+      switch (event.kind) {
+        case 'result':
+          this.applyResult(event.delivery, nowMs);
+          event.done();
+          break;
+        case 'hello': {
+          const agent = this.live.get(event.agent);
+          if (!agent) break;
+          agent.ready = true;
+          this.spawnFailures.delete(agent.template.name);
+          setStatus(this.world, event.agent, AgentStatus.idle, nowMs);
+          recordHeartbeat(this.world, event.agent, nowMs);
+          this.record({ actor: `agent:${event.agent}`, action: 'agent.ready', object: `agent:${event.agent}`, details: { uid: agent.account.uid } });
+          this.putAgentRow(event.agent, 'running', nowMs);
+          this.log.info({ agent: event.agent, uid: agent.account.uid }, 'agent ready');
+          break;
+        }
+        case 'acked': {
+          const row = this.state.task(event.taskId);
+          this.transaction(() => {
+            this.state.setAssignmentState(event.taskId, event.attempt, 'acked');
+            if (row && row.attempt === event.attempt && row.state === TaskState.assigned) {
+              this.state.putTask({ ...row, state: TaskState.running, updatedMs: nowMs });
+            }
+            this.record({ actor: `agent:${event.agent}`, action: 'task.start', object: `task:${event.taskId}`, details: { attempt: event.attempt } });
+          });
+          break;
+        }
+        case 'exit':
+          await this.applyExit(event.agent, event.exit, nowMs);
+          break;
+      }
+    }
+  }
+
+  private applyResult(delivery: Delivery<ResultMessage>, nowMs: number): void {
+    const r = delivery.data;
+    const assignment = this.state.assignment(r.taskId, r.attempt);
+    if (!assignment || assignment.agent !== r.agent) {
+      this.log.warn({ taskId: r.taskId, attempt: r.attempt, agent: r.agent }, 'result for an unknown execution; dropped');
+      delivery.term('unknown execution');
+      return;
+    }
+    const succeeded = r.outcome === 'succeeded';
+    const reason = succeeded
+      ? r.summary.trim() || 'succeeded'
+      : `${r.outcome}${r.exitCode === null ? '' : ` (exit ${r.exitCode})`}${r.signal ? ` (${r.signal})` : ''}: ${r.summary.trim()}`;
+    let applied = false;
+    this.transaction(() => {
+      applied = this.state.finishAssignment(r.taskId, r.attempt, { outcome: r.outcome, exitCode: r.exitCode, summary: r.summary, outputs: r.outputs }, nowMs);
+      if (!applied) return;
+      const row = this.state.task(r.taskId);
+      if (row && row.attempt === r.attempt) {
+        this.state.putTask({
+          ...row,
+          state: succeeded ? TaskState.succeeded : TaskState.failed,
+          reason: oneLine(reason, 500),
+          boardSync: 'pending',
+          updatedMs: nowMs,
+        });
+      }
+      this.state.countTaskDone(r.agent);
+      this.record({
+        actor: `agent:${r.agent}`,
+        action: succeeded ? 'task.complete' : 'task.fail',
+        object: `task:${r.taskId}`,
+        details: { attempt: r.attempt, outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: r.outputs },
+      });
+    });
+    delivery.ack();
+    if (!applied) return;
+    if (succeeded) this.succeeded.push(r.taskId);
+    else this.failedTasks.push({ taskId: r.taskId, reason: oneLine(reason, 500) });
+    this.log.info({ taskId: r.taskId, agent: r.agent, outcome: r.outcome, durationMs: r.durationMs }, 'task finished');
+    const agent = this.live.get(r.agent);
+    if (agent) {
+      const load = Math.max(0, (agentSlots(this.world).find((s) => s.name === r.agent)?.load ?? 1) - 1);
+      setLoad(this.world, r.agent, load);
+      if (load === 0) setStatus(this.world, r.agent, AgentStatus.idle, nowMs);
+      agent.lastActiveMs = nowMs;
+      agent.workedMs = nowMs;
+    }
+  }
+
+  private async applyExit(name: string, exit: SandboxExit, nowMs: number): Promise<void> {
+    const agent = this.live.get(name);
+    if (!agent) return;
+    this.live.delete(name);
+    removeAgent(this.world, name);
+    await agent.gateway.close();
+    this.policy.removeSubject(name);
+    const expected = agent.stopping !== undefined;
+    const exitText = describeExit(exit);
+    const open = this.state.openAssignments().filter((a) => a.agent === name);
+    this.transaction(() => {
+      this.record({
+        actor: SUPERVISOR,
+        action: expected ? 'agent.stop' : 'agent.exit',
+        object: `agent:${name}`,
+        details: { exit, reason: agent.stopping ?? 'unexpected', openTasks: open.map((a) => a.taskId) },
+      });
+      for (const a of open) {
+        const row = this.state.task(a.taskId);
+        this.state.finishAssignment(a.taskId, a.attempt, { outcome: 'lost', exitCode: null, summary: `agent exited: ${exitText}`, outputs: [] }, nowMs);
+        if (!row || row.attempt !== a.attempt) continue;
+        const retry = a.attempt < this.config.maxAttempts;
+        const reason = `agent ${name} exited during attempt ${a.attempt} (${exitText})`;
+        this.state.putTask({ ...row, state: retry ? TaskState.ready : TaskState.failed, agent: retry ? null : row.agent, reason, boardSync: 'pending', updatedMs: nowMs });
+        this.record({ actor: SUPERVISOR, action: retry ? 'task.requeue' : 'task.fail', object: `task:${a.taskId}`, details: { attempt: a.attempt, reason } });
+        if (!retry) this.failedTasks.push({ taskId: a.taskId, reason });
+      }
+    });
+    if (agent.stopping === 'delete') {
+      await this.deleteAccount(name);
+    } else {
+      this.putAgentRow(name, agent.stopping === 'sleep' ? 'sleeping' : expected ? 'stopped' : 'failed', nowMs, exitText);
+    }
+    if (!expected && !agent.ready) {
+      // It died before its runner said hello: count it against the template, so a template that
+      // cannot start is not restarted in a loop.
+      const failure = this.spawnFailures.get(agent.template.name) ?? { count: 0, reason: '' };
+      failure.count += 1;
+      failure.reason = `agent ${name} exited before it was ready (${exitText})`;
+      this.spawnFailures.set(agent.template.name, failure);
+    }
+    if (!expected) this.log.warn({ agent: name, exit: exitText }, 'agent exited unexpectedly');
+    else this.log.info({ agent: name, reason: agent.stopping }, 'agent stopped');
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Agents
+
+  /** Starts (or wakes) one agent of `templateName` in the background. */
+  private startAgent(templateName: string, nowMs: number): void {
+    const template = this.templates.get(templateName);
+    if (!template) return;
+    const name = this.pickAgentName(template);
+    this.spawning.add(name);
+    this.spawnAgent(template, name, nowMs)
+      .catch((error: unknown) => {
+        const failure = this.spawnFailures.get(template.name) ?? { count: 0, reason: '' };
+        failure.count += 1;
+        failure.reason = (error as Error).message;
+        this.spawnFailures.set(template.name, failure);
+        this.log.error({ err: error, agent: name, template: template.name }, 'cannot start agent');
+        this.record({ actor: SUPERVISOR, action: 'agent.spawn_failed', object: `agent:${name}`, details: { message: (error as Error).message, code: (error as WarrenError).code ?? null } });
+      })
+      .finally(() => {
+        this.spawning.delete(name);
+        this.loop?.requestTick();
+      });
+  }
+
+  /** A sleeping or stopped account of the template if there is one (woken), else the next free name. */
+  private pickAgentName(template: AgentTemplate): string {
+    const busy = (name: string) => this.live.has(name) || this.spawning.has(name);
+    const existing = this.accounts
+      .list()
+      .filter((a) => a.template === template.name && !busy(a.name))
+      .map((a) => a.name)
+      .sort();
+    if (existing[0]) return existing[0];
+    for (let n = 1; ; n += 1) {
+      const name = `${template.name}-${n}`;
+      if (!busy(name) && !this.accounts.get(name)) return name;
+    }
+  }
+
+  private async spawnAgent(template: AgentTemplate, name: string, nowMs: number): Promise<void> {
+    const account = this.accounts.get(name) ?? (await this.accounts.create({ name, template: template.name }));
+    const woken = this.state.agent(name)?.state === 'sleeping';
+    this.policy.addRoleForSubject(name, `template:${template.name}`);
+    const runDir = join(this.config.stateDir, 'run', 'agents', name);
+    const homeInSandbox = `/home/${name}`;
+    const gateway = await AgentGateway.start({
+      identity: { name, template: template.name, uid: account.uid, gid: account.gid, home: homeInSandbox, capabilities: template.capabilities },
+      socketDir: join(runDir, 'socket'),
+      broker: this.broker,
+      logger: this.log.child({ component: 'gateway', agent: name }),
+      events: {
+        hello: (agent) => this.queue({ kind: 'hello', agent }),
+        taskAcked: (agent, taskId, attempt) => this.queue({ kind: 'acked', agent, taskId, attempt }),
+        alive: (agent) => recordHeartbeat(this.world, agent, Date.now()),
+        disconnected: (agent) => this.log.debug({ agent }, 'agent channel closed'),
+        protocolError: (agent, message) =>
+          this.record({ actor: `agent:${agent}`, action: 'agent.protocol_error', object: `agent:${agent}`, details: { message } }),
+        authorizeMessage: (from, to) => this.authorizeMessage(from, to),
+      },
+    });
+    const live: LiveAgent = {
+      account,
+      template,
+      gateway,
+      sandbox: undefined,
+      stopping: undefined,
+      lastActiveMs: nowMs,
+      workedMs: undefined,
+      ready: false,
+    };
+    try {
+      const env: Record<string, string> = {
+        HOME: homeInSandbox,
+        USER: name,
+        LOGNAME: name,
+        PATH: '/usr/local/bin:/usr/bin:/bin',
+        LANG: 'C.UTF-8',
+        WARREN_AGENT: name,
+        WARREN_RUNTIME: JSON.stringify(template.runtime),
+        WARREN_MAX_CONCURRENT: String(template.wipPerInstance),
+      };
+      for (const key of template.environment) {
+        const value = this.options.env?.[key];
+        if (value !== undefined) env[key] = value;
+      }
+      const sandbox = await spawnSandbox(
+        {
+          name,
+          uid: account.uid,
+          gid: account.gid,
+          homeHostPath: account.home,
+          homePath: homeInSandbox,
+          passwd: `root:x:0:0:root:/root:/usr/sbin/nologin\n${this.accounts.passwdLine(account, { home: homeInSandbox })}\n`,
+          group: `root:x:0:\n${this.accounts.groupLine(account)}\n`,
+          argv: ['/usr/bin/node', `${RUNNER_IN_SANDBOX}/dist/main.js`],
+          env,
+          readOnlyBinds: [
+            { source: this.config.agentRunnerDir, target: RUNNER_IN_SANDBOX },
+            { source: join(this.config.agentsDir, 'bin'), target: AGENTS_BIN_IN_SANDBOX },
+            { source: join(runDir, 'socket'), target: '/run/warren' },
+            ...template.mounts.map((m) => ({ source: resolve(this.config.root, m.source), target: m.target })),
+          ],
+          limits: template.resources,
+          runDir,
+          logPath: join(this.config.stateDir, 'logs', `${name}.log`),
+          logMaxBytes: 8 * 1024 * 1024,
+        },
+        { logger: this.log.child({ component: 'sandbox', agent: name }) },
+      );
+      live.sandbox = sandbox;
+      this.live.set(name, live);
+      addAgent(this.world, {
+        name,
+        template: template.name,
+        uid: account.uid,
+        gid: account.gid,
+        capabilities: [...template.capabilities],
+        wipLimit: template.wipPerInstance,
+        lifecycle: template.lifecycle,
+        resources: { memoryMaxBytes: template.resources.memoryMaxBytes, pidsMax: template.resources.pidsMax, cpuWeight: template.resources.cpuWeight },
+        nowMs,
+      });
+      setStatus(this.world, name, AgentStatus.starting, nowMs);
+      this.putAgentRow(name, 'starting', nowMs, null, sandbox.pid);
+      this.record({
+        actor: SUPERVISOR,
+        action: woken ? 'agent.wake' : 'agent.start',
+        object: `agent:${name}`,
+        details: { template: template.name, uid: account.uid, gid: account.gid, pid: sandbox.pid, home: account.home },
+      });
+      this.log.info({ agent: name, uid: account.uid, pid: sandbox.pid, woken }, 'agent started');
+      void sandbox.exited.then((exit) => this.queue({ kind: 'exit', agent: name, exit }));
+    } catch (error) {
+      await gateway.close();
+      this.policy.removeSubject(name);
+      throw error;
+    }
+  }
+
+  private queue(event: QueuedEvent): void {
+    this.events.push(event);
+    this.loop?.requestTick();
+  }
+
+  private authorizeMessage(from: string, to: string): string | null {
+    const allowed = this.policy.enforce(from, `agent:${to}`, 'message');
+    this.record({ actor: `agent:${from}`, action: 'policy.decide', object: `agent:${to}`, decision: allowed ? 'allow' : 'deny', details: { act: 'message' } });
+    if (!allowed) return `policy denies ${from} sending to ${to}`;
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(to) || !this.accounts.get(to)) return `no agent named ${JSON.stringify(to)}`;
+    return null;
+  }
+
+  /** Puts idle `sleep` agents to sleep and stops `autodelete` agents after their task. */
+  private async tendLifecycles(nowMs: number): Promise<void> {
+    const loads = new Map(agentSlots(this.world).map((s) => [s.name, s.load]));
+    for (const [name, agent] of this.live) {
+      if (agent.stopping || !agent.sandbox || (loads.get(name) ?? 0) > 0) continue;
+      if (this.state.openAssignments().some((a) => a.agent === name)) continue;
+      const mode = agent.template.lifecycle;
+      if (mode === 'sleep' && nowMs - agent.lastActiveMs >= agent.template.sleepAfterIdleMs) {
+        this.stopAgent(agent, 'sleep');
+      } else if (mode === 'autodelete' && agent.workedMs !== undefined) {
+        this.stopAgent(agent, 'delete');
+      }
+    }
+  }
+
+  private stopAgent(agent: LiveAgent, why: 'sleep' | 'delete' | 'shutdown'): Promise<unknown> {
+    agent.stopping = why;
+    setStatus(this.world, agent.account.name, AgentStatus.stopping, Date.now());
+    agent.gateway.requestShutdown(why);
+    return agent.sandbox?.stop(this.config.killGraceMs) ?? Promise.resolve();
+  }
+
+  private async deleteAccount(name: string): Promise<void> {
+    await this.accounts.remove(name);
+    await this.broker.deleteAgentConsumers(name).catch(() => undefined);
+    this.state.deleteAgent(name);
+    this.record({ actor: SUPERVISOR, action: 'account.delete', object: `agent:${name}`, details: {} });
+  }
+
+  private putAgentRow(name: string, state: string, nowMs: number, lastExit: string | null = null, pid?: number): void {
+    const previous = this.state.agent(name);
+    const account = this.accounts.get(name);
+    if (!account) return;
+    this.state.putAgent({
+      name,
+      template: account.template,
+      uid: account.uid,
+      state,
+      pid: pid ?? (state === 'running' ? (previous?.pid ?? null) : null),
+      startedMs: state === 'starting' ? nowMs : (previous?.startedMs ?? null),
+      stoppedMs: state === 'starting' || state === 'running' ? null : nowMs,
+      lastExit: lastExit ?? previous?.lastExit ?? null,
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Idle, summary, close
+
+  private isIdle(plan: Plan): boolean {
+    if (!this.board || this.boardDirty || this.events.length > 0 || this.spawning.size > 0) return false;
+    if (plan.assignments.length > 0 || plan.spawns.length > 0) return false;
+    if (this.state.openAssignments().length > 0) return false;
+    if (this.state.tasks().some((t) => t.boardSync === 'pending')) return false;
+    for (const agent of this.live.values()) {
+      if (agentSlots(this.world).find((s) => s.name === agent.account.name)?.load) return false;
+    }
+    return true;
+  }
+
+  private summary(): RunSummary {
+    const held = (this.board?.errors ?? []).map((e) => ({ path: e.path, message: e.message }));
+    const unplaced = (this.lastPlan?.unplaced ?? []).map((u) => {
+      const template = [...this.spawnFailures.entries()].find(([, f]) => f.count >= MAX_SPAWN_FAILURES);
+      return template ? { taskId: u.taskId, reason: `${u.reason}; template ${template[0]} failed to start: ${template[1].reason}` } : u;
+    });
+    const templateErrors = this.templateErrors.map((e) => e.message);
+    return {
+      succeeded: [...this.succeeded],
+      failed: [...this.failedTasks],
+      held,
+      unplaced,
+      templateErrors,
+      ok: this.failedTasks.length === 0 && held.length === 0 && unplaced.length === 0 && templateErrors.length === 0,
+    };
+  }
+
+  private async close(): Promise<void> {
+    await this.loop?.stop();
+    await this.watcher?.close();
+    const stops = [...this.live.values()].map((agent) =>
+      agent.stopping ? (agent.sandbox?.exited ?? Promise.resolve()) : this.stopAgent(agent, 'shutdown'),
+    );
+    const results = await Promise.allSettled(stops);
+    for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'agent did not stop cleanly');
+    // Apply the exits (and any results that raced them) so the database says what happened.
+    await this.applyEvents(Date.now()).catch((error: unknown) => this.log.error({ err: error }, 'cannot apply final events'));
+    await this.results?.stop().catch(() => undefined);
+    // A result that arrived while the consumer stopped is left unacknowledged for the next run.
+    for (const event of this.events.splice(0)) if (event.kind === 'result') event.done();
+    for (const agent of this.live.values()) await agent.gateway.close();
+    this.record({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.succeeded.length, failed: this.failedTasks.length } });
+    const closers: [string, () => Promise<void>][] = [
+      ['broker', () => this.broker.close()],
+      ['nats-server', () => this.nats?.close() ?? Promise.resolve()],
+    ];
+    for (const [what, close] of closers) {
+      await close().catch((error: unknown) => this.log.error({ err: error }, `cannot close ${what}`));
+    }
+    this.db.close();
+  }
+
+  private transaction(fn: () => void): void {
+    this.db.transaction(fn)();
+  }
+
+  private record(entry: AuditEntry): void {
+    this.audit.append(entry);
+  }
+}
+
+/** Refuses template mounts that would show an agent Warren's state, homes or policy. */
+function checkMounts(config: SupervisorConfig, template: AgentTemplate): void {
+  const forbidden = [config.stateDir, config.homeRoot, config.policiesDir];
+  for (const mount of template.mounts) {
+    const source = resolve(config.root, mount.source);
+    if (source !== config.root && !source.startsWith(config.root + sep)) {
+      throw new ConfigError(template.path, `mount source '${mount.source}' is outside the repository`);
+    }
+    for (const dir of forbidden) {
+      if (source === dir || source.startsWith(dir + sep) || dir.startsWith(source + sep) || source === config.root) {
+        throw new ConfigError(template.path, `mount source '${mount.source}' would expose ${relative(config.root, dir) || dir} to agents`);
+      }
+    }
+  }
+}
+
+function describeExit(exit: SandboxExit): string {
+  switch (exit.kind) {
+    case 'exited':
+      return `exit code ${exit.exitCode}`;
+    case 'signaled':
+      return `killed by ${exit.signal}`;
+    case 'oom':
+      return 'out of memory';
+    case 'setup_error':
+      return `sandbox setup failed: ${exit.message}`;
+    default:
+      return JSON.stringify(exit);
+  }
+}
+
+function oneLine(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+/** Frontmatter may hold dates; the broker carries JSON. */
+function jsonSafe(fields: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(fields)) as Record<string, unknown>;
+}
+

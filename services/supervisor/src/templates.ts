@@ -1,0 +1,215 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { z } from 'zod';
+import { ConfigError, parseBytes, parseDurationMs, WarrenError } from '@warren/core';
+import { lineOf, parseYamlSource } from './yaml-source.js';
+
+/** An agent template in `agents/` is invalid; `path`, `line` and `key` say where. */
+export class TemplateError extends WarrenError {
+  constructor(
+    readonly path: string,
+    readonly line: number,
+    readonly key: string | undefined,
+    detail: string,
+  ) {
+    super('WARREN_TEMPLATE_INVALID', `${path}:${line}: ${key ? `'${key}' ` : ''}${detail}`);
+  }
+}
+
+/** Template lifecycle modes, as komputer.ai defines them. */
+export const LifecycleMode = { persistent: 'persistent', sleep: 'sleep', autodelete: 'autodelete' } as const;
+export type LifecycleMode = (typeof LifecycleMode)[keyof typeof LifecycleMode];
+
+const duration = z.union([z.string(), z.number()]);
+const size = z.union([z.string(), z.number()]);
+const name = z
+  .string()
+  .regex(/^[a-z][a-z0-9]{0,15}$/, 'must be 1-16 lowercase letters or digits, starting with a letter')
+  .refine((n) => n !== 'skel', "'skel' is reserved: home/skel is the skeleton of new homes");
+const capability = z.string().regex(/^[a-z0-9][a-z0-9:._-]*$/, 'must be lowercase letters, digits and : . _ -');
+
+/** The schema of a template file, as written (user units: '512MiB', '10m'). Unknown keys are errors. */
+export const TemplateFile = z
+  .object({
+    name,
+    description: z.string().default(''),
+    capabilities: z.array(capability).min(1),
+    runtime: z.discriminatedUnion('kind', [
+      z.object({ kind: z.literal('shell'), timeout: duration.default('10m') }).strict(),
+      z
+        .object({
+          kind: z.literal('exec'),
+          command: z.array(z.string().min(1)).min(1),
+          timeout: duration.default('10m'),
+        })
+        .strict(),
+    ]),
+    resources: z
+      .object({
+        memory: size.default('512MiB'),
+        pids: z.number().int().min(8).max(65_536).default(256),
+        cpu: z.number().int().min(1).max(10_000).default(100),
+        nofile: z.number().int().min(16).max(1_048_576).default(1024),
+        fileSize: size.default('256MiB'),
+        tmp: size.default('64MiB'),
+      })
+      .strict()
+      .prefault({}),
+    maxInstances: z.number().int().min(1).max(10_000).default(1),
+    wipPerInstance: z.number().int().min(1).max(1_000).default(1),
+    lifecycle: z.enum(['persistent', 'sleep', 'autodelete']).default('persistent'),
+    sleepAfterIdle: duration.default('30s'),
+    environment: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]),
+    mounts: z
+      .array(
+        z
+          .object({
+            source: z.string().min(1),
+            target: z.string().regex(/^\/repo(\/[A-Za-z0-9._-]+)*$/, "must be under '/repo'"),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict();
+export type TemplateFile = z.infer<typeof TemplateFile>;
+
+/** A validated template with sizes in bytes and durations in ms. */
+export interface AgentTemplate {
+  readonly name: string;
+  readonly description: string;
+  readonly capabilities: readonly string[];
+  /** What the agent runner runs per task: the task's `command` (shell) or a fixed argv (exec). */
+  readonly runtime: { readonly kind: 'shell' } | { readonly kind: 'exec'; readonly command: readonly string[] };
+  /** Wall-clock limit of one task execution, in ms. */
+  readonly taskTimeoutMs: number;
+  readonly resources: {
+    readonly memoryMaxBytes: number;
+    readonly pidsMax: number;
+    /** Relative CPU weight, 1..10000, 100 = an ordinary process (cgroup v2 `cpu.weight` scale). */
+    readonly cpuWeight: number;
+    readonly nofile: number;
+    readonly fsizeBytes: number;
+    readonly tmpfsBytes: number;
+  };
+  readonly maxInstances: number;
+  readonly wipPerInstance: number;
+  readonly lifecycle: LifecycleMode;
+  /** How long a `sleep` agent stays up with no work before it is put to sleep, in ms. */
+  readonly sleepAfterIdleMs: number;
+  /** Names of supervisor environment variables passed into the sandbox. */
+  readonly environment: readonly string[];
+  /** Read-only binds: `source` relative to the repository root, `target` under /repo. */
+  readonly mounts: readonly { readonly source: string; readonly target: string }[];
+  /** The file it came from. */
+  readonly path: string;
+}
+
+/**
+ * Parses and validates one template file.
+ * @param path shown in errors (relative paths read best).
+ * @throws {TemplateError} with the line of the offending key: syntax errors, unknown keys, wrong
+ *   types, bad units.
+ */
+export function parseTemplate(text: string, path: string): AgentTemplate {
+  const source = parseYamlSource(text);
+  if (!('doc' in source)) {
+    throw new TemplateError(path, source.line, undefined, `is not valid YAML: ${source.message}`);
+  }
+  const parsed = TemplateFile.safeParse(source.value ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    let issuePath = issue.path;
+    let detail = issue.message;
+    if (issue.code === 'unrecognized_keys') {
+      issuePath = [...issue.path, issue.keys[0]!];
+      detail = `is not a template key (known keys: ${knownKeys(issue.path)})`;
+    }
+    const key = issuePath.map(String).join('.') || undefined;
+    throw new TemplateError(path, lineOf(source, issuePath), key, detail);
+  }
+  const t = parsed.data;
+  /** Converts a user unit, turning a `ConfigError` into a `TemplateError` at the key's line. */
+  const unit = (key: string, value: string | number, parse: typeof parseBytes): number => {
+    try {
+      return parse(value, key);
+    } catch (error) {
+      const detail = error instanceof ConfigError ? error.message.slice(key.length + 2) : String(error);
+      throw new TemplateError(path, lineOf(source, key.split('.')), key, detail);
+    }
+  };
+  return {
+    name: t.name,
+    description: t.description,
+    capabilities: t.capabilities,
+    runtime: t.runtime.kind === 'shell' ? { kind: 'shell' } : { kind: 'exec', command: t.runtime.command },
+    taskTimeoutMs: unit('runtime.timeout', t.runtime.timeout, parseDurationMs),
+    resources: {
+      memoryMaxBytes: unit('resources.memory', t.resources.memory, parseBytes),
+      pidsMax: t.resources.pids,
+      cpuWeight: t.resources.cpu,
+      nofile: t.resources.nofile,
+      fsizeBytes: unit('resources.fileSize', t.resources.fileSize, parseBytes),
+      tmpfsBytes: unit('resources.tmp', t.resources.tmp, parseBytes),
+    },
+    maxInstances: t.maxInstances,
+    wipPerInstance: t.wipPerInstance,
+    lifecycle: t.lifecycle,
+    sleepAfterIdleMs: unit('sleepAfterIdle', t.sleepAfterIdle, parseDurationMs),
+    environment: t.environment,
+    mounts: t.mounts,
+    path,
+  };
+}
+
+function knownKeys(path: readonly PropertyKey[]): string {
+  let schema: z.ZodType = TemplateFile;
+  for (const key of path) {
+    const shape = (schema as unknown as { shape?: Record<string, z.ZodType> }).shape;
+    const inner = shape?.[String(key)];
+    if (!inner) break;
+    schema = unwrap(inner);
+  }
+  const shape = (unwrap(schema) as unknown as { shape?: Record<string, unknown> }).shape;
+  return shape ? Object.keys(shape).join(', ') : '(none)';
+}
+
+function unwrap(schema: z.ZodType): z.ZodType {
+  let current = schema as unknown as { def?: { innerType?: z.ZodType; element?: z.ZodType } };
+  while (current.def?.innerType ?? current.def?.element) {
+    current = (current.def.innerType ?? current.def.element) as unknown as typeof current;
+  }
+  return current as unknown as z.ZodType;
+}
+
+/** The outcome of {@link loadTemplates}: the valid templates and one error per invalid file. */
+export interface TemplateSet {
+  readonly templates: ReadonlyMap<string, AgentTemplate>;
+  readonly errors: readonly TemplateError[];
+}
+
+/**
+ * Loads every `*.yaml`/`*.yml` file directly in `dir` as a template. A bad file is one error and
+ * is left out; two files with one `name` make the later (by file name) an error.
+ * @param displayRoot paths in errors are shown relative to it.
+ */
+export async function loadTemplates(dir: string, displayRoot = dir): Promise<TemplateSet> {
+  const templates = new Map<string, AgentTemplate>();
+  const errors: TemplateError[] = [];
+  const files = (await readdir(dir)).filter((f) => /\.ya?ml$/.test(f)).sort();
+  for (const file of files) {
+    const path = relative(displayRoot, join(dir, file)) || file;
+    try {
+      const template = parseTemplate(await readFile(join(dir, file), 'utf8'), path);
+      const earlier = templates.get(template.name);
+      if (earlier) {
+        throw new TemplateError(path, 1, 'name', `'${template.name}' is already defined by ${earlier.path}`);
+      }
+      templates.set(template.name, template);
+    } catch (error) {
+      if (!(error instanceof TemplateError)) throw error;
+      errors.push(error);
+    }
+  }
+  return { templates, errors };
+}

@@ -1,0 +1,182 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const repo = join(import.meta.dirname, '..');
+const cli = join(repo, 'services', 'supervisor', 'bin', 'warren.js');
+const OWNED = /^(status|assignee|result|started|completed|updated):/;
+
+/** Fails (never skips) with an install hint when the machine lacks what Warren needs. */
+function requireMachine(): void {
+  const missing: string[] = [];
+  if (process.getuid?.() !== 0) missing.push('root (run the tests as root)');
+  const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`]).status === 0;
+  if (!has('bwrap')) missing.push('bwrap (apt-get install -y bubblewrap)');
+  if (!has('setpriv')) missing.push('setpriv (apt-get install -y util-linux)');
+  if (!has('nats-server')) missing.push('nats-server (apt-get install -y nats-server)');
+  if (!existsSync(join(repo, 'services', 'supervisor', 'dist', 'cli.js'))) missing.push('a build (npm run build)');
+  if (missing.length > 0) throw new Error(`this machine lacks: ${missing.join('; ')}. Or run: bash scripts/setup.sh`);
+}
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function warren(args: string[], timeoutMs = 240_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { cwd: repo, env: { ...process.env, WARREN_LOG_FORMAT: 'json' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`warren ${args.join(' ')} did not finish in ${timeoutMs} ms\n${stderr.slice(-4000)}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function frontmatterLines(text: string): string[] {
+  return text.split('\n').filter((line) => !OWNED.test(line));
+}
+
+function processesOfUids(uids: Set<number>): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+      if (uids.has(uid)) found.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return found;
+}
+
+describe('warren run --until-idle on a copy of the demo board', () => {
+  let dir: string;
+  let run: CliResult;
+  const originals = new Map<string, string>();
+  const paths = (extra: string[] = []) => [
+    '--root', repo,
+    '--board', join(dir, 'kanban'),
+    '--home', join(dir, 'home'),
+    '--state-dir', join(dir, 'var'),
+    ...extra,
+  ];
+
+  beforeAll(async () => {
+    requireMachine();
+    dir = mkdtempSync(join(tmpdir(), 'warren-e2e-'));
+    cpSync(join(repo, 'kanban'), join(dir, 'kanban'), { recursive: true });
+    writeFileSync(
+      join(dir, 'kanban', 'tasks', 'broken.md'),
+      '---\nid: broken\ntitle: A task whose frontmatter is not YAML\nstatus: ready\ncapabilities: [shell\n---\nbody\n',
+    );
+    for (const file of readdirSync(join(dir, 'kanban', 'tasks'))) {
+      originals.set(file, readFileSync(join(dir, 'kanban', 'tasks', file), 'utf8'));
+    }
+    run = await warren(['run', '--until-idle', '--json', '--kill-grace', '2s', ...paths()]);
+  }, 300_000);
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('finishes every ready task and reports the malformed file with its path and line', () => {
+    const summary = JSON.parse(run.stdout) as {
+      succeeded: string[];
+      failed: unknown[];
+      held: { path: string; message: string }[];
+      unplaced: unknown[];
+      ok: boolean;
+    };
+    expect(summary.failed, run.stderr.slice(-3000)).toEqual([]);
+    expect(summary.succeeded.sort()).toEqual(['count-lines', 'dependency-report', 'disk-usage', 'license-report', 'test-core']);
+    expect(summary.held).toHaveLength(1);
+    expect(summary.held[0]!.message).toMatch(/tasks\/broken\.md:\d+/);
+    expect(summary.unplaced).toEqual([]);
+    expect(summary.ok).toBe(false);
+    expect(run.code).toBe(1);
+  });
+
+  it('changes only the fields Warren owns in the task files', () => {
+    for (const [file, before] of originals) {
+      const after = readFileSync(join(dir, 'kanban', 'tasks', file), 'utf8');
+      expect(frontmatterLines(after), file).toEqual(frontmatterLines(before));
+      const status = /^status: (.*)$/m.exec(after)?.[1];
+      if (/^status: ready$/m.test(before) && file !== 'broken.md') {
+        expect(status, file).toBe('done');
+        expect(after).toMatch(/^assignee: (shell|reporter)-\d+$/m);
+        expect(after).toMatch(/^result: .+$/m);
+      } else {
+        expect(after, file).toBe(before);
+      }
+    }
+  });
+
+  it("leaves each task's output in its agent's home, owned by the agent's uid", async () => {
+    const accounts = JSON.parse((await warren(['accounts', '--json', ...paths()])).stdout) as {
+      name: string;
+      uid: number;
+      gid: number;
+      home: string;
+    }[];
+    const byName = new Map(accounts.map((a) => [a.name, a]));
+    const expected: Record<string, string> = {
+      'count-lines': 'line-counts.md',
+      'dependency-report': 'dependencies.md',
+      'license-report': 'licenses.md',
+      'test-core': 'core-tests.txt',
+      'disk-usage': 'disk-usage.txt',
+    };
+    for (const [taskId, output] of Object.entries(expected)) {
+      const text = readFileSync(join(dir, 'kanban', 'tasks', `${taskId}.md`), 'utf8');
+      const agent = byName.get(/^assignee: (.+)$/m.exec(text)![1]!)!;
+      expect(agent, taskId).toBeDefined();
+      const path = join(agent.home, 'work', taskId, output);
+      const stat = statSync(path);
+      expect(stat.uid, path).toBe(agent.uid);
+      expect(stat.gid, path).toBe(agent.gid);
+      expect(stat.size, path).toBeGreaterThan(0);
+      expect(statSync(agent.home).mode & 0o777).toBe(0o700);
+    }
+    const counts = readFileSync(
+      join(byName.get(/^assignee: (.+)$/m.exec(readFileSync(join(dir, 'kanban', 'tasks', 'count-lines.md'), 'utf8'))![1]!)!.home, 'work', 'count-lines', 'line-counts.md'),
+      'utf8',
+    );
+    expect(counts).toMatch(/\| kanban \| \d+ \| \d+ \|/);
+    expect(run.stderr).not.toMatch(/"level":(50|60)/);
+  });
+
+  it('audits every assignment and every completion, in an intact hash chain', async () => {
+    const rows = JSON.parse((await warren(['audit', '--json', '--action', 'task.*', ...paths()])).stdout) as {
+      action: string;
+      object: string;
+    }[];
+    for (const taskId of ['count-lines', 'dependency-report', 'disk-usage', 'license-report', 'test-core']) {
+      expect(rows.filter((r) => r.action === 'task.assign' && r.object === `task:${taskId}`), taskId).toHaveLength(1);
+      expect(rows.filter((r) => r.action === 'task.complete' && r.object === `task:${taskId}`), taskId).toHaveLength(1);
+    }
+    expect(rows.some((r) => r.action === 'task.held' && r.object.includes('broken.md'))).toBe(true);
+    const verify = await warren(['audit', '--verify', ...paths()]);
+    expect(verify.stdout).toMatch(/^ok: \d+ rows/);
+  });
+
+  it('leaves no process running as an agent uid', async () => {
+    const accounts = JSON.parse((await warren(['accounts', '--json', ...paths()])).stdout) as { uid: number }[];
+    expect(accounts.length).toBeGreaterThan(0);
+    expect(processesOfUids(new Set(accounts.map((a) => a.uid)))).toEqual([]);
+  });
+});
