@@ -258,9 +258,46 @@ async function removeTree(name: string, dir: string): Promise<void> {
   await removeDir(name, dir);
 }
 
+/** How long an empty cgroup is left alone: another process may be between mkdir and joining it. */
+const YOUNG_EMPTY_MS = 10_000;
+
+/** The parent pid and command name of `pid` (/proc/<pid>/status), or null if it is gone. */
+async function processInfo(pid: number): Promise<{ ppid: number; name: string } | null> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const ppid = /^PPid:\s+(\d+)/m.exec(status);
+    const name = /^Name:\s+(.*)$/m.exec(status);
+    return ppid && name ? { ppid: Number(ppid[1]), name: name[1]!.trim() } : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * Removes the cgroups under `warren/` in every hierarchy of `caps` except those named in `keep`
- * (sandboxes alive in this process), killing their processes first. @returns the removed paths.
+ * Whether the cgroup `dir` belongs to a sandbox some live process still manages: it holds a
+ * `bwrap` whose parent is outside the cgroup (bwrap runs with --die-with-parent, so it cannot
+ * outlive the process that spawned it), or it is empty and was made in the last few seconds.
+ */
+async function inUseElsewhere(dir: string): Promise<boolean> {
+  const pids = await cgroupPids(dir);
+  if (pids.length === 0) {
+    try {
+      return Date.now() - (await stat(dir)).mtimeMs < YOUNG_EMPTY_MS;
+    } catch {
+      return false;
+    }
+  }
+  for (const pid of pids) {
+    const info = await processInfo(pid);
+    if (info && info.name === 'bwrap' && !pids.includes(info.ppid)) return true;
+  }
+  return false;
+}
+
+/**
+ * Removes the cgroups under `warren/` in every hierarchy of `caps` that a previous run left:
+ * not named in `keep` (sandboxes alive in this process) and not in use by another live process
+ * (see {@link inUseElsewhere}). Kills their processes first. @returns the removed paths.
  * @throws {SandboxError} if one stays busy.
  */
 export async function removeWarrenCgroups(caps: HostCapabilities, keep: ReadonlySet<string>): Promise<string[]> {
@@ -276,6 +313,7 @@ export async function removeWarrenCgroups(caps: HostCapabilities, keep: Readonly
     for (const entry of entries) {
       if (!entry.isDirectory() || keep.has(entry.name)) continue;
       const dir = join(parent, entry.name);
+      if (await inUseElsewhere(dir)) continue;
       await removeTree(entry.name, dir);
       removed.push(dir);
     }

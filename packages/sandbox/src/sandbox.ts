@@ -457,8 +457,10 @@ class RunningSandbox implements Sandbox {
 }
 
 /**
- * Removes the cgroups under `warren/` that no live sandbox of this process owns (left by a previous
- * run that crashed), killing their processes first. Call it at supervisor start.
+ * Removes the cgroups under `warren/` that a previous run left, killing their processes first.
+ * Kept: those of sandboxes alive in this process, those holding a bwrap whose spawner is still
+ * alive (another live process's sandboxes), and empty ones made in the last 10 s (being set up).
+ * Call it at supervisor start.
  * @returns the removed cgroup directories.
  * @throws {SandboxError} if a cgroup stays busy.
  */

@@ -58,7 +58,7 @@ function makeLogger(config: SupervisorConfig, env: NodeJS.ProcessEnv): Logger {
   if (env.WARREN_LOG_FORMAT === 'json') return pino(options, pino.destination({ fd: 2, sync: true }));
   return pino(
     options,
-    pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' }),
+    pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }),
   );
 }
 

@@ -826,7 +826,7 @@ export class Supervisor {
         object: `agent:${name}`,
         details: { template: template.name, uid: account.uid, gid: account.gid, pid: sandbox.pid, home: account.home },
       });
-      this.log.info({ agent: name, uid: account.uid, pid: sandbox.pid, woken }, 'agent started');
+      this.log.info({ agent: name, uid: account.uid, sandboxPid: sandbox.pid, woken }, 'agent started');
       void sandbox.exited.then((exit) => this.queue({ kind: 'exit', agent: name, exit }));
     } catch (error) {
       await gateway.close();
@@ -901,8 +901,11 @@ export class Supervisor {
     if (plan.assignments.length > 0 || plan.spawns.length > 0) return false;
     if (this.state.openAssignments().length > 0) return false;
     if (this.state.tasks().some((t) => t.boardSync === 'pending')) return false;
-    for (const agent of this.live.values()) {
-      if (agentSlots(this.world).find((s) => s.name === agent.account.name)?.load) return false;
+    const loads = new Map(agentSlots(this.world).map((s) => [s.name, s.load]));
+    for (const [name, agent] of this.live) {
+      // An agent still starting may be about to take a waiting task.
+      if (!agent.ready && !agent.stopping) return false;
+      if (loads.get(name)) return false;
     }
     return true;
   }
