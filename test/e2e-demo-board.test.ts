@@ -1,67 +1,13 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processesOfUids, repo, requireMachine, warren, type CliResult } from './support/cli.js';
 
-const repo = join(import.meta.dirname, '..');
-const cli = join(repo, 'services', 'supervisor', 'bin', 'warren.js');
 const OWNED = /^(status|assignee|result|started|completed|updated):/;
-
-/** Fails (never skips) with an install hint when the machine lacks what Warren needs. */
-function requireMachine(): void {
-  const missing: string[] = [];
-  if (process.getuid?.() !== 0) missing.push('root (run the tests as root)');
-  const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`]).status === 0;
-  if (!has('bwrap')) missing.push('bwrap (apt-get install -y bubblewrap)');
-  if (!has('setpriv')) missing.push('setpriv (apt-get install -y util-linux)');
-  if (!has('nats-server')) missing.push('nats-server (apt-get install -y nats-server)');
-  if (!existsSync(join(repo, 'services', 'supervisor', 'dist', 'cli.js'))) missing.push('a build (npm run build)');
-  if (missing.length > 0) throw new Error(`this machine lacks: ${missing.join('; ')}. Or run: bash scripts/setup.sh`);
-}
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function warren(args: string[], timeoutMs = 240_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: repo, env: { ...process.env, WARREN_LOG_FORMAT: 'json' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`warren ${args.join(' ')} did not finish in ${timeoutMs} ms\n${stderr.slice(-4000)}`));
-    }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 function frontmatterLines(text: string): string[] {
   return text.split('\n').filter((line) => !OWNED.test(line));
-}
-
-function processesOfUids(uids: Set<number>): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
-      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
-      if (uids.has(uid)) found.push(Number(entry));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return found;
 }
 
 describe('warren run --until-idle on a copy of the demo board', () => {

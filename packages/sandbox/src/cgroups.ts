@@ -274,24 +274,28 @@ async function processInfo(pid: number): Promise<{ ppid: number; name: string } 
 }
 
 /**
- * Whether the cgroup `dir` belongs to a sandbox some live process still manages: it holds a
- * `bwrap` whose parent is outside the cgroup (bwrap runs with --die-with-parent, so it cannot
- * outlive the process that spawned it), or it is empty and was made in the last few seconds.
+ * Whether the cgroups `dirs` (one sandbox's, across hierarchies) belong to a sandbox some live
+ * process still manages: one holds a `bwrap` whose parent is outside the cgroup (bwrap runs with
+ * --die-with-parent, so it cannot outlive the process that spawned it), or all are empty and one
+ * was made in the last few seconds (another process may be between mkdir and joining it).
  */
-async function inUseElsewhere(dir: string): Promise<boolean> {
-  const pids = await cgroupPids(dir);
-  if (pids.length === 0) {
+async function inUseElsewhere(dirs: readonly string[]): Promise<boolean> {
+  let empty = true;
+  let newestMs = 0;
+  for (const dir of dirs) {
+    const pids = await cgroupPids(dir);
+    if (pids.length > 0) empty = false;
+    for (const pid of pids) {
+      const info = await processInfo(pid);
+      if (info && info.name === 'bwrap' && !pids.includes(info.ppid)) return true;
+    }
     try {
-      return Date.now() - (await stat(dir)).mtimeMs < YOUNG_EMPTY_MS;
+      newestMs = Math.max(newestMs, (await stat(dir)).mtimeMs);
     } catch {
-      return false;
+      // gone meanwhile
     }
   }
-  for (const pid of pids) {
-    const info = await processInfo(pid);
-    if (info && info.name === 'bwrap' && !pids.includes(info.ppid)) return true;
-  }
-  return false;
+  return empty && Date.now() - newestMs < YOUNG_EMPTY_MS;
 }
 
 /**
@@ -306,15 +310,20 @@ export async function removeWarrenCgroups(caps: HostCapabilities, keep: Readonly
       (p): p is string => p !== null,
     ),
   );
-  const removed: string[] = [];
+  const byName = new Map<string, string[]>();
   for (const hierarchy of hierarchies) {
     const parent = join(hierarchy, CGROUP_PARENT);
     const entries = await readdir(parent, { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
       if (!entry.isDirectory() || keep.has(entry.name)) continue;
-      const dir = join(parent, entry.name);
-      if (await inUseElsewhere(dir)) continue;
-      await removeTree(entry.name, dir);
+      byName.set(entry.name, [...(byName.get(entry.name) ?? []), join(parent, entry.name)]);
+    }
+  }
+  const removed: string[] = [];
+  for (const [name, dirs] of byName) {
+    if (await inUseElsewhere(dirs)) continue;
+    for (const dir of dirs) {
+      await removeTree(name, dir);
       removed.push(dir);
     }
   }

@@ -314,7 +314,12 @@ describe('removeStaleCgroups', () => {
     // An orphan (its parent shell exits at once) inside the stale cgroups, as a crashed run leaves.
     const starter = spawn(
       '/bin/sh',
-      ['-c', '(for f; do echo $$ > "$f"; done; exec sleep 1000) >/dev/null 2>&1 & echo $!', 'sh', ...dirs.map((d) => join(d, 'cgroup.procs'))],
+      [
+        '-c',
+        `sh -c 'for f; do echo $$ > "$f"; done; exec sleep 1000' sh "$@" >/dev/null 2>&1 & echo $!`,
+        'sh',
+        ...dirs.map((d) => join(d, 'cgroup.procs')),
+      ],
       { stdio: ['ignore', 'pipe', 'ignore'] },
     );
     let out = '';

@@ -937,6 +937,8 @@ export class Supervisor {
     for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'agent did not stop cleanly');
     // Apply the exits (and any results that raced them) so the database says what happened.
     await this.applyEvents(Date.now()).catch((error: unknown) => this.log.error({ err: error }, 'cannot apply final events'));
+    // Write what the exits changed (tasks put back to ready) while the board is still ours.
+    await this.flushBoard().catch((error: unknown) => this.log.error({ err: error }, 'cannot write the board'));
     await this.results?.stop().catch(() => undefined);
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     for (const event of this.events.splice(0)) if (event.kind === 'result') event.done();

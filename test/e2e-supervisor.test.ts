@@ -1,0 +1,125 @@
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  processesMentioning,
+  processesOfUids,
+  repo,
+  requireMachine,
+  startWarren,
+  waitFor,
+  warren,
+} from './support/cli.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A temp layout with the demo board's config, the repo's policies, and the given task files. */
+function layout(tasks: Record<string, string>): { dir: string; args: (...extra: string[]) => string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'warren-e2e-'));
+  dirs.push(dir);
+  mkdirSync(join(dir, 'kanban', 'tasks'), { recursive: true });
+  cpSync(join(repo, 'kanban', 'board.yaml'), join(dir, 'kanban', 'board.yaml'));
+  cpSync(join(repo, 'policies'), join(dir, 'policies'), { recursive: true });
+  for (const [id, text] of Object.entries(tasks)) writeFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), text);
+  const args = (...extra: string[]) => [
+    ...extra,
+    '--root', repo,
+    '--board', join(dir, 'kanban'),
+    '--home', join(dir, 'home'),
+    '--state-dir', join(dir, 'var'),
+    '--policies', join(dir, 'policies'),
+  ];
+  return { dir, args };
+}
+
+function task(id: string, command: string, extra = ''): string {
+  return `---\nid: ${id}\ntitle: Task ${id}\nstatus: ready\ncapabilities: [shell]\n${extra}command: ${JSON.stringify(command)}\n---\nBody of ${id}.\n`;
+}
+
+beforeAll(() => requireMachine());
+
+describe('warren up', () => {
+  it('works the board, then on SIGTERM stops its agents and its nats-server and exits 0', async () => {
+    const { dir, args } = layout({
+      quick: task('quick', 'echo quick > quick.txt'),
+      sleeper: task('sleeper', 'sleep 600'),
+    });
+    const up = startWarren(args('up', '--kill-grace', '1s'));
+    try {
+      await waitFor('the quick task to be done', () => /^status: done$/m.test(readFileSync(join(dir, 'kanban', 'tasks', 'quick.md'), 'utf8')));
+      await waitFor('the sleeper to be running', () => /^status: in_progress$/m.test(readFileSync(join(dir, 'kanban', 'tasks', 'sleeper.md'), 'utf8')));
+      const status = JSON.parse((await warren(['status', '--json', ...args()])).stdout) as { supervisor: string; pid: number };
+      expect(status.supervisor).toBe('running');
+      expect(status.pid).toBe(up.child.pid);
+      expect(processesMentioning(join(dir, 'var', 'nats')).length).toBeGreaterThan(0);
+      up.child.kill('SIGTERM');
+      const result = await up.done;
+      expect(result.code, result.stderr.slice(-3000)).toBe(0);
+    } finally {
+      up.child.kill('SIGKILL');
+    }
+    const accounts = JSON.parse((await warren(['accounts', '--json', ...args()])).stdout) as { uid: number }[];
+    expect(accounts.length).toBeGreaterThan(0);
+    expect(processesOfUids(new Set(accounts.map((a) => a.uid)))).toEqual([]);
+    expect(processesMentioning(join(dir, 'var', 'nats'))).toEqual([]);
+    const stops = JSON.parse((await warren(['audit', '--json', '--action', 'agent.*', ...args()])).stdout) as {
+      action: string;
+      details: { reason?: string };
+    }[];
+    expect(stops.filter((r) => r.action === 'agent.stop').every((r) => r.details.reason === 'shutdown')).toBe(true);
+    const after = JSON.parse((await warren(['status', '--json', ...args()])).stdout) as { supervisor: string };
+    expect(after.supervisor).toBe('stopped');
+  });
+});
+
+describe('policy', () => {
+  it('leaves a denied task unassigned with the reason, audits the denial and runs the rest', async () => {
+    const { dir, args } = layout({
+      allowed: task('allowed', 'echo ok > ok.txt'),
+      'secret-plan': task('secret-plan', 'echo leaked > leak.txt'),
+    });
+    appendFileSync(join(dir, 'policies', 'policy.csv'), '\np, role:worker, task:secret-*, assign, deny\n');
+    const before = readFileSync(join(dir, 'kanban', 'tasks', 'secret-plan.md'), 'utf8');
+    const run = await warren(args('run', '--until-idle', '--json'));
+    expect(run.code).toBe(1);
+    const summary = JSON.parse(run.stdout) as { succeeded: string[]; unplaced: { taskId: string; reason: string }[] };
+    expect(summary.succeeded).toEqual(['allowed']);
+    expect(summary.unplaced).toEqual([{ taskId: 'secret-plan', reason: expect.stringMatching(/policy denies/) }]);
+    expect(readFileSync(join(dir, 'kanban', 'tasks', 'secret-plan.md'), 'utf8')).toBe(before);
+    const denials = JSON.parse((await warren(['audit', '--json', '--decision', 'deny', ...args()])).stdout) as {
+      object: string;
+      action: string;
+    }[];
+    expect(denials.length).toBeGreaterThan(0);
+    expect(denials.every((r) => r.object === 'task:secret-plan' && r.action === 'policy.decide')).toBe(true);
+  });
+
+  it('refuses to start with a broken policy file and names the file and line', async () => {
+    const { dir, args } = layout({ allowed: task('allowed', 'true') });
+    writeFileSync(
+      join(dir, 'policies', 'policy.csv'),
+      'g, template:shell, role:worker\n\np, role:worker, task:*\n',
+    );
+    const run = await warren(args('run', '--until-idle'));
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/policy\.csv:3: 'p' needs 4 fields/);
+    expect(readFileSync(join(dir, 'kanban', 'tasks', 'allowed.md'), 'utf8')).toMatch(/^status: ready$/m);
+  });
+});
+
+describe('task failures', () => {
+  it('moves a failing task to the failed column with its exit code and output on the card', async () => {
+    const { dir, args } = layout({ broken: task('broken', 'echo "disk full" >&2; exit 3') });
+    const run = await warren(args('run', '--until-idle', '--json'));
+    expect(run.code).toBe(1);
+    const summary = JSON.parse(run.stdout) as { failed: { taskId: string; reason: string }[] };
+    expect(summary.failed).toEqual([{ taskId: 'broken', reason: expect.stringMatching(/exit 3.*disk full/) }]);
+    const text = readFileSync(join(dir, 'kanban', 'tasks', 'broken.md'), 'utf8');
+    expect(text).toMatch(/^status: failed$/m);
+    expect(text).toMatch(/^result: .*exit 3.*disk full/m);
+  });
+});

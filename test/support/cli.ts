@@ -1,0 +1,105 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The repository root. */
+export const repo = join(import.meta.dirname, '..', '..');
+/** The built `warren` command. */
+export const cli = join(repo, 'services', 'supervisor', 'bin', 'warren.js');
+
+/** Fails (never skips) with an install hint when the machine lacks what Warren needs. */
+export function requireMachine(): void {
+  const missing: string[] = [];
+  if (process.getuid?.() !== 0) missing.push('root (run the tests as root)');
+  const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin} || test -x /usr/sbin/${bin}`]).status === 0;
+  if (!has('bwrap')) missing.push('bwrap (apt-get install -y bubblewrap)');
+  if (!has('setpriv')) missing.push('setpriv (apt-get install -y util-linux)');
+  if (!has('nats-server')) missing.push('nats-server (apt-get install -y nats-server)');
+  if (!existsSync(join(repo, 'services', 'supervisor', 'dist', 'cli.js'))) missing.push('a build (npm run build)');
+  if (missing.length > 0) throw new Error(`this machine lacks: ${missing.join('; ')}. Or run: bash scripts/setup.sh`);
+}
+
+/** What a finished `warren` command printed. */
+export interface CliResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A running `warren` command. */
+export interface CliProcess {
+  readonly child: ChildProcess;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  readonly done: Promise<CliResult>;
+}
+
+/** Starts `warren <args>` with JSON logs; the caller must await `done` (or kill the child). */
+export function startWarren(args: readonly string[]): CliProcess {
+  const child = spawn(process.execPath, [cli, ...args], {
+    cwd: repo,
+    env: { ...process.env, WARREN_LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return { child, stderr: () => stderr, done };
+}
+
+/** Runs `warren <args>` to the end; kills it and fails after `timeoutMs`. */
+export async function warren(args: readonly string[], timeoutMs = 240_000): Promise<CliResult> {
+  const run = startWarren(args);
+  const timer = setTimeout(() => run.child.kill('SIGKILL'), timeoutMs);
+  const result = await run.done;
+  clearTimeout(timer);
+  if (result.signal === 'SIGKILL') {
+    throw new Error(`warren ${args.join(' ')} did not finish in ${timeoutMs} ms\n${result.stderr.slice(-4000)}`);
+  }
+  return result;
+}
+
+/** Pids of host processes whose real uid is in `uids` (from /proc/<pid>/status). */
+export function processesOfUids(uids: ReadonlySet<number>): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]);
+      if (uids.has(uid)) found.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return found;
+}
+
+/** Pids of live processes whose command line mentions `text` (to find children of a test's run). */
+export function processesMentioning(text: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) found.push(Number(entry));
+    } catch {
+      // ended while we looked
+    }
+  }
+  return found;
+}
+
+/** Polls `check` every 50 ms until it returns true; fails with `what` after `timeoutMs`. */
+export async function waitFor(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
