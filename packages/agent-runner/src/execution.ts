@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { OutputCapture, parseProgressLine } from './output.js';
+import { OutputCapture, parseProgressLine, parseSendLine } from './output.js';
 import { TaskOutcome, type ResultFrame, type TaskFrame } from './protocol.js';
 
 /**
@@ -20,6 +20,8 @@ export interface ExecutionOptions {
   readonly home: string;
   /** The base environment of the task's process (WARREN_TASK_* are added). */
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** Called for each `::send <agent>::` line of stdout. */
+  readonly onSend?: (to: string, body: unknown) => void;
   /** Called for each `::progress::` line of stdout. */
   readonly onProgress: (message: string, percent: number | undefined) => void;
   /** Between SIGTERM and SIGKILL of the process group on timeout or cancel, in ms. Default 2000. */
@@ -154,7 +156,12 @@ export function startExecution(options: ExecutionOptions): Execution {
       writeFileSync(taskFile, `${JSON.stringify(task, null, 2)}\n`, { mode: 0o600 });
       output = new OutputCapture(join(workspace, 'output.log'), options.outputMaxBytes ?? 8 * 1024 * 1024, (line) => {
         const progress = parseProgressLine(line);
-        if (progress) options.onProgress(progress.message, progress.percent);
+        if (progress) {
+          options.onProgress(progress.message, progress.percent);
+          return;
+        }
+        const message = parseSendLine(line);
+        if (message) options.onSend?.(message.to, message.body);
       });
     } catch (error) {
       return finish(TaskOutcome.failed, `cannot prepare workspace ${workspace}: ${(error as Error).message}`, null, null);

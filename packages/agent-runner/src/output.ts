@@ -20,6 +20,33 @@ export function parseProgressLine(line: string): ProgressLine | null {
   return { message, percent: Math.min(100, Number(match[1])) };
 }
 
+/** A `::send <agent>::` request parsed from a task's stdout: deliver `body` to agent `to`. */
+export interface SendLine {
+  readonly to: string;
+  /** The rest of the line parsed as JSON, or the text itself when it is not JSON. */
+  readonly body: unknown;
+}
+
+const SEND = /^::send\s+([a-z][a-z0-9-]{0,31})\s*::\s?(.*)$/;
+
+/**
+ * Parses one stdout line of a task: `::send shell-2:: {"ready": true}` asks the runner to message
+ * agent `shell-2` (the gateway checks the policy and puts the sender's name on it).
+ * @returns null for any other line.
+ */
+export function parseSendLine(line: string): SendLine | null {
+  const match = SEND.exec(line.replace(/\r$/, ''));
+  if (!match) return null;
+  const text = (match[2] ?? '').trim();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // plain text is a valid body
+  }
+  return { to: match[1]!, body };
+}
+
 /**
  * Where one execution's output goes: appended to a file up to `maxBytes` (the rest is counted in
  * `droppedBytes`, not written), the last `tailChars` characters kept in memory for the summary,

@@ -123,3 +123,13 @@ describe('runner configuration', () => {
     }
   });
 });
+
+describe('parseSendLine', () => {
+  it('reads the target agent and a JSON body, or keeps plain text', async () => {
+    const { parseSendLine } = await import('@warren/agent-runner');
+    expect(parseSendLine('::send shell-2:: {"ready":true}')).toEqual({ to: 'shell-2', body: { ready: true } });
+    expect(parseSendLine('::send reporter-1:: hello there\r')).toEqual({ to: 'reporter-1', body: 'hello there' });
+    expect(parseSendLine('::send Shell:: x')).toBeNull();
+    expect(parseSendLine('send shell-2:: x')).toBeNull();
+  });
+});
