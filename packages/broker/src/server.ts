@@ -180,7 +180,14 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
   await writeFile(configPath, renderConfig(storeDir, port));
 
   const tail = new OutputTail(logger);
-  const child: ChildProcess = spawn(binary, ['-c', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The server must not outlive a supervisor killed with SIGKILL (a second server on the same store
+  // would fight over it): where setpriv(1) exists, it sets the parent-death signal and execs the
+  // server, so the pid is the server's own.
+  const setpriv = await findExecutable(['/usr/bin/setpriv', '/bin/setpriv']);
+  const [command, args] = setpriv
+    ? [setpriv, ['--pdeathsig', 'SIGTERM', '--', binary, '-c', configPath]]
+    : [binary, ['-c', configPath]];
+  const child: ChildProcess = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.on('data', (chunk: Buffer) => tail.push(chunk));
   child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
 
@@ -276,4 +283,17 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** The first of `candidates` that exists and is executable, or undefined. */
+async function findExecutable(candidates: readonly string[]): Promise<string | undefined> {
+  for (const candidate of candidates) {
+    try {
+      await access(candidate, fsConstants.X_OK);
+      return candidate;
+    } catch {
+      // try the next one
+    }
+  }
+  return undefined;
 }

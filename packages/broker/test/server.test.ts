@@ -97,3 +97,40 @@ describe('startNatsServer', () => {
     expect(path).toMatch(/\/nats-server$/);
   });
 });
+
+describe('a supervisor killed with SIGKILL', () => {
+  it('takes its embedded nats-server with it', async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const storeDir = await mkdtemp(path.join(tmpdir(), 'warren-pdeath-'));
+    const script = `import { startNatsServer } from '@warren/broker';
+      const server = await startNatsServer({ storeDir: ${JSON.stringify(storeDir)} });
+      console.log(server.pid);
+      setInterval(() => {}, 1000);`;
+    const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: path.join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const serverPid = await new Promise<number>((resolve, reject) => {
+        parent.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+        parent.once('exit', (code) => reject(new Error(`parent exited early (${code}); is the package built?`)));
+      });
+      expect(() => process.kill(serverPid, 0)).not.toThrow();
+      parent.kill('SIGKILL');
+      const deadline = Date.now() + 10_000;
+      let alive = true;
+      while (alive && Date.now() < deadline) {
+        try {
+          process.kill(serverPid, 0);
+          await new Promise((r) => setTimeout(r, 50));
+        } catch {
+          alive = false;
+        }
+      }
+      expect(alive).toBe(false);
+    } finally {
+      parent.kill('SIGKILL');
+      await rm(storeDir, { recursive: true, force: true });
+    }
+  });
+});
