@@ -220,6 +220,17 @@ export interface Broker {
    * messages stored on its subject when the consumer does not exist yet.
    */
   pendingFor(agent: string): Promise<AgentPending>;
+  /**
+   * Results not yet acknowledged by the supervisor's durable consumer (pending + unacknowledged),
+   * so a restarted supervisor can apply them before it decides an execution was lost.
+   * @throws {BrokerError} if the consumer cannot be read.
+   */
+  resultsBacklog(): Promise<number>;
+  /**
+   * Removes the assignments still queued for `agent` (executions the supervisor has given up on),
+   * leaving its messages. @returns how many were removed. @throws {BrokerError}.
+   */
+  purgeAssignments(agent: string): Promise<number>;
   /** Stops every consumer and subscription, drains and closes the connection. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -768,6 +779,28 @@ class NatsBroker implements Broker {
           throw new BrokerError('deleteAgentConsumers', `${t.stream} ${t.subject}`, `cannot purge: ${errorText(error)}`, { cause: error });
         }
       }
+    }
+  }
+
+  async resultsBacklog(): Promise<number> {
+    this.assertOpen('resultsBacklog', RESULTS_CONSUMER);
+    try {
+      const info = await this.jsm.consumers.info(RESULTS_STREAM, RESULTS_CONSUMER);
+      return info.num_pending + info.num_ack_pending;
+    } catch (error) {
+      if (isApiError(error, JetStreamApiCodes.ConsumerNotFound)) return 0;
+      throw new BrokerError('resultsBacklog', `${RESULTS_STREAM}/${RESULTS_CONSUMER}`, errorText(error), { cause: error });
+    }
+  }
+
+  async purgeAssignments(agent: string): Promise<number> {
+    this.assertOpen('purgeAssignments', agent);
+    assertAgentName(agent);
+    try {
+      const purged = await this.jsm.streams.purge(ASSIGN_STREAM, { filter: assignSubject(agent) });
+      return purged.purged;
+    } catch (error) {
+      throw new BrokerError('purgeAssignments', `${ASSIGN_STREAM} ${assignSubject(agent)}`, errorText(error), { cause: error });
     }
   }
 

@@ -48,6 +48,7 @@ function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: NodeJS.P
     ...(flags.natsUrl ?? env.NATS_URL ? { natsUrl: flags.natsUrl ?? env.NATS_URL } : {}),
     ...(flags.killGrace ? { killGrace: flags.killGrace } : {}),
     ...(flags.tickInterval ? { tickInterval: flags.tickInterval } : {}),
+    ...(env.WARREN_FAULT_INJECTION === '1' && env.WARREN_CRASH_AT ? { crashAt: env.WARREN_CRASH_AT as SupervisorOptions['crashAt'] } : {}),
     ...(flags.logLevel ?? env.WARREN_LOG_LEVEL ? { logLevel: (flags.logLevel ?? env.WARREN_LOG_LEVEL) as SupervisorOptions['logLevel'] } : {}),
   };
   return resolveConfig(options, agentRunnerDir);
@@ -88,6 +89,7 @@ function runningSupervisorPid(config: SupervisorConfig): number | undefined {
 
 async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOptions>, json: boolean): Promise<number> {
   const config = configFrom(flags, process.env);
+  if (config.crashAt) process.stderr.write(`warren: FAULT INJECTION: this supervisor will die at '${config.crashAt}'\n`);
   const log = makeLogger(config, process.env);
   const { mkdirSync } = await import('node:fs');
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, parseDurationMs } from '@warren/core';
+import { CrashPoint } from './crash.js';
 
 /**
  * Options a person gives the supervisor (CLI flags and environment). Paths default to the
@@ -24,6 +25,8 @@ export const SupervisorOptions = z
     boardRescan: z.union([z.string(), z.number()]).default('2s'),
     maxAttempts: z.number().int().min(1).max(100).default(3),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+    /** Test builds only: die with SIGKILL at this fault-injection point (see `CrashPoint`). */
+    crashAt: z.enum(Object.values(CrashPoint) as [CrashPoint, ...CrashPoint[]]).optional(),
   })
   .strict();
 export type SupervisorOptions = z.input<typeof SupervisorOptions>;
@@ -47,6 +50,8 @@ export interface SupervisorConfig {
   /** Executions of one task before it is failed for good (agent crashes count). */
   readonly maxAttempts: number;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** A fault-injection point to die at, for crash-recovery tests; never set in production. */
+  readonly crashAt: CrashPoint | undefined;
 }
 
 /**
@@ -77,6 +82,7 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     boardRescanMs: parseDurationMs(o.boardRescan, "option 'board-rescan'"),
     maxAttempts: o.maxAttempts,
     logLevel: o.logLevel,
+    crashAt: o.crashAt,
   };
   return Object.freeze(config);
 }

@@ -1,4 +1,5 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { openAccounts, type Account, type AccountStore } from '@warren/accounts';
 import { openAudit, type AuditEntry, type AuditTrail } from '@warren/audit';
@@ -29,6 +30,7 @@ import {
 import {
   isReady,
   loadBoard,
+  rewriteOwnedFields,
   updateTaskFile,
   watchBoard,
   TaskConflictError,
@@ -50,6 +52,7 @@ import { planAssignments, type Plan } from '@warren/scheduler';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
+import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { migrateState, StateStore, TaskState } from './state.js';
 import { loadTemplates, type AgentTemplate, type TemplateError } from './templates.js';
 
@@ -289,6 +292,7 @@ export class Supervisor {
             this.loop?.requestTick();
           }),
       );
+      await this.reconcile(Date.now());
       this.loop = createTickLoop({
         intervalMs: this.config.tickIntervalMs,
         tick: (nowMs) => this.tick(nowMs),
@@ -319,6 +323,9 @@ export class Supervisor {
     if (this.stateValue !== SupervisorState.running) return;
     if (this.boardDirty) await this.refreshBoard(nowMs);
     await this.applyEvents(nowMs);
+    if (this.config.crashAt === CrashPoint.taskRunning && this.state.tasks().some((t) => t.state === TaskState.running && nowMs - t.updatedMs >= 300)) {
+      crashNow();
+    }
     await this.publishPending();
     await this.flushBoard();
     const plan = this.plan(nowMs);
@@ -331,6 +338,64 @@ export class Supervisor {
     await this.tendLifecycles(nowMs);
     this.lastPlan = plan;
     if (this.options.mode === 'until-idle' && this.isIdle(plan)) this.shutdown('board is idle');
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Recovery
+
+  /**
+   * Brings state left by a previous run (which may have been killed at any point) in line before
+   * the first tick: results already on the broker are applied first (waiting up to 5 s for the
+   * consumer's backlog to empty), then executions still open belong to agents that died with that
+   * run, so they are finished as lost and their tasks put back to ready (or failed once attempts
+   * are used up), and their queued assignments are purged so no dead execution runs later. Half
+   * written board files are removed. One `supervisor.recovered` audit row says what was done.
+   */
+  private async reconcile(nowMs: number): Promise<void> {
+    let resultsApplied = 0;
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const applied = this.events.filter((e) => e.kind === 'result').length;
+      await this.applyEvents(Date.now());
+      resultsApplied += applied;
+      if ((await this.broker.resultsBacklog()) === 0 || Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const orphans = this.state.openAssignments();
+    const requeued: string[] = [];
+    const failed: string[] = [];
+    this.transaction(() => {
+      for (const a of orphans) {
+        this.state.finishAssignment(a.taskId, a.attempt, { outcome: 'lost', exitCode: null, summary: 'the supervisor stopped during this execution', outputs: [] }, nowMs);
+        const row = this.state.task(a.taskId);
+        if (!row || row.attempt !== a.attempt) continue;
+        const retry = a.attempt < this.config.maxAttempts;
+        const reason = `lost when the supervisor stopped during attempt ${a.attempt} on ${a.agent}`;
+        this.state.putTask({ ...row, state: retry ? TaskState.ready : TaskState.failed, agent: retry ? null : row.agent, reason, boardSync: 'pending', updatedMs: nowMs });
+        this.record({ actor: SUPERVISOR, action: retry ? 'task.requeue' : 'task.fail', object: `task:${a.taskId}`, details: { attempt: a.attempt, reason } });
+        (retry ? requeued : failed).push(a.taskId);
+        if (!retry) this.failedTasks.push({ taskId: a.taskId, reason });
+      }
+    });
+    let assignmentsPurged = 0;
+    for (const agent of new Set(orphans.map((a) => a.agent))) {
+      assignmentsPurged += await this.broker.purgeAssignments(agent);
+    }
+    const tempFiles = removeStaleTempFiles(join(this.config.boardDir, 'tasks'), unlinkSync);
+    this.record({
+      actor: SUPERVISOR,
+      action: 'supervisor.recovered',
+      object: 'supervisor',
+      details: {
+        resultsApplied,
+        lostExecutions: orphans.map((a) => `${a.taskId}:${a.attempt}`),
+        requeued,
+        failed,
+        assignmentsPurged,
+        tempFilesRemoved: tempFiles,
+        pendingBoardWrites: this.state.tasks().filter((t) => t.boardSync === 'pending').length,
+      },
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -407,6 +472,9 @@ export class Supervisor {
       if (row.state === TaskState.running && task.status === roles.in_progress && task.assignee === row.agent) {
         this.state.putTask({ ...row, boardSync: 'clean', boardHash: task.hash });
         continue;
+      }
+      if (this.config.crashAt === CrashPoint.boardWriting) {
+        crashDuringWrite(task.path, rewriteOwnedFields(await readFile(task.path, 'utf8'), changes));
       }
       try {
         const { hash } = await updateTaskFile(task.path, changes, { expectedHash: task.hash });
@@ -523,6 +591,7 @@ export class Supervisor {
       this.record({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
       this.record({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
     });
+    this.crashAt(CrashPoint.assignCommitted);
     const load = agentSlots(this.world).find((s) => s.name === agentName)?.load ?? 0;
     setLoad(this.world, agentName, load + 1);
     setStatus(this.world, agentName, AgentStatus.busy, nowMs);
@@ -550,6 +619,7 @@ export class Supervisor {
           assignedAtMs: a.assignedMs,
         });
         this.state.setAssignmentState(a.taskId, a.attempt, 'published');
+        this.crashAt(CrashPoint.assignPublished);
       } catch (error) {
         this.log.warn({ err: error, taskId: a.taskId }, 'cannot publish an assignment yet; will retry');
         return;
@@ -593,6 +663,7 @@ export class Supervisor {
             }
             this.record({ actor: `agent:${event.agent}`, action: 'task.start', object: `task:${event.taskId}`, details: { attempt: event.attempt } });
           });
+          this.crashAt(CrashPoint.taskAcked);
           break;
         }
         case 'exit':
@@ -636,6 +707,7 @@ export class Supervisor {
         details: { attempt: r.attempt, outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: r.outputs },
       });
     });
+    if (applied) this.crashAt(CrashPoint.resultCommitted);
     delivery.ack();
     if (!applied) return;
     if (succeeded) this.succeeded.push(r.taskId);
@@ -952,6 +1024,11 @@ export class Supervisor {
       await close().catch((error: unknown) => this.log.error({ err: error }, `cannot close ${what}`));
     }
     this.db.close();
+  }
+
+  /** Dies with SIGKILL if this run was told to (fault-injection tests only). */
+  private crashAt(point: CrashPoint): void {
+    if (this.config.crashAt === point) crashNow();
   }
 
   private transaction(fn: () => void): void {
