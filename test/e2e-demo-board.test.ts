@@ -2,7 +2,7 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, write
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { processesOfUids, repo, requireMachine, warren, type CliResult } from './support/cli.js';
+import { processesOfUids, repo, requireMachine, uniqueUidRange, warren, type CliResult } from './support/cli.js';
 
 const OWNED = /^(status|assignee|result|started|completed|updated):/;
 
@@ -14,7 +14,9 @@ describe('warren run --until-idle on a copy of the demo board', () => {
   let dir: string;
   let run: CliResult;
   const originals = new Map<string, string>();
+  const uidRange = uniqueUidRange();
   const paths = (extra: string[] = []) => [
+    '--uid-range', uidRange,
     '--root', repo,
     '--board', join(dir, 'kanban'),
     '--home', join(dir, 'home'),

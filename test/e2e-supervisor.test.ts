@@ -10,6 +10,7 @@ import {
   startWarren,
   waitFor,
   warren,
+  uniqueUidRange,
 } from './support/cli.js';
 
 const dirs: string[] = [];
@@ -25,8 +26,10 @@ function layout(tasks: Record<string, string>): { dir: string; args: (...extra: 
   cpSync(join(repo, 'kanban', 'board.yaml'), join(dir, 'kanban', 'board.yaml'));
   cpSync(join(repo, 'policies'), join(dir, 'policies'), { recursive: true });
   for (const [id, text] of Object.entries(tasks)) writeFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), text);
+  const uidRange = uniqueUidRange();
   const args = (...extra: string[]) => [
     ...extra,
+    '--uid-range', uidRange,
     '--root', repo,
     '--board', join(dir, 'kanban'),
     '--home', join(dir, 'home'),

@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -102,4 +102,20 @@ export async function waitFor(what: string, check: () => boolean, timeoutMs = 60
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** Runs a short read-only `warren` command synchronously (for polling in `waitFor`); returns stdout. */
+export function warrenSync(args: readonly string[]): string {
+  return execFileSync(process.execPath, [cli, ...args], { cwd: repo, encoding: 'utf8', env: { ...process.env, WARREN_LOG_FORMAT: 'json' } });
+}
+
+/**
+ * A block of 10,000 agent uids inside Warren's reserved range for one test's supervisor, so that
+ * its agents cannot be confused with another supervisor's running on the same host (uid checks
+ * such as "no process runs as an agent uid" then speak of this test alone). Blocks start at
+ * 1_900_010_000 and stop below 1_900_900_000.
+ */
+export function uniqueUidRange(): string {
+  const base = 1_900_000_000 + 10_000 * (1 + Math.floor(Math.random() * 88));
+  return `${base}-${base + 9_999}`;
 }

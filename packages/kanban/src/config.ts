@@ -48,6 +48,16 @@ const boardSchema = z.strictObject(
       .min(1, { error: 'must name at least one priority' })
       .optional(),
     default_priority: z.string({ error: 'must be a string' }).optional(),
+    transitions: z
+      .record(z.string(), z.array(z.string({ error: 'must be a column id' }), { error: 'must be a list of column ids' }), {
+        error: 'must map each column id to the column ids a task may move to from it',
+      })
+      .optional(),
+    wip_per_agent: z
+      .number({ error: 'must be a whole number' })
+      .int({ error: 'must be a whole number' })
+      .positive({ error: 'must be at least 1' })
+      .optional(),
   },
   { error: 'must be a mapping with name, columns and roles' },
 );
@@ -133,7 +143,22 @@ export function parseBoardConfig(text: string, path: string, options: LoadBoardO
     fail(valueLineOf(source, ['default_priority']), `'default_priority' must be one of ${priorities.join(', ')}`, 'default_priority');
   }
 
+  let transitions: BoardConfig['transitions'];
+  if (raw.transitions !== undefined) {
+    const rules = [];
+    for (const [from, targets] of Object.entries(raw.transitions)) {
+      if (!seen.has(from)) fail(lineOf(source, ['transitions', from]), `'transitions' names no column: '${from}'`, `transitions.${from}`);
+      targets.forEach((to, index) => {
+        if (!seen.has(to)) fail(valueLineOf(source, ['transitions', from, index]), `'transitions.${from}' names no column: '${to}'`, `transitions.${from}[${index}]`);
+      });
+      rules.push({ from: [from], to: [...targets] });
+    }
+    transitions = { enabled: true, rules };
+  }
+
   return {
+    ...(transitions === undefined ? {} : { transitions }),
+    ...(raw.wip_per_agent === undefined ? {} : { wipPerAgent: raw.wip_per_agent }),
     name: raw.name,
     columns: raw.columns.map((c) => (c.wip === undefined ? { id: c.id, name: c.name } : { id: c.id, name: c.name, wip: c.wip })),
     roles: { ...raw.roles },

@@ -1,4 +1,5 @@
 import { WarrenError } from '@warren/core';
+import type { MoveRefusal } from './process.js';
 
 /** `path:line: reason`, or `path: reason` when `line` is 0 (a problem with the whole file). */
 function located(displayPath: string, line: number, reason: string): string {
@@ -105,5 +106,37 @@ export class TaskUpdateError extends WarrenError {
     this.path = path;
     if (field !== undefined) this.field = field;
     this.reason = reason;
+  }
+}
+
+/**
+ * A move Warren was asked to make breaks one of the board's process rules (code
+ * `WARREN_TASK_MOVE_REFUSED`): the transition FSM does not allow it, the target column is at or
+ * over its WIP limit, or the assignee holds as many in-progress tasks as allowed. `refusal` names
+ * the rule. Nothing was written.
+ */
+export class MoveRefusedError extends WarrenError {
+  constructor(
+    /** Path of the task file (or board file, for an Obsidian card). */
+    readonly path: string,
+    /** The task's id. */
+    readonly taskId: string,
+    /** The rule that forbids the move. */
+    readonly refusal: MoveRefusal,
+  ) {
+    super('WARREN_TASK_MOVE_REFUSED', `task '${taskId}' (${path}): ${refusal.message}`);
+  }
+}
+
+/** `importToWarrenBoard` cannot write the new board (code `WARREN_BOARD_IMPORT`): the target exists or a write failed. */
+export class BoardImportError extends WarrenError {
+  constructor(
+    /** The path at fault. */
+    readonly path: string,
+    /** The message without its `path:` prefix. */
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super('WARREN_BOARD_IMPORT', `${path}: ${reason}`, options);
   }
 }

@@ -4,7 +4,7 @@
  * editing `status`; the supervisor rewrites only the fields it owns and leaves every other byte.
  *
  * ```ts
- * import { loadBoard, isReady, updateTaskFile, watchBoard, TaskConflictError } from '@warren/kanban';
+ * import { loadBoard, isReady, updateTaskFile, updateTask, checkBoard, formatBoardReport, watchBoard, TaskConflictError } from '@warren/kanban';
  *
  * const board = await loadBoard('kanban');
  * for (const error of board.errors) console.warn(error.message); // kanban/tasks/x.md:4: 'priority' must be one of …
@@ -19,24 +19,63 @@
  *   }
  * }
  * await using watcher = watchBoard('kanban', ({ paths }) => console.log('changed', paths));
+ *
+ * // Other formats: Backlog.md, Obsidian Kanban, JSON-config boards (detected, or `format`).
+ * const backlog = await loadBoard('backlog', { mapping: { statuses: { "Won't Do": 'Done' } } });
+ * const todo = backlog.tasks.find((t) => isReady(t, new Map(backlog.tasks.map((x) => [x.id, x])), backlog.config));
+ * if (todo) await updateTask(backlog, todo, { status: backlog.config.roles.in_progress, assignee: 'codex-1' }, { expectedHash: todo.hash });
+ * console.log(formatBoardReport(await checkBoard('backlog')));
  * ```
  */
-export { loadBoard, isTaskFileName } from './load.js';
+export { loadBoard, updateTask, detectBoardFormat, boardFormat, BOARD_FORMATS } from './board.js';
+export { loadWarrenBoard, isTaskFileName } from './load.js';
 export { loadBoardConfig, parseBoardConfig, DEFAULT_PRIORITIES } from './config.js';
 export { parseTaskFile } from './task.js';
-export { updateTaskFile, rewriteOwnedFields, formatOwnedValue } from './update.js';
+export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue } from './update.js';
+export type { FieldWrite } from './update.js';
 export { checkDependencies, isReady } from './dependencies.js';
-export { watchBoard } from './watch.js';
+export { checkTransition, checkMove, wipStatus, illegalMoves, parentsToComplete } from './process.js';
+export type {
+  TransitionRefusal,
+  WipRefusal,
+  AgentWipRefusal,
+  MoveRefusal,
+  WipEntry,
+  CheckMoveOptions,
+  IllegalMove,
+  ParentCompletion,
+} from './process.js';
+export { checkBoard, formatBoardReport, reportOf } from './report.js';
+export type { BoardReport, TaskSummary, ReportedError } from './report.js';
+export { normalizedTasks, importToWarrenBoard, warrenBoardYaml, warrenTaskText } from './import.js';
+export type { NormalizedTask } from './import.js';
+export { DEFAULT_MAPPING, MAPPED_PRIORITIES, statusKey, columnIdOf, mapPriority, capabilitiesFromTags } from './mapping.js';
+export { watchBoard, boardWatchPaths } from './watch.js';
 export type { WatchBoardOptions } from './watch.js';
 export { warrenBoardFormat } from './format.js';
+export { backlogMdFormat, backlogIdKey } from './formats/backlog-md.js';
+export { obsidianFormat } from './formats/obsidian.js';
+export { jsonConfigFormat } from './formats/json-config.js';
 export { OWNED_FIELDS } from './types.js';
 export { MAX_TASK_FILE_BYTES, parseTimestampMs } from './text.js';
-export { TaskFileError, BoardConfigError, TaskConflictError, TaskUpdateError } from './errors.js';
+export {
+  TaskFileError,
+  BoardConfigError,
+  TaskConflictError,
+  TaskUpdateError,
+  MoveRefusedError,
+  BoardImportError,
+} from './errors.js';
 export type { FileProblemInit } from './errors.js';
 export type {
   BoardColumn,
   BoardRoles,
   BoardConfig,
+  BoardTransitions,
+  TransitionRule,
+  BoardMapping,
+  BoardFormatName,
+  CardLocation,
   Task,
   BoardSnapshot,
   LoadBoardOptions,

@@ -15,7 +15,7 @@ function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function isInside(root: string, path: string): boolean {
+export function isInside(root: string, path: string): boolean {
   const rel = relative(root, path);
   return rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !rel.startsWith(sep);
 }
@@ -43,7 +43,7 @@ export function isTaskFileName(name: string): boolean {
  * @param options `displayRoot`: paths in messages are relative to it (default: the board's parent).
  * @throws {BoardConfigError} when `board.yaml` is unusable or `tasks` exists but cannot be listed.
  */
-export async function loadBoard(dir: string, options: LoadBoardOptions = {}): Promise<BoardSnapshot> {
+export async function loadWarrenBoard(dir: string, options: LoadBoardOptions = {}): Promise<BoardSnapshot> {
   const boardDir = resolve(dir);
   const root = options.displayRoot === undefined ? dirname(boardDir) : resolve(options.displayRoot);
   const config = await loadBoardConfig(boardDir, { displayRoot: root });
@@ -52,7 +52,7 @@ export async function loadBoard(dir: string, options: LoadBoardOptions = {}): Pr
   try {
     entries = await readdir(tasksDir, { withFileTypes: true });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { dir: boardDir, config, tasks: [], errors: [] };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { dir: boardDir, format: 'warren', configPath: join(boardDir, 'board.yaml'), config, tasks: [], errors: [] };
     throw new BoardConfigError(
       { path: tasksDir, line: 0, reason: `cannot list the task folder: ${(error as Error).message}`, displayPath: displayPath(root, tasksDir) },
       { cause: error },
@@ -96,16 +96,18 @@ export async function loadBoard(dir: string, options: LoadBoardOptions = {}): Pr
     firstById.set(result.task.id, result.task);
     tasks.push(result.task);
   }
-  return { dir: boardDir, config, tasks, errors };
+  return { dir: boardDir, format: 'warren', configPath: join(boardDir, 'board.yaml'), config, tasks, errors };
 }
 
-async function readOne(
-  path: string,
-  realBoard: string,
-  boardDir: string,
-  root: string,
-  config: BoardConfig,
-): Promise<{ task: Task; idLine: number } | TaskFileError> {
+/**
+ * Reads one board file safely: refuses (as a {@link TaskFileError} on line 0) a path that resolves
+ * outside `realBoard`, a dangling symlink, something that is not a regular file, a file over
+ * {@link MAX_TASK_FILE_BYTES} (checked before reading) and a file that cannot be read.
+ *
+ * @param path the file as listed; @param realBoard the board folder resolved through symlinks;
+ * @param root paths in messages are relative to it.
+ */
+export async function readBoardFile(path: string, realBoard: string, root: string): Promise<Buffer | TaskFileError> {
   const shown = displayPath(root, path);
   const problem = (reason: string, cause?: unknown): TaskFileError =>
     new TaskFileError({ path, line: 0, reason, displayPath: shown }, cause === undefined ? undefined : { cause });
@@ -126,10 +128,40 @@ async function readOne(
     if (info.size > MAX_TASK_FILE_BYTES) {
       return problem(`the file is ${info.size} bytes; task files may be at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB)`);
     }
-    const bytes = await readFile(target);
+    return await readFile(target);
+  } catch (error) {
+    return problem(`cannot read the file: ${(error as Error).message}`, error);
+  }
+}
+
+/** Runs `fn` over `items` with at most {@link READ_CONCURRENCY} at once; results keep the input order. */
+export async function mapConcurrent<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let nextIndex = 0;
+  const worker = async (): Promise<void> => {
+    while (nextIndex < items.length) {
+      const index = nextIndex;
+      nextIndex += 1;
+      results[index] = await fn(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, items.length) }, worker));
+  return results;
+}
+
+async function readOne(
+  path: string,
+  realBoard: string,
+  boardDir: string,
+  root: string,
+  config: BoardConfig,
+): Promise<{ task: Task; idLine: number } | TaskFileError> {
+  const bytes = await readBoardFile(path, realBoard, root);
+  if (bytes instanceof TaskFileError) return bytes;
+  try {
     return parseTask(path, bytes, config, boardDir, { displayRoot: root });
   } catch (error) {
     if (error instanceof TaskFileError) return error;
-    return problem(`cannot read the file: ${(error as Error).message}`, error);
+    throw error;
   }
 }

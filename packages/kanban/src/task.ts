@@ -171,6 +171,7 @@ export function parseTask(path: string, bytes: Buffer, config: BoardConfig, boar
   const updatedMs = timestamp('updated');
   const startedMs = timestamp('started');
   const completedMs = timestamp('completed');
+  const parent = optionalText('parent');
   const command = optionalText('command');
   const result = optionalText('result');
 
@@ -188,6 +189,7 @@ export function parseTask(path: string, bytes: Buffer, config: BoardConfig, boar
     ...(updatedMs === undefined ? {} : { updatedMs }),
     ...(startedMs === undefined ? {} : { startedMs }),
     ...(completedMs === undefined ? {} : { completedMs }),
+    ...(parent === undefined || parent === '' ? {} : { parentTaskId: parent }),
     ...(command === undefined ? {} : { command }),
     ...(result === undefined ? {} : { result }),
     body: text.slice(span.bodyStart),

@@ -8,6 +8,32 @@ export interface BoardColumn {
   readonly name: string;
   /** Optional WIP limit: the most tasks the column should hold. */
   readonly wip?: number;
+  /**
+   * The status value this column has in the board's own files when that differs from `id`
+   * (Backlog.md `In Progress`, a JSON-config `in_progress`, an Obsidian heading `🟡 In Progress (4)`).
+   * Writes use it; absent for Warren boards (the value is `id`).
+   */
+  readonly value?: string;
+}
+
+/**
+ * One allowed move of the board's transition FSM: a task in any of `from` may move to any of `to`
+ * (column ids). Moves within a column are always allowed.
+ */
+export interface TransitionRule {
+  readonly from: readonly string[];
+  readonly to: readonly string[];
+  /** What the rule is for, from the board config (`Submit for review, pause, …`). */
+  readonly description?: string;
+}
+
+/**
+ * The board's transition FSM (Warren `board.yaml` key `transitions`, JSON-config
+ * `transitionRules`). When present and enabled, a move is legal only if some rule allows it.
+ */
+export interface BoardTransitions {
+  readonly enabled: boolean;
+  readonly rules: readonly TransitionRule[];
 }
 
 /** Which column plays which part for the supervisor; each value is a column id. */
@@ -34,6 +60,15 @@ export interface BoardConfig {
   readonly priorities: readonly string[];
   /** The priority of a task that names none (`default_priority`; default `normal`). */
   readonly defaultPriority: string;
+  /** The allowed moves between columns; absent means every move is allowed. */
+  readonly transitions?: BoardTransitions;
+  /** The most tasks one assignee may hold in the in-progress column (`wip_per_agent`); absent: no limit. */
+  readonly wipPerAgent?: number;
+  /**
+   * Whether a parent task counts as done once all its subtasks are in the done column
+   * (`parentsToComplete` proposes moving it); default true.
+   */
+  readonly parentDoneWhenSubtasksDone?: boolean;
 }
 
 /**
@@ -62,6 +97,14 @@ export interface Task {
   readonly completedMs?: number;
   readonly command?: string;
   readonly result?: string;
+  /** The id of the parent task (Backlog.md `parent_task_id`, `parent`), resolved to a task id when it is on the board. */
+  readonly parentTaskId?: string;
+  /**
+   * Set for a task that is an Obsidian Kanban card: the board file holds its status (the card's
+   * column) and `updateTask` edits the card there. `path` is then the linked note, or the board
+   * file for a card without a note.
+   */
+  readonly card?: CardLocation;
   /** The markdown after the frontmatter, exactly as in the file. */
   readonly body: string;
   /** Every frontmatter field as parsed (YAML 1.2 core schema), unknown fields included. */
@@ -74,10 +117,30 @@ export interface Task {
   readonly hash: string;
 }
 
+/** Where an Obsidian Kanban card sits. */
+export interface CardLocation {
+  /** Absolute path of the board file. */
+  readonly boardPath: string;
+  /** 1-based line of the card's first line when the board was read. */
+  readonly line: number;
+  /** Whether the checkbox was ticked (`- [x]`). */
+  readonly checked: boolean;
+}
+
+/** The board formats Warren reads and writes back. */
+export type BoardFormatName = 'warren' | 'backlog-md' | 'obsidian' | 'json-config';
+
 /** The board as read at one moment. */
 export interface BoardSnapshot {
   /** Absolute path of the board folder. */
   readonly dir: string;
+  /**
+   * The format the board was read as. Optional only so that snapshots built before formats existed
+   * still type-check; every loader sets it (absent reads as `warren`).
+   */
+  readonly format?: BoardFormatName;
+  /** The file holding the board config (`board.yaml`, `config.yml`, the JSON config, the Obsidian board file). */
+  readonly configPath?: string;
   readonly config: BoardConfig;
   /** The tasks that parsed, in file-name order. */
   readonly tasks: Task[];
@@ -92,6 +155,43 @@ export interface LoadBoardOptions {
    * so messages read `kanban/tasks/fix-login.md:4: …`.
    */
   readonly displayRoot?: string;
+  /** The format to read the board as (`--format`); default: detected (see `detectBoardFormat`). */
+  readonly format?: BoardFormatName | undefined;
+  /** How the board's statuses, priorities, tags and labels map to Warren's (see `BoardMapping`). */
+  readonly mapping?: BoardMapping | undefined;
+}
+
+/**
+ * How another board format maps onto Warren's columns, roles, priorities and capabilities. Every
+ * key is optional; the defaults are in `DEFAULT_MAPPING` and the package README.
+ *
+ * Statuses are compared by their key: lower case, with emoji, punctuation, spaces, `_` and `-`
+ * removed and a trailing `(n)` WIP count dropped, so `In Progress`, `in_progress`, `in-progress`
+ * and `🟡 In Progress (4)` are one column. Two columns with the same key are a config error. A
+ * status that is no column (after `statuses` aliases) is an error for that task, never a guess.
+ */
+export interface BoardMapping {
+  /** Extra status spellings: the board's status value → a column (its id or value). `{ "Won't Do": "Done" }`. */
+  readonly statuses?: Readonly<Record<string, string>>;
+  /** Which column plays which role (column id or value). Default: the first column matching the role's candidates. */
+  readonly roles?: Readonly<Partial<Record<keyof BoardRoles, string>>>;
+  /** Extra priority spellings: the board's value → one of `low`, `normal`, `high`, `urgent`. */
+  readonly priorities?: Readonly<Record<string, string>>;
+  /**
+   * Tag/label prefixes that become required capabilities, prefix kept: `#cap:codegen` → `cap:codegen`.
+   * Default `['cap:', 'tool:', 'env:', 'role:']`.
+   */
+  readonly capabilityPrefixes?: readonly string[];
+  /** Plain tags/labels that stand for capabilities: `{ "codex-task": ["tool:codex"] }`. Default none. */
+  readonly capabilities?: Readonly<Record<string, readonly string[]>>;
+  /** See {@link BoardConfig.parentDoneWhenSubtasksDone}; default true. */
+  readonly parentDoneWhenSubtasksDone?: boolean;
+  /** The most tasks one assignee may hold in the in-progress column; default none. */
+  readonly wipPerAgent?: number;
+  /** Obsidian: the board file, relative to the board folder; default the first `kanban-plugin: board` note found. */
+  readonly boardFile?: string;
+  /** Backlog.md: folders (relative to the backlog folder) read as tasks; default `['tasks', 'completed']`. */
+  readonly taskFolders?: readonly string[];
 }
 
 /** Options of `parseTaskFile`. */
@@ -130,6 +230,11 @@ export interface UpdateTaskOptions {
    * bytes hash differently, `TaskConflictError` is thrown and nothing is written.
    */
   readonly expectedHash?: string | undefined;
+  /**
+   * `updateTask` only: skip the checks a move must pass (the transition FSM, the WIP limit of the
+   * target column, the per-assignee WIP limit). Default false.
+   */
+  readonly force?: boolean | undefined;
 }
 
 /** What `updateTaskFile` returns. */
@@ -171,16 +276,20 @@ export interface BoardWatcher {
 }
 
 /**
- * The seam between the supervisor and one on-disk board format. Warren's own format (a folder with
- * `board.yaml` and `tasks/*.md`) is the only implementation for now.
+ * The seam between the supervisor and one on-disk board format: Warren's own (`board.yaml` +
+ * `tasks/*.md`), Backlog.md, Obsidian Kanban and JSON-config boards each implement it.
  */
 export interface BoardFormat {
-  /** A short name: `warren`. */
-  readonly name: string;
+  /** The format's name, as `BoardSnapshot.format` and `--format` give it. */
+  readonly name: BoardFormatName;
+  /** Whether `dir` holds a board of this format (cheap: looks for the config file only). */
+  detect(dir: string): Promise<boolean>;
   /** Reads the whole board; throws {@link BoardConfigError} when the config is unusable. */
   load(dir: string, options?: LoadBoardOptions): Promise<BoardSnapshot>;
-  /** Parses one task from its bytes; throws {@link TaskFileError}. Pure. */
-  parse(path: string, bytes: Buffer, config: BoardConfig, boardDir: string, options?: ParseTaskOptions): Task;
-  /** Rewrites the owned fields of one task in place. */
-  update(path: string, changes: OwnedFieldChanges, options?: UpdateTaskOptions): Promise<UpdateTaskResult>;
+  /**
+   * Writes owned-field changes of one task the way the format stores them, keeping every other
+   * byte; `options.expectedHash` is `task.hash` as read. Throws `TaskConflictError` when the task
+   * changed since, `TaskUpdateError` when it cannot be written.
+   */
+  update(snapshot: BoardSnapshot, task: Task, changes: OwnedFieldChanges, options?: UpdateTaskOptions): Promise<UpdateTaskResult>;
 }

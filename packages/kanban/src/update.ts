@@ -61,7 +61,8 @@ export function formatOwnedValue(value: string | null): string {
   return doubleQuoted(value);
 }
 
-function checkChanges(path: string, changes: OwnedFieldChanges): [OwnedField, string | null][] {
+/** Validates owned-field changes (see {@link OwnedFieldChanges}) and returns them in `OWNED_FIELDS` order. @throws {TaskUpdateError} */
+export function checkChanges(path: string, changes: OwnedFieldChanges): [OwnedField, string | null][] {
   const owned = new Set<string>(OWNED_FIELDS);
   for (const key of Object.keys(changes)) {
     if (!owned.has(key)) throw new TaskUpdateError(path, `'${key}' is not a field the supervisor owns (${OWNED_FIELDS.join(', ')})`, key);
@@ -109,7 +110,39 @@ interface Edit {
  */
 export function rewriteOwnedFields(text: string, changes: OwnedFieldChanges, path = '<text>'): string {
   const wanted = checkChanges(path, changes);
-  if (wanted.length === 0) return text;
+  return rewriteFields(
+    text,
+    wanted.map(([key, value]) => ({ key, value, yaml: formatOwnedValue(value) })),
+    path,
+  );
+}
+
+/**
+ * One frontmatter value to write with {@link rewriteFields}: `key` gets `yaml` (an inline YAML
+ * value such as `In Progress`, `"a: b"`, `[]`) or, when `blockLines` is given, a block value written
+ * on the lines after the key, each indented two spaces more than the key (`["- '@codex'"]`).
+ * `value` is what the key must read back as (compared with `isDeepStrictEqual`).
+ */
+export interface FieldWrite {
+  readonly key: string;
+  readonly value: unknown;
+  readonly yaml: string;
+  readonly blockLines?: readonly string[] | undefined;
+}
+
+/**
+ * Rewrites frontmatter values in a file's text, keeping every other character: the format-neutral
+ * core of {@link rewriteOwnedFields}, used by every board format that keeps YAML frontmatter
+ * (Warren, Backlog.md, JSON-config boards). An existing key keeps its line and only its value
+ * (scalar, flow or block collection) is replaced; a missing key is appended at the end of the
+ * frontmatter with the file's line ending and the first key's indentation. Pure.
+ *
+ * @throws {TaskUpdateError} when the text has no frontmatter, the frontmatter is not valid YAML or
+ *   not a block mapping, or the result would not read back with exactly the new values and the old
+ *   other values.
+ */
+export function rewriteFields(text: string, writes: readonly FieldWrite[], path = '<text>'): string {
+  if (writes.length === 0) return text;
   const span = findFrontmatter(text);
   if (isFrontmatterProblem(span)) throw new TaskUpdateError(path, `cannot update: ${span.reason}`);
   const yamlText = text.slice(span.yamlStart, span.yamlEnd);
@@ -125,17 +158,24 @@ export function rewriteOwnedFields(text: string, changes: OwnedFieldChanges, pat
   for (const pair of contents?.items ?? []) {
     if (isScalar(pair.key) && typeof pair.key.value === 'string') pairs.set(pair.key.value, pair as Pair);
   }
+  const indent = firstKeyIndent(yamlText, contents?.items[0]?.key as Node | null | undefined);
+  const block = (lines: readonly string[]): string => lines.map((line) => `${span.eol}${indent}  ${line}`).join('');
 
   const edits: Edit[] = [];
   const appended: string[] = [];
-  for (const [field, value] of wanted) {
-    const written = formatOwnedValue(value);
-    const pair = pairs.get(field);
+  for (const write of writes) {
+    const pair = pairs.get(write.key);
     if (!pair) {
-      appended.push(`${field}: ${written}`);
+      appended.push(write.blockLines ? `${write.key}:${block(write.blockLines)}` : `${write.key}: ${write.yaml}`);
       continue;
     }
-    edits.push(valueEdit(path, field, yamlText, pair, written));
+    const edit = valueEdit(path, write.key, yamlText, pair, write.yaml);
+    if (write.blockLines) {
+      const colon = (pair.srcToken?.sep ?? []).find((token) => token.type === 'map-value-ind')!;
+      edits.push({ start: colon.offset + 1, end: edit.end, text: block(write.blockLines) });
+    } else {
+      edits.push(edit);
+    }
   }
 
   let next = yamlText;
@@ -143,12 +183,11 @@ export function rewriteOwnedFields(text: string, changes: OwnedFieldChanges, pat
     next = next.slice(0, edit.start) + edit.text + next.slice(edit.end);
   }
   if (appended.length > 0) {
-    const indent = firstKeyIndent(yamlText, contents?.items[0]?.key as Node | null | undefined);
     const prefix = next === '' || next.endsWith('\n') ? '' : span.eol;
     next += prefix + appended.map((line) => `${indent}${line}${span.eol}`).join('');
   }
   const result = text.slice(0, span.yamlStart) + next + text.slice(span.yamlEnd);
-  verify(path, result, before.value, wanted);
+  verify(path, result, before.value, writes.map((w) => [w.key, w.value] as const));
   return result;
 }
 
@@ -190,7 +229,7 @@ function firstKeyIndent(yamlText: string, key: Node | null | undefined): string 
 }
 
 /** Checks that `text` reads back with the new owned values and every other value unchanged. */
-function verify(path: string, text: string, oldValue: unknown, wanted: readonly [OwnedField, string | null][]): void {
+function verify(path: string, text: string, oldValue: unknown, wanted: readonly (readonly [string, unknown])[]): void {
   const fail = (detail: string): never => {
     throw new TaskUpdateError(path, `cannot update: the rewritten file would not read back as intended (${detail}); the file was left as it was`);
   };
@@ -203,7 +242,7 @@ function verify(path: string, text: string, oldValue: unknown, wanted: readonly 
   if (typeof newFields !== 'object' || Array.isArray(newFields)) return fail('the frontmatter is no longer a mapping');
   const changed = new Set<string>(wanted.map(([field]) => field));
   for (const [field, value] of wanted) {
-    if (newFields[field] !== value) fail(`'${field}' reads back as ${JSON.stringify(newFields[field])}`);
+    if (!isDeepStrictEqual(newFields[field], value)) fail(`'${field}' reads back as ${JSON.stringify(newFields[field])}`);
   }
   const oldKeys = Object.keys(oldFields).filter((k) => !changed.has(k));
   const newKeys = Object.keys(newFields).filter((k) => !changed.has(k));
@@ -254,7 +293,16 @@ export async function updateTaskFile(path: string, changes: OwnedFieldChanges, o
   return { hash: sha256Hex(out) };
 }
 
-async function replaceAtomically(path: string, target: string, out: Buffer, basedOnHash: string): Promise<void> {
+/**
+ * Replaces `target` with `out` atomically: a temporary file in the same folder (same mode and, as
+ * root, owner) is written, fsynced and renamed over it, then the folder is fsynced. Just before the
+ * rename the file is hashed again; if it is no longer `basedOnHash`, nothing is replaced.
+ *
+ * @param path the path shown in errors (`target` is `path` resolved through symlinks).
+ * @throws {TaskConflictError} when the file changed since it was read.
+ * @throws {TaskUpdateError} when writing fails (with `cause`); no temporary file is left behind.
+ */
+export async function replaceAtomically(path: string, target: string, out: Buffer, basedOnHash: string): Promise<void> {
   const dir = dirname(target);
   const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let renamed = false;
@@ -293,4 +341,34 @@ async function syncDirectory(dir: string): Promise<void> {
   } catch {
     // The file is already in place; only its durability across a crash is less certain.
   }
+}
+
+/**
+ * Writes frontmatter values into a task file in place ({@link rewriteFields}), atomically and with
+ * the same conflict check as {@link updateTaskFile}. Used by the formats other than Warren's.
+ *
+ * @returns the sha256 (hex) of the file as it now is.
+ * @throws {TaskConflictError} when `options.expectedHash` is given and the file's hash differs.
+ * @throws {TaskUpdateError} when the file cannot be read, written or rewritten; it is left as it was.
+ */
+export async function updateFrontmatterFile(path: string, writes: readonly FieldWrite[], options: UpdateTaskOptions = {}): Promise<UpdateTaskResult> {
+  let target: string;
+  let bytes: Buffer;
+  try {
+    target = await realpath(path);
+    bytes = await readFile(target);
+  } catch (error) {
+    throw new TaskUpdateError(path, `cannot read the file: ${(error as Error).message}`, undefined, { cause: error });
+  }
+  const actualHash = sha256Hex(bytes);
+  if (options.expectedHash !== undefined && options.expectedHash !== actualHash) {
+    throw new TaskConflictError(path, options.expectedHash, actualHash);
+  }
+  if (firstInvalidUtf8(bytes) !== -1) throw new TaskUpdateError(path, 'cannot update: the file is not valid UTF-8');
+  const text = decodeUtf8(bytes);
+  const next = rewriteFields(text, writes, path);
+  if (next === text) return { hash: actualHash };
+  const out = Buffer.from(next, 'utf8');
+  await replaceAtomically(path, target, out, actualHash);
+  return { hash: sha256Hex(out) };
 }

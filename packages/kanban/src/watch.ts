@@ -1,9 +1,9 @@
 import { readdirSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { silentLogger, type Logger } from '@warren/core';
 import { isTaskFileName } from './load.js';
-import type { BoardChangeEvent, BoardWatcher } from './types.js';
+import type { BoardChangeEvent, BoardSnapshot, BoardWatcher } from './types.js';
 
 /** Options of {@link watchBoard}. */
 export interface WatchBoardOptions {
@@ -13,6 +13,12 @@ export interface WatchBoardOptions {
   readonly rescanIntervalMs?: number;
   /** Where watch failures and errors thrown by `onChange` go; default silent. */
   readonly logger?: Logger;
+  /**
+   * More files and folders (absolute, or relative to the board folder) whose changes count, found by
+   * the periodic rescan (a folder: its `*.md` files). For other formats pass `boardWatchPaths(snapshot)`:
+   * the Obsidian board note, Backlog.md `config.yml` and `completed/`, a JSON-config file and its `tasksDir`.
+   */
+  readonly paths?: readonly string[];
 }
 
 type Signatures = Map<string, string>;
@@ -25,6 +31,7 @@ class Watcher implements BoardWatcher {
   private readonly tasksDir: string;
   private readonly boardFile: string;
   private readonly debounceMs: number;
+  private readonly extraPaths: string[];
   private readonly log: Logger;
   private dirWatcher: FSWatcher | undefined;
   private tasksWatcher: FSWatcher | undefined;
@@ -46,6 +53,7 @@ class Watcher implements BoardWatcher {
     this.tasksDir = join(dir, 'tasks');
     this.boardFile = join(dir, 'board.yaml');
     this.debounceMs = options.debounceMs ?? 50;
+    this.extraPaths = (options.paths ?? []).map((p) => resolve(dir, p));
     this.log = options.logger ?? silentLogger;
     this.signatures = this.scanSync();
     this.ensureWatchers();
@@ -147,6 +155,14 @@ class Watcher implements BoardWatcher {
       names = [];
     }
     for (const name of names) if (isTaskFileName(name)) add(join(this.tasksDir, name));
+    for (const extra of this.extraPaths) {
+      add(extra);
+      try {
+        for (const name of readdirSync(extra)) if (isTaskFileName(name)) add(join(extra, name));
+      } catch {
+        // a file, or missing
+      }
+    }
     return out;
   }
 
@@ -167,6 +183,14 @@ class Watcher implements BoardWatcher {
       names = [];
     }
     for (const name of names) if (isTaskFileName(name)) await add(join(this.tasksDir, name));
+    for (const extra of this.extraPaths) {
+      await add(extra);
+      try {
+        for (const name of await readdir(extra)) if (isTaskFileName(name)) await add(join(extra, name));
+      } catch {
+        // a file, or missing
+      }
+    }
     return out;
   }
 
@@ -231,4 +255,16 @@ export function watchBoard(
   options: WatchBoardOptions = {},
 ): BoardWatcher {
   return new Watcher(resolve(dir), onChange, options);
+}
+
+/**
+ * The paths besides `board.yaml` and `tasks/` whose changes matter for a snapshot's format, for
+ * {@link WatchBoardOptions.paths}: the config file (`configPath`) and every folder holding task
+ * files or notes of the snapshot.
+ */
+export function boardWatchPaths(snapshot: Pick<BoardSnapshot, 'configPath' | 'tasks'>): string[] {
+  const out = new Set<string>();
+  if (snapshot.configPath !== undefined) out.add(snapshot.configPath);
+  for (const task of snapshot.tasks) out.add(dirname(task.path));
+  return [...out].sort();
 }

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
@@ -7,14 +8,16 @@ import pretty from 'pino-pretty';
 import { openAccounts } from '@warren/accounts';
 import { openAudit, type AuditRecord } from '@warren/audit';
 import { parseDurationMs, WarrenError, type Logger } from '@warren/core';
-import { loadBoard } from '@warren/kanban';
+import { BOARD_FORMATS, checkBoard, formatBoardReport, importToWarrenBoard, loadBoard, normalizedTasks, type BoardFormatName } from '@warren/kanban';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.js';
-import { StateStore, migrateState } from './state.js';
+import { StateStore, migrateState, type CommandKind, type TaskRow } from './state.js';
 import { Supervisor, type RunMode, type RunSummary } from './supervisor.js';
 
 /** Exit codes of the CLI. */
 export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
+
+const BOARD_FORMAT_NAMES = BOARD_FORMATS.map((f) => f.name);
 
 interface PathFlags {
   root?: string;
@@ -23,6 +26,8 @@ interface PathFlags {
   home?: string;
   policies?: string;
   stateDir?: string;
+  uidRange?: string;
+  format?: BoardFormatName;
 }
 
 const agentRunnerDir = dirname(dirname(fileURLToPath(import.meta.resolve('@warren/agent-runner'))));
@@ -34,20 +39,26 @@ function addPathOptions(command: Command): Command {
     .option('--agents <dir>', 'the agent templates folder (default: <root>/agents)')
     .option('--home <dir>', 'where agent homes are made (default: <root>/home)')
     .option('--policies <dir>', 'folder with model.conf and policy.csv (default: <root>/policies)')
-    .option('--state-dir <dir>', 'runtime state: database, JetStream store, logs (default: <root>/var)');
+    .option('--state-dir <dir>', 'runtime state: database, JetStream store, logs (default: <root>/var)')
+    .option('--uid-range <min-max>', 'agent uids and gids come from this range', '1900000000-1900999999');
 }
 
 function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: NodeJS.ProcessEnv): SupervisorConfig {
   const options: SupervisorOptions = {
     root: flags.root ?? '.',
     ...(flags.board ? { board: flags.board } : {}),
+    ...(flags.format ? { format: flags.format } : {}),
     ...(flags.agents ? { agents: flags.agents } : {}),
     ...(flags.home ? { home: flags.home } : {}),
     ...(flags.policies ? { policies: flags.policies } : {}),
     ...(flags.stateDir ? { stateDir: flags.stateDir } : {}),
+    ...(flags.uidRange ? { uidRange: flags.uidRange } : {}),
     ...(flags.natsUrl ?? env.NATS_URL ? { natsUrl: flags.natsUrl ?? env.NATS_URL } : {}),
     ...(flags.killGrace ? { killGrace: flags.killGrace } : {}),
     ...(flags.tickInterval ? { tickInterval: flags.tickInterval } : {}),
+    ...(flags.heartbeatTimeout ? { heartbeatTimeout: flags.heartbeatTimeout } : {}),
+    ...(flags.aging ? { aging: flags.aging } : {}),
+    ...(flags.maxAttempts !== undefined ? { maxAttempts: Number(flags.maxAttempts) } : {}),
     ...(env.WARREN_FAULT_INJECTION === '1' && env.WARREN_CRASH_AT ? { crashAt: env.WARREN_CRASH_AT as SupervisorOptions['crashAt'] } : {}),
     ...(flags.logLevel ?? env.WARREN_LOG_LEVEL ? { logLevel: (flags.logLevel ?? env.WARREN_LOG_LEVEL) as SupervisorOptions['logLevel'] } : {}),
   };
@@ -167,6 +178,10 @@ export function buildProgram(): Command {
     .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL)')
     .option('--kill-grace <duration>', 'time agents get between SIGTERM and SIGKILL', '5s')
     .option('--tick-interval <duration>', 'time between ticks of the world', '200ms')
+    .addOption(new Option('--format <format>', 'the board format (default: detected)').choices(BOARD_FORMAT_NAMES))
+    .option('--heartbeat-timeout <duration>', 'kill an agent silent this long and re-queue its tasks', '20s')
+    .option('--aging <duration>', 'a waiting task gains one priority level per this much waiting', '5m')
+    .option('--max-attempts <n>', 'executions of a task lost to crashes before it fails', '3')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
     .action(async (flags: PathFlags & Partial<SupervisorOptions>) => {
       process.exitCode = await supervise('up', flags, false);
@@ -177,6 +192,10 @@ export function buildProgram(): Command {
     .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL)')
     .option('--kill-grace <duration>', 'time agents get between SIGTERM and SIGKILL', '5s')
     .option('--tick-interval <duration>', 'time between ticks of the world', '200ms')
+    .addOption(new Option('--format <format>', 'the board format (default: detected)').choices(BOARD_FORMAT_NAMES))
+    .option('--heartbeat-timeout <duration>', 'kill an agent silent this long and re-queue its tasks', '20s')
+    .option('--aging <duration>', 'a waiting task gains one priority level per this much waiting', '5m')
+    .option('--max-attempts <n>', 'executions of a task lost to crashes before it fails', '3')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
     .option('--json', 'print the summary as JSON')
     .action(async (flags: PathFlags & Partial<SupervisorOptions> & { untilIdle?: boolean; json?: boolean }) => {
@@ -248,7 +267,7 @@ export function buildProgram(): Command {
         } finally {
           db.close();
         }
-      })() : new Map();
+      })() : new Map<string, TaskRow>();
       const tasks = board.tasks.map((t) => ({
         id: t.id,
         title: t.title,
@@ -259,6 +278,8 @@ export function buildProgram(): Command {
         dependsOn: t.dependsOn,
         state: rows.get(t.id)?.state ?? null,
         attempt: rows.get(t.id)?.attempt ?? 0,
+        queuePosition: rows.get(t.id)?.queuePosition ?? null,
+        queueReason: rows.get(t.id)?.queueReason ?? null,
         result: t.result ?? null,
         path: t.relativePath,
       }));
@@ -267,7 +288,12 @@ export function buildProgram(): Command {
         table([
           ['ID', 'STATUS', 'PRIORITY', 'CAPABILITIES', 'ASSIGNEE', 'WARREN', 'TITLE'],
           ...tasks.map((t) => [t.id, t.status, t.priority, t.capabilities.join(',') || '-', t.assignee ?? '-', t.state ? `${t.state}#${t.attempt}` : '-', t.title]),
-        ]) + errors.map((e) => `error: ${e.message}\n`).join(''),
+        ]) +
+          tasks
+            .filter((t) => t.queuePosition !== null && t.state === 'ready')
+            .map((t) => `waiting #${t.queuePosition} ${t.id}: ${t.queueReason}\n`)
+            .join('') +
+          errors.map((e) => `error: ${e.message}\n`).join(''),
       );
     });
 
@@ -278,7 +304,7 @@ export function buildProgram(): Command {
       const config = configFrom(flags, {});
       const db = openState(config);
       try {
-        const accounts = openAccounts(db, { homeRoot: config.homeRoot });
+        const accounts = openAccounts(db, { homeRoot: config.homeRoot, uidMin: config.uidMin, uidMax: config.uidMax });
         const list = accounts.list();
         print(flags.json ?? false, list, () =>
           list.map((a) => `${flags.group ? accounts.groupLine(a) : accounts.passwdLine(a)}\n`).join(''),
@@ -332,7 +358,88 @@ export function buildProgram(): Command {
       }
     });
 
+  const board = program.command('board').description('read boards in any supported format');
+  addPathOptions(board.command('check').description('load a board and report every task, error, WIP violation and dependency problem'))
+    .addOption(new Option('--format <format>', 'the board format (default: detected)').choices(BOARD_FORMAT_NAMES))
+    .option('--json', 'print JSON')
+    .action(async (flags: PathFlags & { format?: BoardFormatName; json?: boolean }) => {
+      const config = configFrom(flags, {});
+      const report = await checkBoard(config.boardDir, flags.format ? { format: flags.format } : {});
+      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatBoardReport(report)}\n`);
+      process.exitCode = report.ok ? ExitCode.ok : ExitCode.failed;
+    });
+  addPathOptions(board.command('import').description('print a board as normalized tasks, or write it as a Warren board with --out'))
+    .addOption(new Option('--format <format>', 'the source format (default: detected)').choices(BOARD_FORMAT_NAMES))
+    .option('--out <dir>', 'write a Warren board (board.yaml + tasks/) into this new folder')
+    .action(async (flags: PathFlags & { format?: BoardFormatName; out?: string }) => {
+      const config = configFrom(flags, {});
+      const snapshot = await loadBoard(config.boardDir, flags.format ? { format: flags.format } : {});
+      if (!flags.out) {
+        process.stdout.write(`${JSON.stringify(normalizedTasks(snapshot), null, 2)}\n`);
+      } else {
+        const written = await importToWarrenBoard(snapshot, flags.out);
+        process.stdout.write(`${written.map((p) => `wrote ${p}`).join('\n')}\n${written.length} files written; ${snapshot.errors.length} files could not be read\n`);
+      }
+      for (const error of snapshot.errors) process.stderr.write(`warren: ${error.message}\n`);
+      process.exitCode = snapshot.errors.length === 0 ? ExitCode.ok : ExitCode.failed;
+    });
+
+  const operator = `user:${userInfo().username}`;
+  const agentCommand = program.command('agent').description('operate on an agent: start, stop, restart, sleep, wake, delete');
+  for (const verb of ['start', 'stop', 'restart', 'sleep', 'wake', 'delete'] as const) {
+    addPathOptions(agentCommand.command(verb).argument('<name>', 'the agent (e.g. shell-1)').description(`${verb} an agent`))
+      .option('--json', 'print JSON')
+      .option('--wait <duration>', 'how long to wait for a running supervisor to report the outcome', '10s')
+      .action(async (name: string, flags: PathFlags & { json?: boolean; wait: string }) => {
+        process.exitCode = await operate(`agent.${verb}` as CommandKind, name, operator, flags);
+      });
+  }
+  const taskCommand = program.command('task').description('operate on a task: cancel, retry');
+  for (const verb of ['cancel', 'retry'] as const) {
+    addPathOptions(taskCommand.command(verb).argument('<id>', 'the task id').description(`${verb} a task`))
+      .option('--json', 'print JSON')
+      .option('--wait <duration>', 'how long to wait for a running supervisor to report the outcome', '10s')
+      .action(async (id: string, flags: PathFlags & { json?: boolean; wait: string }) => {
+        process.exitCode = await operate(`task.${verb}` as CommandKind, id, operator, flags);
+      });
+  }
+
   return program;
+}
+
+/**
+ * Queues an operator command in the state database (durable: it survives a supervisor restart) and
+ * waits up to `--wait` for the running supervisor to execute it and record the outcome.
+ * @returns 0 when done, 1 when it failed or nobody ran it in time (it stays queued).
+ */
+async function operate(
+  kind: CommandKind,
+  target: string,
+  requestedBy: string,
+  flags: PathFlags & { json?: boolean; wait: string },
+): Promise<number> {
+  const config = configFrom(flags, {});
+  const waitMs = parseDurationMs(flags.wait, 'option --wait');
+  const db = openState(config);
+  try {
+    const state = new StateStore(db);
+    const id = state.enqueueCommand(kind, target, requestedBy, Date.now());
+    const running = runningSupervisorPid(config) !== undefined;
+    const deadline = Date.now() + waitMs;
+    let command = state.command(id)!;
+    while (running && command.state === 'queued' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      command = state.command(id)!;
+    }
+    print(flags.json ?? false, command, () =>
+      command.state === 'queued'
+        ? `queued as command ${id}; ${running ? 'the supervisor has not run it yet' : 'no supervisor is running: it runs when one starts'}\n`
+        : `${command.state}: ${command.outcome}\n`,
+    );
+    return command.state === 'done' ? ExitCode.ok : ExitCode.failed;
+  } finally {
+    db.close();
+  }
 }
 
 /**

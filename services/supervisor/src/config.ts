@@ -12,8 +12,15 @@ export const SupervisorOptions = z
     /** The repository root: the base of every default path and of template mounts. */
     root: z.string().default('.'),
     board: z.string().optional(),
+    /** The board's format; detected when absent (warren, backlog-md, obsidian, json-config). */
+    format: z.enum(['warren', 'backlog-md', 'obsidian', 'json-config']).optional(),
     agents: z.string().optional(),
     home: z.string().optional(),
+    /** Agent uids and gids come from this inclusive range, `MIN-MAX` (default 1900000000-1900999999). */
+    uidRange: z
+      .string()
+      .regex(/^\d+-\d+$/, "must be 'MIN-MAX', e.g. 1900000000-1900999999")
+      .default('1900000000-1900999999'),
     /** What a new home is copied from (default: `<root>/home/skel`). */
     skeleton: z.string().optional(),
     policies: z.string().optional(),
@@ -24,6 +31,8 @@ export const SupervisorOptions = z
     killGrace: z.union([z.string(), z.number()]).default('5s'),
     boardRescan: z.union([z.string(), z.number()]).default('2s'),
     maxAttempts: z.number().int().min(1).max(100).default(3),
+    aging: z.union([z.string(), z.number()]).default('5m'),
+    heartbeatTimeout: z.union([z.string(), z.number()]).default('20s'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
     /** Test builds only: die with SIGKILL at this fault-injection point (see `CrashPoint`). */
     crashAt: z.enum(Object.values(CrashPoint) as [CrashPoint, ...CrashPoint[]]).optional(),
@@ -35,8 +44,13 @@ export type SupervisorOptions = z.input<typeof SupervisorOptions>;
 export interface SupervisorConfig {
   readonly root: string;
   readonly boardDir: string;
+  /** The board format asked for, or undefined to detect it. */
+  readonly boardFormat: 'warren' | 'backlog-md' | 'obsidian' | 'json-config' | undefined;
   readonly agentsDir: string;
   readonly homeRoot: string;
+  /** The inclusive range agent uids and gids are taken from. */
+  readonly uidMin: number;
+  readonly uidMax: number;
   /** The directory new homes are copied from. */
   readonly skeletonDir: string;
   readonly policiesDir: string;
@@ -49,6 +63,10 @@ export interface SupervisorConfig {
   readonly boardRescanMs: number;
   /** Executions of one task before it is failed for good (agent crashes count). */
   readonly maxAttempts: number;
+  /** A waiting task gains one priority level per this many ms (fairness; see the README). */
+  readonly agingMs: number;
+  /** An agent silent (no heartbeat, no frame) this long is killed and its tasks re-queued, in ms. */
+  readonly heartbeatTimeoutMs: number;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /** A fault-injection point to die at, for crash-recovery tests; never set in production. */
   readonly crashAt: CrashPoint | undefined;
@@ -70,9 +88,12 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
   const config: SupervisorConfig = {
     root,
     boardDir: resolve(root, o.board ?? 'kanban'),
+    boardFormat: o.format,
     agentsDir: resolve(root, o.agents ?? 'agents'),
     homeRoot: resolve(root, o.home ?? 'home'),
     skeletonDir: resolve(root, o.skeleton ?? 'home/skel'),
+    uidMin: Number(o.uidRange.split('-')[0]),
+    uidMax: Number(o.uidRange.split('-')[1]),
     policiesDir: resolve(root, o.policies ?? 'policies'),
     stateDir: resolve(root, o.stateDir ?? 'var'),
     agentRunnerDir,
@@ -81,6 +102,8 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     killGraceMs: parseDurationMs(o.killGrace, "option 'kill-grace'"),
     boardRescanMs: parseDurationMs(o.boardRescan, "option 'board-rescan'"),
     maxAttempts: o.maxAttempts,
+    agingMs: Math.max(1, parseDurationMs(o.aging, "option 'aging'")),
+    heartbeatTimeoutMs: parseDurationMs(o.heartbeatTimeout, "option 'heartbeat-timeout'"),
     logLevel: o.logLevel,
     crashAt: o.crashAt,
   };

@@ -11,9 +11,15 @@ export const TaskState = {
   running: 'running',
   succeeded: 'succeeded',
   failed: 'failed',
+  timedOut: 'timed_out',
   cancelled: 'cancelled',
   held: 'held',
 } as const;
+
+/** True for the states a task ends in (until a person moves it back to ready). */
+export function isTerminal(state: TaskState): boolean {
+  return state === TaskState.succeeded || state === TaskState.failed || state === TaskState.timedOut || state === TaskState.cancelled;
+}
 export type TaskState = (typeof TaskState)[keyof typeof TaskState];
 
 /** Where one execution (`taskId`, `attempt`) stands. `pending` = committed, not yet published. */
@@ -38,6 +44,14 @@ export interface TaskRow {
   /** `pending` while the board file does not yet show `state` (an outbox for board writes). */
   readonly boardSync: 'clean' | 'pending';
   readonly updatedMs: number;
+  /** A retry waits until this time (ms since the epoch); null when it may run now. */
+  readonly notBeforeMs: number | null;
+  /** When the task last became ready (ms since the epoch): the start of its wait, for ageing. */
+  readonly readySinceMs: number | null;
+  /** 1-based place among the ready tasks nothing could take this tick; null when placed or not ready. */
+  readonly queuePosition: number | null;
+  /** Why it waits, when it does. */
+  readonly queueReason: string | null;
 }
 
 /** A row of the `assignments` table: one execution of a task by an agent. */
@@ -109,6 +123,25 @@ const MIGRATIONS = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    sql: `
+      ALTER TABLE tasks ADD COLUMN not_before_ms INTEGER;
+      ALTER TABLE tasks ADD COLUMN ready_since_ms INTEGER;
+      ALTER TABLE tasks ADD COLUMN queue_position INTEGER;
+      ALTER TABLE tasks ADD COLUMN queue_reason TEXT;
+      CREATE TABLE commands (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_ms INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',
+        outcome TEXT,
+        done_ms INTEGER
+      ) STRICT;
+    `,
+  },
 ];
 
 /** Applies the supervisor's schema to `db`. Idempotent. */
@@ -126,6 +159,10 @@ interface TaskRecord {
   board_hash: string | null;
   board_sync: 'clean' | 'pending';
   updated_ms: number;
+  not_before_ms: number | null;
+  ready_since_ms: number | null;
+  queue_position: number | null;
+  queue_reason: string | null;
 }
 interface AssignmentRecord {
   task_id: string;
@@ -161,6 +198,10 @@ const taskRow = (r: TaskRecord): TaskRow => ({
   boardHash: r.board_hash,
   boardSync: r.board_sync,
   updatedMs: r.updated_ms,
+  notBeforeMs: r.not_before_ms,
+  readySinceMs: r.ready_since_ms,
+  queuePosition: r.queue_position,
+  queueReason: r.queue_reason,
 });
 const assignmentRow = (r: AssignmentRecord): AssignmentRow => ({
   taskId: r.task_id,
@@ -199,12 +240,16 @@ export class StateStore {
       task: db.prepare<[string], TaskRecord>('SELECT * FROM tasks WHERE id = ?'),
       tasks: db.prepare<[], TaskRecord>('SELECT * FROM tasks ORDER BY id'),
       upsertTask: db.prepare(
-        `INSERT INTO tasks (id, path, state, attempt, agent, reason, board_hash, board_sync, updated_ms)
-         VALUES (@id, @path, @state, @attempt, @agent, @reason, @boardHash, @boardSync, @updatedMs)
+        `INSERT INTO tasks (id, path, state, attempt, agent, reason, board_hash, board_sync, updated_ms,
+           not_before_ms, ready_since_ms, queue_position, queue_reason)
+         VALUES (@id, @path, @state, @attempt, @agent, @reason, @boardHash, @boardSync, @updatedMs,
+           @notBeforeMs, @readySinceMs, @queuePosition, @queueReason)
          ON CONFLICT (id) DO UPDATE SET path = excluded.path, state = excluded.state,
            attempt = excluded.attempt, agent = excluded.agent, reason = excluded.reason,
            board_hash = excluded.board_hash, board_sync = excluded.board_sync,
-           updated_ms = excluded.updated_ms`,
+           updated_ms = excluded.updated_ms, not_before_ms = excluded.not_before_ms,
+           ready_since_ms = excluded.ready_since_ms, queue_position = excluded.queue_position,
+           queue_reason = excluded.queue_reason`,
       ),
       insertAssignment: db.prepare(
         `INSERT INTO assignments (task_id, attempt, agent, state, assigned_ms)
@@ -312,4 +357,75 @@ export class StateStore {
   deleteAgent(name: string): void {
     this.stmts.deleteAgent.run(name);
   }
+
+  /** Queues an operator command; the running supervisor executes it on a tick. @returns its id. */
+  enqueueCommand(kind: CommandKind, target: string, requestedBy: string, nowMs: number): number {
+    return Number(
+      this.db
+        .prepare('INSERT INTO commands (kind, target, requested_by, requested_ms) VALUES (?, ?, ?, ?)')
+        .run(kind, target, requestedBy, nowMs).lastInsertRowid,
+    );
+  }
+
+  /** Commands not yet executed, oldest first. */
+  queuedCommands(): CommandRow[] {
+    return (this.db.prepare("SELECT * FROM commands WHERE state = 'queued' ORDER BY id").all() as CommandRecord[]).map(commandRow);
+  }
+
+  command(id: number): CommandRow | undefined {
+    const r = this.db.prepare('SELECT * FROM commands WHERE id = ?').get(id) as CommandRecord | undefined;
+    return r && commandRow(r);
+  }
+
+  /** Records a command's outcome: `done` with what happened, or `failed` with why. */
+  finishCommand(id: number, state: 'done' | 'failed', outcome: string, nowMs: number): void {
+    this.db.prepare('UPDATE commands SET state = ?, outcome = ?, done_ms = ? WHERE id = ?').run(state, outcome, nowMs, id);
+  }
 }
+
+/** Operator commands, executed by the running supervisor through the durable `commands` queue. */
+export const CommandKind = {
+  agentStart: 'agent.start',
+  agentStop: 'agent.stop',
+  agentRestart: 'agent.restart',
+  agentSleep: 'agent.sleep',
+  agentWake: 'agent.wake',
+  agentDelete: 'agent.delete',
+  taskCancel: 'task.cancel',
+  taskRetry: 'task.retry',
+} as const;
+export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
+
+/** A row of the `commands` table. */
+export interface CommandRow {
+  readonly id: number;
+  readonly kind: CommandKind;
+  readonly target: string;
+  readonly requestedBy: string;
+  readonly requestedMs: number;
+  readonly state: 'queued' | 'done' | 'failed';
+  readonly outcome: string | null;
+  readonly doneMs: number | null;
+}
+
+interface CommandRecord {
+  id: number;
+  kind: CommandKind;
+  target: string;
+  requested_by: string;
+  requested_ms: number;
+  state: 'queued' | 'done' | 'failed';
+  outcome: string | null;
+  done_ms: number | null;
+}
+
+const commandRow = (r: CommandRecord): CommandRow => ({
+  id: r.id,
+  kind: r.kind,
+  target: r.target,
+  requestedBy: r.requested_by,
+  requestedMs: r.requested_ms,
+  state: r.state,
+  outcome: r.outcome,
+  doneMs: r.done_ms,
+});

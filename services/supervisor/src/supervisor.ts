@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
@@ -16,6 +17,7 @@ import { ConfigError, WarrenError, type Logger } from '@warren/core';
 import {
   addAgent,
   agentSlots,
+  livenessSystem,
   createAgentWorld,
   createTickLoop,
   listAgents,
@@ -28,11 +30,13 @@ import {
   type TickLoop,
 } from '@warren/ecs';
 import {
+  boardWatchPaths,
   isReady,
   loadBoard,
   rewriteOwnedFields,
-  updateTaskFile,
+  updateTask,
   watchBoard,
+  MoveRefusedError,
   TaskConflictError,
   type BoardSnapshot,
   type BoardWatcher,
@@ -42,6 +46,7 @@ import {
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
 import {
   assertIsolation,
+  describeExit,
   probeHost,
   removeStaleCgroups,
   spawnSandbox,
@@ -53,8 +58,8 @@ import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
-import { migrateState, StateStore, TaskState } from './state.js';
-import { loadTemplates, type AgentTemplate, type TemplateError } from './templates.js';
+import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type CommandRow, type TaskRow } from './state.js';
+import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
 
 /**
  * The supervisor's states. `create()` returns it `starting`; `run()` moves it to `running`;
@@ -101,14 +106,19 @@ interface LiveAgent {
   readonly template: AgentTemplate;
   readonly gateway: AgentGateway;
   sandbox: Sandbox | undefined;
-  /** Set when the supervisor itself asked the agent to stop (sleep, delete, shutdown). */
-  stopping: 'sleep' | 'delete' | 'shutdown' | undefined;
+  /** Set when the supervisor itself asked the agent to stop. */
+  stopping: StopReason | undefined;
+  /** Start it again once it has exited (operator restart). */
+  restartAfterExit: boolean;
   lastActiveMs: number;
   /** Whether it has finished at least one task since it started (for autodelete). */
   workedMs: number | undefined;
   /** Whether its runner has said hello. */
   ready: boolean;
 }
+
+/** Why the supervisor stops an agent. */
+type StopReason = 'sleep' | 'delete' | 'shutdown' | 'operator' | 'unresponsive';
 
 type QueuedEvent =
   | { kind: 'result'; delivery: Delivery<ResultMessage>; done: () => void }
@@ -149,6 +159,11 @@ export class Supervisor {
   private results: Subscription | undefined;
   private stopRequested: ((reason: string) => void) | undefined;
   private runPromise: Promise<RunSummary> | undefined;
+  /**
+   * Distinguishes this supervisor's sandboxes (cgroup names, hostnames) from another supervisor's
+   * on the same host: the first 6 hex digits of sha256(state directory), prefixed with `w`.
+   */
+  private readonly instanceTag: string;
 
   private constructor(
     readonly config: SupervisorConfig,
@@ -163,7 +178,9 @@ export class Supervisor {
     private readonly nats: EmbeddedNatsServer | undefined,
     private readonly broker: Broker,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.instanceTag = `w${createHash('sha256').update(config.stateDir).digest('hex').slice(0, 6)}`;
+  }
 
   /**
    * Checks the host, opens the state database, loads the policy and templates, cleans up what a
@@ -202,6 +219,8 @@ export class Supervisor {
       const accounts = openAccounts(db, {
         homeRoot: config.homeRoot,
         skeletonDir: config.skeletonDir,
+        uidMin: config.uidMin,
+        uidMax: config.uidMax,
       });
       const stale = await removeStaleCgroups();
       await rm(join(config.stateDir, 'run', 'agents'), { recursive: true, force: true });
@@ -281,10 +300,15 @@ export class Supervisor {
     });
     let fatal: unknown;
     try {
-      this.watcher = watchBoard(this.config.boardDir, () => {
-        this.boardDirty = true;
-        this.loop?.requestTick();
-      }, { rescanIntervalMs: this.config.boardRescanMs });
+      await this.refreshBoard(Date.now());
+      this.watcher = watchBoard(
+        this.config.boardDir,
+        () => {
+          this.boardDirty = true;
+          this.loop?.requestTick();
+        },
+        { rescanIntervalMs: this.config.boardRescanMs, ...(this.board ? { paths: boardWatchPaths(this.board) } : {}) },
+      );
       this.results = await this.broker.consumeResults(
         (delivery) =>
           new Promise<void>((done) => {
@@ -326,6 +350,8 @@ export class Supervisor {
     if (this.config.crashAt === CrashPoint.taskRunning && this.state.tasks().some((t) => t.state === TaskState.running && nowMs - t.updatedMs >= 300)) {
       crashNow();
     }
+    this.processCommands(nowMs);
+    this.checkLiveness(nowMs);
     await this.publishPending();
     await this.flushBoard();
     const plan = this.plan(nowMs);
@@ -367,14 +393,10 @@ export class Supervisor {
     this.transaction(() => {
       for (const a of orphans) {
         this.state.finishAssignment(a.taskId, a.attempt, { outcome: 'lost', exitCode: null, summary: 'the supervisor stopped during this execution', outputs: [] }, nowMs);
-        const row = this.state.task(a.taskId);
-        if (!row || row.attempt !== a.attempt) continue;
-        const retry = a.attempt < this.config.maxAttempts;
         const reason = `lost when the supervisor stopped during attempt ${a.attempt} on ${a.agent}`;
-        this.state.putTask({ ...row, state: retry ? TaskState.ready : TaskState.failed, agent: retry ? null : row.agent, reason, boardSync: 'pending', updatedMs: nowMs });
-        this.record({ actor: SUPERVISOR, action: retry ? 'task.requeue' : 'task.fail', object: `task:${a.taskId}`, details: { attempt: a.attempt, reason } });
-        (retry ? requeued : failed).push(a.taskId);
-        if (!retry) this.failedTasks.push({ taskId: a.taskId, reason });
+        const settled = this.settleTask(a.taskId, a.attempt, 'lost', reason, nowMs, this.templateOf(a.agent));
+        if (settled === 'retry') requeued.push(a.taskId);
+        else if (settled !== undefined) failed.push(a.taskId);
       }
     });
     let assignmentsPurged = 0;
@@ -405,7 +427,9 @@ export class Supervisor {
     this.boardDirty = false;
     let snapshot: BoardSnapshot;
     try {
-      snapshot = await loadBoard(this.config.boardDir);
+      snapshot = await loadBoard(this.config.boardDir, {
+        ...(this.config.boardFormat ? { format: this.config.boardFormat } : {}),
+      });
     } catch (error) {
       const key = `config:${(error as Error).message}`;
       if (!this.reportedErrors.has(key)) {
@@ -422,10 +446,9 @@ export class Supervisor {
       const row = this.state.task(task.id);
       if (!row) continue;
       // A person moved a finished task back to ready: run it again.
-      const terminal = row.state === TaskState.succeeded || row.state === TaskState.failed || row.state === TaskState.cancelled;
-      if (terminal && row.boardSync === 'clean' && task.status === snapshot.config.roles.ready && task.hash !== row.boardHash) {
+      if (isTerminal(row.state) && row.boardSync === 'clean' && task.status === snapshot.config.roles.ready && task.hash !== row.boardHash) {
         this.transaction(() => {
-          this.state.putTask({ ...row, state: TaskState.ready, agent: null, reason: null, updatedMs: nowMs });
+          this.state.putTask({ ...row, state: TaskState.ready, agent: null, reason: null, updatedMs: nowMs, notBeforeMs: null, readySinceMs: nowMs });
           this.record({ actor: 'board', action: 'task.requeue', object: `task:${task.id}`, details: { from: row.state, attempt: row.attempt } });
         });
       }
@@ -466,23 +489,33 @@ export class Supervisor {
           ? { status: roles.in_progress, assignee: row.agent, started: now, updated: now }
           : row.state === TaskState.succeeded
             ? { status: roles.done, result: row.reason ?? 'succeeded', completed: now, updated: now }
-            : row.state === TaskState.failed || row.state === TaskState.cancelled
+            : isTerminal(row.state)
               ? { status: roles.failed, result: row.reason ?? row.state, completed: now, updated: now }
-              : { status: roles.ready, assignee: null, updated: now };
+              : row.reason
+                ? { status: roles.ready, assignee: null, result: `attempt ${row.attempt}: ${row.reason}`, updated: now }
+                : { status: roles.ready, assignee: null, updated: now };
       if (row.state === TaskState.running && task.status === roles.in_progress && task.assignee === row.agent) {
         this.state.putTask({ ...row, boardSync: 'clean', boardHash: task.hash });
         continue;
       }
-      if (this.config.crashAt === CrashPoint.boardWriting) {
+      if (this.config.crashAt === CrashPoint.boardWriting && (this.board.format ?? 'warren') === 'warren') {
         crashDuringWrite(task.path, rewriteOwnedFields(await readFile(task.path, 'utf8'), changes));
       }
       try {
-        const { hash } = await updateTaskFile(task.path, changes, { expectedHash: task.hash });
+        const { hash } = await updateTask(this.board, task, changes, { expectedHash: task.hash });
         this.state.putTask({ ...row, boardSync: 'clean', boardHash: hash });
         this.record({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
         byId.set(row.id, { ...task, hash, status: changes.status });
         this.board = { ...this.board, tasks: [...byId.values()] };
       } catch (error) {
+        if (error instanceof MoveRefusedError) {
+          // The board's process rules (transitions, WIP) forbid this move: say so once, keep the
+          // state in SQLite, and do not retry it every tick.
+          this.state.putTask({ ...row, boardSync: 'clean' });
+          this.record({ actor: SUPERVISOR, action: 'board.refused', object: `task:${row.id}`, details: { ...changes, message: error.message } });
+          this.log.warn({ taskId: row.id, reason: error.message }, 'board refused the move');
+          continue;
+        }
         if (error instanceof TaskConflictError) {
           // A person edited the file since we read it: re-read, then write over the fresh copy.
           this.log.info({ taskId: row.id }, 'task file changed under us; re-reading before writing');
@@ -498,18 +531,52 @@ export class Supervisor {
   // ---------------------------------------------------------------------------------------------
   // Planning and assignment
 
-  private readyTasks(): Task[] {
+  /** Board tasks that may run now: in the ready column, dependencies done, not in flight, not backing off. */
+  private readyTasks(nowMs: number): { task: Task; row: TaskRow }[] {
     if (!this.board) return [];
     const byId = new Map(this.board.tasks.map((t) => [t.id, t]));
-    return this.board.tasks.filter((task) => {
-      if (!isReady(task, byId, this.board!.config)) return false;
-      const row = this.state.task(task.id);
-      return !row || row.state === TaskState.ready;
-    });
+    const ready: { task: Task; row: TaskRow }[] = [];
+    for (const task of this.board.tasks) {
+      if (!isReady(task, byId, this.board.config)) continue;
+      let row = this.state.task(task.id);
+      if (!row) {
+        row = {
+          id: task.id,
+          path: task.path,
+          state: TaskState.ready,
+          attempt: 0,
+          agent: null,
+          reason: null,
+          boardHash: null,
+          boardSync: 'clean',
+          updatedMs: nowMs,
+          notBeforeMs: null,
+          readySinceMs: nowMs,
+          queuePosition: null,
+          queueReason: null,
+        };
+        this.state.putTask(row);
+      }
+      if (row.state !== TaskState.ready || row.boardSync === 'pending') continue;
+      if (row.notBeforeMs !== null && row.notBeforeMs > nowMs) continue;
+      ready.push({ task, row });
+    }
+    return ready;
+  }
+
+  /**
+   * Priority with ageing, so that a stream of urgent work cannot starve a task forever: a task
+   * gains one priority level for every `agingMs` it has waited ready (default 5 min). A `low` task
+   * (rank 0) that has waited 15 minutes ranks with a fresh `urgent` one (rank 3).
+   */
+  private effectivePriority(task: Task, row: TaskRow, nowMs: number): number {
+    const waitedMs = Math.max(0, nowMs - (row.readySinceMs ?? nowMs));
+    return task.priorityRank + Math.floor(waitedMs / this.config.agingMs);
   }
 
   private plan(nowMs: number): Plan {
-    const ready = this.readyTasks();
+    const ready = this.readyTasks(nowMs);
+    const rank = new Map(ready.map(({ task, row }) => [task.id, this.effectivePriority(task, row, nowMs)]));
     const inProgress = this.board
       ? this.board.tasks.filter((t) => t.status === this.board!.config.roles.in_progress).length
       : 0;
@@ -524,11 +591,11 @@ export class Supervisor {
     }
     const decisions = new Map<string, boolean>();
     const plan = planAssignments({
-      tasks: ready.map((t) => ({
-        id: t.id,
-        priorityRank: t.priorityRank,
-        createdMs: t.createdMs ?? 0,
-        capabilities: t.capabilities,
+      tasks: ready.map(({ task }) => ({
+        id: task.id,
+        priorityRank: rank.get(task.id) ?? task.priorityRank,
+        createdMs: task.createdMs ?? 0,
+        capabilities: task.capabilities,
       })),
       agents: agentSlots(this.world),
       templates: [...this.templates.values()]
@@ -554,12 +621,38 @@ export class Supervisor {
       },
       nowMs,
     });
-    for (const u of plan.unplaced) {
-      const failure = [...this.spawnFailures.entries()].find(([, f]) => f.count >= MAX_SPAWN_FAILURES);
-      if (failure && u.reason.includes('no agent or template')) continue;
-      this.log.debug({ taskId: u.taskId, reason: u.reason }, 'task not placed');
-    }
-    return plan;
+    // A template with an agent still starting gets no further spawn this tick: the tasks that
+    // asked for one wait for that agent (its capacity is not yet visible to the planner).
+    const starting = new Set<string>();
+    for (const name of this.spawning) starting.add(name.slice(0, name.lastIndexOf('-')));
+    for (const agent of this.live.values()) if (!agent.ready && !agent.stopping) starting.add(agent.template.name);
+    const spawns = plan.spawns.filter((s) => !starting.has(s.template));
+    const result: Plan = spawns.length === plan.spawns.length ? plan : { ...plan, spawns };
+    this.recordQueue(plan, ready, rank);
+    return result;
+  }
+
+  /**
+   * Keeps each waiting task's `queuePosition` (1-based, in the order the scheduler would take them:
+   * effective priority, then age, then id) and `queueReason` up to date; writes only changes.
+   */
+  private recordQueue(plan: Plan, ready: readonly { task: Task; row: TaskRow }[], rank: ReadonlyMap<string, number>): void {
+    const reasons = new Map(plan.unplaced.map((u) => [u.taskId, u.reason]));
+    const spawning = new Set(plan.spawns.flatMap((s) => s.taskIds));
+    const waiting = ready
+      .filter(({ task }) => reasons.has(task.id) || spawning.has(task.id))
+      .sort(
+        (a, b) =>
+          (rank.get(b.task.id) ?? 0) - (rank.get(a.task.id) ?? 0) ||
+          (a.task.createdMs ?? 0) - (b.task.createdMs ?? 0) ||
+          (a.task.id < b.task.id ? -1 : 1),
+      );
+    waiting.forEach(({ task, row }, index) => {
+      const queueReason = reasons.get(task.id) ?? 'waiting for an agent to start';
+      if (row.queuePosition !== index + 1 || row.queueReason !== queueReason) {
+        this.state.putTask({ ...row, queuePosition: index + 1, queueReason });
+      }
+    });
   }
 
   private reportDenial(sub: string, taskId: string): void {
@@ -574,6 +667,7 @@ export class Supervisor {
     const agent = this.live.get(agentName);
     if (!task || !agent) return;
     const previous = this.state.task(taskId);
+    if (previous && previous.state !== TaskState.ready) return;
     const attempt = (previous?.attempt ?? 0) + 1;
     this.transaction(() => {
       this.state.addAssignment(taskId, attempt, agentName, nowMs);
@@ -587,6 +681,10 @@ export class Supervisor {
         boardHash: previous?.boardHash ?? null,
         boardSync: 'pending',
         updatedMs: nowMs,
+        notBeforeMs: null,
+        readySinceMs: previous?.readySinceMs ?? nowMs,
+        queuePosition: null,
+        queueReason: null,
       });
       this.record({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
       this.record({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
@@ -689,16 +787,7 @@ export class Supervisor {
     this.transaction(() => {
       applied = this.state.finishAssignment(r.taskId, r.attempt, { outcome: r.outcome, exitCode: r.exitCode, summary: r.summary, outputs: r.outputs }, nowMs);
       if (!applied) return;
-      const row = this.state.task(r.taskId);
-      if (row && row.attempt === r.attempt) {
-        this.state.putTask({
-          ...row,
-          state: succeeded ? TaskState.succeeded : TaskState.failed,
-          reason: oneLine(reason, 500),
-          boardSync: 'pending',
-          updatedMs: nowMs,
-        });
-      }
+      this.settleTask(r.taskId, r.attempt, r.outcome, oneLine(reason, 500), nowMs, this.templateOf(r.agent));
       this.state.countTaskDone(r.agent);
       this.record({
         actor: `agent:${r.agent}`,
@@ -710,8 +799,6 @@ export class Supervisor {
     if (applied) this.crashAt(CrashPoint.resultCommitted);
     delivery.ack();
     if (!applied) return;
-    if (succeeded) this.succeeded.push(r.taskId);
-    else this.failedTasks.push({ taskId: r.taskId, reason: oneLine(reason, 500) });
     this.log.info({ taskId: r.taskId, agent: r.agent, outcome: r.outcome, durationMs: r.durationMs }, 'task finished');
     const agent = this.live.get(r.agent);
     if (agent) {
@@ -741,16 +828,13 @@ export class Supervisor {
         details: { exit, reason: agent.stopping ?? 'unexpected', openTasks: open.map((a) => a.taskId) },
       });
       for (const a of open) {
-        const row = this.state.task(a.taskId);
         this.state.finishAssignment(a.taskId, a.attempt, { outcome: 'lost', exitCode: null, summary: `agent exited: ${exitText}`, outputs: [] }, nowMs);
-        if (!row || row.attempt !== a.attempt) continue;
-        const retry = a.attempt < this.config.maxAttempts;
-        const reason = `agent ${name} exited during attempt ${a.attempt} (${exitText})`;
-        this.state.putTask({ ...row, state: retry ? TaskState.ready : TaskState.failed, agent: retry ? null : row.agent, reason, boardSync: 'pending', updatedMs: nowMs });
-        this.record({ actor: SUPERVISOR, action: retry ? 'task.requeue' : 'task.fail', object: `task:${a.taskId}`, details: { attempt: a.attempt, reason } });
-        if (!retry) this.failedTasks.push({ taskId: a.taskId, reason });
+        this.settleTask(a.taskId, a.attempt, 'lost', `agent ${name} exited during attempt ${a.attempt} (${exitText})`, nowMs, agent.template);
       }
     });
+    if (agent.restartAfterExit) {
+      this.startAgent(agent.template.name, nowMs, name);
+    }
     if (agent.stopping === 'delete') {
       await this.deleteAccount(name);
     } else {
@@ -768,14 +852,61 @@ export class Supervisor {
     else this.log.info({ agent: name, reason: agent.stopping }, 'agent stopped');
   }
 
+  /**
+   * Decides what an ended execution means for its task, inside the caller's transaction: success;
+   * a retry (back to ready after the template's backoff while attempts remain: `failed` and
+   * `timed_out` use the template's retry policy, `lost`, an execution whose agent or supervisor
+   * died, allows up to `maxAttempts`); or a final failure. Writes the task row (board write pending)
+   * and its audit row. A result for an attempt that is no longer the task's latest changes nothing.
+   * @returns 'retry', the final state, or undefined if nothing changed.
+   */
+  private settleTask(
+    taskId: string,
+    attempt: number,
+    outcome: 'succeeded' | 'failed' | 'timed_out' | 'cancelled' | 'lost',
+    reason: string,
+    nowMs: number,
+    template: AgentTemplate | undefined,
+  ): 'retry' | TaskState | undefined {
+    const row = this.state.task(taskId);
+    if (!row || row.attempt !== attempt || isTerminal(row.state) || row.state === TaskState.ready) return undefined;
+    const base = { ...row, reason, boardSync: 'pending' as const, updatedMs: nowMs, queuePosition: null, queueReason: null };
+    if (outcome === 'succeeded') {
+      this.state.putTask({ ...base, state: TaskState.succeeded, notBeforeMs: null });
+      this.succeeded.push(taskId);
+      return TaskState.succeeded;
+    }
+    const policy = template?.retry;
+    const maxAttempts =
+      outcome === 'lost' ? this.config.maxAttempts : outcome === 'cancelled' ? attempt : (policy?.maximumAttempts ?? 1);
+    if (attempt < maxAttempts) {
+      const delayMs = policy ? retryDelayMs(policy, attempt) : 0;
+      this.state.putTask({ ...base, state: TaskState.ready, agent: null, notBeforeMs: nowMs + delayMs, readySinceMs: nowMs });
+      this.record({
+        actor: SUPERVISOR,
+        action: outcome === 'lost' ? 'task.requeue' : 'task.retry',
+        object: `task:${taskId}`,
+        details: { attempt, outcome, reason, retryInMs: delayMs, maxAttempts },
+      });
+      return 'retry';
+    }
+    const state = outcome === 'timed_out' ? TaskState.timedOut : outcome === 'cancelled' ? TaskState.cancelled : TaskState.failed;
+    this.state.putTask({ ...base, state, notBeforeMs: null });
+    if (outcome === 'lost') {
+      this.record({ actor: SUPERVISOR, action: 'task.fail', object: `task:${taskId}`, details: { attempt, outcome, reason } });
+    }
+    this.failedTasks.push({ taskId, reason });
+    return state;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Agents
 
-  /** Starts (or wakes) one agent of `templateName` in the background. */
-  private startAgent(templateName: string, nowMs: number): void {
+  /** Starts (or wakes) one agent of `templateName` (named `name`, or the next free name) in the background. */
+  private startAgent(templateName: string, nowMs: number, name?: string): void {
     const template = this.templates.get(templateName);
     if (!template) return;
-    const name = this.pickAgentName(template);
+    name ??= this.pickAgentName(template);
     this.spawning.add(name);
     this.spawnAgent(template, name, nowMs)
       .catch((error: unknown) => {
@@ -837,6 +968,7 @@ export class Supervisor {
       lastActiveMs: nowMs,
       workedMs: undefined,
       ready: false,
+      restartAfterExit: false,
     };
     try {
       const env: Record<string, string> = {
@@ -848,6 +980,8 @@ export class Supervisor {
         WARREN_AGENT: name,
         WARREN_RUNTIME: JSON.stringify(template.runtime),
         WARREN_MAX_CONCURRENT: String(template.wipPerInstance),
+        // Four heartbeats per timeout: one lost or late heartbeat never looks like a dead agent.
+        WARREN_HEARTBEAT_MS: String(Math.max(100, Math.floor(this.config.heartbeatTimeoutMs / 4))),
       };
       for (const key of template.environment) {
         const value = this.options.env?.[key];
@@ -855,7 +989,7 @@ export class Supervisor {
       }
       const sandbox = await spawnSandbox(
         {
-          name,
+          name: `${this.instanceTag}-${name}`,
           uid: account.uid,
           gid: account.gid,
           homeHostPath: account.home,
@@ -920,6 +1054,111 @@ export class Supervisor {
     return null;
   }
 
+  /** Kills agents that have said nothing for longer than the heartbeat timeout; their tasks are re-queued on exit. */
+  private checkLiveness(nowMs: number): void {
+    for (const intent of livenessSystem(this.world, { nowMs, heartbeatTimeoutMs: this.config.heartbeatTimeoutMs })) {
+      const agent = this.live.get(intent.agent);
+      if (!agent || agent.stopping) continue;
+      this.log.warn({ agent: intent.agent, reason: intent.reason }, 'agent unresponsive; killing it');
+      this.record({ actor: SUPERVISOR, action: 'agent.unresponsive', object: `agent:${intent.agent}`, details: { reason: intent.reason } });
+      void this.stopAgent(agent, 'unresponsive');
+    }
+  }
+
+  /**
+   * Executes the operator commands queued in SQLite (`warren agent …`, `warren task …`), oldest
+   * first, each once: the policy decides (`sub` = the requesting user, `obj` = `agent:<name>` or
+   * `task:<id>`, `act` = the verb), and the outcome is written back for the CLI and audited.
+   */
+  private processCommands(nowMs: number): void {
+    for (const command of this.state.queuedCommands()) {
+      let state: 'done' | 'failed' = 'done';
+      let outcome: string;
+      const [kind, act] = command.kind.split('.') as [string, string];
+      const obj = `${kind}:${command.target}`;
+      const allowed = this.policy.enforce(command.requestedBy, obj, act);
+      this.record({ actor: command.requestedBy, action: 'policy.decide', object: obj, decision: allowed ? 'allow' : 'deny', details: { act } });
+      try {
+        if (!allowed) throw new WarrenError('WARREN_POLICY_DENIED', `policy denies ${command.requestedBy} ${act} on ${obj}`);
+        outcome = this.executeCommand(command, nowMs);
+      } catch (error) {
+        state = 'failed';
+        outcome = (error as Error).message;
+      }
+      this.transaction(() => {
+        this.state.finishCommand(command.id, state, outcome, nowMs);
+        this.record({ actor: command.requestedBy, action: `command.${command.kind}`, object: obj, details: { id: command.id, state, outcome } });
+      });
+      this.log.info({ command: command.kind, target: command.target, state, outcome }, 'operator command');
+    }
+  }
+
+  /** @returns what was done. @throws {WarrenError} when the command cannot apply. */
+  private executeCommand(command: CommandRow, nowMs: number): string {
+    const name = command.target;
+    const live = this.live.get(name);
+    const fail = (message: string): never => {
+      throw new WarrenError('WARREN_COMMAND', message);
+    };
+    switch (command.kind) {
+      case CommandKind.agentStop:
+      case CommandKind.agentSleep:
+      case CommandKind.agentDelete: {
+        const why: StopReason = command.kind === CommandKind.agentSleep ? 'sleep' : command.kind === CommandKind.agentDelete ? 'delete' : 'operator';
+        if (live) {
+          if (live.stopping) return `${name} is already stopping`;
+          void this.stopAgent(live, why);
+          return `${name} is stopping (${why})`;
+        }
+        if (!this.accounts.get(name)) fail(`no agent named ${name}`);
+        if (command.kind === CommandKind.agentDelete) {
+          void this.deleteAccount(name);
+          return `${name} deleted`;
+        }
+        if (command.kind === CommandKind.agentSleep) this.putAgentRow(name, 'sleeping', nowMs);
+        return `${name} is not running`;
+      }
+      case CommandKind.agentStart:
+      case CommandKind.agentWake: {
+        if (live || this.spawning.has(name)) return `${name} is already running`;
+        const account = this.accounts.get(name) ?? fail(`no agent named ${name}`);
+        if (!this.templates.has(account.template)) fail(`${name}'s template ${account.template} is not loaded`);
+        this.startAgent(account.template, nowMs, name);
+        return `${name} is starting`;
+      }
+      case CommandKind.agentRestart: {
+        if (!live) {
+          const account = this.accounts.get(name) ?? fail(`no agent named ${name}`);
+          this.startAgent(account.template, nowMs, name);
+          return `${name} was not running; it is starting`;
+        }
+        live.restartAfterExit = true;
+        void this.stopAgent(live, 'operator');
+        return `${name} is restarting`;
+      }
+      case CommandKind.taskCancel: {
+        const row = this.state.task(name) ?? fail(`no task ${name} known to Warren`);
+        if (isTerminal(row.state)) fail(`task ${name} has already ended (${row.state})`);
+        const open = this.state.openAssignments().find((a) => a.taskId === name && a.attempt === row.attempt);
+        if (open && this.live.get(open.agent)?.gateway.connected) {
+          this.live.get(open.agent)!.gateway.cancel(name, row.attempt, `cancelled by ${command.requestedBy}`);
+          return `cancel sent to ${open.agent}; the task ends when the agent reports`;
+        }
+        if (open) {
+          this.state.finishAssignment(name, row.attempt, { outcome: 'cancelled', exitCode: null, summary: 'cancelled', outputs: [] }, nowMs);
+        }
+        this.state.putTask({ ...row, state: TaskState.cancelled, reason: `cancelled by ${command.requestedBy}`, boardSync: 'pending', updatedMs: nowMs, queuePosition: null, queueReason: null });
+        return `task ${name} cancelled`;
+      }
+      case CommandKind.taskRetry: {
+        const row = this.state.task(name) ?? fail(`no task ${name} known to Warren`);
+        if (!isTerminal(row.state)) fail(`task ${name} is ${row.state}; only an ended task can be retried`);
+        this.state.putTask({ ...row, state: TaskState.ready, agent: null, reason: `retry requested by ${command.requestedBy}`, boardSync: 'pending', updatedMs: nowMs, notBeforeMs: null, readySinceMs: nowMs });
+        return `task ${name} is ready again (attempt ${row.attempt + 1} next)`;
+      }
+    }
+  }
+
   /** Puts idle `sleep` agents to sleep and stops `autodelete` agents after their task. */
   private async tendLifecycles(nowMs: number): Promise<void> {
     const loads = new Map(agentSlots(this.world).map((s) => [s.name, s.load]));
@@ -935,7 +1174,7 @@ export class Supervisor {
     }
   }
 
-  private stopAgent(agent: LiveAgent, why: 'sleep' | 'delete' | 'shutdown'): Promise<unknown> {
+  private stopAgent(agent: LiveAgent, why: StopReason): Promise<unknown> {
     agent.stopping = why;
     setStatus(this.world, agent.account.name, AgentStatus.stopping, Date.now());
     agent.gateway.requestShutdown(why);
@@ -972,6 +1211,9 @@ export class Supervisor {
     if (!this.board || this.boardDirty || this.events.length > 0 || this.spawning.size > 0) return false;
     if (plan.assignments.length > 0 || plan.spawns.length > 0) return false;
     if (this.state.openAssignments().length > 0) return false;
+    // A task backing off before its next attempt is not idle work.
+    const readyColumn = new Set(this.board.tasks.filter((t) => t.status === this.board!.config.roles.ready).map((t) => t.id));
+    if (this.state.tasks().some((t) => t.state === TaskState.ready && t.notBeforeMs !== null && readyColumn.has(t.id))) return false;
     if (this.state.tasks().some((t) => t.boardSync === 'pending')) return false;
     const loads = new Map(agentSlots(this.world).map((s) => [s.name, s.load]));
     for (const [name, agent] of this.live) {
@@ -1053,21 +1295,6 @@ function checkMounts(config: SupervisorConfig, template: AgentTemplate): void {
         throw new ConfigError(template.path, `mount source '${mount.source}' would expose ${relative(config.root, dir) || dir} to agents`);
       }
     }
-  }
-}
-
-function describeExit(exit: SandboxExit): string {
-  switch (exit.kind) {
-    case 'exited':
-      return `exit code ${exit.exitCode}`;
-    case 'signaled':
-      return `killed by ${exit.signal}`;
-    case 'oom':
-      return 'out of memory';
-    case 'setup_error':
-      return `sandbox setup failed: ${exit.message}`;
-    default:
-      return JSON.stringify(exit);
   }
 }
 

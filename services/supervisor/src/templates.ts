@@ -58,6 +58,15 @@ export const TemplateFile = z
     maxInstances: z.number().int().min(1).max(10_000).default(1),
     wipPerInstance: z.number().int().min(1).max(1_000).default(1),
     lifecycle: z.enum(['persistent', 'sleep', 'autodelete']).default('persistent'),
+    retry: z
+      .object({
+        initialInterval: duration.default('1s'),
+        backoffCoefficient: z.number().min(1).max(100).default(2),
+        maximumInterval: duration.default('1m'),
+        maximumAttempts: z.number().int().min(1).max(1_000).default(1),
+      })
+      .strict()
+      .prefault({}),
     sleepAfterIdle: duration.default('30s'),
     environment: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]),
     mounts: z
@@ -73,6 +82,24 @@ export const TemplateFile = z
   })
   .strict();
 export type TemplateFile = z.infer<typeof TemplateFile>;
+
+/** A retry policy as Temporal defines one (RetryPolicy: initial interval, backoff coefficient, maximum interval, maximum attempts). */
+export interface RetryPolicy {
+  readonly initialIntervalMs: number;
+  readonly backoffCoefficient: number;
+  readonly maximumIntervalMs: number;
+  /** Executions of a task at most, the first included. */
+  readonly maximumAttempts: number;
+}
+
+/**
+ * The delay before attempt `attempt + 1` after attempt `attempt` (1-based) failed, in ms:
+ * min(initialIntervalMs × backoffCoefficient^(attempt−1), maximumIntervalMs).
+ */
+export function retryDelayMs(policy: RetryPolicy, attempt: number): number {
+  const raw = policy.initialIntervalMs * policy.backoffCoefficient ** Math.max(0, attempt - 1);
+  return Math.round(Math.min(raw, policy.maximumIntervalMs));
+}
 
 /** A validated template with sizes in bytes and durations in ms. */
 export interface AgentTemplate {
@@ -95,6 +122,12 @@ export interface AgentTemplate {
   readonly maxInstances: number;
   readonly wipPerInstance: number;
   readonly lifecycle: LifecycleMode;
+  /**
+   * What happens when an execution fails or times out, in Temporal's terms: attempt n (1-based)
+   * that fails is retried after min(initialIntervalMs × backoffCoefficient^(n−1), maximumIntervalMs)
+   * while n < maximumAttempts. Default: no retry (maximumAttempts 1).
+   */
+  readonly retry: RetryPolicy;
   /** How long a `sleep` agent stays up with no work before it is put to sleep, in ms. */
   readonly sleepAfterIdleMs: number;
   /** Names of supervisor environment variables passed into the sandbox. */
@@ -155,6 +188,12 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
     maxInstances: t.maxInstances,
     wipPerInstance: t.wipPerInstance,
     lifecycle: t.lifecycle,
+    retry: {
+      initialIntervalMs: unit('retry.initialInterval', t.retry.initialInterval, parseDurationMs),
+      backoffCoefficient: t.retry.backoffCoefficient,
+      maximumIntervalMs: unit('retry.maximumInterval', t.retry.maximumInterval, parseDurationMs),
+      maximumAttempts: t.retry.maximumAttempts,
+    },
     sleepAfterIdleMs: unit('sleepAfterIdle', t.sleepAfterIdle, parseDurationMs),
     environment: t.environment,
     mounts: t.mounts,

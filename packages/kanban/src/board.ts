@@ -1,0 +1,77 @@
+import { resolve } from 'node:path';
+import { BoardConfigError, TaskUpdateError } from './errors.js';
+import { warrenBoardFormat } from './format.js';
+import { backlogMdFormat } from './formats/backlog-md.js';
+import { jsonConfigFormat } from './formats/json-config.js';
+import { obsidianFormat } from './formats/obsidian.js';
+import { checkMove } from './process.js';
+import { MoveRefusedError } from './errors.js';
+import type { BoardFormat, BoardFormatName, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from './types.js';
+
+/** Every format, in detection order: Warren, Backlog.md, JSON-config, Obsidian Kanban. */
+export const BOARD_FORMATS: readonly BoardFormat[] = [warrenBoardFormat, backlogMdFormat, jsonConfigFormat, obsidianFormat];
+
+/** The format named `name`. @throws {BoardConfigError} for an unknown name. */
+export function boardFormat(name: string): BoardFormat {
+  const format = BOARD_FORMATS.find((f) => f.name === name);
+  if (!format) {
+    throw new BoardConfigError({ path: name, line: 0, field: 'format', reason: `unknown board format '${name}' (known: ${BOARD_FORMATS.map((f) => f.name).join(', ')})` });
+  }
+  return format;
+}
+
+/**
+ * Detects the format of the board in `dir`, trying in order: Warren (`board.yaml`), Backlog.md
+ * (`config.yml` with `statuses`, in `dir` or `dir/backlog`), JSON-config (`*.kanban.json` with
+ * `statusValues`), Obsidian Kanban (a note with `kanban-plugin: board` frontmatter in `dir` or
+ * `dir/boards`, or `dir` is that note).
+ *
+ * @throws {BoardConfigError} when no format matches.
+ */
+export async function detectBoardFormat(dir: string): Promise<BoardFormatName> {
+  for (const format of BOARD_FORMATS) if (await format.detect(dir)) return format.name;
+  const path = resolve(dir);
+  throw new BoardConfigError({
+    path,
+    line: 0,
+    reason: 'no board found: expected board.yaml (Warren), config.yml (Backlog.md), *.kanban.json (JSON-config) or an Obsidian Kanban note',
+  });
+}
+
+/**
+ * Reads a board of any supported format: `options.format` or the detected one (see
+ * {@link detectBoardFormat}); `options.mapping` maps its statuses, priorities and tags. Each task
+ * file (or card) that cannot be used gives exactly one `TaskFileError` in `errors` and is left out
+ * of `tasks`; `format` on the snapshot names the format.
+ *
+ * @throws {BoardConfigError} when no board is found or its config is unusable.
+ */
+export async function loadBoard(dir: string, options: LoadBoardOptions = {}): Promise<BoardSnapshot> {
+  const name = options.format ?? (await detectBoardFormat(dir));
+  return boardFormat(name).load(dir, options);
+}
+
+/**
+ * Writes owned-field changes of `task` the way its board's format stores them, keeping every other
+ * byte: Warren files through `updateTaskFile`; Backlog.md `status` as its status name and
+ * `assignee` as `['@name']`; JSON-config boards their status value; Obsidian cards moved to the
+ * target column's heading (ticked `[x]` in the done column). Before a status change the move is
+ * checked ({@link checkMove}: transition FSM, WIP of the target column, WIP per assignee) unless
+ * `options.force`.
+ *
+ * @param snapshot the board as read (its `format` picks the writer).
+ * @param task a task of that snapshot; `options.expectedHash` is normally `task.hash`.
+ * @throws {MoveRefusedError} when the move breaks a rule (nothing written).
+ * @throws {TaskConflictError} when the task changed since it was read (nothing written).
+ * @throws {TaskUpdateError} when it cannot be written.
+ */
+export async function updateTask(snapshot: BoardSnapshot, task: Task, changes: OwnedFieldChanges, options: UpdateTaskOptions = {}): Promise<UpdateTaskResult> {
+  if (changes.status !== undefined && changes.status !== task.status && options.force !== true) {
+    const refusal = checkMove(snapshot, task, changes.status, { assignee: changes.assignee === undefined ? task.assignee : changes.assignee });
+    if (refusal) throw new MoveRefusedError(task.path, task.id, refusal);
+  }
+  if (changes.status !== undefined && !snapshot.config.columns.some((c) => c.id === changes.status)) {
+    throw new TaskUpdateError(task.path, `'status' names no column: '${changes.status}'`, 'status');
+  }
+  return boardFormat(snapshot.format ?? 'warren').update(snapshot, task, changes, options);
+}

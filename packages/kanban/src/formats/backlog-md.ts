@@ -1,0 +1,273 @@
+/**
+ * Backlog.md boards (https://github.com/MrLesk/Backlog.md): `backlog/config.yml` (`statuses`,
+ * `default_status`, `task_prefix`, `project_name`) and one markdown file per task in `tasks/`
+ * (active) and `completed/`, named `<prefix>-<n> - <Title>.md`, with frontmatter `id`, `title`,
+ * `status`, `assignee` (a list; agents as `@name`), `labels`, `dependencies`, `parent_task_id`,
+ * `priority`, `created_date`, `updated_date`. `drafts/` and `archive/` are not on the board.
+ */
+import type { Dirent } from 'node:fs';
+import { readdir, readFile, realpath } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { BoardConfigError, TaskFileError, TaskUpdateError } from '../errors.js';
+import { FrontmatterFields } from '../fields.js';
+import { mapConcurrent, readBoardFile } from '../load.js';
+import { capabilitiesFromTags, columnIdOf, isMappingProblem, mapPriority, MAPPED_PRIORITIES, statusResolver } from '../mapping.js';
+import { decodeUtf8, displayPath, firstInvalidUtf8, ID_PATTERN } from '../text.js';
+import type { BoardColumn, BoardConfig, BoardFormat, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from '../types.js';
+import { checkChanges, formatOwnedValue, updateFrontmatterFile, type FieldWrite } from '../update.js';
+import { isYamlProblem, lineOf, parseYamlSource, valueLineOf } from '../yaml-source.js';
+import { uniqueColumnIds } from './common.js';
+
+/** The backlog folder for `dir`: `dir` itself when it holds `config.yml`, else `dir/backlog`. */
+async function backlogDir(dir: string): Promise<string | undefined> {
+  for (const candidate of [resolve(dir), join(resolve(dir), 'backlog')]) {
+    try {
+      const text = await readFile(join(candidate, 'config.yml'), 'utf8');
+      if (/^statuses\s*:/m.test(text)) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The key Backlog.md ids are compared by: lower case, the prefix (`back-`, `task-`, `draft-`)
+ * dropped, so `task-355.01`, `BACK-355.01` and `355.01` are one task.
+ */
+export function backlogIdKey(id: string): string {
+  return id.trim().toLowerCase().replace(/^[a-z]+-/, '');
+}
+
+/** `yyyy-mm-dd hh:mm` in UTC, as Backlog.md's default `date_format` writes dates. */
+export function backlogDate(iso: string): string {
+  const d = new Date(iso);
+  const pad = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+}
+
+interface BacklogConfig {
+  readonly config: BoardConfig;
+  readonly defaultStatus: string | undefined;
+  readonly prefix: string;
+  readonly resolve: (value: string) => string | undefined;
+}
+
+async function loadBacklogConfig(dir: string, root: string, options: LoadBoardOptions): Promise<BacklogConfig> {
+  const path = join(dir, 'config.yml');
+  const shown = displayPath(root, path);
+  const fail = (line: number, reason: string, field?: string, cause?: unknown): never => {
+    throw new BoardConfigError({ path, line, field, reason, displayPath: shown }, cause === undefined ? undefined : { cause });
+  };
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    return fail(0, `cannot read the Backlog.md config: ${(error as Error).message}`, undefined, error);
+  }
+  if (firstInvalidUtf8(bytes) !== -1) return fail(0, 'not valid UTF-8');
+  const parsed = parseYamlSource(decodeUtf8(bytes).replace(/^\uFEFF/, ''));
+  if (isYamlProblem(parsed)) return fail(parsed.line, `invalid YAML: ${parsed.message}`);
+  const raw = (parsed.value ?? {}) as Record<string, unknown>;
+  const statuses = raw['statuses'];
+  if (!Array.isArray(statuses) || statuses.length === 0 || !statuses.every((s) => typeof s === 'string' && s.trim() !== '')) {
+    return fail(lineOf(parsed, ['statuses']), "'statuses' must be a non-empty list of status names", 'statuses');
+  }
+  const ids = uniqueColumnIds(statuses.map(columnIdOf));
+  const columns: BoardColumn[] = statuses.map((status, index) => ({ id: ids[index]!, name: status, value: status }));
+  const resolver = statusResolver(columns, options.mapping);
+  if (isMappingProblem(resolver)) return fail(lineOf(parsed, ['statuses']), resolver.reason, resolver.field);
+  const defaultStatus = typeof raw['default_status'] === 'string' ? raw['default_status'] : undefined;
+  if (defaultStatus !== undefined && resolver.resolve(defaultStatus) === undefined) {
+    fail(valueLineOf(parsed, ['default_status']), `'default_status' must be one of ${statuses.join(', ')}`, 'default_status');
+  }
+  const prefix = typeof raw['task_prefix'] === 'string' && raw['task_prefix'] !== '' ? raw['task_prefix'] : 'task';
+  const mapping = options.mapping ?? {};
+  const config: BoardConfig = {
+    name: typeof raw['project_name'] === 'string' ? raw['project_name'] : basename(dir),
+    columns,
+    roles: resolver.roles,
+    priorities: MAPPED_PRIORITIES,
+    defaultPriority: 'normal',
+    ...(mapping.wipPerAgent === undefined ? {} : { wipPerAgent: mapping.wipPerAgent }),
+    parentDoneWhenSubtasksDone: mapping.parentDoneWhenSubtasksDone ?? true,
+  };
+  return { config, defaultStatus, prefix, resolve: resolver.resolve };
+}
+
+interface Parsed {
+  readonly task: Task;
+  readonly idLine: number;
+  readonly rawDependencies: string[];
+  readonly rawParent: string | undefined;
+}
+
+function parseBacklogTask(path: string, bytes: Buffer, dir: string, root: string, backlog: BacklogConfig, options: LoadBoardOptions): Parsed {
+  const f = FrontmatterFields.parse(path, bytes, displayPath(root, path));
+  const required = (name: string): string => {
+    const value = f.text(name);
+    if (value === undefined) return f.fail(2, `'${name}' is required`, name);
+    if (value === null || value.trim() === '') return f.fail(f.valueLine(name), `'${name}' must not be empty`, name);
+    return value;
+  };
+  const id = required('id').trim();
+  if (!ID_PATTERN.test(id)) f.fail(f.valueLine('id'), "'id' must be letters, digits, '.', '_' or '-'", 'id');
+  const title = required('title');
+  const statusValue = f.text('status') ?? backlog.defaultStatus;
+  if (statusValue === undefined || statusValue === null || statusValue.trim() === '') {
+    return f.fail(f.has('status') ? f.valueLine('status') : 2, "'status' is required (the config has no default_status)", 'status');
+  }
+  const status = backlog.resolve(statusValue);
+  if (status === undefined) {
+    return f.fail(
+      f.valueLine('status'),
+      `'status' must be one of ${backlog.config.columns.map((c) => c.value ?? c.id).join(', ')} (got '${statusValue}')`,
+      'status',
+    );
+  }
+  let priority = backlog.config.defaultPriority;
+  const priorityValue = f.text('priority');
+  if (priorityValue !== undefined && priorityValue !== null && priorityValue.trim() !== '') {
+    const mapped = mapPriority(priorityValue, options.mapping);
+    if (mapped === undefined) return f.fail(f.valueLine('priority'), `'priority' must be one of low, medium, high (got '${priorityValue}')`, 'priority');
+    priority = mapped;
+  }
+  const assignees = f.list('assignee').map((a) => a.replace(/^@/, '').trim()).filter((a) => a !== '');
+  const labels = f.list('labels');
+  const rawDependencies = f.list('dependencies');
+  const parent = f.text('parent_task_id');
+  const createdMs = f.timestampMs('created_date');
+  const updatedMs = f.timestampMs('updated_date');
+  const completedMs = f.timestampMs('completed_date');
+  const task: Task = {
+    id,
+    title,
+    status,
+    priority,
+    priorityRank: MAPPED_PRIORITIES.indexOf(priority),
+    labels,
+    capabilities: capabilitiesFromTags(labels, options.mapping),
+    assignee: assignees[0] ?? null,
+    dependsOn: rawDependencies,
+    ...(createdMs === undefined ? {} : { createdMs }),
+    ...(updatedMs === undefined ? {} : { updatedMs }),
+    ...(completedMs === undefined ? {} : { completedMs }),
+    ...(parent === undefined || parent === null || parent.trim() === '' ? {} : { parentTaskId: parent.trim() }),
+    body: f.body,
+    fields: f.fields,
+    path,
+    relativePath: displayPath(dir, path),
+    hash: f.hash,
+  };
+  return { task, idLine: f.keyLine('id'), rawDependencies, rawParent: parent ?? undefined };
+}
+
+async function load(dirArg: string, options: LoadBoardOptions = {}): Promise<BoardSnapshot> {
+  const dir = (await backlogDir(dirArg)) ?? resolve(dirArg);
+  const root = options.displayRoot === undefined ? dirname(dir) : resolve(options.displayRoot);
+  const backlog = await loadBacklogConfig(dir, root, options);
+  const realBoard = await realpath(dir);
+  const folders = options.mapping?.taskFolders ?? ['tasks', 'completed'];
+  const paths: string[] = [];
+  const prefixes = [...new Set([backlog.prefix.toLowerCase(), 'task'])];
+  for (const folder of folders) {
+    const folderPath = join(dir, folder);
+    let entries: Dirent[];
+    try {
+      entries = await readdir(folderPath, { withFileTypes: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new BoardConfigError(
+        { path: folderPath, line: 0, reason: `cannot list the task folder: ${(error as Error).message}`, displayPath: displayPath(root, folderPath) },
+        { cause: error },
+      );
+    }
+    const names = entries
+      .map((e) => e.name)
+      .filter((name) => name.endsWith('.md') && !name.startsWith('.') && prefixes.some((p) => name.toLowerCase().startsWith(`${p}-`)))
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const name of names) paths.push(join(folderPath, name));
+  }
+  const results = await mapConcurrent(paths, async (path): Promise<Parsed | TaskFileError> => {
+    const bytes = await readBoardFile(path, realBoard, root);
+    if (bytes instanceof TaskFileError) return bytes;
+    try {
+      return parseBacklogTask(path, bytes, dir, root, backlog, options);
+    } catch (error) {
+      if (error instanceof TaskFileError) return error;
+      throw error;
+    }
+  });
+  const errors: TaskFileError[] = [];
+  const parsed: Parsed[] = [];
+  const byKey = new Map<string, Task>();
+  for (const result of results) {
+    if (result instanceof TaskFileError) {
+      errors.push(result);
+      continue;
+    }
+    const key = backlogIdKey(result.task.id);
+    const first = byKey.get(key);
+    if (first) {
+      errors.push(
+        new TaskFileError({
+          path: result.task.path,
+          line: result.idLine,
+          field: 'id',
+          reason: `id '${result.task.id}' is already used by ${displayPath(root, first.path)}`,
+          displayPath: displayPath(root, result.task.path),
+        }),
+      );
+      continue;
+    }
+    byKey.set(key, result.task);
+    parsed.push(result);
+  }
+  const canonical = (raw: string): string => byKey.get(backlogIdKey(raw))?.id ?? raw.trim();
+  const tasks = parsed.map(({ task, rawDependencies, rawParent }) => ({
+    ...task,
+    dependsOn: [...new Set(rawDependencies.map(canonical))],
+    ...(rawParent === undefined || rawParent.trim() === '' ? {} : { parentTaskId: canonical(rawParent) }),
+  }));
+  return { dir, format: 'backlog-md', configPath: join(dir, 'config.yml'), config: backlog.config, tasks, errors };
+}
+
+/**
+ * The frontmatter writes for Warren's owned-field changes on a Backlog.md task: `status` as the
+ * column's Backlog status (`In Progress`), `assignee` as a block list of `@name` (`[]` for none),
+ * `updated` as `updated_date: 'yyyy-mm-dd hh:mm'` (UTC). Backlog.md has no fields for `result`,
+ * `started` and `completed`; they are not written (the audit trail keeps them).
+ */
+export function backlogWrites(config: BoardConfig, changes: OwnedFieldChanges, path: string): FieldWrite[] {
+  const writes: FieldWrite[] = [];
+  for (const [field, value] of checkChanges(path, changes)) {
+    if (field === 'status') {
+      const column = config.columns.find((c) => c.id === value);
+      if (!column) throw new TaskUpdateError(path, `'status' names no column: '${String(value)}'`, 'status');
+      const status = column.value ?? column.id;
+      writes.push({ key: 'status', value: status, yaml: formatOwnedValue(status) });
+    } else if (field === 'assignee') {
+      if (value === null) writes.push({ key: 'assignee', value: [], yaml: '[]' });
+      else {
+        const name = `@${value.replace(/^@/, '')}`;
+        writes.push({ key: 'assignee', value: [name], yaml: '', blockLines: [`- '${name.replace(/'/g, "''")}'`] });
+      }
+    } else if (field === 'updated' && value !== null) {
+      const date = backlogDate(value);
+      writes.push({ key: 'updated_date', value: date, yaml: `'${date}'` });
+    }
+  }
+  return writes;
+}
+
+async function update(snapshot: BoardSnapshot, task: Task, changes: OwnedFieldChanges, options: UpdateTaskOptions = {}): Promise<UpdateTaskResult> {
+  return updateFrontmatterFile(task.path, backlogWrites(snapshot.config, changes, task.path), options);
+}
+
+/** The Backlog.md format (see the module comment). */
+export const backlogMdFormat: BoardFormat = {
+  name: 'backlog-md',
+  detect: async (dir) => (await backlogDir(dir)) !== undefined,
+  load,
+  update,
+};

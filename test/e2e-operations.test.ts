@@ -1,0 +1,177 @@
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { processesOfUids, repo, requireMachine, startWarren, waitFor, warren, warrenSync, uniqueUidRange, type CliProcess } from './support/cli.js';
+
+const dirs: string[] = [];
+const running: CliProcess[] = [];
+afterEach(async () => {
+  for (const run of running.splice(0)) {
+    run.child.kill('SIGTERM');
+    await run.done;
+  }
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A temp layout: the demo board's config, copies of agents/ and policies/, and these tasks. */
+function layout(tasks: Record<string, string>) {
+  const dir = mkdtempSync(join(tmpdir(), 'warren-ops-'));
+  dirs.push(dir);
+  mkdirSync(join(dir, 'kanban', 'tasks'), { recursive: true });
+  cpSync(join(repo, 'kanban', 'board.yaml'), join(dir, 'kanban', 'board.yaml'));
+  cpSync(join(repo, 'agents'), join(dir, 'agents'), { recursive: true });
+  cpSync(join(repo, 'policies'), join(dir, 'policies'), { recursive: true });
+  for (const [id, text] of Object.entries(tasks)) writeFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), text);
+  const uidRange = uniqueUidRange();
+  const args = (...extra: string[]) => [
+    ...extra,
+    '--uid-range', uidRange,
+    '--root', repo,
+    '--board', join(dir, 'kanban'),
+    '--agents', join(dir, 'agents'),
+    '--home', join(dir, 'home'),
+    '--state-dir', join(dir, 'var'),
+    '--policies', join(dir, 'policies'),
+  ];
+  const file = (id: string) => readFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), 'utf8');
+  return { dir, args, file };
+}
+
+function task(id: string, command: string, extra = ''): string {
+  return `---\nid: ${id}\ntitle: Task ${id}\nstatus: ready\ncapabilities: [shell]\n${extra}command: ${JSON.stringify(command)}\n---\nBody of ${id}.\n`;
+}
+
+interface AuditRow {
+  seq: number;
+  timeMs: number;
+  action: string;
+  object: string;
+  details: Record<string, unknown>;
+}
+
+beforeAll(() => requireMachine());
+
+describe('retry policy', () => {
+  it('retries a failing task with the template backoff until it succeeds, and records each retry', async () => {
+    const { dir, args, file } = layout({
+      flaky: task('flaky', 'n=$(cat $HOME/flaky-count 2>/dev/null || echo 0); n=$((n+1)); echo $n > $HOME/flaky-count; echo "try $n"; [ $n -ge 3 ]'),
+    });
+    appendFileSync(
+      join(dir, 'agents', 'shell.yaml'),
+      'retry:\n  initialInterval: 200ms\n  backoffCoefficient: 2\n  maximumInterval: 1s\n  maximumAttempts: 4\n',
+    );
+    const run = await warren(args('run', '--until-idle', '--json'));
+    expect(run.code, run.stderr.slice(-3000)).toBe(0);
+    expect(file('flaky')).toMatch(/^status: done$/m);
+    const rows = JSON.parse((await warren(['audit', '--json', '--object', 'task:flaky', ...args()])).stdout) as AuditRow[];
+    const retries = rows.filter((r) => r.action === 'task.retry');
+    expect(retries.map((r) => [r.details.attempt, r.details.retryInMs])).toEqual([
+      [1, 200],
+      [2, 400],
+    ]);
+    const assigns = rows.filter((r) => r.action === 'task.assign');
+    expect(assigns.map((r) => r.details.attempt)).toEqual([1, 2, 3]);
+    // The backoff is honoured: attempt n+1 is assigned no sooner than the delay after the retry row.
+    expect(assigns[1]!.timeMs - retries[0]!.timeMs).toBeGreaterThanOrEqual(200);
+    expect(assigns[2]!.timeMs - retries[1]!.timeMs).toBeGreaterThanOrEqual(400);
+    expect(rows.filter((r) => r.action === 'task.complete')).toHaveLength(1);
+  });
+
+  it('fails a task for good after its last attempt, with the reason on the card', async () => {
+    const { args, file } = layout({ doomed: task('doomed', 'echo "no luck" >&2; exit 7') });
+    const run = await warren(args('run', '--until-idle', '--json'));
+    expect(run.code).toBe(1);
+    expect(file('doomed')).toMatch(/^status: failed$/m);
+    expect(file('doomed')).toMatch(/^result: .*exit 7.*no luck/m);
+  });
+});
+
+describe('operator commands', () => {
+  it('cancels a running task, retries an ended one, and stops and starts an agent, each audited', async () => {
+    const { args, file } = layout({ sleeper: task('sleeper', 'sleep 600'), quick: task('quick', 'exit 1') });
+    const up = startWarren(args('up', '--kill-grace', '1s'));
+    running.push(up);
+    await waitFor('the sleeper to run', () => /^status: in_progress$/m.test(file('sleeper')));
+    await waitFor('the quick task to fail', () => /^status: failed$/m.test(file('quick')));
+
+    const cancel = await warren(['task', 'cancel', 'sleeper', '--json', ...args()]);
+    expect(cancel.code, cancel.stdout).toBe(0);
+    await waitFor('the sleeper to be cancelled', () => /^status: failed$/m.test(file('sleeper')));
+    expect(file("sleeper")).toMatch(/^result: "?cancelled/m);
+
+    const retry = await warren(['task', 'retry', 'quick', ...args()]);
+    expect(retry.code, retry.stdout).toBe(0);
+    expect(retry.stdout).toMatch(/^done: task quick is ready again \(attempt 2 next\)/);
+    const attempts = async () =>
+      (JSON.parse((await warren(['audit', '--json', '--action', 'task.assign', '--object', 'task:quick', ...args()])).stdout) as AuditRow[]).length;
+    const deadline = Date.now() + 30_000;
+    while ((await attempts()) < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await attempts()).toBe(2);
+
+    const agents = JSON.parse((await warren(['agents', '--json', ...args()])).stdout) as { name: string; state: string }[];
+    const name = agents.find((a) => a.state === 'running')!.name;
+    const stop = await warren(['agent', 'stop', name, ...args()]);
+    expect(stop.stdout).toMatch(new RegExp(`^done: ${name} is stopping`));
+    await waitFor(`${name} to stop`, () => {
+      const now = JSON.parse(warrenSync(['agents', '--json', ...args()])) as { name: string; state: string }[];
+      return now.find((a) => a.name === name)?.state === 'stopped';
+    });
+    const start = await warren(['agent', 'start', 'no-such-agent', ...args()]);
+    expect(start.code).toBe(1);
+    expect(start.stdout).toMatch(/^failed: no agent named no-such-agent/);
+    const commands = JSON.parse((await warren(['audit', '--json', '--action', 'command.*', ...args()])).stdout) as AuditRow[];
+    expect(commands.map((c) => c.action)).toEqual(['command.task.cancel', 'command.task.retry', 'command.agent.stop', 'command.agent.start']);
+  });
+
+  it('keeps a command queued while no supervisor runs and executes it at the next start', async () => {
+    const { args, file } = layout({ once: task('once', 'exit 3') });
+    expect((await warren(args('run', '--until-idle'))).code).toBe(1);
+    const queued = await warren(['task', 'retry', 'once', ...args()]);
+    expect(queued.code).toBe(1);
+    expect(queued.stdout).toMatch(/^queued as command \d+; no supervisor is running/);
+    expect((await warren(args('run', '--until-idle'))).code).toBe(1);
+    const assigns = JSON.parse((await warren(['audit', '--json', '--action', 'task.assign', ...args()])).stdout) as AuditRow[];
+    expect(assigns.map((r) => r.details.attempt)).toEqual([1, 2]);
+    expect(file('once')).toMatch(/^status: failed$/m);
+  });
+});
+
+describe('admission queue and liveness', () => {
+  it('shows the queue position and reason of tasks waiting for a slot', async () => {
+    const { args } = layout({
+      a: task('a', 'sleep 600', 'priority: high\n'),
+      b: task('b', 'sleep 600', 'priority: high\n'),
+      c: task('c', 'sleep 600', 'priority: low\n'),
+      d: task('d', 'sleep 600', 'priority: normal\n'),
+    });
+    const up = startWarren(args('up', '--kill-grace', '1s'));
+    running.push(up);
+    let tasks: { id: string; state: string | null; queuePosition: number | null; queueReason: string | null }[] = [];
+    await waitFor('two tasks running and two queued', () => {
+      const out = JSON.parse(warrenSync(['tasks', '--json', ...args()])) as { tasks: typeof tasks };
+      tasks = out.tasks;
+      return tasks.filter((t) => t.queuePosition !== null && t.state === 'ready').length === 2 && tasks.filter((t) => t.state === 'running').length === 2;
+    });
+    const waiting = tasks.filter((t) => t.state === 'ready').sort((x, y) => x.queuePosition! - y.queuePosition!);
+    expect(waiting.map((t) => [t.id, t.queuePosition])).toEqual([
+      ['d', 1],
+      ['c', 2],
+    ]);
+    expect(waiting[0]!.queueReason).toMatch(/max instances \(2/);
+  });
+
+  it('kills an agent that stops answering and runs its task elsewhere', async () => {
+    const { args, file } = layout({ stuck: task('stuck', 'if [ "$WARREN_TASK_ATTEMPT" -gt 1 ]; then echo fine; else sleep 600; fi') });
+    const up = startWarren(args('up', '--kill-grace', '1s', '--heartbeat-timeout', '2s'));
+    running.push(up);
+    await waitFor('the stuck task to run', () => /^status: in_progress$/m.test(file('stuck')));
+    const accounts = JSON.parse((await warren(['accounts', '--json', ...args()])).stdout) as { uid: number }[];
+    const pids = processesOfUids(new Set(accounts.map((a) => a.uid)));
+    expect(pids.length).toBeGreaterThan(0);
+    for (const pid of pids) process.kill(pid, 'SIGSTOP');
+    await waitFor('the stuck task to finish on a later attempt', () => /^status: done$/m.test(file('stuck')), 60_000);
+    const rows = JSON.parse((await warren(['audit', '--json', '--action', 'agent.*', ...args()])).stdout) as AuditRow[];
+    expect(rows.some((r) => r.action === 'agent.unresponsive')).toBe(true);
+  });
+});
