@@ -1,0 +1,184 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import type { BenchContext, Scenario } from '../lib/context.js';
+import { inRounds, latencyFigure, roundsFigure, type Figure } from '../lib/figure.js';
+import { auditRows, makeLayout, startWarren, type AuditRow } from '../lib/layout.js';
+import { signalChild } from '../lib/procs.js';
+import { msSince } from '../lib/stats.js';
+
+let layouts = 0;
+
+/** What one `warren run --until-idle` over a generated board gave. */
+interface BoardRun {
+  readonly wallMs: number;
+  /** Tasks per second from the supervisor.start row to the last board.write row. */
+  readonly tasksPerSecond: number;
+  /** Per task: task.assign row → task.start row (the agent has the task and runs its command), ms. */
+  readonly assignToStartMs: number[];
+  readonly sandboxes: number;
+}
+
+/** Runs `warren run --until-idle` over `tasks` no-op tasks and reads the audit trail it wrote. */
+async function runBoard(ctx: BenchContext, lifecycle: 'persistent' | 'autodelete', tasks: number, agents: number): Promise<BoardRun> {
+  const layout = makeLayout(join(ctx.scratchDir, `e2e-${layouts++}`), ctx.repoRoot, { lifecycle, maxInstances: agents, tasks });
+  const start = process.hrtime.bigint();
+  const run = startWarren(ctx.repoRoot, ['run', '--until-idle', '--root', layout.root, '--log-level', 'warn']);
+  const exit = await run.exited;
+  const wallMs = msSince(start);
+  if (exit.code !== 0) throw new Error(`warren run --until-idle exited ${exit.code ?? exit.signal}:\n${run.lines.slice(-15).join('\n')}`);
+  const rows = auditRows(layout.dbPath);
+  const first = rows.find((r) => r.action === 'supervisor.start');
+  const writes = rows.filter((r) => r.action === 'board.write');
+  const done = rows.filter((r) => r.action === 'task.complete');
+  if (!first || done.length !== tasks) throw new Error(`expected ${tasks} completed tasks in the audit trail, found ${done.length}`);
+  const assigned = new Map<string, number>();
+  const assignToStartMs: number[] = [];
+  for (const r of rows) {
+    if (r.action === 'task.assign') assigned.set(r.object, r.time_ms);
+    if (r.action === 'task.start') {
+      const at = assigned.get(r.object);
+      if (at !== undefined) assignToStartMs.push(r.time_ms - at);
+    }
+  }
+  const last = writes[writes.length - 1]!;
+  return {
+    wallMs,
+    tasksPerSecond: tasks / Math.max(0.001, (last.time_ms - first.time_ms) / 1000),
+    assignToStartMs,
+    sandboxes: rows.filter((r) => r.action === 'agent.start').length,
+  };
+}
+
+/** Polls the audit trail until a row matching `match` appears after `afterSeq`; returns it. */
+async function waitForRow(db: Database.Database, afterSeq: number, match: (r: AuditRow) => boolean, timeoutMs: number): Promise<AuditRow> {
+  const query = db.prepare('SELECT seq, time_ms, action, object FROM audit WHERE seq > ? ORDER BY seq');
+  const deadline = Date.now() + timeoutMs;
+  let seq = afterSeq;
+  for (;;) {
+    for (const row of query.all(seq) as AuditRow[]) {
+      seq = row.seq;
+      if (match(row)) return row;
+    }
+    if (Date.now() > deadline) throw new Error(`no matching audit row within ${timeoutMs} ms`);
+    await delay(1);
+  }
+}
+
+/**
+ * Ready → running under `warren up`: a task file is renamed into the board (ready on disk) and the
+ * time until the audit trail's `task.start` row for it (the agent acknowledged the task and runs
+ * its command) is taken, one task at a time. With `autodelete` agents every task waits for the
+ * previous agent to be deleted, so each gets a fresh sandbox and account.
+ */
+async function readyToRunning(ctx: BenchContext, lifecycle: 'persistent' | 'autodelete', count: number): Promise<number[]> {
+  const layout = makeLayout(join(ctx.scratchDir, `e2e-${layouts++}`), ctx.repoRoot, { lifecycle, maxInstances: 1, tasks: 0 });
+  const up = startWarren(ctx.repoRoot, ['up', '--root', layout.root, '--log-level', 'info', '--kill-grace', '2s']);
+  const samples: number[] = [];
+  try {
+    await up.waitForLine(/"msg":"supervisor running"/, 30_000);
+    while (!existsSync(layout.dbPath)) await delay(5);
+    const db = new Database(layout.dbPath, { readonly: true });
+    try {
+      let seq = (db.prepare('SELECT MAX(seq) AS s FROM audit').get() as { s: number | null }).s ?? 0;
+      for (let i = 0; i < count + 1; i++) {
+        const id = `r-${i}`;
+        const readyAt = Date.now();
+        layout.addTask(id);
+        const started = await waitForRow(db, seq, (r) => r.action === 'task.start' && r.object === `task:${id}`, 30_000);
+        if (i > 0) samples.push(started.time_ms - readyAt); // the first one includes a cold start of everything
+        // Before the next task: its result is on the board and, for autodelete, its agent is gone.
+        const needed = [(r: AuditRow) => r.action === 'board.write' && r.object === `task:${id}` && r.seq > started.seq];
+        if (lifecycle === 'autodelete') needed.push((r: AuditRow) => r.action === 'account.delete');
+        let last = started.seq;
+        for (const match of needed) last = Math.max(last, (await waitForRow(db, started.seq, match, 30_000)).seq);
+        seq = last;
+      }
+    } finally {
+      db.close();
+    }
+  } finally {
+    signalChild(up.pid, 'SIGTERM');
+    await up.exited;
+  }
+  return samples;
+}
+
+/**
+ * End to end with the real CLI (issue 6 scenarios 1–3): ready → running latency under `warren up`
+ * with a fresh sandbox per task (target p50 ≤ 30 ms, p99 ≤ 100 ms) and with a long-running agent;
+ * throughput of `warren run --until-idle` over N no-op tasks with 16 agents, sandbox per task
+ * (target ≥ 150 tasks/s and ≥ 0.6 × baseline a) and long-running (target ≥ 2,000 tasks/s, ratio
+ * to baseline b reported).
+ */
+export const e2eScenario: Scenario = {
+  id: 'e2e',
+  title: 'End to end (warren CLI)',
+  async run(ctx: BenchContext): Promise<Figure[]> {
+    const figures: Figure[] = [];
+    const latencyCount = ctx.quick ? 5 : 20;
+    for (const lifecycle of ['autodelete', 'persistent'] as const) {
+      const label = lifecycle === 'autodelete' ? 'fresh sandbox per task' : 'long-running agent';
+      ctx.progress(`e2e: ready → running, ${label}`);
+      const samples = await inRounds(ctx.rounds, 0, () => readyToRunning(ctx, lifecycle, latencyCount));
+      figures.push(
+        latencyFigure(
+          {
+            id: `e2e.ready.${lifecycle}`,
+            scenario: 'End to end',
+            name: `ready on disk → task.start (warren up), ${label}`,
+            unit: 'ms',
+            better: 'lower',
+            ...(lifecycle === 'autodelete'
+              ? { targets: [{ stat: 'p50', op: '<=', value: 30 } as const, { stat: 'p99', op: '<=', value: 100 } as const], baseline: 'sandbox.latency.raw-recipe' }
+              : {}),
+            note: `${latencyCount} tasks per round, one at a time, after one unmeasured cold task; default tick interval 200 ms`,
+          },
+          samples,
+        ),
+      );
+    }
+    const sizes = {
+      autodelete: ctx.quick ? 40 : 300,
+      persistent: ctx.quick ? 100 : 1_000,
+    };
+    for (const lifecycle of ['autodelete', 'persistent'] as const) {
+      const n = sizes[lifecycle];
+      const label = lifecycle === 'autodelete' ? 'sandbox per task (autodelete agents)' : 'long-running agents';
+      ctx.progress(`e2e: warren run --until-idle, ${n} tasks, ${label}`);
+      // Whole-CLI runs are long: at most three measured rounds (after the warm-up) in full mode.
+      const runs = await inRounds(Math.min(ctx.rounds, 3), ctx.warmup, () => runBoard(ctx, lifecycle, n, 16));
+      const sandboxes = runs.map((r) => r.sandboxes).join('/');
+      figures.push(
+        roundsFigure(
+          {
+            id: `e2e.throughput.${lifecycle}`,
+            scenario: 'End to end',
+            name: `warren run --until-idle, ${n.toLocaleString('en')} no-op tasks, 16 agents, ${label}`,
+            unit: 'tasks/s',
+            better: 'higher',
+            ...(lifecycle === 'autodelete'
+              ? { baseline: 'sandbox.rate.raw-recipe', targets: [{ stat: 'median', op: '>=', value: 150 } as const, { stat: 'ratio', op: '>=', value: 0.6 } as const] }
+              : { baseline: 'broker.rate.raw.2', targets: [{ stat: 'median', op: '>=', value: 2_000 } as const] }),
+            note: `supervisor.start row → last board.write row; sandboxes started per round: ${sandboxes}; issue sizes are ${lifecycle === 'autodelete' ? '2,000' : '20,000'} tasks`,
+          },
+          runs.map((r) => r.tasksPerSecond),
+        ),
+      );
+      figures.push(
+        roundsFigure(
+          { id: `e2e.wall.${lifecycle}`, scenario: 'End to end', name: `same, whole command (start → exit)`, unit: 's', better: 'lower', note: `${n} tasks` },
+          runs.map((r) => r.wallMs / 1000),
+        ),
+      );
+      figures.push(
+        latencyFigure(
+          { id: `e2e.assign.${lifecycle}`, scenario: 'End to end', name: `same, per task: task.assign → task.start (audit rows)`, unit: 'ms', better: 'lower', note: `${n} tasks per round` },
+          runs.map((r) => r.assignToStartMs),
+        ),
+      );
+    }
+    return figures;
+  },
+};
