@@ -28,7 +28,7 @@
  * ```
  */
 export { loadBoard, updateTask, detectBoardFormat, boardFormat, BOARD_FORMATS } from './board.js';
-export { loadWarrenBoard, isTaskFileName } from './load.js';
+export { loadWarrenBoard, refreshWarrenBoard, isTaskFileName } from './load.js';
 export { loadBoardConfig, parseBoardConfig, DEFAULT_PRIORITIES } from './config.js';
 export { parseTaskFile } from './task.js';
 export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue } from './update.js';

@@ -165,3 +165,62 @@ async function readOne(
     throw error;
   }
 }
+
+/**
+ * Brings a Warren board snapshot up to date after some of its files changed, reading only those
+ * files (a board of N tasks costs O(changed) per edit instead of O(N)). Falls back to a full
+ * {@link loadWarrenBoard} when the result could differ from one: `board.yaml` or a path outside
+ * `tasks/` changed, an id now collides with another file's, or the previous snapshot held a
+ * duplicate-id error (which depends on other files).
+ * @param previous a snapshot of the same board made by {@link loadWarrenBoard} or this function.
+ * @param changedPaths absolute paths reported by the watcher (missing files are removals).
+ * @returns a new snapshot; `previous` is not modified.
+ * @throws {BoardConfigError} as {@link loadWarrenBoard} does, on the full-reload path.
+ */
+export async function refreshWarrenBoard(
+  previous: BoardSnapshot,
+  changedPaths: readonly string[],
+  options: LoadBoardOptions = {},
+): Promise<BoardSnapshot> {
+  const boardDir = previous.dir;
+  const tasksDir = join(boardDir, 'tasks');
+  const full = () => loadWarrenBoard(boardDir, options);
+  const changed = [...new Set(changedPaths.map((p) => resolve(p)))];
+  if (previous.format !== undefined && previous.format !== 'warren') return full();
+  if (changed.some((p) => dirname(p) !== tasksDir)) return full();
+  if (previous.errors.some((e) => e.field === 'id' && /is already used by/.test(e.reason))) return full();
+  const root = options.displayRoot === undefined ? dirname(boardDir) : resolve(options.displayRoot);
+  const realBoard = await realpath(boardDir);
+  const byPath = new Map<string, { task: Task } | TaskFileError>();
+  for (const task of previous.tasks) byPath.set(task.path, { task });
+  for (const error of previous.errors) byPath.set(error.path, error);
+  const names = changed.filter((p) => isTaskFileName(p.slice(tasksDir.length + 1)));
+  const fresh = await mapConcurrent(names, async (path) => {
+    try {
+      await lstat(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    return readOne(path, realBoard, boardDir, root, previous.config);
+  });
+  names.forEach((path, index) => {
+    const result = fresh[index];
+    if (result === undefined) byPath.delete(path);
+    else byPath.set(path, result);
+  });
+  const tasks: Task[] = [];
+  const errors: TaskFileError[] = [];
+  const ids = new Set<string>();
+  for (const path of [...byPath.keys()].sort((a, b) => byName(a, b))) {
+    const entry = byPath.get(path)!;
+    if (entry instanceof TaskFileError) {
+      errors.push(entry);
+      continue;
+    }
+    if (ids.has(entry.task.id)) return full();
+    ids.add(entry.task.id);
+    tasks.push(entry.task);
+  }
+  return { ...previous, tasks, errors };
+}

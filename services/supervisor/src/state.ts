@@ -282,17 +282,36 @@ export class StateStore {
     };
   }
 
-  task(id: string): TaskRow | undefined {
-    const r = this.stmts.task.get(id);
-    return r && taskRow(r);
+  /**
+   * Task rows, read once and then kept in memory write-through: the supervisor is the only writer
+   * of `tasks`, and the tick reads rows for every ready task. A `putTask` inside a transaction that
+   * rolls back leaves the cache ahead of the table, so callers treat an exception in a transaction
+   * as fatal (the supervisor stops).
+   */
+  private taskCache: Map<string, TaskRow> | undefined;
+
+  private cache(): Map<string, TaskRow> {
+    this.taskCache ??= new Map(this.stmts.tasks.all().map((r) => [r.id, taskRow(r)]));
+    return this.taskCache;
   }
 
+  task(id: string): TaskRow | undefined {
+    return this.cache().get(id);
+  }
+
+  /** Every task row, ordered by id. */
   tasks(): TaskRow[] {
-    return this.stmts.tasks.all().map(taskRow);
+    return [...this.cache().values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Task rows whose board file does not yet show their state. */
+  pendingBoardTasks(): TaskRow[] {
+    return [...this.cache().values()].filter((r) => r.boardSync === 'pending');
   }
 
   putTask(row: TaskRow): void {
     this.stmts.upsertTask.run(row);
+    this.cache().set(row.id, row);
   }
 
   /** Records a new execution in state `pending` (committed, not yet published). */

@@ -33,6 +33,7 @@ import {
   boardWatchPaths,
   isReady,
   loadBoard,
+  refreshWarrenBoard,
   rewriteOwnedFields,
   updateTask,
   watchBoard,
@@ -153,6 +154,11 @@ export class Supervisor {
   private readonly failedTasks: { taskId: string; reason: string }[] = [];
   private board: BoardSnapshot | undefined;
   private boardDirty = true;
+  /** Files the watcher reported since the last refresh; a refresh reads only these when it can. */
+  private readonly changedPaths = new Set<string>();
+  private fullReload = true;
+  /** The board's tasks by id (rebuilt with each snapshot). */
+  private taskById = new Map<string, Task>();
   private lastPlan: Plan | undefined;
   private loop: TickLoop | undefined;
   private watcher: BoardWatcher | undefined;
@@ -303,11 +309,17 @@ export class Supervisor {
       await this.refreshBoard(Date.now());
       this.watcher = watchBoard(
         this.config.boardDir,
-        () => {
+        (event) => {
+          for (const path of event.paths) this.changedPaths.add(path);
+          if (event.paths.length === 0) this.fullReload = true;
           this.boardDirty = true;
           this.loop?.requestTick();
         },
-        { rescanIntervalMs: this.config.boardRescanMs, ...(this.board ? { paths: boardWatchPaths(this.board) } : {}) },
+        {
+          rescanIntervalMs: this.config.boardRescanMs,
+          debounceMs: 5,
+          ...(this.board ? { paths: boardWatchPaths(this.board) } : {}),
+        },
       );
       this.results = await this.broker.consumeResults(
         (delivery) =>
@@ -354,8 +366,15 @@ export class Supervisor {
     this.checkLiveness(nowMs);
     await this.publishPending();
     await this.flushBoard();
-    const plan = this.plan(nowMs);
-    for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
+    let plan!: Plan;
+    // Planning writes new task rows and queue positions: one transaction for all of them.
+    this.transaction(() => {
+      plan = this.plan(nowMs);
+    });
+    // One transaction for the tick's assignments: one fsync however many there are (group commit).
+    this.transaction(() => {
+      for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
+    });
     if (plan.assignments.length > 0) {
       await this.publishPending();
       await this.flushBoard();
@@ -425,11 +444,15 @@ export class Supervisor {
 
   private async refreshBoard(nowMs: number): Promise<void> {
     this.boardDirty = false;
+    const changed = [...this.changedPaths];
+    this.changedPaths.clear();
+    const full = this.fullReload || !this.board || (this.board.format ?? 'warren') !== 'warren';
+    this.fullReload = false;
     let snapshot: BoardSnapshot;
     try {
-      snapshot = await loadBoard(this.config.boardDir, {
-        ...(this.config.boardFormat ? { format: this.config.boardFormat } : {}),
-      });
+      snapshot = full
+        ? await loadBoard(this.config.boardDir, { ...(this.config.boardFormat ? { format: this.config.boardFormat } : {}) })
+        : await refreshWarrenBoard(this.board!, changed);
     } catch (error) {
       const key = `config:${(error as Error).message}`;
       if (!this.reportedErrors.has(key)) {
@@ -439,10 +462,11 @@ export class Supervisor {
       }
       return;
     }
-    this.board = snapshot;
+    this.setBoard(snapshot);
     for (const error of snapshot.errors) this.reportHeld(error);
     const done = snapshot.config.roles.done;
-    for (const task of snapshot.tasks) {
+    const changedSet = new Set(changed);
+    for (const task of full ? snapshot.tasks : snapshot.tasks.filter((t) => changedSet.has(t.path))) {
       const row = this.state.task(task.id);
       if (!row) continue;
       // A person moved a finished task back to ready: run it again.
@@ -461,6 +485,11 @@ export class Supervisor {
     }
   }
 
+  private setBoard(snapshot: BoardSnapshot): void {
+    this.board = snapshot;
+    this.taskById = new Map(snapshot.tasks.map((t) => [t.id, t]));
+  }
+
   private reportHeld(error: TaskFileError): void {
     const key = `${error.path}:${error.message}`;
     if (this.reportedErrors.has(key)) return;
@@ -477,10 +506,9 @@ export class Supervisor {
   /** Writes every task whose board file does not yet show its state (the board outbox). */
   private async flushBoard(): Promise<void> {
     if (!this.board) return;
-    const byId = new Map(this.board.tasks.map((t) => [t.id, t]));
+    const byId = this.taskById;
     const roles = this.board.config.roles;
-    for (const row of this.state.tasks()) {
-      if (row.boardSync !== 'pending') continue;
+    for (const row of this.state.pendingBoardTasks()) {
       const task = byId.get(row.id);
       if (!task) continue;
       const now = new Date().toISOString();
@@ -505,8 +533,10 @@ export class Supervisor {
         const { hash } = await updateTask(this.board, task, changes, { expectedHash: task.hash });
         this.state.putTask({ ...row, boardSync: 'clean', boardHash: hash });
         this.record({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
-        byId.set(row.id, { ...task, hash, status: changes.status });
-        this.board = { ...this.board, tasks: [...byId.values()] };
+        const updated = { ...task, hash, status: changes.status };
+        byId.set(row.id, updated);
+        const index = this.board.tasks.indexOf(task);
+        if (index !== -1) (this.board.tasks as Task[])[index] = updated;
       } catch (error) {
         if (error instanceof MoveRefusedError) {
           // The board's process rules (transitions, WIP) forbid this move: say so once, keep the
@@ -663,7 +693,7 @@ export class Supervisor {
   }
 
   private assign(taskId: string, agentName: string, nowMs: number): void {
-    const task = this.board?.tasks.find((t) => t.id === taskId);
+    const task = this.taskById.get(taskId);
     const agent = this.live.get(agentName);
     if (!task || !agent) return;
     const previous = this.state.task(taskId);
@@ -701,7 +731,7 @@ export class Supervisor {
   private async publishPending(): Promise<void> {
     for (const a of this.state.openAssignments()) {
       if (a.state !== 'pending') continue;
-      const task = this.board?.tasks.find((t) => t.id === a.taskId);
+      const task = this.taskById.get(a.taskId);
       const template = this.live.get(a.agent)?.template ?? this.templateOf(a.agent);
       if (!task || !template) continue;
       try {
@@ -736,10 +766,19 @@ export class Supervisor {
   private async applyEvents(nowMs: number): Promise<void> {
     for (let event = this.events.shift(); event; event = this.events.shift()) {
       switch (event.kind) {
-        case 'result':
-          this.applyResult(event.delivery, nowMs);
-          event.done();
+        case 'result': {
+          // Apply this result and every result queued right behind it in one transaction, then
+          // acknowledge them: a burst of results costs one fsync.
+          const batch = [event];
+          while (this.events[0]?.kind === 'result') batch.push(this.events.shift() as typeof event);
+          const acks: (() => void)[] = [];
+          this.transaction(() => {
+            for (const r of batch) acks.push(this.applyResult(r.delivery, nowMs));
+          });
+          for (const ack of acks) ack();
+          for (const r of batch) r.done();
           break;
+        }
         case 'hello': {
           const agent = this.live.get(event.agent);
           if (!agent) break;
@@ -771,34 +810,32 @@ export class Supervisor {
     }
   }
 
-  private applyResult(delivery: Delivery<ResultMessage>, nowMs: number): void {
+  /**
+   * Applies one result inside the caller's transaction, once per `(taskId, attempt)`.
+   * @returns what to do with the broker message once the transaction has committed (ack it, or
+   *   terminate it if it names no known execution).
+   */
+  private applyResult(delivery: Delivery<ResultMessage>, nowMs: number): () => void {
     const r = delivery.data;
     const assignment = this.state.assignment(r.taskId, r.attempt);
     if (!assignment || assignment.agent !== r.agent) {
       this.log.warn({ taskId: r.taskId, attempt: r.attempt, agent: r.agent }, 'result for an unknown execution; dropped');
-      delivery.term('unknown execution');
-      return;
+      return () => delivery.term('unknown execution');
     }
+    const applied = this.state.finishAssignment(r.taskId, r.attempt, { outcome: r.outcome, exitCode: r.exitCode, summary: r.summary, outputs: r.outputs }, nowMs);
+    if (!applied) return () => delivery.ack();
     const succeeded = r.outcome === 'succeeded';
     const reason = succeeded
       ? r.summary.trim() || 'succeeded'
       : `${r.outcome}${r.exitCode === null ? '' : ` (exit ${r.exitCode})`}${r.signal ? ` (${r.signal})` : ''}: ${r.summary.trim()}`;
-    let applied = false;
-    this.transaction(() => {
-      applied = this.state.finishAssignment(r.taskId, r.attempt, { outcome: r.outcome, exitCode: r.exitCode, summary: r.summary, outputs: r.outputs }, nowMs);
-      if (!applied) return;
-      this.settleTask(r.taskId, r.attempt, r.outcome, oneLine(reason, 500), nowMs, this.templateOf(r.agent));
-      this.state.countTaskDone(r.agent);
-      this.record({
-        actor: `agent:${r.agent}`,
-        action: succeeded ? 'task.complete' : 'task.fail',
-        object: `task:${r.taskId}`,
-        details: { attempt: r.attempt, outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: r.outputs },
-      });
+    this.settleTask(r.taskId, r.attempt, r.outcome, oneLine(reason, 500), nowMs, this.templateOf(r.agent));
+    this.state.countTaskDone(r.agent);
+    this.record({
+      actor: `agent:${r.agent}`,
+      action: succeeded ? 'task.complete' : 'task.fail',
+      object: `task:${r.taskId}`,
+      details: { attempt: r.attempt, outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: r.outputs },
     });
-    if (applied) this.crashAt(CrashPoint.resultCommitted);
-    delivery.ack();
-    if (!applied) return;
     this.log.info({ taskId: r.taskId, agent: r.agent, outcome: r.outcome, durationMs: r.durationMs }, 'task finished');
     const agent = this.live.get(r.agent);
     if (agent) {
@@ -808,6 +845,10 @@ export class Supervisor {
       agent.lastActiveMs = nowMs;
       agent.workedMs = nowMs;
     }
+    return () => {
+      this.crashAt(CrashPoint.resultCommitted);
+      delivery.ack();
+    };
   }
 
   private async applyExit(name: string, exit: SandboxExit, nowMs: number): Promise<void> {
