@@ -41,6 +41,7 @@ import {
   TaskConflictError,
   type BoardSnapshot,
   type BoardWatcher,
+  type OwnedFieldChanges,
   type Task,
   type TaskFileError,
 } from '@warren/kanban';
@@ -130,6 +131,8 @@ type QueuedEvent =
 const SUPERVISOR = 'supervisor';
 const RUNNER_IN_SANDBOX = '/opt/warren/agent-runner';
 const AGENTS_BIN_IN_SANDBOX = '/opt/warren/agents/bin';
+/** Board files written at once by a flush. */
+const BOARD_WRITE_CONCURRENCY = 16;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
 const MAX_SPAWN_FAILURES = 3;
 
@@ -506,8 +509,10 @@ export class Supervisor {
   /** Writes every task whose board file does not yet show its state (the board outbox). */
   private async flushBoard(): Promise<void> {
     if (!this.board) return;
+    const board = this.board;
     const byId = this.taskById;
-    const roles = this.board.config.roles;
+    const roles = board.config.roles;
+    const writes: { row: TaskRow; task: Task; changes: OwnedFieldChanges & { status: string } }[] = [];
     for (const row of this.state.pendingBoardTasks()) {
       const task = byId.get(row.id);
       if (!task) continue;
@@ -526,36 +531,50 @@ export class Supervisor {
         this.state.putTask({ ...row, boardSync: 'clean', boardHash: task.hash });
         continue;
       }
-      if (this.config.crashAt === CrashPoint.boardWriting && (this.board.format ?? 'warren') === 'warren') {
+      if (this.config.crashAt === CrashPoint.boardWriting && (board.format ?? 'warren') === 'warren') {
         crashDuringWrite(task.path, rewriteOwnedFields(await readFile(task.path, 'utf8'), changes));
       }
+      writes.push({ row, task, changes });
+    }
+    // Files are independent: write up to BOARD_WRITE_CONCURRENCY at once (each write syncs its file
+    // and folder), then record every outcome in one transaction.
+    const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, async ({ task, changes }) => {
       try {
-        const { hash } = await updateTask(this.board, task, changes, { expectedHash: task.hash });
-        this.state.putTask({ ...row, boardSync: 'clean', boardHash: hash });
-        this.record({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
-        const updated = { ...task, hash, status: changes.status };
-        byId.set(row.id, updated);
-        const index = this.board.tasks.indexOf(task);
-        if (index !== -1) (this.board.tasks as Task[])[index] = updated;
+        return { ok: true as const, hash: (await updateTask(board, task, changes, { expectedHash: task.hash })).hash };
       } catch (error) {
+        return { ok: false as const, error };
+      }
+    });
+    this.transaction(() => {
+      writes.forEach(({ row, task, changes }, i) => {
+        const outcome = outcomes[i]!;
+        if (outcome.ok) {
+          this.state.putTask({ ...row, boardSync: 'clean', boardHash: outcome.hash });
+          this.record({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
+          const updated = { ...task, hash: outcome.hash, status: changes.status };
+          byId.set(row.id, updated);
+          const index = board.tasks.indexOf(task);
+          if (index !== -1) (board.tasks as Task[])[index] = updated;
+          return;
+        }
+        const error = outcome.error;
         if (error instanceof MoveRefusedError) {
           // The board's process rules (transitions, WIP) forbid this move: say so once, keep the
           // state in SQLite, and do not retry it every tick.
           this.state.putTask({ ...row, boardSync: 'clean' });
           this.record({ actor: SUPERVISOR, action: 'board.refused', object: `task:${row.id}`, details: { ...changes, message: error.message } });
           this.log.warn({ taskId: row.id, reason: error.message }, 'board refused the move');
-          continue;
-        }
-        if (error instanceof TaskConflictError) {
-          // A person edited the file since we read it: re-read, then write over the fresh copy.
+        } else if (error instanceof TaskConflictError) {
+          // A person edited the file since we read it: re-read it, then write over the fresh copy.
           this.log.info({ taskId: row.id }, 'task file changed under us; re-reading before writing');
+          this.changedPaths.add(task.path);
           this.boardDirty = true;
           this.loop?.requestTick();
-          continue;
+        } else {
+          this.log.error({ err: error, taskId: row.id }, 'cannot write the task file; will retry');
         }
-        this.log.error({ err: error, taskId: row.id }, 'cannot write the task file; will retry');
-      }
-    }
+      });
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1337,6 +1356,17 @@ function checkMounts(config: SupervisorConfig, template: AgentTemplate): void {
       }
     }
   }
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time; results keep the input order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) results[i] = await fn(items[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
 }
 
 function oneLine(text: string, max: number): string {
