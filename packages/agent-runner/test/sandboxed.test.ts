@@ -74,7 +74,7 @@ describe('the runner inside a real sandbox', () => {
     expect([out.uid, out.gid]).toEqual([uid, uid]);
 
     gateway.send({ type: 'shutdown', reason: 'test over' });
-    expect(await sandbox.exited).toEqual({ kind: 'exited', exitCode: 0 });
+    expect(await sandbox.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
     expect(processesOfUid(uid)).toEqual([]);
   });
 });

@@ -28,6 +28,17 @@ export interface SandboxCgroups {
   readonly memory: { readonly dir: string; readonly version: 'v1' | 'v2' } | null;
   /** A directory whose `cgroup.procs` lists every process of the sandbox. */
   readonly trackingDir: string | null;
+  /** The files {@link CgroupUsageReader} and the exit classification read (null when absent). */
+  readonly files: {
+    /** v2 `memory.current` or v1 `memory.usage_in_bytes` (bytes). */
+    readonly memoryUsage: string | null;
+    /** `pids.current` (processes + threads). */
+    readonly pidsCurrent: string | null;
+    /** `pids.events` (`max N`: forks refused by `pids.max`). */
+    readonly pidsEvents: string | null;
+    /** CPU time: cgroup2 `cpu.stat` (`usage_usec`) or v1 `cpuacct.usage` (ns). */
+    readonly cpu: { readonly path: string; readonly format: 'cpu.stat' | 'cpuacct.usage' } | null;
+  };
 }
 
 async function writeControl(sandbox: string, path: string, value: string): Promise<void> {
@@ -142,11 +153,19 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
         killFile: cgroup.kill ? join(dir, 'cgroup.kill') : null,
         memory: { dir, version: 'v2' },
         trackingDir: dir,
+        files: {
+          memoryUsage: join(dir, 'memory.current'),
+          pidsCurrent: join(dir, 'pids.current'),
+          pidsEvents: join(dir, 'pids.events'),
+          cpu: { path: join(dir, 'cpu.stat'), format: 'cpu.stat' },
+        },
       };
     }
     let memory: SandboxCgroups['memory'] = null;
     let trackingDir: string | null = null;
     let killFile: string | null = null;
+    let cpu: SandboxCgroups['files']['cpu'] = null;
+    let pidsDir: string | null = null;
     // Co-mounted v1 controllers share one hierarchy: make each directory once.
     const dirOf = async (hierarchy: string): Promise<string> => {
       const existing = made.find((d) => d === join(hierarchy, CGROUP_PARENT, name));
@@ -159,6 +178,8 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
       const dir = await dirOf(cgroup.paths.unified);
       trackingDir = dir;
       if (cgroup.kill) killFile = join(dir, 'cgroup.kill');
+      // cgroup2 keeps CPU time in cpu.stat even without the cpu controller enabled.
+      if (await exists(join(dir, 'cpu.stat'))) cpu = { path: join(dir, 'cpu.stat'), format: 'cpu.stat' };
     }
     if (cgroup.paths.memory) {
       const dir = await dirOf(cgroup.paths.memory);
@@ -172,13 +193,31 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
       const dir = await dirOf(cgroup.paths.pids);
       await writeControl(name, join(dir, 'pids.max'), String(limits.pidsMax));
       trackingDir ??= dir;
+      pidsDir = dir;
     }
     if (cgroup.paths.cpu) {
       const dir = await dirOf(cgroup.paths.cpu);
       const shares = Math.max(2, Math.round((limits.cpuWeight * 1024) / 100));
       await writeControl(name, join(dir, 'cpu.shares'), String(shares));
     }
-    return { name, dirs: made, procsFiles: made.map((d) => join(d, 'cgroup.procs')), killFile, memory, trackingDir };
+    if (cpu === null && cgroup.paths.cpuacct) {
+      const dir = await dirOf(cgroup.paths.cpuacct);
+      cpu = { path: join(dir, 'cpuacct.usage'), format: 'cpuacct.usage' };
+    }
+    return {
+      name,
+      dirs: made,
+      procsFiles: made.map((d) => join(d, 'cgroup.procs')),
+      killFile,
+      memory,
+      trackingDir,
+      files: {
+        memoryUsage: memory ? join(memory.dir, 'memory.usage_in_bytes') : null,
+        pidsCurrent: pidsDir ? join(pidsDir, 'pids.current') : null,
+        pidsEvents: pidsDir ? join(pidsDir, 'pids.events') : null,
+        cpu,
+      },
+    };
   } catch (error) {
     for (const dir of made.reverse()) await removeDir(name, dir).catch(() => undefined);
     throw error;
@@ -192,6 +231,17 @@ export async function oomKillCount(cgroups: SandboxCgroups): Promise<number> {
   try {
     const text = await readFile(join(cgroups.memory.dir, file), 'utf8');
     const match = /^oom_kill (\d+)$/m.exec(text);
+    return match ? Number(match[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** How many forks `pids.max` refused in this sandbox (`max` in `pids.events`; 0 if unknown). */
+export async function pidsMaxEvents(cgroups: SandboxCgroups): Promise<number> {
+  if (!cgroups.files.pidsEvents) return 0;
+  try {
+    const match = /^max (\d+)$/m.exec(await readFile(cgroups.files.pidsEvents, 'utf8'));
     return match ? Number(match[1]) : 0;
   } catch {
     return 0;
@@ -261,7 +311,7 @@ async function removeTree(name: string, dir: string): Promise<void> {
 /** How long an empty cgroup is left alone: another process may be between mkdir and joining it. */
 const YOUNG_EMPTY_MS = 10_000;
 
-/** The parent pid and command name of `pid` (/proc/<pid>/status), or null if it is gone. */
+/** The parent pid and command name of `pid` (/proc/<pid>/status), or null if it is gone (or a zombie's parent is 0). */
 async function processInfo(pid: number): Promise<{ ppid: number; name: string } | null> {
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -275,9 +325,12 @@ async function processInfo(pid: number): Promise<{ ppid: number; name: string } 
 
 /**
  * Whether the cgroups `dirs` (one sandbox's, across hierarchies) belong to a sandbox some live
- * process still manages: one holds a `bwrap` whose parent is outside the cgroup (bwrap runs with
- * --die-with-parent, so it cannot outlive the process that spawned it), or all are empty and one
- * was made in the last few seconds (another process may be between mkdir and joining it).
+ * process still manages: one holds a process whose parent is alive, outside the cgroup and not
+ * pid 1 (the spawner: its prologue, prlimit or bwrap; bwrap runs with --die-with-parent, so it
+ * cannot outlive the process that spawned it, and processes a dead run left are reparented to
+ * pid 1), or all are empty and one was made in the last few seconds (another process may be
+ * between mkdir and joining it). Under a child subreaper other than pid 1, leftovers count as in
+ * use: they are never killed by mistake, only left.
  */
 async function inUseElsewhere(dirs: readonly string[]): Promise<boolean> {
   let empty = true;
@@ -287,7 +340,7 @@ async function inUseElsewhere(dirs: readonly string[]): Promise<boolean> {
     if (pids.length > 0) empty = false;
     for (const pid of pids) {
       const info = await processInfo(pid);
-      if (info && info.name === 'bwrap' && !pids.includes(info.ppid)) return true;
+      if (info && info.ppid > 1 && !pids.includes(info.ppid)) return true;
     }
     try {
       newestMs = Math.max(newestMs, (await stat(dir)).mtimeMs);
@@ -305,8 +358,9 @@ async function inUseElsewhere(dirs: readonly string[]): Promise<boolean> {
  * @throws {SandboxError} if one stays busy.
  */
 export async function removeWarrenCgroups(caps: HostCapabilities, keep: ReadonlySet<string>): Promise<string[]> {
+  const { paths } = caps.cgroup;
   const hierarchies = new Set(
-    [caps.cgroup.paths.unified, caps.cgroup.paths.memory, caps.cgroup.paths.pids, caps.cgroup.paths.cpu].filter(
+    [paths.unified, paths.memory, paths.pids, paths.cpu, paths.cpuacct ?? null].filter(
       (p): p is string => p !== null,
     ),
   );

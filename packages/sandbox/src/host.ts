@@ -3,6 +3,7 @@ import { access, readFile, realpath } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { SandboxUnavailableError } from './errors.js';
+import { seccompSupported } from './seccomp.js';
 
 /** Which cgroup interface Warren drives: unified v2 with controllers, legacy v1, or none at all. */
 export type CgroupVersion = 'v2' | 'v1' | 'none';
@@ -13,7 +14,9 @@ export type CgroupVersion = 'v2' | 'v1' | 'none';
  * says whether a cgroup2 hierarchy with `cgroup.kill` (Linux 5.14+) is mounted, which kills a whole
  * process tree at once. `paths` are the mount points used (null when absent): on v2 `unified` is
  * the only one; on a v1 or hybrid host each controller has its own, and `unified` (if any) is the
- * controller-less cgroup2 mount used for `cgroup.kill` and `cgroup.events`.
+ * controller-less cgroup2 mount used for `cgroup.kill`, `cgroup.events` and `cpu.stat`. `cpuacct` is
+ * the v1 CPU accounting hierarchy (often co-mounted with `cpu`), used for CPU time when there is
+ * no cgroup2 mount.
  */
 export interface CgroupCapabilities {
   readonly version: CgroupVersion;
@@ -26,8 +29,19 @@ export interface CgroupCapabilities {
     readonly memory: string | null;
     readonly pids: string | null;
     readonly cpu: string | null;
+    readonly cpuacct?: string | null;
   };
 }
+
+/**
+ * How strongly a sandbox must be isolated.
+ * - `full` (the default): root, bwrap, setpriv, prlimit, the seccomp filter and cgroup memory and
+ *   pids controllers are all required.
+ * - `unsafe-no-cgroups`: the same, except that cgroups may be missing (then memory, CPU and the
+ *   process count of the tree are not capped by cgroups; RLIMIT_NPROC still caps the uid). Only for
+ *   a template that asks for it by name; such a sandbox has `unsafe === true`.
+ */
+export type IsolationMode = 'full' | 'unsafe-no-cgroups';
 
 /**
  * What the host can do for sandboxing, as found by {@link probeHost}. Paths are absolute paths of
@@ -40,12 +54,18 @@ export interface HostCapabilities {
   readonly bwrapPath: string | null;
   readonly setprivPath: string | null;
   readonly prlimitPath: string | null;
+  /** Whether the sandbox's seccomp filter exists for this CPU architecture (x86_64 only). Default true. */
+  readonly seccomp?: boolean;
   readonly cgroup: CgroupCapabilities;
 }
 
 const BIN_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin', '/usr/local/sbin'];
 
-async function findProgram(name: string, underUsr: boolean): Promise<string | null> {
+/**
+ * The first executable `name` in the usual bin directories, or null. With `underUsr` it must
+ * resolve to a file under /usr (for programs run inside the sandbox) and the real path is returned.
+ */
+export async function findProgram(name: string, underUsr: boolean): Promise<string | null> {
   for (const dir of BIN_DIRS) {
     const candidate = join(dir, name);
     try {
@@ -61,9 +81,11 @@ async function findProgram(name: string, underUsr: boolean): Promise<string | nu
 }
 
 /** One line of /proc/self/mountinfo (proc(5)): the fields Warren needs. */
-interface MountEntry {
+export interface MountEntry {
   readonly mountPoint: string;
   readonly fsType: string;
+  /** The mount source, e.g. `/dev/loop3` (unescaped). */
+  readonly source: string;
   readonly superOptions: readonly string[];
 }
 
@@ -81,7 +103,12 @@ export function parseMountInfo(text: string): MountEntry[] {
     const mountPoint = fields[4];
     const fsType = fields[dash + 1];
     if (dash < 6 || mountPoint === undefined || fsType === undefined) continue;
-    entries.push({ mountPoint: unescapeMount(mountPoint), fsType, superOptions: (fields[dash + 3] ?? '').split(',') });
+    entries.push({
+      mountPoint: unescapeMount(mountPoint),
+      fsType,
+      source: unescapeMount(fields[dash + 2] ?? ''),
+      superOptions: (fields[dash + 3] ?? '').split(','),
+    });
   }
   return entries;
 }
@@ -123,12 +150,18 @@ async function probeCgroups(): Promise<CgroupCapabilities> {
       pids: true,
       cpu: v2Controllers.includes('cpu'),
       kill,
-      paths: { unified: unified.mountPoint, memory: null, pids: null, cpu: null },
+      paths: { unified: unified.mountPoint, memory: null, pids: null, cpu: null, cpuacct: null },
     };
   }
   const v1 = (controller: string): string | null =>
     mounts.find((m) => m.fsType === 'cgroup' && m.superOptions.includes(controller))?.mountPoint ?? null;
-  const paths = { unified: unified?.mountPoint ?? null, memory: v1('memory'), pids: v1('pids'), cpu: v1('cpu') };
+  const paths = {
+    unified: unified?.mountPoint ?? null,
+    memory: v1('memory'),
+    pids: v1('pids'),
+    cpu: v1('cpu'),
+    cpuacct: v1('cpuacct'),
+  };
   const any = paths.memory !== null || paths.pids !== null || paths.cpu !== null;
   return {
     version: any ? 'v1' : 'none',
@@ -157,7 +190,7 @@ export function probeHost(options?: { fresh?: boolean }): Promise<HostCapabiliti
         findProgram('prlimit', false),
         probeCgroups(),
       ]);
-      return { isRoot: process.getuid?.() === 0, bwrapPath, setprivPath, prlimitPath, cgroup };
+      return { isRoot: process.getuid?.() === 0, bwrapPath, setprivPath, prlimitPath, seccomp: seccompSupported(), cgroup };
     })();
   }
   return cached;
@@ -165,11 +198,13 @@ export function probeHost(options?: { fresh?: boolean }): Promise<HostCapabiliti
 
 /**
  * Checks that `caps` (from {@link probeHost}) allow running agents isolated: root, bwrap, setpriv
- * and prlimit, and cgroup memory and pids controllers (memory and process caps are part of the
- * isolation). A missing cpu controller is tolerated (no CPU weighting then).
+ * and prlimit, the seccomp filter (x86_64), and cgroup memory and pids controllers (memory and
+ * process caps are part of the isolation). A missing cpu controller is tolerated (no CPU
+ * weighting then). `mode` `unsafe-no-cgroups` (see {@link IsolationMode}) drops only the cgroup
+ * requirement; the default `full` is strict.
  * @throws {SandboxUnavailableError} listing everything missing, with an apt-get install hint.
  */
-export function assertIsolation(caps: HostCapabilities): void {
+export function assertIsolation(caps: HostCapabilities, mode: IsolationMode = 'full'): void {
   const missing: string[] = [];
   const packages = new Set<string>();
   const hints: string[] = [];
@@ -189,7 +224,11 @@ export function assertIsolation(caps: HostCapabilities): void {
     missing.push('prlimit');
     packages.add('util-linux');
   }
-  if (!caps.cgroup.memory || !caps.cgroup.pids) {
+  if (!(caps.seccomp ?? seccompSupported())) {
+    missing.push(`seccomp filter for ${process.arch} (only x86_64 is supported)`);
+    hints.push('run agents on an x86_64 host');
+  }
+  if (mode === 'full' && (!caps.cgroup.memory || !caps.cgroup.pids)) {
     const which = [!caps.cgroup.memory && 'memory', !caps.cgroup.pids && 'pids'].filter(Boolean).join(' and ');
     missing.push(`cgroup ${which} controller`);
     hints.push(

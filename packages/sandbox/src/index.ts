@@ -3,7 +3,7 @@
  * prlimit and cgroups.
  *
  * ```ts
- * import { assertIsolation, probeHost, removeStaleCgroups, spawnSandbox } from '@warren/sandbox';
+ * import { assertIsolation, describeExit, probeHost, removeStaleCgroups, spawnSandbox } from '@warren/sandbox';
  * assertIsolation(await probeHost());           // throws, with an apt-get hint, if bwrap etc. are missing
  * await removeStaleCgroups();                    // what a crashed run left under warren/
  * const sandbox = await spawnSandbox({
@@ -19,15 +19,32 @@
  *   runDir: '/var/lib/warren/run/agents/shell-1', logPath: '/var/lib/warren/logs/shell-1.log',
  *   logMaxBytes: 8 * 2 ** 20,
  * });
- * const exit = await sandbox.stop(5000);         // { kind: 'exited', exitCode: 0 } or 'signaled', 'oom', …
+ * const { memoryBytes, pids, cpuMs } = sandbox.usage();   // every watchdog tick
+ * const exit = await sandbox.stop(5000, { reason: 'watchdog', detail: 'memory over limit for 10 s' });
+ * console.log(describeExit(exit));               // 'stopped by the watchdog: memory over limit for 10 s'
  * ```
  */
 export { probeHost, assertIsolation, parseMountInfo } from './host.js';
-export type { HostCapabilities, CgroupCapabilities, CgroupVersion } from './host.js';
-export { spawnSandbox, removeStaleCgroups } from './sandbox.js';
-export type { Sandbox, SandboxExit, SpawnSandboxOptions } from './sandbox.js';
+export type { HostCapabilities, CgroupCapabilities, CgroupVersion, IsolationMode, MountEntry } from './host.js';
+export { spawnSandbox, removeStaleCgroups, classifyExit, describeExit } from './sandbox.js';
+export type { Sandbox, SandboxExit, SandboxExitKind, SpawnSandboxOptions, StopReason, ExitFacts } from './sandbox.js';
+export type { SandboxUsage } from './usage.js';
 export { validateSpec } from './spec.js';
 export type { SandboxSpec, SandboxLimits, BindMount } from './spec.js';
 export { processesOfUid } from './procs.js';
 export { CGROUP_PARENT } from './cgroups.js';
+export {
+  buildSeccompProgram,
+  X86_64_SYSCALLS,
+  DENIED_SYSCALLS,
+  UNAVAILABLE_SYSCALLS,
+  CLONE_NEW_FLAGS,
+  DENIED_IOCTLS,
+  ALLOWED_SOCKET_FAMILIES,
+  ALLOWED_PERSONALITIES,
+  SECCOMP_ERRNO,
+} from './seccomp.js';
+export type { FilteredSyscall } from './seccomp.js';
+export { ensureHomeImage, releaseHomeImage, removeStaleMounts, homeImageUsage, HOME_MOUNT_OPTIONS } from './home.js';
+export type { HomeImageOptions, HomeImage } from './home.js';
 export { SandboxError, SandboxSpecError, SandboxUnavailableError } from './errors.js';

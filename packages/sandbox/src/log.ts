@@ -1,12 +1,37 @@
-import { mkdir, open, rename, stat, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
+
+/** open(2) flags of a log file: append, create, never follow a symlink, never block on a FIFO. */
+const LOG_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/**
+ * Opens `path` for appending without following a symlink planted at it (O_NOFOLLOW fails with
+ * ELOOP) or blocking on a FIFO, and refuses anything but a regular file with one link (a hard link
+ * to another file would make the supervisor write there).
+ * @throws an Error naming the path when the file is not a plain regular file, or the fs error.
+ */
+async function openLogFile(path: string): Promise<{ handle: FileHandle; size: number }> {
+  const handle = await open(path, LOG_FLAGS, 0o640);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new Error(`${path} is not a regular file`);
+    if (info.nlink !== 1) throw new Error(`${path} has ${info.nlink} hard links`);
+    return { handle, size: info.size };
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
 
 /**
  * An append-only log file with a size cap. When a write would take the file past `maxBytes` it is
  * renamed to `<path>.1` (replacing the previous `.1`, whose bytes count as dropped) and a new file
  * is started; a single chunk larger than the cap keeps only its last `maxBytes` bytes. Writes are
- * serialized; memory use is bounded by the chunks in flight (sources are paused while writing).
+ * serialized; memory use is bounded by the chunks in flight (sources are paused while writing):
+ * output is handled as chunks, never gathered into lines, so a 100 MB line costs no more memory than
+ * 100 MB of short ones. The file and its `.1` are opened and replaced without following symlinks.
  */
 export class CappedLog {
   private size: number;
@@ -23,11 +48,13 @@ export class CappedLog {
     this.size = size;
   }
 
-  /** Opens (appending to) `path`, creating its directory. @throws the fs error if it cannot. */
+  /**
+   * Opens (appending to) `path`, creating its directory (mode 0700 when made).
+   * @throws the fs error, or an Error if `path` is a symlink, FIFO, directory or hard link.
+   */
   static async open(path: string, maxBytes: number): Promise<CappedLog> {
-    await mkdir(dirname(path), { recursive: true });
-    const handle = await open(path, 'a', 0o640);
-    const { size } = await handle.stat();
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const { handle, size } = await openLogFile(path);
     return new CappedLog(path, maxBytes, handle, size);
   }
 
@@ -36,9 +63,16 @@ export class CappedLog {
     return this.dropped;
   }
 
-  /** Appends `chunk`; resolves once written. Errors are swallowed (logging must not kill the agent). */
+  /**
+   * Appends `chunk`; resolves once written. Errors are swallowed (logging must not kill the agent);
+   * a chunk that could not be written counts as dropped.
+   */
   write(chunk: Buffer): Promise<void> {
-    const next = this.chain.then(() => this.writeNow(chunk)).catch(() => undefined);
+    const next = this.chain
+      .then(() => this.writeNow(chunk))
+      .catch(() => {
+        this.dropped += chunk.length;
+      });
     this.chain = next;
     return next;
   }
@@ -58,12 +92,14 @@ export class CappedLog {
     await this.handle.close();
     const old = `${this.path}.1`;
     try {
-      this.dropped += (await stat(old)).size;
+      // lstat: a symlink planted at .1 is replaced by the rename below, never followed.
+      const info = await lstat(old);
+      if (info.isFile()) this.dropped += info.size;
     } catch {
       // no previous rotation
     }
     await rename(this.path, old);
-    this.handle = await open(this.path, 'a', 0o640);
+    this.handle = (await openLogFile(this.path)).handle;
     this.size = 0;
   }
 

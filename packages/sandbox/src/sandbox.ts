@@ -1,14 +1,16 @@
-import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants, lstatSync, readFileSync, readlinkSync } from 'node:fs';
+import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { silentLogger, type Logger } from '@warren/core';
-import { execa, type ResultPromise } from 'execa';
 import {
   createCgroups,
   killCgroups,
   oomKillCount,
+  pidsMaxEvents,
   removeCgroups,
   removeWarrenCgroups,
   sandboxPids,
@@ -18,22 +20,99 @@ import { SandboxError, SandboxSpecError } from './errors.js';
 import { assertIsolation, probeHost, type HostCapabilities } from './host.js';
 import { CappedLog } from './log.js';
 import { processesOfUid } from './procs.js';
+import { prologueArgv } from './prologue.js';
+import { buildSeccompProgram } from './seccomp.js';
 import { validateSpec, type SandboxSpec } from './spec.js';
+import { CgroupUsageReader, ProcUsageReader, type SandboxUsage, type UsageReader } from './usage.js';
 
 /**
- * How a sandbox ended.
- * - `exited`: the agent process exited with `exitCode`.
- * - `signaled`: it (or, when forced, the sandbox) was killed by `signal` (e.g. `SIGKILL`).
- * - `oom`: the kernel's OOM killer acted in its memory cgroup and it did not exit cleanly.
- * - `setup_error`: the sandbox never started the agent (bwrap or cgroup setup failed); `message`
- *   is the last error text bwrap or the prologue printed.
- * Consumers should handle unknown kinds too: more may be added.
+ * How a sandbox ended. Exactly one kind applies; they are checked in this order:
+ * - `setup_error`: the sandbox never started the agent (bwrap, setpriv, prlimit or cgroup setup
+ *   failed); `message` is the first error line they printed.
+ * - `timeout` / `watchdog`: the caller stopped it with that reason (`stop(graceMs, { reason,
+ *   detail })`) before it ended; `detail` is the caller's text (e.g. `task t1 ran over 60000 ms`).
+ * - `oom`: the kernel's OOM killer acted in its memory cgroup and the agent did not exit 0.
+ * - `pids`: its pids cgroup refused a fork (`pids.events` `max` > 0) and the agent did not exit 0.
+ * - `signaled`: the agent process was killed by `signal` (e.g. `SIGKILL`, also after `stop()`).
+ * - `succeeded`: it exited with code 0.
+ * - `failed`: it exited with a non-zero `exitCode`.
  */
 export type SandboxExit =
-  | { readonly kind: 'exited'; readonly exitCode: number }
+  | { readonly kind: 'succeeded'; readonly exitCode: 0 }
+  | { readonly kind: 'failed'; readonly exitCode: number }
   | { readonly kind: 'signaled'; readonly signal: string }
   | { readonly kind: 'oom' }
+  | { readonly kind: 'pids' }
+  | { readonly kind: 'timeout'; readonly detail: string }
+  | { readonly kind: 'watchdog'; readonly detail: string }
   | { readonly kind: 'setup_error'; readonly message: string };
+
+/** Every {@link SandboxExit} kind, in classification order. */
+export type SandboxExitKind = SandboxExit['kind'];
+
+/** Why a caller stops a sandbox, recorded as the exit kind (see {@link Sandbox.stop}). */
+export interface StopReason {
+  readonly reason: 'timeout' | 'watchdog';
+  /** Free text kept in the exit, e.g. which limit was exceeded and for how long. */
+  readonly detail: string;
+}
+
+/**
+ * One line for logs, task cards and the audit, e.g. `exit code 3`, `killed by SIGKILL`,
+ * `out of memory`, `stopped by the watchdog: memory over 512 MiB for 10 s`.
+ */
+export function describeExit(exit: SandboxExit): string {
+  switch (exit.kind) {
+    case 'succeeded':
+      return 'exit code 0';
+    case 'failed':
+      return `exit code ${exit.exitCode}`;
+    case 'signaled':
+      return `killed by ${exit.signal}`;
+    case 'oom':
+      return 'out of memory (killed by the OOM killer)';
+    case 'pids':
+      return 'process limit reached (pids.max refused a fork)';
+    case 'timeout':
+      return `timed out: ${exit.detail}`;
+    case 'watchdog':
+      return `stopped by the watchdog: ${exit.detail}`;
+    case 'setup_error':
+      return `sandbox setup failed: ${exit.message}`;
+    default: {
+      const unknown: never = exit;
+      return `unknown exit ${JSON.stringify(unknown)}`;
+    }
+  }
+}
+
+/** What is known once the sandbox's process has ended, for {@link classifyExit}. */
+export interface ExitFacts {
+  /** The setup error text when the agent never started (or bwrap failed building the sandbox), else null. */
+  readonly setupError: string | null;
+  /** The reason the caller gave to `stop()` before the end, if any. */
+  readonly stopReason: StopReason | null;
+  /** The agent's exit code (bwrap passes it on), or null when it was killed by a signal. */
+  readonly exitCode: number | null;
+  /** The signal that killed the agent (or bwrap), or null. */
+  readonly signal: string | null;
+  /** OOM kills recorded in the memory cgroup. */
+  readonly oomKills: number;
+  /** Forks refused by the pids cgroup. */
+  readonly pidsMaxEvents: number;
+}
+
+/** Classifies an ended sandbox (the order is documented on {@link SandboxExit}). Pure. */
+export function classifyExit(facts: ExitFacts): SandboxExit {
+  if (facts.setupError !== null) return { kind: 'setup_error', message: facts.setupError };
+  if (facts.stopReason) return { kind: facts.stopReason.reason, detail: facts.stopReason.detail };
+  const clean = facts.signal === null && facts.exitCode === 0;
+  if (facts.oomKills > 0 && !clean) return { kind: 'oom' };
+  if (facts.pidsMaxEvents > 0 && !clean) return { kind: 'pids' };
+  if (facts.signal !== null) return { kind: 'signaled', signal: facts.signal };
+  if (facts.exitCode === 0) return { kind: 'succeeded', exitCode: 0 };
+  return { kind: 'failed', exitCode: facts.exitCode ?? 255 };
+}
 
 /** A running sandbox, from {@link spawnSandbox}. */
 export interface Sandbox {
@@ -48,11 +127,26 @@ export interface Sandbox {
   /** Bytes of output lost to the log cap so far (see `SandboxSpec.logMaxBytes`). */
   readonly logDroppedBytes: number;
   /**
+   * True when the sandbox runs in a weaker isolation mode than `full` (the spec asked for
+   * `unsafe-no-cgroups`); show it wherever the agent appears.
+   */
+  readonly unsafe: boolean;
+  /**
+   * Current memory, task count and CPU time of the whole tree from its cgroups (see
+   * {@link SandboxUsage}); a few microseconds, fine to call every tick. Without cgroups
+   * (`unsafe-no-cgroups` on a host without them) it sums /proc over the agent's uid. After the end:
+   * `memoryBytes` and `pids` are 0, `cpuMs` the last value read.
+   */
+  usage(): SandboxUsage;
+  /**
    * Stops the sandbox: SIGTERM to every agent process, SIGKILL to the whole tree (cgroup kill,
    * which also reaches processes that double-forked or changed session) after `graceMs` (default
-   * 5000), then removes its cgroups. Idempotent; resolves with the exit.
+   * 5000), then removes its cgroups. With `stop.reason` (given before the sandbox ended) the exit
+   * kind is that reason (`timeout` or `watchdog`) carrying `detail`. Idempotent: later calls return
+   * the first call's promise (a reason given by a later call is still recorded if the sandbox has
+   * not ended yet); resolves with the exit.
    */
-  stop(graceMs?: number): Promise<SandboxExit>;
+  stop(graceMs?: number, stop?: StopReason): Promise<SandboxExit>;
   /** `stop()` with the default grace, resolving to nothing. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -68,20 +162,6 @@ export interface SpawnSandboxOptions {
 
 /** Names of the sandboxes alive in this process: never removed as stale, never reused. */
 const live = new Set<string>();
-
-/**
- * The prologue runs as `/bin/sh -c PROLOGUE sh N cgroup.procs×N prlimit… -- bwrap…`: it moves
- * itself into each cgroup (so everything it execs starts inside them, without a race) and then
- * execs the rest. Paths arrive as positional arguments, never as shell text.
- */
-const PROLOGUE = [
-  'n=$1; shift',
-  'while [ "$n" -gt 0 ]; do',
-  '  echo $$ > "$1" || { echo "warren-sandbox: cannot join cgroup $1" >&2; exit 125; }',
-  '  shift; n=$((n - 1))',
-  'done',
-  'exec "$@"',
-].join('\n');
 
 /** Host files under /etc the sandbox sees (when present): the dynamic loader cache, time zone, NSS. */
 const ETC_FILES = ['/etc/ld.so.cache', '/etc/ld.so.conf', '/etc/ld.so.conf.d', '/etc/localtime', '/etc/nsswitch.conf', '/etc/hosts', '/etc/host.conf', '/etc/alternatives'];
@@ -160,33 +240,79 @@ class Head {
   }
 }
 
+/** Mode bits that let someone other than the owner change a directory's entries. */
+const GROUP_OTHER_WRITE = 0o022;
+
+/**
+ * Makes `runDir` (mode 0700) if missing and checks it is a real directory (not a symlink) owned by
+ * this process's uid and not writable by group or others: the generated files in it are bound into
+ * the sandbox, so nobody else may swap them.
+ */
+async function prepareRunDir(spec: SandboxSpec): Promise<void> {
+  await mkdir(spec.runDir, { recursive: true, mode: 0o700 });
+  const info = await lstat(spec.runDir);
+  const euid = process.geteuid?.() ?? 0;
+  if (!info.isDirectory()) throw new Error(`${spec.runDir} is not a directory (a symlink?)`);
+  if (info.uid !== euid) throw new Error(`${spec.runDir} is owned by uid ${info.uid}, not ${euid}`);
+  if ((info.mode & GROUP_OTHER_WRITE) !== 0) throw new Error(`${spec.runDir} is writable by group or others (mode ${(info.mode & 0o7777).toString(8)})`);
+}
+
+/**
+ * Writes `content` to `path` (`mode`, default 0644) without following anything planted there: the text goes
+ * to a new file (O_CREAT|O_EXCL|O_NOFOLLOW, random name) that is then renamed over `path`, which
+ * replaces a symlink, FIFO or hard link at `path` rather than writing through it.
+ */
+async function writeGeneratedFile(path: string, content: string | Uint8Array, mode = 0o644): Promise<void> {
+  const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+  const handle = await open(temp, flags, mode);
+  try {
+    await handle.writeFile(content);
+    await handle.chmod(mode);
+  } catch (error) {
+    await handle.close();
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+  await handle.close();
+  await rename(temp, path);
+}
+
 /**
  * Starts `spec.argv` in a sandbox: bubblewrap (as root, no user namespace) with new pid, net
  * (loopback only), ipc, uts and cgroup namespaces, a fresh root holding read-only `/usr` (+ the
  * `/bin`/`/lib` links), a few `/etc` files and the generated `/etc/passwd` and `/etc/group`,
  * `/proc`, a minimal `/dev`, a sized tmpfs on `/tmp`, the home read-write and the spec's binds;
  * then `setpriv` drops to `uid`/`gid` with no supplementary groups, no capabilities and
- * no_new_privs. The process joins its cgroups (memory, pids, cpu; plus cgroup2 for kill) before
- * exec and gets RLIMIT_NOFILE, RLIMIT_FSIZE and RLIMIT_NPROC via `prlimit`. stdout and stderr go to
- * `spec.logPath` (capped). Resolves once the process is started (bwrap's pid known).
- * @throws {SandboxSpecError} if a spec field is invalid or the home is not owned by `uid`.
- * @throws {SandboxUnavailableError} if the host cannot isolate (see {@link assertIsolation}).
- * @throws {SandboxError} if the name is in use, a cgroup or file cannot be made, or bwrap cannot start.
+ * no_new_privs. The seccomp filter of {@link buildSeccompProgram} is always installed (bwrap reads
+ * it from a fresh pipe on fd 4 at each spawn). The process joins its cgroups (memory, pids, cpu,
+ * plus cgroup2 for kill and CPU time) before exec and gets RLIMIT_NOFILE, RLIMIT_FSIZE and
+ * RLIMIT_NPROC via `prlimit`. stdout and stderr go to `spec.logPath` (capped, streamed). Host-side
+ * files (`runDir/passwd`, `runDir/group`, the log) are written without following symlinks.
+ * Resolves once the process is started (bwrap's pid known).
+ * @throws {SandboxSpecError} if a spec field is invalid or the home is not a directory owned by
+ *   `uid` (a symlink is refused).
+ * @throws {SandboxUnavailableError} if the host cannot isolate in `spec.isolation` mode (see
+ *   {@link assertIsolation}).
+ * @throws {SandboxError} if the name is in use, the run dir is unsafe, a cgroup or file cannot be
+ *   made, or bwrap cannot start.
  */
 export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptions = {}): Promise<Sandbox> {
   validateSpec(spec);
+  const isolation = spec.isolation ?? 'full';
   const host = options.host ?? (await probeHost());
-  assertIsolation(host);
+  assertIsolation(host, isolation);
   const log = (options.logger ?? silentLogger).child({ sandbox: spec.name });
   if (live.has(spec.name)) throw new SandboxError(spec.name, 'a sandbox of this name is already running');
 
   let home;
   try {
-    home = await stat(spec.homeHostPath);
+    // lstat: a symlink in place of the home is refused, never followed.
+    home = await lstat(spec.homeHostPath);
   } catch (error) {
     throw new SandboxSpecError(spec.name, 'homeHostPath', `${spec.homeHostPath} cannot be read: ${(error as Error).message}`);
   }
-  if (!home.isDirectory()) throw new SandboxSpecError(spec.name, 'homeHostPath', `${spec.homeHostPath} is not a directory`);
+  if (!home.isDirectory()) throw new SandboxSpecError(spec.name, 'homeHostPath', `${spec.homeHostPath} is not a directory (symlinks are refused)`);
   if (home.uid !== spec.uid) {
     throw new SandboxSpecError(spec.name, 'homeHostPath', `${spec.homeHostPath} is owned by uid ${home.uid}, not ${spec.uid}`);
   }
@@ -194,13 +320,18 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
   live.add(spec.name);
   let cgroups: SandboxCgroups | undefined;
   let output: CappedLog | undefined;
+  let seccomp: FileHandle | undefined;
   try {
     const passwdPath = join(spec.runDir, 'passwd');
     const groupPath = join(spec.runDir, 'group');
+    const seccompPath = join(spec.runDir, 'seccomp.bpf');
     try {
-      await mkdir(spec.runDir, { recursive: true, mode: 0o700 });
-      await writeFile(passwdPath, spec.passwd, { mode: 0o644 });
-      await writeFile(groupPath, spec.group, { mode: 0o644 });
+      await prepareRunDir(spec);
+      await writeGeneratedFile(passwdPath, spec.passwd);
+      await writeGeneratedFile(groupPath, spec.group);
+      // bwrap reads the filter to EOF from fd 4: a fresh read-only descriptor of a root-only file per spawn.
+      await writeGeneratedFile(seccompPath, buildSeccompProgram(), 0o600);
+      seccomp = await open(seccompPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
     } catch (error) {
       throw new SandboxError(spec.name, `cannot write generated files in ${spec.runDir}: ${(error as Error).message}`, spec.runDir, {
         cause: error,
@@ -231,7 +362,9 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
       '--new-session',
       '--clearenv',
       '--json-status-fd',
-      '3',
+      String(STATUS_FD),
+      '--seccomp',
+      String(SECCOMP_FD),
       '--hostname',
       spec.name,
       ...parentDirs(targets),
@@ -278,36 +411,22 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
       `--nproc=${limits.pidsMax}:${limits.pidsMax}`,
       '--',
     ];
-    const argv = [
-      '-c',
-      PROLOGUE,
-      'warren-sandbox',
-      String(cgroups.procsFiles.length),
-      ...cgroups.procsFiles,
-      host.prlimitPath!,
-      ...prlimitArgs,
-      host.bwrapPath!,
-      ...bwrapArgs,
-    ];
-    log.debug({ argv: spec.argv, uid: spec.uid, cgroups: cgroups.dirs }, 'spawning sandbox');
-    const childOptions: ChildOptions = {
-      extendEnv: false,
-      env: {},
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-      buffer: false,
-      reject: false,
-      detached: true,
-      cleanup: false,
-      forceKillAfterDelay: false,
-      encoding: 'buffer',
-    };
-    const child = execa('/bin/sh', argv, childOptions);
+    const argv = prologueArgv(cgroups.procsFiles, [host.prlimitPath!, ...prlimitArgs, host.bwrapPath!, ...bwrapArgs]);
+    log.debug({ argv: spec.argv, uid: spec.uid, cgroups: cgroups.dirs, isolation }, 'spawning sandbox');
+    // An empty environment; fd 3: bwrap's JSON status (out); fd 4: the seccomp program file (in).
+    // detached: the prologue starts a new session, so no terminal signal from ours reaches it.
+    const child = spawn('/bin/sh', argv, { env: {}, stdio: ['ignore', 'pipe', 'pipe', 'pipe', seccomp.fd], detached: true });
+    // The child has its own copy of the descriptor now (spawn forks synchronously).
+    await seccomp.close();
+    seccomp = undefined;
     if (child.pid === undefined) {
-      const result = await child;
-      throw new SandboxError(spec.name, `cannot start /bin/sh for bwrap: ${result.message}`, '/bin/sh');
+      const error = await new Promise<Error>((resolve) => child.once('error', resolve));
+      throw new SandboxError(spec.name, `cannot start /bin/sh for bwrap: ${error.message}`, '/bin/sh', { cause: error });
     }
-    return new RunningSandbox(spec, child.pid, child, cgroups, output, log);
+    const usage: UsageReader = cgroups.dirs.length > 0 ? new CgroupUsageReader(cgroups.files) : new ProcUsageReader(spec.uid);
+    return new RunningSandbox(spec, child.pid, child, cgroups, output, usage, isolation !== 'full', log);
   } catch (error) {
+    await seccomp?.close().catch(() => undefined);
     if (cgroups) await removeCgroups(cgroups).catch(() => undefined);
     await output?.close();
     live.delete(spec.name);
@@ -315,30 +434,44 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
   }
 }
 
-interface ChildOptions {
-  extendEnv: false;
-  env: Record<string, string>;
-  stdio: ['ignore', 'pipe', 'pipe', 'pipe'];
-  buffer: false;
-  reject: false;
-  detached: true;
-  cleanup: false;
-  forceKillAfterDelay: false;
-  encoding: 'buffer';
+/** The descriptor bwrap writes its JSON status lines to (`--json-status-fd`). */
+const STATUS_FD = 3;
+/** The descriptor bwrap reads the seccomp program from (`--seccomp`). */
+const SECCOMP_FD = 4;
+/** Longest bwrap status line kept while waiting for its newline (they are ~50 bytes). */
+const STATUS_LINE_MAX = 4096;
+
+/** How the first process (the prologue, then prlimit, then bwrap: one pid) ended. */
+interface ChildEnd {
+  readonly exitCode: number | null;
+  readonly signal: string | null;
 }
-type Child = ResultPromise<ChildOptions>;
+
+/** Resolves when `child` has exited (never rejects). */
+function childEnd(child: ChildProcess): Promise<ChildEnd> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve({ exitCode: child.exitCode, signal: child.signalCode });
+      return;
+    }
+    child.once('exit', (exitCode, signal) => resolve({ exitCode, signal }));
+  });
+}
 
 class RunningSandbox implements Sandbox {
   readonly exited: Promise<SandboxExit>;
   private stopping: Promise<SandboxExit> | undefined;
+  private stopReason: StopReason | null = null;
   private done = false;
 
   constructor(
     private readonly spec: SandboxSpec,
     readonly pid: number,
-    child: Child,
+    child: ChildProcess,
     private readonly cgroups: SandboxCgroups,
     private readonly output: CappedLog,
+    private readonly usageReader: UsageReader,
+    readonly unsafe: boolean,
     private readonly log: Logger,
   ) {
     this.exited = this.watch(child);
@@ -352,11 +485,15 @@ class RunningSandbox implements Sandbox {
     return this.output.droppedBytes;
   }
 
-  private async watch(child: Child): Promise<SandboxExit> {
+  usage(): SandboxUsage {
+    return this.usageReader.read();
+  }
+
+  private async watch(child: ChildProcess): Promise<SandboxExit> {
     let started = false;
     let statusCode: number | null = null;
     const stderrHead = new Head(4096);
-    const statusStream = child.stdio[3] as Readable;
+    const statusStream = child.stdio[STATUS_FD] as Readable;
     let statusText = '';
     statusStream.on('data', (chunk: Buffer) => {
       statusText += chunk.toString('utf8');
@@ -372,34 +509,49 @@ class RunningSandbox implements Sandbox {
           // bwrap writes one JSON object per line; anything else is ignored
         }
       }
+      if (statusText.length > STATUS_LINE_MAX) statusText = '';
     });
+    const statusDone = new Promise<void>((resolve) => {
+      statusStream.once('end', resolve);
+      statusStream.once('close', resolve);
+      statusStream.once('error', () => resolve());
+    });
+    child.on('error', (error) => this.log.warn({ err: error }, 'sandbox process error'));
     const pumps = Promise.all([
+      statusDone,
       this.output.pump(child.stdout as Readable),
       this.output.pump(child.stderr as Readable, (chunk) => stderrHead.push(chunk)),
     ]);
     let exit: SandboxExit;
     try {
-      const result = await child;
+      const result = await childEnd(child);
       await pumps;
-      const oomKills = await oomKillCount(this.cgroups);
       // bwrap reports the child's pid before it builds the mounts, so a failure to build them
       // shows as exit status 1 with bwrap's (or setpriv's) message as the first stderr line.
-      const setupError = stderrHead.setupError();
-      if (!started || (setupError !== null && (statusCode ?? result.exitCode) === 1)) {
-        const detail = setupError ?? (stderrHead.firstLine() || result.shortMessage || `bwrap exited with ${result.exitCode ?? result.signal}`);
-        exit = { kind: 'setup_error', message: detail };
-      } else if (result.signal) {
-        exit = oomKills > 0 ? { kind: 'oom' } : { kind: 'signaled', signal: result.signal };
-      } else {
-        const code = statusCode ?? result.exitCode ?? 255;
-        const signal = signalOfStatus(code);
-        if (oomKills > 0 && code !== 0) exit = { kind: 'oom' };
-        else if (signal) exit = { kind: 'signaled', signal };
-        else exit = { kind: 'exited', exitCode: code };
+      const setupLine = stderrHead.setupError();
+      let setupError: string | null = null;
+      if (!started || (setupLine !== null && (statusCode ?? result.exitCode) === 1)) {
+        setupError = setupLine ?? (stderrHead.firstLine() || `bwrap exited with ${result.exitCode ?? result.signal}`);
       }
+      let exitCode: number | null = null;
+      let signal: string | null = result.signal ?? null;
+      if (signal === null) {
+        const code = statusCode ?? result.exitCode ?? 255;
+        signal = signalOfStatus(code);
+        if (signal === null) exitCode = code;
+      }
+      exit = classifyExit({
+        setupError,
+        stopReason: this.stopReason,
+        exitCode,
+        signal,
+        oomKills: await oomKillCount(this.cgroups),
+        pidsMaxEvents: await pidsMaxEvents(this.cgroups),
+      });
     } catch (error) {
       exit = { kind: 'setup_error', message: (error as Error).message };
     }
+    this.usageReader.close();
     try {
       await removeCgroups(this.cgroups);
     } catch (error) {
@@ -412,7 +564,8 @@ class RunningSandbox implements Sandbox {
     return exit;
   }
 
-  stop(graceMs = 5000): Promise<SandboxExit> {
+  stop(graceMs = 5000, stop?: StopReason): Promise<SandboxExit> {
+    if (stop && !this.done) this.stopReason ??= { reason: stop.reason, detail: stop.detail };
     this.stopping ??= this.stopNow(graceMs);
     return this.stopping;
   }
@@ -439,6 +592,7 @@ class RunningSandbox implements Sandbox {
       this.log.debug({ graceMs }, 'sandbox did not stop in time: killing it');
       await killCgroups(this.cgroups);
       try {
+        // bwrap dies, so its pid-namespace init dies (--die-with-parent), which kills the namespace.
         process.kill(this.pid, 'SIGKILL');
       } catch {
         // already gone
@@ -458,8 +612,9 @@ class RunningSandbox implements Sandbox {
 
 /**
  * Removes the cgroups under `warren/` that a previous run left, killing their processes first.
- * Kept: those of sandboxes alive in this process, those holding a bwrap whose spawner is still
- * alive (another live process's sandboxes), and empty ones made in the last 10 s (being set up).
+ * Kept: those of sandboxes alive in this process, those holding a process whose spawner is still
+ * alive (another live process's sandboxes, also while they start), and empty ones made in the last
+ * 10 s (being set up).
  * Call it at supervisor start.
  * @returns the removed cgroup directories.
  * @throws {SandboxError} if a cgroup stays busy.

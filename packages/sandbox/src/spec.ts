@@ -1,5 +1,6 @@
 import { isAbsolute, normalize } from 'node:path';
 import { SandboxSpecError } from './errors.js';
+import type { IsolationMode } from './host.js';
 
 /** A host path bound into the sandbox at `target` (both absolute). */
 export interface BindMount {
@@ -36,8 +37,14 @@ export interface SandboxLimits {
  * - `env`: the whole environment inside; nothing from the host leaks in.
  * - `readOnlyBinds`, `binds`: extra host paths bound read-only / read-write.
  * - `runDir`: host directory for generated files (`passwd`, `group`); created if missing.
+ * - `runDir` must not be writable by the agent (Warren's state dir); it is created mode 0700.
+ * - Bind targets must not lie in places the agent can write (`homePath`, `/tmp`) or that the
+ *   sandbox builds itself (`/proc`, `/dev`, `/etc/passwd`, `/etc/group`): bwrap, as root, would
+ *   create their mount points there following the agent's symlinks.
  * - `logPath`: host file receiving stdout and stderr; `logMaxBytes` caps it (then it rotates
  *   to `<logPath>.1` and earlier bytes are dropped and counted).
+ * - `isolation`: default `full`; `unsafe-no-cgroups` only when a template asks for it by name (see
+ *   {@link IsolationMode}); the sandbox then reports `unsafe === true`.
  */
 export interface SandboxSpec {
   readonly name: string;
@@ -56,6 +63,16 @@ export interface SandboxSpec {
   readonly runDir: string;
   readonly logPath: string;
   readonly logMaxBytes: number;
+  readonly isolation?: IsolationMode;
+}
+
+/** Places inside the sandbox a bind target may not be at or under (besides `homePath`). */
+const RESERVED_TARGETS = ['/tmp', '/proc', '/dev', '/etc/passwd', '/etc/group'];
+
+/** Whether `path` is `dir` or below it (both normalized absolute paths). */
+function within(path: string, dir: string): boolean {
+  const base = dir.replace(/\/+$/, '');
+  return path === base || path.startsWith(`${base}/`);
 }
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -108,6 +125,10 @@ export function validateSpec(spec: SandboxSpec): void {
     binds.forEach((bind, i) => {
       absolute(`${list}[${i}].source`, bind.source);
       target(`${list}[${i}].target`, bind.target);
+      const taken = [spec.homePath, ...RESERVED_TARGETS].find((dir) => within(bind.target, dir) || within(dir, bind.target));
+      if (taken !== undefined) {
+        fail(`${list}[${i}].target`, `${JSON.stringify(bind.target)} overlaps ${taken}, which the agent can write or the sandbox builds`);
+      }
     });
   }
   const positive = (field: string, value: number, min = 1, max = Number.MAX_SAFE_INTEGER): void => {
@@ -123,4 +144,7 @@ export function validateSpec(spec: SandboxSpec): void {
   absolute('runDir', spec.runDir);
   absolute('logPath', spec.logPath);
   positive('logMaxBytes', spec.logMaxBytes);
+  if (spec.isolation !== undefined && spec.isolation !== 'full' && spec.isolation !== 'unsafe-no-cgroups') {
+    fail('isolation', `${JSON.stringify(spec.isolation)} must be 'full' or 'unsafe-no-cgroups'`);
+  }
 }

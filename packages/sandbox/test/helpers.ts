@@ -2,7 +2,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { assertIsolation, probeHost, type Sandbox, type SandboxSpec } from '@warren/sandbox';
+import { assertIsolation, CGROUP_PARENT, probeHost, type HostCapabilities, type Sandbox, type SandboxSpec } from '@warren/sandbox';
 
 /**
  * Fails (never skips) when the host cannot run sandboxes, with the install hint from
@@ -99,4 +99,16 @@ export async function waitUntil(what: string, check: () => boolean, timeoutMs = 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await delay(20);
   }
+}
+
+/** The cgroup directories a sandbox named `name` would have on this host (one per hierarchy). */
+export function cgroupDirsOf(host: HostCapabilities, name: string): string[] {
+  const { paths } = host.cgroup;
+  const roots = [paths.unified, paths.memory, paths.pids, paths.cpu, paths.unified === null ? (paths.cpuacct ?? null) : null].filter((p): p is string => p !== null);
+  return [...new Set(roots)].map((root) => join(root, CGROUP_PARENT, name));
+}
+
+/** Runs a Perl program inside a fresh sandbox and returns its exit and log (perl is under /usr). */
+export function perlArgv(program: string): string[] {
+  return ['/usr/bin/perl', '-e', program];
 }

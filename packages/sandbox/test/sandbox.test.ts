@@ -38,7 +38,7 @@ function cleanupPid(pid: number): void {
 /** The cgroup directories a sandbox named `name` would have on this host. */
 function cgroupDirs(name: string): string[] {
   const { paths } = host.cgroup;
-  return [...new Set([paths.unified, paths.memory, paths.pids, paths.cpu].filter((p): p is string => p !== null))].map((p) =>
+  return [...new Set([paths.unified, paths.memory, paths.pids, paths.cpu, paths.unified === null ? (paths.cpuacct ?? null) : null].filter((p): p is string => p !== null))].map((p) =>
     join(p, CGROUP_PARENT, name),
   );
 }
@@ -113,7 +113,7 @@ describe('spawnSandbox', () => {
     const spec = makeSpec(['/bin/sh', '-c', 'echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"; cat /etc/passwd; echo ---; exec /usr/bin/env']);
     const sandbox = track(await spawnSandbox(spec));
     expect(sandbox.pid).toBeGreaterThan(0);
-    expect(await sandbox.exited).toEqual({ kind: 'exited', exitCode: 0 });
+    expect(await sandbox.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
     const log = readLog(spec);
     expect(log).toContain(`uid=${spec.uid} gid=${spec.gid} groups=${spec.gid}\n`);
     const [passwd, env] = log.split(/^uid=.*\n/m)[1]!.split('---\n');
@@ -132,7 +132,7 @@ describe('spawnSandbox', () => {
 
   it('reports the exit code, and a signal as signaled', async () => {
     const a = makeSpec(['/bin/sh', '-c', 'exit 7']);
-    expect(await track(await spawnSandbox(a)).exited).toEqual({ kind: 'exited', exitCode: 7 });
+    expect(await track(await spawnSandbox(a)).exited).toEqual({ kind: 'failed', exitCode: 7 });
     const b = makeSpec(['/bin/sh', '-c', 'kill -USR1 $$']);
     expect(await track(await spawnSandbox(b)).exited).toEqual({ kind: 'signaled', signal: 'SIGUSR1' });
   });
@@ -159,7 +159,7 @@ describe('spawnSandbox', () => {
     const sandbox = track(
       await spawnSandbox({ ...spec, argv: ['/bin/sh', '-c', script], readOnlyBinds: [{ source: shared, target: '/opt/shared' }] }),
     );
-    expect(await sandbox.exited).toEqual({ kind: 'exited', exitCode: 0 });
+    expect(await sandbox.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
     expect(readLog(spec)).toBe('shared text\nhome-ok\ntmp-ok\ndone\n');
     const made = statSync(join(spec.homeHostPath, 'made.txt'));
     expect([made.uid, made.gid]).toEqual([spec.uid, spec.gid]);
@@ -183,7 +183,7 @@ describe('spawnSandbox', () => {
         s.on('error', (e) => { console.log('error=' + e.code); process.exit(0); });`;
       const spec = makeSpec(['/usr/bin/node', '-e', probe]);
       const sandbox = track(await spawnSandbox(spec));
-      expect(await sandbox.exited).toEqual({ kind: 'exited', exitCode: 0 });
+      expect(await sandbox.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
       expect(readLog(spec)).toBe('ifaces=lo\nerror=ECONNREFUSED\n');
       expect(connections).toBe(0);
     } finally {
@@ -233,7 +233,7 @@ describe('spawnSandbox', () => {
     // bwrap's two root helpers share the pids cgroup: at most 14 agent processes.
     expect(count).toBeGreaterThanOrEqual(10);
     expect(count).toBeLessThanOrEqual(16 - 2);
-    await sandbox.stop(0);
+    expect(await sandbox.stop(0)).toEqual({ kind: 'pids' });
     expect(processesOfUid(uid)).toEqual([]);
   });
 
@@ -262,7 +262,7 @@ describe('spawnSandbox', () => {
     const spec = makeSpec(['/bin/sh', '-c', "trap 'echo bye; exit 3' TERM; echo ready; while :; do sleep 1; done"]);
     const sandbox = track(await spawnSandbox(spec));
     await waitUntil('ready', () => readLog(spec).includes('ready'));
-    expect(await sandbox.stop(30_000)).toEqual({ kind: 'exited', exitCode: 3 });
+    expect(await sandbox.stop(30_000)).toEqual({ kind: 'failed', exitCode: 3 });
     expect(readLog(spec)).toMatch(/^ready\n(.*\n)*bye\n$/);
   });
 
@@ -292,7 +292,7 @@ describe('spawnSandbox', () => {
       logMaxBytes: 100_000,
     });
     const sandbox = track(await spawnSandbox(spec));
-    expect(await sandbox.exited).toEqual({ kind: 'exited', exitCode: 0 });
+    expect(await sandbox.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
     const current = readFileSync(spec.logPath);
     const previous = readFileSync(`${spec.logPath}.1`);
     expect(current.length).toBeLessThanOrEqual(100_000);

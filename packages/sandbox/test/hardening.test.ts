@@ -1,0 +1,169 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ensureHomeImage, releaseHomeImage, SandboxError, SandboxSpecError, spawnSandbox } from '@warren/sandbox';
+import { prologueArgv } from '../src/prologue.js';
+import { cleanup, makeSpec, readLog, requireSandboxHost, tempDir, track } from './helpers.js';
+
+beforeAll(requireSandboxHost);
+afterEach(cleanup);
+
+/** A host file a planted symlink points at; it must never change. */
+function victim(dir: string): { path: string; unchanged: () => boolean } {
+  const path = join(dir, 'victim');
+  writeFileSync(path, 'precious\n');
+  chmodSync(path, 0o600);
+  return { path, unchanged: () => readFileSync(path, 'utf8') === 'precious\n' && (lstatSync(path).mode & 0o777) === 0o600 };
+}
+
+describe('planted symlinks and files on host paths the package writes', () => {
+  it('refuses a log path that is a symlink, a FIFO or a hard link, without touching the target', async () => {
+    const spec = makeSpec(['/bin/sh', '-c', 'echo written']);
+    const target = victim(spec.hostDir);
+    mkdirSync(join(spec.hostDir, 'logs'), { recursive: true });
+    symlinkSync(target.path, spec.logPath);
+    const viaSymlink = await spawnSandbox(spec).catch((e: unknown) => e);
+    expect(viaSymlink).toBeInstanceOf(SandboxError);
+    expect((viaSymlink as SandboxError).path).toBe(spec.logPath);
+    expect(target.unchanged()).toBe(true);
+
+    const fifo = makeSpec(['/bin/sh', '-c', 'echo written']);
+    mkdirSync(join(fifo.hostDir, 'logs'), { recursive: true });
+    await new Promise<void>((resolve, reject) =>
+      spawn('/usr/bin/mkfifo', [fifo.logPath]).once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`mkfifo ${code}`)))),
+    );
+    // O_NONBLOCK: opening a FIFO without a reader fails at once (ENXIO) instead of hanging the supervisor.
+    const viaFifo = await spawnSandbox(fifo).catch((e: unknown) => e);
+    expect(viaFifo).toBeInstanceOf(SandboxError);
+    expect((viaFifo as Error).message).toMatch(/ENXIO|not a regular file/);
+
+    const hard = makeSpec(['/bin/sh', '-c', 'echo written']);
+    const hardTarget = victim(hard.hostDir);
+    mkdirSync(join(hard.hostDir, 'logs'), { recursive: true });
+    linkSync(hardTarget.path, hard.logPath);
+    await expect(spawnSandbox(hard)).rejects.toThrow(/2 hard links/);
+    expect(hardTarget.unchanged()).toBe(true);
+  });
+
+  it('replaces a symlink planted at <log>.1 on rotation instead of writing through it', async () => {
+    const spec = makeSpec(['/bin/sh', '-c', 'head -c 300000 /dev/zero'], { logMaxBytes: 100_000 });
+    const target = victim(spec.hostDir);
+    mkdirSync(join(spec.hostDir, 'logs'), { recursive: true });
+    symlinkSync(target.path, `${spec.logPath}.1`);
+    const sandbox = track(await spawnSandbox(spec));
+    expect(await sandbox.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
+    expect(target.unchanged()).toBe(true);
+    expect(lstatSync(`${spec.logPath}.1`).isFile()).toBe(true);
+  });
+
+  it('replaces symlinks planted at runDir/passwd and runDir/group; the sandbox sees the generated files', async () => {
+    const spec = makeSpec(['/bin/sh', '-c', 'cat /etc/passwd /etc/group']);
+    const target = victim(spec.hostDir);
+    mkdirSync(spec.runDir, { mode: 0o700 });
+    symlinkSync(target.path, join(spec.runDir, 'passwd'));
+    symlinkSync(target.path, join(spec.runDir, 'group'));
+    const sandbox = track(await spawnSandbox(spec));
+    expect(await sandbox.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
+    expect(readLog(spec)).toBe(spec.passwd + spec.group);
+    expect(target.unchanged()).toBe(true);
+    expect(lstatSync(join(spec.runDir, 'passwd')).isFile()).toBe(true);
+  });
+
+  it('refuses a runDir that is a symlink or that others can write', async () => {
+    const linked = makeSpec(['/usr/bin/true']);
+    const elsewhere = tempDir();
+    symlinkSync(elsewhere, linked.runDir);
+    await expect(spawnSandbox(linked)).rejects.toThrow(/not a directory \(a symlink\?\)/);
+    expect(() => lstatSync(join(elsewhere, 'passwd'))).toThrow();
+
+    const open = makeSpec(['/usr/bin/true']);
+    mkdirSync(open.runDir);
+    chmodSync(open.runDir, 0o777);
+    await expect(spawnSandbox(open)).rejects.toThrow(/writable by group or others/);
+  });
+
+  it('refuses a home that is a symlink, even to a directory the uid owns', async () => {
+    const spec = makeSpec(['/usr/bin/true']);
+    const link = join(spec.hostDir, 'home-link');
+    symlinkSync(spec.homeHostPath, link);
+    const error = await spawnSandbox({ ...spec, homeHostPath: link }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SandboxSpecError);
+    expect((error as SandboxSpecError).field).toBe('homeHostPath');
+  });
+
+  it('refuses bind targets where bwrap would follow agent symlinks (inside the home or /tmp) or over generated files', async () => {
+    const spec = makeSpec(['/usr/bin/true']);
+    const source = tempDir();
+    const cases: [Partial<typeof spec>, string][] = [
+      [{ readOnlyBinds: [{ source, target: `${spec.homePath}/repo` }] }, 'readOnlyBinds[0].target'],
+      [{ binds: [{ source, target: '/tmp/x' }] }, 'binds[0].target'],
+      [{ readOnlyBinds: [{ source, target: '/etc/passwd' }] }, 'readOnlyBinds[0].target'],
+      [{ binds: [{ source, target: '/home' }] }, 'binds[0].target'],
+    ];
+    for (const [override, field] of cases) {
+      const error = await spawnSandbox({ ...spec, ...override }).catch((e: unknown) => e);
+      expect(error, field).toBeInstanceOf(SandboxSpecError);
+      expect((error as SandboxSpecError).field).toBe(field);
+    }
+  });
+
+  it('moves a home into its image without following symlinks planted in it, and deletes only the links', async () => {
+    const spec = makeSpec(['/usr/bin/true']);
+    const target = victim(spec.hostDir);
+    const targetDir = tempDir();
+    writeFileSync(join(targetDir, 'keep'), 'keep');
+    symlinkSync(target.path, join(spec.homeHostPath, 'file-link'));
+    symlinkSync(targetDir, join(spec.homeHostPath, 'dir-link'));
+    const imagePath = join(spec.hostDir, 'home.ext4');
+    await ensureHomeImage({ imagePath, sizeBytes: 8 * 1024 * 1024, mountPoint: spec.homeHostPath, uid: spec.uid, gid: spec.gid });
+    try {
+      expect(readlinkSync(join(spec.homeHostPath, 'file-link'))).toBe(target.path);
+      expect(readlinkSync(join(spec.homeHostPath, 'dir-link'))).toBe(targetDir);
+    } finally {
+      await releaseHomeImage(spec.homeHostPath);
+    }
+    expect(target.unchanged()).toBe(true);
+    expect(readFileSync(join(targetDir, 'keep'), 'utf8')).toBe('keep');
+    expect(readdirSync(spec.homeHostPath)).toEqual([]);
+  });
+});
+
+/** Runs the real prologue with extra inherited descriptors and returns the descriptors the command sees. */
+async function descriptorsSeen(extraFds: number[]): Promise<number[]> {
+  const lister =
+    'opendir(my $d, "/proc/self/fd") or die; for (sort { $a <=> $b } grep { /^\\d+$/ } readdir $d) { my $t = readlink("/proc/self/fd/$_") // ""; print "$_\\n" unless $t =~ m{^/proc/\\d+/fd$} }';
+  const highest = Math.max(4, ...extraFds);
+  const stdio: ('pipe' | 'ignore')[] = ['ignore', 'pipe', 'pipe'];
+  for (let fd = 3; fd <= highest; fd++) stdio.push(fd <= 4 || extraFds.includes(fd) ? 'pipe' : 'ignore');
+  const child = spawn('/bin/sh', prologueArgv([], ['/usr/bin/perl', '-e', lister]), { stdio, env: {} });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  expect(err).toBe('');
+  expect(code).toBe(0);
+  return out
+    .trim()
+    .split('\n')
+    .map(Number);
+}
+
+describe('inherited descriptors', () => {
+  it('closes every descriptor but 0-4 before bwrap, also above 9', async () => {
+    expect(await descriptorsSeen([5, 7, 9])).toEqual([0, 1, 2, 3, 4]);
+    expect(await descriptorsSeen([6, 12, 40])).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('lets nothing but stdin, stdout and stderr reach the agent', async () => {
+    const spec = makeSpec([
+      '/usr/bin/perl',
+      '-e',
+      'opendir(my $d, "/proc/self/fd") or die; for (sort { $a <=> $b } grep { /^\\d+$/ } readdir $d) { my $t = readlink("/proc/self/fd/$_") // ""; print "$_\\n" unless $t =~ m{^/proc/\\d+/fd$} }',
+    ]);
+    const sandbox = track(await spawnSandbox(spec));
+    expect(await sandbox.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
+    expect(readLog(spec)).toBe('0\n1\n2\n');
+  });
+});
