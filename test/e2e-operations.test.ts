@@ -175,3 +175,22 @@ describe('admission queue and liveness', () => {
     expect(rows.some((r) => r.action === 'agent.unresponsive')).toBe(true);
   });
 });
+
+describe('watchdog', () => {
+  it('kills an agent that stays over its memory threshold past the grace, records why, and re-runs the task', async () => {
+    const { dir, args, file } = layout({
+      hog: task('hog', 'if [ "$WARREN_TASK_ATTEMPT" -gt 1 ]; then echo calm; else node -e "globalThis.b = Buffer.alloc(200e6, 1); setInterval(() => {}, 1000)"; fi'),
+    });
+    appendFileSync(join(dir, 'agents', 'shell.yaml'), 'watchdog:\n  memory: 100MiB\n  grace: 1s\n');
+    const run = await warren(args('run', '--until-idle', '--json', '--kill-grace', '1s'));
+    expect(run.code, run.stderr.slice(-3000)).toBe(0);
+    expect(file('hog')).toMatch(/^status: done$/m);
+    const rows = JSON.parse((await warren(['audit', '--json', ...args()])).stdout) as AuditRow[];
+    const watchdog = rows.find((r) => r.action === 'agent.watchdog');
+    expect(watchdog?.details.detail).toMatch(/^memory \d+ bytes over 104857600 for \d+ s$/);
+    const stop = rows.find((r) => r.action === 'agent.stop' && (r.details.exit as { kind: string }).kind === 'watchdog');
+    expect(stop, JSON.stringify(rows.filter((r) => r.action.startsWith('agent.')))).toBeDefined();
+    const requeue = rows.find((r) => r.action === 'task.requeue' && r.object === 'task:hog');
+    expect(String(requeue?.details.reason)).toMatch(/watchdog: memory \d+ bytes over/);
+  });
+});

@@ -18,6 +18,7 @@ import {
   addAgent,
   agentSlots,
   livenessSystem,
+  recordUsage,
   createAgentWorld,
   createTickLoop,
   listAgents,
@@ -112,6 +113,10 @@ interface LiveAgent {
   stopping: StopReason | undefined;
   /** Start it again once it has exited (operator restart). */
   restartAfterExit: boolean;
+  /** The watchdog's last reading: CPU time (ms) and when (ms since the epoch), and when it first went over. */
+  watch: { cpuMs: number; atMs: number; overSinceMs: number | undefined };
+  /** Why it was stopped, in words, when the reason deserves more than its kind (the watchdog's finding). */
+  stopDetail?: string;
   lastActiveMs: number;
   /** Whether it has finished at least one task since it started (for autodelete). */
   workedMs: number | undefined;
@@ -120,7 +125,7 @@ interface LiveAgent {
 }
 
 /** Why the supervisor stops an agent. */
-type StopReason = 'sleep' | 'delete' | 'shutdown' | 'operator' | 'unresponsive';
+type StopReason = 'sleep' | 'delete' | 'shutdown' | 'operator' | 'unresponsive' | 'watchdog';
 
 type QueuedEvent =
   | { kind: 'result'; delivery: Delivery<ResultMessage>; done: () => void }
@@ -153,6 +158,8 @@ export class Supervisor {
   private readonly spawnFailures = new Map<string, { count: number; reason: string }>();
   private readonly reportedErrors = new Set<string>();
   private readonly reportedDenials = new Set<string>();
+  /** Executions (`taskId:attempt`) an operator asked to cancel: their `cancelled` result is final. */
+  private readonly cancelRequested = new Set<string>();
   private readonly succeeded: string[] = [];
   private readonly failedTasks: { taskId: string; reason: string }[] = [];
   private board: BoardSnapshot | undefined;
@@ -367,6 +374,7 @@ export class Supervisor {
     }
     this.processCommands(nowMs);
     this.checkLiveness(nowMs);
+    this.runWatchdog(nowMs);
     await this.publishPending();
     await this.flushBoard();
     let plan!: Plan;
@@ -844,10 +852,17 @@ export class Supervisor {
     const applied = this.state.finishAssignment(r.taskId, r.attempt, { outcome: r.outcome, exitCode: r.exitCode, summary: r.summary, outputs: r.outputs }, nowMs);
     if (!applied) return () => delivery.ack();
     const succeeded = r.outcome === 'succeeded';
+    // A runner cancels its tasks when its agent is stopped; unless an operator asked for that
+    // cancel, the execution was interrupted, not cancelled, and the task runs again.
+    const interrupted = r.outcome === 'cancelled' && !this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
+    const stoppedAgent = this.live.get(r.agent);
+    const stopping = stoppedAgent?.stopDetail ?? stoppedAgent?.stopping;
     const reason = succeeded
       ? r.summary.trim() || 'succeeded'
-      : `${r.outcome}${r.exitCode === null ? '' : ` (exit ${r.exitCode})`}${r.signal ? ` (${r.signal})` : ''}: ${r.summary.trim()}`;
-    this.settleTask(r.taskId, r.attempt, r.outcome, oneLine(reason, 500), nowMs, this.templateOf(r.agent));
+      : interrupted
+        ? `interrupted: agent ${r.agent} was stopped${stopping ? ` (${stopping})` : ''}`
+        : `${r.outcome}${r.exitCode === null ? '' : ` (exit ${r.exitCode})`}${r.signal ? ` (${r.signal})` : ''}: ${r.summary.trim()}`;
+    this.settleTask(r.taskId, r.attempt, interrupted ? 'lost' : r.outcome, oneLine(reason, 500), nowMs, this.templateOf(r.agent));
     this.state.countTaskDone(r.agent);
     this.record({
       actor: `agent:${r.agent}`,
@@ -1029,6 +1044,7 @@ export class Supervisor {
       workedMs: undefined,
       ready: false,
       restartAfterExit: false,
+      watch: { cpuMs: 0, atMs: nowMs, overSinceMs: undefined },
     };
     try {
       const env: Record<string, string> = {
@@ -1112,6 +1128,47 @@ export class Supervisor {
     if (!allowed) return `policy denies ${from} sending to ${to}`;
     if (!/^[a-z][a-z0-9-]{0,31}$/.test(to) || !this.accounts.get(to)) return `no agent named ${JSON.stringify(to)}`;
     return null;
+  }
+
+  /**
+   * The watchdog: reads each agent's cgroup (memory, pids, CPU time) into its ECS `Resources`
+   * component and kills, as a whole tree, an agent that stays over its template's thresholds for
+   * longer than their grace. The exit kind is `watchdog`, the reason goes to the audit and, through
+   * the exit, onto the task.
+   */
+  private runWatchdog(nowMs: number): void {
+    for (const [name, agent] of this.live) {
+      const sandbox = agent.sandbox;
+      if (!sandbox || agent.stopping) continue;
+      const usage = sandbox.usage();
+      recordUsage(this.world, name, usage);
+      const elapsedMs = Math.max(1, nowMs - agent.watch.atMs);
+      const cores = (usage.cpuMs - agent.watch.cpuMs) / elapsedMs;
+      agent.watch.cpuMs = usage.cpuMs;
+      agent.watch.atMs = nowMs;
+      const limits = agent.template.watchdog;
+      const over =
+        usage.memoryBytes > limits.memoryBytes
+          ? `memory ${usage.memoryBytes} bytes over ${limits.memoryBytes}`
+          : usage.pids > limits.pids
+            ? `${usage.pids} processes over ${limits.pids}`
+            : limits.cpuCores !== null && cores > limits.cpuCores
+              ? `CPU ${cores.toFixed(2)} cores over ${limits.cpuCores}`
+              : undefined;
+      if (!over) {
+        agent.watch.overSinceMs = undefined;
+        continue;
+      }
+      agent.watch.overSinceMs ??= nowMs;
+      if (nowMs - agent.watch.overSinceMs < limits.graceMs) continue;
+      const detail = `${over} for ${Math.round((nowMs - agent.watch.overSinceMs) / 1000)} s`;
+      this.log.warn({ agent: name, detail }, 'watchdog: killing agent');
+      this.record({ actor: SUPERVISOR, action: 'agent.watchdog', object: `agent:${name}`, details: { detail, usage } });
+      agent.stopping = 'watchdog';
+      agent.stopDetail = `stopped by the watchdog: ${detail}`;
+      setStatus(this.world, name, AgentStatus.stopping, nowMs);
+      void sandbox.stop(this.config.killGraceMs, { reason: 'watchdog', detail });
+    }
   }
 
   /** Kills agents that have said nothing for longer than the heartbeat timeout; their tasks are re-queued on exit. */
@@ -1201,6 +1258,7 @@ export class Supervisor {
         if (isTerminal(row.state)) fail(`task ${name} has already ended (${row.state})`);
         const open = this.state.openAssignments().find((a) => a.taskId === name && a.attempt === row.attempt);
         if (open && this.live.get(open.agent)?.gateway.connected) {
+          this.cancelRequested.add(`${name}:${row.attempt}`);
           this.live.get(open.agent)!.gateway.cancel(name, row.attempt, `cancelled by ${command.requestedBy}`);
           return `cancel sent to ${open.agent}; the task ends when the agent reports`;
         }

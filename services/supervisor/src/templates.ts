@@ -55,6 +55,19 @@ export const TemplateFile = z
       })
       .strict()
       .prefault({}),
+    watchdog: z
+      .object({
+        /** Memory use (bytes, or a percentage of resources.memory such as '90%') that counts as over. */
+        memory: z.union([size, z.string().regex(/^\d{1,3}%$/)]).default('90%'),
+        /** CPU use in cores (1.5 = one and a half cores) that counts as over; absent = not watched. */
+        cpu: z.number().positive().max(1_024).optional(),
+        /** Processes that count as over; default 90% of resources.pids. */
+        pids: z.number().int().min(1).optional(),
+        /** How long an agent may stay over before it is killed. */
+        grace: duration.default('10s'),
+      })
+      .strict()
+      .prefault({}),
     maxInstances: z.number().int().min(1).max(10_000).default(1),
     wipPerInstance: z.number().int().min(1).max(1_000).default(1),
     lifecycle: z.enum(['persistent', 'sleep', 'autodelete']).default('persistent'),
@@ -118,6 +131,17 @@ export interface AgentTemplate {
     readonly nofile: number;
     readonly fsizeBytes: number;
     readonly tmpfsBytes: number;
+  };
+  /**
+   * The watchdog's thresholds: an agent whose cgroup stays over any of them for longer than
+   * `graceMs` is killed as a whole tree (exit kind `watchdog`), and its task is re-queued.
+   */
+  readonly watchdog: {
+    readonly memoryBytes: number;
+    /** CPU use in cores; null = not watched. */
+    readonly cpuCores: number | null;
+    readonly pids: number;
+    readonly graceMs: number;
   };
   readonly maxInstances: number;
   readonly wipPerInstance: number;
@@ -184,6 +208,14 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
       nofile: t.resources.nofile,
       fsizeBytes: unit('resources.fileSize', t.resources.fileSize, parseBytes),
       tmpfsBytes: unit('resources.tmp', t.resources.tmp, parseBytes),
+    },
+    watchdog: {
+      memoryBytes: /%$/.test(String(t.watchdog.memory))
+        ? Math.floor((unit('resources.memory', t.resources.memory, parseBytes) * Number(String(t.watchdog.memory).slice(0, -1))) / 100)
+        : unit('watchdog.memory', t.watchdog.memory, parseBytes),
+      cpuCores: t.watchdog.cpu ?? null,
+      pids: t.watchdog.pids ?? Math.max(1, Math.floor(t.resources.pids * 0.9)),
+      graceMs: unit('watchdog.grace', t.watchdog.grace, parseDurationMs),
     },
     maxInstances: t.maxInstances,
     wipPerInstance: t.wipPerInstance,
