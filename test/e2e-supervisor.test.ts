@@ -160,3 +160,26 @@ describe('messages between agents', () => {
     ]);
   });
 });
+
+describe('warren exec', () => {
+  it("runs a command in an agent's sandbox as its tasks run, streams its output, returns its code, and obeys the policy", async () => {
+    const { dir, args } = layout({ quick: task('quick', 'echo hi > hi.txt') });
+    expect((await warren(args('run', '--until-idle'))).code).toBe(0);
+    const accounts = JSON.parse((await warren(['accounts', '--json', ...args()])).stdout) as { name: string; uid: number }[];
+    const agent = accounts[0]!;
+    const run = await warren(['exec', agent.name, ...args(), '--', 'sh', '-c', 'id -u; cat ~/work/quick/hi.txt; ls /etc/shadow; exit 5']);
+    expect(run.code).toBe(5);
+    expect(run.stdout).toContain(`${agent.uid}\nhi\n`);
+    expect(run.stdout).toMatch(/\/etc\/shadow.*No such file or directory/);
+    const audit = JSON.parse((await warren(['audit', '--json', '--action', 'agent.exec', ...args()])).stdout) as { actor: string; details: { argv: string[] } }[];
+    expect(audit).toEqual([expect.objectContaining({ actor: 'user:root', details: expect.objectContaining({ argv: ['sh', '-c', expect.any(String)] }) })]);
+
+    writeFileSync(
+      join(dir, 'policies', 'policy.csv'),
+      readFileSync(join(dir, 'policies', 'policy.csv'), 'utf8').replace(/^p, user:root, agent:\*, exec, allow$/m, ''),
+    );
+    const denied = await warren(['exec', agent.name, ...args(), '--', 'true']);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/policy denies user:root exec into/);
+  });
+});

@@ -11,6 +11,7 @@ import { parseDurationMs, WarrenError, type Logger } from '@warren/core';
 import { BOARD_FORMATS, checkBoard, formatBoardReport, importToWarrenBoard, loadBoard, normalizedTasks, type BoardFormatName } from '@warren/kanban';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.js';
+import { execInAgent } from './exec.js';
 import { StateStore, migrateState, type CommandKind, type TaskRow } from './state.js';
 import { Supervisor, type RunMode, type RunSummary } from './supervisor.js';
 
@@ -385,6 +386,23 @@ export function buildProgram(): Command {
     });
 
   const operator = `user:${userInfo().username}`;
+  addPathOptions(
+    program
+      .command('exec')
+      .argument('<agent>', 'the agent (e.g. shell-1)')
+      .argument('<command...>', 'the command and its arguments (put -- before options meant for it)')
+      .description("run a command inside an agent's sandbox, as its tasks run; prints its output, exits with its code"),
+  ).action(async (agent: string, argv: string[], flags: PathFlags) => {
+    const config = configFrom(flags, {});
+    process.exitCode = await execInAgent(config, {
+      agent,
+      argv,
+      user: operator,
+      output: (chunk) => process.stdout.write(chunk),
+      hostEnv: process.env,
+      logger: makeLogger({ ...config, logLevel: 'warn' }, process.env),
+    });
+  });
   const agentCommand = program.command('agent').description('operate on an agent: start, stop, restart, sleep, wake, delete');
   for (const verb of ['start', 'stop', 'restart', 'sleep', 'wake', 'delete'] as const) {
     addPathOptions(agentCommand.command(verb).argument('<name>', 'the agent (e.g. shell-1)').description(`${verb} an agent`))

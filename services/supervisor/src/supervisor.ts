@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
@@ -60,6 +59,7 @@ import { planAssignments, type Plan } from '@warren/scheduler';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
+import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
@@ -134,8 +134,6 @@ type QueuedEvent =
   | { kind: 'exit'; agent: string; exit: SandboxExit };
 
 const SUPERVISOR = 'supervisor';
-const RUNNER_IN_SANDBOX = '/opt/warren/agent-runner';
-const AGENTS_BIN_IN_SANDBOX = '/opt/warren/agents/bin';
 /** Board files written at once by a flush. */
 const BOARD_WRITE_CONCURRENCY = 16;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
@@ -195,7 +193,7 @@ export class Supervisor {
     private readonly broker: Broker,
     private readonly log: Logger,
   ) {
-    this.instanceTag = `w${createHash('sha256').update(config.stateDir).digest('hex').slice(0, 6)}`;
+    this.instanceTag = instanceTag(config.stateDir);
   }
 
   /**
@@ -1047,44 +1045,25 @@ export class Supervisor {
       watch: { cpuMs: 0, atMs: nowMs, overSinceMs: undefined },
     };
     try {
-      const env: Record<string, string> = {
-        HOME: homeInSandbox,
-        USER: name,
-        LOGNAME: name,
-        PATH: '/usr/local/bin:/usr/bin:/bin',
-        LANG: 'C.UTF-8',
-        WARREN_AGENT: name,
-        WARREN_RUNTIME: JSON.stringify(template.runtime),
-        WARREN_MAX_CONCURRENT: String(template.wipPerInstance),
-        // Four heartbeats per timeout: one lost or late heartbeat never looks like a dead agent.
-        WARREN_HEARTBEAT_MS: String(Math.max(100, Math.floor(this.config.heartbeatTimeoutMs / 4))),
-      };
-      for (const key of template.environment) {
-        const value = this.options.env?.[key];
-        if (value !== undefined) env[key] = value;
-      }
       const sandbox = await spawnSandbox(
-        {
-          name: `${this.instanceTag}-${name}`,
-          uid: account.uid,
-          gid: account.gid,
-          homeHostPath: account.home,
-          homePath: homeInSandbox,
-          passwd: `root:x:0:0:root:/root:/usr/sbin/nologin\n${this.accounts.passwdLine(account, { home: homeInSandbox })}\n`,
-          group: `root:x:0:\n${this.accounts.groupLine(account)}\n`,
+        agentSandboxSpec({
+          config: this.config,
+          accounts: this.accounts,
+          account,
+          template,
+          sandboxName: `${this.instanceTag}-${name}`,
           argv: ['/usr/bin/node', `${RUNNER_IN_SANDBOX}/dist/main.js`],
-          env,
-          readOnlyBinds: [
-            { source: this.config.agentRunnerDir, target: RUNNER_IN_SANDBOX },
-            { source: join(this.config.agentsDir, 'bin'), target: AGENTS_BIN_IN_SANDBOX },
-            { source: join(runDir, 'socket'), target: '/run/warren' },
-            ...template.mounts.map((m) => ({ source: resolve(this.config.root, m.source), target: m.target })),
-          ],
-          limits: template.resources,
+          env: {
+            WARREN_RUNTIME: JSON.stringify(template.runtime),
+            WARREN_MAX_CONCURRENT: String(template.wipPerInstance),
+            // Four heartbeats per timeout: one lost or late heartbeat never looks like a dead agent.
+            WARREN_HEARTBEAT_MS: String(Math.max(100, Math.floor(this.config.heartbeatTimeoutMs / 4))),
+          },
+          hostEnv: this.options.env ?? {},
           runDir,
           logPath: join(this.config.stateDir, 'logs', `${name}.log`),
-          logMaxBytes: 8 * 1024 * 1024,
-        },
+          socketDir: join(runDir, 'socket'),
+        }),
         { logger: this.log.child({ component: 'sandbox', agent: name }) },
       );
       live.sandbox = sandbox;

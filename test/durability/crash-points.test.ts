@@ -1,0 +1,146 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { requireMachine, waitFor } from '../support/cli.js';
+import {
+  agentProcesses,
+  agentUids,
+  checkInvariants,
+  crashEnv,
+  finish,
+  makeLayout,
+  recoveredRows,
+  RestartableNats,
+  shellTask,
+  startRun,
+  tempFiles,
+  type AuditRow,
+  type Layout,
+} from './support.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+beforeAll(() => requireMachine());
+
+/** A board per crash point: tasks that make the point reach (a `sleep 1` for mid-run). */
+const boards: Record<string, { command: string; count: number }> = {
+  'assign.committed': { command: 'true', count: 4 },
+  'assign.published': { command: 'true', count: 4 },
+  'task.acked': { command: 'true', count: 4 },
+  'task.running': { command: 'sleep 1', count: 3 },
+  'result.committed': { command: 'echo done > out.txt', count: 4 },
+  'board.writing': { command: 'true', count: 3 },
+};
+
+async function crashThenRecover(point: string): Promise<{ layout: Layout; audit: readonly AuditRow[]; recovered: AuditRow; beforeCrash: readonly AuditRow[] }> {
+  const nats = await RestartableNats.start();
+  cleanups.push(() => nats.close());
+  const { command, count } = boards[point]!;
+  const tasks = Object.fromEntries(Array.from({ length: count }, (_, i) => [`${point.replace('.', '-')}-${i + 1}`, shellTask(`${point.replace('.', '-')}-${i + 1}`, command)]));
+  const layout = makeLayout({ tasks, natsUrl: nats.url });
+  cleanups.push(() => layout.remove());
+
+  const crashed = await finish(startRun(layout, crashEnv(point)), 90_000);
+  expect(crashed.signal, `the supervisor was to die at ${point}\n${crashed.stderr.slice(-3000)}`).toBe('SIGKILL');
+  expect(crashed.stderr).toContain(`FAULT INJECTION: this supervisor will die at '${point}'`);
+  const uids = await agentUids(layout);
+  // The sandboxes run with --die-with-parent: they end with the supervisor.
+  await waitFor(`the agents of the killed supervisor to end (uids ${[...uids].join(',')})`, () => agentProcesses(layout, uids).length === 0, 20_000);
+
+  const recovered = await finish(startRun(layout), 120_000);
+  expect(recovered.code, recovered.stderr.slice(-3000)).toBe(0);
+  expect(agentProcesses(layout, await agentUids(layout))).toEqual([]);
+
+  const report = await checkInvariants(layout);
+  // Soft: a broken invariant is reported together with the point's own checks below.
+  expect.soft(report.violations).toEqual([]);
+  expect(report.succeeded.size).toBe(count);
+  // One `supervisor.recovered` row per start: the first run's (nothing to do) and the restart's.
+  const rows = recoveredRows(report.audit);
+  expect(rows).toHaveLength(2);
+  expect(report.audit.filter((r) => r.action === 'supervisor.start')).toHaveLength(2);
+  const restart = rows[1]!;
+  const beforeCrash = report.audit.filter((r) => r.seq < restart.seq);
+  return { layout, audit: report.audit, recovered: restart, beforeCrash };
+}
+
+interface RecoveredDetails {
+  resultsApplied: number;
+  lostExecutions: string[];
+  requeued: string[];
+  failed: string[];
+  assignmentsPurged: number;
+  tempFilesRemoved: string[];
+  pendingBoardWrites: number;
+}
+
+/** Checks that every execution the crash lost was re-queued and finished by a later attempt. */
+function expectLostRequeued(audit: readonly AuditRow[], details: RecoveredDetails): void {
+  expect(details.lostExecutions.length).toBeGreaterThan(0);
+  expect(details.failed).toEqual([]);
+  for (const lost of details.lostExecutions) {
+    const [taskId, attempt] = [lost.slice(0, lost.lastIndexOf(':')), Number(lost.slice(lost.lastIndexOf(':') + 1))];
+    expect(details.requeued).toContain(taskId);
+    const complete = audit.filter((r) => r.action === 'task.complete' && r.object === `task:${taskId}`);
+    expect(complete).toHaveLength(1);
+    expect(complete[0]!.details?.attempt).toBeGreaterThan(attempt);
+    expect(audit.some((r) => r.action === 'task.requeue' && r.object === `task:${taskId}` && r.details?.attempt === attempt)).toBe(true);
+  }
+}
+
+describe('a supervisor killed with SIGKILL at a fault-injection point loses nothing', () => {
+  it('assign.committed: the committed execution is lost, re-queued and finished once', async () => {
+    const { audit, recovered, beforeCrash } = await crashThenRecover('assign.committed');
+    const details = recovered.details as unknown as RecoveredDetails;
+    expectLostRequeued(audit, details);
+    // It died right after the first commit: nothing was published, so nothing ran.
+    expect(beforeCrash.filter((r) => r.action === 'task.assign')).toHaveLength(1);
+    expect(beforeCrash.filter((r) => r.action === 'task.start')).toHaveLength(0);
+  }, 240_000);
+
+  it('assign.published: the published execution is lost, purged from the broker and finished once', async () => {
+    const { audit, recovered, beforeCrash } = await crashThenRecover('assign.published');
+    const details = recovered.details as unknown as RecoveredDetails;
+    expectLostRequeued(audit, details);
+    expect(beforeCrash.filter((r) => r.action === 'task.start')).toHaveLength(0);
+  }, 240_000);
+
+  it('task.acked: the started execution is lost with its agent, re-queued and finished once', async () => {
+    const { audit, recovered, beforeCrash } = await crashThenRecover('task.acked');
+    const details = recovered.details as unknown as RecoveredDetails;
+    expectLostRequeued(audit, details);
+    const started = beforeCrash.filter((r) => r.action === 'task.start').map((r) => `${r.object.slice(5)}:${String(r.details?.attempt)}`);
+    expect(started.length).toBeGreaterThan(0);
+    for (const s of started) expect(details.lostExecutions).toContain(s);
+  }, 240_000);
+
+  it('task.running: executions killed mid-run are re-queued and finished once', async () => {
+    const { audit, recovered, beforeCrash } = await crashThenRecover('task.running');
+    const details = recovered.details as unknown as RecoveredDetails;
+    expectLostRequeued(audit, details);
+    expect(beforeCrash.filter((r) => r.action === 'task.complete')).toHaveLength(0);
+  }, 240_000);
+
+  it('result.committed: the applied result is not applied again and its board write happens once', async () => {
+    const { audit, recovered, beforeCrash } = await crashThenRecover('result.committed');
+    const details = recovered.details as unknown as RecoveredDetails;
+    const committed = beforeCrash.filter((r) => r.action === 'task.complete');
+    expect(committed).toHaveLength(1);
+    const taskId = committed[0]!.object.slice(5);
+    // The result was committed before the crash: no later attempt ran, and the board got it after.
+    expect(audit.filter((r) => r.action === 'task.complete' && r.object === `task:${taskId}`)).toEqual(committed);
+    expect(details.lostExecutions.some((l) => l.startsWith(`${taskId}:`))).toBe(false);
+    expect(details.pendingBoardWrites).toBeGreaterThanOrEqual(1);
+    expect(beforeCrash.some((r) => r.action === 'board.write' && r.object === `task:${taskId}` && r.details?.status === 'done')).toBe(false);
+  }, 240_000);
+
+  it('board.writing: the half-written temp file is removed and the task file is written whole', async () => {
+    const { layout, recovered, beforeCrash } = await crashThenRecover('board.writing');
+    const details = recovered.details as unknown as RecoveredDetails;
+    expect(details.tempFilesRemoved).toHaveLength(1);
+    expect(details.tempFilesRemoved[0]).toMatch(/^\.board-writing-\d\.md\.\d+\.[0-9a-f]{12}\.tmp$/);
+    expect(tempFiles(layout)).toEqual([]);
+    expect(beforeCrash.filter((r) => r.action === 'board.write')).toHaveLength(0);
+  }, 240_000);
+});
