@@ -31,6 +31,9 @@ import {
 } from '@warren/ecs';
 import {
   boardWatchPaths,
+  illegalMoves,
+  parentsToComplete,
+  wipStatus,
   isReady,
   loadBoard,
   refreshWarrenBoard,
@@ -389,6 +392,7 @@ export class Supervisor {
       await this.flushBoard();
     }
     for (const spawn of plan.spawns) this.startAgent(spawn.template, nowMs);
+    await this.completeParents(nowMs);
     await this.tendLifecycles(nowMs);
     this.lastPlan = plan;
     if (this.options.mode === 'until-idle' && this.isIdle(plan)) this.shutdown('board is idle');
@@ -471,8 +475,10 @@ export class Supervisor {
       }
       return;
     }
+    const previous = this.board;
     this.setBoard(snapshot);
     for (const error of snapshot.errors) this.reportHeld(error);
+    this.reportProcessRules(previous, snapshot);
     const done = snapshot.config.roles.done;
     const changedSet = new Set(changed);
     for (const task of full ? snapshot.tasks : snapshot.tasks.filter((t) => changedSet.has(t.path))) {
@@ -490,6 +496,53 @@ export class Supervisor {
           this.state.putTask({ ...row, state: task.status === done ? TaskState.succeeded : TaskState.ready, reason: null, updatedMs: nowMs });
           this.record({ actor: 'board', action: 'task.release', object: `task:${task.id}`, details: { path: task.relativePath } });
         });
+      }
+    }
+  }
+
+  /**
+   * Reports what people did against the board's process: moves its transition rules forbid (Warren
+   * cannot undo an edit; it records the rule that forbids it) and columns already over their WIP
+   * limit (nothing more is pulled into them until they are under). Each is audited once.
+   */
+  private reportProcessRules(previous: BoardSnapshot | undefined, snapshot: BoardSnapshot): void {
+    if (previous) {
+      for (const move of illegalMoves(previous, snapshot)) {
+        this.log.warn({ taskId: move.taskId }, move.message);
+        this.record({ actor: 'board', action: 'board.illegal_move', object: `task:${move.taskId}`, details: { message: move.message } });
+      }
+    }
+    for (const wip of wipStatus(snapshot)) {
+      const key = `wip:${wip.kind}:${wip.name}:${wip.count}`;
+      if (!wip.over || this.reportedErrors.has(key)) continue;
+      this.reportedErrors.add(key);
+      this.log.warn({ column: wip.name, count: wip.count, limit: wip.limit }, wip.message);
+      this.record({ actor: 'board', action: 'board.wip_over', object: `${wip.kind}:${wip.name}`, details: { count: wip.count, limit: wip.limit, message: wip.message } });
+    }
+  }
+
+  /** Marks parents done whose subtasks are all done (unless the board config turns that off). */
+  private async completeParents(nowMs: number): Promise<void> {
+    if (!this.board) return;
+    const board = this.board;
+    for (const { parentId, subtaskIds } of parentsToComplete(board)) {
+      const parent = this.taskById.get(parentId);
+      if (!parent || parent.status === board.config.roles.done) continue;
+      const now = new Date(nowMs).toISOString();
+      try {
+        const { hash } = await updateTask(board, parent, { status: board.config.roles.done, completed: now, updated: now, result: `all ${subtaskIds.length} subtasks done` }, { expectedHash: parent.hash });
+        const updated = { ...parent, hash, status: board.config.roles.done };
+        this.taskById.set(parentId, updated);
+        const index = board.tasks.indexOf(parent);
+        if (index !== -1) (board.tasks as Task[])[index] = updated;
+        this.record({ actor: SUPERVISOR, action: 'task.parent_done', object: `task:${parentId}`, details: { subtasks: subtaskIds } });
+      } catch (error) {
+        if (error instanceof TaskConflictError) {
+          this.changedPaths.add(parent.path);
+          this.boardDirty = true;
+        } else {
+          this.log.warn({ taskId: parentId, err: error }, 'cannot mark the parent done');
+        }
       }
     }
   }
