@@ -75,9 +75,15 @@ interface RecoveredDetails {
   pendingBoardWrites: number;
 }
 
-/** Checks that every execution the crash lost was re-queued and finished by a later attempt. */
-function expectLostRequeued(audit: readonly AuditRow[], details: RecoveredDetails): void {
-  expect(details.lostExecutions.length).toBeGreaterThan(0);
+/**
+ * Checks that every execution the crash lost was re-queued and finished by a later attempt.
+ * @param mayFinish when an execution may have finished before its agent died with the supervisor:
+ *   its result, already on the broker, is then applied at recovery instead of the execution being
+ *   lost, and either outcome is right.
+ */
+function expectLostRequeued(audit: readonly AuditRow[], details: RecoveredDetails, mayFinish = false): void {
+  if (mayFinish) expect(details.lostExecutions.length + details.resultsApplied).toBeGreaterThan(0);
+  else expect(details.lostExecutions.length).toBeGreaterThan(0);
   expect(details.failed).toEqual([]);
   for (const lost of details.lostExecutions) {
     const [taskId, attempt] = [lost.slice(0, lost.lastIndexOf(':')), Number(lost.slice(lost.lastIndexOf(':') + 1))];
@@ -94,8 +100,9 @@ describe('a supervisor killed with SIGKILL at a fault-injection point loses noth
     const { audit, recovered, beforeCrash } = await crashThenRecover('assign.committed');
     const details = recovered.details as unknown as RecoveredDetails;
     expectLostRequeued(audit, details);
-    // It died right after the first commit: nothing was published, so nothing ran.
-    expect(beforeCrash.filter((r) => r.action === 'task.assign')).toHaveLength(1);
+    // It died right after the first tick's assignments were committed (one group commit):
+    // nothing was published, so nothing ran.
+    expect(beforeCrash.filter((r) => r.action === 'task.assign').length).toBeGreaterThan(0);
     expect(beforeCrash.filter((r) => r.action === 'task.start')).toHaveLength(0);
   }, 240_000);
 
@@ -109,10 +116,15 @@ describe('a supervisor killed with SIGKILL at a fault-injection point loses noth
   it('task.acked: the started execution is lost with its agent, re-queued and finished once', async () => {
     const { audit, recovered, beforeCrash } = await crashThenRecover('task.acked');
     const details = recovered.details as unknown as RecoveredDetails;
-    expectLostRequeued(audit, details);
+    expectLostRequeued(audit, details, true);
     const started = beforeCrash.filter((r) => r.action === 'task.start').map((r) => `${r.object.slice(5)}:${String(r.details?.attempt)}`);
     expect(started.length).toBeGreaterThan(0);
-    for (const s of started) expect(details.lostExecutions).toContain(s);
+    // Each started execution either was lost (and re-queued) or finished and had its result applied once.
+    for (const s of started) {
+      const [taskId, attempt] = [s.slice(0, s.lastIndexOf(':')), Number(s.slice(s.lastIndexOf(':') + 1))];
+      const completedThen = audit.some((r) => r.action === 'task.complete' && r.object === `task:${taskId}` && r.details?.attempt === attempt);
+      expect(details.lostExecutions.includes(s) || completedThen, s).toBe(true);
+    }
   }, 240_000);
 
   it('task.running: executions killed mid-run are re-queued and finished once', async () => {
@@ -125,14 +137,17 @@ describe('a supervisor killed with SIGKILL at a fault-injection point loses noth
   it('result.committed: the applied result is not applied again and its board write happens once', async () => {
     const { audit, recovered, beforeCrash } = await crashThenRecover('result.committed');
     const details = recovered.details as unknown as RecoveredDetails;
+    // Results are applied in batches: every result of the batch was committed before the crash.
     const committed = beforeCrash.filter((r) => r.action === 'task.complete');
-    expect(committed).toHaveLength(1);
-    const taskId = committed[0]!.object.slice(5);
-    // The result was committed before the crash: no later attempt ran, and the board got it after.
-    expect(audit.filter((r) => r.action === 'task.complete' && r.object === `task:${taskId}`)).toEqual(committed);
-    expect(details.lostExecutions.some((l) => l.startsWith(`${taskId}:`))).toBe(false);
-    expect(details.pendingBoardWrites).toBeGreaterThanOrEqual(1);
-    expect(beforeCrash.some((r) => r.action === 'board.write' && r.object === `task:${taskId}` && r.details?.status === 'done')).toBe(false);
+    expect(committed.length).toBeGreaterThanOrEqual(1);
+    for (const row of committed) {
+      const taskId = row.object.slice(5);
+      // Committed before the crash: no later attempt ran, and the board got it after the restart.
+      expect(audit.filter((r) => r.action === 'task.complete' && r.object === `task:${taskId}`)).toEqual([row]);
+      expect(details.lostExecutions.some((l) => l.startsWith(`${taskId}:`))).toBe(false);
+      expect(beforeCrash.some((r) => r.action === 'board.write' && r.object === `task:${taskId}` && r.details?.status === 'done')).toBe(false);
+    }
+    expect(details.pendingBoardWrites).toBeGreaterThanOrEqual(committed.length);
   }, 240_000);
 
   it('board.writing: the half-written temp file is removed and the task file is written whole', async () => {

@@ -25,10 +25,10 @@ afterAll(() => warren?.close());
 
 describe('supervisor crash', () => {
   it('a supervisor killed with SIGKILL leaves no agent running; its cgroups are removed as stale on the next start', async () => {
-    const account = await warren.accounts.create({ name: 'orphan-1', template: 'shell' });
+    const account = await warren.account('orphan');
     const home = `/home/${account.name}`;
     const spec: SandboxSpec = {
-      name: `orphan-${process.pid}`,
+      name: account.name,
       uid: account.uid,
       gid: account.gid,
       homeHostPath: account.home,

@@ -214,7 +214,7 @@ describe('setuid programs', () => {
       'echo probes-done',
     ].join('\n');
     // The home must exist first: make the account, plant the root-owned setuid copy, then start.
-    const account = await warren.accounts.create({ name: 'setuid-1', template: 'shell' });
+    const account = await warren.account('setuid');
     const rootShell = join(account.home, 'rootsh');
     copyFileSync(shell, rootShell);
     chownSync(rootShell, 0, 0);

@@ -33,7 +33,7 @@ function mountOptionsAt(path: string): string[] | null {
 describe('home quota', () => {
   it('disk and inode fill of the home end in ENOSPC at the image size; a neighbour finishes meanwhile', async () => {
     const sizeBytes = 16 * MiB;
-    const account = await warren.accounts.create({ name: 'quota-1', template: 'shell' });
+    const account = await warren.account('quota');
     const imageDir = join(warren.stateDir, 'home-images');
     mkdirSync(imageDir, { mode: 0o700 });
     const imagePath = join(imageDir, `${account.name}.ext4`);

@@ -55,8 +55,8 @@ describe('planted symlinks', () => {
       try_open('host_file_inside', '<', "$home/host-file");
     `;
     /** Makes an account whose home holds the plantings (the agent ran and exited). */
-    const planted = async (name: string) => {
-      const account = await warren.accounts.create({ name, template: 'shell' });
+    const planted = async (prefix: string) => {
+      const account = await warren.account(prefix);
       const agent = await warren.spawnAs(account, perl(plant));
       expect(succeeded(await agent.sandbox.exited), agent.log()).toBe(true);
       expect(parseProbe(agent.log())).toMatchObject({
@@ -70,7 +70,7 @@ describe('planted symlinks', () => {
       });
       return account;
     };
-    const account = await planted('planter-1');
+    const account = await planted('planter');
 
     // 1. The supervisor starts a sandbox on the same home again.
     const second = await warren.spawnAs(account, ['/bin/sh', '-c', 'ls -A "$HOME" | sort | tr "\\n" " "; echo']);
@@ -99,7 +99,7 @@ describe('planted symlinks', () => {
     }
 
     // 3. It deletes an account whose home (no image) holds the plantings, and the imaged one.
-    const other = await planted('planter-2');
+    const other = await planted('planter');
     await warren.accounts.remove(other.name);
     await warren.accounts.remove(account.name);
     for (const home of [other.home, account.home]) expect(existsSync(home), home).toBe(false);

@@ -227,6 +227,14 @@ export interface Broker {
    */
   resultsBacklog(): Promise<number>;
   /**
+   * Deletes the supervisor's results consumer if it exists; the results stay in their work-queue
+   * stream and the next `consumeResults` delivers them again at once. A supervisor that restarts
+   * after being killed calls it first, so results handed to the dead process (unacknowledged until
+   * their ack wait runs out) are not held back. Only the one supervisor of a stream may call it.
+   * @throws {BrokerError}.
+   */
+  resetResultsConsumer(): Promise<void>;
+  /**
    * Removes the assignments still queued for `agent` (executions the supervisor has given up on),
    * leaving its messages. @returns how many were removed. @throws {BrokerError}.
    */
@@ -779,6 +787,16 @@ class NatsBroker implements Broker {
           throw new BrokerError('deleteAgentConsumers', `${t.stream} ${t.subject}`, `cannot purge: ${errorText(error)}`, { cause: error });
         }
       }
+    }
+  }
+
+  async resetResultsConsumer(): Promise<void> {
+    this.assertOpen('resetResultsConsumer', RESULTS_CONSUMER);
+    try {
+      await this.jsm.consumers.delete(RESULTS_STREAM, RESULTS_CONSUMER);
+    } catch (error) {
+      if (isApiError(error, JetStreamApiCodes.ConsumerNotFound)) return;
+      throw new BrokerError('resetResultsConsumer', `${RESULTS_STREAM}/${RESULTS_CONSUMER}`, errorText(error), { cause: error });
     }
   }
 

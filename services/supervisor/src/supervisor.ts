@@ -332,6 +332,9 @@ export class Supervisor {
           ...(this.board ? { paths: boardWatchPaths(this.board) } : {}),
         },
       );
+      // Results handed to a previous, killed supervisor wait out their ack wait before the broker
+      // offers them again; a fresh consumer gets them at once.
+      await this.broker.resetResultsConsumer();
       this.results = await this.broker.consumeResults(
         (delivery) =>
           new Promise<void>((done) => {
@@ -387,6 +390,7 @@ export class Supervisor {
     this.transaction(() => {
       for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
     });
+    if (plan.assignments.length > 0) this.crashAt(CrashPoint.assignCommitted);
     if (plan.assignments.length > 0) {
       await this.publishPending();
       await this.flushBoard();
@@ -797,7 +801,6 @@ export class Supervisor {
       this.record({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
       this.record({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
     });
-    this.crashAt(CrashPoint.assignCommitted);
     const load = agentSlots(this.world).find((s) => s.name === agentName)?.load ?? 0;
     setLoad(this.world, agentName, load + 1);
     setStatus(this.world, agentName, AgentStatus.busy, nowMs);
@@ -958,6 +961,11 @@ export class Supervisor {
         this.settleTask(a.taskId, a.attempt, 'lost', `agent ${name} exited during attempt ${a.attempt} (${exitText})`, nowMs, agent.template);
       }
     });
+    if (open.length > 0) {
+      // Its queued assignments belong to executions just settled; a later agent of that name must
+      // not run them.
+      await this.broker.purgeAssignments(name).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge assignments'));
+    }
     if (agent.restartAfterExit) {
       this.startAgent(agent.template.name, nowMs, name);
     }

@@ -293,13 +293,20 @@ export class Warren {
   }
 
   /**
-   * Creates (or reuses) the account `<prefix>-<n>` of template `shell` and starts `argv` in its
+   * Creates the account {@link account}`(prefix)` and starts `argv` in its
    * sandbox exactly as the supervisor's `spawnAgent` does; the gateway's part (a socket directory
    * owned by the agent, mode 0700, with a listening `agent.sock`, mode 0600) is done here.
    */
   async spawn(prefix: string, argv: readonly string[], options: AgentOptions = {}): Promise<Agent> {
-    const account = await this.accounts.create({ name: `${prefix}-${++this.counter}`, template: 'shell' });
-    return this.spawnAs(account, argv, options);
+    return this.spawnAs(await this.account(prefix), argv, options);
+  }
+
+  /**
+   * Creates an account of template `shell` named `<prefix>-<pid in base 36>-<n>`: sandbox names
+   * (and so cgroups `warren/<name>`) are host-wide, so names never repeat across test processes.
+   */
+  account(prefix: string): Promise<Account> {
+    return this.accounts.create({ name: `${prefix}-${process.pid.toString(36)}-${++this.counter}`, template: 'shell' });
   }
 
   /** {@link spawn} for an existing account (one made with `accounts.create`). */
