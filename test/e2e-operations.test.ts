@@ -194,3 +194,24 @@ describe('watchdog', () => {
     expect(String(requeue?.details.reason)).toMatch(/watchdog: memory \d+ bytes over/);
   });
 });
+
+describe('home quota', () => {
+  it('keeps an agent inside its home image: writing past the quota fails with ENOSPC and the host is untouched', async () => {
+    const { dir, args, file } = layout({
+      fill: task('fill', 'dd if=/dev/zero of=$HOME/big bs=1M count=64 2> dd.txt; grep -c "No space left on device" dd.txt; grep copied dd.txt'),
+    });
+    const template = join(dir, 'agents', 'shell.yaml');
+    writeFileSync(template, readFileSync(template, 'utf8').replace('  tmp: 256MiB', '  tmp: 256MiB\n  home: 16MiB'));
+    const run = await warren(args('run', '--until-idle', '--json'));
+    expect(run.code, run.stderr.slice(-3000)).toBe(0);
+    // dd stopped with ENOSPC (grep counted the message once) having written less than the quota.
+    const result = /^result: "?1 (\d+) bytes/m.exec(file('fill'));
+    expect(result, file('fill')).not.toBeNull();
+    expect(Number(result![1])).toBeLessThan(16 * 1024 * 1024);
+    const { statSync, readdirSync } = await import('node:fs');
+    const image = join(dir, 'var', 'home-images', 'shell-1.ext4');
+    expect(statSync(image).size).toBe(16 * 1024 * 1024);
+    // The image is unmounted once the agent has stopped: the host directory under it is empty.
+    expect(readdirSync(join(dir, 'home', 'shell', 'shell-1'))).toEqual([]);
+  });
+});

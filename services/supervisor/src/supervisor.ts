@@ -52,6 +52,9 @@ import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
 import {
   assertIsolation,
   describeExit,
+  ensureHomeImage,
+  releaseHomeImage,
+  removeStaleMounts,
   probeHost,
   removeStaleCgroups,
   spawnSandbox,
@@ -240,6 +243,9 @@ export class Supervisor {
         uidMax: config.uidMax,
       });
       const stale = await removeStaleCgroups();
+      // Home images a killed run left mounted (after the cgroups: nothing may still use them).
+      await mkdir(config.homeRoot, { recursive: true, mode: 0o755 });
+      const staleMounts = await removeStaleMounts(config.homeRoot);
       await rm(join(config.stateDir, 'run', 'agents'), { recursive: true, force: true });
       for (const agent of state.agents()) {
         if (agent.state !== 'stopped' && agent.state !== 'sleeping') {
@@ -282,6 +288,7 @@ export class Supervisor {
           nats: config.natsUrl ? 'external' : 'embedded',
           templates: [...templates.keys()],
           staleCgroupsRemoved: stale.length,
+          staleMountsRemoved: staleMounts.length,
         },
       });
       return supervisor;
@@ -908,9 +915,13 @@ export class Supervisor {
     const succeeded = r.outcome === 'succeeded';
     // A runner cancels its tasks when its agent is stopped; unless an operator asked for that
     // cancel, the execution was interrupted, not cancelled, and the task runs again.
-    const interrupted = r.outcome === 'cancelled' && !this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
+    // The same holds for a task process killed by a signal while the supervisor was stopping its
+    // agent: the signal may reach the task before the runner hears of the stop.
     const stoppedAgent = this.live.get(r.agent);
     const stopping = stoppedAgent?.stopDetail ?? stoppedAgent?.stopping;
+    const interrupted =
+      (r.outcome === 'cancelled' && !this.cancelRequested.delete(`${r.taskId}:${r.attempt}`)) ||
+      (stoppedAgent?.stopping !== undefined && r.outcome !== 'succeeded' && r.signal !== null);
     const reason = succeeded
       ? r.summary.trim() || 'succeeded'
       : interrupted
@@ -961,6 +972,9 @@ export class Supervisor {
         this.settleTask(a.taskId, a.attempt, 'lost', `agent ${name} exited during attempt ${a.attempt} (${exitText})`, nowMs, agent.template);
       }
     });
+    if (agent.template.homeQuotaBytes !== null) {
+      await releaseHomeImage(agent.account.home).catch((error: unknown) => this.log.error({ err: error, agent: name }, 'cannot unmount the home image'));
+    }
     if (open.length > 0) {
       // Its queued assignments belong to executions just settled; a later agent of that name must
       // not run them.
@@ -1074,6 +1088,17 @@ export class Supervisor {
 
   private async spawnAgent(template: AgentTemplate, name: string, nowMs: number): Promise<void> {
     const account = this.accounts.get(name) ?? (await this.accounts.create({ name, template: template.name }));
+    if (template.homeQuotaBytes !== null) {
+      const images = join(this.config.stateDir, 'home-images');
+      await mkdir(images, { recursive: true, mode: 0o700 });
+      await ensureHomeImage({
+        imagePath: join(images, `${name}.ext4`),
+        sizeBytes: template.homeQuotaBytes,
+        mountPoint: account.home,
+        uid: account.uid,
+        gid: account.gid,
+      });
+    }
     const woken = this.state.agent(name)?.state === 'sleeping';
     this.policy.addRoleForSubject(name, `template:${template.name}`);
     const runDir = join(this.config.stateDir, 'run', 'agents', name);
@@ -1340,6 +1365,9 @@ export class Supervisor {
   }
 
   private async deleteAccount(name: string): Promise<void> {
+    const account = this.accounts.get(name);
+    if (account) await releaseHomeImage(account.home).catch(() => false);
+    await rm(join(this.config.stateDir, 'home-images', `${name}.ext4`), { force: true });
     await this.accounts.remove(name);
     await this.broker.deleteAgentConsumers(name).catch(() => undefined);
     this.state.deleteAgent(name);

@@ -52,6 +52,7 @@ export const TemplateFile = z
         nofile: z.number().int().min(16).max(1_048_576).default(1024),
         fileSize: size.default('256MiB'),
         tmp: size.default('64MiB'),
+        home: size.optional(),
       })
       .strict()
       .prefault({}),
@@ -143,6 +144,11 @@ export interface AgentTemplate {
     readonly pids: number;
     readonly graceMs: number;
   };
+  /**
+   * Size of the agent's home quota (a loop-mounted ext4 image, nosuid,nodev,noexec, mounted while
+   * the agent runs), in bytes; null = no quota, the home is a plain directory.
+   */
+  readonly homeQuotaBytes: number | null;
   readonly maxInstances: number;
   readonly wipPerInstance: number;
   readonly lifecycle: LifecycleMode;
@@ -217,6 +223,7 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
       pids: t.watchdog.pids ?? Math.max(1, Math.floor(t.resources.pids * 0.9)),
       graceMs: unit('watchdog.grace', t.watchdog.grace, parseDurationMs),
     },
+    homeQuotaBytes: t.resources.home === undefined ? null : unit('resources.home', t.resources.home, parseBytes),
     maxInstances: t.maxInstances,
     wipPerInstance: t.wipPerInstance,
     lifecycle: t.lifecycle,
