@@ -5,12 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ] || [ -x "/sbin/$1" ]; }
 have nats-server || missing+=(nats-server)
 have bwrap || missing+=(bubblewrap)
 have setpriv || missing+=(util-linux)
 have prlimit || missing+=(util-linux)
-if [ "${WARREN_SETUP_BROWSER:-0}" = 1 ]; then have chromium || missing+=(chromium); fi
+have mkfs.ext4 || missing+=(e2fsprogs)
+have mount || missing+=(mount)
+have perl || missing+=(perl-base)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -1,46 +1,36 @@
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { processesOfUids, repo, requireMachine, startWarren, waitFor, warren, warrenSync, uniqueUidRange, type CliProcess } from './support/cli.js';
+import {
+  makeTestLayout,
+  processesOfUids,
+  requireMachine,
+  shellTask,
+  startWarren,
+  waitFor,
+  warren,
+  warrenSync,
+  type CliProcess,
+  type TestLayout,
+} from './support/cli.js';
 
-const dirs: string[] = [];
+const layouts: TestLayout[] = [];
 const running: CliProcess[] = [];
 afterEach(async () => {
   for (const run of running.splice(0)) {
     run.child.kill('SIGTERM');
     await run.done;
   }
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const made of layouts.splice(0)) made.remove();
 });
 
-/** A temp layout: the demo board's config, copies of agents/ and policies/, and these tasks. */
-function layout(tasks: Record<string, string>) {
-  const dir = mkdtempSync(join(tmpdir(), 'warren-ops-'));
-  dirs.push(dir);
-  mkdirSync(join(dir, 'kanban', 'tasks'), { recursive: true });
-  cpSync(join(repo, 'kanban', 'board.yaml'), join(dir, 'kanban', 'board.yaml'));
-  cpSync(join(repo, 'agents'), join(dir, 'agents'), { recursive: true });
-  cpSync(join(repo, 'policies'), join(dir, 'policies'), { recursive: true });
-  for (const [id, text] of Object.entries(tasks)) writeFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), text);
-  const uidRange = uniqueUidRange();
-  const args = (...extra: string[]) => [
-    ...extra,
-    '--uid-range', uidRange,
-    '--root', repo,
-    '--board', join(dir, 'kanban'),
-    '--agents', join(dir, 'agents'),
-    '--home', join(dir, 'home'),
-    '--state-dir', join(dir, 'var'),
-    '--policies', join(dir, 'policies'),
-  ];
-  const file = (id: string) => readFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), 'utf8');
-  return { dir, args, file };
+function layout(tasks: Record<string, string>): TestLayout {
+  const made = makeTestLayout(tasks, { copyAgents: true });
+  layouts.push(made);
+  return made;
 }
 
-function task(id: string, command: string, extra = ''): string {
-  return `---\nid: ${id}\ntitle: Task ${id}\nstatus: ready\ncapabilities: [shell]\n${extra}command: ${JSON.stringify(command)}\n---\nBody of ${id}.\n`;
-}
+const task = shellTask;
 
 interface AuditRow {
   seq: number;
@@ -213,5 +203,27 @@ describe('home quota', () => {
     expect(statSync(image).size).toBe(16 * 1024 * 1024);
     // The image is unmounted once the agent has stopped: the host directory under it is empty.
     expect(readdirSync(join(dir, 'home', 'shell', 'shell-1'))).toEqual([]);
+  });
+});
+
+describe('crash-looping agents', () => {
+  it('restarts an agent that dies at once with exponential backoff, then fails its template', async () => {
+    const { dir, args } = layout({ starved: task('starved', 'true') });
+    const template = join(dir, 'agents', 'shell.yaml');
+    // 8 MiB is too little for the runner (Node) to start: each agent is OOM-killed before its hello.
+    writeFileSync(template, readFileSync(template, 'utf8').replace('  memory: 1GiB', '  memory: 8MiB'));
+    const run = await warren(args('run', '--until-idle', '--json', '--restart-backoff', '100ms'));
+    expect(run.code).toBe(1);
+    const summary = JSON.parse(run.stdout) as { unplaced: { taskId: string; reason: string }[] };
+    expect(summary.unplaced).toEqual([{ taskId: 'starved', reason: expect.stringMatching(/template shell failed to start/) }]);
+    const rows = JSON.parse((await warren(['audit', '--json', ...args()])).stdout) as AuditRow[];
+    const loops = rows.filter((r) => r.action === 'agent.crash_loop');
+    expect(loops.map((r) => r.details.retryInMs)).toEqual([100, 200, 400, 800]);
+    expect(rows.filter((r) => r.action === 'template.failed')).toHaveLength(1);
+    // The backoff is honoured, measured on the audit trail: each start comes no sooner than the
+    // delay announced after the previous failure.
+    const starts = rows.filter((r) => r.action === 'agent.start');
+    expect(starts).toHaveLength(5);
+    loops.forEach((loop, i) => expect(starts[i + 1]!.timeMs - loop.timeMs).toBeGreaterThanOrEqual(Number(loop.details.retryInMs)));
   });
 });

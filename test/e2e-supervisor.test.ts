@@ -1,5 +1,4 @@
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -10,38 +9,23 @@ import {
   startWarren,
   waitFor,
   warren,
-  uniqueUidRange,
+  makeTestLayout,
+  shellTask,
+  type TestLayout,
 } from './support/cli.js';
 
-const dirs: string[] = [];
+const layouts: TestLayout[] = [];
 afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const made of layouts.splice(0)) made.remove();
 });
 
-/** A temp layout with the demo board's config, the repo's policies, and the given task files. */
-function layout(tasks: Record<string, string>): { dir: string; args: (...extra: string[]) => string[] } {
-  const dir = mkdtempSync(join(tmpdir(), 'warren-e2e-'));
-  dirs.push(dir);
-  mkdirSync(join(dir, 'kanban', 'tasks'), { recursive: true });
-  cpSync(join(repo, 'kanban', 'board.yaml'), join(dir, 'kanban', 'board.yaml'));
-  cpSync(join(repo, 'policies'), join(dir, 'policies'), { recursive: true });
-  for (const [id, text] of Object.entries(tasks)) writeFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), text);
-  const uidRange = uniqueUidRange();
-  const args = (...extra: string[]) => [
-    ...extra,
-    '--uid-range', uidRange,
-    '--root', repo,
-    '--board', join(dir, 'kanban'),
-    '--home', join(dir, 'home'),
-    '--state-dir', join(dir, 'var'),
-    '--policies', join(dir, 'policies'),
-  ];
-  return { dir, args };
+function layout(tasks: Record<string, string>): TestLayout {
+  const made = makeTestLayout(tasks);
+  layouts.push(made);
+  return made;
 }
 
-function task(id: string, command: string, extra = ''): string {
-  return `---\nid: ${id}\ntitle: Task ${id}\nstatus: ready\ncapabilities: [shell]\n${extra}command: ${JSON.stringify(command)}\n---\nBody of ${id}.\n`;
-}
+const task = shellTask;
 
 beforeAll(() => requireMachine());
 

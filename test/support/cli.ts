@@ -1,5 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** The repository root. */
@@ -118,4 +119,49 @@ export function warrenSync(args: readonly string[]): string {
 export function uniqueUidRange(): string {
   const base = 1_900_000_000 + 10_000 * (1 + Math.floor(Math.random() * 88));
   return `${base}-${base + 9_999}`;
+}
+
+/** A temporary repository layout for one test's supervisor; `remove()` deletes it. */
+export interface TestLayout {
+  readonly dir: string;
+  /** `extra` followed by every path option (and a unique `--uid-range`) pointing into the layout. */
+  args(...extra: string[]): string[];
+  /** The current text of task `id`'s file. */
+  file(id: string): string;
+  remove(): void;
+}
+
+/**
+ * Makes a layout in a temp dir: the demo board's `board.yaml` with the given task files (id →
+ * text), copies of `policies/` and (with `copyAgents`) `agents/` that a test may edit, and a
+ * 10,000-uid block of its own.
+ */
+export function makeTestLayout(tasks: Readonly<Record<string, string>>, options: { copyAgents?: boolean } = {}): TestLayout {
+  const dir = mkdtempSync(join(tmpdir(), 'warren-e2e-'));
+  mkdirSync(join(dir, 'kanban', 'tasks'), { recursive: true });
+  cpSync(join(repo, 'kanban', 'board.yaml'), join(dir, 'kanban', 'board.yaml'));
+  cpSync(join(repo, 'policies'), join(dir, 'policies'), { recursive: true });
+  if (options.copyAgents) cpSync(join(repo, 'agents'), join(dir, 'agents'), { recursive: true });
+  for (const [id, text] of Object.entries(tasks)) writeFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), text);
+  const uidRange = uniqueUidRange();
+  return {
+    dir,
+    args: (...extra) => [
+      ...extra,
+      '--uid-range', uidRange,
+      '--root', repo,
+      '--board', join(dir, 'kanban'),
+      ...(options.copyAgents ? ['--agents', join(dir, 'agents')] : []),
+      '--home', join(dir, 'home'),
+      '--state-dir', join(dir, 'var'),
+      '--policies', join(dir, 'policies'),
+    ],
+    file: (id) => readFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), 'utf8'),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A ready shell task running `command`, with optional extra frontmatter lines. */
+export function shellTask(id: string, command: string, extra = ''): string {
+  return `---\nid: ${id}\ntitle: Task ${id}\nstatus: ready\ncapabilities: [shell]\n${extra}command: ${JSON.stringify(command)}\n---\nBody of ${id}.\n`;
 }

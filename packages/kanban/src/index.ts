@@ -89,3 +89,5 @@ export type {
   BoardWatcher,
   BoardFormat,
 } from './types.js';
+export { parseYamlSource, lineOf } from './yaml-source.js';
+export type { YamlSource, YamlSyntaxProblem } from './yaml-source.js';

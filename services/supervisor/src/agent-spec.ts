@@ -80,5 +80,6 @@ export function agentSandboxSpec(input: AgentSpecInput): SandboxSpec {
     runDir: input.runDir,
     logPath: input.logPath,
     logMaxBytes: 8 * 1024 * 1024,
+    ...(template.isolation === 'full' ? {} : { isolation: template.isolation }),
   };
 }

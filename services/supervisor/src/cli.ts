@@ -8,10 +8,12 @@ import pretty from 'pino-pretty';
 import { openAccounts } from '@warren/accounts';
 import { openAudit, type AuditRecord } from '@warren/audit';
 import { parseDurationMs, WarrenError, type Logger } from '@warren/core';
-import { BOARD_FORMATS, checkBoard, formatBoardReport, importToWarrenBoard, loadBoard, normalizedTasks, type BoardFormatName } from '@warren/kanban';
+import { BOARD_FORMATS, checkBoard, formatBoardReport, importToWarrenBoard, loadBoard, normalizedTasks, type BoardFormatName, type BoardMapping } from '@warren/kanban';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.js';
+import { loadTemplates } from './templates.js';
 import { execInAgent } from './exec.js';
+import { loadMappingFile } from './mapping.js';
 import { StateStore, migrateState, type CommandKind, type TaskRow } from './state.js';
 import { Supervisor, type RunMode, type RunSummary } from './supervisor.js';
 
@@ -29,6 +31,7 @@ interface PathFlags {
   stateDir?: string;
   uidRange?: string;
   format?: BoardFormatName;
+  mapping?: string;
 }
 
 const agentRunnerDir = dirname(dirname(fileURLToPath(import.meta.resolve('@warren/agent-runner'))));
@@ -49,6 +52,7 @@ function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: NodeJS.P
     root: flags.root ?? '.',
     ...(flags.board ? { board: flags.board } : {}),
     ...(flags.format ? { format: flags.format } : {}),
+    ...(flags.mapping ? { mapping: flags.mapping } : {}),
     ...(flags.agents ? { agents: flags.agents } : {}),
     ...(flags.home ? { home: flags.home } : {}),
     ...(flags.policies ? { policies: flags.policies } : {}),
@@ -58,6 +62,7 @@ function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: NodeJS.P
     ...(flags.killGrace ? { killGrace: flags.killGrace } : {}),
     ...(flags.tickInterval ? { tickInterval: flags.tickInterval } : {}),
     ...(flags.heartbeatTimeout ? { heartbeatTimeout: flags.heartbeatTimeout } : {}),
+    ...(flags.restartBackoff ? { restartBackoff: flags.restartBackoff } : {}),
     ...(flags.aging ? { aging: flags.aging } : {}),
     ...(flags.maxAttempts !== undefined ? { maxAttempts: Number(flags.maxAttempts) } : {}),
     ...(env.WARREN_FAULT_INJECTION === '1' && env.WARREN_CRASH_AT ? { crashAt: env.WARREN_CRASH_AT as SupervisorOptions['crashAt'] } : {}),
@@ -142,6 +147,14 @@ function printSummary(summary: RunSummary, json: boolean): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
+/** The board-loading options given on the command line (`--format`, `--mapping`). */
+async function boardOptions(flags: { format?: BoardFormatName; mapping?: string }): Promise<{ format?: BoardFormatName; mapping?: BoardMapping }> {
+  return {
+    ...(flags.format ? { format: flags.format } : {}),
+    ...(flags.mapping ? { mapping: await loadMappingFile(flags.mapping) } : {}),
+  };
+}
+
 /** Opens the state database of `config` for a read command. */
 function openState(config: SupervisorConfig): SqliteDatabase {
   const path = join(config.stateDir, 'warren.db');
@@ -165,6 +178,21 @@ function print(json: boolean, value: unknown, text: () => string): void {
 
 const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : '-');
 
+/** The options of the commands that run a supervisor (`up`, `run`), besides the paths. */
+function addSuperviseOptions(command: Command): Command {
+  return addPathOptions(command)
+    .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL)')
+    .option('--kill-grace <duration>', 'time agents get between SIGTERM and SIGKILL', '5s')
+    .option('--tick-interval <duration>', 'time between ticks of the world', '200ms')
+    .addOption(new Option('--format <format>', 'the board format (default: detected)').choices(BOARD_FORMAT_NAMES))
+    .option('--mapping <file>', "a YAML/JSON file mapping the board's statuses, priorities and tags onto Warren's")
+    .option('--heartbeat-timeout <duration>', 'kill an agent silent this long and re-queue its tasks', '20s')
+    .option('--restart-backoff <duration>', 'first wait before another agent of a template that failed to start (doubles)', '1s')
+    .option('--aging <duration>', 'a waiting task gains one priority level per this much waiting', '5m')
+    .option('--max-attempts <n>', 'executions of a task lost to crashes before it fails', '3')
+    .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']));
+}
+
 /**
  * Builds the `warren` command line program (commander). `run` parses argv and executes; the
  * returned promise resolves with the process exit code.
@@ -175,29 +203,13 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
 
-  addPathOptions(program.command('up').description('run the supervisor until SIGINT or SIGTERM'))
-    .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL)')
-    .option('--kill-grace <duration>', 'time agents get between SIGTERM and SIGKILL', '5s')
-    .option('--tick-interval <duration>', 'time between ticks of the world', '200ms')
-    .addOption(new Option('--format <format>', 'the board format (default: detected)').choices(BOARD_FORMAT_NAMES))
-    .option('--heartbeat-timeout <duration>', 'kill an agent silent this long and re-queue its tasks', '20s')
-    .option('--aging <duration>', 'a waiting task gains one priority level per this much waiting', '5m')
-    .option('--max-attempts <n>', 'executions of a task lost to crashes before it fails', '3')
-    .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
+  addSuperviseOptions(program.command('up').description('run the supervisor until SIGINT or SIGTERM'))
     .action(async (flags: PathFlags & Partial<SupervisorOptions>) => {
       process.exitCode = await supervise('up', flags, false);
     });
 
-  addPathOptions(program.command('run').description('work the board; with --until-idle, exit once nothing is ready or running'))
+  addSuperviseOptions(program.command('run').description('work the board; with --until-idle, exit once nothing is ready or running'))
     .option('--until-idle', 'exit when nothing is ready or running (0 if all went well, 1 with a summary otherwise)')
-    .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL)')
-    .option('--kill-grace <duration>', 'time agents get between SIGTERM and SIGKILL', '5s')
-    .option('--tick-interval <duration>', 'time between ticks of the world', '200ms')
-    .addOption(new Option('--format <format>', 'the board format (default: detected)').choices(BOARD_FORMAT_NAMES))
-    .option('--heartbeat-timeout <duration>', 'kill an agent silent this long and re-queue its tasks', '20s')
-    .option('--aging <duration>', 'a waiting task gains one priority level per this much waiting', '5m')
-    .option('--max-attempts <n>', 'executions of a task lost to crashes before it fails', '3')
-    .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
     .option('--json', 'print the summary as JSON')
     .action(async (flags: PathFlags & Partial<SupervisorOptions> & { untilIdle?: boolean; json?: boolean }) => {
       process.exitCode = await supervise(flags.untilIdle ? 'until-idle' : 'up', flags, flags.json ?? false);
@@ -240,15 +252,19 @@ export function buildProgram(): Command {
 
   addPathOptions(program.command('agents').description('list agent instances'))
     .option('--json', 'print JSON')
-    .action((flags: PathFlags & { json?: boolean }) => {
+    .action(async (flags: PathFlags & { json?: boolean }) => {
       const config = configFrom(flags, {});
       const db = openState(config);
       try {
-        const agents = new StateStore(db).agents();
+        const { templates } = await loadTemplates(config.agentsDir, config.root);
+        const agents = new StateStore(db).agents().map((a) => ({ ...a, isolation: templates.get(a.template)?.isolation ?? 'full' }));
         print(flags.json ?? false, agents, () =>
           table([
             ['NAME', 'TEMPLATE', 'UID', 'STATE', 'PID', 'TASKS', 'STARTED', 'LAST EXIT'],
-            ...agents.map((a) => [a.name, a.template, String(a.uid), a.state, a.pid ? String(a.pid) : '-', String(a.tasksDone), iso(a.startedMs), a.lastExit ?? '-']),
+            ...agents.map((a) => [
+              a.isolation === 'full' ? a.name : `${a.name} (UNSAFE: ${a.isolation})`,
+              a.template, String(a.uid), a.state, a.pid ? String(a.pid) : '-', String(a.tasksDone), iso(a.startedMs), a.lastExit ?? '-',
+            ]),
           ]),
         );
       } finally {
@@ -362,19 +378,21 @@ export function buildProgram(): Command {
   const board = program.command('board').description('read boards in any supported format');
   addPathOptions(board.command('check').description('load a board and report every task, error, WIP violation and dependency problem'))
     .addOption(new Option('--format <format>', 'the board format (default: detected)').choices(BOARD_FORMAT_NAMES))
+    .option('--mapping <file>', "a YAML/JSON file mapping the board's statuses, priorities and tags onto Warren's")
     .option('--json', 'print JSON')
     .action(async (flags: PathFlags & { format?: BoardFormatName; json?: boolean }) => {
       const config = configFrom(flags, {});
-      const report = await checkBoard(config.boardDir, flags.format ? { format: flags.format } : {});
+      const report = await checkBoard(config.boardDir, await boardOptions(flags));
       process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatBoardReport(report)}\n`);
       process.exitCode = report.ok ? ExitCode.ok : ExitCode.failed;
     });
   addPathOptions(board.command('import').description('print a board as normalized tasks, or write it as a Warren board with --out'))
     .addOption(new Option('--format <format>', 'the source format (default: detected)').choices(BOARD_FORMAT_NAMES))
+    .option('--mapping <file>', "a YAML/JSON file mapping the board's statuses, priorities and tags onto Warren's")
     .option('--out <dir>', 'write a Warren board (board.yaml + tasks/) into this new folder')
     .action(async (flags: PathFlags & { format?: BoardFormatName; out?: string }) => {
       const config = configFrom(flags, {});
-      const snapshot = await loadBoard(config.boardDir, flags.format ? { format: flags.format } : {});
+      const snapshot = await loadBoard(config.boardDir, await boardOptions(flags));
       if (!flags.out) {
         process.stdout.write(`${JSON.stringify(normalizedTasks(snapshot), null, 2)}\n`);
       } else {

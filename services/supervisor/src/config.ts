@@ -14,6 +14,8 @@ export const SupervisorOptions = z
     board: z.string().optional(),
     /** The board's format; detected when absent (warren, backlog-md, obsidian, json-config). */
     format: z.enum(['warren', 'backlog-md', 'obsidian', 'json-config']).optional(),
+    /** A YAML or JSON file mapping another tool's statuses, priorities and tags onto Warren's. */
+    mapping: z.string().optional(),
     agents: z.string().optional(),
     home: z.string().optional(),
     /** Agent uids and gids come from this inclusive range, `MIN-MAX` (default 1900000000-1900999999). */
@@ -33,6 +35,7 @@ export const SupervisorOptions = z
     maxAttempts: z.number().int().min(1).max(100).default(3),
     aging: z.union([z.string(), z.number()]).default('5m'),
     heartbeatTimeout: z.union([z.string(), z.number()]).default('20s'),
+    restartBackoff: z.union([z.string(), z.number()]).default('1s'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
     /** Test builds only: die with SIGKILL at this fault-injection point (see `CrashPoint`). */
     crashAt: z.enum(Object.values(CrashPoint) as [CrashPoint, ...CrashPoint[]]).optional(),
@@ -46,6 +49,8 @@ export interface SupervisorConfig {
   readonly boardDir: string;
   /** The board format asked for, or undefined to detect it. */
   readonly boardFormat: 'warren' | 'backlog-md' | 'obsidian' | 'json-config' | undefined;
+  /** The board mapping file, if one was given. */
+  readonly boardMappingPath: string | undefined;
   readonly agentsDir: string;
   readonly homeRoot: string;
   /** The inclusive range agent uids and gids are taken from. */
@@ -67,6 +72,8 @@ export interface SupervisorConfig {
   readonly agingMs: number;
   /** An agent silent (no heartbeat, no frame) this long is killed and its tasks re-queued, in ms. */
   readonly heartbeatTimeoutMs: number;
+  /** The first wait before starting another agent of a template whose last one failed to start, in ms; doubles each time. */
+  readonly restartBackoffMs: number;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /** A fault-injection point to die at, for crash-recovery tests; never set in production. */
   readonly crashAt: CrashPoint | undefined;
@@ -89,6 +96,7 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     root,
     boardDir: resolve(root, o.board ?? 'kanban'),
     boardFormat: o.format,
+    boardMappingPath: o.mapping === undefined ? undefined : resolve(o.mapping),
     agentsDir: resolve(root, o.agents ?? 'agents'),
     homeRoot: resolve(root, o.home ?? 'home'),
     skeletonDir: resolve(root, o.skeleton ?? 'home/skel'),
@@ -104,6 +112,7 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     maxAttempts: o.maxAttempts,
     agingMs: Math.max(1, parseDurationMs(o.aging, "option 'aging'")),
     heartbeatTimeoutMs: parseDurationMs(o.heartbeatTimeout, "option 'heartbeat-timeout'"),
+    restartBackoffMs: parseDurationMs(o.restartBackoff, "option 'restart-backoff'"),
     logLevel: o.logLevel,
     crashAt: o.crashAt,
   };

@@ -42,6 +42,7 @@ import {
   watchBoard,
   MoveRefusedError,
   TaskConflictError,
+  type BoardMapping,
   type BoardSnapshot,
   type BoardWatcher,
   type OwnedFieldChanges,
@@ -65,6 +66,7 @@ import { planAssignments, type Plan } from '@warren/scheduler';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
+import { loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type CommandRow, type TaskRow } from './state.js';
@@ -105,6 +107,8 @@ export interface RunSummary {
 export interface SupervisorCreateOptions {
   readonly logger: Logger;
   readonly mode: RunMode;
+  /** How another tool's board maps onto Warren's (from `--mapping`); kanban's defaults when absent. */
+  readonly mapping?: BoardMapping;
   /** Environment the templates' `environment` allow-lists read from. Default: none. */
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
@@ -143,7 +147,7 @@ const SUPERVISOR = 'supervisor';
 /** Board files written at once by a flush. */
 const BOARD_WRITE_CONCURRENCY = 16;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
-const MAX_SPAWN_FAILURES = 3;
+const MAX_SPAWN_FAILURES = 5;
 
 /**
  * The Warren supervisor: watches the board, plans assignments on each tick of the ECS world,
@@ -159,7 +163,8 @@ export class Supervisor {
   private readonly live = new Map<string, LiveAgent>();
   private readonly events: QueuedEvent[] = [];
   private readonly spawning = new Set<string>();
-  private readonly spawnFailures = new Map<string, { count: number; reason: string }>();
+  /** Per template: consecutive agents that failed to start, why the last did, and when to try again. */
+  private readonly spawnFailures = new Map<string, { count: number; reason: string; nextAtMs: number }>();
   private readonly reportedErrors = new Set<string>();
   private readonly reportedDenials = new Set<string>();
   /** Executions (`taskId:attempt`) an operator asked to cancel: their `cancelled` result is final. */
@@ -212,18 +217,21 @@ export class Supervisor {
    */
   static async create(config: SupervisorConfig, options: SupervisorCreateOptions): Promise<Supervisor> {
     const log = options.logger;
-    assertIsolation(await probeHost());
+    const host = await probeHost();
     const policy = await loadPolicy({
       modelPath: join(config.policiesDir, 'model.conf'),
       policyPath: join(config.policiesDir, 'policy.csv'),
       logger: log.child({ component: 'policy' }),
     });
+    const mapping = config.boardMappingPath ? await loadMappingFile(config.boardMappingPath) : undefined;
     const { templates, errors: templateErrors } = await loadTemplates(config.agentsDir, config.root);
     for (const error of templateErrors) log.error({ code: error.code }, error.message);
     if (templates.size === 0) {
       throw new ConfigError(relative(config.root, config.agentsDir) || 'agents', 'no valid agent template');
     }
     for (const template of templates.values()) checkMounts(config, template);
+    // Full isolation unless every template asks, by name, for a weaker mode.
+    assertIsolation(host, [...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe-no-cgroups' : 'full');
 
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
     const db = openDatabase(join(config.stateDir, 'warren.db'));
@@ -266,7 +274,7 @@ export class Supervisor {
       await broker.ensureStreams();
       const supervisor = new Supervisor(
         config,
-        options,
+        { ...options, ...(mapping ? { mapping } : {}) },
         db,
         state,
         audit,
@@ -475,7 +483,10 @@ export class Supervisor {
     let snapshot: BoardSnapshot;
     try {
       snapshot = full
-        ? await loadBoard(this.config.boardDir, { ...(this.config.boardFormat ? { format: this.config.boardFormat } : {}) })
+        ? await loadBoard(this.config.boardDir, {
+            ...(this.config.boardFormat ? { format: this.config.boardFormat } : {}),
+            ...(this.options.mapping ? { mapping: this.options.mapping } : {}),
+          })
         : await refreshWarrenBoard(this.board!, changed);
     } catch (error) {
       const key = `config:${(error as Error).message}`;
@@ -718,7 +729,10 @@ export class Supervisor {
       })),
       agents: agentSlots(this.world),
       templates: [...this.templates.values()]
-        .filter((t) => (this.spawnFailures.get(t.name)?.count ?? 0) < MAX_SPAWN_FAILURES)
+        .filter((t) => {
+          const failure = this.spawnFailures.get(t.name);
+          return !failure || (failure.count < MAX_SPAWN_FAILURES && nowMs >= failure.nextAtMs);
+        })
         .map((t) => ({
           name: t.name,
           capabilities: t.capabilities,
@@ -991,10 +1005,7 @@ export class Supervisor {
     if (!expected && !agent.ready) {
       // It died before its runner said hello: count it against the template, so a template that
       // cannot start is not restarted in a loop.
-      const failure = this.spawnFailures.get(agent.template.name) ?? { count: 0, reason: '' };
-      failure.count += 1;
-      failure.reason = `agent ${name} exited before it was ready (${exitText})`;
-      this.spawnFailures.set(agent.template.name, failure);
+      this.noteSpawnFailure(agent.template.name, name, `agent ${name} exited before it was ready (${exitText})`, nowMs);
     }
     if (!expected) this.log.warn({ agent: name, exit: exitText }, 'agent exited unexpectedly');
     else this.log.info({ agent: name, reason: agent.stopping }, 'agent stopped');
@@ -1058,10 +1069,7 @@ export class Supervisor {
     this.spawning.add(name);
     this.spawnAgent(template, name, nowMs)
       .catch((error: unknown) => {
-        const failure = this.spawnFailures.get(template.name) ?? { count: 0, reason: '' };
-        failure.count += 1;
-        failure.reason = (error as Error).message;
-        this.spawnFailures.set(template.name, failure);
+        this.noteSpawnFailure(template.name, name, (error as Error).message, Date.now());
         this.log.error({ err: error, agent: name, template: template.name }, 'cannot start agent');
         this.record({ actor: SUPERVISOR, action: 'agent.spawn_failed', object: `agent:${name}`, details: { message: (error as Error).message, code: (error as WarrenError).code ?? null } });
       })
@@ -1069,6 +1077,29 @@ export class Supervisor {
         this.spawning.delete(name);
         this.loop?.requestTick();
       });
+  }
+
+  /**
+   * Counts an agent of `templateName` that could not start or died before it was ready, and backs
+   * the template off exponentially: the next start waits min(restartBackoffMs × 2^(n−1), 60 s)
+   * after the n-th failure in a row; after {@link MAX_SPAWN_FAILURES} the template is failed for
+   * this run (its tasks wait, with the reason). A successful start resets the count.
+   */
+  private noteSpawnFailure(templateName: string, agent: string, reason: string, nowMs: number): void {
+    const failure = this.spawnFailures.get(templateName) ?? { count: 0, reason: '', nextAtMs: 0 };
+    failure.count += 1;
+    failure.reason = reason;
+    const delayMs = Math.min(this.config.restartBackoffMs * 2 ** (failure.count - 1), 60_000);
+    failure.nextAtMs = nowMs + delayMs;
+    this.spawnFailures.set(templateName, failure);
+    const givenUp = failure.count >= MAX_SPAWN_FAILURES;
+    this.record({
+      actor: SUPERVISOR,
+      action: givenUp ? 'template.failed' : 'agent.crash_loop',
+      object: `template:${templateName}`,
+      details: { agent, failures: failure.count, reason, ...(givenUp ? {} : { retryInMs: delayMs }) },
+    });
+    if (givenUp) this.log.error({ template: templateName, reason }, `template failed after ${failure.count} agents could not start`);
   }
 
   /** A sleeping or stopped account of the template if there is one (woken), else the next free name. */
@@ -1171,8 +1202,9 @@ export class Supervisor {
         actor: SUPERVISOR,
         action: woken ? 'agent.wake' : 'agent.start',
         object: `agent:${name}`,
-        details: { template: template.name, uid: account.uid, gid: account.gid, pid: sandbox.pid, home: account.home },
+        details: { template: template.name, uid: account.uid, gid: account.gid, pid: sandbox.pid, home: account.home, isolation: template.isolation, unsafe: sandbox.unsafe },
       });
+      if (sandbox.unsafe) this.log.warn({ agent: name, isolation: template.isolation }, 'UNSAFE agent started: weaker isolation asked for by its template');
       this.log.info({ agent: name, uid: account.uid, sandboxPid: sandbox.pid, woken }, 'agent started');
       void sandbox.exited.then((exit) => this.queue({ kind: 'exit', agent: name, exit }));
     } catch (error) {
@@ -1397,6 +1429,8 @@ export class Supervisor {
     if (!this.board || this.boardDirty || this.events.length > 0 || this.spawning.size > 0) return false;
     if (plan.assignments.length > 0 || plan.spawns.length > 0) return false;
     if (this.state.openAssignments().length > 0) return false;
+    // A template backing off after failed starts will try again: not idle yet.
+    if ([...this.spawnFailures.values()].some((f) => f.count < MAX_SPAWN_FAILURES)) return false;
     // A task backing off before its next attempt is not idle work.
     const readyColumn = new Set(this.board.tasks.filter((t) => t.status === this.board!.config.roles.ready).map((t) => t.id));
     if (this.state.tasks().some((t) => t.state === TaskState.ready && t.notBeforeMs !== null && readyColumn.has(t.id))) return false;

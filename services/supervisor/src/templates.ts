@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, parseBytes, parseDurationMs, WarrenError } from '@warren/core';
-import { lineOf, parseYamlSource } from './yaml-source.js';
+import { lineOf, parseYamlSource } from '@warren/kanban';
 
 /** An agent template in `agents/` is invalid; `path`, `line` and `key` say where. */
 export class TemplateError extends WarrenError {
@@ -72,6 +72,7 @@ export const TemplateFile = z
     maxInstances: z.number().int().min(1).max(10_000).default(1),
     wipPerInstance: z.number().int().min(1).max(1_000).default(1),
     lifecycle: z.enum(['persistent', 'sleep', 'autodelete']).default('persistent'),
+    isolation: z.enum(['full', 'unsafe-no-cgroups']).default('full'),
     retry: z
       .object({
         initialInterval: duration.default('1s'),
@@ -153,6 +154,12 @@ export interface AgentTemplate {
   readonly wipPerInstance: number;
   readonly lifecycle: LifecycleMode;
   /**
+   * `full` (the default) or a weaker mode asked for by name (`unsafe-no-cgroups`: runs on a host
+   * without cgroups, so without memory, pids and cpu limits). Agents of an unsafe template are
+   * marked UNSAFE in the log, the audit and `warren agents`.
+   */
+  readonly isolation: 'full' | 'unsafe-no-cgroups';
+  /**
    * What happens when an execution fails or times out, in Temporal's terms: attempt n (1-based)
    * that fails is retried after min(initialIntervalMs × backoffCoefficient^(n−1), maximumIntervalMs)
    * while n < maximumAttempts. Default: no retry (maximumAttempts 1).
@@ -227,6 +234,7 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
     maxInstances: t.maxInstances,
     wipPerInstance: t.wipPerInstance,
     lifecycle: t.lifecycle,
+    isolation: t.isolation,
     retry: {
       initialIntervalMs: unit('retry.initialInterval', t.retry.initialInterval, parseDurationMs),
       backoffCoefficient: t.retry.backoffCoefficient,
