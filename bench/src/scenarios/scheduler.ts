@@ -1,4 +1,4 @@
-import { addAgent, agentSlots, createAgentWorld, setLoad, setStatus, AgentStatus } from '@warren/ecs';
+import { addAgent, agentSlots, createAgentWorld, lifecycleSystem, livenessSystem, setLoad, setStatus, AgentStatus } from '@warren/ecs';
 import { planAssignments, type AgentSlot, type PlanInput, type ReadyTask, type TemplateSlot } from '@warren/scheduler';
 import type { BenchContext, Scenario } from '../lib/context.js';
 import { latencyFigure, roundsFigure, type Figure } from '../lib/figure.js';
@@ -173,7 +173,67 @@ export const schedulerScenario: Scenario = {
         );
       }
     }
+    figures.push(...(await idleScale(ctx)));
     return figures;
   },
 };
+
+/**
+ * Scale (issue 6 scenario 7): 10,000 registered agents, all idle, nothing ready. The supervisor's
+ * per-tick work over them (reading the world, planning with no task, the liveness and lifecycle
+ * systems) and the heap their ECS state takes. Process RSS at rest is `start.rss`; this adds what
+ * the agents themselves cost.
+ */
+async function idleScale(ctx: BenchContext): Promise<Figure[]> {
+  ctx.progress('scheduler: 10,000 registered agents idle');
+  const agents: AgentSlot[] = Array.from({ length: 10_000 }, (_, i) => ({
+    name: `idle-${i}`,
+    template: `t${i % 20}`,
+    capabilities: [CAPABILITIES[i % CAPABILITIES.length]!],
+    load: 0,
+    wipLimit: 1,
+    accepting: true,
+  }));
+  globalThis.gc?.();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const world = worldOf(agents);
+  globalThis.gc?.();
+  const heapMiB = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+  const now = 1_800_000_000_000;
+  const tick = () => {
+    const slots = agentSlots(world);
+    planAssignments({ tasks: [], agents: slots, templates: [], nowMs: now });
+    livenessSystem(world, { nowMs: now, heartbeatTimeoutMs: 20_000 });
+    lifecycleSystem(world, { nowMs: now, sleepAfterIdleMs: 30_000 });
+  };
+  const samples = await sampleWithTinybench('idle 10k tick', tick, ctx.rounds, {
+    timeMs: ctx.quick ? 250 : 1_000,
+    iterations: 10,
+    warmupMs: ctx.quick ? 100 : 300,
+  });
+  return [
+    latencyFigure(
+      {
+        id: 'scale.idle-10k.tick',
+        scenario: 'Scheduler tick',
+        name: 'tick over 10,000 registered idle agents (world read, plan, liveness, lifecycle)',
+        unit: 'ms',
+        better: 'lower',
+        note: 'nothing ready; the systems a supervisor tick runs for its agents',
+      },
+      samples,
+    ),
+    roundsFigure(
+      {
+        id: 'scale.idle-10k.heap',
+        scenario: 'Scheduler tick',
+        name: 'heap taken by the ECS state of 10,000 registered agents',
+        unit: 'MiB',
+        better: 'lower',
+        note: 'add to start.rss for the supervisor RSS with 10,000 agents registered (target ≤ 200 MB)',
+      },
+      [heapMiB],
+    ),
+  ];
+}
 
