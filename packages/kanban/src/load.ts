@@ -61,41 +61,11 @@ export async function loadWarrenBoard(dir: string, options: LoadBoardOptions = {
   const realBoard = await realpath(boardDir);
   const names = entries.map((e) => e.name).filter(isTaskFileName).sort(byName);
 
-  const results: (Awaited<ReturnType<typeof readOne>>)[] = new Array(names.length);
-  let nextIndex = 0;
-  const worker = async (): Promise<void> => {
-    while (nextIndex < names.length) {
-      const index = nextIndex;
-      nextIndex += 1;
-      results[index] = await readOne(join(tasksDir, names[index]!), realBoard, boardDir, root, config);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, names.length) }, worker));
-
-  const tasks: Task[] = [];
-  const errors: TaskFileError[] = [];
-  const firstById = new Map<string, Task>();
-  for (const result of results) {
-    if (result instanceof TaskFileError) {
-      errors.push(result);
-      continue;
-    }
-    const first = firstById.get(result.task.id);
-    if (first) {
-      errors.push(
-        new TaskFileError({
-          path: result.task.path,
-          line: result.idLine,
-          field: 'id',
-          reason: `id '${result.task.id}' is already used by ${displayPath(root, first.path)}`,
-          displayPath: displayPath(root, result.task.path),
-        }),
-      );
-      continue;
-    }
-    firstById.set(result.task.id, result.task);
-    tasks.push(result.task);
-  }
+  const results = await readAndParse(names.map((name) => join(tasksDir, name)), realBoard, root, (path, bytes) =>
+    parseTask(path, bytes, config, boardDir, { displayRoot: root }),
+  );
+  const { parsed, errors } = keepFirstById(results, root);
+  const tasks = parsed.map((p) => p.task);
   return { dir: boardDir, format: 'warren', configPath: join(boardDir, 'board.yaml'), config, tasks, errors };
 }
 
@@ -149,6 +119,68 @@ export async function mapConcurrent<T, R>(items: readonly T[], fn: (item: T) => 
   return results;
 }
 
+/**
+ * Reads board files safely ({@link readBoardFile}) with bounded concurrency and parses each with
+ * `parse`; a file that cannot be read, or whose `parse` throws a {@link TaskFileError}, becomes that
+ * error. Results keep the order of `paths`.
+ */
+export async function readAndParse<P>(
+  paths: readonly string[],
+  realBoard: string,
+  root: string,
+  parse: (path: string, bytes: Buffer) => P,
+): Promise<(P | TaskFileError)[]> {
+  return mapConcurrent(paths, async (path) => {
+    const bytes = await readBoardFile(path, realBoard, root);
+    if (bytes instanceof TaskFileError) return bytes;
+    try {
+      return parse(path, bytes);
+    } catch (error) {
+      if (error instanceof TaskFileError) return error;
+      throw error;
+    }
+  });
+}
+
+/**
+ * Splits parse results into the parsed tasks and the errors, in order; a task whose id (compared by
+ * `key`) an earlier file already uses becomes one error on its id line naming that file, so no task
+ * is loaded twice.
+ * @param field the id's field name in this format, for the error.
+ */
+export function keepFirstById<P extends { readonly task: Task; readonly idLine: number }>(
+  results: readonly (P | TaskFileError)[],
+  root: string,
+  options: { readonly key?: (id: string) => string; readonly field?: string } = {},
+): { parsed: P[]; errors: TaskFileError[] } {
+  const key = options.key ?? ((id: string) => id);
+  const parsed: P[] = [];
+  const errors: TaskFileError[] = [];
+  const first = new Map<string, Task>();
+  for (const result of results) {
+    if (result instanceof TaskFileError) {
+      errors.push(result);
+      continue;
+    }
+    const earlier = first.get(key(result.task.id));
+    if (earlier) {
+      errors.push(
+        new TaskFileError({
+          path: result.task.path,
+          line: result.idLine,
+          field: options.field ?? 'id',
+          reason: `id '${result.task.id}' is already used by ${displayPath(root, earlier.path)}`,
+          displayPath: displayPath(root, result.task.path),
+        }),
+      );
+      continue;
+    }
+    first.set(key(result.task.id), result.task);
+    parsed.push(result);
+  }
+  return { parsed, errors };
+}
+
 async function readOne(
   path: string,
   realBoard: string,
@@ -156,14 +188,8 @@ async function readOne(
   root: string,
   config: BoardConfig,
 ): Promise<{ task: Task; idLine: number } | TaskFileError> {
-  const bytes = await readBoardFile(path, realBoard, root);
-  if (bytes instanceof TaskFileError) return bytes;
-  try {
-    return parseTask(path, bytes, config, boardDir, { displayRoot: root });
-  } catch (error) {
-    if (error instanceof TaskFileError) return error;
-    throw error;
-  }
+  const [result] = await readAndParse([path], realBoard, root, (file, bytes) => parseTask(file, bytes, config, boardDir, { displayRoot: root }));
+  return result!;
 }
 
 /**

@@ -10,7 +10,7 @@ import { readdir, readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BoardConfigError, TaskFileError, TaskUpdateError } from '../errors.js';
 import { FrontmatterFields } from '../fields.js';
-import { mapConcurrent, readBoardFile } from '../load.js';
+import { keepFirstById, readAndParse } from '../load.js';
 import { capabilitiesFromTags, columnIdOf, isMappingProblem, mapPriority, MAPPED_PRIORITIES, statusResolver } from '../mapping.js';
 import { decodeUtf8, displayPath, firstInvalidUtf8, ID_PATTERN } from '../text.js';
 import type { BoardColumn, BoardConfig, BoardFormat, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from '../types.js';
@@ -188,41 +188,9 @@ async function load(dirArg: string, options: LoadBoardOptions = {}): Promise<Boa
       .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     for (const name of names) paths.push(join(folderPath, name));
   }
-  const results = await mapConcurrent(paths, async (path): Promise<Parsed | TaskFileError> => {
-    const bytes = await readBoardFile(path, realBoard, root);
-    if (bytes instanceof TaskFileError) return bytes;
-    try {
-      return parseBacklogTask(path, bytes, dir, root, backlog, options);
-    } catch (error) {
-      if (error instanceof TaskFileError) return error;
-      throw error;
-    }
-  });
-  const errors: TaskFileError[] = [];
-  const parsed: Parsed[] = [];
-  const byKey = new Map<string, Task>();
-  for (const result of results) {
-    if (result instanceof TaskFileError) {
-      errors.push(result);
-      continue;
-    }
-    const key = backlogIdKey(result.task.id);
-    const first = byKey.get(key);
-    if (first) {
-      errors.push(
-        new TaskFileError({
-          path: result.task.path,
-          line: result.idLine,
-          field: 'id',
-          reason: `id '${result.task.id}' is already used by ${displayPath(root, first.path)}`,
-          displayPath: displayPath(root, result.task.path),
-        }),
-      );
-      continue;
-    }
-    byKey.set(key, result.task);
-    parsed.push(result);
-  }
+  const results = await readAndParse(paths, realBoard, root, (path, bytes) => parseBacklogTask(path, bytes, dir, root, backlog, options));
+  const { parsed, errors } = keepFirstById(results, root, { key: backlogIdKey });
+  const byKey = new Map(parsed.map((p) => [backlogIdKey(p.task.id), p.task]));
   const canonical = (raw: string): string => byKey.get(backlogIdKey(raw))?.id ?? raw.trim();
   const tasks = parsed.map(({ task, rawDependencies, rawParent }) => ({
     ...task,

@@ -12,7 +12,7 @@ import { readdir, readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BoardConfigError, TaskFileError, TaskUpdateError } from '../errors.js';
 import { FrontmatterFields } from '../fields.js';
-import { isInside, mapConcurrent, readBoardFile } from '../load.js';
+import { isInside, keepFirstById, readAndParse } from '../load.js';
 import { capabilitiesFromTags, columnIdOf, isMappingProblem, mapPriority, MAPPED_PRIORITIES, statusKey, statusResolver } from '../mapping.js';
 import { decodeUtf8, displayPath, firstInvalidUtf8, ID_PATTERN } from '../text.js';
 import type { BoardColumn, BoardConfig, BoardFormat, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, TransitionRule, UpdateTaskOptions, UpdateTaskResult } from '../types.js';
@@ -238,41 +238,11 @@ async function load(dirArg: string, options: LoadBoardOptions = {}): Promise<Boa
     .filter((n) => !n.startsWith('.') && board.exts.some((ext) => n.endsWith(ext)))
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const realBoard = await realpath(dir);
-  const results = await mapConcurrent(names, async (name) => {
-    const file = join(board.tasksDir, name);
-    const bytes = await readBoardFile(file, realBoard, root);
-    if (bytes instanceof TaskFileError) return bytes;
-    try {
-      return parseJsonTask(file, bytes, dir, root, board, options);
-    } catch (error) {
-      if (error instanceof TaskFileError) return error;
-      throw error;
-    }
-  });
-  const tasks: Task[] = [];
-  const errors: TaskFileError[] = [];
-  const first = new Map<string, Task>();
-  for (const result of results) {
-    if (result instanceof TaskFileError) {
-      errors.push(result);
-      continue;
-    }
-    const earlier = first.get(result.task.id);
-    if (earlier) {
-      errors.push(
-        new TaskFileError({
-          path: result.task.path,
-          line: result.idLine,
-          field: 'uuid',
-          reason: `id '${result.task.id}' is already used by ${displayPath(root, earlier.path)}`,
-          displayPath: displayPath(root, result.task.path),
-        }),
-      );
-      continue;
-    }
-    first.set(result.task.id, result.task);
-    tasks.push(result.task);
-  }
+  const results = await readAndParse(names.map((name) => join(board.tasksDir, name)), realBoard, root, (file, bytes) =>
+    parseJsonTask(file, bytes, dir, root, board, options),
+  );
+  const { parsed, errors } = keepFirstById(results, root, { field: 'uuid' });
+  const tasks = parsed.map((p) => p.task);
   return { dir, format: 'json-config', configPath: path, config: board.config, tasks, errors };
 }
 
