@@ -10,7 +10,7 @@
 import type { Dirent } from 'node:fs';
 import { readdir, readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BoardConfigError, TaskFileError, TaskUpdateError } from '../errors.js';
+import { BoardConfigError, TaskUpdateError } from '../errors.js';
 import { FrontmatterFields } from '../fields.js';
 import { isInside, keepFirstById, readAndParse } from '../load.js';
 import { capabilitiesFromTags, columnIdOf, isMappingProblem, mapPriority, MAPPED_PRIORITIES, statusKey, statusResolver } from '../mapping.js';
