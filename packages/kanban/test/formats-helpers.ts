@@ -24,5 +24,5 @@ export async function snapshotFiles(dir: string): Promise<Map<string, Buffer>> {
   return out;
 }
 
-export const FIXTURES = '/work/shared/fixtures/boards';
+export const FIXTURES = join(import.meta.dirname, '..', '..', '..', '..', 'shared', 'fixtures', 'boards');
 export const OWN_FIXTURES = new URL('./fixtures/', import.meta.url).pathname;

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
@@ -5,6 +6,7 @@ import { backlogMdFormat, loadBoard, rewriteFields, statusKey, capabilitiesFromT
 import { backlogWrites } from '../src/formats/backlog-md.js';
 import { jsonConfigWrites } from '../src/formats/json-config.js';
 import type { BoardConfig } from '../src/index.js';
+import { FIXTURES } from './formats-helpers.js';
 
 const config: BoardConfig = {
   name: 'p',
@@ -105,7 +107,7 @@ describe('mapping', () => {
   });
 
   it('an alias or role naming no column is a config error', async () => {
-    const dir = '/work/shared/fixtures/boards/backlog-md';
+    const dir = join(FIXTURES, 'backlog-md');
     await expect(loadBoard(dir, { mapping: { statuses: { "Won't Do": 'Cancelled' } } })).rejects.toThrow(/maps 'Won't Do' to 'Cancelled', which is no column/);
     await expect(backlogMdFormat.load(dir, { mapping: { roles: { failed: 'Nope' } } })).rejects.toThrow(/mapping.roles.failed/);
   });

@@ -6,7 +6,7 @@ import { PolicyError, PolicyLoadError, loadPolicy } from '@warren/policy';
 import type { PolicyEnforcer } from '@warren/policy';
 
 const repoPolicies = resolve(import.meta.dirname, '../../../policies');
-const fixtures = '/work/shared/fixtures/casbin';
+const fixtures = join(import.meta.dirname, '..', '..', '..', '..', 'shared', 'fixtures', 'casbin');
 
 const dirs: string[] = [];
 afterEach(() => {
