@@ -144,6 +144,8 @@ type QueuedEvent =
   | { kind: 'exit'; agent: string; exit: SandboxExit };
 
 const SUPERVISOR = 'supervisor';
+/** Assignments published to the broker at once. */
+const PUBLISH_CONCURRENCY = 32;
 /** Board files written at once by a flush. */
 const BOARD_WRITE_CONCURRENCY = 16;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
@@ -831,30 +833,39 @@ export class Supervisor {
 
   /** Publishes committed executions that are not yet on the broker (the outbox), oldest first. */
   private async publishPending(): Promise<void> {
-    for (const a of this.state.openAssignments()) {
-      if (a.state !== 'pending') continue;
-      const task = this.taskById.get(a.taskId);
-      const template = this.live.get(a.agent)?.template ?? this.templateOf(a.agent);
-      if (!task || !template) continue;
+    const pending = this.state
+      .openAssignments()
+      .filter((a) => a.state === 'pending')
+      .map((a) => ({ a, task: this.taskById.get(a.taskId), template: this.live.get(a.agent)?.template ?? this.templateOf(a.agent) }))
+      .filter((p) => p.task !== undefined && p.template !== undefined);
+    if (pending.length === 0) return;
+    // Publish them side by side (the broker de-duplicates by message id, so order does not
+    // matter), then record every acknowledged one in one transaction.
+    const published = await mapLimit(pending, PUBLISH_CONCURRENCY, async ({ a, task, template }) => {
       try {
         await this.broker.publishAssignment({
           taskId: a.taskId,
           attempt: a.attempt,
           agent: a.agent,
-          title: task.title,
-          body: task.body,
-          ...(task.command === undefined ? {} : { command: task.command }),
-          fields: jsonSafe(task.fields),
-          timeoutMs: template.taskTimeoutMs,
+          title: task!.title,
+          body: task!.body,
+          ...(task!.command === undefined ? {} : { command: task!.command }),
+          fields: jsonSafe(task!.fields),
+          timeoutMs: template!.taskTimeoutMs,
           assignedAtMs: a.assignedMs,
         });
-        this.state.setAssignmentState(a.taskId, a.attempt, 'published');
-        this.crashAt(CrashPoint.assignPublished);
+        return true;
       } catch (error) {
         this.log.warn({ err: error, taskId: a.taskId }, 'cannot publish an assignment yet; will retry');
-        return;
+        return false;
       }
-    }
+    });
+    this.transaction(() => {
+      pending.forEach(({ a }, i) => {
+        if (published[i]) this.state.setAssignmentState(a.taskId, a.attempt, 'published');
+      });
+    });
+    if (published.some(Boolean)) this.crashAt(CrashPoint.assignPublished);
   }
 
   private templateOf(agentName: string): AgentTemplate | undefined {
@@ -894,13 +905,18 @@ export class Supervisor {
           break;
         }
         case 'acked': {
-          const row = this.state.task(event.taskId);
+          // This ack and every ack queued right behind it: one transaction.
+          const batch = [event];
+          while (this.events[0]?.kind === 'acked') batch.push(this.events.shift() as typeof event);
           this.transaction(() => {
-            this.state.setAssignmentState(event.taskId, event.attempt, 'acked');
-            if (row && row.attempt === event.attempt && row.state === TaskState.assigned) {
-              this.state.putTask({ ...row, state: TaskState.running, updatedMs: nowMs });
+            for (const ack of batch) {
+              const row = this.state.task(ack.taskId);
+              this.state.setAssignmentState(ack.taskId, ack.attempt, 'acked');
+              if (row && row.attempt === ack.attempt && row.state === TaskState.assigned) {
+                this.state.putTask({ ...row, state: TaskState.running, updatedMs: nowMs });
+              }
+              this.record({ actor: `agent:${ack.agent}`, action: 'task.start', object: `task:${ack.taskId}`, details: { attempt: ack.attempt } });
             }
-            this.record({ actor: `agent:${event.agent}`, action: 'task.start', object: `task:${event.taskId}`, details: { attempt: event.attempt } });
           });
           this.crashAt(CrashPoint.taskAcked);
           break;
