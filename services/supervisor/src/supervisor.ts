@@ -20,7 +20,6 @@ import {
   recordUsage,
   createAgentWorld,
   createTickLoop,
-  listAgents,
   removeAgent,
   setLoad,
   setStatus,
