@@ -11,7 +11,7 @@ import {
   type GatewayFrame,
   type ResultFrame,
 } from '@warren/agent-runner';
-import type { AssignmentMessage, Broker, Delivery, Subscription } from '@warren/broker';
+import type { AssignmentMessage, Broker, Delivery, ResultMessage, Subscription } from '@warren/broker';
 import type { Logger } from '@warren/core';
 
 /** Who the gateway speaks for: fixed when it is made, never taken from a frame. */
@@ -57,6 +57,9 @@ export interface AgentGatewayOptions {
 }
 
 const SOCKET_NAME = 'agent.sock';
+/** Results kept for `resendResult`, oldest dropped first. */
+const MAX_RECENT_RESULTS = 1_000;
+
 
 /**
  * The per-agent gateway: a Unix socket served by the supervisor and bound into the agent's sandbox,
@@ -72,6 +75,12 @@ export class AgentGateway {
   private messages: Subscription | undefined;
   private readonly waitingAcks = new Map<string, { resolve: (acked: boolean) => void }>();
   private closing: Promise<void> | undefined;
+  /**
+   * Results published recently, by `taskId:attempt`. nats-server 2.9 acknowledges a JetStream
+   * publish before it syncs it to disk, so a broker killed right after can lose one; the
+   * supervisor asks for a result again (`resendResult`) when an execution stays without one.
+   */
+  private readonly recentResults = new Map<string, ResultMessage>();
 
   private constructor(
     private readonly options: AgentGatewayOptions,
@@ -110,6 +119,19 @@ export class AgentGateway {
   /** Asks the runner to cancel an execution. No-op when no runner is connected. */
   cancel(taskId: string, attempt: number, reason: string): void {
     this.send({ type: 'cancel', taskId, attempt, reason });
+  }
+
+  /**
+   * Publishes again the result of (`taskId`, `attempt`) if this gateway published one (same message
+   * id: the broker drops it if it still has it). @returns whether there was one to send.
+   */
+  resendResult(taskId: string, attempt: number): boolean {
+    const message = this.recentResults.get(`${taskId}:${attempt}`);
+    if (!message) return false;
+    this.options.broker.publishResult(message).catch((error: unknown) =>
+      this.log.warn({ err: error, taskId }, 'cannot publish a result again yet'),
+    );
+    return true;
   }
 
   /** Asks the runner to finish and exit. */
@@ -232,6 +254,10 @@ export class AgentGateway {
       durationMs: frame.durationMs,
       finishedAtMs: Date.now(),
     };
+    this.recentResults.set(`${message.taskId}:${message.attempt}`, message);
+    if (this.recentResults.size > MAX_RECENT_RESULTS) {
+      this.recentResults.delete(this.recentResults.keys().next().value!);
+    }
     // The runner sends a result once; the broker may be restarting, so keep trying while open.
     for (let delayMs = 100; !this.closing; delayMs = Math.min(delayMs * 2, 5_000)) {
       try {

@@ -68,7 +68,7 @@ import { AgentGateway } from './gateway.js';
 import { loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
-import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type CommandRow, type TaskRow } from './state.js';
+import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
 
 /**
@@ -143,6 +143,8 @@ type QueuedEvent =
   | { kind: 'exit'; agent: string; exit: SandboxExit };
 
 const SUPERVISOR = 'supervisor';
+/** How long an execution may wait for its agent's ack, or its result, before it is chased, in ms. */
+const CHASE_AFTER_MS = 5_000;
 /** Assignments published to the broker at once. */
 const PUBLISH_CONCURRENCY = 32;
 /** Board files written at once by a flush. */
@@ -168,6 +170,8 @@ export class Supervisor {
   private readonly spawnFailures = new Map<string, { count: number; reason: string; nextAtMs: number }>();
   private readonly reportedErrors = new Set<string>();
   private readonly reportedDenials = new Set<string>();
+  /** When each open execution (`taskId:attempt`) was last published or chased, in ms. */
+  private readonly sentAt = new Map<string, number>();
   /** Executions (`taskId:attempt`) an operator asked to cancel: their `cancelled` result is final. */
   private readonly cancelRequested = new Set<string>();
   private readonly succeeded: string[] = [];
@@ -832,9 +836,11 @@ export class Supervisor {
 
   /** Publishes committed executions that are not yet on the broker (the outbox), oldest first. */
   private async publishPending(): Promise<void> {
-    const pending = this.state
-      .openAssignments()
-      .filter((a) => a.state === 'pending')
+    const nowMs = Date.now();
+    const open = this.state.openAssignments();
+    this.chaseLostMessages(open, nowMs);
+    const pending = open
+      .filter((a) => a.state === 'pending' || (a.state === 'published' && this.isStale(`${a.taskId}:${a.attempt}`, nowMs)))
       .map((a) => ({ a, task: this.taskById.get(a.taskId), template: this.live.get(a.agent)?.template ?? this.templateOf(a.agent) }))
       .filter((p) => p.task !== undefined && p.template !== undefined);
     if (pending.length === 0) return;
@@ -861,10 +867,43 @@ export class Supervisor {
     });
     this.transaction(() => {
       pending.forEach(({ a }, i) => {
-        if (published[i]) this.state.setAssignmentState(a.taskId, a.attempt, 'published');
+        if (!published[i]) return;
+        this.sentAt.set(`${a.taskId}:${a.attempt}`, nowMs);
+        if (a.state === 'pending') this.state.setAssignmentState(a.taskId, a.attempt, 'published');
       });
     });
     if (published.some(Boolean)) this.crashAt(CrashPoint.assignPublished);
+  }
+
+  /** True once an execution has waited {@link CHASE_AFTER_MS} since it was last sent or chased. */
+  private isStale(key: string, nowMs: number): boolean {
+    const at = this.sentAt.get(key);
+    if (at === undefined) {
+      this.sentAt.set(key, nowMs);
+      return false;
+    }
+    return nowMs - at >= CHASE_AFTER_MS;
+  }
+
+  /**
+   * nats-server 2.9 acknowledges a JetStream publish before it reaches the disk, so a broker killed
+   * at the wrong moment can lose an assignment or a result that was acknowledged. Published
+   * executions that no agent has acknowledged after {@link CHASE_AFTER_MS} are published again (same
+   * message id: the broker drops the copy if it still has the original), and for acknowledged ones
+   * still without a result, the agent's gateway publishes its result again if it has one.
+   */
+  private chaseLostMessages(open: readonly AssignmentRow[], nowMs: number): void {
+    for (const a of open) {
+      if (a.state !== 'acked') continue;
+      const key = `${a.taskId}:${a.attempt}`;
+      if (!this.isStale(key, nowMs)) continue;
+      this.sentAt.set(key, nowMs);
+      this.live.get(a.agent)?.gateway.resendResult(a.taskId, a.attempt);
+    }
+    if (this.sentAt.size > 4 * open.length + 1_000) {
+      const keep = new Set(open.map((a) => `${a.taskId}:${a.attempt}`));
+      for (const key of this.sentAt.keys()) if (!keep.has(key)) this.sentAt.delete(key);
+    }
   }
 
   private templateOf(agentName: string): AgentTemplate | undefined {
