@@ -21,16 +21,15 @@ export interface FileProblemInit {
 }
 
 /**
- * A task file cannot be used (code `WARREN_TASK_PARSE`). The message reads
- * `kanban/tasks/fix-login.md:4: 'priority' must be one of low, normal, high, urgent`; the same data
- * is on the fields. The board holds the task until its file parses again.
+ * A board file that cannot be read, at a path and line (code `WARREN_TASK_PARSE`); the message is
+ * `path:line: reason`. {@link TaskFileError} and {@link BoardConfigError} are the two kinds.
  */
-export class TaskFileError extends WarrenError {
-  /** Absolute path of the task file. */
+export abstract class FileProblemError extends WarrenError {
+  /** Absolute path of the file. */
   readonly path: string;
   /** 1-based line, or 0 when the problem is about the whole file. */
   readonly line: number;
-  /** The frontmatter field at fault, if any. */
+  /** The field or config key at fault (`priority`, `roles.done`), if any. */
   readonly field?: string;
   /** The message without its `path:line:` prefix. */
   readonly reason: string;
@@ -45,28 +44,18 @@ export class TaskFileError extends WarrenError {
 }
 
 /**
+ * A task file cannot be used (code `WARREN_TASK_PARSE`). The message reads
+ * `kanban/tasks/fix-login.md:4: 'priority' must be one of low, normal, high, urgent`; the same data
+ * is on the fields. The board holds the task until its file parses again.
+ */
+export class TaskFileError extends FileProblemError {}
+
+/**
  * `board.yaml` is missing, is not valid YAML, or breaks the schema (code `WARREN_TASK_PARSE`,
  * the catalogue's code for a task file or board config that cannot be read). Message:
  * `kanban/board.yaml:7: unknown key 'colour'`.
  */
-export class BoardConfigError extends WarrenError {
-  /** Absolute path of the file (`<board>/board.yaml`, or `<board>/tasks` when that cannot be listed). */
-  readonly path: string;
-  /** 1-based line, or 0 when the problem is about the whole file. */
-  readonly line: number;
-  /** The config key at fault (`roles.done`, `columns[1].id`), if any. */
-  readonly field?: string;
-  /** The message without its `path:line:` prefix. */
-  readonly reason: string;
-
-  constructor(init: FileProblemInit, options?: ErrorOptions) {
-    super('WARREN_TASK_PARSE', located(init.displayPath ?? init.path, init.line, init.reason), options);
-    this.path = init.path;
-    this.line = init.line;
-    if (init.field !== undefined) this.field = init.field;
-    this.reason = init.reason;
-  }
-}
+export class BoardConfigError extends FileProblemError {}
 
 /**
  * The task file changed since it was read (code `WARREN_TASK_CONFLICT`): its sha256 is not the

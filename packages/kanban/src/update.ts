@@ -272,6 +272,18 @@ function verify(path: string, text: string, oldValue: unknown, wanted: readonly 
  */
 export async function updateTaskFile(path: string, changes: OwnedFieldChanges, options: UpdateTaskOptions = {}): Promise<UpdateTaskResult> {
   checkChanges(path, changes);
+  return rewriteFileAtomically(path, (text) => rewriteOwnedFields(text, changes, path), options);
+}
+
+/**
+ * The shared read → conflict check → rewrite → atomic replace of {@link updateTaskFile} and
+ * {@link updateFrontmatterFile}: reads `path` (through a symlink to its target), refuses it when
+ * its sha256 is not `options.expectedHash` or it is not UTF-8, applies `rewrite` to its text, and
+ * replaces it atomically only when the text changed.
+ * @returns the sha256 (hex) of the file as it now is.
+ * @throws {TaskConflictError} / {TaskUpdateError} as the two callers document.
+ */
+async function rewriteFileAtomically(path: string, rewrite: (text: string) => string, options: UpdateTaskOptions): Promise<UpdateTaskResult> {
   let target: string;
   let bytes: Buffer;
   try {
@@ -286,7 +298,7 @@ export async function updateTaskFile(path: string, changes: OwnedFieldChanges, o
   }
   if (firstInvalidUtf8(bytes) !== -1) throw new TaskUpdateError(path, 'cannot update: the file is not valid UTF-8');
   const text = decodeUtf8(bytes);
-  const next = rewriteOwnedFields(text, changes, path);
+  const next = rewrite(text);
   if (next === text) return { hash: actualHash };
   const out = Buffer.from(next, 'utf8');
   await replaceAtomically(path, target, out, actualHash);
@@ -352,23 +364,5 @@ async function syncDirectory(dir: string): Promise<void> {
  * @throws {TaskUpdateError} when the file cannot be read, written or rewritten; it is left as it was.
  */
 export async function updateFrontmatterFile(path: string, writes: readonly FieldWrite[], options: UpdateTaskOptions = {}): Promise<UpdateTaskResult> {
-  let target: string;
-  let bytes: Buffer;
-  try {
-    target = await realpath(path);
-    bytes = await readFile(target);
-  } catch (error) {
-    throw new TaskUpdateError(path, `cannot read the file: ${(error as Error).message}`, undefined, { cause: error });
-  }
-  const actualHash = sha256Hex(bytes);
-  if (options.expectedHash !== undefined && options.expectedHash !== actualHash) {
-    throw new TaskConflictError(path, options.expectedHash, actualHash);
-  }
-  if (firstInvalidUtf8(bytes) !== -1) throw new TaskUpdateError(path, 'cannot update: the file is not valid UTF-8');
-  const text = decodeUtf8(bytes);
-  const next = rewriteFields(text, writes, path);
-  if (next === text) return { hash: actualHash };
-  const out = Buffer.from(next, 'utf8');
-  await replaceAtomically(path, target, out, actualHash);
-  return { hash: sha256Hex(out) };
+  return rewriteFileAtomically(path, (text) => rewriteFields(text, writes, path), options);
 }
