@@ -471,7 +471,7 @@ export class Supervisor {
         failed,
         assignmentsPurged,
         tempFilesRemoved: tempFiles,
-        pendingBoardWrites: this.state.tasks().filter((t) => t.boardSync === 'pending').length,
+        pendingBoardWrites: this.state.pendingBoardTasks().length,
       },
     });
   }
@@ -1431,9 +1431,10 @@ export class Supervisor {
   /** Puts idle `sleep` agents to sleep and stops `autodelete` agents after their task. */
   private async tendLifecycles(nowMs: number): Promise<void> {
     const loads = new Map(agentSlots(this.world).map((s) => [s.name, s.load]));
+    const busyAgents = new Set(this.state.openAssignments().map((a) => a.agent));
     for (const [name, agent] of this.live) {
       if (agent.stopping || !agent.sandbox || (loads.get(name) ?? 0) > 0) continue;
-      if (this.state.openAssignments().some((a) => a.agent === name)) continue;
+      if (busyAgents.has(name)) continue;
       const mode = agent.template.lifecycle;
       if (mode === 'sleep' && nowMs - agent.lastActiveMs >= agent.template.sleepAfterIdleMs) {
         this.stopAgent(agent, 'sleep');
@@ -1487,8 +1488,11 @@ export class Supervisor {
     if ([...this.spawnFailures.values()].some((f) => f.count < MAX_SPAWN_FAILURES)) return false;
     // A task backing off before its next attempt is not idle work.
     const readyColumn = new Set(this.board.tasks.filter((t) => t.status === this.board!.config.roles.ready).map((t) => t.id));
-    if (this.state.tasks().some((t) => t.state === TaskState.ready && t.notBeforeMs !== null && readyColumn.has(t.id))) return false;
-    if (this.state.tasks().some((t) => t.boardSync === 'pending')) return false;
+    if (readyColumn.size > 0 && [...readyColumn].some((id) => {
+      const row = this.state.task(id);
+      return row?.state === TaskState.ready && row.notBeforeMs !== null;
+    })) return false;
+    if (this.state.pendingBoardTasks().length > 0) return false;
     const loads = new Map(agentSlots(this.world).map((s) => [s.name, s.load]));
     for (const [name, agent] of this.live) {
       // An agent still starting may be about to take a waiting task.
