@@ -4,7 +4,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { loadBoardConfig } from './config.js';
 import { BoardConfigError, TaskFileError } from './errors.js';
 import { parseTask } from './task.js';
-import { displayPath, MAX_TASK_FILE_BYTES } from './text.js';
+import { displayPath, MAX_TASK_FILE_BYTES, sha256Hex } from './text.js';
 import type { BoardConfig, BoardSnapshot, LoadBoardOptions, Task } from './types.js';
 
 /** How many task files are read at once. */
@@ -181,17 +181,6 @@ export function keepFirstById<P extends { readonly task: Task; readonly idLine: 
   return { parsed, errors };
 }
 
-async function readOne(
-  path: string,
-  realBoard: string,
-  boardDir: string,
-  root: string,
-  config: BoardConfig,
-): Promise<{ task: Task; idLine: number } | TaskFileError> {
-  const [result] = await readAndParse([path], realBoard, root, (file, bytes) => parseTask(file, bytes, config, boardDir, { displayRoot: root }));
-  return result!;
-}
-
 /**
  * Brings a Warren board snapshot up to date after some of its files changed, reading only those
  * files (a board of N tasks costs O(changed) per edit instead of O(N)). Falls back to a full
@@ -228,7 +217,16 @@ export async function refreshWarrenBoard(
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    return readOne(path, realBoard, boardDir, root, previous.config);
+    // A file whose bytes are the ones already parsed (often Warren's own write, echoed by the
+    // watcher) keeps its parsed task: same bytes, same task.
+    const known = byPath.get(path);
+    const unchanged = known && !(known instanceof TaskFileError) ? known.task : undefined;
+    const [result] = await readAndParse([path], realBoard, root, (file, bytes) =>
+      unchanged && sha256Hex(bytes) === unchanged.hash
+        ? { task: unchanged, idLine: 0 }
+        : parseTask(file, bytes, previous.config, boardDir, { displayRoot: root }),
+    );
+    return result!;
   });
   names.forEach((path, index) => {
     const result = fresh[index];

@@ -6,7 +6,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { isAlias, isCollection, isMap, isScalar, parse, type Node, type Pair } from 'yaml';
 import { TaskConflictError, TaskUpdateError } from './errors.js';
 import { decodeUtf8, findFrontmatter, firstInvalidUtf8, isFrontmatterProblem, parseTimestampMs, sha256Hex } from './text.js';
-import { OWNED_FIELDS, type OwnedField, type OwnedFieldChanges, type UpdateTaskOptions, type UpdateTaskResult } from './types.js';
+import { OWNED_FIELDS, type OwnedField, type OwnedFieldChanges, type Task, type UpdateTaskOptions, type UpdateTaskResult } from './types.js';
 import { isYamlProblem, parseYamlSource } from './yaml-source.js';
 
 const TIMESTAMP_FIELDS: ReadonlySet<OwnedField> = new Set(['started', 'completed', 'updated']);
@@ -365,4 +365,34 @@ async function syncDirectory(dir: string): Promise<void> {
  */
 export async function updateFrontmatterFile(path: string, writes: readonly FieldWrite[], options: UpdateTaskOptions = {}): Promise<UpdateTaskResult> {
   return rewriteFileAtomically(path, (text) => rewriteFields(text, writes, path), options);
+}
+
+/**
+ * The task as a Warren task file reads after {@link updateTaskFile} wrote `changes` and the file
+ * now hashes to `hash`: `task` with the owned fields (status, assignee, result, started, completed,
+ * updated) and their `fields` entries replaced, so a caller can keep its snapshot current without
+ * parsing the file again (re-reading those bytes gives an equal task). Pure.
+ * @param changes as given to the write (`undefined` leaves a field, `null` clears it).
+ * @param hash the sha256 (hex) the write returned.
+ */
+export function applyOwnedChanges(task: Task, changes: OwnedFieldChanges, hash: string): Task {
+  const next: Record<string, unknown> = { ...task, fields: { ...task.fields }, hash };
+  const fields = next.fields as Record<string, unknown>;
+  const timestamps = { started: 'startedMs', completed: 'completedMs', updated: 'updatedMs' } as const;
+  for (const field of OWNED_FIELDS) {
+    const value = changes[field];
+    if (value === undefined) continue;
+    fields[field] = value;
+    if (field === 'status') next.status = value;
+    else if (field === 'assignee') next.assignee = value === '' ? null : value;
+    else if (field === 'result') {
+      if (value === null) delete next.result;
+      else next.result = value;
+    } else {
+      const ms = value === null ? undefined : parseTimestampMs(value);
+      if (ms === undefined) delete next[timestamps[field]];
+      else next[timestamps[field]] = ms;
+    }
+  }
+  return next as unknown as Task;
 }

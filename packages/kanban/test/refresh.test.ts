@@ -48,4 +48,20 @@ describe('refreshWarrenBoard', () => {
     expect(summary(after)).toEqual(summary(await loadWarrenBoard(dir)));
     expect(after.errors.some((e) => /already used by/.test(e.message))).toBe(true);
   });
+
+  it('keeps the parsed task of a reported file whose bytes did not change, and re-reads one that did', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-refresh-'));
+    dirs.push(dir);
+    cpSync(repoBoard, dir, { recursive: true });
+    const tasks = join(dir, 'tasks');
+    writeFileSync(join(tasks, 'same.md'), task('same'));
+    writeFileSync(join(tasks, 'edited.md'), task('edited'));
+    const before = await loadWarrenBoard(dir);
+    writeFileSync(join(tasks, 'same.md'), task('same'));
+    writeFileSync(join(tasks, 'edited.md'), task('edited', 'done'));
+    const after = await refreshWarrenBoard(before, [join(tasks, 'same.md'), join(tasks, 'edited.md')]);
+    expect(after.tasks.find((t) => t.id === 'same')).toBe(before.tasks.find((t) => t.id === 'same'));
+    expect(after.tasks.find((t) => t.id === 'edited')?.status).toBe('done');
+    expect(summary(after)).toEqual(summary(await loadWarrenBoard(dir)));
+  });
 });

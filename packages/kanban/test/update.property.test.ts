@@ -1,7 +1,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatOwnedValue, OWNED_FIELDS, parseBoardConfig, parseTaskFile, rewriteOwnedFields, type OwnedFieldChanges } from '@warren/kanban';
+import { applyOwnedChanges, formatOwnedValue, OWNED_FIELDS, parseBoardConfig, parseTaskFile, rewriteOwnedFields, type OwnedFieldChanges } from '@warren/kanban';
 import { BOARD_YAML } from './helpers.js';
 
 const config = parseBoardConfig(BOARD_YAML, '/srv/kanban/board.yaml');
@@ -120,6 +120,9 @@ describe('rewriteOwnedFields (property)', () => {
         if (change.result !== undefined) expect(task.result).toBe(change.result ?? undefined);
         if (change.started) expect(task.startedMs).toBe(Date.parse(change.started));
         expect(task.body).toBe(body);
+        // Applying the changes to the task read before gives the task read after, field for field.
+        const before = parseTaskFile('/srv/kanban/tasks/p.md', Buffer.from(input, 'utf8'), config, '/srv/kanban');
+        expect(applyOwnedChanges(before, change, task.hash)).toEqual(task);
 
         // Byte for byte: the prefix, every non-owned line, and the suffix of every owned line stay.
         const prefix = `${bom ? '\uFEFF' : ''}---${eol}`;

@@ -14,7 +14,7 @@ import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './
 import { loadTemplates } from './templates.js';
 import { execInAgent } from './exec.js';
 import { loadMappingFile } from './mapping.js';
-import { StateStore, migrateState, type CommandKind, type TaskRow } from './state.js';
+import { StateStore, migrateState, queuePositions, type CommandKind, type TaskRow } from './state.js';
 import { Supervisor, type RunMode, type RunSummary } from './supervisor.js';
 
 /** Exit codes of the CLI. */
@@ -285,6 +285,7 @@ export function buildProgram(): Command {
           db.close();
         }
       })() : new Map<string, TaskRow>();
+      const positions = queuePositions(rows.values());
       const tasks = board.tasks.map((t) => ({
         id: t.id,
         title: t.title,
@@ -295,7 +296,7 @@ export function buildProgram(): Command {
         dependsOn: t.dependsOn,
         state: rows.get(t.id)?.state ?? null,
         attempt: rows.get(t.id)?.attempt ?? 0,
-        queuePosition: rows.get(t.id)?.queuePosition ?? null,
+        queuePosition: positions.get(t.id) ?? null,
         queueReason: rows.get(t.id)?.queueReason ?? null,
         result: t.result ?? null,
         path: t.relativePath,

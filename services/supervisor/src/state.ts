@@ -144,6 +144,18 @@ const MIGRATIONS = [
   },
 ];
 
+/**
+ * The 1-based place in the admission queue of each waiting task (state `ready` with a stored
+ * position), numbering the stored positions densely: the supervisor keeps them in queue order but
+ * leaves gaps when tasks ahead leave, so that an assignment rewrites no other row.
+ * @returns task id → position.
+ */
+export function queuePositions(rows: Iterable<TaskRow>): Map<string, number> {
+  const waiting = [...rows].filter((r) => r.state === TaskState.ready && r.queuePosition !== null);
+  waiting.sort((a, b) => a.queuePosition! - b.queuePosition!);
+  return new Map(waiting.map((r, index) => [r.id, index + 1]));
+}
+
 /** Applies the supervisor's schema to `db`. Idempotent. */
 export function migrateState(db: SqliteDatabase): void {
   migrate(db, 'supervisor', MIGRATIONS);
@@ -290,8 +302,14 @@ export class StateStore {
    */
   private taskCache: Map<string, TaskRow> | undefined;
 
+  /** Ids of cached rows with `boardSync = 'pending'` (kept with the cache). */
+  private readonly pendingBoard = new Set<string>();
+
   private cache(): Map<string, TaskRow> {
-    this.taskCache ??= new Map(this.stmts.tasks.all().map((r) => [r.id, taskRow(r)]));
+    if (!this.taskCache) {
+      this.taskCache = new Map(this.stmts.tasks.all().map((r) => [r.id, taskRow(r)]));
+      for (const row of this.taskCache.values()) if (row.boardSync === 'pending') this.pendingBoard.add(row.id);
+    }
     return this.taskCache;
   }
 
@@ -306,12 +324,15 @@ export class StateStore {
 
   /** Task rows whose board file does not yet show their state. */
   pendingBoardTasks(): TaskRow[] {
-    return [...this.cache().values()].filter((r) => r.boardSync === 'pending');
+    const cache = this.cache();
+    return [...this.pendingBoard].map((id) => cache.get(id)!);
   }
 
   putTask(row: TaskRow): void {
     this.stmts.upsertTask.run(row);
     this.cache().set(row.id, row);
+    if (row.boardSync === 'pending') this.pendingBoard.add(row.id);
+    else this.pendingBoard.delete(row.id);
   }
 
   /** Records a new execution in state `pending` (committed, not yet published). */

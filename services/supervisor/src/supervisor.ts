@@ -16,6 +16,7 @@ import { ConfigError, WarrenError, type Logger } from '@warren/core';
 import {
   addAgent,
   agentSlots,
+  agentView,
   livenessSystem,
   recordUsage,
   createAgentWorld,
@@ -29,6 +30,7 @@ import {
   type TickLoop,
 } from '@warren/ecs';
 import {
+  applyOwnedChanges,
   boardWatchPaths,
   illegalMoves,
   parentsToComplete,
@@ -637,7 +639,9 @@ export class Supervisor {
         if (outcome.ok) {
           this.state.putTask({ ...row, boardSync: 'clean', boardHash: outcome.hash });
           this.record({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
-          const updated = { ...task, hash: outcome.hash, status: changes.status };
+          // A Warren file now reads as the task with the changes applied (re-reading it would give
+          // the same task, so the watcher's echo of this write costs no parse).
+          const updated = (board.format ?? 'warren') === 'warren' ? applyOwnedChanges(task, changes, outcome.hash) : { ...task, hash: outcome.hash, status: changes.status };
           byId.set(row.id, updated);
           const index = board.tasks.indexOf(task);
           if (index !== -1) (board.tasks as Task[])[index] = updated;
@@ -771,8 +775,11 @@ export class Supervisor {
   }
 
   /**
-   * Keeps each waiting task's `queuePosition` (1-based, in the order the scheduler would take them:
-   * effective priority, then age, then id) and `queueReason` up to date; writes only changes.
+   * Keeps each waiting task's `queuePosition` and `queueReason` up to date. The stored positions
+   * increase strictly in the order the scheduler would take the tasks (effective priority, then
+   * age, then id) but need not be dense: readers number them 1, 2, 3… by stored value
+   * ({@link queuePositions}). So a task leaving the queue (assigned, the common case) rewrites no
+   * other row; only a task joining out of order, or a change of order or reason, writes rows.
    */
   private recordQueue(plan: Plan, ready: readonly { task: Task; row: TaskRow }[], rank: ReadonlyMap<string, number>): void {
     const reasons = new Map(plan.unplaced.map((u) => [u.taskId, u.reason]));
@@ -785,12 +792,15 @@ export class Supervisor {
           (a.task.createdMs ?? 0) - (b.task.createdMs ?? 0) ||
           (a.task.id < b.task.id ? -1 : 1),
       );
-    waiting.forEach(({ task, row }, index) => {
+    let previous = 0;
+    for (const { task, row } of waiting) {
       const queueReason = reasons.get(task.id) ?? 'waiting for an agent to start';
-      if (row.queuePosition !== index + 1 || row.queueReason !== queueReason) {
-        this.state.putTask({ ...row, queuePosition: index + 1, queueReason });
+      const queuePosition = row.queuePosition !== null && row.queuePosition > previous ? row.queuePosition : previous + 1;
+      if (row.queuePosition !== queuePosition || row.queueReason !== queueReason) {
+        this.state.putTask({ ...row, queuePosition, queueReason });
       }
-    });
+      previous = queuePosition;
+    }
   }
 
   private reportDenial(sub: string, taskId: string): void {
@@ -827,8 +837,7 @@ export class Supervisor {
       this.record({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
       this.record({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
     });
-    const load = agentSlots(this.world).find((s) => s.name === agentName)?.load ?? 0;
-    setLoad(this.world, agentName, load + 1);
+    setLoad(this.world, agentName, (agentView(this.world, agentName)?.load ?? 0) + 1);
     setStatus(this.world, agentName, AgentStatus.busy, nowMs);
     agent.lastActiveMs = nowMs;
     this.log.info({ taskId, agent: agentName, attempt }, 'task assigned');
@@ -1006,7 +1015,7 @@ export class Supervisor {
     this.log.info({ taskId: r.taskId, agent: r.agent, outcome: r.outcome, durationMs: r.durationMs }, 'task finished');
     const agent = this.live.get(r.agent);
     if (agent) {
-      const load = Math.max(0, (agentSlots(this.world).find((s) => s.name === r.agent)?.load ?? 1) - 1);
+      const load = Math.max(0, (agentView(this.world, r.agent)?.load ?? 1) - 1);
       setLoad(this.world, r.agent, load);
       if (load === 0) setStatus(this.world, r.agent, AgentStatus.idle, nowMs);
       agent.lastActiveMs = nowMs;
