@@ -31,7 +31,7 @@ export { loadBoard, updateTask, detectBoardFormat, boardFormat, BOARD_FORMATS } 
 export { loadWarrenBoard, refreshWarrenBoard, isTaskFileName } from './load.js';
 export { loadBoardConfig, parseBoardConfig, DEFAULT_PRIORITIES } from './config.js';
 export { parseTaskFile } from './task.js';
-export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue, applyOwnedChanges } from './update.js';
+export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue, applyOwnedChanges, syncDirectories } from './update.js';
 export type { FieldWrite } from './update.js';
 export { checkDependencies, isReady } from './dependencies.js';
 export { checkTransition, checkMove, wipStatus, illegalMoves, parentsToComplete } from './process.js';

@@ -189,7 +189,8 @@ export function keepFirstById<P extends { readonly task: Task; readonly idLine: 
  * duplicate-id error (which depends on other files).
  * @param previous a snapshot of the same board made by {@link loadWarrenBoard} or this function.
  * @param changedPaths absolute paths reported by the watcher (missing files are removals).
- * @returns a new snapshot; `previous` is not modified.
+ * @returns a new snapshot, or `previous` itself when every changed file still has the bytes it had
+ *   (nothing to re-read); `previous` is not modified.
  * @throws {BoardConfigError} as {@link loadWarrenBoard} does, on the full-reload path.
  */
 export async function refreshWarrenBoard(
@@ -228,6 +229,14 @@ export async function refreshWarrenBoard(
     );
     return result!;
   });
+  // Nothing new read (every reported file had the bytes already parsed): the same snapshot.
+  if (names.length === changed.length && names.every((path, index) => {
+    const known = byPath.get(path);
+    const result = fresh[index];
+    return known !== undefined && !(known instanceof TaskFileError) && result !== undefined && !(result instanceof TaskFileError) && result.task === known.task;
+  })) {
+    return previous;
+  }
   names.forEach((path, index) => {
     const result = fresh[index];
     if (result === undefined) byPath.delete(path);

@@ -235,6 +235,11 @@ export interface UpdateTaskOptions {
    * target column, the per-assignee WIP limit). Default false.
    */
   readonly force?: boolean | undefined;
+  /**
+   * Sync the folder after the rename (default true). A caller writing many files at once passes
+   * false and calls `syncDirectories` once for all of them before it relies on the writes.
+   */
+  readonly syncDirectory?: boolean | undefined;
 }
 
 /** What `updateTaskFile` returns. */

@@ -301,20 +301,21 @@ async function rewriteFileAtomically(path: string, rewrite: (text: string) => st
   const next = rewrite(text);
   if (next === text) return { hash: actualHash };
   const out = Buffer.from(next, 'utf8');
-  await replaceAtomically(path, target, out, actualHash);
+  await replaceAtomically(path, target, out, actualHash, options.syncDirectory ?? true);
   return { hash: sha256Hex(out) };
 }
 
 /**
  * Replaces `target` with `out` atomically: a temporary file in the same folder (same mode and, as
- * root, owner) is written, fsynced and renamed over it, then the folder is fsynced. Just before the
- * rename the file is hashed again; if it is no longer `basedOnHash`, nothing is replaced.
+ * root, owner) is written, fsynced and renamed over it, then (unless `syncFolder` is false) the
+ * folder is fsynced. Just before the rename the file is hashed again; if it is no longer
+ * `basedOnHash`, nothing is replaced.
  *
  * @param path the path shown in errors (`target` is `path` resolved through symlinks).
  * @throws {TaskConflictError} when the file changed since it was read.
  * @throws {TaskUpdateError} when writing fails (with `cause`); no temporary file is left behind.
  */
-export async function replaceAtomically(path: string, target: string, out: Buffer, basedOnHash: string): Promise<void> {
+export async function replaceAtomically(path: string, target: string, out: Buffer, basedOnHash: string, syncFolder = true): Promise<void> {
   const dir = dirname(target);
   const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let renamed = false;
@@ -333,12 +334,21 @@ export async function replaceAtomically(path: string, target: string, out: Buffe
     if (current !== basedOnHash) throw new TaskConflictError(path, basedOnHash, current);
     await rename(temp, target);
     renamed = true;
-    await syncDirectory(dir);
+    if (syncFolder) await syncDirectory(dir);
   } catch (error) {
     if (!renamed) await unlink(temp).catch(() => undefined);
     if (error instanceof TaskConflictError) throw error;
     throw new TaskUpdateError(path, `cannot write the file: ${(error as Error).message}`, undefined, { cause: error });
   }
+}
+
+/**
+ * Syncs each folder in `dirs` (at once), making renames into them durable: what a caller that
+ * wrote with `syncDirectory: false` calls before relying on the writes. Best effort, as
+ * {@link updateTaskFile}'s own folder sync: a file system that refuses fsync on a folder is skipped.
+ */
+export async function syncDirectories(dirs: Iterable<string>): Promise<void> {
+  await Promise.all([...dirs].map((dir) => syncDirectory(dir)));
 }
 
 /** Makes the rename durable. Best effort: some file systems refuse fsync on a folder. */

@@ -1,6 +1,6 @@
 import { unlinkSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { openAccounts, type Account, type AccountStore } from '@warren/accounts';
 import { openAudit, type AuditEntry, type AuditTrail } from '@warren/audit';
 import {
@@ -32,6 +32,8 @@ import {
 import {
   applyOwnedChanges,
   boardWatchPaths,
+  checkTransition,
+  syncDirectories,
   illegalMoves,
   parentsToComplete,
   wipStatus,
@@ -185,6 +187,10 @@ export class Supervisor {
   private fullReload = true;
   /** The board's tasks by id (rebuilt with each snapshot). */
   private taskById = new Map<string, Task>();
+  /** Index of each task in `board.tasks`, by id. */
+  private taskIndex = new Map<string, number>();
+  /** The board write running in the background, if any (see {@link startBoardFlush}). */
+  private boardFlush: Promise<void> | undefined;
   private lastPlan: Plan | undefined;
   private loop: TickLoop | undefined;
   private watcher: BoardWatcher | undefined;
@@ -402,7 +408,7 @@ export class Supervisor {
     this.checkLiveness(nowMs);
     this.runWatchdog(nowMs);
     await this.publishPending();
-    await this.flushBoard();
+    this.startBoardFlush();
     let plan!: Plan;
     // Planning writes new task rows and queue positions: one transaction for all of them.
     this.transaction(() => {
@@ -415,7 +421,7 @@ export class Supervisor {
     if (plan.assignments.length > 0) this.crashAt(CrashPoint.assignCommitted);
     if (plan.assignments.length > 0) {
       await this.publishPending();
-      await this.flushBoard();
+      this.startBoardFlush();
     }
     for (const spawn of plan.spawns) this.startAgent(spawn.template, nowMs);
     await this.completeParents(nowMs);
@@ -505,6 +511,7 @@ export class Supervisor {
       return;
     }
     const previous = this.board;
+    if (snapshot === previous) return;
     this.setBoard(snapshot);
     for (const error of snapshot.errors) this.reportHeld(error);
     this.reportProcessRules(previous, snapshot);
@@ -541,6 +548,11 @@ export class Supervisor {
         this.record({ actor: 'board', action: 'board.illegal_move', object: `task:${move.taskId}`, details: { message: move.message } });
       }
     }
+    this.reportWip(snapshot);
+  }
+
+  /** Audits, once per count, each column (or assignee) over its WIP limit. */
+  private reportWip(snapshot: BoardSnapshot): void {
     for (const wip of wipStatus(snapshot)) {
       const key = `wip:${wip.kind}:${wip.name}:${wip.count}`;
       if (!wip.over || this.reportedErrors.has(key)) continue;
@@ -579,6 +591,18 @@ export class Supervisor {
   private setBoard(snapshot: BoardSnapshot): void {
     this.board = snapshot;
     this.taskById = new Map(snapshot.tasks.map((t) => [t.id, t]));
+    this.taskIndex = new Map(snapshot.tasks.map((t, i) => [t.id, i]));
+  }
+
+  /**
+   * Puts `updated` (the task as Warren just wrote it over `base`) into the current snapshot, unless
+   * the snapshot has since read another version of that task (then the watcher will bring it).
+   */
+  private replaceTask(base: Task, updated: Task): void {
+    if (this.taskById.get(base.id)?.hash !== base.hash) return;
+    this.taskById.set(base.id, updated);
+    const index = this.taskIndex.get(base.id);
+    if (this.board && index !== undefined && this.board.tasks[index]?.id === base.id) (this.board.tasks as Task[])[index] = updated;
   }
 
   private reportHeld(error: TaskFileError): void {
@@ -595,14 +619,47 @@ export class Supervisor {
   }
 
   /** Writes every task whose board file does not yet show its state (the board outbox). */
-  private async flushBoard(): Promise<void> {
-    if (!this.board) return;
+  /**
+   * Starts writing the board rows that are pending, in the background, unless a write is already
+   * running: board files are written off the tick's path, one flush at a time, so a slow disk
+   * delays the board and never the assignments. A task whose row changes again while a write runs
+   * is written once more by the next flush, and one that went from ready to done while the writer
+   * was busy gets a single write. When a flush wrote something and more is pending, a tick follows.
+   */
+  private startBoardFlush(): void {
+    if (this.boardFlush || !this.board || this.state.pendingBoardTasks().length === 0) return;
+    this.boardFlush = this.flushBoard().then(
+      (wrote) => {
+        this.boardFlush = undefined;
+        if (wrote > 0 && this.state.pendingBoardTasks().length > 0) this.loop?.requestTick();
+      },
+      (error: unknown) => {
+        this.boardFlush = undefined;
+        this.log.error({ err: error }, 'cannot write the board; will retry');
+      },
+    );
+  }
+
+  /** Waits for the background board write, then writes whatever is still pending. */
+  private async drainBoard(): Promise<void> {
+    await this.boardFlush;
+    await this.flushBoard();
+  }
+
+  /**
+   * Writes each pending task row's state to its board file (owned fields only) and records the
+   * outcomes. Files are independent: up to {@link BOARD_WRITE_CONCURRENCY} are written at once, each
+   * synced, then the board folder is synced once and every outcome is committed in one transaction
+   * (a row is marked clean only once its file is durable).
+   * @returns how many files were written.
+   */
+  private async flushBoard(): Promise<number> {
+    if (!this.board) return 0;
     const board = this.board;
-    const byId = this.taskById;
     const roles = board.config.roles;
-    const writes: { row: TaskRow; task: Task; changes: OwnedFieldChanges & { status: string } }[] = [];
+    const writes: { row: TaskRow; task: Task; steps: (OwnedFieldChanges & { status: string })[] }[] = [];
     for (const row of this.state.pendingBoardTasks()) {
-      const task = byId.get(row.id);
+      const task = this.taskById.get(row.id);
       if (!task) continue;
       const now = new Date().toISOString();
       const changes =
@@ -622,37 +679,49 @@ export class Supervisor {
       if (this.config.crashAt === CrashPoint.boardWriting && (board.format ?? 'warren') === 'warren') {
         crashDuringWrite(task.path, rewriteOwnedFields(await readFile(task.path, 'utf8'), changes));
       }
-      writes.push({ row, task, changes });
+      // A task that finished before its card ever showed it in progress moves straight to its end
+      // column, unless the board's transitions forbid that: then it goes through in progress.
+      const direct = changes.status === roles.in_progress || task.status === roles.in_progress || checkTransition(board.config, task.status, changes.status) === null;
+      const steps = direct ? [changes] : [{ status: roles.in_progress, assignee: row.agent, started: now, updated: now }, { ...changes, assignee: row.agent }];
+      writes.push({ row, task, steps });
     }
-    // Files are independent: write up to BOARD_WRITE_CONCURRENCY at once (each write syncs its file
-    // and folder), then record every outcome in one transaction.
-    const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, async ({ task, changes }) => {
+    if (writes.length === 0) return 0;
+    const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, async ({ task, steps }) => {
+      let current = task;
       try {
-        return { ok: true as const, hash: (await updateTask(board, task, changes, { expectedHash: task.hash })).hash };
+        for (const changes of steps) {
+          const { hash } = await updateTask(board, current, changes, { expectedHash: current.hash, syncDirectory: false });
+          current = (board.format ?? 'warren') === 'warren' ? applyOwnedChanges(current, changes, hash) : { ...current, hash, status: changes.status };
+        }
+        return { ok: true as const, updated: current };
       } catch (error) {
-        return { ok: false as const, error };
+        return { ok: false as const, error, updated: current };
       }
     });
+    // One folder sync makes every rename above durable.
+    await syncDirectories(new Set(writes.map(({ task }) => dirname(task.path))));
+    let wrote = 0;
     this.transaction(() => {
-      writes.forEach(({ row, task, changes }, i) => {
+      writes.forEach(({ row, task, steps }, i) => {
         const outcome = outcomes[i]!;
+        // A Warren file now reads as the task with the changes applied (re-reading it gives the
+        // same task, so the watcher's echo of this write costs no parse).
+        if (outcome.updated !== task) this.replaceTask(task, outcome.updated);
+        // The row may have moved on while the file was written: then it stays pending.
+        const latest = this.state.task(row.id) ?? row;
+        const unchanged = latest.state === row.state && latest.updatedMs === row.updatedMs && latest.attempt === row.attempt;
         if (outcome.ok) {
-          this.state.putTask({ ...row, boardSync: 'clean', boardHash: outcome.hash });
-          this.record({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
-          // A Warren file now reads as the task with the changes applied (re-reading it would give
-          // the same task, so the watcher's echo of this write costs no parse).
-          const updated = (board.format ?? 'warren') === 'warren' ? applyOwnedChanges(task, changes, outcome.hash) : { ...task, hash: outcome.hash, status: changes.status };
-          byId.set(row.id, updated);
-          const index = board.tasks.indexOf(task);
-          if (index !== -1) (board.tasks as Task[])[index] = updated;
+          wrote += 1;
+          this.state.putTask({ ...latest, boardSync: unchanged ? 'clean' : latest.boardSync, boardHash: outcome.updated.hash });
+          for (const changes of steps) this.record({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
           return;
         }
         const error = outcome.error;
         if (error instanceof MoveRefusedError) {
           // The board's process rules (transitions, WIP) forbid this move: say so once, keep the
           // state in SQLite, and do not retry it every tick.
-          this.state.putTask({ ...row, boardSync: 'clean' });
-          this.record({ actor: SUPERVISOR, action: 'board.refused', object: `task:${row.id}`, details: { ...changes, message: error.message } });
+          if (unchanged) this.state.putTask({ ...latest, boardSync: 'clean' });
+          this.record({ actor: SUPERVISOR, action: 'board.refused', object: `task:${row.id}`, details: { ...steps[steps.length - 1]!, message: error.message } });
           this.log.warn({ taskId: row.id, reason: error.message }, 'board refused the move');
         } else if (error instanceof TaskConflictError) {
           // A person edited the file since we read it: re-read it, then write over the fresh copy.
@@ -665,6 +734,9 @@ export class Supervisor {
         }
       });
     });
+    // Warren's own moves change the columns' counts too.
+    if (wrote > 0 && this.board) this.reportWip(this.board);
+    return wrote;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -926,17 +998,26 @@ export class Supervisor {
   private async applyEvents(nowMs: number): Promise<void> {
     for (let event = this.events.shift(); event; event = this.events.shift()) {
       switch (event.kind) {
-        case 'result': {
-          // Apply this result and every result queued right behind it in one transaction, then
-          // acknowledge them: a burst of results costs one fsync.
-          const batch = [event];
-          while (this.events[0]?.kind === 'result') batch.push(this.events.shift() as typeof event);
+        case 'result':
+        case 'acked': {
+          // This event and every result or ack queued right behind it, in order, in one
+          // transaction; then the results' broker messages are acknowledged: a burst costs one fsync.
+          const batch: (typeof event & { kind: 'result' | 'acked' })[] = [event];
+          for (let next = this.events[0]; next && (next.kind === 'result' || next.kind === 'acked'); next = this.events[0]) batch.push(this.events.shift() as (typeof batch)[number]);
           const acks: (() => void)[] = [];
+          let started = false;
           this.transaction(() => {
-            for (const r of batch) acks.push(this.applyResult(r.delivery, nowMs));
+            for (const e of batch) {
+              if (e.kind === 'result') acks.push(this.applyResult(e.delivery, nowMs));
+              else {
+                this.applyAck(e.agent, e.taskId, e.attempt, nowMs);
+                started = true;
+              }
+            }
           });
+          if (started) this.crashAt(CrashPoint.taskAcked);
           for (const ack of acks) ack();
-          for (const r of batch) r.done();
+          for (const e of batch) if (e.kind === 'result') e.done();
           break;
         }
         case 'hello': {
@@ -951,28 +1032,21 @@ export class Supervisor {
           this.log.info({ agent: event.agent, uid: agent.account.uid }, 'agent ready');
           break;
         }
-        case 'acked': {
-          // This ack and every ack queued right behind it: one transaction.
-          const batch = [event];
-          while (this.events[0]?.kind === 'acked') batch.push(this.events.shift() as typeof event);
-          this.transaction(() => {
-            for (const ack of batch) {
-              const row = this.state.task(ack.taskId);
-              this.state.setAssignmentState(ack.taskId, ack.attempt, 'acked');
-              if (row && row.attempt === ack.attempt && row.state === TaskState.assigned) {
-                this.state.putTask({ ...row, state: TaskState.running, updatedMs: nowMs });
-              }
-              this.record({ actor: `agent:${ack.agent}`, action: 'task.start', object: `task:${ack.taskId}`, details: { attempt: ack.attempt } });
-            }
-          });
-          this.crashAt(CrashPoint.taskAcked);
-          break;
-        }
         case 'exit':
           await this.applyExit(event.agent, event.exit, nowMs);
           break;
       }
     }
+  }
+
+  /** Records inside the caller's transaction that `agent` took (`taskId`, `attempt`): the task runs. */
+  private applyAck(agent: string, taskId: string, attempt: number, nowMs: number): void {
+    const row = this.state.task(taskId);
+    this.state.setAssignmentState(taskId, attempt, 'acked');
+    if (row && row.attempt === attempt && row.state === TaskState.assigned) {
+      this.state.putTask({ ...row, state: TaskState.running, updatedMs: nowMs });
+    }
+    this.record({ actor: `agent:${agent}`, action: 'task.start', object: `task:${taskId}`, details: { attempt } });
   }
 
   /**
@@ -1490,7 +1564,7 @@ export class Supervisor {
   // Idle, summary, close
 
   private isIdle(plan: Plan): boolean {
-    if (!this.board || this.boardDirty || this.events.length > 0 || this.spawning.size > 0) return false;
+    if (!this.board || this.boardDirty || this.boardFlush || this.events.length > 0 || this.spawning.size > 0) return false;
     if (plan.assignments.length > 0 || plan.spawns.length > 0) return false;
     if (this.state.openAssignments().length > 0) return false;
     // A template backing off after failed starts will try again: not idle yet.
@@ -1539,7 +1613,7 @@ export class Supervisor {
     // Apply the exits (and any results that raced them) so the database says what happened.
     await this.applyEvents(Date.now()).catch((error: unknown) => this.log.error({ err: error }, 'cannot apply final events'));
     // Write what the exits changed (tasks put back to ready) while the board is still ours.
-    await this.flushBoard().catch((error: unknown) => this.log.error({ err: error }, 'cannot write the board'));
+    await this.drainBoard().catch((error: unknown) => this.log.error({ err: error }, 'cannot write the board'));
     await this.results?.stop().catch(() => undefined);
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     for (const event of this.events.splice(0)) if (event.kind === 'result') event.done();
