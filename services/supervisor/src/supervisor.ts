@@ -133,6 +133,8 @@ interface LiveAgent {
   lastActiveMs: number;
   /** Whether it has finished at least one task since it started (for autodelete). */
   workedMs: number | undefined;
+  /** Whether it has been given a task since it started: an `autodelete` agent takes one task only. */
+  tookTask: boolean;
   /** Whether its runner has said hello. */
   ready: boolean;
 }
@@ -808,7 +810,10 @@ export class Supervisor {
         createdMs: task.createdMs ?? 0,
         capabilities: task.capabilities,
       })),
-      agents: agentSlots(this.world),
+      // An autodelete agent runs one task in its fresh sandbox, then is deleted.
+      agents: agentSlots(this.world).map((slot) =>
+        slot.accepting && this.live.get(slot.name)?.template.lifecycle === 'autodelete' && this.live.get(slot.name)?.tookTask ? { ...slot, accepting: false } : slot,
+      ),
       templates: [...this.templates.values()]
         .filter((t) => {
           const failure = this.spawnFailures.get(t.name);
@@ -912,6 +917,7 @@ export class Supervisor {
     setLoad(this.world, agentName, (agentView(this.world, agentName)?.load ?? 0) + 1);
     setStatus(this.world, agentName, AgentStatus.busy, nowMs);
     agent.lastActiveMs = nowMs;
+    agent.tookTask = true;
     this.log.info({ taskId, agent: agentName, attempt }, 'task assigned');
   }
 
@@ -1294,6 +1300,7 @@ export class Supervisor {
       stopping: undefined,
       lastActiveMs: nowMs,
       workedMs: undefined,
+      tookTask: false,
       ready: false,
       restartAfterExit: false,
       watch: { cpuMs: 0, atMs: nowMs, overSinceMs: undefined },
