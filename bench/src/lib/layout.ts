@@ -12,6 +12,8 @@ export interface LayoutOptions {
   readonly tasks: number;
   /** The command of the generated tasks. Default `true`. */
   readonly command?: string;
+  /** Agents kept started and idle ahead of demand (the template's `warmPool`). Default 0. */
+  readonly warmPool?: number;
 }
 
 /** A temporary Warren repository layout: board, one agent template, the repo's policies, a home skeleton. */
@@ -52,6 +54,7 @@ resources: { memory: 256MiB, pids: 64, cpu: 100, nofile: 1024, fileSize: 16MiB, 
 maxInstances: ${options.maxInstances}
 wipPerInstance: 1
 lifecycle: ${options.lifecycle}
+warmPool: ${options.warmPool ?? 0}
 `,
   );
   const addTask = (id: string, command = options.command ?? 'true') => {

@@ -426,6 +426,7 @@ export class Supervisor {
       this.startBoardFlush();
     }
     for (const spawn of plan.spawns) this.startAgent(spawn.template, nowMs);
+    this.fillWarmPools(nowMs);
     await this.completeParents(nowMs);
     await this.tendLifecycles(nowMs);
     this.lastPlan = plan;
@@ -799,7 +800,7 @@ export class Supervisor {
       instances.set(agent.template.name, (instances.get(agent.template.name) ?? 0) + 1);
     }
     for (const name of this.spawning) {
-      const template = name.slice(0, name.lastIndexOf('-'));
+      const template = templateOfAgentName(name);
       instances.set(template, (instances.get(template) ?? 0) + 1);
     }
     const decisions = new Map<string, boolean>();
@@ -840,12 +841,16 @@ export class Supervisor {
       },
       nowMs,
     });
-    // A template with an agent still starting gets no further spawn this tick: the tasks that
-    // asked for one wait for that agent (its capacity is not yet visible to the planner).
-    const starting = new Set<string>();
-    for (const name of this.spawning) starting.add(name.slice(0, name.lastIndexOf('-')));
-    for (const agent of this.live.values()) if (!agent.ready && !agent.stopping) starting.add(agent.template.name);
-    const spawns = plan.spawns.filter((s) => !starting.has(s.template));
+    // Agents still starting count as instances for the planner but offer no slots yet, so the
+    // first spawns it asks of a template are the tasks those agents will take once ready: only
+    // the spawns beyond them start new agents, side by side.
+    const starting = this.startingCounts();
+    const spawns = plan.spawns.filter((s) => {
+      const waiting = starting.get(s.template) ?? 0;
+      if (waiting === 0) return true;
+      starting.set(s.template, waiting - 1);
+      return false;
+    });
     const result: Plan = spawns.length === plan.spawns.length ? plan : { ...plan, spawns };
     this.recordQueue(plan, ready, rank);
     return result;
@@ -877,6 +882,40 @@ export class Supervisor {
         this.state.putTask({ ...row, queuePosition, queueReason });
       }
       previous = queuePosition;
+    }
+  }
+
+  /** Agents started but not yet ready (their runner has not said hello), by template. */
+  private startingCounts(): Map<string, number> {
+    const starting = new Map<string, number>();
+    const add = (template: string) => starting.set(template, (starting.get(template) ?? 0) + 1);
+    for (const name of this.spawning) add(templateOfAgentName(name));
+    for (const agent of this.live.values()) if (!agent.ready && !agent.stopping) add(agent.template.name);
+    return starting;
+  }
+
+  /**
+   * Tops up each template's warm pool ({@link AgentTemplate.warmPool}): agents that are starting,
+   * or ready with no task (an `autodelete` one that has not had its task), count as warm; more are started, side by side, while the pool is
+   * short and the template is under `maxInstances` and not backing off after failed starts.
+   */
+  private fillWarmPools(nowMs: number): void {
+    const warm = this.startingCounts();
+    const instances = new Map<string, number>();
+    for (const name of this.spawning) instances.set(templateOfAgentName(name), (instances.get(templateOfAgentName(name)) ?? 0) + 1);
+    for (const agent of this.live.values()) {
+      const name = agent.template.name;
+      instances.set(name, (instances.get(name) ?? 0) + 1);
+      const idle = agent.ready && !agent.stopping && (agentView(this.world, agent.account.name)?.load ?? 0) === 0;
+      if (idle && !(agent.template.lifecycle === 'autodelete' && agent.tookTask)) warm.set(name, (warm.get(name) ?? 0) + 1);
+    }
+    for (const template of this.templates.values()) {
+      if (template.warmPool === 0) continue;
+      const failure = this.spawnFailures.get(template.name);
+      if (failure && (failure.count >= MAX_SPAWN_FAILURES || nowMs < failure.nextAtMs)) continue;
+      let count = warm.get(template.name) ?? 0;
+      let total = instances.get(template.name) ?? 0;
+      for (; count < template.warmPool && total < template.maxInstances; count++, total++) this.startAgent(template.name, nowMs);
     }
   }
 
@@ -1033,8 +1072,10 @@ export class Supervisor {
           this.spawnFailures.delete(agent.template.name);
           setStatus(this.world, event.agent, AgentStatus.idle, nowMs);
           recordHeartbeat(this.world, event.agent, nowMs);
-          this.record({ actor: `agent:${event.agent}`, action: 'agent.ready', object: `agent:${event.agent}`, details: { uid: agent.account.uid } });
-          this.putAgentRow(event.agent, 'running', nowMs);
+          this.transaction(() => {
+            this.record({ actor: `agent:${event.agent}`, action: 'agent.ready', object: `agent:${event.agent}`, details: { uid: agent.account.uid } });
+            this.putAgentRow(event.agent, 'running', nowMs);
+          });
           this.log.info({ agent: event.agent, uid: agent.account.uid }, 'agent ready');
           break;
         }
@@ -1341,12 +1382,14 @@ export class Supervisor {
         nowMs,
       });
       setStatus(this.world, name, AgentStatus.starting, nowMs);
-      this.putAgentRow(name, 'starting', nowMs, null, sandbox.pid);
-      this.record({
-        actor: SUPERVISOR,
-        action: woken ? 'agent.wake' : 'agent.start',
-        object: `agent:${name}`,
-        details: { template: template.name, uid: account.uid, gid: account.gid, pid: sandbox.pid, home: account.home, isolation: template.isolation, unsafe: sandbox.unsafe },
+      this.transaction(() => {
+        this.putAgentRow(name, 'starting', nowMs, null, sandbox.pid);
+        this.record({
+          actor: SUPERVISOR,
+          action: woken ? 'agent.wake' : 'agent.start',
+          object: `agent:${name}`,
+          details: { template: template.name, uid: account.uid, gid: account.gid, pid: sandbox.pid, home: account.home, isolation: template.isolation, unsafe: sandbox.unsafe },
+        });
       });
       if (sandbox.unsafe) this.log.warn({ agent: name, isolation: template.isolation }, 'UNSAFE agent started: weaker isolation asked for by its template');
       this.log.info({ agent: name, uid: account.uid, sandboxPid: sandbox.pid, woken }, 'agent started');
@@ -1547,8 +1590,10 @@ export class Supervisor {
     await rm(join(this.config.stateDir, 'home-images', `${name}.ext4`), { force: true });
     await this.accounts.remove(name);
     await this.broker.deleteAgentConsumers(name).catch(() => undefined);
-    this.state.deleteAgent(name);
-    this.record({ actor: SUPERVISOR, action: 'account.delete', object: `agent:${name}`, details: {} });
+    this.transaction(() => {
+      this.state.deleteAgent(name);
+      this.record({ actor: SUPERVISOR, action: 'account.delete', object: `agent:${name}`, details: {} });
+    });
   }
 
   private putAgentRow(name: string, state: string, nowMs: number, lastExit: string | null = null, pid?: number): void {
@@ -1664,6 +1709,11 @@ function checkMounts(config: SupervisorConfig, template: AgentTemplate): void {
       }
     }
   }
+}
+
+/** The template of an instance name `<template>-<n>`. */
+function templateOfAgentName(name: string): string {
+  return name.slice(0, name.lastIndexOf('-'));
 }
 
 /** Runs `fn` over `items`, at most `limit` at a time; results keep the input order. */

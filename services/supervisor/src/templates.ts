@@ -72,6 +72,7 @@ export const TemplateFile = z
     maxInstances: z.number().int().min(1).max(10_000).default(1),
     wipPerInstance: z.number().int().min(1).max(1_000).default(1),
     lifecycle: z.enum(['persistent', 'sleep', 'autodelete']).default('persistent'),
+    warmPool: z.number().int().min(0).max(10_000).default(0),
     isolation: z.enum(['full', 'unsafe-no-cgroups']).default('full'),
     retry: z
       .object({
@@ -154,6 +155,13 @@ export interface AgentTemplate {
   readonly wipPerInstance: number;
   readonly lifecycle: LifecycleMode;
   /**
+   * Agents of this template kept started, ready and idle ahead of demand (0 = none; at most
+   * `maxInstances` count): a task placed on one skips the sandbox and runner start. An `autodelete`
+   * agent of the pool takes one task and is deleted; the pool is refilled with a fresh sandbox and
+   * account. The warm-pool pattern of kubernetes-sigs/agent-sandbox (SandboxWarmPool).
+   */
+  readonly warmPool: number;
+  /**
    * `full` (the default) or a weaker mode asked for by name (`unsafe-no-cgroups`: runs on a host
    * without cgroups, so without memory, pids and cpu limits). Agents of an unsafe template are
    * marked UNSAFE in the log, the audit and `warren agents`.
@@ -199,6 +207,12 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
     throw new TemplateError(path, lineOf(source, issuePath), key, detail);
   }
   const t = parsed.data;
+  if (t.warmPool > 0 && t.lifecycle === 'sleep') {
+    throw new TemplateError(path, lineOf(source, ['warmPool']), 'warmPool', "cannot be used with lifecycle 'sleep' (a warm agent would be put to sleep and started again)");
+  }
+  if (t.warmPool > t.maxInstances) {
+    throw new TemplateError(path, lineOf(source, ['warmPool']), 'warmPool', `is ${t.warmPool}, more than maxInstances (${t.maxInstances})`);
+  }
   /** Converts a user unit, turning a `ConfigError` into a `TemplateError` at the key's line. */
   const unit = (key: string, value: string | number, parse: typeof parseBytes): number => {
     try {
@@ -234,6 +248,7 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
     maxInstances: t.maxInstances,
     wipPerInstance: t.wipPerInstance,
     lifecycle: t.lifecycle,
+    warmPool: t.warmPool,
     isolation: t.isolation,
     retry: {
       initialIntervalMs: unit('retry.initialInterval', t.retry.initialInterval, parseDurationMs),

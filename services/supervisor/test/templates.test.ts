@@ -64,6 +64,18 @@ describe('parseTemplate', () => {
     expect(() => parseTemplate('name: shell\ncapabilities: [shell\n', 'a.yaml')).toThrow(/^a\.yaml:\d+: is not valid YAML/);
   });
 
+  it('takes a warm pool of at most maxInstances, and none for sleeping agents', () => {
+    const autodelete = valid.replace('lifecycle: sleep', 'lifecycle: autodelete\nwarmPool: 2');
+    expect(parseTemplate(autodelete, 'a.yaml').warmPool).toBe(2);
+    expect(parseTemplate(valid, 'a.yaml').warmPool).toBe(0);
+    expect(() => parseTemplate(autodelete.replace('warmPool: 2', 'warmPool: 4'), 'a.yaml')).toThrow(
+      /^a\.yaml:12: 'warmPool' is 4, more than maxInstances \(3\)/,
+    );
+    expect(() => parseTemplate(valid.replace('lifecycle: sleep', 'lifecycle: sleep\nwarmPool: 1'), 'a.yaml')).toThrow(
+      /^a\.yaml:12: 'warmPool' cannot be used with lifecycle 'sleep'/,
+    );
+  });
+
   it('rejects a wrong type, naming the key', () => {
     expect(() => parseTemplate(valid.replace('maxInstances: 3', 'maxInstances: three'), 'a.yaml')).toThrow(
       /^a\.yaml:10: 'maxInstances'/,

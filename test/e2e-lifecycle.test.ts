@@ -1,0 +1,119 @@
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestLayout, requireMachine, startWarren, waitFor, warren, warrenSync, type CliProcess, type TestLayout } from './support/cli.js';
+
+const layouts: TestLayout[] = [];
+const running: CliProcess[] = [];
+afterEach(async () => {
+  for (const run of running.splice(0)) {
+    run.child.kill('SIGTERM');
+    await run.done;
+  }
+  for (const made of layouts.splice(0)) made.remove();
+});
+
+beforeAll(() => requireMachine());
+
+interface AuditRow {
+  seq: number;
+  timeMs: number;
+  action: string;
+  object: string;
+  details: Record<string, unknown>;
+}
+
+/** A ready task for the `oneshot` capability only (the demo templates do not offer it). */
+function oneshotTask(id: string, command: string): string {
+  return `---\nid: ${id}\ntitle: Task ${id}\nstatus: ready\ncapabilities: [oneshot]\ncommand: ${JSON.stringify(command)}\n---\nBody of ${id}.\n`;
+}
+
+/** A layout with the demo templates plus an `autodelete` template `oneshot` with a warm pool. */
+function layout(tasks: Record<string, string>, template: { maxInstances: number; warmPool: number }): TestLayout {
+  const made = makeTestLayout(tasks, { copyAgents: true });
+  layouts.push(made);
+  writeFileSync(
+    join(made.dir, 'agents', 'oneshot.yaml'),
+    `name: oneshot
+capabilities: [oneshot]
+runtime: { kind: shell, timeout: 1m }
+maxInstances: ${template.maxInstances}
+wipPerInstance: 1
+lifecycle: autodelete
+warmPool: ${template.warmPool}
+`,
+  );
+  appendFileSync(join(made.dir, 'policies', 'policy.csv'), '\ng, template:oneshot, role:worker\n');
+  return made;
+}
+
+function audit(made: TestLayout, ...filter: string[]): AuditRow[] {
+  if (!existsSync(join(made.dir, 'var', 'warren.db'))) return [];
+  return JSON.parse(warrenSync(['audit', '--json', '--limit', '100000', ...filter, ...made.args()])) as AuditRow[];
+}
+
+describe('autodelete agents with a warm pool', () => {
+  it('runs every task in a fresh account and sandbox, one task per agent, each deleted after its task', async () => {
+    // Each task fails if its home has been used before: a reused account or home would show.
+    const fresh = 'test ! -e "$HOME/used" && touch "$HOME/used" && id -u';
+    const ids = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const made = layout(Object.fromEntries(ids.map((id) => [id, oneshotTask(id, fresh)])), { maxInstances: 3, warmPool: 2 });
+    const run = await warren(made.args('run', '--until-idle', '--json'));
+    expect(run.code, run.stderr.slice(-3000)).toBe(0);
+    for (const id of ids) expect(made.file(id)).toMatch(/^status: done$/m);
+
+    const rows = audit(made);
+    // Walk the trail per agent name: between an agent.start and the next one of that name, at most
+    // one task is assigned, and an agent that took a task has its account deleted afterwards.
+    const incarnation = new Map<string, { tasks: string[]; deleted: boolean }>();
+    const finished: { tasks: string[]; deleted: boolean }[] = [];
+    for (const row of rows) {
+      const agent = row.object.replace(/^agent:/, '');
+      if (row.action === 'agent.start') {
+        const previous = incarnation.get(agent);
+        if (previous) finished.push(previous);
+        incarnation.set(agent, { tasks: [], deleted: false });
+      } else if (row.action === 'task.assign') {
+        incarnation.get(String(row.details.agent))!.tasks.push(row.object);
+      } else if (row.action === 'account.delete') {
+        incarnation.get(agent)!.deleted = true;
+      }
+    }
+    finished.push(...incarnation.values());
+    const worked = finished.filter((i) => i.tasks.length > 0);
+    expect(worked).toHaveLength(ids.length);
+    for (const i of worked) {
+      expect(i.tasks).toHaveLength(1);
+      expect(i.deleted).toBe(true);
+    }
+    expect(rows.filter((r) => r.action === 'account.delete')).toHaveLength(ids.length);
+  });
+
+  it('keeps agents started ahead of demand under `up`, hands a new task to one, and refills the pool', async () => {
+    const made = layout({}, { maxInstances: 4, warmPool: 2 });
+    const up = startWarren(made.args('up', '--kill-grace', '1s'));
+    running.push(up);
+    await waitFor('two warm agents ready with nothing to do', () => audit(made, '--action', 'agent.ready').length >= 2);
+    // The pool holds its size: no more agents start while nothing is asked of it.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const warm = audit(made, '--action', 'agent.*');
+    expect(warm.filter((r) => r.action === 'agent.start').map((r) => r.object).sort()).toEqual(['agent:oneshot-1', 'agent:oneshot-2']);
+    const readyBefore = new Set(warm.filter((r) => r.action === 'agent.ready').map((r) => r.object.replace(/^agent:/, '')));
+
+    writeFileSync(join(made.dir, 'kanban', 'tasks', 'now.md'), oneshotTask('now', 'echo ran as $(id -un)'));
+    await waitFor('the task done', () => /^status: done$/m.test(made.file('now')));
+    const assigned = audit(made, '--action', 'task.assign', '--object', 'task:now');
+    expect(assigned).toHaveLength(1);
+    // The task went to an agent that was already up before the task existed.
+    expect(readyBefore.has(String(assigned[0]!.details.agent))).toBe(true);
+    expect(made.file('now')).toMatch(/^result: ran as oneshot-\d$/m);
+
+    // Its agent is deleted and the pool is topped up again with a fresh one.
+    await waitFor('the used agent deleted and a third agent ready', () => {
+      const rows = audit(made);
+      return rows.some((r) => r.action === 'account.delete') && rows.filter((r) => r.action === 'agent.ready').length >= 3;
+    });
+    const accounts = JSON.parse((await warren(['accounts', '--json', ...made.args()])).stdout) as { name: string; template: string }[];
+    expect(accounts.filter((a) => a.template === 'oneshot')).toHaveLength(2);
+  });
+});
