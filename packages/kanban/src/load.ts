@@ -181,6 +181,23 @@ export function keepFirstById<P extends { readonly task: Task; readonly idLine: 
   return { parsed, errors };
 }
 
+/** Position of each task in a snapshot's `tasks`, by path; built once per array. */
+const pathIndexes = new WeakMap<readonly Task[], Map<string, number>>();
+
+/**
+ * The index of `tasks` by path. A caller may replace a task in place with a newer version of the
+ * same file (the supervisor does after its own writes), so a lookup must check the path of the
+ * task it finds.
+ */
+function taskPathIndex(tasks: readonly Task[]): Map<string, number> {
+  let index = pathIndexes.get(tasks);
+  if (index === undefined) {
+    index = new Map(tasks.map((task, i) => [task.path, i]));
+    pathIndexes.set(tasks, index);
+  }
+  return index;
+}
+
 /**
  * Brings a Warren board snapshot up to date after some of its files changed, reading only those
  * files (a board of N tasks costs O(changed) per edit instead of O(N)). Falls back to a full
@@ -207,9 +224,12 @@ export async function refreshWarrenBoard(
   if (previous.errors.some((e) => e.field === 'id' && /is already used by/.test(e.reason))) return full();
   const root = options.displayRoot === undefined ? dirname(boardDir) : resolve(options.displayRoot);
   const realBoard = await realpath(boardDir);
-  const byPath = new Map<string, { task: Task } | TaskFileError>();
-  for (const task of previous.tasks) byPath.set(task.path, { task });
-  for (const error of previous.errors) byPath.set(error.path, error);
+  const index = taskPathIndex(previous.tasks);
+  const knownTask = (path: string): Task | undefined => {
+    const at = index.get(path);
+    const task = at === undefined ? undefined : previous.tasks[at];
+    return task?.path === path ? task : undefined;
+  };
   const names = changed.filter((p) => isTaskFileName(p.slice(tasksDir.length + 1)));
   const fresh = await mapConcurrent(names, async (path) => {
     try {
@@ -220,8 +240,7 @@ export async function refreshWarrenBoard(
     }
     // A file whose bytes are the ones already parsed (often Warren's own write, echoed by the
     // watcher) keeps its parsed task: same bytes, same task.
-    const known = byPath.get(path);
-    const unchanged = known && !(known instanceof TaskFileError) ? known.task : undefined;
+    const unchanged = knownTask(path);
     const [result] = await readAndParse([path], realBoard, root, (file, bytes) =>
       unchanged && sha256Hex(bytes) === unchanged.hash
         ? { task: unchanged, idLine: 0 }
@@ -230,13 +249,16 @@ export async function refreshWarrenBoard(
     return result!;
   });
   // Nothing new read (every reported file had the bytes already parsed): the same snapshot.
-  if (names.length === changed.length && names.every((path, index) => {
-    const known = byPath.get(path);
-    const result = fresh[index];
-    return known !== undefined && !(known instanceof TaskFileError) && result !== undefined && !(result instanceof TaskFileError) && result.task === known.task;
+  if (names.length === changed.length && names.every((path, i) => {
+    const known = knownTask(path);
+    const result = fresh[i];
+    return known !== undefined && result !== undefined && !(result instanceof TaskFileError) && result.task === known;
   })) {
     return previous;
   }
+  const byPath = new Map<string, { task: Task } | TaskFileError>();
+  for (const task of previous.tasks) byPath.set(task.path, { task });
+  for (const error of previous.errors) byPath.set(error.path, error);
   names.forEach((path, index) => {
     const result = fresh[index];
     if (result === undefined) byPath.delete(path);

@@ -155,6 +155,8 @@ const CHASE_AFTER_MS = 5_000;
 const PUBLISH_CONCURRENCY = 32;
 /** Board files written at once by a flush. */
 const BOARD_WRITE_CONCURRENCY = 16;
+/** How often queue positions are recorded while assignments are being made, in ms. */
+const QUEUE_REFRESH_MS = 250;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
 const MAX_SPAWN_FAILURES = 5;
 
@@ -184,6 +186,10 @@ export class Supervisor {
   private readonly failedTasks: { taskId: string; reason: string }[] = [];
   private board: BoardSnapshot | undefined;
   private boardDirty = true;
+  /** Whether the board changed since parents were last checked for completion. */
+  private parentsDirty = true;
+  /** When queue positions were last recorded, in ms (see {@link recordQueue}). */
+  private queueRecordedMs = 0;
   /** Files the watcher reported since the last refresh; a refresh reads only these when it can. */
   private readonly changedPaths = new Set<string>();
   private fullReload = true;
@@ -401,7 +407,9 @@ export class Supervisor {
   /** One tick: read the board if it changed, apply queued events, publish, plan, assign, tend agents. */
   private async tick(nowMs: number): Promise<void> {
     if (this.stateValue !== SupervisorState.running) return;
-    if (this.boardDirty) await this.refreshBoard(nowMs);
+    // While a board write runs, the watcher reports Warren's own files before the write has
+    // recorded their new bytes: re-read after it, when those echoes cost no parse.
+    if (this.boardDirty && !this.boardFlush) await this.refreshBoard(nowMs);
     await this.applyEvents(nowMs);
     if (this.config.crashAt === CrashPoint.taskRunning && this.state.tasks().some((t) => t.state === TaskState.running && nowMs - t.updatedMs >= 300)) {
       crashNow();
@@ -567,7 +575,8 @@ export class Supervisor {
 
   /** Marks parents done whose subtasks are all done (unless the board config turns that off). */
   private async completeParents(nowMs: number): Promise<void> {
-    if (!this.board) return;
+    if (!this.board || !this.parentsDirty) return;
+    this.parentsDirty = false;
     const board = this.board;
     for (const { parentId, subtaskIds } of parentsToComplete(board)) {
       const parent = this.taskById.get(parentId);
@@ -585,6 +594,7 @@ export class Supervisor {
           this.changedPaths.add(parent.path);
           this.boardDirty = true;
         } else {
+          this.parentsDirty = true;
           this.log.warn({ taskId: parentId, err: error }, 'cannot mark the parent done');
         }
       }
@@ -593,6 +603,7 @@ export class Supervisor {
 
   private setBoard(snapshot: BoardSnapshot): void {
     this.board = snapshot;
+    this.parentsDirty = true;
     this.taskById = new Map(snapshot.tasks.map((t) => [t.id, t]));
     this.taskIndex = new Map(snapshot.tasks.map((t, i) => [t.id, i]));
   }
@@ -634,7 +645,8 @@ export class Supervisor {
     this.boardFlush = this.flushBoard().then(
       (wrote) => {
         this.boardFlush = undefined;
-        if (wrote > 0 && this.state.pendingBoardTasks().length > 0) this.loop?.requestTick();
+        if (wrote > 0) this.parentsDirty = true;
+        if (this.boardDirty || (wrote > 0 && this.state.pendingBoardTasks().length > 0)) this.loop?.requestTick();
       },
       (error: unknown) => {
         this.boardFlush = undefined;
@@ -748,10 +760,9 @@ export class Supervisor {
   /** Board tasks that may run now: in the ready column, dependencies done, not in flight, not backing off. */
   private readyTasks(nowMs: number): { task: Task; row: TaskRow }[] {
     if (!this.board) return [];
-    const byId = new Map(this.board.tasks.map((t) => [t.id, t]));
     const ready: { task: Task; row: TaskRow }[] = [];
     for (const task of this.board.tasks) {
-      if (!isReady(task, byId, this.board.config)) continue;
+      if (!isReady(task, this.taskById, this.board.config)) continue;
       let row = this.state.task(task.id);
       if (!row) {
         row = {
@@ -852,7 +863,13 @@ export class Supervisor {
       return false;
     });
     const result: Plan = spawns.length === plan.spawns.length ? plan : { ...plan, spawns };
-    this.recordQueue(plan, ready, rank);
+    // Queue positions are for people reading `warren tasks`: while work is being handed out they
+    // are refreshed at most every QUEUE_REFRESH_MS (sorting every waiting task on every tick is
+    // what a 20,000-task board cannot afford); a tick that assigns nothing always refreshes them.
+    if (plan.assignments.length === 0 || nowMs - this.queueRecordedMs >= QUEUE_REFRESH_MS) {
+      this.queueRecordedMs = nowMs;
+      this.recordQueue(plan, ready, rank);
+    }
     return result;
   }
 
