@@ -273,6 +273,7 @@ export class StateStore {
       openAssignments: db.prepare<[], AssignmentRecord>(
         "SELECT * FROM assignments WHERE state != 'finished' ORDER BY assigned_ms",
       ),
+      markPublished: db.prepare("UPDATE assignments SET state = 'published' WHERE task_id = ? AND attempt = ? AND state = 'pending'"),
       setAssignmentState: db.prepare(
         'UPDATE assignments SET state = ? WHERE task_id = ? AND attempt = ? AND state != ?',
       ),
@@ -351,6 +352,11 @@ export class StateStore {
   }
 
   /** Moves an unfinished execution to `state`; a finished one is left alone. */
+  /** Records that a `pending` execution is on the broker; any other state is left as it is. */
+  markPublished(taskId: string, attempt: number): void {
+    this.stmts.markPublished.run(taskId, attempt);
+  }
+
   setAssignmentState(taskId: string, attempt: number, state: AssignmentState): void {
     this.stmts.setAssignmentState.run(state, taskId, attempt, AssignmentState.finished);
   }
