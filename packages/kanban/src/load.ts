@@ -1,5 +1,5 @@
-import type { Dirent } from 'node:fs';
-import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { constants as fsConstants, type Dirent } from 'node:fs';
+import { lstat, open, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { loadBoardConfig } from './config.js';
 import { BoardConfigError, TaskFileError } from './errors.js';
@@ -59,10 +59,15 @@ export async function loadWarrenBoard(dir: string, options: LoadBoardOptions = {
     );
   }
   const realBoard = await realpath(boardDir);
+  const realTasksDir = await realpath(tasksDir);
   const names = entries.map((e) => e.name).filter(isTaskFileName).sort(byName);
 
-  const results = await readAndParse(names.map((name) => join(tasksDir, name)), realBoard, root, (path, bytes) =>
-    parseTask(path, bytes, config, boardDir, { displayRoot: root }),
+  const results = await readAndParse(
+    names.map((name) => join(tasksDir, name)),
+    realBoard,
+    root,
+    (path, bytes) => parseTask(path, bytes, config, boardDir, { displayRoot: root }),
+    { realDir: realTasksDir },
   );
   const { parsed, errors } = keepFirstById(results, root);
   const tasks = parsed.map((p) => p.task);
@@ -77,10 +82,16 @@ export async function loadWarrenBoard(dir: string, options: LoadBoardOptions = {
  * @param path the file as listed; @param realBoard the board folder resolved through symlinks;
  * @param root paths in messages are relative to it.
  */
-export async function readBoardFile(path: string, realBoard: string, root: string): Promise<Buffer | TaskFileError> {
+export async function readBoardFile(path: string, realBoard: string, root: string, options: ReadBoardFileOptions = {}): Promise<Buffer | TaskFileError> {
   const shown = displayPath(root, path);
   const problem = (reason: string, cause?: unknown): TaskFileError =>
     new TaskFileError({ path, line: 0, reason, displayPath: shown }, cause === undefined ? undefined : { cause });
+  if (options.realDir !== undefined && isInside(realBoard, options.realDir)) {
+    const read = await readPlainFile(path);
+    if (Buffer.isBuffer(read)) return read;
+    // Anything but a plain file (a symlink, a missing file): the checks below say what it is.
+    if (typeof read === 'object') return problem(read.reason, read.cause);
+  }
   try {
     const link = await lstat(path);
     let target: string;
@@ -104,6 +115,45 @@ export async function readBoardFile(path: string, realBoard: string, root: strin
   }
 }
 
+/** Options of {@link readBoardFile}. */
+export interface ReadBoardFileOptions {
+  /**
+   * The folder holding the file, resolved through symlinks, when the caller knows it. A file there
+   * that is not a symlink then needs no per-file path resolution: it is opened without following
+   * links (and without blocking, should it be a FIFO) and checked on its descriptor, four calls
+   * instead of seven.
+   */
+  readonly realDir?: string;
+}
+
+/**
+ * Opens `path` with O_NOFOLLOW | O_NONBLOCK and reads it if it is a regular file within
+ * {@link MAX_TASK_FILE_BYTES}. @returns its bytes, a problem to report, or `'not plain'` when
+ * the path is a symlink or missing (for the careful path to describe).
+ */
+async function readPlainFile(path: string): Promise<Buffer | 'not plain' | { reason: string; cause?: unknown }> {
+  let handle;
+  try {
+    handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENOENT') return 'not plain';
+    return { reason: `cannot read the file: ${(error as Error).message}`, cause: error };
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) return { reason: 'not a regular file' };
+    if (info.size > MAX_TASK_FILE_BYTES) {
+      return { reason: `the file is ${info.size} bytes; task files may be at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB)` };
+    }
+    return await handle.readFile();
+  } catch (error) {
+    return { reason: `cannot read the file: ${(error as Error).message}`, cause: error };
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Runs `fn` over `items` with at most {@link READ_CONCURRENCY} at once; results keep the input order. */
 export async function mapConcurrent<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
@@ -122,16 +172,18 @@ export async function mapConcurrent<T, R>(items: readonly T[], fn: (item: T) => 
 /**
  * Reads board files safely ({@link readBoardFile}) with bounded concurrency and parses each with
  * `parse`; a file that cannot be read, or whose `parse` throws a {@link TaskFileError}, becomes that
- * error. Results keep the order of `paths`.
+ * error. Results keep the order of `paths`. `options.realDir`: see {@link ReadBoardFileOptions}
+ * (every path must then be in that folder).
  */
 export async function readAndParse<P>(
   paths: readonly string[],
   realBoard: string,
   root: string,
   parse: (path: string, bytes: Buffer) => P,
+  options: ReadBoardFileOptions = {},
 ): Promise<(P | TaskFileError)[]> {
   return mapConcurrent(paths, async (path) => {
-    const bytes = await readBoardFile(path, realBoard, root);
+    const bytes = await readBoardFile(path, realBoard, root, options);
     if (bytes instanceof TaskFileError) return bytes;
     try {
       return parse(path, bytes);
@@ -224,6 +276,7 @@ export async function refreshWarrenBoard(
   if (previous.errors.some((e) => e.field === 'id' && /is already used by/.test(e.reason))) return full();
   const root = options.displayRoot === undefined ? dirname(boardDir) : resolve(options.displayRoot);
   const realBoard = await realpath(boardDir);
+  const realTasksDir = await realpath(tasksDir).catch(() => undefined);
   const index = taskPathIndex(previous.tasks);
   const knownTask = (path: string): Task | undefined => {
     const at = index.get(path);
@@ -241,10 +294,15 @@ export async function refreshWarrenBoard(
     // A file whose bytes are the ones already parsed (often Warren's own write, echoed by the
     // watcher) keeps its parsed task: same bytes, same task.
     const unchanged = knownTask(path);
-    const [result] = await readAndParse([path], realBoard, root, (file, bytes) =>
-      unchanged && sha256Hex(bytes) === unchanged.hash
-        ? { task: unchanged, idLine: 0 }
-        : parseTask(file, bytes, previous.config, boardDir, { displayRoot: root }),
+    const [result] = await readAndParse(
+      [path],
+      realBoard,
+      root,
+      (file, bytes) =>
+        unchanged && sha256Hex(bytes) === unchanged.hash
+          ? { task: unchanged, idLine: 0 }
+          : parseTask(file, bytes, previous.config, boardDir, { displayRoot: root }),
+      realTasksDir === undefined ? {} : { realDir: realTasksDir },
     );
     return result!;
   });

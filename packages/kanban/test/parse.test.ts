@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -241,6 +242,18 @@ describe('loadBoard', () => {
     expect(snapshot.errors.map((e) => [e.message, e.line])).toEqual([
       ['kanban/tasks/dangling.md: a symlink to a file that does not exist', 0],
       [`kanban/tasks/outside.md: a symlink that leads outside the board (to ${join(board.root, 'outside.md')})`, 0],
+    ]);
+  });
+
+  it('reports a FIFO or a folder named like a task file without blocking on it, and loads the rest', async () => {
+    await board.task('a.md', taskText('a'));
+    execFileSync('mkfifo', [join(board.dir, 'tasks', 'pipe.md')]);
+    await mkdir(join(board.dir, 'tasks', 'folder.md'));
+    const snapshot = await loadBoard(board.dir);
+    expect(snapshot.tasks.map((t) => t.id)).toEqual(['a']);
+    expect(snapshot.errors.map((e) => e.message).sort()).toEqual([
+      'kanban/tasks/folder.md: not a regular file',
+      'kanban/tasks/pipe.md: not a regular file',
     ]);
   });
 
