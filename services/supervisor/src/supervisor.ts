@@ -66,6 +66,7 @@ import {
   type SandboxExit,
 } from '@warren/sandbox';
 import { planAssignments, type Plan } from '@warren/scheduler';
+import { planMostUrgent } from './urgent-plan.js';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
@@ -201,7 +202,10 @@ export class Supervisor {
   private taskIndex = new Map<string, number>();
   /** The board write running in the background, if any (see {@link startBoardFlush}). */
   private boardFlush: Promise<void> | undefined;
+  /** The last plan of every ready task (not only the most urgent; see planMostUrgent). */
   private lastPlan: Plan | undefined;
+  /** Whether this tick's plan covered only the most urgent ready tasks. */
+  private planWasPartial = false;
   private loop: TickLoop | undefined;
   private watcher: BoardWatcher | undefined;
   private results: Subscription | undefined;
@@ -438,6 +442,9 @@ export class Supervisor {
     this.fillWarmPools(nowMs);
     await this.completeParents(nowMs);
     await this.tendLifecycles(nowMs);
+    // A plan of the most urgent tasks alone says nothing of the others: the run's summary and
+    // the idle check wait for a full one (at most QUEUE_REFRESH_MS later).
+    if (this.planWasPartial) return;
     this.lastPlan = plan;
     if (this.options.mode === 'until-idle' && this.isIdle(plan)) this.shutdown('board is idle');
   }
@@ -816,31 +823,34 @@ export class Supervisor {
       instances.set(template, (instances.get(template) ?? 0) + 1);
     }
     const decisions = new Map<string, boolean>();
-    const plan = planAssignments({
-      tasks: ready.map(({ task }) => ({
-        id: task.id,
-        priorityRank: rank.get(task.id) ?? task.priorityRank,
-        createdMs: task.createdMs ?? 0,
-        capabilities: task.capabilities,
-      })),
-      // An autodelete agent runs one task in its fresh sandbox, then is deleted.
-      agents: agentSlots(this.world).map((slot) =>
-        slot.accepting && this.live.get(slot.name)?.template.lifecycle === 'autodelete' && this.live.get(slot.name)?.tookTask ? { ...slot, accepting: false } : slot,
-      ),
-      templates: [...this.templates.values()]
-        .filter((t) => {
-          const failure = this.spawnFailures.get(t.name);
-          return !failure || (failure.count < MAX_SPAWN_FAILURES && nowMs >= failure.nextAtMs);
-        })
-        .map((t) => ({
-          name: t.name,
-          capabilities: t.capabilities,
-          instances: instances.get(t.name) ?? 0,
-          maxInstances: t.maxInstances,
-          wipLimitPerInstance: t.wipPerInstance,
-        })),
-      columnWip: { limit: wipColumn?.wip ?? null, current: inProgress },
-      isAllowed: (agent, template, taskId) => {
+    // An autodelete agent runs one task in its fresh sandbox, then is deleted.
+    const agents = agentSlots(this.world).map((slot) =>
+      slot.accepting && this.live.get(slot.name)?.template.lifecycle === 'autodelete' && this.live.get(slot.name)?.tookTask ? { ...slot, accepting: false } : slot,
+    );
+    const templates = [...this.templates.values()]
+      .filter((t) => {
+        const failure = this.spawnFailures.get(t.name);
+        return !failure || (failure.count < MAX_SPAWN_FAILURES && nowMs >= failure.nextAtMs);
+      })
+      .map((t) => ({
+        name: t.name,
+        capabilities: t.capabilities,
+        instances: instances.get(t.name) ?? 0,
+        maxInstances: t.maxInstances,
+        wipLimitPerInstance: t.wipPerInstance,
+      }));
+    const columnWip = { limit: wipColumn?.wip ?? null, current: inProgress };
+    const toReadyTask = ({ task }: { task: Task }) => ({
+      id: task.id,
+      priorityRank: rank.get(task.id) ?? task.priorityRank,
+      createdMs: task.createdMs ?? 0,
+      capabilities: task.capabilities,
+    });
+    const input = {
+      agents,
+      templates,
+      columnWip,
+      isAllowed: (agent: string, template: string, taskId: string) => {
         const sub = agent || `template:${template}`;
         const key = `${sub}\u0000${taskId}`;
         let allowed = decisions.get(key);
@@ -852,7 +862,16 @@ export class Supervisor {
         return allowed;
       },
       nowMs,
-    });
+    };
+    // Queue positions are for people reading `warren tasks`: while work is being handed out they
+    // are refreshed at most every QUEUE_REFRESH_MS (sorting every waiting task on every tick is
+    // what a 20,000-task board cannot afford).
+    const queueDue = nowMs - this.queueRecordedMs >= QUEUE_REFRESH_MS;
+    // Between queue refreshes, plan the most urgent tasks alone when the free capacity is far
+    // smaller than the queue; see planMostUrgent for why the outcome is the full plan's.
+    const urgent = queueDue ? undefined : planMostUrgent(ready, toReadyTask, input);
+    this.planWasPartial = urgent !== undefined;
+    const plan = urgent ?? planAssignments({ ...input, tasks: ready.map(toReadyTask) });
     // Agents still starting count as instances for the planner but offer no slots yet, so the
     // first spawns it asks of a template are the tasks those agents will take once ready: only
     // the spawns beyond them start new agents, side by side.
@@ -864,10 +883,7 @@ export class Supervisor {
       return false;
     });
     const result: Plan = spawns.length === plan.spawns.length ? plan : { ...plan, spawns };
-    // Queue positions are for people reading `warren tasks`: while work is being handed out they
-    // are refreshed at most every QUEUE_REFRESH_MS (sorting every waiting task on every tick is
-    // what a 20,000-task board cannot afford); a tick that assigns nothing always refreshes them.
-    if (plan.assignments.length === 0 || nowMs - this.queueRecordedMs >= QUEUE_REFRESH_MS) {
+    if (queueDue) {
       this.queueRecordedMs = nowMs;
       this.recordQueue(plan, ready, rank);
     }
