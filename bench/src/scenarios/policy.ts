@@ -58,6 +58,30 @@ function requests(): [string, string, string][] {
   });
 }
 
+/**
+ * `count` requests in the same mix as {@link requests}, all different from one another and from
+ * the 1,000 of {@link requests}: task ids are new (`task:pN-cold-i`), message and exec pairs are
+ * drawn again until unseen (10,000 and 20,000 pairs exist; at most a few thousand are drawn).
+ */
+function distinctRequests(count: number): [string, string, string][] {
+  const random = seededRandom(67);
+  const seen = new Set(requests().map((r) => r.join('\u0000')));
+  const out: [string, string, string][] = [];
+  for (let i = 0; out.length < count; i++) {
+    const agent = `agent-${Math.floor(random() * AGENTS)}`;
+    const r = random();
+    let req: [string, string, string];
+    if (r < 0.8) req = [agent, `task:p${Math.floor(random() * 60)}-${random() < 0.1 ? 'secret-' : ''}cold-${i}`, 'assign'];
+    else if (r < 0.95) req = [agent, `agent:agent-${Math.floor(random() * AGENTS)}`, 'message'];
+    else req = [`user:u${Math.floor(random() * 200)}`, `agent:${agent}`, 'exec'];
+    const key = req.join('\u0000');
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(req);
+  }
+  return out;
+}
+
 /** Runs `count` decisions through `decide`, timing each; returns per-decision ms and the rate. */
 function timeDecisions(count: number, offset: number, decide: (req: [string, string, string], i: number) => void, reqs: [string, string, string][]) {
   const samples: number[] = [];
@@ -72,9 +96,11 @@ function timeDecisions(count: number, offset: number, decide: (req: [string, str
 
 /**
  * Policy (issue 6 scenario 6): decisions per second for a 1,000-line policy through
- * `@warren/policy` (Casbin `enforceSync`), against plain Casbin on the same files; and with
- * auditing on, one audit row per decision, written per decision (own transaction) or per group
- * of 100 (one transaction, as a tick would).
+ * `@warren/policy`, against plain Casbin `enforceSync` on the same files; and with auditing on,
+ * one audit row per decision, written per decision (own transaction) or per group of 100 (one
+ * transaction, as a tick would). `@warren/policy` answers through its fast path (`compiled` for
+ * this model); hot (repeated) and cold (never seen) requests are measured apart, on that path and
+ * on the `cache` path a model the compiler does not take would get.
  */
 export const policyScenario: Scenario = {
   id: 'policy',
@@ -82,19 +108,30 @@ export const policyScenario: Scenario = {
   async run(ctx: BenchContext): Promise<Figure[]> {
     const { modelPath, policyPath, lines } = writePolicy(join(ctx.scratchDir, 'policy'), ctx.repoRoot);
     const policy = await loadPolicy({ modelPath, policyPath });
+    const cached = await loadPolicy({ modelPath, policyPath, fastPath: 'cache' });
     const raw = await newEnforcer(modelPath, policyPath);
     raw.enableAutoSave(false);
     for (let a = 0; a < AGENTS; a++) {
       policy.addRoleForSubject(`agent-${a}`, `template:t${a % TEMPLATES}`);
+      cached.addRoleForSubject(`agent-${a}`, `template:t${a % TEMPLATES}`);
       await raw.addRoleForUser(`agent-${a}`, `template:t${a % TEMPLATES}`);
     }
     const reqs = requests();
-    for (const [sub, obj, act] of reqs.slice(0, 50)) {
-      if (policy.enforce(sub, obj, act) !== raw.enforceSync(sub, obj, act)) throw new Error(`@warren/policy and Casbin disagree on (${sub}, ${obj}, ${act})`);
-    }
     const n = ctx.quick ? 300 : 1_500;
+    const slots = ctx.warmup + ctx.rounds;
+    const distinct = distinctRequests(slots * n + 150);
+    const cold = distinct.slice(0, slots * n);
+    for (const [sub, obj, act] of [...reqs.slice(0, 150), ...distinct.slice(slots * n)]) {
+      const expected = raw.enforceSync(sub, obj, act);
+      if (policy.enforce(sub, obj, act) !== expected || cached.enforce(sub, obj, act) !== expected) {
+        throw new Error(`@warren/policy and Casbin disagree on (${sub}, ${obj}, ${act})`);
+      }
+    }
     const note = `${lines} policy lines + ${AGENTS} in-memory agent roles; ${n} decisions per round`;
+    const oursNote = `${note}; fast path '${policy.fastPath}'; the 1,000 requests cycle, so after the warm-up each is a repeat`;
     const figures: Figure[] = [];
+    /** Round `r` of `inRounds` (warm-ups are -1, -2, ...) as a slot 0..slots-1 of the cold requests. */
+    const slot = (r: number) => (r < 0 ? -1 - r : ctx.warmup + r);
 
     ctx.progress('policy: plain Casbin enforceSync');
     const baseRuns = await inRounds(ctx.rounds, ctx.warmup, (r) => timeDecisions(n, r * n, ([s, o, a]) => raw.enforceSync(s, o, a), reqs));
@@ -105,16 +142,68 @@ export const policyScenario: Scenario = {
     const ours = await inRounds(ctx.rounds, ctx.warmup, (r) => timeDecisions(n, r * n, ([s, o, a]) => policy.enforce(s, o, a), reqs));
     figures.push(
       roundsFigure(
-        { id: 'policy.enforce', scenario: 'Policy', name: '@warren/policy enforce, no audit', unit: 'decisions/s', better: 'higher', baseline: 'policy.casbin', note },
+        { id: 'policy.enforce', scenario: 'Policy', name: '@warren/policy enforce, no audit', unit: 'decisions/s', better: 'higher', baseline: 'policy.casbin', note: oursNote },
         ours.map((r) => r.rate),
       ),
     );
     figures.push(
       latencyFigure(
-        { id: 'policy.enforce.latency', scenario: 'Policy', name: '@warren/policy enforce, latency per decision', unit: 'ms', better: 'lower', note },
+        { id: 'policy.enforce.latency', scenario: 'Policy', name: '@warren/policy enforce, latency per decision', unit: 'ms', better: 'lower', note: oursNote },
         ours.map((r) => r.samples),
       ),
     );
+
+    const hotReqs = reqs.slice(0, 100);
+    const hotNote = `${lines} policy lines; the same 100 requests repeated, ${n} decisions per round; per-decision timing included`;
+    const coldNote = `${lines} policy lines; every request new (task ids never seen, message and exec pairs not repeated), ${n} decisions per round; per-decision timing included`;
+    ctx.progress(`policy: @warren/policy enforce (${policy.fastPath}), hot and cold requests`);
+    const hot = await inRounds(ctx.rounds, ctx.warmup, (r) => timeDecisions(n, r * n, ([s, o, a]) => policy.enforce(s, o, a), hotReqs));
+    const coldRuns = await inRounds(ctx.rounds, ctx.warmup, (r) => timeDecisions(n, slot(r) * n, ([s, o, a]) => policy.enforce(s, o, a), cold));
+    figures.push(
+      roundsFigure(
+        { id: 'policy.enforce.hot', scenario: 'Policy', name: `@warren/policy enforce (${policy.fastPath}), hot: repeated requests`, unit: 'decisions/s', better: 'higher', baseline: 'policy.casbin', note: hotNote },
+        hot.map((r) => r.rate),
+      ),
+      roundsFigure(
+        { id: 'policy.enforce.cold', scenario: 'Policy', name: `@warren/policy enforce (${policy.fastPath}), cold: distinct requests`, unit: 'decisions/s', better: 'higher', baseline: 'policy.casbin', note: coldNote },
+        coldRuns.map((r) => r.rate),
+      ),
+    );
+    ctx.progress(`policy: @warren/policy enforce (${cached.fastPath}), hot and cold requests`);
+    const cacheHot = await inRounds(ctx.rounds, ctx.warmup, (r) => timeDecisions(n, r * n, ([s, o, a]) => cached.enforce(s, o, a), hotReqs));
+    const cacheCold = await inRounds(ctx.rounds, ctx.warmup, (r) => timeDecisions(n, slot(r) * n, ([s, o, a]) => cached.enforce(s, o, a), cold));
+    figures.push(
+      roundsFigure(
+        {
+          id: 'policy.cache.hot',
+          scenario: 'Policy',
+          name: `@warren/policy enforce (${cached.fastPath}: models the compiler does not take), hot`,
+          unit: 'decisions/s',
+          better: 'higher',
+          baseline: 'policy.casbin',
+          note: `${hotNote}; a hit costs a Map lookup`,
+        },
+        cacheHot.map((r) => r.rate),
+      ),
+      roundsFigure(
+        {
+          id: 'policy.cache.cold',
+          scenario: 'Policy',
+          name: `@warren/policy enforce (${cached.fastPath}: models the compiler does not take), cold`,
+          unit: 'decisions/s',
+          better: 'higher',
+          baseline: 'policy.casbin',
+          note: `${coldNote}; every miss is a Casbin enforceSync on @warren/policy's enforcer, which is what policy.enforce measured before the fast path`,
+        },
+        cacheCold.map((r) => r.rate),
+      ),
+    );
+    for (const [sub, obj, act] of [...hotReqs, ...cold.slice(-150)]) {
+      const expected = raw.enforceSync(sub, obj, act);
+      if (policy.enforce(sub, obj, act) !== expected || cached.enforce(sub, obj, act) !== expected) {
+        throw new Error(`@warren/policy and Casbin disagree on (${sub}, ${obj}, ${act}) after the timed rounds`);
+      }
+    }
 
     const dbPath = join(ctx.scratchDir, 'policy-audit.db');
     const db = openDatabase(dbPath);
@@ -127,10 +216,17 @@ export const policyScenario: Scenario = {
         decision: allowed ? 'allow' : 'deny',
         details: { sub, act },
       });
+      /** Throws unless the audit gained exactly one row per decision made since `before`. */
+      const expectRows = (before: number, what: string) => {
+        const rows = audit.lastSeq() - before;
+        if (rows !== slots * n) throw new Error(`${what}: ${slots * n} decisions but ${rows} audit rows`);
+      };
       ctx.progress('policy: enforce + audit row per decision');
+      const beforeSingle = audit.lastSeq();
       const single = await inRounds(ctx.rounds, ctx.warmup, (r) =>
         timeDecisions(n, r * n, ([s, o, a]) => audit.append(entry(s, o, a, policy.enforce(s, o, a))), reqs),
       );
+      expectRows(beforeSingle, 'enforce + audit.append');
       figures.push(
         roundsFigure(
           {
@@ -140,12 +236,13 @@ export const policyScenario: Scenario = {
             unit: 'decisions/s',
             better: 'higher',
             baseline: 'policy.enforce',
-            note,
+            note: oursNote,
           },
           single.map((r) => r.rate),
         ),
       );
       ctx.progress('policy: enforce + audit group commit');
+      const beforeGrouped = audit.lastSeq();
       const grouped = await inRounds(ctx.rounds, ctx.warmup, (r) => {
         let pending: AuditEntry[] = [];
         const result = timeDecisions(
@@ -162,6 +259,7 @@ export const policyScenario: Scenario = {
         );
         return result;
       });
+      expectRows(beforeGrouped, 'enforce + audit group commit');
       figures.push(
         roundsFigure(
           {
@@ -171,7 +269,7 @@ export const policyScenario: Scenario = {
             unit: 'decisions/s',
             better: 'higher',
             baseline: 'policy.enforce',
-            note,
+            note: oursNote,
           },
           grouped.map((r) => r.rate),
         ),

@@ -10,9 +10,10 @@
  * policy.enforce('shell-1', 'task:count-lines', 'assign'); // true
  * policy.decide('user:alice', 'agent:shell-1', 'exec'); // { allowed: false, sub: 'user:alice', ... }
  * policy.removeSubject('shell-1'); // when it stops
+ * policy.fastPath; // 'compiled': Casbin's decisions, without evaluating every rule per request
  * ```
  */
-export { loadPolicy } from './enforcer.js';
+export { loadPolicy, FastPath } from './enforcer.js';
 export type { LoadPolicyOptions, PolicyDecision, PolicyEnforcer } from './enforcer.js';
 export { PolicyLoadError, PolicyError } from './errors.js';
 export { parseModelFile } from './model-file.js';
