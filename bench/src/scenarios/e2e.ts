@@ -151,9 +151,12 @@ export const e2eScenario: Scenario = {
         ),
       );
     }
+    // The sizes are 2,000 and 20,000 tasks; these keep a full run of the suite near ten
+    // minutes on 2 cores (a round of 20,000 alone takes minutes) while long enough that the
+    // start-up of the supervisor and its first agents is a small part of each round.
     const sizes = {
-      autodelete: ctx.quick ? 40 : 300,
-      persistent: ctx.quick ? 100 : 1_000,
+      autodelete: ctx.quick ? 40 : 500,
+      persistent: ctx.quick ? 200 : 5_000,
     };
     for (const lifecycle of ['autodelete', 'persistent'] as const) {
       const n = sizes[lifecycle];
