@@ -1,4 +1,4 @@
-import { CapabilityIndex, compareCodeUnits, coversMask, maskKey } from './capabilities.js';
+import { CapabilityIndex, compareCodeUnits, coversMask } from './capabilities.js';
 import { PlanInputError } from './errors.js';
 import { MinHeap } from './heap.js';
 
@@ -114,7 +114,11 @@ interface AgentState {
   readonly group: Group;
 }
 
-/** Agents with one identical capability set. `heap` holds those accepting with room. */
+/**
+ * Agents that offer the same capabilities among those the tasks ask for. Capabilities no task asks
+ * for cannot change a decision, so agents that differ only in those share a group. `heap` holds
+ * the members accepting with room.
+ */
 interface Group {
   readonly mask: Uint32Array;
   readonly heap: MinHeap<AgentState>;
@@ -134,8 +138,8 @@ interface TemplateState {
 
 /** Tasks with one identical capability set share covering lists. */
 interface TaskClass {
+  /** The set, deduplicated and sorted (code-unit order). */
   readonly capabilities: string[];
-  readonly unknown: string[];
   readonly mask: Uint32Array;
   /** Covering groups that may still have room (pruned as they fill up). */
   groups: Group[];
@@ -143,9 +147,10 @@ interface TaskClass {
   readonly agentCount: number;
   readonly notAccepting: number;
   /**
-   * Set once a task of this class failed with no agent having room, no denial and no template able
-   * to spawn: loads, instances and planned spawns only grow within a plan, so every later task of
-   * the class fails the same way and reuses this reason.
+   * The reason every task of the class is unplaced, once that is certain: from the start when no
+   * agent or template can cover the set; otherwise once a task of the class failed with no agent
+   * having room, no denial and no template able to spawn (loads, instances and planned spawns only
+   * grow within a plan, so every later task of the class fails the same way).
    */
   saturated?: string;
   /** The last failure reason and the state it was built from, reused while that state repeats. */
@@ -155,24 +160,28 @@ interface TaskClass {
 const lessAgent = (a: AgentState, b: AgentState): boolean =>
   a.load < b.load || (a.load === b.load && a.rank < b.rank);
 
+const allowAll = (): boolean => true;
+
 /**
  * Plans which ready tasks go to which live agents, and which new instances to start.
  *
  * Algorithm (deterministic; no I/O, no clock):
- * 1. Capabilities of agents and templates are interned into bit indices (`CapabilityIndex`); every
- *    agent, template and distinct task capability set becomes a `Uint32Array` mask, and "covers" is
- *    `(task & ~agent) === 0` per word. A task capability that no agent or template has can never be
- *    covered; such tasks are unplaced at once.
+ * 1. The capabilities the tasks ask for are interned into bit indices (`CapabilityIndex`). Tasks
+ *    with the same capability set (whatever the order or repeats) form a class, found by an integer
+ *    key (the mask itself while there are at most 32 such capabilities). Every agent, template and
+ *    class gets a `Uint32Array` mask over those bits, and "covers" is `(task & ~agent) === 0` per
+ *    word; capabilities no task asks for are left out, as they cannot change a decision. A task
+ *    capability that no agent or template has can never be covered; such tasks are unplaced at once.
  * 2. Agents with identical masks form a group. Each group keeps a min-heap of its accepting agents
- *    with `load < wipLimit`, ordered by (load, name). Tasks with identical capability sets form a
- *    class that computes its covering groups and templates once.
+ *    with `load < wipLimit`, ordered by (load, name in code-unit order). Each class computes its
+ *    covering groups and templates once.
  * 3. Tasks are taken by priorityRank (highest first), then createdMs (oldest first), then id
- *    (code-unit order). For each task the candidate is the least (load, name) among the tops of its
- *    covering groups. If policy denies it, it is set aside for this task and the groups go into a
- *    heap keyed by their tops, so each further denial costs O(log groups); the first allowed
- *    candidate gets the task, its load goes up and it leaves its heap at its WIP limit. Groups whose
- *    heaps empty are pruned from the class; once a class has no room, no denial and no template to
- *    spawn, its later tasks reuse the same reason in O(1). One assignment costs
+ *    (code-unit order); see `planOrder`. For each task the candidate is the least (load, name) among
+ *    the tops of its covering groups. If policy denies it, it is set aside for this task and the
+ *    groups go into a heap keyed by their tops, so each further denial costs O(log groups); the
+ *    first allowed candidate gets the task, its load goes up and it leaves its heap at its WIP
+ *    limit. Groups whose heaps empty are pruned from the class; once a class has no room, no denial
+ *    and no template to spawn, its later tasks reuse the same reason in O(1). One assignment costs
  *    O(covering groups + log group size).
  * 4. Assignments also count against the column WIP (`limit - current`). Once that is used up, a task
  *    that has an allowed candidate is unplaced with the column reason instead.
@@ -186,49 +195,62 @@ const lessAgent = (a: AgentState, b: AgentState): boolean =>
  * The plan never exceeds an agent's `wipLimit`, the column limit, or a template's `maxInstances`,
  * assigns only to accepting covering agents, and lists every task once.
  *
+ * Cost, for T tasks and A agents: O(T) to order the tasks in the usual case (`planOrder`), one sort
+ * of the agent names, and per task O(covering groups) while agents have room, O(1) once its class
+ * is saturated.
+ *
  * @throws {PlanInputError} `WARREN_PLAN_INPUT` when an id or name repeats, or a number is negative,
  *   fractional where a count is expected, or not finite.
  */
 export function planAssignments(input: PlanInput): Plan {
-  validate(input);
-  const isAllowed = input.isAllowed ?? (() => true);
-  const index = new CapabilityIndex();
-  for (const agent of input.agents) for (const c of agent.capabilities) index.intern(c);
-  for (const template of input.templates) for (const c of template.capabilities) index.intern(c);
+  const nameRanks = validate(input);
+  const plan: Plan = { assignments: [], spawns: [], unplaced: [], plannedAtMs: input.nowMs };
+  const tasks = input.tasks;
+  if (tasks.length === 0) return plan;
+  const isAllowed = input.isAllowed ?? allowAll;
 
-  // Agents, grouped by identical capability set.
-  const byName = input.agents.map((a) => a.name).sort(compareCodeUnits);
-  const rankOf = new Map(byName.map((name, i) => [name, i]));
-  const groupsByKey = new Map<string, Group>();
-  for (const slot of input.agents) {
-    const mask = index.encode(slot.capabilities);
-    const key = maskKey(mask);
+  // Task classes: one per distinct capability set, interning the capabilities tasks ask for.
+  const index = new CapabilityIndex();
+  const classIds = new Map<number | string, number>();
+  const classSamples: (readonly string[])[] = [];
+  const classOfTask = new Uint32Array(tasks.length);
+  for (let i = 0; i < tasks.length; i++) {
+    const capabilities = (tasks[i] as ReadyTask).capabilities;
+    const key = setKey(index, capabilities, true);
+    let id = classIds.get(key);
+    if (id === undefined) {
+      id = classSamples.length;
+      classIds.set(key, id);
+      classSamples.push(capabilities);
+    }
+    classOfTask[i] = id;
+  }
+
+  // Agents, grouped by the task capabilities they offer.
+  const groupsByKey = new Map<number | string, Group>();
+  const groups: Group[] = [];
+  for (let a = 0; a < input.agents.length; a++) {
+    const slot = input.agents[a] as AgentSlot;
+    const key = setKey(index, slot.capabilities, false);
     let group = groupsByKey.get(key);
-    if (!group) {
-      group = { mask, heap: new MinHeap(lessAgent), size: 0, notAccepting: 0 };
+    if (group === undefined) {
+      group = { mask: index.encodeKnown(slot.capabilities).mask, heap: new MinHeap(lessAgent), size: 0, notAccepting: 0 };
       groupsByKey.set(key, group);
+      groups.push(group);
     }
     group.size++;
     if (!slot.accepting) {
       group.notAccepting++;
-      continue;
+    } else if (slot.load < slot.wipLimit) {
+      const rank = nameRanks[a] as number;
+      group.heap.push({ name: slot.name, template: slot.template, load: slot.load, wipLimit: slot.wipLimit, rank, group });
     }
-    const state: AgentState = {
-      name: slot.name,
-      template: slot.template,
-      load: slot.load,
-      wipLimit: slot.wipLimit,
-      rank: rankOf.get(slot.name) ?? 0,
-      group,
-    };
-    if (state.load < state.wipLimit) group.heap.push(state);
   }
-  const groups = [...groupsByKey.values()];
 
   const templates: TemplateState[] = input.templates
     .map((t) => ({
       name: t.name,
-      mask: index.encode(t.capabilities),
+      mask: index.encodeKnown(t.capabilities).mask,
       capabilityCount: new Set(t.capabilities).size,
       instances: t.instances,
       maxInstances: t.maxInstances,
@@ -237,63 +259,25 @@ export function planAssignments(input: PlanInput): Plan {
     }))
     .sort((a, b) => a.capabilityCount - b.capabilityCount || compareCodeUnits(a.name, b.name));
 
-  const classes = new Map<string, TaskClass>();
-  const classesByRawKey = new Map<string, TaskClass>();
-  const classOf = (capabilities: readonly string[]): TaskClass => {
-    const rawKey = capabilities.join('\n');
-    let cls = classesByRawKey.get(rawKey);
-    if (cls) return cls;
-    const sorted = [...new Set(capabilities)].sort(compareCodeUnits);
-    const key = sorted.join('\n');
-    cls = classes.get(key);
-    if (cls) {
-      classesByRawKey.set(rawKey, cls);
-      return cls;
-    }
-    const { mask, unknown } = index.encodeKnown(sorted);
-    const covering = unknown.length > 0 ? [] : groups.filter((g) => coversMask(mask, g.mask));
-    cls = {
-      capabilities: sorted,
-      unknown,
-      mask,
-      groups: covering,
-      templates: unknown.length > 0 ? [] : templates.filter((t) => coversMask(mask, t.mask)),
-      agentCount: covering.reduce((n, g) => n + g.size, 0),
-      notAccepting: covering.reduce((n, g) => n + g.notAccepting, 0),
-    };
-    classes.set(key, cls);
-    classesByRawKey.set(rawKey, cls);
-    return cls;
-  };
+  // Task capabilities some agent or template offers.
+  const offered = new Uint32Array(index.wordCount);
+  for (const { mask } of [...groups, ...templates]) {
+    for (let w = 0; w < mask.length; w++) offered[w] = (offered[w] as number) | (mask[w] as number);
+  }
+  const classes = classSamples.map((sample) => taskClass(sample, index, offered, groups, templates, input));
 
-  const order = input.tasks.map((_, i) => i);
-  const tasks = input.tasks;
-  order.sort((i, j) => {
-    const a = tasks[i] as ReadyTask;
-    const b = tasks[j] as ReadyTask;
-    return b.priorityRank - a.priorityRank || a.createdMs - b.createdMs || compareCodeUnits(a.id, b.id);
-  });
-
+  const order = planOrder(tasks);
   const columnName = input.columnWip?.name ?? 'in_progress';
   const columnLimit = input.columnWip?.limit ?? null;
   let columnRoom = columnLimit === null ? Infinity : Math.max(0, columnLimit - (input.columnWip?.current ?? 0));
 
-  const plan: Plan = { assignments: [], spawns: [], unplaced: [], plannedAtMs: input.nowMs };
   const denied: AgentState[] = [];
   const groupHeap = new MinHeap<Group>((a, b) => lessAgent(a.heap.peek() as AgentState, b.heap.peek() as AgentState));
   const templateAllowed: boolean[] = [];
 
   for (const i of order) {
     const task = tasks[i] as ReadyTask;
-    const cls = classOf(task.capabilities);
-    if (cls.unknown.length > 0) {
-      plan.unplaced.push({ taskId: task.id, reason: `no agent or template provides capabilities ${list(cls.unknown)}` });
-      continue;
-    }
-    if (cls.agentCount === 0 && cls.templates.length === 0) {
-      plan.unplaced.push({ taskId: task.id, reason: nothingCovers(cls, input) });
-      continue;
-    }
+    const cls = classes[classOfTask[i] as number] as TaskClass;
     if (cls.saturated !== undefined) {
       plan.unplaced.push({ taskId: task.id, reason: cls.saturated });
       continue;
@@ -397,6 +381,169 @@ export function planAssignments(input: PlanInput): Plan {
   return plan;
 }
 
+/**
+ * A key for the set of `capabilities` that `index` holds, equal for equal sets whatever their
+ * order and repeats: the mask itself while every bit is below 32, else a string of the low word
+ * and the higher bits in order. With `intern`, capabilities new to `index` are interned first;
+ * without it they are left out of the set.
+ */
+function setKey(index: CapabilityIndex, capabilities: readonly string[], intern: boolean): number | string {
+  let low = 0;
+  let high: number[] | undefined;
+  for (let k = 0; k < capabilities.length; k++) {
+    const capability = capabilities[k] as string;
+    const bit = intern ? index.intern(capability) : index.bitOf(capability);
+    if (bit === undefined) continue;
+    if (bit < 32) low |= 1 << bit;
+    else (high ??= []).push(bit);
+  }
+  if (high === undefined) return low;
+  return `${low} ${[...new Set(high)].sort((a, b) => a - b).join(' ')}`;
+}
+
+/**
+ * The class of tasks needing the set `sample`: its covering groups and templates, or, when nothing
+ * can ever cover it, the reason its tasks stay unplaced. `offered` is the mask of the capabilities
+ * some agent or template has.
+ */
+function taskClass(
+  sample: readonly string[],
+  index: CapabilityIndex,
+  offered: Uint32Array,
+  groups: readonly Group[],
+  templates: readonly TemplateState[],
+  input: PlanInput,
+): TaskClass {
+  const capabilities = [...new Set(sample)].sort(compareCodeUnits);
+  const { mask } = index.encodeKnown(capabilities);
+  const unknown = capabilities.filter((c) => !coversMask(index.encodeKnown([c]).mask, offered));
+  if (unknown.length > 0) {
+    const saturated = `no agent or template provides capabilities ${list(unknown)}`;
+    return { capabilities, mask, groups: [], templates: [], agentCount: 0, notAccepting: 0, saturated };
+  }
+  const covering = groups.filter((g) => coversMask(mask, g.mask));
+  const cls: TaskClass = {
+    capabilities,
+    mask,
+    groups: covering,
+    templates: templates.filter((t) => coversMask(mask, t.mask)),
+    agentCount: covering.reduce((n, g) => n + g.size, 0),
+    notAccepting: covering.reduce((n, g) => n + g.notAccepting, 0),
+  };
+  if (cls.agentCount === 0 && cls.templates.length === 0) cls.saturated = nothingCovers(cls, input);
+  return cls;
+}
+
+/**
+ * Task indices in plan order: highest `priorityRank` first, then oldest `createdMs`, then `id` in
+ * code-unit order.
+ *
+ * When both numbers are safe integers and `(rank span) × (age span)` stays within 2^53, each task
+ * gets the integer key `(highest rank - rank) × (age span) + (createdMs - oldest)` and
+ * `radixOrder` sorts the tasks by it in O(T) per pass for T tasks; runs of equal keys, still in
+ * input order, are then ordered by id. Otherwise a comparison sort does it.
+ */
+function planOrder(tasks: readonly ReadyTask[]): Uint32Array {
+  const n = tasks.length;
+  let rankMin = Infinity;
+  let rankMax = -Infinity;
+  let createdMin = Infinity;
+  let createdMax = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const { priorityRank: rank, createdMs: created } = tasks[i] as ReadyTask;
+    if (!Number.isSafeInteger(rank) || !Number.isSafeInteger(created)) return comparisonOrder(tasks);
+    if (rank < rankMin) rankMin = rank;
+    if (rank > rankMax) rankMax = rank;
+    if (created < createdMin) createdMin = created;
+    if (created > createdMax) createdMax = created;
+  }
+  const ageSpan = createdMax - createdMin + 1;
+  if (n === 0 || (rankMax - rankMin + 1) * ageSpan > Number.MAX_SAFE_INTEGER) return comparisonOrder(tasks);
+
+  const low = new Uint32Array(n);
+  const high = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const task = tasks[i] as ReadyTask;
+    const key = (rankMax - task.priorityRank) * ageSpan + (task.createdMs - createdMin);
+    const upper = Math.floor(key / 2 ** 32);
+    low[i] = key - upper * 2 ** 32;
+    high[i] = upper;
+  }
+  const order = radixOrder(low, high);
+  let tieStart = 0;
+  for (let k = 1; k < n; k++) {
+    const i = order[k] as number;
+    const previous = order[k - 1] as number;
+    if (low[i] !== low[previous] || high[i] !== high[previous]) {
+      if (k - tieStart > 1) sortById(order.subarray(tieStart, k), tasks);
+      tieStart = k;
+    }
+  }
+  if (n - tieStart > 1) sortById(order.subarray(tieStart, n), tasks);
+  return order;
+}
+
+const DIGIT_BITS = 11;
+
+/**
+ * The indices `0 … n-1` ordered by the 64-bit keys `high[i] · 2^32 + low[i]`, equal keys in index
+ * order: an LSD radix sort, one stable counting pass per `DIGIT_BITS`-bit digit of `low`, then of
+ * `high`, least significant first, stopping in each half after the highest digit any key has set
+ * (at most three passes for keys below 2^32).
+ */
+function radixOrder(low: Uint32Array, high: Uint32Array): Uint32Array {
+  const n = low.length;
+  let order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  let spare = new Uint32Array(n);
+  const counts = new Uint32Array(1 << DIGIT_BITS);
+  for (const words of [low, high]) {
+    let bits = 0;
+    for (let i = 0; i < n; i++) bits |= words[i] as number;
+    for (let shift = 0; shift < 32 && bits >>> shift !== 0; shift += DIGIT_BITS) {
+      countingPass(order, spare, words, shift, counts);
+      const sorted = spare;
+      spare = order;
+      order = sorted;
+    }
+  }
+  return order;
+}
+
+/**
+ * One stable counting-sort pass: the indices in `from` go to `to` ordered by the `DIGIT_BITS`-bit
+ * digit of `words[index]` at bit `shift`, keeping their order among equal digits. `counts` is
+ * scratch space of `2 ** DIGIT_BITS` entries.
+ */
+function countingPass(from: Uint32Array, to: Uint32Array, words: Uint32Array, shift: number, counts: Uint32Array): void {
+  const digitMask = (1 << DIGIT_BITS) - 1;
+  counts.fill(0);
+  for (let i = 0; i < words.length; i++) counts[((words[i] as number) >>> shift) & digitMask]!++;
+  let start = 0;
+  for (let d = 0; d < counts.length; d++) {
+    const count = counts[d] as number;
+    counts[d] = start;
+    start += count;
+  }
+  for (let k = 0; k < from.length; k++) {
+    const i = from[k] as number;
+    to[counts[((words[i] as number) >>> shift) & digitMask]!++] = i;
+  }
+}
+
+function sortById(indices: Uint32Array, tasks: readonly ReadyTask[]): void {
+  indices.sort((i, j) => compareCodeUnits((tasks[i] as ReadyTask).id, (tasks[j] as ReadyTask).id));
+}
+
+/** `planOrder` by comparisons, for numbers a single integer key cannot hold. */
+function comparisonOrder(tasks: readonly ReadyTask[]): Uint32Array {
+  return Uint32Array.from(tasks, (_, i) => i).sort((i, j) => {
+    const a = tasks[i] as ReadyTask;
+    const b = tasks[j] as ReadyTask;
+    return b.priorityRank - a.priorityRank || a.createdMs - b.createdMs || compareCodeUnits(a.id, b.id);
+  });
+}
+
 function list(items: readonly string[]): string {
   return `[${items.join(', ')}]`;
 }
@@ -439,54 +586,156 @@ function obstacles(cls: TaskClass, deniedCount: number, templateAllowed: readonl
   return parts.join('; ');
 }
 
-function validate(input: PlanInput): void {
-  const count = (field: string, value: unknown): void => {
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-      throw new PlanInputError(field, value, `expected a non-negative integer, got ${String(value)}`);
+/**
+ * Throws for the first bad value in `input`, in field order: `nowMs`, then each task, agent and
+ * template in turn, then `columnWip`. A well-formed input is recognised in one pass that builds no
+ * field paths and finds repeated ids and names by sorting them; only when that pass finds something
+ * does `throwFirstProblem` go through the fields again to name the first bad one.
+ * @returns each agent's position (by index in `input.agents`) in code-unit order of the names,
+ *   found by the sort that looks for repeated names.
+ * @throws {PlanInputError} naming the field (such as `tasks[3].priorityRank`), the value found and
+ *   what was expected.
+ */
+function validate(input: PlanInput): Uint32Array {
+  const nameRanks = isWellFormed(input) ? rankNames(input.agents) : undefined;
+  return nameRanks ?? throwFirstProblem(input);
+}
+
+/** Whether every field of `input` is well formed, agent names apart from repeats (`rankNames`). */
+function isWellFormed(input: PlanInput): boolean {
+  if (finiteProblem(input.nowMs) !== undefined) return false;
+  const { tasks, agents, templates, columnWip } = input;
+  const ids = new Array<string>(tasks.length);
+  for (let i = 0; i < tasks.length; i++) {
+    const t = tasks[i] as ReadyTask;
+    if (
+      nameProblem(t.id) !== undefined ||
+      finiteProblem(t.priorityRank) !== undefined ||
+      finiteProblem(t.createdMs) !== undefined ||
+      stringsProblem(t.capabilities) !== undefined
+    ) {
+      return false;
     }
-  };
-  const finite = (field: string, value: unknown): void => {
-    if (typeof value !== 'number' || !Number.isFinite(value)) {
-      throw new PlanInputError(field, value, `expected a finite number, got ${String(value)}`);
+    ids[i] = t.id;
+  }
+  for (const a of agents) {
+    if (
+      nameProblem(a.name) !== undefined ||
+      countProblem(a.load) !== undefined ||
+      countProblem(a.wipLimit) !== undefined ||
+      stringsProblem(a.capabilities) !== undefined
+    ) {
+      return false;
     }
-  };
-  const unique = (field: string, value: unknown, seen: Set<string>, what: string): void => {
-    if (typeof value !== 'string' || value === '') {
-      throw new PlanInputError(field, value, `expected a non-empty string, got ${JSON.stringify(value)}`);
+  }
+  for (const t of templates) {
+    if (
+      nameProblem(t.name) !== undefined ||
+      countProblem(t.instances) !== undefined ||
+      countProblem(t.maxInstances) !== undefined ||
+      countProblem(t.wipLimitPerInstance) !== undefined ||
+      stringsProblem(t.capabilities) !== undefined
+    ) {
+      return false;
     }
-    if (seen.has(value)) throw new PlanInputError(field, value, `duplicate ${what} ${JSON.stringify(value)}`);
-    seen.add(value);
-  };
-  const strings = (field: string, value: unknown): void => {
-    if (!Array.isArray(value) || value.some((c) => typeof c !== 'string')) {
-      throw new PlanInputError(field, value, 'expected an array of strings');
-    }
-  };
-  finite('nowMs', input.nowMs);
+  }
+  if (columnWip) {
+    if (columnWip.limit !== null && countProblem(columnWip.limit) !== undefined) return false;
+    if (countProblem(columnWip.current) !== undefined) return false;
+  }
+  return allDistinct(ids) && allDistinct(templates.map((t) => t.name));
+}
+
+/** Whether no string repeats in `names` (which it sorts). */
+function allDistinct(names: string[]): boolean {
+  names.sort();
+  for (let k = 1; k < names.length; k++) if (names[k] === names[k - 1]) return false;
+  return true;
+}
+
+/**
+ * Each agent's position in code-unit order of the names (`ranks[i]` for `agents[i]`), or
+ * `undefined` when a name repeats. The names must be strings.
+ */
+function rankNames(agents: readonly AgentSlot[]): Uint32Array | undefined {
+  const names = agents.map((a) => a.name);
+  const byName = names.map((_, i) => i).sort((i, j) => compareCodeUnits(names[i] as string, names[j] as string));
+  const ranks = new Uint32Array(names.length);
+  for (let k = 0; k < byName.length; k++) {
+    const i = byName[k] as number;
+    if (k > 0 && names[i] === names[byName[k - 1] as number]) return undefined;
+    ranks[i] = k;
+  }
+  return ranks;
+}
+
+/**
+ * Goes through `input` field by field, in the order `validate` documents, and throws a
+ * `PlanInputError` for the first bad value. Called only when the quick pass found one.
+ */
+function throwFirstProblem(input: PlanInput): never {
+  check(finiteProblem(input.nowMs), 'nowMs', input.nowMs);
   const ids = new Set<string>();
   input.tasks.forEach((t, i) => {
-    unique(`tasks[${i}].id`, t.id, ids, 'task id');
-    finite(`tasks[${i}].priorityRank`, t.priorityRank);
-    finite(`tasks[${i}].createdMs`, t.createdMs);
-    strings(`tasks[${i}].capabilities`, t.capabilities);
+    check(nameProblem(t.id) ?? repeatProblem(t.id, ids, 'task id'), `tasks[${i}].id`, t.id);
+    check(finiteProblem(t.priorityRank), `tasks[${i}].priorityRank`, t.priorityRank);
+    check(finiteProblem(t.createdMs), `tasks[${i}].createdMs`, t.createdMs);
+    check(stringsProblem(t.capabilities), `tasks[${i}].capabilities`, t.capabilities);
   });
   const names = new Set<string>();
   input.agents.forEach((a, i) => {
-    unique(`agents[${i}].name`, a.name, names, 'agent name');
-    count(`agents[${i}].load`, a.load);
-    count(`agents[${i}].wipLimit`, a.wipLimit);
-    strings(`agents[${i}].capabilities`, a.capabilities);
+    check(nameProblem(a.name) ?? repeatProblem(a.name, names, 'agent name'), `agents[${i}].name`, a.name);
+    check(countProblem(a.load), `agents[${i}].load`, a.load);
+    check(countProblem(a.wipLimit), `agents[${i}].wipLimit`, a.wipLimit);
+    check(stringsProblem(a.capabilities), `agents[${i}].capabilities`, a.capabilities);
   });
   const templateNames = new Set<string>();
   input.templates.forEach((t, i) => {
-    unique(`templates[${i}].name`, t.name, templateNames, 'template name');
-    count(`templates[${i}].instances`, t.instances);
-    count(`templates[${i}].maxInstances`, t.maxInstances);
-    count(`templates[${i}].wipLimitPerInstance`, t.wipLimitPerInstance);
-    strings(`templates[${i}].capabilities`, t.capabilities);
+    check(nameProblem(t.name) ?? repeatProblem(t.name, templateNames, 'template name'), `templates[${i}].name`, t.name);
+    check(countProblem(t.instances), `templates[${i}].instances`, t.instances);
+    check(countProblem(t.maxInstances), `templates[${i}].maxInstances`, t.maxInstances);
+    check(countProblem(t.wipLimitPerInstance), `templates[${i}].wipLimitPerInstance`, t.wipLimitPerInstance);
+    check(stringsProblem(t.capabilities), `templates[${i}].capabilities`, t.capabilities);
   });
   if (input.columnWip) {
-    if (input.columnWip.limit !== null) count('columnWip.limit', input.columnWip.limit);
-    count('columnWip.current', input.columnWip.current);
+    if (input.columnWip.limit !== null) check(countProblem(input.columnWip.limit), 'columnWip.limit', input.columnWip.limit);
+    check(countProblem(input.columnWip.current), 'columnWip.current', input.columnWip.current);
   }
+  throw new Error('planAssignments: the quick input check and the field-by-field check disagree');
+}
+
+/** Throws a `PlanInputError` for `field` when `problem` is set. */
+function check(problem: string | undefined, field: string, value: unknown): void {
+  if (problem !== undefined) throw new PlanInputError(field, value, problem);
+}
+
+function countProblem(value: unknown): string | undefined {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return undefined;
+  return `expected a non-negative integer, got ${String(value)}`;
+}
+
+function finiteProblem(value: unknown): string | undefined {
+  if (typeof value === 'number' && Number.isFinite(value)) return undefined;
+  return `expected a finite number, got ${String(value)}`;
+}
+
+function nameProblem(value: unknown): string | undefined {
+  if (typeof value === 'string' && value !== '') return undefined;
+  return `expected a non-empty string, got ${JSON.stringify(value)}`;
+}
+
+/** A problem when `value` is already in `seen`; adds it otherwise. */
+function repeatProblem(value: string, seen: Set<string>, what: string): string | undefined {
+  if (seen.has(value)) return `duplicate ${what} ${JSON.stringify(value)}`;
+  seen.add(value);
+  return undefined;
+}
+
+function stringsProblem(value: unknown): string | undefined {
+  if (Array.isArray(value)) {
+    let k = 0;
+    while (k < value.length && typeof value[k] === 'string') k++;
+    if (k === value.length) return undefined;
+  }
+  return 'expected an array of strings';
 }
