@@ -1,17 +1,9 @@
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestLayout, requireMachine, startWarren, waitFor, warren, warrenSync, type CliProcess, type TestLayout } from './support/cli.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanUpAfterEach, makeTestLayout, requireMachine, startWarren, waitFor, warren, warrenSync, type CliProcess, type TestLayout } from './support/cli.js';
 
-const layouts: TestLayout[] = [];
-const running: CliProcess[] = [];
-afterEach(async () => {
-  for (const run of running.splice(0)) {
-    run.child.kill('SIGTERM');
-    await run.done;
-  }
-  for (const made of layouts.splice(0)) made.remove();
-});
+const { layouts, running } = cleanUpAfterEach();
 
 beforeAll(() => requireMachine());
 

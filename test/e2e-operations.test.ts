@@ -1,7 +1,8 @@
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  cleanUpAfterEach,
   makeTestLayout,
   processesOfUids,
   requireMachine,
@@ -14,15 +15,7 @@ import {
   type TestLayout,
 } from './support/cli.js';
 
-const layouts: TestLayout[] = [];
-const running: CliProcess[] = [];
-afterEach(async () => {
-  for (const run of running.splice(0)) {
-    run.child.kill('SIGTERM');
-    await run.done;
-  }
-  for (const made of layouts.splice(0)) made.remove();
-});
+const { layouts, running } = cleanUpAfterEach();
 
 function layout(tasks: Record<string, string>): TestLayout {
   const made = makeTestLayout(tasks, { copyAgents: true });

@@ -2,6 +2,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 
 /** The repository root. */
 export const repo = join(import.meta.dirname, '..', '..');
@@ -164,4 +165,22 @@ export function makeTestLayout(tasks: Readonly<Record<string, string>>, options:
 /** A ready shell task running `command`, with optional extra frontmatter lines. */
 export function shellTask(id: string, command: string, extra = ''): string {
   return `---\nid: ${id}\ntitle: Task ${id}\nstatus: ready\ncapabilities: [shell]\n${extra}command: ${JSON.stringify(command)}\n---\nBody of ${id}.\n`;
+}
+
+/**
+ * The layouts and supervisors a test file makes, registered with vitest's `afterEach`: after each
+ * test every supervisor still running gets SIGTERM and is awaited, then every layout is removed.
+ * Push what a test starts or makes onto the returned arrays.
+ */
+export function cleanUpAfterEach(): { layouts: TestLayout[]; running: CliProcess[] } {
+  const layouts: TestLayout[] = [];
+  const running: CliProcess[] = [];
+  afterEach(async () => {
+    for (const run of running.splice(0)) {
+      run.child.kill('SIGTERM');
+      await run.done;
+    }
+    for (const made of layouts.splice(0)) made.remove();
+  });
+  return { layouts, running };
 }
