@@ -14,8 +14,41 @@ import {
   MAX_TASK_FILE_BYTES,
   parseTimestampMs,
   sha256Hex,
+  type FrontmatterSpan,
 } from './text.js';
-import { isYamlProblem, parseYamlSource, type YamlSource } from './yaml-source.js';
+import { isYamlProblem, parseYamlSource, type YamlSource, type YamlSyntaxProblem } from './yaml-source.js';
+
+/** A markdown file's text, where its frontmatter sits, and the frontmatter's YAML. */
+export interface FrontmatterSource {
+  readonly text: string;
+  readonly span: FrontmatterSpan;
+  /** The YAML between the `---` lines (its line 1 is the file's line 2), or its syntax problem. */
+  readonly yaml: YamlSource | YamlSyntaxProblem;
+}
+
+/**
+ * The checks every one-file-per-task format makes before reading fields: at most
+ * {@link MAX_TASK_FILE_BYTES} (1 MiB), UTF-8 (a BOM allowed), YAML frontmatter first in the file
+ * between `---` lines; then parses the YAML.
+ *
+ * @param fail called with the file line (0 for the size, the line of the first bad byte for UTF-8)
+ *   and the reason when a check fails; it must throw.
+ * @returns the decoded text, the frontmatter span and the parsed YAML or its problem (for the
+ *   caller to report, as formats differ in how).
+ */
+export function readFrontmatter(bytes: Uint8Array, fail: (line: number, reason: string) => never): FrontmatterSource {
+  if (bytes.length > MAX_TASK_FILE_BYTES) {
+    fail(0, `the file is ${bytes.length} bytes; task files may be at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB)`);
+  }
+  const invalid = firstInvalidUtf8(bytes);
+  if (invalid !== -1) {
+    fail(lineOfByte(bytes, invalid), `not valid UTF-8: byte 0x${bytes[invalid]!.toString(16).padStart(2, '0')} at offset ${invalid}`);
+  }
+  const text = decodeUtf8(bytes);
+  const span = findFrontmatter(text);
+  if (isFrontmatterProblem(span)) return fail(span.line, span.reason);
+  return { text, span, yaml: parseYamlSource(text.slice(span.yamlStart, span.yamlEnd)) };
+}
 
 /** The frontmatter of one markdown file, with helpers that name the file line of each field. */
 export class FrontmatterFields {
@@ -55,17 +88,7 @@ export class FrontmatterFields {
     const fail = (line: number, reason: string): never => {
       throw new TaskFileError({ path, line, reason, displayPath: shown });
     };
-    if (bytes.length > MAX_TASK_FILE_BYTES) {
-      fail(0, `the file is ${bytes.length} bytes; task files may be at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB)`);
-    }
-    const invalid = firstInvalidUtf8(bytes);
-    if (invalid !== -1) {
-      fail(lineOfByte(bytes, invalid), `not valid UTF-8: byte 0x${bytes[invalid]!.toString(16).padStart(2, '0')} at offset ${invalid}`);
-    }
-    const text = decodeUtf8(bytes);
-    const span = findFrontmatter(text);
-    if (isFrontmatterProblem(span)) return fail(span.line, span.reason);
-    const parsed = parseYamlSource(text.slice(span.yamlStart, span.yamlEnd));
+    const { text, span, yaml: parsed } = readFrontmatter(bytes, fail);
     if (isYamlProblem(parsed)) {
       const line = parsed.line + 1;
       const lineText = text.slice(span.yamlStart, span.yamlEnd).split('\n')[parsed.line - 1] ?? '';

@@ -1,20 +1,10 @@
-import { dirname, resolve } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, type Node, type Pair, type Scalar } from 'yaml';
 import { TaskFileError } from './errors.js';
-import {
-  decodeUtf8,
-  displayPath,
-  findFrontmatter,
-  firstInvalidUtf8,
-  ID_PATTERN,
-  isFrontmatterProblem,
-  lineOfByte,
-  MAX_TASK_FILE_BYTES,
-  parseTimestampMs,
-  sha256Hex,
-} from './text.js';
+import { readFrontmatter } from './fields.js';
+import { displayPath, ID_PATTERN, parseTimestampMs, sha256Hex } from './text.js';
 import type { BoardConfig, ParseTaskOptions, Task } from './types.js';
-import { isYamlProblem, parseYamlSource, type YamlSource } from './yaml-source.js';
+import { isYamlProblem, type YamlSource } from './yaml-source.js';
 
 /** A parsed task and the file line of its `id` key (for duplicate-id reports). */
 export interface ParsedTask {
@@ -58,27 +48,46 @@ export function parseTaskFile(path: string, bytes: Buffer, config: BoardConfig, 
 
 /** {@link parseTaskFile}, also returning the line of the `id` key. */
 export function parseTask(path: string, bytes: Buffer, config: BoardConfig, boardDir: string, options: ParseTaskOptions = {}): ParsedTask {
-  const absolute = resolve(path);
+  return taskParser(config, boardDir, options)(path, bytes);
+}
+
+/**
+ * {@link parseTask} for many files of one board: resolves the folders and reads the config once.
+ * @returns a function of (path, bytes) that behaves as `parseTask(path, bytes, config, boardDir,
+ *   options)` and throws the same {@link TaskFileError}s.
+ */
+export function taskParser(config: BoardConfig, boardDir: string, options: ParseTaskOptions = {}): (path: string, bytes: Buffer) => ParsedTask {
   const board = resolve(boardDir);
   const root = options.displayRoot === undefined ? dirname(board) : resolve(options.displayRoot);
-  const shown = displayPath(root, absolute);
+  const boardPrefix = board + sep;
+  const columnIds = config.columns.map((c) => c.id);
+  const columns = new Set(columnIds);
+  const priorities = new Set(config.priorities);
+  return (path, bytes) => {
+    const absolute = resolve(path);
+    // A file below the board (the usual case) is named by the rest of its path.
+    const relativePath =
+      absolute.startsWith(boardPrefix) && sep === '/' ? absolute.slice(boardPrefix.length) : displayPath(board, absolute);
+    return parseOne(absolute, relativePath, bytes, config, columnIds, columns, priorities, root);
+  };
+}
+
+function parseOne(
+  absolute: string,
+  relativePath: string,
+  bytes: Buffer,
+  config: BoardConfig,
+  columnIds: readonly string[],
+  columns: ReadonlySet<string>,
+  priorities: ReadonlySet<string>,
+  root: string,
+): ParsedTask {
   const fail = (line: number, reason: string, field?: string): never => {
-    throw new TaskFileError({ path: absolute, line, field, reason, displayPath: shown });
+    throw new TaskFileError({ path: absolute, line, field, reason, displayPath: displayPath(root, absolute) });
   };
 
-  if (bytes.length > MAX_TASK_FILE_BYTES) {
-    fail(0, `the file is ${bytes.length} bytes; task files may be at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB)`);
-  }
-  const invalid = firstInvalidUtf8(bytes);
-  if (invalid !== -1) {
-    fail(lineOfByte(bytes, invalid), `not valid UTF-8: byte 0x${bytes[invalid]!.toString(16).padStart(2, '0')} at offset ${invalid}`);
-  }
-  const text = decodeUtf8(bytes);
-  const span = findFrontmatter(text);
-  if (isFrontmatterProblem(span)) return fail(span.line, span.reason);
-
+  const { text, span, yaml: parsed } = readFrontmatter(bytes, fail);
   // The YAML starts on line 2 of the file.
-  const parsed = parseYamlSource(text.slice(span.yamlStart, span.yamlEnd));
   if (isYamlProblem(parsed)) return fail(parsed.line + 1, `invalid YAML in the frontmatter: ${parsed.message}`);
   const source: YamlSource = parsed;
   const contents = source.doc.contents;
@@ -105,10 +114,10 @@ export function parseTask(path: string, bytes: Buffer, config: BoardConfig, boar
   const has = (name: string): boolean => Object.prototype.hasOwnProperty.call(fields, name);
   const text_ = (name: string): Text => textOf(pairs.get(name)?.value, fields[name]);
 
-  const requireText = (name: string, check: (value: string) => boolean, must: string): string => {
+  const requireText = (name: string, check: (value: string) => boolean, must: () => string): string => {
     if (!has(name)) return fail(1, `'${name}' is required`, name);
     const t = text_(name);
-    if (!t.ok || t.value === null || !check(t.value)) return fail(valueLine(name), `'${name}' ${must}`, name);
+    if (!t.ok || t.value === null || !check(t.value)) return fail(valueLine(name), `'${name}' ${must()}`, name);
     return t.value;
   };
   const optionalText = (name: string): string | undefined => {
@@ -117,21 +126,30 @@ export function parseTask(path: string, bytes: Buffer, config: BoardConfig, boar
     if (!t.ok) return fail(valueLine(name), `'${name}' must be a string`, name);
     return t.value ?? undefined;
   };
-  const list = (name: string, required: boolean, itemCheck: (value: string) => boolean, must: string): string[] => {
+  const list = (name: string, required: boolean, itemCheck: ((value: string) => boolean) | null, must: string): string[] => {
     if (!has(name)) return required ? fail(1, `'${name}' is required (use [] for none)`, name) : [];
     const value = fields[name];
     if (value === null && !required) return [];
     if (!Array.isArray(value)) return fail(valueLine(name), `'${name}' ${must}`, name);
+    if (value.length === 0) return [];
     const node = pairs.get(name)?.value;
     const items = isSeq(node) ? node.items : [];
-    return value.map((item: unknown, index) => {
+    const out: string[] = new Array(value.length);
+    for (let index = 0; index < value.length; index += 1) {
+      const item: unknown = value[index];
+      // Strings (the usual case) need no look at their node.
+      if (typeof item === 'string' && (itemCheck === null || itemCheck(item))) {
+        out[index] = item;
+        continue;
+      }
       const itemNode = isAlias(node) ? undefined : items[index];
       const t = textOf(itemNode, item);
-      if (!t.ok || t.value === null || !itemCheck(t.value)) {
+      if (!t.ok || t.value === null || (itemCheck !== null && !itemCheck(t.value))) {
         return fail(lineAt(itemNode) ?? valueLine(name), `'${name}' ${must}`, name);
       }
-      return t.value;
-    });
+      out[index] = t.value;
+    }
+    return out;
   };
   const timestamp = (name: string): number | undefined => {
     if (!has(name)) return undefined;
@@ -145,21 +163,20 @@ export function parseTask(path: string, bytes: Buffer, config: BoardConfig, boar
     return ms;
   };
 
-  const id = requireText('id', (v) => ID_PATTERN.test(v), "must be letters, digits, '.', '_' or '-'");
-  const title = requireText('title', (v) => v.trim() !== '', 'must be a non-empty string');
-  const columnIds = config.columns.map((c) => c.id);
-  const status = requireText('status', (v) => columnIds.includes(v), `must be one of ${columnIds.join(', ')}`);
+  const id = requireText('id', (v) => ID_PATTERN.test(v), () => "must be letters, digits, '.', '_' or '-'");
+  const title = requireText('title', (v) => v.trim() !== '', () => 'must be a non-empty string');
+  const status = requireText('status', (v) => columns.has(v), () => `must be one of ${columnIds.join(', ')}`);
   const capabilities = list('capabilities', true, (v) => v !== '', 'must be a list of strings');
 
   let priority = config.defaultPriority;
   if (has('priority')) {
     const t = text_('priority');
-    if (!t.ok || (t.value !== null && t.value !== '' && !config.priorities.includes(t.value))) {
+    if (!t.ok || (t.value !== null && t.value !== '' && !priorities.has(t.value))) {
       fail(valueLine('priority'), `'priority' must be one of ${config.priorities.join(', ')}`, 'priority');
     }
     if (t.ok && t.value !== null && t.value !== '') priority = t.value;
   }
-  const labels = list('labels', false, () => true, 'must be a list of strings');
+  const labels = list('labels', false, null, 'must be a list of strings');
   let assignee: string | null = null;
   if (has('assignee')) {
     const t = text_('assignee');
@@ -195,7 +212,7 @@ export function parseTask(path: string, bytes: Buffer, config: BoardConfig, boar
     body: text.slice(span.bodyStart),
     fields,
     path: absolute,
-    relativePath: displayPath(board, absolute),
+    relativePath,
     hash: sha256Hex(bytes),
   };
   return { task, idLine: keyLine('id') };

@@ -2,7 +2,8 @@
  * Byte- and text-level helpers shared by the parser and the updater: UTF-8 validation, locating the
  * frontmatter, timestamps and hashes.
  */
-import { createHash } from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
+import * as crypto from 'node:crypto';
 import { relative, sep } from 'node:path';
 
 /** The largest task file read: 1 MiB. Larger files are reported, not parsed. */
@@ -13,9 +14,12 @@ export const ID_PATTERN = /^[A-Za-z0-9._-]+$/;
 
 const BOM = '\uFEFF';
 
+/** `crypto.hash` (Node >= 20.12): one call, no Hash object. */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'hex') => string }).hash;
+
 /** sha256 of `bytes` as lowercase hex. */
 export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+  return oneShotHash === undefined ? crypto.createHash('sha256').update(bytes).digest('hex') : oneShotHash('sha256', bytes, 'hex');
 }
 
 /**
@@ -23,6 +27,13 @@ export function sha256Hex(bytes: Uint8Array): string {
  * U+10FFFF), or -1 when `bytes` is valid UTF-8.
  */
 export function firstInvalidUtf8(bytes: Uint8Array): number {
+  // Node's validator follows the same rules; only a file that fails it is scanned for the offset.
+  if (isUtf8(bytes)) return -1;
+  return scanUtf8(bytes);
+}
+
+/** {@link firstInvalidUtf8}, byte by byte. */
+export function scanUtf8(bytes: Uint8Array): number {
   const n = bytes.length;
   let i = 0;
   while (i < n) {
@@ -61,9 +72,11 @@ export function lineOfByte(bytes: Uint8Array, offset: number): number {
   return line;
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** Decodes UTF-8, keeping a leading BOM as U+FEFF. Call only after `firstInvalidUtf8` returned -1. */
 export function decodeUtf8(bytes: Uint8Array): string {
-  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  return UTF8.decode(bytes);
 }
 
 /** Where the frontmatter sits in a task file's text (string offsets). */
@@ -142,8 +155,7 @@ export function parseTimestampMs(text: string): number | undefined {
   const second = m[6] === undefined ? 0 : Number(m[6]);
   const ms = m[7] === undefined ? 0 : Number(m[7].slice(0, 3).padEnd(3, '0'));
   if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 60) return undefined;
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (day > daysInMonth) return undefined;
+  if (day > daysInMonth(year, month)) return undefined;
   let offsetMinutes = 0;
   const zone = m[8];
   if (zone !== undefined && zone !== 'Z' && zone !== 'z') {
@@ -158,6 +170,18 @@ export function parseTimestampMs(text: string): number | undefined {
   // Date.UTC maps years 0-99 to 1900-1999; fix that up.
   const fixed = year < 100 ? new Date(utc).setUTCFullYear(year) : utc;
   return fixed - offsetMinutes * 60_000;
+}
+
+/**
+ * Days in `month` (1-12) of `year` in the proleptic Gregorian calendar, except that years 0-99
+ * count as 1900-1999, as `Date.UTC` reads them.
+ */
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) {
+    const y = year < 100 ? year + 1900 : year;
+    return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
+  }
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 /** `path` relative to `root` with `/` separators (how paths appear in messages and `relativePath`). */

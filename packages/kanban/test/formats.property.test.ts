@@ -20,7 +20,7 @@ const config: BoardConfig = {
   defaultPriority: 'normal',
 };
 
-const key = fc.stringMatching(/^[a-z][a-z0-9_]{0,8}$/).filter((k) => !['status', 'assignee', 'updated_date', 'updated_at', 'started_at', 'completed_at', 'result'].includes(k));
+const key = fc.stringMatching(/^[a-z][a-z0-9_]{0,8}$/).filter((k) => !['id', 'title', 'status', 'assignee', 'updated_date', 'updated_at', 'started_at', 'completed_at', 'result'].includes(k));
 const scalar = fc.oneof(
   fc.stringMatching(/^[A-Za-z][A-Za-z0-9 ._-]{0,12}$/).map((s) => s.trimEnd()),
   fc.string({ maxLength: 12 }).map((s) => JSON.stringify(s)),
