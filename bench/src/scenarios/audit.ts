@@ -135,7 +135,7 @@ export const auditScenario: Scenario = {
                   ],
                 }
               : {}),
-            note: `${n.toLocaleString('en')} rows per round, sha256 chain, 4 indexes, synchronous=FULL`,
+            note: `${n.toLocaleString('en')} rows per round, sha256 chain, 1 index (object), synchronous=FULL`,
           },
           ours,
         ),

@@ -1,7 +1,7 @@
 import { migrate } from '@warren/store';
 import type { SqliteDatabase } from '@warren/store';
 import { AuditError } from './errors.js';
-import { GENESIS_HASH, canonicalJson, rowHash } from './canonical.js';
+import { GENESIS_HASH, canonicalize, hashRow } from './canonical.js';
 
 /** What a caller records: who did what to which object, the policy decision if any, and details. */
 export interface AuditEntry {
@@ -75,9 +75,17 @@ export interface AuditTrail {
    * @throws {AuditError} as {@link append}; then nothing of the batch is stored.
    */
   appendMany(entries: readonly AuditEntry[]): AuditRecord[];
-  /** Rows matching `filter`, by seq. @throws {AuditError} if the filter is invalid. */
+  /**
+   * Rows matching `filter`, by seq. Rows of one `object` are found by index; the other filters are
+   * checked while reading rows in seq order from the end `order` starts at, until `limit` rows match,
+   * so a filter that few rows match may read the whole table (0.1 to 0.2 s per million rows).
+   * @throws {AuditError} if the filter is invalid.
+   */
   query(filter?: AuditFilter): AuditRecord[];
-  /** Re-computes every hash and link from the first row; stops at the first bad row. */
+  /**
+   * Re-computes every hash and link from the first row and stops at the first bad row. Reads the
+   * whole table in one pass: a few seconds per million rows.
+   */
   verify(): AuditVerification;
   /** The seq of the newest row, 0 for an empty trail. */
   lastSeq(): number;
@@ -114,7 +122,24 @@ const MIGRATIONS = [
         BEGIN SELECT RAISE(ABORT, 'audit rows are append-only: DELETE refused'); END;
     `,
   },
+  {
+    // Every index costs each appended row a descent of its tree and each commit more pages. No query
+    // plan used these three: actor, action and time filters are checked on rows read in seq order
+    // (the action index made `task.*` slower: SQLite collected every match by it, then sorted).
+    version: 2,
+    sql: `
+      DROP INDEX IF EXISTS audit_actor;
+      DROP INDEX IF EXISTS audit_action;
+      DROP INDEX IF EXISTS audit_time;
+    `,
+  },
 ];
+
+/** The columns of `audit`, in the order the statements below bind and read them. */
+const COLUMNS = 'seq, time_ms, actor, action, object, decision, details, prev_hash, hash';
+const COLUMN_COUNT = 9;
+/** Rows per multi-row INSERT, largest first: a batch is written with as few statements as these allow. */
+const INSERT_ROWS = [64, 16, 4, 1] as const;
 
 interface AuditRow {
   seq: number;
@@ -128,58 +153,71 @@ interface AuditRow {
   hash: string;
 }
 
+/** A row read in raw mode, columns in {@link COLUMNS} order. */
+type RawAuditRow = [number, number, string, string, string, string | null, string | null, string, string];
+
 const DEFAULT_LIMIT = 1000;
 
 /**
  * Opens the audit trail kept in `db`, creating the `audit` table (with triggers that refuse UPDATE
- * and DELETE) on first use. Each row's hash covers its fields and the previous row's hash, so an
- * edited or removed row breaks the chain from there on; see `rowHash` for the serialization.
+ * and DELETE) on first use, and bringing an existing one up to the current schema. Each row's hash
+ * covers its fields and the previous row's hash, so an edited or removed row breaks the chain from
+ * there on; see `rowHash` for the serialization.
  * Several connections may append to the same file: the tail is read inside the write transaction.
- * @throws {StoreError} if the table cannot be created.
+ * @throws {StoreError} if the table cannot be created or migrated.
  */
 export function openAudit(db: SqliteDatabase, options: OpenAuditOptions = {}): AuditTrail {
   migrate(db, 'audit', MIGRATIONS);
   const clock = options.clock ?? Date.now;
 
   const tail = db.prepare<[], { seq: number; hash: string }>('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
-  const insert = db.prepare(
-    `INSERT INTO audit (seq, time_ms, actor, action, object, decision, details, prev_hash, hash)
-     VALUES (@seq, @time_ms, @actor, @action, @object, @decision, @details, @prev_hash, @hash)`,
-  );
+  const inserts = INSERT_ROWS.map((rows) => ({
+    rows,
+    statement: db.prepare<unknown[]>(
+      `INSERT INTO audit (${COLUMNS}) VALUES ${Array.from({ length: rows }, () => `(${'?, '.repeat(COLUMN_COUNT - 1)}?)`).join(', ')}`,
+    ),
+  }));
   const maxSeq = db.prepare<[], { seq: number | null }>('SELECT MAX(seq) AS seq FROM audit');
 
-  const writeBatch = db.transaction((entries: readonly PreparedEntry[]): AuditRecord[] => {
+  const writeBatch = db.transaction((batch: ValidBatch): AuditRecord[] => {
     const last = tail.get();
     let seq = last?.seq ?? 0;
     let prevHash = last?.hash ?? GENESIS_HASH;
-    const records: AuditRecord[] = [];
-    for (const entry of entries) {
+    const { values, details, count } = batch;
+    const records = new Array<AuditRecord>(count);
+    for (let i = 0, at = 0; i < count; i++, at += COLUMN_COUNT) {
       seq += 1;
       const timeMs = readClock(clock);
-      const hash = rowHash({ ...entry, seq, timeMs, prevHash });
-      const row: AuditRow = {
-        seq,
-        time_ms: timeMs,
-        actor: entry.actor,
-        action: entry.action,
-        object: entry.object,
-        decision: entry.decision,
-        details: entry.detailsJson,
-        prev_hash: prevHash,
-        hash,
-      };
-      insert.run(row);
-      records.push(toRecord(row));
+      const actor = values[at + 2] as string;
+      const action = values[at + 3] as string;
+      const object = values[at + 4] as string;
+      const decision = values[at + 5] as 'allow' | 'deny' | null;
+      const detailsJson = values[at + 6] as string | null;
+      const hash = hashRow(seq, timeMs, actor, action, object, decision, detailsJson, prevHash);
+      values[at] = seq;
+      values[at + 1] = timeMs;
+      values[at + 7] = prevHash;
+      values[at + 8] = hash;
+      records[i] =
+        detailsJson === null
+          ? { seq, timeMs, actor, action, object, decision, prevHash, hash }
+          : { seq, timeMs, actor, action, object, decision, details: details[i] as Record<string, unknown>, prevHash, hash };
       prevHash = hash;
+    }
+    let written = 0;
+    for (const { rows, statement } of inserts) {
+      for (; count - written >= rows; written += rows) {
+        statement.run(...values.slice(written * COLUMN_COUNT, (written + rows) * COLUMN_COUNT));
+      }
     }
     return records;
   });
 
   function appendMany(entries: readonly AuditEntry[]): AuditRecord[] {
-    const prepared = entries.map((entry, index) => prepareEntry(entry, entries.length > 1 ? index : undefined));
-    if (prepared.length === 0) return [];
+    if (entries.length === 0) return [];
+    const batch = validateBatch(entries);
     try {
-      return writeBatch.immediate(prepared);
+      return writeBatch.immediate(batch);
     } catch (error) {
       if (error instanceof AuditError) throw error;
       throw new AuditError(`cannot append to the audit trail: ${(error as Error).message}`, { cause: error });
@@ -201,36 +239,28 @@ export function openAudit(db: SqliteDatabase, options: OpenAuditOptions = {}): A
         .map(toRecord);
     },
     verify() {
+      const all = db.prepare<[], RawAuditRow>(`SELECT ${COLUMNS} FROM audit ORDER BY seq`).raw(true);
       let rows = 0;
-      let expectedSeq = 1;
       let prevHash = GENESIS_HASH;
-      for (const row of db.prepare<[], AuditRow>('SELECT * FROM audit ORDER BY seq').iterate()) {
+      for (const row of all.iterate()) {
         rows += 1;
-        const bad = (reason: string): AuditVerification => ({ ok: false, rows, firstBadSeq: row.seq, reason });
-        if (row.seq !== expectedSeq) {
-          return bad(`seq ${row.seq} follows seq ${expectedSeq - 1}: rows are missing`);
+        const seq = row[0];
+        const decision = row[5];
+        const storedPrevHash = row[7];
+        const storedHash = row[8];
+        let reason: string | undefined;
+        if (seq !== rows) {
+          reason = `seq ${seq} follows seq ${rows - 1}: rows are missing`;
+        } else if (storedPrevHash !== prevHash) {
+          reason = `seq ${seq}: prev_hash ${storedPrevHash} is not the hash of the row before (${prevHash})`;
+        } else if (decision !== null && decision !== 'allow' && decision !== 'deny') {
+          reason = `seq ${seq}: decision ${JSON.stringify(decision)} is not allow, deny or null`;
+        } else {
+          const hash = hashRow(seq, row[1], row[2], row[3], row[4], decision, row[6], storedPrevHash);
+          if (hash !== storedHash) reason = `seq ${seq}: stored hash ${storedHash} does not match the row's contents (${hash})`;
         }
-        if (row.prev_hash !== prevHash) {
-          return bad(`seq ${row.seq}: prev_hash ${row.prev_hash} is not the hash of the row before (${prevHash})`);
-        }
-        if (row.decision !== null && row.decision !== 'allow' && row.decision !== 'deny') {
-          return bad(`seq ${row.seq}: decision ${JSON.stringify(row.decision)} is not allow, deny or null`);
-        }
-        const hash = rowHash({
-          seq: row.seq,
-          timeMs: row.time_ms,
-          actor: row.actor,
-          action: row.action,
-          object: row.object,
-          decision: row.decision,
-          detailsJson: row.details,
-          prevHash: row.prev_hash,
-        });
-        if (hash !== row.hash) {
-          return bad(`seq ${row.seq}: stored hash ${row.hash} does not match the row's contents (${hash})`);
-        }
-        prevHash = row.hash;
-        expectedSeq += 1;
+        if (reason !== undefined) return { ok: false, rows, firstBadSeq: seq, reason };
+        prevHash = storedHash;
       }
       return { ok: true, rows };
     },
@@ -240,43 +270,67 @@ export function openAudit(db: SqliteDatabase, options: OpenAuditOptions = {}): A
   };
 }
 
-interface PreparedEntry {
-  readonly actor: string;
-  readonly action: string;
-  readonly object: string;
-  readonly decision: 'allow' | 'deny' | null;
-  readonly detailsJson: string | null;
+/**
+ * A batch that passed validation: `count` rows laid out as the INSERT binds them, {@link COLUMN_COUNT}
+ * values per row in {@link COLUMNS} order. Actor, action, object, decision and details (canonical
+ * JSON or null) are filled in; seq, time, prev_hash and hash are filled in inside the transaction.
+ * `details[i]` is row i's details as JSON data, for the returned record.
+ */
+interface ValidBatch {
+  readonly count: number;
+  readonly values: unknown[];
+  readonly details: unknown[];
 }
 
-function prepareEntry(entry: AuditEntry, index: number | undefined): PreparedEntry {
-  const where = index === undefined ? 'audit entry' : `audit entry ${index}`;
-  for (const field of ['actor', 'action', 'object'] as const) {
-    const value: unknown = entry[field];
-    if (typeof value !== 'string' || value.length === 0) {
-      throw new AuditError(`${where}: ${field} must be a non-empty string, got ${JSON.stringify(value)}`, { field });
-    }
-  }
-  const decision = entry.decision ?? null;
-  if (decision !== null && decision !== 'allow' && decision !== 'deny') {
-    throw new AuditError(`${where}: decision must be 'allow', 'deny' or null, got ${JSON.stringify(decision)}`, {
-      field: 'decision',
-    });
-  }
-  let detailsJson: string | null = null;
-  if (entry.details !== undefined) {
-    if (entry.details === null || typeof entry.details !== 'object' || Array.isArray(entry.details)) {
-      throw new AuditError(`${where}: details must be an object`, { field: 'details' });
-    }
-    try {
-      detailsJson = canonicalJson(entry.details);
-    } catch (error) {
-      throw new AuditError(`${where}: details cannot be serialized as JSON: ${(error as Error).message}`, {
-        field: 'details',
-        cause: error,
+function validateBatch(entries: readonly AuditEntry[]): ValidBatch {
+  const count = entries.length;
+  const values = new Array<unknown>(count * COLUMN_COUNT).fill(null);
+  const detailsData = new Array<unknown>(count).fill(null);
+  for (let i = 0, at = 0; i < count; i++, at += COLUMN_COUNT) {
+    const entry = entries[i]!;
+    const actor: unknown = entry.actor;
+    const action: unknown = entry.action;
+    const object: unknown = entry.object;
+    if (typeof actor !== 'string' || actor.length === 0) throw invalidName(i, count, 'actor', actor);
+    if (typeof action !== 'string' || action.length === 0) throw invalidName(i, count, 'action', action);
+    if (typeof object !== 'string' || object.length === 0) throw invalidName(i, count, 'object', object);
+    const decision: unknown = entry.decision ?? null;
+    if (decision !== null && decision !== 'allow' && decision !== 'deny') {
+      throw new AuditError(`${entryName(i, count)}: decision must be 'allow', 'deny' or null, got ${JSON.stringify(decision)}`, {
+        field: 'decision',
       });
     }
+    values[at + 2] = actor;
+    values[at + 3] = action;
+    values[at + 4] = object;
+    values[at + 5] = decision;
+    const details: unknown = entry.details;
+    if (details !== undefined) {
+      if (details === null || typeof details !== 'object' || Array.isArray(details)) {
+        throw new AuditError(`${entryName(i, count)}: details must be an object`, { field: 'details' });
+      }
+      try {
+        const canonical = canonicalize(details);
+        values[at + 6] = canonical.json;
+        detailsData[i] = canonical.data;
+      } catch (error) {
+        throw new AuditError(`${entryName(i, count)}: details cannot be serialized as JSON: ${(error as Error).message}`, {
+          field: 'details',
+          cause: error,
+        });
+      }
+    }
   }
-  return { actor: entry.actor, action: entry.action, object: entry.object, decision, detailsJson };
+  return { count, values, details: detailsData };
+}
+
+/** How error messages name entry `index` of a batch of `count`. */
+function entryName(index: number, count: number): string {
+  return count > 1 ? `audit entry ${index}` : 'audit entry';
+}
+
+function invalidName(index: number, count: number, field: 'actor' | 'action' | 'object', value: unknown): AuditError {
+  return new AuditError(`${entryName(index, count)}: ${field} must be a non-empty string, got ${JSON.stringify(value)}`, { field });
 }
 
 function readClock(clock: () => number): number {
@@ -320,7 +374,7 @@ function buildQuery(filter: AuditFilter): { sql: string; params: unknown[] } {
     if (filter.action === '*') {
       // every action
     } else if (filter.action.endsWith('.*')) {
-      // A prefix as a half-open range: exact (case-sensitive, unlike LIKE) and served by the index.
+      // A prefix as a half-open range: exact and case-sensitive, unlike LIKE.
       const prefix = filter.action.slice(0, -1);
       const upper = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
       where.push('action >= ? AND action < ?');

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase } from '@warren/store';
+import { migrate, openDatabase } from '@warren/store';
 import type { SqliteDatabase } from '@warren/store';
 import { AuditError, GENESIS_HASH, canonicalJson, openAudit, rowHash } from '@warren/audit';
 
@@ -100,6 +100,30 @@ describe('append and query', () => {
     audit.appendMany(Array.from({ length: 1001 }, (_, i) => ({ actor: 'a', action: 'x.y', object: `o${i}` })));
     expect(audit.query()).toHaveLength(1000);
     expect(audit.query({ afterSeq: 1000 }).map((r) => r.seq)).toEqual([1001]);
+  });
+
+  it('stores batches of any size in order, exactly as appendMany returns them', () => {
+    const audit = openAudit(open(tempPath()), { clock: steppingClock() });
+    const returned = [];
+    let n = 0;
+    for (const size of [1, 2, 3, 4, 5, 15, 16, 17, 63, 64, 65, 100, 129, 1000]) {
+      const batch = Array.from({ length: size }, () => {
+        n += 1;
+        return {
+          actor: `agent:shell-${n % 7}`,
+          action: n % 3 === 0 ? 'task.assign' : 'board.write',
+          object: `task:t-${n}`,
+          ...(n % 5 === 0 ? { decision: 'deny' as const } : {}),
+          ...(n % 4 === 0 ? {} : { details: { n, z: [n, { y: 'é', x: null, w: -0, v: NaN, u: undefined }], ...(n % 3 === 0 ? { at: new Date(n) } : {}) } }),
+        };
+      });
+      const records = audit.appendMany(batch);
+      expect(records.map((r) => r.object)).toEqual(batch.map((e) => e.object));
+      returned.push(...records);
+    }
+    expect(returned.map((r) => r.seq)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    expect(audit.query({ limit: n })).toEqual(returned);
+    expect(audit.verify()).toEqual({ ok: true, rows: n });
   });
 
   it('rejects invalid entries and filters with AuditError naming the field', () => {
@@ -212,6 +236,33 @@ describe('verify', () => {
     expect(audit.verify().reason).toMatch(/seq 6 follows seq 4/);
   });
 
+  it('finds two rows swapped, at the first of them', () => {
+    const { db, audit } = tamperable();
+    db.exec('UPDATE audit SET seq = -3 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = -3');
+    expect(audit.query().map((r) => r.object)).toEqual(['task:t0', 'task:t1', 'task:t3', 'task:t2', 'task:t4', 'task:t5']);
+    expect(audit.verify()).toMatchObject({ ok: false, rows: 3, firstBadSeq: 3 });
+    expect(audit.verify().reason).toMatch(/seq 3: prev_hash .* is not the hash of the row before/);
+  });
+
+  it('finds a deleted first row', () => {
+    const { db, audit } = tamperable();
+    db.prepare('DELETE FROM audit WHERE seq = 1').run();
+    expect(audit.verify()).toMatchObject({ ok: false, rows: 1, firstBadSeq: 2 });
+    expect(audit.verify().reason).toMatch(/seq 2 follows seq 0/);
+  });
+
+  it('finds an edit deep in a long chain written in large batches', () => {
+    const db = open(tempPath());
+    const audit = openAudit(db);
+    for (let from = 0; from < 3000; from += 1000) {
+      audit.appendMany(Array.from({ length: 1000 }, (_, i) => ({ actor: 'supervisor', action: 'task.assign', object: `task:t${from + i}` })));
+    }
+    expect(audit.verify()).toEqual({ ok: true, rows: 3000 });
+    db.exec('DROP TRIGGER audit_no_update');
+    db.prepare("UPDATE audit SET object = 'task:other' WHERE seq = 2345").run();
+    expect(audit.verify()).toMatchObject({ ok: false, rows: 2345, firstBadSeq: 2345 });
+  });
+
   it('reports an empty trail as intact', () => {
     expect(openAudit(open(tempPath())).verify()).toEqual({ ok: true, rows: 0 });
   });
@@ -249,10 +300,100 @@ describe('persistence', () => {
   });
 });
 
-describe('canonicalJson', () => {
-  it('sorts keys at every depth and follows JSON.stringify for the rest', () => {
-    expect(canonicalJson({ b: 1, a: [{ z: 1, y: undefined, x: NaN }], c: new Date(0) })).toBe(
-      '{"a":[{"x":null,"z":1}],"b":1,"c":"1970-01-01T00:00:00.000Z"}',
+describe('databases written by earlier versions', () => {
+  /** The audit schema as version 1 created it, with its four indexes. */
+  const VERSION_1 = `
+    CREATE TABLE audit (
+      seq INTEGER PRIMARY KEY,
+      time_ms INTEGER NOT NULL,
+      actor TEXT NOT NULL,
+      action TEXT NOT NULL,
+      object TEXT NOT NULL,
+      decision TEXT CHECK (decision IN ('allow', 'deny')),
+      details TEXT,
+      prev_hash TEXT NOT NULL,
+      hash TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_time ON audit (time_ms);
+    CREATE INDEX audit_actor ON audit (actor, seq);
+    CREATE INDEX audit_action ON audit (action, seq);
+    CREATE INDEX audit_object ON audit (object, seq);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+      BEGIN SELECT RAISE(ABORT, 'audit rows are append-only: UPDATE refused'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+      BEGIN SELECT RAISE(ABORT, 'audit rows are append-only: DELETE refused'); END;
+  `;
+
+  /** Writes `count` rows the way version 1 did: one INSERT per row, hashes by the documented recipe. */
+  function writeVersion1(db: SqliteDatabase, count: number): void {
+    migrate(db, 'audit', [{ version: 1, sql: VERSION_1 }]);
+    const insert = db.prepare(
+      `INSERT INTO audit (seq, time_ms, actor, action, object, decision, details, prev_hash, hash)
+       VALUES (@seq, @time_ms, @actor, @action, @object, @decision, @details, @prev_hash, @hash)`,
     );
+    let prevHash = GENESIS_HASH;
+    for (let seq = 1; seq <= count; seq++) {
+      const row = {
+        seq,
+        time_ms: 1_700_000_000_000 + seq,
+        actor: seq % 2 === 0 ? 'supervisor' : 'agent:shell-1',
+        action: seq % 3 === 0 ? 'task.assign' : 'agent.start',
+        object: `task:t${seq}`,
+        decision: seq % 3 === 0 ? 'allow' : null,
+        details: seq % 2 === 0 ? JSON.stringify({ attempt: seq, z: 'é' }) : null,
+        prev_hash: prevHash,
+        hash: '',
+      };
+      row.hash = createHash('sha256')
+        .update(JSON.stringify([row.seq, row.time_ms, row.actor, row.action, row.object, row.decision, row.details, row.prev_hash]), 'utf8')
+        .digest('hex');
+      insert.run(row);
+      prevHash = row.hash;
+    }
+  }
+
+  function auditIndexes(db: SqliteDatabase): string[] {
+    return (db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' ORDER BY name").all() as { name: string }[]).map(
+      (r) => r.name,
+    );
+  }
+
+  it('opens a version 1 trail, verifies its rows, and continues its chain', () => {
+    const path = tempPath();
+    let db = open(path);
+    writeVersion1(db, 250);
+    expect(auditIndexes(db)).toEqual(['audit_action', 'audit_actor', 'audit_object', 'audit_time']);
+    db.close();
+
+    db = open(path);
+    const audit = openAudit(db, { clock: steppingClock(1_800_000_000_000) });
+    expect(auditIndexes(db)).toEqual(['audit_object']);
+    expect(db.prepare("SELECT version FROM schema_migrations WHERE component = 'audit'").get()).toEqual({ version: 2 });
+    expect(audit.verify()).toEqual({ ok: true, rows: 250 });
+    expect(audit.lastSeq()).toBe(250);
+
+    const old = audit.query({ object: 'task:t250' })[0]!;
+    expect(old).toMatchObject({ seq: 250, actor: 'supervisor', action: 'agent.start', decision: null, details: { attempt: 250, z: 'é' } });
+    const next = audit.appendMany([
+      { actor: 'supervisor', action: 'supervisor.start', object: 'supervisor' },
+      { actor: 'agent:shell-1', action: 'task.assign', object: 'task:t1', decision: 'allow', details: { attempt: 2 } },
+    ]);
+    expect(next[0]).toMatchObject({ seq: 251, prevHash: old.hash });
+    expect(audit.verify()).toEqual({ ok: true, rows: 252 });
+
+    // Queries that the dropped indexes served still answer the same.
+    expect(audit.query({ action: 'task.*', order: 'desc', limit: 3 }).map((r) => r.seq)).toEqual([252, 249, 246]);
+    expect(audit.query({ actor: 'agent:shell-1', order: 'desc', limit: 2 }).map((r) => r.seq)).toEqual([252, 249]);
+    expect(audit.query({ sinceMs: 1_700_000_000_248, untilMs: 1_700_000_000_250 }).map((r) => r.seq)).toEqual([248, 249]);
+    expect(audit.query({ object: 'task:t1' }).map((r) => r.seq)).toEqual([1, 252]);
+  });
+
+  it('still finds an edited version 1 row after the upgrade', () => {
+    const db = open(tempPath());
+    writeVersion1(db, 40);
+    const audit = openAudit(db);
+    db.exec('DROP TRIGGER audit_no_update');
+    db.prepare("UPDATE audit SET details = '{\"attempt\":99,\"z\":\"é\"}' WHERE seq = 18").run();
+    expect(audit.verify()).toMatchObject({ ok: false, rows: 18, firstBadSeq: 18 });
   });
 });

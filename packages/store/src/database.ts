@@ -78,19 +78,22 @@ export function migrate(db: SqliteDatabase, component: string, migrations: reado
     component TEXT PRIMARY KEY,
     version INTEGER NOT NULL
   ) STRICT`);
-  const current =
-    (db.prepare('SELECT version FROM schema_migrations WHERE component = ?').get(component) as
-      | { version: number }
-      | undefined)?.version ?? 0;
-  for (const m of migrations.slice(current)) {
+  const versionOf = db.prepare('SELECT version FROM schema_migrations WHERE component = ?');
+  const record = db.prepare(
+    'INSERT INTO schema_migrations (component, version) VALUES (?, ?) ON CONFLICT (component) DO UPDATE SET version = excluded.version',
+  );
+  const upToDate = ((versionOf.get(component) as { version: number } | undefined)?.version ?? 0) >= migrations.length;
+  for (const m of upToDate ? [] : migrations) {
+    // The version is read again inside the step's write transaction (BEGIN IMMEDIATE): of two processes
+    // opening one database at once, the second sees the step done and skips it.
     const apply = db.transaction(() => {
+      const current = (versionOf.get(component) as { version: number } | undefined)?.version ?? 0;
+      if (current >= m.version) return;
       db.exec(m.sql);
-      db.prepare(
-        'INSERT INTO schema_migrations (component, version) VALUES (?, ?) ON CONFLICT (component) DO UPDATE SET version = excluded.version',
-      ).run(component, m.version);
+      record.run(component, m.version);
     });
     try {
-      apply();
+      apply.immediate();
     } catch (error) {
       throw new StoreError(`${component}: migration ${m.version} failed: ${(error as Error).message}`, {
         cause: error,
