@@ -66,7 +66,7 @@ import {
   type SandboxExit,
 } from '@warren/sandbox';
 import { planAssignments, type Plan } from '@warren/scheduler';
-import { planMostUrgent } from './urgent-plan.js';
+import { planMostUrgent, type PlannerTask } from './urgent-plan.js';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
@@ -204,6 +204,8 @@ export class Supervisor {
   private boardFlush: Promise<void> | undefined;
   /** The last plan of every ready task (not only the most urgent; see planMostUrgent). */
   private lastPlan: Plan | undefined;
+  /** The planner's view of each task version (see {@link plannerTask}). */
+  private readonly plannerTasks = new WeakMap<Task, PlannerTask>();
   /** Whether this tick's plan covered only the most urgent ready tasks. */
   private planWasPartial = false;
   private loop: TickLoop | undefined;
@@ -807,12 +809,24 @@ export class Supervisor {
     return task.priorityRank + Math.floor(waitedMs / this.config.agingMs);
   }
 
+  /**
+   * The planner's view of a ready task with its effective priority. Kept per task version (a new
+   * parse or write gives a new `Task`) and made again only when ageing raised its priority, so a
+   * tick over a long queue allocates nothing for the tasks that did not change.
+   */
+  private plannerTask(task: Task, row: TaskRow, nowMs: number): PlannerTask {
+    const priorityRank = this.effectivePriority(task, row, nowMs);
+    const known = this.plannerTasks.get(task);
+    if (known?.priorityRank === priorityRank) return known;
+    const made = { id: task.id, priorityRank, createdMs: task.createdMs ?? 0, capabilities: task.capabilities };
+    this.plannerTasks.set(task, made);
+    return made;
+  }
+
   private plan(nowMs: number): Plan {
     const ready = this.readyTasks(nowMs);
-    const rank = new Map(ready.map(({ task, row }) => [task.id, this.effectivePriority(task, row, nowMs)]));
-    const inProgress = this.board
-      ? this.board.tasks.filter((t) => t.status === this.board!.config.roles.in_progress).length
-      : 0;
+    let inProgress = 0;
+    if (this.board) for (const t of this.board.tasks) if (t.status === this.board.config.roles.in_progress) inProgress += 1;
     const wipColumn = this.board?.config.columns.find((c) => c.id === this.board!.config.roles.in_progress);
     const instances = new Map<string, number>();
     for (const agent of this.live.values()) {
@@ -840,12 +854,7 @@ export class Supervisor {
         wipLimitPerInstance: t.wipPerInstance,
       }));
     const columnWip = { limit: wipColumn?.wip ?? null, current: inProgress };
-    const toReadyTask = ({ task }: { task: Task }) => ({
-      id: task.id,
-      priorityRank: rank.get(task.id) ?? task.priorityRank,
-      createdMs: task.createdMs ?? 0,
-      capabilities: task.capabilities,
-    });
+    const toReadyTask = ({ task, row }: { task: Task; row: TaskRow }) => this.plannerTask(task, row, nowMs);
     const input = {
       agents,
       templates,
@@ -885,7 +894,7 @@ export class Supervisor {
     const result: Plan = spawns.length === plan.spawns.length ? plan : { ...plan, spawns };
     if (queueDue) {
       this.queueRecordedMs = nowMs;
-      this.recordQueue(plan, ready, rank);
+      this.recordQueue(plan, ready, new Map(ready.map(({ task, row }) => [task.id, this.effectivePriority(task, row, nowMs)])));
     }
     return result;
   }
