@@ -66,19 +66,25 @@ describe('autodelete agents with a warm pool', () => {
         if (previous) finished.push(previous);
         incarnation.set(agent, { tasks: [], deleted: false });
       } else if (row.action === 'task.assign') {
-        incarnation.get(String(row.details.agent))!.tasks.push(row.object);
+        const taker = incarnation.get(String(row.details.agent));
+        expect(taker, `${row.object} assigned to ${String(row.details.agent)} before it started`).toBeDefined();
+        taker!.tasks.push(row.object);
       } else if (row.action === 'account.delete') {
-        incarnation.get(agent)!.deleted = true;
+        const deleted = incarnation.get(agent);
+        expect(deleted, `${agent} deleted before it started`).toBeDefined();
+        deleted!.deleted = true;
       }
     }
     finished.push(...incarnation.values());
     const worked = finished.filter((i) => i.tasks.length > 0);
-    expect(worked).toHaveLength(ids.length);
+    // On failure, say what the trail holds.
+    const trail = rows.map((r) => `${r.action} ${r.object}${r.details.agent ? ` ${String(r.details.agent)}` : ''}`).join('\n');
+    expect(worked, trail).toHaveLength(ids.length);
     for (const i of worked) {
-      expect(i.tasks).toHaveLength(1);
-      expect(i.deleted).toBe(true);
+      expect(i.tasks, trail).toHaveLength(1);
+      expect(i.deleted, trail).toBe(true);
     }
-    expect(rows.filter((r) => r.action === 'account.delete')).toHaveLength(ids.length);
+    expect(rows.filter((r) => r.action === 'account.delete'), trail).toHaveLength(ids.length);
   });
 
   it('keeps agents started ahead of demand under `up`, hands a new task to one, and refills the pool', async () => {
