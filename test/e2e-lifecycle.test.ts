@@ -1,19 +1,11 @@
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cleanUpAfterEach, makeTestLayout, requireMachine, startWarren, waitFor, warren, warrenSync, type CliProcess, type TestLayout } from './support/cli.js';
+import { cleanUpAfterEach, makeTestLayout, requireMachine, startWarren, waitFor, warren, warrenSync, type AuditRow, type TestLayout } from './support/cli.js';
 
 const { layouts, running } = cleanUpAfterEach();
 
 beforeAll(() => requireMachine());
-
-interface AuditRow {
-  seq: number;
-  timeMs: number;
-  action: string;
-  object: string;
-  details: Record<string, unknown>;
-}
 
 /** A ready task for the `oneshot` capability only (the demo templates do not offer it). */
 function oneshotTask(id: string, command: string): string {

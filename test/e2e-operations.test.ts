@@ -11,7 +11,7 @@ import {
   waitFor,
   warren,
   warrenSync,
-  type CliProcess,
+  type AuditRow,
   type TestLayout,
 } from './support/cli.js';
 
@@ -24,14 +24,6 @@ function layout(tasks: Record<string, string>): TestLayout {
 }
 
 const task = shellTask;
-
-interface AuditRow {
-  seq: number;
-  timeMs: number;
-  action: string;
-  object: string;
-  details: Record<string, unknown>;
-}
 
 beforeAll(() => requireMachine());
 

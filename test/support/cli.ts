@@ -184,3 +184,12 @@ export function cleanUpAfterEach(): { layouts: TestLayout[]; running: CliProcess
   });
   return { layouts, running };
 }
+
+/** One row of `warren audit --json`, as the tests read it. */
+export interface AuditRow {
+  seq: number;
+  timeMs: number;
+  action: string;
+  object: string;
+  details: Record<string, unknown>;
+}
