@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem, type } from 'node:os';
 
 /** The machine a run was made on, as the results file and the summary print it. */
@@ -47,4 +48,17 @@ export function describeMachine(): MachineDescription {
 /** The current 1, 5 and 15 minute load averages, rounded to 0.01. */
 export function currentLoad(): number[] {
   return loadavg().map((l) => Math.round(l * 100) / 100);
+}
+
+/**
+ * CPU time the whole machine has spent busy since boot, in ms summed over every CPU: the
+ * non-idle fields (user, nice, system, irq, softirq, steal) of the `cpu` line of /proc/stat
+ * (proc(5)), in USER_HZ ticks converted at 100 per second. The difference of two readings is the
+ * CPU all processes used between them; on an otherwise idle machine, what a run cost.
+ */
+export function machineBusyMs(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) throw new Error('/proc/stat has no cpu line');
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+  return (user + nice + system + irq + softirq + steal) * 10;
 }

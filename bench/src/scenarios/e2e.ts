@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import type { BenchContext, Scenario } from '../lib/context.js';
 import { inRounds, latencyFigure, roundsFigure, type Figure } from '../lib/figure.js';
 import { auditRows, makeLayout, startWarren, type AuditRow } from '../lib/layout.js';
+import { machineBusyMs } from '../lib/machine.js';
 import { signalChild } from '../lib/procs.js';
 import { msSince } from '../lib/stats.js';
 
@@ -18,6 +20,8 @@ interface BoardRun {
   /** Per task: task.assign row → task.start row (the agent has the task and runs its command), ms. */
   readonly assignToStartMs: number[];
   readonly sandboxes: number;
+  /** CPU the whole machine spent during the run (every process: supervisor, nats-server, agents), per task, ms. */
+  readonly cpuMsPerTask: number;
 }
 
 /** Runs `warren run --until-idle` over `tasks` no-op tasks and reads the audit trail it wrote. */
@@ -26,9 +30,11 @@ async function runBoard(ctx: BenchContext, lifecycle: 'persistent' | 'autodelete
   const warmPool = lifecycle === 'autodelete' ? agents : 0;
   const layout = makeLayout(join(ctx.scratchDir, `e2e-${layouts++}`), ctx.repoRoot, { lifecycle, maxInstances: agents, tasks, warmPool });
   const start = process.hrtime.bigint();
+  const busyBefore = machineBusyMs();
   const run = startWarren(ctx.repoRoot, ['run', '--until-idle', '--root', layout.root, '--log-level', 'warn']);
   const exit = await run.exited;
   const wallMs = msSince(start);
+  const cpuMsPerTask = (machineBusyMs() - busyBefore) / tasks;
   if (exit.code !== 0) throw new Error(`warren run --until-idle exited ${exit.code ?? exit.signal}:\n${run.lines.slice(-15).join('\n')}`);
   const rows = auditRows(layout.dbPath);
   const first = rows.find((r) => r.action === 'supervisor.start');
@@ -50,6 +56,7 @@ async function runBoard(ctx: BenchContext, lifecycle: 'persistent' | 'autodelete
     tasksPerSecond: tasks / Math.max(0.001, (last.time_ms - first.time_ms) / 1000),
     assignToStartMs,
     sandboxes: rows.filter((r) => r.action === 'agent.start').length,
+    cpuMsPerTask,
   };
 }
 
@@ -185,6 +192,19 @@ export const e2eScenario: Scenario = {
         roundsFigure(
           { id: `e2e.wall.${lifecycle}`, scenario: 'End to end', name: `same, whole command (start → exit)`, unit: 's', better: 'lower', note: `${n} tasks` },
           runs.map((r) => r.wallMs / 1000),
+        ),
+      );
+      figures.push(
+        roundsFigure(
+          {
+            id: `e2e.cpu.${lifecycle}`,
+            scenario: 'End to end',
+            name: 'same, CPU per task, every process on the machine',
+            unit: 'ms',
+            better: 'lower',
+            note: `busy time of all CPUs over the whole command (/proc/stat) ÷ tasks, start and shutdown included; ${cpus().length} cores give ${cpus().length * 1000} ms of CPU a second`,
+          },
+          runs.map((r) => r.cpuMsPerTask),
         ),
       );
       figures.push(

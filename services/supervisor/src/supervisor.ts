@@ -204,6 +204,8 @@ export class Supervisor {
   private boardFlush: Promise<void> | undefined;
   /** The last plan of every ready task (not only the most urgent; see planMostUrgent). */
   private lastPlan: Plan | undefined;
+  /** Ready tasks left unassigned by the last plan. */
+  private readyWaiting = 0;
   /** The planner's view of each task version (see {@link plannerTask}). */
   private readonly plannerTasks = new WeakMap<Task, PlannerTask>();
   /** Whether this tick's plan covered only the most urgent ready tasks. */
@@ -441,6 +443,7 @@ export class Supervisor {
       this.startBoardFlush();
     }
     for (const spawn of plan.spawns) this.startAgent(spawn.template, nowMs);
+    this.readyWaiting -= plan.assignments.length;
     this.fillWarmPools(nowMs);
     await this.completeParents(nowMs);
     await this.tendLifecycles(nowMs);
@@ -825,6 +828,7 @@ export class Supervisor {
 
   private plan(nowMs: number): Plan {
     const ready = this.readyTasks(nowMs);
+    this.readyWaiting = ready.length;
     let inProgress = 0;
     if (this.board) for (const t of this.board.tasks) if (t.status === this.board.config.roles.in_progress) inProgress += 1;
     const wipColumn = this.board?.config.columns.find((c) => c.id === this.board!.config.roles.in_progress);
@@ -940,9 +944,12 @@ export class Supervisor {
   /**
    * Tops up each template's warm pool ({@link AgentTemplate.warmPool}): agents that are starting,
    * or ready with no task (an `autodelete` one that has not had its task), count as warm; more are started, side by side, while the pool is
-   * short and the template is under `maxInstances` and not backing off after failed starts.
+   * short and the template is under `maxInstances` and not backing off after failed starts. In a
+   * run until idle, not once no task is ready.
    */
   private fillWarmPools(nowMs: number): void {
+    // A run until idle is about to end once no task waits: agents started now would only be stopped.
+    if (this.options.mode === 'until-idle' && this.readyWaiting === 0) return;
     const warm = this.startingCounts();
     const instances = new Map<string, number>();
     for (const name of this.spawning) instances.set(templateOfAgentName(name), (instances.get(templateOfAgentName(name)) ?? 0) + 1);
