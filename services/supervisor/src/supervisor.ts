@@ -1331,15 +1331,19 @@ export class Supervisor {
   /**
    * Counts an agent of `templateName` that could not start or died before it was ready, and backs
    * the template off exponentially: the next start waits min(restartBackoffMs × 2^(n−1), 60 s)
-   * after the n-th failure in a row; after {@link MAX_SPAWN_FAILURES} the template is failed for
-   * this run (its tasks wait, with the reason). A successful start resets the count.
+   * after the n-th failure in a row (agents that fail while the template already waits count as
+   * the same failure); after {@link MAX_SPAWN_FAILURES} the template is failed for this run (its
+   * tasks wait, with the reason). A successful start resets the count.
    */
   private noteSpawnFailure(templateName: string, agent: string, reason: string, nowMs: number): void {
     const failure = this.spawnFailures.get(templateName) ?? { count: 0, reason: '', nextAtMs: 0 };
-    failure.count += 1;
+    // Agents started side by side that fail together are one failed attempt: a failure while the
+    // template is already backing off does not count again or lengthen the wait.
+    const sameAttempt = failure.count > 0 && nowMs < failure.nextAtMs;
+    if (!sameAttempt) failure.count += 1;
     failure.reason = reason;
     const delayMs = Math.min(this.config.restartBackoffMs * 2 ** (failure.count - 1), 60_000);
-    failure.nextAtMs = nowMs + delayMs;
+    if (!sameAttempt) failure.nextAtMs = nowMs + delayMs;
     this.spawnFailures.set(templateName, failure);
     const givenUp = failure.count >= MAX_SPAWN_FAILURES;
     this.record({
@@ -1686,11 +1690,13 @@ export class Supervisor {
     if (this.state.openAssignments().length > 0) return false;
     // A template backing off after failed starts will try again: not idle yet.
     if ([...this.spawnFailures.values()].some((f) => f.count < MAX_SPAWN_FAILURES)) return false;
-    // A task backing off before its next attempt is not idle work.
+    // A task backing off before its next attempt is not idle work; one whose wait is over and
+    // that nothing can take (its template failed) is, and the summary says why it waits.
+    const nowMs = Date.now();
     const readyColumn = new Set(this.board.tasks.filter((t) => t.status === this.board!.config.roles.ready).map((t) => t.id));
     if (readyColumn.size > 0 && [...readyColumn].some((id) => {
       const row = this.state.task(id);
-      return row?.state === TaskState.ready && row.notBeforeMs !== null;
+      return row?.state === TaskState.ready && row.notBeforeMs !== null && row.notBeforeMs > nowMs;
     })) return false;
     if (this.state.pendingBoardTasks().length > 0) return false;
     const loads = new Map(agentSlots(this.world).map((s) => [s.name, s.load]));
