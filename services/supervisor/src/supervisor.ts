@@ -179,8 +179,6 @@ export class Supervisor {
   private readonly spawnFailures = new Map<string, { count: number; reason: string; nextAtMs: number }>();
   private readonly reportedErrors = new Set<string>();
   private readonly reportedDenials = new Set<string>();
-  /** Executions (`taskId:attempt`) published while still `pending` in SQLite (see {@link recordPublished}). */
-  private readonly publishedUnrecorded = new Map<string, { taskId: string; attempt: number }>();
   /** When each open execution (`taskId:attempt`) was last published or chased, in ms. */
   private readonly sentAt = new Map<string, number>();
   /** Executions (`taskId:attempt`) an operator asked to cancel: their `cancelled` result is final. */
@@ -433,7 +431,6 @@ export class Supervisor {
     // Planning writes new task rows and queue positions, then the tick's assignments: one
     // transaction for all of them, so one fsync however many there are (group commit).
     this.transaction(() => {
-      this.recordPublished();
       plan = this.plan(nowMs);
       for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
     });
@@ -1016,11 +1013,7 @@ export class Supervisor {
     const open = this.state.openAssignments();
     this.chaseLostMessages(open, nowMs);
     const pending = open
-      .filter((a) => {
-        const key = `${a.taskId}:${a.attempt}`;
-        const sent = a.state === 'published' || this.publishedUnrecorded.has(key);
-        return a.state === 'pending' ? !sent || this.isStale(key, nowMs) : a.state === 'published' && this.isStale(key, nowMs);
-      })
+      .filter((a) => a.state === 'pending' || (a.state === 'published' && this.isStale(`${a.taskId}:${a.attempt}`, nowMs)))
       .map((a) => ({ a, task: this.taskById.get(a.taskId), template: this.live.get(a.agent)?.template ?? this.templateOf(a.agent) }))
       .filter((p) => p.task !== undefined && p.template !== undefined);
     if (pending.length === 0) return;
@@ -1045,25 +1038,14 @@ export class Supervisor {
         return false;
       }
     });
-    // That they are on the broker is recorded with the next transaction the supervisor commits
-    // anyway (see recordPublished): a crash before then leaves them `pending`, which recovery
-    // treats exactly as `published` (open executions are finished as lost and purged).
-    pending.forEach(({ a }, i) => {
-      if (!published[i]) return;
-      const key = `${a.taskId}:${a.attempt}`;
-      this.sentAt.set(key, nowMs);
-      if (a.state === 'pending') this.publishedUnrecorded.set(key, { taskId: a.taskId, attempt: a.attempt });
+    this.transaction(() => {
+      pending.forEach(({ a }, i) => {
+        if (!published[i]) return;
+        this.sentAt.set(`${a.taskId}:${a.attempt}`, nowMs);
+        if (a.state === 'pending') this.state.markPublished(a.taskId, a.attempt);
+      });
     });
     if (published.some(Boolean)) this.crashAt(CrashPoint.assignPublished);
-  }
-
-  /**
-   * Marks the executions published since the last call as `published`, inside the caller's
-   * transaction; a row that has moved on (acknowledged, finished) keeps its state.
-   */
-  private recordPublished(): void {
-    for (const { taskId, attempt } of this.publishedUnrecorded.values()) this.state.markPublished(taskId, attempt);
-    this.publishedUnrecorded.clear();
   }
 
   /** True once an execution has waited {@link CHASE_AFTER_MS} since it was last sent or chased. */
@@ -1737,7 +1719,6 @@ export class Supervisor {
     await this.applyEvents(Date.now()).catch((error: unknown) => this.log.error({ err: error }, 'cannot apply final events'));
     // Write what the exits changed (tasks put back to ready) while the board is still ours.
     await this.drainBoard().catch((error: unknown) => this.log.error({ err: error }, 'cannot write the board'));
-    this.transaction(() => this.recordPublished());
     await this.results?.stop().catch(() => undefined);
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     for (const event of this.events.splice(0)) if (event.kind === 'result') event.done();
