@@ -66,7 +66,7 @@ import {
   type SandboxExit,
 } from '@warren/sandbox';
 import { planAssignments, type Plan } from '@warren/scheduler';
-import { planMostUrgent, type PlannerTask } from './urgent-plan.js';
+import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
@@ -829,14 +829,7 @@ export class Supervisor {
     let inProgress = 0;
     if (this.board) for (const t of this.board.tasks) if (t.status === this.board.config.roles.in_progress) inProgress += 1;
     const wipColumn = this.board?.config.columns.find((c) => c.id === this.board!.config.roles.in_progress);
-    const instances = new Map<string, number>();
-    for (const agent of this.live.values()) {
-      instances.set(agent.template.name, (instances.get(agent.template.name) ?? 0) + 1);
-    }
-    for (const name of this.spawning) {
-      const template = templateOfAgentName(name);
-      instances.set(template, (instances.get(template) ?? 0) + 1);
-    }
+    const instances = this.instanceCounts();
     const decisions = new Map<string, boolean>();
     // An autodelete agent runs one task in its fresh sandbox, then is deleted.
     const agents = agentSlots(this.world).map((slot) =>
@@ -895,7 +888,7 @@ export class Supervisor {
     const result: Plan = spawns.length === plan.spawns.length ? plan : { ...plan, spawns };
     if (queueDue) {
       this.queueRecordedMs = nowMs;
-      this.recordQueue(plan, ready, new Map(ready.map(({ task, row }) => [task.id, this.effectivePriority(task, row, nowMs)])));
+      this.recordQueue(plan, ready, nowMs);
     }
     return result;
   }
@@ -907,17 +900,12 @@ export class Supervisor {
    * ({@link queuePositions}). So a task leaving the queue (assigned, the common case) rewrites no
    * other row; only a task joining out of order, or a change of order or reason, writes rows.
    */
-  private recordQueue(plan: Plan, ready: readonly { task: Task; row: TaskRow }[], rank: ReadonlyMap<string, number>): void {
+  private recordQueue(plan: Plan, ready: readonly { task: Task; row: TaskRow }[], nowMs: number): void {
     const reasons = new Map(plan.unplaced.map((u) => [u.taskId, u.reason]));
     const spawning = new Set(plan.spawns.flatMap((s) => s.taskIds));
     const waiting = ready
       .filter(({ task }) => reasons.has(task.id) || spawning.has(task.id))
-      .sort(
-        (a, b) =>
-          (rank.get(b.task.id) ?? 0) - (rank.get(a.task.id) ?? 0) ||
-          (a.task.createdMs ?? 0) - (b.task.createdMs ?? 0) ||
-          (a.task.id < b.task.id ? -1 : 1),
-      );
+      .sort((a, b) => plannerOrder(this.plannerTask(a.task, a.row, nowMs), this.plannerTask(b.task, b.row, nowMs)));
     let previous = 0;
     for (const { task, row } of waiting) {
       const queueReason = reasons.get(task.id) ?? 'waiting for an agent to start';
@@ -927,6 +915,15 @@ export class Supervisor {
       }
       previous = queuePosition;
     }
+  }
+
+  /** Instances of each template: live agents and agents being spawned. */
+  private instanceCounts(): Map<string, number> {
+    const instances = new Map<string, number>();
+    const add = (template: string) => instances.set(template, (instances.get(template) ?? 0) + 1);
+    for (const agent of this.live.values()) add(agent.template.name);
+    for (const name of this.spawning) add(templateOfAgentName(name));
+    return instances;
   }
 
   /** Agents started but not yet ready (their runner has not said hello), by template. */
@@ -948,11 +945,9 @@ export class Supervisor {
     // A run until idle is about to end once no task waits: agents started now would only be stopped.
     if (this.options.mode === 'until-idle' && this.readyWaiting === 0) return;
     const warm = this.startingCounts();
-    const instances = new Map<string, number>();
-    for (const name of this.spawning) instances.set(templateOfAgentName(name), (instances.get(templateOfAgentName(name)) ?? 0) + 1);
+    const instances = this.instanceCounts();
     for (const agent of this.live.values()) {
       const name = agent.template.name;
-      instances.set(name, (instances.get(name) ?? 0) + 1);
       const idle = agent.ready && !agent.stopping && (agentView(this.world, agent.account.name)?.load ?? 0) === 0;
       if (idle && !(agent.template.lifecycle === 'autodelete' && agent.tookTask)) warm.set(name, (warm.get(name) ?? 0) + 1);
     }
