@@ -1,8 +1,8 @@
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { processesOfUids, repo, requireMachine, uniqueUidRange, warren, type CliResult } from './support/cli.js';
+import { copyTrackedBoard, processesOfUids, repo, requireMachine, uniqueUidRange, warren, type CliResult } from './support/cli.js';
 
 const OWNED = /^(status|assignee|result|started|completed|updated):/;
 
@@ -27,7 +27,7 @@ describe('warren run --until-idle on a copy of the demo board', () => {
   beforeAll(async () => {
     requireMachine();
     dir = mkdtempSync(join(tmpdir(), 'warren-e2e-'));
-    cpSync(join(repo, 'kanban'), join(dir, 'kanban'), { recursive: true });
+    copyTrackedBoard(join(dir, 'kanban'));
     writeFileSync(
       join(dir, 'kanban', 'tasks', 'broken.md'),
       '---\nid: broken\ntitle: A task whose frontmatter is not YAML\nstatus: ready\ncapabilities: [shell\n---\nbody\n',

@@ -122,6 +122,22 @@ export function uniqueUidRange(): string {
   return `${base}-${base + 9_999}`;
 }
 
+/**
+ * Copies the demo board as committed (`git archive HEAD kanban`) to `dest`, so that tests never
+ * depend on the working tree's board, which a person or a demo run may have changed. Outside a git
+ * checkout (a source tarball) the working tree's `kanban/` is copied instead.
+ * @throws {Error} if `git archive` fails in a checkout, or `tar` is missing.
+ */
+export function copyTrackedBoard(dest: string): void {
+  mkdirSync(dest, { recursive: true });
+  if (!existsSync(join(repo, '.git'))) {
+    cpSync(join(repo, 'kanban'), dest, { recursive: true });
+    return;
+  }
+  const archive = execFileSync('git', ['-C', repo, 'archive', '--format=tar', 'HEAD', 'kanban'], { maxBuffer: 64 * 1024 * 1024 });
+  execFileSync('tar', ['-x', '-C', dest, '--strip-components=1'], { input: archive });
+}
+
 /** A temporary repository layout for one test's supervisor; `remove()` deletes it. */
 export interface TestLayout {
   readonly dir: string;
