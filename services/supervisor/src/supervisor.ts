@@ -53,6 +53,7 @@ import {
   type TaskFileError,
 } from '@warren/kanban';
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
+import { failClosed, reportFailedDecision } from './policy-guard.js';
 import {
   assertIsolation,
   describeExit,
@@ -247,11 +248,13 @@ export class Supervisor {
   static async create(config: SupervisorConfig, options: SupervisorCreateOptions): Promise<Supervisor> {
     const log = options.logger;
     const host = await probeHost();
-    const policy = await loadPolicy({
+    let policyAudit: AuditTrail | undefined;
+    // A decision Casbin cannot make denies the request (logged and audited), never stops the run.
+    const policy = failClosed(await loadPolicy({
       modelPath: join(config.policiesDir, 'model.conf'),
       policyPath: join(config.policiesDir, 'policy.csv'),
       logger: log.child({ component: 'policy' }),
-    });
+    }), (failed) => reportFailedDecision(log, policyAudit, failed));
     const mapping = config.boardMappingPath ? await loadMappingFile(config.boardMappingPath) : undefined;
     const { templates, errors: templateErrors } = await loadTemplates(config.agentsDir, config.root);
     for (const error of templateErrors) log.error({ code: error.code }, error.message);
@@ -273,6 +276,7 @@ export class Supervisor {
       migrateState(db);
       const state = new StateStore(db);
       const audit = openAudit(db);
+      policyAudit = audit;
       const accounts = openAccounts(db, {
         homeRoot: config.homeRoot,
         skeletonDir: config.skeletonDir,
