@@ -33,7 +33,8 @@ export { loadBoardConfig, parseBoardConfig, DEFAULT_PRIORITIES } from './config.
 export { parseTaskFile } from './task.js';
 export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue, applyOwnedChanges, syncDirectories } from './update.js';
 export type { FieldWrite } from './update.js';
-export { checkDependencies, isReady } from './dependencies.js';
+export { blockedTasks, checkDependencies, isReady } from './dependencies.js';
+export type { BlockedTask } from './dependencies.js';
 export { checkTransition, checkMove, wipStatus, illegalMoves, parentsToComplete } from './process.js';
 export type {
   TransitionRefusal,

@@ -54,6 +54,7 @@ import {
 } from '@warren/kanban';
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
+import { BlockedTaskReport } from './blocked-tasks.js';
 import {
   assertIsolation,
   describeExit,
@@ -103,8 +104,10 @@ export interface RunSummary {
   readonly held: readonly { readonly path: string; readonly message: string }[];
   /** Ready tasks nothing could take, with the reason. */
   readonly unplaced: readonly { readonly taskId: string; readonly reason: string }[];
+  /** Ready tasks that can never run as the board stands (a dependency cycle, self or unknown id), with the reason. */
+  readonly blocked: readonly { readonly taskId: string; readonly reason: string }[];
   readonly templateErrors: readonly string[];
-  /** True when nothing failed, nothing was held and every ready task was placed. */
+  /** True when nothing failed, nothing was held or blocked and every ready task was placed. */
   readonly ok: boolean;
 }
 
@@ -187,6 +190,8 @@ export class Supervisor {
   private readonly succeeded: string[] = [];
   private readonly failedTasks: { taskId: string; reason: string }[] = [];
   private board: BoardSnapshot | undefined;
+  /** Ready tasks blocked by their dependencies (made with the first board). */
+  private blocked: BlockedTaskReport | undefined;
   private boardDirty = true;
   /** Whether the board changed since parents were last checked for completion. */
   private parentsDirty = true;
@@ -539,6 +544,7 @@ export class Supervisor {
     if (snapshot === previous) return;
     this.setBoard(snapshot);
     for (const error of snapshot.errors) this.reportHeld(error);
+    (this.blocked ??= new BlockedTaskReport(this.log, (entry) => this.record(entry))).update(snapshot);
     this.reportProcessRules(previous, snapshot);
     const done = snapshot.config.roles.done;
     const changedSet = new Set(changed);
@@ -1696,13 +1702,15 @@ export class Supervisor {
       return template ? { taskId: u.taskId, reason: `${u.reason}; template ${template[0]} failed to start: ${template[1].reason}` } : u;
     });
     const templateErrors = this.templateErrors.map((e) => e.message);
+    const blocked = [...(this.blocked?.tasks ?? [])];
     return {
       succeeded: [...this.succeeded],
       failed: [...this.failedTasks],
       held,
       unplaced,
+      blocked,
       templateErrors,
-      ok: this.failedTasks.length === 0 && held.length === 0 && unplaced.length === 0 && templateErrors.length === 0,
+      ok: this.failedTasks.length === 0 && held.length === 0 && unplaced.length === 0 && blocked.length === 0 && templateErrors.length === 0,
     };
   }
 
