@@ -27,8 +27,8 @@
  * console.log(formatBoardReport(await checkBoard('backlog')));
  * ```
  */
-export { loadBoard, updateTask, detectBoardFormat, boardFormat, BOARD_FORMATS } from './board.js';
-export { loadWarrenBoard, refreshWarrenBoard, isTaskFileName } from './load.js';
+export { loadBoard, updateTask, detectBoardFormat, boardFormat, BOARD_FORMATS, mappingOnWarrenBoard } from './board.js';
+export { loadWarrenBoard, refreshWarrenBoard, isTaskFileName, readSmallFile } from './load.js';
 export { loadBoardConfig, parseBoardConfig, DEFAULT_PRIORITIES } from './config.js';
 export { parseTaskFile } from './task.js';
 export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue, applyOwnedChanges, syncDirectories } from './update.js';
@@ -75,6 +75,7 @@ export type {
   BoardTransitions,
   TransitionRule,
   BoardMapping,
+  MappingSource,
   BoardFormatName,
   CardLocation,
   Task,

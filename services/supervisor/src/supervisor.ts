@@ -72,7 +72,7 @@ import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
-import { loadMappingFile } from './mapping.js';
+import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
@@ -261,6 +261,7 @@ export class Supervisor {
       logger: log.child({ component: 'policy' }),
     }), (failed) => reportFailedDecision(log, policyAudit, failed));
     const mapping = config.boardMappingPath ? await loadMappingFile(config.boardMappingPath) : undefined;
+    if (mapping) await checkMappingApplies(config.boardDir, config.boardFormat, mapping);
     const { templates, errors: templateErrors } = await loadTemplates(config.agentsDir, config.root);
     for (const error of templateErrors) log.error({ code: error.code }, error.message);
     if (templates.size === 0) {
