@@ -55,6 +55,8 @@ import {
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
 import { BlockedTaskReport } from './blocked-tasks.js';
+import { inputRejected } from './input-rejections.js';
+import { lastLogLines } from './agent-log.js';
 import {
   assertIsolation,
   describeExit,
@@ -338,6 +340,7 @@ export class Supervisor {
           staleMountsRemoved: staleMounts.length,
         },
       });
+      for (const error of templateErrors) supervisor.record(inputRejected({ kind: 'template', path: error.path, line: error.line, message: error.message }));
       return supervisor;
     } catch (error) {
       for (const close of cleanup) await close().catch(() => undefined);
@@ -651,6 +654,7 @@ export class Supervisor {
       object: `file:${relative(this.config.boardDir, error.path)}`,
       details: { message: error.message, line: error.line, field: error.field ?? null },
     });
+    this.record(inputRejected({ kind: 'task', path: relative(this.config.boardDir, error.path), line: error.line, message: error.message }));
   }
 
   /** Writes every task whose board file does not yet show its state (the board outbox). */
@@ -1242,7 +1246,9 @@ export class Supervisor {
     if (!expected && !agent.ready) {
       // It died before its runner said hello: count it against the template, so a template that
       // cannot start is not restarted in a loop.
-      this.noteSpawnFailure(agent.template.name, name, `agent ${name} exited before it was ready (${exitText})`, nowMs);
+      // The runner's or the sandbox's own words are in the agent's log: they are the reason.
+      const said = lastLogLines(join(this.config.stateDir, 'logs', `${name}.log`));
+      this.noteSpawnFailure(agent.template.name, name, `agent ${name} exited before it was ready (${exitText})${said ? `: ${said}` : ''}`, nowMs);
     }
     if (!expected) this.log.warn({ agent: name, exit: exitText }, 'agent exited unexpectedly');
     else this.log.info({ agent: name, reason: agent.stopping }, 'agent stopped');
@@ -1702,7 +1708,10 @@ export class Supervisor {
       const template = [...this.spawnFailures.entries()].find(([, f]) => f.count >= MAX_SPAWN_FAILURES);
       return template ? { taskId: u.taskId, reason: `${u.reason}; template ${template[0]} failed to start: ${template[1].reason}` } : u;
     });
-    const templateErrors = this.templateErrors.map((e) => e.message);
+    const templateErrors = [
+      ...this.templateErrors.map((e) => e.message),
+      ...[...this.spawnFailures].filter(([, f]) => f.count >= MAX_SPAWN_FAILURES).map(([name, f]) => `${name} failed to start: ${f.reason}`),
+    ];
     const blocked = [...(this.blocked?.tasks ?? [])];
     return {
       succeeded: [...this.succeeded],
