@@ -57,6 +57,7 @@ import { failClosed, reportFailedDecision } from './policy-guard.js';
 import { BlockedTaskReport } from './blocked-tasks.js';
 import { inputRejected } from './input-rejections.js';
 import { lastLogLines } from './agent-log.js';
+import { BoardAvailability } from './board-availability.js';
 import {
   assertIsolation,
   describeExit,
@@ -192,6 +193,7 @@ export class Supervisor {
   private readonly succeeded: string[] = [];
   private readonly failedTasks: { taskId: string; reason: string }[] = [];
   private board: BoardSnapshot | undefined;
+  private availability: BoardAvailability | undefined;
   /** Ready tasks blocked by their dependencies (made with the first board). */
   private blocked: BlockedTaskReport | undefined;
   private boardDirty = true;
@@ -536,6 +538,7 @@ export class Supervisor {
           })
         : await refreshWarrenBoard(this.board!, changed);
     } catch (error) {
+      if (this.boardAvailability().noteFailure(nowMs)) return;
       const key = `config:${(error as Error).message}`;
       if (!this.reportedErrors.has(key)) {
         this.reportedErrors.add(key);
@@ -544,6 +547,7 @@ export class Supervisor {
       }
       return;
     }
+    this.boardAvailability().noteBack(nowMs);
     const previous = this.board;
     if (snapshot === previous) return;
     this.setBoard(snapshot);
@@ -625,6 +629,11 @@ export class Supervisor {
     }
   }
 
+  /** Whether the board folder is there (made on first use); see {@link BoardAvailability}. */
+  private boardAvailability(): BoardAvailability {
+    return (this.availability ??= new BoardAvailability(this.config.boardDir, this.log));
+  }
+
   private setBoard(snapshot: BoardSnapshot): void {
     this.board = snapshot;
     this.parentsDirty = true;
@@ -667,6 +676,7 @@ export class Supervisor {
    */
   private startBoardFlush(): void {
     if (this.boardFlush || !this.board || this.state.pendingBoardTasks().length === 0) return;
+    if (!this.boardAvailability().mayWrite(Date.now())) return;
     this.boardFlush = this.flushBoard().then(
       (wrote) => {
         this.boardFlush = undefined;
@@ -675,7 +685,7 @@ export class Supervisor {
       },
       (error: unknown) => {
         this.boardFlush = undefined;
-        this.log.error({ err: error }, 'cannot write the board; will retry');
+        if (!this.boardAvailability().noteFailure(Date.now())) this.log.error({ err: error }, 'cannot write the board; will retry');
       },
     );
   }
@@ -769,7 +779,7 @@ export class Supervisor {
           this.changedPaths.add(task.path);
           this.boardDirty = true;
           this.loop?.requestTick();
-        } else {
+        } else if (!this.boardAvailability().noteFailure(Date.now())) {
           this.log.error({ err: error, taskId: row.id }, 'cannot write the task file; will retry');
         }
       });
