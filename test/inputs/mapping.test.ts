@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { repo, warren } from '../support/cli.js';
+import { makeTestLayout, repo, requireMachine, shellTask, warren } from '../support/cli.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -64,5 +64,33 @@ describe('--mapping files (attack cases 22, 23, 24)', () => {
     writeFileSync(big, `# ${'x'.repeat(2 * 1024 * 1024)}\n`);
     const run = await warren(['board', 'check', '--board', backlog, '--mapping', big]);
     expect(run.stderr).toMatch(/big\.yaml: cannot read the mapping file: the file is \d+ bytes; at most 1048576 bytes \(1 MiB\) are read/);
+  });
+
+  it('refuses to start a run with a mapping for a Warren board, naming the mapping file (22)', async () => {
+    requireMachine();
+    const layout = makeTestLayout({ t1: shellTask('t1', 'echo ok') });
+    dirs.push(layout.dir);
+    const mapping = join(layout.dir, 'm.yaml');
+    writeFileSync(mapping, 'statuses:\n  Doing: ready\n');
+    const run = await warren(layout.args('run', '--until-idle', '--mapping', mapping), 60_000);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`${mapping}: a mapping applies to Backlog.md, Obsidian Kanban and JSON-config boards`);
+    expect(run.stderr).not.toContain('nats-server started');
+    expect(layout.file('t1')).toMatch(/^status: ready$/m);
+  });
+
+  it('ends a run until idle whose board cannot be read at all, instead of waiting for one', async () => {
+    requireMachine();
+    const { dir, backlog } = boards();
+    const layout = makeTestLayout({});
+    dirs.push(layout.dir);
+    const mapping = join(dir, 'm.yaml');
+    writeFileSync(mapping, 'statuses:\n  Doing: nowhere\n');
+    const args = layout.args('run', '--until-idle', '--mapping', mapping);
+    args[args.indexOf('--board') + 1] = backlog;
+    const run = await warren(args, 60_000);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`${mapping}:2: 'statuses' maps 'Doing' to 'nowhere', which is no column`);
+    expect(run.stderr).toMatch(/the board cannot be read \(see the message above\); nothing to run/);
   });
 });

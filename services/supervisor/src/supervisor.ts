@@ -377,6 +377,10 @@ export class Supervisor {
     let fatal: unknown;
     try {
       await this.refreshBoard(Date.now());
+      // A run until idle with no board to read would wait forever for one.
+      if (!this.board && this.options.mode === 'until-idle') {
+        throw new ConfigError(this.config.boardDir, 'the board cannot be read (see the message above); nothing to run');
+      }
       this.watcher = watchBoard(
         this.config.boardDir,
         (event) => {
