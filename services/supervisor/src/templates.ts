@@ -18,14 +18,14 @@ export class TemplateError extends WarrenError {
 }
 
 /**
- * The bytes each size key of a template may hold, [min, max]: the ranges the sandbox spec enforces
- * (memory at least 4 MiB, the others at least 1 byte, none past 2^53 − 1). Keys not listed: [1, 2^53 − 1].
+ * The bytes each size key of a template may hold, [min, max]: the ranges the sandbox enforces
+ * (memory and the home quota at least 4 MiB, the others at least 1 byte, none past 2^53 − 1). Keys not listed: [1, 2^53 − 1].
  */
 export const SIZE_LIMITS: Readonly<Record<string, readonly [number, number]>> = {
   'resources.memory': [4 * 1024 * 1024, Number.MAX_SAFE_INTEGER],
   'resources.fileSize': [1, Number.MAX_SAFE_INTEGER],
   'resources.tmp': [1, Number.MAX_SAFE_INTEGER],
-  'resources.home': [1, Number.MAX_SAFE_INTEGER],
+  'resources.home': [4 * 1024 * 1024, Number.MAX_SAFE_INTEGER],
   'watchdog.memory': [1, Number.MAX_SAFE_INTEGER],
 };
 

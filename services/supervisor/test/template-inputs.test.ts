@@ -13,6 +13,7 @@ describe('template sizes and programs checked at load (attack cases 4, 5)', () =
   it('refuses a fractional byte count and one below the sandbox minimum, at the line', () => {
     expect(() => parseTemplate(base('resources:\n  memory: 1048576.5'), 'agents/bad.yaml')).toThrow(/^agents\/bad\.yaml:5: 'resources\.memory' size 1048576\.5 must be a whole number/);
     expect(() => parseTemplate(base('resources:\n  memory: 1024'), 'agents/bad.yaml')).toThrow(/^agents\/bad\.yaml:5: 'resources\.memory' size 1024 must be between 4194304 and 9007199254740991 bytes/);
+    expect(() => parseTemplate(base('resources:\n  home: 1MiB'), 'agents/bad.yaml')).toThrow(/^agents\/bad\.yaml:5: 'resources\.home' size 1MiB must be between 4194304 and/);
     expect(() => parseTemplate(base('resources:\n  tmp: 0'), 'agents/bad.yaml')).toThrow(/^agents\/bad\.yaml:5: 'resources\.tmp' size 0 must be between 1 and/);
     expect(() => parseTemplate(base('resources:\n  fileSize: 99999999999GiB'), 'agents/bad.yaml')).toThrow(/^agents\/bad\.yaml:5: 'resources\.fileSize' size 99999999999GiB must be between/);
   });
