@@ -6,7 +6,7 @@ import { jsonConfigFormat } from './formats/json-config.js';
 import { obsidianFormat } from './formats/obsidian.js';
 import { checkMove } from './process.js';
 import { MoveRefusedError } from './errors.js';
-import type { BoardFormat, BoardFormatName, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from './types.js';
+import type { BoardFormat, BoardFormatName, BoardMapping, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from './types.js';
 
 /** Every format, in detection order: Warren, Backlog.md, JSON-config, Obsidian Kanban. */
 export const BOARD_FORMATS: readonly BoardFormat[] = [warrenBoardFormat, backlogMdFormat, jsonConfigFormat, obsidianFormat];
@@ -44,10 +44,12 @@ export async function detectBoardFormat(dir: string): Promise<BoardFormatName> {
  * file (or card) that cannot be used gives exactly one `TaskFileError` in `errors` and is left out
  * of `tasks`; `format` on the snapshot names the format.
  *
- * @throws {BoardConfigError} when no board is found or its config is unusable.
+ * @throws {BoardConfigError} when no board is found or its config is unusable, or a mapping is given
+ *   for a Warren board (its board.yaml already names its columns, roles and priorities).
  */
 export async function loadBoard(dir: string, options: LoadBoardOptions = {}): Promise<BoardSnapshot> {
   const name = options.format ?? (await detectBoardFormat(dir));
+  if (name === 'warren' && options.mapping !== undefined) throw mappingOnWarrenBoard(dir, options.mapping);
   return boardFormat(name).load(dir, options);
 }
 
@@ -74,4 +76,14 @@ export async function updateTask(snapshot: BoardSnapshot, task: Task, changes: O
     throw new TaskUpdateError(task.path, `'status' names no column: '${changes.status}'`, 'status');
   }
   return boardFormat(snapshot.format ?? 'warren').update(snapshot, task, changes, options);
+}
+
+/**
+ * The error for a mapping given with a Warren board: a mapping translates another tool's statuses,
+ * priorities and tags, while a Warren board's board.yaml names its own; applying one would be a
+ * guess and ignoring it would hide the mistake. At the mapping file when it came from one.
+ */
+export function mappingOnWarrenBoard(dir: string, mapping: BoardMapping): BoardConfigError {
+  const reason = `a mapping applies to Backlog.md, Obsidian Kanban and JSON-config boards; ${dir} is a Warren board (its board.yaml sets the columns, roles and priorities): drop --mapping or edit board.yaml`;
+  return new BoardConfigError({ path: mapping.source?.path ?? resolve(dir), line: 0, reason });
 }

@@ -123,3 +123,50 @@ export function isReady(task: Pick<Task, 'status' | 'dependsOn'>, byId: Readonly
   if (task.status !== config.roles.ready) return false;
   return task.dependsOn.every((id) => byId.get(id)?.status === config.roles.done);
 }
+
+/** A ready task that can never run as the board stands: why, in words. */
+export interface BlockedTask {
+  readonly taskId: string;
+  /**
+   * `depends on itself`, `dependency cycle: a -> b -> a`, `depends on unknown task(s) x, y`, or
+   * `depends on blocked task a` (a dependency that is itself blocked).
+   */
+  readonly reason: string;
+}
+
+/**
+ * The tasks in the ready column that wait on something that can never happen: a dependency on
+ * itself, a cycle of tasks that are not done, an id that is on no card, or a dependency (not done)
+ * that is blocked for one of these reasons. A task whose dependency is merely not done yet is not
+ * blocked. Dependencies already done are ignored, so a cycle one of whose tasks is done is no block.
+ * @returns in board order.
+ */
+export function blockedTasks(tasks: readonly Pick<Task, 'id' | 'status' | 'dependsOn'>[], config: BoardConfig): BlockedTask[] {
+  const done = config.roles.done;
+  if (!tasks.some((t) => t.dependsOn.length > 0 && t.status === config.roles.ready)) return [];
+  const doneIds = new Set(tasks.filter((t) => t.status === done).map((t) => t.id));
+  const open = tasks.filter((t) => t.status !== done).map((t) => ({ id: t.id, dependsOn: t.dependsOn.filter((d) => !doneIds.has(d)) }));
+  const reasons = new Map<string, string>();
+  for (const problem of checkDependencies(open)) {
+    if (problem.kind === 'unknown') {
+      if (!reasons.has(problem.taskId)) reasons.set(problem.taskId, `depends on unknown task(s) ${problem.missing.join(', ')}`);
+      continue;
+    }
+    const reason = problem.chain.length === 2 ? 'depends on itself' : `dependency cycle: ${problem.chain.join(' -> ')}`;
+    for (const id of problem.chain) if (!reasons.has(id)) reasons.set(id, reason);
+  }
+  // Whatever depends on a blocked task is blocked too (to a fixed point: chains and the rest of a cycle's group).
+  for (let changed = reasons.size > 0; changed; ) {
+    changed = false;
+    for (const task of open) {
+      if (reasons.has(task.id)) continue;
+      const blocker = task.dependsOn.find((d) => reasons.has(d));
+      if (blocker !== undefined) {
+        reasons.set(task.id, `depends on blocked task ${blocker}`);
+        changed = true;
+      }
+    }
+  }
+  const ready = config.roles.ready;
+  return tasks.filter((t) => t.status === ready && reasons.has(t.id)).map((t) => ({ taskId: t.id, reason: reasons.get(t.id)! }));
+}

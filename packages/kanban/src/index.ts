@@ -27,13 +27,14 @@
  * console.log(formatBoardReport(await checkBoard('backlog')));
  * ```
  */
-export { loadBoard, updateTask, detectBoardFormat, boardFormat, BOARD_FORMATS } from './board.js';
-export { loadWarrenBoard, refreshWarrenBoard, isTaskFileName } from './load.js';
+export { loadBoard, updateTask, detectBoardFormat, boardFormat, BOARD_FORMATS, mappingOnWarrenBoard } from './board.js';
+export { loadWarrenBoard, refreshWarrenBoard, isTaskFileName, readSmallFile } from './load.js';
 export { loadBoardConfig, parseBoardConfig, DEFAULT_PRIORITIES } from './config.js';
 export { parseTaskFile } from './task.js';
 export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue, applyOwnedChanges, syncDirectories } from './update.js';
 export type { FieldWrite } from './update.js';
-export { checkDependencies, isReady } from './dependencies.js';
+export { blockedTasks, checkDependencies, isReady } from './dependencies.js';
+export type { BlockedTask } from './dependencies.js';
 export { checkTransition, checkMove, wipStatus, illegalMoves, parentsToComplete } from './process.js';
 export type {
   TransitionRefusal,
@@ -74,6 +75,7 @@ export type {
   BoardTransitions,
   TransitionRule,
   BoardMapping,
+  MappingSource,
   BoardFormatName,
   CardLocation,
   Task,

@@ -158,6 +158,38 @@ async function readPlainFile(path: string): Promise<Buffer | 'not plain' | { rea
   return result;
 }
 
+/**
+ * Reads a small file a person names on the command line (a mapping file): opened with O_NONBLOCK,
+ * so a FIFO does not hang, and checked on its descriptor to be a regular file of at most
+ * {@link MAX_TASK_FILE_BYTES} before it is read, so `/dev/zero` is not read without end. Symlinks
+ * are followed.
+ * @returns the file's bytes.
+ * @throws {Error} `not a regular file (a FIFO)`, `the file is N bytes; at most … (1 MiB) are read`,
+ *   or the system's error from open or read.
+ */
+export async function readSmallFile(path: string): Promise<Buffer> {
+  const fd = await new Promise<number>((done, fail) => {
+    openFd(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK, (error, opened) => (error ? fail(error) : done(opened)));
+  });
+  try {
+    const info = await fstatOf(fd);
+    if (!info.isFile()) throw new Error(`not a regular file (${kindOf(info)})`);
+    if (info.size > MAX_TASK_FILE_BYTES) throw new Error(`the file is ${info.size} bytes; at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB) are read`);
+    return await readToEnd(fd, info.size);
+  } finally {
+    await closeOf(fd).catch(() => undefined);
+  }
+}
+
+function kindOf(info: Stats): string {
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isCharacterDevice()) return 'a character device';
+  if (info.isBlockDevice()) return 'a block device';
+  if (info.isDirectory()) return 'a directory';
+  if (info.isSocket()) return 'a socket';
+  return 'not a plain file';
+}
+
 // The callback forms of open/fstat/read/close: per file, about half the CPU of a FileHandle.
 
 function openNoFollow(path: string): Promise<number> {

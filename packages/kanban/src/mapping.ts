@@ -3,6 +3,7 @@
  * priorities and capabilities (see `BoardMapping` for the rules and the package README for the
  * defaults).
  */
+import { BoardConfigError } from './errors.js';
 import type { BoardColumn, BoardMapping, BoardRoles } from './types.js';
 
 /** The priorities of boards read through a mapping (Backlog.md, Obsidian, JSON-config), lowest first. */
@@ -130,6 +131,19 @@ export function statusResolver(columns: readonly BoardColumn[], mapping: BoardMa
     }
   }
   return { resolve, roles: roles as BoardRoles };
+}
+
+/**
+ * The error for a problem with a mapping's own content (`mapping.statuses.*`, `mapping.roles.*`)
+ * when the mapping came from a file: at that file and the line of the key at fault. Undefined
+ * when the problem is the board's (two columns that read alike) or the mapping has no source.
+ */
+export function mappingFileError(problem: MappingProblem, mapping: BoardMapping | undefined): BoardConfigError | undefined {
+  const source = mapping?.source;
+  if (source === undefined || !problem.field.startsWith('mapping.')) return undefined;
+  const key = problem.field.slice('mapping.'.length);
+  const line = source.lines[key] ?? source.lines[key.split('.')[0]!] ?? 0;
+  return new BoardConfigError({ path: source.path, line, field: key, reason: problem.reason.replace(/^'mapping\./, "'") });
 }
 
 /** Type guard for {@link statusResolver}'s failure case. */

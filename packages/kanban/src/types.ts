@@ -192,6 +192,19 @@ export interface BoardMapping {
   readonly boardFile?: string;
   /** Backlog.md: folders (relative to the backlog folder) read as tasks; default `['tasks', 'completed']`. */
   readonly taskFolders?: readonly string[];
+  /**
+   * Where the mapping was read from (a `--mapping` file), so that a problem with its content is
+   * reported at that file and line rather than at the board's config. Absent for a mapping made in code.
+   */
+  readonly source?: MappingSource;
+}
+
+/** The file a {@link BoardMapping} came from, and the line of each of its keys. */
+export interface MappingSource {
+  /** The file as given (shown in messages). */
+  readonly path: string;
+  /** 1-based line of each key by its dotted path (`statuses`, `statuses.Doing`, `roles.done`). */
+  readonly lines: Readonly<Record<string, number>>;
 }
 
 /** Options of `parseTaskFile`. */

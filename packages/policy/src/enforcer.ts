@@ -9,6 +9,8 @@ import { PolicyError, PolicyLoadError } from './errors.js';
 import { parseModelFile } from './model-file.js';
 import type { ParsedModel } from './model-file.js';
 import { parsePolicyFile } from './policy-file.js';
+import { checkMatcherFunctions, policyWarnings } from './checks.js';
+import type { PolicyWarning } from './checks.js';
 import type { PolicyRule } from './policy-file.js';
 
 /** Options of {@link loadPolicy}. */
@@ -75,6 +77,11 @@ export interface PolicyEnforcer {
   enforce(sub: string, obj: string, act: string): boolean;
   /** The path that answers {@link enforce} for the policy in force; may change on {@link reload}. */
   readonly fastPath: FastPath;
+  /**
+   * What the policy in force very likely gets wrong although it loads (each also logged as a
+   * warning): roles that give nothing, see `policyWarnings`.
+   */
+  readonly warnings: readonly PolicyWarning[];
   /** {@link enforce}, returned with its request. @throws {PolicyError} as enforce. */
   decide(sub: string, obj: string, act: string): PolicyDecision;
   /**
@@ -179,6 +186,7 @@ interface Loaded {
   /** `sub\0role` of the `g` rules that came from the policy file. */
   readonly fileRoles: ReadonlySet<string>;
   readonly rules: number;
+  readonly warnings: readonly PolicyWarning[];
 }
 
 const roleKey = (sub: string, role: string): string => `${sub}\u0000${role}`;
@@ -203,6 +211,7 @@ async function loadFiles(modelPath: string, policyPath: string): Promise<Loaded>
   const [modelText, policyText] = await Promise.all([readText(modelPath), readText(policyPath)]);
   const parsed = parseModelFile(modelText, modelPath);
   const rules = parsePolicyFile(policyText, policyPath, parsed);
+  checkMatcherFunctions(parsed);
 
   let model: Model;
   try {
@@ -232,7 +241,7 @@ async function loadFiles(modelPath: string, policyPath: string): Promise<Loaded>
     });
   }
   const fileRoles = new Set(rules.filter((r) => r.ptype === 'g' && r.fields.length === 2).map((r) => roleKey(r.fields[0]!, r.fields[1]!)));
-  return { enforcer, fileRoles, rules: rules.length };
+  return { enforcer, fileRoles, rules: rules.length, warnings: policyWarnings(rules, policyPath) };
 }
 
 /** The model's role definition `g` and its role manager, when the model has `g = _, _`. */
@@ -271,7 +280,9 @@ function dropRole(loaded: Loaded, sub: string, role: string): void {
  * Both files are checked before Casbin sees them, so mistakes are reported with file and line
  * (`parseModelFile`, `parsePolicyFile`): a missing section, an unknown policy type, a line with the
  * wrong number of fields. Errors Casbin still raises (an invalid matcher) are wrapped with the
- * model's path and the matcher's line. The files are only read; nothing is written back.
+ * model's path and the matcher's line, and a matcher that calls a function Casbin does not know is
+ * refused at its line (`checkMatcherFunctions`); roles that give nothing are logged as warnings
+ * (`policyWarnings`). The files are only read; nothing is written back.
  * Decisions go through the fast path `options.fastPath` asks for ({@link FastPath}).
  * @throws {PolicyLoadError} with `path` and `line`.
  * @throws {RangeError} if `maxCachedDecisions` or `maxCompiledSubjects` is out of range.
@@ -284,6 +295,7 @@ export async function loadPolicy(options: LoadPolicyOptions): Promise<PolicyEnfo
   let current = await loadFiles(modelPath, policyPath);
   let decider = createDecider(current.enforcer, options);
   logger.info({ modelPath, policyPath, rules: current.rules, fastPath: decider.fastPath, fastPathReason: decider.reason }, 'policy loaded');
+  for (const warning of current.warnings) logger.warn({ path: warning.path, line: warning.line }, warning.message);
   /** Roles given in memory, by subject: re-applied after each reload. */
   const memoryRoles = new Map<string, Set<string>>();
   let reloading: Promise<void> = Promise.resolve();
@@ -310,12 +322,16 @@ export async function loadPolicy(options: LoadPolicyOptions): Promise<PolicyEnfo
     current = next;
     decider = nextDecider;
     logger.info({ modelPath, policyPath, rules: next.rules, fastPath: decider.fastPath, fastPathReason: decider.reason }, 'policy reloaded');
+    for (const warning of next.warnings) logger.warn({ path: warning.path, line: warning.line }, warning.message);
   };
 
   return {
     enforce,
     get fastPath() {
       return decider.fastPath;
+    },
+    get warnings() {
+      return current.warnings;
     },
     decide(sub, obj, act) {
       return { allowed: enforce(sub, obj, act), sub, obj, act };

@@ -19,4 +19,6 @@ export { PolicyLoadError, PolicyError } from './errors.js';
 export { parseModelFile } from './model-file.js';
 export type { ParsedModel, ModelDefinition } from './model-file.js';
 export { parsePolicyFile } from './policy-file.js';
+export { calledFunctions, checkMatcherFunctions, policyWarnings } from './checks.js';
+export type { PolicyWarning } from './checks.js';
 export type { PolicyRule } from './policy-file.js';

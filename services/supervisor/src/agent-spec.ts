@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Account, AccountStore } from '@warren/accounts';
 import type { SandboxSpec } from '@warren/sandbox';
@@ -41,7 +42,7 @@ export interface AgentSpecInput {
 /**
  * The sandbox spec of an agent: its uid/gid and home, a generated passwd/group, a clean
  * environment (the base variables, the template's allow-list, then `env`), the runner and
- * `agents/bin` bound read-only, the template's read-only mounts under /repo, and its limits. Agent
+ * `agents/bin` bound read-only (when it exists), the template's read-only mounts under /repo, and its limits. Agent
  * runners and `warren exec` both start from it, so an exec runs exactly as the agent's tasks do.
  */
 export function agentSandboxSpec(input: AgentSpecInput): SandboxSpec {
@@ -72,7 +73,8 @@ export function agentSandboxSpec(input: AgentSpecInput): SandboxSpec {
     env,
     readOnlyBinds: [
       { source: config.agentRunnerDir, target: RUNNER_IN_SANDBOX },
-      { source: join(config.agentsDir, 'bin'), target: AGENTS_BIN_IN_SANDBOX },
+      // The templates' programs are optional: an agents folder without bin/ binds nothing there.
+      ...(existsSync(join(config.agentsDir, 'bin')) ? [{ source: join(config.agentsDir, 'bin'), target: AGENTS_BIN_IN_SANDBOX }] : []),
       ...(input.socketDir ? [{ source: input.socketDir, target: '/run/warren' }] : []),
       ...template.mounts.map((m) => ({ source: resolve(config.root, m.source), target: m.target })),
     ],

@@ -8,7 +8,7 @@ import pretty from 'pino-pretty';
 import { openAccounts } from '@warren/accounts';
 import { openAudit, type AuditRecord } from '@warren/audit';
 import { parseDurationMs, WarrenError, type Logger } from '@warren/core';
-import { BOARD_FORMATS, checkBoard, formatBoardReport, importToWarrenBoard, loadBoard, normalizedTasks, type BoardFormatName, type BoardMapping } from '@warren/kanban';
+import { BOARD_FORMATS, blockedTasks, checkBoard, formatBoardReport, importToWarrenBoard, loadBoard, normalizedTasks, type BoardFormatName, type BoardMapping } from '@warren/kanban';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.js';
 import { loadTemplates } from './templates.js';
@@ -138,11 +138,12 @@ function printSummary(summary: RunSummary, json: boolean): void {
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     return;
   }
-  const lines = [`${summary.succeeded.length} succeeded, ${summary.failed.length} failed, ${summary.held.length} held, ${summary.unplaced.length} not placed`];
+  const lines = [`${summary.succeeded.length} succeeded, ${summary.failed.length} failed, ${summary.held.length} held, ${summary.unplaced.length} not placed, ${summary.blocked.length} blocked`];
   for (const t of summary.succeeded) lines.push(`  done    ${t}`);
   for (const f of summary.failed) lines.push(`  failed  ${f.taskId}: ${f.reason}`);
   for (const h of summary.held) lines.push(`  held    ${h.message}`);
   for (const u of summary.unplaced) lines.push(`  waiting ${u.taskId}: ${u.reason}`);
+  for (const b of summary.blocked) lines.push(`  blocked ${b.taskId}: ${b.reason}`);
   for (const e of summary.templateErrors) lines.push(`  template ${e}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
@@ -286,6 +287,7 @@ export function buildProgram(): Command {
         }
       })() : new Map<string, TaskRow>();
       const positions = queuePositions(rows.values());
+      const blocked = new Map(blockedTasks(board.tasks, board.config).map((b) => [b.taskId, b.reason]));
       const tasks = board.tasks.map((t) => ({
         id: t.id,
         title: t.title,
@@ -298,6 +300,7 @@ export function buildProgram(): Command {
         attempt: rows.get(t.id)?.attempt ?? 0,
         queuePosition: positions.get(t.id) ?? null,
         queueReason: rows.get(t.id)?.queueReason ?? null,
+        blocked: blocked.get(t.id) ?? null,
         result: t.result ?? null,
         path: t.relativePath,
       }));
@@ -305,11 +308,15 @@ export function buildProgram(): Command {
       print(flags.json ?? false, { tasks, errors }, () =>
         table([
           ['ID', 'STATUS', 'PRIORITY', 'CAPABILITIES', 'ASSIGNEE', 'WARREN', 'TITLE'],
-          ...tasks.map((t) => [t.id, t.status, t.priority, t.capabilities.join(',') || '-', t.assignee ?? '-', t.state ? `${t.state}#${t.attempt}` : '-', t.title]),
+          ...tasks.map((t) => [t.id, t.status, t.priority, t.capabilities.join(',') || '-', t.assignee ?? '-', t.blocked !== null ? 'blocked' : t.state ? `${t.state}#${t.attempt}` : '-', t.title]),
         ]) +
           tasks
             .filter((t) => t.queuePosition !== null && t.state === 'ready')
             .map((t) => `waiting #${t.queuePosition} ${t.id}: ${t.queueReason}\n`)
+            .join('') +
+          tasks
+            .filter((t) => t.blocked !== null)
+            .map((t) => `blocked ${t.id}: ${t.blocked}\n`)
             .join('') +
           errors.map((e) => `error: ${e.message}\n`).join(''),
       );

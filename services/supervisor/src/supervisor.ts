@@ -53,6 +53,11 @@ import {
   type TaskFileError,
 } from '@warren/kanban';
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
+import { failClosed, reportFailedDecision } from './policy-guard.js';
+import { BlockedTaskReport } from './blocked-tasks.js';
+import { inputRejected } from './input-rejections.js';
+import { lastLogLines } from './agent-log.js';
+import { BoardAvailability } from './board-availability.js';
 import {
   assertIsolation,
   describeExit,
@@ -70,7 +75,7 @@ import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
-import { loadMappingFile } from './mapping.js';
+import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
@@ -102,8 +107,10 @@ export interface RunSummary {
   readonly held: readonly { readonly path: string; readonly message: string }[];
   /** Ready tasks nothing could take, with the reason. */
   readonly unplaced: readonly { readonly taskId: string; readonly reason: string }[];
+  /** Ready tasks that can never run as the board stands (a dependency cycle, self or unknown id), with the reason. */
+  readonly blocked: readonly { readonly taskId: string; readonly reason: string }[];
   readonly templateErrors: readonly string[];
-  /** True when nothing failed, nothing was held and every ready task was placed. */
+  /** True when nothing failed, nothing was held or blocked and every ready task was placed. */
   readonly ok: boolean;
 }
 
@@ -186,6 +193,9 @@ export class Supervisor {
   private readonly succeeded: string[] = [];
   private readonly failedTasks: { taskId: string; reason: string }[] = [];
   private board: BoardSnapshot | undefined;
+  private availability: BoardAvailability | undefined;
+  /** Ready tasks blocked by their dependencies (made with the first board). */
+  private blocked: BlockedTaskReport | undefined;
   private boardDirty = true;
   /** Whether the board changed since parents were last checked for completion. */
   private parentsDirty = true;
@@ -247,12 +257,15 @@ export class Supervisor {
   static async create(config: SupervisorConfig, options: SupervisorCreateOptions): Promise<Supervisor> {
     const log = options.logger;
     const host = await probeHost();
-    const policy = await loadPolicy({
+    let policyAudit: AuditTrail | undefined;
+    // A decision Casbin cannot make denies the request (logged and audited), never stops the run.
+    const policy = failClosed(await loadPolicy({
       modelPath: join(config.policiesDir, 'model.conf'),
       policyPath: join(config.policiesDir, 'policy.csv'),
       logger: log.child({ component: 'policy' }),
-    });
+    }), (failed) => reportFailedDecision(log, policyAudit, failed));
     const mapping = config.boardMappingPath ? await loadMappingFile(config.boardMappingPath) : undefined;
+    if (mapping) await checkMappingApplies(config.boardDir, config.boardFormat, mapping);
     const { templates, errors: templateErrors } = await loadTemplates(config.agentsDir, config.root);
     for (const error of templateErrors) log.error({ code: error.code }, error.message);
     if (templates.size === 0) {
@@ -273,6 +286,7 @@ export class Supervisor {
       migrateState(db);
       const state = new StateStore(db);
       const audit = openAudit(db);
+      policyAudit = audit;
       const accounts = openAccounts(db, {
         homeRoot: config.homeRoot,
         skeletonDir: config.skeletonDir,
@@ -328,6 +342,7 @@ export class Supervisor {
           staleMountsRemoved: staleMounts.length,
         },
       });
+      for (const error of templateErrors) supervisor.record(inputRejected({ kind: 'template', path: error.path, line: error.line, message: error.message }));
       return supervisor;
     } catch (error) {
       for (const close of cleanup) await close().catch(() => undefined);
@@ -362,6 +377,10 @@ export class Supervisor {
     let fatal: unknown;
     try {
       await this.refreshBoard(Date.now());
+      // A run until idle with no board to read would wait forever for one.
+      if (!this.board && this.options.mode === 'until-idle') {
+        throw new ConfigError(this.config.boardDir, 'the board cannot be read (see the message above); nothing to run');
+      }
       this.watcher = watchBoard(
         this.config.boardDir,
         (event) => {
@@ -523,6 +542,7 @@ export class Supervisor {
           })
         : await refreshWarrenBoard(this.board!, changed);
     } catch (error) {
+      if (this.boardAvailability().noteFailure(nowMs)) return;
       const key = `config:${(error as Error).message}`;
       if (!this.reportedErrors.has(key)) {
         this.reportedErrors.add(key);
@@ -531,10 +551,12 @@ export class Supervisor {
       }
       return;
     }
+    this.boardAvailability().noteBack(nowMs);
     const previous = this.board;
     if (snapshot === previous) return;
     this.setBoard(snapshot);
     for (const error of snapshot.errors) this.reportHeld(error);
+    (this.blocked ??= new BlockedTaskReport(this.log, (entry) => this.record(entry))).update(snapshot);
     this.reportProcessRules(previous, snapshot);
     const done = snapshot.config.roles.done;
     const changedSet = new Set(changed);
@@ -611,6 +633,11 @@ export class Supervisor {
     }
   }
 
+  /** Whether the board folder is there (made on first use); see {@link BoardAvailability}. */
+  private boardAvailability(): BoardAvailability {
+    return (this.availability ??= new BoardAvailability(this.config.boardDir, this.log));
+  }
+
   private setBoard(snapshot: BoardSnapshot): void {
     this.board = snapshot;
     this.parentsDirty = true;
@@ -640,6 +667,7 @@ export class Supervisor {
       object: `file:${relative(this.config.boardDir, error.path)}`,
       details: { message: error.message, line: error.line, field: error.field ?? null },
     });
+    this.record(inputRejected({ kind: 'task', path: relative(this.config.boardDir, error.path), line: error.line, message: error.message }));
   }
 
   /** Writes every task whose board file does not yet show its state (the board outbox). */
@@ -652,6 +680,7 @@ export class Supervisor {
    */
   private startBoardFlush(): void {
     if (this.boardFlush || !this.board || this.state.pendingBoardTasks().length === 0) return;
+    if (!this.boardAvailability().mayWrite(Date.now())) return;
     this.boardFlush = this.flushBoard().then(
       (wrote) => {
         this.boardFlush = undefined;
@@ -660,7 +689,7 @@ export class Supervisor {
       },
       (error: unknown) => {
         this.boardFlush = undefined;
-        this.log.error({ err: error }, 'cannot write the board; will retry');
+        if (!this.boardAvailability().noteFailure(Date.now())) this.log.error({ err: error }, 'cannot write the board; will retry');
       },
     );
   }
@@ -754,7 +783,7 @@ export class Supervisor {
           this.changedPaths.add(task.path);
           this.boardDirty = true;
           this.loop?.requestTick();
-        } else {
+        } else if (!this.boardAvailability().noteFailure(Date.now())) {
           this.log.error({ err: error, taskId: row.id }, 'cannot write the task file; will retry');
         }
       });
@@ -1231,7 +1260,9 @@ export class Supervisor {
     if (!expected && !agent.ready) {
       // It died before its runner said hello: count it against the template, so a template that
       // cannot start is not restarted in a loop.
-      this.noteSpawnFailure(agent.template.name, name, `agent ${name} exited before it was ready (${exitText})`, nowMs);
+      // The runner's or the sandbox's own words are in the agent's log: they are the reason.
+      const said = lastLogLines(join(this.config.stateDir, 'logs', `${name}.log`));
+      this.noteSpawnFailure(agent.template.name, name, `agent ${name} exited before it was ready (${exitText})${said ? `: ${said}` : ''}`, nowMs);
     }
     if (!expected) this.log.warn({ agent: name, exit: exitText }, 'agent exited unexpectedly');
     else this.log.info({ agent: name, reason: agent.stopping }, 'agent stopped');
@@ -1691,14 +1722,19 @@ export class Supervisor {
       const template = [...this.spawnFailures.entries()].find(([, f]) => f.count >= MAX_SPAWN_FAILURES);
       return template ? { taskId: u.taskId, reason: `${u.reason}; template ${template[0]} failed to start: ${template[1].reason}` } : u;
     });
-    const templateErrors = this.templateErrors.map((e) => e.message);
+    const templateErrors = [
+      ...this.templateErrors.map((e) => e.message),
+      ...[...this.spawnFailures].filter(([, f]) => f.count >= MAX_SPAWN_FAILURES).map(([name, f]) => `${name} failed to start: ${f.reason}`),
+    ];
+    const blocked = [...(this.blocked?.tasks ?? [])];
     return {
       succeeded: [...this.succeeded],
       failed: [...this.failedTasks],
       held,
       unplaced,
+      blocked,
       templateErrors,
-      ok: this.failedTasks.length === 0 && held.length === 0 && unplaced.length === 0 && templateErrors.length === 0,
+      ok: this.failedTasks.length === 0 && held.length === 0 && unplaced.length === 0 && blocked.length === 0 && templateErrors.length === 0,
     };
   }
 

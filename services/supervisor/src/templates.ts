@@ -1,8 +1,9 @@
 import { readdir, readFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { join, posix, relative } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, parseBytes, parseDurationMs, WarrenError } from '@warren/core';
 import { lineOf, parseYamlSource } from '@warren/kanban';
+import { AGENTS_BIN_IN_SANDBOX } from './agent-spec.js';
 
 /** An agent template in `agents/` is invalid; `path`, `line` and `key` say where. */
 export class TemplateError extends WarrenError {
@@ -15,6 +16,18 @@ export class TemplateError extends WarrenError {
     super('WARREN_TEMPLATE_INVALID', `${path}:${line}: ${key ? `'${key}' ` : ''}${detail}`);
   }
 }
+
+/**
+ * The bytes each size key of a template may hold, [min, max]: the ranges the sandbox enforces
+ * (memory and the home quota at least 4 MiB, the others at least 1 byte, none past 2^53 − 1). Keys not listed: [1, 2^53 − 1].
+ */
+export const SIZE_LIMITS: Readonly<Record<string, readonly [number, number]>> = {
+  'resources.memory': [4 * 1024 * 1024, Number.MAX_SAFE_INTEGER],
+  'resources.fileSize': [1, Number.MAX_SAFE_INTEGER],
+  'resources.tmp': [1, Number.MAX_SAFE_INTEGER],
+  'resources.home': [4 * 1024 * 1024, Number.MAX_SAFE_INTEGER],
+  'watchdog.memory': [1, Number.MAX_SAFE_INTEGER],
+};
 
 /** Template lifecycle modes, as komputer.ai defines them. */
 export const LifecycleMode = { persistent: 'persistent', sleep: 'sleep', autodelete: 'autodelete' } as const;
@@ -222,6 +235,31 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
       throw new TemplateError(path, lineOf(source, key.split('.')), key, detail);
     }
   };
+  /**
+   * A size in bytes: a YAML number must be a whole number of bytes, and the result must lie within
+   * the range the sandbox accepts ({@link SIZE_LIMITS}), so that a template that could never start
+   * is refused here, at its line.
+   */
+  const size = (key: string, value: string | number): number => {
+    const fail = (detail: string): never => {
+      throw new TemplateError(path, lineOf(source, key.split('.')), key, detail);
+    };
+    if (typeof value === 'number' && !Number.isSafeInteger(value)) {
+      fail(`size ${value} must be a whole number of bytes (or a size with a unit, such as 512MiB)`);
+    }
+    const bytes = unit(key, value, parseBytes);
+    const [min, max] = SIZE_LIMITS[key] ?? [1, Number.MAX_SAFE_INTEGER];
+    if (!Number.isSafeInteger(bytes) || bytes < min || bytes > max) fail(`size ${value} must be between ${min} and ${max} bytes`);
+    return bytes;
+  };
+  if (t.runtime.kind === 'exec' && !posix.isAbsolute(t.runtime.command[0]!)) {
+    throw new TemplateError(
+      path,
+      lineOf(source, ['runtime', 'command', 0]),
+      'runtime.command.0',
+      `'${t.runtime.command[0]}' must be an absolute path inside the sandbox (the templates' programs are at ${AGENTS_BIN_IN_SANDBOX})`,
+    );
+  }
   return {
     name: t.name,
     description: t.description,
@@ -229,22 +267,22 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
     runtime: t.runtime.kind === 'shell' ? { kind: 'shell' } : { kind: 'exec', command: t.runtime.command },
     taskTimeoutMs: unit('runtime.timeout', t.runtime.timeout, parseDurationMs),
     resources: {
-      memoryMaxBytes: unit('resources.memory', t.resources.memory, parseBytes),
+      memoryMaxBytes: size('resources.memory', t.resources.memory),
       pidsMax: t.resources.pids,
       cpuWeight: t.resources.cpu,
       nofile: t.resources.nofile,
-      fsizeBytes: unit('resources.fileSize', t.resources.fileSize, parseBytes),
-      tmpfsBytes: unit('resources.tmp', t.resources.tmp, parseBytes),
+      fsizeBytes: size('resources.fileSize', t.resources.fileSize),
+      tmpfsBytes: size('resources.tmp', t.resources.tmp),
     },
     watchdog: {
       memoryBytes: /%$/.test(String(t.watchdog.memory))
-        ? Math.floor((unit('resources.memory', t.resources.memory, parseBytes) * Number(String(t.watchdog.memory).slice(0, -1))) / 100)
-        : unit('watchdog.memory', t.watchdog.memory, parseBytes),
+        ? Math.floor((size('resources.memory', t.resources.memory) * Number(String(t.watchdog.memory).slice(0, -1))) / 100)
+        : size('watchdog.memory', t.watchdog.memory),
       cpuCores: t.watchdog.cpu ?? null,
       pids: t.watchdog.pids ?? Math.max(1, Math.floor(t.resources.pids * 0.9)),
       graceMs: unit('watchdog.grace', t.watchdog.grace, parseDurationMs),
     },
-    homeQuotaBytes: t.resources.home === undefined ? null : unit('resources.home', t.resources.home, parseBytes),
+    homeQuotaBytes: t.resources.home === undefined ? null : size('resources.home', t.resources.home),
     maxInstances: t.maxInstances,
     wipPerInstance: t.wipPerInstance,
     lifecycle: t.lifecycle,

@@ -11,7 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { BoardConfigError, TaskUpdateError } from '../errors.js';
 import { FrontmatterFields } from '../fields.js';
 import { keepFirstById, readAndParse } from '../load.js';
-import { capabilitiesFromTags, columnIdOf, isMappingProblem, mapPriority, MAPPED_PRIORITIES, statusResolver } from '../mapping.js';
+import { capabilitiesFromTags, columnIdOf, isMappingProblem, mappingFileError, mapPriority, MAPPED_PRIORITIES, statusResolver } from '../mapping.js';
 import { decodeUtf8, displayPath, firstInvalidUtf8, ID_PATTERN } from '../text.js';
 import type { BoardColumn, BoardConfig, BoardFormat, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from '../types.js';
 import { checkChanges, formatOwnedValue, updateFrontmatterFile, type FieldWrite } from '../update.js';
@@ -76,7 +76,11 @@ async function loadBacklogConfig(dir: string, root: string, options: LoadBoardOp
   const ids = uniqueColumnIds(statuses.map(columnIdOf));
   const columns: BoardColumn[] = statuses.map((status, index) => ({ id: ids[index]!, name: status, value: status }));
   const resolver = statusResolver(columns, options.mapping);
-  if (isMappingProblem(resolver)) return fail(lineOf(parsed, ['statuses']), resolver.reason, resolver.field);
+  if (isMappingProblem(resolver)) {
+    const inMapping = mappingFileError(resolver, options.mapping);
+    if (inMapping) throw inMapping;
+    return fail(lineOf(parsed, ['statuses']), resolver.reason, resolver.field);
+  }
   const defaultStatus = typeof raw['default_status'] === 'string' ? raw['default_status'] : undefined;
   if (defaultStatus !== undefined && resolver.resolve(defaultStatus) === undefined) {
     fail(valueLineOf(parsed, ['default_status']), `'default_status' must be one of ${statuses.join(', ')}`, 'default_status');

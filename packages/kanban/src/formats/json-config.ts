@@ -13,7 +13,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { BoardConfigError, TaskUpdateError } from '../errors.js';
 import { FrontmatterFields } from '../fields.js';
 import { isInside, keepFirstById, readAndParse } from '../load.js';
-import { capabilitiesFromTags, columnIdOf, isMappingProblem, mapPriority, MAPPED_PRIORITIES, statusKey, statusResolver } from '../mapping.js';
+import { capabilitiesFromTags, columnIdOf, isMappingProblem, mappingFileError, mapPriority, MAPPED_PRIORITIES, statusKey, statusResolver } from '../mapping.js';
 import { decodeUtf8, displayPath, firstInvalidUtf8, ID_PATTERN } from '../text.js';
 import type { BoardColumn, BoardConfig, BoardFormat, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, TransitionRule, UpdateTaskOptions, UpdateTaskResult } from '../types.js';
 import { checkChanges, formatOwnedValue, updateFrontmatterFile, type FieldWrite } from '../update.js';
@@ -89,7 +89,11 @@ async function loadJsonConfig(path: string, dir: string, root: string, options: 
   const ids = uniqueColumnIds(statusValues.map(columnIdOf));
   let columns: BoardColumn[] = statusValues.map((value, index) => ({ id: ids[index]!, name: value, value }));
   const resolver = statusResolver(columns, options.mapping);
-  if (isMappingProblem(resolver)) return fail(lineOf(source, ['statusValues']), resolver.reason, resolver.field);
+  if (isMappingProblem(resolver)) {
+    const inMapping = mappingFileError(resolver, options.mapping);
+    if (inMapping) throw inMapping;
+    return fail(lineOf(source, ['statusValues']), resolver.reason, resolver.field);
+  }
 
   const wipLimits = raw['wipLimits'];
   if (wipLimits !== undefined) {

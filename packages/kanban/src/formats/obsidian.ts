@@ -17,7 +17,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { BoardConfigError, TaskConflictError, TaskFileError, TaskUpdateError } from '../errors.js';
 import { FrontmatterFields } from '../fields.js';
 import { isInside, mapConcurrent, readBoardFile } from '../load.js';
-import { capabilitiesFromTags, columnIdOf, isMappingProblem, mapPriority, MAPPED_PRIORITIES, statusResolver } from '../mapping.js';
+import { capabilitiesFromTags, columnIdOf, isMappingProblem, mappingFileError, mapPriority, MAPPED_PRIORITIES, statusResolver } from '../mapping.js';
 import { decodeUtf8, displayPath, findFrontmatter, firstInvalidUtf8, isFrontmatterProblem, ID_PATTERN, MAX_TASK_FILE_BYTES, parseTimestampMs, sha256Hex } from '../text.js';
 import type { BoardColumn, BoardConfig, BoardFormat, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from '../types.js';
 import { checkChanges, replaceAtomically } from '../update.js';
@@ -291,7 +291,11 @@ async function readBoard(dir: string, root: string, options: LoadBoardOptions): 
   if (board.columns.length === 0) fail(0, "the board has no '## Column' headings");
   const columns: BoardColumn[] = board.columns.map((c) => ({ id: c.id, name: c.name, value: c.heading, ...(c.wip === undefined ? {} : { wip: c.wip }) }));
   const resolver = statusResolver(columns, options.mapping);
-  if (isMappingProblem(resolver)) return fail(0, resolver.reason, resolver.field);
+  if (isMappingProblem(resolver)) {
+    const inMapping = mappingFileError(resolver, options.mapping);
+    if (inMapping) throw inMapping;
+    return fail(0, resolver.reason, resolver.field);
+  }
   const mapping = options.mapping ?? {};
   const config: BoardConfig = {
     name: basename(boardPath, '.md'),

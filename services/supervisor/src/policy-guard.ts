@@ -1,0 +1,57 @@
+import type { AuditTrail } from '@warren/audit';
+import type { Logger } from '@warren/core';
+import type { PolicyDecision, PolicyEnforcer } from '@warren/policy';
+
+/** A decision Casbin could not make: the request and what went wrong. */
+export interface FailedDecision {
+  readonly sub: string;
+  readonly obj: string;
+  readonly act: string;
+  readonly error: Error;
+}
+
+/**
+ * Wraps `policy` so that a decision that throws (Casbin failing while it evaluates the matcher) is
+ * a denial instead of an exception: the request is refused and `onFailure` is told, so the caller
+ * can log and audit it, once per distinct request and message. Everything else is `policy`'s own.
+ * @param onFailure called synchronously, before the denial is returned; must not throw.
+ */
+export function failClosed(policy: PolicyEnforcer, onFailure: (failed: FailedDecision) => void): PolicyEnforcer {
+  const reported = new Set<string>();
+  const enforce = (sub: string, obj: string, act: string): boolean => {
+    try {
+      return policy.enforce(sub, obj, act);
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      const key = `${sub}\u0000${obj}\u0000${act}\u0000${failure.message}`;
+      if (!reported.has(key)) {
+        reported.add(key);
+        onFailure({ sub, obj, act, error: failure });
+      }
+      return false;
+    }
+  };
+  return {
+    enforce,
+    decide: (sub, obj, act): PolicyDecision => ({ allowed: enforce(sub, obj, act), sub, obj, act }),
+    get fastPath() {
+      return policy.fastPath;
+    },
+    get warnings() {
+      return policy.warnings;
+    },
+    addRoleForSubject: (sub, role) => policy.addRoleForSubject(sub, role),
+    removeSubject: (sub) => policy.removeSubject(sub),
+    reload: () => policy.reload(),
+  };
+}
+
+/**
+ * Logs a failed decision as an error and audits it as `policy.error` (object: the request's `obj`;
+ * details: `sub`, `act`, `message`) when the audit trail is open.
+ */
+export function reportFailedDecision(log: Logger, audit: AuditTrail | undefined, failed: FailedDecision): void {
+  const { sub, obj, act, error } = failed;
+  log.error({ sub, obj, act, reason: error.message }, 'the policy could not decide; the request is denied');
+  audit?.append({ actor: 'supervisor', action: 'policy.error', object: obj, details: { sub, act, message: error.message } });
+}
