@@ -70,6 +70,7 @@ import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
+import { assignmentRefusal, openBroker, rejectionEntry } from './broker-access.js';
 import { loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
@@ -289,16 +290,11 @@ export class Supervisor {
           state.putAgent({ ...agent, state: 'stopped', pid: null, stoppedMs: Date.now(), lastExit: 'supervisor restarted' });
         }
       }
-      let nats: EmbeddedNatsServer | undefined;
-      if (!config.natsUrl) {
-        nats = await startNatsServer({ storeDir: join(config.stateDir, 'nats'), logger: log.child({ component: 'nats' }) });
-        cleanup.unshift(() => nats!.close());
-      }
-      const broker = await connectBroker({
-        servers: config.natsUrl ?? nats!.url,
-        name: 'warren-supervisor',
-        logger: log.child({ component: 'broker' }),
+      const { nats, broker } = await openBroker(config, log, (subject, error) => {
+        log.warn({ subject, field: error.field, reason: error.reason }, 'broker message rejected');
+        audit.append(rejectionEntry(subject, error.field, error.reason));
       });
+      if (nats) cleanup.unshift(() => nats.close());
       cleanup.unshift(() => broker.close());
       await broker.ensureStreams();
       const supervisor = new Supervisor(
@@ -1377,6 +1373,14 @@ export class Supervisor {
         protocolError: (agent, message) =>
           this.record({ actor: `agent:${agent}`, action: 'agent.protocol_error', object: `agent:${agent}`, details: { message } }),
         authorizeMessage: (from, to) => this.authorizeMessage(from, to),
+        authorizeAssignment: (agent, subject, taskId, attempt) => {
+          const refusal = assignmentRefusal(this.state, agent, taskId, attempt);
+          if (refusal) {
+            this.log.warn({ subject, agent, taskId, attempt, reason: refusal }, 'broker message rejected');
+            this.record(rejectionEntry(subject, 'taskId', refusal, { agent, taskId, attempt }));
+          }
+          return refusal;
+        },
       },
     });
     const live: LiveAgent = {
