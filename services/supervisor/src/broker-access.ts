@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   connectBroker,
   readOrCreateSecret,
@@ -37,7 +37,15 @@ export const BROKER_REJECTED = 'broker.rejected';
 
 /** The instance name on NATS: `--instance`, or derived from the state directory. */
 export function brokerInstance(config: SupervisorConfig): string {
-  return config.instance ?? instanceTag(config.stateDir);
+  return config.instance ?? defaultBrokerInstance(config.stateDir);
+}
+
+/**
+ * The instance name a supervisor on `stateDir` uses without `--instance`: `w` and 6 hex digits of
+ * the SHA-256 of the absolute path (the tag its sandboxes carry too).
+ */
+export function defaultBrokerInstance(stateDir: string): string {
+  return instanceTag(resolve(stateDir));
 }
 
 /** Paths of the secrets kept in the state directory. */
