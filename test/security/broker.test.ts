@@ -95,7 +95,7 @@ describe('the embedded nats-server', () => {
     const again = await warren(made.args('run', '--until-idle'));
     expect(again.code, again.stderr.slice(-3000)).toBe(0);
     expect(readFileSync(join(state, 'nats', 'auth', 'password'), 'utf8').trim()).toBe(password);
-  });
+  }, 300_000);
 });
 
 describe('a shared NATS without authorization', () => {
@@ -158,7 +158,7 @@ describe('a shared NATS without authorization', () => {
     const completes = auditRows(made, '--action', 'task.complete');
     expect(completes.map((r) => r.details.durationMs)).not.toContain(1);
     expect(auditRows(made, '--action', 'task.assign').map((r) => r.object)).toEqual(['task:slow']);
-  });
+  }, 300_000);
 
   it('keeps two supervisors apart: each runs only its own tasks under its own uids, neither loses its consumers (case 61)', async () => {
     const nats = await externalNats();
@@ -206,5 +206,5 @@ describe('a shared NATS without authorization', () => {
     expect(auditRows(d, '--action', 'task.assign').map((r) => r.object)).toEqual(['task:d1']);
     expect(rejections(c)).toEqual([]);
     expect(rejections(d)).toEqual([]);
-  });
+  }, 300_000);
 });
