@@ -183,20 +183,22 @@ export interface Broker {
   /** The names (subjects, streams, consumers) this client uses. */
   readonly namespace: BrokerNamespace;
   /**
-   * Creates the streams WARREN_ASSIGN, WARREN_RESULTS and WARREN_MESSAGES (file storage,
+   * Creates the namespace's three streams (WARREN_ASSIGN, WARREN_RESULTS and WARREN_MESSAGES in the
+   * default namespace, `WARREN_<instance>_…` in an instance's; file storage,
    * work-queue retention, 2 min duplicate window) or updates their subjects and window.
    * Idempotent. @throws {BrokerError} if a stream cannot be created, or exists with another
    * retention or storage (which cannot be changed in place).
    */
   ensureStreams(): Promise<void>;
   /**
-   * Publishes an assignment on `warren.assign.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>`.
+   * Publishes an assignment on `<prefix>.assign.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>`
+   * (keyed, and signed, when the broker has a signing key).
    * @throws {InvalidMessageError} if the message fails its schema. @throws {BrokerError} if JetStream does not store it.
    */
   publishAssignment(msg: AssignmentMessage, options?: PublishOptions): Promise<PublishAck>;
   /**
-   * Consumes `agent`'s assignments through the durable pull consumer `assign-<agent>` (filter
-   * `warren.assign.<agent>`, explicit ack), created or updated to `options`.
+   * Consumes `agent`'s assignments through the durable pull consumer `[<instance>-]assign-<agent>`
+   * (filter `<prefix>.assign.<agent>`, explicit ack), created or updated to `options`.
    * @throws {InvalidNameError} for an invalid agent name. @throws {BrokerError} if the consumer cannot be made.
    */
   consumeAssignments(
@@ -204,9 +206,9 @@ export interface Broker {
     handler: (delivery: Delivery<AssignmentMessage>) => Promise<void>,
     options?: ConsumeOptions,
   ): Promise<Subscription>;
-  /** Publishes a result on `warren.result.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>:result`. Throws as {@link publishAssignment}. */
+  /** Publishes a result on `<prefix>.result.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>:result`. Throws as {@link publishAssignment}. */
   publishResult(msg: ResultMessage, options?: PublishOptions): Promise<PublishAck>;
-  /** Consumes every agent's results through the durable `supervisor-results` (filter `warren.result.>`). */
+  /** Consumes every agent's results through the durable `[<instance>-]supervisor-results` (filter `<prefix>.result.>`). */
   consumeResults(handler: (delivery: Delivery<ResultMessage>) => Promise<void>, options?: ConsumeOptions): Promise<Subscription>;
   /**
    * Publishes progress on `warren.progress.<agent>.<taskTok>` (core NATS: lost if nobody listens
