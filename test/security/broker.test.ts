@@ -14,7 +14,7 @@ import { defaultBrokerInstance } from '@warren/supervisor';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, type TempDir } from '@warren/testing';
 import { cleanUpAfterEach, makeTestLayout, requireMachine, shellTask, startWarren, waitFor, warren, type TestLayout } from '../support/cli.js';
-import { attack, auditRows, embeddedNatsUrl, statusOf } from './support.js';
+import { attack, auditRows, embeddedNatsUrl, statusOf, warrenWithEnv } from './support.js';
 
 const { layouts, running } = cleanUpAfterEach();
 const servers: { nats: EmbeddedNatsServer; dir: TempDir }[] = [];
@@ -34,9 +34,9 @@ function layout(tasks: Record<string, string>): TestLayout {
 }
 
 /** An external nats-server without any authorization, as a shared NATS may be. */
-async function externalNats(): Promise<EmbeddedNatsServer> {
+async function externalNats(authorization?: { user: string; password: string }): Promise<EmbeddedNatsServer> {
   const dir = await makeTempDir('warren-security-nats-');
-  const nats = await startNatsServer({ storeDir: dir.path });
+  const nats = await startNatsServer({ storeDir: dir.path, ...(authorization ? { authorization } : {}) });
   servers.push({ nats, dir });
   return nats;
 }
@@ -206,5 +206,36 @@ describe('a shared NATS without authorization', () => {
     expect(auditRows(d, '--action', 'task.assign').map((r) => r.object)).toEqual(['task:d1']);
     expect(rejections(c)).toEqual([]);
     expect(rejections(d)).toEqual([]);
+  }, 300_000);
+});
+
+describe('an external NATS that requires credentials', () => {
+  it('is reached with user:password in the URL or --nats-user and NATS_PASSWORD, and refused without them', async () => {
+    const password = 'external-password-0123456789';
+    const nats = await externalNats({ user: 'ext', password });
+    const port = new URL(nats.url).port;
+    const made = layout({ u1: shellTask('u1', 'echo u1') });
+
+    const withUrl = await warren(made.args('run', '--until-idle', '--nats-url', `nats://ext:${password}@127.0.0.1:${port}`));
+    expect(withUrl.code, withUrl.stderr.slice(-3000)).toBe(0);
+    expect(statusOf(made.file('u1'))).toBe('done');
+    expect(withUrl.stderr).not.toContain(password);
+
+    writeFileSync(join(made.dir, 'kanban', 'tasks', 'u2.md'), shellTask('u2', 'echo u2'));
+    const withUser = await warrenWithEnv(made.args('run', '--until-idle', '--nats-url', nats.url, '--nats-user', 'ext'), { NATS_PASSWORD: password });
+    expect(withUser.code, withUser.stderr.slice(-3000)).toBe(0);
+    expect(statusOf(made.file('u2'))).toBe('done');
+
+    writeFileSync(join(made.dir, 'kanban', 'tasks', 'u3.md'), shellTask('u3', 'echo u3'));
+    const without = await warren(made.args('run', '--until-idle', '--nats-url', nats.url));
+    expect(without.code).not.toBe(0);
+    expect(without.stderr).toMatch(/Authorization Violation/);
+    expect(statusOf(made.file('u3'))).toBe('ready');
+
+    const notCreds = join(made.dir, 'not-creds');
+    writeFileSync(notCreds, 'hello\n');
+    const badCreds = await warren(made.args('run', '--until-idle', '--nats-url', nats.url, '--nats-creds', notCreds));
+    expect(badCreds.code).not.toBe(0);
+    expect(badCreds.stderr).toContain(`${notCreds}: is not a NATS credentials file`);
   }, 300_000);
 });
