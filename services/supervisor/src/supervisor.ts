@@ -4,8 +4,6 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { openAccounts, type Account, type AccountStore } from '@warren/accounts';
 import { openAudit, type AuditEntry, type AuditTrail } from '@warren/audit';
 import {
-  connectBroker,
-  startNatsServer,
   type Broker,
   type Delivery,
   type EmbeddedNatsServer,
