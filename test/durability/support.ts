@@ -10,13 +10,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager, type ConsumerInfo } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { startNatsServer, type EmbeddedNatsServer } from '@warren/broker';
+import { brokerNamespace, startNatsServer, type BrokerNamespace, type EmbeddedNatsServer } from '@warren/broker';
+import { defaultBrokerInstance } from '@warren/supervisor';
 import { processesOfUids, repo, startWarren, warren, type CliProcess, type CliResult } from '../support/cli.js';
 
 /** Streams and the supervisor's results consumer, as the broker contract names them. */
 export const ASSIGN_STREAM = 'WARREN_ASSIGN';
 export const RESULTS_STREAM = 'WARREN_RESULTS';
 export const RESULTS_CONSUMER = 'supervisor-results';
+
+/**
+ * The broker names (streams, consumers, subjects) of the supervisor of `layout`: its instance is
+ * derived from its state dir, as `warren` does without `--instance`.
+ */
+export function namespaceOf(layout: { readonly stateDir: string }): BrokerNamespace {
+  return brokerNamespace(defaultBrokerInstance(layout.stateDir));
+}
 
 /** A shell task file: `status: ready`, capability `shell`, the given `command`. */
 export function shellTask(id: string, command: string): string {
@@ -353,13 +362,16 @@ export interface ConsumerBacklog {
   readonly numAckPending: number;
 }
 
-/** The backlogs of every consumer on WARREN_ASSIGN and WARREN_RESULTS (nats.js `jetstreamManager`). */
-export async function consumerBacklogs(natsUrl: string): Promise<ConsumerBacklog[]> {
+/**
+ * The backlogs of every consumer on the assignment and result streams of `namespace` (default:
+ * WARREN_ASSIGN and WARREN_RESULTS) (nats.js `jetstreamManager`).
+ */
+export async function consumerBacklogs(natsUrl: string, namespace: BrokerNamespace = brokerNamespace()): Promise<ConsumerBacklog[]> {
   const nc = await connect({ servers: natsUrl, name: 'durability-check', reconnect: false });
   try {
     const jsm = await jetstreamManager(nc);
     const out: ConsumerBacklog[] = [];
-    for (const stream of [ASSIGN_STREAM, RESULTS_STREAM]) {
+    for (const stream of [namespace.assignStream, namespace.resultsStream]) {
       const infos: ConsumerInfo[] = await jsm.consumers.list(stream).next();
       for (const info of infos) {
         out.push({ stream, name: info.name, numPending: info.num_pending, numAckPending: info.num_ack_pending });
@@ -379,7 +391,7 @@ export async function diagnose(layout: Layout, run: CliProcess): Promise<string>
   const columns = ['ready', 'in_progress', 'done', 'failed'].map((c) => `${c} ${countStatus(layout, c)}`).join(', ');
   let backlogs: string;
   try {
-    backlogs = (await consumerBacklogs(layout.natsUrl)).map((b) => `${b.stream}/${b.name} pending ${b.numPending} ack_pending ${b.numAckPending}`).join('; ');
+    backlogs = (await consumerBacklogs(layout.natsUrl, namespaceOf(layout))).map((b) => `${b.stream}/${b.name} pending ${b.numPending} ack_pending ${b.numAckPending}`).join('; ');
   } catch (error) {
     backlogs = `broker unreachable: ${(error as Error).message}`;
   }
@@ -435,7 +447,8 @@ function attemptOf(row: AuditRow): number | undefined {
  *   `task.start` rows, may repeat);
  * - each task of E has exactly one `board.write` row showing its final column;
  * - no execution is open (`warren status`);
- * - every consumer on WARREN_ASSIGN and WARREN_RESULTS, `supervisor-results` among them, has
+ * - every consumer on the layout's assignment and result streams (`WARREN_<instance>_ASSIGN`,
+ *   `WARREN_<instance>_RESULTS`), its results consumer among them, has
  *   num_pending and num_ack_pending 0;
  * - `warren audit --verify` is ok and the rows' seqs run 1..n without gaps.
  */
@@ -514,9 +527,10 @@ export async function checkInvariants(layout: Layout): Promise<InvariantReport> 
   if (status.openExecutions !== 0) violations.push(`${status.openExecutions} executions are still open`);
   if (status.supervisor !== 'stopped') violations.push(`a supervisor is still ${status.supervisor}`);
 
-  const backlogs = await consumerBacklogs(layout.natsUrl);
-  if (!backlogs.some((b) => b.stream === RESULTS_STREAM && b.name === RESULTS_CONSUMER)) {
-    violations.push(`consumer ${RESULTS_CONSUMER} on ${RESULTS_STREAM} does not exist`);
+  const ns = namespaceOf(layout);
+  const backlogs = await consumerBacklogs(layout.natsUrl, ns);
+  if (!backlogs.some((b) => b.stream === ns.resultsStream && b.name === ns.resultsConsumer)) {
+    violations.push(`consumer ${ns.resultsConsumer} on ${ns.resultsStream} does not exist`);
   }
   for (const b of backlogs) {
     if (b.numPending !== 0 || b.numAckPending !== 0) {

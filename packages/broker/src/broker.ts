@@ -12,7 +12,16 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
-import { headers as natsHeaders, nanos, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import {
+  credsAuthenticator,
+  headers as natsHeaders,
+  nanos,
+  usernamePasswordAuthenticator,
+  type Authenticator,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+} from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { ConfigError, silentLogger, type Logger } from '@warren/core';
 import type { z } from 'zod';
@@ -29,29 +38,25 @@ import {
   type ProgressMessage,
   type ResultMessage,
 } from './messages.js';
+import { keyedMessageId, signMessage, verifySignature } from './signing.js';
 import {
-  ASSIGN_STREAM,
   DUPLICATE_WINDOW_MS,
-  EVENT_SUBJECT_PREFIX,
   FROM_HEADER,
-  MESSAGES_STREAM,
-  PROGRESS_SUBJECT_PREFIX,
-  RESULTS_CONSUMER,
-  RESULTS_STREAM,
-  RESULT_SUBJECT_PREFIX,
-  STREAMS,
+  SIGNATURE_HEADER,
   TRACEPARENT_HEADER,
-  agentOfSubject,
   assertAgentName,
-  assignConsumerName,
-  assignSubject,
+  brokerNamespace,
   decodeTaskIdToken,
-  eventSubject,
-  messageConsumerName,
-  messageSubject,
-  progressSubject,
-  resultSubject,
+  type BrokerNamespace,
 } from './subjects.js';
+
+/**
+ * How a connection authenticates to NATS: a user and password, or a NATS credentials file's
+ * contents (a user JWT and its nkey seed, as `nsc` writes them; `source` names the file in errors).
+ */
+export type BrokerCredentials =
+  | { readonly kind: 'user-password'; readonly user: string; readonly password: string }
+  | { readonly kind: 'creds'; readonly creds: Uint8Array; readonly source: string };
 
 /** Options of {@link connectBroker}. */
 export interface ConnectBrokerOptions {
@@ -59,6 +64,20 @@ export interface ConnectBrokerOptions {
   servers: string | string[];
   /** The connection name the server shows (`warren-supervisor`). */
   name: string;
+  /** Credentials to connect with. Default: none. */
+  credentials?: BrokerCredentials;
+  /**
+   * The Warren instance whose subjects, streams and consumers this client uses (see
+   * `brokerNamespace`). Default: the default namespace (`warren.assign.<agent>`, `WARREN_ASSIGN`, …).
+   */
+  instance?: string;
+  /**
+   * The instance's signing key. When given, every assignment, result and agent message is
+   * published with a `Warren-Signature` header (HMAC-SHA256 of subject and payload) and a keyed
+   * message id (`<id>:<16 hex>`), and every one consumed must carry a valid signature: one that
+   * does not is terminated and reported to `onInvalid` with field `Warren-Signature`.
+   */
+  signingKey?: Uint8Array;
   /** Receives connection status (disconnects, reconnects) and consumer problems. Default: silent. */
   logger?: Logger;
   /**
@@ -161,21 +180,25 @@ export interface DeleteAgentConsumersOptions {
 export interface Broker {
   /** The underlying connection (for diagnostics; prefer the methods). */
   readonly nc: NatsConnection;
+  /** The names (subjects, streams, consumers) this client uses. */
+  readonly namespace: BrokerNamespace;
   /**
-   * Creates the streams WARREN_ASSIGN, WARREN_RESULTS and WARREN_MESSAGES (file storage,
+   * Creates the namespace's three streams (WARREN_ASSIGN, WARREN_RESULTS and WARREN_MESSAGES in the
+   * default namespace, `WARREN_<instance>_…` in an instance's; file storage,
    * work-queue retention, 2 min duplicate window) or updates their subjects and window.
    * Idempotent. @throws {BrokerError} if a stream cannot be created, or exists with another
    * retention or storage (which cannot be changed in place).
    */
   ensureStreams(): Promise<void>;
   /**
-   * Publishes an assignment on `warren.assign.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>`.
+   * Publishes an assignment on `<prefix>.assign.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>`
+   * (keyed, and signed, when the broker has a signing key).
    * @throws {InvalidMessageError} if the message fails its schema. @throws {BrokerError} if JetStream does not store it.
    */
   publishAssignment(msg: AssignmentMessage, options?: PublishOptions): Promise<PublishAck>;
   /**
-   * Consumes `agent`'s assignments through the durable pull consumer `assign-<agent>` (filter
-   * `warren.assign.<agent>`, explicit ack), created or updated to `options`.
+   * Consumes `agent`'s assignments through the durable pull consumer `[<instance>-]assign-<agent>`
+   * (filter `<prefix>.assign.<agent>`, explicit ack), created or updated to `options`.
    * @throws {InvalidNameError} for an invalid agent name. @throws {BrokerError} if the consumer cannot be made.
    */
   consumeAssignments(
@@ -183,9 +206,9 @@ export interface Broker {
     handler: (delivery: Delivery<AssignmentMessage>) => Promise<void>,
     options?: ConsumeOptions,
   ): Promise<Subscription>;
-  /** Publishes a result on `warren.result.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>:result`. Throws as {@link publishAssignment}. */
+  /** Publishes a result on `<prefix>.result.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>:result`. Throws as {@link publishAssignment}. */
   publishResult(msg: ResultMessage, options?: PublishOptions): Promise<PublishAck>;
-  /** Consumes every agent's results through the durable `supervisor-results` (filter `warren.result.>`). */
+  /** Consumes every agent's results through the durable `[<instance>-]supervisor-results` (filter `<prefix>.result.>`). */
   consumeResults(handler: (delivery: Delivery<ResultMessage>) => Promise<void>, options?: ConsumeOptions): Promise<Subscription>;
   /**
    * Publishes progress on `warren.progress.<agent>.<taskTok>` (core NATS: lost if nobody listens
@@ -298,6 +321,8 @@ interface ConsumerSpec<T> {
   readonly maxInFlight: number;
   /** The agent the consumer belongs to, if any (for deleteAgentConsumers). */
   readonly agent: string | undefined;
+  /** Checked against the signing key when the broker has one. */
+  readonly signed: boolean;
 }
 
 class NatsBroker implements Broker {
@@ -313,6 +338,7 @@ class NatsBroker implements Broker {
     readonly log: Logger,
     private readonly options: ConnectBrokerOptions,
     readonly timeoutMs: number,
+    readonly namespace: BrokerNamespace,
   ) {
     this.js = jsm.jetstream();
     this.statusDone = this.watchStatus();
@@ -374,8 +400,8 @@ class NatsBroker implements Broker {
   }
 
   async ensureStreams(): Promise<void> {
-    this.assertOpen('ensureStreams', STREAMS.map((s) => s.name).join(','));
-    for (const spec of STREAMS) {
+    this.assertOpen('ensureStreams', this.namespace.streams.map((s) => s.name).join(','));
+    for (const spec of this.namespace.streams) {
       const wanted = {
         subjects: [...spec.subjects],
         duplicate_window: nanos(DUPLICATE_WINDOW_MS),
@@ -438,8 +464,14 @@ class NatsBroker implements Broker {
     h: MsgHdrs,
   ): Promise<PublishAck> {
     this.assertOpen('publish', subject);
+    const body = JSON.stringify(payload);
+    const key = this.options.signingKey;
+    if (key) {
+      h.set(SIGNATURE_HEADER, signMessage(key, subject, body));
+      msgId = keyedMessageId(key, subject, msgId);
+    }
     try {
-      const ack = await this.js.publish(subject, JSON.stringify(payload), {
+      const ack = await this.js.publish(subject, body, {
         msgID: msgId,
         headers: h,
         expect: { streamName: stream },
@@ -452,34 +484,34 @@ class NatsBroker implements Broker {
   }
 
   async publishAssignment(msg: AssignmentMessage, options?: PublishOptions): Promise<PublishAck> {
-    const subject = assignSubject(msg.agent);
+    const subject = this.namespace.assignSubject(msg.agent);
     const data = validateMessage(assignmentMessageSchema, subject, msg);
     const id = `${data.taskId}:${data.attempt}`;
-    return this.publishStored(ASSIGN_STREAM, subject, data, id, this.buildHeaders({}, options, subject));
+    return this.publishStored(this.namespace.assignStream, subject, data, id, this.buildHeaders({}, options, subject));
   }
 
   async publishResult(msg: ResultMessage, options?: PublishOptions): Promise<PublishAck> {
-    const subject = resultSubject(msg.agent);
+    const subject = this.namespace.resultSubject(msg.agent);
     const data = validateMessage(resultMessageSchema, subject, msg);
     const id = `${data.taskId}:${data.attempt}:result`;
-    return this.publishStored(RESULTS_STREAM, subject, data, id, this.buildHeaders({}, options, subject));
+    return this.publishStored(this.namespace.resultsStream, subject, data, id, this.buildHeaders({}, options, subject));
   }
 
   async publishMessage(msg: AgentMessage, options?: PublishOptions): Promise<PublishAck> {
-    const subject = messageSubject(msg.to);
+    const subject = this.namespace.messageSubject(msg.to);
     const data = validateMessage(agentMessageSchema, subject, msg);
     const h = this.buildHeaders({ [FROM_HEADER]: data.from }, options, subject);
-    return this.publishStored(MESSAGES_STREAM, subject, data, data.id, h);
+    return this.publishStored(this.namespace.messagesStream, subject, data, data.id, h);
   }
 
   publishProgress(msg: ProgressMessage, options?: PublishOptions): void {
-    const subject = progressSubject(msg.agent, msg.taskId);
+    const subject = this.namespace.progressSubject(msg.agent, msg.taskId);
     const data = validateMessage(progressMessageSchema, subject, msg);
     this.publishCore(subject, data, options);
   }
 
   publishEvent(kind: string, payload: unknown): void {
-    const subject = eventSubject(kind);
+    const subject = this.namespace.eventSubject(kind);
     if (payload === undefined) throw new InvalidMessageError(subject, '', 'an event payload is required (any JSON value)');
     this.publishCore(subject, payload, undefined);
   }
@@ -521,14 +553,13 @@ class NatsBroker implements Broker {
   }
 
   subscribeProgress(handler: (msg: ProgressMessage) => void, options?: { agent?: string }): Subscription {
-    const filter = options?.agent === undefined
-      ? `${PROGRESS_SUBJECT_PREFIX}.*.*`
-      : `${PROGRESS_SUBJECT_PREFIX}.${assertAgentName(options.agent)}.*`;
+    const prefix = this.namespace.progressPrefix;
+    const filter = options?.agent === undefined ? `${prefix}.*.*` : `${prefix}.${assertAgentName(options.agent)}.*`;
     return this.subscribeCore(filter, (msg) => {
       let data: ProgressMessage;
       try {
         data = decodeMessage(progressMessageSchema, msg.subject, msg.data);
-        const [, , agentToken, taskToken] = msg.subject.split('.');
+        const [agentToken, taskToken] = msg.subject.slice(prefix.length + 1).split('.');
         if (data.agent !== agentToken) {
           throw new InvalidMessageError(msg.subject, 'agent', `is '${data.agent}' but the subject names agent '${agentToken}'`);
         }
@@ -557,7 +588,8 @@ class NatsBroker implements Broker {
   }
 
   subscribeEvents(handler: (kind: string, payload: unknown) => void): Subscription {
-    return this.subscribeCore(`${EVENT_SUBJECT_PREFIX}.>`, (msg) => {
+    const prefix = this.namespace.eventPrefix;
+    return this.subscribeCore(`${prefix}.>`, (msg) => {
       let payload: unknown;
       try {
         payload = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(msg.data));
@@ -569,7 +601,7 @@ class NatsBroker implements Broker {
         return;
       }
       try {
-        handler(msg.subject.slice(EVENT_SUBJECT_PREFIX.length + 1), payload);
+        handler(msg.subject.slice(prefix.length + 1), payload);
       } catch (error) {
         this.log.error({ err: error, subject: msg.subject }, 'event handler threw');
       }
@@ -652,6 +684,11 @@ class NatsBroker implements Broker {
     const hdrs = headerRecord(m.headers);
     let data: T;
     try {
+      const key = this.options.signingKey;
+      if (key && spec.signed) {
+        const refusal = verifySignature(key, m.subject, m.data, headerValue(hdrs, SIGNATURE_HEADER));
+        if (refusal) throw new InvalidMessageError(m.subject, SIGNATURE_HEADER, refusal);
+      }
       data = decodeMessage(spec.schema, m.subject, m.data);
       spec.check(data, m.subject, hdrs);
     } catch (error) {
@@ -696,11 +733,11 @@ class NatsBroker implements Broker {
     handler: (delivery: Delivery<AssignmentMessage>) => Promise<void>,
     options?: ConsumeOptions,
   ): Promise<Subscription> {
-    const durable = assignConsumerName(agent);
+    const ns = this.namespace;
     return this.startConsumer<AssignmentMessage>({
-      stream: ASSIGN_STREAM,
-      durable,
-      filter: assignSubject(agent),
+      stream: ns.assignStream,
+      durable: ns.assignConsumerName(agent),
+      filter: ns.assignSubject(agent),
       schema: assignmentMessageSchema,
       check: (data, subject) => {
         if (data.agent !== agent) {
@@ -710,17 +747,19 @@ class NatsBroker implements Broker {
       handler,
       ...consumeSettings(options, 1, `consumeAssignments(${agent})`),
       agent,
+      signed: true,
     });
   }
 
   async consumeResults(handler: (delivery: Delivery<ResultMessage>) => Promise<void>, options?: ConsumeOptions): Promise<Subscription> {
+    const ns = this.namespace;
     return this.startConsumer<ResultMessage>({
-      stream: RESULTS_STREAM,
-      durable: RESULTS_CONSUMER,
-      filter: `${RESULT_SUBJECT_PREFIX}.>`,
+      stream: ns.resultsStream,
+      durable: ns.resultsConsumer,
+      filter: `${ns.resultPrefix}.>`,
       schema: resultMessageSchema,
       check: (data, subject) => {
-        const token = agentOfSubject(subject);
+        const token = ns.agentOfSubject(subject);
         if (data.agent !== token) {
           throw new InvalidMessageError(subject, 'agent', `is '${data.agent}' but the subject names agent '${token ?? '(none)'}'`);
         }
@@ -728,6 +767,7 @@ class NatsBroker implements Broker {
       handler,
       ...consumeSettings(options, 16, 'consumeResults'),
       agent: undefined,
+      signed: true,
     });
   }
 
@@ -736,10 +776,11 @@ class NatsBroker implements Broker {
     handler: (delivery: Delivery<AgentMessage>) => Promise<void>,
     options?: ConsumeOptions,
   ): Promise<Subscription> {
+    const ns = this.namespace;
     return this.startConsumer<AgentMessage>({
-      stream: MESSAGES_STREAM,
-      durable: messageConsumerName(agent),
-      filter: messageSubject(agent),
+      stream: ns.messagesStream,
+      durable: ns.messageConsumerName(agent),
+      filter: ns.messageSubject(agent),
       schema: agentMessageSchema,
       check: (data, subject, hdrs) => {
         if (data.to !== agent) {
@@ -759,13 +800,15 @@ class NatsBroker implements Broker {
       handler,
       ...consumeSettings(options, 1, `consumeMessages(${agent})`),
       agent,
+      signed: true,
     });
   }
 
   async deleteAgentConsumers(agent: string, options?: DeleteAgentConsumersOptions): Promise<void> {
+    const ns = this.namespace;
     const targets = [
-      { stream: ASSIGN_STREAM, durable: assignConsumerName(agent), subject: assignSubject(agent) },
-      { stream: MESSAGES_STREAM, durable: messageConsumerName(agent), subject: messageSubject(agent) },
+      { stream: ns.assignStream, durable: ns.assignConsumerName(agent), subject: ns.assignSubject(agent) },
+      { stream: ns.messagesStream, durable: ns.messageConsumerName(agent), subject: ns.messageSubject(agent) },
     ];
     this.assertOpen('deleteAgentConsumers', agent);
     await Promise.all([...this.loops].filter((l) => l.spec.agent === agent).map((l) => l.stop()));
@@ -791,34 +834,38 @@ class NatsBroker implements Broker {
   }
 
   async resetResultsConsumer(): Promise<void> {
-    this.assertOpen('resetResultsConsumer', RESULTS_CONSUMER);
+    const { resultsStream, resultsConsumer } = this.namespace;
+    this.assertOpen('resetResultsConsumer', resultsConsumer);
     try {
-      await this.jsm.consumers.delete(RESULTS_STREAM, RESULTS_CONSUMER);
+      await this.jsm.consumers.delete(resultsStream, resultsConsumer);
     } catch (error) {
       if (isApiError(error, JetStreamApiCodes.ConsumerNotFound)) return;
-      throw new BrokerError('resetResultsConsumer', `${RESULTS_STREAM}/${RESULTS_CONSUMER}`, errorText(error), { cause: error });
+      throw new BrokerError('resetResultsConsumer', `${resultsStream}/${resultsConsumer}`, errorText(error), { cause: error });
     }
   }
 
   async resultsBacklog(): Promise<number> {
-    this.assertOpen('resultsBacklog', RESULTS_CONSUMER);
+    const { resultsStream, resultsConsumer } = this.namespace;
+    this.assertOpen('resultsBacklog', resultsConsumer);
     try {
-      const info = await this.jsm.consumers.info(RESULTS_STREAM, RESULTS_CONSUMER);
+      const info = await this.jsm.consumers.info(resultsStream, resultsConsumer);
       return info.num_pending + info.num_ack_pending;
     } catch (error) {
       if (isApiError(error, JetStreamApiCodes.ConsumerNotFound)) return 0;
-      throw new BrokerError('resultsBacklog', `${RESULTS_STREAM}/${RESULTS_CONSUMER}`, errorText(error), { cause: error });
+      throw new BrokerError('resultsBacklog', `${resultsStream}/${resultsConsumer}`, errorText(error), { cause: error });
     }
   }
 
   async purgeAssignments(agent: string): Promise<number> {
     this.assertOpen('purgeAssignments', agent);
     assertAgentName(agent);
+    const { assignStream } = this.namespace;
+    const subject = this.namespace.assignSubject(agent);
     try {
-      const purged = await this.jsm.streams.purge(ASSIGN_STREAM, { filter: assignSubject(agent) });
+      const purged = await this.jsm.streams.purge(assignStream, { filter: subject });
       return purged.purged;
     } catch (error) {
-      throw new BrokerError('purgeAssignments', `${ASSIGN_STREAM} ${assignSubject(agent)}`, errorText(error), { cause: error });
+      throw new BrokerError('purgeAssignments', `${assignStream} ${subject}`, errorText(error), { cause: error });
     }
   }
 
@@ -838,9 +885,10 @@ class NatsBroker implements Broker {
       }
     };
     this.assertOpen('pendingFor', agent);
+    const ns = this.namespace;
     const [assignments, messages] = await Promise.all([
-      count(ASSIGN_STREAM, assignConsumerName(agent), assignSubject(agent)),
-      count(MESSAGES_STREAM, messageConsumerName(agent), messageSubject(agent)),
+      count(ns.assignStream, ns.assignConsumerName(agent), ns.assignSubject(agent)),
+      count(ns.messagesStream, ns.messageConsumerName(agent), ns.messageSubject(agent)),
     ]);
     return { assignments, messages };
   }
@@ -1027,11 +1075,13 @@ export async function connectBroker(options: ConnectBrokerOptions): Promise<Brok
   const timeoutMs = positiveInteger(options.timeoutMs, 5_000, 'connectBroker timeoutMs');
   const reconnectTimeWait = positiveInteger(options.reconnectTimeWaitMs, 1_000, 'connectBroker reconnectTimeWaitMs');
   const servers = Array.isArray(options.servers) ? options.servers : [options.servers];
+  const namespace = brokerNamespace(options.instance);
   let nc: NatsConnection;
   try {
     nc = await connect({
       servers,
       name: options.name,
+      ...(options.credentials ? { authenticator: authenticatorOf(options.credentials) } : {}),
       timeout: timeoutMs,
       maxReconnectAttempts: -1,
       reconnectTimeWait,
@@ -1048,5 +1098,11 @@ export async function connectBroker(options: ConnectBrokerOptions): Promise<Brok
     throw new BrokerError('connect', servers.join(','), `JetStream is not available: ${errorText(error)}`, { cause: error });
   }
   logger.info({ servers, server: nc.getServer(), version: nc.info?.version }, 'connected to NATS');
-  return new NatsBroker(nc, jsm, logger, options, timeoutMs);
+  return new NatsBroker(nc, jsm, logger, options, timeoutMs, namespace);
+}
+
+function authenticatorOf(credentials: BrokerCredentials): Authenticator {
+  return credentials.kind === 'creds'
+    ? credsAuthenticator(credentials.creds)
+    : usernamePasswordAuthenticator(credentials.user, credentials.password);
 }

@@ -21,7 +21,7 @@
  * ```
  */
 export { startNatsServer, findNatsServer } from './server.js';
-export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit } from './server.js';
+export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization } from './server.js';
 export { connectBroker } from './broker.js';
 export type {
   Broker,
@@ -33,7 +33,9 @@ export type {
   Subscription,
   AgentPending,
   DeleteAgentConsumersOptions,
+  BrokerCredentials,
 } from './broker.js';
+export { signMessage, verifySignature, keyedMessageId, readOrCreateSecret } from './signing.js';
 export {
   assignmentMessageSchema,
   resultMessageSchema,
@@ -58,7 +60,12 @@ export {
   DUPLICATE_WINDOW_MS,
   FROM_HEADER,
   TRACEPARENT_HEADER,
+  SIGNATURE_HEADER,
   STREAMS,
+  DEFAULT_NAMESPACE,
+  INSTANCE_NAME_PATTERN,
+  assertInstanceName,
+  brokerNamespace,
   AGENT_NAME_PATTERN,
   TASK_ID_PATTERN,
   isAgentName,
@@ -76,5 +83,5 @@ export {
   messageConsumerName,
   agentOfSubject,
 } from './subjects.js';
-export type { StreamSpec } from './subjects.js';
+export type { StreamSpec, BrokerNamespace } from './subjects.js';
 export { BrokerError, InvalidNameError, InvalidMessageError, NatsServerError } from './errors.js';

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { ConfigError, MissingCapabilityError, silentLogger, type Logger } from '@warren/core';
@@ -21,6 +21,19 @@ export interface StartNatsServerOptions {
   logger?: Logger;
   /** How long to wait for the server to listen, in ms. Default 10000. */
   startTimeoutMs?: number;
+  /**
+   * The one user allowed to connect. Default: none, and then any client connecting to the port
+   * may use the server (for tests). Warren's supervisor always gives one.
+   */
+  authorization?: NatsAuthorization;
+}
+
+/** The user and password a server takes (nats-server `authorization { user, password }`). */
+export interface NatsAuthorization {
+  /** `[A-Za-z0-9_-]{1,64}`. */
+  readonly user: string;
+  /** 16 to 256 characters of `[A-Za-z0-9_-]` (such as base64url). */
+  readonly password: string;
 }
 
 /** A nats-server child with JetStream, listening on 127.0.0.1 only. */
@@ -32,6 +45,8 @@ export interface EmbeddedNatsServer {
   readonly pid: number;
   /** The store directory it was started with (absolute). */
   readonly storeDir: string;
+  /** The user clients must connect as, when the server was started with one. */
+  readonly authorization: NatsAuthorization | undefined;
   /** Resolves when the child has exited (however it ended). */
   readonly exited: Promise<NatsServerExit>;
   /**
@@ -92,8 +107,17 @@ function confString(value: string, source: string): string {
   return `"${value}"`;
 }
 
+function checkAuthorization(auth: NatsAuthorization): void {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(auth.user)) {
+    throw new ConfigError('startNatsServer authorization.user', 'must be 1 to 64 of [A-Za-z0-9_-]');
+  }
+  if (!/^[A-Za-z0-9_-]{16,256}$/.test(auth.password)) {
+    throw new ConfigError('startNatsServer authorization.password', 'must be 16 to 256 of [A-Za-z0-9_-]');
+  }
+}
+
 /** The nats-server config written to `<storeDir>/nats-server.conf` (format: https://docs.nats.io/running-a-nats-service/configuration). */
-function renderConfig(storeDir: string, port: number): string {
+function renderConfig(storeDir: string, port: number, auth: NatsAuthorization | undefined): string {
   return [
     '# Written by @warren/broker startNatsServer; rewritten on every start.',
     'host: "127.0.0.1"',
@@ -102,6 +126,7 @@ function renderConfig(storeDir: string, port: number): string {
     'jetstream {',
     `  store_dir: ${confString(storeDir, 'startNatsServer storeDir')}`,
     '}',
+    ...(auth ? ['authorization {', `  user: "${auth.user}"`, `  password: "${auth.password}"`, '}'] : []),
     '',
   ].join('\n');
 }
@@ -141,6 +166,12 @@ class OutputTail {
   private line(line: string): void {
     const trimmed = line.trimEnd();
     if (!trimmed) return;
+    // The password sits in a 0600 config file that only root reads; nkeys or bcrypt would need
+    // tools the host may not have.
+    if (trimmed.includes('Plaintext passwords detected')) {
+      this.logger.debug({ line: trimmed }, 'nats-server');
+      return;
+    }
     this.lines.push(trimmed);
     if (this.lines.length > TAIL_LINES) this.lines.shift();
     if (trimmed.includes('[ERR]') || trimmed.includes('[FTL]')) this.logger.error({ line: trimmed }, 'nats-server');
@@ -156,8 +187,9 @@ class OutputTail {
 /**
  * Starts nats-server with JetStream as a child process, listening on 127.0.0.1 only.
  *
- * Writes `<storeDir>/nats-server.conf` (listen 127.0.0.1, `port` or -1, `ports_file_dir` and
- * JetStream `store_dir` both `storeDir`), starts the child, waits for its ports file
+ * Writes `<storeDir>/nats-server.conf` (mode 0600; listen 127.0.0.1, `port` or -1, `ports_file_dir`
+ * and JetStream `store_dir` both `storeDir`, and with `authorization` a user and password every
+ * client must give; `storeDir` is then set to mode 0700), starts the child, waits for its ports file
  * (`<name>_<pid>.ports`) while watching for an early exit, then probes the TCP port.
  *
  * @returns the running server; close it with {@link EmbeddedNatsServer.close}.
@@ -173,11 +205,15 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
   if (port !== -1 && !(Number.isInteger(port) && port > 0 && port < 65536)) {
     throw new ConfigError('startNatsServer port', `must be an integer from 1 to 65535, got ${port}`);
   }
+  if (options.authorization) checkAuthorization(options.authorization);
   const binary = await findNatsServer(options.binary);
   const storeDir = resolve(options.storeDir);
-  await mkdir(storeDir, { recursive: true });
+  await mkdir(storeDir, { recursive: true, mode: 0o700 });
   const configPath = join(storeDir, 'nats-server.conf');
-  await writeFile(configPath, renderConfig(storeDir, port));
+  // The config may hold the password: readable by its owner only, also when an older run left it 0644.
+  await writeFile(configPath, renderConfig(storeDir, port, options.authorization), { mode: 0o600 });
+  await chmod(configPath, 0o600);
+  if (options.authorization) await chmod(storeDir, 0o700);
 
   const tail = new OutputTail(logger);
   // The server must not outlive a supervisor killed with SIGKILL (a second server on the same store
@@ -279,6 +315,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     port: listenPort,
     pid,
     storeDir,
+    authorization: options.authorization,
     exited,
     close,
     [Symbol.asyncDispose]: close,

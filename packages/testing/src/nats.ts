@@ -40,6 +40,7 @@ export async function startTestNats(options: StartTestNatsOptions = {}): Promise
     port: server.port,
     pid: server.pid,
     storeDir: server.storeDir,
+    authorization: server.authorization,
     exited: server.exited,
     close,
     [Symbol.asyncDispose]: close,

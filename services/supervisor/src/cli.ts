@@ -59,6 +59,10 @@ function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: NodeJS.P
     ...(flags.stateDir ? { stateDir: flags.stateDir } : {}),
     ...(flags.uidRange ? { uidRange: flags.uidRange } : {}),
     ...(flags.natsUrl ?? env.NATS_URL ? { natsUrl: flags.natsUrl ?? env.NATS_URL } : {}),
+    ...(flags.natsCreds ?? env.NATS_CREDS ? { natsCreds: flags.natsCreds ?? env.NATS_CREDS } : {}),
+    ...(flags.natsUser ?? env.NATS_USER ? { natsUser: flags.natsUser ?? env.NATS_USER } : {}),
+    ...(env.NATS_PASSWORD ? { natsPassword: env.NATS_PASSWORD } : {}),
+    ...(flags.instance ? { instance: flags.instance } : {}),
     ...(flags.killGrace ? { killGrace: flags.killGrace } : {}),
     ...(flags.tickInterval ? { tickInterval: flags.tickInterval } : {}),
     ...(flags.heartbeatTimeout ? { heartbeatTimeout: flags.heartbeatTimeout } : {}),
@@ -182,7 +186,10 @@ const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() 
 /** The options of the commands that run a supervisor (`up`, `run`), besides the paths. */
 function addSuperviseOptions(command: Command): Command {
   return addPathOptions(command)
-    .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL)')
+    .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL; may carry user:password@)')
+    .option('--nats-creds <file>', 'NATS credentials file for --nats-url (env NATS_CREDS)')
+    .option('--nats-user <user>', 'NATS user for --nats-url (env NATS_USER; the password from env NATS_PASSWORD)')
+    .option('--instance <name>', "this Warren's name on NATS: prefix of its subjects, streams and consumers (default: from the state dir)")
     .option('--kill-grace <duration>', 'time agents get between SIGTERM and SIGKILL', '5s')
     .option('--tick-interval <duration>', 'time between ticks of the world', '200ms')
     .addOption(new Option('--format <format>', 'the board format (default: detected)').choices(BOARD_FORMAT_NAMES))

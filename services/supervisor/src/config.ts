@@ -29,6 +29,17 @@ export const SupervisorOptions = z
     stateDir: z.string().optional(),
     /** An external NATS server; when absent the supervisor runs its own nats-server child. */
     natsUrl: z.string().url().optional(),
+    /** A NATS credentials file (user JWT and nkey seed) for `natsUrl`. */
+    natsCreds: z.string().optional(),
+    /** A NATS user for `natsUrl` (the password comes from `natsPassword`). */
+    natsUser: z.string().min(1).optional(),
+    /** The password of `natsUser` (from the environment, `NATS_PASSWORD`). */
+    natsPassword: z.string().optional(),
+    /**
+     * The name of this Warren instance on NATS: every subject, stream and consumer carries it
+     * (default: derived from the state directory).
+     */
+    instance: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'must be 1 to 32 of [a-z0-9_-], starting with a letter or digit').optional(),
     tickInterval: z.union([z.string(), z.number()]).default('200ms'),
     killGrace: z.union([z.string(), z.number()]).default('5s'),
     boardRescan: z.union([z.string(), z.number()]).default('2s'),
@@ -63,6 +74,13 @@ export interface SupervisorConfig {
   /** Where the agent runner package lives on the host (bound read-only into every sandbox). */
   readonly agentRunnerDir: string;
   readonly natsUrl: string | undefined;
+  /** The NATS credentials file for `natsUrl` (absolute), if one was given. */
+  readonly natsCredsFile: string | undefined;
+  /** The NATS user and password for `natsUrl`, if given as options (the URL may also carry them). */
+  readonly natsUser: string | undefined;
+  readonly natsPassword: string | undefined;
+  /** The instance name on NATS given with `--instance`, or undefined to derive it from the state directory. */
+  readonly instance: string | undefined;
   readonly tickIntervalMs: number;
   readonly killGraceMs: number;
   readonly boardRescanMs: number;
@@ -106,6 +124,10 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     stateDir: resolve(root, o.stateDir ?? 'var'),
     agentRunnerDir,
     natsUrl: o.natsUrl,
+    natsCredsFile: o.natsCreds === undefined ? undefined : resolve(o.natsCreds),
+    natsUser: o.natsUser,
+    natsPassword: o.natsPassword,
+    instance: o.instance,
     tickIntervalMs: parseDurationMs(o.tickInterval, "option 'tick-interval'"),
     killGraceMs: parseDurationMs(o.killGrace, "option 'kill-grace'"),
     boardRescanMs: parseDurationMs(o.boardRescan, "option 'board-rescan'"),

@@ -42,6 +42,12 @@ export interface GatewayEvents {
    * or null to allow.
    */
   authorizeMessage(from: string, to: string): string | null;
+  /**
+   * Checks an assignment consumed from the broker (its signature already verified) against the
+   * executions committed for the agent, auditing a refusal. @returns an error text to refuse
+   * (the message is terminated and never reaches the runner), or null to deliver it.
+   */
+  authorizeAssignment(agent: string, subject: string, taskId: string, attempt: number): string | null;
 }
 
 /** Options of {@link AgentGateway.start}. */
@@ -292,6 +298,11 @@ export class AgentGateway {
 
   private async deliver(delivery: Delivery<AssignmentMessage>): Promise<void> {
     const a = delivery.data;
+    const refusal = this.options.events.authorizeAssignment(this.options.identity.name, delivery.subject, a.taskId, a.attempt);
+    if (refusal) {
+      delivery.term(refusal);
+      return;
+    }
     const key = `${a.taskId}:${a.attempt}`;
     const acked = new Promise<boolean>((resolve) => {
       this.waitingAcks.set(key, { resolve });

@@ -19,3 +19,15 @@ export type { GatewayEvents, GatewayIdentity, AgentGatewayOptions } from './gate
 export { StateStore, TaskState, AssignmentState, migrateState } from './state.js';
 export type { TaskRow, AssignmentRow, AgentRow } from './state.js';
 export { buildProgram, main, ExitCode } from './cli.js';
+export {
+  brokerInstance,
+  defaultBrokerInstance,
+  brokerSecretPaths,
+  externalNatsAccess,
+  openBroker,
+  rejectionEntry,
+  assignmentRefusal,
+  BROKER_REJECTED,
+  EMBEDDED_NATS_USER,
+} from './broker-access.js';
+export type { BrokerAccess } from './broker-access.js';

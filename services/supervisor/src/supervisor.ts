@@ -4,8 +4,6 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { openAccounts, type Account, type AccountStore } from '@warren/accounts';
 import { openAudit, type AuditEntry, type AuditTrail } from '@warren/audit';
 import {
-  connectBroker,
-  startNatsServer,
   type Broker,
   type Delivery,
   type EmbeddedNatsServer,
@@ -75,6 +73,7 @@ import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
+import { assignmentRefusal, openBroker, rejectionEntry } from './broker-access.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
@@ -303,16 +302,11 @@ export class Supervisor {
           state.putAgent({ ...agent, state: 'stopped', pid: null, stoppedMs: Date.now(), lastExit: 'supervisor restarted' });
         }
       }
-      let nats: EmbeddedNatsServer | undefined;
-      if (!config.natsUrl) {
-        nats = await startNatsServer({ storeDir: join(config.stateDir, 'nats'), logger: log.child({ component: 'nats' }) });
-        cleanup.unshift(() => nats!.close());
-      }
-      const broker = await connectBroker({
-        servers: config.natsUrl ?? nats!.url,
-        name: 'warren-supervisor',
-        logger: log.child({ component: 'broker' }),
+      const { nats, broker } = await openBroker(config, log, (subject, error) => {
+        log.warn({ subject, field: error.field, reason: error.reason }, 'broker message rejected');
+        audit.append(rejectionEntry(subject, error.field, error.reason));
       });
+      if (nats) cleanup.unshift(() => nats.close());
       cleanup.unshift(() => broker.close());
       await broker.ensureStreams();
       const supervisor = new Supervisor(
@@ -1408,6 +1402,14 @@ export class Supervisor {
         protocolError: (agent, message) =>
           this.record({ actor: `agent:${agent}`, action: 'agent.protocol_error', object: `agent:${agent}`, details: { message } }),
         authorizeMessage: (from, to) => this.authorizeMessage(from, to),
+        authorizeAssignment: (agent, subject, taskId, attempt) => {
+          const refusal = assignmentRefusal(this.state, agent, taskId, attempt);
+          if (refusal) {
+            this.log.warn({ subject, agent, taskId, attempt, reason: refusal }, 'broker message rejected');
+            this.record(rejectionEntry(subject, 'taskId', refusal, { agent, taskId, attempt }));
+          }
+          return refusal;
+        },
       },
     });
     const live: LiveAgent = {
