@@ -5,4 +5,9 @@
 process.env.UV_THREADPOOL_SIZE ??= '16';
 const { main } = await import('../dist/cli.js');
 
-process.exitCode = await main(process.argv);
+const code = await main(process.argv);
+process.exitCode = code;
+// The command is over: a handle something left open (a socket of a failed connection attempt, a
+// timer) must not keep the process alive, so the exit is forced if the event loop has not drained
+// by then. Children (nats-server) were closed by the command; they also die with this process.
+setTimeout(() => process.exit(code), 2_000).unref();

@@ -16,6 +16,8 @@ import { execInAgent } from './exec.js';
 import { loadMappingFile } from './mapping.js';
 import { StateStore, migrateState, queuePositions, type CommandKind, type TaskRow } from './state.js';
 import { Supervisor, type RunMode, type RunSummary } from './supervisor.js';
+import { lockBoard, type BoardLock } from './board-lock.js';
+import { secureStateDir } from './state-dir.js';
 
 /** Exit codes of the CLI. */
 export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
@@ -80,6 +82,9 @@ function makeLogger(config: SupervisorConfig, env: NodeJS.ProcessEnv): Logger {
   );
 }
 
+/** How long a supervisor that hit a fatal error may take to close, beyond the agents' kill grace, in ms. */
+const FATAL_CLOSE_MARGIN_MS = 15_000;
+
 /** Takes the state directory for one supervisor; a live one already there is an error. */
 function lockStateDir(config: SupervisorConfig): () => void {
   const pidFile = join(config.stateDir, 'supervisor.pid');
@@ -108,11 +113,19 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
   const config = configFrom(flags, process.env);
   if (config.crashAt) process.stderr.write(`warren: FAULT INJECTION: this supervisor will die at '${config.crashAt}'\n`);
   const log = makeLogger(config, process.env);
-  const { mkdirSync } = await import('node:fs');
-  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  await secureStateDir(config.stateDir);
   const unlock = lockStateDir(config);
+  let boardLock: BoardLock | undefined;
   try {
-    const supervisor = await Supervisor.create(config, { logger: log, mode, env: process.env });
+    boardLock = lockBoard(config.boardDir, config.stateDir, log);
+    const supervisor = await Supervisor.create(config, {
+      logger: log,
+      mode,
+      env: process.env,
+      // A fatal error closes what the supervisor started, then the command exits non-zero; a close
+      // that hangs is cut short after the agents' kill grace and a margin.
+      onFatal: () => setTimeout(() => process.exit(ExitCode.failed), config.killGraceMs + FATAL_CLOSE_MARGIN_MS).unref(),
+    });
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'signal received; shutting down');
@@ -129,6 +142,7 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
     }
     return ExitCode.ok;
   } finally {
+    boardLock?.release();
     unlock();
   }
 }

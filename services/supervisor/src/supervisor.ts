@@ -75,6 +75,7 @@ import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.j
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
+import { secureStateDir, withPrivateUmask } from './state-dir.js';
 
 /**
  * The supervisor's states. `create()` returns it `starting`; `run()` moves it to `running`;
@@ -115,6 +116,8 @@ export interface SupervisorCreateOptions {
   readonly mapping?: BoardMapping;
   /** Environment the templates' `environment` allow-lists read from. Default: none. */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Called once when a fatal error stops the run, before the clean-up (e.g. to bound its time). */
+  readonly onFatal?: (error: unknown) => void;
 }
 
 /** A live agent process and what the supervisor holds for it. */
@@ -262,7 +265,8 @@ export class Supervisor {
     // Full isolation unless every template asks, by name, for a weaker mode.
     assertIsolation(host, [...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe-no-cgroups' : 'full');
 
-    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    const secured = await secureStateDir(config.stateDir);
+    if (secured > 0) log.warn({ stateDir: config.stateDir, entries: secured }, 'state directory was readable by others; made it private (0700, files 0600)');
     const db = openDatabase(join(config.stateDir, 'warren.db'));
     const cleanup: (() => Promise<void>)[] = [
       async () => {
@@ -291,7 +295,7 @@ export class Supervisor {
       }
       let nats: EmbeddedNatsServer | undefined;
       if (!config.natsUrl) {
-        nats = await startNatsServer({ storeDir: join(config.stateDir, 'nats'), logger: log.child({ component: 'nats' }) });
+        nats = await withPrivateUmask(() => startNatsServer({ storeDir: join(config.stateDir, 'nats'), logger: log.child({ component: 'nats' }) }));
         cleanup.unshift(() => nats!.close());
       }
       const broker = await connectBroker({
@@ -392,7 +396,8 @@ export class Supervisor {
         tick: (nowMs) => this.tick(nowMs),
         logger: this.log.child({ component: 'tick' }),
         onError: (error: unknown) => {
-          fatal = error;
+          fatal ??= error;
+          this.options.onFatal?.(error);
           this.shutdown('fatal error');
         },
       });
@@ -400,10 +405,14 @@ export class Supervisor {
       const reason = await stopped;
       this.log.info({ reason }, 'stopping');
     } catch (error) {
-      fatal = error;
+      fatal ??= error;
+      this.options.onFatal?.(error);
     }
     this.stateValue = SupervisorState.stopping;
-    await this.close();
+    await this.close().catch((error: unknown) => {
+      this.log.error({ err: error }, 'cannot close cleanly');
+      fatal ??= error;
+    });
     if (fatal) {
       this.stateValue = SupervisorState.failed;
       throw fatal;
@@ -1718,7 +1727,11 @@ export class Supervisor {
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     for (const event of this.events.splice(0)) if (event.kind === 'result') event.done();
     for (const agent of this.live.values()) await agent.gateway.close();
-    this.record({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.succeeded.length, failed: this.failedTasks.length } });
+    try {
+      this.record({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.succeeded.length, failed: this.failedTasks.length } });
+    } catch (error) {
+      this.log.error({ err: error }, 'cannot record the stop in the audit trail');
+    }
     const closers: [string, () => Promise<void>][] = [
       ['broker', () => this.broker.close()],
       ['nats-server', () => this.nats?.close() ?? Promise.resolve()],
