@@ -66,6 +66,7 @@ function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: NodeJS.P
     ...(flags.heartbeatTimeout ? { heartbeatTimeout: flags.heartbeatTimeout } : {}),
     ...(flags.restartBackoff ? { restartBackoff: flags.restartBackoff } : {}),
     ...(flags.aging ? { aging: flags.aging } : {}),
+    ...(flags.diskReserve ? { diskReserve: flags.diskReserve } : {}),
     ...(flags.maxAttempts !== undefined ? { maxAttempts: Number(flags.maxAttempts) } : {}),
     ...(env.WARREN_FAULT_INJECTION === '1' && env.WARREN_CRASH_AT ? { crashAt: env.WARREN_CRASH_AT as SupervisorOptions['crashAt'] } : {}),
     ...(flags.logLevel ?? env.WARREN_LOG_LEVEL ? { logLevel: (flags.logLevel ?? env.WARREN_LOG_LEVEL) as SupervisorOptions['logLevel'] } : {}),
@@ -204,6 +205,7 @@ function addSuperviseOptions(command: Command): Command {
     .option('--restart-backoff <duration>', 'first wait before another agent of a template that failed to start (doubles)', '1s')
     .option('--aging <duration>', 'a waiting task gains one priority level per this much waiting', '5m')
     .option('--max-attempts <n>', 'executions of a task lost to crashes before it fails', '3')
+    .option('--disk-reserve <size>', "free space kept on the state dir's filesystem; below it no new work starts ('256MiB', '5%', or both: the smaller)", '256MiB,5%')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']));
 }
 

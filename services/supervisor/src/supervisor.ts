@@ -76,6 +76,7 @@ import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
 import { secureStateDir, withPrivateUmask } from './state-dir.js';
+import { DiskReserve, formatBytes, HomeWatch, type WatchedHome } from './disk.js';
 
 /**
  * The supervisor's states. `create()` returns it `starting`; `run()` moves it to `running`;
@@ -161,6 +162,8 @@ const PUBLISH_CONCURRENCY = 32;
 const BOARD_WRITE_CONCURRENCY = 16;
 /** How often queue positions are recorded while assignments are being made, in ms. */
 const QUEUE_REFRESH_MS = 250;
+/** How often the home of an agent running a task is measured, in ms. */
+const HOME_SCAN_MS = 1_000;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
 const MAX_SPAWN_FAILURES = 5;
 
@@ -221,6 +224,10 @@ export class Supervisor {
    * on the same host: the first 6 hex digits of sha256(state directory), prefixed with `w`.
    */
   private readonly instanceTag: string;
+  /** The free-space reserve of the state directory's filesystem. */
+  private readonly diskReserve: DiskReserve;
+  /** Measures the homes of agents running tasks against their templates' `homeLimit`. */
+  private readonly homeWatch: HomeWatch;
 
   private constructor(
     readonly config: SupervisorConfig,
@@ -237,6 +244,8 @@ export class Supervisor {
     private readonly log: Logger,
   ) {
     this.instanceTag = instanceTag(config.stateDir);
+    this.diskReserve = new DiskReserve(config.stateDir, config.diskReserve);
+    this.homeWatch = new HomeWatch(HOME_SCAN_MS, (home, usedBytes) => this.stopForDisk(home.agent, usedBytes, home.limitBytes));
   }
 
   /**
@@ -434,6 +443,8 @@ export class Supervisor {
     this.processCommands(nowMs);
     this.checkLiveness(nowMs);
     this.runWatchdog(nowMs);
+    this.homeWatch.scan(this.busyHomes(), nowMs);
+    const mayStartWork = this.diskAllowsWork(nowMs);
     await this.publishPending();
     this.startBoardFlush();
     let plan!: Plan;
@@ -441,8 +452,9 @@ export class Supervisor {
     // transaction for all of them, so one fsync however many there are (group commit).
     this.transaction(() => {
       plan = this.plan(nowMs);
-      for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
+      if (mayStartWork) for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
     });
+    if (!mayStartWork) plan = { ...plan, assignments: [], spawns: [] };
     if (plan.assignments.length > 0) this.crashAt(CrashPoint.assignCommitted);
     if (plan.assignments.length > 0) {
       await this.publishPending();
@@ -450,14 +462,14 @@ export class Supervisor {
     }
     for (const spawn of plan.spawns) this.startAgent(spawn.template, nowMs);
     this.readyWaiting -= plan.assignments.length;
-    this.fillWarmPools(nowMs);
+    if (mayStartWork) this.fillWarmPools(nowMs);
     await this.completeParents(nowMs);
     await this.tendLifecycles(nowMs);
     // A plan of the most urgent tasks alone says nothing of the others: the run's summary and
     // the idle check wait for a full one (at most QUEUE_REFRESH_MS later).
     if (this.planWasPartial) return;
     this.lastPlan = plan;
-    if (this.options.mode === 'until-idle' && this.isIdle(plan)) this.shutdown('board is idle');
+    if (this.options.mode === 'until-idle' && mayStartWork && this.isIdle(plan)) this.shutdown('board is idle');
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1508,6 +1520,64 @@ export class Supervisor {
       setStatus(this.world, name, AgentStatus.stopping, nowMs);
       void sandbox.stop(this.config.killGraceMs, { reason: 'watchdog', detail });
     }
+  }
+
+  /** Homes of live agents that run a task (an idle agent's home does not grow). */
+  private *busyHomes(): Iterable<WatchedHome> {
+    const busy = new Set(this.state.openAssignments().map((a) => a.agent));
+    for (const [name, agent] of this.live) {
+      if (busy.has(name) && agent.sandbox && !agent.stopping) yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes };
+    }
+  }
+
+  /**
+   * Stops an agent whose home grew past its template's `homeLimit`: its open executions fail for
+   * good with the reason `disk: home over its <limit> limit`, then its sandbox is stopped. The
+   * files stay in the home.
+   */
+  private stopForDisk(name: string, usedBytes: number, limitBytes: number): void {
+    const agent = this.live.get(name);
+    if (!agent?.sandbox || agent.stopping || this.stateValue !== SupervisorState.running) return;
+    const nowMs = Date.now();
+    const detail = `home over its ${formatBytes(limitBytes)} limit (${formatBytes(usedBytes)} used)`;
+    const reason = `disk: ${detail}`;
+    const open = this.state.openAssignments().filter((a) => a.agent === name);
+    this.transaction(() => {
+      this.record({ actor: SUPERVISOR, action: 'agent.disk', object: `agent:${name}`, details: { detail, usedBytes, limitBytes, openTasks: open.map((a) => a.taskId) } });
+      for (const a of open) {
+        if (!this.state.finishAssignment(a.taskId, a.attempt, { outcome: 'failed', exitCode: null, summary: reason, outputs: [] }, nowMs)) continue;
+        // No template: a task stopped for its disk use is not retried.
+        if (this.settleTask(a.taskId, a.attempt, 'failed', reason, nowMs, undefined) === undefined) continue;
+        this.record({ actor: SUPERVISOR, action: 'task.fail', object: `task:${a.taskId}`, details: { attempt: a.attempt, outcome: 'failed', reason } });
+        this.log.info({ taskId: a.taskId, agent: name, outcome: 'failed', reason }, 'task finished');
+      }
+    });
+    this.log.warn({ agent: name, detail }, 'disk: stopping agent');
+    agent.stopping = 'watchdog';
+    agent.stopDetail = `stopped: ${reason}`;
+    setStatus(this.world, name, AgentStatus.stopping, nowMs);
+    void agent.sandbox.stop(this.config.killGraceMs, { reason: 'watchdog', detail: reason });
+    this.loop?.requestTick();
+  }
+
+  /**
+   * Whether new work may start: not while free space on the state directory's filesystem is below
+   * the reserve. Each change is logged and audited once (`supervisor.disk_low`, `supervisor.disk_ok`).
+   */
+  private diskAllowsWork(nowMs: number): boolean {
+    const reading = this.diskReserve.check(nowMs);
+    if (reading.changed) {
+      const details = { stateDir: this.config.stateDir, freeBytes: reading.freeBytes, reserveBytes: reading.reserveBytes };
+      const space = `${formatBytes(reading.freeBytes)} free, reserve ${formatBytes(reading.reserveBytes)}`;
+      if (reading.low) this.log.error(details, `disk: free space of the state directory's filesystem is below the reserve (${space}); no new work starts until space returns`);
+      else this.log.info(details, `disk: free space is above the reserve again (${space}); work resumes`);
+      try {
+        this.record({ actor: SUPERVISOR, action: reading.low ? 'supervisor.disk_low' : 'supervisor.disk_ok', object: 'supervisor', details });
+      } catch (error) {
+        this.log.error({ err: error }, 'cannot record the disk reading in the audit trail');
+      }
+    }
+    return !reading.low;
   }
 
   /** Kills agents that have said nothing for longer than the heartbeat timeout; their tasks are re-queued on exit. */

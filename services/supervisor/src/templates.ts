@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_HOME_LIMIT } from './disk.js';
 import { ConfigError, parseBytes, parseDurationMs, WarrenError } from '@warren/core';
 import { lineOf, parseYamlSource } from '@warren/kanban';
 
@@ -53,6 +54,8 @@ export const TemplateFile = z
         fileSize: size.default('256MiB'),
         tmp: size.default('64MiB'),
         home: size.optional(),
+        /** Largest size of the home (all its files' allocated blocks); a task that grows it past this is stopped. */
+        homeLimit: size.default(DEFAULT_HOME_LIMIT),
       })
       .strict()
       .prefault({}),
@@ -151,6 +154,13 @@ export interface AgentTemplate {
    * the agent runs), in bytes; null = no quota, the home is a plain directory.
    */
   readonly homeQuotaBytes: number | null;
+  /**
+   * Largest size of the agent's home (`resources.homeLimit`, default 1 GiB), in bytes: the
+   * supervisor measures the home of an agent running a task about once a second, and one over it
+   * is stopped and its task fails with the reason `disk`; the files stay in the home. RLIMIT_FSIZE
+   * (`fsizeBytes`) is at most this.
+   */
+  readonly homeLimitBytes: number;
   readonly maxInstances: number;
   readonly wipPerInstance: number;
   readonly lifecycle: LifecycleMode;
@@ -233,7 +243,7 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
       pidsMax: t.resources.pids,
       cpuWeight: t.resources.cpu,
       nofile: t.resources.nofile,
-      fsizeBytes: unit('resources.fileSize', t.resources.fileSize, parseBytes),
+      fsizeBytes: Math.min(unit('resources.fileSize', t.resources.fileSize, parseBytes), unit('resources.homeLimit', t.resources.homeLimit, parseBytes)),
       tmpfsBytes: unit('resources.tmp', t.resources.tmp, parseBytes),
     },
     watchdog: {
@@ -245,6 +255,7 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
       graceMs: unit('watchdog.grace', t.watchdog.grace, parseDurationMs),
     },
     homeQuotaBytes: t.resources.home === undefined ? null : unit('resources.home', t.resources.home, parseBytes),
+    homeLimitBytes: unit('resources.homeLimit', t.resources.homeLimit, parseBytes),
     maxInstances: t.maxInstances,
     wipPerInstance: t.wipPerInstance,
     lifecycle: t.lifecycle,
