@@ -114,7 +114,8 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
   const config = configFrom(flags, process.env);
   if (config.crashAt) process.stderr.write(`warren: FAULT INJECTION: this supervisor will die at '${config.crashAt}'\n`);
   const log = makeLogger(config, process.env);
-  await secureStateDir(config.stateDir);
+  const secured = await secureStateDir(config.stateDir);
+  if (secured > 0) log.warn({ stateDir: config.stateDir, entries: secured }, 'state directory was readable by others; made it private (0700, files 0600)');
   const unlock = lockStateDir(config);
   let boardLock: BoardLock | undefined;
   try {
