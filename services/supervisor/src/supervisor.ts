@@ -76,7 +76,7 @@ import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
 import { secureStateDir, withPrivateUmask } from './state-dir.js';
-import { DiskReserve, formatBytes, HomeWatch, type WatchedHome } from './disk.js';
+import { DiskReserve, formatBytes, HomeWatch, homeUsage, type WatchedHome } from './disk.js';
 
 /**
  * The supervisor's states. `create()` returns it `starting`; `run()` moves it to `running`;
@@ -245,7 +245,7 @@ export class Supervisor {
   ) {
     this.instanceTag = instanceTag(config.stateDir);
     this.diskReserve = new DiskReserve(config.stateDir, config.diskReserve);
-    this.homeWatch = new HomeWatch(HOME_SCAN_MS, (home, usedBytes) => this.stopForDisk(home.agent, usedBytes, home.limitBytes));
+    this.homeWatch = new HomeWatch(HOME_SCAN_MS, (home, usedBytes) => this.stopForDisk(home.agent, `home over its ${formatBytes(home.limitBytes)} limit (${formatBytes(usedBytes)} used)`, usedBytes, home.limitBytes));
   }
 
   /**
@@ -436,6 +436,7 @@ export class Supervisor {
     // While a board write runs, the watcher reports Warren's own files before the write has
     // recorded their new bytes: re-read after it, when those echoes cost no parse.
     if (this.boardDirty && !this.boardFlush) await this.refreshBoard(nowMs);
+    await this.checkResultWorkspaces();
     await this.applyEvents(nowMs);
     if (this.config.crashAt === CrashPoint.taskRunning && this.state.tasks().some((t) => t.state === TaskState.running && nowMs - t.updatedMs >= 300)) {
       crashNow();
@@ -1531,15 +1532,37 @@ export class Supervisor {
   }
 
   /**
+   * Measures the workspace (`<home>/work/<task id>`) of each result waiting to be applied: a task
+   * that ended faster than the periodic home scan but left more than its home's limit there is
+   * stopped for `disk` before its result is applied (which then changes nothing).
+   */
+  private async checkResultWorkspaces(): Promise<void> {
+    const checks = this.events.flatMap((e) => {
+      const agent = e.kind === 'result' ? this.live.get(e.delivery.data.agent) : undefined;
+      return e.kind === 'result' && agent && !agent.stopping ? [{ name: e.delivery.data.agent, agent, taskId: e.delivery.data.taskId }] : [];
+    });
+    if (checks.length === 0) return;
+    await Promise.all(
+      checks.map(async ({ name, agent, taskId }) => {
+        if (!/^[^/\0]+$/.test(taskId) || taskId === '.' || taskId === '..') return;
+        const limitBytes = agent.template.homeLimitBytes;
+        const usage = await homeUsage(join(agent.account.home, 'work', taskId), 20_000, limitBytes + 1);
+        if (usage.bytes > limitBytes) {
+          this.stopForDisk(name, `home over its ${formatBytes(limitBytes)} limit (the workspace of ${taskId} holds ${formatBytes(usage.bytes)})`, usage.bytes, limitBytes);
+        }
+      }),
+    );
+  }
+
+  /**
    * Stops an agent whose home grew past its template's `homeLimit`: its open executions fail for
    * good with the reason `disk: home over its <limit> limit`, then its sandbox is stopped. The
    * files stay in the home.
    */
-  private stopForDisk(name: string, usedBytes: number, limitBytes: number): void {
+  private stopForDisk(name: string, detail: string, usedBytes: number, limitBytes: number): void {
     const agent = this.live.get(name);
     if (!agent?.sandbox || agent.stopping || this.stateValue !== SupervisorState.running) return;
     const nowMs = Date.now();
-    const detail = `home over its ${formatBytes(limitBytes)} limit (${formatBytes(usedBytes)} used)`;
     const reason = `disk: ${detail}`;
     const open = this.state.openAssignments().filter((a) => a.agent === name);
     this.transaction(() => {
