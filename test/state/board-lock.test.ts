@@ -66,7 +66,7 @@ describe('board lock (attack case 64)', () => {
     const end = await first.done;
     expect(end.code).toBe(0);
     expect(existsSync(lockPath)).toBe(false);
-  });
+  }, 300_000);
 
   it('takes over a lock left by a supervisor that is gone, saying so', async () => {
     const { dir, args, file } = layout({ t1: shellTask('t1', 'echo ok') });
@@ -78,5 +78,5 @@ describe('board lock (attack case 64)', () => {
     expect(logLines(run.stderr, 'taking over a board lock left by a supervisor that is gone')).toHaveLength(1);
     expect(file('t1')).toMatch(/^status: done$/m);
     expect(existsSync(lockPath)).toBe(false);
-  });
+  }, 300_000);
 });

@@ -59,7 +59,7 @@ describe('disk (attack case 49)', () => {
     expect(() => readFileSync(join(made.dir, 'fs', 'home', 'shell', agent, 'work', 'a-fill', 'f1'), { flag: 'r' }).length).not.toThrow();
     mounts.splice(0).forEach((m) => m.unmount());
     expect(mountsUnder(made.dir)).toEqual([]);
-  });
+  }, 300_000);
 
   it('stops a task still running once its home is over the limit, without retrying it', async () => {
     const { made, args } = layoutOnTmpfs(
@@ -73,7 +73,7 @@ describe('disk (attack case 49)', () => {
     expect(made.file('slow')).toMatch(/^status: failed$/m);
     expect(made.file('slow')).toMatch(/^result: .*disk: home over its 64 MiB limit \(\d+(\.\d)? MiB used\)/m);
     expect((await audit(args, 'task.assign')).map((r) => r.details.attempt)).toEqual([1]);
-  });
+  }, 300_000);
 
   it('starts no work while the state dir is below its free-space reserve, says why once, and resumes when space returns', async () => {
     const { made, args } = layoutOnTmpfs({ t1: shellTask('t1', 'echo ok') }, '64m');
@@ -95,5 +95,5 @@ describe('disk (attack case 49)', () => {
     expect(made.file('t1')).toMatch(/^status: done$/m);
     const rows = (await audit(args, 'supervisor.*')).filter((r) => r.action.startsWith('supervisor.disk_'));
     expect(rows.map((r) => r.action)).toEqual(['supervisor.disk_low', 'supervisor.disk_ok']);
-  });
+  }, 300_000);
 });

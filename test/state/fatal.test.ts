@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -44,7 +44,7 @@ describe('a fatal error ends the process (attack cases 57, 59)', () => {
     const run = await warren([...args('run', '--until-idle'), '--nats-url', `nats://127.0.0.1:${port}`], 60_000);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/connect nats:\/\/127\.0\.0\.1:\d+.*\[WARREN_BROKER\]/);
-  });
+  }, 300_000);
 
   it('exits non-zero on SQLITE_FULL, its nats-server gone, and a restart after space returns completes every task', async () => {
     const ids = Array.from({ length: 30 }, (_, i) => `t${String(i + 1).padStart(2, '0')}`);
@@ -78,5 +78,5 @@ describe('a fatal error ends the process (attack cases 57, 59)', () => {
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     mounts.splice(0).forEach((m) => m.unmount());
     expect(mountsUnder(dir)).toEqual([]);
-  });
+  }, 300_000);
 });
