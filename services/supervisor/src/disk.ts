@@ -168,14 +168,20 @@ export interface WatchedHome {
 export class HomeWatch {
   private readonly walking = new Set<string>();
   private readonly walkedAtMs = new Map<string, number>();
+  private roundAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly everyMs: number,
     private readonly over: (home: WatchedHome, usedBytes: number) => void,
   ) {}
 
-  /** Starts the walks that are due (`nowMs` in ms since the epoch); returns at once. */
+  /**
+   * Starts the walks that are due (`nowMs` in ms since the epoch); returns at once. `homes` is
+   * iterated at most once per `everyMs`.
+   */
   scan(homes: Iterable<WatchedHome>, nowMs: number): void {
+    if (nowMs - this.roundAtMs < this.everyMs) return;
+    this.roundAtMs = nowMs;
     for (const home of homes) {
       if (this.walking.has(home.agent) || nowMs - (this.walkedAtMs.get(home.agent) ?? Number.NEGATIVE_INFINITY) < this.everyMs) continue;
       this.walking.add(home.agent);
