@@ -68,6 +68,15 @@ describe('board lock (attack case 64)', () => {
     expect(existsSync(lockPath)).toBe(false);
   }, 300_000);
 
+  it('names a missing board folder', async () => {
+    const { dir, args } = layout({});
+    const missing = args('run', '--until-idle');
+    missing[missing.indexOf('--board') + 1] = join(dir, 'no-such-board');
+    const run = await warren(missing);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`no board folder ${join(dir, 'no-such-board')} [WARREN_NO_BOARD]`);
+  });
+
   it('takes over a lock left by a supervisor that is gone, saying so', async () => {
     const { dir, args, file } = layout({ t1: shellTask('t1', 'echo ok') });
     const lockPath = join(dir, 'kanban', '.warren.lock');

@@ -29,7 +29,8 @@ export interface BoardLock {
  * behind. The lock is also removed when the process exits.
  * @throws {WarrenError} `WARREN_BUSY` naming the holder's pid, host and state directory when a live
  *   supervisor (on this host, or any supervisor on another host sharing the folder) holds it.
- * @throws the fs error if the lock file cannot be written (a read-only board).
+ * @throws {WarrenError} `WARREN_NO_BOARD` if `boardDir` does not exist; `WARREN_BOARD_LOCK` naming
+ *   the lock file if it cannot be written (a read-only board).
  */
 export function lockBoard(boardDir: string, stateDir: string, log: Logger): BoardLock {
   const path = join(boardDir, BOARD_LOCK_FILE);
@@ -44,7 +45,11 @@ export function lockBoard(boardDir: string, stateDir: string, log: Logger): Boar
       }
       break;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 2) throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new WarrenError('WARREN_NO_BOARD', `no board folder ${boardDir}`, { cause: error });
+      if (code !== 'EEXIST' || attempt >= 2) {
+        throw new WarrenError('WARREN_BOARD_LOCK', `cannot take the board lock ${path}: ${(error as Error).message}`, { cause: error });
+      }
     }
     const holder = readHolder(path);
     if (holder && holder.hostname !== me.hostname) {
