@@ -62,7 +62,6 @@ const MAX_RECENT_RESULTS = 1_000;
 /** How often a result still waiting for the broker is reported again, in ms. */
 const RESULT_WAIT_REPORT_MS = 30_000;
 
-
 /**
  * The per-agent gateway: a Unix socket served by the supervisor and bound into the agent's sandbox,
  * bridging the agent channel (NDJSON frames, see `@warren/agent-runner`'s protocol) and the broker.
