@@ -13,7 +13,7 @@ const LOG_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | 
  * @throws an Error naming the path when the file is not a plain regular file, or the fs error.
  */
 async function openLogFile(path: string): Promise<{ handle: FileHandle; size: number }> {
-  const handle = await open(path, LOG_FLAGS, 0o640);
+  const handle = await open(path, LOG_FLAGS, 0o600);
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw new Error(`${path} is not a regular file`);

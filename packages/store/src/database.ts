@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { WarrenError } from '@warren/core';
@@ -24,23 +24,30 @@ export interface OpenDatabaseOptions {
 /**
  * Opens (creating if needed) the SQLite database at `path` in WAL mode with `synchronous=FULL`,
  * so that a committed transaction survives a power loss, and foreign keys enforced.
- * The parent directory is created if missing. Close it with `db.close()`.
+ * The parent directory is created if missing (mode 0700). The database file is private: created
+ * under umask 077 and set to mode 0600 (when this process owns it); SQLite gives its `-wal` and
+ * `-shm` files the database file's mode. Close it with `db.close()`.
  * @param path a file path, or `:memory:` for a private in-memory database (tests).
  * @throws {StoreError} if the file cannot be opened (the cause is the SQLite error).
  */
 export function openDatabase(path: string, options: OpenDatabaseOptions = {}): SqliteDatabase {
   try {
-    if (path !== ':memory:' && !options.readonly) {
-      mkdirSync(dirname(path), { recursive: true });
+    const writable = path !== ':memory:' && !options.readonly;
+    if (writable) {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     }
-    const db = new Database(path, {
-      readonly: options.readonly ?? false,
-      fileMustExist: options.readonly ?? false,
-      timeout: options.busyTimeoutMs ?? 5_000,
+    const db = privately(writable, () => {
+      const opened = new Database(path, {
+        readonly: options.readonly ?? false,
+        fileMustExist: options.readonly ?? false,
+        timeout: options.busyTimeoutMs ?? 5_000,
+      });
+      if (writable) {
+        chmodPrivate(path);
+        opened.pragma('journal_mode = WAL');
+      }
+      return opened;
     });
-    if (!options.readonly) {
-      db.pragma('journal_mode = WAL');
-    }
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     return db;
@@ -48,6 +55,32 @@ export function openDatabase(path: string, options: OpenDatabaseOptions = {}): S
     throw new StoreError(`cannot open the state database ${path}: ${(error as Error).message}`, {
       cause: error,
     });
+  }
+}
+
+/** Runs `fn` under umask 077 when `on` (and the umask can be set: not in a worker thread). */
+function privately<T>(on: boolean, fn: () => T): T {
+  let previous: number | undefined;
+  if (on) {
+    try {
+      previous = process.umask(0o077);
+    } catch {
+      previous = undefined;
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    if (previous !== undefined) process.umask(previous);
+  }
+}
+
+/** Sets a database file to 0600; a file this process does not own (EPERM) keeps its mode. */
+function chmodPrivate(path: string): void {
+  try {
+    chmodSync(path, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
   }
 }
 

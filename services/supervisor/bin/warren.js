@@ -5,4 +5,12 @@
 process.env.UV_THREADPOOL_SIZE ??= '16';
 const { main } = await import('../dist/cli.js');
 
-process.exitCode = await main(process.argv);
+const code = await main(process.argv);
+process.exitCode = code;
+// The command is over: a handle something left open (a socket of a failed connection attempt, a
+// timer) must not keep the process alive. Once stdout and stderr have handed over everything
+// written to them, the exit is forced if the event loop has not drained by then. Children
+// (nats-server) were closed by the command; they also die with this process.
+const flushed = (stream) => new Promise((resolve) => (stream.writableLength === 0 ? resolve() : stream.write('', resolve)));
+await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+setTimeout(() => process.exit(code), 2_000).unref();

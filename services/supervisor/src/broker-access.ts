@@ -13,6 +13,7 @@ import type { AuditEntry } from '@warren/audit';
 import { ConfigError, type Logger } from '@warren/core';
 import { instanceTag } from './agent-spec.js';
 import type { SupervisorConfig } from './config.js';
+import { withPrivateUmask } from './state-dir.js';
 import { AssignmentState, type StateStore } from './state.js';
 
 /**
@@ -123,11 +124,14 @@ export async function openBroker(
     ({ servers, credentials } = await externalNatsAccess(config));
   } else {
     const password = await readOrCreateSecret(paths.natsPassword);
-    nats = await startNatsServer({
-      storeDir: join(config.stateDir, 'nats'),
-      logger: log.child({ component: 'nats' }),
-      authorization: { user: EMBEDDED_NATS_USER, password },
-    });
+    // Under umask 077, so that the JetStream store the server writes is private to root.
+    nats = await withPrivateUmask(() =>
+      startNatsServer({
+        storeDir: join(config.stateDir, 'nats'),
+        logger: log.child({ component: 'nats' }),
+        authorization: { user: EMBEDDED_NATS_USER, password },
+      }),
+    );
     servers = nats.url;
     credentials = { kind: 'user-password', user: EMBEDDED_NATS_USER, password };
   }

@@ -16,6 +16,8 @@ import { execInAgent } from './exec.js';
 import { loadMappingFile } from './mapping.js';
 import { StateStore, migrateState, queuePositions, type CommandKind, type TaskRow } from './state.js';
 import { Supervisor, type RunMode, type RunSummary } from './supervisor.js';
+import { lockBoard, type BoardLock } from './board-lock.js';
+import { secureStateDir } from './state-dir.js';
 
 /** Exit codes of the CLI. */
 export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
@@ -68,6 +70,7 @@ function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: NodeJS.P
     ...(flags.heartbeatTimeout ? { heartbeatTimeout: flags.heartbeatTimeout } : {}),
     ...(flags.restartBackoff ? { restartBackoff: flags.restartBackoff } : {}),
     ...(flags.aging ? { aging: flags.aging } : {}),
+    ...(flags.diskReserve ? { diskReserve: flags.diskReserve } : {}),
     ...(flags.maxAttempts !== undefined ? { maxAttempts: Number(flags.maxAttempts) } : {}),
     ...(env.WARREN_FAULT_INJECTION === '1' && env.WARREN_CRASH_AT ? { crashAt: env.WARREN_CRASH_AT as SupervisorOptions['crashAt'] } : {}),
     ...(flags.logLevel ?? env.WARREN_LOG_LEVEL ? { logLevel: (flags.logLevel ?? env.WARREN_LOG_LEVEL) as SupervisorOptions['logLevel'] } : {}),
@@ -83,6 +86,9 @@ function makeLogger(config: SupervisorConfig, env: NodeJS.ProcessEnv): Logger {
     pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }),
   );
 }
+
+/** How long a supervisor that hit a fatal error may take to close, beyond the agents' kill grace, in ms. */
+const FATAL_CLOSE_MARGIN_MS = 15_000;
 
 /** Takes the state directory for one supervisor; a live one already there is an error. */
 function lockStateDir(config: SupervisorConfig): () => void {
@@ -112,11 +118,20 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
   const config = configFrom(flags, process.env);
   if (config.crashAt) process.stderr.write(`warren: FAULT INJECTION: this supervisor will die at '${config.crashAt}'\n`);
   const log = makeLogger(config, process.env);
-  const { mkdirSync } = await import('node:fs');
-  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const secured = await secureStateDir(config.stateDir);
+  if (secured > 0) log.warn({ stateDir: config.stateDir, entries: secured }, 'state directory was readable by others; made it private (0700, files 0600)');
   const unlock = lockStateDir(config);
+  let boardLock: BoardLock | undefined;
   try {
-    const supervisor = await Supervisor.create(config, { logger: log, mode, env: process.env });
+    boardLock = lockBoard(config.boardDir, config.stateDir, log);
+    const supervisor = await Supervisor.create(config, {
+      logger: log,
+      mode,
+      env: process.env,
+      // A fatal error closes what the supervisor started, then the command exits non-zero; a close
+      // that hangs is cut short after the agents' kill grace and a margin.
+      onFatal: () => setTimeout(() => process.exit(ExitCode.failed), config.killGraceMs + FATAL_CLOSE_MARGIN_MS).unref(),
+    });
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'signal received; shutting down');
@@ -133,6 +148,7 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
     }
     return ExitCode.ok;
   } finally {
+    boardLock?.release();
     unlock();
   }
 }
@@ -198,6 +214,7 @@ function addSuperviseOptions(command: Command): Command {
     .option('--restart-backoff <duration>', 'first wait before another agent of a template that failed to start (doubles)', '1s')
     .option('--aging <duration>', 'a waiting task gains one priority level per this much waiting', '5m')
     .option('--max-attempts <n>', 'executions of a task lost to crashes before it fails', '3')
+    .option('--disk-reserve <size>', "free space kept on the state dir's filesystem; below it no new work starts ('256MiB', '5%', or both: the smaller)", '256MiB,5%')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']));
 }
 

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, parseDurationMs } from '@warren/core';
 import { CrashPoint } from './crash.js';
+import { DEFAULT_DISK_RESERVE, parseDiskReserve, type DiskReserveSpec } from './disk.js';
 
 /**
  * Options a person gives the supervisor (CLI flags and environment). Paths default to the
@@ -48,6 +49,11 @@ export const SupervisorOptions = z
     heartbeatTimeout: z.union([z.string(), z.number()]).default('20s'),
     restartBackoff: z.union([z.string(), z.number()]).default('1s'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+    /**
+     * Free space kept on the state directory's filesystem: below it no new work starts. A size
+     * ('256MiB'), a share ('5%'), both ('256MiB,5%': the smaller), or '0' (none).
+     */
+    diskReserve: z.string().default(DEFAULT_DISK_RESERVE),
     /** Test builds only: die with SIGKILL at this fault-injection point (see `CrashPoint`). */
     crashAt: z.enum(Object.values(CrashPoint) as [CrashPoint, ...CrashPoint[]]).optional(),
   })
@@ -93,6 +99,8 @@ export interface SupervisorConfig {
   /** The first wait before starting another agent of a template whose last one failed to start, in ms; doubles each time. */
   readonly restartBackoffMs: number;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** The free-space reserve on the state directory's filesystem (see {@link parseDiskReserve}). */
+  readonly diskReserve: DiskReserveSpec;
   /** A fault-injection point to die at, for crash-recovery tests; never set in production. */
   readonly crashAt: CrashPoint | undefined;
 }
@@ -136,6 +144,7 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     heartbeatTimeoutMs: parseDurationMs(o.heartbeatTimeout, "option 'heartbeat-timeout'"),
     restartBackoffMs: parseDurationMs(o.restartBackoff, "option 'restart-backoff'"),
     logLevel: o.logLevel,
+    diskReserve: parseDiskReserve(o.diskReserve, "option 'disk-reserve'"),
     crashAt: o.crashAt,
   };
   return Object.freeze(config);

@@ -65,7 +65,8 @@ export interface AgentGatewayOptions {
 const SOCKET_NAME = 'agent.sock';
 /** Results kept for `resendResult`, oldest dropped first. */
 const MAX_RECENT_RESULTS = 1_000;
-
+/** How often a result still waiting for the broker is reported again, in ms. */
+const RESULT_WAIT_REPORT_MS = 30_000;
 
 /**
  * The per-agent gateway: a Unix socket served by the supervisor and bound into the agent's sandbox,
@@ -264,13 +265,25 @@ export class AgentGateway {
     if (this.recentResults.size > MAX_RECENT_RESULTS) {
       this.recentResults.delete(this.recentResults.keys().next().value!);
     }
-    // The runner sends a result once; the broker may be restarting, so keep trying while open.
-    for (let delayMs = 100; !this.closing; delayMs = Math.min(delayMs * 2, 5_000)) {
+    // The runner sends a result once; the broker may be restarting or its store full, so keep
+    // trying while open, backing off, and say what it waits for: at the first failure, then at
+    // most every RESULT_WAIT_REPORT_MS.
+    const sinceMs = Date.now();
+    let reportedMs = 0;
+    for (let delayMs = 100, attempts = 1; !this.closing; delayMs = Math.min(delayMs * 2, 5_000), attempts += 1) {
       try {
         await this.options.broker.publishResult(message);
+        if (reportedMs > 0) this.log.info({ taskId: frame.taskId, attempts }, 'result published after waiting for the broker');
         return;
       } catch (error) {
-        this.log.warn({ err: error, taskId: frame.taskId, delayMs }, 'cannot publish a result yet; retrying');
+        const nowMs = Date.now();
+        if (nowMs - reportedMs >= RESULT_WAIT_REPORT_MS) {
+          reportedMs = nowMs;
+          this.log[attempts === 1 ? 'warn' : 'error'](
+            { err: error, taskId: frame.taskId, attempt: frame.attempt, attempts, waitingMs: nowMs - sinceMs, retryInMs: delayMs },
+            'cannot publish a result: waiting for the broker to store it (is its disk full?); retrying',
+          );
+        }
         await new Promise((resolve) => setTimeout(resolve, delayMs));
       }
     }

@@ -79,6 +79,8 @@ import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.j
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
+import { secureStateDir } from './state-dir.js';
+import { DiskReserve, formatBytes, HomeWatch, homeUsage, type WatchedHome } from './disk.js';
 
 /**
  * The supervisor's states. `create()` returns it `starting`; `run()` moves it to `running`;
@@ -121,6 +123,8 @@ export interface SupervisorCreateOptions {
   readonly mapping?: BoardMapping;
   /** Environment the templates' `environment` allow-lists read from. Default: none. */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Called once when a fatal error stops the run, before the clean-up (e.g. to bound its time). */
+  readonly onFatal?: (error: unknown) => void;
 }
 
 /** A live agent process and what the supervisor holds for it. */
@@ -164,6 +168,8 @@ const PUBLISH_CONCURRENCY = 32;
 const BOARD_WRITE_CONCURRENCY = 16;
 /** How often queue positions are recorded while assignments are being made, in ms. */
 const QUEUE_REFRESH_MS = 250;
+/** How often the home of an agent running a task is measured, in ms. */
+const HOME_SCAN_MS = 1_000;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
 const MAX_SPAWN_FAILURES = 5;
 
@@ -227,6 +233,10 @@ export class Supervisor {
    * on the same host: the first 6 hex digits of sha256(state directory), prefixed with `w`.
    */
   private readonly instanceTag: string;
+  /** The free-space reserve of the state directory's filesystem. */
+  private readonly diskReserve: DiskReserve;
+  /** Measures the homes of agents running tasks against their templates' `homeLimit`. */
+  private readonly homeWatch: HomeWatch;
 
   private constructor(
     readonly config: SupervisorConfig,
@@ -243,6 +253,8 @@ export class Supervisor {
     private readonly log: Logger,
   ) {
     this.instanceTag = instanceTag(config.stateDir);
+    this.diskReserve = new DiskReserve(config.stateDir, config.diskReserve);
+    this.homeWatch = new HomeWatch(HOME_SCAN_MS, (home, usedBytes) => this.stopForDisk(home.agent, `home over its ${formatBytes(home.limitBytes)} limit (${formatBytes(usedBytes)} used)`, usedBytes, home.limitBytes));
   }
 
   /**
@@ -274,7 +286,8 @@ export class Supervisor {
     // Full isolation unless every template asks, by name, for a weaker mode.
     assertIsolation(host, [...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe-no-cgroups' : 'full');
 
-    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    const secured = await secureStateDir(config.stateDir);
+    if (secured > 0) log.warn({ stateDir: config.stateDir, entries: secured }, 'state directory was readable by others; made it private (0700, files 0600)');
     const db = openDatabase(join(config.stateDir, 'warren.db'));
     const cleanup: (() => Promise<void>)[] = [
       async () => {
@@ -405,7 +418,8 @@ export class Supervisor {
         tick: (nowMs) => this.tick(nowMs),
         logger: this.log.child({ component: 'tick' }),
         onError: (error: unknown) => {
-          fatal = error;
+          fatal ??= error;
+          this.options.onFatal?.(error);
           this.shutdown('fatal error');
         },
       });
@@ -413,10 +427,14 @@ export class Supervisor {
       const reason = await stopped;
       this.log.info({ reason }, 'stopping');
     } catch (error) {
-      fatal = error;
+      fatal ??= error;
+      this.options.onFatal?.(error);
     }
     this.stateValue = SupervisorState.stopping;
-    await this.close();
+    await this.close().catch((error: unknown) => {
+      this.log.error({ err: error }, 'cannot close cleanly');
+      fatal ??= error;
+    });
     if (fatal) {
       this.stateValue = SupervisorState.failed;
       throw fatal;
@@ -431,6 +449,7 @@ export class Supervisor {
     // While a board write runs, the watcher reports Warren's own files before the write has
     // recorded their new bytes: re-read after it, when those echoes cost no parse.
     if (this.boardDirty && !this.boardFlush) await this.refreshBoard(nowMs);
+    await this.checkResultWorkspaces();
     await this.applyEvents(nowMs);
     if (this.config.crashAt === CrashPoint.taskRunning && this.state.tasks().some((t) => t.state === TaskState.running && nowMs - t.updatedMs >= 300)) {
       crashNow();
@@ -438,6 +457,8 @@ export class Supervisor {
     this.processCommands(nowMs);
     this.checkLiveness(nowMs);
     this.runWatchdog(nowMs);
+    this.homeWatch.scan(this.busyHomes(), nowMs);
+    const mayStartWork = this.diskAllowsWork(nowMs);
     await this.publishPending();
     this.startBoardFlush();
     let plan!: Plan;
@@ -445,8 +466,9 @@ export class Supervisor {
     // transaction for all of them, so one fsync however many there are (group commit).
     this.transaction(() => {
       plan = this.plan(nowMs);
-      for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
+      if (mayStartWork) for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
     });
+    if (!mayStartWork) plan = { ...plan, assignments: [], spawns: [] };
     if (plan.assignments.length > 0) this.crashAt(CrashPoint.assignCommitted);
     if (plan.assignments.length > 0) {
       await this.publishPending();
@@ -454,14 +476,14 @@ export class Supervisor {
     }
     for (const spawn of plan.spawns) this.startAgent(spawn.template, nowMs);
     this.readyWaiting -= plan.assignments.length;
-    this.fillWarmPools(nowMs);
+    if (mayStartWork) this.fillWarmPools(nowMs);
     await this.completeParents(nowMs);
     await this.tendLifecycles(nowMs);
     // A plan of the most urgent tasks alone says nothing of the others: the run's summary and
     // the idle check wait for a full one (at most QUEUE_REFRESH_MS later).
     if (this.planWasPartial) return;
     this.lastPlan = plan;
-    if (this.options.mode === 'until-idle' && this.isIdle(plan)) this.shutdown('board is idle');
+    if (this.options.mode === 'until-idle' && mayStartWork && this.isIdle(plan)) this.shutdown('board is idle');
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1534,6 +1556,86 @@ export class Supervisor {
     }
   }
 
+  /** Homes of live agents that run a task (an idle agent's home does not grow). */
+  private *busyHomes(): Iterable<WatchedHome> {
+    const busy = new Set(this.state.openAssignments().map((a) => a.agent));
+    for (const [name, agent] of this.live) {
+      if (busy.has(name) && agent.sandbox && !agent.stopping) yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes };
+    }
+  }
+
+  /**
+   * Measures the workspace (`<home>/work/<task id>`) of each result waiting to be applied: a task
+   * that ended faster than the periodic home scan but left more than its home's limit there is
+   * stopped for `disk` before its result is applied (which then changes nothing).
+   */
+  private async checkResultWorkspaces(): Promise<void> {
+    const checks = this.events.flatMap((e) => {
+      const agent = e.kind === 'result' ? this.live.get(e.delivery.data.agent) : undefined;
+      return e.kind === 'result' && agent && !agent.stopping ? [{ name: e.delivery.data.agent, agent, taskId: e.delivery.data.taskId }] : [];
+    });
+    if (checks.length === 0) return;
+    await Promise.all(
+      checks.map(async ({ name, agent, taskId }) => {
+        if (!/^[^/\0]+$/.test(taskId) || taskId === '.' || taskId === '..') return;
+        const limitBytes = agent.template.homeLimitBytes;
+        const usage = await homeUsage(join(agent.account.home, 'work', taskId), 20_000, limitBytes + 1);
+        if (usage.bytes > limitBytes) {
+          this.stopForDisk(name, `home over its ${formatBytes(limitBytes)} limit (the workspace of ${taskId} holds ${formatBytes(usage.bytes)})`, usage.bytes, limitBytes);
+        }
+      }),
+    );
+  }
+
+  /**
+   * Stops an agent whose home grew past its template's `homeLimit`: its open executions fail for
+   * good with the reason `disk: home over its <limit> limit`, then its sandbox is stopped. The
+   * files stay in the home.
+   */
+  private stopForDisk(name: string, detail: string, usedBytes: number, limitBytes: number): void {
+    const agent = this.live.get(name);
+    if (!agent?.sandbox || agent.stopping || this.stateValue !== SupervisorState.running) return;
+    const nowMs = Date.now();
+    const reason = `disk: ${detail}`;
+    const open = this.state.openAssignments().filter((a) => a.agent === name);
+    this.transaction(() => {
+      this.record({ actor: SUPERVISOR, action: 'agent.disk', object: `agent:${name}`, details: { detail, usedBytes, limitBytes, openTasks: open.map((a) => a.taskId) } });
+      for (const a of open) {
+        if (!this.state.finishAssignment(a.taskId, a.attempt, { outcome: 'failed', exitCode: null, summary: reason, outputs: [] }, nowMs)) continue;
+        // No template: a task stopped for its disk use is not retried.
+        if (this.settleTask(a.taskId, a.attempt, 'failed', reason, nowMs, undefined) === undefined) continue;
+        this.record({ actor: SUPERVISOR, action: 'task.fail', object: `task:${a.taskId}`, details: { attempt: a.attempt, outcome: 'failed', reason } });
+        this.log.info({ taskId: a.taskId, agent: name, outcome: 'failed', reason }, 'task finished');
+      }
+    });
+    this.log.warn({ agent: name, detail }, 'disk: stopping agent');
+    agent.stopping = 'watchdog';
+    agent.stopDetail = `stopped: ${reason}`;
+    setStatus(this.world, name, AgentStatus.stopping, nowMs);
+    void agent.sandbox.stop(this.config.killGraceMs, { reason: 'watchdog', detail: reason });
+    this.loop?.requestTick();
+  }
+
+  /**
+   * Whether new work may start: not while free space on the state directory's filesystem is below
+   * the reserve. Each change is logged and audited once (`supervisor.disk_low`, `supervisor.disk_ok`).
+   */
+  private diskAllowsWork(nowMs: number): boolean {
+    const reading = this.diskReserve.check(nowMs);
+    if (reading.changed) {
+      const details = { stateDir: this.config.stateDir, freeBytes: reading.freeBytes, reserveBytes: reading.reserveBytes };
+      const space = `${formatBytes(reading.freeBytes)} free, reserve ${formatBytes(reading.reserveBytes)}`;
+      if (reading.low) this.log.error(details, `disk: free space of the state directory's filesystem is below the reserve (${space}); no new work starts until space returns`);
+      else this.log.info(details, `disk: free space is above the reserve again (${space}); work resumes`);
+      try {
+        this.record({ actor: SUPERVISOR, action: reading.low ? 'supervisor.disk_low' : 'supervisor.disk_ok', object: 'supervisor', details });
+      } catch (error) {
+        this.log.error({ err: error }, 'cannot record the disk reading in the audit trail');
+      }
+    }
+    return !reading.low;
+  }
+
   /** Kills agents that have said nothing for longer than the heartbeat timeout; their tasks are re-queued on exit. */
   private checkLiveness(nowMs: number): void {
     for (const intent of livenessSystem(this.world, { nowMs, heartbeatTimeoutMs: this.config.heartbeatTimeoutMs })) {
@@ -1756,7 +1858,11 @@ export class Supervisor {
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     for (const event of this.events.splice(0)) if (event.kind === 'result') event.done();
     for (const agent of this.live.values()) await agent.gateway.close();
-    this.record({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.succeeded.length, failed: this.failedTasks.length } });
+    try {
+      this.record({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.succeeded.length, failed: this.failedTasks.length } });
+    } catch (error) {
+      this.log.error({ err: error }, 'cannot record the stop in the audit trail');
+    }
     const closers: [string, () => Promise<void>][] = [
       ['broker', () => this.broker.close()],
       ['nats-server', () => this.nats?.close() ?? Promise.resolve()],

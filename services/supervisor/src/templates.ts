@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, posix, relative } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_HOME_LIMIT } from './disk.js';
 import { ConfigError, parseBytes, parseDurationMs, WarrenError } from '@warren/core';
 import { lineOf, parseYamlSource } from '@warren/kanban';
 import { AGENTS_BIN_IN_SANDBOX } from './agent-spec.js';
@@ -26,6 +27,7 @@ export const SIZE_LIMITS: Readonly<Record<string, readonly [number, number]>> = 
   'resources.fileSize': [1, Number.MAX_SAFE_INTEGER],
   'resources.tmp': [1, Number.MAX_SAFE_INTEGER],
   'resources.home': [4 * 1024 * 1024, Number.MAX_SAFE_INTEGER],
+  'resources.homeLimit': [1, Number.MAX_SAFE_INTEGER],
   'watchdog.memory': [1, Number.MAX_SAFE_INTEGER],
 };
 
@@ -66,6 +68,8 @@ export const TemplateFile = z
         fileSize: size.default('256MiB'),
         tmp: size.default('64MiB'),
         home: size.optional(),
+        /** Largest size of the home (all its files' allocated blocks); a task that grows it past this is stopped. */
+        homeLimit: size.default(DEFAULT_HOME_LIMIT),
       })
       .strict()
       .prefault({}),
@@ -164,6 +168,13 @@ export interface AgentTemplate {
    * the agent runs), in bytes; null = no quota, the home is a plain directory.
    */
   readonly homeQuotaBytes: number | null;
+  /**
+   * Largest size of the agent's home (`resources.homeLimit`, default 1 GiB), in bytes: the
+   * supervisor measures the home of an agent running a task about once a second, and one over it
+   * is stopped and its task fails with the reason `disk`; the files stay in the home. RLIMIT_FSIZE
+   * (`fsizeBytes`) is at most this.
+   */
+  readonly homeLimitBytes: number;
   readonly maxInstances: number;
   readonly wipPerInstance: number;
   readonly lifecycle: LifecycleMode;
@@ -271,7 +282,7 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
       pidsMax: t.resources.pids,
       cpuWeight: t.resources.cpu,
       nofile: t.resources.nofile,
-      fsizeBytes: size('resources.fileSize', t.resources.fileSize),
+      fsizeBytes: Math.min(size('resources.fileSize', t.resources.fileSize), size('resources.homeLimit', t.resources.homeLimit)),
       tmpfsBytes: size('resources.tmp', t.resources.tmp),
     },
     watchdog: {
@@ -283,6 +294,7 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
       graceMs: unit('watchdog.grace', t.watchdog.grace, parseDurationMs),
     },
     homeQuotaBytes: t.resources.home === undefined ? null : size('resources.home', t.resources.home),
+    homeLimitBytes: size('resources.homeLimit', t.resources.homeLimit),
     maxInstances: t.maxInstances,
     wipPerInstance: t.wipPerInstance,
     lifecycle: t.lifecycle,

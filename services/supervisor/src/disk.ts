@@ -1,0 +1,196 @@
+import { statfsSync } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConfigError, parseBytes } from '@warren/core';
+
+/** The default free-space reserve: the smaller of 256 MiB and 5 % of the filesystem. */
+export const DEFAULT_DISK_RESERVE = '256MiB,5%';
+/** Default largest size of an agent's home (template key `resources.homeLimit`), as written. */
+export const DEFAULT_HOME_LIMIT = '1GiB';
+
+/** A free-space reserve: a size in bytes, a share of the filesystem in percent, or both (the smaller counts). */
+export interface DiskReserveSpec {
+  readonly bytes: number | undefined;
+  readonly percent: number | undefined;
+}
+
+/**
+ * Parses a reserve such as `256MiB`, `5%` or `256MiB,5%` (the smaller of the two), or `0` (none).
+ * @throws {ConfigError} naming `source` when a part is neither a size nor a percentage in 0-50.
+ */
+export function parseDiskReserve(text: string, source: string): DiskReserveSpec {
+  let bytes: number | undefined;
+  let percent: number | undefined;
+  for (const part of text.split(',').map((p) => p.trim())) {
+    const share = /^(\d+(?:\.\d+)?)%$/.exec(part);
+    if (share) {
+      percent = Number(share[1]);
+      if (percent > 50) throw new ConfigError(source, `'${part}' is over 50 %`);
+    } else {
+      bytes = parseBytes(part, source);
+    }
+  }
+  return { bytes, percent };
+}
+
+/** Free and total bytes of a filesystem, as an unprivileged user sees them (statfs f_bavail). */
+export interface FreeSpace {
+  readonly freeBytes: number;
+  readonly totalBytes: number;
+}
+
+/**
+ * Free space of the filesystem holding `path`.
+ * @throws the statfs error (ENOENT when `path` is missing).
+ */
+export function freeSpace(path: string): FreeSpace {
+  const s = statfsSync(path);
+  return { freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize };
+}
+
+/** The reserve `spec` comes to on a filesystem of `totalBytes`, in bytes. */
+export function reserveBytes(spec: DiskReserveSpec, totalBytes: number): number {
+  const parts = [spec.bytes, spec.percent === undefined ? undefined : Math.floor((totalBytes * spec.percent) / 100)].filter(
+    (n): n is number => n !== undefined,
+  );
+  return parts.length === 0 ? 0 : Math.min(...parts);
+}
+
+/** One reading of {@link DiskReserve.check}. */
+export interface DiskReading {
+  /** True while free space is below the reserve. */
+  readonly low: boolean;
+  /** True when `low` differs from the previous reading (the first reading counts as a change only when low). */
+  readonly changed: boolean;
+  readonly freeBytes: number;
+  readonly reserveBytes: number;
+}
+
+/**
+ * Watches the free space of the filesystem holding `path` (the state directory) against a
+ * reserve, reading statfs at most once per `everyMs`.
+ */
+export class DiskReserve {
+  private last: DiskReading = { low: false, changed: false, freeBytes: 0, reserveBytes: 0 };
+  private readAtMs = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly path: string,
+    private readonly spec: DiskReserveSpec,
+    private readonly everyMs = 1_000,
+  ) {}
+
+  /**
+   * The current reading (statfs again if `everyMs` passed since the last one; `nowMs` in ms since
+   * the epoch). A statfs that fails leaves the previous reading (and says no change).
+   */
+  check(nowMs: number): DiskReading {
+    if (nowMs - this.readAtMs < this.everyMs) return { ...this.last, changed: false };
+    this.readAtMs = nowMs;
+    let space: FreeSpace;
+    try {
+      space = freeSpace(this.path);
+    } catch {
+      return { ...this.last, changed: false };
+    }
+    const reserve = reserveBytes(this.spec, space.totalBytes);
+    const low = space.freeBytes < reserve;
+    this.last = { low, changed: low !== this.last.low, freeBytes: space.freeBytes, reserveBytes: reserve };
+    return this.last;
+  }
+}
+
+/** What {@link homeUsage} found. */
+export interface HomeUsage {
+  /** Bytes allocated (sum of st_blocks × 512) to what was visited. */
+  readonly bytes: number;
+  /** False when the walk stopped at `maxEntries` (the true use is then at least `bytes`). */
+  readonly complete: boolean;
+}
+
+/**
+ * Disk space used under `dir`: the allocated size (st_blocks × 512, so sparse files count what
+ * they use) of every entry, found with lstat (symlinks are not followed; other filesystems mounted
+ * inside are counted too), stopping after `maxEntries` entries or once `stopAtBytes` is reached.
+ * Entries that vanish while it walks are skipped.
+ */
+export async function homeUsage(dir: string, maxEntries = 200_000, stopAtBytes = Number.POSITIVE_INFINITY): Promise<HomeUsage> {
+  let bytes = 0;
+  let seen = 0;
+  const stack = [dir];
+  while (stack.length > 0) {
+    const current = stack.pop()!;
+    let entries;
+    try {
+      entries = await readdir(current, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      if ((seen += 1) > maxEntries || bytes >= stopAtBytes) return { bytes, complete: false };
+      const path = join(current, entry.name);
+      try {
+        bytes += (await lstat(path)).blocks * 512;
+      } catch {
+        continue;
+      }
+      if (entry.isDirectory()) stack.push(path);
+    }
+  }
+  return { bytes, complete: true };
+}
+
+/** `bytes` in the largest binary unit that keeps it at least 1, e.g. `1 GiB`, `64 MiB`, `300.5 MiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** A home to measure: its agent, host path and limit in bytes. */
+export interface WatchedHome {
+  readonly agent: string;
+  readonly dir: string;
+  readonly limitBytes: number;
+}
+
+/**
+ * Measures agents' homes in the background against their limits: {@link scan} starts a walk
+ * ({@link homeUsage}, stopping just past the limit) of each home given that is not already being
+ * walked and was last walked at least `everyMs` ago; `over(home, usedBytes)` is called when a walk
+ * finds a home past its limit.
+ */
+export class HomeWatch {
+  private readonly walking = new Set<string>();
+  private readonly walkedAtMs = new Map<string, number>();
+  private roundAtMs = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly everyMs: number,
+    private readonly over: (home: WatchedHome, usedBytes: number) => void,
+  ) {}
+
+  /**
+   * Starts the walks that are due (`nowMs` in ms since the epoch); returns at once. `homes` is
+   * iterated at most once per `everyMs`.
+   */
+  scan(homes: Iterable<WatchedHome>, nowMs: number): void {
+    if (nowMs - this.roundAtMs < this.everyMs) return;
+    this.roundAtMs = nowMs;
+    for (const home of homes) {
+      if (this.walking.has(home.agent) || nowMs - (this.walkedAtMs.get(home.agent) ?? Number.NEGATIVE_INFINITY) < this.everyMs) continue;
+      this.walking.add(home.agent);
+      this.walkedAtMs.set(home.agent, nowMs);
+      void homeUsage(home.dir, 200_000, home.limitBytes + 1)
+        .then((usage) => {
+          if (usage.bytes > home.limitBytes) this.over(home, usage.bytes);
+        })
+        .finally(() => this.walking.delete(home.agent));
+    }
+  }
+}
