@@ -476,7 +476,10 @@ export class Supervisor {
    * the first tick: results already on the broker are applied first (waiting up to 5 s for the
    * consumer's backlog to empty), then executions still open belong to agents that died with that
    * run, so they are finished as lost and their tasks put back to ready (or failed once attempts
-   * are used up), and their queued assignments are purged so no dead execution runs later. Half
+   * are used up), and their queued assignments are purged so no dead execution runs later. Before
+   * that, a card a person moved while Warren was stopped keeps their column: its execution is
+   * cancelled and its pending board write dropped (see BoardEdits.applyMoves); it runs again only
+   * when they moved it to the ready column. Half
    * written board files are removed. One `supervisor.recovered` audit row says what was done.
    */
   private async reconcile(nowMs: number): Promise<void> {
