@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { cleanUpAfterEach, makeTestLayout, requireMachine, shellTask, startWarren, waitFor, warren, type CliProcess, type CliResult, type TestLayout } from '../support/cli.js';
-import { agentProcessesOf, audit, cardValue, started, waitDuring } from './support.js';
+import { agentProcessesOf, audit, cardValue, started, startWarrenWithEnv, waitDuring, writeAtomically } from './support.js';
 
 const { layouts, running } = cleanUpAfterEach();
 
@@ -29,9 +29,10 @@ async function ended(run: CliProcess, timeoutMs = 120_000): Promise<CliResult> {
   return result;
 }
 
+/** A person's edit of card `id`: its status set to `status`, the file replaced as editors do. */
 function setStatus(made: TestLayout, id: string, status: string): void {
   const path = join(made.dir, 'kanban', 'tasks', `${id}.md`);
-  writeFileSync(path, readFileSync(path, 'utf8').replace(/^status: .*$/m, `status: ${status}`));
+  writeAtomically(path, readFileSync(path, 'utf8').replace(/^status: .*$/m, `status: ${status}`));
 }
 
 describe("a person's edits of running cards win", () => {
@@ -74,6 +75,25 @@ describe("a person's edits of running cards win", () => {
     expect(agentProcessesOf(made)).toEqual([]);
   }, 300_000);
 
+  it('a running card moved back to ready has its execution cancelled and runs again as a new attempt', async () => {
+    const made = makeTestLayout({ rr: shellTask('rr', 'test -e "$HOME/second" && echo second-run || { touch "$HOME/second"; sleep 300; }') }, { copyAgents: true });
+    layouts.push(made);
+    // One agent, so both attempts share a home.
+    const template = join(made.dir, 'agents', 'shell.yaml');
+    writeFileSync(template, readFileSync(template, 'utf8').replace(/^maxInstances: \d+$/m, 'maxInstances: 1'));
+    const run = startWarren(made.args('run', '--until-idle'));
+    running.push(run);
+    await waitDuring(run, 'the task running, its card in progress', () => started(made, 'rr') && cardValue(made, 'rr', 'status') === 'in_progress');
+    setStatus(made, 'rr', 'ready');
+    const end = await ended(run);
+    expect(end.code, end.stderr.slice(-3000)).toBe(0);
+    expect(cardValue(made, 'rr', 'status')).toBe('done');
+    expect(parse(cardValue(made, 'rr', 'result')!)).toBe('second-run');
+    const rows = audit(made);
+    expect(rows.filter((r) => r.action === 'task.cancelled' && r.object === 'task:rr').map((r) => r.details)).toMatchObject([{ attempt: 1, column: 'ready', requeued: true }]);
+    expect(rows.filter((r) => r.action === 'task.assign' && r.object === 'task:rr').map((r) => r.details.attempt)).toEqual([1, 2]);
+  }, 300_000);
+
   it('a card moved to backlog while the supervisor was down stays there: the execution is cancelled, not run again (#42)', async () => {
     const made = makeTestLayout({ slow: shellTask('slow', 'sleep 300; echo slow-done') });
     layouts.push(made);
@@ -97,6 +117,27 @@ describe("a person's edits of running cards win", () => {
     expect(cancelled.map((r) => r.details.reason)).toEqual(['moved to backlog on the board while the supervisor was stopped']);
     expect(rows.filter((r) => r.action === 'task.assign' && r.object === 'task:slow')).toHaveLength(1);
     expect(agentProcessesOf(made)).toEqual([]);
+  }, 300_000);
+
+  it('a card moved to backlog after its task ended, before Warren wrote the result, stays there: the pending write is dropped', async () => {
+    const made = makeTestLayout({ ended: shellTask('ended', 'echo ended-ok') });
+    layouts.push(made);
+    // The supervisor dies right after committing the result, before the card shows it.
+    const crashing = startWarrenWithEnv(made.args('run', '--until-idle'), { WARREN_FAULT_INJECTION: '1', WARREN_CRASH_AT: 'result.committed' });
+    running.push(crashing);
+    const crashed = await crashing.done;
+    expect(crashed.signal, crashed.stderr.slice(-3000)).toBe('SIGKILL');
+    expect(crashed.stderr).toContain("FAULT INJECTION: this supervisor will die at 'result.committed'");
+    await waitFor('the killed supervisor’s agents to end', () => agentProcessesOf(made).length === 0, 30_000);
+    expect(cardValue(made, 'ended', 'status')).not.toBe('done');
+
+    setStatus(made, 'ended', 'backlog');
+    const rerun = await warren(made.args('run', '--until-idle'));
+    expect(rerun.code, rerun.stderr.slice(-3000)).toBe(0);
+    expect(cardValue(made, 'ended', 'status')).toBe('backlog');
+    const dropped = audit(made, '--action', 'board.write_dropped');
+    expect(dropped.map((r) => [r.object, r.details.column, r.details.state])).toEqual([['task:ended', 'backlog', 'succeeded']]);
+    expect(audit(made, '--action', 'task.assign')).toHaveLength(1);
   }, 300_000);
 
   it('a card moved back to ready while it was down runs again', async () => {
@@ -127,7 +168,7 @@ describe('a duplicate id added while a task runs', () => {
 
     const impostor = '---\nid: dup\ntitle: Impostor\nstatus: ready\ncapabilities: [shell]\ncommand: echo IMPOSTOR\n---\n';
     const impostorPath = join(made.dir, 'kanban', 'tasks', 'aaa.md');
-    writeFileSync(impostorPath, impostor);
+    writeAtomically(impostorPath, impostor);
     await waitDuring(run, 'the newcomer to be held', () => audit(made, '--action', 'task.held').some((r) => r.object === 'file:tasks/aaa.md'));
     letFinish(made, 'dup');
     const end = await ended(run);
