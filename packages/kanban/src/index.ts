@@ -31,11 +31,11 @@ export { loadBoard, updateTask, detectBoardFormat, boardFormat, BOARD_FORMATS, m
 export { loadWarrenBoard, refreshWarrenBoard, isTaskFileName, readSmallFile } from './load.js';
 export { loadBoardConfig, parseBoardConfig, DEFAULT_PRIORITIES } from './config.js';
 export { parseTaskFile } from './task.js';
-export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue, applyOwnedChanges, syncDirectories } from './update.js';
+export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue, keepQuoting, applyOwnedChanges, syncDirectories } from './update.js';
 export type { FieldWrite } from './update.js';
 export { blockedTasks, checkDependencies, isReady } from './dependencies.js';
 export type { BlockedTask } from './dependencies.js';
-export { checkTransition, checkMove, wipStatus, illegalMoves, parentsToComplete } from './process.js';
+export { checkTransition, checkMove, transitionPath, wipStatus, illegalMoves, parentsToComplete } from './process.js';
 export type {
   TransitionRefusal,
   WipRefusal,

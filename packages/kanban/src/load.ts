@@ -69,7 +69,7 @@ export async function loadWarrenBoard(dir: string, options: LoadBoardOptions = {
     taskParser(config, boardDir, { displayRoot: root }),
     { realDir: realTasksDir },
   );
-  const { parsed, errors } = keepFirstById(results, root);
+  const { parsed, errors } = keepFirstById(results, root, options.keepPathOf ? { keepPathOf: options.keepPathOf } : {});
   const tasks = parsed.map((p) => p.task);
   return { dir: boardDir, format: 'warren', configPath: join(boardDir, 'board.yaml'), config, tasks, errors };
 }
@@ -289,25 +289,44 @@ export async function readAndParse<P>(
 
 /**
  * Splits parse results into the parsed tasks and the errors, in order; a task whose id (compared by
- * `key`) an earlier file already uses becomes one error on its id line naming that file, so no task
- * is loaded twice.
+ * `key`) another file already uses becomes one error on its id line naming that file, so no task
+ * is loaded twice. The file that keeps the id is the one `keepPathOf(id)` names when it is among
+ * them, else the first in order.
  * @param field the id's field name in this format, for the error.
  */
 export function keepFirstById<P extends { readonly task: Task; readonly idLine: number }>(
   results: readonly (P | TaskFileError)[],
   root: string,
-  options: { readonly key?: (id: string) => string; readonly field?: string } = {},
+  options: { readonly key?: (id: string) => string; readonly field?: string; readonly keepPathOf?: ((id: string) => string | undefined) | undefined } = {},
 ): { parsed: P[]; errors: TaskFileError[] } {
   const key = options.key ?? ((id: string) => id);
   const parsed: P[] = [];
   const errors: TaskFileError[] = [];
   const first = new Map<string, Task>();
+  const keeper = new Map<string, Task>();
+  if (options.keepPathOf) {
+    const seen = new Set<string>();
+    for (const result of results) {
+      if (result instanceof TaskFileError) continue;
+      const k = key(result.task.id);
+      if (!seen.has(k)) {
+        seen.add(k);
+        continue;
+      }
+      if (keeper.has(k)) continue;
+      const path = options.keepPathOf(result.task.id);
+      const kept = path === undefined ? undefined : results.find((r): r is P => !(r instanceof TaskFileError) && key(r.task.id) === k && r.task.path === path);
+      if (kept) keeper.set(k, kept.task);
+    }
+  }
   for (const result of results) {
     if (result instanceof TaskFileError) {
       errors.push(result);
       continue;
     }
-    const earlier = first.get(key(result.task.id));
+    const k = key(result.task.id);
+    const kept = keeper.get(k);
+    const earlier = kept ? (kept === result.task ? undefined : kept) : first.get(k);
     if (earlier) {
       errors.push(
         new TaskFileError({
@@ -320,7 +339,7 @@ export function keepFirstById<P extends { readonly task: Task; readonly idLine: 
       );
       continue;
     }
-    first.set(key(result.task.id), result.task);
+    first.set(k, result.task);
     parsed.push(result);
   }
   return { parsed, errors };

@@ -63,6 +63,40 @@ export function checkTransition(config: BoardConfig, from: string, to: string): 
   };
 }
 
+/**
+ * The shortest way from column `from` to column `to` that the board's transition FSM allows, as
+ * the columns entered in order (`to` last; empty when `from === to`): `['review', 'done']` from
+ * `in_progress` on a board whose rules go `in_progress -> review -> done`. Ties go to the rules'
+ * order, then the order of their `to` lists. With no FSM (or a disabled one) the direct move.
+ *
+ * @returns the columns, or null when no sequence of allowed moves reaches `to`.
+ */
+export function transitionPath(config: BoardConfig, from: string, to: string): string[] | null {
+  if (from === to) return [];
+  const fsm = config.transitions;
+  if (!fsm || !fsm.enabled) return [to];
+  const cameFrom = new Map<string, string>([[from, from]]);
+  let frontier = [from];
+  while (frontier.length > 0 && !cameFrom.has(to)) {
+    const next: string[] = [];
+    for (const column of frontier) {
+      for (const rule of fsm.rules) {
+        if (!rule.from.includes(column)) continue;
+        for (const target of rule.to) {
+          if (cameFrom.has(target)) continue;
+          cameFrom.set(target, column);
+          next.push(target);
+        }
+      }
+    }
+    frontier = next;
+  }
+  if (!cameFrom.has(to)) return null;
+  const path: string[] = [];
+  for (let at = to; at !== from; at = cameFrom.get(at)!) path.unshift(at);
+  return path;
+}
+
 /** The WIP of one limited column or one assignee. */
 export interface WipEntry {
   /** `column` for a column's limit; `agent` for `wipPerAgent` in the in-progress column. */

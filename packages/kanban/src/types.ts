@@ -159,6 +159,13 @@ export interface LoadBoardOptions {
   readonly format?: BoardFormatName | undefined;
   /** How the board's statuses, priorities, tags and labels map to Warren's (see `BoardMapping`). */
   readonly mapping?: BoardMapping | undefined;
+  /**
+   * The file that keeps an id when several files use it: `keepPathOf(id)` returns an absolute
+   * path (or undefined for the default, the first file in name order). The supervisor names the
+   * file of a task it is running, so a file added later with the same id is the duplicate whatever
+   * its name. Called only for ids that more than one file uses.
+   */
+  readonly keepPathOf?: ((id: string) => string | undefined) | undefined;
 }
 
 /**

@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { isAlias, isCollection, isMap, isScalar, parse, type Node, type Pair } from 'yaml';
+import { isAlias, isCollection, isMap, isScalar, parse, Scalar, type Node, type Pair } from 'yaml';
 import { TaskConflictError, TaskUpdateError } from './errors.js';
 import { decodeUtf8, findFrontmatter, firstInvalidUtf8, isFrontmatterProblem, parseTimestampMs, sha256Hex } from './text.js';
 import { OWNED_FIELDS, type OwnedField, type OwnedFieldChanges, type Task, type UpdateTaskOptions, type UpdateTaskResult } from './types.js';
@@ -38,6 +38,31 @@ export function doubleQuoted(value: string): string {
     } else out += ch;
   }
   return `${out}"`;
+}
+
+/**
+ * A YAML single-quoted scalar for `value` (`'` doubled), or undefined when single quotes cannot
+ * hold it on one line (a character {@link doubleQuoted} would escape other than `"` and `\`).
+ */
+export function singleQuoted(value: string): string | undefined {
+  for (const ch of value) {
+    if (ch !== '"' && ch !== '\\' && doubleQuoted(ch) !== `"${ch}"`) return undefined;
+  }
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/**
+ * How a string value replacing a scalar is written so that the file keeps its style: in double
+ * quotes when the old value was double-quoted, in single quotes when it was single-quoted (double
+ * quotes when single ones cannot hold it), else `written` (the writer's own choice, plain when
+ * safe). `status: "todo"` becomes `status: "in_progress"`, not `status: in_progress`.
+ * @param old the value node being replaced; @param value the new value; @param written its default YAML.
+ */
+export function keepQuoting(old: unknown, value: unknown, written: string): string {
+  if (typeof value !== 'string' || !isScalar(old)) return written;
+  if (old.type === Scalar.QUOTE_DOUBLE) return doubleQuoted(value);
+  if (old.type === Scalar.QUOTE_SINGLE) return singleQuoted(value) ?? doubleQuoted(value);
+  return written;
 }
 
 /**
@@ -134,8 +159,9 @@ export interface FieldWrite {
  * Rewrites frontmatter values in a file's text, keeping every other character: the format-neutral
  * core of {@link rewriteOwnedFields}, used by every board format that keeps YAML frontmatter
  * (Warren, Backlog.md, JSON-config boards). An existing key keeps its line and only its value
- * (scalar, flow or block collection) is replaced; a missing key is appended at the end of the
- * frontmatter with the file's line ending and the first key's indentation. Pure.
+ * (scalar, flow or block collection) is replaced, a string replacing a quoted scalar in the same
+ * quotes ({@link keepQuoting}); a missing key is appended at the end of the frontmatter with the
+ * file's line ending and the first key's indentation. Pure.
  *
  * @throws {TaskUpdateError} when the text has no frontmatter, the frontmatter is not valid YAML or
  *   not a block mapping, or the result would not read back with exactly the new values and the old
@@ -169,7 +195,7 @@ export function rewriteFields(text: string, writes: readonly FieldWrite[], path 
       appended.push(write.blockLines ? `${write.key}:${block(write.blockLines)}` : `${write.key}: ${write.yaml}`);
       continue;
     }
-    const edit = valueEdit(path, write.key, yamlText, pair, write.yaml);
+    const edit = valueEdit(path, write.key, yamlText, pair, write.blockLines ? write.yaml : keepQuoting(pair.value, write.value, write.yaml));
     if (write.blockLines) {
       const colon = (pair.srcToken?.sep ?? []).find((token) => token.type === 'map-value-ind')!;
       edits.push({ start: colon.offset + 1, end: edit.end, text: block(write.blockLines) });

@@ -86,7 +86,7 @@ describe('JSON-config board', () => {
     const after = await readFile(path, 'utf8');
     expect(after).toBe(
       before
-        .replace('status: "In Progress"', 'status: review')
+        .replace('status: "In Progress"', 'status: "review"')
         .replace('assignee: "alice"', 'assignee: null')
         .replace('---\nBody', 'updated_at: 2026-11-20T10:00:00.000Z\n---\nBody'),
     );

@@ -130,7 +130,17 @@ describe('rewriteOwnedFields (property)', () => {
         const outLines = output.slice(prefix.length).split(eol);
         lines.forEach((line, i) => {
           const field = OWNED_FIELDS.find((f) => f === line.key && change[f] !== undefined);
-          if (field) expect(outLines[i]).toBe(`${field}: ${formatOwnedValue(change[field]!)}${line.suffix}`);
+          if (field) {
+            // A string replacing a quoted value keeps its quotes (single ones become double only
+            // when they cannot hold it); otherwise it is written as formatOwnedValue writes it.
+            const value = change[field]!;
+            const was = line.text.slice(`${field}: `.length)[0];
+            const written = outLines[i]!.slice(`${field}: `.length, outLines[i]!.length - line.suffix.length);
+            expect(outLines[i]!.startsWith(`${field}: `) && outLines[i]!.endsWith(line.suffix)).toBe(true);
+            if (value !== null && was === '"') expect(written[0]).toBe('"');
+            else if (value !== null && was === "'") expect(`'"`).toContain(written[0]);
+            else expect(written).toBe(formatOwnedValue(value));
+          }
           else expect(outLines[i]).toBe(line.text + line.suffix);
         });
         const present = new Set(lines.map((l) => l.key));

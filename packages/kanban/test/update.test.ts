@@ -49,8 +49,8 @@ describe('updateTaskFile', () => {
     const expected = [
       '\uFEFF---',
       '# Owned keys first, in an odd order',
-      'updated: 2026-11-21T10:05:00.000Z   # when it last changed',
-      'status: in_progress # moved by hand',
+      "updated: '2026-11-21T10:05:00.000Z'   # when it last changed",
+      'status: "in_progress" # moved by hand',
       "title: 'Fix the login form'",
       'id: fix-login',
       'assignee: shell-1',

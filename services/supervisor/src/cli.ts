@@ -165,6 +165,7 @@ function printSummary(summary: RunSummary, json: boolean): void {
   for (const u of summary.unplaced) lines.push(`  waiting ${u.taskId}: ${u.reason}`);
   for (const b of summary.blocked) lines.push(`  blocked ${b.taskId}: ${b.reason}`);
   for (const e of summary.templateErrors) lines.push(`  template ${e}`);
+  for (const b of summary.board) lines.push(`  board   ${b.taskId}: ${b.message}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

@@ -74,6 +74,7 @@ import { openDatabase, type SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
 import { assignmentRefusal, openBroker, rejectionEntry } from './broker-access.js';
+import { BoardEdits, type BoardNote } from './board-edits.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
@@ -111,6 +112,8 @@ export interface RunSummary {
   /** Ready tasks that can never run as the board stands (a dependency cycle, self or unknown id), with the reason. */
   readonly blocked: readonly { readonly taskId: string; readonly reason: string }[];
   readonly templateErrors: readonly string[];
+  /** Cards that do not show what Warren did: moved by a person, deleted, or stopped short of their end column. */
+  readonly board: readonly BoardNote[];
   /** True when nothing failed, nothing was held or blocked and every ready task was placed. */
   readonly ok: boolean;
 }
@@ -237,6 +240,8 @@ export class Supervisor {
   private readonly diskReserve: DiskReserve;
   /** Measures the homes of agents running tasks against their templates' `homeLimit`. */
   private readonly homeWatch: HomeWatch;
+  /** People's edits of the board during a run (moves, deletions) and where cards stopped. */
+  private readonly boardEdits: BoardEdits;
 
   private constructor(
     readonly config: SupervisorConfig,
@@ -255,6 +260,18 @@ export class Supervisor {
     this.instanceTag = instanceTag(config.stateDir);
     this.diskReserve = new DiskReserve(config.stateDir, config.diskReserve);
     this.homeWatch = new HomeWatch(HOME_SCAN_MS, (home, usedBytes) => this.stopForDisk(home.agent, `home over its ${formatBytes(home.limitBytes)} limit (${formatBytes(usedBytes)} used)`, usedBytes, home.limitBytes));
+    this.boardEdits = new BoardEdits({
+      state,
+      log,
+      record: (entry) => this.record(entry),
+      cancelExecution: (taskId, attempt, agent, reason) => {
+        const live = this.live.get(agent);
+        if (!live?.gateway.connected) return false;
+        this.cancelRequested.add(`${taskId}:${attempt}`);
+        live.gateway.cancel(taskId, attempt, reason);
+        return true;
+      },
+    });
   }
 
   /**
@@ -494,7 +511,10 @@ export class Supervisor {
    * the first tick: results already on the broker are applied first (waiting up to 5 s for the
    * consumer's backlog to empty), then executions still open belong to agents that died with that
    * run, so they are finished as lost and their tasks put back to ready (or failed once attempts
-   * are used up), and their queued assignments are purged so no dead execution runs later. Half
+   * are used up), and their queued assignments are purged so no dead execution runs later. Before
+   * that, a card a person moved while Warren was stopped keeps their column: its execution is
+   * cancelled and its pending board write dropped (see BoardEdits.applyMoves); it runs again only
+   * when they moved it to the ready column. Half
    * written board files are removed. One `supervisor.recovered` audit row says what was done.
    */
   private async reconcile(nowMs: number): Promise<void> {
@@ -506,6 +526,14 @@ export class Supervisor {
       resultsApplied += applied;
       if ((await this.broker.resultsBacklog()) === 0 || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // A person's move of a card while Warren was stopped wins over the state Warren left.
+    let moved: AssignmentRow[] = [];
+    if (this.board) {
+      const board = this.board;
+      this.transaction(() => {
+        moved = this.boardEdits.applyMoves(board.tasks, board.config.roles, new Map(), nowMs, true);
+      });
     }
     const orphans = this.state.openAssignments();
     const requeued: string[] = [];
@@ -520,7 +548,7 @@ export class Supervisor {
       }
     });
     let assignmentsPurged = 0;
-    for (const agent of new Set(orphans.map((a) => a.agent))) {
+    for (const agent of new Set([...orphans, ...moved].map((a) => a.agent))) {
       assignmentsPurged += await this.broker.purgeAssignments(agent);
     }
     const tempFiles = removeStaleTempFiles(join(this.config.boardDir, 'tasks'), unlinkSync);
@@ -531,6 +559,7 @@ export class Supervisor {
       details: {
         resultsApplied,
         lostExecutions: orphans.map((a) => `${a.taskId}:${a.attempt}`),
+        movedOnTheBoard: moved.map((a) => `${a.taskId}:${a.attempt}`),
         requeued,
         failed,
         assignmentsPurged,
@@ -555,8 +584,9 @@ export class Supervisor {
         ? await loadBoard(this.config.boardDir, {
             ...(this.config.boardFormat ? { format: this.config.boardFormat } : {}),
             ...(this.options.mapping ? { mapping: this.options.mapping } : {}),
+            keepPathOf: this.keepPathOf,
           })
-        : await refreshWarrenBoard(this.board!, changed);
+        : await refreshWarrenBoard(this.board!, changed, { keepPathOf: this.keepPathOf });
     } catch (error) {
       if (this.boardAvailability().noteFailure(nowMs)) return;
       const key = `config:${(error as Error).message}`;
@@ -570,6 +600,7 @@ export class Supervisor {
     this.boardAvailability().noteBack(nowMs);
     const previous = this.board;
     if (snapshot === previous) return;
+    const previousById = this.taskById;
     this.setBoard(snapshot);
     for (const error of snapshot.errors) this.reportHeld(error);
     (this.blocked ??= new BlockedTaskReport(this.log, (entry) => this.record(entry))).update(snapshot);
@@ -593,7 +624,19 @@ export class Supervisor {
         });
       }
     }
+    // After start-up recovery (which applies the moves made while Warren was stopped itself).
+    if (this.loop) {
+      const examined = full ? snapshot.tasks : snapshot.tasks.filter((t) => changedSet.has(t.path));
+      this.transaction(() => this.boardEdits.applyMoves(examined, snapshot.config.roles, previousById, nowMs));
+      this.boardEdits.reportDeletedCards(this.taskById, snapshot.errors);
+    }
   }
+
+  /**
+   * The file that keeps an id several files use: the file of the task Warren knows by that id (the
+   * one it ran or runs), so a file added later with that id is the duplicate whatever its name.
+   */
+  private readonly keepPathOf = (id: string): string | undefined => this.state.task(id)?.path;
 
   /**
    * Reports what people did against the board's process: moves its transition rules forbid (Warren
@@ -727,10 +770,14 @@ export class Supervisor {
     if (!this.board) return 0;
     const board = this.board;
     const roles = board.config.roles;
-    const writes: { row: TaskRow; task: Task; steps: (OwnedFieldChanges & { status: string })[] }[] = [];
+    const writes: { row: TaskRow; task: Task; steps: OwnedFieldChanges[] }[] = [];
     for (const row of this.state.pendingBoardTasks()) {
       const task = this.taskById.get(row.id);
-      if (!task) continue;
+      if (!task) {
+        // A deleted card: its write has nowhere to go (the result stays in the audit trail).
+        if (this.boardEdits.isDeletedCard(row, this.taskById, board.errors)) this.state.putTask({ ...row, boardSync: 'clean' });
+        continue;
+      }
       const now = new Date().toISOString();
       const changes =
         row.state === TaskState.assigned || row.state === TaskState.running
@@ -751,23 +798,12 @@ export class Supervisor {
       }
       // A task that finished before its card ever showed it in progress moves straight to its end
       // column, unless the board's transitions forbid that: then it goes through in progress.
-      const direct = changes.status === roles.in_progress || task.status === roles.in_progress || checkTransition(board.config, task.status, changes.status) === null;
-      const steps = direct ? [changes] : [{ status: roles.in_progress, assignee: row.agent, started: now, updated: now }, { ...changes, assignee: row.agent }];
+      const assignedMs = this.state.assignment(row.id, row.attempt)?.assignedMs;
+      const steps = this.boardEdits.steps(board, row, task, changes, assignedMs === undefined ? now : new Date(assignedMs).toISOString());
       writes.push({ row, task, steps });
     }
     if (writes.length === 0) return 0;
-    const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, async ({ task, steps }) => {
-      let current = task;
-      try {
-        for (const changes of steps) {
-          const { hash } = await updateTask(board, current, changes, { expectedHash: current.hash, syncDirectory: false });
-          current = (board.format ?? 'warren') === 'warren' ? applyOwnedChanges(current, changes, hash) : { ...current, hash, status: changes.status };
-        }
-        return { ok: true as const, updated: current };
-      } catch (error) {
-        return { ok: false as const, error, updated: current };
-      }
-    });
+    const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, ({ task, steps }) => this.boardEdits.write(board, task, steps));
     // One folder sync makes every rename above durable.
     await syncDirectories(new Set(writes.map(({ task }) => dirname(task.path))));
     let wrote = 0;
@@ -1838,6 +1874,7 @@ export class Supervisor {
       unplaced,
       blocked,
       templateErrors,
+      board: [...this.boardEdits.notes],
       ok: this.failedTasks.length === 0 && held.length === 0 && unplaced.length === 0 && blocked.length === 0 && templateErrors.length === 0,
     };
   }

@@ -193,7 +193,7 @@ async function load(dirArg: string, options: LoadBoardOptions = {}): Promise<Boa
     for (const name of names) paths.push(join(folderPath, name));
   }
   const results = await readAndParse(paths, realBoard, root, (path, bytes) => parseBacklogTask(path, bytes, dir, root, backlog, options));
-  const { parsed, errors } = keepFirstById(results, root, { key: backlogIdKey });
+  const { parsed, errors } = keepFirstById(results, root, { key: backlogIdKey, keepPathOf: options.keepPathOf });
   const byKey = new Map(parsed.map((p) => [backlogIdKey(p.task.id), p.task]));
   const canonical = (raw: string): string => byKey.get(backlogIdKey(raw))?.id ?? raw.trim();
   const tasks = parsed.map(({ task, rawDependencies, rawParent }) => ({

@@ -245,7 +245,7 @@ async function load(dirArg: string, options: LoadBoardOptions = {}): Promise<Boa
   const results = await readAndParse(names.map((name) => join(board.tasksDir, name)), realBoard, root, (file, bytes) =>
     parseJsonTask(file, bytes, dir, root, board, options),
   );
-  const { parsed, errors } = keepFirstById(results, root, { field: 'uuid' });
+  const { parsed, errors } = keepFirstById(results, root, { field: 'uuid', keepPathOf: options.keepPathOf });
   const tasks = parsed.map((p) => p.task);
   return { dir, format: 'json-config', configPath: path, config: board.config, tasks, errors };
 }
