@@ -36,6 +36,8 @@ export interface SandboxCgroups {
     readonly pidsCurrent: string | null;
     /** `pids.events` (`max N`: forks refused by `pids.max`). */
     readonly pidsEvents: string | null;
+    /** v2 `memory.events` or v1 `memory.oom_control` (`oom_kill N`: processes the OOM killer killed). */
+    readonly memoryEvents: string | null;
     /** CPU time: cgroup2 `cpu.stat` (`usage_usec`) or v1 `cpuacct.usage` (ns). */
     readonly cpu: { readonly path: string; readonly format: 'cpu.stat' | 'cpuacct.usage' } | null;
   };
@@ -157,6 +159,7 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
           memoryUsage: join(dir, 'memory.current'),
           pidsCurrent: join(dir, 'pids.current'),
           pidsEvents: join(dir, 'pids.events'),
+          memoryEvents: join(dir, 'memory.events'),
           cpu: { path: join(dir, 'cpu.stat'), format: 'cpu.stat' },
         },
       };
@@ -215,6 +218,7 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
         memoryUsage: memory ? join(memory.dir, 'memory.usage_in_bytes') : null,
         pidsCurrent: pidsDir ? join(pidsDir, 'pids.current') : null,
         pidsEvents: pidsDir ? join(pidsDir, 'pids.events') : null,
+        memoryEvents: memory ? join(memory.dir, 'memory.oom_control') : null,
         cpu,
       },
     };

@@ -5,7 +5,7 @@ import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/pro
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { silentLogger, type Logger } from '@warren/core';
+import { formatBytes, silentLogger, type Logger } from '@warren/core';
 import {
   createCgroups,
   killCgroups,
@@ -85,6 +85,22 @@ export function describeExit(exit: SandboxExit): string {
       return `unknown exit ${JSON.stringify(unknown)}`;
     }
   }
+}
+
+/**
+ * What an agent's card and the CLI say when the OOM killer acted in its memory cgroup:
+ * `out of memory (limit 1 GiB)`, `limitBytes` being the cgroup's memory limit in bytes.
+ */
+export function describeOutOfMemory(limitBytes: number): string {
+  return `out of memory (limit ${formatBytes(limitBytes)})`;
+}
+
+/**
+ * What an agent's card and the CLI say when it was stopped for sitting at its process limit
+ * (`pids.max`, processes and threads): `process limit reached (512)`.
+ */
+export function describeProcessLimit(pidsMax: number): string {
+  return `process limit reached (${pidsMax})`;
 }
 
 /** What is known once the sandbox's process has ended, for {@link classifyExit}. */

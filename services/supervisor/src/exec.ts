@@ -9,6 +9,8 @@ import { loadPolicy } from '@warren/policy';
 import {
   assertIsolation,
   describeExit,
+  describeOutOfMemory,
+  describeProcessLimit,
   probeHost,
   removeOrphanCgroups,
   spawnSandbox,
@@ -116,7 +118,7 @@ export async function execInAgent(config: SupervisorConfig, options: ExecOptions
       options.stderr.write(`warren: interrupted by ${signal}; the command was stopped (${describeExit(exit)})\n`);
       return 128 + SIGNALS[signal];
     }
-    return exitCodeOf(exit, options.stderr);
+    return exitCodeOf(exit, options.stderr, template.resources);
   } finally {
     db.close();
   }
@@ -212,7 +214,7 @@ export async function removeExecLeftovers(stateDir: string, logger: Logger): Pro
 
 const SIGNALS: Record<string, number> & Record<Interrupt, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
 
-function exitCodeOf(exit: SandboxExit, stderr: Writable): number {
+function exitCodeOf(exit: SandboxExit, stderr: Writable, limits: { readonly memoryMaxBytes: number; readonly pidsMax: number }): number {
   switch (exit.kind) {
     case 'succeeded':
       return 0;
@@ -220,6 +222,12 @@ function exitCodeOf(exit: SandboxExit, stderr: Writable): number {
       return exit.exitCode;
     case 'signaled':
       return 128 + (SIGNALS[exit.signal] ?? 0);
+    case 'oom':
+      stderr.write(`warren: ${describeOutOfMemory(limits.memoryMaxBytes)}\n`);
+      return 1;
+    case 'pids':
+      stderr.write(`warren: ${describeProcessLimit(limits.pidsMax)}\n`);
+      return 1;
     default:
       stderr.write(`warren: ${describeExit(exit)}\n`);
       return 1;
