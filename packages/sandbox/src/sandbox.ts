@@ -312,7 +312,8 @@ async function writeGeneratedFile(path: string, content: string | Uint8Array, mo
  * no_new_privs. The seccomp filter of {@link buildSeccompProgram} is always installed (bwrap reads
  * it from a fresh pipe on fd 4 at each spawn). The process joins its cgroups (memory, pids, cpu,
  * plus cgroup2 for kill and CPU time) before exec and gets RLIMIT_NOFILE, RLIMIT_FSIZE and
- * RLIMIT_NPROC via `prlimit`. stdout and stderr go to `spec.logPath` (capped, streamed). Host-side
+ * RLIMIT_NPROC via `prlimit`. stdout and stderr go to `spec.logPath` (capped, streamed), or
+ * whole to `options.output` when given. Host-side
  * files (`runDir/passwd`, `runDir/group`, the log) are written without following symlinks.
  * Resolves once the process is started (bwrap's pid known).
  * @throws {SandboxSpecError} if a spec field is invalid or the home is not a directory owned by

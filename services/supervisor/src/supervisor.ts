@@ -72,6 +72,7 @@ import type { SupervisorConfig } from './config.js';
 import { AgentGateway } from './gateway.js';
 import { loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
+import { removeExecLeftovers } from './exec.js';
 import { AgentLimitWatch, describeAgentExit, limitFailureOf, taskFailureOf } from './limit-watch.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
@@ -283,6 +284,7 @@ export class Supervisor {
         uidMax: config.uidMax,
       });
       const stale = await removeStaleCgroups();
+      await removeExecLeftovers(config.stateDir, log);
       // Home images a killed run left mounted (after the cgroups: nothing may still use them).
       await mkdir(config.homeRoot, { recursive: true, mode: 0o755 });
       const staleMounts = await removeStaleMounts(config.homeRoot);
