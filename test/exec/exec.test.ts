@@ -128,7 +128,7 @@ describe('an interrupted warren exec (#56)', () => {
     await exec.done;
     // bwrap dies with its parent, and the sandbox's pid namespace with it.
     await waitFor('the agent processes to end', () => processesOfUids(new Set([agent.uid])).length === 0);
-    expect(execCgroups(exec.pid).length).toBeGreaterThan(0);
+    expect(existsSync(runDir)).toBe(true);
     const next = await warren(['exec', agent.name, ...layout.args(), '--', 'true']);
     expect(next.code).toBe(0);
     expect(execCgroups(exec.pid)).toEqual([]);

@@ -55,12 +55,13 @@ function leftoverCgroups(dir: string): string[] {
 
 describe('task outcomes at the limits', () => {
   it('stops a fork bomb whose parent stays alive: the card fails with the process limit, the audit says why (#44)', { timeout: 300_000 }, async () => {
-    // The bomb's processes sleep 600 s and the task timeout is 10 minutes: only the process-limit
-    // watchdog can end it before the run's deadline.
+    // The bomb's loop runs for minutes at least and the task timeout is 10 minutes: only the
+    // process-limit watchdog can end it before the run's deadline.
     const { dir, args, file } = layoutWith(
       {
-        // Forks until the limit refuses them, and keeps trying (bounded), its parent alive.
-        'a-bomb': shellTask('a-bomb', 'i=0; while [ $i -lt 100000 ]; do (sleep 600 &) 2>/dev/null; i=$((i + 1)); done; sleep 600'),
+        // Forks until the limit refuses them and keeps trying, its parent alive: 100 million tries,
+        // over 100 s even at 1 µs a turn (a refused fork takes about a millisecond here).
+        'a-bomb': shellTask('a-bomb', 'i=0; while [ $i -lt 100000000 ]; do (sleep 600 &) 2>/dev/null; i=$((i + 1)); done; sleep 600'),
         'b-normal': shellTask('b-normal', 'sleep 2; echo normal-done'),
       },
       64,
