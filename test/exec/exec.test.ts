@@ -89,6 +89,12 @@ describe('warren exec output (#55)', () => {
     expect(run.stderr).toBe('err\n');
   });
 
+  it('names an OOM kill with the memory limit (#46)', { timeout: 120_000 }, async () => {
+    const run = await warren(['exec', agent.name, ...layout.args(), '--', 'perl', '-e', '$x = q(a) x (2 * 1024**3)']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('warren: out of memory (limit 1 GiB)');
+  });
+
   it('closes the pipe of a command whose reader went away, as a shell pipeline does', { timeout: 120_000 }, async () => {
     const result = spawnSync('sh', ['-c', `${process.execPath} ${cli} exec ${agent.name} ${layout.args().join(' ')} -- seq 1 100000000 | head -n 3`], {
       cwd: repo,
