@@ -143,16 +143,19 @@ export interface WatchedAgent {
 }
 
 /**
- * What a task that just ended on `agent` failed of, when its limits explain it better than the
- * task's own output: the agent's `failTasks` (it was stopped at its process limit), or an OOM kill
- * in its memory cgroup since the previous result (`out of memory (limit 1 GiB)`). Call it for
- * every result, successful or not, so that an OOM kill is blamed on the task it happened in.
- * @returns the text, or undefined (also always for a succeeded task).
+ * What a task that just ended on `agent` with `outcome` failed of, when its limits explain it
+ * better than the task's own output: the agent's `failTasks` (it was stopped at its process
+ * limit), or, for outcome `failed`, an OOM kill in its memory cgroup since the previous result
+ * (`out of memory (limit 1 GiB)`). Call it for every result, so that an OOM kill is blamed on the
+ * task it happened in.
+ * @param settled true when the outcome stands whatever happened (succeeded, or cancelled by an
+ *   operator): then nothing is blamed.
+ * @returns the text, or undefined.
  */
-export function taskFailureOf(agent: WatchedAgent | undefined, succeeded: boolean): string | undefined {
+export function taskFailureOf(agent: WatchedAgent | undefined, outcome: string, settled: boolean): string | undefined {
   if (!agent) return undefined;
   const oomKilled = agent.sandbox !== undefined && agent.watch.newOomKill(agent.sandbox.usage());
-  if (succeeded) return undefined;
+  if (settled) return undefined;
   if (agent.failTasks) return agent.failTasks;
-  return oomKilled ? describeOutOfMemory(agent.template.resources.memoryMaxBytes) : undefined;
+  return oomKilled && outcome === 'failed' ? describeOutOfMemory(agent.template.resources.memoryMaxBytes) : undefined;
 }

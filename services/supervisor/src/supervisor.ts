@@ -1164,18 +1164,19 @@ export class Supervisor {
     // agent: the signal may reach the task before the runner hears of the stop.
     const stoppedAgent = this.live.get(r.agent);
     const stopping = stoppedAgent?.stopDetail ?? stoppedAgent?.stopping;
+    const cancelledByOperator = r.outcome === 'cancelled' && this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
     // An OOM kill or the process limit explains a failure better than its output ("Killed").
-    const failure = taskFailureOf(stoppedAgent, succeeded);
+    const failure = taskFailureOf(stoppedAgent, r.outcome, succeeded || cancelledByOperator);
     const interrupted =
       failure === undefined &&
-      ((r.outcome === 'cancelled' && !this.cancelRequested.delete(`${r.taskId}:${r.attempt}`)) ||
+      ((r.outcome === 'cancelled' && !cancelledByOperator) ||
         (stoppedAgent?.stopping !== undefined && r.outcome !== 'succeeded' && r.signal !== null));
     const reason = succeeded
       ? r.summary.trim() || 'succeeded'
       : interrupted
         ? `interrupted: agent ${r.agent} was stopped${stopping ? ` (${stopping})` : ''}`
-        : stoppedAgent?.failTasks
-          ? `failed: ${stoppedAgent.failTasks}`
+        : failure !== undefined && failure === stoppedAgent?.failTasks
+          ? `failed: ${failure}`
           : `${failure ? 'failed' : r.outcome}${r.exitCode === null ? '' : ` (exit ${r.exitCode})`}${r.signal ? ` (${r.signal})` : ''}: ${failure ?? r.summary.trim()}`;
     this.settleTask(r.taskId, r.attempt, interrupted ? 'lost' : failure ? 'failed' : r.outcome, oneLine(reason, 500), nowMs, this.templateOf(r.agent));
     this.state.countTaskDone(r.agent);
