@@ -154,7 +154,7 @@ describe('warren exec', () => {
     const run = await warren(['exec', agent.name, ...args(), '--', 'sh', '-c', 'id -u; cat ~/work/quick/hi.txt; ls /etc/shadow; exit 5']);
     expect(run.code).toBe(5);
     expect(run.stdout).toContain(`${agent.uid}\nhi\n`);
-    expect(run.stdout).toMatch(/\/etc\/shadow.*No such file or directory/);
+    expect(run.stderr).toMatch(/\/etc\/shadow.*No such file or directory/);
     const audit = JSON.parse((await warren(['audit', '--json', '--action', 'agent.exec', ...args()])).stdout) as { actor: string; details: { argv: string[] } }[];
     expect(audit).toEqual([expect.objectContaining({ actor: 'user:root', details: expect.objectContaining({ argv: ['sh', '-c', expect.any(String)] }) })]);
 

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import type { Readable } from 'node:stream';
 import { OutputCapture, parseProgressLine, parseSendLine } from './output.js';
+import { closeWriteEnds, openTaskPipes } from './pipes.js';
 import { TaskOutcome, type ResultFrame, type TaskFrame } from './protocol.js';
 
 /**
@@ -96,7 +98,8 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
  * there (the task frame), starts the process in its own process group with cwd = workspace and
  * env + WARREN_TASK_ID, WARREN_TASK_ATTEMPT, WARREN_TASK_TITLE, WARREN_TASK_FILE, WARREN_WORKSPACE
  * and WARREN_TASK_COMMAND (if the task has one). stdout and stderr go to `output.log` there
- * (capped), and their last 2000 characters to the summary. After `task.timeoutMs` the group gets
+ * (capped), and their last 2000 characters to the summary; they are kernel pipes, so `/dev/stdout`
+ * and `/dev/stderr` can be opened. After `task.timeoutMs` the group gets
  * SIGTERM, then SIGKILL after the grace (outcome `timed_out`). When the process exits, whatever is
  * left of its group is killed. Outcome: exit 0 → `succeeded`, else `failed`. `outputs` lists the
  * workspace's files relative to `home` (without task.json, at most {@link MAX_OUTPUTS}).
@@ -178,10 +181,18 @@ export function startExecution(options: ExecutionOptions): Execution {
     if (typeof task.command === 'string') env.WARREN_TASK_COMMAND = task.command;
 
     const [program, ...args] = argv;
-    const proc = spawn(program!, args, { cwd: workspace, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Kernel pipes, not Node's socket pairs, so that the task can open /dev/stdout and /dev/stderr.
+    const pipes = openTaskPipes(2);
+    let proc: ChildProcess;
+    try {
+      proc = spawn(program!, args, { cwd: workspace, env, detached: true, stdio: ['ignore', pipes?.[0]!.writeFd ?? 'pipe', pipes?.[1]!.writeFd ?? 'pipe'] });
+    } finally {
+      if (pipes) closeWriteEnds(pipes);
+    }
     child = proc;
+    const streams: Readable[] = pipes ? pipes.map((pipe) => pipe.reader) : [proc.stdout!, proc.stderr!];
     const streamsClosed = Promise.all(
-      [proc.stdout, proc.stderr].map(
+      streams.map(
         (stream, i) =>
           new Promise<void>((resolve) => {
             stream.on('data', (chunk: Buffer) => output.push(chunk, i === 0));
@@ -209,8 +220,7 @@ export function startExecution(options: ExecutionOptions): Execution {
     let waitTimer: NodeJS.Timeout | undefined;
     await Promise.race([streamsClosed, new Promise((resolve) => (waitTimer = setTimeout(resolve, 1000)))]);
     clearTimeout(waitTimer);
-    proc.stdout?.destroy();
-    proc.stderr?.destroy();
+    for (const stream of streams) stream.destroy();
     output.close();
 
     if (end.error) {

@@ -71,6 +71,15 @@ describe('the runner as a child process', () => {
     expect(result.summary).toBe('exit code 3\noops');
   });
 
+  it('gives the task stdout and stderr that /dev/stdout and /dev/stderr open (pipes, not sockets) (#75)', async () => {
+    const { gateway, home } = await setup();
+    gateway.send(task('devs', { command: 'echo to-stdout > /dev/stdout; echo to-stderr > /dev/stderr; test -p /dev/stdout && test -p /dev/stderr && echo pipes' }));
+    const result = await gateway.result('devs');
+    expect(result).toMatchObject({ outcome: 'succeeded', exitCode: 0, signal: null });
+    // Two pipes: the order between them is not kept.
+    expect(readFileSync(join(home, 'work/devs/output.log'), 'utf8').split('\n').sort()).toEqual(['', 'pipes', 'to-stderr', 'to-stdout']);
+  });
+
   it('fails a task without a command under the shell runtime, and one whose id tries to leave the workspace', async () => {
     const { gateway, home } = await setup();
     gateway.send(task('nocmd'));

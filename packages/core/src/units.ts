@@ -70,3 +70,19 @@ export function parseBytes(value: string | number, source: string): number {
   }
   return Math.round(Number(match[1]) * factor);
 }
+
+const BINARY_UNITS = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] as const;
+
+/**
+ * A byte count in the largest binary unit it reaches, for messages: `1 GiB`, `512 MiB`,
+ * `1.5 GiB`, `100 bytes` (one decimal when not whole).
+ */
+export function formatBytes(bytes: number): string {
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < BINARY_UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${BINARY_UNITS[unit]}`;
+}

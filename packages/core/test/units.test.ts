@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseBytes, parseDurationMs } from '@warren/core';
+import { ConfigError, formatBytes, parseBytes, parseDurationMs } from '@warren/core';
 
 describe('parseDurationMs', () => {
   it('reads each unit and bare numbers as milliseconds', () => {
@@ -26,5 +26,15 @@ describe('parseBytes', () => {
   });
   it('rejects unknown suffixes', () => {
     expect(() => parseBytes('12 parsecs', 'f: memory')).toThrow(/f: memory: '12 parsecs' is not a size/);
+  });
+});
+
+describe('formatBytes', () => {
+  it('uses the largest binary unit reached, with one decimal when not whole', () => {
+    expect(formatBytes(2 ** 30)).toBe('1 GiB');
+    expect(formatBytes(512 * 2 ** 20)).toBe('512 MiB');
+    expect(formatBytes(1.5 * 2 ** 30)).toBe('1.5 GiB');
+    expect(formatBytes(100)).toBe('100 bytes');
+    expect(formatBytes(0)).toBe('0 bytes');
   });
 });

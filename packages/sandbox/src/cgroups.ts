@@ -36,6 +36,8 @@ export interface SandboxCgroups {
     readonly pidsCurrent: string | null;
     /** `pids.events` (`max N`: forks refused by `pids.max`). */
     readonly pidsEvents: string | null;
+    /** v2 `memory.events` or v1 `memory.oom_control` (`oom_kill N`: processes the OOM killer killed). */
+    readonly memoryEvents: string | null;
     /** CPU time: cgroup2 `cpu.stat` (`usage_usec`) or v1 `cpuacct.usage` (ns). */
     readonly cpu: { readonly path: string; readonly format: 'cpu.stat' | 'cpuacct.usage' } | null;
   };
@@ -157,6 +159,7 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
           memoryUsage: join(dir, 'memory.current'),
           pidsCurrent: join(dir, 'pids.current'),
           pidsEvents: join(dir, 'pids.events'),
+          memoryEvents: join(dir, 'memory.events'),
           cpu: { path: join(dir, 'cpu.stat'), format: 'cpu.stat' },
         },
       };
@@ -215,6 +218,7 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
         memoryUsage: memory ? join(memory.dir, 'memory.usage_in_bytes') : null,
         pidsCurrent: pidsDir ? join(pidsDir, 'pids.current') : null,
         pidsEvents: pidsDir ? join(pidsDir, 'pids.events') : null,
+        memoryEvents: memory ? join(memory.dir, 'memory.oom_control') : null,
         cpu,
       },
     };
@@ -358,6 +362,36 @@ async function inUseElsewhere(dirs: readonly string[]): Promise<boolean> {
  * @throws {SandboxError} if one stays busy.
  */
 export async function removeWarrenCgroups(caps: HostCapabilities, keep: ReadonlySet<string>): Promise<string[]> {
+  const removed: string[] = [];
+  for (const [name, dirs] of await warrenCgroupsByName(caps)) {
+    if (keep.has(name) || (await inUseElsewhere(dirs))) continue;
+    for (const dir of dirs) {
+      await removeTree(name, dir);
+      removed.push(dir);
+    }
+  }
+  return removed;
+}
+
+/**
+ * Removes the cgroups under `warren/` (every hierarchy of `caps`) whose sandbox name satisfies
+ * `match`, killing their processes first, in use or not. @returns the removed paths.
+ * @throws {SandboxError} if one stays busy.
+ */
+export async function removeNamedCgroups(caps: HostCapabilities, match: (name: string) => boolean): Promise<string[]> {
+  const removed: string[] = [];
+  for (const [name, dirs] of await warrenCgroupsByName(caps)) {
+    if (!match(name)) continue;
+    for (const dir of dirs) {
+      await removeTree(name, dir);
+      removed.push(dir);
+    }
+  }
+  return removed;
+}
+
+/** The directories under `warren/` in every hierarchy of `caps`, grouped by sandbox name. */
+async function warrenCgroupsByName(caps: HostCapabilities): Promise<Map<string, string[]>> {
   const { paths } = caps.cgroup;
   const hierarchies = new Set(
     [paths.unified, paths.memory, paths.pids, paths.cpu, paths.cpuacct ?? null].filter(
@@ -369,17 +403,9 @@ export async function removeWarrenCgroups(caps: HostCapabilities, keep: Readonly
     const parent = join(hierarchy, CGROUP_PARENT);
     const entries = await readdir(parent, { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
-      if (!entry.isDirectory() || keep.has(entry.name)) continue;
+      if (!entry.isDirectory()) continue;
       byName.set(entry.name, [...(byName.get(entry.name) ?? []), join(parent, entry.name)]);
     }
   }
-  const removed: string[] = [];
-  for (const [name, dirs] of byName) {
-    if (await inUseElsewhere(dirs)) continue;
-    for (const dir of dirs) {
-      await removeTree(name, dir);
-      removed.push(dir);
-    }
-  }
-  return removed;
+  return byName;
 }

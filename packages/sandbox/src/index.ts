@@ -26,7 +26,7 @@
  */
 export { probeHost, assertIsolation, parseMountInfo } from './host.js';
 export type { HostCapabilities, CgroupCapabilities, CgroupVersion, IsolationMode, MountEntry } from './host.js';
-export { spawnSandbox, removeStaleCgroups, classifyExit, describeExit } from './sandbox.js';
+export { spawnSandbox, removeStaleCgroups, removeOrphanCgroups, classifyExit, describeExit, describeOutOfMemory, describeProcessLimit } from './sandbox.js';
 export type { Sandbox, SandboxExit, SandboxExitKind, SpawnSandboxOptions, StopReason, ExitFacts } from './sandbox.js';
 export type { SandboxUsage } from './usage.js';
 export { validateSpec } from './spec.js';

@@ -4,14 +4,15 @@ import { constants as fsConstants, lstatSync, readFileSync, readlinkSync } from 
 import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { silentLogger, type Logger } from '@warren/core';
+import type { Readable, Writable } from 'node:stream';
+import { formatBytes, silentLogger, type Logger } from '@warren/core';
 import {
   createCgroups,
   killCgroups,
   oomKillCount,
   pidsMaxEvents,
   removeCgroups,
+  removeNamedCgroups,
   removeWarrenCgroups,
   sandboxPids,
   type SandboxCgroups,
@@ -86,6 +87,22 @@ export function describeExit(exit: SandboxExit): string {
   }
 }
 
+/**
+ * What an agent's card and the CLI say when the OOM killer acted in its memory cgroup:
+ * `out of memory (limit 1 GiB)`, `limitBytes` being the cgroup's memory limit in bytes.
+ */
+export function describeOutOfMemory(limitBytes: number): string {
+  return `out of memory (limit ${formatBytes(limitBytes)})`;
+}
+
+/**
+ * What an agent's card and the CLI say when it was stopped for sitting at its process limit
+ * (`pids.max`, processes and threads): `process limit reached (512)`.
+ */
+export function describeProcessLimit(pidsMax: number): string {
+  return `process limit reached (${pidsMax})`;
+}
+
 /** What is known once the sandbox's process has ended, for {@link classifyExit}. */
 export interface ExitFacts {
   /** The setup error text when the agent never started (or bwrap failed building the sandbox), else null. */
@@ -158,6 +175,14 @@ export interface SpawnSandboxOptions {
   readonly logger?: Logger;
   /** Host capabilities to use; default {@link probeHost}'s (cached) result. */
   readonly host?: HostCapabilities;
+  /**
+   * Where stdout and stderr go instead of `spec.logPath` (which is then created but stays empty):
+   * every byte is written to these streams in order, with backpressure (the sandbox's writes block
+   * while a destination's buffer is full, nothing is dropped). When a destination fails (e.g.
+   * EPIPE: its reader went away), the pipe from the sandbox is closed, so the writer there gets
+   * EPIPE or SIGPIPE as in a shell pipeline; `exited` still settles.
+   */
+  readonly output?: { readonly stdout: Writable; readonly stderr: Writable };
 }
 
 /** Names of the sandboxes alive in this process: never removed as stale, never reused. */
@@ -287,7 +312,8 @@ async function writeGeneratedFile(path: string, content: string | Uint8Array, mo
  * no_new_privs. The seccomp filter of {@link buildSeccompProgram} is always installed (bwrap reads
  * it from a fresh pipe on fd 4 at each spawn). The process joins its cgroups (memory, pids, cpu,
  * plus cgroup2 for kill and CPU time) before exec and gets RLIMIT_NOFILE, RLIMIT_FSIZE and
- * RLIMIT_NPROC via `prlimit`. stdout and stderr go to `spec.logPath` (capped, streamed). Host-side
+ * RLIMIT_NPROC via `prlimit`. stdout and stderr go to `spec.logPath` (capped, streamed), or
+ * whole to `options.output` when given. Host-side
  * files (`runDir/passwd`, `runDir/group`, the log) are written without following symlinks.
  * Resolves once the process is started (bwrap's pid known).
  * @throws {SandboxSpecError} if a spec field is invalid or the home is not a directory owned by
@@ -424,7 +450,7 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
       throw new SandboxError(spec.name, `cannot start /bin/sh for bwrap: ${error.message}`, '/bin/sh', { cause: error });
     }
     const usage: UsageReader = cgroups.dirs.length > 0 ? new CgroupUsageReader(cgroups.files) : new ProcUsageReader(spec.uid);
-    return new RunningSandbox(spec, child.pid, child, cgroups, output, usage, isolation !== 'full', log);
+    return new RunningSandbox(spec, child.pid, child, cgroups, output, usage, isolation !== 'full', log, options.output);
   } catch (error) {
     await seccomp?.close().catch(() => undefined);
     if (cgroups) await removeCgroups(cgroups).catch(() => undefined);
@@ -445,6 +471,46 @@ const STATUS_LINE_MAX = 4096;
 interface ChildEnd {
   readonly exitCode: number | null;
   readonly signal: string | null;
+}
+
+/**
+ * Copies `source` into `destination` chunk by chunk, pausing `source` while `destination` is over
+ * its high-water mark (until 'drain'); `onChunk` sees each chunk first. A failing destination
+ * destroys `source` (its writer then gets EPIPE). `destination` is never ended (it may be the
+ * process's own stdout). Resolves when `source` ends, closes or fails; never rejects.
+ */
+function pipeWithBackpressure(source: Readable, destination: Writable, onChunk?: (chunk: Buffer) => void): Promise<void> {
+  return new Promise((resolve) => {
+    let failed = false;
+    const onDrain = (): void => {
+      source.resume();
+    };
+    const onError = (): void => {
+      failed = true;
+      destination.off('drain', onDrain);
+      source.destroy();
+    };
+    destination.on('error', onError);
+    const finish = (): void => {
+      destination.off('error', onError);
+      destination.off('drain', onDrain);
+      resolve();
+    };
+    source.on('data', (chunk: Buffer) => {
+      onChunk?.(chunk);
+      if (failed || destination.destroyed || destination.writableEnded) {
+        if (!failed) onError();
+        return;
+      }
+      if (!destination.write(chunk)) {
+        source.pause();
+        destination.once('drain', onDrain);
+      }
+    });
+    source.once('end', finish);
+    source.once('close', finish);
+    source.once('error', finish);
+  });
 }
 
 /** Resolves when `child` has exited (never rejects). */
@@ -473,6 +539,7 @@ class RunningSandbox implements Sandbox {
     private readonly usageReader: UsageReader,
     readonly unsafe: boolean,
     private readonly log: Logger,
+    private readonly streams?: { readonly stdout: Writable; readonly stderr: Writable },
   ) {
     this.exited = this.watch(child);
   }
@@ -519,8 +586,12 @@ class RunningSandbox implements Sandbox {
     child.on('error', (error) => this.log.warn({ err: error }, 'sandbox process error'));
     const pumps = Promise.all([
       statusDone,
-      this.output.pump(child.stdout as Readable),
-      this.output.pump(child.stderr as Readable, (chunk) => stderrHead.push(chunk)),
+      this.streams
+        ? pipeWithBackpressure(child.stdout as Readable, this.streams.stdout)
+        : this.output.pump(child.stdout as Readable),
+      this.streams
+        ? pipeWithBackpressure(child.stderr as Readable, this.streams.stderr, (chunk) => stderrHead.push(chunk))
+        : this.output.pump(child.stderr as Readable, (chunk) => stderrHead.push(chunk)),
     ]);
     let exit: SandboxExit;
     try {
@@ -622,4 +693,17 @@ class RunningSandbox implements Sandbox {
 export async function removeStaleCgroups(options?: { host?: HostCapabilities }): Promise<string[]> {
   const host = options?.host ?? (await probeHost());
   return removeWarrenCgroups(host, live);
+}
+
+/**
+ * Removes the cgroups under `warren/` whose sandbox name satisfies `orphaned`, killing their
+ * processes first, whether or not they look in use: for a caller that knows their owner is gone
+ * (e.g. the `warren exec` process named in them has died). Sandboxes alive in this process are
+ * never touched.
+ * @returns the removed cgroup directories.
+ * @throws {SandboxError} if a cgroup stays busy.
+ */
+export async function removeOrphanCgroups(orphaned: (name: string) => boolean, options?: { host?: HostCapabilities }): Promise<string[]> {
+  const host = options?.host ?? (await probeHost());
+  return removeNamedCgroups(host, (name) => !live.has(name) && orphaned(name));
 }

@@ -10,14 +10,21 @@ import { processesOfUid } from './procs.js';
  *   helpers).
  * - `cpuMs`: CPU time used by the whole tree since it started (cgroup2 `cpu.stat` `usage_usec` or
  *   v1 `cpuacct.usage`), in milliseconds.
+ * - `pidsRefused`: forks its pids cgroup refused since it started (`pids.events` `max`, cgroup v1
+ *   and v2): a count that keeps growing means something sits at the process limit.
+ * - `oomKills`: processes the kernel's OOM killer killed in its memory cgroup since it started
+ *   (v2 `memory.events` / v1 `memory.oom_control` `oom_kill`).
+ * Without cgroups the two counts are 0.
  */
 export interface SandboxUsage {
   readonly memoryBytes: number;
   readonly pids: number;
   readonly cpuMs: number;
+  readonly pidsRefused: number;
+  readonly oomKills: number;
 }
 
-const ZERO: SandboxUsage = { memoryBytes: 0, pids: 0, cpuMs: 0 };
+const ZERO: SandboxUsage = { memoryBytes: 0, pids: 0, cpuMs: 0, pidsRefused: 0, oomKills: 0 };
 
 /** A reader of one sandbox's usage; {@link close} it when the sandbox ends. */
 export interface UsageReader {
@@ -29,12 +36,12 @@ export interface UsageReader {
 
 /**
  * Reads usage from cgroup files through descriptors opened once: each {@link UsageReader.read} is
- * three `pread`s at offset 0 (the kernel regenerates the text on each read), a few microseconds,
+ * five `pread`s at offset 0 (the kernel regenerates the text on each read), a few microseconds,
  * so it can run every tick for every agent.
  */
 export class CgroupUsageReader implements UsageReader {
   private readonly buffer = Buffer.alloc(512);
-  private fds: { memory: number | null; pids: number | null; cpu: number | null } | null = null;
+  private fds: { memory: number | null; pids: number | null; cpu: number | null; pidsEvents: number | null; memoryEvents: number | null } | null = null;
   private last: SandboxUsage = ZERO;
   private closed = false;
 
@@ -65,6 +72,8 @@ export class CgroupUsageReader implements UsageReader {
       memory: this.open(this.files.memoryUsage),
       pids: this.open(this.files.pidsCurrent),
       cpu: this.open(this.files.cpu?.path ?? null),
+      pidsEvents: this.open(this.files.pidsEvents),
+      memoryEvents: this.open(this.files.memoryEvents),
     };
     const memoryBytes = Number.parseInt(this.text(this.fds.memory), 10) || 0;
     const pids = Number.parseInt(this.text(this.fds.pids), 10) || 0;
@@ -76,7 +85,9 @@ export class CgroupUsageReader implements UsageReader {
     } else if (cpuText.length > 0) {
       cpuMs = Math.floor((Number.parseInt(cpuText, 10) || 0) / 1_000_000);
     }
-    this.last = { memoryBytes, pids, cpuMs };
+    const pidsRefused = Number(/^max (\d+)$/m.exec(this.text(this.fds.pidsEvents))?.[1] ?? 0);
+    const oomKills = Number(/^oom_kill (\d+)$/m.exec(this.text(this.fds.memoryEvents))?.[1] ?? 0);
+    this.last = { memoryBytes, pids, cpuMs, pidsRefused, oomKills };
     return this.last;
   }
 
@@ -125,7 +136,7 @@ export class ProcUsageReader implements UsageReader {
         // exited while scanning
       }
     }
-    this.last = { memoryBytes, pids: pids.length, cpuMs: Math.floor((ticks * 1000) / USER_HZ) };
+    this.last = { memoryBytes, pids: pids.length, cpuMs: Math.floor((ticks * 1000) / USER_HZ), pidsRefused: 0, oomKills: 0 };
     return this.last;
   }
 

@@ -449,7 +449,8 @@ export function buildProgram(): Command {
       agent,
       argv,
       user: operator,
-      output: (chunk) => process.stdout.write(chunk),
+      stdout: process.stdout,
+      stderr: process.stderr,
       hostEnv: process.env,
       logger: makeLogger({ ...config, logLevel: 'warn' }, process.env),
     });

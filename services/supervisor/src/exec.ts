@@ -1,11 +1,22 @@
-import { existsSync } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { openAccounts } from '@warren/accounts';
 import { openAudit } from '@warren/audit';
 import { WarrenError, type Logger } from '@warren/core';
 import { loadPolicy } from '@warren/policy';
-import { assertIsolation, describeExit, probeHost, spawnSandbox, type SandboxExit } from '@warren/sandbox';
+import {
+  assertIsolation,
+  describeExit,
+  describeOutOfMemory,
+  describeProcessLimit,
+  probeHost,
+  removeOrphanCgroups,
+  spawnSandbox,
+  type Sandbox,
+  type SandboxExit,
+} from '@warren/sandbox';
 import { openDatabase } from '@warren/store';
 import { agentSandboxSpec, instanceTag } from './agent-spec.js';
 import type { SupervisorConfig } from './config.js';
@@ -18,8 +29,13 @@ export interface ExecOptions {
   readonly argv: readonly string[];
   /** Who asks (`user:<name>`): the policy subject and the audit actor. */
   readonly user: string;
-  /** Receives the command's output (stdout and stderr, interleaved as written) while it runs. */
-  readonly output: (chunk: Buffer) => void;
+  /**
+   * Receive the command's stdout and stderr while it runs, every byte in order, with backpressure
+   * (the command waits while a stream's buffer is full). A stream that fails (EPIPE: its reader is
+   * gone) closes the command's pipe, as in a shell pipeline. Never ended here.
+   */
+  readonly stdout: Writable;
+  readonly stderr: Writable;
   readonly hostEnv: Readonly<Record<string, string | undefined>>;
   readonly logger: Logger;
 }
@@ -28,9 +44,14 @@ export interface ExecOptions {
  * Runs a command inside an agent's sandbox exactly as its tasks run (the way `kubectl exec` does):
  * its uid and gid, its home, its limits, its read-only mounts, no network, the seccomp filter. The
  * policy decides first (`sub` = `user`, `obj` = `agent:<name>`, `act` = `exec`), and the request and
- * its outcome are audited. Output is streamed while the command runs.
- * @returns the command's exit code (128 + n when killed by signal n; 1 for any other end, such as
- *   an OOM kill, with the reason written to the output).
+ * its outcome are audited. Output is streamed while the command runs, through pipes with
+ * backpressure: nothing is dropped. SIGINT, SIGTERM and SIGHUP to this process stop the command
+ * (SIGTERM, then SIGKILL to its whole tree after the kill grace), remove its cgroups and run
+ * directory and audit the end with the signal. What an exec killed with SIGKILL left (cgroups named
+ * after its pid, `run/exec/<pid>`) is removed by the next exec on the same state directory.
+ * @returns the command's exit code (128 + n when killed by signal n, or when this process was
+ *   interrupted by signal n; 1 for any other end, such as an OOM kill, with the reason written to
+ *   stderr).
  * @throws {WarrenError} `WARREN_NO_AGENT` for an unknown agent, `WARREN_POLICY_DENIED` when refused.
  */
 export async function execInAgent(config: SupervisorConfig, options: ExecOptions): Promise<number> {
@@ -61,64 +82,139 @@ export async function execInAgent(config: SupervisorConfig, options: ExecOptions
       ? program
       : ['/usr/local/bin', '/usr/bin', '/bin'].map((dir) => join(dir, program)).find((path) => existsSync(path));
     if (!resolved) throw new WarrenError('WARREN_USAGE', `${program}: not found on the agent's PATH (/usr/local/bin:/usr/bin:/bin)`);
+    await removeExecLeftovers(config.stateDir, options.logger);
     const runDir = join(config.stateDir, 'run', 'exec', String(process.pid));
     const logPath = join(runDir, 'output.log');
-    const sandbox = await spawnSandbox(
-      agentSandboxSpec({
-        config,
-        accounts,
-        account,
-        template,
-        sandboxName: `${instanceTag(config.stateDir)}-${account.name}-x${process.pid}`.slice(0, 63),
-        argv: [resolved, ...args],
-        env: {},
-        hostEnv: options.hostEnv,
-        runDir,
-        logPath,
-      }),
-      { logger: options.logger },
-    );
+    const interruption = new Interruption();
+    let sandbox: Sandbox;
+    try {
+      sandbox = await spawnSandbox(
+        agentSandboxSpec({
+          config,
+          accounts,
+          account,
+          template,
+          sandboxName: `${instanceTag(config.stateDir)}-${account.name}-x${process.pid}`.slice(0, 63),
+          argv: [resolved, ...args],
+          env: {},
+          hostEnv: options.hostEnv,
+          runDir,
+          logPath,
+        }),
+        { logger: options.logger, output: { stdout: options.stdout, stderr: options.stderr } },
+      );
+    } catch (error) {
+      interruption.close();
+      await rm(runDir, { recursive: true, force: true });
+      throw error;
+    }
     audit.append({ actor: options.user, action: 'agent.exec', object, details: { argv: options.argv, sandboxPid: sandbox.pid } });
-    const exit = await follow(logPath, sandbox.exited, options.output);
-    audit.append({ actor: options.user, action: 'agent.exec_exit', object, details: { exit, argv: options.argv } });
+    const signal = await interruption.stopOnSignal(sandbox, config.killGraceMs);
+    const exit = await sandbox.exited;
+    interruption.close();
+    audit.append({ actor: options.user, action: 'agent.exec_exit', object, details: { exit, argv: options.argv, ...(signal ? { signal } : {}) } });
     await rm(runDir, { recursive: true, force: true });
-    return exitCodeOf(exit, options.output);
+    if (signal) {
+      options.stderr.write(`warren: interrupted by ${signal}; the command was stopped (${describeExit(exit)})\n`);
+      return 128 + SIGNALS[signal];
+    }
+    return exitCodeOf(exit, options.stderr, template.resources);
   } finally {
     db.close();
   }
 }
 
-/** Streams what is appended to `path` until `done` settles, then the rest. */
-async function follow(path: string, done: Promise<SandboxExit>, output: (chunk: Buffer) => void): Promise<SandboxExit> {
-  let finished: SandboxExit | undefined;
-  void done.then((exit) => (finished = exit));
-  let offset = 0;
-  const buffer = Buffer.alloc(64 * 1024);
-  for (;;) {
-    const ended = finished;
-    try {
-      const file = await open(path, 'r');
-      try {
-        for (;;) {
-          const { bytesRead } = await file.read(buffer, 0, buffer.length, offset);
-          if (bytesRead === 0) break;
-          offset += bytesRead;
-          output(Buffer.from(buffer.subarray(0, bytesRead)));
-        }
-      } finally {
-        await file.close();
-      }
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+/** The signals that interrupt an exec. */
+const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+type Interrupt = (typeof INTERRUPTS)[number];
+
+/**
+ * Catches SIGINT, SIGTERM and SIGHUP from construction until {@link close}, so that this process
+ * outlives them long enough to stop its sandbox and clean up.
+ */
+class Interruption {
+  private signal: Interrupt | undefined;
+  private wake: (() => void) | undefined;
+  private readonly handlers = new Map<Interrupt, () => void>();
+
+  constructor() {
+    for (const name of INTERRUPTS) {
+      const handler = (): void => {
+        this.signal ??= name;
+        this.wake?.();
+      };
+      this.handlers.set(name, handler);
+      process.on(name, handler);
     }
-    if (ended) return ended;
-    await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 20))]);
+  }
+
+  /**
+   * Waits until the sandbox ends or a signal arrives (also one that arrived while it started);
+   * on a signal stops the sandbox (SIGTERM, SIGKILL after `graceMs`) and waits for its end.
+   * @returns the signal, or undefined when the sandbox ended by itself.
+   */
+  async stopOnSignal(sandbox: Sandbox, graceMs: number): Promise<Interrupt | undefined> {
+    if (this.signal === undefined) {
+      const signalled = new Promise<void>((resolve) => (this.wake = resolve));
+      await Promise.race([sandbox.exited, signalled]);
+      this.wake = undefined;
+    }
+    if (this.signal === undefined) return undefined;
+    await sandbox.stop(graceMs);
+    return this.signal;
+  }
+
+  /** Restores the default handling of the signals. Idempotent. */
+  close(): void {
+    for (const [name, handler] of this.handlers) process.off(name, handler);
+    this.handlers.clear();
+    this.wake = undefined;
   }
 }
 
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+/** Whether a process with `pid` exists. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
-function exitCodeOf(exit: SandboxExit, output: (chunk: Buffer) => void): number {
+/**
+ * Removes what execs on `stateDir` left when they were killed with SIGKILL: the cgroups named
+ * `<instance tag>-<agent>-x<pid>` and the directories `run/exec/<pid>` whose pid is no longer
+ * alive. Failures are logged, never thrown: a leftover must not stop a new exec.
+ */
+export async function removeExecLeftovers(stateDir: string, logger: Logger): Promise<void> {
+  const prefix = `${instanceTag(stateDir)}-`;
+  try {
+    await removeOrphanCgroups((name) => {
+      const match = /-x(\d+)$/.exec(name);
+      return name.startsWith(prefix) && match !== null && Number(match[1]) !== process.pid && !alive(Number(match[1]));
+    });
+  } catch (error) {
+    logger.warn({ err: error }, 'cannot remove the cgroups of an ended exec');
+  }
+  const execDir = join(stateDir, 'run', 'exec');
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(execDir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid || alive(Number(entry))) continue;
+    await rm(join(execDir, entry), { recursive: true, force: true }).catch((error: unknown) =>
+      logger.warn({ err: error, path: join(execDir, entry) }, 'cannot remove the run directory of an ended exec'),
+    );
+  }
+}
+
+const SIGNALS: Record<string, number> & Record<Interrupt, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+
+function exitCodeOf(exit: SandboxExit, stderr: Writable, limits: { readonly memoryMaxBytes: number; readonly pidsMax: number }): number {
   switch (exit.kind) {
     case 'succeeded':
       return 0;
@@ -126,8 +222,14 @@ function exitCodeOf(exit: SandboxExit, output: (chunk: Buffer) => void): number 
       return exit.exitCode;
     case 'signaled':
       return 128 + (SIGNALS[exit.signal] ?? 0);
+    case 'oom':
+      stderr.write(`warren: ${describeOutOfMemory(limits.memoryMaxBytes)}\n`);
+      return 1;
+    case 'pids':
+      stderr.write(`warren: ${describeProcessLimit(limits.pidsMax)}\n`);
+      return 1;
     default:
-      output(Buffer.from(`warren: ${describeExit(exit)}\n`));
+      stderr.write(`warren: ${describeExit(exit)}\n`);
       return 1;
   }
 }

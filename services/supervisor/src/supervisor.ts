@@ -77,6 +77,8 @@ import { assignmentRefusal, openBroker, rejectionEntry } from './broker-access.j
 import { BoardEdits, type BoardNote } from './board-edits.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
+import { removeExecLeftovers } from './exec.js';
+import { AgentLimitWatch, describeAgentExit, limitFailureOf, taskFailureOf } from './limit-watch.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
@@ -140,8 +142,10 @@ interface LiveAgent {
   stopping: StopReason | undefined;
   /** Start it again once it has exited (operator restart). */
   restartAfterExit: boolean;
-  /** The watchdog's last reading: CPU time (ms) and when (ms since the epoch), and when it first went over. */
-  watch: { cpuMs: number; atMs: number; overSinceMs: number | undefined };
+  /** The watchdog's memory of its readings (CPU time, refused forks, OOM kills, time over a threshold). */
+  watch: AgentLimitWatch;
+  /** The result its open tasks get when it is stopped, instead of running again (it hit its process limit). */
+  failTasks?: string;
   /** Why it was stopped, in words, when the reason deserves more than its kind (the watchdog's finding). */
   stopDetail?: string;
   lastActiveMs: number;
@@ -323,6 +327,7 @@ export class Supervisor {
         uidMax: config.uidMax,
       });
       const stale = await removeStaleCgroups();
+      await removeExecLeftovers(config.stateDir, log);
       // Home images a killed run left mounted (after the cgroups: nothing may still use them).
       await mkdir(config.homeRoot, { recursive: true, mode: 0o755 });
       const staleMounts = await removeStaleMounts(config.homeRoot);
@@ -1240,15 +1245,21 @@ export class Supervisor {
     // agent: the signal may reach the task before the runner hears of the stop.
     const stoppedAgent = this.live.get(r.agent);
     const stopping = stoppedAgent?.stopDetail ?? stoppedAgent?.stopping;
+    const cancelledByOperator = r.outcome === 'cancelled' && this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
+    // An OOM kill or the process limit explains a failure better than its output ("Killed").
+    const failure = taskFailureOf(stoppedAgent, r.outcome, succeeded || cancelledByOperator);
     const interrupted =
-      (r.outcome === 'cancelled' && !this.cancelRequested.delete(`${r.taskId}:${r.attempt}`)) ||
-      (stoppedAgent?.stopping !== undefined && r.outcome !== 'succeeded' && r.signal !== null);
+      failure === undefined &&
+      ((r.outcome === 'cancelled' && !cancelledByOperator) ||
+        (stoppedAgent?.stopping !== undefined && r.outcome !== 'succeeded' && r.signal !== null));
     const reason = succeeded
       ? r.summary.trim() || 'succeeded'
       : interrupted
         ? `interrupted: agent ${r.agent} was stopped${stopping ? ` (${stopping})` : ''}`
-        : `${r.outcome}${r.exitCode === null ? '' : ` (exit ${r.exitCode})`}${r.signal ? ` (${r.signal})` : ''}: ${r.summary.trim()}`;
-    this.settleTask(r.taskId, r.attempt, interrupted ? 'lost' : r.outcome, oneLine(reason, 500), nowMs, this.templateOf(r.agent));
+        : failure !== undefined && failure === stoppedAgent?.failTasks
+          ? `failed: ${failure}`
+          : `${failure ? 'failed' : r.outcome}${r.exitCode === null ? '' : ` (exit ${r.exitCode})`}${r.signal ? ` (${r.signal})` : ''}: ${failure ?? r.summary.trim()}`;
+    this.settleTask(r.taskId, r.attempt, interrupted ? 'lost' : failure ? 'failed' : r.outcome, oneLine(reason, 500), nowMs, this.templateOf(r.agent));
     this.state.countTaskDone(r.agent);
     this.record({
       actor: `agent:${r.agent}`,
@@ -1279,7 +1290,7 @@ export class Supervisor {
     await agent.gateway.close();
     this.policy.removeSubject(name);
     const expected = agent.stopping !== undefined;
-    const exitText = describeExit(exit);
+    const exitText = describeAgentExit(exit, agent.template);
     const open = this.state.openAssignments().filter((a) => a.agent === name);
     this.transaction(() => {
       this.record({
@@ -1288,7 +1299,13 @@ export class Supervisor {
         object: `agent:${name}`,
         details: { exit, reason: agent.stopping ?? 'unexpected', openTasks: open.map((a) => a.taskId) },
       });
+      const failTasks = agent.failTasks ?? limitFailureOf(exit, agent.template);
       for (const a of open) {
+        if (failTasks) {
+          this.state.finishAssignment(a.taskId, a.attempt, { outcome: 'failed', exitCode: null, summary: failTasks, outputs: [] }, nowMs);
+          this.settleTask(a.taskId, a.attempt, 'failed', `failed: ${failTasks}`, nowMs, agent.template);
+          continue;
+        }
         this.state.finishAssignment(a.taskId, a.attempt, { outcome: 'lost', exitCode: null, summary: `agent exited: ${exitText}`, outputs: [] }, nowMs);
         this.settleTask(a.taskId, a.attempt, 'lost', `agent ${name} exited during attempt ${a.attempt} (${exitText})`, nowMs, agent.template);
       }
@@ -1481,7 +1498,7 @@ export class Supervisor {
       tookTask: false,
       ready: false,
       restartAfterExit: false,
-      watch: { cpuMs: 0, atMs: nowMs, overSinceMs: undefined },
+      watch: new AgentLimitWatch(nowMs),
     };
     try {
       const sandbox = await spawnSandbox(
@@ -1563,30 +1580,14 @@ export class Supervisor {
       if (!sandbox || agent.stopping) continue;
       const usage = sandbox.usage();
       recordUsage(this.world, name, usage);
-      const elapsedMs = Math.max(1, nowMs - agent.watch.atMs);
-      const cores = (usage.cpuMs - agent.watch.cpuMs) / elapsedMs;
-      agent.watch.cpuMs = usage.cpuMs;
-      agent.watch.atMs = nowMs;
-      const limits = agent.template.watchdog;
-      const over =
-        usage.memoryBytes > limits.memoryBytes
-          ? `memory ${usage.memoryBytes} bytes over ${limits.memoryBytes}`
-          : usage.pids > limits.pids
-            ? `${usage.pids} processes over ${limits.pids}`
-            : limits.cpuCores !== null && cores > limits.cpuCores
-              ? `CPU ${cores.toFixed(2)} cores over ${limits.cpuCores}`
-              : undefined;
-      if (!over) {
-        agent.watch.overSinceMs = undefined;
-        continue;
-      }
-      agent.watch.overSinceMs ??= nowMs;
-      if (nowMs - agent.watch.overSinceMs < limits.graceMs) continue;
-      const detail = `${over} for ${Math.round((nowMs - agent.watch.overSinceMs) / 1000)} s`;
-      this.log.warn({ agent: name, detail }, 'watchdog: killing agent');
-      this.record({ actor: SUPERVISOR, action: 'agent.watchdog', object: `agent:${name}`, details: { detail, usage } });
+      const finding = agent.watch.observe(usage, nowMs, agent.template);
+      if (!finding) continue;
+      const { detail, reason } = finding;
+      this.log.warn({ agent: name, detail, reason }, 'watchdog: killing agent');
+      this.record({ actor: SUPERVISOR, action: 'agent.watchdog', object: `agent:${name}`, details: { detail, reason, usage } });
       agent.stopping = 'watchdog';
       agent.stopDetail = `stopped by the watchdog: ${detail}`;
+      agent.failTasks = finding.taskFailure;
       setStatus(this.world, name, AgentStatus.stopping, nowMs);
       void sandbox.stop(this.config.killGraceMs, { reason: 'watchdog', detail });
     }
