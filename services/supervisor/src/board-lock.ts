@@ -1,7 +1,7 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { WarrenError, type Logger } from '@warren/core';
+import { processExists, WarrenError, type Logger } from '@warren/core';
 
 /** Name of the lock file a running supervisor keeps in its board folder (hidden: board loaders skip it). */
 export const BOARD_LOCK_FILE = '.warren.lock';
@@ -58,7 +58,7 @@ export function lockBoard(boardDir: string, stateDir: string, log: Logger): Boar
         `the board ${boardDir} is used by the supervisor pid ${holder.pid} on host ${holder.hostname} (state dir ${holder.stateDir}); remove ${path} if it is gone`,
       );
     }
-    if (holder && holder.pid !== process.pid && isAlive(holder.pid)) {
+    if (holder && holder.pid !== process.pid && processExists(holder.pid)) {
       throw new WarrenError('WARREN_BUSY', `the board ${boardDir} is used by another supervisor (pid ${holder.pid}, state dir ${holder.stateDir})`);
     }
     log.warn({ lock: path, holder: holder ?? null }, 'taking over a board lock left by a supervisor that is gone');
@@ -86,12 +86,3 @@ export function readHolder(path: string): BoardLockHolder | undefined {
   }
 }
 
-/** Whether a process `pid` exists on this host (one of another user counts: EPERM). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

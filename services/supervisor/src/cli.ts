@@ -7,7 +7,7 @@ import pino from 'pino';
 import pretty from 'pino-pretty';
 import { openAccounts } from '@warren/accounts';
 import { openAudit, type AuditRecord } from '@warren/audit';
-import { parseDurationMs, WarrenError, type Logger } from '@warren/core';
+import { parseDurationMs, processExists, WarrenError, type Logger } from '@warren/core';
 import { BOARD_FORMATS, blockedTasks, checkBoard, formatBoardReport, importToWarrenBoard, loadBoard, normalizedTasks, type BoardFormatName, type BoardMapping } from '@warren/kanban';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.js';
@@ -106,12 +106,7 @@ function runningSupervisorPid(config: SupervisorConfig): number | undefined {
   if (!existsSync(pidFile)) return undefined;
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
+  return processExists(pid) ? pid : undefined;
 }
 
 async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOptions>, json: boolean): Promise<number> {

@@ -1,5 +1,6 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { processExists } from '@warren/core';
 
 /**
  * Fault-injection points: places in an assignment's life where a test can make the supervisor die
@@ -63,18 +64,10 @@ export function removeStaleTempFiles(dir: string, unlink: (path: string) => void
     const match = TEMP_FILE.exec(name);
     if (!match) continue;
     const pid = Number(match[2]);
-    if (pid === process.pid || isAlive(pid)) continue;
+    if (pid === process.pid || processExists(pid)) continue;
     unlink(join(dir, name));
     removed.push(name);
   }
   return removed;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -4,7 +4,7 @@ import { isAbsolute, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { openAccounts } from '@warren/accounts';
 import { openAudit } from '@warren/audit';
-import { WarrenError, type Logger } from '@warren/core';
+import { processExists, WarrenError, type Logger } from '@warren/core';
 import { loadPolicy } from '@warren/policy';
 import {
   assertIsolation,
@@ -172,16 +172,6 @@ class Interruption {
   }
 }
 
-/** Whether a process with `pid` exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Removes what execs on `stateDir` left when they were killed with SIGKILL: the cgroups named
  * `<instance tag>-<agent>-x<pid>` and the directories `run/exec/<pid>` whose pid is no longer
@@ -192,7 +182,7 @@ export async function removeExecLeftovers(stateDir: string, logger: Logger): Pro
   try {
     await removeOrphanCgroups((name) => {
       const match = /-x(\d+)$/.exec(name);
-      return name.startsWith(prefix) && match !== null && Number(match[1]) !== process.pid && !alive(Number(match[1]));
+      return name.startsWith(prefix) && match !== null && Number(match[1]) !== process.pid && !processExists(Number(match[1]));
     });
   } catch (error) {
     logger.warn({ err: error }, 'cannot remove the cgroups of an ended exec');
@@ -205,7 +195,7 @@ export async function removeExecLeftovers(stateDir: string, logger: Logger): Pro
     return;
   }
   for (const entry of entries) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid || alive(Number(entry))) continue;
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid || processExists(Number(entry))) continue;
     await rm(join(execDir, entry), { recursive: true, force: true }).catch((error: unknown) =>
       logger.warn({ err: error, path: join(execDir, entry) }, 'cannot remove the run directory of an ended exec'),
     );
