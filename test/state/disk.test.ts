@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cleanUpAfterEach, makeTestLayout, requireMachine, shellTask, startWarren, waitFor, warren, type AuditRow, type TestLayout } from '../support/cli.js';
@@ -25,6 +25,11 @@ function layoutOnTmpfs(tasks: Record<string, string>, size: string): { made: Tes
     return all;
   };
   return { made, args };
+}
+
+/** The agent a card names as its assignee ('' before it has one). */
+function agentOf(made: TestLayout, id: string): string {
+  return /^assignee: (\S+)$/m.exec(made.file(id))?.[1] ?? '';
 }
 
 async function audit(args: (...extra: string[]) => string[], action: string): Promise<AuditRow[]> {
@@ -62,15 +67,16 @@ describe('disk (attack case 49)', () => {
   }, 300_000);
 
   it('with the default template, stops the agent that filled the filesystem homes share with the state dir; its neighbour finishes and the run ends', async () => {
-    const { made, args } = layoutOnTmpfs(
-      {
-        'a-fill': shellTask('a-fill', 'for i in 1 2 3 4; do dd if=/dev/zero of=f$i bs=1M count=250; done; exit 0'),
-        'b-normal': shellTask('b-normal', 'sleep 6; echo normal-done'),
-      },
-      '300m',
-    );
+    const { made, args } = layoutOnTmpfs({ 'b-normal': shellTask('b-normal', 'sleep 6; echo normal-done') }, '300m');
     expect(readFileSync(join(made.dir, 'agents', 'shell.yaml'), 'utf8')).not.toMatch(/homeLimit/);
-    const run = await warren(args('run', '--until-idle'), 180_000);
+    const started = startWarren(args('run', '--until-idle'));
+    running.push(started);
+    // The neighbour's workspace is made before the disk fills (a workspace made while it is full
+    // fails with ENOSPC, whatever Warren does next).
+    await waitFor('the workspace of b-normal', () => existsSync(join(made.dir, 'fs', 'home', 'shell', agentOf(made, 'b-normal'), 'work', 'b-normal')), 60_000);
+    writeFileSync(join(made.dir, 'kanban', 'tasks', 'a-fill.md'), shellTask('a-fill', 'for i in 1 2 3 4; do dd if=/dev/zero of=f$i bs=1M count=250; done; exit 0'));
+    const run = await started.done;
+    running.splice(running.indexOf(started), 1);
     expect(run.code, run.stderr.slice(-3000)).toBe(1);
     expect(made.file('a-fill')).toMatch(/^status: failed$/m);
     expect(made.file('a-fill')).toMatch(/^result: .*disk: the filesystem of the state directory is below its reserve \(.+ free\); shell-\d+ wrote .+ to its home/m);
@@ -90,7 +96,7 @@ describe('disk (attack case 49)', () => {
   it('with homes on a filesystem of their own, stops the agent that filled it; the state dir is not held up and its neighbour finishes', async () => {
     const made = makeTestLayout(
       {
-        'a-fill': shellTask('a-fill', 'for i in 1 2 3 4; do dd if=/dev/zero of=f$i bs=1M count=250; done; sleep 120; exit 0'),
+        'a-fill': shellTask('a-fill', 'sleep 2; for i in 1 2 3 4; do dd if=/dev/zero of=f$i bs=1M count=250; done; sleep 120; exit 0'),
         'b-normal': shellTask('b-normal', 'sleep 6; echo normal-done'),
       },
       { copyAgents: true },

@@ -175,7 +175,7 @@ const QUEUE_REFRESH_MS = 250;
 /** How often the home of an agent running a task is measured, in ms. */
 const HOME_SCAN_MS = 1_000;
 /** Least interval between two statfs of the state directory's (and the homes') filesystem, in ms. */
-const DISK_READ_MS = 250;
+const DISK_READ_MS = 100;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
 const MAX_SPAWN_FAILURES = 5;
 
