@@ -6,6 +6,8 @@ import { freeSpace, formatBytes, homeUsage, type DiskReading, type WatchedHome }
 export const FULL_BYTES = 1024 * 1024;
 /** Least growth of a home, in bytes, that makes its agent a writer worth stopping. */
 export const MIN_OFFENDER_BYTES = 1024 * 1024;
+/** Least interval between two searches while the state directory's filesystem is below its reserve but not full, in ms. */
+export const LOW_SEARCH_MS = 1_000;
 
 /** The agent {@link DiskPressure} found responsible for a filesystem running out of space. */
 export interface DiskOffender {
@@ -56,12 +58,14 @@ export interface DiskPressureOptions {
  * busy one whose home grew the most since its task started, by at least {@link MIN_OFFENDER_BYTES}:
  * each home is measured with {@link homeUsage} when its agent takes a task while idle
  * ({@link taskStarted}) and again when space runs short. One search runs at a time, at most one per
- * reading of the state directory's filesystem.
+ * reading of the state directory's filesystem (at most one per {@link LOW_SEARCH_MS} while it is
+ * below its reserve but not full).
  */
 export class DiskPressure {
   private readonly baselines = new Map<string, Promise<number>>();
   private searching = false;
   private lastReadingMs = Number.NEGATIVE_INFINITY;
+  private lowSearchAtMs = Number.NEGATIVE_INFINITY;
   private homesReadAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: DiskPressureOptions) {}
@@ -69,15 +73,15 @@ export class DiskPressure {
   /**
    * Measures the home `dir` of `agent`, which is about to start a task while it had none: what its
    * home grows past this is what the task wrote. Returns at once.
+   * @returns the measurement, in bytes (0 when the walk failed); never rejects.
    */
-  taskStarted(agent: string, dir: string): void {
-    this.baselines.set(
-      agent,
-      homeUsage(dir).then(
-        (usage) => usage.bytes,
-        () => 0,
-      ),
+  taskStarted(agent: string, dir: string): Promise<number> {
+    const measured = homeUsage(dir).then(
+      (usage) => usage.bytes,
+      () => 0,
     );
+    this.baselines.set(agent, measured);
+    return measured;
   }
 
   /**
@@ -93,7 +97,9 @@ export class DiskPressure {
     if (this.searching) return;
     const freshState = reading.atMs > this.lastReadingMs;
     this.lastReadingMs = reading.atMs;
-    const stateIsShort = freshState && (reading.low || reading.freeBytes < FULL_BYTES);
+    const stateFull = freshState && reading.freeBytes < FULL_BYTES;
+    const stateIsShort = stateFull || (freshState && reading.low && nowMs - this.lowSearchAtMs >= LOW_SEARCH_MS);
+    if (stateIsShort) this.lowSearchAtMs = nowMs;
     const homesDue = nowMs - this.homesReadAtMs >= this.options.everyMs;
     if (!stateIsShort && !homesDue) return;
     if (homesDue) this.homesReadAtMs = nowMs;
@@ -120,7 +126,7 @@ export class DiskPressure {
     if (homesShort) pressed.set(homesDev, { filesystem: 'homes', freeBytes: homesFree! });
     const homes = [...hooks.busy()];
     let held: string[] = [];
-    if (stateIsShort && reading.freeBytes < FULL_BYTES) {
+    if (stateFull) {
       held = homes.filter((home) => devOf(home.dir) === stateDev).map((home) => home.agent);
       hooks.full(held, reading.freeBytes);
     }

@@ -1085,7 +1085,7 @@ export class Supervisor {
       this.record({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
       this.record({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
     });
-    if (!agentView(this.world, agentName)?.load) this.diskPressure.taskStarted(agentName, agent.account.home);
+    if (!agentView(this.world, agentName)?.load) void this.diskPressure.taskStarted(agentName, agent.account.home);
     setLoad(this.world, agentName, (agentView(this.world, agentName)?.load ?? 0) + 1);
     setStatus(this.world, agentName, AgentStatus.busy, nowMs);
     agent.lastActiveMs = nowMs;
