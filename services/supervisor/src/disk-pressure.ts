@@ -6,7 +6,10 @@ import { freeSpace, formatBytes, homeUsage, type DiskReading, type WatchedHome }
 export const FULL_BYTES = 1024 * 1024;
 /** Least growth of a home, in bytes, that makes its agent a writer worth stopping. */
 export const MIN_OFFENDER_BYTES = 1024 * 1024;
-/** Least interval between two searches while the state directory's filesystem is below its reserve but not full, in ms. */
+/**
+ * Least interval between two searches while the state directory's filesystem is below its reserve
+ * but not full, and after a search that found no one to stop, in ms.
+ */
 export const LOW_SEARCH_MS = 1_000;
 
 /** The agent {@link DiskPressure} found responsible for a filesystem running out of space. */
@@ -58,14 +61,15 @@ export interface DiskPressureOptions {
  * busy one whose home grew the most since its task started, by at least {@link MIN_OFFENDER_BYTES}:
  * each home is measured with {@link homeUsage} when its agent takes a task while idle
  * ({@link taskStarted}) and again when space runs short. One search runs at a time, at most one per
- * reading of the state directory's filesystem (at most one per {@link LOW_SEARCH_MS} while it is
- * below its reserve but not full).
+ * reading of the state directory's filesystem, and none for {@link LOW_SEARCH_MS} after one that
+ * found no one to stop (nor more often while it is below its reserve but not full).
  */
 export class DiskPressure {
   private readonly baselines = new Map<string, Promise<number>>();
   private searching = false;
   private lastReadingMs = Number.NEGATIVE_INFINITY;
   private lowSearchAtMs = Number.NEGATIVE_INFINITY;
+  private quietUntilMs = Number.NEGATIVE_INFINITY;
   private homesReadAtMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: DiskPressureOptions) {}
@@ -94,7 +98,7 @@ export class DiskPressure {
    * and `hooks.resume` with the other agents given to `hooks.full`. Returns at once.
    */
   check(reading: DiskReading, nowMs: number, hooks: DiskPressureHooks): void {
-    if (this.searching) return;
+    if (this.searching || nowMs < this.quietUntilMs) return;
     const freshState = reading.atMs > this.lastReadingMs;
     this.lastReadingMs = reading.atMs;
     const stateFull = freshState && reading.freeBytes < FULL_BYTES;
@@ -134,6 +138,7 @@ export class DiskPressure {
     void this.search(homes, pressed)
       .then((found) => {
         if (found) hooks.stop(found);
+        else this.quietUntilMs = nowMs + LOW_SEARCH_MS;
         return found;
       })
       .then(

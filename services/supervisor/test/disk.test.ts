@@ -109,7 +109,7 @@ describe('disk pressure', () => {
     expect([...resumed].sort()).toEqual(['shell-2', 'shell-3']);
   });
 
-  it('stops no one when no home grew by 1 MiB, and looks at a reading once', async () => {
+  it('stops no one when no home grew by 1 MiB, and then searches again only after a second', async () => {
     const root = mkdtempSync(join(tmpdir(), 'warren-pressure-'));
     dirs.push(root);
     mkdirSync(join(root, 'home', 'shell', 'shell-1'), { recursive: true });
@@ -134,9 +134,16 @@ describe('disk pressure', () => {
       pressure.check(reading, 1, hooks);
     });
     await new Promise((resolve) => setImmediate(resolve));
-    // The same reading again (the state dir's filesystem read once per interval): no new search.
+    // The same reading again (the state dir's filesystem is read once per interval): no new search.
     pressure.check(reading, 2, hooks);
+    // A new reading within the second after a search that found no one: none either.
+    pressure.check({ ...reading, atMs: 500 }, 500, hooks);
     expect(searched).toBe(1);
+    await new Promise<void>((resolve) => {
+      searchEnded = resolve;
+      pressure.check({ ...reading, atMs: 1_001 }, 1_001, hooks);
+    });
+    expect(searched).toBe(2);
     expect(stopped).toEqual([]);
   });
 });
