@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cleanUpAfterEach, makeTestLayout, requireMachine, shellTask, startWarren, waitFor, warren, type AuditRow, type TestLayout } from '../support/cli.js';
@@ -25,6 +25,11 @@ function layoutOnTmpfs(tasks: Record<string, string>, size: string): { made: Tes
     return all;
   };
   return { made, args };
+}
+
+/** The agent a card names as its assignee ('' before it has one). */
+function agentOf(made: TestLayout, id: string): string {
+  return /^assignee: (\S+)$/m.exec(made.file(id))?.[1] ?? '';
 }
 
 async function audit(args: (...extra: string[]) => string[], action: string): Promise<AuditRow[]> {
@@ -60,6 +65,64 @@ describe('disk (attack case 49)', () => {
     mounts.splice(0).forEach((m) => m.unmount());
     expect(mountsUnder(made.dir)).toEqual([]);
   }, 300_000);
+
+  it('with the default template, stops the agent that filled the filesystem homes share with the state dir; its neighbour finishes and the run ends', async () => {
+    const { made, args } = layoutOnTmpfs({ 'b-normal': shellTask('b-normal', 'sleep 6; echo normal-done') }, '300m');
+    expect(readFileSync(join(made.dir, 'agents', 'shell.yaml'), 'utf8')).not.toMatch(/homeLimit/);
+    const started = startWarren(args('run', '--until-idle'));
+    running.push(started);
+    // The neighbour's workspace is made before the disk fills (a workspace made while it is full
+    // fails with ENOSPC, whatever Warren does next).
+    await waitFor('the workspace of b-normal', () => existsSync(join(made.dir, 'fs', 'home', 'shell', agentOf(made, 'b-normal'), 'work', 'b-normal')), 60_000);
+    writeFileSync(join(made.dir, 'kanban', 'tasks', 'a-fill.md'), shellTask('a-fill', 'for i in 1 2 3 4; do dd if=/dev/zero of=f$i bs=1M count=250; done; exit 0'));
+    const run = await started.done;
+    running.splice(running.indexOf(started), 1);
+    expect(run.code, run.stderr.slice(-3000)).toBe(1);
+    expect(made.file('a-fill')).toMatch(/^status: failed$/m);
+    expect(made.file('a-fill')).toMatch(/^result: .*disk: the filesystem of the state directory is below its reserve \(.+ free\); shell-\d+ wrote .+ to its home/m);
+    expect(made.file('b-normal')).toMatch(/^status: done$/m);
+    expect(made.file('b-normal')).toMatch(/normal-done/);
+    const stops = await audit(args, 'agent.disk');
+    expect(stops).toHaveLength(1);
+    expect(stops[0]!.details).toMatchObject({ openTasks: ['a-fill'] });
+    expect(Number(stops[0]!.details.grownBytes)).toBeGreaterThan(200 * 1024 * 1024);
+    expect((await audit(args, 'task.assign')).filter((r) => r.object === 'task:a-fill')).toHaveLength(1);
+    expect((await audit(args, 'supervisor.*')).map((r) => r.action)).toContain('supervisor.disk_low');
+    expect((await warren(args('audit', '--verify'))).code).toBe(0);
+    mounts.splice(0).forEach((m) => m.unmount());
+    expect(mountsUnder(made.dir)).toEqual([]);
+  }, 240_000);
+
+  it('with homes on a filesystem of their own, stops the agent that filled it; the state dir is not held up and its neighbour finishes', async () => {
+    const made = makeTestLayout(
+      {
+        'a-fill': shellTask('a-fill', 'sleep 2; for i in 1 2 3 4; do dd if=/dev/zero of=f$i bs=1M count=250; done; sleep 120; exit 0'),
+        'b-normal': shellTask('b-normal', 'sleep 6; echo normal-done'),
+      },
+      { copyAgents: true },
+    );
+    layouts.push(made);
+    const homes = mountTmpfs(join(made.dir, 'homes'), '100m');
+    mounts.push(homes);
+    const args = (...extra: string[]) => {
+      const all = made.args(...extra);
+      all[all.indexOf('--home') + 1] = homes.dir;
+      return all;
+    };
+    const run = await warren(args('run', '--until-idle'), 180_000);
+    expect(run.code, run.stderr.slice(-3000)).toBe(1);
+    expect(made.file('a-fill')).toMatch(/^status: failed$/m);
+    expect(made.file('a-fill')).toMatch(/^result: .*disk: the filesystem of the homes is full \(.+ free\); shell-\d+ wrote .+ to its home/m);
+    expect(made.file('b-normal')).toMatch(/^status: done$/m);
+    expect(made.file('b-normal')).toMatch(/normal-done/);
+    const stops = await audit(args, 'agent.disk');
+    expect(stops).toHaveLength(1);
+    expect(stops[0]!.details).toMatchObject({ filesystem: 'homes', openTasks: ['a-fill'] });
+    expect(run.stderr).not.toMatch(/below the reserve/);
+    expect((await warren(args('audit', '--verify'))).code).toBe(0);
+    mounts.splice(0).forEach((m) => m.unmount());
+    expect(mountsUnder(made.dir)).toEqual([]);
+  }, 240_000);
 
   it('stops a task still running once its home is over the limit, without retrying it', async () => {
     const { made, args } = layoutOnTmpfs(

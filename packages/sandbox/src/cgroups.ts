@@ -1,4 +1,5 @@
 import { readdir, readFile, rmdir, stat, writeFile, mkdir } from 'node:fs/promises';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SandboxError } from './errors.js';
@@ -284,6 +285,26 @@ export async function killCgroups(cgroups: SandboxCgroups): Promise<void> {
     }
   }
   await killByList(cgroups.dirs);
+}
+
+/**
+ * Freezes every process in the sandbox's cgroup2 directory (`cgroup.freeze`), synchronously: none
+ * of them runs again until killed (a system call under way completes first). A frozen cgroup is
+ * still killed by {@link killCgroups}. With `frozen` false, lets them run again.
+ * @returns false when the sandbox has no cgroup2 directory with a freezer or the write failed.
+ */
+export function freezeCgroups(cgroups: SandboxCgroups, frozen = true): boolean {
+  for (const dir of cgroups.dirs) {
+    const file = join(dir, 'cgroup.freeze');
+    if (!existsSync(file)) continue;
+    try {
+      writeFileSync(file, frozen ? '1' : '0');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  return false;
 }
 
 /** Lists the pids in the sandbox's cgroups (from its tracking hierarchy). */

@@ -8,6 +8,7 @@ import type { Readable, Writable } from 'node:stream';
 import { formatBytes, silentLogger, type Logger } from '@warren/core';
 import {
   createCgroups,
+  freezeCgroups,
   killCgroups,
   oomKillCount,
   pidsMaxEvents,
@@ -164,6 +165,15 @@ export interface Sandbox {
    * not ended yet); resolves with the exit.
    */
   stop(graceMs?: number, stop?: StopReason): Promise<SandboxExit>;
+  /**
+   * Freezes every process of the sandbox at once, synchronously (cgroup2 `cgroup.freeze`), so
+   * it writes nothing more, e.g. before the space it was filling is handed to someone else. Frozen
+   * processes do not act on SIGTERM: follow with `stop(0)`, which kills them.
+   * @returns false when the sandbox ended, or has no cgroup2 freezer (nothing was frozen).
+   */
+  freeze(): boolean;
+  /** Lets the processes frozen by {@link freeze} run again (nothing when none are). */
+  thaw(): void;
   /** `stop()` with the default grace, resolving to nothing. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -633,6 +643,14 @@ class RunningSandbox implements Sandbox {
     this.done = true;
     this.log.debug({ exit }, 'sandbox ended');
     return exit;
+  }
+
+  freeze(): boolean {
+    return !this.done && freezeCgroups(this.cgroups);
+  }
+
+  thaw(): void {
+    if (!this.done) freezeCgroups(this.cgroups, false);
   }
 
   stop(graceMs = 5000, stop?: StopReason): Promise<SandboxExit> {

@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   classifyExit,
@@ -137,5 +138,32 @@ describe('isolation modes', () => {
     expect(sandbox.usage().memoryBytes).toBeGreaterThan(0);
     expect(await sandbox.stop(200)).toEqual({ kind: 'signaled', signal: 'SIGKILL' });
     await waitUntil('no process of the uid', () => processesOfUid(uid).length === 0);
+  });
+});
+
+describe('freeze', () => {
+  it('freezes every process at once and thaws them; a frozen sandbox is killed by stop(0)', async () => {
+    const uid = freshUid();
+    const spec = makeSpec(['/bin/sh', '-c', 'echo ready; while :; do sleep 0.05; done'], { uid });
+    const sandbox = track(await spawnSandbox(spec));
+    await waitUntil('ready', () => readLog(spec).includes('ready'));
+    const freezer = cgroupDirsOf(host, spec.name).find((dir) => existsSync(join(dir, 'cgroup.freeze')));
+    if (!freezer) {
+      // A host without a cgroup2 freezer: nothing is frozen, and the caller is told.
+      expect(sandbox.freeze()).toBe(false);
+      return;
+    }
+    const frozen = (): string | undefined => /^frozen (\d)$/m.exec(readFileSync(join(freezer, 'cgroup.events'), 'utf8'))?.[1];
+    expect(sandbox.freeze()).toBe(true);
+    await waitUntil('the sandbox frozen', () => frozen() === '1');
+    sandbox.thaw();
+    await waitUntil('the sandbox thawed', () => frozen() === '0');
+    expect(sandbox.freeze()).toBe(true);
+    await waitUntil('the sandbox frozen again', () => frozen() === '1');
+    const exit = await sandbox.stop(0, { reason: 'watchdog', detail: 'disk: the filesystem is full' });
+    expect(exit).toEqual({ kind: 'watchdog', detail: 'disk: the filesystem is full' });
+    expect(processesOfUid(uid)).toEqual([]);
+    expect(sandbox.freeze()).toBe(false);
+    for (const dir of cgroupDirsOf(host, spec.name)) expect(existsSync(dir), dir).toBe(false);
   });
 });

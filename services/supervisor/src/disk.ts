@@ -1,4 +1,5 @@
-import { statfsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, parseBytes } from '@warren/core';
@@ -56,35 +57,73 @@ export function reserveBytes(spec: DiskReserveSpec, totalBytes: number): number 
   return parts.length === 0 ? 0 : Math.min(...parts);
 }
 
+/** Largest space Warren holds back in its reserve file (see {@link DiskReserve}), in bytes. */
+export const MAX_HELD_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Space Warren holds back for itself out of a reserve of `reserveBytes`: half of it, at most
+ * {@link MAX_HELD_BYTES}. It is what Warren has left to store results, audit rows and the
+ * database's write-ahead log once others filled the filesystem.
+ */
+export function heldBytesFor(reserveBytes: number): number {
+  return Math.min(Math.floor(reserveBytes / 2), MAX_HELD_BYTES);
+}
+
 /** One reading of {@link DiskReserve.check}. */
 export interface DiskReading {
-  /** True while free space is below the reserve. */
+  /** True while free space (counting what Warren holds) is below the reserve. */
   readonly low: boolean;
   /** True when `low` differs from the previous reading (the first reading counts as a change only when low). */
   readonly changed: boolean;
+  /** Free bytes as others see them (statfs f_bavail; what Warren holds is not free). */
   readonly freeBytes: number;
   readonly reserveBytes: number;
+  /** Bytes Warren holds back in its reserve file. */
+  readonly heldBytes: number;
+  /** When this reading was taken, in ms since the epoch (earlier than `nowMs` when it is reused). */
+  readonly atMs: number;
 }
 
 /**
  * Watches the free space of the filesystem holding `path` (the state directory) against a
- * reserve, reading statfs at most once per `everyMs`.
+ * reserve, reading statfs at most once per `everyMs`. With `holdPath` (a file on that
+ * filesystem) it also holds part of the reserve ({@link heldBytesFor}) in that file, written
+ * while free space is at least the reserve plus that part, so that what others write cannot take
+ * it; {@link release} deletes it when Warren needs the room. Free space counts the held bytes as
+ * free when it is compared with the reserve.
  */
 export class DiskReserve {
-  private last: DiskReading = { low: false, changed: false, freeBytes: 0, reserveBytes: 0 };
+  private last: DiskReading = { low: false, changed: false, freeBytes: 0, reserveBytes: 0, heldBytes: 0, atMs: Number.NEGATIVE_INFINITY };
   private readAtMs = Number.NEGATIVE_INFINITY;
+  private held = 0;
 
   constructor(
     private readonly path: string,
     private readonly spec: DiskReserveSpec,
     private readonly everyMs = 1_000,
-  ) {}
+    private readonly holdPath?: string,
+  ) {
+    if (holdPath) {
+      try {
+        this.held = statSync(holdPath).size;
+      } catch {
+        this.held = 0;
+      }
+    }
+  }
+
+  /** Bytes held back in the reserve file now. */
+  get heldBytes(): number {
+    return this.held;
+  }
 
   /**
    * The current reading (statfs again if `everyMs` passed since the last one; `nowMs` in ms since
-   * the epoch). A statfs that fails leaves the previous reading (and says no change).
+   * the epoch). Calls with the `nowMs` of the last read return that reading as it was. A statfs
+   * that fails leaves the previous reading (and says no change).
    */
   check(nowMs: number): DiskReading {
+    if (nowMs === this.readAtMs) return this.last;
     if (nowMs - this.readAtMs < this.everyMs) return { ...this.last, changed: false };
     this.readAtMs = nowMs;
     let space: FreeSpace;
@@ -94,9 +133,54 @@ export class DiskReserve {
       return { ...this.last, changed: false };
     }
     const reserve = reserveBytes(this.spec, space.totalBytes);
-    const low = space.freeBytes < reserve;
-    this.last = { low, changed: low !== this.last.low, freeBytes: space.freeBytes, reserveBytes: reserve };
+    let free = space.freeBytes;
+    const low = free + this.held < reserve;
+    const toHold = heldBytesFor(reserve);
+    if (!low && this.holdPath && this.held === 0 && toHold > 0 && free >= reserve + toHold) {
+      this.held = holdSpace(this.holdPath, toHold);
+      free -= this.held;
+    }
+    this.last = { low, changed: low !== this.last.low, freeBytes: free, reserveBytes: reserve, heldBytes: this.held, atMs: nowMs };
     return this.last;
+  }
+
+  /**
+   * Deletes the reserve file, so its space is free for Warren's own writes; it is written again
+   * once free space is back to the reserve plus its size.
+   * @returns the bytes released (0 when nothing was held).
+   */
+  release(): number {
+    const released = this.held;
+    if (!this.holdPath || released === 0) return 0;
+    rmSync(this.holdPath, { force: true });
+    this.held = 0;
+    return released;
+  }
+}
+
+/** Bytes written per write() while filling a reserve file. */
+const HOLD_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Writes `bytes` of incompressible data to `path` (mode 0600, replacing it), so the filesystem
+ * gives it real blocks (zeros could stay sparse or be compressed away).
+ * @returns the bytes held: `bytes`, or 0 when writing failed (the file is then removed).
+ */
+function holdSpace(path: string, bytes: number): number {
+  const chunk = randomBytes(HOLD_CHUNK_BYTES);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'w', 0o600);
+    for (let written = 0; written < bytes; ) {
+      written += writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - written));
+    }
+    fsyncSync(fd);
+    return bytes;
+  } catch {
+    rmSync(path, { force: true });
+    return 0;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -84,6 +84,7 @@ import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type Assi
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
 import { secureStateDir } from './state-dir.js';
 import { DiskReserve, formatBytes, HomeWatch, homeUsage, type WatchedHome } from './disk.js';
+import { DiskPressure, type DiskOffender } from './disk-pressure.js';
 
 /**
  * The supervisor's states. `create()` returns it `starting`; `run()` moves it to `running`;
@@ -177,6 +178,8 @@ const BOARD_WRITE_CONCURRENCY = 16;
 const QUEUE_REFRESH_MS = 250;
 /** How often the home of an agent running a task is measured, in ms. */
 const HOME_SCAN_MS = 1_000;
+/** Least interval between two statfs of the state directory's (and the homes') filesystem, in ms. */
+const DISK_READ_MS = 100;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
 const MAX_SPAWN_FAILURES = 5;
 
@@ -244,6 +247,8 @@ export class Supervisor {
   private readonly diskReserve: DiskReserve;
   /** Measures the homes of agents running tasks against their templates' `homeLimit`. */
   private readonly homeWatch: HomeWatch;
+  /** Finds the agent to stop when a filesystem its home shares runs out of space. */
+  private readonly diskPressure: DiskPressure;
   /** People's edits of the board during a run (moves, deletions) and where cards stopped. */
   private readonly boardEdits: BoardEdits;
 
@@ -262,7 +267,8 @@ export class Supervisor {
     private readonly log: Logger,
   ) {
     this.instanceTag = instanceTag(config.stateDir);
-    this.diskReserve = new DiskReserve(config.stateDir, config.diskReserve);
+    this.diskReserve = new DiskReserve(config.stateDir, config.diskReserve, DISK_READ_MS, join(config.stateDir, 'disk-reserve'));
+    this.diskPressure = new DiskPressure({ stateDir: config.stateDir, homeRoot: config.homeRoot, everyMs: DISK_READ_MS });
     this.homeWatch = new HomeWatch(HOME_SCAN_MS, (home, usedBytes) => this.stopForDisk(home.agent, `home over its ${formatBytes(home.limitBytes)} limit (${formatBytes(usedBytes)} used)`, usedBytes, home.limitBytes));
     this.boardEdits = new BoardEdits({
       state,
@@ -480,6 +486,7 @@ export class Supervisor {
     this.checkLiveness(nowMs);
     this.runWatchdog(nowMs);
     this.homeWatch.scan(this.busyHomes(), nowMs);
+    this.relieveDisk(nowMs);
     const mayStartWork = this.diskAllowsWork(nowMs);
     await this.publishPending();
     this.startBoardFlush();
@@ -490,6 +497,7 @@ export class Supervisor {
       plan = this.plan(nowMs);
       if (mayStartWork) for (const a of plan.assignments) this.assign(a.taskId, a.agent, nowMs);
     });
+    const wanted = plan;
     if (!mayStartWork) plan = { ...plan, assignments: [], spawns: [] };
     if (plan.assignments.length > 0) this.crashAt(CrashPoint.assignCommitted);
     if (plan.assignments.length > 0) {
@@ -505,7 +513,8 @@ export class Supervisor {
     // the idle check wait for a full one (at most QUEUE_REFRESH_MS later).
     if (this.planWasPartial) return;
     this.lastPlan = plan;
-    if (this.options.mode === 'until-idle' && mayStartWork && this.isIdle(plan)) this.shutdown('board is idle');
+    // Below the disk reserve the run still ends once nothing waits to start.
+    if (this.options.mode === 'until-idle' && this.isIdle(mayStartWork ? plan : wanted)) this.shutdown('board is idle');
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1081,6 +1090,7 @@ export class Supervisor {
       this.record({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
       this.record({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
     });
+    if (!agentView(this.world, agentName)?.load) void this.diskPressure.taskStarted(agentName, agent.account.home);
     setLoad(this.world, agentName, (agentView(this.world, agentName)?.load ?? 0) + 1);
     setStatus(this.world, agentName, AgentStatus.busy, nowMs);
     agent.lastActiveMs = nowMs;
@@ -1625,18 +1635,23 @@ export class Supervisor {
   }
 
   /**
-   * Stops an agent whose home grew past its template's `homeLimit`: its open executions fail for
-   * good with the reason `disk: home over its <limit> limit`, then its sandbox is stopped. The
-   * files stay in the home.
+   * Stops an agent whose home grew past its template's `homeLimit`, or the `offender` that filled a
+   * shared filesystem: its open executions fail for good with the reason `disk: <detail>`, then its
+   * sandbox is stopped. An offender is frozen first and, when it filled the state directory's
+   * filesystem, the space Warren holds back is released before anything is written, so the
+   * failure, the audit rows and the other tasks' results can be stored. The files stay in the home.
    */
-  private stopForDisk(name: string, detail: string, usedBytes: number, limitBytes: number): void {
+  private stopForDisk(name: string, detail: string, usedBytes: number, limitBytes: number, offender?: DiskOffender): void {
     const agent = this.live.get(name);
     if (!agent?.sandbox || agent.stopping || this.stateValue !== SupervisorState.running) return;
+    const frozen = offender !== undefined && agent.sandbox.freeze();
+    if (offender?.filesystem === 'state') this.releaseDiskReserve(detail);
     const nowMs = Date.now();
     const reason = `disk: ${detail}`;
     const open = this.state.openAssignments().filter((a) => a.agent === name);
+    const found = offender ? { grownBytes: offender.grownBytes, freeBytes: offender.freeBytes, filesystem: offender.filesystem } : {};
     this.transaction(() => {
-      this.record({ actor: SUPERVISOR, action: 'agent.disk', object: `agent:${name}`, details: { detail, usedBytes, limitBytes, openTasks: open.map((a) => a.taskId) } });
+      this.record({ actor: SUPERVISOR, action: 'agent.disk', object: `agent:${name}`, details: { detail, usedBytes, limitBytes, ...found, openTasks: open.map((a) => a.taskId) } });
       for (const a of open) {
         if (!this.state.finishAssignment(a.taskId, a.attempt, { outcome: 'failed', exitCode: null, summary: reason, outputs: [] }, nowMs)) continue;
         // No template: a task stopped for its disk use is not retried.
@@ -1649,8 +1664,44 @@ export class Supervisor {
     agent.stopping = 'watchdog';
     agent.stopDetail = `stopped: ${reason}`;
     setStatus(this.world, name, AgentStatus.stopping, nowMs);
-    void agent.sandbox.stop(this.config.killGraceMs, { reason: 'watchdog', detail: reason });
+    // A frozen sandbox cannot act on SIGTERM: it is killed at once.
+    void agent.sandbox.stop(frozen ? 0 : this.config.killGraceMs, { reason: 'watchdog', detail: reason });
     this.loop?.requestTick();
+  }
+
+  /**
+   * Stops the agent that filled a filesystem its home shares with the state directory or other
+   * homes (see DiskPressure). When the state directory's filesystem is full, the busy agents with
+   * homes on it are frozen and the space Warren holds back is released at once, before anything
+   * is written; the agents not found responsible then go on.
+   */
+  private relieveDisk(nowMs: number): void {
+    this.diskPressure.check(this.diskReserve.check(nowMs), nowMs, {
+      busy: () => this.busyHomes(),
+      full: (agents, freeBytes) => {
+        for (const name of agents) this.live.get(name)?.sandbox?.freeze();
+        this.releaseDiskReserve(`the filesystem of the state directory is full (${formatBytes(freeBytes)} free)`);
+      },
+      stop: (offender) => {
+        try {
+          this.stopForDisk(offender.agent, offender.detail, offender.usedBytes, offender.limitBytes, offender);
+        } catch (error) {
+          this.log.error({ err: error, agent: offender.agent }, 'cannot stop the agent that filled the disk');
+        }
+      },
+      resume: (agents) => {
+        for (const name of agents) {
+          const agent = this.live.get(name);
+          if (agent && !agent.stopping) agent.sandbox?.thaw();
+        }
+      },
+    });
+  }
+
+  /** Deletes the reserve file (see DiskReserve) so Warren's own writes have room; logs why. */
+  private releaseDiskReserve(why: string): void {
+    const released = this.diskReserve.release();
+    if (released > 0) this.log.warn({ releasedBytes: released }, `disk: ${why}; released the ${formatBytes(released)} held for Warren's own writes`);
   }
 
   /**

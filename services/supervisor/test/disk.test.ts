@@ -1,8 +1,9 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DiskReserve, formatBytes, homeUsage, parseDiskReserve, reserveBytes } from '../src/disk.js';
+import { DiskPressure, type DiskOffender } from '../src/disk-pressure.js';
+import { DiskReserve, formatBytes, heldBytesFor, homeUsage, parseDiskReserve, reserveBytes, type DiskReading } from '../src/disk.js';
 import { parseTemplate } from '../src/templates.js';
 
 const template = (resources: string) =>
@@ -43,6 +44,107 @@ describe('disk reserve', () => {
     const reserve = new DiskReserve(tmpdir(), { bytes: Number.MAX_SAFE_INTEGER, percent: undefined }, 0);
     expect(reserve.check(1)).toMatchObject({ low: true, changed: true });
     expect(reserve.check(2)).toMatchObject({ low: true, changed: false });
+  });
+});
+
+describe('space held back for Warren', () => {
+  it('is half the reserve, at most 32 MiB', () => {
+    expect(heldBytesFor(15 * 1024 ** 2)).toBe(7.5 * 1024 ** 2);
+    expect(heldBytesFor(256 * 1024 ** 2)).toBe(32 * 1024 ** 2);
+    expect(heldBytesFor(0)).toBe(0);
+  });
+
+  it('is written to its file while space allows, counted as free against the reserve, and released on demand', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-held-'));
+    dirs.push(dir);
+    const file = join(dir, 'disk-reserve');
+    const reserve = new DiskReserve(dir, { bytes: 4 * 1024 ** 2, percent: undefined }, 0, file);
+    expect(reserve.check(1)).toMatchObject({ low: false, heldBytes: 2 * 1024 ** 2 });
+    expect(statSync(file).size).toBe(2 * 1024 ** 2);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    // A reserve made again finds the file it left.
+    expect(new DiskReserve(dir, { bytes: 4 * 1024 ** 2, percent: undefined }, 0, file).heldBytes).toBe(2 * 1024 ** 2);
+    expect(reserve.release()).toBe(2 * 1024 ** 2);
+    expect(existsSync(file)).toBe(false);
+    expect(reserve.release()).toBe(0);
+    expect(reserve.check(2).heldBytes).toBe(2 * 1024 ** 2);
+  });
+
+  it('returns the same reading to every call with the time of its read', () => {
+    const reserve = new DiskReserve(tmpdir(), { bytes: Number.MAX_SAFE_INTEGER, percent: undefined }, 1_000);
+    expect(reserve.check(5)).toMatchObject({ low: true, changed: true, atMs: 5 });
+    expect(reserve.check(5)).toMatchObject({ low: true, changed: true, atMs: 5 });
+    expect(reserve.check(6)).toMatchObject({ changed: false, atMs: 5 });
+  });
+});
+
+describe('disk pressure', () => {
+  it('on a full filesystem of the state dir, freezes the busy agents there and stops the one whose home grew the most since its task started', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'warren-pressure-'));
+    dirs.push(root);
+    const home = (agent: string) => join(root, 'home', 'shell', agent);
+    for (const agent of ['shell-1', 'shell-2', 'shell-3']) mkdirSync(home(agent), { recursive: true });
+    mkdirSync(join(root, 'state'));
+    writeFileSync(join(home('shell-2'), 'old'), Buffer.alloc(8 * 1024 ** 2, 1));
+    const pressure = new DiskPressure({ stateDir: join(root, 'state'), homeRoot: join(root, 'home'), everyMs: 0 });
+    await Promise.all(['shell-1', 'shell-2', 'shell-3'].map((agent) => pressure.taskStarted(agent, home(agent))));
+    writeFileSync(join(home('shell-1'), 'big'), Buffer.alloc(3 * 1024 ** 2, 1));
+    writeFileSync(join(home('shell-3'), 'small'), Buffer.alloc(64 * 1024, 1));
+    const reading: DiskReading = { low: true, changed: true, freeBytes: 0, reserveBytes: 16 * 1024 ** 2, heldBytes: 0, atMs: 1 };
+    const frozen: string[][] = [];
+    const stopped: DiskOffender[] = [];
+    const resumed = await new Promise<readonly string[]>((resolve) => {
+      pressure.check(reading, 1, {
+        busy: () => ['shell-1', 'shell-2', 'shell-3'].map((agent) => ({ agent, dir: home(agent), limitBytes: 1024 ** 3 })),
+        full: (agents) => frozen.push([...agents]),
+        stop: (offender) => stopped.push(offender),
+        resume: resolve,
+      });
+      expect(frozen).toEqual([['shell-1', 'shell-2', 'shell-3']]);
+    });
+    expect(stopped.map((o) => o.agent)).toEqual(['shell-1']);
+    expect(stopped[0]!.filesystem).toBe('state');
+    expect(stopped[0]!.grownBytes).toBeGreaterThanOrEqual(3 * 1024 ** 2);
+    expect(stopped[0]!.detail).toMatch(/^the filesystem of the state directory is below its reserve \(0 bytes free\); shell-1 wrote 3(\.\d)? MiB to its home$/);
+    expect([...resumed].sort()).toEqual(['shell-2', 'shell-3']);
+  });
+
+  it('stops no one when no home grew by 1 MiB, and then searches again only after a second', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'warren-pressure-'));
+    dirs.push(root);
+    mkdirSync(join(root, 'home', 'shell', 'shell-1'), { recursive: true });
+    mkdirSync(join(root, 'state'));
+    const pressure = new DiskPressure({ stateDir: join(root, 'state'), homeRoot: join(root, 'home'), everyMs: 60_000 });
+    await pressure.taskStarted('shell-1', join(root, 'home', 'shell', 'shell-1'));
+    const reading: DiskReading = { low: true, changed: true, freeBytes: 4 * 1024 ** 2, reserveBytes: 16 * 1024 ** 2, heldBytes: 0, atMs: 1 };
+    const stopped: DiskOffender[] = [];
+    let searched = 0;
+    let searchEnded: () => void = () => undefined;
+    const hooks = {
+      busy: () => {
+        searched += 1;
+        return [{ agent: 'shell-1', dir: join(root, 'home', 'shell', 'shell-1'), limitBytes: 1024 ** 3 }];
+      },
+      full: () => undefined,
+      stop: (offender: DiskOffender) => stopped.push(offender),
+      resume: () => searchEnded(),
+    };
+    await new Promise<void>((resolve) => {
+      searchEnded = resolve;
+      pressure.check(reading, 1, hooks);
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    // The same reading again (the state dir's filesystem is read once per interval): no new search.
+    pressure.check(reading, 2, hooks);
+    // A new reading within the second after a search that found no one: none either.
+    pressure.check({ ...reading, atMs: 500 }, 500, hooks);
+    expect(searched).toBe(1);
+    await new Promise<void>((resolve) => {
+      searchEnded = resolve;
+      pressure.check({ ...reading, atMs: 1_001 }, 1_001, hooks);
+    });
+    expect(searched).toBe(2);
+    expect(stopped).toEqual([]);
   });
 });
 
