@@ -251,7 +251,16 @@ export class BoardEdits {
     let current = task;
     const apply = async (changes: OwnedFieldChanges): Promise<void> => {
       const { hash } = await updateTask(board, current, changes, { expectedHash: current.hash, syncDirectory: false });
-      current = warren ? applyOwnedChanges(current, changes, hash) : { ...current, hash, ...(changes.status === undefined ? {} : { status: changes.status }) };
+      // Other formats are re-read by the watcher; until then the task shows the status and
+      // assignee just written, so that the next flush does not write them again.
+      current = warren
+        ? applyOwnedChanges(current, changes, hash)
+        : {
+            ...current,
+            hash,
+            ...(changes.status === undefined ? {} : { status: changes.status }),
+            ...(changes.assignee === undefined ? {} : { assignee: changes.assignee }),
+          };
     };
     try {
       for (const changes of steps) await apply(changes);
