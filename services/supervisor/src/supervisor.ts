@@ -73,6 +73,7 @@ import { AgentGateway } from './gateway.js';
 import { loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
+import { step, trackTick, type SupervisorInspection, type TickProgress } from './inspect.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
 
@@ -208,6 +209,8 @@ export class Supervisor {
   private readonly plannerTasks = new WeakMap<Task, PlannerTask>();
   /** Whether this tick's plan covered only the most urgent ready tasks. */
   private planWasPartial = false;
+  /** The running tick's start (ms since the epoch) and the step it awaits, for {@link inspect}. */
+  private readonly tickProgress: TickProgress = { startedMs: undefined, step: 'idle' };
   private loop: TickLoop | undefined;
   private watcher: BoardWatcher | undefined;
   private results: Subscription | undefined;
@@ -349,6 +352,30 @@ export class Supervisor {
     return this.runPromise;
   }
 
+  /** What the supervisor holds in memory now (agents, spawns, back-offs, the tick), for an operator. */
+  inspect(): SupervisorInspection {
+    return {
+      state: this.stateValue,
+      tick: { runningForMs: this.tickProgress.startedMs === undefined ? null : Date.now() - this.tickProgress.startedMs, step: this.tickProgress.step },
+      agents: [...this.live.entries()].map(([name, a]) => ({
+        name,
+        ready: a.ready,
+        stopping: a.stopping ?? null,
+        load: agentView(this.world, name)?.load ?? 0,
+        connected: a.gateway.connected,
+        sandboxPid: a.sandbox?.pid ?? null,
+      })),
+      spawning: [...this.spawning],
+      spawnFailures: Object.fromEntries(this.spawnFailures),
+      queuedEvents: this.events.length,
+      boardDirty: this.boardDirty,
+      boardFlushRunning: this.boardFlush !== undefined,
+      readyWaiting: this.readyWaiting,
+      planWasPartial: this.planWasPartial,
+      lastPlan: this.lastPlan ? { assignments: this.lastPlan.assignments.length, spawns: this.lastPlan.spawns.length, unplaced: this.lastPlan.unplaced.length } : null,
+    };
+  }
+
   /** Asks the supervisor to stop: no more assignments, agents stopped, broker and database closed. */
   shutdown(reason = 'shutdown requested'): void {
     this.stopRequested?.(reason);
@@ -389,7 +416,7 @@ export class Supervisor {
       await this.reconcile(Date.now());
       this.loop = createTickLoop({
         intervalMs: this.config.tickIntervalMs,
-        tick: (nowMs) => this.tick(nowMs),
+        tick: (nowMs) => trackTick(this.tickProgress, nowMs, () => this.tick(nowMs)),
         logger: this.log.child({ component: 'tick' }),
         onError: (error: unknown) => {
           fatal = error;
@@ -417,15 +444,15 @@ export class Supervisor {
     if (this.stateValue !== SupervisorState.running) return;
     // While a board write runs, the watcher reports Warren's own files before the write has
     // recorded their new bytes: re-read after it, when those echoes cost no parse.
-    if (this.boardDirty && !this.boardFlush) await this.refreshBoard(nowMs);
-    await this.applyEvents(nowMs);
+    if (this.boardDirty && !this.boardFlush) await step(this.tickProgress, 'refreshBoard', this.refreshBoard(nowMs));
+    await step(this.tickProgress, 'applyEvents', this.applyEvents(nowMs));
     if (this.config.crashAt === CrashPoint.taskRunning && this.state.tasks().some((t) => t.state === TaskState.running && nowMs - t.updatedMs >= 300)) {
       crashNow();
     }
     this.processCommands(nowMs);
     this.checkLiveness(nowMs);
     this.runWatchdog(nowMs);
-    await this.publishPending();
+    await step(this.tickProgress, 'publishPending', this.publishPending());
     this.startBoardFlush();
     let plan!: Plan;
     // Planning writes new task rows and queue positions, then the tick's assignments: one
@@ -442,8 +469,8 @@ export class Supervisor {
     for (const spawn of plan.spawns) this.startAgent(spawn.template, nowMs);
     this.readyWaiting -= plan.assignments.length;
     this.fillWarmPools(nowMs);
-    await this.completeParents(nowMs);
-    await this.tendLifecycles(nowMs);
+    await step(this.tickProgress, 'completeParents', this.completeParents(nowMs));
+    await step(this.tickProgress, 'tendLifecycles', this.tendLifecycles(nowMs));
     // A plan of the most urgent tasks alone says nothing of the others: the run's summary and
     // the idle check wait for a full one (at most QUEUE_REFRESH_MS later).
     if (this.planWasPartial) return;
@@ -1195,7 +1222,7 @@ export class Supervisor {
     if (!agent) return;
     this.live.delete(name);
     removeAgent(this.world, name);
-    await agent.gateway.close();
+    await step(this.tickProgress, `applyExit ${name}: gateway.close`, agent.gateway.close());
     this.policy.removeSubject(name);
     const expected = agent.stopping !== undefined;
     const exitText = describeExit(exit);
@@ -1218,7 +1245,7 @@ export class Supervisor {
     if (open.length > 0) {
       // Its queued assignments belong to executions just settled; a later agent of that name must
       // not run them.
-      await this.broker.purgeAssignments(name).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge assignments'));
+      await step(this.tickProgress, `applyExit ${name}: purgeAssignments`, this.broker.purgeAssignments(name)).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge assignments'));
     }
     if (agent.restartAfterExit) {
       this.startAgent(agent.template.name, nowMs, name);
