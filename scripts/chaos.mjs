@@ -76,8 +76,9 @@ function runOnce(runSeed, index) {
     const chunks = [];
     child.stdout.on('data', (c) => chunks.push(c));
     child.stderr.on('data', (c) => chunks.push(c));
+    // Ctrl-C reaches the test's whole process group: start no more runs once this one ends.
     const stop = () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      interrupted = true;
     };
     process.once('SIGINT', stop);
     child.on('close', (code, signal) => {
@@ -113,7 +114,8 @@ function line(index, r) {
 
 process.stdout.write(`chaos: ${runs} run(s)${tasks ? `, ${tasks} tasks` : ''}${chaosMs !== undefined ? `, ${chaosMs} ms of kills` : ''}; logs in ${logDir}\n`);
 const results = [];
-for (let i = 1; i <= runs; i++) {
+let interrupted = false;
+for (let i = 1; i <= runs && !interrupted; i++) {
   const r = await runOnce(seed ?? randomInt(2 ** 31), i);
   results.push(r);
   process.stdout.write(`${line(i, r)}\n`);

@@ -33,6 +33,7 @@ export type {
   Subscription,
   AgentPending,
   DeleteAgentConsumersOptions,
+  StrandedRepair,
 } from './broker.js';
 export {
   assignmentMessageSchema,

@@ -74,6 +74,7 @@ import { loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { step, trackTick, type SupervisorInspection, type TickProgress } from './inspect.js';
+import { StrandedWatch } from './stranded-watch.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
 
@@ -211,6 +212,8 @@ export class Supervisor {
   private planWasPartial = false;
   /** The running tick's start (ms since the epoch) and the step it awaits, for {@link inspect}. */
   private readonly tickProgress: TickProgress = { startedMs: undefined, step: 'idle' };
+  /** Checks the consumers of executions that wait too long for messages a broker restart stranded. */
+  private readonly strandedWatch: StrandedWatch;
   private loop: TickLoop | undefined;
   private watcher: BoardWatcher | undefined;
   private results: Subscription | undefined;
@@ -237,6 +240,14 @@ export class Supervisor {
     private readonly log: Logger,
   ) {
     this.instanceTag = instanceTag(config.stateDir);
+    this.strandedWatch = new StrandedWatch({
+      broker,
+      logger: log.child({ component: 'stranded' }),
+      onRepaired: (consumer, repair) => {
+        this.record({ actor: SUPERVISOR, action: 'broker.consumer_remade', object: `consumer:${consumer}`, details: { stranded: repair.stranded, reason: repair.reason } });
+        this.loop?.requestTick();
+      },
+    });
   }
 
   /**
@@ -453,6 +464,7 @@ export class Supervisor {
     this.checkLiveness(nowMs);
     this.runWatchdog(nowMs);
     await step(this.tickProgress, 'publishPending', this.publishPending());
+    this.strandedWatch.check(this.state.openAssignments(), nowMs, (agent) => this.live.get(agent)?.ready === true);
     this.startBoardFlush();
     let plan!: Plan;
     // Planning writes new task rows and queue positions, then the tick's assignments: one
@@ -1244,8 +1256,9 @@ export class Supervisor {
     }
     if (open.length > 0) {
       // Its queued assignments belong to executions just settled; a later agent of that name must
-      // not run them.
-      await step(this.tickProgress, `applyExit ${name}: purgeAssignments`, this.broker.purgeAssignments(name)).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge assignments'));
+      // not run them. Off the tick's path: with the broker away this waits out its timeout, and
+      // the next agent of that name purges them again before it consumes (see spawnAgent).
+      void this.broker.purgeAssignments(name).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge assignments yet; the next start of this agent will'));
     }
     if (agent.restartAfterExit) {
       this.startAgent(agent.template.name, nowMs, name);
@@ -1388,6 +1401,9 @@ export class Supervisor {
       });
     }
     const woken = this.state.agent(name)?.state === 'sleeping';
+    // Assignments still queued for this name belong to executions already settled (a purge at its
+    // last exit may have failed with the broker away): the new agent must not run them.
+    await this.broker.purgeAssignments(name).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge old assignments before the start'));
     this.policy.addRoleForSubject(name, `template:${template.name}`);
     const runDir = join(this.config.stateDir, 'run', 'agents', name);
     const homeInSandbox = `/home/${name}`;
@@ -1731,6 +1747,7 @@ export class Supervisor {
 
   private async close(): Promise<void> {
     await this.loop?.stop();
+    await this.strandedWatch.close();
     await this.watcher?.close();
     const stops = [...this.live.values()].map((agent) =>
       agent.stopping ? (agent.sandbox?.exited ?? Promise.resolve()) : this.stopAgent(agent, 'shutdown'),
