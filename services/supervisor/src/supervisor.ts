@@ -212,6 +212,8 @@ export class Supervisor {
   private planWasPartial = false;
   /** The running tick's start (ms since the epoch) and the step it awaits, for {@link inspect}. */
   private readonly tickProgress: TickProgress = { startedMs: undefined, step: 'idle' };
+  /** Purges of a dead agent's queued assignments still running, by agent: a new start of that name waits for its own. */
+  private readonly exitPurges = new Map<string, Promise<void>>();
   /** Checks the consumers of executions that wait too long for messages a broker restart stranded. */
   private readonly strandedWatch: StrandedWatch;
   private loop: TickLoop | undefined;
@@ -1258,7 +1260,13 @@ export class Supervisor {
       // Its queued assignments belong to executions just settled; a later agent of that name must
       // not run them. Off the tick's path: with the broker away this waits out its timeout, and
       // the next agent of that name purges them again before it consumes (see spawnAgent).
-      void this.broker.purgeAssignments(name).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge assignments yet; the next start of this agent will'));
+      const purge = this.broker
+        .purgeAssignments(name)
+        .then(() => undefined, (error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge assignments yet; the next start of this agent will'))
+        .finally(() => {
+          if (this.exitPurges.get(name) === purge) this.exitPurges.delete(name);
+        });
+      this.exitPurges.set(name, purge);
     }
     if (agent.restartAfterExit) {
       this.startAgent(agent.template.name, nowMs, name);
@@ -1403,6 +1411,7 @@ export class Supervisor {
     const woken = this.state.agent(name)?.state === 'sleeping';
     // Assignments still queued for this name belong to executions already settled (a purge at its
     // last exit may have failed with the broker away): the new agent must not run them.
+    await this.exitPurges.get(name);
     await this.broker.purgeAssignments(name).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge old assignments before the start'));
     this.policy.addRoleForSubject(name, `template:${template.name}`);
     const runDir = join(this.config.stateDir, 'run', 'agents', name);
