@@ -245,7 +245,7 @@ export interface Broker {
    * consumer (`'results'`), will never deliver: stored in the work queue but behind the consumer's
    * delivered sequence, which happens when nats-server is killed and its stream's sequence goes
    * back (see `stranded.ts`). When a second look `confirmAfterMs` later (default 250) still finds
-   * them, the consumer is made again (same settings, delivering every stored message) and this
+   * them and the consumer has not moved (delivered or settled nothing), the consumer is made again (same settings, delivering every stored message) and this
    * process's consume loop on it reopens at once.
    * @returns how many messages were stranded (0: the consumer was left alone) and why.
    * @throws {BrokerError} if the server does not answer within the broker's timeout.
@@ -850,7 +850,8 @@ class NatsBroker implements Broker {
       if (first.stranded === 0) return { stranded: 0, reason: '' };
       await new Promise((resolve) => setTimeout(resolve, options?.confirmAfterMs ?? 250));
       const second = await findStranded(this.jsm, stream, durable);
-      if (second.stranded === 0 || !second.config) return { stranded: 0, reason: '' };
+      // A consumer that delivered or settled anything meanwhile is moving: what looked stranded was in flight.
+      if (second.stranded === 0 || !second.config || second.progress !== first.progress) return { stranded: 0, reason: '' };
       await remakeConsumer(this.jsm, stream, second.config);
       this.log.warn({ stream, consumer: durable, stranded: second.stranded, reason: second.reason }, 'consumer made again: it would never have delivered stored messages');
       for (const loop of this.loops) if (loop.spec.stream === stream && loop.spec.durable === durable) loop.reopenNow();

@@ -20,6 +20,8 @@ export interface StrandedCheck {
   readonly reason: string;
   /** The consumer's configuration, to make it again; undefined when the consumer does not exist. */
   readonly config: ConsumerConfig | undefined;
+  /** The consumer's delivered stream sequence and unacknowledged count at this look (a consumer that moves between two looks is not stuck). */
+  readonly progress: string;
 }
 
 function isApiError(error: unknown, code: number): boolean {
@@ -31,8 +33,9 @@ function isApiError(error: unknown, code: number): boolean {
  * every message stored on its filter subject must be either still to deliver (`num_pending`) or
  * delivered and unacknowledged (`num_ack_pending`); the rest are stranded. Also stranded: anything
  * stored when the consumer's delivered sequence is past the stream's last sequence (the stream
- * went back). The consumer is read before the stream, so a message published between the two
- * reads can look stranded for one look: callers confirm with a second look.
+ * went back). The consumer is read before the stream, so a message published or acknowledged
+ * between the two reads can look stranded for one look: callers confirm with a second look that
+ * finds the consumer where it was (`progress`).
  * @throws the client's error when the server does not answer (a timeout) or refuses.
  */
 export async function findStranded(jsm: JetStreamManager, stream: string, durable: string): Promise<StrandedCheck> {
@@ -41,7 +44,7 @@ export async function findStranded(jsm: JetStreamManager, stream: string, durabl
     consumer = await jsm.consumers.info(stream, durable);
   } catch (error) {
     if (isApiError(error, JetStreamApiCodes.ConsumerNotFound) || isApiError(error, JetStreamApiCodes.StreamNotFound)) {
-      return { stranded: 0, reason: '', config: undefined };
+      return { stranded: 0, reason: '', config: undefined, progress: '' };
     }
     throw error;
   }
@@ -50,11 +53,13 @@ export async function findStranded(jsm: JetStreamManager, stream: string, durabl
   const stored = Object.values(info.state.subjects ?? {}).reduce((sum, n) => sum + n, 0);
   const accounted = consumer.num_pending + consumer.num_ack_pending;
   const delivered = consumer.delivered.stream_seq;
+  const progress = `${delivered}/${consumer.num_ack_pending}`;
   if (stored > 0 && delivered > info.state.last_seq) {
     return {
       stranded: stored,
       reason: `the stream's last sequence ${info.state.last_seq} is behind the consumer's delivered sequence ${delivered}`,
       config: consumer.config,
+      progress,
     };
   }
   if (stored > accounted) {
@@ -62,9 +67,10 @@ export async function findStranded(jsm: JetStreamManager, stream: string, durabl
       stranded: stored - accounted,
       reason: `${stored} messages stored on ${filter} but the consumer has ${consumer.num_pending} to deliver and ${consumer.num_ack_pending} unacknowledged`,
       config: consumer.config,
+      progress,
     };
   }
-  return { stranded: 0, reason: '', config: consumer.config };
+  return { stranded: 0, reason: '', config: consumer.config, progress };
 }
 
 /**
