@@ -107,7 +107,7 @@ describe('chaos', () => {
         cleanups.push(() => {
           if (run.child.exitCode === null && run.child.signalCode === null && run.child.pid !== undefined) process.kill(run.child.pid, 'SIGKILL');
         });
-        let ended: RunEnd | undefined;
+        let ended: Awaited<typeof run.done> | undefined;
         void run.done.then((r) => (ended = r));
         let killedSupervisor = false;
         while (!ended && Date.now() < chaosUntil && kills.supervisor + kills.agent + kills.broker < MAX_KILLS) {
