@@ -17,7 +17,7 @@ import { connect } from '@nats-io/transport-node';
 import { ConfigError, silentLogger, type Logger } from '@warren/core';
 import type { z } from 'zod';
 import { BrokerError, InvalidMessageError } from './errors.js';
-import { findStranded, remakeConsumer } from './stranded.js';
+import { findPhantoms, findStranded, remakeConsumer } from './stranded.js';
 import {
   agentMessageSchema,
   assignmentMessageSchema,
@@ -251,6 +251,14 @@ export interface Broker {
    * @throws {BrokerError} if the server does not answer within the broker's timeout.
    */
   repairStranded(target: { readonly agent: string } | 'results', options?: { readonly confirmAfterMs?: number }): Promise<StrandedRepair>;
+  /**
+   * For a consumer no process is pulling from (call it after stopping yours): when its work queue
+   * stores nothing on its filter yet it counts unacknowledged deliveries (left by a nats-server
+   * killed right after acknowledgements), makes it again, empty. Target as in {@link repairStranded}.
+   * @returns how many phantom deliveries were cleared (0: the consumer was left alone).
+   * @throws {BrokerError} if the server does not answer within the broker's timeout.
+   */
+  clearPhantoms(target: { readonly agent: string } | 'results'): Promise<number>;
   /** Stops every consumer and subscription, drains and closes the connection. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -858,6 +866,20 @@ class NatsBroker implements Broker {
       return { stranded: second.stranded, reason: second.reason };
     } catch (error) {
       throw new BrokerError('repairStranded', `${stream}/${durable}`, errorText(error), { cause: error });
+    }
+  }
+
+  async clearPhantoms(target: { readonly agent: string } | 'results'): Promise<number> {
+    const [stream, durable] = target === 'results' ? [RESULTS_STREAM, RESULTS_CONSUMER] : [ASSIGN_STREAM, assignConsumerName(target.agent)];
+    this.assertOpen('clearPhantoms', `${stream}/${durable}`);
+    try {
+      const { phantoms, config } = await findPhantoms(this.jsm, stream, durable);
+      if (phantoms === 0 || !config) return 0;
+      await remakeConsumer(this.jsm, stream, config);
+      this.log.info({ stream, consumer: durable, phantoms }, 'consumer made again: it counted deliveries of messages no longer stored');
+      return phantoms;
+    } catch (error) {
+      throw new BrokerError('clearPhantoms', `${stream}/${durable}`, errorText(error), { cause: error });
     }
   }
 

@@ -96,3 +96,26 @@ export async function remakeConsumer(jsm: JetStreamManager, stream: string, conf
     max_ack_pending: config.max_ack_pending,
   });
 }
+
+/**
+ * Unacknowledged deliveries a consumer counts for messages its work queue no longer stores:
+ * a nats-server killed right after acknowledgements can come back with the consumer's ack floor
+ * from before them while the stream had already removed the messages. A consumer that pulls
+ * drops them by itself; a stopped one shows them until it is made again.
+ * @returns how many deliveries are phantoms (0 when none), and the consumer's configuration.
+ * @throws the client's error when the server does not answer or refuses.
+ */
+export async function findPhantoms(jsm: JetStreamManager, stream: string, durable: string): Promise<{ phantoms: number; config: ConsumerConfig | undefined }> {
+  let consumer: ConsumerInfo;
+  try {
+    consumer = await jsm.consumers.info(stream, durable);
+  } catch (error) {
+    if (isApiError(error, JetStreamApiCodes.ConsumerNotFound) || isApiError(error, JetStreamApiCodes.StreamNotFound)) return { phantoms: 0, config: undefined };
+    throw error;
+  }
+  if (consumer.num_ack_pending === 0) return { phantoms: 0, config: consumer.config };
+  const info = await jsm.streams.info(stream, { subjects_filter: consumer.config.filter_subject ?? '>' });
+  const stored = Object.values(info.state.subjects ?? {}).reduce((sum, n) => sum + n, 0);
+  // Only when nothing is stored is every unacknowledged delivery surely a phantom.
+  return { phantoms: stored === 0 ? consumer.num_ack_pending : 0, config: consumer.config };
+}

@@ -29,7 +29,12 @@ afterEach(async () => {
  * stream comes back empty, its sequence from 0) and starts it again on the same port and store,
  * keeping the consumers' state, as a killed nats-server 2.9 can come back.
  */
-async function setup(): Promise<{ broker: Broker; jsm: () => JetStreamManager; streamWentBack: (stream: string) => Promise<void> }> {
+async function setup(): Promise<{
+  broker: Broker;
+  jsm: () => JetStreamManager;
+  streamWentBack: (stream: string) => Promise<void>;
+  killAndRestart: () => Promise<void>;
+}> {
   const store = await makeTempDir('warren-stranded-');
   cleanups.push(() => store.close());
   let nats = await startNatsServer({ storeDir: store.path });
@@ -41,13 +46,8 @@ async function setup(): Promise<{ broker: Broker; jsm: () => JetStreamManager; s
   let nc = await connect({ servers: nats.url, name: 'stranded-test-admin', reconnectTimeWait: 100 });
   cleanups.push(() => nc.close());
   let manager = await jetstreamManager(nc);
-  return {
-    broker,
-    jsm: () => manager,
-    streamWentBack: async (stream) => {
-      await nats.close();
-      const msgs = join(store.path, 'jetstream', '$G', 'streams', stream, 'msgs');
-      for (const name of readdirSync(msgs)) rmSync(join(msgs, name), { force: true });
+  const restart = async (beforeStart: () => void): Promise<void> => {
+      beforeStart();
       nats = await startNatsServer({ storeDir: store.path, port });
       await nc.close();
       nc = await connect({ servers: nats.url, name: 'stranded-test-admin' });
@@ -63,6 +63,21 @@ async function setup(): Promise<{ broker: Broker; jsm: () => JetStreamManager; s
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       }
+  };
+  return {
+    broker,
+    jsm: () => manager,
+    streamWentBack: async (stream) => {
+      await nats.close();
+      await restart(() => {
+        const msgs = join(store.path, 'jetstream', '$G', 'streams', stream, 'msgs');
+        for (const name of readdirSync(msgs)) rmSync(join(msgs, name), { force: true });
+      });
+    },
+    killAndRestart: async () => {
+      process.kill(nats.pid, 'SIGKILL');
+      await nats.exited;
+      await restart(() => undefined);
     },
   };
 }
@@ -143,6 +158,37 @@ describe('stranded messages (a consumer past its stream\'s sequence)', () => {
     expect(after.num_ack_pending).toBe(1);
     held.ack();
     expect((await inbox.next('the second assignment')).data.taskId).toBe('T-2');
+  });
+
+  it('unacknowledged deliveries of messages no longer stored (a broker SIGKILLed right after acknowledgements) are cleared from a stopped consumer', async () => {
+    const { broker, jsm, killAndRestart } = await setup();
+    const inbox = new Inbox<Delivery<ResultMessage>>();
+    const sub = await broker.consumeResults(async (d) => inbox.push(d));
+    for (const id of ['T-1', 'T-2', 'T-3']) {
+      await broker.publishResult(result(id));
+      (await inbox.next(`result ${id}`)).ack();
+    }
+    await sub.stop();
+    await killAndRestart();
+    // What the server kept of the acknowledgements varies: the consumer's ack floor, the stream's
+    // removals, both or neither. Deliveries are phantoms only when nothing is stored.
+    const stored = (await jsm().streams.info(RESULTS_STREAM)).state.messages;
+    const before = await jsm().consumers.info(RESULTS_STREAM, RESULTS_CONSUMER);
+    expect(await broker.clearPhantoms('results')).toBe(stored === 0 ? before.num_ack_pending : 0);
+    const after = await jsm().consumers.info(RESULTS_STREAM, RESULTS_CONSUMER);
+    if (stored === 0) expect(after.num_ack_pending + after.num_pending).toBe(0);
+    expect((await jsm().streams.info(RESULTS_STREAM)).state.messages).toBe(stored);
+  });
+
+  it('a consumer with a message stored and unacknowledged keeps it: no phantom to clear', async () => {
+    const { broker, jsm } = await setup();
+    const inbox = new Inbox<Delivery<AssignmentMessage>>();
+    const sub = await broker.consumeAssignments('shell-1', async (d) => inbox.push(d));
+    cleanups.push(() => sub.stop());
+    await broker.publishAssignment(assignment('T-1'));
+    await inbox.next('assignment T-1');
+    expect(await broker.clearPhantoms({ agent: 'shell-1' })).toBe(0);
+    expect((await jsm().consumers.info(ASSIGN_STREAM, assignConsumerName('shell-1'))).num_ack_pending).toBe(1);
   });
 
   it('a consumer that does not exist has nothing stranded', async () => {

@@ -76,3 +76,23 @@ export class StrandedWatch {
     await this.running;
   }
 }
+
+/**
+ * At the end of a run, once nothing of this supervisor pulls from them: clears the phantom
+ * deliveries (see `@warren/broker`'s `clearPhantoms`) of the results consumer and of each of
+ * `agents`' assignment consumers, so the broker shows nothing unacknowledged for work that is done.
+ * Stops at the first broker error (the broker is away: each call would wait out its timeout).
+ * @returns how many phantom deliveries were cleared.
+ */
+export async function clearPhantomDeliveries(broker: Broker, agents: readonly string[], logger: Logger): Promise<number> {
+  let cleared = 0;
+  for (const target of ['results' as const, ...agents.map((agent) => ({ agent }))]) {
+    try {
+      cleared += await broker.clearPhantoms(target);
+    } catch (error) {
+      logger.warn({ err: error }, 'cannot check the consumers for phantom deliveries');
+      break;
+    }
+  }
+  return cleared;
+}

@@ -74,7 +74,7 @@ import { loadMappingFile } from './mapping.js';
 import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
 import { step, trackTick, type SupervisorInspection, type TickProgress } from './inspect.js';
-import { StrandedWatch } from './stranded-watch.js';
+import { clearPhantomDeliveries, StrandedWatch } from './stranded-watch.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
 
@@ -1771,6 +1771,7 @@ export class Supervisor {
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     for (const event of this.events.splice(0)) if (event.kind === 'result') event.done();
     for (const agent of this.live.values()) await agent.gateway.close();
+    await clearPhantomDeliveries(this.broker, this.state.agents().map((a) => a.name), this.log.child({ component: 'stranded' }));
     this.record({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.succeeded.length, failed: this.failedTasks.length } });
     const closers: [string, () => Promise<void>][] = [
       ['broker', () => this.broker.close()],
