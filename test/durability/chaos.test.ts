@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requireMachine, waitFor } from '../support/cli.js';
 import {
@@ -7,7 +8,6 @@ import {
   checkInvariants,
   countStatus,
   diagnose,
-  finish,
   makeLayout,
   RestartableNats,
   seededRandom,
@@ -15,6 +15,7 @@ import {
   startRun,
   type RunEnd,
 } from './support.js';
+import { describeSupervisorView, finishInspecting, loggedInspection, supervisorView } from './view.js';
 
 /** Tasks in the run (env `WARREN_CHAOS_TASKS`, default 1000). */
 const TASKS = Number(process.env.WARREN_CHAOS_TASKS ?? 1000);
@@ -26,6 +27,24 @@ const MAX_KILLS = 20;
 const MAX_ROUNDS = 40;
 /** The seed of the kill schedule (env `WARREN_CHAOS_SEED` replays one; timing still varies). */
 const SEED = Number(process.env.WARREN_CHAOS_SEED ?? randomInt(2 ** 31));
+/** Where to write the run's outcome as JSON (env `WARREN_CHAOS_REPORT`; `npm run chaos` reads it). */
+const REPORT = process.env.WARREN_CHAOS_REPORT;
+
+/** What one chaos run did, as `npm run chaos` prints it. */
+interface ChaosReport {
+  seed: number;
+  tasks: number;
+  /** `pass`; `stall`: a supervisor did not end or the board did not get quiet; `invariants`: it ended but an invariant broke; `error`: anything else. */
+  outcome: 'pass' | 'stall' | 'invariants' | 'error';
+  rounds: number;
+  kills: { supervisor: number; agent: number; broker: number };
+  /** Board columns and Warren's sets at the end. */
+  counts: { succeeded: number; failed: number; cancelled: number; ready: number; inProgress: number; auditRows: number } | undefined;
+  violations: string[];
+  durationMs: number;
+  /** The failure message (with the supervisor's view on a stall). */
+  message?: string;
+}
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -55,71 +74,113 @@ describe('chaos', () => {
     cleanups.push(() => layout.remove());
 
     const kills = { supervisor: 0, agent: 0, broker: 0 };
+    const startedMs = Date.now();
     const chaosUntil = Date.now() + CHAOS_MS;
     const log: string[] = [`seed ${SEED}`];
     let quiet = false;
     let rounds = 0;
-    while (!quiet && rounds < MAX_ROUNDS) {
-      rounds += 1;
-      const run = startRun(layout, {}, ['--log-level', 'warn']);
-      cleanups.push(() => {
-        if (run.child.exitCode === null && run.child.signalCode === null && run.child.pid !== undefined) process.kill(run.child.pid, 'SIGKILL');
-      });
-      let ended: RunEnd | undefined;
-      void run.done.then((r) => (ended = r));
-      let killedSupervisor = false;
-      while (!ended && Date.now() < chaosUntil && kills.supervisor + kills.agent + kills.broker < MAX_KILLS) {
-        await Promise.race([sleep(200 + random() * 1300), run.done]);
-        if (ended || Date.now() >= chaosUntil) break;
-        const pick = random();
-        if (pick < 0.3) {
-          kills.supervisor += 1;
-          log.push(`round ${rounds}: SIGKILL supervisor pid ${run.child.pid} (done ${countStatus(layout, 'done')})`);
-          process.kill(run.child.pid!, 'SIGKILL');
-          killedSupervisor = true;
-          break;
-        } else if (pick < 0.7) {
-          const uids = await agentUids(layout);
-          const pids = agentProcesses(layout, uids);
-          if (pids.length === 0) continue;
-          const victim = pids[Math.floor(random() * pids.length)]!;
-          kills.agent += 1;
-          log.push(`round ${rounds}: SIGKILL agent process ${victim} (done ${countStatus(layout, 'done')})`);
-          try {
-            process.kill(victim, 'SIGKILL');
-          } catch {
-            // it ended meanwhile
+    const report: ChaosReport = { seed: SEED, tasks: TASKS, outcome: 'error', rounds: 0, kills, counts: undefined, violations: [], durationMs: 0 };
+    const writeReport = (): void => {
+      report.rounds = rounds;
+      report.durationMs = Date.now() - startedMs;
+      if (REPORT) writeFileSync(REPORT, `${JSON.stringify(report, null, 2)}\n`);
+    };
+    const stalled = async (message: string): Promise<never> => {
+      report.outcome = 'stall';
+      report.message = `${message}\n${describeSupervisorView(layout)}`;
+      const view = supervisorView(layout);
+      report.counts = {
+        succeeded: view?.taskStates.succeeded ?? 0,
+        failed: view?.taskStates.failed ?? 0,
+        cancelled: view?.taskStates.cancelled ?? 0,
+        ready: countStatus(layout, 'ready'),
+        inProgress: countStatus(layout, 'in_progress'),
+        auditRows: -1,
+      };
+      writeReport();
+      throw new Error(report.message);
+    };
+    try {
+      while (!quiet && rounds < MAX_ROUNDS) {
+        rounds += 1;
+        const run = startRun(layout, {}, ['--log-level', 'warn']);
+        cleanups.push(() => {
+          if (run.child.exitCode === null && run.child.signalCode === null && run.child.pid !== undefined) process.kill(run.child.pid, 'SIGKILL');
+        });
+        let ended: Awaited<typeof run.done> | undefined;
+        void run.done.then((r) => (ended = r));
+        let killedSupervisor = false;
+        while (!ended && Date.now() < chaosUntil && kills.supervisor + kills.agent + kills.broker < MAX_KILLS) {
+          await Promise.race([sleep(200 + random() * 1300), run.done]);
+          if (ended || Date.now() >= chaosUntil) break;
+          const pick = random();
+          if (pick < 0.3) {
+            kills.supervisor += 1;
+            log.push(`round ${rounds}: SIGKILL supervisor pid ${run.child.pid} (done ${countStatus(layout, 'done')})`);
+            process.kill(run.child.pid!, 'SIGKILL');
+            killedSupervisor = true;
+            break;
+          } else if (pick < 0.7) {
+            const uids = await agentUids(layout);
+            const pids = agentProcesses(layout, uids);
+            if (pids.length === 0) continue;
+            const victim = pids[Math.floor(random() * pids.length)]!;
+            kills.agent += 1;
+            log.push(`round ${rounds}: SIGKILL agent process ${victim} (done ${countStatus(layout, 'done')})`);
+            try {
+              process.kill(victim, 'SIGKILL');
+            } catch {
+              // it ended meanwhile
+            }
+          } else {
+            kills.broker += 1;
+            log.push(`round ${rounds}: SIGKILL nats-server pid ${nats.pid} (done ${countStatus(layout, 'done')})`);
+            await nats.kill();
+            await sleep(random() * 1500);
+            await nats.restart();
           }
-        } else {
-          kills.broker += 1;
-          log.push(`round ${rounds}: SIGKILL nats-server pid ${nats.pid} (done ${countStatus(layout, 'done')})`);
-          await nats.kill();
-          await sleep(random() * 1500);
-          await nats.restart();
         }
+        let end!: RunEnd;
+        try {
+          end = await finishInspecting(run, killedSupervisor ? 30_000 : 240_000);
+        } catch (error) {
+          await stalled(`${(error as Error).message}\n${log.join('\n')}\n${await diagnose(layout, run)}\n${loggedInspection(run)}`);
+        }
+        if (killedSupervisor) {
+          expect(end.signal).toBe('SIGKILL');
+          const uids = await agentUids(layout);
+          await waitFor('the killed supervisor\'s agents to end', () => agentProcesses(layout, uids).length === 0, 20_000);
+          continue;
+        }
+        log.push(`round ${rounds}: the supervisor ended by itself, code ${end.code}`);
+        expect(end.signal, `${log.join('\n')}\n${end.stderr.slice(-3000)}`).toBeNull();
+        quiet = countStatus(layout, 'done') + countStatus(layout, 'failed') === TASKS;
       }
-      let end: RunEnd;
-      try {
-        end = await finish(run, killedSupervisor ? 30_000 : 240_000);
-      } catch (error) {
-        throw new Error(`${(error as Error).message}\n${log.join('\n')}\n${await diagnose(layout, run)}`);
+      if (!quiet) await stalled(`the board was not quiet after ${rounds} supervisor starts\n${log.join('\n')}`);
+      expect(agentProcesses(layout, await agentUids(layout))).toEqual([]);
+      const invariants = await checkInvariants(layout);
+      report.violations = invariants.violations;
+      report.counts = {
+        succeeded: invariants.succeeded.size,
+        failed: invariants.failed.size,
+        cancelled: invariants.cancelled.size,
+        ready: countStatus(layout, 'ready'),
+        inProgress: countStatus(layout, 'in_progress'),
+        auditRows: invariants.audit.length,
+      };
+      report.outcome = invariants.violations.length === 0 ? 'pass' : 'invariants';
+      if (invariants.violations.length > 0) report.message = `${invariants.violations.slice(0, 40).join('\n')}\n${log.join('\n')}`;
+      writeReport();
+      const summary = `seed ${SEED}: ${rounds} starts; kills: supervisor ${kills.supervisor}, agent ${kills.agent}, broker ${kills.broker}; succeeded ${invariants.succeeded.size}, failed ${invariants.failed.size}`;
+      console.log(summary);
+      expect(invariants.violations, `${summary}\n${log.join('\n')}`).toEqual([]);
+      expect(kills.supervisor + kills.agent + kills.broker).toBeGreaterThan(0);
+    } catch (error) {
+      if (report.outcome === 'error') {
+        report.message = `${(error as Error).message}\n${log.join('\n')}`;
+        writeReport();
       }
-      if (killedSupervisor) {
-        expect(end.signal).toBe('SIGKILL');
-        const uids = await agentUids(layout);
-        await waitFor('the killed supervisor\'s agents to end', () => agentProcesses(layout, uids).length === 0, 20_000);
-        continue;
-      }
-      log.push(`round ${rounds}: the supervisor ended by itself, code ${end.code}`);
-      expect(end.signal, `${log.join('\n')}\n${end.stderr.slice(-3000)}`).toBeNull();
-      quiet = countStatus(layout, 'done') + countStatus(layout, 'failed') === TASKS;
+      throw error;
     }
-    expect(quiet, `the board was not quiet after ${rounds} supervisor starts\n${log.join('\n')}`).toBe(true);
-    expect(agentProcesses(layout, await agentUids(layout))).toEqual([]);
-    const report = await checkInvariants(layout);
-    const summary = `seed ${SEED}: ${rounds} starts; kills: supervisor ${kills.supervisor}, agent ${kills.agent}, broker ${kills.broker}; succeeded ${report.succeeded.size}, failed ${report.failed.size}`;
-    console.log(summary);
-    expect(report.violations, `${summary}\n${log.join('\n')}`).toEqual([]);
-    expect(kills.supervisor + kills.agent + kills.broker).toBeGreaterThan(0);
   }, 600_000);
 });

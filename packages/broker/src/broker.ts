@@ -26,6 +26,7 @@ import { connect } from '@nats-io/transport-node';
 import { ConfigError, silentLogger, type Logger } from '@warren/core';
 import type { z } from 'zod';
 import { BrokerError, InvalidMessageError } from './errors.js';
+import { findPhantoms, findStranded, remakeConsumer } from './stranded.js';
 import {
   agentMessageSchema,
   assignmentMessageSchema,
@@ -262,9 +263,36 @@ export interface Broker {
    * leaving its messages. @returns how many were removed. @throws {BrokerError}.
    */
   purgeAssignments(agent: string): Promise<number>;
+  /**
+   * Finds messages that `agent`'s assignments consumer (`{ agent }`), or the supervisor's results
+   * consumer (`'results'`), will never deliver: stored in the work queue but behind the consumer's
+   * delivered sequence, which happens when nats-server is killed and its stream's sequence goes
+   * back (see `stranded.ts`). When a second look `confirmAfterMs` later (default 250) still finds
+   * them and the consumer has not moved (delivered or settled nothing), the consumer is made again (same settings, delivering every stored message) and this
+   * process's consume loop on it reopens at once.
+   * @returns how many messages were stranded (0: the consumer was left alone) and why.
+   * @throws {BrokerError} if the server does not answer within the broker's timeout.
+   */
+  repairStranded(target: { readonly agent: string } | 'results', options?: { readonly confirmAfterMs?: number }): Promise<StrandedRepair>;
+  /**
+   * For a consumer no process is pulling from (call it after stopping yours): when its work queue
+   * stores nothing on its filter yet it counts unacknowledged deliveries (left by a nats-server
+   * killed right after acknowledgements), makes it again, empty. Target as in {@link repairStranded}.
+   * @returns how many phantom deliveries were cleared (0: the consumer was left alone).
+   * @throws {BrokerError} if the server does not answer within the broker's timeout.
+   */
+  clearPhantoms(target: { readonly agent: string } | 'results'): Promise<number>;
   /** Stops every consumer and subscription, drains and closes the connection. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** What {@link Broker.repairStranded} did. */
+export interface StrandedRepair {
+  /** Messages the consumer would never have delivered; 0 when it was left alone. */
+  readonly stranded: number;
+  /** Why they were stranded, in words (empty when none were). */
+  readonly reason: string;
 }
 
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -869,6 +897,45 @@ class NatsBroker implements Broker {
     }
   }
 
+  /** The stream and durable consumer name of the supervisor's results or of one agent's assignments, in this namespace. */
+  private consumerOf(target: { readonly agent: string } | 'results'): [stream: string, durable: string] {
+    const ns = this.namespace;
+    return target === 'results' ? [ns.resultsStream, ns.resultsConsumer] : [ns.assignStream, ns.assignConsumerName(target.agent)];
+  }
+
+  async repairStranded(target: { readonly agent: string } | 'results', options?: { readonly confirmAfterMs?: number }): Promise<StrandedRepair> {
+    const [stream, durable] = this.consumerOf(target);
+    this.assertOpen('repairStranded', `${stream}/${durable}`);
+    try {
+      const first = await findStranded(this.jsm, stream, durable);
+      if (first.stranded === 0) return { stranded: 0, reason: '' };
+      await new Promise((resolve) => setTimeout(resolve, options?.confirmAfterMs ?? 250));
+      const second = await findStranded(this.jsm, stream, durable);
+      // A consumer that delivered or settled anything meanwhile is moving: what looked stranded was in flight.
+      if (second.stranded === 0 || !second.config || second.progress !== first.progress) return { stranded: 0, reason: '' };
+      await remakeConsumer(this.jsm, stream, second.config);
+      this.log.warn({ stream, consumer: durable, stranded: second.stranded, reason: second.reason }, 'consumer made again: it would never have delivered stored messages');
+      for (const loop of this.loops) if (loop.spec.stream === stream && loop.spec.durable === durable) loop.reopenNow();
+      return { stranded: second.stranded, reason: second.reason };
+    } catch (error) {
+      throw new BrokerError('repairStranded', `${stream}/${durable}`, errorText(error), { cause: error });
+    }
+  }
+
+  async clearPhantoms(target: { readonly agent: string } | 'results'): Promise<number> {
+    const [stream, durable] = this.consumerOf(target);
+    this.assertOpen('clearPhantoms', `${stream}/${durable}`);
+    try {
+      const { phantoms, config } = await findPhantoms(this.jsm, stream, durable);
+      if (phantoms === 0 || !config) return 0;
+      await remakeConsumer(this.jsm, stream, config);
+      this.log.info({ stream, consumer: durable, phantoms }, 'consumer made again: it counted deliveries of messages no longer stored');
+      return phantoms;
+    } catch (error) {
+      throw new BrokerError('clearPhantoms', `${stream}/${durable}`, errorText(error), { cause: error });
+    }
+  }
+
   async pendingFor(agent: string): Promise<AgentPending> {
     const count = async (stream: string, durable: string, subject: string): Promise<number> => {
       try {
@@ -1049,6 +1116,12 @@ class ConsumeLoop<T> implements Subscription {
       }
     }
     return undefined;
+  }
+
+  /** Ends the current pull subscription so the loop opens a new one (its consumer was made again). */
+  reopenNow(): void {
+    if (this.stopped) return;
+    void this.messages?.close().catch(() => undefined);
   }
 
   stop(): Promise<void> {

@@ -34,6 +34,7 @@ export type {
   AgentPending,
   DeleteAgentConsumersOptions,
   BrokerCredentials,
+  StrandedRepair,
 } from './broker.js';
 export { signMessage, verifySignature, keyedMessageId, readOrCreateSecret } from './signing.js';
 export {

@@ -135,8 +135,11 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
         supervisor.shutdown(signal);
       });
     }
+    // `kill -USR2 <pid>`: log what the supervisor holds in memory (why nothing moves).
+    const inspect = (): void => log.warn({ view: supervisor.inspect() }, 'supervisor view');
+    process.on('SIGUSR2', inspect);
     log.info({ board: relative(process.cwd(), config.boardDir) || '.', stateDir: config.stateDir, mode }, 'supervisor running');
-    const summary = await supervisor.run();
+    const summary = await supervisor.run().finally(() => process.off('SIGUSR2', inspect));
     if (mode === 'until-idle') {
       printSummary(summary, json);
       return summary.ok ? ExitCode.ok : ExitCode.failed;

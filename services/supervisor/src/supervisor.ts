@@ -80,6 +80,8 @@ import { agentSandboxSpec, instanceTag, RUNNER_IN_SANDBOX } from './agent-spec.j
 import { removeExecLeftovers } from './exec.js';
 import { AgentLimitWatch, describeAgentExit, limitFailureOf, taskFailureOf } from './limit-watch.js';
 import { crashDuringWrite, crashNow, CrashPoint, removeStaleTempFiles } from './crash.js';
+import { step, trackTick, type SupervisorInspection, type TickProgress } from './inspect.js';
+import { clearPhantomDeliveries, StrandedWatch } from './stranded-watch.js';
 import { CommandKind, isTerminal, migrateState, StateStore, TaskState, type AssignmentRow, type CommandRow, type TaskRow } from './state.js';
 import { loadTemplates, retryDelayMs, type AgentTemplate, type TemplateError } from './templates.js';
 import { secureStateDir } from './state-dir.js';
@@ -233,6 +235,12 @@ export class Supervisor {
   private readonly plannerTasks = new WeakMap<Task, PlannerTask>();
   /** Whether this tick's plan covered only the most urgent ready tasks. */
   private planWasPartial = false;
+  /** The running tick's start (ms since the epoch) and the step it awaits, for {@link inspect}. */
+  private readonly tickProgress: TickProgress = { startedMs: undefined, step: 'idle' };
+  /** Purges of a dead agent's queued assignments still running, by agent: a new start of that name waits for its own. */
+  private readonly exitPurges = new Map<string, Promise<void>>();
+  /** Checks the consumers of executions that wait too long for messages a broker restart stranded. */
+  private readonly strandedWatch: StrandedWatch;
   private loop: TickLoop | undefined;
   private watcher: BoardWatcher | undefined;
   private results: Subscription | undefined;
@@ -280,6 +288,14 @@ export class Supervisor {
         this.cancelRequested.add(`${taskId}:${attempt}`);
         live.gateway.cancel(taskId, attempt, reason);
         return true;
+      },
+    });
+    this.strandedWatch = new StrandedWatch({
+      broker,
+      logger: log.child({ component: 'stranded' }),
+      onRepaired: (consumer, repair) => {
+        this.record({ actor: SUPERVISOR, action: 'broker.consumer_remade', object: `consumer:${consumer}`, details: { stranded: repair.stranded, reason: repair.reason } });
+        this.loop?.requestTick();
       },
     });
   }
@@ -399,6 +415,30 @@ export class Supervisor {
     return this.runPromise;
   }
 
+  /** What the supervisor holds in memory now (agents, spawns, back-offs, the tick), for an operator. */
+  inspect(): SupervisorInspection {
+    return {
+      state: this.stateValue,
+      tick: { runningForMs: this.tickProgress.startedMs === undefined ? null : Date.now() - this.tickProgress.startedMs, step: this.tickProgress.step },
+      agents: [...this.live.entries()].map(([name, a]) => ({
+        name,
+        ready: a.ready,
+        stopping: a.stopping ?? null,
+        load: agentView(this.world, name)?.load ?? 0,
+        connected: a.gateway.connected,
+        sandboxPid: a.sandbox?.pid ?? null,
+      })),
+      spawning: [...this.spawning],
+      spawnFailures: Object.fromEntries(this.spawnFailures),
+      queuedEvents: this.events.length,
+      boardDirty: this.boardDirty,
+      boardFlushRunning: this.boardFlush !== undefined,
+      readyWaiting: this.readyWaiting,
+      planWasPartial: this.planWasPartial,
+      lastPlan: this.lastPlan ? { assignments: this.lastPlan.assignments.length, spawns: this.lastPlan.spawns.length, unplaced: this.lastPlan.unplaced.length } : null,
+    };
+  }
+
   /** Asks the supervisor to stop: no more assignments, agents stopped, broker and database closed. */
   shutdown(reason = 'shutdown requested'): void {
     this.stopRequested?.(reason);
@@ -443,7 +483,7 @@ export class Supervisor {
       await this.reconcile(Date.now());
       this.loop = createTickLoop({
         intervalMs: this.config.tickIntervalMs,
-        tick: (nowMs) => this.tick(nowMs),
+        tick: (nowMs) => trackTick(this.tickProgress, nowMs, () => this.tick(nowMs)),
         logger: this.log.child({ component: 'tick' }),
         onError: (error: unknown) => {
           fatal ??= error;
@@ -476,9 +516,9 @@ export class Supervisor {
     if (this.stateValue !== SupervisorState.running) return;
     // While a board write runs, the watcher reports Warren's own files before the write has
     // recorded their new bytes: re-read after it, when those echoes cost no parse.
-    if (this.boardDirty && !this.boardFlush) await this.refreshBoard(nowMs);
-    await this.checkResultWorkspaces();
-    await this.applyEvents(nowMs);
+    if (this.boardDirty && !this.boardFlush) await step(this.tickProgress, 'refreshBoard', this.refreshBoard(nowMs));
+    await step(this.tickProgress, 'checkResultWorkspaces', this.checkResultWorkspaces());
+    await step(this.tickProgress, 'applyEvents', this.applyEvents(nowMs));
     if (this.config.crashAt === CrashPoint.taskRunning && this.state.tasks().some((t) => t.state === TaskState.running && nowMs - t.updatedMs >= 300)) {
       crashNow();
     }
@@ -488,7 +528,8 @@ export class Supervisor {
     this.homeWatch.scan(this.busyHomes(), nowMs);
     this.relieveDisk(nowMs);
     const mayStartWork = this.diskAllowsWork(nowMs);
-    await this.publishPending();
+    await step(this.tickProgress, 'publishPending', this.publishPending());
+    this.strandedWatch.check(this.state.openAssignments(), nowMs, (agent) => this.live.get(agent)?.ready === true);
     this.startBoardFlush();
     let plan!: Plan;
     // Planning writes new task rows and queue positions, then the tick's assignments: one
@@ -507,8 +548,8 @@ export class Supervisor {
     for (const spawn of plan.spawns) this.startAgent(spawn.template, nowMs);
     this.readyWaiting -= plan.assignments.length;
     if (mayStartWork) this.fillWarmPools(nowMs);
-    await this.completeParents(nowMs);
-    await this.tendLifecycles(nowMs);
+    await step(this.tickProgress, 'completeParents', this.completeParents(nowMs));
+    await step(this.tickProgress, 'tendLifecycles', this.tendLifecycles(nowMs));
     // A plan of the most urgent tasks alone says nothing of the others: the run's summary and
     // the idle check wait for a full one (at most QUEUE_REFRESH_MS later).
     if (this.planWasPartial) return;
@@ -1297,7 +1338,7 @@ export class Supervisor {
     if (!agent) return;
     this.live.delete(name);
     removeAgent(this.world, name);
-    await agent.gateway.close();
+    await step(this.tickProgress, `applyExit ${name}: gateway.close`, agent.gateway.close());
     this.policy.removeSubject(name);
     const expected = agent.stopping !== undefined;
     const exitText = describeAgentExit(exit, agent.template);
@@ -1325,8 +1366,15 @@ export class Supervisor {
     }
     if (open.length > 0) {
       // Its queued assignments belong to executions just settled; a later agent of that name must
-      // not run them.
-      await this.broker.purgeAssignments(name).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge assignments'));
+      // not run them. Off the tick's path: with the broker away this waits out its timeout, and
+      // the next agent of that name purges them again before it consumes (see spawnAgent).
+      const purge = this.broker
+        .purgeAssignments(name)
+        .then(() => undefined, (error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge assignments yet; the next start of this agent will'))
+        .finally(() => {
+          if (this.exitPurges.get(name) === purge) this.exitPurges.delete(name);
+        });
+      this.exitPurges.set(name, purge);
     }
     if (agent.restartAfterExit) {
       this.startAgent(agent.template.name, nowMs, name);
@@ -1471,6 +1519,10 @@ export class Supervisor {
       });
     }
     const woken = this.state.agent(name)?.state === 'sleeping';
+    // Assignments still queued for this name belong to executions already settled (a purge at its
+    // last exit may have failed with the broker away): the new agent must not run them.
+    await this.exitPurges.get(name);
+    await this.broker.purgeAssignments(name).catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot purge old assignments before the start'));
     this.policy.addRoleForSubject(name, `template:${template.name}`);
     const runDir = join(this.config.stateDir, 'run', 'agents', name);
     const homeInSandbox = `/home/${name}`;
@@ -1933,6 +1985,7 @@ export class Supervisor {
 
   private async close(): Promise<void> {
     await this.loop?.stop();
+    await this.strandedWatch.close();
     await this.watcher?.close();
     const stops = [...this.live.values()].map((agent) =>
       agent.stopping ? (agent.sandbox?.exited ?? Promise.resolve()) : this.stopAgent(agent, 'shutdown'),
@@ -1947,6 +2000,7 @@ export class Supervisor {
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     for (const event of this.events.splice(0)) if (event.kind === 'result') event.done();
     for (const agent of this.live.values()) await agent.gateway.close();
+    await clearPhantomDeliveries(this.broker, this.state.agents().map((a) => a.name), this.log.child({ component: 'stranded' }));
     try {
       this.record({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.succeeded.length, failed: this.failedTasks.length } });
     } catch (error) {
