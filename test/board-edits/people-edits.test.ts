@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { cleanUpAfterEach, makeTestLayout, requireMachine, shellTask, startWarren, waitFor, warren, type CliProcess, type CliResult, type TestLayout } from '../support/cli.js';
-import { agentProcessesOf, audit, cardValue, started, startWarrenWithEnv, waitDuring, writeAtomically } from './support.js';
+import { agentProcessesOf, audit, cardValue, started, waitDuring, writeAtomically } from './support.js';
 
 const { layouts, running } = cleanUpAfterEach();
 
@@ -123,7 +123,7 @@ describe("a person's edits of running cards win", () => {
     const made = makeTestLayout({ ended: shellTask('ended', 'echo ended-ok') });
     layouts.push(made);
     // The supervisor dies right after committing the result, before the card shows it.
-    const crashing = startWarrenWithEnv(made.args('run', '--until-idle'), { WARREN_FAULT_INJECTION: '1', WARREN_CRASH_AT: 'result.committed' });
+    const crashing = startWarren(made.args('run', '--until-idle'), { WARREN_FAULT_INJECTION: '1', WARREN_CRASH_AT: 'result.committed' });
     running.push(crashing);
     const crashed = await crashing.done;
     expect(crashed.signal, crashed.stderr.slice(-3000)).toBe('SIGKILL');

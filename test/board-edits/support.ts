@@ -2,28 +2,9 @@
  * Shared parts of the board-edit suite: reading a layout's audit trail and cards, waiting for a
  * card or an audit row, and the agent processes of a layout's uid block.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cli, processesOfUids, repo, waitFor, warrenSync, type AuditRow, type CliProcess, type CliResult, type TestLayout } from '../support/cli.js';
-
-/** Starts `warren <args>` as `startWarren` does, with `env` added to the environment. */
-export function startWarrenWithEnv(args: readonly string[], env: Readonly<Record<string, string>>): CliProcess {
-  const child = spawn(process.execPath, [cli, ...args], {
-    cwd: repo,
-    env: { ...process.env, WARREN_LOG_FORMAT: 'json', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<CliResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return { child, stderr: () => stderr, done };
-}
+import { processesOfUids, waitFor, warrenSync, type AuditRow, type CliProcess, type TestLayout } from '../support/cli.js';
 
 /** Replaces a file the way editors do: a temporary file renamed over it. */
 export function writeAtomically(path: string, text: string): void {

@@ -14,7 +14,7 @@ import { defaultBrokerInstance } from '@warren/supervisor';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, type TempDir } from '@warren/testing';
 import { cleanUpAfterEach, makeTestLayout, requireMachine, shellTask, startWarren, waitFor, warren, type TestLayout } from '../support/cli.js';
-import { attack, auditRows, embeddedNatsUrl, statusOf, warrenWithEnv } from './support.js';
+import { attack, auditRows, embeddedNatsUrl, statusOf } from './support.js';
 
 const { layouts, running } = cleanUpAfterEach();
 const servers: { nats: EmbeddedNatsServer; dir: TempDir }[] = [];
@@ -222,7 +222,7 @@ describe('an external NATS that requires credentials', () => {
     expect(withUrl.stderr).not.toContain(password);
 
     writeFileSync(join(made.dir, 'kanban', 'tasks', 'u2.md'), shellTask('u2', 'echo u2'));
-    const withUser = await warrenWithEnv(made.args('run', '--until-idle', '--nats-url', nats.url, '--nats-user', 'ext'), { NATS_PASSWORD: password });
+    const withUser = await warren(made.args('run', '--until-idle', '--nats-url', nats.url, '--nats-user', 'ext'), 240_000, { NATS_PASSWORD: password });
     expect(withUser.code, withUser.stderr.slice(-3000)).toBe(0);
     expect(statusOf(made.file('u2'))).toBe('done');
 

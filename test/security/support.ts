@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cli, repo, warrenSync, type AuditRow, type CliResult, type TestLayout } from '../support/cli.js';
+import { repo, warrenSync, type AuditRow, type TestLayout } from '../support/cli.js';
 
 /** The uid and gid the attacker runs as. */
 export const NOBODY = 65534;
@@ -100,23 +100,3 @@ export function statusOf(text: string): string | undefined {
   return /^status:\s*(\S+)/m.exec(text)?.[1];
 }
 
-/**
- * Runs `warren <args>` to the end with `env` added to the environment (JSON logs); kills it and
- * fails after `timeoutMs`.
- */
-export async function warrenWithEnv(args: readonly string[], env: Readonly<Record<string, string>>, timeoutMs = 240_000): Promise<CliResult> {
-  const child = spawn(process.execPath, [cli, ...args], {
-    cwd: repo,
-    env: { ...process.env, WARREN_LOG_FORMAT: 'json', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])));
-  clearTimeout(timer);
-  if (signal === 'SIGKILL') throw new Error(`warren ${args.join(' ')} did not finish in ${timeoutMs} ms\n${stderr.slice(-4000)}`);
-  return { code, signal, stdout, stderr };
-}

@@ -37,11 +37,14 @@ export interface CliProcess {
   readonly done: Promise<CliResult>;
 }
 
-/** Starts `warren <args>` with JSON logs; the caller must await `done` (or kill the child). */
-export function startWarren(args: readonly string[]): CliProcess {
+/**
+ * Starts `warren <args>` with JSON logs and `env` added to the environment; the caller must await
+ * `done` (or kill the child).
+ */
+export function startWarren(args: readonly string[], env: Readonly<Record<string, string>> = {}): CliProcess {
   const child = spawn(process.execPath, [cli, ...args], {
     cwd: repo,
-    env: { ...process.env, WARREN_LOG_FORMAT: 'json' },
+    env: { ...process.env, WARREN_LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -55,9 +58,9 @@ export function startWarren(args: readonly string[]): CliProcess {
   return { child, stderr: () => stderr, done };
 }
 
-/** Runs `warren <args>` to the end; kills it and fails after `timeoutMs`. */
-export async function warren(args: readonly string[], timeoutMs = 240_000): Promise<CliResult> {
-  const run = startWarren(args);
+/** Runs `warren <args>` to the end with `env` added to the environment; kills it and fails after `timeoutMs`. */
+export async function warren(args: readonly string[], timeoutMs = 240_000, env: Readonly<Record<string, string>> = {}): Promise<CliResult> {
+  const run = startWarren(args, env);
   const timer = setTimeout(() => run.child.kill('SIGKILL'), timeoutMs);
   const result = await run.done;
   clearTimeout(timer);
