@@ -109,7 +109,8 @@ function line(index, r) {
   const c = r.counts
     ? `succeeded ${r.counts.succeeded}, failed ${r.counts.failed}, cancelled ${r.counts.cancelled}, ready ${r.counts.ready}, in progress ${r.counts.inProgress}${r.counts.auditRows >= 0 ? `, audit rows ${r.counts.auditRows}` : ''}`
     : 'no counts';
-  return `run ${index}/${runs} seed ${r.seed}: ${r.outcome} in ${(r.durationMs / 1000).toFixed(1)} s; ${k}; ${c}`;
+  const reasons = Object.entries(r.failedReasons ?? {}).map(([reason, n]) => `\n    ${n} failed: ${reason}`).join('');
+  return `run ${index}/${runs} seed ${r.seed}: ${r.outcome} in ${(r.durationMs / 1000).toFixed(1)} s; ${k}; ${c}${reasons}`;
 }
 
 process.stdout.write(`chaos: ${runs} run(s)${tasks ? `, ${tasks} tasks` : ''}${chaosMs !== undefined ? `, ${chaosMs} ms of kills` : ''}; logs in ${logDir}\n`);

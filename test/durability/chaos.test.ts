@@ -40,6 +40,8 @@ interface ChaosReport {
   kills: { supervisor: number; agent: number; broker: number };
   /** Board columns and Warren's sets at the end. */
   counts: { succeeded: number; failed: number; cancelled: number; ready: number; inProgress: number; auditRows: number } | undefined;
+  /** The failed tasks' results with digits folded to `N`, and how many tasks ended with each. */
+  failedReasons?: Record<string, number>;
   violations: string[];
   durationMs: number;
   /** The failure message (with the supervisor's view on a stall). */
@@ -168,6 +170,12 @@ describe('chaos', () => {
         inProgress: countStatus(layout, 'in_progress'),
         auditRows: invariants.audit.length,
       };
+      report.failedReasons = {};
+      for (const task of invariants.tasks) {
+        if (!invariants.failed.has(task.id)) continue;
+        const reason = (task.result ?? '').replace(/\d+/g, 'N').slice(0, 120);
+        report.failedReasons[reason] = (report.failedReasons[reason] ?? 0) + 1;
+      }
       report.outcome = invariants.violations.length === 0 ? 'pass' : 'invariants';
       if (invariants.violations.length > 0) report.message = `${invariants.violations.slice(0, 40).join('\n')}\n${log.join('\n')}`;
       writeReport();
