@@ -184,6 +184,8 @@ const HOME_SCAN_MS = 1_000;
 const DISK_READ_MS = 100;
 /** Consecutive spawn failures after which a template is not tried again in this run. */
 const MAX_SPAWN_FAILURES = 5;
+/** How long an idle run until idle waits for unacknowledged results (the consumers' 30 s ack wait and a margin), in ms. */
+const RESULTS_SETTLE_MS = 40_000;
 
 /**
  * The Warren supervisor: watches the board, plans assignments on each tick of the ECS world,
@@ -235,6 +237,8 @@ export class Supervisor {
   private readonly plannerTasks = new WeakMap<Task, PlannerTask>();
   /** Whether this tick's plan covered only the most urgent ready tasks. */
   private planWasPartial = false;
+  /** When a run until idle found the board idle but results still unacknowledged on the broker (ms since the epoch). */
+  private settlingSinceMs: number | undefined;
   /** The running tick's start (ms since the epoch) and the step it awaits, for {@link inspect}. */
   private readonly tickProgress: TickProgress = { startedMs: undefined, step: 'idle' };
   /** Purges of a dead agent's queued assignments still running, by agent: a new start of that name waits for its own. */
@@ -555,7 +559,39 @@ export class Supervisor {
     if (this.planWasPartial) return;
     this.lastPlan = plan;
     // Below the disk reserve the run still ends once nothing waits to start.
-    if (this.options.mode === 'until-idle' && this.isIdle(mayStartWork ? plan : wanted)) this.shutdown('board is idle');
+    if (this.options.mode === 'until-idle' && this.isIdle(mayStartWork ? plan : wanted)) {
+      if (await step(this.tickProgress, 'resultsSettled', this.resultsSettled(nowMs))) this.shutdown('board is idle');
+    } else {
+      this.settlingSinceMs = undefined;
+    }
+  }
+
+  /**
+   * Whether the broker holds no unacknowledged result for this supervisor, so that a run until
+   * idle may end. Results whose acknowledgements a killed broker lost stay unacknowledged until
+   * the results consumer's ack wait (30 s) and are then delivered again, applied as duplicates and
+   * acknowledged by the tick. Gives up after {@link RESULTS_SETTLE_MS} of waiting (with a warning):
+   * the next start applies whatever is left, as {@link reconcile} does.
+   */
+  private async resultsSettled(nowMs: number): Promise<boolean> {
+    let backlog: number;
+    try {
+      backlog = await this.broker.resultsBacklog();
+    } catch (error) {
+      this.log.warn({ err: error }, 'cannot read the results backlog; waiting before the run ends');
+      backlog = -1;
+    }
+    if (backlog === 0) {
+      this.settlingSinceMs = undefined;
+      return true;
+    }
+    if (this.settlingSinceMs === undefined) {
+      this.settlingSinceMs = nowMs;
+      this.log.info({ backlog }, 'the board is idle; waiting for the broker to deliver unacknowledged results again before the run ends');
+    }
+    if (nowMs - this.settlingSinceMs < RESULTS_SETTLE_MS) return false;
+    this.log.warn({ backlog, waitedMs: nowMs - this.settlingSinceMs }, 'ending with results the broker still holds unacknowledged; the next start applies them');
+    return true;
   }
 
   // ---------------------------------------------------------------------------------------------
