@@ -54,16 +54,6 @@ export function recordingLogger(): Logger & { lines: { level: string; msg: strin
   return logger;
 }
 
-/** True while a process with this pid exists. */
-export function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Re-evaluates `read` until it returns `expected` (deep-equal via JSON) — for server state that
  * converges after asynchronous acks. Fails after `guardMs` with the last value seen.

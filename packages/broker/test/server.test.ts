@@ -5,7 +5,7 @@ import { MissingCapabilityError } from '@warren/core';
 import { makeTempDir, type TempDir } from '@warren/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NatsServerError, connectBroker, findNatsServer, startNatsServer, type EmbeddedNatsServer } from '../src/index.js';
-import { processExists } from './helpers.js';
+import { processExists } from '@warren/core';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
