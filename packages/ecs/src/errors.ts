@@ -41,3 +41,13 @@ function describe(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
   return Object.prototype.toString.call(value);
 }
+
+/** An operation named a template that was never defined in the world (`defineTemplate`). */
+export class UnknownTemplateError extends WarrenError {
+  constructor(
+    readonly template: string,
+    readonly operation: string,
+  ) {
+    super('WARREN_TEMPLATE_UNKNOWN', `${operation}: no template named ${JSON.stringify(template)} in the world`);
+  }
+}

@@ -1,7 +1,10 @@
 /**
  * The states of an agent. Stored in the `Status` component as a u8 code (`AGENT_STATUS_CODES`).
  *
- * - `pending`: known, not yet started; `starting`: its sandbox is starting, no hello yet;
+ * - `pending`: added, its process not yet started;
+ * - `spawning`: being spawned (account, home, sandbox) before its process exists: an entity with
+ *   `Identity` and `Status` only, so instance counts per template are a query (`addSpawningAgent`);
+ * - `starting`: its sandbox is starting, no hello yet;
  * - `idle`: up, holding no task; `busy`: up, holding at least one task;
  * - `sleeping`: stopped on purpose after idling, its account kept, wakes on demand;
  * - `stopping`: asked to stop; `stopped`: stopped on purpose; `failed`: exited or timed out unexpectedly.
@@ -15,11 +18,12 @@ export const AgentStatus = {
   stopping: 'stopping',
   stopped: 'stopped',
   failed: 'failed',
+  spawning: 'spawning',
 } as const;
 /** One of the `AgentStatus` values. */
 export type AgentStatus = (typeof AgentStatus)[keyof typeof AgentStatus];
 
-/** Status → u8 code, in declaration order (pending 0 … failed 7). */
+/** Status → u8 code, in declaration order (pending 0 … failed 7, spawning 8). */
 export const AGENT_STATUS_CODES: Readonly<Record<AgentStatus, number>> = {
   pending: 0,
   starting: 1,
@@ -29,6 +33,7 @@ export const AGENT_STATUS_CODES: Readonly<Record<AgentStatus, number>> = {
   stopping: 5,
   stopped: 6,
   failed: 7,
+  spawning: 8,
 };
 const STATUS_BY_CODE = Object.keys(AGENT_STATUS_CODES) as AgentStatus[];
 
@@ -49,7 +54,7 @@ export function statusCode(status: string): number | undefined {
   return Object.hasOwn(AGENT_STATUS_CODES, status) ? AGENT_STATUS_CODES[status as AgentStatus] : undefined;
 }
 
-/** The status of u8 `code` (codes outside 0–7 read as `failed`). */
+/** The status of u8 `code` (codes outside 0–8 read as `failed`). */
 export function statusOf(code: number): AgentStatus {
   return STATUS_BY_CODE[code] ?? 'failed';
 }
@@ -62,4 +67,35 @@ export function modeCode(mode: string): number | undefined {
 /** The lifecycle mode of u8 `code` (codes outside 0–2 read as `persistent`). */
 export function modeOf(code: number): LifecycleMode {
   return MODE_BY_CODE[code] ?? 'persistent';
+}
+
+/**
+ * Why the supervisor stops an agent: `sleep` (idle too long; its account is kept and it wakes on
+ * demand), `delete` (an `autodelete` agent after its task, or an operator's delete), `shutdown`
+ * (Warren stops), `operator` (`warren agent stop` or `restart`), `unresponsive` (no heartbeat),
+ * `watchdog` (over its limits, or its home or a shared disk too full). Stored in the `Stop`
+ * component as a u8 code, 0 meaning "not stopping".
+ */
+export const StopReason = {
+  sleep: 'sleep',
+  delete: 'delete',
+  shutdown: 'shutdown',
+  operator: 'operator',
+  unresponsive: 'unresponsive',
+  watchdog: 'watchdog',
+} as const;
+/** One of the `StopReason` values. */
+export type StopReason = (typeof StopReason)[keyof typeof StopReason];
+
+const STOP_REASONS = Object.keys(StopReason) as StopReason[];
+
+/** The u8 code of `reason` (1–6), or `undefined` when it is not a `StopReason`. */
+export function stopReasonCode(reason: string): number | undefined {
+  const index = STOP_REASONS.indexOf(reason as StopReason);
+  return index < 0 ? undefined : index + 1;
+}
+
+/** The stop reason of u8 `code`, or null for 0 (not stopping) and unknown codes. */
+export function stopReasonOf(code: number): StopReason | null {
+  return code > 0 ? (STOP_REASONS[code - 1] ?? null) : null;
 }

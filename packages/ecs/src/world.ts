@@ -1,15 +1,7 @@
-import { addComponents, addEntity, createWorld, entityExists, query, removeEntity, type World } from 'bitecs';
-import { CapabilityIndex, type AgentSlot } from '@warren/scheduler';
+import { addComponents, addEntity, createWorld, removeComponent, removeEntity, type World } from 'bitecs';
 import { AgentSpecError, DuplicateAgentError, UnknownAgentError } from './errors.js';
-import {
-  AGENT_STATUS_CODES,
-  modeCode,
-  modeOf,
-  statusCode,
-  statusOf,
-  type AgentStatus,
-  type LifecycleMode,
-} from './status.js';
+import { AGENT_STATUS_CODES, modeCode, statusCode, type AgentStatus, type LifecycleMode } from './status.js';
+import { compareCodeUnits, requireCount, requireTime } from './validate.js';
 
 /** `Identity`: who the agent is. Numbers are SoA typed arrays indexed by eid; strings are side arrays. */
 export interface IdentityStore {
@@ -19,9 +11,13 @@ export interface IdentityStore {
   template: (string | undefined)[];
 }
 
-/** `Capabilities`: the agent's capability set as a mask over the world's `CapabilityIndex`. */
+/**
+ * `Capabilities`: the agent's capability set, sorted (code-unit order), without duplicates and
+ * frozen, so it can be handed out as is. Matching tasks to capabilities is the planner's business
+ * (`@warren/scheduler` interns them into bitmasks per plan).
+ */
 export interface CapabilitiesStore {
-  mask: (Uint32Array | undefined)[];
+  list: (readonly string[] | undefined)[];
 }
 
 /** `Status`: `code` is the u8 of an `AgentStatus`; `sinceMs` is when the agent entered it (ms epoch). */
@@ -38,7 +34,8 @@ export interface LoadStore {
 
 /**
  * `Resources`: limits given at start (`memoryMaxBytes`, `pidsMax`, `cpuWeight`, cgroup v2 weight
- * 1–10000) and the last measured usage (`memoryBytes`, `pids`, `cpuMs` of CPU time consumed).
+ * 1–10000) and the last measured usage (`memoryBytes`, `pids`, `cpuMs` of CPU time consumed, and
+ * the cgroup's counters `pidsRefused`, forks refused at `pids.max`, and `oomKills`).
  */
 export interface ResourcesStore {
   memoryMaxBytes: Float64Array;
@@ -47,12 +44,15 @@ export interface ResourcesStore {
   memoryBytes: Float64Array;
   pids: Float64Array;
   cpuMs: Float64Array;
+  pidsRefused: Float64Array;
+  oomKills: Float64Array;
 }
 
 /**
- * `Lifecycle`: `mode` is the u8 of a `LifecycleMode`; `lastActiveMs` the last time it took, held or
- * finished work; `lastHeartbeatMs` the last heartbeat (NaN = none yet); `restarts`; `tasksDone`,
- * the tasks it has finished (counted when its load goes down).
+ * `Lifecycle`: `mode` is the u8 of a `LifecycleMode`; `lastActiveMs` the last time it started, took
+ * or finished work; `lastHeartbeatMs` the last heartbeat (NaN = none yet); `restarts`; `tasksDone`,
+ * the tasks it has finished; `ready` 1 once its runner said hello; `tookTask` 1 once it was given a
+ * task (an `autodelete` agent takes one); `workedMs` when it last finished a task (NaN = never).
  */
 export interface LifecycleStore {
   mode: Uint8Array;
@@ -60,9 +60,42 @@ export interface LifecycleStore {
   lastHeartbeatMs: Float64Array;
   restarts: Uint32Array;
   tasksDone: Uint32Array;
+  ready: Uint8Array;
+  tookTask: Uint8Array;
+  workedMs: Float64Array;
 }
 
-/** The component stores of one world. Each object is also the bitecs component reference. */
+/**
+ * `Stop`: why the supervisor is stopping the agent (`reason`, the u8 of a `StopReason`, 0 = it is
+ * not), the words for it when the kind is not enough (`detail`, e.g. the watchdog's finding), the
+ * result its open tasks get instead of running again (`failTasks`), and whether to start it again
+ * once it has exited (`restartAfterExit`, an operator's restart).
+ */
+export interface StopStore {
+  reason: Uint8Array;
+  detail: (string | undefined)[];
+  failTasks: (string | undefined)[];
+  restartAfterExit: Uint8Array;
+}
+
+/**
+ * `Watchdog`: the watchdog's memory of the agent's readings between ticks (see `observeLimits`):
+ * the CPU time and time of the last reading, the refused forks and OOM kills already seen, and the
+ * two grace timers (over a threshold; at the process limit), each a `sinceMs` (NaN = not holding)
+ * and the last reading that held.
+ */
+export interface WatchdogStore {
+  lastCpuMs: Float64Array;
+  lastReadingMs: Float64Array;
+  pidsRefusedSeen: Float64Array;
+  oomKillsSeen: Float64Array;
+  overSinceMs: Float64Array;
+  overLastMs: Float64Array;
+  atLimitSinceMs: Float64Array;
+  atLimitLastMs: Float64Array;
+}
+
+/** The component stores of one world's agents. Each object is also the bitecs component reference. */
 export interface AgentComponents {
   readonly Identity: IdentityStore;
   readonly Capabilities: CapabilitiesStore;
@@ -70,21 +103,60 @@ export interface AgentComponents {
   readonly Load: LoadStore;
   readonly Resources: ResourcesStore;
   readonly Lifecycle: LifecycleStore;
+  readonly Stop: StopStore;
+  readonly Watchdog: WatchdogStore;
+}
+
+/**
+ * `Template`: what the agent systems need of a template: its `name`, `lifecycle` (u8 of a
+ * `LifecycleMode`), `maxInstances`, `warmPool`, `sleepAfterIdleMs` and the watchdog's thresholds
+ * (`watchdogCpuCores` NaN = no CPU threshold).
+ */
+export interface TemplateStore {
+  name: (string | undefined)[];
+  lifecycle: Uint8Array;
+  maxInstances: Uint32Array;
+  warmPool: Uint32Array;
+  sleepAfterIdleMs: Float64Array;
+  watchdogMemoryBytes: Float64Array;
+  watchdogPids: Float64Array;
+  watchdogCpuCores: Float64Array;
+  watchdogGraceMs: Float64Array;
+}
+
+/**
+ * `SpawnBackoff`: consecutive agents of the template that failed to start (`failures`, 0 = none),
+ * why the last one did, and when a start may be tried again (`nextAttemptMs`, ms epoch).
+ */
+export interface SpawnBackoffStore {
+  failures: Uint32Array;
+  reason: (string | undefined)[];
+  nextAttemptMs: Float64Array;
+}
+
+/** The component stores of one world's template entities. */
+export interface TemplateComponents {
+  readonly Template: TemplateStore;
+  readonly SpawnBackoff: SpawnBackoffStore;
 }
 
 /** What an agent world carries besides bitecs' own state. */
 export interface AgentWorldContext {
-  /** Component stores, owned by this world only. */
+  /** Agent component stores, owned by this world only. */
   readonly components: AgentComponents;
-  /** Name → eid of every agent in the world: the durable key (eids are recycled at once). */
+  /** Template component stores. */
+  readonly templateComponents: TemplateComponents;
+  /** Tag of agents being spawned: entities with `Identity` and `Status` only. */
+  readonly Spawning: object;
+  /** Name → eid of every agent in the world, spawning ones included: the durable key (eids are recycled at once). */
   readonly agents: Map<string, number>;
-  /** The interning of capability strings into mask bits (shared scheme with @warren/scheduler). */
-  readonly capabilities: CapabilityIndex;
+  /** Name → eid of every template, in definition order. */
+  readonly templates: Map<string, number>;
   /** Entities the typed arrays can hold; grows by doubling. */
   capacity: number;
 }
 
-/** A bitecs world of agents: entities with the six components above. */
+/** A bitecs world of agents and their templates. */
 export type AgentWorld = World<AgentWorldContext>;
 
 /** The limits an agent is started with. */
@@ -113,7 +185,7 @@ export interface AgentSpec {
   /** What happens when it idles. */
   lifecycle: LifecycleMode;
   resources: AgentResourceLimits;
-  /** When it was added, ms since the epoch: its `pending` status starts then. */
+  /** When it was added, ms since the epoch: its `pending` status starts then, and its watchdog's first interval. */
   nowMs: number;
 }
 
@@ -125,30 +197,10 @@ export interface AgentUsage {
   pids: number;
   /** CPU time consumed since start, ms. */
   cpuMs: number;
-}
-
-/** A plain, JSON-ready snapshot of one agent. */
-export interface AgentView {
-  name: string;
-  template: string;
-  /** Current entity id: valid only until the agent is removed; never store it. */
-  eid: number;
-  uid: number;
-  gid: number;
-  /** Sorted. */
-  capabilities: string[];
-  status: AgentStatus;
-  /** When it entered `status`, ms epoch. */
-  statusSinceMs: number;
-  load: number;
-  wipLimit: number;
-  lifecycle: LifecycleMode;
-  lastActiveMs: number;
-  /** Null until the first heartbeat. */
-  lastHeartbeatMs: number | null;
-  restarts: number;
-  tasksDone: number;
-  resources: AgentResourceLimits & AgentUsage;
+  /** Forks refused at the process limit since start (the `max` count of pids.events). Default 0. */
+  pidsRefused?: number;
+  /** Processes killed by the OOM killer since start (`oom_kill` of memory.events). Default 0. */
+  oomKills?: number;
 }
 
 const INITIAL_CAPACITY = 64;
@@ -162,31 +214,64 @@ export function createAgentWorld(options: { initialCapacity?: number } = {}): Ag
   if (!Number.isSafeInteger(capacity) || capacity < 1) {
     throw new AgentSpecError('options.initialCapacity', capacity, undefined, 'expected a positive integer');
   }
+  const f64 = () => new Float64Array(capacity);
   const components: AgentComponents = {
     Identity: { uid: new Uint32Array(capacity), gid: new Uint32Array(capacity), name: [], template: [] },
-    Capabilities: { mask: [] },
-    Status: { code: new Uint8Array(capacity), sinceMs: new Float64Array(capacity) },
+    Capabilities: { list: [] },
+    Status: { code: new Uint8Array(capacity), sinceMs: f64() },
     Load: { active: new Uint32Array(capacity), wipLimit: new Uint32Array(capacity) },
     Resources: {
-      memoryMaxBytes: new Float64Array(capacity),
-      pidsMax: new Float64Array(capacity),
+      memoryMaxBytes: f64(),
+      pidsMax: f64(),
       cpuWeight: new Uint32Array(capacity),
-      memoryBytes: new Float64Array(capacity),
-      pids: new Float64Array(capacity),
-      cpuMs: new Float64Array(capacity),
+      memoryBytes: f64(),
+      pids: f64(),
+      cpuMs: f64(),
+      pidsRefused: f64(),
+      oomKills: f64(),
     },
     Lifecycle: {
       mode: new Uint8Array(capacity),
-      lastActiveMs: new Float64Array(capacity),
-      lastHeartbeatMs: new Float64Array(capacity),
+      lastActiveMs: f64(),
+      lastHeartbeatMs: f64(),
       restarts: new Uint32Array(capacity),
       tasksDone: new Uint32Array(capacity),
+      ready: new Uint8Array(capacity),
+      tookTask: new Uint8Array(capacity),
+      workedMs: f64(),
     },
+    Stop: { reason: new Uint8Array(capacity), detail: [], failTasks: [], restartAfterExit: new Uint8Array(capacity) },
+    Watchdog: {
+      lastCpuMs: f64(),
+      lastReadingMs: f64(),
+      pidsRefusedSeen: f64(),
+      oomKillsSeen: f64(),
+      overSinceMs: f64(),
+      overLastMs: f64(),
+      atLimitSinceMs: f64(),
+      atLimitLastMs: f64(),
+    },
+  };
+  const templateComponents: TemplateComponents = {
+    Template: {
+      name: [],
+      lifecycle: new Uint8Array(capacity),
+      maxInstances: new Uint32Array(capacity),
+      warmPool: new Uint32Array(capacity),
+      sleepAfterIdleMs: f64(),
+      watchdogMemoryBytes: f64(),
+      watchdogPids: f64(),
+      watchdogCpuCores: f64(),
+      watchdogGraceMs: f64(),
+    },
+    SpawnBackoff: { failures: new Uint32Array(capacity), reason: [], nextAttemptMs: f64() },
   };
   return createWorld<AgentWorldContext>({
     components,
+    templateComponents,
+    Spawning: {},
     agents: new Map(),
-    capabilities: new CapabilityIndex(),
+    templates: new Map(),
     capacity,
   });
 }
@@ -194,11 +279,12 @@ export function createAgentWorld(options: { initialCapacity?: number } = {}): Ag
 type TypedArray = Uint8Array | Uint32Array | Float64Array;
 
 /** Grows every typed array of every store so that index `eid` fits. */
-function ensureCapacity(world: AgentWorld, eid: number): void {
+export function ensureCapacity(world: AgentWorld, eid: number): void {
   if (eid < world.capacity) return;
   let capacity = world.capacity;
   while (capacity <= eid) capacity *= 2;
-  for (const store of Object.values(world.components) as Record<string, unknown>[]) {
+  const stores = [...Object.values(world.components), ...Object.values(world.templateComponents)] as Record<string, unknown>[];
+  for (const store of stores) {
     for (const [key, value] of Object.entries(store)) {
       if (value instanceof Uint8Array || value instanceof Uint32Array || value instanceof Float64Array) {
         const grown = new (value.constructor as new (n: number) => TypedArray)(capacity);
@@ -210,46 +296,106 @@ function ensureCapacity(world: AgentWorld, eid: number): void {
   world.capacity = capacity;
 }
 
-function componentList(world: AgentWorld): object[] {
+/** The components every started agent has (the query of `agentEntities`). */
+export function agentComponentList(world: AgentWorld): object[] {
   const c = world.components;
-  return [c.Identity, c.Capabilities, c.Status, c.Load, c.Resources, c.Lifecycle];
+  return [c.Identity, c.Capabilities, c.Status, c.Load, c.Resources, c.Lifecycle, c.Stop, c.Watchdog];
 }
 
-function requireCount(field: string, value: unknown, agent: string | undefined, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0 || value > max) {
-    throw new AgentSpecError(field, value, agent, `expected an integer from 0 to ${max}`);
-  }
-  return value;
-}
-
-function requireTime(field: string, value: unknown, agent: string | undefined): number {
-  if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw new AgentSpecError(field, value, agent, 'expected a finite time in ms');
-  }
-  return value;
-}
-
-function requireEid(world: AgentWorld, name: string, operation: string): number {
+/** The eid of agent `name`. @throws {UnknownAgentError} naming `operation` when there is none. */
+export function requireEid(world: AgentWorld, name: string, operation: string): number {
   const eid = world.agents.get(name);
   if (eid === undefined) throw new UnknownAgentError(name, operation);
   return eid;
 }
 
-/**
- * Adds an agent entity with all six components and returns its eid. The eid is only valid until
- * `removeAgent`; bitecs recycles it at once, so keep the name.
- *
- * @throws {DuplicateAgentError} `WARREN_AGENT_DUPLICATE` when `spec.name` is already in the world.
- * @throws {AgentSpecError} `WARREN_AGENT_SPEC` when a field is invalid (empty name or template,
- *   uid/gid outside 0–2^32-1, negative or fractional counts, unknown lifecycle, non-finite nowMs).
- */
-export function addAgent(world: AgentWorld, spec: AgentSpec): number {
-  const name = spec.name;
+function requireName(name: unknown): string {
   if (typeof name !== 'string' || name === '') throw new AgentSpecError('spec.name', name, undefined, 'expected a non-empty string');
+  return name;
+}
+
+function requireTemplateName(template: unknown, name: string): string {
+  if (typeof template !== 'string' || template === '') throw new AgentSpecError('spec.template', template, name, 'expected a non-empty string');
+  return template;
+}
+
+/** Puts every agent field of `eid` to its starting value (eids are recycled: old values linger). */
+function resetAgentFields(world: AgentWorld, eid: number, name: string, template: string, nowMs: number): void {
+  const { Identity, Capabilities, Status, Load, Resources, Lifecycle, Stop, Watchdog } = world.components;
+  Identity.uid[eid] = 0;
+  Identity.gid[eid] = 0;
+  Identity.name[eid] = name;
+  Identity.template[eid] = template;
+  Capabilities.list[eid] = undefined;
+  Status.code[eid] = AGENT_STATUS_CODES.pending;
+  Status.sinceMs[eid] = nowMs;
+  Load.active[eid] = 0;
+  Load.wipLimit[eid] = 0;
+  for (const store of [Resources, Watchdog] as unknown as Record<string, Float64Array | Uint32Array>[]) {
+    for (const array of Object.values(store)) array[eid] = 0;
+  }
+  Watchdog.lastReadingMs[eid] = nowMs;
+  Watchdog.overSinceMs[eid] = Number.NaN;
+  Watchdog.atLimitSinceMs[eid] = Number.NaN;
+  Lifecycle.mode[eid] = 0;
+  Lifecycle.lastActiveMs[eid] = nowMs;
+  Lifecycle.lastHeartbeatMs[eid] = Number.NaN;
+  Lifecycle.restarts[eid] = 0;
+  Lifecycle.tasksDone[eid] = 0;
+  Lifecycle.ready[eid] = 0;
+  Lifecycle.tookTask[eid] = 0;
+  Lifecycle.workedMs[eid] = Number.NaN;
+  Stop.reason[eid] = 0;
+  Stop.detail[eid] = undefined;
+  Stop.failTasks[eid] = undefined;
+  Stop.restartAfterExit[eid] = 0;
+}
+
+/**
+ * Adds an agent that is being spawned: an entity in status `spawning` with `Identity` (name and
+ * template; uid and gid 0 until `addAgent`) and `Status` only, so it counts as an instance of its
+ * template (`instanceCounts`) and its name is taken, but no system acts on it. `addAgent` with the
+ * same name and template completes it once its process exists; `removeSpawningAgent` drops it
+ * when the start failed. Returns its eid (valid only until it is removed).
+ *
+ * @throws {DuplicateAgentError} `WARREN_AGENT_DUPLICATE` when `name` is already in the world.
+ * @throws {AgentSpecError} `WARREN_AGENT_SPEC` for an empty name or template, or a non-finite `nowMs`.
+ */
+export function addSpawningAgent(world: AgentWorld, spec: { name: string; template: string; nowMs: number }): number {
+  const name = requireName(spec.name);
   const existing = world.agents.get(name);
   if (existing !== undefined) throw new DuplicateAgentError(name, existing);
-  if (typeof spec.template !== 'string' || spec.template === '') {
-    throw new AgentSpecError('spec.template', spec.template, name, 'expected a non-empty string');
+  const template = requireTemplateName(spec.template, name);
+  const nowMs = requireTime('spec.nowMs', spec.nowMs, name);
+  const eid = addEntity(world);
+  ensureCapacity(world, eid);
+  addComponents(world, eid, [world.components.Identity, world.components.Status, world.Spawning]);
+  resetAgentFields(world, eid, name, template, nowMs);
+  world.components.Status.code[eid] = AGENT_STATUS_CODES.spawning;
+  world.agents.set(name, eid);
+  return eid;
+}
+
+/**
+ * Adds an agent entity with every agent component and returns its eid, in status `pending`. When
+ * `spec.name` is an agent being spawned (`addSpawningAgent`) of the same template, that entity is
+ * completed instead. The eid is only valid until `removeAgent`; bitecs recycles it at once, so keep
+ * the name.
+ *
+ * @throws {DuplicateAgentError} `WARREN_AGENT_DUPLICATE` when `spec.name` is already in the world
+ *   (other than spawning).
+ * @throws {AgentSpecError} `WARREN_AGENT_SPEC` when a field is invalid (empty name or template, a
+ *   template other than the spawning entity's, uid/gid outside 0–2^32-1, negative or fractional
+ *   counts, unknown lifecycle, non-finite nowMs).
+ */
+export function addAgent(world: AgentWorld, spec: AgentSpec): number {
+  const name = requireName(spec.name);
+  const existing = world.agents.get(name);
+  const spawning = existing !== undefined && world.components.Status.code[existing] === AGENT_STATUS_CODES.spawning;
+  if (existing !== undefined && !spawning) throw new DuplicateAgentError(name, existing);
+  const template = requireTemplateName(spec.template, name);
+  if (existing !== undefined && world.components.Identity.template[existing] !== template) {
+    throw new AgentSpecError('spec.template', template, name, `expected ${JSON.stringify(world.components.Identity.template[existing])}, the template it is being spawned from`);
   }
   const uid = requireCount('spec.uid', spec.uid, name, 0xffff_ffff);
   const gid = requireCount('spec.gid', spec.gid, name, 0xffff_ffff);
@@ -267,48 +413,55 @@ export function addAgent(world: AgentWorld, spec: AgentSpec): number {
   const cpuWeight = requireCount('spec.resources.cpuWeight', resources.cpuWeight, name, 10_000);
   const nowMs = requireTime('spec.nowMs', spec.nowMs, name);
 
-  const eid = addEntity(world);
-  ensureCapacity(world, eid);
-  addComponents(world, eid, componentList(world));
-  const { Identity, Capabilities, Status, Load, Resources, Lifecycle } = world.components;
+  let eid: number;
+  if (existing === undefined) {
+    eid = addEntity(world);
+    ensureCapacity(world, eid);
+  } else {
+    eid = existing;
+    removeComponent(world, eid, world.Spawning);
+  }
+  addComponents(world, eid, agentComponentList(world));
+  resetAgentFields(world, eid, name, template, nowMs);
+  const { Identity, Capabilities, Load, Resources, Lifecycle } = world.components;
   Identity.uid[eid] = uid;
   Identity.gid[eid] = gid;
-  Identity.name[eid] = name;
-  Identity.template[eid] = spec.template;
-  Capabilities.mask[eid] = world.capabilities.encode(spec.capabilities);
-  Status.code[eid] = AGENT_STATUS_CODES.pending;
-  Status.sinceMs[eid] = nowMs;
-  Load.active[eid] = 0;
+  Capabilities.list[eid] = Object.freeze([...new Set(spec.capabilities)].sort(compareCodeUnits));
   Load.wipLimit[eid] = wipLimit;
   Resources.memoryMaxBytes[eid] = memoryMaxBytes;
   Resources.pidsMax[eid] = pidsMax;
   Resources.cpuWeight[eid] = cpuWeight;
-  Resources.memoryBytes[eid] = 0;
-  Resources.pids[eid] = 0;
-  Resources.cpuMs[eid] = 0;
   Lifecycle.mode[eid] = mode;
-  Lifecycle.lastActiveMs[eid] = nowMs;
-  Lifecycle.lastHeartbeatMs[eid] = Number.NaN;
-  Lifecycle.restarts[eid] = 0;
-  Lifecycle.tasksDone[eid] = 0;
   world.agents.set(name, eid);
   return eid;
 }
 
 /**
- * Removes the agent named `name` and its entity. Returns false when there was none. Its eid may be
- * handed to the next `addAgent` at once; the name no longer resolves.
+ * Removes the agent named `name` (started or spawning) and its entity. Returns false when there was
+ * none. Its eid may be handed to the next `addAgent` at once; the name no longer resolves.
  */
 export function removeAgent(world: AgentWorld, name: string): boolean {
   const eid = world.agents.get(name);
   if (eid === undefined) return false;
   world.agents.delete(name);
   removeEntity(world, eid);
-  const { Identity, Capabilities } = world.components;
+  const { Identity, Capabilities, Stop } = world.components;
   Identity.name[eid] = undefined;
   Identity.template[eid] = undefined;
-  Capabilities.mask[eid] = undefined;
+  Capabilities.list[eid] = undefined;
+  Stop.detail[eid] = undefined;
+  Stop.failTasks[eid] = undefined;
   return true;
+}
+
+/**
+ * Removes agent `name` only while it is still `spawning` (its start failed before `addAgent`).
+ * Returns whether it did: false when there is no such agent or it has started.
+ */
+export function removeSpawningAgent(world: AgentWorld, name: string): boolean {
+  const eid = world.agents.get(name);
+  if (eid === undefined || world.components.Status.code[eid] !== AGENT_STATUS_CODES.spawning) return false;
+  return removeAgent(world, name);
 }
 
 /** The current eid of agent `name`, or `undefined` when it is not in the world. */
@@ -371,8 +524,8 @@ export function recordHeartbeat(world: AgentWorld, name: string, nowMs: number):
 }
 
 /**
- * Records measured usage of the agent's cgroup. Returns false when the agent is not in the world
- * (measurements may race with its removal).
+ * Records measured usage of the agent's cgroup (the watchdog reads it on its next run). Returns
+ * false when the agent is not in the world (measurements may race with its removal).
  *
  * @throws {AgentSpecError} `WARREN_AGENT_SPEC` when a value is negative or not finite.
  */
@@ -382,12 +535,16 @@ export function recordUsage(world: AgentWorld, name: string, usage: AgentUsage):
   if (typeof usage.cpuMs !== 'number' || !Number.isFinite(usage.cpuMs) || usage.cpuMs < 0) {
     throw new AgentSpecError('usage.cpuMs', usage.cpuMs, name, 'expected a non-negative number of ms');
   }
+  const pidsRefused = requireCount('usage.pidsRefused', usage.pidsRefused ?? 0, name);
+  const oomKills = requireCount('usage.oomKills', usage.oomKills ?? 0, name);
   const eid = world.agents.get(name);
   if (eid === undefined) return false;
   const { Resources } = world.components;
   Resources.memoryBytes[eid] = memoryBytes;
   Resources.pids[eid] = pids;
   Resources.cpuMs[eid] = usage.cpuMs;
+  Resources.pidsRefused[eid] = pidsRefused;
+  Resources.oomKills[eid] = oomKills;
   return true;
 }
 
@@ -401,83 +558,4 @@ export function recordRestart(world: AgentWorld, name: string): number {
   const restarts = world.components.Lifecycle.restarts;
   restarts[eid] = (restarts[eid] ?? 0) + 1;
   return restarts[eid] ?? 0;
-}
-
-function viewOf(world: AgentWorld, eid: number): AgentView {
-  const { Identity, Capabilities, Status, Load, Resources, Lifecycle } = world.components;
-  const heartbeat = Lifecycle.lastHeartbeatMs[eid] ?? Number.NaN;
-  const mask = Capabilities.mask[eid];
-  return {
-    name: Identity.name[eid] ?? '',
-    template: Identity.template[eid] ?? '',
-    eid,
-    uid: Identity.uid[eid] ?? 0,
-    gid: Identity.gid[eid] ?? 0,
-    capabilities: mask ? world.capabilities.decode(mask) : [],
-    status: statusOf(Status.code[eid] ?? 0),
-    statusSinceMs: Status.sinceMs[eid] ?? 0,
-    load: Load.active[eid] ?? 0,
-    wipLimit: Load.wipLimit[eid] ?? 0,
-    lifecycle: modeOf(Lifecycle.mode[eid] ?? 0),
-    lastActiveMs: Lifecycle.lastActiveMs[eid] ?? 0,
-    lastHeartbeatMs: Number.isNaN(heartbeat) ? null : heartbeat,
-    restarts: Lifecycle.restarts[eid] ?? 0,
-    tasksDone: Lifecycle.tasksDone[eid] ?? 0,
-    resources: {
-      memoryMaxBytes: Resources.memoryMaxBytes[eid] ?? 0,
-      pidsMax: Resources.pidsMax[eid] ?? 0,
-      cpuWeight: Resources.cpuWeight[eid] ?? 0,
-      memoryBytes: Resources.memoryBytes[eid] ?? 0,
-      pids: Resources.pids[eid] ?? 0,
-      cpuMs: Resources.cpuMs[eid] ?? 0,
-    },
-  };
-}
-
-/** A snapshot of agent `name`, or `undefined` when it is not in the world. */
-export function agentView(world: AgentWorld, name: string): AgentView | undefined {
-  const eid = world.agents.get(name);
-  return eid === undefined ? undefined : viewOf(world, eid);
-}
-
-/**
- * The eids of every agent entity, found by a bitecs query over all six components and ordered by
- * agent name (code-unit order), so systems produce intents in a stable order.
- */
-export function agentEntities(world: AgentWorld): number[] {
-  const { Identity } = world.components;
-  const eids: number[] = [];
-  for (const eid of query(world, componentList(world))) {
-    if (entityExists(world, eid) && Identity.name[eid] !== undefined) eids.push(eid);
-  }
-  return eids.sort((a, b) => {
-    const x = Identity.name[a] as string;
-    const y = Identity.name[b] as string;
-    return x < y ? -1 : x > y ? 1 : 0;
-  });
-}
-
-/** Snapshots of every agent, sorted by name. */
-export function listAgents(world: AgentWorld): AgentView[] {
-  return agentEntities(world).map((eid) => viewOf(world, eid));
-}
-
-/**
- * The agents as `planAssignments` input (@warren/scheduler `AgentSlot`), sorted by name.
- * `accepting` is true for `idle` and `busy` agents only.
- */
-export function agentSlots(world: AgentWorld): AgentSlot[] {
-  const { Identity, Capabilities, Status, Load } = world.components;
-  return agentEntities(world).map((eid) => {
-    const code = Status.code[eid];
-    const mask = Capabilities.mask[eid];
-    return {
-      name: Identity.name[eid] as string,
-      template: Identity.template[eid] as string,
-      capabilities: mask ? world.capabilities.decode(mask) : [],
-      load: Load.active[eid] ?? 0,
-      wipLimit: Load.wipLimit[eid] ?? 0,
-      accepting: code === AGENT_STATUS_CODES.idle || code === AGENT_STATUS_CODES.busy,
-    };
-  });
 }

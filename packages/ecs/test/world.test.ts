@@ -61,7 +61,14 @@ describe('agent world', () => {
       lastHeartbeatMs: null,
       restarts: 0,
       tasksDone: 0,
-      resources: { memoryMaxBytes: 512 * MiB, pidsMax: 128, cpuWeight: 100, memoryBytes: 0, pids: 0, cpuMs: 0 },
+      ready: false,
+      tookTask: false,
+      workedMs: null,
+      stopping: null,
+      stopDetail: null,
+      failTasks: null,
+      restartAfterExit: false,
+      resources: { memoryMaxBytes: 512 * MiB, pidsMax: 128, cpuWeight: 100, memoryBytes: 0, pids: 0, cpuMs: 0, pidsRefused: 0, oomKills: 0 },
     });
     expect(JSON.parse(JSON.stringify(listAgents(world)))).toEqual(listAgents(world));
   });
@@ -155,6 +162,8 @@ describe('agent world', () => {
       memoryBytes: 300 * MiB,
       pids: 12,
       cpuMs: 1_234.5,
+      pidsRefused: 0,
+      oomKills: 0,
     });
     expect(() => recordUsage(world, 'a', { memoryBytes: -5, pids: 0, cpuMs: 0 })).toThrow(/usage\.memoryBytes/);
     expect(recordRestart(world, 'a')).toBe(1);
