@@ -1,105 +1,55 @@
 import { describeExit, describeOutOfMemory, describeProcessLimit, type Sandbox, type SandboxExit, type SandboxUsage } from '@warren/sandbox';
+import { GRACE_IDLE, initialWatchdogMemory, observeGrace, observeLimits, type GraceState, type LimitFinding, type WatchdogMemory } from '@warren/ecs';
 import type { AgentTemplate } from './templates.js';
 
 /**
  * How long a condition has held, with a grace that a single good reading does not restart: once
  * the condition holds, it counts as holding since then until it has stayed false for a whole grace
  * window. A value oscillating around a threshold (a fork bomb at its pids limit, memory near its
- * limit) is still caught.
+ * limit) is still caught. The rule is `observeGrace` of `@warren/ecs`; this keeps its state.
  */
 export class GraceTimer {
-  private sinceMs: number | undefined;
-  private lastTrueMs = 0;
+  private state: GraceState = GRACE_IDLE;
 
   /**
    * Records one reading taken at `nowMs` (ms since the epoch).
    * @returns how long (ms) the condition has held, counting short gaps, when it holds now; else undefined.
    */
   observe(holds: boolean, nowMs: number, graceMs: number): number | undefined {
-    if (holds) {
-      this.sinceMs ??= nowMs;
-      this.lastTrueMs = nowMs;
-      return nowMs - this.sinceMs;
-    }
-    if (this.sinceMs !== undefined && nowMs - this.lastTrueMs >= graceMs) this.sinceMs = undefined;
-    return undefined;
+    const { state, heldMs } = observeGrace(this.state, holds, nowMs, graceMs);
+    this.state = state;
+    return heldMs;
   }
 }
 
-/** Why the watchdog stops an agent: `pids` (sitting at its process limit) or `watchdog` (over a threshold). */
-export interface LimitFinding {
-  readonly reason: 'pids' | 'watchdog';
-  /** What was found and for how long, e.g. `forks refused at the process limit (64) for 3 s`. */
-  readonly detail: string;
-  /**
-   * For `pids`: the result its running tasks get instead of being run again (`process limit
-   * reached (64)`): a task that fork-bombs fails, it is not retried elsewhere.
-   */
-  readonly taskFailure: string | undefined;
-}
+export type { LimitFinding };
 
 /**
  * The watchdog's memory of one agent between ticks: its last CPU time, the forks its pids cgroup
- * had refused, and how long it has been over a threshold or refused forks.
+ * had refused, and how long it has been over a threshold or refused forks. The decision is
+ * `observeLimits` of `@warren/ecs` (where the world keeps this memory per agent for
+ * `watchdogSystem`); this keeps the memory of one agent outside a world.
  */
 export class AgentLimitWatch {
-  private cpuMs = 0;
-  private atMs: number;
-  private pidsRefused = 0;
+  private memory: WatchdogMemory;
   private oomKillsSeen = 0;
-  private readonly over = new GraceTimer();
-  private readonly atLimit = new GraceTimer();
 
   /** `startedMs`: when the agent started (ms since the epoch). */
   constructor(startedMs: number) {
-    this.atMs = startedMs;
+    this.memory = initialWatchdogMemory(startedMs);
   }
 
   /**
-   * Takes one reading of the agent's cgroups and decides whether to stop it:
-   * - `pids` when it has sat at its process limit for `template.watchdog.graceMs` (readings where
-   *   its pids cgroup refused a fork, the `max` count of `pids.events` having grown, or where
-   *   `pids.current` was at `template.watchdog.pids` or more; gaps shorter than the grace do not
-   *   restart it): a fork bomb whose parent stays alive holds the limit until it is stopped;
-   * - `watchdog` when memory, processes or CPU stayed over the template's thresholds for the grace
-   *   (a single reading under does not restart it); `pids` when it was the process count.
+   * Takes one reading of the agent's cgroups and decides whether to stop it (see `observeLimits`):
+   * `pids` when it has sat at its process limit for `template.watchdog.graceMs`, `watchdog` when
+   * memory, processes or CPU stayed over the template's thresholds for the grace (`pids` when it
+   * was the process count).
    * @returns the finding, or undefined to let it run.
    */
   observe(usage: SandboxUsage, nowMs: number, template: AgentTemplate): LimitFinding | undefined {
-    const limits = template.watchdog;
-    const elapsedMs = Math.max(1, nowMs - this.atMs);
-    const cores = (usage.cpuMs - this.cpuMs) / elapsedMs;
-    this.cpuMs = usage.cpuMs;
-    this.atMs = nowMs;
-    // At the limit: a fork was refused since the last reading, or the count is at the threshold
-    // (a bomb at the limit also loses processes between forks, and RLIMIT_NPROC may refuse first).
-    const atLimit = usage.pidsRefused > this.pidsRefused || usage.pids >= limits.pids;
-    this.pidsRefused = usage.pidsRefused;
-    const atLimitMs = this.atLimit.observe(atLimit, nowMs, limits.graceMs);
-    if (atLimitMs !== undefined && atLimitMs >= limits.graceMs) {
-      const limit = template.resources.pidsMax;
-      return {
-        reason: 'pids',
-        detail: `at the process limit (${limit}) for ${Math.round(atLimitMs / 1000)} s (${usage.pids} tasks, ${usage.pidsRefused} forks refused)`,
-        taskFailure: describeProcessLimit(limit),
-      };
-    }
-    const over =
-      usage.memoryBytes > limits.memoryBytes
-        ? `memory ${usage.memoryBytes} bytes over ${limits.memoryBytes}`
-        : usage.pids > limits.pids
-          ? `${usage.pids} processes over ${limits.pids}`
-          : limits.cpuCores !== null && cores > limits.cpuCores
-            ? `CPU ${cores.toFixed(2)} cores over ${limits.cpuCores}`
-            : undefined;
-    const overMs = this.over.observe(over !== undefined, nowMs, limits.graceMs);
-    if (over === undefined || overMs === undefined || overMs < limits.graceMs) return undefined;
-    const detail = `${over} for ${Math.round(overMs / 1000)} s`;
-    // Near the process limit is the same finding as at it, whichever timer ends first.
-    if (usage.memoryBytes <= limits.memoryBytes && usage.pids > limits.pids) {
-      return { reason: 'pids', detail, taskFailure: describeProcessLimit(template.resources.pidsMax) };
-    }
-    return { reason: 'watchdog', detail, taskFailure: undefined };
+    const { memory, finding } = observeLimits(this.memory, usage, nowMs, template);
+    this.memory = memory;
+    return finding;
   }
 
   /**

@@ -1,4 +1,5 @@
-import type { SandboxUsage } from '@warren/sandbox';
+import { processLimitText } from '@warren/ecs';
+import { describeProcessLimit, type SandboxUsage } from '@warren/sandbox';
 import { describe, expect, it } from 'vitest';
 import { AgentLimitWatch, describeAgentExit, GraceTimer, limitFailureOf } from '../src/limit-watch.js';
 import { parseTemplate } from '../src/templates.js';
@@ -90,5 +91,11 @@ describe('agent exits at a limit', () => {
     expect(describeAgentExit({ kind: 'pids' }, template)).toBe('process limit reached (100)');
     expect(limitFailureOf({ kind: 'oom' }, template)).toBe('out of memory (limit 1 GiB)');
     expect(limitFailureOf({ kind: 'signaled', signal: 'SIGKILL' }, template)).toBeUndefined();
+  });
+});
+
+describe('the watchdog rule of @warren/ecs', () => {
+  it('words the process limit as the sandbox does', () => {
+    for (const pidsMax of [1, 64, 100, 4_096]) expect(processLimitText(pidsMax)).toBe(describeProcessLimit(pidsMax));
   });
 });
