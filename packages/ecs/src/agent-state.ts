@@ -139,3 +139,15 @@ export function takeOomKill(world: AgentWorld, name: string, oomKills: number): 
   seen[eid] = oomKills;
   return killed;
 }
+
+/** Whether agent `name` is being stopped (`markStopping`); false when there is no such agent. */
+export function isStopping(world: AgentWorld, name: string): boolean {
+  const eid = world.agents.get(name);
+  return eid !== undefined && world.components.Status.code[eid] !== AGENT_STATUS_CODES.spawning && (world.components.Stop.reason[eid] ?? 0) !== 0;
+}
+
+/** Whether agent `name`'s runner has said hello (`markReady`); false when there is no such agent. */
+export function isReady(world: AgentWorld, name: string): boolean {
+  const eid = world.agents.get(name);
+  return eid !== undefined && world.components.Status.code[eid] !== AGENT_STATUS_CODES.spawning && world.components.Lifecycle.ready[eid] === 1;
+}

@@ -65,7 +65,7 @@ export type {
   AgentResourceLimits,
   AgentUsage,
 } from './world.js';
-export { markReady, markStopping, requestRestartAfterExit, recordAssigned, recordFinished, takeOomKill } from './agent-state.js';
+export { markReady, markStopping, requestRestartAfterExit, recordAssigned, recordFinished, takeOomKill, isStopping, isReady } from './agent-state.js';
 export type { StopDetails } from './agent-state.js';
 export {
   agentView,
@@ -75,6 +75,7 @@ export {
   agentSlots,
   instanceCounts,
   startingCounts,
+  spawningAgents,
 } from './views.js';
 export type { AgentView, AgentSlot } from './views.js';
 export {

@@ -191,3 +191,11 @@ export function startingCounts(world: AgentWorld): Map<string, number> {
     ),
   );
 }
+
+/** The names of the agents being spawned (status `spawning`), sorted. */
+export function spawningAgents(world: AgentWorld): string[] {
+  const { Identity, Status } = world.components;
+  return instanceEntities(world)
+    .filter((eid) => Status.code[eid] === AGENT_STATUS_CODES.spawning)
+    .map((eid) => Identity.name[eid] as string);
+}

@@ -10,6 +10,8 @@ import {
   createAgentWorld,
   defineTemplate,
   instanceCounts,
+  isReady,
+  isStopping,
   listAgents,
   markReady,
   markStopping,
@@ -20,6 +22,7 @@ import {
   removeSpawningAgent,
   requestRestartAfterExit,
   spawnBackoffOf,
+  spawningAgents,
   startingCounts,
   takeOomKill,
   type AgentSpec,
@@ -196,5 +199,18 @@ describe('instance and starting counts', () => {
     expect(instanceCounts(world)).toEqual(new Map([['browser', 1], ['shell', 5]]));
     // shell-1 spawning, shell-2 started not ready; browser-1 not ready.
     expect(startingCounts(world)).toEqual(new Map([['browser', 1], ['shell', 2]]));
+  });
+});
+
+describe('quick reads', () => {
+  it('say whether an agent is ready, stopping, or being spawned', () => {
+    const world = started('shell-1', {}, false);
+    addSpawningAgent(world, { name: 'shell-2', template: 'shell', nowMs: 0 });
+    expect([isReady(world, 'shell-1'), isStopping(world, 'shell-1')]).toEqual([false, false]);
+    markReady(world, 'shell-1', 1);
+    markStopping(world, 'shell-1', 'sleep', 2);
+    expect([isReady(world, 'shell-1'), isStopping(world, 'shell-1')]).toEqual([true, true]);
+    expect([isReady(world, 'shell-2'), isStopping(world, 'shell-2'), isReady(world, 'ghost'), isStopping(world, 'ghost')]).toEqual([false, false, false, false]);
+    expect(spawningAgents(world)).toEqual(['shell-2']);
   });
 });

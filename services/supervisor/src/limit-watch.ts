@@ -1,4 +1,4 @@
-import { describeExit, describeOutOfMemory, describeProcessLimit, type Sandbox, type SandboxExit, type SandboxUsage } from '@warren/sandbox';
+import { describeExit, describeOutOfMemory, describeProcessLimit, type SandboxExit, type SandboxUsage } from '@warren/sandbox';
 import { GRACE_IDLE, initialWatchdogMemory, observeGrace, observeLimits, type GraceState, type LimitFinding, type WatchdogMemory } from '@warren/ecs';
 import type { AgentTemplate } from './templates.js';
 
@@ -86,9 +86,10 @@ export function limitFailureOf(exit: SandboxExit, template: AgentTemplate): stri
 
 /** What {@link taskFailureOf} reads of a live agent. */
 export interface WatchedAgent {
-  readonly failTasks?: string;
-  readonly watch: AgentLimitWatch;
-  readonly sandbox: Sandbox | undefined;
+  /** The result its open tasks get because of how it was stopped (its process limit), if any. */
+  readonly failTasks: string | undefined;
+  /** Whether the OOM killer killed a process in its memory cgroup since its previous result (`takeOomKill` of `@warren/ecs`). */
+  readonly oomKilled: boolean;
   readonly template: AgentTemplate;
 }
 
@@ -96,16 +97,13 @@ export interface WatchedAgent {
  * What a task that just ended on `agent` with `outcome` failed of, when its limits explain it
  * better than the task's own output: the agent's `failTasks` (it was stopped at its process
  * limit), or, for outcome `failed`, an OOM kill in its memory cgroup since the previous result
- * (`out of memory (limit 1 GiB)`). Call it for every result, so that an OOM kill is blamed on the
- * task it happened in.
+ * (`out of memory (limit 1 GiB)`).
  * @param settled true when the outcome stands whatever happened (succeeded, or cancelled by an
  *   operator): then nothing is blamed.
  * @returns the text, or undefined.
  */
 export function taskFailureOf(agent: WatchedAgent | undefined, outcome: string, settled: boolean): string | undefined {
-  if (!agent) return undefined;
-  const oomKilled = agent.sandbox !== undefined && agent.watch.newOomKill(agent.sandbox.usage());
-  if (settled) return undefined;
+  if (!agent || settled) return undefined;
   if (agent.failTasks) return agent.failTasks;
-  return oomKilled && outcome === 'failed' ? describeOutOfMemory(agent.template.resources.memoryMaxBytes) : undefined;
+  return agent.oomKilled && outcome === 'failed' ? describeOutOfMemory(agent.template.resources.memoryMaxBytes) : undefined;
 }

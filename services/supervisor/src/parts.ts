@@ -1,4 +1,3 @@
-import { agentSlots, agentView } from '@warren/ecs';
 import type { Plan } from '@warren/scheduler';
 import { AgentHealth } from './agents/health.js';
 import { AgentLifecycle, MAX_SPAWN_FAILURES } from './agents/lifecycle.js';
@@ -81,15 +80,14 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
 export function idleNow(ctx: SupervisorContext, parts: SupervisorParts, plan: Plan, nowMs: number): boolean {
   const { mirror, agents } = parts;
   const board = mirror.board;
-  const loads = new Map(agentSlots(ctx.world).map((s) => [s.name, s.load]));
   return isIdle({
     boardLoaded: board !== undefined,
     boardBusy: mirror.dirty || parts.writer.running,
     queuedEvents: parts.inbox.events.length,
-    spawning: agents.spawning.size,
+    spawning: agents.spawningNames().length,
     plan,
     openExecutions: ctx.state.openAssignments().length,
-    templateBackingOff: [...agents.spawnFailures.values()].some((f) => f.count < MAX_SPAWN_FAILURES),
+    templateBackingOff: [...agents.spawnFailures().values()].some((f) => f.count < MAX_SPAWN_FAILURES),
     taskBackingOff:
       board !== undefined &&
       board.tasks.some((task) => {
@@ -98,7 +96,7 @@ export function idleNow(ctx: SupervisorContext, parts: SupervisorParts, plan: Pl
         return row?.state === TaskState.ready && row.notBeforeMs !== null && row.notBeforeMs > nowMs;
       }),
     pendingBoardWrites: ctx.state.pendingBoardTasks().length,
-    agents: [...agents.live].map(([name, a]) => ({ ready: a.ready, stopping: a.stopping !== undefined, load: loads.get(name) ?? 0 })),
+    agents: agents.started().map((a) => ({ ready: a.ready, stopping: a.stopping !== null, load: a.load })),
   });
 }
 
@@ -111,7 +109,7 @@ export function runSummary(ctx: SupervisorContext, parts: SupervisorParts): RunS
     unplaced: parts.planner.lastPlan?.unplaced ?? [],
     blocked: parts.mirror.blocked?.tasks ?? [],
     templateErrors: ctx.templateErrors,
-    failedTemplates: [...parts.agents.spawnFailures].filter(([, f]) => f.count >= MAX_SPAWN_FAILURES),
+    failedTemplates: [...parts.agents.spawnFailures()].filter(([, f]) => f.count >= MAX_SPAWN_FAILURES),
     board: parts.edits.notes,
   });
 }
@@ -119,18 +117,18 @@ export function runSummary(ctx: SupervisorContext, parts: SupervisorParts): RunS
 /** What the parts hold in memory now, for {@link SupervisorInspection} (the caller adds state and tick). */
 export function inspectParts(ctx: SupervisorContext, parts: SupervisorParts): Omit<SupervisorInspection, 'state' | 'tick'> {
   const { agents, planner } = parts;
-  const inspected: InspectedAgent[] = [...agents.live.entries()].map(([name, a]) => ({
-    name,
+  const inspected: InspectedAgent[] = agents.started().map((a) => ({
+    name: a.name,
     ready: a.ready,
-    stopping: a.stopping ?? null,
-    load: agentView(ctx.world, name)?.load ?? 0,
-    connected: a.gateway.connected,
-    sandboxPid: a.sandbox?.pid ?? null,
+    stopping: a.stopping,
+    load: a.load,
+    connected: a.handle.gateway.connected,
+    sandboxPid: a.handle.sandbox.pid,
   }));
   return {
     agents: inspected,
-    spawning: [...agents.spawning],
-    spawnFailures: Object.fromEntries(agents.spawnFailures),
+    spawning: agents.spawningNames(),
+    spawnFailures: Object.fromEntries(agents.spawnFailures()),
     queuedEvents: parts.inbox.events.length,
     boardDirty: parts.mirror.dirty,
     boardFlushRunning: parts.writer.running,

@@ -1,4 +1,4 @@
-import { agentSlots, agentView, setLoad, setStatus, AgentStatus } from '@warren/ecs';
+import { agentSlots, recordAssigned } from '@warren/ecs';
 import { isReady, type Task } from '@warren/kanban';
 import { planAssignments, type Plan } from '@warren/scheduler';
 import type { AgentLifecycle } from './agents/lifecycle.js';
@@ -117,10 +117,9 @@ export class Planner {
     const wipColumn = board?.config.columns.find((c) => c.id === board.config.roles.in_progress);
     const instances = agents.instanceCounts();
     const decisions = new Map<string, boolean>();
-    // An autodelete agent runs one task in its fresh sandbox, then is deleted.
-    const slots = agentSlots(ctx.world).map((slot) =>
-      slot.accepting && agents.live.get(slot.name)?.template.lifecycle === 'autodelete' && agents.live.get(slot.name)?.tookTask ? { ...slot, accepting: false } : slot,
-    );
+    // An autodelete agent runs one task in its fresh sandbox, then is deleted: agentSlots says
+    // it accepts no more once it took one.
+    const slots = agentSlots(ctx.world);
     const templates = [...ctx.templates.values()]
       .filter((t) => agents.mayStart(t.name, nowMs))
       .map((t) => ({
@@ -215,7 +214,7 @@ export class Planner {
   assign(taskId: string, agentName: string, nowMs: number): void {
     const { ctx } = this;
     const task = this.mirror.taskById.get(taskId);
-    const agent = this.agents.live.get(agentName);
+    const agent = this.agents.handles.get(agentName);
     if (!task || !agent) return;
     const previous = ctx.state.task(taskId);
     if (previous && previous.state !== TaskState.ready) return;
@@ -240,11 +239,7 @@ export class Planner {
       ctx.emit({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
       ctx.emit({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
     });
-    if (!agentView(ctx.world, agentName)?.load) this.onFirstTask(agentName, agent.account.home);
-    setLoad(ctx.world, agentName, (agentView(ctx.world, agentName)?.load ?? 0) + 1);
-    setStatus(ctx.world, agentName, AgentStatus.busy, nowMs);
-    agent.lastActiveMs = nowMs;
-    agent.tookTask = true;
+    if (recordAssigned(ctx.world, agentName, nowMs) === 1) this.onFirstTask(agentName, agent.account.home);
     ctx.log.info({ taskId, agent: agentName, attempt }, 'task assigned');
   }
 }

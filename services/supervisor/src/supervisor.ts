@@ -262,7 +262,7 @@ export class Supervisor {
       { name: 'relieveDisk', run: (t) => health.relieveDisk(t.nowMs) },
       { name: 'checkDiskReserve', run: (t) => void (t.mayStartWork = health.diskAllowsWork(t.nowMs)) },
       { name: 'publishOutbox', run: () => outbox.publishPending() },
-      { name: 'watchStranded', run: (t) => stranded.check(ctx.state.openAssignments(), t.nowMs, (agent) => agents.live.get(agent)?.ready === true) },
+      { name: 'watchStranded', run: (t) => stranded.check(ctx.state.openAssignments(), t.nowMs, (agent) => agents.isReady(agent)) },
       { name: 'flushBoard', run: () => writer.start() },
       { name: 'planAndAssign', run: (t) => this.planAndAssign(t) },
       { name: 'publishAssignments', run: (t) => this.publishAssignments(t) },
@@ -349,7 +349,7 @@ export class Supervisor {
     await this.loop?.stop();
     await this.parts.stranded.close();
     await this.parts.mirror.close();
-    await Promise.all([...this.parts.agents.live.values()].map((agent) => (agent.stopping ? (agent.sandbox?.exited ?? Promise.resolve()) : this.parts.agents.stop(agent, 'shutdown'))));
+    await this.parts.agents.stopAll('shutdown');
     // Apply the exits (and any results that raced them) so the database says what happened.
     await this.parts.inbox.apply(Date.now()).catch((error: unknown) => log.error({ err: error }, 'cannot apply final events'));
     // Write what the exits changed (tasks put back to ready) while the board is still ours.
@@ -357,7 +357,7 @@ export class Supervisor {
     await this.results?.stop().catch(() => undefined);
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     this.parts.inbox.releaseResults();
-    for (const agent of this.parts.agents.live.values()) await agent.gateway.close();
+    await this.parts.agents.closeGateways();
     await clearPhantomDeliveries(ctx.broker, ctx.state.agents().map((a) => a.name), log.child({ component: 'stranded' }));
     try {
       ctx.emit({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.parts.tally.succeeded.length, failed: this.parts.tally.failed.length } });

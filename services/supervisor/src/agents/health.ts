@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { livenessSystem, recordUsage, setStatus, AgentStatus } from '@warren/ecs';
+import { livenessSystem, markStopping, recordUsage, watchdogSystem } from '@warren/ecs';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { DiskReserve, formatBytes, HomeWatch, homeUsage, type WatchedHome } from '../disk.js';
 import { DiskPressure, type DiskOffender } from '../disk-pressure.js';
@@ -44,37 +44,32 @@ export class AgentHealth {
   checkLiveness(nowMs: number): void {
     const { ctx } = this;
     for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: ctx.config.heartbeatTimeoutMs })) {
-      const agent = this.agents.live.get(intent.agent);
-      if (!agent || agent.stopping) continue;
+      if (!this.agents.handles.has(intent.agent) || this.agents.isStopping(intent.agent)) continue;
       ctx.log.warn({ agent: intent.agent, reason: intent.reason }, 'agent unresponsive; killing it');
       ctx.emit({ actor: SUPERVISOR, action: 'agent.unresponsive', object: `agent:${intent.agent}`, details: { reason: intent.reason } });
-      void this.agents.stop(agent, 'unresponsive');
+      void this.agents.stop(intent.agent, 'unresponsive');
     }
   }
 
   /**
-   * The watchdog: reads each agent's cgroup (memory, pids, CPU time) into its ECS `Resources`
-   * component and kills, as a whole tree, an agent that stays over its template's thresholds for
-   * longer than their grace. The exit kind is `watchdog`, the reason goes to the audit and, through
-   * the exit, onto the task.
+   * The watchdog: reads each agent's cgroup (memory, pids, CPU time, refused forks, OOM kills)
+   * into its ECS `Resources` component, lets `watchdogSystem` judge the readings against the
+   * template's thresholds, and kills, as a whole tree, each agent it finds over them for longer
+   * than their grace. The exit kind is `watchdog`, the reason goes to the audit and, through the
+   * exit, onto the task.
    */
   runWatchdog(nowMs: number): void {
     const { ctx } = this;
-    for (const [name, agent] of this.agents.live) {
-      const sandbox = agent.sandbox;
-      if (!sandbox || agent.stopping) continue;
-      const usage = sandbox.usage();
-      recordUsage(ctx.world, name, usage);
-      const finding = agent.watch.observe(usage, nowMs, agent.template);
-      if (!finding) continue;
-      const { detail, reason } = finding;
+    for (const [name, agent] of this.agents.handles) {
+      if (!this.agents.isStopping(name)) recordUsage(ctx.world, name, agent.sandbox.usage());
+    }
+    for (const { agent: name, detail, reason, taskFailure, usage } of watchdogSystem(ctx.world, { nowMs })) {
+      const agent = this.agents.handles.get(name);
+      if (!agent) continue;
       ctx.log.warn({ agent: name, detail, reason }, 'watchdog: killing agent');
       ctx.emit({ actor: SUPERVISOR, action: 'agent.watchdog', object: `agent:${name}`, details: { detail, reason, usage } });
-      agent.stopping = 'watchdog';
-      agent.stopDetail = `stopped by the watchdog: ${detail}`;
-      agent.failTasks = finding.taskFailure;
-      setStatus(ctx.world, name, AgentStatus.stopping, nowMs);
-      sandbox.stop(ctx.config.killGraceMs, { reason: 'watchdog', detail }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
+      markStopping(ctx.world, name, 'watchdog', nowMs, { detail: `stopped by the watchdog: ${detail}`, ...(taskFailure === undefined ? {} : { failTasks: taskFailure }) });
+      agent.sandbox.stop(ctx.config.killGraceMs, { reason: 'watchdog', detail }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
     }
   }
 
@@ -91,8 +86,8 @@ export class AgentHealth {
   /** Homes of live agents that run a task (an idle agent's home does not grow). */
   private *busyHomes(): Iterable<WatchedHome> {
     const busy = new Set(this.ctx.state.openAssignments().map((a) => a.agent));
-    for (const [name, agent] of this.agents.live) {
-      if (busy.has(name) && agent.sandbox && !agent.stopping) yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes };
+    for (const [name, agent] of this.agents.handles) {
+      if (busy.has(name) && !this.agents.isStopping(name)) yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes };
     }
   }
 
@@ -103,8 +98,8 @@ export class AgentHealth {
    */
   async checkResultWorkspaces(): Promise<void> {
     const checks = this.inbox.events.flatMap((e) => {
-      const agent = e.kind === 'result' ? this.agents.live.get(e.delivery.data.agent) : undefined;
-      return e.kind === 'result' && agent && !agent.stopping ? [{ name: e.delivery.data.agent, agent, taskId: e.delivery.data.taskId }] : [];
+      const agent = e.kind === 'result' ? this.agents.handles.get(e.delivery.data.agent) : undefined;
+      return e.kind === 'result' && agent && !this.agents.isStopping(e.delivery.data.agent) ? [{ name: e.delivery.data.agent, agent, taskId: e.delivery.data.taskId }] : [];
     });
     if (checks.length === 0) return;
     await Promise.all(
@@ -128,8 +123,8 @@ export class AgentHealth {
    */
   private stopForDisk(name: string, detail: string, usedBytes: number, limitBytes: number, offender?: DiskOffender): void {
     const { ctx } = this;
-    const agent = this.agents.live.get(name);
-    if (!agent?.sandbox || agent.stopping || !ctx.isRunning()) return;
+    const agent = this.agents.handles.get(name);
+    if (!agent || this.agents.isStopping(name) || !ctx.isRunning()) return;
     const frozen = offender !== undefined && agent.sandbox.freeze();
     if (offender?.filesystem === 'state') this.releaseDiskReserve(detail);
     const nowMs = Date.now();
@@ -147,9 +142,7 @@ export class AgentHealth {
       }
     });
     ctx.log.warn({ agent: name, detail }, 'disk: stopping agent');
-    agent.stopping = 'watchdog';
-    agent.stopDetail = `stopped: ${reason}`;
-    setStatus(ctx.world, name, AgentStatus.stopping, nowMs);
+    markStopping(ctx.world, name, 'watchdog', nowMs, { detail: `stopped: ${reason}` });
     // A frozen sandbox cannot act on SIGTERM: it is killed at once.
     agent.sandbox
       .stop(frozen ? 0 : ctx.config.killGraceMs, { reason: 'watchdog', detail: reason })
@@ -167,7 +160,7 @@ export class AgentHealth {
     this.diskPressure.check(this.diskReserve.check(nowMs), nowMs, {
       busy: () => this.busyHomes(),
       full: (agents, freeBytes) => {
-        for (const name of agents) this.agents.live.get(name)?.sandbox?.freeze();
+        for (const name of agents) this.agents.handles.get(name)?.sandbox.freeze();
         this.releaseDiskReserve(`the filesystem of the state directory is full (${formatBytes(freeBytes)} free)`);
       },
       stop: (offender) => {
@@ -179,8 +172,8 @@ export class AgentHealth {
       },
       resume: (agents) => {
         for (const name of agents) {
-          const agent = this.agents.live.get(name);
-          if (agent && !agent.stopping) agent.sandbox?.thaw();
+          const agent = this.agents.handles.get(name);
+          if (agent && !this.agents.isStopping(name)) agent.sandbox.thaw();
         }
       },
     });

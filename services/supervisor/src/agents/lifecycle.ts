@@ -2,7 +2,32 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Account } from '@warren/accounts';
 import type { WarrenError } from '@warren/core';
-import { addAgent, agentSlots, agentView, recordHeartbeat, removeAgent, setStatus, AgentStatus } from '@warren/ecs';
+import {
+  addAgent,
+  addSpawningAgent,
+  agentView,
+  defineTemplate,
+  instanceCounts,
+  isReady,
+  isStopping,
+  lifecycleSystem,
+  listAgents,
+  listTemplates,
+  markReady,
+  markStopping,
+  recordHeartbeat,
+  recordSpawnFailure,
+  removeAgent,
+  removeSpawningAgent,
+  setStatus,
+  spawningAgents,
+  startingCounts,
+  templateMayStart,
+  warmPoolSystem,
+  AgentStatus,
+  MAX_SPAWN_FAILURES,
+  type StopReason,
+} from '@warren/ecs';
 import { ensureHomeImage, releaseHomeImage, spawnSandbox, type Sandbox, type SandboxExit } from '@warren/sandbox';
 import { lastLogLines } from '../agent-log.js';
 import { agentSandboxSpec, RUNNER_IN_SANDBOX } from '../agent-spec.js';
@@ -11,56 +36,41 @@ import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import type { InboxEvent } from '../executions/inbox.js';
 import type { Settler } from '../executions/settle.js';
 import { AgentGateway } from '../gateway.js';
-import { AgentLimitWatch, describeAgentExit, limitFailureOf } from '../limit-watch.js';
+import { describeAgentExit, limitFailureOf } from '../limit-watch.js';
 import type { AgentTemplate } from '../templates.js';
 
-/** Why the supervisor stops an agent. */
-export type StopReason = 'sleep' | 'delete' | 'shutdown' | 'operator' | 'unresponsive' | 'watchdog';
+export type { StopReason };
+export { MAX_SPAWN_FAILURES };
 
-/** A live agent process and what the supervisor holds for it. */
-export interface LiveAgent {
+/**
+ * What the supervisor holds of a started agent besides its live state, which is in the ECS world
+ * (status, load, ready, why it is stopping, …: see `@warren/ecs`): its account and template and the
+ * handles of its running parts.
+ */
+export interface AgentHandle {
   readonly account: Account;
   readonly template: AgentTemplate;
   readonly gateway: AgentGateway;
-  sandbox: Sandbox | undefined;
-  /** Set when the supervisor itself asked the agent to stop. */
-  stopping: StopReason | undefined;
-  /** Start it again once it has exited (operator restart). */
-  restartAfterExit: boolean;
-  /** The watchdog's memory of its readings (CPU time, refused forks, OOM kills, time over a threshold). */
-  watch: AgentLimitWatch;
-  /** The result its open tasks get when it is stopped, instead of running again (it hit its process limit). */
-  failTasks?: string;
-  /** Why it was stopped, in words, when the reason deserves more than its kind (the watchdog's finding). */
-  stopDetail?: string;
-  lastActiveMs: number;
-  /** Whether it has finished at least one task since it started (for autodelete). */
-  workedMs: number | undefined;
-  /** Whether it has been given a task since it started: an `autodelete` agent takes one task only. */
-  tookTask: boolean;
-  /** Whether its runner has said hello. */
-  ready: boolean;
+  readonly sandbox: Sandbox;
 }
 
-/** Per template: consecutive agents that failed to start, why the last did, and when to try again (ms since the epoch). */
+/** Per template: consecutive agents that failed to start, why the last did, and when to try again (ms since the epoch). A view of the template's `SpawnBackoff` in the world. */
 export interface SpawnFailure {
-  count: number;
-  reason: string;
-  nextAtMs: number;
+  readonly count: number;
+  readonly reason: string;
+  readonly nextAtMs: number;
 }
-
-/** Consecutive spawn failures after which a template is not tried again in this run. */
-export const MAX_SPAWN_FAILURES = 5;
 
 /**
  * Agent lifecycle: starts agents (account, home image, gateway, sandbox), stops them, applies
  * their exits (settling their open executions), puts idle ones away (sleep, autodelete), keeps
- * warm pools topped up and backs off templates whose agents cannot start.
+ * warm pools topped up and backs off templates whose agents cannot start. Each agent's live state
+ * and each template's spawn backoff are in the ECS world (`ctx.world`), where the systems decide;
+ * this carries out their intents and holds the runtime handles.
  */
 export class AgentLifecycle {
-  readonly live = new Map<string, LiveAgent>();
-  readonly spawning = new Set<string>();
-  readonly spawnFailures = new Map<string, SpawnFailure>();
+  /** The runtime handles of the started agents, by name (their state is in the world). */
+  readonly handles = new Map<string, AgentHandle>();
   /** Purges of a dead agent's queued assignments still running, by agent: a new start of that name waits for its own. */
   private readonly exitPurges = new Map<string, Promise<void>>();
 
@@ -69,7 +79,38 @@ export class AgentLifecycle {
     private readonly settler: Settler,
     private readonly queue: (event: InboxEvent) => void,
     private readonly authorizeMessage: (from: string, to: string) => string | null,
-  ) {}
+  ) {
+    for (const template of ctx.templates.values()) defineTemplate(ctx.world, template);
+  }
+
+  /** Whether agent `name` is started or being spawned. */
+  has(name: string): boolean {
+    return this.ctx.world.agents.has(name);
+  }
+
+  /** Whether agent `name` is started and its runner said hello. */
+  isReady(name: string): boolean {
+    return isReady(this.ctx.world, name);
+  }
+
+  /** Whether agent `name` is being stopped. */
+  isStopping(name: string): boolean {
+    return isStopping(this.ctx.world, name);
+  }
+
+  /** The names of the agents being spawned. */
+  spawningNames(): string[] {
+    return spawningAgents(this.ctx.world);
+  }
+
+  /** Templates with a spawn backoff (failed starts not yet followed by a successful one), by name. */
+  spawnFailures(): Map<string, SpawnFailure> {
+    const failures = new Map<string, SpawnFailure>();
+    for (const t of listTemplates(this.ctx.world)) {
+      if (t.spawnBackoff) failures.set(t.name, { count: t.spawnBackoff.failures, reason: t.spawnBackoff.reason, nextAtMs: t.spawnBackoff.nextAttemptMs });
+    }
+    return failures;
+  }
 
   /** The template of the agent named `agentName`, from its row in the agents table. */
   templateOf(agentName: string): AgentTemplate | undefined {
@@ -79,49 +120,31 @@ export class AgentLifecycle {
 
   /** Whether the template may start an agent now: not failed for this run and not backing off. */
   mayStart(templateName: string, nowMs: number): boolean {
-    const failure = this.spawnFailures.get(templateName);
-    return !failure || (failure.count < MAX_SPAWN_FAILURES && nowMs >= failure.nextAtMs);
+    return templateMayStart(this.ctx.world, templateName, nowMs);
   }
 
   /** Instances of each template: live agents and agents being spawned. */
   instanceCounts(): Map<string, number> {
-    const instances = new Map<string, number>();
-    const add = (template: string) => instances.set(template, (instances.get(template) ?? 0) + 1);
-    for (const agent of this.live.values()) add(agent.template.name);
-    for (const name of this.spawning) add(templateOfAgentName(name));
-    return instances;
+    return instanceCounts(this.ctx.world);
   }
 
   /** Agents started but not yet ready (their runner has not said hello), by template. */
   startingCounts(): Map<string, number> {
-    const starting = new Map<string, number>();
-    const add = (template: string) => starting.set(template, (starting.get(template) ?? 0) + 1);
-    for (const name of this.spawning) add(templateOfAgentName(name));
-    for (const agent of this.live.values()) if (!agent.ready && !agent.stopping) add(agent.template.name);
-    return starting;
+    return startingCounts(this.ctx.world);
   }
 
   /**
-   * Tops up each template's warm pool ({@link AgentTemplate.warmPool}): agents that are starting,
-   * or ready with no task (an `autodelete` one that has not had its task), count as warm; more are
-   * started, side by side, while the pool is short and the template is under `maxInstances` and
-   * not backing off after failed starts. In a run until idle, not once no task is ready.
+   * Tops up each template's warm pool ({@link AgentTemplate.warmPool}, see `warmPoolSystem`):
+   * agents that are starting, or ready with no task (an `autodelete` one that has not had its
+   * task), count as warm; more are started, side by side, while the pool is short and the template
+   * is under `maxInstances` and not backing off after failed starts. In a run until idle, not once
+   * no task is ready.
    */
   fillWarmPools(nowMs: number, readyWaiting: number): void {
     // A run until idle is about to end once no task waits: agents started now would only be stopped.
     if (this.ctx.mode === 'until-idle' && readyWaiting === 0) return;
-    const warm = this.startingCounts();
-    const instances = this.instanceCounts();
-    for (const agent of this.live.values()) {
-      const name = agent.template.name;
-      const idle = agent.ready && !agent.stopping && (agentView(this.ctx.world, agent.account.name)?.load ?? 0) === 0;
-      if (idle && !(agent.template.lifecycle === 'autodelete' && agent.tookTask)) warm.set(name, (warm.get(name) ?? 0) + 1);
-    }
-    for (const template of this.ctx.templates.values()) {
-      if (template.warmPool === 0 || !this.mayStart(template.name, nowMs)) continue;
-      let count = warm.get(template.name) ?? 0;
-      let total = instances.get(template.name) ?? 0;
-      for (; count < template.warmPool && total < template.maxInstances; count++, total++) this.start(template.name, nowMs);
+    for (const { template, starts } of warmPoolSystem(this.ctx.world, { nowMs })) {
+      for (let i = 0; i < starts; i++) this.start(template, nowMs);
     }
   }
 
@@ -130,7 +153,8 @@ export class AgentLifecycle {
     const template = this.ctx.templates.get(templateName);
     if (!template) return;
     const agentName = name ?? this.pickAgentName(template);
-    this.spawning.add(agentName);
+    if (this.has(agentName)) return; // already started or being spawned
+    addSpawningAgent(this.ctx.world, { name: agentName, template: template.name, nowMs });
     this.spawn(template, agentName, nowMs)
       .catch((error: unknown) => {
         this.noteSpawnFailure(template.name, agentName, (error as Error).message, Date.now());
@@ -138,7 +162,7 @@ export class AgentLifecycle {
         this.ctx.emit({ actor: SUPERVISOR, action: 'agent.spawn_failed', object: `agent:${agentName}`, details: { message: (error as Error).message, code: (error as WarrenError).code ?? null } });
       })
       .finally(() => {
-        this.spawning.delete(agentName);
+        removeSpawningAgent(this.ctx.world, agentName);
         this.ctx.requestTick();
       });
   }
@@ -151,28 +175,20 @@ export class AgentLifecycle {
    * tasks wait, with the reason). A successful start resets the count.
    */
   noteSpawnFailure(templateName: string, agent: string, reason: string, nowMs: number): void {
-    const failure = this.spawnFailures.get(templateName) ?? { count: 0, reason: '', nextAtMs: 0 };
-    // Agents started side by side that fail together are one failed attempt: a failure while the
-    // template is already backing off does not count again or lengthen the wait.
-    const sameAttempt = failure.count > 0 && nowMs < failure.nextAtMs;
-    if (!sameAttempt) failure.count += 1;
-    failure.reason = reason;
-    const delayMs = Math.min(this.ctx.config.restartBackoffMs * 2 ** (failure.count - 1), 60_000);
-    if (!sameAttempt) failure.nextAtMs = nowMs + delayMs;
-    this.spawnFailures.set(templateName, failure);
-    const givenUp = failure.count >= MAX_SPAWN_FAILURES;
+    const decision = recordSpawnFailure(this.ctx.world, templateName, { reason, nowMs, restartBackoffMs: this.ctx.config.restartBackoffMs });
+    const { failures } = decision.backoff;
     this.ctx.emit({
       actor: SUPERVISOR,
-      action: givenUp ? 'template.failed' : 'agent.crash_loop',
+      action: decision.givenUp ? 'template.failed' : 'agent.crash_loop',
       object: `template:${templateName}`,
-      details: { agent, failures: failure.count, reason, ...(givenUp ? {} : { retryInMs: delayMs }) },
+      details: { agent, failures, reason, ...(decision.givenUp ? {} : { retryInMs: decision.delayMs }) },
     });
-    if (givenUp) this.ctx.log.error({ template: templateName, reason }, `template failed after ${failure.count} agents could not start`);
+    if (decision.givenUp) this.ctx.log.error({ template: templateName, reason }, `template failed after ${failures} agents could not start`);
   }
 
   /** A sleeping or stopped account of the template if there is one (woken), else the next free name. */
   private pickAgentName(template: AgentTemplate): string {
-    const busy = (name: string) => this.live.has(name) || this.spawning.has(name);
+    const busy = (name: string) => this.has(name);
     const existing = this.ctx.accounts
       .list()
       .filter((a) => a.template === template.name && !busy(a.name))
@@ -230,19 +246,6 @@ export class AgentLifecycle {
         },
       },
     });
-    const live: LiveAgent = {
-      account,
-      template,
-      gateway,
-      sandbox: undefined,
-      stopping: undefined,
-      lastActiveMs: nowMs,
-      workedMs: undefined,
-      tookTask: false,
-      ready: false,
-      restartAfterExit: false,
-      watch: new AgentLimitWatch(nowMs),
-    };
     try {
       const sandbox = await spawnSandbox(
         agentSandboxSpec({
@@ -265,8 +268,7 @@ export class AgentLifecycle {
         }),
         { logger: ctx.log.child({ component: 'sandbox', agent: name }) },
       );
-      live.sandbox = sandbox;
-      this.live.set(name, live);
+      this.handles.set(name, { account, template, gateway, sandbox });
       addAgent(ctx.world, {
         name,
         template: template.name,
@@ -298,20 +300,16 @@ export class AgentLifecycle {
     }
   }
 
-  /** Its runner said hello: the agent takes work from now on. */
+  /** Its runner said hello: the agent takes work from now on (and its template's spawn backoff ends). */
   markReady(name: string, nowMs: number): void {
     const { ctx } = this;
-    const agent = this.live.get(name);
-    if (!agent) return;
-    agent.ready = true;
-    this.spawnFailures.delete(agent.template.name);
-    setStatus(ctx.world, name, AgentStatus.idle, nowMs);
-    recordHeartbeat(ctx.world, name, nowMs);
+    const handle = this.handles.get(name);
+    if (!handle || !markReady(ctx.world, name, nowMs)) return;
     ctx.transaction(() => {
-      ctx.emit({ actor: `agent:${name}`, action: 'agent.ready', object: `agent:${name}`, details: { uid: agent.account.uid } });
+      ctx.emit({ actor: `agent:${name}`, action: 'agent.ready', object: `agent:${name}`, details: { uid: handle.account.uid } });
       this.putAgentRow(name, 'running', nowMs);
     });
-    ctx.log.info({ agent: name, uid: agent.account.uid }, 'agent ready');
+    ctx.log.info({ agent: name, uid: handle.account.uid }, 'agent ready');
   }
 
   /**
@@ -322,13 +320,15 @@ export class AgentLifecycle {
    */
   async applyExit(name: string, exit: SandboxExit, nowMs: number, step: <T>(label: string, work: Promise<T>) => Promise<T>): Promise<void> {
     const { ctx } = this;
-    const agent = this.live.get(name);
-    if (!agent) return;
-    this.live.delete(name);
+    const agent = this.handles.get(name);
+    const view = agentView(ctx.world, name);
+    if (!agent || !view) return;
+    this.handles.delete(name);
     removeAgent(ctx.world, name);
     await step(`applyExit ${name}: gateway.close`, agent.gateway.close());
     ctx.policy.removeSubject(name);
-    const expected = agent.stopping !== undefined;
+    const stopping = view.stopping ?? undefined;
+    const expected = stopping !== undefined;
     const exitText = describeAgentExit(exit, agent.template);
     const open = ctx.state.openAssignments().filter((a) => a.agent === name);
     ctx.transaction(() => {
@@ -336,9 +336,9 @@ export class AgentLifecycle {
         actor: SUPERVISOR,
         action: expected ? 'agent.stop' : 'agent.exit',
         object: `agent:${name}`,
-        details: { exit, reason: agent.stopping ?? 'unexpected', openTasks: open.map((a) => a.taskId) },
+        details: { exit, reason: stopping ?? 'unexpected', openTasks: open.map((a) => a.taskId) },
       });
-      const failTasks = agent.failTasks ?? limitFailureOf(exit, agent.template);
+      const failTasks = view.failTasks ?? limitFailureOf(exit, agent.template);
       for (const a of open) {
         if (failTasks) {
           ctx.state.finishAssignment(a.taskId, a.attempt, { outcome: 'failed', exitCode: null, summary: failTasks, outputs: [] }, nowMs);
@@ -367,13 +367,13 @@ export class AgentLifecycle {
         });
       this.exitPurges.set(name, purge);
     }
-    if (agent.restartAfterExit) this.start(agent.template.name, nowMs, name);
-    if (agent.stopping === 'delete') {
+    if (view.restartAfterExit) this.start(agent.template.name, nowMs, name);
+    if (stopping === 'delete') {
       await this.deleteAccount(name);
     } else {
-      this.putAgentRow(name, agent.stopping === 'sleep' ? 'sleeping' : expected ? 'stopped' : 'failed', nowMs, exitText);
+      this.putAgentRow(name, stopping === 'sleep' ? 'sleeping' : expected ? 'stopped' : 'failed', nowMs, exitText);
     }
-    if (!expected && !agent.ready) {
+    if (!expected && !view.ready) {
       // It died before its runner said hello: count it against the template, so a template that
       // cannot start is not restarted in a loop. The runner's or the sandbox's own words are in
       // the agent's log: they are the reason.
@@ -381,37 +381,47 @@ export class AgentLifecycle {
       this.noteSpawnFailure(agent.template.name, name, `agent ${name} exited before it was ready (${exitText})${said ? `: ${said}` : ''}`, nowMs);
     }
     if (!expected) ctx.log.warn({ agent: name, exit: exitText }, 'agent exited unexpectedly');
-    else ctx.log.info({ agent: name, reason: agent.stopping }, 'agent stopped');
+    else ctx.log.info({ agent: name, reason: stopping }, 'agent stopped');
   }
 
-  /** Puts idle `sleep` agents to sleep and stops `autodelete` agents after their task. */
+  /** Puts idle `sleep` agents to sleep and stops `autodelete` agents after their task (see `lifecycleSystem`). */
   tend(nowMs: number): void {
-    const loads = new Map(agentSlots(this.ctx.world).map((s) => [s.name, s.load]));
     const busyAgents = new Set(this.ctx.state.openAssignments().map((a) => a.agent));
-    for (const [name, agent] of this.live) {
-      if (agent.stopping || !agent.sandbox || (loads.get(name) ?? 0) > 0) continue;
-      if (busyAgents.has(name)) continue;
-      const mode = agent.template.lifecycle;
-      if (mode === 'sleep' && nowMs - agent.lastActiveMs >= agent.template.sleepAfterIdleMs) {
-        this.stop(agent, 'sleep');
-      } else if (mode === 'autodelete' && agent.workedMs !== undefined) {
-        this.stop(agent, 'delete');
-      }
-    }
+    for (const { agent, action } of lifecycleSystem(this.ctx.world, { nowMs, busyAgents })) void this.stop(agent, action);
   }
 
   /**
-   * Asks `agent` to stop (its runner first, then its sandbox after the kill grace); the exit is
-   * applied by {@link applyExit}. Failures to stop are logged. @returns when the sandbox has stopped.
+   * Asks agent `name` to stop for `why` (its runner first, then its sandbox after the kill grace);
+   * the exit is applied by {@link applyExit}. Failures to stop are logged. No-op for an agent that
+   * is not started. @returns when the sandbox has stopped.
    */
-  stop(agent: LiveAgent, why: StopReason): Promise<void> {
-    agent.stopping = why;
-    setStatus(this.ctx.world, agent.account.name, AgentStatus.stopping, Date.now());
+  stop(name: string, why: StopReason): Promise<void> {
+    const agent = this.handles.get(name);
+    if (!agent) return Promise.resolve();
+    markStopping(this.ctx.world, name, why, Date.now());
     agent.gateway.requestShutdown(why);
-    return (agent.sandbox?.stop(this.ctx.config.killGraceMs) ?? Promise.resolve()).then(
+    return agent.sandbox.stop(this.ctx.config.killGraceMs).then(
       () => undefined,
-      (error: unknown) => this.ctx.log.error({ err: error, agent: agent.account.name }, 'agent did not stop cleanly'),
+      (error: unknown) => this.ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'),
     );
+  }
+
+  /** Stops every started agent for `why` (those already stopping are waited for). @returns when all have stopped. */
+  async stopAll(why: StopReason): Promise<void> {
+    await Promise.all([...this.handles].map(([name, agent]) => (this.isStopping(name) ? agent.sandbox.exited.then(() => undefined) : this.stop(name, why))));
+  }
+
+  /** Closes the gateway of every agent still held (at shutdown, after their exits were applied). */
+  async closeGateways(): Promise<void> {
+    for (const agent of this.handles.values()) await agent.gateway.close();
+  }
+
+  /** Started agents with their handles and live state, sorted by name (for the supervisor's inspection and idle check). */
+  started(): { name: string; handle: AgentHandle; ready: boolean; stopping: StopReason | null; load: number }[] {
+    return listAgents(this.ctx.world).flatMap((view) => {
+      const handle = this.handles.get(view.name);
+      return handle ? [{ name: view.name, handle, ready: view.ready, stopping: view.stopping, load: view.load }] : [];
+    });
   }
 
   /**
@@ -452,7 +462,3 @@ export class AgentLifecycle {
   }
 }
 
-/** The template of an instance name `<template>-<n>`. */
-export function templateOfAgentName(name: string): string {
-  return name.slice(0, name.lastIndexOf('-'));
-}

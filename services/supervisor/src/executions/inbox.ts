@@ -1,5 +1,5 @@
 import type { Delivery, ResultMessage } from '@warren/broker';
-import { agentView, setLoad, setStatus, AgentStatus } from '@warren/ecs';
+import { agentView, recordFinished, takeOomKill } from '@warren/ecs';
 import type { SandboxExit } from '@warren/sandbox';
 import type { AgentLifecycle } from '../agents/lifecycle.js';
 import type { SupervisorContext } from '../context.js';
@@ -53,7 +53,7 @@ export class Inbox {
    * is final. @returns false if the agent is not connected (nothing was sent).
    */
   cancel(taskId: string, attempt: number, agent: string, reason: string): boolean {
-    const live = this.agents.live.get(agent);
+    const live = this.agents.handles.get(agent);
     if (!live?.gateway.connected) return false;
     this.cancelRequested.add(`${taskId}:${attempt}`);
     live.gateway.cancel(taskId, attempt, reason);
@@ -127,15 +127,19 @@ export class Inbox {
     const applied = ctx.state.finishAssignment(r.taskId, r.attempt, { outcome: r.outcome, exitCode: r.exitCode, summary: r.summary, outputs: r.outputs }, nowMs);
     if (!applied) return () => delivery.ack();
     const succeeded = r.outcome === 'succeeded';
-    const stoppedAgent = this.agents.live.get(r.agent);
+    const handle = this.agents.handles.get(r.agent);
+    const view = handle ? agentView(ctx.world, r.agent) : undefined;
+    const failTasks = view?.failTasks ?? undefined;
     const cancelledByOperator = r.outcome === 'cancelled' && this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
+    // Asked for every result, so that an OOM kill is blamed on the task it happened in.
+    const oomKilled = handle !== undefined && takeOomKill(ctx.world, r.agent, handle.sandbox.usage().oomKills);
     // An OOM kill or the process limit explains a failure better than its output ("Killed").
-    const failure = taskFailureOf(stoppedAgent, r.outcome, succeeded || cancelledByOperator);
+    const failure = taskFailureOf(handle && { failTasks, oomKilled, template: handle.template }, r.outcome, succeeded || cancelledByOperator);
     const { outcome, reason } = classifyResult(r, {
-      stopping: stoppedAgent?.stopDetail ?? stoppedAgent?.stopping,
+      stopping: view?.stopDetail ?? view?.stopping ?? undefined,
       cancelledByOperator,
       failure,
-      failTasks: stoppedAgent?.failTasks,
+      failTasks,
     });
     this.settler.settle(r.taskId, r.attempt, outcome, reason, nowMs, this.agents.templateOf(r.agent));
     ctx.state.countTaskDone(r.agent);
@@ -146,14 +150,7 @@ export class Inbox {
       details: { attempt: r.attempt, outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: r.outputs },
     });
     ctx.log.info({ taskId: r.taskId, agent: r.agent, outcome: r.outcome, durationMs: r.durationMs }, 'task finished');
-    const agent = this.agents.live.get(r.agent);
-    if (agent) {
-      const load = Math.max(0, (agentView(ctx.world, r.agent)?.load ?? 1) - 1);
-      setLoad(ctx.world, r.agent, load);
-      if (load === 0) setStatus(ctx.world, r.agent, AgentStatus.idle, nowMs);
-      agent.lastActiveMs = nowMs;
-      agent.workedMs = nowMs;
-    }
+    if (this.agents.handles.has(r.agent)) recordFinished(ctx.world, r.agent, nowMs);
     return () => {
       ctx.crashAt(CrashPoint.resultCommitted);
       delivery.ack();

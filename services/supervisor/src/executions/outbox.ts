@@ -32,7 +32,7 @@ export class Outbox {
     this.chaseLostMessages(open, nowMs);
     const pending = open
       .filter((a) => a.state === 'pending' || (a.state === 'published' && this.isStale(`${a.taskId}:${a.attempt}`, nowMs)))
-      .map((a) => ({ a, task: this.mirror.taskById.get(a.taskId), template: this.agents.live.get(a.agent)?.template ?? this.agents.templateOf(a.agent) }))
+      .map((a) => ({ a, task: this.mirror.taskById.get(a.taskId), template: this.agents.handles.get(a.agent)?.template ?? this.agents.templateOf(a.agent) }))
       .filter((p) => p.task !== undefined && p.template !== undefined);
     if (pending.length === 0) return;
     // Publish them side by side (the broker de-duplicates by message id, so order does not
@@ -89,7 +89,7 @@ export class Outbox {
       const key = `${a.taskId}:${a.attempt}`;
       if (!this.isStale(key, nowMs)) continue;
       this.sentAt.set(key, nowMs);
-      this.agents.live.get(a.agent)?.gateway.resendResult(a.taskId, a.attempt);
+      this.agents.handles.get(a.agent)?.gateway.resendResult(a.taskId, a.attempt);
     }
     if (this.sentAt.size > 4 * open.length + 1_000) {
       const keep = new Set(open.map((a) => `${a.taskId}:${a.attempt}`));

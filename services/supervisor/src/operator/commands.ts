@@ -1,4 +1,5 @@
 import { WarrenError } from '@warren/core';
+import { requestRestartAfterExit } from '@warren/ecs';
 import type { AgentLifecycle, StopReason } from '../agents/lifecycle.js';
 import type { SupervisorContext } from '../context.js';
 import type { Inbox } from '../executions/inbox.js';
@@ -66,10 +67,9 @@ export class OperatorCommands {
 
   private stopAgent(command: CommandRow, why: StopReason, nowMs: number): string {
     const name = command.target;
-    const live = this.agents.live.get(name);
-    if (live) {
-      if (live.stopping) return `${name} is already stopping`;
-      void this.agents.stop(live, why);
+    if (this.agents.handles.has(name)) {
+      if (this.agents.isStopping(name)) return `${name} is already stopping`;
+      void this.agents.stop(name, why);
       return `${name} is stopping (${why})`;
     }
     if (!this.ctx.accounts.get(name)) fail(`no agent named ${name}`);
@@ -83,7 +83,7 @@ export class OperatorCommands {
 
   private startAgent(command: CommandRow, nowMs: number): string {
     const name = command.target;
-    if (this.agents.live.has(name) || this.agents.spawning.has(name)) return `${name} is already running`;
+    if (this.agents.has(name)) return `${name} is already running`;
     const account = this.ctx.accounts.get(name) ?? fail(`no agent named ${name}`);
     if (!this.ctx.templates.has(account.template)) fail(`${name}'s template ${account.template} is not loaded`);
     this.agents.start(account.template, nowMs, name);
@@ -92,14 +92,13 @@ export class OperatorCommands {
 
   private restartAgent(command: CommandRow, nowMs: number): string {
     const name = command.target;
-    const live = this.agents.live.get(name);
-    if (!live) {
+    if (!this.agents.handles.has(name)) {
       const account = this.ctx.accounts.get(name) ?? fail(`no agent named ${name}`);
       this.agents.start(account.template, nowMs, name);
       return `${name} was not running; it is starting`;
     }
-    live.restartAfterExit = true;
-    void this.agents.stop(live, 'operator');
+    requestRestartAfterExit(this.ctx.world, name);
+    void this.agents.stop(name, 'operator');
     return `${name} is restarting`;
   }
 
