@@ -66,7 +66,7 @@ export interface DiskPressureOptions {
  */
 export class DiskPressure {
   private readonly baselines = new Map<string, Promise<number>>();
-  private searching = false;
+  private searching: Promise<void> | undefined;
   private lastReadingMs = Number.NEGATIVE_INFINITY;
   private lowSearchAtMs = Number.NEGATIVE_INFINITY;
   private quietUntilMs = Number.NEGATIVE_INFINITY;
@@ -134,8 +134,7 @@ export class DiskPressure {
       held = homes.filter((home) => devOf(home.dir) === stateDev).map((home) => home.agent);
       hooks.full(held, reading.freeBytes);
     }
-    this.searching = true;
-    void this.search(homes, pressed)
+    const search = this.search(homes, pressed)
       .then((found) => {
         if (found) hooks.stop(found);
         else this.quietUntilMs = nowMs + LOW_SEARCH_MS;
@@ -146,8 +145,14 @@ export class DiskPressure {
         () => hooks.resume(held),
       )
       .finally(() => {
-        this.searching = false;
+        if (this.searching === search) this.searching = undefined;
       });
+    this.searching = search;
+  }
+
+  /** Resolves once the search running now (if any) has called its hooks; never rejects. */
+  async settled(): Promise<void> {
+    await this.searching;
   }
 
   /** The home among `homes` on a filesystem of `pressed` that grew the most, if by enough. */

@@ -119,12 +119,13 @@ export class DiskReserve {
 
   /**
    * The current reading (statfs again if `everyMs` passed since the last one; `nowMs` in ms since
-   * the epoch). Calls with the `nowMs` of the last read return that reading as it was. A statfs
-   * that fails leaves the previous reading (and says no change).
+   * the epoch; `fresh`: statfs again whatever the interval). Calls with the `nowMs` of the last
+   * read return that reading as it was. A statfs that fails leaves the previous reading (and says
+   * no change).
    */
-  check(nowMs: number): DiskReading {
+  check(nowMs: number, fresh = false): DiskReading {
     if (nowMs === this.readAtMs) return this.last;
-    if (nowMs - this.readAtMs < this.everyMs) return { ...this.last, changed: false };
+    if (!fresh && nowMs - this.readAtMs < this.everyMs) return { ...this.last, changed: false };
     this.readAtMs = nowMs;
     let space: FreeSpace;
     try {

@@ -252,7 +252,7 @@ export class Supervisor {
       // While a board write runs, the watcher reports Warren's own files before the write has
       // recorded their new bytes: re-read after it, when those echoes cost no parse.
       { name: 'refreshBoard', run: (t) => (mirror.dirty && !writer.running ? mirror.refresh(t.nowMs) : undefined) },
-      { name: 'checkResultWorkspaces', run: () => health.checkResultWorkspaces() },
+      { name: 'checkResultWorkspaces', run: (t) => health.checkResultWorkspaces(t.nowMs) },
       { name: 'applyInbox', run: (t) => inbox.apply(t.nowMs) },
       { name: 'crashPoint', run: (t) => this.crashWhileTaskRuns(t.nowMs) },
       { name: 'runCommands', run: (t) => commands.process(t.nowMs) },

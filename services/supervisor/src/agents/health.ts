@@ -94,17 +94,21 @@ export class AgentHealth {
   /**
    * Measures the workspace (`<home>/work/<task id>`) of each result waiting to be applied: a task
    * that ended faster than the periodic home scan but left more than its home's limit there is
-   * stopped for `disk` before its result is applied (which then changes nothing).
+   * stopped for `disk` before its result is applied (which then changes nothing). So is one whose
+   * writes filled a filesystem its home shares: the state directory's filesystem is read again and
+   * a search for the agent that filled it runs to its end first.
    */
-  async checkResultWorkspaces(): Promise<void> {
+  async checkResultWorkspaces(nowMs: number): Promise<void> {
     const checks = this.inbox.events.flatMap((e) => {
       const agent = e.kind === 'result' ? this.agents.handles.get(e.delivery.data.agent) : undefined;
       return e.kind === 'result' && agent && !this.agents.isStopping(e.delivery.data.agent) ? [{ name: e.delivery.data.agent, agent, taskId: e.delivery.data.taskId }] : [];
     });
     if (checks.length === 0) return;
+    this.relieveDisk(nowMs, true);
+    await this.diskPressure.settled();
     await Promise.all(
       checks.map(async ({ name, agent, taskId }) => {
-        if (!/^[^/\0]+$/.test(taskId) || taskId === '.' || taskId === '..') return;
+        if (agent.stopping || !/^[^/\0]+$/.test(taskId) || taskId === '.' || taskId === '..') return;
         const limitBytes = agent.template.homeLimitBytes;
         const usage = await homeUsage(join(agent.account.home, 'work', taskId), 20_000, limitBytes + 1);
         if (usage.bytes > limitBytes) {
@@ -156,8 +160,8 @@ export class AgentHealth {
    * homes on it are frozen and the space Warren holds back is released at once, before anything
    * is written; the agents not found responsible then go on.
    */
-  relieveDisk(nowMs: number): void {
-    this.diskPressure.check(this.diskReserve.check(nowMs), nowMs, {
+  relieveDisk(nowMs: number, fresh = false): void {
+    this.diskPressure.check(this.diskReserve.check(nowMs, fresh), nowMs, {
       busy: () => this.busyHomes(),
       full: (agents, freeBytes) => {
         for (const name of agents) this.agents.handles.get(name)?.sandbox.freeze();
