@@ -108,7 +108,7 @@ export class AgentHealth {
     await this.diskPressure.settled();
     await Promise.all(
       checks.map(async ({ name, agent, taskId }) => {
-        if (agent.stopping || !/^[^/\0]+$/.test(taskId) || taskId === '.' || taskId === '..') return;
+        if (this.agents.isStopping(name) || !/^[^/\0]+$/.test(taskId) || taskId === '.' || taskId === '..') return;
         const limitBytes = agent.template.homeLimitBytes;
         const usage = await homeUsage(join(agent.account.home, 'work', taskId), 20_000, limitBytes + 1);
         if (usage.bytes > limitBytes) {
