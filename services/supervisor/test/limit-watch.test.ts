@@ -1,7 +1,7 @@
 import { processLimitText } from '@warren/ecs';
 import { describeProcessLimit, type SandboxUsage } from '@warren/sandbox';
 import { describe, expect, it } from 'vitest';
-import { AgentLimitWatch, describeAgentExit, GraceTimer, limitFailureOf } from '../src/limit-watch.js';
+import { AgentLimitWatch, describeAgentExit, GraceTimer, limitFailureOf, taskFailureOf } from '../src/limit-watch.js';
 import { parseTemplate } from '../src/templates.js';
 
 const template = parseTemplate(
@@ -97,5 +97,18 @@ describe('agent exits at a limit', () => {
 describe('the watchdog rule of @warren/ecs', () => {
   it('words the process limit as the sandbox does', () => {
     for (const pidsMax of [1, 64, 100, 4_096]) expect(processLimitText(pidsMax)).toBe(describeProcessLimit(pidsMax));
+  });
+});
+
+describe('taskFailureOf', () => {
+  it.each([
+    { title: 'no agent: nothing blamed', agent: undefined, outcome: 'failed', settled: false, expected: undefined },
+    { title: 'a settled outcome: nothing blamed, even after an OOM kill', agent: { failTasks: undefined, oomKilled: true }, outcome: 'succeeded', settled: true, expected: undefined },
+    { title: 'stopped at its process limit: its failTasks', agent: { failTasks: 'process limit reached (100)', oomKilled: false }, outcome: 'cancelled', settled: false, expected: 'process limit reached (100)' },
+    { title: 'an OOM kill on a failed task: out of memory', agent: { failTasks: undefined, oomKilled: true }, outcome: 'failed', settled: false, expected: 'out of memory (limit 1 GiB)' },
+    { title: 'an OOM kill on a timed-out task: not blamed', agent: { failTasks: undefined, oomKilled: true }, outcome: 'timed_out', settled: false, expected: undefined },
+    { title: 'a plain failure: its own output', agent: { failTasks: undefined, oomKilled: false }, outcome: 'failed', settled: false, expected: undefined },
+  ])('$title', ({ agent, outcome, settled, expected }) => {
+    expect(taskFailureOf(agent && { ...agent, template }, outcome, settled)).toBe(expected);
   });
 });
