@@ -1,0 +1,358 @@
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import {
+  decodeAgentFrame,
+  encodeFrame,
+  FrameError,
+  LineSplitter,
+  PROTOCOL_VERSION,
+  type AgentFrame,
+  type GatewayFrame,
+  type ResultFrame,
+} from '@warren/agent-runner';
+import type { AssignmentMessage, Broker, Delivery, ResultMessage, Subscription } from '@warren/broker';
+import type { Logger } from '@warren/core';
+
+/** Who the gateway speaks for: fixed when it is made, never taken from a frame. */
+export interface GatewayIdentity {
+  readonly name: string;
+  readonly template: string;
+  readonly uid: number;
+  readonly gid: number;
+  /** The agent's home as seen inside its sandbox. */
+  readonly home: string;
+  readonly capabilities: readonly string[];
+}
+
+/** What the gateway tells the supervisor. Callbacks must not throw. */
+export interface GatewayEvents {
+  /** The runner connected and said hello with its pid inside the sandbox. */
+  hello(agent: string, pid: number): void;
+  /** The runner took an execution; the broker message is acknowledged. */
+  taskAcked(agent: string, taskId: string, attempt: number): void;
+  /** A heartbeat or any frame: the agent is alive. */
+  alive(agent: string): void;
+  /** The runner's connection closed (it exited, crashed or was stopped). */
+  disconnected(agent: string): void;
+  /** A frame was malformed; the connection is closed. */
+  protocolError(agent: string, message: string): void;
+  /**
+   * Decides (policy + audit) whether `from` may message `to`. @returns an error text to refuse,
+   * or null to allow.
+   */
+  authorizeMessage(from: string, to: string): string | null;
+  /**
+   * Checks an assignment consumed from the broker (its signature already verified) against the
+   * executions committed for the agent, auditing a refusal. @returns an error text to refuse
+   * (the message is terminated and never reaches the runner), or null to deliver it.
+   */
+  authorizeAssignment(agent: string, subject: string, taskId: string, attempt: number): string | null;
+}
+
+/** Options of {@link AgentGateway.start}. */
+export interface AgentGatewayOptions {
+  readonly identity: GatewayIdentity;
+  /** Host directory made for the socket; bound read-only into the sandbox at /run/warren. */
+  readonly socketDir: string;
+  readonly broker: Broker;
+  readonly events: GatewayEvents;
+  readonly logger: Logger;
+  /** How long the runner has to ack a task before the broker message is nak'ed, in ms. Default 15000. */
+  readonly ackTimeoutMs?: number;
+}
+
+const SOCKET_NAME = 'agent.sock';
+/** Results kept for `resendResult`, oldest dropped first. */
+const MAX_RECENT_RESULTS = 1_000;
+/** How often a result still waiting for the broker is reported again, in ms. */
+const RESULT_WAIT_REPORT_MS = 30_000;
+
+/**
+ * The per-agent gateway: a Unix socket served by the supervisor and bound into the agent's sandbox,
+ * bridging the agent channel (NDJSON frames, see `@warren/agent-runner`'s protocol) and the broker.
+ * It consumes the agent's assignments from JetStream once the runner says hello, acks them when the
+ * runner acks, and publishes the runner's progress and results under the agent's name. The agent's
+ * identity is the socket it connected to: frames cannot claim another.
+ */
+export class AgentGateway {
+  private readonly server: Server;
+  private connection: Socket | undefined;
+  private assignments: Subscription | undefined;
+  private messages: Subscription | undefined;
+  private readonly waitingAcks = new Map<string, { resolve: (acked: boolean) => void }>();
+  private closing: Promise<void> | undefined;
+  /**
+   * Results published recently, by `taskId:attempt`. nats-server 2.9 acknowledges a JetStream
+   * publish before it syncs it to disk, so a broker killed right after can lose one; the
+   * supervisor asks for a result again (`resendResult`) when an execution stays without one.
+   */
+  private readonly recentResults = new Map<string, ResultMessage>();
+
+  private constructor(
+    private readonly options: AgentGatewayOptions,
+    readonly socketPath: string,
+  ) {
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  /**
+   * Makes the socket directory (owned by the agent, mode 0700), listens on `agent.sock` in it
+   * (owned by the agent, mode 0600) and returns the running gateway.
+   */
+  static async start(options: AgentGatewayOptions): Promise<AgentGateway> {
+    const { socketDir, identity } = options;
+    await rm(socketDir, { recursive: true, force: true });
+    await mkdir(socketDir, { recursive: true, mode: 0o700 });
+    const gateway = new AgentGateway(options, join(socketDir, SOCKET_NAME));
+    await new Promise<void>((resolve, reject) => {
+      gateway.server.once('error', reject);
+      gateway.server.listen(gateway.socketPath, () => {
+        gateway.server.off('error', reject);
+        resolve();
+      });
+    });
+    await chown(socketDir, identity.uid, identity.gid);
+    await chown(gateway.socketPath, identity.uid, identity.gid);
+    await chmod(gateway.socketPath, 0o600);
+    return gateway;
+  }
+
+  /** True while a runner is connected. */
+  get connected(): boolean {
+    return this.connection !== undefined;
+  }
+
+  /** Asks the runner to cancel an execution. No-op when no runner is connected. */
+  cancel(taskId: string, attempt: number, reason: string): void {
+    this.send({ type: 'cancel', taskId, attempt, reason });
+  }
+
+  /**
+   * Publishes again the result of (`taskId`, `attempt`) if this gateway published one (same message
+   * id: the broker drops it if it still has it). @returns whether there was one to send.
+   */
+  resendResult(taskId: string, attempt: number): boolean {
+    const message = this.recentResults.get(`${taskId}:${attempt}`);
+    if (!message) return false;
+    this.options.broker.publishResult(message).catch((error: unknown) =>
+      this.log.warn({ err: error, taskId }, 'cannot publish a result again yet'),
+    );
+    return true;
+  }
+
+  /** Asks the runner to finish and exit. */
+  requestShutdown(reason: string): void {
+    this.send({ type: 'shutdown', reason });
+  }
+
+  private get log(): Logger {
+    return this.options.logger;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.connection || this.closing) {
+      socket.end(encodeFrame({ type: 'error', code: 'WARREN_BUSY', message: 'the agent is already connected' }));
+      return;
+    }
+    this.connection = socket;
+    const splitter = new LineSplitter((line) => this.receive(line));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        splitter.push(chunk);
+      } catch (error) {
+        this.fail(error instanceof FrameError ? error.message : String(error));
+      }
+    });
+    socket.on('error', (error) => this.log.debug({ err: error }, 'agent channel error'));
+    socket.on('close', () => {
+      if (this.connection !== socket) return;
+      this.connection = undefined;
+      for (const waiter of this.waitingAcks.values()) waiter.resolve(false);
+      this.waitingAcks.clear();
+      void this.stopConsumers();
+      this.options.events.disconnected(this.options.identity.name);
+    });
+  }
+
+  private fail(message: string): void {
+    this.log.warn({ reason: message }, 'agent channel protocol error; closing it');
+    this.options.events.protocolError(this.options.identity.name, message);
+    this.send({ type: 'error', code: 'WARREN_PROTOCOL', message });
+    this.connection?.destroy();
+  }
+
+  private send(frame: GatewayFrame): boolean {
+    const socket = this.connection;
+    if (!socket || socket.destroyed) return false;
+    socket.write(encodeFrame(frame));
+    return true;
+  }
+
+  private receive(line: string): void {
+    let frame: AgentFrame;
+    try {
+      frame = decodeAgentFrame(line);
+    } catch (error) {
+      this.fail((error as Error).message);
+      return;
+    }
+    const { identity, events } = this.options;
+    events.alive(identity.name);
+    switch (frame.type) {
+      case 'hello':
+        if (frame.version !== PROTOCOL_VERSION) {
+          this.fail(`protocol version ${frame.version} is not supported (expected ${PROTOCOL_VERSION})`);
+          return;
+        }
+        this.send({ type: 'welcome', agent: { ...identity, capabilities: [...identity.capabilities] } });
+        void this.startConsumers().then(
+          () => events.hello(identity.name, frame.pid),
+          (error: unknown) => this.fail(`cannot consume assignments: ${(error as Error).message}`),
+        );
+        return;
+      case 'ack':
+        this.waitingAcks.get(`${frame.taskId}:${frame.attempt}`)?.resolve(true);
+        return;
+      case 'progress':
+        this.options.broker.publishProgress({
+          taskId: frame.taskId,
+          attempt: frame.attempt,
+          agent: identity.name,
+          message: frame.message.slice(0, 2000),
+          ...(frame.percent === undefined ? {} : { percent: frame.percent }),
+          atMs: Date.now(),
+        });
+        return;
+      case 'result':
+        void this.publishResult(frame);
+        return;
+      case 'send': {
+        const refusal = events.authorizeMessage(identity.name, frame.to);
+        if (refusal) {
+          this.send({ type: 'error', ref: frame.ref, code: 'WARREN_POLICY_DENIED', message: refusal });
+          return;
+        }
+        const id = `${identity.name}:${Date.now().toString(36)}:${frame.ref}`;
+        this.options.broker
+          .publishMessage({ id, from: identity.name, to: frame.to, body: frame.body, sentAtMs: Date.now() })
+          .then(
+            () => this.send({ type: 'sent', ref: frame.ref, id }),
+            (error: unknown) =>
+              this.send({ type: 'error', ref: frame.ref, code: 'WARREN_BROKER', message: (error as Error).message }),
+          );
+        return;
+      }
+      case 'heartbeat':
+        return;
+    }
+  }
+
+  private async publishResult(frame: ResultFrame): Promise<void> {
+    const message = {
+      taskId: frame.taskId,
+      attempt: frame.attempt,
+      agent: this.options.identity.name,
+      outcome: frame.outcome,
+      exitCode: frame.exitCode,
+      signal: frame.signal,
+      summary: frame.summary.slice(0, 2000),
+      outputs: frame.outputs.slice(0, 200),
+      durationMs: frame.durationMs,
+      finishedAtMs: Date.now(),
+    };
+    this.recentResults.set(`${message.taskId}:${message.attempt}`, message);
+    if (this.recentResults.size > MAX_RECENT_RESULTS) {
+      this.recentResults.delete(this.recentResults.keys().next().value!);
+    }
+    // The runner sends a result once; the broker may be restarting or its store full, so keep
+    // trying while open, backing off, and say what it waits for: at the first failure, then at
+    // most every RESULT_WAIT_REPORT_MS.
+    const sinceMs = Date.now();
+    let reportedMs = 0;
+    for (let delayMs = 100, attempts = 1; !this.closing; delayMs = Math.min(delayMs * 2, 5_000), attempts += 1) {
+      try {
+        await this.options.broker.publishResult(message);
+        if (reportedMs > 0) this.log.info({ taskId: frame.taskId, attempts }, 'result published after waiting for the broker');
+        return;
+      } catch (error) {
+        const nowMs = Date.now();
+        if (nowMs - reportedMs >= RESULT_WAIT_REPORT_MS) {
+          reportedMs = nowMs;
+          this.log[attempts === 1 ? 'warn' : 'error'](
+            { err: error, taskId: frame.taskId, attempt: frame.attempt, attempts, waitingMs: nowMs - sinceMs, retryInMs: delayMs },
+            'cannot publish a result: waiting for the broker to store it (is its disk full?); retrying',
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
+  private async startConsumers(): Promise<void> {
+    const { broker, identity } = this.options;
+    await this.stopConsumers();
+    this.assignments = await broker.consumeAssignments(identity.name, (d) => this.deliver(d));
+    this.messages = await broker.consumeMessages(identity.name, async (d) => {
+      if (!this.send({ type: 'message', id: d.data.id, from: d.data.from, body: d.data.body })) {
+        d.nak(1_000);
+        return;
+      }
+      d.ack();
+    });
+  }
+
+  private async stopConsumers(): Promise<void> {
+    const subs = [this.assignments, this.messages];
+    this.assignments = undefined;
+    this.messages = undefined;
+    await Promise.allSettled(subs.map((s) => s?.stop()));
+  }
+
+  private async deliver(delivery: Delivery<AssignmentMessage>): Promise<void> {
+    const a = delivery.data;
+    const refusal = this.options.events.authorizeAssignment(this.options.identity.name, delivery.subject, a.taskId, a.attempt);
+    if (refusal) {
+      delivery.term(refusal);
+      return;
+    }
+    const key = `${a.taskId}:${a.attempt}`;
+    const acked = new Promise<boolean>((resolve) => {
+      this.waitingAcks.set(key, { resolve });
+      setTimeout(() => resolve(false), this.options.ackTimeoutMs ?? 15_000).unref();
+    });
+    const sent = this.send({
+      type: 'task',
+      taskId: a.taskId,
+      attempt: a.attempt,
+      title: a.title,
+      body: a.body,
+      ...(a.command === undefined ? {} : { command: a.command }),
+      fields: a.fields,
+      timeoutMs: a.timeoutMs,
+    });
+    const ok = sent && (await acked);
+    this.waitingAcks.delete(key);
+    if (!ok) {
+      delivery.nak(1_000);
+      return;
+    }
+    delivery.ack();
+    this.options.events.taskAcked(this.options.identity.name, a.taskId, a.attempt);
+  }
+
+  /** Stops consuming, closes the connection and the socket, removes the socket directory. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.stopConsumers();
+      this.connection?.destroy();
+      await new Promise<void>((resolve) => this.server.close(() => resolve()));
+      await rm(this.options.socketDir, { recursive: true, force: true });
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
