@@ -1,0 +1,215 @@
+import { join } from 'node:path';
+import { livenessSystem, recordUsage, setStatus, AgentStatus } from '@warren/ecs';
+import { SUPERVISOR, type SupervisorContext } from '../context.js';
+import { DiskReserve, formatBytes, HomeWatch, homeUsage, type WatchedHome } from '../disk.js';
+import { DiskPressure, type DiskOffender } from '../disk-pressure.js';
+import type { Inbox } from '../executions/inbox.js';
+import type { Settler } from '../executions/settle.js';
+import type { AgentLifecycle } from './lifecycle.js';
+
+/** How often the home of an agent running a task is measured, in ms. */
+const HOME_SCAN_MS = 1_000;
+/** Least interval between two statfs of the state directory's (and the homes') filesystem, in ms. */
+const DISK_READ_MS = 100;
+
+/**
+ * Agent health: liveness (heartbeats), the watchdog (cgroup readings against the template's
+ * thresholds), and disk (homes over their limit, a filesystem filled by one agent, the state
+ * directory's free-space reserve). Each finding stops the agent with its reason; the exit then
+ * settles its tasks.
+ */
+export class AgentHealth {
+  /** The free-space reserve of the state directory's filesystem. */
+  private readonly diskReserve: DiskReserve;
+  /** Measures the homes of agents running tasks against their templates' `homeLimit`. */
+  private readonly homeWatch: HomeWatch;
+  /** Finds the agent to stop when a filesystem its home shares runs out of space. */
+  private readonly diskPressure: DiskPressure;
+
+  constructor(
+    private readonly ctx: SupervisorContext,
+    private readonly agents: AgentLifecycle,
+    private readonly settler: Settler,
+    private readonly inbox: Inbox,
+  ) {
+    const { config } = ctx;
+    this.diskReserve = new DiskReserve(config.stateDir, config.diskReserve, DISK_READ_MS, join(config.stateDir, 'disk-reserve'));
+    this.diskPressure = new DiskPressure({ stateDir: config.stateDir, homeRoot: config.homeRoot, everyMs: DISK_READ_MS });
+    this.homeWatch = new HomeWatch(HOME_SCAN_MS, (home, usedBytes) =>
+      this.stopForDisk(home.agent, `home over its ${formatBytes(home.limitBytes)} limit (${formatBytes(usedBytes)} used)`, usedBytes, home.limitBytes),
+    );
+  }
+
+  /** Kills agents that have said nothing for longer than the heartbeat timeout; their tasks are re-queued on exit. */
+  checkLiveness(nowMs: number): void {
+    const { ctx } = this;
+    for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: ctx.config.heartbeatTimeoutMs })) {
+      const agent = this.agents.live.get(intent.agent);
+      if (!agent || agent.stopping) continue;
+      ctx.log.warn({ agent: intent.agent, reason: intent.reason }, 'agent unresponsive; killing it');
+      ctx.emit({ actor: SUPERVISOR, action: 'agent.unresponsive', object: `agent:${intent.agent}`, details: { reason: intent.reason } });
+      void this.agents.stop(agent, 'unresponsive');
+    }
+  }
+
+  /**
+   * The watchdog: reads each agent's cgroup (memory, pids, CPU time) into its ECS `Resources`
+   * component and kills, as a whole tree, an agent that stays over its template's thresholds for
+   * longer than their grace. The exit kind is `watchdog`, the reason goes to the audit and, through
+   * the exit, onto the task.
+   */
+  runWatchdog(nowMs: number): void {
+    const { ctx } = this;
+    for (const [name, agent] of this.agents.live) {
+      const sandbox = agent.sandbox;
+      if (!sandbox || agent.stopping) continue;
+      const usage = sandbox.usage();
+      recordUsage(ctx.world, name, usage);
+      const finding = agent.watch.observe(usage, nowMs, agent.template);
+      if (!finding) continue;
+      const { detail, reason } = finding;
+      ctx.log.warn({ agent: name, detail, reason }, 'watchdog: killing agent');
+      ctx.emit({ actor: SUPERVISOR, action: 'agent.watchdog', object: `agent:${name}`, details: { detail, reason, usage } });
+      agent.stopping = 'watchdog';
+      agent.stopDetail = `stopped by the watchdog: ${detail}`;
+      agent.failTasks = finding.taskFailure;
+      setStatus(ctx.world, name, AgentStatus.stopping, nowMs);
+      sandbox.stop(ctx.config.killGraceMs, { reason: 'watchdog', detail }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
+    }
+  }
+
+  /** Measures the homes of agents running tasks (see HomeWatch). */
+  scanHomes(nowMs: number): void {
+    this.homeWatch.scan(this.busyHomes(), nowMs);
+  }
+
+  /** An idle agent took a task: its home is measured from now on (see DiskPressure). */
+  taskStarted(agent: string, home: string): void {
+    this.diskPressure.taskStarted(agent, home).catch((error: unknown) => this.ctx.log.warn({ err: error, agent }, 'cannot measure the home'));
+  }
+
+  /** Homes of live agents that run a task (an idle agent's home does not grow). */
+  private *busyHomes(): Iterable<WatchedHome> {
+    const busy = new Set(this.ctx.state.openAssignments().map((a) => a.agent));
+    for (const [name, agent] of this.agents.live) {
+      if (busy.has(name) && agent.sandbox && !agent.stopping) yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes };
+    }
+  }
+
+  /**
+   * Measures the workspace (`<home>/work/<task id>`) of each result waiting to be applied: a task
+   * that ended faster than the periodic home scan but left more than its home's limit there is
+   * stopped for `disk` before its result is applied (which then changes nothing).
+   */
+  async checkResultWorkspaces(): Promise<void> {
+    const checks = this.inbox.events.flatMap((e) => {
+      const agent = e.kind === 'result' ? this.agents.live.get(e.delivery.data.agent) : undefined;
+      return e.kind === 'result' && agent && !agent.stopping ? [{ name: e.delivery.data.agent, agent, taskId: e.delivery.data.taskId }] : [];
+    });
+    if (checks.length === 0) return;
+    await Promise.all(
+      checks.map(async ({ name, agent, taskId }) => {
+        if (!/^[^/\0]+$/.test(taskId) || taskId === '.' || taskId === '..') return;
+        const limitBytes = agent.template.homeLimitBytes;
+        const usage = await homeUsage(join(agent.account.home, 'work', taskId), 20_000, limitBytes + 1);
+        if (usage.bytes > limitBytes) {
+          this.stopForDisk(name, `home over its ${formatBytes(limitBytes)} limit (the workspace of ${taskId} holds ${formatBytes(usage.bytes)})`, usage.bytes, limitBytes);
+        }
+      }),
+    );
+  }
+
+  /**
+   * Stops an agent whose home grew past its template's `homeLimit`, or the `offender` that filled a
+   * shared filesystem: its open executions fail for good with the reason `disk: <detail>`, then its
+   * sandbox is stopped. An offender is frozen first and, when it filled the state directory's
+   * filesystem, the space Warren holds back is released before anything is written, so the
+   * failure, the audit rows and the other tasks' results can be stored. The files stay in the home.
+   */
+  private stopForDisk(name: string, detail: string, usedBytes: number, limitBytes: number, offender?: DiskOffender): void {
+    const { ctx } = this;
+    const agent = this.agents.live.get(name);
+    if (!agent?.sandbox || agent.stopping || !ctx.isRunning()) return;
+    const frozen = offender !== undefined && agent.sandbox.freeze();
+    if (offender?.filesystem === 'state') this.releaseDiskReserve(detail);
+    const nowMs = Date.now();
+    const reason = `disk: ${detail}`;
+    const open = ctx.state.openAssignments().filter((a) => a.agent === name);
+    const found = offender ? { grownBytes: offender.grownBytes, freeBytes: offender.freeBytes, filesystem: offender.filesystem } : {};
+    ctx.transaction(() => {
+      ctx.emit({ actor: SUPERVISOR, action: 'agent.disk', object: `agent:${name}`, details: { detail, usedBytes, limitBytes, ...found, openTasks: open.map((a) => a.taskId) } });
+      for (const a of open) {
+        if (!ctx.state.finishAssignment(a.taskId, a.attempt, { outcome: 'failed', exitCode: null, summary: reason, outputs: [] }, nowMs)) continue;
+        // No template: a task stopped for its disk use is not retried.
+        if (this.settler.settle(a.taskId, a.attempt, 'failed', reason, nowMs, undefined) === undefined) continue;
+        ctx.emit({ actor: SUPERVISOR, action: 'task.fail', object: `task:${a.taskId}`, details: { attempt: a.attempt, outcome: 'failed', reason } });
+        ctx.log.info({ taskId: a.taskId, agent: name, outcome: 'failed', reason }, 'task finished');
+      }
+    });
+    ctx.log.warn({ agent: name, detail }, 'disk: stopping agent');
+    agent.stopping = 'watchdog';
+    agent.stopDetail = `stopped: ${reason}`;
+    setStatus(ctx.world, name, AgentStatus.stopping, nowMs);
+    // A frozen sandbox cannot act on SIGTERM: it is killed at once.
+    agent.sandbox
+      .stop(frozen ? 0 : ctx.config.killGraceMs, { reason: 'watchdog', detail: reason })
+      .catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
+    ctx.requestTick();
+  }
+
+  /**
+   * Stops the agent that filled a filesystem its home shares with the state directory or other
+   * homes (see DiskPressure). When the state directory's filesystem is full, the busy agents with
+   * homes on it are frozen and the space Warren holds back is released at once, before anything
+   * is written; the agents not found responsible then go on.
+   */
+  relieveDisk(nowMs: number): void {
+    this.diskPressure.check(this.diskReserve.check(nowMs), nowMs, {
+      busy: () => this.busyHomes(),
+      full: (agents, freeBytes) => {
+        for (const name of agents) this.agents.live.get(name)?.sandbox?.freeze();
+        this.releaseDiskReserve(`the filesystem of the state directory is full (${formatBytes(freeBytes)} free)`);
+      },
+      stop: (offender) => {
+        try {
+          this.stopForDisk(offender.agent, offender.detail, offender.usedBytes, offender.limitBytes, offender);
+        } catch (error) {
+          this.ctx.log.error({ err: error, agent: offender.agent }, 'cannot stop the agent that filled the disk');
+        }
+      },
+      resume: (agents) => {
+        for (const name of agents) {
+          const agent = this.agents.live.get(name);
+          if (agent && !agent.stopping) agent.sandbox?.thaw();
+        }
+      },
+    });
+  }
+
+  /** Deletes the reserve file (see DiskReserve) so Warren's own writes have room; logs why. */
+  private releaseDiskReserve(why: string): void {
+    const released = this.diskReserve.release();
+    if (released > 0) this.ctx.log.warn({ releasedBytes: released }, `disk: ${why}; released the ${formatBytes(released)} held for Warren's own writes`);
+  }
+
+  /**
+   * Whether new work may start: not while free space on the state directory's filesystem is below
+   * the reserve. Each change is logged and audited once (`supervisor.disk_low`, `supervisor.disk_ok`).
+   */
+  diskAllowsWork(nowMs: number): boolean {
+    const { ctx } = this;
+    const reading = this.diskReserve.check(nowMs);
+    if (reading.changed) {
+      const details = { stateDir: ctx.config.stateDir, freeBytes: reading.freeBytes, reserveBytes: reading.reserveBytes };
+      const space = `${formatBytes(reading.freeBytes)} free, reserve ${formatBytes(reading.reserveBytes)}`;
+      if (reading.low) ctx.log.error(details, `disk: free space of the state directory's filesystem is below the reserve (${space}); no new work starts until space returns`);
+      else ctx.log.info(details, `disk: free space is above the reserve again (${space}); work resumes`);
+      try {
+        ctx.emit({ actor: SUPERVISOR, action: reading.low ? 'supervisor.disk_low' : 'supervisor.disk_ok', object: 'supervisor', details });
+      } catch (error) {
+        ctx.log.error({ err: error }, 'cannot record the disk reading in the audit trail');
+      }
+    }
+    return !reading.low;
+  }
+}

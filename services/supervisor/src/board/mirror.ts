@@ -1,0 +1,252 @@
+import { relative } from 'node:path';
+import {
+  boardWatchPaths,
+  illegalMoves,
+  loadBoard,
+  parentsToComplete,
+  refreshWarrenBoard,
+  updateTask,
+  watchBoard,
+  wipStatus,
+  TaskConflictError,
+  type BoardSnapshot,
+  type BoardWatcher,
+  type Task,
+  type TaskFileError,
+} from '@warren/kanban';
+import { BlockedTaskReport } from '../blocked-tasks.js';
+import { BoardAvailability } from '../board-availability.js';
+import type { BoardEdits } from '../board-edits.js';
+import { SUPERVISOR, type SupervisorContext } from '../context.js';
+import { inputRejected } from '../input-rejections.js';
+import { isTerminal, TaskState } from '../state.js';
+
+/**
+ * The supervisor's copy of the board: the last good snapshot, its tasks by id, and what changed
+ * since it was read. Reads only the files the watcher reported when it can, reports what people do
+ * against the board's process (held files, illegal moves, columns over their WIP limit, dependency
+ * cycles) once each, applies people's moves of cards (see BoardEdits), and marks parents done when
+ * their subtasks are. The board writer (writer.ts) writes Warren's side back.
+ */
+export class BoardMirror {
+  /** The last good snapshot, undefined until the board could be read once. */
+  board: BoardSnapshot | undefined;
+  /** Whether files changed since the last refresh (the tick refreshes first when set). */
+  dirty = true;
+  /** Whether the board changed since parents were last checked for completion. */
+  parentsDirty = true;
+  /** The board's tasks by id (rebuilt with each snapshot). */
+  taskById = new Map<string, Task>();
+  /** Ready tasks blocked by their dependencies (made with the first board). */
+  blocked: BlockedTaskReport | undefined;
+  /** Set once start-up recovery has applied the moves made while Warren was stopped. */
+  recovered = false;
+  /** Index of each task in `board.tasks`, by id. */
+  private taskIndex = new Map<string, number>();
+  /** Files the watcher reported since the last refresh; a refresh reads only these when it can. */
+  private readonly changedPaths = new Set<string>();
+  private fullReload = true;
+  private readonly reportedErrors = new Set<string>();
+  private availabilityValue: BoardAvailability | undefined;
+  private watcher: BoardWatcher | undefined;
+
+  constructor(
+    private readonly ctx: SupervisorContext,
+    private readonly edits: BoardEdits,
+  ) {}
+
+  /** Starts watching the board's files; each change marks the board dirty and asks for a tick. */
+  watch(): void {
+    this.watcher ??= watchBoard(
+      this.ctx.config.boardDir,
+      (event) => {
+        for (const path of event.paths) this.changedPaths.add(path);
+        if (event.paths.length === 0) this.fullReload = true;
+        this.dirty = true;
+        this.ctx.requestTick();
+      },
+      {
+        rescanIntervalMs: this.ctx.config.boardRescanMs,
+        debounceMs: 5,
+        ...(this.board ? { paths: boardWatchPaths(this.board) } : {}),
+      },
+    );
+  }
+
+  /** Stops the watcher. Idempotent. */
+  async close(): Promise<void> {
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    await watcher?.close();
+  }
+
+  /** Marks `path` changed (a write found it edited under us): the next tick re-reads it. */
+  markChanged(path: string): void {
+    this.changedPaths.add(path);
+    this.dirty = true;
+  }
+
+  /** Whether the board folder is there (made on first use); see {@link BoardAvailability}. */
+  availability(): BoardAvailability {
+    return (this.availabilityValue ??= new BoardAvailability(this.ctx.config.boardDir, this.ctx.log));
+  }
+
+  /**
+   * Reads the board again (the changed files only, for a Warren board whose folder layout did not
+   * change), keeps the last good snapshot when the config cannot be read, and applies what the new
+   * snapshot says: held files, released ones, finished tasks a person moved back to ready,
+   * people's moves of cards in flight.
+   */
+  async refresh(nowMs: number): Promise<void> {
+    const { ctx } = this;
+    this.dirty = false;
+    const changed = [...this.changedPaths];
+    this.changedPaths.clear();
+    const full = this.fullReload || !this.board || (this.board.format ?? 'warren') !== 'warren';
+    this.fullReload = false;
+    let snapshot: BoardSnapshot;
+    try {
+      snapshot = full
+        ? await loadBoard(ctx.config.boardDir, {
+            ...(ctx.config.boardFormat ? { format: ctx.config.boardFormat } : {}),
+            ...(ctx.mapping ? { mapping: ctx.mapping } : {}),
+            keepPathOf: this.keepPathOf,
+          })
+        : await refreshWarrenBoard(this.board!, changed, { keepPathOf: this.keepPathOf });
+    } catch (error) {
+      if (this.availability().noteFailure(nowMs)) return;
+      const key = `config:${(error as Error).message}`;
+      if (!this.reportedErrors.has(key)) {
+        this.reportedErrors.add(key);
+        ctx.log.error({ err: error }, 'cannot read the board config; keeping the last good board');
+        ctx.emit({ actor: SUPERVISOR, action: 'board.error', object: 'board', details: { message: (error as Error).message } });
+      }
+      return;
+    }
+    this.availability().noteBack(nowMs);
+    const previous = this.board;
+    if (snapshot === previous) return;
+    const previousById = this.taskById;
+    this.setBoard(snapshot);
+    for (const error of snapshot.errors) this.reportHeld(error);
+    (this.blocked ??= new BlockedTaskReport(ctx.log, (entry) => ctx.emit(entry))).update(snapshot);
+    this.reportProcessRules(previous, snapshot);
+    const done = snapshot.config.roles.done;
+    const changedSet = new Set(changed);
+    const examined = full ? snapshot.tasks : snapshot.tasks.filter((t) => changedSet.has(t.path));
+    for (const task of examined) {
+      const row = ctx.state.task(task.id);
+      if (!row) continue;
+      // A person moved a finished task back to ready: run it again.
+      if (isTerminal(row.state) && row.boardSync === 'clean' && task.status === snapshot.config.roles.ready && task.hash !== row.boardHash) {
+        ctx.transaction(() => {
+          ctx.state.putTask({ ...row, state: TaskState.ready, agent: null, reason: null, updatedMs: nowMs, notBeforeMs: null, readySinceMs: nowMs });
+          ctx.emit({ actor: 'board', action: 'task.requeue', object: `task:${task.id}`, details: { from: row.state, attempt: row.attempt } });
+        });
+      }
+      if (row.state === TaskState.held) {
+        ctx.transaction(() => {
+          ctx.state.putTask({ ...row, state: task.status === done ? TaskState.succeeded : TaskState.ready, reason: null, updatedMs: nowMs });
+          ctx.emit({ actor: 'board', action: 'task.release', object: `task:${task.id}`, details: { path: task.relativePath } });
+        });
+      }
+    }
+    // After start-up recovery (which applies the moves made while Warren was stopped itself).
+    if (this.recovered) {
+      ctx.transaction(() => this.edits.applyMoves(examined, snapshot.config.roles, previousById, nowMs));
+      this.edits.reportDeletedCards(this.taskById, snapshot.errors);
+    }
+  }
+
+  /**
+   * The file that keeps an id several files use: the file of the task Warren knows by that id (the
+   * one it ran or runs), so a file added later with that id is the duplicate whatever its name.
+   */
+  private readonly keepPathOf = (id: string): string | undefined => this.ctx.state.task(id)?.path;
+
+  /**
+   * Reports what people did against the board's process: moves its transition rules forbid (Warren
+   * cannot undo an edit; it records the rule that forbids it) and columns already over their WIP
+   * limit (nothing more is pulled into them until they are under). Each is audited once.
+   */
+  private reportProcessRules(previous: BoardSnapshot | undefined, snapshot: BoardSnapshot): void {
+    if (previous) {
+      for (const move of illegalMoves(previous, snapshot)) {
+        this.ctx.log.warn({ taskId: move.taskId }, move.message);
+        this.ctx.emit({ actor: 'board', action: 'board.illegal_move', object: `task:${move.taskId}`, details: { message: move.message } });
+      }
+    }
+    this.reportWip(snapshot);
+  }
+
+  /** Audits, once per count, each column (or assignee) over its WIP limit. */
+  reportWip(snapshot: BoardSnapshot): void {
+    for (const wip of wipStatus(snapshot)) {
+      const key = `wip:${wip.kind}:${wip.name}:${wip.count}`;
+      if (!wip.over || this.reportedErrors.has(key)) continue;
+      this.reportedErrors.add(key);
+      this.ctx.log.warn({ column: wip.name, count: wip.count, limit: wip.limit }, wip.message);
+      this.ctx.emit({ actor: 'board', action: 'board.wip_over', object: `${wip.kind}:${wip.name}`, details: { count: wip.count, limit: wip.limit, message: wip.message } });
+    }
+  }
+
+  /** Marks parents done whose subtasks are all done (unless the board config turns that off). */
+  async completeParents(nowMs: number): Promise<void> {
+    if (!this.board || !this.parentsDirty) return;
+    this.parentsDirty = false;
+    const board = this.board;
+    for (const { parentId, subtaskIds } of parentsToComplete(board)) {
+      const parent = this.taskById.get(parentId);
+      if (!parent || parent.status === board.config.roles.done) continue;
+      const now = new Date(nowMs).toISOString();
+      try {
+        const { hash } = await updateTask(board, parent, { status: board.config.roles.done, completed: now, updated: now, result: `all ${subtaskIds.length} subtasks done` }, { expectedHash: parent.hash });
+        const updated = { ...parent, hash, status: board.config.roles.done };
+        this.taskById.set(parentId, updated);
+        const index = board.tasks.indexOf(parent);
+        if (index !== -1) (board.tasks as Task[])[index] = updated;
+        this.ctx.emit({ actor: SUPERVISOR, action: 'task.parent_done', object: `task:${parentId}`, details: { subtasks: subtaskIds } });
+      } catch (error) {
+        if (error instanceof TaskConflictError) {
+          this.markChanged(parent.path);
+        } else {
+          this.parentsDirty = true;
+          this.ctx.log.warn({ taskId: parentId, err: error }, 'cannot mark the parent done');
+        }
+      }
+    }
+  }
+
+  private setBoard(snapshot: BoardSnapshot): void {
+    this.board = snapshot;
+    this.parentsDirty = true;
+    this.taskById = new Map(snapshot.tasks.map((t) => [t.id, t]));
+    this.taskIndex = new Map(snapshot.tasks.map((t, i) => [t.id, i]));
+  }
+
+  /**
+   * Puts `updated` (the task as Warren just wrote it over `base`) into the current snapshot, unless
+   * the snapshot has since read another version of that task (then the watcher will bring it).
+   */
+  replaceTask(base: Task, updated: Task): void {
+    if (this.taskById.get(base.id)?.hash !== base.hash) return;
+    this.taskById.set(base.id, updated);
+    const index = this.taskIndex.get(base.id);
+    if (this.board && index !== undefined && this.board.tasks[index]?.id === base.id) (this.board.tasks as Task[])[index] = updated;
+  }
+
+  /** Reports, once per file and message, a task file that cannot be read (held until it parses). */
+  private reportHeld(error: TaskFileError): void {
+    const key = `${error.path}:${error.message}`;
+    if (this.reportedErrors.has(key)) return;
+    this.reportedErrors.add(key);
+    this.ctx.log.warn({ path: error.path, line: error.line, field: error.field }, error.message);
+    this.ctx.emit({
+      actor: 'board',
+      action: 'task.held',
+      object: `file:${relative(this.ctx.config.boardDir, error.path)}`,
+      details: { message: error.message, line: error.line, field: error.field ?? null },
+    });
+    this.ctx.emit(inputRejected({ kind: 'task', path: relative(this.ctx.config.boardDir, error.path), line: error.line, message: error.message }));
+  }
+}

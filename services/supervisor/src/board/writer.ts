@@ -1,0 +1,160 @@
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import {
+  rewriteOwnedFields,
+  syncDirectories,
+  MoveRefusedError,
+  TaskConflictError,
+  type BoardRoles,
+  type OwnedFieldChanges,
+  type Task,
+} from '@warren/kanban';
+import type { BoardEdits } from '../board-edits.js';
+import { mapLimit, SUPERVISOR, type SupervisorContext } from '../context.js';
+import { crashDuringWrite, CrashPoint } from '../crash.js';
+import { isTerminal, TaskState, type TaskRow } from '../state.js';
+import type { BoardMirror } from './mirror.js';
+
+/** Board files written at once by a flush. */
+const BOARD_WRITE_CONCURRENCY = 16;
+
+/**
+ * The fields Warren owns on a task's card for the state of its row: in progress with the assignee
+ * while assigned or running; done with the result; the failed column with the reason once it
+ * ended otherwise; back to ready (with the last attempt's reason, if any) while it waits.
+ * `nowIso` stamps `started`, `completed` and `updated` (ISO 8601).
+ */
+export function boardFields(row: Pick<TaskRow, 'state' | 'agent' | 'reason' | 'attempt'>, roles: BoardRoles, nowIso: string): OwnedFieldChanges & { readonly status: string } {
+  if (row.state === TaskState.assigned || row.state === TaskState.running) return { status: roles.in_progress, assignee: row.agent, started: nowIso, updated: nowIso };
+  if (row.state === TaskState.succeeded) return { status: roles.done, result: row.reason ?? 'succeeded', completed: nowIso, updated: nowIso };
+  if (isTerminal(row.state)) return { status: roles.failed, result: row.reason ?? row.state, completed: nowIso, updated: nowIso };
+  if (row.reason) return { status: roles.ready, assignee: null, result: `attempt ${row.attempt}: ${row.reason}`, updated: nowIso };
+  return { status: roles.ready, assignee: null, updated: nowIso };
+}
+
+/**
+ * The board outbox: task rows whose card does not yet show their state are `pending` in SQLite
+ * (committed with the state change) and written here, off the tick's path, one flush at a time,
+ * so a slow disk delays the board and never the assignments.
+ */
+export class BoardWriter {
+  /** The board write running in the background, if any (see {@link start}). */
+  private flush: Promise<void> | undefined;
+
+  constructor(
+    private readonly ctx: SupervisorContext,
+    private readonly mirror: BoardMirror,
+    private readonly edits: BoardEdits,
+  ) {}
+
+  /** Whether a background write is running. */
+  get running(): boolean {
+    return this.flush !== undefined;
+  }
+
+  /**
+   * Starts writing the board rows that are pending, in the background, unless a write is already
+   * running. A task whose row changes again while a write runs is written once more by the next
+   * flush, and one that went from ready to done while the writer was busy gets a single write.
+   * When a flush wrote something and more is pending, a tick follows.
+   */
+  start(): void {
+    const { ctx, mirror } = this;
+    if (this.flush || !mirror.board || ctx.state.pendingBoardTasks().length === 0) return;
+    if (!mirror.availability().mayWrite(Date.now())) return;
+    this.flush = this.write().then(
+      (wrote) => {
+        this.flush = undefined;
+        if (wrote > 0) mirror.parentsDirty = true;
+        if (mirror.dirty || (wrote > 0 && ctx.state.pendingBoardTasks().length > 0)) ctx.requestTick();
+      },
+      (error: unknown) => {
+        this.flush = undefined;
+        if (!mirror.availability().noteFailure(Date.now())) ctx.log.error({ err: error }, 'cannot write the board; will retry');
+      },
+    );
+  }
+
+  /** Waits for the background board write, then writes whatever is still pending. */
+  async drain(): Promise<void> {
+    await this.flush;
+    await this.write();
+  }
+
+  /**
+   * Writes each pending task row's state to its board file (owned fields only) and records the
+   * outcomes. Files are independent: up to {@link BOARD_WRITE_CONCURRENCY} are written at once, each
+   * synced, then the board folder is synced once and every outcome is committed in one transaction
+   * (a row is marked clean only once its file is durable).
+   * @returns how many files were written.
+   */
+  private async write(): Promise<number> {
+    const { ctx, mirror, edits } = this;
+    if (!mirror.board) return 0;
+    const board = mirror.board;
+    const roles = board.config.roles;
+    const writes: { row: TaskRow; task: Task; steps: OwnedFieldChanges[] }[] = [];
+    for (const row of ctx.state.pendingBoardTasks()) {
+      const task = mirror.taskById.get(row.id);
+      if (!task) {
+        // A deleted card: its write has nowhere to go (the result stays in the audit trail).
+        if (edits.isDeletedCard(row, mirror.taskById, board.errors)) ctx.state.putTask({ ...row, boardSync: 'clean' });
+        continue;
+      }
+      const now = new Date().toISOString();
+      const changes = boardFields(row, roles, now);
+      if (row.state === TaskState.running && task.status === roles.in_progress && task.assignee === row.agent) {
+        ctx.state.putTask({ ...row, boardSync: 'clean', boardHash: task.hash });
+        continue;
+      }
+      if (ctx.config.crashAt === CrashPoint.boardWriting && (board.format ?? 'warren') === 'warren') {
+        crashDuringWrite(task.path, rewriteOwnedFields(await readFile(task.path, 'utf8'), changes));
+      }
+      // A task that finished before its card ever showed it in progress moves straight to its end
+      // column, unless the board's transitions forbid that: then it goes through in progress.
+      const assignedMs = ctx.state.assignment(row.id, row.attempt)?.assignedMs;
+      const steps = edits.steps(board, row, task, changes, assignedMs === undefined ? now : new Date(assignedMs).toISOString());
+      writes.push({ row, task, steps });
+    }
+    if (writes.length === 0) return 0;
+    const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, ({ task, steps }) => edits.write(board, task, steps));
+    // One folder sync makes every rename above durable.
+    await syncDirectories(new Set(writes.map(({ task }) => dirname(task.path))));
+    let wrote = 0;
+    ctx.transaction(() => {
+      writes.forEach(({ row, task, steps }, i) => {
+        const outcome = outcomes[i]!;
+        // A Warren file now reads as the task with the changes applied (re-reading it gives the
+        // same task, so the watcher's echo of this write costs no parse).
+        if (outcome.updated !== task) mirror.replaceTask(task, outcome.updated);
+        // The row may have moved on while the file was written: then it stays pending.
+        const latest = ctx.state.task(row.id) ?? row;
+        const unchanged = latest.state === row.state && latest.updatedMs === row.updatedMs && latest.attempt === row.attempt;
+        if (outcome.ok) {
+          wrote += 1;
+          ctx.state.putTask({ ...latest, boardSync: unchanged ? 'clean' : latest.boardSync, boardHash: outcome.updated.hash });
+          for (const changes of steps) ctx.emit({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
+          return;
+        }
+        const error = outcome.error;
+        if (error instanceof MoveRefusedError) {
+          // The board's process rules (transitions, WIP) forbid this move: say so once, keep the
+          // state in SQLite, and do not retry it every tick.
+          if (unchanged) ctx.state.putTask({ ...latest, boardSync: 'clean' });
+          ctx.emit({ actor: SUPERVISOR, action: 'board.refused', object: `task:${row.id}`, details: { ...steps[steps.length - 1]!, message: error.message } });
+          ctx.log.warn({ taskId: row.id, reason: error.message }, 'board refused the move');
+        } else if (error instanceof TaskConflictError) {
+          // A person edited the file since we read it: re-read it, then write over the fresh copy.
+          ctx.log.info({ taskId: row.id }, 'task file changed under us; re-reading before writing');
+          mirror.markChanged(task.path);
+          ctx.requestTick();
+        } else if (!mirror.availability().noteFailure(Date.now())) {
+          ctx.log.error({ err: error, taskId: row.id }, 'cannot write the task file; will retry');
+        }
+      });
+    });
+    // Warren's own moves change the columns' counts too.
+    if (wrote > 0 && mirror.board) mirror.reportWip(mirror.board);
+    return wrote;
+  }
+}

@@ -1,0 +1,74 @@
+import type { AccountStore } from '@warren/accounts';
+import type { AuditEntry, AuditTrail } from '@warren/audit';
+import type { Broker, EmbeddedNatsServer } from '@warren/broker';
+import type { Logger } from '@warren/core';
+import type { BoardMapping } from '@warren/kanban';
+import type { PolicyEnforcer } from '@warren/policy';
+import type { SqliteDatabase } from '@warren/store';
+import type { AgentWorld } from '@warren/ecs';
+import type { SupervisorConfig } from './config.js';
+import type { CrashPoint } from './crash.js';
+import type { StateStore } from './state.js';
+import type { AgentTemplate, TemplateError } from './templates.js';
+
+/** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
+export type RunMode = 'up' | 'until-idle';
+
+/** The actor of the rows the supervisor writes on its own behalf. */
+export const SUPERVISOR = 'supervisor';
+
+/**
+ * What every stage of the supervisor shares: configuration, the resources it opened, and the few
+ * operations each stage needs from the whole (record an event, run a transaction, ask for a tick).
+ * Built once by `Supervisor.create`; each stage module receives it, the way a run engine hands one
+ * resources object to each of its systems. Stages keep their own state; what one stage needs of
+ * another is passed to its constructor.
+ */
+export interface SupervisorContext {
+  readonly config: SupervisorConfig;
+  readonly mode: RunMode;
+  /** How another tool's board maps onto Warren's (from `--mapping`). */
+  readonly mapping: BoardMapping | undefined;
+  /** Environment the templates' `environment` allow-lists read from. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly log: Logger;
+  /** The agent world: each live agent is an entity (see `@warren/ecs`). */
+  readonly world: AgentWorld;
+  readonly db: SqliteDatabase;
+  /** Tasks, executions, agents and operator commands in SQLite. */
+  readonly state: StateStore;
+  readonly audit: AuditTrail;
+  readonly accounts: AccountStore;
+  readonly policy: PolicyEnforcer;
+  readonly broker: Broker;
+  /** The nats-server this supervisor started, when it runs its own. */
+  readonly nats: EmbeddedNatsServer | undefined;
+  readonly templates: ReadonlyMap<string, AgentTemplate>;
+  readonly templateErrors: readonly TemplateError[];
+  /**
+   * Distinguishes this supervisor's sandboxes (cgroup names, hostnames) from another supervisor's
+   * on the same host: `w` and the first 6 hex digits of sha256(state directory).
+   */
+  readonly instanceTag: string;
+  /** Records one event: its audit row (inside the running transaction, if any). */
+  emit(entry: AuditEntry): void;
+  /** Runs `fn` in one SQLite transaction (one fsync however many rows it writes). */
+  transaction(fn: () => void): void;
+  /** Asks the tick loop for a tick as soon as the current one ends. */
+  requestTick(): void;
+  /** Whether the supervisor is running (not starting, stopping or stopped). */
+  isRunning(): boolean;
+  /** Dies with SIGKILL when this run was told to crash at `point` (fault-injection tests only). */
+  crashAt(point: CrashPoint): void;
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time; results keep the input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) results[i] = await fn(items[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

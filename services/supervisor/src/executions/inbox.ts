@@ -1,0 +1,162 @@
+import type { Delivery, ResultMessage } from '@warren/broker';
+import { agentView, setLoad, setStatus, AgentStatus } from '@warren/ecs';
+import type { SandboxExit } from '@warren/sandbox';
+import type { AgentLifecycle } from '../agents/lifecycle.js';
+import type { SupervisorContext } from '../context.js';
+import { CrashPoint } from '../crash.js';
+import { taskFailureOf } from '../limit-watch.js';
+import { TaskState } from '../state.js';
+import { classifyResult } from './decisions.js';
+import type { Settler } from './settle.js';
+
+/** What reaches the supervisor between ticks: results from the broker, and hellos, acks and exits from agents. */
+export type InboxEvent =
+  | { kind: 'result'; delivery: Delivery<ResultMessage>; done: () => void }
+  | { kind: 'hello'; agent: string }
+  | { kind: 'acked'; agent: string; taskId: string; attempt: number }
+  | { kind: 'exit'; agent: string; exit: SandboxExit };
+
+/** Runs `work`, naming it as the step the tick awaits (see inspect.ts). */
+export type StepTracker = <T>(label: string, work: Promise<T>) => Promise<T>;
+
+/**
+ * The execution inbox: events queue here as they arrive and are applied on the next tick, in
+ * order. Acks and results right behind each other are applied in one transaction, and the
+ * results' broker messages acknowledged only after it committed (a burst costs one fsync; a crash
+ * before the commit gets them delivered again).
+ */
+export class Inbox {
+  readonly events: InboxEvent[] = [];
+  /** Executions (`taskId:attempt`) an operator asked to cancel: their `cancelled` result is final. */
+  private readonly cancelRequested = new Set<string>();
+
+  constructor(
+    private readonly ctx: SupervisorContext,
+    private readonly agents: AgentLifecycle,
+    private readonly settler: Settler,
+    private readonly step: StepTracker,
+  ) {}
+
+  /** Queues `event` for the next tick and asks for one. */
+  push(event: InboxEvent): void {
+    this.events.push(event);
+    this.ctx.requestTick();
+  }
+
+  /** Results queued, not yet applied. */
+  get resultsQueued(): number {
+    return this.events.filter((e) => e.kind === 'result').length;
+  }
+
+  /**
+   * Asks `agent` to cancel attempt `attempt` of `taskId`; the result it then reports (`cancelled`)
+   * is final. @returns false if the agent is not connected (nothing was sent).
+   */
+  cancel(taskId: string, attempt: number, agent: string, reason: string): boolean {
+    const live = this.agents.live.get(agent);
+    if (!live?.gateway.connected) return false;
+    this.cancelRequested.add(`${taskId}:${attempt}`);
+    live.gateway.cancel(taskId, attempt, reason);
+    return true;
+  }
+
+  /** Applies every queued event, oldest first. */
+  async apply(nowMs: number): Promise<void> {
+    const { ctx } = this;
+    for (let event = this.events.shift(); event; event = this.events.shift()) {
+      switch (event.kind) {
+        case 'result':
+        case 'acked': {
+          const batch: (InboxEvent & { kind: 'result' | 'acked' })[] = [event];
+          for (let next = this.events[0]; next && (next.kind === 'result' || next.kind === 'acked'); next = this.events[0]) batch.push(this.events.shift() as (typeof batch)[number]);
+          const acks: (() => void)[] = [];
+          let started = false;
+          ctx.transaction(() => {
+            for (const e of batch) {
+              if (e.kind === 'result') acks.push(this.applyResult(e.delivery, nowMs));
+              else {
+                this.applyAck(e.agent, e.taskId, e.attempt, nowMs);
+                started = true;
+              }
+            }
+          });
+          if (started) ctx.crashAt(CrashPoint.taskAcked);
+          for (const ack of acks) ack();
+          for (const e of batch) if (e.kind === 'result') e.done();
+          break;
+        }
+        case 'hello':
+          this.agents.markReady(event.agent, nowMs);
+          break;
+        case 'exit':
+          await this.agents.applyExit(event.agent, event.exit, nowMs, this.step);
+          break;
+      }
+    }
+  }
+
+  /** Leaves results queued at shutdown unacknowledged for the next run. */
+  releaseResults(): void {
+    for (const event of this.events.splice(0)) if (event.kind === 'result') event.done();
+  }
+
+  /** Records inside the caller's transaction that `agent` took (`taskId`, `attempt`): the task runs. */
+  private applyAck(agent: string, taskId: string, attempt: number, nowMs: number): void {
+    const { state } = this.ctx;
+    const row = state.task(taskId);
+    state.setAssignmentState(taskId, attempt, 'acked');
+    if (row && row.attempt === attempt && row.state === TaskState.assigned) {
+      state.putTask({ ...row, state: TaskState.running, updatedMs: nowMs });
+    }
+    this.ctx.emit({ actor: `agent:${agent}`, action: 'task.start', object: `task:${taskId}`, details: { attempt } });
+  }
+
+  /**
+   * Applies one result inside the caller's transaction, once per `(taskId, attempt)`.
+   * @returns what to do with the broker message once the transaction has committed (ack it, or
+   *   terminate it if it names no known execution).
+   */
+  private applyResult(delivery: Delivery<ResultMessage>, nowMs: number): () => void {
+    const { ctx } = this;
+    const r = delivery.data;
+    const assignment = ctx.state.assignment(r.taskId, r.attempt);
+    if (!assignment || assignment.agent !== r.agent) {
+      ctx.log.warn({ taskId: r.taskId, attempt: r.attempt, agent: r.agent }, 'result for an unknown execution; dropped');
+      return () => delivery.term('unknown execution');
+    }
+    const applied = ctx.state.finishAssignment(r.taskId, r.attempt, { outcome: r.outcome, exitCode: r.exitCode, summary: r.summary, outputs: r.outputs }, nowMs);
+    if (!applied) return () => delivery.ack();
+    const succeeded = r.outcome === 'succeeded';
+    const stoppedAgent = this.agents.live.get(r.agent);
+    const cancelledByOperator = r.outcome === 'cancelled' && this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
+    // An OOM kill or the process limit explains a failure better than its output ("Killed").
+    const failure = taskFailureOf(stoppedAgent, r.outcome, succeeded || cancelledByOperator);
+    const { outcome, reason } = classifyResult(r, {
+      stopping: stoppedAgent?.stopDetail ?? stoppedAgent?.stopping,
+      cancelledByOperator,
+      failure,
+      failTasks: stoppedAgent?.failTasks,
+    });
+    this.settler.settle(r.taskId, r.attempt, outcome, reason, nowMs, this.agents.templateOf(r.agent));
+    ctx.state.countTaskDone(r.agent);
+    ctx.emit({
+      actor: `agent:${r.agent}`,
+      action: succeeded ? 'task.complete' : 'task.fail',
+      object: `task:${r.taskId}`,
+      details: { attempt: r.attempt, outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: r.outputs },
+    });
+    ctx.log.info({ taskId: r.taskId, agent: r.agent, outcome: r.outcome, durationMs: r.durationMs }, 'task finished');
+    const agent = this.agents.live.get(r.agent);
+    if (agent) {
+      const load = Math.max(0, (agentView(ctx.world, r.agent)?.load ?? 1) - 1);
+      setLoad(ctx.world, r.agent, load);
+      if (load === 0) setStatus(ctx.world, r.agent, AgentStatus.idle, nowMs);
+      agent.lastActiveMs = nowMs;
+      agent.workedMs = nowMs;
+    }
+    return () => {
+      ctx.crashAt(CrashPoint.resultCommitted);
+      delivery.ack();
+    };
+  }
+}

@@ -1,0 +1,104 @@
+import type { AgentLifecycle } from '../agents/lifecycle.js';
+import type { BoardMirror } from '../board/mirror.js';
+import { mapLimit, type SupervisorContext } from '../context.js';
+import { CrashPoint } from '../crash.js';
+import type { AssignmentRow } from '../state.js';
+
+/** How long an execution may wait for its agent's ack, or its result, before it is chased, in ms. */
+export const CHASE_AFTER_MS = 5_000;
+/** Assignments published to the broker at once. */
+const PUBLISH_CONCURRENCY = 32;
+
+/**
+ * The execution outbox: an execution is committed in SQLite (`pending`) before it is published, so
+ * a crash between the two loses nothing; each tick publishes what is pending, and chases what the
+ * broker may have lost.
+ */
+export class Outbox {
+  /** When each open execution (`taskId:attempt`) was last published or chased, in ms. */
+  private readonly sentAt = new Map<string, number>();
+
+  constructor(
+    private readonly ctx: SupervisorContext,
+    private readonly mirror: BoardMirror,
+    private readonly agents: AgentLifecycle,
+  ) {}
+
+  /** Publishes committed executions that are not yet on the broker (the outbox), oldest first. */
+  async publishPending(): Promise<void> {
+    const { ctx } = this;
+    const nowMs = Date.now();
+    const open = ctx.state.openAssignments();
+    this.chaseLostMessages(open, nowMs);
+    const pending = open
+      .filter((a) => a.state === 'pending' || (a.state === 'published' && this.isStale(`${a.taskId}:${a.attempt}`, nowMs)))
+      .map((a) => ({ a, task: this.mirror.taskById.get(a.taskId), template: this.agents.live.get(a.agent)?.template ?? this.agents.templateOf(a.agent) }))
+      .filter((p) => p.task !== undefined && p.template !== undefined);
+    if (pending.length === 0) return;
+    // Publish them side by side (the broker de-duplicates by message id, so order does not
+    // matter), then record every acknowledged one in one transaction.
+    const published = await mapLimit(pending, PUBLISH_CONCURRENCY, async ({ a, task, template }) => {
+      try {
+        await ctx.broker.publishAssignment({
+          taskId: a.taskId,
+          attempt: a.attempt,
+          agent: a.agent,
+          title: task!.title,
+          body: task!.body,
+          ...(task!.command === undefined ? {} : { command: task!.command }),
+          fields: jsonSafe(task!.fields),
+          timeoutMs: template!.taskTimeoutMs,
+          assignedAtMs: a.assignedMs,
+        });
+        return true;
+      } catch (error) {
+        ctx.log.warn({ err: error, taskId: a.taskId }, 'cannot publish an assignment yet; will retry');
+        return false;
+      }
+    });
+    ctx.transaction(() => {
+      pending.forEach(({ a }, i) => {
+        if (!published[i]) return;
+        this.sentAt.set(`${a.taskId}:${a.attempt}`, nowMs);
+        if (a.state === 'pending') ctx.state.markPublished(a.taskId, a.attempt);
+      });
+    });
+    if (published.some(Boolean)) ctx.crashAt(CrashPoint.assignPublished);
+  }
+
+  /** True once an execution has waited {@link CHASE_AFTER_MS} since it was last sent or chased. */
+  private isStale(key: string, nowMs: number): boolean {
+    const at = this.sentAt.get(key);
+    if (at === undefined) {
+      this.sentAt.set(key, nowMs);
+      return false;
+    }
+    return nowMs - at >= CHASE_AFTER_MS;
+  }
+
+  /**
+   * nats-server 2.9 acknowledges a JetStream publish before it reaches the disk, so a broker killed
+   * at the wrong moment can lose an assignment or a result that was acknowledged. Published
+   * executions that no agent has acknowledged after {@link CHASE_AFTER_MS} are published again (same
+   * message id: the broker drops the copy if it still has the original), and for acknowledged ones
+   * still without a result, the agent's gateway publishes its result again if it has one.
+   */
+  private chaseLostMessages(open: readonly AssignmentRow[], nowMs: number): void {
+    for (const a of open) {
+      if (a.state !== 'acked') continue;
+      const key = `${a.taskId}:${a.attempt}`;
+      if (!this.isStale(key, nowMs)) continue;
+      this.sentAt.set(key, nowMs);
+      this.agents.live.get(a.agent)?.gateway.resendResult(a.taskId, a.attempt);
+    }
+    if (this.sentAt.size > 4 * open.length + 1_000) {
+      const keep = new Set(open.map((a) => `${a.taskId}:${a.attempt}`));
+      for (const key of this.sentAt.keys()) if (!keep.has(key)) this.sentAt.delete(key);
+    }
+  }
+}
+
+/** Frontmatter may hold dates; the broker carries JSON. */
+function jsonSafe(fields: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(fields)) as Record<string, unknown>;
+}

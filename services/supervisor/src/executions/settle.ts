@@ -1,0 +1,56 @@
+import { SUPERVISOR, type SupervisorContext } from '../context.js';
+import { TaskState } from '../state.js';
+import type { AgentTemplate } from '../templates.js';
+import { decideSettlement, type ExecutionOutcome } from './decisions.js';
+
+/** What a run settled: the tasks that succeeded and those that ended otherwise, with the reason. */
+export class RunTally {
+  readonly succeeded: string[] = [];
+  readonly failed: { taskId: string; reason: string }[] = [];
+}
+
+/**
+ * Settlement: carries out {@link decideSettlement} inside the caller's transaction. Writes the task
+ * row (with its board write pending) and its audit row, and tallies the run.
+ */
+export class Settler {
+  constructor(
+    private readonly ctx: SupervisorContext,
+    readonly tally: RunTally,
+  ) {}
+
+  /**
+   * Settles attempt `attempt` of `taskId`, which ended with `outcome`, for the reason given.
+   * `template`: the template of the agent that ran it (its retry policy); none: not retried.
+   * @returns 'retry', the final state, or undefined if nothing changed.
+   */
+  settle(taskId: string, attempt: number, outcome: ExecutionOutcome, reason: string, nowMs: number, template: AgentTemplate | undefined): 'retry' | TaskState | undefined {
+    const { state, config } = this.ctx;
+    const row = state.task(taskId);
+    const decision = decideSettlement({ row, attempt, outcome, retry: template?.retry, maxLostAttempts: config.maxAttempts });
+    if (decision.kind === 'none' || !row) return undefined;
+    const base = { ...row, reason, boardSync: 'pending' as const, updatedMs: nowMs, queuePosition: null, queueReason: null };
+    switch (decision.kind) {
+      case 'succeeded':
+        state.putTask({ ...base, state: TaskState.succeeded, notBeforeMs: null });
+        this.tally.succeeded.push(taskId);
+        return TaskState.succeeded;
+      case 'retry':
+        state.putTask({ ...base, state: TaskState.ready, agent: null, notBeforeMs: nowMs + decision.delayMs, readySinceMs: nowMs });
+        this.ctx.emit({
+          actor: SUPERVISOR,
+          action: outcome === 'lost' ? 'task.requeue' : 'task.retry',
+          object: `task:${taskId}`,
+          details: { attempt, outcome, reason, retryInMs: decision.delayMs, maxAttempts: decision.maxAttempts },
+        });
+        return 'retry';
+      case 'final':
+        state.putTask({ ...base, state: decision.state, notBeforeMs: null });
+        if (outcome === 'lost') {
+          this.ctx.emit({ actor: SUPERVISOR, action: 'task.fail', object: `task:${taskId}`, details: { attempt, outcome, reason } });
+        }
+        this.tally.failed.push({ taskId, reason });
+        return decision.state;
+    }
+  }
+}

@@ -1,0 +1,172 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import { openAccounts } from '@warren/accounts';
+import { openAudit, type AuditTrail } from '@warren/audit';
+import { ConfigError, type Logger } from '@warren/core';
+import { createAgentWorld } from '@warren/ecs';
+import type { BoardMapping } from '@warren/kanban';
+import { loadPolicy } from '@warren/policy';
+import { assertIsolation, probeHost, removeStaleCgroups, removeStaleMounts } from '@warren/sandbox';
+import { openDatabase } from '@warren/store';
+import { instanceTag } from './agent-spec.js';
+import { openBroker, rejectionEntry } from './broker-access.js';
+import type { SupervisorConfig } from './config.js';
+import { SUPERVISOR, type RunMode, type SupervisorContext } from './context.js';
+import { crashNow } from './crash.js';
+import { removeExecLeftovers } from './exec.js';
+import { inputRejected } from './input-rejections.js';
+import { checkMappingApplies, loadMappingFile } from './mapping.js';
+import { failClosed, reportFailedDecision } from './policy-guard.js';
+import { migrateState, StateStore } from './state.js';
+import { secureStateDir } from './state-dir.js';
+import { loadTemplates, type AgentTemplate } from './templates.js';
+
+/** What {@link openContext} needs besides the configuration. */
+export interface OpenOptions {
+  readonly logger: Logger;
+  readonly mode: RunMode;
+  /** The board mapping given by the caller; a `--mapping` file in the configuration wins. */
+  readonly mapping?: BoardMapping | undefined;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** The running supervisor's side of the context: asking for a tick, and whether it runs. */
+  readonly requestTick: () => void;
+  readonly isRunning: () => boolean;
+}
+
+/**
+ * Opens everything a supervisor shares between its stages: checks the host, loads the policy
+ * (fail-closed) and the templates, makes the state directory private, opens the state database
+ * (migrated), the audit trail and the accounts, cleans up what a previous run left (cgroups, exec
+ * leftovers, home-image mounts, runner sockets, agents marked running), starts or connects to NATS
+ * and sets up the streams. Records `supervisor.start`. On failure, closes what it opened.
+ * @throws {MissingCapabilityError} if root, bwrap, setpriv or nats-server is missing.
+ * @throws {PolicyLoadError} if a policy file is broken (naming file and line).
+ * @throws {ConfigError} if there is no valid template at all, or a template mounts what agents must not see.
+ */
+export async function openContext(config: SupervisorConfig, options: OpenOptions): Promise<SupervisorContext> {
+  const log = options.logger;
+  const host = await probeHost();
+  let policyAudit: AuditTrail | undefined;
+  // A decision Casbin cannot make denies the request (logged and audited), never stops the run.
+  const policy = failClosed(
+    await loadPolicy({
+      modelPath: join(config.policiesDir, 'model.conf'),
+      policyPath: join(config.policiesDir, 'policy.csv'),
+      logger: log.child({ component: 'policy' }),
+    }),
+    (failed) => reportFailedDecision(log, policyAudit, failed),
+  );
+  const fileMapping = config.boardMappingPath ? await loadMappingFile(config.boardMappingPath) : undefined;
+  if (fileMapping) await checkMappingApplies(config.boardDir, config.boardFormat, fileMapping);
+  const mapping = fileMapping ?? options.mapping;
+  const { templates, errors: templateErrors } = await loadTemplates(config.agentsDir, config.root);
+  for (const error of templateErrors) log.error({ code: error.code }, error.message);
+  if (templates.size === 0) {
+    throw new ConfigError(relative(config.root, config.agentsDir) || 'agents', 'no valid agent template');
+  }
+  for (const template of templates.values()) checkMounts(config, template);
+  // Full isolation unless every template asks, by name, for a weaker mode.
+  assertIsolation(host, [...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe-no-cgroups' : 'full');
+
+  const secured = await secureStateDir(config.stateDir);
+  if (secured > 0) log.warn({ stateDir: config.stateDir, entries: secured }, 'state directory was readable by others; made it private (0700, files 0600)');
+  const db = openDatabase(join(config.stateDir, 'warren.db'));
+  const cleanup: (() => Promise<void>)[] = [
+    async () => {
+      db.close();
+    },
+  ];
+  try {
+    migrateState(db);
+    const state = new StateStore(db);
+    const audit = openAudit(db);
+    policyAudit = audit;
+    const accounts = openAccounts(db, {
+      homeRoot: config.homeRoot,
+      skeletonDir: config.skeletonDir,
+      uidMin: config.uidMin,
+      uidMax: config.uidMax,
+    });
+    const stale = await removeStaleCgroups();
+    await removeExecLeftovers(config.stateDir, log);
+    // Home images a killed run left mounted (after the cgroups: nothing may still use them).
+    await mkdir(config.homeRoot, { recursive: true, mode: 0o755 });
+    const staleMounts = await removeStaleMounts(config.homeRoot);
+    await rm(join(config.stateDir, 'run', 'agents'), { recursive: true, force: true });
+    for (const agent of state.agents()) {
+      if (agent.state !== 'stopped' && agent.state !== 'sleeping') {
+        state.putAgent({ ...agent, state: 'stopped', pid: null, stoppedMs: Date.now(), lastExit: 'supervisor restarted' });
+      }
+    }
+    const { nats, broker } = await openBroker(config, log, (subject, error) => {
+      log.warn({ subject, field: error.field, reason: error.reason }, 'broker message rejected');
+      audit.append(rejectionEntry(subject, error.field, error.reason));
+    });
+    if (nats) cleanup.unshift(() => nats.close());
+    cleanup.unshift(() => broker.close());
+    await broker.ensureStreams();
+    const ctx: SupervisorContext = {
+      config,
+      mode: options.mode,
+      mapping,
+      env: options.env ?? {},
+      log,
+      world: createAgentWorld(),
+      db,
+      state,
+      audit,
+      accounts,
+      policy,
+      broker,
+      nats,
+      templates,
+      templateErrors,
+      instanceTag: instanceTag(config.stateDir),
+      emit: (entry) => {
+        audit.append(entry);
+      },
+      transaction: (fn) => {
+        db.transaction(fn)();
+      },
+      requestTick: options.requestTick,
+      isRunning: options.isRunning,
+      crashAt: (point) => {
+        if (config.crashAt === point) crashNow();
+      },
+    };
+    ctx.emit({
+      actor: SUPERVISOR,
+      action: 'supervisor.start',
+      object: 'supervisor',
+      details: {
+        mode: options.mode,
+        board: config.boardDir,
+        nats: config.natsUrl ? 'external' : 'embedded',
+        templates: [...templates.keys()],
+        staleCgroupsRemoved: stale.length,
+        staleMountsRemoved: staleMounts.length,
+      },
+    });
+    for (const error of templateErrors) ctx.emit(inputRejected({ kind: 'template', path: error.path, line: error.line, message: error.message }));
+    return ctx;
+  } catch (error) {
+    for (const close of cleanup) await close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Refuses template mounts that would show an agent Warren's state, homes or policy. */
+function checkMounts(config: SupervisorConfig, template: AgentTemplate): void {
+  const forbidden = [config.stateDir, config.homeRoot, config.policiesDir];
+  for (const mount of template.mounts) {
+    const source = resolve(config.root, mount.source);
+    if (source !== config.root && !source.startsWith(config.root + sep)) {
+      throw new ConfigError(template.path, `mount source '${mount.source}' is outside the repository`);
+    }
+    for (const dir of forbidden) {
+      if (source === dir || source.startsWith(dir + sep) || dir.startsWith(source + sep) || source === config.root) {
+        throw new ConfigError(template.path, `mount source '${mount.source}' would expose ${relative(config.root, dir) || dir} to agents`);
+      }
+    }
+  }
+}

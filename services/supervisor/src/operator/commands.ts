@@ -1,0 +1,129 @@
+import { WarrenError } from '@warren/core';
+import type { AgentLifecycle, StopReason } from '../agents/lifecycle.js';
+import type { SupervisorContext } from '../context.js';
+import type { Inbox } from '../executions/inbox.js';
+import { CommandKind, isTerminal, TaskState, type CommandRow } from '../state.js';
+
+/** Carries out one operator command. @returns what was done, in words. @throws {WarrenError} when the command cannot apply. */
+export type CommandHandler = (command: CommandRow, nowMs: number) => string;
+
+/** Throws the {@link WarrenError} of a command that cannot apply. */
+function fail(message: string): never {
+  throw new WarrenError('WARREN_COMMAND', message);
+}
+
+/**
+ * Operator commands (`warren agent …`, `warren task …`): queued durably in SQLite by the CLI (and
+ * later the HTTP API and MCP), executed by the running supervisor oldest first, each once, through
+ * one handler per command kind. The policy decides each (`sub` = the requesting user, `obj` =
+ * `agent:<name>` or `task:<id>`, `act` = the verb); the outcome is written back and audited.
+ */
+export class OperatorCommands {
+  private readonly handlers: Readonly<Record<CommandKind, CommandHandler>>;
+
+  constructor(
+    private readonly ctx: SupervisorContext,
+    private readonly agents: AgentLifecycle,
+    private readonly inbox: Inbox,
+  ) {
+    this.handlers = {
+      [CommandKind.agentStop]: (c, nowMs) => this.stopAgent(c, 'operator', nowMs),
+      [CommandKind.agentSleep]: (c, nowMs) => this.stopAgent(c, 'sleep', nowMs),
+      [CommandKind.agentDelete]: (c, nowMs) => this.stopAgent(c, 'delete', nowMs),
+      [CommandKind.agentStart]: (c, nowMs) => this.startAgent(c, nowMs),
+      [CommandKind.agentWake]: (c, nowMs) => this.startAgent(c, nowMs),
+      [CommandKind.agentRestart]: (c, nowMs) => this.restartAgent(c, nowMs),
+      [CommandKind.taskCancel]: (c, nowMs) => this.cancelTask(c, nowMs),
+      [CommandKind.taskRetry]: (c, nowMs) => this.retryTask(c, nowMs),
+    };
+  }
+
+  /** Executes the queued commands, oldest first, each once. */
+  process(nowMs: number): void {
+    const { ctx } = this;
+    for (const command of ctx.state.queuedCommands()) {
+      let state: 'done' | 'failed' = 'done';
+      let outcome: string;
+      const [kind, act] = command.kind.split('.') as [string, string];
+      const obj = `${kind}:${command.target}`;
+      const allowed = ctx.policy.enforce(command.requestedBy, obj, act);
+      ctx.emit({ actor: command.requestedBy, action: 'policy.decide', object: obj, decision: allowed ? 'allow' : 'deny', details: { act } });
+      try {
+        if (!allowed) throw new WarrenError('WARREN_POLICY_DENIED', `policy denies ${command.requestedBy} ${act} on ${obj}`);
+        const handler = this.handlers[command.kind] ?? fail(`unknown command ${command.kind}`);
+        outcome = handler(command, nowMs);
+      } catch (error) {
+        state = 'failed';
+        outcome = (error as Error).message;
+      }
+      ctx.transaction(() => {
+        ctx.state.finishCommand(command.id, state, outcome, nowMs);
+        ctx.emit({ actor: command.requestedBy, action: `command.${command.kind}`, object: obj, details: { id: command.id, state, outcome } });
+      });
+      ctx.log.info({ command: command.kind, target: command.target, state, outcome }, 'operator command');
+    }
+  }
+
+  private stopAgent(command: CommandRow, why: StopReason, nowMs: number): string {
+    const name = command.target;
+    const live = this.agents.live.get(name);
+    if (live) {
+      if (live.stopping) return `${name} is already stopping`;
+      void this.agents.stop(live, why);
+      return `${name} is stopping (${why})`;
+    }
+    if (!this.ctx.accounts.get(name)) fail(`no agent named ${name}`);
+    if (why === 'delete') {
+      void this.agents.deleteAccount(name);
+      return `${name} deleted`;
+    }
+    if (why === 'sleep') this.agents.putAgentRow(name, 'sleeping', nowMs);
+    return `${name} is not running`;
+  }
+
+  private startAgent(command: CommandRow, nowMs: number): string {
+    const name = command.target;
+    if (this.agents.live.has(name) || this.agents.spawning.has(name)) return `${name} is already running`;
+    const account = this.ctx.accounts.get(name) ?? fail(`no agent named ${name}`);
+    if (!this.ctx.templates.has(account.template)) fail(`${name}'s template ${account.template} is not loaded`);
+    this.agents.start(account.template, nowMs, name);
+    return `${name} is starting`;
+  }
+
+  private restartAgent(command: CommandRow, nowMs: number): string {
+    const name = command.target;
+    const live = this.agents.live.get(name);
+    if (!live) {
+      const account = this.ctx.accounts.get(name) ?? fail(`no agent named ${name}`);
+      this.agents.start(account.template, nowMs, name);
+      return `${name} was not running; it is starting`;
+    }
+    live.restartAfterExit = true;
+    void this.agents.stop(live, 'operator');
+    return `${name} is restarting`;
+  }
+
+  private cancelTask(command: CommandRow, nowMs: number): string {
+    const { state } = this.ctx;
+    const id = command.target;
+    const row = state.task(id) ?? fail(`no task ${id} known to Warren`);
+    if (isTerminal(row.state)) fail(`task ${id} has already ended (${row.state})`);
+    const open = state.openAssignments().find((a) => a.taskId === id && a.attempt === row.attempt);
+    if (open && this.inbox.cancel(id, row.attempt, open.agent, `cancelled by ${command.requestedBy}`)) {
+      return `cancel sent to ${open.agent}; the task ends when the agent reports`;
+    }
+    if (open) {
+      state.finishAssignment(id, row.attempt, { outcome: 'cancelled', exitCode: null, summary: 'cancelled', outputs: [] }, nowMs);
+    }
+    state.putTask({ ...row, state: TaskState.cancelled, reason: `cancelled by ${command.requestedBy}`, boardSync: 'pending', updatedMs: nowMs, queuePosition: null, queueReason: null });
+    return `task ${id} cancelled`;
+  }
+
+  private retryTask(command: CommandRow, nowMs: number): string {
+    const id = command.target;
+    const row = this.ctx.state.task(id) ?? fail(`no task ${id} known to Warren`);
+    if (!isTerminal(row.state)) fail(`task ${id} is ${row.state}; only an ended task can be retried`);
+    this.ctx.state.putTask({ ...row, state: TaskState.ready, agent: null, reason: `retry requested by ${command.requestedBy}`, boardSync: 'pending', updatedMs: nowMs, notBeforeMs: null, readySinceMs: nowMs });
+    return `task ${id} is ready again (attempt ${row.attempt + 1} next)`;
+  }
+}

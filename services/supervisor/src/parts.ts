@@ -1,0 +1,141 @@
+import { agentSlots, agentView } from '@warren/ecs';
+import type { Plan } from '@warren/scheduler';
+import { AgentHealth } from './agents/health.js';
+import { AgentLifecycle, MAX_SPAWN_FAILURES } from './agents/lifecycle.js';
+import { authorizeMessage } from './agents/messages.js';
+import { BoardEdits } from './board-edits.js';
+import { BoardMirror } from './board/mirror.js';
+import { BoardWriter } from './board/writer.js';
+import { SUPERVISOR, type SupervisorContext } from './context.js';
+import { Inbox, type StepTracker } from './executions/inbox.js';
+import { Outbox } from './executions/outbox.js';
+import { RunTally, Settler } from './executions/settle.js';
+import { isIdle } from './idle.js';
+import type { InspectedAgent, SupervisorInspection } from './inspect.js';
+import { OperatorCommands } from './operator/commands.js';
+import { Planner } from './planning.js';
+import { summarize, type RunSummary } from './run-summary.js';
+import { TaskState } from './state.js';
+import { StrandedWatch } from './stranded-watch.js';
+
+/** The supervisor's stage modules, wired to one another over one context. */
+export interface SupervisorParts {
+  readonly tally: RunTally;
+  readonly settler: Settler;
+  readonly agents: AgentLifecycle;
+  readonly inbox: Inbox;
+  readonly edits: BoardEdits;
+  readonly mirror: BoardMirror;
+  readonly writer: BoardWriter;
+  readonly health: AgentHealth;
+  readonly planner: Planner;
+  readonly outbox: Outbox;
+  readonly commands: OperatorCommands;
+  /** Checks the consumers of executions that wait too long for messages a broker restart stranded. */
+  readonly stranded: StrandedWatch;
+}
+
+/** Builds the stage modules over `ctx`; `track` names the step the tick awaits (see inspect.ts). */
+export function assembleParts(ctx: SupervisorContext, track: StepTracker): SupervisorParts {
+  const tally = new RunTally();
+  const settler = new Settler(ctx, tally);
+  let inbox: Inbox | undefined;
+  const agents = new AgentLifecycle(ctx, settler, (event) => inbox!.push(event), (from, to) => authorizeMessage(ctx, from, to));
+  inbox = new Inbox(ctx, agents, settler, track);
+  const theInbox = inbox;
+  const edits = new BoardEdits({
+    state: ctx.state,
+    log: ctx.log,
+    record: (entry) => ctx.emit(entry),
+    cancelExecution: (taskId, attempt, agent, reason) => theInbox.cancel(taskId, attempt, agent, reason),
+  });
+  const mirror = new BoardMirror(ctx, edits);
+  const writer = new BoardWriter(ctx, mirror, edits);
+  const health = new AgentHealth(ctx, agents, settler, theInbox);
+  const planner = new Planner(ctx, mirror, agents, (agent, home) => health.taskStarted(agent, home));
+  const stranded = new StrandedWatch({
+    broker: ctx.broker,
+    logger: ctx.log.child({ component: 'stranded' }),
+    onRepaired: (consumer, repair) => {
+      ctx.emit({ actor: SUPERVISOR, action: 'broker.consumer_remade', object: `consumer:${consumer}`, details: { stranded: repair.stranded, reason: repair.reason } });
+      ctx.requestTick();
+    },
+  });
+  return {
+    tally,
+    settler,
+    agents,
+    inbox: theInbox,
+    edits,
+    mirror,
+    writer,
+    health,
+    planner,
+    outbox: new Outbox(ctx, mirror, agents),
+    commands: new OperatorCommands(ctx, agents, theInbox),
+    stranded,
+  };
+}
+
+/** Whether nothing is left to do in a run until idle, after a tick that planned `plan`; see {@link isIdle}. */
+export function idleNow(ctx: SupervisorContext, parts: SupervisorParts, plan: Plan, nowMs: number): boolean {
+  const { mirror, agents } = parts;
+  const board = mirror.board;
+  const loads = new Map(agentSlots(ctx.world).map((s) => [s.name, s.load]));
+  return isIdle({
+    boardLoaded: board !== undefined,
+    boardBusy: mirror.dirty || parts.writer.running,
+    queuedEvents: parts.inbox.events.length,
+    spawning: agents.spawning.size,
+    plan,
+    openExecutions: ctx.state.openAssignments().length,
+    templateBackingOff: [...agents.spawnFailures.values()].some((f) => f.count < MAX_SPAWN_FAILURES),
+    taskBackingOff:
+      board !== undefined &&
+      board.tasks.some((task) => {
+        if (task.status !== board.config.roles.ready) return false;
+        const row = ctx.state.task(task.id);
+        return row?.state === TaskState.ready && row.notBeforeMs !== null && row.notBeforeMs > nowMs;
+      }),
+    pendingBoardWrites: ctx.state.pendingBoardTasks().length,
+    agents: [...agents.live].map(([name, a]) => ({ ready: a.ready, stopping: a.stopping !== undefined, load: loads.get(name) ?? 0 })),
+  });
+}
+
+/** The run's summary from what the parts hold at the end of the run. */
+export function runSummary(ctx: SupervisorContext, parts: SupervisorParts): RunSummary {
+  return summarize({
+    succeeded: parts.tally.succeeded,
+    failed: parts.tally.failed,
+    held: (parts.mirror.board?.errors ?? []).map((e) => ({ path: e.path, message: e.message })),
+    unplaced: parts.planner.lastPlan?.unplaced ?? [],
+    blocked: parts.mirror.blocked?.tasks ?? [],
+    templateErrors: ctx.templateErrors,
+    failedTemplates: [...parts.agents.spawnFailures].filter(([, f]) => f.count >= MAX_SPAWN_FAILURES),
+    board: parts.edits.notes,
+  });
+}
+
+/** What the parts hold in memory now, for {@link SupervisorInspection} (the caller adds state and tick). */
+export function inspectParts(ctx: SupervisorContext, parts: SupervisorParts): Omit<SupervisorInspection, 'state' | 'tick'> {
+  const { agents, planner } = parts;
+  const inspected: InspectedAgent[] = [...agents.live.entries()].map(([name, a]) => ({
+    name,
+    ready: a.ready,
+    stopping: a.stopping ?? null,
+    load: agentView(ctx.world, name)?.load ?? 0,
+    connected: a.gateway.connected,
+    sandboxPid: a.sandbox?.pid ?? null,
+  }));
+  return {
+    agents: inspected,
+    spawning: [...agents.spawning],
+    spawnFailures: Object.fromEntries(agents.spawnFailures),
+    queuedEvents: parts.inbox.events.length,
+    boardDirty: parts.mirror.dirty,
+    boardFlushRunning: parts.writer.running,
+    readyWaiting: planner.readyWaiting,
+    planWasPartial: planner.planWasPartial,
+    lastPlan: planner.lastPlan ? { assignments: planner.lastPlan.assignments.length, spawns: planner.lastPlan.spawns.length, unplaced: planner.lastPlan.unplaced.length } : null,
+  };
+}

@@ -1,0 +1,250 @@
+import { agentSlots, agentView, setLoad, setStatus, AgentStatus } from '@warren/ecs';
+import { isReady, type Task } from '@warren/kanban';
+import { planAssignments, type Plan } from '@warren/scheduler';
+import type { AgentLifecycle } from './agents/lifecycle.js';
+import type { BoardMirror } from './board/mirror.js';
+import { SUPERVISOR, type SupervisorContext } from './context.js';
+import { TaskState, type TaskRow } from './state.js';
+import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js';
+
+/** How often queue positions are recorded while assignments are being made, in ms. */
+const QUEUE_REFRESH_MS = 250;
+
+/** A ready task with its row. */
+export interface ReadyTask {
+  readonly task: Task;
+  readonly row: TaskRow;
+}
+
+/**
+ * Priority with ageing, so that a stream of urgent work cannot starve a task forever: a task
+ * gains one priority level for every `agingMs` it has waited ready. A `low` task (rank 0) that has
+ * waited three `agingMs` ranks with a fresh `urgent` one (rank 3).
+ */
+export function effectivePriority(priorityRank: number, readySinceMs: number | null, nowMs: number, agingMs: number): number {
+  const waitedMs = Math.max(0, nowMs - (readySinceMs ?? nowMs));
+  return priorityRank + Math.floor(waitedMs / agingMs);
+}
+
+/**
+ * Planning and admission: which ready tasks go to which agents this tick (the policy deciding
+ * each pairing), which templates must start agents for the rest, and where each waiting task
+ * stands in the queue and why. Assigning commits the execution (the outbox) in the tick's
+ * transaction.
+ */
+export class Planner {
+  /** The last plan of every ready task (not only the most urgent; see planMostUrgent). */
+  lastPlan: Plan | undefined;
+  /** Ready tasks left unassigned by the last plan. */
+  readyWaiting = 0;
+  /** Whether this tick's plan covered only the most urgent ready tasks. */
+  planWasPartial = false;
+  /** When queue positions were last recorded, in ms (see {@link recordQueue}). */
+  private queueRecordedMs = 0;
+  /** The planner's view of each task version (see {@link plannerTask}). */
+  private readonly plannerTasks = new WeakMap<Task, PlannerTask>();
+  private readonly reportedDenials = new Set<string>();
+
+  constructor(
+    private readonly ctx: SupervisorContext,
+    private readonly mirror: BoardMirror,
+    private readonly agents: AgentLifecycle,
+    /** Called when an idle agent takes its first task (the disk watch measures its home from then on). */
+    private readonly onFirstTask: (agent: string, home: string) => void,
+  ) {}
+
+  /** Board tasks that may run now: in the ready column, dependencies done, not in flight, not backing off. */
+  private readyTasks(nowMs: number): ReadyTask[] {
+    const { board, taskById } = this.mirror;
+    if (!board) return [];
+    const { state } = this.ctx;
+    const ready: ReadyTask[] = [];
+    for (const task of board.tasks) {
+      if (!isReady(task, taskById, board.config)) continue;
+      let row = state.task(task.id);
+      if (!row) {
+        row = {
+          id: task.id,
+          path: task.path,
+          state: TaskState.ready,
+          attempt: 0,
+          agent: null,
+          reason: null,
+          boardHash: null,
+          boardSync: 'clean',
+          updatedMs: nowMs,
+          notBeforeMs: null,
+          readySinceMs: nowMs,
+          queuePosition: null,
+          queueReason: null,
+        };
+        state.putTask(row);
+      }
+      if (row.state !== TaskState.ready || row.boardSync === 'pending') continue;
+      if (row.notBeforeMs !== null && row.notBeforeMs > nowMs) continue;
+      ready.push({ task, row });
+    }
+    return ready;
+  }
+
+  /**
+   * The planner's view of a ready task with its effective priority. Kept per task version (a new
+   * parse or write gives a new `Task`) and made again only when ageing raised its priority, so a
+   * tick over a long queue allocates nothing for the tasks that did not change.
+   */
+  private plannerTask(task: Task, row: TaskRow, nowMs: number): PlannerTask {
+    const priorityRank = effectivePriority(task.priorityRank, row.readySinceMs, nowMs, this.ctx.config.agingMs);
+    const known = this.plannerTasks.get(task);
+    if (known?.priorityRank === priorityRank) return known;
+    const made = { id: task.id, priorityRank, createdMs: task.createdMs ?? 0, capabilities: task.capabilities };
+    this.plannerTasks.set(task, made);
+    return made;
+  }
+
+  /**
+   * Plans this tick: the ready tasks against the agents' free slots and the templates that may
+   * start more, with the policy asked for each (agent or template, task) pairing. Between queue
+   * refreshes only the most urgent tasks are planned when free capacity is far smaller than the
+   * queue. Runs inside the tick's transaction (it writes new task rows and queue positions).
+   */
+  plan(nowMs: number): Plan {
+    const { ctx, mirror, agents } = this;
+    const board = mirror.board;
+    const ready = this.readyTasks(nowMs);
+    this.readyWaiting = ready.length;
+    let inProgress = 0;
+    if (board) for (const t of board.tasks) if (t.status === board.config.roles.in_progress) inProgress += 1;
+    const wipColumn = board?.config.columns.find((c) => c.id === board.config.roles.in_progress);
+    const instances = agents.instanceCounts();
+    const decisions = new Map<string, boolean>();
+    // An autodelete agent runs one task in its fresh sandbox, then is deleted.
+    const slots = agentSlots(ctx.world).map((slot) =>
+      slot.accepting && agents.live.get(slot.name)?.template.lifecycle === 'autodelete' && agents.live.get(slot.name)?.tookTask ? { ...slot, accepting: false } : slot,
+    );
+    const templates = [...ctx.templates.values()]
+      .filter((t) => agents.mayStart(t.name, nowMs))
+      .map((t) => ({
+        name: t.name,
+        capabilities: t.capabilities,
+        instances: instances.get(t.name) ?? 0,
+        maxInstances: t.maxInstances,
+        wipLimitPerInstance: t.wipPerInstance,
+      }));
+    const columnWip = { limit: wipColumn?.wip ?? null, current: inProgress };
+    const toReadyTask = ({ task, row }: ReadyTask) => this.plannerTask(task, row, nowMs);
+    const input = {
+      agents: slots,
+      templates,
+      columnWip,
+      isAllowed: (agent: string, template: string, taskId: string) => {
+        const sub = agent || `template:${template}`;
+        const key = `${sub}\u0000${taskId}`;
+        let allowed = decisions.get(key);
+        if (allowed === undefined) {
+          allowed = ctx.policy.enforce(sub, `task:${taskId}`, 'assign');
+          decisions.set(key, allowed);
+          if (!allowed) this.reportDenial(sub, taskId);
+        }
+        return allowed;
+      },
+      nowMs,
+    };
+    // Queue positions are for people reading `warren tasks`: while work is being handed out they
+    // are refreshed at most every QUEUE_REFRESH_MS (sorting every waiting task on every tick is
+    // what a 20,000-task board cannot afford).
+    const queueDue = nowMs - this.queueRecordedMs >= QUEUE_REFRESH_MS;
+    // Between queue refreshes, plan the most urgent tasks alone when the free capacity is far
+    // smaller than the queue; see planMostUrgent for why the outcome is the full plan's.
+    const urgent = queueDue ? undefined : planMostUrgent(ready, toReadyTask, input);
+    this.planWasPartial = urgent !== undefined;
+    const plan = urgent ?? planAssignments({ ...input, tasks: ready.map(toReadyTask) });
+    // Agents still starting count as instances for the planner but offer no slots yet, so the
+    // first spawns it asks of a template are the tasks those agents will take once ready: only
+    // the spawns beyond them start new agents, side by side.
+    const starting = agents.startingCounts();
+    const spawns = plan.spawns.filter((s) => {
+      const waiting = starting.get(s.template) ?? 0;
+      if (waiting === 0) return true;
+      starting.set(s.template, waiting - 1);
+      return false;
+    });
+    const result: Plan = spawns.length === plan.spawns.length ? plan : { ...plan, spawns };
+    if (queueDue) {
+      this.queueRecordedMs = nowMs;
+      this.recordQueue(plan, ready, nowMs);
+    }
+    return result;
+  }
+
+  /**
+   * Keeps each waiting task's `queuePosition` and `queueReason` up to date. The stored positions
+   * increase strictly in the order the scheduler would take the tasks (effective priority, then
+   * age, then id) but need not be dense: readers number them 1, 2, 3… by stored value
+   * (`queuePositions`). So a task leaving the queue (assigned, the common case) rewrites no
+   * other row; only a task joining out of order, or a change of order or reason, writes rows.
+   */
+  private recordQueue(plan: Plan, ready: readonly ReadyTask[], nowMs: number): void {
+    const reasons = new Map(plan.unplaced.map((u) => [u.taskId, u.reason]));
+    const spawning = new Set(plan.spawns.flatMap((s) => s.taskIds));
+    const waiting = ready
+      .filter(({ task }) => reasons.has(task.id) || spawning.has(task.id))
+      .sort((a, b) => plannerOrder(this.plannerTask(a.task, a.row, nowMs), this.plannerTask(b.task, b.row, nowMs)));
+    let previous = 0;
+    for (const { task, row } of waiting) {
+      const queueReason = reasons.get(task.id) ?? 'waiting for an agent to start';
+      const queuePosition = row.queuePosition !== null && row.queuePosition > previous ? row.queuePosition : previous + 1;
+      if (row.queuePosition !== queuePosition || row.queueReason !== queueReason) {
+        this.ctx.state.putTask({ ...row, queuePosition, queueReason });
+      }
+      previous = queuePosition;
+    }
+  }
+
+  private reportDenial(sub: string, taskId: string): void {
+    const key = `${sub}\u0000${taskId}`;
+    if (this.reportedDenials.has(key)) return;
+    this.reportedDenials.add(key);
+    this.ctx.emit({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'deny', details: { sub, act: 'assign' } });
+  }
+
+  /**
+   * Assigns `taskId` to `agentName`: commits the execution (state `pending`, the outbox) and the
+   * task's new state with its audit rows, and counts the agent's load. Nothing happens when the
+   * task is no longer ready or the agent is gone.
+   */
+  assign(taskId: string, agentName: string, nowMs: number): void {
+    const { ctx } = this;
+    const task = this.mirror.taskById.get(taskId);
+    const agent = this.agents.live.get(agentName);
+    if (!task || !agent) return;
+    const previous = ctx.state.task(taskId);
+    if (previous && previous.state !== TaskState.ready) return;
+    const attempt = (previous?.attempt ?? 0) + 1;
+    ctx.transaction(() => {
+      ctx.state.addAssignment(taskId, attempt, agentName, nowMs);
+      ctx.state.putTask({
+        id: taskId,
+        path: task.path,
+        state: TaskState.assigned,
+        attempt,
+        agent: agentName,
+        reason: null,
+        boardHash: previous?.boardHash ?? null,
+        boardSync: 'pending',
+        updatedMs: nowMs,
+        notBeforeMs: null,
+        readySinceMs: previous?.readySinceMs ?? nowMs,
+        queuePosition: null,
+        queueReason: null,
+      });
+      ctx.emit({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
+      ctx.emit({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
+    });
+    if (!agentView(ctx.world, agentName)?.load) this.onFirstTask(agentName, agent.account.home);
+    setLoad(ctx.world, agentName, (agentView(ctx.world, agentName)?.load ?? 0) + 1);
+    setStatus(ctx.world, agentName, AgentStatus.busy, nowMs);
+    agent.lastActiveMs = nowMs;
+    agent.tookTask = true;
+    ctx.log.info({ taskId, agent: agentName, attempt }, 'task assigned');
+  }
+}
