@@ -136,9 +136,6 @@ class Interruption {
   }
 }
 
-/** Removes what execs killed with SIGKILL left (moved to `@warren/runtime`, which runs it before each exec). */
-export { removeExecLeftovers } from '@warren/runtime';
-
 const SIGNALS: Record<string, number> & Record<Interrupt, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
 
 function exitCodeOf(exit: AgentExit, stderr: Writable, limits: { readonly memoryMaxBytes: number; readonly pidsMax: number }): number {

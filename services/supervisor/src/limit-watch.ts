@@ -138,8 +138,8 @@ export function limitFailureOf(exit: AgentExit, template: AgentTemplate): string
 export interface WatchedAgent {
   readonly failTasks?: string;
   readonly watch: AgentLimitWatch;
-  /** The agent's instance (what reads its usage), while it runs. */
-  readonly sandbox: { usage(): AgentUsage } | undefined;
+  /** The agent's instance (what reads its usage). */
+  readonly instance: { usage(): AgentUsage } | undefined;
   readonly template: AgentTemplate;
 }
 
@@ -155,7 +155,7 @@ export interface WatchedAgent {
  */
 export function taskFailureOf(agent: WatchedAgent | undefined, outcome: string, settled: boolean): string | undefined {
   if (!agent) return undefined;
-  const oomKilled = agent.sandbox !== undefined && agent.watch.newOomKill(agent.sandbox.usage());
+  const oomKilled = agent.instance !== undefined && agent.watch.newOomKill(agent.instance.usage());
   if (settled) return undefined;
   if (agent.failTasks) return agent.failTasks;
   return oomKilled && outcome === 'failed' ? describeOutOfMemory(agent.template.resources.memoryMaxBytes) : undefined;

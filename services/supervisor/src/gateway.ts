@@ -1,1 +1,0 @@
-export { AgentGateway, type AgentGatewayOptions, type GatewayEvents, type GatewayIdentity } from '@warren/runtime';
