@@ -266,7 +266,10 @@ export interface AgentRuntime {
    * ignoring a failure, and deletes the home image. Never throws for storage already gone.
    */
   releaseStorage(agent: AgentStorageRef): Promise<void>;
-  /** Stops nothing that runs; forgets the runtime's resources. Idempotent. */
+  /**
+   * Closes the runtime: later `start`, `exec` and `reclaim` throw `RuntimeError`. Instances already
+   * started keep running; their owner stops and closes them. Idempotent.
+   */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
