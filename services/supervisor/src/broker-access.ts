@@ -11,7 +11,7 @@ import {
 } from '@warren/broker';
 import type { AuditEntry } from '@warren/audit';
 import { ConfigError, type Logger } from '@warren/core';
-import { instanceTag } from './agent-spec.js';
+import { instanceTag } from '@warren/runtime';
 import type { SupervisorConfig } from './config.js';
 import { withPrivateUmask } from './state-dir.js';
 import { AssignmentState, type StateStore } from './state.js';

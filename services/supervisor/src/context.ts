@@ -4,6 +4,7 @@ import type { Broker, EmbeddedNatsServer } from '@warren/broker';
 import type { Logger } from '@warren/core';
 import type { BoardMapping } from '@warren/kanban';
 import type { PolicyEnforcer } from '@warren/policy';
+import type { AgentRuntime } from '@warren/runtime';
 import type { SqliteDatabase } from '@warren/store';
 import type { AgentWorld } from '@warren/ecs';
 import type { SupervisorConfig } from './config.js';
@@ -43,6 +44,8 @@ export interface SupervisorContext {
   readonly broker: Broker;
   /** The nats-server this supervisor started, when it runs its own. */
   readonly nats: EmbeddedNatsServer | undefined;
+  /** Where agents run: starts instances, detaches and releases their storage. */
+  readonly runtime: AgentRuntime;
   readonly templates: ReadonlyMap<string, AgentTemplate>;
   readonly templateErrors: readonly TemplateError[];
   /**

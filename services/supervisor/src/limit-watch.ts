@@ -1,4 +1,4 @@
-import { describeExit, describeOutOfMemory, describeProcessLimit, type Sandbox, type SandboxExit, type SandboxUsage } from '@warren/sandbox';
+import { describeExit, describeOutOfMemory, describeProcessLimit, type AgentExit, type AgentUsage } from '@warren/runtime';
 import type { AgentTemplate } from './templates.js';
 
 /**
@@ -65,7 +65,7 @@ export class AgentLimitWatch {
    *   (a single reading under does not restart it); `pids` when it was the process count.
    * @returns the finding, or undefined to let it run.
    */
-  observe(usage: SandboxUsage, nowMs: number, template: AgentTemplate): LimitFinding | undefined {
+  observe(usage: AgentUsage, nowMs: number, template: AgentTemplate): LimitFinding | undefined {
     const limits = template.watchdog;
     const elapsedMs = Math.max(1, nowMs - this.atMs);
     const cores = (usage.cpuMs - this.cpuMs) / elapsedMs;
@@ -106,7 +106,7 @@ export class AgentLimitWatch {
    * Whether the OOM killer killed a process in the agent's memory cgroup since the last call (or
    * since the agent started): asked when one of its tasks ends without success.
    */
-  newOomKill(usage: SandboxUsage): boolean {
+  newOomKill(usage: AgentUsage): boolean {
     const killed = usage.oomKills > this.oomKillsSeen;
     this.oomKillsSeen = usage.oomKills;
     return killed;
@@ -118,7 +118,7 @@ export class AgentLimitWatch {
  * that an OOM kill names the template's memory limit (`out of memory (limit 1 GiB)`) and a refused
  * fork its process limit.
  */
-export function describeAgentExit(exit: SandboxExit, template: AgentTemplate): string {
+export function describeAgentExit(exit: AgentExit, template: AgentTemplate): string {
   if (exit.kind === 'oom') return describeOutOfMemory(template.resources.memoryMaxBytes);
   if (exit.kind === 'pids') return describeProcessLimit(template.resources.pidsMax);
   return describeExit(exit);
@@ -130,7 +130,7 @@ export function describeAgentExit(exit: SandboxExit, template: AgentTemplate): s
  * refused fork (a task that brought its runner down that way would do it again).
  * @returns the text, or undefined for any other end.
  */
-export function limitFailureOf(exit: SandboxExit, template: AgentTemplate): string | undefined {
+export function limitFailureOf(exit: AgentExit, template: AgentTemplate): string | undefined {
   return exit.kind === 'oom' || exit.kind === 'pids' ? describeAgentExit(exit, template) : undefined;
 }
 
@@ -138,7 +138,8 @@ export function limitFailureOf(exit: SandboxExit, template: AgentTemplate): stri
 export interface WatchedAgent {
   readonly failTasks?: string;
   readonly watch: AgentLimitWatch;
-  readonly sandbox: Sandbox | undefined;
+  /** The agent's instance (what reads its usage). */
+  readonly instance: { usage(): AgentUsage } | undefined;
   readonly template: AgentTemplate;
 }
 
@@ -154,7 +155,7 @@ export interface WatchedAgent {
  */
 export function taskFailureOf(agent: WatchedAgent | undefined, outcome: string, settled: boolean): string | undefined {
   if (!agent) return undefined;
-  const oomKilled = agent.sandbox !== undefined && agent.watch.newOomKill(agent.sandbox.usage());
+  const oomKilled = agent.instance !== undefined && agent.watch.newOomKill(agent.instance.usage());
   if (settled) return undefined;
   if (agent.failTasks) return agent.failTasks;
   return oomKilled && outcome === 'failed' ? describeOutOfMemory(agent.template.resources.memoryMaxBytes) : undefined;

@@ -1,4 +1,3 @@
-import { mkdir, rm } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { openAccounts } from '@warren/accounts';
 import { openAudit, type AuditTrail } from '@warren/audit';
@@ -6,14 +5,13 @@ import { ConfigError, type Logger } from '@warren/core';
 import { createAgentWorld } from '@warren/ecs';
 import type { BoardMapping } from '@warren/kanban';
 import { loadPolicy } from '@warren/policy';
-import { assertIsolation, probeHost, removeStaleCgroups, removeStaleMounts } from '@warren/sandbox';
+import { instanceTag } from '@warren/runtime';
 import { openDatabase } from '@warren/store';
-import { instanceTag } from './agent-spec.js';
+import { createAgentRuntime } from './agent-runtime.js';
 import { openBroker, rejectionEntry } from './broker-access.js';
 import type { SupervisorConfig } from './config.js';
 import { SUPERVISOR, type RunMode, type SupervisorContext } from './context.js';
 import { crashNow } from './crash.js';
-import { removeExecLeftovers } from './exec.js';
 import { inputRejected } from './input-rejections.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
@@ -45,7 +43,8 @@ export interface OpenOptions {
  */
 export async function openContext(config: SupervisorConfig, options: OpenOptions): Promise<SupervisorContext> {
   const log = options.logger;
-  const host = await probeHost();
+  // Makes no I/O: probing and clean-up need no broker; the context's runtime gets one below.
+  const hostRuntime = createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {} });
   let policyAudit: AuditTrail | undefined;
   // A decision Casbin cannot make denies the request (logged and audited), never stops the run.
   const policy = failClosed(
@@ -66,7 +65,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
   }
   for (const template of templates.values()) checkMounts(config, template);
   // Full isolation unless every template asks, by name, for a weaker mode.
-  assertIsolation(host, [...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe-no-cgroups' : 'full');
+  await hostRuntime.probe([...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe' : 'full');
 
   const secured = await secureStateDir(config.stateDir);
   if (secured > 0) log.warn({ stateDir: config.stateDir, entries: secured }, 'state directory was readable by others; made it private (0700, files 0600)');
@@ -87,12 +86,8 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       uidMin: config.uidMin,
       uidMax: config.uidMax,
     });
-    const stale = await removeStaleCgroups();
-    await removeExecLeftovers(config.stateDir, log);
-    // Home images a killed run left mounted (after the cgroups: nothing may still use them).
-    await mkdir(config.homeRoot, { recursive: true, mode: 0o755 });
-    const staleMounts = await removeStaleMounts(config.homeRoot);
-    await rm(join(config.stateDir, 'run', 'agents'), { recursive: true, force: true });
+    // Cgroups, exec leftovers, home images left mounted (after the cgroups: nothing may still use them), runner sockets.
+    const reclaimed = await hostRuntime.reclaim();
     for (const agent of state.agents()) {
       if (agent.state !== 'stopped' && agent.state !== 'sleeping') {
         state.putAgent({ ...agent, state: 'stopped', pid: null, stoppedMs: Date.now(), lastExit: 'supervisor restarted' });
@@ -119,6 +114,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       policy,
       broker,
       nats,
+      runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker }),
       templates,
       templateErrors,
       instanceTag: instanceTag(config.stateDir),
@@ -143,8 +139,8 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
         board: config.boardDir,
         nats: config.natsUrl ? 'external' : 'embedded',
         templates: [...templates.keys()],
-        staleCgroupsRemoved: stale.length,
-        staleMountsRemoved: staleMounts.length,
+        staleCgroupsRemoved: reclaimed.instances.length,
+        staleMountsRemoved: reclaimed.storage.length,
       },
     });
     for (const error of templateErrors) ctx.emit(inputRejected({ kind: 'template', path: error.path, line: error.line, message: error.message }));

@@ -124,8 +124,8 @@ export function inspectParts(ctx: SupervisorContext, parts: SupervisorParts): Om
     ready: a.ready,
     stopping: a.stopping ?? null,
     load: agentView(ctx.world, name)?.load ?? 0,
-    connected: a.gateway.connected,
-    sandboxPid: a.sandbox?.pid ?? null,
+    connected: a.instance.connected,
+    sandboxPid: a.instance.pid,
   }));
   return {
     agents: inspected,

@@ -349,7 +349,7 @@ export class Supervisor {
     await this.loop?.stop();
     await this.parts.stranded.close();
     await this.parts.mirror.close();
-    await Promise.all([...this.parts.agents.live.values()].map((agent) => (agent.stopping ? (agent.sandbox?.exited ?? Promise.resolve()) : this.parts.agents.stop(agent, 'shutdown'))));
+    await Promise.all([...this.parts.agents.live.values()].map((agent) => (agent.stopping ? agent.instance.exited : this.parts.agents.stop(agent, 'shutdown'))));
     // Apply the exits (and any results that raced them) so the database says what happened.
     await this.parts.inbox.apply(Date.now()).catch((error: unknown) => log.error({ err: error }, 'cannot apply final events'));
     // Write what the exits changed (tasks put back to ready) while the board is still ours.
@@ -357,7 +357,7 @@ export class Supervisor {
     await this.results?.stop().catch(() => undefined);
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     this.parts.inbox.releaseResults();
-    for (const agent of this.parts.agents.live.values()) await agent.gateway.close();
+    for (const agent of this.parts.agents.live.values()) await agent.instance.close();
     await clearPhantomDeliveries(ctx.broker, ctx.state.agents().map((a) => a.name), log.child({ component: 'stranded' }));
     try {
       ctx.emit({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.parts.tally.succeeded.length, failed: this.parts.tally.failed.length } });
@@ -365,6 +365,7 @@ export class Supervisor {
       log.error({ err: error }, 'cannot record the stop in the audit trail');
     }
     const closers: [string, () => Promise<void>][] = [
+      ['agent runtime', () => ctx.runtime.close()],
       ['broker', () => ctx.broker.close()],
       ['nats-server', () => ctx.nats?.close() ?? Promise.resolve()],
     ];

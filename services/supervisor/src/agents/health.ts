@@ -61,9 +61,9 @@ export class AgentHealth {
   runWatchdog(nowMs: number): void {
     const { ctx } = this;
     for (const [name, agent] of this.agents.live) {
-      const sandbox = agent.sandbox;
-      if (!sandbox || agent.stopping) continue;
-      const usage = sandbox.usage();
+      const { instance } = agent;
+      if (agent.stopping) continue;
+      const usage = instance.usage();
       recordUsage(ctx.world, name, usage);
       const finding = agent.watch.observe(usage, nowMs, agent.template);
       if (!finding) continue;
@@ -74,7 +74,7 @@ export class AgentHealth {
       agent.stopDetail = `stopped by the watchdog: ${detail}`;
       agent.failTasks = finding.taskFailure;
       setStatus(ctx.world, name, AgentStatus.stopping, nowMs);
-      sandbox.stop(ctx.config.killGraceMs, { reason: 'watchdog', detail }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
+      instance.stop(ctx.config.killGraceMs, { reason: 'watchdog', detail }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
     }
   }
 
@@ -92,7 +92,7 @@ export class AgentHealth {
   private *busyHomes(): Iterable<WatchedHome> {
     const busy = new Set(this.ctx.state.openAssignments().map((a) => a.agent));
     for (const [name, agent] of this.agents.live) {
-      if (busy.has(name) && agent.sandbox && !agent.stopping) yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes };
+      if (busy.has(name) && !agent.stopping) yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes };
     }
   }
 
@@ -133,8 +133,8 @@ export class AgentHealth {
   private stopForDisk(name: string, detail: string, usedBytes: number, limitBytes: number, offender?: DiskOffender): void {
     const { ctx } = this;
     const agent = this.agents.live.get(name);
-    if (!agent?.sandbox || agent.stopping || !ctx.isRunning()) return;
-    const frozen = offender !== undefined && agent.sandbox.freeze();
+    if (!agent || agent.stopping || !ctx.isRunning()) return;
+    const frozen = offender !== undefined && agent.instance.freeze();
     if (offender?.filesystem === 'state') this.releaseDiskReserve(detail);
     const nowMs = Date.now();
     const reason = `disk: ${detail}`;
@@ -155,7 +155,7 @@ export class AgentHealth {
     agent.stopDetail = `stopped: ${reason}`;
     setStatus(ctx.world, name, AgentStatus.stopping, nowMs);
     // A frozen sandbox cannot act on SIGTERM: it is killed at once.
-    agent.sandbox
+    agent.instance
       .stop(frozen ? 0 : ctx.config.killGraceMs, { reason: 'watchdog', detail: reason })
       .catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
     ctx.requestTick();
@@ -171,7 +171,7 @@ export class AgentHealth {
     this.diskPressure.check(this.diskReserve.check(nowMs, fresh), nowMs, {
       busy: () => this.busyHomes(),
       full: (agents, freeBytes) => {
-        for (const name of agents) this.agents.live.get(name)?.sandbox?.freeze();
+        for (const name of agents) this.agents.live.get(name)?.instance.freeze();
         this.releaseDiskReserve(`the filesystem of the state directory is full (${formatBytes(freeBytes)} free)`);
       },
       stop: (offender) => {
@@ -184,7 +184,7 @@ export class AgentHealth {
       resume: (agents) => {
         for (const name of agents) {
           const agent = this.agents.live.get(name);
-          if (agent && !agent.stopping) agent.sandbox?.thaw();
+          if (agent && !agent.stopping) agent.instance.thaw();
         }
       },
     });

@@ -1,16 +1,14 @@
-import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Account } from '@warren/accounts';
 import type { WarrenError } from '@warren/core';
 import { addAgent, agentSlots, agentView, recordHeartbeat, removeAgent, setStatus, AgentStatus } from '@warren/ecs';
-import { ensureHomeImage, releaseHomeImage, spawnSandbox, type Sandbox, type SandboxExit } from '@warren/sandbox';
+import type { AgentExit, AgentInstance } from '@warren/runtime';
 import { lastLogLines } from '../agent-log.js';
-import { agentSandboxSpec, RUNNER_IN_SANDBOX } from '../agent-spec.js';
+import { agentStartSpecOf } from '../agent-runtime.js';
 import { assignmentRefusal, rejectionEntry } from '../broker-access.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import type { InboxEvent } from '../executions/inbox.js';
 import type { Settler } from '../executions/settle.js';
-import { AgentGateway } from '../gateway.js';
 import { AgentLimitWatch, describeAgentExit, limitFailureOf } from '../limit-watch.js';
 import type { AgentTemplate } from '../templates.js';
 
@@ -21,8 +19,8 @@ export type StopReason = 'sleep' | 'delete' | 'shutdown' | 'operator' | 'unrespo
 export interface LiveAgent {
   readonly account: Account;
   readonly template: AgentTemplate;
-  readonly gateway: AgentGateway;
-  sandbox: Sandbox | undefined;
+  /** Its running instance (from the agent runtime): its processes and its agent channel. */
+  readonly instance: AgentInstance;
   /** Set when the supervisor itself asked the agent to stop. */
   stopping: StopReason | undefined;
   /** Start it again once it has exited (operator restart). */
@@ -53,7 +51,7 @@ export interface SpawnFailure {
 export const MAX_SPAWN_FAILURES = 5;
 
 /**
- * Agent lifecycle: starts agents (account, home image, gateway, sandbox), stops them, applies
+ * Agent lifecycle: starts agents (account, then an instance from the agent runtime), stops them, applies
  * their exits (settling their open executions), puts idle ones away (sleep, autodelete), keeps
  * warm pools topped up and backs off templates whose agents cannot start.
  */
@@ -189,31 +187,15 @@ export class AgentLifecycle {
     const { ctx } = this;
     const { config } = ctx;
     const account = ctx.accounts.get(name) ?? (await ctx.accounts.create({ name, template: template.name }));
-    if (template.homeQuotaBytes !== null) {
-      const images = join(config.stateDir, 'home-images');
-      await mkdir(images, { recursive: true, mode: 0o700 });
-      await ensureHomeImage({
-        imagePath: join(images, `${name}.ext4`),
-        sizeBytes: template.homeQuotaBytes,
-        mountPoint: account.home,
-        uid: account.uid,
-        gid: account.gid,
-      });
-    }
     const woken = ctx.state.agent(name)?.state === 'sleeping';
     // Assignments still queued for this name belong to executions already settled (a purge at its
     // last exit may have failed with the broker away): the new agent must not run them.
     await this.exitPurges.get(name);
     await ctx.broker.purgeAssignments(name).catch((error: unknown) => ctx.log.warn({ err: error, agent: name }, 'cannot purge old assignments before the start'));
     ctx.policy.addRoleForSubject(name, `template:${template.name}`);
-    const runDir = join(config.stateDir, 'run', 'agents', name);
-    const homeInSandbox = `/home/${name}`;
-    const gateway = await AgentGateway.start({
-      identity: { name, template: template.name, uid: account.uid, gid: account.gid, home: homeInSandbox, capabilities: template.capabilities },
-      socketDir: join(runDir, 'socket'),
-      broker: ctx.broker,
-      logger: ctx.log.child({ component: 'gateway', agent: name }),
-      events: {
+    let instance: AgentInstance;
+    try {
+      instance = await ctx.runtime.start(agentStartSpecOf(account, template, config), {
         hello: (agent) => this.queue({ kind: 'hello', agent }),
         taskAcked: (agent, taskId, attempt) => this.queue({ kind: 'acked', agent, taskId, attempt }),
         alive: (agent) => recordHeartbeat(ctx.world, agent, Date.now()),
@@ -228,13 +210,15 @@ export class AgentLifecycle {
           }
           return refusal;
         },
-      },
-    });
+      });
+    } catch (error) {
+      ctx.policy.removeSubject(name);
+      throw error;
+    }
     const live: LiveAgent = {
       account,
       template,
-      gateway,
-      sandbox: undefined,
+      instance,
       stopping: undefined,
       lastActiveMs: nowMs,
       workedMs: undefined,
@@ -244,28 +228,6 @@ export class AgentLifecycle {
       watch: new AgentLimitWatch(nowMs),
     };
     try {
-      const sandbox = await spawnSandbox(
-        agentSandboxSpec({
-          config,
-          accounts: ctx.accounts,
-          account,
-          template,
-          sandboxName: `${ctx.instanceTag}-${name}`,
-          argv: ['/usr/bin/node', `${RUNNER_IN_SANDBOX}/dist/main.js`],
-          env: {
-            WARREN_RUNTIME: JSON.stringify(template.runtime),
-            WARREN_MAX_CONCURRENT: String(template.wipPerInstance),
-            // Four heartbeats per timeout: one lost or late heartbeat never looks like a dead agent.
-            WARREN_HEARTBEAT_MS: String(Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4))),
-          },
-          hostEnv: ctx.env,
-          runDir,
-          logPath: join(config.stateDir, 'logs', `${name}.log`),
-          socketDir: join(runDir, 'socket'),
-        }),
-        { logger: ctx.log.child({ component: 'sandbox', agent: name }) },
-      );
-      live.sandbox = sandbox;
       this.live.set(name, live);
       addAgent(ctx.world, {
         name,
@@ -280,19 +242,19 @@ export class AgentLifecycle {
       });
       setStatus(ctx.world, name, AgentStatus.starting, nowMs);
       ctx.transaction(() => {
-        this.putAgentRow(name, 'starting', nowMs, null, sandbox.pid);
+        this.putAgentRow(name, 'starting', nowMs, null, instance.pid);
         ctx.emit({
           actor: SUPERVISOR,
           action: woken ? 'agent.wake' : 'agent.start',
           object: `agent:${name}`,
-          details: { template: template.name, uid: account.uid, gid: account.gid, pid: sandbox.pid, home: account.home, isolation: template.isolation, unsafe: sandbox.unsafe },
+          details: { template: template.name, uid: account.uid, gid: account.gid, pid: instance.pid, home: account.home, isolation: template.isolation, unsafe: instance.unsafe },
         });
       });
-      if (sandbox.unsafe) ctx.log.warn({ agent: name, isolation: template.isolation }, 'UNSAFE agent started: weaker isolation asked for by its template');
-      ctx.log.info({ agent: name, uid: account.uid, sandboxPid: sandbox.pid, woken }, 'agent started');
-      void sandbox.exited.then((exit) => this.queue({ kind: 'exit', agent: name, exit }));
+      if (instance.unsafe) ctx.log.warn({ agent: name, isolation: template.isolation }, 'UNSAFE agent started: weaker isolation asked for by its template');
+      ctx.log.info({ agent: name, uid: account.uid, sandboxPid: instance.pid, woken }, 'agent started');
+      void instance.exited.then((exit) => this.queue({ kind: 'exit', agent: name, exit }));
     } catch (error) {
-      await gateway.close();
+      await instance.close();
       ctx.policy.removeSubject(name);
       throw error;
     }
@@ -320,13 +282,13 @@ export class AgentLifecycle {
    * tick's path, its home image released, its row updated (or its account deleted), and a restart
    * or a spawn failure noted.
    */
-  async applyExit(name: string, exit: SandboxExit, nowMs: number, step: <T>(label: string, work: Promise<T>) => Promise<T>): Promise<void> {
+  async applyExit(name: string, exit: AgentExit, nowMs: number, step: <T>(label: string, work: Promise<T>) => Promise<T>): Promise<void> {
     const { ctx } = this;
     const agent = this.live.get(name);
     if (!agent) return;
     this.live.delete(name);
     removeAgent(ctx.world, name);
-    await step(`applyExit ${name}: gateway.close`, agent.gateway.close());
+    await step(`applyExit ${name}: instance.close`, agent.instance.close());
     ctx.policy.removeSubject(name);
     const expected = agent.stopping !== undefined;
     const exitText = describeAgentExit(exit, agent.template);
@@ -350,7 +312,7 @@ export class AgentLifecycle {
       }
     });
     if (agent.template.homeQuotaBytes !== null) {
-      await releaseHomeImage(agent.account.home).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot unmount the home image'));
+      await ctx.runtime.detachStorage({ name, homeDir: agent.account.home }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot unmount the home image'));
     }
     if (open.length > 0) {
       // Its queued assignments belong to executions just settled; a later agent of that name must
@@ -389,7 +351,7 @@ export class AgentLifecycle {
     const loads = new Map(agentSlots(this.ctx.world).map((s) => [s.name, s.load]));
     const busyAgents = new Set(this.ctx.state.openAssignments().map((a) => a.agent));
     for (const [name, agent] of this.live) {
-      if (agent.stopping || !agent.sandbox || (loads.get(name) ?? 0) > 0) continue;
+      if (agent.stopping || (loads.get(name) ?? 0) > 0) continue;
       if (busyAgents.has(name)) continue;
       const mode = agent.template.lifecycle;
       if (mode === 'sleep' && nowMs - agent.lastActiveMs >= agent.template.sleepAfterIdleMs) {
@@ -401,14 +363,14 @@ export class AgentLifecycle {
   }
 
   /**
-   * Asks `agent` to stop (its runner first, then its sandbox after the kill grace); the exit is
-   * applied by {@link applyExit}. Failures to stop are logged. @returns when the sandbox has stopped.
+   * Asks `agent` to stop (its runner first, then its instance after the kill grace); the exit is
+   * applied by {@link applyExit}. Failures to stop are logged. @returns when the instance has stopped.
    */
   stop(agent: LiveAgent, why: StopReason): Promise<void> {
     agent.stopping = why;
     setStatus(this.ctx.world, agent.account.name, AgentStatus.stopping, Date.now());
-    agent.gateway.requestShutdown(why);
-    return (agent.sandbox?.stop(this.ctx.config.killGraceMs) ?? Promise.resolve()).then(
+    agent.instance.requestShutdown(why);
+    return agent.instance.stop(this.ctx.config.killGraceMs).then(
       () => undefined,
       (error: unknown) => this.ctx.log.error({ err: error, agent: agent.account.name }, 'agent did not stop cleanly'),
     );
@@ -421,8 +383,7 @@ export class AgentLifecycle {
     const { ctx } = this;
     try {
       const account = ctx.accounts.get(name);
-      if (account) await releaseHomeImage(account.home).catch(() => false);
-      await rm(join(ctx.config.stateDir, 'home-images', `${name}.ext4`), { force: true });
+      await ctx.runtime.releaseStorage({ name, ...(account ? { homeDir: account.home } : {}) });
       await ctx.accounts.remove(name);
       await ctx.broker.deleteAgentConsumers(name).catch(() => undefined);
       ctx.transaction(() => {

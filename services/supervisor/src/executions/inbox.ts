@@ -1,6 +1,6 @@
 import type { Delivery, ResultMessage } from '@warren/broker';
 import { agentView, setLoad, setStatus, AgentStatus } from '@warren/ecs';
-import type { SandboxExit } from '@warren/sandbox';
+import type { AgentExit } from '@warren/runtime';
 import type { AgentLifecycle } from '../agents/lifecycle.js';
 import type { SupervisorContext } from '../context.js';
 import { CrashPoint } from '../crash.js';
@@ -14,7 +14,7 @@ export type InboxEvent =
   | { kind: 'result'; delivery: Delivery<ResultMessage>; done: () => void }
   | { kind: 'hello'; agent: string }
   | { kind: 'acked'; agent: string; taskId: string; attempt: number }
-  | { kind: 'exit'; agent: string; exit: SandboxExit };
+  | { kind: 'exit'; agent: string; exit: AgentExit };
 
 /** Runs `work`, naming it as the step the tick awaits (see inspect.ts). */
 export type StepTracker = <T>(label: string, work: Promise<T>) => Promise<T>;
@@ -54,9 +54,9 @@ export class Inbox {
    */
   cancel(taskId: string, attempt: number, agent: string, reason: string): boolean {
     const live = this.agents.live.get(agent);
-    if (!live?.gateway.connected) return false;
+    if (!live?.instance.connected) return false;
     this.cancelRequested.add(`${taskId}:${attempt}`);
-    live.gateway.cancel(taskId, attempt, reason);
+    live.instance.cancel(taskId, attempt, reason);
     return true;
   }
 

@@ -89,7 +89,7 @@ export class Outbox {
       const key = `${a.taskId}:${a.attempt}`;
       if (!this.isStale(key, nowMs)) continue;
       this.sentAt.set(key, nowMs);
-      this.agents.live.get(a.agent)?.gateway.resendResult(a.taskId, a.attempt);
+      this.agents.live.get(a.agent)?.instance.resendResult(a.taskId, a.attempt);
     }
     if (this.sentAt.size > 4 * open.length + 1_000) {
       const keep = new Set(open.map((a) => `${a.taskId}:${a.attempt}`));
