@@ -59,7 +59,8 @@ export type TaskRetryDetails = {
 
 /** `details` of the `board.write` and `board.refused` events: the owned fields written (or refused). */
 export type BoardWriteDetails = {
-  readonly status: string;
+  /** The column written; absent when only other fields changed. */
+  readonly status?: string;
   readonly assignee?: string | null;
   readonly result?: string | null;
   readonly started?: string | null;
@@ -68,6 +69,17 @@ export type BoardWriteDetails = {
   /** `board.refused` only: the board's reason. */
   readonly message?: string;
   readonly [field: string]: unknown;
+};
+
+/** `details` of `agent.crash_loop` and `template.failed` (object `template:<name>`). */
+export type SpawnFailureDetails = {
+  /** The instance that could not start. */
+  readonly agent: string;
+  /** Failed starts in a row. */
+  readonly failures: number;
+  readonly reason: string;
+  /** `agent.crash_loop` only: the backoff before the next start, in ms. */
+  readonly retryInMs?: number;
 };
 
 /** `details` of `supervisor.disk_low` and `supervisor.disk_ok`. */
@@ -128,13 +140,13 @@ export type EventDetails = {
     readonly openTasks: readonly string[];
   };
   'agent.unresponsive': { readonly reason: string };
-  'agent.crash_loop': { readonly agent: string; readonly failures: number; readonly reason: string; readonly retryInMs: number };
+  'agent.crash_loop': SpawnFailureDetails;
   'agent.spawn_failed': { readonly message: string; readonly code: string | null };
   'agent.protocol_error': { readonly message: string };
   'agent.exec': { readonly argv: readonly string[]; readonly sandboxPid: number };
   'agent.exec_exit': { readonly exit: unknown; readonly argv: readonly string[]; readonly signal?: string };
   'account.delete': Record<string, never>;
-  'template.failed': { readonly agent: string; readonly failures: number; readonly reason: string };
+  'template.failed': SpawnFailureDetails;
   'board.write': BoardWriteDetails;
   'board.refused': BoardWriteDetails;
   'board.error': { readonly message: string };
@@ -181,10 +193,13 @@ export type EventDetails = {
     /** `<taskId>:<attempt>` of executions no agent holds any more. */
     readonly lostExecutions: readonly string[];
     readonly movedOnTheBoard: readonly string[];
-    readonly requeued: number;
-    readonly failed: number;
+    /** Ids of the tasks put back to ready. */
+    readonly requeued: readonly string[];
+    /** Ids of the tasks failed for good (attempts used up). */
+    readonly failed: readonly string[];
     readonly assignmentsPurged: number;
-    readonly tempFilesRemoved: number;
+    /** Half-written board files removed (paths). */
+    readonly tempFilesRemoved: readonly string[];
     readonly pendingBoardWrites: number;
   };
   'supervisor.stop': { readonly succeeded: number; readonly failed: number };
@@ -286,7 +301,7 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
   'task.fail': { description: 'an execution ended without success and the task is not retried (failed, timed out, lost too often, stopped for disk)', level: 'info', message: 'task finished', fields: taskFinished },
   'task.retry': { description: 'a failed or timed-out attempt is retried after its backoff', level: 'info', message: 'task retried' },
   'task.requeue': { description: 'a task went back to ready without counting as a failure: its agent was lost, or a person moved its card back', level: 'info', message: 'task requeued' },
-  'task.held': { description: 'a task file cannot be read; the task is held until it parses', level: 'debug', message: 'task file held' },
+  'task.held': { description: 'a task file cannot be read; the task is held until it parses', level: 'warn', message: 'task file held' },
   'task.release': { description: 'a held task file parses again and its task is released', level: 'info', message: 'task file released' },
   'task.cancelled': { description: "a person moved a running task's card out of the in-progress column; the execution is cancelled", level: 'warn', message: 'task cancelled by a board move' },
   'task.card_deleted': { description: "a running task's card was deleted; the run finishes and its result stays in the audit trail only", level: 'warn', message: 'card of a running task deleted' },

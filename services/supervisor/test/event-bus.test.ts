@@ -3,6 +3,8 @@
  * caller's transaction, events reach NATS only after the commit and in audit order, and without a
  * broker they stay in the audit trail.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { openAudit, type AuditTrail } from '@warren/audit';
 import { connectBroker, eventSubject, type Broker, type EmbeddedNatsServer } from '@warren/broker';
@@ -215,6 +217,13 @@ describe('the event catalogue', () => {
       expect(['trace', 'debug', 'info', 'warn', 'error']).toContain(line.level);
       expect(line.message.length).toBeGreaterThan(0);
     }
+  });
+
+  it('is listed in docs/events.md, one table row per kind', () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', '..', 'docs', 'events.md'), 'utf8');
+    const catalogue = doc.slice(doc.indexOf('## Catalogue'));
+    const listed = [...catalogue.matchAll(/^\| `([a-z_.]+)` \|/gm)].map((m) => m[1]);
+    expect(listed).toEqual(EVENT_KINDS);
   });
 
   it('logs the messages and fields the supervisor has always logged for the common kinds', () => {
