@@ -87,6 +87,14 @@ describe('events on NATS', () => {
         details: r.details,
       })),
     );
+    // One log line per event: the lines the supervisor has always written, no more.
+    const messages = run.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { msg?: string }).msg);
+    const count = (msg: string) => messages.filter((m) => m === msg).length;
+    const events = (...of: string[]) => received.filter((e) => of.includes(e.kind)).length;
+    expect(count('task assigned')).toBe(events('task.assign'));
+    expect(count('task finished')).toBe(events('task.complete', 'task.fail'));
+    expect(count('agent started')).toBe(events('agent.start', 'agent.wake'));
+    expect(count('agent ready')).toBe(events('agent.ready'));
     // The run did what the events say: each kind the tasks above cause is there.
     const kinds = new Set(received.map((e) => e.kind));
     for (const kind of ['supervisor.start', 'task.held', 'input.rejected', 'agent.start', 'agent.ready', 'policy.decide', 'task.assign', 'task.start', 'task.complete', 'task.fail', 'board.write', 'agent.stop', 'supervisor.stop']) {
