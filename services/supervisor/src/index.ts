@@ -31,3 +31,7 @@ export {
   EMBEDDED_NATS_USER,
 } from './broker-access.js';
 export type { BrokerAccess } from './broker-access.js';
+export { EventBus } from './event-bus.js';
+export type { EmitEvent, EventBusOptions, EventBusStats, EventLogOverride, EventPayload, EventPublisher } from './event-bus.js';
+export { EVENT_CATALOGUE, EVENT_KINDS, defaultLogFields, eventLogLine, isEventKind } from './events.js';
+export type { CommandEventKind, EventDetails, EventKind, EventLogLine, EventSpec, LogLevel, WarrenEvent } from './events.js';
