@@ -1,6 +1,6 @@
 import { join, relative, resolve, sep } from 'node:path';
 import { openAccounts } from '@warren/accounts';
-import { openAudit, type AuditTrail } from '@warren/audit';
+import { openAudit } from '@warren/audit';
 import { ConfigError, type Logger } from '@warren/core';
 import { createAgentWorld } from '@warren/ecs';
 import type { BoardMapping } from '@warren/kanban';
@@ -12,6 +12,7 @@ import { openBroker, rejectionEntry } from './broker-access.js';
 import type { SupervisorConfig } from './config.js';
 import { SUPERVISOR, type RunMode, type SupervisorContext } from './context.js';
 import { crashNow } from './crash.js';
+import { EventBus, type EmitEvent } from './event-bus.js';
 import { inputRejected } from './input-rejections.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
@@ -45,7 +46,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
   const log = options.logger;
   // Makes no I/O: probing and clean-up need no broker; the context's runtime gets one below.
   const hostRuntime = createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {} });
-  let policyAudit: AuditTrail | undefined;
+  let policyEmit: EmitEvent | undefined;
   // A decision Casbin cannot make denies the request (logged and audited), never stops the run.
   const policy = failClosed(
     await loadPolicy({
@@ -53,7 +54,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       policyPath: join(config.policiesDir, 'policy.csv'),
       logger: log.child({ component: 'policy' }),
     }),
-    (failed) => reportFailedDecision(log, policyAudit, failed),
+    (failed) => reportFailedDecision(log, policyEmit, failed),
   );
   const fileMapping = config.boardMappingPath ? await loadMappingFile(config.boardMappingPath) : undefined;
   if (fileMapping) await checkMappingApplies(config.boardDir, config.boardFormat, fileMapping);
@@ -79,7 +80,8 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     migrateState(db);
     const state = new StateStore(db);
     const audit = openAudit(db);
-    policyAudit = audit;
+    const events = new EventBus({ db, audit, logger: log });
+    policyEmit = (event, line) => events.emit(event, line);
     const accounts = openAccounts(db, {
       homeRoot: config.homeRoot,
       skeletonDir: config.skeletonDir,
@@ -94,9 +96,9 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       }
     }
     const { nats, broker } = await openBroker(config, log, (subject, error) => {
-      log.warn({ subject, field: error.field, reason: error.reason }, 'broker message rejected');
-      audit.append(rejectionEntry(subject, error.field, error.reason));
+      events.emit(rejectionEntry(subject, error.field, error.reason));
     });
+    events.attachBroker(broker);
     if (nats) cleanup.unshift(() => nats.close());
     cleanup.unshift(() => broker.close());
     await broker.ensureStreams();
@@ -118,11 +120,12 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       templates,
       templateErrors,
       instanceTag: instanceTag(config.stateDir),
-      emit: (entry) => {
-        audit.append(entry);
+      events,
+      emit: (event, line) => {
+        events.emit(event, line);
       },
       transaction: (fn) => {
-        db.transaction(fn)();
+        events.transaction(fn);
       },
       requestTick: options.requestTick,
       isRunning: options.isRunning,

@@ -6,7 +6,7 @@ import { authorizeMessage } from './agents/messages.js';
 import { BoardEdits } from './board-edits.js';
 import { BoardMirror } from './board/mirror.js';
 import { BoardWriter } from './board/writer.js';
-import { SUPERVISOR, type SupervisorContext } from './context.js';
+import type { SupervisorContext } from './context.js';
 import { Inbox, type StepTracker } from './executions/inbox.js';
 import { Outbox } from './executions/outbox.js';
 import { RunTally, Settler } from './executions/settle.js';
@@ -45,8 +45,7 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
   const theInbox = inbox;
   const edits = new BoardEdits({
     state: ctx.state,
-    log: ctx.log,
-    record: (entry) => ctx.emit(entry),
+    emit: (event, line) => ctx.emit(event, line),
     cancelExecution: (taskId, attempt, agent, reason) => theInbox.cancel(taskId, attempt, agent, reason),
   });
   const mirror = new BoardMirror(ctx, edits);
@@ -56,10 +55,8 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
   const stranded = new StrandedWatch({
     broker: ctx.broker,
     logger: ctx.log.child({ component: 'stranded' }),
-    onRepaired: (consumer, repair) => {
-      ctx.emit({ actor: SUPERVISOR, action: 'broker.consumer_remade', object: `consumer:${consumer}`, details: { stranded: repair.stranded, reason: repair.reason } });
-      ctx.requestTick();
-    },
+    emit: (event) => ctx.emit(event),
+    onRepaired: () => ctx.requestTick(),
   });
   return {
     tally,

@@ -245,6 +245,5 @@ export class Planner {
     setStatus(ctx.world, agentName, AgentStatus.busy, nowMs);
     agent.lastActiveMs = nowMs;
     agent.tookTask = true;
-    ctx.log.info({ taskId, agent: agentName, attempt }, 'task assigned');
   }
 }

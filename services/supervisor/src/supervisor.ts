@@ -365,6 +365,7 @@ export class Supervisor {
       log.error({ err: error }, 'cannot record the stop in the audit trail');
     }
     const closers: [string, () => Promise<void>][] = [
+      ['event bus', () => ctx.events.close()],
       ['agent runtime', () => ctx.runtime.close()],
       ['broker', () => ctx.broker.close()],
       ['nats-server', () => ctx.nats?.close() ?? Promise.resolve()],

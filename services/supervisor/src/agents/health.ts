@@ -46,7 +46,6 @@ export class AgentHealth {
     for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: ctx.config.heartbeatTimeoutMs })) {
       const agent = this.agents.live.get(intent.agent);
       if (!agent || agent.stopping) continue;
-      ctx.log.warn({ agent: intent.agent, reason: intent.reason }, 'agent unresponsive; killing it');
       ctx.emit({ actor: SUPERVISOR, action: 'agent.unresponsive', object: `agent:${intent.agent}`, details: { reason: intent.reason } });
       void this.agents.stop(agent, 'unresponsive');
     }
@@ -68,7 +67,6 @@ export class AgentHealth {
       const finding = agent.watch.observe(usage, nowMs, agent.template);
       if (!finding) continue;
       const { detail, reason } = finding;
-      ctx.log.warn({ agent: name, detail, reason }, 'watchdog: killing agent');
       ctx.emit({ actor: SUPERVISOR, action: 'agent.watchdog', object: `agent:${name}`, details: { detail, reason, usage } });
       agent.stopping = 'watchdog';
       agent.stopDetail = `stopped by the watchdog: ${detail}`;
@@ -147,10 +145,8 @@ export class AgentHealth {
         // No template: a task stopped for its disk use is not retried.
         if (this.settler.settle(a.taskId, a.attempt, 'failed', reason, nowMs, undefined) === undefined) continue;
         ctx.emit({ actor: SUPERVISOR, action: 'task.fail', object: `task:${a.taskId}`, details: { attempt: a.attempt, outcome: 'failed', reason } });
-        ctx.log.info({ taskId: a.taskId, agent: name, outcome: 'failed', reason }, 'task finished');
       }
     });
-    ctx.log.warn({ agent: name, detail }, 'disk: stopping agent');
     agent.stopping = 'watchdog';
     agent.stopDetail = `stopped: ${reason}`;
     setStatus(ctx.world, name, AgentStatus.stopping, nowMs);
@@ -206,10 +202,11 @@ export class AgentHealth {
     if (reading.changed) {
       const details = { stateDir: ctx.config.stateDir, freeBytes: reading.freeBytes, reserveBytes: reading.reserveBytes };
       const space = `${formatBytes(reading.freeBytes)} free, reserve ${formatBytes(reading.reserveBytes)}`;
-      if (reading.low) ctx.log.error(details, `disk: free space of the state directory's filesystem is below the reserve (${space}); no new work starts until space returns`);
-      else ctx.log.info(details, `disk: free space is above the reserve again (${space}); work resumes`);
+      const message = reading.low
+        ? `disk: free space of the state directory's filesystem is below the reserve (${space}); no new work starts until space returns`
+        : `disk: free space is above the reserve again (${space}); work resumes`;
       try {
-        ctx.emit({ actor: SUPERVISOR, action: reading.low ? 'supervisor.disk_low' : 'supervisor.disk_ok', object: 'supervisor', details });
+        ctx.emit({ actor: SUPERVISOR, action: reading.low ? 'supervisor.disk_low' : 'supervisor.disk_ok', object: 'supervisor', details }, { message });
       } catch (error) {
         ctx.log.error({ err: error }, 'cannot record the disk reading in the audit trail');
       }

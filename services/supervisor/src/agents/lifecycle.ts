@@ -132,8 +132,10 @@ export class AgentLifecycle {
     this.spawn(template, agentName, nowMs)
       .catch((error: unknown) => {
         this.noteSpawnFailure(template.name, agentName, (error as Error).message, Date.now());
-        this.ctx.log.error({ err: error, agent: agentName, template: template.name }, 'cannot start agent');
-        this.ctx.emit({ actor: SUPERVISOR, action: 'agent.spawn_failed', object: `agent:${agentName}`, details: { message: (error as Error).message, code: (error as WarrenError).code ?? null } });
+        this.ctx.emit(
+          { actor: SUPERVISOR, action: 'agent.spawn_failed', object: `agent:${agentName}`, details: { message: (error as Error).message, code: (error as WarrenError).code ?? null } },
+          { fields: { err: error, agent: agentName, template: template.name } },
+        );
       })
       .finally(() => {
         this.spawning.delete(agentName);
@@ -165,7 +167,6 @@ export class AgentLifecycle {
       object: `template:${templateName}`,
       details: { agent, failures: failure.count, reason, ...(givenUp ? {} : { retryInMs: delayMs }) },
     });
-    if (givenUp) this.ctx.log.error({ template: templateName, reason }, `template failed after ${failure.count} agents could not start`);
   }
 
   /** A sleeping or stopped account of the template if there is one (woken), else the next free name. */
@@ -205,7 +206,6 @@ export class AgentLifecycle {
         authorizeAssignment: (agent, subject, taskId, attempt) => {
           const refusal = assignmentRefusal(ctx.state, agent, taskId, attempt);
           if (refusal) {
-            ctx.log.warn({ subject, agent, taskId, attempt, reason: refusal }, 'broker message rejected');
             ctx.emit(rejectionEntry(subject, 'taskId', refusal, { agent, taskId, attempt }));
           }
           return refusal;
@@ -251,7 +251,6 @@ export class AgentLifecycle {
         });
       });
       if (instance.unsafe) ctx.log.warn({ agent: name, isolation: template.isolation }, 'UNSAFE agent started: weaker isolation asked for by its template');
-      ctx.log.info({ agent: name, uid: account.uid, sandboxPid: instance.pid, woken }, 'agent started');
       void instance.exited.then((exit) => this.queue({ kind: 'exit', agent: name, exit }));
     } catch (error) {
       await instance.close();
@@ -273,7 +272,6 @@ export class AgentLifecycle {
       ctx.emit({ actor: `agent:${name}`, action: 'agent.ready', object: `agent:${name}`, details: { uid: agent.account.uid } });
       this.putAgentRow(name, 'running', nowMs);
     });
-    ctx.log.info({ agent: name, uid: agent.account.uid }, 'agent ready');
   }
 
   /**
@@ -299,7 +297,7 @@ export class AgentLifecycle {
         action: expected ? 'agent.stop' : 'agent.exit',
         object: `agent:${name}`,
         details: { exit, reason: agent.stopping ?? 'unexpected', openTasks: open.map((a) => a.taskId) },
-      });
+      }, expected ? undefined : { fields: { agent: name, exit: exitText } });
       const failTasks = agent.failTasks ?? limitFailureOf(exit, agent.template);
       for (const a of open) {
         if (failTasks) {
@@ -342,8 +340,6 @@ export class AgentLifecycle {
       const said = lastLogLines(join(ctx.config.stateDir, 'logs', `${name}.log`));
       this.noteSpawnFailure(agent.template.name, name, `agent ${name} exited before it was ready (${exitText})${said ? `: ${said}` : ''}`, nowMs);
     }
-    if (!expected) ctx.log.warn({ agent: name, exit: exitText }, 'agent exited unexpectedly');
-    else ctx.log.info({ agent: name, reason: agent.stopping }, 'agent stopped');
   }
 
   /** Puts idle `sleep` agents to sleep and stops `autodelete` agents after their task. */

@@ -145,7 +145,6 @@ export class Inbox {
       object: `task:${r.taskId}`,
       details: { attempt: r.attempt, outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: r.outputs },
     });
-    ctx.log.info({ taskId: r.taskId, agent: r.agent, outcome: r.outcome, durationMs: r.durationMs }, 'task finished');
     const agent = this.agents.live.get(r.agent);
     if (agent) {
       const load = Math.max(0, (agentView(ctx.world, r.agent)?.load ?? 1) - 1);

@@ -60,7 +60,6 @@ export class OperatorCommands {
         ctx.state.finishCommand(command.id, state, outcome, nowMs);
         ctx.emit({ actor: command.requestedBy, action: `command.${command.kind}`, object: obj, details: { id: command.id, state, outcome } });
       });
-      ctx.log.info({ command: command.kind, target: command.target, state, outcome }, 'operator command');
     }
   }
 
