@@ -14,7 +14,7 @@ import { ConfigError, type Logger } from '@warren/core';
 import { instanceTag } from './agent-spec.js';
 import type { SupervisorConfig } from './config.js';
 import { withPrivateUmask } from './state-dir.js';
-import { AssignmentState, type StateStore } from './state.js';
+import { AssignmentState, type StateStore } from '@warren/registry';
 
 /**
  * How the supervisor reaches its broker, and who may drive it.
