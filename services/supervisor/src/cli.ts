@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,15 +6,15 @@ import { Command, Option } from 'commander';
 import pino from 'pino';
 import pretty from 'pino-pretty';
 import { openAccounts } from '@warren/accounts';
-import { openAudit, type AuditRecord } from '@warren/audit';
-import { parseDurationMs, processExists, WarrenError, type Logger } from '@warren/core';
+import type { AuditRecord } from '@warren/audit';
+import { parseDurationMs, WarrenError, type Logger } from '@warren/core';
 import { BOARD_FORMATS, blockedTasks, checkBoard, formatBoardReport, importToWarrenBoard, loadBoard, normalizedTasks, type BoardFormatName, type BoardMapping } from '@warren/kanban';
-import { openDatabase, type SqliteDatabase } from '@warren/store';
+import { openDatabase } from '@warren/store';
+import { openRegistry, runningSupervisorPid as supervisorPidIn, SUPERVISOR_PID_FILE, type CommandKind, type Registry, type TaskView } from '@warren/registry';
 import { resolveConfig, type SupervisorConfig, type SupervisorOptions } from './config.js';
 import { loadTemplates } from './templates.js';
 import { execInAgent } from './exec.js';
 import { loadMappingFile } from './mapping.js';
-import { StateStore, migrateState, queuePositions, type CommandKind, type TaskRow } from './state.js';
 import { Supervisor, type RunMode, type RunSummary } from './supervisor.js';
 import { lockBoard, type BoardLock } from './board-lock.js';
 import { secureStateDir } from './state-dir.js';
@@ -92,7 +92,7 @@ const FATAL_CLOSE_MARGIN_MS = 15_000;
 
 /** Takes the state directory for one supervisor; a live one already there is an error. */
 function lockStateDir(config: SupervisorConfig): () => void {
-  const pidFile = join(config.stateDir, 'supervisor.pid');
+  const pidFile = join(config.stateDir, SUPERVISOR_PID_FILE);
   const other = runningSupervisorPid(config);
   if (other !== undefined) {
     throw new WarrenError('WARREN_BUSY', `another supervisor (pid ${other}) is using ${config.stateDir}`);
@@ -102,11 +102,7 @@ function lockStateDir(config: SupervisorConfig): () => void {
 }
 
 function runningSupervisorPid(config: SupervisorConfig): number | undefined {
-  const pidFile = join(config.stateDir, 'supervisor.pid');
-  if (!existsSync(pidFile)) return undefined;
-  const pid = Number(readFileSync(pidFile, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  return processExists(pid) ? pid : undefined;
+  return supervisorPidIn(config.stateDir);
 }
 
 async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOptions>, json: boolean): Promise<number> {
@@ -175,15 +171,33 @@ async function boardOptions(flags: { format?: BoardFormatName; mapping?: string 
   };
 }
 
-/** Opens the state database of `config` for a read command. */
-function openState(config: SupervisorConfig): SqliteDatabase {
+/**
+ * Opens the registry over the state database of `config` for a command; the caller closes
+ * `registry.db`.
+ * @throws {WarrenError} `WARREN_NO_STATE` when there is no database yet.
+ */
+function openStateRegistry(config: SupervisorConfig): Registry {
   const path = join(config.stateDir, 'warren.db');
   if (!existsSync(path)) {
     throw new WarrenError('WARREN_NO_STATE', `no state at ${path} yet: run 'warren up' or 'warren run --until-idle' first`);
   }
   const db = openDatabase(path);
-  migrateState(db);
-  return db;
+  try {
+    return openRegistry(db, { stateDir: config.stateDir });
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/** Runs `read` on the registry over the state database of `config`, then closes the database. */
+function withRegistry<T>(config: SupervisorConfig, read: (registry: Registry) => T): T {
+  const registry = openStateRegistry(config);
+  try {
+    return read(registry);
+  } finally {
+    registry.db.close();
+  }
 }
 
 function table(rows: readonly (readonly string[])[]): string {
@@ -243,57 +257,36 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON')
     .action((flags: PathFlags & { json?: boolean }) => {
       const config = configFrom(flags, {});
-      const pid = runningSupervisorPid(config);
-      const db = openState(config);
-      try {
-        const state = new StateStore(db);
-        const audit = openAudit(db);
-        const count = <T extends string>(values: readonly T[]) =>
-          values.reduce<Record<string, number>>((acc, v) => ({ ...acc, [v]: (acc[v] ?? 0) + 1 }), {});
-        const status = {
-          supervisor: pid === undefined ? 'stopped' : 'running',
-          pid: pid ?? null,
-          stateDir: config.stateDir,
-          tasks: count(state.tasks().map((t) => t.state)),
-          agents: count(state.agents().map((a) => a.state)),
-          openExecutions: state.openAssignments().length,
-          auditRows: audit.lastSeq(),
-        };
-        print(flags.json ?? false, status, () =>
-          table([
-            ['supervisor', `${status.supervisor}${pid ? ` (pid ${pid})` : ''}`],
-            ['state dir', status.stateDir],
-            ['tasks', Object.entries(status.tasks).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
-            ['agents', Object.entries(status.agents).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
-            ['open executions', String(status.openExecutions)],
-            ['audit rows', String(status.auditRows)],
-          ]),
-        );
-      } finally {
-        db.close();
-      }
+      const status = withRegistry(config, (registry) => registry.status());
+      const pid = status.pid;
+      print(flags.json ?? false, status, () =>
+        table([
+          ['supervisor', `${status.supervisor}${pid ? ` (pid ${pid})` : ''}`],
+          ['state dir', status.stateDir],
+          ['tasks', Object.entries(status.tasks).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
+          ['agents', Object.entries(status.agents).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
+          ['open executions', String(status.openExecutions)],
+          ['audit rows', String(status.auditRows)],
+        ]),
+      );
     });
 
   addPathOptions(program.command('agents').description('list agent instances'))
     .option('--json', 'print JSON')
     .action(async (flags: PathFlags & { json?: boolean }) => {
       const config = configFrom(flags, {});
-      const db = openState(config);
-      try {
-        const { templates } = await loadTemplates(config.agentsDir, config.root);
-        const agents = new StateStore(db).agents().map((a) => ({ ...a, isolation: templates.get(a.template)?.isolation ?? 'full' }));
-        print(flags.json ?? false, agents, () =>
-          table([
-            ['NAME', 'TEMPLATE', 'UID', 'STATE', 'PID', 'TASKS', 'STARTED', 'LAST EXIT'],
-            ...agents.map((a) => [
-              a.isolation === 'full' ? a.name : `${a.name} (UNSAFE: ${a.isolation})`,
-              a.template, String(a.uid), a.state, a.pid ? String(a.pid) : '-', String(a.tasksDone), iso(a.startedMs), a.lastExit ?? '-',
-            ]),
+      const rows = withRegistry(config, (registry) => registry.agents());
+      const { templates } = await loadTemplates(config.agentsDir, config.root);
+      const agents = rows.map((a) => ({ ...a, isolation: templates.get(a.template)?.isolation ?? 'full' }));
+      print(flags.json ?? false, agents, () =>
+        table([
+          ['NAME', 'TEMPLATE', 'UID', 'STATE', 'PID', 'TASKS', 'STARTED', 'LAST EXIT'],
+          ...agents.map((a) => [
+            a.isolation === 'full' ? a.name : `${a.name} (UNSAFE: ${a.isolation})`,
+            a.template, String(a.uid), a.state, a.pid ? String(a.pid) : '-', String(a.tasksDone), iso(a.startedMs), a.lastExit ?? '-',
           ]),
-        );
-      } finally {
-        db.close();
-      }
+        ]),
+      );
     });
 
   addPathOptions(program.command('tasks').description("list the board's tasks with what Warren knows of them"))
@@ -301,15 +294,9 @@ export function buildProgram(): Command {
     .action(async (flags: PathFlags & { json?: boolean }) => {
       const config = configFrom(flags, {});
       const board = await loadBoard(config.boardDir);
-      const rows = existsSync(join(config.stateDir, 'warren.db')) ? (() => {
-        const db = openState(config);
-        try {
-          return new Map(new StateStore(db).tasks().map((t) => [t.id, t]));
-        } finally {
-          db.close();
-        }
-      })() : new Map<string, TaskRow>();
-      const positions = queuePositions(rows.values());
+      const rows = existsSync(join(config.stateDir, 'warren.db'))
+        ? new Map(withRegistry(config, (registry) => registry.tasks()).map((t) => [t.id, t]))
+        : new Map<string, TaskView>();
       const blocked = new Map(blockedTasks(board.tasks, board.config).map((b) => [b.taskId, b.reason]));
       const tasks = board.tasks.map((t) => ({
         id: t.id,
@@ -321,7 +308,7 @@ export function buildProgram(): Command {
         dependsOn: t.dependsOn,
         state: rows.get(t.id)?.state ?? null,
         attempt: rows.get(t.id)?.attempt ?? 0,
-        queuePosition: positions.get(t.id) ?? null,
+        queuePosition: rows.get(t.id)?.queuePosition ?? null,
         queueReason: rows.get(t.id)?.queueReason ?? null,
         blocked: blocked.get(t.id) ?? null,
         result: t.result ?? null,
@@ -350,16 +337,13 @@ export function buildProgram(): Command {
     .option('--group', 'print group entries instead (like getent group)')
     .action((flags: PathFlags & { json?: boolean; group?: boolean }) => {
       const config = configFrom(flags, {});
-      const db = openState(config);
-      try {
-        const accounts = openAccounts(db, { homeRoot: config.homeRoot, uidMin: config.uidMin, uidMax: config.uidMax });
+      withRegistry(config, (registry) => {
+        const accounts = openAccounts(registry.db, { homeRoot: config.homeRoot, uidMin: config.uidMin, uidMax: config.uidMax });
         const list = accounts.list();
         print(flags.json ?? false, list, () =>
           list.map((a) => `${flags.group ? accounts.groupLine(a) : accounts.passwdLine(a)}\n`).join(''),
         );
-      } finally {
-        db.close();
-      }
+      });
     });
 
   addPathOptions(program.command('audit').description('list and filter the audit trail'))
@@ -373,11 +357,9 @@ export function buildProgram(): Command {
     .option('--verify', 'check the hash chain instead of listing')
     .action((flags: PathFlags & { json?: boolean; actor?: string; action?: string; object?: string; decision?: 'allow' | 'deny'; since?: string; limit: string; verify?: boolean }) => {
       const config = configFrom(flags, {});
-      const db = openState(config);
-      try {
-        const audit = openAudit(db);
+      withRegistry(config, (registry) => {
         if (flags.verify) {
-          const result = audit.verify();
+          const result = registry.verifyAudit();
           print(flags.json ?? false, result, () =>
             result.ok ? `ok: ${result.rows} rows, hash chain intact\n` : `BROKEN at seq ${result.firstBadSeq}: ${result.reason}\n`,
           );
@@ -386,24 +368,24 @@ export function buildProgram(): Command {
         }
         const limit = Number(flags.limit);
         if (!Number.isInteger(limit) || limit <= 0) throw new WarrenError('WARREN_USAGE', `--limit must be a positive whole number, got ${flags.limit}`);
-        const rows = audit.query({
-          ...(flags.actor ? { actor: flags.actor } : {}),
-          ...(flags.action ? { action: flags.action } : {}),
-          ...(flags.object ? { object: flags.object } : {}),
-          ...(flags.decision ? { decision: flags.decision } : {}),
-          ...(flags.since ? { sinceMs: Date.now() - parseDurationMs(flags.since, 'option --since') } : {}),
+        const { rows } = registry.auditPage({
+          filter: {
+            ...(flags.actor ? { actor: flags.actor } : {}),
+            ...(flags.action ? { action: flags.action } : {}),
+            ...(flags.object ? { object: flags.object } : {}),
+            ...(flags.decision ? { decision: flags.decision } : {}),
+            ...(flags.since ? { sinceMs: Date.now() - parseDurationMs(flags.since, 'option --since') } : {}),
+          },
           limit,
-          order: 'desc',
-        }).reverse();
+          newest: true,
+        });
         print(flags.json ?? false, rows, () =>
           table([
             ['SEQ', 'TIME', 'ACTOR', 'ACTION', 'OBJECT', 'DECISION', 'DETAILS'],
             ...rows.map((r: AuditRecord) => [String(r.seq), iso(r.timeMs), r.actor, r.action, r.object, r.decision ?? '-', JSON.stringify(r.details ?? {})]),
           ]),
         );
-      } finally {
-        db.close();
-      }
+      });
     });
 
   const board = program.command('board').description('read boards in any supported format');
@@ -488,17 +470,11 @@ async function operate(
 ): Promise<number> {
   const config = configFrom(flags, {});
   const waitMs = parseDurationMs(flags.wait, 'option --wait');
-  const db = openState(config);
+  const registry = openStateRegistry(config);
   try {
-    const state = new StateStore(db);
-    const id = state.enqueueCommand(kind, target, requestedBy, Date.now());
+    const id = registry.commands.enqueue(kind, target, requestedBy, Date.now());
     const running = runningSupervisorPid(config) !== undefined;
-    const deadline = Date.now() + waitMs;
-    let command = state.command(id)!;
-    while (running && command.state === 'queued' && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      command = state.command(id)!;
-    }
+    const command = await registry.commands.waitForOutcome(id, { timeoutMs: running ? waitMs : 0 });
     print(flags.json ?? false, command, () =>
       command.state === 'queued'
         ? `queued as command ${id}; ${running ? 'the supervisor has not run it yet' : 'no supervisor is running: it runs when one starts'}\n`
@@ -506,7 +482,7 @@ async function operate(
     );
     return command.state === 'done' ? ExitCode.ok : ExitCode.failed;
   } finally {
-    db.close();
+    registry.db.close();
   }
 }
 
