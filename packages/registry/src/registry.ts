@@ -41,6 +41,11 @@ export interface OpenRegistryOptions {
   readonly supervisorPid?: number;
   /** The audit trail of `db`, when the caller has it open. Default: opened on first use. */
   readonly audit?: AuditTrail;
+  /**
+   * The state store over `db` the caller already writes through (the supervisor's), so that one
+   * process keeps one task cache. Default: a new one.
+   */
+  readonly state?: StateStore;
 }
 
 const DEFAULT_AUDIT_LIMIT = 1000;
@@ -122,7 +127,10 @@ export class Registry {
     readonly db: SqliteDatabase,
     private readonly options: OpenRegistryOptions,
   ) {
-    this.state = new StateStore(db);
+    if (options.state !== undefined && options.state.db !== db) {
+      throw new RegistryError('WARREN_QUERY_INVALID', "'state' must be a StateStore over the registry's database");
+    }
+    this.state = options.state ?? new StateStore(db);
     this.commands = this.state.commands;
     this.auditTrail = options.audit;
     this.stmts = {

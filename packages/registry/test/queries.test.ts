@@ -4,12 +4,13 @@ import { describe, expect, it } from 'vitest';
 import { openAudit } from '@warren/audit';
 import {
   AssignmentState,
+  migrateState,
   openRegistry,
   RegistryError,
   SUPERVISOR_PID_FILE,
+  StateStore,
   TaskState,
   type Registry,
-  type StateStore,
 } from '@warren/registry';
 import { open, taskRow, tempDir } from './support.js';
 
@@ -94,6 +95,21 @@ describe('status', () => {
       expect([content, registry.status().supervisor, registry.status().pid]).toEqual([content, supervisor, pid]);
     }
     expect(filledRegistry({ supervisorPid: 77 }).registry.status()).toMatchObject({ supervisor: 'running', pid: 77 });
+  });
+
+  it("shares the caller's state store and audit trail when given them", () => {
+    const stateDir = tempDir();
+    const db = open(join(stateDir, 'warren.db'));
+    migrateState(db);
+    const state = new StateStore(db);
+    const audit = openAudit(db);
+    const registry = openRegistry(db, { stateDir, state, audit, supervisorPid: process.pid });
+    expect(registry.state).toBe(state);
+    state.putTask(taskRow('a'));
+    audit.append({ actor: 'supervisor', action: 'task.assign', object: 'task:a' });
+    expect(registry.status()).toMatchObject({ supervisor: 'running', pid: process.pid, tasks: { ready: 1 }, auditRows: 1 });
+    const other = open(join(tempDir(), 'warren.db'));
+    expect(() => openRegistry(other, { stateDir, state })).toThrow("'state' must be a StateStore over the registry's database");
   });
 });
 
