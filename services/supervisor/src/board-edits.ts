@@ -20,7 +20,7 @@ import {
   type Task,
   type TaskFileError,
 } from '@warren/kanban';
-import { isTerminal, TaskState, type AssignmentRow, type StateStore, type TaskRow } from './state.js';
+import { isTerminal, TaskState, type AssignmentRow, type StateStore, type TaskRow } from '@warren/registry';
 import type { EmitEvent } from './event-bus.js';
 
 /** The columns that play Warren's roles on a board. */

@@ -14,7 +14,7 @@ import { instanceTag } from '@warren/runtime';
 import type { EventDetails, WarrenEvent } from './events.js';
 import type { SupervisorConfig } from './config.js';
 import { withPrivateUmask } from './state-dir.js';
-import { AssignmentState, type StateStore } from './state.js';
+import { AssignmentState, type StateStore } from '@warren/registry';
 
 /**
  * How the supervisor reaches its broker, and who may drive it.

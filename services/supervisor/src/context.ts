@@ -11,7 +11,7 @@ import type { SupervisorConfig } from './config.js';
 import type { CrashPoint } from './crash.js';
 import type { EventBus, EventLogOverride } from './event-bus.js';
 import type { WarrenEvent } from './events.js';
-import type { StateStore } from './state.js';
+import type { Registry, StateStore } from '@warren/registry';
 import type { AgentTemplate, TemplateError } from './templates.js';
 
 /** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
@@ -40,6 +40,8 @@ export interface SupervisorContext {
   readonly db: SqliteDatabase;
   /** Tasks, executions, agents and operator commands in SQLite. */
   readonly state: StateStore;
+  /** The read model over the same database (named queries, the operator-command queue). */
+  readonly registry: Registry;
   readonly audit: AuditTrail;
   readonly accounts: AccountStore;
   readonly policy: PolicyEnforcer;

@@ -16,8 +16,8 @@ export { loadTemplates, parseTemplate, TemplateError, TemplateFile, LifecycleMod
 export type { AgentTemplate, TemplateSet } from './templates.js';
 export { AgentGateway } from '@warren/runtime';
 export type { GatewayEvents, GatewayIdentity, AgentGatewayOptions } from '@warren/runtime';
-export { StateStore, TaskState, AssignmentState, migrateState } from './state.js';
-export type { TaskRow, AssignmentRow, AgentRow } from './state.js';
+export { StateStore, TaskState, AssignmentState, migrateState } from '@warren/registry';
+export type { TaskRow, AssignmentRow, AgentRow } from '@warren/registry';
 export { buildProgram, main, ExitCode } from './cli.js';
 export {
   brokerInstance,

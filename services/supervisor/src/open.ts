@@ -16,7 +16,7 @@ import { EventBus, type EmitEvent } from './event-bus.js';
 import { inputRejected } from './input-rejections.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
-import { migrateState, StateStore } from './state.js';
+import { migrateState, openRegistry, StateStore } from '@warren/registry';
 import { secureStateDir } from './state-dir.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
 
@@ -80,6 +80,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     migrateState(db);
     const state = new StateStore(db);
     const audit = openAudit(db);
+    const registry = openRegistry(db, { stateDir: config.stateDir, supervisorPid: process.pid, state, audit });
     const events = new EventBus({ db, audit, logger: log });
     policyEmit = (event, line) => events.emit(event, line);
     const accounts = openAccounts(db, {
@@ -111,6 +112,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       world: createAgentWorld(),
       db,
       state,
+      registry,
       audit,
       accounts,
       policy,

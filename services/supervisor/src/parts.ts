@@ -15,7 +15,7 @@ import type { InspectedAgent, SupervisorInspection } from './inspect.js';
 import { OperatorCommands } from './operator/commands.js';
 import { Planner } from './planning.js';
 import { summarize, type RunSummary } from './run-summary.js';
-import { TaskState } from './state.js';
+import { TaskState } from '@warren/registry';
 import { StrandedWatch } from './stranded-watch.js';
 
 /** The supervisor's stage modules, wired to one another over one context. */

@@ -8,7 +8,7 @@
 import type { Broker, StrandedRepair } from '@warren/broker';
 import type { Logger } from '@warren/core';
 import type { EmitEvent } from './event-bus.js';
-import type { AssignmentRow } from './state.js';
+import type { AssignmentRow } from '@warren/registry';
 
 /** How long an execution may wait (published without an ack, or acked without a result) before its consumer is checked, in ms. */
 export const STRANDED_CHECK_AFTER_MS = 10_000;

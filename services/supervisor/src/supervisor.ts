@@ -13,7 +13,7 @@ import { openContext } from './open.js';
 import type { RunSummary } from './run-summary.js';
 import { assembleParts, idleNow, inspectParts, runSummary, type SupervisorParts } from './parts.js';
 import { clearPhantomDeliveries } from './stranded-watch.js';
-import { TaskState } from './state.js';
+import { TaskState } from '@warren/registry';
 
 export type { RunMode } from './context.js';
 export type { RunSummary } from './run-summary.js';

@@ -19,7 +19,7 @@ import { BoardAvailability } from '../board-availability.js';
 import type { BoardEdits } from '../board-edits.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { inputRejected } from '../input-rejections.js';
-import { isTerminal, TaskState } from '../state.js';
+import { isTerminal, TaskState } from '@warren/registry';
 
 /**
  * The supervisor's copy of the board: the last good snapshot, its tasks by id, and what changed

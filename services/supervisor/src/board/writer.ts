@@ -12,7 +12,7 @@ import {
 import type { BoardEdits } from '../board-edits.js';
 import { mapLimit, SUPERVISOR, type SupervisorContext } from '../context.js';
 import { crashDuringWrite, CrashPoint } from '../crash.js';
-import { isTerminal, TaskState, type TaskRow } from '../state.js';
+import { isTerminal, TaskState, type TaskRow } from '@warren/registry';
 import type { BoardMirror } from './mirror.js';
 
 /** Board files written at once by a flush. */

@@ -5,7 +5,7 @@ import type { AgentLifecycle } from '../agents/lifecycle.js';
 import type { SupervisorContext } from '../context.js';
 import { CrashPoint } from '../crash.js';
 import { taskFailureOf } from '../limit-watch.js';
-import { TaskState } from '../state.js';
+import { TaskState } from '@warren/registry';
 import { classifyResult } from './decisions.js';
 import type { Settler } from './settle.js';
 
@@ -104,7 +104,7 @@ export class Inbox {
   private applyAck(agent: string, taskId: string, attempt: number, nowMs: number): void {
     const { state } = this.ctx;
     const row = state.task(taskId);
-    state.setAssignmentState(taskId, attempt, 'acked');
+    state.setAssignmentState(taskId, attempt, 'acked', nowMs);
     if (row && row.attempt === attempt && row.state === TaskState.assigned) {
       state.putTask({ ...row, state: TaskState.running, updatedMs: nowMs });
     }

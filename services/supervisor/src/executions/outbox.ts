@@ -2,7 +2,7 @@ import type { AgentLifecycle } from '../agents/lifecycle.js';
 import type { BoardMirror } from '../board/mirror.js';
 import { mapLimit, type SupervisorContext } from '../context.js';
 import { CrashPoint } from '../crash.js';
-import type { AssignmentRow } from '../state.js';
+import type { AssignmentRow } from '@warren/registry';
 
 /** How long an execution may wait for its agent's ack, or its result, before it is chased, in ms. */
 export const CHASE_AFTER_MS = 5_000;
