@@ -1,20 +1,17 @@
-import type { AuditEntry } from '@warren/audit';
-import type { Logger } from '@warren/core';
 import { blockedTasks, type BlockedTask, type BoardSnapshot } from '@warren/kanban';
+import type { EmitEvent } from './event-bus.js';
 
 /**
  * Keeps the board's blocked tasks (ready tasks that wait on a dependency cycle, on themselves, on
  * an unknown id, or on such a task; see `blockedTasks` of `@warren/kanban`) and reports each one
- * when it becomes blocked: one warn log line and one `task.blocked` audit row (details: `reason`).
+ * when it becomes blocked: one `task.blocked` event (details: `reason`), logged as a warning.
  * A task that is unblocked and blocked again is reported again.
  */
 export class BlockedTaskReport {
   private current: readonly BlockedTask[] = [];
 
-  constructor(
-    private readonly log: Logger,
-    private readonly record: (entry: AuditEntry) => void,
-  ) {}
+  /** @param emit records an event (`EventBus.emit`). */
+  constructor(private readonly emit: EmitEvent) {}
 
   /** The blocked tasks of the last board seen, in board order. */
   get tasks(): readonly BlockedTask[] {
@@ -27,8 +24,10 @@ export class BlockedTaskReport {
     this.current = blockedTasks(board.tasks, board.config);
     for (const blocked of this.current) {
       if (before.has(keyOf(blocked))) continue;
-      this.log.warn({ taskId: blocked.taskId, reason: blocked.reason }, `task ${blocked.taskId} is blocked: ${blocked.reason}`);
-      this.record({ actor: 'board', action: 'task.blocked', object: `task:${blocked.taskId}`, details: { reason: blocked.reason } });
+      this.emit(
+        { actor: 'board', action: 'task.blocked', object: `task:${blocked.taskId}`, details: { reason: blocked.reason } },
+        { message: `task ${blocked.taskId} is blocked: ${blocked.reason}` },
+      );
     }
   }
 }

@@ -8,8 +8,6 @@
  * result, if any, is kept in the audit trail only.
  */
 import { existsSync } from 'node:fs';
-import type { AuditEntry } from '@warren/audit';
-import type { Logger } from '@warren/core';
 import {
   applyOwnedChanges,
   checkTransition,
@@ -22,7 +20,8 @@ import {
   type Task,
   type TaskFileError,
 } from '@warren/kanban';
-import { isTerminal, TaskState, type AssignmentRow, type StateStore, type TaskRow } from './state.js';
+import { isTerminal, TaskState, type AssignmentRow, type StateStore, type TaskRow } from '@warren/registry';
+import type { EmitEvent } from './event-bus.js';
 
 /** The columns that play Warren's roles on a board. */
 type Roles = BoardConfig['roles'];
@@ -39,9 +38,8 @@ export interface BoardNote {
 /** What {@link BoardEdits} needs from the supervisor. */
 export interface BoardEditsContext {
   readonly state: StateStore;
-  readonly log: Logger;
-  /** Appends an audit row (inside the caller's transaction when there is one). */
-  record(entry: AuditEntry): void;
+  /** Records an event (`EventBus.emit`: inside the caller's transaction when there is one). */
+  emit: EmitEvent;
   /**
    * Asks the agent that holds execution (`taskId`, `attempt`) to cancel it, the way
    * `warren task cancel` does. @returns false when no agent can be told (it is not running or not
@@ -119,7 +117,7 @@ export class BoardEdits {
    * @returns the executions that were cancelled.
    */
   applyMoves(tasks: Iterable<Task>, roles: Roles, previous: ReadonlyMap<string, Task>, nowMs: number, whileStopped = false): AssignmentRow[] {
-    const { state, record, log } = this.context;
+    const { state, emit } = this.context;
     const cancelled: AssignmentRow[] = [];
     for (const task of tasks) {
       const row = state.task(task.id);
@@ -129,8 +127,10 @@ export class BoardEdits {
       const reason = `moved to ${column} on the board${whileStopped ? ' while the supervisor was stopped' : ''}`;
       if (!isInFlight(row.state)) {
         state.putTask({ ...row, boardSync: 'clean', boardHash: task.hash });
-        record({ actor: 'board', action: 'board.write_dropped', object: `task:${task.id}`, details: { attempt: row.attempt, state: row.state, column, reason } });
-        log.warn({ taskId: task.id, column }, `task ${task.id} ${reason} after it ended (${row.state}); the card keeps that column`);
+        emit(
+          { actor: 'board', action: 'board.write_dropped', object: `task:${task.id}`, details: { attempt: row.attempt, state: row.state, column, reason } },
+          { fields: { taskId: task.id, column }, message: `task ${task.id} ${reason} after it ended (${row.state}); the card keeps that column` },
+        );
         this.notes.push({ taskId: task.id, message: `${reason} after it ended (${row.state}); the card keeps that column` });
         continue;
       }
@@ -147,19 +147,21 @@ export class BoardEdits {
         queuePosition: null,
         queueReason: null,
       });
-      record({
-        actor: 'board',
-        action: 'task.cancelled',
-        object: `task:${task.id}`,
-        details: { attempt: row.attempt, agent: row.agent, column, reason, requeued: toReady },
-      });
+      emit(
+        {
+          actor: 'board',
+          action: 'task.cancelled',
+          object: `task:${task.id}`,
+          details: { attempt: row.attempt, agent: row.agent, column, reason, requeued: toReady },
+        },
+        { fields: { taskId: task.id, attempt: row.attempt, column }, message: `task ${task.id} ${reason}: execution cancelled${toReady ? '; it runs again' : ''}` },
+      );
       const open = state.assignment(task.id, row.attempt);
       if (open && open.state !== 'finished') {
         const told = open.state !== 'pending' && this.context.cancelExecution(task.id, row.attempt, open.agent, reason);
         if (!told) state.finishAssignment(task.id, row.attempt, { outcome: 'cancelled', exitCode: null, summary: reason, outputs: [] }, nowMs);
         cancelled.push(open);
       }
-      log.warn({ taskId: task.id, attempt: row.attempt, column }, `task ${task.id} ${reason}: execution cancelled${toReady ? '; it runs again' : ''}`);
       this.notes.push({ taskId: task.id, message: `${reason}: attempt ${row.attempt} cancelled${toReady ? ', queued again' : ''}` });
     }
     return cancelled;
@@ -169,10 +171,10 @@ export class BoardEdits {
    * Reports, once per execution, an open execution whose card is gone from the board (deleted, not
    * merely unreadable: a file that no longer parses is held and reported as such). The execution
    * runs to its end; its result is kept in the database and the audit trail, and its board write
-   * is dropped ({@link isDeletedCard}). Writes a warning and a `task.card_deleted` audit row.
+   * is dropped ({@link isDeletedCard}). Emits a `task.card_deleted` event, logged as a warning.
    */
   reportDeletedCards(taskById: ReadonlyMap<string, Task>, errors: readonly TaskFileError[]): void {
-    const { state, record, log } = this.context;
+    const { state, emit } = this.context;
     let held: Set<string> | undefined;
     for (const open of state.openAssignments()) {
       if (taskById.has(open.taskId)) continue;
@@ -184,8 +186,10 @@ export class BoardEdits {
       if (held.has(row.path)) continue;
       this.reported.add(`deleted:${key}`);
       const message = `the card of task ${open.taskId} (${row.path}) was deleted during attempt ${open.attempt} on ${open.agent}; the execution runs to its end and its result is kept in the audit trail only`;
-      log.warn({ taskId: open.taskId, attempt: open.attempt, path: row.path }, message);
-      record({ actor: 'board', action: 'task.card_deleted', object: `task:${open.taskId}`, details: { attempt: open.attempt, agent: open.agent, path: row.path } });
+      emit(
+        { actor: 'board', action: 'task.card_deleted', object: `task:${open.taskId}`, details: { attempt: open.attempt, agent: open.agent, path: row.path } },
+        { fields: { taskId: open.taskId, attempt: open.attempt, path: row.path }, message },
+      );
       this.notes.push({ taskId: open.taskId, message: 'card deleted during its run; the result is in the audit trail only' });
     }
   }
@@ -225,8 +229,10 @@ export class BoardEdits {
       if (!this.reported.has(key)) {
         this.reported.add(key);
         this.notes.push({ taskId: task.id, message: `${row.state}, but the card ${why}` });
-        this.context.record({ actor: 'supervisor', action: 'board.stopped', object: `task:${task.id}`, details: { attempt: row.attempt, column: task.status, target: changes.status, reason: why } });
-        this.context.log.warn({ taskId: task.id, column: task.status }, `card of ${task.id} ${why}`);
+        this.context.emit(
+          { actor: 'supervisor', action: 'board.stopped', object: `task:${task.id}`, details: { attempt: row.attempt, column: task.status, target: changes.status, reason: why } },
+          { fields: { taskId: task.id, column: task.status }, message: `card of ${task.id} ${why}` },
+        );
       }
       const { status: _unused, ...rest } = last;
       return [{ ...rest, result: `${changes.result ?? row.state}; ${why}` }];

@@ -9,12 +9,12 @@ import {
   type EmbeddedNatsServer,
   type InvalidMessageError,
 } from '@warren/broker';
-import type { AuditEntry } from '@warren/audit';
 import { ConfigError, type Logger } from '@warren/core';
-import { instanceTag } from './agent-spec.js';
+import { instanceTag } from '@warren/runtime';
+import type { EventDetails, WarrenEvent } from './events.js';
 import type { SupervisorConfig } from './config.js';
 import { withPrivateUmask } from './state-dir.js';
-import { AssignmentState, type StateStore } from './state.js';
+import { AssignmentState, type StateStore } from '@warren/registry';
 
 /**
  * How the supervisor reaches its broker, and who may drive it.
@@ -34,7 +34,7 @@ import { AssignmentState, type StateStore } from './state.js';
 export const EMBEDDED_NATS_USER = 'warren';
 
 /** The audit action of a broker message Warren refused. */
-export const BROKER_REJECTED = 'broker.rejected';
+export const BROKER_REJECTED = 'broker.rejected' as const;
 
 /** The instance name on NATS: `--instance`, or derived from the state directory. */
 export function brokerInstance(config: SupervisorConfig): string {
@@ -153,11 +153,16 @@ export async function openBroker(
 }
 
 /**
- * The audit row and warning of a broker message Warren refused (bad signature, malformed, or an
+ * The `broker.rejected` event (audit row and warning) of a broker message Warren refused (bad signature, malformed, or an
  * assignment naming no execution of its agent): action `broker.rejected`, object
  * `broker:<subject>`, details `{ subject, field, reason }` plus what the caller adds.
  */
-export function rejectionEntry(subject: string, field: string, reason: string, extra: Record<string, unknown> = {}): AuditEntry {
+export function rejectionEntry(
+  subject: string,
+  field: string,
+  reason: string,
+  extra: Pick<EventDetails['broker.rejected'], 'agent' | 'taskId' | 'attempt'> = {},
+): WarrenEvent<'broker.rejected'> {
   return { actor: 'supervisor', action: BROKER_REJECTED, object: `broker:${subject}`, details: { subject, field, reason, ...extra } };
 }
 

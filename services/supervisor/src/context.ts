@@ -1,14 +1,17 @@
 import type { AccountStore } from '@warren/accounts';
-import type { AuditEntry, AuditTrail } from '@warren/audit';
+import type { AuditTrail } from '@warren/audit';
 import type { Broker, EmbeddedNatsServer } from '@warren/broker';
 import type { Logger } from '@warren/core';
 import type { BoardMapping } from '@warren/kanban';
 import type { PolicyEnforcer } from '@warren/policy';
+import type { AgentRuntime } from '@warren/runtime';
 import type { SqliteDatabase } from '@warren/store';
 import type { AgentWorld } from '@warren/ecs';
 import type { SupervisorConfig } from './config.js';
 import type { CrashPoint } from './crash.js';
-import type { StateStore } from './state.js';
+import type { EventBus, EventLogOverride } from './event-bus.js';
+import type { WarrenEvent } from './events.js';
+import type { Registry, StateStore } from '@warren/registry';
 import type { AgentTemplate, TemplateError } from './templates.js';
 
 /** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
@@ -37,12 +40,16 @@ export interface SupervisorContext {
   readonly db: SqliteDatabase;
   /** Tasks, executions, agents and operator commands in SQLite. */
   readonly state: StateStore;
+  /** The read model over the same database (named queries, the operator-command queue). */
+  readonly registry: Registry;
   readonly audit: AuditTrail;
   readonly accounts: AccountStore;
   readonly policy: PolicyEnforcer;
   readonly broker: Broker;
   /** The nats-server this supervisor started, when it runs its own. */
   readonly nats: EmbeddedNatsServer | undefined;
+  /** Where agents run: starts instances, detaches and releases their storage. */
+  readonly runtime: AgentRuntime;
   readonly templates: ReadonlyMap<string, AgentTemplate>;
   readonly templateErrors: readonly TemplateError[];
   /**
@@ -50,9 +57,15 @@ export interface SupervisorContext {
    * on the same host: `w` and the first 6 hex digits of sha256(state directory).
    */
   readonly instanceTag: string;
-  /** Records one event: its audit row (inside the running transaction, if any). */
-  emit(entry: AuditEntry): void;
-  /** Runs `fn` in one SQLite transaction (one fsync however many rows it writes). */
+  /** The event bus: audit rows, their log lines, and the events published on NATS after each commit. */
+  readonly events: EventBus;
+  /**
+   * Records one event (see events.ts): its audit row (inside the running transaction, if any), one
+   * log line (`line` overrides the catalogue's message or fields), and its NATS message once
+   * committed.
+   */
+  emit(event: WarrenEvent, line?: EventLogOverride): void;
+  /** Runs `fn` in one SQLite transaction (one fsync however many rows it writes); its events publish after the commit. */
   transaction(fn: () => void): void;
   /** Asks the tick loop for a tick as soon as the current one ends. */
   requestTick(): void;

@@ -1,24 +1,12 @@
-import { existsSync, readdirSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { openAccounts } from '@warren/accounts';
 import { openAudit } from '@warren/audit';
-import { processExists, WarrenError, type Logger } from '@warren/core';
+import { WarrenError, type Logger } from '@warren/core';
 import { loadPolicy } from '@warren/policy';
-import {
-  assertIsolation,
-  describeExit,
-  describeOutOfMemory,
-  describeProcessLimit,
-  probeHost,
-  removeOrphanCgroups,
-  spawnSandbox,
-  type Sandbox,
-  type SandboxExit,
-} from '@warren/sandbox';
+import { describeExit, describeOutOfMemory, describeProcessLimit, type AgentExit, type AgentProcess } from '@warren/runtime';
 import { openDatabase } from '@warren/store';
-import { agentSandboxSpec, instanceTag } from './agent-spec.js';
+import { agentSpecOf, createAgentRuntime } from './agent-runtime.js';
 import type { SupervisorConfig } from './config.js';
 import { loadTemplates } from './templates.js';
 
@@ -55,7 +43,8 @@ export interface ExecOptions {
  * @throws {WarrenError} `WARREN_NO_AGENT` for an unknown agent, `WARREN_POLICY_DENIED` when refused.
  */
 export async function execInAgent(config: SupervisorConfig, options: ExecOptions): Promise<number> {
-  assertIsolation(await probeHost());
+  const runtime = createAgentRuntime(config, { logger: options.logger, hostEnv: options.hostEnv });
+  await runtime.probe();
   const db = openDatabase(join(config.stateDir, 'warren.db'));
   try {
     const accounts = openAccounts(db, { homeRoot: config.homeRoot, uidMin: config.uidMin, uidMax: config.uidMax });
@@ -75,45 +64,19 @@ export async function execInAgent(config: SupervisorConfig, options: ExecOptions
     audit.append({ actor: options.user, action: 'policy.decide', object, decision: allowed ? 'allow' : 'deny', details: { act: 'exec' } });
     if (!allowed) throw new WarrenError('WARREN_POLICY_DENIED', `policy denies ${options.user} exec into ${account.name}`);
 
-    const [program, ...args] = options.argv;
-    if (!program) throw new WarrenError('WARREN_USAGE', 'exec needs a command');
-    // The sandbox sees the host's /usr read-only, so a bare name is looked up on the agent's PATH there.
-    const resolved = isAbsolute(program)
-      ? program
-      : ['/usr/local/bin', '/usr/bin', '/bin'].map((dir) => join(dir, program)).find((path) => existsSync(path));
-    if (!resolved) throw new WarrenError('WARREN_USAGE', `${program}: not found on the agent's PATH (/usr/local/bin:/usr/bin:/bin)`);
-    await removeExecLeftovers(config.stateDir, options.logger);
-    const runDir = join(config.stateDir, 'run', 'exec', String(process.pid));
-    const logPath = join(runDir, 'output.log');
     const interruption = new Interruption();
-    let sandbox: Sandbox;
+    let command: AgentProcess;
     try {
-      sandbox = await spawnSandbox(
-        agentSandboxSpec({
-          config,
-          accounts,
-          account,
-          template,
-          sandboxName: `${instanceTag(config.stateDir)}-${account.name}-x${process.pid}`.slice(0, 63),
-          argv: [resolved, ...args],
-          env: {},
-          hostEnv: options.hostEnv,
-          runDir,
-          logPath,
-        }),
-        { logger: options.logger, output: { stdout: options.stdout, stderr: options.stderr } },
-      );
+      command = await runtime.exec(agentSpecOf(account, template), options.argv, { stdout: options.stdout, stderr: options.stderr });
     } catch (error) {
       interruption.close();
-      await rm(runDir, { recursive: true, force: true });
       throw error;
     }
-    audit.append({ actor: options.user, action: 'agent.exec', object, details: { argv: options.argv, sandboxPid: sandbox.pid } });
-    const signal = await interruption.stopOnSignal(sandbox, config.killGraceMs);
-    const exit = await sandbox.exited;
+    audit.append({ actor: options.user, action: 'agent.exec', object, details: { argv: options.argv, sandboxPid: command.pid } });
+    const signal = await interruption.stopOnSignal(command, config.killGraceMs);
+    const exit = await command.exited;
     interruption.close();
     audit.append({ actor: options.user, action: 'agent.exec_exit', object, details: { exit, argv: options.argv, ...(signal ? { signal } : {}) } });
-    await rm(runDir, { recursive: true, force: true });
     if (signal) {
       options.stderr.write(`warren: interrupted by ${signal}; the command was stopped (${describeExit(exit)})\n`);
       return 128 + SIGNALS[signal];
@@ -121,6 +84,7 @@ export async function execInAgent(config: SupervisorConfig, options: ExecOptions
     return exitCodeOf(exit, options.stderr, template.resources);
   } finally {
     db.close();
+    await runtime.close();
   }
 }
 
@@ -130,7 +94,7 @@ type Interrupt = (typeof INTERRUPTS)[number];
 
 /**
  * Catches SIGINT, SIGTERM and SIGHUP from construction until {@link close}, so that this process
- * outlives them long enough to stop its sandbox and clean up.
+ * outlives them long enough to stop its command and clean up.
  */
 class Interruption {
   private signal: Interrupt | undefined;
@@ -149,18 +113,18 @@ class Interruption {
   }
 
   /**
-   * Waits until the sandbox ends or a signal arrives (also one that arrived while it started);
-   * on a signal stops the sandbox (SIGTERM, SIGKILL after `graceMs`) and waits for its end.
-   * @returns the signal, or undefined when the sandbox ended by itself.
+   * Waits until the command ends or a signal arrives (also one that arrived while it started);
+   * on a signal stops the command (SIGTERM, SIGKILL after `graceMs`) and waits for its end.
+   * @returns the signal, or undefined when the command ended by itself.
    */
-  async stopOnSignal(sandbox: Sandbox, graceMs: number): Promise<Interrupt | undefined> {
+  async stopOnSignal(command: AgentProcess, graceMs: number): Promise<Interrupt | undefined> {
     if (this.signal === undefined) {
       const signalled = new Promise<void>((resolve) => (this.wake = resolve));
-      await Promise.race([sandbox.exited, signalled]);
+      await Promise.race([command.exited, signalled]);
       this.wake = undefined;
     }
     if (this.signal === undefined) return undefined;
-    await sandbox.stop(graceMs);
+    await command.stop(graceMs);
     return this.signal;
   }
 
@@ -172,39 +136,9 @@ class Interruption {
   }
 }
 
-/**
- * Removes what execs on `stateDir` left when they were killed with SIGKILL: the cgroups named
- * `<instance tag>-<agent>-x<pid>` and the directories `run/exec/<pid>` whose pid is no longer
- * alive. Failures are logged, never thrown: a leftover must not stop a new exec.
- */
-export async function removeExecLeftovers(stateDir: string, logger: Logger): Promise<void> {
-  const prefix = `${instanceTag(stateDir)}-`;
-  try {
-    await removeOrphanCgroups((name) => {
-      const match = /-x(\d+)$/.exec(name);
-      return name.startsWith(prefix) && match !== null && Number(match[1]) !== process.pid && !processExists(Number(match[1]));
-    });
-  } catch (error) {
-    logger.warn({ err: error }, 'cannot remove the cgroups of an ended exec');
-  }
-  const execDir = join(stateDir, 'run', 'exec');
-  let entries: string[] = [];
-  try {
-    entries = readdirSync(execDir);
-  } catch {
-    return;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid || processExists(Number(entry))) continue;
-    await rm(join(execDir, entry), { recursive: true, force: true }).catch((error: unknown) =>
-      logger.warn({ err: error, path: join(execDir, entry) }, 'cannot remove the run directory of an ended exec'),
-    );
-  }
-}
-
 const SIGNALS: Record<string, number> & Record<Interrupt, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
 
-function exitCodeOf(exit: SandboxExit, stderr: Writable, limits: { readonly memoryMaxBytes: number; readonly pidsMax: number }): number {
+function exitCodeOf(exit: AgentExit, stderr: Writable, limits: { readonly memoryMaxBytes: number; readonly pidsMax: number }): number {
   switch (exit.kind) {
     case 'succeeded':
       return 0;

@@ -31,7 +31,7 @@ export interface IdleFacts {
 
 /**
  * Whether a run until idle may end: a board was read and nothing changes it, nothing is queued,
- * starting, planned, running or backing off, and every card shows its state. A template that
+ * starting, stopping, planned, running or backing off, and every card shows its state. A template that
  * failed for the run and a task whose wait is over but that nothing can take do not keep the run
  * alive (the summary says why they wait).
  */
@@ -40,8 +40,9 @@ export function isIdle(facts: IdleFacts): boolean {
   if (facts.plan.assignments.length > 0 || facts.plan.spawns.length > 0) return false;
   if (facts.openExecutions > 0 || facts.templateBackingOff || facts.taskBackingOff) return false;
   if (facts.pendingBoardWrites > 0) return false;
-  // An agent still starting may be about to take a waiting task.
-  return facts.agents.every((a) => (a.ready || a.stopping) && a.load === 0);
+  // An agent still starting may be about to take a waiting task; one being stopped still counts
+  // against its template's instances, and a waiting task may start once it is gone.
+  return facts.agents.every((a) => a.ready && !a.stopping && a.load === 0);
 }
 
 /**

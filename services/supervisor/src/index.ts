@@ -14,10 +14,10 @@ export { resolveConfig, SupervisorOptions } from './config.js';
 export type { SupervisorConfig } from './config.js';
 export { loadTemplates, parseTemplate, TemplateError, TemplateFile, LifecycleMode } from './templates.js';
 export type { AgentTemplate, TemplateSet } from './templates.js';
-export { AgentGateway } from './gateway.js';
-export type { GatewayEvents, GatewayIdentity, AgentGatewayOptions } from './gateway.js';
-export { StateStore, TaskState, AssignmentState, migrateState } from './state.js';
-export type { TaskRow, AssignmentRow, AgentRow } from './state.js';
+export { AgentGateway } from '@warren/runtime';
+export type { GatewayEvents, GatewayIdentity, AgentGatewayOptions } from '@warren/runtime';
+export { StateStore, TaskState, AssignmentState, migrateState } from '@warren/registry';
+export type { TaskRow, AssignmentRow, AgentRow } from '@warren/registry';
 export { buildProgram, main, ExitCode } from './cli.js';
 export {
   brokerInstance,
@@ -31,3 +31,7 @@ export {
   EMBEDDED_NATS_USER,
 } from './broker-access.js';
 export type { BrokerAccess } from './broker-access.js';
+export { EventBus } from './event-bus.js';
+export type { EmitEvent, EventBusOptions, EventBusStats, EventLogOverride, EventPayload, EventPublisher } from './event-bus.js';
+export { EVENT_CATALOGUE, EVENT_KINDS, defaultLogFields, eventLogLine, isEventKind } from './events.js';
+export type { CommandEventKind, EventDetails, EventKind, EventLogLine, EventSpec, LogLevel, WarrenEvent } from './events.js';

@@ -1,4 +1,4 @@
-import type { AuditEntry } from '@warren/audit';
+import type { WarrenEvent } from './events.js';
 
 /** What {@link inputRejected} records: a file Warren refused, and where and why. */
 export interface RejectedInput {
@@ -13,11 +13,11 @@ export interface RejectedInput {
 }
 
 /**
- * The `input.rejected` audit row for an input Warren refused: actor `supervisor`, object
+ * The `input.rejected` event for an input Warren refused: actor `supervisor`, object
  * `file:<path>`, details `kind`, `path`, `line`, `message`. Callers record it once per distinct
  * problem (not on every re-read of an unchanged file).
  */
-export function inputRejected(input: RejectedInput): AuditEntry {
+export function inputRejected(input: RejectedInput): WarrenEvent<'input.rejected'> {
   return {
     actor: 'supervisor',
     action: 'input.rejected',

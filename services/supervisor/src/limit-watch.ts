@@ -1,4 +1,4 @@
-import { describeExit, describeOutOfMemory, describeProcessLimit, type SandboxExit, type SandboxUsage } from '@warren/sandbox';
+import { describeExit, describeOutOfMemory, describeProcessLimit, type AgentExit, type AgentUsage } from '@warren/runtime';
 import { GRACE_IDLE, initialWatchdogMemory, observeGrace, observeLimits, type GraceState, type LimitFinding, type WatchdogMemory } from '@warren/ecs';
 import type { AgentTemplate } from './templates.js';
 
@@ -46,7 +46,7 @@ export class AgentLimitWatch {
    * was the process count).
    * @returns the finding, or undefined to let it run.
    */
-  observe(usage: SandboxUsage, nowMs: number, template: AgentTemplate): LimitFinding | undefined {
+  observe(usage: AgentUsage, nowMs: number, template: AgentTemplate): LimitFinding | undefined {
     const { memory, finding } = observeLimits(this.memory, usage, nowMs, template);
     this.memory = memory;
     return finding;
@@ -56,7 +56,7 @@ export class AgentLimitWatch {
    * Whether the OOM killer killed a process in the agent's memory cgroup since the last call (or
    * since the agent started): asked when one of its tasks ends without success.
    */
-  newOomKill(usage: SandboxUsage): boolean {
+  newOomKill(usage: AgentUsage): boolean {
     const killed = usage.oomKills > this.oomKillsSeen;
     this.oomKillsSeen = usage.oomKills;
     return killed;
@@ -68,7 +68,7 @@ export class AgentLimitWatch {
  * that an OOM kill names the template's memory limit (`out of memory (limit 1 GiB)`) and a refused
  * fork its process limit.
  */
-export function describeAgentExit(exit: SandboxExit, template: AgentTemplate): string {
+export function describeAgentExit(exit: AgentExit, template: AgentTemplate): string {
   if (exit.kind === 'oom') return describeOutOfMemory(template.resources.memoryMaxBytes);
   if (exit.kind === 'pids') return describeProcessLimit(template.resources.pidsMax);
   return describeExit(exit);
@@ -80,7 +80,7 @@ export function describeAgentExit(exit: SandboxExit, template: AgentTemplate): s
  * refused fork (a task that brought its runner down that way would do it again).
  * @returns the text, or undefined for any other end.
  */
-export function limitFailureOf(exit: SandboxExit, template: AgentTemplate): string | undefined {
+export function limitFailureOf(exit: AgentExit, template: AgentTemplate): string | undefined {
   return exit.kind === 'oom' || exit.kind === 'pids' ? describeAgentExit(exit, template) : undefined;
 }
 

@@ -1,23 +1,22 @@
-import { mkdir, rm } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { openAccounts } from '@warren/accounts';
-import { openAudit, type AuditTrail } from '@warren/audit';
+import { openAudit } from '@warren/audit';
 import { ConfigError, type Logger } from '@warren/core';
 import { createAgentWorld } from '@warren/ecs';
 import type { BoardMapping } from '@warren/kanban';
 import { loadPolicy } from '@warren/policy';
-import { assertIsolation, probeHost, removeStaleCgroups, removeStaleMounts } from '@warren/sandbox';
+import { instanceTag } from '@warren/runtime';
 import { openDatabase } from '@warren/store';
-import { instanceTag } from './agent-spec.js';
+import { createAgentRuntime } from './agent-runtime.js';
 import { openBroker, rejectionEntry } from './broker-access.js';
 import type { SupervisorConfig } from './config.js';
 import { SUPERVISOR, type RunMode, type SupervisorContext } from './context.js';
 import { crashNow } from './crash.js';
-import { removeExecLeftovers } from './exec.js';
+import { EventBus, type EmitEvent } from './event-bus.js';
 import { inputRejected } from './input-rejections.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
-import { migrateState, StateStore } from './state.js';
+import { migrateState, openRegistry, StateStore } from '@warren/registry';
 import { secureStateDir } from './state-dir.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
 
@@ -45,8 +44,9 @@ export interface OpenOptions {
  */
 export async function openContext(config: SupervisorConfig, options: OpenOptions): Promise<SupervisorContext> {
   const log = options.logger;
-  const host = await probeHost();
-  let policyAudit: AuditTrail | undefined;
+  // Makes no I/O: probing and clean-up need no broker; the context's runtime gets one below.
+  const hostRuntime = createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {} });
+  let policyEmit: EmitEvent | undefined;
   // A decision Casbin cannot make denies the request (logged and audited), never stops the run.
   const policy = failClosed(
     await loadPolicy({
@@ -54,7 +54,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       policyPath: join(config.policiesDir, 'policy.csv'),
       logger: log.child({ component: 'policy' }),
     }),
-    (failed) => reportFailedDecision(log, policyAudit, failed),
+    (failed) => reportFailedDecision(log, policyEmit, failed),
   );
   const fileMapping = config.boardMappingPath ? await loadMappingFile(config.boardMappingPath) : undefined;
   if (fileMapping) await checkMappingApplies(config.boardDir, config.boardFormat, fileMapping);
@@ -66,7 +66,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
   }
   for (const template of templates.values()) checkMounts(config, template);
   // Full isolation unless every template asks, by name, for a weaker mode.
-  assertIsolation(host, [...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe-no-cgroups' : 'full');
+  await hostRuntime.probe([...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe' : 'full');
 
   const secured = await secureStateDir(config.stateDir);
   if (secured > 0) log.warn({ stateDir: config.stateDir, entries: secured }, 'state directory was readable by others; made it private (0700, files 0600)');
@@ -80,28 +80,26 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     migrateState(db);
     const state = new StateStore(db);
     const audit = openAudit(db);
-    policyAudit = audit;
+    const registry = openRegistry(db, { stateDir: config.stateDir, supervisorPid: process.pid, state, audit });
+    const events = new EventBus({ db, audit, logger: log });
+    policyEmit = (event, line) => events.emit(event, line);
     const accounts = openAccounts(db, {
       homeRoot: config.homeRoot,
       skeletonDir: config.skeletonDir,
       uidMin: config.uidMin,
       uidMax: config.uidMax,
     });
-    const stale = await removeStaleCgroups();
-    await removeExecLeftovers(config.stateDir, log);
-    // Home images a killed run left mounted (after the cgroups: nothing may still use them).
-    await mkdir(config.homeRoot, { recursive: true, mode: 0o755 });
-    const staleMounts = await removeStaleMounts(config.homeRoot);
-    await rm(join(config.stateDir, 'run', 'agents'), { recursive: true, force: true });
+    // Cgroups, exec leftovers, home images left mounted (after the cgroups: nothing may still use them), runner sockets.
+    const reclaimed = await hostRuntime.reclaim();
     for (const agent of state.agents()) {
       if (agent.state !== 'stopped' && agent.state !== 'sleeping') {
         state.putAgent({ ...agent, state: 'stopped', pid: null, stoppedMs: Date.now(), lastExit: 'supervisor restarted' });
       }
     }
     const { nats, broker } = await openBroker(config, log, (subject, error) => {
-      log.warn({ subject, field: error.field, reason: error.reason }, 'broker message rejected');
-      audit.append(rejectionEntry(subject, error.field, error.reason));
+      events.emit(rejectionEntry(subject, error.field, error.reason));
     });
+    events.attachBroker(broker);
     if (nats) cleanup.unshift(() => nats.close());
     cleanup.unshift(() => broker.close());
     await broker.ensureStreams();
@@ -114,19 +112,22 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       world: createAgentWorld(),
       db,
       state,
+      registry,
       audit,
       accounts,
       policy,
       broker,
       nats,
+      runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker }),
       templates,
       templateErrors,
       instanceTag: instanceTag(config.stateDir),
-      emit: (entry) => {
-        audit.append(entry);
+      events,
+      emit: (event, line) => {
+        events.emit(event, line);
       },
       transaction: (fn) => {
-        db.transaction(fn)();
+        events.transaction(fn);
       },
       requestTick: options.requestTick,
       isRunning: options.isRunning,
@@ -143,8 +144,8 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
         board: config.boardDir,
         nats: config.natsUrl ? 'external' : 'embedded',
         templates: [...templates.keys()],
-        staleCgroupsRemoved: stale.length,
-        staleMountsRemoved: staleMounts.length,
+        staleCgroupsRemoved: reclaimed.instances.length,
+        staleMountsRemoved: reclaimed.storage.length,
       },
     });
     for (const error of templateErrors) ctx.emit(inputRejected({ kind: 'template', path: error.path, line: error.line, message: error.message }));

@@ -5,7 +5,7 @@ import { authorizeMessage } from './agents/messages.js';
 import { BoardEdits } from './board-edits.js';
 import { BoardMirror } from './board/mirror.js';
 import { BoardWriter } from './board/writer.js';
-import { SUPERVISOR, type SupervisorContext } from './context.js';
+import type { SupervisorContext } from './context.js';
 import { Inbox, type StepTracker } from './executions/inbox.js';
 import { Outbox } from './executions/outbox.js';
 import { RunTally, Settler } from './executions/settle.js';
@@ -14,7 +14,7 @@ import type { InspectedAgent, SupervisorInspection } from './inspect.js';
 import { OperatorCommands } from './operator/commands.js';
 import { Planner } from './planning.js';
 import { summarize, type RunSummary } from './run-summary.js';
-import { TaskState } from './state.js';
+import { TaskState } from '@warren/registry';
 import { StrandedWatch } from './stranded-watch.js';
 
 /** The supervisor's stage modules, wired to one another over one context. */
@@ -44,8 +44,7 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
   const theInbox = inbox;
   const edits = new BoardEdits({
     state: ctx.state,
-    log: ctx.log,
-    record: (entry) => ctx.emit(entry),
+    emit: (event, line) => ctx.emit(event, line),
     cancelExecution: (taskId, attempt, agent, reason) => theInbox.cancel(taskId, attempt, agent, reason),
   });
   const mirror = new BoardMirror(ctx, edits);
@@ -55,10 +54,8 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
   const stranded = new StrandedWatch({
     broker: ctx.broker,
     logger: ctx.log.child({ component: 'stranded' }),
-    onRepaired: (consumer, repair) => {
-      ctx.emit({ actor: SUPERVISOR, action: 'broker.consumer_remade', object: `consumer:${consumer}`, details: { stranded: repair.stranded, reason: repair.reason } });
-      ctx.requestTick();
-    },
+    emit: (event) => ctx.emit(event),
+    onRepaired: () => ctx.requestTick(),
   });
   return {
     tally,
@@ -122,8 +119,8 @@ export function inspectParts(ctx: SupervisorContext, parts: SupervisorParts): Om
     ready: a.ready,
     stopping: a.stopping,
     load: a.load,
-    connected: a.handle.gateway.connected,
-    sandboxPid: a.handle.sandbox.pid,
+    connected: a.handle.instance.connected,
+    sandboxPid: a.handle.instance.pid,
   }));
   return {
     agents: inspected,

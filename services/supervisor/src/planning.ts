@@ -4,7 +4,7 @@ import { planAssignments, type Plan } from '@warren/scheduler';
 import type { AgentLifecycle } from './agents/lifecycle.js';
 import type { BoardMirror } from './board/mirror.js';
 import { SUPERVISOR, type SupervisorContext } from './context.js';
-import { TaskState, type TaskRow } from './state.js';
+import { TaskState, type TaskRow } from '@warren/registry';
 import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js';
 
 /** How often queue positions are recorded while assignments are being made, in ms. */
@@ -240,6 +240,5 @@ export class Planner {
       ctx.emit({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
     });
     if (recordAssigned(ctx.world, agentName, nowMs) === 1) this.onFirstTask(agentName, agent.account.home);
-    ctx.log.info({ taskId, agent: agentName, attempt }, 'task assigned');
   }
 }

@@ -1,6 +1,7 @@
-import type { AuditTrail } from '@warren/audit';
 import type { Logger } from '@warren/core';
 import type { PolicyDecision, PolicyEnforcer } from '@warren/policy';
+import type { EmitEvent } from './event-bus.js';
+import type { WarrenEvent } from './events.js';
 
 /** A decision Casbin could not make: the request and what went wrong. */
 export interface FailedDecision {
@@ -47,11 +48,18 @@ export function failClosed(policy: PolicyEnforcer, onFailure: (failed: FailedDec
 }
 
 /**
- * Logs a failed decision as an error and audits it as `policy.error` (object: the request's `obj`;
- * details: `sub`, `act`, `message`) when the audit trail is open.
+ * Reports a failed decision as the `policy.error` event (object: the request's `obj`; details:
+ * `sub`, `act`, `message`; logged as an error) through `emit` once the event bus exists, and only
+ * logs it (the same line) before.
  */
-export function reportFailedDecision(log: Logger, audit: AuditTrail | undefined, failed: FailedDecision): void {
+export function reportFailedDecision(log: Logger, emit: EmitEvent | undefined, failed: FailedDecision): void {
+  const event = policyErrorEvent(failed);
+  if (emit) emit(event);
+  else log.error({ sub: failed.sub, obj: failed.obj, act: failed.act, reason: failed.error.message }, 'the policy could not decide; the request is denied');
+}
+
+/** The `policy.error` event of a decision Casbin could not make. */
+export function policyErrorEvent(failed: FailedDecision): WarrenEvent<'policy.error'> {
   const { sub, obj, act, error } = failed;
-  log.error({ sub, obj, act, reason: error.message }, 'the policy could not decide; the request is denied');
-  audit?.append({ actor: 'supervisor', action: 'policy.error', object: obj, details: { sub, act, message: error.message } });
+  return { actor: 'supervisor', action: 'policy.error', object: obj, details: { sub, act, message: error.message } };
 }

@@ -7,7 +7,8 @@
  */
 import type { Broker, StrandedRepair } from '@warren/broker';
 import type { Logger } from '@warren/core';
-import type { AssignmentRow } from './state.js';
+import type { EmitEvent } from './event-bus.js';
+import type { AssignmentRow } from '@warren/registry';
 
 /** How long an execution may wait (published without an ack, or acked without a result) before its consumer is checked, in ms. */
 export const STRANDED_CHECK_AFTER_MS = 10_000;
@@ -16,7 +17,12 @@ export const STRANDED_CHECK_AFTER_MS = 10_000;
 export interface StrandedWatchOptions {
   readonly broker: Broker;
   readonly logger: Logger;
-  /** Called after a consumer was made again (audit it, tick soon). Must not throw. */
+  /**
+   * Records the `broker.consumer_remade` event of each consumer made again (`EventBus.emit`).
+   * Without it the caller records it in `onRepaired`.
+   */
+  readonly emit?: EmitEvent;
+  /** Called after a consumer was made again and its event emitted (tick soon). Must not throw. */
   readonly onRepaired: (consumer: string, repair: StrandedRepair) => void;
   /** See {@link STRANDED_CHECK_AFTER_MS}; also the least time between two checks of one consumer, in ms. */
   readonly checkAfterMs?: number;
@@ -63,7 +69,10 @@ export class StrandedWatch {
       if (this.closed) return;
       try {
         const repair = await this.options.broker.repairStranded(consumer === 'results' ? 'results' : { agent: consumer });
-        if (repair.stranded > 0 && !this.closed) this.options.onRepaired(consumer, repair);
+        if (repair.stranded > 0 && !this.closed) {
+          this.options.emit?.({ actor: 'supervisor', action: 'broker.consumer_remade', object: `consumer:${consumer}`, details: { stranded: repair.stranded, reason: repair.reason } });
+          this.options.onRepaired(consumer, repair);
+        }
       } catch (error) {
         this.options.logger.warn({ err: error, consumer }, 'cannot check a consumer for stranded messages yet; will retry');
       }

@@ -13,7 +13,7 @@ import { openContext } from './open.js';
 import type { RunSummary } from './run-summary.js';
 import { assembleParts, idleNow, inspectParts, runSummary, type SupervisorParts } from './parts.js';
 import { clearPhantomDeliveries } from './stranded-watch.js';
-import { TaskState } from './state.js';
+import { TaskState } from '@warren/registry';
 
 export type { RunMode } from './context.js';
 export type { RunSummary } from './run-summary.js';
@@ -357,7 +357,7 @@ export class Supervisor {
     await this.results?.stop().catch(() => undefined);
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     this.parts.inbox.releaseResults();
-    await this.parts.agents.closeGateways();
+    await this.parts.agents.closeInstances();
     await clearPhantomDeliveries(ctx.broker, ctx.state.agents().map((a) => a.name), log.child({ component: 'stranded' }));
     try {
       ctx.emit({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.parts.tally.succeeded.length, failed: this.parts.tally.failed.length } });
@@ -365,6 +365,8 @@ export class Supervisor {
       log.error({ err: error }, 'cannot record the stop in the audit trail');
     }
     const closers: [string, () => Promise<void>][] = [
+      ['event bus', () => ctx.events.close()],
+      ['agent runtime', () => ctx.runtime.close()],
       ['broker', () => ctx.broker.close()],
       ['nats-server', () => ctx.nats?.close() ?? Promise.resolve()],
     ];

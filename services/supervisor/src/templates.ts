@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { DEFAULT_HOME_LIMIT } from './disk.js';
 import { ConfigError, parseBytes, parseDurationMs, WarrenError } from '@warren/core';
 import { lineOf, parseYamlSource } from '@warren/kanban';
-import { AGENTS_BIN_IN_SANDBOX } from './agent-spec.js';
+import { AGENTS_BIN_IN_SANDBOX } from '@warren/runtime';
 
 /** An agent template in `agents/` is invalid; `path`, `line` and `key` say where. */
 export class TemplateError extends WarrenError {

@@ -104,8 +104,9 @@ describe('isIdle', () => {
     ['an agent still starting', { agents: [{ ready: false, stopping: false, load: 0 }] }],
     ['an agent holding a task', { agents: [{ ready: true, stopping: false, load: 1 }] }],
   ])('is not idle with %s', (_name, change) => expect(isIdle({ ...idle, ...change })).toBe(false));
-  it('an agent being stopped before it was ready does not keep the run alive', () => {
-    expect(isIdle({ ...idle, agents: [{ ready: false, stopping: true, load: 0 }] })).toBe(true);
+  it('an agent being stopped keeps the run alive until its exit is applied (it still holds an instance of its template)', () => {
+    expect(isIdle({ ...idle, agents: [{ ready: true, stopping: true, load: 0 }] })).toBe(false);
+    expect(isIdle({ ...idle, agents: [{ ready: false, stopping: true, load: 0 }] })).toBe(false);
   });
 });
 

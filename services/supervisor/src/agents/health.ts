@@ -45,7 +45,6 @@ export class AgentHealth {
     const { ctx } = this;
     for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: ctx.config.heartbeatTimeoutMs })) {
       if (!this.agents.handles.has(intent.agent) || this.agents.isStopping(intent.agent)) continue;
-      ctx.log.warn({ agent: intent.agent, reason: intent.reason }, 'agent unresponsive; killing it');
       ctx.emit({ actor: SUPERVISOR, action: 'agent.unresponsive', object: `agent:${intent.agent}`, details: { reason: intent.reason } });
       void this.agents.stop(intent.agent, 'unresponsive');
     }
@@ -61,15 +60,14 @@ export class AgentHealth {
   runWatchdog(nowMs: number): void {
     const { ctx } = this;
     for (const [name, agent] of this.agents.handles) {
-      if (!this.agents.isStopping(name)) recordUsage(ctx.world, name, agent.sandbox.usage());
+      if (!this.agents.isStopping(name)) recordUsage(ctx.world, name, agent.instance.usage());
     }
     for (const { agent: name, detail, reason, taskFailure, usage } of watchdogSystem(ctx.world, { nowMs })) {
       const agent = this.agents.handles.get(name);
       if (!agent) continue;
-      ctx.log.warn({ agent: name, detail, reason }, 'watchdog: killing agent');
       ctx.emit({ actor: SUPERVISOR, action: 'agent.watchdog', object: `agent:${name}`, details: { detail, reason, usage } });
       markStopping(ctx.world, name, 'watchdog', nowMs, { detail: `stopped by the watchdog: ${detail}`, ...(taskFailure === undefined ? {} : { failTasks: taskFailure }) });
-      agent.sandbox.stop(ctx.config.killGraceMs, { reason: 'watchdog', detail }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
+      agent.instance.stop(ctx.config.killGraceMs, { reason: 'watchdog', detail }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
     }
   }
 
@@ -129,7 +127,7 @@ export class AgentHealth {
     const { ctx } = this;
     const agent = this.agents.handles.get(name);
     if (!agent || this.agents.isStopping(name) || !ctx.isRunning()) return;
-    const frozen = offender !== undefined && agent.sandbox.freeze();
+    const frozen = offender !== undefined && agent.instance.freeze();
     if (offender?.filesystem === 'state') this.releaseDiskReserve(detail);
     const nowMs = Date.now();
     const reason = `disk: ${detail}`;
@@ -142,13 +140,11 @@ export class AgentHealth {
         // No template: a task stopped for its disk use is not retried.
         if (this.settler.settle(a.taskId, a.attempt, 'failed', reason, nowMs, undefined) === undefined) continue;
         ctx.emit({ actor: SUPERVISOR, action: 'task.fail', object: `task:${a.taskId}`, details: { attempt: a.attempt, outcome: 'failed', reason } });
-        ctx.log.info({ taskId: a.taskId, agent: name, outcome: 'failed', reason }, 'task finished');
       }
     });
-    ctx.log.warn({ agent: name, detail }, 'disk: stopping agent');
     markStopping(ctx.world, name, 'watchdog', nowMs, { detail: `stopped: ${reason}` });
     // A frozen sandbox cannot act on SIGTERM: it is killed at once.
-    agent.sandbox
+    agent.instance
       .stop(frozen ? 0 : ctx.config.killGraceMs, { reason: 'watchdog', detail: reason })
       .catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
     ctx.requestTick();
@@ -164,7 +160,7 @@ export class AgentHealth {
     this.diskPressure.check(this.diskReserve.check(nowMs, fresh), nowMs, {
       busy: () => this.busyHomes(),
       full: (agents, freeBytes) => {
-        for (const name of agents) this.agents.handles.get(name)?.sandbox.freeze();
+        for (const name of agents) this.agents.handles.get(name)?.instance.freeze();
         this.releaseDiskReserve(`the filesystem of the state directory is full (${formatBytes(freeBytes)} free)`);
       },
       stop: (offender) => {
@@ -177,7 +173,7 @@ export class AgentHealth {
       resume: (agents) => {
         for (const name of agents) {
           const agent = this.agents.handles.get(name);
-          if (agent && !this.agents.isStopping(name)) agent.sandbox.thaw();
+          if (agent && !this.agents.isStopping(name)) agent.instance.thaw();
         }
       },
     });
@@ -199,10 +195,11 @@ export class AgentHealth {
     if (reading.changed) {
       const details = { stateDir: ctx.config.stateDir, freeBytes: reading.freeBytes, reserveBytes: reading.reserveBytes };
       const space = `${formatBytes(reading.freeBytes)} free, reserve ${formatBytes(reading.reserveBytes)}`;
-      if (reading.low) ctx.log.error(details, `disk: free space of the state directory's filesystem is below the reserve (${space}); no new work starts until space returns`);
-      else ctx.log.info(details, `disk: free space is above the reserve again (${space}); work resumes`);
+      const message = reading.low
+        ? `disk: free space of the state directory's filesystem is below the reserve (${space}); no new work starts until space returns`
+        : `disk: free space is above the reserve again (${space}); work resumes`;
       try {
-        ctx.emit({ actor: SUPERVISOR, action: reading.low ? 'supervisor.disk_low' : 'supervisor.disk_ok', object: 'supervisor', details });
+        ctx.emit({ actor: SUPERVISOR, action: reading.low ? 'supervisor.disk_low' : 'supervisor.disk_ok', object: 'supervisor', details }, { message });
       } catch (error) {
         ctx.log.error({ err: error }, 'cannot record the disk reading in the audit trail');
       }

@@ -1,4 +1,3 @@
-import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Account } from '@warren/accounts';
 import type { WarrenError } from '@warren/core';
@@ -28,14 +27,13 @@ import {
   MAX_SPAWN_FAILURES,
   type StopReason,
 } from '@warren/ecs';
-import { ensureHomeImage, releaseHomeImage, spawnSandbox, type Sandbox, type SandboxExit } from '@warren/sandbox';
+import type { AgentExit, AgentInstance } from '@warren/runtime';
 import { lastLogLines } from '../agent-log.js';
-import { agentSandboxSpec, RUNNER_IN_SANDBOX } from '../agent-spec.js';
+import { agentStartSpecOf } from '../agent-runtime.js';
 import { assignmentRefusal, rejectionEntry } from '../broker-access.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import type { InboxEvent } from '../executions/inbox.js';
 import type { Settler } from '../executions/settle.js';
-import { AgentGateway } from '../gateway.js';
 import { describeAgentExit, limitFailureOf } from '../limit-watch.js';
 import type { AgentTemplate } from '../templates.js';
 
@@ -44,14 +42,13 @@ export { MAX_SPAWN_FAILURES };
 
 /**
  * What the supervisor holds of a started agent besides its live state, which is in the ECS world
- * (status, load, ready, why it is stopping, …: see `@warren/ecs`): its account and template and the
- * handles of its running parts.
+ * (status, load, ready, why it is stopping, …: see `@warren/ecs`): its account and template and its
+ * running instance (from the agent runtime: its processes and its agent channel).
  */
 export interface AgentHandle {
   readonly account: Account;
   readonly template: AgentTemplate;
-  readonly gateway: AgentGateway;
-  readonly sandbox: Sandbox;
+  readonly instance: AgentInstance;
 }
 
 /** Per template: consecutive agents that failed to start, why the last did, and when to try again (ms since the epoch). A view of the template's `SpawnBackoff` in the world. */
@@ -62,7 +59,7 @@ export interface SpawnFailure {
 }
 
 /**
- * Agent lifecycle: starts agents (account, home image, gateway, sandbox), stops them, applies
+ * Agent lifecycle: starts agents (account, then an instance from the agent runtime), stops them, applies
  * their exits (settling their open executions), puts idle ones away (sleep, autodelete), keeps
  * warm pools topped up and backs off templates whose agents cannot start. Each agent's live state
  * and each template's spawn backoff are in the ECS world (`ctx.world`), where the systems decide;
@@ -158,8 +155,10 @@ export class AgentLifecycle {
     this.spawn(template, agentName, nowMs)
       .catch((error: unknown) => {
         this.noteSpawnFailure(template.name, agentName, (error as Error).message, Date.now());
-        this.ctx.log.error({ err: error, agent: agentName, template: template.name }, 'cannot start agent');
-        this.ctx.emit({ actor: SUPERVISOR, action: 'agent.spawn_failed', object: `agent:${agentName}`, details: { message: (error as Error).message, code: (error as WarrenError).code ?? null } });
+        this.ctx.emit(
+          { actor: SUPERVISOR, action: 'agent.spawn_failed', object: `agent:${agentName}`, details: { message: (error as Error).message, code: (error as WarrenError).code ?? null } },
+          { fields: { err: error, agent: agentName, template: template.name } },
+        );
       })
       .finally(() => {
         removeSpawningAgent(this.ctx.world, agentName);
@@ -176,14 +175,12 @@ export class AgentLifecycle {
    */
   noteSpawnFailure(templateName: string, agent: string, reason: string, nowMs: number): void {
     const decision = recordSpawnFailure(this.ctx.world, templateName, { reason, nowMs, restartBackoffMs: this.ctx.config.restartBackoffMs });
-    const { failures } = decision.backoff;
     this.ctx.emit({
       actor: SUPERVISOR,
       action: decision.givenUp ? 'template.failed' : 'agent.crash_loop',
       object: `template:${templateName}`,
-      details: { agent, failures, reason, ...(decision.givenUp ? {} : { retryInMs: decision.delayMs }) },
+      details: { agent, failures: decision.backoff.failures, reason, ...(decision.givenUp ? {} : { retryInMs: decision.delayMs }) },
     });
-    if (decision.givenUp) this.ctx.log.error({ template: templateName, reason }, `template failed after ${failures} agents could not start`);
   }
 
   /** A sleeping or stopped account of the template if there is one (woken), else the next free name. */
@@ -205,31 +202,15 @@ export class AgentLifecycle {
     const { ctx } = this;
     const { config } = ctx;
     const account = ctx.accounts.get(name) ?? (await ctx.accounts.create({ name, template: template.name }));
-    if (template.homeQuotaBytes !== null) {
-      const images = join(config.stateDir, 'home-images');
-      await mkdir(images, { recursive: true, mode: 0o700 });
-      await ensureHomeImage({
-        imagePath: join(images, `${name}.ext4`),
-        sizeBytes: template.homeQuotaBytes,
-        mountPoint: account.home,
-        uid: account.uid,
-        gid: account.gid,
-      });
-    }
     const woken = ctx.state.agent(name)?.state === 'sleeping';
     // Assignments still queued for this name belong to executions already settled (a purge at its
     // last exit may have failed with the broker away): the new agent must not run them.
     await this.exitPurges.get(name);
     await ctx.broker.purgeAssignments(name).catch((error: unknown) => ctx.log.warn({ err: error, agent: name }, 'cannot purge old assignments before the start'));
     ctx.policy.addRoleForSubject(name, `template:${template.name}`);
-    const runDir = join(config.stateDir, 'run', 'agents', name);
-    const homeInSandbox = `/home/${name}`;
-    const gateway = await AgentGateway.start({
-      identity: { name, template: template.name, uid: account.uid, gid: account.gid, home: homeInSandbox, capabilities: template.capabilities },
-      socketDir: join(runDir, 'socket'),
-      broker: ctx.broker,
-      logger: ctx.log.child({ component: 'gateway', agent: name }),
-      events: {
+    let instance: AgentInstance;
+    try {
+      instance = await ctx.runtime.start(agentStartSpecOf(account, template, config), {
         hello: (agent) => this.queue({ kind: 'hello', agent }),
         taskAcked: (agent, taskId, attempt) => this.queue({ kind: 'acked', agent, taskId, attempt }),
         alive: (agent) => recordHeartbeat(ctx.world, agent, Date.now()),
@@ -239,36 +220,17 @@ export class AgentLifecycle {
         authorizeAssignment: (agent, subject, taskId, attempt) => {
           const refusal = assignmentRefusal(ctx.state, agent, taskId, attempt);
           if (refusal) {
-            ctx.log.warn({ subject, agent, taskId, attempt, reason: refusal }, 'broker message rejected');
             ctx.emit(rejectionEntry(subject, 'taskId', refusal, { agent, taskId, attempt }));
           }
           return refusal;
         },
-      },
-    });
+      });
+    } catch (error) {
+      ctx.policy.removeSubject(name);
+      throw error;
+    }
     try {
-      const sandbox = await spawnSandbox(
-        agentSandboxSpec({
-          config,
-          accounts: ctx.accounts,
-          account,
-          template,
-          sandboxName: `${ctx.instanceTag}-${name}`,
-          argv: ['/usr/bin/node', `${RUNNER_IN_SANDBOX}/dist/main.js`],
-          env: {
-            WARREN_RUNTIME: JSON.stringify(template.runtime),
-            WARREN_MAX_CONCURRENT: String(template.wipPerInstance),
-            // Four heartbeats per timeout: one lost or late heartbeat never looks like a dead agent.
-            WARREN_HEARTBEAT_MS: String(Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4))),
-          },
-          hostEnv: ctx.env,
-          runDir,
-          logPath: join(config.stateDir, 'logs', `${name}.log`),
-          socketDir: join(runDir, 'socket'),
-        }),
-        { logger: ctx.log.child({ component: 'sandbox', agent: name }) },
-      );
-      this.handles.set(name, { account, template, gateway, sandbox });
+      this.handles.set(name, { account, template, instance });
       addAgent(ctx.world, {
         name,
         template: template.name,
@@ -282,19 +244,18 @@ export class AgentLifecycle {
       });
       setStatus(ctx.world, name, AgentStatus.starting, nowMs);
       ctx.transaction(() => {
-        this.putAgentRow(name, 'starting', nowMs, null, sandbox.pid);
+        this.putAgentRow(name, 'starting', nowMs, null, instance.pid);
         ctx.emit({
           actor: SUPERVISOR,
           action: woken ? 'agent.wake' : 'agent.start',
           object: `agent:${name}`,
-          details: { template: template.name, uid: account.uid, gid: account.gid, pid: sandbox.pid, home: account.home, isolation: template.isolation, unsafe: sandbox.unsafe },
+          details: { template: template.name, uid: account.uid, gid: account.gid, pid: instance.pid, home: account.home, isolation: template.isolation, unsafe: instance.unsafe },
         });
       });
-      if (sandbox.unsafe) ctx.log.warn({ agent: name, isolation: template.isolation }, 'UNSAFE agent started: weaker isolation asked for by its template');
-      ctx.log.info({ agent: name, uid: account.uid, sandboxPid: sandbox.pid, woken }, 'agent started');
-      void sandbox.exited.then((exit) => this.queue({ kind: 'exit', agent: name, exit }));
+      if (instance.unsafe) ctx.log.warn({ agent: name, isolation: template.isolation }, 'UNSAFE agent started: weaker isolation asked for by its template');
+      void instance.exited.then((exit) => this.queue({ kind: 'exit', agent: name, exit }));
     } catch (error) {
-      await gateway.close();
+      await instance.close();
       ctx.policy.removeSubject(name);
       throw error;
     }
@@ -309,7 +270,6 @@ export class AgentLifecycle {
       ctx.emit({ actor: `agent:${name}`, action: 'agent.ready', object: `agent:${name}`, details: { uid: handle.account.uid } });
       this.putAgentRow(name, 'running', nowMs);
     });
-    ctx.log.info({ agent: name, uid: handle.account.uid }, 'agent ready');
   }
 
   /**
@@ -318,14 +278,14 @@ export class AgentLifecycle {
    * tick's path, its home image released, its row updated (or its account deleted), and a restart
    * or a spawn failure noted.
    */
-  async applyExit(name: string, exit: SandboxExit, nowMs: number, step: <T>(label: string, work: Promise<T>) => Promise<T>): Promise<void> {
+  async applyExit(name: string, exit: AgentExit, nowMs: number, step: <T>(label: string, work: Promise<T>) => Promise<T>): Promise<void> {
     const { ctx } = this;
     const agent = this.handles.get(name);
     const view = agentView(ctx.world, name);
     if (!agent || !view) return;
     this.handles.delete(name);
     removeAgent(ctx.world, name);
-    await step(`applyExit ${name}: gateway.close`, agent.gateway.close());
+    await step(`applyExit ${name}: instance.close`, agent.instance.close());
     ctx.policy.removeSubject(name);
     const stopping = view.stopping ?? undefined;
     const expected = stopping !== undefined;
@@ -337,7 +297,7 @@ export class AgentLifecycle {
         action: expected ? 'agent.stop' : 'agent.exit',
         object: `agent:${name}`,
         details: { exit, reason: stopping ?? 'unexpected', openTasks: open.map((a) => a.taskId) },
-      });
+      }, expected ? undefined : { fields: { agent: name, exit: exitText } });
       const failTasks = view.failTasks ?? limitFailureOf(exit, agent.template);
       for (const a of open) {
         if (failTasks) {
@@ -350,7 +310,7 @@ export class AgentLifecycle {
       }
     });
     if (agent.template.homeQuotaBytes !== null) {
-      await releaseHomeImage(agent.account.home).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot unmount the home image'));
+      await ctx.runtime.detachStorage({ name, homeDir: agent.account.home }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot unmount the home image'));
     }
     if (open.length > 0) {
       // Its queued assignments belong to executions just settled; a later agent of that name must
@@ -380,8 +340,6 @@ export class AgentLifecycle {
       const said = lastLogLines(join(ctx.config.stateDir, 'logs', `${name}.log`));
       this.noteSpawnFailure(agent.template.name, name, `agent ${name} exited before it was ready (${exitText})${said ? `: ${said}` : ''}`, nowMs);
     }
-    if (!expected) ctx.log.warn({ agent: name, exit: exitText }, 'agent exited unexpectedly');
-    else ctx.log.info({ agent: name, reason: stopping }, 'agent stopped');
   }
 
   /** Puts idle `sleep` agents to sleep and stops `autodelete` agents after their task (see `lifecycleSystem`). */
@@ -391,16 +349,16 @@ export class AgentLifecycle {
   }
 
   /**
-   * Asks agent `name` to stop for `why` (its runner first, then its sandbox after the kill grace);
+   * Asks agent `name` to stop for `why` (its runner first, then its instance after the kill grace);
    * the exit is applied by {@link applyExit}. Failures to stop are logged. No-op for an agent that
-   * is not started. @returns when the sandbox has stopped.
+   * is not started. @returns when the instance has stopped.
    */
   stop(name: string, why: StopReason): Promise<void> {
     const agent = this.handles.get(name);
     if (!agent) return Promise.resolve();
     markStopping(this.ctx.world, name, why, Date.now());
-    agent.gateway.requestShutdown(why);
-    return agent.sandbox.stop(this.ctx.config.killGraceMs).then(
+    agent.instance.requestShutdown(why);
+    return agent.instance.stop(this.ctx.config.killGraceMs).then(
       () => undefined,
       (error: unknown) => this.ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'),
     );
@@ -408,12 +366,12 @@ export class AgentLifecycle {
 
   /** Stops every started agent for `why` (those already stopping are waited for). @returns when all have stopped. */
   async stopAll(why: StopReason): Promise<void> {
-    await Promise.all([...this.handles].map(([name, agent]) => (this.isStopping(name) ? agent.sandbox.exited.then(() => undefined) : this.stop(name, why))));
+    await Promise.all([...this.handles].map(([name, agent]) => (this.isStopping(name) ? agent.instance.exited.then(() => undefined) : this.stop(name, why))));
   }
 
-  /** Closes the gateway of every agent still held (at shutdown, after their exits were applied). */
-  async closeGateways(): Promise<void> {
-    for (const agent of this.handles.values()) await agent.gateway.close();
+  /** Closes the instance of every agent still held (at shutdown, after their exits were applied). */
+  async closeInstances(): Promise<void> {
+    for (const agent of this.handles.values()) await agent.instance.close();
   }
 
   /** Started agents with their handles and live state, sorted by name (for the supervisor's inspection and idle check). */
@@ -431,8 +389,7 @@ export class AgentLifecycle {
     const { ctx } = this;
     try {
       const account = ctx.accounts.get(name);
-      if (account) await releaseHomeImage(account.home).catch(() => false);
-      await rm(join(ctx.config.stateDir, 'home-images', `${name}.ext4`), { force: true });
+      await ctx.runtime.releaseStorage({ name, ...(account ? { homeDir: account.home } : {}) });
       await ctx.accounts.remove(name);
       await ctx.broker.deleteAgentConsumers(name).catch(() => undefined);
       ctx.transaction(() => {

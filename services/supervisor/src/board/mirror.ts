@@ -19,7 +19,7 @@ import { BoardAvailability } from '../board-availability.js';
 import type { BoardEdits } from '../board-edits.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { inputRejected } from '../input-rejections.js';
-import { isTerminal, TaskState } from '../state.js';
+import { isTerminal, TaskState } from '@warren/registry';
 
 /**
  * The supervisor's copy of the board: the last good snapshot, its tasks by id, and what changed
@@ -118,8 +118,7 @@ export class BoardMirror {
       const key = `config:${(error as Error).message}`;
       if (!this.reportedErrors.has(key)) {
         this.reportedErrors.add(key);
-        ctx.log.error({ err: error }, 'cannot read the board config; keeping the last good board');
-        ctx.emit({ actor: SUPERVISOR, action: 'board.error', object: 'board', details: { message: (error as Error).message } });
+        ctx.emit({ actor: SUPERVISOR, action: 'board.error', object: 'board', details: { message: (error as Error).message } }, { fields: { err: error } });
       }
       return;
     }
@@ -129,7 +128,7 @@ export class BoardMirror {
     const previousById = this.taskById;
     this.setBoard(snapshot);
     for (const error of snapshot.errors) this.reportHeld(error);
-    (this.blocked ??= new BlockedTaskReport(ctx.log, (entry) => ctx.emit(entry))).update(snapshot);
+    (this.blocked ??= new BlockedTaskReport((event, line) => ctx.emit(event, line))).update(snapshot);
     this.reportProcessRules(previous, snapshot);
     const done = snapshot.config.roles.done;
     const changedSet = new Set(changed);
@@ -172,7 +171,6 @@ export class BoardMirror {
   private reportProcessRules(previous: BoardSnapshot | undefined, snapshot: BoardSnapshot): void {
     if (previous) {
       for (const move of illegalMoves(previous, snapshot)) {
-        this.ctx.log.warn({ taskId: move.taskId }, move.message);
         this.ctx.emit({ actor: 'board', action: 'board.illegal_move', object: `task:${move.taskId}`, details: { message: move.message } });
       }
     }
@@ -185,7 +183,6 @@ export class BoardMirror {
       const key = `wip:${wip.kind}:${wip.name}:${wip.count}`;
       if (!wip.over || this.reportedErrors.has(key)) continue;
       this.reportedErrors.add(key);
-      this.ctx.log.warn({ column: wip.name, count: wip.count, limit: wip.limit }, wip.message);
       this.ctx.emit({ actor: 'board', action: 'board.wip_over', object: `${wip.kind}:${wip.name}`, details: { count: wip.count, limit: wip.limit, message: wip.message } });
     }
   }
@@ -240,13 +237,15 @@ export class BoardMirror {
     const key = `${error.path}:${error.message}`;
     if (this.reportedErrors.has(key)) return;
     this.reportedErrors.add(key);
-    this.ctx.log.warn({ path: error.path, line: error.line, field: error.field }, error.message);
-    this.ctx.emit({
-      actor: 'board',
-      action: 'task.held',
-      object: `file:${relative(this.ctx.config.boardDir, error.path)}`,
-      details: { message: error.message, line: error.line, field: error.field ?? null },
-    });
+    this.ctx.emit(
+      {
+        actor: 'board',
+        action: 'task.held',
+        object: `file:${relative(this.ctx.config.boardDir, error.path)}`,
+        details: { message: error.message, line: error.line, field: error.field ?? null },
+      },
+      { message: error.message, fields: { path: error.path, line: error.line, field: error.field } },
+    );
     this.ctx.emit(inputRejected({ kind: 'task', path: relative(this.ctx.config.boardDir, error.path), line: error.line, message: error.message }));
   }
 }

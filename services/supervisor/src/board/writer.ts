@@ -12,7 +12,7 @@ import {
 import type { BoardEdits } from '../board-edits.js';
 import { mapLimit, SUPERVISOR, type SupervisorContext } from '../context.js';
 import { crashDuringWrite, CrashPoint } from '../crash.js';
-import { isTerminal, TaskState, type TaskRow } from '../state.js';
+import { isTerminal, TaskState, type TaskRow } from '@warren/registry';
 import type { BoardMirror } from './mirror.js';
 
 /** Board files written at once by a flush. */
@@ -142,7 +142,6 @@ export class BoardWriter {
           // state in SQLite, and do not retry it every tick.
           if (unchanged) ctx.state.putTask({ ...latest, boardSync: 'clean' });
           ctx.emit({ actor: SUPERVISOR, action: 'board.refused', object: `task:${row.id}`, details: { ...steps[steps.length - 1]!, message: error.message } });
-          ctx.log.warn({ taskId: row.id, reason: error.message }, 'board refused the move');
         } else if (error instanceof TaskConflictError) {
           // A person edited the file since we read it: re-read it, then write over the fresh copy.
           ctx.log.info({ taskId: row.id }, 'task file changed under us; re-reading before writing');

@@ -1,4 +1,4 @@
-import { isTerminal, TaskState, type TaskRow } from '../state.js';
+import { isTerminal, TaskState, type TaskRow } from '@warren/registry';
 import { retryDelayMs, type RetryPolicy } from '../templates.js';
 
 /** How an execution ended, as settlement sees it: a runner's outcome, or `lost` (its agent or the supervisor died). */

@@ -1,11 +1,11 @@
 import type { Delivery, ResultMessage } from '@warren/broker';
 import { agentView, recordFinished, takeOomKill } from '@warren/ecs';
-import type { SandboxExit } from '@warren/sandbox';
+import type { AgentExit } from '@warren/runtime';
 import type { AgentLifecycle } from '../agents/lifecycle.js';
 import type { SupervisorContext } from '../context.js';
 import { CrashPoint } from '../crash.js';
 import { taskFailureOf } from '../limit-watch.js';
-import { TaskState } from '../state.js';
+import { TaskState } from '@warren/registry';
 import { classifyResult } from './decisions.js';
 import type { Settler } from './settle.js';
 
@@ -14,7 +14,7 @@ export type InboxEvent =
   | { kind: 'result'; delivery: Delivery<ResultMessage>; done: () => void }
   | { kind: 'hello'; agent: string }
   | { kind: 'acked'; agent: string; taskId: string; attempt: number }
-  | { kind: 'exit'; agent: string; exit: SandboxExit };
+  | { kind: 'exit'; agent: string; exit: AgentExit };
 
 /** Runs `work`, naming it as the step the tick awaits (see inspect.ts). */
 export type StepTracker = <T>(label: string, work: Promise<T>) => Promise<T>;
@@ -54,9 +54,9 @@ export class Inbox {
    */
   cancel(taskId: string, attempt: number, agent: string, reason: string): boolean {
     const live = this.agents.handles.get(agent);
-    if (!live?.gateway.connected) return false;
+    if (!live?.instance.connected) return false;
     this.cancelRequested.add(`${taskId}:${attempt}`);
-    live.gateway.cancel(taskId, attempt, reason);
+    live.instance.cancel(taskId, attempt, reason);
     return true;
   }
 
@@ -104,7 +104,7 @@ export class Inbox {
   private applyAck(agent: string, taskId: string, attempt: number, nowMs: number): void {
     const { state } = this.ctx;
     const row = state.task(taskId);
-    state.setAssignmentState(taskId, attempt, 'acked');
+    state.setAssignmentState(taskId, attempt, 'acked', nowMs);
     if (row && row.attempt === attempt && row.state === TaskState.assigned) {
       state.putTask({ ...row, state: TaskState.running, updatedMs: nowMs });
     }
@@ -132,7 +132,7 @@ export class Inbox {
     const failTasks = view?.failTasks ?? undefined;
     const cancelledByOperator = r.outcome === 'cancelled' && this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
     // Asked for every result, so that an OOM kill is blamed on the task it happened in.
-    const oomKilled = handle !== undefined && takeOomKill(ctx.world, r.agent, handle.sandbox.usage().oomKills);
+    const oomKilled = handle !== undefined && takeOomKill(ctx.world, r.agent, handle.instance.usage().oomKills);
     // An OOM kill or the process limit explains a failure better than its output ("Killed").
     const failure = taskFailureOf(handle && { failTasks, oomKilled, template: handle.template }, r.outcome, succeeded || cancelledByOperator);
     const { outcome, reason } = classifyResult(r, {
@@ -149,7 +149,6 @@ export class Inbox {
       object: `task:${r.taskId}`,
       details: { attempt: r.attempt, outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: r.outputs },
     });
-    ctx.log.info({ taskId: r.taskId, agent: r.agent, outcome: r.outcome, durationMs: r.durationMs }, 'task finished');
     if (this.agents.handles.has(r.agent)) recordFinished(ctx.world, r.agent, nowMs);
     return () => {
       ctx.crashAt(CrashPoint.resultCommitted);

@@ -2,7 +2,7 @@ import type { AgentLifecycle } from '../agents/lifecycle.js';
 import type { BoardMirror } from '../board/mirror.js';
 import { mapLimit, type SupervisorContext } from '../context.js';
 import { CrashPoint } from '../crash.js';
-import type { AssignmentRow } from '../state.js';
+import type { AssignmentRow } from '@warren/registry';
 
 /** How long an execution may wait for its agent's ack, or its result, before it is chased, in ms. */
 export const CHASE_AFTER_MS = 5_000;
@@ -89,7 +89,7 @@ export class Outbox {
       const key = `${a.taskId}:${a.attempt}`;
       if (!this.isStale(key, nowMs)) continue;
       this.sentAt.set(key, nowMs);
-      this.agents.handles.get(a.agent)?.gateway.resendResult(a.taskId, a.attempt);
+      this.agents.handles.get(a.agent)?.instance.resendResult(a.taskId, a.attempt);
     }
     if (this.sentAt.size > 4 * open.length + 1_000) {
       const keep = new Set(open.map((a) => `${a.taskId}:${a.attempt}`));

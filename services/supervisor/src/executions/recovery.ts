@@ -5,7 +5,7 @@ import type { BoardEdits } from '../board-edits.js';
 import type { BoardMirror } from '../board/mirror.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { removeStaleTempFiles } from '../crash.js';
-import type { AssignmentRow } from '../state.js';
+import type { AssignmentRow } from '@warren/registry';
 import type { Inbox } from './inbox.js';
 import type { Settler } from './settle.js';
 

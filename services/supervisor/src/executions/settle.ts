@@ -1,5 +1,5 @@
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
-import { TaskState } from '../state.js';
+import { TaskState } from '@warren/registry';
 import type { AgentTemplate } from '../templates.js';
 import { decideSettlement, type ExecutionOutcome } from './decisions.js';
 

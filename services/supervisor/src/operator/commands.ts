@@ -3,10 +3,7 @@ import { requestRestartAfterExit } from '@warren/ecs';
 import type { AgentLifecycle, StopReason } from '../agents/lifecycle.js';
 import type { SupervisorContext } from '../context.js';
 import type { Inbox } from '../executions/inbox.js';
-import { CommandKind, isTerminal, TaskState, type CommandRow } from '../state.js';
-
-/** Carries out one operator command. @returns what was done, in words. @throws {WarrenError} when the command cannot apply. */
-export type CommandHandler = (command: CommandRow, nowMs: number) => string;
+import { commandRequest, runCommands, CommandKind, isTerminal, TaskState, type CommandHandlers, type CommandRow } from '@warren/registry';
 
 /** Throws the {@link WarrenError} of a command that cannot apply. */
 function fail(message: string): never {
@@ -20,7 +17,7 @@ function fail(message: string): never {
  * `agent:<name>` or `task:<id>`, `act` = the verb); the outcome is written back and audited.
  */
 export class OperatorCommands {
-  private readonly handlers: Readonly<Record<CommandKind, CommandHandler>>;
+  private readonly handlers: CommandHandlers;
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -39,30 +36,25 @@ export class OperatorCommands {
     };
   }
 
-  /** Executes the queued commands, oldest first, each once. */
+  /** Executes the queued commands, oldest first, each once (see `runCommands`). */
   process(nowMs: number): void {
     const { ctx } = this;
-    for (const command of ctx.state.queuedCommands()) {
-      let state: 'done' | 'failed' = 'done';
-      let outcome: string;
-      const [kind, act] = command.kind.split('.') as [string, string];
-      const obj = `${kind}:${command.target}`;
-      const allowed = ctx.policy.enforce(command.requestedBy, obj, act);
-      ctx.emit({ actor: command.requestedBy, action: 'policy.decide', object: obj, decision: allowed ? 'allow' : 'deny', details: { act } });
-      try {
-        if (!allowed) throw new WarrenError('WARREN_POLICY_DENIED', `policy denies ${command.requestedBy} ${act} on ${obj}`);
-        const handler = this.handlers[command.kind] ?? fail(`unknown command ${command.kind}`);
-        outcome = handler(command, nowMs);
-      } catch (error) {
-        state = 'failed';
-        outcome = (error as Error).message;
-      }
-      ctx.transaction(() => {
-        ctx.state.finishCommand(command.id, state, outcome, nowMs);
-        ctx.emit({ actor: command.requestedBy, action: `command.${command.kind}`, object: obj, details: { id: command.id, state, outcome } });
-      });
-      ctx.log.info({ command: command.kind, target: command.target, state, outcome }, 'operator command');
-    }
+    runCommands(
+      ctx.registry.commands,
+      this.handlers,
+      {
+        authorize: (command) => {
+          const { sub, obj, act } = commandRequest(command);
+          const allowed = ctx.policy.enforce(sub, obj, act);
+          ctx.emit({ actor: sub, action: 'policy.decide', object: obj, decision: allowed ? 'allow' : 'deny', details: { act } });
+          return allowed;
+        },
+        onDone: (command, state, outcome) =>
+          ctx.emit({ actor: command.requestedBy, action: `command.${command.kind}`, object: commandRequest(command).obj, details: { id: command.id, state, outcome } }),
+        transaction: (fn) => ctx.transaction(fn),
+      },
+      nowMs,
+    );
   }
 
   private stopAgent(command: CommandRow, why: StopReason, nowMs: number): string {

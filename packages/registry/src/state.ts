@@ -1,4 +1,5 @@
 import { migrate, type SqliteDatabase } from '@warren/store';
+import { CommandQueue, type CommandKind, type CommandRow } from './commands.js';
 
 /**
  * A task's lifecycle inside Warren (the board shows columns; this is what Warren knows):
@@ -64,7 +65,11 @@ export interface AssignmentRow {
   readonly exitCode: number | null;
   readonly summary: string | null;
   readonly outputs: readonly string[];
+  /** When the task last became ready before this execution (ms since the epoch); null on rows older than migration 3. */
+  readonly readySinceMs: number | null;
   readonly assignedMs: number;
+  /** When the agent acknowledged it (ms since the epoch); null until then, and on rows older than migration 3. */
+  readonly ackedMs: number | null;
   readonly finishedMs: number | null;
 }
 
@@ -142,6 +147,16 @@ const MIGRATIONS = [
       ) STRICT;
     `,
   },
+  {
+    // The facts the read queries derive waits from: when the task became ready before this
+    // execution, and when the agent took it. Rows written before stay null.
+    version: 3,
+    sql: `
+      ALTER TABLE assignments ADD COLUMN ready_since_ms INTEGER;
+      ALTER TABLE assignments ADD COLUMN acked_ms INTEGER;
+      CREATE INDEX commands_queued ON commands (id) WHERE state = 'queued';
+    `,
+  },
 ];
 
 /**
@@ -156,12 +171,18 @@ export function queuePositions(rows: Iterable<TaskRow>): Map<string, number> {
   return new Map(waiting.map((r, index) => [r.id, index + 1]));
 }
 
-/** Applies the supervisor's schema to `db`. Idempotent. */
+/**
+ * Applies the schema of the state tables (`tasks`, `assignments`, `agents`, `commands`) to `db`,
+ * under the migration component `supervisor` (the name databases written before this package carry).
+ * Idempotent; a database at an older version is migrated forward, additively.
+ * @throws {StoreError} if a migration fails.
+ */
 export function migrateState(db: SqliteDatabase): void {
   migrate(db, 'supervisor', MIGRATIONS);
 }
 
-interface TaskRecord {
+/** A record of the `tasks` table as SQLite returns it. */
+export interface TaskRecord {
   id: string;
   path: string;
   state: TaskState;
@@ -176,7 +197,8 @@ interface TaskRecord {
   queue_position: number | null;
   queue_reason: string | null;
 }
-interface AssignmentRecord {
+/** A record of the `assignments` table as SQLite returns it. */
+export interface AssignmentRecord {
   task_id: string;
   attempt: number;
   agent: string;
@@ -185,10 +207,13 @@ interface AssignmentRecord {
   exit_code: number | null;
   summary: string | null;
   outputs: string;
+  ready_since_ms: number | null;
   assigned_ms: number;
+  acked_ms: number | null;
   finished_ms: number | null;
 }
-interface AgentRecord {
+/** A record of the `agents` table as SQLite returns it. */
+export interface AgentRecord {
   name: string;
   template: string;
   uid: number;
@@ -200,7 +225,8 @@ interface AgentRecord {
   tasks_done: number;
 }
 
-const taskRow = (r: TaskRecord): TaskRow => ({
+/** Maps a `tasks` record (snake_case columns) to its row. */
+export const taskRow = (r: TaskRecord): TaskRow => ({
   id: r.id,
   path: r.path,
   state: r.state,
@@ -215,7 +241,8 @@ const taskRow = (r: TaskRecord): TaskRow => ({
   queuePosition: r.queue_position,
   queueReason: r.queue_reason,
 });
-const assignmentRow = (r: AssignmentRecord): AssignmentRow => ({
+/** Maps an `assignments` record (snake_case columns) to its row. */
+export const assignmentRow = (r: AssignmentRecord): AssignmentRow => ({
   taskId: r.task_id,
   attempt: r.attempt,
   agent: r.agent,
@@ -224,10 +251,13 @@ const assignmentRow = (r: AssignmentRecord): AssignmentRow => ({
   exitCode: r.exit_code,
   summary: r.summary,
   outputs: JSON.parse(r.outputs) as string[],
+  readySinceMs: r.ready_since_ms,
   assignedMs: r.assigned_ms,
+  ackedMs: r.acked_ms,
   finishedMs: r.finished_ms,
 });
-const agentRow = (r: AgentRecord): AgentRow => ({
+/** Maps an `agents` record (snake_case columns) to its row. */
+export const agentRow = (r: AgentRecord): AgentRow => ({
   name: r.name,
   template: r.template,
   uid: r.uid,
@@ -247,7 +277,9 @@ const agentRow = (r: AgentRecord): AgentRow => ({
 export class StateStore {
   private readonly stmts;
 
+  /** Prepares the statements over `db`, whose schema {@link migrateState} has brought up to date. */
   constructor(readonly db: SqliteDatabase) {
+    this.commands = new CommandQueue(db);
     this.stmts = {
       task: db.prepare<[string], TaskRecord>('SELECT * FROM tasks WHERE id = ?'),
       tasks: db.prepare<[], TaskRecord>('SELECT * FROM tasks ORDER BY id'),
@@ -264,8 +296,9 @@ export class StateStore {
            queue_reason = excluded.queue_reason`,
       ),
       insertAssignment: db.prepare(
-        `INSERT INTO assignments (task_id, attempt, agent, state, assigned_ms)
-         VALUES (?, ?, ?, 'pending', ?)`,
+        `INSERT INTO assignments (task_id, attempt, agent, state, assigned_ms, ready_since_ms)
+         VALUES (@taskId, @attempt, @agent, 'pending', @nowMs,
+           COALESCE(@readySinceMs, (SELECT ready_since_ms FROM tasks WHERE id = @taskId), @nowMs))`,
       ),
       assignment: db.prepare<[string, number], AssignmentRecord>(
         'SELECT * FROM assignments WHERE task_id = ? AND attempt = ?',
@@ -275,7 +308,9 @@ export class StateStore {
       ),
       markPublished: db.prepare("UPDATE assignments SET state = 'published' WHERE task_id = ? AND attempt = ? AND state = 'pending'"),
       setAssignmentState: db.prepare(
-        'UPDATE assignments SET state = ? WHERE task_id = ? AND attempt = ? AND state != ?',
+        `UPDATE assignments SET state = @state,
+           acked_ms = CASE WHEN @state = 'acked' THEN COALESCE(acked_ms, @nowMs) ELSE acked_ms END
+         WHERE task_id = @taskId AND attempt = @attempt AND state != 'finished'`,
       ),
       finishAssignment: db.prepare(
         `UPDATE assignments SET state = 'finished', outcome = ?, exit_code = ?, summary = ?, outputs = ?,
@@ -336,9 +371,15 @@ export class StateStore {
     else this.pendingBoard.delete(row.id);
   }
 
-  /** Records a new execution in state `pending` (committed, not yet published). */
-  addAssignment(taskId: string, attempt: number, agent: string, nowMs: number): void {
-    this.stmts.insertAssignment.run(taskId, attempt, agent, nowMs);
+  /**
+   * Records a new execution in state `pending` (committed, not yet published).
+   * @param nowMs the assignment time, ms since the epoch.
+   * @param readySinceMs when the task became ready before this execution (ms since the epoch), the
+   *   start of its wait. Default: the task row's `readySinceMs` as it stands before the caller
+   *   rewrites it, else `nowMs`.
+   */
+  addAssignment(taskId: string, attempt: number, agent: string, nowMs: number, readySinceMs?: number | null): void {
+    this.stmts.insertAssignment.run({ taskId, attempt, agent, nowMs, readySinceMs: readySinceMs ?? null });
   }
 
   assignment(taskId: string, attempt: number): AssignmentRow | undefined {
@@ -351,14 +392,18 @@ export class StateStore {
     return this.stmts.openAssignments.all().map(assignmentRow);
   }
 
-  /** Moves an unfinished execution to `state`; a finished one is left alone. */
   /** Records that a `pending` execution is on the broker; any other state is left as it is. */
   markPublished(taskId: string, attempt: number): void {
     this.stmts.markPublished.run(taskId, attempt);
   }
 
-  setAssignmentState(taskId: string, attempt: number, state: AssignmentState): void {
-    this.stmts.setAssignmentState.run(state, taskId, attempt, AssignmentState.finished);
+  /**
+   * Moves an unfinished execution to `state`; a finished one is left alone.
+   * @param nowMs with `state = 'acked'`: the time of the acknowledgement (ms since the epoch),
+   *   kept as `ackedMs` (the first one wins). Without it `ackedMs` stays as it is.
+   */
+  setAssignmentState(taskId: string, attempt: number, state: AssignmentState, nowMs?: number): void {
+    this.stmts.setAssignmentState.run({ state, taskId, attempt, nowMs: nowMs ?? null });
   }
 
   /**
@@ -404,74 +449,25 @@ export class StateStore {
     this.stmts.deleteAgent.run(name);
   }
 
-  /** Queues an operator command; the running supervisor executes it on a tick. @returns its id. */
+  /** The durable operator-command queue in the same database. */
+  readonly commands: CommandQueue;
+
+  /** Queues an operator command; see {@link CommandQueue.enqueue}. @returns its id. */
   enqueueCommand(kind: CommandKind, target: string, requestedBy: string, nowMs: number): number {
-    return Number(
-      this.db
-        .prepare('INSERT INTO commands (kind, target, requested_by, requested_ms) VALUES (?, ?, ?, ?)')
-        .run(kind, target, requestedBy, nowMs).lastInsertRowid,
-    );
+    return this.commands.enqueue(kind, target, requestedBy, nowMs);
   }
 
   /** Commands not yet executed, oldest first. */
   queuedCommands(): CommandRow[] {
-    return (this.db.prepare("SELECT * FROM commands WHERE state = 'queued' ORDER BY id").all() as CommandRecord[]).map(commandRow);
+    return this.commands.queued();
   }
 
   command(id: number): CommandRow | undefined {
-    const r = this.db.prepare('SELECT * FROM commands WHERE id = ?').get(id) as CommandRecord | undefined;
-    return r && commandRow(r);
+    return this.commands.get(id);
   }
 
   /** Records a command's outcome: `done` with what happened, or `failed` with why. */
   finishCommand(id: number, state: 'done' | 'failed', outcome: string, nowMs: number): void {
-    this.db.prepare('UPDATE commands SET state = ?, outcome = ?, done_ms = ? WHERE id = ?').run(state, outcome, nowMs, id);
+    this.commands.finish(id, state, outcome, nowMs);
   }
 }
-
-/** Operator commands, executed by the running supervisor through the durable `commands` queue. */
-export const CommandKind = {
-  agentStart: 'agent.start',
-  agentStop: 'agent.stop',
-  agentRestart: 'agent.restart',
-  agentSleep: 'agent.sleep',
-  agentWake: 'agent.wake',
-  agentDelete: 'agent.delete',
-  taskCancel: 'task.cancel',
-  taskRetry: 'task.retry',
-} as const;
-export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
-
-/** A row of the `commands` table. */
-export interface CommandRow {
-  readonly id: number;
-  readonly kind: CommandKind;
-  readonly target: string;
-  readonly requestedBy: string;
-  readonly requestedMs: number;
-  readonly state: 'queued' | 'done' | 'failed';
-  readonly outcome: string | null;
-  readonly doneMs: number | null;
-}
-
-interface CommandRecord {
-  id: number;
-  kind: CommandKind;
-  target: string;
-  requested_by: string;
-  requested_ms: number;
-  state: 'queued' | 'done' | 'failed';
-  outcome: string | null;
-  done_ms: number | null;
-}
-
-const commandRow = (r: CommandRecord): CommandRow => ({
-  id: r.id,
-  kind: r.kind,
-  target: r.target,
-  requestedBy: r.requested_by,
-  requestedMs: r.requested_ms,
-  state: r.state,
-  outcome: r.outcome,
-  doneMs: r.done_ms,
-});

@@ -1,0 +1,64 @@
+/**
+ * @warren/registry: Warren's state tables, the durable operator-command queue, and the named read
+ * queries that return plain JSON. It is the one read model: the CLI's read commands use it, and so
+ * will the HTTP API, the dashboard and the MCP server.
+ *
+ * ```ts
+ * import { openDatabase } from '@warren/store';
+ * import { CommandKind, openRegistry } from '@warren/registry';
+ * const db = openDatabase('var/warren.db');
+ * const registry = openRegistry(db, { stateDir: 'var' });
+ * registry.status();                        // { supervisor: 'running', pid: 4242, tasks: { ready: 3 }, … }
+ * registry.tasks({ waiting: true });        // the admission queue, positions 1, 2, 3 …
+ * registry.executions({ taskId: 'count-lines' });
+ * registry.auditPage({ filter: { action: 'task.*' }, limit: 50, newest: true });
+ * registry.analytics().templates;           // waiting and running times, outcomes per template
+ * const id = registry.commands.enqueue(CommandKind.agentStop, 'shell-1', 'user:alice', Date.now());
+ * await registry.commands.waitForOutcome(id, { timeoutMs: 10_000 });
+ * db.close();
+ * ```
+ */
+export {
+  AssignmentState,
+  StateStore,
+  TaskState,
+  agentRow,
+  assignmentRow,
+  isTerminal,
+  migrateState,
+  queuePositions,
+  taskRow,
+} from './state.js';
+export type { AgentRecord, AgentRow, AssignmentRecord, AssignmentRow, TaskRecord, TaskRow } from './state.js';
+export { CommandKind, CommandQueue, commandRequest, isCommandKind, runCommands } from './commands.js';
+export type {
+  CommandHandler,
+  CommandHandlers,
+  CommandHooks,
+  CommandRow,
+  CommandRun,
+  CommandState,
+  WaitForOutcomeOptions,
+} from './commands.js';
+export { Registry, openRegistry } from './registry.js';
+export type { OpenRegistryOptions } from './registry.js';
+export { analyticsOf, durationStats, executionFacts } from './analytics.js';
+export { SUPERVISOR_PID_FILE, runningSupervisorPid } from './supervisor-pid.js';
+export { RegistryError } from './errors.js';
+export type {
+  AgentsOptions,
+  AgentView,
+  Analytics,
+  AuditPage,
+  AuditPageFilter,
+  AuditPageRequest,
+  DurationStats,
+  ExecutionFacts,
+  ExecutionFilter,
+  ExecutionView,
+  LiveAgentFields,
+  StatusView,
+  TaskDetail,
+  TaskFilter,
+  TaskView,
+} from './views.js';

@@ -1,0 +1,205 @@
+import type { AuditRecord } from '@warren/audit';
+import type { AgentRow, AssignmentState, TaskState } from './state.js';
+
+/**
+ * What `warren status` shows: whether a supervisor runs on the state directory, and counts.
+ * Plain JSON.
+ */
+export interface StatusView {
+  /** `running` when the state directory's pid file names a live process. */
+  readonly supervisor: 'running' | 'stopped';
+  readonly pid: number | null;
+  /** The state directory, as given to {@link openRegistry}. */
+  readonly stateDir: string;
+  /** Tasks by state (`ready`, `running`, `succeeded`, …), keys in the order of the first task (by id) in each state. */
+  readonly tasks: Readonly<Record<string, number>>;
+  /** Agent instances by state (`running`, `sleeping`, `stopped`, …), keys in the order of the first agent by name. */
+  readonly agents: Readonly<Record<string, number>>;
+  /** Executions not yet finished (pending, published or acknowledged). */
+  readonly openExecutions: number;
+  /** Rows of the audit trail (the newest `seq`). */
+  readonly auditRows: number;
+}
+
+/** Which tasks {@link Registry.tasks} returns; every given field must match. */
+export interface TaskFilter {
+  /** One state or any of several. */
+  readonly state?: TaskState | readonly TaskState[];
+  /** The agent of the current (or last) execution. */
+  readonly agent?: string;
+  /** True: only tasks waiting in the admission queue, in queue order (position 1 first). */
+  readonly waiting?: boolean;
+}
+
+/** A task as Warren knows it (the `tasks` row), with its place in the queue. Plain JSON. */
+export interface TaskView {
+  readonly id: string;
+  /** The task file, relative to the board folder. */
+  readonly path: string;
+  readonly state: TaskState;
+  /** Executions so far; the current or last one's number. 0 before the first. */
+  readonly attempt: number;
+  readonly agent: string | null;
+  /** Why it ended, failed or was cancelled; null otherwise. */
+  readonly reason: string | null;
+  /** 1-based place among the waiting tasks (ready, not placed on the last plan), numbered 1, 2, 3 …; null when not waiting. */
+  readonly queuePosition: number | null;
+  /** Why it waits, as the last plan said. */
+  readonly queueReason: string | null;
+  /** When it last became ready, ms since the epoch. */
+  readonly readySinceMs: number | null;
+  /** A retry waits until this time, ms since the epoch; null when it may run now. */
+  readonly notBeforeMs: number | null;
+  /** When the row last changed, ms since the epoch. */
+  readonly updatedMs: number;
+  /** `pending` while the board file does not yet show `state`. */
+  readonly boardSync: 'clean' | 'pending';
+}
+
+/** One task with its executions, oldest first ({@link Registry.task}). */
+export interface TaskDetail extends TaskView {
+  readonly executions: readonly ExecutionView[];
+}
+
+/**
+ * The live fields of a running agent instance, known only to the process that runs it (the
+ * supervisor's ECS world): given to {@link Registry.agents} by an in-process caller.
+ */
+export interface LiveAgentFields {
+  /** The world's status: `idle`, `busy`, `starting`, `stopping`, … */
+  readonly status: string;
+  /** Tasks it holds now. */
+  readonly load: number;
+  /** Its last heartbeat, ms since the epoch; null before the first. */
+  readonly lastHeartbeatMs: number | null;
+  /** Resource usage by name and unit in the name (`memoryBytes`, `cpuMs`); null when unknown. */
+  readonly usage: Readonly<Record<string, number>> | null;
+}
+
+/** Options of {@link Registry.agents}. */
+export interface AgentsOptions {
+  /** The live fields of an agent by name (undefined when it is not running). Default none. */
+  readonly live?: (name: string) => LiveAgentFields | undefined;
+}
+
+/** An agent instance: its `agents` row, and its live fields when the caller has them. Plain JSON. */
+export interface AgentView extends AgentRow {
+  /** Present only when {@link AgentsOptions.live} returned fields for it. */
+  readonly live?: LiveAgentFields;
+}
+
+/** Which executions {@link Registry.executions} returns; every given field must match. */
+export interface ExecutionFilter {
+  readonly taskId?: string;
+  readonly agent?: string;
+  /** The agent's template (from its `agents` row, else its name `<template>-<n>`). */
+  readonly template?: string;
+  /** One state or any of several. */
+  readonly state?: AssignmentState | readonly AssignmentState[];
+  /** `succeeded`, `failed`, `timed_out`, `cancelled`, `lost`, … */
+  readonly outcome?: string;
+  /** Only executions assigned at or after this time, ms since the epoch. */
+  readonly sinceMs?: number;
+  /** At most this many (the first ones in `order`), a positive integer. Default all. */
+  readonly limit?: number;
+  /** By assignment time ascending (default) or descending. */
+  readonly order?: 'asc' | 'desc';
+}
+
+/**
+ * One execution (`taskId`, `attempt`) of a task by an agent, with the times derived from it.
+ * Times are ms since the epoch, durations ms; a duration is null when a time it needs is unknown.
+ */
+export interface ExecutionView {
+  readonly taskId: string;
+  readonly attempt: number;
+  readonly agent: string;
+  readonly template: string;
+  readonly state: AssignmentState;
+  readonly outcome: string | null;
+  readonly exitCode: number | null;
+  readonly summary: string | null;
+  /** Paths of the files it produced, relative to its workspace. */
+  readonly outputs: readonly string[];
+  readonly readySinceMs: number | null;
+  readonly assignedMs: number;
+  readonly ackedMs: number | null;
+  readonly finishedMs: number | null;
+  /** Waiting in the queue: `assignedMs - readySinceMs`. */
+  readonly waitingMs: number | null;
+  /** Waiting for the agent to take it: `ackedMs - assignedMs`. */
+  readonly startingMs: number | null;
+  /** Running: `finishedMs - ackedMs`, or `finishedMs - assignedMs` when no acknowledgement was recorded. */
+  readonly runningMs: number | null;
+}
+
+/** Which audit rows {@link Registry.auditPage} reads; every given field must match. */
+export interface AuditPageFilter {
+  readonly actor?: string;
+  /** An exact action, or a prefix ending in `.*` (`task.*`). */
+  readonly action?: string;
+  readonly object?: string;
+  /** `null` selects rows without a decision. */
+  readonly decision?: 'allow' | 'deny' | null;
+  /** Rows with `timeMs >= sinceMs`. */
+  readonly sinceMs?: number;
+  /** Rows with `timeMs < untilMs`. */
+  readonly untilMs?: number;
+}
+
+/** A request for one page of the audit trail. */
+export interface AuditPageRequest {
+  /** The cursor: only rows with `seq > after` (the `next` of the previous page). Default 0. */
+  readonly after?: number;
+  /** At most this many rows, a positive integer. Default 1000. */
+  readonly limit?: number;
+  /** False (default): the oldest matching rows after the cursor. True: the newest ones. */
+  readonly newest?: boolean;
+  readonly filter?: AuditPageFilter;
+}
+
+/** One page of the audit trail, rows by `seq` ascending. */
+export interface AuditPage {
+  readonly rows: readonly AuditRecord[];
+  /** The cursor for the next page or for tailing: the last row's `seq`, or the request's `after` when empty. */
+  readonly next: number;
+  /** True when the page is full, so more rows may match (after it, or before it with `newest`). */
+  readonly more: boolean;
+}
+
+/** Count, sum and distribution of a set of durations, in ms. The others are null when `count` is 0. */
+export interface DurationStats {
+  readonly count: number;
+  readonly totalMs: number;
+  readonly meanMs: number | null;
+  /** Nearest-rank percentiles. */
+  readonly p50Ms: number | null;
+  readonly p95Ms: number | null;
+  readonly maxMs: number | null;
+}
+
+/** What happened to the executions of one template, one agent, or all. */
+export interface ExecutionFacts {
+  readonly executions: number;
+  /** Executions not yet finished. */
+  readonly open: number;
+  /** Finished executions by outcome, keys sorted. */
+  readonly outcomes: Readonly<Record<string, number>>;
+  /** Distinct tasks with a succeeded execution. */
+  readonly tasksDone: number;
+  /** Ready → assigned (`waitingMs` of each execution). */
+  readonly waiting: DurationStats;
+  /** Assigned → acknowledged (`startingMs`). */
+  readonly starting: DurationStats;
+  /** Acknowledged → finished (`runningMs`). */
+  readonly running: DurationStats;
+}
+
+/** The analytics facts ({@link Registry.analytics}): per template, per agent and in total. Plain JSON. */
+export interface Analytics {
+  /** By template name. */
+  readonly templates: readonly ({ readonly template: string } & ExecutionFacts)[];
+  /** By agent name; includes agents whose instance has been deleted. */
+  readonly agents: readonly ({ readonly agent: string; readonly template: string } & ExecutionFacts)[];
+  readonly total: ExecutionFacts;
+}

@@ -1,0 +1,329 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import type { Broker } from '@warren/broker';
+import { processExists, silentLogger, WarrenError, type Logger } from '@warren/core';
+import {
+  assertIsolation,
+  ensureHomeImage,
+  probeHost,
+  releaseHomeImage,
+  removeOrphanCgroups,
+  removeStaleCgroups,
+  removeStaleMounts,
+  spawnSandbox,
+  type Sandbox,
+} from '@warren/sandbox';
+import { RuntimeError } from './errors.js';
+import { AgentGateway } from './gateway.js';
+import type {
+  AgentEvents,
+  AgentExecOptions,
+  AgentExit,
+  AgentInstance,
+  AgentIsolation,
+  AgentProcess,
+  AgentRuntime,
+  AgentSpec,
+  AgentStartSpec,
+  AgentStopReason,
+  AgentStorageRef,
+  AgentUsage,
+  ReclaimReport,
+  RuntimeHost,
+} from './runtime.js';
+import { agentSandboxSpec, AGENT_PATH, homeInSandbox, instanceTag, RUNNER_IN_SANDBOX, type SandboxHostPaths } from './sandbox-spec.js';
+
+/** Options of {@link createBubblewrapRuntime}. */
+export interface BubblewrapRuntimeOptions {
+  /**
+   * Warren's state directory (absolute): sandboxes' generated files go to `run/agents/<name>` and
+   * `run/exec/<pid>`, instance logs to `logs/<name>.log`, home images to `home-images/<name>.ext4`.
+   */
+  readonly stateDir: string;
+  /** The directory holding the agents' homes (absolute); mounts left below it by a crashed run are removed by `reclaim()`. */
+  readonly homeRoot: string;
+  /** The agent runner package directory (holding `dist/main.js`), bound read-only into every sandbox. */
+  readonly runnerDir: string;
+  /** The templates' programs (`agents/bin`), bound read-only when the directory exists. Default: none. */
+  readonly agentsBinDir?: string;
+  /** What relative mount sources are resolved against (the repository root). */
+  readonly root: string;
+  /** Prefix of this runtime's sandbox names (cgroups, hostnames). Default `instanceTag(stateDir)`. */
+  readonly instanceTag?: string;
+  /** The broker the agent channels bridge to; needed by `start()` only (an exec has no channel). */
+  readonly broker?: Broker;
+  /** Receives the channels' and sandboxes' lines (as children `{ component, agent }`). Default: silent. */
+  readonly logger?: Logger;
+  /** The environment the specs' `environment` allow-lists read from. Default: none. */
+  readonly hostEnv?: Readonly<Record<string, string | undefined>>;
+  /** How long a runner has to ack a task before its broker message is nak'ed, in ms. Default 15000. */
+  readonly ackTimeoutMs?: number;
+}
+
+/**
+ * Makes the bubblewrap driver of {@link AgentRuntime}: each instance is a bubblewrap sandbox
+ * (namespaces, setpriv to the agent's uid, cgroup limits, seccomp; see `@warren/sandbox`) running
+ * the agent runner, whose channel is a Unix socket served by an {@link AgentGateway} and bound
+ * into the sandbox at /run/warren. A home with a quota is an ext4 image mounted on the home. Does
+ * no I/O: call `probe()` and `reclaim()` before the first `start()`.
+ * @throws {RuntimeError} if a path option is not absolute.
+ */
+export function createBubblewrapRuntime(options: BubblewrapRuntimeOptions): AgentRuntime {
+  for (const key of ['stateDir', 'homeRoot', 'runnerDir', 'root'] as const) {
+    if (!isAbsolute(options[key])) throw new RuntimeError('-', `option ${key} ${JSON.stringify(options[key])} must be an absolute path`);
+  }
+  return new BubblewrapRuntime(options);
+}
+
+/** Sandboxes of {@link AgentRuntime.exec} running in this process (one at a time: it is named after the pid). */
+let execRunning = false;
+
+class BubblewrapRuntime implements AgentRuntime {
+  private readonly log: Logger;
+  private readonly tag: string;
+  private readonly host: SandboxHostPaths;
+  private closed = false;
+
+  constructor(private readonly options: BubblewrapRuntimeOptions) {
+    this.log = options.logger ?? silentLogger;
+    this.tag = options.instanceTag ?? instanceTag(options.stateDir);
+    this.host = {
+      runnerDir: options.runnerDir,
+      ...(options.agentsBinDir === undefined ? {} : { agentsBinDir: options.agentsBinDir }),
+      root: options.root,
+      hostEnv: options.hostEnv ?? {},
+    };
+  }
+
+  async probe(isolation: AgentIsolation = 'full'): Promise<RuntimeHost> {
+    const host = await probeHost();
+    assertIsolation(host, isolation === 'unsafe' ? 'unsafe-no-cgroups' : 'full');
+    return { driver: 'bubblewrap', isolation, details: { ...host } };
+  }
+
+  async reclaim(): Promise<ReclaimReport> {
+    this.requireOpen('reclaim', '-');
+    const instances = await removeStaleCgroups();
+    await removeExecLeftovers(this.options.stateDir, this.log, this.tag);
+    // Home images a killed run left mounted (after the cgroups: nothing may still use them).
+    await mkdir(this.options.homeRoot, { recursive: true, mode: 0o755 });
+    const storage = await removeStaleMounts(this.options.homeRoot);
+    await rm(join(this.options.stateDir, 'run', 'agents'), { recursive: true, force: true });
+    return { instances, storage };
+  }
+
+  async start(spec: AgentStartSpec, events: AgentEvents): Promise<AgentInstance> {
+    this.requireOpen('start', spec.name);
+    const { broker } = this.options;
+    if (!broker) throw new RuntimeError(spec.name, 'starting an instance needs a broker (option broker of createBubblewrapRuntime)');
+    const { stateDir } = this.options;
+    const { name } = spec;
+    if (spec.homeQuotaBytes !== null) {
+      const images = join(stateDir, 'home-images');
+      await mkdir(images, { recursive: true, mode: 0o700 });
+      await ensureHomeImage({ imagePath: join(images, `${name}.ext4`), sizeBytes: spec.homeQuotaBytes, mountPoint: spec.homeDir, uid: spec.uid, gid: spec.gid });
+    }
+    const runDir = join(stateDir, 'run', 'agents', name);
+    const socketDir = join(runDir, 'socket');
+    const gateway = await AgentGateway.start({
+      identity: { name, template: spec.template, uid: spec.uid, gid: spec.gid, home: homeInSandbox(name), capabilities: spec.capabilities },
+      socketDir,
+      broker,
+      logger: this.log.child({ component: 'gateway', agent: name }),
+      events,
+      ...(this.options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: this.options.ackTimeoutMs }),
+    });
+    try {
+      const sandbox = await spawnSandbox(
+        agentSandboxSpec(spec, this.host, {
+          sandboxName: `${this.tag}-${name}`,
+          argv: ['/usr/bin/node', `${RUNNER_IN_SANDBOX}/dist/main.js`],
+          env: {
+            WARREN_RUNTIME: JSON.stringify(spec.runner.runtime),
+            WARREN_MAX_CONCURRENT: String(spec.runner.maxConcurrent),
+            WARREN_HEARTBEAT_MS: String(spec.runner.heartbeatIntervalMs),
+          },
+          runDir,
+          logPath: spec.logPath ?? join(stateDir, 'logs', `${name}.log`),
+          socketDir,
+        }),
+        { logger: this.log.child({ component: 'sandbox', agent: name }) },
+      );
+      return new BubblewrapInstance(name, sandbox, gateway);
+    } catch (error) {
+      await gateway.close();
+      throw error;
+    }
+  }
+
+  async exec(agent: AgentSpec, argv: readonly string[], options: AgentExecOptions): Promise<AgentProcess> {
+    this.requireOpen('exec', agent.name);
+    const [program, ...args] = argv;
+    if (!program) throw new WarrenError('WARREN_USAGE', 'exec needs a command');
+    // The sandbox sees the host's /usr read-only, so a bare name is looked up on the agent's PATH there.
+    const dirs = AGENT_PATH.split(':');
+    const resolved = isAbsolute(program) ? program : dirs.map((dir) => join(dir, program)).find((path) => existsSync(path));
+    if (!resolved) throw new WarrenError('WARREN_USAGE', `${program}: not found on the agent's PATH (${AGENT_PATH})`);
+    if (execRunning) throw new RuntimeError(agent.name, 'an exec already runs in this process (one at a time)');
+    execRunning = true;
+    const runDir = join(this.options.stateDir, 'run', 'exec', String(process.pid));
+    let sandbox: Sandbox;
+    try {
+      await removeExecLeftovers(this.options.stateDir, this.log, this.tag);
+      sandbox = await spawnSandbox(
+        agentSandboxSpec(agent, this.host, {
+          sandboxName: `${this.tag}-${agent.name}-x${process.pid}`.slice(0, 63),
+          argv: [resolved, ...args],
+          env: {},
+          runDir,
+          logPath: join(runDir, 'output.log'),
+        }),
+        { logger: this.log, output: { stdout: options.stdout, stderr: options.stderr } },
+      );
+    } catch (error) {
+      await rm(runDir, { recursive: true, force: true });
+      execRunning = false;
+      throw error;
+    }
+    const exited = sandbox.exited.then(async (exit) => {
+      await rm(runDir, { recursive: true, force: true }).catch((error: unknown) =>
+        this.log.warn({ err: error, path: runDir }, 'cannot remove the run directory of an ended exec'),
+      );
+      execRunning = false;
+      return exit;
+    });
+    return {
+      pid: sandbox.pid,
+      exited,
+      stop: async (graceMs?: number) => {
+        await sandbox.stop(graceMs);
+        return exited;
+      },
+    };
+  }
+
+  async detachStorage(agent: AgentStorageRef): Promise<boolean> {
+    if (agent.homeDir === undefined) return false;
+    return releaseHomeImage(agent.homeDir);
+  }
+
+  async releaseStorage(agent: AgentStorageRef): Promise<void> {
+    if (agent.homeDir !== undefined) await releaseHomeImage(agent.homeDir).catch(() => false);
+    await rm(join(this.options.stateDir, 'home-images', `${agent.name}.ext4`), { force: true });
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private requireOpen(what: string, agent: string): void {
+    if (this.closed) throw new RuntimeError(agent, `cannot ${what}: the runtime is closed`);
+  }
+}
+
+/** One agent instance: its sandbox and its channel. */
+class BubblewrapInstance implements AgentInstance {
+  readonly exited: Promise<AgentExit>;
+  private ended = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly sandbox: Sandbox,
+    private readonly gateway: AgentGateway,
+  ) {
+    this.exited = sandbox.exited.then((exit) => {
+      this.ended = true;
+      return exit;
+    });
+  }
+
+  get pid(): number {
+    return this.sandbox.pid;
+  }
+
+  get unsafe(): boolean {
+    return this.sandbox.unsafe;
+  }
+
+  get connected(): boolean {
+    return this.gateway.connected;
+  }
+
+  stop(graceMs?: number, reason?: AgentStopReason): Promise<AgentExit> {
+    return this.sandbox.stop(graceMs, reason);
+  }
+
+  freeze(): boolean {
+    return this.sandbox.freeze();
+  }
+
+  thaw(): void {
+    this.sandbox.thaw();
+  }
+
+  usage(): AgentUsage {
+    return this.sandbox.usage();
+  }
+
+  cancel(taskId: string, attempt: number, reason: string): void {
+    this.gateway.cancel(taskId, attempt, reason);
+  }
+
+  resendResult(taskId: string, attempt: number): boolean {
+    return this.gateway.resendResult(taskId, attempt);
+  }
+
+  requestShutdown(why: string): void {
+    this.gateway.requestShutdown(why);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.gateway.close();
+      if (!this.ended) await this.sandbox.stop();
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Removes what execs on `stateDir` left when they were killed with SIGKILL: the cgroups named
+ * `<instance tag>-<agent>-x<pid>` and the directories `run/exec/<pid>` whose pid is no longer
+ * alive. Failures are logged, never thrown: a leftover must not stop a new exec.
+ * @param tag the runtime's sandbox name prefix; default `instanceTag(stateDir)`.
+ */
+export async function removeExecLeftovers(stateDir: string, logger: Logger, tag: string = instanceTag(stateDir)): Promise<void> {
+  const prefix = `${tag}-`;
+  try {
+    await removeOrphanCgroups((name) => {
+      const match = /-x(\d+)$/.exec(name);
+      return name.startsWith(prefix) && match !== null && Number(match[1]) !== process.pid && !processExists(Number(match[1]));
+    });
+  } catch (error) {
+    logger.warn({ err: error }, 'cannot remove the cgroups of an ended exec');
+  }
+  const execDir = join(stateDir, 'run', 'exec');
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(execDir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid || processExists(Number(entry))) continue;
+    await rm(join(execDir, entry), { recursive: true, force: true }).catch((error: unknown) =>
+      logger.warn({ err: error, path: join(execDir, entry) }, 'cannot remove the run directory of an ended exec'),
+    );
+  }
+}

@@ -1,0 +1,379 @@
+/**
+ * The catalogue of what happens in Warren. Every event is one audit row (its `action` is the
+ * event's kind), one log line and, once the row is committed, one message on NATS under
+ * `<prefix>.events.<kind>` (see {@link EventBus}). A kind's name is the audit action the rows have
+ * always carried, so `warren audit --action 'task.*'` and the NATS subject `warren.events.task.>`
+ * select the same events.
+ *
+ * For each kind the catalogue gives the shape of its `details`, a one-line description, the level
+ * of its log line (kinds that happen for every task or decision log at `debug`) and the log line's
+ * message and fields. `docs/events.md` lists the same catalogue as a table.
+ */
+/** A level of the `Logger` of `@warren/core`. */
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+
+/** `details` of the `command.<kind>` events: an operator command from the `commands` table, carried out or refused. */
+export type CommandEventDetails = {
+  /** The command's id in the `commands` table. */
+  readonly id: number;
+  readonly state: 'done' | 'failed';
+  /** What it did, or why it failed (a policy denial, an unknown target). */
+  readonly outcome: string;
+};
+
+/** `details` of `agent.start` and `agent.wake`. */
+export type AgentStartDetails = {
+  readonly template: string;
+  readonly uid: number;
+  readonly gid: number;
+  /** The sandbox's pid on the host. */
+  readonly pid: number;
+  readonly home: string;
+  readonly isolation: string;
+  /** True when the template asked for weaker isolation than `full`. */
+  readonly unsafe: boolean;
+};
+
+/** `details` of `agent.stop` and `agent.exit`. */
+export type AgentExitDetails = {
+  /** How the sandbox ended, as the runtime reports it (`{ kind, code, signal, detail? }`). */
+  readonly exit: unknown;
+  /** Why it was stopped (`sleep`, `delete`, `shutdown`, `operator`, `unresponsive`, `watchdog`, `disk`), or `unexpected`. */
+  readonly reason: string;
+  /** Tasks whose executions were open on the agent when it ended. */
+  readonly openTasks: readonly string[];
+};
+
+/** `details` of `task.retry` (a failed or timed-out attempt that runs again) and `task.requeue`. */
+export type TaskRetryDetails = {
+  readonly attempt: number;
+  /** The outcome of the attempt that ended (`failed`, `timed_out`, `lost`); absent when a person moved the card back. */
+  readonly outcome?: string;
+  readonly reason?: string;
+  /** Backoff before the next attempt may start, in ms. */
+  readonly retryInMs?: number;
+  readonly maxAttempts?: number;
+  /** The state the task left when the board put it back to ready. */
+  readonly from?: string;
+};
+
+/** `details` of the `board.write` and `board.refused` events: the owned fields written (or refused). */
+export type BoardWriteDetails = {
+  /** The column written; absent when only other fields changed. */
+  readonly status?: string;
+  readonly assignee?: string | null;
+  readonly result?: string | null;
+  readonly started?: string | null;
+  readonly completed?: string | null;
+  readonly updated?: string | null;
+  /** `board.refused` only: the board's reason. */
+  readonly message?: string;
+  readonly [field: string]: unknown;
+};
+
+/** `details` of `agent.crash_loop` and `template.failed` (object `template:<name>`). */
+export type SpawnFailureDetails = {
+  /** The instance that could not start. */
+  readonly agent: string;
+  /** Failed starts in a row. */
+  readonly failures: number;
+  readonly reason: string;
+  /** `agent.crash_loop` only: the backoff before the next start, in ms. */
+  readonly retryInMs?: number;
+};
+
+/** `details` of `supervisor.disk_low` and `supervisor.disk_ok`. */
+export type DiskReadingDetails = {
+  readonly stateDir: string;
+  readonly freeBytes: number;
+  readonly reserveBytes: number;
+};
+
+/** The shape of `details` of each event kind. */
+export type EventDetails = {
+  'task.assign': { readonly agent: string; readonly attempt: number };
+  'task.start': { readonly attempt: number };
+  'task.complete': {
+    readonly attempt: number;
+    readonly outcome: string;
+    readonly exitCode: number | null;
+    readonly durationMs: number;
+    /** Paths of the outputs, relative to the agent's home. */
+    readonly outputs: readonly string[];
+  };
+  'task.fail': {
+    readonly attempt: number;
+    readonly outcome: string;
+    readonly reason?: string;
+    readonly exitCode?: number | null;
+    readonly durationMs?: number;
+    readonly outputs?: readonly string[];
+  };
+  'task.retry': TaskRetryDetails;
+  'task.requeue': TaskRetryDetails;
+  'task.held': { readonly message: string; readonly line: number; readonly field: string | null };
+  'task.release': { readonly path: string };
+  'task.cancelled': {
+    readonly attempt: number;
+    readonly agent: string | null;
+    readonly column: string;
+    readonly reason: string;
+    /** True when the card went back to ready and the task runs again. */
+    readonly requeued: boolean;
+  };
+  'task.card_deleted': { readonly attempt: number; readonly agent: string; readonly path: string };
+  'task.blocked': { readonly reason: string };
+  'task.parent_done': { readonly subtasks: readonly string[] };
+  'agent.start': AgentStartDetails;
+  'agent.wake': AgentStartDetails;
+  'agent.ready': { readonly uid: number };
+  'agent.stop': AgentExitDetails;
+  'agent.exit': AgentExitDetails;
+  'agent.watchdog': { readonly detail: string; readonly reason: string; readonly usage: unknown };
+  'agent.disk': {
+    readonly detail: string;
+    readonly usedBytes: number;
+    readonly limitBytes: number;
+    readonly grownBytes?: number;
+    readonly freeBytes?: number;
+    readonly filesystem?: string;
+    readonly openTasks: readonly string[];
+  };
+  'agent.unresponsive': { readonly reason: string };
+  'agent.crash_loop': SpawnFailureDetails;
+  'agent.spawn_failed': { readonly message: string; readonly code: string | null };
+  'agent.protocol_error': { readonly message: string };
+  'agent.exec': { readonly argv: readonly string[]; readonly sandboxPid: number };
+  'agent.exec_exit': { readonly exit: unknown; readonly argv: readonly string[]; readonly signal?: string };
+  'account.delete': Record<string, never>;
+  'template.failed': SpawnFailureDetails;
+  'board.write': BoardWriteDetails;
+  'board.refused': BoardWriteDetails;
+  'board.error': { readonly message: string };
+  'board.illegal_move': { readonly message: string };
+  'board.wip_over': { readonly count: number; readonly limit: number; readonly message: string };
+  'board.write_dropped': { readonly attempt: number; readonly state: string; readonly column: string; readonly reason: string };
+  'board.stopped': { readonly attempt: number; readonly column: string; readonly target: string; readonly reason: string };
+  'policy.decide': {
+    /** The subject decided on when it is not the event's actor (assignments: the agent). */
+    readonly sub?: string;
+    readonly act: string;
+  };
+  'policy.error': { readonly sub: string; readonly act: string; readonly message: string };
+  'policy.reloaded': { readonly path: string };
+  'policy.reload_failed': { readonly path: string; readonly line: number | null; readonly message: string };
+  'command.agent.start': CommandEventDetails;
+  'command.agent.stop': CommandEventDetails;
+  'command.agent.restart': CommandEventDetails;
+  'command.agent.sleep': CommandEventDetails;
+  'command.agent.wake': CommandEventDetails;
+  'command.agent.delete': CommandEventDetails;
+  'command.task.cancel': CommandEventDetails;
+  'command.task.retry': CommandEventDetails;
+  'broker.rejected': {
+    readonly subject: string;
+    readonly field: string;
+    readonly reason: string;
+    readonly agent?: string;
+    readonly taskId?: string;
+    readonly attempt?: number;
+  };
+  'broker.consumer_remade': { readonly stranded: number; readonly reason: string };
+  'input.rejected': { readonly kind: 'task' | 'template'; readonly path: string; readonly line: number; readonly message: string };
+  'supervisor.start': {
+    readonly mode: string;
+    readonly board: string;
+    readonly nats: 'external' | 'embedded';
+    readonly templates: readonly string[];
+    readonly staleCgroupsRemoved: number;
+    readonly staleMountsRemoved: number;
+  };
+  'supervisor.recovered': {
+    readonly resultsApplied: number;
+    /** `<taskId>:<attempt>` of executions no agent holds any more. */
+    readonly lostExecutions: readonly string[];
+    readonly movedOnTheBoard: readonly string[];
+    /** Ids of the tasks put back to ready. */
+    readonly requeued: readonly string[];
+    /** Ids of the tasks failed for good (attempts used up). */
+    readonly failed: readonly string[];
+    readonly assignmentsPurged: number;
+    /** Half-written board files removed (paths). */
+    readonly tempFilesRemoved: readonly string[];
+    readonly pendingBoardWrites: number;
+  };
+  'supervisor.stop': { readonly succeeded: number; readonly failed: number };
+  'supervisor.disk_low': DiskReadingDetails;
+  'supervisor.disk_ok': DiskReadingDetails;
+};
+
+/** The name of a kind of event: the audit row's `action` and the last tokens of its NATS subject. */
+export type EventKind = keyof EventDetails;
+
+/** The kinds `command.<command kind>` of operator commands. */
+export type CommandEventKind = Extract<EventKind, `command.${string}`>;
+
+/**
+ * One event as a caller emits it: the audit entry of its kind. `actor` is who acted (`supervisor`,
+ * `board`, `agent:<name>`, `user:<name>`), `object` what it happened to (`task:<id>`,
+ * `agent:<name>`, `template:<name>`, `file:<path>`, `consumer:<name>`, `broker:<subject>`,
+ * `supervisor`, `board`), `decision` the policy decision it records (`policy.decide` only).
+ */
+export type WarrenEvent<K extends EventKind = EventKind> = {
+  [P in K]: {
+    readonly actor: string;
+    readonly action: P;
+    readonly object: string;
+    readonly decision?: 'allow' | 'deny' | null;
+    readonly details: EventDetails[P];
+  };
+}[K];
+
+/** The one log line of an event: fields and constant message (pino style). */
+export interface EventLogLine {
+  readonly level: LogLevel;
+  readonly message: string;
+  readonly fields: Record<string, unknown>;
+}
+
+/** What the catalogue says about one kind. */
+export interface EventSpec<K extends EventKind> {
+  /** When it happens, in one line. */
+  readonly description: string;
+  /** The level of its log line; `debug` for kinds that happen for every task, write or decision. */
+  readonly level: LogLevel | ((event: WarrenEvent<K>) => LogLevel);
+  /** The log line's message. */
+  readonly message: string | ((event: WarrenEvent<K>) => string);
+  /** The log line's fields; by default {@link defaultLogFields}. */
+  readonly fields?: (event: WarrenEvent<K>) => Record<string, unknown>;
+}
+
+/**
+ * The fields of an event's log line when its kind names none: the id its `object` names
+ * (`task:x` → `taskId`, `agent:x` → `agent`, `template:x` → `template`, `file:x` → `path`, anything
+ * else → `object`), then its details.
+ */
+export function defaultLogFields(event: WarrenEvent): Record<string, unknown> {
+  const colon = event.object.indexOf(':');
+  const prefix = colon < 0 ? '' : event.object.slice(0, colon);
+  const id = event.object.slice(colon + 1);
+  const key = OBJECT_FIELDS[prefix];
+  return { ...(key ? { [key]: id } : { object: event.object }), ...(event.details as Record<string, unknown>) };
+}
+
+const OBJECT_FIELDS: Readonly<Record<string, string>> = { task: 'taskId', agent: 'agent', template: 'template', file: 'path' };
+
+/** The agent of an `agent:<name>` actor, or undefined. */
+function actorAgent(actor: string): string | undefined {
+  return actor.startsWith('agent:') ? actor.slice('agent:'.length) : undefined;
+}
+
+const taskOf = (event: WarrenEvent): string => event.object.slice(event.object.indexOf(':') + 1);
+
+const command = (kind: string): EventSpec<CommandEventKind> => ({
+  description: `operator command \`${kind}\` carried out (state done) or refused (state failed, with the reason)`,
+  level: 'info',
+  message: 'operator command',
+  fields: (e) => ({ command: kind, target: e.object.slice(e.object.indexOf(':') + 1), state: e.details.state, outcome: e.details.outcome }),
+});
+
+const taskFinished = (e: WarrenEvent<'task.complete' | 'task.fail'>): Record<string, unknown> => ({
+  taskId: taskOf(e),
+  ...(actorAgent(e.actor) ? { agent: actorAgent(e.actor) } : {}),
+  attempt: e.details.attempt,
+  outcome: e.details.outcome,
+  ...('reason' in e.details && e.details.reason !== undefined ? { reason: e.details.reason } : {}),
+  ...(e.details.durationMs !== undefined ? { durationMs: e.details.durationMs } : {}),
+});
+
+const agentStarted = (e: WarrenEvent<'agent.start' | 'agent.wake'>): Record<string, unknown> => ({
+  agent: taskOf(e),
+  uid: e.details.uid,
+  sandboxPid: e.details.pid,
+  woken: e.action === 'agent.wake',
+});
+
+/** Every kind of event, with its description and log line. See the module comment. */
+export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
+  'task.assign': { description: 'a ready task was given to an agent (execution committed, assignment published next)', level: 'info', message: 'task assigned' },
+  'task.start': { description: "the agent's runner started the execution", level: 'debug', message: 'task started', fields: (e) => ({ taskId: taskOf(e), agent: actorAgent(e.actor), attempt: e.details.attempt }) },
+  'task.complete': { description: 'an execution ended with outcome succeeded', level: 'info', message: 'task finished', fields: taskFinished },
+  'task.fail': { description: 'an execution ended without success and the task is not retried (failed, timed out, lost too often, stopped for disk)', level: 'info', message: 'task finished', fields: taskFinished },
+  'task.retry': { description: 'a failed or timed-out attempt is retried after its backoff', level: 'info', message: 'task retried' },
+  'task.requeue': { description: 'a task went back to ready without counting as a failure: its agent was lost, or a person moved its card back', level: 'info', message: 'task requeued' },
+  'task.held': { description: 'a task file cannot be read; the task is held until it parses', level: 'warn', message: 'task file held' },
+  'task.release': { description: 'a held task file parses again and its task is released', level: 'info', message: 'task file released' },
+  'task.cancelled': { description: "a person moved a running task's card out of the in-progress column; the execution is cancelled", level: 'warn', message: 'task cancelled by a board move' },
+  'task.card_deleted': { description: "a running task's card was deleted; the run finishes and its result stays in the audit trail only", level: 'warn', message: 'card of a running task deleted' },
+  'task.blocked': { description: 'a ready task can never run as the board stands (dependency cycle, self or unknown id)', level: 'warn', message: 'task blocked', fields: (e) => ({ taskId: taskOf(e), reason: e.details.reason }) },
+  'task.parent_done': { description: "every subtask of a parent is done, so the parent's card is moved to done", level: 'info', message: 'parent task done' },
+  'agent.start': { description: 'a new agent instance was started in its sandbox', level: 'info', message: 'agent started', fields: agentStarted },
+  'agent.wake': { description: "a sleeping agent's account was started again", level: 'info', message: 'agent started', fields: agentStarted },
+  'agent.ready': { description: "the agent's runner connected and takes work", level: 'info', message: 'agent ready' },
+  'agent.stop': { description: 'an agent Warren stopped has exited (sleep, delete, shutdown, operator, watchdog, disk)', level: 'info', message: 'agent stopped', fields: (e) => ({ agent: taskOf(e), reason: e.details.reason }) },
+  'agent.exit': { description: 'an agent exited on its own; its open executions are lost (requeued) or failed', level: 'warn', message: 'agent exited unexpectedly', fields: (e) => ({ agent: taskOf(e), exit: e.details.exit, openTasks: e.details.openTasks }) },
+  'agent.watchdog': { description: 'an agent stayed over its resource thresholds past their grace and is killed', level: 'warn', message: 'watchdog: killing agent', fields: (e) => ({ agent: taskOf(e), detail: e.details.detail, reason: e.details.reason }) },
+  'agent.disk': { description: 'an agent filled its home limit or a shared filesystem; its open tasks fail and it is stopped', level: 'warn', message: 'disk: stopping agent', fields: (e) => ({ agent: taskOf(e), detail: e.details.detail }) },
+  'agent.unresponsive': { description: 'an agent missed its heartbeats and is killed', level: 'warn', message: 'agent unresponsive; killing it' },
+  'agent.crash_loop': { description: 'agents of a template failed to start; the next start waits its backoff', level: 'warn', message: 'agent could not start; backing off' },
+  'agent.spawn_failed': { description: 'starting an agent instance failed', level: 'error', message: 'cannot start agent' },
+  'agent.protocol_error': { description: "an agent's runner sent a message that breaks the channel protocol", level: 'warn', message: 'agent protocol error' },
+  'agent.exec': { description: '`warren exec` started a command as the agent (written by the exec command, not the supervisor)', level: 'info', message: 'exec started' },
+  'agent.exec_exit': { description: 'a `warren exec` command ended', level: 'info', message: 'exec ended' },
+  'account.delete': { description: "an agent's account, home and broker consumers were deleted", level: 'info', message: 'account deleted' },
+  'template.failed': { description: 'too many agents of a template could not start; the template is given up for this run', level: 'error', message: (e) => `template failed after ${e.details.failures} agents could not start`, fields: (e) => ({ template: taskOf(e), reason: e.details.reason }) },
+  'board.write': { description: "Warren wrote a task's owned fields (status, assignee, result, ...) to its card", level: 'debug', message: 'board written' },
+  'board.refused': { description: "the board's process refused a move Warren wanted to write", level: 'warn', message: 'board refused the move', fields: (e) => ({ taskId: taskOf(e), reason: e.details.message }) },
+  'board.error': { description: "the board's config cannot be read; the last good board stays in use", level: 'error', message: 'cannot read the board config; keeping the last good board' },
+  'board.illegal_move': { description: "a card was moved against the board's transition rules", level: 'warn', message: (e) => e.details.message, fields: (e) => ({ taskId: taskOf(e) }) },
+  'board.wip_over': { description: "a column or swimlane holds more cards than its WIP limit", level: 'warn', message: (e) => e.details.message, fields: (e) => ({ column: e.object.slice(e.object.indexOf(':') + 1), count: e.details.count, limit: e.details.limit }) },
+  'board.write_dropped': { description: 'a person moved the card of a task that had already ended; the pending write is dropped', level: 'warn', message: 'board write dropped' },
+  'board.stopped': { description: "no allowed path of moves leads a finished card to its end column; it stays where it is", level: 'warn', message: 'card stopped short of its column' },
+  'policy.decide': {
+    description: 'the policy decided a request (assign, message, exec, an operator command)',
+    level: (e) => (e.decision === 'deny' ? 'info' : 'debug'),
+    message: 'policy decision',
+    fields: (e) => ({ sub: e.details.sub ?? e.actor, obj: e.object, act: e.details.act, decision: e.decision ?? null }),
+  },
+  'policy.error': { description: 'Casbin could not decide a request; it is denied', level: 'error', message: 'the policy could not decide; the request is denied', fields: (e) => ({ sub: e.details.sub, obj: e.object, act: e.details.act, reason: e.details.message }) },
+  'policy.reloaded': { description: 'a changed policy file was loaded and is in force', level: 'info', message: 'policy reloaded' },
+  'policy.reload_failed': { description: 'a changed policy file is broken; the last good policy stays in force', level: 'error', message: 'policy reload failed; the last good policy stays in force' },
+  'command.agent.start': command('agent.start'),
+  'command.agent.stop': command('agent.stop'),
+  'command.agent.restart': command('agent.restart'),
+  'command.agent.sleep': command('agent.sleep'),
+  'command.agent.wake': command('agent.wake'),
+  'command.agent.delete': command('agent.delete'),
+  'command.task.cancel': command('task.cancel'),
+  'command.task.retry': command('task.retry'),
+  'broker.rejected': { description: 'a broker message was refused: bad signature, malformed, or an assignment naming no execution of its agent', level: 'warn', message: 'broker message rejected', fields: (e) => ({ ...e.details }) },
+  'broker.consumer_remade': { description: 'a consumer a broker restart left stranded was made again', level: 'warn', message: 'consumer remade after a broker restart' },
+  'input.rejected': { description: 'an input file (task file, agent template) was refused, with file and line', level: 'debug', message: 'input rejected' },
+  'supervisor.start': { description: 'the supervisor started (state database, policy, templates, broker open)', level: 'debug', message: 'supervisor started' },
+  'supervisor.recovered': { description: 'what the start-up recovery found and did after the previous run', level: 'info', message: 'recovered' },
+  'supervisor.stop': { description: 'the supervisor stops, with the counts of the run', level: 'debug', message: 'supervisor stopped' },
+  'supervisor.disk_low': { description: "free space on the state directory's filesystem fell below the reserve; no new work starts", level: 'error', message: "disk: free space of the state directory's filesystem is below the reserve; no new work starts until space returns" },
+  'supervisor.disk_ok': { description: 'free space is above the reserve again; work resumes', level: 'info', message: 'disk: free space is above the reserve again; work resumes' },
+};
+
+/** Every kind, in catalogue order. */
+export const EVENT_KINDS: readonly EventKind[] = Object.keys(EVENT_CATALOGUE) as EventKind[];
+
+/** True if `kind` is in the catalogue. */
+export function isEventKind(kind: string): kind is EventKind {
+  return Object.prototype.hasOwnProperty.call(EVENT_CATALOGUE, kind);
+}
+
+/**
+ * The one log line of `event` as the catalogue describes it.
+ * @throws {TypeError} if `event.action` is not a kind of the catalogue.
+ */
+export function eventLogLine(event: WarrenEvent): EventLogLine {
+  if (!isEventKind(event.action)) throw new TypeError(`'${String(event.action)}' is not an event kind of the catalogue`);
+  const spec = EVENT_CATALOGUE[event.action] as EventSpec<EventKind>;
+  return {
+    level: typeof spec.level === 'function' ? spec.level(event) : spec.level,
+    message: typeof spec.message === 'function' ? spec.message(event) : spec.message,
+    fields: spec.fields ? spec.fields(event) : defaultLogFields(event),
+  };
+}

@@ -1,0 +1,54 @@
+import type { Account } from '@warren/accounts';
+import { describe, expect, it } from 'vitest';
+import { agentSpecOf, agentStartSpecOf } from '../src/agent-runtime.js';
+import { parseTemplate } from '../src/templates.js';
+
+// The runtime-neutral specs the supervisor hands the agent runtime, from an account and its template.
+
+const account: Account = { name: 'shell-2', template: 'shell', uid: 1_900_000_002, gid: 1_900_000_002, home: '/srv/warren/home/shell/shell-2', shell: '/bin/sh' } as Account;
+
+function template(extra: string) {
+  return parseTemplate(`name: shell\ncapabilities: [shell, node]\nruntime: { kind: shell }\n${extra}`, 'agents/shell.yaml');
+}
+
+describe('agent specs for the runtime', () => {
+  it('carry the account, the template limits, allow-list and mounts, and full isolation by default', () => {
+    const t = template('environment: [GIT_AUTHOR]\nmounts: [{ source: docs, target: /repo/docs }]');
+    expect(agentSpecOf(account, t)).toEqual({
+      name: 'shell-2',
+      template: 'shell',
+      uid: 1_900_000_002,
+      gid: 1_900_000_002,
+      homeDir: '/srv/warren/home/shell/shell-2',
+      shell: '/bin/sh',
+      resources: t.resources,
+      isolation: 'full',
+      environment: ['GIT_AUTHOR'],
+      mounts: t.mounts,
+    });
+  });
+
+  it('map the template isolation unsafe-no-cgroups to unsafe', () => {
+    expect(agentSpecOf(account, template('isolation: unsafe-no-cgroups')).isolation).toBe('unsafe');
+  });
+
+  it.each([
+    [20_000, 5_000],
+    [1_000, 250],
+    [200, 100],
+    [3, 100],
+  ])('with a heartbeat timeout of %i ms, tell the runner to beat every %i ms', (heartbeatTimeoutMs, heartbeatIntervalMs) => {
+    const spec = agentStartSpecOf(account, template(''), { heartbeatTimeoutMs, stateDir: '/srv/warren/var' });
+    expect(spec.runner.heartbeatIntervalMs).toBe(heartbeatIntervalMs);
+  });
+
+  it('carry capabilities, the runner settings, the home quota and the log path', () => {
+    const t = template('resources: { home: 64MiB }\nwipPerInstance: 3');
+    expect(agentStartSpecOf(account, t, { heartbeatTimeoutMs: 20_000, stateDir: '/srv/warren/var' })).toMatchObject({
+      capabilities: ['shell', 'node'],
+      runner: { runtime: t.runtime, maxConcurrent: t.wipPerInstance },
+      homeQuotaBytes: 64 * 2 ** 20,
+      logPath: '/srv/warren/var/logs/shell-2.log',
+    });
+  });
+});
