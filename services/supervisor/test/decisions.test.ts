@@ -4,7 +4,7 @@ import { boardFields } from '../src/board/writer.js';
 import { classifyResult, decideSettlement, oneLine, type ReportedResult, type ResultContext } from '../src/executions/decisions.js';
 import { isIdle, type IdleFacts } from '../src/idle.js';
 import { effectivePriority } from '../src/planning.js';
-import { TaskState } from '../src/state.js';
+import { TaskState } from '@warren/registry';
 import type { RetryPolicy } from '../src/templates.js';
 
 const retry: RetryPolicy = { initialIntervalMs: 1_000, backoffCoefficient: 2, maximumIntervalMs: 5_000, maximumAttempts: 3 };
