@@ -108,30 +108,32 @@ export interface AgentComponents {
 }
 
 /**
- * `Template`: what the agent systems need of a template: its `name`, `lifecycle` (u8 of a
+ * `Template`: what the agent systems need of a template: its `name`, `lifecycle` (the code of a
  * `LifecycleMode`), `maxInstances`, `warmPool`, `sleepAfterIdleMs` and the watchdog's thresholds
- * (`watchdogCpuCores` NaN = no CPU threshold).
+ * (`watchdogCpuCores` NaN = no CPU threshold). Templates are few while eids run as high as the
+ * agents', so these are sparse plain arrays, not typed arrays of the world's capacity.
  */
 export interface TemplateStore {
   name: (string | undefined)[];
-  lifecycle: Uint8Array;
-  maxInstances: Uint32Array;
-  warmPool: Uint32Array;
-  sleepAfterIdleMs: Float64Array;
-  watchdogMemoryBytes: Float64Array;
-  watchdogPids: Float64Array;
-  watchdogCpuCores: Float64Array;
-  watchdogGraceMs: Float64Array;
+  lifecycle: number[];
+  maxInstances: number[];
+  warmPool: number[];
+  sleepAfterIdleMs: number[];
+  watchdogMemoryBytes: number[];
+  watchdogPids: number[];
+  watchdogCpuCores: number[];
+  watchdogGraceMs: number[];
 }
 
 /**
  * `SpawnBackoff`: consecutive agents of the template that failed to start (`failures`, 0 = none),
- * why the last one did, and when a start may be tried again (`nextAttemptMs`, ms epoch).
+ * why the last one did, and when a start may be tried again (`nextAttemptMs`, ms epoch). Sparse
+ * plain arrays, as `Template`.
  */
 export interface SpawnBackoffStore {
-  failures: Uint32Array;
+  failures: number[];
   reason: (string | undefined)[];
-  nextAttemptMs: Float64Array;
+  nextAttemptMs: number[];
 }
 
 /** The component stores of one world's template entities. */
@@ -255,16 +257,16 @@ export function createAgentWorld(options: { initialCapacity?: number } = {}): Ag
   const templateComponents: TemplateComponents = {
     Template: {
       name: [],
-      lifecycle: new Uint8Array(capacity),
-      maxInstances: new Uint32Array(capacity),
-      warmPool: new Uint32Array(capacity),
-      sleepAfterIdleMs: f64(),
-      watchdogMemoryBytes: f64(),
-      watchdogPids: f64(),
-      watchdogCpuCores: f64(),
-      watchdogGraceMs: f64(),
+      lifecycle: [],
+      maxInstances: [],
+      warmPool: [],
+      sleepAfterIdleMs: [],
+      watchdogMemoryBytes: [],
+      watchdogPids: [],
+      watchdogCpuCores: [],
+      watchdogGraceMs: [],
     },
-    SpawnBackoff: { failures: new Uint32Array(capacity), reason: [], nextAttemptMs: f64() },
+    SpawnBackoff: { failures: [], reason: [], nextAttemptMs: [] },
   };
   return createWorld<AgentWorldContext>({
     components,
@@ -283,8 +285,7 @@ export function ensureCapacity(world: AgentWorld, eid: number): void {
   if (eid < world.capacity) return;
   let capacity = world.capacity;
   while (capacity <= eid) capacity *= 2;
-  const stores = [...Object.values(world.components), ...Object.values(world.templateComponents)] as Record<string, unknown>[];
-  for (const store of stores) {
+  for (const store of Object.values(world.components) as Record<string, unknown>[]) {
     for (const [key, value] of Object.entries(store)) {
       if (value instanceof Uint8Array || value instanceof Uint32Array || value instanceof Float64Array) {
         const grown = new (value.constructor as new (n: number) => TypedArray)(capacity);
