@@ -41,7 +41,7 @@ export interface BoardEditsContext {
   readonly state: StateStore;
   readonly log: Logger;
   /** Appends an audit row (inside the caller's transaction when there is one). */
-  record(entry: AuditEntry): void;
+  readonly record: (entry: AuditEntry) => void;
   /**
    * Asks the agent that holds execution (`taskId`, `attempt`) to cancel it, the way
    * `warren task cancel` does. @returns false when no agent can be told (it is not running or not
