@@ -4,10 +4,11 @@
 // Types come from one program over tsconfig.eslint.json, whose globs take in every package and
 // service directory, so a new package or a new file is linted without a change here.
 import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
-export default tseslint.config(
+export default defineConfig(
   {
     ignores: [
       '**/dist/**',
@@ -24,7 +25,7 @@ export default tseslint.config(
   },
   {
     files: ['**/*.{ts,mts,cts,js,mjs,cjs}'],
-    extends: [js.configs.recommended, ...tseslint.configs.recommendedTypeChecked],
+    extends: [js.configs.recommended, tseslint.configs.recommendedTypeChecked],
     languageOptions: {
       globals: { ...globals.node },
       parserOptions: {
@@ -40,7 +41,7 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: false }],
       '@typescript-eslint/no-misused-promises': 'error',
       // An async function without `await` is how this code implements a Promise-returning
-      // interface (Casbin's adapter, broker and gateway handlers, `close()`): it turns a throw
+      // interface (Casbin's adapter, broker and gateway handlers, `stop()`): it turns a throw
       // into a rejection, which is what those callers handle. Dropping `async` would change that.
       '@typescript-eslint/require-await': 'off',
       // Names starting with `_` are unused on purpose (a rest sibling left out of a copy, a
