@@ -24,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-node -e 'const [major] = process.versions.node.split(".").map(Number); if (major < 20) { console.error(`setup: Node.js >= 20 needed, found ${process.versions.node}`); process.exit(1); }'
+node -e 'const [major, minor] = process.versions.node.split(".").map(Number); if (major < 20 || (major === 20 && minor < 9)) { console.error(`setup: Node.js >= 20.9 needed, found ${process.versions.node}`); process.exit(1); }'
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

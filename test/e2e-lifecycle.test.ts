@@ -70,7 +70,7 @@ describe('autodelete agents with a warm pool', () => {
     finished.push(...incarnation.values());
     const worked = finished.filter((i) => i.tasks.length > 0);
     // On failure, say what the trail holds.
-    const trail = rows.map((r) => `${r.action} ${r.object}${r.details.agent ? ` ${String(r.details.agent)}` : ''}`).join('\n');
+    const trail = rows.map((r) => `${r.action} ${r.object}${typeof r.details.agent === 'string' ? ` ${r.details.agent}` : ''}`).join('\n');
     expect(worked, trail).toHaveLength(ids.length);
     for (const i of worked) {
       expect(i.tasks, trail).toHaveLength(1);

@@ -4,7 +4,6 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   processesMentioning,
   processesOfUids,
-  repo,
   requireMachine,
   startWarren,
   waitFor,

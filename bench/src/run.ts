@@ -148,7 +148,9 @@ async function main(): Promise<void> {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       process.stderr.write(`${signal}: stopping the processes the suite started\n`);
-      void stopAllChildren(5_000).finally(() => process.exit(130));
+      stopAllChildren(5_000)
+        .catch((error: unknown) => process.stderr.write(`cannot stop every process the suite started: ${String(error)}\n`))
+        .finally(() => process.exit(130));
     });
   }
   const { json, markdown, ok } = await runSuite(options);

@@ -110,7 +110,8 @@ describe('chaos', () => {
           if (run.child.exitCode === null && run.child.signalCode === null && run.child.pid !== undefined) process.kill(run.child.pid, 'SIGKILL');
         });
         let ended: Awaited<typeof run.done> | undefined;
-        void run.done.then((r) => (ended = r));
+        // A failed start rejects run.done, which the loop below awaits and reports.
+        run.done.then((r) => (ended = r), () => undefined);
         let killedSupervisor = false;
         while (!ended && Date.now() < chaosUntil && kills.supervisor + kills.agent + kills.broker < MAX_KILLS) {
           await Promise.race([sleep(200 + random() * 1300), run.done]);

@@ -37,11 +37,11 @@ function startExec(argv: readonly string[]): { pid: number; done: Promise<Stream
   const hash = createHash('sha256');
   let bytes = 0;
   let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stdout.on('data', (chunk: Buffer) => {
     hash.update(chunk);
     bytes += chunk.length;
   });
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const done = new Promise<Streamed>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code, signal, sha256: hash.digest('hex'), bytes, stderr }));

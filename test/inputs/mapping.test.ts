@@ -20,7 +20,7 @@ function boards(): { dir: string; backlog: string; warrenBoard: string } {
   writeFileSync(join(backlog, 'tasks', 'task-1 - One.md'), '---\nid: task-1\ntitle: One\nstatus: Doing\n---\nBody.\n');
   const warrenBoard = join(dir, 'kanban');
   mkdirSync(join(warrenBoard, 'tasks'), { recursive: true });
-  writeFileSync(join(warrenBoard, 'board.yaml'), `${spawnSync('cat', [join(repo, 'kanban', 'board.yaml')]).stdout}`);
+  writeFileSync(join(warrenBoard, 'board.yaml'), spawnSync('cat', [join(repo, 'kanban', 'board.yaml')]).stdout);
   return { dir, backlog, warrenBoard };
 }
 

@@ -55,7 +55,7 @@ describe('policy mistakes found at start (attack cases 18, 20)', () => {
     edit(join(layout.dir, 'policies', 'policy.csv'), (t) => t.replace('p, role:worker, task:*, assign, allow', 'p, role:worker, task:**, assign, allow'));
     const run = await warren(layout.args('run', '--until-idle'));
     expect(run.code, run.stderr.slice(-3000)).toBe(1);
-    expect(run.stdout).toMatch(/^  waiting t1: .*policy denies/m);
+    expect(run.stdout).toMatch(/^ {2}waiting t1: .*policy denies/m);
     const errors = run.stderr
       .split('\n')
       .filter((l) => l.startsWith('{'))

@@ -25,7 +25,7 @@ describe('templates refused at load leave nothing behind (attack cases 4, 5, 43)
     writeFileSync(join(layout.dir, 'kanban', 'tasks', 'broken.md'), '---\nid: broken\ntitle: [unclosed\n---\n');
     const run = await warren(layout.args('run', '--until-idle'));
     expect(run.code, run.stderr.slice(-3000)).toBe(1);
-    expect(run.stdout).toMatch(/^  template \S*agents\/bad\.yaml:4: 'resources\.memory' size 1e\+30 must be a whole number of bytes/m);
+    expect(run.stdout).toMatch(/^ {2}template \S*agents\/bad\.yaml:4: 'resources\.memory' size 1e\+30 must be a whole number of bytes/m);
     expect(layout.file('t1')).toMatch(/^status: done$/m);
     expect(existsSync(join(layout.dir, 'home', 'bad'))).toBe(false);
     expect((await warren(['accounts', ...layout.args()])).stdout).not.toMatch(/^bad-/m);
@@ -45,7 +45,7 @@ describe('templates refused at load leave nothing behind (attack cases 4, 5, 43)
     const layout = withBadTemplate('name: bad\ncapabilities: [bad]\nruntime:\n  kind: exec\n  command: [bin/report.mjs]\n');
     const run = await warren(layout.args('run', '--until-idle'));
     expect(run.code, run.stderr.slice(-3000)).toBe(1);
-    expect(run.stdout).toMatch(/^  template \S*agents\/bad\.yaml:5: 'runtime\.command\.0' 'bin\/report\.mjs' must be an absolute path/m);
+    expect(run.stdout).toMatch(/^ {2}template \S*agents\/bad\.yaml:5: 'runtime\.command\.0' 'bin\/report\.mjs' must be an absolute path/m);
     expect(run.stderr).not.toContain('agent bad-1');
     expect(existsSync(join(layout.dir, 'home', 'bad'))).toBe(false);
     expect(existsSync(join(layout.dir, 'var', 'logs', 'bad-1.log'))).toBe(false);
@@ -72,7 +72,7 @@ describe('agent starts', () => {
     const failed = run.stderr.split('\n').find((l) => l.includes('template failed after'));
     expect(failed, run.stderr.slice(-3000)).toBeDefined();
     expect(failed).toMatch(/Can't find source path/);
-    expect(run.stdout).toMatch(/^  template bad failed to start: agent bad-\d+ exited before it was ready \([^)]*\): .*Can't find source path/m);
+    expect(run.stdout).toMatch(/^ {2}template bad failed to start: agent bad-\d+ exited before it was ready \([^)]*\): .*Can't find source path/m);
     expect(readFileSync(join(layout.dir, 'kanban', 'tasks', 't1.md'), 'utf8')).toMatch(/^status: done$/m);
   });
 });

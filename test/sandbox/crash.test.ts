@@ -47,8 +47,8 @@ describe('supervisor crash', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    supervisor.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    supervisor.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    supervisor.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    supervisor.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise((resolve) => supervisor.once('exit', resolve));
     try {
       const log = () => (existsSync(spec.logPath) ? readFileSync(spec.logPath, 'utf8') : '');

@@ -49,8 +49,8 @@ export function startWarren(args: readonly string[], env: Readonly<Record<string
   });
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<CliResult>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
@@ -145,10 +145,10 @@ export function copyTrackedBoard(dest: string): void {
 export interface TestLayout {
   readonly dir: string;
   /** `extra` followed by every path option (and a unique `--uid-range`) pointing into the layout. */
-  args(...extra: string[]): string[];
+  readonly args: (...extra: string[]) => string[];
   /** The current text of task `id`'s file. */
-  file(id: string): string;
-  remove(): void;
+  readonly file: (id: string) => string;
+  readonly remove: () => void;
 }
 
 /**

@@ -99,10 +99,10 @@ export function startWarren(repoRoot: string, args: readonly string[]): TrackedC
       if (lines.some((l) => re.test(l))) return resolve();
       const timer = setTimeout(() => reject(new Error(`warren did not log ${re} within ${timeoutMs} ms; last lines:\n${lines.slice(-10).join('\n')}`)), timeoutMs);
       watchers.push({ re, resolve: () => (clearTimeout(timer), resolve()) });
-      void child.exited.then((exit) => {
+      child.exited.then((exit) => {
         clearTimeout(timer);
         reject(new Error(`warren exited (${exit.code ?? exit.signal}) before logging ${re}; last lines:\n${lines.slice(-10).join('\n')}`));
-      });
+      }, reject);
     });
   return { ...child, lines, waitForLine };
 }

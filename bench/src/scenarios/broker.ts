@@ -16,14 +16,25 @@ interface Path {
 
 /** Completion latches keyed by message id. */
 class Latches {
-  private readonly waiting = new Map<string, () => void>();
+  private readonly waiting = new Map<string, { resolve: () => void; reject: (error: Error) => void }>();
+  private failure: Error | undefined;
+  /** Resolves when `id` is released; rejects once {@link fail} was called. */
   wait(id: string): Promise<void> {
-    return new Promise((resolve) => this.waiting.set(id, resolve));
+    return new Promise((resolve, reject) => {
+      if (this.failure) reject(this.failure);
+      else this.waiting.set(id, { resolve, reject });
+    });
   }
   release(id: string): void {
-    const resolve = this.waiting.get(id);
+    const latch = this.waiting.get(id);
     this.waiting.delete(id);
-    resolve?.();
+    latch?.resolve();
+  }
+  /** A consume loop ended with `error`: every latch waiting now or later rejects with it. */
+  fail(error: unknown): void {
+    this.failure ??= error instanceof Error ? error : new Error(String(error));
+    for (const latch of this.waiting.values()) latch.reject(this.failure);
+    this.waiting.clear();
   }
 }
 
@@ -54,20 +65,19 @@ async function rawPath(url: string, legs: 1 | 2, tag: string): Promise<Path> {
     await jsm.consumers.add(a, { durable_name: `a${lane}`, filter_subject: `bench.${tag}.a.${lane}`, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 1 });
     const messages = await (await js.consumers.get(a, `a${lane}`)).consume({ max_messages: 3 });
     loops.push(messages);
-    void pump(messages, async (id) => {
+    pump(messages, async (id) => {
       if (legs === 1) latches.release(id);
       else await js.publish(`bench.${tag}.b.${lane}`, id);
-    });
+    }).catch((error: unknown) => latches.fail(error));
   }
   await jsm.consumers.add(b, { durable_name: 'b', ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 16 });
   const results = await (await js.consumers.get(b, 'b')).consume({ max_messages: 16 });
   loops.push(results);
-  void pump(results, async (id) => latches.release(id));
+  pump(results, async (id) => latches.release(id)).catch((error: unknown) => latches.fail(error));
   return {
     async send(id, lane) {
-      const done = latches.wait(id);
-      await js.publish(`bench.${tag}.a.${lane}`, id, { msgID: id });
-      await done;
+      // Both awaited together, so a latch failed while the publish waits is never left unhandled.
+      await Promise.all([latches.wait(id), js.publish(`bench.${tag}.a.${lane}`, id, { msgID: id })]);
     },
     async close() {
       for (const l of loops) await l.close();

@@ -276,15 +276,12 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
   };
 
   return {
-    create(input) {
-      try {
-        const name = checkName('account', input.name);
-        const template = checkName('template', input.template);
-        const groups = [...(input.groups ?? [])].map((g) => checkName('group', g));
-        return serialize(() => createNow(name, template, groups));
-      } catch (error) {
-        return Promise.reject(error);
-      }
+    // async: a name refused by checkName rejects the returned promise rather than throwing.
+    async create(input) {
+      const name = checkName('account', input.name);
+      const template = checkName('template', input.template);
+      const groups = [...(input.groups ?? [])].map((g) => checkName('group', g));
+      return serialize(() => createNow(name, template, groups));
     },
     get,
     list() {

@@ -56,7 +56,7 @@ export function parseRuntime(text: string, source = 'WARREN_RUNTIME'): Runtime {
       throw new RunnerConfigError(source, `'command' of an exec runtime must be a non-empty list of strings`);
     }
     if (!(command[0] as string).startsWith('/')) throw new RunnerConfigError(source, `'command[0]' must be an absolute path, not ${JSON.stringify(command[0])}`);
-    return { kind: 'exec', command: command as string[] };
+    return { kind: 'exec', command };
   }
   throw new RunnerConfigError(source, `'kind' must be "shell" or "exec", not ${JSON.stringify(record.kind)}`);
 }

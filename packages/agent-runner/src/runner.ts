@@ -38,6 +38,10 @@ export interface RunAgentOptions {
   readonly outputMaxBytes?: number;
 }
 
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 function isTaskFrame(frame: GatewayFrame): frame is TaskFrame {
   const f = frame as Partial<Record<keyof TaskFrame, unknown>>;
   return (
@@ -113,11 +117,13 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
         },
       });
       running.set(key, execution);
-      void execution.result.then((result) => {
-        running.delete(key);
-        send(result);
-        pump();
-      });
+      execution.result
+        .then((result) => {
+          running.delete(key);
+          send(result);
+          pump();
+        })
+        .catch((error: unknown) => log(`task ${key}: cannot report its result: ${messageOf(error)}`));
     }
   };
 
@@ -159,7 +165,15 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
     finish(0);
   };
 
-  const onAbort = (): void => void shutdown('SIGTERM');
+  // Shuts down, or ends the runner with 1 when the shutdown fails (runAgent never rejects).
+  const shutdownOrFinish = (reason: string): void => {
+    shutdown(reason).catch((error: unknown) => {
+      log(`shutdown failed: ${messageOf(error)}`);
+      finish(1);
+    });
+  };
+
+  const onAbort = (): void => shutdownOrFinish('SIGTERM');
 
   const handle = (frame: GatewayFrame): void => {
     switch (frame.type) {
@@ -198,7 +212,7 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
         return;
       }
       case 'shutdown':
-        void shutdown(`shutdown: ${frame.reason}`);
+        shutdownOrFinish(`shutdown: ${frame.reason}`);
         return;
       case 'error':
         log(`gateway error ${frame.code}${frame.ref ? ` (ref ${frame.ref})` : ''}: ${frame.message}`);
@@ -241,7 +255,9 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
     for (const execution of running.values()) execution.kill();
     queued.length = 0;
     const pending = [...running.values()].map((e) => e.result);
-    void Promise.all(pending).then(() => finish(1));
+    Promise.all(pending)
+      .catch((error: unknown) => log(`a task did not end cleanly: ${messageOf(error)}`))
+      .finally(() => finish(1));
   });
 
   if (options.signal?.aborted) onAbort();

@@ -1040,7 +1040,9 @@ class ConsumeLoop<T> implements Subscription {
     let messages: ConsumerMessages | undefined = first;
     while (messages) {
       this.messages = messages;
-      void this.watchNotifications(messages);
+      this.watchNotifications(messages).catch((error: unknown) => {
+        this.log.warn({ err: error, consumer: this.spec.durable }, 'consumer notification watch failed');
+      });
       let failure: unknown;
       try {
         await this.pump(messages);
@@ -1121,7 +1123,9 @@ class ConsumeLoop<T> implements Subscription {
   /** Ends the current pull subscription so the loop opens a new one (its consumer was made again). */
   reopenNow(): void {
     if (this.stopped) return;
-    void this.messages?.close().catch(() => undefined);
+    this.messages?.close().catch((error: unknown) => {
+      this.log.debug({ err: error, consumer: this.spec.durable }, 'cannot close the pull subscription');
+    });
   }
 
   stop(): Promise<void> {

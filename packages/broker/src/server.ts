@@ -270,7 +270,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
       const name = (await readdir(storeDir)).find((f) => f.endsWith(suffix));
       if (name) {
         const ports = JSON.parse(await readFile(join(storeDir, name), 'utf8')) as { nats?: unknown };
-        const first = Array.isArray(ports.nats) ? ports.nats[0] : undefined;
+        const first: unknown = Array.isArray(ports.nats) ? ports.nats[0] : undefined;
         const parsed = typeof first === 'string' ? Number(new URL(first).port) : NaN;
         if (Number.isInteger(parsed) && parsed > 0) listenPort = parsed;
       }
@@ -286,9 +286,11 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
   }
 
   let closing: Promise<void> | undefined;
-  void exited.then((e) => {
-    if (!closing) logger.error({ pid, code: e.code, signal: e.signal }, 'nats-server exited unexpectedly');
-  });
+  exited
+    .then((e) => {
+      if (!closing) logger.error({ pid, code: e.code, signal: e.signal }, 'nats-server exited unexpectedly');
+    })
+    .catch((error: unknown) => logger.error({ err: error, pid }, 'cannot report the exit of nats-server'));
   const url = `nats://127.0.0.1:${listenPort}`;
   logger.info({ pid, url, storeDir }, 'nats-server started');
 

@@ -404,10 +404,10 @@ describe('broker', () => {
     await broker.publishAssignment(assignment('before', 1, 'survivor'));
     expect(await inbox.next('the assignment before the restart')).toBe('before');
 
-    const reconnected = new Promise<void>((resolve) => {
-      void (async () => {
+    const reconnected = new Promise<void>((resolve, reject) => {
+      (async () => {
         for await (const s of broker.nc.status()) if (s.type === 'reconnect') return resolve();
-      })();
+      })().catch(reject);
     });
     await server.close();
     server = await startNatsServer({ storeDir: dir.path, port });

@@ -112,7 +112,7 @@ describe('a supervisor killed with SIGKILL', () => {
     const parent = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: path.join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const serverPid = await new Promise<number>((resolve, reject) => {
-        parent.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+        parent.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
         parent.once('exit', (code) => reject(new Error(`parent exited early (${code}); is the package built?`)));
       });
       expect(() => process.kill(serverPid, 0)).not.toThrow();

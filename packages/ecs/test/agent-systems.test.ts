@@ -30,7 +30,6 @@ import {
   type AgentUsage,
   type AgentWorld,
   type LimitRules,
-  type SpawnBackoff,
   type TemplateSpec,
 } from '@warren/ecs';
 
@@ -278,7 +277,7 @@ describe('spawn backoff', () => {
     { title: 'the wait is at most 60 s', previous: { failures: 3, reason: 'a', nextAttemptMs: 0 }, nowMs: 10_000, restartBackoffMs: 30_000, expected: { failures: 4, nextAttemptMs: 10_000 + MAX_SPAWN_BACKOFF_MS, delayMs: 60_000, sameAttempt: false, givenUp: false } },
     { title: 'the fifth failed attempt gives up', previous: { failures: 4, reason: 'a', nextAttemptMs: 0 }, nowMs: 10_000, expected: { failures: 5, nextAttemptMs: 26_000, delayMs: 16_000, sameAttempt: false, givenUp: true } },
   ])('$title', ({ previous, nowMs, restartBackoffMs, expected }) => {
-    const decision = decideSpawnFailure(previous as SpawnBackoff | undefined, { reason: 'b', nowMs, restartBackoffMs: restartBackoffMs ?? 1_000 });
+    const decision = decideSpawnFailure(previous, { reason: 'b', nowMs, restartBackoffMs: restartBackoffMs ?? 1_000 });
     const { failures, nextAttemptMs, delayMs, sameAttempt, givenUp } = { ...decision.backoff, ...decision };
     expect({ failures, nextAttemptMs, delayMs, sameAttempt, givenUp }).toEqual(expected);
     expect(decision.backoff.reason).toBe('b');

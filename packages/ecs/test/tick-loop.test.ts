@@ -144,13 +144,13 @@ describe('createTickLoop', () => {
     loop.requestTick();
     await started.promise;
     const stopping = loop.stop();
-    void stopping.then(() => order.push('stopped'));
+    const recorded = stopping.then(() => order.push('stopped'));
     for (let i = 0; i < 5; i++) await turn();
     expect(order).toEqual(['tick-start']);
     expect(loop.stopped).toBe(true);
     expect(loop.close()).toBe(stopping);
     hold.open();
-    await stopping;
+    await recorded;
     expect(order).toEqual(['tick-start', 'tick-end', 'stopped']);
     loop.requestTick();
     await new Promise((resolve) => setTimeout(resolve, 20));

@@ -73,7 +73,7 @@ export class FrontmatterFields {
     this.hash = hash;
     const contents = source.doc.contents;
     if (isMap(contents)) {
-      for (const pair of contents.items) if (isScalar(pair.key)) this.pairs.set(String(pair.key.value), pair as Pair);
+      for (const pair of contents.items) if (isScalar(pair.key)) this.pairs.set(String(pair.key.value), pair);
     }
   }
 

@@ -5,7 +5,7 @@ import { loadBoardConfig } from './config.js';
 import { BoardConfigError, TaskFileError } from './errors.js';
 import { taskParser } from './task.js';
 import { displayPath, MAX_TASK_FILE_BYTES, sha256Hex } from './text.js';
-import type { BoardConfig, BoardSnapshot, LoadBoardOptions, Task } from './types.js';
+import type { BoardSnapshot, LoadBoardOptions, Task } from './types.js';
 
 /** How many task files are read at once. */
 const READ_CONCURRENCY = 16;
@@ -248,7 +248,7 @@ function readToEnd(fd: number, size: number): Promise<Buffer> {
 
 /** Runs `fn` over `items` with at most {@link READ_CONCURRENCY} at once; results keep the input order. */
 export async function mapConcurrent<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
+  const results = new Array<R>(items.length);
   let nextIndex = 0;
   const worker = async (): Promise<void> => {
     while (nextIndex < items.length) {

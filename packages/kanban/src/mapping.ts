@@ -70,7 +70,7 @@ export function columnIdOf(value: string): string {
 /** Resolves status values to columns for one board and mapping. */
 export interface StatusResolver {
   /** The column id for a status value, or undefined when no column has it (an error for the task). */
-  resolve(value: string): string | undefined;
+  readonly resolve: (value: string) => string | undefined;
   /** Column ids by role. */
   readonly roles: BoardRoles;
 }

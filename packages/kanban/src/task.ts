@@ -97,7 +97,7 @@ function parseOne(
   const fields = source.value as Record<string, unknown>;
   const pairs = new Map<string, Pair>();
   for (const pair of contents.items) {
-    if (isScalar(pair.key)) pairs.set(String(pair.key.value), pair as Pair);
+    if (isScalar(pair.key)) pairs.set(String(pair.key.value), pair);
   }
   const lineAt = (node: unknown): number | undefined => {
     const start = (node as Node | null | undefined)?.range?.[0];
@@ -134,7 +134,7 @@ function parseOne(
     if (value.length === 0) return [];
     const node = pairs.get(name)?.value;
     const items = isSeq(node) ? node.items : [];
-    const out: string[] = new Array(value.length);
+    const out = new Array<string>(value.length);
     for (let index = 0; index < value.length; index += 1) {
       const item: unknown = value[index];
       // Strings (the usual case) need no look at their node.

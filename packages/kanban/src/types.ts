@@ -1,4 +1,4 @@
-import type { BoardConfigError, TaskFileError } from './errors.js';
+import type { TaskFileError } from './errors.js';
 
 /** One column of the board, in board order. */
 export interface BoardColumn {
@@ -309,7 +309,7 @@ export interface BoardFormat {
   readonly name: BoardFormatName;
   /** Whether `dir` holds a board of this format (cheap: looks for the config file only). */
   detect(dir: string): Promise<boolean>;
-  /** Reads the whole board; throws {@link BoardConfigError} when the config is unusable. */
+  /** Reads the whole board; throws a `BoardConfigError` when the config is unusable. */
   load(dir: string, options?: LoadBoardOptions): Promise<BoardSnapshot>;
   /**
    * Writes owned-field changes of one task the way the format stores them, keeping every other

@@ -182,9 +182,9 @@ export function rewriteFields(text: string, writes: readonly FieldWrite[], path 
   }
   const pairs = new Map<string, Pair>();
   for (const pair of contents?.items ?? []) {
-    if (isScalar(pair.key) && typeof pair.key.value === 'string') pairs.set(pair.key.value, pair as Pair);
+    if (isScalar(pair.key) && typeof pair.key.value === 'string') pairs.set(pair.key.value, pair);
   }
-  const indent = firstKeyIndent(yamlText, contents?.items[0]?.key as Node | null | undefined);
+  const indent = firstKeyIndent(yamlText, contents?.items[0]?.key);
   const block = (lines: readonly string[]): string => lines.map((line) => `${span.eol}${indent}  ${line}`).join('');
 
   const edits: Edit[] = [];

@@ -58,7 +58,7 @@ class Watcher implements BoardWatcher {
     this.signatures = this.scanSync();
     this.ensureWatchers();
     this.rescanTimer = setInterval(() => {
-      void this.rescan();
+      this.rescan().catch((error: unknown) => this.log.warn({ err: error, dir: this.dir }, 'board rescan failed'));
     }, options.rescanIntervalMs ?? 2000);
   }
 
@@ -130,8 +130,8 @@ class Watcher implements BoardWatcher {
     this.pending.clear();
     try {
       const result = this.onChange({ paths });
-      if (result && typeof (result as Promise<void>).then === 'function') {
-        (result as Promise<void>).catch((error: unknown) => this.log.error({ err: error }, 'board change handler failed'));
+      if (result && typeof result.then === 'function') {
+        result.catch((error: unknown) => this.log.error({ err: error }, 'board change handler failed'));
       }
     } catch (error) {
       this.log.error({ err: error }, 'board change handler failed');

@@ -30,7 +30,7 @@ function withoutOwned(text: string): string {
       skipping = /^assignee:\s*$/.test(line);
       continue;
     }
-    if (skipping && /^  - /.test(line)) continue;
+    if (skipping && /^ {2}- /.test(line)) continue;
     skipping = false;
     out.push(line);
   }

@@ -61,7 +61,7 @@ describe('frontmatter round trip (property)', () => {
           expect(fields['assignee']).toEqual(newAgent === null ? [] : [`@${newAgent}`]);
           if (withUpdate) expect(fields['updated_date']).toBe('2026-01-02 03:04');
           // Every non-owned line is byte-identical, in order; the body is untouched.
-          const owned = /^(status|assignee|updated_date):|^  - ['"]@/;
+          const owned = /^(status|assignee|updated_date):|^ {2}- ['"]@/;
           const keep = (s: string): string[] => s.split(eol).filter((l) => !owned.test(l));
           expect(keep(out)).toEqual(keep(text));
           expect(out.endsWith(`---${eol}${bodyText.split('\n').join(eol)}`)).toBe(true);

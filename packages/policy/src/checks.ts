@@ -1,4 +1,4 @@
-import { FunctionMap } from 'casbin';
+import { FunctionMap, type MatchingFunction } from 'casbin';
 import { PolicyLoadError } from './errors.js';
 import type { ParsedModel } from './model-file.js';
 import type { PolicyRule } from './policy-file.js';
@@ -9,7 +9,9 @@ import type { PolicyRule } from './policy-file.js';
  * Casbin's ABAC `eval`. Role definitions (`g`, `g2`, ...) are added per model.
  */
 function builtInFunctions(): string[] {
-  return [...FunctionMap.loadFunctionMap().getFunctions().keys(), 'eval'];
+  // Casbin types getFunctions() as any; it returns the Map the functions were added to.
+  const functions = FunctionMap.loadFunctionMap().getFunctions() as Map<string, MatchingFunction>;
+  return [...functions.keys(), 'eval'];
 }
 
 /** Words followed by `(` that are operators of Casbin's expression language, not calls. */

@@ -104,9 +104,9 @@ export class CompiledPolicy {
     const terms = parseMatcher(matcher, requestTokens, policy.tokens, (name) => {
       const role = model.get('g')?.get(name);
       const rm = role?.rm;
-      const hasLink = rm?.syncedHasLink;
+      const hasLink = rm?.syncedHasLink?.bind(rm);
       if (role === undefined || role.value.split(',').length !== 2 || hasLink === undefined) return undefined;
-      return (member, group) => hasLink.call(rm, member, group);
+      return (member, group) => hasLink(member, group);
     });
     if ('reason' in terms) return terms;
 

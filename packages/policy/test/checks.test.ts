@@ -33,7 +33,7 @@ function recordingLogger(warnings: string[]): Logger {
     fatal: () => undefined,
     warn: (_: unknown, message: string) => void warnings.push(message),
   };
-  return logger as unknown as Logger;
+  return logger;
 }
 
 describe('matcher functions checked at load (attack case 18)', () => {

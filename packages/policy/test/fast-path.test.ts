@@ -96,7 +96,7 @@ function steps(withEft: boolean): fc.Arbitrary<Step[]> {
   const reload = fc.record({ kind: fc.constant('reload' as const), policy: policyText(withEft) });
   return fc.array(fc.oneof({ arbitrary: grant, weight: 4 }, { arbitrary: revoke, weight: 2 }, { arbitrary: reload, weight: 1 }), {
     maxLength: 20,
-  }) as fc.Arbitrary<Step[]>;
+  });
 }
 
 interface Case {

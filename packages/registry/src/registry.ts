@@ -226,10 +226,22 @@ export class Registry {
     const limit = positiveInteger(filter.limit, 'limit');
     const where: string[] = [];
     const params: (string | number)[] = [];
-    if (filter.taskId !== undefined) (where.push('a.task_id = ?'), params.push(filter.taskId));
-    if (filter.agent !== undefined) (where.push('a.agent = ?'), params.push(filter.agent));
-    if (filter.outcome !== undefined) (where.push('a.outcome = ?'), params.push(filter.outcome));
-    if (filter.sinceMs !== undefined) (where.push('a.assigned_ms >= ?'), params.push(filter.sinceMs));
+    if (filter.taskId !== undefined) {
+      where.push('a.task_id = ?');
+      params.push(filter.taskId);
+    }
+    if (filter.agent !== undefined) {
+      where.push('a.agent = ?');
+      params.push(filter.agent);
+    }
+    if (filter.outcome !== undefined) {
+      where.push('a.outcome = ?');
+      params.push(filter.outcome);
+    }
+    if (filter.sinceMs !== undefined) {
+      where.push('a.assigned_ms >= ?');
+      params.push(filter.sinceMs);
+    }
     if (filter.state !== undefined) {
       const states = typeof filter.state === 'string' ? [filter.state] : [...filter.state];
       where.push(`a.state IN (${states.map(() => '?').join(', ') || 'NULL'})`);

@@ -170,7 +170,7 @@ export class AgentGateway {
       this.connection = undefined;
       for (const waiter of this.waitingAcks.values()) waiter.resolve(false);
       this.waitingAcks.clear();
-      void this.stopConsumers();
+      this.stopConsumers().catch((error: unknown) => this.log.warn({ err: error }, 'cannot stop the agent channel consumers'));
       this.options.events.disconnected(this.options.identity.name);
     });
   }
@@ -225,7 +225,9 @@ export class AgentGateway {
         });
         return;
       case 'result':
-        void this.publishResult(frame);
+        this.publishResult(frame).catch((error: unknown) =>
+          this.log.error({ err: error, taskId: frame.taskId, attempt: frame.attempt }, 'cannot publish a result'),
+        );
         return;
       case 'send': {
         const refusal = events.authorizeMessage(identity.name, frame.to);
@@ -306,7 +308,7 @@ export class AgentGateway {
     const subs = [this.assignments, this.messages];
     this.assignments = undefined;
     this.messages = undefined;
-    await Promise.allSettled(subs.map((s) => s?.stop()));
+    await Promise.allSettled(subs.filter((s) => s !== undefined).map((s) => s.stop()));
   }
 
   private async deliver(delivery: Delivery<AssignmentMessage>): Promise<void> {

@@ -11,7 +11,7 @@ import { RecordingEvents, waitFor } from './support/events.js';
 // home image of an agent with a quota, clean-up after a failed start and after a killed run.
 
 let fixture: BubblewrapFixture;
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
+const cleanups: (() => unknown)[] = [];
 
 beforeAll(async () => {
   fixture = await bubblewrapFixture();
@@ -114,8 +114,8 @@ describe('the bubblewrap agent runtime', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    killed.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    killed.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    killed.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    killed.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise<void>((resolve) => killed.once('exit', () => resolve()));
     cleanups.push(async () => {
       killed.kill('SIGKILL');

@@ -112,7 +112,10 @@ export class CappedLog {
       stream.on('data', (chunk: Buffer) => {
         onChunk?.(chunk);
         stream.pause();
-        void this.write(chunk).then(() => stream.resume());
+        // write() never rejects; a source that cannot be resumed is ended, which ends the pump.
+        this.write(chunk)
+          .then(() => stream.resume())
+          .catch((error: unknown) => stream.destroy(error instanceof Error ? error : new Error(String(error))));
       });
       stream.once('end', () => resolve());
       stream.once('close', () => resolve());

@@ -323,7 +323,7 @@ describe('removeStaleCgroups', () => {
       { stdio: ['ignore', 'pipe', 'ignore'] },
     );
     let out = '';
-    starter.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    starter.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     await new Promise((resolve) => starter.once('close', resolve));
     const orphan = Number(out.trim());
     cleanupPid(orphan);

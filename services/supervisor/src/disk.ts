@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConfigError, parseBytes } from '@warren/core';
+import { ConfigError, parseBytes, silentLogger, type Logger } from '@warren/core';
 
 /** The default free-space reserve: the smaller of 256 MiB and 5 % of the filesystem. */
 export const DEFAULT_DISK_RESERVE = '256MiB,5%';
@@ -248,7 +248,8 @@ export interface WatchedHome {
  * Measures agents' homes in the background against their limits: {@link scan} starts a walk
  * ({@link homeUsage}, stopping just past the limit) of each home given that is not already being
  * walked and was last walked at least `everyMs` ago; `over(home, usedBytes)` is called when a walk
- * finds a home past its limit.
+ * finds a home past its limit. An error thrown by `over` is logged (as `home walk failed`, with the
+ * agent) on `logger`, default silent.
  */
 export class HomeWatch {
   private readonly walking = new Set<string>();
@@ -258,6 +259,7 @@ export class HomeWatch {
   constructor(
     private readonly everyMs: number,
     private readonly over: (home: WatchedHome, usedBytes: number) => void,
+    private readonly logger: Logger = silentLogger,
   ) {}
 
   /**
@@ -271,10 +273,11 @@ export class HomeWatch {
       if (this.walking.has(home.agent) || nowMs - (this.walkedAtMs.get(home.agent) ?? Number.NEGATIVE_INFINITY) < this.everyMs) continue;
       this.walking.add(home.agent);
       this.walkedAtMs.set(home.agent, nowMs);
-      void homeUsage(home.dir, 200_000, home.limitBytes + 1)
+      homeUsage(home.dir, 200_000, home.limitBytes + 1)
         .then((usage) => {
           if (usage.bytes > home.limitBytes) this.over(home, usage.bytes);
         })
+        .catch((error: unknown) => this.logger.error({ err: error, agent: home.agent, dir: home.dir }, 'home walk failed'))
         .finally(() => this.walking.delete(home.agent));
     }
   }

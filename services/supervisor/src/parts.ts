@@ -38,10 +38,10 @@ export interface SupervisorParts {
 export function assembleParts(ctx: SupervisorContext, track: StepTracker): SupervisorParts {
   const tally = new RunTally();
   const settler = new Settler(ctx, tally);
-  let inbox: Inbox | undefined;
-  const agents = new AgentLifecycle(ctx, settler, (event) => inbox!.push(event), (from, to) => authorizeMessage(ctx, from, to));
-  inbox = new Inbox(ctx, agents, settler, track);
-  const theInbox = inbox;
+  // The lifecycle queues agents' events into the inbox, which applies exits through the lifecycle.
+  const late: { inbox?: Inbox } = {};
+  const agents = new AgentLifecycle(ctx, settler, (event) => late.inbox!.push(event), (from, to) => authorizeMessage(ctx, from, to));
+  const theInbox = (late.inbox = new Inbox(ctx, agents, settler, track));
   const edits = new BoardEdits({
     state: ctx.state,
     emit: (event, line) => ctx.emit(event, line),

@@ -117,17 +117,16 @@ export class Supervisor {
    * @throws {ConfigError} if there is no valid template at all.
    */
   static async create(config: SupervisorConfig, options: SupervisorCreateOptions): Promise<Supervisor> {
-    let supervisor: Supervisor | undefined;
+    const made: { supervisor?: Supervisor } = {};
     const ctx = await openContext(config, {
       logger: options.logger,
       mode: options.mode,
       mapping: options.mapping,
       ...(options.env ? { env: options.env } : {}),
-      requestTick: () => supervisor?.loop?.requestTick(),
-      isRunning: () => supervisor?.stateValue === SupervisorState.running,
+      requestTick: () => made.supervisor?.loop?.requestTick(),
+      isRunning: () => made.supervisor?.stateValue === SupervisorState.running,
     });
-    supervisor = new Supervisor(ctx, options.onFatal);
-    return supervisor;
+    return (made.supervisor = new Supervisor(ctx, options.onFatal));
   }
 
   /** The supervisor's configuration. */
@@ -232,9 +231,9 @@ export class Supervisor {
       ctx.log.error({ err: error }, 'cannot close cleanly');
       fatal ??= error;
     });
-    if (fatal) {
+    if (fatal !== undefined) {
       this.stateValue = SupervisorState.failed;
-      throw fatal;
+      throw fatal instanceof Error ? fatal : new Error(`the run failed: ${JSON.stringify(fatal)}`);
     }
     this.stateValue = SupervisorState.stopped;
     return runSummary(this.ctx, this.parts);
@@ -247,7 +246,7 @@ export class Supervisor {
    */
   private tickStages(): TickStage[] {
     const { ctx } = this;
-    const { mirror, writer, inbox, agents, health, planner, outbox, commands, stranded } = this.parts;
+    const { mirror, writer, inbox, agents, health, outbox, commands, stranded } = this.parts;
     return [
       // While a board write runs, the watcher reports Warren's own files before the write has
       // recorded their new bytes: re-read after it, when those echoes cost no parse.

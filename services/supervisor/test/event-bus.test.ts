@@ -45,7 +45,7 @@ interface Fixture {
    * connection's messages arrive in order, so a test ends with a marker event to know that nothing
    * it expects not to see is still on its way.
    */
-  receivedCount(count: number): Promise<void>;
+  receivedCount: (count: number) => Promise<void>;
 }
 
 async function fixture(options: { attach?: boolean } = {}): Promise<Fixture> {

@@ -370,7 +370,10 @@ export class Warren {
     };
     const sandbox = await spawnSandbox(spec);
     let ended = false;
-    void sandbox.exited.then(() => (ended = true));
+    const markEnded = (): void => {
+      ended = true;
+    };
+    sandbox.exited.then(markEnded, markEnded);
     const log = (): string => {
       try {
         return readFileSync(spec.logPath, 'utf8');

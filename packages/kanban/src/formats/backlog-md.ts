@@ -73,8 +73,9 @@ async function loadBacklogConfig(dir: string, root: string, options: LoadBoardOp
   if (!Array.isArray(statuses) || statuses.length === 0 || !statuses.every((s) => typeof s === 'string' && s.trim() !== '')) {
     return fail(lineOf(parsed, ['statuses']), "'statuses' must be a non-empty list of status names", 'statuses');
   }
-  const ids = uniqueColumnIds(statuses.map(columnIdOf));
-  const columns: BoardColumn[] = statuses.map((status, index) => ({ id: ids[index]!, name: status, value: status }));
+  const names = statuses as string[];
+  const ids = uniqueColumnIds(names.map(columnIdOf));
+  const columns: BoardColumn[] = names.map((status, index) => ({ id: ids[index]!, name: status, value: status }));
   const resolver = statusResolver(columns, options.mapping);
   if (isMappingProblem(resolver)) {
     const inMapping = mappingFileError(resolver, options.mapping);

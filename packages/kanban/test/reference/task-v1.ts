@@ -124,7 +124,7 @@ export function parseTask(path: string, bytes: Buffer, config: BoardConfig, boar
   const fields = source.value as Record<string, unknown>;
   const pairs = new Map<string, Pair>();
   for (const pair of contents.items) {
-    if (isScalar(pair.key)) pairs.set(String(pair.key.value), pair as Pair);
+    if (isScalar(pair.key)) pairs.set(String(pair.key.value), pair);
   }
   const lineAt = (node: unknown): number | undefined => {
     const start = (node as Node | null | undefined)?.range?.[0];

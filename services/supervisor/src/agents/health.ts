@@ -46,7 +46,7 @@ export class AgentHealth {
     for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: ctx.config.heartbeatTimeoutMs })) {
       if (!this.agents.handles.has(intent.agent) || this.agents.isStopping(intent.agent)) continue;
       ctx.emit({ actor: SUPERVISOR, action: 'agent.unresponsive', object: `agent:${intent.agent}`, details: { reason: intent.reason } });
-      void this.agents.stop(intent.agent, 'unresponsive');
+      this.agents.stop(intent.agent, 'unresponsive');
     }
   }
 

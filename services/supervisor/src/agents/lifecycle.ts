@@ -253,7 +253,10 @@ export class AgentLifecycle {
         });
       });
       if (instance.unsafe) ctx.log.warn({ agent: name, isolation: template.isolation }, 'UNSAFE agent started: weaker isolation asked for by its template');
-      void instance.exited.then((exit) => this.queue({ kind: 'exit', agent: name, exit }));
+      instance.exited.then(
+        (exit) => this.queue({ kind: 'exit', agent: name, exit }),
+        (error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot learn how the agent exited'),
+      );
     } catch (error) {
       await instance.close();
       ctx.policy.removeSubject(name);
@@ -329,7 +332,7 @@ export class AgentLifecycle {
     }
     if (view.restartAfterExit) this.start(agent.template.name, nowMs, name);
     if (stopping === 'delete') {
-      await this.deleteAccount(name);
+      await this.deleteAccount(name).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot delete the account'));
     } else {
       this.putAgentRow(name, stopping === 'sleep' ? 'sleeping' : expected ? 'stopped' : 'failed', nowMs, exitText);
     }
@@ -345,7 +348,7 @@ export class AgentLifecycle {
   /** Puts idle `sleep` agents to sleep and stops `autodelete` agents after their task (see `lifecycleSystem`). */
   tend(nowMs: number): void {
     const busyAgents = new Set(this.ctx.state.openAssignments().map((a) => a.agent));
-    for (const { agent, action } of lifecycleSystem(this.ctx.world, { nowMs, busyAgents })) void this.stop(agent, action);
+    for (const { agent, action } of lifecycleSystem(this.ctx.world, { nowMs, busyAgents })) this.stop(agent, action);
   }
 
   /**
@@ -353,7 +356,12 @@ export class AgentLifecycle {
    * the exit is applied by {@link applyExit}. Failures to stop are logged. No-op for an agent that
    * is not started. @returns when the instance has stopped.
    */
-  stop(name: string, why: StopReason): Promise<void> {
+  stop(name: string, why: StopReason): void {
+    this.stopAndWait(name, why).catch((error: unknown) => this.ctx.log.error({ err: error, agent: name }, 'agent did not stop cleanly'));
+  }
+
+  /** {@link stop}, resolving once the agent's process has stopped. Never rejects (a failure is logged). */
+  private stopAndWait(name: string, why: StopReason): Promise<void> {
     const agent = this.handles.get(name);
     if (!agent) return Promise.resolve();
     markStopping(this.ctx.world, name, why, Date.now());
@@ -366,7 +374,7 @@ export class AgentLifecycle {
 
   /** Stops every started agent for `why` (those already stopping are waited for). @returns when all have stopped. */
   async stopAll(why: StopReason): Promise<void> {
-    await Promise.all([...this.handles].map(([name, agent]) => (this.isStopping(name) ? agent.instance.exited.then(() => undefined) : this.stop(name, why))));
+    await Promise.all([...this.handles].map(([name, agent]) => (this.isStopping(name) ? agent.instance.exited.then(() => undefined) : this.stopAndWait(name, why))));
   }
 
   /** Closes the instance of every agent still held (at shutdown, after their exits were applied). */
@@ -383,22 +391,19 @@ export class AgentLifecycle {
   }
 
   /**
-   * Removes the account of `name` (its home image, its consumers, its row); failures are logged.
+   * Removes the account of `name`: its home storage, its account, its consumers and its row.
+   * @throws what the runtime or the account store throws (the caller logs it).
    */
   async deleteAccount(name: string): Promise<void> {
     const { ctx } = this;
-    try {
-      const account = ctx.accounts.get(name);
-      await ctx.runtime.releaseStorage({ name, ...(account ? { homeDir: account.home } : {}) });
-      await ctx.accounts.remove(name);
-      await ctx.broker.deleteAgentConsumers(name).catch(() => undefined);
-      ctx.transaction(() => {
-        ctx.state.deleteAgent(name);
-        ctx.emit({ actor: SUPERVISOR, action: 'account.delete', object: `agent:${name}`, details: {} });
-      });
-    } catch (error) {
-      ctx.log.error({ err: error, agent: name }, 'cannot delete the account');
-    }
+    const account = ctx.accounts.get(name);
+    await ctx.runtime.releaseStorage({ name, ...(account ? { homeDir: account.home } : {}) });
+    await ctx.accounts.remove(name);
+    await ctx.broker.deleteAgentConsumers(name).catch(() => undefined);
+    ctx.transaction(() => {
+      ctx.state.deleteAgent(name);
+      ctx.emit({ actor: SUPERVISOR, action: 'account.delete', object: `agent:${name}`, details: {} });
+    });
   }
 
   /** Writes agent `name`'s row in the agents table (state, pid, times, last exit). */

@@ -201,7 +201,7 @@ export class BoardMirror {
         const updated = { ...parent, hash, status: board.config.roles.done };
         this.taskById.set(parentId, updated);
         const index = board.tasks.indexOf(parent);
-        if (index !== -1) (board.tasks as Task[])[index] = updated;
+        if (index !== -1) board.tasks[index] = updated;
         this.ctx.emit({ actor: SUPERVISOR, action: 'task.parent_done', object: `task:${parentId}`, details: { subtasks: subtaskIds } });
       } catch (error) {
         if (error instanceof TaskConflictError) {
@@ -229,7 +229,7 @@ export class BoardMirror {
     if (this.taskById.get(base.id)?.hash !== base.hash) return;
     this.taskById.set(base.id, updated);
     const index = this.taskIndex.get(base.id);
-    if (this.board && index !== undefined && this.board.tasks[index]?.id === base.id) (this.board.tasks as Task[])[index] = updated;
+    if (this.board && index !== undefined && this.board.tasks[index]?.id === base.id) this.board.tasks[index] = updated;
   }
 
   /** Reports, once per file and message, a task file that cannot be read (held until it parses). */

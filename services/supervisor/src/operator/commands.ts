@@ -61,12 +61,12 @@ export class OperatorCommands {
     const name = command.target;
     if (this.agents.handles.has(name)) {
       if (this.agents.isStopping(name)) return `${name} is already stopping`;
-      void this.agents.stop(name, why);
+      this.agents.stop(name, why);
       return `${name} is stopping (${why})`;
     }
     if (!this.ctx.accounts.get(name)) fail(`no agent named ${name}`);
     if (why === 'delete') {
-      void this.agents.deleteAccount(name);
+      this.agents.deleteAccount(name).catch((error: unknown) => this.ctx.log.error({ err: error, agent: name }, 'cannot delete the account'));
       return `${name} deleted`;
     }
     if (why === 'sleep') this.agents.putAgentRow(name, 'sleeping', nowMs);
@@ -90,7 +90,7 @@ export class OperatorCommands {
       return `${name} was not running; it is starting`;
     }
     requestRestartAfterExit(this.ctx.world, name);
-    void this.agents.stop(name, 'operator');
+    this.agents.stop(name, 'operator');
     return `${name} is restarting`;
   }
 
