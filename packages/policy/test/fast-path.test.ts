@@ -194,6 +194,12 @@ describe('the fast path agrees with plain Casbin', () => {
               const expected = oracle.enforceSync(sub, obj, act);
               expect(policy.enforce(sub, obj, act), `(${sub}, ${obj}, ${act}) after ${after}`).toBe(expected);
               expect(policy.decide(sub, obj, act)).toEqual({ allowed: expected, sub, obj, act });
+              const [allowed, fields] = oracle.enforceExSync(sub, obj, act);
+              expect(policy.explain(sub, obj, act), `explain (${sub}, ${obj}, ${act}) after ${after}`).toEqual({
+                allowed,
+                rule: fields.length === 0 ? null : `p, ${fields.join(', ')}`,
+                line: fields.length === 0 ? null : expect.any(Number),
+              });
             }
           };
           await agree('loading');
