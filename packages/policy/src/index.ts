@@ -9,7 +9,7 @@
  * policy.addRoleForSubject('shell-1', 'template:shell'); // in memory, when the agent starts
  * policy.enforce('shell-1', 'task:count-lines', 'assign'); // true
  * policy.decide('user:alice', 'agent:shell-1', 'exec'); // { allowed: false, sub: 'user:alice', ... }
- * policy.explain('shell-1', 'task:count-lines', 'assign'); // { allowed: true, rule: 'p, role:worker, task:*, assign, allow', line: 9 }
+ * policy.explain('shell-1', 'task:count-lines', 'assign'); // { allowed: true, rule: 'p, role:worker, task:*, assign, allow', line: 10 }
  * policy.removeSubject('shell-1'); // when it stops
  * policy.fastPath; // 'compiled': Casbin's decisions, without evaluating every rule per request
  * ```
