@@ -18,6 +18,7 @@ import { StateStore, migrateState, queuePositions, type CommandKind, type TaskRo
 import { Supervisor, type RunMode, type RunSummary } from './supervisor.js';
 import { lockBoard, type BoardLock } from './board-lock.js';
 import { secureStateDir } from './state-dir.js';
+import { addPolicyCommands } from './policy-command.js';
 
 /** Exit codes of the CLI. */
 export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
@@ -471,6 +472,8 @@ export function buildProgram(): Command {
         process.exitCode = await operate(`task.${verb}` as CommandKind, id, operator, flags);
       });
   }
+
+  addPolicyCommands(program);
 
   return program;
 }
