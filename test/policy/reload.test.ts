@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cleanUpAfterEach, makeTestLayout, requireMachine, shellTask, startWarren, waitFor, warrenSync, type AuditRow } from '../support/cli.js';
@@ -22,6 +22,7 @@ describe('policy reload while warren up runs', () => {
     const up = startWarren(layout.args('up', '--kill-grace', '1s'));
     running.push(up);
     const audit = (...filter: string[]): AuditRow[] => JSON.parse(warrenSync(['audit', '--json', ...filter, ...layout.args()])) as AuditRow[];
+    await waitFor('the state database', () => existsSync(join(layout.dir, 'var', 'warren.db')));
 
     await waitFor('the denial of later', () => audit('--action', 'policy.decide', '--decision', 'deny', '--object', 'task:later').length > 0);
     expect(layout.file('later')).toMatch(/^status: ready$/m);
