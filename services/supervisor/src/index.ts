@@ -31,3 +31,9 @@ export {
   EMBEDDED_NATS_USER,
 } from './broker-access.js';
 export type { BrokerAccess } from './broker-access.js';
+export { createAuthorizer, DEFAULT_MAX_MEMOIZED } from './authorize.js';
+export type { Authorizer, AuthorizerOptions, AuthorizationRequest } from './authorize.js';
+export { watchPolicy, DEFAULT_POLICY_DEBOUNCE_MS, DEFAULT_POLICY_RESCAN_MS } from './policy-reload.js';
+export type { PolicyReloader, PolicyReloadOptions } from './policy-reload.js';
+export { addPolicyCommands, checkPolicy, formatPolicyCheck } from './policy-command.js';
+export type { PolicyCheckResult } from './policy-command.js';
