@@ -32,7 +32,7 @@ describe('one authorize() for every decision', () => {
     await waitFor('the denial of secret-plan', () => audit('--action', 'policy.decide', '--decision', 'deny', '--object', 'task:secret-plan').length > 0);
     await waitFor('both message decisions', () => audit('--action', 'policy.decide').filter((r) => r.details.act === 'message').length === 2);
     // An operator command: decided (allowed for root) whatever its outcome.
-    const cancel = await warren(['task', 'cancel', 'secret-plan', ...layout.args()]);
+    const cancel = await warren(['task', 'cancel', 'secret-plan', '--wait', '60s', ...layout.args()]);
     expect(cancel.stdout).not.toMatch(/^queued/);
     up.child.kill('SIGTERM');
     const result = await up.done;
