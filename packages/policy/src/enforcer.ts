@@ -215,11 +215,15 @@ function checkLimit(name: string, value: number | undefined, min: number): void 
   }
 }
 
-/** A Casbin adapter over rules already parsed and checked; it never writes. */
+/**
+ * A Casbin adapter over rules already parsed and checked; it never writes. Rules are appended as
+ * Casbin's own file loader appends them (`PolicyLoader.loadPolicyLine`): in file order, a repeated
+ * rule kept, so the rule Casbin's explain names is the one it names for the file.
+ */
 class CheckedRulesAdapter implements Adapter {
   constructor(private readonly rules: readonly PolicyRule[]) {}
   async loadPolicy(model: Model): Promise<void> {
-    for (const rule of this.rules) model.addPolicy(rule.section, rule.ptype, [...rule.fields]);
+    for (const rule of this.rules) model.model.get(rule.section)?.get(rule.ptype)?.policy.push([...rule.fields]);
   }
   async savePolicy(): Promise<boolean> {
     throw new Error('not implemented');
