@@ -198,6 +198,29 @@ export const policyScenario: Scenario = {
         cacheCold.map((r) => r.rate),
       ),
     );
+    ctx.progress(`policy: @warren/policy explain (${policy.fastPath}), cold requests`);
+    const explainCold = await inRounds(ctx.rounds, ctx.warmup, (r) => timeDecisions(n, slot(r) * n, ([s, o, a]) => policy.explain(s, o, a), cold));
+    figures.push(
+      roundsFigure(
+        {
+          id: 'policy.explain.cold',
+          scenario: 'Policy',
+          name: `@warren/policy explain (${policy.fastPath}): the decision with its rule, cold`,
+          unit: 'decisions/s',
+          better: 'higher',
+          baseline: 'policy.enforce.cold',
+          note: `${coldNote}; the rule Casbin's enforceExSync names, and its line`,
+        },
+        explainCold.map((r) => r.rate),
+      ),
+    );
+    for (const [sub, obj, act] of [...hotReqs, ...cold.slice(-150)]) {
+      const [allowed, fields] = raw.enforceExSync(sub, obj, act);
+      const explained = policy.explain(sub, obj, act);
+      if (explained.allowed !== allowed || explained.rule !== (fields.length === 0 ? null : `p, ${fields.join(', ')}`)) {
+        throw new Error(`@warren/policy and Casbin explain (${sub}, ${obj}, ${act}) differently`);
+      }
+    }
     for (const [sub, obj, act] of [...hotReqs, ...cold.slice(-150)]) {
       const expected = raw.enforceSync(sub, obj, act);
       if (policy.enforce(sub, obj, act) !== expected || cached.enforce(sub, obj, act) !== expected) {

@@ -143,6 +143,34 @@ export class CompiledPolicy {
     return this.effect === 'noDeny' ? true : allowed;
   }
 
+  /**
+   * The `p` rule that decides `(sub, obj, act)`, as Casbin's `enforceExSync` reports it
+   * (`CoreEnforcer.privateEnforce`'s explain index): for `some(allow)` the first matching allow rule;
+   * for `!some(deny)` the first matching deny rule; for both, the first matching deny rule, or else
+   * the last matching allow rule (Casbin records every allow until a deny ends the scan). Undefined
+   * when no rule decided (the effect's default). `allowed` is {@link decide}'s answer.
+   */
+  explain(sub: string, obj: string, act: string): { allowed: boolean; fields: readonly string[] | undefined } {
+    let lastAllow: Rule | undefined;
+    for (const rule of this.rulesOf(sub)) {
+      if (!this.matches(rule, obj, act)) continue;
+      switch (this.effect) {
+        case 'someAllow':
+          if (rule.effect === RuleEffect.allow) return { allowed: true, fields: rule.fields };
+          break;
+        case 'noDeny':
+          if (rule.effect === RuleEffect.deny) return { allowed: false, fields: rule.fields };
+          break;
+        case 'someAllowNoDeny':
+          if (rule.effect === RuleEffect.deny) return { allowed: false, fields: rule.fields };
+          if (rule.effect === RuleEffect.allow) lastAllow = rule;
+          break;
+      }
+    }
+    if (this.effect === 'noDeny') return { allowed: true, fields: undefined };
+    return { allowed: lastAllow !== undefined, fields: lastAllow?.fields };
+  }
+
   /** Drops every per-subject list; they are rebuilt from the role manager when next asked for. */
   invalidate(): void {
     this.subjects.clear();

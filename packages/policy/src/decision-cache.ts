@@ -8,7 +8,8 @@ export const DEFAULT_MAX_CACHED_DECISIONS = 10_000;
 export const MAX_CACHED_REQUEST_LENGTH = 512;
 
 /**
- * Casbin's answers to whole requests `(sub, obj, act)`, kept until the policy changes.
+ * Casbin's answers to whole requests `(sub, obj, act)`, kept until the policy changes: a decision
+ * (`T = boolean`) or a decision with the rule that made it.
  *
  * Bounded: at most `maxEntries` decisions, each keyed by a string of at most
  * {@link MAX_CACHED_REQUEST_LENGTH} UTF-16 code units plus a short length prefix; when full, the
@@ -18,8 +19,8 @@ export const MAX_CACHED_REQUEST_LENGTH = 512;
  * heap on Node 20. The owner calls {@link clear} on every policy change (reload, role added or
  * removed).
  */
-export class DecisionCache {
-  private readonly decisions = new Map<string, boolean>();
+export class DecisionCache<T = boolean> {
+  private readonly decisions = new Map<string, T>();
 
   /** @param maxEntries the most decisions kept, an integer ≥ 0 (checked by the caller); 0 keeps none. */
   constructor(readonly maxEntries: number = DEFAULT_MAX_CACHED_DECISIONS) {}
@@ -30,7 +31,7 @@ export class DecisionCache {
   }
 
   /** The cached decision of `(sub, obj, act)`, or undefined when there is none. */
-  get(sub: string, obj: string, act: string): boolean | undefined {
+  get(sub: string, obj: string, act: string): T | undefined {
     return this.decisions.get(requestKey(sub, obj, act));
   }
 
@@ -38,7 +39,7 @@ export class DecisionCache {
    * Caches `allowed` as the decision of `(sub, obj, act)`, dropping the oldest entry when full.
    * A request longer than {@link MAX_CACHED_REQUEST_LENGTH} in all is not cached.
    */
-  set(sub: string, obj: string, act: string, allowed: boolean): void {
+  set(sub: string, obj: string, act: string, allowed: T): void {
     if (this.maxEntries === 0 || sub.length + obj.length + act.length > MAX_CACHED_REQUEST_LENGTH) return;
     const key = requestKey(sub, obj, act);
     if (!this.decisions.has(key) && this.decisions.size >= this.maxEntries) {

@@ -67,6 +67,24 @@ export interface PolicyDecision {
   readonly act: string;
 }
 
+/**
+ * A decision with the rule that made it, as Casbin's `enforceExSync` explains it: for Warren's
+ * effect (`some(where (p.eft == allow)) && !some(where (p.eft == deny))`) the first matching deny
+ * rule, or else the last matching allow rule; for `some(where (p.eft == allow))` the first matching
+ * allow rule; for `!some(where (p.eft == deny))` the first matching deny rule.
+ */
+export interface PolicyExplanation {
+  readonly allowed: boolean;
+  /**
+   * The `p` rule that decided, as the policy file writes it (fields joined by `, `), e.g.
+   * `p, role:worker, task:*, assign, allow`; null when no rule decided and the effect's default
+   * answered (deny, or allow for `!some(where (p.eft == deny))`).
+   */
+  readonly rule: string | null;
+  /** The 1-based line of the policy file holding {@link rule} (its first copy), or null. */
+  readonly line: number | null;
+}
+
 /** The one authority Warren asks before it acts. */
 export interface PolicyEnforcer {
   /**
@@ -84,6 +102,18 @@ export interface PolicyEnforcer {
   readonly warnings: readonly PolicyWarning[];
   /** {@link enforce}, returned with its request. @throws {PolicyError} as enforce. */
   decide(sub: string, obj: string, act: string): PolicyDecision;
+  /**
+   * {@link enforce}'s decision with the rule that made it, as Casbin's `enforceExSync` reports it
+   * (see {@link PolicyExplanation}); every {@link fastPath} gives Casbin's rule.
+   * @throws {PolicyError} if Casbin fails while evaluating the matcher.
+   */
+  explain(sub: string, obj: string, act: string): PolicyExplanation;
+  /**
+   * A number that grows by at least one with every change of the policy in force: a successful
+   * {@link reload}, {@link addRoleForSubject}, {@link removeSubject}. Callers that keep decisions
+   * drop them when it changes. Starts at 0.
+   */
+  readonly revision: number;
   /**
    * Makes `sub` a member of `role` (a `g, sub, role` rule) in memory only: e.g. agent `shell-1`
    * joins `template:shell` when it starts. Never written to the policy file; kept across
@@ -108,6 +138,18 @@ export interface PolicyEnforcer {
   reload(): Promise<void>;
 }
 
+/** A decision and the fields of the `p` rule that made it (undefined when none did). */
+interface RuleExplanation {
+  readonly allowed: boolean;
+  readonly fields: readonly string[] | undefined;
+}
+
+/** Casbin's `enforceExSync` answer as a {@link RuleExplanation}: an empty explain means no rule. */
+function casbinExplain(enforcer: Enforcer, sub: string, obj: string, act: string): RuleExplanation {
+  const [allowed, fields] = enforcer.enforceExSync(sub, obj, act);
+  return { allowed, fields: fields.length === 0 ? undefined : fields };
+}
+
 /** Answers requests for one loaded policy through one {@link FastPath}. */
 interface Decider {
   readonly fastPath: FastPath;
@@ -115,6 +157,8 @@ interface Decider {
   readonly reason: string | undefined;
   /** Casbin's decision on `(sub, obj, act)`; throws what `enforceSync` throws. */
   decide(sub: string, obj: string, act: string): boolean;
+  /** Casbin's decision and explaining rule's fields (undefined for none); throws what `enforceExSync` throws. */
+  explain(sub: string, obj: string, act: string): RuleExplanation;
   /** Drops everything derived from the policy's role links and decisions; called on every change. */
   invalidate(): void;
 }
@@ -123,7 +167,13 @@ interface Decider {
 function createDecider(enforcer: Enforcer, options: LoadPolicyOptions): Decider {
   const mode = options.fastPath ?? 'auto';
   if (mode === FastPath.off) {
-    return { fastPath: FastPath.off, reason: undefined, decide: (sub, obj, act) => enforcer.enforceSync(sub, obj, act), invalidate() {} };
+    return {
+      fastPath: FastPath.off,
+      reason: undefined,
+      decide: (sub, obj, act) => enforcer.enforceSync(sub, obj, act),
+      explain: (sub, obj, act) => casbinExplain(enforcer, sub, obj, act),
+      invalidate() {},
+    };
   }
   let reason: string | undefined;
   if (mode === 'auto') {
@@ -133,23 +183,27 @@ function createDecider(enforcer: Enforcer, options: LoadPolicyOptions): Decider 
         fastPath: FastPath.compiled,
         reason: undefined,
         decide: (sub, obj, act) => compiled.decide(sub, obj, act),
+        explain: (sub, obj, act) => compiled.explain(sub, obj, act),
         invalidate: () => compiled.invalidate(),
       };
     }
     reason = compiled.reason;
   }
-  const cache = new DecisionCache(options.maxCachedDecisions ?? DEFAULT_MAX_CACHED_DECISIONS);
+  // Casbin's explained answers: enforceExSync costs what enforceSync does.
+  const cache = new DecisionCache<RuleExplanation>(options.maxCachedDecisions ?? DEFAULT_MAX_CACHED_DECISIONS);
+  const explain = (sub: string, obj: string, act: string): RuleExplanation => {
+    let explained = cache.get(sub, obj, act);
+    if (explained === undefined) {
+      explained = casbinExplain(enforcer, sub, obj, act);
+      cache.set(sub, obj, act, explained);
+    }
+    return explained;
+  };
   return {
     fastPath: FastPath.cache,
     reason,
-    decide(sub, obj, act) {
-      let allowed = cache.get(sub, obj, act);
-      if (allowed === undefined) {
-        allowed = enforcer.enforceSync(sub, obj, act);
-        cache.set(sub, obj, act, allowed);
-      }
-      return allowed;
-    },
+    decide: (sub, obj, act) => explain(sub, obj, act).allowed,
+    explain,
     invalidate: () => cache.clear(),
   };
 }
@@ -161,11 +215,15 @@ function checkLimit(name: string, value: number | undefined, min: number): void 
   }
 }
 
-/** A Casbin adapter over rules already parsed and checked; it never writes. */
+/**
+ * A Casbin adapter over rules already parsed and checked; it never writes. Rules are appended as
+ * Casbin's own file loader appends them (`PolicyLoader.loadPolicyLine`): in file order, a repeated
+ * rule kept, so the rule Casbin's explain names is the one it names for the file.
+ */
 class CheckedRulesAdapter implements Adapter {
   constructor(private readonly rules: readonly PolicyRule[]) {}
   async loadPolicy(model: Model): Promise<void> {
-    for (const rule of this.rules) model.addPolicy(rule.section, rule.ptype, [...rule.fields]);
+    for (const rule of this.rules) model.model.get(rule.section)?.get(rule.ptype)?.policy.push([...rule.fields]);
   }
   async savePolicy(): Promise<boolean> {
     throw new Error('not implemented');
@@ -187,6 +245,8 @@ interface Loaded {
   readonly fileRoles: ReadonlySet<string>;
   readonly rules: number;
   readonly warnings: readonly PolicyWarning[];
+  /** The first line of each `p` rule, by its fields joined with NUL. */
+  readonly ruleLines: ReadonlyMap<string, number>;
 }
 
 const roleKey = (sub: string, role: string): string => `${sub}\u0000${role}`;
@@ -241,7 +301,12 @@ async function loadFiles(modelPath: string, policyPath: string): Promise<Loaded>
     });
   }
   const fileRoles = new Set(rules.filter((r) => r.ptype === 'g' && r.fields.length === 2).map((r) => roleKey(r.fields[0]!, r.fields[1]!)));
-  return { enforcer, fileRoles, rules: rules.length, warnings: policyWarnings(rules, policyPath) };
+  const ruleLines = new Map<string, number>();
+  for (const rule of rules) {
+    const key = rule.fields.join('\u0000');
+    if (rule.ptype === 'p' && !ruleLines.has(key)) ruleLines.set(key, rule.line);
+  }
+  return { enforcer, fileRoles, rules: rules.length, warnings: policyWarnings(rules, policyPath), ruleLines };
 }
 
 /** The model's role definition `g` and its role manager, when the model has `g = _, _`. */
@@ -300,12 +365,26 @@ export async function loadPolicy(options: LoadPolicyOptions): Promise<PolicyEnfo
   const memoryRoles = new Map<string, Set<string>>();
   let reloading: Promise<void> = Promise.resolve();
 
+  let revision = 0;
+
   const enforce = (sub: string, obj: string, act: string): boolean => {
     try {
       return decider.decide(sub, obj, act);
     } catch (error) {
       throw new PolicyError(`Casbin failed to decide (${sub}, ${obj}, ${act}): ${(error as Error).message}`, { cause: error });
     }
+  };
+
+  const explain = (sub: string, obj: string, act: string): PolicyExplanation => {
+    let explained: RuleExplanation;
+    try {
+      explained = decider.explain(sub, obj, act);
+    } catch (error) {
+      throw new PolicyError(`Casbin failed to decide (${sub}, ${obj}, ${act}): ${(error as Error).message}`, { cause: error });
+    }
+    const { allowed, fields } = explained;
+    if (fields === undefined) return { allowed, rule: null, line: null };
+    return { allowed, rule: `p, ${fields.join(', ')}`, line: current.ruleLines.get(fields.join('\u0000')) ?? null };
   };
 
   const reloadOnce = async (): Promise<void> => {
@@ -321,6 +400,7 @@ export async function loadPolicy(options: LoadPolicyOptions): Promise<PolicyEnfo
     }
     current = next;
     decider = nextDecider;
+    revision += 1;
     logger.info({ modelPath, policyPath, rules: next.rules, fastPath: decider.fastPath, fastPathReason: decider.reason }, 'policy reloaded');
     for (const warning of next.warnings) logger.warn({ path: warning.path, line: warning.line }, warning.message);
   };
@@ -333,14 +413,19 @@ export async function loadPolicy(options: LoadPolicyOptions): Promise<PolicyEnfo
     get warnings() {
       return current.warnings;
     },
+    get revision() {
+      return revision;
+    },
     decide(sub, obj, act) {
       return { allowed: enforce(sub, obj, act), sub, obj, act };
     },
+    explain,
     addRoleForSubject(sub, role) {
       try {
         applyRole(current, sub, role);
       } finally {
         decider.invalidate();
+        revision += 1;
       }
       let roles = memoryRoles.get(sub);
       if (roles === undefined) {
@@ -355,6 +440,7 @@ export async function loadPolicy(options: LoadPolicyOptions): Promise<PolicyEnfo
       for (const role of roles) dropRole(current, sub, role);
       memoryRoles.delete(sub);
       decider.invalidate();
+      revision += 1;
     },
     reload() {
       const run = reloading.then(reloadOnce, reloadOnce);

@@ -1,4 +1,5 @@
 import { WarrenError } from '@warren/core';
+import type { Decision } from './decision.js';
 
 /**
  * `model.conf` or `policy.csv` cannot be loaded. `path` is the file, `line` the 1-based line at
@@ -23,5 +24,20 @@ export class PolicyLoadError extends WarrenError {
 export class PolicyError extends WarrenError {
   constructor(message: string, options?: ErrorOptions) {
     super('WARREN_POLICY', message, options);
+  }
+}
+
+/**
+ * The policy denies a request. `decision` is the denial (principal, object, action, and the rule
+ * that denied, or null when no rule allowed). The default message is
+ * `policy denies <principal> <action> on <object>`. Code `WARREN_POLICY_DENIED`.
+ */
+export class PolicyDeniedError extends WarrenError {
+  constructor(
+    readonly decision: Decision,
+    message = `policy denies ${decision.principal} ${decision.action} on ${decision.object}`,
+    options?: ErrorOptions,
+  ) {
+    super('WARREN_POLICY_DENIED', message, options);
   }
 }

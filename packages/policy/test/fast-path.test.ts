@@ -194,6 +194,12 @@ describe('the fast path agrees with plain Casbin', () => {
               const expected = oracle.enforceSync(sub, obj, act);
               expect(policy.enforce(sub, obj, act), `(${sub}, ${obj}, ${act}) after ${after}`).toBe(expected);
               expect(policy.decide(sub, obj, act)).toEqual({ allowed: expected, sub, obj, act });
+              const [allowed, fields] = oracle.enforceExSync(sub, obj, act);
+              expect(policy.explain(sub, obj, act), `explain (${sub}, ${obj}, ${act}) after ${after}`).toEqual({
+                allowed,
+                rule: fields.length === 0 ? null : `p, ${fields.join(', ')}`,
+                line: fields.length === 0 ? null : expect.any(Number),
+              });
             }
           };
           await agree('loading');
@@ -238,6 +244,20 @@ describe('the fast path agrees with plain Casbin', () => {
       }
     }
     expect([...seen].sort()).toEqual([false, true]);
+  });
+
+  it('names the rule Casbin names when a rule is repeated in the file, on every path', async () => {
+    const text = 'p, template:reporter, agent:a, assign, allow\np, user:root, agent:*, assign, allow\np, template:reporter, agent:a, assign, allow\n';
+    const { modelPath, policyPath } = writeFiles(SHIPPED_MODEL, text);
+    const roles = new Map([['reporter-1', new Set(['template:reporter'])], ['template:reporter', new Set(['user:root'])]]);
+    const casbin = await plainCasbin(modelPath, policyPath, roles);
+    const [allowed, fields] = casbin.enforceExSync('reporter-1', 'agent:a', 'assign');
+    expect([allowed, fields]).toEqual([true, ['template:reporter', 'agent:a', 'assign', 'allow']]);
+    for (const fastPath of ['auto', 'cache', 'off'] as const) {
+      const policy = await loadPolicy({ modelPath, policyPath, fastPath });
+      for (const [sub, groups] of roles) for (const role of groups) policy.addRoleForSubject(sub, role);
+      expect(policy.explain('reporter-1', 'agent:a', 'assign'), fastPath).toEqual({ allowed: true, rule: 'p, template:reporter, agent:a, assign, allow', line: 1 });
+    }
   });
 
   it('on an empty policy, where Casbin evaluates the matcher once with empty rule fields', async () => {

@@ -2,7 +2,8 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PolicyError, PolicyLoadError, loadPolicy } from '@warren/policy';
+import { WarrenError } from '@warren/core';
+import { PolicyDeniedError, PolicyError, PolicyLoadError, loadPolicy } from '@warren/policy';
 import type { PolicyEnforcer } from '@warren/policy';
 
 const repoPolicies = resolve(import.meta.dirname, '../../../policies');
@@ -347,5 +348,76 @@ describe('roles in memory and reload', () => {
       { level: 'info', msg: 'policy loaded' },
       { level: 'warn', msg: 'policy reload failed; the previous policy stays in force' },
     ]);
+  });
+});
+
+describe('explain and revision', () => {
+  const load = () =>
+    loadPolicy({ modelPath: join(repoPolicies, 'model.conf'), policyPath: join(repoPolicies, 'policy.csv') });
+  const lineOf = (text: string) => readFileSync(join(repoPolicies, 'policy.csv'), 'utf8').split('\n').indexOf(text) + 1;
+
+  it('names the rule that decided and its line in policy.csv, or none when the default denies', async () => {
+    const e = await load();
+    e.addRoleForSubject('shell-1', 'template:shell');
+    e.addRoleForSubject('reporter-1', 'template:reporter');
+    const allow = 'p, role:worker, task:*, assign, allow';
+    const deny = 'p, template:reporter, task:shell-*, assign, deny';
+    expect(e.explain('shell-1', 'task:count-lines', 'assign')).toEqual({ allowed: true, rule: allow, line: lineOf(allow) });
+    expect(e.explain('reporter-1', 'task:shell-cleanup', 'assign')).toEqual({ allowed: false, rule: deny, line: lineOf(deny) });
+    expect(e.explain('user:alice', 'agent:shell-1', 'exec')).toEqual({ allowed: false, rule: null, line: null });
+    expect(e.explain('user:root', 'agent:shell-1', 'exec')).toEqual({
+      allowed: true,
+      rule: 'p, user:root, agent:*, exec, allow',
+      line: lineOf('p, user:root, agent:*, exec, allow'),
+    });
+  });
+
+  it('gives the same rules on every fast path', async () => {
+    const requests = [
+      ['shell-1', 'task:count-lines', 'assign'],
+      ['reporter-1', 'task:shell-x', 'assign'],
+      ['reporter-1', 'agent:shell-1', 'message'],
+      ['user:root', 'task:x', 'cancel'],
+      ['nobody', 'task:x', 'assign'],
+    ] as const;
+    const answers = [];
+    for (const fastPath of ['auto', 'cache', 'off'] as const) {
+      const e = await loadPolicy({ modelPath: join(repoPolicies, 'model.conf'), policyPath: join(repoPolicies, 'policy.csv'), fastPath });
+      e.addRoleForSubject('shell-1', 'template:shell');
+      e.addRoleForSubject('reporter-1', 'template:reporter');
+      answers.push(requests.map(([sub, obj, act]) => e.explain(sub, obj, act)));
+    }
+    expect(answers[1]).toEqual(answers[0]);
+    expect(answers[2]).toEqual(answers[0]);
+  });
+
+  it('grows the revision with every change of the policy in force, and not with a failed reload', async () => {
+    const { policyPath, load: loadIt } = await loadText(RBAC_MODEL, 'p, admin, data1, read, allow\n');
+    const e = await loadIt();
+    const seen = [e.revision];
+    e.addRoleForSubject('alice', 'admin');
+    seen.push(e.revision);
+    e.removeSubject('alice');
+    seen.push(e.revision);
+    await e.reload();
+    seen.push(e.revision);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(new Set(seen).size).toBe(4);
+    writeFileSync(policyPath, 'p, admin\n');
+    await expect(e.reload()).rejects.toThrow(PolicyLoadError);
+    expect(e.revision).toBe(seen.at(-1));
+  });
+});
+
+describe('PolicyDeniedError', () => {
+  it('carries the decision and code WARREN_POLICY_DENIED, with the standard message or a given one', () => {
+    const decision = { allowed: false, principal: 'user:bob', object: 'agent:shell-1', action: 'stop', rule: null };
+    const error = new PolicyDeniedError(decision);
+    expect(error).toBeInstanceOf(WarrenError);
+    expect(error.code).toBe('WARREN_POLICY_DENIED');
+    expect(error.name).toBe('PolicyDeniedError');
+    expect(error.message).toBe('policy denies user:bob stop on agent:shell-1');
+    expect(error.decision).toBe(decision);
+    expect(new PolicyDeniedError(decision, 'policy denies user:bob exec into shell-1').message).toBe('policy denies user:bob exec into shell-1');
   });
 });

@@ -6,6 +6,7 @@ import { registerBoardCommands } from './cli/board.js';
 import { ExitCode } from './cli/common.js';
 import { registerExecCommand } from './cli/exec.js';
 import { registerRunCommands } from './cli/run.js';
+import { addPolicyCommands } from './policy-command.js';
 
 export { ExitCode } from './cli/common.js';
 
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerBoardCommands(program);
   registerExecCommand(program);
   registerOperatorCommands(program);
+  addPolicyCommands(program);
   return program;
 }
 

@@ -12,6 +12,7 @@ import type { CrashPoint } from './crash.js';
 import type { EventBus, EventLogOverride } from './event-bus.js';
 import type { WarrenEvent } from './events.js';
 import type { Registry, StateStore } from '@warren/registry';
+import type { Authorizer } from './authorize.js';
 import type { AgentTemplate, TemplateError } from './templates.js';
 
 /** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
@@ -45,6 +46,8 @@ export interface SupervisorContext {
   readonly audit: AuditTrail;
   readonly accounts: AccountStore;
   readonly policy: PolicyEnforcer;
+  /** The one place every decision is made and audited (see authorize.ts). */
+  readonly authorizer: Authorizer;
   readonly broker: Broker;
   /** The nats-server this supervisor started, when it runs its own. */
   readonly nats: EmbeddedNatsServer | undefined;

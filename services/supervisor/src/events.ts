@@ -155,13 +155,15 @@ export type EventDetails = {
   'board.write_dropped': { readonly attempt: number; readonly state: string; readonly column: string; readonly reason: string };
   'board.stopped': { readonly attempt: number; readonly column: string; readonly target: string; readonly reason: string };
   'policy.decide': {
-    /** The subject decided on when it is not the event's actor (assignments: the agent). */
-    readonly sub?: string;
+    /** The principal decided on (the event's actor). */
+    readonly sub: string;
     readonly act: string;
+    /** The policy line that decided (`p, role:worker, task:*, assign, allow`), or null when no rule matched and the default denied. */
+    readonly rule: string | null;
   };
   'policy.error': { readonly sub: string; readonly act: string; readonly message: string };
-  'policy.reloaded': { readonly path: string };
-  'policy.reload_failed': { readonly path: string; readonly line: number | null; readonly message: string };
+  'policy.reloaded': { readonly digest: string; readonly modelPath: string; readonly policyPath: string; readonly fastPath: string };
+  'policy.reload_failed': { readonly digest: string; readonly file: string | null; readonly line: number | null; readonly message: string };
   'command.agent.start': CommandEventDetails;
   'command.agent.stop': CommandEventDetails;
   'command.agent.restart': CommandEventDetails;
@@ -202,7 +204,12 @@ export type EventDetails = {
     readonly tempFilesRemoved: readonly string[];
     readonly pendingBoardWrites: number;
   };
-  'supervisor.stop': { readonly succeeded: number; readonly failed: number };
+  'supervisor.stop': {
+    readonly succeeded: number;
+    readonly failed: number;
+    /** Decisions the enforcer made in this run: equal to its `policy.decide` rows. */
+    readonly policyDecisions: number;
+  };
   'supervisor.disk_low': DiskReadingDetails;
   'supervisor.disk_ok': DiskReadingDetails;
 };
@@ -333,7 +340,7 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
     description: 'the policy decided a request (assign, message, exec, an operator command)',
     level: (e) => (e.decision === 'deny' ? 'info' : 'debug'),
     message: 'policy decision',
-    fields: (e) => ({ sub: e.details.sub ?? e.actor, obj: e.object, act: e.details.act, decision: e.decision ?? null }),
+    fields: (e) => ({ sub: e.details.sub, obj: e.object, act: e.details.act, decision: e.decision ?? null, rule: e.details.rule }),
   },
   'policy.error': { description: 'Casbin could not decide a request; it is denied', level: 'error', message: 'the policy could not decide; the request is denied', fields: (e) => ({ sub: e.details.sub, obj: e.object, act: e.details.act, reason: e.details.message }) },
   'policy.reloaded': { description: 'a changed policy file was loaded and is in force', level: 'info', message: 'policy reloaded' },

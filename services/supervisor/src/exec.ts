@@ -6,6 +6,7 @@ import { WarrenError, type Logger } from '@warren/core';
 import { loadPolicy } from '@warren/policy';
 import { describeExit, describeOutOfMemory, describeProcessLimit, type AgentExit, type AgentProcess } from '@warren/runtime';
 import { openDatabase } from '@warren/store';
+import { createAuthorizer } from './authorize.js';
 import { agentSpecOf, createAgentRuntime } from './agent-runtime.js';
 import type { SupervisorConfig } from './config.js';
 import { loadTemplates } from './templates.js';
@@ -60,9 +61,8 @@ export async function execInAgent(config: SupervisorConfig, options: ExecOptions
       logger: options.logger,
     });
     const object = `agent:${account.name}`;
-    const allowed = policy.enforce(options.user, object, 'exec');
-    audit.append({ actor: options.user, action: 'policy.decide', object, decision: allowed ? 'allow' : 'deny', details: { act: 'exec' } });
-    if (!allowed) throw new WarrenError('WARREN_POLICY_DENIED', `policy denies ${options.user} exec into ${account.name}`);
+    const authorizer = createAuthorizer({ policy, emit: (entry) => audit.append(entry), logger: options.logger });
+    authorizer.require({ principal: options.user, object, action: 'exec' }, `policy denies ${options.user} exec into ${account.name}`);
 
     const interruption = new Interruption();
     let command: AgentProcess;

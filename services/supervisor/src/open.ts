@@ -11,6 +11,7 @@ import { createAgentRuntime } from './agent-runtime.js';
 import { openBroker, rejectionEntry } from './broker-access.js';
 import type { SupervisorConfig } from './config.js';
 import { SUPERVISOR, type RunMode, type SupervisorContext } from './context.js';
+import { createAuthorizer } from './authorize.js';
 import { crashNow } from './crash.js';
 import { EventBus, type EmitEvent } from './event-bus.js';
 import { inputRejected } from './input-rejections.js';
@@ -116,6 +117,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       audit,
       accounts,
       policy,
+      authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
       broker,
       nats,
       runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker }),

@@ -43,7 +43,6 @@ export class Planner {
   private queueRecordedMs = 0;
   /** The planner's view of each task version (see {@link plannerTask}). */
   private readonly plannerTasks = new WeakMap<Task, PlannerTask>();
-  private readonly reportedDenials = new Set<string>();
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -116,7 +115,6 @@ export class Planner {
     if (board) for (const t of board.tasks) if (t.status === board.config.roles.in_progress) inProgress += 1;
     const wipColumn = board?.config.columns.find((c) => c.id === board.config.roles.in_progress);
     const instances = agents.instanceCounts();
-    const decisions = new Map<string, boolean>();
     // An autodelete agent runs one task in its fresh sandbox, then is deleted: agentSlots says
     // it accepts no more once it took one.
     const slots = agentSlots(ctx.world);
@@ -135,17 +133,8 @@ export class Planner {
       agents: slots,
       templates,
       columnWip,
-      isAllowed: (agent: string, template: string, taskId: string) => {
-        const sub = agent || `template:${template}`;
-        const key = `${sub}\u0000${taskId}`;
-        let allowed = decisions.get(key);
-        if (allowed === undefined) {
-          allowed = ctx.policy.enforce(sub, `task:${taskId}`, 'assign');
-          decisions.set(key, allowed);
-          if (!allowed) this.reportDenial(sub, taskId);
-        }
-        return allowed;
-      },
+      isAllowed: (agent: string, template: string, taskId: string) =>
+        ctx.authorizer.authorize({ principal: agent || `template:${template}`, object: `task:${taskId}`, action: 'assign', memo: true }).allowed,
       nowMs,
     };
     // Queue positions are for people reading `warren tasks`: while work is being handed out they
@@ -199,13 +188,6 @@ export class Planner {
     }
   }
 
-  private reportDenial(sub: string, taskId: string): void {
-    const key = `${sub}\u0000${taskId}`;
-    if (this.reportedDenials.has(key)) return;
-    this.reportedDenials.add(key);
-    this.ctx.emit({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'deny', details: { sub, act: 'assign' } });
-  }
-
   /**
    * Assigns `taskId` to `agentName`: commits the execution (state `pending`, the outbox) and the
    * task's new state with its audit rows, and counts the agent's load. Nothing happens when the
@@ -236,7 +218,6 @@ export class Planner {
         queuePosition: null,
         queueReason: null,
       });
-      ctx.emit({ actor: SUPERVISOR, action: 'policy.decide', object: `task:${taskId}`, decision: 'allow', details: { sub: agentName, act: 'assign' } });
       ctx.emit({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
     });
     if (recordAssigned(ctx.world, agentName, nowMs) === 1) this.onFirstTask(agentName, agent.account.home);

@@ -1,5 +1,5 @@
 import type { Logger } from '@warren/core';
-import type { PolicyDecision, PolicyEnforcer } from '@warren/policy';
+import type { PolicyDecision, PolicyEnforcer, PolicyExplanation } from '@warren/policy';
 import type { EmitEvent } from './event-bus.js';
 import type { WarrenEvent } from './events.js';
 
@@ -13,28 +13,43 @@ export interface FailedDecision {
 
 /**
  * Wraps `policy` so that a decision that throws (Casbin failing while it evaluates the matcher) is
- * a denial instead of an exception: the request is refused and `onFailure` is told, so the caller
+ * a denial instead of an exception (from `explain`: a denial with no rule): the request is refused and `onFailure` is told, so the caller
  * can log and audit it, once per distinct request and message. Everything else is `policy`'s own.
  * @param onFailure called synchronously, before the denial is returned; must not throw.
  */
 export function failClosed(policy: PolicyEnforcer, onFailure: (failed: FailedDecision) => void): PolicyEnforcer {
   const reported = new Set<string>();
+  const fail = (sub: string, obj: string, act: string, error: unknown): void => {
+    const failure = error instanceof Error ? error : new Error(String(error));
+    const key = `${sub}\u0000${obj}\u0000${act}\u0000${failure.message}`;
+    if (!reported.has(key)) {
+      reported.add(key);
+      onFailure({ sub, obj, act, error: failure });
+    }
+  };
   const enforce = (sub: string, obj: string, act: string): boolean => {
     try {
       return policy.enforce(sub, obj, act);
     } catch (error) {
-      const failure = error instanceof Error ? error : new Error(String(error));
-      const key = `${sub}\u0000${obj}\u0000${act}\u0000${failure.message}`;
-      if (!reported.has(key)) {
-        reported.add(key);
-        onFailure({ sub, obj, act, error: failure });
-      }
+      fail(sub, obj, act, error);
       return false;
+    }
+  };
+  const explain = (sub: string, obj: string, act: string): PolicyExplanation => {
+    try {
+      return policy.explain(sub, obj, act);
+    } catch (error) {
+      fail(sub, obj, act, error);
+      return { allowed: false, rule: null, line: null };
     }
   };
   return {
     enforce,
+    explain,
     decide: (sub, obj, act): PolicyDecision => ({ allowed: enforce(sub, obj, act), sub, obj, act }),
+    get revision() {
+      return policy.revision;
+    },
     get fastPath() {
       return policy.fastPath;
     },

@@ -10,6 +10,8 @@ import { recover } from './executions/recovery.js';
 import { ResultsSettling } from './idle.js';
 import { step, trackTick, type SupervisorInspection, type TickProgress } from './inspect.js';
 import { openContext } from './open.js';
+import { watchPolicy, type PolicyReloader } from './policy-reload.js';
+import { join } from 'node:path';
 import type { RunSummary } from './run-summary.js';
 import { assembleParts, idleNow, inspectParts, runSummary, type SupervisorParts } from './parts.js';
 import { clearPhantomDeliveries } from './stranded-watch.js';
@@ -98,6 +100,8 @@ export class Supervisor {
   private stopRequested: ((reason: string) => void) | undefined;
   private runPromise: Promise<RunSummary> | undefined;
   private releasing: Promise<void> | undefined;
+  /** Applies changes of the policy files while the supervisor runs. */
+  private policyReloader: PolicyReloader | undefined;
 
   private constructor(
     private readonly ctx: SupervisorContext,
@@ -201,6 +205,14 @@ export class Supervisor {
         throw new ConfigError(ctx.config.boardDir, 'the board cannot be read (see the message above); nothing to run');
       }
       this.parts.mirror.watch();
+      this.policyReloader = await watchPolicy({
+        policy: ctx.policy,
+        modelPath: join(ctx.config.policiesDir, 'model.conf'),
+        policyPath: join(ctx.config.policiesDir, 'policy.csv'),
+        emit: (event) => ctx.emit(event),
+        logger: ctx.log,
+        onReloaded: () => ctx.requestTick(),
+      });
       // Results handed to a previous, killed supervisor wait out their ack wait before the broker
       // offers them again; a fresh consumer gets them at once.
       await ctx.broker.resetResultsConsumer();
@@ -346,6 +358,7 @@ export class Supervisor {
     const { ctx } = this;
     const { log } = ctx;
     await this.loop?.stop();
+    await this.policyReloader?.close();
     await this.parts.stranded.close();
     await this.parts.mirror.close();
     await this.parts.agents.stopAll('shutdown');
@@ -359,7 +372,7 @@ export class Supervisor {
     await this.parts.agents.closeInstances();
     await clearPhantomDeliveries(ctx.broker, ctx.state.agents().map((a) => a.name), log.child({ component: 'stranded' }));
     try {
-      ctx.emit({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.parts.tally.succeeded.length, failed: this.parts.tally.failed.length } });
+      ctx.emit({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.parts.tally.succeeded.length, failed: this.parts.tally.failed.length, policyDecisions: ctx.authorizer.decisions } });
     } catch (error) {
       log.error({ err: error }, 'cannot record the stop in the audit trail');
     }

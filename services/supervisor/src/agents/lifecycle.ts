@@ -207,7 +207,7 @@ export class AgentLifecycle {
     // last exit may have failed with the broker away): the new agent must not run them.
     await this.exitPurges.get(name);
     await ctx.broker.purgeAssignments(name).catch((error: unknown) => ctx.log.warn({ err: error, agent: name }, 'cannot purge old assignments before the start'));
-    ctx.policy.addRoleForSubject(name, `template:${template.name}`);
+    ctx.authorizer.grantRole(name, `template:${template.name}`);
     let instance: AgentInstance;
     try {
       instance = await ctx.runtime.start(agentStartSpecOf(account, template, config), {
@@ -226,7 +226,7 @@ export class AgentLifecycle {
         },
       });
     } catch (error) {
-      ctx.policy.removeSubject(name);
+      ctx.authorizer.dropPrincipal(name);
       throw error;
     }
     try {
@@ -259,7 +259,7 @@ export class AgentLifecycle {
       );
     } catch (error) {
       await instance.close();
-      ctx.policy.removeSubject(name);
+      ctx.authorizer.dropPrincipal(name);
       throw error;
     }
   }
@@ -289,7 +289,7 @@ export class AgentLifecycle {
     this.handles.delete(name);
     removeAgent(ctx.world, name);
     await step(`applyExit ${name}: instance.close`, agent.instance.close());
-    ctx.policy.removeSubject(name);
+    ctx.authorizer.dropPrincipal(name);
     const stopping = view.stopping ?? undefined;
     const expected = stopping !== undefined;
     const exitText = describeAgentExit(exit, agent.template);

@@ -9,9 +9,7 @@ const AGENT_NAME = /^[a-z][a-z0-9-]{0,31}$/;
  * @returns null when the message may be relayed, else why not (in words).
  */
 export function authorizeMessage(ctx: SupervisorContext, from: string, to: string): string | null {
-  const allowed = ctx.policy.enforce(from, `agent:${to}`, 'message');
-  ctx.emit({ actor: `agent:${from}`, action: 'policy.decide', object: `agent:${to}`, decision: allowed ? 'allow' : 'deny', details: { act: 'message' } });
-  if (!allowed) return `policy denies ${from} sending to ${to}`;
+  if (!ctx.authorizer.authorize({ principal: from, object: `agent:${to}`, action: 'message' }).allowed) return `policy denies ${from} sending to ${to}`;
   if (!AGENT_NAME.test(to) || !ctx.accounts.get(to)) return `no agent named ${JSON.stringify(to)}`;
   return null;
 }

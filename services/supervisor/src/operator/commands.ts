@@ -45,9 +45,7 @@ export class OperatorCommands {
       {
         authorize: (command) => {
           const { sub, obj, act } = commandRequest(command);
-          const allowed = ctx.policy.enforce(sub, obj, act);
-          ctx.emit({ actor: sub, action: 'policy.decide', object: obj, decision: allowed ? 'allow' : 'deny', details: { act } });
-          return allowed;
+          return ctx.authorizer.authorize({ principal: sub, object: obj, action: act }).allowed;
         },
         onDone: (command, state, outcome) =>
           ctx.emit({ actor: command.requestedBy, action: `command.${command.kind}`, object: commandRequest(command).obj, details: { id: command.id, state, outcome } }),
