@@ -1,5 +1,5 @@
 import { processLimitText } from '@warren/ecs';
-import { describeProcessLimit, type SandboxUsage } from '@warren/sandbox';
+import { describeProcessLimit, type AgentUsage } from '@warren/runtime';
 import { describe, expect, it } from 'vitest';
 import { AgentLimitWatch, describeAgentExit, GraceTimer, limitFailureOf, taskFailureOf } from '../src/limit-watch.js';
 import { parseTemplate } from '../src/templates.js';
@@ -19,7 +19,7 @@ watchdog:
   'shell.yaml',
 );
 
-function usage(fields: Partial<SandboxUsage>): SandboxUsage {
+function usage(fields: Partial<AgentUsage>): AgentUsage {
   return { memoryBytes: 0, pids: 5, cpuMs: 0, pidsRefused: 0, oomKills: 0, ...fields };
 }
 
@@ -95,7 +95,7 @@ describe('agent exits at a limit', () => {
 });
 
 describe('the watchdog rule of @warren/ecs', () => {
-  it('words the process limit as the sandbox does', () => {
+  it('words the process limit as the agent runtime does', () => {
     for (const pidsMax of [1, 64, 100, 4_096]) expect(processLimitText(pidsMax)).toBe(describeProcessLimit(pidsMax));
   });
 });
