@@ -29,33 +29,12 @@ import {
   type AgentWorld,
   type TemplateSpec,
 } from '@warren/ecs';
+import { agentSpec, templateSpec } from './support.js';
 
-function spec(name: string, over: Partial<AgentSpec> = {}): AgentSpec {
-  return {
-    name,
-    template: 'shell',
-    uid: 61_000,
-    gid: 61_000,
-    capabilities: ['shell'],
-    wipLimit: 2,
-    lifecycle: 'persistent',
-    resources: { memoryMaxBytes: 0, pidsMax: 64, cpuWeight: 100 },
-    nowMs: 0,
-    ...over,
-  };
-}
+const spec = (name: string, over: Partial<AgentSpec> = {}): AgentSpec => agentSpec(name, { wipLimit: 2, resources: { memoryMaxBytes: 0, pidsMax: 64, cpuWeight: 100 }, ...over });
 
-function template(name: string, over: Partial<TemplateSpec> = {}): TemplateSpec {
-  return {
-    name,
-    lifecycle: 'persistent',
-    maxInstances: 4,
-    warmPool: 0,
-    sleepAfterIdleMs: 60_000,
-    watchdog: { memoryBytes: 1_000, pids: 50, cpuCores: null, graceMs: 2_000 },
-    ...over,
-  };
-}
+const template = (name: string, over: Partial<TemplateSpec> = {}): TemplateSpec =>
+  templateSpec(name, { sleepAfterIdleMs: 60_000, watchdog: { memoryBytes: 1_000, pids: 50, cpuCores: null, graceMs: 2_000 }, ...over });
 
 /** A world with template `shell` and a started agent `name` (ready unless said otherwise). */
 function started(name = 'shell-1', over: Partial<AgentSpec> = {}, ready = true): AgentWorld {

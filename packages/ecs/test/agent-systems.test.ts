@@ -30,35 +30,12 @@ import {
   type AgentUsage,
   type AgentWorld,
   type LimitRules,
-  type TemplateSpec,
 } from '@warren/ecs';
+import { agentSpec, templateSpec } from './support.js';
 
-function spec(name: string, over: Partial<AgentSpec> = {}): AgentSpec {
-  return {
-    name,
-    template: 'shell',
-    uid: 61_000,
-    gid: 61_000,
-    capabilities: ['shell'],
-    wipLimit: 1,
-    lifecycle: 'persistent',
-    resources: { memoryMaxBytes: 0, pidsMax: 100, cpuWeight: 100 },
-    nowMs: 0,
-    ...over,
-  };
-}
+const spec = agentSpec;
 
-function template(name: string, over: Partial<TemplateSpec> = {}): TemplateSpec {
-  return {
-    name,
-    lifecycle: 'persistent',
-    maxInstances: 4,
-    warmPool: 0,
-    sleepAfterIdleMs: 5_000,
-    watchdog: { memoryBytes: 2 ** 30 - 1, pids: 90, cpuCores: null, graceMs: 2_000 },
-    ...over,
-  };
-}
+const template = templateSpec;
 
 /** Starts agent `name` of `tpl` at `nowMs` (spawned, added, ready unless said otherwise). */
 function start(world: AgentWorld, name: string, tpl: string, nowMs: number, over: Partial<AgentSpec> = {}, ready = true): void {

@@ -12,21 +12,9 @@ import {
   setStatus,
   type AgentSpec,
 } from '@warren/ecs';
+import { agentSpec } from './support.js';
 
-function spec(name: string, over: Partial<AgentSpec> = {}): AgentSpec {
-  return {
-    name,
-    template: 'shell',
-    uid: 61_000,
-    gid: 61_000,
-    capabilities: ['shell'],
-    wipLimit: 2,
-    lifecycle: 'persistent',
-    resources: { memoryMaxBytes: 0, pidsMax: 0, cpuWeight: 100 },
-    nowMs: 0,
-    ...over,
-  };
-}
+const spec = (name: string, over: Partial<AgentSpec> = {}): AgentSpec => agentSpec(name, { wipLimit: 2, resources: { memoryMaxBytes: 0, pidsMax: 0, cpuWeight: 100 }, ...over });
 
 describe('livenessSystem', () => {
   it('flags running agents silent for longer than the timeout, and only those', () => {

@@ -21,23 +21,12 @@ import {
   type AgentSpec,
   type AgentWorld,
 } from '@warren/ecs';
+import { agentSpec } from './support.js';
 
 const MiB = 1024 * 1024;
 
-function spec(name: string, over: Partial<AgentSpec> = {}): AgentSpec {
-  return {
-    name,
-    template: 'shell',
-    uid: 61_000,
-    gid: 61_000,
-    capabilities: ['shell'],
-    wipLimit: 1,
-    lifecycle: 'persistent',
-    resources: { memoryMaxBytes: 512 * MiB, pidsMax: 128, cpuWeight: 100 },
-    nowMs: 1_000,
-    ...over,
-  };
-}
+const spec = (name: string, over: Partial<AgentSpec> = {}): AgentSpec =>
+  agentSpec(name, { resources: { memoryMaxBytes: 512 * MiB, pidsMax: 128, cpuWeight: 100 }, nowMs: 1_000, ...over });
 
 describe('agent world', () => {
   it('adds an agent with every component and a plain view of it', () => {

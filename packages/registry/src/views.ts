@@ -1,5 +1,5 @@
 import type { AuditRecord } from '@warren/audit';
-import type { AgentRow, AssignmentState, TaskState } from './state.js';
+import type { AgentRow, AssignmentRow, AssignmentState, TaskState } from './state.js';
 
 /**
  * What `warren status` shows: whether a supervisor runs on the state directory, and counts.
@@ -110,21 +110,9 @@ export interface ExecutionFilter {
  * One execution (`taskId`, `attempt`) of a task by an agent, with the times derived from it.
  * Times are ms since the epoch, durations ms; a duration is null when a time it needs is unknown.
  */
-export interface ExecutionView {
-  readonly taskId: string;
-  readonly attempt: number;
-  readonly agent: string;
+export interface ExecutionView extends AssignmentRow {
+  /** The template of the agent that ran it. */
   readonly template: string;
-  readonly state: AssignmentState;
-  readonly outcome: string | null;
-  readonly exitCode: number | null;
-  readonly summary: string | null;
-  /** Paths of the files it produced, relative to its workspace. */
-  readonly outputs: readonly string[];
-  readonly readySinceMs: number | null;
-  readonly assignedMs: number;
-  readonly ackedMs: number | null;
-  readonly finishedMs: number | null;
   /** Waiting in the queue: `assignedMs - readySinceMs`. */
   readonly waitingMs: number | null;
   /** Waiting for the agent to take it: `ackedMs - assignedMs`. */

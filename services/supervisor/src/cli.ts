@@ -6,7 +6,7 @@ import { registerBoardCommands } from './cli/board.js';
 import { ExitCode } from './cli/common.js';
 import { registerExecCommand } from './cli/exec.js';
 import { registerRunCommands } from './cli/run.js';
-import { addPolicyCommands } from './policy-command.js';
+import { registerPolicyCommands } from './cli/policy.js';
 
 export { ExitCode } from './cli/common.js';
 
@@ -26,7 +26,7 @@ export function buildProgram(): Command {
   registerBoardCommands(program);
   registerExecCommand(program);
   registerOperatorCommands(program);
-  addPolicyCommands(program);
+  registerPolicyCommands(program);
   return program;
 }
 

@@ -39,5 +39,5 @@ export { createAuthorizer, DEFAULT_MAX_MEMOIZED } from './authorize.js';
 export type { Authorizer, AuthorizerOptions, AuthorizationRequest } from './authorize.js';
 export { watchPolicy, DEFAULT_POLICY_DEBOUNCE_MS, DEFAULT_POLICY_RESCAN_MS } from './policy-reload.js';
 export type { PolicyReloader, PolicyReloadOptions } from './policy-reload.js';
-export { addPolicyCommands, checkPolicy, formatPolicyCheck } from './policy-command.js';
-export type { PolicyCheckResult } from './policy-command.js';
+export { registerPolicyCommands, checkPolicy, formatPolicyCheck } from './cli/policy.js';
+export type { PolicyCheckResult } from './cli/policy.js';

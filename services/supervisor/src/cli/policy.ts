@@ -4,19 +4,10 @@ import type { Command } from 'commander';
 import { openAccounts } from '@warren/accounts';
 import { PolicyError, loadPolicy, type PolicyExplanation } from '@warren/policy';
 import { openDatabase } from '@warren/store';
-import { resolveConfig, type SupervisorConfig } from './config.js';
+import type { SupervisorConfig } from '../config.js';
+import { addPathOptions, configFrom, type PathFlags } from './common.js';
 
 /** The path options `warren policy` reads; the same flags as every other command's. */
-interface PolicyPathFlags {
-  root?: string;
-  board?: string;
-  agents?: string;
-  home?: string;
-  policies?: string;
-  stateDir?: string;
-  uidRange?: string;
-}
-
 /** What `warren policy check --json` prints. */
 export interface PolicyCheckResult {
   readonly decision: 'allow' | 'deny';
@@ -104,35 +95,16 @@ export function formatPolicyCheck(result: PolicyCheckResult, cwd: string = proce
  * account in the state database, so `warren policy check shell-1 task:x assign` answers as the
  * running supervisor would.
  */
-export function addPolicyCommands(program: Command): void {
+export function registerPolicyCommands(program: Command): void {
   const policy = program.command('policy').description('ask the policy');
-  policy
-    .command('check')
+  addPathOptions(policy.command('check'))
     .argument('<sub>', 'who asks: an agent (shell-1), a template (template:shell) or a person (user:root)')
     .argument('<obj>', 'what about: task:<id>, agent:<name>')
     .argument('<act>', 'to do what: assign, message, exec, stop, ...')
     .description('explain the decision on one request, with the rule that matched; exit 0 on allow, 1 on deny')
-    .option('--root <dir>', 'repository root; the default base of every other path', '.')
-    .option('--board <dir>', 'the kanban board folder (default: <root>/kanban)')
-    .option('--agents <dir>', 'the agent templates folder (default: <root>/agents)')
-    .option('--home <dir>', 'where agent homes are made (default: <root>/home)')
-    .option('--policies <dir>', 'folder with model.conf and policy.csv (default: <root>/policies)')
-    .option('--state-dir <dir>', 'runtime state: database, JetStream store, logs (default: <root>/var)')
-    .option('--uid-range <min-max>', 'agent uids and gids come from this range', '1900000000-1900999999')
     .option('--json', 'print JSON')
-    .action(async (sub: string, obj: string, act: string, flags: PolicyPathFlags & { json?: boolean }) => {
-      const config = resolveConfig(
-        {
-          root: flags.root ?? '.',
-          ...(flags.board ? { board: flags.board } : {}),
-          ...(flags.agents ? { agents: flags.agents } : {}),
-          ...(flags.home ? { home: flags.home } : {}),
-          ...(flags.policies ? { policies: flags.policies } : {}),
-          ...(flags.stateDir ? { stateDir: flags.stateDir } : {}),
-          ...(flags.uidRange ? { uidRange: flags.uidRange } : {}),
-        },
-        '',
-      );
+    .action(async (sub: string, obj: string, act: string, flags: PathFlags & { json?: boolean }) => {
+      const config = configFrom(flags, {});
       const result = await checkPolicy(config, sub, obj, act);
       process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : formatPolicyCheck(result));
       process.exitCode = result.decision === 'allow' ? 0 : 1;
