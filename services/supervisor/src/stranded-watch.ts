@@ -105,3 +105,28 @@ export async function clearPhantomDeliveries(broker: Broker, agents: readonly st
   }
   return cleared;
 }
+
+/**
+ * At the end of a run, once every agent has stopped and its exit was applied: purges the queued
+ * assignments of each of `agents` that has no open execution. They can only be copies of
+ * executions already settled: a broker killed with SIGKILL forgets the message ids it saw, so an
+ * assignment published again while it restarted is stored twice. The next start of the agent would
+ * purge them too; purging them now leaves the broker holding nothing for work that is done.
+ * Stops at the first broker error (the broker is away: each call would wait out its timeout).
+ * @returns how many assignments were purged.
+ */
+export async function purgeSettledAssignments(broker: Broker, agents: readonly string[], hasOpenExecution: (agent: string) => boolean, logger: Logger): Promise<number> {
+  let purged = 0;
+  for (const agent of agents) {
+    if (hasOpenExecution(agent)) continue;
+    try {
+      purged += await broker.purgeAssignments(agent);
+    } catch (error) {
+      logger.warn({ err: error }, 'cannot purge the assignments of settled executions');
+      break;
+    }
+  }
+  if (purged > 0) logger.info({ purged }, 'purged assignments of executions already settled');
+  return purged;
+}
+

@@ -14,7 +14,7 @@ import { watchPolicy, type PolicyReloader } from './policy-reload.js';
 import { join } from 'node:path';
 import type { RunSummary } from './run-summary.js';
 import { assembleParts, idleNow, inspectParts, runSummary, type SupervisorParts } from './parts.js';
-import { clearPhantomDeliveries } from './stranded-watch.js';
+import { clearPhantomDeliveries, purgeSettledAssignments } from './stranded-watch.js';
 import { TaskState } from '@warren/registry';
 
 export type { RunMode } from './context.js';
@@ -370,7 +370,10 @@ export class Supervisor {
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     this.parts.inbox.releaseResults();
     await this.parts.agents.closeInstances();
-    await clearPhantomDeliveries(ctx.broker, ctx.state.agents().map((a) => a.name), log.child({ component: 'stranded' }));
+    const agentNames = ctx.state.agents().map((a) => a.name);
+    const open = new Set(ctx.state.openAssignments().map((a) => a.agent));
+    await purgeSettledAssignments(ctx.broker, agentNames, (agent) => open.has(agent), log.child({ component: 'stranded' }));
+    await clearPhantomDeliveries(ctx.broker, agentNames, log.child({ component: 'stranded' }));
     try {
       ctx.emit({ actor: SUPERVISOR, action: 'supervisor.stop', object: 'supervisor', details: { succeeded: this.parts.tally.succeeded.length, failed: this.parts.tally.failed.length, policyDecisions: ctx.authorizer.decisions } });
     } catch (error) {
