@@ -15,6 +15,10 @@ function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/**
+ * Whether `path` lies strictly below the directory `root` (both absolute; compared as written, no
+ * symlinks resolved): false for `root` itself, for `..`-escapes and for another drive or root.
+ */
 export function isInside(root: string, path: string): boolean {
   const rel = relative(root, path);
   return rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !rel.startsWith(sep);
