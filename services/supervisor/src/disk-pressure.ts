@@ -11,6 +11,12 @@ export const MIN_OFFENDER_BYTES = 1024 * 1024;
  * but not full, and after a search that found no one to stop, in ms.
  */
 export const LOW_SEARCH_MS = 1_000;
+/**
+ * How long a home's measurement stays the baseline of the agent's next tasks, in ms: an agent that
+ * takes tasks back to back has its home walked at most once per this interval (what it wrote
+ * meanwhile counts as growth), not once per task.
+ */
+export const BASELINE_REUSE_MS = 1_000;
 
 /** The agent {@link DiskPressure} found responsible for a filesystem running out of space. */
 export interface DiskOffender {
@@ -65,7 +71,7 @@ export interface DiskPressureOptions {
  * found no one to stop (nor more often while it is below its reserve but not full).
  */
 export class DiskPressure {
-  private readonly baselines = new Map<string, Promise<number>>();
+  private readonly baselines = new Map<string, { readonly bytes: Promise<number>; readonly atMs: number }>();
   private searching: Promise<void> | undefined;
   private lastReadingMs = Number.NEGATIVE_INFINITY;
   private lowSearchAtMs = Number.NEGATIVE_INFINITY;
@@ -75,17 +81,20 @@ export class DiskPressure {
   constructor(private readonly options: DiskPressureOptions) {}
 
   /**
-   * Measures the home `dir` of `agent`, which is about to start a task while it had none: what its
-   * home grows past this is what the task wrote. Returns at once.
+   * Measures the home `dir` of `agent`, which is about to start a task while it had none (at
+   * `nowMs`, ms since the epoch): what its home grows past this is what the task wrote. A
+   * measurement taken less than {@link BASELINE_REUSE_MS} before is kept instead. Returns at once.
    * @returns the measurement, in bytes (0 when the walk failed); never rejects.
    */
-  taskStarted(agent: string, dir: string): Promise<number> {
-    const measured = homeUsage(dir).then(
+  taskStarted(agent: string, dir: string, nowMs: number = Date.now()): Promise<number> {
+    const known = this.baselines.get(agent);
+    if (known !== undefined && nowMs - known.atMs >= 0 && nowMs - known.atMs < BASELINE_REUSE_MS) return known.bytes;
+    const bytes = homeUsage(dir).then(
       (usage) => usage.bytes,
       () => 0,
     );
-    this.baselines.set(agent, measured);
-    return measured;
+    this.baselines.set(agent, { bytes, atMs: nowMs });
+    return bytes;
   }
 
   /**
@@ -165,7 +174,7 @@ export class DiskPressure {
         const fs = pressed.get(await stat(home.dir).then((s) => s.dev, () => -1));
         if (!fs) return undefined;
         const usage = await homeUsage(home.dir, 200_000, home.limitBytes + 1);
-        const baseline = (await this.baselines.get(home.agent)) ?? 0;
+        const baseline = (await this.baselines.get(home.agent)?.bytes) ?? 0;
         return { home, fs, usedBytes: usage.bytes, grownBytes: Math.max(0, usage.bytes - baseline) };
       }),
     );

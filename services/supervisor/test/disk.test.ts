@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DiskPressure, type DiskOffender } from '../src/disk-pressure.js';
+import { BASELINE_REUSE_MS, DiskPressure, type DiskOffender } from '../src/disk-pressure.js';
 import { DiskReserve, formatBytes, heldBytesFor, homeUsage, parseDiskReserve, reserveBytes, type DiskReading } from '../src/disk.js';
 import { parseTemplate } from '../src/templates.js';
 
@@ -145,6 +145,21 @@ describe('disk pressure', () => {
     });
     expect(searched).toBe(2);
     expect(stopped).toEqual([]);
+  });
+});
+
+describe('home baselines', () => {
+  it('walks a home once per BASELINE_REUSE_MS when its agent takes tasks back to back', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'warren-baseline-'));
+    dirs.push(root);
+    const home = join(root, 'home', 'shell', 'shell-1');
+    mkdirSync(home, { recursive: true });
+    const pressure = new DiskPressure({ stateDir: root, homeRoot: join(root, 'home'), everyMs: 0 });
+    expect(await pressure.taskStarted('shell-1', home, 10_000)).toBe(0);
+    writeFileSync(join(home, 'result'), Buffer.alloc(64 * 1024, 1));
+    // Within the interval the first measurement stands; at its end the home is walked again.
+    expect(await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_REUSE_MS - 1)).toBe(0);
+    expect(await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_REUSE_MS)).toBeGreaterThanOrEqual(64 * 1024);
   });
 });
 
