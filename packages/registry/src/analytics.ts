@@ -132,7 +132,7 @@ export interface Utilisation {
 export function utilisation(executions: readonly ExecutionView[], nowMs: number): Utilisation[] {
   interface Acc { template: string; busyMs: number; firstMs: number; lastMs: number; agents: Set<string> }
   const add = (map: Map<string, Acc>, key: string, template: string, e: ExecutionView): void => {
-    const start = e.assignedMs!;
+    const start = e.assignedMs;
     const end = e.finishedMs ?? nowMs;
     const acc = map.get(key) ?? map.set(key, { template, busyMs: 0, firstMs: start, lastMs: end, agents: new Set() }).get(key)!;
     acc.busyMs += Math.max(0, end - start);
