@@ -1,12 +1,12 @@
 import { resolve } from 'node:path';
 import { BoardConfigError, TaskUpdateError } from './errors.js';
 import { warrenBoardFormat } from './format.js';
-import { backlogMdFormat } from './formats/backlog-md.js';
+import { backlogIdKey, backlogMdFormat } from './formats/backlog-md.js';
 import { jsonConfigFormat } from './formats/json-config.js';
 import { obsidianFormat } from './formats/obsidian.js';
 import { checkMove } from './process.js';
 import { MoveRefusedError } from './errors.js';
-import { withCreateLock } from './create.js';
+import { checkDraft, withCreateLock } from './create.js';
 import type {
   BoardFormat,
   BoardFormatName,
@@ -129,6 +129,8 @@ export async function updateTask(snapshot: BoardSnapshot, task: Task, changes: O
 export async function createTask(dir: string, draft: TaskDraft, options: LoadBoardOptions & CreateTaskOptions = {}): Promise<CreateTaskResult> {
   const first = await loadBoard(dir, options);
   const format = boardFormat(first.format ?? 'warren');
+  // A bad draft is refused before the board is read a second time.
+  checkDraft(first, draft, first.dir, first.format === 'backlog-md' ? { idKey: backlogIdKey } : {});
   return withCreateLock(first.dir, options, async () => {
     const snapshot = await format.load(dir, options);
     return format.create(snapshot, draft, options);
