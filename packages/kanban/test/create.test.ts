@@ -1,4 +1,4 @@
-import { access, readdir, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { boardFormat, CREATE_LOCK_NAME, createTask, loadBoard, TaskConflictError, TaskCreateError, type BoardSnapshot, type TaskDraft } from '../src/index.js';
@@ -108,11 +108,13 @@ describe.each(BOARDS)('createTask on a $name board', (c) => {
   it('gives concurrent creates different ids, each a task on the board', async () => {
     const dir = await board(c.source, c.folder);
     const before = await loadBoard(dir);
-    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => createTask(dir, { title: 'Same title', ...(i % 2 === 0 ? { body: `body ${i}` } : {}) })));
-    expect(new Set(results.map((r) => r.id)).size).toBe(6);
+    // The same title (same file name, same slug) and different ones (Backlog.md: different file names, one number sequence).
+    const titles = ['Same title', 'Same title', 'Other title one', 'Same title', 'Other title two', 'Other title three'];
+    const results = await Promise.all(titles.map((title, i) => createTask(dir, { title, ...(i % 2 === 0 ? { body: `body ${i}` } : {}) })));
+    expect(new Set(results.map((r) => r.id)).size).toBe(titles.length);
     const after = await loadBoard(dir);
     expect(problems(after)).toEqual(problems(before));
-    for (const result of results) expect(after.tasks.find((t) => t.id === result.id)?.title).toBe('Same title');
+    results.forEach((result, i) => expect(after.tasks.find((t) => t.id === result.id)?.title).toBe(titles[i]));
   });
 
   it('rejects every bad draft naming its field, writing nothing', async () => {
@@ -249,6 +251,19 @@ describe('createTask, format by format', () => {
     expect(await readFile(created.path, 'utf8')).toBe(
       ['---', `uuid: "${created.id}"`, 'title: "Fix @agent login"', 'status: "todo"', 'priority: "P2"', 'created_at: "2026-12-01T10:20:30.000Z"', '---', ''].join('\n'),
     );
+  });
+
+  it('waits for a create lock another process holds, and names it when it is not freed in time', async () => {
+    const dir = await board(DEMO_BOARD, 'kanban');
+    const lock = join(dir, CREATE_LOCK_NAME);
+    await mkdir(lock);
+    const error = await createTask(dir, { title: 'Blocked' }, { lockTimeoutMs: 50 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskCreateError);
+    expect((error as TaskCreateError).field).toBeUndefined();
+    expect((error as TaskCreateError).message).toContain(CREATE_LOCK_NAME);
+    await expect(access(join(dir, 'tasks', 'blocked.md'))).rejects.toThrow();
+    await rmdir(lock);
+    expect((await createTask(dir, { title: 'Blocked' })).id).toBe('blocked');
   });
 
   it('Warren: the id is a slug of the title, unique against the files in tasks/', async () => {
