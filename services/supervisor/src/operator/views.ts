@@ -6,6 +6,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { listAgents, type AgentView as WorldAgentView } from '@warren/ecs';
+import { createTask, type TaskDraft } from '@warren/kanban';
 import { timeSeries, utilisation, type Analytics, type Incidents, type SeriesBucket, type Utilisation } from '@warren/registry';
 import type { BoardMirror } from '../board/mirror.js';
 import type { SupervisorContext } from '../context.js';
@@ -356,4 +357,24 @@ export function analyticsView(ctx: SupervisorContext, mirror: BoardMirror, filte
       .sort((a, b) => b.tasks - a.tasks || (a.capability < b.capability ? -1 : 1)),
     incidents: ctx.registry.incidents(filter.sinceMs),
   };
+}
+
+/**
+ * Writes a new card on the board in its own format (`createTask` of `@warren/kanban`: a task file,
+ * a Backlog.md task, an Obsidian card), records `task.create` with `principal` as the actor and
+ * asks for a tick, so the board is read again at once.
+ * @returns the task's id and its file, relative to the board folder.
+ * @throws {TaskCreateError} naming the field of a bad draft (nothing written); {@link BoardConfigError}
+ *   when the board cannot be read; {@link TaskConflictError} when the board file changed meanwhile.
+ */
+export async function createBoardTask(ctx: SupervisorContext, mirror: BoardMirror, draft: TaskDraft, principal: string): Promise<{ id: string; path: string }> {
+  const { id, path } = await createTask(ctx.config.boardDir, draft, {
+    ...(ctx.config.boardFormat ? { format: ctx.config.boardFormat } : {}),
+    ...(ctx.mapping ? { mapping: ctx.mapping } : {}),
+  });
+  const shown = relativeTo(ctx.config.boardDir, path);
+  ctx.emit({ actor: principal, action: 'task.create', object: `task:${id}`, details: { path: shown, title: draft.title, column: draft.column ?? null } });
+  mirror.markChanged(path);
+  ctx.requestTick();
+  return { id, path: shown };
 }
