@@ -1,5 +1,6 @@
 import * as crypto from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { AuditKeyError } from './errors.js';
 
@@ -158,29 +159,32 @@ export function readVerifyingKey(path: string): crypto.KeyObject {
  * Writes `checkpoint` to the head file at `path` atomically: a 0600 temporary file beside it is
  * written and fsynced, renamed over `path`, and the folder fsynced, so a reader sees the old or
  * the new checkpoint, never a part. The content is one JSON object with `format:
- * "warren-audit-head/1"` and the checkpoint's fields.
+ * "warren-audit-head/1"` and the checkpoint's fields. The I/O runs off the event loop; callers
+ * must not run two writes of one path at once.
  * @throws {Error} the system error when the file cannot be written.
  */
-export function writeHead(path: string, checkpoint: Checkpoint): void {
+export async function writeHead(path: string, checkpoint: Checkpoint): Promise<void> {
   const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
   const { id, seq, hash, timeMs, count, keyId, signature } = checkpoint;
   const text = `${JSON.stringify({ format: HEAD_FORMAT, id, seq, hash, timeMs, count, keyId, signature })}\n`;
   try {
-    writeDurably(temporary, text, 'w');
-    renameSync(temporary, path);
-  } catch (error) {
+    const file = await fsp.open(temporary, 'w', 0o600);
     try {
-      unlinkSync(temporary);
-    } catch {
-      // Already renamed or never made.
+      await file.writeFile(text, 'utf8');
+      await file.sync();
+    } finally {
+      await file.close();
     }
+    await fsp.rename(temporary, path);
+  } catch (error) {
+    await fsp.rm(temporary, { force: true }).catch(() => undefined);
     throw error;
   }
-  const folder = openSync(dirname(path), 'r');
+  const folder = await fsp.open(dirname(path), 'r');
   try {
-    fsyncSync(folder);
+    await folder.sync();
   } finally {
-    closeSync(folder);
+    await folder.close();
   }
 }
 
@@ -230,7 +234,7 @@ function asCheckpoint(value: unknown, format: string): Checkpoint | string {
 }
 
 /** Writes `data` to a new file at `path` (mode 0600) with `flag`, and fsyncs it before closing. */
-function writeDurably(path: string, data: string, flag: 'w' | 'wx'): void {
+function writeDurably(path: string, data: string, flag: 'wx'): void {
   const fd = openSync(path, flag, 0o600);
   try {
     const bytes = Buffer.from(data, 'utf8');

@@ -15,8 +15,8 @@
  *
  * // Signed checkpoints: an Ed25519 key outside the database vouches for the chain's newest hash,
  * // so that rewriting the chain, deleting rows or cutting the tail is found as well.
- * const signer = openAuditSigner({ db, audit, ...auditSigningPaths('var') });
- * signer.checkpoint(Date.now()); // { id: 1, seq: 1, hash, timeMs, count: 1, keyId, signature }
+ * const signer = await openAuditSigner({ db, audit, ...auditSigningPaths('var') });
+ * await signer.checkpoint(Date.now()); // { id: 1, seq: 1, hash, timeMs, count: 1, keyId, signature }
  * verifyAuditTrail(db, auditSigningPaths('var')); // { ok: true, rows: 1, signed: true, checkpoints: { count: 1, ... }, ... }
  * await signer.close();
  * db.close();

@@ -36,24 +36,25 @@ export interface AuditSigner {
   /** The public key, SPKI PEM: give it to `warren audit verify --key` from a copy kept elsewhere. */
   readonly publicKeyPem: string;
   /**
-   * Signs a checkpoint of the newest row, stores it in `audit_checkpoints` (its own transaction)
-   * and then rewrites the head file. Returns undefined, doing nothing, when no row was appended
+   * Signs a checkpoint of the newest row, stores it in `audit_checkpoints` (its own transaction,
+   * synchronous) and then rewrites the head file (off the event loop; head writes are queued, so
+   * overlapping calls write them in order). The promise resolves once the head file is written. Returns undefined, doing nothing, when no row was appended
    * since the last checkpoint (checked with two indexed reads, no write lock), when less than
    * `intervalMs` passed since the last checkpoint this signer made (unless `force`), or after
    * `close()`. After a quiet spell the first new rows are signed at the next call.
    * @param nowMs the signing time, ms since the epoch; the interval is measured with it.
-   * @throws {AuditError} if the checkpoint or the head file cannot be written (a checkpoint stored
-   *   without its head file is still valid: the next one rewrites the file).
+   * Rejects with {@link AuditError} if the checkpoint or the head file cannot be written (a
+   *   checkpoint stored without its head file is still valid: the next one rewrites the file).
    */
-  checkpoint(nowMs: number, options?: { readonly force?: boolean }): Checkpoint | undefined;
+  checkpoint(nowMs: number, options?: { readonly force?: boolean }): Promise<Checkpoint | undefined>;
   /** The newest checkpoint in the table, if any. */
   newest(): Checkpoint | undefined;
   /** {@link verifyAuditTrail} with this signer's key and head file. */
   verify(): SignedVerification;
   /**
    * Signs a last checkpoint if rows were appended since the newest (call it after the last audit
-   * row, before the database closes), then stops signing. Idempotent.
-   * @throws {AuditError} as {@link checkpoint}, on the first call only.
+   * row, before the database closes), waits for the head file, then stops signing. Idempotent.
+   * Rejects with {@link AuditError} as {@link checkpoint}, on the first call only.
    */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -70,12 +71,12 @@ const DEFAULT_INTERVAL_MS = 1000;
  * head file up to the newest checkpoint (a crash between the two writes leaves it one behind).
  * Between checkpoints, the newest rows are protected by the hash chain only: removing them is seen
  * once a checkpoint covers them, not before.
- * @throws {AuditKeyError} if the key is missing while checkpoints exist, is readable or writable by
- *   group or others, belongs to another user, is not Ed25519, or is not the key that signed the
- *   newest checkpoint or the head file (it was replaced).
- * @throws {AuditTamperError} if the newest checkpoint or the head file do not match the rows.
+ * Rejects with {@link AuditKeyError} if the key is missing while checkpoints exist, is readable or
+ *   writable by group or others, belongs to another user, is not Ed25519, or is not the key that
+ *   signed the newest checkpoint or the head file (it was replaced); with {@link AuditTamperError}
+ *   if the newest checkpoint or the head file do not match the rows.
  */
-export function openAuditSigner(options: OpenAuditSignerOptions): AuditSigner {
+export async function openAuditSigner(options: OpenAuditSignerOptions): Promise<AuditSigner> {
   const { db, audit, keyPath, headPath } = options;
   const intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS;
   if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new AuditError(`audit signer: intervalMs must be a number ≥ 0, got ${intervalMs}`, { field: 'intervalMs' });
@@ -130,7 +131,7 @@ export function openAuditSigner(options: OpenAuditSignerOptions): AuditSigner {
   if (headCheckpoint && (!last || headCheckpoint.id > last.id)) {
     throw new AuditTamperError(`the head file's checkpoint ${headCheckpoint.id} is missing from audit_checkpoints: checkpoints were deleted`);
   }
-  if (last && headCheckpoint && headCheckpoint.id < last.id) writeHeadOrThrow(headPath, last);
+  if (last && headCheckpoint && headCheckpoint.id < last.id) await writeHeadOrThrow(headPath, last);
 
   const write = db.transaction((nowMs: number): Checkpoint | undefined => {
     const tail = tailStatement.get();
@@ -145,8 +146,10 @@ export function openAuditSigner(options: OpenAuditSignerOptions): AuditSigner {
   let lastSignedMs: number | undefined;
   let closed = false;
   let closing: Promise<void> | undefined;
+  /** The newest head write; each waits for the one before it. */
+  let headWritten: Promise<void> = Promise.resolve();
 
-  const checkpoint = (nowMs: number, checkpointOptions: { readonly force?: boolean } = {}): Checkpoint | undefined => {
+  const checkpoint = async (nowMs: number, checkpointOptions: { readonly force?: boolean } = {}): Promise<Checkpoint | undefined> => {
     if (closed) return undefined;
     if (!Number.isSafeInteger(nowMs) || nowMs < 0) throw new AuditError(`audit checkpoint: nowMs must be whole ms since the epoch, got ${nowMs}`, { field: 'timeMs' });
     if (!checkpointOptions.force && lastSignedMs !== undefined && nowMs - lastSignedMs < intervalMs) return undefined;
@@ -160,16 +163,19 @@ export function openAuditSigner(options: OpenAuditSignerOptions): AuditSigner {
     }
     if (!signed) return undefined;
     lastSignedMs = nowMs;
-    writeHeadOrThrow(headPath, signed);
+    const written = headWritten.then(() => writeHeadOrThrow(headPath, signed));
+    headWritten = written.catch(() => undefined);
+    await written;
     return signed;
   };
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       try {
-        checkpoint(Date.now(), { force: true });
+        await checkpoint(Date.now(), { force: true });
       } finally {
         closed = true;
+        await headWritten;
       }
     })();
     return closing;
@@ -186,9 +192,9 @@ export function openAuditSigner(options: OpenAuditSignerOptions): AuditSigner {
   };
 }
 
-function writeHeadOrThrow(headPath: string, checkpoint: Checkpoint): void {
+async function writeHeadOrThrow(headPath: string, checkpoint: Checkpoint): Promise<void> {
   try {
-    writeHead(headPath, checkpoint);
+    await writeHead(headPath, checkpoint);
   } catch (error) {
     throw new AuditError(`checkpoint ${checkpoint.id} is stored but the head file ${headPath} cannot be written: ${(error as Error).message}`, { cause: error });
   }

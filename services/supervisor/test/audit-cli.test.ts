@@ -79,10 +79,10 @@ function append(audit: AuditTrail, count: number, details?: (seq: number) => Rec
 /** 22 rows, checkpoints at seqs 5, 10, 15 and 20 written by a signer that is then closed (as a supervisor at exit). */
 async function signedState(): Promise<StateDir> {
   const s = stateDir();
-  const signer = openAuditSigner({ db: s.db, audit: s.audit, ...auditSigningPaths(s.stateDir) });
+  const signer = await openAuditSigner({ db: s.db, audit: s.audit, ...auditSigningPaths(s.stateDir) });
   for (let i = 1; i <= 4; i++) {
     append(s.audit, 5);
-    signer.checkpoint(1_900_000_000_000 + i * 1000);
+    await signer.checkpoint(1_900_000_000_000 + i * 1000);
   }
   await signer.close();
   append(s.audit, 2);
@@ -140,8 +140,8 @@ describe('warren audit verify', () => {
     unlinkSync(keyPath);
     s.db.exec('DELETE FROM audit_checkpoints');
     unlinkSync(auditSigningPaths(s.stateDir).headPath);
-    const resigner = openAuditSigner({ db: s.db, audit: s.audit, ...auditSigningPaths(s.stateDir) });
-    resigner.checkpoint(2_000_000_000_000);
+    const resigner = await openAuditSigner({ db: s.db, audit: s.audit, ...auditSigningPaths(s.stateDir) });
+    await resigner.checkpoint(2_000_000_000_000);
     await resigner.close();
     expect((await warren(s.root, ['audit', 'verify'])).code).toBe(0);
     const pinned = await warren(s.root, ['audit', 'verify', '--key', kept]);
