@@ -84,7 +84,8 @@ export interface AuditTrail {
   query(filter?: AuditFilter): AuditRecord[];
   /**
    * Re-computes every hash and link from the first row and stops at the first bad row. Reads the
-   * whole table in one pass: a few seconds per million rows.
+   * whole table in one pass: a few seconds per million rows. The chain only: `verifyAuditTrail`
+   * also checks the signed checkpoints, which find a recomputed chain and a cut tail.
    */
   verify(): AuditVerification;
   /** The seq of the newest row, 0 for an empty trail. */
