@@ -27,7 +27,7 @@ export type { AuditEntry, AuditRecord, AuditFilter, AuditVerification, AuditTrai
 export { AuditError, AuditKeyError, AuditTamperError } from './errors.js';
 export { openAuditSigner } from './signer.js';
 export type { AuditSigner, OpenAuditSignerOptions } from './signer.js';
-export { verifyAuditTrail } from './verify.js';
+export { verifyAuditTrail, verifyAuditTrailAsync } from './verify.js';
 export type { SignedVerification, VerifyAuditTrailOptions } from './verify.js';
 export { auditSigningPaths, checkpointMessage, keyFingerprint, readVerifyingKey } from './checkpoint.js';
 export type { Checkpoint, SignedFields } from './checkpoint.js';

@@ -1,5 +1,5 @@
 import * as crypto from 'node:crypto';
-import type { SqliteDatabase } from '@warren/store';
+import { openDatabase, StoreError, type SqliteDatabase } from '@warren/store';
 import { GENESIS_HASH } from './canonical.js';
 import { type Checkpoint, checkpointSignatureValid, keyFingerprint, pathExists, readHead, readVerifyingKey, type HeadRead } from './checkpoint.js';
 import { AuditKeyError } from './errors.js';
@@ -71,26 +71,67 @@ interface CheckpointRow {
  * @throws {StoreError|Error} only if the database cannot be read; a bad key file is reported as a fault.
  */
 export function verifyAuditTrail(db: SqliteDatabase, options: VerifyAuditTrailOptions = {}): SignedVerification {
-  const head: HeadRead = options.headPath ? readHead(options.headPath) : { state: 'missing' };
-  let key: crypto.KeyObject | undefined;
-  let keyFault: string | undefined;
-  if (options.publicKey) {
-    key = options.publicKey.type === 'private' ? crypto.createPublicKey(options.publicKey) : options.publicKey;
-  } else if (options.keyPath && pathExists(options.keyPath)) {
-    try {
-      key = readVerifyingKey(options.keyPath);
-    } catch (error) {
-      if (!(error instanceof AuditKeyError)) throw error;
-      keyFault = error.message;
-    }
-  }
-  const walk = db.transaction(() => walkTrail(db, key, head));
-  const result = walk.deferred();
-  return keyFault !== undefined && result.ok ? { ...result, ok: false, reason: keyFault } : result;
+  const inputs = readInputs(options);
+  const walk = db.transaction(() => {
+    const pass = walkTrail(db, inputs.key, inputs.head);
+    for (let step = pass.next(); ; step = pass.next()) if (step.done) return step.value;
+  });
+  return withKeyFault(walk.deferred(), inputs.keyFault);
 }
 
-/** {@link verifyAuditTrail}'s pass over a snapshot. */
-function walkTrail(db: SqliteDatabase, key: crypto.KeyObject | undefined, head: HeadRead): SignedVerification {
+/**
+ * {@link verifyAuditTrail} on its own connection to the database file at `dbPath`, giving the event
+ * loop back after each page of 10,000 rows, for a process that must keep serving meanwhile (the
+ * HTTP API of a running supervisor). The read transaction stays open until the end, so the result
+ * is of one snapshot; SQLite's WAL lets the supervisor's connection write meanwhile.
+ * @throws {StoreError} if the file cannot be opened.
+ */
+export async function verifyAuditTrailAsync(dbPath: string, options: VerifyAuditTrailOptions = {}): Promise<SignedVerification> {
+  const inputs = readInputs(options);
+  if (!pathExists(dbPath)) throw new StoreError(`cannot open the state database ${dbPath}: no such file`);
+  const db = openDatabase(dbPath);
+  try {
+    db.exec('BEGIN DEFERRED');
+    try {
+      const pass = walkTrail(db, inputs.key, inputs.head);
+      for (let step = pass.next(); ; step = pass.next()) {
+        if (step.done) return withKeyFault(step.value, inputs.keyFault);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      db.exec('ROLLBACK');
+    }
+  } finally {
+    db.close();
+  }
+}
+
+/** The head file and the key of `options`; a key file that cannot be used is a fault to report, not an error. */
+function readInputs(options: VerifyAuditTrailOptions): { head: HeadRead; key?: crypto.KeyObject; keyFault?: string } {
+  // The head file first: the signer writes the table before it, so a later snapshot holds its checkpoint.
+  const head: HeadRead = options.headPath ? readHead(options.headPath) : { state: 'missing' };
+  if (options.publicKey) {
+    return { head, key: options.publicKey.type === 'private' ? crypto.createPublicKey(options.publicKey) : options.publicKey };
+  }
+  if (options.keyPath && pathExists(options.keyPath)) {
+    try {
+      return { head, key: readVerifyingKey(options.keyPath) };
+    } catch (error) {
+      if (!(error instanceof AuditKeyError)) throw error;
+      return { head, keyFault: error.message };
+    }
+  }
+  return { head };
+}
+
+/** `result`, failed with `keyFault` as its reason when the key file could not be used and no row was named bad. */
+function withKeyFault(result: SignedVerification, keyFault: string | undefined): SignedVerification {
+  if (keyFault === undefined || result.firstBadSeq !== undefined) return result;
+  return { ...result, ok: false, reason: keyFault };
+}
+
+/** {@link verifyAuditTrail}'s pass over a snapshot: yields after each page of rows, returns the outcome. */
+function* walkTrail(db: SqliteDatabase, key: crypto.KeyObject | undefined, head: HeadRead): Generator<void, SignedVerification> {
   const keyId = key ? keyFingerprint(key) : undefined;
   const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_checkpoints'").get() !== undefined;
   const rowPage = db.prepare<[number, number], RawAuditRow>(`${SELECT_RAW_ROWS.replace(' ORDER BY', ' WHERE seq > ? ORDER BY')} LIMIT ?`).raw(true);
@@ -189,6 +230,7 @@ function walkTrail(db: SqliteDatabase, key: crypto.KeyObject | undefined, head: 
       }
     }
     if (page.length < PAGE_ROWS) break;
+    yield;
   }
 
   const leftover = peek();

@@ -15,6 +15,7 @@ import {
   openAuditSigner,
   rowHash,
   verifyAuditTrail,
+  verifyAuditTrailAsync,
   type AuditSigner,
   type AuditTrail,
   type Checkpoint,
@@ -380,5 +381,44 @@ describe('large trails', () => {
     t.db.prepare("UPDATE audit SET actor = 'mallory' WHERE seq = 14567").run();
     rechain(t.db, 14567);
     expect(t.verify()).toMatchObject({ ok: false, firstBadSeq: 14_001, rows: 15_000 });
+  });
+});
+
+describe('verifying on a connection of its own, while the trail grows', () => {
+  it('gives the event loop back between pages and reports one snapshot while rows and a checkpoint are added', async () => {
+    const t = trail();
+    const s = await t.signer(0);
+    for (let i = 0; i < 25; i++) {
+      append(t.audit, 1000);
+      await s.checkpoint(1000 + i);
+    }
+    let turns = 0;
+    let done = false;
+    const spin = () => {
+      turns += 1;
+      if (!done) setImmediate(spin);
+    };
+    let growing: Promise<unknown> | undefined;
+    // Runs at the first page boundary: the verifying connection's snapshot is already taken.
+    setImmediate(() => {
+      append(t.audit, 500);
+      growing = s.checkpoint(5000);
+    });
+    setImmediate(spin);
+    const result = await verifyAuditTrailAsync(join(t.dir, 'warren.db'), auditSigningPaths(t.stateDir));
+    done = true;
+    expect(growing).toBeDefined(); // the rows were added while it verified
+    expect(result).toMatchObject({ ok: true, rows: 25_000, signed: true, checkpoints: { count: 25, lastSeq: 25_000, lastMs: 1024 }, unsignedRows: 0 });
+    expect(turns).toBeGreaterThan(1);
+    await growing;
+    expect(t.verify()).toMatchObject({ ok: true, rows: 25_500, checkpoints: { count: 26, lastSeq: 25_500 } });
+  });
+
+  it('finds the same first bad row as verifyAuditTrail', async () => {
+    const t = await signedTrail();
+    t.db.prepare("UPDATE audit SET actor = 'mallory' WHERE seq = 12").run();
+    rechain(t.db, 12);
+    expect(await verifyAuditTrailAsync(join(t.dir, 'warren.db'), auditSigningPaths(t.stateDir))).toEqual(t.verify());
+    await expect(verifyAuditTrailAsync(join(t.dir, 'nope.db'))).rejects.toThrow(/no such file/);
   });
 });
