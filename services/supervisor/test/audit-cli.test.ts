@@ -217,3 +217,16 @@ describe('warren audit export', () => {
     expect(format.stderr).toMatch(/Allowed choices are jsonl/);
   });
 });
+
+describe('warren audit', () => {
+  it('still lists the newest matching rows, as a table or JSON', async () => {
+    const s = stateDir();
+    append(s.audit, 10);
+    const json = await warren(s.root, ['audit', '--action', 'task.*', '--limit', '3', '--json']);
+    expect(json.code).toBe(0);
+    expect((JSON.parse(json.stdout) as { seq: number }[]).map((r) => r.seq)).toEqual([5, 7, 9]);
+    const text = await warren(s.root, ['audit', '--limit', '2']);
+    expect(text.code).toBe(0);
+    expect(text.stdout.split('\n').slice(0, 3).map((l) => l.split(/\s+/)[0])).toEqual(['SEQ', '9', '10']);
+  });
+});
