@@ -112,18 +112,28 @@ export function readSigningKey(path: string): crypto.KeyObject {
   return key;
 }
 
+/** A new Ed25519 private key (in memory; see {@link saveSigningKey}). */
+export function generateSigningKey(): crypto.KeyObject {
+  return crypto.generateKeyPairSync('ed25519').privateKey;
+}
+
 /**
- * Makes a new Ed25519 key pair and writes the private key to `path` (PKCS #8 PEM), mode 0600,
- * creating missing folders with mode 0700. Never overwrites: if the file appeared meanwhile, that
- * one is read instead.
+ * Writes `privateKey` to a new file at `path` (PKCS #8 PEM), mode 0600, creating missing folders
+ * with mode 0700, and fsyncs the file and its folder. Never overwrites: if the file appeared
+ * meanwhile, that one is read and returned instead.
  * @throws {AuditKeyError} if the folder or file cannot be made, or the existing file is refused by {@link readSigningKey}.
  */
-export function createSigningKey(path: string): crypto.KeyObject {
-  const { privateKey } = crypto.generateKeyPairSync('ed25519');
+export function saveSigningKey(path: string, privateKey: crypto.KeyObject): crypto.KeyObject {
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     writeDurably(path, pem, 'wx');
+    const folder = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(folder);
+    } finally {
+      closeSync(folder);
+    }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return readSigningKey(path);
     throw new AuditKeyError(path, `cannot create the audit signing key ${path}: ${(error as Error).message}`, { cause: error });

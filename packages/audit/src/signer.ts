@@ -1,9 +1,12 @@
 import * as crypto from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { SqliteDatabase } from '@warren/store';
 import {
   type Checkpoint,
   checkpointSignatureValid,
-  createSigningKey,
+  generateSigningKey,
+  saveSigningKey,
   keyFingerprint,
   pathExists,
   readHead,
@@ -11,6 +14,7 @@ import {
   signCheckpoint,
   writeHead,
 } from './checkpoint.js';
+import { GENESIS_HASH } from './canonical.js';
 import { AuditError, AuditKeyError, AuditTamperError } from './errors.js';
 import type { AuditTrail } from './trail.js';
 import { fromRow, verifyAuditTrail, type SignedVerification } from './verify.js';
@@ -64,8 +68,9 @@ export interface AuditSigner {
 const DEFAULT_INTERVAL_MS = 1000;
 
 /**
- * Opens the signer of the audit trail in `db`. Reads the Ed25519 key at `keyPath`, or, when there
- * is neither a checkpoint nor a head file yet, makes one there (0600, in a 0700 folder). Then checks
+ * Opens the signer of the audit trail in `db`. Reads the Ed25519 key at `keyPath`, or, when nothing
+ * was signed yet, makes one there (0600, in a 0700 folder), after writing a head file of checkpoint
+ * 0 (seq 0) signed by it: from then on a missing head file was removed, never not yet written. Then checks
  * the newest checkpoint and the head file against the rows they cover (point reads: not the whole
  * trail), so that a supervisor never starts signing over a cut or rewritten tail, and brings the
  * head file up to the newest checkpoint (a crash between the two writes leaves it one behind).
@@ -100,38 +105,51 @@ export async function openAuditSigner(options: OpenAuditSignerOptions): Promise<
   let privateKey: crypto.KeyObject;
   if (pathExists(keyPath)) {
     privateKey = readSigningKey(keyPath);
-  } else if (last || headCheckpoint) {
+  } else if (last || (headCheckpoint && headCheckpoint.id > 0)) {
     throw new AuditKeyError(
       keyPath,
       `the audit signing key ${keyPath} is missing, but the trail has checkpoints signed by key ${(last ?? headCheckpoint)!.keyId.slice(0, 16)}…: restore the key file`,
     );
   } else {
-    privateKey = createSigningKey(keyPath);
+    // Nothing was signed yet (at most a head file of checkpoint 0): a new key loses nothing.
+    // The head file of checkpoint 0 is written before the key, so that from the moment a key
+    // exists, a head file does too: a missing one is then always a removed one.
+    privateKey = generateSigningKey();
+    await mkdir(dirname(headPath), { recursive: true, mode: 0o700 });
+    await writeHeadOrThrow(headPath, genesisCheckpoint(privateKey));
+    privateKey = saveSigningKey(keyPath, privateKey);
   }
   const publicKey = crypto.createPublicKey(privateKey);
   const keyId = keyFingerprint(publicKey);
+  const current = readHead(headPath);
+  if (current.state === 'invalid') throw new AuditTamperError(current.reason);
+  const headNow = current.state === 'read' ? current.checkpoint : undefined;
 
   // The newest checkpoint and the head file must be this key's, and match the rows they name.
   for (const [what, cp] of [
     ['the newest checkpoint', last],
-    ['the head file', headCheckpoint],
+    ['the head file', headNow],
   ] as const) {
     if (!cp) continue;
     if (cp.keyId !== keyId) {
       throw new AuditKeyError(keyPath, `${what} was signed by key ${cp.keyId.slice(0, 16)}…, not by the key in ${keyPath} (${keyId.slice(0, 16)}…): the key was replaced`);
     }
     if (!checkpointSignatureValid(cp, cp.signature, publicKey)) throw new AuditTamperError(`${what} (checkpoint ${cp.id}): the signature does not verify`);
+    if (cp.id === 0) {
+      if (cp.seq !== 0 || cp.hash !== GENESIS_HASH) throw new AuditTamperError(`${what}: checkpoint 0 must cover seq 0`);
+      continue;
+    }
     const row = rowHashStatement.get(cp.seq);
     if (!row) {
       throw new AuditTamperError(`${what} covers seq ${cp.seq}, but the trail ends at seq ${audit.lastSeq()}: the tail was cut`, { firstBadSeq: audit.lastSeq() + 1 });
     }
     if (row.hash !== cp.hash) throw new AuditTamperError(`${what} (checkpoint ${cp.id}) signed a different hash for seq ${cp.seq}: rows were rewritten`);
   }
-  if (last && !headCheckpoint) throw new AuditTamperError(`there are signed checkpoints but no head file ${headPath}: it was removed`);
-  if (headCheckpoint && (!last || headCheckpoint.id > last.id)) {
-    throw new AuditTamperError(`the head file's checkpoint ${headCheckpoint.id} is missing from audit_checkpoints: checkpoints were deleted`);
+  if (!headNow) throw new AuditTamperError(`there is a signing key but no head file ${headPath}: it was removed`);
+  if (headNow.id > (last?.id ?? 0)) {
+    throw new AuditTamperError(`the head file's checkpoint ${headNow.id} is missing from audit_checkpoints: checkpoints were deleted`);
   }
-  if (last && headCheckpoint && headCheckpoint.id < last.id) await writeHeadOrThrow(headPath, last);
+  if (last && headNow.id < last.id) await writeHeadOrThrow(headPath, last);
 
   const write = db.transaction((nowMs: number): Checkpoint | undefined => {
     const tail = tailStatement.get();
@@ -190,6 +208,12 @@ export async function openAuditSigner(options: OpenAuditSignerOptions): Promise<
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** Checkpoint 0: the empty trail (seq 0, the genesis hash), the head file's content until the first real checkpoint. */
+function genesisCheckpoint(privateKey: crypto.KeyObject): Checkpoint {
+  const fields = { seq: 0, hash: GENESIS_HASH, timeMs: 0, count: 0, keyId: keyFingerprint(crypto.createPublicKey(privateKey)) };
+  return { id: 0, ...fields, signature: signCheckpoint(fields, privateKey) };
 }
 
 async function writeHeadOrThrow(headPath: string, checkpoint: Checkpoint): Promise<void> {

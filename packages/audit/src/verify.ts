@@ -63,8 +63,9 @@ interface CheckpointRow {
  * key) names as `firstBadSeq` the first row after the newest checkpoint that verified: the rows it
  * can no longer vouch for start there. Rows or checkpoints missing at the end name the first
  * missing row. Without a key, the head file and checkpoints cannot be checked: the trail is
- * `signed: false`, ok when the chain is intact and there is neither a checkpoint nor a head file
- * (an unsigned state directory); checkpoints or a head file without their key are a fault.
+ * `signed: false`, ok when the chain is intact and nothing was signed (an unsigned state
+ * directory); checkpoints without their key are a fault. With a key, a missing head file is a
+ * fault: the signer writes one (checkpoint 0, seq 0) before it makes the key.
  * Reads the whole table: a few seconds per million rows.
  * The head file is read before the database snapshot is taken: the signer writes the table first,
  * so the snapshot holds every checkpoint the head file names.
@@ -198,6 +199,16 @@ function* walkTrail(db: SqliteDatabase, key: crypto.KeyObject | undefined, head:
     return undefined;
   };
 
+  if (headCheckpoint && headCheckpoint.seq === 0) {
+    // Checkpoint 0, written with the key before anything was signed: it vouches for the empty trail.
+    headSeen = true;
+    const fault =
+      headCheckpoint.id !== 0 || headCheckpoint.hash !== GENESIS_HASH
+        ? `the head file's checkpoint ${headCheckpoint.id} covers seq 0 but is not checkpoint 0 of the empty trail`
+        : signatureFault(headCheckpoint, "the head file's checkpoint 0", GENESIS_HASH);
+    if (fault !== undefined) return result({ firstBadSeq: afterGood(), reason: fault });
+  }
+
   for (;;) {
     const page = rowPage.all(lastRowSeq, PAGE_ROWS);
     for (const row of page) {
@@ -247,7 +258,7 @@ function* walkTrail(db: SqliteDatabase, key: crypto.KeyObject | undefined, head:
     });
   }
   if (!key) {
-    if (checkpointTotal > 0 || headCheckpoint) {
+    if (checkpointTotal > 0 || (headCheckpoint && headCheckpoint.id > 0)) {
       return result({ reason: `the trail has signed checkpoints but no key to check them with: the signing key was removed (verify with the public key)` });
     }
     return result();
@@ -258,8 +269,11 @@ function* walkTrail(db: SqliteDatabase, key: crypto.KeyObject | undefined, head:
       reason: `the head file's checkpoint ${headCheckpoint.id} (seq ${headCheckpoint.seq}) is missing from audit_checkpoints, which ends at checkpoint ${previous.id}: checkpoints were deleted`,
     });
   }
-  if (!headCheckpoint && checkpointTotal > 0) {
-    return result({ reason: `there are ${checkpointTotal} signed checkpoints but no head file: it was removed, and with it the proof of the trail's length` });
+  if (!headCheckpoint) {
+    // A signer writes the head file before it makes its key: with a key, a missing head file was removed.
+    return result({
+      reason: `there is a signing key${checkpointTotal > 0 ? ` and ${checkpointTotal} signed checkpoints` : ''} but no head file: it was removed, and with it the proof of the trail's length`,
+    });
   }
   return result();
 }

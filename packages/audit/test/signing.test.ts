@@ -232,6 +232,41 @@ describe('signing checkpoints', () => {
   });
 });
 
+describe('checkpoint 0: a head file from the moment there is a key', () => {
+  it('writes a head file of checkpoint 0 (seq 0) before making the key', async () => {
+    const t = trail();
+    const s = await t.signer();
+    expect(headFile(t)).toMatchObject({ format: 'warren-audit-head/1', id: 0, seq: 0, hash: '0'.repeat(64), count: 0, keyId: s.keyId });
+    expect(t.verify()).toEqual({ ok: true, rows: 0, signed: true, keyId: s.keyId, checkpoints: { count: 0, lastSeq: null, lastMs: null }, unsignedRows: 0 });
+    append(t.audit, 2);
+    expect(t.verify()).toMatchObject({ ok: true, rows: 2, unsignedRows: 2 });
+  });
+
+  it('a crash after the first checkpoint is stored, before its head file: checkpoint 0 still verifies, and the next signer brings the head file up to date', async () => {
+    const t = trail();
+    const s = await t.signer();
+    const genesis = readFileSync(t.headPath, 'utf8');
+    append(t.audit, 3);
+    await s.checkpoint(1000);
+    writeFileSync(t.headPath, genesis);
+    expect(t.verify()).toMatchObject({ ok: true, checkpoints: { count: 1, lastSeq: 3 } });
+    await t.signer();
+    expect(headFile(t)).toMatchObject({ id: 1, seq: 3 });
+  });
+
+  it('a crash between the head file of checkpoint 0 and the key: nothing was signed, so a new key is made', async () => {
+    const t = trail();
+    await t.signer();
+    unlinkSync(t.keyPath);
+    append(t.audit, 2);
+    expect(t.verify()).toMatchObject({ ok: true, signed: false });
+    const s = await t.signer();
+    expect(headFile(t)).toMatchObject({ id: 0, keyId: s.keyId });
+    expect(await s.checkpoint(1000)).toMatchObject({ id: 1, seq: 2 });
+    expect(t.verify()).toMatchObject({ ok: true, signed: true, checkpoints: { count: 1 } });
+  });
+});
+
 describe('tampering is found, naming the first bad row', () => {
   it('an edited row', async () => {
     const t = await signedTrail();
@@ -299,6 +334,16 @@ describe('tampering is found, naming the first bad row', () => {
     unlinkSync(t.headPath);
     expect(t.verify()).toMatchObject({ ok: false, reason: expect.stringMatching(/3 signed checkpoints but no head file/) as unknown });
     await expect(t.signer()).rejects.toThrow(/no head file .*: it was removed/);
+  });
+
+  it('every checkpoint and the head file removed, and the chain recomputed: a key without a head file', async () => {
+    const t = await signedTrail();
+    t.db.prepare("UPDATE audit SET actor = 'mallory' WHERE seq = 2").run();
+    rechain(t.db, 2);
+    t.db.prepare('DELETE FROM audit_checkpoints').run();
+    unlinkSync(t.headPath);
+    expect(t.verify()).toMatchObject({ ok: false, reason: expect.stringMatching(/^there is a signing key but no head file: it was removed/) as unknown });
+    await expect(t.signer()).rejects.toThrow(/there is a signing key but no head file .*: it was removed/);
   });
 
   it('a deleted checkpoint in the middle', async () => {
