@@ -1,5 +1,5 @@
 import type { AccountStore } from '@warren/accounts';
-import type { AuditTrail } from '@warren/audit';
+import type { AuditSigner, AuditTrail } from '@warren/audit';
 import type { Broker, EmbeddedNatsServer } from '@warren/broker';
 import type { Logger } from '@warren/core';
 import type { BoardMapping } from '@warren/kanban';
@@ -44,6 +44,8 @@ export interface SupervisorContext {
   /** The read model over the same database (named queries, the operator-command queue). */
   readonly registry: Registry;
   readonly audit: AuditTrail;
+  /** Signs a checkpoint of the audit trail's newest row about once a second (key outside the database). */
+  readonly auditSigner: AuditSigner;
   readonly accounts: AccountStore;
   readonly policy: PolicyEnforcer;
   /** The one place every decision is made and audited (see authorize.ts). */

@@ -1,6 +1,6 @@
 import { join, relative, resolve, sep } from 'node:path';
 import { openAccounts } from '@warren/accounts';
-import { openAudit } from '@warren/audit';
+import { auditSigningPaths, openAudit, openAuditSigner } from '@warren/audit';
 import { ConfigError, type Logger } from '@warren/core';
 import { createAgentWorld } from '@warren/ecs';
 import type { BoardMapping } from '@warren/kanban';
@@ -81,6 +81,9 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     migrateState(db);
     const state = new StateStore(db);
     const audit = openAudit(db);
+    // Refuses to start over a trail whose tail was cut or rewritten, or with another key.
+    const auditSigner = await openAuditSigner({ db, audit, ...auditSigningPaths(config.stateDir), keyPath: config.auditKeyPath });
+    cleanup.unshift(() => auditSigner.close());
     const registry = openRegistry(db, { stateDir: config.stateDir, supervisorPid: process.pid, state, audit });
     const events = new EventBus({ db, audit, logger: log });
     policyEmit = (event, line) => events.emit(event, line);
@@ -115,6 +118,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       state,
       registry,
       audit,
+      auditSigner,
       accounts,
       policy,
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),

@@ -281,6 +281,8 @@ export class Supervisor {
       { name: 'completeParents', run: (t) => mirror.completeParents(t.nowMs) },
       { name: 'tendLifecycles', run: (t) => agents.tend(t.nowMs) },
       { name: 'checkIdle', run: (t) => this.checkIdle(t) },
+      // At most once a second, and only when rows were added: signs the newest row's hash.
+      { name: 'signAudit', run: (t) => ctx.auditSigner.checkpoint(t.nowMs).then(() => undefined, (error: unknown) => ctx.log.error({ err: error }, 'cannot sign an audit checkpoint')) },
     ];
   }
 
@@ -388,6 +390,8 @@ export class Supervisor {
     for (const [what, close] of closers) {
       await close().catch((error: unknown) => log.error({ err: error }, `cannot close ${what}`));
     }
+    // The last checkpoint covers supervisor.stop and whatever closing wrote.
+    await ctx.auditSigner.close().catch((error: unknown) => log.error({ err: error }, 'cannot sign the last audit checkpoint'));
     ctx.db.close();
   }
 }
