@@ -378,8 +378,9 @@ export class ExecutionTracing {
     } else if (span) {
       this.log.warn({ taskId: result.taskId, attempt: result.attempt, traceId: span.traceId }, "the agent's span names another trace; dropped");
     }
-    const root = rootOf(row);
-    this.child(root, 'result', Math.min(result.finishedAtMs, nowMs), nowMs, attributes, result.outcome === 'succeeded' ? { code: 'ok' } : { code: 'error', message: result.summary.split('\n')[0]!.slice(0, 200) });
+    // The tick's time may precede a result that arrived while the tick ran.
+    const appliedMs = Math.max(nowMs, this.now());
+    this.child(rootOf(row), 'result', Math.min(result.finishedAtMs, appliedMs), appliedMs, attributes, result.outcome === 'succeeded' ? { code: 'ok' } : { code: 'error', message: result.summary.split('\n')[0]!.slice(0, 200) });
   }
 
   /**

@@ -12,6 +12,8 @@ interface Setup {
   db: SqliteDatabase;
   dbPath: string;
   open: () => { tracing: Tracing; executions: ExecutionTracing };
+  /** The clock the executions' tracing reads (ms since the epoch); tests set it to their own time line. */
+  clock: { nowMs: number };
 }
 
 async function setup(): Promise<Setup> {
@@ -22,12 +24,13 @@ async function setup(): Promise<Setup> {
   const dbPath = join(dir.path, 'warren.db');
   const db = openDatabase(dbPath);
   onTestFinished(() => db.close());
+  const clock = { nowMs: Date.now() - 60_000 };
   const open = () => {
     const tracing = createTracing({ serviceName: 'warren-supervisor', instance: 'test', env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '50' } });
     onTestFinished(() => tracing.shutdown());
-    return { tracing, executions: ExecutionTracing.open({ db, tracing }) };
+    return { tracing, executions: ExecutionTracing.open({ db, tracing, now: () => clock.nowMs }) };
   };
-  return { otlp, db, dbPath, open };
+  return { otlp, db, dbPath, open, clock };
 }
 
 function result(taskId: string, attempt: number, finishedAtMs: number, span?: RunSpan): ResultMessage {
@@ -58,9 +61,9 @@ function byName(spans: readonly ReceivedSpan[]): Map<string, ReceivedSpan> {
 
 describe('execution tracing', () => {
   it("makes one trace per execution: the stage spans under the root, the agent's span under the publish span", async () => {
-    const { otlp, db, open } = await setup();
+    const { otlp, db, open, clock } = await setup();
     const { tracing, executions } = open();
-    const t0 = Date.now() - 60_000;
+    const t0 = clock.nowMs;
     executions.boardRefreshed(t0, t0 + 10);
     executions.planned(t0 + 20, t0 + 25);
     executions.spawnRequested('shell', ['T-1'], t0 + 25);
@@ -103,9 +106,9 @@ describe('execution tracing', () => {
   });
 
   it('continues the same trace for an execution after a restart, from the stored row', async () => {
-    const { otlp, db, open } = await setup();
+    const { otlp, db, open, clock } = await setup();
     const first = open();
-    const t0 = Date.now() - 60_000;
+    const t0 = clock.nowMs;
     first.executions.assigned({ taskId: 'T-2', attempt: 1, agent: 'shell-1', readySinceMs: t0, nowMs: t0 + 5 });
     const publish = first.executions.publishing('T-2', 1)!;
     publish.end();
@@ -131,9 +134,9 @@ describe('execution tracing', () => {
   });
 
   it('ends an untaken execution\'s assign span as failed, and gives the retry a trace of its own', async () => {
-    const { otlp, open } = await setup();
+    const { otlp, open, clock } = await setup();
     const { tracing, executions } = open();
-    const t0 = Date.now() - 60_000;
+    const t0 = clock.nowMs;
     executions.assigned({ taskId: 'T-3', attempt: 1, agent: 'shell-1', readySinceMs: t0, nowMs: t0 + 5 });
     executions.publishing('T-3', 1)!.end(new Error('no stream'));
     executions.settled('T-3', 1, 'lost', 'agent shell-1 exited during attempt 1', t0 + 50);
@@ -155,9 +158,9 @@ describe('execution tracing', () => {
   });
 
   it("keeps the trace open across a card written in progress, and drops an agent's span of another trace", async () => {
-    const { otlp, open } = await setup();
+    const { otlp, open, clock } = await setup();
     const { tracing, executions } = open();
-    const t0 = Date.now() - 60_000;
+    const t0 = clock.nowMs;
     executions.assigned({ taskId: 'T-4', attempt: 1, agent: 'shell-1', readySinceMs: t0, nowMs: t0 + 5 });
     executions.boardWritten('T-4', 1, { state: 'assigned', startMs: t0 + 6, endMs: t0 + 7, ok: true });
     executions.acked('T-4', 1, t0 + 10);
