@@ -263,7 +263,8 @@ export class ExecutionTracing {
     if (stmts.get.get(taskId, attempt)) return;
     const readyMs = Math.min(execution.readySinceMs ?? nowMs, nowMs);
     const refresh = this.refreshBefore(readyMs);
-    const plan = this.lastPlan && this.lastPlan.startMs <= nowMs + REFRESH_MATCH_MS ? this.lastPlan : undefined;
+    // The plan of this tick (planned() runs right before the tick's assignments); an older one is not this assignment's.
+    const plan = this.lastPlan && this.lastPlan.endMs >= nowMs - REFRESH_MATCH_MS ? this.lastPlan : undefined;
     // The execution is committed once the plan has ended.
     const assignedMs = Math.max(nowMs, plan?.endMs ?? nowMs);
     const startedMs = Math.min(readyMs, refresh?.startMs ?? readyMs);
@@ -386,18 +387,21 @@ export class ExecutionTracing {
   /**
    * The execution was settled at `nowMs` (`outcome`: how it ended, `reason` why), inside the
    * caller's transaction. An `assign` span still open ends here, as untaken. The root ends with the
-   * next write of the task's card ({@link boardWritten}).
+   * next write of the task's card ({@link boardWritten}), or here with `cardWritten: false`, for an
+   * execution whose card Warren will not write (a person moved it, or it was cancelled by hand).
    */
-  settled(taskId: string, attempt: number, outcome: string, reason: string, nowMs: number): void {
+  settled(taskId: string, attempt: number, outcome: string, reason: string, nowMs: number, options: { cardWritten?: boolean } = {}): void {
     const { stmts } = this;
     if (!stmts) return;
     const row = stmts.get.get(taskId, attempt) as TraceRow | undefined;
     if (!row || row.settled_ms !== null) return;
-    stmts.settled.run(nowMs, outcome, reason.slice(0, 2000), taskId, attempt);
+    const settled = { ...row, settled_ms: nowMs, outcome, reason: reason.slice(0, 2000) };
+    stmts.settled.run(nowMs, settled.outcome, settled.reason, taskId, attempt);
     if (row.acked_ms === null) {
       stmts.acked.run(nowMs, taskId, attempt);
       this.recordAssign(row, Math.max(nowMs, row.assigned_ms), { code: 'error', message: `the agent never took it: ${outcome}` });
     }
+    if (options.cardWritten === false) this.endRoot(settled, nowMs);
   }
 
   /**
@@ -423,24 +427,7 @@ export class ExecutionTracing {
       write.ok ? { code: 'ok' } : { code: 'error', ...(write.message === undefined ? {} : { message: write.message }) },
     );
     if (row.settled_ms === null || write.state === TaskState.assigned || write.state === TaskState.running) return;
-    stmts.ended.run(endMs, taskId, attempt);
-    try {
-      this.tracing.recordSpan({
-        name: 'task.execution',
-        traceId: row.trace_id,
-        spanId: row.root_span_id,
-        startTimeMs: row.started_ms,
-        endTimeMs: Math.max(endMs, row.started_ms),
-        attributes: {
-          ...executionAttributes(taskId, attempt, row.agent),
-          'warren.outcome': row.outcome ?? 'unknown',
-          ...(row.reason === null ? {} : { 'warren.reason': row.reason }),
-        },
-        status: row.outcome === 'succeeded' ? { code: 'ok' } : { code: 'error', message: row.reason ?? row.outcome ?? 'unknown' },
-      });
-    } catch (error) {
-      this.log.warn({ err: error, taskId, attempt }, 'cannot record the execution span');
-    }
+    this.endRoot(row, endMs);
   }
 
   /** The trace id of attempt `attempt` of `taskId` (the latest attempt when omitted), or undefined without a trace. */
@@ -472,6 +459,29 @@ export class ExecutionTracing {
       return readyMs - w.endMs <= REFRESH_MATCH_MS ? w : undefined;
     }
     return undefined;
+  }
+
+  /** Records the root span of a settled execution, ending at `endMs`, and marks its trace ended. */
+  private endRoot(row: TraceRow, endMs: number): void {
+    const { task_id: taskId, attempt } = row;
+    this.stmts?.ended.run(endMs, taskId, attempt);
+    try {
+      this.tracing.recordSpan({
+        name: 'task.execution',
+        traceId: row.trace_id,
+        spanId: row.root_span_id,
+        startTimeMs: row.started_ms,
+        endTimeMs: Math.max(endMs, row.started_ms),
+        attributes: {
+          ...executionAttributes(taskId, attempt, row.agent),
+          'warren.outcome': row.outcome ?? 'unknown',
+          ...(row.reason === null ? {} : { 'warren.reason': row.reason }),
+        },
+        status: row.outcome === 'succeeded' ? { code: 'ok' } : { code: 'error', message: row.reason ?? row.outcome ?? 'unknown' },
+      });
+    } catch (error) {
+      this.log.warn({ err: error, taskId, attempt }, 'cannot record the execution span');
+    }
   }
 
   private recordAssign(row: TraceRow, endMs: number, status: SpanRecordStatus): void {

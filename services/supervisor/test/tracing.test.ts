@@ -176,6 +176,22 @@ describe('execution tracing', () => {
     expect(otlp.spans.some((s) => s.traceId === foreign.traceId)).toBe(false);
   });
 
+  it('ends the trace at the settlement of an execution whose card Warren will not write', async () => {
+    const { otlp, open, clock } = await setup();
+    const { tracing, executions } = open();
+    const t0 = clock.nowMs;
+    executions.assigned({ taskId: 'T-6', attempt: 1, agent: 'shell-1', readySinceMs: t0, nowMs: t0 + 5 });
+    executions.acked('T-6', 1, t0 + 10);
+    executions.settled('T-6', 1, 'cancelled', 'moved to the failed column by a person', t0 + 20, { cardWritten: false });
+    // A later write of its card (a person's own) changes nothing.
+    executions.boardWritten('T-6', 1, { state: 'cancelled', startMs: t0 + 30, endMs: t0 + 31, ok: true });
+    await tracing.flush();
+    await otlp.waitFor((spans) => spans.some((s) => s.name === 'task.execution'), { what: 'the root of T-6' });
+    expect(otlp.spans.map((s) => s.name).sort()).toEqual(['assign', 'task.execution']);
+    expect(otlp.spans.find((s) => s.name === 'task.execution')).toMatchObject({ startTimeMs: t0, endTimeMs: t0 + 20, status: { code: 2, message: 'moved to the failed column by a person' } });
+    expect(executions.traceOf('T-6')?.endedMs).toBe(t0 + 20);
+  });
+
   it('with tracing off writes nothing and gives no traceparent', async () => {
     const { db } = await setup();
     const tracing = createTracing({ serviceName: 'warren-supervisor', env: {} });
