@@ -114,3 +114,28 @@ describe('parseTracestate', () => {
     expect(isValidTracestate(members.join(','))).toBe(false);
   });
 });
+
+describe('@warren/telemetry public surface', () => {
+  it('exports exactly these values', async () => {
+    const telemetry = await import('@warren/telemetry');
+    expect(Object.keys(telemetry).sort()).toEqual([
+      'EXPORT_FAILURE_REPORT_MS',
+      'MAX_TRACESTATE_MEMBERS',
+      'SpanKind',
+      'SpanStatusCode',
+      'TRACEPARENT_VERSION',
+      'TRACE_FLAG_SAMPLED',
+      'TraceparentError',
+      'createTracing',
+      'formatTraceparent',
+      'isSampled',
+      'isValidSpanId',
+      'isValidTraceId',
+      'isValidTracestate',
+      'parseTraceparent',
+      'parseTracestate',
+      'tracingConfigFromEnv',
+      'tryParseTraceparent',
+    ]);
+  });
+});
