@@ -185,6 +185,10 @@ export interface TracingEnvConfig {
   readonly headers: Record<string, string>;
   /** How long one export request (with its retries) may take, in ms. */
   readonly exportTimeoutMs: number;
+  /** `OTEL_SERVICE_NAME`, which replaces the service's own name when set. */
+  readonly serviceName: string | undefined;
+  /** `OTEL_RESOURCE_ATTRIBUTES`: more resource attributes for every span. */
+  readonly resourceAttributes: Record<string, string>;
   /** The batch span processor's settings. */
   readonly batch: {
     readonly scheduledDelayMillis: number;
@@ -220,8 +224,11 @@ function httpUrl(name: string, value: string): URL {
   return url;
 }
 
-/** Parses `key=value,key2=value2` (values percent-encoded), as the OTLP exporter spec defines `OTEL_EXPORTER_OTLP_HEADERS`. */
-function parseHeaders(name: string, raw: string | undefined): Record<string, string> {
+/**
+ * Parses `key=value,key2=value2` (values percent-encoded), as the OTLP exporter spec defines
+ * `OTEL_EXPORTER_OTLP_HEADERS` and the resource SDK `OTEL_RESOURCE_ATTRIBUTES`.
+ */
+function parseKeyValues(name: string, raw: string | undefined): Record<string, string> {
   const headers: Record<string, string> = {};
   if (!raw) return headers;
   for (const pair of raw.split(',')) {
@@ -250,6 +257,9 @@ function parseHeaders(name: string, raw: string | undefined): Record<string, str
  * - `OTEL_EXPORTER_OTLP_TRACES_HEADERS` over `OTEL_EXPORTER_OTLP_HEADERS`: request headers.
  * - `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` over `OTEL_EXPORTER_OTLP_TIMEOUT`: ms one export request
  *   may take with its retries (default 10000); a collector that is down delays shutdown by this much.
+ * - `OTEL_SERVICE_NAME`: the service name to report instead of the caller's;
+ *   `OTEL_RESOURCE_ATTRIBUTES` (`key=value,…`): more resource attributes (the service's name,
+ *   instance and version win over the same keys there).
  * - `OTEL_BSP_SCHEDULE_DELAY` (ms, default 5000), `OTEL_BSP_MAX_QUEUE_SIZE` (2048),
  *   `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (512), `OTEL_BSP_EXPORT_TIMEOUT` (ms, 30000).
  * @throws {ConfigError} naming the variable that is invalid.
@@ -266,7 +276,9 @@ export function tracingConfigFromEnv(env: Readonly<Record<string, string | undef
   }
   const timeoutVar = nonEmpty(env, 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT') !== undefined ? 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT' : 'OTEL_EXPORTER_OTLP_TIMEOUT';
   const exportTimeoutMs = positiveInteger(env, timeoutVar, 10_000);
-  const off = { endpoint: undefined, headers: {}, exportTimeoutMs, batch };
+  const serviceName = nonEmpty(env, 'OTEL_SERVICE_NAME');
+  const resourceAttributes = parseKeyValues('OTEL_RESOURCE_ATTRIBUTES', nonEmpty(env, 'OTEL_RESOURCE_ATTRIBUTES'));
+  const off = { endpoint: undefined, headers: {}, exportTimeoutMs, serviceName, resourceAttributes, batch };
   if (nonEmpty(env, 'OTEL_SDK_DISABLED')?.toLowerCase() === 'true') return off;
   if (nonEmpty(env, 'OTEL_TRACES_EXPORTER')?.toLowerCase() === 'none') return off;
   const specific = nonEmpty(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
@@ -285,10 +297,10 @@ export function tracingConfigFromEnv(env: Readonly<Record<string, string | undef
     throw new ConfigError(protocolVar, `must be http/json or http/protobuf (Warren exports OTLP/HTTP with JSON), got ${JSON.stringify(protocol)}`);
   }
   const headers = {
-    ...parseHeaders('OTEL_EXPORTER_OTLP_HEADERS', nonEmpty(env, 'OTEL_EXPORTER_OTLP_HEADERS')),
-    ...parseHeaders('OTEL_EXPORTER_OTLP_TRACES_HEADERS', nonEmpty(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS')),
+    ...parseKeyValues('OTEL_EXPORTER_OTLP_HEADERS', nonEmpty(env, 'OTEL_EXPORTER_OTLP_HEADERS')),
+    ...parseKeyValues('OTEL_EXPORTER_OTLP_TRACES_HEADERS', nonEmpty(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS')),
   };
-  return { endpoint, headers, exportTimeoutMs, batch };
+  return { ...off, endpoint, headers };
 }
 
 function toStatus(status: SpanRecordStatus | undefined): { code: SpanStatusCode; message?: string } | undefined {
@@ -354,7 +366,8 @@ export function createTracing(options: CreateTracingOptions): Tracing {
   );
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({
-      [ATTR_SERVICE_NAME]: options.serviceName,
+      ...config.resourceAttributes,
+      [ATTR_SERVICE_NAME]: config.serviceName ?? options.serviceName,
       ...(options.instance === undefined ? {} : { [ATTR_SERVICE_INSTANCE_ID]: options.instance }),
       ...(options.serviceVersion === undefined ? {} : { [ATTR_SERVICE_VERSION]: options.serviceVersion }),
     }),

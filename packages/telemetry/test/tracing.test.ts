@@ -44,6 +44,8 @@ describe('tracingConfigFromEnv', () => {
     });
     expect(config.headers).toEqual({ a: '3', b: 'two words' });
     expect(config.exportTimeoutMs).toBe(10_000);
+    expect(config.serviceName).toBeUndefined();
+    expect(config.resourceAttributes).toEqual({});
     expect(config.batch).toEqual({ scheduledDelayMillis: 200, maxQueueSize: 2048, maxExportBatchSize: 512, exportTimeoutMillis: 30_000 });
   });
 
@@ -105,6 +107,15 @@ describe('createTracing', () => {
     expect(r.resource['service.instance.id']).toBe('test-instance');
     // The context round-trips through a traceparent.
     expect(parseTraceparent(formatTraceparent(rootContext))).toEqual(rootContext);
+  });
+
+  it('takes the service name and resource attributes the environment gives', async () => {
+    const otlp = await receiver();
+    const tracing = tracingTo(otlp, { OTEL_SERVICE_NAME: 'warren-east', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test,service.name=ignored' });
+    tracing.startSpan('named').end();
+    await tracing.flush();
+    await otlp.waitFor((spans) => spans.length === 1, { what: 'one span' });
+    expect(otlp.spans[0]!.resource).toMatchObject({ 'service.name': 'warren-east', 'service.instance.id': 'test-instance', 'deployment.environment.name': 'test' });
   });
 
   it('records a span with the ids it is given, under a parent that was never a local span', async () => {
