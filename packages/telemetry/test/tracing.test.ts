@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { ConfigError } from '@warren/core';
 import { createTracing, formatTraceparent, parseTraceparent, tracingConfigFromEnv, type Tracing } from '@warren/telemetry';
@@ -170,10 +173,16 @@ describe('createTracing', () => {
     await tracing.shutdown();
   });
 
-  it('keeps working when the endpoint is down, and reports the failure on the logger', async () => {
-    const otlp = await receiver();
-    const url = otlp.url;
-    await otlp.close();
+  it('keeps working when the collector refuses the spans, and reports the failure on the logger', async () => {
+    // A collector that answers every export with 400 (not retried by the exporter).
+    const refusing = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(400, { 'content-type': 'application/json' }).end('{"message":"no"}'));
+    });
+    refusing.listen(0, '127.0.0.1');
+    await once(refusing, 'listening');
+    onTestFinished(() => new Promise<void>((resolve) => refusing.close(() => resolve())));
+    const url = `http://127.0.0.1:${(refusing.address() as AddressInfo).port}`;
     const lines: string[] = [];
     const logger = {
       trace: () => undefined,
