@@ -14,6 +14,7 @@ import type { WarrenEvent } from './events.js';
 import type { Registry, StateStore } from '@warren/registry';
 import type { Authorizer } from './authorize.js';
 import type { AgentTemplate, TemplateError } from './templates.js';
+import type { ExecutionTracing } from './tracing.js';
 
 /** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
 export type RunMode = 'up' | 'until-idle';
@@ -64,6 +65,8 @@ export interface SupervisorContext {
   readonly instanceTag: string;
   /** The event bus: audit rows, their log lines, and the events published on NATS after each commit. */
   readonly events: EventBus;
+  /** One trace per task execution (a no-op without an OTLP endpoint); see tracing.ts. */
+  readonly tracing: ExecutionTracing;
   /**
    * Records one event (see events.ts): its audit row (inside the running transaction, if any), one
    * log line (`line` overrides the catalogue's message or fields), and its NATS message once

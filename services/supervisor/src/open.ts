@@ -6,6 +6,7 @@ import { createAgentWorld } from '@warren/ecs';
 import type { BoardMapping } from '@warren/kanban';
 import { loadPolicy } from '@warren/policy';
 import { instanceTag } from '@warren/runtime';
+import { createTracing } from '@warren/telemetry';
 import { openDatabase } from '@warren/store';
 import { createAgentRuntime } from './agent-runtime.js';
 import { openBroker, rejectionEntry } from './broker-access.js';
@@ -20,6 +21,7 @@ import { failClosed, reportFailedDecision } from './policy-guard.js';
 import { migrateState, openRegistry, StateStore } from '@warren/registry';
 import { secureStateDir } from './state-dir.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
+import { ExecutionTracing } from './tracing.js';
 
 /** What {@link openContext} needs besides the configuration. */
 export interface OpenOptions {
@@ -86,6 +88,13 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     cleanup.unshift(() => auditSigner.close());
     const registry = openRegistry(db, { stateDir: config.stateDir, supervisorPid: process.pid, state, audit });
     const events = new EventBus({ db, audit, logger: log });
+    const tracingLog = log.child({ component: 'tracing' });
+    const tracing = ExecutionTracing.open({
+      db,
+      tracing: createTracing({ serviceName: 'warren-supervisor', instance: config.instance ?? instanceTag(config.stateDir), env: options.env ?? {}, logger: tracingLog }),
+      logger: tracingLog,
+    });
+    cleanup.unshift(() => tracing.close());
     policyEmit = (event, line) => events.emit(event, line);
     const accounts = openAccounts(db, {
       homeRoot: config.homeRoot,
@@ -129,6 +138,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       templateErrors,
       instanceTag: instanceTag(config.stateDir),
       events,
+      tracing,
       emit: (event, line) => {
         events.emit(event, line);
       },

@@ -44,7 +44,7 @@ beforeAll(() => requireMachine());
 /** The stage spans every execution of a task on the board has, besides the root and the agent's. */
 const STAGES = ['board.refresh', 'plan', 'assign', 'publish', 'result', 'board.write'];
 
-describe.skip('tracing, end to end', () => {
+describe('tracing, end to end', () => {
   it("exports one trace per task execution with the stage spans and the agent's own span joined", async () => {
     const otlp = await startOtlpReceiver();
     onTestFinished(() => otlp.close());
