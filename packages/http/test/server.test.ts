@@ -11,7 +11,7 @@ interface Served {
 
 async function serve(options: HttpServerOptions = {}): Promise<Served> {
   const ports = await openTestPorts();
-  const server = await startHttpServer(ports, { port: 0, rateLimit: false, ...options });
+  const server = await startHttpServer(ports, { port: 0, rateLimit: false, validateResponses: true, ...options });
   onTestFinished(async () => {
     await server.close();
     ports.close();
