@@ -40,3 +40,5 @@ export type {
   TaskDraft,
   TemplateItem,
 } from './ports.js';
+export { analyticsView, messagesView } from './views.js';
+export type { AnalyticsFilter, MessagesFilter } from './views.js';

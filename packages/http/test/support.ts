@@ -13,7 +13,7 @@ import { WarrenError } from '@warren/core';
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
 import { openRegistry, TaskState, type Registry, type TaskRow } from '@warren/registry';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
-import { eventOfRow, openTokenStore, type AgentItem, type BoardView, type EventPayload, type HttpPorts, type TaskDraft, type TemplateItem, type TokenStore } from '@warren/http';
+import { analyticsView, eventOfRow, messagesView, openTokenStore, type AgentItem, type BoardView, type EventPayload, type HttpPorts, type TaskDraft, type TemplateItem, type TokenStore } from '@warren/http';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const POLICIES = join(repoRoot, 'policies');
@@ -181,18 +181,11 @@ export async function openTestPorts(): Promise<TestPorts> {
       const end = Math.min(size, start + range.limit);
       return { text: bytes.subarray(start, end).toString('utf8'), next: end, size };
     },
-    messages() {
-      return { messages: [{ seq: 1, timeMs: 1_000, from: 'shell-1', to: 'shell-2', allowed: true }], edges: [{ from: 'shell-1', to: 'shell-2', count: 1, denied: 0 }] };
+    messages(filter) {
+      return messagesView(registry, filter);
     },
-    analytics() {
-      return {
-        ...registry.analytics(),
-        series: [],
-        rates: { success: 0, failure: 0, retry: 0 },
-        utilisation: [],
-        capabilities: [],
-        incidents: { crashRecoveries: 0, watchdogKills: 0, retries: 0, spawnFailures: 0 },
-      };
+    analytics(filter) {
+      return analyticsView(registry, { ...filter, nowMs: Date.now(), capabilitiesOf: () => ['shell'] });
     },
     verifyAudit() {
       return registry.verifyAudit();
