@@ -73,6 +73,28 @@ export interface HttpAppOptions {
   readonly now?: () => number;
 }
 
+/**
+ * Fastify's logger over Warren's `Logger` (pino's subset): Fastify also wants `fatal`, `silent`
+ * and `level`, which Warren's packages never use.
+ */
+function fastifyLogger(logger: Logger): FastifyBaseLogger {
+  const log = (level: 'trace' | 'debug' | 'info' | 'warn' | 'error') => (obj: unknown, msg?: string) => {
+    if (typeof obj === 'string') logger[level]({}, obj);
+    else logger[level]((obj ?? {}), msg);
+  };
+  return {
+    level: 'info',
+    trace: log('trace'),
+    debug: log('debug'),
+    info: log('info'),
+    warn: log('warn'),
+    error: log('error'),
+    fatal: log('error'),
+    silent: () => {},
+    child: (bindings: Record<string, unknown>) => fastifyLogger(logger.child(bindings)),
+  } as FastifyBaseLogger;
+}
+
 /** A route of the app as the authorization matrix sees it. */
 export interface RouteInfo {
   readonly method: string;
@@ -188,7 +210,7 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
   const app = Fastify({
     bodyLimit,
     exposeHeadRoutes: false,
-    ...(options.logger ? { loggerInstance: options.logger as unknown as FastifyBaseLogger } : {}),
+    ...(options.logger ? { loggerInstance: fastifyLogger(options.logger.child({ component: 'http' })) } : {}),
     // One line per request would double the audit trail's story in the log: requests are audited.
     logController: new LogController({ disableRequestLogging: true }),
     frameworkErrors: (error, _request, reply) => {

@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, onTestFinished, test } from 'vitest';
+import type { Logger } from '@warren/core';
 import { CommandKind } from '@warren/registry';
 import { SESSION_COOKIE } from '@warren/http';
 import { testApp } from './app-support.js';
@@ -145,6 +146,26 @@ describe('read routes', () => {
     const metrics = await app.inject({ url: '/metrics', headers: viewer });
     expect(metrics.headers['content-type']).toMatch(/^text\/plain; version=0.0.4/);
     expect(metrics.body).toMatch(/^warren_audit_rows \d+$/m);
+  });
+});
+
+describe('faults', () => {
+  test("a port's fault is a 500 that says no more, logged through the Warren logger", async () => {
+    const lines: { level: string; obj: object; msg: string | undefined; bindings: Record<string, unknown> }[] = [];
+    const logger = (bindings: Record<string, unknown>): Logger => ({
+      trace: (obj, msg) => lines.push({ level: 'trace', obj, msg, bindings }),
+      debug: (obj, msg) => lines.push({ level: 'debug', obj, msg, bindings }),
+      info: (obj, msg) => lines.push({ level: 'info', obj, msg, bindings }),
+      warn: (obj, msg) => lines.push({ level: 'warn', obj, msg, bindings }),
+      error: (obj, msg) => lines.push({ level: 'error', obj, msg, bindings }),
+      child: (more) => logger({ ...bindings, ...more }),
+    });
+    const { app, ports, viewer } = await testApp({ logger: logger({}) });
+    ports.board = () => Promise.reject(new Error('board mirror exploded at /secret/path'));
+    const res = await app.inject({ url: '/api/v1/board', headers: viewer });
+    expect(res.statusCode).toBe(500);
+    expect(res.json()).toEqual({ error: 'internal', message: 'internal error' });
+    expect(lines).toContainEqual(expect.objectContaining({ level: 'error', msg: 'request failed', bindings: expect.objectContaining({ component: 'http' }) as unknown }));
   });
 });
 
