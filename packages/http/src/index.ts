@@ -15,8 +15,8 @@
  */
 export { createHttpApp, routesOf, allowHost, closeEventStreams } from './app.js';
 export type { HttpAppOptions, RouteInfo } from './app.js';
-export { startHttpServer, parseListenAddress } from './server.js';
-export type { HttpServer, HttpServerOptions } from './server.js';
+export { startHttpServer, parseListenAddress, createSignInLink } from './server.js';
+export type { HttpServer, HttpServerOptions, SignInLinkOptions } from './server.js';
 export { TokenStore, TokenRole, openTokenStore, isTokenRole, SESSION_COOKIE, TOKEN_FORMAT, TOKEN_NAME, MAX_SESSION_MS } from './tokens.js';
 export type { TokenIdentity, TokenInfo, TokenRequest } from './tokens.js';
 export { kindFilter, eventOfRow } from './sse.js';

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { allowHost, closeEventStreams, createHttpApp, type HttpAppOptions } from './app.js';
 import { HttpError } from './errors.js';
 import type { HttpPorts } from './ports.js';
+import type { TokenStore } from './tokens.js';
 
 /** Options of {@link startHttpServer}: where to listen, and the app's options. */
 export interface HttpServerOptions extends HttpAppOptions {
@@ -70,4 +71,27 @@ export async function startHttpServer(ports: HttpPorts, options: HttpServerOptio
     return closing;
   };
   return { url: `http://${hostPort(browserHost, port)}`, address: { host, port }, app, close, [Symbol.asyncDispose]: close };
+}
+
+/** Options of {@link createSignInLink}. */
+export interface SignInLinkOptions {
+  /** The token's name; a live token of that name is replaced. Default `local-operator`. */
+  readonly name?: string;
+  /** How long the token (and the browser session made from it) lasts, in ms. Default 12 hours. */
+  readonly ttlMs?: number;
+  /** The clock, ms since the epoch. */
+  readonly nowMs: number;
+}
+
+/**
+ * Makes an operator token for the person who just ran `warren up` and the link that signs a
+ * browser in with it: `<baseUrl>/signin?token=<token>`. Each call replaces the previous token of
+ * that name (and so ends the sessions made from it).
+ * @throws {HttpError} `WARREN_TOKEN_INVALID` if `name` or `ttlMs` is invalid.
+ */
+export function createSignInLink(tokens: TokenStore, baseUrl: string, options: SignInLinkOptions): { readonly url: string; readonly token: string; readonly expiresMs: number } {
+  const ttlMs = options.ttlMs ?? 12 * 60 * 60 * 1000;
+  const expiresMs = options.nowMs + ttlMs;
+  const { token } = tokens.create({ name: options.name ?? 'local-operator', role: 'operator', expiresMs, replace: true }, options.nowMs);
+  return { url: `${baseUrl.replace(/\/+$/, '')}/signin?token=${token}`, token, expiresMs };
 }

@@ -14,6 +14,7 @@ test('the public surface is the names index.ts lists', () => {
     'analyticsView',
     'closeEventStreams',
     'createHttpApp',
+    'createSignInLink',
     'eventOfRow',
     'isTokenRole',
     'kindFilter',

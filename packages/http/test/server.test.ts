@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { describe, expect, onTestFinished, test } from 'vitest';
-import { parseListenAddress, startHttpServer, type EventPayload, type HttpServer, type HttpServerOptions } from '@warren/http';
+import { createSignInLink, parseListenAddress, startHttpServer, type EventPayload, type HttpServer, type HttpServerOptions } from '@warren/http';
 import { openTestPorts, type TestPorts } from './support.js';
 
 interface Served {
@@ -113,6 +113,24 @@ describe('a real port', () => {
     const limited = await fetch(`${server.url}/api/v1/status`, { headers: auth });
     expect(await limited.json()).toMatchObject({ error: 'rate_limited', message: expect.stringMatching(/too many requests/) as unknown });
     expect(limited.headers.get('retry-after')).toMatch(/^\d+$/);
+  });
+});
+
+describe('the sign-in link', () => {
+  test('warren up can print a link that signs a browser in as an operator; a second link replaces the first', async () => {
+    const { server, ports } = await serve();
+    const first = createSignInLink(ports.tokens, server.url, { nowMs: Date.now() });
+    expect(first.url).toMatch(new RegExp(`^${server.url}/signin\\?token=wrn_[A-Za-z0-9_-]{43}$`));
+    const res = await fetch(first.url, { redirect: 'manual' });
+    expect(res.status).toBe(303);
+    expect(res.headers.get('location')).toBe('/');
+    const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
+    const session = await fetch(`${server.url}/api/v1/session`, { headers: { cookie } });
+    expect(await session.json()).toEqual({ name: 'local-operator', role: 'operator', expiresMs: first.expiresMs });
+    const second = createSignInLink(ports.tokens, `${server.url}/`, { nowMs: Date.now(), ttlMs: 60_000 });
+    expect(second.url.startsWith(`${server.url}/signin?token=`)).toBe(true);
+    expect((await fetch(`${server.url}/api/v1/session`, { headers: { cookie } })).status).toBe(401);
+    expect((await fetch(first.url, { redirect: 'manual' })).status).toBe(401);
   });
 });
 
