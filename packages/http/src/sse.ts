@@ -109,8 +109,10 @@ export class EventStreams {
 
     const send = (event: EventPayload): void => {
       lastSent = event.seq;
-      if (filter(event.kind)) raw.write(frameOf(event));
+      if (filter(event.kind) && !raw.destroyed && !raw.writableEnded) raw.write(frameOf(event));
     };
+    // A socket error ends the stream ('close' follows); it must not become an unhandled 'error'.
+    raw.on('error', () => raw.destroy());
     const end = (): void => {
       if (ended) return;
       ended = true;
@@ -126,6 +128,7 @@ export class EventStreams {
       if (raw.writableLength > this.maxBufferedBytes) raw.destroy();
     });
     const ping = setInterval(() => {
+      if (raw.destroyed || raw.writableEnded) return;
       if (raw.writableLength <= this.maxBufferedBytes) raw.write(': ping\n\n');
       else raw.destroy();
     }, this.pingIntervalMs);
