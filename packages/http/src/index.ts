@@ -41,4 +41,5 @@ export type {
   TemplateItem,
 } from './ports.js';
 export { analyticsView, messagesView } from './views.js';
+export { readLogRange } from './log-range.js';
 export type { AnalyticsFilter, MessagesFilter } from './views.js';

@@ -21,6 +21,7 @@ test('the public surface is the names index.ts lists', () => {
     'messagesView',
     'openTokenStore',
     'parseListenAddress',
+    'readLogRange',
     'routesOf',
     'startHttpServer',
   ]);

@@ -4,7 +4,7 @@
  * decides and audits each request as the supervisor's does. Only what the supervisor computes from
  * its live world (agents' live fields, the board, logs) is kept in plain data the tests fill.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,7 @@ import { WarrenError } from '@warren/core';
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
 import { openRegistry, TaskState, type Registry, type TaskRow } from '@warren/registry';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
-import { analyticsView, eventOfRow, messagesView, openTokenStore, type AgentItem, type BoardView, type EventPayload, type HttpPorts, type TaskDraft, type TemplateItem, type TokenStore } from '@warren/http';
+import { analyticsView, eventOfRow, messagesView, openTokenStore, readLogRange, type AgentItem, type BoardView, type EventPayload, type HttpPorts, type TaskDraft, type TemplateItem, type TokenStore } from '@warren/http';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const POLICIES = join(repoRoot, 'policies');
@@ -174,12 +174,7 @@ export async function openTestPorts(): Promise<TestPorts> {
     },
     agentLog(name, range) {
       if (!ports.agentItems.some((a) => a.name === name)) return undefined;
-      const path = join(dir, 'logs', `${name}.log`);
-      const bytes = existsSync(path) ? readFileSync(path) : Buffer.alloc(0);
-      const size = existsSync(path) ? statSync(path).size : 0;
-      const start = range.after ?? Math.max(0, size - range.limit);
-      const end = Math.min(size, start + range.limit);
-      return { text: bytes.subarray(start, end).toString('utf8'), next: end, size };
+      return readLogRange(join(dir, 'logs', `${name}.log`), range);
     },
     messages(filter) {
       return messagesView(registry, filter);
