@@ -223,6 +223,7 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
     streams: new EventStreams({ registry: ports.registry, subscribe: (l) => ports.subscribe(l) }, options.events),
   };
   (app as unknown as Record<symbol, WarrenHttpState>)[STATE] = state;
+  app.decorateRequest('identity', undefined);
   // JSON only: a text body is 415, not a string handed to a schema that wants an object.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
