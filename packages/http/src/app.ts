@@ -6,7 +6,7 @@ import fastifyHelmet from '@fastify/helmet';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import fastifySwagger from '@fastify/swagger';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type onRequestAsyncHookHandler } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   isResponseSerializationError,
@@ -302,15 +302,15 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
     if (session !== undefined) return { identity: ports.tokens.verifySession(session, now()), presented: true };
     return { identity: undefined, presented: false };
   };
-  const authorizeRequest: onRequestHookHandler = (request, reply, done) => {
+  // Async, so that a failure of the policy or the audit trail is a 500 through the error handler.
+  const authorizeRequest: onRequestAsyncHookHandler = async (request, reply) => {
     const url = request.routeOptions.url ?? request.url;
     const { identity, presented } = identify(request);
     request.identity = identity;
     let principal = 'user:anonymous';
     if (request.routeOptions.config.public !== true) {
       if (!identity) {
-        void fail(reply, 401, 'unauthorized', presented ? 'the token or session is invalid, expired or revoked' : 'sign in: send Authorization: Bearer <token> (warren token create)');
-        return;
+        return fail(reply, 401, 'unauthorized', presented ? 'the token or session is invalid, expired or revoked' : 'sign in: send Authorization: Bearer <token> (warren token create)');
       }
       principal = identity.principal;
       const role = `role:${identity.role}`;
@@ -323,10 +323,9 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
     }
     const decision = ports.authorizer.authorize({ principal, object: `api:${url}`, action: request.method });
     if (!decision.allowed) {
-      void fail(reply, 403, 'forbidden', `policy denies ${principal} ${request.method} on api:${url}`, { rule: decision.rule });
-      return;
+      return fail(reply, 403, 'forbidden', `policy denies ${principal} ${request.method} on api:${url}`, { rule: decision.rule });
     }
-    done();
+    return undefined;
   };
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];

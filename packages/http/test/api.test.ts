@@ -169,6 +169,20 @@ describe('faults', () => {
   });
 });
 
+describe('faults of the policy', () => {
+  test('an authorizer that throws (the audit trail failing) is a 500, and the request goes no further', async () => {
+    const { app, ports, operator } = await testApp();
+    ports.registry.state.putTask(taskRow('t1'));
+    ports.authorizer.authorize = () => {
+      throw new Error('disk I/O error');
+    };
+    const res = await app.inject({ method: 'POST', url: '/api/v1/tasks/t1/cancel', headers: operator });
+    expect(res.statusCode).toBe(500);
+    expect(res.json()).toEqual({ error: 'internal', message: 'internal error' });
+    expect(ports.registry.commands.queued()).toEqual([]);
+  });
+});
+
 describe('action routes', () => {
   test('each agent and task action queues its command for the principal, asks for a tick and answers 202', async () => {
     const { app, ports, operator } = await testApp();
