@@ -548,6 +548,7 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
   }
   api.post('/api/v1/tasks', { schema: { summary: "Create a task: a card written in the board's own format", body: S.TaskDraftBody, response: responses({ 201: S.CreatedTaskBody, 400: S.ErrorBody, 409: S.ErrorBody }) } }, async (request, reply) => {
     const created = await ports.createTask(request.body, principalOf(request));
+    ports.requestTick(); // the board is read again on the next tick
     return reply.code(201).send(created);
   });
 

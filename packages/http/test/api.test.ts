@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, onTestFinished, test } from 'vitest';
@@ -228,7 +228,8 @@ describe('action routes', () => {
     const res = await app.inject({ method: 'POST', url: '/api/v1/tasks', headers: operator, payload: { title: 'Count lines', body: 'wc -l', priority: 'high', capabilities: ['shell'] } });
     expect(res.statusCode).toBe(201);
     expect(res.json()).toEqual({ id: 'count-lines', path: 'count-lines.md' });
-    expect(join(ports.dir, 'kanban', 'count-lines.md')).toSatisfy((p: string) => p.length > 0);
+    expect(ports.ticks).toBe(1);
+    expect(readFileSync(join(ports.dir, 'kanban', 'count-lines.md'), 'utf8')).toMatch(/^title: Count lines$/m);
     const again = await app.inject({ method: 'POST', url: '/api/v1/tasks', headers: operator, payload: { title: 'Count lines' } });
     expect(again.statusCode).toBe(409);
     expect(again.json()).toMatchObject({ error: 'conflict', code: 'WARREN_TASK_EXISTS' });
