@@ -568,7 +568,14 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
     });
     api.get('/', { config: { public: true }, schema: { hide: true } }, (_request, reply) => reply.header('cache-control', 'no-cache').sendFile('index.html', staticDir));
   } else {
-    api.get('/assets/*', { config: { public: true }, schema: { hide: true } }, (request, reply) => fail(reply, 404, 'not_found', `no file ${request.url}: the dashboard is not built`));
+    // The same routes as with a dashboard (GET and HEAD, as @fastify/static registers them).
+    api.route({
+      method: ['GET', 'HEAD'],
+      url: '/assets/*',
+      config: { public: true },
+      schema: { hide: true },
+      handler: (request, reply) => fail(reply, 404, 'not_found', `no file ${request.url.split('?')[0]}: the dashboard is not built`),
+    });
     api.get('/', { config: { public: true }, schema: { hide: true } }, (_request, reply) =>
       reply.type('text/plain; charset=utf-8').send('Warren: the dashboard is not built (npm run build builds it). The API is at /api/v1, its description at /api/v1/openapi.json.\n'),
     );

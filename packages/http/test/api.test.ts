@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, onTestFinished, test } from 'vitest';
 import type { Logger } from '@warren/core';
 import { CommandKind } from '@warren/registry';
-import { SESSION_COOKIE } from '@warren/http';
+import { SESSION_COOKIE, routesOf, type RouteInfo } from '@warren/http';
 import { testApp } from './app-support.js';
 import { agentItem, logPath, taskRow } from './support.js';
 
@@ -287,6 +287,9 @@ describe('sessions and the dashboard', () => {
     writeFileSync(join(dir, 'assets', 'app-3f2a9c1b.js'), 'console.log(1)');
     writeFileSync(join(dir, 'assets', 'logo.svg'), '<svg/>');
     const { app } = await testApp({ staticDir: dir });
+    const bare = await testApp();
+    const keys = (routes: readonly RouteInfo[]) => routes.map((r) => `${r.method} ${r.url} ${String(r.public)}`).sort();
+    expect(keys(routesOf(app))).toEqual(keys(routesOf(bare.app)));
     const index = await app.inject({ url: '/' });
     expect(index.statusCode).toBe(200);
     expect(index.headers['content-type']).toMatch(/^text\/html/);
