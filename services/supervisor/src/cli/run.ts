@@ -47,6 +47,12 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
       // that hangs is cut short after the agents' kill grace and a margin.
       onFatal: () => setTimeout(() => process.exit(ExitCode.failed), config.killGraceMs + FATAL_CLOSE_MARGIN_MS).unref(),
     });
+    const api = supervisor.api;
+    if (api) {
+      // The link holds a token: it goes to the person at the terminal, never to the log.
+      const hours = Math.round((api.signInExpiresMs - Date.now()) / 3_600_000);
+      process.stderr.write(`\nWarren dashboard: ${api.url}/\nSign in (valid ${hours} h): ${api.signInUrl}\n\n`);
+    }
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'signal received; shutting down');
