@@ -20,6 +20,9 @@ const RANGES = [
   { label: '7 d', ms: 7 * 24 * 3_600_000, bucketMs: 2 * 3_600_000 },
 ] as const;
 
+/** Counts per bucket are drawn as steps (a count holds for its whole bucket). */
+const stepped = uPlot.paths.stepped?.({ align: 1 });
+
 /** Reads a CSS custom property of the page (chart colours follow the theme). */
 const cssVar = (name: string): string => getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
 
@@ -119,6 +122,7 @@ function Chart({ series, kind, testid }: { series: AnalyticsView['series']; kind
           stroke: cssVar(colours[i] ?? '--accent'),
           width: 2,
           dash: kind === 'latency' && i % 2 === 1 ? [6, 4] : undefined,
+          paths: kind === 'throughput' ? stepped : undefined,
           value: (_u: uPlot, v: number | null) => (v === null ? '–' : kind === 'latency' ? formatDuration(v) : String(v)),
         })),
       ],

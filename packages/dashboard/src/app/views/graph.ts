@@ -15,6 +15,9 @@ import { ErrorLine, formatTime, usePoll } from '../ui.js';
 type Node = GraphNode & SimulationNodeDatum;
 type Link = SimulationLinkDatum<Node> & { count: number; denied: number };
 
+/** A node's radius: larger for agents that message more. */
+const radius = (n: GraphNode | undefined): number => 14 + Math.min(12, Math.sqrt((n?.sent ?? 0) + (n?.received ?? 0)));
+
 const WIDTH = 800;
 const HEIGHT = 520;
 
@@ -45,21 +48,28 @@ export function Graph(): VNode {
       : layout.nodes.length === 0
         ? html`<p class="empty">No messages between agents yet.</p>`
         : html`<div class="card graph-card"><svg class="graph" viewBox=${`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-label="collaboration graph" data-testid="graph-svg">
-            <defs><marker id="arrow" viewBox="0 0 10 10" refX="28" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" class="arrowhead" /></marker></defs>
+            <defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="10" markerHeight="10" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0L10,5L0,10z" class="arrowhead" /></marker></defs>
             ${layout.links.map((l) => {
               const s = xy(l.source);
               const t = xy(l.target);
               const mx = (s.x + t.x) / 2 + (t.y - s.y) * 0.12;
               const my = (s.y + t.y) / 2 - (t.x - s.x) * 0.12;
+              // End the curve at the target's rim so the arrowhead shows: back along the tangent at the end.
+              const dx = t.x - mx;
+              const dy = t.y - my;
+              const length = Math.hypot(dx, dy) || 1;
+              const back = radius(typeof l.target === 'object' ? l.target : undefined) + 3;
+              const ex = t.x - (dx / length) * back;
+              const ey = t.y - (dy / length) * back;
               return html`<g class=${l.denied > 0 ? 'edge denied' : 'edge'} data-testid="graph-edge">
-                <path d=${`M${s.x},${s.y}Q${mx},${my} ${t.x},${t.y}`} stroke-width=${1 + (l.count / maxCount) * 5} marker-end="url(#arrow)">
+                <path d=${`M${s.x},${s.y}Q${mx},${my} ${ex},${ey}`} stroke-width=${1 + (l.count / maxCount) * 5} marker-end="url(#arrow)">
                   <title>${`${String((l.source as Node).id)} → ${String((l.target as Node).id)}: ${l.count} message(s)${l.denied > 0 ? `, ${l.denied} denied` : ''}`}</title></path>
                 <text x=${mx} y=${my} class="edge-label">${l.count}</text>
               </g>`;
             })}
             ${layout.nodes.map(
               (n) => html`<a href=${`#/agents/${encodeURIComponent(n.id)}`} class="node" data-testid="graph-node">
-                <circle cx=${n.x ?? 0} cy=${n.y ?? 0} r=${14 + Math.min(12, Math.sqrt(n.sent + n.received))} />
+                <circle cx=${n.x ?? 0} cy=${n.y ?? 0} r=${radius(n)} />
                 <text x=${n.x ?? 0} y=${(n.y ?? 0) + 34} text-anchor="middle">${n.id}</text>
                 <title>${`${n.id}: sent ${n.sent}, received ${n.received}`}</title>
               </a>`,
