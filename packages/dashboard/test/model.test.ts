@@ -8,6 +8,7 @@ import {
   formatDuration,
   graphModel,
   groupCards,
+  movedCards,
   parseRoute,
   recordUsage,
   routeHash,
@@ -286,5 +287,16 @@ describe('routes and formats', () => {
     expect(formatBytes(512)).toBe('512 B');
     expect(formatBytes(1536)).toBe('1.5 KiB');
     expect(formatBytes(12 * 1024 * 1024)).toBe('12.0 MiB');
+  });
+});
+
+describe('movedCards', () => {
+  it('marks cards that changed column or state since the last fetch, and new cards', () => {
+    const first = movedCards(undefined, [card('A', 'Ready', { state: 'ready' }), card('B', 'Doing', { state: 'running' })]);
+    expect([...first.moved]).toEqual([]);
+    const second = movedCards(first.positions, [card('A', 'Doing', { state: 'running' }), card('B', 'Doing', { state: 'succeeded' }), card('C', 'Backlog')]);
+    expect([...second.moved].sort()).toEqual(['A', 'B', 'C']);
+    const third = movedCards(second.positions, [card('A', 'Doing', { state: 'running' })]);
+    expect([...third.moved]).toEqual([]);
   });
 });

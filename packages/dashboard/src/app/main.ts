@@ -10,6 +10,7 @@ import { render, type VNode } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { checkSession, live, session, signOut } from './api.js';
 import { parseRoute, type Route } from './model.js';
+import { applyTheme, theme, toggleTheme } from './theme.js';
 import type { StatusInfo } from './types.js';
 import { ConfirmDialog, Toasts, usePoll, useRefetchOn } from './ui.js';
 import { Agent } from './views/agent.js';
@@ -25,35 +26,7 @@ addEventListener('hashchange', () => {
   document.getElementById('main')?.focus({ preventScroll: true });
 });
 
-// Theme: the system's unless the person chose one (kept in localStorage).
-type Theme = 'light' | 'dark' | 'system';
-const THEME_KEY = 'warren.theme';
-const storedTheme = (): Theme => {
-  try {
-    const t = localStorage.getItem(THEME_KEY);
-    return t === 'light' || t === 'dark' ? t : 'system';
-  } catch {
-    return 'system';
-  }
-};
-const theme = signal<Theme>(storedTheme());
-function applyTheme(t: Theme): void {
-  if (t === 'system') delete document.documentElement.dataset.theme;
-  else document.documentElement.dataset.theme = t;
-  try {
-    if (t === 'system') localStorage.removeItem(THEME_KEY);
-    else localStorage.setItem(THEME_KEY, t);
-  } catch {
-    // Storage may be disabled; the choice then lasts for the page.
-  }
-}
 applyTheme(theme.value);
-const systemDark = (): boolean => matchMedia('(prefers-color-scheme: dark)').matches;
-function toggleTheme(): void {
-  const dark = theme.value === 'dark' || (theme.value === 'system' && systemDark());
-  theme.value = dark ? 'light' : 'dark';
-  applyTheme(theme.value);
-}
 
 /** A view from a module loaded on first use (a separate chunk of the bundle). */
 function lazy(load: () => Promise<() => VNode>): () => VNode {

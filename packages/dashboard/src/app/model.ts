@@ -125,6 +125,22 @@ export function groupCards(board: Pick<BoardView, 'columns' | 'cards'>): ColumnM
 }
 
 /**
+ * The cards that moved (another column or another state) between two fetches of the board, and
+ * the positions to compare the next fetch with. On the first fetch (`previous` undefined) none
+ * moved; a card that is new on a later fetch counts as moved.
+ */
+export function movedCards(previous: ReadonlyMap<string, string> | undefined, cards: readonly Card[]): { moved: Set<string>; positions: Map<string, string> } {
+  const positions = new Map<string, string>();
+  const moved = new Set<string>();
+  for (const card of cards) {
+    const position = `${card.column}\u0000${card.state ?? ''}`;
+    positions.set(card.id, position);
+    if (previous !== undefined && previous.get(card.id) !== position) moved.add(card.id);
+  }
+  return { moved, positions };
+}
+
+/**
  * Whether an event of this kind may change the board: `task.*` and `board.*` do.
  * `policy.decide` never does (every API request makes one; refetching on it would loop).
  */

@@ -10,6 +10,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { query } from '../api.js';
 import { formatDuration, formatPercent } from '../model.js';
+import { theme } from '../theme.js';
 import type { AnalyticsView } from '../types.js';
 import { ErrorLine, usePoll, useRefetchOn } from '../ui.js';
 
@@ -100,6 +101,7 @@ function Kpi({ label, value, tone }: { label: string; value: string; tone?: stri
 /** A uPlot chart of the series: finished/succeeded/failed/retried per bucket, or p50/p95 wait and run time. */
 function Chart({ series, kind, testid }: { series: AnalyticsView['series']; kind: 'throughput' | 'latency'; testid: string }): VNode {
   const box = useRef<HTMLDivElement>(null);
+  const currentTheme = theme.value;
   useEffect(() => {
     const el = box.current;
     if (el === null) return undefined;
@@ -136,6 +138,6 @@ function Chart({ series, kind, testid }: { series: AnalyticsView['series']; kind
       resize.disconnect();
       chart.destroy();
     };
-  }, [series, kind]);
+  }, [series, kind, currentTheme]);
   return html`<div class="chart" ref=${box} data-testid=${testid}>${series.length === 0 && html`<p class="muted">No finished executions in this range.</p>`}</div>`;
 }

@@ -6,9 +6,9 @@
  */
 import { html } from 'htm/preact';
 import type { VNode } from 'preact';
-import { useMemo, useState } from 'preact/hooks';
+import { useMemo, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api.js';
-import { changesBoard, groupCards } from '../model.js';
+import { changesBoard, groupCards, movedCards } from '../model.js';
 import type { BoardView, Card } from '../types.js';
 import { ErrorLine, Pill, toast, usePoll, useRefetchOn } from '../ui.js';
 
@@ -18,6 +18,16 @@ export function Board(): VNode {
   useRefetchOn(changesBoard, board.reload);
   const [creating, setCreating] = useState(false);
   const columns = useMemo(() => (board.data === undefined ? [] : groupCards(board.data)), [board.data]);
+  // Cards whose column or state changed since the last fetch are highlighted for a moment.
+  const previous = useRef<ReadonlyMap<string, string> | undefined>(undefined);
+  const seen = useRef<unknown>(undefined);
+  const moved = useRef<ReadonlySet<string>>(new Set());
+  if (board.data !== undefined && seen.current !== board.data) {
+    seen.current = board.data;
+    const result = movedCards(previous.current, board.data.cards);
+    previous.current = result.positions;
+    moved.current = result.moved;
+  }
   return html`<section data-testid="board-view">
     <header class="view-head">
       <h1>Board ${board.data !== undefined && html`<span class="muted small">${board.data.format}</span>`}</h1>
@@ -39,15 +49,15 @@ export function Board(): VNode {
                 <h2>${c.name}</h2>
                 <span class=${c.over ? 'wip over' : 'wip'} title=${c.over ? 'over its WIP limit' : 'cards / WIP limit'}>${c.count}${c.wip !== null ? ` / ${c.wip}` : ''}</span>
               </header>
-              <div class="cards">${c.cards.map((card) => html`<${CardView} key=${card.id} card=${card} />`)}</div>
+              <div class="cards">${c.cards.map((card) => html`<${CardView} key=${card.id} card=${card} moved=${moved.current.has(card.id)} />`)}</div>
             </section>`,
           )}
         </div>`}
   </section>`;
 }
 
-function CardView({ card }: { card: Card }): VNode {
-  return html`<a class="task-card" href=${`#/tasks/${encodeURIComponent(card.id)}`} data-testid="card" data-card=${card.id} data-state=${card.state ?? ''}>
+function CardView({ card, moved }: { card: Card; moved: boolean }): VNode {
+  return html`<a class=${moved ? 'task-card moved' : 'task-card'} href=${`#/tasks/${encodeURIComponent(card.id)}`} data-testid="card" data-card=${card.id} data-state=${card.state ?? ''}>
     <div class="row between"><span class="mono muted small">${card.id}</span>${card.state !== null && html`<${Pill} value=${card.state} />`}</div>
     <div class="task-title">${card.title}</div>
     <div class="row gap-s wrap small">
