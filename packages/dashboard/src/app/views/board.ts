@@ -12,6 +12,9 @@ import { changesBoard, groupCards, movedCards } from '../model.js';
 import type { BoardView, Card } from '../types.js';
 import { ErrorLine, Pill, toast, usePoll, useRefetchOn } from '../ui.js';
 
+/** Cards drawn per column; a column of thousands says how many more it holds. */
+const CARDS_SHOWN = 200;
+
 /** The board view. */
 export function Board(): VNode {
   const board = usePoll<BoardView>('/api/v1/board', 15_000);
@@ -49,7 +52,8 @@ export function Board(): VNode {
                 <h2>${c.name}</h2>
                 <span class=${c.over ? 'wip over' : 'wip'} title=${c.over ? 'over its WIP limit' : 'cards / WIP limit'}>${c.count}${c.wip !== null ? ` / ${c.wip}` : ''}</span>
               </header>
-              <div class="cards">${c.cards.map((card) => html`<${CardView} key=${card.id} card=${card} moved=${moved.current.has(card.id)} />`)}</div>
+              <div class="cards">${c.cards.slice(0, CARDS_SHOWN).map((card) => html`<${CardView} key=${card.id} card=${card} moved=${moved.current.has(card.id)} />`)}</div>
+              ${c.cards.length > CARDS_SHOWN && html`<p class="muted small more">${c.cards.length - CARDS_SHOWN} more cards in this column</p>`}
             </section>`,
           )}
         </div>`}

@@ -14,6 +14,8 @@ import { ActionButton, ErrorLine, Pill, Spark, formatTime, usePoll, useRefetchOn
 /** Usage samples outlive the view, so going back to the fleet keeps the lines. */
 const history = new Map<string, AgentUsage>();
 const POLL_MS = 3000;
+/** Agent cards drawn at first; more on request (a fleet may have thousands). */
+const PAGE = 120;
 
 /** How an agent's process last ended, in a few words. */
 export function describeExit(exit: LastExit | null): string {
@@ -24,9 +26,12 @@ export function describeExit(exit: LastExit | null): string {
 
 /** The fleet view. */
 export function Fleet(): VNode {
-  const agents = usePoll<{ agents: AgentItem[] }>('/api/v1/agents', POLL_MS);
+  // A large fleet is polled less often (each answer lists every agent).
+  const [pollMs, setPollMs] = useState(POLL_MS);
+  const agents = usePoll<{ agents: AgentItem[] }>('/api/v1/agents', pollMs);
   const templates = usePoll<{ templates: TemplateItem[] }>('/api/v1/templates', 15_000);
   const [filter, setFilter] = useState<AgentFilter>({ template: '', state: '', capability: '' });
+  const [limit, setLimit] = useState(PAGE);
   const lastData = useRef<unknown>(undefined);
   const list = agents.data?.agents;
   if (list !== undefined && lastData.current !== agents.data) {
@@ -34,6 +39,8 @@ export function Fleet(): VNode {
     recordUsage(history, list, Date.now());
   }
   useRefetchOn((kind) => kind.startsWith('agent.') || kind.startsWith('command.agent.'), agents.reload);
+  const wantedPollMs = (list?.length ?? 0) > 1000 ? 5 * POLL_MS : POLL_MS;
+  if (wantedPollMs !== pollMs) setPollMs(wantedPollMs);
   const facets = useMemo(() => agentFacets(list ?? []), [list]);
   const shown = useMemo(() => filterAgents(list ?? [], filter), [list, filter]);
   const select = (key: keyof AgentFilter, values: string[], label: string): VNode => html`<label class="field">
@@ -45,7 +52,7 @@ export function Fleet(): VNode {
   </label>`;
   return html`<section data-testid="fleet-view">
     <header class="view-head">
-      <h1>Fleet</h1>
+      <h1>Fleet ${list !== undefined && html`<span class="muted small">${shown.length} of ${list.length}</span>`}</h1>
       <div class="filters">
         ${select('template', facets.templates, 'Template')} ${select('state', facets.states, 'State')}
         ${select('capability', facets.capabilities, 'Capability')}
@@ -68,7 +75,9 @@ export function Fleet(): VNode {
       ? html`<p class="muted">Loading agents…</p>`
       : shown.length === 0
         ? html`<p class="empty" data-testid="fleet-empty">${list.length === 0 ? 'No agents yet. Start one from a template, or let Warren start them for ready tasks.' : 'No agent matches these filters.'}</p>`
-        : html`<div class="agent-grid">${shown.map((a) => html`<${AgentCard} key=${a.name} agent=${a} />`)}</div>`}
+        : html`<div class="agent-grid">${shown.slice(0, limit).map((a) => html`<${AgentCard} key=${a.name} agent=${a} />`)}</div>
+            ${shown.length > limit &&
+            html`<p class="more"><button class="btn" type="button" data-testid="fleet-more" onClick=${() => setLimit(limit + PAGE)}>Show more (${shown.length - limit} not shown)</button></p>`}`}
   </section>`;
 }
 
