@@ -59,10 +59,21 @@ describe('groupCards', () => {
       cards: [card('A', 'Doing'), card('B', 'Doing'), card('C', 'Archive')],
     });
     expect(columns).toEqual([
-      expect.objectContaining({ name: 'Doing', wip: 1, count: 2, over: true }),
-      expect.objectContaining({ name: 'Archive', wip: null, count: 1, over: false }),
+      expect.objectContaining({ key: 'Doing', name: 'Doing', wip: 1, count: 2, over: true }),
+      expect.objectContaining({ key: 'Archive', name: 'Archive', wip: null, count: 1, over: false }),
     ]);
     expect(columns[1]?.cards.map((c) => c.id)).toEqual(['C']);
+  });
+
+  it('matches cards to columns by id when the board gives ids, and shows the names', () => {
+    const columns = groupCards({
+      columns: [{ id: 'in_progress', name: 'In progress', wip: 4, count: 1, over: false }, { id: 'done', name: 'Done', wip: null, count: 1, over: false }],
+      cards: [card('A', 'in_progress'), card('B', 'done')],
+    });
+    expect(columns.map((c) => [c.key, c.name, c.cards.map((x) => x.id)])).toEqual([
+      ['in_progress', 'In progress', ['A']],
+      ['done', 'Done', ['B']],
+    ]);
   });
 });
 

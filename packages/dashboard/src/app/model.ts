@@ -70,6 +70,8 @@ export function routeHash(route: Route): string {
 
 /** A board column as drawn: the column's facts and its cards in display order. */
 export interface ColumnModel {
+  /** What cards name as their `column`: the column's id, else its name. */
+  readonly key: string;
   readonly name: string;
   readonly wip: number | null;
   readonly count: number;
@@ -78,7 +80,7 @@ export interface ColumnModel {
   readonly cards: readonly Card[];
 }
 
-const PRIORITY_RANK: Readonly<Record<string, number>> = { urgent: 0, high: 1, medium: 2, low: 3 };
+const PRIORITY_RANK: Readonly<Record<string, number>> = { urgent: 0, high: 1, medium: 2, normal: 2, low: 3 };
 
 /** Order of cards inside a column: priority (urgent first), then queue position, then id. */
 export function compareCards(a: Card, b: Card): number {
@@ -92,14 +94,15 @@ export function compareCards(a: Card, b: Card): number {
 }
 
 /**
- * Cards grouped into the board's columns, in the board's column order. A card whose column the
+ * Cards grouped into the board's columns, in the board's column order; a card belongs to the
+ * column whose id (or, without an id, whose name) its `column` names. A card whose column the
  * board does not list gets a column of its own after the listed ones (in order of first
  * appearance), so no card is ever hidden. `count` and `over` are computed from the cards when a
  * column is not listed; otherwise the server's figures are kept.
  */
 export function groupCards(board: Pick<BoardView, 'columns' | 'cards'>): ColumnModel[] {
   const byColumn = new Map<string, Card[]>();
-  for (const column of board.columns) byColumn.set(column.name, []);
+  for (const column of board.columns) byColumn.set(column.id ?? column.name, []);
   const extra: string[] = [];
   for (const card of board.cards) {
     let list = byColumn.get(card.column);
@@ -111,15 +114,16 @@ export function groupCards(board: Pick<BoardView, 'columns' | 'cards'>): ColumnM
     list.push(card);
   }
   const columns: ColumnModel[] = board.columns.map((c) => ({
+    key: c.id ?? c.name,
     name: c.name,
     wip: c.wip,
     count: c.count,
     over: c.over,
-    cards: (byColumn.get(c.name) ?? []).sort(compareCards),
+    cards: (byColumn.get(c.id ?? c.name) ?? []).sort(compareCards),
   }));
   for (const name of extra) {
     const cards = (byColumn.get(name) ?? []).sort(compareCards);
-    columns.push({ name, wip: null, count: cards.length, over: false, cards });
+    columns.push({ key: name, name, wip: null, count: cards.length, over: false, cards });
   }
   return columns;
 }

@@ -108,6 +108,7 @@ export interface TemplateItem {
 export interface Card {
   readonly id: string;
   readonly title: string;
+  /** The id of its column (or its name, for a column without an id). */
   readonly column: string;
   readonly priority: string | null;
   readonly capabilities: readonly string[];
@@ -122,6 +123,8 @@ export interface Card {
 
 /** A column of `GET /api/v1/board`. */
 export interface BoardColumn {
+  /** The column's id (a card's `column` names it); absent on boards whose columns are known by name only. */
+  readonly id?: string;
   readonly name: string;
   readonly wip: number | null;
   readonly count: number;

@@ -80,9 +80,11 @@ function LogTail({ name }: { name: string }): VNode {
         (r) => {
           if (stopped) return;
           setError(null);
-          if (next !== undefined && r.next < next) next = undefined; // the log was rotated or truncated: read the tail again
-          else next = r.next;
-          if (r.text !== '') setText((t) => (t + r.text).slice(-LOG_KEEP_BYTES));
+          // A log that shrank (a new run truncated it) is read again from its start by the server.
+          const restarted = next !== undefined && r.next < next;
+          next = r.next;
+          if (restarted) setText(r.text.slice(-LOG_KEEP_BYTES));
+          else if (r.text !== '') setText((t) => (t + r.text).slice(-LOG_KEEP_BYTES));
           // Catching up on a long log: the next chunk soon (the API allows 20 requests a second per session).
           timer = setTimeout(poll, r.next < r.size ? 250 : 2000);
         },

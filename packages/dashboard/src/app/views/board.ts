@@ -37,7 +37,7 @@ export function Board(): VNode {
       <button class="btn primary" type="button" data-testid="new-task" onClick=${() => setCreating(!creating)} aria-expanded=${creating}>New task</button>
     </header>
     <${ErrorLine} error=${board.error} />
-    ${creating && html`<${NewTask} columns=${columns.map((c) => c.name)} onDone=${() => { setCreating(false); board.reload(); }} />`}
+     ${creating && html`<${NewTask} columns=${columns.map((c) => ({ key: c.key, name: c.name }))} onDone=${() => { setCreating(false); board.reload(); }} />`}
     ${board.data !== undefined && board.data.held.length > 0 &&
     html`<div class="card held" data-testid="held-files">
       <strong>Held files</strong> <span class="muted">(not scheduled until they parse)</span>
@@ -47,7 +47,7 @@ export function Board(): VNode {
       ? html`<p class="muted">Loading the board…</p>`
       : html`<div class="board" data-testid="board">
           ${columns.map(
-            (c) => html`<section class=${c.over ? 'column over' : 'column'} key=${c.name} data-testid="board-column" data-column=${c.name} aria-label=${`column ${c.name}`}>
+            (c) => html`<section class=${c.over ? 'column over' : 'column'} key=${c.key} data-testid="board-column" data-column=${c.key} aria-label=${`column ${c.name}`}>
               <header class="column-head">
                 <h2>${c.name}</h2>
                 <span class=${c.over ? 'wip over' : 'wip'} title=${c.over ? 'over its WIP limit' : 'cards / WIP limit'}>${c.count}${c.wip !== null ? ` / ${c.wip}` : ''}</span>
@@ -75,7 +75,7 @@ function CardView({ card, moved }: { card: Card; moved: boolean }): VNode {
   </a>`;
 }
 
-function NewTask({ columns, onDone }: { columns: string[]; onDone: () => void }): VNode {
+function NewTask({ columns, onDone }: { columns: { key: string; name: string }[]; onDone: () => void }): VNode {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const submit = (e: Event): void => {
@@ -118,7 +118,7 @@ function NewTask({ columns, onDone }: { columns: string[]; onDone: () => void })
     <label class="field"><span>Priority</span><select name="priority"><option value="">default</option>
       ${['urgent', 'high', 'medium', 'low'].map((p) => html`<option value=${p}>${p}</option>`)}</select></label>
     <label class="field"><span>Column</span><select name="column"><option value="">default</option>
-      ${columns.map((c) => html`<option value=${c}>${c}</option>`)}</select></label>
+      ${columns.map((c) => html`<option value=${c.key}>${c.name}</option>`)}</select></label>
     ${error !== null && html`<p class="error span2" role="alert">${error}</p>`}
     <div class="row end span2"><button class="btn primary" type="submit" disabled=${busy} data-testid="new-task-submit">Create</button></div>
   </form>`;
