@@ -44,6 +44,7 @@ export interface AgentLive {
   /** CPU time used since the agent started, ms (cumulative). */
   readonly cpuMs: number | null;
   readonly memoryBytes: number | null;
+  /** The cgroup's memory limit; null or 0 when unlimited. */
   readonly memoryLimitBytes: number | null;
   readonly pids: number | null;
 }
@@ -53,14 +54,15 @@ export interface AgentItem {
   readonly name: string;
   readonly template: string;
   readonly uid: number;
-  readonly gid?: number;
-  readonly home?: string;
+  readonly gid?: number | null;
+  readonly home?: string | null;
   /** The agents row's state: `running`, `sleeping`, `stopped`, … */
   readonly state: string;
   readonly pid: number | null;
   readonly startedMs: number | null;
   readonly stoppedMs: number | null;
-  readonly lastExit: LastExit | null;
+  /** How its process last ended: the contract's object, or the same in words (`exit 0`, `killed by SIGKILL (watchdog)`). */
+  readonly lastExit: LastExit | string | null;
   readonly tasksDone: number;
   readonly capabilities: readonly string[];
   readonly wip: number;
@@ -98,10 +100,18 @@ export interface TemplateItem {
   readonly name: string;
   readonly capabilities: readonly string[];
   readonly wip: number;
-  readonly minInstances: number;
+  readonly minInstances?: number;
   readonly maxInstances: number;
+  readonly warm?: number;
   readonly instances: number;
-  readonly errors: readonly string[];
+  /** Why its file does not load (when the server reports errors per template). */
+  readonly errors?: readonly string[];
+}
+
+/** `GET /api/v1/templates`: the templates, and the files that could not be loaded (`path:line: why`) when reported apart. */
+export interface TemplatesView {
+  readonly templates: readonly TemplateItem[];
+  readonly errors?: readonly string[];
 }
 
 /** A card of `GET /api/v1/board`. */
@@ -245,7 +255,7 @@ export interface AnalyticsView {
   readonly rates: { readonly success: number; readonly failure: number; readonly retry: number };
   readonly utilisation: readonly { readonly template: string; readonly agent?: string; readonly busyMs: number; readonly spanMs: number; readonly ratio: number }[];
   readonly capabilities: readonly { readonly capability: string; readonly tasks: number }[];
-  readonly incidents: { readonly crashRecoveries: number; readonly watchdogKills: number; readonly retries: number; readonly spawnFailures: number };
+  readonly incidents: { readonly crashRecoveries: number; readonly watchdogKills: number; readonly retries: number; readonly spawnFailures: number; readonly unresponsive?: number; readonly requeues?: number };
 }
 
 /** `GET /api/v1/commands/:id`. */

@@ -41,7 +41,7 @@ export function Agent({ name }: { name: string }): VNode {
         <dt>pid</dt><dd class="mono">${a.pid ?? '–'}</dd>
         <dt>Started</dt><dd>${formatTime(a.startedMs)}</dd>
         <dt>Load</dt><dd>${a.live?.load ?? 0} / ${a.wip}</dd>
-        <dt>Memory</dt><dd>${formatBytes(a.live?.memoryBytes)} of ${formatBytes(a.live?.memoryLimitBytes)}</dd>
+        <dt>Memory</dt><dd>${formatBytes(a.live?.memoryBytes)}${a.live?.memoryLimitBytes ? ` of ${formatBytes(a.live.memoryLimitBytes)}` : ''}</dd>
         <dt>CPU time</dt><dd>${formatDuration(a.live?.cpuMs)}</dd>
         <dt>Processes</dt><dd>${a.live?.pids ?? '–'}</dd>
         <dt>Last exit</dt><dd>${describeExit(a.lastExit)}</dd>

@@ -74,6 +74,8 @@ export function Analytics(): VNode {
               <dt>Watchdog kills</dt><dd>${a.incidents.watchdogKills}</dd>
               <dt>Retries</dt><dd>${a.incidents.retries}</dd>
               <dt>Spawn failures</dt><dd>${a.incidents.spawnFailures}</dd>
+              ${a.incidents.unresponsive !== undefined && html`<dt>Unresponsive agents</dt><dd>${a.incidents.unresponsive}</dd>`}
+              ${a.incidents.requeues !== undefined && html`<dt>Re-queued executions</dt><dd>${a.incidents.requeues}</dd>`}
             </dl>
           </div>
           <div class="card"><h2>Utilisation</h2>

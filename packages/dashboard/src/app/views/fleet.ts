@@ -8,7 +8,7 @@ import { html } from 'htm/preact';
 import type { VNode } from 'preact';
 import { useMemo, useRef, useState } from 'preact/hooks';
 import { agentFacets, filterAgents, formatBytes, formatDuration, formatPercent, recordUsage, type AgentFilter, type AgentUsage } from '../model.js';
-import type { AgentItem, LastExit, TemplateItem } from '../types.js';
+import type { AgentItem, LastExit, TemplatesView } from '../types.js';
 import { ActionButton, ErrorLine, Pill, Spark, formatTime, usePoll, useRefetchOn } from '../ui.js';
 
 /** Usage samples outlive the view, so going back to the fleet keeps the lines. */
@@ -18,8 +18,9 @@ const POLL_MS = 3000;
 const PAGE = 120;
 
 /** How an agent's process last ended, in a few words. */
-export function describeExit(exit: LastExit | null): string {
-  if (exit === null) return '–';
+export function describeExit(exit: LastExit | string | null): string {
+  if (exit === null || exit === '') return '–';
+  if (typeof exit === 'string') return exit;
   const how = exit.signal !== null ? `signal ${exit.signal}` : exit.code !== null ? `exit ${exit.code}` : 'ended';
   return exit.reason !== null && exit.reason !== '' ? `${how} (${exit.reason})` : how;
 }
@@ -29,7 +30,7 @@ export function Fleet(): VNode {
   // A large fleet is polled less often (each answer lists every agent).
   const [pollMs, setPollMs] = useState(POLL_MS);
   const agents = usePoll<{ agents: AgentItem[] }>('/api/v1/agents', pollMs);
-  const templates = usePoll<{ templates: TemplateItem[] }>('/api/v1/templates', 15_000);
+  const templates = usePoll<TemplatesView>('/api/v1/templates', 15_000);
   const [filter, setFilter] = useState<AgentFilter>({ template: '', state: '', capability: '' });
   const [limit, setLimit] = useState(PAGE);
   const lastData = useRef<unknown>(undefined);
@@ -64,13 +65,16 @@ export function Fleet(): VNode {
       ${templates.data.templates.map(
         (t) => html`<div class="template-chip" key=${t.name}>
           <strong>${t.name}</strong>
-          <span class="muted">${t.instances} running · ${t.minInstances}–${t.maxInstances} · WIP ${t.wip}</span>
-          ${t.errors.length > 0 && html`<span class="error small" title=${t.errors.join('\n')}>${t.errors.length} error(s)</span>`}
+          <span class="muted">${t.instances} running · ${t.minInstances ?? 0}–${t.maxInstances} · WIP ${t.wip}</span>
+          ${(t.errors?.length ?? 0) > 0 && html`<span class="error small" title=${t.errors?.join('\n')}>${t.errors?.length} error(s)</span>`}
           <${ActionButton} testid=${`template-start-${t.name}`} verb="Start" label="Start one" title=${`Start an agent of template ${t.name}?`}
             method="POST" path=${`/api/v1/agents/${encodeURIComponent(t.name)}/start`} onSettled=${agents.reload} />
         </div>`,
       )}
     </div>`}
+    ${(templates.data?.errors?.length ?? 0) > 0 &&
+    html`<div class="card held" data-testid="template-errors"><strong>Template files not loaded</strong>
+      <ul>${templates.data?.errors?.map((e) => html`<li><code>${e}</code></li>`)}</ul></div>`}
     ${list === undefined
       ? html`<p class="muted">Loading agents…</p>`
       : shown.length === 0
@@ -100,12 +104,12 @@ function AgentCard({ agent }: { agent: AgentItem }): VNode {
         <span style=${{ width: `${agent.wip > 0 ? Math.min(100, (load / agent.wip) * 100) : 0}%` }}></span></span> ${load}/${agent.wip}</dd>
       <dt>Uptime</dt><dd>${live?.uptimeMs != null ? formatDuration(live.uptimeMs) : agent.startedMs !== null && agent.state === 'running' ? formatDuration(Date.now() - agent.startedMs) : '–'}</dd>
       <dt>Done</dt><dd>${agent.tasksDone}</dd>
-      <dt>Last exit</dt><dd title=${agent.lastExit?.atMs != null ? formatTime(agent.lastExit.atMs) : ''}>${describeExit(agent.lastExit)}</dd>
+      <dt>Last exit</dt><dd title=${typeof agent.lastExit === 'object' && agent.lastExit?.atMs != null ? formatTime(agent.lastExit.atMs) : ''}>${describeExit(agent.lastExit)}</dd>
     </dl>
     <div class="caps">${agent.capabilities.map((c) => html`<span class="tag">${c}</span>`)}</div>
     <div class="usage">
       <div><span class="muted">CPU</span> <strong>${formatPercent(lastCpu)}</strong><${Spark} values=${cpu} max=${Math.max(1, ...cpu)} label=${`CPU of ${agent.name}`} /></div>
-      <div><span class="muted">Memory</span> <strong>${formatBytes(live?.memoryBytes)}</strong><${Spark} values=${memory} max=${live?.memoryLimitBytes ?? undefined} label=${`memory of ${agent.name}`} /></div>
+      <div><span class="muted">Memory</span> <strong>${formatBytes(live?.memoryBytes)}</strong><${Spark} values=${memory} max=${live?.memoryLimitBytes || undefined} label=${`memory of ${agent.name}`} /></div>
     </div>
   </article>`;
 }

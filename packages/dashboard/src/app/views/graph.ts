@@ -77,6 +77,6 @@ export function Graph(): VNode {
           </svg></div>`}
     ${data.data !== undefined && data.data.messages.length > 0 &&
     html`<h2>Latest messages</h2><div class="table-wrap"><table class="table"><thead><tr><th>Time</th><th>From</th><th>To</th><th>Allowed</th></tr></thead>
-      <tbody>${data.data.messages.slice(-50).reverse().map((m) => html`<tr key=${m.seq}><td>${formatTime(m.timeMs)}</td><td>${m.from}</td><td>${m.to}</td><td>${m.allowed ? 'yes' : html`<span class="error">denied</span>`}</td></tr>`)}</tbody></table></div>`}
+      <tbody>${[...data.data.messages].sort((x, y) => y.seq - x.seq).slice(0, 50).map((m) => html`<tr key=${m.seq}><td>${formatTime(m.timeMs)}</td><td>${m.from}</td><td>${m.to}</td><td>${m.allowed ? 'yes' : html`<span class="error">denied</span>`}</td></tr>`)}</tbody></table></div>`}
   </section>`;
 }
