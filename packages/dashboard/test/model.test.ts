@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   SampleBuffer,
   agentFacets,
+  describeExit,
   changesBoard,
   filterAgents,
   formatBytes,
@@ -218,6 +219,15 @@ describe('fleet filters', () => {
     expect(filterAgents(agents, { template: '', state: 'busy', capability: '' }).map((a) => a.name)).toEqual(['shell-2']);
     expect(filterAgents(agents, { template: '', state: '', capability: 'python' }).map((a) => a.name)).toEqual(['py-1']);
     expect(filterAgents(agents, { template: 'python', state: 'running', capability: '' })).toEqual([]);
+  });
+});
+
+describe('describeExit', () => {
+  it('says how an agent last ended', () => {
+    expect(describeExit(null)).toBe('–');
+    expect(describeExit('killed by SIGKILL (watchdog)')).toBe('killed by SIGKILL (watchdog)');
+    expect(describeExit({ code: 1, signal: null, reason: 'unexpected', atMs: 1 })).toBe('exit 1 (unexpected)');
+    expect(describeExit({ code: null, signal: 'SIGKILL', reason: null, atMs: 1 })).toBe('signal SIGKILL');
   });
 });
 

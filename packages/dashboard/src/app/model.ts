@@ -3,7 +3,7 @@
  * The dashboard's view models: pure functions from API shapes to what the views draw (no DOM, no
  * fetch), so each is tested on its own.
  */
-import type { AgentItem, BoardView, Card, ExecutionView, MessageEdge } from './types.js';
+import type { AgentItem, BoardView, Card, ExecutionView, LastExit, MessageEdge } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -280,6 +280,17 @@ export function agentFacets(agents: readonly AgentItem[]): { templates: string[]
   }
   const sorted = (s: Set<string>): string[] => [...s].sort();
   return { templates: sorted(templates), states: sorted(states), capabilities: sorted(capabilities) };
+}
+
+/**
+ * How an agent's process last ended, in a few words: `signal SIGKILL (watchdog)`, `exit 1`; a
+ * server that already gives words is shown as is; `–` when it never ended.
+ */
+export function describeExit(exit: LastExit | string | null): string {
+  if (exit === null || exit === '') return '–';
+  if (typeof exit === 'string') return exit;
+  const how = exit.signal !== null ? `signal ${exit.signal}` : exit.code !== null ? `exit ${exit.code}` : 'ended';
+  return exit.reason !== null && exit.reason !== '' ? `${how} (${exit.reason})` : how;
 }
 
 /** A fixed-size window of the latest samples (a ring buffer): the oldest drops when full. */

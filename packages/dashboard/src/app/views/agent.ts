@@ -4,10 +4,9 @@ import { html } from 'htm/preact';
 import type { VNode } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, query, seg } from '../api.js';
-import { formatBytes, formatDuration } from '../model.js';
+import { describeExit, formatBytes, formatDuration } from '../model.js';
 import type { AgentDetail } from '../types.js';
 import { ActionButton, ErrorLine, Pill, formatTime, usePoll, useRefetchOn } from '../ui.js';
-import { describeExit } from './fleet.js';
 
 /** Bytes of log kept on the page; older text is dropped from the top. */
 const LOG_KEEP_BYTES = 256 * 1024;

@@ -7,8 +7,8 @@
 import { html } from 'htm/preact';
 import type { VNode } from 'preact';
 import { useMemo, useRef, useState } from 'preact/hooks';
-import { agentFacets, filterAgents, formatBytes, formatDuration, formatPercent, recordUsage, type AgentFilter, type AgentUsage } from '../model.js';
-import type { AgentItem, LastExit, TemplatesView } from '../types.js';
+import { agentFacets, describeExit, filterAgents, formatBytes, formatDuration, formatPercent, recordUsage, type AgentFilter, type AgentUsage } from '../model.js';
+import type { AgentItem, TemplatesView } from '../types.js';
 import { ActionButton, ErrorLine, Pill, Spark, formatTime, usePoll, useRefetchOn } from '../ui.js';
 
 /** Usage samples outlive the view, so going back to the fleet keeps the lines. */
@@ -16,14 +16,6 @@ const history = new Map<string, AgentUsage>();
 const POLL_MS = 3000;
 /** Agent cards drawn at first; more on request (a fleet may have thousands). */
 const PAGE = 120;
-
-/** How an agent's process last ended, in a few words. */
-export function describeExit(exit: LastExit | string | null): string {
-  if (exit === null || exit === '') return '–';
-  if (typeof exit === 'string') return exit;
-  const how = exit.signal !== null ? `signal ${exit.signal}` : exit.code !== null ? `exit ${exit.code}` : 'ended';
-  return exit.reason !== null && exit.reason !== '' ? `${how} (${exit.reason})` : how;
-}
 
 /** The fleet view. */
 export function Fleet(): VNode {
