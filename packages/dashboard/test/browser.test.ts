@@ -115,12 +115,15 @@ describe('the dashboard in chromium', () => {
     await page.close();
   });
 
-  it('follows a dark system theme', async () => {
+  it('follows a dark system theme and fits a phone', async () => {
     const { page, errors } = await open('dark');
     await page.getByTestId('signin-view').waitFor({ state: 'visible', timeout: 30_000 });
     const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
     expect(background).toBe('rgb(15, 18, 22)');
-    await page.screenshot({ path: join(ARTIFACTS, 'signin-dark.png') });
+    // A phone's width: nothing sticks out sideways.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await expect(page.evaluate(() => document.documentElement.scrollWidth)).resolves.toBeLessThanOrEqual(390);
+    await page.screenshot({ path: join(ARTIFACTS, 'signin-dark-phone.png') });
     expect(errors).toEqual([]);
     await page.close();
   });
