@@ -16,5 +16,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     fileParallelism: false,
+    // `warren up` serves the HTTP API on 127.0.0.1:7070 by default; suites that run supervisors side
+    // by side turn it off, and the HTTP suites ask for a free port with `--http 127.0.0.1:0`.
+    env: { WARREN_HTTP: 'off' },
   },
 });

@@ -13,6 +13,10 @@ have prlimit || missing+=(util-linux)
 have mkfs.ext4 || missing+=(e2fsprogs)
 have mount || missing+=(mount)
 have perl || missing+=(perl-base)
+# The dashboard's browser tests drive Debian's Chromium (playwright-core downloads no browser), and
+# a test has Debian's Prometheus scrape /metrics.
+have chromium || missing+=(chromium)
+have prometheus || missing+=(prometheus)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -120,6 +120,10 @@ describe('warren run --until-idle on a copy of the demo board', () => {
     expect(rows.some((r) => r.action === 'task.held' && r.object.includes('broken.md'))).toBe(true);
     const verify = await warren(['audit', '--verify', ...paths()]);
     expect(verify.stdout).toMatch(/^ok: \d+ rows/);
+    // The supervisor signed a checkpoint of its last row as it closed: every row is covered.
+    const verdict = JSON.parse((await warren(['audit', 'verify', '--json', ...paths()])).stdout) as { ok: boolean; signed: boolean; rows: number; checkpoints: { lastSeq: number } };
+    expect(verdict).toMatchObject({ ok: true, signed: true });
+    expect(verdict.checkpoints.lastSeq).toBe(verdict.rows);
   });
 
   it('leaves no process running as an agent uid', async () => {

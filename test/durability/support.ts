@@ -520,8 +520,9 @@ export async function checkInvariants(layout: Layout): Promise<InvariantReport> 
     }
   }
   const verify = await warren(layout.args(['audit', '--verify', '--json']));
-  const verdict = JSON.parse(verify.stdout || '{}') as { ok?: boolean; reason?: string; firstBadSeq?: number };
+  const verdict = JSON.parse(verify.stdout || '{}') as { ok?: boolean; signed?: boolean; reason?: string; firstBadSeq?: number };
   if (verify.code !== 0 || verdict.ok !== true) violations.push(`audit --verify: ${verify.stdout.trim()} ${verify.stderr.slice(-500)}`);
+  if (verdict.signed !== true) violations.push(`audit --verify: the trail has no signed checkpoint: ${verify.stdout.trim()}`);
 
   const status = await json<{ openExecutions: number; supervisor: string }>(layout, ['status', '--json']);
   if (status.openExecutions !== 0) violations.push(`${status.openExecutions} executions are still open`);

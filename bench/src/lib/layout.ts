@@ -72,7 +72,7 @@ export function startWarren(repoRoot: string, args: readonly string[]): TrackedC
   const cli = join(repoRoot, 'services', 'supervisor', 'bin', 'warren.js');
   const child = spawnTracked(process.execPath, [cli, ...args], {
     cwd: repoRoot,
-    env: { ...process.env, WARREN_LOG_FORMAT: 'json' },
+    env: { ...process.env, WARREN_LOG_FORMAT: 'json', WARREN_HTTP: process.env.WARREN_HTTP ?? 'off' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];

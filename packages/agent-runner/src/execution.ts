@@ -4,7 +4,8 @@ import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import { OutputCapture, parseProgressLine, parseSendLine } from './output.js';
 import { closeWriteEnds, openTaskPipes } from './pipes.js';
-import { TaskOutcome, type ResultFrame, type TaskFrame } from './protocol.js';
+import { TaskOutcome, type ResultFrame, type RunSpanFrame, type TaskFrame } from './protocol.js';
+import { formatTraceparent, newSpanId, parseParentContext } from './trace-context.js';
 
 /**
  * How tasks are run (the `WARREN_RUNTIME` variable, JSON):
@@ -97,7 +98,10 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
  * Runs one execution of `task`: makes the workspace `<home>/work/<taskId>`, writes `task.json`
  * there (the task frame), starts the process in its own process group with cwd = workspace and
  * env + WARREN_TASK_ID, WARREN_TASK_ATTEMPT, WARREN_TASK_TITLE, WARREN_TASK_FILE, WARREN_WORKSPACE
- * and WARREN_TASK_COMMAND (if the task has one). stdout and stderr go to `output.log` there
+ * and WARREN_TASK_COMMAND (if the task has one); when the task came with a valid `traceparent`,
+ * also TRACEPARENT naming the run's own span (a child of the task's, id from `crypto.randomBytes`)
+ * and TRACESTATE (if the task has one), and the result carries that span (`span`) for the
+ * supervisor to export. stdout and stderr go to `output.log` there
  * (capped), and their last 2000 characters to the summary; they are kernel pipes, so `/dev/stdout`
  * and `/dev/stderr` can be opened. After `task.timeoutMs` the group gets
  * SIGTERM, then SIGKILL after the grace (outcome `timed_out`). When the process exits, whatever is
@@ -108,23 +112,44 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 export function startExecution(options: ExecutionOptions): Execution {
   const { task, runtime, home } = options;
   const startedMs = Date.now();
+  // The run's span: a child of the span that published the assignment; the task's process gets
+  // TRACEPARENT naming it, so a program in the agent can join the trace.
+  const parent = parseParentContext(task.traceparent);
+  const runSpanId = parent ? newSpanId() : undefined;
   const killGraceMs = options.killGraceMs ?? 2000;
   let child: ChildProcess | undefined;
   let stopReason: { outcome: TaskOutcome; text: string } | undefined;
   let killTimer: NodeJS.Timeout | undefined;
   let exited = false;
 
-  const finish = (outcome: TaskOutcome, summary: string, exitCode: number | null, signal: string | null, outputs: string[] = []): ResultFrame => ({
-    type: 'result',
-    taskId: task.taskId,
-    attempt: task.attempt,
-    outcome,
-    exitCode,
-    signal,
-    summary: summary.slice(0, MAX_SUMMARY_CHARS),
-    outputs,
-    durationMs: Date.now() - startedMs,
-  });
+  const finish = (outcome: TaskOutcome, summary: string, exitCode: number | null, signal: string | null, outputs: string[] = []): ResultFrame => {
+    const endedMs = Date.now();
+    const span: RunSpanFrame | undefined =
+      parent && runSpanId
+        ? {
+            name: 'agent.run',
+            traceId: parent.traceId,
+            spanId: runSpanId,
+            parentSpanId: parent.spanId,
+            startMs: startedMs,
+            endMs: endedMs,
+            status: outcome === TaskOutcome.succeeded ? 'ok' : 'error',
+            ...(outcome === TaskOutcome.succeeded ? {} : { message: (summary.split('\n')[0] ?? '').slice(0, 200) }),
+          }
+        : undefined;
+    return {
+      type: 'result',
+      taskId: task.taskId,
+      attempt: task.attempt,
+      outcome,
+      exitCode,
+      signal,
+      summary: summary.slice(0, MAX_SUMMARY_CHARS),
+      outputs,
+      durationMs: endedMs - startedMs,
+      ...(span ? { span } : {}),
+    };
+  };
 
   const terminate = (outcome: TaskOutcome, text: string, immediate: boolean): void => {
     if (exited || !child?.pid) return;
@@ -179,6 +204,13 @@ export function startExecution(options: ExecutionOptions): Execution {
       WARREN_WORKSPACE: workspace,
     });
     if (typeof task.command === 'string') env.WARREN_TASK_COMMAND = task.command;
+    // Only this execution's trace context: never one the runner itself inherited.
+    delete env.TRACEPARENT;
+    delete env.TRACESTATE;
+    if (parent && runSpanId) {
+      env.TRACEPARENT = formatTraceparent(parent.traceId, runSpanId, parent.flags);
+      if (typeof task.tracestate === 'string' && task.tracestate.trim() !== '') env.TRACESTATE = task.tracestate;
+    }
 
     const [program, ...args] = argv;
     // Kernel pipes, not Node's socket pairs, so that the task can open /dev/stdout and /dev/stderr.

@@ -26,7 +26,9 @@ export {
   decodeGatewayFrame,
   LineSplitter,
 } from './protocol.js';
-export type { TaskFrame, GatewayFrame, ResultFrame, AgentFrame } from './protocol.js';
+export type { TaskFrame, GatewayFrame, ResultFrame, AgentFrame, RunSpanFrame } from './protocol.js';
+export { parseParentContext, newSpanId, formatTraceparent } from './trace-context.js';
+export type { ParentContext } from './trace-context.js';
 export { runAgent } from './runner.js';
 export type { RunAgentOptions } from './runner.js';
 export { startExecution, isSafeTaskId, MAX_OUTPUTS, MAX_SUMMARY_CHARS } from './execution.js';

@@ -32,8 +32,13 @@ export interface TaskFrame {
   readonly fields: Readonly<Record<string, unknown>>;
   /** Wall-clock limit for this execution, in ms. */
   readonly timeoutMs: number;
-  /** W3C trace context of the assignment span, if tracing is on. */
+  /**
+   * W3C trace context of the span that published the assignment, when tracing is on: the runner's
+   * own span for the run becomes its child, and the task's process gets `TRACEPARENT` naming that span.
+   */
   readonly traceparent?: string;
+  /** W3C `tracestate` that came with `traceparent`; the task's process gets it as `TRACESTATE`. */
+  readonly tracestate?: string;
 }
 
 /** Frames the gateway sends to the agent. */
@@ -66,6 +71,27 @@ export const TaskOutcome = {
 } as const;
 export type TaskOutcome = (typeof TaskOutcome)[keyof typeof TaskOutcome];
 
+/**
+ * The runner's span of one execution (see `TaskFrame.traceparent`), reported with its result: the
+ * runner cannot export spans, so the supervisor exports it as part of the execution's trace.
+ */
+export interface RunSpanFrame {
+  readonly name: string;
+  /** The trace id of the task's `traceparent`. */
+  readonly traceId: string;
+  /** 16 lowercase hex digits, made by the runner; the task's `TRACEPARENT` names it. */
+  readonly spanId: string;
+  /** The span id of the task's `traceparent`. */
+  readonly parentSpanId: string;
+  /** When the execution started and ended, in ms since the Unix epoch. */
+  readonly startMs: number;
+  readonly endMs: number;
+  /** `error` unless the outcome is `succeeded`. */
+  readonly status: 'ok' | 'error';
+  /** The first line of the summary, for an `error` status. */
+  readonly message?: string;
+}
+
 /** The result of one execution. */
 export interface ResultFrame {
   readonly type: 'result';
@@ -80,6 +106,8 @@ export interface ResultFrame {
   /** Files the execution wrote, relative to the agent's home. */
   readonly outputs: readonly string[];
   readonly durationMs: number;
+  /** The runner's span of the run, when the task came with a valid `traceparent`. */
+  readonly span?: RunSpanFrame;
 }
 
 /** Frames the agent sends to the gateway. */

@@ -17,3 +17,33 @@ export class AuditError extends WarrenError {
     this.seq = options.seq;
   }
 }
+
+/**
+ * The audit signing key cannot be used: the file is missing while checkpoints signed by it exist,
+ * it is readable or writable by group or others, owned by another user, not an Ed25519 key, or
+ * cannot be read or created (`path` names it; the cause is the system error). Code `WARREN_AUDIT_KEY`.
+ */
+export class AuditKeyError extends WarrenError {
+  /** The key file at fault. */
+  readonly path: string;
+
+  constructor(path: string, message: string, options: ErrorOptions = {}) {
+    super('WARREN_AUDIT_KEY', message, options);
+    this.path = path;
+  }
+}
+
+/**
+ * The newest part of the audit trail does not match its signed checkpoints or head file, found when
+ * a signer opens: rows or checkpoints were removed or rewritten (`firstBadSeq` names the first row
+ * that cannot be vouched for, when one can be named). Run `warren audit verify` for the whole trail.
+ * Code `WARREN_AUDIT_TAMPERED`.
+ */
+export class AuditTamperError extends WarrenError {
+  readonly firstBadSeq: number | undefined;
+
+  constructor(message: string, options: ErrorOptions & { firstBadSeq?: number } = {}) {
+    super('WARREN_AUDIT_TAMPERED', message, options);
+    this.firstBadSeq = options.firstBadSeq;
+  }
+}

@@ -84,7 +84,8 @@ export interface AuditTrail {
   query(filter?: AuditFilter): AuditRecord[];
   /**
    * Re-computes every hash and link from the first row and stops at the first bad row. Reads the
-   * whole table in one pass: a few seconds per million rows.
+   * whole table in one pass: a few seconds per million rows. The chain only: `verifyAuditTrail`
+   * also checks the signed checkpoints, which find a recomputed chain and a cut tail.
    */
   verify(): AuditVerification;
   /** The seq of the newest row, 0 for an empty trail. */
@@ -133,6 +134,25 @@ const MIGRATIONS = [
       DROP INDEX IF EXISTS audit_time;
     `,
   },
+  {
+    // Signed checkpoints (see checkpoint.ts): rows of the trail's own kind, append-only as well.
+    version: 3,
+    sql: `
+      CREATE TABLE audit_checkpoints (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL
+      ) STRICT;
+      CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only: UPDATE refused'); END;
+      CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only: DELETE refused'); END;
+    `,
+  },
 ];
 
 /** The columns of `audit`, in the order the statements below bind and read them. */
@@ -154,7 +174,30 @@ interface AuditRow {
 }
 
 /** A row read in raw mode, columns in {@link COLUMNS} order. */
-type RawAuditRow = [number, number, string, string, string, string | null, string | null, string, string];
+export type RawAuditRow = [number, number, string, string, string, string | null, string | null, string, string];
+
+/** The statement text that reads every row in raw {@link RawAuditRow} form, by seq. */
+export const SELECT_RAW_ROWS = `SELECT ${COLUMNS} FROM audit ORDER BY seq`;
+
+/**
+ * Why `row` breaks the chain, or undefined when it holds: it must be row number `expectedSeq`
+ * (seqs are consecutive from 1), link to `prevHash` (the hash of the row before it, 64 zeros for
+ * the first) and hash to its stored `hash`.
+ */
+export function chainBreak(row: RawAuditRow, expectedSeq: number, prevHash: string): string | undefined {
+  const seq = row[0];
+  const decision = row[5];
+  const storedPrevHash = row[7];
+  const storedHash = row[8];
+  if (seq !== expectedSeq) return `seq ${seq} follows seq ${expectedSeq - 1}: rows are missing`;
+  if (storedPrevHash !== prevHash) return `seq ${seq}: prev_hash ${storedPrevHash} is not the hash of the row before (${prevHash})`;
+  if (decision !== null && decision !== 'allow' && decision !== 'deny') {
+    return `seq ${seq}: decision ${JSON.stringify(decision)} is not allow, deny or null`;
+  }
+  const hash = hashRow(seq, row[1], row[2], row[3], row[4], decision, row[6], storedPrevHash);
+  if (hash !== storedHash) return `seq ${seq}: stored hash ${storedHash} does not match the row's contents (${hash})`;
+  return undefined;
+}
 
 const DEFAULT_LIMIT = 1000;
 
@@ -239,28 +282,14 @@ export function openAudit(db: SqliteDatabase, options: OpenAuditOptions = {}): A
         .map(toRecord);
     },
     verify() {
-      const all = db.prepare<[], RawAuditRow>(`SELECT ${COLUMNS} FROM audit ORDER BY seq`).raw(true);
+      const all = db.prepare<[], RawAuditRow>(SELECT_RAW_ROWS).raw(true);
       let rows = 0;
       let prevHash = GENESIS_HASH;
       for (const row of all.iterate()) {
         rows += 1;
-        const seq = row[0];
-        const decision = row[5];
-        const storedPrevHash = row[7];
-        const storedHash = row[8];
-        let reason: string | undefined;
-        if (seq !== rows) {
-          reason = `seq ${seq} follows seq ${rows - 1}: rows are missing`;
-        } else if (storedPrevHash !== prevHash) {
-          reason = `seq ${seq}: prev_hash ${storedPrevHash} is not the hash of the row before (${prevHash})`;
-        } else if (decision !== null && decision !== 'allow' && decision !== 'deny') {
-          reason = `seq ${seq}: decision ${JSON.stringify(decision)} is not allow, deny or null`;
-        } else {
-          const hash = hashRow(seq, row[1], row[2], row[3], row[4], decision, row[6], storedPrevHash);
-          if (hash !== storedHash) reason = `seq ${seq}: stored hash ${storedHash} does not match the row's contents (${hash})`;
-        }
-        if (reason !== undefined) return { ok: false, rows, firstBadSeq: seq, reason };
-        prevHash = storedHash;
+        const reason = chainBreak(row, rows, prevHash);
+        if (reason !== undefined) return { ok: false, rows, firstBadSeq: row[0], reason };
+        prevHash = row[8];
       }
       return { ok: true, rows };
     },

@@ -368,7 +368,7 @@ describe('databases written by earlier versions', () => {
     db = open(path);
     const audit = openAudit(db, { clock: steppingClock(1_800_000_000_000) });
     expect(auditIndexes(db)).toEqual(['audit_object']);
-    expect(db.prepare("SELECT version FROM schema_migrations WHERE component = 'audit'").get()).toEqual({ version: 2 });
+    expect(db.prepare("SELECT version FROM schema_migrations WHERE component = 'audit'").get()).toEqual({ version: 3 });
     expect(audit.verify()).toEqual({ ok: true, rows: 250 });
     expect(audit.lastSeq()).toBe(250);
 

@@ -24,6 +24,7 @@ import {
 } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { ConfigError, silentLogger, type Logger } from '@warren/core';
+import { isValidTracestate, parseTraceparent, TraceparentError, tryParseTraceparent } from '@warren/telemetry';
 import type { z } from 'zod';
 import { BrokerError, InvalidMessageError } from './errors.js';
 import { findPhantoms, findStranded, remakeConsumer } from './stranded.js';
@@ -45,6 +46,7 @@ import {
   FROM_HEADER,
   SIGNATURE_HEADER,
   TRACEPARENT_HEADER,
+  TRACESTATE_HEADER,
   assertAgentName,
   brokerNamespace,
   decodeTaskIdToken,
@@ -113,8 +115,13 @@ export interface ConsumeOptions {
 
 /** Options of the `publish…` methods. */
 export interface PublishOptions {
-  /** W3C trace context (`00-<32 hex>-<16 hex>-<2 hex>`), sent in the `traceparent` header. */
+  /**
+   * W3C trace context (`00-<32 hex>-<16 hex>-<2 hex>`), sent in the `traceparent` header; it must
+   * parse as W3C Trace Context Level 1 says (no version ff, no all-zero ids).
+   */
   traceparent?: string;
+  /** Vendor trace state sent in the `tracestate` header, beside `traceparent` (which it needs). */
+  tracestate?: string;
 }
 
 /** What JetStream answered to a publish. */
@@ -140,8 +147,10 @@ export interface Delivery<T> {
   readonly deliveryCount: number;
   /** The message headers (first value of each). */
   readonly headers: Readonly<Record<string, string>>;
-  /** The `traceparent` header, when the publisher gave one. */
+  /** The `traceparent` header, when the publisher gave a valid one (an invalid one is ignored, as the W3C spec asks). */
   readonly traceparent: string | undefined;
+  /** The `tracestate` header, when it came with a valid `traceparent` and is valid itself. */
+  readonly tracestate: string | undefined;
   /** Processed: remove it from the work queue. */
   ack(): void;
   /** Not processed: redeliver it after `delayMs` (default: at once). */
@@ -295,7 +304,6 @@ export interface StrandedRepair {
   readonly reason: string;
 }
 
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 const MAX_RESTART_DELAY_MS = 5_000;
 
 function isApiError(error: unknown, code: number): boolean {
@@ -333,6 +341,14 @@ function headerValue(record: Readonly<Record<string, string>>, name: string): st
   const lower = name.toLowerCase();
   for (const [key, value] of Object.entries(record)) if (key.toLowerCase() === lower) return value;
   return undefined;
+}
+
+/** The valid trace context headers of a message: `traceparent`, and `tracestate` only beside it (W3C trace context §3.3). */
+function traceHeaders(record: Readonly<Record<string, string>>): { traceparent: string | undefined; tracestate: string | undefined } {
+  const traceparent = headerValue(record, TRACEPARENT_HEADER);
+  if (tryParseTraceparent(traceparent) === undefined) return { traceparent: undefined, tracestate: undefined };
+  const tracestate = headerValue(record, TRACESTATE_HEADER);
+  return { traceparent, tracestate: tracestate !== undefined && isValidTracestate(tracestate) ? tracestate : undefined };
 }
 
 /** What a consume loop needs to know about its consumer. */
@@ -476,10 +492,18 @@ class NatsBroker implements Broker {
     const h = natsHeaders();
     for (const [key, value] of Object.entries(extra)) h.set(key, value);
     if (options?.traceparent !== undefined) {
-      if (!TRACEPARENT.test(options.traceparent)) {
-        throw new InvalidMessageError(subject, 'traceparent', 'must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)');
+      try {
+        parseTraceparent(options.traceparent);
+      } catch (error) {
+        if (!(error instanceof TraceparentError)) throw error;
+        throw new InvalidMessageError(subject, 'traceparent', `must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>); its ${error.field} is not`, { cause: error });
       }
       h.set(TRACEPARENT_HEADER, options.traceparent);
+    }
+    if (options?.tracestate !== undefined) {
+      if (options.traceparent === undefined) throw new InvalidMessageError(subject, 'tracestate', 'needs a traceparent beside it');
+      if (!isValidTracestate(options.tracestate)) throw new InvalidMessageError(subject, 'tracestate', 'must be a W3C tracestate (key=value list members)');
+      if (options.tracestate.trim() !== '') h.set(TRACESTATE_HEADER, options.tracestate);
     }
     return h;
   }
@@ -546,7 +570,7 @@ class NatsBroker implements Broker {
 
   private publishCore(subject: string, payload: unknown, options: PublishOptions | undefined): void {
     this.assertOpen('publish', subject);
-    const h = options?.traceparent === undefined ? undefined : this.buildHeaders({}, options, subject);
+    const h = options?.traceparent === undefined && options?.tracestate === undefined ? undefined : this.buildHeaders({}, options, subject);
     try {
       this.nc.publish(subject, JSON.stringify(payload), h ? { headers: h } : undefined);
     } catch (error) {
@@ -731,7 +755,7 @@ class NatsBroker implements Broker {
       seq: m.seq,
       deliveryCount: m.info.deliveryCount,
       headers: hdrs,
-      traceparent: headerValue(hdrs, TRACEPARENT_HEADER),
+      ...traceHeaders(hdrs),
       ack: () => this.settle(m, 'ack', () => m.ack()),
       nak: (delayMs?: number) => this.settle(m, 'nak', () => m.nak(delayMs)),
       term: (reason: string) => {

@@ -40,13 +40,14 @@ export { signMessage, verifySignature, keyedMessageId, readOrCreateSecret } from
 export {
   assignmentMessageSchema,
   resultMessageSchema,
+  runSpanSchema,
   progressMessageSchema,
   agentMessageSchema,
   validateMessage,
   decodeMessage,
   MESSAGE_ID_PATTERN,
 } from './messages.js';
-export type { AssignmentMessage, ResultMessage, ResultOutcome, ProgressMessage, AgentMessage } from './messages.js';
+export type { AssignmentMessage, ResultMessage, ResultOutcome, ProgressMessage, AgentMessage, RunSpan } from './messages.js';
 export {
   SUBJECT_PREFIX,
   ASSIGN_SUBJECT_PREFIX,
@@ -61,6 +62,7 @@ export {
   DUPLICATE_WINDOW_MS,
   FROM_HEADER,
   TRACEPARENT_HEADER,
+  TRACESTATE_HEADER,
   SIGNATURE_HEADER,
   STREAMS,
   DEFAULT_NAMESPACE,

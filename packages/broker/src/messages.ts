@@ -27,6 +27,29 @@ export interface AssignmentMessage {
   assignedAtMs: number;
 }
 
+/**
+ * The agent runner's span for one execution, reported with its result: the runner runs in the
+ * sandbox without a network, so it makes the span's ids itself and the supervisor exports the span
+ * as part of the execution's trace. Its parent is the span whose context came in the assignment's
+ * `traceparent` header.
+ */
+export interface RunSpan {
+  readonly name: string;
+  /** 32 lowercase hex digits (the assignment's trace). */
+  readonly traceId: string;
+  /** 16 lowercase hex digits, made by the runner. */
+  readonly spanId: string;
+  /** 16 lowercase hex digits: the span id of the assignment's `traceparent`. */
+  readonly parentSpanId: string;
+  /** When the task's process started and ended, in ms since the Unix epoch. */
+  readonly startMs: number;
+  readonly endMs: number;
+  /** `error` when the execution did not succeed. */
+  readonly status: 'ok' | 'error';
+  /** What went wrong, for an `error` status. */
+  readonly message?: string;
+}
+
 /** How an execution ended. */
 export type ResultOutcome = 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
 
@@ -52,6 +75,8 @@ export interface ResultMessage {
   durationMs: number;
   /** When it finished, in ms since the Unix epoch. */
   finishedAtMs: number;
+  /** The runner's span of the run, when the assignment carried a `traceparent` (runners before it send none). */
+  span?: RunSpan;
 }
 
 /** Progress of one execution, on `warren.progress.<agent>.<taskTok>` (core NATS, may be lost). */
@@ -106,7 +131,24 @@ export const assignmentMessageSchema: z.ZodType<AssignmentMessage> = z.object({
   assignedAtMs: epochMs,
 });
 
-/** zod schema of {@link ResultMessage}; unknown keys are dropped. */
+const hexId = (length: number) => z.string().regex(new RegExp(`^(?!0+$)[0-9a-f]{${length}}$`), `must be ${length} lowercase hex digits, not all zero`);
+
+/** zod schema of {@link RunSpan}. */
+export const runSpanSchema: z.ZodType<RunSpan> = z.object({
+  name: z.string().min(1).max(200),
+  traceId: hexId(32),
+  spanId: hexId(16),
+  parentSpanId: hexId(16),
+  startMs: epochMs,
+  endMs: epochMs,
+  status: z.enum(['ok', 'error']),
+  message: z.string().max(2000).optional(),
+});
+
+/**
+ * zod schema of {@link ResultMessage}; unknown keys are dropped. A `span` that fails its schema is
+ * dropped too: a broken trace report never costs the result.
+ */
 export const resultMessageSchema: z.ZodType<ResultMessage> = z.object({
   taskId,
   attempt,
@@ -118,6 +160,7 @@ export const resultMessageSchema: z.ZodType<ResultMessage> = z.object({
   outputs: z.array(z.string()),
   durationMs,
   finishedAtMs: epochMs,
+  span: runSpanSchema.optional().catch(undefined),
 });
 
 /** zod schema of {@link ProgressMessage}; unknown keys are dropped. */

@@ -28,6 +28,8 @@ export const DUPLICATE_WINDOW_MS = 120_000;
 export const FROM_HEADER = 'Warren-From';
 /** Header carrying a W3C trace context (https://www.w3.org/TR/trace-context/#traceparent-header). */
 export const TRACEPARENT_HEADER = 'traceparent';
+/** Header carrying vendor trace state beside `traceparent` (https://www.w3.org/TR/trace-context/#tracestate-header). */
+export const TRACESTATE_HEADER = 'tracestate';
 /**
  * Header carrying the HMAC-SHA256 (lowercase hex) of a JetStream message's subject and payload
  * under the instance's signing key; see `signMessage` in `signing.ts`.

@@ -1,12 +1,26 @@
 import { resolve } from 'node:path';
 import { BoardConfigError, TaskUpdateError } from './errors.js';
 import { warrenBoardFormat } from './format.js';
-import { backlogMdFormat } from './formats/backlog-md.js';
+import { backlogIdKey, backlogMdFormat } from './formats/backlog-md.js';
 import { jsonConfigFormat } from './formats/json-config.js';
 import { obsidianFormat } from './formats/obsidian.js';
 import { checkMove } from './process.js';
 import { MoveRefusedError } from './errors.js';
-import type { BoardFormat, BoardFormatName, BoardMapping, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from './types.js';
+import { checkDraft, withCreateLock } from './create.js';
+import type {
+  BoardFormat,
+  BoardFormatName,
+  BoardMapping,
+  BoardSnapshot,
+  CreateTaskOptions,
+  CreateTaskResult,
+  LoadBoardOptions,
+  OwnedFieldChanges,
+  Task,
+  TaskDraft,
+  UpdateTaskOptions,
+  UpdateTaskResult,
+} from './types.js';
 
 /** Every format, in detection order: Warren, Backlog.md, JSON-config, Obsidian Kanban. */
 export const BOARD_FORMATS: readonly BoardFormat[] = [warrenBoardFormat, backlogMdFormat, jsonConfigFormat, obsidianFormat];
@@ -76,6 +90,51 @@ export async function updateTask(snapshot: BoardSnapshot, task: Task, changes: O
     throw new TaskUpdateError(task.path, `'status' names no column: '${changes.status}'`, 'status');
   }
   return boardFormat(snapshot.format ?? 'warren').update(snapshot, task, changes, options);
+}
+
+/**
+ * Creates a task on the board in `dir`, written as a file in the board's own format: reads the board
+ * (`options.format` or the detected one, `options.mapping`), then, holding the board's create lock,
+ * reads it again and writes the new task, so that concurrent creates on one board each get their
+ * own id and none is refused for another's change.
+ *
+ * - Warren: `tasks/<id>.md` with YAML frontmatter; the id a slug of the title (`fix-the-login-form`),
+ *   `-2`, `-3`… when taken.
+ * - Backlog.md: `tasks/<prefix>-<n> - <Title>.md` (`back-637 - Fix-the-login-form.md`), id
+ *   `BACK-637`, the next number after every task in `tasks/`, `completed/`, `drafts/` and
+ *   `archive/tasks/`; capabilities as labels, the body in the Description section.
+ * - Obsidian Kanban: a `- [ ] ` card line appended to the column, labels and capabilities as
+ *   `#tags`, `prio:`, `dep:`; a linked note for a body or a title the card line cannot hold; the id
+ *   a slug of the title (an `id:` token when that is not what the card reads as).
+ * - JSON-config (Promethean): a markdown file named after the title in `tasksDir`, `uuid` a new
+ *   UUID, fields double-quoted as the board's files are.
+ *
+ * The column defaults to the board's ready column; a priority and capabilities are written as the
+ * board (and its mapping) spells them. Files are written atomically and never replace an existing
+ * file; a shared board file (Obsidian) keeps every other byte. The new task is parsed with the
+ * board's own reader before anything is written and must read back with the draft's title, column,
+ * priority, capabilities and dependencies.
+ *
+ * @param dir the board folder (as `loadBoard` takes it).
+ * @param draft the task; see {@link TaskDraft} for what is accepted.
+ * @param options how to read the board (`format`, `mapping`, `displayRoot`), `now` for the creation
+ *   time, `lockTimeoutMs` (default 30000 ms).
+ * @returns the new task's id and the absolute path of the file that holds it.
+ * @throws {TaskCreateError} for a bad draft (`field`: `title`, `body`, `column`, `priority`,
+ *   `capabilities`, `labels`, `dependsOn`) or a board that cannot be written; nothing is written.
+ * @throws {BoardConfigError} when no board is found or its config is unusable.
+ * @throws {TaskConflictError} only when the board file changed between the read and the write by
+ *   someone not taking the create lock (a person editing an Obsidian board); retry.
+ */
+export async function createTask(dir: string, draft: TaskDraft, options: LoadBoardOptions & CreateTaskOptions = {}): Promise<CreateTaskResult> {
+  const first = await loadBoard(dir, options);
+  const format = boardFormat(first.format ?? 'warren');
+  // A bad draft is refused before the board is read a second time.
+  checkDraft(first, draft, first.dir, first.format === 'backlog-md' ? { idKey: backlogIdKey } : {});
+  return withCreateLock(first.dir, options, async () => {
+    const snapshot = await format.load(dir, options);
+    return format.create(snapshot, draft, options);
+  });
 }
 
 /**

@@ -129,3 +129,25 @@ export class BoardImportError extends WarrenError {
     super('WARREN_BOARD_IMPORT', `${path}: ${reason}`, options);
   }
 }
+
+/**
+ * A task cannot be created (code `WARREN_TASK_CREATE`). `field` names the draft field at fault
+ * (`title`, `body`, `column`, `priority`, `capabilities`, `dependsOn`, `labels`) when the draft is
+ * bad; it is absent when the board cannot be written (then `cause` holds the system's error). In
+ * either case nothing was written. The message reads `kanban: 'title' must not be empty`.
+ */
+export class TaskCreateError extends WarrenError {
+  /** The board folder (or file) the task was to be created on. */
+  readonly path: string;
+  /** The draft field at fault, if any. */
+  readonly field?: string;
+  /** The message without its `path:` prefix. */
+  readonly reason: string;
+
+  constructor(path: string, reason: string, field?: string, options?: ErrorOptions) {
+    super('WARREN_TASK_CREATE', `${path}: ${reason}`, options);
+    this.path = path;
+    if (field !== undefined) this.field = field;
+    this.reason = reason;
+  }
+}

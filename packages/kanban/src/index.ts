@@ -25,9 +25,12 @@
  * const todo = backlog.tasks.find((t) => isReady(t, new Map(backlog.tasks.map((x) => [x.id, x])), backlog.config));
  * if (todo) await updateTask(backlog, todo, { status: backlog.config.roles.in_progress, assignee: 'codex-1' }, { expectedHash: todo.hash });
  * console.log(formatBoardReport(await checkBoard('backlog')));
+ *
+ * // A new task, in the board's own format (a file, a Backlog.md task, an Obsidian card).
+ * const { id, path } = await createTask('kanban', { title: 'Fix the login form', capabilities: ['shell'], priority: 'high' });
  * ```
  */
-export { loadBoard, updateTask, detectBoardFormat, boardFormat, BOARD_FORMATS, mappingOnWarrenBoard } from './board.js';
+export { loadBoard, updateTask, createTask, detectBoardFormat, boardFormat, BOARD_FORMATS, mappingOnWarrenBoard } from './board.js';
 export { loadWarrenBoard, refreshWarrenBoard, isTaskFileName, readSmallFile } from './load.js';
 export { loadBoardConfig, parseBoardConfig, DEFAULT_PRIORITIES } from './config.js';
 export { parseTaskFile } from './task.js';
@@ -66,7 +69,11 @@ export {
   TaskUpdateError,
   MoveRefusedError,
   BoardImportError,
+  TaskCreateError,
 } from './errors.js';
+export { checkDraft, slugOf, MAX_TITLE_CHARS, CREATE_LOCK_NAME } from './create.js';
+export type { CheckedDraft } from './create.js';
+export { backlogFileTitle } from './formats/backlog-md.js';
 export type { FileProblemInit } from './errors.js';
 export type {
   BoardColumn,
@@ -90,6 +97,9 @@ export type {
   BoardChangeEvent,
   BoardWatcher,
   BoardFormat,
+  TaskDraft,
+  CreateTaskOptions,
+  CreateTaskResult,
 } from './types.js';
 export { parseYamlSource, lineOf } from './yaml-source.js';
 export type { YamlSource, YamlSyntaxProblem } from './yaml-source.js';

@@ -146,6 +146,18 @@ export interface BoardSnapshot {
   readonly tasks: Task[];
   /** One error per task file that did not parse (those files are not in `tasks`), in file-name order. */
   readonly errors: TaskFileError[];
+  /**
+   * The mapping the board was read with (`LoadBoardOptions.mapping`), set by the Backlog.md,
+   * Obsidian and JSON-config readers when one was given: `createTask` maps a draft's priority and
+   * capabilities back through it.
+   */
+  readonly mapping?: BoardMapping;
+  /**
+   * sha256 (hex) of the config file's bytes as read (`configPath`). Set by the Obsidian reader,
+   * whose board file also holds the cards: a create based on this snapshot is refused with
+   * `TaskConflictError` when the board file no longer hashes to it.
+   */
+  readonly configHash?: string;
 }
 
 /** Options of `loadBoard` and `loadBoardConfig`. */
@@ -317,4 +329,61 @@ export interface BoardFormat {
    * changed since, `TaskUpdateError` when it cannot be written.
    */
   update(snapshot: BoardSnapshot, task: Task, changes: OwnedFieldChanges, options?: UpdateTaskOptions): Promise<UpdateTaskResult>;
+  /**
+   * Writes a new task the way the format stores one (see `createTask` for each format's file and
+   * id scheme), based on `snapshot`. Nothing is written when it throws.
+   * @throws {TaskCreateError} for a bad draft (`field` names it) or when the board cannot be written.
+   * @throws {TaskConflictError} when a shared board file (Obsidian) changed since `snapshot` was read.
+   */
+  create(snapshot: BoardSnapshot, draft: TaskDraft, options?: CreateTaskOptions): Promise<CreateTaskResult>;
+}
+
+/**
+ * A task to create (`createTask`, `BoardFormat.create`): what a person or the operator API gives.
+ * Every field but `title` is optional; strings are UTF-8 text (no lone surrogates).
+ */
+export interface TaskDraft {
+  /**
+   * One line of text, trimmed: 1 to 200 characters (code points), no control characters or line
+   * separators, at least one letter, digit or symbol (not only punctuation).
+   */
+  readonly title: string;
+  /** The description, in markdown; any number of lines. Default empty. */
+  readonly body?: string | undefined;
+  /** A column by its id, its value in the board's own files or its name (`In Progress`); default the ready column. */
+  readonly column?: string | undefined;
+  /**
+   * A priority: on a Warren board one of `board.yaml`'s priorities; on the other formats one of
+   * `low`, `normal`, `high`, `urgent` or a spelling the board or mapping knows (`P1`, `medium`).
+   * Default: none written (the board's default applies).
+   */
+  readonly priority?: string | undefined;
+  /** Capabilities an agent must offer: letters, digits and `. _ : / @ + -`, no spaces (`tool:codex`). */
+  readonly capabilities?: readonly string[] | undefined;
+  /** Ids of tasks on the board that must be done first. */
+  readonly dependsOn?: readonly string[] | undefined;
+  /** Labels (tags): one line each, not empty; Obsidian tags also without spaces or `#`. */
+  readonly labels?: readonly string[] | undefined;
+}
+
+/** Options of `createTask` and `BoardFormat.create`. */
+export interface CreateTaskOptions {
+  /** The creation time written to the task (`created`, `created_date`, `created_at`); default now. */
+  readonly now?: Date | undefined;
+  /**
+   * How long to wait for another create on the same board (the board's create lock) before giving
+   * up with `TaskCreateError`, in ms; default 30000.
+   */
+  readonly lockTimeoutMs?: number | undefined;
+}
+
+/** What `createTask` returns. */
+export interface CreateTaskResult {
+  /** The new task's id, as `loadBoard` will read it (`fix-login`, `BACK-637`, a UUID, a card slug). */
+  readonly id: string;
+  /**
+   * Absolute path of the file that holds the task, as `Task.path` will read: the new task file, or
+   * for an Obsidian card its new linked note, or the board file for a card without one.
+   */
+  readonly path: string;
 }

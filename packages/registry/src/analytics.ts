@@ -55,3 +55,103 @@ export function analyticsOf(executions: readonly ExecutionView[]): Analytics {
     total: executionFacts(executions),
   };
 }
+
+/** One bucket of {@link timeSeries}: executions that finished in `[startMs, startMs + bucketMs)`. */
+export interface SeriesBucket {
+  readonly startMs: number;
+  readonly finished: number;
+  readonly succeeded: number;
+  /** Finished with any other outcome than `succeeded` (failed, timed out, cancelled, lost ...). */
+  readonly failed: number;
+  /** Executions that were an attempt after the first (attempt > 1). */
+  readonly retried: number;
+  /** Nearest-rank percentiles of the bucket's waiting (ready → assigned) and running times, ms; null when none. */
+  readonly p50WaitMs: number | null;
+  readonly p95WaitMs: number | null;
+  readonly p50RunMs: number | null;
+  readonly p95RunMs: number | null;
+}
+
+/**
+ * Buckets finished executions by finish time: throughput and latency over time. Buckets run from
+ * the first finish's bucket to the last one's, empty ones included, at most `maxBuckets` (the
+ * newest ones). `bucketMs` must be a positive integer (ms).
+ * @throws {RangeError} if `bucketMs` or `maxBuckets` is not a positive integer.
+ */
+export function timeSeries(executions: readonly ExecutionView[], bucketMs: number, maxBuckets = 500): SeriesBucket[] {
+  if (!Number.isInteger(bucketMs) || bucketMs <= 0) throw new RangeError(`bucketMs must be a positive integer, got ${bucketMs}`);
+  if (!Number.isInteger(maxBuckets) || maxBuckets <= 0) throw new RangeError(`maxBuckets must be a positive integer, got ${maxBuckets}`);
+  const finished = executions.filter((e) => e.finishedMs !== null);
+  if (finished.length === 0) return [];
+  const bucketOf = (ms: number) => Math.floor(ms / bucketMs) * bucketMs;
+  let first = Number.POSITIVE_INFINITY;
+  let last = Number.NEGATIVE_INFINITY;
+  for (const e of finished) {
+    first = Math.min(first, bucketOf(e.finishedMs!));
+    last = Math.max(last, bucketOf(e.finishedMs!));
+  }
+  first = Math.max(first, last - (maxBuckets - 1) * bucketMs);
+  const groups = new Map<number, ExecutionView[]>();
+  for (let start = first; start <= last; start += bucketMs) groups.set(start, []);
+  for (const e of finished) groups.get(bucketOf(e.finishedMs!))?.push(e);
+  return [...groups].map(([startMs, list]) => {
+    const wait = durationStats(list.flatMap((e) => (e.waitingMs === null ? [] : [e.waitingMs])));
+    const run = durationStats(list.flatMap((e) => (e.runningMs === null ? [] : [e.runningMs])));
+    const succeeded = list.filter((e) => e.outcome === 'succeeded').length;
+    return {
+      startMs,
+      finished: list.length,
+      succeeded,
+      failed: list.length - succeeded,
+      retried: list.filter((e) => e.attempt > 1).length,
+      p50WaitMs: wait.p50Ms,
+      p95WaitMs: wait.p95Ms,
+      p50RunMs: run.p50Ms,
+      p95RunMs: run.p95Ms,
+    };
+  });
+}
+
+/** Busy time of one template or agent over the window its executions span ({@link utilisation}). */
+export interface Utilisation {
+  readonly template: string;
+  /** Absent for a template's line. */
+  readonly agent?: string;
+  /** Sum of the executions' assigned → finished (or → `nowMs` while open) times, ms. */
+  readonly busyMs: number;
+  /** From the first assignment to the last finish (or `nowMs`), ms. */
+  readonly spanMs: number;
+  /** `busyMs / (spanMs × agents)`: 1 is every agent of it busy all the time; 0 when `spanMs` is 0. */
+  readonly ratio: number;
+}
+
+/**
+ * Utilisation per template (over its agents) and per agent: how much of the time since their first
+ * assignment they were holding work. Executions never assigned are skipped.
+ */
+export function utilisation(executions: readonly ExecutionView[], nowMs: number): Utilisation[] {
+  interface Acc { template: string; busyMs: number; firstMs: number; lastMs: number; agents: Set<string> }
+  const add = (map: Map<string, Acc>, key: string, template: string, e: ExecutionView): void => {
+    const start = e.assignedMs;
+    const end = e.finishedMs ?? nowMs;
+    const acc = map.get(key) ?? map.set(key, { template, busyMs: 0, firstMs: start, lastMs: end, agents: new Set() }).get(key)!;
+    acc.busyMs += Math.max(0, end - start);
+    acc.firstMs = Math.min(acc.firstMs, start);
+    acc.lastMs = Math.max(acc.lastMs, end);
+    acc.agents.add(e.agent);
+  };
+  const templates = new Map<string, Acc>();
+  const agents = new Map<string, Acc>();
+  for (const e of executions) {
+    if (e.assignedMs === null) continue;
+    add(templates, e.template, e.template, e);
+    add(agents, e.agent, e.template, e);
+  }
+  const line = (acc: Acc, agent?: string): Utilisation => {
+    const spanMs = acc.lastMs - acc.firstMs;
+    const ratio = spanMs <= 0 ? 0 : acc.busyMs / (spanMs * acc.agents.size);
+    return { template: acc.template, ...(agent === undefined ? {} : { agent }), busyMs: acc.busyMs, spanMs, ratio: Math.round(ratio * 1000) / 1000 };
+  };
+  const byName = <T>(map: Map<string, T>) => [...map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return [...byName(templates).map(([, acc]) => line(acc)), ...byName(agents).map(([agent, acc]) => line(acc, agent))];
+}

@@ -42,7 +42,8 @@ export type {
 } from './commands.js';
 export { Registry, openRegistry } from './registry.js';
 export type { OpenRegistryOptions } from './registry.js';
-export { analyticsOf, durationStats, executionFacts } from './analytics.js';
+export { analyticsOf, durationStats, executionFacts, timeSeries, utilisation } from './analytics.js';
+export type { SeriesBucket, Utilisation } from './analytics.js';
 export { SUPERVISOR_PID_FILE, runningSupervisorPid } from './supervisor-pid.js';
 export { RegistryError } from './errors.js';
 export type {
@@ -56,7 +57,12 @@ export type {
   ExecutionFacts,
   ExecutionFilter,
   ExecutionView,
+  Incidents,
   LiveAgentFields,
+  MessageEdge,
+  MessageFilter,
+  MessagesView,
+  MessageView,
   StatusView,
   TaskDetail,
   TaskFilter,

@@ -191,3 +191,57 @@ export interface Analytics {
   readonly agents: readonly ({ readonly agent: string; readonly template: string } & ExecutionFacts)[];
   readonly total: ExecutionFacts;
 }
+
+/** Which agent messages {@link Registry.messages} returns. */
+export interface MessageFilter {
+  /** Only messages from or to this agent. */
+  readonly agent?: string;
+  /** Only messages at or after this time, ms since the epoch. */
+  readonly sinceMs?: number;
+  /** At most this many messages (the newest), a positive integer. Default 1000. */
+  readonly limit?: number;
+}
+
+/** One message an agent asked to send another: the policy decision about it, from the audit trail. */
+export interface MessageView {
+  /** The decision's audit row. */
+  readonly seq: number;
+  readonly timeMs: number;
+  readonly from: string;
+  readonly to: string;
+  /** Whether the policy let it through. */
+  readonly allowed: boolean;
+}
+
+/** Who messages whom: one edge per (from, to) pair, over the messages returned. */
+export interface MessageEdge {
+  readonly from: string;
+  readonly to: string;
+  /** Messages asked for, allowed or not. */
+  readonly count: number;
+  /** Of those, the ones the policy denied. */
+  readonly denied: number;
+}
+
+/** Messages, newest first, and the collaboration graph over them ({@link Registry.messages}). Plain JSON. */
+export interface MessagesView {
+  readonly messages: readonly MessageView[];
+  /** Sorted by count, largest first. */
+  readonly edges: readonly MessageEdge[];
+}
+
+/** Counts of what went wrong and what Warren did about it, from the audit trail ({@link Registry.incidents}). */
+export interface Incidents {
+  /** Start-ups that found an earlier run to recover (`supervisor.recovered`). */
+  readonly crashRecoveries: number;
+  /** Agents the watchdog killed (`agent.watchdog`). */
+  readonly watchdogKills: number;
+  /** Attempts retried after a failure (`task.retry`). */
+  readonly retries: number;
+  /** Agents that could not be started (`agent.spawn_failed`). */
+  readonly spawnFailures: number;
+  /** Agents that stopped answering (`agent.unresponsive`). */
+  readonly unresponsive: number;
+  /** Executions re-queued after their agent was lost (`task.requeue`). */
+  readonly requeues: number;
+}

@@ -21,7 +21,42 @@ describe('the public surface', () => {
     expect(Object.keys(registry).sort()).toEqual([
       'AssignmentState', 'CommandKind', 'CommandQueue', 'Registry', 'RegistryError', 'SUPERVISOR_PID_FILE', 'StateStore', 'TaskState',
       'agentRow', 'analyticsOf', 'assignmentRow', 'commandRequest', 'durationStats', 'executionFacts', 'isCommandKind', 'isTerminal',
-      'migrateState', 'openRegistry', 'queuePositions', 'runCommands', 'runningSupervisorPid', 'taskRow',
+      'migrateState', 'openRegistry', 'queuePositions', 'runCommands', 'runningSupervisorPid', 'taskRow', 'timeSeries', 'utilisation',
+    ]);
+  });
+});
+
+describe('timeSeries and utilisation', () => {
+  const view = (taskId: string, attempt: number, agent: string, assignedMs: number, finishedMs: number | null, outcome: string | null, readySinceMs = assignedMs - 10): registry.ExecutionView => ({
+    taskId, attempt, agent, template: agent.replace(/-\d+$/, ''), state: finishedMs === null ? 'acked' : 'finished', outcome, exitCode: null, summary: '', outputs: [],
+    readySinceMs, assignedMs, ackedMs: assignedMs, finishedMs,
+    waitingMs: assignedMs - readySinceMs, startingMs: 0, runningMs: finishedMs === null ? null : finishedMs - assignedMs,
+  });
+
+  it('buckets finished executions by finish time, empty buckets included, newest kept', () => {
+    const executions = [
+      view('a', 1, 'shell-1', 0, 900, 'succeeded'),
+      view('b', 1, 'shell-1', 100, 1500, 'failed'),
+      view('b', 2, 'shell-2', 1600, 3200, 'succeeded'),
+      view('c', 1, 'shell-2', 3300, null, null),
+    ];
+    expect(registry.timeSeries(executions, 1000)).toEqual([
+      { startMs: 0, finished: 1, succeeded: 1, failed: 0, retried: 0, p50WaitMs: 10, p95WaitMs: 10, p50RunMs: 900, p95RunMs: 900 },
+      { startMs: 1000, finished: 1, succeeded: 0, failed: 1, retried: 0, p50WaitMs: 10, p95WaitMs: 10, p50RunMs: 1400, p95RunMs: 1400 },
+      { startMs: 2000, finished: 0, succeeded: 0, failed: 0, retried: 0, p50WaitMs: null, p95WaitMs: null, p50RunMs: null, p95RunMs: null },
+      { startMs: 3000, finished: 1, succeeded: 1, failed: 0, retried: 1, p50WaitMs: 10, p95WaitMs: 10, p50RunMs: 1600, p95RunMs: 1600 },
+    ]);
+    expect(registry.timeSeries(executions, 1000, 2).map((b) => b.startMs)).toEqual([2000, 3000]);
+    expect(registry.timeSeries([], 1000)).toEqual([]);
+    expect(() => registry.timeSeries(executions, 0)).toThrow(RangeError);
+  });
+
+  it('gives each template and agent its busy share of the time since its first assignment', () => {
+    const executions = [view('a', 1, 'shell-1', 0, 1000, 'succeeded'), view('b', 1, 'shell-2', 0, 500, 'succeeded'), view('c', 1, 'shell-2', 1500, null, null)];
+    expect(registry.utilisation(executions, 2000)).toEqual([
+      { template: 'shell', busyMs: 2000, spanMs: 2000, ratio: 0.5 },
+      { template: 'shell', agent: 'shell-1', busyMs: 1000, spanMs: 1000, ratio: 1 },
+      { template: 'shell', agent: 'shell-2', busyMs: 1000, spanMs: 2000, ratio: 0.5 },
     ]);
   });
 });

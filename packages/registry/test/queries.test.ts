@@ -286,3 +286,53 @@ describe('analytics', () => {
     expect(registry.analytics({ sinceMs: 3500 }).total).toMatchObject({ executions: 2, open: 1, outcomes: { failed: 1 } });
   });
 });
+
+describe('messages', () => {
+  it('lists the message decisions newest first with the graph of who messages whom', () => {
+    const stateDir = tempDir();
+    const db = open(join(stateDir, 'warren.db'));
+    const registry = openRegistry(db, { stateDir });
+    const audit = openAudit(db, { clock: (() => { let t = 1000; return () => (t += 10); })() });
+    const message = (from: string, to: string, allowed: boolean) =>
+      audit.append({ actor: from, action: 'policy.decide', object: `agent:${to}`, decision: allowed ? 'allow' : 'deny', details: { sub: from, act: 'message', rule: null } });
+    message('shell-1', 'reporter-1', true);
+    message('shell-1', 'reporter-1', true);
+    // Not messages: another act on an agent, and an API route decision.
+    audit.append({ actor: 'user:root', action: 'policy.decide', object: 'agent:shell-1', decision: 'allow', details: { sub: 'user:root', act: 'exec', rule: null } });
+    audit.append({ actor: 'user:ops', action: 'policy.decide', object: 'api:/api/v1/agents', decision: 'allow', details: { sub: 'user:ops', act: 'GET', rule: null } });
+    message('reporter-1', 'shell-1', false);
+    message('shell-2', 'shell-1', true);
+    const all = registry.messages();
+    expect(all.messages.map((m) => [m.seq, m.from, m.to, m.allowed])).toEqual([
+      [6, 'shell-2', 'shell-1', true],
+      [5, 'reporter-1', 'shell-1', false],
+      [2, 'shell-1', 'reporter-1', true],
+      [1, 'shell-1', 'reporter-1', true],
+    ]);
+    expect(all.edges).toEqual([
+      { from: 'shell-1', to: 'reporter-1', count: 2, denied: 0 },
+      { from: 'reporter-1', to: 'shell-1', count: 1, denied: 1 },
+      { from: 'shell-2', to: 'shell-1', count: 1, denied: 0 },
+    ]);
+    expect(registry.messages({ agent: 'shell-2' }).messages.map((m) => m.seq)).toEqual([6]);
+    expect(registry.messages({ agent: 'reporter-1' }).messages.map((m) => m.seq)).toEqual([5, 2, 1]);
+    expect(registry.messages({ limit: 1 }).messages.map((m) => m.seq)).toEqual([6]);
+    expect(registry.messages({ sinceMs: 1045 }).messages.map((m) => m.seq)).toEqual([6, 5]);
+    expect(() => registry.messages({ limit: -1 })).toThrow(RegistryError);
+  });
+});
+
+describe('incidents', () => {
+  it('counts recoveries, watchdog kills, retries, spawn failures, unresponsive agents and re-queues', () => {
+    const stateDir = tempDir();
+    const db = open(join(stateDir, 'warren.db'));
+    const registry = openRegistry(db, { stateDir });
+    let t = 0;
+    const audit = openAudit(db, { clock: () => (t += 100) });
+    for (const action of ['supervisor.recovered', 'agent.watchdog', 'agent.watchdog', 'task.retry', 'agent.spawn_failed', 'agent.unresponsive', 'task.requeue', 'task.requeue', 'task.assign']) {
+      audit.append({ actor: 'supervisor', action, object: 'x' });
+    }
+    expect(registry.incidents()).toEqual({ crashRecoveries: 1, watchdogKills: 2, retries: 1, spawnFailures: 1, unresponsive: 1, requeues: 2 });
+    expect(registry.incidents(600)).toEqual({ crashRecoveries: 0, watchdogKills: 0, retries: 0, spawnFailures: 0, unresponsive: 1, requeues: 2 });
+  });
+});

@@ -72,7 +72,9 @@ const RESULT_WAIT_REPORT_MS = 30_000;
  * The per-agent gateway: a Unix socket served by the supervisor and bound into the agent's sandbox,
  * bridging the agent channel (NDJSON frames, see `@warren/agent-runner`'s protocol) and the broker.
  * It consumes the agent's assignments from JetStream once the runner says hello, acks them when the
- * runner acks, and publishes the runner's progress and results under the agent's name. The agent's
+ * runner acks, and publishes the runner's progress and results under the agent's name. An
+ * assignment's `traceparent` and `tracestate` headers go to the runner in the task frame, and the
+ * runner's span of the run comes back with the result (`span`). The agent's
  * identity is the socket it connected to: frames cannot claim another.
  */
 export class AgentGateway {
@@ -251,7 +253,7 @@ export class AgentGateway {
   }
 
   private async publishResult(frame: ResultFrame): Promise<void> {
-    const message = {
+    const message: ResultMessage = {
       taskId: frame.taskId,
       attempt: frame.attempt,
       agent: this.options.identity.name,
@@ -262,6 +264,8 @@ export class AgentGateway {
       outputs: frame.outputs.slice(0, 200),
       durationMs: frame.durationMs,
       finishedAtMs: Date.now(),
+      // The runner's span of the run, for the supervisor to export; the broker drops a malformed one.
+      ...(frame.span === undefined ? {} : { span: frame.span }),
     };
     this.recentResults.set(`${message.taskId}:${message.attempt}`, message);
     if (this.recentResults.size > MAX_RECENT_RESULTS) {
@@ -332,6 +336,9 @@ export class AgentGateway {
       ...(a.command === undefined ? {} : { command: a.command }),
       fields: a.fields,
       timeoutMs: a.timeoutMs,
+      // The trace context of the span that published it: the runner's span for the run is its child.
+      ...(delivery.traceparent === undefined ? {} : { traceparent: delivery.traceparent }),
+      ...(delivery.traceparent === undefined || delivery.tracestate === undefined ? {} : { tracestate: delivery.tracestate }),
     });
     const ok = sent && (await acked);
     this.waitingAcks.delete(key);

@@ -46,6 +46,8 @@ export interface BoardEditsContext {
    * connected): the caller then ends the execution itself.
    */
   cancelExecution(taskId: string, attempt: number, agent: string, reason: string): boolean;
+  /** An open execution ended by a person's move of its card (Warren does not write that card): its trace ends here. */
+  executionMoved?(taskId: string, attempt: number, reason: string, nowMs: number): void;
 }
 
 /** True while an execution of the task is open: assigned to an agent or running there. */
@@ -160,6 +162,7 @@ export class BoardEdits {
       if (open && open.state !== 'finished') {
         const told = open.state !== 'pending' && this.context.cancelExecution(task.id, row.attempt, open.agent, reason);
         if (!told) state.finishAssignment(task.id, row.attempt, { outcome: 'cancelled', exitCode: null, summary: reason, outputs: [] }, nowMs);
+        this.context.executionMoved?.(task.id, row.attempt, reason, nowMs);
         cancelled.push(open);
       }
       this.notes.push({ taskId: task.id, message: `${reason}: attempt ${row.attempt} cancelled${toReady ? ', queued again' : ''}` });

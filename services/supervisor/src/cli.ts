@@ -7,6 +7,7 @@ import { ExitCode } from './cli/common.js';
 import { registerExecCommand } from './cli/exec.js';
 import { registerRunCommands } from './cli/run.js';
 import { registerPolicyCommands } from './cli/policy.js';
+import { registerTokenCommands } from './cli/token.js';
 
 export { ExitCode } from './cli/common.js';
 
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerExecCommand(program);
   registerOperatorCommands(program);
   registerPolicyCommands(program);
+  registerTokenCommands(program);
   return program;
 }
 

@@ -54,6 +54,13 @@ export const SupervisorOptions = z
      * ('256MiB'), a share ('5%'), both ('256MiB,5%': the smaller), or '0' (none).
      */
     diskReserve: z.string().default(DEFAULT_DISK_RESERVE),
+    /**
+     * Where the HTTP API and dashboard listen: `host:port` (`127.0.0.1:7070`, `[::1]:7070`; port 0
+     * picks a free one) or `off` (default: off; `warren up` defaults to `127.0.0.1:7070`).
+     */
+    http: z.string().default('off'),
+    /** The ed25519 key that signs audit checkpoints (default: `<stateDir>/audit-signing.key`). */
+    auditKey: z.string().optional(),
     /** Test builds only: die with SIGKILL at this fault-injection point (see `CrashPoint`). */
     crashAt: z.enum(Object.values(CrashPoint) as [CrashPoint, ...CrashPoint[]]).optional(),
   })
@@ -101,8 +108,33 @@ export interface SupervisorConfig {
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /** The free-space reserve on the state directory's filesystem (see {@link parseDiskReserve}). */
   readonly diskReserve: DiskReserveSpec;
+  /** Where the HTTP API and dashboard listen; undefined when off (see {@link parseHttpAddress}). */
+  readonly http: HttpAddress | undefined;
+  /** The audit checkpoints' signing key (PEM, 0600), absolute. */
+  readonly auditKeyPath: string;
   /** A fault-injection point to die at, for crash-recovery tests; never set in production. */
   readonly crashAt: CrashPoint | undefined;
+}
+
+/** A TCP listening address: a host name or IP literal (without brackets) and a port, 0 for any free one. */
+export interface HttpAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Parses `--http`: `off`, `host:port`, `[ipv6]:port` or a bare `:port` (host 127.0.0.1).
+ * @returns undefined for `off`.
+ * @throws {ConfigError} naming `where` when the text is none of these or the port is not 0..65535.
+ */
+export function parseHttpAddress(text: string, where: string): HttpAddress | undefined {
+  const value = text.trim();
+  if (value === 'off') return undefined;
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[3]) : Number.NaN;
+  if (!match || port > 65_535) throw new ConfigError(where, `must be 'off' or 'host:port' (e.g. 127.0.0.1:7070), got '${text}'`);
+  const host = match[1] ?? (match[2] === '' || match[2] === undefined ? '127.0.0.1' : match[2]);
+  return { host, port };
 }
 
 /**
@@ -145,6 +177,8 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     restartBackoffMs: parseDurationMs(o.restartBackoff, "option 'restart-backoff'"),
     logLevel: o.logLevel,
     diskReserve: parseDiskReserve(o.diskReserve, "option 'disk-reserve'"),
+    http: parseHttpAddress(o.http, "option 'http'"),
+    auditKeyPath: o.auditKey === undefined ? resolve(root, o.stateDir ?? 'var', 'audit-signing.key') : resolve(o.auditKey),
     crashAt: o.crashAt,
   };
   return Object.freeze(config);

@@ -1,5 +1,5 @@
 import type { AccountStore } from '@warren/accounts';
-import type { AuditTrail } from '@warren/audit';
+import type { AuditSigner, AuditTrail } from '@warren/audit';
 import type { Broker, EmbeddedNatsServer } from '@warren/broker';
 import type { Logger } from '@warren/core';
 import type { BoardMapping } from '@warren/kanban';
@@ -14,6 +14,7 @@ import type { WarrenEvent } from './events.js';
 import type { Registry, StateStore } from '@warren/registry';
 import type { Authorizer } from './authorize.js';
 import type { AgentTemplate, TemplateError } from './templates.js';
+import type { ExecutionTracing } from './tracing.js';
 
 /** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
 export type RunMode = 'up' | 'until-idle';
@@ -44,6 +45,8 @@ export interface SupervisorContext {
   /** The read model over the same database (named queries, the operator-command queue). */
   readonly registry: Registry;
   readonly audit: AuditTrail;
+  /** Signs a checkpoint of the audit trail's newest row about once a second (key outside the database). */
+  readonly auditSigner: AuditSigner;
   readonly accounts: AccountStore;
   readonly policy: PolicyEnforcer;
   /** The one place every decision is made and audited (see authorize.ts). */
@@ -62,6 +65,8 @@ export interface SupervisorContext {
   readonly instanceTag: string;
   /** The event bus: audit rows, their log lines, and the events published on NATS after each commit. */
   readonly events: EventBus;
+  /** One trace per task execution (a no-op without an OTLP endpoint); see tracing.ts. */
+  readonly tracing: ExecutionTracing;
   /**
    * Records one event (see events.ts): its audit row (inside the running transaction, if any), one
    * log line (`line` overrides the catalogue's message or fields), and its NATS message once

@@ -100,6 +100,7 @@ export class EventBus {
   private closed = false;
   private hashAt: ((seq: number) => string | undefined) | undefined;
   private counts = { published: 0, dropped: 0, discarded: 0 };
+  private readonly listeners = new Set<(payload: EventPayload) => void>();
 
   constructor(options: EventBusOptions) {
     this.db = options.db;
@@ -113,6 +114,20 @@ export class EventBus {
    */
   attachBroker(broker: EventPublisher): void {
     if (!this.closed) this.broker = broker;
+  }
+
+  /**
+   * Calls `listener` with each event from now on once its row is committed, in the order of the
+   * audit rows, before it is handed to the broker (the HTTP API's event stream, the metrics). A
+   * listener that throws is logged at debug and kept; it must not emit events itself.
+   * @returns the function that removes the listener (idempotent).
+   */
+  subscribe(listener: (payload: EventPayload) => void): () => void {
+    const entry = (payload: EventPayload): void => listener(payload);
+    this.listeners.add(entry);
+    return () => {
+      this.listeners.delete(entry);
+    };
   }
 
   /** What was published, dropped and discarded so far. */
@@ -236,6 +251,13 @@ export class EventBus {
   }
 
   private publish(payload: EventPayload): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(payload);
+      } catch (error) {
+        this.log.debug({ seq: payload.seq, kind: payload.kind, err: error }, 'an event listener failed');
+      }
+    }
     const broker = this.broker;
     if (!broker) {
       this.counts.dropped += 1;

@@ -1,11 +1,12 @@
 import { join, relative, resolve, sep } from 'node:path';
 import { openAccounts } from '@warren/accounts';
-import { openAudit } from '@warren/audit';
+import { auditSigningPaths, openAudit, openAuditSigner } from '@warren/audit';
 import { ConfigError, type Logger } from '@warren/core';
 import { createAgentWorld } from '@warren/ecs';
 import type { BoardMapping } from '@warren/kanban';
 import { loadPolicy } from '@warren/policy';
 import { instanceTag } from '@warren/runtime';
+import { createTracing } from '@warren/telemetry';
 import { openDatabase } from '@warren/store';
 import { createAgentRuntime } from './agent-runtime.js';
 import { openBroker, rejectionEntry } from './broker-access.js';
@@ -20,6 +21,7 @@ import { failClosed, reportFailedDecision } from './policy-guard.js';
 import { migrateState, openRegistry, StateStore } from '@warren/registry';
 import { secureStateDir } from './state-dir.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
+import { ExecutionTracing } from './tracing.js';
 
 /** What {@link openContext} needs besides the configuration. */
 export interface OpenOptions {
@@ -81,8 +83,18 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     migrateState(db);
     const state = new StateStore(db);
     const audit = openAudit(db);
+    // Refuses to start over a trail whose tail was cut or rewritten, or with another key.
+    const auditSigner = await openAuditSigner({ db, audit, ...auditSigningPaths(config.stateDir), keyPath: config.auditKeyPath });
+    cleanup.unshift(() => auditSigner.close());
     const registry = openRegistry(db, { stateDir: config.stateDir, supervisorPid: process.pid, state, audit });
     const events = new EventBus({ db, audit, logger: log });
+    const tracingLog = log.child({ component: 'tracing' });
+    const tracing = ExecutionTracing.open({
+      db,
+      tracing: createTracing({ serviceName: 'warren-supervisor', instance: config.instance ?? instanceTag(config.stateDir), env: options.env ?? {}, logger: tracingLog }),
+      logger: tracingLog,
+    });
+    cleanup.unshift(() => tracing.close());
     policyEmit = (event, line) => events.emit(event, line);
     const accounts = openAccounts(db, {
       homeRoot: config.homeRoot,
@@ -115,6 +127,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       state,
       registry,
       audit,
+      auditSigner,
       accounts,
       policy,
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
@@ -125,6 +138,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       templateErrors,
       instanceTag: instanceTag(config.stateDir),
       events,
+      tracing,
       emit: (event, line) => {
         events.emit(event, line);
       },

@@ -46,6 +46,7 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
     state: ctx.state,
     emit: (event, line) => ctx.emit(event, line),
     cancelExecution: (taskId, attempt, agent, reason) => theInbox.cancel(taskId, attempt, agent, reason),
+    executionMoved: (taskId, attempt, reason, nowMs) => ctx.tracing.settled(taskId, attempt, 'cancelled', reason, nowMs, { cardWritten: false }),
   });
   const mirror = new BoardMirror(ctx, edits);
   const writer = new BoardWriter(ctx, mirror, edits);

@@ -203,6 +203,7 @@ export class Planner {
     const attempt = (previous?.attempt ?? 0) + 1;
     ctx.transaction(() => {
       ctx.state.addAssignment(taskId, attempt, agentName, nowMs);
+      ctx.tracing.assigned({ taskId, attempt, agent: agentName, readySinceMs: previous?.readySinceMs ?? nowMs, nowMs });
       ctx.state.putTask({
         id: taskId,
         path: task.path,

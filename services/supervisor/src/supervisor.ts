@@ -199,7 +199,9 @@ export class Supervisor {
       this.onFatal?.(error);
     };
     try {
-      await this.parts.mirror.refresh(Date.now());
+      const readMs = Date.now();
+      await this.parts.mirror.refresh(readMs);
+      ctx.tracing.boardRefreshed(readMs, Date.now());
       // A run until idle with no board to read would wait forever for one.
       if (!this.parts.mirror.board && ctx.mode === 'until-idle') {
         throw new ConfigError(ctx.config.boardDir, 'the board cannot be read (see the message above); nothing to run');
@@ -262,7 +264,7 @@ export class Supervisor {
     return [
       // While a board write runs, the watcher reports Warren's own files before the write has
       // recorded their new bytes: re-read after it, when those echoes cost no parse.
-      { name: 'refreshBoard', run: (t) => (mirror.dirty && !writer.running ? mirror.refresh(t.nowMs) : undefined) },
+      { name: 'refreshBoard', run: (t) => (mirror.dirty && !writer.running ? this.refreshBoard(t.nowMs) : undefined) },
       { name: 'checkResultWorkspaces', run: (t) => health.checkResultWorkspaces(t.nowMs) },
       { name: 'applyInbox', run: (t) => inbox.apply(t.nowMs) },
       { name: 'crashPoint', run: (t) => this.crashWhileTaskRuns(t.nowMs) },
@@ -281,7 +283,15 @@ export class Supervisor {
       { name: 'completeParents', run: (t) => mirror.completeParents(t.nowMs) },
       { name: 'tendLifecycles', run: (t) => agents.tend(t.nowMs) },
       { name: 'checkIdle', run: (t) => this.checkIdle(t) },
+      // At most once a second, and only when rows were added: signs the newest row's hash.
+      { name: 'signAudit', run: (t) => ctx.auditSigner.checkpoint(t.nowMs).then(() => undefined, (error: unknown) => ctx.log.error({ err: error }, 'cannot sign an audit checkpoint')) },
     ];
+  }
+
+  /** Reads the board again (see BoardMirror.refresh); the read becomes the refresh span of the executions it makes ready. */
+  private async refreshBoard(nowMs: number): Promise<void> {
+    await this.parts.mirror.refresh(nowMs);
+    this.ctx.tracing.boardRefreshed(nowMs, Date.now());
   }
 
   /** One tick: each stage in order, each awaited, named for {@link inspect} while it runs. */
@@ -310,7 +320,9 @@ export class Supervisor {
     const { planner } = this.parts;
     let plan: Plan = EMPTY_PLAN;
     this.ctx.transaction(() => {
+      const planStartMs = Date.now();
       plan = planner.plan(t.nowMs);
+      this.ctx.tracing.planned(planStartMs, Date.now());
       if (t.mayStartWork) for (const a of plan.assignments) planner.assign(a.taskId, a.agent, t.nowMs);
     });
     t.wanted = plan;
@@ -327,7 +339,10 @@ export class Supervisor {
 
   /** Starts the agents the plan asks for and tops up warm pools. */
   private startAgents(t: TickFrame): void {
-    for (const spawn of t.plan.spawns) this.parts.agents.start(spawn.template, t.nowMs);
+    for (const spawn of t.plan.spawns) {
+      this.ctx.tracing.spawnRequested(spawn.template, spawn.taskIds, t.nowMs);
+      this.parts.agents.start(spawn.template, t.nowMs);
+    }
     this.parts.planner.readyWaiting -= t.plan.assignments.length;
     if (t.mayStartWork) this.parts.agents.fillWarmPools(t.nowMs, this.parts.planner.readyWaiting);
   }
@@ -381,6 +396,7 @@ export class Supervisor {
     }
     const closers: [string, () => Promise<void>][] = [
       ['event bus', () => ctx.events.close()],
+      ['tracing', () => ctx.tracing.close()],
       ['agent runtime', () => ctx.runtime.close()],
       ['broker', () => ctx.broker.close()],
       ['nats-server', () => ctx.nats?.close() ?? Promise.resolve()],
@@ -388,6 +404,8 @@ export class Supervisor {
     for (const [what, close] of closers) {
       await close().catch((error: unknown) => log.error({ err: error }, `cannot close ${what}`));
     }
+    // The last checkpoint covers supervisor.stop and whatever closing wrote.
+    await ctx.auditSigner.close().catch((error: unknown) => log.error({ err: error }, 'cannot sign the last audit checkpoint'));
     ctx.db.close();
   }
 }

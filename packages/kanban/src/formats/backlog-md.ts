@@ -6,15 +6,30 @@
  * `priority`, `created_date`, `updated_date`. `drafts/` and `archive/` are not on the board.
  */
 import type { Dirent } from 'node:fs';
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BoardConfigError, TaskUpdateError } from '../errors.js';
+import { checkDraft, checkReadsBack, creationTime, prioritySpelling, truncateUtf8, withCreateLock, writeNewFile, type CheckedDraft } from '../create.js';
+import { BoardConfigError, TaskCreateError, TaskUpdateError } from '../errors.js';
 import { FrontmatterFields } from '../fields.js';
 import { keepFirstById, readAndParse } from '../load.js';
 import { capabilitiesFromTags, columnIdOf, isMappingProblem, mappingFileError, mapPriority, MAPPED_PRIORITIES, statusResolver } from '../mapping.js';
-import { decodeUtf8, displayPath, firstInvalidUtf8, ID_PATTERN } from '../text.js';
-import type { BoardColumn, BoardConfig, BoardFormat, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from '../types.js';
-import { checkChanges, formatOwnedValue, updateFrontmatterFile, type FieldWrite } from '../update.js';
+import { decodeUtf8, displayPath, firstInvalidUtf8, ID_PATTERN, MAX_TASK_FILE_BYTES } from '../text.js';
+import type {
+  BoardColumn,
+  BoardConfig,
+  BoardFormat,
+  BoardMapping,
+  BoardSnapshot,
+  CreateTaskOptions,
+  CreateTaskResult,
+  LoadBoardOptions,
+  OwnedFieldChanges,
+  Task,
+  TaskDraft,
+  UpdateTaskOptions,
+  UpdateTaskResult,
+} from '../types.js';
+import { checkChanges, doubleQuoted, formatOwnedValue, singleQuoted, updateFrontmatterFile, type FieldWrite } from '../update.js';
 import { isYamlProblem, lineOf, parseYamlSource, valueLineOf } from '../yaml-source.js';
 import { uniqueColumnIds } from './common.js';
 
@@ -50,6 +65,8 @@ interface BacklogConfig {
   readonly config: BoardConfig;
   readonly defaultStatus: string | undefined;
   readonly prefix: string;
+  /** `priorities` from config.yml, when it lists them. */
+  readonly priorities: string[] | undefined;
   readonly resolve: (value: string) => string | undefined;
 }
 
@@ -97,7 +114,9 @@ async function loadBacklogConfig(dir: string, root: string, options: LoadBoardOp
     ...(mapping.wipPerAgent === undefined ? {} : { wipPerAgent: mapping.wipPerAgent }),
     parentDoneWhenSubtasksDone: mapping.parentDoneWhenSubtasksDone ?? true,
   };
-  return { config, defaultStatus, prefix, resolve: resolver.resolve };
+  const listed = raw['priorities'];
+  const priorities = Array.isArray(listed) && listed.every((p) => typeof p === 'string') ? listed : undefined;
+  return { config, defaultStatus, prefix, priorities, resolve: resolver.resolve };
 }
 
 interface Parsed {
@@ -202,7 +221,7 @@ async function load(dirArg: string, options: LoadBoardOptions = {}): Promise<Boa
     dependsOn: [...new Set(rawDependencies.map(canonical))],
     ...(rawParent === undefined || rawParent.trim() === '' ? {} : { parentTaskId: canonical(rawParent) }),
   }));
-  return { dir, format: 'backlog-md', configPath: join(dir, 'config.yml'), config: backlog.config, tasks, errors };
+  return { dir, format: 'backlog-md', configPath: join(dir, 'config.yml'), config: backlog.config, tasks, errors, ...(options.mapping ? { mapping: options.mapping } : {}) };
 }
 
 /**
@@ -237,10 +256,136 @@ async function update(snapshot: BoardSnapshot, task: Task, changes: OwnedFieldCh
   return updateFrontmatterFile(task.path, backlogWrites(snapshot.config, changes, task.path), options);
 }
 
+/** A YAML scalar as Backlog.md writes one: plain when safe, else in single quotes (double when single ones cannot hold it). */
+function backlogScalar(value: string): string {
+  const written = formatOwnedValue(value);
+  return written.startsWith('"') ? (singleQuoted(value) ?? doubleQuoted(value)) : written;
+}
+
+/** A Backlog.md list value: `[]` when empty, else a block list (`\n  - bug`). */
+function backlogList(values: readonly string[]): string {
+  return values.length === 0 ? ' []' : values.map((v) => `\n  - ${backlogScalar(v)}`).join('');
+}
+
+/**
+ * The title part of a Backlog.md task file name, as Backlog.md makes it: characters unsafe in paths
+ * (`<>:"/\|?*`) become `-`, the punctuation `'(),!@#$%^&+=[]{};` is dropped, runs of blanks become
+ * `-`, runs of `-` one, no `-` at either end; cut to 200 bytes of UTF-8; `task` when nothing is left.
+ */
+export function backlogFileTitle(title: string): string {
+  const name = title
+    .replace(/[<>:"/\\|?*]/g, '-')
+    .replace(/['(),!@#$%^&+=[\]{};]/g, '')
+    .replace(/\s+/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/^-|-$/g, '');
+  const cut = truncateUtf8(name, 200).replace(/-$/, '');
+  return cut === '' ? 'task' : cut;
+}
+
+/** Each capability as the label that requires it on this board (a prefixed label, or a `mapping.capabilities` label). */
+function capabilityLabels(capabilities: readonly string[], mapping: BoardMapping | undefined, where: string): string[] {
+  return capabilities.map((capability) => {
+    if (capabilitiesFromTags([capability], mapping).includes(capability)) return capability;
+    const named = Object.entries(mapping?.capabilities ?? {}).find(([, list]) => list.includes(capability));
+    if (named) return named[0];
+    const prefixes = (mapping?.capabilityPrefixes ?? ['cap:', 'tool:', 'env:', 'role:']).join(', ');
+    throw new TaskCreateError(where, `capability '${capability}' has no label on this board: give it a prefix (${prefixes}) or name a label for it in mapping.capabilities`, 'capabilities');
+  });
+}
+
+/** The highest task number used in the backlog's task folders (files named `<prefix>-<n>…`), and in `ids`. */
+async function highestTaskNumber(dir: string, prefixes: readonly string[], folders: readonly string[], ids: readonly string[]): Promise<number> {
+  let highest = 0;
+  const consider = (name: string): void => {
+    const lower = name.toLowerCase();
+    for (const prefix of prefixes) {
+      const m = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(\\d+)`).exec(lower);
+      if (m) highest = Math.max(highest, Number(m[1]));
+    }
+  };
+  for (const folder of folders) {
+    const names = await readdir(join(dir, folder)).catch(() => [] as string[]);
+    names.forEach(consider);
+  }
+  ids.forEach(consider);
+  return highest;
+}
+
+/** The text of a new Backlog.md task file, fields in Backlog.md's order, the body in its Description section. */
+function backlogNewTaskText(id: string, draft: CheckedDraft, status: string, labels: readonly string[], priority: string | undefined, created: Date): string {
+  const lines = [
+    '---',
+    `id: ${id}`,
+    `title: ${backlogScalar(draft.title)}`,
+    `status: ${backlogScalar(status)}`,
+    'assignee: []',
+    `created_date: '${backlogDate(created.toISOString())}'`,
+    `labels:${backlogList(labels)}`,
+    `dependencies:${backlogList(draft.dependsOn)}`,
+    ...(priority === undefined ? [] : [`priority: ${backlogScalar(priority)}`]),
+    '---',
+    '',
+  ];
+  const body = draft.body.replace(/\n+$/, '');
+  const description = body === '' ? [] : ['## Description', '', '<!-- SECTION:DESCRIPTION:BEGIN -->', body, '<!-- SECTION:DESCRIPTION:END -->', ''];
+  return [...lines, ...description].join('\n');
+}
+
+/**
+ * Creates a Backlog.md task: `tasks/<prefix>-<n> - <Title>.md` with the next free number (one more
+ * than the highest in `tasks/`, `completed/`, `drafts/`, `archive/tasks/` and the board), the id
+ * spelled as the board spells its ids (`BACK-637`; upper case by default), the status as the
+ * column's Backlog status, capabilities as labels, the priority as the board's `priorities` name it
+ * (default `high`, `medium`, `low`), the body in the Description section.
+ */
+async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: CreateTaskOptions = {}): Promise<CreateTaskResult> {
+  const where = snapshot.dir;
+  const checked = checkDraft(snapshot, draft, where, { idKey: backlogIdKey });
+  const mapping = snapshot.mapping;
+  const labels = [...checked.labels];
+  for (const label of capabilityLabels(checked.capabilities, mapping, where)) if (!labels.includes(label)) labels.push(label);
+  const capabilities = capabilitiesFromTags(labels, mapping);
+  return withCreateLock(snapshot.dir, options, async () => {
+    const backlog = await loadBacklogConfig(snapshot.dir, dirname(snapshot.dir), mapping ? { mapping } : {});
+    const priority = checked.priority && prioritySpelling(snapshot, checked.priority, backlog.priorities ?? ['high', 'medium', 'low'], where);
+    const prefix = backlog.prefix;
+    const lowerPrefix = prefix.toLowerCase();
+    const upper = !snapshot.tasks.some((t) => t.id.startsWith(`${lowerPrefix}-`)) || snapshot.tasks.some((t) => t.id.startsWith(`${prefix.toUpperCase()}-`));
+    const folders = [...new Set([...(mapping?.taskFolders ?? ['tasks', 'completed']), 'tasks', 'completed', 'drafts', join('archive', 'tasks')])];
+    let number = (await highestTaskNumber(snapshot.dir, [...new Set([lowerPrefix, 'task'])], folders, snapshot.tasks.map((t) => t.id))) + 1;
+    const tasksDir = join(snapshot.dir, 'tasks');
+    try {
+      await mkdir(tasksDir, { recursive: true });
+    } catch (error) {
+      throw new TaskCreateError(where, `cannot make the task folder: ${(error as Error).message}`, undefined, { cause: error });
+    }
+    const status = checked.column.value ?? checked.column.name;
+    const created = creationTime(options);
+    for (;; number += 1) {
+      const id = `${upper ? prefix.toUpperCase() : lowerPrefix}-${number}`;
+      const path = join(tasksDir, `${id.toLowerCase()} - ${backlogFileTitle(checked.title)}.md`);
+      const bytes = Buffer.from(backlogNewTaskText(id, checked, status, labels, priority, created), 'utf8');
+      if (bytes.length > MAX_TASK_FILE_BYTES) throw new TaskCreateError(where, `the task file would be ${bytes.length} bytes; at most ${MAX_TASK_FILE_BYTES} (1 MiB) are read`, 'body');
+      checkReadsBack(where, () => parseBacklogTask(path, bytes, snapshot.dir, dirname(snapshot.dir), backlog, mapping ? { mapping } : {}).task, {
+        id,
+        title: checked.title,
+        status: checked.column.id,
+        priority: checked.priority?.value,
+        capabilities,
+        labels,
+        dependsOn: checked.dependsOn,
+      });
+      if (await writeNewFile(path, bytes, where)) return { id, path };
+    }
+  });
+}
+
 /** The Backlog.md format (see the module comment). */
 export const backlogMdFormat: BoardFormat = {
   name: 'backlog-md',
   detect: async (dir) => (await backlogDir(dir)) !== undefined,
   load,
   update,
+  create,
 };

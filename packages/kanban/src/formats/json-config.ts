@@ -8,15 +8,31 @@
  * `created_at`. Keys starting with `_` and unknown keys of the config are ignored.
  */
 import type { Dirent } from 'node:fs';
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, readFile, realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BoardConfigError, TaskUpdateError } from '../errors.js';
+import { checkDraft, checkReadsBack, creationTime, firstFree, prioritySpelling, titleFileName, withCreateLock, withFinalNewline, writeNewFile } from '../create.js';
+import { BoardConfigError, TaskCreateError, TaskUpdateError } from '../errors.js';
 import { FrontmatterFields } from '../fields.js';
 import { isInside, keepFirstById, readAndParse } from '../load.js';
 import { capabilitiesFromTags, columnIdOf, isMappingProblem, mappingFileError, mapPriority, MAPPED_PRIORITIES, statusKey, statusResolver } from '../mapping.js';
-import { decodeUtf8, displayPath, firstInvalidUtf8, ID_PATTERN } from '../text.js';
-import type { BoardColumn, BoardConfig, BoardFormat, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, TransitionRule, UpdateTaskOptions, UpdateTaskResult } from '../types.js';
-import { checkChanges, formatOwnedValue, updateFrontmatterFile, type FieldWrite } from '../update.js';
+import { decodeUtf8, displayPath, firstInvalidUtf8, ID_PATTERN, MAX_TASK_FILE_BYTES } from '../text.js';
+import type {
+  BoardColumn,
+  BoardConfig,
+  BoardFormat,
+  BoardSnapshot,
+  CreateTaskOptions,
+  CreateTaskResult,
+  LoadBoardOptions,
+  OwnedFieldChanges,
+  Task,
+  TaskDraft,
+  TransitionRule,
+  UpdateTaskOptions,
+  UpdateTaskResult,
+} from '../types.js';
+import { checkChanges, doubleQuoted, formatOwnedValue, updateFrontmatterFile, type FieldWrite } from '../update.js';
 import { isYamlProblem, lineOf, parseYamlSource, valueLineOf, type YamlSource } from '../yaml-source.js';
 import { uniqueColumnIds } from './common.js';
 
@@ -247,7 +263,7 @@ async function load(dirArg: string, options: LoadBoardOptions = {}): Promise<Boa
   );
   const { parsed, errors } = keepFirstById(results, root, { field: 'uuid', keepPathOf: options.keepPathOf });
   const tasks = parsed.map((p) => p.task);
-  return { dir, format: 'json-config', configPath: path, config: board.config, tasks, errors };
+  return { dir, format: 'json-config', configPath: path, config: board.config, tasks, errors, ...(options.mapping ? { mapping: options.mapping } : {}) };
 }
 
 /**
@@ -272,10 +288,82 @@ async function update(snapshot: BoardSnapshot, task: Task, changes: OwnedFieldCh
   return updateFrontmatterFile(task.path, jsonConfigWrites(snapshot.config, changes, task.path), options);
 }
 
+/** The frontmatter fields a new task file can fill; a `requiredFields` entry outside these cannot be met. */
+const WRITTEN_FIELDS = new Set(['uuid', 'id', 'title', 'status', 'priority', 'labels', 'tags', 'capabilities', 'depends_on', 'dependencies', 'created_at']);
+
+/**
+ * Creates a task on a JSON-config board: a markdown file in `tasksDir` named after the title
+ * (`Fix the login form.md`, ` 2` added when taken), its frontmatter in the board's style (double
+ * quoted): a new `uuid` (RFC 4122 version 4), `title`, `status` as the column's status value,
+ * `priority` as the board's `priorityValues` spell it (written when given or when `requiredFields`
+ * names it), `labels`, `capabilities`, `depends_on`, `created_at`.
+ */
+async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: CreateTaskOptions = {}): Promise<CreateTaskResult> {
+  const where = snapshot.dir;
+  const checked = checkDraft(snapshot, draft, where);
+  const configPath = snapshot.configPath ?? (await configFile(snapshot.dir));
+  if (configPath === undefined) throw new TaskCreateError(where, 'no *.kanban.json board config with statusValues in the folder');
+  const mapping = snapshot.mapping;
+  return withCreateLock(snapshot.dir, options, async () => {
+    const board = await loadJsonConfig(configPath, snapshot.dir, dirname(snapshot.dir), mapping ? { mapping } : {});
+    const missing = board.requiredFields.find((field) => !WRITTEN_FIELDS.has(field));
+    if (missing !== undefined) throw new TaskCreateError(where, `the board requires '${missing}' (requiredFields), which a draft cannot give`, missing);
+    const spellings = board.priorityValues ?? ['P0', 'P1', 'P2', 'P3'];
+    const wanted = checked.priority ?? (board.requiredFields.includes('priority') ? { given: board.config.defaultPriority, value: board.config.defaultPriority } : undefined);
+    const priority = wanted && prioritySpelling(snapshot, wanted, spellings, where);
+    const required = (field: string): boolean => board.requiredFields.includes(field);
+    const list = (values: readonly string[]): string => `[${values.map(doubleQuoted).join(', ')}]`;
+    const id = firstFree(randomUUID(), (candidate) => snapshot.tasks.some((t) => t.id === candidate));
+    const created = creationTime(options);
+    const lines = [
+      '---',
+      `uuid: ${doubleQuoted(id)}`,
+      `title: ${doubleQuoted(checked.title)}`,
+      `status: ${doubleQuoted(checked.column.value ?? checked.column.id)}`,
+      ...(priority === undefined ? [] : [`priority: ${doubleQuoted(priority)}`]),
+      ...(checked.labels.length > 0 || required('labels') ? [`labels: ${list(checked.labels)}`] : []),
+      ...(required('tags') ? ['tags: []'] : []),
+      ...(checked.capabilities.length > 0 || required('capabilities') ? [`capabilities: ${list(checked.capabilities)}`] : []),
+      ...(checked.dependsOn.length > 0 || required('depends_on') ? [`depends_on: ${list(checked.dependsOn)}`] : []),
+      ...(required('dependencies') ? ['dependencies: []'] : []),
+      ...(required('id') ? [`id: ${doubleQuoted(id)}`] : []),
+      `created_at: ${doubleQuoted(created.toISOString())}`,
+      '---',
+    ];
+    const bytes = Buffer.from(`${lines.join('\n')}\n${withFinalNewline(checked.body)}`, 'utf8');
+    if (bytes.length > MAX_TASK_FILE_BYTES) throw new TaskCreateError(where, `the task file would be ${bytes.length} bytes; at most ${MAX_TASK_FILE_BYTES} (1 MiB) are read`, 'body');
+    try {
+      await mkdir(board.tasksDir, { recursive: true });
+    } catch (error) {
+      throw new TaskCreateError(where, `cannot make tasksDir: ${(error as Error).message}`, undefined, { cause: error });
+    }
+    const names = new Set(await readdir(board.tasksDir));
+    const ext = board.exts[0] ?? '.md';
+    const base = titleFileName(checked.title) || id;
+    const expected = {
+      id,
+      title: checked.title,
+      status: checked.column.id,
+      priority: wanted?.value,
+      capabilities: [...new Set([...checked.capabilities, ...capabilitiesFromTags(checked.labels, mapping)])],
+      labels: checked.labels,
+      dependsOn: checked.dependsOn,
+    };
+    for (;;) {
+      const name = firstFree(base, (candidate) => names.has(`${candidate}${ext}`), ' ');
+      const path = join(board.tasksDir, `${name}${ext}`);
+      checkReadsBack(where, () => parseJsonTask(path, bytes, snapshot.dir, dirname(snapshot.dir), board, mapping ? { mapping } : {}).task, expected);
+      if (await writeNewFile(path, bytes, where)) return { id, path };
+      names.add(`${name}${ext}`);
+    }
+  });
+}
+
 /** The JSON-config format (see the module comment). */
 export const jsonConfigFormat: BoardFormat = {
   name: 'json-config',
   detect: async (dir) => (await configFile(resolve(dir))) !== undefined,
   load,
   update,
+  create,
 };

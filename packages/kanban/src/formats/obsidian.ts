@@ -12,15 +12,29 @@
  * note's name, else of its title. The column a card sits in is its status; Warren moves the card
  * line(s) between headings and ticks `[x]` in the done column, leaving every other byte alone.
  */
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve } from 'node:path';
-import { BoardConfigError, TaskConflictError, TaskFileError, TaskUpdateError } from '../errors.js';
+import { readdir, readFile, realpath, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { checkDraft, firstFree, prioritySpelling, slugOf, titleFileName, withCreateLock, withFinalNewline, writeNewFile } from '../create.js';
+import { BoardConfigError, TaskConflictError, TaskCreateError, TaskFileError, TaskUpdateError } from '../errors.js';
 import { FrontmatterFields } from '../fields.js';
 import { isInside, mapConcurrent, readBoardFile } from '../load.js';
 import { capabilitiesFromTags, columnIdOf, isMappingProblem, mappingFileError, mapPriority, MAPPED_PRIORITIES, statusResolver } from '../mapping.js';
 import { decodeUtf8, displayPath, findFrontmatter, firstInvalidUtf8, isFrontmatterProblem, ID_PATTERN, MAX_TASK_FILE_BYTES, parseTimestampMs, sha256Hex } from '../text.js';
-import type { BoardColumn, BoardConfig, BoardFormat, BoardSnapshot, LoadBoardOptions, OwnedFieldChanges, Task, UpdateTaskOptions, UpdateTaskResult } from '../types.js';
-import { checkChanges, replaceAtomically } from '../update.js';
+import type {
+  BoardColumn,
+  BoardConfig,
+  BoardFormat,
+  BoardSnapshot,
+  CreateTaskOptions,
+  CreateTaskResult,
+  LoadBoardOptions,
+  OwnedFieldChanges,
+  Task,
+  TaskDraft,
+  UpdateTaskOptions,
+  UpdateTaskResult,
+} from '../types.js';
+import { checkChanges, doubleQuoted, replaceAtomically } from '../update.js';
 import { isYamlProblem, parseYamlSource } from '../yaml-source.js';
 import { uniqueColumnIds } from './common.js';
 
@@ -266,6 +280,8 @@ interface ObsidianBoard {
   readonly boardDir: string;
   readonly board: ParsedBoard;
   readonly config: BoardConfig;
+  /** sha256 (hex) of the board file's bytes. */
+  readonly hash: string;
 }
 
 async function readBoard(dir: string, root: string, options: LoadBoardOptions): Promise<ObsidianBoard> {
@@ -306,13 +322,13 @@ async function readBoard(dir: string, root: string, options: LoadBoardOptions): 
     ...(mapping.wipPerAgent === undefined ? {} : { wipPerAgent: mapping.wipPerAgent }),
     parentDoneWhenSubtasksDone: mapping.parentDoneWhenSubtasksDone ?? true,
   };
-  return { boardPath, boardDir, board, config };
+  return { boardPath, boardDir, board, config, hash: sha256Hex(bytes) };
 }
 
 async function load(dir: string, options: LoadBoardOptions = {}): Promise<BoardSnapshot> {
   const guess = resolve(dir);
   const root = options.displayRoot === undefined ? dirname(guess) : resolve(options.displayRoot);
-  const { boardPath, boardDir, board, config } = await readBoard(dir, root, options);
+  const { boardPath, boardDir, board, config, hash } = await readBoard(dir, root, options);
   const realBoard = await realpath(boardDir);
   const shownBoard = displayPath(root, boardPath);
   const results = await mapConcurrent(board.cards, async (card): Promise<{ task: Task; line: number } | TaskFileError> => {
@@ -400,7 +416,7 @@ async function load(dir: string, options: LoadBoardOptions = {}): Promise<BoardS
     first.set(result.task.id, result.line);
     tasks.push(result.task);
   }
-  return { dir: boardDir, format: 'obsidian', configPath: boardPath, config, tasks, errors };
+  return { dir: boardDir, format: 'obsidian', configPath: boardPath, config, tasks, errors, configHash: hash, ...(options.mapping ? { mapping: options.mapping } : {}) };
 }
 
 /** The span of the ` @name` token on a card line (with its leading blank), outside links. */
@@ -499,10 +515,172 @@ async function update(snapshot: BoardSnapshot, task: Task, changes: OwnedFieldCh
   return { hash: newHash };
 }
 
+/** The id a card's lines give when its note (if any) names none: its `id:` token, else a slug of its linked note's name or its title. */
+function cardIdOf(data: CardData): string {
+  return data.id ?? slug(data.link !== undefined ? basename(data.link, extname(data.link)) : data.title);
+}
+
+/** A relative path as a markdown link target: each segment percent-encoded, `(` `)` `!` `*` `'` too (`../tasks/Fix%20login.md`). */
+function linkTarget(path: string): string {
+  return path
+    .split(sep)
+    .map((part) => encodeURIComponent(part).replace(/[()!*']/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
+    .join('/');
+}
+
+/** The folder most of the board's linked notes are in (inside the board folder), else the board file's folder. */
+async function notesFolder(board: ParsedBoard, boardPath: string, boardDir: string): Promise<string> {
+  const counts = new Map<string, number>();
+  for (const card of board.cards) {
+    const link = readCard(card.lines).link;
+    if (link === undefined) continue;
+    const folder = dirname(resolve(dirname(boardPath), link));
+    if (folder !== boardDir && !isInside(boardDir, folder)) continue;
+    counts.set(folder, (counts.get(folder) ?? 0) + 1);
+  }
+  let best: string | undefined;
+  for (const [folder, count] of counts) if (best === undefined || count > counts.get(best)!) best = folder;
+  if (best !== undefined) {
+    const exists = await stat(best).then((info) => info.isDirectory(), () => false);
+    if (exists) return best;
+  }
+  return dirname(boardPath);
+}
+
+/**
+ * Creates a card on an Obsidian Kanban board, as the plugin writes one: a `- [ ] ` line appended
+ * to the column (after its last card, or under its heading), with the labels and capabilities as
+ * `#tags`, `prio:P0`…`P3` for a priority, `dep:a,b` for dependencies, and `id:x` when the id would
+ * not otherwise follow from the card. The card is plain text (`- [ ] Fix the login form #bug`) when
+ * its title reads back as it is and there is no body; else it links a new note named after the title
+ * (`- [ ] [Fix the login form](notes/Fix%20the%20login%20form.md)`), written in the folder most of
+ * the board's notes are in, holding the body (and, in its frontmatter, capabilities no tag
+ * expresses). The id is a slug of the title, made unique on the board. Every other byte of the board
+ * file is kept; the board file is replaced atomically.
+ */
+async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: CreateTaskOptions = {}): Promise<CreateTaskResult> {
+  const boardPath = snapshot.configPath;
+  const where = boardPath ?? snapshot.dir;
+  if (boardPath === undefined) throw new TaskCreateError(where, 'the snapshot names no board file (configPath)');
+  const checked = checkDraft(snapshot, draft, where);
+  const mapping = snapshot.mapping;
+  for (const label of checked.labels) {
+    if (/[\s#[\]()]/.test(label)) throw new TaskCreateError(where, `label '${label}' cannot be an Obsidian tag: no spaces, '#', brackets or parentheses`, 'labels');
+  }
+  const tags = [...checked.labels];
+  const noteCapabilities: string[] = [];
+  for (const capability of checked.capabilities) {
+    const tag = capabilitiesFromTags([capability], mapping).includes(capability)
+      ? capability
+      : Object.entries(mapping?.capabilities ?? {}).find(([name, list]) => list.includes(capability) && !/[\s#[\]()]/.test(name))?.[0];
+    if (tag === undefined) noteCapabilities.push(capability);
+    else if (!tags.includes(tag)) tags.push(tag);
+  }
+  const priority = checked.priority && prioritySpelling(snapshot, checked.priority, ['P0', 'P1', 'P2', 'P3'], where);
+  const tokens = [...tags.map((t) => `#${t}`), ...(priority === undefined ? [] : [`prio:${priority}`]), ...(checked.dependsOn.length === 0 ? [] : [`dep:${checked.dependsOn.join(',')}`])];
+
+  return withCreateLock(snapshot.dir, options, async () => {
+    let target: string;
+    let bytes: Buffer;
+    try {
+      target = await realpath(boardPath);
+      bytes = await readFile(target);
+    } catch (error) {
+      throw new TaskCreateError(where, `cannot read the board: ${(error as Error).message}`, undefined, { cause: error });
+    }
+    const hash = sha256Hex(bytes);
+    if (snapshot.configHash !== undefined && hash !== snapshot.configHash) throw new TaskConflictError(boardPath, snapshot.configHash, hash);
+    if (firstInvalidUtf8(bytes) !== -1) throw new TaskCreateError(where, 'the board is not valid UTF-8');
+    const board = parseBoardText(decodeUtf8(bytes));
+    if ('reason' in board) throw new TaskCreateError(where, `cannot add a card: line ${board.line}: ${board.reason}`);
+    const column = board.columns.find((c) => c.id === checked.column.id);
+    if (!column) throw new TaskCreateError(where, `'column' names no column of the board: '${checked.column.id}'`, 'column');
+
+    const taken = new Set(snapshot.tasks.map((t) => t.id));
+    for (const card of board.cards) taken.add(cardIdOf(readCard(card.lines)));
+    const natural = slug(checked.title);
+    const id = firstFree(natural !== '' && natural.length <= 60 ? natural : slugOf(checked.title) || 'card', (candidate) => taken.has(candidate));
+
+    const plain = `- [ ] ${checked.title}${tokens.map((t) => ` ${t}`).join('')}`;
+    const plainData = readCard([plain]);
+    const needsNote = checked.body !== '' || noteCapabilities.length > 0 || plainData.link !== undefined || plainData.title !== checked.title;
+    let notePath: string | undefined;
+    let line: string;
+    if (needsNote) {
+      const folder = await notesFolder(board, boardPath, snapshot.dir);
+      const names = new Set(await readdir(folder).catch(() => [] as string[]));
+      const frontmatter = noteCapabilities.length === 0 ? '' : `---\ncapabilities: [${noteCapabilities.map(doubleQuoted).join(', ')}]\n---\n`;
+      const note = Buffer.from(frontmatter + withFinalNewline(checked.body), 'utf8');
+      const base = titleFileName(checked.title) || id;
+      for (;;) {
+        const name = `${firstFree(base, (candidate) => names.has(`${candidate}.md`) || names.has(`${candidate}.MD`), ' ')}.md`;
+        const path = join(folder, name);
+        if (await writeNewFile(path, note, where)) {
+          notePath = path;
+          break;
+        }
+        names.add(name);
+      }
+      const escaped = checked.title.replace(/[\\[\]]/g, '\\$&');
+      line = `- [ ] [${escaped}](${linkTarget(relative(dirname(boardPath), notePath))})${tokens.map((t) => ` ${t}`).join('')}`;
+    } else {
+      line = plain;
+    }
+    if (cardIdOf(readCard([line])) !== id) line += ` id:${id}`;
+
+    try {
+      const out = withCard(board, column.line, checked.column.id, line);
+      const check = parseBoardText(out);
+      const added = 'reason' in check ? undefined : check.cards.find((c) => c.lines.length === 1 && c.lines[0] === line && c.column === checked.column.id);
+      const others = 'reason' in check ? [] : check.cards.filter((c) => c !== added).map((c) => c.hash);
+      const data = added && readCard(added.lines);
+      const tagCapabilities = capabilitiesFromTags(data?.tags ?? [], mapping);
+      const bad =
+        !added || others.length !== board.cards.length || others.some((h, i) => h !== board.cards[i]!.hash)
+          ? 'column'
+          : data!.title !== checked.title
+            ? 'title'
+            : cardIdOf(data!) !== id
+              ? 'id'
+              : !checked.capabilities.every((c) => tagCapabilities.includes(c) || noteCapabilities.includes(c))
+                ? 'capabilities'
+                : checked.priority !== undefined && mapPriority(data!.priority ?? '', mapping) !== checked.priority.value
+                  ? 'priority'
+                  : data!.deps.join(',') !== checked.dependsOn.join(',')
+                    ? 'dependsOn'
+                    : undefined;
+      if (bad !== undefined) throw new TaskCreateError(where, `the new card would not read back with the same '${bad}'; nothing was written`, bad);
+      await replaceAtomically(boardPath, target, Buffer.from(out, 'utf8'), hash);
+    } catch (error) {
+      if (notePath !== undefined) await unlink(notePath).catch(() => undefined);
+      if (error instanceof TaskUpdateError) throw new TaskCreateError(where, error.reason, undefined, { cause: error });
+      throw error;
+    }
+    return { id, path: notePath ?? boardPath };
+  });
+}
+
+/** The board text with `line` added to the column whose heading is on line index `headingLine`: after its last card, else under its heading (after one blank line). */
+function withCard(board: ParsedBoard, headingLine: number, columnId: string, line: string): string {
+  const { lines, text, eol } = board;
+  const inColumn = board.cards.filter((c) => c.column === columnId);
+  const last = inColumn[inColumn.length - 1];
+  let at: number;
+  if (last) at = lines[last.end - 1]!.next;
+  else {
+    const heading = lines[headingLine]!;
+    const after = lines[headingLine + 1];
+    at = after !== undefined && after.text.trim() === '' ? after.next : heading.next;
+  }
+  const needsEol = at === text.length && text.length > 0 && !text.endsWith('\n');
+  return text.slice(0, at) + (needsEol ? eol : '') + line + eol + text.slice(at);
+}
+
 /** The Obsidian Kanban format (see the module comment). */
 export const obsidianFormat: BoardFormat = {
   name: 'obsidian',
   detect: async (dir) => (await findBoard(dir, {})) !== undefined,
   load,
   update,
+  create,
 };

@@ -269,6 +269,7 @@ export class AgentLifecycle {
     const { ctx } = this;
     const handle = this.handles.get(name);
     if (!handle || !markReady(ctx.world, name, nowMs)) return;
+    ctx.tracing.agentReady(name, nowMs);
     ctx.transaction(() => {
       ctx.emit({ actor: `agent:${name}`, action: 'agent.ready', object: `agent:${name}`, details: { uid: handle.account.uid } });
       this.putAgentRow(name, 'running', nowMs);
@@ -402,6 +403,7 @@ export class AgentLifecycle {
     await ctx.broker.deleteAgentConsumers(name).catch(() => undefined);
     ctx.transaction(() => {
       ctx.state.deleteAgent(name);
+      ctx.tracing.agentGone(name);
       ctx.emit({ actor: SUPERVISOR, action: 'account.delete', object: `agent:${name}`, details: {} });
     });
   }

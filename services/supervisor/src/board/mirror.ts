@@ -39,6 +39,8 @@ export class BoardMirror {
   taskById = new Map<string, Task>();
   /** Ready tasks blocked by their dependencies (made with the first board). */
   blocked: BlockedTaskReport | undefined;
+  /** When the board was last read whole or in part, ms since the epoch; undefined before. */
+  readMs: number | undefined;
   /** Set once start-up recovery has applied the moves made while Warren was stopped. */
   recovered = false;
   /** Index of each task in `board.tasks`, by id. */
@@ -123,6 +125,7 @@ export class BoardMirror {
       return;
     }
     this.availability().noteBack(nowMs);
+    this.readMs = nowMs;
     const previous = this.board;
     if (snapshot === previous) return;
     const previousById = this.taskById;

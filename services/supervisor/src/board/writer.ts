@@ -98,7 +98,11 @@ export class BoardWriter {
       const task = mirror.taskById.get(row.id);
       if (!task) {
         // A deleted card: its write has nowhere to go (the result stays in the audit trail).
-        if (edits.isDeletedCard(row, mirror.taskById, board.errors)) ctx.state.putTask({ ...row, boardSync: 'clean' });
+        if (edits.isDeletedCard(row, mirror.taskById, board.errors)) {
+          ctx.state.putTask({ ...row, boardSync: 'clean' });
+          const atMs = Date.now();
+          ctx.tracing.boardWritten(row.id, row.attempt, { state: row.state, startMs: atMs, endMs: atMs, ok: false, message: 'the card was deleted' });
+        }
         continue;
       }
       const now = new Date().toISOString();
@@ -117,9 +121,11 @@ export class BoardWriter {
       writes.push({ row, task, steps });
     }
     if (writes.length === 0) return 0;
+    const writeStartMs = Date.now();
     const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, ({ task, steps }) => edits.write(board, task, steps));
     // One folder sync makes every rename above durable.
     await syncDirectories(new Set(writes.map(({ task }) => dirname(task.path))));
+    const writtenMs = Date.now();
     let wrote = 0;
     ctx.transaction(() => {
       writes.forEach(({ row, task, steps }, i) => {
@@ -134,6 +140,7 @@ export class BoardWriter {
           wrote += 1;
           ctx.state.putTask({ ...latest, boardSync: unchanged ? 'clean' : latest.boardSync, boardHash: outcome.updated.hash });
           for (const changes of steps) ctx.emit({ actor: SUPERVISOR, action: 'board.write', object: `task:${row.id}`, details: { ...changes } });
+          ctx.tracing.boardWritten(row.id, row.attempt, { state: row.state, startMs: writeStartMs, endMs: writtenMs, ok: true, column: String(steps[steps.length - 1]?.status ?? '') });
           return;
         }
         const error = outcome.error;
@@ -141,6 +148,7 @@ export class BoardWriter {
           // The board's process rules (transitions, WIP) forbid this move: say so once, keep the
           // state in SQLite, and do not retry it every tick.
           if (unchanged) ctx.state.putTask({ ...latest, boardSync: 'clean' });
+          ctx.tracing.boardWritten(row.id, row.attempt, { state: row.state, startMs: writeStartMs, endMs: writtenMs, ok: false, message: error.message });
           ctx.emit({ actor: SUPERVISOR, action: 'board.refused', object: `task:${row.id}`, details: { ...steps[steps.length - 1]!, message: error.message } });
         } else if (error instanceof TaskConflictError) {
           // A person edited the file since we read it: re-read it, then write over the fresh copy.

@@ -68,6 +68,8 @@ export function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: N
     ...(flags.aging ? { aging: flags.aging } : {}),
     ...(flags.diskReserve ? { diskReserve: flags.diskReserve } : {}),
     ...(flags.maxAttempts !== undefined ? { maxAttempts: Number(flags.maxAttempts) } : {}),
+    ...(flags.http ?? env.WARREN_HTTP ? { http: flags.http ?? env.WARREN_HTTP } : {}),
+    ...(flags.auditKey ? { auditKey: flags.auditKey } : {}),
     ...(env.WARREN_FAULT_INJECTION === '1' && env.WARREN_CRASH_AT ? { crashAt: env.WARREN_CRASH_AT as SupervisorOptions['crashAt'] } : {}),
     ...(flags.logLevel ?? env.WARREN_LOG_LEVEL ? { logLevel: (flags.logLevel ?? env.WARREN_LOG_LEVEL) as SupervisorOptions['logLevel'] } : {}),
   };

@@ -9,6 +9,9 @@ import { lockBoard, type BoardLock } from '../board-lock.js';
 import { secureStateDir } from '../state-dir.js';
 import { addPathOptions, BOARD_FORMAT_NAMES, configFrom, ExitCode, makeLogger, runningSupervisorPid, type PathFlags } from './common.js';
 
+/** Where `warren up` serves the HTTP API and dashboard unless `--http` (or `WARREN_HTTP`) says otherwise. */
+const DEFAULT_HTTP = '127.0.0.1:7070';
+
 /** How long a supervisor that hit a fatal error may take to close, beyond the agents' kill grace, in ms. */
 const FATAL_CLOSE_MARGIN_MS = 15_000;
 
@@ -25,7 +28,9 @@ function lockStateDir(config: SupervisorConfig): () => void {
 
 /** Runs a supervisor on the board of `flags` until it stops (`up`) or the board is idle (`until-idle`). @returns the exit code. */
 async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOptions>, json: boolean): Promise<number> {
-  const config = configFrom(flags, process.env);
+  // `up` serves the API and dashboard unless told otherwise; a run until idle does only when asked.
+  const http = flags.http ?? process.env.WARREN_HTTP ?? (mode === 'up' ? DEFAULT_HTTP : 'off');
+  const config = configFrom({ ...flags, http }, process.env);
   if (config.crashAt) process.stderr.write(`warren: FAULT INJECTION: this supervisor will die at '${config.crashAt}'\n`);
   const log = makeLogger(config, process.env);
   const secured = await secureStateDir(config.stateDir);
@@ -99,6 +104,8 @@ function addSuperviseOptions(command: Command): Command {
     .option('--restart-backoff <duration>', 'first wait before another agent of a template that failed to start (doubles)', '1s')
     .option('--aging <duration>', 'a waiting task gains one priority level per this much waiting', '5m')
     .option('--max-attempts <n>', 'executions of a task lost to crashes before it fails', '3')
+    .option('--http <host:port>', "serve the HTTP API and dashboard here, or 'off' (env WARREN_HTTP; default: 127.0.0.1:7070 for up, off for run --until-idle)")
+    .option('--audit-key <file>', 'the ed25519 key that signs audit checkpoints (default: <state-dir>/audit-signing.key)')
     .option('--disk-reserve <size>', "free space kept on the state dir's filesystem; below it no new work starts ('256MiB', '5%', or both: the smaller)", '256MiB,5%')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']));
 }

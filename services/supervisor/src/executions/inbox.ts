@@ -105,6 +105,7 @@ export class Inbox {
     const { state } = this.ctx;
     const row = state.task(taskId);
     state.setAssignmentState(taskId, attempt, 'acked', nowMs);
+    this.ctx.tracing.acked(taskId, attempt, nowMs);
     if (row && row.attempt === attempt && row.state === TaskState.assigned) {
       state.putTask({ ...row, state: TaskState.running, updatedMs: nowMs });
     }
@@ -142,6 +143,7 @@ export class Inbox {
       failTasks,
     });
     this.settler.settle(r.taskId, r.attempt, outcome, reason, nowMs, this.agents.templateOf(r.agent));
+    ctx.tracing.resultReceived(r, nowMs);
     ctx.state.countTaskDone(r.agent);
     ctx.emit({
       actor: `agent:${r.agent}`,

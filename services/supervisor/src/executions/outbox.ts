@@ -38,6 +38,7 @@ export class Outbox {
     // Publish them side by side (the broker de-duplicates by message id, so order does not
     // matter), then record every acknowledged one in one transaction.
     const published = await mapLimit(pending, PUBLISH_CONCURRENCY, async ({ a, task, template }) => {
+      const trace = ctx.tracing.publishing(a.taskId, a.attempt, ctx.broker.namespace.assignSubject(a.agent));
       try {
         await ctx.broker.publishAssignment({
           taskId: a.taskId,
@@ -49,9 +50,11 @@ export class Outbox {
           fields: jsonSafe(task!.fields),
           timeoutMs: template!.taskTimeoutMs,
           assignedAtMs: a.assignedMs,
-        });
+        }, trace ? { traceparent: trace.traceparent } : undefined);
+        trace?.end();
         return true;
       } catch (error) {
+        trace?.end(error);
         ctx.log.warn({ err: error, taskId: a.taskId }, 'cannot publish an assignment yet; will retry');
         return false;
       }

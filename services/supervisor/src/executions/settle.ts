@@ -29,6 +29,7 @@ export class Settler {
     const row = state.task(taskId);
     const decision = decideSettlement({ row, attempt, outcome, retry: template?.retry, maxLostAttempts: config.maxAttempts });
     if (decision.kind === 'none' || !row) return undefined;
+    this.ctx.tracing.settled(taskId, attempt, outcome, reason, nowMs);
     const base = { ...row, reason, boardSync: 'pending' as const, updatedMs: nowMs, queuePosition: null, queueReason: null };
     switch (decision.kind) {
       case 'succeeded':

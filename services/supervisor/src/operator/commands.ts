@@ -103,6 +103,7 @@ export class OperatorCommands {
     }
     if (open) {
       state.finishAssignment(id, row.attempt, { outcome: 'cancelled', exitCode: null, summary: 'cancelled', outputs: [] }, nowMs);
+      this.ctx.tracing.settled(id, row.attempt, 'cancelled', `cancelled by ${command.requestedBy}`, nowMs);
     }
     state.putTask({ ...row, state: TaskState.cancelled, reason: `cancelled by ${command.requestedBy}`, boardSync: 'pending', updatedMs: nowMs, queuePosition: null, queueReason: null });
     return `task ${id} cancelled`;

@@ -1,0 +1,255 @@
+import type { Decision } from '@warren/policy';
+import type { Analytics, Registry } from '@warren/registry';
+import type { TokenStore } from './tokens.js';
+
+/**
+ * The shapes the HTTP API serves and the ports the supervisor implements for it. Plain JSON: field
+ * names camelCase, times in ms since the Unix epoch (`…Ms`), durations in ms, sizes in bytes.
+ */
+
+/** How an agent's sandbox last ended; null before its first exit. */
+export interface LastExit {
+  readonly code: number | null;
+  readonly signal: string | null;
+  /** Why it ended (`sleep`, `delete`, `operator`, `watchdog`, `unexpected`, …). */
+  readonly reason: string | null;
+  readonly atMs: number | null;
+}
+
+/** The live fields of a running agent, from the supervisor's world and the agent's cgroup. */
+export interface AgentLive {
+  /** The world's status: `idle`, `busy`, `starting`, `stopping`, … */
+  readonly status: string;
+  /** Tasks it holds now. */
+  readonly load: number;
+  readonly lastHeartbeatMs: number | null;
+  /** Since its sandbox started, in ms. */
+  readonly uptimeMs: number | null;
+  /** CPU time used by its cgroup, in ms; null when unknown. */
+  readonly cpuMs: number | null;
+  /** Memory its cgroup holds now, in bytes; null when unknown. */
+  readonly memoryBytes: number | null;
+  /** Its cgroup's `memory.max`, in bytes; null when unlimited or unknown. */
+  readonly memoryLimitBytes: number | null;
+  /** Processes in its cgroup; null when unknown. */
+  readonly pids: number | null;
+}
+
+/** One agent instance: its `agents` row, template facts and live fields (`GET /api/v1/agents`). */
+export interface AgentItem {
+  readonly name: string;
+  readonly template: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly home: string;
+  /** The `agents` row's state: `running`, `sleeping`, `stopped`, … */
+  readonly state: string;
+  readonly pid: number | null;
+  readonly startedMs: number | null;
+  readonly stoppedMs: number | null;
+  readonly lastExit: LastExit | null;
+  readonly tasksDone: number;
+  readonly capabilities: readonly string[];
+  /** Tasks it may hold at once (its template's WIP). */
+  readonly wip: number;
+  /** Null when the agent is not running in this supervisor. */
+  readonly live: AgentLive | null;
+}
+
+/** A Unix account Warren made for an agent (`GET /api/v1/accounts`). */
+export interface AccountItem {
+  readonly name: string;
+  readonly template: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly groups: readonly string[];
+  readonly home: string;
+  readonly createdMs: number;
+}
+
+/** An agent template (`GET /api/v1/templates`). */
+export interface TemplateItem {
+  readonly name: string;
+  readonly capabilities: readonly string[];
+  readonly wip: number;
+  readonly minInstances: number;
+  readonly maxInstances: number;
+  /** Instances kept started and idle, ready for work. */
+  readonly warm: number;
+  /** The template's resource limits as written (`memoryMaxBytes`, `cpuQuota`, …). */
+  readonly resources: Readonly<Record<string, unknown>>;
+  /** Instances that exist now. */
+  readonly instances: number;
+  /** Why the template file does not load, one message each; empty when it does. */
+  readonly errors: readonly string[];
+}
+
+/** One card of the board, joined with Warren's task state. */
+export interface Card {
+  readonly id: string;
+  readonly title: string;
+  readonly column: string;
+  readonly priority: string | null;
+  readonly capabilities: readonly string[];
+  readonly dependsOn: readonly string[];
+  /** Warren's task state, or null when Warren has no row for it yet. */
+  readonly state: string | null;
+  readonly agent: string | null;
+  readonly queuePosition: number | null;
+  readonly queueReason: string | null;
+  /** The card's file, relative to the board folder. */
+  readonly path: string;
+}
+
+/** The board as Warren reads it (`GET /api/v1/board`). */
+export interface BoardView {
+  /** The board format's name: `warren`, `backlog`, `obsidian`, `json`. */
+  readonly format: string;
+  readonly columns: readonly { readonly name: string; readonly wip: number | null; readonly count: number; readonly over: boolean }[];
+  /** Files Warren does not take, with why. */
+  readonly held: readonly { readonly path: string; readonly message: string }[];
+  readonly cards: readonly Card[];
+}
+
+/** What `POST /api/v1/tasks` asks for: a new card, written in the board's own format. */
+export interface TaskDraft {
+  readonly title: string;
+  readonly body?: string;
+  readonly capabilities?: readonly string[];
+  readonly priority?: 'low' | 'medium' | 'high' | 'urgent';
+  /** The column to put it in; default the board's ready column. */
+  readonly column?: string;
+  readonly dependsOn?: readonly string[];
+}
+
+/** Messages between agents and who talks to whom (`GET /api/v1/messages`). */
+export interface MessagesView {
+  readonly messages: readonly { readonly seq: number; readonly timeMs: number; readonly from: string; readonly to: string; readonly allowed: boolean }[];
+  readonly edges: readonly { readonly from: string; readonly to: string; readonly count: number; readonly denied: number }[];
+}
+
+/** One time bucket of {@link AnalyticsView.series}. */
+export interface AnalyticsBucket {
+  readonly startMs: number;
+  readonly finished: number;
+  readonly succeeded: number;
+  readonly failed: number;
+  readonly retried: number;
+  readonly p50WaitMs: number | null;
+  readonly p95WaitMs: number | null;
+  readonly p50RunMs: number | null;
+  readonly p95RunMs: number | null;
+}
+
+/** The registry's analytics facts plus series, rates and incidents (`GET /api/v1/analytics`). */
+export interface AnalyticsView extends Analytics {
+  readonly series: readonly AnalyticsBucket[];
+  /** Fractions 0..1 of finished executions. */
+  readonly rates: { readonly success: number; readonly failure: number; readonly retry: number };
+  readonly utilisation: readonly { readonly template: string; readonly agent?: string; readonly busyMs: number; readonly spanMs: number; readonly ratio: number }[];
+  readonly capabilities: readonly { readonly capability: string; readonly tasks: number }[];
+  readonly incidents: { readonly crashRecoveries: number; readonly watchdogKills: number; readonly retries: number; readonly spawnFailures: number };
+}
+
+/** Whether the audit trail verifies (`GET /api/v1/audit/verify`). */
+export interface AuditVerifyView {
+  readonly ok: boolean;
+  readonly rows: number;
+  readonly firstBadSeq?: number;
+  readonly reason?: string;
+  /** Signed checkpoints, when the trail has them. */
+  readonly checkpoints?: { readonly count: number; readonly lastSeq: number | null; readonly lastMs: number | null; readonly signed: boolean };
+}
+
+/**
+ * An event of Warren's catalogue as the server streams it: the audit row without its hash chain
+ * (the same JSON the supervisor publishes on NATS).
+ */
+export interface EventPayload {
+  /** The audit row's sequence number: consecutive. */
+  readonly seq: number;
+  /** The audit row's time, ms since the epoch. */
+  readonly ts: number;
+  /** The event's kind, the audit row's `action` (`task.assign`, `agent.start`, …). */
+  readonly kind: string;
+  readonly actor: string;
+  readonly object: string;
+  readonly decision: 'allow' | 'deny' | null;
+  readonly details: unknown;
+}
+
+/** A chunk of an agent's log (`GET /api/v1/agents/:name/log`). */
+export interface LogChunk {
+  readonly text: string;
+  /** The byte offset to ask for next (`after=next`). */
+  readonly next: number;
+  /** The log's size now, in bytes. */
+  readonly size: number;
+}
+
+/** The policy as the HTTP server asks it: the supervisor's `Authorizer` (decides and audits). */
+export interface HttpAuthorizer {
+  /** Decides `principal` doing `action` on `object`, appending one `policy.decide` audit row. */
+  authorize(request: { readonly principal: string; readonly object: string; readonly action: string }): Decision;
+  /** Makes `principal` a member of `role` in the enforcer (in memory). */
+  grantRole(principal: string, role: string): void;
+  /** Takes every role away from `principal` (used when a token name is reused with another role). */
+  dropPrincipal(principal: string): void;
+}
+
+/**
+ * What the HTTP server needs from the process that serves it. The supervisor implements it over its
+ * context; tests build it over a real registry, policy and audit trail. Every member is called on the
+ * request path: keep each one a read of memory or of SQLite, no waiting on agents.
+ */
+export interface HttpPorts {
+  /** The read model over the state database. */
+  readonly registry: Registry;
+  readonly authorizer: HttpAuthorizer;
+  /** The API tokens and browser sessions, over the same state database. */
+  readonly tokens: TokenStore;
+  /** The supervisor instance's name (its NATS prefix). */
+  readonly instance: string;
+  /** Warren's version (`package.json`). */
+  readonly version: string;
+  /** When the supervisor started, ms since the epoch. */
+  readonly startedMs: number;
+  /** Every agent instance with its live fields and cgroup usage, sorted by name. */
+  agents(): readonly AgentItem[];
+  accounts(): readonly AccountItem[];
+  templates(): readonly TemplateItem[];
+  /** The board's columns, held files and cards joined with task states. */
+  board(): Promise<BoardView>;
+  /**
+   * What the task view adds to the registry's task: its card's title and column, its current trace
+   * id (32 hex digits) and the tail of its last execution's output ('' when none).
+   */
+  taskExtras(id: string): { readonly title: string | null; readonly column: string | null; readonly traceId: string | null; readonly output: string };
+  /**
+   * Writes a new card in the board's own format as `principal` asked.
+   * @returns the task's id and its file, relative to the board folder.
+   * @throws {WarrenError} with a message naming the field when the draft cannot be written (answered 400),
+   *   `WARREN_TASK_EXISTS` when the id is taken (answered 409).
+   */
+  createTask(draft: TaskDraft, principal: string): Promise<{ readonly id: string; readonly path: string }>;
+  /**
+   * A byte range of the agent's log: from `after` (a byte offset) at most `limit` bytes, or without
+   * `after` the last `limit` bytes. Undefined when there is no agent `name`.
+   */
+  agentLog(name: string, range: { readonly after?: number; readonly limit: number }): LogChunk | undefined;
+  messages(filter: { readonly agent?: string; readonly sinceMs?: number; readonly limit?: number }): MessagesView;
+  /** Analytics since `sinceMs` (default all) with series in buckets of `bucketMs` (default chosen by the supervisor). */
+  analytics(filter: { readonly sinceMs?: number; readonly bucketMs?: number }): AnalyticsView;
+  /** Verifies the audit trail's hash chain and signed checkpoints. */
+  verifyAudit(): AuditVerifyView;
+  /**
+   * Calls `listener` with each event once its audit row is committed, in seq order, synchronously
+   * from the emitter (the listener must not throw or block).
+   * @returns a function that unsubscribes.
+   */
+  subscribe(listener: (event: EventPayload) => void): () => void;
+  /** The Prometheus exposition of Warren's metrics. */
+  metrics(): Promise<{ readonly contentType: string; readonly body: string }>;
+  /** Asks the supervisor to run a tick soon (after a command was queued). */
+  requestTick(): void;
+}

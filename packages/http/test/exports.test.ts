@@ -1,0 +1,28 @@
+import { expect, test } from 'vitest';
+import * as http from '@warren/http';
+
+test('the public surface is the names index.ts lists', () => {
+  expect(Object.keys(http).sort()).toEqual([
+    'HttpError',
+    'MAX_SESSION_MS',
+    'SESSION_COOKIE',
+    'TOKEN_FORMAT',
+    'TOKEN_NAME',
+    'TokenRole',
+    'TokenStore',
+    'allowHost',
+    'analyticsView',
+    'closeEventStreams',
+    'createHttpApp',
+    'createSignInLink',
+    'eventOfRow',
+    'isTokenRole',
+    'kindFilter',
+    'messagesView',
+    'openTokenStore',
+    'parseListenAddress',
+    'readLogRange',
+    'routesOf',
+    'startHttpServer',
+  ]);
+});

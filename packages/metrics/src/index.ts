@@ -1,0 +1,29 @@
+/**
+ * @warren/metrics: Warren's Prometheus metrics on a registry of their own (prom-client), served as
+ * `GET /metrics`. The supervisor gives callbacks read on each scrape (tasks by state, queue
+ * length, agents' cgroup usage, audit rows) and feeds latencies and events as they happen.
+ *
+ * ```ts
+ * import { createMetrics } from '@warren/metrics';
+ * const metrics = createMetrics({ instance: 'warren', version: '0.1.0' });
+ * metrics.setSources({
+ *   tasksByState: () => registry.status().tasks,          // { ready: 3, running: 1 }
+ *   queueLength: () => registry.tasks({ waiting: true }).length,
+ *   agentUsage: () => [{ agent: 'shell-1', template: 'shell', cpuMs: 1520, memoryBytes: 8_388_608 }],
+ *   auditRows: () => registry.status().auditRows,
+ * });
+ * metrics.observeAssignment('shell', 42);                 // waited 42 ms from ready to assigned
+ * metrics.observeSpawn('shell', 180);                     // started and ready in 180 ms
+ * metrics.observeEvent('task.assign');
+ * const { contentType, body } = await metrics.text();     // text/plain; version=0.0.4 …
+ * await metrics.close();
+ * ```
+ */
+export {
+  ASSIGNMENT_LATENCY_BUCKETS_SECONDS,
+  OVERFLOW_LABEL,
+  SPAWN_LATENCY_BUCKETS_SECONDS,
+  createMetrics,
+} from './metrics.js';
+export type { AgentUsageSample, CreateMetricsOptions, MetricsSources, MetricsText, WarrenMetrics } from './metrics.js';
+export { MetricsError } from './errors.js';

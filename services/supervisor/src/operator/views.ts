@@ -1,0 +1,380 @@
+/**
+ * What the HTTP API and the dashboard show that only the running supervisor knows: the registry's
+ * rows joined with the ECS world (live status, load, cgroup usage), the accounts, the templates and
+ * the board as the supervisor last read it. Plain JSON; times in ms since the epoch, sizes in bytes.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import { listAgents, type AgentView as WorldAgentView } from '@warren/ecs';
+import { createTask, type TaskDraft } from '@warren/kanban';
+import { timeSeries, utilisation, type Analytics, type Incidents, type SeriesBucket, type Utilisation } from '@warren/registry';
+import type { BoardMirror } from '../board/mirror.js';
+import type { SupervisorContext } from '../context.js';
+
+/** The live fields of a started agent, from the ECS world. */
+export interface AgentLive {
+  /** The world's status: `idle`, `busy`, `starting`, `stopping`, `sleeping`, … */
+  readonly status: string;
+  /** When it entered `status`, ms since the epoch. */
+  readonly statusSinceMs: number;
+  /** Tasks it holds now. */
+  readonly load: number;
+  readonly lastHeartbeatMs: number | null;
+  /** Since its `agents` row says it started, ms; null when unknown. */
+  readonly uptimeMs: number | null;
+  /** CPU time its cgroup has used, ms. */
+  readonly cpuMs: number;
+  /** Memory its cgroup holds now, bytes. */
+  readonly memoryBytes: number;
+  /** Its cgroup's memory limit, bytes (0 when none). */
+  readonly memoryLimitBytes: number;
+  /** Processes in its cgroup. */
+  readonly pids: number;
+  readonly restarts: number;
+}
+
+/** An agent instance as the API lists it: its `agents` row, account, template facts and live fields. */
+export interface AgentItem {
+  readonly name: string;
+  readonly template: string;
+  readonly uid: number;
+  readonly gid: number | null;
+  /** Its home on the host; null when its account is gone. */
+  readonly home: string | null;
+  /** The `agents` row's state: `running`, `sleeping`, `stopped`, … */
+  readonly state: string;
+  readonly pid: number | null;
+  readonly startedMs: number | null;
+  readonly stoppedMs: number | null;
+  /** How it last exited, in words (`exit 0`, `killed by SIGKILL (watchdog)`), or null. */
+  readonly lastExit: string | null;
+  readonly tasksDone: number;
+  readonly capabilities: readonly string[];
+  /** The most tasks it holds at once. */
+  readonly wip: number;
+  readonly unsafe: boolean;
+  /** Null unless it is in the world (started, starting or stopping). */
+  readonly live: AgentLive | null;
+}
+
+/** Filters of {@link agentItems}; every given one must match. */
+export interface AgentItemFilter {
+  readonly template?: string;
+  /** The row's state, or the live status. */
+  readonly state?: string;
+  readonly capability?: string;
+}
+
+/** The agents, sorted by name: every `agents` row, joined with its account, template and the world. */
+export function agentItems(ctx: SupervisorContext, filter: AgentItemFilter = {}, nowMs = Date.now()): AgentItem[] {
+  const live = new Map<string, WorldAgentView>(listAgents(ctx.world).map((v) => [v.name, v]));
+  const accounts = new Map(ctx.accounts.list().map((a) => [a.name, a]));
+  const items: AgentItem[] = [];
+  for (const row of ctx.registry.agents()) {
+    const view = live.get(row.name);
+    const account = accounts.get(row.name);
+    const template = ctx.templates.get(row.template);
+    const item: AgentItem = {
+      name: row.name,
+      template: row.template,
+      uid: row.uid,
+      gid: account?.gid ?? null,
+      home: account?.home ?? null,
+      state: row.state,
+      pid: row.pid,
+      startedMs: row.startedMs,
+      stoppedMs: row.stoppedMs,
+      lastExit: row.lastExit,
+      tasksDone: row.tasksDone,
+      capabilities: view?.capabilities ?? [...(template?.capabilities ?? [])].sort(),
+      wip: view?.wipLimit ?? template?.wipPerInstance ?? 1,
+      unsafe: template?.isolation === 'unsafe-no-cgroups',
+      live:
+        view === undefined
+          ? null
+          : {
+              status: view.status,
+              statusSinceMs: view.statusSinceMs,
+              load: view.load,
+              lastHeartbeatMs: view.lastHeartbeatMs,
+              uptimeMs: row.startedMs === null ? null : Math.max(0, nowMs - row.startedMs),
+              cpuMs: view.resources.cpuMs,
+              memoryBytes: view.resources.memoryBytes,
+              memoryLimitBytes: view.resources.memoryMaxBytes,
+              pids: view.resources.pids,
+              restarts: view.restarts,
+            },
+    };
+    if (filter.template !== undefined && item.template !== filter.template) continue;
+    if (filter.state !== undefined && item.state !== filter.state && item.live?.status !== filter.state) continue;
+    if (filter.capability !== undefined && !item.capabilities.includes(filter.capability)) continue;
+    items.push(item);
+  }
+  return items;
+}
+
+/** An agent's Unix account, as `warren agents` knows it. */
+export interface AccountItem {
+  readonly name: string;
+  readonly template: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly groups: readonly string[];
+  readonly home: string;
+  readonly createdMs: number;
+}
+
+/** Every agent account, sorted by name. */
+export function accountItems(ctx: SupervisorContext): AccountItem[] {
+  return ctx.accounts
+    .list()
+    .map((a) => ({ name: a.name, template: a.template, uid: a.uid, gid: a.gid, groups: [...a.groups], home: a.home, createdMs: a.createdMs }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** An agent template: what its agents can do and how many may run. */
+export interface TemplateItem {
+  readonly name: string;
+  readonly description: string;
+  readonly capabilities: readonly string[];
+  /** Tasks one agent of it holds at once. */
+  readonly wip: number;
+  readonly maxInstances: number;
+  /** Agents kept started ahead of demand. */
+  readonly warm: number;
+  /** `persistent`, `sleep` or `autodelete`. */
+  readonly lifecycle: string;
+  readonly isolation: string;
+  readonly runtime: string;
+  readonly taskTimeoutMs: number;
+  readonly resources: { readonly memoryMaxBytes: number; readonly pidsMax: number; readonly cpuWeight: number; readonly homeLimitBytes: number };
+  /** Its agents in the world now. */
+  readonly instances: number;
+}
+
+/** The loaded templates by name, and the template files that could not be loaded (`path:line: why`). */
+export function templateItems(ctx: SupervisorContext): { templates: TemplateItem[]; errors: string[] } {
+  const counts = new Map<string, number>();
+  for (const view of listAgents(ctx.world)) counts.set(view.template, (counts.get(view.template) ?? 0) + 1);
+  const templates = [...ctx.templates.values()]
+    .map((t) => ({
+      name: t.name,
+      description: t.description,
+      capabilities: [...t.capabilities],
+      wip: t.wipPerInstance,
+      maxInstances: t.maxInstances,
+      warm: t.warmPool,
+      lifecycle: t.lifecycle,
+      isolation: t.isolation,
+      runtime: t.runtime.kind,
+      taskTimeoutMs: t.taskTimeoutMs,
+      resources: { memoryMaxBytes: t.resources.memoryMaxBytes, pidsMax: t.resources.pidsMax, cpuWeight: t.resources.cpuWeight, homeLimitBytes: t.homeLimitBytes },
+      instances: counts.get(t.name) ?? 0,
+    }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { templates, errors: ctx.templateErrors.map((e) => e.message) };
+}
+
+/** A card of the board joined with what Warren knows of its task. */
+export interface CardItem {
+  readonly id: string;
+  readonly title: string;
+  /** The column's id (the task's status). */
+  readonly column: string;
+  readonly priority: string;
+  readonly capabilities: readonly string[];
+  readonly labels: readonly string[];
+  readonly dependsOn: readonly string[];
+  /** Warren's state of the task, or null when it has not seen it as ready yet. */
+  readonly state: string | null;
+  readonly agent: string | null;
+  readonly attempt: number;
+  /** 1-based place in the admission queue, or null when not waiting. */
+  readonly queuePosition: number | null;
+  /** Why it waits, as the last plan said. */
+  readonly queueReason: string | null;
+  /** The file, relative to the board folder. */
+  readonly path: string;
+}
+
+/** The board as the supervisor last read it. */
+export interface BoardItem {
+  readonly name: string;
+  /** `warren`, `backlog-md`, `obsidian`, `json-config`. */
+  readonly format: string;
+  readonly columns: readonly { readonly id: string; readonly name: string; readonly wip: number | null; readonly count: number; readonly over: boolean; readonly role: string | null }[];
+  /** Files Warren cannot read and holds until they parse. */
+  readonly held: readonly { readonly path: string; readonly message: string }[];
+  readonly cards: readonly CardItem[];
+  /** When the supervisor last read it (ms since the epoch); null before the first read. */
+  readonly readMs: number | null;
+}
+
+const relativeTo = (dir: string, path: string): string => (path.startsWith(`${dir}/`) ? path.slice(dir.length + 1) : path);
+
+/** The board as `mirror` last read it, each card joined with its task row and queue place. */
+export function boardItem(ctx: SupervisorContext, mirror: BoardMirror): BoardItem {
+  const board = mirror.board;
+  if (board === undefined) return { name: '', format: ctx.config.boardFormat ?? 'warren', columns: [], held: [], cards: [], readMs: null };
+  const rows = new Map(ctx.registry.tasks().map((t) => [t.id, t]));
+  const roleOf = new Map<string, string>();
+  for (const [role, column] of Object.entries(board.config.roles)) if (typeof column === 'string') roleOf.set(column, role);
+  const counts = new Map<string, number>();
+  const cards: CardItem[] = board.tasks.map((task) => {
+    counts.set(task.status, (counts.get(task.status) ?? 0) + 1);
+    const row = rows.get(task.id);
+    return {
+      id: task.id,
+      title: task.title,
+      column: task.status,
+      priority: task.priority,
+      capabilities: task.capabilities,
+      labels: task.labels,
+      dependsOn: task.dependsOn,
+      state: row?.state ?? null,
+      agent: row?.agent ?? null,
+      attempt: row?.attempt ?? 0,
+      queuePosition: row?.queuePosition ?? null,
+      queueReason: row?.queueReason ?? null,
+      path: relativeTo(board.dir, task.path),
+    };
+  });
+  return {
+    name: board.config.name,
+    format: board.format ?? 'warren',
+    columns: board.config.columns.map((c) => {
+      const count = counts.get(c.id) ?? 0;
+      return { id: c.id, name: c.name, wip: c.wip ?? null, count, over: c.wip !== undefined && count > c.wip, role: roleOf.get(c.id) ?? null };
+    }),
+    held: board.errors.map((e) => ({ path: relativeTo(board.dir, e.path), message: e.message })),
+    cards,
+    readMs: mirror.readMs ?? null,
+  };
+}
+
+/** What the task detail adds to the registry's row: its card, and the last execution's output. */
+export interface TaskExtras {
+  readonly title: string | null;
+  readonly column: string | null;
+  readonly capabilities: readonly string[];
+  /** The tail of the last finished execution's output (its result summary), '' when none. */
+  readonly output: string;
+}
+
+/** The card of task `id` as last read, and the last execution's output. */
+export function taskExtras(ctx: SupervisorContext, mirror: BoardMirror, id: string): TaskExtras {
+  const task = mirror.taskById.get(id);
+  const executions = ctx.registry.executions({ taskId: id, order: 'desc', limit: 1 });
+  return { title: task?.title ?? null, column: task?.status ?? null, capabilities: task?.capabilities ?? [], output: executions[0]?.summary ?? '' };
+}
+
+/** A slice of an agent's log file ({@link agentLogSlice}). */
+export interface LogSlice {
+  readonly text: string;
+  /** The byte offset to ask from next time (`after`). */
+  readonly next: number;
+  /** The file's size now, bytes. */
+  readonly size: number;
+}
+
+/** The most bytes one {@link agentLogSlice} returns. */
+export const MAX_LOG_SLICE_BYTES = 65_536;
+
+/**
+ * Bytes of agent `name`'s log (`<stateDir>/logs/<name>.log`: its runner's and sandbox's stderr)
+ * from byte `after` on, at most `limit` bytes; without `after`, the last `limit` bytes (a tail).
+ * A log that shrank (a new run truncated it) is read from its start. Text is decoded as UTF-8 (a
+ * character cut at the edge shows as U+FFFD).
+ * @returns undefined when the agent has no log.
+ * @throws {RangeError} if `after` is negative or `limit` is not in 1..{@link MAX_LOG_SLICE_BYTES}.
+ */
+export function agentLogSlice(ctx: SupervisorContext, name: string, range: { after?: number; limit: number }): LogSlice | undefined {
+  if (!/^[a-z][a-z0-9-]{0,31}$/.test(name)) return undefined;
+  if (!Number.isInteger(range.limit) || range.limit < 1 || range.limit > MAX_LOG_SLICE_BYTES) throw new RangeError(`limit must be 1..${MAX_LOG_SLICE_BYTES} bytes`);
+  if (range.after !== undefined && (!Number.isInteger(range.after) || range.after < 0)) throw new RangeError('after must be a byte offset ≥ 0');
+  let fd: number;
+  try {
+    fd = openSync(join(ctx.config.stateDir, 'logs', `${name}.log`), 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    let start = range.after === undefined ? Math.max(0, size - range.limit) : range.after;
+    if (start > size) start = 0;
+    const length = Math.min(range.limit, size - start);
+    const buffer = Buffer.alloc(length);
+    const read = length > 0 ? readSync(fd, buffer, 0, length, start) : 0;
+    return { text: buffer.subarray(0, read).toString('utf8'), next: start + read, size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Filters of {@link analyticsView}. */
+export interface AnalyticsFilter {
+  /** Only executions assigned at or after this time, ms since the epoch. */
+  readonly sinceMs?: number;
+  /** The width of a time-series bucket, ms (default: a sixtieth of the window, at least 1 s). */
+  readonly bucketMs?: number;
+}
+
+/** The analytics the dashboard charts: the registry's facts plus series, rates and utilisation. */
+export interface AnalyticsView extends Analytics {
+  readonly bucketMs: number;
+  readonly series: readonly SeriesBucket[];
+  /** Shares of finished executions: succeeded, failed (any other outcome), retried (attempt > 1); 0 when none finished. */
+  readonly rates: { readonly success: number; readonly failure: number; readonly retry: number };
+  readonly utilisation: readonly Utilisation[];
+  /** Tasks run per capability (from the cards' capabilities), busiest first. */
+  readonly capabilities: readonly { readonly capability: string; readonly tasks: number }[];
+  readonly incidents: Incidents;
+}
+
+/** The analytics over the executions assigned since `filter.sinceMs` (default all). */
+export function analyticsView(ctx: SupervisorContext, mirror: BoardMirror, filter: AnalyticsFilter = {}, nowMs = Date.now()): AnalyticsView {
+  const executions = ctx.registry.executions(filter.sinceMs === undefined ? {} : { sinceMs: filter.sinceMs });
+  const facts = ctx.registry.analytics(filter.sinceMs === undefined ? {} : { sinceMs: filter.sinceMs });
+  const firstMs = executions.reduce((min, e) => Math.min(min, e.finishedMs ?? e.assignedMs ?? nowMs), nowMs);
+  const bucketMs = filter.bucketMs ?? Math.max(1000, Math.ceil((nowMs - (filter.sinceMs ?? firstMs)) / 60 / 1000) * 1000);
+  const finished = executions.filter((e) => e.finishedMs !== null);
+  const share = (n: number) => (finished.length === 0 ? 0 : Math.round((n / finished.length) * 1000) / 1000);
+  const succeeded = finished.filter((e) => e.outcome === 'succeeded').length;
+  const tasksByCapability = new Map<string, Set<string>>();
+  for (const e of executions) {
+    for (const capability of mirror.taskById.get(e.taskId)?.capabilities ?? []) {
+      (tasksByCapability.get(capability) ?? tasksByCapability.set(capability, new Set()).get(capability)!).add(e.taskId);
+    }
+  }
+  return {
+    ...facts,
+    bucketMs,
+    series: timeSeries(executions, bucketMs),
+    rates: { success: share(succeeded), failure: share(finished.length - succeeded), retry: share(finished.filter((e) => e.attempt > 1).length) },
+    utilisation: utilisation(executions, nowMs),
+    capabilities: [...tasksByCapability]
+      .map(([capability, tasks]) => ({ capability, tasks: tasks.size }))
+      .sort((a, b) => b.tasks - a.tasks || (a.capability < b.capability ? -1 : 1)),
+    incidents: ctx.registry.incidents(filter.sinceMs),
+  };
+}
+
+/**
+ * Writes a new card on the board in its own format (`createTask` of `@warren/kanban`: a task file,
+ * a Backlog.md task, an Obsidian card), records `task.create` with `principal` as the actor and
+ * asks for a tick, so the board is read again at once.
+ * @returns the task's id and its file, relative to the board folder.
+ * @throws {TaskCreateError} naming the field of a bad draft (nothing written); {@link BoardConfigError}
+ *   when the board cannot be read; {@link TaskConflictError} when the board file changed meanwhile.
+ */
+export async function createBoardTask(ctx: SupervisorContext, mirror: BoardMirror, draft: TaskDraft, principal: string): Promise<{ id: string; path: string }> {
+  const { id, path } = await createTask(ctx.config.boardDir, draft, {
+    ...(ctx.config.boardFormat ? { format: ctx.config.boardFormat } : {}),
+    ...(ctx.mapping ? { mapping: ctx.mapping } : {}),
+  });
+  const shown = relativeTo(ctx.config.boardDir, path);
+  ctx.emit({ actor: principal, action: 'task.create', object: `task:${id}`, details: { path: shown, title: draft.title, column: draft.column ?? null } });
+  mirror.markChanged(path);
+  ctx.requestTick();
+  return { id, path: shown };
+}
