@@ -2,6 +2,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Option, type Command } from 'commander';
 import { WarrenError } from '@warren/core';
+import { dashboardDir } from '@warren/dashboard';
 import { SUPERVISOR_PID_FILE } from '@warren/registry';
 import type { SupervisorConfig, SupervisorOptions } from '../config.js';
 import { Supervisor, type RunMode, type RunSummary } from '../supervisor.js';
@@ -45,6 +46,7 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
       env: process.env,
       // A fatal error closes what the supervisor started, then the command exits non-zero; a close
       // that hangs is cut short after the agents' kill grace and a margin.
+      dashboardDir: dashboardDir(),
       onFatal: () => setTimeout(() => process.exit(ExitCode.failed), config.killGraceMs + FATAL_CLOSE_MARGIN_MS).unref(),
     });
     const api = supervisor.api;
