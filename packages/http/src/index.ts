@@ -34,12 +34,9 @@ export type {
   EventPayload,
   HttpAuthorizer,
   HttpPorts,
-  LastExit,
   LogChunk,
   MessagesView,
   TaskDraft,
   TemplateItem,
 } from './ports.js';
-export { analyticsView, messagesView } from './views.js';
 export { readLogRange } from './log-range.js';
-export type { AnalyticsFilter, MessagesFilter } from './views.js';

@@ -7,15 +7,6 @@ import type { TokenStore } from './tokens.js';
  * names camelCase, times in ms since the Unix epoch (`…Ms`), durations in ms, sizes in bytes.
  */
 
-/** How an agent's sandbox last ended; null before its first exit. */
-export interface LastExit {
-  readonly code: number | null;
-  readonly signal: string | null;
-  /** Why it ended (`sleep`, `delete`, `operator`, `watchdog`, `unexpected`, …). */
-  readonly reason: string | null;
-  readonly atMs: number | null;
-}
-
 /** The live fields of a running agent, from the supervisor's world and the agent's cgroup. */
 export interface AgentLive {
   /** The world's status: `idle`, `busy`, `starting`, `stopping`, … */
@@ -40,14 +31,17 @@ export interface AgentItem {
   readonly name: string;
   readonly template: string;
   readonly uid: number;
-  readonly gid: number;
-  readonly home: string;
+  /** Null when its account is gone. */
+  readonly gid: number | null;
+  /** Its home on the host; null when its account is gone. */
+  readonly home: string | null;
   /** The `agents` row's state: `running`, `sleeping`, `stopped`, … */
   readonly state: string;
   readonly pid: number | null;
   readonly startedMs: number | null;
   readonly stoppedMs: number | null;
-  readonly lastExit: LastExit | null;
+  /** How its sandbox last ended, in words (`code 0`, `killed by SIGKILL (watchdog)`); null before its first exit. */
+  readonly lastExit: string | null;
   readonly tasksDone: number;
   readonly capabilities: readonly string[];
   /** Tasks it may hold at once (its template's WIP). */
@@ -151,14 +145,20 @@ export interface AnalyticsView extends Analytics {
   readonly incidents: { readonly crashRecoveries: number; readonly watchdogKills: number; readonly retries: number; readonly spawnFailures: number };
 }
 
-/** Whether the audit trail verifies (`GET /api/v1/audit/verify`). */
+/** Whether the audit trail verifies (`GET /api/v1/audit/verify`): `SignedVerification` of `@warren/audit`. */
 export interface AuditVerifyView {
   readonly ok: boolean;
+  /** Rows read: all of them when ok, else up to the first bad one. */
   readonly rows: number;
+  /** Whether signed checkpoints cover the trail (false for a trail made before signing, or without a key). */
+  readonly signed: boolean;
+  /** SHA-256 of the signing public key, hex. */
+  readonly keyId?: string;
+  readonly checkpoints: { readonly count: number; readonly lastSeq: number | null; readonly lastMs: number | null };
+  /** Rows after the newest checkpoint: protected by the hash chain only. */
+  readonly unsignedRows: number;
   readonly firstBadSeq?: number;
   readonly reason?: string;
-  /** Signed checkpoints, when the trail has them. */
-  readonly checkpoints?: { readonly count: number; readonly lastSeq: number | null; readonly lastMs: number | null; readonly signed: boolean };
 }
 
 /**
@@ -241,7 +241,7 @@ export interface HttpPorts {
   /** Analytics since `sinceMs` (default all) with series in buckets of `bucketMs` (default chosen by the supervisor). */
   analytics(filter: { readonly sinceMs?: number; readonly bucketMs?: number }): AnalyticsView;
   /** Verifies the audit trail's hash chain and signed checkpoints. */
-  verifyAudit(): AuditVerifyView;
+  verifyAudit(): Promise<AuditVerifyView>;
   /**
    * Calls `listener` with each event once its audit row is committed, in seq order, synchronously
    * from the emitter (the listener must not throw or block).

@@ -70,13 +70,13 @@ export const AgentItemBody = z.looseObject({
   name: z.string(),
   template: z.string(),
   uid: z.number(),
-  gid: z.number(),
-  home: z.string(),
+  gid: nullableNumber,
+  home: nullableString,
   state: z.string(),
   pid: nullableNumber,
   startedMs: nullableNumber,
   stoppedMs: nullableNumber,
-  lastExit: z.looseObject({ code: nullableNumber, signal: nullableString, reason: nullableString, atMs: nullableNumber }).nullable(),
+  lastExit: nullableString,
   tasksDone: z.number(),
   capabilities: z.array(z.string()),
   wip: z.number(),
@@ -221,9 +221,12 @@ export const AuditPageBody = z.object({ rows: z.array(AuditRowBody), next: z.num
 export const AuditVerifyBody = z.looseObject({
   ok: z.boolean(),
   rows: z.number(),
+  signed: z.boolean().describe('whether signed checkpoints cover the trail'),
+  keyId: z.string().optional().describe('SHA-256 of the signing public key'),
+  checkpoints: z.looseObject({ count: z.number(), lastSeq: nullableNumber, lastMs: nullableNumber }),
+  unsignedRows: z.number().describe('rows after the newest checkpoint, protected by the hash chain only'),
   firstBadSeq: z.number().optional(),
   reason: z.string().optional(),
-  checkpoints: z.looseObject({ count: z.number(), lastSeq: nullableNumber, lastMs: nullableNumber, signed: z.boolean() }).optional(),
 });
 
 export const MessagesQuery = z.object({

@@ -8,12 +8,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openAudit, type AuditEntry, type AuditRecord, type AuditTrail } from '@warren/audit';
+import { openAudit, verifyAuditTrail, type AuditEntry, type AuditRecord, type AuditTrail } from '@warren/audit';
 import { WarrenError } from '@warren/core';
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
 import { openRegistry, TaskState, type Registry, type TaskRow } from '@warren/registry';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
-import { analyticsView, eventOfRow, messagesView, openTokenStore, readLogRange, type AgentItem, type BoardView, type EventPayload, type HttpPorts, type TaskDraft, type TemplateItem, type TokenStore } from '@warren/http';
+import { eventOfRow, openTokenStore, readLogRange, type AgentItem, type BoardView, type EventPayload, type HttpPorts, type TaskDraft, type TemplateItem, type TokenStore } from '@warren/http';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const POLICIES = join(repoRoot, 'policies');
@@ -177,13 +177,13 @@ export async function openTestPorts(): Promise<TestPorts> {
       return readLogRange(join(dir, 'logs', `${name}.log`), range);
     },
     messages(filter) {
-      return messagesView(registry, filter);
+      return registry.messages(filter);
     },
     analytics(filter) {
-      return analyticsView(registry, { ...filter, nowMs: Date.now(), capabilitiesOf: () => ['shell'] });
+      return registry.analyticsReport({ ...filter, nowMs: Date.now(), capabilitiesOf: () => ['shell'] });
     },
     verifyAudit() {
-      return registry.verifyAudit();
+      return Promise.resolve(verifyAuditTrail(registry.db));
     },
     subscribe(listener) {
       listeners.add(listener);

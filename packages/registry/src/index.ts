@@ -50,6 +50,8 @@ export type {
   AgentsOptions,
   AgentView,
   Analytics,
+  AnalyticsReport,
+  AnalyticsReportFilter,
   AuditPage,
   AuditPageFilter,
   AuditPageRequest,

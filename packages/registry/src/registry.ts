@@ -1,6 +1,6 @@
 import { openAudit, type AuditTrail, type AuditVerification } from '@warren/audit';
 import type { SqliteDatabase } from '@warren/store';
-import { analyticsOf } from './analytics.js';
+import { analyticsOf, timeSeries, utilisation } from './analytics.js';
 import { CommandQueue } from './commands.js';
 import { RegistryError } from './errors.js';
 import {
@@ -20,6 +20,8 @@ import type {
   AgentsOptions,
   AgentView,
   Analytics,
+  AnalyticsReport,
+  AnalyticsReportFilter,
   AuditPage,
   AuditPageRequest,
   ExecutionFilter,
@@ -366,6 +368,42 @@ export class Registry {
    */
   analytics(filter: Pick<ExecutionFilter, 'sinceMs' | 'template' | 'agent'> = {}): Analytics {
     return analyticsOf(this.executions(filter));
+  }
+
+  /**
+   * {@link analytics} plus what the dashboard charts: throughput and latency per time bucket
+   * ({@link timeSeries}), success, failure and retry rates, utilisation per template and agent
+   * ({@link utilisation}), the busiest capabilities and the incident counts ({@link incidents}).
+   * @throws {RangeError} if `bucketMs` is not a positive integer.
+   */
+  analyticsReport(filter: AnalyticsReportFilter): AnalyticsReport {
+    const since = filter.sinceMs === undefined ? {} : { sinceMs: filter.sinceMs };
+    const executions = this.executions(since);
+    const firstMs = executions.reduce((min, e) => Math.min(min, e.assignedMs ?? min), filter.nowMs);
+    const spanMs = Math.max(1, filter.nowMs - (filter.sinceMs ?? firstMs));
+    const bucketMs = filter.bucketMs ?? Math.max(1000, Math.ceil(spanMs / 60 / 1000) * 1000);
+    const finished = executions.filter((e) => e.finishedMs !== null);
+    const share = (n: number) => (finished.length === 0 ? 0 : Math.round((n / finished.length) * 1000) / 1000);
+    const succeeded = finished.filter((e) => e.outcome === 'succeeded').length;
+    const tasksByCapability = new Map<string, Set<string>>();
+    if (filter.capabilitiesOf) {
+      for (const e of executions) {
+        for (const capability of filter.capabilitiesOf(e.taskId)) {
+          (tasksByCapability.get(capability) ?? tasksByCapability.set(capability, new Set()).get(capability)!).add(e.taskId);
+        }
+      }
+    }
+    return {
+      ...analyticsOf(executions),
+      bucketMs,
+      series: timeSeries(executions, bucketMs),
+      rates: { success: share(succeeded), failure: share(finished.length - succeeded), retry: share(finished.filter((e) => e.attempt > 1).length) },
+      utilisation: utilisation(executions, filter.nowMs),
+      capabilities: [...tasksByCapability]
+        .map(([capability, tasks]) => ({ capability, tasks: tasks.size }))
+        .sort((a, b) => b.tasks - a.tasks || (a.capability < b.capability ? -1 : 1)),
+      incidents: this.incidents(filter.sinceMs),
+    };
   }
 }
 

@@ -1,4 +1,5 @@
 import type { AuditRecord } from '@warren/audit';
+import type { SeriesBucket, Utilisation } from './analytics.js';
 import type { AgentRow, AssignmentRow, AssignmentState, TaskState } from './state.js';
 
 /**
@@ -244,4 +245,29 @@ export interface Incidents {
   readonly unresponsive: number;
   /** Executions re-queued after their agent was lost (`task.requeue`). */
   readonly requeues: number;
+}
+
+/** What {@link Registry.analyticsReport} covers. */
+export interface AnalyticsReportFilter {
+  /** Only executions assigned at or after this time, ms since the epoch. Default all. */
+  readonly sinceMs?: number;
+  /** The width of a series bucket, ms. Default: the covered time split into about 60, at least 1 s. */
+  readonly bucketMs?: number;
+  /** The capabilities a task needs (its card's), for the busiest capabilities. Default none known. */
+  readonly capabilitiesOf?: (taskId: string) => readonly string[];
+  /** Now, ms since the epoch (open executions are busy until now). */
+  readonly nowMs: number;
+}
+
+/** The analytics the dashboard charts ({@link Registry.analyticsReport}). Plain JSON. */
+export interface AnalyticsReport extends Analytics {
+  readonly bucketMs: number;
+  /** Throughput and latency over time: finished executions by finish time. */
+  readonly series: readonly SeriesBucket[];
+  /** Shares (0..1) of finished executions: succeeded, failed (any other outcome), retried (attempt > 1); 0 when none finished. */
+  readonly rates: { readonly success: number; readonly failure: number; readonly retry: number };
+  readonly utilisation: readonly Utilisation[];
+  /** Tasks run per capability, busiest first. */
+  readonly capabilities: readonly { readonly capability: string; readonly tasks: number }[];
+  readonly incidents: Incidents;
 }

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, parseDurationMs } from '@warren/core';
+import { parseListenAddress } from '@warren/http';
 import { CrashPoint } from './crash.js';
 import { DEFAULT_DISK_RESERVE, parseDiskReserve, type DiskReserveSpec } from './disk.js';
 
@@ -123,18 +124,17 @@ export interface HttpAddress {
 }
 
 /**
- * Parses `--http`: `off`, `host:port`, `[ipv6]:port` or a bare `:port` (host 127.0.0.1).
+ * Parses `--http` as `parseListenAddress` of `@warren/http` does: `off`, `host:port`,
+ * `[ipv6]:port` or a bare `:port` (host 127.0.0.1).
  * @returns undefined for `off`.
  * @throws {ConfigError} naming `where` when the text is none of these or the port is not 0..65535.
  */
 export function parseHttpAddress(text: string, where: string): HttpAddress | undefined {
-  const value = text.trim();
-  if (value === 'off') return undefined;
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(value);
-  const port = match ? Number(match[3]) : Number.NaN;
-  if (!match || port > 65_535) throw new ConfigError(where, `must be 'off' or 'host:port' (e.g. 127.0.0.1:7070), got '${text}'`);
-  const host = match[1] ?? (match[2] === '' || match[2] === undefined ? '127.0.0.1' : match[2]);
-  return { host, port };
+  try {
+    return parseListenAddress(text.trim()) || undefined;
+  } catch (error) {
+    throw new ConfigError(where, (error as Error).message);
+  }
 }
 
 /**

@@ -15,6 +15,7 @@ import type { Registry, StateStore } from '@warren/registry';
 import type { Authorizer } from './authorize.js';
 import type { AgentTemplate, TemplateError } from './templates.js';
 import type { ExecutionTracing } from './tracing.js';
+import type { WarrenMetrics } from '@warren/metrics';
 
 /** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
 export type RunMode = 'up' | 'until-idle';
@@ -65,6 +66,8 @@ export interface SupervisorContext {
   readonly instanceTag: string;
   /** The event bus: audit rows, their log lines, and the events published on NATS after each commit. */
   readonly events: EventBus;
+  /** The Prometheus metrics `GET /metrics` serves (latencies observed here, the rest read on each scrape). */
+  readonly metrics: WarrenMetrics;
   /** One trace per task execution (a no-op without an OTLP endpoint); see tracing.ts. */
   readonly tracing: ExecutionTracing;
   /**

@@ -2,10 +2,11 @@ import { join, relative, resolve, sep } from 'node:path';
 import { openAccounts } from '@warren/accounts';
 import { auditSigningPaths, openAudit, openAuditSigner } from '@warren/audit';
 import { ConfigError, type Logger } from '@warren/core';
-import { createAgentWorld } from '@warren/ecs';
+import { createAgentWorld, listAgents } from '@warren/ecs';
 import type { BoardMapping } from '@warren/kanban';
 import { loadPolicy } from '@warren/policy';
 import { instanceTag } from '@warren/runtime';
+import { createMetrics } from '@warren/metrics';
 import { createTracing } from '@warren/telemetry';
 import { openDatabase } from '@warren/store';
 import { createAgentRuntime } from './agent-runtime.js';
@@ -22,6 +23,7 @@ import { migrateState, openRegistry, StateStore } from '@warren/registry';
 import { secureStateDir } from './state-dir.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
 import { ExecutionTracing } from './tracing.js';
+import { WARREN_VERSION } from './version.js';
 
 /** What {@link openContext} needs besides the configuration. */
 export interface OpenOptions {
@@ -95,6 +97,9 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       logger: tracingLog,
     });
     cleanup.unshift(() => tracing.close());
+    const metrics = createMetrics({ instance: config.instance ?? instanceTag(config.stateDir), version: WARREN_VERSION });
+    cleanup.unshift(() => metrics.close());
+    events.subscribe((event) => metrics.observeEvent(event.kind));
     policyEmit = (event, line) => events.emit(event, line);
     const accounts = openAccounts(db, {
       homeRoot: config.homeRoot,
@@ -139,6 +144,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       instanceTag: instanceTag(config.stateDir),
       events,
       tracing,
+      metrics,
       emit: (event, line) => {
         events.emit(event, line);
       },
@@ -151,6 +157,13 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
         if (config.crashAt === point) crashNow();
       },
     };
+    metrics.setSources({
+      tasksByState: () => registry.status().tasks,
+      queueLength: () => registry.tasks({ waiting: true }).length,
+      agentsByState: () => registry.status().agents,
+      agentUsage: () => listAgents(ctx.world).map((a) => ({ agent: a.name, template: a.template, cpuMs: a.resources.cpuMs, memoryBytes: a.resources.memoryBytes })),
+      auditRows: () => audit.lastSeq(),
+    });
     ctx.emit({
       actor: SUPERVISOR,
       action: 'supervisor.start',

@@ -204,6 +204,7 @@ export class Planner {
     ctx.transaction(() => {
       ctx.state.addAssignment(taskId, attempt, agentName, nowMs);
       ctx.tracing.assigned({ taskId, attempt, agent: agentName, readySinceMs: previous?.readySinceMs ?? nowMs, nowMs });
+      ctx.metrics.observeAssignment(agent.template.name, Math.max(0, nowMs - (previous?.readySinceMs ?? nowMs)));
       ctx.state.putTask({
         id: taskId,
         path: task.path,

@@ -14,6 +14,7 @@ import { watchPolicy, type PolicyReloader } from './policy-reload.js';
 import { join } from 'node:path';
 import type { RunSummary } from './run-summary.js';
 import { assembleParts, idleNow, inspectParts, runSummary, type SupervisorParts } from './parts.js';
+import { serveApi, type ServedApi } from './http.js';
 import { clearPhantomDeliveries, purgeSettledAssignments } from './stranded-watch.js';
 import { TaskState } from '@warren/registry';
 
@@ -52,6 +53,8 @@ export interface SupervisorCreateOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Called once when a fatal error stops the run, before the clean-up (e.g. to bound its time). */
   readonly onFatal?: (error: unknown) => void;
+  /** The built dashboard the HTTP API serves at `/` (see `@warren/dashboard`). Default: none. */
+  readonly dashboardDir?: string;
 }
 
 /** What one tick's stages share: its time, and what planning decided. */
@@ -89,6 +92,8 @@ const EMPTY_PLAN: Plan = { assignments: [], spawns: [], unplaced: [], plannedAtM
 export class Supervisor {
   private stateValue: SupervisorState = SupervisorState.starting;
   private readonly parts: SupervisorParts;
+  /** The HTTP API, when `--http` is on (set by {@link create}). */
+  private served: ServedApi | undefined;
   /** The running tick's start (ms since the epoch) and the step it awaits, for {@link inspect}. */
   private readonly tickProgress: TickProgress = { startedMs: undefined, step: 'idle' };
   /** The tick: a fixed list of named stages, run in order. */
@@ -130,7 +135,26 @@ export class Supervisor {
       requestTick: () => made.supervisor?.loop?.requestTick(),
       isRunning: () => made.supervisor?.stateValue === SupervisorState.running,
     });
-    return (made.supervisor = new Supervisor(ctx, options.onFatal));
+    const supervisor = (made.supervisor = new Supervisor(ctx, options.onFatal));
+    if (config.http !== undefined) {
+      try {
+        supervisor.served = await serveApi(ctx, supervisor.parts, { startedMs: Date.now(), ...(options.dashboardDir ? { staticDir: options.dashboardDir } : {}) });
+      } catch (error) {
+        await supervisor.close();
+        throw error;
+      }
+      ctx.log.info({ url: supervisor.served.server.url }, 'HTTP API and dashboard listening');
+    }
+    return supervisor;
+  }
+
+  /**
+   * The HTTP API when `--http` is on: its address and the local operator's sign-in link (a token
+   * that expires; print it to the person who started Warren, never to a log).
+   */
+  get api(): { readonly url: string; readonly signInUrl: string; readonly signInExpiresMs: number } | undefined {
+    const served = this.served;
+    return served === undefined ? undefined : { url: served.server.url, signInUrl: served.signIn.url, signInExpiresMs: served.signIn.expiresMs };
   }
 
   /** The supervisor's configuration. */
@@ -372,6 +396,8 @@ export class Supervisor {
   private async releaseOnce(): Promise<void> {
     const { ctx } = this;
     const { log } = ctx;
+    // The API first: no request reads a database being closed, no client waits on a stopping tick.
+    await this.served?.close().catch((error: unknown) => log.error({ err: error }, 'cannot close the HTTP API'));
     await this.loop?.stop();
     await this.policyReloader?.close();
     await this.parts.stranded.close();

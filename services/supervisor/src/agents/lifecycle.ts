@@ -49,6 +49,8 @@ export interface AgentHandle {
   readonly account: Account;
   readonly template: AgentTemplate;
   readonly instance: AgentInstance;
+  /** When its start (or wake) was asked for, ms since the epoch: the spawn latency runs from here to ready. */
+  readonly spawnStartedMs: number;
 }
 
 /** Per template: consecutive agents that failed to start, why the last did, and when to try again (ms since the epoch). A view of the template's `SpawnBackoff` in the world. */
@@ -230,7 +232,7 @@ export class AgentLifecycle {
       throw error;
     }
     try {
-      this.handles.set(name, { account, template, instance });
+      this.handles.set(name, { account, template, instance, spawnStartedMs: nowMs });
       addAgent(ctx.world, {
         name,
         template: template.name,
@@ -270,6 +272,7 @@ export class AgentLifecycle {
     const handle = this.handles.get(name);
     if (!handle || !markReady(ctx.world, name, nowMs)) return;
     ctx.tracing.agentReady(name, nowMs);
+    ctx.metrics.observeSpawn(handle.template.name, Math.max(0, nowMs - handle.spawnStartedMs));
     ctx.transaction(() => {
       ctx.emit({ actor: `agent:${name}`, action: 'agent.ready', object: `agent:${name}`, details: { uid: handle.account.uid } });
       this.putAgentRow(name, 'running', nowMs);

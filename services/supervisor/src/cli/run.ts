@@ -2,6 +2,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Option, type Command } from 'commander';
 import { WarrenError } from '@warren/core';
+import { dashboardDir } from '@warren/dashboard';
 import { SUPERVISOR_PID_FILE } from '@warren/registry';
 import type { SupervisorConfig, SupervisorOptions } from '../config.js';
 import { Supervisor, type RunMode, type RunSummary } from '../supervisor.js';
@@ -45,8 +46,15 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
       env: process.env,
       // A fatal error closes what the supervisor started, then the command exits non-zero; a close
       // that hangs is cut short after the agents' kill grace and a margin.
+      dashboardDir: dashboardDir(),
       onFatal: () => setTimeout(() => process.exit(ExitCode.failed), config.killGraceMs + FATAL_CLOSE_MARGIN_MS).unref(),
     });
+    const api = supervisor.api;
+    if (api) {
+      // The link holds a token: it goes to the person at the terminal, never to the log.
+      const hours = Math.round((api.signInExpiresMs - Date.now()) / 3_600_000);
+      process.stderr.write(`\nWarren dashboard: ${api.url}/\nSign in (valid ${hours} h): ${api.signInUrl}\n\n`);
+    }
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'signal received; shutting down');

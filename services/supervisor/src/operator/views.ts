@@ -3,11 +3,9 @@
  * rows joined with the ECS world (live status, load, cgroup usage), the accounts, the templates and
  * the board as the supervisor last read it. Plain JSON; times in ms since the epoch, sizes in bytes.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename } from 'node:path';
 import { listAgents, type AgentView as WorldAgentView } from '@warren/ecs';
 import { createTask, type TaskDraft } from '@warren/kanban';
-import { timeSeries, utilisation, type Analytics, type Incidents, type SeriesBucket, type Utilisation } from '@warren/registry';
 import type { BoardMirror } from '../board/mirror.js';
 import type { SupervisorContext } from '../context.js';
 
@@ -150,29 +148,55 @@ export interface TemplateItem {
   readonly resources: { readonly memoryMaxBytes: number; readonly pidsMax: number; readonly cpuWeight: number; readonly homeLimitBytes: number };
   /** Its agents in the world now. */
   readonly instances: number;
+  /** Always 0: agents start on demand (and `warm` ahead of it). */
+  readonly minInstances: number;
+  /** Why its file does not load (`path:line: why`); empty when it does. A template that does not load has only its name and errors. */
+  readonly errors: readonly string[];
 }
 
-/** The loaded templates by name, and the template files that could not be loaded (`path:line: why`). */
-export function templateItems(ctx: SupervisorContext): { templates: TemplateItem[]; errors: string[] } {
+/**
+ * The templates, sorted by name: each loaded one with its instance count, and each file that did not
+ * load as a template named after the file with only its errors.
+ */
+export function templateItems(ctx: SupervisorContext): TemplateItem[] {
   const counts = new Map<string, number>();
   for (const view of listAgents(ctx.world)) counts.set(view.template, (counts.get(view.template) ?? 0) + 1);
-  const templates = [...ctx.templates.values()]
-    .map((t) => ({
-      name: t.name,
-      description: t.description,
-      capabilities: [...t.capabilities],
-      wip: t.wipPerInstance,
-      maxInstances: t.maxInstances,
-      warm: t.warmPool,
-      lifecycle: t.lifecycle,
-      isolation: t.isolation,
-      runtime: t.runtime.kind,
-      taskTimeoutMs: t.taskTimeoutMs,
-      resources: { memoryMaxBytes: t.resources.memoryMaxBytes, pidsMax: t.resources.pidsMax, cpuWeight: t.resources.cpuWeight, homeLimitBytes: t.homeLimitBytes },
-      instances: counts.get(t.name) ?? 0,
-    }))
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { templates, errors: ctx.templateErrors.map((e) => e.message) };
+  const items: TemplateItem[] = [...ctx.templates.values()].map((t) => ({
+    name: t.name,
+    description: t.description,
+    capabilities: [...t.capabilities],
+    wip: t.wipPerInstance,
+    maxInstances: t.maxInstances,
+    warm: t.warmPool,
+    lifecycle: t.lifecycle,
+    isolation: t.isolation,
+    runtime: t.runtime.kind,
+    taskTimeoutMs: t.taskTimeoutMs,
+    resources: { memoryMaxBytes: t.resources.memoryMaxBytes, pidsMax: t.resources.pidsMax, cpuWeight: t.resources.cpuWeight, homeLimitBytes: t.homeLimitBytes },
+    instances: counts.get(t.name) ?? 0,
+    minInstances: 0,
+    errors: [],
+  }));
+  for (const error of ctx.templateErrors) {
+    const name = basename(error.path).replace(/\.(ya?ml|json)$/, '');
+    items.push({
+      name,
+      description: '',
+      capabilities: [],
+      wip: 0,
+      maxInstances: 0,
+      warm: 0,
+      lifecycle: '',
+      isolation: '',
+      runtime: '',
+      taskTimeoutMs: 0,
+      resources: { memoryMaxBytes: 0, pidsMax: 0, cpuWeight: 0, homeLimitBytes: 0 },
+      instances: 0,
+      minInstances: 0,
+      errors: [error.message],
+    });
+  }
+  return items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** A card of the board joined with what Warren knows of its task. */
@@ -266,97 +290,6 @@ export function taskExtras(ctx: SupervisorContext, mirror: BoardMirror, id: stri
   const task = mirror.taskById.get(id);
   const executions = ctx.registry.executions({ taskId: id, order: 'desc', limit: 1 });
   return { title: task?.title ?? null, column: task?.status ?? null, capabilities: task?.capabilities ?? [], output: executions[0]?.summary ?? '' };
-}
-
-/** A slice of an agent's log file ({@link agentLogSlice}). */
-export interface LogSlice {
-  readonly text: string;
-  /** The byte offset to ask from next time (`after`). */
-  readonly next: number;
-  /** The file's size now, bytes. */
-  readonly size: number;
-}
-
-/** The most bytes one {@link agentLogSlice} returns. */
-export const MAX_LOG_SLICE_BYTES = 65_536;
-
-/**
- * Bytes of agent `name`'s log (`<stateDir>/logs/<name>.log`: its runner's and sandbox's stderr)
- * from byte `after` on, at most `limit` bytes; without `after`, the last `limit` bytes (a tail).
- * A log that shrank (a new run truncated it) is read from its start. Text is decoded as UTF-8 (a
- * character cut at the edge shows as U+FFFD).
- * @returns undefined when the agent has no log.
- * @throws {RangeError} if `after` is negative or `limit` is not in 1..{@link MAX_LOG_SLICE_BYTES}.
- */
-export function agentLogSlice(ctx: SupervisorContext, name: string, range: { after?: number; limit: number }): LogSlice | undefined {
-  if (!/^[a-z][a-z0-9-]{0,31}$/.test(name)) return undefined;
-  if (!Number.isInteger(range.limit) || range.limit < 1 || range.limit > MAX_LOG_SLICE_BYTES) throw new RangeError(`limit must be 1..${MAX_LOG_SLICE_BYTES} bytes`);
-  if (range.after !== undefined && (!Number.isInteger(range.after) || range.after < 0)) throw new RangeError('after must be a byte offset ≥ 0');
-  let fd: number;
-  try {
-    fd = openSync(join(ctx.config.stateDir, 'logs', `${name}.log`), 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    const size = fstatSync(fd).size;
-    let start = range.after === undefined ? Math.max(0, size - range.limit) : range.after;
-    if (start > size) start = 0;
-    const length = Math.min(range.limit, size - start);
-    const buffer = Buffer.alloc(length);
-    const read = length > 0 ? readSync(fd, buffer, 0, length, start) : 0;
-    return { text: buffer.subarray(0, read).toString('utf8'), next: start + read, size };
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Filters of {@link analyticsView}. */
-export interface AnalyticsFilter {
-  /** Only executions assigned at or after this time, ms since the epoch. */
-  readonly sinceMs?: number;
-  /** The width of a time-series bucket, ms (default: a sixtieth of the window, at least 1 s). */
-  readonly bucketMs?: number;
-}
-
-/** The analytics the dashboard charts: the registry's facts plus series, rates and utilisation. */
-export interface AnalyticsView extends Analytics {
-  readonly bucketMs: number;
-  readonly series: readonly SeriesBucket[];
-  /** Shares of finished executions: succeeded, failed (any other outcome), retried (attempt > 1); 0 when none finished. */
-  readonly rates: { readonly success: number; readonly failure: number; readonly retry: number };
-  readonly utilisation: readonly Utilisation[];
-  /** Tasks run per capability (from the cards' capabilities), busiest first. */
-  readonly capabilities: readonly { readonly capability: string; readonly tasks: number }[];
-  readonly incidents: Incidents;
-}
-
-/** The analytics over the executions assigned since `filter.sinceMs` (default all). */
-export function analyticsView(ctx: SupervisorContext, mirror: BoardMirror, filter: AnalyticsFilter = {}, nowMs = Date.now()): AnalyticsView {
-  const executions = ctx.registry.executions(filter.sinceMs === undefined ? {} : { sinceMs: filter.sinceMs });
-  const facts = ctx.registry.analytics(filter.sinceMs === undefined ? {} : { sinceMs: filter.sinceMs });
-  const firstMs = executions.reduce((min, e) => Math.min(min, e.finishedMs ?? e.assignedMs ?? nowMs), nowMs);
-  const bucketMs = filter.bucketMs ?? Math.max(1000, Math.ceil((nowMs - (filter.sinceMs ?? firstMs)) / 60 / 1000) * 1000);
-  const finished = executions.filter((e) => e.finishedMs !== null);
-  const share = (n: number) => (finished.length === 0 ? 0 : Math.round((n / finished.length) * 1000) / 1000);
-  const succeeded = finished.filter((e) => e.outcome === 'succeeded').length;
-  const tasksByCapability = new Map<string, Set<string>>();
-  for (const e of executions) {
-    for (const capability of mirror.taskById.get(e.taskId)?.capabilities ?? []) {
-      (tasksByCapability.get(capability) ?? tasksByCapability.set(capability, new Set()).get(capability)!).add(e.taskId);
-    }
-  }
-  return {
-    ...facts,
-    bucketMs,
-    series: timeSeries(executions, bucketMs),
-    rates: { success: share(succeeded), failure: share(finished.length - succeeded), retry: share(finished.filter((e) => e.attempt > 1).length) },
-    utilisation: utilisation(executions, nowMs),
-    capabilities: [...tasksByCapability]
-      .map(([capability, tasks]) => ({ capability, tasks: tasks.size }))
-      .sort((a, b) => b.tasks - a.tasks || (a.capability < b.capability ? -1 : 1)),
-    incidents: ctx.registry.incidents(filter.sinceMs),
-  };
 }
 
 /**

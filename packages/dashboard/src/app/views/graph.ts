@@ -1,0 +1,82 @@
+/// <reference lib="dom" />
+/**
+ * The collaboration graph (loaded on demand with d3-force): who messages whom, with counts. The
+ * layout runs to rest off-screen (a fixed number of ticks), then renders once as SVG.
+ */
+import { forceCenter, forceCollide, forceLink, forceManyBody, forceSimulation, type SimulationLinkDatum, type SimulationNodeDatum } from 'd3-force';
+import { html } from 'htm/preact';
+import type { VNode } from 'preact';
+import { useMemo } from 'preact/hooks';
+import { query } from '../api.js';
+import { graphModel, type GraphNode } from '../model.js';
+import type { MessagesView } from '../types.js';
+import { ErrorLine, formatTime, usePoll } from '../ui.js';
+
+type Node = GraphNode & SimulationNodeDatum;
+type Link = SimulationLinkDatum<Node> & { count: number; denied: number };
+
+/** A node's radius: larger for agents that message more. */
+const radius = (n: GraphNode | undefined): number => 14 + Math.min(12, Math.sqrt((n?.sent ?? 0) + (n?.received ?? 0)));
+
+const WIDTH = 800;
+const HEIGHT = 520;
+
+/** The graph view. */
+export function Graph(): VNode {
+  const data = usePoll<MessagesView>(`/api/v1/messages${query({ limit: 200 })}`, 10_000);
+  const layout = useMemo(() => {
+    if (data.data === undefined) return undefined;
+    const model = graphModel(data.data.edges);
+    const nodes: Node[] = model.nodes.map((n) => ({ ...n }));
+    const links: Link[] = model.links.map((l) => ({ ...l }));
+    const simulation = forceSimulation<Node>(nodes)
+      .force('link', forceLink<Node, Link>(links).id((n) => n.id).distance(140))
+      .force('charge', forceManyBody<Node>().strength(-500))
+      .force('center', forceCenter(WIDTH / 2, HEIGHT / 2))
+      .force('collide', forceCollide<Node>(40))
+      .stop();
+    simulation.tick(300);
+    return { nodes, links };
+  }, [data.data]);
+  const maxCount = Math.max(1, ...(layout?.links.map((l) => l.count) ?? [1]));
+  const xy = (n: string | number | Node): { x: number; y: number } => (typeof n === 'object' ? { x: n.x ?? 0, y: n.y ?? 0 } : { x: 0, y: 0 });
+  return html`<section data-testid="graph-view">
+    <header class="view-head"><h1>Collaboration</h1><span class="muted">who messages whom</span></header>
+    <${ErrorLine} error=${data.error} />
+    ${layout === undefined
+      ? html`<p class="muted">Loading…</p>`
+      : layout.nodes.length === 0
+        ? html`<p class="empty">No messages between agents yet.</p>`
+        : html`<div class="card graph-card"><svg class="graph" viewBox=${`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-label="collaboration graph" data-testid="graph-svg">
+            <defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="10" markerHeight="10" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0L10,5L0,10z" class="arrowhead" /></marker></defs>
+            ${layout.links.map((l) => {
+              const s = xy(l.source);
+              const t = xy(l.target);
+              const mx = (s.x + t.x) / 2 + (t.y - s.y) * 0.12;
+              const my = (s.y + t.y) / 2 - (t.x - s.x) * 0.12;
+              // End the curve at the target's rim so the arrowhead shows: back along the tangent at the end.
+              const dx = t.x - mx;
+              const dy = t.y - my;
+              const length = Math.hypot(dx, dy) || 1;
+              const back = radius(typeof l.target === 'object' ? l.target : undefined) + 3;
+              const ex = t.x - (dx / length) * back;
+              const ey = t.y - (dy / length) * back;
+              return html`<g class=${l.denied > 0 ? 'edge denied' : 'edge'} data-testid="graph-edge">
+                <path d=${`M${s.x},${s.y}Q${mx},${my} ${ex},${ey}`} stroke-width=${1 + (l.count / maxCount) * 5} marker-end="url(#arrow)">
+                  <title>${`${String((l.source as Node).id)} → ${String((l.target as Node).id)}: ${l.count} message(s)${l.denied > 0 ? `, ${l.denied} denied` : ''}`}</title></path>
+                <text x=${mx} y=${my} class="edge-label">${l.count}</text>
+              </g>`;
+            })}
+            ${layout.nodes.map(
+              (n) => html`<a href=${`#/agents/${encodeURIComponent(n.id)}`} class="node" data-testid="graph-node">
+                <circle cx=${n.x ?? 0} cy=${n.y ?? 0} r=${radius(n)} />
+                <text x=${n.x ?? 0} y=${(n.y ?? 0) + 34} text-anchor="middle">${n.id}</text>
+                <title>${`${n.id}: sent ${n.sent}, received ${n.received}`}</title>
+              </a>`,
+            )}
+          </svg></div>`}
+    ${data.data !== undefined && data.data.messages.length > 0 &&
+    html`<h2>Latest messages</h2><div class="table-wrap"><table class="table"><thead><tr><th>Time</th><th>From</th><th>To</th><th>Allowed</th></tr></thead>
+      <tbody>${[...data.data.messages].sort((x, y) => y.seq - x.seq).slice(0, 50).map((m) => html`<tr key=${m.seq}><td>${formatTime(m.timeMs)}</td><td>${m.from}</td><td>${m.to}</td><td>${m.allowed ? 'yes' : html`<span class="error">denied</span>`}</td></tr>`)}</tbody></table></div>`}
+  </section>`;
+}
