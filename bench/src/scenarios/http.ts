@@ -2,8 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
 import { silentLogger } from '@warren/core';
 import { openAudit } from '@warren/audit';
+import { dashboardDir, firstLoadBytes } from '@warren/dashboard';
 import {
   openTokenStore,
   startHttpServer,
@@ -23,10 +26,11 @@ import type { BenchContext, Scenario } from '../lib/context.js';
 import { latencyFigure, roundsFigure, type Figure } from '../lib/figure.js';
 import { msSince } from '../lib/stats.js';
 
-const SCENARIO = 'HTTP API';
+const SCENARIO = 'HTTP API and dashboard';
 const TEMPLATES = ['shell', 'python', 'node', 'review', 'report', 'git', 'web', 'sql'];
 const CAPABILITIES: Record<string, string[]> = Object.fromEntries(TEMPLATES.map((t, i) => [t, [t, TEMPLATES[(i + 1) % TEMPLATES.length]!]]));
 const COLUMNS = ['backlog', 'ready', 'in-progress', 'review', 'done'];
+const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 const TASK_STATES = [TaskState.ready, TaskState.assigned, TaskState.running, TaskState.succeeded, TaskState.failed];
 
 /** The state a bench server reads: a real state database with its registry, policy, audit trail and tokens. */
@@ -181,7 +185,7 @@ async function fixture(ctx: BenchContext, dir: string, agents: number, tasks: nu
       capabilities: [],
       incidents: { crashRecoveries: 0, watchdogKills: 0, retries: 0, spawnFailures: 0 },
     }),
-    verifyAudit: () => ({ ok: true, rows: audit.lastSeq() }),
+    verifyAudit: () => Promise.resolve({ ok: true, rows: audit.lastSeq(), signed: false, checkpoints: { count: 0, lastSeq: null, lastMs: null }, unsignedRows: audit.lastSeq() }),
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -415,10 +419,35 @@ async function sseRound(server: HttpServer, f: Fixture, clients: number, rate: n
   }
 }
 
+/** The dashboard's first load in Debian's chromium: bytes of every static response, raw and gzip (the default level, as firstLoadBytes counts). */
+async function firstLoad(url: string, path: string): Promise<{ raw: number; gzip: number; files: number; apiCalls: number }> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage();
+    const bodies: Promise<Buffer>[] = [];
+    let apiCalls = 0;
+    page.on('response', (response) => {
+      const { pathname } = new URL(response.url());
+      if (pathname.startsWith('/api/') && response.status() === 200) apiCalls += 1;
+      if (!response.url().startsWith(url) || pathname.startsWith('/api/') || pathname === '/signin' || response.status() !== 200) return;
+      bodies.push(response.body());
+    });
+    await page.goto(`${url}${path}`, { waitUntil: 'networkidle' });
+    const all = await Promise.all(bodies);
+    return { raw: all.reduce((n, b) => n + b.length, 0), gzip: all.reduce((n, b) => n + gzipSync(b).length, 0), files: all.length, apiCalls };
+  } finally {
+    await browser.close();
+  }
+}
+
 /**
  * The HTTP API (issue 13's benchmarks): `GET /api/v1/agents` with 10,000 agents and
  * `GET /api/v1/tasks` with 20,000 tasks (p50, p99) over a real loopback port against node:http
- * serving the same JSON; SSE delivery at 2,000 events/s to 1 and 10 clients (lag p50/p99, drops).
+ * serving the same JSON; SSE delivery at 2,000 events/s to 1 and 10 clients (lag p50/p99, drops);
+ * the dashboard's first-load bytes in Debian's chromium.
  */
 export const httpScenario: Scenario = {
   id: 'http',
@@ -431,7 +460,7 @@ export const httpScenario: Scenario = {
     const f = await fixture(ctx, join(ctx.scratchDir, 'http'), agents, tasks);
     let server: HttpServer | undefined;
     try {
-      server = await startHttpServer(f.ports, { host: '127.0.0.1', port: 0, rateLimit: false });
+      server = await startHttpServer(f.ports, { host: '127.0.0.1', port: 0, staticDir: dashboardDir(), rateLimit: false });
       ctx.progress(`http: GET /api/v1/agents with ${agents.toLocaleString('en')} agents`);
       figures.push(
         ...(await listFigures(ctx, server, f, {
@@ -495,6 +524,52 @@ export const httpScenario: Scenario = {
           ),
         );
       }
+      ctx.progress('http: the dashboard first load in chromium');
+      const signedOut: number[] = [];
+      const signedOutRaw: number[] = [];
+      const signedIn: number[] = [];
+      let files = 0;
+      let apiCalls = 0;
+      for (let round = 0; round < Math.min(ctx.rounds, 2); round++) {
+        const out = await firstLoad(server.url, '/');
+        signedOut.push(out.gzip);
+        signedOutRaw.push(out.raw);
+        files = out.files;
+        const inside = await firstLoad(server.url, `/signin?token=${encodeURIComponent(f.token)}`);
+        signedIn.push(inside.gzip);
+        apiCalls = inside.apiCalls;
+      }
+      const declared = firstLoadBytes();
+      figures.push(
+        roundsFigure(
+          {
+            id: 'http.dashboard.first-load.gzip',
+            scenario: SCENARIO,
+            name: 'dashboard first load, signed out (sign-in view), gzip',
+            unit: 'bytes',
+            better: 'lower',
+            targets: [{ stat: 'median', op: '<=', value: 300 * 1024 }],
+            note: `${files} files as chromium fetched them (no API responses), each gzipped on its own; the build's own count of the first load (firstLoadBytes): ${declared.toLocaleString('en')} bytes`,
+          },
+          signedOut,
+        ),
+        roundsFigure(
+          { id: 'http.dashboard.first-load.raw', scenario: SCENARIO, name: 'dashboard first load, signed out, uncompressed', unit: 'bytes', better: 'lower' },
+          signedOutRaw,
+        ),
+        roundsFigure(
+          {
+            id: 'http.dashboard.signed-in.gzip',
+            scenario: SCENARIO,
+            name: 'dashboard first load through the sign-in link (fleet view), gzip',
+            unit: 'bytes',
+            better: 'lower',
+            targets: [{ stat: 'median', op: '<=', value: 300 * 1024 }],
+            note: `static files only; the ${apiCalls} API answers it loaded are not counted`,
+          },
+          signedIn,
+        ),
+      );
     } finally {
       await server?.close();
       await f.close();
