@@ -30,6 +30,7 @@ console.error(
   `\ndemo: the worked board is ${shown}; look around with\n` +
     `  npm run warren -- tasks --board ${shown}\n` +
     '  npm run warren -- agents\n' +
-    "  npm run warren -- audit --action 'task.*'\n",
+    "  npm run warren -- audit --action 'task.*'\n" +
+    `and in the browser: npm run warren -- up --board ${shown}   (prints the dashboard's address and a sign-in link)\n`,
 );
 process.exit(run.status ?? 1);

@@ -74,18 +74,24 @@ export interface SeriesBucket {
 
 /**
  * Buckets finished executions by finish time: throughput and latency over time. Buckets run from
- * the first finish's bucket to the last one's, empty ones included, at most `maxBuckets` (the
- * newest ones). `bucketMs` must be a positive integer (ms).
+ * the first finish's bucket to the last one's, or over `range` (executions finished outside it
+ * left out), empty ones included, at most `maxBuckets` (the newest ones). `bucketMs` must be a
+ * positive integer (ms).
  * @throws {RangeError} if `bucketMs` or `maxBuckets` is not a positive integer.
  */
-export function timeSeries(executions: readonly ExecutionView[], bucketMs: number, maxBuckets = 500): SeriesBucket[] {
+export function timeSeries(
+  executions: readonly ExecutionView[],
+  bucketMs: number,
+  maxBuckets = 500,
+  range?: { readonly fromMs: number; readonly toMs: number },
+): SeriesBucket[] {
   if (!Number.isInteger(bucketMs) || bucketMs <= 0) throw new RangeError(`bucketMs must be a positive integer, got ${bucketMs}`);
   if (!Number.isInteger(maxBuckets) || maxBuckets <= 0) throw new RangeError(`maxBuckets must be a positive integer, got ${maxBuckets}`);
-  const finished = executions.filter((e) => e.finishedMs !== null);
-  if (finished.length === 0) return [];
   const bucketOf = (ms: number) => Math.floor(ms / bucketMs) * bucketMs;
-  let first = Number.POSITIVE_INFINITY;
-  let last = Number.NEGATIVE_INFINITY;
+  const finished = executions.filter((e) => e.finishedMs !== null && (range === undefined || (e.finishedMs >= range.fromMs && e.finishedMs <= range.toMs)));
+  if (finished.length === 0 && range === undefined) return [];
+  let first = range === undefined ? Number.POSITIVE_INFINITY : bucketOf(range.fromMs);
+  let last = range === undefined ? Number.NEGATIVE_INFINITY : bucketOf(range.toMs);
   for (const e of finished) {
     first = Math.min(first, bucketOf(e.finishedMs!));
     last = Math.max(last, bucketOf(e.finishedMs!));

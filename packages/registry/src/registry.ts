@@ -353,6 +353,17 @@ export class Registry {
       )
       .all(...actions, ...(sinceMs === undefined ? [] : [sinceMs]));
     const count = new Map(rows.map((r) => [r.action, r.n]));
+    // Every start records what its recovery did; a crash recovery is one that found something to do.
+    count.set(
+      kinds.crashRecoveries,
+      this.db
+        .prepare<(string | number)[], { n: number }>(
+          `SELECT COUNT(*) AS n FROM audit WHERE action = 'supervisor.recovered'${sinceMs === undefined ? '' : ' AND time_ms >= ?'}
+            AND (json_extract(details, '$.resultsApplied') > 0 OR json_array_length(json_extract(details, '$.lostExecutions')) > 0
+              OR json_array_length(json_extract(details, '$.requeued')) > 0 OR json_array_length(json_extract(details, '$.failed')) > 0)`,
+        )
+        .get(...(sinceMs === undefined ? [] : [sinceMs]))!.n,
+    );
     return Object.fromEntries(Object.entries(kinds).map(([name, action]) => [name, count.get(action) ?? 0])) as unknown as Incidents;
   }
 
@@ -396,7 +407,7 @@ export class Registry {
     return {
       ...analyticsOf(executions),
       bucketMs,
-      series: timeSeries(executions, bucketMs),
+      series: timeSeries(executions, bucketMs, 500, { fromMs: filter.sinceMs ?? firstMs, toMs: filter.nowMs }),
       rates: { success: share(succeeded), failure: share(finished.length - succeeded), retry: share(finished.filter((e) => e.attempt > 1).length) },
       utilisation: utilisation(executions, filter.nowMs),
       capabilities: [...tasksByCapability]

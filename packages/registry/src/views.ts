@@ -233,7 +233,7 @@ export interface MessagesView {
 
 /** Counts of what went wrong and what Warren did about it, from the audit trail ({@link Registry.incidents}). */
 export interface Incidents {
-  /** Start-ups that found an earlier run to recover (`supervisor.recovered`). */
+  /** Start-ups whose recovery found work of a crashed run (`supervisor.recovered` with results applied, executions lost, tasks re-queued or failed). */
   readonly crashRecoveries: number;
   /** Agents the watchdog killed (`agent.watchdog`). */
   readonly watchdogKills: number;

@@ -48,6 +48,9 @@ describe('timeSeries and utilisation', () => {
     ]);
     expect(registry.timeSeries(executions, 1000, 2).map((b) => b.startMs)).toEqual([2000, 3000]);
     expect(registry.timeSeries([], 1000)).toEqual([]);
+    // Over a window: every bucket from its start to its end, executions outside it left out.
+    expect(registry.timeSeries(executions, 1000, 500, { fromMs: 1000, toMs: 4500 }).map((b) => [b.startMs, b.finished])).toEqual([[1000, 1], [2000, 0], [3000, 1], [4000, 0]]);
+    expect(registry.timeSeries([], 1000, 500, { fromMs: 0, toMs: 1999 }).map((b) => b.finished)).toEqual([0, 0]);
     expect(() => registry.timeSeries(executions, 0)).toThrow(RangeError);
   });
 

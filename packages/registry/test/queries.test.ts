@@ -329,10 +329,13 @@ describe('incidents', () => {
     const registry = openRegistry(db, { stateDir });
     let t = 0;
     const audit = openAudit(db, { clock: () => (t += 100) });
-    for (const action of ['supervisor.recovered', 'agent.watchdog', 'agent.watchdog', 'task.retry', 'agent.spawn_failed', 'agent.unresponsive', 'task.requeue', 'task.requeue', 'task.assign']) {
+    // A clean start records a recovery that found nothing: not a crash recovery.
+    audit.append({ actor: 'supervisor', action: 'supervisor.recovered', object: 'supervisor', details: { resultsApplied: 0, lostExecutions: [], requeued: [], failed: [] } });
+    audit.append({ actor: 'supervisor', action: 'supervisor.recovered', object: 'supervisor', details: { resultsApplied: 0, lostExecutions: ['t:1'], requeued: ['t'], failed: [] } });
+    for (const action of ['agent.watchdog', 'agent.watchdog', 'task.retry', 'agent.spawn_failed', 'agent.unresponsive', 'task.requeue', 'task.requeue', 'task.assign']) {
       audit.append({ actor: 'supervisor', action, object: 'x' });
     }
     expect(registry.incidents()).toEqual({ crashRecoveries: 1, watchdogKills: 2, retries: 1, spawnFailures: 1, unresponsive: 1, requeues: 2 });
-    expect(registry.incidents(600)).toEqual({ crashRecoveries: 0, watchdogKills: 0, retries: 0, spawnFailures: 0, unresponsive: 1, requeues: 2 });
+    expect(registry.incidents(700)).toEqual({ crashRecoveries: 0, watchdogKills: 0, retries: 0, spawnFailures: 0, unresponsive: 1, requeues: 2 });
   });
 });
