@@ -93,19 +93,23 @@ async function fixture(ctx: BenchContext, dir: string, agents: number, tasks: nu
       column: COLUMNS[i % COLUMNS.length]!,
       priority: 'medium',
       capabilities: [template],
+      labels: [],
       dependsOn: [],
       state: TASK_STATES[i % TASK_STATES.length]!,
       agent: null,
+      attempt: 1,
       queuePosition: null,
       queueReason: null,
       path: `ready/task-${i + 1}.md`,
     });
   }
   const board: BoardView = {
+    name: 'bench',
     format: 'warren',
-    columns: COLUMNS.map((name) => ({ name, wip: null, count: cards.filter((c) => c.column === name).length, over: false })),
+    columns: COLUMNS.map((name) => ({ id: name, name, wip: null, count: cards.filter((c) => c.column === name).length, over: false, role: null })),
     held: [],
     cards,
+    readMs: nowMs,
   };
 
   const bus = new EventBus({ db, audit, logger: silentLogger });
@@ -153,9 +157,12 @@ async function fixture(ctx: BenchContext, dir: string, agents: number, tasks: nu
         tasksDone: row.tasksDone,
         capabilities: CAPABILITIES[row.template] ?? [],
         wip: 1,
+        unsafe: false,
         live: row.live
           ? {
               status: row.live.status,
+              statusSinceMs: startedMs,
+              restarts: 0,
               load: row.live.load,
               lastHeartbeatMs: row.live.lastHeartbeatMs,
               uptimeMs: row.startedMs === null ? null : now - row.startedMs,
@@ -177,14 +184,7 @@ async function fixture(ctx: BenchContext, dir: string, agents: number, tasks: nu
     createTask: () => Promise.reject(new Error('the bench creates no tasks')),
     agentLog: () => undefined,
     messages: () => ({ messages: [], edges: [] }),
-    analytics: () => ({
-      ...registry.analytics(),
-      series: [],
-      rates: { success: 0, failure: 0, retry: 0 },
-      utilisation: [],
-      capabilities: [],
-      incidents: { crashRecoveries: 0, watchdogKills: 0, retries: 0, spawnFailures: 0 },
-    }),
+    analytics: (filter) => registry.analyticsReport({ ...filter, nowMs: Date.now() }),
     verifyAudit: () => Promise.resolve({ ok: true, rows: audit.lastSeq(), signed: false, checkpoints: { count: 0, lastSeq: null, lastMs: null }, unsignedRows: audit.lastSeq() }),
     subscribe(listener) {
       listeners.add(listener);

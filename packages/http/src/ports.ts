@@ -1,5 +1,6 @@
+import type { SignedVerification } from '@warren/audit';
 import type { Decision } from '@warren/policy';
-import type { Analytics, Registry } from '@warren/registry';
+import type { AnalyticsReport, MessagesView as RegistryMessagesView, Registry, SeriesBucket } from '@warren/registry';
 import type { TokenStore } from './tokens.js';
 
 /**
@@ -11,6 +12,8 @@ import type { TokenStore } from './tokens.js';
 export interface AgentLive {
   /** The world's status: `idle`, `busy`, `starting`, `stopping`, … */
   readonly status: string;
+  /** When it entered `status`, ms since the epoch. */
+  readonly statusSinceMs: number;
   /** Tasks it holds now. */
   readonly load: number;
   readonly lastHeartbeatMs: number | null;
@@ -24,6 +27,8 @@ export interface AgentLive {
   readonly memoryLimitBytes: number | null;
   /** Processes in its cgroup; null when unknown. */
   readonly pids: number | null;
+  /** Times it was started again after an exit. */
+  readonly restarts: number;
 }
 
 /** One agent instance: its `agents` row, template facts and live fields (`GET /api/v1/agents`). */
@@ -46,6 +51,8 @@ export interface AgentItem {
   readonly capabilities: readonly string[];
   /** Tasks it may hold at once (its template's WIP). */
   readonly wip: number;
+  /** Its template runs without cgroups (`isolation: unsafe-no-cgroups`). */
+  readonly unsafe: boolean;
   /** Null when the agent is not running in this supervisor. */
   readonly live: AgentLive | null;
 }
@@ -64,13 +71,22 @@ export interface AccountItem {
 /** An agent template (`GET /api/v1/templates`). */
 export interface TemplateItem {
   readonly name: string;
+  readonly description: string;
   readonly capabilities: readonly string[];
   readonly wip: number;
   readonly minInstances: number;
   readonly maxInstances: number;
   /** Instances kept started and idle, ready for work. */
   readonly warm: number;
-  /** The template's resource limits as written (`memoryMaxBytes`, `cpuQuota`, …). */
+  /** `persistent`, `sleep` or `autodelete` ('' for a file that does not load). */
+  readonly lifecycle: string;
+  /** `full` or `unsafe-no-cgroups`. */
+  readonly isolation: string;
+  /** What runs a task: `shell` or `exec`. */
+  readonly runtime: string;
+  /** Wall-clock limit of one execution, ms. */
+  readonly taskTimeoutMs: number;
+  /** The template's resource limits (`memoryMaxBytes`, `pidsMax`, `cpuWeight`, `homeLimitBytes`). */
   readonly resources: Readonly<Record<string, unknown>>;
   /** Instances that exist now. */
   readonly instances: number;
@@ -85,10 +101,13 @@ export interface Card {
   readonly column: string;
   readonly priority: string | null;
   readonly capabilities: readonly string[];
+  readonly labels: readonly string[];
   readonly dependsOn: readonly string[];
   /** Warren's task state, or null when Warren has no row for it yet. */
   readonly state: string | null;
   readonly agent: string | null;
+  /** Executions so far (0 before the first). */
+  readonly attempt: number;
   readonly queuePosition: number | null;
   readonly queueReason: string | null;
   /** The card's file, relative to the board folder. */
@@ -97,12 +116,20 @@ export interface Card {
 
 /** The board as Warren reads it (`GET /api/v1/board`). */
 export interface BoardView {
-  /** The board format's name: `warren`, `backlog`, `obsidian`, `json`. */
+  /** The board's name (its config's). */
+  readonly name: string;
+  /** The board format's name: `warren`, `backlog-md`, `obsidian`, `json-config`. */
   readonly format: string;
-  readonly columns: readonly { readonly name: string; readonly wip: number | null; readonly count: number; readonly over: boolean }[];
+  /**
+   * In board order: `id` is the status value cards carry in `column`, `role` Warren's role of the
+   * column (`ready`, `in_progress`, `done`, …) or null.
+   */
+  readonly columns: readonly { readonly id: string; readonly name: string; readonly wip: number | null; readonly count: number; readonly over: boolean; readonly role: string | null }[];
   /** Files Warren does not take, with why. */
   readonly held: readonly { readonly path: string; readonly message: string }[];
   readonly cards: readonly Card[];
+  /** When the supervisor last read the board, ms since the epoch; null before the first read. */
+  readonly readMs: number | null;
 }
 
 /** What `POST /api/v1/tasks` asks for: a new card, written in the board's own format. */
@@ -116,50 +143,17 @@ export interface TaskDraft {
   readonly dependsOn?: readonly string[];
 }
 
-/** Messages between agents and who talks to whom (`GET /api/v1/messages`). */
-export interface MessagesView {
-  readonly messages: readonly { readonly seq: number; readonly timeMs: number; readonly from: string; readonly to: string; readonly allowed: boolean }[];
-  readonly edges: readonly { readonly from: string; readonly to: string; readonly count: number; readonly denied: number }[];
-}
+/** Messages between agents and who talks to whom (`GET /api/v1/messages`): `Registry.messages`. */
+export type MessagesView = RegistryMessagesView;
 
-/** One time bucket of {@link AnalyticsView.series}. */
-export interface AnalyticsBucket {
-  readonly startMs: number;
-  readonly finished: number;
-  readonly succeeded: number;
-  readonly failed: number;
-  readonly retried: number;
-  readonly p50WaitMs: number | null;
-  readonly p95WaitMs: number | null;
-  readonly p50RunMs: number | null;
-  readonly p95RunMs: number | null;
-}
+/** One time bucket of {@link AnalyticsView.series} (`timeSeries` of `@warren/registry`). */
+export type AnalyticsBucket = SeriesBucket;
 
-/** The registry's analytics facts plus series, rates and incidents (`GET /api/v1/analytics`). */
-export interface AnalyticsView extends Analytics {
-  readonly series: readonly AnalyticsBucket[];
-  /** Fractions 0..1 of finished executions. */
-  readonly rates: { readonly success: number; readonly failure: number; readonly retry: number };
-  readonly utilisation: readonly { readonly template: string; readonly agent?: string; readonly busyMs: number; readonly spanMs: number; readonly ratio: number }[];
-  readonly capabilities: readonly { readonly capability: string; readonly tasks: number }[];
-  readonly incidents: { readonly crashRecoveries: number; readonly watchdogKills: number; readonly retries: number; readonly spawnFailures: number };
-}
+/** The registry's analytics plus series, rates, utilisation, capabilities and incidents (`GET /api/v1/analytics`): `Registry.analyticsReport`. */
+export type AnalyticsView = AnalyticsReport;
 
-/** Whether the audit trail verifies (`GET /api/v1/audit/verify`): `SignedVerification` of `@warren/audit`. */
-export interface AuditVerifyView {
-  readonly ok: boolean;
-  /** Rows read: all of them when ok, else up to the first bad one. */
-  readonly rows: number;
-  /** Whether signed checkpoints cover the trail (false for a trail made before signing, or without a key). */
-  readonly signed: boolean;
-  /** SHA-256 of the signing public key, hex. */
-  readonly keyId?: string;
-  readonly checkpoints: { readonly count: number; readonly lastSeq: number | null; readonly lastMs: number | null };
-  /** Rows after the newest checkpoint: protected by the hash chain only. */
-  readonly unsignedRows: number;
-  readonly firstBadSeq?: number;
-  readonly reason?: string;
-}
+/** Whether the audit trail verifies (`GET /api/v1/audit/verify`): `verifyAuditTrail` of `@warren/audit`. */
+export type AuditVerifyView = SignedVerification;
 
 /**
  * An event of Warren's catalogue as the server streams it: the audit row without its hash chain

@@ -5,55 +5,10 @@
  */
 import { basename } from 'node:path';
 import { listAgents, type AgentView as WorldAgentView } from '@warren/ecs';
+import type { AccountItem, AgentItem, BoardView, Card, TemplateItem } from '@warren/http';
 import { createTask, type TaskDraft } from '@warren/kanban';
 import type { BoardMirror } from '../board/mirror.js';
 import type { SupervisorContext } from '../context.js';
-
-/** The live fields of a started agent, from the ECS world. */
-export interface AgentLive {
-  /** The world's status: `idle`, `busy`, `starting`, `stopping`, `sleeping`, … */
-  readonly status: string;
-  /** When it entered `status`, ms since the epoch. */
-  readonly statusSinceMs: number;
-  /** Tasks it holds now. */
-  readonly load: number;
-  readonly lastHeartbeatMs: number | null;
-  /** Since its `agents` row says it started, ms; null when unknown. */
-  readonly uptimeMs: number | null;
-  /** CPU time its cgroup has used, ms. */
-  readonly cpuMs: number;
-  /** Memory its cgroup holds now, bytes. */
-  readonly memoryBytes: number;
-  /** Its cgroup's memory limit, bytes (0 when none). */
-  readonly memoryLimitBytes: number;
-  /** Processes in its cgroup. */
-  readonly pids: number;
-  readonly restarts: number;
-}
-
-/** An agent instance as the API lists it: its `agents` row, account, template facts and live fields. */
-export interface AgentItem {
-  readonly name: string;
-  readonly template: string;
-  readonly uid: number;
-  readonly gid: number | null;
-  /** Its home on the host; null when its account is gone. */
-  readonly home: string | null;
-  /** The `agents` row's state: `running`, `sleeping`, `stopped`, … */
-  readonly state: string;
-  readonly pid: number | null;
-  readonly startedMs: number | null;
-  readonly stoppedMs: number | null;
-  /** How it last exited, in words (`exit 0`, `killed by SIGKILL (watchdog)`), or null. */
-  readonly lastExit: string | null;
-  readonly tasksDone: number;
-  readonly capabilities: readonly string[];
-  /** The most tasks it holds at once. */
-  readonly wip: number;
-  readonly unsafe: boolean;
-  /** Null unless it is in the world (started, starting or stopping). */
-  readonly live: AgentLive | null;
-}
 
 /** Filters of {@link agentItems}; every given one must match. */
 export interface AgentItemFilter {
@@ -111,47 +66,12 @@ export function agentItems(ctx: SupervisorContext, filter: AgentItemFilter = {},
   return items;
 }
 
-/** An agent's Unix account, as `warren agents` knows it. */
-export interface AccountItem {
-  readonly name: string;
-  readonly template: string;
-  readonly uid: number;
-  readonly gid: number;
-  readonly groups: readonly string[];
-  readonly home: string;
-  readonly createdMs: number;
-}
-
 /** Every agent account, sorted by name. */
 export function accountItems(ctx: SupervisorContext): AccountItem[] {
   return ctx.accounts
     .list()
     .map((a) => ({ name: a.name, template: a.template, uid: a.uid, gid: a.gid, groups: [...a.groups], home: a.home, createdMs: a.createdMs }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** An agent template: what its agents can do and how many may run. */
-export interface TemplateItem {
-  readonly name: string;
-  readonly description: string;
-  readonly capabilities: readonly string[];
-  /** Tasks one agent of it holds at once. */
-  readonly wip: number;
-  readonly maxInstances: number;
-  /** Agents kept started ahead of demand. */
-  readonly warm: number;
-  /** `persistent`, `sleep` or `autodelete`. */
-  readonly lifecycle: string;
-  readonly isolation: string;
-  readonly runtime: string;
-  readonly taskTimeoutMs: number;
-  readonly resources: { readonly memoryMaxBytes: number; readonly pidsMax: number; readonly cpuWeight: number; readonly homeLimitBytes: number };
-  /** Its agents in the world now. */
-  readonly instances: number;
-  /** Always 0: agents start on demand (and `warm` ahead of it). */
-  readonly minInstances: number;
-  /** Why its file does not load (`path:line: why`); empty when it does. A template that does not load has only its name and errors. */
-  readonly errors: readonly string[];
 }
 
 /**
@@ -199,52 +119,17 @@ export function templateItems(ctx: SupervisorContext): TemplateItem[] {
   return items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-/** A card of the board joined with what Warren knows of its task. */
-export interface CardItem {
-  readonly id: string;
-  readonly title: string;
-  /** The column's id (the task's status). */
-  readonly column: string;
-  readonly priority: string;
-  readonly capabilities: readonly string[];
-  readonly labels: readonly string[];
-  readonly dependsOn: readonly string[];
-  /** Warren's state of the task, or null when it has not seen it as ready yet. */
-  readonly state: string | null;
-  readonly agent: string | null;
-  readonly attempt: number;
-  /** 1-based place in the admission queue, or null when not waiting. */
-  readonly queuePosition: number | null;
-  /** Why it waits, as the last plan said. */
-  readonly queueReason: string | null;
-  /** The file, relative to the board folder. */
-  readonly path: string;
-}
-
-/** The board as the supervisor last read it. */
-export interface BoardItem {
-  readonly name: string;
-  /** `warren`, `backlog-md`, `obsidian`, `json-config`. */
-  readonly format: string;
-  readonly columns: readonly { readonly id: string; readonly name: string; readonly wip: number | null; readonly count: number; readonly over: boolean; readonly role: string | null }[];
-  /** Files Warren cannot read and holds until they parse. */
-  readonly held: readonly { readonly path: string; readonly message: string }[];
-  readonly cards: readonly CardItem[];
-  /** When the supervisor last read it (ms since the epoch); null before the first read. */
-  readonly readMs: number | null;
-}
-
 const relativeTo = (dir: string, path: string): string => (path.startsWith(`${dir}/`) ? path.slice(dir.length + 1) : path);
 
 /** The board as `mirror` last read it, each card joined with its task row and queue place. */
-export function boardItem(ctx: SupervisorContext, mirror: BoardMirror): BoardItem {
+export function boardItem(ctx: SupervisorContext, mirror: BoardMirror): BoardView {
   const board = mirror.board;
   if (board === undefined) return { name: '', format: ctx.config.boardFormat ?? 'warren', columns: [], held: [], cards: [], readMs: null };
   const rows = new Map(ctx.registry.tasks().map((t) => [t.id, t]));
   const roleOf = new Map<string, string>();
   for (const [role, column] of Object.entries(board.config.roles)) if (typeof column === 'string') roleOf.set(column, role);
   const counts = new Map<string, number>();
-  const cards: CardItem[] = board.tasks.map((task) => {
+  const cards: Card[] = board.tasks.map((task) => {
     counts.set(task.status, (counts.get(task.status) ?? 0) + 1);
     const row = rows.get(task.id);
     return {
