@@ -95,7 +95,7 @@ describe('the dashboard against warren up', () => {
     await page.getByTestId('nav-board').click();
     await page.getByTestId('board').waitFor({ timeout: 30_000 });
     await page.locator('[data-card="first"]').waitFor({ timeout: 30_000 });
-    writeFileSync(join(made.dir, 'kanban', 'tasks', 'moving.md'), shellTask('moving', 'echo step one; sleep 4; echo step two'));
+    writeFileSync(join(made.dir, 'kanban', 'tasks', 'moving.md'), shellTask('moving', 'echo step one; sleep 6; echo step two'));
     const card = page.locator('[data-card="moving"]');
     await page.locator('[data-column="in_progress"] [data-card="moving"]').waitFor({ timeout: 90_000 });
     await shot(page, 'board-running', 'board');
