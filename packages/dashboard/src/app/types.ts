@@ -1,4 +1,9 @@
 /// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+/// <reference lib="dom.asynciterable" />
+// The browser's types. A lib reference holds for the whole program that reads this file, so in the
+// type-aware lint program (all packages) the DOM's `ReadableStream` and friends stay async iterable
+// as Node's are.
 /**
  * The JSON shapes of Warren's HTTP API v1 that the dashboard reads (the contract between
  * `@warren/http` and `@warren/dashboard`). Times are ms since the Unix epoch (`...Ms`), durations
