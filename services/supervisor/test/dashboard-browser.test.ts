@@ -44,7 +44,7 @@ async function shot(page: Page, name: string, docs?: string): Promise<void> {
 }
 
 describe('the dashboard against warren up', () => {
-  it('signs in, shows agents and cards, follows a running task, stops an agent and verifies the audit', async () => {
+  it('signs in, shows agents and cards, follows a running task, creates one, stops an agent, verifies and exports the audit', async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     // Keep the artifacts out of git wherever this runs.
     writeFileSync(join(repo, 'test-artifacts', '.gitignore'), '*\n');
@@ -102,6 +102,14 @@ describe('the dashboard against warren up', () => {
     await page.locator('[data-column="done"] [data-card="moving"][data-state="succeeded"]').waitFor({ timeout: 90_000 });
     await shot(page, 'board-done');
 
+    // A task created from the form is written to the board in its own format and shows in Backlog.
+    await page.getByTestId('new-task').click();
+    await page.getByTestId('new-task-title').fill('Written from the dashboard');
+    await page.locator('[data-testid="new-task-form"] input[name="capabilities"]').fill('shell');
+    await page.locator('[data-testid="new-task-form"] select[name="column"]').selectOption('backlog');
+    await page.getByTestId('new-task-submit').click();
+    await page.locator('[data-column="backlog"] [data-testid="card"]', { hasText: 'Written from the dashboard' }).waitFor({ timeout: 60_000 });
+
     // Its timeline.
     await card.click();
     await page.getByTestId('task-view').waitFor({ timeout: 30_000 });
@@ -144,6 +152,12 @@ describe('the dashboard against warren up', () => {
     await expect(verified.getAttribute('data-ok')).resolves.toBe('true');
     await page.getByTestId('toast').first().waitFor({ state: 'detached', timeout: 30_000 }); // the stop's notice has gone
     await shot(page, 'audit', 'audit');
+    // The export downloads the trail as JSON Lines with the session cookie.
+    const exported = await page.request.get(new URL((await page.getByTestId('audit-export').getAttribute('href'))!, origin).href);
+    expect(exported.status()).toBe(200);
+    expect(exported.headers()['content-type']).toMatch(/application\/x-ndjson/);
+    const lines = (await exported.text()).trim().split('\n');
+    expect((JSON.parse(lines[0]!) as { seq: number }).seq).toBe(1);
 
     expect(errors).toEqual([]);
     expect(foreign).toEqual([]);
