@@ -26,6 +26,7 @@ import { renderMarkdown, type BenchResults } from './lib/report.js';
 import { auditScenario } from './scenarios/audit.js';
 import { brokerScenario } from './scenarios/broker.js';
 import { e2eScenario } from './scenarios/e2e.js';
+import { httpScenario } from './scenarios/http.js';
 import { metricsScenario } from './scenarios/metrics.js';
 import { policyScenario } from './scenarios/policy.js';
 import { sandboxScenario } from './scenarios/sandbox.js';
@@ -42,6 +43,7 @@ export const SCENARIOS: readonly Scenario[] = [
   e2eScenario,
   startupScenario,
   metricsScenario,
+  httpScenario,
 ];
 
 /** Command-line options of the suite. */

@@ -4,13 +4,11 @@
  * length, agents' cgroup usage, audit rows) and feeds latencies and events as they happen.
  *
  * ```ts
- * import { createMetrics } from '@warren/metrics';
+ * import { createMetrics, registrySources } from '@warren/metrics';
  * const metrics = createMetrics({ instance: 'warren', version: '0.1.0' });
  * metrics.setSources({
- *   tasksByState: () => registry.status().tasks,          // { ready: 3, running: 1 }
- *   queueLength: () => registry.tasks({ waiting: true }).length,
+ *   ...registrySources(registry),                         // tasks by state, queue length, agents, audit rows
  *   agentUsage: () => [{ agent: 'shell-1', template: 'shell', cpuMs: 1520, memoryBytes: 8_388_608 }],
- *   auditRows: () => registry.status().auditRows,
  * });
  * metrics.observeAssignment('shell', 42);                 // waited 42 ms from ready to assigned
  * metrics.observeSpawn('shell', 180);                     // started and ready in 180 ms
@@ -26,4 +24,6 @@ export {
   createMetrics,
 } from './metrics.js';
 export type { AgentUsageSample, CreateMetricsOptions, MetricsSources, MetricsText, WarrenMetrics } from './metrics.js';
+export { registrySources } from './registry-sources.js';
+export type { RegistrySources } from './registry-sources.js';
 export { MetricsError } from './errors.js';

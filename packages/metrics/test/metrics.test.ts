@@ -33,7 +33,7 @@ afterEach(async () => {
 describe('the public surface', () => {
   it('exports these values, and no others', () => {
     expect(Object.keys(api).sort()).toEqual([
-      'ASSIGNMENT_LATENCY_BUCKETS_SECONDS', 'MetricsError', 'OVERFLOW_LABEL', 'SPAWN_LATENCY_BUCKETS_SECONDS', 'createMetrics',
+      'ASSIGNMENT_LATENCY_BUCKETS_SECONDS', 'MetricsError', 'OVERFLOW_LABEL', 'SPAWN_LATENCY_BUCKETS_SECONDS', 'createMetrics', 'registrySources',
     ]);
   });
 });

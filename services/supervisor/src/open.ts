@@ -6,7 +6,7 @@ import { createAgentWorld, listAgents } from '@warren/ecs';
 import type { BoardMapping } from '@warren/kanban';
 import { loadPolicy } from '@warren/policy';
 import { instanceTag } from '@warren/runtime';
-import { createMetrics } from '@warren/metrics';
+import { createMetrics, registrySources } from '@warren/metrics';
 import { createTracing } from '@warren/telemetry';
 import { openDatabase } from '@warren/store';
 import { createAgentRuntime } from './agent-runtime.js';
@@ -16,6 +16,7 @@ import { SUPERVISOR, type RunMode, type SupervisorContext } from './context.js';
 import { createAuthorizer } from './authorize.js';
 import { crashNow } from './crash.js';
 import { EventBus, type EmitEvent } from './event-bus.js';
+import { EVENT_KINDS } from './events.js';
 import { inputRejected } from './input-rejections.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
@@ -97,7 +98,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       logger: tracingLog,
     });
     cleanup.unshift(() => tracing.close());
-    const metrics = createMetrics({ instance: config.instance ?? instanceTag(config.stateDir), version: WARREN_VERSION });
+    const metrics = createMetrics({ instance: config.instance ?? instanceTag(config.stateDir), version: WARREN_VERSION, eventKinds: EVENT_KINDS, logger: log.child({ component: 'metrics' }) });
     cleanup.unshift(() => metrics.close());
     events.subscribe((event) => metrics.observeEvent(event.kind));
     policyEmit = (event, line) => events.emit(event, line);
@@ -158,9 +159,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       },
     };
     metrics.setSources({
-      tasksByState: () => registry.status().tasks,
-      queueLength: () => registry.tasks({ waiting: true }).length,
-      agentsByState: () => registry.status().agents,
+      ...registrySources(registry),
       agentUsage: () => listAgents(ctx.world).map((a) => ({ agent: a.name, template: a.template, cpuMs: a.resources.cpuMs, memoryBytes: a.resources.memoryBytes })),
       auditRows: () => audit.lastSeq(),
     });
