@@ -87,15 +87,15 @@ export async function signOut(): Promise<void> {
 }
 
 /**
- * Waits for an operator command to leave `pending`, polling `GET /api/v1/commands/:id` every
- * `intervalMs` (default 500) for at most `timeoutMs` (default 60 000). Resolves to its last view
- * (still `pending` when the time ran out).
+ * Waits for an operator command to settle (`done` or `failed`), polling `GET /api/v1/commands/:id`
+ * every `intervalMs` (default 500) for at most `timeoutMs` (default 60 000). Resolves to its last
+ * view (still `queued` when the time ran out).
  */
 export async function waitForCommand(id: string | number, timeoutMs = 60_000, intervalMs = 500): Promise<CommandView> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const view = await api<CommandView>(`/api/v1/commands/${seg(String(id))}`);
-    if (view.state !== 'pending' || Date.now() >= deadline) return view;
+    if (view.state === 'done' || view.state === 'failed' || Date.now() >= deadline) return view;
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }

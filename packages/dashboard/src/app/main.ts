@@ -56,6 +56,9 @@ const NAV: readonly { readonly view: Route['view']; readonly href: string; reado
   { view: 'audit', href: '#/audit', label: 'Audit' },
 ];
 
+/** `1 agent`, `2 agents`. */
+const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
 function StatusBar(): VNode {
   const status = usePoll<StatusInfo>('/api/v1/status', 10_000);
   useRefetchOn((kind) => kind.startsWith('task.') || kind.startsWith('agent.'), status.reload, 3000);
@@ -64,9 +67,9 @@ function StatusBar(): VNode {
   return html`<div class="status" data-testid="status">
     <span class=${live.value ? 'dot on' : 'dot'} title=${live.value ? 'live: events stream in' : 'not connected to the event stream'}></span>
     ${s !== undefined &&
-    html`<span title="agents running">${sum(s.agents, 'running')} agents</span>
-      <span title="tasks running or assigned">${sum(s.tasks, 'running', 'assigned')} running</span>
-      <span title="tasks ready">${sum(s.tasks, 'ready')} ready</span>
+    html`<span title="agents running">${plural(sum(s.agents, 'running'), 'agent')}</span>
+      <span title="tasks running or assigned">${plural(sum(s.tasks, 'running', 'assigned'), 'task')} running</span>
+      <span title="tasks ready, waiting for an agent">${sum(s.tasks, 'ready')} ready</span>
       <span class="muted hide-s" title=${`${s.instance} ${s.version}`}>${s.instance}</span>`}
   </div>`;
 }

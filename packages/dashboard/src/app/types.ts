@@ -1,4 +1,9 @@
 /// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
+/// <reference lib="dom.asynciterable" />
+// The browser's types. A lib reference holds for the whole program that reads this file, so in the
+// type-aware lint program (all packages) the DOM's `ReadableStream` and friends stay async iterable
+// as Node's are.
 /**
  * The JSON shapes of Warren's HTTP API v1 that the dashboard reads (the contract between
  * `@warren/http` and `@warren/dashboard`). Times are ms since the Unix epoch (`...Ms`), durations
@@ -193,10 +198,17 @@ export interface AuditPage {
 /** `GET /api/v1/audit/verify`. */
 export interface AuditVerify {
   readonly ok: boolean;
+  /** Rows read: all of them when ok, else up to the first bad one. */
   readonly rows: number;
+  /** Whether signed checkpoints cover the trail. */
+  readonly signed?: boolean;
+  /** SHA-256 of the signing public key, hex. */
+  readonly keyId?: string;
+  readonly checkpoints?: { readonly count: number; readonly lastSeq: number | null; readonly lastMs: number | null; readonly signed?: boolean };
+  /** Rows after the newest checkpoint, protected by the hash chain only. */
+  readonly unsignedRows?: number;
   readonly firstBadSeq?: number;
   readonly reason?: string;
-  readonly checkpoints?: { readonly count: number; readonly lastSeq: number; readonly lastMs: number; readonly signed: boolean };
 }
 
 /** An edge of `GET /api/v1/messages`: messages from one agent to another. */
@@ -263,7 +275,8 @@ export interface CommandView {
   readonly id: string | number;
   readonly kind: string;
   readonly target: string;
-  readonly state: 'pending' | 'done' | 'failed';
+  /** `queued` until the supervisor has run it (`pending` in the first contract). */
+  readonly state: 'queued' | 'pending' | 'done' | 'failed';
   readonly outcome: string | null;
   readonly requestedBy: string;
   readonly requestedMs: number;

@@ -150,9 +150,9 @@ async function runAction(action: PendingAction): Promise<void> {
       const outcome = view.outcome ?? view.state;
       actionStatus.value = {
         phase: view.state === 'failed' ? 'failed' : view.state === 'done' ? 'done' : 'running',
-        text: view.state === 'pending' ? `Command ${view.id} still pending.` : `Command ${view.id} ${view.state}: ${outcome}`,
+        text: view.state === 'done' || view.state === 'failed' ? `Command ${view.id} ${view.state}: ${outcome}` : `Command ${view.id} still ${view.state}.`,
       };
-      toast(`${action.verb} ${view.target}: ${outcome}`, view.state === 'failed' ? 'error' : 'ok');
+      if (view.state === 'done' || view.state === 'failed') toast(`${action.verb} ${view.target}: ${outcome}`, view.state === 'failed' ? 'error' : 'ok');
     }
   } catch (e) {
     const text = e instanceof ApiError ? `${e.status} ${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);

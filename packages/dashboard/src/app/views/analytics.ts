@@ -127,6 +127,9 @@ function Chart({ series, kind, testid }: { series: AnalyticsView['series']; kind
           width: 2,
           dash: kind === 'latency' && i % 2 === 1 ? [6, 4] : undefined,
           paths: kind === 'throughput' ? stepped : undefined,
+          // A latency is known only in buckets where executions finished: mark each one, so a lone bucket shows.
+          points: { show: kind === 'latency', size: 6 },
+          spanGaps: kind === 'latency',
           value: (_u: uPlot, v: number | null) => (v === null ? '–' : kind === 'latency' ? formatDuration(v) : String(v)),
         })),
       ],

@@ -65,7 +65,7 @@ export function Audit(): VNode {
         ? html`<strong>Chain intact</strong>: ${verify.rows} rows verified.`
         : html`<strong>Chain broken</strong> at row ${verify.firstBadSeq ?? '?'}: ${verify.reason ?? 'unknown reason'} (${verify.rows} rows).`}
       ${verify.checkpoints !== undefined &&
-      html` <span class="muted">${verify.checkpoints.count} checkpoint(s)${verify.checkpoints.signed ? ', signed' : ''}, last at row ${verify.checkpoints.lastSeq} (${formatTime(verify.checkpoints.lastMs)}).</span>`}
+      html` <span class="muted" data-testid="audit-checkpoints">${verify.checkpoints.count} ${verify.signed === true || verify.checkpoints.signed === true ? 'signed ' : ''}checkpoint(s)${verify.checkpoints.lastSeq !== null ? `, the last at row ${verify.checkpoints.lastSeq} (${formatTime(verify.checkpoints.lastMs)})` : ''}${verify.unsignedRows !== undefined ? `; ${verify.unsignedRows} row(s) after it, covered by the hash chain` : ''}.</span>`}
     </div>`}
     <${ErrorLine} error=${verifyError} />
     <form class="filters" onSubmit=${(e: Event) => {
