@@ -5,6 +5,7 @@
  */
 import { basename } from 'node:path';
 import { listAgents, type AgentView as WorldAgentView } from '@warren/ecs';
+import { queuePositions } from '@warren/registry';
 import type { AccountItem, AgentItem, BoardView, Card, TemplateItem } from '@warren/http';
 import { createTask, type TaskDraft } from '@warren/kanban';
 import type { BoardMirror } from '../board/mirror.js';
@@ -125,7 +126,10 @@ const relativeTo = (dir: string, path: string): string => (path.startsWith(`${di
 export function boardItem(ctx: SupervisorContext, mirror: BoardMirror): BoardView {
   const board = mirror.board;
   if (board === undefined) return { name: '', format: ctx.config.boardFormat ?? 'warren', columns: [], held: [], cards: [], readMs: null };
-  const rows = new Map(ctx.registry.tasks().map((t) => [t.id, t]));
+  // The state store's rows in memory (what the registry's query would read back from SQLite).
+  const taskRows = ctx.state.tasks();
+  const positions = queuePositions(taskRows);
+  const rows = new Map(taskRows.map((t) => [t.id, { ...t, queuePosition: positions.get(t.id) ?? null }]));
   const roleOf = new Map<string, string>();
   for (const [role, column] of Object.entries(board.config.roles)) if (typeof column === 'string') roleOf.set(column, role);
   const counts = new Map<string, number>();
