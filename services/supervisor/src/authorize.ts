@@ -16,6 +16,11 @@ export interface AuthorizationRequest {
    * the same (agent, task, assign) question every tick). Default false: ask and audit.
    */
   readonly memo?: boolean;
+  /**
+   * What the decision's audit row records besides `sub`, `act` and `rule` (an MCP tool call's
+   * `tool` and `argsSha256`, say); plain JSON. Ignored for an answer taken from the memo.
+   */
+  readonly context?: Readonly<Record<string, string | number | boolean | null>>;
 }
 
 /** Options of {@link createAuthorizer}. */
@@ -92,7 +97,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
   const principalOf = new Map<string, string>();
   let decisions = 0;
 
-  const decide = (principal: string, object: string, action: string): Decision => {
+  const decide = (principal: string, object: string, action: string, context?: AuthorizationRequest['context']): Decision => {
     const explained = policy.explain(principal, object, action);
     decisions += 1;
     const decision: Decision = { allowed: explained.allowed, principal, object, action, rule: explained.rule };
@@ -101,7 +106,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
       action: 'policy.decide',
       object,
       decision: decision.allowed ? 'allow' : 'deny',
-      details: { sub: principal, act: action, rule: decision.rule },
+      details: { ...context, sub: principal, act: action, rule: decision.rule },
     });
     log.debug({ sub: principal, obj: object, act: action, allowed: decision.allowed, rule: decision.rule }, 'policy decision');
     return decision;
@@ -128,7 +133,7 @@ export function createAuthorizer(options: AuthorizerOptions): Authorizer {
 
   const authorize = (request: AuthorizationRequest): Decision => {
     const { principal, object, action } = request;
-    if (request.memo !== true) return decide(principal, object, action);
+    if (request.memo !== true) return decide(principal, object, action, request.context);
     if (policy.revision !== memoRevision) {
       memo.clear();
       keysOf.clear();

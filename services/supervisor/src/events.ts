@@ -161,6 +161,8 @@ export type EventDetails = {
     readonly act: string;
     /** The policy line that decided (`p, role:worker, task:*, assign, allow`), or null when no rule matched and the default denied. */
     readonly rule: string | null;
+    /** Whatever else the asker records about the request (`AuthorizationRequest.context`: an MCP call's tool and argument digest). */
+    readonly [key: string]: string | number | boolean | null;
   };
   'policy.error': { readonly sub: string; readonly act: string; readonly message: string };
   'policy.reloaded': { readonly digest: string; readonly modelPath: string; readonly policyPath: string; readonly fastPath: string };

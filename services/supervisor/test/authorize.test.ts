@@ -45,6 +45,9 @@ describe('authorize', () => {
       { actor: 'user:alice', action: 'policy.decide', object: 'agent:shell-1', decision: 'deny', details: { sub: 'user:alice', act: 'exec', rule: null } },
     ]);
     expect(authorizer.decisions).toBe(2);
+    // What the asker adds goes into the row; the decision's own fields cannot be overwritten.
+    authorizer.authorize({ principal: 'user:alice', object: 'mcp:run_command', action: 'call', context: { tool: 'run_command', argsSha256: 'ab12', sub: 'forged' } });
+    expect(rows[2]!.details).toEqual({ tool: 'run_command', argsSha256: 'ab12', sub: 'user:alice', act: 'call', rule: null });
   });
 
   it('names the deny rule that wins over an allow', async () => {
