@@ -4,6 +4,7 @@
  * of memory or SQLite, or (creating a card) one file write; operator actions go through the durable
  * command queue and run on the next tick.
  */
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WarrenError } from '@warren/core';
 import { auditSigningPaths, verifyAuditTrailAsync, type SignedVerification } from '@warren/audit';
@@ -30,6 +31,12 @@ export interface ServedApi {
   /** Stops listening (event streams first). Idempotent. */
   close(): Promise<void>;
 }
+
+/**
+ * The file under the state directory that names the running supervisor's API while it serves:
+ * `{ "url": "http://127.0.0.1:7070", "pid": 4242 }` (0600), removed when it stops.
+ */
+export const HTTP_ADDRESS_FILE = 'http.json';
 
 /** How long the sign-in link `warren up` prints stays valid, ms. */
 export const SIGN_IN_TTL_MS = 12 * 60 * 60 * 1000;
@@ -98,5 +105,17 @@ export async function serveApi(ctx: SupervisorContext, parts: SupervisorParts, o
   }
   const nowMs = Date.now();
   const link = createSignInLink(tokens, server.url, { nowMs, ttlMs: SIGN_IN_TTL_MS });
-  return { server, tokens, signIn: { url: link.url, expiresMs: link.expiresMs }, close: () => server.close() };
+  // Where local tools (`warren mcp`) find the API of the supervisor running on this state directory.
+  const addressFile = join(ctx.config.stateDir, HTTP_ADDRESS_FILE);
+  writeFileSync(addressFile, `${JSON.stringify({ url: server.url, pid: process.pid })}\n`, { mode: 0o600 });
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    tokens,
+    signIn: { url: link.url, expiresMs: link.expiresMs },
+    close: () =>
+      (closing ??= server.close().finally(() => {
+        rmSync(addressFile, { force: true });
+      })),
+  };
 }
