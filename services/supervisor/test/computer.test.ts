@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openAccounts } from '@warren/accounts';
 import { openAudit } from '@warren/audit';
@@ -7,7 +7,7 @@ import { silentLogger } from '@warren/core';
 import { loadPolicy, PolicyDeniedError } from '@warren/policy';
 import { openDatabase } from '@warren/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestLayout, processesOfUids, repo, requireMachine, shellTask, warren, type AuditRow, type TestLayout } from '../../../test/support/cli.js';
+import { makeTestLayout, processesOfUids, repo, requireMachine, shellTask, startWarren, waitFor, warren, type AuditRow, type TestLayout } from '../../../test/support/cli.js';
 import { createAgentRuntime } from '../src/agent-runtime.js';
 import { ComputerError, createAgentComputer, OUTPUT_CAP_BYTES, type AgentComputer } from '../src/agents/computer.js';
 import { createAuthorizer } from '../src/authorize.js';
@@ -254,6 +254,37 @@ describe("an agent's computer keeps its files", () => {
     expect(layout.file('second')).toMatch(/^status: done/m);
     await withComputer(async (computer) => {
       expect((await computer.readFile(agent.name, { path: 'keep/plan.txt' }, ROOT)).content).toBe('kept\nkept\n');
+    });
+  });
+});
+
+describe("an agent's computer while the agent runs", () => {
+  it('runs beside the running agent, over the same home', { timeout: 240_000 }, async () => {
+    writeFileSync(join(layout.dir, 'kanban', 'tasks', 'third.md'), shellTask('third', 'echo busy > "$HOME/busy.txt"; sleep 600'));
+    const up = startWarren(layout.args('up'));
+    try {
+      // Read on the host side by the test only, to know when the task got going.
+      const busy = join(layout.dir, 'home', 'shell', agent.name, 'busy.txt');
+      await waitFor('the agent running its task', () => /^status: in_progress/m.test(layout.file('third')) && existsSync(busy), 120_000);
+      await withComputer(async (computer) => {
+        const run = await computer.runCommand(agent.name, { command: 'cat busy.txt; echo beside > beside.txt' }, ROOT);
+        expect(run).toMatchObject({ exitCode: 0, stdout: 'busy\n' });
+        expect((await computer.readFile(agent.name, { path: 'beside.txt' }, ROOT)).content).toBe('beside\n');
+      }, { running: true });
+    } finally {
+      up.child.kill('SIGTERM');
+      await up.done;
+    }
+  });
+
+  it('close() stops a running command and refuses later calls', { timeout: 120_000 }, async () => {
+    await withComputer(async (computer) => {
+      const running = computer.runCommand(agent.name, { command: 'sleep 1000' }, ROOT);
+      await waitFor('the command to run', () => processesOfUids(new Set([agent.uid])).length > 0);
+      await computer.close();
+      expect(['SIGTERM', 'SIGKILL']).toContain((await running).signal);
+      expect(processesOfUids(new Set([agent.uid]))).toEqual([]);
+      expect(await codeOf(computer.runCommand(agent.name, { command: 'true' }, ROOT))).toBe('WARREN_COMPUTER_AGENT');
     });
   });
 });
