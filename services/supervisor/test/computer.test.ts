@@ -137,10 +137,16 @@ describe("an agent's computer: commands", () => {
     });
   });
 
-  it('runs calls made at once one after the other', { timeout: 120_000 }, async () => {
+  it('runs calls made at once side by side', { timeout: 120_000 }, async () => {
     await withComputer(async (computer) => {
-      const runs = await Promise.all([1, 2, 3].map((n) => computer.runCommand(agent.name, { command: `echo ${n}` }, ROOT)));
-      expect(runs.map((run) => run.stdout)).toEqual(['1\n', '2\n', '3\n']);
+      // Each waits for the other's flag: they end only if both run at the same time.
+      const wait = (mine: string, theirs: string): string => `touch ${mine}.flag; while [ ! -e ${theirs}.flag ]; do sleep 0.1; done; echo ${mine}`;
+      await computer.runCommand(agent.name, { command: 'rm -f a.flag b.flag' }, ROOT);
+      const runs = await Promise.all([
+        computer.runCommand(agent.name, { command: wait('a', 'b'), timeoutMs: 60_000 }, ROOT),
+        computer.runCommand(agent.name, { command: wait('b', 'a'), timeoutMs: 60_000 }, ROOT),
+      ]);
+      expect(runs.map((run) => [run.stdout, run.timedOut])).toEqual([['a\n', false], ['b\n', false]]);
     });
   });
 

@@ -95,7 +95,7 @@ export interface DirectoryEntry {
  * home as the agent sees it) and are resolved inside the sandbox; one whose resolution leaves the
  * home is refused. Each call is decided by the policy as (`principal`, `agent:<name>`, `exec`) and
  * audited (`policy.decide`, then `agent.exec` and `agent.exec_exit` as `warren exec` writes them).
- * Calls run one at a time (the runtime runs one exec per process); others wait their turn.
+ * At most `maxConcurrent` calls run at once (each is a sandbox); others wait their turn.
  * Every method throws {@link ComputerError} or `PolicyDeniedError`.
  */
 export interface AgentComputer {
@@ -111,7 +111,7 @@ export interface AgentComputer {
   ): Promise<{ readonly path: string; readonly sizeBytes: number }>;
   /** Lists a directory inside the home (default the home), by name, at most {@link MAX_ENTRIES} entries (`truncated` past that). */
   listDirectory(agent: string, input: { readonly path?: string }, principal: string): Promise<{ readonly path: string; readonly entries: readonly DirectoryEntry[]; readonly truncated: boolean }>;
-  /** Stops a running call's sandbox (its caller gets the result so far) and refuses later calls. Idempotent. */
+  /** Stops the running calls' sandboxes (their callers get the results so far) and refuses later and waiting calls. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -131,6 +131,8 @@ export interface AgentComputerOptions {
   readonly isRunning: (name: string) => boolean;
   /** Warren's state directory (absolute): transfer files go to `run/computer/<pid>/<n>`. */
   readonly stateDir: string;
+  /** Most sandboxes running at once; later calls wait their turn. Default 4. */
+  readonly maxConcurrent?: number;
   /** Grace between SIGTERM and SIGKILL when a command reaches its time limit, in ms. Default 2000. */
   readonly killGraceMs?: number;
   readonly logger: Logger;
@@ -141,6 +143,7 @@ export interface AgentComputerOptions {
  * Wiring: `createAgentComputer({ runtime: ctx.runtime, accounts: ctx.accounts, templates: ctx.templates,
  * authorizer: ctx.authorizer, emit: (e) => ctx.emit(e), isRunning: (n) => lifecycle.handles.has(n),
  * stateDir: ctx.config.stateDir, logger: ctx.log })`.
+ * @throws {RangeError} if `maxConcurrent` is not an integer ≥ 1.
  */
 export function createAgentComputer(options: AgentComputerOptions): AgentComputer {
   return new Computer(options);
@@ -157,14 +160,20 @@ interface Ended {
 }
 
 class Computer implements AgentComputer {
-  private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
-  private running: AgentProcess | undefined;
+  /** Commands running now. */
+  private readonly running = new Set<AgentProcess>();
+  /** Calls waiting for a free place (at most `maxConcurrent` run at once). */
+  private readonly waiting: (() => void)[] = [];
+  private active = 0;
+  private readonly maxConcurrent: number;
   private sequence = 0;
   private readonly log: Logger;
 
   constructor(private readonly options: AgentComputerOptions) {
     this.log = options.logger.child({ component: 'computer' });
+    this.maxConcurrent = options.maxConcurrent ?? 4;
+    if (!Number.isInteger(this.maxConcurrent) || this.maxConcurrent < 1) throw new RangeError(`maxConcurrent must be an integer ≥ 1, got ${this.maxConcurrent}`);
   }
 
   async runCommand(
@@ -245,8 +254,8 @@ class Computer implements AgentComputer {
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.running?.stop(0);
-    await this.tail.catch(() => undefined);
+    for (const wake of this.waiting.splice(0)) wake();
+    await Promise.all([...this.running].map((command) => command.stop(0)));
   }
 
   /** Runs the helper program for one file operation and returns its JSON answer. */
@@ -293,9 +302,19 @@ class Computer implements AgentComputer {
     if (home === 'detached') {
       return Promise.reject(new ComputerError('WARREN_COMPUTER_AGENT', `${agent} is not running and its home (an image with a quota) is attached only while it runs: wake or start it first`));
     }
-    const turn = this.tail.then(() => this.runInSandbox(agent, spec, principal, object, auditArgv, data, plan));
-    this.tail = turn.catch(() => undefined);
-    return turn;
+    return this.inTurn(() => this.runInSandbox(agent, spec, principal, object, auditArgv, data, plan));
+  }
+
+  /** Runs `fn` once fewer than `maxConcurrent` calls run. */
+  private async inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.active >= this.maxConcurrent && !this.closed) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active += 1;
+    try {
+      return await fn();
+    } finally {
+      this.active -= 1;
+      this.waiting.shift()?.();
+    }
   }
 
   private async runInSandbox(
@@ -321,7 +340,7 @@ class Computer implements AgentComputer {
       } catch (error) {
         throw new ComputerError('WARREN_COMPUTER_AGENT', `cannot start a sandbox for ${agent}: ${(error as Error).message}`);
       }
-      this.running = command;
+      this.running.add(command);
       const shownArgv = auditArgv.map((arg) => (arg.length > 1000 ? `${arg.slice(0, 1000)}…` : arg));
       this.options.emit({ actor: principal, action: 'agent.exec', object, details: { argv: shownArgv, sandboxPid: command.pid } });
       let timedOut = false;
@@ -331,7 +350,7 @@ class Computer implements AgentComputer {
       }, timeoutMs);
       const exit = await command.exited;
       clearTimeout(timer);
-      this.running = undefined;
+      this.running.delete(command);
       const durationMs = Math.round(performance.now() - started);
       this.options.emit({ actor: principal, action: 'agent.exec_exit', object, details: { exit, argv: shownArgv } });
       if (exit.kind === 'setup_error') throw new ComputerError('WARREN_COMPUTER_AGENT', `cannot start a sandbox for ${agent}: ${exit.message}`);
