@@ -185,6 +185,11 @@ describe("an agent's computer: files", () => {
       expect(await codeOf(computer.readFile(agent.name, { path: 'notes' }, ROOT))).toBe('WARREN_COMPUTER_FILE');
       expect(await codeOf(computer.listDirectory(agent.name, { path: 'notes/day/a.txt' }, ROOT))).toBe('WARREN_COMPUTER_FILE');
       expect(await codeOf(computer.readFile(agent.name, { path: 'missing.txt' }, ROOT))).toBe('WARREN_COMPUTER_FILE');
+      await computer.runCommand(agent.name, { command: 'mkfifo pipe' }, ROOT);
+      expect(await codeOf(computer.readFile(agent.name, { path: 'pipe' }, ROOT))).toBe('WARREN_COMPUTER_FILE');
+      expect(await codeOf(computer.writeFile(agent.name, { path: 'pipe', content: 'x' }, ROOT))).toBe('WARREN_COMPUTER_FILE');
+      expect(await codeOf(computer.writeFile(agent.name, { path: 'notes', content: 'x' }, ROOT))).toBe('WARREN_COMPUTER_FILE');
+      expect(await codeOf(computer.readFile(agent.name, { path: 'x'.repeat(5000) }, ROOT))).toBe('WARREN_COMPUTER_LIMIT');
     });
   });
 

@@ -66,9 +66,13 @@ try {
   let result;
   if (request.op === 'read') {
     const real = confined(fs.realpathSync(abs), request.path);
-    const fd = fs.openSync(real, 'r');
+    // Non-blocking, so that a FIFO or a device is refused below rather than waited on.
+    const fd = fs.openSync(real, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) throw Object.assign(new Error(rel(real) + ' is not a regular file'), { code: 'EISDIR' });
+    if (!stat.isFile()) {
+      fs.closeSync(fd);
+      throw Object.assign(new Error(rel(real) + ' is not a regular file'), { code: stat.isDirectory() ? 'EISDIR' : 'EINVAL' });
+    }
     const buffer = Buffer.alloc(Math.min(stat.size, request.maxBytes));
     let filled = 0;
     while (filled < buffer.length) {
@@ -80,6 +84,13 @@ try {
     result = { path: rel(real), sizeBytes: stat.size, truncated: stat.size > filled, data: buffer.subarray(0, filled).toString('base64') };
   } else if (request.op === 'write') {
     const real = confined(resolveReal(abs, 0), request.path);
+    let existing = null;
+    try {
+      existing = fs.lstatSync(real);
+    } catch (error) {
+      if (error.code !== 'ENOENT') throw error;
+    }
+    if (existing !== null && !existing.isFile()) throw Object.assign(new Error(rel(real) + ' exists and is not a regular file'), { code: 'EEXIST' });
     fs.mkdirSync(path.dirname(real), { recursive: true });
     const content = fs.readFileSync(request.contentPath);
     fs.writeFileSync(real, content, { flag: request.append ? 'a' : 'w', mode: 0o644 });

@@ -22,6 +22,8 @@ export const MAX_TIMEOUT_MS = 600_000;
 export const MAX_COMMAND_BYTES = 64 * 1024;
 /** Most entries {@link AgentComputer.listDirectory} returns (by name order). */
 export const MAX_ENTRIES = 10_000;
+/** Longest path or cwd, in characters (Linux's PATH_MAX). */
+export const MAX_PATH_LENGTH = 4096;
 /** Time limit of a file operation, in ms. */
 const FILE_OP_TIMEOUT_MS = 60_000;
 /** Where the transfer directory (stdin, content to write) is bound read-only inside the sandbox. */
@@ -414,6 +416,7 @@ class Computer implements AgentComputer {
 function inHome(home: string, given: string, field: string): string {
   if (typeof given !== 'string' || given.length === 0) throw new ComputerError('WARREN_COMPUTER_PATH', `${field} must be a non-empty string`);
   if (given.includes('\0')) throw new ComputerError('WARREN_COMPUTER_PATH', `${field} holds a NUL byte`);
+  if (given.length > MAX_PATH_LENGTH) throw new ComputerError('WARREN_COMPUTER_LIMIT', `${field} is ${given.length} characters long, over ${MAX_PATH_LENGTH}`);
   const resolved = posix.resolve(home, given);
   if (resolved !== home && !resolved.startsWith(`${home}/`)) throw new ComputerError('WARREN_COMPUTER_PATH', `${field} ${JSON.stringify(given)} is outside the home ${home}`);
   return resolved;
