@@ -16,3 +16,5 @@ export type { McpServerOptions } from './server.js';
 export { createMcpHttpHandler, urisOfEvent } from './http.js';
 export type { McpHttpHandler, McpHttpHandlerOptions } from './http.js';
 export type { AgentComputer, McpAuthorizer, McpCaller, McpPorts } from './ports.js';
+export { bridgeStdioToHttp } from './bridge.js';
+export type { StdioBridge, StdioBridgeOptions } from './bridge.js';
