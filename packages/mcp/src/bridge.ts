@@ -58,12 +58,16 @@ export async function bridgeStdioToHttp(options: StdioBridgeOptions): Promise<St
     if (request?.method === 'initialize') initializes.add(request.id);
     http.send(message).catch((error: unknown) => {
       options.onError?.(error as Error);
-      if (request) void stdio.send({ jsonrpc: '2.0', id: request.id, error: { code: -32603, message: `Warren's MCP endpoint did not answer: ${(error as Error).message}` } });
+      if (request) stdio.send({ jsonrpc: '2.0', id: request.id, error: { code: -32603, message: `Warren's MCP endpoint did not answer: ${(error as Error).message}` } }).catch(() => undefined);
     });
   };
   stdio.onerror = (error) => options.onError?.(error);
-  stdio.onclose = () => void close();
-  (options.input ?? process.stdin).once('end', () => void close());
+  stdio.onclose = () => {
+    void close().catch(() => undefined);
+  };
+  (options.input ?? process.stdin).once('end', () => {
+    void close().catch(() => undefined);
+  });
   await http.start();
   await stdio.start();
   return { closed, close };

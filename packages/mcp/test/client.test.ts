@@ -58,11 +58,12 @@ for (const era of ['legacy', '2026-07-28'] as const) {
       expect(t.sent).toEqual([{ principal: 'user:olga', to: 'shell-1', body: 'hello' }]);
 
       const board = await client.readResource({ uri: 'warren://board' });
-      expect(JSON.parse((board.contents[0] as { text: string }).text).cards.map((c: { id: string }) => c.id)).toEqual(['count-lines']);
+      const boardJson = JSON.parse((board.contents[0] as { text: string }).text) as { cards: { id: string }[] };
+      expect(boardJson.cards.map((c) => c.id)).toEqual(['count-lines']);
       const task = await client.readResource({ uri: 'warren://tasks/count-lines' });
-      expect(JSON.parse((task.contents[0] as { text: string }).text).id).toBe('count-lines');
+      expect((JSON.parse((task.contents[0] as { text: string }).text) as { id: string }).id).toBe('count-lines');
       const agent = await client.readResource({ uri: 'warren://agents/shell-1' });
-      expect(JSON.parse((agent.contents[0] as { text: string }).text).name).toBe('shell-1');
+      expect((JSON.parse((agent.contents[0] as { text: string }).text) as { name: string }).name).toBe('shell-1');
       const templates = await client.listResourceTemplates();
       expect(templates.resourceTemplates.map((r) => r.uriTemplate).sort()).toEqual(['warren://agents/{name}', 'warren://tasks/{id}']);
 
