@@ -6,8 +6,8 @@ import { mcpTestServer, type McpTestServer } from './support.js';
 const INIT = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
 const MCP_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
-async function viewerClient(t: McpTestServer): Promise<Client> {
-  const client = new Client({ name: 'warren-test', version: '1.0.0' });
+async function viewerClient(t: McpTestServer, era: 'legacy' | '2026-07-28'): Promise<Client> {
+  const client = new Client({ name: 'warren-test', version: '1.0.0' }, era === 'legacy' ? {} : { versionNegotiation: { mode: { pin: era } } });
   await client.connect(new StreamableHTTPClientTransport(t.url, { requestInit: { headers: { authorization: `Bearer ${t.viewerToken}` } } }));
   onTestFinished(() => client.close());
   return client;
@@ -38,6 +38,18 @@ describe('authorization of /mcp', () => {
     expect(bad.status).toBe(401);
   });
 
+  it('identifies the caller by the session cookie as well as by a bearer token', async () => {
+    const t = await mcpTestServer();
+    const signIn = await fetch(new URL('/api/v1/session', t.url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: t.viewerToken }) });
+    expect(signIn.status).toBe(204);
+    const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const response = await fetch(t.url, { method: 'POST', headers: { ...MCP_HEADERS, cookie }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list', params: {} }) });
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).toContain('list_agents');
+    expect(text).not.toContain('run_command');
+  });
+
   it('answers 403 to a foreign Origin and a foreign Host', async () => {
     const t = await mcpTestServer();
     const auth = { authorization: `Bearer ${t.operatorToken}` };
@@ -55,9 +67,9 @@ describe('authorization of /mcp', () => {
     expect(status).toBe(403);
   });
 
-  it('a viewer sees only the read tools, is refused an operate or computer tool called anyway, and each call is one audit row', async () => {
+  it.each(['legacy', '2026-07-28'] as const)('a viewer (%s protocol) sees only the read tools, is refused an operate or computer tool called anyway, and each call is one audit row', async (era) => {
     const t = await mcpTestServer();
-    const client = await viewerClient(t);
+    const client = await viewerClient(t, era);
     const { tools } = await client.listTools();
     expect(tools.map((x) => x.name).sort()).toEqual([...READ_TOOLS].sort());
 
