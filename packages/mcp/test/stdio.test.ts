@@ -17,7 +17,7 @@ for (const era of ['legacy', '2026-07-28'] as const) {
   describe(`warren mcp over stdio (${era === 'legacy' ? '2025' : era} protocol)`, () => {
     it("the local operator lists and calls tools, reads a resource and gets a prompt through the running supervisor's /mcp", async () => {
       const t = await mcpTestServer();
-      writeFileSync(join(t.ports.dir, 'http.json'), JSON.stringify({ url: t.server.url }));
+      writeFileSync(join(t.ports.dir, 'http.json'), JSON.stringify({ url: t.server.url, pid: process.pid }));
       const client = new Client({ name: 'warren-test', version: '1.0.0' }, era === 'legacy' ? {} : { versionNegotiation: { mode: { pin: era } } });
       const transport = spawnBridge(t.ports.dir);
       await client.connect(transport);
@@ -47,5 +47,14 @@ describe('warren mcp without a supervisor', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('no supervisor serves HTTP');
     expect(result.stderr).toContain('WARREN_MCP_NO_SERVER');
+    // A file left by a supervisor that did not stop cleanly: its process is gone.
+    const { spawnSync } = await import('node:child_process');
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    writeFileSync(join(t.ports.dir, 'http.json'), JSON.stringify({ url: t.server.url, pid: Number(gone) }));
+    const stale = await new Promise<{ code: number | null; stderr: string }>((done) => {
+      execFile(process.execPath, [WARREN, 'mcp', '--state-dir', t.ports.dir], { timeout: 30_000 }, (error, _stdout, stderr) => done({ code: (error as { code?: number } | null)?.code ?? 0, stderr }));
+    });
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toContain(`process ${gone}`);
   });
 });

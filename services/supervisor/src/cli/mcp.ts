@@ -15,20 +15,29 @@ const TOKEN_LIFETIME_MS = 12 * 60 * 60 * 1000;
 const TOKEN_MARGIN_MS = 60 * 60 * 1000;
 
 /**
- * Where the running supervisor serves HTTP: `<stateDir>/http.json`, `{ "url": "http://127.0.0.1:7070" }`,
- * written by `warren up` when it serves the API.
- * @throws {WarrenError} `WARREN_MCP_NO_SERVER` when the file is missing or has no URL.
+ * Where the running supervisor serves HTTP: `<stateDir>/http.json`,
+ * `{ "url": "http://127.0.0.1:7070", "pid": 4242 }`, written by `warren up` while it serves the API.
+ * @throws {WarrenError} `WARREN_MCP_NO_SERVER` when the file is missing, has no URL, or names a
+ *   process that no longer runs (a supervisor that did not stop cleanly).
  */
 export function supervisorUrl(stateDir: string): URL {
   const path = join(stateDir, 'http.json');
   if (!existsSync(path)) throw new WarrenError('WARREN_MCP_NO_SERVER', `no supervisor serves HTTP for ${stateDir} (${path} is missing): start one with warren up, or pass --url`);
-  let url: unknown;
+  let address: { url?: unknown; pid?: unknown };
   try {
-    url = (JSON.parse(readFileSync(path, 'utf8')) as { url?: unknown }).url;
+    address = JSON.parse(readFileSync(path, 'utf8')) as { url?: unknown; pid?: unknown };
   } catch (error) {
     throw new WarrenError('WARREN_MCP_NO_SERVER', `${path} is not JSON: ${(error as Error).message}`);
   }
+  const { url, pid } = address;
   if (typeof url !== 'string' || !URL.canParse(url)) throw new WarrenError('WARREN_MCP_NO_SERVER', `${path} has no 'url'`);
+  if (typeof pid === 'number' && Number.isInteger(pid) && pid > 0) {
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') throw new WarrenError('WARREN_MCP_NO_SERVER', `no supervisor serves HTTP for ${stateDir}: process ${pid} named in ${path} is gone; start one with warren up`);
+    }
+  }
   return new URL(url);
 }
 
