@@ -42,7 +42,9 @@ export function urisOfEvent(event: { readonly kind: string; readonly object: str
 }
 
 /** Agent events after which the list of agents is different. */
-const AGENT_LIST_EVENTS = new Set(['agent.create', 'agent.delete', 'agent.start', 'agent.exit']);
+const AGENT_LIST_EVENTS = new Set(['agent.delete', 'agent.start', 'agent.exit']);
+/** Task events after which the list of tasks is different: a card made through the API or MCP, a card deleted. */
+const TASK_LIST_EVENTS = new Set(['task.create', 'task.card_deleted']);
 
 /**
  * Builds the MCP endpoint over `ports`. It subscribes to Warren's committed events
@@ -66,7 +68,7 @@ export function createMcpHttpHandler(ports: McpPorts, options: McpHttpHandlerOpt
   const node = toNodeHandler(handler, { onerror: (error) => options.logger?.warn({ err: error }, 'mcp request failed') });
   const unsubscribe = ports.subscribe((event) => {
     for (const uri of urisOfEvent(event)) handler.notify.resourceUpdated(uri);
-    if (event.kind === 'task.discover' || event.kind === 'task.remove' || AGENT_LIST_EVENTS.has(event.kind)) handler.notify.resourcesChanged();
+    if (TASK_LIST_EVENTS.has(event.kind) || AGENT_LIST_EVENTS.has(event.kind)) handler.notify.resourcesChanged();
   });
   let closed = false;
 

@@ -44,25 +44,40 @@ export interface AgentComputer {
     agent: string,
     input: { readonly command: string; readonly cwd?: string; readonly stdin?: string; readonly timeoutMs?: number },
     principal: string,
-  ): Promise<{ exitCode: number | null; signal: string | null; stdout: string; stderr: string; truncated: boolean; timedOut: boolean; durationMs: number }>;
+  ): Promise<{
+    readonly exitCode: number | null;
+    readonly signal: string | null;
+    readonly stdout: string;
+    readonly stderr: string;
+    readonly truncated: boolean;
+    readonly timedOut: boolean;
+    /** Why the kernel ended it (out of memory, the process limit), or null. */
+    readonly reason?: string | null;
+    readonly durationMs: number;
+  }>;
   /** Reads a file inside the home (a path relative to it, or absolute under it); `maxBytes` default and at most 1 MiB. */
   readFile(
     agent: string,
     input: { readonly path: string; readonly maxBytes?: number },
     principal: string,
-  ): Promise<{ path: string; content: string; encoding: 'utf8' | 'base64'; sizeBytes: number; truncated: boolean }>;
+  ): Promise<{ readonly path: string; readonly content: string; readonly encoding: 'utf8' | 'base64'; readonly sizeBytes: number; readonly truncated: boolean }>;
   /** Creates or replaces (`append`: adds to) a file inside the home, as the agent's uid. */
   writeFile(
     agent: string,
     input: { readonly path: string; readonly content: string; readonly encoding?: 'utf8' | 'base64'; readonly append?: boolean },
     principal: string,
-  ): Promise<{ path: string; sizeBytes: number }>;
+  ): Promise<{ readonly path: string; readonly sizeBytes: number }>;
   /** Lists a directory inside the home (default the home itself). */
   listDirectory(
     agent: string,
     input: { readonly path?: string },
     principal: string,
-  ): Promise<{ path: string; entries: { name: string; type: 'file' | 'directory' | 'symlink' | 'other'; sizeBytes: number; modifiedMs: number }[] }>;
+  ): Promise<{
+    readonly path: string;
+    readonly entries: readonly { readonly name: string; readonly type: 'file' | 'directory' | 'symlink' | 'other'; readonly sizeBytes: number; readonly modifiedMs: number }[];
+    /** More than the listing holds (10,000 entries). */
+    readonly truncated?: boolean;
+  }>;
 }
 
 /** The ports of {@link createMcpServer}: the HTTP API's reads plus what only MCP asks. */
