@@ -48,10 +48,16 @@ describe('MCP against a running supervisor', () => {
     };
 
     // Work on the board: a card in Warren's own format, done by a shell agent.
-    const created = await call<{ id: string }>('create_task', { title: 'Greet from MCP', command: 'echo "hello from $(id -un)"', capabilities: ['shell'] });
+    // Made in the backlog, where nothing runs; moved to Ready (by the column's name) as a person would.
+    const created = await call<{ id: string }>('create_task', { title: 'Greet from MCP', column: 'backlog', command: 'echo "hello from $(id -un)"', capabilities: ['shell'] });
+    const column = await until('the card on the board', async () => (await call<{ cards: { id: string; column: string }[] }>('get_board', {})).cards.find((c) => c.id === created.id)?.column);
+    expect(column).toBe('backlog');
+    expect(await call('move_task', { id: created.id, column: 'Ready' })).toMatchObject({ id: created.id, from: 'backlog', to: 'ready' });
     const done = await until('the task to finish', async () => {
-      const task = await call<{ state: string; agent: string | null; executions: { outcome: string | null; summary: string | null }[] }>('describe_task', { id: created.id });
-      return task.state === 'succeeded' ? task : undefined;
+      // Warren knows the task once it has seen it ready: until then describe_task says so.
+      const result = await client.callTool({ name: 'describe_task', arguments: { id: created.id } });
+      const task = result.structuredContent as { state: string; agent: string | null; executions: { outcome: string | null; summary: string | null }[] } | undefined;
+      return result.isError !== true && task?.state === 'succeeded' ? task : undefined;
     });
     expect(done.agent).toMatch(/^shell-\d+$/);
     expect(done.executions.at(-1)!.summary).toContain(`hello from ${done.agent}`);

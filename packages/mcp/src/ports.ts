@@ -98,6 +98,15 @@ export interface McpPorts
    * @throws {WarrenError} `WARREN_AGENT_NOT_FOUND` when there is no agent `to`.
    */
   sendMessage(principal: string, to: string, body: string): Promise<{ readonly id: string }>;
+  /**
+   * Moves task `id`'s card to `column` (an id, value or name) in the board's own format, as
+   * `principal`: the board's process rules apply and Warren treats it as a person's move.
+   * @returns the task, the column ids it moved from and to, and its file relative to the board.
+   * @throws {WarrenError} `WARREN_TASK_NOT_FOUND` for a task not on the board; `WARREN_TASK_UPDATE`
+   *   (field `status`) for an unknown column; `WARREN_TASK_MOVE_REFUSED` when the process forbids
+   *   the move; `WARREN_TASK_CONFLICT` when the file changed meanwhile.
+   */
+  moveTask(id: string, column: string, principal: string): Promise<{ readonly id: string; readonly from: string; readonly to: string; readonly path: string }>;
   /** The agents' computers; absent where the runtime cannot exec (the computer tools are then left out). */
   readonly computer?: AgentComputer;
 }

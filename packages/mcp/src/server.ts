@@ -15,7 +15,7 @@ const AGENT_EXECUTIONS = 20;
 
 /** Which tools exist, by group: reads (viewers), operate and computer (operators, by the shipped policy). */
 export const READ_TOOLS = ['list_agents', 'describe_agent', 'list_tasks', 'describe_task', 'get_board', 'list_templates', 'search_audit'] as const;
-export const OPERATE_TOOLS = ['create_task', 'cancel_task', 'retry_task', 'start_agent', 'stop_agent', 'sleep_agent', 'wake_agent', 'send_message'] as const;
+export const OPERATE_TOOLS = ['create_task', 'move_task', 'cancel_task', 'retry_task', 'start_agent', 'stop_agent', 'sleep_agent', 'wake_agent', 'send_message'] as const;
 export const COMPUTER_TOOLS = ['run_command', 'read_file', 'write_file', 'list_directory'] as const;
 /** Every tool name of Warren's MCP server. */
 export const MCP_TOOLS: readonly string[] = [...READ_TOOLS, ...OPERATE_TOOLS, ...COMPUTER_TOOLS];
@@ -273,6 +273,22 @@ export function createMcpServer(ports: McpPorts, caller: McpCaller, options: Mcp
       const created = await ports.createTask(draft, principal);
       ports.requestTick();
       return created;
+    },
+  );
+  tool(
+    'move_task',
+    {
+      title: 'Move a task to another column',
+      description:
+        "Moves a card to another column of the board, written in the board's own format, as a person would: the board's process rules apply, and Warren reacts as to a person's move (a running task moved out of in-progress is cancelled).",
+      input: z.object({ id: TaskId, column: z.string().min(1).max(100).describe('The column: its id, its value in the board files, or its name') }),
+      output: z.object({ id: z.string(), from: z.string(), to: z.string(), path: z.string() }),
+      annotations: WRITE,
+    },
+    async ({ id, column }) => {
+      const moved = await ports.moveTask(id, column, principal);
+      ports.requestTick();
+      return moved;
     },
   );
   const commandTool = (name: string, title: string, kind: CommandKind, target: 'agent' | 'task' | 'template', annotations: ToolAnnotations): void => {

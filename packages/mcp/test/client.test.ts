@@ -22,7 +22,7 @@ for (const era of ['legacy', '2026-07-28'] as const) {
       const { tools } = await client.listTools();
       const names = tools.map((x) => x.name).sort();
       expect(names).toEqual(
-        ['cancel_task', 'create_task', 'describe_agent', 'describe_task', 'get_board', 'list_agents', 'list_directory', 'list_tasks', 'list_templates', 'read_file', 'retry_task', 'run_command', 'search_audit', 'send_message', 'sleep_agent', 'start_agent', 'stop_agent', 'wake_agent', 'write_file'].sort(),
+        ['cancel_task', 'create_task', 'move_task', 'describe_agent', 'describe_task', 'get_board', 'list_agents', 'list_directory', 'list_tasks', 'list_templates', 'read_file', 'retry_task', 'run_command', 'search_audit', 'send_message', 'sleep_agent', 'start_agent', 'stop_agent', 'wake_agent', 'write_file'].sort(),
       );
       for (const tool of tools) {
         expect(tool.inputSchema.type, tool.name).toBe('object');

@@ -98,6 +98,12 @@ export async function mcpTestServer(): Promise<McpTestServer> {
       sent.push({ principal, to, body });
       return Promise.resolve({ id: `m-${sent.length}` });
     },
+    // The board file is the supervisor's to rewrite (a real move is tested end to end); here the row moves.
+    moveTask: (id: string, column: string) => {
+      const row = base.registry.state.task(id);
+      if (!row) return Promise.reject(new WarrenError('WARREN_TASK_NOT_FOUND', `no task '${id}' on the board`));
+      return Promise.resolve({ id, from: row.state, to: column, path: `${id}.md` });
+    },
     computer: testComputer(base.dir),
   }) as TestPorts & McpPorts;
   ports.agentItems.push(agentItem('shell-1'));

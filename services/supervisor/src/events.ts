@@ -114,6 +114,7 @@ export type EventDetails = {
   'task.held': { readonly message: string; readonly line: number; readonly field: string | null };
   'task.release': { readonly path: string };
   'task.create': { readonly path: string; readonly title: string; readonly column: string | null };
+  'task.move': { readonly from: string; readonly to: string; readonly path: string };
   'task.cancelled': {
     readonly attempt: number;
     readonly agent: string | null;
@@ -314,6 +315,7 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
   'task.held': { description: 'a task file cannot be read; the task is held until it parses', level: 'warn', message: 'task file held' },
   'task.release': { description: 'a held task file parses again and its task is released', level: 'info', message: 'task file released' },
   'task.create': { description: 'an operator added a card to the board through the API (written in the board\'s own format)', level: 'info', message: 'task created on the board', fields: (e) => ({ taskId: taskOf(e), path: e.details.path, by: e.actor }) },
+  'task.move': { description: "an operator moved a card to another column through MCP (written in the board's own format; then handled as a person's move)", level: 'info', message: 'task moved on the board', fields: (e) => ({ taskId: taskOf(e), from: e.details.from, to: e.details.to, by: e.actor }) },
   'task.cancelled': { description: "a person moved a running task's card out of the in-progress column; the execution is cancelled", level: 'warn', message: 'task cancelled by a board move' },
   'task.card_deleted': { description: "a running task's card was deleted; the run finishes and its result stays in the audit trail only", level: 'warn', message: 'card of a running task deleted' },
   'task.blocked': { description: 'a ready task can never run as the board stands (dependency cycle, self or unknown id)', level: 'warn', message: 'task blocked', fields: (e) => ({ taskId: taskOf(e), reason: e.details.reason }) },

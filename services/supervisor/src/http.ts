@@ -14,7 +14,7 @@ import { authorizeMessage } from './agents/messages.js';
 import { createAgentComputer, type AgentComputer } from './agents/computer.js';
 import type { SupervisorContext } from './context.js';
 import type { SupervisorParts } from './parts.js';
-import { accountItems, agentItems, boardItem, createBoardTask, taskExtras, templateItems } from './operator/views.js';
+import { accountItems, agentItems, boardItem, createBoardTask, moveBoardTask, taskExtras, templateItems } from './operator/views.js';
 import { WARREN_VERSION } from './version.js';
 
 /** Options of {@link serveApi}. */
@@ -86,7 +86,7 @@ export function httpPorts(ctx: SupervisorContext, parts: SupervisorParts, tokens
  * The MCP endpoint's ports: the API's, plus an unaudited policy check for the tool list each
  * caller sees, the policy's explanation, messages to agents and the agents' computers.
  */
-export function mcpPorts(ctx: SupervisorContext, http: HttpPorts, computer: AgentComputer): McpPorts {
+export function mcpPorts(ctx: SupervisorContext, parts: SupervisorParts, http: HttpPorts, computer: AgentComputer): McpPorts {
   return {
     ...http,
     authorizer: ctx.authorizer,
@@ -102,6 +102,7 @@ export function mcpPorts(ctx: SupervisorContext, http: HttpPorts, computer: Agen
       await ctx.broker.publishMessage({ id, from: principal, to, body, sentAtMs: Date.now() });
       return { id };
     },
+    moveTask: (id, column, principal) => moveBoardTask(ctx, parts.mirror, id, column, principal),
     computer,
   };
 }
@@ -128,7 +129,7 @@ export async function serveApi(ctx: SupervisorContext, parts: SupervisorParts, o
     killGraceMs: ctx.config.killGraceMs,
     logger: ctx.log.child({ component: 'computer' }),
   });
-  const mcp: McpHttpHandler = createMcpHttpHandler(mcpPorts(ctx, ports, computer), { logger: ctx.log.child({ component: 'mcp' }) });
+  const mcp: McpHttpHandler = createMcpHttpHandler(mcpPorts(ctx, parts, ports, computer), { logger: ctx.log.child({ component: 'mcp' }) });
   let server: HttpServer;
   try {
     server = await startHttpServer(ports, {

@@ -7,7 +7,8 @@ import { basename } from 'node:path';
 import { listAgents, type AgentView as WorldAgentView } from '@warren/ecs';
 import { queuePositions } from '@warren/registry';
 import type { AccountItem, AgentItem, BoardView, Card, TemplateItem } from '@warren/http';
-import { createTask, type TaskDraft } from '@warren/kanban';
+import { WarrenError } from '@warren/core';
+import { createTask, updateTask, type TaskDraft } from '@warren/kanban';
 import type { BoardMirror } from '../board/mirror.js';
 import type { SupervisorContext } from '../context.js';
 
@@ -199,4 +200,31 @@ export async function createBoardTask(ctx: SupervisorContext, mirror: BoardMirro
   mirror.markChanged(path);
   ctx.requestTick();
   return { id, path: shown };
+}
+
+/**
+ * Moves task `id`'s card to `column` (its id, its value in the board's files, or its name) in the
+ * board's own format, as `principal`, the way a person moves a card: the board's process rules
+ * apply (`updateTask` of `@warren/kanban`), and the mirror then treats it as a person's move (a
+ * running task moved out of in-progress is cancelled). Records `task.move` and asks for a tick.
+ * @throws {WarrenError} `WARREN_TASK_NOT_FOUND` when the card is not on the board as last read,
+ *   `WARREN_TASK_UPDATE` (field `column`) for a column the board has not; what `updateTask` throws
+ *   ({@link MoveRefusedError}, {@link TaskConflictError}).
+ */
+export async function moveBoardTask(ctx: SupervisorContext, mirror: BoardMirror, id: string, column: string, principal: string): Promise<{ id: string; from: string; to: string; path: string }> {
+  const board = mirror.board;
+  const task = mirror.taskById.get(id);
+  if (board === undefined || task === undefined) throw new WarrenError('WARREN_TASK_NOT_FOUND', `no task '${id}' on the board`);
+  const wanted = column.trim().toLowerCase();
+  const target = board.config.columns.find((c) => c.id === column) ?? board.config.columns.find((c) => [c.id, c.value ?? c.id, c.name].some((n) => n.toLowerCase() === wanted));
+  if (target === undefined) {
+    throw new WarrenError('WARREN_TASK_UPDATE', `'column' names no column of the board: '${column}' (columns: ${board.config.columns.map((c) => c.id).join(', ')})`);
+  }
+  const from = task.status;
+  await updateTask(board, task, { status: target.id }, { expectedHash: task.hash });
+  const path = relativeTo(board.dir, task.path);
+  ctx.emit({ actor: principal, action: 'task.move', object: `task:${id}`, details: { from, to: target.id, path } });
+  mirror.markChanged(task.path);
+  ctx.requestTick();
+  return { id, from, to: target.id, path };
 }
