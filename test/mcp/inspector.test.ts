@@ -4,13 +4,16 @@
  * bearer token, in both protocol eras, which proves the harness (a listing, a call with structured
  * content, a refused token, an unknown tool).
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { toNodeHandler } from '@modelcontextprotocol/node';
 import { createMcpHandler, McpServer, type McpHttpHandler } from '@modelcontextprotocol/server';
 import * as z from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repo } from '../support/cli.js';
+import { repo, waitFor } from '../support/cli.js';
 import { inspect, requireInspector, runInspector, type HttpTarget, type StdioTarget } from '../support/inspector.js';
 
 beforeAll(() => requireInspector());
@@ -67,6 +70,16 @@ function makeServer(): McpServer {
     ({ text }) => Promise.resolve({ content: [{ type: 'text' as const, text }], structuredContent: { text, length: text.length } }),
   );
   return server;
+}
+
+/** Whether process `pid` exists and is not a zombie (from /proc/<pid>/stat). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 const stdioServer: StdioTarget = {
@@ -139,6 +152,26 @@ describe('the MCP Inspector CLI against a minimal SDK server', () => {
     const run = await runInspector(stdioServer, { method: 'tools/call', toolName: 'no_such_tool', toolArgs: {} });
     expect(run.code).toBe(5);
     await expect(inspect(stdioServer, { method: 'tools/call', toolName: 'no_such_tool', toolArgs: {} })).rejects.toThrow(/exited with 5/);
+  });
+
+  it('kills the Inspector and the server it started when a run passes its deadline', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-inspector-hang-'));
+    try {
+      const pidFile = join(dir, 'server.pid');
+      // A stdio server that never answers the opening request.
+      const silent: StdioTarget = {
+        transport: 'stdio',
+        command: process.execPath,
+        args: ['-e', 'require("node:fs").writeFileSync(process.env.PID_FILE, String(process.pid)); setInterval(() => {}, 1000);'],
+        env: { PID_FILE: pidFile },
+      };
+      await expect(inspect(silent, { method: 'tools/list', timeoutMs: 8_000 })).rejects.toThrow(/did not finish in 8000 ms/);
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      expect(pid).toBeGreaterThan(0);
+      await waitFor(`the silent server (pid ${pid}) to be gone`, () => !alive(pid), 30_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('exits 3, authentication required, without the bearer token or with a wrong one', async () => {
