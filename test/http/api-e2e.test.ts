@@ -145,11 +145,17 @@ describe('the HTTP API of warren up', () => {
     const first = startWarren(made.args('up', '--http', '127.0.0.1:0'));
     running.push(first);
     const { url } = await signInOf(first);
+    // Local tools find the running API in the state directory, until the supervisor stops.
+    const addressFile = join(made.dir, 'var', 'http.json');
+    expect(JSON.parse(readFileSync(addressFile, 'utf8'))).toEqual({ url, pid: first.child.pid });
     const other = makeTestLayout({}, { copyAgents: true });
     layouts.push(other);
     const second = await warren(other.args('up', '--http', url.replace('http://', '')));
     expect(second.code).toBe(1);
     expect(second.stderr).toContain(`${url.replace('http://', '')} is in use`);
     expect(second.stderr).toContain('WARREN_HTTP_BUSY');
+    first.child.kill('SIGTERM');
+    expect((await first.done).code).toBe(0);
+    expect(existsSync(addressFile)).toBe(false);
   });
 });

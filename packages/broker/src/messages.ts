@@ -99,7 +99,7 @@ export interface ProgressMessage {
 export interface AgentMessage {
   /** Unique id (1–256 characters, no control characters); it de-duplicates re-publishes. */
   id: string;
-  /** The sending agent. */
+  /** The sending agent, or the person who sent it through the API or MCP (`user:<name>`). */
   from: string;
   /** The receiving agent; equals the subject's agent token. */
   to: string;
@@ -176,7 +176,7 @@ export const progressMessageSchema: z.ZodType<ProgressMessage> = z.object({
 /** zod schema of {@link AgentMessage}; unknown keys are dropped. */
 export const agentMessageSchema: z.ZodType<AgentMessage> = z.object({
   id: z.string().regex(new RegExp(MESSAGE_ID_PATTERN, 'u'), 'must be 1-256 characters without control characters'),
-  from: agentName,
+  from: z.union([agentName, z.string().regex(/^user:[a-z0-9][a-z0-9._-]{0,63}$/, 'must be an agent name or user:<name>')]),
   to: agentName,
   body: z.unknown().refine((value) => value !== undefined, 'is required (any JSON value)'),
   sentAtMs: epochMs,

@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import fastifyCookie from '@fastify/cookie';
@@ -71,7 +72,27 @@ export interface HttpAppOptions {
   readonly validateResponses?: boolean;
   /** The clock, ms since the epoch. Default `Date.now`. */
   readonly now?: () => number;
+  /**
+   * An MCP endpoint to serve at `/mcp` (POST, GET, DELETE) behind the same Host/Origin check, rate
+   * limit, token or session and `api:/mcp` decision as the API (`createMcpHttpHandler` of
+   * @warren/mcp), with the RFC 9728 protected-resource metadata at
+   * `/.well-known/oauth-protected-resource` and `/.well-known/oauth-protected-resource/mcp`.
+   * A request without a valid token is answered 401 with `WWW-Authenticate: Bearer
+   * resource_metadata="<that document>"`.
+   */
+  readonly mcp?: McpEndpoint;
 }
+
+/** The MCP endpoint {@link HttpAppOptions.mcp} mounts: it answers on `response` itself. */
+export interface McpEndpoint {
+  /** Serves one request of `caller` (the token's or session's subject and role); `parsedBody` is the JSON body, undefined for GET and DELETE. */
+  handle(request: IncomingMessage, response: ServerResponse, parsedBody: unknown, caller: { readonly principal: string; readonly role: string }): Promise<void>;
+  /** The largest body accepted at `/mcp`, in bytes (answered 413 above). Default 2,097,152 (2 MiB). */
+  readonly bodyLimitBytes?: number;
+}
+
+/** Where the protected-resource metadata of `/mcp` is (RFC 9728 §3.1: the well-known prefix before the resource's path). */
+export const MCP_RESOURCE_METADATA_PATH = '/.well-known/oauth-protected-resource/mcp';
 
 /**
  * Fastify's logger over Warren's `Logger` (pino's subset): Fastify also wants `fatal`, `silent`
@@ -180,6 +201,11 @@ function statusOfWarrenError(code: string): number | undefined {
 function originAllowed(origin: string, hosts: ReadonlySet<string>): boolean {
   const match = /^https?:\/\/([^/]+)$/i.exec(origin);
   return match !== null && hosts.has(match[1]!.toLowerCase());
+}
+
+/** The URL of this server as the request addressed it (its `Host` passed the allow list). */
+function baseUrlOf(request: FastifyRequest): string {
+  return `${request.protocol}://${request.headers.host ?? 'localhost'}`;
 }
 
 function firstHeader(value: string | string[] | undefined): string | undefined {
@@ -310,6 +336,8 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
     let principal = 'user:anonymous';
     if (request.routeOptions.config.public !== true) {
       if (!identity) {
+        // RFC 9728 §5.1: where the resource's metadata is, for MCP clients to discover.
+        if (url === '/mcp') void reply.header('www-authenticate', `Bearer resource_metadata="${baseUrlOf(request)}${MCP_RESOURCE_METADATA_PATH}"`);
         return fail(reply, 401, 'unauthorized', presented ? 'the token or session is invalid, expired or revoked' : 'sign in: send Authorization: Bearer <token> (warren token create)');
       }
       principal = identity.principal;
@@ -551,6 +579,31 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
     ports.requestTick(); // the board is read again on the next tick
     return reply.code(201).send(created);
   });
+
+  // MCP (Streamable HTTP), answered by the endpoint on the raw response.
+  const mcp = options.mcp;
+  if (mcp !== undefined) {
+    const metadata = (request: FastifyRequest) => ({
+      resource: `${baseUrlOf(request)}/mcp`,
+      resource_name: 'Warren',
+      bearer_methods_supported: ['header'],
+      resource_documentation: `${baseUrlOf(request)}/api/v1/openapi.json`,
+    });
+    for (const url of ['/.well-known/oauth-protected-resource', MCP_RESOURCE_METADATA_PATH]) {
+      api.get(url, { config: { public: true }, schema: { summary: 'OAuth protected-resource metadata of /mcp (RFC 9728)', hide: true } }, (request) => metadata(request));
+    }
+    api.route({
+      method: ['POST', 'GET', 'DELETE'],
+      url: '/mcp',
+      bodyLimit: mcp.bodyLimitBytes ?? 2 * 1024 * 1024,
+      schema: { summary: 'Model Context Protocol (Streamable HTTP)', hide: true },
+      handler: async (request, reply) => {
+        const identity = request.identity!;
+        reply.hijack();
+        await mcp.handle(request.raw, reply.raw, request.body, { principal: identity.principal, role: identity.role });
+      },
+    });
+  }
 
   // The dashboard's files.
   if (staticDir !== undefined) {

@@ -13,8 +13,8 @@
  * await server.close();                                   // event streams first, then the sockets
  * ```
  */
-export { createHttpApp, routesOf, allowHost, closeEventStreams } from './app.js';
-export type { HttpAppOptions, RouteInfo } from './app.js';
+export { createHttpApp, routesOf, allowHost, closeEventStreams, MCP_RESOURCE_METADATA_PATH } from './app.js';
+export type { HttpAppOptions, McpEndpoint, RouteInfo } from './app.js';
 export { startHttpServer, parseListenAddress, createSignInLink } from './server.js';
 export type { HttpServer, HttpServerOptions, SignInLinkOptions } from './server.js';
 export { TokenStore, TokenRole, openTokenStore, isTokenRole, SESSION_COOKIE, TOKEN_FORMAT, TOKEN_NAME, MAX_SESSION_MS } from './tokens.js';

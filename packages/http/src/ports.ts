@@ -137,10 +137,13 @@ export interface TaskDraft {
   readonly title: string;
   readonly body?: string;
   readonly capabilities?: readonly string[];
-  readonly priority?: 'low' | 'medium' | 'high' | 'urgent';
+  /** One of the board's priorities. */
+  readonly priority?: string;
   /** The column to put it in; default the board's ready column. */
   readonly column?: string;
   readonly dependsOn?: readonly string[];
+  /** The shell command the task runs (Warren boards only). */
+  readonly command?: string;
 }
 
 /** Messages between agents and who talks to whom (`GET /api/v1/messages`): `Registry.messages`. */

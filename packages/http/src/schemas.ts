@@ -276,9 +276,10 @@ export const TaskDraftBody = z.strictObject({
   title: z.string().trim().min(1).max(200),
   body: z.string().max(32_768).optional(),
   capabilities: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, 'must be a capability name')).max(32).optional(),
-  priority: z.enum(['low', 'medium', 'high', 'urgent']).optional(),
+  priority: z.string().min(1).max(50).optional().describe("one of the board's priorities (a Warren board's board.yaml; low, normal, high, urgent on the others)"),
   column: z.string().min(1).max(100).optional(),
   dependsOn: z.array(TaskIdParam.shape.id).max(64).optional(),
+  command: z.string().min(1).max(65_536).optional().describe("the shell command the task runs (Warren boards: the task's command field)"),
 });
 
 export const CreatedTaskBody = z.object({ id: z.string(), path: z.string() });

@@ -5,6 +5,7 @@ test('the public surface is the names index.ts lists', () => {
   expect(Object.keys(http).sort()).toEqual([
     'HttpError',
     'MAX_SESSION_MS',
+    'MCP_RESOURCE_METADATA_PATH',
     'SESSION_COOKIE',
     'TOKEN_FORMAT',
     'TOKEN_NAME',

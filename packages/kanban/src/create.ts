@@ -29,7 +29,10 @@ const LOCK_POLL_MS = 20;
 export const CREATE_LOCK_NAME = '.warren-create.lock';
 
 /** The draft keys `checkDraft` knows; any other key is an error naming it. */
-const DRAFT_KEYS = new Set(['title', 'body', 'column', 'priority', 'capabilities', 'dependsOn', 'labels']);
+const DRAFT_KEYS = new Set(['title', 'body', 'column', 'priority', 'capabilities', 'dependsOn', 'labels', 'command']);
+
+/** The longest `command` a draft may carry, in characters. */
+const MAX_COMMAND_CHARS = 65_536;
 
 /** Capabilities: letters, digits and `. _ : / @ + -` (`tool:codex`, `env:no-egress`). */
 const CAPABILITY = /^[\p{L}\p{N}._:/@+-]+$/u;
@@ -51,6 +54,8 @@ export interface CheckedDraft {
   readonly dependsOn: string[];
   /** Trimmed, without duplicates. */
   readonly labels: string[];
+  /** The shell command the task runs (Warren boards only); undefined when none. */
+  readonly command: string | undefined;
 }
 
 /** Options of {@link checkDraft}. */
@@ -67,7 +72,8 @@ export interface CheckDraftOptions {
  *   {@link MAX_TITLE_CHARS} characters, a control character or line break), `body` (not a string,
  *   a lone surrogate), `column` (no such column), `priority` (not one of the board's),
  *   `capabilities` (not a list, a capability with spaces or other characters), `labels`,
- *   `dependsOn` (not a list, a task not on the board), or an unknown key.
+ *   `dependsOn` (not a list, a task not on the board), `command` (empty, NUL, too long, or on a
+ *   board whose format stores none), or an unknown key.
  */
 export function checkDraft(snapshot: BoardSnapshot, draft: TaskDraft, where: string, options: CheckDraftOptions = {}): CheckedDraft {
   const fail = (field: string, reason: string): never => {
@@ -83,6 +89,15 @@ export function checkDraft(snapshot: BoardSnapshot, draft: TaskDraft, where: str
   const length = [...title].length;
   if (length > MAX_TITLE_CHARS) fail('title', `'title' is ${length} characters; at most ${MAX_TITLE_CHARS} are allowed`);
   if (!/[\p{L}\p{N}\p{S}]/u.test(title)) fail('title', "'title' must hold a letter, digit or symbol, not only punctuation");
+
+  let command: string | undefined;
+  if (draft.command !== undefined) {
+    if (typeof draft.command !== 'string' || draft.command.trim() === '') return fail('command', "'command' must be a non-empty string");
+    if ((snapshot.format ?? 'warren') !== 'warren') return fail('command', `a ${snapshot.format} board stores no command: give the task's work in its body, for an agent whose template runs it`);
+    if (draft.command.includes('\0') || /\p{Cs}/u.test(draft.command)) return fail('command', "'command' must be text without NUL characters");
+    if (draft.command.length > MAX_COMMAND_CHARS) return fail('command', `'command' is ${draft.command.length} characters; at most ${MAX_COMMAND_CHARS}`);
+    command = draft.command;
+  }
 
   const body = draft.body ?? '';
   if (typeof body !== 'string') fail('body', "'body' must be a string");
@@ -139,7 +154,7 @@ export function checkDraft(snapshot: BoardSnapshot, draft: TaskDraft, where: str
     if (id === undefined) return fail('dependsOn', `'dependsOn' names a task that is not on the board: '${dependency}'`);
     if (!dependsOn.includes(id)) dependsOn.push(id);
   }
-  return { title, body, column, priority, capabilities, dependsOn, labels };
+  return { title, body, column, priority, capabilities, dependsOn, labels, command };
 }
 
 /**

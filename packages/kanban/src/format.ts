@@ -16,7 +16,8 @@ function flowList(values: readonly string[]): string {
 /**
  * The text of a new Warren task file: the frontmatter keys in the order the demo board's tasks use
  * (`id`, `title`, `status`, `priority` when given, `labels` when any, `capabilities`, `assignee: null`,
- * `depends_on`, `created`), then the body.
+ * `depends_on`, `command` when given, `created`), then the body. The command is written as a
+ * double-quoted string (JSON's escapes are YAML's).
  */
 export function warrenNewTaskText(id: string, draft: CheckedDraft, created: Date): string {
   const lines = [
@@ -29,6 +30,7 @@ export function warrenNewTaskText(id: string, draft: CheckedDraft, created: Date
     `capabilities: ${flowList(draft.capabilities)}`,
     'assignee: null',
     `depends_on: ${flowList(draft.dependsOn)}`,
+    ...(draft.command === undefined ? [] : [`command: ${JSON.stringify(draft.command)}`]),
     `created: ${created.toISOString()}`,
     '---',
   ];
@@ -69,6 +71,9 @@ async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: Create
         labels: checked.labels,
         dependsOn: checked.dependsOn,
       });
+      if (checked.command !== undefined && parse(path, bytes).task?.command !== checked.command) {
+        throw new TaskCreateError(where, "the new task file would not read back with the same 'command'", 'command');
+      }
       if (await writeNewFile(path, bytes, where)) return { id, path };
       names.add(`${id}.md`);
     }

@@ -364,6 +364,11 @@ export interface TaskDraft {
   readonly dependsOn?: readonly string[] | undefined;
   /** Labels (tags): one line each, not empty; Obsidian tags also without spaces or `#`. */
   readonly labels?: readonly string[] | undefined;
+  /**
+   * The shell command the task runs (its `command` field, what the `shell` template runs); Warren
+   * boards only, at most 64 Ki characters. Default none.
+   */
+  readonly command?: string | undefined;
 }
 
 /** Options of `createTask` and `BoardFormat.create`. */

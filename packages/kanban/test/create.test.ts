@@ -275,4 +275,18 @@ describe('createTask, format by format', () => {
     expect(none.id).toBe('task');
     expect(none.path).toBe(join(dir, 'tasks', 'task.md'));
   });
+
+  it("Warren: a command is written as the task's command field and reads back exactly; other formats refuse one", async () => {
+    const dir = await board(DEMO_BOARD, 'kanban');
+    const command = 'printf "%s\\n" "it\'s: #1" | wc -c && echo $HOME';
+    const made = await createTask(dir, { title: 'Run a command', command, capabilities: ['shell'] });
+    const task = (await loadBoard(dir)).tasks.find((t) => t.id === made.id)!;
+    expect(task.command).toBe(command);
+    await expect(createTask(dir, { title: 'Empty', command: '  ' })).rejects.toMatchObject({ field: 'command' });
+    await expect(createTask(dir, { title: 'NUL', command: 'a\u0000b' })).rejects.toMatchObject({ field: 'command' });
+    const backlog = await board(join(FIXTURES, 'backlog-md'), 'backlog');
+    const before = await snapshotFiles(backlog);
+    await expect(createTask(backlog, { title: 'Run it', command: 'true' })).rejects.toMatchObject({ field: 'command' });
+    expect(await snapshotFiles(backlog)).toEqual(before);
+  });
 });

@@ -76,8 +76,25 @@ export function createBubblewrapRuntime(options: BubblewrapRuntimeOptions): Agen
   return new BubblewrapRuntime(options);
 }
 
-/** Sandboxes of {@link AgentRuntime.exec} running in this process (one at a time: it is named after the pid). */
-let execRunning = false;
+/**
+ * Slots of the {@link AgentRuntime.exec} sandboxes running in this process. An exec is named after
+ * the pid and its slot: slot 0 (the only one a `warren exec` process uses) is `<tag>-<agent>-x<pid>`
+ * with run directory `run/exec/<pid>`; slot n > 0 adds `-<n>` to both.
+ */
+const execSlots = new Set<number>();
+
+/** The lowest free exec slot, now taken. */
+function takeExecSlot(): number {
+  let slot = 0;
+  while (execSlots.has(slot)) slot += 1;
+  execSlots.add(slot);
+  return slot;
+}
+
+/** Matches the suffix of an exec sandbox's name: `-x<pid>` or `-x<pid>-<slot>`. */
+const EXEC_NAME = /-x(\d+)(?:-\d+)?$/;
+/** Matches an exec's run directory name: `<pid>` or `<pid>-<slot>`. */
+const EXEC_DIR = /^(\d+)(?:-\d+)?$/;
 
 class BubblewrapRuntime implements AgentRuntime {
   private readonly log: Logger;
@@ -165,15 +182,15 @@ class BubblewrapRuntime implements AgentRuntime {
     const dirs = AGENT_PATH.split(':');
     const resolved = isAbsolute(program) ? program : dirs.map((dir) => join(dir, program)).find((path) => existsSync(path));
     if (!resolved) throw new WarrenError('WARREN_USAGE', `${program}: not found on the agent's PATH (${AGENT_PATH})`);
-    if (execRunning) throw new RuntimeError(agent.name, 'an exec already runs in this process (one at a time)');
-    execRunning = true;
-    const runDir = join(this.options.stateDir, 'run', 'exec', String(process.pid));
+    const slot = takeExecSlot();
+    const suffix = slot === 0 ? String(process.pid) : `${process.pid}-${slot}`;
+    const runDir = join(this.options.stateDir, 'run', 'exec', suffix);
     let sandbox: Sandbox;
     try {
       await removeExecLeftovers(this.options.stateDir, this.log, this.tag);
       sandbox = await spawnSandbox(
         agentSandboxSpec(agent, this.host, {
-          sandboxName: `${this.tag}-${agent.name}-x${process.pid}`.slice(0, 63),
+          sandboxName: `${this.tag}-${agent.name}-x${suffix}`,
           argv: [resolved, ...args],
           env: {},
           runDir,
@@ -183,14 +200,14 @@ class BubblewrapRuntime implements AgentRuntime {
       );
     } catch (error) {
       await rm(runDir, { recursive: true, force: true });
-      execRunning = false;
+      execSlots.delete(slot);
       throw error;
     }
     const exited = sandbox.exited.then(async (exit) => {
       await rm(runDir, { recursive: true, force: true }).catch((error: unknown) =>
         this.log.warn({ err: error, path: runDir }, 'cannot remove the run directory of an ended exec'),
       );
-      execRunning = false;
+      execSlots.delete(slot);
       return exit;
     });
     return {
@@ -299,15 +316,15 @@ class BubblewrapInstance implements AgentInstance {
 
 /**
  * Removes what execs on `stateDir` left when they were killed with SIGKILL: the cgroups named
- * `<instance tag>-<agent>-x<pid>` and the directories `run/exec/<pid>` whose pid is no longer
- * alive. Failures are logged, never thrown: a leftover must not stop a new exec.
+ * `<instance tag>-<agent>-x<pid>[-<slot>]` and the directories `run/exec/<pid>[-<slot>]` whose pid
+ * is no longer alive. Failures are logged, never thrown: a leftover must not stop a new exec.
  * @param tag the runtime's sandbox name prefix; default `instanceTag(stateDir)`.
  */
 export async function removeExecLeftovers(stateDir: string, logger: Logger, tag: string = instanceTag(stateDir)): Promise<void> {
   const prefix = `${tag}-`;
   try {
     await removeOrphanCgroups((name) => {
-      const match = /-x(\d+)$/.exec(name);
+      const match = EXEC_NAME.exec(name);
       return name.startsWith(prefix) && match !== null && Number(match[1]) !== process.pid && !processExists(Number(match[1]));
     });
   } catch (error) {
@@ -321,7 +338,8 @@ export async function removeExecLeftovers(stateDir: string, logger: Logger, tag:
     return;
   }
   for (const entry of entries) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid || processExists(Number(entry))) continue;
+    const match = EXEC_DIR.exec(entry);
+    if (match === null || Number(match[1]) === process.pid || processExists(Number(match[1]))) continue;
     await rm(join(execDir, entry), { recursive: true, force: true }).catch((error: unknown) =>
       logger.warn({ err: error, path: join(execDir, entry) }, 'cannot remove the run directory of an ended exec'),
     );

@@ -251,7 +251,8 @@ export interface AgentRuntime {
   /**
    * Runs a command as the agent, confined exactly as its instances are (its uid, home, limits,
    * mounts), with output streamed to `options`. The program is an absolute path or a name looked
-   * up on the agent's PATH (/usr/local/bin:/usr/bin:/bin).
+   * up on the agent's PATH (/usr/local/bin:/usr/bin:/bin). Several execs may run at once, into the
+   * same agent or others, beside its instance.
    * @throws {WarrenError} `WARREN_USAGE` for an empty `argv` or a program not found; others if it cannot start.
    */
   exec(agent: AgentSpec, argv: readonly string[], options: AgentExecOptions): Promise<AgentProcess>;

@@ -65,6 +65,24 @@ describe('the bubblewrap agent runtime', () => {
     expect(existsSync(join(fixture.stateDir, 'run', 'exec', String(process.pid)))).toBe(false);
   });
 
+  it('runs execs side by side, each in a sandbox of its own, and removes each one once it ended', async () => {
+    const spec = await fixture.agent('beside');
+    const first = new Collect();
+    const second = new Collect();
+    // Each waits for the other's flag: they end only if both run at the same time.
+    const one = await fixture.runtime.exec(spec, ['/bin/sh', '-c', 'touch a.flag; while [ ! -e b.flag ]; do sleep 0.05; done; echo one'], { stdout: first, stderr: new Collect() });
+    const two = await fixture.runtime.exec(spec, ['/bin/sh', '-c', 'touch b.flag; while [ ! -e a.flag ]; do sleep 0.05; done; echo two'], { stdout: second, stderr: new Collect() });
+    expect(existsSync(join(fixture.stateDir, 'run', 'exec', `${process.pid}-1`))).toBe(true);
+    expect(await Promise.all([one.exited, two.exited])).toEqual([
+      { kind: 'succeeded', exitCode: 0 },
+      { kind: 'succeeded', exitCode: 0 },
+    ]);
+    expect([first.text, second.text]).toEqual(['one\n', 'two\n']);
+    for (const name of [`rt${process.pid}-beside-x${process.pid}`, `rt${process.pid}-beside-x${process.pid}-1`]) expect(cgroupDirs(name)).toEqual([]);
+    expect(existsSync(join(fixture.stateDir, 'run', 'exec', String(process.pid)))).toBe(false);
+    expect(existsSync(join(fixture.stateDir, 'run', 'exec', `${process.pid}-1`))).toBe(false);
+  });
+
   it('gives an agent with a quota its own home filesystem; detachStorage unmounts it, releaseStorage deletes its image', async () => {
     const spec = { ...(await fixture.agent('quota')), homeQuotaBytes: 16 * 2 ** 20 };
     const events = new RecordingEvents();

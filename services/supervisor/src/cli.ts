@@ -5,6 +5,7 @@ import { registerAuditCommand } from './cli/audit.js';
 import { registerBoardCommands } from './cli/board.js';
 import { ExitCode } from './cli/common.js';
 import { registerExecCommand } from './cli/exec.js';
+import { registerMcpCommand } from './cli/mcp.js';
 import { registerRunCommands } from './cli/run.js';
 import { registerPolicyCommands } from './cli/policy.js';
 import { registerTokenCommands } from './cli/token.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerOperatorCommands(program);
   registerPolicyCommands(program);
   registerTokenCommands(program);
+  registerMcpCommand(program);
   return program;
 }
 

@@ -4,10 +4,14 @@
  * of memory or SQLite, or (creating a card) one file write; operator actions go through the durable
  * command queue and run on the next tick.
  */
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WarrenError } from '@warren/core';
 import { auditSigningPaths, verifyAuditTrailAsync, type SignedVerification } from '@warren/audit';
 import { createSignInLink, openTokenStore, readLogRange, startHttpServer, type HttpPorts, type HttpServer, type TokenStore } from '@warren/http';
+import { createMcpHttpHandler, type McpHttpHandler, type McpPorts } from '@warren/mcp';
+import { authorizeMessage } from './agents/messages.js';
+import { createAgentComputer, type AgentComputer } from './agents/computer.js';
 import type { SupervisorContext } from './context.js';
 import type { SupervisorParts } from './parts.js';
 import { accountItems, agentItems, boardItem, createBoardTask, taskExtras, templateItems } from './operator/views.js';
@@ -30,6 +34,12 @@ export interface ServedApi {
   /** Stops listening (event streams first). Idempotent. */
   close(): Promise<void>;
 }
+
+/**
+ * The file under the state directory that names the running supervisor's API while it serves:
+ * `{ "url": "http://127.0.0.1:7070", "pid": 4242 }` (0600), removed when it stops.
+ */
+export const HTTP_ADDRESS_FILE = 'http.json';
 
 /** How long the sign-in link `warren up` prints stays valid, ms. */
 export const SIGN_IN_TTL_MS = 12 * 60 * 60 * 1000;
@@ -73,6 +83,30 @@ export function httpPorts(ctx: SupervisorContext, parts: SupervisorParts, tokens
 }
 
 /**
+ * The MCP endpoint's ports: the API's, plus an unaudited policy check for the tool list each
+ * caller sees, the policy's explanation, messages to agents and the agents' computers.
+ */
+export function mcpPorts(ctx: SupervisorContext, http: HttpPorts, computer: AgentComputer): McpPorts {
+  return {
+    ...http,
+    authorizer: ctx.authorizer,
+    mayCall: (principal, tool) => ctx.policy.explain(principal, `mcp:${tool}`, 'call').allowed,
+    explain: (principal, object, action) => {
+      const explained = ctx.policy.explain(principal, object, action);
+      return { allowed: explained.allowed, rule: explained.rule };
+    },
+    sendMessage: async (principal, to, body) => {
+      const refusal = authorizeMessage(ctx, principal, to);
+      if (refusal !== null) throw new WarrenError('WARREN_POLICY_DENIED', refusal);
+      const id = `${principal}:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 10)}`;
+      await ctx.broker.publishMessage({ id, from: principal, to, body, sentAtMs: Date.now() });
+      return { id };
+    },
+    computer,
+  };
+}
+
+/**
  * Starts the API server on `ctx.config.http` and makes the local operator's sign-in link (a
  * 12-hour operator token named `local-operator`, replaced at each start).
  * @throws {WarrenError} `WARREN_HTTP_BUSY` naming the address when it is taken; what `listen`
@@ -82,15 +116,31 @@ export async function serveApi(ctx: SupervisorContext, parts: SupervisorParts, o
   const address = ctx.config.http;
   if (address === undefined) throw new RangeError('the HTTP API is off (--http off)');
   const tokens = openTokenStore(ctx.db);
+  const ports = httpPorts(ctx, parts, tokens, options.startedMs);
+  const computer = createAgentComputer({
+    runtime: ctx.runtime,
+    accounts: ctx.accounts,
+    templates: ctx.templates,
+    authorizer: ctx.authorizer,
+    emit: (event) => ctx.emit(event),
+    isRunning: (name) => parts.agents.handles.has(name),
+    stateDir: ctx.config.stateDir,
+    killGraceMs: ctx.config.killGraceMs,
+    logger: ctx.log.child({ component: 'computer' }),
+  });
+  const mcp: McpHttpHandler = createMcpHttpHandler(mcpPorts(ctx, ports, computer), { logger: ctx.log.child({ component: 'mcp' }) });
   let server: HttpServer;
   try {
-    server = await startHttpServer(httpPorts(ctx, parts, tokens, options.startedMs), {
+    server = await startHttpServer(ports, {
       host: address.host,
       port: address.port,
       ...(options.staticDir ? { staticDir: options.staticDir } : {}),
+      mcp,
       logger: ctx.log.child({ component: 'http' }),
     });
   } catch (error) {
+    await mcp.close();
+    await computer.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       throw new WarrenError('WARREN_HTTP_BUSY', `${address.host}:${address.port} is in use (another warren up?); serve elsewhere with --http <host:port>, or --http off`);
     }
@@ -98,5 +148,22 @@ export async function serveApi(ctx: SupervisorContext, parts: SupervisorParts, o
   }
   const nowMs = Date.now();
   const link = createSignInLink(tokens, server.url, { nowMs, ttlMs: SIGN_IN_TTL_MS });
-  return { server, tokens, signIn: { url: link.url, expiresMs: link.expiresMs }, close: () => server.close() };
+  // Where local tools (`warren mcp`) find the API of the supervisor running on this state directory.
+  const addressFile = join(ctx.config.stateDir, HTTP_ADDRESS_FILE);
+  writeFileSync(addressFile, `${JSON.stringify({ url: server.url, pid: process.pid })}\n`, { mode: 0o600 });
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    tokens,
+    signIn: { url: link.url, expiresMs: link.expiresMs },
+    // MCP first (it ends the open listen streams), then the sockets, then the computers' sandboxes.
+    close: () =>
+      (closing ??= mcp
+        .close()
+        .then(() => server.close())
+        .then(() => computer.close())
+        .finally(() => {
+          rmSync(addressFile, { force: true });
+        })),
+  };
 }
