@@ -2,7 +2,9 @@
  * The MCP Inspector CLI (v2, under the Node 22 that scripts/node22.sh installs) as a client: first
  * against a minimal server made here with the MCP SDK over stdio and over Streamable HTTP with a
  * bearer token, in both protocol eras, which proves the harness (a listing, a call with structured
- * content, a refused token, an unknown tool).
+ * content, a refused token, an unknown tool, a run past its deadline); then against a real
+ * `warren up` (real nats-server, bubblewrap agents, SQLite) over `/mcp` with its printed sign-in
+ * token, and against `warren mcp` over stdio.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
@@ -13,7 +15,7 @@ import { toNodeHandler } from '@modelcontextprotocol/node';
 import { createMcpHandler, McpServer, type McpHttpHandler } from '@modelcontextprotocol/server';
 import * as z from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repo, waitFor } from '../support/cli.js';
+import { cleanUpAfterEach, cli, makeTestLayout, repo, requireMachine, shellTask, startWarren, waitFor, warren, type CliProcess } from '../support/cli.js';
 import { inspect, requireInspector, runInspector, type HttpTarget, type StdioTarget } from '../support/inspector.js';
 
 beforeAll(() => requireInspector());
@@ -90,6 +92,9 @@ const stdioServer: StdioTarget = {
   env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
 };
 
+/** The revision each era negotiates with SDK 2.4: the 2025 one over `initialize`, or 2026-07-28. */
+const protocolVersions = { legacy: '2025-11-25', modern: '2026-07-28' } as const;
+
 const token = 'probe-token-0123456789abcdef';
 let http: HttpServer;
 let handler: McpHttpHandler;
@@ -124,8 +129,6 @@ describe('the MCP Inspector CLI against a minimal SDK server', () => {
     ['Streamable HTTP with a bearer token', () => httpServer],
   ] as const;
   const eras = ['legacy', 'modern'] as const;
-  /** The revision each era negotiates with this SDK: the 2025 one over `initialize`, or 2026-07-28. */
-  const protocolVersions = { legacy: '2025-11-25', modern: '2026-07-28' } as const;
 
   for (const [transport, target] of cases) {
     for (const protocolEra of eras) {
@@ -180,5 +183,67 @@ describe('the MCP Inspector CLI against a minimal SDK server', () => {
       expect(run.code).toBe(3);
       expect(run.error?.code).toBe('auth_required');
     }
+  });
+});
+
+/** The dashboard address and sign-in token `warren up` printed. */
+async function signInOf(up: CliProcess): Promise<{ url: string; token: string }> {
+  await waitFor('the sign-in link', () => /Sign in \(valid \d+ h\): \S+/.test(up.stderr()));
+  const link = new URL(/Sign in \(valid \d+ h\): (\S+)/.exec(up.stderr())![1]!);
+  return { url: link.origin, token: link.searchParams.get('token')! };
+}
+
+describe('the MCP Inspector CLI against warren', () => {
+  const { layouts, running } = cleanUpAfterEach();
+
+  it('lists the tools and calls list_agents over /mcp with the sign-in token and over warren mcp on stdio, both eras, each call audited', async () => {
+    requireMachine();
+    const made = makeTestLayout({ quick: shellTask('quick', 'echo done') }, { copyAgents: true });
+    layouts.push(made);
+    const up = startWarren(made.args('up', '--kill-grace', '1s', '--http', '127.0.0.1:0'));
+    running.push(up);
+    const { url, token } = await signInOf(up);
+    await waitFor('the quick task to finish', () => /^status: done$/m.test(made.file('quick')), 120_000);
+    const response = await fetch(`${url}/api/v1/agents`, { headers: { authorization: `Bearer ${token}` } });
+    const { agents } = (await response.json()) as { agents: { name: string }[] };
+    const names = agents.map((agent) => agent.name).sort();
+    expect(names.length).toBeGreaterThan(0);
+
+    const overHttp: HttpTarget = { transport: 'http', url: `${url}/mcp`, bearer: token };
+    const overStdio: StdioTarget = {
+      transport: 'stdio',
+      command: process.execPath,
+      args: [cli, ...made.args('mcp')],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', WARREN_LOG_FORMAT: 'json' },
+      cwd: repo,
+    };
+    const targets = [
+      ['Streamable HTTP, legacy era', overHttp, 'legacy'],
+      ['Streamable HTTP, modern era', overHttp, 'modern'],
+      ['warren mcp on stdio, legacy era', overStdio, 'legacy'],
+      ['warren mcp on stdio, modern era', overStdio, 'modern'],
+    ] as const;
+    for (const [how, target, protocolEra] of targets) {
+      const opened = (await inspect(target, { method: 'initialize', protocolEra })) as { protocolVersion: string };
+      expect(opened.protocolVersion, how).toBe(protocolVersions[protocolEra]);
+      const listed = (await inspect(target, { method: 'tools/list', protocolEra })) as ToolList;
+      const tools = listed.tools.map((tool) => tool.name);
+      expect(tools, how).toEqual(expect.arrayContaining(['list_agents', 'describe_agent', 'list_tasks', 'create_task', 'run_command']));
+      expect(listed.tools.find((tool) => tool.name === 'list_agents')!.annotations?.readOnlyHint, how).toBe(true);
+      const called = (await inspect(target, { method: 'tools/call', toolName: 'list_agents', toolArgs: {}, protocolEra })) as ToolResult;
+      const listedAgents = (called.structuredContent as { agents: { name: string }[] }).agents;
+      expect(listedAgents.map((agent) => agent.name).sort(), how).toEqual(names);
+    }
+
+    // Without a token the Inspector is told to authenticate.
+    const refused = await runInspector({ ...overHttp, bearer: undefined }, { method: 'tools/list' });
+    expect(refused.code).toBe(3);
+    expect(refused.error?.code).toBe('auth_required');
+
+    // One decision row per call, with the tool and the digest of its arguments.
+    const rows = JSON.parse((await warren(['audit', '--json', '--actor', 'user:local-operator', '--limit', '10000', ...made.args()])).stdout) as { action: string; object: string; decision: string | null; details: Record<string, unknown> }[];
+    const calls = rows.filter((row) => row.action === 'policy.decide' && row.object === 'mcp:list_agents');
+    expect(calls).toHaveLength(targets.length);
+    for (const row of calls) expect(row).toMatchObject({ decision: 'allow', details: { tool: 'list_agents', argsSha256: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown } });
   });
 });
