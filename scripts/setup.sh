@@ -33,4 +33,8 @@ node -e 'const [major, minor] = process.versions.node.split(".").map(Number); if
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+# The MCP Inspector CLI (v2), the reference client the MCP tests drive Warren with, needs Node.js
+# >= 22.19: Node 22 and the Inspector go under tools/node22/ from the npm registry (skipped when
+# there at the pinned versions).
+bash scripts/node22.sh install
 npm run build
