@@ -241,9 +241,11 @@ describe('the MCP Inspector CLI against warren', () => {
     expect(refused.error?.code).toBe('auth_required');
 
     // One decision row per call, with the tool and the digest of its arguments.
-    const rows = JSON.parse((await warren(['audit', '--json', '--actor', 'user:local-operator', '--limit', '10000', ...made.args()])).stdout) as { action: string; object: string; decision: string | null; details: Record<string, unknown> }[];
+    // Over HTTP the caller is the sign-in token's user; over stdio, warren mcp's own operator token.
+    const rows = JSON.parse((await warren(['audit', '--json', '--action', 'policy.decide', '--object', 'mcp:list_agents', '--limit', '10000', ...made.args()])).stdout) as { actor: string; action: string; object: string; decision: string | null; details: Record<string, unknown> }[];
     const calls = rows.filter((row) => row.action === 'policy.decide' && row.object === 'mcp:list_agents');
     expect(calls).toHaveLength(targets.length);
+    expect(new Set(calls.map((row) => row.actor))).toEqual(new Set(['user:local-operator', 'user:local-mcp']));
     for (const row of calls) expect(row).toMatchObject({ decision: 'allow', details: { tool: 'list_agents', argsSha256: expect.stringMatching(/^[0-9a-f]{64}$/) as unknown } });
   });
 });

@@ -85,10 +85,13 @@ describe('MCP against a running supervisor', () => {
     onTestFinished(() => stdio.close());
     const viaStdio = await stdio.callTool({ name: 'list_agents', arguments: {} });
     expect((viaStdio.structuredContent as { agents: { name: string }[] }).agents.map((a) => a.name)).toContain(agent);
+    // warren mcp has a token of its own: the sign-in link's (the browser's) still works.
+    expect((await call<{ agents: unknown[] }>('list_agents', {})).agents.length).toBeGreaterThan(0);
 
     // One audit row per call, with the tool and a digest of its arguments.
     const rows = JSON.parse((await warren(['audit', '--json', '--action', 'policy.decide', '--limit', '100000', ...made.args()])).stdout) as { actor: string; object: string; decision: string; details: { tool?: string; argsSha256?: string } }[];
     const calls = rows.filter((r) => r.object.startsWith('mcp:'));
+    expect(calls.some((r) => r.actor === 'user:local-mcp' && r.object === 'mcp:list_agents')).toBe(true);
     expect(calls.filter((r) => r.object === 'mcp:create_task')).toHaveLength(1);
     expect(calls.find((r) => r.object === 'mcp:create_task')).toMatchObject({ actor: 'user:local-operator', decision: 'allow', details: { tool: 'create_task' } });
     expect(calls.find((r) => r.object === 'mcp:create_task')!.details.argsSha256).toMatch(/^[0-9a-f]{64}$/);

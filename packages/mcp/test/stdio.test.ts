@@ -32,7 +32,7 @@ for (const era of ['legacy', '2026-07-28'] as const) {
       expect(prompt.messages).toHaveLength(1);
       // Decided and audited as the local operator.
       const rows = t.ports.registry.auditPage({ filter: { action: 'policy.decide', object: 'mcp:create_task' }, limit: 10 }).rows;
-      expect(rows.map((r) => [r.actor, r.decision])).toEqual([['user:local-operator', 'allow']]);
+      expect(rows.map((r) => [r.actor, r.decision])).toEqual([['user:local-mcp', 'allow']]);
     });
   });
 }

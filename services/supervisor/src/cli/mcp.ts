@@ -8,8 +8,12 @@ import { openDatabase } from '@warren/store';
 import { secureStateDir } from '../state-dir.js';
 import { addPathOptions, configFrom, type PathFlags } from './common.js';
 
-/** The token name `warren mcp` uses: the policy sees `user:local-operator`. */
-export const LOCAL_OPERATOR = 'local-operator';
+/**
+ * The token name `warren mcp` uses: the policy sees `user:local-mcp`, an operator. Not the sign-in
+ * link's `local-operator`: each start of `warren up` replaces that one, and replacing it here would
+ * sign the browser out.
+ */
+export const LOCAL_OPERATOR = 'local-mcp';
 /** How long the local operator's token lives, ms (12 h); one with less than an hour left is replaced. */
 const TOKEN_LIFETIME_MS = 12 * 60 * 60 * 1000;
 const TOKEN_MARGIN_MS = 60 * 60 * 1000;
@@ -43,7 +47,7 @@ export function supervisorUrl(stateDir: string): URL {
 
 /**
  * The local operator's token: the one kept in `<stateDir>/mcp-token.json` (mode 0600) while it is
- * live for more than an hour, else a new 12-hour operator token for `local-operator` (replacing the
+ * live for more than an hour, else a new 12-hour operator token for `local-mcp` (replacing the
  * old one) written there.
  */
 export async function localOperatorToken(stateDir: string, nowMs: number): Promise<string> {
@@ -74,7 +78,7 @@ export async function localOperatorToken(stateDir: string, nowMs: number): Promi
 
 /**
  * Adds `warren mcp`: Warren's MCP server on stdin/stdout for a local MCP client (Claude Desktop, an
- * IDE). The caller is the local operator (`user:local-operator`, role operator); the messages go to
+ * IDE). The caller is the local operator (`user:local-mcp`, role operator); the messages go to
  * the running supervisor's `/mcp`, decided and audited there like any other call.
  */
 export function registerMcpCommand(program: Command): void {
