@@ -159,7 +159,7 @@ describe('warren exec', () => {
 
     writeFileSync(
       join(dir, 'policies', 'policy.csv'),
-      readFileSync(join(dir, 'policies', 'policy.csv'), 'utf8').replace(/^p, user:root, agent:\*, exec, allow$/m, ''),
+      readFileSync(join(dir, 'policies', 'policy.csv'), 'utf8').replace(/^p, role:operator, agent:\*, exec, allow$/m, ''),
     );
     const denied = await warren(['exec', agent.name, ...args(), '--', 'true']);
     expect(denied.code).toBe(1);

@@ -31,7 +31,7 @@ describe('warren policy check', () => {
 
     const allow = await warren(layout.args('policy', 'check', 'user:root', 'agent:shell-1', 'exec'));
     expect(allow.code, allow.stderr).toBe(0);
-    expect(allow.stdout).toBe(`allow\nrule: p, user:root, agent:*, exec, allow (${csv}:${lineOf(layout.dir, 'p, user:root, agent:*, exec, allow')})\n`);
+    expect(allow.stdout).toBe(`allow\nrule: p, role:operator, agent:*, exec, allow (${csv}:${lineOf(layout.dir, 'p, role:operator, agent:*, exec, allow')})\n`);
 
     const denyRule = 'p, template:reporter, task:shell-*, assign, deny';
     const denied = await warren(layout.args('policy', 'check', 'template:reporter', 'task:shell-cleanup', 'assign'));

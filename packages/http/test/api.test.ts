@@ -233,9 +233,9 @@ describe('action routes', () => {
     const again = await app.inject({ method: 'POST', url: '/api/v1/tasks', headers: operator, payload: { title: 'Count lines' } });
     expect(again.statusCode).toBe(409);
     expect(again.json()).toMatchObject({ error: 'conflict', code: 'WARREN_TASK_EXISTS' });
-    const bad = await app.inject({ method: 'POST', url: '/api/v1/tasks', headers: operator, payload: { title: 'x', priority: 'soon' } });
+    const bad = await app.inject({ method: 'POST', url: '/api/v1/tasks', headers: operator, payload: { title: 'x', capabilities: ['has space'] } });
     expect(bad.statusCode).toBe(400);
-    expect(bad.json<{ error: string; message: string }>()).toMatchObject({ error: 'invalid_request', message: expect.stringMatching(/body\/priority/) as unknown });
+    expect(bad.json<{ error: string; message: string }>()).toMatchObject({ error: 'invalid_request', message: expect.stringMatching(/body\/capabilities/) as unknown });
     const extra = await app.inject({ method: 'POST', url: '/api/v1/tasks', headers: operator, payload: { title: 'x', owner: 'me' } });
     expect(extra.statusCode).toBe(400);
   });

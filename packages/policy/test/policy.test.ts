@@ -96,7 +96,8 @@ describe("Warren's shipped policy", () => {
       ['user:root', 'agent:reporter-1', 'exec', true],
       ['user:alice', 'agent:shell-1', 'exec', false],
       ['user:root', 'task:count-lines', 'assign', false],
-      ['user:root', 'agent:shell-1', 'message', false],
+      ['user:root', 'agent:shell-1', 'message', true], // an operator may message an agent (the API, MCP)
+      ['template:shell', 'agent:shell-1', 'exec', false],
     ]);
   });
 
@@ -367,8 +368,8 @@ describe('explain and revision', () => {
     expect(e.explain('user:alice', 'agent:shell-1', 'exec')).toEqual({ allowed: false, rule: null, line: null });
     expect(e.explain('user:root', 'agent:shell-1', 'exec')).toEqual({
       allowed: true,
-      rule: 'p, user:root, agent:*, exec, allow',
-      line: lineOf('p, user:root, agent:*, exec, allow'),
+      rule: 'p, role:operator, agent:*, exec, allow',
+      line: lineOf('p, role:operator, agent:*, exec, allow'),
     });
   });
 
