@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { openAudit, verifyAuditTrail, type AuditEntry, type AuditRecord, type AuditTrail } from '@warren/audit';
 import { WarrenError } from '@warren/core';
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
-import { openRegistry, TaskState, type Registry, type TaskRow } from '@warren/registry';
+import { openRegistry, type Registry } from '@warren/registry';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import { eventOfRow, openTokenStore, readLogRange, type AgentItem, type BoardView, type EventPayload, type HttpPorts, type TaskDraft, type TemplateItem, type TokenStore } from '@warren/http';
 
@@ -37,24 +37,8 @@ export interface TestPorts extends HttpPorts {
 }
 
 /** A ready task row. */
-export function taskRow(id: string, fields: Partial<TaskRow> = {}): TaskRow {
-  return {
-    id,
-    path: `${id}.md`,
-    state: TaskState.ready,
-    attempt: 0,
-    agent: null,
-    reason: null,
-    boardHash: null,
-    boardSync: 'clean',
-    updatedMs: 1_000,
-    notBeforeMs: null,
-    readySinceMs: 1_000,
-    queuePosition: null,
-    queueReason: null,
-    ...fields,
-  };
-}
+/** A task row over a ready task's defaults: the registry's own test helper. */
+export { taskRow } from '../../registry/test/support.js';
 
 export function agentItem(name: string, fields: Partial<AgentItem> = {}): AgentItem {
   return {

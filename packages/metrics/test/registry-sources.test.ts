@@ -1,34 +1,17 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { openAudit } from '@warren/audit';
 import { createMetrics, registrySources, type WarrenMetrics } from '@warren/metrics';
-import { openRegistry, StateStore, TaskState, type TaskRow } from '@warren/registry';
+import { openRegistry, StateStore, TaskState } from '@warren/registry';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import { makeTempDir, type TempDir } from '@warren/testing';
 import { value } from './exposition.js';
+import { taskRow } from '../../registry/test/support.js';
 
 const opened: { close(): unknown }[] = [];
 afterEach(async () => {
   for (const resource of opened.splice(0).reverse()) await resource.close();
 });
 
-function task(id: string, fields: Partial<TaskRow>): TaskRow {
-  return {
-    id,
-    path: `ready/${id}.md`,
-    state: TaskState.ready,
-    attempt: 0,
-    agent: null,
-    reason: null,
-    boardHash: null,
-    boardSync: 'clean',
-    updatedMs: 1_000,
-    notBeforeMs: null,
-    readySinceMs: 1_000,
-    queuePosition: null,
-    queueReason: null,
-    ...fields,
-  };
-}
 
 async function stateDb(): Promise<{ dir: TempDir; db: SqliteDatabase }> {
   const dir = await makeTempDir('warren-metrics-');
@@ -44,11 +27,11 @@ describe('registrySources over a real state database', () => {
     const audit = openAudit(db);
     const registry = openRegistry(db, { stateDir: dir.path, supervisorPid: process.pid, audit });
     const state: StateStore = registry.state;
-    state.putTask(task('a', { queuePosition: 1, queueReason: 'no idle agent' }));
-    state.putTask(task('b', { queuePosition: 2, queueReason: 'no idle agent' }));
-    state.putTask(task('c', { notBeforeMs: 9_000 })); // ready, waiting for its retry time: no queue position
-    state.putTask(task('d', { state: TaskState.running, attempt: 1, agent: 'shell-1' }));
-    state.putTask(task('e', { state: TaskState.succeeded, attempt: 1, agent: 'shell-1' }));
+    state.putTask(taskRow('a', { queuePosition: 1, queueReason: 'no idle agent' }));
+    state.putTask(taskRow('b', { queuePosition: 2, queueReason: 'no idle agent' }));
+    state.putTask(taskRow('c', { notBeforeMs: 9_000 })); // ready, waiting for its retry time: no queue position
+    state.putTask(taskRow('d', { state: TaskState.running, attempt: 1, agent: 'shell-1' }));
+    state.putTask(taskRow('e', { state: TaskState.succeeded, attempt: 1, agent: 'shell-1' }));
     state.putAgent({ name: 'shell-1', template: 'shell', uid: 1900000000, state: 'running', pid: 4001, startedMs: 900, stoppedMs: null, lastExit: null });
     state.putAgent({ name: 'shell-2', template: 'shell', uid: 1900000001, state: 'stopped', pid: null, startedMs: 950, stoppedMs: 5000, lastExit: 'code 0' });
     audit.append({ actor: 'supervisor', action: 'agent.start', object: 'agent:shell-1' });
@@ -68,7 +51,7 @@ describe('registrySources over a real state database', () => {
     expect(value(text, 'warren_audit_rows')).toBe(2);
 
     // The next scrape sees the next commit.
-    state.putTask(task('a', { state: TaskState.assigned, attempt: 1, agent: 'shell-1' }));
+    state.putTask(taskRow('a', { state: TaskState.assigned, attempt: 1, agent: 'shell-1' }));
     audit.append({ actor: 'supervisor', action: 'task.assign', object: 'task:a', details: { agent: 'shell-1', attempt: 1 } });
     text = (await metrics.text()).body;
     expect(value(text, 'warren_tasks', { state: 'ready' })).toBe(2);
