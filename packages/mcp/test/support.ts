@@ -48,6 +48,8 @@ function testComputer(dir: string): AgentComputer {
           const e = error as (Error & { code?: number | string; signal?: string; killed?: boolean }) | null;
           done({ exitCode: e ? (typeof e.code === 'number' ? e.code : null) : 0, signal: e?.signal ?? null, stdout, stderr, truncated: false, timedOut: e?.killed === true, durationMs: Date.now() - started });
         });
+        // A command that exits without reading its input closes the pipe first: EPIPE is then no error.
+        child.stdin?.on('error', () => undefined);
         child.stdin?.end(input.stdin ?? '');
       });
     },
