@@ -44,6 +44,8 @@ export { Registry, openRegistry } from './registry.js';
 export type { OpenRegistryOptions } from './registry.js';
 export { analyticsOf, durationStats, executionFacts, timeSeries, utilisation } from './analytics.js';
 export type { SeriesBucket, Utilisation } from './analytics.js';
+export { UsageLedger, migrateUsage } from './usage.js';
+export type { LlmUsageRow, UsageFilter, UsageTotals } from './usage.js';
 export { SUPERVISOR_PID_FILE, runningSupervisorPid } from './supervisor-pid.js';
 export { RegistryError } from './errors.js';
 export type {
