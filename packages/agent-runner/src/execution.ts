@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
+import { agentInvocation, loadSession, saveSession, LLM_PORT_IN_SANDBOX, type AgentRuntime } from './agent-cli.js';
+import { createLineMapper, describeAgentEvent, mapAgentLine, truncateAgentEvent, type AgentEvent } from './agent-events.js';
 import { OutputCapture, parseProgressLine, parseSendLine } from './output.js';
 import { closeWriteEnds, openTaskPipes } from './pipes.js';
 import { TaskOutcome, type ResultFrame, type RunSpanFrame, type TaskFrame } from './protocol.js';
@@ -12,8 +14,11 @@ import { formatTraceparent, newSpanId, parseParentContext } from './trace-contex
  * - `{"kind":"shell"}`: the task's `command` with `/bin/sh -c`.
  * - `{"kind":"exec","command":["/usr/bin/node","/opt/warren/agents/bin/report.mjs"]}`: that argv
  *   for every task (it reads the task from `$WARREN_TASK_FILE`).
+ * - `{"kind":"claude-code"|"codex"|"opencode",…}` and `{"kind":"llm",…}` ({@link AgentRuntime}):
+ *   a coding-agent CLI, or Warren's own loop, run headless on the task's prompt; its JSON stream
+ *   becomes {@link AgentEvent}s (see `agent-cli.ts`).
  */
-export type Runtime = { readonly kind: 'shell' } | { readonly kind: 'exec'; readonly command: readonly string[] };
+export type Runtime = { readonly kind: 'shell' } | { readonly kind: 'exec'; readonly command: readonly string[] } | AgentRuntime;
 
 /** Options of {@link startExecution}. */
 export interface ExecutionOptions {
@@ -27,6 +32,13 @@ export interface ExecutionOptions {
   readonly onSend?: (to: string, body: unknown) => void;
   /** Called for each `::progress::` line of stdout. */
   readonly onProgress: (message: string, percent: number | undefined) => void;
+  /**
+   * Agent runtimes: called for each event of the run's stream, cut to a frame's size, with its
+   * one-line description; also for the runner's own notes (a resume that failed).
+   */
+  readonly onEvent?: (event: AgentEvent, message: string) => void;
+  /** Agent runtimes: the LLM forwarder's URL, default `http://127.0.0.1:4141`. */
+  readonly llmBaseUrl?: string;
   /** Between SIGTERM and SIGKILL of the process group on timeout or cancel, in ms. Default 2000. */
   readonly killGraceMs?: number;
   /** Cap of `output.log` in the workspace, in bytes. Default 8 MiB. */
@@ -86,6 +98,64 @@ function summarize(head: string, tail: string): string {
   return room > 0 ? `${head}\n${text.slice(-room)}` : head.slice(0, MAX_SUMMARY_CHARS);
 }
 
+/** The longest stdout line of an agent runtime that is parsed whole, in characters (longer: cut, then `raw`). */
+const AGENT_LINE_CHARS = 1024 * 1024;
+
+interface ProcessEnd {
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly error?: Error;
+}
+
+function lastLine(text: string): string | undefined {
+  const lines = text.trim().split('\n');
+  const line = lines[lines.length - 1]?.trim();
+  return line ? line.slice(0, 300) : undefined;
+}
+
+/** What one run of an agent program showed: its session, whether it acted, its final event, its last error, its last events. */
+class AgentRun {
+  sessionId: string | undefined;
+  final: Extract<AgentEvent, { kind: 'final' }> | undefined;
+  lastError: string | undefined;
+  /** Whether the agent did anything (text, a tool call, a final answer) rather than failing at once. */
+  acted = false;
+  private readonly recent: string[] = [];
+  private readonly mapper;
+
+  constructor(private readonly kind: AgentRuntime['kind']) {
+    this.mapper = createLineMapper(kind);
+  }
+
+  /** Maps one stdout line and records what it shows. */
+  take(line: string): AgentEvent[] {
+    const events = mapAgentLine(this.kind, this.mapper, line);
+    for (const event of events) {
+      if (event.kind === 'session') this.sessionId = event.sessionId;
+      else if (event.kind === 'error') this.lastError = event.message;
+      else if (event.kind === 'final') {
+        this.final = event;
+        this.acted = true;
+      } else if (event.kind === 'text' || event.kind === 'tool_call') this.acted = true;
+      if (event.kind !== 'usage' && event.kind !== 'session') {
+        this.recent.push(describeAgentEvent(event));
+        if (this.recent.length > 8) this.recent.shift();
+      }
+    }
+    return events;
+  }
+
+  /** A failure's summary: how it ended, the final text or last error, then the last events seen. */
+  summary(how: string, fallback?: string): string {
+    const parts = [how];
+    const reason = this.final?.isError ? this.final.text : this.lastError;
+    if (reason) parts.push(reason);
+    else if (fallback && this.recent.length === 0) parts.push(fallback);
+    if (this.recent.length > 0) parts.push(`last events:\n${this.recent.join('\n')}`);
+    return parts.join('\n').slice(0, MAX_SUMMARY_CHARS);
+  }
+}
+
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
@@ -108,6 +178,15 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
  * left of its group is killed. Outcome: exit 0 → `succeeded`, else `failed`. `outputs` lists the
  * workspace's files relative to `home` (without task.json, at most {@link MAX_OUTPUTS}).
  * A task with an unsafe id, or without a command under the shell runtime, fails at once.
+ *
+ * Agent runtimes (claude-code, codex, opencode, llm) run the program {@link agentInvocation}
+ * builds; each stdout line goes through the kind's mapper (not JSON or unknown: a `raw` event)
+ * to `onEvent`. The outcome is `succeeded` when the program exits 0 after a `final` event that is
+ * not an error, its text the summary; else `failed`, the summary naming how it ended, the last
+ * error and the last events seen. The session id the stream names is stored in
+ * `<home>/.warren/sessions.json` and resumed by the next task of the same kind; when a resume
+ * fails before the agent did anything, the task runs again in a new session, saying so in an
+ * `error` event.
  */
 export function startExecution(options: ExecutionOptions): Execution {
   const { task, runtime, home } = options;
@@ -151,7 +230,10 @@ export function startExecution(options: ExecutionOptions): Execution {
     };
   };
 
+  // While a first run that resumed a session ends, a second may follow: a stop then applies to it.
+  let mayRunAgain = false;
   const terminate = (outcome: TaskOutcome, text: string, immediate: boolean): void => {
+    if (exited && mayRunAgain) stopReason ??= { outcome, text };
     if (exited || !child?.pid) return;
     stopReason ??= { outcome, text };
     const pid = child.pid;
@@ -167,22 +249,100 @@ export function startExecution(options: ExecutionOptions): Execution {
     if (!isSafeTaskId(task.taskId)) {
       return finish(TaskOutcome.failed, `invalid task id ${JSON.stringify(task.taskId)}: it must match ${TASK_ID.source}`, null, null);
     }
+    const agent = runtime.kind === 'shell' || runtime.kind === 'exec' ? null : runtime;
     let argv: readonly string[];
     if (runtime.kind === 'shell') {
       if (typeof task.command !== 'string' || task.command.trim() === '') {
         return finish(TaskOutcome.failed, `task ${task.taskId} has no command: the shell runtime runs the task's \`command\` field`, null, null);
       }
       argv = ['/bin/sh', '-c', task.command];
-    } else {
+    } else if (runtime.kind === 'exec') {
       argv = runtime.command;
+    } else {
+      argv = [];
     }
     const workspace = join(home, 'work', task.taskId);
     const taskFile = join(workspace, 'task.json');
+    let onLine: (line: string) => void = () => undefined;
     let output: OutputCapture;
     try {
       mkdirSync(workspace, { recursive: true, mode: 0o700 });
       writeFileSync(taskFile, `${JSON.stringify(task, null, 2)}\n`, { mode: 0o600 });
-      output = new OutputCapture(join(workspace, 'output.log'), options.outputMaxBytes ?? 8 * 1024 * 1024, (line) => {
+      // Agent streams carry long JSON lines (claude-code's first one lists every tool).
+      output = new OutputCapture(join(workspace, 'output.log'), options.outputMaxBytes ?? 8 * 1024 * 1024, (line) => onLine(line), 2000, agent ? AGENT_LINE_CHARS : 4096);
+    } catch (error) {
+      return finish(TaskOutcome.failed, `cannot prepare workspace ${workspace}: ${(error as Error).message}`, null, null);
+    }
+    const baseEnv: Record<string, string> = {};
+    for (const [key, value] of Object.entries(options.env)) if (value !== undefined) baseEnv[key] = value;
+    Object.assign(baseEnv, {
+      WARREN_TASK_ID: task.taskId,
+      WARREN_TASK_ATTEMPT: String(task.attempt),
+      WARREN_TASK_TITLE: task.title,
+      WARREN_TASK_FILE: taskFile,
+      WARREN_WORKSPACE: workspace,
+    });
+    if (typeof task.command === 'string') baseEnv.WARREN_TASK_COMMAND = task.command;
+    // Only this execution's trace context: never one the runner itself inherited.
+    delete baseEnv.TRACEPARENT;
+    delete baseEnv.TRACESTATE;
+    if (parent && runSpanId) {
+      baseEnv.TRACEPARENT = formatTraceparent(parent.traceId, runSpanId, parent.flags);
+      if (typeof task.tracestate === 'string' && task.tracestate.trim() !== '') baseEnv.TRACESTATE = task.tracestate;
+    }
+
+    const timeoutMs = task.timeoutMs;
+    const timer =
+      typeof timeoutMs === 'number' && timeoutMs > 0
+        ? setTimeout(() => terminate(TaskOutcome.timedOut, `timed out after ${timeoutMs} ms`, false), Math.min(timeoutMs, 2 ** 31 - 1))
+        : undefined;
+
+    // Runs one process to its end (and its group's), feeding its stdout lines to onLine.
+    const runProcess = async (runArgv: readonly string[], env: Record<string, string>): Promise<ProcessEnd> => {
+      const [program, ...args] = runArgv;
+      // Kernel pipes, not Node's socket pairs, so that the task can open /dev/stdout and /dev/stderr.
+      const pipes = openTaskPipes(2);
+      let proc: ChildProcess;
+      try {
+        proc = spawn(program!, args, { cwd: workspace, env, detached: true, stdio: ['ignore', pipes?.[0]!.writeFd ?? 'pipe', pipes?.[1]!.writeFd ?? 'pipe'] });
+      } finally {
+        if (pipes) closeWriteEnds(pipes);
+      }
+      exited = false;
+      child = proc;
+      const streams: Readable[] = pipes ? pipes.map((pipe) => pipe.reader) : [proc.stdout!, proc.stderr!];
+      const streamsClosed = Promise.all(
+        streams.map(
+          (stream, i) =>
+            new Promise<void>((resolve) => {
+              stream.on('data', (chunk: Buffer) => output.push(chunk, i === 0));
+              stream.once('close', resolve);
+            }),
+        ),
+      );
+      const ended = new Promise<ProcessEnd>((resolve) => {
+        proc.once('error', (error) => resolve({ code: null, signal: null, error }));
+        proc.once('exit', (code, signal) => resolve({ code, signal }));
+      });
+      // A stop asked for before the process existed applies to it now.
+      if (stopReason) terminate(stopReason.outcome, stopReason.text, false);
+      const end = await ended;
+      exited = true;
+      clearTimeout(killTimer);
+      killTimer = undefined;
+      // Leftovers of the group (background jobs) end with the task.
+      if (proc.pid) signalGroup(proc.pid, 'SIGKILL');
+      // Processes that left the group may still hold the pipes: stop waiting for them after a moment.
+      let waitTimer: NodeJS.Timeout | undefined;
+      await Promise.race([streamsClosed, new Promise((resolve) => (waitTimer = setTimeout(resolve, 1000)))]);
+      clearTimeout(waitTimer);
+      for (const stream of streams) stream.destroy();
+      output.flushLine();
+      return end;
+    };
+
+    if (!agent) {
+      onLine = (line) => {
         const progress = parseProgressLine(line);
         if (progress) {
           options.onProgress(progress.message, progress.percent);
@@ -190,79 +350,71 @@ export function startExecution(options: ExecutionOptions): Execution {
         }
         const message = parseSendLine(line);
         if (message) options.onSend?.(message.to, message.body);
-      });
-    } catch (error) {
-      return finish(TaskOutcome.failed, `cannot prepare workspace ${workspace}: ${(error as Error).message}`, null, null);
-    }
-    const env: Record<string, string> = {};
-    for (const [key, value] of Object.entries(options.env)) if (value !== undefined) env[key] = value;
-    Object.assign(env, {
-      WARREN_TASK_ID: task.taskId,
-      WARREN_TASK_ATTEMPT: String(task.attempt),
-      WARREN_TASK_TITLE: task.title,
-      WARREN_TASK_FILE: taskFile,
-      WARREN_WORKSPACE: workspace,
-    });
-    if (typeof task.command === 'string') env.WARREN_TASK_COMMAND = task.command;
-    // Only this execution's trace context: never one the runner itself inherited.
-    delete env.TRACEPARENT;
-    delete env.TRACESTATE;
-    if (parent && runSpanId) {
-      env.TRACEPARENT = formatTraceparent(parent.traceId, runSpanId, parent.flags);
-      if (typeof task.tracestate === 'string' && task.tracestate.trim() !== '') env.TRACESTATE = task.tracestate;
+      };
+      const end = await runProcess(argv, baseEnv);
+      clearTimeout(timer);
+      output.close();
+      const program = argv[0];
+      if (end.error) {
+        return finish(TaskOutcome.failed, summarize(`cannot start ${program}: ${end.error.message}`, output.tail), null, null);
+      }
+      const outputs = listOutputs(workspace, home, taskFile, MAX_OUTPUTS);
+      if (stopReason) return finish(stopReason.outcome, summarize(stopReason.text, output.tail), end.code, end.signal, outputs);
+      if (end.code === 0) return finish(TaskOutcome.succeeded, summarize('', output.tail) || 'done (no output)', 0, null, outputs);
+      const how = end.signal ? `killed by ${end.signal}` : `exit code ${end.code}`;
+      return finish(TaskOutcome.failed, summarize(how, output.tail), end.code, end.signal, outputs);
     }
 
-    const [program, ...args] = argv;
-    // Kernel pipes, not Node's socket pairs, so that the task can open /dev/stdout and /dev/stderr.
-    const pipes = openTaskPipes(2);
-    let proc: ChildProcess;
-    try {
-      proc = spawn(program!, args, { cwd: workspace, env, detached: true, stdio: ['ignore', pipes?.[0]!.writeFd ?? 'pipe', pipes?.[1]!.writeFd ?? 'pipe'] });
-    } finally {
-      if (pipes) closeWriteEnds(pipes);
+    const emit = (event: AgentEvent): void => {
+      const cut = truncateAgentEvent(event);
+      options.onEvent?.(cut, describeAgentEvent(cut));
+    };
+    const llmBaseUrl = options.llmBaseUrl ?? `http://127.0.0.1:${LLM_PORT_IN_SANDBOX}`;
+    let resume = loadSession(home, agent.kind);
+    for (;;) {
+      const run = new AgentRun(agent.kind);
+      onLine = (line) => {
+        for (const event of run.take(line)) emit(event);
+      };
+      const invocation = agentInvocation(agent, { task, home, llmBaseUrl, ...(resume ? { resume } : {}) });
+      mayRunAgain = resume !== undefined;
+      let end: ProcessEnd;
+      try {
+        for (const dir of invocation.dirs) mkdirSync(dir, { recursive: true, mode: 0o700 });
+        end = await runProcess(invocation.argv, { ...baseEnv, ...invocation.env });
+      } catch (error) {
+        end = { code: null, signal: null, error: error as Error };
+      }
+      if (run.sessionId && run.sessionId !== resume) {
+        try {
+          saveSession(home, agent.kind, run.sessionId);
+        } catch (error) {
+          emit({ kind: 'error', message: `cannot store session ${run.sessionId} in ${home}/.warren/sessions.json: ${(error as Error).message}` });
+        }
+      }
+      // A resume that failed before the agent did anything: the session is gone (another home,
+      // pruned, autodeleted). Forget it and start afresh, once.
+      if (resume && !stopReason && !end.error && end.code !== 0 && !run.acted) {
+        const why = run.lastError ?? lastLine(output.tail) ?? `exit code ${end.code}`;
+        emit({ kind: 'error', message: `cannot resume session ${resume} (${why}); starting a new session` });
+        try {
+          saveSession(home, agent.kind, undefined);
+        } catch {
+          // the next task tries again
+        }
+        resume = undefined;
+        continue;
+      }
+      clearTimeout(timer);
+      output.close();
+      const outputs = end.error ? [] : listOutputs(workspace, home, taskFile, MAX_OUTPUTS);
+      if (end.error) return finish(TaskOutcome.failed, run.summary(`cannot start ${invocation.argv[0]}: ${end.error.message}`), null, null);
+      if (stopReason) return finish(stopReason.outcome, run.summary(stopReason.text), end.code, end.signal, outputs);
+      const final = run.final;
+      if (end.code === 0 && final && !final.isError) return finish(TaskOutcome.succeeded, final.text.trim() || 'done (no answer)', 0, null, outputs);
+      const how = end.signal ? `killed by ${end.signal}` : end.code !== 0 ? `exit code ${end.code}` : final ? 'the agent reported a failure' : 'the agent stopped without a final answer';
+      return finish(TaskOutcome.failed, run.summary(how, lastLine(output.tail)), end.code, end.signal, outputs);
     }
-    child = proc;
-    const streams: Readable[] = pipes ? pipes.map((pipe) => pipe.reader) : [proc.stdout!, proc.stderr!];
-    const streamsClosed = Promise.all(
-      streams.map(
-        (stream, i) =>
-          new Promise<void>((resolve) => {
-            stream.on('data', (chunk: Buffer) => output.push(chunk, i === 0));
-            stream.once('close', resolve);
-          }),
-      ),
-    );
-    const ended = new Promise<{ code: number | null; signal: string | null; error?: Error }>((resolve) => {
-      proc.once('error', (error) => resolve({ code: null, signal: null, error }));
-      proc.once('exit', (code, signal) => resolve({ code, signal }));
-    });
-    const timeoutMs = task.timeoutMs;
-    const timer =
-      typeof timeoutMs === 'number' && timeoutMs > 0
-        ? setTimeout(() => terminate(TaskOutcome.timedOut, `timed out after ${timeoutMs} ms`, false), Math.min(timeoutMs, 2 ** 31 - 1))
-        : undefined;
-
-    const end = await ended;
-    exited = true;
-    clearTimeout(timer);
-    clearTimeout(killTimer);
-    // Leftovers of the group (background jobs) end with the task.
-    if (proc.pid) signalGroup(proc.pid, 'SIGKILL');
-    // Processes that left the group may still hold the pipes: stop waiting for them after a moment.
-    let waitTimer: NodeJS.Timeout | undefined;
-    await Promise.race([streamsClosed, new Promise((resolve) => (waitTimer = setTimeout(resolve, 1000)))]);
-    clearTimeout(waitTimer);
-    for (const stream of streams) stream.destroy();
-    output.close();
-
-    if (end.error) {
-      return finish(TaskOutcome.failed, summarize(`cannot start ${program}: ${end.error.message}`, output.tail), null, null);
-    }
-    const outputs = listOutputs(workspace, home, taskFile, MAX_OUTPUTS);
-    if (stopReason) return finish(stopReason.outcome, summarize(stopReason.text, output.tail), end.code, end.signal, outputs);
-    if (end.code === 0) return finish(TaskOutcome.succeeded, summarize('', output.tail) || 'done (no output)', 0, null, outputs);
-    const how = end.signal ? `killed by ${end.signal}` : `exit code ${end.code}`;
-    return finish(TaskOutcome.failed, summarize(how, output.tail), end.code, end.signal, outputs);
   })().catch((error: unknown) => finish(TaskOutcome.failed, `runner error: ${(error as Error).message}`, null, null));
 
   return {

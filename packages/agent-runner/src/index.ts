@@ -17,6 +17,7 @@
  */
 export {
   AGENT_SOCKET_PATH,
+  LLM_SOCKET_PATH,
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
   TaskOutcome,
@@ -37,3 +38,19 @@ export { parseProgressLine, parseSendLine, OutputCapture } from './output.js';
 export type { ProgressLine, SendLine } from './output.js';
 export { runnerConfigFromEnv, parseRuntime, RunnerConfigError } from './config.js';
 export type { RunnerConfig } from './config.js';
+export { createLineMapper, mapAgentLine, asAgentEvent, agentEventProblem, truncateAgentEvent, describeAgentEvent, AGENT_KINDS } from './agent-events.js';
+export type { AgentEvent, AgentKind, LineMapper } from './agent-events.js';
+export {
+  agentInvocation,
+  taskPrompt,
+  isAgentKind,
+  loadSession,
+  saveSession,
+  sessionsFile,
+  probeAgentCli,
+  PLACEHOLDER_API_KEY,
+  LLM_PORT_IN_SANDBOX,
+} from './agent-cli.js';
+export type { AgentRuntime, CliRuntime, LlmRuntime, AgentInvocation, InvocationOptions, StoredSession, ProbeResult } from './agent-cli.js';
+export { startLlmForwarder } from './llm-forward.js';
+export type { LlmForwarder, LlmForwarderOptions } from './llm-forward.js';

@@ -122,10 +122,16 @@ export class OutputCapture {
     }
   }
 
-  /** Flushes a last unterminated stdout line and closes the file. Idempotent. */
-  close(): void {
+  /** Reports a last unterminated stdout line (a process ended without a newline); the next chunk starts a new line. */
+  flushLine(): void {
     if (this.partial.length > 0 && !this.overlong) this.onStdoutLine(this.partial);
     this.partial = '';
+    this.overlong = false;
+  }
+
+  /** Flushes a last unterminated stdout line and closes the file. Idempotent. */
+  close(): void {
+    this.flushLine();
     if (this.fd !== null) {
       const note = this.dropped > 0 ? Buffer.from(`\n[output cut: ${this.dropped} bytes over the ${this.maxBytes}-byte cap were dropped]\n`) : null;
       if (note) {

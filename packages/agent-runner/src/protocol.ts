@@ -8,9 +8,13 @@
  *
  * This module has no dependencies so that it runs inside the sandbox with Node's built-ins alone.
  */
+import { agentEventProblem, type AgentEvent } from './agent-events.js';
 
 /** Where the gateway socket appears inside the sandbox. */
 export const AGENT_SOCKET_PATH = '/run/warren/agent.sock';
+
+/** Where the gateway's LLM socket (HTTP: `/p/<provider>/…` and `/mcp`) appears inside the sandbox. */
+export const LLM_SOCKET_PATH = '/run/warren/llm.sock';
 
 /** The largest frame either side accepts, in bytes (1 MiB). A longer line closes the channel. */
 export const MAX_FRAME_BYTES = 1_048_576;
@@ -121,6 +125,11 @@ export type AgentFrame =
       readonly message: string;
       /** 0 to 100, if known. */
       readonly percent?: number;
+      /**
+       * The event of an agent runtime's stream this progress reports (claude-code, codex, opencode,
+       * llm); `message` then describes it in one line. Long texts are cut so the frame stays small.
+       */
+      readonly event?: AgentEvent;
     }
   | ResultFrame
   /** Ask the gateway to deliver `body` to agent `to`; answered by `sent` or `error` with the same `ref`. */
@@ -177,11 +186,14 @@ export function decodeAgentFrame(line: string): AgentFrame {
       need(value, 'taskId', 'string');
       need(value, 'attempt', 'number');
       break;
-    case 'progress':
+    case 'progress': {
       need(value, 'taskId', 'string');
       need(value, 'attempt', 'number');
       need(value, 'message', 'string');
+      const problem = value.event === undefined ? null : agentEventProblem(value.event);
+      if (problem !== null) throw new FrameError(`'progress' frame has an invalid 'event': ${problem}`);
       break;
+    }
     case 'result':
       need(value, 'taskId', 'string');
       need(value, 'attempt', 'number');

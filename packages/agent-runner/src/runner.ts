@@ -2,11 +2,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
 import { startExecution, type Execution, type Runtime } from './execution.js';
+import { startLlmForwarder, type LlmForwarder } from './llm-forward.js';
+import { LLM_PORT_IN_SANDBOX } from './agent-cli.js';
 import {
   decodeGatewayFrame,
   encodeFrame,
   FrameError,
   LineSplitter,
+  LLM_SOCKET_PATH,
   PROTOCOL_VERSION,
   TaskOutcome,
   type AgentFrame,
@@ -36,6 +39,10 @@ export interface RunAgentOptions {
   readonly killGraceMs?: number;
   /** Cap of each execution's `output.log`, in bytes. Default 8 MiB. */
   readonly outputMaxBytes?: number;
+  /** Agent runtimes: the gateway's LLM socket the forwarder pipes to (default `/run/warren/llm.sock`). */
+  readonly llmSocketPath?: string;
+  /** Agent runtimes: the forwarder's port on 127.0.0.1 (default 4141; 0 for any free port). */
+  readonly llmPort?: number;
 }
 
 function messageOf(error: unknown): string {
@@ -63,7 +70,10 @@ function isTaskFrame(frame: GatewayFrame): frame is TaskFrame {
  * `shutdown` (or `signal` aborting) cancels everything, sends the results, closes the channel and
  * resolves 0. If the channel closes or fails first, running tasks are killed and it resolves 1.
  * Malformed gateway frames are logged and ignored; a line over the frame limit ends the channel.
- * Never rejects.
+ * With an agent runtime (claude-code, codex, opencode, llm) the runner first starts the LLM
+ * forwarder (`127.0.0.1:<llmPort>` → `llmSocketPath`; closed when the runner ends; if it cannot
+ * listen, that is logged and tasks run without it), and each event of a run's stream is sent as a
+ * `progress` frame with `event`. Never rejects.
  */
 export function runAgent(options: RunAgentOptions): Promise<number> {
   const log = options.log ?? ((line: string) => process.stderr.write(`warren-agent-runner: ${line}\n`));
@@ -79,6 +89,17 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
 
   const keyOf = (taskId: string, attempt: number): string => `${taskId}#${attempt}`;
   let sendCount = 0;
+  const agentRuntime = !['shell', 'exec'].includes(options.runtime.kind);
+  let forwarder: LlmForwarder | undefined;
+  let forwarderClosed = false;
+  const forwarderReady: Promise<void> = agentRuntime
+    ? startLlmForwarder({ socketPath: options.llmSocketPath ?? LLM_SOCKET_PATH, port: options.llmPort ?? LLM_PORT_IN_SANDBOX, log })
+        .then((started) => {
+          forwarder = started;
+          if (forwarderClosed) started.close().catch(() => undefined);
+        })
+        .catch((error: unknown) => log(`cannot start the LLM forwarder on 127.0.0.1:${options.llmPort ?? LLM_PORT_IN_SANDBOX}: ${messageOf(error)}`))
+    : Promise.resolve();
   const socket: Socket = createConnection(options.socketPath);
 
   const send = (frame: AgentFrame): void => {
@@ -94,6 +115,8 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
     if (finished) return;
     finished = true;
     clearInterval(heartbeat);
+    forwarderClosed = true;
+    forwarder?.close().catch(() => undefined);
     options.signal?.removeEventListener('abort', onAbort);
     resolveDone(code);
   };
@@ -111,6 +134,8 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
         outputMaxBytes: options.outputMaxBytes,
         onProgress: (message, percent) =>
           send({ type: 'progress', taskId: task.taskId, attempt: task.attempt, message, ...(percent === undefined ? {} : { percent }) }),
+        onEvent: (event, message) => send({ type: 'progress', taskId: task.taskId, attempt: task.attempt, message, event }),
+        ...(forwarder ? { llmBaseUrl: forwarder.url } : {}),
         onSend: (to, body) => {
           sendCount += 1;
           send({ type: 'send', ref: `${task.taskId}#${task.attempt}#${sendCount}`, to, body });
@@ -197,7 +222,8 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
         send({ type: 'ack', taskId: frame.taskId, attempt: frame.attempt });
         if (!known) {
           queued.push(frame);
-          pump();
+          // Agent runtimes need the forwarder's port before their first task starts.
+          forwarderReady.then(pump).catch((error: unknown) => log(`cannot start task ${key}: ${messageOf(error)}`));
         }
         return;
       }

@@ -19,6 +19,8 @@ describe('encodeFrame / decode', () => {
       { type: 'hello', version: 1, pid: 42 },
       { type: 'ack', taskId: 't1', attempt: 1 },
       { type: 'progress', taskId: 't1', attempt: 1, message: 'half – ½', percent: 50 },
+      { type: 'progress', taskId: 't1', attempt: 1, message: 'Bash {"command":"ls"}', event: { kind: 'tool_call', id: 'c1', name: 'Bash', input: { command: 'ls' } } },
+      { type: 'progress', taskId: 't1', attempt: 1, message: 'answer: done', event: { kind: 'final', text: 'done', isError: false } },
       { type: 'result', taskId: 't1', attempt: 1, outcome: 'succeeded', exitCode: 0, signal: null, summary: 'ok\nline', outputs: ['work/t1/a'], durationMs: 5 },
       { type: 'send', ref: 'r1', to: 'b', body: { x: [1] } },
       { type: 'heartbeat' },
@@ -40,6 +42,9 @@ describe('encodeFrame / decode', () => {
       ['{"type":"ack","taskId":"t"}', "'ack' frame needs 'attempt' to be a number"],
       ['{"type":"result","taskId":"t","attempt":1,"summary":"","durationMs":1,"outcome":"won","outputs":[]}', 'unknown outcome "won"'],
       ['{"type":"result","taskId":"t","attempt":1,"summary":"","durationMs":1,"outcome":"failed","outputs":[3]}', "'outputs' to be a list of strings"],
+      ['{"type":"progress","taskId":"t","attempt":1,"message":"m","event":{"kind":"usage","inputTokens":-1,"outputTokens":0}}', "invalid 'event': 'usage' event needs 'inputTokens'"],
+      ['{"type":"progress","taskId":"t","attempt":1,"message":"m","event":{"kind":"thought"}}', 'unknown event kind "thought"'],
+      ['{"type":"progress","taskId":"t","attempt":1,"message":"m","event":"text"}', 'an event must be a JSON object'],
     ];
     for (const [line, reason] of cases) {
       let caught: unknown;
@@ -105,8 +110,26 @@ describe('runner configuration', () => {
       maxConcurrent: 1,
       heartbeatMs: 5000,
       home: '/home/a',
+      llmSocketPath: '/run/warren/llm.sock',
+      llmPort: 4141,
     });
     expect(parseRuntime('{"kind":"exec","command":["/usr/bin/node","/x.mjs"]}')).toEqual({ kind: 'exec', command: ['/usr/bin/node', '/x.mjs'] });
+    expect(parseRuntime('{"kind":"claude-code","binary":"/opt/warren/clis/claude","provider":"anthropic","model":"claude-sonnet-4-5","maxTurns":8}')).toEqual({
+      kind: 'claude-code',
+      binary: '/opt/warren/clis/claude',
+      provider: 'anthropic',
+      model: 'claude-sonnet-4-5',
+      maxTurns: 8,
+    });
+    expect(parseRuntime('{"kind":"codex","binary":"/opt/warren/clis/codex","provider":"openai"}')).toEqual({ kind: 'codex', binary: '/opt/warren/clis/codex', provider: 'openai' });
+    expect(parseRuntime('{"kind":"llm","program":["/usr/bin/node","/opt/warren/agent-llm/agent-llm.mjs"],"provider":"openai","model":"gpt-5","maxTurns":20}')).toEqual({
+      kind: 'llm',
+      program: ['/usr/bin/node', '/opt/warren/agent-llm/agent-llm.mjs'],
+      provider: 'openai',
+      model: 'gpt-5',
+      maxTurns: 20,
+    });
+    expect(runnerConfigFromEnv({ HOME: '/h', WARREN_LLM_SOCKET: '/tmp/llm.sock', WARREN_LLM_PORT: '0' })).toMatchObject({ llmSocketPath: '/tmp/llm.sock', llmPort: 0 });
   });
 
   it('names the variable at fault', () => {
@@ -116,6 +139,13 @@ describe('runner configuration', () => {
       [{ WARREN_RUNTIME: '{"kind":"exec","command":["node"]}' }, 'absolute path'],
       [{ WARREN_MAX_CONCURRENT: '0' }, 'WARREN_MAX_CONCURRENT'],
       [{ WARREN_HEARTBEAT_MS: 'soon' }, 'WARREN_HEARTBEAT_MS'],
+      [{ WARREN_LLM_PORT: '70000' }, 'WARREN_LLM_PORT'],
+      [{ WARREN_RUNTIME: '{"kind":"claude-code","binary":"claude","provider":"anthropic"}' }, "'binary' of a claude-code runtime must be an absolute path"],
+      [{ WARREN_RUNTIME: '{"kind":"codex","binary":"/opt/codex","provider":"Open AI"}' }, "'provider' of a codex runtime"],
+      [{ WARREN_RUNTIME: '{"kind":"opencode","binary":"/opt/opencode","provider":"openai"}' }, "'model' of a opencode runtime"],
+      [{ WARREN_RUNTIME: '{"kind":"claude-code","binary":"/opt/claude","provider":"anthropic","maxTurns":0}' }, "'maxTurns' of a claude-code runtime"],
+      [{ WARREN_RUNTIME: '{"kind":"llm","program":["/usr/bin/node"],"provider":"openai","model":"m"}' }, "'maxTurns' of a llm runtime"],
+      [{ WARREN_RUNTIME: '{"kind":"gemini"}' }, `'kind' must be one of`],
     ];
     for (const [env, text] of bad) {
       expect(() => runnerConfigFromEnv(env)).toThrow(RunnerConfigError);
