@@ -68,6 +68,8 @@ export interface AgentInvocation {
   readonly env: Readonly<Record<string, string>>;
   /** Directories to make (mode 0700) before the start. */
   readonly dirs: readonly string[];
+  /** Text written to the program's stdin, then closed; without it stdin is /dev/null. */
+  readonly stdin?: string;
 }
 
 /** What {@link agentInvocation} needs besides the runtime. */
@@ -117,7 +119,8 @@ function tomlString(value: string): string {
  *   -c … [-m M] [resume ID] -- <prompt>` with a provider `warren` (base URL
  *   `<llmBaseUrl>/p/<provider>`, wire API `responses`, key from `OPENAI_API_KEY`), analytics and
  *   the update check off, `CODEX_HOME` = `<home>/.codex`.
- * - opencode: `opencode run --format json -m warren/<model> [--session ID] -- <prompt>` with a
+ * - opencode: `opencode run --format json -m warren/<model> [--session ID]`, the prompt on stdin
+ *   (opencode quotes a prompt argument that holds spaces), with a
  *   provider `warren` (`@ai-sdk/openai-compatible`, which the binary bundles) in
  *   `OPENCODE_CONFIG_CONTENT`, edits and commands allowed, web fetches denied, `steps` = maxTurns.
  * - llm: the program's argv; `OPENAI_BASE_URL`, `OPENAI_API_KEY`, `WARREN_LLM_MODEL`,
@@ -178,8 +181,7 @@ export function agentInvocation(runtime: AgentRuntime, options: InvocationOption
       };
       const argv = [runtime.binary, 'run', '--format', 'json', '-m', `warren/${model}`];
       if (options.resume) argv.push('--session', options.resume);
-      argv.push('--', prompt);
-      return { argv, env: { ...OPENCODE_ENV, OPENCODE_CONFIG_CONTENT: JSON.stringify(config) }, dirs: [] };
+      return { argv, env: { ...OPENCODE_ENV, OPENCODE_CONFIG_CONTENT: JSON.stringify(config) }, dirs: [], stdin: prompt };
     }
     case 'llm':
       return {
@@ -204,6 +206,8 @@ export function sessionsFile(home: string): string {
 /** One entry of `sessions.json`. */
 export interface StoredSession {
   readonly sessionId: string;
+  /** The workspace the session last ran in (opencode resumes a session only there). */
+  readonly directory?: string;
   /** When it was last used, in ms since the Unix epoch. */
   readonly updatedAtMs: number;
 }
@@ -217,21 +221,22 @@ function readSessions(home: string): Record<string, StoredSession> {
   }
 }
 
-/** The session id stored for `kind` in `<home>/.warren/sessions.json`, or undefined (no file, unreadable, no entry). */
-export function loadSession(home: string, kind: AgentKind): string | undefined {
+/** The session stored for `kind` in `<home>/.warren/sessions.json`, or undefined (no file, unreadable, no entry). */
+export function loadSession(home: string, kind: AgentKind): StoredSession | undefined {
   const entry = readSessions(home)[kind];
-  return entry && typeof entry.sessionId === 'string' && entry.sessionId !== '' ? entry.sessionId : undefined;
+  if (!entry || typeof entry.sessionId !== 'string' || entry.sessionId === '') return undefined;
+  return { sessionId: entry.sessionId, updatedAtMs: Number(entry.updatedAtMs) || 0, ...(typeof entry.directory === 'string' ? { directory: entry.directory } : {}) };
 }
 
 /**
- * Stores (or, with `sessionId` undefined, forgets) the session of `kind` in
- * `<home>/.warren/sessions.json` (`{ "<kind>": { sessionId, updatedAtMs } }`, mode 0600, written to
- * a temporary file and renamed). @throws the fs error when the file cannot be written.
+ * Stores (or, with `session` undefined, forgets) the session of `kind` in
+ * `<home>/.warren/sessions.json` (`{ "<kind>": { sessionId, directory, updatedAtMs } }`, mode 0600,
+ * written to a temporary file and renamed). @throws the fs error when the file cannot be written.
  */
-export function saveSession(home: string, kind: AgentKind, sessionId: string | undefined): void {
+export function saveSession(home: string, kind: AgentKind, session: { sessionId: string; directory?: string } | undefined): void {
   const sessions = readSessions(home);
-  if (sessionId === undefined) delete sessions[kind];
-  else sessions[kind] = { sessionId, updatedAtMs: Date.now() };
+  if (session === undefined) delete sessions[kind];
+  else sessions[kind] = { ...session, updatedAtMs: Date.now() };
   const file = sessionsFile(home);
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const temporary = `${file}.${process.pid}.tmp`;

@@ -118,7 +118,7 @@ class AgentRun {
   sessionId: string | undefined;
   final: Extract<AgentEvent, { kind: 'final' }> | undefined;
   lastError: string | undefined;
-  /** Whether the agent did anything (text, a tool call, a final answer) rather than failing at once. */
+  /** Whether the agent did anything (text, a tool call, an answer) rather than failing at once. */
   acted = false;
   private readonly recent: string[] = [];
   private readonly mapper;
@@ -135,7 +135,7 @@ class AgentRun {
       else if (event.kind === 'error') this.lastError = event.message;
       else if (event.kind === 'final') {
         this.final = event;
-        this.acted = true;
+        if (!event.isError) this.acted = true;
       } else if (event.kind === 'text' || event.kind === 'tool_call') this.acted = true;
       if (event.kind !== 'usage' && event.kind !== 'session') {
         this.recent.push(describeAgentEvent(event));
@@ -298,15 +298,25 @@ export function startExecution(options: ExecutionOptions): Execution {
         : undefined;
 
     // Runs one process to its end (and its group's), feeding its stdout lines to onLine.
-    const runProcess = async (runArgv: readonly string[], env: Record<string, string>): Promise<ProcessEnd> => {
+    const runProcess = async (runArgv: readonly string[], env: Record<string, string>, stdin?: string): Promise<ProcessEnd> => {
       const [program, ...args] = runArgv;
       // Kernel pipes, not Node's socket pairs, so that the task can open /dev/stdout and /dev/stderr.
       const pipes = openTaskPipes(2);
       let proc: ChildProcess;
       try {
-        proc = spawn(program!, args, { cwd: workspace, env, detached: true, stdio: ['ignore', pipes?.[0]!.writeFd ?? 'pipe', pipes?.[1]!.writeFd ?? 'pipe'] });
+        proc = spawn(program!, args, {
+          cwd: workspace,
+          env,
+          detached: true,
+          stdio: [stdin === undefined ? 'ignore' : 'pipe', pipes?.[0]!.writeFd ?? 'pipe', pipes?.[1]!.writeFd ?? 'pipe'],
+        });
       } finally {
         if (pipes) closeWriteEnds(pipes);
+      }
+      if (stdin !== undefined && proc.stdin) {
+        // A program that exits without reading its input: EPIPE is not the task's failure.
+        proc.stdin.on('error', () => undefined);
+        proc.stdin.end(stdin);
       }
       exited = false;
       child = proc;
@@ -370,7 +380,14 @@ export function startExecution(options: ExecutionOptions): Execution {
       options.onEvent?.(cut, describeAgentEvent(cut));
     };
     const llmBaseUrl = options.llmBaseUrl ?? `http://127.0.0.1:${LLM_PORT_IN_SANDBOX}`;
-    let resume = loadSession(home, agent.kind);
+    const stored = loadSession(home, agent.kind);
+    let resume = stored?.sessionId;
+    // opencode 1.18 runs a resumed session in the directory it began in, and its `run` then waits
+    // forever for events of the new directory: it resumes only in the same workspace.
+    if (stored && agent.kind === 'opencode' && stored.directory !== workspace) {
+      emit({ kind: 'raw', source: 'agent-runner', line: `opencode session ${stored.sessionId} began in ${stored.directory ?? 'another workspace'}; opencode resumes a session only there, so this task starts a new session` });
+      resume = undefined;
+    }
     for (;;) {
       const run = new AgentRun(agent.kind);
       onLine = (line) => {
@@ -381,13 +398,13 @@ export function startExecution(options: ExecutionOptions): Execution {
       let end: ProcessEnd;
       try {
         for (const dir of invocation.dirs) mkdirSync(dir, { recursive: true, mode: 0o700 });
-        end = await runProcess(invocation.argv, { ...baseEnv, ...invocation.env });
+        end = await runProcess(invocation.argv, { ...baseEnv, ...invocation.env }, invocation.stdin);
       } catch (error) {
         end = { code: null, signal: null, error: error as Error };
       }
-      if (run.sessionId && run.sessionId !== resume) {
+      if (run.sessionId) {
         try {
-          saveSession(home, agent.kind, run.sessionId);
+          saveSession(home, agent.kind, { sessionId: run.sessionId, directory: workspace });
         } catch (error) {
           emit({ kind: 'error', message: `cannot store session ${run.sessionId} in ${home}/.warren/sessions.json: ${(error as Error).message}` });
         }
