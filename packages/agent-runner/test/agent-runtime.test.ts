@@ -50,7 +50,6 @@ function task(taskId: string, title: string): TaskFrame {
   return { type: 'task', taskId, attempt: 1, title, body: '', fields: {}, timeoutMs: 60_000 };
 }
 
-type Result = Extract<AgentFrame, { type: 'result' }>;
 
 describe('an agent CLI that dies, fails or prints garbage', () => {
   it('fails that task with what was seen; the runner and the other tasks go on', async () => {
