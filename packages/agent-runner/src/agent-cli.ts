@@ -244,6 +244,37 @@ export function saveSession(home: string, kind: AgentKind, session: { sessionId:
   renameSync(temporary, file);
 }
 
+/** Where `scripts/agent-clis.sh` installs the CLIs, relative to the repository: bind it read-only at `/opt/warren/clis`. */
+export const AGENT_CLIS_MODULES_DIR = 'tools/agent-clis/node_modules';
+
+/**
+ * The native binary of a CLI relative to {@link AGENT_CLIS_MODULES_DIR}, as `scripts/agent-clis.sh
+ * path` finds it: inside the platform package npm installed beside the CLI's own package
+ * (`@anthropic-ai/claude-code-linux-x64/claude`, `@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex`,
+ * `opencode-linux-x64/bin/opencode`, or `opencode-linux-x64-baseline/bin/opencode` on an x64 CPU
+ * without AVX2). `avx2` defaults to what `/proc/cpuinfo` says.
+ * @throws {Error} for an architecture other than x64 and arm64.
+ */
+export function agentCliBinary(kind: CliRuntime['kind'], arch: string = process.arch, avx2: boolean = cpuHasAvx2()): string {
+  if (arch !== 'x64' && arch !== 'arm64') throw new Error(`${kind}: no native binary for architecture ${arch} (x64 and arm64 only)`);
+  switch (kind) {
+    case 'claude-code':
+      return `@anthropic-ai/claude-code-linux-${arch}/claude`;
+    case 'codex':
+      return `@openai/codex-linux-${arch}/vendor/${arch === 'x64' ? 'x86_64' : 'aarch64'}-unknown-linux-musl/bin/codex`;
+    case 'opencode':
+      return `opencode-linux-${arch}${arch === 'x64' && !avx2 ? '-baseline' : ''}/bin/opencode`;
+  }
+}
+
+function cpuHasAvx2(): boolean {
+  try {
+    return /\bavx2\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** What {@link probeAgentCli} found. */
 export type ProbeResult = { readonly ok: true; readonly version: string } | { readonly ok: false; readonly reason: string };
 

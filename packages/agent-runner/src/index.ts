@@ -48,6 +48,8 @@ export {
   saveSession,
   sessionsFile,
   probeAgentCli,
+  agentCliBinary,
+  AGENT_CLIS_MODULES_DIR,
   PLACEHOLDER_API_KEY,
   LLM_PORT_IN_SANDBOX,
 } from './agent-cli.js';

@@ -7,8 +7,8 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, createServer } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadSession, probeAgentCli, saveSession, startLlmForwarder, type AgentEvent, type AgentFrame, type TaskFrame } from '@warren/agent-runner';
-import { ANSWER, CLI_VERSIONS, STREAMS_DIR, cliBinary } from './agent-clis.js';
+import { AGENT_CLIS_MODULES_DIR, agentCliBinary, loadSession, probeAgentCli, saveSession, startLlmForwarder, type AgentEvent, type AgentFrame, type TaskFrame } from '@warren/agent-runner';
+import { ANSWER, CLI_VERSIONS, REPO_DIR, STREAMS_DIR, cliBinary } from './agent-clis.js';
 import { buildRunner, startRunner, tempDir, TestGateway } from './gateway.js';
 
 beforeAll(() => buildRunner(), 180_000);
@@ -169,6 +169,15 @@ describe('sessions.json', () => {
 });
 
 describe('probeAgentCli', () => {
+  it('finds each CLI binary where scripts/agent-clis.sh installed it', () => {
+    for (const kind of ['claude-code', 'codex', 'opencode'] as const) {
+      expect(join(REPO_DIR, AGENT_CLIS_MODULES_DIR, agentCliBinary(kind))).toBe(cliBinary(kind));
+    }
+    expect(agentCliBinary('opencode', 'x64', false)).toBe('opencode-linux-x64-baseline/bin/opencode');
+    expect(agentCliBinary('codex', 'arm64')).toBe('@openai/codex-linux-arm64/vendor/aarch64-unknown-linux-musl/bin/codex');
+    expect(() => agentCliBinary('claude-code', 'riscv64')).toThrow('no native binary for architecture riscv64');
+  });
+
   it('reports the version of each installed CLI', async () => {
     expect(await probeAgentCli('claude-code', cliBinary('claude-code'))).toEqual({ ok: true, version: `${CLI_VERSIONS['claude-code']} (Claude Code)` });
     expect(await probeAgentCli('codex', cliBinary('codex'))).toEqual({ ok: true, version: `codex-cli ${CLI_VERSIONS.codex}` });
