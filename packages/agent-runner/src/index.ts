@@ -13,6 +13,10 @@
  * // gateway side: one frame per line
  * socket.write(encodeFrame({ type: 'shutdown', reason: 'idle' }));
  * const frame = decodeAgentFrame(line); // throws FrameError naming the field at fault
+ *
+ * // agent runtimes (claude-code, codex, opencode, llm): progress frames carry an AgentEvent
+ * if (frame.type === 'progress' && frame.event?.kind === 'usage') record(frame.event.inputTokens);
+ * const health = await probeAgentCli('codex', '/srv/warren/tools/agent-clis/node_modules/' + agentCliBinary('codex'));
  * ```
  */
 export {

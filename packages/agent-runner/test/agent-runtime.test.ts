@@ -37,6 +37,7 @@ function fakeClaude(dir: string): string {
       `  *die*) head -n 2 ${JSON.stringify(stream)}; echo 'Segmentation fault'; printf '{"type":"assistant","message":{"content":[{"type":"te'; kill -9 $$ ;;`,
       `  *fail*) head -n 1 ${JSON.stringify(stream)}; echo '{"type":"result","subtype":"error_during_execution","is_error":true,"errors":["API Error: 500 upstream exploded"],"usage":{}}'; exit 1 ;;`,
       `  *garbage*) echo 'not json at all'; echo '{"type":"mystery"}'; exit 0 ;;`,
+      `  *hang*) head -n 2 ${JSON.stringify(stream)}; exec sleep 60 ;;`,
       `  *) sleep 0.2; cat ${JSON.stringify(stream)} ;;`,
       'esac',
       '',
@@ -104,6 +105,12 @@ describe('an agent CLI that dies, fails or prints garbage', () => {
       { kind: 'raw', source: 'claude-code', line: { type: 'mystery' } },
     ]);
 
+    gateway.send({ ...task('hang', 'Please hang'), timeoutMs: 500 });
+    const hung = await gateway.result('hang');
+    expect(hung.outcome).toBe('timed_out');
+    expect(hung.summary).toMatch(/^timed out after 500 ms\nlast events:\n/);
+    expect(hung.summary).toContain('Write {"file_path"');
+
     gateway.send(task('ok2', 'Do the work again'));
     expect(await gateway.result('ok2')).toMatchObject({ outcome: 'succeeded', summary: ANSWER });
     expect(gateway.protocolErrors).toEqual([]);
@@ -112,6 +119,56 @@ describe('an agent CLI that dies, fails or prints garbage', () => {
     gateway.send({ type: 'shutdown', reason: 'test over' });
     expect(await runner.exited).toEqual({ code: 0, signal: null });
   }, 120_000);
+});
+
+describe('the llm runtime', () => {
+  it('runs the loop program with the forwarder URL, the model and the turn limit; its valid event lines pass through', async () => {
+    const dir = temp();
+    const home = join(dir, 'home');
+    mkdirSync(home);
+    const program = join(dir, 'agent-llm.sh');
+    writeFileSync(
+      program,
+      [
+        '#!/bin/sh',
+        `printf '{"kind":"session","sessionId":"s-1","model":"%s"}\\n' "$WARREN_LLM_MODEL"`,
+        `printf '{"kind":"text","text":"%s %s %s %s"}\\n' "$OPENAI_BASE_URL" "$OPENAI_API_KEY" "$WARREN_LLM_MAX_TURNS" "$WARREN_MCP_URL"`,
+        `echo '{"kind":"usage","inputTokens":"many"}'`,
+        `echo '{"kind":"final","text":"all done","isError":false}'`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const gateway = await TestGateway.start(dir);
+    cleanups.push(() => gateway.close());
+    const runner = startRunner({
+      WARREN_AGENT_SOCKET: gateway.socketPath,
+      HOME: home,
+      WARREN_RUNTIME: JSON.stringify({ kind: 'llm', program: [program], provider: 'openai', model: 'gpt-5', maxTurns: 7 }),
+      WARREN_LLM_SOCKET: join(dir, 'llm.sock'),
+      WARREN_LLM_PORT: '0',
+    });
+    cleanups.push(async () => {
+      if (runner.child.exitCode === null && runner.child.signalCode === null) {
+        runner.child.kill('SIGKILL');
+        await runner.exited;
+      }
+    });
+    await gateway.accept();
+    await gateway.next((f): f is AgentFrame => f.type === 'hello', 'hello');
+    gateway.send({ type: 'welcome', agent: { name: 'a1', template: 'llm', uid: 1, gid: 1, home, capabilities: [] } });
+    gateway.send(task('l1', 'Think'));
+    expect(await gateway.result('l1')).toMatchObject({ outcome: 'succeeded', summary: 'all done' });
+    const events = gateway.ofType('progress', 'l1').map((f) => f.event as AgentEvent);
+    expect(events.map((e) => e.kind)).toEqual(['session', 'text', 'raw', 'final']);
+    expect(events[0]).toEqual({ kind: 'session', sessionId: 's-1', model: 'gpt-5' });
+    const [base, key, turns, mcp] = (events[1] as { text: string }).text.split(' ');
+    expect(base).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/p\/openai$/);
+    expect(base).not.toBe('http://127.0.0.1:0/p/openai');
+    expect([key, turns, mcp]).toEqual(['warren-gateway', '7', base!.replace('/p/openai', '/mcp')]);
+    gateway.send({ type: 'shutdown', reason: 'test over' });
+    expect(await runner.exited).toEqual({ code: 0, signal: null });
+  }, 60_000);
 });
 
 describe('the LLM forwarder', () => {
