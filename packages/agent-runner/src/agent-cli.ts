@@ -35,6 +35,11 @@ export interface CliRuntime {
   readonly model?: string;
   /** The most agent turns of one task (claude-code `--max-turns`, opencode's agent `steps`; codex has no such limit). */
   readonly maxTurns?: number;
+  /**
+   * Whether the CLI gets Warren's MCP server, `http://127.0.0.1:<port>/mcp` through the forwarder
+   * (the gateway adds the agent's token; the policy decides which tools it lists). Default false.
+   */
+  readonly mcp?: boolean;
 }
 
 /** Warren's own agent loop as a runtime (`packages/agent-llm`): its argv and settings. */
@@ -90,6 +95,8 @@ const CLAUDE_ENV = {
   DISABLE_ERROR_REPORTING: '1',
   DISABLE_BUG_COMMAND: '1',
   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+  // MCP tools offered to the model up front, not behind a tool search.
+  ENABLE_TOOL_SEARCH: 'false',
   // --dangerously-skip-permissions is refused to root unless the CLI is told it is sandboxed; it is.
   IS_SANDBOX: '1',
 };
@@ -113,12 +120,14 @@ function tomlString(value: string): string {
 /**
  * The argv and environment that run `runtime` headless for one task:
  * - claude-code: `claude -p --output-format stream-json --verbose --dangerously-skip-permissions
- *   [--model M] [--max-turns N] [--resume ID] -- <prompt>`, `ANTHROPIC_BASE_URL` =
+ *   [--model M] [--max-turns N] [--mcp-config …] [--resume ID] -- <prompt>`, `ANTHROPIC_BASE_URL` =
  *   `<llmBaseUrl>/p/<provider>`, `ANTHROPIC_API_KEY` = the placeholder.
  * - codex: `codex exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox
  *   -c … [-m M] [resume ID] -- <prompt>` with a provider `warren` (base URL
  *   `<llmBaseUrl>/p/<provider>`, wire API `responses`, key from `OPENAI_API_KEY`), analytics and
  *   the update check off, `CODEX_HOME` = `<home>/.codex`.
+ * With `mcp`, each CLI also gets Warren's MCP server `<llmBaseUrl>/mcp` as `warren` (claude-code
+ * `--mcp-config`, codex `mcp_servers.warren`, opencode's `mcp.warren`, remote, without OAuth).
  * - opencode: `opencode run --format json -m warren/<model> [--session ID]`, the prompt on stdin
  *   (opencode quotes a prompt argument that holds spaces), with a
  *   provider `warren` (`@ai-sdk/openai-compatible`, which the binary bundles) in
@@ -128,12 +137,14 @@ function tomlString(value: string): string {
  */
 export function agentInvocation(runtime: AgentRuntime, options: InvocationOptions): AgentInvocation {
   const base = `${options.llmBaseUrl}/p/${encodeURIComponent(runtime.provider)}`;
+  const mcpUrl = `${options.llmBaseUrl}/mcp`;
   const prompt = taskPrompt(options.task);
   switch (runtime.kind) {
     case 'claude-code': {
       const argv = [runtime.binary, '-p', '--output-format', 'stream-json', '--verbose', '--dangerously-skip-permissions'];
       if (runtime.model) argv.push('--model', runtime.model);
       if (runtime.maxTurns !== undefined) argv.push('--max-turns', String(runtime.maxTurns));
+      if (runtime.mcp) argv.push('--mcp-config', JSON.stringify({ mcpServers: { warren: { type: 'http', url: mcpUrl } } }));
       if (options.resume) argv.push('--resume', options.resume);
       argv.push('--', prompt);
       return { argv, env: { ...CLAUDE_ENV, ANTHROPIC_BASE_URL: base, ANTHROPIC_API_KEY: PLACEHOLDER_API_KEY }, dirs: [] };
@@ -156,6 +167,7 @@ export function agentInvocation(runtime: AgentRuntime, options: InvocationOption
         '-c',
         `model_providers.warren=${provider}`,
       ];
+      if (runtime.mcp) argv.push('-c', `mcp_servers.warren={url=${tomlString(mcpUrl)}}`);
       if (runtime.model) argv.push('-m', runtime.model);
       if (options.resume) argv.push('resume', options.resume);
       argv.push('--', prompt);
@@ -170,6 +182,7 @@ export function agentInvocation(runtime: AgentRuntime, options: InvocationOption
         model: `warren/${model}`,
         permission: { edit: 'allow', bash: 'allow', webfetch: 'deny' },
         ...(runtime.maxTurns !== undefined ? { agent: { build: { steps: runtime.maxTurns } } } : {}),
+        ...(runtime.mcp ? { mcp: { warren: { type: 'remote', url: mcpUrl, enabled: true, oauth: false } } } : {}),
         provider: {
           warren: {
             npm: '@ai-sdk/openai-compatible',

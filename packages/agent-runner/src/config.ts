@@ -53,7 +53,7 @@ function stringList(value: unknown): value is string[] {
  * - `{"kind":"shell"}`;
  * - `{"kind":"exec","command":[argv…]}` (a non-empty list of strings, the program an absolute path);
  * - `{"kind":"claude-code"|"codex"|"opencode","binary":"/opt/warren/clis/…","provider":"anthropic",
- *   "model"?:"…","maxTurns"?:N}` (binary an absolute path, provider a gateway provider name
+ *   "model"?:"…","maxTurns"?:N,"mcp"?:true}` (binary an absolute path, provider a gateway provider name
  *   `[a-z0-9][a-z0-9._-]*`, maxTurns an integer >= 1; opencode needs `model`);
  * - `{"kind":"llm","program":[argv…],"provider":"openai","model":"…","maxTurns":N}`.
  * @throws {RunnerConfigError} saying what is wrong.
@@ -102,12 +102,14 @@ export function parseRuntime(text: string, source = 'WARREN_RUNTIME'): Runtime {
     }
     const name = model(kind === 'opencode');
     const turns = maxTurns(false);
+    if (record.mcp !== undefined && typeof record.mcp !== 'boolean') fail(`'mcp' of a ${kind} runtime must be true or false, not ${JSON.stringify(record.mcp)}`);
     return {
       kind,
       binary: record.binary as string,
       provider: provider(),
       ...(name === undefined ? {} : { model: name }),
       ...(turns === undefined ? {} : { maxTurns: turns }),
+      ...(record.mcp === true ? { mcp: true } : {}),
     };
   }
   if (kind === 'llm') {

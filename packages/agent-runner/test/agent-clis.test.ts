@@ -9,10 +9,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startFakeLlm, type FakeLlm } from '@warren/testing';
 import { PLACEHOLDER_API_KEY, type AgentEvent, type AgentFrame, type TaskFrame } from '@warren/agent-runner';
-import { ANSWER, CLI_KINDS, CLI_VERSIONS, HELLO, STREAMS_DIR, cliBinary, codingScript, providerOf, startLlmSocketProxy, type CliKind } from './agent-clis.js';
+import { ANSWER, CLI_KINDS, CLI_VERSIONS, HELLO, STREAMS_DIR, cliBinary, codingScript, providerOf, startLlmSocketProxy, toolNamesIn, toolResultsIn, type CliKind } from './agent-clis.js';
+import { mcpTestServer } from '../../mcp/test/support.js';
 import { buildRunner, startRunner, tempDir, TestGateway } from './gateway.js';
 
 beforeAll(() => buildRunner(), 180_000);
@@ -150,6 +151,77 @@ describe.each(CLI_KINDS)('the %s runtime with the real CLI', (kind) => {
       const fresh = JSON.parse(readFileSync(join(home, '.warren', 'sessions.json'), 'utf8')) as Record<string, { sessionId: string }>;
       expect(fresh[kind]?.sessionId).not.toBe(lost);
       expect(gateway.protocolErrors).toEqual([]);
+    },
+    180_000,
+  );
+});
+
+describe.each(CLI_KINDS)('the %s runtime with Warren\'s MCP server', (kind) => {
+  it(
+    'lists Warren\'s MCP tools to the model and calls one through the forwarder (codex: lists them)',
+    async () => {
+      const mcp = await mcpTestServer();
+      // Registered after the MCP server's own hook, so run before it: the CLI and the proxy let go of /mcp first.
+      const local: (() => Promise<void> | void)[] = [];
+      onTestFinished(async () => {
+        for (const fn of local.splice(0).reverse()) await fn();
+      });
+      const cleanups = local;
+      const { dir, remove } = tempDir();
+      cleanups.push(remove);
+      const home = join(dir, 'home');
+      mkdirSync(home);
+      const offered: string[][] = [];
+      const llm = await startFakeLlm({
+        script: (request) => {
+          // codex offers an MCP server's tools as one Responses `namespace` tool (`mcp__warren`).
+          const names = toolNamesIn(request).flatMap((name, i) => {
+            const tool = ((request.body as { tools?: { type?: string; tools?: { name?: string }[] }[] }).tools ?? [])[i];
+            return tool?.type === 'namespace' ? (tool.tools ?? []).map((t) => `${name}/${String(t.name)}`) : [name];
+          });
+          if (names.length === 0) return { text: 'Scripted title' };
+          offered.push(names);
+          const listAgents = names.find((name) => name.endsWith('list_agents'));
+          if (!listAgents) return { text: `no list_agents among ${names.join(', ')}` };
+          // A call into a namespace names it in a field the fake server does not write: codex only lists here.
+          if (kind === 'codex') return { text: 'listed the agents' };
+          return toolResultsIn(request) === 0 ? { toolCalls: [{ name: listAgents, arguments: {} }] } : { text: 'listed the agents' };
+        },
+      });
+      cleanups.push(() => llm.close());
+      const { provider, model } = providerOf(kind);
+      const proxy = await startLlmSocketProxy(dir, { [provider]: kind === 'claude-code' ? llm.url : `${llm.url}/v1` }, { url: mcp.url.href, token: mcp.operatorToken });
+      cleanups.push(() => proxy.close());
+      const gateway = await TestGateway.start(dir);
+      cleanups.push(() => gateway.close());
+      const runner = startRunner({
+        WARREN_AGENT_SOCKET: gateway.socketPath,
+        HOME: home,
+        WARREN_RUNTIME: JSON.stringify({ kind, binary: cliBinary(kind), provider, model, mcp: true }),
+        WARREN_LLM_SOCKET: proxy.socketPath,
+        WARREN_LLM_PORT: '0',
+      });
+      cleanups.push(async () => {
+        if (runner.child.exitCode === null && runner.child.signalCode === null) {
+          runner.child.kill('SIGKILL');
+          await runner.exited;
+        }
+      });
+      await gateway.accept();
+      await gateway.next((f): f is AgentFrame => f.type === 'hello', 'hello');
+      gateway.send({ type: 'welcome', agent: { name: 'a1', template: kind, uid: 1, gid: 1, home, capabilities: [] } });
+      gateway.send(task('m1', 'List the agents'));
+      const result = await gateway.next((f): f is Extract<AgentFrame, { type: 'result' }> => f.type === 'result' && f.taskId === 'm1', 'result of m1', 120_000);
+      expect(result, `${JSON.stringify(result)} ${JSON.stringify(offered)}`).toMatchObject({ outcome: 'succeeded', summary: 'listed the agents' });
+      expect(offered[0]).toContain(kind === 'claude-code' ? 'mcp__warren__list_agents' : kind === 'codex' ? 'mcp__warren/list_agents' : 'warren_list_agents');
+      const results = eventsOf(gateway, 'm1').filter((e): e is Extract<AgentEvent, { kind: 'tool_result' }> => e.kind === 'tool_result');
+      if (kind !== 'codex') {
+        expect(results).toHaveLength(1);
+        expect(results[0]!.output).toContain('shell-1');
+      }
+      expect(proxy.paths.some((path) => path.startsWith('/mcp'))).toBe(true);
+      gateway.send({ type: 'shutdown', reason: 'test over' });
+      await runner.exited;
     },
     180_000,
   );

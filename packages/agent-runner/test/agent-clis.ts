@@ -106,26 +106,46 @@ export interface LlmSocketProxy {
   close(): Promise<void>;
 }
 
-/** Serves `<dir>/llm.sock`: `/p/<provider>/<rest>` is forwarded to `<routes[provider]>/<rest>`; an unknown provider gets 403. */
-export async function startLlmSocketProxy(dir: string, routes: Readonly<Record<string, string>>): Promise<LlmSocketProxy> {
+/** The names of the tools a model request offers (Anthropic and Responses `tools[].name`, Chat `tools[].function.name`). */
+export function toolNamesIn(request: FakeLlmRequest): string[] {
+  const tools = ((request.body ?? {}) as { tools?: unknown }).tools;
+  if (!Array.isArray(tools)) return [];
+  return tools.map((t: { name?: unknown; function?: { name?: unknown } }) => {
+    const name = t.name ?? t.function?.name;
+    return typeof name === 'string' ? name : '';
+  });
+}
+
+/**
+ * Serves `<dir>/llm.sock`: `/p/<provider>/<rest>` is forwarded to `<routes[provider]>/<rest>`, and
+ * with `mcp`, `/mcp` to `mcp.url` with `authorization: Bearer <mcp.token>` added (as the gateway
+ * adds the agent's token); anything else gets 403.
+ */
+export async function startLlmSocketProxy(dir: string, routes: Readonly<Record<string, string>>, mcp?: { url: string; token: string }): Promise<LlmSocketProxy> {
   const socketPath = join(dir, 'llm.sock');
   const paths: string[] = [];
   const server: Server = createServer((req, res) => {
     const url = req.url ?? '/';
     paths.push(url);
+    const headers = { ...req.headers };
+    delete headers.host;
     const match = /^\/p\/([^/]+)(\/.*)?$/.exec(url);
-    const base = match ? routes[decodeURIComponent(match[1]!)] : undefined;
-    if (!match || !base) {
+    let target: string | undefined;
+    if (match && routes[decodeURIComponent(match[1]!)]) target = `${routes[decodeURIComponent(match[1]!)]}${match[2] ?? ''}`;
+    else if (mcp && (url === '/mcp' || url.startsWith('/mcp?'))) {
+      target = mcp.url;
+      headers.authorization = `Bearer ${mcp.token}`;
+    }
+    if (!target) {
       res.writeHead(403, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { type: 'forbidden', message: `no route for ${url}` } }));
       return;
     }
-    const headers = { ...req.headers };
-    delete headers.host;
-    const upstream = httpRequest(`${base}${match[2] ?? ''}`, { method: req.method, headers }, (answer) => {
+    const upstream = httpRequest(target, { method: req.method, headers }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
     });
+    res.on('close', () => upstream.destroy());
     upstream.on('error', (error) => {
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { type: 'bad_gateway', message: error.message } }));

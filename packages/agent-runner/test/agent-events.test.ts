@@ -179,6 +179,14 @@ describe('agentInvocation', () => {
     expect(config).toMatchObject({ autoupdate: false, share: 'disabled', agent: { build: { steps: 7 } }, provider: { warren: { options: { baseURL: 'http://127.0.0.1:4141/p/local', apiKey: PLACEHOLDER_API_KEY } } } });
     expect(opencode.env).toMatchObject({ OPENCODE_DISABLE_AUTOUPDATE: '1', OPENCODE_DISABLE_MODELS_FETCH: '1', OPENCODE_DISABLE_PROJECT_CONFIG: '1' });
 
+    const withMcp = (kind: 'claude-code' | 'codex' | 'opencode'): readonly string[] =>
+      agentInvocation({ kind, binary: '/b', provider: 'p', model: 'm', mcp: true }, options).argv;
+    expect(withMcp('claude-code')).toContain('{"mcpServers":{"warren":{"type":"http","url":"http://127.0.0.1:4141/mcp"}}}');
+    expect(withMcp('codex')).toContain('mcp_servers.warren={url="http://127.0.0.1:4141/mcp"}');
+    const mcpConfig = agentInvocation({ kind: 'opencode', binary: '/b', provider: 'p', model: 'm', mcp: true }, options).env.OPENCODE_CONFIG_CONTENT!;
+    expect(JSON.parse(mcpConfig)).toMatchObject({ mcp: { warren: { type: 'remote', url: 'http://127.0.0.1:4141/mcp', enabled: true } } });
+    expect(claude.argv.join(' ')).not.toContain('mcp');
+
     const llm = agentInvocation({ kind: 'llm', program: ['/usr/bin/node', '/opt/warren/agent-llm/agent-llm.mjs'], provider: 'openai', model: 'gpt-5', maxTurns: 20 }, options);
     expect(llm).toEqual({
       argv: ['/usr/bin/node', '/opt/warren/agent-llm/agent-llm.mjs'],

@@ -122,6 +122,7 @@ describe('runner configuration', () => {
       maxTurns: 8,
     });
     expect(parseRuntime('{"kind":"codex","binary":"/opt/warren/clis/codex","provider":"openai"}')).toEqual({ kind: 'codex', binary: '/opt/warren/clis/codex', provider: 'openai' });
+    expect(parseRuntime('{"kind":"opencode","binary":"/o","provider":"openai","model":"m","mcp":true}')).toEqual({ kind: 'opencode', binary: '/o', provider: 'openai', model: 'm', mcp: true });
     expect(parseRuntime('{"kind":"llm","program":["/usr/bin/node","/opt/warren/agent-llm/agent-llm.mjs"],"provider":"openai","model":"gpt-5","maxTurns":20}')).toEqual({
       kind: 'llm',
       program: ['/usr/bin/node', '/opt/warren/agent-llm/agent-llm.mjs'],
@@ -146,6 +147,7 @@ describe('runner configuration', () => {
       [{ WARREN_RUNTIME: '{"kind":"claude-code","binary":"/opt/claude","provider":"anthropic","maxTurns":0}' }, "'maxTurns' of a claude-code runtime"],
       [{ WARREN_RUNTIME: '{"kind":"llm","program":["/usr/bin/node"],"provider":"openai","model":"m"}' }, "'maxTurns' of a llm runtime"],
       [{ WARREN_RUNTIME: '{"kind":"gemini"}' }, `'kind' must be one of`],
+      [{ WARREN_RUNTIME: '{"kind":"codex","binary":"/opt/codex","provider":"openai","mcp":"yes"}' }, "'mcp' of a codex runtime must be true or false"],
     ];
     for (const [env, text] of bad) {
       expect(() => runnerConfigFromEnv(env)).toThrow(RunnerConfigError);
