@@ -132,6 +132,21 @@ export interface AgentStartSpec extends AgentSpec {
 }
 
 /**
+ * A host-side service an agent reaches through its channel directory (the LLM gateway): the
+ * runtime calls `serve` when it starts an instance, with a socket path in the directory it binds
+ * into the sandbox at /run/warren, and closes what `serve` returned when the instance ends.
+ */
+export interface ChannelService {
+  /** The socket's file name, e.g. `llm.sock`; the agent sees it at `/run/warren/<socketName>`. */
+  readonly socketName: string;
+  /**
+   * Serves `spec`'s agent on `socketPath`; the socket must be usable by `spec.uid` only.
+   * @returns what to close when the instance ends, or null when this agent gets no such service.
+   */
+  serve(spec: AgentStartSpec, socketPath: string): Promise<{ close(): Promise<void> } | null>;
+}
+
+/**
  * What an instance tells its owner: the agent channel's callbacks (runner hello, task acked,
  * heartbeats, disconnects, protocol errors, and the decisions on messages and assignments).
  * Callbacks must not throw.
