@@ -151,6 +151,7 @@ class BubblewrapRuntime implements AgentRuntime {
       await mkdir(images, { recursive: true, mode: 0o700 });
       await ensureHomeImage({ imagePath: join(images, `${name}.ext4`), sizeBytes: spec.homeQuotaBytes, mountPoint: spec.homeDir, uid: spec.uid, gid: spec.gid });
     }
+    await spec.prepareHome?.();
     const runDir = join(stateDir, 'run', 'agents', name);
     const socketDir = join(runDir, 'socket');
     const gateway = await AgentGateway.start({

@@ -129,6 +129,11 @@ export interface AgentStartSpec extends AgentSpec {
   readonly homeQuotaBytes: number | null;
   /** Host file receiving the instance's stdout and stderr. Default `<stateDir>/logs/<name>.log`. */
   readonly logPath?: string;
+  /**
+   * Called once the home is attached (its image mounted, when it has a quota) and before the
+   * agent's program starts: seed files, secrets. A rejection fails the start.
+   */
+  readonly prepareHome?: () => Promise<void>;
 }
 
 /**
