@@ -260,7 +260,7 @@ export interface AgentTemplate {
   } | null;
   /** Files copied into a new home: `path` relative to the home; `sourcePath` absolute on the host, or `content`. */
   readonly homeSeed: readonly { readonly path: string; readonly sourcePath?: string; readonly content?: string }[];
-  /** The git repository tasks work on (a host path or URL) and the ref their branches start from (null: its HEAD). */
+  /** The git repository tasks work on (a URL, or an absolute host path) and the ref their branches start from (null: its HEAD). */
   readonly repository: { readonly source: string; readonly base: string | null } | null;
   /** Environment variables of the agent filled from its secrets: variable → secret name. */
   readonly secretEnv: Readonly<Record<string, string>>;
@@ -335,7 +335,7 @@ export interface AgentTemplate {
 /**
  * Parses and validates one template file.
  * @param path shown in errors (relative paths read best).
- * @param baseDir what `home.seed[].source` is relative to (the templates' folder); default `path`'s folder.
+ * @param baseDir what `home.seed[].source` and a `repository.source` path are relative to (the templates' folder); default `path`'s folder.
  * @throws {TemplateError} with the line of the offending key: syntax errors, unknown keys, wrong
  *   types, bad units.
  */
@@ -409,7 +409,10 @@ export function parseTemplate(text: string, path: string, baseDir: string = dirn
       }
       return f.source !== undefined ? { path: posix.normalize(f.path), sourcePath: resolve(baseDir, f.source) } : { path: posix.normalize(f.path), content: f.content ?? '' };
     }),
-    repository: t.repository ? { source: t.repository.source, base: t.repository.base ?? null } : null,
+    // A URL (scheme://, or scp-like user@host:path) stays as written; a path is relative to the templates' folder.
+    repository: t.repository
+      ? { source: /^[a-z][a-z0-9+.-]*:\/\/|^[^/]+@[^/]+:/i.test(t.repository.source) ? t.repository.source : resolve(baseDir, t.repository.source), base: t.repository.base ?? null }
+      : null,
     secretEnv: t.secrets.env,
     agentOverrides: Object.fromEntries(
       Object.entries(t.agents).map(([agent, o]) => {

@@ -37,7 +37,9 @@ describe('templates of agent runtimes', () => {
       { path: 'CLAUDE.md', sourcePath: '/srv/agents/coder/CLAUDE.md' },
       { path: '.config/persona.md', content: 'You are careful.' },
     ]);
-    expect(t.repository).toEqual({ source: '../app', base: 'main' });
+    expect(t.repository).toEqual({ source: '/srv/app', base: 'main' });
+    expect(parseTemplate(coder.replace('../app', 'https://git.example/app.git'), 'agents/coder.yaml', '/srv/agents').repository?.source).toBe('https://git.example/app.git');
+    expect(parseTemplate(coder.replace('../app', 'git@host:team/app.git'), 'agents/coder.yaml', '/srv/agents').repository?.source).toBe('git@host:team/app.git');
     expect(t.secretEnv).toEqual({ GH_TOKEN: 'GITHUB_TOKEN' });
     expect(t.agentOverrides).toEqual({ 'coder-2': { model: 'opus', resources: { memoryMaxBytes: 2 * 1024 ** 3 } } });
   });
