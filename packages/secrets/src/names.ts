@@ -66,7 +66,7 @@ export function secretBytes(target: SecretTarget, name: string, value: string | 
   if (typeof value === 'string') {
     bytes = Buffer.from(value, 'utf8');
   } else {
-    bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    bytes = Buffer.from(value); // a copy: the store zeroes its own bytes after sealing, never the caller's
     try {
       new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {

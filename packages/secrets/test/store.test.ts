@@ -56,7 +56,9 @@ describe('openSecretStore', () => {
       expect(store.set('coder', 'OPENAI_API_KEY', values.tplKey, { gateway: true }).created).toBe(true);
       store.set('coder', 'SHARED', values.tplShared);
       store.set('coder-2', 'SHARED', values.agentShared);
-      store.set('coder-2', 'GH_TOKEN', Buffer.from(values.agentOnly));
+      const given = Buffer.from(values.agentOnly);
+      store.set('coder-2', 'GH_TOKEN', given);
+      expect(given.toString()).toBe(values.agentOnly); // the caller's bytes are left as they were
       store.set('coder-3', 'GH_TOKEN', values.other);
       store.set('writer', 'OPENAI_API_KEY', values.other, { gateway: true });
 
