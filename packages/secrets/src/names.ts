@@ -21,7 +21,7 @@ export const AGENT_NAME = /^([a-z][a-z0-9]{0,15})-([1-9][0-9]{0,8})$/;
 /** A secret name: an upper-case identifier of at most 64 characters, as environment variables are written. */
 export const SECRET_NAME = /^[A-Z_][A-Z0-9_]{0,63}$/;
 /** An environment variable name a template may give a secret (POSIX portable names). */
-export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** The largest value stored, in bytes of UTF-8: 64 KiB. */
 export const MAX_SECRET_BYTES = 64 * 1024;
 
