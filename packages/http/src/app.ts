@@ -23,7 +23,7 @@ import { HttpError } from './errors.js';
 import type { HttpPorts } from './ports.js';
 import * as S from './schemas.js';
 import { EventStreams, kindFilter, type EventStreamOptions } from './sse.js';
-import { SESSION_COOKIE, type TokenIdentity } from './tokens.js';
+import { AGENT_TOKEN_ROLE, SESSION_COOKIE, type TokenIdentity } from './tokens.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -342,7 +342,8 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
       }
       principal = identity.principal;
       const role = `role:${identity.role}`;
-      if (granted.get(principal) !== role) {
+      // An agent's principal has its template's role already (given when it started): nothing to grant.
+      if (identity.role !== AGENT_TOKEN_ROLE && granted.get(principal) !== role) {
         // A name reused with another role after a revoke: its old role goes first.
         if (granted.has(principal)) ports.authorizer.dropPrincipal(principal);
         ports.authorizer.grantRole(principal, role);

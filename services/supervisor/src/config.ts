@@ -28,6 +28,10 @@ export const SupervisorOptions = z
     /** What a new home is copied from (default: `<root>/home/skel`). */
     skeleton: z.string().optional(),
     policies: z.string().optional(),
+    /** The LLM providers' folder (default `<root>/providers`). */
+    providers: z.string().optional(),
+    /** Where the coding-agent CLIs are installed (default `<root>/tools/agent-clis`, see scripts/agent-clis.sh). */
+    agentClis: z.string().optional(),
     stateDir: z.string().optional(),
     /** An external NATS server; when absent the supervisor runs its own nats-server child. */
     natsUrl: z.string().url().optional(),
@@ -84,6 +88,10 @@ export interface SupervisorConfig {
   /** The directory new homes are copied from. */
   readonly skeletonDir: string;
   readonly policiesDir: string;
+  /** The LLM providers' folder: one YAML file per provider (see `providers.ts`). */
+  readonly providersDir: string;
+  /** Where the coding-agent CLIs are installed; bound read-only into sandboxes at /opt/warren/clis. */
+  readonly agentClisDir: string;
   readonly stateDir: string;
   /** Where the agent runner package lives on the host (bound read-only into every sandbox). */
   readonly agentRunnerDir: string;
@@ -161,6 +169,8 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     uidMin: Number(o.uidRange.split('-')[0]),
     uidMax: Number(o.uidRange.split('-')[1]),
     policiesDir: resolve(root, o.policies ?? 'policies'),
+    providersDir: resolve(root, o.providers ?? 'providers'),
+    agentClisDir: resolve(root, o.agentClis ?? 'tools/agent-clis'),
     stateDir: resolve(root, o.stateDir ?? 'var'),
     agentRunnerDir,
     natsUrl: o.natsUrl,
