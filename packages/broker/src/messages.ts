@@ -25,6 +25,12 @@ export interface AssignmentMessage {
   timeoutMs: number;
   /** When the supervisor assigned it, in ms since the Unix epoch. */
   assignedAtMs: number;
+  /**
+   * The git repository the task works on, when its task or its agent's template names one: the
+   * mirror's path inside the sandbox (read-only, kept by the supervisor) and the ref its branch
+   * starts from (absent: the mirror's HEAD).
+   */
+  repository?: { mirror: string; base?: string };
 }
 
 /**
@@ -129,6 +135,7 @@ export const assignmentMessageSchema: z.ZodType<AssignmentMessage> = z.object({
   fields: z.record(z.string(), z.unknown()),
   timeoutMs: durationMs,
   assignedAtMs: epochMs,
+  repository: z.object({ mirror: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path'), base: z.string().min(1).max(255).optional() }).optional(),
 });
 
 const hexId = (length: number) => z.string().regex(new RegExp(`^(?!0+$)[0-9a-f]{${length}}$`), `must be ${length} lowercase hex digits, not all zero`);

@@ -336,6 +336,7 @@ export class AgentGateway {
       ...(a.command === undefined ? {} : { command: a.command }),
       fields: a.fields,
       timeoutMs: a.timeoutMs,
+      ...(a.repository === undefined ? {} : { repository: a.repository }),
       // The trace context of the span that published it: the runner's span for the run is its child.
       ...(delivery.traceparent === undefined ? {} : { traceparent: delivery.traceparent }),
       ...(delivery.traceparent === undefined || delivery.tracestate === undefined ? {} : { tracestate: delivery.tracestate }),

@@ -168,7 +168,7 @@ export type EventDetails = {
   'llm.refused': { readonly provider: string | null; readonly path: string; readonly reason: string; readonly detail: string };
   /** A secret was stored or replaced (never its value). */
   'secret.set': { readonly target: string; readonly name: string; readonly gateway: boolean };
-  'secret.delete': { readonly target: string; readonly name: string };
+  'secret.delete': { readonly target: string; readonly name: string; readonly gateway: boolean };
   /** A template's runtime cannot run (its CLI is missing or broken, its provider unknown): its tasks wait with the reason. */
   'runtime.unhealthy': { readonly kind: string; readonly reason: string };
   'runtime.healthy': { readonly kind: string; readonly version: string | null };
