@@ -95,6 +95,8 @@ export interface SupervisorConfig {
   readonly stateDir: string;
   /** Where the agent runner package lives on the host (bound read-only into every sandbox). */
   readonly agentRunnerDir: string;
+  /** Where the bundle of Warren's own agent loop lives on the host (`@warren/agent-llm`'s dist), bound at /opt/warren/agent-llm. */
+  readonly agentLlmDir: string;
   readonly natsUrl: string | undefined;
   /** The NATS credentials file for `natsUrl` (absolute), if one was given. */
   readonly natsCredsFile: string | undefined;
@@ -149,7 +151,7 @@ export function parseHttpAddress(text: string, where: string): HttpAddress | und
  * Validates options and resolves paths against `root` (itself resolved against the cwd).
  * @throws {ConfigError} naming the option at fault.
  */
-export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string): SupervisorConfig {
+export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string, agentLlmDir: string = resolve(agentRunnerDir, '..', 'agent-llm', 'dist')): SupervisorConfig {
   const parsed = SupervisorOptions.safeParse(options);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -173,6 +175,7 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     agentClisDir: resolve(root, o.agentClis ?? 'tools/agent-clis'),
     stateDir: resolve(root, o.stateDir ?? 'var'),
     agentRunnerDir,
+    agentLlmDir,
     natsUrl: o.natsUrl,
     natsCredsFile: o.natsCreds === undefined ? undefined : resolve(o.natsCreds),
     natsUser: o.natsUser,
