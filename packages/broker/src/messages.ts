@@ -94,6 +94,8 @@ export interface ProgressMessage {
   message: string;
   /** Completion estimate from 0 to 100, when known. */
   percent?: number;
+  /** The runtime's event this progress carries (an object with a `kind`: text, tool_call, tool_result, usage, error, final, raw). */
+  event?: Record<string, unknown>;
   /** When it was reported, in ms since the Unix epoch. */
   atMs: number;
 }
@@ -177,6 +179,7 @@ export const progressMessageSchema: z.ZodType<ProgressMessage> = z.object({
   agent: agentName,
   message: z.string(),
   percent: z.number().min(0).max(100).optional(),
+  event: z.record(z.string(), z.unknown()).optional(),
   atMs: epochMs,
 });
 

@@ -221,6 +221,7 @@ export class AgentLifecycle {
         alive: (agent) => recordHeartbeat(ctx.world, agent, Date.now()),
         disconnected: (agent) => ctx.log.debug({ agent }, 'agent channel closed'),
         protocolError: (agent, message) => ctx.emit({ actor: `agent:${agent}`, action: 'agent.protocol_error', object: `agent:${agent}`, details: { message } }),
+        progressEvent: (agent, taskId, attempt, event) => ctx.emit({ actor: `agent:${agent}`, action: 'task.progress', object: `task:${taskId}`, details: { attempt, event } }),
         authorizeMessage: (from, to) => this.authorizeMessage(from, to),
         authorizeAssignment: (agent, subject, taskId, attempt) => {
           const refusal = assignmentRefusal(ctx.state, agent, taskId, attempt);
