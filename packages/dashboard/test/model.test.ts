@@ -304,7 +304,9 @@ describe('routes and formats', () => {
   });
 
   it('format dollars and tokens for people', () => {
-    expect([0, 0.0042, 0.00001, 0.75, 3.25, 12.3, 1234.4, null, Number.NaN].map(formatUsd)).toEqual(['$0', '$0.0042', '$0.00001', '$0.75', '$3.25', '$12.30', '$1,234', '–', '–']);
+    expect([0, 0.0042, 0.00001, 0.039, 0.04, 0.1, 0.75, 3.25, 12.3, 1234.4, null, Number.NaN].map(formatUsd)).toEqual([
+      '$0', '$0.0042', '$0.00001', '$0.039', '$0.04', '$0.10', '$0.75', '$3.25', '$12.30', '$1,234', '–', '–',
+    ]);
     expect([0, 950, 12_345, 4_500_000, undefined].map(formatTokens)).toEqual(['0', '950', '12.3 k', '4.5 M', '–']);
   });
 

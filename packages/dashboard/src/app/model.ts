@@ -486,12 +486,16 @@ export function transcript(rows: readonly AuditRecord[]): TranscriptEntry[] {
 // ---------------------------------------------------------------------------------------------
 // Formatting
 
-/** US dollars for people: `$0`, `$0.0042`, `$0.75`, `$12.30`, `$1,234`; `–` for null. */
+/**
+ * US dollars for people: cents from $0.10 up (`$0.75`, `$12.30`), two significant digits below
+ * (`$0.039`, `$0.0042`: one LLM call often costs less than a cent), whole dollars from $1,000
+ * (`$1,234`); `$0` for zero, `–` for null.
+ */
 export function formatUsd(usd: number | null | undefined): string {
   if (usd === null || usd === undefined || !Number.isFinite(usd)) return '–';
   if (usd === 0) return '$0';
   const abs = Math.abs(usd);
-  if (abs < 0.01) return `$${usd.toPrecision(2).replace(/0+$/, '').replace(/\.$/, '')}`;
+  if (abs < 0.1) return `$${usd.toPrecision(2).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '')}`;
   if (abs < 1000) return `$${usd.toFixed(2)}`;
   return `$${Math.round(usd).toLocaleString('en-US')}`;
 }
