@@ -150,7 +150,8 @@ const byCostThenName =
  * count as empty): totals; per agent, template, task (the most expensive `topTasks`) and
  * provider+model; tokens and cost per time bucket; and the gateway's refusals by reason (audit rows
  * with action `llm.refused` and details `{ reason }`; a row without a reason counts as `unknown`).
- * One pass of SQL aggregates per part, using the ledger's `(agent|template, ts_ms)` indexes.
+ * One indexed pass over the calls in range (the ledger's `(template, ts_ms)` index: a report of
+ * the last hour reads only that hour's rows), summed per part in memory.
  * @throws {RegistryError} `WARREN_QUERY_INVALID` if the range is not two whole numbers with
  *   `fromMs ≤ toMs`, or `bucketMs` or `topTasks` is not a positive whole number.
  */
@@ -163,55 +164,92 @@ export function usageReport(db: SqliteDatabase, request: UsageReportRequest = {}
   }
   const topTasks = wholeNumber(request.topTasks ?? DEFAULT_TOP_TASKS, 'topTasks', 1);
   if (request.bucketMs !== undefined) wholeNumber(request.bucketMs, 'bucketMs', 1);
-  const where = range === undefined ? '' : 'WHERE ts_ms >= ? AND ts_ms <= ?';
-  const params: number[] = range === undefined ? [] : [range.fromMs, range.toMs];
   const refusals = refusalsOf(db, range);
-
   if (!hasTable(db, 'llm_usage')) {
     const bucketMs = request.bucketMs ?? defaultBucketMs(range === undefined ? 0 : range.toMs - range.fromMs);
     return { range: range ?? null, bucketMs, total: ZERO, agents: [], templates: [], tasks: [], models: [], series: range === undefined ? [] : buckets(new Map(), bucketMs, range.fromMs, range.toMs), refusals };
   }
-  const all = <R>(sql: string, extra: number[] = []): R[] => db.prepare<number[], R>(sql).all(...params, ...extra);
-  const total = line(db.prepare<number[], SumsRow>(`SELECT ${SUMS} FROM llm_usage ${where}`).get(...params)!);
-  // The template (or agent) of the newest call in each group: SQLite takes the bare column from the MAX() row.
-  const agents = all<SumsRow & { agent: string; template: string; newest: number }>(
-    `SELECT agent, template, MAX(ts_ms) AS newest, ${SUMS} FROM llm_usage ${where} GROUP BY agent`,
-  ).map((r): AgentUsage => ({ agent: r.agent, template: r.template, ...line(r) }));
-  const templates = all<SumsRow & { template: string }>(`SELECT template, ${SUMS} FROM llm_usage ${where} GROUP BY template`).map(
-    (r): TemplateUsage => ({ template: r.template, ...line(r) }),
-  );
-  const tasks = all<SumsRow & { taskId: string; attempts: number; agent: string; template: string; newest: number }>(
-    `SELECT task_id AS taskId, COUNT(DISTINCT attempt) AS attempts, agent, template, MAX(ts_ms) AS newest, ${SUMS}
-     FROM llm_usage ${where === '' ? 'WHERE' : `${where} AND`} task_id IS NOT NULL
-     GROUP BY task_id ORDER BY costUsd DESC, inputTokens + outputTokens DESC, taskId LIMIT ?`,
-    [topTasks],
-  ).map((r): TaskUsageLine => ({ taskId: r.taskId, attempts: r.attempts, agent: r.agent, template: r.template, ...line(r) }));
-  const models = all<SumsRow & { provider: string; model: string }>(`SELECT provider, model, ${SUMS} FROM llm_usage ${where} GROUP BY provider, model`).map(
-    (r): ModelUsage => ({ provider: r.provider, model: r.model, ...line(r) }),
-  );
 
-  const span = all<{ first: number | null; last: number | null }>(`SELECT MIN(ts_ms) AS first, MAX(ts_ms) AS last FROM llm_usage ${where}`)[0]!;
-  const fromMs = range?.fromMs ?? span.first;
-  const toMs = range?.toMs ?? span.last;
-  const bucketMs = request.bucketMs ?? defaultBucketMs(fromMs === null || toMs === null ? 0 : toMs - fromMs);
-  let series: UsageBucket[] = [];
-  if (fromMs !== null && toMs !== null) {
-    const rows = all<{ startMs: number; calls: number; inputTokens: number; outputTokens: number; costUsd: number }>(
-      // bucketMs is a validated whole number: integer division puts each call in its bucket.
-      `SELECT (ts_ms / ${bucketMs}) * ${bucketMs} AS startMs, COUNT(*) AS calls, SUM(input_tokens) AS inputTokens, SUM(output_tokens) AS outputTokens,
-         SUM(cost_usd) AS costUsd FROM llm_usage ${where} GROUP BY startMs`,
-    );
-    series = buckets(new Map(rows.map((r) => [r.startMs, r])), bucketMs, fromMs, toMs);
+  // The templates, found by skipping through the (template, ts_ms) index: a few lookups, no scan.
+  const templateNames = db
+    .prepare<[], { name: string }>(
+      `WITH RECURSIVE t(name) AS (SELECT MIN(template) FROM llm_usage UNION ALL SELECT (SELECT MIN(template) FROM llm_usage WHERE template > name) FROM t WHERE name IS NOT NULL)
+       SELECT name FROM t WHERE name IS NOT NULL`,
+    )
+    .all()
+    .map((r) => r.name);
+  let fromMs = range?.fromMs;
+  let toMs = range?.toMs;
+  if (fromMs === undefined || toMs === undefined) {
+    const first = db.prepare<[string], { ms: number }>('SELECT MIN(ts_ms) AS ms FROM llm_usage WHERE template = ?');
+    const last = db.prepare<[string], { ms: number }>('SELECT MAX(ts_ms) AS ms FROM llm_usage WHERE template = ?');
+    for (const name of templateNames) {
+      fromMs = Math.min(fromMs ?? Infinity, first.get(name)!.ms);
+      toMs = Math.max(toMs ?? -Infinity, last.get(name)!.ms);
+    }
   }
+  const bucketMs = request.bucketMs ?? defaultBucketMs(fromMs === undefined || toMs === undefined ? 0 : toMs - fromMs);
+  if (fromMs === undefined || toMs === undefined) return { range: null, bucketMs, total: ZERO, agents: [], templates: [], tasks: [], models: [], series: [], refusals };
+
+  // One pass over the calls in range (template IN (…) AND ts_ms BETWEEN: index range lookups),
+  // grouped finely enough for every part of the report; the parts are summed here.
+  // bucketMs is a validated whole number: integer division puts each call in its bucket.
+  const groups = db
+    .prepare<(string | number)[], SumsRow & { agent: string; template: string; taskId: string | null; attempt: number | null; provider: string; model: string; startMs: number; newest: number }>(
+      `SELECT agent, template, task_id AS taskId, attempt, provider, model, (ts_ms / ${bucketMs}) * ${bucketMs} AS startMs, MAX(ts_ms) AS newest, ${SUMS}
+       FROM llm_usage WHERE template IN (${templateNames.map(() => '?').join(', ') || 'NULL'}) AND ts_ms >= ? AND ts_ms <= ?
+       GROUP BY agent, template, task_id, attempt, provider, model, startMs`,
+    )
+    .all(...templateNames, fromMs, toMs);
+
+  type Acc = SumsRow & { newest: number; agent: string; template: string; attempts: Set<number | null> };
+  const add = (map: Map<string, Acc>, key: string, g: (typeof groups)[number]): void => {
+    let acc = map.get(key);
+    if (acc === undefined) {
+      acc = { calls: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, failedCalls: 0, newest: -Infinity, agent: g.agent, template: g.template, attempts: new Set() };
+      map.set(key, acc);
+    }
+    acc.calls += g.calls;
+    acc.inputTokens += g.inputTokens;
+    acc.outputTokens += g.outputTokens;
+    acc.costUsd += g.costUsd;
+    acc.failedCalls += g.failedCalls;
+    acc.attempts.add(g.attempt);
+    if (g.newest > acc.newest) {
+      acc.newest = g.newest;
+      acc.agent = g.agent;
+      acc.template = g.template;
+    }
+  };
+  const total = new Map<string, Acc>();
+  const byAgent = new Map<string, Acc>();
+  const byTemplate = new Map<string, Acc>();
+  const byTask = new Map<string, Acc>();
+  const byModel = new Map<string, Acc & { provider: string; model: string }>();
+  const byBucket = new Map<string, Acc>();
+  for (const g of groups) {
+    add(total, '', g);
+    add(byAgent, g.agent, g);
+    add(byTemplate, g.template, g);
+    if (g.taskId !== null) add(byTask, g.taskId, g);
+    const modelKey = JSON.stringify([g.provider, g.model]);
+    if (!byModel.has(modelKey)) byModel.set(modelKey, { calls: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, failedCalls: 0, newest: -Infinity, agent: '', template: '', attempts: new Set(), provider: g.provider, model: g.model });
+    add(byModel, modelKey, g);
+    add(byBucket, String(g.startMs), g);
+  }
+  const tasks = [...byTask]
+    .map(([taskId, a]): TaskUsageLine => ({ taskId, attempts: a.attempts.size, agent: a.agent, template: a.template, ...line(a) }))
+    .sort((a, b) => b.costUsd - a.costUsd || b.inputTokens + b.outputTokens - (a.inputTokens + a.outputTokens) || (a.taskId < b.taskId ? -1 : a.taskId > b.taskId ? 1 : 0))
+    .slice(0, topTasks);
   return {
     range: range ?? null,
     bucketMs,
-    total,
-    agents: agents.sort(byCostThenName((x) => x.agent)),
-    templates: templates.sort(byCostThenName((x) => x.template)),
+    total: total.has('') ? line(total.get('')!) : ZERO,
+    agents: [...byAgent].map(([agent, a]): AgentUsage => ({ agent, template: a.template, ...line(a) })).sort(byCostThenName((x) => x.agent)),
+    templates: [...byTemplate].map(([template, a]): TemplateUsage => ({ template, ...line(a) })).sort(byCostThenName((x) => x.template)),
     tasks,
-    models: models.sort(byCostThenName((x) => `${x.provider}\u0000${x.model}`)),
-    series,
+    models: [...byModel.values()].map((m): ModelUsage => ({ provider: m.provider, model: m.model, ...line(m) })).sort(byCostThenName((x) => `${x.provider}\u0000${x.model}`)),
+    series: buckets(new Map([...byBucket].map(([startMs, a]) => [Number(startMs), { startMs: Number(startMs), ...line(a) }])), bucketMs, fromMs, toMs),
     refusals,
   };
 }
