@@ -37,6 +37,9 @@ export type {
   LogChunk,
   MessagesView,
   TaskDraft,
+  TaskUsageView,
   TemplateItem,
+  UsageRequest,
+  UsageView,
 } from './ports.js';
 export { readLogRange } from './log-range.js';
