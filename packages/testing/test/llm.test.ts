@@ -272,6 +272,7 @@ describe('startFakeLlm: scripts and the request log', () => {
     const title = await client.messages.create({ ...MESSAGES_BODY, system: 'Write a title for this conversation' });
     const main = await client.messages.create({ ...MESSAGES_BODY, messages: [{ role: 'user', content: 'hello' }] });
     expect(title.content).toEqual([{ type: 'text', text: 'Fix the login' }]);
+    expect(llm.turnsLeft).toBeUndefined();
     expect(main.content).toEqual([{ type: 'text', text: 'you said: hello' }]);
   });
 
@@ -339,7 +340,9 @@ describe('startFakeLlm: faults', () => {
 
   it('answers 500 and 503 the given number of times in each wire\'s error shape', async () => {
     const llm = await fake({ script: [{ status: 500, times: 2 }, { status: 503, message: 'down for maintenance' }, { text: 'back' }] });
+    expect(llm.turnsLeft).toBe(3);
     const first = await openai(llm).chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    expect(llm.turnsLeft).toBe(3);
     expect(first).toBeInstanceOf(OpenAI.InternalServerError);
     expect((first as InstanceType<typeof OpenAI.InternalServerError>).status).toBe(500);
     expect((first as InstanceType<typeof OpenAI.InternalServerError>).error).toMatchObject({ type: 'server_error', message: 'fake LLM: scripted HTTP 500' });
@@ -349,8 +352,10 @@ describe('startFakeLlm: faults', () => {
     const third = await post(llm, '/v1/responses', { model: 'gpt-5-test', input: 'hi' });
     expect(third.status).toBe(503);
     expect(await third.json()).toMatchObject({ error: { message: 'down for maintenance', type: 'server_error' } });
+    expect(llm.turnsLeft).toBe(1);
     const fourth = await anthropic(llm).messages.create(MESSAGES_BODY);
     expect(fourth.content).toEqual([{ type: 'text', text: 'back' }]);
+    expect(llm.turnsLeft).toBe(0);
   });
 
   it('hangs without headers until the client aborts, then answers the next request', async () => {

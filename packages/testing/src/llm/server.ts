@@ -329,6 +329,9 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
   const fake: FakeLlm = {
     url: `http://127.0.0.1:${port}`,
     requests,
+    get turnsLeft() {
+      return typeof script === 'function' ? undefined : script.length - position;
+    },
     waitFor(predicate, waitOptions = {}) {
       const timeoutMs = waitOptions.timeoutMs ?? 30_000;
       return new Promise((resolve, reject) => {

@@ -142,6 +142,11 @@ export interface FakeLlm {
   /** Every request received so far, in arrival order (the live array). */
   readonly requests: FakeLlmRequest[];
   /**
+   * Turns of an array script not used up yet (a fault with `times` counts until its last use), so
+   * a test can check that the client asked as often as scripted; undefined for a function script.
+   */
+  readonly turnsLeft: number | undefined;
+  /**
    * Resolves with the requests once `predicate(requests)` holds, checking now and after each request arrives.
    * @throws {Error} after `timeoutMs` (default 30000), naming `what` and listing the requests seen.
    */
