@@ -1,7 +1,16 @@
 import Anthropic from '@anthropic-ai/sdk';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startFakeLlm, type FakeLlm, type StartFakeLlmOptions } from '../src/index.js';
+import { makeTempDir, startFakeLlm, type FakeLlm, type StartFakeLlmOptions } from '../src/index.js';
+
+/** The built standalone server (`npm run build` first, as `npm test` does). */
+const MAIN = fileURLToPath(new URL('../dist/llm/main.js', import.meta.url));
 
 const TOOLS: OpenAI.Chat.Completions.ChatCompletionTool[] = [
   {
@@ -55,7 +64,7 @@ function post(llm: FakeLlm, path: string, body: unknown, headers: Record<string,
   });
 }
 
-const MESSAGES_BODY = { model: 'claude-test', max_tokens: 256, messages: [{ role: 'user', content: 'list the files' }] };
+const MESSAGES_BODY = { model: 'claude-test', max_tokens: 256, messages: [{ role: 'user' as const, content: 'list the files' }] };
 
 describe('startFakeLlm: OpenAI Chat Completions', () => {
   it('streams text and tool calls that the openai client reassembles, with usage when asked', async () => {
@@ -276,13 +285,40 @@ describe('startFakeLlm: scripts and the request log', () => {
     expect(main.content).toEqual([{ type: 'text', text: 'you said: hello' }]);
   });
 
+  it('answers requests that offer no tools with the side-call turn, using no scripted turn', async () => {
+    const llm = await fake({ script: [{ text: 'main answer' }], sideCall: { text: 'A title' } });
+    const client = openai(llm);
+    const title = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'title this' }] });
+    expect(title.choices[0]!.message.content).toBe('A title');
+    const main = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'work' }], tools: TOOLS });
+    expect(main.choices[0]!.message.content).toBe('main answer');
+    const again = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'title again' }], tools: [] });
+    expect(again.choices[0]!.message.content).toBe('A title');
+    expect(llm.turnsLeft).toBe(0);
+    await expect(startFakeLlm({ sideCall: { fault: 'sleep' } as never })).rejects.toThrow(/'sideCall' is not a FakeTurn: 'fault' must be 'hang' or 'cut'/);
+  });
+
+  it('tells a test observer of each request as it arrives', async () => {
+    const seen: string[] = [];
+    const llm = await fake({
+      script: [{ text: 'ok' }],
+      onRequest: (request) => {
+        seen.push(`${request.method} ${request.path}`);
+        throw new Error('an observer that throws changes nothing');
+      },
+    });
+    const completion = await openai(llm).chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }] });
+    expect(completion.choices[0]!.message.content).toBe('ok');
+    expect(seen).toEqual(['POST /v1/chat/completions']);
+  });
+
   it('answers 500 saying the script ran out, and asks clients not to retry', async () => {
     const llm = await fake({ script: [{ text: 'only one' }] });
     const client = openai(llm, { maxRetries: 2 });
     await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'a' }] });
     const error = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'b' }] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.InternalServerError);
-    expect((error as Error).message).toMatch(/script ran out: it has 1 turn\(s\) and this is model request 2/);
+    expect((error as Error).message).toMatch(/script ran out: it has 1 turn\(s\) and this is scripted model request 2/);
     expect(llm.requests).toHaveLength(2);
   });
 
@@ -453,5 +489,46 @@ describe('startFakeLlm: faults', () => {
     await closing;
     expect(await reading).toBe('failed');
     await expect(fetch(`${llm.url}/v1/models`)).rejects.toThrow();
+  });
+});
+
+describe('the fake LLM server as a process (dist/llm/main.js)', () => {
+  it('serves a script file, prints its URL and each request, and stops on SIGTERM', async () => {
+    await using dir = await makeTempDir('warren-fake-llm-');
+    const scriptPath = join(dir.path, 'script.json');
+    await writeFile(scriptPath, JSON.stringify({ script: [{ text: 'from the file' }], sideCall: { text: 'side' }, apiKey: 'k-file' }));
+    const child = spawn(process.execPath, [MAIN, '--script', scriptPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const first = await lines.next();
+    if (first.done === true) throw new Error(`the server printed nothing; stderr: ${stderr}`);
+    const { event, url } = JSON.parse(first.value) as { event: string; url: string };
+    expect(event).toBe('listening');
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'k-file', maxRetries: 0 });
+    const completion = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], tools: TOOLS });
+    expect(completion.choices[0]!.message.content).toBe('from the file');
+    const logged = await lines.next();
+    expect(JSON.parse(logged.value as string)).toEqual({ event: 'request', n: 1, method: 'POST', path: '/v1/chat/completions', wire: 'openai-chat' });
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    expect(await exited).toEqual([0, null]);
+    expect(stderr).toContain('stopped on SIGTERM');
+  });
+
+  it('exits 2 naming what is wrong with the script file', async () => {
+    await using dir = await makeTempDir('warren-fake-llm-');
+    const scriptPath = join(dir.path, 'script.json');
+    await writeFile(scriptPath, JSON.stringify({ turns: [] }));
+    const child = spawn(process.execPath, [MAIN, '--script', scriptPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(2);
+    expect(stderr).toContain(`${scriptPath}: unknown key(s) turns`);
   });
 });

@@ -110,7 +110,8 @@ function headerText(value: string | string[] | undefined): string {
  * const openai = new OpenAI({ baseURL: `${llm.url}/v1`, apiKey: 'k' });
  * const anthropic = new Anthropic({ baseURL: llm.url, apiKey: 'k' });
  * ```
- * @throws {Error} if it cannot listen.
+ * @throws {TypeError} if `options.sideCall` is not a {@link FakeTurn}.
+ * @throws {Error} if it cannot listen (`EADDRINUSE` for a `port` in use).
  */
 export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<FakeLlm> {
   const script = options.script ?? [];
@@ -118,6 +119,10 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
   const chunkChars = Math.max(1, options.chunkChars ?? 12);
   const chunkDelayMs = options.chunkDelayMs ?? 0;
   const maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
+  if (options.sideCall !== undefined) {
+    const side = classify(options.sideCall);
+    if (side.kind === 'invalid') throw new TypeError(`startFakeLlm: 'sideCall' is not a FakeTurn: ${side.why}`);
+  }
   const requests: FakeLlmRequest[] = [];
   const waiters = new Set<() => void>();
   const sockets = new Set<Socket>();
@@ -206,6 +211,11 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
     };
     requests.push(request);
     for (const wake of [...waiters]) wake();
+    try {
+      options.onRequest?.(request);
+    } catch {
+      // A test's observer must not change the answer.
+    }
 
     if (size > maxBodyBytes) return sendJson(res, 413, errorBody(413, `the request body is larger than ${maxBodyBytes} bytes`));
 
@@ -242,10 +252,14 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
     const invalid = protocol.validate(body);
     if (invalid !== undefined) return sendJson(res, 400, errorBody(400, invalid));
 
-    modelRequests += 1;
     let turn: unknown;
     let where: string;
-    if (typeof script === 'function') {
+    const offersTools = Array.isArray(body.tools) && body.tools.length > 0;
+    if (options.sideCall !== undefined && !offersTools) {
+      turn = options.sideCall;
+      where = "the 'sideCall' turn";
+    } else if (typeof script === 'function') {
+      modelRequests += 1;
       where = `the script function (model request ${modelRequests})`;
       try {
         turn = await script(request);
@@ -253,10 +267,11 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
         return sendJson(res, 500, errorBody(500, `fake LLM: ${where} threw: ${(error as Error).message}`), { 'x-should-retry': 'false' });
       }
     } else {
+      modelRequests += 1;
       const next = nextScriptedTurn(script);
       if (next === undefined) {
         const message =
-          `fake LLM: the script ran out: it has ${script.length} turn(s) and this is model request ${modelRequests} ` +
+          `fake LLM: the script ran out: it has ${script.length} turn(s) and this is scripted model request ${modelRequests} ` +
           `(${request.method} ${path}); script more turns`;
         return sendJson(res, 500, errorBody(500, message), { 'x-should-retry': 'false' });
       }
@@ -321,7 +336,7 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(options.port ?? 0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;

@@ -118,10 +118,20 @@ export interface StartFakeLlmOptions {
    */
   readonly script?: FakeLlmScript;
   /**
+   * The answer to every model request that offers no tools (no or an empty `tools`): the side calls
+   * of coding-agent CLIs (opencode's title request, summaries), so that they use no turn of the
+   * script. Default: such requests are answered from the script like any other.
+   */
+  readonly sideCall?: FakeTurn;
+  /**
    * When set, model requests must carry this key (`authorization: Bearer <key>` or
    * `x-api-key: <key>`), or they get 401 in the wire's error shape (no turn is used).
    */
   readonly apiKey?: string;
+  /** Called with each request as it arrives, after it is recorded; what it throws is ignored. */
+  readonly onRequest?: (request: FakeLlmRequest) => void;
+  /** The TCP port on 127.0.0.1. Default 0: a free one. */
+  readonly port?: number;
   /** The ids `GET /v1/models` lists. Default `['fake-model']`. */
   readonly models?: readonly string[];
   /** Most characters per streamed text delta (split at word ends where it can). Default 12. */
