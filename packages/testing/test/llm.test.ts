@@ -257,7 +257,7 @@ describe('startFakeLlm: scripts and the request log', () => {
     const llm = await fake({ script: [{ text: 'one' }, { text: 'two' }] });
     const before = Date.now();
     await openai(llm).chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'first' }] });
-    await post(llm, '/v1/messages?beta=true', MESSAGES_BODY, { 'X-Api-Key': 'sk-ant-raw', 'Anthropic-Version': '2023-06-01' });
+    const raw = await post(llm, '/v1/messages?beta=true', MESSAGES_BODY, { 'X-Api-Key': 'sk-ant-raw', 'Anthropic-Version': '2023-06-01' });
     await fetch(`${llm.url}/v2/nothing`);
     const [chat, messages, other] = llm.requests;
     expect(chat).toMatchObject({ method: 'POST', path: '/v1/chat/completions', search: '', wire: 'openai-chat', body: { model: 'gpt-test', messages: [{ role: 'user', content: 'first' }] } });
@@ -265,6 +265,10 @@ describe('startFakeLlm: scripts and the request log', () => {
     expect(messages).toMatchObject({ path: '/v1/messages', search: '?beta=true', wire: 'anthropic-messages', body: MESSAGES_BODY });
     expect(messages!.headers['x-api-key']).toBe('sk-ant-raw');
     expect(messages!.headers['anthropic-version']).toBe('2023-06-01');
+    expect(messages!.requestId).toMatch(/^req_[0-9a-f]{24}$/);
+    expect(raw.headers.get('request-id')).toBe(messages!.requestId);
+    expect(raw.headers.get('x-request-id')).toBe(messages!.requestId);
+    expect(new Set(llm.requests.map((r) => r.requestId)).size).toBe(3);
     expect(other).toMatchObject({ method: 'GET', path: '/v2/nothing', wire: 'other', body: null });
     for (const request of llm.requests) expect(request.receivedMs).toBeGreaterThanOrEqual(before);
   });

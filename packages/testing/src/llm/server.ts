@@ -19,7 +19,7 @@ import type {
   FakeTurn,
   StartFakeLlmOptions,
 } from './types.js';
-import { estimateTokens, nowS, sseFrame, type WireProtocol } from './wire.js';
+import { estimateTokens, newId, nowS, sseFrame, type WireProtocol } from './wire.js';
 
 /** Model endpoints by path (all `POST`). */
 const PROTOCOLS: ReadonlyMap<string, WireProtocol> = new Map([
@@ -176,6 +176,10 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Both vendors name each answer: OpenAI in `x-request-id`, Anthropic in `request-id`.
+    const requestId = newId('req_');
+    res.setHeader('x-request-id', requestId);
+    res.setHeader('request-id', requestId);
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const path = url.pathname;
     const protocol = PROTOCOLS.get(path);
@@ -207,6 +211,7 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
       headers: { ...req.headers },
       body: size > maxBodyBytes ? null : body,
       wire,
+      requestId,
       receivedMs: Date.now(),
     };
     requests.push(request);

@@ -101,6 +101,8 @@ export interface FakeLlmRequest {
   /** The body parsed as JSON; `null` when it is empty or not JSON. */
   readonly body: unknown;
   readonly wire: FakeLlmWire;
+  /** The id sent back in the `x-request-id` and `request-id` headers (`req_…`). */
+  readonly requestId: string;
   /** When it arrived, ms since the Unix epoch. */
   readonly receivedMs: number;
 }
