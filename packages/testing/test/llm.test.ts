@@ -398,6 +398,17 @@ describe('startFakeLlm: faults', () => {
     expect(llm.turnsLeft).toBe(0);
   });
 
+  it("answers Anthropic's 529 overloaded and a 504 in the wire's error shape", async () => {
+    const llm = await fake({ script: [{ status: 529 }, { status: 504, retryAfterS: 2 }] });
+    const overloaded = await post(llm, '/v1/messages', MESSAGES_BODY);
+    expect(overloaded.status).toBe(529);
+    expect(await overloaded.json()).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
+    const timeout = await post(llm, '/v1/chat/completions', { model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }] });
+    expect(timeout.status).toBe(504);
+    expect(timeout.headers.get('retry-after')).toBe('2');
+    expect(await timeout.json()).toMatchObject({ error: { type: 'server_error', code: 'gateway_timeout' } });
+  });
+
   it('hangs without headers until the client aborts, then answers the next request', async () => {
     const llm = await fake({ script: [{ fault: 'hang' }, { fault: 'hang' }, { text: 'awake' }] });
     const controller = new AbortController();

@@ -22,7 +22,9 @@ const ERROR_TYPES: Record<number, string> = {
   413: 'request_too_large',
   429: 'rate_limit_error',
   500: 'api_error',
+  502: 'api_error',
   503: 'api_error',
+  504: 'timeout_error',
   529: 'overloaded_error',
 };
 

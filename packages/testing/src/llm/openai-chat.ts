@@ -22,7 +22,9 @@ const ERROR_TYPES: Record<number, { type: string; code: string | null }> = {
   413: { type: 'invalid_request_error', code: 'request_too_large' },
   429: { type: 'requests', code: 'rate_limit_exceeded' },
   500: { type: 'server_error', code: null },
+  502: { type: 'server_error', code: 'bad_gateway' },
   503: { type: 'server_error', code: 'service_unavailable' },
+  504: { type: 'server_error', code: 'gateway_timeout' },
 };
 
 /**

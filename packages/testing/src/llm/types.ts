@@ -57,7 +57,8 @@ export interface FakeReply {
  * given. It answers `times` requests in a row (default 1) before the script moves on.
  */
 export interface FakeStatusFault {
-  readonly status: 429 | 500 | 503;
+  /** An HTTP error status, 400 to 599: 429, 500, 502, 503, 504 and Anthropic's 529 (overloaded) are the usual ones. */
+  readonly status: number;
   /** Seconds, sent as the `retry-after` header. */
   readonly retryAfterS?: number;
   readonly times?: number;
@@ -72,7 +73,7 @@ export interface FakeHangFault {
 }
 
 /**
- * The answer starts (200 and headers) and stops mid-way. Streamed, `afterChunks` SSE events of the
+ * The answer starts (200 and headers) and stops mid-way. Streamed, the first `afterChunks` SSE events of the
  * reply (`text`/`toolCalls`, default a short text) are sent, then the stream stops without the
  * wire's terminating events; not streamed, half of the JSON body is sent. `how` says how it stops:
  * `'reset'` (default) destroys the connection (the client sees a network error mid-body), `'end'`
