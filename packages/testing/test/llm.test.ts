@@ -468,6 +468,35 @@ describe('startFakeLlm: faults', () => {
     await expect(nonStream.text()).rejects.toThrow();
   });
 
+  it("fails a stream mid-way with each wire's own failure event", async () => {
+    const llm = await fake({
+      script: [
+        { fault: 'cut', afterChunks: 2, how: 'error', message: 'Overloaded' },
+        { fault: 'cut', afterChunks: 3, how: 'error', message: 'the model broke down' },
+        { fault: 'cut', afterChunks: 2, how: 'error', message: 'chat broke down' },
+      ],
+    });
+    const anthropicEvents = await readSse(await post(llm, '/v1/messages', { ...MESSAGES_BODY, stream: true }));
+    expect(anthropicEvents.map((e) => e.event)).toEqual(['message_start', 'ping', 'error']);
+    expect(JSON.parse(anthropicEvents[2]!.data)).toEqual({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } });
+
+    const responses = await openai(llm).responses.create({ model: 'gpt-5-test', input: 'hi', stream: true });
+    const seen: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const event of responses) seen.push(event);
+    expect(seen.map((e) => e.type)).toEqual(['response.created', 'response.in_progress', 'response.output_item.added', 'response.failed']);
+    const failed = seen[3];
+    if (failed?.type !== 'response.failed') throw new Error('no response.failed');
+    expect(failed.sequence_number).toBe(3);
+    expect(failed.response).toMatchObject({ status: 'failed', error: { code: 'server_error', message: 'the model broke down' } });
+
+    const chat = await openai(llm).chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const error = await (async () => {
+      for await (const chunk of chat) expect(chunk.object).toBe('chat.completion.chunk');
+    })().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect((error as Error).message).toContain('chat broke down');
+  });
+
   it('stalls a stream after the given events, keeping the connection open until close', async () => {
     const llm = await fake({ script: [{ fault: 'cut', afterChunks: 2, how: 'stall', text: 'never more than the start of this' }] });
     const response = await post(llm, '/v1/messages', { ...MESSAGES_BODY, stream: true });

@@ -109,7 +109,9 @@ function reply(turn: FakeReply, context: ReplyContext): WireAnswer {
     });
   }
   events.push({ data: '[DONE]' });
-  return { json, events };
+  // A chunk that holds the error body instead of choices; the openai client raises it as an APIError.
+  const failure = (message: string): SseEvent[] => [{ data: JSON.stringify(openaiError(500, message)) }];
+  return { json, events, failure };
 }
 
 /** The Chat Completions protocol. */

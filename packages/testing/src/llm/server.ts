@@ -19,7 +19,7 @@ import type {
   FakeTurn,
   StartFakeLlmOptions,
 } from './types.js';
-import { estimateTokens, newId, nowS, sseFrame, type WireProtocol } from './wire.js';
+import { estimateTokens, newId, nowS, sseFrame, type WireAnswer, type WireProtocol } from './wire.js';
 
 /** Model endpoints by path (all `POST`). */
 const PROTOCOLS: ReadonlyMap<string, WireProtocol> = new Map([
@@ -154,7 +154,8 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
   };
 
   /** Writes SSE events one write each; with a cut, stops after `cut.afterChunks` events and resets, ends or stalls as `cut.how` says. */
-  const stream = async (res: ServerResponse, events: readonly { event?: string; data: string }[], cut?: FakeCutFault): Promise<void> => {
+  const stream = async (res: ServerResponse, answer: WireAnswer, cut?: FakeCutFault): Promise<void> => {
+    const { events } = answer;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.flushHeaders();
     let sent = 0;
@@ -172,6 +173,10 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
     const how = cut === undefined ? 'end' : (cut.how ?? 'reset');
     if (how === 'reset') res.destroy();
     else if (how === 'end') res.end();
+    else if (how === 'error') {
+      for (const event of answer.failure(cut?.message ?? 'fake LLM: the scripted stream failed here', sent)) res.write(sseFrame(event));
+      res.end();
+    }
     // 'stall': the connection stays open with nothing more to come; close() ends it.
   };
 
@@ -310,12 +315,12 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
         const model = reply.model ?? (typeof body.model === 'string' ? body.model : 'fake-model');
         const answer = protocol.reply(reply, { body, model, usage, chunkChars });
         const cut = classified.kind === 'cut' ? classified.fault : undefined;
-        if (body.stream === true) return stream(res, answer.events, cut);
+        if (body.stream === true) return stream(res, answer, cut);
         if (cut === undefined) return sendJson(res, 200, answer.json);
         const full = Buffer.from(JSON.stringify(answer.json));
         const half = full.subarray(0, Math.floor(full.length / 2));
         const how = cut.how ?? 'reset';
-        if (how === 'end') {
+        if (how === 'end' || how === 'error') {
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(half);
           return;

@@ -78,12 +78,17 @@ export interface FakeHangFault {
  * wire's terminating events; not streamed, half of the JSON body is sent. `how` says how it stops:
  * `'reset'` (default) destroys the connection (the client sees a network error mid-body), `'end'`
  * ends the body cleanly (the client sees a stream that just ends), `'stall'` sends nothing more and
- * keeps the connection open (until the client gives up or the server closes).
+ * keeps the connection open (until the client gives up or the server closes), `'error'` sends the
+ * wire's mid-stream failure (Anthropic's `error` event with `overloaded_error`, the Responses API's
+ * `response.failed`, a Chat Completions chunk holding `error`) with `message`, then ends the body.
+ * Not streamed, `'error'` is taken as `'end'`.
  */
 export interface FakeCutFault extends FakeReply {
   readonly fault: 'cut';
   readonly afterChunks: number;
-  readonly how?: 'reset' | 'end' | 'stall';
+  readonly how?: 'reset' | 'end' | 'stall' | 'error';
+  /** The failure's message for `how: 'error'`; default one saying the stream was cut by the script. */
+  readonly message?: string;
   readonly times?: number;
 }
 
