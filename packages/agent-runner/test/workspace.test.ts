@@ -3,6 +3,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, re
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, type TempDir } from '@warren/testing';
+import { assertIsolation, probeHost, processesOfUid, spawnSandbox } from '@warren/sandbox';
 import { syncMirror } from '@warren/workspace';
 import { formatGitWorkspaceSummary, GitWorkspaceError, prepareGitWorkspace, summarizeGitWorkspace } from '../src/workspace.js';
 import { buildRunner, PACKAGE_DIR } from './gateway.js';
@@ -239,5 +240,69 @@ describe('as the agent uid against a root-owned mirror', () => {
     }
     expect(git(mirror, 'for-each-ref')).toBe(mirrorRefs);
     expect(lstatSync(mirror).uid).toBe(process.getuid!());
+  });
+});
+
+describe('inside a real sandbox', () => {
+  beforeAll(async () => {
+    // Fails with an install hint (bubblewrap, util-linux, root) rather than skipping.
+    assertIsolation(await probeHost());
+    await buildRunner();
+  });
+
+  it('works in a worktree cloned from the mirror bound read-only at /opt/warren/repos, which it cannot change', async () => {
+    const { dir, mirror, commit, home } = await setup();
+    const uid = 1_900_902_000 + (process.pid % 1000);
+    chownSync(home, uid, uid);
+    const name = mirror.split('/').at(-1)!;
+    const inside = `/opt/warren/repos/${name}`;
+    const script = `
+      import { writeFileSync } from 'node:fs';
+      import { prepareGitWorkspace, summarizeGitWorkspace } from '/opt/warren/agent-runner/dist/workspace.js';
+      let mirrorWrite = 'written';
+      try { writeFileSync(${JSON.stringify(`${inside}/config`)}, ''); } catch (error) { mirrorWrite = error.code; }
+      const ws = await prepareGitWorkspace({ mirror: ${JSON.stringify(inside)}, home: '/home/agent', agent: 'coder-1', taskId: 'boxed' });
+      writeFileSync(ws.path + '/README.md', 'one\\nTWO\\nthree\\n');
+      const summary = await summarizeGitWorkspace({ path: ws.path, baseCommit: ws.baseCommit, agent: 'coder-1', taskId: 'boxed', attempt: 1 });
+      writeFileSync('/home/agent/result.json', JSON.stringify({ ws, summary, mirrorWrite }));`;
+    const logPath = join(dir, 'sandbox.log');
+    const sandbox = await spawnSandbox({
+      name: `gitws-${process.pid}`,
+      uid,
+      gid: uid,
+      homeHostPath: home,
+      homePath: '/home/agent',
+      passwd: `root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:${uid}:${uid}::/home/agent:/bin/sh\n`,
+      group: `root:x:0:\nagent:x:${uid}:\n`,
+      argv: ['/usr/bin/node', '--input-type=module', '-e', script],
+      env: { HOME: '/home/agent', PATH: '/usr/bin:/bin' },
+      readOnlyBinds: [
+        { source: PACKAGE_DIR, target: '/opt/warren/agent-runner' },
+        { source: mirror, target: inside },
+      ],
+      limits: { memoryMaxBytes: 512 * 2 ** 20, pidsMax: 128, cpuWeight: 100, nofile: 1024, fsizeBytes: 64 * 2 ** 20, tmpfsBytes: 16 * 2 ** 20 },
+      runDir: join(dir, 'run'),
+      logPath,
+      logMaxBytes: 1024 * 1024,
+    });
+    try {
+      const exit = await sandbox.exited;
+      expect({ exit, log: existsSync(logPath) ? readFileSync(logPath, 'utf8') : '' }).toMatchObject({ exit: { kind: 'succeeded' } });
+    } finally {
+      await sandbox.close();
+    }
+    const result = JSON.parse(readFileSync(join(home, 'result.json'), 'utf8')) as {
+      ws: { path: string; branch: string; baseCommit: string };
+      summary: { commits: number; filesChanged: number; insertions: number; deletions: number; uncommitted: boolean };
+      mirrorWrite: string;
+    };
+    expect(result.mirrorWrite).toMatch(/^(EROFS|EACCES)$/);
+    expect(result.ws).toMatchObject({ path: '/home/agent/work/boxed', branch: 'warren/coder-1/boxed', baseCommit: commit });
+    expect(result.summary).toMatchObject({ commits: 1, filesChanged: 1, insertions: 1, deletions: 1, uncommitted: true });
+    expect(lstatSync(join(home, 'work', 'boxed', 'README.md')).uid).toBe(uid);
+    // The worktree's .git file names the sandbox's path, so on the host the branch is read in the clone.
+    const clone = join(home, 'repos', name.replace(/\.git$/, ''));
+    expect(git(clone, 'log', '-1', '--format=%an %s', 'refs/heads/warren/coder-1/boxed')).toBe('coder-1 warren: boxed attempt 1');
+    expect(processesOfUid(uid)).toEqual([]);
   });
 });
