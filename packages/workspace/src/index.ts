@@ -7,7 +7,7 @@
  * ```ts
  * import { seedHome, syncMirror } from '@warren/workspace';
  * const mirror = await syncMirror({ source: '/srv/git/app', reposDir: 'var/repos' });
- * // { path: 'var/repos/5f0c…e1.git', name: '5f0c…e1', defaultBranch: 'main', commit: '9a1b…', created: true }
+ * // { path: 'var/repos/2dc5dd4f490d83b8.git', name: '2dc5dd4f490d83b8', defaultBranch: 'main', commit: '9a1b…', created: true }
  * // bind mirror.path read-only at /opt/warren/repos/<name>.git in the agent's sandbox
  *
  * const seeded = await seedHome({
