@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -34,6 +35,15 @@ export class GitWorkspaceError extends Error {
 
 /** Where mirrors are bound in the sandbox: `/opt/warren/repos/<name>.git`. */
 export const MIRRORS_IN_SANDBOX = '/opt/warren/repos';
+
+/**
+ * Where the mirror of `source` (the repository as the template or task names it) is in the
+ * sandbox: `/opt/warren/repos/<name>.git`, `<name>` being the first 16 hex digits of the SHA-256
+ * of `source` in UTF-8 — the name `syncMirror` of `@warren/workspace` gives it on the host.
+ */
+export function mirrorInSandbox(source: string): string {
+  return `${MIRRORS_IN_SANDBOX}/${createHash('sha256').update(source, 'utf8').digest('hex').slice(0, 16)}.git`;
+}
 
 /** The `-c` settings of every git command the runner runs. */
 export const RUNNER_GIT_CONFIG: readonly string[] = [

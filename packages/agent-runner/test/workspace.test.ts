@@ -5,7 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, type TempDir } from '@warren/testing';
 import { assertIsolation, probeHost, processesOfUid, spawnSandbox } from '@warren/sandbox';
 import { syncMirror } from '@warren/workspace';
-import { formatGitWorkspaceSummary, GitWorkspaceError, prepareGitWorkspace, summarizeGitWorkspace } from '../src/workspace.js';
+import { formatGitWorkspaceSummary, GitWorkspaceError, mirrorInSandbox, prepareGitWorkspace, summarizeGitWorkspace } from '../src/workspace.js';
 import { buildRunner, PACKAGE_DIR } from './gateway.js';
 
 const GIT_ENV = { PATH: '/usr/bin:/bin', HOME: '/nonexistent', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', LC_ALL: 'C' };
@@ -255,7 +255,8 @@ describe('inside a real sandbox', () => {
     const uid = 1_900_902_000 + (process.pid % 1000);
     chownSync(home, uid, uid);
     const name = mirror.split('/').at(-1)!;
-    const inside = `/opt/warren/repos/${name}`;
+    const inside = mirrorInSandbox(join(dir, 'src'));
+    expect(inside).toBe(`/opt/warren/repos/${name}`);
     const script = `
       import { writeFileSync } from 'node:fs';
       import { prepareGitWorkspace, summarizeGitWorkspace } from '/opt/warren/agent-runner/dist/workspace.js';
