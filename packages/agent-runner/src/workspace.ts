@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 
 /**
  * The agent's side of git workspaces: a clone per agent of the repository's read-only mirror
@@ -209,6 +209,29 @@ function exists(path: string): boolean {
   }
 }
 
+const queues = new Map<string, Promise<unknown>>();
+
+/**
+ * Runs `fn` after every earlier call with the same key (a clone's git directory) has settled: the
+ * runner may run several tasks at once, and git's ref and index locks fail rather than wait.
+ */
+function serialise<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  const previous = queues.get(key) ?? Promise.resolve();
+  const run = previous.then(fn, fn);
+  const tail = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  queues.set(key, tail);
+  tail.then(
+    () => {
+      if (queues.get(key) === tail) queues.delete(key);
+    },
+    () => undefined,
+  );
+  return run;
+}
+
 /** Adds the runner's files to the clone's `info/exclude` (shared by its worktrees) unless there. */
 function excludeRunnerFiles(clone: string): void {
   const infoDir = join(clone, '.git', 'info');
@@ -284,8 +307,13 @@ export async function prepareGitWorkspace(options: PrepareGitWorkspaceOptions): 
   requireSegment('taskId', taskId, home);
   const name = basename(mirror).replace(/\.git$/, '');
   requireSegment('mirror name', name, mirror);
+  const clone = join(home, 'repos', name);
+  return serialise(join(clone, '.git'), () => prepare(options, clone));
+}
+
+async function prepare(options: PrepareGitWorkspaceOptions, clone: string): Promise<GitWorkspace> {
+  const { mirror, home, agent, taskId } = options;
   const repos = join(home, 'repos');
-  const clone = join(repos, name);
   const path = join(home, 'work', taskId);
   const branch = `warren/${agent}/${taskId}`;
   const { env, dispose } = gitEnvironment(home, mirror);
@@ -294,7 +322,7 @@ export async function prepareGitWorkspace(options: PrepareGitWorkspaceOptions): 
     mkdirSync(repos, { recursive: true, mode: 0o700 });
     mkdirSync(join(home, 'work'), { recursive: true, mode: 0o700 });
     if (!exists(clone)) {
-      const fresh = `${clone}.tmp-${process.pid}`;
+      const fresh = `${clone}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
       rmSync(fresh, { recursive: true, force: true });
       try {
         await git(ctx, repos, ['clone', '--quiet', '--no-hardlinks', '--no-checkout', '--', mirror, fresh]);
@@ -367,50 +395,59 @@ function parseNumstat(out: string): { filesChanged: number; insertions: number; 
  * `git rev-list --count` between `baseCommit` and the head; `stat` from `git diff --stat`
  * (no external diff, no textconv, renames as delete + add).
  *
- * @throws {GitWorkspaceError} for a bad agent or task id, or when git fails (command and stderr in
- *   the message), e.g. `path` is not a worktree or `baseCommit` is unknown.
+ * @throws {GitWorkspaceError} for a bad agent, task id, attempt or base commit, or when git fails
+ *   (command and stderr in the message), e.g. `path` is not a worktree or `baseCommit` is unknown.
  */
 export async function summarizeGitWorkspace(options: SummarizeGitWorkspaceOptions): Promise<GitWorkspaceSummary> {
   const { path, baseCommit, agent, taskId, attempt } = options;
   requireSegment('agent', agent, path);
   requireSegment('taskId', taskId, path);
+  if (!Number.isInteger(attempt) || attempt < 1) throw new GitWorkspaceError(path, `attempt ${String(attempt)} must be an integer >= 1`);
   if (!/^[0-9a-f]{40,64}$/.test(baseCommit)) throw new GitWorkspaceError(path, `baseCommit ${JSON.stringify(baseCommit)} must be a full commit id`);
   const { env, dispose } = gitEnvironment(path, undefined);
   const ctx: Git = { env, timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS };
+  let commonDir: string;
+  try {
+    commonDir = resolve(path, (await git(ctx, path, ['rev-parse', '--git-common-dir'])).trim());
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+  return serialise(commonDir, () => summarize(options, ctx).finally(dispose));
+}
+
+async function summarize(options: SummarizeGitWorkspaceOptions, ctx: Git): Promise<GitWorkspaceSummary> {
+  const { path, baseCommit, agent, taskId, attempt } = options;
   const email = options.email ?? `${agent}@agents.warren.invalid`;
   const pathspec = ['--', ':/', ...RUNNER_FILES.map((f) => `:(top,exclude)${f}`)];
-  try {
-    const status = await git(ctx, path, ['status', '--porcelain=v1', '-z', '--untracked-files=all', ...pathspec]);
-    const uncommitted = status.length > 0;
-    if (uncommitted) {
-      // Ignored files (the runner's, through info/exclude) are left out by `add -A`; naming them in
-      // an exclude pathspec would make it fail. A runner file the repository tracks is unstaged.
-      await git(ctx, path, ['add', '-A', '--', ':/']);
-      const staged = (await git(ctx, path, ['diff', '--cached', '--name-only', '-z', '--', ...RUNNER_FILES.map((f) => `:(top)${f}`)])).split('\0').filter(Boolean);
-      if (staged.length > 0) await git(ctx, path, ['reset', '--quiet', '--', ...staged.map((f) => `:(top,literal)${f}`)]);
-      await git(ctx, path, ['commit', '--quiet', '--no-verify', '-m', `warren: ${taskId} attempt ${attempt}`], {
-        GIT_AUTHOR_NAME: agent,
-        GIT_AUTHOR_EMAIL: email,
-        GIT_COMMITTER_NAME: agent,
-        GIT_COMMITTER_EMAIL: email,
-      });
-    }
-    let branch = (await gitMaybe(ctx, path, ['symbolic-ref', '--quiet', '--short', 'HEAD']))?.trim();
-    if (!branch) {
-      branch = `warren/${agent}/${taskId}`;
-      await git(ctx, path, ['branch', '--force', branch, 'HEAD']);
-    }
-    const head = (await git(ctx, path, ['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
-    const commits = Number((await git(ctx, path, ['rev-list', '--count', `${baseCommit}..${head}`])).trim());
-    const diff = ['diff', '--no-ext-diff', '--no-textconv', '--no-renames', baseCommit, head];
-    const counts = parseNumstat(await git(ctx, path, [...diff.slice(0, 1), '--numstat', '-z', ...diff.slice(1)]));
-    const max = options.statMaxChars ?? MAX_STAT_CHARS;
-    const fullStat = (await git(ctx, path, [...diff.slice(0, 1), '--stat=100', ...diff.slice(1)])).replace(/\s+$/, '');
-    const stat = fullStat.length > max ? `${fullStat.slice(0, Math.max(0, max - 1))}…` : fullStat;
-    return { branch, head, commits, ...counts, stat, uncommitted };
-  } finally {
-    dispose();
+  const status = await git(ctx, path, ['status', '--porcelain=v1', '-z', '--untracked-files=all', ...pathspec]);
+  const uncommitted = status.length > 0;
+  if (uncommitted) {
+    // Ignored files (the runner's, through info/exclude) are left out by `add -A`; naming them in
+    // an exclude pathspec would make it fail. A runner file the repository tracks is unstaged.
+    await git(ctx, path, ['add', '-A', '--', ':/']);
+    const staged = (await git(ctx, path, ['diff', '--cached', '--name-only', '-z', '--', ...RUNNER_FILES.map((f) => `:(top)${f}`)])).split('\0').filter(Boolean);
+    if (staged.length > 0) await git(ctx, path, ['reset', '--quiet', '--', ...staged.map((f) => `:(top,literal)${f}`)]);
+    await git(ctx, path, ['commit', '--quiet', '--no-verify', '-m', `warren: ${taskId} attempt ${attempt}`], {
+      GIT_AUTHOR_NAME: agent,
+      GIT_AUTHOR_EMAIL: email,
+      GIT_COMMITTER_NAME: agent,
+      GIT_COMMITTER_EMAIL: email,
+    });
   }
+  let branch = (await gitMaybe(ctx, path, ['symbolic-ref', '--quiet', '--short', 'HEAD']))?.trim();
+  if (!branch) {
+    branch = `warren/${agent}/${taskId}`;
+    await git(ctx, path, ['branch', '--force', branch, 'HEAD']);
+  }
+  const head = (await git(ctx, path, ['rev-parse', '--verify', 'HEAD^{commit}'])).trim();
+  const commits = Number((await git(ctx, path, ['rev-list', '--count', `${baseCommit}..${head}`])).trim());
+  const diff = ['diff', '--no-ext-diff', '--no-textconv', '--no-renames', baseCommit, head];
+  const counts = parseNumstat(await git(ctx, path, [...diff.slice(0, 1), '--numstat', '-z', ...diff.slice(1)]));
+  const max = options.statMaxChars ?? MAX_STAT_CHARS;
+  const fullStat = (await git(ctx, path, [...diff.slice(0, 1), '--stat=100', ...diff.slice(1)])).replace(/\s+$/, '');
+  const stat = fullStat.length > max ? `${fullStat.slice(0, Math.max(0, max - 1))}…` : fullStat;
+  return { branch, head, commits, ...counts, stat, uncommitted };
 }
 
 /**

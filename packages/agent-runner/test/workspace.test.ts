@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, type TempDir } from '@warren/testing';
 import { assertIsolation, probeHost, processesOfUid, spawnSandbox } from '@warren/sandbox';
@@ -153,6 +153,19 @@ describe('prepareGitWorkspace and summarizeGitWorkspace', () => {
     expect(third).toEqual({ ...first, reused: true });
     expect(git(third.path, 'rev-parse', 'HEAD')).toBe(summary.head);
     expect(readFileSync(join(third.path, 'README.md'), 'utf8')).toBe('work in progress\n');
+  });
+
+  it('prepares and summarises several tasks of one agent at once, one clone for all', async () => {
+    const { mirror, commit, home } = await setup();
+    const ids = ['c1', 'c2', 'c3', 'c4'];
+    const spaces = await Promise.all(ids.map((taskId) => prepareGitWorkspace({ mirror, home, agent: 'a', taskId })));
+    expect(spaces.map((ws) => [ws.branch, ws.baseCommit, ws.reused])).toEqual(ids.map((id) => [`warren/a/${id}`, commit, false]));
+    expect(readdirSync(join(home, 'repos'))).toHaveLength(1);
+    for (const ws of spaces) writeFileSync(join(ws.path, `${basename(ws.path)}.txt`), 'done\n');
+    const summaries = await Promise.all(
+      spaces.map((ws, i) => summarizeGitWorkspace({ path: ws.path, baseCommit: ws.baseCommit, agent: 'a', taskId: ids[i]!, attempt: 1 })),
+    );
+    expect(summaries.map((s) => [s.branch, s.commits, s.filesChanged, s.uncommitted])).toEqual(ids.map((id) => [`warren/a/${id}`, 1, 1, true]));
   });
 
   it('starts from a named branch, tag or commit, and refuses a base that names nothing', async () => {
