@@ -45,6 +45,16 @@ export function mirrorInSandbox(source: string): string {
   return `${MIRRORS_IN_SANDBOX}/${createHash('sha256').update(source, 'utf8').digest('hex').slice(0, 16)}.git`;
 }
 
+/**
+ * The environment that makes `agent` the author and committer of git commits (git's
+ * `GIT_AUTHOR_*`/`GIT_COMMITTER_*` variables), for the task's process too, so that a CLI's own
+ * `git commit` in the worktree works without a `user.name` in any configuration.
+ * @param email default `<agent>@agents.warren.invalid` (RFC 2606 reserves `.invalid`).
+ */
+export function gitIdentityEnv(agent: string, email = `${agent}@agents.warren.invalid`): Record<string, string> {
+  return { GIT_AUTHOR_NAME: agent, GIT_AUTHOR_EMAIL: email, GIT_COMMITTER_NAME: agent, GIT_COMMITTER_EMAIL: email };
+}
+
 /** The `-c` settings of every git command the runner runs. */
 export const RUNNER_GIT_CONFIG: readonly string[] = [
   'core.hooksPath=/dev/null',
@@ -418,7 +428,6 @@ export async function summarizeGitWorkspace(options: SummarizeGitWorkspaceOption
 
 async function summarize(options: SummarizeGitWorkspaceOptions, ctx: Git): Promise<GitWorkspaceSummary> {
   const { path, baseCommit, agent, taskId, attempt } = options;
-  const email = options.email ?? `${agent}@agents.warren.invalid`;
   const pathspec = ['--', ':/', ...RUNNER_FILES.map((f) => `:(top,exclude)${f}`)];
   const status = await git(ctx, path, ['status', '--porcelain=v1', '-z', '--untracked-files=all', ...pathspec]);
   const uncommitted = status.length > 0;
@@ -428,12 +437,7 @@ async function summarize(options: SummarizeGitWorkspaceOptions, ctx: Git): Promi
     await git(ctx, path, ['add', '-A', '--', ':/']);
     const staged = (await git(ctx, path, ['diff', '--cached', '--name-only', '-z', '--', ...RUNNER_FILES.map((f) => `:(top)${f}`)])).split('\0').filter(Boolean);
     if (staged.length > 0) await git(ctx, path, ['reset', '--quiet', '--', ...staged.map((f) => `:(top,literal)${f}`)]);
-    await git(ctx, path, ['commit', '--quiet', '--no-verify', '-m', `warren: ${taskId} attempt ${attempt}`], {
-      GIT_AUTHOR_NAME: agent,
-      GIT_AUTHOR_EMAIL: email,
-      GIT_COMMITTER_NAME: agent,
-      GIT_COMMITTER_EMAIL: email,
-    });
+    await git(ctx, path, ['commit', '--quiet', '--no-verify', '-m', `warren: ${taskId} attempt ${attempt}`], gitIdentityEnv(agent, options.email));
   }
   let branch = (await gitMaybe(ctx, path, ['symbolic-ref', '--quiet', '--short', 'HEAD']))?.trim();
   if (!branch) {

@@ -5,7 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, type TempDir } from '@warren/testing';
 import { assertIsolation, probeHost, processesOfUid, spawnSandbox } from '@warren/sandbox';
 import { syncMirror } from '@warren/workspace';
-import { formatGitWorkspaceSummary, GitWorkspaceError, mirrorInSandbox, prepareGitWorkspace, summarizeGitWorkspace } from '../src/workspace.js';
+import { formatGitWorkspaceSummary, gitIdentityEnv, GitWorkspaceError, mirrorInSandbox, prepareGitWorkspace, summarizeGitWorkspace } from '../src/workspace.js';
 import { buildRunner, PACKAGE_DIR } from './gateway.js';
 
 const GIT_ENV = { PATH: '/usr/bin:/bin', HOME: '/nonexistent', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', LC_ALL: 'C' };
@@ -108,10 +108,12 @@ describe('prepareGitWorkspace and summarizeGitWorkspace', () => {
     expect(git(ws.path, 'status', '--porcelain')).toBe('');
     expect(formatGitWorkspaceSummary(summary)).toBe(`branch warren/coder-1/edit: 1 commit, 2 files changed, 5 insertions(+), 1 deletion(-)\n${summary.stat}`);
 
-    // The agent's own commit, then nothing left to commit: counted, no new commit.
+    // The agent's own commit (its identity from gitIdentityEnv), then nothing left to commit:
+    // counted, no new commit.
     writeFileSync(join(ws.path, 'NOTES.md'), 'a\n');
-    git(ws.path, 'add', 'NOTES.md');
-    git(ws.path, 'commit', '--quiet', '-m', 'notes');
+    execFileSync('git', ['add', 'NOTES.md'], { cwd: ws.path, env: GIT_ENV });
+    execFileSync('git', ['commit', '--quiet', '-m', 'notes'], { cwd: ws.path, env: { ...GIT_ENV, ...gitIdentityEnv('coder-1') } });
+    expect(git(ws.path, 'log', '-1', '--format=%an <%ae>')).toBe('coder-1 <coder-1@agents.warren.invalid>');
     const again = await summarizeGitWorkspace({ path: ws.path, baseCommit: ws.baseCommit, agent: 'coder-1', taskId: 'edit', attempt: 2 });
     expect(again).toMatchObject({ commits: 2, filesChanged: 3, insertions: 6, deletions: 1, uncommitted: false });
   });
