@@ -58,7 +58,7 @@ describe('seedHome', () => {
     ]);
   });
 
-  it('keeps a file the agent changed when seeding again, and writes one that was removed', async () => {
+  it('keeps a file the agent changed when seeding again, and writes a file added to the list', async () => {
     const { home } = await layout();
     const files = [
       { path: 'AGENTS.md', content: '# Rules\n' },
