@@ -14,6 +14,7 @@ import type { WarrenEvent } from './events.js';
 import type { Registry, StateStore } from '@warren/registry';
 import type { Authorizer } from './authorize.js';
 import type { AgentTemplate, TemplateError } from './templates.js';
+import type { ProviderDef } from './providers.js';
 import type { ExecutionTracing } from './tracing.js';
 import type { WarrenMetrics } from '@warren/metrics';
 import type { SecretStore } from '@warren/secrets';
@@ -65,6 +66,8 @@ export interface SupervisorContext {
   readonly runtime: AgentRuntime;
   readonly templates: ReadonlyMap<string, AgentTemplate>;
   readonly templateErrors: readonly TemplateError[];
+  /** The LLM providers of `providers/` (the gateway's upstreams), by name. */
+  readonly providers: ReadonlyMap<string, ProviderDef>;
   /**
    * Distinguishes this supervisor's sandboxes (cgroup names, hostnames) from another supervisor's
    * on the same host: `w` and the first 6 hex digits of sha256(state directory).

@@ -209,7 +209,7 @@ export type EventDetails = {
     readonly attempt?: number;
   };
   'broker.consumer_remade': { readonly stranded: number; readonly reason: string };
-  'input.rejected': { readonly kind: 'task' | 'template'; readonly path: string; readonly line: number; readonly message: string };
+  'input.rejected': { readonly kind: 'task' | 'template' | 'provider'; readonly path: string; readonly line: number; readonly message: string };
   'supervisor.start': {
     readonly mode: string;
     readonly board: string;

@@ -23,6 +23,7 @@ import { failClosed, reportFailedDecision } from './policy-guard.js';
 import { migrateState, openRegistry, StateStore, UsageLedger } from '@warren/registry';
 import { openSecretStore, secretsKeyPath } from '@warren/secrets';
 import { secureStateDir } from './state-dir.js';
+import { loadProviders } from './providers.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
 import { ExecutionTracing } from './tracing.js';
 import { WARREN_VERSION } from './version.js';
@@ -72,6 +73,8 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     throw new ConfigError(relative(config.root, config.agentsDir) || 'agents', 'no valid agent template');
   }
   for (const template of templates.values()) checkMounts(config, template);
+  const { providers, errors: providerErrors } = await loadProviders(config.providersDir, config.root);
+  for (const error of providerErrors) log.error({ code: error.code }, error.message);
   // Full isolation unless every template asks, by name, for a weaker mode.
   await hostRuntime.probe([...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe' : 'full');
 
@@ -148,6 +151,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker }),
       templates,
       templateErrors,
+      providers,
       instanceTag: instanceTag(config.stateDir),
       events,
       tracing,
@@ -183,6 +187,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       },
     });
     for (const error of templateErrors) ctx.emit(inputRejected({ kind: 'template', path: error.path, line: error.line, message: error.message }));
+    for (const error of providerErrors) ctx.emit(inputRejected({ kind: 'provider', path: error.path, line: error.line, message: error.message }));
     return ctx;
   } catch (error) {
     for (const close of cleanup) await close().catch(() => undefined);
