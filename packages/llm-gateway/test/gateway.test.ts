@@ -271,6 +271,28 @@ describe('retries', () => {
   });
 });
 
+describe('streaming', () => {
+  test.each(WIRE_APIS)('%s: events reach the agent as they arrive, while the provider is still sending', async (wire) => {
+    // The provider sends three events and then stalls with the stream open: a gateway that held the
+    // answer back until it ended would deliver nothing.
+    const gw = await startGateway({ script: [{ fault: 'cut', afterChunks: 3, how: 'stall', text: 'streamed in pieces' }] });
+    const { path, body } = modelRequest(wire, true);
+    const response = await request(`http://localhost${path}`, {
+      dispatcher: gw.dispatcher,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(response.statusCode).toBe(200);
+    let received = '';
+    for await (const chunk of response.body) {
+      received += (chunk as Buffer).toString('utf8');
+      if (received.split('\n\n').length > 3) break;
+    }
+    expect(received.split('\n\n').filter((event) => event.includes('data:'))).toHaveLength(3);
+  });
+});
+
 describe('the /mcp relay', () => {
   test("reaches the MCP endpoint with the agent's token, streaming both ways, and without a token is refused", async () => {
     const seen: { method: string; url: string; headers: IncomingHttpHeaders; body: string }[] = [];

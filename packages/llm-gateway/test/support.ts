@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
 import { silentLogger } from '@warren/core';
-import { Agent, fetch as undiciFetch, request } from 'undici';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { UsageLedger, type LlmUsageRow } from '@warren/registry';
 import { openDatabase } from '@warren/store';
 import { makeTempDir, startFakeLlm, type FakeLlm, type StartFakeLlmOptions } from '@warren/testing';
@@ -101,7 +101,7 @@ export async function startGateway(
   });
   closers.push(() => gateway.close());
   const fixture = {
-    task: { taskId: 't1', attempt: 1, deadlineMs: Date.now() + 60_000 } as GatewayFixture['task'],
+    task: { taskId: 't1', attempt: 1, deadlineMs: Date.now() + 60_000 },
   } as GatewayFixture;
   const access: AgentLlmAccess = {
     agent: 'coder-1',
@@ -118,9 +118,11 @@ export async function startGateway(
   const fetch: typeof undiciFetch = (input, init) => undiciFetch(input, { ...init, dispatcher });
   const send: GatewayFixture['send'] = async (path, init = {}) => {
     const body = init.body === undefined ? undefined : typeof init.body === 'string' ? init.body : JSON.stringify(init.body);
-    const response = await request(`http://localhost${path}`, {
-      dispatcher,
-      method: (init.method ?? (body === undefined ? 'GET' : 'POST')) as 'GET',
+    // The dispatcher's own request sends `path` as written (no URL normalisation of `..`).
+    const response = await dispatcher.request({
+      origin: 'http://localhost',
+      path,
+      method: (init.method ?? (body === undefined ? 'GET' : 'POST')),
       headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...init.headers },
       body,
     });
