@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { chmod, chown, lstat, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -70,15 +69,33 @@ export interface LlmRefusal {
   readonly detail: string;
 }
 
+/** A provider that kept failing until the task's deadline left no room for another attempt. */
+export interface LlmUnavailable {
+  readonly agent: string;
+  readonly template: string;
+  readonly taskId: string | null;
+  readonly attempt: number | null;
+  readonly provider: string;
+  /** The status the agent got: the provider's last, or 502 (no connection) / 504 (no headers). */
+  readonly status: number;
+  /** How many times the request was sent. */
+  readonly attempts: number;
+  /** "provider anthropic: 503 (Overloaded) after 4 attempts in 9.1 s": also the agent's error message. */
+  readonly detail: string;
+}
+
 /**
- * What the gateway tells the supervisor. Both must not throw (a throw is logged and ignored).
+ * What the gateway tells the supervisor. None may throw (a throw is logged and ignored).
  * - `call`: one LLM call ended (its row is already in the ledger): for the event, audit and metrics;
  * - `refused`: a request was refused (not in the ledger): for the audit, and on `budget_exceeded`
- *   to stop the task with `detail` as its reason.
+ *   to stop the task with `detail` as its reason;
+ * - `unavailable` (optional): the provider failed every attempt (the call is also in the ledger
+ *   and reported by `call`, with that status): a reason for the card if the task then fails.
  */
 export interface GatewayReports {
   call(row: LlmUsageRow): void;
   refused(refusal: LlmRefusal): void;
+  unavailable?(failure: LlmUnavailable): void;
 }
 
 /** Options of {@link LlmGateway.create}. */
@@ -122,6 +139,9 @@ export const DEFAULT_BODY_LIMIT_BYTES = 8 * 1024 * 1024;
 
 /** The gateway socket's file name in an agent's socket directory (`/run/warren/llm.sock` in the sandbox). */
 export const LLM_SOCKET_NAME = 'llm.sock';
+
+/** Paths (after the base URL) that are not model calls: no usage row. */
+const NOT_CALLS = /(^|\/)count_tokens$/;
 
 /** A provider's error text longer than this is cut in the message the agent gets, in characters. */
 const MAX_PROVIDER_MESSAGE_CHARS = 300;
@@ -187,7 +207,7 @@ export class LlmGateway {
       try {
         this.mcpUrl = new URL(options.mcpUrl);
       } catch (error) {
-        throw new LlmGatewayError('WARREN_LLM_PROVIDER', `mcpUrl: not a URL: ${options.mcpUrl}`, { cause: error });
+        throw new LlmGatewayError('WARREN_LLM_CONFIG', `mcpUrl: not a URL: ${options.mcpUrl}`, { cause: error });
       }
     }
     this.dispatcher = new Agent({ headersTimeout: this.retry.headersTimeoutMs, bodyTimeout: this.retry.bodyTimeoutMs });
@@ -195,8 +215,8 @@ export class LlmGateway {
 
   /**
    * Checks the providers and makes the gateway; nothing listens until {@link serve}.
-   * @throws {LlmGatewayError} `WARREN_LLM_PROVIDER` for an invalid provider (see `indexProviders`)
-   *   or an `mcpUrl` that is not a URL.
+   * @throws {LlmGatewayError} `WARREN_LLM_PROVIDER` for an invalid provider (see `indexProviders`),
+   *   `WARREN_LLM_CONFIG` for an `mcpUrl` that is not a URL.
    */
   static create(options: LlmGatewayOptions): LlmGateway {
     return new LlmGateway(options);
@@ -390,12 +410,27 @@ export class LlmGateway {
     } else if (outcome.kind === 'gave_up') {
       status = outcome.status;
       sendWireError(res, provider.wireApi, outcome.status, 'upstream_unavailable', outcome.message);
+      try {
+        this.options.reports.unavailable?.({
+          agent: access.agent,
+          template: access.template,
+          taskId: ctx.task?.taskId ?? null,
+          attempt: ctx.task?.attempt ?? null,
+          provider: provider.name,
+          status: outcome.status,
+          attempts: outcome.attempts,
+          detail: outcome.message,
+        });
+      } catch (error) {
+        ctx.log.error({ err: error }, 'reporting an unavailable provider failed');
+      }
     } else {
       // The agent went away, or its socket closed, before the provider answered: no call to record.
       if (!res.headersSent) res.destroy();
       return;
     }
-    if (!body) return; // GET /models and the like: not a call
+    // GET /models, Anthropic's token counting and the like: not calls of a model.
+    if (!body || NOT_CALLS.test(rest)) return;
     const model = prepared.model ?? usage.model ?? '';
     const cost = costUsd(provider, model, usage.inputTokens, usage.outputTokens) || (usage.model ? costUsd(provider, usage.model, usage.inputTokens, usage.outputTokens) : 0);
     const row: LlmUsageRow = {
@@ -518,11 +553,12 @@ export class LlmGateway {
     res.writeHead(response.statusCode, agentResponseHeaders(response.headers));
     res.flushHeaders();
     const cut = await pipeToAgent(response.body, res, ctx.signal, (chunk) => meter.push(chunk));
-    if (cut) {
+    if (cut && ctx.signal.aborted) {
+      ctx.log.debug({ provider: provider.name }, 'the agent went away (or its socket closed) before the answer ended');
+    } else if (cut) {
       ctx.log.warn({ provider: provider.name, err: cut }, 'llm provider answer ended early; the agent saw it end there');
     }
-    const usage = meter.result();
-    return usage;
+    return meter.result();
   }
 
   private async relayMcp(ctx: RequestContext, rest: string, search: string): Promise<void> {
@@ -574,9 +610,7 @@ async function pipeToAgent(body: Readable, res: ServerResponse, signal: AbortSig
     for await (const chunk of body) {
       const buffer = chunk as Buffer;
       tap(buffer);
-      if (!res.write(buffer)) {
-        await Promise.race([once(res, 'drain'), once(res, 'close')]);
-      }
+      if (!res.write(buffer)) await drained(res);
       if (signal.aborted || res.destroyed) break;
     }
   } catch (error) {
@@ -586,6 +620,19 @@ async function pipeToAgent(body: Readable, res: ServerResponse, signal: AbortSig
   }
   if (!res.destroyed && !res.writableEnded) res.end();
   return cut;
+}
+
+/** Resolves when `res` can take more data, or is closed; leaves no listener behind. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 /** The request body, or `'too_large'` past `limitBytes` (the rest is not read). */

@@ -30,6 +30,7 @@ export type {
   GatewayReports,
   LlmGatewayOptions,
   LlmRefusal,
+  LlmUnavailable,
   ServedSocket,
   ServeOptions,
 } from './gateway.js';

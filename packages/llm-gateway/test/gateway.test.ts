@@ -4,6 +4,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, onTestFinished, test } from 'vitest';
+import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { makeTempDir } from '@warren/testing';
@@ -87,6 +88,21 @@ describe('the openai 6.x client through the gateway', () => {
   });
 });
 
+describe('the Anthropic client through the gateway', () => {
+  test('a streamed message with a tool call, the key placeholder replaced', async () => {
+    const gw = await startGateway({ script: [{ text: 'let me look', toolCalls: [{ name: 'bash', arguments: { command: 'ls' } }], usage: USAGE }] });
+    const client = new Anthropic({ apiKey: AGENT_KEY, baseURL: 'http://localhost/p/anthropic', fetch: gw.fetch as never, maxRetries: 0 });
+    const stream = client.messages.stream({ model: 'small', max_tokens: 1_000, messages: [{ role: 'user', content: 'list files' }] });
+    const message = await stream.finalMessage();
+    expect(message.content).toHaveLength(2);
+    expect(message.content[0]).toMatchObject({ type: 'text', text: 'let me look' });
+    expect(message.content[1]).toMatchObject({ type: 'tool_use', name: 'bash', input: { command: 'ls' } });
+    expect(message.usage).toMatchObject({ input_tokens: 1_000, output_tokens: 200 });
+    expect(gw.fake.requests[0]?.headers['x-api-key']).toBe(PROVIDER_KEY);
+    expect(gw.calls).toEqual([expect.objectContaining({ provider: 'anthropic', model: 'fake-small-2026', inputTokens: 1_000, outputTokens: 200 })]);
+  });
+});
+
 describe('usage', () => {
   const cases: [WireApi, boolean][] = WIRE_APIS.flatMap((wire) => [[wire, false] as [WireApi, boolean], [wire, true] as [WireApi, boolean]]);
   test.each(cases)('%s (streamed: %s): one ledger row with the upstream model, tokens, cost and the execution', async (wire, stream) => {
@@ -111,11 +127,14 @@ describe('usage', () => {
     expect(gw.ledger.totals({ taskId: 't1' })).toMatchObject({ calls: 1, inputTokens: 1_000, outputTokens: 200 });
   });
 
-  test('GET /models is forwarded and is not a call', async () => {
+  test("GET /models and Anthropic's count_tokens are forwarded and are not calls", async () => {
     const gw = await startGateway();
     const answer = await gw.send('/p/openai/models');
     expect(answer.status).toBe(200);
     expect(answer.json()).toMatchObject({ data: [{ id: 'fake-model' }] });
+    const counted = await gw.send('/p/anthropic/v1/messages/count_tokens', { body: { model: 'small', messages: [{ role: 'user', content: 'hello' }] } });
+    expect(counted.status, counted.text).toBe(200);
+    expect(gw.fake.requests.map((r) => r.path)).toEqual(['/v1/models', '/v1/messages/count_tokens']);
     expect(gw.calls).toEqual([]);
   });
 });
@@ -234,6 +253,9 @@ describe('retries', () => {
     expect(Number(match![1])).toBe(gw.fake.requests.length);
     expect(gw.fake.requests.length).toBeGreaterThan(2);
     expect(gw.calls).toEqual([expect.objectContaining({ status: 500, inputTokens: 0, outputTokens: 0 })]);
+    expect(gw.unavailable).toEqual([
+      { agent: 'coder-1', template: 'coder', taskId: 't1', attempt: 1, provider: 'anthropic', status: 500, attempts: Number(match![1]), detail: message.message },
+    ]);
   });
 
   test('a provider that never sends headers is abandoned after headersTimeoutMs and tried again', async () => {

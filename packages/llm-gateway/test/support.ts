@@ -12,6 +12,7 @@ import {
   type LlmGatewayOptions,
   type LlmProvider,
   type LlmRefusal,
+  type LlmUnavailable,
   type ServedSocket,
 } from '@warren/llm-gateway';
 
@@ -30,6 +31,8 @@ export interface GatewayFixture {
   readonly calls: LlmUsageRow[];
   /** Refusals reported through `reports.refused`, in order. */
   readonly refusals: LlmRefusal[];
+  /** Failures reported through `reports.unavailable`, in order. */
+  readonly unavailable: LlmUnavailable[];
   /** An undici dispatcher that connects to the agent's socket: what the runner's pipe gives a CLI. */
   readonly dispatcher: Agent;
   /** `fetch` over the socket, for SDKs: URLs are `http://localhost/…`. */
@@ -91,10 +94,15 @@ export async function startGateway(
   const ledger = new UsageLedger(db);
   const calls: LlmUsageRow[] = [];
   const refusals: LlmRefusal[] = [];
+  const unavailable: LlmUnavailable[] = [];
   const gateway = LlmGateway.create({
     providers: fakeProviders(fake),
     ledger,
-    reports: { call: (row) => calls.push(row), refused: (refusal) => refusals.push(refusal) },
+    reports: {
+      call: (row) => calls.push(row),
+      refused: (refusal) => refusals.push(refusal),
+      unavailable: (failure) => unavailable.push(failure),
+    },
     logger: silentLogger,
     retry: { initialDelayMs: 50, maxDelayMs: 400, headersTimeoutMs: 10_000 },
     ...options.gateway,
@@ -129,7 +137,7 @@ export async function startGateway(
     const text = await response.body.text();
     return { status: response.statusCode, headers: response.headers, text, json: () => JSON.parse(text) as unknown };
   };
-  return Object.assign(fixture, { fake, gateway, socket, ledger, calls, refusals, dispatcher, fetch, send });
+  return Object.assign(fixture, { fake, gateway, socket, ledger, calls, refusals, unavailable, dispatcher, fetch, send });
 }
 
 /** A request body of `wire` asking model `small` for a reply, streamed or not. */
