@@ -8,6 +8,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { makeTempDir } from '@warren/testing';
+import type { Logger } from '@warren/core';
 import { WIRE_APIS, LlmGatewayError, type WireApi } from '@warren/llm-gateway';
 import { AGENT_KEY, PROVIDER_KEY, modelRequest, startGateway } from './support.js';
 
@@ -38,6 +39,29 @@ describe('keys', () => {
     expect(JSON.stringify(upstream?.headers)).not.toContain(AGENT_KEY);
     expect(answer.text).not.toContain(PROVIDER_KEY);
   });
+});
+
+test('nothing the gateway logs holds a key, a token or a body', async () => {
+  const lines: unknown[] = [];
+  const logger = (bindings: Record<string, unknown>): Logger => {
+    const line = (level: string) => (obj: object, msg?: string) => lines.push({ level, bindings, obj, msg });
+    return { trace: line('trace'), debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error'), child: (more) => logger({ ...bindings, ...more }) };
+  };
+  const gw = await startGateway({
+    script: [{ text: 'the secret answer', usage: USAGE }],
+    gateway: { logger: logger({}), mcpUrl: 'http://127.0.0.1:9/mcp' },
+    access: { mcpToken: 'agent-mcp-token-xyz', budgets: { template: {}, agent: { taskTokens: 1 } } },
+  });
+  const prompt = { model: 'small', messages: [{ role: 'user', content: 'the secret prompt' }] };
+  const headers = { authorization: 'Bearer agent-own-key-abc', 'x-api-key': 'agent-own-key-abc' };
+  expect((await gw.send('/p/openai/chat/completions', { body: prompt, headers })).status).toBe(200);
+  expect((await gw.send('/p/openai/chat/completions', { body: prompt, headers })).status).toBe(429);
+  expect((await gw.send('/mcp', { body: { secret: 'the secret prompt' }, headers })).status).toBe(502);
+  expect(lines.length).toBeGreaterThan(2);
+  const text = JSON.stringify(lines);
+  for (const secret of [PROVIDER_KEY, 'agent-own-key-abc', 'agent-mcp-token-xyz', 'the secret prompt', 'the secret answer']) {
+    expect(text).not.toContain(secret);
+  }
 });
 
 describe('the openai 6.x client through the gateway', () => {
