@@ -249,8 +249,7 @@ export class LlmGateway {
     entry.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const handler = this.handle(access, entry, req, res, log).catch((error: unknown) => {
         log.error({ err: error }, 'llm gateway request failed');
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-        res.destroy();
+        sendPlainError(res, 500, 'Internal Server Error', 'the gateway failed on this request', 'WARREN_LLM_INTERNAL');
       });
       entry.handlers.add(handler);
       handler.finally(() => entry.handlers.delete(handler)).catch(() => undefined);
@@ -266,6 +265,7 @@ export class LlmGateway {
       });
       await chmod(socketPath, 0o660);
       if (options.owner) await chown(socketPath, options.owner.uid, options.owner.gid);
+      if (this.closing) throw new Error('the LLM gateway was closed meanwhile');
     } catch (error) {
       entry.server.close();
       await rm(socketPath, { force: true });
@@ -303,6 +303,11 @@ export class LlmGateway {
   }
 
   private async handle(access: AgentLlmAccess, entry: Socketed, req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
+    if (entry.closing) {
+      res.setHeader('connection', 'close');
+      sendPlainError(res, 503, 'Service Unavailable', 'the gateway is closing', 'WARREN_LLM_CLOSING');
+      return;
+    }
     const controller = new AbortController();
     entry.inflight.add(controller);
     const onClose = (): void => {
