@@ -339,6 +339,30 @@ describe('streaming', () => {
   });
 });
 
+test('an agent that goes away mid-stream: the upstream request is abandoned and the call recorded with what was seen', async () => {
+  const gw = await startGateway({ script: [{ fault: 'cut', afterChunks: 2, how: 'stall', text: 'never finished', usage: USAGE }] });
+  const { path, body } = modelRequest('anthropic-messages', true);
+  const controller = new AbortController();
+  const response = await request(`http://localhost${path}`, {
+    dispatcher: gw.dispatcher,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: controller.signal,
+  });
+  let received = '';
+  await expect(
+    (async () => {
+      for await (const chunk of response.body) {
+        received += (chunk as Buffer).toString('utf8');
+        if (received.includes('message_start')) controller.abort();
+      }
+    })(),
+  ).rejects.toThrow();
+  await expect.poll(() => gw.calls.length, { timeout: 10_000 }).toBe(1);
+  expect(gw.calls[0]).toMatchObject({ status: 200, inputTokens: 1_000 });
+});
+
 describe('the /mcp relay', () => {
   test("reaches the MCP endpoint with the agent's token, streaming both ways, and without a token is refused", async () => {
     const seen: { method: string; url: string; headers: IncomingHttpHeaders; body: string }[] = [];
