@@ -36,17 +36,24 @@ export interface AgentLlmAccess {
   currentTask(): CurrentTask | null;
   /** Bearer token of principal `agent:<name>` for `/mcp`; absent, `/mcp` is refused. Never logged. */
   readonly mcpToken?: string;
+  /**
+   * Keys of this agent by provider name (gateway secrets scoped to the agent or its template), used
+   * instead of the provider's own `apiKey`. Never logged, never sent to the agent.
+   */
+  readonly apiKeys?: Readonly<Record<string, string>>;
 }
 
 /**
  * Why the gateway refused a request:
  * - `provider_not_allowed`: the provider is not configured or not in the agent's allow-list (403);
+ * - `provider_key_missing`: neither the agent's access nor the provider holds a key for it (403);
  * - `unknown_route`: neither `/p/<provider>/…` nor `/mcp` (404), or a path leaving the base URL (400);
  * - `budget_exceeded`: a token or cost budget is used up (429); the supervisor stops the task;
  * - `mcp_not_allowed`: `/mcp` asked for while the agent has no MCP token or no MCP endpoint is set (403).
  */
 export const RefusalReason = {
   providerNotAllowed: 'provider_not_allowed',
+  keyMissing: 'provider_key_missing',
   unknownRoute: 'unknown_route',
   budgetExceeded: 'budget_exceeded',
   mcpNotAllowed: 'mcp_not_allowed',
@@ -382,6 +389,13 @@ export class LlmGateway {
       sendWireError(res, provider?.wireApi ?? 'openai-chat', 403, 'provider_not_allowed', detail);
       return;
     }
+    const apiKey = access.apiKeys?.[name] ?? provider.apiKey;
+    if (apiKey === undefined || apiKey === '') {
+      const detail = `provider ${name} has no key for agent ${access.agent}: give it one (a gateway secret of the agent or its template)`;
+      this.refuse(ctx, name, RefusalReason.keyMissing, detail);
+      sendWireError(res, provider.wireApi, 403, 'provider_not_allowed', detail);
+      return;
+    }
     const url = upstreamUrl(provider, rest, search);
     if (!url) {
       const detail = `path ${ctx.route} would leave provider ${name}'s base URL`;
@@ -405,7 +419,7 @@ export class LlmGateway {
         return;
       }
     }
-    const headers = providerRequestHeaders(req.headers, provider);
+    const headers = providerRequestHeaders(req.headers, provider.wireApi, apiKey);
     const outcome = await this.callWithRetries(ctx, provider, url, headers, prepared.body);
     let status: number;
     let usage = { inputTokens: 0, outputTokens: 0, model: undefined as string | undefined };

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { LlmProvider } from './providers.js';
+import type { WireApi } from './providers.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the transport sets itself. */
 const HOP_BY_HOP = new Set([
@@ -43,14 +43,14 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
  * `authorization: Bearer <key>` on the OpenAI wires, `x-api-key: <key>` and `anthropic-version`
  * (when absent) on Anthropic's.
  */
-export function providerRequestHeaders(agentHeaders: IncomingHttpHeaders, provider: LlmProvider): Record<string, string | string[]> {
+export function providerRequestHeaders(agentHeaders: IncomingHttpHeaders, wireApi: WireApi, apiKey: string): Record<string, string | string[]> {
   const headers = passThrough(agentHeaders, (name) => !CREDENTIALS.has(name) && name !== 'accept-encoding');
   headers['accept-encoding'] = 'identity';
-  if (provider.wireApi === 'anthropic-messages') {
-    headers['x-api-key'] = provider.apiKey;
+  if (wireApi === 'anthropic-messages') {
+    headers['x-api-key'] = apiKey;
     headers['anthropic-version'] ??= ANTHROPIC_VERSION;
   } else {
-    headers.authorization = `Bearer ${provider.apiKey}`;
+    headers.authorization = `Bearer ${apiKey}`;
   }
   return headers;
 }

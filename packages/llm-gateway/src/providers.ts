@@ -35,8 +35,12 @@ export interface LlmProvider {
    */
   readonly baseUrl: string;
   readonly wireApi: WireApi;
-  /** The provider's key, added to every forwarded request. Never logged, never sent to an agent. */
-  readonly apiKey: string;
+  /**
+   * The provider's key, added to every forwarded request, unless the agent's access names its own
+   * key for this provider (`AgentLlmAccess.apiKeys`). Never logged, never sent to an agent. Absent,
+   * only agents with a key of their own may call the provider.
+   */
+  readonly apiKey?: string;
   /** The model an agent asks for → the model sent upstream. Models not listed pass unchanged. */
   readonly models?: Readonly<Record<string, string>>;
   /** Prices by upstream model, in USD per million tokens; a model without a price costs 0. */
@@ -49,7 +53,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
  * Checks a set of providers and indexes them by name.
  * @throws {LlmGatewayError} `WARREN_LLM_PROVIDER` naming the provider (by name or index) and the
  *   field: a bad or repeated name, a base URL that is not http(s) or has a query or fragment, an
- *   unknown wire API, an empty key, a model mapping or price that is not a string or a finite
+ *   unknown wire API, an empty key (a missing one is allowed), a model mapping or price that is not a string or a finite
  *   number ≥ 0.
  */
 export function indexProviders(providers: readonly LlmProvider[]): Map<string, LlmProvider> {
@@ -73,7 +77,9 @@ export function indexProviders(providers: readonly LlmProvider[]): Map<string, L
     if (url && (url.search !== '' || url.hash !== '')) fail('baseUrl', 'must not have a query or a fragment');
     if (url && (url.username !== '' || url.password !== '')) fail('baseUrl', 'must not carry credentials');
     if (!WIRE_APIS.includes(provider.wireApi)) fail('wireApi', `must be one of ${WIRE_APIS.join(', ')}`);
-    if (typeof provider.apiKey !== 'string' || provider.apiKey === '') fail('apiKey', 'must be a non-empty string');
+    if (provider.apiKey !== undefined && (typeof provider.apiKey !== 'string' || provider.apiKey === '')) {
+      fail('apiKey', 'must be a non-empty string when given');
+    }
     for (const [from, to] of Object.entries(provider.models ?? {})) {
       if (typeof to !== 'string' || to === '') fail(`models.${from}`, 'must be a non-empty string');
     }

@@ -10,7 +10,7 @@ import { request } from 'undici';
 import { makeTempDir } from '@warren/testing';
 import type { Logger } from '@warren/core';
 import { WIRE_APIS, LlmGatewayError, type WireApi } from '@warren/llm-gateway';
-import { AGENT_KEY, PROVIDER_KEY, modelRequest, startGateway } from './support.js';
+import { AGENT_KEY, PROVIDER_KEY, fakeProviders, modelRequest, startGateway } from './support.js';
 
 const USAGE = { inputTokens: 1_000, outputTokens: 200 };
 /** 1000 × $2 + 200 × $10 per million tokens. */
@@ -62,6 +62,23 @@ test('nothing the gateway logs holds a key, a token or a body', async () => {
   for (const secret of [PROVIDER_KEY, 'agent-own-key-abc', 'agent-mcp-token-xyz', 'the secret prompt', 'the secret answer']) {
     expect(text).not.toContain(secret);
   }
+});
+
+test("an agent's own key for a provider wins over the provider's; without any key the provider is refused", async () => {
+  const gw = await startGateway({ script: [{ text: 'with the agent key' }], access: { apiKeys: { openai: PROVIDER_KEY } } });
+  gw.gateway.setProviders(
+    fakeProviders(gw.fake).map(({ apiKey: _key, ...provider }) => (provider.name === 'openai' ? { ...provider, apiKey: 'sk-provider-wide-key-not-accepted' } : provider)),
+  );
+  const ok = await gw.send('/p/openai/chat/completions', { body: modelRequest('openai-chat', false).body });
+  expect(ok.status, ok.text).toBe(200);
+  expect(gw.fake.requests[0]?.headers.authorization).toBe(`Bearer ${PROVIDER_KEY}`);
+  const { path, body } = modelRequest('anthropic-messages', false);
+  const refused = await gw.send(path, { body });
+  expect(refused.status).toBe(403);
+  expect(gw.refusals).toEqual([
+    expect.objectContaining({ provider: 'anthropic', reason: 'provider_key_missing', detail: expect.stringContaining('provider anthropic has no key for agent coder-1') }),
+  ]);
+  expect(gw.fake.requests).toHaveLength(1);
 });
 
 describe('the openai 6.x client through the gateway', () => {

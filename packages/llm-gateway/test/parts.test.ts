@@ -101,7 +101,8 @@ describe('providers', () => {
     expect(bad({ baseUrl: 'ftp://x' })).toThrow(/provider 'openai': 'baseUrl' must be an http: or https: URL/);
     expect(bad({ baseUrl: 'not a url' })).toThrow(/'baseUrl' is not a URL/);
     expect(bad({ wireApi: 'grpc' as LlmProvider['wireApi'] })).toThrow(/'wireApi' must be one of openai-chat, openai-responses, anthropic-messages/);
-    expect(bad({ apiKey: '' })).toThrow(/'apiKey' must be a non-empty string/);
+    expect(bad({ apiKey: '' })).toThrow(/'apiKey' must be a non-empty string when given/);
+    expect(bad({ apiKey: undefined })).not.toThrow();
     expect(bad({ name: 'a/b' })).toThrow(LlmGatewayError);
     expect(bad({ prices: { m: { input: -1, output: 1 } } })).toThrow(/'prices.m.input' must be a finite number/);
     expect(() => indexProviders([openai, openai])).toThrow(/'name' is used by another provider/);
@@ -150,20 +151,20 @@ describe('headers', () => {
       'content-type': 'application/json',
       'anthropic-beta': 'tools',
     };
-    expect(providerRequestHeaders(agent, openai)).toEqual({
+    expect(providerRequestHeaders(agent, 'openai-chat', 'sk-provider')).toEqual({
       'content-type': 'application/json',
       'anthropic-beta': 'tools',
       'accept-encoding': 'identity',
       authorization: 'Bearer sk-provider',
     });
-    expect(providerRequestHeaders(agent, anthropic)).toEqual({
+    expect(providerRequestHeaders(agent, 'anthropic-messages', 'sk-ant')).toEqual({
       'content-type': 'application/json',
       'anthropic-beta': 'tools',
       'accept-encoding': 'identity',
       'x-api-key': 'sk-ant',
       'anthropic-version': ANTHROPIC_VERSION,
     });
-    expect(providerRequestHeaders({ 'anthropic-version': '2024-01-01' }, anthropic)['anthropic-version']).toBe('2024-01-01');
+    expect(providerRequestHeaders({ 'anthropic-version': '2024-01-01' }, 'anthropic-messages', 'k')['anthropic-version']).toBe('2024-01-01');
   });
 
   test('the MCP relay passes only MCP headers, and answers lose set-cookie and framing', () => {
