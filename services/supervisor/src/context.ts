@@ -16,6 +16,8 @@ import type { Authorizer } from './authorize.js';
 import type { AgentTemplate, TemplateError } from './templates.js';
 import type { ExecutionTracing } from './tracing.js';
 import type { WarrenMetrics } from '@warren/metrics';
+import type { SecretStore } from '@warren/secrets';
+import type { UsageLedger } from '@warren/registry';
 
 /** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
 export type RunMode = 'up' | 'until-idle';
@@ -49,6 +51,10 @@ export interface SupervisorContext {
   /** Signs a checkpoint of the audit trail's newest row about once a second (key outside the database). */
   readonly auditSigner: AuditSigner;
   readonly accounts: AccountStore;
+  /** Agents' and templates' secrets, encrypted at rest (key outside the database). */
+  readonly secrets: SecretStore;
+  /** One row per LLM call through the agents' gateways; budgets are summed from it. */
+  readonly usage: UsageLedger;
   readonly policy: PolicyEnforcer;
   /** The one place every decision is made and audited (see authorize.ts). */
   readonly authorizer: Authorizer;

@@ -20,7 +20,8 @@ import { EVENT_KINDS } from './events.js';
 import { inputRejected } from './input-rejections.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
-import { migrateState, openRegistry, StateStore } from '@warren/registry';
+import { migrateState, openRegistry, StateStore, UsageLedger } from '@warren/registry';
+import { openSecretStore, secretsKeyPath } from '@warren/secrets';
 import { secureStateDir } from './state-dir.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
 import { ExecutionTracing } from './tracing.js';
@@ -102,6 +103,9 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     cleanup.unshift(() => metrics.close());
     events.subscribe((event) => metrics.observeEvent(event.kind));
     policyEmit = (event, line) => events.emit(event, line);
+    const secrets = openSecretStore(db, { keyPath: secretsKeyPath(config.stateDir, options.env ?? {}) });
+    // A key file that cannot be used is found now, not at an agent's start.
+    secrets.keyId();
     const accounts = openAccounts(db, {
       homeRoot: config.homeRoot,
       skeletonDir: config.skeletonDir,
@@ -135,6 +139,8 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       audit,
       auditSigner,
       accounts,
+      secrets,
+      usage: new UsageLedger(db),
       policy,
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
       broker,
