@@ -34,6 +34,8 @@ export type {
   ServedSocket,
   ServeOptions,
 } from './gateway.js';
+export { llmChannelService } from './channel.js';
+export type { LlmChannelService } from './channel.js';
 export { WireApi, WIRE_APIS, indexProviders, upstreamUrl, costUsd } from './providers.js';
 export type { LlmProvider, ModelPrice } from './providers.js';
 export { checkBudgets, utcDayStartMs } from './budgets.js';

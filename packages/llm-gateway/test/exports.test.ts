@@ -19,6 +19,7 @@ test('the public surface is the names index.ts lists', () => {
     'checkBudgets',
     'costUsd',
     'indexProviders',
+    'llmChannelService',
     'mcpRequestHeaders',
     'prepareBody',
     'providerRequestHeaders',
