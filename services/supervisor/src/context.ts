@@ -15,6 +15,7 @@ import type { Registry, StateStore } from '@warren/registry';
 import type { Authorizer } from './authorize.js';
 import type { AgentTemplate, TemplateError } from './templates.js';
 import type { ProviderDef } from './providers.js';
+import type { LlmChannel } from './llm.js';
 import type { ExecutionTracing } from './tracing.js';
 import type { WarrenMetrics } from '@warren/metrics';
 import type { SecretStore } from '@warren/secrets';
@@ -64,6 +65,8 @@ export interface SupervisorContext {
   readonly nats: EmbeddedNatsServer | undefined;
   /** Where agents run: starts instances, detaches and releases their storage. */
   readonly runtime: AgentRuntime;
+  /** The LLM gateway served beside each agent's channel (see llm.ts). */
+  readonly llm: LlmChannel;
   readonly templates: ReadonlyMap<string, AgentTemplate>;
   readonly templateErrors: readonly TemplateError[];
   /** The LLM providers of `providers/` (the gateway's upstreams), by name. */

@@ -23,6 +23,7 @@ import { failClosed, reportFailedDecision } from './policy-guard.js';
 import { migrateState, openRegistry, StateStore, UsageLedger } from '@warren/registry';
 import { openSecretStore, secretsKeyPath } from '@warren/secrets';
 import { secureStateDir } from './state-dir.js';
+import { LlmChannel } from './llm.js';
 import { loadProviders } from './providers.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
 import { ExecutionTracing } from './tracing.js';
@@ -129,6 +130,20 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     if (nats) cleanup.unshift(() => nats.close());
     cleanup.unshift(() => broker.close());
     await broker.ensureStreams();
+    const usage = new UsageLedger(db);
+    const llm = new LlmChannel({
+      providers,
+      templates,
+      state,
+      ledger: usage,
+      secrets,
+      env: options.env ?? {},
+      logger: log.child({ component: 'llm-gateway' }),
+      emit: (event) => events.emit(event),
+      recordCall: (row) => metrics.recordLlmCall(row),
+      recordRefusal: (reason) => metrics.recordLlmRefusal(reason),
+    });
+    cleanup.unshift(() => llm.close());
     const ctx: SupervisorContext = {
       config,
       mode: options.mode,
@@ -143,12 +158,13 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       auditSigner,
       accounts,
       secrets,
-      usage: new UsageLedger(db),
+      usage,
       policy,
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
       broker,
       nats,
-      runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker }),
+      runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker, channelServices: [llm] }),
+      llm,
       templates,
       templateErrors,
       providers,

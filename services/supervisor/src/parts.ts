@@ -57,6 +57,8 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
   const mirror = new BoardMirror(ctx, edits);
   const writer = new BoardWriter(ctx, mirror, edits);
   const health = new AgentHealth(ctx, agents, settler, theInbox);
+  ctx.llm.late.stopForBudget = (taskId, attempt, agent, detail) => void theInbox.stopForBudget(taskId, attempt, agent, detail);
+  ctx.llm.late.providerFailed = (taskId, attempt, detail) => theInbox.noteProviderFailure(taskId, attempt, detail);
   const repositories = new Repositories(ctx);
   const runtimes = new RuntimeHealth(ctx, ctx.providers, repositories);
   const planner = new Planner(ctx, mirror, agents, (agent, home) => health.taskStarted(agent, home), repositories, runtimes);

@@ -144,6 +144,10 @@ export class Supervisor {
         throw error;
       }
       ctx.log.info({ url: supervisor.served.server.url }, 'HTTP API and dashboard listening');
+      // Agents reach Warren's MCP tools through their gateway, each with a token of its own.
+      const tokens = supervisor.served.tokens;
+      ctx.llm.late.mcpUrl = new URL('/mcp', supervisor.served.server.url).href;
+      ctx.llm.late.agentTokens = { create: (agent) => tokens.createAgentToken(agent, Date.now()).token, revoke: (agent) => void tokens.revokeAgentToken(agent, Date.now()) };
     }
     return supervisor;
   }
@@ -428,6 +432,7 @@ export class Supervisor {
       ['event bus', () => ctx.events.close()],
       ['tracing', () => ctx.tracing.close()],
       ['agent runtime', () => ctx.runtime.close()],
+      ['LLM gateway', () => ctx.llm.close()],
       ['broker', () => ctx.broker.close()],
       ['nats-server', () => ctx.nats?.close() ?? Promise.resolve()],
     ];

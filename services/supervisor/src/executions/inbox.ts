@@ -31,6 +31,8 @@ export class Inbox {
   private readonly cancelRequested = new Set<string>();
   /** Executions (`taskId:attempt`) stopped because an LLM budget ran out, with the budget's sentence. */
   private readonly overBudget = new Map<string, string>();
+  /** Executions (`taskId:attempt`) whose LLM provider failed every attempt, with the gateway's sentence. */
+  private readonly providerFailures = new Map<string, string>();
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -76,6 +78,15 @@ export class Inbox {
     this.ctx.emit({ actor: SUPERVISOR, action: 'task.over_budget', object: `task:${taskId}`, details: { attempt, detail } });
     this.agents.handles.get(agent)?.instance.cancel(taskId, attempt, `over its LLM budget: ${detail}`);
     return true;
+  }
+
+  /**
+   * Keeps why an execution's LLM provider failed every attempt (the gateway's sentence): if the
+   * execution then fails, that is its reason, not the CLI's last words.
+   */
+  noteProviderFailure(taskId: string, attempt: number, detail: string): void {
+    this.providerFailures.set(`${taskId}:${attempt}`, detail);
+    if (this.providerFailures.size > 10_000) this.providerFailures.delete(this.providerFailures.keys().next().value!);
   }
 
   /** Applies every queued event, oldest first. */
@@ -152,11 +163,18 @@ export class Inbox {
     const cancelledByOperator = r.outcome === 'cancelled' && this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
     // Asked for every result, so that an OOM kill is blamed on the task it happened in.
     const oomKilled = handle !== undefined && takeOomKill(ctx.world, r.agent, handle.instance.usage().oomKills);
-    const budget = this.overBudget.get(`${r.taskId}:${r.attempt}`);
-    this.overBudget.delete(`${r.taskId}:${r.attempt}`);
-    // A budget, an OOM kill or the process limit explains a failure better than its output ("Killed").
+    const key = `${r.taskId}:${r.attempt}`;
+    const budget = this.overBudget.get(key);
+    const provider = this.providerFailures.get(key);
+    this.overBudget.delete(key);
+    this.providerFailures.delete(key);
+    // A budget, a provider down, an OOM kill or the process limit explains a failure better than its output ("Killed").
     const failure =
-      budget !== undefined && !succeeded ? `over its LLM budget: ${budget}` : taskFailureOf(handle && { failTasks, oomKilled, template: handle.template }, r.outcome, succeeded || cancelledByOperator);
+      budget !== undefined && !succeeded
+        ? `over its LLM budget: ${budget}`
+        : provider !== undefined && !succeeded && !cancelledByOperator
+          ? `LLM provider unavailable: ${provider}`
+          : taskFailureOf(handle && { failTasks, oomKilled, template: handle.template }, r.outcome, succeeded || cancelledByOperator);
     const { outcome, reason } = classifyResult(r, {
       stopping: view?.stopDetail ?? view?.stopping ?? undefined,
       cancelledByOperator,
