@@ -1,9 +1,11 @@
 /**
  * @warren/testing: helpers for Warren's own tests — a real nats-server in a temp store,
- * temporary directories that clean up after themselves, and an OTLP/HTTP trace receiver.
+ * temporary directories that clean up after themselves, an OTLP/HTTP trace receiver, and a fake
+ * LLM provider that speaks OpenAI Chat Completions, OpenAI Responses and Anthropic Messages
+ * (streamed and not) from scripted turns.
  *
  * ```ts
- * import { startTestNats, makeTempDir, startOtlpReceiver } from '@warren/testing';
+ * import { startTestNats, makeTempDir, startOtlpReceiver, startFakeLlm } from '@warren/testing';
  * import { connectBroker } from '@warren/broker';
  *
  * await using nats = await startTestNats();
@@ -13,6 +15,12 @@
  *
  * await using otlp = await startOtlpReceiver(); // OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url
  * await otlp.waitFor((spans) => spans.length >= 3, { what: 'three spans' });
+ *
+ * await using llm = await startFakeLlm({
+ *   script: [{ toolCalls: [{ name: 'shell', arguments: { cmd: 'ls' } }] }, { text: 'Done.', usage: { inputTokens: 20, outputTokens: 2 } }],
+ * });
+ * // OpenAI clients: baseURL `${llm.url}/v1`; Anthropic clients: baseURL llm.url.
+ * llm.requests[0]?.headers.authorization; // which key arrived
  * ```
  */
 export { startTestNats } from './nats.js';
@@ -21,3 +29,18 @@ export { makeTempDir } from './temp.js';
 export type { TempDir } from './temp.js';
 export { startOtlpReceiver } from './otlp.js';
 export type { OtlpReceiver, ReceivedSpan, OtlpValue, StartOtlpReceiverOptions } from './otlp.js';
+export { startFakeLlm } from './llm/server.js';
+export { FakeLlmWire } from './llm/types.js';
+export type {
+  FakeLlm,
+  FakeLlmRequest,
+  FakeLlmScript,
+  FakeTurn,
+  FakeReply,
+  FakeToolCall,
+  FakeUsage,
+  FakeStatusFault,
+  FakeHangFault,
+  FakeCutFault,
+  StartFakeLlmOptions,
+} from './llm/types.js';
