@@ -79,16 +79,18 @@ export function capOutput(text: string, totalBytes = Buffer.byteLength(text)): s
 /** Collects a stream's bytes up to a cap, counting (and dropping) the rest. */
 class CappedBuffer {
   private readonly chunks: Buffer[] = [];
-  private kept = 0;
+  /** Bytes kept. */
+  keptBytes = 0;
+  /** Bytes seen. */
   total = 0;
   constructor(private readonly capBytes: number) {}
   push(chunk: Buffer): void {
     this.total += chunk.length;
-    const room = this.capBytes - this.kept;
+    const room = this.capBytes - this.keptBytes;
     if (room <= 0) return;
     const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
     this.chunks.push(part);
-    this.kept += part.length;
+    this.keptBytes += part.length;
   }
   text(): string {
     return Buffer.concat(this.chunks).toString('utf8');
@@ -161,20 +163,41 @@ function runShell(command: string, cwd: string, timeoutMs: number, signal: Abort
   });
 }
 
+/** The first `maxBytes` bytes of `text` as UTF-8, without a broken last character. */
+function headBytes(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text);
+  return bytes.length <= maxBytes ? text : bytes.subarray(0, maxBytes).toString('utf8').replace(/\uFFFD$/, '');
+}
+
+/**
+ * The result as the model reads it, at most about {@link MAX_TOOL_OUTPUT_BYTES}: stderr gets up to
+ * a quarter of it when stdout needs the rest, and each cut stream says how long it was.
+ */
 function formatCommandResult(result: CommandResult, timeoutMs: number): string {
   const status = result.timedOut
     ? `timed out after ${timeoutMs} ms`
     : result.exitCode !== null
       ? `exit code ${result.exitCode}`
       : `ended by ${result.signal ?? 'a signal'}`;
+  const room = MAX_TOOL_OUTPUT_BYTES - 256;
+  const out = result.stdout.text().replace(/\n$/, '');
+  const err = result.stderr.text().replace(/\n$/, '');
+  const outBytes = Buffer.byteLength(out);
+  const errBytes = Buffer.byteLength(err);
+  const errBudget = outBytes + errBytes > room ? Math.min(errBytes, Math.floor(room / 4)) : errBytes;
   const parts = [`[${status}]`];
-  const out = result.stdout.text();
-  const err = result.stderr.text();
-  if (out !== '') parts.push(out.replace(/\n$/, ''));
-  if (result.stdout.total > MAX_TOOL_OUTPUT_BYTES) parts.push(`[stdout truncated: ${result.stdout.total} bytes, the first ${MAX_TOOL_OUTPUT_BYTES} shown]`);
-  if (err !== '') parts.push('[stderr]', err.replace(/\n$/, ''));
-  if (result.stderr.total > MAX_TOOL_OUTPUT_BYTES) parts.push(`[stderr truncated: ${result.stderr.total} bytes, the first ${MAX_TOOL_OUTPUT_BYTES} shown]`);
-  return capOutput(parts.join('\n'));
+  const stream = (name: string, text: string, budget: number, buffer: CappedBuffer): void => {
+    const shown = headBytes(text, budget);
+    if (shown !== '') parts.push(shown);
+    const shownBytes = Buffer.byteLength(shown);
+    if (shown !== text || buffer.total > buffer.keptBytes) parts.push(`[${name} truncated: ${buffer.total} bytes, the first ${shownBytes} shown]`);
+  };
+  if (out !== '') stream('stdout', out, room - errBudget, result.stdout);
+  if (err !== '') {
+    parts.push('[stderr]');
+    stream('stderr', err, errBudget, result.stderr);
+  }
+  return parts.join('\n');
 }
 
 /** Reads at most `maxBytes` of a file, and its size. */
