@@ -53,9 +53,15 @@ interface ModelResponse {
   readonly model?: string;
 }
 
+/** Why `signal` was aborted, as text. */
+function abortReason(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason.message : String(reason);
+}
+
 /** Turns an error of the OpenAI client into a {@link ModelCallError} with the status and the provider's message. */
 function modelCallError(error: unknown, signal: AbortSignal): ModelCallError {
-  if (signal.aborted) return new ModelCallError(`the model call was stopped: ${String(signal.reason instanceof Error ? signal.reason.message : signal.reason)}`, undefined, { cause: error });
+  if (signal.aborted) return new ModelCallError(`the model call was stopped: ${abortReason(signal)}`, undefined, { cause: error });
   if (error instanceof ModelCallError) return error;
   const status = typeof (error as { status?: unknown }).status === 'number' ? (error as { status: number }).status : undefined;
   // The client's connection errors say only "Connection error."; the reason is in the causes.
@@ -138,7 +144,7 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
   options.save(messages);
   let lastText = '';
   for (let turn = 1; turn <= options.maxTurns; turn++) {
-    if (signal.aborted) return { ok: false, reason: `stopped: ${String(signal.reason instanceof Error ? signal.reason.message : signal.reason)}`, text: lastText, turns: turn - 1 };
+    if (signal.aborted) return { ok: false, reason: `stopped: ${abortReason(signal)}`, text: lastText, turns: turn - 1 };
     let response: ModelResponse;
     try {
       response = await ask(options, tools);
@@ -173,7 +179,10 @@ export async function runLoop(options: LoopOptions): Promise<LoopResult> {
       let output: string;
       let isError: boolean;
       const tool = byName.get(call.function.name);
-      if (!parsed.ok) {
+      if (signal.aborted) {
+        output = `not run: ${abortReason(signal)}`;
+        isError = true;
+      } else if (!parsed.ok) {
         output = `${call.function.name}: ${parsed.message}`;
         isError = true;
       } else if (tool === undefined) {

@@ -133,6 +133,8 @@ function runShell(command: string, cwd: string, timeoutMs: number, signal: Abort
     };
     const onAbort = (): void => stop();
     signal.addEventListener('abort', onAbort, { once: true });
+    // Aborted before the listener was added: the event will not come again.
+    if (signal.aborted) stop();
     timers.push(
       setTimeout(() => {
         timedOut = true;

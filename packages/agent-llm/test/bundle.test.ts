@@ -181,6 +181,39 @@ describe('the agent-llm bundle', () => {
     });
   }
 
+  it('stops at the task deadline: the running command is cut short, the next model call is abandoned, exit 1 naming the timeout', async () => {
+    const fake = await fakeLlm({ script: [{ toolCalls: [{ id: 'c1', name: 'run_command', arguments: { command: 'sleep 60' } }] }, { fault: 'hang', times: 5 }] });
+    const agent = await agentHome();
+    const run = await runTask({ bundle: bundle.path, agent, baseUrl: `${fake.url}/v1`, timeoutMs: 3_000 });
+    expect(run.exitCode).toBe(1);
+    expect(run.events.find((e) => e.kind === 'tool_result')).toMatchObject({ id: 'c1', isError: true });
+    const error = run.events.find((e) => e.kind === 'error');
+    expect(error?.kind === 'error' ? error.message : '').toMatch(/the task's timeout of 3000 ms ran out$/);
+    expect(run.events.at(-1)).toMatchObject({ kind: 'final', isError: true });
+  });
+
+  it('stops on SIGTERM from the runner: the command is ended, exit 1, and the conversation saved whole', async () => {
+    const fake = await fakeLlm({ script: [{ toolCalls: [{ id: 'c1', name: 'run_command', arguments: { command: 'echo started; sleep 60' } }] }, { text: 'never asked' }] });
+    const agent = await agentHome();
+    const run = await runTask({
+      bundle: bundle.path,
+      agent,
+      baseUrl: `${fake.url}/v1`,
+      onLine: (line, child) => {
+        if (line.includes('"kind":"tool_call"')) child.kill('SIGTERM');
+      },
+    });
+    expect(run.exitCode).toBe(1);
+    expect(chatRequests(fake)).toHaveLength(1);
+    expect(run.events.find((e) => e.kind === 'tool_result')).toMatchObject({ id: 'c1', isError: true });
+    expect(run.events.slice(-2)).toEqual([
+      { kind: 'error', message: 'stopped: the runner sent SIGTERM' },
+      { kind: 'final', text: 'stopped: the runner sent SIGTERM', isError: true },
+    ]);
+    const saved = JSON.parse(readFileSync(join(agent.home, HISTORY_PATH), 'utf8')) as { messages: { role: string }[] };
+    expect(saved.messages.map((m) => m.role)).toEqual(['user', 'assistant', 'tool']);
+  });
+
   it('exits 1 naming the variable when the configuration is bad', async () => {
     const agent = await agentHome();
     const run = await runTask({ bundle: bundle.path, agent, baseUrl: 'not a url' });

@@ -2,7 +2,7 @@
  * Runs the built bundle as the runner does: a child `node agent-llm.mjs` with the environment
  * contract, a temp HOME and the workspace as cwd, its stdout read as events.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
@@ -52,6 +52,8 @@ export interface RunOptions {
   readonly timeoutMs?: number;
   /** More environment variables (`WARREN_LLM_MAX_TURNS`, `WARREN_MCP_URL`). */
   readonly env?: Readonly<Record<string, string>>;
+  /** Called with each complete stdout line as it arrives, and the child (to signal it). */
+  readonly onLine?: (line: string, child: ChildProcess) => void;
 }
 
 export interface RunResult {
@@ -88,7 +90,14 @@ export async function runTask(options: RunOptions): Promise<RunResult> {
   });
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  let pending = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+    pending += d;
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) options.onLine?.(line, child);
+  });
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const exitCode = await new Promise<number | null>((done, fail) => {
     const timer = setTimeout(() => {
