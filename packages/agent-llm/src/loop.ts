@@ -64,6 +64,14 @@ function modelCallError(error: unknown, signal: AbortSignal): ModelCallError {
   if (signal.aborted) return new ModelCallError(`the model call was stopped: ${abortReason(signal)}`, undefined, { cause: error });
   if (error instanceof ModelCallError) return error;
   const status = typeof (error as { status?: unknown }).status === 'number' ? (error as { status: number }).status : undefined;
+  if (status !== undefined) {
+    // An HTTP error: the client's message is "<status> <the body's error.message>"; the body's
+    // `code` (or `type`) names the kind, e.g. the gateway's `budget_exceeded`.
+    const { code, type } = error as { code?: unknown; type?: unknown };
+    const kind = typeof code === 'string' && code !== '' ? code : typeof type === 'string' && type !== '' ? type : undefined;
+    const text = (error instanceof Error ? error.message : String(error)).replace(new RegExp(`^${status} `), '');
+    return new ModelCallError(`the model call failed with HTTP ${status}${kind ? ` (${kind})` : ''}: ${text}`, status, { cause: error });
+  }
   // The client's connection errors say only "Connection error."; the reason is in the causes.
   const reasons: string[] = [];
   for (let e: unknown = error; e instanceof Error && reasons.length < 4; e = e.cause) {
@@ -72,8 +80,7 @@ function modelCallError(error: unknown, signal: AbortSignal): ModelCallError {
     const text = typeof code === 'string' && !own.includes(code) ? `${own} (${code})` : own;
     if (!reasons.includes(text)) reasons.push(text);
   }
-  const message = reasons.length > 0 ? reasons.join(': ') : String(error);
-  return new ModelCallError(status === undefined ? `the model call failed: ${message}` : `the model call failed with HTTP ${status}: ${message}`, status, { cause: error });
+  return new ModelCallError(`the model call failed: ${reasons.length > 0 ? reasons.join(': ') : String(error)}`, undefined, { cause: error });
 }
 
 /** Asks the model once, streamed, and assembles its response. */

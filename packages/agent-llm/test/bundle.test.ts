@@ -163,7 +163,9 @@ describe('the agent-llm bundle', () => {
   });
 
   const failures: { name: string; turn: FakeTurn; message: RegExp }[] = [
-    { name: 'answers 500', turn: { status: 500, message: 'the provider broke' }, message: /^the model call failed with HTTP 500: .*the provider broke/ },
+    { name: 'answers 500', turn: { status: 500, message: 'the provider broke' }, message: /^the model call failed with HTTP 500 \(server_error\): the provider broke$/ },
+    // The gateway retries; the loop does not, whatever retry-after says.
+    { name: 'answers 429 with retry-after', turn: { status: 429, retryAfterS: 1, message: 'slow down' }, message: /^the model call failed with HTTP 429 \(rate_limit_exceeded\): slow down$/ },
     { name: 'cuts the stream off', turn: { fault: 'cut', afterChunks: 2, how: 'end', text: 'a long answer that never ends' }, message: /^the model stream ended before the response was complete/ },
     { name: 'resets the connection mid-stream', turn: { fault: 'cut', afterChunks: 2, how: 'reset', text: 'a long answer that never ends' }, message: /^the model call failed/ },
   ];
