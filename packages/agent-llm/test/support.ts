@@ -66,7 +66,7 @@ export interface RunResult {
 /**
  * Runs one task to its end and parses stdout.
  * @throws when a stdout line is not a valid event (naming the line), or the program has not ended
- *   within 60 s (it is killed).
+ *   within 50 s (it is killed).
  */
 export async function runTask(options: RunOptions): Promise<RunResult> {
   const taskId = options.taskId ?? 'make-hello';
@@ -102,8 +102,8 @@ export async function runTask(options: RunOptions): Promise<RunResult> {
   const exitCode = await new Promise<number | null>((done, fail) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      fail(new Error(`agent-llm did not end within 60 s; stdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, 60_000);
+      fail(new Error(`agent-llm did not end within 50 s; stdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, 50_000);
     child.on('error', fail);
     child.on('close', (code) => {
       clearTimeout(timer);
