@@ -412,8 +412,31 @@ describe('startFakeLlm: faults', () => {
     await expect(nonStream.text()).rejects.toThrow();
   });
 
+  it('stalls a stream after the given events, keeping the connection open until close', async () => {
+    const llm = await fake({ script: [{ fault: 'cut', afterChunks: 2, how: 'stall', text: 'never more than the start of this' }] });
+    const response = await post(llm, '/v1/messages', { ...MESSAGES_BODY, stream: true });
+    expect(response.status).toBe(200);
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let received = '';
+    while (received.split('\n\n').length - 1 < 2) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the stream ended after ${JSON.stringify(received)}`);
+      received += value;
+    }
+    await llm.close();
+    const rest = await (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return 'ended';
+        received += value;
+      }
+    })().catch(() => 'failed');
+    expect(rest).toBe('failed');
+    expect(received.split('\n\n').filter((frame) => frame !== '').map((frame) => frame.split('\n')[0])).toEqual(['event: message_start', 'event: ping']);
+  });
+
   it('closes idempotently, ending open streams', async () => {
-    const llm = await startFakeLlm({ script: [{ text: 'slow words arriving one by one', usage: { inputTokens: 1, outputTokens: 1 } }], chunkDelayMs: 60_000, chunkChars: 4 });
+    const llm = await fake({ script: [{ text: 'slow words arriving one by one', usage: { inputTokens: 1, outputTokens: 1 } }], chunkDelayMs: 60_000, chunkChars: 4 });
     const response = await post(llm, '/v1/messages', { ...MESSAGES_BODY, stream: true });
     expect(response.status).toBe(200);
     const reading = response.text().then(

@@ -148,7 +148,7 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
     res.end(text);
   };
 
-  /** Writes SSE events one write each, stopping after `cutAfter` events (then resetting or ending) when given. */
+  /** Writes SSE events one write each; with a cut, stops after `cut.afterChunks` events and resets, ends or stalls as `cut.how` says. */
   const stream = async (res: ServerResponse, events: readonly { event?: string; data: string }[], cut?: FakeCutFault): Promise<void> => {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.flushHeaders();
@@ -164,8 +164,10 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
       } else await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (res.destroyed) return;
-    if (cut !== undefined && (cut.how ?? 'reset') === 'reset') res.destroy();
-    else res.end();
+    const how = cut === undefined ? 'end' : (cut.how ?? 'reset');
+    if (how === 'reset') res.destroy();
+    else if (how === 'end') res.end();
+    // 'stall': the connection stays open with nothing more to come; close() ends it.
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -292,14 +294,17 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
         if (cut === undefined) return sendJson(res, 200, answer.json);
         const full = Buffer.from(JSON.stringify(answer.json));
         const half = full.subarray(0, Math.floor(full.length / 2));
-        if ((cut.how ?? 'reset') === 'reset') {
-          res.writeHead(200, { 'content-type': 'application/json', 'content-length': full.length });
-          res.write(half);
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          res.destroy();
-        } else {
+        const how = cut.how ?? 'reset';
+        if (how === 'end') {
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(half);
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': full.length });
+        res.write(half);
+        if (how === 'reset') {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          res.destroy();
         }
         return;
       }

@@ -76,12 +76,13 @@ export interface FakeHangFault {
  * reply (`text`/`toolCalls`, default a short text) are sent, then the stream stops without the
  * wire's terminating events; not streamed, half of the JSON body is sent. `how` says how it stops:
  * `'reset'` (default) destroys the connection (the client sees a network error mid-body), `'end'`
- * ends the body cleanly (the client sees a stream that just ends).
+ * ends the body cleanly (the client sees a stream that just ends), `'stall'` sends nothing more and
+ * keeps the connection open (until the client gives up or the server closes).
  */
 export interface FakeCutFault extends FakeReply {
   readonly fault: 'cut';
   readonly afterChunks: number;
-  readonly how?: 'reset' | 'end';
+  readonly how?: 'reset' | 'end' | 'stall';
   readonly times?: number;
 }
 
