@@ -8,6 +8,7 @@ import { spawnSandbox, type SandboxExit } from '@warren/sandbox';
 import { openDatabase } from '@warren/store';
 import { startFakeLlm, type FakeLlm, type FakeLlmScript } from '@warren/testing';
 import { agentEventProblem, type AgentEvent } from '../src/agent-events.js';
+import { mcpTestServer } from '../../mcp/test/support.js';
 import { cleanup, makeSpec, readLog, requireSandboxHost, tempDir, track } from '../../sandbox/test/helpers.js';
 import { buildBundle, type BuiltBundle } from './support.js';
 
@@ -62,7 +63,8 @@ interface SandboxRun {
  * Runs one task of agent coder-1 (template coder) in a real sandbox, its LLM calls going through a
  * real gateway on the agent's socket (owned by its uid, bound at /run/warren) to the fake provider.
  */
-async function runInSandbox(script: FakeLlmScript, budget: LlmBudget = {}): Promise<SandboxRun> {
+async function runInSandbox(script: FakeLlmScript, options: { budget?: LlmBudget; mcp?: { url: string; token: string } } = {}): Promise<SandboxRun> {
+  const budget = options.budget ?? {};
   const fake = await startFakeLlm({ apiKey: PROVIDER_KEY, script });
   onTestFinished(() => fake.close());
   const state = tempDir('warren-agent-llm-state-');
@@ -77,6 +79,7 @@ async function runInSandbox(script: FakeLlmScript, budget: LlmBudget = {}): Prom
     ledger: new UsageLedger(db),
     reports: { call: (row) => calls.push(row), refused: (refusal) => refusals.push(refusal) },
     logger: silentLogger,
+    ...(options.mcp ? { mcpUrl: options.mcp.url } : {}),
   });
   onTestFinished(() => gateway.close());
 
@@ -93,7 +96,9 @@ async function runInSandbox(script: FakeLlmScript, budget: LlmBudget = {}): Prom
   const sockets = tempDir('warren-agent-llm-run-');
   chmodSync(sockets, 0o755);
   const socket = await gateway.serve(
-    { agent: 'coder-1', template: 'coder', providers: ['openai'], budgets: { template: budget, agent: {} }, currentTask: () => ({ taskId: 'hello', attempt: 1, deadlineMs: Date.now() + 60_000 }) },
+    { agent: 'coder-1', template: 'coder', providers: ['openai'], budgets: { template: budget, agent: {} }, currentTask: () => ({ taskId: 'hello', attempt: 1, deadlineMs: Date.now() + 60_000 }),
+      ...(options.mcp ? { mcpToken: options.mcp.token } : {}),
+    },
     join(sockets, LLM_SOCKET_NAME),
     { owner: { uid: spec.uid, gid: spec.gid } },
   );
@@ -109,6 +114,7 @@ async function runInSandbox(script: FakeLlmScript, budget: LlmBudget = {}): Prom
         OPENAI_BASE_URL: 'http://127.0.0.1:4141/p/openai',
         OPENAI_API_KEY: 'warren-gateway',
         WARREN_LLM_MODEL: 'small',
+        ...(options.mcp ? { WARREN_MCP_URL: 'http://127.0.0.1:4141/mcp' } : {}),
       },
       readOnlyBinds: [
         { source: opt, target: '/opt/warren/agent-llm' },
@@ -189,7 +195,7 @@ describe('the loop inside a Warren sandbox, through the LLM gateway', () => {
         { usage: { inputTokens: 400, outputTokens: 200 }, toolCalls: [{ id: 'c1', name: 'run_command', arguments: { command: 'echo working' } }] },
         { text: 'never sent: the budget is used up' },
       ],
-      { taskTokens: 500 },
+      { budget: { taskTokens: 500 } },
     );
     expect(run.exit, run.log).toEqual({ kind: 'failed', exitCode: 1 });
     expect(run.fake.requests.filter((r) => r.path === '/v1/chat/completions')).toHaveLength(1);
@@ -197,5 +203,21 @@ describe('the loop inside a Warren sandbox, through the LLM gateway', () => {
     expect(error?.kind === 'error' ? error.message : '').toMatch(/^the model call failed with HTTP 429 \(budget_exceeded\): task token budget of 500 reached/);
     expect(run.events.at(-1)).toMatchObject({ kind: 'final', isError: true });
     expect(run.refusals.map((r) => [r.agent, r.reason])).toEqual([['coder-1', 'budget_exceeded']]);
+  });
+
+  it("calls Warren's MCP tools through the gateway's /mcp, which adds the token the agent never holds", async () => {
+    const t = await mcpTestServer();
+    const run = await runInSandbox(
+      (request) => {
+        const messages = (request.body as { messages: { role: string }[] }).messages;
+        if (messages.at(-1)?.role === 'tool') return { text: 'shell-1 is there.' };
+        return { toolCalls: [{ id: 'c1', name: 'warren_list_agents', arguments: {} }] };
+      },
+      { mcp: { url: t.url.href, token: t.viewerToken } },
+    );
+    expect(run.exit, run.log).toEqual({ kind: 'succeeded', exitCode: 0 });
+    expect(run.events.find((e) => e.kind === 'tool_result')).toMatchObject({ id: 'c1', isError: false, output: expect.stringContaining('"shell-1"') });
+    expect(run.events.at(-1)).toEqual({ kind: 'final', text: 'shell-1 is there.', isError: false });
+    expect(filesContaining(run.home, t.viewerToken)).toEqual([]);
   });
 });
