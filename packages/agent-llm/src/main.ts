@@ -21,6 +21,9 @@ import { computerTools, type Tool } from './tools.js';
 /** The source name of this program's own `raw` notices. */
 export const RAW_SOURCE = 'agent-llm';
 
+/** How long before the task's timeout the loop stops, at most (and at most a tenth of it), in ms. */
+const DEADLINE_MARGIN_MS = 5_000;
+
 /** The most bytes of each AGENTS.md put in the system prompt (32 KiB). */
 const MAX_INSTRUCTIONS_BYTES = 32 * 1024;
 
@@ -87,9 +90,10 @@ async function main(): Promise<number> {
   const onSignal = (signal: NodeJS.Signals): void => stop.abort(new Error(`the runner sent ${signal}`));
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
-  const startedMs = Date.now();
-  const deadlineMs = startedMs + config.task.timeoutMs;
-  setTimeout(() => stop.abort(new Error(`the task's timeout of ${config.task.timeoutMs} ms ran out`)), config.task.timeoutMs).unref();
+  // Stop a little before the runner's own limit, so that the reason is printed before any kill.
+  const runMs = config.task.timeoutMs - Math.min(DEADLINE_MARGIN_MS, config.task.timeoutMs / 10);
+  const deadlineMs = Date.now() + runMs;
+  setTimeout(() => stop.abort(new Error(`the task's timeout of ${config.task.timeoutMs} ms ran out`)), runMs).unref();
   const signal = stop.signal;
   const remainingMs = (): number => deadlineMs - Date.now();
 
