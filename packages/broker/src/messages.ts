@@ -25,6 +25,12 @@ export interface AssignmentMessage {
   timeoutMs: number;
   /** When the supervisor assigned it, in ms since the Unix epoch. */
   assignedAtMs: number;
+  /**
+   * The git repository the task works on, when its task or its agent's template names one: the
+   * mirror's path inside the sandbox (read-only, kept by the supervisor) and the ref its branch
+   * starts from (absent: the mirror's HEAD).
+   */
+  repository?: { mirror: string; base?: string };
 }
 
 /**
@@ -88,6 +94,8 @@ export interface ProgressMessage {
   message: string;
   /** Completion estimate from 0 to 100, when known. */
   percent?: number;
+  /** The runtime's event this progress carries (an object with a `kind`: text, tool_call, tool_result, usage, error, final, raw). */
+  event?: Record<string, unknown>;
   /** When it was reported, in ms since the Unix epoch. */
   atMs: number;
 }
@@ -129,6 +137,7 @@ export const assignmentMessageSchema: z.ZodType<AssignmentMessage> = z.object({
   fields: z.record(z.string(), z.unknown()),
   timeoutMs: durationMs,
   assignedAtMs: epochMs,
+  repository: z.object({ mirror: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path'), base: z.string().min(1).max(255).optional() }).optional(),
 });
 
 const hexId = (length: number) => z.string().regex(new RegExp(`^(?!0+$)[0-9a-f]{${length}}$`), `must be ${length} lowercase hex digits, not all zero`);
@@ -170,6 +179,7 @@ export const progressMessageSchema: z.ZodType<ProgressMessage> = z.object({
   agent: agentName,
   message: z.string(),
   percent: z.number().min(0).max(100).optional(),
+  event: z.record(z.string(), z.unknown()).optional(),
   atMs: epochMs,
 });
 

@@ -7,6 +7,8 @@ import {
   filterAgents,
   formatBytes,
   formatDuration,
+  formatTokens,
+  formatUsd,
   graphModel,
   groupCards,
   movedCards,
@@ -16,9 +18,10 @@ import {
   sparkPath,
   throttle,
   timeline,
+  transcript,
   type AgentUsage,
 } from '../src/app/model.js';
-import type { AgentItem, BoardColumn, Card, ExecutionView } from '../src/app/types.js';
+import type { AgentItem, AuditRecord, BoardColumn, Card, ExecutionView } from '../src/app/types.js';
 
 const card = (id: string, column: string, extra: Partial<Card> = {}): Card => ({
   id,
@@ -296,6 +299,15 @@ describe('routes and formats', () => {
     expect(parseRoute('#/nowhere')).toEqual({ view: 'fleet' });
     expect(routeHash({ view: 'task', id: 'T/1' })).toBe('#/tasks/T%2F1');
     expect(routeHash({ view: 'audit' })).toBe('#/audit');
+    expect(parseRoute('#/cost')).toEqual({ view: 'cost' });
+    expect(routeHash({ view: 'cost' })).toBe('#/cost');
+  });
+
+  it('format dollars and tokens for people', () => {
+    expect([0, 0.0042, 0.00001, 0.039, 0.04, 0.1, 0.75, 3.25, 12.3, 1234.4, null, Number.NaN].map(formatUsd)).toEqual([
+      '$0', '$0.0042', '$0.00001', '$0.039', '$0.04', '$0.10', '$0.75', '$3.25', '$12.30', '$1,234', '–', '–',
+    ]);
+    expect([0, 950, 12_345, 4_500_000, undefined].map(formatTokens)).toEqual(['0', '950', '12.3 k', '4.5 M', '–']);
   });
 
   it('format durations and sizes for people', () => {
@@ -319,5 +331,47 @@ describe('movedCards', () => {
     expect([...second.moved].sort()).toEqual(['A', 'B', 'C']);
     const third = movedCards(second.positions, [card('A', 'Doing', { state: 'running' })]);
     expect([...third.moved]).toEqual([]);
+  });
+});
+
+describe('transcript', () => {
+  const progress = (seq: number, details: Record<string, unknown>, action = 'task.progress'): AuditRecord => ({
+    seq,
+    timeMs: 1_000 + seq,
+    actor: 'agent:coder-1',
+    action,
+    object: 'task:t1',
+    decision: null,
+    details,
+  });
+
+  it('maps each agent event of the progress rows, in seq order, keeping what it does not know as raw', () => {
+    const rows = [
+      progress(5, { attempt: 1, event: { kind: 'tool_result', id: 'c1', output: 'hello.txt\n', isError: false } }),
+      progress(2, { attempt: 1, event: { kind: 'session', sessionId: 's-1', model: 'claude-x' } }),
+      progress(3, { attempt: 1, event: { kind: 'text', text: 'I will list the files.' } }),
+      progress(4, { attempt: 1, event: { kind: 'tool_call', id: 'c1', name: 'Bash', input: { command: 'ls' } } }),
+      progress(6, { attempt: 1, event: { kind: 'usage', inputTokens: 1200, outputTokens: 40, costUsd: 0.01 } }),
+      progress(7, { attempt: 1, event: { kind: 'error', message: 'rate limited' } }),
+      progress(8, { attempt: 1, event: { kind: 'raw', source: 'codex', line: { type: 'turn.mystery' } } }),
+      progress(9, { attempt: 1, event: { kind: 'something_new', x: 1 } }),
+      progress(10, { attempt: 1, event: { kind: 'text' } }),
+      progress(11, { attempt: 2, message: 'compiling', percent: 40 }),
+      progress(12, { attempt: 2, event: { kind: 'final', text: 'Done: hello.txt', isError: false } }),
+      progress(13, { reason: 'not progress' }, 'task.assign'),
+    ];
+    const entries = transcript(rows);
+    expect(entries.map((e) => `${e.attempt}:${e.kind}`)).toEqual([
+      '1:session', '1:text', '1:tool_call', '1:tool_result', '1:usage', '1:error', '1:raw', '1:raw', '1:raw', '2:progress', '2:final',
+    ]);
+    expect(entries[0]).toEqual({ seq: 2, timeMs: 1_002, attempt: 1, kind: 'session', sessionId: 's-1', model: 'claude-x' });
+    expect(entries[2]).toMatchObject({ kind: 'tool_call', name: 'Bash', input: '{\n  "command": "ls"\n}' });
+    expect(entries[3]).toMatchObject({ kind: 'tool_result', output: 'hello.txt\n', isError: false });
+    expect(entries[4]).toMatchObject({ kind: 'usage', inputTokens: 1200, outputTokens: 40, costUsd: 0.01, model: null });
+    expect(entries[6]).toMatchObject({ kind: 'raw', source: 'codex', line: '{\n  "type": "turn.mystery"\n}' });
+    expect(entries[7]).toMatchObject({ kind: 'raw', source: 'something_new' });
+    expect(entries[8]).toMatchObject({ kind: 'raw', source: 'text' });
+    expect(entries[9]).toMatchObject({ kind: 'progress', message: 'compiling', percent: 40 });
+    expect(entries[10]).toMatchObject({ kind: 'final', text: 'Done: hello.txt', isError: false });
   });
 });

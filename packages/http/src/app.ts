@@ -18,12 +18,12 @@ import {
 } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { WarrenError, type Logger } from '@warren/core';
-import { CommandKind, type AuditPageFilter } from '@warren/registry';
+import { CommandKind, taskUsage, usageReport, type AuditPageFilter } from '@warren/registry';
 import { HttpError } from './errors.js';
 import type { HttpPorts } from './ports.js';
 import * as S from './schemas.js';
 import { EventStreams, kindFilter, type EventStreamOptions } from './sse.js';
-import { SESSION_COOKIE, type TokenIdentity } from './tokens.js';
+import { AGENT_TOKEN_ROLE, SESSION_COOKIE, type TokenIdentity } from './tokens.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -342,7 +342,8 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
       }
       principal = identity.principal;
       const role = `role:${identity.role}`;
-      if (granted.get(principal) !== role) {
+      // An agent's principal has its template's role already (given when it started): nothing to grant.
+      if (identity.role !== AGENT_TOKEN_ROLE && granted.get(principal) !== role) {
         // A name reused with another role after a revoke: its old role goes first.
         if (granted.has(principal)) ports.authorizer.dropPrincipal(principal);
         ports.authorizer.grantRole(principal, role);
@@ -454,11 +455,12 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
       .map((t) => ({ ...t, title: cards.get(t.id)?.title ?? null, column: cards.get(t.id)?.column ?? null }));
     return { tasks };
   });
-  api.get('/api/v1/tasks/:id', { schema: { summary: 'One task: executions, audit rows, trace id, output tail', params: S.TaskIdParam, response: responses({ 200: S.TaskDetailBody, 404: S.ErrorBody }) } }, (request, reply) => {
+  api.get('/api/v1/tasks/:id', { schema: { summary: 'One task: executions, audit rows, trace id, output tail, LLM usage per attempt', params: S.TaskIdParam, response: responses({ 200: S.TaskDetailBody, 404: S.ErrorBody }) } }, (request, reply) => {
     const task = ports.registry.task(request.params.id);
     if (!task) return fail(reply, 404, 'not_found', `no task '${request.params.id}'`);
     const audit = ports.registry.auditPage({ filter: { object: `task:${task.id}` }, limit: TASK_AUDIT_ROWS, newest: true }).rows;
-    return { ...task, ...ports.taskExtras(task.id), audit };
+    const usage = ports.taskUsage?.(task.id) ?? taskUsage(ports.registry.db, task.id);
+    return { ...task, ...ports.taskExtras(task.id), audit, usage };
   });
   api.get('/api/v1/executions', { schema: { summary: 'Executions with waits, durations and outcomes', querystring: S.ExecutionsQuery, response: responses({ 200: z.object({ executions: z.array(S.ExecutionBody) }) }) } }, (request) => {
     const q = request.query;
@@ -514,6 +516,12 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
   api.get('/api/v1/analytics', { schema: { summary: 'Throughput, latency, rates, utilisation, incidents', querystring: S.AnalyticsQuery, response: responses({ 200: S.AnalyticsBody }) } }, (request) => {
     const q = request.query;
     return ports.analytics({ ...(q.since !== undefined ? { sinceMs: q.since } : {}), ...(q.bucketMs !== undefined ? { bucketMs: q.bucketMs } : {}) });
+  });
+  api.get('/api/v1/usage', { schema: { summary: 'LLM usage and cost: per agent, template, task and model, over time, refusals', querystring: S.UsageQuery, response: responses({ 200: S.UsageBody, 400: S.ErrorBody }) } }, (request) => {
+    const q = request.query;
+    const range = q.from === undefined && q.to === undefined ? undefined : { fromMs: q.from ?? 0, toMs: q.to ?? now() };
+    const usageRequest = { ...(range !== undefined ? { range } : {}), ...(q.bucket !== undefined ? { bucketMs: q.bucket } : {}), ...(q.top !== undefined ? { topTasks: q.top } : {}) };
+    return ports.usage?.(usageRequest) ?? usageReport(ports.registry.db, usageRequest);
   });
   api.get('/api/v1/commands/:id', { schema: { summary: 'An operator command and its outcome', params: S.CommandIdParam, response: responses({ 200: S.CommandBody, 404: S.ErrorBody }) } }, (request, reply) => {
     const command = ports.registry.commands.get(request.params.id);

@@ -17,7 +17,7 @@ export { createHttpApp, routesOf, allowHost, closeEventStreams, MCP_RESOURCE_MET
 export type { HttpAppOptions, McpEndpoint, RouteInfo } from './app.js';
 export { startHttpServer, parseListenAddress, createSignInLink } from './server.js';
 export type { HttpServer, HttpServerOptions, SignInLinkOptions } from './server.js';
-export { TokenStore, TokenRole, openTokenStore, isTokenRole, SESSION_COOKIE, TOKEN_FORMAT, TOKEN_NAME, MAX_SESSION_MS } from './tokens.js';
+export { AGENT_TOKEN_ROLE, TokenStore, TokenRole, openTokenStore, isTokenRole, SESSION_COOKIE, TOKEN_FORMAT, TOKEN_NAME, MAX_SESSION_MS } from './tokens.js';
 export type { TokenIdentity, TokenInfo, TokenRequest } from './tokens.js';
 export { kindFilter, eventOfRow } from './sse.js';
 export type { EventStreamOptions, KindFilter } from './sse.js';
@@ -37,6 +37,9 @@ export type {
   LogChunk,
   MessagesView,
   TaskDraft,
+  TaskUsageView,
   TemplateItem,
+  UsageRequest,
+  UsageView,
 } from './ports.js';
 export { readLogRange } from './log-range.js';

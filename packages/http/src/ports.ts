@@ -1,6 +1,6 @@
 import type { SignedVerification } from '@warren/audit';
 import type { Decision } from '@warren/policy';
-import type { AnalyticsReport, MessagesView as RegistryMessagesView, Registry, SeriesBucket } from '@warren/registry';
+import type { AnalyticsReport, MessagesView as RegistryMessagesView, Registry, SeriesBucket, TaskUsage, UsageReport, UsageReportRequest } from '@warren/registry';
 import type { TokenStore } from './tokens.js';
 
 /**
@@ -155,6 +155,19 @@ export type AnalyticsBucket = SeriesBucket;
 /** The registry's analytics plus series, rates, utilisation, capabilities and incidents (`GET /api/v1/analytics`): `Registry.analyticsReport`. */
 export type AnalyticsView = AnalyticsReport;
 
+/**
+ * LLM usage and cost for operators (`GET /api/v1/usage`): `usageReport` of `@warren/registry`
+ * (totals; per agent, template, task and provider+model; tokens and cost per time bucket; the
+ * gateway's refusals by reason). Costs in US dollars, tokens as the providers count them.
+ */
+export type UsageView = UsageReport;
+
+/** What {@link HttpPorts.usage} is asked: a range (ms since the epoch, inclusive), a bucket width (ms), how many top tasks. */
+export type UsageRequest = UsageReportRequest;
+
+/** A task's LLM usage in total and per attempt (`usage` of `GET /api/v1/tasks/:id`): `taskUsage` of `@warren/registry`. */
+export type TaskUsageView = TaskUsage;
+
 /** Whether the audit trail verifies (`GET /api/v1/audit/verify`): `verifyAuditTrail` of `@warren/audit`. */
 export type AuditVerifyView = SignedVerification;
 
@@ -239,6 +252,14 @@ export interface HttpPorts {
   analytics(filter: { readonly sinceMs?: number; readonly bucketMs?: number }): AnalyticsView;
   /** Verifies the audit trail's hash chain and signed checkpoints. */
   verifyAudit(): Promise<AuditVerifyView>;
+  /**
+   * The LLM usage report (`GET /api/v1/usage`). Default: `usageReport(registry.db, request)` of
+   * `@warren/registry` over the same database.
+   * @throws {RegistryError} `WARREN_QUERY_INVALID` for a range or bucket out of bounds (answered 400).
+   */
+  usage?(request: UsageRequest): UsageView;
+  /** A task's LLM usage per attempt (the task view's `usage`). Default: `taskUsage(registry.db, id)` of `@warren/registry`. */
+  taskUsage?(id: string): TaskUsageView;
   /**
    * Calls `listener` with each event once its audit row is committed, in seq order, synchronously
    * from the emitter (the listener must not throw or block).

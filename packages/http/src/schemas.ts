@@ -188,11 +188,34 @@ export const AuditRowBody = z.looseObject({
   hash: z.string(),
 });
 
+/** Calls, tokens and cost of a set of LLM calls. */
+export const UsageLineBody = z.looseObject({
+  calls: z.number().int(),
+  inputTokens: z.number().int(),
+  outputTokens: z.number().int(),
+  costUsd: z.number().describe('US dollars, rounded to a millionth'),
+  failedCalls: z.number().int().describe('calls answered with an HTTP status ≥ 400'),
+});
+
+export const TaskUsageBody = z.looseObject({
+  total: UsageLineBody,
+  attempts: z.array(
+    UsageLineBody.extend({
+      attempt: nullableNumber,
+      agent: z.string(),
+      models: z.array(z.string()).describe('<provider>/<model> of its calls'),
+      firstMs: z.number(),
+      lastMs: z.number(),
+    }),
+  ),
+});
+
 export const TaskDetailBody = TaskItemBody.extend({
   executions: z.array(ExecutionBody),
   audit: z.array(AuditRowBody),
   traceId: nullableString,
   output: z.string(),
+  usage: TaskUsageBody.describe("the task's LLM calls through its agents' gateways, in total and per attempt"),
 });
 
 export const ExecutionsQuery = z.object({
@@ -255,6 +278,25 @@ export const AnalyticsBody = z.looseObject({
   utilisation: z.array(z.looseObject({ template: z.string(), busyMs: z.number(), spanMs: z.number(), ratio: z.number() })),
   capabilities: z.array(z.looseObject({ capability: z.string(), tasks: z.number() })),
   incidents: z.looseObject({ crashRecoveries: z.number(), watchdogKills: z.number(), retries: z.number(), spawnFailures: z.number() }),
+});
+
+export const UsageQuery = z.object({
+  from: wholeNumber.optional().describe('calls that ended at or after this time, ms since the epoch (default 0 when to is given)'),
+  to: wholeNumber.optional().describe('calls that ended at or before this time, ms since the epoch (default now when from is given)'),
+  bucket: limitParam(366 * 24 * 3600 * 1000).optional().describe('the width of a series bucket, ms (default: about 60 buckets over the range)'),
+  top: limitParam(1000).optional().describe('how many tasks to list, most expensive first (default 20)'),
+});
+
+export const UsageBody = z.looseObject({
+  range: z.looseObject({ fromMs: z.number(), toMs: z.number() }).nullable(),
+  bucketMs: z.number(),
+  total: UsageLineBody,
+  agents: z.array(UsageLineBody.extend({ agent: z.string(), template: z.string() })),
+  templates: z.array(UsageLineBody.extend({ template: z.string() })),
+  tasks: z.array(UsageLineBody.extend({ taskId: z.string(), attempts: z.number().int(), agent: z.string(), template: z.string() })),
+  models: z.array(UsageLineBody.extend({ provider: z.string(), model: z.string() })),
+  series: z.array(z.looseObject({ startMs: z.number(), calls: z.number(), inputTokens: z.number(), outputTokens: z.number(), costUsd: z.number() })),
+  refusals: z.looseObject({ total: z.number(), byReason: z.array(z.looseObject({ reason: z.string(), count: z.number() })) }),
 });
 
 export const CommandIdParam = z.object({ id: z.string().regex(/^\d{1,15}$/, 'must be a command id').transform(Number) });

@@ -6,6 +6,15 @@ import { HttpError } from './errors.js';
 export const TokenRole = { operator: 'operator', viewer: 'viewer' } as const;
 export type TokenRole = (typeof TokenRole)[keyof typeof TokenRole];
 
+/**
+ * The role of an agent's own token ({@link TokenStore.createAgentToken}): its principal is the
+ * agent's name, the policy subject its tasks are decided as, so the agent's template decides
+ * what it may call; no `role:` is granted for it.
+ */
+export const AGENT_TOKEN_ROLE = 'agent';
+/** The prefix of agent tokens' names (`agent.<agent name>`); people's tokens cannot use it. */
+const AGENT_TOKEN_PREFIX = 'agent.';
+
 const ROLES: ReadonlySet<string> = new Set(Object.values(TokenRole));
 
 /** True when `role` is a {@link TokenRole}. */
@@ -35,7 +44,8 @@ const LAST_USED_RESOLUTION_MS = 60_000;
 export interface TokenInfo {
   readonly id: number;
   readonly name: string;
-  readonly role: TokenRole;
+  /** A person's role, or {@link AGENT_TOKEN_ROLE} for an agent's token. */
+  readonly role: TokenRole | typeof AGENT_TOKEN_ROLE;
   readonly createdMs: number;
   /** Null: it does not expire. */
   readonly expiresMs: number | null;
@@ -47,8 +57,9 @@ export interface TokenInfo {
 export interface TokenIdentity {
   readonly tokenId: number;
   readonly name: string;
-  readonly role: TokenRole;
-  /** The policy subject: `user:<name>`. */
+  /** A person's role, or {@link AGENT_TOKEN_ROLE} for an agent's token. */
+  readonly role: TokenRole | typeof AGENT_TOKEN_ROLE;
+  /** The policy subject: `user:<name>`, or the agent's name for an agent's token. */
   readonly principal: string;
   /** When the token (or session) stops being valid, ms since the epoch; null for never. */
   readonly expiresMs: number | null;
@@ -106,7 +117,7 @@ const sha256 = (text: string): string => createHash('sha256').update(text).diges
 const info = (r: TokenRecord): TokenInfo => ({
   id: r.id,
   name: r.name,
-  role: r.role as TokenRole,
+  role: r.role as TokenRole | typeof AGENT_TOKEN_ROLE,
   createdMs: r.created_ms,
   expiresMs: r.expires_ms,
   revokedMs: r.revoked_ms,
@@ -166,7 +177,7 @@ export class TokenStore {
     if (typeof name !== 'string' || !TOKEN_NAME.test(name)) {
       throw new HttpError('WARREN_TOKEN_INVALID', `token name '${String(name)}' must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
     }
-    if (RESERVED_NAMES.has(name)) throw new HttpError('WARREN_TOKEN_INVALID', `token name '${name}' is reserved`);
+    if (RESERVED_NAMES.has(name) || name.startsWith(AGENT_TOKEN_PREFIX)) throw new HttpError('WARREN_TOKEN_INVALID', `token name '${name}' is reserved`);
     if (!isTokenRole(role)) throw new HttpError('WARREN_TOKEN_INVALID', `token role '${String(role)}' must be one of ${[...ROLES].join(', ')}`);
     const expiresMs = request.expiresMs ?? null;
     if (expiresMs !== null && (!Number.isInteger(expiresMs) || expiresMs <= nowMs)) {
@@ -182,6 +193,30 @@ export class TokenStore {
       return Number(this.stmts.insert.run(name, role, sha256(token), nowMs, expiresMs).lastInsertRowid);
     })();
     return { token, info: info(this.stmts.byId.get(id)!) };
+  }
+
+  /**
+   * Makes the token of agent `agent` (named `agent.<agent>`), revoking its previous one: what the
+   * agent presents when it calls Warren back (its gateway adds it to the agent's MCP requests).
+   * Its principal is `agent`, so the policy decides its calls as it decides the agent's tasks.
+   * @param expiresMs when it expires, ms since the epoch; default never (it is revoked when the agent stops).
+   * @throws {HttpError} `WARREN_TOKEN_INVALID` when `agent` is not an agent name.
+   */
+  createAgentToken(agent: string, nowMs: number, expiresMs?: number): { readonly token: string; readonly info: TokenInfo } {
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(agent)) throw new HttpError('WARREN_TOKEN_INVALID', `'${agent}' is not an agent name`);
+    const name = `${AGENT_TOKEN_PREFIX}${agent}`;
+    const token = `wrn_${randomBytes(32).toString('base64url')}`;
+    const id = this.db.transaction(() => {
+      const existing = this.stmts.live.get(name);
+      if (existing) this.revokeRow(existing.id, nowMs);
+      return Number(this.stmts.insert.run(name, AGENT_TOKEN_ROLE, sha256(token), nowMs, expiresMs ?? null).lastInsertRowid);
+    })();
+    return { token, info: info(this.stmts.byId.get(id)!) };
+  }
+
+  /** Revokes agent `agent`'s live token, if any. @returns whether one was revoked. */
+  revokeAgentToken(agent: string, nowMs: number): boolean {
+    return this.revoke(`${AGENT_TOKEN_PREFIX}${agent}`, nowMs) !== undefined;
   }
 
   /** Every token ever made (revoked ones too), by name; no secrets. */
@@ -228,8 +263,8 @@ export class TokenStore {
     return {
       tokenId: record.id,
       name: record.name,
-      role: record.role as TokenRole,
-      principal: `user:${record.name}`,
+      role: record.role as TokenRole | typeof AGENT_TOKEN_ROLE,
+      principal: record.role === AGENT_TOKEN_ROLE ? record.name.slice(AGENT_TOKEN_PREFIX.length) : `user:${record.name}`,
       expiresMs: sessionExpiresMs ?? record.expires_ms,
     };
   }
@@ -242,7 +277,8 @@ export class TokenStore {
    */
   createSession(token: string, nowMs: number): { readonly sessionId: string; readonly identity: TokenIdentity } | undefined {
     const identity = this.verify(token, nowMs);
-    if (!identity) return undefined;
+    // An agent's token calls the API; it never signs a browser in.
+    if (!identity || identity.role === AGENT_TOKEN_ROLE) return undefined;
     const expiresMs = Math.min(identity.expiresMs ?? Infinity, nowMs + MAX_SESSION_MS);
     const sessionId = randomBytes(32).toString('base64url');
     this.stmts.dropExpiredSessions.run(nowMs);

@@ -107,6 +107,7 @@ const ROUTE_PATHS = [
   '/api/v1/audit/verify',
   '/api/v1/messages',
   '/api/v1/analytics',
+  '/api/v1/usage',
   '/api/v1/commands/1',
   '/api/v1/session',
   '/api/v1/openapi.json',

@@ -3,6 +3,7 @@ import * as http from '@warren/http';
 
 test('the public surface is the names index.ts lists', () => {
   expect(Object.keys(http).sort()).toEqual([
+    'AGENT_TOKEN_ROLE',
     'HttpError',
     'MAX_SESSION_MS',
     'MCP_RESOURCE_METADATA_PATH',

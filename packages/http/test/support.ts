@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { openAudit, verifyAuditTrail, type AuditEntry, type AuditRecord, type AuditTrail } from '@warren/audit';
 import { WarrenError } from '@warren/core';
 import { loadPolicy, type PolicyEnforcer } from '@warren/policy';
-import { openRegistry, type Registry } from '@warren/registry';
+import { openRegistry, taskUsage, usageReport, type Registry } from '@warren/registry';
 import { openDatabase, type SqliteDatabase } from '@warren/store';
 import { eventOfRow, openTokenStore, readLogRange, type AgentItem, type BoardView, type EventPayload, type HttpPorts, type TaskDraft, type TemplateItem, type TokenStore } from '@warren/http';
 
@@ -168,6 +168,12 @@ export async function openTestPorts(): Promise<TestPorts> {
     },
     verifyAudit() {
       return Promise.resolve(verifyAuditTrail(registry.db));
+    },
+    usage(request) {
+      return usageReport(registry.db, request);
+    },
+    taskUsage(id) {
+      return taskUsage(registry.db, id);
     },
     subscribe(listener) {
       listeners.add(listener);

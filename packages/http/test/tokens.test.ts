@@ -17,6 +17,21 @@ function freshDb(): SqliteDatabase {
 }
 
 describe('token store', () => {
+  test("an agent's token names the agent as principal, replaces its previous one, signs no browser in, and its name is reserved", () => {
+    const tokens = openTokenStore(freshDb());
+    const first = tokens.createAgentToken('coder-1', 1_000).token;
+    expect(tokens.verify(first, 2_000)).toMatchObject({ name: 'agent.coder-1', role: 'agent', principal: 'coder-1' });
+    const second = tokens.createAgentToken('coder-1', 3_000).token;
+    expect(tokens.verify(first, 4_000)).toBeUndefined();
+    expect(tokens.verify(second, 4_000)?.principal).toBe('coder-1');
+    expect(tokens.createSession(second, 4_000)).toBeUndefined();
+    expect(() => tokens.create({ name: 'agent.coder-1', role: 'operator' }, 5_000)).toThrow(/reserved/);
+    expect(() => tokens.createAgentToken('Coder 1', 5_000)).toThrow(HttpError);
+    expect(tokens.revokeAgentToken('coder-1', 6_000)).toBe(true);
+    expect(tokens.verify(second, 7_000)).toBeUndefined();
+    expect(tokens.revokeAgentToken('coder-1', 8_000)).toBe(false);
+  });
+
   test('a token is shown once and stored only as its SHA-256', () => {
     const db = freshDb();
     const tokens = openTokenStore(db);

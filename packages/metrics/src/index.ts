@@ -13,6 +13,8 @@
  * metrics.observeAssignment('shell', 42);                 // waited 42 ms from ready to assigned
  * metrics.observeSpawn('shell', 180);                     // started and ready in 180 ms
  * metrics.observeEvent('task.assign');
+ * metrics.recordLlmCall({ template: 'coder', provider: 'anthropic', model: 'claude-x', inputTokens: 1200, outputTokens: 80, costUsd: 0.0042, status: 200 });
+ * metrics.recordLlmRefusal('budget_exceeded');
  * const { contentType, body } = await metrics.text();     // text/plain; version=0.0.4 …
  * await metrics.close();
  * ```
@@ -23,7 +25,7 @@ export {
   SPAWN_LATENCY_BUCKETS_SECONDS,
   createMetrics,
 } from './metrics.js';
-export type { AgentUsageSample, CreateMetricsOptions, MetricsSources, MetricsText, WarrenMetrics } from './metrics.js';
+export type { AgentUsageSample, CreateMetricsOptions, LlmCallSample, MetricsSources, MetricsText, WarrenMetrics } from './metrics.js';
 export { registrySources } from './registry-sources.js';
 export type { RegistrySources } from './registry-sources.js';
 export { MetricsError } from './errors.js';

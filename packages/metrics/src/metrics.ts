@@ -1,4 +1,5 @@
 import { silentLogger, type Logger } from '@warren/core';
+import type { LlmUsageRow } from '@warren/registry';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { MetricsError } from './errors.js';
 
@@ -52,6 +53,13 @@ export interface MetricsSources {
   readonly auditRows?: () => number;
 }
 
+/**
+ * One LLM call as the gateway reports it: the fields of its `llm_usage` row (`LlmUsageRow` of
+ * @warren/registry) that become labels or counts. The agent, task and times are not labels (their
+ * values are unbounded); the registry's usage report has them.
+ */
+export type LlmCallSample = Pick<LlmUsageRow, 'template' | 'provider' | 'model' | 'inputTokens' | 'outputTokens' | 'costUsd' | 'status'>;
+
 /** Options of {@link createMetrics}. */
 export interface CreateMetricsOptions {
   /** The Warren instance (its NATS subject prefix), exported as `warren_info{warren_instance}`. Non-empty. */
@@ -78,8 +86,14 @@ export interface CreateMetricsOptions {
   readonly maxAgentSeries?: number;
   /** Distinct `kind` values of `warren_events_total`; later kinds count under `kind="_other"`. Default 256. ≥ 1. */
   readonly maxEventKinds?: number;
-  /** Distinct `template` values of the latency histograms; later ones count under `template="_other"`. Default 100. ≥ 1. */
+  /** Distinct `template` values of the latency histograms and LLM counters; later ones count under `template="_other"`. Default 100. ≥ 1. */
   readonly maxTemplates?: number;
+  /** Distinct `provider` values of the LLM counters; later ones count under `provider="_other"`. Default 32. ≥ 1. */
+  readonly maxProviders?: number;
+  /** Distinct `model` values of `warren_llm_tokens_total`; later ones count under `model="_other"`. Default 128. ≥ 1. */
+  readonly maxModels?: number;
+  /** Distinct `reason` values of `warren_llm_refusals_total`; later ones count under `reason="_other"`. Default 32. ≥ 1. */
+  readonly maxRefusalReasons?: number;
   /** Where a failing scrape callback is reported (warn, once per source until it succeeds again). Default silent. */
   readonly logger?: Logger;
 }
@@ -115,6 +129,19 @@ export interface WarrenMetrics {
   observeSpawn(template: string, startupMs: number): void;
   /** Counts one committed event of `kind` in `warren_events_total{kind}`. */
   observeEvent(kind: string): void;
+  /**
+   * Counts one LLM call through an agent's gateway: its tokens into
+   * `warren_llm_tokens_total{direction="input"|"output",template,provider,model}`, its cost (US
+   * dollars) into `warren_llm_cost_usd_total{template,provider}` and the call into
+   * `warren_llm_calls_total{template,provider,status}` (`status` the HTTP status the agent received,
+   * `_other` when not a status code). Negative or non-finite counts add nothing.
+   */
+  recordLlmCall(call: LlmCallSample): void;
+  /**
+   * Counts one call the gateway refused (over budget, provider not allowed, …) in
+   * `warren_llm_refusals_total{reason}`.
+   */
+  recordLlmRefusal(reason: string): void;
   /**
    * The exposition of every metric, callbacks read now. Never rejects because of a callback; after
    * {@link close} the body is empty.
@@ -172,6 +199,9 @@ export function createMetrics(options: CreateMetricsOptions): WarrenMetrics {
   const maxAgentSeries = positiveInteger('maxAgentSeries', options.maxAgentSeries, 1000, 0);
   const eventKinds = new BoundedLabel(positiveInteger('maxEventKinds', options.maxEventKinds, 256, 1));
   const templates = new BoundedLabel(positiveInteger('maxTemplates', options.maxTemplates, 100, 1));
+  const providers = new BoundedLabel(positiveInteger('maxProviders', options.maxProviders, 32, 1));
+  const models = new BoundedLabel(positiveInteger('maxModels', options.maxModels, 128, 1));
+  const refusalReasons = new BoundedLabel(positiveInteger('maxRefusalReasons', options.maxRefusalReasons, 32, 1));
   const log = options.logger ?? silentLogger;
   const sources: { -readonly [K in SourceName]?: MetricsSources[K] } = { ...options.sources };
   const failing = new Set<SourceName>();
@@ -298,6 +328,31 @@ export function createMetrics(options: CreateMetricsOptions): WarrenMetrics {
     registers,
   });
 
+  const llmTokens = new Counter({
+    name: 'warren_llm_tokens_total',
+    help: "Tokens of agents' LLM calls through their gateways, as the providers count them, by direction (input or output), template, provider and model.",
+    labelNames: ['direction', 'template', 'provider', 'model'],
+    registers,
+  });
+  const llmCost = new Counter({
+    name: 'warren_llm_cost_usd_total',
+    help: "Cost of agents' LLM calls in US dollars, from the providers' configured prices, by template and provider.",
+    labelNames: ['template', 'provider'],
+    registers,
+  });
+  const llmCalls = new Counter({
+    name: 'warren_llm_calls_total',
+    help: "Agents' LLM calls through their gateways, by template, provider and the HTTP status the agent received.",
+    labelNames: ['template', 'provider', 'status'],
+    registers,
+  });
+  const llmRefusals = new Counter({
+    name: 'warren_llm_refusals_total',
+    help: "LLM calls the gateways refused, by reason (budget_exceeded, provider_not_allowed, ...).",
+    labelNames: ['reason'],
+    registers,
+  });
+
   registry.registerMetric(collectErrors);
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
 
@@ -327,6 +382,21 @@ export function createMetrics(options: CreateMetricsOptions): WarrenMetrics {
     observeSpawn: (template, startupMs) => latency(spawn, template, startupMs),
     observeEvent(kind) {
       if (!closed) events.inc({ kind: eventKinds.of(kind) });
+    },
+    recordLlmCall(call) {
+      if (closed) return;
+      const template = templates.of(call.template);
+      const provider = providers.of(call.provider);
+      const model = models.of(call.model);
+      const count = (n: number): number => (Number.isFinite(n) && n > 0 ? n : 0);
+      llmTokens.inc({ direction: 'input', template, provider, model }, count(call.inputTokens));
+      llmTokens.inc({ direction: 'output', template, provider, model }, count(call.outputTokens));
+      llmCost.inc({ template, provider }, count(call.costUsd));
+      const status = Number.isInteger(call.status) && call.status >= 100 && call.status <= 599 ? String(call.status) : OVERFLOW_LABEL;
+      llmCalls.inc({ template, provider, status });
+    },
+    recordLlmRefusal(reason) {
+      if (!closed) llmRefusals.inc({ reason: refusalReasons.of(reason) });
     },
     async text() {
       return { contentType: registry.contentType, body: await registry.metrics() };

@@ -54,6 +54,10 @@ describe('the exposition', () => {
       warren_events_total: 'counter',
       warren_assignment_latency_seconds: 'histogram',
       warren_spawn_latency_seconds: 'histogram',
+      warren_llm_tokens_total: 'counter',
+      warren_llm_cost_usd_total: 'counter',
+      warren_llm_calls_total: 'counter',
+      warren_llm_refusals_total: 'counter',
       warren_metrics_collect_errors_total: 'counter',
     });
     for (const [name, help] of helps(text)) expect(help.length, name).toBeGreaterThan(10);
@@ -71,6 +75,8 @@ describe('the exposition', () => {
     });
     metrics.observeAssignment('shell', 5);
     metrics.observeSpawn('shell', 50);
+    metrics.recordLlmCall({ template: 'coder', provider: 'anthropic', model: 'claude-x', inputTokens: 10, outputTokens: 2, costUsd: 0.001, status: 200 });
+    metrics.recordLlmRefusal('budget_exceeded');
     const lint = spawnSync('promtool', ['check', 'metrics'], { input: await body(metrics), encoding: 'utf8' });
     if (lint.error) throw new Error(`promtool not found (${lint.error.message}): install it with \`apt-get install -y prometheus\``);
     expect(lint.stdout + lint.stderr).toBe('');

@@ -46,6 +46,20 @@ export { analyticsOf, durationStats, executionFacts, timeSeries, utilisation } f
 export type { SeriesBucket, Utilisation } from './analytics.js';
 export { UsageLedger, migrateUsage } from './usage.js';
 export type { LlmUsageRow, UsageFilter, UsageTotals } from './usage.js';
+export { MAX_USAGE_BUCKETS, taskUsage, usageReport } from './usage-report.js';
+export type {
+  AgentUsage,
+  AttemptUsage,
+  ModelUsage,
+  TaskUsage,
+  TaskUsageLine,
+  TemplateUsage,
+  UsageBucket,
+  UsageLine,
+  UsageRefusals,
+  UsageReport,
+  UsageReportRequest,
+} from './usage-report.js';
 export { SUPERVISOR_PID_FILE, runningSupervisorPid } from './supervisor-pid.js';
 export { RegistryError } from './errors.js';
 export type {

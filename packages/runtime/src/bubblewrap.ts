@@ -19,6 +19,8 @@ import { AgentGateway } from './gateway.js';
 import type {
   AgentEvents,
   AgentExecOptions,
+  AgentMount,
+  ChannelService,
   AgentExit,
   AgentInstance,
   AgentIsolation,
@@ -59,6 +61,13 @@ export interface BubblewrapRuntimeOptions {
   readonly hostEnv?: Readonly<Record<string, string | undefined>>;
   /** How long a runner has to ack a task before its broker message is nak'ed, in ms. Default 15000. */
   readonly ackTimeoutMs?: number;
+  /** Host-side services served on their own sockets in each instance's channel directory (the LLM gateway). Default: none. */
+  readonly channelServices?: readonly ChannelService[];
+  /**
+   * Host directories bound read-only into every sandbox (instances and execs) when they exist:
+   * the coding-agent CLIs, Warren's agent loop, repository mirrors. Default: none.
+   */
+  readonly systemBinds?: readonly AgentMount[];
 }
 
 /**
@@ -110,6 +119,7 @@ class BubblewrapRuntime implements AgentRuntime {
       ...(options.agentsBinDir === undefined ? {} : { agentsBinDir: options.agentsBinDir }),
       root: options.root,
       hostEnv: options.hostEnv ?? {},
+      ...(options.systemBinds ? { systemBinds: options.systemBinds } : {}),
     };
   }
 
@@ -141,6 +151,7 @@ class BubblewrapRuntime implements AgentRuntime {
       await mkdir(images, { recursive: true, mode: 0o700 });
       await ensureHomeImage({ imagePath: join(images, `${name}.ext4`), sizeBytes: spec.homeQuotaBytes, mountPoint: spec.homeDir, uid: spec.uid, gid: spec.gid });
     }
+    await spec.prepareHome?.();
     const runDir = join(stateDir, 'run', 'agents', name);
     const socketDir = join(runDir, 'socket');
     const gateway = await AgentGateway.start({
@@ -151,7 +162,17 @@ class BubblewrapRuntime implements AgentRuntime {
       events,
       ...(this.options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: this.options.ackTimeoutMs }),
     });
+    const services: { close(): Promise<void> }[] = [];
+    const closeServices = async (): Promise<void> => {
+      for (const service of services.splice(0)) {
+        await service.close().catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot close a channel service'));
+      }
+    };
     try {
+      for (const service of this.options.channelServices ?? []) {
+        const served = await service.serve(spec, join(socketDir, service.socketName));
+        if (served) services.push(served);
+      }
       const sandbox = await spawnSandbox(
         agentSandboxSpec(spec, this.host, {
           sandboxName: `${this.tag}-${name}`,
@@ -167,8 +188,9 @@ class BubblewrapRuntime implements AgentRuntime {
         }),
         { logger: this.log.child({ component: 'sandbox', agent: name }) },
       );
-      return new BubblewrapInstance(name, sandbox, gateway);
+      return new BubblewrapInstance(name, sandbox, gateway, closeServices);
     } catch (error) {
+      await closeServices();
       await gateway.close();
       throw error;
     }
@@ -254,6 +276,7 @@ class BubblewrapInstance implements AgentInstance {
     readonly name: string,
     private readonly sandbox: Sandbox,
     private readonly gateway: AgentGateway,
+    private readonly closeServices: () => Promise<void>,
   ) {
     this.exited = sandbox.exited.then((exit) => {
       this.ended = true;
@@ -303,6 +326,7 @@ class BubblewrapInstance implements AgentInstance {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.closeServices();
       await this.gateway.close();
       if (!this.ended) await this.sandbox.stop();
     })();

@@ -38,6 +38,11 @@ export interface GatewayEvents {
   /** A frame was malformed; the connection is closed. */
   protocolError(agent: string, message: string): void;
   /**
+   * The runner reported an event of its runtime's stream (text, a tool call or result, usage, an
+   * error, the final answer) for execution (`taskId`, `attempt`): a JSON object with a `kind`.
+   */
+  progressEvent?(agent: string, taskId: string, attempt: number, event: Readonly<Record<string, unknown>>): void;
+  /**
    * Decides (policy + audit) whether `from` may message `to`. @returns an error text to refuse,
    * or null to allow.
    */
@@ -216,16 +221,21 @@ export class AgentGateway {
       case 'ack':
         this.waitingAcks.get(`${frame.taskId}:${frame.attempt}`)?.resolve(true);
         return;
-      case 'progress':
+      case 'progress': {
+        const event = (frame as { readonly event?: unknown }).event;
+        const agentEvent = typeof event === 'object' && event !== null && !Array.isArray(event) ? (event as Readonly<Record<string, unknown>>) : undefined;
         this.options.broker.publishProgress({
           taskId: frame.taskId,
           attempt: frame.attempt,
           agent: identity.name,
           message: frame.message.slice(0, 2000),
           ...(frame.percent === undefined ? {} : { percent: frame.percent }),
+          ...(agentEvent === undefined ? {} : { event: agentEvent }),
           atMs: Date.now(),
         });
+        if (agentEvent !== undefined) events.progressEvent?.(identity.name, frame.taskId, frame.attempt, agentEvent);
         return;
+      }
       case 'result':
         this.publishResult(frame).catch((error: unknown) =>
           this.log.error({ err: error, taskId: frame.taskId, attempt: frame.attempt }, 'cannot publish a result'),
@@ -336,6 +346,7 @@ export class AgentGateway {
       ...(a.command === undefined ? {} : { command: a.command }),
       fields: a.fields,
       timeoutMs: a.timeoutMs,
+      ...(a.repository === undefined ? {} : { repository: a.repository }),
       // The trace context of the span that published it: the runner's span for the run is its child.
       ...(delivery.traceparent === undefined ? {} : { traceparent: delivery.traceparent }),
       ...(delivery.traceparent === undefined || delivery.tracestate === undefined ? {} : { tracestate: delivery.tracestate }),

@@ -43,12 +43,23 @@ export type {
   AgentStopReason,
   AgentStorageRef,
   AgentUsage,
+  ChannelService,
   ReclaimReport,
   RuntimeHost,
 } from './runtime.js';
 export { describeExit, describeOutOfMemory, describeProcessLimit } from './exit.js';
 export { AgentGateway } from './gateway.js';
 export type { AgentGatewayOptions, GatewayEvents, GatewayIdentity } from './gateway.js';
-export { agentSandboxSpec, homeInSandbox, instanceTag, AGENT_PATH, AGENTS_BIN_IN_SANDBOX, RUNNER_IN_SANDBOX } from './sandbox-spec.js';
+export {
+  agentSandboxSpec,
+  homeInSandbox,
+  instanceTag,
+  AGENT_CLIS_IN_SANDBOX,
+  AGENT_LLM_IN_SANDBOX,
+  AGENT_PATH,
+  AGENTS_BIN_IN_SANDBOX,
+  REPOS_IN_SANDBOX,
+  RUNNER_IN_SANDBOX,
+} from './sandbox-spec.js';
 export type { SandboxHostPaths, SandboxSpecInput } from './sandbox-spec.js';
 export { RuntimeError } from './errors.js';

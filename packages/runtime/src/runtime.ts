@@ -129,6 +129,26 @@ export interface AgentStartSpec extends AgentSpec {
   readonly homeQuotaBytes: number | null;
   /** Host file receiving the instance's stdout and stderr. Default `<stateDir>/logs/<name>.log`. */
   readonly logPath?: string;
+  /**
+   * Called once the home is attached (its image mounted, when it has a quota) and before the
+   * agent's program starts: seed files, secrets. A rejection fails the start.
+   */
+  readonly prepareHome?: () => Promise<void>;
+}
+
+/**
+ * A host-side service an agent reaches through its channel directory (the LLM gateway): the
+ * runtime calls `serve` when it starts an instance, with a socket path in the directory it binds
+ * into the sandbox at /run/warren, and closes what `serve` returned when the instance ends.
+ */
+export interface ChannelService {
+  /** The socket's file name, e.g. `llm.sock`; the agent sees it at `/run/warren/<socketName>`. */
+  readonly socketName: string;
+  /**
+   * Serves `spec`'s agent on `socketPath`; the socket must be usable by `spec.uid` only.
+   * @returns what to close when the instance ends, or null when this agent gets no such service.
+   */
+  serve(spec: AgentStartSpec, socketPath: string): Promise<{ close(): Promise<void> } | null>;
 }
 
 /**

@@ -9,6 +9,12 @@ import type { AgentSpec } from './runtime.js';
 export const RUNNER_IN_SANDBOX = '/opt/warren/agent-runner';
 /** Where `agents/bin` (the templates' programs) is bound inside every sandbox. */
 export const AGENTS_BIN_IN_SANDBOX = '/opt/warren/agents/bin';
+/** Where the coding-agent CLIs (`tools/agent-clis`) are bound inside every sandbox. */
+export const AGENT_CLIS_IN_SANDBOX = '/opt/warren/clis';
+/** Where Warren's own agent loop (`@warren/agent-llm`'s bundle) is bound inside every sandbox. */
+export const AGENT_LLM_IN_SANDBOX = '/opt/warren/agent-llm';
+/** Where the repositories' mirrors are bound inside every sandbox (read-only; tasks clone from them). */
+export const REPOS_IN_SANDBOX = '/opt/warren/repos';
 /** The PATH of every agent; a bare program name given to an exec is looked up in it on the host (the sandbox sees the host's /usr). */
 export const AGENT_PATH = '/usr/local/bin:/usr/bin:/bin';
 
@@ -30,6 +36,8 @@ export interface SandboxHostPaths {
   readonly root: string;
   /** The environment the spec's `environment` allow-list reads from. */
   readonly hostEnv: Readonly<Record<string, string | undefined>>;
+  /** Host directories bound read-only into every sandbox, each only when its source exists. */
+  readonly systemBinds?: readonly { readonly source: string; readonly target: string }[];
 }
 
 /** What differs between an agent's runner sandbox and an exec into it. */
@@ -87,6 +95,7 @@ export function agentSandboxSpec(agent: AgentSpec, host: SandboxHostPaths, input
       { source: host.runnerDir, target: RUNNER_IN_SANDBOX },
       // The templates' programs are optional: an agents folder without bin/ binds nothing there.
       ...(host.agentsBinDir !== undefined && existsSync(host.agentsBinDir) ? [{ source: host.agentsBinDir, target: AGENTS_BIN_IN_SANDBOX }] : []),
+      ...(host.systemBinds ?? []).filter((b) => existsSync(b.source)),
       ...(input.socketDir ? [{ source: input.socketDir, target: '/run/warren' }] : []),
       ...(agent.mounts ?? []).map((m) => ({ source: resolve(host.root, m.source), target: m.target })),
     ],

@@ -59,6 +59,15 @@ describe('agentSandboxSpec', () => {
     expect(binds.map((b) => b.target)).toEqual(['/opt/warren/agent-runner', '/repo/docs', '/data']);
   });
 
+  it('binds the system directories that exist (the CLIs, the agent loop), after agents/bin', () => {
+    const systemBinds = [
+      { source: binDir, target: '/opt/warren/clis' },
+      { source: join(dir, 'missing'), target: '/opt/warren/agent-llm' },
+    ];
+    const binds = agentSandboxSpec(agent, { ...host, systemBinds }, input).readOnlyBinds ?? [];
+    expect(binds.map((b) => b.target)).toEqual(['/opt/warren/agent-runner', '/opt/warren/agents/bin', '/opt/warren/clis', '/run/warren', '/repo/docs', '/data']);
+  });
+
   it.each([
     ['full', undefined],
     ['unsafe', 'unsafe-no-cgroups'],
@@ -85,8 +94,11 @@ describe('@warren/runtime public surface', () => {
   it('exports exactly these values', () => {
     expect(Object.keys(runtime).sort()).toEqual([
       'AGENTS_BIN_IN_SANDBOX',
+      'AGENT_CLIS_IN_SANDBOX',
+      'AGENT_LLM_IN_SANDBOX',
       'AGENT_PATH',
       'AgentGateway',
+      'REPOS_IN_SANDBOX',
       'RUNNER_IN_SANDBOX',
       'RuntimeError',
       'agentSandboxSpec',

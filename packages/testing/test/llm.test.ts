@@ -1,7 +1,16 @@
 import Anthropic from '@anthropic-ai/sdk';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startFakeLlm, type FakeLlm, type StartFakeLlmOptions } from '../src/index.js';
+import { makeTempDir, startFakeLlm, type FakeLlm, type StartFakeLlmOptions } from '../src/index.js';
+
+/** The built standalone server (`npm run build` first, as `npm test` does). */
+const MAIN = fileURLToPath(new URL('../dist/llm/main.js', import.meta.url));
 
 const TOOLS: OpenAI.Chat.Completions.ChatCompletionTool[] = [
   {
@@ -55,7 +64,7 @@ function post(llm: FakeLlm, path: string, body: unknown, headers: Record<string,
   });
 }
 
-const MESSAGES_BODY = { model: 'claude-test', max_tokens: 256, messages: [{ role: 'user', content: 'list the files' }] };
+const MESSAGES_BODY = { model: 'claude-test', max_tokens: 256, messages: [{ role: 'user' as const, content: 'list the files' }] };
 
 describe('startFakeLlm: OpenAI Chat Completions', () => {
   it('streams text and tool calls that the openai client reassembles, with usage when asked', async () => {
@@ -248,7 +257,7 @@ describe('startFakeLlm: scripts and the request log', () => {
     const llm = await fake({ script: [{ text: 'one' }, { text: 'two' }] });
     const before = Date.now();
     await openai(llm).chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'first' }] });
-    await post(llm, '/v1/messages?beta=true', MESSAGES_BODY, { 'X-Api-Key': 'sk-ant-raw', 'Anthropic-Version': '2023-06-01' });
+    const raw = await post(llm, '/v1/messages?beta=true', MESSAGES_BODY, { 'X-Api-Key': 'sk-ant-raw', 'Anthropic-Version': '2023-06-01' });
     await fetch(`${llm.url}/v2/nothing`);
     const [chat, messages, other] = llm.requests;
     expect(chat).toMatchObject({ method: 'POST', path: '/v1/chat/completions', search: '', wire: 'openai-chat', body: { model: 'gpt-test', messages: [{ role: 'user', content: 'first' }] } });
@@ -256,6 +265,10 @@ describe('startFakeLlm: scripts and the request log', () => {
     expect(messages).toMatchObject({ path: '/v1/messages', search: '?beta=true', wire: 'anthropic-messages', body: MESSAGES_BODY });
     expect(messages!.headers['x-api-key']).toBe('sk-ant-raw');
     expect(messages!.headers['anthropic-version']).toBe('2023-06-01');
+    expect(messages!.requestId).toMatch(/^req_[0-9a-f]{24}$/);
+    expect(raw.headers.get('request-id')).toBe(messages!.requestId);
+    expect(raw.headers.get('x-request-id')).toBe(messages!.requestId);
+    expect(new Set(llm.requests.map((r) => r.requestId)).size).toBe(3);
     expect(other).toMatchObject({ method: 'GET', path: '/v2/nothing', wire: 'other', body: null });
     for (const request of llm.requests) expect(request.receivedMs).toBeGreaterThanOrEqual(before);
   });
@@ -272,7 +285,35 @@ describe('startFakeLlm: scripts and the request log', () => {
     const title = await client.messages.create({ ...MESSAGES_BODY, system: 'Write a title for this conversation' });
     const main = await client.messages.create({ ...MESSAGES_BODY, messages: [{ role: 'user', content: 'hello' }] });
     expect(title.content).toEqual([{ type: 'text', text: 'Fix the login' }]);
+    expect(llm.turnsLeft).toBeUndefined();
     expect(main.content).toEqual([{ type: 'text', text: 'you said: hello' }]);
+  });
+
+  it('answers requests that offer no tools with the side-call turn, using no scripted turn', async () => {
+    const llm = await fake({ script: [{ text: 'main answer' }], sideCall: { text: 'A title' } });
+    const client = openai(llm);
+    const title = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'title this' }] });
+    expect(title.choices[0]!.message.content).toBe('A title');
+    const main = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'work' }], tools: TOOLS });
+    expect(main.choices[0]!.message.content).toBe('main answer');
+    const again = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'title again' }], tools: [] });
+    expect(again.choices[0]!.message.content).toBe('A title');
+    expect(llm.turnsLeft).toBe(0);
+    await expect(startFakeLlm({ sideCall: { fault: 'sleep' } as never })).rejects.toThrow(/'sideCall' is not a FakeTurn: 'fault' must be 'hang' or 'cut'/);
+  });
+
+  it('tells a test observer of each request as it arrives', async () => {
+    const seen: string[] = [];
+    const llm = await fake({
+      script: [{ text: 'ok' }],
+      onRequest: (request) => {
+        seen.push(`${request.method} ${request.path}`);
+        throw new Error('an observer that throws changes nothing');
+      },
+    });
+    const completion = await openai(llm).chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }] });
+    expect(completion.choices[0]!.message.content).toBe('ok');
+    expect(seen).toEqual(['POST /v1/chat/completions']);
   });
 
   it('answers 500 saying the script ran out, and asks clients not to retry', async () => {
@@ -281,7 +322,7 @@ describe('startFakeLlm: scripts and the request log', () => {
     await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'a' }] });
     const error = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'b' }] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.InternalServerError);
-    expect((error as Error).message).toMatch(/script ran out: it has 1 turn\(s\) and this is model request 2/);
+    expect((error as Error).message).toMatch(/script ran out: it has 1 turn\(s\) and this is scripted model request 2/);
     expect(llm.requests).toHaveLength(2);
   });
 
@@ -339,7 +380,9 @@ describe('startFakeLlm: faults', () => {
 
   it('answers 500 and 503 the given number of times in each wire\'s error shape', async () => {
     const llm = await fake({ script: [{ status: 500, times: 2 }, { status: 503, message: 'down for maintenance' }, { text: 'back' }] });
+    expect(llm.turnsLeft).toBe(3);
     const first = await openai(llm).chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    expect(llm.turnsLeft).toBe(3);
     expect(first).toBeInstanceOf(OpenAI.InternalServerError);
     expect((first as InstanceType<typeof OpenAI.InternalServerError>).status).toBe(500);
     expect((first as InstanceType<typeof OpenAI.InternalServerError>).error).toMatchObject({ type: 'server_error', message: 'fake LLM: scripted HTTP 500' });
@@ -349,8 +392,21 @@ describe('startFakeLlm: faults', () => {
     const third = await post(llm, '/v1/responses', { model: 'gpt-5-test', input: 'hi' });
     expect(third.status).toBe(503);
     expect(await third.json()).toMatchObject({ error: { message: 'down for maintenance', type: 'server_error' } });
+    expect(llm.turnsLeft).toBe(1);
     const fourth = await anthropic(llm).messages.create(MESSAGES_BODY);
     expect(fourth.content).toEqual([{ type: 'text', text: 'back' }]);
+    expect(llm.turnsLeft).toBe(0);
+  });
+
+  it("answers Anthropic's 529 overloaded and a 504 in the wire's error shape", async () => {
+    const llm = await fake({ script: [{ status: 529 }, { status: 504, retryAfterS: 2 }] });
+    const overloaded = await post(llm, '/v1/messages', MESSAGES_BODY);
+    expect(overloaded.status).toBe(529);
+    expect(await overloaded.json()).toMatchObject({ type: 'error', error: { type: 'overloaded_error' } });
+    const timeout = await post(llm, '/v1/chat/completions', { model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }] });
+    expect(timeout.status).toBe(504);
+    expect(timeout.headers.get('retry-after')).toBe('2');
+    expect(await timeout.json()).toMatchObject({ error: { type: 'server_error', code: 'gateway_timeout' } });
   });
 
   it('hangs without headers until the client aborts, then answers the next request', async () => {
@@ -412,8 +468,60 @@ describe('startFakeLlm: faults', () => {
     await expect(nonStream.text()).rejects.toThrow();
   });
 
+  it("fails a stream mid-way with each wire's own failure event", async () => {
+    const llm = await fake({
+      script: [
+        { fault: 'cut', afterChunks: 2, how: 'error', message: 'Overloaded' },
+        { fault: 'cut', afterChunks: 3, how: 'error', message: 'the model broke down' },
+        { fault: 'cut', afterChunks: 2, how: 'error', message: 'chat broke down' },
+      ],
+    });
+    const anthropicEvents = await readSse(await post(llm, '/v1/messages', { ...MESSAGES_BODY, stream: true }));
+    expect(anthropicEvents.map((e) => e.event)).toEqual(['message_start', 'ping', 'error']);
+    expect(JSON.parse(anthropicEvents[2]!.data)).toEqual({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } });
+
+    const responses = await openai(llm).responses.create({ model: 'gpt-5-test', input: 'hi', stream: true });
+    const seen: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const event of responses) seen.push(event);
+    expect(seen.map((e) => e.type)).toEqual(['response.created', 'response.in_progress', 'response.output_item.added', 'response.failed']);
+    const failed = seen[3];
+    if (failed?.type !== 'response.failed') throw new Error('no response.failed');
+    expect(failed.sequence_number).toBe(3);
+    expect(failed.response).toMatchObject({ status: 'failed', error: { code: 'server_error', message: 'the model broke down' } });
+
+    const chat = await openai(llm).chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const error = await (async () => {
+      for await (const chunk of chat) expect(chunk.object).toBe('chat.completion.chunk');
+    })().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect((error as Error).message).toContain('chat broke down');
+  });
+
+  it('stalls a stream after the given events, keeping the connection open until close', async () => {
+    const llm = await fake({ script: [{ fault: 'cut', afterChunks: 2, how: 'stall', text: 'never more than the start of this' }] });
+    const response = await post(llm, '/v1/messages', { ...MESSAGES_BODY, stream: true });
+    expect(response.status).toBe(200);
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let received = '';
+    while (received.split('\n\n').length - 1 < 2) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the stream ended after ${JSON.stringify(received)}`);
+      received += value;
+    }
+    await llm.close();
+    const rest = await (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return 'ended';
+        received += value;
+      }
+    })().catch(() => 'failed');
+    expect(rest).toBe('failed');
+    expect(received.split('\n\n').filter((frame) => frame !== '').map((frame) => frame.split('\n')[0])).toEqual(['event: message_start', 'event: ping']);
+  });
+
   it('closes idempotently, ending open streams', async () => {
-    const llm = await startFakeLlm({ script: [{ text: 'slow words arriving one by one', usage: { inputTokens: 1, outputTokens: 1 } }], chunkDelayMs: 60_000, chunkChars: 4 });
+    const llm = await fake({ script: [{ text: 'slow words arriving one by one', usage: { inputTokens: 1, outputTokens: 1 } }], chunkDelayMs: 60_000, chunkChars: 4 });
     const response = await post(llm, '/v1/messages', { ...MESSAGES_BODY, stream: true });
     expect(response.status).toBe(200);
     const reading = response.text().then(
@@ -425,5 +533,46 @@ describe('startFakeLlm: faults', () => {
     await closing;
     expect(await reading).toBe('failed');
     await expect(fetch(`${llm.url}/v1/models`)).rejects.toThrow();
+  });
+});
+
+describe('the fake LLM server as a process (dist/llm/main.js)', () => {
+  it('serves a script file, prints its URL and each request, and stops on SIGTERM', async () => {
+    await using dir = await makeTempDir('warren-fake-llm-');
+    const scriptPath = join(dir.path, 'script.json');
+    await writeFile(scriptPath, JSON.stringify({ script: [{ text: 'from the file' }], sideCall: { text: 'side' }, apiKey: 'k-file' }));
+    const child = spawn(process.execPath, [MAIN, '--script', scriptPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const first = await lines.next();
+    if (first.done === true) throw new Error(`the server printed nothing; stderr: ${stderr}`);
+    const { event, url } = JSON.parse(first.value) as { event: string; url: string };
+    expect(event).toBe('listening');
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'k-file', maxRetries: 0 });
+    const completion = await client.chat.completions.create({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }], tools: TOOLS });
+    expect(completion.choices[0]!.message.content).toBe('from the file');
+    const logged = await lines.next();
+    expect(JSON.parse(logged.value as string)).toEqual({ event: 'request', n: 1, method: 'POST', path: '/v1/chat/completions', wire: 'openai-chat' });
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    expect(await exited).toEqual([0, null]);
+    expect(stderr).toContain('stopped on SIGTERM');
+  });
+
+  it('exits 2 naming what is wrong with the script file', async () => {
+    await using dir = await makeTempDir('warren-fake-llm-');
+    const scriptPath = join(dir.path, 'script.json');
+    await writeFile(scriptPath, JSON.stringify({ turns: [] }));
+    const child = spawn(process.execPath, [MAIN, '--script', scriptPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(2);
+    expect(stderr).toContain(`${scriptPath}: unknown key(s) turns`);
   });
 });

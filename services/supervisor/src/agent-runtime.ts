@@ -1,10 +1,21 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { arch } from 'node:os';
+import { join, relative } from 'node:path';
 import type { Account } from '@warren/accounts';
 import type { Broker } from '@warren/broker';
 import type { Logger } from '@warren/core';
-import { createBubblewrapRuntime, type AgentRuntime, type AgentSpec, type AgentStartSpec } from '@warren/runtime';
+import {
+  AGENT_CLIS_IN_SANDBOX,
+  AGENT_LLM_IN_SANDBOX,
+  createBubblewrapRuntime,
+  REPOS_IN_SANDBOX,
+  type AgentRuntime,
+  type AgentSpec,
+  type AgentStartSpec,
+  type ChannelService,
+} from '@warren/runtime';
 import type { SupervisorConfig } from './config.js';
-import type { AgentTemplate } from './templates.js';
+import type { AgentCliKind, AgentTemplate } from './templates.js';
 
 /**
  * The agent runtime of a supervisor or a `warren exec` on `config`: the bubblewrap driver with
@@ -13,9 +24,21 @@ import type { AgentTemplate } from './templates.js';
  */
 export function createAgentRuntime(
   config: SupervisorConfig,
-  options: { readonly logger: Logger; readonly hostEnv: Readonly<Record<string, string | undefined>>; readonly broker?: Broker },
+  options: {
+    readonly logger: Logger;
+    readonly hostEnv: Readonly<Record<string, string | undefined>>;
+    readonly broker?: Broker;
+    /** Served beside each agent's channel (the LLM gateway). */
+    readonly channelServices?: readonly ChannelService[];
+  },
 ): AgentRuntime {
   return createBubblewrapRuntime({
+    systemBinds: [
+      { source: config.agentClisDir, target: AGENT_CLIS_IN_SANDBOX },
+      { source: config.agentLlmDir, target: AGENT_LLM_IN_SANDBOX },
+      { source: join(config.stateDir, 'repos'), target: REPOS_IN_SANDBOX },
+    ],
+    ...(options.channelServices ? { channelServices: options.channelServices } : {}),
     stateDir: config.stateDir,
     homeRoot: config.homeRoot,
     runnerDir: config.agentRunnerDir,
@@ -27,8 +50,55 @@ export function createAgentRuntime(
   });
 }
 
-/** Who `account` is and how its template confines it: what an instance and an exec share. */
+/**
+ * Where the native binary of `kind` is under `agentClisDir` (as `scripts/agent-clis.sh` installs
+ * it): the host path and the path inside a sandbox (the folder is bound at /opt/warren/clis), or
+ * undefined when it is not there. For opencode on x64 either build (with or without AVX2) is taken.
+ */
+export function agentCliBinary(kind: AgentCliKind, agentClisDir: string): { readonly host: string; readonly sandbox: string } | undefined {
+  const cpu = arch() === 'arm64' ? 'arm64' : 'x64';
+  const triple = cpu === 'arm64' ? 'aarch64-unknown-linux-musl' : 'x86_64-unknown-linux-musl';
+  const candidates: Record<AgentCliKind, string[]> = {
+    'claude-code': [`node_modules/@anthropic-ai/claude-code-linux-${cpu}/claude`],
+    codex: [`node_modules/@openai/codex-linux-${cpu}/vendor/${triple}/bin/codex`],
+    opencode: [`node_modules/opencode-linux-${cpu}/bin/opencode`, `node_modules/opencode-linux-${cpu}-baseline/bin/opencode`],
+  };
+  const found = candidates[kind].map((path) => join(agentClisDir, path)).find((path) => existsSync(path));
+  return found === undefined ? undefined : { host: found, sandbox: join(AGENT_CLIS_IN_SANDBOX, relative(agentClisDir, found)) };
+}
+
+/** The program of Warren's own agent loop inside a sandbox (the bundle of `@warren/agent-llm`). */
+export const AGENT_LLM_PROGRAM: readonly string[] = ['/usr/bin/node', `${AGENT_LLM_IN_SANDBOX}/agent-llm.mjs`];
+
+/**
+ * What the runner of `name` is told about its runtime (`WARREN_RUNTIME`): `shell` and `exec` as the
+ * template says; a coding-agent CLI with its binary inside the sandbox (a path that names the
+ * missing CLI when it is not installed: the runtime health check holds such templates), provider,
+ * model (the agent's override first) and turn limit; the built-in loop with its program.
+ */
+export function runnerRuntimeOf(template: AgentTemplate, name: string, agentClisDir: string): unknown {
+  const r = template.runtime;
+  const model = template.agentOverrides[name]?.model;
+  switch (r.kind) {
+    case 'shell':
+    case 'exec':
+      return r;
+    case 'llm':
+      return { kind: 'llm', program: AGENT_LLM_PROGRAM, provider: r.provider, model: model ?? r.model, maxTurns: r.maxTurns };
+    default:
+      return {
+        kind: r.kind,
+        binary: agentCliBinary(r.kind, agentClisDir)?.sandbox ?? `${AGENT_CLIS_IN_SANDBOX}/not-installed/${r.kind}`,
+        provider: r.provider,
+        ...((model ?? r.model) !== null ? { model: model ?? r.model } : {}),
+        ...(r.maxTurns !== null ? { maxTurns: r.maxTurns } : {}),
+      };
+  }
+}
+
+/** Who `account` is and how its template confines it (with the agent's own resource overrides): what an instance and an exec share. */
 export function agentSpecOf(account: Account, template: AgentTemplate): AgentSpec {
+  const overrides = template.agentOverrides[account.name]?.resources;
   return {
     name: account.name,
     template: account.template,
@@ -36,7 +106,7 @@ export function agentSpecOf(account: Account, template: AgentTemplate): AgentSpe
     gid: account.gid,
     homeDir: account.home,
     shell: account.shell,
-    resources: template.resources,
+    resources: overrides ? { ...template.resources, ...overrides } : template.resources,
     isolation: template.isolation === 'full' ? 'full' : 'unsafe',
     environment: template.environment,
     mounts: template.mounts,
@@ -48,12 +118,12 @@ export function agentSpecOf(account: Account, template: AgentTemplate): AgentSpe
  * runtime, concurrency and home quota, and a heartbeat every quarter of the heartbeat timeout (at
  * least 100 ms), so one lost or late heartbeat never looks like a dead agent.
  */
-export function agentStartSpecOf(account: Account, template: AgentTemplate, config: Pick<SupervisorConfig, 'heartbeatTimeoutMs' | 'stateDir'>): AgentStartSpec {
+export function agentStartSpecOf(account: Account, template: AgentTemplate, config: Pick<SupervisorConfig, 'heartbeatTimeoutMs' | 'stateDir' | 'agentClisDir'>): AgentStartSpec {
   return {
     ...agentSpecOf(account, template),
     capabilities: template.capabilities,
     runner: {
-      runtime: template.runtime,
+      runtime: runnerRuntimeOf(template, account.name, config.agentClisDir),
       maxConcurrent: template.wipPerInstance,
       heartbeatIntervalMs: Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4)),
     },

@@ -8,6 +8,7 @@ import { registerExecCommand } from './cli/exec.js';
 import { registerMcpCommand } from './cli/mcp.js';
 import { registerRunCommands } from './cli/run.js';
 import { registerPolicyCommands } from './cli/policy.js';
+import { registerSecretCommands } from './cli/secret.js';
 import { registerTokenCommands } from './cli/token.js';
 
 export { ExitCode } from './cli/common.js';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerOperatorCommands(program);
   registerPolicyCommands(program);
   registerTokenCommands(program);
+  registerSecretCommands(program);
   registerMcpCommand(program);
   return program;
 }

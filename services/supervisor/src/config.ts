@@ -28,6 +28,10 @@ export const SupervisorOptions = z
     /** What a new home is copied from (default: `<root>/home/skel`). */
     skeleton: z.string().optional(),
     policies: z.string().optional(),
+    /** The LLM providers' folder (default `<root>/providers`). */
+    providers: z.string().optional(),
+    /** Where the coding-agent CLIs are installed (default `<root>/tools/agent-clis`, see scripts/agent-clis.sh). */
+    agentClis: z.string().optional(),
     stateDir: z.string().optional(),
     /** An external NATS server; when absent the supervisor runs its own nats-server child. */
     natsUrl: z.string().url().optional(),
@@ -84,9 +88,15 @@ export interface SupervisorConfig {
   /** The directory new homes are copied from. */
   readonly skeletonDir: string;
   readonly policiesDir: string;
+  /** The LLM providers' folder: one YAML file per provider (see `providers.ts`). */
+  readonly providersDir: string;
+  /** Where the coding-agent CLIs are installed; bound read-only into sandboxes at /opt/warren/clis. */
+  readonly agentClisDir: string;
   readonly stateDir: string;
   /** Where the agent runner package lives on the host (bound read-only into every sandbox). */
   readonly agentRunnerDir: string;
+  /** Where the bundle of Warren's own agent loop lives on the host (`@warren/agent-llm`'s dist), bound at /opt/warren/agent-llm. */
+  readonly agentLlmDir: string;
   readonly natsUrl: string | undefined;
   /** The NATS credentials file for `natsUrl` (absolute), if one was given. */
   readonly natsCredsFile: string | undefined;
@@ -141,7 +151,7 @@ export function parseHttpAddress(text: string, where: string): HttpAddress | und
  * Validates options and resolves paths against `root` (itself resolved against the cwd).
  * @throws {ConfigError} naming the option at fault.
  */
-export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string): SupervisorConfig {
+export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string, agentLlmDir: string = resolve(agentRunnerDir, '..', 'agent-llm', 'dist')): SupervisorConfig {
   const parsed = SupervisorOptions.safeParse(options);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -161,8 +171,11 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     uidMin: Number(o.uidRange.split('-')[0]),
     uidMax: Number(o.uidRange.split('-')[1]),
     policiesDir: resolve(root, o.policies ?? 'policies'),
+    providersDir: resolve(root, o.providers ?? 'providers'),
+    agentClisDir: resolve(root, o.agentClis ?? 'tools/agent-clis'),
     stateDir: resolve(root, o.stateDir ?? 'var'),
     agentRunnerDir,
+    agentLlmDir,
     natsUrl: o.natsUrl,
     natsCredsFile: o.natsCreds === undefined ? undefined : resolve(o.natsCreds),
     natsUser: o.natsUser,

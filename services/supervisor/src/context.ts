@@ -14,8 +14,12 @@ import type { WarrenEvent } from './events.js';
 import type { Registry, StateStore } from '@warren/registry';
 import type { Authorizer } from './authorize.js';
 import type { AgentTemplate, TemplateError } from './templates.js';
+import type { ProviderDef } from './providers.js';
+import type { LlmChannel } from './llm.js';
 import type { ExecutionTracing } from './tracing.js';
 import type { WarrenMetrics } from '@warren/metrics';
+import type { SecretStore } from '@warren/secrets';
+import type { UsageLedger } from '@warren/registry';
 
 /** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
 export type RunMode = 'up' | 'until-idle';
@@ -49,6 +53,10 @@ export interface SupervisorContext {
   /** Signs a checkpoint of the audit trail's newest row about once a second (key outside the database). */
   readonly auditSigner: AuditSigner;
   readonly accounts: AccountStore;
+  /** Agents' and templates' secrets, encrypted at rest (key outside the database). */
+  readonly secrets: SecretStore;
+  /** One row per LLM call through the agents' gateways; budgets are summed from it. */
+  readonly usage: UsageLedger;
   readonly policy: PolicyEnforcer;
   /** The one place every decision is made and audited (see authorize.ts). */
   readonly authorizer: Authorizer;
@@ -57,8 +65,12 @@ export interface SupervisorContext {
   readonly nats: EmbeddedNatsServer | undefined;
   /** Where agents run: starts instances, detaches and releases their storage. */
   readonly runtime: AgentRuntime;
+  /** The LLM gateway served beside each agent's channel (see llm.ts). */
+  readonly llm: LlmChannel;
   readonly templates: ReadonlyMap<string, AgentTemplate>;
   readonly templateErrors: readonly TemplateError[];
+  /** The LLM providers of `providers/` (the gateway's upstreams), by name. */
+  readonly providers: ReadonlyMap<string, ProviderDef>;
   /**
    * Distinguishes this supervisor's sandboxes (cgroup names, hostnames) from another supervisor's
    * on the same host: `w` and the first 6 hex digits of sha256(state directory).

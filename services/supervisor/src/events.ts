@@ -125,6 +125,10 @@ export type EventDetails = {
   };
   'task.card_deleted': { readonly attempt: number; readonly agent: string; readonly path: string };
   'task.blocked': { readonly reason: string };
+  /** One event of an agent runtime's stream (text, a tool call or result, usage, an error, the final answer), long texts cut. */
+  'task.progress': { readonly attempt: number; readonly event: Readonly<Record<string, unknown>> };
+  /** The task's execution was stopped because a budget of the LLM gateway ran out. */
+  'task.over_budget': { readonly attempt: number; readonly detail: string };
   'task.parent_done': { readonly subtasks: readonly string[] };
   'agent.start': AgentStartDetails;
   'agent.wake': AgentStartDetails;
@@ -148,6 +152,26 @@ export type EventDetails = {
   'agent.exec': { readonly argv: readonly string[]; readonly sandboxPid: number };
   'agent.exec_exit': { readonly exit: unknown; readonly argv: readonly string[]; readonly signal?: string };
   'account.delete': Record<string, never>;
+  /** One LLM call through the agent's gateway (the row of the usage ledger). */
+  'llm.call': {
+    readonly provider: string;
+    readonly model: string;
+    readonly taskId: string | null;
+    readonly attempt: number | null;
+    readonly inputTokens: number;
+    readonly outputTokens: number;
+    readonly costUsd: number;
+    readonly status: number;
+    readonly durationMs: number;
+  };
+  /** A call the gateway refused: a provider outside the agent's allow-list, an unknown route, a budget used up. */
+  'llm.refused': { readonly provider: string | null; readonly path: string; readonly reason: string; readonly detail: string };
+  /** A secret was stored or replaced (never its value). */
+  'secret.set': { readonly target: string; readonly name: string; readonly gateway: boolean };
+  'secret.delete': { readonly target: string; readonly name: string; readonly gateway: boolean };
+  /** A template's runtime cannot run (its CLI is missing or broken, its provider unknown): its tasks wait with the reason. */
+  'runtime.unhealthy': { readonly kind: string; readonly reason: string };
+  'runtime.healthy': { readonly kind: string; readonly version: string | null };
   'template.failed': SpawnFailureDetails;
   'board.write': BoardWriteDetails;
   'board.refused': BoardWriteDetails;
@@ -185,7 +209,7 @@ export type EventDetails = {
     readonly attempt?: number;
   };
   'broker.consumer_remade': { readonly stranded: number; readonly reason: string };
-  'input.rejected': { readonly kind: 'task' | 'template'; readonly path: string; readonly line: number; readonly message: string };
+  'input.rejected': { readonly kind: 'task' | 'template' | 'provider'; readonly path: string; readonly line: number; readonly message: string };
   'supervisor.start': {
     readonly mode: string;
     readonly board: string;
@@ -319,6 +343,8 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
   'task.cancelled': { description: "a person moved a running task's card out of the in-progress column; the execution is cancelled", level: 'warn', message: 'task cancelled by a board move' },
   'task.card_deleted': { description: "a running task's card was deleted; the run finishes and its result stays in the audit trail only", level: 'warn', message: 'card of a running task deleted' },
   'task.blocked': { description: 'a ready task can never run as the board stands (dependency cycle, self or unknown id)', level: 'warn', message: 'task blocked', fields: (e) => ({ taskId: taskOf(e), reason: e.details.reason }) },
+  'task.progress': { description: "an event of the agent's runtime: text, a tool call or result, usage, an error, the final answer", level: 'debug', message: 'task progress', fields: (e) => ({ taskId: taskOf(e), agent: actorAgent(e.actor), attempt: e.details.attempt, kind: e.details.event?.kind }) },
+  'task.over_budget': { description: "an LLM budget of the task's agent or template ran out; the execution is stopped with that reason", level: 'warn', message: 'task over its LLM budget' },
   'task.parent_done': { description: "every subtask of a parent is done, so the parent's card is moved to done", level: 'info', message: 'parent task done' },
   'agent.start': { description: 'a new agent instance was started in its sandbox', level: 'info', message: 'agent started', fields: agentStarted },
   'agent.wake': { description: "a sleeping agent's account was started again", level: 'info', message: 'agent started', fields: agentStarted },
@@ -333,6 +359,12 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
   'agent.protocol_error': { description: "an agent's runner sent a message that breaks the channel protocol", level: 'warn', message: 'agent protocol error' },
   'agent.exec': { description: "a command started as the agent in its sandbox: `warren exec` (written by that command), or the agent's computer (MCP run_command, read_file, write_file, list_directory)", level: 'info', message: 'exec started' },
   'agent.exec_exit': { description: "a command of `warren exec` or of the agent's computer ended", level: 'info', message: 'exec ended' },
+  'llm.call': { description: 'an LLM call went through the agent\'s gateway (tokens, cost, status)', level: 'debug', message: 'llm call' },
+  'llm.refused': { description: 'the LLM gateway refused a call: a provider not allowed, an unknown route, a budget used up', level: 'warn', message: 'llm call refused' },
+  'secret.set': { description: 'a secret was stored for a template or an agent (its value is never recorded)', level: 'info', message: 'secret set' },
+  'secret.delete': { description: 'a secret was removed', level: 'info', message: 'secret removed' },
+  'runtime.unhealthy': { description: "a template's runtime cannot run (CLI missing or broken, provider unknown); its tasks wait with the reason", level: 'error', message: 'runtime unhealthy; its tasks wait' },
+  'runtime.healthy': { description: "a template's runtime answers again (or for the first time)", level: 'info', message: 'runtime healthy' },
   'account.delete': { description: "an agent's account, home and broker consumers were deleted", level: 'info', message: 'account deleted' },
   'template.failed': { description: 'too many agents of a template could not start; the template is given up for this run', level: 'error', message: (e) => `template failed after ${e.details.failures} agents could not start`, fields: (e) => ({ template: taskOf(e), reason: e.details.reason }) },
   'board.write': { description: "Warren wrote a task's owned fields (status, assignee, result, ...) to its card", level: 'debug', message: 'board written' },

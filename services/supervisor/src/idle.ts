@@ -23,6 +23,8 @@ export interface IdleFacts {
   readonly templateBackingOff: boolean;
   /** Whether a task in the ready column waits out a retry backoff that is still in the future. */
   readonly taskBackingOff: boolean;
+  /** Whether a repository some task waits for is being fetched. */
+  readonly fetching?: boolean;
   /** Task rows whose card does not show their state yet. */
   readonly pendingBoardWrites: number;
   /** The live agents: whether each said hello, is being stopped, and the tasks it holds. */
@@ -38,7 +40,7 @@ export interface IdleFacts {
 export function isIdle(facts: IdleFacts): boolean {
   if (!facts.boardLoaded || facts.boardBusy || facts.queuedEvents > 0 || facts.spawning > 0) return false;
   if (facts.plan.assignments.length > 0 || facts.plan.spawns.length > 0) return false;
-  if (facts.openExecutions > 0 || facts.templateBackingOff || facts.taskBackingOff) return false;
+  if (facts.openExecutions > 0 || facts.templateBackingOff || facts.taskBackingOff || facts.fetching === true) return false;
   if (facts.pendingBoardWrites > 0) return false;
   // An agent still starting may be about to take a waiting task; one being stopped still counts
   // against its template's instances, and a waiting task may start once it is gone.

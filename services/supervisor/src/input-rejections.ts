@@ -3,7 +3,7 @@ import type { WarrenEvent } from './events.js';
 /** What {@link inputRejected} records: a file Warren refused, and where and why. */
 export interface RejectedInput {
   /** What kind of input: `task` (a task file held until it parses) or `template` (an agent template left out). */
-  readonly kind: 'task' | 'template';
+  readonly kind: 'task' | 'template' | 'provider';
   /** The file, relative to the board or repository root as it is shown in messages. */
   readonly path: string;
   /** 1-based line at fault, 0 when the problem is the whole file. */

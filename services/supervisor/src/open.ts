@@ -20,8 +20,11 @@ import { EVENT_KINDS } from './events.js';
 import { inputRejected } from './input-rejections.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
-import { migrateState, openRegistry, StateStore } from '@warren/registry';
+import { migrateState, openRegistry, StateStore, UsageLedger } from '@warren/registry';
+import { openSecretStore, secretsKeyPath } from '@warren/secrets';
 import { secureStateDir } from './state-dir.js';
+import { LlmChannel } from './llm.js';
+import { loadProviders } from './providers.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
 import { ExecutionTracing } from './tracing.js';
 import { WARREN_VERSION } from './version.js';
@@ -71,6 +74,8 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     throw new ConfigError(relative(config.root, config.agentsDir) || 'agents', 'no valid agent template');
   }
   for (const template of templates.values()) checkMounts(config, template);
+  const { providers, errors: providerErrors } = await loadProviders(config.providersDir, config.root);
+  for (const error of providerErrors) log.error({ code: error.code }, error.message);
   // Full isolation unless every template asks, by name, for a weaker mode.
   await hostRuntime.probe([...templates.values()].every((t) => t.isolation !== 'full') ? 'unsafe' : 'full');
 
@@ -102,6 +107,9 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     cleanup.unshift(() => metrics.close());
     events.subscribe((event) => metrics.observeEvent(event.kind));
     policyEmit = (event, line) => events.emit(event, line);
+    const secrets = openSecretStore(db, { keyPath: secretsKeyPath(config.stateDir, options.env ?? {}) });
+    // A key file that cannot be used is found now, not at an agent's start.
+    secrets.keyId();
     const accounts = openAccounts(db, {
       homeRoot: config.homeRoot,
       skeletonDir: config.skeletonDir,
@@ -122,6 +130,20 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     if (nats) cleanup.unshift(() => nats.close());
     cleanup.unshift(() => broker.close());
     await broker.ensureStreams();
+    const usage = new UsageLedger(db);
+    const llm = new LlmChannel({
+      providers,
+      templates,
+      state,
+      ledger: usage,
+      secrets,
+      env: options.env ?? {},
+      logger: log.child({ component: 'llm-gateway' }),
+      emit: (event) => events.emit(event),
+      recordCall: (row) => metrics.recordLlmCall(row),
+      recordRefusal: (reason) => metrics.recordLlmRefusal(reason),
+    });
+    cleanup.unshift(() => llm.close());
     const ctx: SupervisorContext = {
       config,
       mode: options.mode,
@@ -135,13 +157,17 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       audit,
       auditSigner,
       accounts,
+      secrets,
+      usage,
       policy,
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
       broker,
       nats,
-      runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker }),
+      runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker, channelServices: [llm] }),
+      llm,
       templates,
       templateErrors,
+      providers,
       instanceTag: instanceTag(config.stateDir),
       events,
       tracing,
@@ -177,6 +203,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       },
     });
     for (const error of templateErrors) ctx.emit(inputRejected({ kind: 'template', path: error.path, line: error.line, message: error.message }));
+    for (const error of providerErrors) ctx.emit(inputRejected({ kind: 'provider', path: error.path, line: error.line, message: error.message }));
     return ctx;
   } catch (error) {
     for (const close of cleanup) await close().catch(() => undefined);

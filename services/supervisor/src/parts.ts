@@ -16,6 +16,8 @@ import { Planner } from './planning.js';
 import { summarize, type RunSummary } from './run-summary.js';
 import { TaskState } from '@warren/registry';
 import { StrandedWatch } from './stranded-watch.js';
+import { Repositories } from './repositories.js';
+import { RuntimeHealth } from './runtime-health.js';
 
 /** The supervisor's stage modules, wired to one another over one context. */
 export interface SupervisorParts {
@@ -32,6 +34,10 @@ export interface SupervisorParts {
   readonly commands: OperatorCommands;
   /** Checks the consumers of executions that wait too long for messages a broker restart stranded. */
   readonly stranded: StrandedWatch;
+  /** The repositories' mirrors tasks work on. */
+  readonly repositories: Repositories;
+  /** Whether each template's runtime can run (CLI installed, providers known, repository fetched). */
+  readonly runtimes: RuntimeHealth;
 }
 
 /** Builds the stage modules over `ctx`; `track` names the step the tick awaits (see inspect.ts). */
@@ -51,7 +57,11 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
   const mirror = new BoardMirror(ctx, edits);
   const writer = new BoardWriter(ctx, mirror, edits);
   const health = new AgentHealth(ctx, agents, settler, theInbox);
-  const planner = new Planner(ctx, mirror, agents, (agent, home) => health.taskStarted(agent, home));
+  ctx.llm.late.stopForBudget = (taskId, attempt, agent, detail) => void theInbox.stopForBudget(taskId, attempt, agent, detail);
+  ctx.llm.late.providerFailed = (taskId, attempt, detail) => theInbox.noteProviderFailure(taskId, attempt, detail);
+  const repositories = new Repositories(ctx);
+  const runtimes = new RuntimeHealth(ctx, ctx.providers, repositories);
+  const planner = new Planner(ctx, mirror, agents, (agent, home) => health.taskStarted(agent, home), repositories, runtimes);
   const stranded = new StrandedWatch({
     broker: ctx.broker,
     logger: ctx.log.child({ component: 'stranded' }),
@@ -68,9 +78,11 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
     writer,
     health,
     planner,
-    outbox: new Outbox(ctx, mirror, agents),
+    outbox: new Outbox(ctx, mirror, agents, repositories),
     commands: new OperatorCommands(ctx, agents, theInbox),
     stranded,
+    repositories,
+    runtimes,
   };
 }
 
@@ -94,6 +106,7 @@ export function idleNow(ctx: SupervisorContext, parts: SupervisorParts, plan: Pl
         return row?.state === TaskState.ready && row.notBeforeMs !== null && row.notBeforeMs > nowMs;
       }),
     pendingBoardWrites: ctx.state.pendingBoardTasks().length,
+    fetching: parts.repositories.fetching,
     agents: agents.started().map((a) => ({ ready: a.ready, stopping: a.stopping !== null, load: a.load })),
   });
 }

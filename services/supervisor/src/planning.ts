@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { agentSlots, recordAssigned } from '@warren/ecs';
 import { isReady, type Task } from '@warren/kanban';
 import { planAssignments, type Plan } from '@warren/scheduler';
@@ -5,6 +6,8 @@ import type { AgentLifecycle } from './agents/lifecycle.js';
 import type { BoardMirror } from './board/mirror.js';
 import { SUPERVISOR, type SupervisorContext } from './context.js';
 import { TaskState, type TaskRow } from '@warren/registry';
+import type { Repositories } from './repositories.js';
+import type { RuntimeHealth } from './runtime-health.js';
 import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js';
 
 /** How often queue positions are recorded while assignments are being made, in ms. */
@@ -50,7 +53,13 @@ export class Planner {
     private readonly agents: AgentLifecycle,
     /** Called when an idle agent takes its first task (the disk watch measures its home from then on). */
     private readonly onFirstTask: (agent: string, home: string) => void,
+    private readonly repositories: Repositories,
+    private readonly runtimes: RuntimeHealth,
   ) {}
+
+  /** Ready tasks held back this tick (their repository is not fetched yet), with why; recorded as their queue reason. */
+  private held: ReadyTask[] = [];
+  private readonly heldReasons = new Map<string, string>();
 
   /** Board tasks that may run now: in the ready column, dependencies done, not in flight, not backing off. */
   private readyTasks(nowMs: number): ReadyTask[] {
@@ -81,6 +90,13 @@ export class Planner {
       }
       if (row.state !== TaskState.ready || row.boardSync === 'pending') continue;
       if (row.notBeforeMs !== null && row.notBeforeMs > nowMs) continue;
+      const source = taskRepository(task, this.ctx.config.boardDir);
+      const hold = source === undefined ? undefined : this.repositories.holdReason(source, nowMs);
+      if (hold !== undefined) {
+        this.held.push({ task, row });
+        this.heldReasons.set(task.id, hold);
+        continue;
+      }
       ready.push({ task, row });
     }
     return ready;
@@ -109,6 +125,8 @@ export class Planner {
   plan(nowMs: number): Plan {
     const { ctx, mirror, agents } = this;
     const board = mirror.board;
+    this.held = [];
+    this.heldReasons.clear();
     const ready = this.readyTasks(nowMs);
     this.readyWaiting = ready.length;
     let inProgress = 0;
@@ -118,8 +136,9 @@ export class Planner {
     // An autodelete agent runs one task in its fresh sandbox, then is deleted: agentSlots says
     // it accepts no more once it took one.
     const slots = agentSlots(ctx.world);
+    // A template whose runtime cannot run starts no agents; its tasks wait with the reason.
     const templates = [...ctx.templates.values()]
-      .filter((t) => agents.mayStart(t.name, nowMs))
+      .filter((t) => agents.mayStart(t.name, nowMs) && this.runtimes.unhealthy(t.name) === undefined)
       .map((t) => ({
         name: t.name,
         capabilities: t.capabilities,
@@ -172,9 +191,10 @@ export class Planner {
    * other row; only a task joining out of order, or a change of order or reason, writes rows.
    */
   private recordQueue(plan: Plan, ready: readonly ReadyTask[], nowMs: number): void {
-    const reasons = new Map(plan.unplaced.map((u) => [u.taskId, u.reason]));
+    const reasons = new Map(plan.unplaced.map((u) => [u.taskId, this.unhealthyReason(u.taskId) ?? u.reason]));
+    for (const [taskId, reason] of this.heldReasons) reasons.set(taskId, reason);
     const spawning = new Set(plan.spawns.flatMap((s) => s.taskIds));
-    const waiting = ready
+    const waiting = [...ready, ...this.held]
       .filter(({ task }) => reasons.has(task.id) || spawning.has(task.id))
       .sort((a, b) => plannerOrder(this.plannerTask(a.task, a.row, nowMs), this.plannerTask(b.task, b.row, nowMs)));
     let previous = 0;
@@ -186,6 +206,20 @@ export class Planner {
       }
       previous = queuePosition;
     }
+  }
+
+  /**
+   * Why task `taskId` waits when a template that offers all its capabilities cannot run (its
+   * runtime is unhealthy), or undefined.
+   */
+  private unhealthyReason(taskId: string): string | undefined {
+    const task = this.mirror.taskById.get(taskId);
+    if (!task) return undefined;
+    for (const template of this.ctx.templates.values()) {
+      const why = this.runtimes.unhealthy(template.name);
+      if (why !== undefined && task.capabilities.every((c) => template.capabilities.includes(c))) return `template ${template.name} cannot run: ${why}`;
+    }
+    return undefined;
   }
 
   /**
@@ -224,4 +258,14 @@ export class Planner {
     });
     if (recordAssigned(ctx.world, agentName, nowMs) === 1) this.onFirstTask(agentName, agent.account.home);
   }
+}
+
+/**
+ * The repository a task names itself (frontmatter `repository:`, a URL or a path relative to the
+ * board folder), or undefined. A template's repository is checked with its runtime instead.
+ */
+export function taskRepository(task: Task, boardDir: string): string | undefined {
+  const source = task.fields['repository'];
+  if (typeof source !== 'string' || source.trim() === '') return undefined;
+  return /^[a-z][a-z0-9+.-]*:\/\/|^[^/]+@[^/]+:/i.test(source) ? source : resolve(boardDir, source);
 }

@@ -7,11 +7,12 @@ export const PRIVATE_DIR_MODE = 0o700;
 export const PRIVATE_FILE_MODE = 0o600;
 
 /**
- * Entries of the state directory whose modes are left alone: `run/` holds what is bound into
- * sandboxes (each agent's `passwd`, `group` and channel socket, which its uid must read) and is
- * emptied at every start.
+ * Entries of the state directory whose modes are left alone, because they are bound into
+ * sandboxes and the agents' uids must read them: `run/` (each agent's `passwd`, `group` and
+ * channel sockets; emptied at every start) and `repos/` (the repositories' bare mirrors, root-owned
+ * and read-only to everyone else; see `@warren/workspace`).
  */
-const KEPT_AS_IS = new Set(['run']);
+const KEPT_AS_IS = new Set(['run', 'repos']);
 
 /**
  * Makes `stateDir` private to root: creates it (and its parents) if missing, sets it to 0700 even

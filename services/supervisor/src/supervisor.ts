@@ -144,6 +144,10 @@ export class Supervisor {
         throw error;
       }
       ctx.log.info({ url: supervisor.served.server.url }, 'HTTP API and dashboard listening');
+      // Agents reach Warren's MCP tools through their gateway, each with a token of its own.
+      const tokens = supervisor.served.tokens;
+      ctx.llm.late.mcpUrl = new URL('/mcp', supervisor.served.server.url).href;
+      ctx.llm.late.agentTokens = { create: (agent) => tokens.createAgentToken(agent, Date.now()).token, revoke: (agent) => void tokens.revokeAgentToken(agent, Date.now()) };
     }
     return supervisor;
   }
@@ -284,7 +288,7 @@ export class Supervisor {
    */
   private tickStages(): TickStage[] {
     const { ctx } = this;
-    const { mirror, writer, inbox, agents, health, outbox, commands, stranded } = this.parts;
+    const { mirror, writer, inbox, agents, health, outbox, commands, stranded, runtimes } = this.parts;
     return [
       // While a board write runs, the watcher reports Warren's own files before the write has
       // recorded their new bytes: re-read after it, when those echoes cost no parse.
@@ -298,6 +302,8 @@ export class Supervisor {
       { name: 'scanHomes', run: (t) => health.scanHomes(t.nowMs) },
       { name: 'relieveDisk', run: (t) => health.relieveDisk(t.nowMs) },
       { name: 'checkDiskReserve', run: (t) => void (t.mayStartWork = health.diskAllowsWork(t.nowMs)) },
+      // The first tick waits for the first check, so that no agent of a broken runtime starts.
+      { name: 'checkRuntimes', run: (t) => (runtimes.checked ? runtimes.maybeCheck(t.nowMs) : runtimes.checkNow()) },
       { name: 'publishOutbox', run: () => outbox.publishPending() },
       { name: 'watchStranded', run: (t) => stranded.check(ctx.state.openAssignments(), t.nowMs, (agent) => agents.isReady(agent)) },
       { name: 'flushBoard', run: () => writer.start() },
@@ -421,9 +427,12 @@ export class Supervisor {
       log.error({ err: error }, 'cannot record the stop in the audit trail');
     }
     const closers: [string, () => Promise<void>][] = [
+      ['runtime checks', () => this.parts.runtimes.close()],
+      ['repository fetches', () => this.parts.repositories.close()],
       ['event bus', () => ctx.events.close()],
       ['tracing', () => ctx.tracing.close()],
       ['agent runtime', () => ctx.runtime.close()],
+      ['LLM gateway', () => ctx.llm.close()],
       ['broker', () => ctx.broker.close()],
       ['nats-server', () => ctx.nats?.close() ?? Promise.resolve()],
     ];

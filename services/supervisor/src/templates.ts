@@ -1,5 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
-import { join, posix, relative } from 'node:path';
+import { dirname, join, posix, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_HOME_LIMIT } from './disk.js';
 import { ConfigError, parseBytes, parseDurationMs, WarrenError } from '@warren/core';
@@ -41,6 +41,11 @@ const name = z
   .string()
   .regex(/^[a-z][a-z0-9]{0,15}$/, 'must be 1-16 lowercase letters or digits, starting with a letter')
   .refine((n) => n !== 'skel', "'skel' is reserved: home/skel is the skeleton of new homes");
+const providerName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be a provider name: lowercase letters, digits and -');
+const secretName = z.string().regex(/^[A-Z_][A-Z0-9_]{0,63}$/, 'must be a secret name: capital letters, digits and _');
+const budgetLimits = z
+  .object({ tokens: z.number().int().min(1).optional(), cost: z.number().positive().optional() })
+  .strict();
 const capability = z.string().regex(/^[a-z0-9][a-z0-9:._-]*$/, 'must be lowercase letters, digits and : . _ -');
 
 /** The schema of a template file, as written (user units: '512MiB', '10m'). Unknown keys are errors. */
@@ -58,7 +63,85 @@ export const TemplateFile = z
           timeout: duration.default('10m'),
         })
         .strict(),
+      ...(['claude-code', 'codex', 'opencode'] as const).map((kind) =>
+        z
+          .object({
+            kind: z.literal(kind),
+            /** The provider (a file in `providers/`) its calls go to through the gateway. */
+            provider: providerName,
+            model: z.string().min(1).max(200).optional(),
+            maxTurns: z.number().int().min(1).max(1_000).optional(),
+            timeout: duration.default('30m'),
+          })
+          .strict(),
+      ),
+      z
+        .object({
+          kind: z.literal('llm'),
+          provider: providerName,
+          model: z.string().min(1).max(200),
+          maxTurns: z.number().int().min(1).max(1_000).default(20),
+          timeout: duration.default('30m'),
+        })
+        .strict(),
     ]),
+    /** The LLM gateway's rules for this template's agents. */
+    llm: z
+      .object({
+        /** Providers its agents may call; default: the runtime's provider. */
+        providers: z.array(providerName).min(1).optional(),
+        budget: z
+          .object({
+            /** Each execution of a task. */
+            task: budgetLimits.optional(),
+            /** Each agent, per UTC day. */
+            agentDay: budgetLimits.optional(),
+            /** All the template's agents together, per UTC day. */
+            templateDay: budgetLimits.optional(),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .optional(),
+    /** Files copied into a new home (never over a file the agent changed). */
+    home: z
+      .object({
+        seed: z
+          .array(
+            z
+              .object({
+                path: z.string().min(1).max(255),
+                /** A file relative to the templates' folder. */
+                source: z.string().min(1).optional(),
+                content: z.string().max(1_048_576).optional(),
+              })
+              .strict()
+              .refine((f) => (f.source === undefined) !== (f.content === undefined), 'needs exactly one of source and content'),
+          )
+          .default([]),
+      })
+      .strict()
+      .prefault({}),
+    /** A git repository (a host path or URL) each task works on, in its own worktree. */
+    repository: z.object({ source: z.string().min(1), base: z.string().min(1).optional() }).strict().optional(),
+    /** Secrets handed to the agent as environment variables: variable name → secret name. */
+    secrets: z
+      .object({ env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), secretName).default({}) })
+      .strict()
+      .prefault({}),
+    /** Per-agent overrides of the model and resources, by agent name (`<template>-<n>`). */
+    agents: z
+      .record(
+        z.string().regex(/^[a-z][a-z0-9]{0,15}-[1-9][0-9]{0,4}$/, 'must be an agent name such as coder-2'),
+        z
+          .object({
+            model: z.string().min(1).max(200).optional(),
+            resources: z.object({ memory: size.optional(), pids: z.number().int().min(8).max(65_536).optional(), cpu: z.number().int().min(1).max(10_000).optional() }).strict().optional(),
+          })
+          .strict(),
+      )
+      .default({}),
     resources: z
       .object({
         memory: size.default('512MiB'),
@@ -134,13 +217,55 @@ export function retryDelayMs(policy: RetryPolicy, attempt: number): number {
   return Math.round(Math.min(raw, policy.maximumIntervalMs));
 }
 
+/** The coding-agent CLIs Warren runs headless as runtimes. */
+export const AGENT_CLI_KINDS = ['claude-code', 'codex', 'opencode'] as const;
+export type AgentCliKind = (typeof AGENT_CLI_KINDS)[number];
+
+/**
+ * How a template's agents do a task:
+ * - `shell`: the task's `command` with /bin/sh; `exec`: a fixed argv for every task.
+ * - `claude-code`, `codex`, `opencode`: that CLI, headless, with the task as its prompt; `model`
+ *   null = the CLI's default; `maxTurns` null = the CLI's default.
+ * - `llm`: Warren's own agent loop against an OpenAI-compatible provider.
+ * The agent kinds call `provider` through the LLM gateway.
+ */
+export type TemplateRuntime =
+  | { readonly kind: 'shell' }
+  | { readonly kind: 'exec'; readonly command: readonly string[] }
+  | { readonly kind: AgentCliKind; readonly provider: string; readonly model: string | null; readonly maxTurns: number | null }
+  | { readonly kind: 'llm'; readonly provider: string; readonly model: string; readonly maxTurns: number };
+
+/** Limits of a budget: tokens (input + output) and US dollars; null = no limit. */
+export interface BudgetLimits {
+  readonly tokens: number | null;
+  readonly costUsd: number | null;
+}
+
 /** A validated template with sizes in bytes and durations in ms. */
 export interface AgentTemplate {
   readonly name: string;
   readonly description: string;
   readonly capabilities: readonly string[];
-  /** What the agent runner runs per task: the task's `command` (shell) or a fixed argv (exec). */
-  readonly runtime: { readonly kind: 'shell' } | { readonly kind: 'exec'; readonly command: readonly string[] };
+  /** What the agent runner runs per task; see {@link TemplateRuntime}. */
+  readonly runtime: TemplateRuntime;
+  /**
+   * What the LLM gateway allows this template's agents: the providers they may call and the
+   * budgets (tokens, US dollars) per execution, per agent and UTC day, and per template and UTC
+   * day. Null for a template with neither an agent runtime nor an `llm` block: its agents get no
+   * gateway.
+   */
+  readonly llm: {
+    readonly providers: readonly string[];
+    readonly budget: { readonly task: BudgetLimits; readonly agentDay: BudgetLimits; readonly templateDay: BudgetLimits };
+  } | null;
+  /** Files copied into a new home: `path` relative to the home; `sourcePath` absolute on the host, or `content`. */
+  readonly homeSeed: readonly { readonly path: string; readonly sourcePath?: string; readonly content?: string }[];
+  /** The git repository tasks work on (a URL, or an absolute host path) and the ref their branches start from (null: its HEAD). */
+  readonly repository: { readonly source: string; readonly base: string | null } | null;
+  /** Environment variables of the agent filled from its secrets: variable → secret name. */
+  readonly secretEnv: Readonly<Record<string, string>>;
+  /** Per-agent overrides by agent name: the model, and resources (bytes for memory). */
+  readonly agentOverrides: Readonly<Record<string, { readonly model?: string; readonly resources?: { readonly memoryMaxBytes?: number; readonly pidsMax?: number; readonly cpuWeight?: number } }>>;
   /** Wall-clock limit of one task execution, in ms. */
   readonly taskTimeoutMs: number;
   readonly resources: {
@@ -210,10 +335,11 @@ export interface AgentTemplate {
 /**
  * Parses and validates one template file.
  * @param path shown in errors (relative paths read best).
+ * @param baseDir what `home.seed[].source` and a `repository.source` path are relative to (the templates' folder); default `path`'s folder.
  * @throws {TemplateError} with the line of the offending key: syntax errors, unknown keys, wrong
  *   types, bad units.
  */
-export function parseTemplate(text: string, path: string): AgentTemplate {
+export function parseTemplate(text: string, path: string, baseDir: string = dirname(path)): AgentTemplate {
   const source = parseYamlSource(text);
   if (!('doc' in source)) {
     throw new TemplateError(path, source.line, undefined, `is not valid YAML: ${source.message}`);
@@ -275,7 +401,34 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
     name: t.name,
     description: t.description,
     capabilities: t.capabilities,
-    runtime: t.runtime.kind === 'shell' ? { kind: 'shell' } : { kind: 'exec', command: t.runtime.command },
+    runtime: templateRuntime(t.runtime),
+    llm: llmRules(t),
+    homeSeed: t.home.seed.map((f) => {
+      if (posix.isAbsolute(f.path) || posix.normalize(f.path).startsWith('..')) {
+        throw new TemplateError(path, lineOf(source, ['home', 'seed']), 'home.seed.path', `'${f.path}' must be a path inside the home`);
+      }
+      return f.source !== undefined ? { path: posix.normalize(f.path), sourcePath: resolve(baseDir, f.source) } : { path: posix.normalize(f.path), content: f.content ?? '' };
+    }),
+    // A URL (scheme://, or scp-like user@host:path) stays as written; a path is relative to the templates' folder.
+    repository: t.repository
+      ? { source: /^[a-z][a-z0-9+.-]*:\/\/|^[^/]+@[^/]+:/i.test(t.repository.source) ? t.repository.source : resolve(baseDir, t.repository.source), base: t.repository.base ?? null }
+      : null,
+    secretEnv: t.secrets.env,
+    agentOverrides: Object.fromEntries(
+      Object.entries(t.agents).map(([agent, o]) => {
+        if (!agent.startsWith(`${t.name}-`)) {
+          throw new TemplateError(path, lineOf(source, ['agents', agent]), `agents.${agent}`, `is not an agent of template '${t.name}' (its agents are ${t.name}-1, ${t.name}-2, …)`);
+        }
+        const resources = o.resources
+          ? {
+              ...(o.resources.memory !== undefined ? { memoryMaxBytes: size('resources.memory', o.resources.memory) } : {}),
+              ...(o.resources.pids !== undefined ? { pidsMax: o.resources.pids } : {}),
+              ...(o.resources.cpu !== undefined ? { cpuWeight: o.resources.cpu } : {}),
+            }
+          : undefined;
+        return [agent, { ...(o.model !== undefined ? { model: o.model } : {}), ...(resources ? { resources } : {}) }];
+      }),
+    ),
     taskTimeoutMs: unit('runtime.timeout', t.runtime.timeout, parseDurationMs),
     resources: {
       memoryMaxBytes: size('resources.memory', t.resources.memory),
@@ -310,6 +463,32 @@ export function parseTemplate(text: string, path: string): AgentTemplate {
     environment: t.environment,
     mounts: t.mounts,
     path,
+  };
+}
+
+/** The runtime of a parsed template file, with absent optional fields as null. */
+function templateRuntime(r: TemplateFile['runtime']): TemplateRuntime {
+  switch (r.kind) {
+    case 'shell':
+      return { kind: 'shell' };
+    case 'exec':
+      return { kind: 'exec', command: r.command };
+    case 'llm':
+      return { kind: 'llm', provider: r.provider, model: r.model, maxTurns: r.maxTurns };
+    default:
+      return { kind: r.kind, provider: r.provider, model: r.model ?? null, maxTurns: r.maxTurns ?? null };
+  }
+}
+
+/** The gateway's rules of a parsed template file ({@link AgentTemplate.llm}). */
+function llmRules(t: TemplateFile): AgentTemplate['llm'] {
+  const runtimeProvider = 'provider' in t.runtime ? t.runtime.provider : undefined;
+  if (t.llm === undefined && runtimeProvider === undefined) return null;
+  const limits = (l: { tokens?: number | undefined; cost?: number | undefined } | undefined): BudgetLimits => ({ tokens: l?.tokens ?? null, costUsd: l?.cost ?? null });
+  const providers = t.llm?.providers ?? (runtimeProvider !== undefined ? [runtimeProvider] : []);
+  return {
+    providers: runtimeProvider !== undefined && !providers.includes(runtimeProvider) ? [runtimeProvider, ...providers] : providers,
+    budget: { task: limits(t.llm?.budget.task), agentDay: limits(t.llm?.budget.agentDay), templateDay: limits(t.llm?.budget.templateDay) },
   };
 }
 
@@ -351,7 +530,7 @@ export async function loadTemplates(dir: string, displayRoot = dir): Promise<Tem
   for (const file of files) {
     const path = relative(displayRoot, join(dir, file)) || file;
     try {
-      const template = parseTemplate(await readFile(join(dir, file), 'utf8'), path);
+      const template = parseTemplate(await readFile(join(dir, file), 'utf8'), path, resolve(dir));
       const earlier = templates.get(template.name);
       if (earlier) {
         throw new TemplateError(path, 1, 'name', `'${template.name}' is already defined by ${earlier.path}`);

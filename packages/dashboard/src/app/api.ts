@@ -143,7 +143,7 @@ export function onEvents(listener: Listener): () => void {
 
 /** The event kinds the dashboard reacts to (the catalogue of services/supervisor/src/events.ts). */
 const KINDS = [
-  'task.assign', 'task.start', 'task.complete', 'task.fail', 'task.retry', 'task.requeue', 'task.held', 'task.release',
+  'task.assign', 'task.start', 'task.progress', 'task.complete', 'task.fail', 'task.retry', 'task.requeue', 'task.held', 'task.release',
   'task.cancelled', 'task.card_deleted', 'task.blocked', 'task.parent_done',
   'agent.start', 'agent.wake', 'agent.ready', 'agent.stop', 'agent.exit', 'agent.watchdog', 'agent.disk', 'agent.unresponsive',
   'agent.crash_loop', 'agent.spawn_failed', 'agent.protocol_error', 'agent.exec', 'agent.exec_exit',

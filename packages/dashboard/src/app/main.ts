@@ -1,8 +1,8 @@
 /// <reference lib="dom" />
 /**
  * The dashboard's entry: the page shell (header, navigation, theme, live status), hash routing,
- * sign-in gating and the views. Analytics and the collaboration graph are loaded on demand (their
- * chart and layout libraries are not part of the first load).
+ * sign-in gating and the views. Analytics, cost and the collaboration graph are loaded on demand
+ * (their chart and layout libraries are not part of the first load).
  */
 import { signal } from '@preact/signals';
 import { html } from 'htm/preact';
@@ -47,11 +47,13 @@ function lazy(load: () => Promise<() => VNode>): () => VNode {
 }
 const Analytics = lazy(async () => (await import('./views/analytics.js')).Analytics);
 const Graph = lazy(async () => (await import('./views/graph.js')).Graph);
+const Cost = lazy(async () => (await import('./views/cost.js')).Cost);
 
 const NAV: readonly { readonly view: Route['view']; readonly href: string; readonly label: string; readonly also?: readonly Route['view'][] }[] = [
   { view: 'fleet', href: '#/fleet', label: 'Fleet', also: ['agent'] },
   { view: 'board', href: '#/board', label: 'Board', also: ['task'] },
   { view: 'analytics', href: '#/analytics', label: 'Analytics' },
+  { view: 'cost', href: '#/cost', label: 'Cost' },
   { view: 'graph', href: '#/graph', label: 'Graph' },
   { view: 'audit', href: '#/audit', label: 'Audit' },
 ];
@@ -124,6 +126,9 @@ function App(): VNode {
       break;
     case 'analytics':
       view = html`<${Analytics} />`;
+      break;
+    case 'cost':
+      view = html`<${Cost} />`;
       break;
     case 'graph':
       view = html`<${Graph} />`;

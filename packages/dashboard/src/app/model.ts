@@ -3,7 +3,7 @@
  * The dashboard's view models: pure functions from API shapes to what the views draw (no DOM, no
  * fetch), so each is tested on its own.
  */
-import type { AgentItem, BoardView, Card, ExecutionView, LastExit, MessageEdge } from './types.js';
+import type { AgentItem, AuditRecord, BoardView, Card, ExecutionView, LastExit, MessageEdge } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -16,6 +16,7 @@ export type Route =
   | { readonly view: 'board' }
   | { readonly view: 'task'; readonly id: string }
   | { readonly view: 'analytics' }
+  | { readonly view: 'cost' }
   | { readonly view: 'graph' }
   | { readonly view: 'audit' };
 
@@ -40,6 +41,8 @@ export function parseRoute(hash: string): Route {
       return { view: 'board' };
     case 'analytics':
       return { view: 'analytics' };
+    case 'cost':
+      return { view: 'cost' };
     case 'graph':
       return { view: 'graph' };
     case 'audit':
@@ -413,7 +416,97 @@ export function graphModel(edges: readonly MessageEdge[]): { nodes: GraphNode[];
 }
 
 // ---------------------------------------------------------------------------------------------
+// Agent transcripts
+
+/**
+ * One entry of a task's transcript: an agent event (the `event` of a `task.progress` row, the
+ * runner's `AgentEvent`), or a plain progress message from a runner that sends no event.
+ */
+export type TranscriptEntry = { readonly seq: number; readonly timeMs: number; readonly attempt: number | null } & (
+  | { readonly kind: 'session'; readonly sessionId: string; readonly model: string | null }
+  | { readonly kind: 'text'; readonly text: string }
+  | { readonly kind: 'tool_call'; readonly id: string; readonly name: string; readonly input: string }
+  | { readonly kind: 'tool_result'; readonly id: string; readonly output: string; readonly isError: boolean }
+  | { readonly kind: 'usage'; readonly inputTokens: number; readonly outputTokens: number; readonly costUsd: number | null; readonly model: string | null }
+  | { readonly kind: 'error'; readonly message: string }
+  | { readonly kind: 'final'; readonly text: string; readonly isError: boolean }
+  | { readonly kind: 'raw'; readonly source: string; readonly line: string }
+  | { readonly kind: 'progress'; readonly message: string; readonly percent: number | null }
+);
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+/** A value as readable text: strings as they are, the rest as indented JSON. */
+const shown = (v: unknown): string => (typeof v === 'string' ? v : (JSON.stringify(v, null, 2) ?? String(v)));
+
+/**
+ * The transcript of a task from its `task.progress` audit rows (any order; sorted by seq): each
+ * row's `details.event` (kinds session, text, tool_call, tool_result, usage, error, final, raw)
+ * becomes one entry; a row without an event, or with one whose kind or fields are not known, is a
+ * `progress` entry with the row's `message` or a `raw` entry with the event as JSON, never dropped.
+ */
+export function transcript(rows: readonly AuditRecord[]): TranscriptEntry[] {
+  return [...rows]
+    .filter((r) => r.action === 'task.progress')
+    .sort((a, b) => a.seq - b.seq)
+    .map((r): TranscriptEntry => {
+      const d = r.details ?? {};
+      const base = { seq: r.seq, timeMs: r.timeMs, attempt: num(d.attempt) ?? null };
+      const e = d.event;
+      if (e === undefined || e === null || typeof e !== 'object') return { ...base, kind: 'progress', message: str(d.message) ?? '', percent: num(d.percent) ?? null };
+      const ev = e as Record<string, unknown>;
+      switch (ev.kind) {
+        case 'session':
+          if (str(ev.sessionId) !== undefined) return { ...base, kind: 'session', sessionId: str(ev.sessionId)!, model: str(ev.model) ?? null };
+          break;
+        case 'text':
+          if (str(ev.text) !== undefined) return { ...base, kind: 'text', text: str(ev.text)! };
+          break;
+        case 'tool_call':
+          if (str(ev.name) !== undefined) return { ...base, kind: 'tool_call', id: str(ev.id) ?? '', name: str(ev.name)!, input: shown(ev.input ?? null) };
+          break;
+        case 'tool_result':
+          return { ...base, kind: 'tool_result', id: str(ev.id) ?? '', output: shown(ev.output ?? ''), isError: ev.isError === true };
+        case 'usage':
+          if (num(ev.inputTokens) !== undefined && num(ev.outputTokens) !== undefined) {
+            return { ...base, kind: 'usage', inputTokens: num(ev.inputTokens)!, outputTokens: num(ev.outputTokens)!, costUsd: num(ev.costUsd) ?? null, model: str(ev.model) ?? null };
+          }
+          break;
+        case 'error':
+          return { ...base, kind: 'error', message: str(ev.message) ?? shown(ev) };
+        case 'final':
+          return { ...base, kind: 'final', text: str(ev.text) ?? '', isError: ev.isError === true };
+        case 'raw':
+          return { ...base, kind: 'raw', source: str(ev.source) ?? 'unknown', line: shown(ev.line ?? null) };
+      }
+      return { ...base, kind: 'raw', source: typeof ev.kind === 'string' ? ev.kind : 'event', line: shown(ev) };
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Formatting
+
+/**
+ * US dollars for people: cents from $0.10 up (`$0.75`, `$12.30`), two significant digits below
+ * (`$0.039`, `$0.0042`: one LLM call often costs less than a cent), whole dollars from $1,000
+ * (`$1,234`); `$0` for zero, `–` for null.
+ */
+export function formatUsd(usd: number | null | undefined): string {
+  if (usd === null || usd === undefined || !Number.isFinite(usd)) return '–';
+  if (usd === 0) return '$0';
+  const abs = Math.abs(usd);
+  if (abs < 0.1) return `$${usd.toPrecision(2).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '')}`;
+  if (abs < 1000) return `$${usd.toFixed(2)}`;
+  return `$${Math.round(usd).toLocaleString('en-US')}`;
+}
+
+/** A token count for people: `950`, `12.3 k`, `4.5 M`; `–` for null. */
+export function formatTokens(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return '–';
+  if (Math.abs(n) < 1000) return String(Math.round(n));
+  if (Math.abs(n) < 1_000_000) return `${(n / 1000).toFixed(1)} k`;
+  return `${(n / 1_000_000).toFixed(1)} M`;
+}
 
 /** A duration for people: `850 ms`, `12.3 s`, `4 m 05 s`, `2 h 10 m`, `3 d 4 h`; `–` for null. */
 export function formatDuration(ms: number | null | undefined): string {

@@ -186,6 +186,37 @@ export interface TaskDetail {
   readonly audit: readonly AuditRecord[];
   readonly traceId: string | null;
   readonly output: string;
+  /** Its LLM calls; absent from a server without the usage ledger. */
+  readonly usage?: TaskUsage;
+}
+
+/** Calls, tokens and cost (US dollars) of a set of LLM calls. */
+export interface UsageLine {
+  readonly calls: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly costUsd: number;
+  /** Calls answered with an HTTP status ≥ 400. */
+  readonly failedCalls: number;
+}
+
+/** The `usage` of `GET /api/v1/tasks/:id`. */
+export interface TaskUsage {
+  readonly total: UsageLine;
+  readonly attempts: readonly (UsageLine & { readonly attempt: number | null; readonly agent: string; readonly models: readonly string[]; readonly firstMs: number; readonly lastMs: number })[];
+}
+
+/** `GET /api/v1/usage`. */
+export interface UsageView {
+  readonly range: { readonly fromMs: number; readonly toMs: number } | null;
+  readonly bucketMs: number;
+  readonly total: UsageLine;
+  readonly agents: readonly (UsageLine & { readonly agent: string; readonly template: string })[];
+  readonly templates: readonly (UsageLine & { readonly template: string })[];
+  readonly tasks: readonly (UsageLine & { readonly taskId: string; readonly attempts: number; readonly agent: string; readonly template: string })[];
+  readonly models: readonly (UsageLine & { readonly provider: string; readonly model: string })[];
+  readonly series: readonly { readonly startMs: number; readonly calls: number; readonly inputTokens: number; readonly outputTokens: number; readonly costUsd: number }[];
+  readonly refusals: { readonly total: number; readonly byReason: readonly { readonly reason: string; readonly count: number }[] };
 }
 
 /** `GET /api/v1/audit`. */

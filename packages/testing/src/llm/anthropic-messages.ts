@@ -22,7 +22,9 @@ const ERROR_TYPES: Record<number, string> = {
   413: 'request_too_large',
   429: 'rate_limit_error',
   500: 'api_error',
+  502: 'api_error',
   503: 'api_error',
+  504: 'timeout_error',
   529: 'overloaded_error',
 };
 
@@ -86,7 +88,10 @@ function reply(turn: FakeReply, context: ReplyContext): WireAnswer {
   }
   events.push(event('message_delta', { delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: outputTokens } }));
   events.push(event('message_stop', {}));
-  return { json, events };
+  // https://docs.anthropic.com/en/docs/build-with-claude/streaming#error-events: an `error` event
+  // (`overloaded_error` is the documented example), after which the stream ends.
+  const failure = (message: string): SseEvent[] => [{ event: 'error', data: JSON.stringify(anthropicError(529, message)) }];
+  return { json, events, failure };
 }
 
 /** The Messages protocol. */

@@ -22,7 +22,9 @@ const ERROR_TYPES: Record<number, { type: string; code: string | null }> = {
   413: { type: 'invalid_request_error', code: 'request_too_large' },
   429: { type: 'requests', code: 'rate_limit_exceeded' },
   500: { type: 'server_error', code: null },
+  502: { type: 'server_error', code: 'bad_gateway' },
   503: { type: 'server_error', code: 'service_unavailable' },
+  504: { type: 'server_error', code: 'gateway_timeout' },
 };
 
 /**
@@ -107,7 +109,9 @@ function reply(turn: FakeReply, context: ReplyContext): WireAnswer {
     });
   }
   events.push({ data: '[DONE]' });
-  return { json, events };
+  // A chunk that holds the error body instead of choices; the openai client raises it as an APIError.
+  const failure = (message: string): SseEvent[] => [{ data: JSON.stringify(openaiError(500, message)) }];
+  return { json, events, failure };
 }
 
 /** The Chat Completions protocol. */

@@ -97,7 +97,18 @@ function reply(turn: FakeReply, context: ReplyContext): WireAnswer {
     outputIndex += 1;
   }
   emit('response.completed', { response: response('completed', output, true) });
-  return { json: response('completed', output, true), events };
+  // `response.failed`: the response with status `failed` and its `error` ({ code, message }).
+  const failure = (message: string, sent: number): SseEvent[] => [
+    {
+      event: 'response.failed',
+      data: JSON.stringify({
+        type: 'response.failed',
+        sequence_number: sent,
+        response: { ...response('in_progress', [], false), status: 'failed', error: { code: 'server_error', message } },
+      }),
+    },
+  ];
+  return { json: response('completed', output, true), events, failure };
 }
 
 /** The Responses protocol. */

@@ -19,7 +19,7 @@ import type {
   FakeTurn,
   StartFakeLlmOptions,
 } from './types.js';
-import { estimateTokens, nowS, sseFrame, type WireProtocol } from './wire.js';
+import { estimateTokens, newId, nowS, sseFrame, type WireAnswer, type WireProtocol } from './wire.js';
 
 /** Model endpoints by path (all `POST`). */
 const PROTOCOLS: ReadonlyMap<string, WireProtocol> = new Map([
@@ -110,7 +110,8 @@ function headerText(value: string | string[] | undefined): string {
  * const openai = new OpenAI({ baseURL: `${llm.url}/v1`, apiKey: 'k' });
  * const anthropic = new Anthropic({ baseURL: llm.url, apiKey: 'k' });
  * ```
- * @throws {Error} if it cannot listen.
+ * @throws {TypeError} if `options.sideCall` is not a {@link FakeTurn}.
+ * @throws {Error} if it cannot listen (`EADDRINUSE` for a `port` in use).
  */
 export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<FakeLlm> {
   const script = options.script ?? [];
@@ -118,6 +119,10 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
   const chunkChars = Math.max(1, options.chunkChars ?? 12);
   const chunkDelayMs = options.chunkDelayMs ?? 0;
   const maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
+  if (options.sideCall !== undefined) {
+    const side = classify(options.sideCall);
+    if (side.kind === 'invalid') throw new TypeError(`startFakeLlm: 'sideCall' is not a FakeTurn: ${side.why}`);
+  }
   const requests: FakeLlmRequest[] = [];
   const waiters = new Set<() => void>();
   const sockets = new Set<Socket>();
@@ -148,8 +153,9 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
     res.end(text);
   };
 
-  /** Writes SSE events one write each, stopping after `cutAfter` events (then resetting or ending) when given. */
-  const stream = async (res: ServerResponse, events: readonly { event?: string; data: string }[], cut?: FakeCutFault): Promise<void> => {
+  /** Writes SSE events one write each; with a cut, stops after `cut.afterChunks` events and resets, ends or stalls as `cut.how` says. */
+  const stream = async (res: ServerResponse, answer: WireAnswer, cut?: FakeCutFault): Promise<void> => {
+    const { events } = answer;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.flushHeaders();
     let sent = 0;
@@ -164,11 +170,21 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
       } else await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (res.destroyed) return;
-    if (cut !== undefined && (cut.how ?? 'reset') === 'reset') res.destroy();
-    else res.end();
+    const how = cut === undefined ? 'end' : (cut.how ?? 'reset');
+    if (how === 'reset') res.destroy();
+    else if (how === 'end') res.end();
+    else if (how === 'error') {
+      for (const event of answer.failure(cut?.message ?? 'fake LLM: the scripted stream failed here', sent)) res.write(sseFrame(event));
+      res.end();
+    }
+    // 'stall': the connection stays open with nothing more to come; close() ends it.
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Both vendors name each answer: OpenAI in `x-request-id`, Anthropic in `request-id`.
+    const requestId = newId('req_');
+    res.setHeader('x-request-id', requestId);
+    res.setHeader('request-id', requestId);
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const path = url.pathname;
     const protocol = PROTOCOLS.get(path);
@@ -200,10 +216,16 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
       headers: { ...req.headers },
       body: size > maxBodyBytes ? null : body,
       wire,
+      requestId,
       receivedMs: Date.now(),
     };
     requests.push(request);
     for (const wake of [...waiters]) wake();
+    try {
+      options.onRequest?.(request);
+    } catch {
+      // A test's observer must not change the answer.
+    }
 
     if (size > maxBodyBytes) return sendJson(res, 413, errorBody(413, `the request body is larger than ${maxBodyBytes} bytes`));
 
@@ -240,10 +262,14 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
     const invalid = protocol.validate(body);
     if (invalid !== undefined) return sendJson(res, 400, errorBody(400, invalid));
 
-    modelRequests += 1;
     let turn: unknown;
     let where: string;
-    if (typeof script === 'function') {
+    const offersTools = Array.isArray(body.tools) && body.tools.length > 0;
+    if (options.sideCall !== undefined && !offersTools) {
+      turn = options.sideCall;
+      where = "the 'sideCall' turn";
+    } else if (typeof script === 'function') {
+      modelRequests += 1;
       where = `the script function (model request ${modelRequests})`;
       try {
         turn = await script(request);
@@ -251,10 +277,11 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
         return sendJson(res, 500, errorBody(500, `fake LLM: ${where} threw: ${(error as Error).message}`), { 'x-should-retry': 'false' });
       }
     } else {
+      modelRequests += 1;
       const next = nextScriptedTurn(script);
       if (next === undefined) {
         const message =
-          `fake LLM: the script ran out: it has ${script.length} turn(s) and this is model request ${modelRequests} ` +
+          `fake LLM: the script ran out: it has ${script.length} turn(s) and this is scripted model request ${modelRequests} ` +
           `(${request.method} ${path}); script more turns`;
         return sendJson(res, 500, errorBody(500, message), { 'x-should-retry': 'false' });
       }
@@ -288,18 +315,21 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
         const model = reply.model ?? (typeof body.model === 'string' ? body.model : 'fake-model');
         const answer = protocol.reply(reply, { body, model, usage, chunkChars });
         const cut = classified.kind === 'cut' ? classified.fault : undefined;
-        if (body.stream === true) return stream(res, answer.events, cut);
+        if (body.stream === true) return stream(res, answer, cut);
         if (cut === undefined) return sendJson(res, 200, answer.json);
         const full = Buffer.from(JSON.stringify(answer.json));
         const half = full.subarray(0, Math.floor(full.length / 2));
-        if ((cut.how ?? 'reset') === 'reset') {
-          res.writeHead(200, { 'content-type': 'application/json', 'content-length': full.length });
-          res.write(half);
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          res.destroy();
-        } else {
+        const how = cut.how ?? 'reset';
+        if (how === 'end' || how === 'error') {
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end(half);
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': full.length });
+        res.write(half);
+        if (how === 'reset') {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          res.destroy();
         }
         return;
       }
@@ -316,7 +346,7 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(options.port ?? 0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
@@ -324,6 +354,9 @@ export async function startFakeLlm(options: StartFakeLlmOptions = {}): Promise<F
   const fake: FakeLlm = {
     url: `http://127.0.0.1:${port}`,
     requests,
+    get turnsLeft() {
+      return typeof script === 'function' ? undefined : script.length - position;
+    },
     waitFor(predicate, waitOptions = {}) {
       const timeoutMs = waitOptions.timeoutMs ?? 30_000;
       return new Promise((resolve, reject) => {

@@ -57,7 +57,8 @@ export interface FakeReply {
  * given. It answers `times` requests in a row (default 1) before the script moves on.
  */
 export interface FakeStatusFault {
-  readonly status: 429 | 500 | 503;
+  /** An HTTP error status, 400 to 599: 429, 500, 502, 503, 504 and Anthropic's 529 (overloaded) are the usual ones. */
+  readonly status: number;
   /** Seconds, sent as the `retry-after` header. */
   readonly retryAfterS?: number;
   readonly times?: number;
@@ -72,16 +73,22 @@ export interface FakeHangFault {
 }
 
 /**
- * The answer starts (200 and headers) and stops mid-way. Streamed, `afterChunks` SSE events of the
+ * The answer starts (200 and headers) and stops mid-way. Streamed, the first `afterChunks` SSE events of the
  * reply (`text`/`toolCalls`, default a short text) are sent, then the stream stops without the
  * wire's terminating events; not streamed, half of the JSON body is sent. `how` says how it stops:
  * `'reset'` (default) destroys the connection (the client sees a network error mid-body), `'end'`
- * ends the body cleanly (the client sees a stream that just ends).
+ * ends the body cleanly (the client sees a stream that just ends), `'stall'` sends nothing more and
+ * keeps the connection open (until the client gives up or the server closes), `'error'` sends the
+ * wire's mid-stream failure (Anthropic's `error` event with `overloaded_error`, the Responses API's
+ * `response.failed`, a Chat Completions chunk holding `error`) with `message`, then ends the body.
+ * Not streamed, `'error'` is taken as `'end'`.
  */
 export interface FakeCutFault extends FakeReply {
   readonly fault: 'cut';
   readonly afterChunks: number;
-  readonly how?: 'reset' | 'end';
+  readonly how?: 'reset' | 'end' | 'stall' | 'error';
+  /** The failure's message for `how: 'error'`; default one saying the stream was cut by the script. */
+  readonly message?: string;
   readonly times?: number;
 }
 
@@ -100,6 +107,8 @@ export interface FakeLlmRequest {
   /** The body parsed as JSON; `null` when it is empty or not JSON. */
   readonly body: unknown;
   readonly wire: FakeLlmWire;
+  /** The id sent back in the `x-request-id` and `request-id` headers (`req_…`). */
+  readonly requestId: string;
   /** When it arrived, ms since the Unix epoch. */
   readonly receivedMs: number;
 }
@@ -117,10 +126,20 @@ export interface StartFakeLlmOptions {
    */
   readonly script?: FakeLlmScript;
   /**
+   * The answer to every model request that offers no tools (no or an empty `tools`): the side calls
+   * of coding-agent CLIs (opencode's title request, summaries), so that they use no turn of the
+   * script. Default: such requests are answered from the script like any other.
+   */
+  readonly sideCall?: FakeTurn;
+  /**
    * When set, model requests must carry this key (`authorization: Bearer <key>` or
    * `x-api-key: <key>`), or they get 401 in the wire's error shape (no turn is used).
    */
   readonly apiKey?: string;
+  /** Called with each request as it arrives, after it is recorded; what it throws is ignored. */
+  readonly onRequest?: (request: FakeLlmRequest) => void;
+  /** The TCP port on 127.0.0.1. Default 0: a free one. */
+  readonly port?: number;
   /** The ids `GET /v1/models` lists. Default `['fake-model']`. */
   readonly models?: readonly string[];
   /** Most characters per streamed text delta (split at word ends where it can). Default 12. */
@@ -140,6 +159,11 @@ export interface FakeLlm {
   readonly url: string;
   /** Every request received so far, in arrival order (the live array). */
   readonly requests: FakeLlmRequest[];
+  /**
+   * Turns of an array script not used up yet (a fault with `times` counts until its last use), so
+   * a test can check that the client asked as often as scripted; undefined for a function script.
+   */
+  readonly turnsLeft: number | undefined;
   /**
    * Resolves with the requests once `predicate(requests)` holds, checking now and after each request arrives.
    * @throws {Error} after `timeoutMs` (default 30000), naming `what` and listing the requests seen.

@@ -33,6 +33,12 @@ export interface ReplyContext {
 export interface WireAnswer {
   readonly json: unknown;
   readonly events: readonly SseEvent[];
+  /**
+   * The events by which the provider reports a failure in the middle of this stream (after `sent`
+   * events), in the wire's own form: Anthropic's `error` event, the Responses API's
+   * `response.failed`, a Chat Completions chunk holding `error`.
+   */
+  readonly failure: (message: string, sent: number) => SseEvent[];
 }
 
 /** One wire protocol: how it validates a request, shapes an error and answers a reply. */

@@ -29,6 +29,7 @@ import {
 } from '@warren/ecs';
 import type { AgentExit, AgentInstance } from '@warren/runtime';
 import { lastLogLines } from '../agent-log.js';
+import { prepareAgent } from './prepare.js';
 import { agentStartSpecOf } from '../agent-runtime.js';
 import { assignmentRefusal, rejectionEntry } from '../broker-access.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
@@ -212,12 +213,15 @@ export class AgentLifecycle {
     ctx.authorizer.grantRole(name, `template:${template.name}`);
     let instance: AgentInstance;
     try {
-      instance = await ctx.runtime.start(agentStartSpecOf(account, template, config), {
+      const prepared = prepareAgent(ctx, account, template);
+      const spec = agentStartSpecOf(account, template, config);
+      instance = await ctx.runtime.start({ ...spec, env: { ...spec.env, ...prepared.env }, prepareHome: prepared.prepareHome }, {
         hello: (agent) => this.queue({ kind: 'hello', agent }),
         taskAcked: (agent, taskId, attempt) => this.queue({ kind: 'acked', agent, taskId, attempt }),
         alive: (agent) => recordHeartbeat(ctx.world, agent, Date.now()),
         disconnected: (agent) => ctx.log.debug({ agent }, 'agent channel closed'),
         protocolError: (agent, message) => ctx.emit({ actor: `agent:${agent}`, action: 'agent.protocol_error', object: `agent:${agent}`, details: { message } }),
+        progressEvent: (agent, taskId, attempt, event) => ctx.emit({ actor: `agent:${agent}`, action: 'task.progress', object: `task:${taskId}`, details: { attempt, event } }),
         authorizeMessage: (from, to) => this.authorizeMessage(from, to),
         authorizeAssignment: (agent, subject, taskId, attempt) => {
           const refusal = assignmentRefusal(ctx.state, agent, taskId, attempt);

@@ -24,6 +24,7 @@ export interface PathFlags {
   agents?: string;
   home?: string;
   policies?: string;
+  providers?: string;
   stateDir?: string;
   uidRange?: string;
   format?: BoardFormatName;
@@ -40,6 +41,7 @@ export function addPathOptions(command: Command): Command {
     .option('--agents <dir>', 'the agent templates folder (default: <root>/agents)')
     .option('--home <dir>', 'where agent homes are made (default: <root>/home)')
     .option('--policies <dir>', 'folder with model.conf and policy.csv (default: <root>/policies)')
+    .option('--providers <dir>', 'folder with one YAML file per LLM provider (default: <root>/providers)')
     .option('--state-dir <dir>', 'runtime state: database, JetStream store, logs (default: <root>/var)')
     .option('--uid-range <min-max>', 'agent uids and gids come from this range', '1900000000-1900999999');
 }
@@ -54,6 +56,8 @@ export function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: N
     ...(flags.agents ? { agents: flags.agents } : {}),
     ...(flags.home ? { home: flags.home } : {}),
     ...(flags.policies ? { policies: flags.policies } : {}),
+    ...(flags.providers ? { providers: flags.providers } : {}),
+    ...(env.WARREN_AGENT_CLIS ? { agentClis: env.WARREN_AGENT_CLIS } : {}),
     ...(flags.stateDir ? { stateDir: flags.stateDir } : {}),
     ...(flags.uidRange ? { uidRange: flags.uidRange } : {}),
     ...(flags.natsUrl ?? env.NATS_URL ? { natsUrl: flags.natsUrl ?? env.NATS_URL } : {}),

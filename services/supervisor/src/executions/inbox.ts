@@ -2,7 +2,7 @@ import type { Delivery, ResultMessage } from '@warren/broker';
 import { agentView, recordFinished, takeOomKill } from '@warren/ecs';
 import type { AgentExit } from '@warren/runtime';
 import type { AgentLifecycle } from '../agents/lifecycle.js';
-import type { SupervisorContext } from '../context.js';
+import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { CrashPoint } from '../crash.js';
 import { taskFailureOf } from '../limit-watch.js';
 import { TaskState } from '@warren/registry';
@@ -29,6 +29,10 @@ export class Inbox {
   readonly events: InboxEvent[] = [];
   /** Executions (`taskId:attempt`) an operator asked to cancel: their `cancelled` result is final. */
   private readonly cancelRequested = new Set<string>();
+  /** Executions (`taskId:attempt`) stopped because an LLM budget ran out, with the budget's sentence. */
+  private readonly overBudget = new Map<string, string>();
+  /** Executions (`taskId:attempt`) whose LLM provider failed every attempt, with the gateway's sentence. */
+  private readonly providerFailures = new Map<string, string>();
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -58,6 +62,31 @@ export class Inbox {
     this.cancelRequested.add(`${taskId}:${attempt}`);
     live.instance.cancel(taskId, attempt, reason);
     return true;
+  }
+
+  /**
+   * Stops an execution whose LLM budget ran out (the gateway refused its agent's call): the agent
+   * is asked to cancel it, and its result fails the task with `detail` as the reason. Records
+   * `task.over_budget` once per execution.
+   * @returns false if the execution is not open on `agent` any more.
+   */
+  stopForBudget(taskId: string, attempt: number, agent: string, detail: string): boolean {
+    const key = `${taskId}:${attempt}`;
+    const open = this.ctx.state.assignment(taskId, attempt);
+    if (!open || open.agent !== agent || open.state === 'finished' || this.overBudget.has(key)) return false;
+    this.overBudget.set(key, detail);
+    this.ctx.emit({ actor: SUPERVISOR, action: 'task.over_budget', object: `task:${taskId}`, details: { attempt, detail } });
+    this.agents.handles.get(agent)?.instance.cancel(taskId, attempt, `over its LLM budget: ${detail}`);
+    return true;
+  }
+
+  /**
+   * Keeps why an execution's LLM provider failed every attempt (the gateway's sentence): if the
+   * execution then fails, that is its reason, not the CLI's last words.
+   */
+  noteProviderFailure(taskId: string, attempt: number, detail: string): void {
+    this.providerFailures.set(`${taskId}:${attempt}`, detail);
+    if (this.providerFailures.size > 10_000) this.providerFailures.delete(this.providerFailures.keys().next().value!);
   }
 
   /** Applies every queued event, oldest first. */
@@ -134,8 +163,18 @@ export class Inbox {
     const cancelledByOperator = r.outcome === 'cancelled' && this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
     // Asked for every result, so that an OOM kill is blamed on the task it happened in.
     const oomKilled = handle !== undefined && takeOomKill(ctx.world, r.agent, handle.instance.usage().oomKills);
-    // An OOM kill or the process limit explains a failure better than its output ("Killed").
-    const failure = taskFailureOf(handle && { failTasks, oomKilled, template: handle.template }, r.outcome, succeeded || cancelledByOperator);
+    const key = `${r.taskId}:${r.attempt}`;
+    const budget = this.overBudget.get(key);
+    const provider = this.providerFailures.get(key);
+    this.overBudget.delete(key);
+    this.providerFailures.delete(key);
+    // A budget, a provider down, an OOM kill or the process limit explains a failure better than its output ("Killed").
+    const failure =
+      budget !== undefined && !succeeded
+        ? `over its LLM budget: ${budget}`
+        : provider !== undefined && !succeeded && !cancelledByOperator
+          ? `LLM provider unavailable: ${provider}`
+          : taskFailureOf(handle && { failTasks, oomKilled, template: handle.template }, r.outcome, succeeded || cancelledByOperator);
     const { outcome, reason } = classifyResult(r, {
       stopping: view?.stopDetail ?? view?.stopping ?? undefined,
       cancelledByOperator,

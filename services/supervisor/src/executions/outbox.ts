@@ -2,7 +2,11 @@ import type { AgentLifecycle } from '../agents/lifecycle.js';
 import type { BoardMirror } from '../board/mirror.js';
 import { mapLimit, type SupervisorContext } from '../context.js';
 import { CrashPoint } from '../crash.js';
+import type { Task } from '@warren/kanban';
 import type { AssignmentRow } from '@warren/registry';
+import { taskRepository } from '../planning.js';
+import type { Repositories } from '../repositories.js';
+import type { AgentTemplate } from '../templates.js';
 
 /** How long an execution may wait for its agent's ack, or its result, before it is chased, in ms. */
 export const CHASE_AFTER_MS = 5_000;
@@ -22,6 +26,7 @@ export class Outbox {
     private readonly ctx: SupervisorContext,
     private readonly mirror: BoardMirror,
     private readonly agents: AgentLifecycle,
+    private readonly repositories: Repositories,
   ) {}
 
   /** Publishes committed executions that are not yet on the broker (the outbox), oldest first. */
@@ -32,12 +37,17 @@ export class Outbox {
     this.chaseLostMessages(open, nowMs);
     const pending = open
       .filter((a) => a.state === 'pending' || (a.state === 'published' && this.isStale(`${a.taskId}:${a.attempt}`, nowMs)))
-      .map((a) => ({ a, task: this.mirror.taskById.get(a.taskId), template: this.agents.handles.get(a.agent)?.template ?? this.agents.templateOf(a.agent) }))
-      .filter((p) => p.task !== undefined && p.template !== undefined);
+      .map((a) => {
+        const task = this.mirror.taskById.get(a.taskId);
+        const template = this.agents.handles.get(a.agent)?.template ?? this.agents.templateOf(a.agent);
+        return { a, task, template, repository: task && template ? this.repositoryOf(task, template) : undefined };
+      })
+      // An execution whose repository has no mirror yet waits for it (planning holds new ones back).
+      .filter((p) => p.task !== undefined && p.template !== undefined && p.repository !== null);
     if (pending.length === 0) return;
     // Publish them side by side (the broker de-duplicates by message id, so order does not
     // matter), then record every acknowledged one in one transaction.
-    const published = await mapLimit(pending, PUBLISH_CONCURRENCY, async ({ a, task, template }) => {
+    const published = await mapLimit(pending, PUBLISH_CONCURRENCY, async ({ a, task, template, repository }) => {
       const trace = ctx.tracing.publishing(a.taskId, a.attempt, ctx.broker.namespace.assignSubject(a.agent));
       try {
         await ctx.broker.publishAssignment({
@@ -50,6 +60,7 @@ export class Outbox {
           fields: jsonSafe(task!.fields),
           timeoutMs: template!.taskTimeoutMs,
           assignedAtMs: a.assignedMs,
+          ...(repository ? { repository } : {}),
         }, trace ? { traceparent: trace.traceparent } : undefined);
         trace?.end();
         return true;
@@ -67,6 +78,24 @@ export class Outbox {
       });
     });
     if (published.some(Boolean)) ctx.crashAt(CrashPoint.assignPublished);
+  }
+
+  /**
+   * The repository an execution works on: the task's own (`repository:`, `base:`) or its agent's
+   * template's, as its mirror inside the sandbox. @returns undefined when it names none, null when
+   * its mirror is not there yet.
+   */
+  private repositoryOf(task: Task, template: AgentTemplate): { mirror: string; base?: string } | null | undefined {
+    const own = taskRepository(task, this.ctx.config.boardDir);
+    const source = own ?? template.repository?.source;
+    if (source === undefined) return undefined;
+    const mirror = this.repositories.mirrorInSandbox(source);
+    if (mirror === undefined) {
+      this.repositories.holdReason(source, Date.now());
+      return null;
+    }
+    const base = own !== undefined ? task.fields['base'] : template.repository?.base;
+    return typeof base === 'string' && base !== '' ? { mirror, base } : { mirror };
   }
 
   /** True once an execution has waited {@link CHASE_AFTER_MS} since it was last sent or chased. */
