@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import { agentInvocation, loadSession, saveSession, LLM_PORT_IN_SANDBOX, type AgentRuntime } from './agent-cli.js';
 import { createLineMapper, describeAgentEvent, mapAgentLine, truncateAgentEvent, type AgentEvent } from './agent-events.js';
 import { OutputCapture, parseProgressLine, parseSendLine } from './output.js';
+import { formatGitWorkspaceSummary, gitIdentityEnv, prepareGitWorkspace, summarizeGitWorkspace, type GitWorkspace } from './workspace.js';
 import { closeWriteEnds, openTaskPipes } from './pipes.js';
 import { TaskOutcome, type ResultFrame, type RunSpanFrame, type TaskFrame } from './protocol.js';
 import { formatTraceparent, newSpanId, parseParentContext } from './trace-context.js';
@@ -39,6 +40,13 @@ export interface ExecutionOptions {
   readonly onEvent?: (event: AgentEvent, message: string) => void;
   /** Agent runtimes: the LLM forwarder's URL, default `http://127.0.0.1:4141`. */
   readonly llmBaseUrl?: string;
+  /**
+   * The agent's name (from `welcome`): the author of git commits (`GIT_AUTHOR_*`/`GIT_COMMITTER_*`
+   * for the task) and the middle of a git workspace's branch. A task with a `repository` needs it.
+   */
+  readonly agent?: string;
+  /** Limit of each git command of a git workspace, in ms. Default 120 000. */
+  readonly gitTimeoutMs?: number;
   /** Between SIGTERM and SIGKILL of the process group on timeout or cancel, in ms. Default 2000. */
   readonly killGraceMs?: number;
   /** Cap of `output.log` in the workspace, in bytes. Default 8 MiB. */
@@ -179,6 +187,12 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
  * workspace's files relative to `home` (without task.json, at most {@link MAX_OUTPUTS}).
  * A task with an unsafe id, or without a command under the shell runtime, fails at once.
  *
+ * A task with a `repository` runs in a git worktree, `<home>/work/<taskId>` on branch
+ * `warren/<agent>/<taskId>` (`prepareGitWorkspace` of `./workspace.ts`, before anything is written
+ * there); when it ends, its work is committed on the branch and the summary ends with the branch
+ * and the diff stat (`summarizeGitWorkspace`). The task's process gets the agent as git author and
+ * committer, and `WARREN_GIT_BRANCH` and `WARREN_GIT_BASE` (the base commit).
+ *
  * Agent runtimes (claude-code, codex, opencode, llm) run the program {@link agentInvocation}
  * builds; each stdout line goes through the kind's mapper (not JSON or unknown: a `raw` event)
  * to `onEvent`. The outcome is `succeeded` when the program exits 0 after a `final` event that is
@@ -233,7 +247,8 @@ export function startExecution(options: ExecutionOptions): Execution {
   // While a first run that resumed a session ends, a second may follow: a stop then applies to it.
   let mayRunAgain = false;
   const terminate = (outcome: TaskOutcome, text: string, immediate: boolean): void => {
-    if (exited && mayRunAgain) stopReason ??= { outcome, text };
+    // Before the process exists (its git workspace is being made) or between two runs, the stop waits for it.
+    if (!child || (exited && mayRunAgain)) stopReason ??= { outcome, text };
     if (exited || !child?.pid) return;
     stopReason ??= { outcome, text };
     const pid = child.pid;
@@ -263,6 +278,26 @@ export function startExecution(options: ExecutionOptions): Execution {
     }
     const workspace = join(home, 'work', task.taskId);
     const taskFile = join(workspace, 'task.json');
+    // A task on a git repository works in its own worktree (made before anything else is written there).
+    let git: GitWorkspace | undefined;
+    const repository = task.repository;
+    if (repository !== undefined) {
+      if (typeof repository?.mirror !== 'string' || options.agent === undefined) {
+        return finish(TaskOutcome.failed, `cannot prepare the git workspace of ${task.taskId}: ${options.agent === undefined ? 'the agent has no name yet' : "'repository.mirror' must be a path"}`, null, null);
+      }
+      try {
+        git = await prepareGitWorkspace({
+          mirror: repository.mirror,
+          home,
+          agent: options.agent,
+          taskId: task.taskId,
+          ...(typeof repository.base === 'string' ? { base: repository.base } : {}),
+          timeoutMs: options.gitTimeoutMs ?? 120_000,
+        });
+      } catch (error) {
+        return finish(TaskOutcome.failed, `cannot prepare the git workspace of ${task.taskId}: ${(error as Error).message}`, null, null);
+      }
+    }
     let onLine: (line: string) => void = () => undefined;
     let output: OutputCapture;
     try {
@@ -283,6 +318,8 @@ export function startExecution(options: ExecutionOptions): Execution {
       WARREN_WORKSPACE: workspace,
     });
     if (typeof task.command === 'string') baseEnv.WARREN_TASK_COMMAND = task.command;
+    if (options.agent !== undefined) Object.assign(baseEnv, gitIdentityEnv(options.agent));
+    if (git) Object.assign(baseEnv, { WARREN_GIT_BRANCH: git.branch, WARREN_GIT_BASE: git.baseCommit });
     // Only this execution's trace context: never one the runner itself inherited.
     delete baseEnv.TRACEPARENT;
     delete baseEnv.TRACESTATE;
@@ -351,6 +388,21 @@ export function startExecution(options: ExecutionOptions): Execution {
       return end;
     };
 
+    // The branch and what the task changed, committed so that the branch holds the result.
+    const withGit = async (result: ResultFrame): Promise<ResultFrame> => {
+      if (!git) return result;
+      let note: string;
+      try {
+        const summary = await summarizeGitWorkspace({ path: git.path, baseCommit: git.baseCommit, agent: options.agent!, taskId: task.taskId, attempt: task.attempt, timeoutMs: options.gitTimeoutMs ?? 120_000 });
+        note = formatGitWorkspaceSummary(summary);
+      } catch (error) {
+        note = `branch ${git.branch}: cannot summarise the workspace: ${(error as Error).message}`;
+      }
+      note = note.slice(0, Math.floor(MAX_SUMMARY_CHARS / 2));
+      const room = MAX_SUMMARY_CHARS - note.length - 2;
+      return { ...result, summary: `${result.summary.slice(0, Math.max(0, room))}\n\n${note}`, durationMs: Date.now() - startedMs };
+    };
+
     if (!agent) {
       onLine = (line) => {
         const progress = parseProgressLine(line);
@@ -366,13 +418,13 @@ export function startExecution(options: ExecutionOptions): Execution {
       output.close();
       const program = argv[0];
       if (end.error) {
-        return finish(TaskOutcome.failed, summarize(`cannot start ${program}: ${end.error.message}`, output.tail), null, null);
+        return withGit(finish(TaskOutcome.failed, summarize(`cannot start ${program}: ${end.error.message}`, output.tail), null, null));
       }
       const outputs = listOutputs(workspace, home, taskFile, MAX_OUTPUTS);
-      if (stopReason) return finish(stopReason.outcome, summarize(stopReason.text, output.tail), end.code, end.signal, outputs);
-      if (end.code === 0) return finish(TaskOutcome.succeeded, summarize('', output.tail) || 'done (no output)', 0, null, outputs);
+      if (stopReason) return withGit(finish(stopReason.outcome, summarize(stopReason.text, output.tail), end.code, end.signal, outputs));
+      if (end.code === 0) return withGit(finish(TaskOutcome.succeeded, summarize('', output.tail) || 'done (no output)', 0, null, outputs));
       const how = end.signal ? `killed by ${end.signal}` : `exit code ${end.code}`;
-      return finish(TaskOutcome.failed, summarize(how, output.tail), end.code, end.signal, outputs);
+      return withGit(finish(TaskOutcome.failed, summarize(how, output.tail), end.code, end.signal, outputs));
     }
 
     const emit = (event: AgentEvent): void => {
@@ -425,12 +477,12 @@ export function startExecution(options: ExecutionOptions): Execution {
       clearTimeout(timer);
       output.close();
       const outputs = end.error ? [] : listOutputs(workspace, home, taskFile, MAX_OUTPUTS);
-      if (end.error) return finish(TaskOutcome.failed, run.summary(`cannot start ${invocation.argv[0]}: ${end.error.message}`), null, null);
-      if (stopReason) return finish(stopReason.outcome, run.summary(stopReason.text), end.code, end.signal, outputs);
+      if (end.error) return withGit(finish(TaskOutcome.failed, run.summary(`cannot start ${invocation.argv[0]}: ${end.error.message}`), null, null));
+      if (stopReason) return withGit(finish(stopReason.outcome, run.summary(stopReason.text), end.code, end.signal, outputs));
       const final = run.final;
-      if (end.code === 0 && final && !final.isError) return finish(TaskOutcome.succeeded, final.text.trim() || 'done (no answer)', 0, null, outputs);
+      if (end.code === 0 && final && !final.isError) return withGit(finish(TaskOutcome.succeeded, final.text.trim() || 'done (no answer)', 0, null, outputs));
       const how = end.signal ? `killed by ${end.signal}` : end.code !== 0 ? `exit code ${end.code}` : final ? 'the agent reported a failure' : 'the agent stopped without a final answer';
-      return finish(TaskOutcome.failed, run.summary(how, lastLine(output.tail)), end.code, end.signal, outputs);
+      return withGit(finish(TaskOutcome.failed, run.summary(how, lastLine(output.tail)), end.code, end.signal, outputs));
     }
   })().catch((error: unknown) => finish(TaskOutcome.failed, `runner error: ${(error as Error).message}`, null, null));
 

@@ -37,6 +37,12 @@ export interface TaskFrame {
   /** Wall-clock limit for this execution, in ms. */
   readonly timeoutMs: number;
   /**
+   * The git repository the task works on, when its task or its agent's template names one: its
+   * read-only mirror inside the sandbox (`/opt/warren/repos/<name>.git`) and the ref to start from
+   * (default the mirror's HEAD). The task then runs in a worktree on branch `warren/<agent>/<taskId>`.
+   */
+  readonly repository?: { readonly mirror: string; readonly base?: string };
+  /**
    * W3C trace context of the span that published the assignment, when tracing is on: the runner's
    * own span for the run becomes its child, and the task's process gets `TRACEPARENT` naming that span.
    */

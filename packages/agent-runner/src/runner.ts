@@ -57,7 +57,8 @@ function isTaskFrame(frame: GatewayFrame): frame is TaskFrame {
     typeof f.attempt === 'number' &&
     typeof f.title === 'string' &&
     typeof f.timeoutMs === 'number' &&
-    (f.command === undefined || typeof f.command === 'string')
+    (f.command === undefined || typeof f.command === 'string') &&
+    (f.repository === undefined || (typeof f.repository === 'object' && f.repository !== null && typeof (f.repository as { mirror?: unknown }).mirror === 'string'))
   );
 }
 
@@ -81,6 +82,7 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
   const running = new Map<string, Execution>();
   const queued: TaskFrame[] = [];
   let welcomed = false;
+  let agentName: string | undefined;
   let shuttingDown = false;
   let heartbeat: NodeJS.Timeout | undefined;
   let resolveDone: (code: number) => void = () => undefined;
@@ -136,6 +138,7 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
           send({ type: 'progress', taskId: task.taskId, attempt: task.attempt, message, ...(percent === undefined ? {} : { percent }) }),
         onEvent: (event, message) => send({ type: 'progress', taskId: task.taskId, attempt: task.attempt, message, event }),
         ...(forwarder ? { llmBaseUrl: forwarder.url } : {}),
+        ...(agentName === undefined ? {} : { agent: agentName }),
         onSend: (to, body) => {
           sendCount += 1;
           send({ type: 'send', ref: `${task.taskId}#${task.attempt}#${sendCount}`, to, body });
@@ -205,6 +208,7 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
       case 'welcome':
         if (welcomed) return;
         welcomed = true;
+        if (typeof frame.agent?.name === 'string') agentName = frame.agent.name;
         heartbeat = setInterval(() => send({ type: 'heartbeat' }), options.heartbeatMs);
         return;
       case 'task': {

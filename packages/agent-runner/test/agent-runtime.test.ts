@@ -3,6 +3,7 @@
  * stream, then dying, failing or printing garbage), the LLM forwarder, the sessions file and the
  * CLI health probe.
  */
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, createServer } from 'node:http';
 import { join } from 'node:path';
@@ -166,6 +167,51 @@ describe('the llm runtime', () => {
     expect(base).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/p\/openai$/);
     expect(base).not.toBe('http://127.0.0.1:0/p/openai');
     expect([key, turns, mcp]).toEqual(['warren-gateway', '7', base!.replace('/p/openai', '/mcp')]);
+    gateway.send({ type: 'shutdown', reason: 'test over' });
+    expect(await runner.exited).toEqual({ code: 0, signal: null });
+  }, 60_000);
+});
+
+describe('a task on a git repository', () => {
+  it('runs in a worktree on warren/<agent>/<task>; its work is committed there and the summary names the branch and the diff', async () => {
+    const dir = temp();
+    const home = join(dir, 'home');
+    mkdirSync(home);
+    const source = join(dir, 'source');
+    const git = (cwd: string, ...args: string[]): string =>
+      execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.invalid', ...args], { cwd, encoding: 'utf8', env: { PATH: '/usr/bin:/bin', HOME: dir } });
+    mkdirSync(source);
+    git(source, 'init', '-q', '-b', 'main');
+    writeFileSync(join(source, 'README.md'), 'hello\n');
+    git(source, 'add', 'README.md');
+    git(source, 'commit', '-q', '-m', 'first');
+    const mirror = join(dir, 'repos', '0123456789abcdef.git');
+    git(dir, 'clone', '-q', '--mirror', source, mirror);
+
+    const gateway = await TestGateway.start(dir);
+    cleanups.push(() => gateway.close());
+    const runner = startRunner({ WARREN_AGENT_SOCKET: gateway.socketPath, HOME: home, WARREN_RUNTIME: '{"kind":"shell"}' });
+    cleanups.push(async () => {
+      if (runner.child.exitCode === null && runner.child.signalCode === null) {
+        runner.child.kill('SIGKILL');
+        await runner.exited;
+      }
+    });
+    await gateway.accept();
+    await gateway.next((f): f is AgentFrame => f.type === 'hello', 'hello');
+    gateway.send({ type: 'welcome', agent: { name: 'a1', template: 'shell', uid: 1, gid: 1, home, capabilities: [] } });
+    gateway.send({ ...task('g1', 'Add a file'), command: 'printf "new\\n" > new.txt; cat README.md; echo "on $WARREN_GIT_BRANCH as $GIT_AUTHOR_NAME"', repository: { mirror } });
+    const result = await gateway.result('g1');
+    expect(result, result.summary).toMatchObject({ outcome: 'succeeded' });
+    expect(result.summary).toMatch(/^hello\non warren\/a1\/g1 as a1\n\nbranch warren\/a1\/g1: 1 commit, 1 file changed, 1 insertion\(\+\), 0 deletions\(-\)\n new\.txt/);
+    const clone = join(home, 'repos', '0123456789abcdef');
+    expect(git(clone, 'log', '-1', '--format=%an %s', 'warren/a1/g1').trim()).toBe('a1 warren: g1 attempt 1');
+    expect(git(clone, 'show', 'warren/a1/g1:new.txt')).toBe('new\n');
+
+    gateway.send({ ...task('g2', 'Bad base'), command: 'true', repository: { mirror, base: 'no-such-branch' } });
+    const bad = await gateway.result('g2');
+    expect(bad.outcome).toBe('failed');
+    expect(bad.summary).toMatch(/^cannot prepare the git workspace of g2: /);
     gateway.send({ type: 'shutdown', reason: 'test over' });
     expect(await runner.exited).toEqual({ code: 0, signal: null });
   }, 60_000);
