@@ -106,10 +106,12 @@ describe('an agent CLI that dies, fails or prints garbage', () => {
       { kind: 'raw', source: 'claude-code', line: { type: 'mystery' } },
     ]);
 
-    gateway.send({ ...task('hang', 'Please hang'), timeoutMs: 500 });
+    gateway.send(task('hang', 'Please hang'));
+    await gateway.next((f): f is Extract<AgentFrame, { type: 'progress' }> => f.type === 'progress' && f.taskId === 'hang' && f.event?.kind === 'tool_call', 'tool_call of hang');
+    gateway.send({ type: 'cancel', taskId: 'hang', attempt: 1, reason: 'stuck' });
     const hung = await gateway.result('hang');
-    expect(hung.outcome).toBe('timed_out');
-    expect(hung.summary).toMatch(/^timed out after 500 ms\nlast events:\n/);
+    expect(hung.outcome).toBe('cancelled');
+    expect(hung.summary).toMatch(/^cancelled: stuck\nlast events:\n/);
     expect(hung.summary).toContain('Write {"file_path"');
 
     gateway.send(task('ok2', 'Do the work again'));
