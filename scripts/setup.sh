@@ -37,4 +37,7 @@ fi
 # >= 22.19: Node 22 and the Inspector go under tools/node22/ from the npm registry (skipped when
 # there at the pinned versions).
 bash scripts/node22.sh install
+# The coding-agent CLIs the claude-code, codex and opencode runtimes run (their native binaries,
+# from the npm registry) go under tools/agent-clis/ (skipped when there at the pinned versions).
+bash scripts/agent-clis.sh install
 npm run build

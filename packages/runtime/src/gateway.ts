@@ -222,8 +222,8 @@ export class AgentGateway {
         this.waitingAcks.get(`${frame.taskId}:${frame.attempt}`)?.resolve(true);
         return;
       case 'progress': {
-        const event = (frame as { readonly event?: unknown }).event;
-        const agentEvent = typeof event === 'object' && event !== null && !Array.isArray(event) ? (event as Readonly<Record<string, unknown>>) : undefined;
+        // Validated by decodeAgentFrame: one of the runtime's AgentEvents, its texts cut to size.
+        const agentEvent = frame.event as Readonly<Record<string, unknown>> | undefined;
         this.options.broker.publishProgress({
           taskId: frame.taskId,
           attempt: frame.attempt,

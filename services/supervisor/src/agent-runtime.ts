@@ -92,6 +92,7 @@ export function runnerRuntimeOf(template: AgentTemplate, name: string, agentClis
         provider: r.provider,
         ...((model ?? r.model) !== null ? { model: model ?? r.model } : {}),
         ...(r.maxTurns !== null ? { maxTurns: r.maxTurns } : {}),
+        ...(r.mcp ? { mcp: true } : {}),
       };
   }
 }

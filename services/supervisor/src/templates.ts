@@ -71,6 +71,8 @@ export const TemplateFile = z
             provider: providerName,
             model: z.string().min(1).max(200).optional(),
             maxTurns: z.number().int().min(1).max(1_000).optional(),
+            /** Give the CLI Warren's MCP tools (those the policy allows its agents) through its gateway. */
+            mcp: z.boolean().default(false),
             timeout: duration.default('30m'),
           })
           .strict(),
@@ -225,14 +227,14 @@ export type AgentCliKind = (typeof AGENT_CLI_KINDS)[number];
  * How a template's agents do a task:
  * - `shell`: the task's `command` with /bin/sh; `exec`: a fixed argv for every task.
  * - `claude-code`, `codex`, `opencode`: that CLI, headless, with the task as its prompt; `model`
- *   null = the CLI's default; `maxTurns` null = the CLI's default.
+ *   null = the CLI's default; `maxTurns` null = the CLI's default; `mcp`: it gets Warren's MCP tools.
  * - `llm`: Warren's own agent loop against an OpenAI-compatible provider.
  * The agent kinds call `provider` through the LLM gateway.
  */
 export type TemplateRuntime =
   | { readonly kind: 'shell' }
   | { readonly kind: 'exec'; readonly command: readonly string[] }
-  | { readonly kind: AgentCliKind; readonly provider: string; readonly model: string | null; readonly maxTurns: number | null }
+  | { readonly kind: AgentCliKind; readonly provider: string; readonly model: string | null; readonly maxTurns: number | null; readonly mcp: boolean }
   | { readonly kind: 'llm'; readonly provider: string; readonly model: string; readonly maxTurns: number };
 
 /** Limits of a budget: tokens (input + output) and US dollars; null = no limit. */
@@ -476,7 +478,7 @@ function templateRuntime(r: TemplateFile['runtime']): TemplateRuntime {
     case 'llm':
       return { kind: 'llm', provider: r.provider, model: r.model, maxTurns: r.maxTurns };
     default:
-      return { kind: r.kind, provider: r.provider, model: r.model ?? null, maxTurns: r.maxTurns ?? null };
+      return { kind: r.kind, provider: r.provider, model: r.model ?? null, maxTurns: r.maxTurns ?? null, mcp: r.mcp };
   }
 }
 

@@ -27,7 +27,7 @@ agents:
 describe('templates of agent runtimes', () => {
   it('reads the runtime, the gateway rules, seeds, repository, secret variables and per-agent overrides', () => {
     const t = parseTemplate(coder, 'agents/coder.yaml', '/srv/agents');
-    expect(t.runtime).toEqual({ kind: 'claude-code', provider: 'anthropic', model: 'sonnet', maxTurns: null });
+    expect(t.runtime).toEqual({ kind: 'claude-code', provider: 'anthropic', model: 'sonnet', maxTurns: null, mcp: false });
     expect(t.taskTimeoutMs).toBe(20 * 60_000);
     expect(t.llm).toEqual({
       providers: ['anthropic', 'openai'],
