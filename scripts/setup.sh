@@ -13,6 +13,8 @@ have prlimit || missing+=(util-linux)
 have mkfs.ext4 || missing+=(e2fsprogs)
 have mount || missing+=(mount)
 have perl || missing+=(perl-base)
+# Repositories tasks work on are mirrored and checked out with git.
+have git || missing+=(git)
 # The dashboard's browser tests drive Debian's Chromium (playwright-core downloads no browser), and
 # a test has Debian's Prometheus scrape /metrics.
 have chromium || missing+=(chromium)
