@@ -13,7 +13,7 @@
 //
 // The board, templates and repository are copied to var/examples/coding-agents/ (ignored by git)
 // afresh on each run; the tracked files are never written. Exits 0 when every card is done.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -72,8 +72,15 @@ if (real) {
 
 let status = 1;
 try {
-  const run = spawnSync(process.execPath, [cli, 'run', '--until-idle', ...paths, ...process.argv.slice(2)], { cwd: root, stdio: 'inherit', env: { ...process.env, WARREN_AGENT_CLIS: join(root, 'tools', 'agent-clis') } });
-  status = run.status ?? 1;
+  // Not spawnSync: the stand-in answers from this process's event loop while warren runs.
+  const child = spawn(process.execPath, [cli, 'run', '--until-idle', ...paths, ...process.argv.slice(2)], { cwd: root, stdio: 'inherit', env: { ...process.env, WARREN_AGENT_CLIS: join(root, 'tools', 'agent-clis') } });
+  status = await new Promise((resolve) => {
+    child.on('error', (error) => {
+      console.error(`example: cannot start warren: ${error.message}`);
+      resolve(1);
+    });
+    child.on('close', (code) => resolve(code ?? 1));
+  });
 } finally {
   if (fake) {
     const requests = fake.requests.length;

@@ -50,6 +50,8 @@ export interface LlmRuntime {
   readonly provider: string;
   readonly model: string;
   readonly maxTurns: number;
+  /** Whether the loop gets Warren's MCP tools (`WARREN_MCP_URL`, through the gateway). Default false. */
+  readonly mcp?: boolean;
 }
 
 /** The runtimes whose stdout is an {@link AgentEvent} stream. */
@@ -82,6 +84,8 @@ export interface InvocationOptions {
   readonly task: Pick<TaskFrame, 'title' | 'body'>;
   /** The agent's home (sessions and the CLIs' own state live there). */
   readonly home: string;
+  /** The task's workspace (its git worktree, when it has a repository): the CLI's working directory. */
+  readonly workspace?: string;
   /** The forwarder's base URL, `http://127.0.0.1:<port>` (no trailing slash). */
   readonly llmBaseUrl: string;
   /** The session/thread id to resume, if any. */
@@ -192,7 +196,8 @@ export function agentInvocation(runtime: AgentRuntime, options: InvocationOption
           },
         },
       };
-      const argv = [runtime.binary, 'run', '--format', 'json', '-m', `warren/${model}`];
+      // opencode takes its project from --dir (else from $PWD, which may still name the home).
+      const argv = [runtime.binary, 'run', '--format', 'json', '-m', `warren/${model}`, ...(options.workspace ? ['--dir', options.workspace] : [])];
       if (options.resume) argv.push('--session', options.resume);
       return { argv, env: { ...OPENCODE_ENV, OPENCODE_CONFIG_CONTENT: JSON.stringify(config) }, dirs: [], stdin: prompt };
     }
@@ -204,7 +209,7 @@ export function agentInvocation(runtime: AgentRuntime, options: InvocationOption
           OPENAI_API_KEY: PLACEHOLDER_API_KEY,
           WARREN_LLM_MODEL: runtime.model,
           WARREN_LLM_MAX_TURNS: String(runtime.maxTurns),
-          WARREN_MCP_URL: `${options.llmBaseUrl}/mcp`,
+          ...(runtime.mcp ? { WARREN_MCP_URL: `${options.llmBaseUrl}/mcp` } : {}),
         },
         dirs: [],
       };

@@ -116,7 +116,8 @@ export function parseRuntime(text: string, source = 'WARREN_RUNTIME'): Runtime {
     if (!stringList(record.program)) fail(`'program' of an llm runtime must be a non-empty list of strings`);
     const program = record.program as string[];
     if (!program[0]!.startsWith('/')) fail(`'program[0]' must be an absolute path, not ${JSON.stringify(program[0])}`);
-    return { kind: 'llm', program, provider: provider(), model: model(true)!, maxTurns: maxTurns(true)! };
+    if (record.mcp !== undefined && typeof record.mcp !== 'boolean') fail(`'mcp' of an llm runtime must be true or false, not ${JSON.stringify(record.mcp)}`);
+    return { kind: 'llm', program, provider: provider(), model: model(true)!, maxTurns: maxTurns(true)!, ...(record.mcp === true ? { mcp: true } : {}) };
   }
   return fail(`'kind' must be one of "shell", "exec", ${CLI_KINDS.map((k) => `"${k}"`).join(', ')} or "llm", not ${JSON.stringify(kind)}`);
 }

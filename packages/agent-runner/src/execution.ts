@@ -316,6 +316,8 @@ export function startExecution(options: ExecutionOptions): Execution {
       WARREN_TASK_TITLE: task.title,
       WARREN_TASK_FILE: taskFile,
       WARREN_WORKSPACE: workspace,
+      // The runner's own $PWD would name its start directory; programs that read it see their cwd.
+      PWD: workspace,
     });
     if (typeof task.command === 'string') baseEnv.WARREN_TASK_COMMAND = task.command;
     if (options.agent !== undefined) Object.assign(baseEnv, gitIdentityEnv(options.agent));
@@ -445,7 +447,7 @@ export function startExecution(options: ExecutionOptions): Execution {
       onLine = (line) => {
         for (const event of run.take(line)) emit(event);
       };
-      const invocation = agentInvocation(agent, { task, home, llmBaseUrl, ...(resume ? { resume } : {}) });
+      const invocation = agentInvocation(agent, { task, home, workspace, llmBaseUrl, ...(resume ? { resume } : {}) });
       mayRunAgain = resume !== undefined;
       let end: ProcessEnd;
       try {

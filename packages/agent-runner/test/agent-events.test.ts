@@ -187,11 +187,17 @@ describe('agentInvocation', () => {
     expect(JSON.parse(mcpConfig)).toMatchObject({ mcp: { warren: { type: 'remote', url: 'http://127.0.0.1:4141/mcp', enabled: true } } });
     expect(claude.argv.join(' ')).not.toContain('mcp');
 
-    const llm = agentInvocation({ kind: 'llm', program: ['/usr/bin/node', '/opt/warren/agent-llm/agent-llm.mjs'], provider: 'openai', model: 'gpt-5', maxTurns: 20 }, options);
+    const llm = agentInvocation({ kind: 'llm', program: ['/usr/bin/node', '/opt/warren/agent-llm/agent-llm.mjs'], provider: 'openai', model: 'gpt-5', maxTurns: 20, mcp: true }, options);
     expect(llm).toEqual({
       argv: ['/usr/bin/node', '/opt/warren/agent-llm/agent-llm.mjs'],
       env: { OPENAI_BASE_URL: 'http://127.0.0.1:4141/p/openai', OPENAI_API_KEY: PLACEHOLDER_API_KEY, WARREN_LLM_MODEL: 'gpt-5', WARREN_LLM_MAX_TURNS: '20', WARREN_MCP_URL: 'http://127.0.0.1:4141/mcp' },
       dirs: [],
     });
+    // Without Warren's MCP tools (the API is not served) the loop is not told of an endpoint.
+    const bare = agentInvocation({ kind: 'llm', program: ['/usr/bin/node', '/opt/warren/agent-llm/agent-llm.mjs'], provider: 'openai', model: 'gpt-5', maxTurns: 20 }, options);
+    expect(bare.env).not.toHaveProperty('WARREN_MCP_URL');
+    // opencode takes its project directory from --dir: the task's workspace, never the home.
+    const inWorktree = agentInvocation({ kind: 'opencode', binary: '/opt/warren/clis/opencode', provider: 'local', model: 'qwen3-coder' }, { ...options, workspace: '/home/a1/work/t-1' });
+    expect(inWorktree.argv.slice(-2)).toEqual(['--dir', '/home/a1/work/t-1']);
   });
 });

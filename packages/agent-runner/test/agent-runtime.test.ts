@@ -147,7 +147,7 @@ describe('the llm runtime', () => {
     const runner = startRunner({
       WARREN_AGENT_SOCKET: gateway.socketPath,
       HOME: home,
-      WARREN_RUNTIME: JSON.stringify({ kind: 'llm', program: [program], provider: 'openai', model: 'gpt-5', maxTurns: 7 }),
+      WARREN_RUNTIME: JSON.stringify({ kind: 'llm', program: [program], provider: 'openai', model: 'gpt-5', maxTurns: 7, mcp: true }),
       WARREN_LLM_SOCKET: join(dir, 'llm.sock'),
       WARREN_LLM_PORT: '0',
     });

@@ -74,9 +74,11 @@ export const AGENT_LLM_PROGRAM: readonly string[] = ['/usr/bin/node', `${AGENT_L
  * What the runner of `name` is told about its runtime (`WARREN_RUNTIME`): `shell` and `exec` as the
  * template says; a coding-agent CLI with its binary inside the sandbox (a path that names the
  * missing CLI when it is not installed: the runtime health check holds such templates), provider,
- * model (the agent's override first) and turn limit; the built-in loop with its program.
+ * model (the agent's override first) and turn limit; the built-in loop with its program. Warren's
+ * MCP tools are offered (through the gateway) only when the API is served (`mcpServed`): to the
+ * built-in loop always, to a CLI when its template asks (`runtime.mcp`).
  */
-export function runnerRuntimeOf(template: AgentTemplate, name: string, agentClisDir: string): unknown {
+export function runnerRuntimeOf(template: AgentTemplate, name: string, agentClisDir: string, mcpServed = false): unknown {
   const r = template.runtime;
   const model = template.agentOverrides[name]?.model;
   switch (r.kind) {
@@ -84,7 +86,7 @@ export function runnerRuntimeOf(template: AgentTemplate, name: string, agentClis
     case 'exec':
       return r;
     case 'llm':
-      return { kind: 'llm', program: AGENT_LLM_PROGRAM, provider: r.provider, model: model ?? r.model, maxTurns: r.maxTurns };
+      return { kind: 'llm', program: AGENT_LLM_PROGRAM, provider: r.provider, model: model ?? r.model, maxTurns: r.maxTurns, ...(mcpServed ? { mcp: true } : {}) };
     default:
       return {
         kind: r.kind,
@@ -92,7 +94,7 @@ export function runnerRuntimeOf(template: AgentTemplate, name: string, agentClis
         provider: r.provider,
         ...((model ?? r.model) !== null ? { model: model ?? r.model } : {}),
         ...(r.maxTurns !== null ? { maxTurns: r.maxTurns } : {}),
-        ...(r.mcp ? { mcp: true } : {}),
+        ...(r.mcp && mcpServed ? { mcp: true } : {}),
       };
   }
 }
@@ -119,12 +121,12 @@ export function agentSpecOf(account: Account, template: AgentTemplate): AgentSpe
  * runtime, concurrency and home quota, and a heartbeat every quarter of the heartbeat timeout (at
  * least 100 ms), so one lost or late heartbeat never looks like a dead agent.
  */
-export function agentStartSpecOf(account: Account, template: AgentTemplate, config: Pick<SupervisorConfig, 'heartbeatTimeoutMs' | 'stateDir' | 'agentClisDir'>): AgentStartSpec {
+export function agentStartSpecOf(account: Account, template: AgentTemplate, config: Pick<SupervisorConfig, 'heartbeatTimeoutMs' | 'stateDir' | 'agentClisDir' | 'http'>): AgentStartSpec {
   return {
     ...agentSpecOf(account, template),
     capabilities: template.capabilities,
     runner: {
-      runtime: runnerRuntimeOf(template, account.name, config.agentClisDir),
+      runtime: runnerRuntimeOf(template, account.name, config.agentClisDir, config.http !== undefined),
       maxConcurrent: template.wipPerInstance,
       heartbeatIntervalMs: Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4)),
     },
