@@ -35,6 +35,8 @@ function toolResults(request) {
 /**
  * The fake LLM's script (see `startFakeLlm` of `@warren/testing`): a request without tools (a
  * title, a summary) gets a short text; otherwise the card's command, then its answer.
+ * @param {import('@warren/testing').FakeLlmRequest} request
+ * @returns {import('@warren/testing').FakeTurn}
  */
 export function exampleSession(request) {
   const body = request.body ?? {};
