@@ -27,8 +27,8 @@ beforeAll(() => {
 });
 
 /** Runs `warren run --until-idle` on the layout to its end, with `env` added. */
-async function runUntilIdle(layout: AgentsLayout, timeoutMs = 300_000, env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string; stdout: string }> {
-  const run = startWarren(layout.args('run', '--until-idle', '--mapping', join(layout.dir, 'mapping.yaml'), '--kill-grace', '1s'), env);
+async function runUntilIdle(layout: AgentsLayout, timeoutMs = 300_000, env: Record<string, string> = {}, extra: string[] = []): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  const run = startWarren(layout.args('run', '--until-idle', '--mapping', join(layout.dir, 'mapping.yaml'), '--kill-grace', '1s', ...extra), env);
   const timer = setTimeout(() => run.child.kill('SIGKILL'), timeoutMs);
   const result = await run.done;
   clearTimeout(timer);
@@ -115,6 +115,10 @@ describe('coding agents through the gateway', () => {
           `node -e "fetch('http://127.0.0.1:4141/p/anthropic/v1/messages',{method:'POST',headers:{'content-type':'application/json'},body:'{}'}).then(r=>console.log('foreign provider', r.status), e=>console.log('foreign provider', e.message))"`,
           `node -e "fetch('${holder.fakeUrl}/v1/models').then(r=>console.log('direct', r.status), e=>console.log('direct', e.cause?.code ?? e.message))"`,
           'echo "homes: $(ls /home | tr "\\n" " ")"; cat /home/keeper-1/.warren/secrets/KEEPER_NOTE 2>&1 || true',
+          // Through Warren's MCP tools, as itself (its gateway adds its own token): it may read the
+          // registry, but the keeper's computer is not its to read.
+          `node -e "fetch('http://127.0.0.1:4141/mcp',{method:'POST',headers:{'content-type':'application/json',accept:'application/json, text/event-stream','mcp-protocol-version':'2025-06-18'},body:JSON.stringify({jsonrpc:'2.0',id:1,method:'tools/call',params:{name:'list_agents',arguments:{}}})}).then(async r=>console.log('registry', r.status, /prober-1/.test(await r.text())), e=>console.log('registry', e.message))"`,
+          `node -e "fetch('http://127.0.0.1:4141/mcp',{method:'POST',headers:{'content-type':'application/json',accept:'application/json, text/event-stream','mcp-protocol-version':'2025-06-18'},body:JSON.stringify({jsonrpc:'2.0',id:1,method:'tools/call',params:{name:'read_file',arguments:{agent:'keeper-1',path:'.warren/secrets/KEEPER_NOTE'}}})}).then(async r=>console.log('mcp', r.status, (await r.text()).slice(0,400)), e=>console.log('mcp', e.message))"`,
         ].join('; '),
     };
     let flakyCalls = 0;
@@ -155,7 +159,8 @@ describe('coding agents through the gateway', () => {
     const set = spawnSync(process.execPath, [join(repo, 'services', 'supervisor', 'bin', 'warren.js'), 'secret', 'set', 'keeper', 'KEEPER_NOTE', '--state-dir', join(layout.dir, 'var')], { input: note, encoding: 'utf8' });
     expect(set.status, set.stderr).toBe(0);
 
-    const run = await runUntilIdle(layout);
+    // The API is served, so agents reach Warren's MCP tools through their gateway with their own token.
+    const run = await runUntilIdle(layout, 300_000, {}, ['--http', '127.0.0.1:0']);
     const executions = new Map(layout.query<Execution>('SELECT task_id, agent, outcome, summary FROM assignments').map((e) => [e.task_id, e]));
     const reasons = new Map(layout.query<{ id: string; reason: string | null; state: string }>('SELECT id, reason, state FROM tasks').map((t) => [t.id, t]));
     expect(run.code, run.stderr.slice(-3000)).toBe(1);
@@ -184,6 +189,12 @@ describe('coding agents through the gateway', () => {
     expect(probe.event.output).toMatch(/homes: prober-1 \n/);
     expect(probe.event.output).toMatch(/No such file or directory/);
     expect(probe.event.output).not.toContain(note);
+    expect(probe.event.output).toMatch(/registry 200 true/);
+    expect(probe.event.output).toMatch(/mcp (200|403) .*policy denies prober-1 calling tool 'read_file'/);
+    const allowed = layout.query<{ actor: string }>("SELECT actor FROM audit WHERE action = 'policy.decide' AND object = 'mcp:list_agents' AND decision = 'allow' AND actor = 'prober-1'");
+    expect(allowed.length).toBeGreaterThanOrEqual(1);
+    const denied = layout.query<{ actor: string }>("SELECT actor FROM audit WHERE action = 'policy.decide' AND object = 'mcp:read_file' AND decision = 'deny'");
+    expect(denied.map((d) => d.actor)).toEqual(['prober-1']);
     expect(audit('llm.refused').some((r) => r.object === 'task:TASK-3' && (JSON.parse(r.details) as { reason: string }).reason === 'provider_not_allowed')).toBe(true);
     expect(layout.fake.requests.some((r) => r.path === '/v1/models')).toBe(false);
     for (const r of layout.fake.requests) expect(JSON.stringify(r.body)).not.toContain(note);

@@ -136,13 +136,17 @@ export class LlmChannel implements ChannelService {
     return keys;
   }
 
-  /** The agent's most recently assigned open execution, and when it times out. */
+  /**
+   * The agent's most recently assigned open execution, and until when the gateway may retry its
+   * provider: {@link retryMarginMs} before its timeout, so that the gateway's reason reaches the
+   * agent (and the card) before the agent's own deadline or the runner's limit.
+   */
   private currentTask(agent: string, template: AgentTemplate): CurrentTask | null {
     let newest: { taskId: string; attempt: number; assignedMs: number } | undefined;
     for (const a of this.options.state.openAssignments()) {
       if (a.agent === agent && (newest === undefined || a.assignedMs > newest.assignedMs)) newest = a;
     }
-    return newest ? { taskId: newest.taskId, attempt: newest.attempt, deadlineMs: newest.assignedMs + template.taskTimeoutMs } : null;
+    return newest ? { taskId: newest.taskId, attempt: newest.attempt, deadlineMs: newest.assignedMs + template.taskTimeoutMs - retryMarginMs(template.taskTimeoutMs) } : null;
   }
 
   private reportCall(row: LlmUsageRow): void {
@@ -180,6 +184,15 @@ export class LlmChannel implements ChannelService {
     this.options.logger.warn({ agent: u.agent, provider: u.provider, status: u.status, attempts: u.attempts, taskId: u.taskId }, u.detail);
     if (u.taskId !== null && u.attempt !== null) this.late.providerFailed?.(u.taskId, u.attempt, u.detail);
   }
+}
+
+/**
+ * How long before a task's timeout the gateway stops retrying a failing provider, in ms: a fifth
+ * of the timeout, at most 10 s. Warren's own loop stops a tenth (at most 5 s) before it, so the
+ * gateway gives up first and its sentence is what the task reports.
+ */
+export function retryMarginMs(taskTimeoutMs: number): number {
+  return Math.min(10_000, Math.floor(taskTimeoutMs / 5));
 }
 
 /**
