@@ -4,22 +4,21 @@
  * OpenAI Chat Completions to `OPENAI_BASE_URL` (the gateway, through the runner's forwarder on
  * 127.0.0.1:4141), gives the model the agent's computer (shell and files in its home) and the
  * Warren MCP tools its policy allows, keeps the conversation in the home between tasks, and prints
- * one {@link AgentEvent} per stdout line.
+ * one `AgentEvent` (the format `@warren/agent-runner` defines and validates) per stdout line.
  *
  * This module is what the host side uses: where the bundle is and how to start it, the environment
- * contract, and the event format.
+ * contract.
  *
  * ```ts
- * import { agentLlmDistDir, AGENT_LLM_DIR_IN_SANDBOX, AGENT_LLM_COMMAND, agentEventProblem } from '@warren/agent-llm';
+ * import { agentLlmDistDir, AGENT_LLM_DIR_IN_SANDBOX, AGENT_LLM_COMMAND } from '@warren/agent-llm';
+ * import { agentEventProblem } from '@warren/agent-runner';   // the one AgentEvent format
  * // bwrap: --ro-bind <agentLlmDistDir()> /opt/warren/agent-llm
  * // runner: spawn(AGENT_LLM_COMMAND[0], AGENT_LLM_COMMAND.slice(1), { cwd: workspace, env: {
  * //   WARREN_TASK_FILE, OPENAI_BASE_URL: 'http://127.0.0.1:4141/p/openai', OPENAI_API_KEY: 'warren-gateway',
  * //   WARREN_LLM_MODEL, WARREN_LLM_MAX_TURNS, WARREN_MCP_URL: 'http://127.0.0.1:4141/mcp', HOME } })
- * const problem = agentEventProblem(JSON.parse(line)); // undefined for a valid event
+ * const problem = agentEventProblem(JSON.parse(line)); // null for a valid event
  * ```
  */
-export { AGENT_EVENT_KINDS, agentEventProblem, isAgentEvent } from './agent-events.js';
-export type { AgentEvent } from './agent-events.js';
 export { AGENT_LLM_BUNDLE_NAME, AGENT_LLM_COMMAND, AGENT_LLM_DIR_IN_SANDBOX, AGENT_LLM_ENV, agentLlmBundlePath, agentLlmDistDir } from './paths.js';
 export { DEFAULT_MAX_TURNS, PLACEHOLDER_API_KEY, loadConfig, readTaskFile } from './config.js';
 export type { AgentLlmConfig, LoopTask } from './config.js';

@@ -12,7 +12,7 @@ import type OpenAI from 'openai';
 import type { ChatCompletionAssistantMessageParam, ChatCompletionMessageParam, ChatCompletionMessageToolCall, ChatCompletionTool } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
 import { randomUUID } from 'node:crypto';
-import type { AgentEvent } from './agent-events.js';
+import type { AgentEvent } from '@warren/agent-runner';
 import { ModelCallError } from './errors.js';
 import type { Tool } from './tools.js';
 

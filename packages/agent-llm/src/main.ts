@@ -11,7 +11,7 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import type { AgentEvent } from './agent-events.js';
+import type { AgentEvent } from '@warren/agent-runner';
 import { loadConfig, type AgentLlmConfig } from './config.js';
 import { loadHistory, saveHistory, HISTORY_PATH } from './history.js';
 import { runLoop } from './loop.js';

@@ -8,7 +8,6 @@ const packageDir = resolve(import.meta.dirname, '..');
 
 test('the public surface is the names index.ts lists', () => {
   expect(Object.keys(agentLlm).sort()).toEqual([
-    'AGENT_EVENT_KINDS',
     'AGENT_LLM_BUNDLE_NAME',
     'AGENT_LLM_COMMAND',
     'AGENT_LLM_DIR_IN_SANDBOX',
@@ -21,10 +20,8 @@ test('the public surface is the names index.ts lists', () => {
     'PLACEHOLDER_API_KEY',
     'PathOutsideHomeError',
     'ToolError',
-    'agentEventProblem',
     'agentLlmBundlePath',
     'agentLlmDistDir',
-    'isAgentEvent',
     'loadConfig',
     'loadHistory',
     'readTaskFile',

@@ -7,7 +7,7 @@ import { UsageLedger, type LlmUsageRow } from '@warren/registry';
 import { spawnSandbox, type SandboxExit } from '@warren/sandbox';
 import { openDatabase } from '@warren/store';
 import { startFakeLlm, type FakeLlm, type FakeLlmScript } from '@warren/testing';
-import { agentEventProblem, type AgentEvent } from '../src/agent-events.js';
+import { agentEventProblem, type AgentEvent } from '@warren/agent-runner';
 import { mcpTestServer } from '../../mcp/test/support.js';
 import { cleanup, makeSpec, readLog, requireSandboxHost, tempDir, track } from '../../sandbox/test/helpers.js';
 import { buildBundle, type BuiltBundle } from './support.js';
@@ -128,7 +128,7 @@ async function runInSandbox(script: FakeLlmScript, options: { budget?: LlmBudget
     .trim()
     .split('\n')
     .map((line) => JSON.parse(line) as AgentEvent);
-  for (const event of events) expect(agentEventProblem(event), JSON.stringify(event)).toBeUndefined();
+  for (const event of events) expect(agentEventProblem(event), JSON.stringify(event)).toBeNull();
   return { exit, log: readLog(spec), events, uid: spec.uid, home, fake, calls, refusals };
 }
 

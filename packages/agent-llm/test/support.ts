@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { onTestFinished } from 'vitest';
 import { makeTempDir } from '@warren/testing';
-import { agentEventProblem, type AgentEvent } from '../src/agent-events.js';
+import { agentEventProblem, type AgentEvent } from '@warren/agent-runner';
 import { buildAgentLlm } from '../src/build.js';
 
 /** The bundle, built once per file into a temp directory with no node_modules above it. */

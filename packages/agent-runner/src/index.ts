@@ -60,3 +60,5 @@ export {
 export type { AgentRuntime, CliRuntime, LlmRuntime, AgentInvocation, InvocationOptions, StoredSession, ProbeResult } from './agent-cli.js';
 export { startLlmForwarder } from './llm-forward.js';
 export type { LlmForwarder, LlmForwarderOptions } from './llm-forward.js';
+export { prepareGitWorkspace, summarizeGitWorkspace, formatGitWorkspaceSummary, gitIdentityEnv, mirrorInSandbox, GitWorkspaceError, MIRRORS_IN_SANDBOX } from './workspace.js';
+export type { PrepareGitWorkspaceOptions, GitWorkspace, SummarizeGitWorkspaceOptions, GitWorkspaceSummary } from './workspace.js';

@@ -55,10 +55,8 @@ export {
   homeInSandbox,
   instanceTag,
   AGENT_CLIS_IN_SANDBOX,
-  AGENT_LLM_IN_SANDBOX,
   AGENT_PATH,
   AGENTS_BIN_IN_SANDBOX,
-  REPOS_IN_SANDBOX,
   RUNNER_IN_SANDBOX,
 } from './sandbox-spec.js';
 export type { SandboxHostPaths, SandboxSpecInput } from './sandbox-spec.js';

@@ -11,10 +11,6 @@ export const RUNNER_IN_SANDBOX = '/opt/warren/agent-runner';
 export const AGENTS_BIN_IN_SANDBOX = '/opt/warren/agents/bin';
 /** Where the coding-agent CLIs (`tools/agent-clis`) are bound inside every sandbox. */
 export const AGENT_CLIS_IN_SANDBOX = '/opt/warren/clis';
-/** Where Warren's own agent loop (`@warren/agent-llm`'s bundle) is bound inside every sandbox. */
-export const AGENT_LLM_IN_SANDBOX = '/opt/warren/agent-llm';
-/** Where the repositories' mirrors are bound inside every sandbox (read-only; tasks clone from them). */
-export const REPOS_IN_SANDBOX = '/opt/warren/repos';
 /** The PATH of every agent; a bare program name given to an exec is looked up in it on the host (the sandbox sees the host's /usr). */
 export const AGENT_PATH = '/usr/local/bin:/usr/bin:/bin';
 

@@ -95,10 +95,8 @@ describe('@warren/runtime public surface', () => {
     expect(Object.keys(runtime).sort()).toEqual([
       'AGENTS_BIN_IN_SANDBOX',
       'AGENT_CLIS_IN_SANDBOX',
-      'AGENT_LLM_IN_SANDBOX',
       'AGENT_PATH',
       'AgentGateway',
-      'REPOS_IN_SANDBOX',
       'RUNNER_IN_SANDBOX',
       'RuntimeError',
       'agentSandboxSpec',

@@ -1,14 +1,13 @@
 import { existsSync } from 'node:fs';
-import { arch } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
+import { agentCliBinary, MIRRORS_IN_SANDBOX } from '@warren/agent-runner';
+import { AGENT_LLM_COMMAND, AGENT_LLM_DIR_IN_SANDBOX } from '@warren/agent-llm';
 import type { Account } from '@warren/accounts';
 import type { Broker } from '@warren/broker';
 import type { Logger } from '@warren/core';
 import {
   AGENT_CLIS_IN_SANDBOX,
-  AGENT_LLM_IN_SANDBOX,
   createBubblewrapRuntime,
-  REPOS_IN_SANDBOX,
   type AgentRuntime,
   type AgentSpec,
   type AgentStartSpec,
@@ -35,8 +34,8 @@ export function createAgentRuntime(
   return createBubblewrapRuntime({
     systemBinds: [
       { source: config.agentClisDir, target: AGENT_CLIS_IN_SANDBOX },
-      { source: config.agentLlmDir, target: AGENT_LLM_IN_SANDBOX },
-      { source: join(config.stateDir, 'repos'), target: REPOS_IN_SANDBOX },
+      { source: config.agentLlmDir, target: AGENT_LLM_DIR_IN_SANDBOX },
+      { source: join(config.stateDir, 'repos'), target: MIRRORS_IN_SANDBOX },
     ],
     ...(options.channelServices ? { channelServices: options.channelServices } : {}),
     stateDir: config.stateDir,
@@ -52,23 +51,19 @@ export function createAgentRuntime(
 
 /**
  * Where the native binary of `kind` is under `agentClisDir` (as `scripts/agent-clis.sh` installs
- * it): the host path and the path inside a sandbox (the folder is bound at /opt/warren/clis), or
- * undefined when it is not there. For opencode on x64 either build (with or without AVX2) is taken.
+ * it, see `agentCliBinary` of `@warren/agent-runner`): the host path and the path inside a sandbox
+ * (the folder is bound at /opt/warren/clis), or undefined when it is not there.
  */
-export function agentCliBinary(kind: AgentCliKind, agentClisDir: string): { readonly host: string; readonly sandbox: string } | undefined {
-  const cpu = arch() === 'arm64' ? 'arm64' : 'x64';
-  const triple = cpu === 'arm64' ? 'aarch64-unknown-linux-musl' : 'x86_64-unknown-linux-musl';
-  const candidates: Record<AgentCliKind, string[]> = {
-    'claude-code': [`node_modules/@anthropic-ai/claude-code-linux-${cpu}/claude`],
-    codex: [`node_modules/@openai/codex-linux-${cpu}/vendor/${triple}/bin/codex`],
-    opencode: [`node_modules/opencode-linux-${cpu}/bin/opencode`, `node_modules/opencode-linux-${cpu}-baseline/bin/opencode`],
-  };
-  const found = candidates[kind].map((path) => join(agentClisDir, path)).find((path) => existsSync(path));
-  return found === undefined ? undefined : { host: found, sandbox: join(AGENT_CLIS_IN_SANDBOX, relative(agentClisDir, found)) };
+export function agentCliHostBinary(kind: AgentCliKind, agentClisDir: string): { readonly host: string; readonly sandbox: string } | undefined {
+  let relativePath: string;
+  try {
+    relativePath = join('node_modules', agentCliBinary(kind));
+  } catch {
+    return undefined;
+  }
+  const host = join(agentClisDir, relativePath);
+  return existsSync(host) ? { host, sandbox: join(AGENT_CLIS_IN_SANDBOX, relativePath) } : undefined;
 }
-
-/** The program of Warren's own agent loop inside a sandbox (the bundle of `@warren/agent-llm`). */
-export const AGENT_LLM_PROGRAM: readonly string[] = ['/usr/bin/node', `${AGENT_LLM_IN_SANDBOX}/agent-llm.mjs`];
 
 /**
  * What the runner of `name` is told about its runtime (`WARREN_RUNTIME`): `shell` and `exec` as the
@@ -86,11 +81,11 @@ export function runnerRuntimeOf(template: AgentTemplate, name: string, agentClis
     case 'exec':
       return r;
     case 'llm':
-      return { kind: 'llm', program: AGENT_LLM_PROGRAM, provider: r.provider, model: model ?? r.model, maxTurns: r.maxTurns, ...(mcpServed ? { mcp: true } : {}) };
+      return { kind: 'llm', program: AGENT_LLM_COMMAND, provider: r.provider, model: model ?? r.model, maxTurns: r.maxTurns, ...(mcpServed ? { mcp: true } : {}) };
     default:
       return {
         kind: r.kind,
-        binary: agentCliBinary(r.kind, agentClisDir)?.sandbox ?? `${AGENT_CLIS_IN_SANDBOX}/not-installed/${r.kind}`,
+        binary: agentCliHostBinary(r.kind, agentClisDir)?.sandbox ?? `${AGENT_CLIS_IN_SANDBOX}/not-installed/${r.kind}`,
         provider: r.provider,
         ...((model ?? r.model) !== null ? { model: model ?? r.model } : {}),
         ...(r.maxTurns !== null ? { maxTurns: r.maxTurns } : {}),

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { redactSource, syncMirror, type Mirror } from '@warren/workspace';
-import { REPOS_IN_SANDBOX } from '@warren/runtime';
+import { MIRRORS_IN_SANDBOX } from '@warren/agent-runner';
 import type { SupervisorContext } from './context.js';
 
 /** A mirror synced this long ago is fetched again (in the background) before the next task that needs it, in ms. */
@@ -69,7 +69,7 @@ export class Repositories {
   mirrorInSandbox(source: string): string | undefined {
     const state = this.states.get(source);
     const mirror = state?.kind === 'ready' ? state.mirror : state?.previous;
-    return mirror === undefined ? undefined : `${REPOS_IN_SANDBOX}/${mirror.name}.git`;
+    return mirror === undefined ? undefined : `${MIRRORS_IN_SANDBOX}/${mirror.name}.git`;
   }
 
   /** Waits for the syncs in progress (at shutdown). */

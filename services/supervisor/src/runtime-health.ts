@@ -1,6 +1,6 @@
 import { relative } from 'node:path';
 import { probeAgentCli, type ProbeResult } from '@warren/agent-runner';
-import { agentCliBinary } from './agent-runtime.js';
+import { agentCliHostBinary } from './agent-runtime.js';
 import type { SupervisorContext } from './context.js';
 import type { Repositories } from './repositories.js';
 import type { ProviderDef } from './providers.js';
@@ -92,7 +92,7 @@ export class RuntimeHealth {
     }
     const kind = template.runtime.kind;
     if (!isAgentCli(kind)) return { ok: true, version: null };
-    const binary = agentCliBinary(kind, this.ctx.config.agentClisDir);
+    const binary = agentCliHostBinary(kind, this.ctx.config.agentClisDir);
     if (!binary) return { ok: false, reason: `${kind} is not installed in ${this.ctx.config.agentClisDir} (run: bash scripts/agent-clis.sh install)` };
     const probed = await this.probe(kind, binary.host);
     return probed.ok ? { ok: true, version: probed.version } : { ok: false, reason: probed.reason };

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import pino from 'pino';
 import pretty from 'pino-pretty';
+import { agentLlmDistDir } from '@warren/agent-llm';
 import { WarrenError, type Logger } from '@warren/core';
 import { BOARD_FORMATS, type BoardFormatName, type BoardMapping } from '@warren/kanban';
 import { openRegistry, runningSupervisorPid as supervisorPidIn, type Registry } from '@warren/registry';
@@ -77,7 +78,7 @@ export function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: N
     ...(env.WARREN_FAULT_INJECTION === '1' && env.WARREN_CRASH_AT ? { crashAt: env.WARREN_CRASH_AT as SupervisorOptions['crashAt'] } : {}),
     ...(flags.logLevel ?? env.WARREN_LOG_LEVEL ? { logLevel: (flags.logLevel ?? env.WARREN_LOG_LEVEL) as SupervisorOptions['logLevel'] } : {}),
   };
-  return resolveConfig(options, agentRunnerDir);
+  return resolveConfig(options, agentRunnerDir, agentLlmDistDir());
 }
 
 /** The root logger: pino to stderr, pretty unless `WARREN_LOG_FORMAT=json`. */
