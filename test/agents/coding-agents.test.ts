@@ -7,7 +7,7 @@
  * provider that fails.
  */
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeLlmRequest, FakeTurn } from '@warren/testing';
@@ -74,6 +74,10 @@ describe('coding agents through the gateway', () => {
       expect(e.summary).toMatch(new RegExp(`branch warren/${e.agent}/${e.task_id}: 1 commit, 1 file changed`));
       expect(e.summary).toContain(files[e.task_id as keyof typeof files]);
     }
+    // The Backlog.md card says so in its Implementation Notes (Backlog.md has no result field).
+    const card = readFileSync(join(layout.dir, 'backlog', 'tasks', 'task-1 - Add-a-greeting-module.md'), 'utf8');
+    expect(card).toMatch(/^status: Done$/m);
+    expect(card).toMatch(/<!-- SECTION:NOTES:BEGIN -->\n<!-- WARREN:RESULT:BEGIN -->\nWarren: [^\n]*greet[\s\S]*branch warren\/claude-1\/TASK-1: 1 commit, 1 file changed[\s\S]*<!-- WARREN:RESULT:END -->/);
 
     // The key reached the provider on every call, added by the gateway; no agent ever held it.
     const calls = layout.fake.requests.filter((r) => r.wire !== 'other');

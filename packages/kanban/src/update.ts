@@ -394,13 +394,19 @@ async function syncDirectory(dir: string): Promise<void> {
 /**
  * Writes frontmatter values into a task file in place ({@link rewriteFields}), atomically and with
  * the same conflict check as {@link updateTaskFile}. Used by the formats other than Warren's.
+ * `rewriteBody`, when given, then rewrites the whole text (a format that keeps a field in the body).
  *
  * @returns the sha256 (hex) of the file as it now is.
  * @throws {TaskConflictError} when `options.expectedHash` is given and the file's hash differs.
  * @throws {TaskUpdateError} when the file cannot be read, written or rewritten; it is left as it was.
  */
-export async function updateFrontmatterFile(path: string, writes: readonly FieldWrite[], options: UpdateTaskOptions = {}): Promise<UpdateTaskResult> {
-  return rewriteFileAtomically(path, (text) => rewriteFields(text, writes, path), options);
+export async function updateFrontmatterFile(
+  path: string,
+  writes: readonly FieldWrite[],
+  options: UpdateTaskOptions = {},
+  rewriteBody?: (text: string) => string,
+): Promise<UpdateTaskResult> {
+  return rewriteFileAtomically(path, (text) => (rewriteBody ? rewriteBody(rewriteFields(text, writes, path)) : rewriteFields(text, writes, path)), options);
 }
 
 /**

@@ -3,6 +3,7 @@ import { join, relative } from 'node:path';
 import { parseDocument } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backlogIdKey, checkBoard, isReady, loadBoard, MoveRefusedError, TaskConflictError, updateTask, type BoardSnapshot } from '../src/index.js';
+import { withResultNote } from '../src/formats/backlog-md.js';
 import { copyFixture, FIXTURES, snapshotFiles } from './formats-helpers.js';
 
 /** Task files as Backlog.md lists them: `<prefix>-*.md` in tasks/ and completed/. */
@@ -104,6 +105,7 @@ describe('Backlog.md board (real fixture, 697 files)', () => {
     const ready = fresh.tasks.filter((t) => isReady(t, byId, fresh.config) && t.relativePath.startsWith('tasks/')).slice(0, 3);
     expect(ready).toHaveLength(3);
     const moved = new Set<string>();
+    const finished = relative(board.dir, ready[0]!.path);
     for (const [index, task] of ready.entries()) {
       const now = '2026-11-20T09:30:00.000Z';
       const { hash } = await updateTask(fresh, task, { status: 'in_progress', assignee: `codex-${index}`, started: now, updated: now }, { expectedHash: task.hash });
@@ -121,7 +123,9 @@ describe('Backlog.md board (real fixture, 697 files)', () => {
         continue;
       }
       expect(now.equals(bytes)).toBe(false);
-      expect(withoutOwned(now.toString('utf8'))).toBe(withoutOwned(bytes.toString('utf8')));
+      // The finished task's result went into its Implementation Notes; nothing else moved.
+      const expected = path === finished ? withResultNote(bytes.toString('utf8'), 'ok') : bytes.toString('utf8');
+      expect(withoutOwned(now.toString('utf8'))).toBe(withoutOwned(expected));
     }
     const reread = await loadBoard(board.dir);
     const first = reread.tasks.find((t) => t.id === ready[0]!.id)!;
@@ -158,5 +162,25 @@ describe('Backlog.md board (real fixture, 697 files)', () => {
     expect(report.errors.length).toBe(snapshot.errors.length);
     expect(report.tasks.length).toBeGreaterThan(500);
     expect(report.dependencyProblems.some((p) => p.kind === 'unknown')).toBe(true);
+  });
+});
+
+describe("Warren's result in a Backlog.md task's Implementation Notes", () => {
+  const task = "---\nid: TASK-1\ntitle: T\nstatus: Done\n---\n\n## Description\n\nDo it.\n";
+  it('appends the section when there is none, then replaces only its own block, and removes it for null', () => {
+    const once = withResultNote(task, 'branch warren/claude-1/TASK-1: 1 commit');
+    expect(once).toBe(`${task}\n## Implementation Notes\n\n<!-- SECTION:NOTES:BEGIN -->\n<!-- WARREN:RESULT:BEGIN -->\nWarren: branch warren/claude-1/TASK-1: 1 commit\n<!-- WARREN:RESULT:END -->\n<!-- SECTION:NOTES:END -->\n`);
+    const twice = withResultNote(once, 'failed: over its LLM budget');
+    expect(twice).toBe(once.replace('branch warren/claude-1/TASK-1: 1 commit', 'failed: over its LLM budget'));
+    expect(withResultNote(twice, null)).toBe(`${task}\n## Implementation Notes\n\n<!-- SECTION:NOTES:BEGIN -->\n<!-- SECTION:NOTES:END -->\n`);
+    expect(withResultNote(task, null)).toBe(task);
+  });
+
+  it("keeps people's notes, puts the block first inside them, keeps CRLF, and defuses comment markers in the result", () => {
+    const noted = `${task}\n## Implementation Notes\n\n<!-- SECTION:NOTES:BEGIN -->\nReused the old fix.\n<!-- SECTION:NOTES:END -->\n`;
+    const written = withResultNote(noted, 'done --> <!-- x');
+    expect(written).toContain('<!-- SECTION:NOTES:BEGIN -->\n<!-- WARREN:RESULT:BEGIN -->\nWarren: done —> <!— x\n<!-- WARREN:RESULT:END -->\nReused the old fix.\n<!-- SECTION:NOTES:END -->');
+    const crlf = withResultNote(task.replace(/\n/g, '\r\n'), 'ok');
+    expect(crlf.split('\r\n').length - 1).toBe(crlf.split('\n').length - 1);
   });
 });

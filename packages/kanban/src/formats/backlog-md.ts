@@ -228,7 +228,8 @@ async function load(dirArg: string, options: LoadBoardOptions = {}): Promise<Boa
  * The frontmatter writes for Warren's owned-field changes on a Backlog.md task: `status` as the
  * column's Backlog status (`In Progress`), `assignee` as a block list of `@name` (`[]` for none),
  * `updated` as `updated_date: 'yyyy-mm-dd hh:mm'` (UTC). Backlog.md has no fields for `result`,
- * `started` and `completed`; they are not written (the audit trail keeps them).
+ * `started` and `completed`: `result` goes into the body's Implementation Notes instead
+ * ({@link withResultNote}); the times are not written (the audit trail keeps them).
  */
 export function backlogWrites(config: BoardConfig, changes: OwnedFieldChanges, path: string): FieldWrite[] {
   const writes: FieldWrite[] = [];
@@ -253,7 +254,43 @@ export function backlogWrites(config: BoardConfig, changes: OwnedFieldChanges, p
 }
 
 async function update(snapshot: BoardSnapshot, task: Task, changes: OwnedFieldChanges, options: UpdateTaskOptions = {}): Promise<UpdateTaskResult> {
-  return updateFrontmatterFile(task.path, backlogWrites(snapshot.config, changes, task.path), options);
+  const result = changes.result;
+  return updateFrontmatterFile(task.path, backlogWrites(snapshot.config, changes, task.path), options, result === undefined ? undefined : (text) => withResultNote(text, result));
+}
+
+/** Where Backlog.md keeps a task's implementation notes (`backlog task edit --notes`), and Warren's block inside them. */
+const NOTES_BEGIN = '<!-- SECTION:NOTES:BEGIN -->';
+const NOTES_END = '<!-- SECTION:NOTES:END -->';
+const RESULT_BEGIN = '<!-- WARREN:RESULT:BEGIN -->';
+const RESULT_END = '<!-- WARREN:RESULT:END -->';
+
+/**
+ * A Backlog.md task file's text with Warren's result in its Implementation Notes: the block
+ * between `<!-- WARREN:RESULT:BEGIN -->` and `<!-- WARREN:RESULT:END -->` is replaced (or removed
+ * for `null`); without one, it is put first inside the notes section
+ * (`<!-- SECTION:NOTES:BEGIN -->`, Backlog.md's own markers), and without notes, a `##
+ * Implementation Notes` section is appended. What people wrote in the notes stays. Comment
+ * markers inside the result are defused. Pure.
+ */
+export function withResultNote(text: string, result: string | null): string {
+  const newline = text.includes('\r\n') ? '\r\n' : '\n';
+  const block = result === null ? '' : [RESULT_BEGIN, `Warren: ${result.replace(/<!--/g, '<!—').replace(/-->/g, '—>').trim()}`, RESULT_END].join(newline);
+  const start = text.indexOf(RESULT_BEGIN);
+  const end = start < 0 ? -1 : text.indexOf(RESULT_END, start);
+  if (start >= 0 && end >= 0) {
+    let after = end + RESULT_END.length;
+    // Removing the block takes its line ending with it.
+    if (block === '' && text.startsWith(newline, after)) after += newline.length;
+    return text.slice(0, start) + block + text.slice(after);
+  }
+  if (block === '') return text;
+  const notes = text.indexOf(NOTES_BEGIN);
+  if (notes >= 0 && text.indexOf(NOTES_END, notes) > notes) {
+    const at = notes + NOTES_BEGIN.length;
+    return `${text.slice(0, at)}${newline}${block}${text.slice(at)}`;
+  }
+  const ending = text.endsWith(newline) ? '' : newline;
+  return `${text}${ending}${newline}## Implementation Notes${newline}${newline}${NOTES_BEGIN}${newline}${block}${newline}${NOTES_END}${newline}`;
 }
 
 /** A YAML scalar as Backlog.md writes one: plain when safe, else in single quotes (double when single ones cannot hold it). */
