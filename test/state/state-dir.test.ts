@@ -21,7 +21,9 @@ function modes(dir: string): { path: string; mode: number; dir: boolean }[] {
   const found: { path: string; mode: number; dir: boolean }[] = [];
   const walk = (current: string, top: boolean) => {
     for (const entry of readdirSync(current, { withFileTypes: true })) {
-      if (top && entry.name === 'run') continue;
+      // run/ and repos/ are bound into sandboxes (read-only for repos/): their modes are theirs; the
+      // state directory itself (0700) keeps other users out of both on the host.
+      if (top && (entry.name === 'run' || entry.name === 'repos')) continue;
       const path = join(current, entry.name);
       const info = lstatSync(path);
       if (entry.isDirectory()) {
