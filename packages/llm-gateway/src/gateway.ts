@@ -34,7 +34,7 @@ export interface AgentLlmAccess {
   readonly budgets: { readonly template: LlmBudget; readonly agent: LlmBudget };
   /** The running execution, for per-task accounting and the retry deadline; null between tasks. Must not throw. */
   currentTask(): CurrentTask | null;
-  /** Bearer token of principal `agent:<name>` for `/mcp`; absent, `/mcp` is refused. Never logged. */
+  /** The agent's own bearer token for `/mcp` (its principal is the agent's name; see `createAgentToken` of `@warren/http`); absent, `/mcp` is refused. Never logged. */
   readonly mcpToken?: string;
   /**
    * Keys of this agent by provider name (gateway secrets scoped to the agent or its template), used
