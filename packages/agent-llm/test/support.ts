@@ -121,7 +121,7 @@ export async function runTask(options: RunOptions): Promise<RunResult> {
         throw new Error(`stdout line ${i + 1} is not JSON: ${line}\nstderr:\n${stderr}`);
       }
       const problem = agentEventProblem(parsed);
-      if (problem !== undefined) throw new Error(`stdout line ${i + 1} is not an event (${problem}): ${line}`);
+      if (problem !== null) throw new Error(`stdout line ${i + 1} is not an event (${problem}): ${line}`);
       return parsed as AgentEvent;
     });
   return { exitCode, events, stdout, stderr };
