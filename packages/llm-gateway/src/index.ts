@@ -23,7 +23,8 @@
  * await gateway.close();
  * ```
  */
-export { LlmGateway, RefusalReason, DEFAULT_BODY_LIMIT_BYTES, LLM_SOCKET_NAME, prepareBody } from './gateway.js';
+export { LlmGateway, RefusalReason, DEFAULT_BODY_LIMIT_BYTES, LLM_SOCKET_NAME } from './gateway.js';
+export { prepareBody } from './answers.js';
 export type {
   AgentLlmAccess,
   CurrentTask,
