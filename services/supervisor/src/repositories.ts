@@ -48,11 +48,15 @@ export class Repositories {
   holdReason(source: string, nowMs: number): string | undefined {
     const state = this.states.get(source);
     const due = state === undefined || (state.kind === 'ready' && nowMs - state.syncedMs >= MIRROR_FRESH_MS) || (state.kind === 'failed' && nowMs >= state.retryMs);
-    if (due && Number.isFinite(nowMs) && !this.running.has(source)) this.startSync(source, state);
-    if (!this.states.has(source)) return `waiting for its repository to be fetched (${redactSource(source)})`;
-    const now = this.states.get(source)!;
-    if (now.kind === 'ready' || ('previous' in now && now.previous !== undefined)) return undefined;
-    return now.kind === 'failed' ? `cannot get its repository: ${now.reason}` : `waiting for its repository to be fetched (${redactSource(source)})`;
+    if (due && !this.running.has(source)) this.startSync(source, state);
+    return this.reasonOf(source);
+  }
+
+  /** Why a task on `source` cannot run now (no mirror yet, or none could be made), or undefined. */
+  private reasonOf(source: string): string | undefined {
+    const state = this.states.get(source);
+    if (state?.kind === 'ready' || (state !== undefined && 'previous' in state && state.previous !== undefined)) return undefined;
+    return state?.kind === 'failed' ? `cannot get its repository: ${state.reason}` : `waiting for its repository to be fetched (${redactSource(source)})`;
   }
 
   /**
@@ -62,7 +66,7 @@ export class Repositories {
   async ensure(source: string): Promise<string | undefined> {
     if (!this.running.has(source)) this.startSync(source, this.states.get(source));
     await this.running.get(source);
-    return this.holdReason(source, Number.NEGATIVE_INFINITY);
+    return this.reasonOf(source);
   }
 
   /** The mirror of `source` as agents see it, `/opt/warren/repos/<name>.git`, or undefined before its first sync. */
