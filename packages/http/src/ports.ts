@@ -146,7 +146,13 @@ export interface TaskDraft {
   readonly command?: string;
 }
 
-/** Messages between agents and who talks to whom (`GET /api/v1/messages`): `Registry.messages`. */
+/**
+ * Messages between agents and who talks to whom (`GET /api/v1/messages`): `Registry.messages`.
+ * `messages`: the newest message decisions of the audit trail (`{ seq, timeMs, from, to, topic,
+ * allowed }`, `to` `*` and `topic` set for a publish on a topic). `edges`: the message ledger, one
+ * per (from, to, topic) (`{ from, to, topic, count, denied, bytes, firstMs, lastMs }`, times in ms
+ * since the epoch, `bytes` of the allowed bodies), largest count first.
+ */
 export type MessagesView = RegistryMessagesView;
 
 /** One time bucket of {@link AnalyticsView.series} (`timeSeries` of `@warren/registry`). */
@@ -247,6 +253,12 @@ export interface HttpPorts {
    * `after` the last `limit` bytes. Undefined when there is no agent `name`.
    */
   agentLog(name: string, range: { readonly after?: number; readonly limit: number }): LogChunk | undefined;
+  /**
+   * The message decisions and the ledger's edges: `agent` keeps those from or to it, `sinceMs`
+   * decisions at or after it and edges whose last message was, `limit` caps the decisions (edges
+   * are not capped).
+   * @throws {RegistryError} `WARREN_QUERY_INVALID` for a bad `limit` (answered 400).
+   */
   messages(filter: { readonly agent?: string; readonly sinceMs?: number; readonly limit?: number }): MessagesView;
   /** Analytics since `sinceMs` (default all) with series in buckets of `bucketMs` (default chosen by the supervisor). */
   analytics(filter: { readonly sinceMs?: number; readonly bucketMs?: number }): AnalyticsView;

@@ -259,8 +259,32 @@ export const MessagesQuery = z.object({
 });
 
 export const MessagesBody = z.looseObject({
-  messages: z.array(z.looseObject({ seq: z.number(), timeMs: z.number(), from: z.string(), to: z.string(), allowed: z.boolean() })),
-  edges: z.array(z.looseObject({ from: z.string(), to: z.string(), count: z.number(), denied: z.number() })),
+  messages: z
+    .array(
+      z.looseObject({
+        seq: z.number(),
+        timeMs: z.number(),
+        from: z.string(),
+        to: z.string().describe("the receiving agent, or '*' for a topic message"),
+        topic: z.string().describe("the topic, or '' for a direct message"),
+        allowed: z.boolean(),
+      }),
+    )
+    .describe('the newest message decisions of the audit trail, newest first'),
+  edges: z
+    .array(
+      z.looseObject({
+        from: z.string(),
+        to: z.string().describe("the receiving agent, or '*' for messages published on the topic"),
+        topic: z.string().describe("the topic, or '' for direct messages"),
+        count: z.number().describe('messages, allowed or denied'),
+        denied: z.number().describe('of those, the ones the policy denied'),
+        bytes: z.number().describe('body bytes of the allowed ones'),
+        firstMs: z.number().describe('the first message, ms since the epoch'),
+        lastMs: z.number().describe('the last message, ms since the epoch'),
+      }),
+    )
+    .describe('the message ledger: one edge per (from, to, topic), largest count first'),
 });
 
 export const AnalyticsQuery = z.object({

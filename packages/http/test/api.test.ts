@@ -138,7 +138,7 @@ describe('read routes', () => {
   test('messages, analytics, the OpenAPI document and metrics', async () => {
     const { app, ports, viewer } = await testApp();
     ports.emit({ actor: 'shell-1', action: 'policy.decide', object: 'agent:shell-2', decision: 'allow', details: { sub: 'shell-1', act: 'message', rule: null } });
-    expect((await app.inject({ url: '/api/v1/messages', headers: viewer })).json()).toMatchObject({ edges: [{ from: 'shell-1', to: 'shell-2', count: 1, denied: 0 }] });
+    expect((await app.inject({ url: '/api/v1/messages', headers: viewer })).json()).toMatchObject({ messages: [{ from: 'shell-1', to: 'shell-2', topic: '', allowed: true }], edges: [] });
     expect((await app.inject({ url: '/api/v1/analytics?since=0&bucketMs=60000', headers: viewer })).json()).toMatchObject({ total: { executions: 0 }, rates: { success: 0 } });
     const openapi = (await app.inject({ url: '/api/v1/openapi.json', headers: viewer })).json<{ openapi: string; paths: Record<string, unknown> }>();
     expect(openapi.openapi).toMatch(/^3\./);

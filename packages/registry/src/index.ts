@@ -13,6 +13,8 @@
  * registry.executions({ taskId: 'count-lines' });
  * registry.auditPage({ filter: { action: 'task.*' }, limit: 50, newest: true });
  * registry.analytics().templates;           // waiting and running times, outcomes per template
+ * new MessageLedger(db).record({ from: 'a-1', to: 'b-1', topic: '', bytes: 42, allowed: true, timeMs: Date.now() });
+ * registry.messages({ agent: 'a-1' }).edges; // [{ from: 'a-1', to: 'b-1', topic: '', count: 1, denied: 0, bytes: 42, … }]
  * const id = registry.commands.enqueue(CommandKind.agentStop, 'shell-1', 'user:alice', Date.now());
  * await registry.commands.waitForOutcome(id, { timeoutMs: 10_000 });
  * db.close();
@@ -45,6 +47,8 @@ export type { OpenRegistryOptions } from './registry.js';
 export { analyticsOf, durationStats, executionFacts, timeSeries, utilisation } from './analytics.js';
 export type { SeriesBucket, Utilisation } from './analytics.js';
 export { UsageLedger, migrateUsage } from './usage.js';
+export { MessageLedger, TOPIC_RECIPIENT, migrateMessages } from './messages.js';
+export type { MessageRecord } from './messages.js';
 export type { LlmUsageRow, UsageFilter, UsageTotals } from './usage.js';
 export { MAX_USAGE_BUCKETS, taskUsage, usageReport } from './usage-report.js';
 export type {

@@ -3,6 +3,7 @@ import type { SqliteDatabase } from '@warren/store';
 import { analyticsOf, timeSeries, utilisation } from './analytics.js';
 import { CommandQueue } from './commands.js';
 import { RegistryError } from './errors.js';
+import { migrateMessages, TOPIC_RECIPIENT } from './messages.js';
 import {
   agentRow,
   assignmentRow,
@@ -27,6 +28,7 @@ import type {
   ExecutionFilter,
   ExecutionView,
   Incidents,
+  MessageEdge,
   MessageFilter,
   MessagesView,
   StatusView,
@@ -292,16 +294,19 @@ export class Registry {
   }
 
   /**
-   * The messages agents asked to send each other (each is one `policy.decide` row with act
-   * `message`: actor the sender, object `agent:<recipient>`), newest first, and the edges of the
-   * collaboration graph over them. Reads the audit table from the newest row back until `limit`
-   * messages are found: a trail of millions of rows with few messages costs a scan (about 0.3 s per
-   * million rows).
+   * The message decisions agents asked for, newest first: `policy.decide` rows with act `message`
+   * (actor the sender, object `agent:<recipient>`) or act `publish` on `topic:<topic>` (to `*`),
+   * read from the newest audit row back until `limit` are found (a trail of millions of rows with
+   * few messages costs a scan, about 0.3 s per million rows); and the collaboration graph's edges,
+   * every (from, to, topic) row of the message ledger (`message_counts`) the filter selects.
    * @throws {RegistryError} `WARREN_QUERY_INVALID` if `limit` is not a positive integer.
    */
   messages(filter: MessageFilter = {}): MessagesView {
     const limit = positiveInteger(filter.limit, 'limit') ?? DEFAULT_AUDIT_LIMIT;
-    const where = ["action = 'policy.decide'", `details LIKE '%"act":"message"%'`];
+    const where = [
+      "action = 'policy.decide'",
+      `(details LIKE '%"act":"message"%' OR (object LIKE 'topic:%' AND details LIKE '%"act":"publish"%'))`,
+    ];
     const params: (string | number)[] = [];
     if (filter.sinceMs !== undefined) {
       where.push('time_ms >= ?');
@@ -316,21 +321,29 @@ export class Registry {
         `SELECT seq, time_ms, actor, object, decision FROM audit WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ?`,
       )
       .all(...params, limit);
-    const messages = rows.map((r) => ({
-      seq: r.seq,
-      timeMs: r.time_ms,
-      from: r.actor,
-      to: r.object.startsWith('agent:') ? r.object.slice('agent:'.length) : r.object,
-      allowed: r.decision === 'allow',
-    }));
-    const edges = new Map<string, { from: string; to: string; count: number; denied: number }>();
-    for (const m of messages) {
-      const key = `${m.from}\u0000${m.to}`;
-      const edge = edges.get(key) ?? edges.set(key, { from: m.from, to: m.to, count: 0, denied: 0 }).get(key)!;
-      edge.count += 1;
-      if (!m.allowed) edge.denied += 1;
+    const messages = rows.map((r) => {
+      const topic = r.object.startsWith('topic:') ? r.object.slice('topic:'.length) : '';
+      const to = topic !== '' ? TOPIC_RECIPIENT : r.object.startsWith('agent:') ? r.object.slice('agent:'.length) : r.object;
+      return { seq: r.seq, timeMs: r.time_ms, from: r.actor, to, topic, allowed: r.decision === 'allow' };
+    });
+    const edgeWhere: string[] = [];
+    const edgeParams: (string | number)[] = [];
+    if (filter.sinceMs !== undefined) {
+      edgeWhere.push('last_ms >= ?');
+      edgeParams.push(filter.sinceMs);
     }
-    return { messages, edges: [...edges.values()].sort((a, b) => b.count - a.count || (a.from < b.from ? -1 : a.from > b.from ? 1 : a.to < b.to ? -1 : 1)) };
+    if (filter.agent !== undefined) {
+      edgeWhere.push('(from_name = ? OR to_name = ?)');
+      edgeParams.push(filter.agent, filter.agent);
+    }
+    const edges = this.db
+      .prepare<(string | number)[], MessageEdge>(
+        `SELECT from_name AS "from", to_name AS "to", topic, count, denied, bytes, first_ms AS firstMs, last_ms AS lastMs
+         FROM message_counts ${edgeWhere.length > 0 ? `WHERE ${edgeWhere.join(' AND ')}` : ''}
+         ORDER BY count DESC, from_name, to_name, topic`,
+      )
+      .all(...edgeParams);
+    return { messages, edges };
   }
 
   /**
@@ -420,10 +433,12 @@ export class Registry {
 
 /**
  * Opens the registry over the state database `db`: brings the state tables up to date
- * ({@link migrateState}) and prepares the queries. Closing `db` is the caller's.
+ * ({@link migrateState}) and the message ledger's ({@link migrateMessages}), and prepares the
+ * queries. Closing `db` is the caller's.
  * @throws {StoreError} if a migration fails.
  */
 export function openRegistry(db: SqliteDatabase, options: OpenRegistryOptions): Registry {
   migrateState(db);
+  migrateMessages(db);
   return new Registry(db, options);
 }

@@ -193,41 +193,64 @@ export interface Analytics {
   readonly total: ExecutionFacts;
 }
 
-/** Which agent messages {@link Registry.messages} returns. */
+/** Which agent messages and edges {@link Registry.messages} returns. */
 export interface MessageFilter {
-  /** Only messages from or to this agent. */
+  /** Only messages and edges from or to this agent (for a topic edge: its sender). */
   readonly agent?: string;
-  /** Only messages at or after this time, ms since the epoch. */
+  /**
+   * Only messages decided at or after this time, and edges whose last message was, ms since the
+   * epoch (an edge's counts stay its totals since the ledger began).
+   */
   readonly sinceMs?: number;
-  /** At most this many messages (the newest), a positive integer. Default 1000. */
+  /** At most this many messages (the newest), a positive integer. Default 1000. Edges are not limited. */
   readonly limit?: number;
 }
 
-/** One message an agent asked to send another: the policy decision about it, from the audit trail. */
+/**
+ * One message an agent asked to send another or to publish on a topic: the policy decision about
+ * it (`policy.decide` with act `message`, or act `publish` on `topic:<t>`), from the audit trail.
+ */
 export interface MessageView {
   /** The decision's audit row. */
   readonly seq: number;
   readonly timeMs: number;
   readonly from: string;
+  /** The receiving agent, or `*` for a topic message. */
   readonly to: string;
+  /** The topic, or '' for a direct message. */
+  readonly topic: string;
   /** Whether the policy let it through. */
   readonly allowed: boolean;
 }
 
-/** Who messages whom: one edge per (from, to) pair, over the messages returned. */
+/**
+ * Who messages whom: one edge per (from, to, topic) of the message ledger (`message_counts`, see
+ * `MessageLedger`), with its totals since the ledger began.
+ */
 export interface MessageEdge {
   readonly from: string;
+  /** The receiving agent, or `*` for messages published on `topic`. */
   readonly to: string;
+  /** The topic, or '' for direct messages. */
+  readonly topic: string;
   /** Messages asked for, allowed or not. */
   readonly count: number;
   /** Of those, the ones the policy denied. */
   readonly denied: number;
+  /** Body bytes of the allowed ones. */
+  readonly bytes: number;
+  /** The first and the last message's time, ms since the epoch. */
+  readonly firstMs: number;
+  readonly lastMs: number;
 }
 
-/** Messages, newest first, and the collaboration graph over them ({@link Registry.messages}). Plain JSON. */
+/**
+ * The newest message decisions (newest first) and the collaboration graph's edges from the message
+ * ledger ({@link Registry.messages}). Plain JSON.
+ */
 export interface MessagesView {
   readonly messages: readonly MessageView[];
-  /** Sorted by count, largest first. */
+  /** Sorted by count, largest first, then by from, to and topic. */
   readonly edges: readonly MessageEdge[];
 }
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { openAudit } from '@warren/audit';
 import {
   AssignmentState,
+  MessageLedger,
   migrateState,
   openRegistry,
   RegistryError,
@@ -288,7 +289,7 @@ describe('analytics', () => {
 });
 
 describe('messages', () => {
-  it('lists the message decisions newest first with the graph of who messages whom', () => {
+  it('lists the message decisions newest first, topic publishes among them, and the edges of the ledger', () => {
     const stateDir = tempDir();
     const db = open(join(stateDir, 'warren.db'));
     const registry = openRegistry(db, { stateDir });
@@ -302,22 +303,39 @@ describe('messages', () => {
     audit.append({ actor: 'user:ops', action: 'policy.decide', object: 'api:/api/v1/agents', decision: 'allow', details: { sub: 'user:ops', act: 'GET', rule: null } });
     message('reporter-1', 'shell-1', false);
     message('shell-2', 'shell-1', true);
+    // A publish on a topic is a message to '*'; a subscription is not a message.
+    audit.append({ actor: 'shell-2', action: 'policy.decide', object: 'topic:builds', decision: 'allow', details: { sub: 'shell-2', act: 'publish', rule: null } });
+    audit.append({ actor: 'shell-1', action: 'policy.decide', object: 'topic:builds', decision: 'allow', details: { sub: 'shell-1', act: 'subscribe', rule: null } });
     const all = registry.messages();
-    expect(all.messages.map((m) => [m.seq, m.from, m.to, m.allowed])).toEqual([
-      [6, 'shell-2', 'shell-1', true],
-      [5, 'reporter-1', 'shell-1', false],
-      [2, 'shell-1', 'reporter-1', true],
-      [1, 'shell-1', 'reporter-1', true],
+    expect(all.messages.map((m) => [m.seq, m.from, m.to, m.topic, m.allowed])).toEqual([
+      [7, 'shell-2', '*', 'builds', true],
+      [6, 'shell-2', 'shell-1', '', true],
+      [5, 'reporter-1', 'shell-1', '', false],
+      [2, 'shell-1', 'reporter-1', '', true],
+      [1, 'shell-1', 'reporter-1', '', true],
     ]);
-    expect(all.edges).toEqual([
-      { from: 'shell-1', to: 'reporter-1', count: 2, denied: 0 },
-      { from: 'reporter-1', to: 'shell-1', count: 1, denied: 1 },
-      { from: 'shell-2', to: 'shell-1', count: 1, denied: 0 },
+    // The edges are the ledger's, not the audit's: empty until the supervisor records messages.
+    expect(all.edges).toEqual([]);
+    const ledger = new MessageLedger(db);
+    ledger.record({ from: 'shell-1', to: 'reporter-1', topic: '', bytes: 10, allowed: true, timeMs: 1010 });
+    ledger.record({ from: 'shell-1', to: 'reporter-1', topic: '', bytes: 12, allowed: true, timeMs: 1020 });
+    ledger.record({ from: 'reporter-1', to: 'shell-1', topic: '', bytes: 99, allowed: false, timeMs: 1050 });
+    ledger.record({ from: 'shell-2', to: 'shell-1', topic: '', bytes: 5, allowed: true, timeMs: 1060 });
+    ledger.record({ from: 'shell-2', to: '*', topic: 'builds', bytes: 7, allowed: true, timeMs: 1070 });
+    expect(registry.messages().edges).toEqual([
+      { from: 'shell-1', to: 'reporter-1', topic: '', count: 2, denied: 0, bytes: 22, firstMs: 1010, lastMs: 1020 },
+      { from: 'reporter-1', to: 'shell-1', topic: '', count: 1, denied: 1, bytes: 0, firstMs: 1050, lastMs: 1050 },
+      { from: 'shell-2', to: '*', topic: 'builds', count: 1, denied: 0, bytes: 7, firstMs: 1070, lastMs: 1070 },
+      { from: 'shell-2', to: 'shell-1', topic: '', count: 1, denied: 0, bytes: 5, firstMs: 1060, lastMs: 1060 },
     ]);
-    expect(registry.messages({ agent: 'shell-2' }).messages.map((m) => m.seq)).toEqual([6]);
+    expect(registry.messages({ agent: 'shell-2' }).messages.map((m) => m.seq)).toEqual([7, 6]);
+    expect(registry.messages({ agent: 'shell-2' }).edges.map((e) => [e.to, e.topic])).toEqual([['*', 'builds'], ['shell-1', '']]);
     expect(registry.messages({ agent: 'reporter-1' }).messages.map((m) => m.seq)).toEqual([5, 2, 1]);
-    expect(registry.messages({ limit: 1 }).messages.map((m) => m.seq)).toEqual([6]);
-    expect(registry.messages({ sinceMs: 1045 }).messages.map((m) => m.seq)).toEqual([6, 5]);
+    expect(registry.messages({ agent: 'reporter-1' }).edges.map((e) => e.from)).toEqual(['shell-1', 'reporter-1']);
+    expect(registry.messages({ limit: 1 }).messages.map((m) => m.seq)).toEqual([7]);
+    expect(registry.messages({ limit: 1 }).edges).toHaveLength(4);
+    expect(registry.messages({ sinceMs: 1045 }).messages.map((m) => m.seq)).toEqual([7, 6, 5]);
+    expect(registry.messages({ sinceMs: 1055 }).edges.map((e) => e.lastMs)).toEqual([1070, 1060]);
     expect(() => registry.messages({ limit: -1 })).toThrow(RegistryError);
   });
 });

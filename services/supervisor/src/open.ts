@@ -20,7 +20,7 @@ import { EVENT_KINDS } from './events.js';
 import { inputRejected } from './input-rejections.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
-import { migrateState, openRegistry, StateStore, UsageLedger } from '@warren/registry';
+import { migrateMessages, migrateState, openRegistry, StateStore, UsageLedger } from '@warren/registry';
 import { openSecretStore, secretsKeyPath } from '@warren/secrets';
 import { secureStateDir } from './state-dir.js';
 import { LlmChannel } from './llm.js';
@@ -131,6 +131,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     cleanup.unshift(() => broker.close());
     await broker.ensureStreams();
     const usage = new UsageLedger(db);
+    migrateMessages(db);
     const llm = new LlmChannel({
       providers,
       templates,
