@@ -67,7 +67,6 @@ export type GatewayFrame =
     }
   | TaskFrame
   | { readonly type: 'cancel'; readonly taskId: string; readonly attempt: number; readonly reason: string }
-  | { readonly type: 'message'; readonly id: string; readonly from: string; readonly body: unknown }
   | { readonly type: 'sent'; readonly ref: string; readonly id: string }
   | { readonly type: 'error'; readonly ref?: string; readonly code: string; readonly message: string }
   | { readonly type: 'shutdown'; readonly reason: string };

@@ -1,5 +1,3 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
 import { startExecution, type Execution, type Runtime } from './execution.js';
 import { startLlmForwarder, type LlmForwarder } from './llm-forward.js';
@@ -247,9 +245,6 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
       case 'error':
         log(`gateway error ${frame.code}${frame.ref ? ` (ref ${frame.ref})` : ''}: ${frame.message}`);
         return;
-      case 'message':
-        deliverToInbox(options.home, frame, log);
-        return;
       case 'sent':
         return;
       default:
@@ -293,27 +288,4 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
   if (options.signal?.aborted) onAbort();
   else options.signal?.addEventListener('abort', onAbort, { once: true });
   return done;
-}
-
-/**
- * Writes a received message to `$HOME/inbox/<id>.json` (mode 0600) as
- * `{ id, from, body, receivedAtMs }`, where tasks of this agent can read it. The runner runs as the
- * agent's uid, so the file is the agent's own.
- */
-function deliverToInbox(
-  home: string,
-  frame: { readonly id: string; readonly from: string; readonly body: unknown },
-  log: (line: string) => void,
-): void {
-  const inbox = join(home, 'inbox');
-  const name = `${String(frame.id).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 200)}.json`;
-  try {
-    mkdirSync(inbox, { recursive: true, mode: 0o700 });
-    writeFileSync(join(inbox, name), `${JSON.stringify({ id: frame.id, from: frame.from, body: frame.body, receivedAtMs: Date.now() })}\n`, {
-      mode: 0o600,
-      flag: 'wx',
-    });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') log(`cannot deliver message ${frame.id}: ${(error as Error).message}`);
-  }
 }

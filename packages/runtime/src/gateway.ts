@@ -43,10 +43,13 @@ export interface GatewayEvents {
    */
   progressEvent?(agent: string, taskId: string, attempt: number, event: Readonly<Record<string, unknown>>): void;
   /**
-   * Decides (policy + audit) whether `from` may message `to`. @returns an error text to refuse,
-   * or null to allow.
+   * Sends a `::send` line's message from agent `from` to agent `to` (the supervisor's message
+   * service: policy, audit, count, inbox). `ref` is the runner's reference of the line.
+   * @returns the message's id.
+   * @throws an error with a `code` (`WARREN_POLICY_DENIED`, `WARREN_AGENT_NOT_FOUND`,
+   *   `WARREN_MESSAGE_INVALID`, `WARREN_BROKER`), sent back to the runner as an `error` frame.
    */
-  authorizeMessage(from: string, to: string): string | null;
+  sendMessage(from: string, to: string, body: unknown, ref: string): Promise<{ readonly id: string }>;
   /**
    * Checks an assignment consumed from the broker (its signature already verified) against the
    * executions committed for the agent, auditing a refusal. @returns an error text to refuse
@@ -79,14 +82,15 @@ const RESULT_WAIT_REPORT_MS = 30_000;
  * It consumes the agent's assignments from JetStream once the runner says hello, acks them when the
  * runner acks, and publishes the runner's progress and results under the agent's name. An
  * assignment's `traceparent` and `tracestate` headers go to the runner in the task frame, and the
- * runner's span of the run comes back with the result (`span`). The agent's
- * identity is the socket it connected to: frames cannot claim another.
+ * runner's span of the run comes back with the result (`span`). `::send` lines go to the
+ * supervisor's message service (`GatewayEvents.sendMessage`); the agent reads its inbox through its
+ * bus socket, not this channel. The agent's identity is the socket it connected to: frames cannot
+ * claim another.
  */
 export class AgentGateway {
   private readonly server: Server;
   private connection: Socket | undefined;
   private assignments: Subscription | undefined;
-  private messages: Subscription | undefined;
   private readonly waitingAcks = new Map<string, { resolve: (acked: boolean) => void }>();
   private closing: Promise<void> | undefined;
   /**
@@ -242,19 +246,19 @@ export class AgentGateway {
         );
         return;
       case 'send': {
-        const refusal = events.authorizeMessage(identity.name, frame.to);
-        if (refusal) {
-          this.send({ type: 'error', ref: frame.ref, code: 'WARREN_POLICY_DENIED', message: refusal });
-          return;
+        let sending: Promise<{ readonly id: string }>;
+        try {
+          sending = events.sendMessage(identity.name, frame.to, frame.body, frame.ref);
+        } catch (error) {
+          sending = Promise.reject(error instanceof Error ? error : new Error(String(error)));
         }
-        const id = `${identity.name}:${Date.now().toString(36)}:${frame.ref}`;
-        this.options.broker
-          .publishMessage({ id, from: identity.name, to: frame.to, body: frame.body, sentAtMs: Date.now() })
-          .then(
-            () => this.send({ type: 'sent', ref: frame.ref, id }),
-            (error: unknown) =>
-              this.send({ type: 'error', ref: frame.ref, code: 'WARREN_BROKER', message: (error as Error).message }),
-          );
+        sending.then(
+          ({ id }) => this.send({ type: 'sent', ref: frame.ref, id }),
+          (error: unknown) => {
+            const code = (error as { code?: unknown }).code;
+            this.send({ type: 'error', ref: frame.ref, code: typeof code === 'string' ? code : 'WARREN_BROKER', message: (error as Error).message });
+          },
+        );
         return;
       }
       case 'heartbeat':
@@ -309,20 +313,12 @@ export class AgentGateway {
     const { broker, identity } = this.options;
     await this.stopConsumers();
     this.assignments = await broker.consumeAssignments(identity.name, (d) => this.deliver(d));
-    this.messages = await broker.consumeMessages(identity.name, async (d) => {
-      if (!this.send({ type: 'message', id: d.data.id, from: d.data.from, body: d.data.body })) {
-        d.nak(1_000);
-        return;
-      }
-      d.ack();
-    });
   }
 
   private async stopConsumers(): Promise<void> {
-    const subs = [this.assignments, this.messages];
+    const assignments = this.assignments;
     this.assignments = undefined;
-    this.messages = undefined;
-    await Promise.allSettled(subs.filter((s) => s !== undefined).map((s) => s.stop()));
+    await assignments?.stop();
   }
 
   private async deliver(delivery: Delivery<AssignmentMessage>): Promise<void> {

@@ -82,6 +82,28 @@ export type SpawnFailureDetails = {
   readonly retryInMs?: number;
 };
 
+/**
+ * `details` of `message.sent`, `message.published` and `message.denied`: what a message was, never
+ * its body. `sha256` is the hex SHA-256 of the body's JSON encoding, `bytes` that encoding's length.
+ */
+export type MessageEventDetails = {
+  /** The receiving agent (direct messages, replies); absent for a topic message. */
+  readonly to?: string;
+  /** The topic (topic messages); absent for a direct message. */
+  readonly topic?: string;
+  readonly id: string;
+  readonly bytes: number;
+  readonly sha256: string;
+  /** The request a reply answers (replies only). */
+  readonly inReplyTo?: string;
+  /** True for a request (the sender waits for a reply). */
+  readonly request?: boolean;
+  /** `message.denied` only: why (the policy, no such agent). */
+  readonly reason?: string;
+  /** How it came: `channel` (bus socket, `::send`, MCP, API) or `outbox` (an agent on NATS directly). */
+  readonly via?: 'channel' | 'outbox';
+};
+
 /** `details` of `supervisor.disk_low` and `supervisor.disk_ok`. */
 export type DiskReadingDetails = {
   readonly stateDir: string;
@@ -210,6 +232,13 @@ export type EventDetails = {
   };
   'broker.consumer_remade': { readonly stranded: number; readonly reason: string };
   'input.rejected': { readonly kind: 'task' | 'template' | 'provider'; readonly path: string; readonly line: number; readonly message: string };
+  /** The per-agent users of the supervisor's nats-server were rewritten and the server reloaded. */
+  'broker.users': { readonly count: number; readonly changed: readonly string[] };
+  'message.sent': MessageEventDetails;
+  'message.published': MessageEventDetails;
+  'message.denied': MessageEventDetails;
+  /** A message to a sleeping agent queued its wake (`woken: true`), or the policy kept it asleep. */
+  'message.wake': { readonly id: string; readonly woken: boolean; readonly command: number | null };
   'supervisor.start': {
     readonly mode: string;
     readonly board: string;
@@ -393,6 +422,11 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
   'command.task.retry': command('task.retry'),
   'broker.rejected': { description: 'a broker message was refused: bad signature, malformed, or an assignment naming no execution of its agent', level: 'warn', message: 'broker message rejected', fields: (e) => ({ ...e.details }) },
   'broker.consumer_remade': { description: 'a consumer a broker restart left stranded was made again', level: 'warn', message: 'consumer remade after a broker restart' },
+  'broker.users': { description: "the per-agent NATS users (NKey, publish and subscribe allow-lists from the policy) were rewritten and the supervisor's nats-server reloaded them", level: 'info', message: 'broker users reloaded', fields: (e) => ({ count: e.details.count, changed: e.details.changed }) },
+  'message.sent': { description: "a message (or request, or reply) was put in an agent's inbox; its body's SHA-256 is recorded, never the body", level: 'debug', message: 'message sent', fields: (e) => ({ from: e.actor, ...e.details }) },
+  'message.published': { description: 'a message was published on a topic; its SHA-256 is recorded, never the body', level: 'debug', message: 'topic message published', fields: (e) => ({ from: e.actor, ...e.details }) },
+  'message.denied': { description: 'a message or topic publication was refused (the policy, or no such agent); not delivered', level: 'info', message: 'message refused', fields: (e) => ({ from: e.actor, ...e.details }) },
+  'message.wake': { description: 'a message reached a sleeping agent: its wake was queued when the policy allows the sender to wake it', level: 'info', message: 'message to a sleeping agent', fields: (e) => ({ agent: taskOf(e), from: e.actor, ...e.details }) },
   'input.rejected': { description: 'an input file (task file, agent template) was refused, with file and line', level: 'debug', message: 'input rejected' },
   'supervisor.start': { description: 'the supervisor started (state database, policy, templates, broker open)', level: 'debug', message: 'supervisor started' },
   'supervisor.recovered': { description: 'what the start-up recovery found and did after the previous run', level: 'info', message: 'recovered' },

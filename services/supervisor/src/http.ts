@@ -10,7 +10,6 @@ import { WarrenError } from '@warren/core';
 import { auditSigningPaths, verifyAuditTrailAsync, type SignedVerification } from '@warren/audit';
 import { createSignInLink, openTokenStore, readLogRange, startHttpServer, type HttpPorts, type HttpServer, type TokenStore } from '@warren/http';
 import { createMcpHttpHandler, type McpHttpHandler, type McpPorts } from '@warren/mcp';
-import { authorizeMessage } from './agents/messages.js';
 import { createAgentComputer, type AgentComputer } from './agents/computer.js';
 import type { SupervisorContext } from './context.js';
 import type { SupervisorParts } from './parts.js';
@@ -95,13 +94,7 @@ export function mcpPorts(ctx: SupervisorContext, parts: SupervisorParts, http: H
       const explained = ctx.policy.explain(principal, object, action);
       return { allowed: explained.allowed, rule: explained.rule };
     },
-    sendMessage: async (principal, to, body) => {
-      const refusal = authorizeMessage(ctx, principal, to);
-      if (refusal !== null) throw new WarrenError('WARREN_POLICY_DENIED', refusal);
-      const id = `${principal}:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 10)}`;
-      await ctx.broker.publishMessage({ id, from: principal, to, body, sentAtMs: Date.now() });
-      return { id };
-    },
+    sendMessage: (principal, to, body) => parts.messages.send(principal, { to, body }),
     moveTask: (id, column, principal) => moveBoardTask(ctx, parts.mirror, id, column, principal),
     computer,
   };

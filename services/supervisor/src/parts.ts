@@ -1,7 +1,6 @@
 import type { Plan } from '@warren/scheduler';
 import { AgentHealth } from './agents/health.js';
 import { AgentLifecycle, MAX_SPAWN_FAILURES } from './agents/lifecycle.js';
-import { authorizeMessage } from './agents/messages.js';
 import { BoardEdits } from './board-edits.js';
 import { BoardMirror } from './board/mirror.js';
 import { BoardWriter } from './board/writer.js';
@@ -18,6 +17,8 @@ import { TaskState } from '@warren/registry';
 import { StrandedWatch } from './stranded-watch.js';
 import { Repositories } from './repositories.js';
 import { RuntimeHealth } from './runtime-health.js';
+import { MessageService } from './messaging/service.js';
+import { messageServiceOptions } from './messaging/wiring.js';
 
 /** The supervisor's stage modules, wired to one another over one context. */
 export interface SupervisorParts {
@@ -38,6 +39,8 @@ export interface SupervisorParts {
   readonly repositories: Repositories;
   /** Whether each template's runtime can run (CLI installed, providers known, repository fetched). */
   readonly runtimes: RuntimeHealth;
+  /** Messages between agents (and from people): policy, audit, counts, inboxes, topics, presence. */
+  readonly messages: MessageService;
 }
 
 /** Builds the stage modules over `ctx`; `track` names the step the tick awaits (see inspect.ts). */
@@ -46,7 +49,8 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
   const settler = new Settler(ctx, tally);
   // The lifecycle queues agents' events into the inbox, which applies exits through the lifecycle.
   const late: { inbox?: Inbox } = {};
-  const agents = new AgentLifecycle(ctx, settler, (event) => late.inbox!.push(event), (from, to) => authorizeMessage(ctx, from, to));
+  const messages = new MessageService(messageServiceOptions(ctx));
+  const agents = new AgentLifecycle(ctx, settler, (event) => late.inbox!.push(event), (from, to, body) => messages.send(from, { to, body }));
   const theInbox = (late.inbox = new Inbox(ctx, agents, settler, track));
   const edits = new BoardEdits({
     state: ctx.state,
@@ -83,6 +87,7 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
     stranded,
     repositories,
     runtimes,
+    messages,
   };
 }
 

@@ -38,8 +38,11 @@ export class RecordingEvents implements AgentEvents {
     this.protocolErrors.push(message);
   }
 
-  authorizeMessage(): string | null {
-    return null;
+  readonly sent: { from: string; to: string; body: unknown }[] = [];
+
+  sendMessage(from: string, to: string, body: unknown): Promise<{ id: string }> {
+    this.sent.push({ from, to, body });
+    return Promise.resolve({ id: `m-${this.sent.length}` });
   }
 
   authorizeAssignment(agent: string, subject: string, taskId: string, attempt: number): string | null {

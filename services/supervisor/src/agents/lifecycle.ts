@@ -78,7 +78,7 @@ export class AgentLifecycle {
     private readonly ctx: SupervisorContext,
     private readonly settler: Settler,
     private readonly queue: (event: InboxEvent) => void,
-    private readonly authorizeMessage: (from: string, to: string) => string | null,
+    private readonly sendMessage: (from: string, to: string, body: unknown) => Promise<{ readonly id: string }>,
   ) {
     for (const template of ctx.templates.values()) defineTemplate(ctx.world, template);
   }
@@ -222,7 +222,7 @@ export class AgentLifecycle {
         disconnected: (agent) => ctx.log.debug({ agent }, 'agent channel closed'),
         protocolError: (agent, message) => ctx.emit({ actor: `agent:${agent}`, action: 'agent.protocol_error', object: `agent:${agent}`, details: { message } }),
         progressEvent: (agent, taskId, attempt, event) => ctx.emit({ actor: `agent:${agent}`, action: 'task.progress', object: `task:${taskId}`, details: { attempt, event } }),
-        authorizeMessage: (from, to) => this.authorizeMessage(from, to),
+        sendMessage: (from, to, body) => this.sendMessage(from, to, body),
         authorizeAssignment: (agent, subject, taskId, attempt) => {
           const refusal = assignmentRefusal(ctx.state, agent, taskId, attempt);
           if (refusal) {
