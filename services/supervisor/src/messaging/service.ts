@@ -18,6 +18,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { WarrenError } from '@warren/core';
 import { CommandKind } from '@warren/registry';
 import type { Logger } from '@warren/core';
+import { MessageTimeoutError, type AgentMessage, type Broker, type Delivery, type Subscription } from '@warren/broker';
 import type { SupervisorContext } from '../context.js';
 import type { MessageEventDetails } from '../events.js';
 import type { MessagingPort, PresenceEntry, ReceivedMessage, ReplyMessage, TopicMessageView } from './port.js';
@@ -33,74 +34,15 @@ export const MAX_BODY_BYTES = 256 * 1024;
 /** How long a delivered inbox message may stay unacknowledged before the broker delivers it again, ms (the consumer's ack wait). */
 export const INBOX_ACK_WAIT_MS = 60_000;
 
-/** A message in an inbox, as the broker carries it (`AgentMessage` of `@warren/broker`, with `request`). */
-export interface InboxMessage {
-  readonly id: string;
-  readonly from: string;
-  readonly to: string;
-  readonly body: unknown;
-  readonly sentAtMs: number;
-  readonly request?: boolean;
-}
-
-/** A message on a topic as the broker carries it. */
-export interface TopicMessage {
-  readonly id: string;
-  readonly from: string;
-  readonly topic: string;
-  readonly body: unknown;
-  readonly sentAtMs: number;
-}
-
-/** A reply as the broker carries it. */
-export interface BrokerReply {
-  readonly id: string;
-  readonly from: string;
-  readonly to: string;
-  readonly inReplyTo: string;
-  readonly body: unknown;
-  readonly sentAtMs: number;
-}
-
-/** One delivery of an inbox or outbox message (the broker's `Delivery<T>`, the members used here). */
-export interface MessageDelivery<T> {
-  readonly data: T;
-  readonly subject: string;
-  readonly deliveryCount: number;
-  ack(): void;
-  nak(delayMs?: number): void;
-  term(reason: string): void;
-}
-
-/** Something running that can be stopped (the broker's `Subscription`). */
-export interface Stoppable {
-  stop(): Promise<void>;
-}
-
-/** An outbox message with the sender and recipient its subject names (`<p>.send.<from>.<to>`). */
-export interface OutboxDelivery {
-  readonly from: string;
-  readonly to: string;
-  readonly id: string;
-  readonly body: unknown;
-  readonly request?: boolean;
-}
-
 /**
  * What the service needs of `@warren/broker`'s `Broker` (the subjects of the shared design:
  * inboxes `<p>.msg.<to>.<from>`, outbox `<p>.send.<from>.<to>`, topics `<p>.topic.<t>.<from>`,
  * replies `<p>.reply.<to>.<from>.<id>`, presence `<p>.presence.<from>`).
  */
-export interface MessagingBroker {
-  publishMessage(msg: InboxMessage): Promise<unknown>;
-  fetchMessages(agent: string, options: { readonly max: number; readonly expiresMs: number }): Promise<readonly MessageDelivery<InboxMessage>[]>;
-  publishTopic(msg: TopicMessage): Promise<unknown> | void;
-  subscribeTopics(topic: string, handler: (msg: TopicMessage) => void): Promise<Stoppable>;
-  publishReply(msg: BrokerReply): Promise<unknown> | void;
-  awaitReply(requester: string, requestId: string, timeoutMs: number): Promise<BrokerReply>;
-  consumeOutbox(handler: (delivery: MessageDelivery<OutboxDelivery>) => Promise<void>): Promise<Stoppable>;
-  servePresence(answer: (from: string) => unknown): Promise<Stoppable>;
-}
+export type MessagingBroker = Pick<
+  Broker,
+  'publishMessage' | 'fetchMessages' | 'publishTopic' | 'subscribeTopics' | 'publishReply' | 'awaitReply' | 'consumeOutbox' | 'servePresence'
+>;
 
 /** One message counted (the registry's `MessageLedger.record`). `to` is `*` for a topic message, `topic` '' for a direct one. */
 export interface MessageCount {
@@ -132,7 +74,7 @@ export interface MessageServiceOptions {
 interface TopicWatch {
   readonly self: string;
   readonly topic: string;
-  sub: Stoppable | undefined;
+  sub: Subscription | undefined;
   readonly onEnd: ((reason: string) => void) | undefined;
   closed: boolean;
 }
@@ -199,10 +141,10 @@ export class MessageService implements MessagingPort {
   private readonly ctx: SupervisorContext;
   private readonly log: Logger;
   /** Inbox deliveries handed out and not yet acknowledged, by agent then message id. */
-  private readonly delivered = new Map<string, Map<string, MessageDelivery<InboxMessage>>>();
+  private readonly delivered = new Map<string, Map<string, Delivery<AgentMessage>>>();
   private readonly watches = new Set<TopicWatch>();
   private readonly ownTopicIds = new Set<string>();
-  private relays: Stoppable[] = [];
+  private relays: Subscription[] = [];
   private closed = false;
 
   constructor(private readonly options: MessageServiceOptions) {
@@ -218,14 +160,15 @@ export class MessageService implements MessagingPort {
     checkAgentName('self', self);
     const max = intIn('max', input.max, 1, 100, 10);
     const waitMs = intIn('waitMs', input.waitMs, 0, 30_000, 0);
-    let deliveries: readonly MessageDelivery<InboxMessage>[];
+    let deliveries: readonly Delivery<AgentMessage>[];
     try {
-      deliveries = await this.options.broker.fetchMessages(self, { max, expiresMs: waitMs });
+      // The broker waits 0 ms or at least 1000 ms (the client library's shortest pull).
+      deliveries = await this.options.broker.fetchMessages(self, { max, expiresMs: waitMs === 0 ? 0 : Math.max(waitMs, 1_000) });
     } catch (error) {
       throw brokerError(error);
     }
     let kept = this.delivered.get(self);
-    if (kept === undefined) this.delivered.set(self, (kept = new Map<string, MessageDelivery<InboxMessage>>()));
+    if (kept === undefined) this.delivered.set(self, (kept = new Map<string, Delivery<AgentMessage>>()));
     return deliveries.map((d) => {
       kept.set(d.data.id, d);
       return { id: d.data.id, from: d.data.from, body: d.data.body, sentAtMs: d.data.sentAtMs, request: d.data.request === true, deliveries: d.deliveryCount };
@@ -257,9 +200,7 @@ export class MessageService implements MessagingPort {
       const reply = await answer;
       return { id: reply.id, from: reply.from, inReplyTo: reply.inReplyTo, body: reply.body, sentAtMs: reply.sentAtMs };
     } catch (error) {
-      if ((error as { code?: string }).code?.includes('TIMEOUT') === true || /time/i.test((error as Error).message)) {
-        throw new WarrenError('WARREN_MESSAGE_TIMEOUT', `no reply from ${input.to} to request ${id} within ${timeoutMs} ms`);
-      }
+      if (error instanceof MessageTimeoutError) throw new WarrenError('WARREN_MESSAGE_TIMEOUT', `no reply from ${input.to} to request ${id} within ${timeoutMs} ms`);
       throw brokerError(error);
     }
   }
@@ -272,7 +213,7 @@ export class MessageService implements MessagingPort {
     const details: MessageEventDetails = { to, id, ...digest, inReplyTo, via: 'channel' };
     this.decide(self, `agent:${to}`, 'message', details, to, '');
     try {
-      await this.options.broker.publishReply({ id, from: self, to, inReplyTo, body: input.body, sentAtMs: Date.now() });
+      this.options.broker.publishReply({ id, from: self, to, inReplyTo, body: input.body, sentAtMs: Date.now() });
     } catch (error) {
       throw brokerError(error);
     }
@@ -290,7 +231,7 @@ export class MessageService implements MessagingPort {
     this.ownTopicIds.add(id);
     if (this.ownTopicIds.size > MAX_OWN_TOPIC_IDS) this.ownTopicIds.delete(this.ownTopicIds.values().next().value!);
     try {
-      await this.options.broker.publishTopic({ id, from: self, topic, body: input.body, sentAtMs: Date.now() });
+      this.options.broker.publishTopic({ id, from: self, topic, body: input.body, sentAtMs: Date.now() });
     } catch (error) {
       this.ownTopicIds.delete(id);
       throw brokerError(error);
@@ -304,9 +245,9 @@ export class MessageService implements MessagingPort {
     checkTopic(topic);
     this.ctx.authorizer.require({ principal: self, object: `topic:${topic}`, action: 'subscribe' }, `policy denies ${self} subscribing to topic ${topic}`);
     const watch: TopicWatch = { self, topic, sub: undefined, onEnd, closed: false };
-    let sub: Stoppable;
+    let sub: Subscription;
     try {
-      sub = await this.options.broker.subscribeTopics(topic, (msg) => {
+      sub = this.options.broker.subscribeTopics(topic, (msg) => {
         if (watch.closed) return;
         // Memoized: asked (and audited) again only after the policy changed.
         if (!this.ctx.authorizer.authorize({ principal: self, object: `topic:${topic}`, action: 'subscribe', memo: true }).allowed) {
@@ -383,7 +324,7 @@ export class MessageService implements MessagingPort {
       }),
     );
     this.relays.push(
-      await broker.subscribeTopics('*', (msg) => {
+      broker.subscribeTopics('*', (msg) => {
         if (this.ownTopicIds.delete(msg.id)) return;
         let digest: { bytes: number; sha256: string };
         try {
@@ -395,7 +336,7 @@ export class MessageService implements MessagingPort {
         this.count(msg.from, '*', msg.topic, digest.bytes, true);
       }),
     );
-    this.relays.push(await broker.servePresence((from) => ({ agents: this.presenceOf(from) })));
+    this.relays.push(broker.servePresence((from) => ({ agents: this.presenceOf(from) })));
   }
 
   /** Stops the relay and every topic subscription handed out (without calling their `onEnd`). Idempotent. */

@@ -6,13 +6,13 @@
 import { agentView } from '@warren/ecs';
 import { MessageLedger } from '@warren/registry';
 import type { SupervisorContext } from '../context.js';
-import type { MessageServiceOptions, MessagingBroker } from './service.js';
+import type { MessageServiceOptions } from './service.js';
 
 /** The options of the supervisor's message service over `ctx` (one `MessageLedger` on `ctx.db`). */
 export function messageServiceOptions(ctx: SupervisorContext): MessageServiceOptions {
   return {
     ctx,
-    broker: ctx.broker as unknown as MessagingBroker,
+    broker: ctx.broker,
     ledger: new MessageLedger(ctx.db),
     live: (name) => {
       const view = agentView(ctx.world, name);
