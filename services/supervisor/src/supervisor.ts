@@ -11,6 +11,7 @@ import { ResultsSettling } from './idle.js';
 import { step, trackTick, type SupervisorInspection, type TickProgress } from './inspect.js';
 import { openContext } from './open.js';
 import { watchPolicy, type PolicyReloader } from './policy-reload.js';
+import { AgentNatsUsers } from './messaging/nats-users.js';
 import { join } from 'node:path';
 import type { RunSummary } from './run-summary.js';
 import { assembleParts, idleNow, inspectParts, runSummary, type SupervisorParts } from './parts.js';
@@ -241,8 +242,13 @@ export class Supervisor {
         policyPath: join(ctx.config.policiesDir, 'policy.csv'),
         emit: (event) => ctx.emit(event),
         logger: ctx.log,
-        onReloaded: () => ctx.requestTick(),
+        onReloaded: () => {
+          ctx.requestTick();
+          this.parts.messages.revalidate();
+          AgentNatsUsers.of(ctx)?.sync().catch((error: unknown) => ctx.log.error({ err: error }, 'cannot update the per-agent NATS users'));
+        },
       });
+      await this.parts.messages.startRelay();
       // Results handed to a previous, killed supervisor wait out their ack wait before the broker
       // offers them again; a fresh consumer gets them at once.
       await ctx.broker.resetResultsConsumer();
@@ -314,6 +320,7 @@ export class Supervisor {
       { name: 'tendLifecycles', run: (t) => agents.tend(t.nowMs) },
       { name: 'checkIdle', run: (t) => this.checkIdle(t) },
       // At most once a second, and only when rows were added: signs the newest row's hash.
+      { name: 'syncNatsUsers', run: () => AgentNatsUsers.of(ctx)?.syncIfAgentsChanged() },
       { name: 'signAudit', run: (t) => ctx.auditSigner.checkpoint(t.nowMs).then(() => undefined, (error: unknown) => ctx.log.error({ err: error }, 'cannot sign an audit checkpoint')) },
     ];
   }
@@ -427,6 +434,7 @@ export class Supervisor {
       log.error({ err: error }, 'cannot record the stop in the audit trail');
     }
     const closers: [string, () => Promise<void>][] = [
+      ['message service', () => this.parts.messages.close()],
       ['runtime checks', () => this.parts.runtimes.close()],
       ['repository fetches', () => this.parts.repositories.close()],
       ['event bus', () => ctx.events.close()],

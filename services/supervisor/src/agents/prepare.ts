@@ -2,6 +2,7 @@ import type { Account } from '@warren/accounts';
 import { deliverSecretFiles, secretEnv } from '@warren/secrets';
 import { seedHome } from '@warren/workspace';
 import type { SupervisorContext } from '../context.js';
+import { AgentNatsUsers } from '../messaging/nats-users.js';
 import type { AgentTemplate } from '../templates.js';
 
 /** What an agent's start adds to its start spec: variables, and the work done once its home is attached. */
@@ -32,6 +33,9 @@ export function prepareAgent(ctx: SupervisorContext, account: Account, template:
         for (const refusal of seeded.refused) ctx.log.warn({ agent: account.name, path: refusal.path, reason: refusal.reason }, 'seed file refused: something of the agent is in the way');
       }
       deliverSecretFiles({ homeDir: account.home, uid: account.uid, gid: account.gid, secrets: resolved.agent });
+      await AgentNatsUsers.of(ctx)
+        ?.issue(account.name, account.home, account.uid, account.gid)
+        .catch((error: unknown) => ctx.log.error({ err: error, agent: account.name }, 'cannot give the agent its NATS credentials; it can still message through its bus socket'));
     },
   };
 }

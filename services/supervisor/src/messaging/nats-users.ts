@@ -1,0 +1,249 @@
+/**
+ * Per-agent NATS users for agents that connect to NATS directly: each agent gets an NKey pair when
+ * its home is prepared for a start (a fresh pair at every start: the seed is written to the agent's
+ * `~/.warren/nats.json`, mode 0400, its uid; the supervisor keeps only the public key, in table
+ * `agent_nats_keys`), and the supervisor's nats-server holds each agent to publish and subscribe
+ * allow-lists computed from the policy (`agentNatsPermissions` of `@warren/broker`). The users are
+ * computed again when agents come or go and when the policy reloads, and given to the server
+ * (`EmbeddedNatsServer.setUsers`, which reloads it in place: live connections lose what they lost)
+ * only when they changed; each change is the event `broker.users`.
+ *
+ * Only with the supervisor's own nats-server (`ctx.nats`); with `NATS_URL` it is off (said once in
+ * the log), since the users of an external server are not the supervisor's to write.
+ */
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { WarrenError } from '@warren/core';
+import { agentNatsConfig, agentNatsPermissions, createAgentNkey, type AgentNatsConfig, type AgentNatsGrants, type NatsAgentUser } from '@warren/broker';
+import type { SqliteDatabase } from '@warren/store';
+import type { PolicyEnforcer } from '@warren/policy';
+import type { SupervisorContext } from '../context.js';
+import { AGENT_NAME, TOPIC_NAME } from './service.js';
+
+/** The file in the agent's home that tells it how to connect to NATS as itself. */
+export const AGENT_NATS_FILE = '.warren/nats.json';
+
+/**
+ * Makes table `agent_nats_keys (agent TEXT PRIMARY KEY, public_key TEXT NOT NULL, issued_ms INTEGER NOT NULL)`
+ * if missing: the public NKey (`U…`) of each agent's current pair. Idempotent.
+ */
+export function migrateAgentNatsKeys(db: SqliteDatabase): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS agent_nats_keys (
+    agent TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    issued_ms INTEGER NOT NULL
+  )`);
+}
+
+/**
+ * The topic names the policy text names in its objects (`topic:<name>`); a wildcard (`topic:*`,
+ * `topic:ci-*`) names none. Sorted, each once.
+ */
+export function policyTopics(policyText: string): string[] {
+  const topics = new Set<string>();
+  for (const line of policyText.split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    for (const field of trimmed.split(',')) {
+      const value = field.trim();
+      if (!value.startsWith('topic:')) continue;
+      const name = value.slice('topic:'.length);
+      if (TOPIC_NAME.test(name)) topics.add(name);
+    }
+  }
+  return [...topics].sort();
+}
+
+/** A name no agent and no topic can have (`~` is outside both alphabets): asking the policy about it tells whether a wildcard rule applies. */
+const PROBE = '~probe';
+
+/**
+ * What the policy grants `agent` on the broker (unaudited: these are allow-lists, not actions):
+ * the agents among `agents` it may message, the topics among `topics` it may publish to and
+ * subscribe to. A list is `'*'` when a wildcard rule allows a name no agent or topic has and every
+ * named one is allowed too (so a `deny` for one of them keeps the list explicit).
+ */
+export function agentNatsGrants(policy: Pick<PolicyEnforcer, 'explain'>, agent: string, agents: readonly string[], topics: readonly string[]): AgentNatsGrants {
+  const grant = (prefix: string, names: readonly string[], action: string): readonly string[] | '*' => {
+    const allowed = names.filter((name) => policy.explain(agent, `${prefix}${name}`, action).allowed);
+    const wildcard = policy.explain(agent, `${prefix}${PROBE}`, action).allowed;
+    return wildcard && allowed.length === names.length ? '*' : allowed;
+  };
+  return {
+    messageTo: grant('agent:', agents.filter((a) => a !== agent), 'message'),
+    publishTopics: grant('topic:', topics, 'publish'),
+    subscribeTopics: grant('topic:', topics, 'subscribe'),
+  };
+}
+
+/**
+ * Writes `config` to `<homeDir>/.warren/nats.json` as the agent (`uid`, `gid`), mode 0400, through
+ * a temporary file renamed over it. The home and `.warren` must be real directories (a symlink is
+ * refused, so an agent cannot point the write elsewhere), `.warren` owned by the agent or root.
+ * @throws {WarrenError} `WARREN_NATS_CREDENTIALS` naming the path when it cannot be written.
+ */
+export function writeAgentNatsFile(homeDir: string, uid: number, gid: number, config: AgentNatsConfig): void {
+  const shown = join(homeDir, AGENT_NATS_FILE);
+  const fail = (what: string, error?: unknown): never => {
+    throw new WarrenError('WARREN_NATS_CREDENTIALS', `${shown}: ${what}${error === undefined ? '' : `: ${(error as Error).message}`}`, { cause: error });
+  };
+  const dirFlags = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+  const fds: number[] = [];
+  try {
+    let homeFd = -1;
+    try {
+      homeFd = openSync(homeDir, dirFlags);
+    } catch (error) {
+      fail('the home cannot be opened as a directory', error);
+    }
+    fds.push(homeFd);
+    const warrenPath = `/proc/self/fd/${homeFd}/.warren`;
+    try {
+      mkdirSync(warrenPath, { mode: 0o700 });
+      const made = openSync(warrenPath, dirFlags);
+      fchownSync(made, uid, gid);
+      closeSync(made);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') fail('.warren cannot be made', error);
+    }
+    let warrenFd = -1;
+    try {
+      warrenFd = openSync(warrenPath, dirFlags);
+    } catch (error) {
+      fail('.warren is not a real directory: refused', error);
+    }
+    fds.push(warrenFd);
+    const owner = fstatSync(warrenFd).uid;
+    if (owner !== uid && owner !== 0) fail(`.warren is owned by uid ${owner}, neither the agent (uid ${uid}) nor root: refused`);
+    const dir = `/proc/self/fd/${warrenFd}`;
+    const temp = `${dir}/.nats.json.${randomBytes(8).toString('hex')}`;
+    let fd = -1;
+    try {
+      fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o400);
+    } catch (error) {
+      fail('cannot be created', error);
+    }
+    try {
+      fchmodSync(fd, 0o400);
+      fchownSync(fd, uid, gid);
+      const bytes = Buffer.from(`${JSON.stringify(config)}\n`, 'utf8');
+      let done = 0;
+      while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);
+      bytes.fill(0);
+      fsyncSync(fd);
+      closeSync(fd);
+      fd = -1;
+      renameSync(temp, `${dir}/nats.json`);
+    } catch (error) {
+      if (fd >= 0) closeSync(fd);
+      try {
+        unlinkSync(temp);
+      } catch {
+        // renamed already
+      }
+      fail('cannot be written', error);
+    }
+  } finally {
+    for (const fd of fds.reverse()) closeSync(fd);
+  }
+}
+
+/** The per-agent NATS users of one supervisor; see the module comment. */
+export class AgentNatsUsers {
+  private lastUsers: string | undefined;
+  private lastPermissions = new Map<string, string>();
+  private syncing: Promise<void> = Promise.resolve();
+  private lastAgents = '';
+
+  private constructor(private readonly ctx: SupervisorContext) {
+    migrateAgentNatsKeys(ctx.db);
+  }
+
+  /**
+   * The per-agent users of `ctx`'s supervisor, made at the first call; undefined (said once in the
+   * log) when the supervisor uses an external NATS server.
+   */
+  static of(ctx: SupervisorContext): AgentNatsUsers | undefined {
+    let users = made.get(ctx);
+    if (users === undefined && !made.has(ctx)) {
+      users = ctx.nats === undefined ? undefined : new AgentNatsUsers(ctx);
+      made.set(ctx, users);
+      if (users === undefined) ctx.log.info({ natsUrl: ctx.config.natsUrl }, 'per-agent NATS users are off: the NATS server is external (NATS_URL), its users are not the supervisor\'s to write');
+    }
+    return users;
+  }
+
+  /**
+   * Gives agent `name` a fresh NKey pair: keeps its public key, writes its `~/.warren/nats.json`
+   * (home `homeDir`, as `uid`:`gid`) and updates the server's users, so the previous seed no longer
+   * connects. Called while its home is prepared for a start.
+   * @throws {WarrenError} `WARREN_NATS_CREDENTIALS` when the file cannot be written; what
+   *   {@link sync} throws.
+   */
+  async issue(name: string, homeDir: string, uid: number, gid: number): Promise<void> {
+    const nats = this.ctx.nats!;
+    const key = createAgentNkey();
+    writeAgentNatsFile(homeDir, uid, gid, agentNatsConfig(this.ctx.broker.namespace, name, [nats.url], key.seed));
+    this.ctx.db
+      .prepare('INSERT INTO agent_nats_keys (agent, public_key, issued_ms) VALUES (?, ?, ?) ON CONFLICT (agent) DO UPDATE SET public_key = excluded.public_key, issued_ms = excluded.issued_ms')
+      .run(name, key.publicKey, Date.now());
+    await this.sync();
+  }
+
+  /**
+   * Computes every agent's user from the policy and gives the server the list when it changed
+   * (event `broker.users` with the count and the agents whose permissions changed). Keys of agents
+   * whose account is gone are dropped. Calls run one at a time.
+   * @throws {NatsServerError} if the server refused the users or did not reload.
+   */
+  sync(): Promise<void> {
+    const run = this.syncing.then(() => this.syncOnce());
+    this.syncing = run.catch(() => undefined);
+    return run;
+  }
+
+  /** {@link sync} when the set of agent accounts changed since the last one (a cheap check for every tick); failures are logged. */
+  syncIfAgentsChanged(): void {
+    const names = this.ctx.accounts
+      .list()
+      .map((a) => a.name)
+      .sort()
+      .join(',');
+    if (names === this.lastAgents) return;
+    this.sync().catch((error: unknown) => this.ctx.log.error({ err: error }, 'cannot update the per-agent NATS users'));
+  }
+
+  private async syncOnce(): Promise<void> {
+    const { ctx } = this;
+    const accounts = ctx.accounts.list().map((a) => a.name).filter((n) => AGENT_NAME.test(n)).sort();
+    this.lastAgents = accounts.join(',');
+    const known = new Set(accounts);
+    const rows = ctx.db.prepare('SELECT agent, public_key AS publicKey FROM agent_nats_keys ORDER BY agent').all() as { agent: string; publicKey: string }[];
+    for (const row of rows) if (!known.has(row.agent)) ctx.db.prepare('DELETE FROM agent_nats_keys WHERE agent = ?').run(row.agent);
+    let policyText = '';
+    try {
+      policyText = readFileSync(join(ctx.config.policiesDir, 'policy.csv'), 'utf8');
+    } catch (error) {
+      ctx.log.warn({ err: error }, 'cannot read the policy file for the topics it names; agents get no topics on NATS');
+    }
+    const topics = policyTopics(policyText);
+    const users: NatsAgentUser[] = [];
+    const permissions = new Map<string, string>();
+    for (const row of rows) {
+      if (!known.has(row.agent)) continue;
+      const granted = agentNatsPermissions(ctx.broker.namespace, row.agent, agentNatsGrants(ctx.policy, row.agent, accounts, topics));
+      users.push({ nkey: row.publicKey, permissions: granted });
+      permissions.set(row.agent, JSON.stringify({ nkey: row.publicKey, granted }));
+    }
+    const text = JSON.stringify(users);
+    if (text === this.lastUsers) return;
+    await ctx.nats!.setUsers(users);
+    const changed = [...new Set([...permissions.keys(), ...this.lastPermissions.keys()])].filter((a) => permissions.get(a) !== this.lastPermissions.get(a)).sort();
+    this.lastUsers = text;
+    this.lastPermissions = permissions;
+    ctx.emit({ actor: 'supervisor', action: 'broker.users', object: 'supervisor', details: { count: users.length, changed } });
+  }
+}
+
+const made = new WeakMap<SupervisorContext, AgentNatsUsers | undefined>();
