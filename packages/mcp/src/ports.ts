@@ -109,4 +109,20 @@ export interface McpPorts
   moveTask(id: string, column: string, principal: string): Promise<{ readonly id: string; readonly from: string; readonly to: string; readonly path: string }>;
   /** The agents' computers; absent where the runtime cannot exec (the computer tools are then left out). */
   readonly computer?: AgentComputer;
+  /** The supervisor's message service, for the messaging tools (`messaging-tools.ts`); absent: those tools are left out. */
+  readonly messaging?: McpMessaging;
+}
+
+/**
+ * What the messaging tools need of the supervisor's message service (its `MessagingPort`): every
+ * call names the caller as `self`. Errors: `WarrenError` `WARREN_POLICY_DENIED`,
+ * `WARREN_AGENT_NOT_FOUND`, `WARREN_MESSAGE_INVALID`, `WARREN_MESSAGE_TIMEOUT`, `WARREN_BROKER`.
+ */
+export interface McpMessaging {
+  receive(self: string, input: { readonly max?: number; readonly waitMs?: number }): Promise<readonly { readonly id: string; readonly from: string; readonly body: unknown; readonly sentAtMs: number; readonly request: boolean; readonly deliveries: number }[]>;
+  ack(self: string, ids: readonly string[]): Promise<number>;
+  request(self: string, input: { readonly to: string; readonly body: unknown; readonly timeoutMs?: number }): Promise<{ readonly id: string; readonly from: string; readonly inReplyTo: string; readonly body: unknown; readonly sentAtMs: number }>;
+  reply(self: string, input: { readonly to: string; readonly inReplyTo: string; readonly body: unknown }): Promise<{ readonly id: string }>;
+  publish(self: string, input: { readonly topic: string; readonly body: unknown }): Promise<{ readonly id: string }>;
+  presence(self: string): Promise<readonly { readonly name: string; readonly template: string; readonly state: string; readonly status: 'idle' | 'busy' | null; readonly lastSeenMs: number | null }[]>;
 }

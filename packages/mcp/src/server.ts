@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { WarrenError } from '@warren/core';
 import { CommandKind, TaskState } from '@warren/registry';
 import type { McpCaller, McpPorts } from './ports.js';
+import { registerMessagingTools } from './messaging-tools.js';
 
 /** The JSON-RPC error code of a call the policy refuses (in the implementation-defined server range, JSON-RPC 2.0 §5.1). */
 export const MCP_FORBIDDEN = -32001;
@@ -321,6 +322,7 @@ export function createMcpServer(ports: McpPorts, caller: McpCaller, options: Mcp
       return ports.sendMessage(principal, to, body);
     },
   );
+  registerMessagingTools(tool, ports.messaging, principal);
 
   // An agent's computer.
   const computer = ports.computer;

@@ -95,6 +95,7 @@ export function mcpPorts(ctx: SupervisorContext, parts: SupervisorParts, http: H
       return { allowed: explained.allowed, rule: explained.rule };
     },
     sendMessage: (principal, to, body) => parts.messages.send(principal, { to, body }),
+    messaging: parts.messages,
     moveTask: (id, column, principal) => moveBoardTask(ctx, parts.mirror, id, column, principal),
     computer,
   };
