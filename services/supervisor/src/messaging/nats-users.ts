@@ -41,15 +41,24 @@ export function migrateAgentNatsKeys(db: SqliteDatabase): void {
  * `topic:ci-*`) names none. Sorted, each once.
  */
 export function policyTopics(policyText: string): string[] {
+  return policyNames(policyText, 'topic:', TOPIC_NAME);
+}
+
+/** The agent names the policy text names in its objects (`agent:<name>`), wildcards aside. Sorted, each once. */
+export function policyAgents(policyText: string): string[] {
+  return policyNames(policyText, 'agent:', AGENT_NAME);
+}
+
+function policyNames(policyText: string, prefix: string, pattern: RegExp): string[] {
   const topics = new Set<string>();
   for (const line of policyText.split('\n')) {
     const trimmed = line.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     for (const field of trimmed.split(',')) {
       const value = field.trim();
-      if (!value.startsWith('topic:')) continue;
-      const name = value.slice('topic:'.length);
-      if (TOPIC_NAME.test(name)) topics.add(name);
+      if (!value.startsWith(prefix)) continue;
+      const name = value.slice(prefix.length);
+      if (pattern.test(name)) topics.add(name);
     }
   }
   return [...topics].sort();
@@ -62,7 +71,8 @@ const PROBE = '~probe';
  * What the policy grants `agent` on the broker (unaudited: these are allow-lists, not actions):
  * the agents among `agents` it may message, the topics among `topics` it may publish to and
  * subscribe to. A list is `'*'` when a wildcard rule allows a name no agent or topic has and every
- * named one is allowed too (so a `deny` for one of them keeps the list explicit).
+ * named one is allowed too (so a `deny` for one of them keeps the list explicit): give `agents`
+ * the agents that exist and those the policy names.
  */
 export function agentNatsGrants(policy: Pick<PolicyEnforcer, 'explain'>, agent: string, agents: readonly string[], topics: readonly string[]): AgentNatsGrants {
   const grant = (prefix: string, names: readonly string[], action: string): readonly string[] | '*' => {
@@ -177,7 +187,8 @@ export class AgentNatsUsers {
   /**
    * Gives agent `name` a fresh NKey pair: keeps its public key, writes its `~/.warren/nats.json`
    * (home `homeDir`, as `uid`:`gid`) and updates the server's users, so the previous seed no longer
-   * connects. Called while its home is prepared for a start.
+   * connects, and makes its inbox consumer (which the agent may pull from but not make). Called
+   * while its home is prepared for a start.
    * @throws {WarrenError} `WARREN_NATS_CREDENTIALS` when the file cannot be written; what
    *   {@link sync} throws.
    */
@@ -189,6 +200,9 @@ export class AgentNatsUsers {
       .prepare('INSERT INTO agent_nats_keys (agent, public_key, issued_ms) VALUES (?, ?, ?) ON CONFLICT (agent) DO UPDATE SET public_key = excluded.public_key, issued_ms = excluded.issued_ms')
       .run(name, key.publicKey, Date.now());
     await this.sync();
+    // Agents may not make consumers: the supervisor makes the agent's inbox consumer (`msg-<name>`)
+    // for it by pulling once without waiting; a message that came back is handed back at once.
+    for (const delivery of await this.ctx.broker.fetchMessages(name, { max: 1, expiresMs: 0 })) delivery.nak();
   }
 
   /**
@@ -228,11 +242,12 @@ export class AgentNatsUsers {
       ctx.log.warn({ err: error }, 'cannot read the policy file for the topics it names; agents get no topics on NATS');
     }
     const topics = policyTopics(policyText);
+    const candidates = [...new Set([...accounts, ...policyAgents(policyText)])].sort();
     const users: NatsAgentUser[] = [];
     const permissions = new Map<string, string>();
     for (const row of rows) {
       if (!known.has(row.agent)) continue;
-      const granted = agentNatsPermissions(ctx.broker.namespace, row.agent, agentNatsGrants(ctx.policy, row.agent, accounts, topics));
+      const granted = agentNatsPermissions(ctx.broker.namespace, row.agent, agentNatsGrants(ctx.policy, row.agent, candidates, topics));
       users.push({ nkey: row.publicKey, permissions: granted });
       permissions.set(row.agent, JSON.stringify({ nkey: row.publicKey, granted }));
     }
