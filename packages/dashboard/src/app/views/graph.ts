@@ -60,7 +60,15 @@ export function Graph(): VNode {
       .force('collide', forceCollide<Node>(40))
       .stop();
     simulation.tick(300);
-    return { nodes, links };
+    // The view box holds every node and its label: at least WIDTH × HEIGHT, centred on the nodes.
+    const box = nodes.reduce(
+      (b, n) => ({ x0: Math.min(b.x0, (n.x ?? 0) - 70), x1: Math.max(b.x1, (n.x ?? 0) + 70), y0: Math.min(b.y0, (n.y ?? 0) - 40), y1: Math.max(b.y1, (n.y ?? 0) + 50) }),
+      { x0: Infinity, x1: -Infinity, y0: Infinity, y1: -Infinity },
+    );
+    const width = Math.max(WIDTH, box.x1 - box.x0);
+    const height = Math.max(HEIGHT, box.y1 - box.y0);
+    const viewBox = nodes.length === 0 ? `0 0 ${WIDTH} ${HEIGHT}` : `${(box.x0 + box.x1 - width) / 2} ${(box.y0 + box.y1 - height) / 2} ${width} ${height}`;
+    return { nodes, links, viewBox };
   }, [data.data]);
   const maxCount = Math.max(1, ...(layout?.links.map((l) => l.count) ?? [1]));
   const xy = (n: string | number | Node): { x: number; y: number } => (typeof n === 'object' ? { x: n.x ?? 0, y: n.y ?? 0 } : { x: 0, y: 0 });
@@ -71,7 +79,7 @@ export function Graph(): VNode {
       ? html`<p class="muted">Loading…</p>`
       : layout.nodes.length === 0
         ? html`<p class="empty">No messages between agents yet.</p>`
-        : html`<div class="card graph-card"><svg class="graph" viewBox=${`0 0 ${WIDTH} ${HEIGHT}`} role="img" aria-label="collaboration graph" data-testid="graph-svg">
+        : html`<div class="card graph-card"><svg class="graph" viewBox=${layout.viewBox} role="img" aria-label="collaboration graph" data-testid="graph-svg">
             <defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="10" markerHeight="10" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0L10,5L0,10z" class="arrowhead" /></marker></defs>
             ${layout.links.map((l) => {
               const s = xy(l.source);
