@@ -86,6 +86,8 @@ describe('the HTTP API of warren up', () => {
     const detail = await get<{ id: string; executions: unknown[]; title: string }>('/api/v1/tasks/quick');
     expect(detail).toMatchObject({ id: 'quick', title: 'Task quick' });
     expect(detail.executions).toHaveLength(1);
+    // The supervisor's database has the message ledger: no messages yet, an empty graph.
+    expect(await get('/api/v1/messages')).toEqual({ messages: [], edges: [] });
     const metrics = await fetch(`${url}/metrics`, { headers: auth }).then((r) => r.text());
     expect(metrics).toMatch(/^warren_tasks\{state="running"\} 1$/m);
     expect(metrics).toMatch(/^warren_assignment_latency_seconds_count\{template="shell"\} 2$/m);

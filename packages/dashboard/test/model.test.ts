@@ -10,6 +10,7 @@ import {
   formatTokens,
   formatUsd,
   graphModel,
+  topicNodeId,
   groupCards,
   movedCards,
   parseRoute,
@@ -276,16 +277,35 @@ describe('graphModel', () => {
       { from: 'c', to: 'c', count: 1, denied: 0 },
     ]);
     expect(g.links).toEqual([
-      { source: 'a', target: 'b', count: 5, denied: 1 },
-      { source: 'b', target: 'a', count: 5, denied: 1 },
-      { source: 'c', target: 'c', count: 1, denied: 0 },
+      { source: 'a', target: 'b', count: 5, denied: 1, bytes: 0, lastMs: null },
+      { source: 'b', target: 'a', count: 5, denied: 1, bytes: 0, lastMs: null },
+      { source: 'c', target: 'c', count: 1, denied: 0, bytes: 0, lastMs: null },
     ]);
     expect(g.nodes).toEqual([
-      { id: 'a', sent: 5, received: 5 },
-      { id: 'b', sent: 5, received: 5 },
-      { id: 'c', sent: 1, received: 1 },
+      { id: 'a', kind: 'agent', label: 'a', sent: 5, received: 5 },
+      { id: 'b', kind: 'agent', label: 'b', sent: 5, received: 5 },
+      { id: 'c', kind: 'agent', label: 'c', sent: 1, received: 1 },
     ]);
     expect(graphModel([])).toEqual({ nodes: [], links: [] });
+  });
+
+  it('draws a topic edge to the topic node, apart from an agent of the same name, with bytes and the newest time', () => {
+    const g = graphModel([
+      { from: 'a', to: '*', topic: 'builds', count: 4, denied: 1, bytes: 300, firstMs: 10, lastMs: 40 },
+      { from: 'b', to: '*', topic: 'builds', count: 1, denied: 0, bytes: 20, firstMs: 50, lastMs: 50 },
+      { from: 'a', to: 'builds', topic: '', count: 2, denied: 0, bytes: 9, firstMs: 5, lastMs: 6 },
+    ]);
+    expect(g.nodes).toEqual([
+      { id: 'a', kind: 'agent', label: 'a', sent: 6, received: 0 },
+      { id: 'b', kind: 'agent', label: 'b', sent: 1, received: 0 },
+      { id: 'builds', kind: 'agent', label: 'builds', sent: 0, received: 2 },
+      { id: topicNodeId('builds'), kind: 'topic', label: 'builds', sent: 0, received: 5 },
+    ]);
+    expect(g.links).toEqual([
+      { source: 'a', target: 'topic:builds', count: 4, denied: 1, bytes: 300, lastMs: 40 },
+      { source: 'a', target: 'builds', count: 2, denied: 0, bytes: 9, lastMs: 6 },
+      { source: 'b', target: 'topic:builds', count: 1, denied: 0, bytes: 20, lastMs: 50 },
+    ]);
   });
 });
 

@@ -371,48 +371,71 @@ export function sparkPath(values: readonly number[], width: number, height: numb
 // ---------------------------------------------------------------------------------------------
 // Collaboration graph
 
-/** A node of the collaboration graph: an agent and its message counts. */
+/** The node id of topic `topic` in the collaboration graph (agent names never hold a colon). */
+export const topicNodeId = (topic: string): string => `topic:${topic}`;
+
+/**
+ * A node of the collaboration graph: an agent (`id` its name; `user:<name>` for a person) with the
+ * messages it sent and received, or a topic (`id` from {@link topicNodeId}, `label` its name) with
+ * the messages published on it (`received`).
+ */
 export interface GraphNode {
   readonly id: string;
+  readonly kind: 'agent' | 'topic';
+  readonly label: string;
   readonly sent: number;
   readonly received: number;
 }
 
-/** A directed link: `count` messages from `source` to `target`, `denied` of them refused. */
+/**
+ * A directed link: `count` messages from `source` to `target` (an agent or a topic node), `denied`
+ * of them refused, `bytes` let through; `lastMs` the newest, ms since the epoch (null if unknown).
+ */
 export interface GraphLink {
   readonly source: string;
   readonly target: string;
   readonly count: number;
   readonly denied: number;
+  readonly bytes: number;
+  readonly lastMs: number | null;
 }
 
 /**
- * Nodes and links of the collaboration graph from the message edges: edges with the same
- * direction are merged (counts added), self-messages kept as loops, nodes sorted by id with
- * their sent and received totals. Links sorted by count descending, then by source and target.
+ * Nodes and links of the collaboration graph from the message edges of `GET /api/v1/messages`: a
+ * topic edge (`topic` set, `to` `*`) goes from its sender to the topic's node; edges with the same
+ * source and target are merged (counts and bytes added, newest time kept), self-messages kept as
+ * loops. Nodes sorted by kind (agents first) then id, with their sent and received totals; links
+ * sorted by count descending, then by source and target.
  */
 export function graphModel(edges: readonly MessageEdge[]): { nodes: GraphNode[]; links: GraphLink[] } {
-  const links = new Map<string, { source: string; target: string; count: number; denied: number }>();
-  const sent = new Map<string, number>();
-  const received = new Map<string, number>();
+  const links = new Map<string, { source: string; target: string; count: number; denied: number; bytes: number; lastMs: number | null }>();
+  const nodes = new Map<string, { id: string; kind: 'agent' | 'topic'; label: string; sent: number; received: number }>();
+  const node = (id: string, kind: 'agent' | 'topic', label: string) => {
+    const found = nodes.get(id);
+    if (found !== undefined) return found;
+    const made = { id, kind, label, sent: 0, received: 0 };
+    nodes.set(id, made);
+    return made;
+  };
   for (const e of edges) {
-    const key = `${e.from}\u0000${e.to}`;
-    const link = links.get(key) ?? { source: e.from, target: e.to, count: 0, denied: 0 };
+    const topic = e.topic ?? '';
+    const target = topic === '' ? node(e.to, 'agent', e.to) : node(topicNodeId(topic), 'topic', topic);
+    const source = node(e.from, 'agent', e.from);
+    const key = `${source.id}\u0000${target.id}`;
+    const link = links.get(key) ?? { source: source.id, target: target.id, count: 0, denied: 0, bytes: 0, lastMs: null };
     link.count += e.count;
     link.denied += e.denied;
+    link.bytes += e.bytes ?? 0;
+    if (e.lastMs !== undefined) link.lastMs = Math.max(link.lastMs ?? e.lastMs, e.lastMs);
     links.set(key, link);
-    sent.set(e.from, (sent.get(e.from) ?? 0) + e.count);
-    received.set(e.to, (received.get(e.to) ?? 0) + e.count);
-    if (!received.has(e.from)) received.set(e.from, 0);
-    if (!sent.has(e.to)) sent.set(e.to, 0);
+    source.sent += e.count;
+    target.received += e.count;
   }
-  const nodes = [...new Set([...sent.keys(), ...received.keys()])]
-    .sort()
-    .map((id) => ({ id, sent: sent.get(id) ?? 0, received: received.get(id) ?? 0 }));
-  const sortedLinks = [...links.values()].sort(
-    (a, b) => b.count - a.count || (a.source < b.source ? -1 : a.source > b.source ? 1 : a.target < b.target ? -1 : a.target > b.target ? 1 : 0),
-  );
-  return { nodes, links: sortedLinks };
+  const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  return {
+    nodes: [...nodes.values()].sort((a, b) => (a.kind === b.kind ? byId(a.id, b.id) : a.kind === 'agent' ? -1 : 1)),
+    links: [...links.values()].sort((a, b) => b.count - a.count || byId(a.source, b.source) || byId(a.target, b.target)),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

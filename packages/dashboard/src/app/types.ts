@@ -242,17 +242,33 @@ export interface AuditVerify {
   readonly reason?: string;
 }
 
-/** An edge of `GET /api/v1/messages`: messages from one agent to another. */
+/**
+ * An edge of `GET /api/v1/messages`, from the message ledger: messages from one agent to another
+ * (`topic` ''), or published on a topic (`to` `*`).
+ */
 export interface MessageEdge {
   readonly from: string;
   readonly to: string;
+  /** '' for direct messages. Absent from servers before topics were counted. */
+  readonly topic?: string;
   readonly count: number;
   readonly denied: number;
+  /** Body bytes of the allowed messages. */
+  readonly bytes?: number;
+  readonly firstMs?: number;
+  readonly lastMs?: number;
 }
 
 /** `GET /api/v1/messages`. */
 export interface MessagesView {
-  readonly messages: readonly { readonly seq: number; readonly timeMs: number; readonly from: string; readonly to: string; readonly allowed: boolean }[];
+  readonly messages: readonly {
+    readonly seq: number;
+    readonly timeMs: number;
+    readonly from: string;
+    readonly to: string;
+    readonly topic?: string;
+    readonly allowed: boolean;
+  }[];
   readonly edges: readonly MessageEdge[];
 }
 
