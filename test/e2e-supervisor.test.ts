@@ -110,40 +110,6 @@ describe('task failures', () => {
   });
 });
 
-describe('messages between agents', () => {
-  it('delivers an allowed message to the inbox with the sender named by the gateway, and refuses a denied one', async () => {
-    const { dir, args } = layout({
-      'send-hello': task('send-hello', 'echo "::send $WARREN_AGENT:: {\\"hello\\": \\"world\\", \\"from\\": \\"forged\\"}"; echo "::send shell-9:: secret"'),
-      'read-inbox': task(
-        'read-inbox',
-        'for i in $(seq 1 100); do ls $HOME/inbox/*.json >/dev/null 2>&1 && break; sleep 0.1; done; cat $HOME/inbox/*.json > received.json',
-        'depends_on: [send-hello]\n',
-      ),
-    });
-    appendFileSync(join(dir, 'policies', 'policy.csv'), '\np, role:worker, agent:shell-9, message, deny\n');
-    const run = await warren(args('run', '--until-idle', '--json'));
-    expect(run.code, run.stderr.slice(-3000)).toBe(0);
-    const text = readFileSync(join(dir, 'kanban', 'tasks', 'read-inbox.md'), 'utf8');
-    const agent = /^assignee: (.+)$/m.exec(text)![1]!;
-    const received = JSON.parse(readFileSync(join(dir, 'home', 'shell', agent, 'work', 'read-inbox', 'received.json'), 'utf8')) as {
-      from: string;
-      body: { hello: string; from: string };
-    };
-    expect(received.from).toBe(agent);
-    expect(received.body).toEqual({ hello: 'world', from: 'forged' });
-    const decisions = JSON.parse((await warren(['audit', '--json', '--action', 'policy.decide', ...args()])).stdout) as {
-      object: string;
-      decision: string;
-      details: { act: string };
-    }[];
-    const messages = decisions.filter((d) => d.details.act === 'message');
-    expect(messages).toEqual([
-      expect.objectContaining({ object: `agent:${agent}`, decision: 'allow' }),
-      expect.objectContaining({ object: 'agent:shell-9', decision: 'deny' }),
-    ]);
-  });
-});
-
 describe('warren exec', () => {
   it("runs a command in an agent's sandbox as its tasks run, streams its output, returns its code, and obeys the policy", async () => {
     const { dir, args } = layout({ quick: task('quick', 'echo hi > hi.txt') });
