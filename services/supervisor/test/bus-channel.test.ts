@@ -269,6 +269,18 @@ describe('BusChannel', () => {
     expect(await channel.serve(spec('beta-1'), join(socketDir, 'bus2.sock'))).toBeNull();
   });
 
+  it('takes the port from a function once it exists; before, the agent gets no socket', async () => {
+    const late: { port?: MemoryMessaging } = {};
+    const channel = new BusChannel({ port: () => late.port });
+    onTestFinished(() => channel.close());
+    expect(await channel.serve(spec('alpha-1'), join(dir.path, 'early.sock'))).toBeNull();
+    expect(() => statSync(join(dir.path, 'early.sock'))).toThrow(/ENOENT/);
+    late.port = port;
+    const served = await channel.serve(spec('alpha-1'), join(dir.path, 'late.sock'));
+    onTestFinished(() => served?.close());
+    expect(await call(join(dir.path, 'late.sock'), 'GET', '/v1/presence')).toMatchObject({ status: 200 });
+  });
+
   it('refuses to replace what is not a socket', async () => {
     const path = join(dir.path, 'not-a-socket');
     writeFileSync(path, 'keep me');

@@ -243,14 +243,23 @@ export async function serveBusSocket(options: ServeBusOptions): Promise<ServedBu
 
 /** What the bus channel needs. */
 export interface BusChannelOptions {
-  /** The messaging port (`MessageService`). */
-  readonly port: MessagingPort;
+  /**
+   * The messaging port (`MessageService`), or a function that returns it once it exists (it may be
+   * made after the runtime that takes this channel); an agent started while it returns undefined
+   * gets no bus socket.
+   */
+  readonly port: MessagingPort | (() => MessagingPort | undefined);
   readonly logger?: Logger;
 }
 
 /**
  * The bus as the runtime's channel service: every agent instance gets `/run/warren/bus.sock`, served
  * as that agent (its name is `self` of every call) and owned by its uid and gid.
+ *
+ * ```ts
+ * const bus = new BusChannel({ port: () => messaging, logger });   // messaging: the MessageService
+ * createAgentRuntime(config, { …, channelServices: [llm, bus] });  // close it with the supervisor
+ * ```
  */
 export class BusChannel implements ChannelService {
   readonly socketName = BUS_SOCKET_NAME;
@@ -263,8 +272,13 @@ export class BusChannel implements ChannelService {
   /** Serves `spec`'s agent on `socketPath`; null once the channel is closed. @throws {WarrenError} `WARREN_BUS_SOCKET` (see {@link serveBusSocket}). */
   async serve(spec: AgentStartSpec, socketPath: string): Promise<{ close(): Promise<void> } | null> {
     if (this.closed) return null;
+    const port = typeof this.options.port === 'function' ? this.options.port() : this.options.port;
+    if (port === undefined) {
+      this.options.logger?.warn({ agent: spec.name }, 'no messaging port yet: the agent starts without a bus socket');
+      return null;
+    }
     const bus = await serveBusSocket({
-      port: this.options.port,
+      port,
       agent: spec.name,
       socketPath,
       owner: { uid: spec.uid, gid: spec.gid },
