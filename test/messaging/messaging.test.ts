@@ -246,6 +246,67 @@ describe('messages between agents', () => {
     expect(result.code, result.stderr.slice(-3000)).toBe(0);
   });
 
+  it('lets two agents talk through their bus sockets with warren-bus: send, receive, request and reply, topics, presence; a refused send exits 1', async () => {
+    const run = (id: string): string =>
+      shellTask(id, 'while [ ! -s $HOME/go ]; do sleep 0.2; done; sh $HOME/go > out.txt 2>&1; echo "exit=$?" >> out.txt; sleep 300');
+    const { dir, args } = layout({ one: run('one'), two: run('two') });
+    appendFileSync(join(dir, 'policies', 'policy.csv'), '\np, role:worker, agent:shell-9, message, deny\n');
+    const up = startWarren(args('up', '--http', 'off', '--kill-grace', '1s'));
+    running.push(up);
+    const card = (id: string): string => readFileSync(join(dir, 'kanban', 'tasks', `${id}.md`), 'utf8');
+    await waitFor('both tasks running', () => /^status: in_progress$/m.test(card('one')) && /^status: in_progress$/m.test(card('two')), 120_000);
+    const a = /^assignee: (.+)$/m.exec(card('one'))![1]!;
+    const b = /^assignee: (.+)$/m.exec(card('two'))![1]!;
+    const work = (agent: string, id: string, file: string): string => join(dir, 'home', 'shell', agent, 'work', id, file);
+    const idOf = `node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0, "utf8")).id)'`;
+    // B: subscribes to news, takes A's message, answers A's request.
+    writeFileSync(
+      join(dir, 'home', 'shell', b, 'go'),
+      [
+        'warren-bus subscribe news --count 1 > news.ndjson &',
+        'warren-bus recv --wait 30000 --max 1 > first.ndjson',
+        'warren-bus recv --wait 30000 --max 1 > request.ndjson',
+        `warren-bus reply ${a} "$(${idOf} < request.ndjson)" '{"pong":true}' > replied.json`,
+        'wait',
+        '',
+      ].join('\n'),
+    );
+    // A: presence, a message, a request, a refused message, then news until B has heard some.
+    writeFileSync(
+      join(dir, 'home', 'shell', a, 'go'),
+      [
+        'warren-bus presence > presence.ndjson',
+        `warren-bus send ${b} '{"hello":"b"}' > sent.json`,
+        `warren-bus request ${b} '{"ping":1}' --timeout 60000 > reply.json`,
+        'warren-bus send shell-9 secret 2> refused.txt; echo $? > refused-code.txt',
+        "for i in $(seq 1 300); do [ -e $HOME/stop ] && break; warren-bus publish news '{\"n\":'$i'}' > /dev/null; sleep 0.2; done",
+        '',
+      ].join('\n'),
+    );
+    await waitFor('B to hear the news', () => existsSync(work(b, 'two', 'out.txt')) && /exit=/.test(readFileSync(work(b, 'two', 'out.txt'), 'utf8')), 120_000);
+    writeFileSync(join(dir, 'home', 'shell', a, 'stop'), 'x');
+    await waitFor('A to finish its script', () => existsSync(work(a, 'one', 'out.txt')) && /exit=/.test(readFileSync(work(a, 'one', 'out.txt'), 'utf8')), 60_000);
+    expect(readFileSync(work(b, 'two', 'out.txt'), 'utf8')).toBe('exit=0\n');
+    const lines = (file: string): Record<string, unknown>[] =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines(work(a, 'one', 'presence.ndjson')).map((x) => x.name)).toEqual([b]);
+    expect(lines(work(b, 'two', 'first.ndjson'))).toEqual([expect.objectContaining({ from: a, body: { hello: 'b' }, request: false, deliveries: 1 })]);
+    expect(lines(work(b, 'two', 'request.ndjson'))).toEqual([expect.objectContaining({ from: a, body: { ping: 1 }, request: true })]);
+    expect(lines(work(a, 'one', 'reply.json'))).toEqual([expect.objectContaining({ from: b, body: { pong: true } })]);
+    expect(lines(work(b, 'two', 'news.ndjson'))).toEqual([expect.objectContaining({ from: a, topic: 'news', body: { n: expect.any(Number) } })]);
+    expect(readFileSync(work(a, 'one', 'refused-code.txt'), 'utf8').trim()).toBe('1');
+    expect(readFileSync(work(a, 'one', 'refused.txt'), 'utf8')).toMatch(/WARREN_POLICY_DENIED/);
+    const rows = await audit(args, 'message.*');
+    expect(JSON.stringify(rows)).not.toContain('"secret"');
+    expect(rows).toEqual(expect.arrayContaining([expect.objectContaining({ action: 'message.denied', object: 'agent:shell-9', details: expect.objectContaining({ sha256: sha256('secret') }) })]));
+    up.child.kill('SIGTERM');
+    const result = await up.done;
+    expect(result.code, result.stderr.slice(-3000)).toBe(0);
+  });
+
   it('wakes a sleeping agent when a message reaches it and the policy lets the sender wake it', async () => {
     const { dir, args } = layout({ one: waiting('one'), two: shellTask('two', 'true') });
     appendFileSync(join(dir, 'policies', 'policy.csv'), '\np, role:worker, agent:*, wake, allow\n');

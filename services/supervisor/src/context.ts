@@ -16,6 +16,8 @@ import type { Authorizer } from './authorize.js';
 import type { AgentTemplate, TemplateError } from './templates.js';
 import type { ProviderDef } from './providers.js';
 import type { LlmChannel } from './llm.js';
+import type { BusChannel } from './messaging/bus-channel.js';
+import type { MessagingPort } from './messaging/port.js';
 import type { ExecutionTracing } from './tracing.js';
 import type { WarrenMetrics } from '@warren/metrics';
 import type { SecretStore } from '@warren/secrets';
@@ -67,6 +69,10 @@ export interface SupervisorContext {
   readonly runtime: AgentRuntime;
   /** The LLM gateway served beside each agent's channel (see llm.ts). */
   readonly llm: LlmChannel;
+  /** The agents' bus sockets (`/run/warren/bus.sock`), served beside each agent's channel (see messaging/bus-channel.ts). */
+  readonly bus: BusChannel;
+  /** The message service behind the bus sockets, set once the supervisor's parts are made. */
+  readonly messaging: { port?: MessagingPort };
   readonly templates: ReadonlyMap<string, AgentTemplate>;
   readonly templateErrors: readonly TemplateError[];
   /** The LLM providers of `providers/` (the gateway's upstreams), by name. */

@@ -24,6 +24,8 @@ import { migrateMessages, migrateState, openRegistry, StateStore, UsageLedger } 
 import { openSecretStore, secretsKeyPath } from '@warren/secrets';
 import { secureStateDir } from './state-dir.js';
 import { LlmChannel } from './llm.js';
+import { BusChannel } from './messaging/bus-channel.js';
+import type { MessagingPort } from './messaging/port.js';
 import { loadProviders } from './providers.js';
 import { loadTemplates, type AgentTemplate } from './templates.js';
 import { ExecutionTracing } from './tracing.js';
@@ -145,6 +147,9 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       recordRefusal: (reason) => metrics.recordLlmRefusal(reason),
     });
     cleanup.unshift(() => llm.close());
+    const messaging: { port?: MessagingPort } = {};
+    const bus = new BusChannel({ port: () => messaging.port, logger: log.child({ component: 'bus' }) });
+    cleanup.unshift(() => bus.close());
     const ctx: SupervisorContext = {
       config,
       mode: options.mode,
@@ -164,8 +169,10 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
       broker,
       nats,
-      runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker, channelServices: [llm] }),
+      runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker, channelServices: [llm, bus] }),
       llm,
+      bus,
+      messaging,
       templates,
       templateErrors,
       providers,

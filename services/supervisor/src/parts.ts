@@ -50,6 +50,7 @@ export function assembleParts(ctx: SupervisorContext, track: StepTracker): Super
   // The lifecycle queues agents' events into the inbox, which applies exits through the lifecycle.
   const late: { inbox?: Inbox } = {};
   const messages = new MessageService(messageServiceOptions(ctx));
+  ctx.messaging.port = messages;
   const agents = new AgentLifecycle(ctx, settler, (event) => late.inbox!.push(event), (from, to, body) => messages.send(from, { to, body }));
   const theInbox = (late.inbox = new Inbox(ctx, agents, settler, track));
   const edits = new BoardEdits({

@@ -441,6 +441,7 @@ export class Supervisor {
       ['tracing', () => ctx.tracing.close()],
       ['agent runtime', () => ctx.runtime.close()],
       ['LLM gateway', () => ctx.llm.close()],
+      ['bus sockets', () => ctx.bus.close()],
       ['broker', () => ctx.broker.close()],
       ['nats-server', () => ctx.nats?.close() ?? Promise.resolve()],
     ];
