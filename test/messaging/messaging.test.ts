@@ -170,6 +170,9 @@ describe('messages between agents', () => {
       A.nc.publish(`${p}.send.${a}.${b}`, JSON.stringify({ id: 'direct-1', body: { n: 1 } }));
       const [direct] = await pullInbox(B, 1);
       expect(direct!.data).toMatchObject({ id: 'direct-1', from: a, to: b, body: { n: 1 } });
+      // The same id again (an at-least-once re-send): decided again, but the inbox keeps one copy.
+      A.nc.publish(`${p}.send.${a}.${b}`, JSON.stringify({ id: 'direct-1', body: { n: 1 } }));
+      await auditUntil(args, 'policy.decide', (r) => r.filter((x) => x.details.messageId === 'direct-1').length === 2);
 
       // Request and reply: A waits on its reply subject, B answers the request it pulled.
       const replies = A.nc.subscribe(`${p}.reply.${a}.>`);

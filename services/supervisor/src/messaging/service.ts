@@ -367,11 +367,15 @@ export class MessageService implements MessagingPort {
       this.deny(self, `agent:${to}`, { ...details, reason: `no agent named ${to}` }, to, '');
       throw new WarrenError('WARREN_AGENT_NOT_FOUND', `no agent named ${JSON.stringify(to)}`);
     }
+    let duplicate: boolean;
     try {
-      await this.options.broker.publishMessage({ id, from: self, to, body: input.body, sentAtMs: Date.now(), ...(input.request ? { request: true } : {}) });
+      ({ duplicate } = await this.options.broker.publishMessage({ id, from: self, to, body: input.body, sentAtMs: Date.now(), ...(input.request ? { request: true } : {}) }));
     } catch (error) {
       throw brokerError(error);
     }
+    // A re-send of an id the inbox already holds (within the broker's duplicate window) is dropped
+    // by the broker: already audited, counted and woken for.
+    if (duplicate) return { id };
     this.ctx.emit({ actor: actorOf(self), action: 'message.sent', object: `agent:${to}`, details });
     this.count(self, to, '', digest.bytes, true);
     if (row?.state === 'sleeping') this.wake(self, to, id);
