@@ -271,6 +271,7 @@ describe('messages between agents', () => {
         'warren-bus recv --wait 30000 --max 1 > request.ndjson',
         `warren-bus reply ${a} "$(${idOf} < request.ndjson)" '{"pong":true}' > replied.json`,
         'wait',
+        'warren-bus subscribe alerts > alerts.ndjson 2> alerts.err; echo $? > alerts-code.txt',
         '',
       ].join('\n'),
     );
@@ -283,11 +284,20 @@ describe('messages between agents', () => {
         `warren-bus request ${b} '{"ping":1}' --timeout 60000 > reply.json`,
         'warren-bus send shell-9 secret 2> refused.txt; echo $? > refused-code.txt',
         "for i in $(seq 1 300); do [ -e $HOME/stop ] && break; warren-bus publish news '{\"n\":'$i'}' > /dev/null; sleep 0.2; done",
+        "for i in $(seq 1 300); do [ -e $HOME/stop-alerts ] && break; warren-bus publish alerts '{\"n\":'$i'}' > /dev/null; sleep 0.2; done",
         '',
       ].join('\n'),
     );
-    await waitFor('B to hear the news', () => existsSync(work(b, 'two', 'out.txt')) && /exit=/.test(readFileSync(work(b, 'two', 'out.txt'), 'utf8')), 120_000);
+    const hasLine = (file: string): boolean => existsSync(file) && readFileSync(file, 'utf8').includes('\n');
+    await waitFor('B to hear the news', () => hasLine(work(b, 'two', 'news.ndjson')), 120_000);
     writeFileSync(join(dir, 'home', 'shell', a, 'stop'), 'x');
+    // Revocation through the bus: B's live subscription to alerts ends when the policy takes it.
+    await waitFor('B to hear an alert', () => hasLine(work(b, 'two', 'alerts.ndjson')), 120_000);
+    writeFileSync(join(dir, 'home', 'shell', a, 'stop-alerts'), 'x');
+    appendFileSync(join(dir, 'policies', 'policy.csv'), `p, ${b}, topic:alerts, subscribe, deny\n`);
+    await waitFor('B to finish its script', () => existsSync(work(b, 'two', 'out.txt')) && /exit=/.test(readFileSync(work(b, 'two', 'out.txt'), 'utf8')), 120_000);
+    expect(readFileSync(work(b, 'two', 'alerts-code.txt'), 'utf8').trim()).toBe('1');
+    expect(readFileSync(work(b, 'two', 'alerts.err'), 'utf8')).toMatch(/no longer allows/);
     await waitFor('A to finish its script', () => existsSync(work(a, 'one', 'out.txt')) && /exit=/.test(readFileSync(work(a, 'one', 'out.txt'), 'utf8')), 60_000);
     expect(readFileSync(work(b, 'two', 'out.txt'), 'utf8')).toBe('exit=0\n');
     const lines = (file: string): Record<string, unknown>[] =>
