@@ -46,6 +46,8 @@ export { analyticsOf, durationStats, executionFacts, timeSeries, utilisation } f
 export type { SeriesBucket, Utilisation } from './analytics.js';
 export { UsageLedger, migrateUsage } from './usage.js';
 export type { LlmUsageRow, UsageFilter, UsageTotals } from './usage.js';
+export { ScheduleLedger, migrateSchedules } from './schedule-runs.js';
+export type { ScheduleBaseline, ScheduleRun } from './schedule-runs.js';
 export { MAX_USAGE_BUCKETS, taskUsage, usageReport } from './usage-report.js';
 export type {
   AgentUsage,
