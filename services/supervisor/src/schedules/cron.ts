@@ -48,6 +48,10 @@ export function compileCron(cron: string, timezone: string | undefined): CronSch
   if (timezone !== undefined && !isTimeZone(timezone)) {
     return { field: 'timezone', reason: `'${timezone}' is not an IANA time zone name (such as Europe/Paris or America/New_York)` };
   }
+  const fields = cron.trim().split(/\s+/).length;
+  if (fields !== 5 && fields !== 6) {
+    return { field: 'cron', reason: `'${cron}' has ${fields} fields; a cron expression has 5 (minute hour day-of-month month day-of-week) or 6, with seconds first` };
+  }
   let job: Cron;
   try {
     job = new Cron(cron.trim(), { timezone: timezone ?? 'Etc/UTC', mode: '5-or-6-parts', paused: true });
