@@ -153,6 +153,9 @@ describe('schedules with warren up', () => {
         "    cron: '0 9 * * *'",
         '    timezone: Atlantis/Capital',
         '    task: { title: Never either }',
+        '  - name: odd-priority',
+        "    cron: '*/2 * * * * *'",
+        '    task: { title: Never at all, priority: sky-high }',
       ]),
     );
     const up = startWarren(layout.args('up', '--kill-grace', '1s'));
@@ -182,10 +185,12 @@ describe('schedules with warren up', () => {
       ]);
     }
     // The malformed schedules: one input.rejected each, with file, schedule and field.
+    // A card the board refuses (a priority it has not) is reported once, and its schedule stops.
     const rejected = audit(layout, 'input.rejected').filter((r) => r.details.kind === 'schedule');
     expect(rejected.map((r) => r.details.message)).toEqual([
       expect.stringMatching(/^schedules\.yaml:11: schedule 'broken': 'cron' /),
       expect.stringMatching(/^schedules\.yaml:15: schedule 'zoned': 'timezone' 'Atlantis\/Capital' is not an IANA time zone/),
+      expect.stringMatching(/^schedules\.yaml:17: schedule 'odd-priority': the board refuses its card: 'priority' must be one of low, normal, high, urgent/),
     ]);
     expect((await loadBoard(join(layout.dir, 'kanban'))).tasks.filter((t) => t.title.startsWith('Never'))).toEqual([]);
 
@@ -198,7 +203,7 @@ describe('schedules with warren up', () => {
     const beat = list.schedules.find((s) => s.name === 'beat')!;
     expect(beat.lastFireMs).toBeGreaterThanOrEqual(fires.at(-1)!);
     expect(beat.nextFireMs).toBeGreaterThan(beat.lastFireMs);
-    expect(list.schedules.map((s) => s.name)).toEqual(['beat']);
+    expect(list.schedules.map((s) => s.name)).toEqual(['beat', 'odd-priority']);
 
     // The file is read again when it changes: a new schedule starts, the broken ones are gone.
     const changedMs = Date.now();

@@ -47,18 +47,6 @@ export function scheduledDraft(schedule: BoardSchedule, fireMs: number): TaskDra
   };
 }
 
-/** A schedule as the supervisor knows it now: its baseline, last run and next fire time. */
-export interface ScheduleStatus {
-  readonly name: string;
-  readonly cron: string;
-  readonly timezone: string | null;
-  /** Fire times at or before this (ms since the epoch) are the schedule's past. */
-  readonly sinceMs: number;
-  readonly lastFireMs: number | null;
-  readonly lastTaskId: string | null;
-  readonly nextFireMs: number | null;
-}
-
 /**
  * The supervisor's board schedules. {@link fire} is the tick's stage; nothing here runs a timer of
  * its own (the tick runs every `--tick-interval`, 200 ms by default).
@@ -82,22 +70,6 @@ export class BoardSchedules {
   ) {
     this.ledger = new ScheduleLedger(ctx.db);
     this.path = join(ctx.config.boardDir, SCHEDULES_FILE);
-  }
-
-  /** The schedules now loaded, with their last and next fire times after `nowMs`. */
-  status(nowMs: number): ScheduleStatus[] {
-    return this.schedules.map((s) => {
-      const last = this.ledger.lastRun(s.name);
-      return {
-        name: s.name,
-        cron: s.cron,
-        timezone: s.timezone ?? null,
-        sinceMs: this.sinceMs.get(s.name) ?? nowMs,
-        lastFireMs: last?.fireMs ?? null,
-        lastTaskId: last?.taskId ?? null,
-        nextFireMs: s.fires.nextFireMs(nowMs) ?? null,
-      };
-    });
   }
 
   /**
