@@ -50,7 +50,7 @@ export function compileCron(cron: string, timezone: string | undefined): CronSch
   }
   const fields = cron.trim().split(/\s+/).length;
   if (fields !== 5 && fields !== 6) {
-    return { field: 'cron', reason: `'${cron}' has ${fields} fields; a cron expression has 5 (minute hour day-of-month month day-of-week) or 6, with seconds first` };
+    return { field: 'cron', reason: `'${cron}' has ${fields} field${fields === 1 ? '' : 's'}; a cron expression has 5 (minute hour day-of-month month day-of-week) or 6, with seconds first` };
   }
   let job: Cron;
   try {
