@@ -6,7 +6,7 @@
  * the others run.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { loadBoard, type Task } from '@warren/kanban';
@@ -253,6 +253,35 @@ describe('schedules with warren up', () => {
     expect(sinceStop.length).toBeGreaterThanOrEqual(3);
     const fires = after.map((c) => c.fireMs);
     expect(new Set(fires).size).toBe(fires.length);
+  }, 240_000);
+
+  it("writes the card in the board's own format (a Backlog.md board), its schedule and fire time in the frontmatter", async () => {
+    requireMachine();
+    const layout = makeTestLayout({});
+    layouts.push(layout);
+    const board = join(layout.dir, 'backlog');
+    mkdirSync(join(board, 'tasks'), { recursive: true });
+    writeFileSync(join(board, 'config.yml'), 'project_name: "Scheduled"\ndefault_status: "To Do"\nstatuses: ["To Do", "In Progress", "Done"]\nlabels: []\ntask_prefix: "task"\n');
+    writeFileSync(
+      join(board, 'schedules.yaml'),
+      ['schedules:', '  - name: weekly', "    cron: '*/2 * * * * *'", '    timezone: Europe/Paris', '    task: { title: Weekly review, body: Look back., labels: [review], fields: { team: ops } }', ''].join('\n'),
+    );
+    const args = layout.args('up', '--kill-grace', '1s');
+    args[args.indexOf('--board') + 1] = board;
+    const up = startWarren(args);
+    running.push(up);
+    await waitFor('a schedule.fired row', () => existsSync(join(layout.dir, 'var', 'warren.db')) && audit(layout, 'schedule.fired').length >= 1, 60_000);
+    await stop(up);
+    const [fired] = audit(layout, 'schedule.fired');
+    const snapshot = await loadBoard(board);
+    expect(snapshot.format).toBe('backlog-md');
+    const card = snapshot.tasks.find((t) => t.id === fired!.details.taskId)!;
+    expect(card).toBeDefined();
+    expect(card.relativePath).toMatch(/^tasks\/task-1 - Weekly-review\.md$/);
+    expect(card.fields).toMatchObject({ schedule: 'weekly', schedule_fire: fired!.details.fireTime, team: 'ops' });
+    expect(card.labels).toEqual(['review']);
+    expect(card.body).toContain('Look back.');
+    expect(isScheduledCard(card, 'weekly', fired!.details.fireMs as number)).toBe(true);
   }, 240_000);
 
   it('finds the card written before a crash instead of writing it twice', async () => {
