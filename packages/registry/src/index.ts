@@ -50,6 +50,8 @@ export { UsageLedger, migrateUsage } from './usage.js';
 export { MessageLedger, TOPIC_RECIPIENT, migrateMessages } from './messages.js';
 export type { MessageRecord } from './messages.js';
 export type { LlmUsageRow, UsageFilter, UsageTotals } from './usage.js';
+export { ScheduleLedger, migrateSchedules } from './schedule-runs.js';
+export type { ScheduleBaseline, ScheduleRun } from './schedule-runs.js';
 export { MAX_USAGE_BUCKETS, taskUsage, usageReport } from './usage-report.js';
 export type {
   AgentUsage,
