@@ -3,6 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { BUS_SOCKET_PATH } from '@warren/agent-sdk';
 import { ConfigError } from '@warren/core';
 
 /** Placeholder API key the gateway replaces with the provider's; never a real key. */
@@ -38,6 +39,8 @@ export interface AgentLlmConfig {
   readonly maxTurns: number;
   /** `WARREN_MCP_URL`: Warren's MCP endpoint over Streamable HTTP; unset: no MCP tools. */
   readonly mcpUrl?: string;
+  /** `WARREN_BUS_SOCKET`, default `/run/warren/bus.sock`: the agent's bus; the messaging tools are offered when it is there. */
+  readonly busSocket: string;
   /** `HOME`, absolute: the root the file tools are confined to, and where the history lives. */
   readonly home: string;
   /** The task's workspace: the process's working directory. */
@@ -107,5 +110,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
   const mcpText = env.WARREN_MCP_URL?.trim();
   const task = readTaskFile(required('WARREN_TASK_FILE'));
   const apiKey = env.OPENAI_API_KEY?.trim() || PLACEHOLDER_API_KEY;
-  return { task, baseUrl, apiKey, model, maxTurns, home, cwd, ...(mcpText ? { mcpUrl: url('WARREN_MCP_URL', mcpText) } : {}) };
+  const busSocket = env.WARREN_BUS_SOCKET?.trim() || BUS_SOCKET_PATH;
+  return { task, baseUrl, apiKey, model, maxTurns, busSocket, home, cwd, ...(mcpText ? { mcpUrl: url('WARREN_MCP_URL', mcpText) } : {}) };
 }

@@ -11,10 +11,12 @@
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { connectBus } from '@warren/agent-sdk';
 import type { AgentEvent } from '@warren/agent-runner';
 import { loadConfig, type AgentLlmConfig } from './config.js';
 import { loadHistory, saveHistory, HISTORY_PATH } from './history.js';
 import { runLoop } from './loop.js';
+import { busSocketExists, busTools } from './bus-tools.js';
 import { connectMcpTools, type McpTools } from './mcp-tools.js';
 import { computerTools, type Tool } from './tools.js';
 
@@ -110,6 +112,8 @@ async function main(): Promise<number> {
   }
 
   const tools: Tool[] = computerTools({ home: config.home, cwd: config.cwd, remainingMs });
+  // The messaging tools, when the supervisor serves this agent's bus.
+  if (busSocketExists(config.busSocket)) tools.push(...busTools(connectBus({ socketPath: config.busSocket }), { remainingMs }));
   let mcp: McpTools | undefined;
   if (config.mcpUrl !== undefined) {
     try {

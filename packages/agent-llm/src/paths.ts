@@ -31,8 +31,8 @@ export function agentLlmBundlePath(): string {
 
 /**
  * The environment variables the runner sets for the program (the contract; see the README):
- * the task file, the Chat Completions base URL and placeholder key, the model, the turn limit, and
- * Warren's MCP URL.
+ * the task file, the Chat Completions base URL and placeholder key, the model, the turn limit,
+ * Warren's MCP URL, and the bus socket (the messaging tools are offered when it is there).
  */
 export const AGENT_LLM_ENV = {
   taskFile: 'WARREN_TASK_FILE',
@@ -41,4 +41,5 @@ export const AGENT_LLM_ENV = {
   model: 'WARREN_LLM_MODEL',
   maxTurns: 'WARREN_LLM_MAX_TURNS',
   mcpUrl: 'WARREN_MCP_URL',
+  busSocket: 'WARREN_BUS_SOCKET',
 } as const;

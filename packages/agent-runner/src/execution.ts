@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import { agentInvocation, loadSession, saveSession, LLM_PORT_IN_SANDBOX, type AgentRuntime } from './agent-cli.js';
@@ -7,7 +7,7 @@ import { createLineMapper, describeAgentEvent, mapAgentLine, truncateAgentEvent,
 import { OutputCapture, parseProgressLine, parseSendLine } from './output.js';
 import { formatGitWorkspaceSummary, gitIdentityEnv, prepareGitWorkspace, summarizeGitWorkspace, type GitWorkspace } from './workspace.js';
 import { closeWriteEnds, openTaskPipes } from './pipes.js';
-import { TaskOutcome, type ResultFrame, type RunSpanFrame, type TaskFrame } from './protocol.js';
+import { AGENT_SDK_BIN_IN_SANDBOX, BUS_SOCKET_PATH, TaskOutcome, type ResultFrame, type RunSpanFrame, type TaskFrame } from './protocol.js';
 import { formatTraceparent, newSpanId, parseParentContext } from './trace-context.js';
 
 /**
@@ -51,6 +51,23 @@ export interface ExecutionOptions {
   readonly killGraceMs?: number;
   /** Cap of `output.log` in the workspace, in bytes. Default 8 MiB. */
   readonly outputMaxBytes?: number;
+  /** The directory of the `warren-bus` command, put first on the task's PATH when it exists. Default {@link AGENT_SDK_BIN_IN_SANDBOX}. */
+  readonly agentSdkBinDir?: string;
+}
+
+/**
+ * The task's bus variables: `WARREN_BUS_SOCKET` (the runner's own when set, else
+ * {@link BUS_SOCKET_PATH}) and, when `sdkBinDir` exists, `PATH` with it first (so that
+ * `warren-bus` runs the SDK's command).
+ * @param env the task's environment so far (its PATH is kept after the SDK's directory; default `/usr/local/bin:/usr/bin:/bin`).
+ */
+export function busEnvironment(env: Readonly<Record<string, string | undefined>>, sdkBinDir: string = AGENT_SDK_BIN_IN_SANDBOX): Record<string, string> {
+  const out: Record<string, string> = { WARREN_BUS_SOCKET: env.WARREN_BUS_SOCKET || BUS_SOCKET_PATH };
+  if (existsSync(sdkBinDir)) {
+    const rest = (env.PATH || '/usr/local/bin:/usr/bin:/bin').split(':').filter((dir) => dir !== '' && dir !== sdkBinDir);
+    out.PATH = [sdkBinDir, ...rest].join(':');
+  }
+  return out;
 }
 
 /** The most output files a result lists. */
@@ -175,8 +192,9 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 /**
  * Runs one execution of `task`: makes the workspace `<home>/work/<taskId>`, writes `task.json`
  * there (the task frame), starts the process in its own process group with cwd = workspace and
- * env + WARREN_TASK_ID, WARREN_TASK_ATTEMPT, WARREN_TASK_TITLE, WARREN_TASK_FILE, WARREN_WORKSPACE
- * and WARREN_TASK_COMMAND (if the task has one); when the task came with a valid `traceparent`,
+ * env + WARREN_TASK_ID, WARREN_TASK_ATTEMPT, WARREN_TASK_TITLE, WARREN_TASK_FILE, WARREN_WORKSPACE,
+ * WARREN_TASK_COMMAND (if the task has one) and the bus ({@link busEnvironment}: WARREN_BUS_SOCKET,
+ * and `warren-bus` first on PATH); when the task came with a valid `traceparent`,
  * also TRACEPARENT naming the run's own span (a child of the task's, id from `crypto.randomBytes`)
  * and TRACESTATE (if the task has one), and the result carries that span (`span`) for the
  * supervisor to export. stdout and stderr go to `output.log` there
@@ -319,6 +337,7 @@ export function startExecution(options: ExecutionOptions): Execution {
       // The runner's own $PWD would name its start directory; programs that read it see their cwd.
       PWD: workspace,
     });
+    Object.assign(baseEnv, busEnvironment(baseEnv, options.agentSdkBinDir));
     if (typeof task.command === 'string') baseEnv.WARREN_TASK_COMMAND = task.command;
     if (options.agent !== undefined) Object.assign(baseEnv, gitIdentityEnv(options.agent));
     if (git) Object.assign(baseEnv, { WARREN_GIT_BRANCH: git.branch, WARREN_GIT_BASE: git.baseCommit });

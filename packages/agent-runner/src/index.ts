@@ -21,6 +21,8 @@
  */
 export {
   AGENT_SOCKET_PATH,
+  AGENT_SDK_BIN_IN_SANDBOX,
+  BUS_SOCKET_PATH,
   LLM_SOCKET_PATH,
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
@@ -36,7 +38,7 @@ export { parseParentContext, newSpanId, formatTraceparent } from './trace-contex
 export type { ParentContext } from './trace-context.js';
 export { runAgent } from './runner.js';
 export type { RunAgentOptions } from './runner.js';
-export { startExecution, isSafeTaskId, MAX_OUTPUTS, MAX_SUMMARY_CHARS } from './execution.js';
+export { startExecution, busEnvironment, isSafeTaskId, MAX_OUTPUTS, MAX_SUMMARY_CHARS } from './execution.js';
 export type { Execution, ExecutionOptions, Runtime } from './execution.js';
 export { parseProgressLine, parseSendLine, OutputCapture } from './output.js';
 export type { ProgressLine, SendLine } from './output.js';

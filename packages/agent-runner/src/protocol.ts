@@ -16,6 +16,18 @@ export const AGENT_SOCKET_PATH = '/run/warren/agent.sock';
 /** Where the gateway's LLM socket (HTTP: `/p/<provider>/…` and `/mcp`) appears inside the sandbox. */
 export const LLM_SOCKET_PATH = '/run/warren/llm.sock';
 
+/**
+ * Where the agent's bus socket (HTTP: messages, inbox, requests, topics, presence; the client is
+ * `@warren/agent-sdk`) appears inside the sandbox. Task processes get it as `WARREN_BUS_SOCKET`.
+ */
+export const BUS_SOCKET_PATH = '/run/warren/bus.sock';
+
+/**
+ * The directory of the `warren-bus` command inside the sandbox (`@warren/agent-sdk`'s `dist/bin`,
+ * bound read-only at `/opt/warren/agent-sdk`): first on the PATH of task processes when it exists.
+ */
+export const AGENT_SDK_BIN_IN_SANDBOX = '/opt/warren/agent-sdk/bin';
+
 /** The largest frame either side accepts, in bytes (1 MiB). A longer line closes the channel. */
 export const MAX_FRAME_BYTES = 1_048_576;
 

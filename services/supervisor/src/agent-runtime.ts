@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { agentCliBinary, MIRRORS_IN_SANDBOX } from '@warren/agent-runner';
 import { AGENT_LLM_COMMAND, AGENT_LLM_DIR_IN_SANDBOX } from '@warren/agent-llm';
+import { AGENT_SDK_DIR_IN_SANDBOX, agentSdkDistDir } from '@warren/agent-sdk';
 import type { Account } from '@warren/accounts';
 import type { Broker } from '@warren/broker';
 import type { Logger } from '@warren/core';
@@ -18,7 +19,8 @@ import type { AgentCliKind, AgentTemplate } from './templates.js';
 
 /**
  * The agent runtime of a supervisor or a `warren exec` on `config`: the bubblewrap driver with
- * the state directory, homes, runner and `agents/bin` of the config. `broker` is needed only to
+ * the state directory, homes, runner and `agents/bin` of the config, and read-only in every sandbox
+ * the coding-agent CLIs, the built-in loop, the agent SDK (`/opt/warren/agent-sdk`) and the mirrors. `broker` is needed only to
  * start instances. Does no I/O.
  */
 export function createAgentRuntime(
@@ -35,6 +37,8 @@ export function createAgentRuntime(
     systemBinds: [
       { source: config.agentClisDir, target: AGENT_CLIS_IN_SANDBOX },
       { source: config.agentLlmDir, target: AGENT_LLM_DIR_IN_SANDBOX },
+      // The agent SDK's `warren-bus` command (the runner puts its bin/ first on the task's PATH).
+      { source: agentSdkDistDir(), target: AGENT_SDK_DIR_IN_SANDBOX },
       { source: join(config.stateDir, 'repos'), target: MIRRORS_IN_SANDBOX },
     ],
     ...(options.channelServices ? { channelServices: options.channelServices } : {}),
