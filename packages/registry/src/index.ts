@@ -45,6 +45,8 @@ export type { OpenRegistryOptions } from './registry.js';
 export { analyticsOf, durationStats, executionFacts, timeSeries, utilisation } from './analytics.js';
 export type { SeriesBucket, Utilisation } from './analytics.js';
 export { UsageLedger, migrateUsage } from './usage.js';
+export { ManagerLedger, migrateManagers } from './managers.js';
+export type { ManagerSubtaskRow, ManagerWorkerRow, WaitingParentRow } from './managers.js';
 export type { LlmUsageRow, UsageFilter, UsageTotals } from './usage.js';
 export { MAX_USAGE_BUCKETS, taskUsage, usageReport } from './usage-report.js';
 export type {
