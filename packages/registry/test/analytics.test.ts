@@ -19,9 +19,9 @@ describe('durationStats', () => {
 describe('the public surface', () => {
   it('exports these values, and no others', () => {
     expect(Object.keys(registry).sort()).toEqual([
-      'AssignmentState', 'CommandKind', 'CommandQueue', 'MAX_USAGE_BUCKETS', 'Registry', 'RegistryError', 'SUPERVISOR_PID_FILE', 'StateStore',
+      'AssignmentState', 'CommandKind', 'CommandQueue', 'MAX_USAGE_BUCKETS', 'ManagerLedger', 'Registry', 'RegistryError', 'SUPERVISOR_PID_FILE', 'StateStore',
       'TaskState', 'UsageLedger', 'agentRow', 'analyticsOf', 'assignmentRow', 'commandRequest', 'durationStats', 'executionFacts',
-      'isCommandKind', 'isTerminal', 'migrateState', 'migrateUsage', 'openRegistry', 'queuePositions', 'runCommands', 'runningSupervisorPid',
+      'isCommandKind', 'isTerminal', 'migrateManagers', 'migrateState', 'migrateUsage', 'openRegistry', 'queuePositions', 'runCommands', 'runningSupervisorPid',
       'taskRow', 'taskUsage', 'timeSeries', 'usageReport', 'utilisation',
     ]);
   });
