@@ -582,10 +582,11 @@ export async function loadTemplates(dir: string, displayRoot = dir): Promise<Tem
     }
   }
   // A manager may only start workers of templates that loaded, and never of another manager.
-  for (const template of [...templates.values()]) {
-    const bad = template.manager?.templates.find((t) => templates.get(t)?.role !== 'worker');
+  const loaded = new Map(templates);
+  for (const template of loaded.values()) {
+    const bad = template.manager?.templates.find((t) => loaded.get(t)?.role !== 'worker');
     if (bad === undefined) continue;
-    const why = templates.has(bad) ? `'${bad}' is a manager, not a worker template` : `'${bad}' is not a loaded template (known: ${[...templates.keys()].sort().join(', ')})`;
+    const why = loaded.has(bad) ? `'${bad}' is a manager, not a worker template` : `'${bad}' is not a loaded template (known: ${[...loaded.keys()].sort().join(', ')})`;
     errors.push(new TemplateError(template.path, 1, 'manager.templates', why));
     templates.delete(template.name);
   }
