@@ -4,7 +4,8 @@
  * Warren's MCP tools and starts two workers; its quota refuses a third. The workers (the built-in
  * loop too) do the subtasks, each in its own git worktree; one of them tries to start agents and is
  * denied, in the audit trail. The parent waits in progress for its subtasks and ends done with the
- * three sub-results on its card.
+ * three sub-results on its card. Then a subtask that fails keeps its parent waiting with the reason,
+ * and the manager's tools refuse what is not its own and what its quota does not allow.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -148,4 +149,68 @@ describe('managers and workers', () => {
     const allowed = layout.query<{ n: number }>("SELECT COUNT(*) AS n FROM audit WHERE action = 'policy.decide' AND decision = 'allow' AND actor = 'lead-1' AND object = 'mcp:create_subtask'")[0]!.n;
     expect(allowed).toBe(3);
   }, 300_000);
+
+  it('keeps the parent waiting, with the reason, when a subtask fails; refuses another manager\'s task, a subtask over the quota and a worker that is not its own', async () => {
+    const templates = {
+      'lead.yaml': `name: lead\ncapabilities: [cap:plan]\n${llm}\nrole: manager\nmanager: { maxWorkers: 1, maxSubtasks: 1, templates: [coder] }\nmaxInstances: 1\n`,
+      'coder.yaml': `name: coder\ncapabilities: [cap:code]\nruntime: { kind: llm, provider: openai, model: gpt-5.2, maxTurns: 2, timeout: 60s }\nmaxInstances: 1\n`,
+    };
+    const other = PARENT.replace('TASK-1', 'TASK-2').replace('Build the parts', 'Someone else').replace('cap:plan', 'cap:nobody');
+    /** One tool call a turn: the manager's moves, in order. */
+    const moves: [string, Record<string, unknown>][] = [
+      ['warren_start_worker', { template: 'coder' }],
+      ['warren_create_subtask', { parent: 'TASK-1', title: 'Break the build', capabilities: ['cap:code'] }],
+      ['warren_create_subtask', { parent: 'TASK-1', title: 'One too many', capabilities: ['cap:code'] }],
+      ['warren_create_subtask', { parent: 'TASK-2', title: 'Not mine', capabilities: ['cap:code'] }],
+      ['warren_stop_worker', { name: 'lead-1' }],
+      ['warren_cancel_subtask', { id: 'TASK-2' }],
+      ['warren_list_workers', {}],
+      ['warren_subtask_results', { parent: 'TASK-1' }],
+    ];
+    const failing = (request: FakeLlmRequest): FakeTurn => {
+      const text = JSON.stringify(request.body);
+      const messages = (request.body as { messages?: { role?: string }[] }).messages ?? [];
+      const results = messages.slice(messages.map((m) => m.role).lastIndexOf('user')).filter((m) => m.role === 'tool').length;
+      const usage = { inputTokens: 500, outputTokens: 50 };
+      if (text.includes('Build the parts')) {
+        const move = moves[results];
+        return move ? { toolCalls: [{ name: move[0], arguments: move[1] }], usage } : { text: 'Planned.', usage };
+      }
+      // The worker never answers: its turn limit fails the subtask.
+      return { toolCalls: [{ name: 'run_command', arguments: { command: 'echo trying' } }], usage };
+    };
+    const layout = await makeAgentsLayout(failing, { templates, tasks: { 'task-1 - Build-the-parts.md': PARENT, 'task-2 - Someone-else.md': other } });
+    layouts.push(layout);
+    const run = startWarren(layout.args('run', '--until-idle', '--mapping', join(layout.dir, 'mapping.yaml'), '--kill-grace', '1s', '--http', '127.0.0.1:0'));
+    const timer = setTimeout(() => run.child.kill('SIGKILL'), 240_000);
+    const result = await run.done;
+    clearTimeout(timer);
+    expect(result.signal, result.stderr.slice(-4000)).toBeNull();
+
+    const outputs = layout
+      .query<{ details: string }>("SELECT details FROM audit WHERE action = 'task.progress' AND object = 'task:TASK-1' ORDER BY seq")
+      .map((r) => (JSON.parse(r.details) as { event: { kind: string; output?: string; isError?: boolean } }).event)
+      .filter((e) => e.kind === 'tool_result');
+    expect(outputs).toHaveLength(moves.length);
+    expect(outputs[1]).toMatchObject({ isError: false, output: expect.stringContaining('"id":"TASK-3"') });
+    expect(outputs[2]).toMatchObject({ isError: true, output: 'quota maxSubtasks refuses another subtask: lead-1 has 1 open subtasks of at most 1' });
+    expect(outputs[3]).toMatchObject({ isError: true, output: expect.stringContaining("lead-1 is not working on task 'TASK-2'") });
+    expect(outputs[4]).toMatchObject({ isError: true, output: 'lead-1 is not a worker of lead-1' });
+    expect(outputs[5]).toMatchObject({ isError: true, output: "task 'TASK-2' is not a subtask of lead-1" });
+    expect(JSON.parse(outputs[6]!.output!)).toMatchObject({ workers: [{ name: 'coder-1', template: 'coder' }] });
+    expect(JSON.parse(outputs[7]!.output!)).toMatchObject({ parent: 'TASK-1', subtasks: [{ id: 'TASK-3', title: 'Break the build' }] });
+
+    // The subtask failed on its turn limit; the parent's execution succeeded, and it waits in
+    // progress with the failed subtask and its reason.
+    const tasks = new Map(layout.query<{ id: string; state: string; reason: string | null }>('SELECT id, state, reason FROM tasks').map((t) => [t.id, t]));
+    expect(tasks.get('TASK-3')).toMatchObject({ state: 'failed' });
+    expect(tasks.get('TASK-1')!.state).toBe('running');
+    expect(tasks.get('TASK-1')!.reason).toMatch(/^waiting for subtasks: TASK-3 failed \(.*turn limit/);
+    expect(layout.query<{ outcome: string }>("SELECT outcome FROM assignments WHERE task_id = 'TASK-1'").map((a) => a.outcome)).toEqual(['succeeded']);
+    const card = readFileSync(join(layout.dir, 'backlog', 'tasks', 'task-1 - Build-the-parts.md'), 'utf8');
+    expect(card).toMatch(/^status: In Progress$/m);
+    expect(layout.query<{ n: number }>("SELECT COUNT(*) AS n FROM audit WHERE action = 'task.parent_done'")[0]!.n).toBe(0);
+    expect(readdirSync(join(layout.dir, 'backlog', 'tasks'))).toHaveLength(3);
+  }, 300_000);
 });
+
