@@ -43,12 +43,14 @@ function headOf(text: string | null | undefined, lines = 3): string | null {
 export function setParentField(path: string, key: string, parent: string): void {
   const text = readFileSync(path, 'utf8');
   const lines = text.split('\n');
-  const close = lines[0] === '---' ? lines.indexOf('---', 1) : -1;
+  const fence = (line: string | undefined) => line?.replace(/\r$/, '') === '---';
+  const close = fence(lines[0]) ? lines.findIndex((l, i) => i > 0 && fence(l)) : -1;
   if (close === -1) throw new WarrenError('WARREN_SUBTASK_PARENT', `${path}: no front matter to set '${key}' in`);
   const value = /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(parent) ? parent : JSON.stringify(parent);
+  const eol = lines[0]!.endsWith('\r') ? '\r' : '';
   const at = lines.findIndex((l, i) => i > 0 && i < close && l.startsWith(`${key}:`));
-  if (at === -1) lines.splice(close, 0, `${key}: ${value}`);
-  else lines[at] = `${key}: ${value}`;
+  if (at === -1) lines.splice(close, 0, `${key}: ${value}${eol}`);
+  else lines[at] = `${key}: ${value}${eol}`;
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     writeFileSync(temp, lines.join('\n'), { mode: statSync(path).mode & 0o7777 });
