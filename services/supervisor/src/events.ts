@@ -200,6 +200,7 @@ export type EventDetails = {
   'command.agent.delete': CommandEventDetails;
   'command.task.cancel': CommandEventDetails;
   'command.task.retry': CommandEventDetails;
+  'command.template.start': CommandEventDetails;
   'broker.rejected': {
     readonly subject: string;
     readonly field: string;
@@ -402,6 +403,7 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
   'command.agent.delete': command('agent.delete'),
   'command.task.cancel': command('task.cancel'),
   'command.task.retry': command('task.retry'),
+  'command.template.start': command('template.start'),
   'broker.rejected': { description: 'a broker message was refused: bad signature, malformed, or an assignment naming no execution of its agent', level: 'warn', message: 'broker message rejected', fields: (e) => ({ ...e.details }) },
   'broker.consumer_remade': { description: 'a consumer a broker restart left stranded was made again', level: 'warn', message: 'consumer remade after a broker restart' },
   'input.rejected': { description: 'an input file (task file, agent template) was refused, with file and line', level: 'debug', message: 'input rejected' },

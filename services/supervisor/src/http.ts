@@ -14,6 +14,7 @@ import { authorizeMessage } from './agents/messages.js';
 import { createAgentComputer, type AgentComputer } from './agents/computer.js';
 import type { SupervisorContext } from './context.js';
 import type { SupervisorParts } from './parts.js';
+import { managerPorts } from './operator/managers.js';
 import { accountItems, agentItems, boardItem, createBoardTask, moveBoardTask, taskExtras, templateItems } from './operator/views.js';
 import { WARREN_VERSION } from './version.js';
 
@@ -104,6 +105,7 @@ export function mcpPorts(ctx: SupervisorContext, parts: SupervisorParts, http: H
     },
     moveTask: (id, column, principal) => moveBoardTask(ctx, parts.mirror, id, column, principal),
     computer,
+    managers: managerPorts(ctx, parts),
   };
 }
 
