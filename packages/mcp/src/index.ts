@@ -15,6 +15,7 @@ export { createMcpServer, authorizeCall, argsDigest, MCP_FORBIDDEN, MCP_TOOLS, R
 export type { McpServerOptions } from './server.js';
 export { createMcpHttpHandler, urisOfEvent } from './http.js';
 export type { McpHttpHandler, McpHttpHandlerOptions } from './http.js';
-export type { AgentComputer, McpAuthorizer, McpCaller, McpPorts } from './ports.js';
+export type { AgentComputer, ManagerPorts, McpAuthorizer, McpCaller, McpPorts, SubtaskView } from './ports.js';
+export type { ToolRegistrar } from './manager-tools.js';
 export { bridgeStdioToHttp } from './bridge.js';
 export type { StdioBridge, StdioBridgeOptions } from './bridge.js';

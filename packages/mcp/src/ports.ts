@@ -80,6 +80,51 @@ export interface AgentComputer {
   }>;
 }
 
+/** A subtask as a manager's tools show it. */
+export interface SubtaskView {
+  readonly id: string;
+  readonly title: string;
+  /** The task's state in Warren (`ready`, `running`, `succeeded`, …), or `new` before Warren read its card. */
+  readonly state: string;
+  readonly agent: string | null;
+  /** Its last execution's result (the agent's final answer, then its branch), or why it waits or failed; null before any. */
+  readonly result: string | null;
+}
+
+/**
+ * What a manager agent's MCP tools do (the supervisor implements it). Every method is called after
+ * the policy allowed `(principal, mcp:<tool>, call)`; each checks ownership and the manager's quotas
+ * itself and throws a `WarrenError` whose message says which rule or quota refused, with the counts:
+ * `WARREN_MANAGER_NOT_MANAGER` (the caller's template is not a manager), `WARREN_MANAGER_QUOTA`,
+ * `WARREN_MANAGER_NOT_OWNER` (another manager's worker or subtask, a task it is not working on),
+ * `WARREN_MANAGER_TEMPLATE` (a template outside its `manager.templates`), `WARREN_TASK_NOT_FOUND`.
+ */
+export interface ManagerPorts {
+  /**
+   * Writes a subtask card under `parent` in the board's own format with its parent field set (Warren
+   * `parent`, Backlog.md `parent_task_id`); `parent` must be a task `principal` is working on now,
+   * or a subtask it created under one. Counts against `maxSubtasks` (its open subtasks).
+   */
+  createSubtask(
+    principal: string,
+    input: { readonly parent: string; readonly title: string; readonly body?: string | undefined; readonly capabilities?: readonly string[] | undefined; readonly priority?: string | undefined },
+  ): Promise<{ readonly id: string; readonly parent: string; readonly path: string }>;
+  /**
+   * Starts a worker of `template` (one of its `manager.templates`) under `maxWorkers` (its live
+   * workers), waiting up to `waitMs` for the supervisor to carry it out.
+   * @returns the worker's name, or null when the command is still queued.
+   */
+  startWorker(principal: string, template: string, waitMs: number): Promise<{ readonly worker: string | null; readonly command: number; readonly state: string; readonly outcome: string | null }>;
+  /** Its workers: state (`starting`, `running`, `stopped`, …), live or not, current task and last result. */
+  listWorkers(principal: string): { readonly workers: readonly { readonly name: string; readonly template: string; readonly state: string; readonly live: boolean; readonly currentTask: string | null; readonly lastResult: string | null }[] };
+  /** Stops one of its own workers (a durable `agent.stop` command as `principal`). */
+  stopWorker(principal: string, name: string): Promise<{ readonly command: number; readonly state: string; readonly outcome: string | null }>;
+  /** Cancels one of its own subtasks (a durable `task.cancel` command as `principal`). */
+  cancelSubtask(principal: string, id: string): Promise<{ readonly command: number; readonly state: string; readonly outcome: string | null }>;
+  /** Each subtask of `parent` (a task it works or worked on, or one with its subtasks): state and result. */
+  subtaskResults(principal: string, parent: string): { readonly parent: string; readonly subtasks: readonly SubtaskView[] };
+}
+
 /** The ports of {@link createMcpServer}: the HTTP API's reads plus what only MCP asks. */
 export interface McpPorts
   extends Pick<HttpPorts, 'registry' | 'version' | 'agents' | 'templates' | 'board' | 'taskExtras' | 'createTask' | 'subscribe' | 'requestTick'> {
@@ -109,6 +154,8 @@ export interface McpPorts
   moveTask(id: string, column: string, principal: string): Promise<{ readonly id: string; readonly from: string; readonly to: string; readonly path: string }>;
   /** The agents' computers; absent where the runtime cannot exec (the computer tools are then left out). */
   readonly computer?: AgentComputer;
+  /** What managers' tools do; absent: the manager tools are left out. */
+  readonly managers?: ManagerPorts;
   /** The supervisor's message service, for the messaging tools (`messaging-tools.ts`); absent: those tools are left out. */
   readonly messaging?: McpMessaging;
 }

@@ -3,6 +3,7 @@ import { McpServer, ProtocolError, ResourceTemplate, type ToolAnnotations } from
 import { z } from 'zod';
 import { WarrenError } from '@warren/core';
 import { CommandKind, TaskState } from '@warren/registry';
+import { MANAGER_TOOLS, registerManagerTools } from './manager-tools.js';
 import type { McpCaller, McpPorts } from './ports.js';
 import { registerMessagingTools } from './messaging-tools.js';
 
@@ -14,12 +15,12 @@ const TASK_AUDIT_ROWS = 100;
 /** Executions `describe_agent` returns at most. */
 const AGENT_EXECUTIONS = 20;
 
-/** Which tools exist, by group: reads (viewers), operate and computer (operators, by the shipped policy). */
+/** Which tools exist, by group: reads (viewers), operate and computer (operators, by the shipped policy); managers' tools are in manager-tools.ts. */
 export const READ_TOOLS = ['list_agents', 'describe_agent', 'list_tasks', 'describe_task', 'get_board', 'list_templates', 'search_audit'] as const;
 export const OPERATE_TOOLS = ['create_task', 'move_task', 'cancel_task', 'retry_task', 'start_agent', 'stop_agent', 'sleep_agent', 'wake_agent', 'send_message'] as const;
 export const COMPUTER_TOOLS = ['run_command', 'read_file', 'write_file', 'list_directory'] as const;
 /** Every tool name of Warren's MCP server. */
-export const MCP_TOOLS: readonly string[] = [...READ_TOOLS, ...OPERATE_TOOLS, ...COMPUTER_TOOLS];
+export const MCP_TOOLS: readonly string[] = [...READ_TOOLS, ...OPERATE_TOOLS, ...COMPUTER_TOOLS, ...MANAGER_TOOLS];
 
 /**
  * The SHA-256 (hex) of `value` serialized as JSON with object keys sorted at every depth, so equal
@@ -372,6 +373,8 @@ export function createMcpServer(ports: McpPorts, caller: McpCaller, options: Mcp
       ({ agent, ...input }) => computer.listDirectory(agent, input, principal),
     );
   }
+
+  if (ports.managers) registerManagerTools(tool, ports.managers, principal);
 
   // Resources: the reads, addressable. Reading one is decided as the read tool it mirrors.
   const json = (uri: string, value: unknown) => ({ contents: [{ uri, mimeType: 'application/json', text: JSON.stringify(value) }] });

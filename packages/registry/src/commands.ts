@@ -11,6 +11,8 @@ export const CommandKind = {
   agentDelete: 'agent.delete',
   taskCancel: 'task.cancel',
   taskRetry: 'task.retry',
+  /** A manager starts a worker of a template (`target`: the template's name). */
+  templateStart: 'template.start',
 } as const;
 export type CommandKind = (typeof CommandKind)[keyof typeof CommandKind];
 
@@ -28,7 +30,7 @@ export type CommandState = 'queued' | 'done' | 'failed';
 export interface CommandRow {
   readonly id: number;
   readonly kind: CommandKind;
-  /** The agent name (`agent.*`) or task id (`task.*`) the command is about. */
+  /** The agent name (`agent.*`), task id (`task.*`) or template name (`template.*`) the command is about. */
   readonly target: string;
   /** The policy subject who asked, e.g. `user:alice`. */
   readonly requestedBy: string;

@@ -49,7 +49,11 @@ export type { SeriesBucket, Utilisation } from './analytics.js';
 export { UsageLedger, migrateUsage } from './usage.js';
 export { MessageLedger, TOPIC_RECIPIENT, migrateMessages } from './messages.js';
 export type { MessageRecord } from './messages.js';
+export { ManagerLedger, migrateManagers } from './managers.js';
+export type { ManagerSubtaskRow, ManagerWorkerRow, WaitingParentRow } from './managers.js';
 export type { LlmUsageRow, UsageFilter, UsageTotals } from './usage.js';
+export { ScheduleLedger, migrateSchedules } from './schedule-runs.js';
+export type { ScheduleBaseline, ScheduleRun } from './schedule-runs.js';
 export { MAX_USAGE_BUCKETS, taskUsage, usageReport } from './usage-report.js';
 export type {
   AgentUsage,

@@ -19,9 +19,9 @@ describe('durationStats', () => {
 describe('the public surface', () => {
   it('exports these values, and no others', () => {
     expect(Object.keys(registry).sort()).toEqual([
-      'AssignmentState', 'CommandKind', 'CommandQueue', 'MAX_USAGE_BUCKETS', 'MessageLedger', 'Registry', 'RegistryError', 'SUPERVISOR_PID_FILE', 'StateStore',
+      'AssignmentState', 'CommandKind', 'CommandQueue', 'MAX_USAGE_BUCKETS', 'ManagerLedger', 'MessageLedger', 'Registry', 'RegistryError', 'SUPERVISOR_PID_FILE', 'ScheduleLedger', 'StateStore',
       'TOPIC_RECIPIENT', 'TaskState', 'UsageLedger', 'agentRow', 'analyticsOf', 'assignmentRow', 'commandRequest', 'durationStats', 'executionFacts',
-      'isCommandKind', 'isTerminal', 'migrateMessages', 'migrateState', 'migrateUsage', 'openRegistry', 'queuePositions', 'runCommands', 'runningSupervisorPid',
+      'isCommandKind', 'isTerminal', 'migrateManagers', 'migrateMessages', 'migrateSchedules', 'migrateState', 'migrateUsage', 'openRegistry', 'queuePositions', 'runCommands', 'runningSupervisorPid',
       'taskRow', 'taskUsage', 'timeSeries', 'usageReport', 'utilisation',
     ]);
   });

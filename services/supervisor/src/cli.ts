@@ -8,6 +8,7 @@ import { registerExecCommand } from './cli/exec.js';
 import { registerMcpCommand } from './cli/mcp.js';
 import { registerRunCommands } from './cli/run.js';
 import { registerPolicyCommands } from './cli/policy.js';
+import { registerScheduleCommands } from './cli/schedule.js';
 import { registerSecretCommands } from './cli/secret.js';
 import { registerTokenCommands } from './cli/token.js';
 
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerSecretCommands(program);
   registerMcpCommand(program);
+  registerScheduleCommands(program);
   return program;
 }
 

@@ -21,7 +21,7 @@ import type { MessagingPort } from './messaging/port.js';
 import type { ExecutionTracing } from './tracing.js';
 import type { WarrenMetrics } from '@warren/metrics';
 import type { SecretStore } from '@warren/secrets';
-import type { UsageLedger } from '@warren/registry';
+import type { ManagerLedger, UsageLedger } from '@warren/registry';
 
 /** How the supervisor runs: forever (`up`) or until nothing is ready or running (`until-idle`). */
 export type RunMode = 'up' | 'until-idle';
@@ -59,6 +59,8 @@ export interface SupervisorContext {
   readonly secrets: SecretStore;
   /** One row per LLM call through the agents' gateways; budgets are summed from it. */
   readonly usage: UsageLedger;
+  /** What managers own: their workers, their subtasks, the parents waiting for subtasks. */
+  readonly managers: ManagerLedger;
   readonly policy: PolicyEnforcer;
   /** The one place every decision is made and audited (see authorize.ts). */
   readonly authorizer: Authorizer;

@@ -222,6 +222,7 @@ export type EventDetails = {
   'command.agent.delete': CommandEventDetails;
   'command.task.cancel': CommandEventDetails;
   'command.task.retry': CommandEventDetails;
+  'command.template.start': CommandEventDetails;
   'broker.rejected': {
     readonly subject: string;
     readonly field: string;
@@ -231,7 +232,18 @@ export type EventDetails = {
     readonly attempt?: number;
   };
   'broker.consumer_remade': { readonly stranded: number; readonly reason: string };
-  'input.rejected': { readonly kind: 'task' | 'template' | 'provider'; readonly path: string; readonly line: number; readonly message: string };
+  'input.rejected': { readonly kind: 'task' | 'template' | 'provider' | 'schedule'; readonly path: string; readonly line: number; readonly message: string };
+  'schedule.fired': {
+    readonly schedule: string;
+    /** The fire time the card was written for: ms since the epoch, and as ISO 8601 (UTC). */
+    readonly fireMs: number;
+    readonly fireTime: string;
+    readonly taskId: string;
+    /** The card's file, relative to the board folder. */
+    readonly path: string;
+    /** True when the card was found on the board (written before a crash) rather than written now. */
+    readonly found: boolean;
+  };
   /** The per-agent users of the supervisor's nats-server were rewritten and the server reloaded. */
   'broker.users': { readonly count: number; readonly changed: readonly string[] };
   'message.sent': MessageEventDetails;
@@ -420,6 +432,7 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
   'command.agent.delete': command('agent.delete'),
   'command.task.cancel': command('task.cancel'),
   'command.task.retry': command('task.retry'),
+  'command.template.start': command('template.start'),
   'broker.rejected': { description: 'a broker message was refused: bad signature, malformed, or an assignment naming no execution of its agent', level: 'warn', message: 'broker message rejected', fields: (e) => ({ ...e.details }) },
   'broker.consumer_remade': { description: 'a consumer a broker restart left stranded was made again', level: 'warn', message: 'consumer remade after a broker restart' },
   'broker.users': { description: "the per-agent NATS users (NKey, publish and subscribe allow-lists from the policy) were rewritten and the supervisor's nats-server reloaded them", level: 'info', message: 'broker users reloaded', fields: (e) => ({ count: e.details.count, changed: e.details.changed }) },
@@ -428,6 +441,7 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
   'message.denied': { description: 'a message or topic publication was refused (the policy, or no such agent); not delivered', level: 'info', message: 'message refused', fields: (e) => ({ from: e.actor, ...e.details }) },
   'message.wake': { description: 'a message reached a sleeping agent: its wake was queued when the policy allows the sender to wake it', level: 'info', message: 'message to a sleeping agent', fields: (e) => ({ agent: taskOf(e), from: e.actor, ...e.details }) },
   'input.rejected': { description: 'an input file (task file, agent template) was refused, with file and line', level: 'debug', message: 'input rejected' },
+  'schedule.fired': { description: "a board schedule's fire time came: one task card written for it (one for all the fire times missed while Warren was down)", level: 'info', message: 'schedule fired' },
   'supervisor.start': { description: 'the supervisor started (state database, policy, templates, broker open)', level: 'debug', message: 'supervisor started' },
   'supervisor.recovered': { description: 'what the start-up recovery found and did after the previous run', level: 'info', message: 'recovered' },
   'supervisor.stop': { description: 'the supervisor stops, with the counts of the run', level: 'debug', message: 'supervisor stopped' },

@@ -13,6 +13,7 @@ import { createMcpHttpHandler, type McpHttpHandler, type McpPorts } from '@warre
 import { createAgentComputer, type AgentComputer } from './agents/computer.js';
 import type { SupervisorContext } from './context.js';
 import type { SupervisorParts } from './parts.js';
+import { managerPorts } from './operator/managers.js';
 import { accountItems, agentItems, boardItem, createBoardTask, moveBoardTask, taskExtras, templateItems } from './operator/views.js';
 import { WARREN_VERSION } from './version.js';
 
@@ -98,6 +99,7 @@ export function mcpPorts(ctx: SupervisorContext, parts: SupervisorParts, http: H
     messaging: parts.messages,
     moveTask: (id, column, principal) => moveBoardTask(ctx, parts.mirror, id, column, principal),
     computer,
+    managers: managerPorts(ctx, parts),
   };
 }
 

@@ -20,7 +20,7 @@ import { EVENT_KINDS } from './events.js';
 import { inputRejected } from './input-rejections.js';
 import { checkMappingApplies, loadMappingFile } from './mapping.js';
 import { failClosed, reportFailedDecision } from './policy-guard.js';
-import { migrateMessages, migrateState, openRegistry, StateStore, UsageLedger } from '@warren/registry';
+import { ManagerLedger, migrateMessages, migrateState, openRegistry, StateStore, UsageLedger } from '@warren/registry';
 import { openSecretStore, secretsKeyPath } from '@warren/secrets';
 import { secureStateDir } from './state-dir.js';
 import { LlmChannel } from './llm.js';
@@ -76,6 +76,8 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     throw new ConfigError(relative(config.root, config.agentsDir) || 'agents', 'no valid agent template');
   }
   for (const template of templates.values()) checkMounts(config, template);
+  // A template is a member of role:<role> (manager or worker) in the policy, as its agents are of template:<name>.
+  for (const template of templates.values()) policy.addRoleForSubject(`template:${template.name}`, `role:${template.role}`);
   const { providers, errors: providerErrors } = await loadProviders(config.providersDir, config.root);
   for (const error of providerErrors) log.error({ code: error.code }, error.message);
   // Full isolation unless every template asks, by name, for a weaker mode.
@@ -165,6 +167,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       accounts,
       secrets,
       usage,
+      managers: new ManagerLedger(db),
       policy,
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
       broker,

@@ -8,6 +8,7 @@ import { SUPERVISOR, type SupervisorContext } from './context.js';
 import { TaskState, type TaskRow } from '@warren/registry';
 import type { Repositories } from './repositories.js';
 import type { RuntimeHealth } from './runtime-health.js';
+import { managedTemplates } from './templates.js';
 import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js';
 
 /** How often queue positions are recorded while assignments are being made, in ms. */
@@ -137,8 +138,10 @@ export class Planner {
     // it accepts no more once it took one.
     const slots = agentSlots(ctx.world);
     // A template whose runtime cannot run starts no agents; its tasks wait with the reason.
+    // A template some manager lists starts agents only when a manager asks (start_worker).
+    const managed = managedTemplates(ctx.templates.values());
     const templates = [...ctx.templates.values()]
-      .filter((t) => agents.mayStart(t.name, nowMs) && this.runtimes.unhealthy(t.name) === undefined)
+      .filter((t) => agents.mayStart(t.name, nowMs) && this.runtimes.unhealthy(t.name) === undefined && !managed.has(t.name))
       .map((t) => ({
         name: t.name,
         capabilities: t.capabilities,

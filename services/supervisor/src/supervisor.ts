@@ -18,6 +18,7 @@ import { assembleParts, idleNow, inspectParts, runSummary, type SupervisorParts 
 import { serveApi, type ServedApi } from './http.js';
 import { clearPhantomDeliveries, purgeSettledAssignments } from './stranded-watch.js';
 import { TaskState } from '@warren/registry';
+import { BoardSchedules } from './schedules/board-schedules.js';
 
 export type { RunMode } from './context.js';
 export type { RunSummary } from './run-summary.js';
@@ -108,6 +109,8 @@ export class Supervisor {
   private releasing: Promise<void> | undefined;
   /** Applies changes of the policy files while the supervisor runs. */
   private policyReloader: PolicyReloader | undefined;
+  /** The board's schedules (schedules.yaml): a card at each fire time. */
+  private readonly schedules: BoardSchedules;
 
   private constructor(
     private readonly ctx: SupervisorContext,
@@ -115,6 +118,7 @@ export class Supervisor {
   ) {
     this.parts = assembleParts(ctx, (label, work) => step(this.tickProgress, label, work));
     this.settling = new ResultsSettling(ctx.broker, ctx.log);
+    this.schedules = new BoardSchedules(ctx, this.parts.mirror);
     this.stages = this.tickStages();
   }
 
@@ -296,6 +300,7 @@ export class Supervisor {
     const { ctx } = this;
     const { mirror, writer, inbox, agents, health, outbox, commands, stranded, runtimes } = this.parts;
     return [
+      { name: 'fireSchedules', run: (t) => this.schedules.fire(t.nowMs) },
       // While a board write runs, the watcher reports Warren's own files before the write has
       // recorded their new bytes: re-read after it, when those echoes cost no parse.
       { name: 'refreshBoard', run: (t) => (mirror.dirty && !writer.running ? this.refreshBoard(t.nowMs) : undefined) },

@@ -171,6 +171,17 @@ export const TemplateFile = z
       })
       .strict()
       .prefault({}),
+    /** `manager`: may split tasks and start workers (through Warren's MCP tools); `worker`: does tasks. */
+    role: z.enum(['manager', 'worker']).default('worker'),
+    /** A manager's quotas and the templates it may start workers of. */
+    manager: z
+      .object({
+        maxWorkers: z.number().int().min(0).max(1_000).default(2),
+        maxSubtasks: z.number().int().min(0).max(10_000).default(10),
+        templates: z.array(name).default([]),
+      })
+      .strict()
+      .optional(),
     maxInstances: z.number().int().min(1).max(10_000).default(1),
     wipPerInstance: z.number().int().min(1).max(1_000).default(1),
     lifecycle: z.enum(['persistent', 'sleep', 'autodelete']).default('persistent'),
@@ -243,9 +254,27 @@ export interface BudgetLimits {
   readonly costUsd: number | null;
 }
 
+/** What a template's agents are in the policy: `template:<name>` is made a member of `role:<role>`. */
+export type TemplateRole = 'manager' | 'worker';
+
+/**
+ * A manager's quotas: at most `maxWorkers` live workers (agents it started that are starting or
+ * running) and `maxSubtasks` open subtasks (created by it and not ended) at once, and the templates
+ * (names) it may start workers of.
+ */
+export interface ManagerQuotas {
+  readonly maxWorkers: number;
+  readonly maxSubtasks: number;
+  readonly templates: readonly string[];
+}
+
 /** A validated template with sizes in bytes and durations in ms. */
 export interface AgentTemplate {
   readonly name: string;
+  /** `worker` (the default) or `manager`; see {@link TemplateRole}. */
+  readonly role: TemplateRole;
+  /** A manager's quotas (defaults 2 workers, 10 subtasks, no templates); null for a worker. */
+  readonly manager: ManagerQuotas | null;
   readonly description: string;
   readonly capabilities: readonly string[];
   /** What the agent runner runs per task; see {@link TemplateRuntime}. */
@@ -362,6 +391,9 @@ export function parseTemplate(text: string, path: string, baseDir: string = dirn
   if (t.warmPool > 0 && t.lifecycle === 'sleep') {
     throw new TemplateError(path, lineOf(source, ['warmPool']), 'warmPool', "cannot be used with lifecycle 'sleep' (a warm agent would be put to sleep and started again)");
   }
+  if (t.manager !== undefined && t.role !== 'manager') {
+    throw new TemplateError(path, lineOf(source, ['manager']), 'manager', "applies only to a template with 'role: manager'");
+  }
   if (t.warmPool > t.maxInstances) {
     throw new TemplateError(path, lineOf(source, ['warmPool']), 'warmPool', `is ${t.warmPool}, more than maxInstances (${t.maxInstances})`);
   }
@@ -399,8 +431,14 @@ export function parseTemplate(text: string, path: string, baseDir: string = dirn
       `'${t.runtime.command[0]}' must be an absolute path inside the sandbox (the templates' programs are at ${AGENTS_BIN_IN_SANDBOX})`,
     );
   }
+  const quotas = t.role === 'manager' ? { maxWorkers: t.manager?.maxWorkers ?? 2, maxSubtasks: t.manager?.maxSubtasks ?? 10, templates: t.manager?.templates ?? [] } : null;
+  if (quotas?.templates.includes(t.name)) {
+    throw new TemplateError(path, lineOf(source, ['manager', 'templates']), 'manager.templates', `names the manager itself ('${t.name}'): a manager starts workers of other templates`);
+  }
   return {
     name: t.name,
+    role: t.role,
+    manager: quotas,
     description: t.description,
     capabilities: t.capabilities,
     runtime: templateRuntime(t.runtime),
@@ -543,5 +581,24 @@ export async function loadTemplates(dir: string, displayRoot = dir): Promise<Tem
       errors.push(error);
     }
   }
+  // A manager may only start workers of templates that loaded, and never of another manager.
+  const loaded = new Map(templates);
+  for (const template of loaded.values()) {
+    const bad = template.manager?.templates.find((t) => loaded.get(t)?.role !== 'worker');
+    if (bad === undefined) continue;
+    const why = loaded.has(bad) ? `'${bad}' is a manager, not a worker template` : `'${bad}' is not a loaded template (known: ${[...loaded.keys()].sort().join(', ')})`;
+    errors.push(new TemplateError(template.path, 1, 'manager.templates', why));
+    templates.delete(template.name);
+  }
   return { templates, errors };
+}
+
+/**
+ * The templates some manager lists in `manager.templates`: their agents are started by managers
+ * (`start_worker`), not by the planner on demand.
+ */
+export function managedTemplates(templates: Iterable<AgentTemplate>): Set<string> {
+  const managed = new Set<string>();
+  for (const t of templates) for (const name of t.manager?.templates ?? []) managed.add(name);
+  return managed;
 }

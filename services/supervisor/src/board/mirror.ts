@@ -190,14 +190,22 @@ export class BoardMirror {
     }
   }
 
-  /** Marks parents done whose subtasks are all done (unless the board config turns that off). */
+  /**
+   * Marks parents done whose subtasks are all done (unless the board config turns that off). A
+   * manager's task waiting for the subtasks it created ({@link completeWaitingParents}) is settled
+   * through its row instead, with the sub-results gathered on its card.
+   */
   async completeParents(nowMs: number): Promise<void> {
+    this.completeWaitingParents(nowMs);
     if (!this.board || !this.parentsDirty) return;
     this.parentsDirty = false;
     const board = this.board;
     for (const { parentId, subtaskIds } of parentsToComplete(board)) {
       const parent = this.taskById.get(parentId);
       if (!parent || parent.status === board.config.roles.done) continue;
+      // Warren works this task, or its card is about to show its end: its row decides.
+      const row = this.ctx.state.task(parentId);
+      if (row && (row.boardSync === 'pending' || row.state === TaskState.assigned || row.state === TaskState.running)) continue;
       const now = new Date(nowMs).toISOString();
       try {
         const { hash } = await updateTask(board, parent, { status: board.config.roles.done, completed: now, updated: now, result: `all ${subtaskIds.length} subtasks done` }, { expectedHash: parent.hash });
@@ -214,6 +222,53 @@ export class BoardMirror {
           this.ctx.log.warn({ taskId: parentId, err: error }, 'cannot mark the parent done');
         }
       }
+    }
+  }
+
+  /**
+   * The parents a manager's succeeded execution left waiting for its subtasks: once every subtask
+   * succeeded, the parent's row succeeds with the sub-results as its result (each subtask's id,
+   * title, agent and the first lines of its last execution's result), written to the card in the
+   * board's own format by the board writer (Warren `result:`, Backlog.md Implementation Notes), and
+   * `task.parent_done` is recorded. While one is open the reason lists them; a failed one is named
+   * with its reason, and the parent keeps waiting (a person may retry the subtask). A parent no
+   * longer running (a person moved it) stops waiting.
+   */
+  private completeWaitingParents(nowMs: number): void {
+    const { ctx } = this;
+    for (const { parent } of ctx.managers.waitingParents()) {
+      const row = ctx.state.task(parent);
+      if (!row || row.state !== TaskState.running) {
+        ctx.managers.clearWaiting(parent);
+        continue;
+      }
+      const subtasks = ctx.managers.subtasksOf(parent).map((s) => ({ ...s, row: ctx.state.task(s.subtask) }));
+      const failed = subtasks.filter((s) => s.row && isTerminal(s.row.state) && s.row.state !== TaskState.succeeded);
+      const open = subtasks.filter((s) => s.row?.state !== TaskState.succeeded);
+      if (open.length > 0) {
+        const reason =
+          failed.length > 0
+            ? `waiting for subtasks: ${failed.map((s) => `${s.subtask} ${s.row!.state}${s.row!.reason ? ` (${firstLine(s.row!.reason, 120)})` : ''}`).join('; ')}`
+            : `waiting for subtasks: ${open.map((s) => s.subtask).join(', ')}`;
+        if (row.reason !== reason) ctx.state.putTask({ ...row, reason, updatedMs: nowMs });
+        continue;
+      }
+      const lines = subtasks.map((s) => {
+        const last = ctx.registry.executions({ taskId: s.subtask, order: 'desc', limit: 1 })[0];
+        const result = (last?.summary ?? s.row?.reason ?? '')
+          .split('\n')
+          .map((l) => l.trim())
+          .filter((l) => l !== '')
+          .slice(0, 2)
+          .map((l) => firstLine(l, 120))
+          .join(' / ');
+        return `- ${s.subtask} "${firstLine(s.title, 60)}" by ${s.row?.agent ?? 'nobody'}: ${result || 'succeeded'}`;
+      });
+      ctx.transaction(() => {
+        ctx.state.putTask({ ...row, state: TaskState.succeeded, reason: [`all ${subtasks.length} subtasks done:`, ...lines].join('\n'), boardSync: 'pending', updatedMs: nowMs, queuePosition: null, queueReason: null });
+        ctx.managers.clearWaiting(parent);
+        ctx.emit({ actor: SUPERVISOR, action: 'task.parent_done', object: `task:${parent}`, details: { subtasks: subtasks.map((s) => s.subtask) } });
+      });
     }
   }
 
@@ -251,4 +306,10 @@ export class BoardMirror {
     );
     this.ctx.emit(inputRejected({ kind: 'task', path: relative(this.ctx.config.boardDir, error.path), line: error.line, message: error.message }));
   }
+}
+
+/** The first line of `text`, at most `max` characters (an ellipsis marks a cut). */
+function firstLine(text: string, max: number): string {
+  const line = text.split('\n', 1)[0]!.trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }

@@ -5,6 +5,7 @@ import { openAccounts } from '@warren/accounts';
 import { PolicyError, loadPolicy, type PolicyExplanation } from '@warren/policy';
 import { openDatabase } from '@warren/store';
 import type { SupervisorConfig } from '../config.js';
+import { loadTemplates } from '../templates.js';
 import { addPathOptions, configFrom, type PathFlags } from './common.js';
 
 /** The path options `warren policy` reads; the same flags as every other command's. */
@@ -46,6 +47,9 @@ export async function checkPolicy(config: SupervisorConfig, sub: string, obj: st
     }
   }
   for (const { account, role } of roles) policy.addRoleForSubject(account, role);
+  // Each template is a member of role:<role>, as the supervisor makes it at load.
+  const templates = await loadTemplates(config.agentsDir, config.root).then((set) => [...set.templates.values()], () => []);
+  for (const template of templates) policy.addRoleForSubject(`template:${template.name}`, `role:${template.role}`);
   let explained: PolicyExplanation;
   let error: string | null = null;
   try {

@@ -22,7 +22,9 @@ export class Settler {
   /**
    * Settles attempt `attempt` of `taskId`, which ended with `outcome`, for the reason given.
    * `template`: the template of the agent that ran it (its retry policy); none: not retried.
-   * @returns 'retry', the final state, or undefined if nothing changed.
+   * A success of a task with subtasks a manager created that are not all done leaves it running
+   * (waiting for them: see {@link openSubtasks}).
+   * @returns 'retry', the final state (`running` for a parent that waits), or undefined if nothing changed.
    */
   settle(taskId: string, attempt: number, outcome: ExecutionOutcome, reason: string, nowMs: number, template: AgentTemplate | undefined): 'retry' | TaskState | undefined {
     const { state, config } = this.ctx;
@@ -32,10 +34,19 @@ export class Settler {
     this.ctx.tracing.settled(taskId, attempt, outcome, reason, nowMs);
     const base = { ...row, reason, boardSync: 'pending' as const, updatedMs: nowMs, queuePosition: null, queueReason: null };
     switch (decision.kind) {
-      case 'succeeded':
+      case 'succeeded': {
+        // A manager's task with subtasks still open waits for them (in progress, the reason naming
+        // them); the board mirror completes it when the last one is done.
+        const open = openSubtasks(this.ctx, taskId);
+        if (open.length > 0 && row.agent !== null) {
+          state.putTask({ ...base, state: TaskState.running, reason: `waiting for subtasks: ${open.join(', ')}`, notBeforeMs: null });
+          this.ctx.managers.markWaiting(taskId, row.agent, nowMs);
+          return TaskState.running;
+        }
         state.putTask({ ...base, state: TaskState.succeeded, notBeforeMs: null });
         this.tally.succeeded.push(taskId);
         return TaskState.succeeded;
+      }
       case 'retry':
         state.putTask({ ...base, state: TaskState.ready, agent: null, notBeforeMs: nowMs + decision.delayMs, readySinceMs: nowMs });
         this.ctx.emit({
@@ -54,4 +65,12 @@ export class Settler {
         return decision.state;
     }
   }
+}
+
+/** The ids of the subtasks managers created under `parent` that have not succeeded (a subtask not yet read from the board counts). */
+export function openSubtasks(ctx: Pick<SupervisorContext, 'managers' | 'state'>, parent: string): string[] {
+  return ctx.managers
+    .subtasksOf(parent)
+    .filter((s) => ctx.state.task(s.subtask)?.state !== TaskState.succeeded)
+    .map((s) => s.subtask);
 }

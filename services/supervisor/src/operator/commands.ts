@@ -33,6 +33,7 @@ export class OperatorCommands {
       [CommandKind.agentRestart]: (c, nowMs) => this.restartAgent(c, nowMs),
       [CommandKind.taskCancel]: (c, nowMs) => this.cancelTask(c, nowMs),
       [CommandKind.taskRetry]: (c, nowMs) => this.retryTask(c, nowMs),
+      [CommandKind.templateStart]: (c, nowMs) => this.startWorker(c, nowMs),
     };
   }
 
@@ -80,6 +81,36 @@ export class OperatorCommands {
     return `${name} is starting`;
   }
 
+  /**
+   * A manager's `start_worker`: starts an agent of the template `command.target` for the manager
+   * `command.requestedBy` and records it as its worker. Refused unless the requester's template is
+   * a manager listing that template in `manager.templates`, under its `maxWorkers` quota (live
+   * workers: started or being started) and the template's `maxInstances`.
+   * @returns `<worker> is starting (worker n of max for <manager>)`: the worker's name comes first.
+   */
+  private startWorker(command: CommandRow, nowMs: number): string {
+    const { ctx } = this;
+    const manager = command.requestedBy;
+    const quotas = (this.agents.templateOf(manager) ?? ctx.templates.get(ctx.accounts.get(manager)?.template ?? ''))?.manager ?? fail(`${manager} is not a manager (its template has no 'role: manager')`);
+    const name = command.target;
+    if (!quotas.templates.includes(name)) {
+      fail(`${manager} may not start workers of template '${name}' (its manager.templates: ${quotas.templates.join(', ') || 'none'})`);
+    }
+    const template = ctx.templates.get(name) ?? fail(`no template '${name}' is loaded`);
+    const live = liveWorkers(ctx, (agent) => this.agents.has(agent), manager);
+    if (live.length >= quotas.maxWorkers) {
+      fail(`quota maxWorkers refuses another worker: ${manager} has ${live.length} live workers of at most ${quotas.maxWorkers} (${live.join(', ')})`);
+    }
+    const instances = this.agents.instanceCounts().get(name) ?? 0;
+    if (instances >= template.maxInstances) fail(`template ${name} has ${instances} agents of at most ${template.maxInstances} (maxInstances)`);
+    if (!this.agents.mayStart(name, nowMs)) fail(`template ${name} cannot start agents now (it backs off after failed starts, or failed for this run)`);
+    const before = new Set(this.agents.spawningNames());
+    this.agents.start(name, nowMs);
+    const worker = this.agents.spawningNames().find((n) => !before.has(n)) ?? fail(`no agent of template ${name} could be started`);
+    ctx.managers.addWorker(manager, worker, name, nowMs);
+    return `${worker} is starting (worker ${live.length + 1} of at most ${quotas.maxWorkers} for ${manager})`;
+  }
+
   private restartAgent(command: CommandRow, nowMs: number): string {
     const name = command.target;
     if (!this.agents.handles.has(name)) {
@@ -116,4 +147,14 @@ export class OperatorCommands {
     this.ctx.state.putTask({ ...row, state: TaskState.ready, agent: null, reason: `retry requested by ${command.requestedBy}`, boardSync: 'pending', updatedMs: nowMs, notBeforeMs: null, readySinceMs: nowMs });
     return `task ${id} is ready again (attempt ${row.attempt + 1} next)`;
   }
+}
+
+/**
+ * The workers `manager` started that are live now (started or being started, per `isLive`), by name.
+ */
+export function liveWorkers(ctx: Pick<SupervisorContext, 'managers'>, isLive: (agent: string) => boolean, manager: string): string[] {
+  return ctx.managers
+    .workersOf(manager)
+    .map((w) => w.worker)
+    .filter(isLive);
 }
