@@ -325,7 +325,7 @@ export class Supervisor {
       { name: 'tendLifecycles', run: (t) => agents.tend(t.nowMs) },
       { name: 'checkIdle', run: (t) => this.checkIdle(t) },
       // At most once a second, and only when rows were added: signs the newest row's hash.
-      { name: 'syncNatsUsers', run: () => AgentNatsUsers.of(ctx)?.syncIfAgentsChanged() },
+      { name: 'syncNatsUsers', run: (t) => AgentNatsUsers.of(ctx)?.syncIfAgentsChanged(t.nowMs) },
       { name: 'signAudit', run: (t) => ctx.auditSigner.checkpoint(t.nowMs).then(() => undefined, (error: unknown) => ctx.log.error({ err: error }, 'cannot sign an audit checkpoint')) },
     ];
   }

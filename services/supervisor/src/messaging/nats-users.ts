@@ -165,6 +165,7 @@ export class AgentNatsUsers {
   private lastPermissions = new Map<string, string>();
   private syncing: Promise<void> = Promise.resolve();
   private lastAgents = '';
+  private lastLookMs = 0;
 
   private constructor(private readonly ctx: SupervisorContext) {
     migrateAgentNatsKeys(ctx.db);
@@ -217,8 +218,13 @@ export class AgentNatsUsers {
     return run;
   }
 
-  /** {@link sync} when the set of agent accounts changed since the last one (a cheap check for every tick); failures are logged. */
-  syncIfAgentsChanged(): void {
+  /**
+   * {@link sync} when the set of agent accounts changed since the last one; looked at most once a
+   * second (it is called every tick). Failures are logged.
+   */
+  syncIfAgentsChanged(nowMs = Date.now()): void {
+    if (nowMs - this.lastLookMs < 1_000) return;
+    this.lastLookMs = nowMs;
     const names = this.ctx.accounts
       .list()
       .map((a) => a.name)
