@@ -158,16 +158,17 @@ describe('messages between agents', () => {
 
       // The channel: A's task sends to B and to a denied agent; the body's marker is never audited.
       const marker = 'marker-7f3c9a';
-      const goLines = [`::send ${b}:: {"hi":"${marker}"}`, `::send shell-9:: {"secret":"${marker}"}`].join('\n');
+      // The body claims to be from B: the sender is the channel's agent whatever the body says.
+      const goLines = [`::send ${b}:: {"hi":"${marker}","from":"${b}"}`, `::send shell-9:: {"secret":"${marker}"}`].join('\n');
       writeFileSync(join(dir, 'home', 'shell', a, 'go'), `${goLines}\n`);
 
       // B reads its inbox with its own credentials (pull from its consumer): A's message, named by the gateway.
       const [viaChannel] = await pullInbox(B, 1);
       expect(viaChannel!.subject).toBe(`${p}.msg.${b}.${a}`);
-      expect(viaChannel!.data).toMatchObject({ from: a, to: b, body: { hi: marker } });
+      expect(viaChannel!.data).toMatchObject({ from: a, to: b, body: { hi: marker, from: b } });
 
       // Direct: A's outbox, relayed by the supervisor to B's inbox.
-      A.nc.publish(`${p}.send.${a}.${b}`, JSON.stringify({ id: 'direct-1', body: { n: 1 } }));
+      A.nc.publish(`${p}.send.${a}.${b}`, JSON.stringify({ id: 'direct-1', from: b, body: { n: 1 } }));
       const [direct] = await pullInbox(B, 1);
       expect(direct!.data).toMatchObject({ id: 'direct-1', from: a, to: b, body: { n: 1 } });
       // The same id again (an at-least-once re-send): decided again, but the inbox keeps one copy.
@@ -212,7 +213,7 @@ describe('messages between agents', () => {
       expect(JSON.stringify(rows)).not.toContain(marker);
       expect(rows).toEqual(
         expect.arrayContaining([
-          expect.objectContaining({ action: 'message.sent', actor: `agent:${a}`, object: `agent:${b}`, details: expect.objectContaining({ sha256: sha256({ hi: marker }), via: 'channel' }) }),
+          expect.objectContaining({ action: 'message.sent', actor: `agent:${a}`, object: `agent:${b}`, details: expect.objectContaining({ sha256: sha256({ hi: marker, from: b }), via: 'channel' }) }),
           expect.objectContaining({ action: 'message.denied', actor: `agent:${a}`, object: 'agent:shell-9', details: expect.objectContaining({ sha256: sha256({ secret: marker }) }) }),
           expect.objectContaining({ action: 'message.sent', object: `agent:${b}`, details: expect.objectContaining({ id: 'direct-1', via: 'outbox', sha256: sha256({ n: 1 }) }) }),
           expect.objectContaining({ action: 'message.sent', object: `agent:${b}`, details: expect.objectContaining({ id: 'req-1', request: true }) }),
