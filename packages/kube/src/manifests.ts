@@ -93,7 +93,6 @@ export function podManifest(input: SpecInput): IPod {
   const names = agentResourceNames(spec.agent);
   const env: Record<string, string> = { HOME: spec.homePath, ...spec.env };
   const quantities = { cpu: cpuQuantity(spec.resources.cpuMillis), memory: bytesQuantity(spec.resources.memoryMaxBytes) };
-  const seccompProfile = { type: 'RuntimeDefault' as const };
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -110,7 +109,7 @@ export function podManifest(input: SpecInput): IPod {
         runAsGroup: spec.gid,
         fsGroup: spec.gid,
         fsGroupChangePolicy: 'OnRootMismatch',
-        seccompProfile,
+        seccompProfile: { type: 'RuntimeDefault' },
       },
       containers: [
         {
@@ -131,7 +130,7 @@ export function podManifest(input: SpecInput): IPod {
             runAsUser: spec.uid,
             runAsGroup: spec.gid,
             capabilities: { drop: ['ALL'] },
-            seccompProfile,
+            seccompProfile: { type: 'RuntimeDefault' },
           },
           terminationMessagePolicy: 'FallbackToLogsOnError',
           volumeMounts: [

@@ -229,6 +229,16 @@ function fieldOf(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/** The value at `path` in `root`, or undefined when any step is missing. */
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let node = root;
+  for (const segment of path) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<PropertyKey, unknown>)[segment];
+  }
+  return node;
+}
+
 /**
  * Checks `spec` and applies the defaults of `AGENT_POD_DEFAULTS`.
  * @throws {AgentPodSpecError} naming the first invalid or unknown field (`field`, e.g. `uid`,
@@ -257,7 +267,7 @@ export function resolveAgentPodSpec(spec: AgentPodSpec): ResolvedAgentPodSpec {
   }
   const field = issue.path.length === 0 ? '(spec)' : fieldOf(issue.path);
   let message = issue.message;
-  if (issue.code === 'invalid_type' && issue.input === undefined) message = 'is required';
+  if (issue.code === 'invalid_type' && valueAt(spec, issue.path) === undefined) message = 'is required';
   if (issue.code === 'invalid_key') message = issue.issues[0]?.message ?? message;
   throw new AgentPodSpecError(field, message);
 }
