@@ -5,7 +5,7 @@ import type { FieldPathSegment } from './field-path.js';
  * The controls of the Pod Security Standards, named by the check IDs of the Pod Security admission
  * controller (`k8s.io/pod-security-admission/policy`, `check_*.go`). Baseline controls come first;
  * the restricted profile includes them all.
- * Source: https://kubernetes.io/docs/concepts/security/pod-security-standards/
+ * Source: https://kubernetes.io/docs/concepts/security/pod-security-standards/ (as of Kubernetes 1.34).
  */
 export const PodSecurityRule = {
   /** Baseline "HostProcess": no Windows HostProcess containers. */
@@ -20,6 +20,11 @@ export const PodSecurityRule = {
   HostPathVolumes: 'hostPathVolumes',
   /** Baseline "Host Ports": no `hostPort` other than 0. */
   HostPorts: 'hostPorts',
+  /**
+   * Baseline "Host Probes / Lifecycle Hooks" (Kubernetes 1.34+): no `host` in probes' and lifecycle
+   * hooks' `httpGet` and `tcpSocket` (named after the documentation's row).
+   */
+  HostProbesAndLifecycleHooks: 'hostProbesAndLifecycleHooks',
   /** Baseline "AppArmor": no profile other than `RuntimeDefault` or `Localhost` (fields and annotations). */
   AppArmorProfile: 'appArmorProfile',
   /** Baseline "SELinux": only the container SELinux types, no custom user or role. */
@@ -126,7 +131,8 @@ interface ContainerAt {
  * every control of both, for the pod, its containers, init containers and ephemeral containers, as
  * the documentation's tables define them (latest version). A pod with `spec.os.name: windows` is
  * exempt from the restricted controls the documentation marks as Linux-only (privilege escalation,
- * seccomp, capabilities).
+ * seccomp, capabilities). The relaxation of the non-root controls for pods in user namespaces
+ * (`hostUsers: false`) is not applied: such pods are checked as any other, which is stricter.
  * Source: https://kubernetes.io/docs/concepts/security/pod-security-standards/
  * @param pod a Pod manifest (a parsed object; malformed parts are skipped, not thrown on).
  * @returns every violation, baseline controls first; empty when the pod passes.
@@ -185,6 +191,18 @@ export function checkRestricted(pod: unknown): PodSecurityViolation[] {
       if (isSet(hostPort) && hostPort !== 0) add(PodSecurityRule.HostPorts, 'baseline', [...c.path, 'ports', index, 'hostPort'], 'must be unset or 0');
     });
   }
+  // Baseline: Host Probes / Lifecycle Hooks.
+  for (const c of containers) {
+    const handlers: [FieldPathSegment[], unknown][] = [];
+    for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe'] as const) handlers.push([[...c.path, probe], c.container[probe]]);
+    for (const hook of ['postStart', 'preStop'] as const) handlers.push([[...c.path, 'lifecycle', hook], obj(c.container.lifecycle)?.[hook]]);
+    for (const [at, handler] of handlers) {
+      for (const action of ['httpGet', 'tcpSocket'] as const) {
+        const host = obj(obj(handler)?.[action])?.host;
+        if (isSet(host) && host !== '') add(PodSecurityRule.HostProbesAndLifecycleHooks, 'baseline', [...at, action, 'host'], 'must be unset or empty');
+      }
+    }
+  }
   // Baseline: AppArmor.
   const appArmorAllowed = (type: unknown): boolean => !isSet(type) || type === 'RuntimeDefault' || type === 'Localhost';
   if (!appArmorAllowed(obj(podSc?.appArmorProfile)?.type)) {
@@ -237,9 +255,19 @@ export function checkRestricted(pod: unknown): PodSecurityViolation[] {
   // Restricted: Volume Types.
   list(spec.volumes).forEach((item, index) => {
     const volume = obj(item) ?? {};
+    let allowedSource = false;
+    let reported = false;
     for (const [source, value] of Object.entries(volume)) {
-      if (source === 'name' || !isSet(value) || RESTRICTED_VOLUME_SOURCES.has(source)) continue;
+      if (source === 'name' || !isSet(value)) continue;
+      if (RESTRICTED_VOLUME_SOURCES.has(source)) {
+        allowedSource = true;
+        continue;
+      }
+      reported = true;
       add(PodSecurityRule.RestrictedVolumes, 'restricted', ['spec', 'volumes', index, source], `'${source}' volumes are disallowed (allowed: ${[...RESTRICTED_VOLUME_SOURCES].join(', ')})`);
+    }
+    if (!allowedSource && !reported) {
+      add(PodSecurityRule.RestrictedVolumes, 'restricted', ['spec', 'volumes', index], `must set one of ${[...RESTRICTED_VOLUME_SOURCES].join(', ')}`);
     }
   });
   const windows = obj(spec.os)?.name === 'windows';

@@ -83,6 +83,19 @@ describe('checkRestricted', () => {
       [['runAsNonRoot', `${C}.runAsNonRoot`]],
     ],
     ['a host port', (p) => void (p.spec.containers[0]!.ports = [{ containerPort: 8080, hostPort: 8080 }]), [['hostPorts', 'spec.containers[0].ports[0].hostPort']]],
+    [
+      'a probe and a lifecycle hook aimed at another host',
+      (p) =>
+        void Object.assign(p.spec.containers[0]!, {
+          livenessProbe: { httpGet: { host: '169.254.169.254', port: 80, path: '/' } },
+          readinessProbe: { tcpSocket: { host: '', port: 4222 } },
+          lifecycle: { preStop: { tcpSocket: { host: '10.0.0.1', port: 22 } } },
+        }),
+      [
+        ['hostProbesAndLifecycleHooks', 'spec.containers[0].livenessProbe.httpGet.host'],
+        ['hostProbesAndLifecycleHooks', 'spec.containers[0].lifecycle.preStop.tcpSocket.host'],
+      ],
+    ],
     ['an unmasked /proc', (p) => void (sc(p).procMount = 'Unmasked'), [['procMount', `${C}.procMount`]]],
     [
       'an unsafe sysctl',
@@ -121,6 +134,7 @@ describe('checkRestricted', () => {
         ['capabilities_restricted', 'spec.ephemeralContainers[0].securityContext.capabilities.drop'],
       ],
     ],
+    ['a volume without a source', (p) => void p.spec.volumes?.push({ name: 'empty' }), [['restrictedVolumes', 'spec.volumes[3]']]],
     ['a volume type outside the restricted list', (p) => void p.spec.volumes?.push({ name: 'nfs', nfs: { server: '10.0.0.1', path: '/x' } }), [['restrictedVolumes', 'spec.volumes[3].nfs']]],
   ];
 
