@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import {
   agentManifests,
+  assertValidManifest,
   agentResourceNames,
   bytesQuantity,
   checkRestricted,
@@ -279,5 +280,24 @@ describe('quantities', () => {
     [100, '100m'],
   ])('cpuQuantity(%d) is %s', (millis, quantity) => {
     expect(cpuQuantity(millis)).toBe(quantity);
+  });
+});
+
+describe("the README's example", () => {
+  it('builds objects that pass both checks', () => {
+    const objects = agentManifests({
+      agent: 'coder-1',
+      template: 'coder',
+      namespace: 'warren',
+      uid: 10001,
+      gid: 10001,
+      image: 'ghcr.io/warren/agent-runner:0.1.0',
+      command: ['warren-agent-runner'],
+      resources: { cpuMillis: 500, memoryMaxBytes: 512 * 1024 * 1024, pidsMax: 256 },
+      brokerEndpoints: [{ cidr: '10.0.0.7', port: 4222 }],
+      nats: { servers: ['nats://10.0.0.7:4222'], nkeySeed: FAKE_SEED, inboxPrefix: '_INBOX.coder-1' },
+    });
+    for (const manifest of listOf(objects)) expect(() => assertValidManifest(manifest)).not.toThrow();
+    expect(checkRestricted(objects.pod)).toEqual([]);
   });
 });
