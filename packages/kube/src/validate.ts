@@ -144,12 +144,17 @@ function nameOf(manifest: unknown): string {
  * with `kubernetes-models` (its model's `validate()`: types, enums, formats, required fields), and
  * strictly for unknown fields, anywhere (as `kubectl apply --validate=strict` / the API server's
  * `fieldValidation=Strict` rejects them). The manifest is taken as JSON (values JSON cannot hold are
- * dropped first).
+ * dropped first; a cycle or a BigInt is an issue at the root).
  * @param manifest a parsed object of one of `VALIDATED_KINDS`.
  * @returns every issue found; empty when the manifest is valid.
  */
 export function validateManifest(manifest: unknown): ManifestIssue[] {
-  const data: unknown = manifest === undefined ? undefined : JSON.parse(JSON.stringify(manifest));
+  let data: unknown;
+  try {
+    data = manifest === undefined ? undefined : JSON.parse(JSON.stringify(manifest));
+  } catch (error) {
+    return [{ path: '', rule: ManifestRule.Kind, message: `is not JSON data (${(error as Error).message})` }];
+  }
   if (!isObject(data)) return [{ path: '', rule: ManifestRule.Kind, message: 'must be an object' }];
   const apiVersion = data.apiVersion;
   const kind = data.kind;

@@ -84,6 +84,12 @@ describe('validateManifest', () => {
     expect(validateManifest(manifest)).toEqual(issues);
   });
 
+  it('reports a manifest that is not JSON data instead of throwing', () => {
+    const pod: Json = { apiVersion: 'v1', kind: 'Pod' };
+    pod.self = pod;
+    expect(validateManifest(pod)).toEqual([{ path: '', rule: 'kind', message: expect.stringContaining('is not JSON data') as string }]);
+  });
+
   it('leaves the manifest it checks unchanged', () => {
     const { pod } = objects();
     at(pod, 'spec').bogus = 1;
