@@ -257,9 +257,11 @@ export interface Broker {
   /**
    * Pulls up to `max` (1–256) messages of `agent`'s inbox from the durable `[<instance>-]msg-<agent>`
    * (made if missing, or made again over an old filter; ack wait `ackWaitMs`, default 60000 ms,
-   * at most 256 unacknowledged, `maxDeliver` default 5). With messages waiting it returns them at
-   * once; with none it waits up to `expiresMs` for the first (0: returns `[]` at once; otherwise at
-   * least 1000 ms, the client library's shortest pull). The deliveries stay ackable after the call,
+   * at most 256 unacknowledged, `maxDeliver` default 5). With new messages waiting it returns them
+   * at once; with none it waits up to `expiresMs` for the first (otherwise at least 1000 ms, the
+   * client library's shortest pull). With `expiresMs` 0 and nothing new it returns `[]` at once,
+   * unless deliveries are still unacknowledged: then it waits up to 1000 ms for one whose ack wait
+   * ran out (the server does not count those as pending). The deliveries stay ackable after the call,
    * while the connection is open: settle each with `ack` (or `nak`); one left unsettled is
    * delivered again after the ack wait (at-least-once). Invalid messages (as {@link consumeMessages}
    * says) are terminated, reported to `onInvalid` and not returned.
@@ -465,8 +467,8 @@ class NatsBroker implements Broker {
   private readonly js: JetStreamClient;
   private readonly loops = new Set<ConsumeLoop<unknown>>();
   private readonly subscriptions = new Set<Subscription>();
-  /** Inbox consumers `fetchMessages` made or checked on this connection. */
-  private readonly ensuredInboxes = new Set<string>();
+  /** Inbox consumers `fetchMessages` made or checked on this connection, with their `<ackWaitMs>:<maxDeliver>`. */
+  private readonly ensuredInboxes = new Map<string, string>();
   private closing: Promise<void> | undefined;
   private readonly statusDone: Promise<void>;
 
@@ -983,9 +985,10 @@ class NatsBroker implements Broker {
       maxInFlight: 256,
     };
     this.assertOpen('fetchMessages', `${spec.stream}/${spec.durable}`);
-    if (!this.ensuredInboxes.has(spec.durable)) {
+    const settings = `${spec.ackWaitMs}:${spec.maxDeliver}`;
+    if (this.ensuredInboxes.get(spec.durable) !== settings) {
       await this.ensureConsumer(spec as unknown as ConsumerSpec<unknown>);
-      this.ensuredInboxes.add(spec.durable);
+      this.ensuredInboxes.set(spec.durable, settings);
     }
     const out: Delivery<AgentMessage>[] = [];
     try {
@@ -1002,10 +1005,14 @@ class NatsBroker implements Broker {
         }
         return got;
       };
-      const waiting = (await consumer.info(false)).num_pending;
+      const info = await consumer.info(false);
+      const waiting = info.num_pending;
       if (waiting > 0) {
         await pull(Math.min(max, waiting), 1_000);
-      } else if (expiresMs > 0 && (await pull(1, expiresMs)) > 0 && max > 1) {
+      } else if (expiresMs === 0) {
+        // Deliveries whose ack wait ran out are not counted as pending: look for one briefly.
+        if (info.num_ack_pending > 0) await pull(1, 1_000);
+      } else if ((await pull(1, expiresMs)) > 0 && max > 1) {
         const more = (await consumer.info(false)).num_pending;
         if (more > 0) await pull(Math.min(max - 1, more), 1_000);
       }
