@@ -3,6 +3,7 @@ import {
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
+  JetStreamError,
   jetstreamManager,
   RetentionPolicy,
   StorageType,
@@ -299,7 +300,8 @@ export interface Broker {
    * (`<prefix>.reply.<requester>.*.<requestId>`). The subscription is made before this returns,
    * so call it before sending the request. Invalid replies go to `onInvalid` and are not taken.
    * @returns the reply. @throws {MessageTimeoutError} (`WARREN_MESSAGE_TIMEOUT`) after `timeoutMs`.
-   * @throws {InvalidNameError} for an invalid name or request id. @throws {BrokerError} if the connection is closed.
+   * @throws {InvalidNameError} for an invalid name or request id. @throws {ConfigError} for a `timeoutMs` below 1.
+   * @throws {BrokerError} if the connection is closed, or closes before a reply came.
    */
   awaitReply(requester: string, requestId: string, timeoutMs: number): Promise<ReplyMessage>;
   /**
@@ -467,6 +469,8 @@ class NatsBroker implements Broker {
   private readonly js: JetStreamClient;
   private readonly loops = new Set<ConsumeLoop<unknown>>();
   private readonly subscriptions = new Set<Subscription>();
+  /** Ends every `awaitReply` still waiting (on close). */
+  private readonly replyWaiters = new Set<() => void>();
   /** Inbox consumers `fetchMessages` made or checked on this connection, with their `<ackWaitMs>:<maxDeliver>`. */
   private readonly ensuredInboxes = new Map<string, string>();
   private closing: Promise<void> | undefined;
@@ -998,23 +1002,31 @@ class NatsBroker implements Broker {
       const pull = async (batch: number, waitMs: number): Promise<number> => {
         const messages = await consumer.fetch({ max_messages: batch, expires: Math.max(1_000, waitMs) });
         let got = 0;
-        for await (const m of messages) {
-          got++;
-          const delivery = this.toDelivery(m, spec);
-          if (delivery) out.push(delivery);
+        try {
+          for await (const m of messages) {
+            got++;
+            const delivery = this.toDelivery(m, spec);
+            if (delivery) out.push(delivery);
+          }
+        } catch (error) {
+          // The client ends a pull whose server heartbeats (every half expiry) it missed, as a busy
+          // event loop makes it: keep what came; anything delivered later comes again after the ack wait.
+          if (!(error instanceof JetStreamError && error.message === 'heartbeats missed')) throw error;
+          this.log.debug({ consumer: spec.durable, got }, 'inbox pull ended on missed heartbeats');
         }
         return got;
       };
       const info = await consumer.info(false);
       const waiting = info.num_pending;
       if (waiting > 0) {
-        await pull(Math.min(max, waiting), 1_000);
+        // Those messages are there: the pull ends as soon as they came, the expiry only bounds it.
+        await pull(Math.min(max, waiting), 5_000);
       } else if (expiresMs === 0) {
         // Deliveries whose ack wait ran out are not counted as pending: look for one briefly.
         if (info.num_ack_pending > 0) await pull(1, 1_000);
       } else if ((await pull(1, expiresMs)) > 0 && max > 1) {
         const more = (await consumer.info(false)).num_pending;
-        if (more > 0) await pull(Math.min(max - 1, more), 1_000);
+        if (more > 0) await pull(Math.min(max - 1, more), 5_000);
       }
     } catch (error) {
       this.ensuredInboxes.delete(spec.durable);
@@ -1080,10 +1092,11 @@ class NatsBroker implements Broker {
     const ns = this.namespace;
     const filter = ns.replyFilter(requester, assertRequestId(requestId));
     const wait = positiveInteger(timeoutMs, 30_000, `awaitReply(${requester}) timeoutMs`);
-    let settle!: (reply: ReplyMessage | undefined) => void;
-    const answered = new Promise<ReplyMessage | undefined>((resolve) => {
+    let settle!: (reply: ReplyMessage | 'timeout' | 'closed') => void;
+    const answered = new Promise<ReplyMessage | 'timeout' | 'closed'>((resolve) => {
       settle = resolve;
     });
+    const onClose = () => settle('closed');
     const subscription = this.subscribeCore(filter, (msg) => {
       try {
         const data = decodeMessage(replyMessageSchema, msg.subject, msg.data);
@@ -1098,11 +1111,14 @@ class NatsBroker implements Broker {
         this.reportInvalid(msg.subject, error);
       }
     });
-    const timer = setTimeout(() => settle(undefined), wait);
+    const timer = setTimeout(() => settle('timeout'), wait);
+    this.replyWaiters.add(onClose);
     return answered.then(async (reply) => {
       clearTimeout(timer);
+      this.replyWaiters.delete(onClose);
       await subscription.stop();
-      if (!reply) throw new MessageTimeoutError(requester, requestId, wait);
+      if (reply === 'timeout') throw new MessageTimeoutError(requester, requestId, wait);
+      if (reply === 'closed') throw new BrokerError('awaitReply', filter, 'the broker connection closed before a reply came');
       return reply;
     });
   }
@@ -1268,6 +1284,7 @@ class NatsBroker implements Broker {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      for (const cancel of [...this.replyWaiters]) cancel();
       await Promise.allSettled([...this.loops].map((l) => l.stop()));
       await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
       if (!this.nc.isClosed()) {

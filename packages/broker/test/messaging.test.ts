@@ -61,7 +61,9 @@ describe('fetchMessages', () => {
     let again: Delivery<AgentMessage>[] = [];
     const deadline = Date.now() + 20_000;
     while (again.length === 0 && Date.now() < deadline) again = await broker.fetchMessages('inbox-1', { ackWaitMs: 1_000 });
-    expect(again.map((d) => [d.data.id, d.deliveryCount])).toEqual([['m2', 2]]);
+    expect(again.map((d) => d.data.id)).toEqual(['m2']);
+    // At least once: a delivery that raced the end of a pull is lost to it and comes yet again.
+    expect(again[0]?.deliveryCount).toBeGreaterThanOrEqual(2);
     again[0]?.ack();
     await until(() => broker.pending('inbox-1'), { assignments: 0, messages: 0 }, 'pending messages of inbox-1');
   });
@@ -155,6 +157,11 @@ describe('outbox, topics, replies and presence', () => {
     expect(error).toBeInstanceOf(MessageTimeoutError);
     expect(error).toMatchObject({ code: 'WARREN_MESSAGE_TIMEOUT', requester: 'asker', requestId: 'req-3' });
     expect(() => broker.awaitReply('asker', 'a.b', 1_000)).toThrow(/request id/);
+
+    // Closing the broker ends a wait at once, not at its timeout.
+    const cut = broker.awaitReply('asker', 'req-4', 300_000).catch((e: unknown) => e);
+    await broker.close();
+    expect(await cut).toMatchObject({ code: 'WARREN_BROKER', message: expect.stringContaining('closed before a reply came') as unknown });
   });
 
   it('answers presence requests, and an answer that throws as an error body', async () => {
