@@ -3,6 +3,7 @@ import {
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
+  JetStreamError,
   jetstreamManager,
   RetentionPolicy,
   StorageType,
@@ -25,20 +26,25 @@ import {
 import { connect } from '@nats-io/transport-node';
 import { ConfigError, silentLogger, type Logger } from '@warren/core';
 import { isValidTracestate, parseTraceparent, TraceparentError, tryParseTraceparent } from '@warren/telemetry';
-import type { z } from 'zod';
-import { BrokerError, InvalidMessageError } from './errors.js';
+import { BrokerError, InvalidMessageError, MessageTimeoutError } from './errors.js';
 import { findPhantoms, findStranded, remakeConsumer } from './stranded.js';
 import {
   agentMessageSchema,
   assignmentMessageSchema,
   decodeMessage,
+  outboxMessageSchema,
   progressMessageSchema,
+  replyMessageSchema,
   resultMessageSchema,
+  topicMessageSchema,
   validateMessage,
   type AgentMessage,
   type AssignmentMessage,
+  type OutboxMessage,
   type ProgressMessage,
+  type ReplyMessage,
   type ResultMessage,
+  type TopicMessage,
 } from './messages.js';
 import { keyedMessageId, signMessage, verifySignature } from './signing.js';
 import {
@@ -48,6 +54,7 @@ import {
   TRACEPARENT_HEADER,
   TRACESTATE_HEADER,
   assertAgentName,
+  assertRequestId,
   brokerNamespace,
   decodeTaskIdToken,
   type BrokerNamespace,
@@ -227,17 +234,82 @@ export interface Broker {
   publishProgress(msg: ProgressMessage, options?: PublishOptions): void;
   /** Subscribes to progress of every agent, or of `options.agent` only. Malformed messages go to `onInvalid`. */
   subscribeProgress(handler: (msg: ProgressMessage) => void, options?: { agent?: string }): Subscription;
-  /** Publishes a message on `warren.msg.<to>` with `Nats-Msg-Id: <id>` and `Warren-From: <from>`. Throws as {@link publishAssignment}. */
+  /**
+   * Publishes a message to `msg.to`'s inbox, `<prefix>.msg.<to>.<fromTok>`, with `Nats-Msg-Id: <id>`
+   * (keyed and signed with a signing key) and `Warren-From: <from>`. Only the supervisor publishes
+   * here, after the policy allowed the message.
+   * @throws {InvalidMessageError} if the message fails its schema (body over 256 KiB included).
+   * @throws {InvalidNameError} for an invalid `to` or `from`. @throws {BrokerError} if JetStream does not store it.
+   */
   publishMessage(msg: AgentMessage, options?: PublishOptions): Promise<PublishAck>;
   /**
-   * Consumes `agent`'s messages through the durable `msg-<agent>`. A message whose `Warren-From`
-   * header is missing or differs from its `from` field is terminated as invalid.
+   * Consumes `agent`'s messages through the durable `[<instance>-]msg-<agent>` (filter
+   * `<prefix>.msg.<agent>.>`; a consumer left with another filter is deleted and made again, the
+   * stream keeps the messages). A message whose `to`, subject sender, `Warren-From` header and
+   * `from` field do not all agree, or (with a signing key) whose signature is wrong, is terminated
+   * as invalid and reported to `onInvalid`.
+   * @throws {InvalidNameError} for an invalid agent name. @throws {BrokerError} if the consumer cannot be made.
    */
   consumeMessages(
     agent: string,
     handler: (delivery: Delivery<AgentMessage>) => Promise<void>,
     options?: ConsumeOptions,
   ): Promise<Subscription>;
+  /**
+   * Pulls up to `max` (1–256) messages of `agent`'s inbox from the durable `[<instance>-]msg-<agent>`
+   * (made if missing, or made again over an old filter; ack wait `ackWaitMs`, default 60000 ms,
+   * at most 256 unacknowledged, `maxDeliver` default 5). With new messages waiting it returns them
+   * at once; with none it waits up to `expiresMs` for the first (otherwise at least 1000 ms, the
+   * client library's shortest pull). With `expiresMs` 0 and nothing new it returns `[]` at once,
+   * unless deliveries are still unacknowledged: then it waits up to 1000 ms for one whose ack wait
+   * ran out (the server does not count those as pending). The deliveries stay ackable after the call,
+   * while the connection is open: settle each with `ack` (or `nak`); one left unsettled is
+   * delivered again after the ack wait (at-least-once). Invalid messages (as {@link consumeMessages}
+   * says) are terminated, reported to `onInvalid` and not returned.
+   * @throws {InvalidNameError} for an invalid agent name. @throws {ConfigError} for `max` or `expiresMs` out of range.
+   * @throws {BrokerError} if the consumer cannot be made or read.
+   */
+  fetchMessages(agent: string, options?: FetchMessagesOptions): Promise<Delivery<AgentMessage>[]>;
+  /**
+   * Consumes every directly connected agent's outbox (`<prefix>.send.>`) through the durable
+   * `[<instance>-]supervisor-outbox` for the supervisor to relay. `from` and `to` come from the
+   * subject (the server's permissions let each agent publish only on its own outbox). A message
+   * that is not an {@link OutboxMessage} or sits on a subject without valid names is terminated and
+   * reported to `onInvalid`. Outbox messages are not signed (agents do not hold the key).
+   * @throws {BrokerError} if the consumer cannot be made.
+   */
+  consumeOutbox(handler: (delivery: Delivery<OutboxDelivery>) => Promise<void>, options?: ConsumeOptions): Promise<Subscription>;
+  /**
+   * Publishes a topic message on `<prefix>.topic.<topic>.<fromTok>` (core NATS: only current
+   * subscribers get it). @throws {InvalidMessageError} if it fails its schema. @throws {BrokerError} if the connection is closed.
+   */
+  publishTopic(msg: TopicMessage, options?: PublishOptions): void;
+  /**
+   * Subscribes to one topic, or every topic (`'*'`), of this namespace. Messages whose subject and
+   * fields disagree, or that fail the schema, go to `onInvalid`.
+   * @throws {InvalidNameError} for an invalid topic. @throws {BrokerError} if the connection is closed.
+   */
+  subscribeTopics(topic: string, handler: (msg: TopicMessage) => void): Subscription;
+  /**
+   * Publishes a reply on `<prefix>.reply.<to>.<fromTok>.<inReplyTo>` (core NATS).
+   * @throws {InvalidMessageError} if it fails its schema. @throws {BrokerError} if the connection is closed.
+   */
+  publishReply(msg: ReplyMessage, options?: PublishOptions): void;
+  /**
+   * Waits for the first valid reply to request `requestId` of `requester`
+   * (`<prefix>.reply.<requester>.*.<requestId>`). The subscription is made before this returns,
+   * so call it before sending the request. Invalid replies go to `onInvalid` and are not taken.
+   * @returns the reply. @throws {MessageTimeoutError} (`WARREN_MESSAGE_TIMEOUT`) after `timeoutMs`.
+   * @throws {InvalidNameError} for an invalid name or request id. @throws {ConfigError} for a `timeoutMs` below 1.
+   * @throws {BrokerError} if the connection is closed, or closes before a reply came.
+   */
+  awaitReply(requester: string, requestId: string, timeoutMs: number): Promise<ReplyMessage>;
+  /**
+   * Answers presence requests (`<prefix>.presence.<from>`) of directly connected agents with the
+   * JSON of `answer(from)`; an `answer` that throws gets `{ "error": { "code", "message" } }`.
+   * @throws {BrokerError} if the connection is closed.
+   */
+  servePresence(answer: (from: string) => unknown): Subscription;
   /** Publishes a supervisor event on `warren.events.<kind>` (core NATS); `payload` is sent as JSON. */
   publishEvent(kind: string, payload: unknown): void;
   /** Subscribes to supervisor events (`warren.events.>`); `kind` is the subject after `warren.events.`. */
@@ -250,9 +322,12 @@ export interface Broker {
   deleteAgentConsumers(agent: string, options?: DeleteAgentConsumersOptions): Promise<void>;
   /**
    * Counts `agent`'s pending work: `num_pending + num_ack_pending` of its consumers, or the
-   * messages stored on its subject when the consumer does not exist yet.
+   * messages stored on its subjects (`<prefix>.assign.<agent>`, `<prefix>.msg.<agent>.>`) when a
+   * consumer does not exist yet. @throws {BrokerError} if the server does not answer.
    */
   pendingFor(agent: string): Promise<AgentPending>;
+  /** The same as {@link pendingFor}. */
+  pending(agent: string): Promise<AgentPending>;
   /**
    * Results not yet acknowledged by the supervisor's durable consumer (pending + unacknowledged),
    * so a restarted supervisor can apply them before it decides an execution was lost.
@@ -294,6 +369,26 @@ export interface Broker {
   /** Stops every consumer and subscription, drains and closes the connection. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Options of {@link Broker.fetchMessages}. */
+export interface FetchMessagesOptions {
+  /** How many messages at most, 1 to 256. Default 10. */
+  max?: number;
+  /** How long to wait for a first message when none is waiting, in ms (0, or 1000 to 300000). Default 0. */
+  expiresMs?: number;
+  /** The consumer's ack wait, in ms. Default 60000. */
+  ackWaitMs?: number;
+  /** How many times a message is delivered at most. Default 5. */
+  maxDeliver?: number;
+}
+
+/** An outbox message with its sender and receiver, as {@link Broker.consumeOutbox} hands it over. */
+export interface OutboxDelivery extends OutboxMessage {
+  /** The sending agent: the subject's `<from>` token. */
+  readonly from: string;
+  /** The receiving agent: the subject's `<to>` token. */
+  readonly to: string;
 }
 
 /** What {@link Broker.repairStranded} did. */
@@ -356,7 +451,8 @@ interface ConsumerSpec<T> {
   readonly stream: string;
   readonly durable: string;
   readonly filter: string;
-  readonly schema: z.ZodType<T>;
+  /** Parses and schema-checks the payload; throws InvalidMessageError. */
+  readonly decode: (subject: string, data: Uint8Array) => T;
   /** Extra checks of a parsed message against its subject and headers; throws InvalidMessageError. */
   readonly check: (data: T, subject: string, headers: Readonly<Record<string, string>>) => void;
   readonly handler: (delivery: Delivery<T>) => Promise<void>;
@@ -373,6 +469,10 @@ class NatsBroker implements Broker {
   private readonly js: JetStreamClient;
   private readonly loops = new Set<ConsumeLoop<unknown>>();
   private readonly subscriptions = new Set<Subscription>();
+  /** Ends every `awaitReply` still waiting (on close). */
+  private readonly replyWaiters = new Set<() => void>();
+  /** Inbox consumers `fetchMessages` made or checked on this connection, with their `<ackWaitMs>:<maxDeliver>`. */
+  private readonly ensuredInboxes = new Map<string, string>();
   private closing: Promise<void> | undefined;
   private readonly statusDone: Promise<void>;
 
@@ -550,7 +650,7 @@ class NatsBroker implements Broker {
   }
 
   async publishMessage(msg: AgentMessage, options?: PublishOptions): Promise<PublishAck> {
-    const subject = this.namespace.messageSubject(msg.to);
+    const subject = this.namespace.messageSubject(msg.to, msg.from);
     const data = validateMessage(agentMessageSchema, subject, msg);
     const h = this.buildHeaders({ [FROM_HEADER]: data.from }, options, subject);
     return this.publishStored(this.namespace.messagesStream, subject, data, data.id, h);
@@ -733,6 +833,18 @@ class NatsBroker implements Broker {
 
   /** Parses one JetStream message and runs the handler; invalid messages are terminated and reported. */
   async dispatch<T>(m: JsMsg, spec: ConsumerSpec<T>): Promise<void> {
+    const delivery = this.toDelivery(m, spec);
+    if (!delivery) return;
+    try {
+      await spec.handler(delivery);
+    } catch (error) {
+      this.log.warn({ err: error, subject: m.subject, seq: m.seq, deliveryCount: delivery.deliveryCount }, 'handler failed; message nak\'ed');
+      delivery.nak(this.handlerErrorNakDelayMs);
+    }
+  }
+
+  /** Checks one JetStream message against `spec`: its delivery, or undefined after terminating and reporting an invalid one. */
+  private toDelivery<T>(m: JsMsg, spec: Omit<ConsumerSpec<T>, 'handler'>): Delivery<T> | undefined {
     const hdrs = headerRecord(m.headers);
     let data: T;
     try {
@@ -741,15 +853,15 @@ class NatsBroker implements Broker {
         const refusal = verifySignature(key, m.subject, m.data, headerValue(hdrs, SIGNATURE_HEADER));
         if (refusal) throw new InvalidMessageError(m.subject, SIGNATURE_HEADER, refusal);
       }
-      data = decodeMessage(spec.schema, m.subject, m.data);
+      data = spec.decode(m.subject, m.data);
       spec.check(data, m.subject, hdrs);
     } catch (error) {
       if (!(error instanceof InvalidMessageError)) throw error;
       this.settle(m, 'term', () => m.term(this.termTakesReason ? error.message.slice(0, 200) : undefined));
       this.reportInvalid(m.subject, error);
-      return;
+      return undefined;
     }
-    const delivery: Delivery<T> = {
+    return {
       data,
       subject: m.subject,
       seq: m.seq,
@@ -764,12 +876,6 @@ class NatsBroker implements Broker {
       },
       working: () => this.settle(m, 'working', () => m.working()),
     };
-    try {
-      await spec.handler(delivery);
-    } catch (error) {
-      this.log.warn({ err: error, subject: m.subject, seq: m.seq, deliveryCount: delivery.deliveryCount }, 'handler failed; message nak\'ed');
-      delivery.nak(this.handlerErrorNakDelayMs);
-    }
   }
 
   settle(m: JsMsg, what: string, fn: () => void): void {
@@ -790,7 +896,7 @@ class NatsBroker implements Broker {
       stream: ns.assignStream,
       durable: ns.assignConsumerName(agent),
       filter: ns.assignSubject(agent),
-      schema: assignmentMessageSchema,
+      decode: (subject, bytes) => decodeMessage(assignmentMessageSchema, subject, bytes),
       check: (data, subject) => {
         if (data.agent !== agent) {
           throw new InvalidMessageError(subject, 'agent', `is '${data.agent}' but the subject names agent '${agent}'`);
@@ -809,7 +915,7 @@ class NatsBroker implements Broker {
       stream: ns.resultsStream,
       durable: ns.resultsConsumer,
       filter: `${ns.resultPrefix}.>`,
-      schema: resultMessageSchema,
+      decode: (subject, bytes) => decodeMessage(resultMessageSchema, subject, bytes),
       check: (data, subject) => {
         const token = ns.agentOfSubject(subject);
         if (data.agent !== token) {
@@ -823,20 +929,21 @@ class NatsBroker implements Broker {
     });
   }
 
-  async consumeMessages(
-    agent: string,
-    handler: (delivery: Delivery<AgentMessage>) => Promise<void>,
-    options?: ConsumeOptions,
-  ): Promise<Subscription> {
+  /** The consumer spec of `agent`'s inbox, without its handler and settings. */
+  private inboxSpec(agent: string): Pick<ConsumerSpec<AgentMessage>, 'stream' | 'durable' | 'filter' | 'decode' | 'check' | 'agent' | 'signed'> {
     const ns = this.namespace;
-    return this.startConsumer<AgentMessage>({
+    return {
       stream: ns.messagesStream,
       durable: ns.messageConsumerName(agent),
-      filter: ns.messageSubject(agent),
-      schema: agentMessageSchema,
+      filter: ns.messageFilter(agent),
+      decode: (subject, bytes) => decodeMessage(agentMessageSchema, subject, bytes),
       check: (data, subject, hdrs) => {
-        if (data.to !== agent) {
-          throw new InvalidMessageError(subject, 'to', `is '${data.to}' but the subject names agent '${agent}'`);
+        const parts = ns.parseMessageSubject(subject);
+        if (data.to !== agent || parts?.to !== agent) {
+          throw new InvalidMessageError(subject, 'to', `is '${data.to}' but the consumer is agent '${agent}''s inbox`);
+        }
+        if (parts.from !== data.from) {
+          throw new InvalidMessageError(subject, 'from', `is '${data.from}' but the subject names sender '${parts.from}'`);
         }
         const from = headerValue(hdrs, FROM_HEADER);
         if (from !== data.from) {
@@ -849,10 +956,196 @@ class NatsBroker implements Broker {
           );
         }
       },
-      handler,
-      ...consumeSettings(options, 1, `consumeMessages(${agent})`),
       agent,
       signed: true,
+    };
+  }
+
+  async consumeMessages(
+    agent: string,
+    handler: (delivery: Delivery<AgentMessage>) => Promise<void>,
+    options?: ConsumeOptions,
+  ): Promise<Subscription> {
+    return this.startConsumer<AgentMessage>({
+      ...this.inboxSpec(agent),
+      handler,
+      ...consumeSettings(options, 1, `consumeMessages(${agent})`),
+    });
+  }
+
+  async fetchMessages(agent: string, options?: FetchMessagesOptions): Promise<Delivery<AgentMessage>[]> {
+    const source = `fetchMessages(${agent})`;
+    const max = options?.max ?? 10;
+    if (!Number.isInteger(max) || max < 1 || max > 256) throw new ConfigError(`${source} max`, `must be an integer from 1 to 256, got ${max}`);
+    const expiresMs = options?.expiresMs ?? 0;
+    if (!Number.isInteger(expiresMs) || expiresMs < 0 || expiresMs > 300_000) {
+      throw new ConfigError(`${source} expiresMs`, `must be an integer from 0 to 300000, got ${expiresMs}`);
+    }
+    const spec: ConsumerSpec<AgentMessage> = {
+      ...this.inboxSpec(agent),
+      handler: () => Promise.resolve(),
+      ackWaitMs: positiveInteger(options?.ackWaitMs, 60_000, `${source} ackWaitMs`),
+      maxDeliver: positiveInteger(options?.maxDeliver, 5, `${source} maxDeliver`),
+      maxInFlight: 256,
+    };
+    this.assertOpen('fetchMessages', `${spec.stream}/${spec.durable}`);
+    const settings = `${spec.ackWaitMs}:${spec.maxDeliver}`;
+    if (this.ensuredInboxes.get(spec.durable) !== settings) {
+      await this.ensureConsumer(spec as unknown as ConsumerSpec<unknown>);
+      this.ensuredInboxes.set(spec.durable, settings);
+    }
+    const out: Delivery<AgentMessage>[] = [];
+    try {
+      const consumer = await this.js.consumers.get(spec.stream, spec.durable);
+      // JetStream holds a pull until its batch is full or it expires: ask for what is waiting now,
+      // and wait (for one) only when nothing is.
+      const pull = async (batch: number, waitMs: number): Promise<number> => {
+        const messages = await consumer.fetch({ max_messages: batch, expires: Math.max(1_000, waitMs) });
+        let got = 0;
+        try {
+          for await (const m of messages) {
+            got++;
+            const delivery = this.toDelivery(m, spec);
+            if (delivery) out.push(delivery);
+          }
+        } catch (error) {
+          // The client ends a pull whose server heartbeats (every half expiry) it missed, as a busy
+          // event loop makes it: keep what came; anything delivered later comes again after the ack wait.
+          if (!(error instanceof JetStreamError && error.message === 'heartbeats missed')) throw error;
+          this.log.debug({ consumer: spec.durable, got }, 'inbox pull ended on missed heartbeats');
+        }
+        return got;
+      };
+      const info = await consumer.info(false);
+      const waiting = info.num_pending;
+      if (waiting > 0) {
+        // Those messages are there: the pull ends as soon as they came, the expiry only bounds it.
+        await pull(Math.min(max, waiting), 5_000);
+      } else if (expiresMs === 0) {
+        // Deliveries whose ack wait ran out are not counted as pending: look for one briefly.
+        if (info.num_ack_pending > 0) await pull(1, 1_000);
+      } else if ((await pull(1, expiresMs)) > 0 && max > 1) {
+        const more = (await consumer.info(false)).num_pending;
+        if (more > 0) await pull(Math.min(max - 1, more), 5_000);
+      }
+    } catch (error) {
+      this.ensuredInboxes.delete(spec.durable);
+      for (const d of out) d.nak();
+      throw new BrokerError('fetchMessages', `${spec.stream}/${spec.durable}`, errorText(error), { cause: error });
+    }
+    return out;
+  }
+
+  async consumeOutbox(handler: (delivery: Delivery<OutboxDelivery>) => Promise<void>, options?: ConsumeOptions): Promise<Subscription> {
+    const ns = this.namespace;
+    return this.startConsumer<OutboxDelivery>({
+      stream: ns.outboxStream,
+      durable: ns.outboxConsumer,
+      filter: `${ns.outboxPrefix}.>`,
+      decode: (subject, bytes) => {
+        const parts = ns.parseOutboxSubject(subject);
+        if (!parts) throw new InvalidMessageError(subject, '', `the subject is not ${ns.outboxPrefix}.<from>.<to> with two agent names`);
+        return { ...decodeMessage(outboxMessageSchema, subject, bytes), from: parts.from, to: parts.to };
+      },
+      check: () => undefined,
+      handler,
+      ...consumeSettings(options, 16, 'consumeOutbox'),
+      agent: undefined,
+      signed: false,
+    });
+  }
+
+  publishTopic(msg: TopicMessage, options?: PublishOptions): void {
+    const subject = this.namespace.topicSubject(msg.topic, msg.from);
+    const data = validateMessage(topicMessageSchema, subject, msg);
+    this.publishCore(subject, data, options);
+  }
+
+  subscribeTopics(topic: string, handler: (msg: TopicMessage) => void): Subscription {
+    const ns = this.namespace;
+    return this.subscribeCore(ns.topicFilter(topic), (msg) => {
+      let data: TopicMessage;
+      try {
+        data = decodeMessage(topicMessageSchema, msg.subject, msg.data);
+        const parts = ns.parseTopicSubject(msg.subject);
+        if (parts?.topic !== data.topic) throw new InvalidMessageError(msg.subject, 'topic', `is '${data.topic}' but the subject names another topic`);
+        if (parts.from !== data.from) throw new InvalidMessageError(msg.subject, 'from', `is '${data.from}' but the subject names sender '${parts.from}'`);
+      } catch (error) {
+        if (error instanceof InvalidMessageError) return this.reportInvalid(msg.subject, error);
+        throw error;
+      }
+      try {
+        handler(data);
+      } catch (error) {
+        this.log.error({ err: error, subject: msg.subject }, 'topic handler threw');
+      }
+    });
+  }
+
+  publishReply(msg: ReplyMessage, options?: PublishOptions): void {
+    const subject = this.namespace.replySubject(msg.to, msg.from, msg.inReplyTo);
+    const data = validateMessage(replyMessageSchema, subject, msg);
+    this.publishCore(subject, data, options);
+  }
+
+  awaitReply(requester: string, requestId: string, timeoutMs: number): Promise<ReplyMessage> {
+    const ns = this.namespace;
+    const filter = ns.replyFilter(requester, assertRequestId(requestId));
+    const wait = positiveInteger(timeoutMs, 30_000, `awaitReply(${requester}) timeoutMs`);
+    let settle!: (reply: ReplyMessage | 'timeout' | 'closed') => void;
+    const answered = new Promise<ReplyMessage | 'timeout' | 'closed'>((resolve) => {
+      settle = resolve;
+    });
+    const onClose = () => settle('closed');
+    const subscription = this.subscribeCore(filter, (msg) => {
+      try {
+        const data = decodeMessage(replyMessageSchema, msg.subject, msg.data);
+        const parts = ns.parseReplySubject(msg.subject);
+        if (data.to !== requester || data.inReplyTo !== requestId) {
+          throw new InvalidMessageError(msg.subject, 'inReplyTo', `is a reply to ${data.to}'s ${data.inReplyTo}, not to ${requester}'s ${requestId}`);
+        }
+        if (parts?.from !== data.from) throw new InvalidMessageError(msg.subject, 'from', `is '${data.from}' but the subject names another sender`);
+        settle(data);
+      } catch (error) {
+        if (!(error instanceof InvalidMessageError)) throw error;
+        this.reportInvalid(msg.subject, error);
+      }
+    });
+    const timer = setTimeout(() => settle('timeout'), wait);
+    this.replyWaiters.add(onClose);
+    return answered.then(async (reply) => {
+      clearTimeout(timer);
+      this.replyWaiters.delete(onClose);
+      await subscription.stop();
+      if (reply === 'timeout') throw new MessageTimeoutError(requester, requestId, wait);
+      if (reply === 'closed') throw new BrokerError('awaitReply', filter, 'the broker connection closed before a reply came');
+      return reply;
+    });
+  }
+
+  servePresence(answer: (from: string) => unknown): Subscription {
+    const ns = this.namespace;
+    return this.subscribeCore(`${ns.presencePrefix}.*`, (msg) => {
+      const from = ns.presenceSender(msg.subject);
+      if (from === undefined || !msg.reply) {
+        this.reportInvalid(msg.subject, new InvalidMessageError(msg.subject, '', 'a presence request needs an agent name and a reply subject'));
+        return;
+      }
+      const respond = async (): Promise<void> => {
+        let body: unknown;
+        try {
+          body = await answer(from);
+        } catch (error) {
+          const code = typeof (error as { code?: unknown }).code === 'string' ? (error as { code: string }).code : 'WARREN_INTERNAL';
+          body = { error: { code, message: errorText(error) } };
+        }
+        try {
+          msg.respond(JSON.stringify(body ?? null));
+        } catch (error) {
+          this.log.warn({ err: error, subject: msg.subject }, 'cannot answer a presence request');
+        }
+      };
+      respond().catch((error: unknown) => this.log.error({ err: error, subject: msg.subject }, 'presence answer failed'));
     });
   }
 
@@ -860,9 +1153,10 @@ class NatsBroker implements Broker {
     const ns = this.namespace;
     const targets = [
       { stream: ns.assignStream, durable: ns.assignConsumerName(agent), subject: ns.assignSubject(agent) },
-      { stream: ns.messagesStream, durable: ns.messageConsumerName(agent), subject: ns.messageSubject(agent) },
+      { stream: ns.messagesStream, durable: ns.messageConsumerName(agent), subject: ns.messageFilter(agent) },
     ];
     this.assertOpen('deleteAgentConsumers', agent);
+    this.ensuredInboxes.delete(ns.messageConsumerName(agent));
     await Promise.all([...this.loops].filter((l) => l.spec.agent === agent).map((l) => l.stop()));
     for (const t of targets) {
       try {
@@ -970,7 +1264,7 @@ class NatsBroker implements Broker {
           if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
         }
         const info = await this.jsm.streams.info(stream, { subjects_filter: subject });
-        return info.state.subjects?.[subject] ?? 0;
+        return Object.values(info.state.subjects ?? {}).reduce((sum, n) => sum + n, 0);
       } catch (error) {
         throw new BrokerError('pendingFor', `${stream}/${durable}`, errorText(error), { cause: error });
       }
@@ -979,13 +1273,18 @@ class NatsBroker implements Broker {
     const ns = this.namespace;
     const [assignments, messages] = await Promise.all([
       count(ns.assignStream, ns.assignConsumerName(agent), ns.assignSubject(agent)),
-      count(ns.messagesStream, ns.messageConsumerName(agent), ns.messageSubject(agent)),
+      count(ns.messagesStream, ns.messageConsumerName(agent), ns.messageFilter(agent)),
     ]);
     return { assignments, messages };
   }
 
+  pending(agent: string): Promise<AgentPending> {
+    return this.pendingFor(agent);
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
+      for (const cancel of [...this.replyWaiters]) cancel();
       await Promise.allSettled([...this.loops].map((l) => l.stop()));
       await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
       if (!this.nc.isClosed()) {

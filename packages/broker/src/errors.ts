@@ -70,3 +70,17 @@ export class NatsServerError extends WarrenError {
     );
   }
 }
+
+/**
+ * No reply came to request `requestId` of `requester` within `timeoutMs` ms (see
+ * `Broker.awaitReply`). Code `WARREN_MESSAGE_TIMEOUT`.
+ */
+export class MessageTimeoutError extends WarrenError {
+  constructor(
+    readonly requester: string,
+    readonly requestId: string,
+    readonly timeoutMs: number,
+  ) {
+    super('WARREN_MESSAGE_TIMEOUT', `no reply to request ${requestId} of ${requester} within ${timeoutMs} ms`);
+  }
+}

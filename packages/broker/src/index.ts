@@ -1,6 +1,8 @@
 /**
  * @warren/broker: Warren's broker contract over NATS JetStream — the subjects and streams, the
- * message schemas, a client with durable pull consumers, and an embedded nats-server.
+ * message schemas, a client with durable pull consumers (assignments, results, agent inboxes,
+ * outboxes), topics, request/reply and presence over core NATS, an embedded nats-server with
+ * per-agent NKey users whose allow-lists the server enforces, and the builder of those lists.
  *
  * ```ts
  * import { startNatsServer, connectBroker } from '@warren/broker';
@@ -21,7 +23,9 @@
  * ```
  */
 export { startNatsServer, findNatsServer } from './server.js';
-export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization } from './server.js';
+export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization, NatsAgentUser, NatsPermissions } from './server.js';
+export { agentNatsPermissions, createAgentNkey, agentNatsConfig } from './permissions.js';
+export type { AgentNatsGrants, AgentNkey, AgentNatsConfig } from './permissions.js';
 export { connectBroker } from './broker.js';
 export type {
   Broker,
@@ -35,6 +39,8 @@ export type {
   DeleteAgentConsumersOptions,
   BrokerCredentials,
   StrandedRepair,
+  FetchMessagesOptions,
+  OutboxDelivery,
 } from './broker.js';
 export { signMessage, verifySignature, keyedMessageId, readOrCreateSecret } from './signing.js';
 export {
@@ -43,11 +49,25 @@ export {
   runSpanSchema,
   progressMessageSchema,
   agentMessageSchema,
+  topicMessageSchema,
+  replyMessageSchema,
+  outboxMessageSchema,
   validateMessage,
   decodeMessage,
   MESSAGE_ID_PATTERN,
+  MAX_BODY_BYTES,
 } from './messages.js';
-export type { AssignmentMessage, ResultMessage, ResultOutcome, ProgressMessage, AgentMessage, RunSpan } from './messages.js';
+export type {
+  AssignmentMessage,
+  ResultMessage,
+  ResultOutcome,
+  ProgressMessage,
+  AgentMessage,
+  TopicMessage,
+  ReplyMessage,
+  OutboxMessage,
+  RunSpan,
+} from './messages.js';
 export {
   SUBJECT_PREFIX,
   ASSIGN_SUBJECT_PREFIX,
@@ -58,7 +78,9 @@ export {
   ASSIGN_STREAM,
   RESULTS_STREAM,
   MESSAGES_STREAM,
+  OUTBOX_STREAM,
   RESULTS_CONSUMER,
+  OUTBOX_CONSUMER,
   DUPLICATE_WINDOW_MS,
   FROM_HEADER,
   TRACEPARENT_HEADER,
@@ -81,10 +103,25 @@ export {
   resultSubject,
   progressSubject,
   messageSubject,
+  messageFilter,
+  outboxSubject,
+  topicSubject,
+  replySubject,
+  presenceSubject,
+  agentInboxPrefix,
+  TOPIC_NAME_PATTERN,
+  REQUEST_ID_PATTERN,
+  SENDER_PATTERN,
+  isTopicName,
+  assertTopicName,
+  isRequestId,
+  assertRequestId,
+  encodeSenderToken,
+  decodeSenderToken,
   eventSubject,
   assignConsumerName,
   messageConsumerName,
   agentOfSubject,
 } from './subjects.js';
 export type { StreamSpec, BrokerNamespace } from './subjects.js';
-export { BrokerError, InvalidNameError, InvalidMessageError, NatsServerError } from './errors.js';
+export { BrokerError, InvalidNameError, InvalidMessageError, NatsServerError, MessageTimeoutError } from './errors.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { InvalidMessageError } from './errors.js';
-import { AGENT_NAME_PATTERN, TASK_ID_PATTERN } from './subjects.js';
+import { AGENT_NAME_PATTERN, REQUEST_ID_PATTERN, SENDER_PATTERN, TASK_ID_PATTERN, TOPIC_NAME_PATTERN } from './subjects.js';
 
 /**
  * An assignment of one execution (task + attempt) to one agent, published on
@@ -101,8 +101,8 @@ export interface ProgressMessage {
 }
 
 /**
- * A message from one agent to another, on `warren.msg.<to>` with `Nats-Msg-Id: <id>` and
- * `Warren-From: <from>`.
+ * A message from one agent (or person) to an agent, on `warren.msg.<to>.<fromTok>` with
+ * `Nats-Msg-Id: <id>` and `Warren-From: <from>`.
  */
 export interface AgentMessage {
   /** Unique id (1–256 characters, no control characters); it de-duplicates re-publishes. */
@@ -111,11 +111,60 @@ export interface AgentMessage {
   from: string;
   /** The receiving agent; equals the subject's agent token. */
   to: string;
-  /** Any JSON value. */
+  /** Any JSON value, at most {@link MAX_BODY_BYTES} encoded. */
+  body: unknown;
+  /** When it was sent, in ms since the Unix epoch. */
+  sentAtMs: number;
+  /** True when the sender waits for a reply (a {@link ReplyMessage} with `inReplyTo: id`; the id is then a request id). */
+  request?: boolean;
+}
+
+/** A message on a topic, on `warren.topic.<topic>.<fromTok>` (core NATS). */
+export interface TopicMessage {
+  /** Unique id, as {@link AgentMessage.id}. */
+  id: string;
+  /** The publishing agent or `user:<name>`; equals the subject's sender. */
+  from: string;
+  /** The topic (`[a-z0-9][a-z0-9_-]{0,62}`); equals the subject's topic token. */
+  topic: string;
+  /** Any JSON value, at most {@link MAX_BODY_BYTES} encoded. */
+  body: unknown;
+  /** When it was published, in ms since the Unix epoch. */
+  sentAtMs: number;
+}
+
+/** The reply to a request, on `warren.reply.<to>.<fromTok>.<inReplyTo>` (core NATS). */
+export interface ReplyMessage {
+  /** Unique id, as {@link AgentMessage.id}. */
+  id: string;
+  /** The replying agent; equals the subject's sender. */
+  from: string;
+  /** The requester, who receives the reply. */
+  to: string;
+  /** The request's id ({@link REQUEST_ID_PATTERN}). */
+  inReplyTo: string;
+  /** Any JSON value, at most {@link MAX_BODY_BYTES} encoded. */
   body: unknown;
   /** When it was sent, in ms since the Unix epoch. */
   sentAtMs: number;
 }
+
+/**
+ * What an agent connected to NATS directly publishes on its outbox `warren.send.<from>.<to>`
+ * (stream `WARREN_OUTBOX`, `Nats-Msg-Id: <id>`): the sender and receiver come from the subject,
+ * which the server's permissions bind to the agent's credentials.
+ */
+export interface OutboxMessage {
+  /** Unique id, as {@link AgentMessage.id}; a request id ({@link REQUEST_ID_PATTERN}) when `request` is true. */
+  id: string;
+  /** Any JSON value, at most {@link MAX_BODY_BYTES} encoded. */
+  body: unknown;
+  /** True when the sender waits for a reply on `warren.reply.<from>.*.<id>`. */
+  request?: boolean;
+}
+
+/** Largest body of an agent, topic, reply or outbox message, in bytes of its JSON (UTF-8): 256 KiB. */
+export const MAX_BODY_BYTES = 256 * 1024;
 
 const agentName = z.string().regex(new RegExp(AGENT_NAME_PATTERN), `must match ${AGENT_NAME_PATTERN}`);
 const taskId = z.string().regex(new RegExp(TASK_ID_PATTERN), `must match ${TASK_ID_PATTERN}`);
@@ -183,14 +232,53 @@ export const progressMessageSchema: z.ZodType<ProgressMessage> = z.object({
   atMs: epochMs,
 });
 
+const messageId = z.string().regex(new RegExp(MESSAGE_ID_PATTERN, 'u'), 'must be 1-256 characters without control characters');
+const sender = z.string().regex(new RegExp(SENDER_PATTERN), 'must be an agent name or user:<name>');
+const encoder = new TextEncoder();
+const messageBody = z
+  .unknown()
+  .refine((value) => value !== undefined, 'is required (any JSON value)')
+  .refine((value) => value === undefined || encoder.encode(JSON.stringify(value)).byteLength <= MAX_BODY_BYTES, `must be at most ${MAX_BODY_BYTES} bytes as JSON`);
+
 /** zod schema of {@link AgentMessage}; unknown keys are dropped. */
 export const agentMessageSchema: z.ZodType<AgentMessage> = z.object({
-  id: z.string().regex(new RegExp(MESSAGE_ID_PATTERN, 'u'), 'must be 1-256 characters without control characters'),
-  from: z.union([agentName, z.string().regex(/^user:[a-z0-9][a-z0-9._-]{0,63}$/, 'must be an agent name or user:<name>')]),
+  id: messageId,
+  from: sender,
   to: agentName,
-  body: z.unknown().refine((value) => value !== undefined, 'is required (any JSON value)'),
+  body: messageBody,
+  sentAtMs: epochMs,
+  request: z.boolean().optional(),
+}).refine((m) => m.request !== true || new RegExp(REQUEST_ID_PATTERN).test(m.id), {
+  message: `a request's id must match ${REQUEST_ID_PATTERN}`,
+  path: ['id'],
+});
+
+/** zod schema of {@link TopicMessage}; unknown keys are dropped. */
+export const topicMessageSchema: z.ZodType<TopicMessage> = z.object({
+  id: messageId,
+  from: sender,
+  topic: z.string().regex(new RegExp(TOPIC_NAME_PATTERN), `must match ${TOPIC_NAME_PATTERN}`),
+  body: messageBody,
   sentAtMs: epochMs,
 });
+
+/** zod schema of {@link ReplyMessage}; unknown keys are dropped. */
+export const replyMessageSchema: z.ZodType<ReplyMessage> = z.object({
+  id: messageId,
+  from: sender,
+  to: agentName,
+  inReplyTo: z.string().regex(new RegExp(REQUEST_ID_PATTERN), `must match ${REQUEST_ID_PATTERN}`),
+  body: messageBody,
+  sentAtMs: epochMs,
+});
+
+/** zod schema of {@link OutboxMessage}; unknown keys are dropped. A request's id must be a request id. */
+export const outboxMessageSchema: z.ZodType<OutboxMessage> = z
+  .object({ id: messageId, body: messageBody, request: z.boolean().optional() })
+  .refine((m) => m.request !== true || new RegExp(REQUEST_ID_PATTERN).test(m.id), {
+    message: `a request's id must match ${REQUEST_ID_PATTERN}`,
+    path: ['id'],
+  });
 
 /**
  * Checks `value` against `schema` and returns the parsed copy.

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { access, chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { ConfigError, MissingCapabilityError, silentLogger, type Logger } from '@warren/core';
@@ -26,6 +26,30 @@ export interface StartNatsServerOptions {
    * may use the server (for tests). Warren's supervisor always gives one.
    */
   authorization?: NatsAuthorization;
+  /**
+   * Users that connect with an NKey (agents connected to NATS directly), each held to its publish
+   * and subscribe allow-lists by the server; kept in `<storeDir>/nats-users.conf`, which the config
+   * includes, and changed later with {@link EmbeddedNatsServer.setUsers}. Needs `authorization`
+   * (the supervisor's own user, which keeps full access). Default: none.
+   */
+  users?: readonly NatsAgentUser[];
+}
+
+/**
+ * The subjects one NATS user may publish to and subscribe to (nats-server `permissions`, see
+ * https://docs.nats.io/running-a-nats-service/configuration/securing_nats/authorization). Each is
+ * a subject or a wildcard pattern (`*` one token, `>` the rest); nothing else is allowed.
+ */
+export interface NatsPermissions {
+  readonly publish: { readonly allow: readonly string[] };
+  readonly subscribe: { readonly allow: readonly string[] };
+}
+
+/** A user that authenticates with an NKey (https://docs.nats.io/running-a-nats-service/configuration/securing_nats/auth_intro/nkey_auth). */
+export interface NatsAgentUser {
+  /** The user's public NKey: `U` and 55 more base32 characters. */
+  readonly nkey: string;
+  readonly permissions: NatsPermissions;
 }
 
 /** The user and password a server takes (nats-server `authorization { user, password }`). */
@@ -49,6 +73,17 @@ export interface EmbeddedNatsServer {
   readonly authorization: NatsAuthorization | undefined;
   /** Resolves when the child has exited (however it ended). */
   readonly exited: Promise<NatsServerExit>;
+  /**
+   * Replaces the NKey users (see {@link StartNatsServerOptions.users}): rewrites
+   * `<storeDir>/nats-users.conf` atomically (a temporary file renamed over it) and sends SIGHUP to
+   * the server, resolving once the server logged that it reloaded its configuration. The server
+   * applies changed permissions to live connections (subscriptions no longer allowed end) and
+   * closes the connections of users removed. Calls run one at a time, in order.
+   * @throws {ConfigError} for an invalid user, or when the server was started without `authorization`.
+   * @throws {NatsServerError} if the server refused the new configuration, did not report a reload
+   *   within 10 s, or is not running.
+   */
+  setUsers(users: readonly NatsAgentUser[]): Promise<void>;
   /**
    * Stops the server: SIGTERM, then SIGKILL if it is still running after 5 s. Resolves once the
    * process is gone. Idempotent (the same promise every time).
@@ -116,6 +151,54 @@ function checkAuthorization(auth: NatsAuthorization): void {
   }
 }
 
+const NKEY_USER = /^U[A-Z2-7]{55}$/;
+/** A subject or wildcard pattern of a permission: printable ASCII tokens without quotes, backslashes or spaces. */
+const PERMISSION_SUBJECT = /^[!#-[\]-~]+$/;
+const USERS_FILE = 'nats-users.conf';
+const RELOAD_TIMEOUT_MS = 10_000;
+
+function checkUsers(users: readonly NatsAgentUser[], source: string): void {
+  const seen = new Set<string>();
+  users.forEach((user, i) => {
+    if (typeof user?.nkey !== 'string' || !NKEY_USER.test(user.nkey)) {
+      throw new ConfigError(`${source}[${i}].nkey`, 'must be a public user NKey (U and 55 base32 characters)');
+    }
+    if (seen.has(user.nkey)) throw new ConfigError(`${source}[${i}].nkey`, `${user.nkey} is listed twice`);
+    seen.add(user.nkey);
+    for (const kind of ['publish', 'subscribe'] as const) {
+      const allow = user.permissions?.[kind]?.allow;
+      if (!Array.isArray(allow)) throw new ConfigError(`${source}[${i}].permissions.${kind}.allow`, 'must be an array of subjects');
+      allow.forEach((subject: unknown, j) => {
+        if (typeof subject !== 'string' || !PERMISSION_SUBJECT.test(subject) || subject.split('.').some((t) => t === '')) {
+          throw new ConfigError(`${source}[${i}].permissions.${kind}.allow[${j}]`, `${JSON.stringify(subject)} is not a subject (dot-separated tokens of printable ASCII, no quotes, backslashes or spaces)`);
+        }
+      });
+    }
+  });
+}
+
+/**
+ * The users file `<storeDir>/nats-users.conf`: the whole `authorization` block, the supervisor's
+ * user (no permissions: everything) and the NKey users with their allow-lists (an empty list
+ * allows nothing).
+ */
+function renderUsers(auth: NatsAuthorization, users: readonly NatsAgentUser[]): string {
+  const list = (subjects: readonly string[]) => `[${subjects.map((x) => `"${x}"`).join(', ')}]`;
+  return [
+    '# Written by @warren/broker; rewritten by setUsers.',
+    'authorization {',
+    '  users: [',
+    `    { user: "${auth.user}", password: "${auth.password}" }`,
+    ...users.map(
+      (u) =>
+        `    { nkey: "${u.nkey}", permissions: { publish: { allow: ${list(u.permissions.publish.allow)} }, subscribe: { allow: ${list(u.permissions.subscribe.allow)} } } }`,
+    ),
+    '  ]',
+    '}',
+    '',
+  ].join('\n');
+}
+
 /** The nats-server config written to `<storeDir>/nats-server.conf` (format: https://docs.nats.io/running-a-nats-service/configuration). */
 function renderConfig(storeDir: string, port: number, auth: NatsAuthorization | undefined): string {
   return [
@@ -126,7 +209,8 @@ function renderConfig(storeDir: string, port: number, auth: NatsAuthorization | 
     'jetstream {',
     `  store_dir: ${confString(storeDir, 'startNatsServer storeDir')}`,
     '}',
-    ...(auth ? ['authorization {', `  user: "${auth.user}"`, `  password: "${auth.password}"`, '}'] : []),
+    // The include path is relative to this file's directory (nats-server refuses absolute ones).
+    ...(auth ? [`include "${USERS_FILE}"`] : []),
     '',
   ].join('\n');
 }
@@ -148,6 +232,8 @@ function probeTcp(port: number): Promise<boolean> {
 class OutputTail {
   private readonly lines: string[] = [];
   private partial = '';
+  /** Called with every complete line (for reload reports). */
+  readonly listeners = new Set<(line: string) => void>();
 
   constructor(private readonly logger: Logger) {}
 
@@ -166,6 +252,7 @@ class OutputTail {
   private line(line: string): void {
     const trimmed = line.trimEnd();
     if (!trimmed) return;
+    for (const listener of this.listeners) listener(trimmed);
     // The password sits in a 0600 config file that only root reads; nkeys or bcrypt would need
     // tools the host may not have.
     if (trimmed.includes('Plaintext passwords detected')) {
@@ -188,13 +275,16 @@ class OutputTail {
  * Starts nats-server with JetStream as a child process, listening on 127.0.0.1 only.
  *
  * Writes `<storeDir>/nats-server.conf` (mode 0600; listen 127.0.0.1, `port` or -1, `ports_file_dir`
- * and JetStream `store_dir` both `storeDir`, and with `authorization` a user and password every
- * client must give; `storeDir` is then set to mode 0700), starts the child, waits for its ports file
- * (`<name>_<pid>.ports`) while watching for an early exit, then probes the TCP port.
+ * and JetStream `store_dir` both `storeDir`, and with `authorization` an `include` of
+ * `<storeDir>/nats-users.conf`, mode 0600: the user and password every client but the NKey users
+ * must give, and the NKey `users` with their allow-lists; `storeDir` is then set to mode 0700),
+ * starts the child, waits for its ports file (`<name>_<pid>.ports`) while watching for an early
+ * exit, then probes the TCP port.
  *
  * @returns the running server; close it with {@link EmbeddedNatsServer.close}.
  * @throws {MissingCapabilityError} if nats-server is not installed.
- * @throws {ConfigError} if `storeDir` contains characters the config format cannot hold or `port` is out of range.
+ * @throws {ConfigError} if `storeDir` contains characters the config format cannot hold, `port` is out
+ *   of range, a user is invalid (see {@link EmbeddedNatsServer.setUsers}) or `users` come without `authorization`.
  * @throws {NatsServerError} (`WARREN_NATS_SERVER`) if the child fails to start, exits early or does
  *   not listen within `startTimeoutMs`; the error carries the tail of its output.
  */
@@ -206,6 +296,10 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     throw new ConfigError('startNatsServer port', `must be an integer from 1 to 65535, got ${port}`);
   }
   if (options.authorization) checkAuthorization(options.authorization);
+  if (options.users !== undefined) {
+    if (!options.authorization) throw new ConfigError('startNatsServer users', 'NKey users need authorization (the supervisor\'s own user)');
+    checkUsers(options.users, 'startNatsServer users');
+  }
   const binary = await findNatsServer(options.binary);
   const storeDir = resolve(options.storeDir);
   await mkdir(storeDir, { recursive: true, mode: 0o700 });
@@ -213,6 +307,15 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
   // The config may hold the password: readable by its owner only, also when an older run left it 0644.
   await writeFile(configPath, renderConfig(storeDir, port, options.authorization), { mode: 0o600 });
   await chmod(configPath, 0o600);
+  const usersPath = join(storeDir, USERS_FILE);
+  const writeUsers = async (users: readonly NatsAgentUser[]): Promise<void> => {
+    if (!options.authorization) return;
+    const temporary = `${usersPath}.${process.pid}.tmp`;
+    await writeFile(temporary, renderUsers(options.authorization, users), { mode: 0o600 });
+    await chmod(temporary, 0o600);
+    await rename(temporary, usersPath);
+  };
+  await writeUsers(options.users ?? []);
   if (options.authorization) await chmod(storeDir, 0o700);
 
   const tail = new OutputTail(logger);
@@ -312,6 +415,40 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     return closing;
   };
 
+  let usersQueue: Promise<unknown> = Promise.resolve();
+  const reload = async (users: readonly NatsAgentUser[]): Promise<void> => {
+    if (!options.authorization) throw new ConfigError('setUsers', 'the server was started without authorization; NKey users need it');
+    checkUsers(users, 'setUsers users');
+    if (exit || closing) throw new NatsServerError(storeDir, 'cannot reload: the server is not running', tail.text(), exit?.code ?? null, exit?.signal ?? null);
+    await writeUsers(users);
+    let listener: ((line: string) => void) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const outcome = await new Promise<string | undefined>((resolveReload, rejectReload) => {
+        listener = (line) => {
+          // nats-server 2.9 logs "Reloaded server configuration" or "Failed to reload server configuration: …".
+          if (line.includes('Reloaded server configuration')) resolveReload(undefined);
+          else if (line.includes('Failed to reload')) resolveReload(line);
+        };
+        tail.listeners.add(listener);
+        timer = setTimeout(() => resolveReload(`no reload reported within ${RELOAD_TIMEOUT_MS} ms`), RELOAD_TIMEOUT_MS);
+        exited.then(() => resolveReload('the server exited during the reload'), rejectReload);
+        if (!child.kill('SIGHUP')) resolveReload('cannot send SIGHUP');
+      });
+      const ended = exit as NatsServerExit | undefined; // set by the exit listener meanwhile
+      if (outcome !== undefined) throw new NatsServerError(storeDir, `users not applied: ${outcome}`, tail.text(), ended?.code ?? null, ended?.signal ?? null);
+      logger.info({ pid, users: users.length }, 'nats-server users reloaded');
+    } finally {
+      clearTimeout(timer);
+      if (listener) tail.listeners.delete(listener);
+    }
+  };
+  const setUsers = (users: readonly NatsAgentUser[]): Promise<void> => {
+    const next = usersQueue.then(() => reload(users));
+    usersQueue = next.catch(() => undefined);
+    return next;
+  };
+
   return {
     url,
     port: listenPort,
@@ -319,6 +456,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
     storeDir,
     authorization: options.authorization,
     exited,
+    setUsers,
     close,
     [Symbol.asyncDispose]: close,
   };

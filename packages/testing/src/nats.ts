@@ -42,6 +42,7 @@ export async function startTestNats(options: StartTestNatsOptions = {}): Promise
     storeDir: server.storeDir,
     authorization: server.authorization,
     exited: server.exited,
+    setUsers: (users) => server.setUsers(users),
     close,
     [Symbol.asyncDispose]: close,
   };
