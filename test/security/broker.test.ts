@@ -82,7 +82,8 @@ describe('the embedded nats-server', () => {
     expect(modeOf(join(state, 'nats', 'auth', 'password'))).toBe(0o600);
     expect(modeOf(join(state, 'broker', 'signing-key'))).toBe(0o600);
     const password = readFileSync(join(state, 'nats', 'auth', 'password'), 'utf8').trim();
-    expect(readFileSync(join(state, 'nats', 'nats-server.conf'), 'utf8')).toContain(`password: "${password}"`);
+    expect(modeOf(join(state, 'nats', 'nats-users.conf'))).toBe(0o600);
+    expect(readFileSync(join(state, 'nats', 'nats-users.conf'), 'utf8')).toContain(`password: "${password}"`);
     // With the password the server answers, so the refusals above were about credentials.
     const nc = await connect({ servers: url, reconnect: false, user: 'warren', pass: password });
     await nc.close();

@@ -3,6 +3,7 @@ import {
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
+  JetStreamError,
   jetstreamManager,
   RetentionPolicy,
   StorageType,
@@ -257,9 +258,11 @@ export interface Broker {
   /**
    * Pulls up to `max` (1–256) messages of `agent`'s inbox from the durable `[<instance>-]msg-<agent>`
    * (made if missing, or made again over an old filter; ack wait `ackWaitMs`, default 60000 ms,
-   * at most 256 unacknowledged, `maxDeliver` default 5). With messages waiting it returns them at
-   * once; with none it waits up to `expiresMs` for the first (0: returns `[]` at once; otherwise at
-   * least 1000 ms, the client library's shortest pull). The deliveries stay ackable after the call,
+   * at most 256 unacknowledged, `maxDeliver` default 5). With new messages waiting it returns them
+   * at once; with none it waits up to `expiresMs` for the first (otherwise at least 1000 ms, the
+   * client library's shortest pull). With `expiresMs` 0 and nothing new it returns `[]` at once,
+   * unless deliveries are still unacknowledged: then it waits up to 1000 ms for one whose ack wait
+   * ran out (the server does not count those as pending). The deliveries stay ackable after the call,
    * while the connection is open: settle each with `ack` (or `nak`); one left unsettled is
    * delivered again after the ack wait (at-least-once). Invalid messages (as {@link consumeMessages}
    * says) are terminated, reported to `onInvalid` and not returned.
@@ -297,7 +300,8 @@ export interface Broker {
    * (`<prefix>.reply.<requester>.*.<requestId>`). The subscription is made before this returns,
    * so call it before sending the request. Invalid replies go to `onInvalid` and are not taken.
    * @returns the reply. @throws {MessageTimeoutError} (`WARREN_MESSAGE_TIMEOUT`) after `timeoutMs`.
-   * @throws {InvalidNameError} for an invalid name or request id. @throws {BrokerError} if the connection is closed.
+   * @throws {InvalidNameError} for an invalid name or request id. @throws {ConfigError} for a `timeoutMs` below 1.
+   * @throws {BrokerError} if the connection is closed, or closes before a reply came.
    */
   awaitReply(requester: string, requestId: string, timeoutMs: number): Promise<ReplyMessage>;
   /**
@@ -465,8 +469,10 @@ class NatsBroker implements Broker {
   private readonly js: JetStreamClient;
   private readonly loops = new Set<ConsumeLoop<unknown>>();
   private readonly subscriptions = new Set<Subscription>();
-  /** Inbox consumers `fetchMessages` made or checked on this connection. */
-  private readonly ensuredInboxes = new Set<string>();
+  /** Ends every `awaitReply` still waiting (on close). */
+  private readonly replyWaiters = new Set<() => void>();
+  /** Inbox consumers `fetchMessages` made or checked on this connection, with their `<ackWaitMs>:<maxDeliver>`. */
+  private readonly ensuredInboxes = new Map<string, string>();
   private closing: Promise<void> | undefined;
   private readonly statusDone: Promise<void>;
 
@@ -983,9 +989,10 @@ class NatsBroker implements Broker {
       maxInFlight: 256,
     };
     this.assertOpen('fetchMessages', `${spec.stream}/${spec.durable}`);
-    if (!this.ensuredInboxes.has(spec.durable)) {
+    const settings = `${spec.ackWaitMs}:${spec.maxDeliver}`;
+    if (this.ensuredInboxes.get(spec.durable) !== settings) {
       await this.ensureConsumer(spec as unknown as ConsumerSpec<unknown>);
-      this.ensuredInboxes.add(spec.durable);
+      this.ensuredInboxes.set(spec.durable, settings);
     }
     const out: Delivery<AgentMessage>[] = [];
     try {
@@ -995,19 +1002,31 @@ class NatsBroker implements Broker {
       const pull = async (batch: number, waitMs: number): Promise<number> => {
         const messages = await consumer.fetch({ max_messages: batch, expires: Math.max(1_000, waitMs) });
         let got = 0;
-        for await (const m of messages) {
-          got++;
-          const delivery = this.toDelivery(m, spec);
-          if (delivery) out.push(delivery);
+        try {
+          for await (const m of messages) {
+            got++;
+            const delivery = this.toDelivery(m, spec);
+            if (delivery) out.push(delivery);
+          }
+        } catch (error) {
+          // The client ends a pull whose server heartbeats (every half expiry) it missed, as a busy
+          // event loop makes it: keep what came; anything delivered later comes again after the ack wait.
+          if (!(error instanceof JetStreamError && error.message === 'heartbeats missed')) throw error;
+          this.log.debug({ consumer: spec.durable, got }, 'inbox pull ended on missed heartbeats');
         }
         return got;
       };
-      const waiting = (await consumer.info(false)).num_pending;
+      const info = await consumer.info(false);
+      const waiting = info.num_pending;
       if (waiting > 0) {
-        await pull(Math.min(max, waiting), 1_000);
-      } else if (expiresMs > 0 && (await pull(1, expiresMs)) > 0 && max > 1) {
+        // Those messages are there: the pull ends as soon as they came, the expiry only bounds it.
+        await pull(Math.min(max, waiting), 5_000);
+      } else if (expiresMs === 0) {
+        // Deliveries whose ack wait ran out are not counted as pending: look for one briefly.
+        if (info.num_ack_pending > 0) await pull(1, 1_000);
+      } else if ((await pull(1, expiresMs)) > 0 && max > 1) {
         const more = (await consumer.info(false)).num_pending;
-        if (more > 0) await pull(Math.min(max - 1, more), 1_000);
+        if (more > 0) await pull(Math.min(max - 1, more), 5_000);
       }
     } catch (error) {
       this.ensuredInboxes.delete(spec.durable);
@@ -1073,10 +1092,11 @@ class NatsBroker implements Broker {
     const ns = this.namespace;
     const filter = ns.replyFilter(requester, assertRequestId(requestId));
     const wait = positiveInteger(timeoutMs, 30_000, `awaitReply(${requester}) timeoutMs`);
-    let settle!: (reply: ReplyMessage | undefined) => void;
-    const answered = new Promise<ReplyMessage | undefined>((resolve) => {
+    let settle!: (reply: ReplyMessage | 'timeout' | 'closed') => void;
+    const answered = new Promise<ReplyMessage | 'timeout' | 'closed'>((resolve) => {
       settle = resolve;
     });
+    const onClose = () => settle('closed');
     const subscription = this.subscribeCore(filter, (msg) => {
       try {
         const data = decodeMessage(replyMessageSchema, msg.subject, msg.data);
@@ -1091,11 +1111,14 @@ class NatsBroker implements Broker {
         this.reportInvalid(msg.subject, error);
       }
     });
-    const timer = setTimeout(() => settle(undefined), wait);
+    const timer = setTimeout(() => settle('timeout'), wait);
+    this.replyWaiters.add(onClose);
     return answered.then(async (reply) => {
       clearTimeout(timer);
+      this.replyWaiters.delete(onClose);
       await subscription.stop();
-      if (!reply) throw new MessageTimeoutError(requester, requestId, wait);
+      if (reply === 'timeout') throw new MessageTimeoutError(requester, requestId, wait);
+      if (reply === 'closed') throw new BrokerError('awaitReply', filter, 'the broker connection closed before a reply came');
       return reply;
     });
   }
@@ -1261,6 +1284,7 @@ class NatsBroker implements Broker {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      for (const cancel of [...this.replyWaiters]) cancel();
       await Promise.allSettled([...this.loops].map((l) => l.stop()));
       await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
       if (!this.nc.isClosed()) {

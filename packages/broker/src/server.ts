@@ -275,13 +275,16 @@ class OutputTail {
  * Starts nats-server with JetStream as a child process, listening on 127.0.0.1 only.
  *
  * Writes `<storeDir>/nats-server.conf` (mode 0600; listen 127.0.0.1, `port` or -1, `ports_file_dir`
- * and JetStream `store_dir` both `storeDir`, and with `authorization` a user and password every
- * client must give; `storeDir` is then set to mode 0700), starts the child, waits for its ports file
- * (`<name>_<pid>.ports`) while watching for an early exit, then probes the TCP port.
+ * and JetStream `store_dir` both `storeDir`, and with `authorization` an `include` of
+ * `<storeDir>/nats-users.conf`, mode 0600: the user and password every client but the NKey users
+ * must give, and the NKey `users` with their allow-lists; `storeDir` is then set to mode 0700),
+ * starts the child, waits for its ports file (`<name>_<pid>.ports`) while watching for an early
+ * exit, then probes the TCP port.
  *
  * @returns the running server; close it with {@link EmbeddedNatsServer.close}.
  * @throws {MissingCapabilityError} if nats-server is not installed.
- * @throws {ConfigError} if `storeDir` contains characters the config format cannot hold or `port` is out of range.
+ * @throws {ConfigError} if `storeDir` contains characters the config format cannot hold, `port` is out
+ *   of range, a user is invalid (see {@link EmbeddedNatsServer.setUsers}) or `users` come without `authorization`.
  * @throws {NatsServerError} (`WARREN_NATS_SERVER`) if the child fails to start, exits early or does
  *   not listen within `startTimeoutMs`; the error carries the tail of its output.
  */

@@ -86,6 +86,7 @@ describe('broker', () => {
       ['WARREN_ASSIGN', 'warren.assign.>'],
       ['WARREN_RESULTS', 'warren.result.>'],
       ['WARREN_MESSAGES', 'warren.msg.>'],
+      ['WARREN_OUTBOX', 'warren.send.>'],
     ] as const) {
       const info = await jsm.streams.info(name);
       expect(info.config).toMatchObject({ subjects: [subject], retention: 'workqueue', storage: 'file', duplicate_window: 120_000_000_000 });
@@ -305,17 +306,23 @@ describe('broker', () => {
     expect((await broker.publishMessage(message)).duplicate).toBe(true);
     const forged = natsHeaders();
     forged.set('Warren-From', 'writer');
-    await jetstream(broker.nc).publish('warren.msg.reviewer', JSON.stringify({ ...message, id: 'x', from: 'admin' }), { headers: forged });
-    await jetstream(broker.nc).publish('warren.msg.reviewer', JSON.stringify({ ...message, id: 'y' }));
+    await jetstream(broker.nc).publish('warren.msg.reviewer.admin', JSON.stringify({ ...message, id: 'x', from: 'admin' }), { headers: forged });
+    await jetstream(broker.nc).publish('warren.msg.reviewer.writer', JSON.stringify({ ...message, id: 'y' }));
+    // The sender in the subject must be the one in the message.
+    await jetstream(broker.nc).publish('warren.msg.reviewer.admin', JSON.stringify({ ...message, id: 'z' }), { headers: forged });
 
     const d = await inbox.next('the message');
     expect(d.data).toEqual(message);
+    expect(d.subject).toBe('warren.msg.reviewer.writer');
     expect(d.headers['Warren-From']).toBe('writer');
     const mismatch = await invalid.next('the forged-from report');
     expect(mismatch.error).toMatchObject({ field: 'from' });
     expect(mismatch.error.message).toContain("header says 'writer'");
     const missing = await invalid.next('the missing-header report');
     expect(missing.error.message).toContain('header is missing');
+    const wrongSubject = await invalid.next('the subject-sender report');
+    expect(wrongSubject.error).toMatchObject({ field: 'from', subject: 'warren.msg.reviewer.admin' });
+    expect(wrongSubject.error.message).toContain("subject names sender 'admin'");
     await sub.stop();
     await until(() => broker.pendingFor('reviewer'), { assignments: 0, messages: 0 }, 'pending work of reviewer');
   });

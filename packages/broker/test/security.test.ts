@@ -54,18 +54,20 @@ describe('brokerNamespace', () => {
     const plain = brokerNamespace();
     expect(plain.assignSubject('shell-1')).toBe('warren.assign.shell-1');
     expect(plain.resultsConsumer).toBe('supervisor-results');
-    expect(plain.streams.map((s) => s.name)).toEqual(['WARREN_ASSIGN', 'WARREN_RESULTS', 'WARREN_MESSAGES']);
+    expect(plain.streams.map((s) => s.name)).toEqual(['WARREN_ASSIGN', 'WARREN_RESULTS', 'WARREN_MESSAGES', 'WARREN_OUTBOX']);
 
     const ns = brokerNamespace('wab12cd');
     expect(ns.assignSubject('shell-1')).toBe('warren.wab12cd.assign.shell-1');
     expect(ns.resultSubject('shell-1')).toBe('warren.wab12cd.result.shell-1');
     expect(ns.progressSubject('shell-1', 'T.1')).toBe('warren.wab12cd.progress.shell-1.T~1');
-    expect(ns.messageSubject('shell-1')).toBe('warren.wab12cd.msg.shell-1');
+    expect(ns.messageSubject('shell-1', 'writer')).toBe('warren.wab12cd.msg.shell-1.writer');
+    expect(ns.outboxSubject('writer', 'shell-1')).toBe('warren.wab12cd.send.writer.shell-1');
     expect(ns.eventSubject('task.assigned')).toBe('warren.wab12cd.events.task.assigned');
     expect(ns.streams).toEqual([
       { name: 'WARREN_wab12cd_ASSIGN', subjects: ['warren.wab12cd.assign.>'] },
       { name: 'WARREN_wab12cd_RESULTS', subjects: ['warren.wab12cd.result.>'] },
       { name: 'WARREN_wab12cd_MESSAGES', subjects: ['warren.wab12cd.msg.>'] },
+      { name: 'WARREN_wab12cd_OUTBOX', subjects: ['warren.wab12cd.send.>'] },
     ]);
     expect(ns.resultsConsumer).toBe('wab12cd-supervisor-results');
     expect(ns.assignConsumerName('shell-1')).toBe('wab12cd-assign-shell-1');
@@ -187,7 +189,9 @@ describe('startNatsServer authorization', () => {
     const server = defer(await startNatsServer({ storeDir, authorization }));
     expect((await stat(join(storeDir, 'nats-server.conf'))).mode & 0o777).toBe(0o600);
     expect((await stat(storeDir)).mode & 0o777).toBe(0o700);
-    expect(await readFile(join(storeDir, 'nats-server.conf'), 'utf8')).toContain('authorization {');
+    expect(await readFile(join(storeDir, 'nats-server.conf'), 'utf8')).toContain('include "nats-users.conf"');
+    expect((await stat(join(storeDir, 'nats-users.conf'))).mode & 0o777).toBe(0o600);
+    expect(await readFile(join(storeDir, 'nats-users.conf'), 'utf8')).toContain('authorization {');
 
     await expect(connect({ servers: server.url, reconnect: false })).rejects.toThrow(/Authorization Violation/);
     await expect(connect({ servers: server.url, reconnect: false, user: 'warren', pass: 'wrong-password-123' })).rejects.toThrow(

@@ -40,7 +40,7 @@ describe('startNatsServer', () => {
     await broker.ensureStreams();
     await broker.close();
     const streams = await readdir(join(dir.path, 'jetstream', '$G', 'streams'));
-    expect(streams.sort()).toEqual(['WARREN_ASSIGN', 'WARREN_MESSAGES', 'WARREN_RESULTS']);
+    expect(streams.sort()).toEqual(['WARREN_ASSIGN', 'WARREN_MESSAGES', 'WARREN_OUTBOX', 'WARREN_RESULTS']);
 
     const closing = server.close();
     expect(server.close()).toBe(closing);
