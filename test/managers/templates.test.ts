@@ -17,8 +17,8 @@ const base = 'capabilities: [x]\nruntime: { kind: shell }\n';
 
 describe('template role and manager quotas', () => {
   it('defaults to a worker with no quotas; a manager gets 2 workers, 10 subtasks and no templates unless it says', () => {
-    expect(parseTemplate(`name: w\n${base}`, 'agents/w.yaml')).toMatchObject({ role: 'worker', manager: null });
-    expect(parseTemplate(`name: m\n${base}role: manager\n`, 'agents/m.yaml')).toMatchObject({ role: 'manager', manager: { maxWorkers: 2, maxSubtasks: 10, templates: [] } });
+    expect(parseTemplate(`name: w\n${base}`, 'agents/w.yaml')).toMatchObject({ role: 'worker', policyRole: null, manager: null });
+    expect(parseTemplate(`name: m\n${base}role: manager\n`, 'agents/m.yaml')).toMatchObject({ role: 'manager', policyRole: 'manager', manager: { maxWorkers: 2, maxSubtasks: 10, templates: [] } });
     expect(parseTemplate(`name: m\n${base}role: manager\nmanager: { maxWorkers: 3, templates: [coder] }\n`, 'agents/m.yaml').manager).toEqual({ maxWorkers: 3, maxSubtasks: 10, templates: ['coder'] });
   });
 

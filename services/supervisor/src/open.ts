@@ -76,8 +76,9 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     throw new ConfigError(relative(config.root, config.agentsDir) || 'agents', 'no valid agent template');
   }
   for (const template of templates.values()) checkMounts(config, template);
-  // A template is a member of role:<role> (manager or worker) in the policy, as its agents are of template:<name>.
-  for (const template of templates.values()) policy.addRoleForSubject(`template:${template.name}`, `role:${template.role}`);
+  // A template that declares `role:` is a member of role:<role> (manager or worker) in the policy, as
+  // its agents are of template:<name>; without it the policy file alone says what the template is.
+  for (const template of templates.values()) if (template.policyRole !== null) policy.addRoleForSubject(`template:${template.name}`, `role:${template.policyRole}`);
   const { providers, errors: providerErrors } = await loadProviders(config.providersDir, config.root);
   for (const error of providerErrors) log.error({ code: error.code }, error.message);
   // Full isolation unless every template asks, by name, for a weaker mode.

@@ -172,7 +172,7 @@ export const TemplateFile = z
       .strict()
       .prefault({}),
     /** `manager`: may split tasks and start workers (through Warren's MCP tools); `worker`: does tasks. */
-    role: z.enum(['manager', 'worker']).default('worker'),
+    role: z.enum(['manager', 'worker']).optional(),
     /** A manager's quotas and the templates it may start workers of. */
     manager: z
       .object({
@@ -254,7 +254,11 @@ export interface BudgetLimits {
   readonly costUsd: number | null;
 }
 
-/** What a template's agents are in the policy: `template:<name>` is made a member of `role:<role>`. */
+/**
+ * What a template's agents are: `manager` or `worker`. A template that says `role:` makes
+ * `template:<name>` a member of `role:<role>` in the policy; one that does not is a worker for
+ * Warren's own checks and gets only what the policy file gives `template:<name>`.
+ */
 export type TemplateRole = 'manager' | 'worker';
 
 /**
@@ -273,6 +277,11 @@ export interface AgentTemplate {
   readonly name: string;
   /** `worker` (the default) or `manager`; see {@link TemplateRole}. */
   readonly role: TemplateRole;
+  /**
+   * The role the template's file declares (`role:`), which the policy then gives `template:<name>`;
+   * null when it declares none (the policy file alone decides what the template's agents may do).
+   */
+  readonly policyRole: TemplateRole | null;
   /** A manager's quotas (defaults 2 workers, 10 subtasks, no templates); null for a worker. */
   readonly manager: ManagerQuotas | null;
   readonly description: string;
@@ -431,13 +440,15 @@ export function parseTemplate(text: string, path: string, baseDir: string = dirn
       `'${t.runtime.command[0]}' must be an absolute path inside the sandbox (the templates' programs are at ${AGENTS_BIN_IN_SANDBOX})`,
     );
   }
-  const quotas = t.role === 'manager' ? { maxWorkers: t.manager?.maxWorkers ?? 2, maxSubtasks: t.manager?.maxSubtasks ?? 10, templates: t.manager?.templates ?? [] } : null;
+  const role: TemplateRole = t.role ?? 'worker';
+  const quotas = role === 'manager' ? { maxWorkers: t.manager?.maxWorkers ?? 2, maxSubtasks: t.manager?.maxSubtasks ?? 10, templates: t.manager?.templates ?? [] } : null;
   if (quotas?.templates.includes(t.name)) {
     throw new TemplateError(path, lineOf(source, ['manager', 'templates']), 'manager.templates', `names the manager itself ('${t.name}'): a manager starts workers of other templates`);
   }
   return {
     name: t.name,
-    role: t.role,
+    role,
+    policyRole: t.role ?? null,
     manager: quotas,
     description: t.description,
     capabilities: t.capabilities,

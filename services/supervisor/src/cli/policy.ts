@@ -47,9 +47,9 @@ export async function checkPolicy(config: SupervisorConfig, sub: string, obj: st
     }
   }
   for (const { account, role } of roles) policy.addRoleForSubject(account, role);
-  // Each template is a member of role:<role>, as the supervisor makes it at load.
+  // Each template that declares `role:` is a member of role:<role>, as the supervisor makes it at load.
   const templates = await loadTemplates(config.agentsDir, config.root).then((set) => [...set.templates.values()], () => []);
-  for (const template of templates) policy.addRoleForSubject(`template:${template.name}`, `role:${template.role}`);
+  for (const template of templates) if (template.policyRole !== null) policy.addRoleForSubject(`template:${template.name}`, `role:${template.policyRole}`);
   let explained: PolicyExplanation;
   let error: string | null = null;
   try {
