@@ -1,0 +1,352 @@
+import {
+  ApiException,
+  CoreV1Api,
+  KubeConfig,
+  NetworkingV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  Watch,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startFakeKubeApi, type FakeKubeApi, type KubeStatus } from '../src/index.js';
+
+/** A pod the restricted profile admits, as the pod driver writes one. */
+function restrictedPod(name: string, labels: Record<string, string> = {}): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels },
+    spec: {
+      automountServiceAccountToken: false,
+      restartPolicy: 'Never',
+      securityContext: { runAsNonRoot: true, runAsUser: 1001, runAsGroup: 1001, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [
+        {
+          name: 'runner',
+          image: 'warren/agent-runner:0.1.0',
+          securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, readOnlyRootFilesystem: true },
+        },
+      ],
+    },
+  };
+}
+
+/** The ApiException a call rejects with, its body parsed as the `Status` it carries. */
+async function statusOf(call: Promise<unknown>): Promise<{ code: number; status: KubeStatus }> {
+  try {
+    await call;
+  } catch (error) {
+    if (error instanceof ApiException) return { code: error.code, status: JSON.parse(error.body as string) as KubeStatus };
+    throw error;
+  }
+  throw new Error('the call succeeded; an ApiException was expected');
+}
+
+interface Event {
+  type: string;
+  object: { kind?: string; code?: number; reason?: string; metadata?: { name?: string; resourceVersion?: string; labels?: Record<string, string> }; status?: Record<string, unknown> };
+}
+
+/** A watch through the client's `Watch`, gathering its events; `until` waits for a condition on them. */
+async function watchEvents(kc: KubeConfig, path: string, query: Record<string, string | number | boolean> = {}) {
+  const events: Event[] = [];
+  const waiters = new Set<() => void>();
+  let doneError: unknown = 'open';
+  const notify = (): void => {
+    for (const waiter of waiters) waiter();
+  };
+  const controller = await new Watch(kc).watch(
+    path,
+    query,
+    (type, object) => {
+      events.push({ type, object: object as Event['object'] });
+      notify();
+    },
+    (error: unknown) => {
+      doneError = error ?? null;
+      notify();
+    },
+  );
+  const until = async (condition: () => boolean, what: string): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; events: ${JSON.stringify(events.map((e) => [e.type, e.object.metadata?.name]))}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 200);
+        waiters.add(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      waiters.clear();
+    }
+  };
+  return { events, controller, until, done: () => doneError !== 'open', doneError: () => doneError };
+}
+
+describe('startFakeKubeApi with @kubernetes/client-node', () => {
+  let api: FakeKubeApi;
+  let kc: KubeConfig;
+  let core: CoreV1Api;
+
+  beforeEach(async () => {
+    api = await startFakeKubeApi();
+    kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfig());
+    core = kc.makeApiClient(CoreV1Api);
+  });
+
+  afterEach(async () => {
+    await api.close();
+  });
+
+  it('creates, reads and lists pods by equality, set-based and field selectors', async () => {
+    const created = await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a', { app: 'warren', agent: 'a' }) });
+    expect(created.metadata?.uid).toMatch(/^[0-9a-f-]{36}$/);
+    expect(created.metadata?.creationTimestamp).toBeInstanceOf(Date);
+    expect(created.status?.phase).toBe('Pending');
+    expect(created.spec?.serviceAccountName).toBe('default');
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-b', { app: 'warren', agent: 'b' }) });
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('other', { app: 'else' }) });
+    const generated = await core.createNamespacedPod({
+      namespace: 'default',
+      body: { ...restrictedPod(''), metadata: { generateName: 'agent-', labels: { app: 'warren', agent: 'c' } } },
+    });
+    expect(generated.metadata?.name).toMatch(/^agent-[bcdfghjklmnpqrstvwxz2456789]{5}$/);
+
+    const read = await core.readNamespacedPod({ namespace: 'default', name: 'agent-a' });
+    expect(read.metadata?.resourceVersion).toBe(created.metadata?.resourceVersion);
+
+    const names = async (query: { labelSelector?: string; fieldSelector?: string }): Promise<string[]> =>
+      ((await core.listNamespacedPod({ namespace: 'default', ...query })).items).map((pod) => pod.metadata?.name ?? '');
+    expect(await names({ labelSelector: 'app=warren,agent!=c' })).toEqual(['agent-a', 'agent-b']);
+    expect(await names({ labelSelector: 'agent in (a, b)' })).toEqual(['agent-a', 'agent-b']);
+    expect(await names({ labelSelector: 'app notin (warren)' })).toEqual(['other']);
+    expect(await names({ labelSelector: '!agent' })).toEqual(['other']);
+    expect(await names({ fieldSelector: 'metadata.name=agent-b' })).toEqual(['agent-b']);
+    const all = await core.listPodForAllNamespaces({ labelSelector: 'agent' });
+    expect(all.items).toHaveLength(3);
+    expect(all.metadata?.resourceVersion).toBe(String(api.resourceVersion()));
+
+    const bad = await statusOf(core.listNamespacedPod({ namespace: 'default', labelSelector: 'app in (a' }));
+    expect(bad.code).toBe(400);
+    expect(bad.status.reason).toBe('BadRequest');
+  });
+
+  it('answers a missing object with 404 NotFound as the API server writes it', async () => {
+    const { code, status } = await statusOf(core.readNamespacedPod({ namespace: 'default', name: 'nope' }));
+    expect(code).toBe(404);
+    expect(status).toEqual({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'pods "nope" not found',
+      reason: 'NotFound',
+      details: { name: 'nope', kind: 'pods' },
+      code: 404,
+    });
+    const missingNamespace = await statusOf(core.createNamespacedPod({ namespace: 'ghost', body: restrictedPod('a') }));
+    expect(missingNamespace.code).toBe(404);
+    expect(missingNamespace.status.message).toBe('namespaces "ghost" not found');
+  });
+
+  it('answers a second create with 409 AlreadyExists and a PUT of a stale resourceVersion with 409 Conflict', async () => {
+    const first = await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a') });
+    const again = await statusOf(core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a') }));
+    expect(again.code).toBe(409);
+    expect(again.status.reason).toBe('AlreadyExists');
+    expect(again.status.message).toBe('pods "agent-a" already exists');
+
+    const labelled = await core.replaceNamespacedPod({
+      namespace: 'default',
+      name: 'agent-a',
+      body: { ...first, metadata: { ...first.metadata, labels: { step: 'one' } } },
+    });
+    expect(Number(labelled.metadata?.resourceVersion)).toBeGreaterThan(Number(first.metadata?.resourceVersion));
+    const stale = await statusOf(
+      core.replaceNamespacedPod({ namespace: 'default', name: 'agent-a', body: { ...first, metadata: { ...first.metadata, labels: { step: 'two' } } } }),
+    );
+    expect(stale.code).toBe(409);
+    expect(stale.status.reason).toBe('Conflict');
+    expect(stale.status.message).toBe(
+      'Operation cannot be fulfilled on pods "agent-a": the object has been modified; please apply your changes to the latest version and try again',
+    );
+    expect((await core.readNamespacedPod({ namespace: 'default', name: 'agent-a' })).metadata?.labels).toEqual({ step: 'one' });
+  });
+
+  it('answers invalid objects with 422 Invalid and one cause per field', async () => {
+    const pod = restrictedPod('Bad_Name');
+    const spec = pod.spec;
+    if (spec === undefined) throw new Error('fixture has a spec');
+    spec.containers = [{ name: 'runner', image: '' }, { name: 'runner', image: 'x:1' }];
+    const { code, status } = await statusOf(core.createNamespacedPod({ namespace: 'default', body: pod }));
+    expect(code).toBe(422);
+    expect(status.reason).toBe('Invalid');
+    expect(status.details?.kind).toBe('Pod');
+    expect(status.details?.causes?.map((cause) => [cause.reason, cause.field])).toEqual([
+      ['FieldValueInvalid', 'metadata.name'],
+      ['FieldValueRequired', 'spec.containers[0].image'],
+      ['FieldValueDuplicate', 'spec.containers[1].name'],
+    ]);
+    expect(status.message).toMatch(/^Pod "Bad_Name" is invalid: \[metadata\.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain/);
+
+    const pvc = await statusOf(core.createNamespacedPersistentVolumeClaim({ namespace: 'default', body: { metadata: { name: 'home' }, spec: {} } }));
+    expect(pvc.code).toBe(422);
+    expect(pvc.status.message).toBe(
+      'PersistentVolumeClaim "home" is invalid: [spec.accessModes: Required value: at least 1 access mode is required, spec.resources[storage]: Required value]',
+    );
+  });
+
+  it('rejects a privileged pod with the PodSecurity 403 and admits a restricted one', async () => {
+    const privileged: V1Pod = {
+      metadata: { name: 'root' },
+      spec: { hostNetwork: true, containers: [{ name: 'shell', image: 'busybox:1.36', securityContext: { privileged: true } }] },
+    };
+    const { code, status } = await statusOf(core.createNamespacedPod({ namespace: 'default', body: privileged }));
+    expect(code).toBe(403);
+    expect(status.reason).toBe('Forbidden');
+    expect(status.message).toBe(
+      'pods "root" is forbidden: violates PodSecurity "restricted:latest": ' +
+        'host namespaces (hostNetwork=true), ' +
+        'privileged (container "shell" must not set securityContext.privileged=true), ' +
+        'allowPrivilegeEscalation != false (container "shell" must set securityContext.allowPrivilegeEscalation=false), ' +
+        'unrestricted capabilities (container "shell" must set securityContext.capabilities.drop=["ALL"]), ' +
+        'runAsNonRoot != true (pod or container "shell" must set securityContext.runAsNonRoot=true), ' +
+        'seccompProfile (pod or container "shell" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")',
+    );
+    expect(api.getObject('pods', 'default', 'root')).toBeUndefined();
+
+    const admitted = await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a') });
+    expect(admitted.metadata?.name).toBe('agent-a');
+
+    // A namespace labelled privileged admits what restricted rejects.
+    await core.createNamespace({ body: { metadata: { name: 'lab', labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } } });
+    await expect(core.createNamespacedPod({ namespace: 'lab', body: privileged })).resolves.toMatchObject({ metadata: { name: 'root' } });
+  });
+
+  it('checks the pod service account exists and mounts its token unless automount is off', async () => {
+    const missing = await statusOf(
+      core.createNamespacedPod({ namespace: 'default', body: { ...restrictedPod('a'), spec: { ...restrictedPod('a').spec!, serviceAccountName: 'agent-a' } } }),
+    );
+    expect(missing.code).toBe(403);
+    expect(missing.status.message).toBe('pods "a" is forbidden: error looking up service account default/agent-a: serviceaccount "agent-a" not found');
+
+    await core.createNamespacedServiceAccount({ namespace: 'default', body: { metadata: { name: 'agent-a' }, automountServiceAccountToken: false } });
+    const withToken = { ...restrictedPod('b'), spec: { ...restrictedPod('b').spec!, serviceAccountName: 'default' } };
+    delete withToken.spec.automountServiceAccountToken;
+    const mounted = await core.createNamespacedPod({ namespace: 'default', body: withToken });
+    expect(mounted.spec?.containers[0]?.volumeMounts?.[0]?.mountPath).toBe('/var/run/secrets/kubernetes.io/serviceaccount');
+    const own = { ...restrictedPod('c'), spec: { ...restrictedPod('c').spec!, serviceAccountName: 'agent-a' } };
+    delete own.spec.automountServiceAccountToken;
+    const unmounted = await core.createNamespacedPod({ namespace: 'default', body: own });
+    expect(unmounted.spec?.volumes ?? []).toEqual([]);
+  });
+
+  it('patches with JSON Patch, the client default, and with merge patch', async () => {
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a', { app: 'warren' }) });
+    const jsonPatched = await core.patchNamespacedPod({
+      namespace: 'default',
+      name: 'agent-a',
+      body: [{ op: 'add', path: '/metadata/labels/warren.dev~1state', value: 'asleep' }],
+    });
+    expect(jsonPatched.metadata?.labels).toEqual({ app: 'warren', 'warren.dev/state': 'asleep' });
+    const merged = await core.patchNamespacedPod(
+      { namespace: 'default', name: 'agent-a', body: { metadata: { labels: { app: null, tier: 'agents' } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    expect(merged.metadata?.labels).toEqual({ 'warren.dev/state': 'asleep', tier: 'agents' });
+    const failedTest = await statusOf(
+      core.patchNamespacedPod({ namespace: 'default', name: 'agent-a', body: [{ op: 'test', path: '/metadata/labels/tier', value: 'x' }] }),
+    );
+    expect(failedTest.code).toBe(422);
+    const immutable = await statusOf(
+      core.patchNamespacedPod({ namespace: 'default', name: 'agent-a', body: [{ op: 'replace', path: '/spec/restartPolicy', value: 'Always' }] }),
+    );
+    expect(immutable.code).toBe(422);
+    expect(immutable.status.details?.causes?.[0]?.field).toBe('spec');
+  });
+
+  it('serves PVCs, Secrets, ServiceAccounts and NetworkPolicies at their real paths', async () => {
+    const networking = kc.makeApiClient(NetworkingV1Api);
+    const pvc = await core.createNamespacedPersistentVolumeClaim({
+      namespace: 'default',
+      body: { metadata: { name: 'home-a' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } },
+    });
+    expect(pvc.status?.phase).toBe('Bound');
+    expect(pvc.status?.capacity).toEqual({ storage: '1Gi' });
+    const secret = await core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'creds-a' }, stringData: { 'nats.creds': 'x' } } });
+    expect(secret.data).toEqual({ 'nats.creds': Buffer.from('x').toString('base64') });
+    expect(secret.type).toBe('Opaque');
+    await core.createNamespacedServiceAccount({ namespace: 'default', body: { metadata: { name: 'agent-a' }, automountServiceAccountToken: false } });
+    const policy = await networking.createNamespacedNetworkPolicy({
+      namespace: 'default',
+      body: {
+        metadata: { name: 'agent-a' },
+        spec: { podSelector: { matchLabels: { agent: 'a' } }, policyTypes: ['Ingress', 'Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.5/32' } }], ports: [{ protocol: 'TCP', port: 4222 }] }] },
+      },
+    });
+    expect(policy.metadata?.uid).toBeDefined();
+    expect((await networking.listNamespacedNetworkPolicy({ namespace: 'default' })).items.map((p) => p.metadata?.name)).toEqual(['agent-a']);
+    const paths = api.requests.map((r) => `${r.method} ${r.url.split('?')[0]}`);
+    expect(paths).toContain('POST /apis/networking.k8s.io/v1/namespaces/default/networkpolicies');
+    expect(paths).toContain('POST /api/v1/namespaces/default/persistentvolumeclaims');
+
+    const deleted = await core.deleteNamespacedSecret({ namespace: 'default', name: 'creds-a' });
+    expect(deleted).toMatchObject({ status: 'Success', details: { name: 'creds-a', kind: 'secrets' } });
+    const gone = await statusOf(networking.readNamespacedNetworkPolicy({ namespace: 'default', name: 'nope' }));
+    expect(gone.status.message).toBe('networkpolicies.networking.k8s.io "nope" not found');
+  });
+
+  it('deleting a running pod keeps its PVC; owner references cascade unless orphaned', async () => {
+    const pod = await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a') });
+    await core.createNamespacedPersistentVolumeClaim({
+      namespace: 'default',
+      body: { metadata: { name: 'home-a' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } },
+    });
+    const owner = { apiVersion: 'v1', kind: 'Pod', name: 'agent-a', uid: pod.metadata?.uid ?? '' };
+    await core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'owned', ownerReferences: [owner] } } });
+    await core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'kept', ownerReferences: [owner] } } });
+    api.runPod('default', 'agent-a');
+    const watch = await watchEvents(kc, '/api/v1/namespaces/default/pods', { resourceVersion: String(api.resourceVersion()) });
+    const terminating = await core.deleteNamespacedPod({ namespace: 'default', name: 'agent-a' });
+    expect(terminating.metadata?.deletionTimestamp).toBeInstanceOf(Date);
+    await watch.until(() => watch.events.some((e) => e.type === 'DELETED'), 'the pod DELETED');
+    expect(watch.events.map((e) => e.type)).toEqual(['MODIFIED', 'DELETED']);
+    expect(api.getObject('persistentvolumeclaims', 'default', 'home-a')).toBeDefined();
+    expect(api.getObject('secrets', 'default', 'owned')).toBeUndefined();
+    expect(api.getObject('secrets', 'default', 'kept')).toBeUndefined();
+    watch.controller.abort();
+
+    const second = await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-b') });
+    await core.createNamespacedSecret({
+      namespace: 'default',
+      body: { metadata: { name: 'orphan', ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'agent-b', uid: second.metadata?.uid ?? '' }] } },
+    });
+    await core.deleteNamespacedPod({ namespace: 'default', name: 'agent-b', propagationPolicy: 'Orphan' });
+    expect(api.getObject('pods', 'default', 'agent-b')).toBeUndefined();
+    expect(api.getObject('secrets', 'default', 'orphan')?.metadata?.ownerReferences).toEqual([]);
+  });
+
+  it('loads from the kubeconfig text and requires the bearer token when one is set', async () => {
+    await using guarded = await startFakeKubeApi({ token: 'sekrit', namespaces: ['warren'] });
+    const fromFile = new KubeConfig();
+    fromFile.loadFromString(guarded.kubeconfigYaml('warren'));
+    expect(fromFile.getContextObject(fromFile.getCurrentContext())?.namespace).toBe('warren');
+    const client = fromFile.makeApiClient(CoreV1Api);
+    expect((await client.readNamespace({ name: 'warren' })).metadata?.labels).toEqual({
+      'kubernetes.io/metadata.name': 'warren',
+      'pod-security.kubernetes.io/enforce': 'restricted',
+    });
+    const anonymous = new KubeConfig();
+    anonymous.loadFromOptions({ ...guarded.kubeconfig(), users: [{ name: 'fake' }] });
+    // The generated client drops the body of a 401, so only the code shows.
+    const denied = await anonymous.makeApiClient(CoreV1Api).listNamespace().catch((error: unknown) => error);
+    expect(denied).toBeInstanceOf(ApiException);
+    expect((denied as ApiException<unknown>).code).toBe(401);
+    const raw = await fetch(`${guarded.url}/api/v1/namespaces`);
+    expect(raw.status).toBe(401);
+    expect(await raw.json()).toMatchObject({ kind: 'Status', reason: 'Unauthorized', code: 401 });
+  });
+});
