@@ -2,6 +2,7 @@ import {
   ApiException,
   CoreV1Api,
   KubeConfig,
+  makeInformer,
   NetworkingV1Api,
   PatchStrategy,
   setHeaderOptions,
@@ -348,5 +349,148 @@ describe('startFakeKubeApi with @kubernetes/client-node', () => {
     const raw = await fetch(`${guarded.url}/api/v1/namespaces`);
     expect(raw.status).toBe(401);
     expect(await raw.json()).toMatchObject({ kind: 'Status', reason: 'Unauthorized', code: 401 });
+  });
+});
+
+describe('startFakeKubeApi watches', () => {
+  let api: FakeKubeApi;
+  let kc: KubeConfig;
+  let core: CoreV1Api;
+
+  beforeEach(async () => {
+    api = await startFakeKubeApi({ bookmarkIntervalMs: 50 });
+    kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfig());
+    core = kc.makeApiClient(CoreV1Api);
+  });
+
+  afterEach(async () => {
+    await api.close();
+  });
+
+  it('sees ADDED, MODIFIED and DELETED in order and resumes from a resourceVersion', async () => {
+    const start = String(api.resourceVersion());
+    const watch = await watchEvents(kc, '/api/v1/namespaces/default/pods', { resourceVersion: start });
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a') });
+    await core.patchNamespacedPod({ namespace: 'default', name: 'agent-a', body: [{ op: 'add', path: '/metadata/labels/step', value: '1' }] });
+    await core.deleteNamespacedPod({ namespace: 'default', name: 'agent-a' });
+    await watch.until(() => watch.events.length >= 3, 'three events');
+    expect(watch.events.map((e) => [e.type, e.object.metadata?.name])).toEqual([
+      ['ADDED', 'agent-a'],
+      ['MODIFIED', 'agent-a'],
+      ['DELETED', 'agent-a'],
+    ]);
+    const versions = watch.events.map((e) => Number(e.object.metadata?.resourceVersion));
+    expect(versions).toEqual([...versions].sort((a, b) => a - b));
+    expect(new Set(versions).size).toBe(3);
+    watch.controller.abort();
+
+    // Resuming after the first event replays the rest, in order.
+    const resumed = await watchEvents(kc, '/api/v1/namespaces/default/pods', { resourceVersion: String(versions[0]) });
+    await resumed.until(() => resumed.events.length >= 2, 'the two later events');
+    expect(resumed.events.map((e) => e.type)).toEqual(['MODIFIED', 'DELETED']);
+    expect(resumed.events[0]?.object.metadata?.labels).toEqual({ step: '1' });
+    resumed.controller.abort();
+  });
+
+  it('starts a watch without a resourceVersion with ADDED for what exists, filtered by labelSelector', async () => {
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a', { app: 'warren' }) });
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('other', { app: 'else' }) });
+    const watch = await watchEvents(kc, '/api/v1/namespaces/default/pods', { labelSelector: 'app=warren', allowWatchBookmarks: true });
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-b', { app: 'warren' }) });
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('other-2', { app: 'else' }) });
+    await watch.until(() => watch.events.some((e) => e.type === 'BOOKMARK') && watch.events.filter((e) => e.type === 'ADDED').length >= 2, 'two ADDED and a BOOKMARK');
+    expect(watch.events.filter((e) => e.type === 'ADDED').map((e) => e.object.metadata?.name)).toEqual(['agent-a', 'agent-b']);
+    const bookmark = watch.events.find((e) => e.type === 'BOOKMARK');
+    expect(bookmark?.object).toMatchObject({ kind: 'Pod', apiVersion: 'v1' });
+    expect(Number(bookmark?.object.metadata?.resourceVersion)).toBeGreaterThan(0);
+    watch.controller.abort();
+  });
+
+  it('answers a watch from a compacted resourceVersion with an ERROR event carrying 410 Expired, then ends it', async () => {
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a') });
+    const old = api.resourceVersion() - 1;
+    api.compact();
+    const watch = await watchEvents(kc, '/api/v1/namespaces/default/pods', { resourceVersion: String(old) });
+    await watch.until(() => watch.done(), 'the watch to end');
+    expect(watch.events).toHaveLength(1);
+    expect(watch.events[0]?.type).toBe('ERROR');
+    expect(watch.events[0]?.object).toMatchObject({ kind: 'Status', status: 'Failure', reason: 'Expired', code: 410 });
+  });
+
+  it('ends a watch after timeoutSeconds', async () => {
+    const watch = await watchEvents(kc, '/api/v1/namespaces/default/pods', { timeoutSeconds: 1 });
+    await watch.until(() => watch.done(), 'the watch to end');
+    expect(watch.doneError()).toBeNull();
+  });
+
+  it('reports the kubelet helpers as MODIFIED events: running, OOMKilled, evicted, finished', async () => {
+    for (const name of ['oom', 'evicted', 'done', 'crashing']) {
+      const body = restrictedPod(name);
+      if (name === 'crashing' && body.spec !== undefined) body.spec.restartPolicy = 'Always';
+      await core.createNamespacedPod({ namespace: 'default', body });
+    }
+    const watch = await watchEvents(kc, '/api/v1/namespaces/default/pods', { resourceVersion: String(api.resourceVersion()) });
+    api.runPod('default', 'oom');
+    api.oomKillPod('default', 'oom');
+    api.runPod('default', 'evicted');
+    api.evictPod('default', 'evicted');
+    api.runPod('default', 'done');
+    api.finishPod('default', 'done', { exitCode: 0 });
+    api.runPod('default', 'crashing');
+    api.finishPod('default', 'crashing', { exitCode: 2 });
+    await watch.until(() => watch.events.length >= 8, 'eight MODIFIED events');
+    expect(watch.events.every((e) => e.type === 'MODIFIED')).toBe(true);
+    const status = (i: number): Record<string, unknown> => watch.events[i]?.object.status ?? {};
+    expect(status(0)).toMatchObject({ phase: 'Running', containerStatuses: [{ name: 'runner', ready: true, state: { running: {} } }] });
+    expect(watch.events[0]?.object).toMatchObject({ spec: { nodeName: 'fake-node' } });
+    expect(status(1)).toMatchObject({ phase: 'Failed', containerStatuses: [{ state: { terminated: { exitCode: 137, reason: 'OOMKilled' } } }] });
+    expect(status(3)).toMatchObject({ phase: 'Failed', reason: 'Evicted', conditions: expect.arrayContaining([expect.objectContaining({ type: 'DisruptionTarget', status: 'True' })]) });
+    expect(status(5)).toMatchObject({ phase: 'Succeeded', containerStatuses: [{ state: { terminated: { exitCode: 0, reason: 'Completed' } } }] });
+    expect(status(7)).toMatchObject({
+      phase: 'Running',
+      containerStatuses: [{ restartCount: 1, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 2, reason: 'Error' } } }],
+    });
+    const read = await core.readNamespacedPod({ namespace: 'default', name: 'oom' });
+    expect(read.status?.containerStatuses?.[0]?.state?.terminated?.reason).toBe('OOMKilled');
+    expect(() => api.runPod('default', 'ghost')).toThrow('pods "ghost" not found in namespace "default"');
+    watch.controller.abort();
+  });
+
+  it('runs the client informer: list, then watch, through adds, updates and deletes', async () => {
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a', { app: 'warren' }) });
+    const informer = makeInformer(kc, '/api/v1/namespaces/default/pods', () => core.listNamespacedPod({ namespace: 'default', labelSelector: 'app=warren' }), 'app=warren');
+    const seen: string[] = [];
+    informer.on('add', (pod) => seen.push(`add ${pod.metadata?.name ?? ''}`));
+    informer.on('update', (pod) => seen.push(`update ${pod.metadata?.name ?? ''} ${String(pod.status?.phase)}`));
+    informer.on('delete', (pod) => seen.push(`delete ${pod.metadata?.name ?? ''}`));
+    await informer.start();
+    try {
+      const until = async (entry: string): Promise<void> => {
+        const deadline = Date.now() + 10_000;
+        while (!seen.includes(entry)) {
+          if (Date.now() > deadline) throw new Error(`informer never saw ${entry}; saw ${JSON.stringify(seen)}`);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      };
+      await until('add agent-a');
+      await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-b', { app: 'warren' }) });
+      await until('add agent-b');
+      api.runPod('default', 'agent-b');
+      await until('update agent-b Running');
+      await core.deleteNamespacedPod({ namespace: 'default', name: 'agent-a' });
+      await until('delete agent-a');
+      expect(informer.list('default').map((pod) => pod.metadata?.name)).toEqual(['agent-b']);
+    } finally {
+      await informer.stop();
+    }
+  });
+
+  it('close() ends open watches', async () => {
+    const watch = await watchEvents(kc, '/api/v1/namespaces/default/pods');
+    const cluster = await watchEvents(kc, '/api/v1/pods', { resourceVersion: String(api.resourceVersion()) });
+    await api.close();
+    await watch.until(() => watch.done() && cluster.done(), 'both watches to end');
+    expect(api.close()).toBe(api.close());
   });
 });
