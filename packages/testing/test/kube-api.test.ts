@@ -2,15 +2,17 @@ import {
   ApiException,
   CoreV1Api,
   KubeConfig,
+  KubernetesObjectApi,
   makeInformer,
   NetworkingV1Api,
   PatchStrategy,
   setHeaderOptions,
   Watch,
+  type V1NetworkPolicy,
   type V1Pod,
 } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startFakeKubeApi, type FakeKubeApi, type KubeStatus } from '../src/index.js';
+import { startFakeKubeApi, type FakeKubeApi, type KubeObject, type KubeStatus } from '../src/index.js';
 
 /** A pod the restricted profile admits, as the pod driver writes one. */
 function restrictedPod(name: string, labels: Record<string, string> = {}): V1Pod {
@@ -492,5 +494,112 @@ describe('startFakeKubeApi watches', () => {
     await api.close();
     await watch.until(() => watch.done() && cluster.done(), 'both watches to end');
     expect(api.close()).toBe(api.close());
+  });
+});
+
+describe('startFakeKubeApi beyond the typed clients', () => {
+  it('serves the generic KubernetesObjectApi: discovery, create, server-side apply, read, delete', async () => {
+    await using api = await startFakeKubeApi({ namespaces: ['warren'] });
+    const kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfig('warren'));
+    const objects = KubernetesObjectApi.makeApiClient(kc);
+    const policy: V1NetworkPolicy = {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'agent-a', namespace: 'warren' },
+      spec: { podSelector: { matchLabels: { agent: 'a' } }, policyTypes: ['Egress'] },
+    };
+    await objects.create(policy);
+    const applied = await objects.patch(
+      { ...policy, metadata: { ...policy.metadata, labels: { app: 'warren' } } },
+      undefined,
+      undefined,
+      'warren',
+      true,
+      PatchStrategy.ServerSideApply,
+    );
+    expect(applied.metadata?.labels).toEqual({ app: 'warren' });
+    const pod = { ...restrictedPod('agent-a'), metadata: { name: 'agent-a', namespace: 'warren' } };
+    const created = await objects.patch(pod, undefined, undefined, 'warren', true, PatchStrategy.ServerSideApply);
+    expect(created.metadata?.uid).toBeDefined();
+    const read = await objects.read<V1Pod>({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'agent-a', namespace: 'warren' } });
+    expect(read.status?.phase).toBe('Pending');
+    await objects.delete({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'agent-a', namespace: 'warren' } });
+    expect(api.listObjects('networkpolicies')).toEqual([]);
+    expect(api.requests.map((r) => r.url)).toContain('/apis/networking.k8s.io/v1');
+  });
+
+  it('runs onPodCreated after ADDED and onPodDeleting before the pod is removed, keeping hook errors', async () => {
+    const calls: string[] = [];
+    let release: () => void = () => undefined;
+    const stopped = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await using api = await startFakeKubeApi({
+      onPodCreated: (pod, fake) => {
+        calls.push(`created ${pod.metadata?.name ?? ''}`);
+        if (pod.metadata?.name === 'broken') throw new Error('no sandbox');
+        fake.runPod(pod.metadata?.namespace ?? '', pod.metadata?.name ?? '');
+      },
+      onPodDeleting: async (pod) => {
+        calls.push(`deleting ${pod.metadata?.name ?? ''} ${pod.metadata?.deletionTimestamp === undefined ? 'no' : 'with'} deletionTimestamp`);
+        await stopped;
+      },
+    });
+    const kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfig());
+    const core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a') });
+    const deadline = Date.now() + 10_000;
+    while (api.getObject('pods', 'default', 'agent-a')?.status?.['phase'] !== 'Running') {
+      if (Date.now() > deadline) throw new Error('the hook never ran the pod');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await core.deleteNamespacedPod({ namespace: 'default', name: 'agent-a' });
+    while (!calls.some((c) => c.startsWith('deleting'))) {
+      if (Date.now() > deadline) throw new Error('onPodDeleting never ran');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(api.getObject('pods', 'default', 'agent-a')?.metadata?.deletionTimestamp).toBeDefined();
+    release();
+    while (api.getObject('pods', 'default', 'agent-a') !== undefined) {
+      if (Date.now() > deadline) throw new Error('the pod was never removed');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('broken') });
+    while (api.hookErrors.length === 0) {
+      if (Date.now() > deadline) throw new Error('the hook error was never kept');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(calls).toEqual(['created agent-a', 'deleting agent-a with deletionTimestamp', 'created broken']);
+    expect(String(api.hookErrors[0])).toBe('Error: no sandbox');
+  });
+
+  it('updates status through the status subresource only, pages lists, deletes collections and honours dryRun', async () => {
+    await using api = await startFakeKubeApi();
+    const kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfig());
+    const core = kc.makeApiClient(CoreV1Api);
+    for (const name of ['a', 'b', 'c']) await core.createNamespacedPod({ namespace: 'default', body: restrictedPod(name, { app: 'warren' }) });
+
+    const pod = await core.readNamespacedPod({ namespace: 'default', name: 'a' });
+    const ignored = await core.replaceNamespacedPod({ namespace: 'default', name: 'a', body: { ...pod, status: { phase: 'Running' } } });
+    expect(ignored.status?.phase).toBe('Pending');
+    const viaStatus = await core.replaceNamespacedPodStatus({ namespace: 'default', name: 'a', body: { ...pod, status: { phase: 'Running' } } });
+    expect(viaStatus.status?.phase).toBe('Running');
+
+    const first = await core.listNamespacedPod({ namespace: 'default', limit: 2 });
+    expect(first.items.map((p) => p.metadata?.name)).toEqual(['a', 'b']);
+    expect(first.metadata?.remainingItemCount).toBe(1);
+    const rest = await core.listNamespacedPod({ namespace: 'default', limit: 2, _continue: first.metadata?._continue });
+    expect(rest.items.map((p) => p.metadata?.name)).toEqual(['c']);
+    expect(rest.metadata?._continue).toBeUndefined();
+
+    const dry = await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('d'), dryRun: 'All' });
+    expect(dry.metadata?.name).toBe('d');
+    expect(api.getObject('pods', 'default', 'd')).toBeUndefined();
+
+    await core.deleteCollectionNamespacedPod({ namespace: 'default', labelSelector: 'app=warren', fieldSelector: 'metadata.name!=c' });
+    expect(api.listObjects('pods').map((p: KubeObject) => p.metadata?.name)).toEqual(['c']);
   });
 });

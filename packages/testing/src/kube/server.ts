@@ -49,6 +49,8 @@ const MAX_BODY_BYTES = 3 * 1024 * 1024;
 const ENFORCE_LABEL = 'pod-security.kubernetes.io/enforce';
 const ENFORCE_VERSION_LABEL = 'pod-security.kubernetes.io/enforce-version';
 const TOKEN_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
+/** Server-side apply's content type; its body must be JSON here (JSON is YAML), as client-node sends it. */
+const APPLY_PATCH = 'application/apply-patch+yaml';
 
 /** A failure answered as a Kubernetes `Status`. */
 class StatusError extends Error {
@@ -161,7 +163,8 @@ function parseLevel(value: unknown, fallback: PodSecurityLevel): PodSecurityLeve
  *   `generateName`, `dryRun=All`), PUT (409 Conflict on a stale `metadata.resourceVersion`), PATCH
  *   (`application/json-patch+json` per RFC 6902, the client's default; `application/merge-patch+json`
  *   per RFC 7386; `application/strategic-merge-patch+json` applied as a merge patch, so lists are
- *   replaced, not merged by key), DELETE (`gracePeriodSeconds`, `propagationPolicy` over
+ *   replaced, not merged by key; server-side apply, `application/apply-patch+yaml` with a JSON body,
+ *   creates a missing object and otherwise merges like a merge patch, without field managers), DELETE (`gracePeriodSeconds`, `propagationPolicy` over
  *   `ownerReferences`, `preconditions`) and DELETE on a collection;
  * - watches (`?watch=true`): chunked newline-delimited JSON `{"type":…,"object":…}` events, from
  *   `resourceVersion` (older than the kept history: an `ERROR` event carrying a 410 Expired `Status`,
@@ -198,7 +201,6 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
   const podLogs = new Map<string, string>();
   const openWatches = new Set<() => void>();
   const sockets = new Set<Socket>();
-  const pendingHooks = new Set<Promise<void>>();
   let closing: Promise<void> | undefined;
 
   const typeOf = (plural: FakeKubeResource): ResourceType => {
@@ -211,19 +213,16 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
   const SERVICE_ACCOUNTS = typeOf('serviceaccounts');
 
   const runHook = (hook: StartFakeKubeApiOptions['onPodCreated'], pod: KubeObject, then?: () => void): void => {
-    const run = (async () => {
+    const run = async (): Promise<void> => {
       try {
         if (hook !== undefined && closing === undefined) await hook(structuredClone(pod), api);
       } catch (error) {
         hookErrors.push(error);
       }
       if (closing === undefined) then?.();
-    })();
-    pendingHooks.add(run);
-    const forget = (): void => {
-      pendingHooks.delete(run);
     };
-    run.then(forget, forget);
+    // run() never rejects: a hook's failure is kept in hookErrors.
+    run().catch(() => undefined);
   };
 
   // ---- writes ----
@@ -421,7 +420,7 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
     let patched: unknown;
     try {
       if (contentType === 'application/json-patch+json') patched = applyJsonPatch(current, body);
-      else if (contentType === 'application/merge-patch+json' || contentType === 'application/strategic-merge-patch+json') {
+      else if (contentType === 'application/merge-patch+json' || contentType === 'application/strategic-merge-patch+json' || contentType === APPLY_PATCH) {
         if (!isRecord(body)) throw new StatusError(badRequestStatus('a merge patch must be a JSON object'));
         patched = applyMergePatch(current, body);
       } else throw new StatusError(unsupportedMediaTypeStatus(contentType));
@@ -921,9 +920,16 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
       case 'PUT':
         sendJson(res, 200, updateObject(type, namespace, name, await readBody(req), sub, dryRun));
         return;
-      case 'PATCH':
-        sendJson(res, 200, patchObject(type, namespace, name, await readBody(req), contentType, sub, dryRun));
+      case 'PATCH': {
+        const body = await readBody(req);
+        if (contentType === APPLY_PATCH && sub === undefined && store.get(type, namespace, name) === undefined) {
+          const metadata = record(record(body).metadata);
+          sendJson(res, 201, createObject(type, namespace, { ...record(body), metadata: { ...metadata, name } }, dryRun));
+          return;
+        }
+        sendJson(res, 200, patchObject(type, namespace, name, body, contentType, sub, dryRun));
         return;
+      }
       case 'DELETE': {
         if (sub !== undefined) throw new StatusError(methodNotAllowedStatus());
         const answer = deleteObject(type, namespace, name, await deleteOptionsOf(req, query));
@@ -1010,7 +1016,6 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
         for (const end of [...openWatches]) end();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
-        await Promise.allSettled([...pendingHooks]);
         for (const socket of sockets) socket.destroy();
         await closed;
       })();

@@ -132,7 +132,7 @@ export function unauthorizedStatus(): KubeStatus {
 
 /** 415 UnsupportedMediaType for a PATCH content type the server does not take. */
 export function unsupportedMediaTypeStatus(contentType: string): KubeStatus {
-  return failure(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got ${JSON.stringify(contentType)})`);
+  return failure(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got ${JSON.stringify(contentType)})`);
 }
 
 /** 200 Success `Status`, the answer to deleting a resource whose API does not return the deleted object. */

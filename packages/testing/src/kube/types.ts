@@ -195,6 +195,9 @@ export interface FakeKubeApi extends AsyncDisposable {
   setPodLog(namespace: string, name: string, text: string): void;
   /** Drops the kept watch history, as etcd compaction does: watches from an older resource version get 410 Expired. */
   compact(): void;
-  /** Ends open watches, stops listening and closes connections. Idempotent (the same promise every time). */
+  /**
+   * Ends open watches, stops listening and closes connections. Idempotent (the same promise every
+   * time). It does not wait for hooks still running; a hook that started something stops it itself.
+   */
   close(): Promise<void>;
 }
