@@ -519,6 +519,14 @@ describe('startFakeKubeApi beyond the typed clients', () => {
       PatchStrategy.ServerSideApply,
     );
     expect(applied.metadata?.labels).toEqual({ app: 'warren' });
+    // KubernetesObjectApi patches with a strategic merge patch by default.
+    const strategic = await objects.patch({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'agent-a', namespace: 'warren', labels: { tier: 'agents' } },
+    });
+    expect(strategic.metadata?.labels).toEqual({ app: 'warren', tier: 'agents' });
+    expect(api.requests.at(-1)?.contentType).toBe('application/strategic-merge-patch+json');
     const pod = { ...restrictedPod('agent-a'), metadata: { name: 'agent-a', namespace: 'warren' } };
     const created = await objects.patch(pod, undefined, undefined, 'warren', true, PatchStrategy.ServerSideApply);
     expect(created.metadata?.uid).toBeDefined();

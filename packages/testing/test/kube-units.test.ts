@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyJsonPatch, applyMergePatch, PatchError } from '../src/kube/patch.js';
+import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch, PatchError } from '../src/kube/patch.js';
 import { checkPodSecurity, podSecurityMessage } from '../src/kube/pod-security.js';
 import { parseFieldSelector, parseLabelSelector, SelectorSyntaxError } from '../src/kube/selectors.js';
 
@@ -81,6 +81,48 @@ describe('patches', () => {
   ])('rejects %j', (operations, message) => {
     expect(() => applyJsonPatch({ a: 1, list: [] }, operations)).toThrow(PatchError);
     expect(() => applyJsonPatch({ a: 1, list: [] }, operations)).toThrow(message);
+  });
+});
+
+describe('strategic merge patches', () => {
+  const pod = () => ({
+    metadata: { labels: { app: 'warren' }, finalizers: ['a'] },
+    spec: {
+      containers: [
+        { name: 'runner', image: 'r:1', args: ['--x'], env: [{ name: 'A', value: '1' }, { name: 'B', value: '2' }] },
+        { name: 'sidecar', image: 's:1' },
+      ],
+      volumes: [{ name: 'home', emptyDir: {} }],
+    },
+  });
+
+  it('merges keyed lists element by element and replaces other lists', () => {
+    const patched = applyStrategicMergePatch(pod(), {
+      metadata: { labels: { app: null, tier: 'agents' }, finalizers: ['b', 'a'] },
+      spec: { containers: [{ name: 'runner', image: 'r:2', args: ['--y'], env: [{ name: 'B', value: '3' }, { name: 'C', value: '4' }] }] },
+    });
+    expect(patched).toEqual({
+      metadata: { labels: { tier: 'agents' }, finalizers: ['a', 'b'] },
+      spec: {
+        containers: [
+          { name: 'runner', image: 'r:2', args: ['--y'], env: [{ name: 'A', value: '1' }, { name: 'B', value: '3' }, { name: 'C', value: '4' }] },
+          { name: 'sidecar', image: 's:1' },
+        ],
+        volumes: [{ name: 'home', emptyDir: {} }],
+      },
+    });
+  });
+
+  it('follows $patch directives on list elements, lists and maps', () => {
+    expect(applyStrategicMergePatch(pod(), { spec: { containers: [{ name: 'sidecar', $patch: 'delete' }] } })).toMatchObject({
+      spec: { containers: [{ name: 'runner' }] },
+    });
+    expect(applyStrategicMergePatch(pod(), { spec: { volumes: [{ name: 'tmp', emptyDir: {} }, { $patch: 'replace' }] } })).toMatchObject({
+      spec: { volumes: [{ name: 'tmp', emptyDir: {} }] },
+    });
+    expect(applyStrategicMergePatch(pod(), { metadata: { labels: { $patch: 'replace', only: 'this' } } })).toMatchObject({ metadata: { labels: { only: 'this' } } });
+    expect(applyStrategicMergePatch(pod(), { metadata: { labels: { $patch: 'delete' } } })).toEqual({ ...pod(), metadata: { finalizers: ['a'] } });
+    expect(() => applyStrategicMergePatch(pod(), { spec: { containers: [{ image: 'no-name' }] } })).toThrow('does not contain declared merge key: name');
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * The PATCH bodies the fake API server applies: JSON Merge Patch (RFC 7386,
- * `application/merge-patch+json`) and JSON Patch (RFC 6902, `application/json-patch+json`, the
- * content type `@kubernetes/client-node` 1.x sends by default).
+ * `application/merge-patch+json`), JSON Patch (RFC 6902, `application/json-patch+json`, the
+ * content type `@kubernetes/client-node` 1.x's typed clients send by default) and Kubernetes'
+ * strategic merge patch (`application/strategic-merge-patch+json`, `KubernetesObjectApi.patch`'s default).
  */
 
 /** A patch that cannot be applied; the server answers it with 422 (JSON Patch `test`) or 400. */
@@ -154,4 +155,92 @@ export function applyJsonPatch(target: unknown, operations: unknown): unknown {
     }
   }
   return doc;
+}
+
+/**
+ * Merge keys of the lists that a strategic merge patch merges element by element, by field name
+ * (the `patchStrategy:"merge"` and `patchMergeKey` tags of the core/v1 and meta/v1 types the fake
+ * serves). Lists not named here are replaced whole, as in a merge patch.
+ */
+const STRATEGIC_MERGE_KEYS: Readonly<Record<string, string>> = {
+  containers: 'name',
+  initContainers: 'name',
+  ephemeralContainers: 'name',
+  env: 'name',
+  volumes: 'name',
+  volumeMounts: 'mountPath',
+  volumeDevices: 'devicePath',
+  ports: 'containerPort',
+  imagePullSecrets: 'name',
+  ownerReferences: 'uid',
+  conditions: 'type',
+  hostAliases: 'ip',
+  topologySpreadConstraints: 'topologyKey',
+  resourceClaims: 'name',
+};
+/** Lists of scalars a strategic merge patch unites rather than replaces. */
+const STRATEGIC_SET_LISTS = new Set(['finalizers']);
+
+function mergeKeyed(target: unknown[], patch: unknown[], key: string): unknown[] {
+  if (patch.some((item) => isRecord(item) && item.$patch === 'replace')) {
+    return patch.filter((item) => !(isRecord(item) && item.$patch === 'replace')).map((item) => structuredClone(item));
+  }
+  const result = target.map((item) => structuredClone(item));
+  for (const item of patch) {
+    if (!isRecord(item) || !(key in item)) {
+      throw new PatchError(`map: ${JSON.stringify(item)} does not contain declared merge key: ${key}`);
+    }
+    const index = result.findIndex((existing) => isRecord(existing) && deepEqual(existing[key], item[key]));
+    if (item.$patch === 'delete') {
+      if (index >= 0) result.splice(index, 1);
+      continue;
+    }
+    if (index >= 0) result[index] = applyStrategicMergePatch(result[index], item);
+    else result.push(applyStrategicMergePatch({}, item));
+  }
+  return result;
+}
+
+/**
+ * Applies a strategic merge patch (`application/strategic-merge-patch+json`,
+ * https://github.com/kubernetes/community/blob/master/contributors/devel/sig-api-machinery/strategic-merge-patch.md):
+ * maps merge as in a merge patch (`null` removes a key); the lists named in the Kubernetes types
+ * with a merge key (containers and volumes by `name`, volume mounts by `mountPath`, conditions by
+ * `type`, …) merge element by element, an element with `$patch: delete` removes its match and one
+ * with `$patch: replace` replaces the list; `$patch: replace`/`delete` on a map replace or remove
+ * it; `finalizers` are united; other lists are replaced. `$setElementOrder`, `$retainKeys` and
+ * `$deleteFromPrimitiveList` directives are ignored.
+ * @throws {PatchError} for a merged list element without its merge key.
+ */
+export function applyStrategicMergePatch(target: unknown, patch: unknown): unknown {
+  if (!isRecord(patch)) return structuredClone(patch);
+  if (patch.$patch === 'replace') {
+    const replaced = structuredClone(patch);
+    delete replaced.$patch;
+    return replaced;
+  }
+  const result: Record<string, unknown> = isRecord(target) ? structuredClone(target) : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (key.startsWith('$')) continue;
+    if (value === null) {
+      delete result[key];
+      continue;
+    }
+    if (isRecord(value) && value.$patch === 'delete') {
+      delete result[key];
+      continue;
+    }
+    const mergeKey = STRATEGIC_MERGE_KEYS[key];
+    const current = result[key];
+    if (Array.isArray(value) && mergeKey !== undefined && value.every(isRecord)) {
+      result[key] = mergeKeyed(Array.isArray(current) ? current : [], value, mergeKey);
+    } else if (Array.isArray(value) && STRATEGIC_SET_LISTS.has(key)) {
+      const united = Array.isArray(current) ? [...(current as unknown[])] : [];
+      for (const item of value) if (!united.some((existing) => deepEqual(existing, item))) united.push(item);
+      result[key] = united;
+    } else {
+      result[key] = applyStrategicMergePatch(current, value);
+    }
+  }
+  return result;
 }

@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { applyJsonPatch, applyMergePatch, PatchError } from './patch.js';
+import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch, PatchError } from './patch.js';
 import { checkPodSecurity, podSecurityMessage, PodSecurityLevel } from './pod-security.js';
 import { apiGroupList, apiResourceList, findResourceType, RESOURCE_TYPES, type ResourceType } from './resources.js';
 import { parseFieldSelector, parseLabelSelector, SelectorSyntaxError } from './selectors.js';
@@ -162,8 +162,8 @@ function parseLevel(value: unknown, fallback: PodSecurityLevel): PodSecurityLeve
  *   `metadata.namespace` and the kind's selectable fields, `limit`/`continue`), POST (with
  *   `generateName`, `dryRun=All`), PUT (409 Conflict on a stale `metadata.resourceVersion`), PATCH
  *   (`application/json-patch+json` per RFC 6902, the client's default; `application/merge-patch+json`
- *   per RFC 7386; `application/strategic-merge-patch+json` applied as a merge patch, so lists are
- *   replaced, not merged by key; server-side apply, `application/apply-patch+yaml` with a JSON body,
+ *   per RFC 7386; `application/strategic-merge-patch+json` with the merge keys of the served types;
+ *   server-side apply, `application/apply-patch+yaml` with a JSON body,
  *   creates a missing object and otherwise merges like a merge patch, without field managers), DELETE (`gracePeriodSeconds`, `propagationPolicy` over
  *   `ownerReferences`, `preconditions`) and DELETE on a collection;
  * - watches (`?watch=true`): chunked newline-delimited JSON `{"type":…,"object":…}` events, from
@@ -420,9 +420,12 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
     let patched: unknown;
     try {
       if (contentType === 'application/json-patch+json') patched = applyJsonPatch(current, body);
-      else if (contentType === 'application/merge-patch+json' || contentType === 'application/strategic-merge-patch+json' || contentType === APPLY_PATCH) {
+      else if (contentType === 'application/merge-patch+json' || contentType === APPLY_PATCH) {
         if (!isRecord(body)) throw new StatusError(badRequestStatus('a merge patch must be a JSON object'));
         patched = applyMergePatch(current, body);
+      } else if (contentType === 'application/strategic-merge-patch+json') {
+        if (!isRecord(body)) throw new StatusError(badRequestStatus('a strategic merge patch must be a JSON object'));
+        patched = applyStrategicMergePatch(current, body);
       } else throw new StatusError(unsupportedMediaTypeStatus(contentType));
     } catch (error) {
       if (error instanceof PatchError) throw new StatusError(unprocessableStatus(error.message));
