@@ -4,6 +4,7 @@ import {
   KubeConfig,
   KubernetesObjectApi,
   makeInformer,
+  Metrics,
   NetworkingV1Api,
   PatchStrategy,
   setHeaderOptions,
@@ -609,5 +610,29 @@ describe('startFakeKubeApi beyond the typed clients', () => {
 
     await core.deleteCollectionNamespacedPod({ namespace: 'default', labelSelector: 'app=warren', fieldSelector: 'metadata.name!=c' });
     expect(api.listObjects('pods').map((p: KubeObject) => p.metadata?.name)).toEqual(['c']);
+  });
+});
+
+describe('startFakeKubeApi metrics API', () => {
+  it('serves pod usage through the client Metrics class only when metricsServer is set', async () => {
+    await using api = await startFakeKubeApi({ metricsServer: true });
+    const kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfig());
+    const core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a', { agent: 'a' }) });
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-b', { agent: 'b' }) });
+    api.runPod('default', 'agent-a');
+    api.setPodMetrics('default', 'agent-a', [{ name: 'runner', cpu: '250m', memory: '64Mi' }]);
+    const metrics = await new Metrics(kc).getPodMetrics('default');
+    expect(metrics.kind).toBe('PodMetricsList');
+    expect(metrics.items.map((m) => [m.metadata.name, m.containers])).toEqual([['agent-a', [{ name: 'runner', usage: { cpu: '250m', memory: '64Mi' } }]]]);
+    const one = await fetch(`${api.url}/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/agent-b`);
+    expect(one.status).toBe(404);
+    expect(await one.json()).toMatchObject({ reason: 'NotFound', message: 'pods.metrics.k8s.io "agent-b" not found' });
+    expect(() => api.setPodMetrics('default', 'ghost', [])).toThrow('not found');
+
+    await using bare = await startFakeKubeApi();
+    const none = await fetch(`${bare.url}/apis/metrics.k8s.io/v1beta1/namespaces/default/pods`);
+    expect(none.status).toBe(404);
   });
 });

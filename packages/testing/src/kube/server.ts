@@ -51,6 +51,9 @@ const ENFORCE_VERSION_LABEL = 'pod-security.kubernetes.io/enforce-version';
 const TOKEN_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
 /** Server-side apply's content type; its body must be JSON here (JSON is YAML), as client-node sends it. */
 const APPLY_PATCH = 'application/apply-patch+yaml';
+/** The resource metrics API metrics-server serves (https://github.com/kubernetes/metrics). */
+const METRICS_GROUP = 'metrics.k8s.io';
+const METRICS_VERSION = 'v1beta1';
 
 /** A failure answered as a Kubernetes `Status`. */
 class StatusError extends Error {
@@ -81,6 +84,7 @@ function sameJson(a: unknown, b: unknown): boolean {
 /** A parsed request path. */
 type Route =
   | { kind: 'document'; body: unknown }
+  | { kind: 'podMetrics'; namespace: string; name: string | undefined }
   | { kind: 'collection'; type: ResourceType; namespace: string }
   | { kind: 'object'; type: ResourceType; namespace: string; name: string; sub: string | undefined };
 
@@ -157,7 +161,8 @@ function parseLevel(value: unknown, fallback: PodSecurityLevel): PodSecurityLeve
  * - core/v1 `namespaces`, `pods` (with `status` and `log`), `persistentvolumeclaims` (with `status`),
  *   `secrets`, `serviceaccounts`, `configmaps`, `events`, and networking.k8s.io/v1 `networkpolicies`,
  *   at their real paths (`/api/v1/namespaces/{ns}/pods/{name}`, `/apis/networking.k8s.io/v1/…`),
- *   plus discovery (`/api`, `/api/v1`, `/apis`, `/apis/{group}/{version}`), `/version` and `/healthz`;
+ *   plus discovery (`/api`, `/api/v1`, `/apis`, `/apis/{group}/{version}`), `/version`, `/healthz`,
+ *   and with `metricsServer: true` the resource metrics API (`metrics.k8s.io/v1beta1` `pods`, from `setPodMetrics`);
  * - GET, list (`labelSelector` equality- and set-based, `fieldSelector` on `metadata.name`,
  *   `metadata.namespace` and the kind's selectable fields, `limit`/`continue`), POST (with
  *   `generateName`, `dryRun=All`), PUT (409 Conflict on a stale `metadata.resourceVersion`), PATCH
@@ -199,6 +204,8 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
   const requests: FakeKubeRequest[] = [];
   const hookErrors: unknown[] = [];
   const podLogs = new Map<string, string>();
+  /** Container usage per `ns/name`, served by the metrics API when `options.metricsServer` is set. */
+  const podMetrics = new Map<string, { at: string; containers: { name: string; usage: { cpu: string; memory: string } }[] }>();
   const openWatches = new Set<() => void>();
   const sockets = new Set<Socket>();
   let closing: Promise<void> | undefined;
@@ -647,6 +654,49 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
 
   // ---- HTTP ----
 
+  const groupList = (): Json => {
+    const list = apiGroupList();
+    if (options.metricsServer !== true) return list;
+    const version = { groupVersion: `${METRICS_GROUP}/${METRICS_VERSION}`, version: METRICS_VERSION };
+    return { ...list, groups: [...(list.groups as Json[]), { name: METRICS_GROUP, versions: [version], preferredVersion: version }] };
+  };
+
+  /** Routes under `/apis/metrics.k8s.io/…`: `v1beta1`, its `pods` list, a namespace's pods, one pod. */
+  const metricsRoute = (rest: string[]): Route | undefined => {
+    if (rest[0] !== METRICS_VERSION) return undefined;
+    const path = rest.slice(1);
+    if (path.length === 0) {
+      return {
+        kind: 'document',
+        body: {
+          kind: 'APIResourceList',
+          apiVersion: 'v1',
+          groupVersion: `${METRICS_GROUP}/${METRICS_VERSION}`,
+          resources: [{ name: 'pods', singularName: '', namespaced: true, kind: 'PodMetrics', verbs: ['get', 'list'] }],
+        },
+      };
+    }
+    if (path.length === 1 && path[0] === 'pods') return { kind: 'podMetrics', namespace: '', name: undefined };
+    if ((path.length === 3 || path.length === 4) && path[0] === 'namespaces' && path[2] === 'pods') {
+      return { kind: 'podMetrics', namespace: path[1] ?? '', name: path[3] };
+    }
+    return undefined;
+  };
+
+  /** The `PodMetrics` of a pod that has usage set, as metrics-server writes it. */
+  const podMetricsOf = (pod: KubeObject): Json | undefined => {
+    const metrics = podMetrics.get(`${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`);
+    if (metrics === undefined) return undefined;
+    return {
+      kind: 'PodMetrics',
+      apiVersion: `${METRICS_GROUP}/${METRICS_VERSION}`,
+      metadata: { name: pod.metadata?.name, namespace: pod.metadata?.namespace, creationTimestamp: nowTimestamp(), ...(pod.metadata?.labels === undefined ? {} : { labels: pod.metadata.labels }) },
+      timestamp: metrics.at,
+      window: '15s',
+      containers: structuredClone(metrics.containers),
+    };
+  };
+
   const parseRoute = (pathname: string): Route | undefined => {
     const parts = pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
     if (parts.length === 1 && parts[0] === 'version') {
@@ -661,10 +711,11 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
       version = parts[1] ?? '';
       rest = parts.slice(2);
     } else if (parts[0] === 'apis') {
-      if (parts.length === 1) return { kind: 'document', body: apiGroupList() };
+      if (parts.length === 1) return { kind: 'document', body: groupList() };
       group = parts[1] ?? '';
+      if (group === METRICS_GROUP && options.metricsServer === true) return metricsRoute(parts.slice(2));
       if (parts.length === 2) {
-        const entry = (apiGroupList().groups as Json[]).find((g) => g.name === group);
+        const entry = (groupList().groups as Json[]).find((g) => g.name === group);
         return entry === undefined ? undefined : { kind: 'document', body: { kind: 'APIGroup', apiVersion: 'v1', ...entry } };
       }
       version = parts[2] ?? '';
@@ -865,6 +916,21 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
       sendStatus(res, pathNotFoundStatus());
       return;
     }
+    if (route.kind === 'podMetrics') {
+      if (method !== 'GET') throw new StatusError(methodNotAllowedStatus());
+      const metricsResource = { group: METRICS_GROUP, plural: 'pods' };
+      if (route.name !== undefined) {
+        const pod = store.get(PODS, route.namespace, route.name);
+        const metrics = pod === undefined ? undefined : podMetricsOf(pod);
+        if (metrics === undefined) throw new StatusError(notFoundStatus(metricsResource, route.name));
+        sendJson(res, 200, metrics);
+        return;
+      }
+      const labels = selectorsOf(PODS, new URLSearchParams({ labelSelector: query.get('labelSelector') ?? '' }));
+      const items = store.list(PODS, route.namespace).filter(labels).flatMap((pod) => podMetricsOf(pod) ?? []);
+      sendJson(res, 200, { kind: 'PodMetricsList', apiVersion: `${METRICS_GROUP}/${METRICS_VERSION}`, metadata: {}, items });
+      return;
+    }
     if (route.kind === 'document') {
       if (method !== 'GET') throw new StatusError(methodNotAllowedStatus());
       sendJson(res, 200, route.body);
@@ -1012,6 +1078,10 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
     evictPod,
     setPodLog(namespace, name, text) {
       podLogs.set(`${namespace}/${name}`, text);
+    },
+    setPodMetrics(namespace, name, containers) {
+      requirePod(namespace, name);
+      podMetrics.set(`${namespace}/${name}`, { at: nowTimestamp(), containers: containers.map((c) => ({ name: c.name, usage: { cpu: c.cpu, memory: c.memory } })) });
     },
     compact: () => store.compact(),
     close() {

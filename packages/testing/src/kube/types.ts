@@ -126,6 +126,12 @@ export interface StartFakeKubeApiOptions {
   historyLimit?: number;
   /** Interval of `BOOKMARK` events on watches that ask for them (`allowWatchBookmarks=true`), in ms. Default 60000. */
   bookmarkIntervalMs?: number;
+  /**
+   * Whether the resource metrics API (`/apis/metrics.k8s.io/v1beta1`, what metrics-server serves)
+   * is present; usage comes from {@link FakeKubeApi.setPodMetrics}. Default false: the group is not
+   * served (404), as on a cluster without metrics-server.
+   */
+  metricsServer?: boolean;
   /** The node pods are bound to when they leave `Pending`. Default `fake-node`. */
   nodeName?: string;
   /**
@@ -193,6 +199,12 @@ export interface FakeKubeApi extends AsyncDisposable {
   evictPod(namespace: string, name: string, message?: string): KubeObject;
   /** Sets the text `GET …/pods/<name>/log` answers. */
   setPodLog(namespace: string, name: string, text: string): void;
+  /**
+   * Sets a pod's container usage for the metrics API (with `metricsServer: true`): quantities as
+   * metrics-server writes them, `cpu` in cores (`'250m'`, `'1234567n'`), `memory` in bytes (`'64Mi'`, `'123456Ki'`).
+   * @throws {Error} if the pod does not exist.
+   */
+  setPodMetrics(namespace: string, name: string, containers: readonly { name: string; cpu: string; memory: string }[]): void;
   /** Drops the kept watch history, as etcd compaction does: watches from an older resource version get 410 Expired. */
   compact(): void;
   /**
