@@ -60,6 +60,8 @@ export type {
   FakeKubeRequest,
   FakeKubeResource,
   FakeContainerState,
+  FakeExecHandler,
+  FakeExecRequest,
   FakeContainerStatus,
   FakePodExit,
   FakePodHook,

@@ -1,6 +1,7 @@
 import {
   ApiException,
   CoreV1Api,
+  Exec,
   KubeConfig,
   KubernetesObjectApi,
   makeInformer,
@@ -11,7 +12,9 @@ import {
   Watch,
   type V1NetworkPolicy,
   type V1Pod,
+  type V1Status,
 } from '@kubernetes/client-node';
+import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeKubeApi, type FakeKubeApi, type KubeObject, type KubeStatus } from '../src/index.js';
 
@@ -634,5 +637,69 @@ describe('startFakeKubeApi metrics API', () => {
     await using bare = await startFakeKubeApi();
     const none = await fetch(`${bare.url}/apis/metrics.k8s.io/v1beta1/namespaces/default/pods`);
     expect(none.status).toBe(404);
+  });
+});
+
+describe('startFakeKubeApi exec', () => {
+  /** Runs `Exec.exec` and gathers stdout, stderr and the final status. */
+  async function runExec(kc: KubeConfig, pod: string, command: string[], input?: string) {
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    const status = await new Promise<V1Status>((resolve, reject) => {
+      new Exec(kc)
+        .exec('default', pod, 'runner', command, stdout, stderr, input === undefined ? null : Readable.from([input]), false, resolve)
+        .catch(reject);
+    });
+    return { status, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+  }
+
+  it('runs a command in a running pod through onPodExec with stdin, stdout, stderr and the exit code', async () => {
+    const seen: string[] = [];
+    await using api = await startFakeKubeApi({
+      onPodExec: async ({ pod, container, command, stdin, stdout, stderr }) => {
+        seen.push(`${pod.metadata?.name ?? ''}/${container}: ${command.join(' ')}`);
+        let input = '';
+        if (stdin !== undefined) for await (const chunk of stdin) input += String(chunk);
+        stdout?.write(`ran ${command.join(' ')}\n`);
+        stderr?.write(input.toUpperCase());
+        return command.at(-1) === 'fail' ? 3 : 0;
+      },
+    });
+    const kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfig());
+    const core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a') });
+    api.runPod('default', 'agent-a');
+
+    const ok = await runExec(kc, 'agent-a', ['sh', '-c', 'ok'], 'hello');
+    expect(ok).toEqual({ status: { metadata: {}, status: 'Success' }, stdout: 'ran sh -c ok\n', stderr: 'HELLO' });
+    const failed = await runExec(kc, 'agent-a', ['sh', '-c', 'fail']);
+    expect(failed.stdout).toBe('ran sh -c fail\n');
+    expect(failed.status).toEqual({
+      metadata: {},
+      status: 'Failure',
+      message: 'command terminated with non-zero exit code: error executing command [sh -c fail], exit code 3',
+      reason: 'NonZeroExitCode',
+      details: { causes: [{ reason: 'ExitCode', message: '3' }] },
+    });
+    expect(seen).toEqual(['agent-a/runner: sh -c ok', 'agent-a/runner: sh -c fail']);
+  });
+
+  it('refuses exec into a missing or pending pod and reports a missing handler as a Failure status', async () => {
+    await using api = await startFakeKubeApi();
+    const kc = new KubeConfig();
+    kc.loadFromOptions(api.kubeconfig());
+    const core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespacedPod({ namespace: 'default', body: restrictedPod('agent-a') });
+    await expect(runExec(kc, 'agent-a', ['true'])).rejects.toThrow('Unexpected server response: 400');
+    await expect(runExec(kc, 'ghost', ['true'])).rejects.toThrow('Unexpected server response: 404');
+    api.runPod('default', 'agent-a');
+    const unhandled = await runExec(kc, 'agent-a', ['true']);
+    expect(unhandled.status).toMatchObject({ status: 'Failure', reason: 'InternalError' });
+    expect(api.requests.filter((r) => r.url.includes('/exec?')).map((r) => r.status)).toEqual([400, 404, 101]);
   });
 });

@@ -6,6 +6,8 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { execEndpoint } from './exec.js';
 import { applyJsonPatch, applyMergePatch, applyStrategicMergePatch, PatchError } from './patch.js';
 import { checkPodSecurity, podSecurityMessage, PodSecurityLevel } from './pod-security.js';
 import { apiGroupList, apiResourceList, findResourceType, RESOURCE_TYPES, type ResourceType } from './resources.js';
@@ -162,7 +164,8 @@ function parseLevel(value: unknown, fallback: PodSecurityLevel): PodSecurityLeve
  *   `secrets`, `serviceaccounts`, `configmaps`, `events`, and networking.k8s.io/v1 `networkpolicies`,
  *   at their real paths (`/api/v1/namespaces/{ns}/pods/{name}`, `/apis/networking.k8s.io/v1/…`),
  *   plus discovery (`/api`, `/api/v1`, `/apis`, `/apis/{group}/{version}`), `/version`, `/healthz`,
- *   and with `metricsServer: true` the resource metrics API (`metrics.k8s.io/v1beta1` `pods`, from `setPodMetrics`);
+ *   `pods/{name}/exec` over WebSocket (run by `onPodExec`), and with `metricsServer: true` the
+ *   resource metrics API (`metrics.k8s.io/v1beta1` `pods`, from `setPodMetrics`);
  * - GET, list (`labelSelector` equality- and set-based, `fieldSelector` on `metadata.name`,
  *   `metadata.namespace` and the kind's selectable fields, `limit`/`continue`), POST (with
  *   `generateName`, `dryRun=All`), PUT (409 Conflict on a stale `metadata.resourceVersion`), PATCH
@@ -1025,6 +1028,27 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
       sendStatus(res, status);
     });
   });
+  const exec = execEndpoint({
+    getPod: (namespace, name) => store.get(PODS, namespace, name),
+    token: options.token,
+    handler:
+      options.onPodExec === undefined
+        ? undefined
+        : async (request) => {
+            const hook = options.onPodExec;
+            return hook === undefined ? 1 : await hook(request, api);
+          },
+    record: (method, requestUrl, status) => {
+      requests.push({ method, url: requestUrl, contentType: undefined, status });
+    },
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (closing !== undefined) {
+      socket.destroy();
+      return;
+    }
+    exec.handleUpgrade(req, socket, head);
+  });
   server.on('connection', (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -1087,6 +1111,7 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
     close() {
       closing ??= (async () => {
         for (const end of [...openWatches]) end();
+        exec.close();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         for (const socket of sockets) socket.destroy();

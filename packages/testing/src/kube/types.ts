@@ -105,6 +105,27 @@ export interface FakePodExit {
   containers?: readonly string[];
 }
 
+/** One `exec` into a running pod's container, as {@link StartFakeKubeApiOptions.onPodExec} gets it. */
+export interface FakeExecRequest {
+  /** A copy of the pod. */
+  readonly pod: KubeObject;
+  /** The container named by `?container=` (or the pod's only one). */
+  readonly container: string;
+  /** The command and its arguments (`?command=` repeated). */
+  readonly command: readonly string[];
+  readonly tty: boolean;
+  /** The client's stdin when it asked for it (`?stdin=true`); ends when the client closes it. */
+  readonly stdin: NodeJS.ReadableStream | undefined;
+  /** Where the command's output goes, when the client asked for it. */
+  readonly stdout: NodeJS.WritableStream | undefined;
+  readonly stderr: NodeJS.WritableStream | undefined;
+  /** Aborted when the client disconnects or the server closes. */
+  readonly signal: AbortSignal;
+}
+
+/** Runs an exec's command and resolves with its exit code (0 answers `Success`, anything else `NonZeroExitCode`). */
+export type FakeExecHandler = (request: FakeExecRequest, api: FakeKubeApi) => number | Promise<number>;
+
 /** A hook the fake runs on a pod, the place where a runner starts or stops its process. */
 export type FakePodHook = (pod: KubeObject, api: FakeKubeApi) => void | Promise<void>;
 
@@ -126,6 +147,13 @@ export interface StartFakeKubeApiOptions {
   historyLimit?: number;
   /** Interval of `BOOKMARK` events on watches that ask for them (`allowWatchBookmarks=true`), in ms. Default 60000. */
   bookmarkIntervalMs?: number;
+  /**
+   * Runs `exec` requests (`GET …/pods/{name}/exec` upgraded to WebSocket, `v5.channel.k8s.io` or
+   * `v4.channel.k8s.io`) into running pods: where a runner executes the command in the pod's
+   * sandbox. Without it every exec ends with a Failure `Status`. A rejection ends the exec with an
+   * InternalError `Status`.
+   */
+  onPodExec?: FakeExecHandler;
   /**
    * Whether the resource metrics API (`/apis/metrics.k8s.io/v1beta1`, what metrics-server serves)
    * is present; usage comes from {@link FakeKubeApi.setPodMetrics}. Default false: the group is not
