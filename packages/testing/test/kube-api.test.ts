@@ -336,6 +336,28 @@ describe('startFakeKubeApi with @kubernetes/client-node', () => {
     expect(api.getObject('secrets', 'default', 'orphan')?.metadata?.ownerReferences).toEqual([]);
   });
 
+  it('holds a PVC a pod mounts with pvc-protection until the pod is gone', async () => {
+    const claim = await core.createNamespacedPersistentVolumeClaim({
+      namespace: 'default',
+      body: { metadata: { name: 'home-a' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } },
+    });
+    expect(claim.metadata?.finalizers).toEqual(['kubernetes.io/pvc-protection']);
+    const body = restrictedPod('agent-a');
+    if (body.spec === undefined) throw new Error('fixture has a spec');
+    body.spec.volumes = [{ name: 'home', persistentVolumeClaim: { claimName: 'home-a' } }];
+    await core.createNamespacedPod({ namespace: 'default', body });
+    api.runPod('default', 'agent-a');
+    const watch = await watchEvents(kc, '/api/v1/namespaces/default/persistentvolumeclaims', { resourceVersion: String(api.resourceVersion()) });
+    const terminating = await core.deleteNamespacedPersistentVolumeClaim({ namespace: 'default', name: 'home-a' });
+    expect(terminating.metadata?.deletionTimestamp).toBeInstanceOf(Date);
+    expect(api.getObject('persistentvolumeclaims', 'default', 'home-a')).toBeDefined();
+    await core.deleteNamespacedPod({ namespace: 'default', name: 'agent-a', gracePeriodSeconds: 0 });
+    await watch.until(() => watch.events.some((e) => e.type === 'DELETED'), 'the claim DELETED');
+    expect(watch.events.map((e) => e.type)).toEqual(['MODIFIED', 'DELETED']);
+    expect(api.getObject('persistentvolumeclaims', 'default', 'home-a')).toBeUndefined();
+    watch.controller.abort();
+  });
+
   it('loads from the kubeconfig text and requires the bearer token when one is set', async () => {
     await using guarded = await startFakeKubeApi({ token: 'sekrit', namespaces: ['warren'] });
     const fromFile = new KubeConfig();

@@ -51,6 +51,8 @@ const MAX_BODY_BYTES = 3 * 1024 * 1024;
 const ENFORCE_LABEL = 'pod-security.kubernetes.io/enforce';
 const ENFORCE_VERSION_LABEL = 'pod-security.kubernetes.io/enforce-version';
 const TOKEN_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
+/** The finalizer that keeps a PVC while a pod uses it (https://kubernetes.io/docs/concepts/storage/persistent-volumes/#storage-object-in-use-protection). */
+const PVC_PROTECTION = 'kubernetes.io/pvc-protection';
 /** Server-side apply's content type; its body must be JSON here (JSON is YAML), as client-node sends it. */
 const APPLY_PATCH = 'application/apply-patch+yaml';
 /** The resource metrics API metrics-server serves (https://github.com/kubernetes/metrics). */
@@ -221,6 +223,7 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
   const NAMESPACES = typeOf('namespaces');
   const PODS = typeOf('pods');
   const SERVICE_ACCOUNTS = typeOf('serviceaccounts');
+  const PVCS = typeOf('persistentvolumeclaims');
 
   const runHook = (hook: StartFakeKubeApiOptions['onPodCreated'], pod: KubeObject, then?: () => void): void => {
     const run = async (): Promise<void> => {
@@ -329,10 +332,13 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
         defaultPod(object);
         object.status = { phase: 'Pending', qosClass: qosClass(object) };
         break;
-      case 'persistentvolumeclaims':
+      case 'persistentvolumeclaims': {
         object.spec = { volumeMode: 'Filesystem', ...record(object.spec) };
         object.status = { phase: 'Pending' };
+        const finalizers = Array.isArray(metadata.finalizers) ? (metadata.finalizers as unknown[]) : [];
+        if (!finalizers.includes(PVC_PROTECTION)) metadata.finalizers = [...finalizers, PVC_PROTECTION];
         break;
+      }
       case 'secrets': {
         object.type ??= 'Opaque';
         const stringData = object.stringData;
@@ -446,6 +452,21 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
     return updateObject(type, namespace, name, patched, sub, dryRun);
   };
 
+  /** Whether a pod that is not yet removed mounts the claim. */
+  const claimInUse = (namespace: string, claim: string): boolean =>
+    store.list(PODS, namespace).some((pod) => {
+      const volumes = record(pod.spec).volumes;
+      return Array.isArray(volumes) && volumes.some((v) => record(record(v).persistentVolumeClaim).claimName === claim);
+    });
+
+  /** The PVC protection controller: removes claims being deleted that no pod uses any more. */
+  const releaseClaims = (namespace: string): void => {
+    for (const claim of store.list(PVCS, namespace)) {
+      const name = claim.metadata?.name ?? '';
+      if (claim.metadata?.deletionTimestamp !== undefined && !claimInUse(namespace, name)) finalizeDelete(PVCS, namespace, name, 'Background');
+    }
+  };
+
   /** Removes an object for good, then deletes or orphans its dependents (the garbage collector). */
   const finalizeDelete = (type: ResourceType, namespace: string, name: string, propagation: DeleteOptions['propagationPolicy']): KubeObject | undefined => {
     if (type === NAMESPACES) {
@@ -454,6 +475,7 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
       }
     }
     const removed = store.remove(type, namespace, name);
+    if (type === PODS) releaseClaims(namespace);
     const uid = removed?.metadata?.uid;
     if (uid === undefined) return removed;
     for (const [resource, object] of [...store.all()]) {
@@ -475,7 +497,8 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
   /**
    * Deletes an object as `DELETE` does. A pod bound to a node and not finished is deleted
    * gracefully: its `deletionTimestamp` is set (MODIFIED), `onPodDeleting` runs, then it is removed
-   * (DELETED). Everything else is removed at once.
+   * (DELETED). A PVC a pod still mounts keeps its `kubernetes.io/pvc-protection` finalizer: it gets a
+   * `deletionTimestamp` and goes when the last such pod does. Everything else is removed at once.
    * @returns the object (or a Success `Status` for kinds whose API answers so).
    */
   const deleteObject = (type: ResourceType, namespace: string, name: string, deleteOptions: DeleteOptions): KubeObject | KubeStatus => {
@@ -511,6 +534,13 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
         });
         return answer(terminating);
       }
+    }
+    if (type === PVCS && claimInUse(namespace, name)) {
+      if (stored.metadata?.deletionTimestamp !== undefined) return answer(stored);
+      const next = structuredClone(stored);
+      (next.metadata ??= {}).deletionTimestamp = nowTimestamp();
+      next.metadata.deletionGracePeriodSeconds = 0;
+      return answer(store.update(type, next, false));
     }
     if (type === NAMESPACES) {
       const next = structuredClone(stored);
