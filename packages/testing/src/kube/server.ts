@@ -226,9 +226,12 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
   const PVCS = typeOf('persistentvolumeclaims');
 
   const runHook = (hook: StartFakeKubeApiOptions['onPodCreated'], pod: KubeObject, then?: () => void): void => {
+    const copy = structuredClone(pod);
     const run = async (): Promise<void> => {
+      // After the request that caused it has been answered, as the kubelet acts after the write.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       try {
-        if (hook !== undefined && closing === undefined) await hook(structuredClone(pod), api);
+        if (hook !== undefined && closing === undefined) await hook(copy, api);
       } catch (error) {
         hookErrors.push(error);
       }
