@@ -2,11 +2,11 @@
  * @warren/testing: helpers for Warren's own tests — a real nats-server in a temp store,
  * temporary directories that clean up after themselves, an OTLP/HTTP trace receiver, and a fake
  * LLM provider that speaks OpenAI Chat Completions, OpenAI Responses and Anthropic Messages
- * (streamed and not) from scripted turns, and a fake Kubernetes API server with Pod Security
- * admission and watches.
+ * (streamed and not) from scripted turns; and a fake Kubernetes API server that
+ * `@kubernetes/client-node` talks to, with watches, Pod Security admission and pod lifecycle helpers.
  *
  * ```ts
- * import { startTestNats, makeTempDir, startOtlpReceiver, startFakeLlm } from '@warren/testing';
+ * import { startTestNats, makeTempDir, startOtlpReceiver, startFakeLlm, startFakeKubeApi } from '@warren/testing';
  * import { connectBroker } from '@warren/broker';
  *
  * await using nats = await startTestNats();

@@ -394,7 +394,7 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
     checkKindAndVersion(type, incoming);
     const metadata = (incoming.metadata = record(incoming.metadata));
     if (metadata.name !== undefined && metadata.name !== name) {
-      throw new StatusError(badRequestStatus(`the name of the object (${JSON.stringify(metadata.name)}) does not match the name on the URL (${name})`));
+      throw new StatusError(badRequestStatus(`the name of the object (${typeof metadata.name === 'string' ? metadata.name : JSON.stringify(metadata.name)}) does not match the name on the URL (${name})`));
     }
     if (type.namespaced && metadata.namespace !== undefined && metadata.namespace !== '' && metadata.namespace !== namespace) {
       throw new StatusError(badRequestStatus('the namespace of the provided object does not match the namespace sent on the request'));
