@@ -334,6 +334,32 @@ describe('startFakeKubeApi with @kubernetes/client-node', () => {
     await core.deleteNamespacedPod({ namespace: 'default', name: 'agent-b', propagationPolicy: 'Orphan' });
     expect(api.getObject('pods', 'default', 'agent-b')).toBeUndefined();
     expect(api.getObject('secrets', 'default', 'orphan')?.metadata?.ownerReferences).toEqual([]);
+
+    // Owners that own each other, and a dependent of both: one delete removes all three once.
+    const a = await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'cycle-a' } } });
+    const b = await core.createNamespacedConfigMap({
+      namespace: 'default',
+      body: { metadata: { name: 'cycle-b', ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'cycle-a', uid: a.metadata?.uid ?? '' }] } },
+    });
+    await core.patchNamespacedConfigMap({
+      namespace: 'default',
+      name: 'cycle-a',
+      body: [{ op: 'add', path: '/metadata/ownerReferences', value: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'cycle-b', uid: b.metadata?.uid ?? '' }] }],
+    });
+    await core.createNamespacedConfigMap({
+      namespace: 'default',
+      body: {
+        metadata: {
+          name: 'shared',
+          ownerReferences: [
+            { apiVersion: 'v1', kind: 'ConfigMap', name: 'cycle-a', uid: a.metadata?.uid ?? '' },
+            { apiVersion: 'v1', kind: 'ConfigMap', name: 'cycle-b', uid: b.metadata?.uid ?? '' },
+          ],
+        },
+      },
+    });
+    await core.deleteNamespacedConfigMap({ namespace: 'default', name: 'cycle-a' });
+    expect(api.listObjects('configmaps')).toEqual([]);
   });
 
   it('holds a PVC a pod mounts with pvc-protection until the pod is gone', async () => {

@@ -486,6 +486,8 @@ export async function startFakeKubeApi(options: StartFakeKubeApiOptions = {}): P
       if (!refs.some((ref) => ref.uid === uid)) continue;
       const objectNamespace = object.metadata?.namespace ?? '';
       const objectName = object.metadata?.name ?? '';
+      // Gone already: deleted earlier in this cascade (shared or cyclic owners).
+      if (store.get(resource, objectNamespace, objectName) !== object) continue;
       if (propagation === 'Orphan') {
         const next = structuredClone(object);
         (next.metadata ??= {}).ownerReferences = refs.filter((ref) => ref.uid !== uid);
