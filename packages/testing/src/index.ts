@@ -2,10 +2,11 @@
  * @warren/testing: helpers for Warren's own tests — a real nats-server in a temp store,
  * temporary directories that clean up after themselves, an OTLP/HTTP trace receiver, and a fake
  * LLM provider that speaks OpenAI Chat Completions, OpenAI Responses and Anthropic Messages
- * (streamed and not) from scripted turns.
+ * (streamed and not) from scripted turns; and a fake Kubernetes API server that
+ * `@kubernetes/client-node` talks to, with watches, Pod Security admission and pod lifecycle helpers.
  *
  * ```ts
- * import { startTestNats, makeTempDir, startOtlpReceiver, startFakeLlm } from '@warren/testing';
+ * import { startTestNats, makeTempDir, startOtlpReceiver, startFakeLlm, startFakeKubeApi } from '@warren/testing';
  * import { connectBroker } from '@warren/broker';
  *
  * await using nats = await startTestNats();
@@ -21,6 +22,11 @@
  * });
  * // OpenAI clients: baseURL `${llm.url}/v1`; Anthropic clients: baseURL llm.url.
  * llm.requests[0]?.headers.authorization; // which key arrived
+ *
+ * await using kube = await startFakeKubeApi(); // a Kubernetes API server for @kubernetes/client-node
+ * const kc = new KubeConfig();
+ * kc.loadFromOptions(kube.kubeconfig());
+ * kube.runPod('default', 'agent-a'); // the kubelet's part: Running, then finishPod / oomKillPod / evictPod
  * ```
  */
 export { startTestNats } from './nats.js';
@@ -44,3 +50,23 @@ export type {
   FakeCutFault,
   StartFakeLlmOptions,
 } from './llm/types.js';
+export { startFakeKubeApi } from './kube/server.js';
+export { checkPodSecurity, podSecurityMessage, PodSecurityLevel } from './kube/pod-security.js';
+export type { PodSecurityViolation } from './kube/pod-security.js';
+export type { KubeStatus, KubeStatusCause } from './kube/status.js';
+export type {
+  FakeKubeApi,
+  FakeKubeConfig,
+  FakeKubeRequest,
+  FakeKubeResource,
+  FakeContainerState,
+  FakeExecHandler,
+  FakeExecRequest,
+  FakeContainerStatus,
+  FakePodExit,
+  FakePodHook,
+  FakePodStatusUpdate,
+  KubeObject,
+  KubeObjectMeta,
+  StartFakeKubeApiOptions,
+} from './kube/types.js';
