@@ -180,7 +180,7 @@ export class AgentNatsUsers {
     if (users === undefined && !made.has(ctx)) {
       users = ctx.nats === undefined ? undefined : new AgentNatsUsers(ctx);
       made.set(ctx, users);
-      if (users === undefined) ctx.log.info('per-agent NATS users are off: the NATS server is external (NATS_URL), its users are not the supervisor\'s to write');
+      if (users === undefined) ctx.log.info({ nats: 'external' }, 'per-agent NATS users are off: the NATS server is external (NATS_URL), its users are not the supervisor\'s to write');
     }
     return users;
   }
