@@ -321,7 +321,7 @@ describe('messages between agents', () => {
     expect(result.code, result.stderr.slice(-3000)).toBe(0);
   });
 
-  it('wakes a sleeping agent when a message reaches it and the policy lets the sender wake it', async () => {
+  it('keeps a message to a sleeping agent and wakes it when the policy lets the sender wake it', async () => {
     const { dir, args } = layout({ one: waiting('one'), two: shellTask('two', 'true') });
     appendFileSync(join(dir, 'policies', 'policy.csv'), '\np, role:worker, agent:*, wake, allow\n');
     const up = startWarren(args('up', '--http', 'off', '--kill-grace', '1s'));
@@ -349,6 +349,18 @@ describe('messages between agents', () => {
       expect(wakes).toEqual([expect.objectContaining({ actor: `agent:${holder}`, object: `agent:${sleeper}`, details: expect.objectContaining({ woken: true }) })]);
       const woken = await audit(args, 'agent.wake');
       expect(woken.map((r) => r.object)).toContain(`agent:${sleeper}`);
+      // The message was kept while it slept: the woken agent reads it from its inbox, with the key of this start.
+      let client: AgentClient | undefined;
+      for (const deadline = Date.now() + 60_000; client === undefined; ) {
+        try {
+          client = await connectAgent(dir, sleeper!);
+        } catch (error) {
+          if (Date.now() > deadline) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      }
+      const [kept] = await pullInbox(client, 1);
+      expect(kept).toMatchObject({ subject: client.ns.messageSubject(sleeper!, holder), data: { from: holder, to: sleeper, body: { wake: 'up' } } });
     } finally {
       await closeClients();
     }
