@@ -209,7 +209,7 @@ describe('messages between agents', () => {
       await publishRefused(A, `${p}.send.${a}.shell-9`);
 
       // Audit: the allowed and the denied message with the body's digest, never the body; counts.
-      const rows = await auditUntil(args, 'message.*', (r) => r.some((x) => x.action === 'message.published'));
+      const rows = await auditUntil(args, 'message.*', (r) => r.some((x) => x.action === 'message.published') && r.some((x) => (x.details as { id?: string }).id === 'rep-1'));
       expect(JSON.stringify(rows)).not.toContain(marker);
       expect(rows).toEqual(
         expect.arrayContaining([
@@ -218,6 +218,7 @@ describe('messages between agents', () => {
           expect.objectContaining({ action: 'message.sent', object: `agent:${b}`, details: expect.objectContaining({ id: 'direct-1', via: 'outbox', sha256: sha256({ n: 1 }) }) }),
           expect.objectContaining({ action: 'message.sent', object: `agent:${b}`, details: expect.objectContaining({ id: 'req-1', request: true }) }),
           expect.objectContaining({ action: 'message.published', actor: `agent:${a}`, object: 'topic:news', details: expect.objectContaining({ id: 'topic-1', via: 'outbox' }) }),
+          expect.objectContaining({ action: 'message.sent', actor: `agent:${b}`, object: `agent:${a}`, details: expect.objectContaining({ id: 'rep-1', inReplyTo: 'req-1', via: 'outbox', sha256: sha256('pong') }) }),
         ]),
       );
       const db = openDatabase(join(dir, 'var', 'warren.db'), { readonly: true });
@@ -228,6 +229,7 @@ describe('messages between agents', () => {
             { from: a, to: b, topic: '', count: 3, denied: 0 },
             { from: a, to: 'shell-9', topic: '', count: 1, denied: 1 },
             { from: a, to: '*', topic: 'news', count: 1, denied: 0 },
+            { from: b, to: a, topic: '', count: 1, denied: 0 },
           ]),
         );
       } finally {

@@ -296,6 +296,12 @@ export interface Broker {
    */
   publishReply(msg: ReplyMessage, options?: PublishOptions): void;
   /**
+   * Subscribes to every reply of the namespace (`<p>.reply.>`, core NATS), for observers that count
+   * them: a reply whose payload contradicts its subject (recipient, sender, request id) goes to
+   * `onInvalid`. A handler that throws is logged.
+   */
+  subscribeReplies(handler: (msg: ReplyMessage) => void): Subscription;
+  /**
    * Waits for the first valid reply to request `requestId` of `requester`
    * (`<prefix>.reply.<requester>.*.<requestId>`). The subscription is made before this returns,
    * so call it before sending the request. Invalid replies go to `onInvalid` and are not taken.
@@ -1086,6 +1092,29 @@ class NatsBroker implements Broker {
     const subject = this.namespace.replySubject(msg.to, msg.from, msg.inReplyTo);
     const data = validateMessage(replyMessageSchema, subject, msg);
     this.publishCore(subject, data, options);
+  }
+
+  subscribeReplies(handler: (msg: ReplyMessage) => void): Subscription {
+    const ns = this.namespace;
+    return this.subscribeCore(`${ns.replyPrefix}.>`, (msg) => {
+      let data: ReplyMessage;
+      try {
+        data = decodeMessage(replyMessageSchema, msg.subject, msg.data);
+        const parts = ns.parseReplySubject(msg.subject);
+        if (parts === undefined || parts.to !== data.to || parts.requestId !== data.inReplyTo) {
+          throw new InvalidMessageError(msg.subject, 'inReplyTo', `is a reply to ${data.to}'s ${data.inReplyTo}, which the subject does not name`);
+        }
+        if (parts.from !== data.from) throw new InvalidMessageError(msg.subject, 'from', `is '${data.from}' but the subject names sender '${parts.from}'`);
+      } catch (error) {
+        if (error instanceof InvalidMessageError) return this.reportInvalid(msg.subject, error);
+        throw error;
+      }
+      try {
+        handler(data);
+      } catch (error) {
+        this.log.error({ err: error, subject: msg.subject }, 'reply handler threw');
+      }
+    });
   }
 
   awaitReply(requester: string, requestId: string, timeoutMs: number): Promise<ReplyMessage> {

@@ -10,6 +10,7 @@ import {
   type Delivery,
   type InvalidMessageError,
   type OutboxDelivery,
+  type ReplyMessage,
   type TopicMessage,
 } from '../src/index.js';
 import { Inbox, until } from './helpers.js';
@@ -162,6 +163,19 @@ describe('outbox, topics, replies and presence', () => {
     const cut = broker.awaitReply('asker', 'req-4', 300_000).catch((e: unknown) => e);
     await broker.close();
     expect(await cut).toMatchObject({ code: 'WARREN_BROKER', message: expect.stringContaining('closed before a reply came') as unknown });
+  });
+
+  it('shows an observer every reply of the namespace, and reports one whose subject disagrees', async () => {
+    const { broker, invalid } = await setup();
+    const seen = new Inbox<ReplyMessage>();
+    const sub = broker.subscribeReplies((m) => seen.push(m));
+    defer({ close: () => sub.stop() });
+    await broker.nc.flush();
+    const reply: ReplyMessage = { id: 'r1', from: 'helper', to: 'asker', inReplyTo: 'req-1', body: 'ok', sentAtMs: 1 };
+    broker.nc.publish('warren.reply.asker.other.req-1', JSON.stringify(reply));
+    broker.publishReply(reply);
+    expect(await seen.next('the reply')).toEqual(reply);
+    expect((await invalid.next('the reply naming another sender')).error).toMatchObject({ field: 'from' });
   });
 
   it('answers presence requests, and an answer that throws as an error body', async () => {

@@ -41,7 +41,7 @@ export const INBOX_ACK_WAIT_MS = 60_000;
  */
 export type MessagingBroker = Pick<
   Broker,
-  'publishMessage' | 'fetchMessages' | 'publishTopic' | 'subscribeTopics' | 'publishReply' | 'awaitReply' | 'consumeOutbox' | 'servePresence'
+  'publishMessage' | 'fetchMessages' | 'publishTopic' | 'subscribeTopics' | 'publishReply' | 'subscribeReplies' | 'awaitReply' | 'consumeOutbox' | 'servePresence'
 >;
 
 /** One message counted (the registry's `MessageLedger.record`). `to` is `*` for a topic message, `topic` '' for a direct one. */
@@ -79,8 +79,14 @@ interface TopicWatch {
   closed: boolean;
 }
 
-/** Ids of topic messages the service published itself, remembered so the topic counter does not count them twice. */
-const MAX_OWN_TOPIC_IDS = 10_000;
+/** How many ids of its own topic messages and replies the service remembers, so its counters do not count them twice. */
+const MAX_OWN_IDS = 10_000;
+
+/** Adds `id` to `ids`, forgetting the oldest beyond {@link MAX_OWN_IDS}. */
+function remember(ids: Set<string>, id: string): void {
+  ids.add(id);
+  if (ids.size > MAX_OWN_IDS) ids.delete(ids.values().next().value!);
+}
 
 /** The JSON encoding of a body, its size and digest. @throws {WarrenError} `WARREN_MESSAGE_INVALID` when it cannot be encoded or is too large. */
 export function digestBody(body: unknown): { readonly bytes: number; readonly sha256: string } {
@@ -144,6 +150,8 @@ export class MessageService implements MessagingPort {
   private readonly delivered = new Map<string, Map<string, Delivery<AgentMessage>>>();
   private readonly watches = new Set<TopicWatch>();
   private readonly ownTopicIds = new Set<string>();
+  /** Ids of replies the service published itself, so the reply counter does not count them twice. */
+  private readonly ownReplyIds = new Set<string>();
   private relays: Subscription[] = [];
   private closed = false;
 
@@ -212,9 +220,11 @@ export class MessageService implements MessagingPort {
     const digest = digestBody(input.body);
     const details: MessageEventDetails = { to, id, ...digest, inReplyTo, via: 'channel' };
     this.decide(self, `agent:${to}`, 'message', details, to, '');
+    remember(this.ownReplyIds, id);
     try {
       this.options.broker.publishReply({ id, from: self, to, inReplyTo, body: input.body, sentAtMs: Date.now() });
     } catch (error) {
+      this.ownReplyIds.delete(id);
       throw brokerError(error);
     }
     this.ctx.emit({ actor: actorOf(self), action: 'message.sent', object: `agent:${to}`, details });
@@ -228,8 +238,7 @@ export class MessageService implements MessagingPort {
     const digest = digestBody(input.body);
     const details: MessageEventDetails = { topic, id, ...digest, via: 'channel' };
     this.decide(self, `topic:${topic}`, 'publish', details, '*', topic);
-    this.ownTopicIds.add(id);
-    if (this.ownTopicIds.size > MAX_OWN_TOPIC_IDS) this.ownTopicIds.delete(this.ownTopicIds.values().next().value!);
+    remember(this.ownTopicIds, id);
     try {
       this.options.broker.publishTopic({ id, from: self, topic, body: input.body, sentAtMs: Date.now() });
     } catch (error) {
@@ -304,8 +313,9 @@ export class MessageService implements MessagingPort {
   /**
    * Starts what serves agents connected to NATS directly: the relay of their outbox
    * (`<p>.send.<from>.<to>`: the same checks as {@link send}, then the inbox; a refused one is
-   * terminated), the counter of topic messages (each one not published by this service is counted
-   * and audited as `message.published` with `via: 'outbox'`) and the presence answers.
+   * terminated), the counters of topic messages and replies (each one not published by this
+   * service, i.e. by an agent on NATS directly, is counted and audited as `message.published` or
+   * `message.sent` with `via: 'outbox'`) and the presence answers.
    * @throws what the broker throws when a consumer or subscription cannot be made.
    */
   async startRelay(): Promise<void> {
@@ -334,6 +344,19 @@ export class MessageService implements MessagingPort {
         }
         this.ctx.emit({ actor: actorOf(msg.from), action: 'message.published', object: `topic:${msg.topic}`, details: { topic: msg.topic, id: msg.id, ...digest, via: 'outbox' } });
         this.count(msg.from, '*', msg.topic, digest.bytes, true);
+      }),
+    );
+    this.relays.push(
+      broker.subscribeReplies((msg) => {
+        if (this.ownReplyIds.delete(msg.id)) return;
+        let digest: { bytes: number; sha256: string };
+        try {
+          digest = digestBody(msg.body);
+        } catch {
+          return;
+        }
+        this.ctx.emit({ actor: actorOf(msg.from), action: 'message.sent', object: `agent:${msg.to}`, details: { to: msg.to, id: msg.id, ...digest, inReplyTo: msg.inReplyTo, via: 'outbox' } });
+        this.count(msg.from, msg.to, '', digest.bytes, true);
       }),
     );
     this.relays.push(broker.servePresence((from) => ({ agents: this.presenceOf(from) })));
