@@ -1094,17 +1094,27 @@ class NatsBroker implements Broker {
     this.publishCore(subject, data, options);
   }
 
+  /**
+   * Decodes a reply and checks it against its subject (`<p>.reply.<to>.<from>.<requestId>`): the
+   * recipient, the request it answers and the sender must be the subject's.
+   * @throws {InvalidMessageError} naming the field that disagrees.
+   */
+  private decodeReply(subject: string, payload: Uint8Array): ReplyMessage {
+    const data = decodeMessage(replyMessageSchema, subject, payload);
+    const parts = this.namespace.parseReplySubject(subject);
+    if (parts === undefined || parts.to !== data.to || parts.requestId !== data.inReplyTo) {
+      throw new InvalidMessageError(subject, 'inReplyTo', `is a reply to ${data.to}'s ${data.inReplyTo}, which the subject does not name`);
+    }
+    if (parts.from !== data.from) throw new InvalidMessageError(subject, 'from', `is '${data.from}' but the subject names sender '${parts.from}'`);
+    return data;
+  }
+
   subscribeReplies(handler: (msg: ReplyMessage) => void): Subscription {
     const ns = this.namespace;
     return this.subscribeCore(`${ns.replyPrefix}.>`, (msg) => {
       let data: ReplyMessage;
       try {
-        data = decodeMessage(replyMessageSchema, msg.subject, msg.data);
-        const parts = ns.parseReplySubject(msg.subject);
-        if (parts === undefined || parts.to !== data.to || parts.requestId !== data.inReplyTo) {
-          throw new InvalidMessageError(msg.subject, 'inReplyTo', `is a reply to ${data.to}'s ${data.inReplyTo}, which the subject does not name`);
-        }
-        if (parts.from !== data.from) throw new InvalidMessageError(msg.subject, 'from', `is '${data.from}' but the subject names sender '${parts.from}'`);
+        data = this.decodeReply(msg.subject, msg.data);
       } catch (error) {
         if (error instanceof InvalidMessageError) return this.reportInvalid(msg.subject, error);
         throw error;
@@ -1128,13 +1138,7 @@ class NatsBroker implements Broker {
     const onClose = () => settle('closed');
     const subscription = this.subscribeCore(filter, (msg) => {
       try {
-        const data = decodeMessage(replyMessageSchema, msg.subject, msg.data);
-        const parts = ns.parseReplySubject(msg.subject);
-        if (data.to !== requester || data.inReplyTo !== requestId) {
-          throw new InvalidMessageError(msg.subject, 'inReplyTo', `is a reply to ${data.to}'s ${data.inReplyTo}, not to ${requester}'s ${requestId}`);
-        }
-        if (parts?.from !== data.from) throw new InvalidMessageError(msg.subject, 'from', `is '${data.from}' but the subject names another sender`);
-        settle(data);
+        settle(this.decodeReply(msg.subject, msg.data));
       } catch (error) {
         if (!(error instanceof InvalidMessageError)) throw error;
         this.reportInvalid(msg.subject, error);

@@ -1,3 +1,5 @@
+import type { PresenceEntry, ReceivedMessage, ReplyMessage, TopicMessage as TopicMessageView } from '@warren/agent-sdk';
+
 /**
  * What an agent may do on the broker, as the node side offers it: the one interface behind the
  * agent's bus socket (`/run/warren/bus.sock`, see `bus-channel.ts`), the `::send` lines of the agent
@@ -48,45 +50,8 @@ export interface MessagingPort {
   presence(self: string): Promise<readonly PresenceEntry[]>;
 }
 
-/** A message taken from an inbox. Times in ms since the Unix epoch. */
-export interface ReceivedMessage {
-  readonly id: string;
-  /** The sending agent, or `user:<name>` for a person (API, MCP). */
-  readonly from: string;
-  readonly body: unknown;
-  readonly sentAtMs: number;
-  /** True when the sender waits for a reply ({@link MessagingPort.reply} with `inReplyTo: id`). */
-  readonly request: boolean;
-  /** How many times it was delivered (1 the first time). */
-  readonly deliveries: number;
-}
-
-/** The reply to a request. */
-export interface ReplyMessage {
-  readonly id: string;
-  readonly from: string;
-  readonly inReplyTo: string;
-  readonly body: unknown;
-  readonly sentAtMs: number;
-}
-
-/** A message published on a topic. */
-export interface TopicMessageView {
-  readonly id: string;
-  readonly from: string;
-  readonly topic: string;
-  readonly body: unknown;
-  readonly sentAtMs: number;
-}
-
-/** One agent as presence shows it. */
-export interface PresenceEntry {
-  readonly name: string;
-  readonly template: string;
-  /** The `agents` row's state: `running`, `sleeping`, `stopped`, … */
-  readonly state: string;
-  /** `idle` or `busy` while running, else null. */
-  readonly status: 'idle' | 'busy' | null;
-  /** Last heartbeat of its runner, ms since the epoch, or null. */
-  readonly lastSeenMs: number | null;
-}
+/**
+ * The shapes the port answers with are the bus protocol's own, defined once in `@warren/agent-sdk`
+ * (which imports nothing of Warren, so the supervisor takes them from there).
+ */
+export type { PresenceEntry, ReceivedMessage, ReplyMessage, TopicMessage as TopicMessageView } from '@warren/agent-sdk';

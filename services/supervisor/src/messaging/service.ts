@@ -16,7 +16,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { WarrenError } from '@warren/core';
-import { CommandKind } from '@warren/registry';
+import { CommandKind, type MessageRecord } from '@warren/registry';
 import type { Logger } from '@warren/core';
 import { MessageTimeoutError, type AgentMessage, type Broker, type Delivery, type Subscription } from '@warren/broker';
 import type { SupervisorContext } from '../context.js';
@@ -44,19 +44,9 @@ export type MessagingBroker = Pick<
   'publishMessage' | 'fetchMessages' | 'publishTopic' | 'subscribeTopics' | 'publishReply' | 'subscribeReplies' | 'awaitReply' | 'consumeOutbox' | 'servePresence'
 >;
 
-/** One message counted (the registry's `MessageLedger.record`). `to` is `*` for a topic message, `topic` '' for a direct one. */
-export interface MessageCount {
-  readonly from: string;
-  readonly to: string;
-  readonly topic: string;
-  readonly bytes: number;
-  readonly allowed: boolean;
-  readonly timeMs: number;
-}
-
 /** Where messages are counted: the registry's `MessageLedger` (table `message_counts`). */
 export interface MessageCounter {
-  record(count: MessageCount): void;
+  record(count: MessageRecord): void;
 }
 
 /** Options of {@link MessageService}. */
