@@ -23,7 +23,7 @@
  * ```
  */
 export { startNatsServer, findNatsServer } from './server.js';
-export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization, NatsAgentUser, NatsPermissions } from './server.js';
+export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization, NatsAgentUser, NatsPermissions, NatsClusterOptions } from './server.js';
 export { agentNatsPermissions, createAgentNkey, agentNatsConfig } from './permissions.js';
 export type { AgentNatsGrants, AgentNkey, AgentNatsConfig } from './permissions.js';
 export { connectBroker } from './broker.js';
