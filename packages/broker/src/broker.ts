@@ -99,7 +99,11 @@ export interface ConnectBrokerOptions {
    * Default: a warning on `logger`.
    */
   onInvalid?: (subject: string, error: InvalidMessageError) => void;
-  /** Time between reconnect attempts, in ms. Default 1000. Reconnects never give up. */
+  /**
+   * Time between reconnect attempts, in ms, plus a random jitter of up to half of it (so that
+   * clients that lost the same server do not all come back at once). Default 1000. Reconnects
+   * never give up; with several `servers` (a NATS cluster) each attempt tries the next one.
+   */
   reconnectTimeWaitMs?: number;
   /** Timeout of the first connect and of each JetStream API call and publish ack, in ms. Default 5000. */
   timeoutMs?: number;
@@ -1555,8 +1559,10 @@ class ConsumeLoop<T> implements Subscription {
 }
 
 /**
- * Connects to NATS and returns a {@link Broker}. Reconnects forever (every `reconnectTimeWaitMs`)
- * after the connection is lost; consumers resume by themselves after a reconnect.
+ * Connects to NATS and returns a {@link Broker}. Reconnects forever (every `reconnectTimeWaitMs`
+ * with jitter, to any of `servers` and the servers the cluster announces) after the connection is
+ * lost; consumers resume by themselves after a reconnect. JetStream calls ride leader elections
+ * (see `electionRetryMs`), and so does this first JetStream check.
  * @throws {BrokerError} (`WARREN_BROKER`) if the first connection fails or the server has no JetStream.
  * @throws {ConfigError} for invalid numeric options.
  */
@@ -1579,6 +1585,7 @@ export async function connectBroker(options: ConnectBrokerOptions): Promise<Brok
       timeout: timeoutMs,
       maxReconnectAttempts: -1,
       reconnectTimeWait,
+      reconnectJitter: Math.round(reconnectTimeWait / 2),
       waitOnFirstConnect: false,
     });
   } catch (error) {
