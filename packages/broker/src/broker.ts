@@ -429,6 +429,8 @@ export interface StrandedRepair {
 
 const MAX_RESTART_DELAY_MS = 5_000;
 
+/** How long one pull request of a consume loop stays open, in ms (its idle heartbeat is half of it). */
+const PULL_EXPIRES_MS = 5_000;
 const ELECTION_RETRY_FIRST_MS = 250;
 const ELECTION_RETRY_MAX_MS = 2_000;
 
@@ -905,8 +907,11 @@ class NatsBroker implements Broker {
   /** Opens the pull subscription of an existing consumer. */
   async openMessages(spec: ConsumerSpec<unknown>): Promise<ConsumerMessages> {
     const consumer = await this.rideElection('consume', `${spec.stream}/${spec.durable}`, () => this.js.consumers.get(spec.stream, spec.durable));
-    // max_messages ≥ 3 keeps the client's refill threshold below the batch size.
-    return consumer.consume({ max_messages: Math.max(3, spec.maxInFlight) });
+    // max_messages ≥ 3 keeps the client's refill threshold below the batch size. Pulls expire
+    // after PULL_EXPIRES_MS and the server heartbeats every half of it: a pull whose consumer
+    // leader died (a server of a cluster lost) is noticed after two missed heartbeats and made
+    // again, instead of after the client's default of a minute.
+    return consumer.consume({ max_messages: Math.max(3, spec.maxInFlight), expires: PULL_EXPIRES_MS });
   }
 
   private async startConsumer<T>(spec: ConsumerSpec<T>): Promise<Subscription> {
