@@ -22,6 +22,9 @@ import {
   type Msg,
   type MsgHdrs,
   type NatsConnection,
+  NoRespondersError,
+  RequestError,
+  TimeoutError,
 } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import { ConfigError, silentLogger, type Logger } from '@warren/core';
@@ -96,14 +99,35 @@ export interface ConnectBrokerOptions {
    * Default: a warning on `logger`.
    */
   onInvalid?: (subject: string, error: InvalidMessageError) => void;
-  /** Time between reconnect attempts, in ms. Default 1000. Reconnects never give up. */
+  /**
+   * Time between reconnect attempts, in ms, plus a random jitter of up to half of it (so that
+   * clients that lost the same server do not all come back at once). Default 1000. Reconnects
+   * never give up; with several `servers` (a NATS cluster) each attempt tries the next one.
+   */
   reconnectTimeWaitMs?: number;
   /** Timeout of the first connect and of each JetStream API call and publish ack, in ms. Default 5000. */
   timeoutMs?: number;
+  /**
+   * How long a JetStream call keeps being retried while a stream, consumer or the cluster has no
+   * leader (an election in a NATS cluster, a server restarting): calls that time out, find no
+   * responders or get `503` are tried again with exponential backoff (250 ms doubling to 2 s, with
+   * jitter) until this much has passed since the first attempt, in ms; 0 turns retries off.
+   * Default 15000.
+   */
+  electionRetryMs?: number;
   /** Delay before redelivery when a handler throws, in ms. Default 1000. */
   handlerErrorNakDelayMs?: number;
   /** How long {@link Broker.close} waits for the connection to drain before closing it, in ms. Default 5000. */
   drainTimeoutMs?: number;
+}
+
+/** Options of {@link Broker.ensureStreams}. */
+export interface EnsureStreamsOptions {
+  /**
+   * How many servers of a NATS cluster keep each stream (JetStream `num_replicas`, 1 to 5; an odd
+   * number keeps a quorum: 3 rides one server down). Default 1.
+   */
+  readonly replicas?: number;
 }
 
 /** Options of the `consume…` methods. */
@@ -203,10 +227,14 @@ export interface Broker {
    * Creates the namespace's three streams (WARREN_ASSIGN, WARREN_RESULTS and WARREN_MESSAGES in the
    * default namespace, `WARREN_<instance>_…` in an instance's; file storage,
    * work-queue retention, 2 min duplicate window) or updates their subjects and window.
-   * Idempotent. @throws {BrokerError} if a stream cannot be created, or exists with another
-   * retention or storage (which cannot be changed in place).
+   * Idempotent. With `replicas` above 1 (a NATS cluster), streams are made with that many
+   * replicas and a stream that exists with fewer is raised to it (never lowered); durable consumers
+   * follow their stream's replica count.
+   * @throws {BrokerError} if a stream cannot be created, exists with another retention or storage
+   * (which cannot be changed in place), or the cluster has fewer servers than `replicas`.
+   * @throws {ConfigError} if `replicas` is not an integer from 1 to 5.
    */
-  ensureStreams(): Promise<void>;
+  ensureStreams(options?: EnsureStreamsOptions): Promise<void>;
   /**
    * Publishes an assignment on `<prefix>.assign.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>`
    * (keyed, and signed, when the broker has a signing key).
@@ -407,6 +435,27 @@ export interface StrandedRepair {
 
 const MAX_RESTART_DELAY_MS = 5_000;
 
+/** How long one pull request of a consume loop stays open, in ms (its idle heartbeat is half of it). */
+const PULL_EXPIRES_MS = 5_000;
+const ELECTION_RETRY_FIRST_MS = 250;
+const ELECTION_RETRY_MAX_MS = 2_000;
+
+/**
+ * Whether a JetStream call failed because nobody could answer for now: it timed out, found no
+ * responders, or JetStream answered `503` (no leader for the stream or the cluster, as during an
+ * election; a NATS cluster's `JetStream system temporarily unavailable`).
+ */
+export function isElectionError(error: unknown): boolean {
+  if (error instanceof TimeoutError || error instanceof NoRespondersError) return true;
+  if (error instanceof RequestError && error.isNoResponders()) return true;
+  if (error instanceof JetStreamApiError) return error.status === 503 || error.code === 10008;
+  const status = (error as { code?: unknown } | undefined)?.code;
+  if (error instanceof JetStreamError && (status === 503 || status === 408)) return true;
+  const cause = (error as { cause?: unknown } | undefined)?.cause;
+  if (cause !== undefined && cause !== error && isElectionError(cause)) return true;
+  return error instanceof Error && /\b503\b|timeout|no responders|temporarily unavailable/i.test(error.message);
+}
+
 function isApiError(error: unknown, code: number): boolean {
   return error instanceof JetStreamApiError && error.code === code;
 }
@@ -549,48 +598,84 @@ class NatsBroker implements Broker {
     if (this.closing || this.nc.isClosed()) throw new BrokerError(operation, target, 'the broker connection is closed');
   }
 
-  async ensureStreams(): Promise<void> {
+  /**
+   * Runs `fn` and runs it again while it fails with {@link isElectionError}, with exponential
+   * backoff and jitter, until `electionRetryMs` has passed since the first attempt or the broker
+   * closes; then the last error is thrown.
+   */
+  async rideElection<T>(operation: string, target: string, fn: () => Promise<T>): Promise<T> {
+    const startMs = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (error) {
+        const leftMs = startMs + this.electionRetryMs - Date.now();
+        if (!isElectionError(error) || leftMs <= 0 || this.closing || this.nc.isClosed()) throw error;
+        const ceiling = Math.min(ELECTION_RETRY_FIRST_MS * 2 ** (attempt - 1), ELECTION_RETRY_MAX_MS);
+        const delayMs = Math.min(leftMs, Math.round(ceiling / 2 + (Math.random() * ceiling) / 2));
+        this.log.info({ operation, target, attempt, delayMs, reason: errorText(error) }, 'JetStream unavailable (no leader?); retrying');
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
+  get electionRetryMs(): number {
+    return this.options.electionRetryMs ?? 15_000;
+  }
+
+  async ensureStreams(options?: EnsureStreamsOptions): Promise<void> {
+    const replicas = options?.replicas ?? 1;
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
+      throw new ConfigError('ensureStreams replicas', `must be an integer from 1 to 5, got ${String(replicas)}`);
+    }
     this.assertOpen('ensureStreams', this.namespace.streams.map((s) => s.name).join(','));
     for (const spec of this.namespace.streams) {
-      const wanted = {
-        subjects: [...spec.subjects],
-        duplicate_window: nanos(DUPLICATE_WINDOW_MS),
-      };
       try {
-        let info;
-        try {
-          info = await this.jsm.streams.info(spec.name);
-        } catch (error) {
-          if (!isApiError(error, JetStreamApiCodes.StreamNotFound)) throw error;
-        }
-        if (!info) {
-          await this.jsm.streams.add({
-            name: spec.name,
-            ...wanted,
-            storage: StorageType.File,
-            retention: RetentionPolicy.Workqueue,
-            num_replicas: 1,
-          });
-          this.log.info({ stream: spec.name }, 'stream created');
-          continue;
-        }
-        const cfg = info.config;
-        if (cfg.retention !== RetentionPolicy.Workqueue || cfg.storage !== StorageType.File) {
-          throw new BrokerError(
-            'ensureStreams',
-            spec.name,
-            `the stream exists with retention ${cfg.retention} and storage ${cfg.storage}; Warren needs workqueue and file (delete the stream to recreate it)`,
-          );
-        }
-        const sameSubjects = JSON.stringify([...(cfg.subjects ?? [])].sort()) === JSON.stringify([...wanted.subjects].sort());
-        if (!sameSubjects || cfg.duplicate_window !== wanted.duplicate_window) {
-          await this.jsm.streams.update(spec.name, wanted);
-          this.log.info({ stream: spec.name }, 'stream updated');
-        }
+        await this.rideElection('ensureStreams', spec.name, () => this.ensureStream(spec, replicas));
       } catch (error) {
         if (error instanceof BrokerError) throw error;
         throw new BrokerError('ensureStreams', spec.name, errorText(error), { cause: error });
       }
+    }
+  }
+
+  /** Creates one stream or brings its subjects, duplicate window and replicas up to date. */
+  private async ensureStream(spec: BrokerNamespace['streams'][number], replicas: number): Promise<void> {
+    const wanted = {
+      subjects: [...spec.subjects],
+      duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    };
+    let info;
+    try {
+      info = await this.jsm.streams.info(spec.name);
+    } catch (error) {
+      if (!isApiError(error, JetStreamApiCodes.StreamNotFound)) throw error;
+    }
+    if (!info) {
+      await this.jsm.streams.add({
+        name: spec.name,
+        ...wanted,
+        storage: StorageType.File,
+        retention: RetentionPolicy.Workqueue,
+        num_replicas: replicas,
+      });
+      this.log.info({ stream: spec.name, replicas }, 'stream created');
+      return;
+    }
+    const cfg = info.config;
+    if (cfg.retention !== RetentionPolicy.Workqueue || cfg.storage !== StorageType.File) {
+      throw new BrokerError(
+        'ensureStreams',
+        spec.name,
+        `the stream exists with retention ${cfg.retention} and storage ${cfg.storage}; Warren needs workqueue and file (delete the stream to recreate it)`,
+      );
+    }
+    const sameSubjects = JSON.stringify([...(cfg.subjects ?? [])].sort()) === JSON.stringify([...wanted.subjects].sort());
+    // Raising num_replicas in place is allowed from nats-server 2.9; lowering is left to an operator.
+    const raise = (cfg.num_replicas ?? 1) < replicas;
+    if (!sameSubjects || cfg.duplicate_window !== wanted.duplicate_window || raise) {
+      await this.jsm.streams.update(spec.name, raise ? { ...wanted, num_replicas: replicas } : wanted);
+      this.log.info({ stream: spec.name, ...(raise ? { replicas, from: cfg.num_replicas ?? 1 } : {}) }, 'stream updated');
     }
   }
 
@@ -629,12 +714,15 @@ class NatsBroker implements Broker {
       msgId = keyedMessageId(key, subject, msgId);
     }
     try {
-      const ack = await this.js.publish(subject, body, {
-        msgID: msgId,
-        headers: h,
-        expect: { streamName: stream },
-        timeout: this.timeoutMs,
-      });
+      // The message id makes a retry that reaches the stream twice count once (duplicate window).
+      const ack = await this.rideElection('publish', subject, () =>
+        this.js.publish(subject, body, {
+          msgID: msgId,
+          headers: h,
+          expect: { streamName: stream },
+          timeout: this.timeoutMs,
+        }),
+      );
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (error) {
       throw new BrokerError('publish', subject, `JetStream did not store message ${msgId}: ${errorText(error)}`, { cause: error });
@@ -780,45 +868,56 @@ class NatsBroker implements Broker {
       deliver_policy: DeliverPolicy.All,
       ...wanted,
     };
-    const { consumers } = this.jsm;
     try {
-      let info;
-      try {
-        info = await consumers.info(spec.stream, spec.durable);
-      } catch (error) {
-        if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
-      }
-      if (!info) {
-        await consumers.add(spec.stream, config);
-        this.log.info({ stream: spec.stream, consumer: spec.durable }, 'consumer created');
-        return;
-      }
-      const cfg = info.config;
-      if (cfg.filter_subject !== spec.filter || cfg.ack_policy !== AckPolicy.Explicit) {
-        // Neither can be changed in place on every server version; messages stay in the stream.
-        await consumers.delete(spec.stream, spec.durable);
-        await consumers.add(spec.stream, config);
-        this.log.info({ stream: spec.stream, consumer: spec.durable }, 'consumer recreated');
-        return;
-      }
-      if (
-        cfg.ack_wait !== wanted.ack_wait ||
-        cfg.max_deliver !== wanted.max_deliver ||
-        cfg.max_ack_pending !== wanted.max_ack_pending
-      ) {
-        await consumers.update(spec.stream, spec.durable, wanted);
-        this.log.info({ stream: spec.stream, consumer: spec.durable, ...wanted }, 'consumer updated');
-      }
+      await this.rideElection('consume', `${spec.stream}/${spec.durable}`, () => this.ensureConsumerOnce(spec, config, wanted));
     } catch (error) {
       throw new BrokerError('consume', `${spec.stream}/${spec.durable}`, errorText(error), { cause: error });
     }
   }
 
+  private async ensureConsumerOnce(
+    spec: ConsumerSpec<unknown>,
+    config: Partial<ConsumerConfig>,
+    wanted: { ack_wait: number; max_deliver: number; max_ack_pending: number },
+  ): Promise<void> {
+    const { consumers } = this.jsm;
+    let info;
+    try {
+      info = await consumers.info(spec.stream, spec.durable);
+    } catch (error) {
+      if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
+    }
+    if (!info) {
+      await consumers.add(spec.stream, config);
+      this.log.info({ stream: spec.stream, consumer: spec.durable }, 'consumer created');
+      return;
+    }
+    const cfg = info.config;
+    if (cfg.filter_subject !== spec.filter || cfg.ack_policy !== AckPolicy.Explicit) {
+      // Neither can be changed in place on every server version; messages stay in the stream.
+      await consumers.delete(spec.stream, spec.durable);
+      await consumers.add(spec.stream, config);
+      this.log.info({ stream: spec.stream, consumer: spec.durable }, 'consumer recreated');
+      return;
+    }
+    if (
+      cfg.ack_wait !== wanted.ack_wait ||
+      cfg.max_deliver !== wanted.max_deliver ||
+      cfg.max_ack_pending !== wanted.max_ack_pending
+    ) {
+      await consumers.update(spec.stream, spec.durable, wanted);
+      this.log.info({ stream: spec.stream, consumer: spec.durable, ...wanted }, 'consumer updated');
+    }
+  }
+
   /** Opens the pull subscription of an existing consumer. */
   async openMessages(spec: ConsumerSpec<unknown>): Promise<ConsumerMessages> {
-    const consumer = await this.js.consumers.get(spec.stream, spec.durable);
-    // max_messages ≥ 3 keeps the client's refill threshold below the batch size.
-    return consumer.consume({ max_messages: Math.max(3, spec.maxInFlight) });
+    const consumer = await this.rideElection('consume', `${spec.stream}/${spec.durable}`, () => this.js.consumers.get(spec.stream, spec.durable));
+    // max_messages ≥ 3 keeps the client's refill threshold below the batch size. Pulls expire
+    // after PULL_EXPIRES_MS and the server heartbeats every half of it: a pull whose consumer
+    // leader died (a server of a cluster lost) is noticed after two missed heartbeats and made
+    // again, instead of after the client's default of a minute.
+    return consumer.consume({ max_messages: Math.max(3, spec.maxInFlight), expires: PULL_EXPIRES_MS });
   }
 
   private async startConsumer<T>(spec: ConsumerSpec<T>): Promise<Subscription> {
@@ -1227,7 +1326,7 @@ class NatsBroker implements Broker {
     const { resultsStream, resultsConsumer } = this.namespace;
     this.assertOpen('resultsBacklog', resultsConsumer);
     try {
-      const info = await this.jsm.consumers.info(resultsStream, resultsConsumer);
+      const info = await this.rideElection('resultsBacklog', resultsConsumer, () => this.jsm.consumers.info(resultsStream, resultsConsumer));
       return info.num_pending + info.num_ack_pending;
     } catch (error) {
       if (isApiError(error, JetStreamApiCodes.ConsumerNotFound)) return 0;
@@ -1241,7 +1340,7 @@ class NatsBroker implements Broker {
     const { assignStream } = this.namespace;
     const subject = this.namespace.assignSubject(agent);
     try {
-      const purged = await this.jsm.streams.purge(assignStream, { filter: subject });
+      const purged = await this.rideElection('purgeAssignments', subject, () => this.jsm.streams.purge(assignStream, { filter: subject }));
       return purged.purged;
     } catch (error) {
       throw new BrokerError('purgeAssignments', `${assignStream} ${subject}`, errorText(error), { cause: error });
@@ -1291,12 +1390,12 @@ class NatsBroker implements Broker {
     const count = async (stream: string, durable: string, subject: string): Promise<number> => {
       try {
         try {
-          const info = await this.jsm.consumers.info(stream, durable);
+          const info = await this.rideElection('pendingFor', durable, () => this.jsm.consumers.info(stream, durable));
           return info.num_pending + info.num_ack_pending;
         } catch (error) {
           if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
         }
-        const info = await this.jsm.streams.info(stream, { subjects_filter: subject });
+        const info = await this.rideElection('pendingFor', stream, () => this.jsm.streams.info(stream, { subjects_filter: subject }));
         return Object.values(info.state.subjects ?? {}).reduce((sum, n) => sum + n, 0);
       } catch (error) {
         throw new BrokerError('pendingFor', `${stream}/${durable}`, errorText(error), { cause: error });
@@ -1498,8 +1597,10 @@ class ConsumeLoop<T> implements Subscription {
 }
 
 /**
- * Connects to NATS and returns a {@link Broker}. Reconnects forever (every `reconnectTimeWaitMs`)
- * after the connection is lost; consumers resume by themselves after a reconnect.
+ * Connects to NATS and returns a {@link Broker}. Reconnects forever (every `reconnectTimeWaitMs`
+ * with jitter, to any of `servers` and the servers the cluster announces) after the connection is
+ * lost; consumers resume by themselves after a reconnect. JetStream calls ride leader elections
+ * (see `electionRetryMs`), and so does this first JetStream check.
  * @throws {BrokerError} (`WARREN_BROKER`) if the first connection fails or the server has no JetStream.
  * @throws {ConfigError} for invalid numeric options.
  */
@@ -1507,6 +1608,10 @@ export async function connectBroker(options: ConnectBrokerOptions): Promise<Brok
   const logger = options.logger ?? silentLogger;
   const timeoutMs = positiveInteger(options.timeoutMs, 5_000, 'connectBroker timeoutMs');
   const reconnectTimeWait = positiveInteger(options.reconnectTimeWaitMs, 1_000, 'connectBroker reconnectTimeWaitMs');
+  const electionRetryMs = options.electionRetryMs ?? 15_000;
+  if (!Number.isInteger(electionRetryMs) || electionRetryMs < 0) {
+    throw new ConfigError('connectBroker electionRetryMs', `must be a non-negative integer, got ${String(electionRetryMs)}`);
+  }
   const servers = Array.isArray(options.servers) ? options.servers : [options.servers];
   const namespace = brokerNamespace(options.instance);
   let nc: NatsConnection;
@@ -1518,6 +1623,7 @@ export async function connectBroker(options: ConnectBrokerOptions): Promise<Brok
       timeout: timeoutMs,
       maxReconnectAttempts: -1,
       reconnectTimeWait,
+      reconnectJitter: Math.round(reconnectTimeWait / 2),
       waitOnFirstConnect: false,
     });
   } catch (error) {
@@ -1525,7 +1631,18 @@ export async function connectBroker(options: ConnectBrokerOptions): Promise<Brok
   }
   let jsm: JetStreamManager;
   try {
-    jsm = await jetstreamManager(nc, { timeout: timeoutMs });
+    // A cluster electing its JetStream meta leader answers 503 for a while: ride it out too.
+    const startMs = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        jsm = await jetstreamManager(nc, { timeout: timeoutMs });
+        break;
+      } catch (error) {
+        if (!isElectionError(error) || Date.now() - startMs >= electionRetryMs) throw error;
+        logger.info({ attempt, reason: errorText(error) }, 'JetStream unavailable (no leader?); retrying');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(ELECTION_RETRY_FIRST_MS * 2 ** (attempt - 1), ELECTION_RETRY_MAX_MS)));
+      }
+    }
   } catch (error) {
     await nc.close().catch(() => undefined);
     throw new BrokerError('connect', servers.join(','), `JetStream is not available: ${errorText(error)}`, { cause: error });

@@ -23,10 +23,10 @@
  * ```
  */
 export { startNatsServer, findNatsServer } from './server.js';
-export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization, NatsAgentUser, NatsPermissions } from './server.js';
+export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization, NatsAgentUser, NatsPermissions, NatsClusterOptions } from './server.js';
 export { agentNatsPermissions, createAgentNkey, agentNatsConfig } from './permissions.js';
 export type { AgentNatsGrants, AgentNkey, AgentNatsConfig } from './permissions.js';
-export { connectBroker } from './broker.js';
+export { connectBroker, isElectionError } from './broker.js';
 export type {
   Broker,
   ConnectBrokerOptions,
@@ -41,6 +41,7 @@ export type {
   StrandedRepair,
   FetchMessagesOptions,
   OutboxDelivery,
+  EnsureStreamsOptions,
 } from './broker.js';
 export { signMessage, verifySignature, keyedMessageId, readOrCreateSecret } from './signing.js';
 export {

@@ -33,6 +33,28 @@ export interface StartNatsServerOptions {
    * (the supervisor's own user, which keeps full access). Default: none.
    */
   users?: readonly NatsAgentUser[];
+  /**
+   * The server's name (`server_name`), which a JetStream cluster needs distinct on every server:
+   * 1 to 64 of `[A-Za-z0-9_-]`. Default: none (nats-server makes one up).
+   */
+  serverName?: string;
+  /**
+   * Joins a NATS cluster (nats-server `cluster` block, see
+   * https://docs.nats.io/running-a-nats-service/configuration/clustering/cluster_config): routes
+   * listen on 127.0.0.1:`port` and connect to `routes`. JetStream then runs clustered (streams
+   * with replicas, leaders elected by Raft), which needs `serverName`. Default: a lone server.
+   */
+  cluster?: NatsClusterOptions;
+}
+
+/** The cluster block of a server in a NATS cluster (see {@link StartNatsServerOptions.cluster}). */
+export interface NatsClusterOptions {
+  /** The cluster's name, the same on every server: 1 to 64 of `[A-Za-z0-9_-]`. */
+  readonly name: string;
+  /** The route port on 127.0.0.1 (1 to 65535). */
+  readonly port: number;
+  /** The other servers' route URLs, `nats-route://127.0.0.1:<port>`. */
+  readonly routes: readonly string[];
 }
 
 /**
@@ -199,10 +221,47 @@ function renderUsers(auth: NatsAuthorization, users: readonly NatsAgentUser[]): 
   ].join('\n');
 }
 
+const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const ROUTE_URL = /^nats-route:\/\/127\.0\.0\.1:(\d{1,5})$/;
+
+function checkPort(port: number, source: string): void {
+  if (!(Number.isInteger(port) && port > 0 && port < 65536)) throw new ConfigError(source, `must be an integer from 1 to 65535, got ${port}`);
+}
+
+function checkCluster(serverName: string | undefined, cluster: NatsClusterOptions | undefined): void {
+  if (serverName !== undefined && !NAME.test(serverName)) throw new ConfigError('startNatsServer serverName', 'must be 1 to 64 of [A-Za-z0-9_-]');
+  if (cluster === undefined) return;
+  if (serverName === undefined) throw new ConfigError('startNatsServer cluster', 'a clustered JetStream server needs a serverName');
+  if (typeof cluster.name !== 'string' || !NAME.test(cluster.name)) throw new ConfigError('startNatsServer cluster.name', 'must be 1 to 64 of [A-Za-z0-9_-]');
+  checkPort(cluster.port, 'startNatsServer cluster.port');
+  cluster.routes.forEach((route, i) => {
+    const match = ROUTE_URL.exec(route);
+    if (!match) throw new ConfigError(`startNatsServer cluster.routes[${i}]`, `${JSON.stringify(route)} is not nats-route://127.0.0.1:<port>`);
+    checkPort(Number(match[1]), `startNatsServer cluster.routes[${i}]`);
+  });
+}
+
+/** The `server_name` line and `cluster` block of a clustered server, or nothing. */
+function renderCluster(serverName: string | undefined, cluster: NatsClusterOptions | undefined): string[] {
+  return [
+    ...(serverName === undefined ? [] : [`server_name: "${serverName}"`]),
+    ...(cluster === undefined
+      ? []
+      : [
+          'cluster {',
+          `  name: "${cluster.name}"`,
+          `  listen: "127.0.0.1:${cluster.port}"`,
+          `  routes: [${cluster.routes.map((r) => `"${r}"`).join(', ')}]`,
+          '}',
+        ]),
+  ];
+}
+
 /** The nats-server config written to `<storeDir>/nats-server.conf` (format: https://docs.nats.io/running-a-nats-service/configuration). */
-function renderConfig(storeDir: string, port: number, auth: NatsAuthorization | undefined): string {
+function renderConfig(storeDir: string, port: number, auth: NatsAuthorization | undefined, clusterLines: readonly string[] = []): string {
   return [
     '# Written by @warren/broker startNatsServer; rewritten on every start.',
+    ...clusterLines,
     'host: "127.0.0.1"',
     `port: ${port}`,
     `ports_file_dir: ${confString(storeDir, 'startNatsServer storeDir')}`,
@@ -283,8 +342,11 @@ class OutputTail {
  *
  * @returns the running server; close it with {@link EmbeddedNatsServer.close}.
  * @throws {MissingCapabilityError} if nats-server is not installed.
+ * With `serverName` and `cluster`, the config also names the server and holds its `cluster` block
+ * (JetStream then runs clustered).
+ *
  * @throws {ConfigError} if `storeDir` contains characters the config format cannot hold, `port` is out
- *   of range, a user is invalid (see {@link EmbeddedNatsServer.setUsers}) or `users` come without `authorization`.
+ *   of range, `serverName` or `cluster` is invalid, a user is invalid (see {@link EmbeddedNatsServer.setUsers}) or `users` come without `authorization`.
  * @throws {NatsServerError} (`WARREN_NATS_SERVER`) if the child fails to start, exits early or does
  *   not listen within `startTimeoutMs`; the error carries the tail of its output.
  */
@@ -292,9 +354,8 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
   const logger = options.logger ?? silentLogger;
   const startTimeoutMs = options.startTimeoutMs ?? 10_000;
   const port = options.port ?? -1;
-  if (port !== -1 && !(Number.isInteger(port) && port > 0 && port < 65536)) {
-    throw new ConfigError('startNatsServer port', `must be an integer from 1 to 65535, got ${port}`);
-  }
+  if (port !== -1) checkPort(port, 'startNatsServer port');
+  checkCluster(options.serverName, options.cluster);
   if (options.authorization) checkAuthorization(options.authorization);
   if (options.users !== undefined) {
     if (!options.authorization) throw new ConfigError('startNatsServer users', 'NKey users need authorization (the supervisor\'s own user)');
@@ -305,7 +366,7 @@ export async function startNatsServer(options: StartNatsServerOptions): Promise<
   await mkdir(storeDir, { recursive: true, mode: 0o700 });
   const configPath = join(storeDir, 'nats-server.conf');
   // The config may hold the password: readable by its owner only, also when an older run left it 0644.
-  await writeFile(configPath, renderConfig(storeDir, port, options.authorization), { mode: 0o600 });
+  await writeFile(configPath, renderConfig(storeDir, port, options.authorization, renderCluster(options.serverName, options.cluster)), { mode: 0o600 });
   await chmod(configPath, 0o600);
   const usersPath = join(storeDir, USERS_FILE);
   const writeUsers = async (users: readonly NatsAgentUser[]): Promise<void> => {

@@ -1,5 +1,6 @@
 /**
- * @warren/testing: helpers for Warren's own tests — a real nats-server in a temp store,
+ * @warren/testing: helpers for Warren's own tests — a real nats-server in a temp store, a NATS
+ * cluster of several (`startNatsCluster`: kill and restart servers, find a stream's leader),
  * temporary directories that clean up after themselves, an OTLP/HTTP trace receiver, and a fake
  * LLM provider that speaks OpenAI Chat Completions, OpenAI Responses and Anthropic Messages
  * (streamed and not) from scripted turns; and a fake Kubernetes API server that
@@ -31,6 +32,8 @@
  */
 export { startTestNats } from './nats.js';
 export type { StartTestNatsOptions } from './nats.js';
+export { startNatsCluster } from './nats-cluster.js';
+export type { NatsCluster, NatsClusterServer, StartNatsClusterOptions, WaitForHealthyOptions } from './nats-cluster.js';
 export { makeTempDir } from './temp.js';
 export type { TempDir } from './temp.js';
 export { startOtlpReceiver } from './otlp.js';

@@ -58,20 +58,29 @@ export function brokerSecretPaths(stateDir: string): { natsPassword: string; sig
 }
 
 /**
- * The servers and credentials for an external NATS: `user:password@` is taken out of the URL (it
- * is never logged), and `natsCredsFile` or `natsUser`/`natsPassword` are used if given.
- * @throws {ConfigError} naming the option when more than one kind of credentials is given, a
- *   password comes without a user, or the credentials file cannot be read.
+ * The servers and credentials for an external NATS (one server, or the several of a cluster):
+ * `user:password@` is taken out of the URLs (it is never logged; URLs that carry one must all
+ * carry the same), and `natsCredsFile` or `natsUser`/`natsPassword` are used if given.
+ * @returns `servers`: the URLs without credentials, in the order given.
+ * @throws {ConfigError} naming the option when more than one kind of credentials is given, the
+ *   URLs carry different users or passwords, a password comes without a user, or the credentials
+ *   file cannot be read.
  */
 export async function externalNatsAccess(
   config: SupervisorConfig,
-): Promise<{ servers: string; credentials: BrokerCredentials | undefined }> {
-  const url = new URL(config.natsUrl!);
-  const urlUser = decodeURIComponent(url.username);
-  const urlPassword = decodeURIComponent(url.password);
-  url.username = '';
-  url.password = '';
-  const servers = url.toString().replace(/\/$/, '');
+): Promise<{ servers: string[]; credentials: BrokerCredentials | undefined }> {
+  const urls = (config.natsUrls.length > 0 ? config.natsUrls : [config.natsUrl!]).map((text) => new URL(text));
+  const carried = urls.filter((u) => u.username !== '' || u.password !== '');
+  if (new Set(carried.map((u) => `${u.username}:${u.password}`)).size > 1) {
+    throw new ConfigError("option 'nats-url'", 'the URLs carry different users or passwords; give one (in every URL, or once with NATS_USER)');
+  }
+  const urlUser = decodeURIComponent(carried[0]?.username ?? '');
+  const urlPassword = decodeURIComponent(carried[0]?.password ?? '');
+  const servers = urls.map((url) => {
+    url.username = '';
+    url.password = '';
+    return url.toString().replace(/\/$/, '');
+  });
   const kinds = [urlUser ? 'the user in NATS_URL' : '', config.natsUser ? 'NATS_USER / --nats-user' : '', config.natsCredsFile ? 'NATS_CREDS / --nats-creds' : ''].filter(Boolean);
   if (kinds.length > 1) throw new ConfigError("option 'nats-url'", `give one kind of NATS credentials, not ${kinds.join(' and ')}`);
   if (config.natsCredsFile) {
@@ -118,7 +127,7 @@ export async function openBroker(
   const instance = brokerInstance(config);
   const signingKey = Buffer.from(await readOrCreateSecret(paths.signingKey), 'utf8');
   let nats: EmbeddedNatsServer | undefined;
-  let servers: string;
+  let servers: string | string[];
   let credentials: BrokerCredentials | undefined;
   if (config.natsUrl) {
     ({ servers, credentials } = await externalNatsAccess(config));

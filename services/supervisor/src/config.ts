@@ -33,8 +33,16 @@ export const SupervisorOptions = z
     /** Where the coding-agent CLIs are installed (default `<root>/tools/agent-clis`, see scripts/agent-clis.sh). */
     agentClis: z.string().optional(),
     stateDir: z.string().optional(),
-    /** An external NATS server; when absent the supervisor runs its own nats-server child. */
-    natsUrl: z.string().url().optional(),
+    /**
+     * An external NATS server, or several servers of one NATS cluster separated by commas; when
+     * absent the supervisor runs its own nats-server child.
+     */
+    natsUrl: z.string().min(1).optional(),
+    /**
+     * How many servers keep each JetStream stream (1 to 5). Default: 1 with one URL, 3 (at most
+     * the number of URLs) with several.
+     */
+    natsReplicas: z.number().int().min(1).max(5).optional(),
     /** A NATS credentials file (user JWT and nkey seed) for `natsUrl`. */
     natsCreds: z.string().optional(),
     /** A NATS user for `natsUrl` (the password comes from `natsPassword`). */
@@ -97,7 +105,12 @@ export interface SupervisorConfig {
   readonly agentRunnerDir: string;
   /** Where the bundle of Warren's own agent loop lives on the host (`@warren/agent-llm`'s dist), bound at /opt/warren/agent-llm. */
   readonly agentLlmDir: string;
+  /** `--nats-url` as given: one URL or several separated by commas; undefined for the embedded server. */
   readonly natsUrl: string | undefined;
+  /** The URLs of `natsUrl`, each trimmed (empty for the embedded server). */
+  readonly natsUrls: readonly string[];
+  /** The replicas of each JetStream stream (see {@link SupervisorOptions} `natsReplicas`). */
+  readonly natsReplicas: number;
   /** The NATS credentials file for `natsUrl` (absolute), if one was given. */
   readonly natsCredsFile: string | undefined;
   /** The NATS user and password for `natsUrl`, if given as options (the URL may also carry them). */
@@ -148,6 +161,38 @@ export function parseHttpAddress(text: string, where: string): HttpAddress | und
 }
 
 /**
+ * Splits `--nats-url` at commas into trimmed URLs (`nats://host:port`, maybe with `user:password@`).
+ * @throws {ConfigError} naming `where` and the item when one is empty or not a URL.
+ */
+export function parseNatsUrls(text: string, where: string): string[] {
+  return text.split(',').map((item, i, all) => {
+    const url = item.trim();
+    const which = all.length > 1 ? `URL ${i + 1} of ${all.length} ` : '';
+    if (url === '') throw new ConfigError(where, `${which}is empty (give URLs separated by commas, such as nats://10.0.0.1:4222,nats://10.0.0.2:4222)`);
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new ConfigError(where, `${which}${JSON.stringify(url)} is not a URL (such as nats://127.0.0.1:4222)`);
+    }
+    if (parsed.host === '') throw new ConfigError(where, `${which}${JSON.stringify(url)} names no host`);
+    return url;
+  });
+}
+
+/**
+ * The stream replicas: `given`, else 1 for one URL and 3 (at most the URL count) for several.
+ * @throws {ConfigError} when more than one replica is asked of the embedded server (a single server).
+ */
+function natsReplicas(given: number | undefined, urls: readonly string[]): number {
+  if (urls.length === 0) {
+    if (given !== undefined && given > 1) throw new ConfigError("option 'nats-replicas'", `${given} replicas need a NATS cluster: give its servers with --nats-url`);
+    return 1;
+  }
+  return given ?? (urls.length > 1 ? Math.min(3, urls.length) : 1);
+}
+
+/**
  * Validates options and resolves paths against `root` (itself resolved against the cwd).
  * @throws {ConfigError} naming the option at fault.
  */
@@ -160,6 +205,7 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
   }
   const o = parsed.data;
   const root = resolve(o.root);
+  const natsUrls = o.natsUrl === undefined ? [] : parseNatsUrls(o.natsUrl, "option 'nats-url'");
   const config: SupervisorConfig = {
     root,
     boardDir: resolve(root, o.board ?? 'kanban'),
@@ -177,6 +223,8 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     agentRunnerDir,
     agentLlmDir,
     natsUrl: o.natsUrl,
+    natsUrls,
+    natsReplicas: natsReplicas(o.natsReplicas, natsUrls),
     natsCredsFile: o.natsCreds === undefined ? undefined : resolve(o.natsCreds),
     natsUser: o.natsUser,
     natsPassword: o.natsPassword,

@@ -134,7 +134,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     events.attachBroker(broker);
     if (nats) cleanup.unshift(() => nats.close());
     cleanup.unshift(() => broker.close());
-    await broker.ensureStreams();
+    await broker.ensureStreams({ replicas: config.natsReplicas });
     const usage = new UsageLedger(db);
     migrateMessages(db);
     const llm = new LlmChannel({

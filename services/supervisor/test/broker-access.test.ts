@@ -28,11 +28,40 @@ describe('brokerInstance', () => {
   });
 });
 
+describe('--nats-url and --nats-replicas', () => {
+  it('splits several URLs and defaults to 3 replicas (at most the URL count), 1 for one URL or the embedded server', () => {
+    const three = config({ natsUrl: 'nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224' });
+    expect(three.natsUrls).toEqual(['nats://127.0.0.1:4222', 'nats://127.0.0.1:4223', 'nats://127.0.0.1:4224']);
+    expect(three.natsReplicas).toBe(3);
+    expect(config({ natsUrl: 'nats://127.0.0.1:4222,nats://127.0.0.1:4223' }).natsReplicas).toBe(2);
+    expect(config({ natsUrl: 'nats://127.0.0.1:4222' }).natsReplicas).toBe(1);
+    expect(config({}).natsReplicas).toBe(1);
+    expect(config({}).natsUrls).toEqual([]);
+    expect(config({ natsUrl: 'nats://127.0.0.1:4222', natsReplicas: 3 }).natsReplicas).toBe(3);
+  });
+
+  it('names the URL at fault and refuses replicas the embedded server cannot keep', () => {
+    expect(() => config({ natsUrl: 'nats://127.0.0.1:4222,,nats://127.0.0.1:4224' })).toThrow(/option 'nats-url': URL 2 of 3 is empty/);
+    expect(() => config({ natsUrl: 'nats://127.0.0.1:4222,not a url' })).toThrow(/option 'nats-url': URL 2 of 2 "not a url" is not a URL/);
+    expect(() => config({ natsReplicas: 3 })).toThrow(/option 'nats-replicas': 3 replicas need a NATS cluster/);
+    expect(() => config({ natsUrl: 'nats://127.0.0.1:4222', natsReplicas: 7 })).toThrow(/option 'natsReplicas'/);
+  });
+});
+
 describe('externalNatsAccess', () => {
   it('takes user:password out of the URL', async () => {
     const access = await externalNatsAccess(config({ natsUrl: 'nats://me:p%40ss@127.0.0.1:4222' }));
-    expect(access.servers).toBe('nats://127.0.0.1:4222');
+    expect(access.servers).toEqual(['nats://127.0.0.1:4222']);
     expect(access.credentials).toEqual({ kind: 'user-password', user: 'me', password: 'p@ss' });
+  });
+
+  it('takes the servers of a cluster, separated by commas, with the same user in each or none', async () => {
+    const access = await externalNatsAccess(config({ natsUrl: 'nats://me:pw@127.0.0.1:4222, nats://127.0.0.1:4223,nats://me:pw@127.0.0.1:4224' }));
+    expect(access.servers).toEqual(['nats://127.0.0.1:4222', 'nats://127.0.0.1:4223', 'nats://127.0.0.1:4224']);
+    expect(access.credentials).toEqual({ kind: 'user-password', user: 'me', password: 'pw' });
+    await expect(externalNatsAccess(config({ natsUrl: 'nats://a:pw@127.0.0.1:4222,nats://b:pw@127.0.0.1:4223' }))).rejects.toThrow(
+      /option 'nats-url': the URLs carry different users/,
+    );
   });
 
   it('takes --nats-user with NATS_PASSWORD, and no credentials when none are given', async () => {

@@ -62,6 +62,7 @@ export function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: N
     ...(flags.stateDir ? { stateDir: flags.stateDir } : {}),
     ...(flags.uidRange ? { uidRange: flags.uidRange } : {}),
     ...(flags.natsUrl ?? env.NATS_URL ? { natsUrl: flags.natsUrl ?? env.NATS_URL } : {}),
+    ...(flags.natsReplicas !== undefined ? { natsReplicas: Number(flags.natsReplicas) } : {}),
     ...(flags.natsCreds ?? env.NATS_CREDS ? { natsCreds: flags.natsCreds ?? env.NATS_CREDS } : {}),
     ...(flags.natsUser ?? env.NATS_USER ? { natsUser: flags.natsUser ?? env.NATS_USER } : {}),
     ...(env.NATS_PASSWORD ? { natsPassword: env.NATS_PASSWORD } : {}),

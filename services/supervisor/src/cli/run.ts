@@ -100,7 +100,8 @@ function printSummary(summary: RunSummary, json: boolean): void {
 /** The options of the commands that run a supervisor (`up`, `run`), besides the paths. */
 function addSuperviseOptions(command: Command): Command {
   return addPathOptions(command)
-    .option('--nats-url <url>', 'use this NATS server instead of starting one (env NATS_URL; may carry user:password@)')
+    .option('--nats-url <urls>', 'use this NATS server instead of starting one, or the servers of a NATS cluster separated by commas (env NATS_URL; may carry user:password@)')
+    .option('--nats-replicas <n>', 'servers keeping each JetStream stream, 1 to 5 (default: 1; 3 with several --nats-url servers, at most their number)')
     .option('--nats-creds <file>', 'NATS credentials file for --nats-url (env NATS_CREDS)')
     .option('--nats-user <user>', 'NATS user for --nats-url (env NATS_USER; the password from env NATS_PASSWORD)')
     .option('--instance <name>', "this Warren's name on NATS: prefix of its subjects, streams and consumers (default: from the state dir)")
