@@ -77,6 +77,19 @@ export interface KubernetesRuntimeOptions {
   readonly onError?: (error: unknown, context: string) => void;
 }
 
+/** An instance from {@link KubernetesRuntime.start}: an `AgentInstance` with what the pod's status says. */
+export interface KubernetesAgentInstance extends AgentInstance {
+  /** The pod's name in the runtime's namespace (`warren-<agent>`). */
+  readonly podName: string;
+  /** The pod's last phase seen: `Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`, or `Deleted` once it is gone. */
+  readonly phase: string;
+  /**
+   * Kubernetes' reason for the end, set when `exited` settles: `OOMKilled`, `Completed`, `Error`,
+   * `Evicted: <message>`, `Deleted` (removed before it finished), or null.
+   */
+  readonly terminationReason: string | null;
+}
+
 const ZERO_USAGE: AgentUsage = { memoryBytes: 0, pids: 0, cpuMs: 0, pidsRefused: 0, oomKills: 0 };
 
 /** The `Status` of a failed API request (its `code`, `reason`, `message`), or null for other errors. */
@@ -151,13 +164,12 @@ export class KubernetesRuntime implements AgentRuntime {
   /**
    * Checks that the API server answers, the namespace exists, and reports its Pod Security labels
    * (`details.podSecurity.enforce`: `restricted`, `baseline`, `privileged` or null when unlabelled,
-   * then the cluster's default applies) and whether the metrics API is served. `isolation` must be
-   * `full`: pods are always confined.
+   * then the cluster's default applies) and whether the metrics API is served. Pods are always
+   * confined, so `isolation` (`full` or `unsafe`) is only reported back.
    * @throws {MissingCapabilityError} when the API server or the namespace is missing.
    */
   async probe(isolation: AgentIsolation = 'full'): Promise<RuntimeHost> {
     const server = this.kubeConfig.getCurrentCluster()?.server ?? '(no cluster in the kubeconfig)';
-    if (isolation !== 'full') throw new MissingCapabilityError(`isolation ${isolation} on Kubernetes`, 'pods are always confined: use isolation full');
     let labels: Record<string, string> = {};
     try {
       const namespace = await this.core.readNamespace({ name: this.namespace });
@@ -214,8 +226,11 @@ export class KubernetesRuntime implements AgentRuntime {
    * called). Resolves once the pod exists (it may still be `Pending`).
    * @throws {RuntimeError} naming the check rule or the API's refusal (a 403 from Pod Security admission quotes it).
    */
-  async start(spec: AgentStartSpec, _events: AgentEvents): Promise<AgentInstance> {
+  async start(spec: AgentStartSpec, _events: AgentEvents): Promise<KubernetesAgentInstance> {
     this.requireOpen('start', spec.name);
+    if (spec.mounts !== undefined && spec.mounts.length > 0) {
+      throw new RuntimeError(spec.name, 'host directories cannot be mounted into a pod (hostPath volumes break the restricted profile): remove the template\'s mounts', 'mounts');
+    }
     const manifests = agentManifests(await this.podSpec(spec));
     const pod = this.options.podOverrides === undefined ? manifests.pod : this.options.podOverrides(structuredClone(manifests.pod));
     this.check(spec.name, { ...manifests, pod });
@@ -479,14 +494,12 @@ function parseDurationSeconds(text: string | undefined): number {
 }
 
 /** One agent pod followed through a label watch. */
-class KubernetesInstance implements AgentInstance {
+class KubernetesInstance implements KubernetesAgentInstance {
   readonly pid = 0;
   readonly unsafe = false;
   readonly connected = false;
   readonly exited: Promise<AgentExit>;
-  /** Kubernetes' reason for the end (`OOMKilled`, `Evicted: …`, `Error`), or null; set once `exited` settles. */
   terminationReason: string | null = null;
-  /** The pod's last phase seen (`Pending`, `Running`, `Succeeded`, `Failed`), or `Deleted`. */
   phase = 'Pending';
   private settle!: (exit: AgentExit) => void;
   private ended = false;
@@ -506,6 +519,10 @@ class KubernetesInstance implements AgentInstance {
     private readonly forget: () => void,
   ) {
     this.exited = new Promise((resolve) => (this.settle = resolve));
+  }
+
+  get podName(): string {
+    return this.pod;
   }
 
   /** @internal Starts the watch; resolves after the first list. */

@@ -2,8 +2,8 @@ import { Writable } from 'node:stream';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterEach, expect, test } from 'vitest';
 import { KubernetesRuntime } from '@warren/kube';
-import type { KubernetesRuntimeOptions } from '@warren/kube';
-import type { AgentEvents, AgentInstance, AgentStartSpec } from '@warren/runtime';
+import type { KubernetesAgentInstance, KubernetesRuntimeOptions } from '@warren/kube';
+import type { AgentEvents, AgentStartSpec } from '@warren/runtime';
 import { startFakeKubeApi } from '@warren/testing';
 import type { FakeKubeApi, StartFakeKubeApiOptions } from '@warren/testing';
 import { FAKE_SEED } from './support.js';
@@ -61,7 +61,7 @@ function runtimeOn(api: FakeKubeApi, options: Partial<KubernetesRuntimeOptions> 
   return runtime;
 }
 
-async function started(runtime: KubernetesRuntime, name = 'coder-1'): Promise<AgentInstance> {
+async function started(runtime: KubernetesRuntime, name = 'coder-1'): Promise<KubernetesAgentInstance> {
   const instance = await runtime.start(startSpec(name), events);
   cleanups.push(() => instance.close());
   return instance;
@@ -76,8 +76,8 @@ async function waitFor(condition: () => boolean, what: string, timeoutMs = 20_00
   }
 }
 
-const phaseOf = (instance: AgentInstance): string => (instance as unknown as { phase: string }).phase;
-const reasonOf = (instance: AgentInstance): string | null => (instance as unknown as { terminationReason: string | null }).terminationReason;
+const phaseOf = (instance: KubernetesAgentInstance): string => instance.phase;
+const reasonOf = (instance: KubernetesAgentInstance): string | null => instance.terminationReason;
 
 test('probe reports the namespace and the Pod Security level it enforces', async () => {
   const api = await fakeApi({ metricsServer: true });
@@ -87,10 +87,19 @@ test('probe reports the namespace and the Pod Security level it enforces', async
   await expect(runtimeOn(api, { namespace: 'absent' }).probe()).rejects.toThrow(/namespace absent is missing/);
 });
 
+test('a template with host mounts is refused before anything is created', async () => {
+  const api = await fakeApi();
+  await expect(runtimeOn(api).start({ ...startSpec(), mounts: [{ source: '/srv/data', target: '/data' }] }, events)).rejects.toThrow(
+    /agent coder-1: start spec field mounts: host directories cannot be mounted into a pod/,
+  );
+  expect(api.listObjects('serviceaccounts', NS).map((a) => a.metadata?.name)).toEqual(['default']);
+});
+
 test("start creates the template's five objects, which the restricted admission takes, and the pod runs", async () => {
   const api = await fakeApi();
   const instance = await started(runtimeOn(api));
   expect(instance.connected).toBe(false);
+  expect(instance.podName).toBe(POD);
   expect(api.getObject('pods', NS, POD)?.spec).toMatchObject({ serviceAccountName: POD, restartPolicy: 'Never', automountServiceAccountToken: false });
   expect(api.getObject('serviceaccounts', NS, POD)).toBeDefined();
   expect(api.getObject('networkpolicies', NS, POD)).toBeDefined();
