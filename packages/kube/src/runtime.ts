@@ -224,6 +224,9 @@ export class KubernetesRuntime implements AgentRuntime {
    * before anything is sent. An existing ServiceAccount and PVC are reused, an existing Secret and
    * NetworkPolicy replaced; an existing pod is an error (an instance runs, or `reclaim` was not
    * called). Resolves once the pod exists (it may still be `Pending`).
+   * Objects created before a refusal stay (ServiceAccount, Secret, PVC, NetworkPolicy: the agent's
+   * storage and identity); `releaseStorage` removes them.
+   * @throws {AgentPodSpecError} when the start spec makes an invalid `AgentPodSpec` (naming the field).
    * @throws {RuntimeError} naming the check rule or the API's refusal (a 403 from Pod Security admission quotes it).
    */
   async start(spec: AgentStartSpec, _events: AgentEvents): Promise<KubernetesAgentInstance> {
@@ -276,7 +279,7 @@ export class KubernetesRuntime implements AgentRuntime {
    * output streamed to `options`. The exit comes from the final `Status` (`Success`, or
    * `NonZeroExitCode` with the code). `pid` is 0; `stop()` closes the connection (the API has no
    * way to signal the command; the kubelet ends it with the stream) and reports `SIGHUP`.
-   * @throws {RuntimeError} `WARREN_USAGE`-like for an empty argv, or when the exec cannot start.
+   * @throws {WarrenError} `WARREN_USAGE` for an empty argv; {@link RuntimeError} when the exec cannot start (no such pod, API refusal).
    */
   async exec(agent: AgentSpec, argv: readonly string[], options: AgentExecOptions): Promise<AgentProcess> {
     this.requireOpen('exec', agent.name);
