@@ -282,3 +282,16 @@ test('a watch resumed from a compacted version gets 410, relists and still sees 
   // The relist came from the expiry, not from a failed request.
   expect(errors).toEqual([]);
 });
+
+test('a second start replaces the Secret with new credentials, and a start while the pod exists is refused with the 409', async () => {
+  const api = await fakeApi();
+  let inbox = '_INBOX.first';
+  const runtime = runtimeOn(api, { credentials: () => ({ servers: ['nats://10.0.0.7:4222'], nkeySeed: FAKE_SEED, inboxPrefix: inbox }) });
+  const first = await started(runtime);
+  await expect(runtime.start(startSpec(), events)).rejects.toThrow(/agent coder-1: create pod warren-coder-1: 409 AlreadyExists: pods "warren-coder-1" already exists/);
+  await first.stop(0);
+  inbox = '_INBOX.second';
+  await started(runtime);
+  const secret = api.getObject('secrets', NS, 'warren-coder-1-nats') as { data: Record<string, string> };
+  expect(JSON.parse(Buffer.from(secret.data['nats.json'] ?? '', 'base64').toString())).toMatchObject({ inboxPrefix: '_INBOX.second' });
+});
