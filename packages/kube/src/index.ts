@@ -1,8 +1,9 @@
 /**
  * @warren/kube: an agent as Kubernetes objects. Pure manifest builders from one `AgentPodSpec`
  * (Pod, PersistentVolumeClaim for the home, Secret for the broker credentials, NetworkPolicy,
- * ServiceAccount), a schema check with a strict unknown-field check, and the Pod Security Standards
- * "restricted" checker. Nothing here talks to a cluster.
+ * ServiceAccount), a schema check with a strict unknown-field check, the Pod Security Standards
+ * "restricted" checker, and `KubernetesRuntime`, the pod driver behind `AgentRuntime` (the one part
+ * that talks to a cluster, through `@kubernetes/client-node` 1.4).
  *
  * ```ts
  * import { agentManifests, assertValidManifest, checkRestricted } from '@warren/kube';
@@ -47,3 +48,9 @@ export { PodSecurityRule, checkRestricted } from './restricted.js';
 export type { PodSecurityLevel, PodSecurityViolation } from './restricted.js';
 export { formatFieldPath } from './field-path.js';
 export type { FieldPathSegment } from './field-path.js';
+export { KubernetesRuntime, apiStatus, parseQuantity } from './runtime.js';
+export type { KubernetesAgentInstance, KubernetesRuntimeOptions } from './runtime.js';
+export { podOutcome } from './pod-exit.js';
+export type { PodOutcome } from './pod-exit.js';
+export { PodWatch } from './pod-watch.js';
+export type { PodWatchHandlers, PodWatchOptions } from './pod-watch.js';
