@@ -151,6 +151,9 @@ export async function openBroker(
       instance,
       signingKey,
       ...(credentials ? { credentials } : {}),
+      // Only replicated streams elect leaders: with one replica a JetStream call that fails, fails at
+      // once and the tick's own retry (the outbox, the next tick) takes it from there.
+      electionRetryMs: config.natsReplicas > 1 ? 15_000 : 0,
       logger: log.child({ component: 'broker' }),
       onInvalid,
     });
