@@ -37,6 +37,7 @@ import type { InboxEvent } from '../executions/inbox.js';
 import type { Settler } from '../executions/settle.js';
 import { describeAgentExit, limitFailureOf } from '../limit-watch.js';
 import type { AgentTemplate } from '../templates.js';
+import type { WarrenEvent } from '../events.js';
 
 export type { StopReason };
 export { MAX_SPAWN_FAILURES };
@@ -187,6 +188,19 @@ export class AgentLifecycle {
   }
 
   /** A sleeping or stopped account of the template if there is one (woken), else the next free name. */
+  /**
+   * Records an event the agent channel reports (a protocol error, progress, a refused assignment).
+   * The channel calls back whenever its agent speaks, also while the supervisor is closing and its
+   * database may already be closed; its callbacks must not throw, so a failure is logged instead.
+   */
+  private recordChannelEvent(event: WarrenEvent): void {
+    try {
+      this.ctx.emit(event);
+    } catch (error) {
+      this.ctx.log.warn({ err: error, action: event.action, object: event.object }, 'cannot record an event of an agent channel');
+    }
+  }
+
   private pickAgentName(template: AgentTemplate): string {
     const busy = (name: string) => this.has(name);
     const existing = this.ctx.accounts
@@ -220,14 +234,12 @@ export class AgentLifecycle {
         taskAcked: (agent, taskId, attempt) => this.queue({ kind: 'acked', agent, taskId, attempt }),
         alive: (agent) => recordHeartbeat(ctx.world, agent, Date.now()),
         disconnected: (agent) => ctx.log.debug({ agent }, 'agent channel closed'),
-        protocolError: (agent, message) => ctx.emit({ actor: `agent:${agent}`, action: 'agent.protocol_error', object: `agent:${agent}`, details: { message } }),
-        progressEvent: (agent, taskId, attempt, event) => ctx.emit({ actor: `agent:${agent}`, action: 'task.progress', object: `task:${taskId}`, details: { attempt, event } }),
+        protocolError: (agent, message) => this.recordChannelEvent({ actor: `agent:${agent}`, action: 'agent.protocol_error', object: `agent:${agent}`, details: { message } }),
+        progressEvent: (agent, taskId, attempt, event) => this.recordChannelEvent({ actor: `agent:${agent}`, action: 'task.progress', object: `task:${taskId}`, details: { attempt, event } }),
         sendMessage: (from, to, body) => this.sendMessage(from, to, body),
         authorizeAssignment: (agent, subject, taskId, attempt) => {
           const refusal = assignmentRefusal(ctx.state, agent, taskId, attempt);
-          if (refusal) {
-            ctx.emit(rejectionEntry(subject, 'taskId', refusal, { agent, taskId, attempt }));
-          }
+          if (refusal) this.recordChannelEvent(rejectionEntry(subject, 'taskId', refusal, { agent, taskId, attempt }));
           return refusal;
         },
       });
