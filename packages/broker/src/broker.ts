@@ -94,24 +94,6 @@ import type {
   StrandedRepair,
 } from './broker-types.js';
 
-export type {
-  BrokerCredentials,
-  ConnectBrokerOptions,
-  EnsureStreamsOptions,
-  ConsumeOptions,
-  PublishOptions,
-  PublishAck,
-  Delivery,
-  Subscription,
-  AgentPending,
-  DeleteAgentConsumersOptions,
-  Broker,
-  FetchMessagesOptions,
-  OutboxDelivery,
-  StrandedRepair,
-} from './broker-types.js';
-export { isElectionError } from './broker-support.js';
-
 /** The one {@link Broker}: a NATS connection, its JetStream client and what they consume. */
 class NatsBroker implements Broker {
   private readonly js: JetStreamClient;

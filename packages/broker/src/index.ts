@@ -26,7 +26,8 @@ export { startNatsServer, findNatsServer } from './server.js';
 export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization, NatsAgentUser, NatsPermissions, NatsClusterOptions } from './server.js';
 export { agentNatsPermissions, createAgentNkey, agentNatsConfig } from './permissions.js';
 export type { AgentNatsGrants, AgentNkey, AgentNatsConfig } from './permissions.js';
-export { connectBroker, isElectionError } from './broker.js';
+export { connectBroker } from './broker.js';
+export { isElectionError } from './broker-support.js';
 export type {
   Broker,
   ConnectBrokerOptions,
@@ -42,7 +43,7 @@ export type {
   FetchMessagesOptions,
   OutboxDelivery,
   EnsureStreamsOptions,
-} from './broker.js';
+} from './broker-types.js';
 export { signMessage, verifySignature, keyedMessageId, readOrCreateSecret } from './signing.js';
 export {
   assignmentMessageSchema,
