@@ -53,9 +53,11 @@ export interface GatewayEvents {
   /**
    * Checks an assignment consumed from the broker (its signature already verified) against the
    * executions committed for the agent, auditing a refusal. @returns an error text to refuse
-   * (the message is terminated and never reaches the runner), or null to deliver it.
+   * (the message is terminated and never reaches the runner), or null to deliver it; a promise of
+   * either when the decision is made elsewhere (a node asks the supervisor over NATS). A promise
+   * that rejects leaves the assignment for redelivery (nak, 1 s).
    */
-  authorizeAssignment(agent: string, subject: string, taskId: string, attempt: number): string | null;
+  authorizeAssignment(agent: string, subject: string, taskId: string, attempt: number): string | null | Promise<string | null>;
 }
 
 /** Options of {@link AgentGateway.start}. */
@@ -323,7 +325,14 @@ export class AgentGateway {
 
   private async deliver(delivery: Delivery<AssignmentMessage>): Promise<void> {
     const a = delivery.data;
-    const refusal = this.options.events.authorizeAssignment(this.options.identity.name, delivery.subject, a.taskId, a.attempt);
+    let refusal: string | null;
+    try {
+      refusal = await this.options.events.authorizeAssignment(this.options.identity.name, delivery.subject, a.taskId, a.attempt);
+    } catch (error) {
+      this.log.warn({ err: error, taskId: a.taskId, attempt: a.attempt }, 'cannot check an assignment; it comes again');
+      delivery.nak(1_000);
+      return;
+    }
     if (refusal) {
       delivery.term(refusal);
       return;
