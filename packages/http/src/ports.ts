@@ -92,6 +92,10 @@ export interface TemplateItem {
   readonly instances: number;
   /** Why the template file does not load, one message each; empty when it does. */
   readonly errors: readonly string[];
+  /** `manager` or `worker` ('' for a file that does not load). */
+  readonly role?: string;
+  /** A manager's quotas (`maxWorkers`, `maxSubtasks`, `templates` it may start workers of); null for a worker. */
+  readonly manager?: { readonly maxWorkers: number; readonly maxSubtasks: number; readonly templates: readonly string[] } | null;
 }
 
 /** One card of the board, joined with Warren's task state. */
