@@ -29,6 +29,45 @@ function headOf(text: string | null | undefined, lines = 3): string | null {
   return head.length > 0 ? head.join('\n') : null;
 }
 
+/**
+ * Starts again the workers a waiting parent needs, once, when the supervisor starts (after
+ * recovery): for each parent a manager's succeeded execution left waiting while some of its
+ * subtasks are still open (no row yet, or ready, assigned or running), the workers that manager
+ * started (the ledger's `manager_workers`) that are not live are started again under their own
+ * names, as long as the manager's template still lists their template and its `maxWorkers` quota
+ * (live workers counted) and the template's backoff allow. Without this no agent would take the
+ * subtasks after a restart: the planner starts no agent of a template a manager lists, and the
+ * manager, whose execution is over, asks for none.
+ * @returns the names of the workers started, in the ledger's order.
+ */
+export function resumeWorkers(ctx: SupervisorContext, agents: Pick<SupervisorParts['agents'], 'has' | 'start' | 'mayStart'>, nowMs: number): string[] {
+  const started: string[] = [];
+  const managers = new Set<string>();
+  for (const { parent, manager } of ctx.managers.waitingParents()) {
+    const open = ctx.managers.subtasksOf(parent).some((s) => {
+      const row = ctx.state.task(s.subtask);
+      return row === undefined || !isTerminal(row.state);
+    });
+    if (open) managers.add(manager);
+  }
+  for (const manager of managers) {
+    const quotas = ctx.templates.get(ctx.accounts.get(manager)?.template ?? '')?.manager;
+    if (!quotas) continue;
+    let live = liveWorkers(ctx, (agent) => agents.has(agent), manager).length;
+    for (const { worker, template } of ctx.managers.workersOf(manager)) {
+      if (live >= quotas.maxWorkers) break;
+      if (agents.has(worker) || !quotas.templates.includes(template) || !ctx.templates.has(template) || !ctx.accounts.get(worker)) continue;
+      if (!agents.mayStart(template, nowMs)) continue;
+      agents.start(template, nowMs, worker);
+      if (!agents.has(worker)) continue;
+      live += 1;
+      started.push(worker);
+    }
+  }
+  if (started.length > 0) ctx.log.info({ workers: started }, 'started again the workers of managers whose parents wait for open subtasks');
+  return started;
+}
+
 /** The manager ports over the supervisor's context and stage modules. */
 export function managerPorts(ctx: SupervisorContext, parts: Pick<SupervisorParts, 'agents' | 'mirror'>): ManagerPorts {
   const fail = (code: `WARREN_${string}`, message: string): never => {
