@@ -97,6 +97,7 @@ describe('the Schedules view against warren up', () => {
     await page.getByTestId('fleet-view').waitFor({ timeout: 30_000 });
     await page.getByTestId('nav-schedules').click();
     await page.getByTestId('schedules-view').waitFor({ timeout: 30_000 });
+    await page.getByTestId('schedules-table').waitFor({ timeout: 30_000 });
 
     // The file's problem: the schedule left out, with its line and field.
     await expect(page.getByTestId('schedule-problem').allTextContents()).resolves.toEqual([expect.stringMatching(/schedules\.yaml:13: schedule 'broken': 'cron' /)]);

@@ -12,11 +12,14 @@ import { formatInZone, formatRelative, sortSchedules } from '../model.js';
 import type { SchedulesView } from '../types.js';
 import { ErrorLine, formatTime, usePoll, useRefetchOn } from '../ui.js';
 
-/** A fire time: relative to now, with the absolute time on the schedule's clock under it (and local time on hover). */
-function FireTime({ ms, timezone, nowMs, testid }: { ms: number | null; timezone: string | null; nowMs: number; testid: string }): VNode {
+/**
+ * A fire time: relative to now, with the absolute time on the schedule's clock under it (and local
+ * time on hover). A next fire time the clock has passed before the listing is read again is `now`.
+ */
+function FireTime({ ms, timezone, nowMs, next, testid }: { ms: number | null; timezone: string | null; nowMs: number; next: boolean; testid: string }): VNode {
   if (ms === null) return html`<span class="muted" data-testid=${testid}>–</span>`;
   return html`<span data-testid=${testid} data-ms=${String(ms)}>
-    <span>${formatRelative(ms, nowMs)}</span><br />
+    <span>${next && ms <= nowMs ? 'now' : formatRelative(ms, nowMs)}</span><br />
     <time class="muted small mono" datetime=${new Date(ms).toISOString()} title=${`local time ${formatTime(ms)}`}>${formatInZone(ms, timezone)}</time>
   </span>`;
 }
@@ -57,11 +60,11 @@ export function Schedules(): VNode {
                 <td><strong>${s.name}</strong></td>
                 <td class="mono" data-testid="schedule-cron">${s.cron}</td>
                 <td data-testid="schedule-timezone">${s.timezone ?? 'UTC'}</td>
-                <td><${FireTime} ms=${s.lastFireMs} timezone=${s.timezone} nowMs=${nowMs} testid="schedule-last" /></td>
+                <td><${FireTime} ms=${s.lastFireMs} timezone=${s.timezone} nowMs=${nowMs} next=${false} testid="schedule-last" /></td>
                 <td>${s.lastTaskId === null
                   ? html`<span class="muted" data-testid="schedule-task">–</span>`
                   : html`<a href=${`#/tasks/${encodeURIComponent(s.lastTaskId)}`} data-testid="schedule-task">${s.lastTaskId}</a>`}</td>
-                <td><${FireTime} ms=${s.nextFireMs} timezone=${s.timezone} nowMs=${nowMs} testid="schedule-next" /></td>
+                <td><${FireTime} ms=${s.nextFireMs} timezone=${s.timezone} nowMs=${nowMs} next=${true} testid="schedule-next" /></td>
                 <td>${s.due
                   ? html`<span class="pill pill-due" data-testid="schedule-due" title="a fire time has come that is not run yet">due</span>`
                   : html`<span class="pill" data-testid="schedule-state">${s.nextFireMs === null ? 'ended' : 'waiting'}</span>`}</td>
