@@ -145,7 +145,7 @@ describe('messages between agents over an external NATS', () => {
     expect(lines(work(b, onB.id, 'got.ndjson'))).toEqual([expect.objectContaining({ id: kept.id, from: a, body: { via: 'bus', n: 3, kept: true } })]);
 
     // The supervisor's decisions were audited as with the embedded server.
-    const rows = JSON.parse((await warren(['audit', '--json', '--action', 'message.sent', ...args()])).stdout) as AuditRow[];
+    const rows = JSON.parse((await warren(['audit', '--json', '--action', 'message.sent', ...args()])).stdout) as (AuditRow & { actor: string })[];
     expect(rows.filter((r) => r.actor === `agent:${a}` && r.object === `agent:${b}`).map((r) => (r.details as { via?: string }).via)).toEqual(['channel', 'channel', 'channel']);
     const secondLog = await stop(second);
     expect(occurrences(secondLog, USERS_OFF), secondLog.slice(-3000)).toBe(1);
