@@ -81,6 +81,7 @@ export class NodeDaemon {
   private readonly subjects;
   private seq = 0;
   private closed = false;
+  private draining = false;
 
   private constructor(
     private readonly options: NodeDaemonOptions,
@@ -154,8 +155,12 @@ export class NodeDaemon {
     }
   }
 
-  /** Stops every instance (SIGTERM, SIGKILL after `graceMs`, default 5000) and exec, and waits until each ended and its channel is closed. */
+  /**
+   * Stops every instance (SIGTERM, SIGKILL after `graceMs`, default 5000) and exec, and waits until
+   * each ended and its channel is closed. Later starts are refused (`WARREN_NODE_STOPPING`).
+   */
   async stopAll(graceMs?: number): Promise<void> {
+    this.draining = true;
     await Promise.all([
       ...[...this.instances.values()].map(async (r) => {
         await r.handle.stop(graceMs);
@@ -252,6 +257,7 @@ export class NodeDaemon {
     const agent = spec.name;
     const current = this.instances.get(agent);
     if (current?.instance === instance) return { pid: current.handle.pid, unsafe: current.handle.unsafe };
+    if (this.draining) throw new CommandError('WARREN_NODE_STOPPING', `node ${this.options.name} is stopping`);
     if (current || this.starting.has(agent)) throw new CommandError('WARREN_NODE_BUSY', `${agent} already runs on node ${this.options.name}`);
     if (this.instances.size + this.starting.size >= this.options.capacity.maxAgents) {
       throw new CommandError('WARREN_NODE_FULL', `node ${this.options.name} runs its maximum of ${this.options.capacity.maxAgents} agents`);

@@ -141,6 +141,8 @@ export async function nodeFixture(): Promise<NodeFixture> {
     ns: supervisor.namespace,
     logger,
     heartbeatMs: HEARTBEAT_MS,
+    // Generous: a loaded machine may stall a heartbeat; a closed daemon stays silent longer.
+    lostAfterMs: 3_000,
     onLost: (node) => {
       lost.push(node);
       remotes.get(node.name)?.nodeLost(`node ${node.name} sent no heartbeat since ${new Date(node.lastHeartbeatMs).toISOString()}`);
