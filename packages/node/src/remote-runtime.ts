@@ -67,7 +67,8 @@ export interface RemoteNodeRuntimeOptions {
  * commands; `usage()` is the node's last heartbeat; `freeze()` is false (a remote node cannot
  * freeze synchronously). It follows the node's heartbeats: an instance the node reports that is
  * not one of this runtime's live instances (it ended here, e.g. when the node was lost) is told to
- * stop. {@link nodeLost} ends every live instance and exec with `{kind: 'lost'}`.
+ * stop; a heartbeat of a new daemon run (another `startedMs`) ends the instances it does not report
+ * with `{kind: 'lost'}`. {@link nodeLost} ends every live instance and exec with `{kind: 'lost'}`.
  * Commands throw a `WarrenError` with the node's code (`WARREN_NODE_…`, `WARREN_USAGE`…), or
  * `WARREN_NODE_UNREACHABLE` when no reply comes.
  */
@@ -224,7 +225,15 @@ export class RemoteNodeRuntime implements AgentRuntime {
   }
 
   private observe(heartbeat: NodeHeartbeat): void {
+    const restarted = this.last !== undefined && this.last.startedMs !== heartbeat.startedMs;
     this.last = heartbeat;
+    if (restarted) {
+      // A new daemon run: instances of the old one it does not report are gone (its reclaim removed them).
+      const reported = new Set(heartbeat.instances.map((i) => i.instance));
+      for (const [id, instance] of [...this.instances]) {
+        if (!reported.has(id)) instance.lost(`node ${this.options.node} restarted at ${new Date(heartbeat.startedMs).toISOString()}`);
+      }
+    }
     for (const reported of heartbeat.instances) {
       if (this.instances.has(reported.instance) || this.stopsSent.has(reported.instance)) continue;
       this.stopsSent.add(reported.instance);
