@@ -153,7 +153,7 @@ describe('warren node start', () => {
     ]);
     const view = await waitFor(() => registry.get('n1'), 'the node\'s first heartbeat');
     expect(view).toMatchObject({ state: 'ready', labels: { zone: 'b', gpu: '1' }, capacity: { memoryBytes: 2 * 2 ** 30, maxAgents: 2 } });
-    expect(node.stderr()).toContain('node running');
+    await waitFor(() => node!.stderr().includes('node running'), 'the node\'s start logged');
 
     // An agent on the node takes a task; its result comes back signed.
     const first = recording();
