@@ -62,8 +62,7 @@ describe('a node daemon driven by RemoteNodeRuntime over NATS', () => {
     expect(instance.unsafe).toBe(false);
     await waitFor(() => events.calls.some((c) => c[0] === 'hello'), 'the runner to say hello', 30_000);
     expect(instance.connected).toBe(true);
-    expect(instance.usage().pids).toBeGreaterThan(0);
-    expect(instance.usage().memoryBytes).toBeGreaterThan(0);
+    await waitFor(() => instance.usage().pids > 0 && instance.usage().memoryBytes > 0, 'usage from a heartbeat');
     const result = await run(spec.name, 'echo "$(id -u) $(id -g) $HOME"; pwd', 'whoami');
     expect(result).toMatchObject({ agent: spec.name, outcome: 'succeeded', exitCode: 0 });
     expect(result.summary).toContain(`${spec.uid} ${spec.gid}`);
