@@ -5,7 +5,7 @@ import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/pro
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { formatBytes, silentLogger, type Logger } from '@warren/core';
+import { silentLogger, type Logger } from '@warren/core';
 import {
   createCgroups,
   freezeCgroups,
@@ -19,6 +19,7 @@ import {
   type SandboxCgroups,
 } from './cgroups.js';
 import { SandboxError, SandboxSpecError } from './errors.js';
+import { classifyExit, type SandboxExit, type StopReason } from './exit.js';
 import { assertIsolation, probeHost, type HostCapabilities } from './host.js';
 import { CappedLog } from './log.js';
 import { processesOfUid } from './procs.js';
@@ -26,111 +27,6 @@ import { prologueArgv } from './prologue.js';
 import { buildSeccompProgram } from './seccomp.js';
 import { validateSpec, type SandboxSpec } from './spec.js';
 import { CgroupUsageReader, ProcUsageReader, type SandboxUsage, type UsageReader } from './usage.js';
-
-/**
- * How a sandbox ended. Exactly one kind applies; they are checked in this order:
- * - `setup_error`: the sandbox never started the agent (bwrap, setpriv, prlimit or cgroup setup
- *   failed); `message` is the first error line they printed.
- * - `timeout` / `watchdog`: the caller stopped it with that reason (`stop(graceMs, { reason,
- *   detail })`) before it ended; `detail` is the caller's text (e.g. `task t1 ran over 60000 ms`).
- * - `oom`: the kernel's OOM killer acted in its memory cgroup and the agent did not exit 0.
- * - `pids`: its pids cgroup refused a fork (`pids.events` `max` > 0) and the agent did not exit 0.
- * - `signaled`: the agent process was killed by `signal` (e.g. `SIGKILL`, also after `stop()`).
- * - `succeeded`: it exited with code 0.
- * - `failed`: it exited with a non-zero `exitCode`.
- */
-export type SandboxExit =
-  | { readonly kind: 'succeeded'; readonly exitCode: 0 }
-  | { readonly kind: 'failed'; readonly exitCode: number }
-  | { readonly kind: 'signaled'; readonly signal: string }
-  | { readonly kind: 'oom' }
-  | { readonly kind: 'pids' }
-  | { readonly kind: 'timeout'; readonly detail: string }
-  | { readonly kind: 'watchdog'; readonly detail: string }
-  | { readonly kind: 'setup_error'; readonly message: string };
-
-/** Every {@link SandboxExit} kind, in classification order. */
-export type SandboxExitKind = SandboxExit['kind'];
-
-/** Why a caller stops a sandbox, recorded as the exit kind (see {@link Sandbox.stop}). */
-export interface StopReason {
-  readonly reason: 'timeout' | 'watchdog';
-  /** Free text kept in the exit, e.g. which limit was exceeded and for how long. */
-  readonly detail: string;
-}
-
-/**
- * One line for logs, task cards and the audit, e.g. `exit code 3`, `killed by SIGKILL`,
- * `out of memory`, `stopped by the watchdog: memory over 512 MiB for 10 s`.
- */
-export function describeExit(exit: SandboxExit): string {
-  switch (exit.kind) {
-    case 'succeeded':
-      return 'exit code 0';
-    case 'failed':
-      return `exit code ${exit.exitCode}`;
-    case 'signaled':
-      return `killed by ${exit.signal}`;
-    case 'oom':
-      return 'out of memory (killed by the OOM killer)';
-    case 'pids':
-      return 'process limit reached (pids.max refused a fork)';
-    case 'timeout':
-      return `timed out: ${exit.detail}`;
-    case 'watchdog':
-      return `stopped by the watchdog: ${exit.detail}`;
-    case 'setup_error':
-      return `sandbox setup failed: ${exit.message}`;
-    default: {
-      const unknown: never = exit;
-      return `unknown exit ${JSON.stringify(unknown)}`;
-    }
-  }
-}
-
-/**
- * What an agent's card and the CLI say when the OOM killer acted in its memory cgroup:
- * `out of memory (limit 1 GiB)`, `limitBytes` being the cgroup's memory limit in bytes.
- */
-export function describeOutOfMemory(limitBytes: number): string {
-  return `out of memory (limit ${formatBytes(limitBytes)})`;
-}
-
-/**
- * What an agent's card and the CLI say when it was stopped for sitting at its process limit
- * (`pids.max`, processes and threads): `process limit reached (512)`.
- */
-export function describeProcessLimit(pidsMax: number): string {
-  return `process limit reached (${pidsMax})`;
-}
-
-/** What is known once the sandbox's process has ended, for {@link classifyExit}. */
-export interface ExitFacts {
-  /** The setup error text when the agent never started (or bwrap failed building the sandbox), else null. */
-  readonly setupError: string | null;
-  /** The reason the caller gave to `stop()` before the end, if any. */
-  readonly stopReason: StopReason | null;
-  /** The agent's exit code (bwrap passes it on), or null when it was killed by a signal. */
-  readonly exitCode: number | null;
-  /** The signal that killed the agent (or bwrap), or null. */
-  readonly signal: string | null;
-  /** OOM kills recorded in the memory cgroup. */
-  readonly oomKills: number;
-  /** Forks refused by the pids cgroup. */
-  readonly pidsMaxEvents: number;
-}
-
-/** Classifies an ended sandbox (the order is documented on {@link SandboxExit}). Pure. */
-export function classifyExit(facts: ExitFacts): SandboxExit {
-  if (facts.setupError !== null) return { kind: 'setup_error', message: facts.setupError };
-  if (facts.stopReason) return { kind: facts.stopReason.reason, detail: facts.stopReason.detail };
-  const clean = facts.signal === null && facts.exitCode === 0;
-  if (facts.oomKills > 0 && !clean) return { kind: 'oom' };
-  if (facts.pidsMaxEvents > 0 && !clean) return { kind: 'pids' };
-  if (facts.signal !== null) return { kind: 'signaled', signal: facts.signal };
-  if (facts.exitCode === 0) return { kind: 'succeeded', exitCode: 0 };
-  return { kind: 'failed', exitCode: facts.exitCode ?? 255 };
-}
 
 /** A running sandbox, from {@link spawnSandbox}. */
 export interface Sandbox {
@@ -361,26 +257,38 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
     const passwdPath = join(spec.runDir, 'passwd');
     const groupPath = join(spec.runDir, 'group');
     const seccompPath = join(spec.runDir, 'seccomp.bpf');
-    try {
-      await prepareRunDir(spec);
-      await writeGeneratedFile(passwdPath, spec.passwd);
-      await writeGeneratedFile(groupPath, spec.group);
-      // bwrap reads the filter to EOF from fd 4: a fresh read-only descriptor of a root-only file per spawn.
-      await writeGeneratedFile(seccompPath, buildSeccompProgram(), 0o600);
-      seccomp = await open(seccompPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-    } catch (error) {
-      throw new SandboxError(spec.name, `cannot write generated files in ${spec.runDir}: ${(error as Error).message}`, spec.runDir, {
-        cause: error,
-      });
-    }
-    try {
-      output = await CappedLog.open(spec.logPath, spec.logMaxBytes);
-    } catch (error) {
+    // The generated files, the log and the cgroups do not depend on each other: made at once, so
+    // a start waits for the slowest of them rather than their sum (each is a few file operations).
+    const files = (async (): Promise<FileHandle> => {
+      try {
+        await prepareRunDir(spec);
+        await Promise.all([
+          writeGeneratedFile(passwdPath, spec.passwd),
+          writeGeneratedFile(groupPath, spec.group),
+          // bwrap reads the filter to EOF from fd 4: a fresh read-only descriptor of a root-only file per spawn.
+          writeGeneratedFile(seccompPath, buildSeccompProgram(), 0o600),
+        ]);
+        return await open(seccompPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+      } catch (error) {
+        throw new SandboxError(spec.name, `cannot write generated files in ${spec.runDir}: ${(error as Error).message}`, spec.runDir, {
+          cause: error,
+        });
+      }
+    })();
+    const logOpened = CappedLog.open(spec.logPath, spec.logMaxBytes).catch((error: unknown) => {
       throw new SandboxError(spec.name, `cannot open log ${spec.logPath}: ${(error as Error).message}`, spec.logPath, {
         cause: error,
       });
+    });
+    const cgroupsMade = createCgroups(host, spec.name, spec.limits);
+    const [filesDone, logDone, groupsDone] = await Promise.allSettled([files, logOpened, cgroupsMade]);
+    if (filesDone.status === 'fulfilled') seccomp = filesDone.value;
+    if (logDone.status === 'fulfilled') output = logDone.value;
+    if (groupsDone.status === 'fulfilled') cgroups = groupsDone.value;
+    for (const done of [filesDone, logDone, groupsDone]) {
+      if (done.status === 'rejected') throw done.reason;
     }
-    cgroups = await createCgroups(host, spec.name, spec.limits);
+    if (!seccomp || !cgroups || !output) throw new SandboxError(spec.name, 'sandbox setup did not complete');
 
     const { limits } = spec;
     const extraBinds = [
@@ -621,14 +529,8 @@ class RunningSandbox implements Sandbox {
         signal = signalOfStatus(code);
         if (signal === null) exitCode = code;
       }
-      exit = classifyExit({
-        setupError,
-        stopReason: this.stopReason,
-        exitCode,
-        signal,
-        oomKills: await oomKillCount(this.cgroups),
-        pidsMaxEvents: await pidsMaxEvents(this.cgroups),
-      });
+      const [oomKills, forksRefused] = await Promise.all([oomKillCount(this.cgroups), pidsMaxEvents(this.cgroups)]);
+      exit = classifyExit({ setupError, stopReason: this.stopReason, exitCode, signal, oomKills, pidsMaxEvents: forksRefused });
     } catch (error) {
       exit = { kind: 'setup_error', message: (error as Error).message };
     }
