@@ -33,6 +33,7 @@ import { policyScenario } from './scenarios/policy.js';
 import { sandboxScenario } from './scenarios/sandbox.js';
 import { schedulerScenario } from './scenarios/scheduler.js';
 import { startupScenario } from './scenarios/startup.js';
+import { taskCpuScenario } from './scenarios/task-cpu.js';
 
 /** Every scenario, in the order they run (the baselines of `e2e` are measured by `sandbox` and `broker`). */
 export const SCENARIOS: readonly Scenario[] = [
@@ -44,6 +45,7 @@ export const SCENARIOS: readonly Scenario[] = [
   e2eScenario,
   startupScenario,
   densityScenario,
+  taskCpuScenario,
   metricsScenario,
   httpScenario,
 ];
