@@ -170,58 +170,42 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
     let killFile: string | null = null;
     let cpu: SandboxCgroups['files']['cpu'] = null;
     let pidsDir: string | null = null;
-    // Co-mounted v1 controllers share one hierarchy: make each directory once. The hierarchies
-    // are independent, so their directories are made and limited at once (a start waits for the
-    // slowest hierarchy, not for their sum); `made` keeps the order below for tracking and removal.
-    const hierarchies = [...new Set([cgroup.paths.unified, cgroup.paths.memory, cgroup.paths.pids, cgroup.paths.cpu].filter((p): p is string => p !== null))];
-    const dirs = new Map<string, string>();
-    const settled = await Promise.allSettled(
-      hierarchies.map(async (hierarchy) => {
-        const dir = await makeDir(name, hierarchy);
-        dirs.set(hierarchy, dir);
-        if (hierarchy === cgroup.paths.memory) {
-          await writeControl(name, join(dir, 'memory.limit_in_bytes'), String(limits.memoryMaxBytes));
-          const memsw = join(dir, 'memory.memsw.limit_in_bytes');
-          if (await exists(memsw)) await writeControl(name, memsw, String(limits.memoryMaxBytes));
-        }
-        if (hierarchy === cgroup.paths.pids) await writeControl(name, join(dir, 'pids.max'), String(limits.pidsMax));
-        if (hierarchy === cgroup.paths.cpu) {
-          const shares = Math.max(2, Math.round((limits.cpuWeight * 1024) / 100));
-          await writeControl(name, join(dir, 'cpu.shares'), String(shares));
-        }
-      }),
-    );
-    for (const hierarchy of hierarchies) {
-      const dir = dirs.get(hierarchy);
-      if (dir !== undefined) made.push(dir);
-    }
-    for (const result of settled) {
-      if (result.status === 'rejected') throw result.reason;
-    }
+    // Co-mounted v1 controllers share one hierarchy: make each directory once.
+    const dirOf = async (hierarchy: string): Promise<string> => {
+      const existing = made.find((d) => d === join(hierarchy, CGROUP_PARENT, name));
+      if (existing) return existing;
+      const dir = await makeDir(name, hierarchy);
+      made.push(dir);
+      return dir;
+    };
     if (cgroup.paths.unified) {
-      const dir = dirs.get(cgroup.paths.unified)!;
+      const dir = await dirOf(cgroup.paths.unified);
       trackingDir = dir;
       if (cgroup.kill) killFile = join(dir, 'cgroup.kill');
       // cgroup2 keeps CPU time in cpu.stat even without the cpu controller enabled.
       if (await exists(join(dir, 'cpu.stat'))) cpu = { path: join(dir, 'cpu.stat'), format: 'cpu.stat' };
     }
     if (cgroup.paths.memory) {
-      const dir = dirs.get(cgroup.paths.memory)!;
+      const dir = await dirOf(cgroup.paths.memory);
+      await writeControl(name, join(dir, 'memory.limit_in_bytes'), String(limits.memoryMaxBytes));
+      const memsw = join(dir, 'memory.memsw.limit_in_bytes');
+      if (await exists(memsw)) await writeControl(name, memsw, String(limits.memoryMaxBytes));
       memory = { dir, version: 'v1' };
       trackingDir ??= dir;
     }
     if (cgroup.paths.pids) {
-      const dir = dirs.get(cgroup.paths.pids)!;
+      const dir = await dirOf(cgroup.paths.pids);
+      await writeControl(name, join(dir, 'pids.max'), String(limits.pidsMax));
       trackingDir ??= dir;
       pidsDir = dir;
     }
+    if (cgroup.paths.cpu) {
+      const dir = await dirOf(cgroup.paths.cpu);
+      const shares = Math.max(2, Math.round((limits.cpuWeight * 1024) / 100));
+      await writeControl(name, join(dir, 'cpu.shares'), String(shares));
+    }
     if (cpu === null && cgroup.paths.cpuacct) {
-      const hierarchy = cgroup.paths.cpuacct;
-      let dir = dirs.get(hierarchy);
-      if (dir === undefined) {
-        dir = await makeDir(name, hierarchy);
-        made.push(dir);
-      }
+      const dir = await dirOf(cgroup.paths.cpuacct);
       cpu = { path: join(dir, 'cpuacct.usage'), format: 'cpuacct.usage' };
     }
     return {
@@ -334,11 +318,7 @@ export function sandboxPids(cgroups: SandboxCgroups): Promise<number[]> {
  */
 export async function removeCgroups(cgroups: SandboxCgroups): Promise<void> {
   await killCgroups(cgroups);
-  // One directory per hierarchy, independent of each other: removed at once.
-  const results = await Promise.allSettled(cgroups.dirs.map((dir) => removeDir(cgroups.name, dir)));
-  for (const result of results) {
-    if (result.status === 'rejected') throw result.reason;
-  }
+  for (const dir of cgroups.dirs) await removeDir(cgroups.name, dir);
 }
 
 /** Removes `dir` and any sub-cgroups, deepest first, after killing their processes. */
