@@ -257,38 +257,26 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
     const passwdPath = join(spec.runDir, 'passwd');
     const groupPath = join(spec.runDir, 'group');
     const seccompPath = join(spec.runDir, 'seccomp.bpf');
-    // The generated files, the log and the cgroups do not depend on each other: made at once, so
-    // a start waits for the slowest of them rather than their sum (each is a few file operations).
-    const files = (async (): Promise<FileHandle> => {
-      try {
-        await prepareRunDir(spec);
-        await Promise.all([
-          writeGeneratedFile(passwdPath, spec.passwd),
-          writeGeneratedFile(groupPath, spec.group),
-          // bwrap reads the filter to EOF from fd 4: a fresh read-only descriptor of a root-only file per spawn.
-          writeGeneratedFile(seccompPath, buildSeccompProgram(), 0o600),
-        ]);
-        return await open(seccompPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-      } catch (error) {
-        throw new SandboxError(spec.name, `cannot write generated files in ${spec.runDir}: ${(error as Error).message}`, spec.runDir, {
-          cause: error,
-        });
-      }
-    })();
-    const logOpened = CappedLog.open(spec.logPath, spec.logMaxBytes).catch((error: unknown) => {
+    try {
+      await prepareRunDir(spec);
+      await writeGeneratedFile(passwdPath, spec.passwd);
+      await writeGeneratedFile(groupPath, spec.group);
+      // bwrap reads the filter to EOF from fd 4: a fresh read-only descriptor of a root-only file per spawn.
+      await writeGeneratedFile(seccompPath, buildSeccompProgram(), 0o600);
+      seccomp = await open(seccompPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    } catch (error) {
+      throw new SandboxError(spec.name, `cannot write generated files in ${spec.runDir}: ${(error as Error).message}`, spec.runDir, {
+        cause: error,
+      });
+    }
+    try {
+      output = await CappedLog.open(spec.logPath, spec.logMaxBytes);
+    } catch (error) {
       throw new SandboxError(spec.name, `cannot open log ${spec.logPath}: ${(error as Error).message}`, spec.logPath, {
         cause: error,
       });
-    });
-    const cgroupsMade = createCgroups(host, spec.name, spec.limits);
-    const [filesDone, logDone, groupsDone] = await Promise.allSettled([files, logOpened, cgroupsMade]);
-    if (filesDone.status === 'fulfilled') seccomp = filesDone.value;
-    if (logDone.status === 'fulfilled') output = logDone.value;
-    if (groupsDone.status === 'fulfilled') cgroups = groupsDone.value;
-    for (const done of [filesDone, logDone, groupsDone]) {
-      if (done.status === 'rejected') throw done.reason;
     }
-    if (!seccomp || !cgroups || !output) throw new SandboxError(spec.name, 'sandbox setup did not complete');
+    cgroups = await createCgroups(host, spec.name, spec.limits);
 
     const { limits } = spec;
     const extraBinds = [
@@ -529,8 +517,14 @@ class RunningSandbox implements Sandbox {
         signal = signalOfStatus(code);
         if (signal === null) exitCode = code;
       }
-      const [oomKills, forksRefused] = await Promise.all([oomKillCount(this.cgroups), pidsMaxEvents(this.cgroups)]);
-      exit = classifyExit({ setupError, stopReason: this.stopReason, exitCode, signal, oomKills, pidsMaxEvents: forksRefused });
+      exit = classifyExit({
+        setupError,
+        stopReason: this.stopReason,
+        exitCode,
+        signal,
+        oomKills: await oomKillCount(this.cgroups),
+        pidsMaxEvents: await pidsMaxEvents(this.cgroups),
+      });
     } catch (error) {
       exit = { kind: 'setup_error', message: (error as Error).message };
     }
