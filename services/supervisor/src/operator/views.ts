@@ -100,6 +100,8 @@ export function templateItems(ctx: SupervisorContext): (TemplateItem & { readonl
     minInstances: 0,
     placement: { target: t.placement.target, labels: { ...t.placement.labels } },
     errors: [],
+    role: t.role,
+    manager: t.manager === null ? null : { maxWorkers: t.manager.maxWorkers, maxSubtasks: t.manager.maxSubtasks, templates: [...t.manager.templates] },
   }));
   for (const error of ctx.templateErrors) {
     const name = basename(error.path).replace(/\.(ya?ml|json)$/, '');
