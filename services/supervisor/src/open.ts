@@ -10,7 +10,7 @@ import { createMetrics, registrySources } from '@warren/metrics';
 import { createTracing } from '@warren/telemetry';
 import { openDatabase } from '@warren/store';
 import { createAgentRuntime } from './agent-runtime.js';
-import { createPlacementRouter, nodeJoinOf, writeNodeJoinFile } from './placement/index.js';
+import { createPlacementRouter, emitQuietly, NodeFleet, nodeJoinOf, writeNodeJoinFile } from './placement/index.js';
 import { openBroker, rejectionEntry } from './broker-access.js';
 import type { SupervisorConfig } from './config.js';
 import { SUPERVISOR, type RunMode, type SupervisorContext } from './context.js';
@@ -155,6 +155,9 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     const messaging: { port?: MessagingPort } = {};
     const bus = new BusChannel({ port: () => messaging.port, logger: log.child({ component: 'bus' }) });
     cleanup.unshift(() => bus.close());
+    const agentRuntime = createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker, channelServices: [llm, bus] });
+    const fleet = await NodeFleet.open({ broker, log, localNode: config.localNode, hostRuntime: agentRuntime, emit: (event) => emitQuietly(events, log, event) });
+    cleanup.unshift(() => fleet.close());
     const ctx: SupervisorContext = {
       config,
       mode: options.mode,
@@ -175,7 +178,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
       broker,
       nats,
-      runtime: createPlacementRouter(config, log, db, templates, createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker, channelServices: [llm, bus] })),
+      runtime: createPlacementRouter(config, log, db, templates, agentRuntime, { fleet }),
       llm,
       bus,
       messaging,

@@ -26,11 +26,16 @@ export interface AgentPreparation {
   readonly homeFiles: () => Promise<HomeFile[]>;
 }
 
-/** One file for an agent's home on another host: `path` relative to the home, its bytes in base64, its mode (0..0o7777). */
+/**
+ * One file for an agent's home on another host: `path` relative to the home, its bytes in base64,
+ * its mode (0..0o777), and whether it replaces a file already there (`overwrite`: credentials and
+ * secrets; without it, a seed file the agent changed is kept). The `HomeFile` of `@warren/node`.
+ */
 export interface HomeFile {
   readonly path: string;
   readonly contentBase64: string;
   readonly mode: number;
+  readonly overwrite?: boolean;
 }
 
 /** Mode of a seed file written into a home (as `seedHome` of `@warren/workspace` writes it by default). */
@@ -69,7 +74,7 @@ export function prepareAgent(ctx: SupervisorContext, account: Account, template:
         files.push({ path: seed.path, contentBase64: bytes.toString('base64'), mode: SEED_FILE_MODE });
       }
       for (const secret of resolved.agent) {
-        files.push({ path: posix.join(SECRETS_DIR, secret.name), contentBase64: Buffer.from(secret.value, 'utf8').toString('base64'), mode: SECRET_FILE_MODE });
+        files.push({ path: posix.join(SECRETS_DIR, secret.name), contentBase64: Buffer.from(secret.value, 'utf8').toString('base64'), mode: SECRET_FILE_MODE, overwrite: true });
       }
       const nats = await natsFileFor(ctx, account.name).catch((error: unknown) => {
         ctx.log.error({ err: error, agent: account.name }, 'cannot give the agent its NATS credentials; it can still message through its bus socket');
@@ -98,5 +103,5 @@ async function natsFileFor(ctx: SupervisorContext, name: string): Promise<HomeFi
   await users.sync();
   // Agents may not make consumers: the supervisor makes the agent's inbox consumer for it.
   for (const delivery of await ctx.broker.fetchMessages(name, { max: 1, expiresMs: 0 })) delivery.nak();
-  return { path: AGENT_NATS_FILE, contentBase64: Buffer.from(`${JSON.stringify(config)}\n`, 'utf8').toString('base64'), mode: NATS_FILE_MODE };
+  return { path: AGENT_NATS_FILE, contentBase64: Buffer.from(`${JSON.stringify(config)}\n`, 'utf8').toString('base64'), mode: NATS_FILE_MODE, overwrite: true };
 }

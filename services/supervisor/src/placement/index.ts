@@ -5,17 +5,19 @@
  * host, or Kubernetes) and remembers it in `agent_placements` (store.ts); `node-join.json`
  * (join-file.ts) is what a `warren node` host joins with.
  */
-import os from 'node:os';
 import type { Logger } from '@warren/core';
 import type { AgentRuntime } from '@warren/runtime';
 import type { SqliteDatabase } from '@warren/store';
 import type { SupervisorConfig } from '../config.js';
+import type { EventBus } from '../event-bus.js';
+import type { WarrenEvent } from '../events.js';
 import type { AgentTemplate } from '../templates.js';
 import { PlacementRouter, type PlacementRouterOptions } from './router.js';
 
 export { placeAgent, type PlacedAgent, type PlacementDecision, type PlacementNode, type PlacementRequest } from './place.js';
 export { PlacementError, PlacementRouter, type PlacementRouterOptions, type RoutedStartSpec, type RouterNode, type ShippedStartSpec } from './router.js';
 export { AgentPlacements, type AgentPlacementRow } from './store.js';
+export { NodeFleet, type NodeFleetOptions } from './fleet.js';
 export { NODE_JOIN_FILE, nodeJoinOf, writeNodeJoinFile, type NodeJoin } from './join-file.js';
 
 /**
@@ -29,7 +31,7 @@ export function createPlacementRouter(
   db: SqliteDatabase,
   templates: ReadonlyMap<string, AgentTemplate>,
   hostRuntime: AgentRuntime,
-  extra: Pick<PlacementRouterOptions, 'nodes' | 'kubernetes'> = {},
+  extra: Pick<PlacementRouterOptions, 'nodes' | 'kubernetes' | 'fleet'> = {},
 ): PlacementRouter {
   const local = config.localNode;
   return new PlacementRouter({
@@ -43,7 +45,14 @@ export function createPlacementRouter(
   });
 }
 
-/** This host's CPUs, for a node's capacity (at least 1). */
-export function hostCpus(): number {
-  return Math.max(1, os.availableParallelism());
+/**
+ * Records `event` on `events`, logging instead of throwing when it cannot be (a node's heartbeat
+ * or loss arrives while the supervisor closes and its database is closed).
+ */
+export function emitQuietly(events: Pick<EventBus, 'emit'>, log: Logger, event: WarrenEvent): void {
+  try {
+    events.emit(event);
+  } catch (error) {
+    log.warn({ err: error, action: event.action, object: event.object }, 'cannot record a node event');
+  }
 }

@@ -37,6 +37,23 @@ export interface RoutedStartSpec extends AgentStartSpec {
 /** What a runtime elsewhere (a `warren node` host, a pod) receives: the spec without `prepareHome`, with `homeFiles` as data. */
 export type ShippedStartSpec = Omit<AgentStartSpec, 'prepareHome'> & { readonly homeFiles: readonly HomeFile[] };
 
+/** What a node's last heartbeat says of it, as `NodeView` of `@warren/node` has it (the fields shown in `GET /api/v1/nodes`). */
+export interface FleetNodeView {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly capacity: { readonly cpus: number; readonly memoryBytes: number; readonly maxAgents: number };
+  readonly state: 'ready' | 'lost';
+  readonly lastHeartbeatMs: number;
+  readonly instances: readonly { readonly agent: string; readonly pid: number; readonly connected: boolean; readonly usage: { readonly memoryBytes: number } }[];
+}
+
+/** The router's view of `NodeFleet` (fleet.ts): the nodes for placement, every node heard of, and its close. */
+export interface FleetLike {
+  routerNodes(): RouterNode[];
+  list(): FleetNodeView[];
+  close(): Promise<void>;
+}
+
 /** Options of {@link PlacementRouter}. */
 export interface PlacementRouterOptions {
   readonly db: SqliteDatabase;
@@ -49,8 +66,10 @@ export interface PlacementRouterOptions {
    * reclaim.
    */
   readonly local: RouterNode | null;
-  /** The other nodes now (ready and lost), read at each start; default none. */
+  /** The other nodes now (ready and lost), read at each start; default none (or the fleet's). */
   readonly nodes?: () => readonly RouterNode[];
+  /** The `warren node` hosts (see `NodeFleet`): their nodes when `nodes` is absent; closed with the router. */
+  readonly fleet?: FleetLike;
   /** The Kubernetes driver, made at its first use; absent = no `kubernetes` target (a template asking for it waits with that reason). */
   readonly kubernetes?: () => Promise<AgentRuntime>;
 }
@@ -83,7 +102,7 @@ export class PlacementRouter implements AgentRuntime {
 
   /** The nodes known now: the local one first, then the others. */
   nodes(): RouterNode[] {
-    return [...(this.options.local ? [this.options.local] : []), ...(this.options.nodes?.() ?? [])];
+    return [...(this.options.local ? [this.options.local] : []), ...(this.options.nodes?.() ?? this.options.fleet?.routerNodes() ?? [])];
   }
 
   /** Agents started through this router whose instance has not exited, with their node (null for a pod). */
@@ -143,15 +162,43 @@ export class PlacementRouter implements AgentRuntime {
     return { instances: [], storage: [] };
   }
 
+  /**
+   * Every node heard of (the embedded node included), by name, with the agents placed there whose
+   * instance has not exited (`GET /api/v1/nodes`, `warren node list`). Without a fleet: the local
+   * node alone, as this router knows it (no heartbeat: `lastHeartbeatMs` is now).
+   */
+  nodeViews(nowMs = Date.now()): { name: string; labels: Record<string, string>; capacity: { cpus: number; memoryBytes: number; maxAgents: number }; state: string; lastHeartbeatMs: number; instances: { agent: string; pid: number; connected: boolean; memoryBytes: number }[]; agents: string[] }[] {
+    const placed = new Map<string, string[]>();
+    for (const [agent, p] of [...this.live].sort(([a], [b]) => (a < b ? -1 : 1))) placed.set(p.node, [...(placed.get(p.node) ?? []), agent]);
+    const heard: FleetNodeView[] = this.options.fleet?.list() ?? [];
+    const local = this.options.local?.view;
+    const views: FleetNodeView[] =
+      local && !heard.some((n) => n.name === local.name)
+        ? [...heard, { name: local.name, labels: local.labels, capacity: { cpus: 0, ...local.capacity }, state: local.state, lastHeartbeatMs: nowMs, instances: [] }]
+        : heard;
+    return views
+      .map((n) => ({
+        name: n.name,
+        labels: { ...n.labels },
+        capacity: { cpus: n.capacity.cpus, memoryBytes: n.capacity.memoryBytes, maxAgents: n.capacity.maxAgents },
+        state: n.state,
+        lastHeartbeatMs: n.lastHeartbeatMs,
+        instances: n.instances.map((i) => ({ agent: i.agent, pid: i.pid, connected: i.connected, memoryBytes: i.usage.memoryBytes })),
+        agents: placed.get(n.name) ?? [],
+      }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
   /** Where agent `name` was last placed, or undefined. */
   placementOf(name: string): AgentPlacementRow | undefined {
     return this.placements.get(name);
   }
 
-  /** Closes the local runtime and the Kubernetes driver if it was made. Idempotent. */
+  /** Closes the fleet (the embedded node's instances stopped), the local runtime and the Kubernetes driver if it was made. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.options.fleet?.close().catch((error: unknown) => this.options.log.error({ err: error }, 'cannot close the nodes'));
     await this.options.local?.runtime.close();
     if (this.kube) await (await this.kube.catch(() => undefined))?.close();
   }
