@@ -74,3 +74,5 @@ export type { RemoteNodeRuntimeOptions, RemoteStartSpec } from './remote-runtime
 export { NodeRegistry } from './registry.js';
 export type { NodeRegistryOptions, NodeView } from './registry.js';
 export { ensureHome, writeHomeFiles } from './home-files.js';
+export { nodeJoinSchema, readNodeJoin, writeNodeJoin } from './join.js';
+export type { NodeJoin } from './join.js';
