@@ -211,12 +211,12 @@ describe('node-join.json', () => {
     try {
       mkdirSync(join(dir, 'broker'));
       mkdirSync(join(dir, 'nats', 'auth'), { recursive: true });
-      writeFileSync(join(dir, 'broker', 'signing-key'), 'k3y');
-      writeFileSync(join(dir, 'nats', 'auth', 'password'), 'pw\n');
+      writeFileSync(join(dir, 'broker', 'signing-key'), '0123456789abcdefk3y\n', { mode: 0o600 });
+      writeFileSync(join(dir, 'nats', 'auth', 'password'), 'password-of-sixteen\n', { mode: 0o600 });
       const config = resolveConfig({ stateDir: dir }, '/runner');
       const ns = brokerNamespace('w123456');
       const join_ = await nodeJoinOf(config, ns, 'nats://127.0.0.1:4222');
-      expect(join_).toEqual({ servers: ['nats://127.0.0.1:4222'], user: 'warren', password: 'pw', signingKey: Buffer.from('k3y').toString('hex'), instance: 'w123456', subjectPrefix: ns.subjectPrefix });
+      expect(join_).toEqual({ servers: ['nats://127.0.0.1:4222'], user: 'warren', password: 'password-of-sixteen', signingKey: Buffer.from('0123456789abcdefk3y').toString('hex'), instance: 'w123456', subjectPrefix: ns.subjectPrefix });
       const path = await writeNodeJoinFile(dir, join_);
       expect(statSync(path).mode & 0o777).toBe(0o600);
       await writeNodeJoinFile(dir, { ...join_, password: 'new' });

@@ -1,9 +1,9 @@
 import { constants } from 'node:fs';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { WarrenError } from '@warren/core';
-import type { BrokerNamespace } from '@warren/broker';
+import { readOrCreateSecret, type BrokerNamespace } from '@warren/broker';
 import type { SupervisorConfig } from '../config.js';
 import { brokerSecretPaths, EMBEDDED_NATS_USER } from '../broker-access.js';
 
@@ -35,9 +35,10 @@ export interface NodeJoin {
  */
 export async function nodeJoinOf(config: SupervisorConfig, ns: BrokerNamespace, natsUrl: string | undefined): Promise<NodeJoin> {
   const paths = brokerSecretPaths(config.stateDir);
-  const signingKey = Buffer.from(await readFile(paths.signingKey, 'utf8'), 'utf8').toString('hex');
+  // The secrets as the broker reads them (trimmed): the key's bytes are its text's UTF-8 bytes.
+  const signingKey = Buffer.from(await readOrCreateSecret(paths.signingKey), 'utf8').toString('hex');
   if (natsUrl !== undefined) {
-    const password = (await readFile(paths.natsPassword, 'utf8')).trim();
+    const password = await readOrCreateSecret(paths.natsPassword);
     return { servers: [natsUrl], user: EMBEDDED_NATS_USER, password, signingKey, instance: ns.instance ?? null, subjectPrefix: ns.subjectPrefix };
   }
   return { servers: [...config.natsUrls], user: config.natsUser ?? null, password: config.natsUser === undefined ? null : (config.natsPassword ?? null), signingKey, instance: ns.instance ?? null, subjectPrefix: ns.subjectPrefix };
