@@ -1,16 +1,18 @@
 /**
  * Agents on `warren node` hosts: the built `warren up` (no agent on its own host,
- * `--no-local-node`) and two `warren node start` processes joined through its `node-join.json`,
- * on one machine, with a real nats-server. Placement by labels, and a node killed with SIGKILL
- * mid-task: it is marked lost, its agent's task is re-queued and done once on the other node, and
- * the durability invariants of `test/durability` hold (board, audit chain, consumers drained).
+ * `--no-local-node`) and two `warren node start` processes joined through its `node-join.json`, on
+ * one machine, with a real nats-server (or a 3-server cluster with R3 streams). Placement by
+ * labels; a node killed with SIGKILL mid-task is marked lost, its agent's task re-queued and done
+ * once on the other node; the assignment stream's leader killed mid-run. Each time the durability
+ * invariants of `test/durability` hold (board, audit chain, consumers drained).
  */
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { startNatsCluster, type NatsCluster } from '@warren/testing';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { processesOfUids, requireMachine, startWarren, waitFor, type CliProcess } from '../support/cli.js';
-import { agentUids, checkInvariants, countStatus, finish, makeLayout, readAudit, RestartableNats, shellTask, type Layout } from '../durability/support.js';
+import { agentUids, checkInvariants, countStatus, finish, makeLayout, namespaceOf, readAudit, RestartableNats, shellTask, type Layout } from '../durability/support.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -30,8 +32,8 @@ function killIfRunning(run: CliProcess): void {
 }
 
 /** Starts `warren up` on `layout` (external NATS, no HTTP, no agent on this host) and waits for its node-join.json. */
-async function startSupervisor(layout: Layout): Promise<{ run: CliProcess; joinFile: string }> {
-  const run = startWarren(layout.args(['up', '--http', 'off', '--no-local-node', '--heartbeat-timeout', '60s'], true));
+async function startSupervisor(layout: Layout, nats: readonly string[] = []): Promise<{ run: CliProcess; joinFile: string }> {
+  const run = startWarren(layout.args(['up', '--http', 'off', '--no-local-node', '--heartbeat-timeout', '60s', ...nats], nats.length === 0));
   cleanups.push(() => killIfRunning(run));
   const joinFile = join(layout.stateDir, 'node-join.json');
   await waitFor('the supervisor writes node-join.json', () => existsSync(joinFile) || run.child.exitCode !== null, 120_000);
@@ -146,6 +148,17 @@ describe('agents on warren node hosts', () => {
   }, 600_000);
 });
 
+/** Waits until `stream` has a running leader other than `not`, and returns its index. */
+async function leaderOf(cluster: NatsCluster, stream: string, not?: number): Promise<number> {
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    const leader = await cluster.streamLeader(stream).catch(() => undefined);
+    if (leader !== undefined && leader !== not) return leader;
+    if (Date.now() > deadline) throw new Error(`stream ${stream} has no running leader${not === undefined ? '' : ` other than n${not}`} after 90 s`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
 /** The last lines a process wrote to stderr, for a failure's message. */
 function tail(p: CliProcess): string {
   return p.stderr().split('\n').slice(-25).join('\n');
@@ -162,3 +175,36 @@ function countLost(layout: Layout): number {
     db.close();
   }
 }
+
+describe('nodes on a 3-server NATS cluster with R3 streams', () => {
+  it('the leader of the assignment stream killed with SIGKILL mid-run and restarted: every task done exactly once on the two nodes', async () => {
+    const cluster = await startNatsCluster({ size: 3 });
+    cleanups.push(() => cluster.close());
+    const layout = makeLayout({ tasks: tasksOf('c', 8, 'sleep 2'), natsUrl: cluster.urls[0]!, maxInstances: 2, wipPerInstance: 1 });
+    cleanups.push(() => layout.remove());
+    cleanups.push(() => killAgentProcesses(layout));
+    const { run, joinFile } = await startSupervisor(layout, ['--nats-url', cluster.urls.join(','), '--nats-replicas', '3']);
+    const n1 = startNode(layout, joinFile, 'n1', 'zone=a');
+    const n2 = startNode(layout, joinFile, 'n2', 'zone=a');
+
+    await waitFor('the first task in progress', () => countStatus(layout, 'in_progress') + countStatus(layout, 'done') > 0 || run.child.exitCode !== null, 120_000);
+    expect(countStatus(layout, 'done')).toBeLessThan(8);
+    const stream = namespaceOf(layout).assignStream;
+    const leader = await leaderOf(cluster, stream);
+    const exit = await cluster.kill(leader, 'SIGKILL');
+    expect(exit.signal).toBe('SIGKILL');
+    await leaderOf(cluster, stream, leader);
+    await cluster.restart(leader);
+
+    await waitFor('every task done', () => countStatus(layout, 'done') === 8 || run.child.exitCode !== null, 300_000).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}\nsupervisor: ${tail(run)}\nnode n1: ${tail(n1)}\nnode n2: ${tail(n2)}`);
+    });
+    await stop(run, 'warren up');
+    await stop(n1, 'node n1');
+    await stop(n2, 'node n2');
+    await cluster.waitForHealthy({ timeoutMs: 90_000 });
+    const report = await checkInvariants(layout);
+    expect(report.violations).toEqual([]);
+    expect(report.succeeded.size).toBe(8);
+  }, 600_000);
+});
