@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { startNatsCluster, type NatsCluster } from '@warren/testing';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { processesOfUids, requireMachine, startWarren, waitFor, type CliProcess } from '../support/cli.js';
-import { agentUids, checkInvariants, countStatus, finish, makeLayout, namespaceOf, readAudit, RestartableNats, shellTask, type Layout } from '../durability/support.js';
+import { processesOfUids, requireMachine, startWarren, waitFor, warren, type CliProcess } from '../support/cli.js';
+import { agentAccounts, agentUids, checkInvariants, countStatus, finish, makeLayout, namespaceOf, readAudit, RestartableNats, shellTask, type Layout } from '../durability/support.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -102,6 +102,17 @@ describe('agents on warren node hosts', () => {
     for (const [agent, node] of placed) expect(node, `agent ${agent}`).toBe('nb');
     const ready = (await readAudit(layout, 'node.ready')).map((r) => r.object).sort();
     expect(ready).toEqual(['node:na', 'node:nb']);
+    // `warren node list` hears both nodes; `warren exec` runs where the agent runs (node nb, over NATS).
+    const listed = await warren(['node', 'list', '--json', '--state-dir', layout.stateDir]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((JSON.parse(listed.stdout) as { name: string; state: string }[]).map((n) => `${n.name}:${n.state}`)).toEqual(['na:ready', 'nb:ready']);
+    const [agent] = [...placed.keys()];
+    const exec = await warren(['exec', agent!, ...layout.args([]), '--', 'sh', '-c', 'id -u; echo here > "$HOME/exec-marker"']);
+    expect(exec.code, exec.stderr).toBe(0);
+    const uid = (await agentAccounts(layout)).get(agent!);
+    expect(exec.stdout.split('\n')[0]).toBe(String(uid));
+    // The home it wrote into is the agent's home on node nb.
+    expect(existsSync(join(layout.dir, 'node-nb', 'homes', agent!, 'exec-marker'))).toBe(true);
 
     await stop(run, 'warren up');
     await stop(nodeA, 'node na');
