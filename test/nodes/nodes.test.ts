@@ -63,6 +63,17 @@ function placements(layout: Layout): Map<string, string | null> {
   }
 }
 
+/** The waiting reasons of the tasks in the supervisor's state database (`tasks.queue_reason`), those set. */
+function queueReasons(layout: Layout): string[] {
+  if (!existsSync(join(layout.stateDir, 'warren.db'))) return [];
+  const db = new Database(join(layout.stateDir, 'warren.db'), { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('SELECT queue_reason AS reason FROM tasks WHERE queue_reason IS NOT NULL').all() as { reason: string }[]).map((r) => r.reason);
+  } finally {
+    db.close();
+  }
+}
+
 /** Stops `run` with SIGTERM (by pid) and waits for its end; fails with its stderr when it does not exit 0. */
 async function stop(run: CliProcess, what: string): Promise<void> {
   if (run.child.pid !== undefined && run.child.exitCode === null) process.kill(run.child.pid, 'SIGTERM');
@@ -91,6 +102,12 @@ describe('agents on warren node hosts', () => {
     appendFileSync(join(layout.dir, 'agents', `${layout.template}.yaml`), 'placement:\n  labels: { zone: b }\n');
     const { run, joinFile } = await startSupervisor(layout);
     const nodeA = startNode(layout, joinFile, 'na', 'zone=a');
+    // Only node na (zone=a) is up: no node can take the template's agents, and its tasks wait with why.
+    await waitFor('the tasks to wait for a node with zone=b', () => queueReasons(layout).some((r) => /cannot be placed: .*zone/.test(r)) || run.child.exitCode !== null, 90_000).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}\nreasons: ${JSON.stringify(queueReasons(layout))}\nsupervisor: ${tail(run)}`);
+    });
+    expect((await readAudit(layout, 'template.unplaceable')).length).toBeGreaterThan(0);
+    expect(countStatus(layout, 'done')).toBe(0);
     const nodeB = startNode(layout, joinFile, 'nb', 'zone=b,disk=ssd');
 
     await waitFor('every task done', () => countStatus(layout, 'done') === 4 || run.child.exitCode !== null, 90_000).catch((error: unknown) => {

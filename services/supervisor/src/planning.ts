@@ -173,7 +173,7 @@ export class Planner {
         wipLimitPerInstance: t.wipPerInstance,
       }));
     const starting = agents.startingCounts();
-    const key = inputKey(slots, templates, starting, ctx.templates.keys(), (name) => this.runtimes.unhealthy(name));
+    const key = inputKey(slots, templates, starting, ctx.templates.keys(), (name) => this.runtimes.unhealthy(name) ?? this.agents.unplaceable.get(name));
     const known = this.memoHit(key, nowMs);
     if (known) {
       this.readyWaiting = known.readyWaiting;
@@ -256,14 +256,18 @@ export class Planner {
 
   /**
    * Why task `taskId` waits when a template that offers all its capabilities cannot run (its
-   * runtime is unhealthy), or undefined.
+   * runtime is unhealthy) or cannot be placed (no node or Kubernetes target can take its agents
+   * now), or undefined.
    */
   private unhealthyReason(taskId: string): string | undefined {
     const task = this.mirror.taskById.get(taskId);
     if (!task) return undefined;
     for (const template of this.ctx.templates.values()) {
+      if (!task.capabilities.every((c) => template.capabilities.includes(c))) continue;
       const why = this.runtimes.unhealthy(template.name);
-      if (why !== undefined && task.capabilities.every((c) => template.capabilities.includes(c))) return `template ${template.name} cannot run: ${why}`;
+      if (why !== undefined) return `template ${template.name} cannot run: ${why}`;
+      const unplaceable = this.agents.unplaceable.get(template.name);
+      if (unplaceable !== undefined) return `template ${template.name} cannot be placed: ${unplaceable}`;
     }
     return undefined;
   }
