@@ -88,6 +88,8 @@ describe('the HTTP API of warren up', () => {
     expect(detail.executions).toHaveLength(1);
     // The supervisor's database has the message ledger: no messages yet, an empty graph.
     expect(await get('/api/v1/messages')).toEqual({ messages: [], edges: [] });
+    // A template's role and a manager's quotas (a worker here: none).
+    expect((await get<{ templates: unknown[] }>('/api/v1/templates')).templates).toContainEqual(expect.objectContaining({ name: 'shell', role: 'worker', manager: null }));
     const metrics = await fetch(`${url}/metrics`, { headers: auth }).then((r) => r.text());
     expect(metrics).toMatch(/^warren_tasks\{state="running"\} 1$/m);
     expect(metrics).toMatch(/^warren_assignment_latency_seconds_count\{template="shell"\} 2$/m);

@@ -158,7 +158,7 @@ describe('schedules with warren up', () => {
         '    task: { title: Never at all, priority: sky-high }',
       ]),
     );
-    const up = startWarren(layout.args('up', '--kill-grace', '1s'));
+    const up = startWarren(layout.args('up', '--kill-grace', '1s', '--http', '127.0.0.1:0'));
     running.push(up);
     const doneCards = async () => (await scheduledCards(layout, 'beat')).filter((c) => c.task.status === 'done');
     const deadline = Date.now() + 120_000;
@@ -198,12 +198,18 @@ describe('schedules with warren up', () => {
     const listed = spawnSync(process.execPath, [cli, 'schedule', 'list', '--json', ...layout.args()], { encoding: 'utf8' });
     expect(listed.status, 'the exit code names the rejected schedules').toBe(1);
     expect(listed.stderr).toContain("schedule 'broken': 'cron' '*/2 * * * * * * *' has 8 fields");
-    const list = JSON.parse(listed.stdout) as { schedules: { name: string; lastFireMs: number; lastTaskId: string; nextFireMs: number }[]; problems: { schedule: string; field: string }[] };
+    const list = JSON.parse(listed.stdout) as { schedules: { name: string; cron: string; lastFireMs: number; lastTaskId: string; nextFireMs: number }[]; problems: { schedule: string; field: string }[] };
     expect(list.problems).toEqual([expect.objectContaining({ schedule: 'broken', field: 'cron' }), expect.objectContaining({ schedule: 'zoned', field: 'timezone' })]);
     const beat = list.schedules.find((s) => s.name === 'beat')!;
     expect(beat.lastFireMs).toBeGreaterThanOrEqual(fires.at(-1)!);
     expect(beat.nextFireMs).toBeGreaterThan(beat.lastFireMs);
     expect(list.schedules.map((s) => s.name)).toEqual(['beat', 'odd-priority']);
+    // The API serves the same listing.
+    await waitFor('the sign-in link', () => /Sign in \(valid \d+ h\): \S+/.test(up.stderr()));
+    const link = new URL(/Sign in \(valid \d+ h\): (\S+)/.exec(up.stderr())![1]!);
+    const served = (await fetch(`${link.origin}/api/v1/schedules`, { headers: { authorization: `Bearer ${link.searchParams.get('token')!}` } }).then((r) => r.json())) as typeof list;
+    expect(served.schedules.find((s) => s.name === 'beat')).toMatchObject({ cron: beat.cron, lastTaskId: expect.any(String) });
+    expect(served.problems.map((p) => p.schedule)).toEqual(['broken', 'zoned']);
 
     // The file is read again when it changes: a new schedule starts, the broken ones are gone.
     const changedMs = Date.now();

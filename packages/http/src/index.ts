@@ -36,6 +36,7 @@ export type {
   HttpPorts,
   LogChunk,
   MessagesView,
+  SchedulesView,
   TaskDraft,
   TaskUsageView,
   TemplateItem,

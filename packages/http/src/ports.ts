@@ -92,6 +92,29 @@ export interface TemplateItem {
   readonly instances: number;
   /** Why the template file does not load, one message each; empty when it does. */
   readonly errors: readonly string[];
+  /** `manager` or `worker` ('' for a file that does not load). */
+  readonly role?: string;
+  /** A manager's quotas (`maxWorkers`, `maxSubtasks`, `templates` it may start workers of); null for a worker. */
+  readonly manager?: { readonly maxWorkers: number; readonly maxSubtasks: number; readonly templates: readonly string[] } | null;
+}
+
+/** What {@link HttpPorts.schedules} returns: the schedules file, its schedules, and its problems. */
+export interface SchedulesView {
+  /** The schedules file's path. */
+  readonly file: string;
+  readonly schedules: readonly {
+    readonly name: string;
+    readonly cron: string;
+    /** IANA time zone, null for UTC. */
+    readonly timezone: string | null;
+    readonly lastFireMs: number | null;
+    readonly lastTaskId: string | null;
+    readonly nextFireMs: number | null;
+    /** A fire time has come that is not run yet. */
+    readonly due: boolean;
+  }[];
+  /** Schedules left out, each with a message naming the line and field. */
+  readonly problems: readonly { readonly message: string }[];
 }
 
 /** One card of the board, joined with Warren's task state. */
@@ -260,6 +283,12 @@ export interface HttpPorts {
    * @throws {RegistryError} `WARREN_QUERY_INVALID` for a bad `limit` (answered 400).
    */
   messages(filter: { readonly agent?: string; readonly sinceMs?: number; readonly limit?: number }): MessagesView;
+  /**
+   * The board's schedules (`GET /api/v1/schedules`): each with its cron expression, time zone, last
+   * and next fire time (ms since the epoch and ISO 8601) and the last task written, and the
+   * schedule file's problems. Absent: the route answers an empty list.
+   */
+  schedules?(): SchedulesView;
   /** Analytics since `sinceMs` (default all) with series in buckets of `bucketMs` (default chosen by the supervisor). */
   analytics(filter: { readonly sinceMs?: number; readonly bucketMs?: number }): AnalyticsView;
   /** Verifies the audit trail's hash chain and signed checkpoints. */

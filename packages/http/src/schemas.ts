@@ -258,6 +258,22 @@ export const MessagesQuery = z.object({
   limit: limitParam(10_000).optional(),
 });
 
+export const SchedulesBody = z.looseObject({
+  file: z.string(),
+  schedules: z.array(
+    z.looseObject({
+      name: z.string(),
+      cron: z.string(),
+      timezone: z.string().nullable().describe('IANA time zone; null for UTC'),
+      lastFireMs: z.number().nullable(),
+      lastTaskId: z.string().nullable(),
+      nextFireMs: z.number().nullable(),
+      due: z.boolean().describe('a fire time has come that is not run yet'),
+    }),
+  ),
+  problems: z.array(z.looseObject({ message: z.string() })).describe('schedules left out, with line and field'),
+});
+
 export const MessagesBody = z.looseObject({
   messages: z
     .array(

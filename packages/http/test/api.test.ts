@@ -56,6 +56,18 @@ describe('read routes', () => {
     expect((await app.inject({ url: '/api/v1/agents/nobody/log', headers: viewer })).statusCode).toBe(404);
   });
 
+  test('schedules come from the port, an empty list without one', async () => {
+    const { app, ports, viewer } = await testApp();
+    expect((await app.inject({ url: '/api/v1/schedules', headers: viewer })).json()).toEqual({ file: '', schedules: [], problems: [] });
+    const view = {
+      file: '/b/schedules.yaml',
+      schedules: [{ name: 'beat', cron: '*/2 * * * * *', timezone: null, lastFireMs: 2000, lastTaskId: 'beat-1', nextFireMs: 4000, due: false }],
+      problems: [{ message: "schedules.yaml:3: schedule 'x': 'cron' is empty" }],
+    };
+    (ports as { schedules?: () => typeof view }).schedules = () => view;
+    expect((await app.inject({ url: '/api/v1/schedules', headers: viewer })).json()).toEqual(view);
+  });
+
   test('accounts, templates and the board come from the ports', async () => {
     const { app, ports, viewer } = await testApp();
     ports.agentItems = [agentItem('shell-1')];

@@ -213,7 +213,7 @@ export function createMcpServer(ports: McpPorts, caller: McpCaller, options: Mcp
     'list_templates',
     {
       title: 'List templates',
-      description: 'Agent templates: capabilities, WIP, instance bounds, lifecycle, isolation, limits and why a file does not load.',
+      description: "Agent templates: capabilities, WIP, instance bounds, lifecycle, isolation, limits, role (manager or worker) with a manager's quotas, and why a file does not load.",
       input: z.object({}),
       output: z.object({ templates: z.array(z.looseObject({ name: z.string(), capabilities: z.array(z.string()) })) }),
       annotations: READ,

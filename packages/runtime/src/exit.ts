@@ -3,9 +3,11 @@ import type { AgentExit } from './runtime.js';
 
 /**
  * One line for logs, task cards and the audit, e.g. `exit code 3`, `killed by SIGKILL`,
- * `out of memory (killed by the OOM killer)`, `stopped by the watchdog: memory over 512 MiB for 10 s`.
+ * `out of memory (killed by the OOM killer)`, `stopped by the watchdog: memory over 512 MiB for 10 s`,
+ * `lost with its node: …`.
  */
 export function describeExit(exit: AgentExit): string {
+  if (exit.kind === 'lost') return `lost with its node: ${exit.detail}`;
   return describeSandboxExit(exit);
 }
 

@@ -12,6 +12,9 @@ import type { GatewayEvents } from './gateway.js';
  * - `signaled`: its main process was killed by `signal` (e.g. `SIGKILL`, also after `stop()`).
  * - `succeeded`: it exited with code 0.
  * - `failed`: it exited with a non-zero `exitCode`.
+ * - `lost`: the node it ran on stopped reporting (no heartbeat within its deadline), so whether
+ *   and how it ended is unknown; `detail` says which node and since when. Only a remote runtime
+ *   reports it.
  */
 export type AgentExit =
   | { readonly kind: 'succeeded'; readonly exitCode: 0 }
@@ -21,7 +24,8 @@ export type AgentExit =
   | { readonly kind: 'pids' }
   | { readonly kind: 'timeout'; readonly detail: string }
   | { readonly kind: 'watchdog'; readonly detail: string }
-  | { readonly kind: 'setup_error'; readonly message: string };
+  | { readonly kind: 'setup_error'; readonly message: string }
+  | { readonly kind: 'lost'; readonly detail: string };
 
 /** Why a caller stops an instance, recorded as the exit kind (see {@link AgentInstance.stop}). */
 export interface AgentStopReason {

@@ -10,11 +10,13 @@ import { WarrenError } from '@warren/core';
 import { auditSigningPaths, verifyAuditTrailAsync, type SignedVerification } from '@warren/audit';
 import { createSignInLink, openTokenStore, readLogRange, startHttpServer, type HttpPorts, type HttpServer, type TokenStore } from '@warren/http';
 import { createMcpHttpHandler, type McpHttpHandler, type McpPorts } from '@warren/mcp';
+import { ScheduleLedger } from '@warren/registry';
 import { createAgentComputer, type AgentComputer } from './agents/computer.js';
 import type { SupervisorContext } from './context.js';
 import type { SupervisorParts } from './parts.js';
 import { managerPorts } from './operator/managers.js';
 import { accountItems, agentItems, boardItem, createBoardTask, moveBoardTask, taskExtras, templateItems } from './operator/views.js';
+import { scheduleList } from './schedules/listing.js';
 import { WARREN_VERSION } from './version.js';
 
 /** Options of {@link serveApi}. */
@@ -51,6 +53,7 @@ export const SIGN_IN_TTL_MS = 12 * 60 * 60 * 1000;
  */
 export function httpPorts(ctx: SupervisorContext, parts: SupervisorParts, tokens: TokenStore, startedMs: number): HttpPorts {
   let verifying: Promise<SignedVerification> | undefined;
+  let scheduleLedger: ScheduleLedger | undefined;
   const logsDir = join(ctx.config.stateDir, 'logs');
   return {
     registry: ctx.registry,
@@ -70,6 +73,7 @@ export function httpPorts(ctx: SupervisorContext, parts: SupervisorParts, tokens
     createTask: (draft, principal) => createBoardTask(ctx, parts.mirror, draft, principal),
     agentLog: (name, range) => (ctx.registry.agents().some((a) => a.name === name) ? readLogRange(join(logsDir, `${name}.log`), range) : undefined),
     messages: (filter) => ctx.registry.messages(filter),
+    schedules: () => scheduleList(ctx.config.boardDir, (scheduleLedger ??= new ScheduleLedger(ctx.db)), Date.now()),
     analytics: (filter) =>
       ctx.registry.analyticsReport({ ...filter, nowMs: Date.now(), capabilitiesOf: (taskId) => parts.mirror.taskById.get(taskId)?.capabilities ?? [] }),
     verifyAudit: () =>

@@ -74,6 +74,10 @@ export class AgentLifecycle {
   readonly handles = new Map<string, AgentHandle>();
   /** Purges of a dead agent's queued assignments still running, by agent: a new start of that name waits for its own. */
   private readonly exitPurges = new Map<string, Promise<void>>();
+  /** Starts under way (from {@link start} to the instance held or the start failed). */
+  private readonly spawns = new Set<Promise<void>>();
+  /** Set by {@link stopAll}: the supervisor is shutting down and starts no more agents. */
+  private shuttingDown = false;
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -152,11 +156,11 @@ export class AgentLifecycle {
   /** Starts (or wakes) one agent of `templateName` (named `name`, or the next free name) in the background. */
   start(templateName: string, nowMs: number, name?: string): void {
     const template = this.ctx.templates.get(templateName);
-    if (!template) return;
+    if (!template || this.shuttingDown) return;
     const agentName = name ?? this.pickAgentName(template);
     if (this.has(agentName)) return; // already started or being spawned
     addSpawningAgent(this.ctx.world, { name: agentName, template: template.name, nowMs });
-    this.spawn(template, agentName, nowMs)
+    const spawning: Promise<void> = this.spawn(template, agentName, nowMs)
       .catch((error: unknown) => {
         this.noteSpawnFailure(template.name, agentName, (error as Error).message, Date.now());
         this.ctx.emit(
@@ -165,9 +169,11 @@ export class AgentLifecycle {
         );
       })
       .finally(() => {
+        this.spawns.delete(spawning);
         removeSpawningAgent(this.ctx.world, agentName);
         this.ctx.requestTick();
       });
+    this.spawns.add(spawning);
   }
 
   /**
@@ -392,8 +398,16 @@ export class AgentLifecycle {
     );
   }
 
-  /** Stops every started agent for `why` (those already stopping are waited for). @returns when all have stopped. */
+  /**
+   * Stops every started agent for `why` (those already stopping are waited for). With `shutdown`
+   * it first refuses new starts and waits for those under way, so that no agent starts after it
+   * (one would run on while the supervisor closes its database). @returns when all have stopped.
+   */
   async stopAll(why: StopReason): Promise<void> {
+    if (why === 'shutdown') {
+      this.shuttingDown = true;
+      while (this.spawns.size > 0) await Promise.allSettled([...this.spawns]);
+    }
     await Promise.all([...this.handles].map(([name, agent]) => (this.isStopping(name) ? agent.instance.exited.then(() => undefined) : this.stopAndWait(name, why))));
   }
 

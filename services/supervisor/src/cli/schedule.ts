@@ -1,74 +1,22 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { ScheduleLedger, type ScheduleBaseline, type ScheduleRun } from '@warren/registry';
+import { ScheduleLedger } from '@warren/registry';
 import { openDatabase } from '@warren/store';
-import { parseScheduleFile, SCHEDULES_FILE, type ScheduleProblem } from '../schedules/schedule-file.js';
+import { SCHEDULES_FILE } from '../schedules/schedule-file.js';
+import { scheduleList, type ScheduleList } from '../schedules/listing.js';
+
+export type { ScheduleList, ScheduleListing } from '../schedules/listing.js';
 import { addPathOptions, configFrom, ExitCode, iso, print, table, type PathFlags } from './common.js';
-
-/** One line of `warren schedule list --json`. */
-export interface ScheduleListing {
-  readonly name: string;
-  readonly cron: string;
-  /** IANA time zone name, null for UTC. */
-  readonly timezone: string | null;
-  /** The latest fire time run (ms since the epoch), null when none yet. */
-  readonly lastFireMs: number | null;
-  readonly lastFire: string | null;
-  /** The task written for the last fire time. */
-  readonly lastTaskId: string | null;
-  /** The next fire time after now (ms since the epoch), null when the expression fires no more. */
-  readonly nextFireMs: number | null;
-  readonly nextFire: string | null;
-  /**
-   * Whether a fire time has come that is not run yet (Warren is down, or about to run it): the
-   * next start writes its card at once.
-   */
-  readonly due: boolean;
-}
-
-/** What `warren schedule list --json` prints. */
-export interface ScheduleList {
-  readonly file: string;
-  readonly schedules: ScheduleListing[];
-  /** The file's problems: schedules left out, with line, schedule, field and reason. */
-  readonly problems: ScheduleProblem[];
-}
 
 /**
  * The schedules of the board folder `boardDir` at `nowMs`, with their last runs from the state
- * database `dbPath` when it exists. Opens and closes the database.
+ * database `dbPath` when it exists (opened and closed here). See {@link scheduleList}.
  */
 export function listSchedules(boardDir: string, dbPath: string, nowMs: number): ScheduleList {
-  const file = join(boardDir, SCHEDULES_FILE);
-  if (!existsSync(file)) return { file, schedules: [], problems: [] };
-  const parsed = parseScheduleFile(readFileSync(file, 'utf8'), file);
-  let known: (name: string) => { baseline: ScheduleBaseline | undefined; last: ScheduleRun | undefined } = () => ({ baseline: undefined, last: undefined });
   const db = existsSync(dbPath) ? openDatabase(dbPath) : undefined;
   try {
-    if (db !== undefined) {
-      const ledger = new ScheduleLedger(db);
-      known = (name) => ({ baseline: ledger.storedBaseline(name), last: ledger.lastRun(name) });
-    }
-    const schedules = parsed.schedules.map((s): ScheduleListing => {
-      const { baseline, last } = known(s.name);
-      const unchanged = baseline !== undefined && baseline.cron === s.cron && baseline.timezone === (s.timezone ?? '');
-      const latest = s.fires.latestFireMs(nowMs);
-      const after = unchanged ? Math.max(baseline.sinceMs, last?.fireMs ?? -Infinity) : nowMs;
-      const nextFireMs = s.fires.nextFireMs(nowMs) ?? null;
-      return {
-        name: s.name,
-        cron: s.cron,
-        timezone: s.timezone ?? null,
-        lastFireMs: last?.fireMs ?? null,
-        lastFire: last === undefined ? null : new Date(last.fireMs).toISOString(),
-        lastTaskId: last?.taskId ?? null,
-        nextFireMs,
-        nextFire: nextFireMs === null ? null : new Date(nextFireMs).toISOString(),
-        due: latest !== undefined && latest > after,
-      };
-    });
-    return { file, schedules, problems: parsed.problems };
+    return scheduleList(boardDir, db === undefined ? undefined : new ScheduleLedger(db), nowMs);
   } finally {
     db?.close();
   }

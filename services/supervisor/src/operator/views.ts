@@ -98,6 +98,8 @@ export function templateItems(ctx: SupervisorContext): TemplateItem[] {
     instances: counts.get(t.name) ?? 0,
     minInstances: 0,
     errors: [],
+    role: t.role,
+    manager: t.manager === null ? null : { maxWorkers: t.manager.maxWorkers, maxSubtasks: t.manager.maxSubtasks, templates: [...t.manager.templates] },
   }));
   for (const error of ctx.templateErrors) {
     const name = basename(error.path).replace(/\.(ya?ml|json)$/, '');
