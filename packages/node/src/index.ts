@@ -67,3 +67,12 @@ export type {
 } from './protocol.js';
 export { ChannelHub, DEFAULT_CHANNEL_REQUEST_TIMEOUT_MS, relayChannel } from './channel.js';
 export type { ChannelControlHandlers, ChannelHubOptions, RelayChannelOptions, RelayedChannel, RemoteChannel } from './channel.js';
+export { DEFAULT_HEARTBEAT_MS, NODE_PROTOCOL_VERSION, NodeDaemon } from './daemon.js';
+export type { NodeDaemonOptions } from './daemon.js';
+export { DEFAULT_NODE_REQUEST_TIMEOUT_MS, RemoteNodeRuntime } from './remote-runtime.js';
+export type { RemoteNodeRuntimeOptions, RemoteStartSpec } from './remote-runtime.js';
+export { NodeRegistry } from './registry.js';
+export type { NodeRegistryOptions, NodeView } from './registry.js';
+export { ensureHome, writeHomeFiles } from './home-files.js';
+export { nodeJoinSchema, readNodeJoin, writeNodeJoin } from './join.js';
+export type { NodeJoin } from './join.js';

@@ -178,13 +178,17 @@ export const agentSpecSchema = z.object({
   shell: z.string().optional(),
   resources: resourcesSchema,
   isolation: z.enum(['full', 'unsafe']).optional(),
-  environment: z.array(z.string()).optional(),
+  environment: z.array(z.string()).readonly().optional(),
   env: z.record(z.string(), z.string()).optional(),
-  mounts: z.array(z.object({ source: z.string(), target: z.string() })).optional(),
+  mounts: z.array(z.object({ source: z.string(), target: z.string() })).readonly().optional(),
 });
 export type AgentSpecJson = z.infer<typeof agentSpecSchema>;
 
-/** One file the node writes into an agent's home before the start. */
+/**
+ * One file the node writes into an agent's home before the start, as the agent's uid and never
+ * through a symlink. Without `overwrite` (seed files) a file already there is kept; with it
+ * (credentials, secrets) the file is replaced.
+ */
 export const homeFileSchema = z.object({
   /** Relative to the home; no `..`, not absolute. */
   path: z
@@ -192,8 +196,9 @@ export const homeFileSchema = z.object({
     .min(1)
     .refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), 'a home file path is relative and has no ".."'),
   contentBase64: z.string(),
-  /** File mode, e.g. 0o600. */
-  mode: z.number().int().min(0).max(0o7777),
+  /** Permission bits, 0..0o777, e.g. 0o600. */
+  mode: z.number().int().min(0).max(0o777),
+  overwrite: z.boolean().optional(),
 });
 export type HomeFile = z.infer<typeof homeFileSchema>;
 
@@ -203,11 +208,11 @@ export type HomeFile = z.infer<typeof homeFileSchema>;
  * agent's `~/.warren/nats.json`). The node maps `homeDir` (and `logPath`) under its own state dir.
  */
 export const nodeStartSpecSchema = agentSpecSchema.extend({
-  capabilities: z.array(z.string()),
+  capabilities: z.array(z.string()).readonly(),
   runner: z.object({ runtime: z.unknown(), maxConcurrent: z.number().int().positive(), heartbeatIntervalMs: z.number().int().positive() }),
   homeQuotaBytes: nonNegative.nullable(),
   logPath: z.string().optional(),
-  homeFiles: z.array(homeFileSchema),
+  homeFiles: z.array(homeFileSchema).readonly(),
 });
 export type NodeStartSpec = z.infer<typeof nodeStartSpecSchema>;
 
@@ -262,7 +267,7 @@ export const nodeCommandSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('reclaim') }),
   z.object({ op: z.literal('start'), instance: instanceSchema, spec: nodeStartSpecSchema }),
   z.object({ op: z.literal('stop'), agent: agentSchema, instance: instanceSchema, graceMs: graceSchema, reason: stopReasonSchema.optional() }),
-  z.object({ op: z.literal('exec'), execId: z.string().regex(EXEC_ID_PATTERN), agent: agentSpecSchema, argv: z.array(z.string()).min(1) }),
+  z.object({ op: z.literal('exec'), execId: z.string().regex(EXEC_ID_PATTERN), agent: agentSpecSchema, argv: z.array(z.string()).min(1).readonly() }),
   z.object({ op: z.literal('exec_stop'), execId: z.string().regex(EXEC_ID_PATTERN), graceMs: graceSchema }),
   z.object({ op: z.literal('detach'), agent: agentSchema }),
   z.object({ op: z.literal('release'), agent: agentSchema }),

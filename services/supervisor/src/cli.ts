@@ -6,6 +6,7 @@ import { registerBoardCommands } from './cli/board.js';
 import { ExitCode } from './cli/common.js';
 import { registerExecCommand } from './cli/exec.js';
 import { registerMcpCommand } from './cli/mcp.js';
+import { registerNodeCommands } from './cli/node.js';
 import { registerRunCommands } from './cli/run.js';
 import { registerPolicyCommands } from './cli/policy.js';
 import { registerScheduleCommands } from './cli/schedule.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerSecretCommands(program);
   registerMcpCommand(program);
   registerScheduleCommands(program);
+  registerNodeCommands(program);
   return program;
 }
 
