@@ -50,7 +50,7 @@ export type { PodSecurityLevel, PodSecurityViolation } from './restricted.js';
 export { formatFieldPath } from './field-path.js';
 export type { FieldPathSegment } from './field-path.js';
 export { KubernetesRuntime, apiStatus, parseQuantity } from './runtime.js';
-export type { KubernetesAgentInstance, KubernetesRuntimeOptions } from './runtime.js';
+export type { KubernetesAgentInstance, KubernetesRuntimeOptions, PodStartSpec } from './runtime.js';
 export { podOutcome } from './pod-exit.js';
 export type { PodOutcome } from './pod-exit.js';
 export { PodWatch } from './pod-watch.js';

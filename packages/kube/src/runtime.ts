@@ -4,7 +4,7 @@ import type { V1Pod, V1Status } from '@kubernetes/client-node';
 import type { IPod } from 'kubernetes-models/v1/Pod';
 import { agentSigningKey, type Broker } from '@warren/broker';
 import { MissingCapabilityError, WarrenError } from '@warren/core';
-import type { ChannelHub, RemoteChannel } from '@warren/node';
+import type { ChannelHub, HomeFile, RemoteChannel } from '@warren/node';
 import { RuntimeError } from '@warren/runtime';
 import type {
   AgentEvents,
@@ -91,6 +91,13 @@ export interface KubernetesRuntimeOptions {
   /** The instance's master signing key: the pod gets only its agent's key (`agentSigningKey`). Default none (unsigned broker). */
   readonly signingKey?: Uint8Array;
 }
+
+/**
+ * A start spec as a placement router ships it to a runtime elsewhere: with the files to write into
+ * the home (`@warren/node` `HomeFile`s) instead of a `prepareHome` function. The pod's program
+ * writes them (a `.warren/nats.json` among them is left to the Secret).
+ */
+export type PodStartSpec = AgentStartSpec & { readonly homeFiles?: readonly HomeFile[] };
 
 /** An instance from {@link KubernetesRuntime.start}: an `AgentInstance` with what the pod's status says. */
 export interface KubernetesAgentInstance extends AgentInstance {
@@ -504,6 +511,8 @@ export class KubernetesRuntime implements AgentRuntime {
       capabilities: [...spec.capabilities],
       runner: { runtime: spec.runner.runtime, maxConcurrent: spec.runner.maxConcurrent, heartbeatIntervalMs: spec.runner.heartbeatIntervalMs },
       signingKey: master === undefined ? null : Buffer.from(agentSigningKey(master, spec.name)).toString('hex'),
+      // The broker credentials come from the Secret's nats.json (mounted read-only there).
+      homeFiles: ((spec as PodStartSpec).homeFiles ?? []).filter((f) => f.path !== '.warren/nats.json' && f.path !== '.warren/agent.json'),
     };
     return `${JSON.stringify(config, null, 2)}\n`;
   }

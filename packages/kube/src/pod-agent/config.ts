@@ -33,6 +33,21 @@ const agentSchema = z.strictObject({
   signingKey: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits').nullable(),
   /** How long the runner has to ack a task, in ms; default the gateway's. */
   ackTimeoutMs: z.number().int().positive().optional(),
+  /**
+   * Files written into the home before the runner starts (template seed files, secret files): a
+   * relative path without `..`, the content, permission bits; without `overwrite` a file already
+   * there (the agent changed it, or an earlier start wrote it) is kept.
+   */
+  homeFiles: z
+    .array(
+      z.strictObject({
+        path: z.string().min(1).refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), 'must be relative, without ".."'),
+        contentBase64: z.string(),
+        mode: z.number().int().min(0).max(0o777),
+        overwrite: z.boolean().optional(),
+      }),
+    )
+    .default([]),
 });
 
 /** The contents of `~/.warren/agent.json`. */

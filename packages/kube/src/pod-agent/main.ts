@@ -11,13 +11,34 @@
  * with one line on stderr naming the file and field.
  */
 import { spawn } from 'node:child_process';
+import { chmod, lstat, mkdir, unlink, writeFile } from 'node:fs/promises';
 import { homedir, constants as osConstants } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { connectBroker, type Broker } from '@warren/broker';
 import type { Logger } from '@warren/core';
 import { relayChannel } from '@warren/node';
 import { AgentGateway, type AgentExit } from '@warren/runtime';
-import { readPodAgentConfig } from './config.js';
+import { readPodAgentConfig, type PodAgentConfig } from './config.js';
+
+/**
+ * Writes `files` under `home` as this process's user: parents made 0700; a file already there is
+ * kept unless `overwrite`; a symlink in its place is replaced, never followed.
+ * @returns the paths written.
+ */
+export async function writeHomeFiles(home: string, files: PodAgentConfig['homeFiles']): Promise<string[]> {
+  const written: string[] = [];
+  for (const file of files) {
+    const target = join(home, file.path);
+    const existing = await lstat(target).catch(() => undefined);
+    if (existing !== undefined && !existing.isSymbolicLink() && file.overwrite !== true) continue;
+    if (existing !== undefined) await unlink(target);
+    await mkdir(dirname(target), { recursive: true, mode: 0o700 });
+    await writeFile(target, Buffer.from(file.contentBase64, 'base64'), { mode: file.mode, flag: 'wx' });
+    await chmod(target, file.mode);
+    written.push(file.path);
+  }
+  return written;
+}
 
 /** The runner's bundle in the image unless `WARREN_RUNNER_PATH` says otherwise. */
 export const DEFAULT_RUNNER_PATH = '/opt/warren/agent-runner/dist/main.js';
@@ -53,6 +74,13 @@ export async function runPodAgent(env: NodeJS.ProcessEnv = process.env): Promise
   }
   const { nats, agent } = config;
   const logger = log.child({ agent: agent.agent, instance: agent.instance });
+  try {
+    const written = await writeHomeFiles(home, agent.homeFiles);
+    if (written.length > 0) logger.info({ files: written }, 'home files written');
+  } catch (error) {
+    logger.error({ err: error }, 'cannot write the home files');
+    return 73; // EX_CANTCREAT
+  }
   let broker: Broker;
   try {
     broker = await connectBroker({
