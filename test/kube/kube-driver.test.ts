@@ -26,7 +26,7 @@ import { buildPodAgent } from '../../packages/kube/src/build.js';
 import { brokerSecretPaths } from '../../services/supervisor/src/broker-access.js';
 import { resolveConfig } from '../../services/supervisor/src/config.js';
 import type { SupervisorContext } from '../../services/supervisor/src/context.js';
-import { brokerEndpointsOf, createKubernetesDriver, podNatsCredentials } from '../../services/supervisor/src/kube-driver.js';
+import { brokerEndpointsOf, createKubernetesDriver, podNatsCredentials, runsInPod } from '../../services/supervisor/src/kube-driver.js';
 
 const RUNNER_DIR = resolve(import.meta.dirname, '..', '..', 'packages', 'agent-runner');
 const MiB = 1024 * 1024;
@@ -70,6 +70,11 @@ test('the pod gets the credentials the supervisor issued, and a NetworkPolicy eg
   } as unknown as PodStartSpec;
   expect(podNatsCredentials(spec)).toEqual({ servers: ['nats://127.0.0.1:4300'], nkeySeed: seed, inboxPrefix: '_INBOX.warren.x.agent.kube-1' });
   expect(() => podNatsCredentials({ name: AGENT, homeFiles: [] } as unknown as PodStartSpec)).toThrow(/no ~\/\.warren\/nats\.json was issued/);
+  const ctx = {
+    accounts: new Map([['kube-1', { template: 'podded' }], ['local-1', { template: 'plain' }]]),
+    templates: new Map<string, unknown>([['podded', { placement: { target: 'kubernetes' } }], ['plain', { placement: { target: 'nodes' } }]]),
+  } as unknown as SupervisorContext;
+  expect([runsInPod(ctx, 'kube-1'), runsInPod(ctx, 'local-1'), runsInPod(ctx, 'gone')]).toEqual([true, false, false]);
   expect(brokerEndpointsOf(['nats://127.0.0.1:4300', 'nats://[fd00::7]:4222', 'nats://nats.example:4222', 'tls://10.0.0.5'])).toEqual([
     { cidr: '127.0.0.1', port: 4300 },
     { cidr: 'fd00::7', port: 4222 },
