@@ -7,6 +7,8 @@ import {
   filterAgents,
   formatBytes,
   formatDuration,
+  formatInZone,
+  formatRelative,
   formatTokens,
   formatUsd,
   graphModel,
@@ -16,13 +18,14 @@ import {
   parseRoute,
   recordUsage,
   routeHash,
+  sortSchedules,
   sparkPath,
   throttle,
   timeline,
   transcript,
   type AgentUsage,
 } from '../src/app/model.js';
-import type { AgentItem, AuditRecord, BoardColumn, Card, ExecutionView } from '../src/app/types.js';
+import type { AgentItem, AuditRecord, BoardColumn, Card, ExecutionView, ScheduleItem } from '../src/app/types.js';
 
 const card = (id: string, column: string, extra: Partial<Card> = {}): Card => ({
   id,
@@ -321,6 +324,8 @@ describe('routes and formats', () => {
     expect(routeHash({ view: 'audit' })).toBe('#/audit');
     expect(parseRoute('#/cost')).toEqual({ view: 'cost' });
     expect(routeHash({ view: 'cost' })).toBe('#/cost');
+    expect(parseRoute('#/schedules')).toEqual({ view: 'schedules' });
+    expect(routeHash({ view: 'schedules' })).toBe('#/schedules');
   });
 
   it('format dollars and tokens for people', () => {
@@ -393,5 +398,32 @@ describe('transcript', () => {
     expect(entries[8]).toMatchObject({ kind: 'raw', source: 'text' });
     expect(entries[9]).toMatchObject({ kind: 'progress', message: 'compiling', percent: 40 });
     expect(entries[10]).toMatchObject({ kind: 'final', text: 'Done: hello.txt', isError: false });
+  });
+});
+
+describe('schedules', () => {
+  const schedule = (name: string, nextFireMs: number | null, due = false): ScheduleItem => ({
+    name, cron: '0 9 * * *', timezone: null, lastFireMs: null, lastTaskId: null, nextFireMs, due,
+  });
+
+  it('lists due schedules first, then the soonest next fire, one that fires no more last', () => {
+    const sorted = sortSchedules([schedule('later', 3000), schedule('never', null), schedule('soon', 1000), schedule('late', 5000, true), schedule('also-soon', 1000)]);
+    expect(sorted.map((s) => s.name)).toEqual(['late', 'also-soon', 'soon', 'later', 'never']);
+  });
+
+  it('says how far a fire time is from now', () => {
+    const now = Date.parse('2026-03-08T12:00:00Z');
+    expect(formatRelative(now + 245_000, now)).toBe('in 4 m 05 s');
+    expect(formatRelative(now - 12_345, now)).toBe('12.3 s ago');
+    expect(formatRelative(now + 400, now)).toBe('now');
+    expect(formatRelative(null, now)).toBe('–');
+  });
+
+  it("writes a fire time on the schedule's own clock, across a DST change", () => {
+    expect(formatInZone(Date.parse('2026-03-07T14:00:00Z'), 'America/New_York')).toBe('2026-03-07 09:00:00 America/New_York');
+    expect(formatInZone(Date.parse('2026-03-08T13:00:00Z'), 'America/New_York')).toBe('2026-03-08 09:00:00 America/New_York');
+    expect(formatInZone(Date.parse('2026-03-08T00:30:05Z'), null)).toBe('2026-03-08 00:30:05 UTC');
+    expect(formatInZone(Date.parse('2026-03-08T00:30:05Z'), 'Mars/Olympus_Mons')).toBe('2026-03-08 00:30:05 UTC');
+    expect(formatInZone(null, 'UTC')).toBe('–');
   });
 });

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { BoardConfigError, TaskUpdateError } from './errors.js';
+import { BoardConfigError, TaskConflictError, TaskUpdateError } from './errors.js';
 import { warrenBoardFormat } from './format.js';
 import { backlogIdKey, backlogMdFormat } from './formats/backlog-md.js';
 import { jsonConfigFormat } from './formats/json-config.js';
@@ -113,7 +113,7 @@ export async function updateTask(snapshot: BoardSnapshot, task: Task, changes: O
  * board (and its mapping) spells them. Files are written atomically and never replace an existing
  * file; a shared board file (Obsidian) keeps every other byte. The new task is parsed with the
  * board's own reader before anything is written and must read back with the draft's title, column,
- * priority, capabilities and dependencies.
+ * priority, capabilities, dependencies and parent.
  *
  * @param dir the board folder (as `loadBoard` takes it).
  * @param draft the task; see {@link TaskDraft} for what is accepted.
@@ -121,10 +121,11 @@ export async function updateTask(snapshot: BoardSnapshot, task: Task, changes: O
  *   time, `lockTimeoutMs` (default 30000 ms).
  * @returns the new task's id and the absolute path of the file that holds it.
  * @throws {TaskCreateError} for a bad draft (`field`: `title`, `body`, `column`, `priority`,
- *   `capabilities`, `labels`, `dependsOn`) or a board that cannot be written; nothing is written.
+ *   `capabilities`, `labels`, `dependsOn`, `parent`) or a board that cannot be written; nothing is written.
  * @throws {BoardConfigError} when no board is found or its config is unusable.
- * @throws {TaskConflictError} only when the board file changed between the read and the write by
- *   someone not taking the create lock (a person editing an Obsidian board); retry.
+ * @throws {TaskConflictError} only when the board file changed between the read and the write, by
+ *   someone not taking the create lock (a person editing an Obsidian board, a card move), five
+ *   times in a row (each time the board is read again).
  */
 export async function createTask(dir: string, draft: TaskDraft, options: LoadBoardOptions & CreateTaskOptions = {}): Promise<CreateTaskResult> {
   const first = await loadBoard(dir, options);
@@ -132,10 +133,20 @@ export async function createTask(dir: string, draft: TaskDraft, options: LoadBoa
   // A bad draft is refused before the board is read a second time.
   checkDraft(first, draft, first.dir, first.format === 'backlog-md' ? { idKey: backlogIdKey } : {});
   return withCreateLock(first.dir, options, async () => {
-    const snapshot = await format.load(dir, options);
-    return format.create(snapshot, draft, options);
+    for (let attempt = 1; ; attempt += 1) {
+      const snapshot = await format.load(dir, options);
+      try {
+        return await format.create(snapshot, draft, options);
+      } catch (error) {
+        // The board file changed between this read and the write (Warren's own card moves take no create lock): read it again.
+        if (!(error instanceof TaskConflictError) || attempt >= CREATE_ATTEMPTS) throw error;
+      }
+    }
   });
 }
+
+/** How many times `createTask` reads the board again when its file changed under a create. */
+const CREATE_ATTEMPTS = 5;
 
 /**
  * The error for a mapping given with a Warren board: a mapping translates another tool's statuses,

@@ -29,7 +29,7 @@ const LOCK_POLL_MS = 20;
 export const CREATE_LOCK_NAME = '.warren-create.lock';
 
 /** The draft keys `checkDraft` knows; any other key is an error naming it. */
-const DRAFT_KEYS = new Set(['title', 'body', 'column', 'priority', 'capabilities', 'dependsOn', 'labels', 'command']);
+const DRAFT_KEYS = new Set(['title', 'body', 'column', 'priority', 'capabilities', 'dependsOn', 'labels', 'parent', 'command']);
 
 /** The longest `command` a draft may carry, in characters. */
 const MAX_COMMAND_CHARS = 65_536;
@@ -54,6 +54,8 @@ export interface CheckedDraft {
   readonly dependsOn: string[];
   /** Trimmed, without duplicates. */
   readonly labels: string[];
+  /** The parent task's id as the board spells it; undefined when none. */
+  readonly parent: string | undefined;
   /** The shell command the task runs (Warren boards only); undefined when none. */
   readonly command: string | undefined;
 }
@@ -72,7 +74,8 @@ export interface CheckDraftOptions {
  *   {@link MAX_TITLE_CHARS} characters, a control character or line break), `body` (not a string,
  *   a lone surrogate), `column` (no such column), `priority` (not one of the board's),
  *   `capabilities` (not a list, a capability with spaces or other characters), `labels`,
- *   `dependsOn` (not a list, a task not on the board), `command` (empty, NUL, too long, or on a
+ *   `dependsOn` (not a list, a task not on the board), `parent` (not a string, a task not on the
+ *   board), `command` (empty, NUL, too long, or on a
  *   board whose format stores none), or an unknown key.
  */
 export function checkDraft(snapshot: BoardSnapshot, draft: TaskDraft, where: string, options: CheckDraftOptions = {}): CheckedDraft {
@@ -154,7 +157,13 @@ export function checkDraft(snapshot: BoardSnapshot, draft: TaskDraft, where: str
     if (id === undefined) return fail('dependsOn', `'dependsOn' names a task that is not on the board: '${dependency}'`);
     if (!dependsOn.includes(id)) dependsOn.push(id);
   }
-  return { title, body, column, priority, capabilities, dependsOn, labels, command };
+  let parent: string | undefined;
+  if (draft.parent !== undefined) {
+    if (typeof draft.parent !== 'string' || draft.parent.trim() === '') return fail('parent', "'parent' must be the id of a task on the board");
+    parent = byKey.get(key(draft.parent.trim()));
+    if (parent === undefined) return fail('parent', `'parent' names a task that is not on the board: '${draft.parent.trim()}'`);
+  }
+  return { title, body, column, priority, capabilities, dependsOn, labels, parent, command };
 }
 
 /**
@@ -363,6 +372,8 @@ export interface ExpectedTask {
   readonly capabilities: readonly string[];
   readonly labels?: readonly string[] | undefined;
   readonly dependsOn: readonly string[];
+  /** The parent's id (`Task.parentTaskId`); undefined: the task must read back without one. */
+  readonly parent?: string | undefined;
 }
 
 /**
@@ -371,7 +382,11 @@ export interface ExpectedTask {
  * @param parse parses the new file (throws a `TaskFileError` when it cannot).
  * @throws {TaskCreateError} naming the field that would not read back.
  */
-export function checkReadsBack(where: string, parse: () => { id: string; title: string; status: string; priority: string; capabilities: readonly string[]; labels: readonly string[]; dependsOn: readonly string[] }, expected: ExpectedTask): void {
+export function checkReadsBack(
+  where: string,
+  parse: () => { id: string; title: string; status: string; priority: string; capabilities: readonly string[]; labels: readonly string[]; dependsOn: readonly string[]; parentTaskId?: string | undefined },
+  expected: ExpectedTask,
+): void {
   let task;
   try {
     task = parse();
@@ -387,6 +402,7 @@ export function checkReadsBack(where: string, parse: () => { id: string; title: 
     ['capabilities', sameSet(task.capabilities, expected.capabilities)],
     ['labels', expected.labels === undefined || sameSet(task.labels, expected.labels)],
     ['dependsOn', sameSet(task.dependsOn, expected.dependsOn)],
+    ['parent', task.parentTaskId === expected.parent],
   ];
   const bad = problems.find(([, ok]) => !ok);
   if (bad) throw new TaskCreateError(where, `the new task would not read back with the same '${bad[0]}'; nothing was written`, bad[0]);

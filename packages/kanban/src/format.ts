@@ -16,7 +16,7 @@ function flowList(values: readonly string[]): string {
 /**
  * The text of a new Warren task file: the frontmatter keys in the order the demo board's tasks use
  * (`id`, `title`, `status`, `priority` when given, `labels` when any, `capabilities`, `assignee: null`,
- * `depends_on`, `command` when given, `created`), then the body. The command is written as a
+ * `depends_on`, `parent` when given, `command` when given, `created`), then the body. The command is written as a
  * double-quoted string (JSON's escapes are YAML's).
  */
 export function warrenNewTaskText(id: string, draft: CheckedDraft, created: Date): string {
@@ -30,6 +30,7 @@ export function warrenNewTaskText(id: string, draft: CheckedDraft, created: Date
     `capabilities: ${flowList(draft.capabilities)}`,
     'assignee: null',
     `depends_on: ${flowList(draft.dependsOn)}`,
+    ...(draft.parent === undefined ? [] : [`parent: ${formatOwnedValue(draft.parent)}`]),
     ...(draft.command === undefined ? [] : [`command: ${JSON.stringify(draft.command)}`]),
     `created: ${created.toISOString()}`,
     '---',
@@ -70,6 +71,7 @@ async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: Create
         capabilities: checked.capabilities,
         labels: checked.labels,
         dependsOn: checked.dependsOn,
+        parent: checked.parent,
       });
       if (checked.command !== undefined && parse(path, bytes).task?.command !== checked.command) {
         throw new TaskCreateError(where, "the new task file would not read back with the same 'command'", 'command');

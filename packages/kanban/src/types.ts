@@ -365,6 +365,13 @@ export interface TaskDraft {
   /** Labels (tags): one line each, not empty; Obsidian tags also without spaces or `#`. */
   readonly labels?: readonly string[] | undefined;
   /**
+   * The id of the parent task, a task on the board (this one is its subtask), written as the format
+   * stores a parent: Warren `parent`, Backlog.md `parent_task_id`, Obsidian the card token
+   * `parent:<id>` (a card linking a note: the note's frontmatter `parent`), JSON-config `parent`.
+   * Default none.
+   */
+  readonly parent?: string | undefined;
+  /**
    * The shell command the task runs (its `command` field, what the `shell` template runs); Warren
    * boards only, at most 64 Ki characters. Default none.
    */

@@ -23,14 +23,25 @@ interface BoardCase {
   readonly folder: string;
   /** The file holding every card, whose other bytes must stay (Obsidian), relative to the copy. */
   readonly sharedFile?: string;
+  /** The text that names a parent `id` in the new task's file (a card: with or without a note). */
+  readonly parentText: (id: string, note: boolean) => string;
 }
 
+const frontmatterParent = (key: string, quote = '') => (id: string) => `\n${key}: ${quote}${id}${quote}\n`;
+const obsidianParent = (id: string, note: boolean) => (note ? `\nparent: "${id}"\n` : ` parent:${id}`);
+
 const BOARDS: readonly BoardCase[] = [
-  { name: 'Warren (the demo board)', source: DEMO_BOARD, folder: 'kanban' },
-  { name: 'Backlog.md', source: join(FIXTURES, 'backlog-md'), folder: 'backlog' },
-  { name: 'Obsidian Kanban (Promethean, cards linking notes)', source: join(FIXTURES, 'promethean-2025-08'), folder: 'agile', sharedFile: 'boards/kanban.md' },
-  { name: 'Obsidian Kanban (plain cards)', source: join(OWN_FIXTURES, 'obsidian'), folder: 'vault', sharedFile: 'kanban.md' },
-  { name: 'JSON-config (Promethean)', source: join(OWN_FIXTURES, 'json-config'), folder: 'json' },
+  { name: 'Warren (the demo board)', source: DEMO_BOARD, folder: 'kanban', parentText: frontmatterParent('parent') },
+  { name: 'Backlog.md', source: join(FIXTURES, 'backlog-md'), folder: 'backlog', parentText: frontmatterParent('parent_task_id') },
+  {
+    name: 'Obsidian Kanban (Promethean, cards linking notes)',
+    source: join(FIXTURES, 'promethean-2025-08'),
+    folder: 'agile',
+    sharedFile: 'boards/kanban.md',
+    parentText: obsidianParent,
+  },
+  { name: 'Obsidian Kanban (plain cards)', source: join(OWN_FIXTURES, 'obsidian'), folder: 'vault', sharedFile: 'kanban.md', parentText: obsidianParent },
+  { name: 'JSON-config (Promethean)', source: join(OWN_FIXTURES, 'json-config'), folder: 'json', parentText: frontmatterParent('parent', '"') },
 ];
 
 const NOW = new Date('2026-12-01T10:20:30.000Z');
@@ -132,6 +143,9 @@ describe.each(BOARDS)('createTask on a $name board', (c) => {
       [{ title: 'Fine', capabilities: ['has spaces'] }, 'capabilities'],
       [{ title: 'Fine', capabilities: 'tool:codex' }, 'capabilities'],
       [{ title: 'Fine', dependsOn: ['no-such-task-anywhere'] }, 'dependsOn'],
+      [{ title: 'Fine', parent: 'no-such-task-anywhere' }, 'parent'],
+      [{ title: 'Fine', parent: '' }, 'parent'],
+      [{ title: 'Fine', parent: 7 }, 'parent'],
       [{ title: 'Fine', priority: 'whenever' }, 'priority'],
       [{ title: 'Fine', labels: [''] }, 'labels'],
       [{ title: 'Fine', body: 'a lone \ud800 surrogate' }, 'body'],
@@ -148,6 +162,25 @@ describe.each(BOARDS)('createTask on a $name board', (c) => {
     const filesAfter = await snapshotFiles(dir);
     expect([...filesAfter.keys()].sort()).toEqual([...filesBefore.keys()].sort());
     for (const [path, bytes] of filesBefore) expect(filesAfter.get(path)!.equals(bytes), path).toBe(true);
+  });
+
+  it('writes a parent as the format stores it: the subtask reloads with parentTaskId, with and without a body', async () => {
+    const dir = await board(c.source, c.folder);
+    const before = await loadBoard(dir);
+    const parent = before.tasks.find((t) => t.status !== before.config.roles.done) ?? before.tasks[0]!;
+    for (const body of ['', 'What the subtask is for.\n']) {
+      const title = `Subtask ${body === '' ? 'one' : 'two'} of the parent`;
+      const created = await createTask(dir, { title, body, parent: parent.id }, { now: NOW });
+      const after = await loadBoard(dir);
+      expect(problems(after)).toEqual(problems(before));
+      const task = after.tasks.find((t) => t.id === created.id)!;
+      expect(task.title).toBe(title);
+      expect(task.parentTaskId).toBe(parent.id);
+      const file = task.card && body === '' ? task.card.boardPath : created.path;
+      expect(await readFile(file, 'utf8')).toContain(c.parentText(parent.id, body !== ''));
+    }
+    const plain = await createTask(dir, { title: 'A task without a parent', body: 'Nothing above it.' });
+    expect((await loadBoard(dir)).tasks.find((t) => t.id === plain.id)?.parentTaskId).toBeUndefined();
   });
 
   it('takes a 200-character title of any script', async () => {
@@ -192,6 +225,29 @@ describe('createTask, format by format', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it('Backlog.md: a parent named as Backlog.md compares ids (task-355 is BACK-355) is written as the board spells it, after dependencies', async () => {
+    const dir = await board(join(FIXTURES, 'backlog-md'), 'backlog');
+    const created = await createTask(dir, { title: 'A subtask of 355', parent: 'task-355', dependsOn: ['back-355.02'] }, { now: NOW });
+    const text = await readFile(created.path, 'utf8');
+    expect(text).toContain("dependencies:\n  - BACK-355.02\nparent_task_id: BACK-355\n---\n");
+    const after = await loadBoard(dir);
+    expect(after.tasks.find((t) => t.id === created.id)?.parentTaskId).toBe('BACK-355');
+  });
+
+  it('JSON-config: a board whose requiredFields name parent takes a draft with a parent and refuses one without', async () => {
+    const dir = await board(join(OWN_FIXTURES, 'json-config'), 'json');
+    const before = await loadBoard(dir);
+    const config = before.configPath!;
+    const raw = JSON.parse(await readFile(config, 'utf8')) as Record<string, unknown>;
+    await writeFile(config, JSON.stringify({ ...raw, requiredFields: ['title', 'status', 'priority', 'parent'] }, null, 2));
+    const snapshot = await loadBoard(dir);
+    const parent = snapshot.tasks[0]!.id;
+    const refused = await createTask(dir, { title: 'Orphan' }).catch((e: unknown) => e);
+    expect((refused as TaskCreateError).field).toBe('parent');
+    const created = await createTask(dir, { title: 'Child', parent });
+    expect((await loadBoard(dir)).tasks.find((t) => t.id === created.id)?.parentTaskId).toBe(parent);
   });
 
   it('Backlog.md: a capability is written as the label the mapping names for it, and refused when the board has none', async () => {

@@ -19,6 +19,7 @@ import { serveApi, type ServedApi } from './http.js';
 import { clearPhantomDeliveries, purgeSettledAssignments } from './stranded-watch.js';
 import { TaskState } from '@warren/registry';
 import { BoardSchedules } from './schedules/board-schedules.js';
+import { resumeWorkers } from './operator/managers.js';
 
 export type { RunMode } from './context.js';
 export type { RunSummary } from './run-summary.js';
@@ -263,6 +264,7 @@ export class Supervisor {
           }),
       );
       await recover(ctx, this.parts, Date.now());
+      resumeWorkers(ctx, this.parts.agents, Date.now());
       this.loop = createTickLoop({
         intervalMs: ctx.config.tickIntervalMs,
         tick: (nowMs) => trackTick(this.tickProgress, nowMs, () => this.tick(nowMs)),

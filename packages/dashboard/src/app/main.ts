@@ -17,6 +17,7 @@ import { Agent } from './views/agent.js';
 import { Audit } from './views/audit.js';
 import { Board } from './views/board.js';
 import { Fleet } from './views/fleet.js';
+import { Schedules } from './views/schedules.js';
 import { SignIn } from './views/signin.js';
 import { Task } from './views/task.js';
 
@@ -55,6 +56,7 @@ const NAV: readonly { readonly view: Route['view']; readonly href: string; reado
   { view: 'analytics', href: '#/analytics', label: 'Analytics' },
   { view: 'cost', href: '#/cost', label: 'Cost' },
   { view: 'graph', href: '#/graph', label: 'Graph' },
+  { view: 'schedules', href: '#/schedules', label: 'Schedules' },
   { view: 'audit', href: '#/audit', label: 'Audit' },
 ];
 
@@ -132,6 +134,9 @@ function App(): VNode {
       break;
     case 'graph':
       view = html`<${Graph} />`;
+      break;
+    case 'schedules':
+      view = html`<${Schedules} />`;
       break;
     case 'audit':
       view = html`<${Audit} />`;

@@ -3,7 +3,7 @@
  * The dashboard's view models: pure functions from API shapes to what the views draw (no DOM, no
  * fetch), so each is tested on its own.
  */
-import type { AgentItem, AuditRecord, BoardView, Card, ExecutionView, LastExit, MessageEdge } from './types.js';
+import type { AgentItem, AuditRecord, BoardView, Card, ExecutionView, LastExit, MessageEdge, ScheduleItem } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -18,6 +18,7 @@ export type Route =
   | { readonly view: 'analytics' }
   | { readonly view: 'cost' }
   | { readonly view: 'graph' }
+  | { readonly view: 'schedules' }
   | { readonly view: 'audit' };
 
 /**
@@ -47,6 +48,8 @@ export function parseRoute(hash: string): Route {
       return { view: 'graph' };
     case 'audit':
       return { view: 'audit' };
+    case 'schedules':
+      return { view: 'schedules' };
     case 'agents':
       return parts[1] === undefined ? { view: 'fleet' } : { view: 'agent', name: param(parts[1]) };
     case 'tasks':
@@ -504,6 +507,50 @@ export function transcript(rows: readonly AuditRecord[]): TranscriptEntry[] {
       }
       return { ...base, kind: 'raw', source: typeof ev.kind === 'string' ? ev.kind : 'event', line: shown(ev) };
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schedules
+
+/**
+ * Schedules in the order the view lists them: due ones first (a fire time has come that is not
+ * run yet), then by next fire time (soonest first; one that fires no more last), then by name.
+ */
+export function sortSchedules(schedules: readonly ScheduleItem[]): ScheduleItem[] {
+  const next = (s: ScheduleItem): number => s.nextFireMs ?? Number.POSITIVE_INFINITY;
+  return [...schedules].sort((a, b) => Number(b.due) - Number(a.due) || next(a) - next(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * How far a time is from `nowMs`, for people: `in 4 m 05 s`, `12.3 s ago`, `now` within a second
+ * (durations as {@link formatDuration}); `–` for null.
+ */
+export function formatRelative(ms: number | null | undefined, nowMs: number): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '–';
+  const delta = ms - nowMs;
+  if (Math.abs(delta) < 1000) return 'now';
+  return delta > 0 ? `in ${formatDuration(delta)}` : `${formatDuration(-delta)} ago`;
+}
+
+/**
+ * A time as `YYYY-MM-DD HH:MM:SS` on the wall clock of an IANA time zone (`timezone` null: UTC),
+ * with the zone's name: `2026-03-08 09:00:00 America/New_York`. `–` for null; an unknown zone
+ * falls back to UTC (named so).
+ */
+export function formatInZone(ms: number | null | undefined, timezone: string | null): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '–';
+  let zone = timezone ?? 'UTC';
+  let format: Intl.DateTimeFormat;
+  const options: Intl.DateTimeFormatOptions = { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' };
+  try {
+    format = new Intl.DateTimeFormat('en-US', { ...options, timeZone: zone });
+  } catch {
+    zone = 'UTC';
+    format = new Intl.DateTimeFormat('en-US', { ...options, timeZone: zone });
+  }
+  const part: Partial<Record<Intl.DateTimeFormatPartTypes, string>> = {};
+  for (const p of format.formatToParts(new Date(ms))) part[p.type] = p.value;
+  return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute}:${part.second} ${zone}`;
 }
 
 // ---------------------------------------------------------------------------------------------

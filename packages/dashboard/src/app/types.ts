@@ -272,6 +272,30 @@ export interface MessagesView {
   readonly edges: readonly MessageEdge[];
 }
 
+/** A schedule of `GET /api/v1/schedules`. */
+export interface ScheduleItem {
+  readonly name: string;
+  /** The cron expression: 5 fields, or 6 with seconds first. */
+  readonly cron: string;
+  /** IANA time zone name; null for UTC. */
+  readonly timezone: string | null;
+  /** The latest fire time run, null when none yet. */
+  readonly lastFireMs: number | null;
+  /** The task written for the last fire time. */
+  readonly lastTaskId: string | null;
+  /** The next fire time after now, null when the expression fires no more. */
+  readonly nextFireMs: number | null;
+  /** A fire time has come that is not run yet. */
+  readonly due: boolean;
+}
+
+/** `GET /api/v1/schedules`: the board's schedules file, its schedules, and the schedules left out with why (`path:line: …`). */
+export interface SchedulesView {
+  readonly file: string;
+  readonly schedules: readonly ScheduleItem[];
+  readonly problems: readonly { readonly message: string }[];
+}
+
 /** Distribution of durations, ms. */
 export interface DurationStats {
   readonly count: number;

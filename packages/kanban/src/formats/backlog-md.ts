@@ -360,6 +360,7 @@ function backlogNewTaskText(id: string, draft: CheckedDraft, status: string, lab
     `created_date: '${backlogDate(created.toISOString())}'`,
     `labels:${backlogList(labels)}`,
     `dependencies:${backlogList(draft.dependsOn)}`,
+    ...(draft.parent === undefined ? [] : [`parent_task_id: ${backlogScalar(draft.parent)}`]),
     ...(priority === undefined ? [] : [`priority: ${backlogScalar(priority)}`]),
     '---',
     '',
@@ -374,7 +375,8 @@ function backlogNewTaskText(id: string, draft: CheckedDraft, status: string, lab
  * than the highest in `tasks/`, `completed/`, `drafts/`, `archive/tasks/` and the board), the id
  * spelled as the board spells its ids (`BACK-637`; upper case by default), the status as the
  * column's Backlog status, capabilities as labels, the priority as the board's `priorities` name it
- * (default `high`, `medium`, `low`), the body in the Description section.
+ * (default `high`, `medium`, `low`), a parent as `parent_task_id` (after `dependencies`, where
+ * Backlog.md writes it), the body in the Description section.
  */
 async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: CreateTaskOptions = {}): Promise<CreateTaskResult> {
   const where = snapshot.dir;
@@ -412,6 +414,7 @@ async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: Create
         capabilities,
         labels,
         dependsOn: checked.dependsOn,
+        parent: checked.parent,
       });
       if (await writeNewFile(path, bytes, where)) return { id, path };
     }

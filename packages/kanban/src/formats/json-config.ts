@@ -296,7 +296,7 @@ const WRITTEN_FIELDS = new Set(['uuid', 'id', 'title', 'status', 'priority', 'la
  * (`Fix the login form.md`, ` 2` added when taken), its frontmatter in the board's style (double
  * quoted): a new `uuid` (RFC 4122 version 4), `title`, `status` as the column's status value,
  * `priority` as the board's `priorityValues` spell it (written when given or when `requiredFields`
- * names it), `labels`, `capabilities`, `depends_on`, `created_at`.
+ * names it), `labels`, `capabilities`, `depends_on`, `parent` when given, `created_at`.
  */
 async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: CreateTaskOptions = {}): Promise<CreateTaskResult> {
   const where = snapshot.dir;
@@ -306,7 +306,7 @@ async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: Create
   const mapping = snapshot.mapping;
   return withCreateLock(snapshot.dir, options, async () => {
     const board = await loadJsonConfig(configPath, snapshot.dir, dirname(snapshot.dir), mapping ? { mapping } : {});
-    const missing = board.requiredFields.find((field) => !WRITTEN_FIELDS.has(field));
+    const missing = board.requiredFields.find((field) => !WRITTEN_FIELDS.has(field) && !(field === 'parent' && checked.parent !== undefined));
     if (missing !== undefined) throw new TaskCreateError(where, `the board requires '${missing}' (requiredFields), which a draft cannot give`, missing);
     const spellings = board.priorityValues ?? ['P0', 'P1', 'P2', 'P3'];
     const wanted = checked.priority ?? (board.requiredFields.includes('priority') ? { given: board.config.defaultPriority, value: board.config.defaultPriority } : undefined);
@@ -326,6 +326,7 @@ async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: Create
       ...(checked.capabilities.length > 0 || required('capabilities') ? [`capabilities: ${list(checked.capabilities)}`] : []),
       ...(checked.dependsOn.length > 0 || required('depends_on') ? [`depends_on: ${list(checked.dependsOn)}`] : []),
       ...(required('dependencies') ? ['dependencies: []'] : []),
+      ...(checked.parent === undefined ? [] : [`parent: ${doubleQuoted(checked.parent)}`]),
       ...(required('id') ? [`id: ${doubleQuoted(id)}`] : []),
       `created_at: ${doubleQuoted(created.toISOString())}`,
       '---',
@@ -348,6 +349,7 @@ async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: Create
       capabilities: [...new Set([...checked.capabilities, ...capabilitiesFromTags(checked.labels, mapping)])],
       labels: checked.labels,
       dependsOn: checked.dependsOn,
+      parent: checked.parent,
     };
     for (;;) {
       const name = firstFree(base, (candidate) => names.has(`${candidate}${ext}`), ' ');

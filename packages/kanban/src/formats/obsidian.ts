@@ -555,7 +555,7 @@ async function notesFolder(board: ParsedBoard, boardPath: string, boardDir: stri
  * its title reads back as it is and there is no body; else it links a new note named after the title
  * (`- [ ] [Fix the login form](notes/Fix%20the%20login%20form.md)`), written in the folder most of
  * the board's notes are in, holding the body (and, in its frontmatter, capabilities no tag
- * expresses). The id is a slug of the title, made unique on the board. Every other byte of the board
+ * expresses and the parent; a plain card names its parent with a `parent:<id>` token). The id is a slug of the title, made unique on the board. Every other byte of the board
  * file is kept; the board file is replaced atomically.
  */
 async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: CreateTaskOptions = {}): Promise<CreateTaskResult> {
@@ -578,6 +578,7 @@ async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: Create
   }
   const priority = checked.priority && prioritySpelling(snapshot, checked.priority, ['P0', 'P1', 'P2', 'P3'], where);
   const tokens = [...tags.map((t) => `#${t}`), ...(priority === undefined ? [] : [`prio:${priority}`]), ...(checked.dependsOn.length === 0 ? [] : [`dep:${checked.dependsOn.join(',')}`])];
+  const parentToken = checked.parent === undefined ? [] : [`parent:${checked.parent}`];
 
   return withCreateLock(snapshot.dir, options, async () => {
     let target: string;
@@ -601,16 +602,23 @@ async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: Create
     const natural = slug(checked.title);
     const id = firstFree(natural !== '' && natural.length <= 60 ? natural : slugOf(checked.title) || 'card', (candidate) => taken.has(candidate));
 
-    const plain = `- [ ] ${checked.title}${tokens.map((t) => ` ${t}`).join('')}`;
+    const plain = `- [ ] ${checked.title}${[...tokens, ...parentToken].map((t) => ` ${t}`).join('')}`;
     const plainData = readCard([plain]);
     const needsNote = checked.body !== '' || noteCapabilities.length > 0 || plainData.link !== undefined || plainData.title !== checked.title;
     let notePath: string | undefined;
+    /** The parent the new note's frontmatter gives, read back from its bytes. */
+    let noteParent: string | undefined;
     let line: string;
     if (needsNote) {
       const folder = await notesFolder(board, boardPath, snapshot.dir);
       const names = new Set(await readdir(folder).catch(() => [] as string[]));
-      const frontmatter = noteCapabilities.length === 0 ? '' : `---\ncapabilities: [${noteCapabilities.map(doubleQuoted).join(', ')}]\n---\n`;
+      const fields = [
+        ...(noteCapabilities.length === 0 ? [] : [`capabilities: [${noteCapabilities.map(doubleQuoted).join(', ')}]`]),
+        ...(checked.parent === undefined ? [] : [`parent: ${doubleQuoted(checked.parent)}`]),
+      ];
+      const frontmatter = fields.length === 0 ? '' : `---\n${fields.join('\n')}\n---\n`;
       const note = Buffer.from(frontmatter + withFinalNewline(checked.body), 'utf8');
+      if (fields.length > 0) noteParent = FrontmatterFields.parse(join(folder, 'new note.md'), note, 'the new note').text('parent') ?? undefined;
       const base = titleFileName(checked.title) || id;
       for (;;) {
         const name = `${firstFree(base, (candidate) => names.has(`${candidate}.md`) || names.has(`${candidate}.MD`), ' ')}.md`;
@@ -648,7 +656,9 @@ async function create(snapshot: BoardSnapshot, draft: TaskDraft, options: Create
                   ? 'priority'
                   : data!.deps.join(',') !== checked.dependsOn.join(',')
                     ? 'dependsOn'
-                    : undefined;
+                    : (data!.parent ?? noteParent) !== checked.parent
+                      ? 'parent'
+                      : undefined;
       if (bad !== undefined) throw new TaskCreateError(where, `the new card would not read back with the same '${bad}'; nothing was written`, bad);
       await replaceAtomically(boardPath, target, Buffer.from(out, 'utf8'), hash);
     } catch (error) {

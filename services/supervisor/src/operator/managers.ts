@@ -1,12 +1,10 @@
 /**
  * What manager agents' MCP tools do, over the supervisor (the `ManagerPorts` of `@warren/mcp`):
- * subtasks written on the board with their parent set, workers started through the durable command
+ * subtasks written on the board with their parent (in the board format's own parent field), workers started through the durable command
  * queue (`template.start`, run on the tick by OperatorCommands), ownership and quota checks. The
  * policy has already allowed the tool call (`(agent, mcp:<tool>, call)`, audited) when these run.
  */
-import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, relative } from 'node:path';
+import { relative } from 'node:path';
 import { WarrenError } from '@warren/core';
 import { createTask } from '@warren/kanban';
 import type { ManagerPorts, SubtaskView } from '@warren/mcp';
@@ -18,9 +16,6 @@ import { liveWorkers } from './commands.js';
 
 /** How long stop_worker and cancel_subtask wait for their command's outcome, ms. */
 const COMMAND_WAIT_MS = 10_000;
-
-/** The front-matter key of a task's parent, by board format (the formats whose task files are front matter). */
-const PARENT_KEY: Readonly<Record<string, string>> = { warren: 'parent', 'backlog-md': 'parent_task_id' };
 
 /** The first non-empty lines of `text` (at most `lines`, each at most 200 characters), or null for none. */
 function headOf(text: string | null | undefined, lines = 3): string | null {
@@ -35,34 +30,42 @@ function headOf(text: string | null | undefined, lines = 3): string | null {
 }
 
 /**
- * Sets the parent field of the task file at `path` (front matter: `---` lines around YAML) to
- * `parent`, replacing the file atomically (a temporary file in its folder, renamed over it). Done
- * synchronously, so that no tick reads the board between the card's creation and this write.
- * @throws {WarrenError} `WARREN_SUBTASK_PARENT` when the file has no front matter.
+ * Starts again the workers a waiting parent needs, once, when the supervisor starts (after
+ * recovery): for each parent a manager's succeeded execution left waiting while some of its
+ * subtasks are still open (no row yet, or ready, assigned or running), the workers that manager
+ * started (the ledger's `manager_workers`) that are not live are started again under their own
+ * names, as long as the manager's template still lists their template and its `maxWorkers` quota
+ * (live workers counted) and the template's backoff allow. Without this no agent would take the
+ * subtasks after a restart: the planner starts no agent of a template a manager lists, and the
+ * manager, whose execution is over, asks for none.
+ * @returns the names of the workers started, in the ledger's order.
  */
-export function setParentField(path: string, key: string, parent: string): void {
-  const text = readFileSync(path, 'utf8');
-  const lines = text.split('\n');
-  const fence = (line: string | undefined) => line?.replace(/\r$/, '') === '---';
-  const close = fence(lines[0]) ? lines.findIndex((l, i) => i > 0 && fence(l)) : -1;
-  if (close === -1) throw new WarrenError('WARREN_SUBTASK_PARENT', `${path}: no front matter to set '${key}' in`);
-  const value = /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(parent) ? parent : JSON.stringify(parent);
-  const eol = lines[0]!.endsWith('\r') ? '\r' : '';
-  const at = lines.findIndex((l, i) => i > 0 && i < close && l.startsWith(`${key}:`));
-  if (at === -1) lines.splice(close, 0, `${key}: ${value}${eol}`);
-  else lines[at] = `${key}: ${value}${eol}`;
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    writeFileSync(temp, lines.join('\n'), { mode: statSync(path).mode & 0o7777 });
-    renameSync(temp, path);
-  } catch (error) {
-    try {
-      unlinkSync(temp);
-    } catch {
-      // not written
-    }
-    throw error;
+export function resumeWorkers(ctx: SupervisorContext, agents: Pick<SupervisorParts['agents'], 'has' | 'start' | 'mayStart'>, nowMs: number): string[] {
+  const started: string[] = [];
+  const managers = new Set<string>();
+  for (const { parent, manager } of ctx.managers.waitingParents()) {
+    const open = ctx.managers.subtasksOf(parent).some((s) => {
+      const row = ctx.state.task(s.subtask);
+      return row === undefined || !isTerminal(row.state);
+    });
+    if (open) managers.add(manager);
   }
+  for (const manager of managers) {
+    const quotas = ctx.templates.get(ctx.accounts.get(manager)?.template ?? '')?.manager;
+    if (!quotas) continue;
+    let live = liveWorkers(ctx, (agent) => agents.has(agent), manager).length;
+    for (const { worker, template } of ctx.managers.workersOf(manager)) {
+      if (live >= quotas.maxWorkers) break;
+      if (agents.has(worker) || !quotas.templates.includes(template) || !ctx.templates.has(template) || !ctx.accounts.get(worker)) continue;
+      if (!agents.mayStart(template, nowMs)) continue;
+      agents.start(template, nowMs, worker);
+      if (!agents.has(worker)) continue;
+      live += 1;
+      started.push(worker);
+    }
+  }
+  if (started.length > 0) ctx.log.info({ workers: started }, 'started again the workers of managers whose parents wait for open subtasks');
+  return started;
 }
 
 /** The manager ports over the supervisor's context and stage modules. */
@@ -112,14 +115,11 @@ export function managerPorts(ctx: SupervisorContext, parts: Pick<SupervisorParts
       if (open.length >= quotas.maxSubtasks) {
         fail('WARREN_MANAGER_QUOTA', `quota maxSubtasks refuses another subtask: ${principal} has ${open.length} open subtasks of at most ${quotas.maxSubtasks}`);
       }
-      const format = parts.mirror.board?.format ?? ctx.config.boardFormat ?? 'warren';
-      const key = PARENT_KEY[format] ?? fail('WARREN_SUBTASK_FORMAT', `subtasks are written on Warren and Backlog.md boards; this board is '${format}'`);
       const { id, path } = await createTask(
         ctx.config.boardDir,
-        { title: input.title, body: input.body, capabilities: input.capabilities, priority: input.priority },
+        { title: input.title, body: input.body, capabilities: input.capabilities, priority: input.priority, parent: input.parent },
         { ...(ctx.config.boardFormat ? { format: ctx.config.boardFormat } : {}), ...(ctx.mapping ? { mapping: ctx.mapping } : {}) },
       );
-      setParentField(path, key, input.parent);
       const shown = relative(ctx.config.boardDir, path);
       ctx.transaction(() => {
         ctx.managers.addSubtask(principal, input.parent, id, input.title, Date.now());
