@@ -116,12 +116,13 @@ describe('the HTTP API of warren up', () => {
     const created = await fetch(`${url}/api/v1/tasks`, {
       method: 'POST',
       headers: { ...auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ title: 'Made over HTTP', column: 'backlog', capabilities: ['shell'] }),
+      body: JSON.stringify({ title: 'Made over HTTP', column: 'backlog', capabilities: ['shell'], parent: 'quick' }),
     });
     expect(created.status, await created.clone().text()).toBe(201);
     const { id, path } = (await created.json()) as { id: string; path: string };
     expect(existsSync(join(made.dir, 'kanban', path))).toBe(true);
     expect(readFileSync(join(made.dir, 'kanban', path), 'utf8')).toMatch(/^title: Made over HTTP$/m);
+    expect(readFileSync(join(made.dir, 'kanban', path), 'utf8'), 'a subtask of quick').toMatch(/^parent: quick$/m);
     await waitFor('the new card on the board', () => readdirSync(join(made.dir, 'kanban', 'tasks')).some((f) => f.includes(id)));
 
     const rows = JSON.parse((await warren(['audit', '--json', '--actor', 'user:local-operator', '--limit', '10000', ...made.args()])).stdout) as { action: string; object: string; decision: string | null; details: { act?: string } }[];

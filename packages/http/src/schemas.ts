@@ -361,6 +361,7 @@ export const TaskDraftBody = z.strictObject({
   priority: z.string().min(1).max(50).optional().describe("one of the board's priorities (a Warren board's board.yaml; low, normal, high, urgent on the others)"),
   column: z.string().min(1).max(100).optional(),
   dependsOn: z.array(TaskIdParam.shape.id).max(64).optional(),
+  parent: TaskIdParam.shape.id.optional().describe("the parent task's id (a task on the board), written as the board's format stores a parent"),
   command: z.string().min(1).max(65_536).optional().describe("the shell command the task runs (Warren boards: the task's command field)"),
 });
 

@@ -266,6 +266,7 @@ export function createMcpServer(ports: McpPorts, caller: McpCaller, options: Mcp
         priority: z.string().min(1).max(50).optional().describe("One of the board's priorities"),
         column: z.string().max(100).optional(),
         dependsOn: z.array(z.string().min(1).max(200)).max(50).optional(),
+        parent: z.string().min(1).max(200).optional().describe('The parent task (a task on the board): the new task is its subtask'),
         command: z.string().min(1).max(65_536).optional().describe("The shell command the task runs (Warren boards: the task's command field)"),
       }),
       output: z.object({ id: z.string(), path: z.string() }),

@@ -74,6 +74,8 @@ class CommandError extends WarrenError {}
 export class NodeDaemon {
   private readonly instances = new Map<string, Running>();
   private readonly starting = new Map<string, string>();
+  /** Instances that ended and are being closed, by agent: until done, a new start or a release waits. */
+  private readonly ending = new Map<string, Promise<void>>();
   private readonly execs = new Map<string, AgentProcess>();
   private readonly subscription: Subscription;
   private readonly timer: NodeJS.Timeout;
@@ -81,6 +83,7 @@ export class NodeDaemon {
   private readonly subjects;
   private seq = 0;
   private closed = false;
+  private draining = false;
 
   private constructor(
     private readonly options: NodeDaemonOptions,
@@ -154,14 +157,19 @@ export class NodeDaemon {
     }
   }
 
-  /** Stops every instance (SIGTERM, SIGKILL after `graceMs`, default 5000) and exec, and waits until each ended and its channel is closed. */
+  /**
+   * Stops every instance (SIGTERM, SIGKILL after `graceMs`, default 5000) and exec, and waits until
+   * each ended and its channel is closed. Later starts are refused (`WARREN_NODE_STOPPING`).
+   */
   async stopAll(graceMs?: number): Promise<void> {
+    this.draining = true;
     await Promise.all([
       ...[...this.instances.values()].map(async (r) => {
         await r.handle.stop(graceMs);
         await r.ended;
       }),
       ...[...this.execs.values()].map((p) => p.stop(graceMs)),
+      ...this.ending.values(),
     ]);
   }
 
@@ -227,17 +235,18 @@ export class NodeDaemon {
         return { exit: await process.stop(command.graceMs) };
       }
       case 'detach':
-        this.assertIdle(command.agent, 'detach its storage');
+        await this.assertIdle(command.agent, 'detach its storage');
         return { detached: await runtime.detachStorage({ name: command.agent, homeDir: this.homeOf(command.agent, undefined) }) };
       case 'release':
-        this.assertIdle(command.agent, 'release its storage');
+        await this.assertIdle(command.agent, 'release its storage');
         await runtime.releaseStorage({ name: command.agent, homeDir: this.homeOf(command.agent, undefined) });
         if (this.options.homeRoot !== undefined) await rm(this.homeOf(command.agent, undefined), { recursive: true, force: true });
         return {};
     }
   }
 
-  private assertIdle(agent: string, what: string): void {
+  private async assertIdle(agent: string, what: string): Promise<void> {
+    await this.ending.get(agent);
     if (this.instances.has(agent) || this.starting.has(agent)) throw new CommandError('WARREN_NODE_BUSY', `cannot ${what}: ${agent} runs on node ${this.options.name}`);
   }
 
@@ -252,11 +261,14 @@ export class NodeDaemon {
     const agent = spec.name;
     const current = this.instances.get(agent);
     if (current?.instance === instance) return { pid: current.handle.pid, unsafe: current.handle.unsafe };
+    if (this.draining) throw new CommandError('WARREN_NODE_STOPPING', `node ${this.options.name} is stopping`);
     if (current || this.starting.has(agent)) throw new CommandError('WARREN_NODE_BUSY', `${agent} already runs on node ${this.options.name}`);
     if (this.instances.size + this.starting.size >= this.options.capacity.maxAgents) {
       throw new CommandError('WARREN_NODE_FULL', `node ${this.options.name} runs its maximum of ${this.options.capacity.maxAgents} agents`);
     }
     this.starting.set(agent, instance);
+    // The agent's previous instance may still be closing (its channel, its run directory).
+    await this.ending.get(agent);
     const log = this.options.logger.child({ agent, instance });
     let handle: AgentInstance | undefined;
     const relay = relayChannel({
@@ -299,13 +311,16 @@ export class NodeDaemon {
       throw error;
     }
     const started = handle;
-    const ended = started.exited.then(async (exit: AgentExit) => {
+    const ended: Promise<void> = started.exited.then(async (exit: AgentExit) => {
       log.info({ exit }, 'agent instance ended');
+      // Removed and reported in one step: heartbeats list the instance exactly until its exit event.
+      if (this.instances.get(agent)?.instance === instance) this.instances.delete(agent);
+      this.ending.set(agent, ended);
       relay.exited(exit);
+      this.heartbeat();
       await started.close().catch((error: unknown) => log.warn({ err: error }, 'cannot close the ended instance'));
       await relay.close();
-      if (this.instances.get(agent)?.instance === instance) this.instances.delete(agent);
-      this.heartbeat();
+      if (this.ending.get(agent) === ended) this.ending.delete(agent);
     });
     this.starting.delete(agent);
     this.instances.set(agent, { agent, instance, handle: started, relay, ended });

@@ -67,7 +67,8 @@ export interface RemoteNodeRuntimeOptions {
  * commands; `usage()` is the node's last heartbeat; `freeze()` is false (a remote node cannot
  * freeze synchronously). It follows the node's heartbeats: an instance the node reports that is
  * not one of this runtime's live instances (it ended here, e.g. when the node was lost) is told to
- * stop. {@link nodeLost} ends every live instance and exec with `{kind: 'lost'}`.
+ * stop; an instance whose start was answered and that a later heartbeat does not list ended
+ * without its `exited` event reaching here (or the daemon restarted): it ends with `{kind: 'lost'}`. {@link nodeLost} ends every live instance and exec with `{kind: 'lost'}`.
  * Commands throw a `WarrenError` with the node's code (`WARREN_NODE_…`, `WARREN_USAGE`…), or
  * `WARREN_NODE_UNREACHABLE` when no reply comes.
  */
@@ -224,7 +225,20 @@ export class RemoteNodeRuntime implements AgentRuntime {
   }
 
   private observe(heartbeat: NodeHeartbeat): void {
+    const restarted = this.last !== undefined && this.last.startedMs !== heartbeat.startedMs;
     this.last = heartbeat;
+    // An instance whose start was answered is listed in every later heartbeat until its `exited`
+    // event went out (the node publishes both on one connection, in that order). Missing from one,
+    // it ended without that event reaching us, or the daemon restarted (its reclaim removed it).
+    const listed = new Set(heartbeat.instances.map((i) => i.instance));
+    for (const [id, instance] of [...this.instances]) {
+      if (!instance.answered || listed.has(id)) continue;
+      instance.lost(
+        restarted
+          ? `node ${this.options.node} restarted at ${new Date(heartbeat.startedMs).toISOString()}`
+          : `node ${this.options.node} no longer reports the instance and its exit never arrived`,
+      );
+    }
     for (const reported of heartbeat.instances) {
       if (this.instances.has(reported.instance) || this.stopsSent.has(reported.instance)) continue;
       this.stopsSent.add(reported.instance);
@@ -243,6 +257,8 @@ export class RemoteNodeRuntime implements AgentRuntime {
 /** One instance on a node, as the supervisor sees it. */
 class RemoteInstance implements AgentInstance {
   pid = 0;
+  /** True once the node answered the start. */
+  answered = false;
   unsafe = false;
   private stopping: Promise<AgentExit> | undefined;
   private closing: Promise<void> | undefined;
@@ -269,6 +285,7 @@ class RemoteInstance implements AgentInstance {
   }
 
   started(pid: number, unsafe: boolean): void {
+    this.answered = true;
     this.pid = pid;
     this.unsafe = unsafe;
   }

@@ -39,6 +39,7 @@ export interface NodeSide {
   readonly runtime: AgentRuntime;
   readonly remote: RemoteNodeRuntime;
   readonly homeRoot: string;
+  readonly broker: Broker;
 }
 
 /** A nats-server, a supervisor side (broker, hub, registry) and node daemons on temp directories. */
@@ -108,7 +109,7 @@ export async function nodeFixture(): Promise<NodeFixture> {
         await runtime.close();
         await broker.close().catch(() => undefined);
       });
-      return { name, daemon, runtime, remote, homeRoot };
+      return { name, daemon, runtime, remote, homeRoot, broker };
     },
     uidOf(name) {
       const known = uids.get(name);
@@ -141,6 +142,8 @@ export async function nodeFixture(): Promise<NodeFixture> {
     ns: supervisor.namespace,
     logger,
     heartbeatMs: HEARTBEAT_MS,
+    // Generous: a loaded machine may stall a heartbeat; a closed daemon stays silent longer.
+    lostAfterMs: 3_000,
     onLost: (node) => {
       lost.push(node);
       remotes.get(node.name)?.nodeLost(`node ${node.name} sent no heartbeat since ${new Date(node.lastHeartbeatMs).toISOString()}`);

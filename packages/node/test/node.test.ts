@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import type { ResultMessage } from '@warren/broker';
 import type { AgentInstance } from '@warren/runtime';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { encodePayload, nodeSubjects } from '../src/index.js';
+import { encodePayload, NodeDaemon, nodeSubjects } from '../src/index.js';
 import { nodeFixture, type NodeFixture, type NodeSide } from './node-fixture.js';
 import { RecordingEvents, waitFor } from './support.js';
 
@@ -62,8 +62,7 @@ describe('a node daemon driven by RemoteNodeRuntime over NATS', () => {
     expect(instance.unsafe).toBe(false);
     await waitFor(() => events.calls.some((c) => c[0] === 'hello'), 'the runner to say hello', 30_000);
     expect(instance.connected).toBe(true);
-    expect(instance.usage().pids).toBeGreaterThan(0);
-    expect(instance.usage().memoryBytes).toBeGreaterThan(0);
+    await waitFor(() => instance.usage().pids > 0 && instance.usage().memoryBytes > 0, 'usage from a heartbeat');
     const result = await run(spec.name, 'echo "$(id -u) $(id -g) $HOME"; pwd', 'whoami');
     expect(result).toMatchObject({ agent: spec.name, outcome: 'succeeded', exitCode: 0 });
     expect(result.summary).toContain(`${spec.uid} ${spec.gid}`);
@@ -250,5 +249,35 @@ describe('lost nodes', () => {
     await waitFor(() => n3.daemon.snapshot().instances.length === 0, 'the stale instance stopped on the node', 30_000);
     await waitFor(() => fixture.registry.get('n3')?.instances.length === 0, 'a heartbeat without it');
     expect(fixture.logger.lines.some((l) => l.msg === 'the node runs an instance that ended here: stopping it' && l.obj.node === 'n3')).toBe(true);
+  });
+
+  it('a node whose daemon restarted (another startedMs) ends the instances it no longer reports', async () => {
+    const n4 = await fixture.startNode('n4');
+    const events = new RecordingEvents();
+    const instance = await n4.remote.start(fixture.agent('restart-a'), events);
+    started.push(instance);
+    await waitFor(() => events.calls.some((c) => c[0] === 'hello'), 'hello', 30_000);
+    const firstRun = fixture.registry.get('n4')!.heartbeat.startedMs;
+    await n4.daemon.close();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const again = await NodeDaemon.start({
+      nc: n4.broker.nc,
+      broker: n4.broker,
+      ns: n4.broker.namespace,
+      name: 'n4',
+      labels: {},
+      capacity: { cpus: 1, memoryBytes: 2 ** 30, maxAgents: 1 },
+      runtime: n4.runtime,
+      logger: fixture.logger,
+      heartbeatMs: 200,
+      homeRoot: n4.homeRoot,
+    });
+    try {
+      await expect(instance.exited).resolves.toMatchObject({ kind: 'lost', detail: expect.stringContaining('node n4 restarted') as unknown });
+      expect(fixture.registry.get('n4')!.heartbeat.startedMs).not.toBe(firstRun);
+    } finally {
+      await again.close();
+      await n4.daemon.stopAll(1_000);
+    }
   });
 });

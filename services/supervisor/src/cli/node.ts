@@ -147,8 +147,9 @@ async function startNode(flags: NodeStartFlags): Promise<number> {
       log.info({ signal }, 'signal received; stopping the node\'s agents');
       // A shutdown that hangs is a failure: force the exit after the grace period and a margin.
       setTimeout(() => process.exit(1), killGraceMs + 15_000).unref();
-      await daemon.close();
+      // Heartbeats go on while the agents stop, so the supervisor gets their exits, not a lost node.
       await daemon.stopAll(killGraceMs);
+      await daemon.close();
       await runtime.close();
       log.info({}, 'node stopped');
       return 0;
