@@ -25,6 +25,7 @@ import { stopAllChildren } from './lib/procs.js';
 import { renderMarkdown, type BenchResults } from './lib/report.js';
 import { auditScenario } from './scenarios/audit.js';
 import { brokerScenario } from './scenarios/broker.js';
+import { densityScenario } from './scenarios/density.js';
 import { e2eScenario } from './scenarios/e2e.js';
 import { httpScenario } from './scenarios/http.js';
 import { metricsScenario } from './scenarios/metrics.js';
@@ -32,6 +33,8 @@ import { policyScenario } from './scenarios/policy.js';
 import { sandboxScenario } from './scenarios/sandbox.js';
 import { schedulerScenario } from './scenarios/scheduler.js';
 import { startupScenario } from './scenarios/startup.js';
+import { tickScenario } from './scenarios/tick.js';
+import { taskCpuScenario } from './scenarios/task-cpu.js';
 
 /** Every scenario, in the order they run (the baselines of `e2e` are measured by `sandbox` and `broker`). */
 export const SCENARIOS: readonly Scenario[] = [
@@ -42,8 +45,11 @@ export const SCENARIOS: readonly Scenario[] = [
   brokerScenario,
   e2eScenario,
   startupScenario,
+  densityScenario,
+  taskCpuScenario,
   metricsScenario,
   httpScenario,
+  tickScenario,
 ];
 
 /** Command-line options of the suite. */
@@ -63,7 +69,8 @@ const USAGE = `usage: node bench/dist/run.js [--quick] [--only id,id] [--out dir
   --quick   small sizes, 2 rounds: the whole suite in under two minutes
   --only    run only these scenarios: ${SCENARIOS.map((s) => s.id).join(', ')}
   --out     directory for the results (default bench/results)
-  --note    text saved with the results (e.g. the commit measured)`;
+  --note    text saved with the results (e.g. the commit measured)
+  --full    the issue's sizes where they cost minutes (density: 1,000 idle agents instead of 200)`;
 
 /** Parses argv (after `node run.js`). @throws {Error} with the usage text on a bad option. */
 export function parseArgs(argv: readonly string[]): RunOptions {
@@ -77,6 +84,7 @@ export function parseArgs(argv: readonly string[]): RunOptions {
     else if (arg === '--only' && argv[i + 1]) only = argv[++i]!.split(',').filter(Boolean);
     else if (arg === '--out' && argv[i + 1]) outDir = resolve(argv[++i]!);
     else if (arg === '--note' && argv[i + 1]) note = argv[++i]!;
+    else if (arg === '--full') process.env.WARREN_BENCH_FULL = '1';
     else if (arg === '--help' || arg === '-h') throw new Error(USAGE);
     else throw new Error(`unknown option ${arg}\n${USAGE}`);
   }

@@ -3,7 +3,8 @@
  * protocol it shares with the supervisor's gateway (NDJSON frames over a Unix socket).
  *
  * It imports only Node built-ins, so its `dist/` runs as plain JavaScript in the sandbox:
- * `node /opt/warren/agent-runner/dist/main.js`. As a library:
+ * `node /opt/warren/agent-runner/dist/runner.cjs` (the whole runner bundled into one file by
+ * `npm run build`; `dist/main.js` works too). As a library:
  *
  * ```ts
  * import { runAgent, runnerConfigFromEnv, encodeFrame, decodeAgentFrame } from '@warren/agent-runner';
@@ -19,6 +20,7 @@
  * const health = await probeAgentCli('codex', '/srv/warren/tools/agent-clis/node_modules/' + agentCliBinary('codex'));
  * ```
  */
+export { RUNNER_BUNDLE_NAME } from './bundle.js';
 export {
   AGENT_SOCKET_PATH,
   AGENT_SDK_BIN_IN_SANDBOX,

@@ -1,6 +1,7 @@
 /**
  * The agent runner's entry point, run inside the sandbox as
- * `node /opt/warren/agent-runner/dist/main.js`. Reads its settings from the environment (see
+ * `node /opt/warren/agent-runner/dist/runner.cjs` (this file bundled by `build.ts`; `dist/main.js`
+ * when the bundle was not built). Reads its settings from the environment (see
  * `runnerConfigFromEnv`), serves the agent channel until shutdown, and exits 0 after a shutdown
  * (frame or SIGTERM/SIGINT), 1 when the channel is lost, 2 on invalid settings.
  */
@@ -23,5 +24,14 @@ async function main(): Promise<number> {
   return runAgent({ ...config, env: process.env, signal: controller.signal });
 }
 
-process.exitCode = await main();
-process.exit();
+// No top-level await: the same file is bundled as CommonJS (`dist/runner.cjs`, see build.ts).
+main().then(
+  (code) => {
+    process.exitCode = code;
+    process.exit();
+  },
+  (error: unknown) => {
+    process.stderr.write(`warren-agent-runner: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);

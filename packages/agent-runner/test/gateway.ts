@@ -142,8 +142,9 @@ export interface RunnerProcess {
   readonly stderr: () => string;
 }
 
-export function startRunner(env: Record<string, string>): RunnerProcess {
-  const child = spawn(process.execPath, [MAIN_JS], { env: { PATH: '/usr/bin:/bin', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+/** Starts `script` (default `dist/main.js`; the bundle `dist/runner.cjs` works the same) with `env`. */
+export function startRunner(env: Record<string, string>, script: string = MAIN_JS): RunnerProcess {
+  const child = spawn(process.execPath, [script], { env: { PATH: '/usr/bin:/bin', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>

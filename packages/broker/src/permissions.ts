@@ -1,5 +1,5 @@
-import { createUser } from '@nats-io/nkeys';
 import { ConfigError } from '@warren/core';
+import { nativeUserNkey } from './nkey.js';
 import type { NatsPermissions } from './server.js';
 import { assertAgentName, assertTopicName, type BrokerNamespace } from './subjects.js';
 
@@ -109,13 +109,12 @@ export interface AgentNkey {
   readonly seed: string;
 }
 
-/** Makes a fresh NKey user pair (Ed25519, https://docs.nats.io/running-a-nats-service/configuration/securing_nats/auth_intro/nkey_auth). */
+/**
+ * Makes a fresh NKey user pair (Ed25519, https://docs.nats.io/running-a-nats-service/configuration/securing_nats/auth_intro/nkey_auth)
+ * with Node's native Ed25519 (see `nkey.ts`).
+ */
 export function createAgentNkey(): AgentNkey {
-  const pair = createUser();
-  const seed = new TextDecoder().decode(pair.getSeed());
-  const publicKey = pair.getPublicKey();
-  pair.clear();
-  return { publicKey, seed };
+  return nativeUserNkey();
 }
 
 /** The contents of an agent's `~/.warren/nats.json`: what it needs to connect to NATS as itself. */

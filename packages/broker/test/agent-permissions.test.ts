@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { errors as natsErrors, nkeyAuthenticator, type NatsConnection, type Subscription as NatsSubscription } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
+import { fromPublic, fromSeed } from '@nats-io/nkeys';
 import { makeTempDir, type TempDir } from '@warren/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -183,6 +184,15 @@ describe('agentNatsPermissions', () => {
     expect(key.publicKey).toMatch(/^U[A-Z2-7]{55}$/);
     expect(key.seed).toMatch(/^SU[A-Z2-7]{56}$/);
     expect(createAgentNkey().publicKey).not.toBe(key.publicKey);
+    // The reference implementation reads the seed back to the same public key, and a signature
+    // made with it verifies under that key: the native pair is a real NKey pair.
+    for (let i = 0; i < 50; i++) {
+      const pair = createAgentNkey();
+      const reference = fromSeed(new TextEncoder().encode(pair.seed));
+      expect(reference.getPublicKey()).toBe(pair.publicKey);
+      const nonce = new TextEncoder().encode(`nonce-${i}`);
+      expect(fromPublic(pair.publicKey).verify(nonce, reference.sign(nonce))).toBe(true);
+    }
     expect(agentNatsConfig(ns, 'a', ['nats://127.0.0.1:4222'], key.seed)).toEqual({
       servers: ['nats://127.0.0.1:4222'],
       nkeySeed: key.seed,

@@ -364,7 +364,16 @@ export class StateStore {
     return [...this.pendingBoard].map((id) => cache.get(id)!);
   }
 
+  /** Increases with every {@link putTask}: a reader that saw the same version saw the same rows. */
+  get taskVersion(): number {
+    return this.taskWrites;
+  }
+
+  private taskWrites = 0;
+
+  /** Writes `row` (insert or replace by id) and increases {@link taskVersion}. */
   putTask(row: TaskRow): void {
+    this.taskWrites += 1;
     this.stmts.upsertTask.run(row);
     this.cache().set(row.id, row);
     if (row.boardSync === 'pending') this.pendingBoard.add(row.id);

@@ -26,8 +26,10 @@
  */
 export { probeHost, assertIsolation, parseMountInfo } from './host.js';
 export type { HostCapabilities, CgroupCapabilities, CgroupVersion, IsolationMode, MountEntry } from './host.js';
-export { spawnSandbox, removeStaleCgroups, removeOrphanCgroups, classifyExit, describeExit, describeOutOfMemory, describeProcessLimit } from './sandbox.js';
-export type { Sandbox, SandboxExit, SandboxExitKind, SpawnSandboxOptions, StopReason, ExitFacts } from './sandbox.js';
+export { spawnSandbox, removeStaleCgroups, removeOrphanCgroups } from './sandbox.js';
+export type { Sandbox, SpawnSandboxOptions } from './sandbox.js';
+export { classifyExit, describeExit, describeOutOfMemory, describeProcessLimit } from './exit.js';
+export type { SandboxExit, SandboxExitKind, StopReason, ExitFacts } from './exit.js';
 export type { SandboxUsage } from './usage.js';
 export { validateSpec } from './spec.js';
 export type { SandboxSpec, SandboxLimits, BindMount } from './spec.js';

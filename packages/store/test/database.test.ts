@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { migrate, openDatabase, StoreError } from '@warren/store';
+import { commitWithoutSync, migrate, openDatabase, StoreError } from '@warren/store';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -47,6 +47,40 @@ describe('migrate', () => {
       migrate(db, 'broken', [{ version: 1, sql: 'CREATE TABLE t (x INTEGER) STRICT; SELECT nonsense FROM nowhere' }]),
     ).toThrow(StoreError);
     expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 't'").get()).toBeUndefined();
+    db.close();
+  });
+});
+
+describe('commitWithoutSync', () => {
+  it('commits with synchronous off, restores full sync, and the rows are there for another connection', () => {
+    const path = tempDb();
+    const db = openDatabase(path);
+    db.exec('CREATE TABLE t (x INTEGER) STRICT');
+    const seen: unknown[] = [];
+    const result = commitWithoutSync(db, () => {
+      seen.push(db.pragma('synchronous', { simple: true }));
+      db.transaction(() => db.prepare('INSERT INTO t VALUES (1)').run())();
+      return 'done';
+    });
+    expect(result).toBe('done');
+    expect(seen).toEqual([0]);
+    expect(db.pragma('synchronous', { simple: true })).toBe(2);
+    const reader = openDatabase(path, { readonly: true });
+    expect(reader.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: 1 });
+    reader.close();
+    db.close();
+  });
+
+  it('restores the level when the work throws, and inside a transaction leaves the level alone', () => {
+    const db = openDatabase(tempDb());
+    expect(() =>
+      commitWithoutSync(db, () => {
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(db.pragma('synchronous', { simple: true })).toBe(2);
+    const inside = db.transaction(() => commitWithoutSync(db, () => db.pragma('synchronous', { simple: true })))();
+    expect(inside).toBe(2);
     db.close();
   });
 });

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { agentSlots, recordAssigned } from '@warren/ecs';
 import { isReady, type Task } from '@warren/kanban';
-import { planAssignments, type Plan } from '@warren/scheduler';
+import { planAssignments, type AgentSlot, type Plan } from '@warren/scheduler';
 import type { AgentLifecycle } from './agents/lifecycle.js';
 import type { BoardMirror } from './board/mirror.js';
 import { SUPERVISOR, type SupervisorContext } from './context.js';
@@ -62,12 +62,18 @@ export class Planner {
   private held: ReadyTask[] = [];
   private readonly heldReasons = new Map<string, string>();
 
+  /** The last plan that changed nothing, with what it was made from (see {@link memoHit}). */
+  private memo: PlanMemo | undefined;
+
   /** Board tasks that may run now: in the ready column, dependencies done, not in flight, not backing off. */
   private readyTasks(nowMs: number): ReadyTask[] {
     const { board, taskById } = this.mirror;
     if (!board) return [];
     const { state } = this.ctx;
+    const { agingMs } = this.ctx.config;
     const ready: ReadyTask[] = [];
+    let validUntilMs = Infinity;
+    let timeless = true;
     for (const task of board.tasks) {
       if (!isReady(task, taskById, board.config)) continue;
       let row = state.task(task.id);
@@ -90,17 +96,41 @@ export class Planner {
         state.putTask(row);
       }
       if (row.state !== TaskState.ready || row.boardSync === 'pending') continue;
-      if (row.notBeforeMs !== null && row.notBeforeMs > nowMs) continue;
+      if (row.notBeforeMs !== null && row.notBeforeMs > nowMs) {
+        validUntilMs = Math.min(validUntilMs, row.notBeforeMs);
+        continue;
+      }
       const source = taskRepository(task, this.ctx.config.boardDir);
+      // A repository's fetch moves on with time and no row or file changing: no memo then.
+      if (source !== undefined) timeless = false;
       const hold = source === undefined ? undefined : this.repositories.holdReason(source, nowMs);
       if (hold !== undefined) {
         this.held.push({ task, row });
         this.heldReasons.set(task.id, hold);
         continue;
       }
+      // Ageing raises the task's priority at the next multiple of agingMs it has waited.
+      const since = row.readySinceMs ?? nowMs;
+      validUntilMs = Math.min(validUntilMs, since + (Math.floor(Math.max(0, nowMs - since) / agingMs) + 1) * agingMs);
       ready.push({ task, row });
     }
+    this.readyValidUntilMs = timeless ? validUntilMs : -Infinity;
     return ready;
+  }
+
+  /** Until when (ms since the epoch) the last ready scan stays true with nothing else changing; -Infinity when time alone may change it. */
+  private readyValidUntilMs = -Infinity;
+
+  /**
+   * Whether the last memoized plan is this tick's: nothing it was made from changed (the board's
+   * version, the task rows' version, the policy's revision, the agents' slots, the templates that
+   * may start agents) and no ready task aged a level or came out of its back-off since.
+   */
+  private memoHit(key: string, nowMs: number): PlanMemo | undefined {
+    const memo = this.memo;
+    if (!memo || memo.key !== key || nowMs >= memo.validUntilMs) return undefined;
+    if (memo.boardVersion !== this.mirror.version || memo.taskVersion !== this.ctx.state.taskVersion || memo.policyRevision !== this.ctx.policy.revision) return undefined;
+    return memo;
   }
 
   /**
@@ -126,13 +156,6 @@ export class Planner {
   plan(nowMs: number): Plan {
     const { ctx, mirror, agents } = this;
     const board = mirror.board;
-    this.held = [];
-    this.heldReasons.clear();
-    const ready = this.readyTasks(nowMs);
-    this.readyWaiting = ready.length;
-    let inProgress = 0;
-    if (board) for (const t of board.tasks) if (t.status === board.config.roles.in_progress) inProgress += 1;
-    const wipColumn = board?.config.columns.find((c) => c.id === board.config.roles.in_progress);
     const instances = agents.instanceCounts();
     // An autodelete agent runs one task in its fresh sandbox, then is deleted: agentSlots says
     // it accepts no more once it took one.
@@ -149,6 +172,21 @@ export class Planner {
         maxInstances: t.maxInstances,
         wipLimitPerInstance: t.wipPerInstance,
       }));
+    const starting = agents.startingCounts();
+    const key = inputKey(slots, templates, starting, ctx.templates.keys(), (name) => this.runtimes.unhealthy(name));
+    const known = this.memoHit(key, nowMs);
+    if (known) {
+      this.readyWaiting = known.readyWaiting;
+      this.planWasPartial = false;
+      return { ...known.plan, plannedAtMs: nowMs };
+    }
+    this.held = [];
+    this.heldReasons.clear();
+    const ready = this.readyTasks(nowMs);
+    this.readyWaiting = ready.length;
+    let inProgress = 0;
+    if (board) for (const t of board.tasks) if (t.status === board.config.roles.in_progress) inProgress += 1;
+    const wipColumn = board?.config.columns.find((c) => c.id === board.config.roles.in_progress);
     const columnWip = { limit: wipColumn?.wip ?? null, current: inProgress };
     const toReadyTask = ({ task, row }: ReadyTask) => this.plannerTask(task, row, nowMs);
     const input = {
@@ -171,7 +209,6 @@ export class Planner {
     // Agents still starting count as instances for the planner but offer no slots yet, so the
     // first spawns it asks of a template are the tasks those agents will take once ready: only
     // the spawns beyond them start new agents, side by side.
-    const starting = agents.startingCounts();
     const spawns = plan.spawns.filter((s) => {
       const waiting = starting.get(s.template) ?? 0;
       if (waiting === 0) return true;
@@ -183,6 +220,12 @@ export class Planner {
       this.queueRecordedMs = nowMs;
       this.recordQueue(plan, ready, nowMs);
     }
+    // A full plan that hands out nothing, with the queue just recorded, is what every later tick
+    // would make again until one of its inputs changes: kept, the idle tick skips the scan.
+    this.memo =
+      queueDue && result.assignments.length === 0 && result.spawns.length === 0 && this.readyValidUntilMs > nowMs
+        ? { key, plan: result, readyWaiting: ready.length, validUntilMs: this.readyValidUntilMs, boardVersion: mirror.version, taskVersion: ctx.state.taskVersion, policyRevision: ctx.policy.revision }
+        : undefined;
     return result;
   }
 
@@ -261,6 +304,44 @@ export class Planner {
     });
     if (recordAssigned(ctx.world, agentName, nowMs) === 1) this.onFirstTask(agentName, agent.account.home);
   }
+}
+
+/** A plan kept with what it was made from (see `Planner.memoHit`). */
+interface PlanMemo {
+  /** The agents' slots and the startable templates, as {@link inputKey} writes them. */
+  readonly key: string;
+  readonly plan: Plan;
+  readonly readyWaiting: number;
+  /** When a ready task ages a level or leaves its back-off, ms since the epoch. */
+  readonly validUntilMs: number;
+  readonly boardVersion: number;
+  readonly taskVersion: number;
+  readonly policyRevision: number;
+}
+
+/**
+ * The planning inputs that are neither the board nor the task rows, as one string: each agent's
+ * slot (name, template, capabilities, load, WIP limit, whether it accepts), each template that
+ * may start agents (name, capabilities, instances, limits, agents still starting), and why each
+ * template's runtime cannot run. O(agents + templates).
+ */
+function inputKey(
+  slots: readonly AgentSlot[],
+  templates: readonly { name: string; capabilities: readonly string[]; instances: number; maxInstances: number; wipLimitPerInstance: number }[],
+  starting: ReadonlyMap<string, number>,
+  allTemplates: Iterable<string>,
+  unhealthy: (template: string) => string | undefined,
+): string {
+  let key = '';
+  for (const s of slots) key += `${s.name}\u0000${s.template}\u0000${s.capabilities.join(',')}\u0000${s.load}\u0000${s.wipLimit}\u0000${s.accepting ? 1 : 0}\u0001`;
+  key += '\u0002';
+  for (const t of templates) {
+    key += `${t.name}\u0000${t.capabilities.join(',')}\u0000${t.instances}\u0000${t.maxInstances}\u0000${t.wipLimitPerInstance}\u0000${starting.get(t.name) ?? 0}\u0001`;
+  }
+  // Why a template cannot run is the queue reason of the tasks only it could take.
+  key += '\u0002';
+  for (const name of allTemplates) key += `${name}\u0000${unhealthy(name) ?? ''}\u0001`;
+  return key;
 }
 
 /**

@@ -33,6 +33,8 @@ export class BoardMirror {
   board: BoardSnapshot | undefined;
   /** Whether files changed since the last refresh (the tick refreshes first when set). */
   dirty = true;
+  /** Increases with every change of `board` or of a task in it (a new snapshot, Warren's own writes). */
+  version = 0;
   /** Whether the board changed since parents were last checked for completion. */
   parentsDirty = true;
   /** The board's tasks by id (rebuilt with each snapshot). */
@@ -213,6 +215,7 @@ export class BoardMirror {
         this.taskById.set(parentId, updated);
         const index = board.tasks.indexOf(parent);
         if (index !== -1) board.tasks[index] = updated;
+        this.version += 1;
         this.ctx.emit({ actor: SUPERVISOR, action: 'task.parent_done', object: `task:${parentId}`, details: { subtasks: subtaskIds } });
       } catch (error) {
         if (error instanceof TaskConflictError) {
@@ -274,6 +277,7 @@ export class BoardMirror {
 
   private setBoard(snapshot: BoardSnapshot): void {
     this.board = snapshot;
+    this.version += 1;
     this.parentsDirty = true;
     this.taskById = new Map(snapshot.tasks.map((t) => [t.id, t]));
     this.taskIndex = new Map(snapshot.tasks.map((t, i) => [t.id, i]));
@@ -286,6 +290,7 @@ export class BoardMirror {
   replaceTask(base: Task, updated: Task): void {
     if (this.taskById.get(base.id)?.hash !== base.hash) return;
     this.taskById.set(base.id, updated);
+    this.version += 1;
     const index = this.taskIndex.get(base.id);
     if (this.board && index !== undefined && this.board.tasks[index]?.id === base.id) this.board.tasks[index] = updated;
   }

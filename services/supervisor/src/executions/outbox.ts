@@ -7,6 +7,7 @@ import type { AssignmentRow } from '@warren/registry';
 import { taskRepository } from '../planning.js';
 import type { Repositories } from '../repositories.js';
 import type { AgentTemplate } from '../templates.js';
+import { commitWithoutSync } from '@warren/store';
 
 /** How long an execution may wait for its agent's ack, or its result, before it is chased, in ms. */
 export const CHASE_AFTER_MS = 5_000;
@@ -70,13 +71,17 @@ export class Outbox {
         return false;
       }
     });
-    ctx.transaction(() => {
-      pending.forEach(({ a }, i) => {
-        if (!published[i]) return;
-        this.sentAt.set(`${a.taskId}:${a.attempt}`, nowMs);
-        if (a.state === 'pending') ctx.state.markPublished(a.taskId, a.attempt);
-      });
-    });
+    // Marking them published is a hint (a lost mark publishes the assignment again, under the
+    // same message id): the commit does not wait for an fsync; the next durable one covers it.
+    commitWithoutSync(ctx.db, () =>
+      ctx.transaction(() => {
+        pending.forEach(({ a }, i) => {
+          if (!published[i]) return;
+          this.sentAt.set(`${a.taskId}:${a.attempt}`, nowMs);
+          if (a.state === 'pending') ctx.state.markPublished(a.taskId, a.attempt);
+        });
+      }),
+    );
     if (published.some(Boolean)) ctx.crashAt(CrashPoint.assignPublished);
   }
 
