@@ -516,6 +516,7 @@ export async function createHttpApp(ports: HttpPorts, options: HttpAppOptions = 
   api.get('/api/v1/schedules', { schema: { summary: "The board's schedules: last and next fire times, the last task written", response: responses({ 200: S.SchedulesBody }) } }, () =>
     ports.schedules?.() ?? { file: '', schedules: [], problems: [] },
   );
+  api.get('/api/v1/nodes', { schema: { summary: 'The nodes agents may run on: labels, capacity, state, instances', response: responses({ 200: S.NodesBody }) } }, () => ports.nodes?.() ?? { nodes: [] });
   api.get('/api/v1/analytics', { schema: { summary: 'Throughput, latency, rates, utilisation, incidents', querystring: S.AnalyticsQuery, response: responses({ 200: S.AnalyticsBody }) } }, (request) => {
     const q = request.query;
     return ports.analytics({ ...(q.since !== undefined ? { sinceMs: q.since } : {}), ...(q.bucketMs !== undefined ? { bucketMs: q.bucketMs } : {}) });

@@ -36,6 +36,7 @@ export type {
   HttpPorts,
   LogChunk,
   MessagesView,
+  NodesView,
   SchedulesView,
   TaskDraft,
   TaskUsageView,

@@ -117,6 +117,24 @@ export interface SchedulesView {
   readonly problems: readonly { readonly message: string }[];
 }
 
+/** What {@link HttpPorts.nodes} returns: every node the supervisor heard of (the embedded node included), by name. */
+export interface NodesView {
+  readonly nodes: readonly {
+    readonly name: string;
+    readonly labels: Readonly<Record<string, string>>;
+    /** CPUs, memory for agents (bytes) and agents at most. */
+    readonly capacity: { readonly cpus: number; readonly memoryBytes: number; readonly maxAgents: number };
+    /** `ready`, or `lost` (no heartbeat within its deadline). */
+    readonly state: string;
+    /** Its last heartbeat, ms since the epoch. */
+    readonly lastHeartbeatMs: number;
+    /** The instances its last heartbeat reported: agent, pid, whether its channel is connected, memory in bytes. */
+    readonly instances: readonly { readonly agent: string; readonly pid: number; readonly connected: boolean; readonly memoryBytes: number }[];
+    /** The agents the supervisor placed there whose instance has not exited. */
+    readonly agents: readonly string[];
+  }[];
+}
+
 /** One card of the board, joined with Warren's task state. */
 export interface Card {
   readonly id: string;
@@ -289,6 +307,8 @@ export interface HttpPorts {
    * schedule file's problems. Absent: the route answers an empty list.
    */
   schedules?(): SchedulesView;
+  /** The nodes agents may run on (`GET /api/v1/nodes`), see {@link NodesView}. Absent: the route answers an empty list. */
+  nodes?(): NodesView;
   /** Analytics since `sinceMs` (default all) with series in buckets of `bucketMs` (default chosen by the supervisor). */
   analytics(filter: { readonly sinceMs?: number; readonly bucketMs?: number }): AnalyticsView;
   /** Verifies the audit trail's hash chain and signed checkpoints. */

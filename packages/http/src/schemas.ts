@@ -274,6 +274,20 @@ export const SchedulesBody = z.looseObject({
   problems: z.array(z.looseObject({ message: z.string() })).describe('schedules left out, with line and field'),
 });
 
+export const NodesBody = z.looseObject({
+  nodes: z.array(
+    z.looseObject({
+      name: z.string(),
+      labels: z.record(z.string(), z.string()),
+      capacity: z.looseObject({ cpus: z.number(), memoryBytes: z.number(), maxAgents: z.number() }),
+      state: z.string().describe('ready, or lost: no heartbeat within its deadline'),
+      lastHeartbeatMs: z.number(),
+      instances: z.array(z.looseObject({ agent: z.string(), pid: z.number(), connected: z.boolean(), memoryBytes: z.number() })),
+      agents: z.array(z.string()).describe('agents placed there whose instance has not exited'),
+    }),
+  ),
+});
+
 export const MessagesBody = z.looseObject({
   messages: z
     .array(

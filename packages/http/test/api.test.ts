@@ -68,6 +68,16 @@ describe('read routes', () => {
     expect((await app.inject({ url: '/api/v1/schedules', headers: viewer })).json()).toEqual(view);
   });
 
+  test('nodes come from the port, an empty list without one', async () => {
+    const { app, ports, viewer } = await testApp();
+    expect((await app.inject({ url: '/api/v1/nodes', headers: viewer })).json()).toEqual({ nodes: [] });
+    const view = {
+      nodes: [{ name: 'n1', labels: { zone: 'b' }, capacity: { cpus: 2, memoryBytes: 1024, maxAgents: 4 }, state: 'lost', lastHeartbeatMs: 5, instances: [{ agent: 'shell-1', pid: 7, connected: true, memoryBytes: 9 }], agents: ['shell-1'] }],
+    };
+    (ports as { nodes?: () => typeof view }).nodes = () => view;
+    expect((await app.inject({ url: '/api/v1/nodes', headers: viewer })).json()).toEqual(view);
+  });
+
   test('accounts, templates and the board come from the ports', async () => {
     const { app, ports, viewer } = await testApp();
     ports.agentItems = [agentItem('shell-1')];

@@ -32,6 +32,7 @@ const MATRIX: Record<string, 'public' | 'read' | 'action'> = {
   'GET /api/v1/audit/export': 'read',
   'GET /api/v1/messages': 'read',
   'GET /api/v1/schedules': 'read',
+  'GET /api/v1/nodes': 'read',
   'GET /api/v1/analytics': 'read',
   'GET /api/v1/usage': 'read',
   'GET /api/v1/commands/:id': 'read',

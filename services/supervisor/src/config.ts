@@ -1,9 +1,11 @@
+import { totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, parseDurationMs } from '@warren/core';
+import { ConfigError, parseBytes, parseDurationMs } from '@warren/core';
 import { parseListenAddress } from '@warren/http';
 import { CrashPoint } from './crash.js';
 import { DEFAULT_DISK_RESERVE, parseDiskReserve, type DiskReserveSpec } from './disk.js';
+import { LABEL_KEY, LABEL_VALUE } from './templates.js';
 
 /**
  * Options a person gives the supervisor (CLI flags and environment). Paths default to the
@@ -82,6 +84,16 @@ export const SupervisorOptions = z
     http: z.string().default('off'),
     /** The ed25519 key that signs audit checkpoints (default: `<stateDir>/audit-signing.key`). */
     auditKey: z.string().optional(),
+    /** The name of the supervisor's own host as a node (the embedded node), `[a-z][a-z0-9-]{0,62}`. */
+    nodeName: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be 1 to 63 of [a-z0-9-], starting with a letter').default('local'),
+    /** The embedded node's labels, `key=value` separated by commas (`zone=a,gpu=1`). */
+    nodeLabels: z.string().default(''),
+    /** Agents the embedded node runs at most (default: no limit). */
+    nodeMaxAgents: z.number().int().min(0).max(100_000).optional(),
+    /** Memory the embedded node gives its agents ('8GiB'; default: the host's total memory). */
+    nodeMemory: z.union([z.string(), z.number()]).optional(),
+    /** False: no agent runs on the supervisor's host, only on `warren node` hosts (`--no-local-node`). */
+    localNode: z.boolean().default(true),
     /** Test builds only: die with SIGKILL at this fault-injection point (see `CrashPoint`). */
     crashAt: z.enum(Object.values(CrashPoint) as [CrashPoint, ...CrashPoint[]]).optional(),
   })
@@ -148,6 +160,41 @@ export interface SupervisorConfig {
   readonly auditKeyPath: string;
   /** A fault-injection point to die at, for crash-recovery tests; never set in production. */
   readonly crashAt: CrashPoint | undefined;
+  /**
+   * The supervisor's own host as a node: its name, labels, agents at most and memory for agents
+   * (bytes); null with `--no-local-node` (agents run only on `warren node` hosts).
+   */
+  readonly localNode: LocalNodeConfig | null;
+}
+
+/** The embedded node's settings; see {@link SupervisorConfig.localNode}. */
+export interface LocalNodeConfig {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly maxAgents: number;
+  readonly memoryBytes: number;
+}
+
+/**
+ * Parses node labels given as `key=value` pairs separated by commas (`zone=b,gpu=1`; '' is none).
+ * Keys and values follow the template's `placement.labels` rules (Kubernetes label syntax).
+ * @throws {ConfigError} naming `where` and the pair at fault (no `=`, a bad key or value, a key twice).
+ */
+export function parseNodeLabels(text: string, where: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const item of text.split(',')) {
+    const pair = item.trim();
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ConfigError(where, `${JSON.stringify(pair)} is not key=value (such as zone=b)`);
+    const key = pair.slice(0, eq).trim();
+    const value = pair.slice(eq + 1).trim();
+    if (!LABEL_KEY.test(key)) throw new ConfigError(where, `label key ${JSON.stringify(key)} must be letters, digits, . _ - (at most 63), optionally after a DNS prefix and /`);
+    if (!LABEL_VALUE.test(value)) throw new ConfigError(where, `label value ${JSON.stringify(value)} of ${key} must be at most 63 letters, digits, . _ -, starting and ending with a letter or digit`);
+    if (Object.hasOwn(labels, key)) throw new ConfigError(where, `label ${key} is given twice`);
+    labels[key] = value;
+  }
+  return labels;
 }
 
 /** The kubernetes target (`warren up --kube-image … [--kube-namespace …] [--kube-context …] [--kube-runtime-class …]`). */
@@ -274,6 +321,14 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     http: parseHttpAddress(o.http, "option 'http'"),
     auditKeyPath: o.auditKey === undefined ? resolve(root, o.stateDir ?? 'var', 'audit-signing.key') : resolve(o.auditKey),
     crashAt: o.crashAt,
+    localNode: o.localNode
+      ? {
+          name: o.nodeName,
+          labels: parseNodeLabels(o.nodeLabels, "option 'node-labels'"),
+          maxAgents: o.nodeMaxAgents ?? Number.MAX_SAFE_INTEGER,
+          memoryBytes: o.nodeMemory === undefined ? totalmem() : parseBytes(o.nodeMemory, "option 'node-memory'"),
+        }
+      : null,
   };
   return Object.freeze(config);
 }

@@ -195,6 +195,14 @@ export type EventDetails = {
   'runtime.unhealthy': { readonly kind: string; readonly reason: string };
   'runtime.healthy': { readonly kind: string; readonly version: string | null };
   'template.failed': SpawnFailureDetails;
+  /** No node (or no Kubernetes target) can take an agent of the template now: its tasks wait with the reason. */
+  'template.unplaceable': { readonly target: string; readonly reason: string };
+  /** A `warren node` host (or the embedded node) heartbeats: first heard of, or back after it was lost (`returned`). */
+  'node.ready': { readonly labels: Readonly<Record<string, string>>; readonly capacity: { readonly cpus: number; readonly memoryBytes: number; readonly maxAgents: number }; readonly returned: boolean };
+  /** A node sent no heartbeat within its deadline: its agents' instances end `lost` and their executions are re-queued. */
+  'node.lost': { readonly lastHeartbeatMs: number; readonly instances: readonly string[] };
+  /** A node can take an agent of a template that could not be placed before. */
+  'template.placeable': { readonly target: string };
   'board.write': BoardWriteDetails;
   'board.refused': BoardWriteDetails;
   'board.error': { readonly message: string };
@@ -408,6 +416,10 @@ export const EVENT_CATALOGUE: { readonly [K in EventKind]: EventSpec<K> } = {
   'runtime.healthy': { description: "a template's runtime answers again (or for the first time)", level: 'info', message: 'runtime healthy' },
   'account.delete': { description: "an agent's account, home and broker consumers were deleted", level: 'info', message: 'account deleted' },
   'template.failed': { description: 'too many agents of a template could not start; the template is given up for this run', level: 'error', message: (e) => `template failed after ${e.details.failures} agents could not start`, fields: (e) => ({ template: taskOf(e), reason: e.details.reason }) },
+  'template.unplaceable': { description: "no node (or no Kubernetes target) can take an agent of the template now; its tasks wait with the reason", level: 'warn', message: 'template cannot be placed; its tasks wait', fields: (e) => ({ template: taskOf(e), reason: e.details.reason }) },
+  'template.placeable': { description: 'a node can take agents of a template that could not be placed before', level: 'info', message: 'template can be placed again' },
+  'node.ready': { description: 'a node heartbeats: first heard of, or back after it was lost', level: 'info', message: (e) => (e.details.returned ? 'node back' : 'node ready') },
+  'node.lost': { description: "a node sent no heartbeat within its deadline; its agents' instances end lost and their executions are re-queued", level: 'warn', message: 'node lost; its agents\' tasks are re-queued' },
   'board.write': { description: "Warren wrote a task's owned fields (status, assignee, result, ...) to its card", level: 'debug', message: 'board written' },
   'board.refused': { description: "the board's process refused a move Warren wanted to write", level: 'warn', message: 'board refused the move', fields: (e) => ({ taskId: taskOf(e), reason: e.details.message }) },
   'board.error': { description: "the board's config cannot be read; the last good board stays in use", level: 'error', message: 'cannot read the board config; keeping the last good board' },

@@ -4,12 +4,16 @@ import { openAccounts } from '@warren/accounts';
 import { openAudit } from '@warren/audit';
 import { WarrenError, type Logger } from '@warren/core';
 import { loadPolicy } from '@warren/policy';
-import { describeExit, describeOutOfMemory, describeProcessLimit, type AgentExit, type AgentProcess } from '@warren/runtime';
+import { connectBroker } from '@warren/broker';
+import { ChannelHub, readNodeJoin, RemoteNodeRuntime } from '@warren/node';
+import { describeExit, describeOutOfMemory, describeProcessLimit, type AgentExit, type AgentProcess, type AgentRuntime } from '@warren/runtime';
 import { openDatabase } from '@warren/store';
 import { createAuthorizer } from './authorize.js';
 import { agentSpecOf, createAgentRuntime } from './agent-runtime.js';
 import type { SupervisorConfig } from './config.js';
 import { loadTemplates } from './templates.js';
+import { NODE_JOIN_FILE } from './placement/join-file.js';
+import { AgentPlacements } from './placement/store.js';
 
 /** Options of {@link execInAgent}. */
 export interface ExecOptions {
@@ -44,9 +48,25 @@ export interface ExecOptions {
  * @throws {WarrenError} `WARREN_NO_AGENT` for an unknown agent, `WARREN_POLICY_DENIED` when refused.
  */
 export async function execInAgent(config: SupervisorConfig, options: ExecOptions): Promise<number> {
-  const runtime = createAgentRuntime(config, { logger: options.logger, hostEnv: options.hostEnv });
-  await runtime.probe();
   const db = openDatabase(join(config.stateDir, 'warren.db'));
+  let runtime: AgentRuntime;
+  try {
+    // Where the agent was last placed: a `warren node` host is driven over NATS, this host directly.
+    const placed = new AgentPlacements(db).get(options.agent);
+    if (placed?.target === 'kubernetes') throw new WarrenError('WARREN_USAGE', `${options.agent} runs as a Kubernetes pod: exec into it with kubectl exec`);
+    if (placed?.node && placed.node !== config.localNode?.name) {
+      runtime = await remoteNodeRuntime(config, placed.node, options.logger);
+    } else {
+      runtime = createAgentRuntime(config, { logger: options.logger, hostEnv: options.hostEnv });
+      await runtime.probe().catch(async (error: unknown) => {
+        await runtime.close();
+        throw error;
+      });
+    }
+  } catch (error) {
+    db.close();
+    throw error;
+  }
   try {
     const accounts = openAccounts(db, { homeRoot: config.homeRoot, uidMin: config.uidMin, uidMax: config.uidMax });
     const audit = openAudit(db);
@@ -86,6 +106,41 @@ export async function execInAgent(config: SupervisorConfig, options: ExecOptions
     db.close();
     await runtime.close();
   }
+}
+
+/**
+ * The runtime of `warren node` host `node` for one exec: a broker connection with the join file
+ * of `config`'s supervisor (`<stateDir>/node-join.json`) and a `RemoteNodeRuntime`; its `close()`
+ * closes the runtime, its channel hub and the connection.
+ * @throws {ConfigError} when the join file cannot be read; what connecting throws.
+ */
+async function remoteNodeRuntime(config: SupervisorConfig, node: string, logger: Logger): Promise<AgentRuntime> {
+  const joined = await readNodeJoin(join(config.stateDir, NODE_JOIN_FILE));
+  const broker = await connectBroker({
+    servers: joined.servers,
+    name: `warren-exec-${node}`,
+    ...(joined.user !== null && joined.password !== null ? { credentials: { kind: 'user-password' as const, user: joined.user, password: joined.password } } : {}),
+    ...(joined.instance !== null ? { instance: joined.instance } : {}),
+    signingKey: Buffer.from(joined.signingKey, 'hex'),
+    logger,
+  });
+  const hub = new ChannelHub({ nc: broker.nc, ns: broker.namespace, logger });
+  const remote = new RemoteNodeRuntime({ nc: broker.nc, ns: broker.namespace, node, hub, logger });
+  const close = async (): Promise<void> => {
+    await remote.close();
+    hub.close();
+    await broker.close();
+  };
+  return {
+    probe: (isolation) => remote.probe(isolation),
+    reclaim: () => remote.reclaim(),
+    start: (spec, events) => remote.start(spec, events),
+    exec: (agent, argv, output) => remote.exec(agent, argv, output),
+    detachStorage: (agent) => remote.detachStorage(agent),
+    releaseStorage: (agent) => remote.releaseStorage(agent),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }
 
 /** The signals that interrupt an exec. */

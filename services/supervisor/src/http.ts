@@ -17,6 +17,7 @@ import type { SupervisorParts } from './parts.js';
 import { managerPorts } from './operator/managers.js';
 import { accountItems, agentItems, boardItem, createBoardTask, moveBoardTask, taskExtras, templateItems } from './operator/views.js';
 import { scheduleList } from './schedules/listing.js';
+import { PlacementRouter } from './placement/router.js';
 import { WARREN_VERSION } from './version.js';
 
 /** Options of {@link serveApi}. */
@@ -73,6 +74,7 @@ export function httpPorts(ctx: SupervisorContext, parts: SupervisorParts, tokens
     createTask: (draft, principal) => createBoardTask(ctx, parts.mirror, draft, principal),
     agentLog: (name, range) => (ctx.registry.agents().some((a) => a.name === name) ? readLogRange(join(logsDir, `${name}.log`), range) : undefined),
     messages: (filter) => ctx.registry.messages(filter),
+    nodes: () => ({ nodes: ctx.runtime instanceof PlacementRouter ? ctx.runtime.nodeViews() : [] }),
     schedules: () => scheduleList(ctx.config.boardDir, (scheduleLedger ??= new ScheduleLedger(ctx.db)), Date.now()),
     analytics: (filter) =>
       ctx.registry.analyticsReport({ ...filter, nowMs: Date.now(), capabilitiesOf: (taskId) => parts.mirror.taskById.get(taskId)?.capabilities ?? [] }),

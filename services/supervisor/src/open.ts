@@ -10,6 +10,7 @@ import { createMetrics, registrySources } from '@warren/metrics';
 import { createTracing } from '@warren/telemetry';
 import { openDatabase } from '@warren/store';
 import { createAgentRuntime } from './agent-runtime.js';
+import { createPlacementRouter, emitQuietly, NodeFleet, nodeJoinOf, writeNodeJoinFile } from './placement/index.js';
 import { openBroker, rejectionEntry } from './broker-access.js';
 import type { SupervisorConfig } from './config.js';
 import { SUPERVISOR, type RunMode, type SupervisorContext } from './context.js';
@@ -135,6 +136,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     if (nats) cleanup.unshift(() => nats.close());
     cleanup.unshift(() => broker.close());
     await broker.ensureStreams({ replicas: config.natsReplicas });
+    await writeNodeJoinFile(config.stateDir, await nodeJoinOf(config, broker.namespace, nats?.url));
     const usage = new UsageLedger(db);
     migrateMessages(db);
     const llm = new LlmChannel({
@@ -153,6 +155,9 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     const messaging: { port?: MessagingPort } = {};
     const bus = new BusChannel({ port: () => messaging.port, logger: log.child({ component: 'bus' }) });
     cleanup.unshift(() => bus.close());
+    const agentRuntime = createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker, channelServices: [llm, bus] });
+    const fleet = await NodeFleet.open({ broker, log, localNode: config.localNode, hostRuntime: agentRuntime, emit: (event) => emitQuietly(events, log, event) });
+    cleanup.unshift(() => fleet.close());
     const ctx: SupervisorContext = {
       config,
       mode: options.mode,
@@ -173,7 +178,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
       broker,
       nats,
-      runtime: createAgentRuntime(config, { logger: log, hostEnv: options.env ?? {}, broker, channelServices: [llm, bus] }),
+      runtime: createPlacementRouter(config, log, db, templates, agentRuntime, { fleet }),
       llm,
       bus,
       messaging,

@@ -48,6 +48,13 @@ const budgetLimits = z
   .strict();
 const capability = z.string().regex(/^[a-z0-9][a-z0-9:._-]*$/, 'must be lowercase letters, digits and : . _ -');
 
+/** A node label's key: a Kubernetes-style label name (`zone`, `gpu`, `example.com/disk`). */
+export const LABEL_KEY = /^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
+const LABEL_KEY_RULE = 'must be a label name: letters, digits, . _ - (at most 63), optionally after a DNS prefix and /';
+/** A node label's value: empty, or up to 63 letters, digits, `.`, `_`, `-`, starting and ending with a letter or digit (as Kubernetes label values). */
+export const LABEL_VALUE = /^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$/;
+const LABEL_VALUE_RULE = 'must be a label value: at most 63 letters, digits, . _ -, starting and ending with a letter or digit';
+
 /** The schema of a template file, as written (user units: '512MiB', '10m'). Unknown keys are errors. */
 export const TemplateFile = z
   .object({
@@ -208,6 +215,15 @@ export const TemplateFile = z
           .strict(),
       )
       .default([]),
+    /** Where its agents run: on the supervisor's host and `warren node` hosts (`nodes`, the default), or as Kubernetes pods. */
+    placement: z
+      .object({
+        target: z.enum(['nodes', 'kubernetes']).default('nodes'),
+        /** Labels a node must carry, each with this exact value (nodes only). */
+        labels: z.record(z.string().regex(LABEL_KEY, LABEL_KEY_RULE), z.string().regex(LABEL_VALUE, LABEL_VALUE_RULE)).default({}),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 export type TemplateFile = z.infer<typeof TemplateFile>;
@@ -368,8 +384,19 @@ export interface AgentTemplate {
   readonly environment: readonly string[];
   /** Read-only binds: `source` relative to the repository root, `target` under /repo. */
   readonly mounts: readonly { readonly source: string; readonly target: string }[];
+  /**
+   * Where its agents run: `nodes` (the supervisor's own host and `warren node` hosts; a node must
+   * carry every one of `labels` with the exact value) or `kubernetes` (pods; `labels` is empty).
+   */
+  readonly placement: TemplatePlacement;
   /** The file it came from. */
   readonly path: string;
+}
+
+/** Where a template's agents run; see {@link AgentTemplate.placement}. */
+export interface TemplatePlacement {
+  readonly target: 'nodes' | 'kubernetes';
+  readonly labels: Readonly<Record<string, string>>;
 }
 
 /**
@@ -439,6 +466,9 @@ export function parseTemplate(text: string, path: string, baseDir: string = dirn
       'runtime.command.0',
       `'${t.runtime.command[0]}' must be an absolute path inside the sandbox (the templates' programs are at ${AGENTS_BIN_IN_SANDBOX})`,
     );
+  }
+  if (t.placement.target === 'kubernetes' && Object.keys(t.placement.labels).length > 0) {
+    throw new TemplateError(path, lineOf(source, ['placement', 'labels']), 'placement.labels', "applies only to 'target: nodes' (pods are placed by Kubernetes)");
   }
   const role: TemplateRole = t.role ?? 'worker';
   const quotas = role === 'manager' ? { maxWorkers: t.manager?.maxWorkers ?? 2, maxSubtasks: t.manager?.maxSubtasks ?? 10, templates: t.manager?.templates ?? [] } : null;
@@ -513,6 +543,7 @@ export function parseTemplate(text: string, path: string, baseDir: string = dirn
     sleepAfterIdleMs: unit('sleepAfterIdle', t.sleepAfterIdle, parseDurationMs),
     environment: t.environment,
     mounts: t.mounts,
+    placement: { target: t.placement.target, labels: t.placement.labels },
     path,
   };
 }

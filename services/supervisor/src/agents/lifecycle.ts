@@ -30,6 +30,7 @@ import {
 import type { AgentExit, AgentInstance } from '@warren/runtime';
 import { lastLogLines } from '../agent-log.js';
 import { prepareAgent } from './prepare.js';
+import { PlacementRouter, type RoutedStartSpec } from '../placement/index.js';
 import { agentStartSpecOf } from '../agent-runtime.js';
 import { assignmentRefusal, rejectionEntry } from '../broker-access.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
@@ -159,6 +160,8 @@ export class AgentLifecycle {
     if (!template || this.shuttingDown) return;
     const agentName = name ?? this.pickAgentName(template);
     if (this.has(agentName)) return; // already started or being spawned
+    // A template no node can take now starts nothing: its tasks wait, with the reason, until one can.
+    if (!this.placeable(template, agentName)) return;
     addSpawningAgent(this.ctx.world, { name: agentName, template: template.name, nowMs });
     const spawning: Promise<void> = this.spawn(template, agentName, nowMs)
       .catch((error: unknown) => {
@@ -191,6 +194,32 @@ export class AgentLifecycle {
       object: `template:${templateName}`,
       details: { agent, failures: decision.backoff.failures, reason, ...(decision.givenUp ? {} : { retryInMs: decision.delayMs }) },
     });
+  }
+
+  /** Why each template's agents cannot be placed now, by template (see {@link placeable}). */
+  readonly unplaceable = new Map<string, string>();
+
+  /**
+   * Whether an agent of `template` can be placed now (always, unless the runtime is the placement
+   * router and it finds no node). A change is recorded once: `template.unplaceable` with the
+   * reason, `template.placeable` when a node can take it again.
+   */
+  private placeable(template: AgentTemplate, agent: string): boolean {
+    const router = this.ctx.runtime instanceof PlacementRouter ? this.ctx.runtime : undefined;
+    const reason = router?.refusal(template, agent);
+    const before = this.unplaceable.get(template.name);
+    if (reason === undefined) {
+      if (before !== undefined) {
+        this.unplaceable.delete(template.name);
+        this.ctx.emit({ actor: SUPERVISOR, action: 'template.placeable', object: `template:${template.name}`, details: { target: template.placement.target } });
+      }
+      return true;
+    }
+    if (before !== reason) {
+      this.unplaceable.set(template.name, reason);
+      this.ctx.emit({ actor: SUPERVISOR, action: 'template.unplaceable', object: `template:${template.name}`, details: { target: template.placement.target, reason } });
+    }
+    return false;
   }
 
   /** A sleeping or stopped account of the template if there is one (woken), else the next free name. */
@@ -235,7 +264,8 @@ export class AgentLifecycle {
     try {
       const prepared = prepareAgent(ctx, account, template);
       const spec = agentStartSpecOf(account, template, config);
-      instance = await ctx.runtime.start({ ...spec, env: { ...spec.env, ...prepared.env }, prepareHome: prepared.prepareHome }, {
+      const routed: RoutedStartSpec = { ...spec, env: { ...spec.env, ...prepared.env }, prepareHome: prepared.prepareHome, homeFiles: prepared.homeFiles };
+      instance = await ctx.runtime.start(routed, {
         hello: (agent) => this.queue({ kind: 'hello', agent }),
         taskAcked: (agent, taskId, attempt) => this.queue({ kind: 'acked', agent, taskId, attempt }),
         alive: (agent) => recordHeartbeat(ctx.world, agent, Date.now()),

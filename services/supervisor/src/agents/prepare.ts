@@ -1,8 +1,11 @@
+import { readFile } from 'node:fs/promises';
+import { posix } from 'node:path';
 import type { Account } from '@warren/accounts';
-import { deliverSecretFiles, secretEnv } from '@warren/secrets';
+import { agentNatsConfig, createAgentNkey } from '@warren/broker';
+import { deliverSecretFiles, SECRET_FILE_MODE, SECRETS_DIR, secretEnv } from '@warren/secrets';
 import { seedHome } from '@warren/workspace';
 import type { SupervisorContext } from '../context.js';
-import { AgentNatsUsers } from '../messaging/nats-users.js';
+import { AGENT_NATS_FILE, AgentNatsUsers, migrateAgentNatsKeys } from '../messaging/nats-users.js';
 import type { AgentTemplate } from '../templates.js';
 
 /** What an agent's start adds to its start spec: variables, and the work done once its home is attached. */
@@ -11,7 +14,34 @@ export interface AgentPreparation {
   readonly env: Readonly<Record<string, string>>;
   /** Seeds the home with the template's files where absent, and delivers the agent's secrets as files only its uid reads (`~/.warren/secrets/NAME`). */
   readonly prepareHome: () => Promise<void>;
+  /**
+   * The same files as {@link prepareHome} writes, as data for a home on another host (a `warren
+   * node`, a pod): seed files (mode 0600), secret files (`.warren/secrets/NAME`, mode 0400) and,
+   * when the supervisor runs its NATS server, a fresh `.warren/nats.json` (mode 0400; its key
+   * replaces the agent's previous one). The receiving host writes them as the agent, keeping a
+   * seed file the agent changed.
+   * @throws what reading a seed file's source throws (`ENOENT`, naming the path), or what issuing
+   *   the NATS key throws.
+   */
+  readonly homeFiles: () => Promise<HomeFile[]>;
 }
+
+/**
+ * One file for an agent's home on another host: `path` relative to the home, its bytes in base64,
+ * its mode (0..0o777), and whether it replaces a file already there (`overwrite`: credentials and
+ * secrets; without it, a seed file the agent changed is kept). The `HomeFile` of `@warren/node`.
+ */
+export interface HomeFile {
+  readonly path: string;
+  readonly contentBase64: string;
+  readonly mode: number;
+  readonly overwrite?: boolean;
+}
+
+/** Mode of a seed file written into a home (as `seedHome` of `@warren/workspace` writes it by default). */
+const SEED_FILE_MODE = 0o600;
+/** Mode of `.warren/nats.json` (as the local path writes it). */
+const NATS_FILE_MODE = 0o400;
 
 /**
  * Resolves the secrets of `account` (its own over its template's; gateway-only ones never reach
@@ -37,5 +67,41 @@ export function prepareAgent(ctx: SupervisorContext, account: Account, template:
         ?.issue(account.name, account.home, account.uid, account.gid)
         .catch((error: unknown) => ctx.log.error({ err: error, agent: account.name }, 'cannot give the agent its NATS credentials; it can still message through its bus socket'));
     },
+    homeFiles: async () => {
+      const files: HomeFile[] = [];
+      for (const seed of template.homeSeed) {
+        const bytes = seed.sourcePath !== undefined ? await readFile(seed.sourcePath) : Buffer.from(seed.content ?? '', 'utf8');
+        files.push({ path: seed.path, contentBase64: bytes.toString('base64'), mode: SEED_FILE_MODE });
+      }
+      for (const secret of resolved.agent) {
+        files.push({ path: posix.join(SECRETS_DIR, secret.name), contentBase64: Buffer.from(secret.value, 'utf8').toString('base64'), mode: SECRET_FILE_MODE, overwrite: true });
+      }
+      const nats = await natsFileFor(ctx, account.name).catch((error: unknown) => {
+        ctx.log.error({ err: error, agent: account.name }, 'cannot give the agent its NATS credentials; it can still message through its bus socket');
+        return undefined;
+      });
+      if (nats !== undefined) files.push(nats);
+      return files;
+    },
   };
+}
+
+/**
+ * A fresh `.warren/nats.json` for agent `name` as a home file: a new NKey pair whose public key
+ * replaces the agent's in `agent_nats_keys` and in the server's users (as `AgentNatsUsers.issue`
+ * does for a local home). Undefined when the NATS server is external (no per-agent users).
+ */
+async function natsFileFor(ctx: SupervisorContext, name: string): Promise<HomeFile | undefined> {
+  const users = AgentNatsUsers.of(ctx);
+  if (users === undefined || ctx.nats === undefined) return undefined;
+  migrateAgentNatsKeys(ctx.db);
+  const key = createAgentNkey();
+  const config = agentNatsConfig(ctx.broker.namespace, name, [ctx.nats.url], key.seed);
+  ctx.db
+    .prepare('INSERT INTO agent_nats_keys (agent, public_key, issued_ms) VALUES (?, ?, ?) ON CONFLICT (agent) DO UPDATE SET public_key = excluded.public_key, issued_ms = excluded.issued_ms')
+    .run(name, key.publicKey, Date.now());
+  await users.sync();
+  // Agents may not make consumers: the supervisor makes the agent's inbox consumer for it.
+  for (const delivery of await ctx.broker.fetchMessages(name, { max: 1, expiresMs: 0 })) delivery.nak();
+  return { path: AGENT_NATS_FILE, contentBase64: Buffer.from(`${JSON.stringify(config)}\n`, 'utf8').toString('base64'), mode: NATS_FILE_MODE, overwrite: true };
 }

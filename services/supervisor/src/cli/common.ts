@@ -80,6 +80,11 @@ export function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: N
     ...(flags.maxAttempts !== undefined ? { maxAttempts: Number(flags.maxAttempts) } : {}),
     ...(flags.http ?? env.WARREN_HTTP ? { http: flags.http ?? env.WARREN_HTTP } : {}),
     ...(flags.auditKey ? { auditKey: flags.auditKey } : {}),
+    ...(flags.nodeName ? { nodeName: flags.nodeName } : {}),
+    ...(flags.nodeLabels ? { nodeLabels: flags.nodeLabels } : {}),
+    ...(flags.nodeMaxAgents !== undefined ? { nodeMaxAgents: Number(flags.nodeMaxAgents) } : {}),
+    ...(flags.nodeMemory !== undefined ? { nodeMemory: flags.nodeMemory } : {}),
+    ...(flags.localNode === false ? { localNode: false } : {}),
     ...(env.WARREN_FAULT_INJECTION === '1' && env.WARREN_CRASH_AT ? { crashAt: env.WARREN_CRASH_AT as SupervisorOptions['crashAt'] } : {}),
     ...(flags.logLevel ?? env.WARREN_LOG_LEVEL ? { logLevel: (flags.logLevel ?? env.WARREN_LOG_LEVEL) as SupervisorOptions['logLevel'] } : {}),
   };

@@ -11,6 +11,7 @@ import { connectBroker } from '@warren/broker';
 import { ConfigError, parseBytes, parseDurationMs, processExists, WarrenError, type Logger } from '@warren/core';
 import { NODE_NAME_PATTERN, NodeDaemon, readNodeJoin } from '@warren/node';
 import { AGENT_CLIS_IN_SANDBOX, createBubblewrapRuntime } from '@warren/runtime';
+import { registerNodeList } from './node-list.js';
 
 /** The agent runner package directory (holding dist/main.js), bound into every sandbox. */
 const agentRunnerDir = dirname(dirname(fileURLToPath(import.meta.resolve('@warren/agent-runner'))));
@@ -164,6 +165,7 @@ async function startNode(flags: NodeStartFlags): Promise<number> {
 /** Adds `warren node start`: a node daemon running agents for a supervisor on another host. */
 export function registerNodeCommands(program: Command): void {
   const node = program.command('node').description('run agents on this host for a Warren supervisor elsewhere');
+  registerNodeList(node);
   node
     .command('start')
     .description('join the Warren named in a join file and run its agents here until SIGINT or SIGTERM')

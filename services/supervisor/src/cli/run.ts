@@ -120,6 +120,11 @@ function addSuperviseOptions(command: Command): Command {
     .option('--http <host:port>', "serve the HTTP API and dashboard here, or 'off' (env WARREN_HTTP; default: 127.0.0.1:7070 for up, off for run --until-idle)")
     .option('--audit-key <file>', 'the ed25519 key that signs audit checkpoints (default: <state-dir>/audit-signing.key)')
     .option('--disk-reserve <size>', "free space kept on the state dir's filesystem; below it no new work starts ('256MiB', '5%', or both: the smaller)", '256MiB,5%')
+    .option('--node-name <name>', "this host's name as a node, where agents may be placed", 'local')
+    .option('--node-labels <key=value,...>', "this host's node labels, matched by templates' placement.labels (such as zone=a,gpu=1)")
+    .option('--node-max-agents <n>', 'agents this host runs at most (default: no limit)')
+    .option('--node-memory <size>', "memory this host gives its agents, summed over their resources.memory (default: the host's total)")
+    .option('--no-local-node', 'run no agent on this host, only on `warren node` hosts')
     .addOption(new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']));
 }
 

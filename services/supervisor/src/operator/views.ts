@@ -11,6 +11,7 @@ import { WarrenError } from '@warren/core';
 import { createTask, updateTask, type TaskDraft } from '@warren/kanban';
 import type { BoardMirror } from '../board/mirror.js';
 import type { SupervisorContext } from '../context.js';
+import type { AgentTemplate } from '../templates.js';
 
 /** Filters of {@link agentItems}; every given one must match. */
 export interface AgentItemFilter {
@@ -80,10 +81,10 @@ export function accountItems(ctx: SupervisorContext): AccountItem[] {
  * The templates, sorted by name: each loaded one with its instance count, and each file that did not
  * load as a template named after the file with only its errors.
  */
-export function templateItems(ctx: SupervisorContext): TemplateItem[] {
+export function templateItems(ctx: SupervisorContext): (TemplateItem & { readonly placement: AgentTemplate['placement'] | null })[] {
   const counts = new Map<string, number>();
   for (const view of listAgents(ctx.world)) counts.set(view.template, (counts.get(view.template) ?? 0) + 1);
-  const items: TemplateItem[] = [...ctx.templates.values()].map((t) => ({
+  const items: (TemplateItem & { readonly placement: AgentTemplate['placement'] | null })[] = [...ctx.templates.values()].map((t) => ({
     name: t.name,
     description: t.description,
     capabilities: [...t.capabilities],
@@ -97,6 +98,7 @@ export function templateItems(ctx: SupervisorContext): TemplateItem[] {
     resources: { memoryMaxBytes: t.resources.memoryMaxBytes, pidsMax: t.resources.pidsMax, cpuWeight: t.resources.cpuWeight, homeLimitBytes: t.homeLimitBytes },
     instances: counts.get(t.name) ?? 0,
     minInstances: 0,
+    placement: { target: t.placement.target, labels: { ...t.placement.labels } },
     errors: [],
     role: t.role,
     manager: t.manager === null ? null : { maxWorkers: t.manager.maxWorkers, maxSubtasks: t.manager.maxSubtasks, templates: [...t.manager.templates] },
@@ -117,6 +119,7 @@ export function templateItems(ctx: SupervisorContext): TemplateItem[] {
       resources: { memoryMaxBytes: 0, pidsMax: 0, cpuWeight: 0, homeLimitBytes: 0 },
       instances: 0,
       minInstances: 0,
+      placement: null,
       errors: [error.message],
     });
   }
