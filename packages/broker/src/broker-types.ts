@@ -14,7 +14,9 @@ import type { BrokerNamespace } from './subjects.js';
  */
 export type BrokerCredentials =
   | { readonly kind: 'user-password'; readonly user: string; readonly password: string }
-  | { readonly kind: 'creds'; readonly creds: Uint8Array; readonly source: string };
+  | { readonly kind: 'creds'; readonly creds: Uint8Array; readonly source: string }
+  /** An NKey user seed (`SU…`), as in an agent's `~/.warren/nats.json`. */
+  | { readonly kind: 'nkey'; readonly seed: string };
 
 /** Options of {@link connectBroker}. */
 export interface ConnectBrokerOptions {
@@ -36,6 +38,19 @@ export interface ConnectBrokerOptions {
    * does not is terminated and reported to `onInvalid` with field `Warren-Signature`.
    */
   signingKey?: Uint8Array;
+  /**
+   * Opens the broker of one agent outside the supervisor (a pod): it holds only that agent's key
+   * (`agentSigningKey(master, agent)`), signs its results and verifies its assignments with it.
+   * Excludes `signingKey`. A supervisor's broker (given `signingKey`, the master) signs and
+   * verifies each agent's assignment and result subjects with that agent's derived key, and agent
+   * messages with the master key.
+   */
+  agentKey?: { readonly agent: string; readonly key: Uint8Array };
+  /**
+   * The prefix of the connection's request inboxes (nats.js `inboxPrefix`): an agent may only
+   * subscribe to `_INBOX.<p>.agent.<agent>.>`. Default `_INBOX`.
+   */
+  inboxPrefix?: string;
   /** Receives connection status (disconnects, reconnects) and consumer problems. Default: silent. */
   logger?: Logger;
   /**
@@ -196,6 +211,13 @@ export interface Broker {
     handler: (delivery: Delivery<AssignmentMessage>) => Promise<void>,
     options?: ConsumeOptions,
   ): Promise<Subscription>;
+  /**
+   * Creates or updates `agent`'s assign consumer as {@link consumeAssignments} with the same
+   * `options` would, without consuming: for a gateway elsewhere (a pod) whose credentials may use
+   * the consumer but not create it. Only `ackWaitMs`, `maxDeliver` and `maxInFlight` matter.
+   * @throws {InvalidNameError} for an invalid agent name. @throws {BrokerError} if the consumer cannot be made.
+   */
+  ensureAssignConsumer(agent: string, options?: ConsumeOptions): Promise<void>;
   /** Publishes a result on `<prefix>.result.<agent>` with `Nats-Msg-Id: <taskId>:<attempt>:result`. Throws as {@link publishAssignment}. */
   publishResult(msg: ResultMessage, options?: PublishOptions): Promise<PublishAck>;
   /** Consumes every agent's results through the durable `[<instance>-]supervisor-results` (filter `<prefix>.result.>`). */

@@ -20,6 +20,7 @@ import {
 } from '@nats-io/jetstream';
 import {
   credsAuthenticator,
+  nkeyAuthenticator,
   headers as natsHeaders,
   nanos,
   usernamePasswordAuthenticator,
@@ -50,7 +51,7 @@ import {
   type ResultMessage,
   type TopicMessage,
 } from './messages.js';
-import { keyedMessageId, signMessage, verifySignature } from './signing.js';
+import { agentSigningKey, keyedMessageId, signMessage, verifySignature } from './signing.js';
 import {
   DUPLICATE_WINDOW_MS,
   FROM_HEADER,
@@ -103,6 +104,8 @@ class NatsBroker implements Broker {
   private readonly replyWaiters = new Set<() => void>();
   /** Inbox consumers `fetchMessages` made or checked on this connection, with their `<ackWaitMs>:<maxDeliver>`. */
   private readonly ensuredInboxes = new Map<string, string>();
+  /** Per-agent signing keys derived from the master key, by agent. */
+  private readonly agentKeys = new Map<string, Uint8Array>();
   private closing: Promise<void> | undefined;
   private readonly statusDone: Promise<void>;
 
@@ -274,6 +277,28 @@ class NatsBroker implements Broker {
     return h;
   }
 
+  /**
+   * The key that signs `subject`: an agent's broker has only its own key; a supervisor's broker
+   * derives each agent's key for its assignment and result subjects and uses the master key for
+   * everything else. Undefined without keys.
+   */
+  private signingKeyFor(subject: string): Uint8Array | undefined {
+    const own = this.options.agentKey;
+    if (own) return own.key;
+    const master = this.options.signingKey;
+    if (!master) return undefined;
+    const ns = this.namespace;
+    if (!subject.startsWith(`${ns.assignPrefix}.`) && !subject.startsWith(`${ns.resultPrefix}.`)) return master;
+    const agent = ns.agentOfSubject(subject);
+    if (agent === undefined) return master;
+    let key = this.agentKeys.get(agent);
+    if (!key) {
+      key = agentSigningKey(master, agent);
+      this.agentKeys.set(agent, key);
+    }
+    return key;
+  }
+
   private async publishStored(
     stream: string,
     subject: string,
@@ -283,7 +308,7 @@ class NatsBroker implements Broker {
   ): Promise<PublishAck> {
     this.assertOpen('publish', subject);
     const body = JSON.stringify(payload);
-    const key = this.options.signingKey;
+    const key = this.signingKeyFor(subject);
     if (key) {
       h.set(SIGNATURE_HEADER, signMessage(key, subject, body));
       msgId = keyedMessageId(key, subject, msgId);
@@ -528,9 +553,13 @@ class NatsBroker implements Broker {
     const hdrs = headerRecord(m.headers);
     let data: T;
     try {
-      const key = this.options.signingKey;
-      if (key && spec.signed) {
-        const refusal = verifySignature(key, m.subject, m.data, headerValue(hdrs, SIGNATURE_HEADER));
+      const key = spec.signed ? this.signingKeyFor(m.subject) : undefined;
+      if (key) {
+        const signature = headerValue(hdrs, SIGNATURE_HEADER);
+        let refusal = verifySignature(key, m.subject, m.data, signature);
+        // Assignments and results stored before per-agent keys were signed with the master key.
+        const master = this.options.signingKey;
+        if (refusal && master && key !== master && verifySignature(master, m.subject, m.data, signature) === undefined) refusal = undefined;
         if (refusal) throw new InvalidMessageError(m.subject, SIGNATURE_HEADER, refusal);
       }
       data = spec.decode(m.subject, m.data);
@@ -566,13 +595,10 @@ class NatsBroker implements Broker {
     }
   }
 
-  async consumeAssignments(
-    agent: string,
-    handler: (delivery: Delivery<AssignmentMessage>) => Promise<void>,
-    options?: ConsumeOptions,
-  ): Promise<Subscription> {
+  /** The consumer spec of `agent`'s assignments, without its handler and settings. */
+  private assignSpec(agent: string): Pick<ConsumerSpec<AssignmentMessage>, 'stream' | 'durable' | 'filter' | 'decode' | 'check' | 'agent' | 'signed'> {
     const ns = this.namespace;
-    return this.startConsumer<AssignmentMessage>({
+    return {
       stream: ns.assignStream,
       durable: ns.assignConsumerName(agent),
       filter: ns.assignSubject(agent),
@@ -582,10 +608,30 @@ class NatsBroker implements Broker {
           throw new InvalidMessageError(subject, 'agent', `is '${data.agent}' but the subject names agent '${agent}'`);
         }
       },
-      handler,
-      ...consumeSettings(options, 1, `consumeAssignments(${agent})`),
       agent,
       signed: true,
+    };
+  }
+
+  async ensureAssignConsumer(agent: string, options?: ConsumeOptions): Promise<void> {
+    const spec: ConsumerSpec<AssignmentMessage> = {
+      ...this.assignSpec(agent),
+      handler: () => Promise.resolve(),
+      ...consumeSettings(options, 1, `ensureAssignConsumer(${agent})`),
+    };
+    this.assertOpen('ensureAssignConsumer', `${spec.stream}/${spec.durable}`);
+    await this.ensureConsumer(spec as unknown as ConsumerSpec<unknown>);
+  }
+
+  async consumeAssignments(
+    agent: string,
+    handler: (delivery: Delivery<AssignmentMessage>) => Promise<void>,
+    options?: ConsumeOptions,
+  ): Promise<Subscription> {
+    return this.startConsumer<AssignmentMessage>({
+      ...this.assignSpec(agent),
+      handler,
+      ...consumeSettings(options, 1, `consumeAssignments(${agent})`),
     });
   }
 
@@ -1043,12 +1089,17 @@ export async function connectBroker(options: ConnectBrokerOptions): Promise<Brok
   }
   const servers = Array.isArray(options.servers) ? options.servers : [options.servers];
   const namespace = brokerNamespace(options.instance);
+  if (options.agentKey) {
+    if (options.signingKey) throw new ConfigError('connectBroker agentKey', 'excludes signingKey (an agent broker holds only its own key)');
+    assertAgentName(options.agentKey.agent);
+  }
   let nc: NatsConnection;
   try {
     nc = await connect({
       servers,
       name: options.name,
       ...(options.credentials ? { authenticator: authenticatorOf(options.credentials) } : {}),
+      ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
       timeout: timeoutMs,
       maxReconnectAttempts: -1,
       reconnectTimeWait,
@@ -1064,7 +1115,8 @@ export async function connectBroker(options: ConnectBrokerOptions): Promise<Brok
     const startMs = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        jsm = await jetstreamManager(nc, { timeout: timeoutMs });
+        // An agent's connection may not read the account's JetStream info ($JS.API.INFO).
+        jsm = await jetstreamManager(nc, { timeout: timeoutMs, ...(options.agentKey ? { checkAPI: false } : {}) });
         break;
       } catch (error) {
         if (!isElectionError(error) || Date.now() - startMs >= electionRetryMs) throw error;
@@ -1081,6 +1133,7 @@ export async function connectBroker(options: ConnectBrokerOptions): Promise<Brok
 }
 
 function authenticatorOf(credentials: BrokerCredentials): Authenticator {
+  if (credentials.kind === 'nkey') return nkeyAuthenticator(new TextEncoder().encode(credentials.seed));
   return credentials.kind === 'creds'
     ? credsAuthenticator(credentials.creds)
     : usernamePasswordAuthenticator(credentials.user, credentials.password);

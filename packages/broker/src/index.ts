@@ -25,7 +25,7 @@
 export { startNatsServer, findNatsServer } from './server.js';
 export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization, NatsAgentUser, NatsPermissions, NatsClusterOptions } from './server.js';
 export { agentNatsPermissions, createAgentNkey, agentNatsConfig } from './permissions.js';
-export type { AgentNatsGrants, AgentNkey, AgentNatsConfig } from './permissions.js';
+export type { AgentNatsGrants, AgentNatsPermissionOptions, AgentNkey, AgentNatsConfig } from './permissions.js';
 export { connectBroker } from './broker.js';
 export { isElectionError } from './broker-support.js';
 export type {
@@ -44,7 +44,7 @@ export type {
   OutboxDelivery,
   EnsureStreamsOptions,
 } from './broker-types.js';
-export { signMessage, verifySignature, keyedMessageId, readOrCreateSecret } from './signing.js';
+export { agentSigningKey, signMessage, verifySignature, keyedMessageId, readOrCreateSecret } from './signing.js';
 export {
   assignmentMessageSchema,
   resultMessageSchema,

@@ -27,6 +27,15 @@ function names(value: readonly string[] | '*', check: (name: string) => string, 
   return [...new Set((value as readonly string[]).map((name) => check(name)))].sort();
 }
 
+/** Options of {@link agentNatsPermissions}. */
+export interface AgentNatsPermissionOptions {
+  /**
+   * The agent's runner and gateway run outside the supervisor (a Kubernetes pod) and speak to the
+   * broker themselves: also allow what they need (see {@link agentNatsPermissions}). Default false.
+   */
+  readonly runner?: boolean;
+}
+
 /**
  * The allow-lists of agent `agent` in namespace `ns` (`<p>` its subject prefix):
  *
@@ -38,11 +47,24 @@ function names(value: readonly string[] | '*', check: (name: string) => string, 
  * - subscribe: its own inbox prefix (`_INBOX.<p>.agent.<agent>.>`), replies to it
  *   (`<p>.reply.<agent>.>`) and the topics it may subscribe to (`<p>.topic.<t>.*`).
  *
+ * With `{ runner: true }` also what the agent's gateway outside the supervisor needs:
+ * - publish: its channel's events and requests (`<p>.chan.<agent>.ev`, `<p>.chan.<agent>.rpc`), its
+ *   results (`<p>.result.<agent>`, a JetStream publish whose ack comes to its inbox) and progress
+ *   (`<p>.progress.<agent>.*`), and pulling and acknowledging its own assign consumer
+ *   (`$JS.API.CONSUMER.MSG.NEXT.<assign-stream>.<assign-agent>`, `…INFO…`, `$JS.ACK.<assign-stream>.<assign-agent>.>`);
+ * - subscribe: its channel's control subject (`<p>.chan.<agent>.ctl`).
+ * The supervisor creates the assign consumer (the agent cannot create consumers).
+ *
  * Nothing else: no consumer creation or deletion, no stream reads, no other agent's inbox, no
  * subject where it would speak as another agent. `'*'` grants become one wildcard token.
  * @throws {InvalidNameError} for an invalid agent or topic name. @throws {ConfigError} for a grant that is not a list or `'*'`.
  */
-export function agentNatsPermissions(ns: BrokerNamespace, agent: string, grants: AgentNatsGrants): NatsPermissions {
+export function agentNatsPermissions(
+  ns: BrokerNamespace,
+  agent: string,
+  grants: AgentNatsGrants,
+  options: AgentNatsPermissionOptions = {},
+): NatsPermissions {
   const self = assertAgentName(agent);
   const p = ns.subjectPrefix;
   const to = names(grants.messageTo, assertAgentName, 'agentNatsPermissions messageTo');
@@ -63,6 +85,19 @@ export function agentNatsPermissions(ns: BrokerNamespace, agent: string, grants:
     `${p}.reply.${self}.>`,
     ...(sub === '*' ? [`${p}.topic.*.*`] : sub.map((t) => `${p}.topic.${t}.*`)),
   ];
+  if (options.runner === true) {
+    const assign = ns.assignConsumerName(self);
+    publish.push(
+      `${p}.chan.${self}.ev`,
+      `${p}.chan.${self}.rpc`,
+      ns.resultSubject(self),
+      `${ns.progressPrefix}.${self}.*`,
+      `$JS.API.CONSUMER.MSG.NEXT.${ns.assignStream}.${assign}`,
+      `$JS.API.CONSUMER.INFO.${ns.assignStream}.${assign}`,
+      `$JS.ACK.${ns.assignStream}.${assign}.>`,
+    );
+    subscribe.push(`${p}.chan.${self}.ctl`);
+  }
   return { publish: { allow: publish }, subscribe: { allow: subscribe } };
 }
 

@@ -35,6 +35,16 @@ export function verifySignature(
 }
 
 /**
+ * The signing key of agent `agent` derived from the instance's master signing key:
+ * HMAC-SHA256(master, `warren-agent:<agent>`) (32 bytes). Assignments to agent A and A's results
+ * are signed with A's key, so a process holding only A's key (a pod's broker) can verify its own
+ * assignments and sign its own results, and nothing of another agent.
+ */
+export function agentSigningKey(master: Uint8Array, agent: string): Uint8Array {
+  return createHmac('sha256', master).update(`warren-agent:${agent}`).digest();
+}
+
+/**
  * A message id that only the holder of `key` can compute for (`subject`, `id`):
  * `<id>:<16 hex of HMAC>`. JetStream de-duplicates by message id, so a message published by
  * someone without the key cannot take the id of a real one (and make the broker drop it).

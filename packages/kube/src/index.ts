@@ -27,6 +27,7 @@ export {
   AGENT_CONTAINER_NAME,
   AGENT_LABELS,
   NATS_CREDENTIALS_KEY,
+  AGENT_CONFIG_KEY,
   NATS_CREDENTIALS_MODE,
   PIDS_MAX_ANNOTATION,
   agentManifests,
@@ -49,8 +50,11 @@ export type { PodSecurityLevel, PodSecurityViolation } from './restricted.js';
 export { formatFieldPath } from './field-path.js';
 export type { FieldPathSegment } from './field-path.js';
 export { KubernetesRuntime, apiStatus, parseQuantity } from './runtime.js';
-export type { KubernetesAgentInstance, KubernetesRuntimeOptions } from './runtime.js';
+export type { KubernetesAgentInstance, KubernetesRuntimeOptions, PodStartSpec } from './runtime.js';
 export { podOutcome } from './pod-exit.js';
 export type { PodOutcome } from './pod-exit.js';
 export { PodWatch } from './pod-watch.js';
 export type { PodWatchHandlers, PodWatchOptions } from './pod-watch.js';
+export { POD_AGENT_BUNDLE_NAME, POD_AGENT_IN_IMAGE, podAgentBundlePath } from './bundle-path.js';
+export { readPodAgentConfig } from './pod-agent/config.js';
+export type { PodAgentConfig, PodNatsConfig } from './pod-agent/config.js';

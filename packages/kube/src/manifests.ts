@@ -25,6 +25,8 @@ export const PIDS_MAX_ANNOTATION = 'warren.dev/pids-max';
 export const AGENT_CONTAINER_NAME = 'agent';
 /** The Secret's key, and the file name under `<homePath>/.warren/`, of the broker credentials. */
 export const NATS_CREDENTIALS_KEY = 'nats.json';
+/** The Secret's key, and the file name under `<homePath>/.warren/`, of the pod program's settings (when the spec has `agentConfig`). */
+export const AGENT_CONFIG_KEY = 'agent.json';
 /** File mode of the mounted credentials: 0400 (kubelet adds group read for `fsGroup`, the agent's gid). */
 export const NATS_CREDENTIALS_MODE = 0o400;
 
@@ -84,8 +86,8 @@ function resolved(spec: SpecInput): ResolvedAgentPodSpec {
  * under the Pod Security Standards "restricted" profile (non-root, all capabilities dropped, seccomp
  * `RuntimeDefault`, no privilege escalation) with a read-only root filesystem; the home PVC mounted
  * at `homePath`, an emptyDir at `/tmp`, the Secret's `nats.json` read-only (0400) at
- * `<homePath>/.warren/nats.json`; no service account token, no service links, `restartPolicy:
- * Never` (a finished agent stays finished; the supervisor decides what runs next).
+ * `<homePath>/.warren/nats.json` (and `agent.json` beside it with `agentConfig`); no service
+ * account token, no service links, `restartPolicy: Never` (a finished agent stays finished; the supervisor decides what runs next).
  * @throws {AgentPodSpecError} if the spec is invalid, naming the field.
  */
 export function podManifest(input: SpecInput): IPod {
@@ -137,6 +139,9 @@ export function podManifest(input: SpecInput): IPod {
             { name: 'home', mountPath: spec.homePath },
             { name: 'tmp', mountPath: '/tmp' },
             { name: 'nats', mountPath: `${spec.homePath}/.warren/${NATS_CREDENTIALS_KEY}`, subPath: NATS_CREDENTIALS_KEY, readOnly: true },
+            ...(spec.agentConfig === undefined
+              ? []
+              : [{ name: 'nats', mountPath: `${spec.homePath}/.warren/${AGENT_CONFIG_KEY}`, subPath: AGENT_CONFIG_KEY, readOnly: true }]),
           ],
         },
       ],
@@ -148,7 +153,10 @@ export function podManifest(input: SpecInput): IPod {
           secret: {
             secretName: names.secret,
             defaultMode: NATS_CREDENTIALS_MODE,
-            items: [{ key: NATS_CREDENTIALS_KEY, path: NATS_CREDENTIALS_KEY, mode: NATS_CREDENTIALS_MODE }],
+            items: [
+              { key: NATS_CREDENTIALS_KEY, path: NATS_CREDENTIALS_KEY, mode: NATS_CREDENTIALS_MODE },
+              ...(spec.agentConfig === undefined ? [] : [{ key: AGENT_CONFIG_KEY, path: AGENT_CONFIG_KEY, mode: NATS_CREDENTIALS_MODE }]),
+            ],
           },
         },
       ],
@@ -188,7 +196,8 @@ export function natsCredentialsJson(input: SpecInput): string {
 
 /**
  * The Opaque Secret holding the agent's broker credentials under the key `nats.json` (base64 in
- * `data`, as the API server stores it; the content is `natsCredentialsJson`).
+ * `data`, as the API server stores it; the content is `natsCredentialsJson`) and, when the spec has
+ * `agentConfig`, the pod program's settings under `agent.json`.
  * @throws {AgentPodSpecError} if the spec is invalid, naming the field.
  */
 export function secretManifest(input: SpecInput): ISecret {
@@ -198,7 +207,10 @@ export function secretManifest(input: SpecInput): ISecret {
     kind: 'Secret',
     metadata: metadataOf(spec, agentResourceNames(spec.agent).secret),
     type: 'Opaque',
-    data: { [NATS_CREDENTIALS_KEY]: Buffer.from(natsCredentialsJson(spec), 'utf8').toString('base64') },
+    data: {
+      [NATS_CREDENTIALS_KEY]: Buffer.from(natsCredentialsJson(spec), 'utf8').toString('base64'),
+      ...(spec.agentConfig === undefined ? {} : { [AGENT_CONFIG_KEY]: Buffer.from(spec.agentConfig, 'utf8').toString('base64') }),
+    },
   };
 }
 

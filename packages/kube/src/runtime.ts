@@ -1,7 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { ApiException, CoreV1Api, Exec, KubeConfig, Metrics, NetworkingV1Api } from '@kubernetes/client-node';
 import type { V1Pod, V1Status } from '@kubernetes/client-node';
 import type { IPod } from 'kubernetes-models/v1/Pod';
+import { agentSigningKey, type Broker } from '@warren/broker';
 import { MissingCapabilityError, WarrenError } from '@warren/core';
+import type { ChannelHub, HomeFile, RemoteChannel } from '@warren/node';
 import { RuntimeError } from '@warren/runtime';
 import type {
   AgentEvents,
@@ -75,7 +78,26 @@ export interface KubernetesRuntimeOptions {
   readonly metricsIntervalMs?: number;
   /** Where watch and metrics failures are reported. Default nowhere. */
   readonly onError?: (error: unknown, context: string) => void;
+  /**
+   * The supervisor's end of remote agent channels. With it, each start gets an instance id, is
+   * attached to the hub before its pod is created, and its pod runs `warren-pod-agent` (see
+   * {@link KubernetesRuntimeOptions.command}) with `~/.warren/agent.json` from the Secret: the
+   * instance's `connected`, `cancel`, `resendResult` and `requestShutdown` go through the hub.
+   * Needs {@link broker}. Without it instances are never connected.
+   */
+  readonly channels?: ChannelHub;
+  /** The supervisor's broker: its namespace names the pod's, and it creates each agent's assign consumer before the pod starts (the pod may not). Needed with {@link channels}. */
+  readonly broker?: Broker;
+  /** The instance's master signing key: the pod gets only its agent's key (`agentSigningKey`). Default none (unsigned broker). */
+  readonly signingKey?: Uint8Array;
 }
+
+/**
+ * A start spec as a placement router ships it to a runtime elsewhere: with the files to write into
+ * the home (`@warren/node` `HomeFile`s) instead of a `prepareHome` function. The pod's program
+ * writes them (a `.warren/nats.json` among them is left to the Secret).
+ */
+export type PodStartSpec = AgentStartSpec & { readonly homeFiles?: readonly HomeFile[] };
 
 /** An instance from {@link KubernetesRuntime.start}: an `AgentInstance` with what the pod's status says. */
 export interface KubernetesAgentInstance extends AgentInstance {
@@ -134,8 +156,10 @@ export function parseQuantity(quantity: string): number {
  * An agent is five objects from `agentManifests`: ServiceAccount, Secret (`nats.json`), PVC (its
  * home, kept across sleeps), NetworkPolicy and Pod. What each method does is in its docstring; the
  * differences from the bubblewrap driver:
- * - `pid` is 0 (the process runs on a node), `connected` stays false: the runner in the pod reaches
- *   the broker directly with its own NATS credentials, which is not wired here yet.
+ * - `pid` is 0 (the process runs on a node). With option `channels` the pod runs
+ *   `warren-pod-agent`: the gateway runs in the pod, reaches the broker with the agent's own NATS
+ *   credentials and signing key, and its events come through the channel hub (`connected`,
+ *   `cancel`, `resendResult`, `requestShutdown`); without it `connected` stays false.
  * - `freeze()` returns false (pods cannot be frozen); `usage()` reads the metrics API
  *   (metrics-server) when the cluster serves it, zeros otherwise.
  * - A finished pod is deleted before `exited` settles, so a later `start` can create it again.
@@ -229,12 +253,16 @@ export class KubernetesRuntime implements AgentRuntime {
    * @throws {AgentPodSpecError} when the start spec makes an invalid `AgentPodSpec` (naming the field).
    * @throws {RuntimeError} naming the check rule or the API's refusal (a 403 from Pod Security admission quotes it).
    */
-  async start(spec: AgentStartSpec, _events: AgentEvents): Promise<KubernetesAgentInstance> {
+  async start(spec: AgentStartSpec, events: AgentEvents): Promise<KubernetesAgentInstance> {
     this.requireOpen('start', spec.name);
     if (spec.mounts !== undefined && spec.mounts.length > 0) {
       throw new RuntimeError(spec.name, 'host directories cannot be mounted into a pod (hostPath volumes break the restricted profile): remove the template\'s mounts', 'mounts');
     }
-    const manifests = agentManifests(await this.podSpec(spec));
+    const { channels, broker } = this.options;
+    if (channels !== undefined && broker === undefined) throw new RuntimeError(spec.name, 'KubernetesRuntime option channels needs option broker');
+    const instanceId = randomBytes(8).toString('hex');
+    const agentConfig = channels === undefined ? undefined : this.agentConfig(spec, instanceId);
+    const manifests = agentManifests({ ...(await this.podSpec(spec)), ...(agentConfig === undefined ? {} : { agentConfig }) });
     const pod = this.options.podOverrides === undefined ? manifests.pod : this.options.podOverrides(structuredClone(manifests.pod));
     this.check(spec.name, { ...manifests, pod });
     const names = agentResourceNames(spec.name);
@@ -262,8 +290,23 @@ export class KubernetesRuntime implements AgentRuntime {
     await created(`networkpolicy ${names.networkPolicy}`, () => this.networking.createNamespacedNetworkPolicy({ namespace: ns, body: manifests.networkPolicy as never }), () =>
       this.networking.replaceNamespacedNetworkPolicy({ name: names.networkPolicy, namespace: ns, body: manifests.networkPolicy as never }),
     );
-    await created(`pod ${names.pod}`, () => this.core.createNamespacedPod({ namespace: ns, body: pod as never }));
-    const instance = new KubernetesInstance(spec.name, names.pod, this, () => this.instances.delete(instance));
+    let channel: RemoteChannel | undefined;
+    if (channels !== undefined && broker !== undefined) {
+      try {
+        await broker.ensureAssignConsumer(spec.name);
+      } catch (error) {
+        throw new RuntimeError(spec.name, `cannot create the assign consumer its pod uses: ${(error as Error).message}`, undefined, { cause: error });
+      }
+      // Attached before the pod exists, so that no event of this instance comes before it.
+      channel = channels.attach(spec.name, instanceId, events);
+    }
+    try {
+      await created(`pod ${names.pod}`, () => this.core.createNamespacedPod({ namespace: ns, body: pod as never }));
+    } catch (error) {
+      channel?.close();
+      throw error;
+    }
+    const instance = new KubernetesInstance(spec.name, names.pod, this, () => this.instances.delete(instance), channel);
     this.instances.add(instance);
     try {
       await instance.follow();
@@ -457,6 +500,23 @@ export class KubernetesRuntime implements AgentRuntime {
     };
   }
 
+  /** The text of the pod's `~/.warren/agent.json` (read by `warren-pod-agent`, see `PodAgentConfig`). */
+  private agentConfig(spec: AgentStartSpec, instance: string): string {
+    const master = this.options.signingKey;
+    const config = {
+      agent: spec.name,
+      instance,
+      template: spec.template,
+      brokerInstance: this.options.broker?.namespace.instance ?? null,
+      capabilities: [...spec.capabilities],
+      runner: { runtime: spec.runner.runtime, maxConcurrent: spec.runner.maxConcurrent, heartbeatIntervalMs: spec.runner.heartbeatIntervalMs },
+      signingKey: master === undefined ? null : Buffer.from(agentSigningKey(master, spec.name)).toString('hex'),
+      // The broker credentials come from the Secret's nats.json (mounted read-only there).
+      homeFiles: ((spec as PodStartSpec).homeFiles ?? []).filter((f) => f.path !== '.warren/nats.json' && f.path !== '.warren/agent.json'),
+    };
+    return `${JSON.stringify(config, null, 2)}\n`;
+  }
+
   private check(agent: string, manifests: AgentManifests): void {
     for (const manifest of Object.values(manifests) as unknown[]) {
       const issue = validateManifest(manifest)[0];
@@ -500,7 +560,6 @@ function parseDurationSeconds(text: string | undefined): number {
 class KubernetesInstance implements KubernetesAgentInstance {
   readonly pid = 0;
   readonly unsafe = false;
-  readonly connected = false;
   readonly exited: Promise<AgentExit>;
   terminationReason: string | null = null;
   phase = 'Pending';
@@ -520,8 +579,14 @@ class KubernetesInstance implements KubernetesAgentInstance {
     private readonly pod: string,
     private readonly runtime: KubernetesRuntime,
     private readonly forget: () => void,
+    private readonly channel: RemoteChannel | undefined,
   ) {
     this.exited = new Promise((resolve) => (this.settle = resolve));
+  }
+
+  /** Whether the runner in the pod is connected to its gateway there (through the channel hub); always false without one. */
+  get connected(): boolean {
+    return this.channel?.connected ?? false;
   }
 
   get podName(): string {
@@ -587,6 +652,8 @@ class KubernetesInstance implements KubernetesAgentInstance {
     this.terminationReason = reason;
     this.watch?.close();
     this.forget();
+    this.channel?.markExited(exit);
+    this.channel?.close();
     this.settle(exit);
   }
 
@@ -637,14 +704,20 @@ class KubernetesInstance implements KubernetesAgentInstance {
     return this.lastUsage;
   }
 
-  /** Not connected (see the class docs): nothing to cancel. */
-  cancel(): void {}
-
-  resendResult(): boolean {
-    return false;
+  /** Tells the pod's gateway to cancel the execution (through the channel hub); nothing without one. */
+  cancel(taskId: string, attempt: number, reason: string): void {
+    this.channel?.cancel(taskId, attempt, reason);
   }
 
-  requestShutdown(): void {}
+  /** Asks the pod's gateway to publish a kept result again. @returns whether the runner is connected (false without a channel). */
+  resendResult(taskId: string, attempt: number): boolean {
+    return this.channel?.resendResult(taskId, attempt) ?? false;
+  }
+
+  /** Asks the pod's runner to finish and exit (through the channel hub); nothing without one. */
+  requestShutdown(why: string): void {
+    this.channel?.requestShutdown(why);
+  }
 
   /** Stops the pod if it still runs (default grace) and ends the watch. Idempotent. */
   close(): Promise<void> {

@@ -107,6 +107,12 @@ export interface AgentPodSpec {
   readonly gatewayEndpoints?: readonly NetworkEndpoint[];
   readonly allowDns?: boolean;
   readonly nats: AgentNatsCredentials;
+  /**
+   * The text of the agent's `~/.warren/agent.json` (what `warren-pod-agent` reads: agent,
+   * instance, runner settings, signing key), kept in the Secret beside `nats.json` and mounted the
+   * same way. Default none (the pod's program needs no such file).
+   */
+  readonly agentConfig?: string;
 }
 
 /** An `AgentPodSpec` with every default applied, as `resolveAgentPodSpec` returns it. */
@@ -135,6 +141,7 @@ export interface ResolvedAgentPodSpec {
   readonly gatewayEndpoints: readonly NetworkEndpoint[];
   readonly allowDns: boolean;
   readonly nats: AgentNatsCredentials;
+  readonly agentConfig: string | undefined;
 }
 
 const MAX_ID = 2_147_483_647;
@@ -217,6 +224,7 @@ const schema = z.strictObject({
     nkeySeed: z.string().regex(/^SU[A-Z2-7]{56}$/, 'must be an NKey user seed (SU followed by 56 base32 characters)'),
     inboxPrefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be a NATS subject without wildcards such as _INBOX.coder-1'),
   }),
+  agentConfig: z.string().min(2).max(65_536).optional(),
 });
 
 /** Writes a zod issue path as the dotted field path of `AgentPodSpecError` (`brokerEndpoints[0].port`). */
@@ -253,6 +261,7 @@ export function resolveAgentPodSpec(spec: AgentPodSpec): ResolvedAgentPodSpec {
       namespace: d.namespace,
       storageClassName: d.storageClassName,
       runtimeClassName: d.runtimeClassName,
+      agentConfig: d.agentConfig,
       resources: { ...d.resources, pidsMax: d.resources.pidsMax },
     };
   }

@@ -4,6 +4,7 @@ import * as kube from '@warren/kube';
 test('the public surface is the names index.ts lists', () => {
   expect(Object.keys(kube).sort()).toEqual([
     'AGENT_APP_NAME',
+    'AGENT_CONFIG_KEY',
     'AGENT_CONTAINER_NAME',
     'AGENT_LABELS',
     'AGENT_POD_DEFAULTS',
@@ -14,6 +15,8 @@ test('the public surface is the names index.ts lists', () => {
     'NATS_CREDENTIALS_KEY',
     'NATS_CREDENTIALS_MODE',
     'PIDS_MAX_ANNOTATION',
+    'POD_AGENT_BUNDLE_NAME',
+    'POD_AGENT_IN_IMAGE',
     'PodSecurityRule',
     'PodWatch',
     'VALIDATED_KINDS',
@@ -33,9 +36,11 @@ test('the public surface is the names index.ts lists', () => {
     'natsCredentialsJson',
     'networkPolicyManifest',
     'parseQuantity',
+    'podAgentBundlePath',
     'podManifest',
     'podOutcome',
     'pvcManifest',
+    'readPodAgentConfig',
     'resolveAgentPodSpec',
     'secretManifest',
     'serviceAccountManifest',

@@ -286,7 +286,7 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
     const targets = ['/etc/passwd', spec.homePath, ...[...(spec.readOnlyBinds ?? []), ...(spec.binds ?? [])].map((b) => b.target)];
     const bwrapArgs = [
       '--unshare-pid',
-      '--unshare-net',
+      ...(spec.network === 'host' ? [] : ['--unshare-net']),
       '--unshare-ipc',
       '--unshare-uts',
       '--unshare-cgroup-try',

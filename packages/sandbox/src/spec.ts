@@ -43,6 +43,9 @@ export interface SandboxLimits {
  *   create their mount points there following the agent's symlinks.
  * - `logPath`: host file receiving stdout and stderr; `logMaxBytes` caps it (then it rotates
  *   to `<logPath>.1` and earlier bytes are dropped and counted).
+ * - `network`: `none` (default) gives the sandbox a network namespace of its own with only a
+ *   loopback; `host` shares the host's network (used only where the sandbox stands for a Kubernetes
+ *   pod, which has a network: the fake kubelet of `@warren/testing`).
  * - `isolation`: default `full`; `unsafe-no-cgroups` only when a template asks for it by name (see
  *   {@link IsolationMode}); the sandbox then reports `unsafe === true`.
  */
@@ -64,6 +67,7 @@ export interface SandboxSpec {
   readonly logPath: string;
   readonly logMaxBytes: number;
   readonly isolation?: IsolationMode;
+  readonly network?: 'none' | 'host';
 }
 
 /** Places inside the sandbox a bind target may not be at or under (besides `homePath`). */
@@ -146,5 +150,8 @@ export function validateSpec(spec: SandboxSpec): void {
   positive('logMaxBytes', spec.logMaxBytes);
   if (spec.isolation !== undefined && spec.isolation !== 'full' && spec.isolation !== 'unsafe-no-cgroups') {
     fail('isolation', `${JSON.stringify(spec.isolation)} must be 'full' or 'unsafe-no-cgroups'`);
+  }
+  if (spec.network !== undefined && spec.network !== 'none' && spec.network !== 'host') {
+    fail('network', `${JSON.stringify(spec.network)} must be 'none' or 'host'`);
   }
 }

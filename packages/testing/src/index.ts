@@ -73,3 +73,5 @@ export type {
   KubeObjectMeta,
   StartFakeKubeApiOptions,
 } from './kube/types.js';
+export { startSandboxKubelet } from './kube/sandbox-kubelet.js';
+export type { SandboxKubelet, SandboxKubeletOptions } from './kube/sandbox-kubelet.js';

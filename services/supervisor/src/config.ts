@@ -56,6 +56,14 @@ export const SupervisorOptions = z
      * (default: derived from the state directory).
      */
     instance: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'must be 1 to 32 of [a-z0-9_-], starting with a letter or digit').optional(),
+    /** Kubernetes namespace of agents whose template says `placement.target: kubernetes` (default `warren`). */
+    kubeNamespace: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a DNS-1123 label such as warren').optional(),
+    /** The image of agent pods (holding `warren-pod-agent` and the agent runner); giving it turns the kubernetes target on. */
+    kubeImage: z.string().min(1).optional(),
+    /** The kubeconfig context to use (default: the current context of KUBECONFIG or ~/.kube/config, else in-cluster). */
+    kubeContext: z.string().min(1).optional(),
+    /** A RuntimeClass for agent pods (`gvisor`, `kata`). */
+    kubeRuntimeClass: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a RuntimeClass name such as gvisor').optional(),
     tickInterval: z.union([z.string(), z.number()]).default('200ms'),
     killGrace: z.union([z.string(), z.number()]).default('5s'),
     boardRescan: z.union([z.string(), z.number()]).default('2s'),
@@ -130,6 +138,8 @@ export interface SupervisorConfig {
   readonly natsPassword: string | undefined;
   /** The instance name on NATS given with `--instance`, or undefined to derive it from the state directory. */
   readonly instance: string | undefined;
+  /** Where agents of `placement.target: kubernetes` templates run; undefined when no `--kube-image` was given (no kubernetes target). */
+  readonly kubernetes: KubernetesConfig | undefined;
   readonly tickIntervalMs: number;
   readonly killGraceMs: number;
   readonly boardRescanMs: number;
@@ -185,6 +195,28 @@ export function parseNodeLabels(text: string, where: string): Record<string, str
     labels[key] = value;
   }
   return labels;
+}
+
+/** The kubernetes target (`warren up --kube-image … [--kube-namespace …] [--kube-context …] [--kube-runtime-class …]`). */
+export interface KubernetesConfig {
+  readonly namespace: string;
+  readonly image: string;
+  /** A kubeconfig context, or undefined for the current one. */
+  readonly context: string | undefined;
+  readonly runtimeClassName: string | undefined;
+}
+
+/** The kubernetes target of `o`, or undefined without an image. @throws {ConfigError} for kube options without `kubeImage`. */
+function kubernetesConfig(o: { kubeNamespace?: string; kubeImage?: string; kubeContext?: string; kubeRuntimeClass?: string }): KubernetesConfig | undefined {
+  if (o.kubeImage === undefined) {
+    const stray = (['kubeNamespace', 'kubeContext', 'kubeRuntimeClass'] as const).find((k) => o[k] !== undefined);
+    if (stray !== undefined) {
+      const flag = stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      throw new ConfigError(`option '${flag}'`, "needs option 'kube-image' (the image of agent pods), which turns the kubernetes target on");
+    }
+    return undefined;
+  }
+  return { namespace: o.kubeNamespace ?? 'warren', image: o.kubeImage, context: o.kubeContext, runtimeClassName: o.kubeRuntimeClass };
 }
 
 /** A TCP listening address: a host name or IP literal (without brackets) and a port, 0 for any free one. */
@@ -276,6 +308,7 @@ export function resolveConfig(options: SupervisorOptions, agentRunnerDir: string
     natsUser: o.natsUser,
     natsPassword: o.natsPassword,
     instance: o.instance,
+    kubernetes: kubernetesConfig(o),
     tickIntervalMs: parseDurationMs(o.tickInterval, "option 'tick-interval'"),
     killGraceMs: parseDurationMs(o.killGrace, "option 'kill-grace'"),
     boardRescanMs: parseDurationMs(o.boardRescan, "option 'board-rescan'"),

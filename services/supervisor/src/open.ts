@@ -10,6 +10,7 @@ import { createMetrics, registrySources } from '@warren/metrics';
 import { createTracing } from '@warren/telemetry';
 import { openDatabase } from '@warren/store';
 import { createAgentRuntime } from './agent-runtime.js';
+import { createKubernetesDriver } from './kube-driver.js';
 import { createPlacementRouter, emitQuietly, NodeFleet, nodeJoinOf, writeNodeJoinFile } from './placement/index.js';
 import { openBroker, rejectionEntry } from './broker-access.js';
 import type { SupervisorConfig } from './config.js';
@@ -178,7 +179,10 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       authorizer: createAuthorizer({ policy, emit: (event) => events.emit(event), logger: log }),
       broker,
       nats,
-      runtime: createPlacementRouter(config, log, db, templates, agentRuntime, { fleet }),
+      runtime: createPlacementRouter(config, log, db, templates, agentRuntime, {
+        fleet,
+        ...(config.kubernetes === undefined ? {} : { kubernetes: () => createKubernetesDriver(ctx, { hub: fleet.hub }) }),
+      }),
       llm,
       bus,
       messaging,

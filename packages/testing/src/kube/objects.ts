@@ -260,7 +260,8 @@ function finalizeDelete(ctx: FakeKubeContext, type: ResourceType, namespace: str
 /**
  * Deletes an object as `DELETE` does. A pod bound to a node and not finished is deleted
  * gracefully: its `deletionTimestamp` is set (MODIFIED), `onPodDeleting` runs, then it is removed
- * (DELETED). A PVC a pod still mounts keeps its `kubernetes.io/pvc-protection` finalizer: it gets a
+ * (DELETED); deleted with grace 0, it is removed at once and `onPodDeleting` runs after (the
+ * kubelet kills the process of a pod that is gone). A PVC a pod still mounts keeps its `kubernetes.io/pvc-protection` finalizer: it gets a
  * `deletionTimestamp` and goes when the last such pod does. Everything else is removed at once.
  * @returns the object (or a Success `Status` for kinds whose API answers so).
  */
@@ -314,5 +315,16 @@ export function deleteObject(ctx: FakeKubeContext, type: ResourceType, namespace
     return answer(terminating);
   }
   const removed = finalizeDelete(ctx, type, namespace, name, deleteOptions.propagationPolicy);
+  if (type === PODS) {
+    // Deleted at once (grace 0) while running: the kubelet kills its process after the removal.
+    const spec = record(stored.spec);
+    const phase = record(stored.status).phase;
+    if (typeof spec.nodeName === 'string' && spec.nodeName !== '' && phase !== 'Succeeded' && phase !== 'Failed') {
+      const gone = structuredClone(stored);
+      (gone.metadata ??= {}).deletionTimestamp = nowTimestamp();
+      gone.metadata.deletionGracePeriodSeconds = 0;
+      runHook(ctx, ctx.options.onPodDeleting, gone);
+    }
+  }
   return answer(removed ?? stored);
 }

@@ -170,7 +170,8 @@ export interface StartFakeKubeApiOptions {
   onPodCreated?: FakePodHook;
   /**
    * Runs when a scheduled, not yet finished pod is deleted gracefully, after its `deletionTimestamp`
-   * is set: where a runner stops the pod's process. The pod is removed when it settles.
+   * is set: where a runner stops the pod's process. The pod is removed when it settles. A running
+   * pod deleted with grace 0 is removed at once and the hook runs after, with grace 0.
    */
   onPodDeleting?: FakePodHook;
 }

@@ -19,6 +19,7 @@ import { agentNatsConfig, agentNatsPermissions, createAgentNkey, type AgentNatsC
 import type { SqliteDatabase } from '@warren/store';
 import type { PolicyEnforcer } from '@warren/policy';
 import type { SupervisorContext } from '../context.js';
+import { runsInPod } from '../kube-driver.js';
 import { AGENT_NAME, TOPIC_NAME } from './service.js';
 
 /** The file in the agent's home that tells it how to connect to NATS as itself. */
@@ -253,7 +254,7 @@ export class AgentNatsUsers {
     const permissions = new Map<string, string>();
     for (const row of rows) {
       if (!known.has(row.agent)) continue;
-      const granted = agentNatsPermissions(ctx.broker.namespace, row.agent, agentNatsGrants(ctx.policy, row.agent, candidates, topics));
+      const granted = agentNatsPermissions(ctx.broker.namespace, row.agent, agentNatsGrants(ctx.policy, row.agent, candidates, topics), { runner: runsInPod(ctx, row.agent) });
       users.push({ nkey: row.publicKey, permissions: granted });
       permissions.set(row.agent, JSON.stringify({ nkey: row.publicKey, granted }));
     }
