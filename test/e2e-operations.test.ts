@@ -195,12 +195,12 @@ describe('crash-looping agents', () => {
   it('restarts an agent that dies at once with exponential backoff, then fails its template', async () => {
     const { dir, args } = layout({ starved: task('starved', 'true') });
     const template = join(dir, 'agents', 'shell.yaml');
-    // 8 MiB is too little for the runner (Node) to start: each agent is OOM-killed before its hello.
-    writeFileSync(template, readFileSync(template, 'utf8').replace('  memory: 1GiB', '  memory: 8MiB'));
+    // 4 MiB is too little for the runner (Node) to start: each agent is OOM-killed before its hello.
+    writeFileSync(template, readFileSync(template, 'utf8').replace('  memory: 1GiB', '  memory: 4MiB'));
     const run = await warren(args('run', '--until-idle', '--json', '--restart-backoff', '100ms'));
     expect(run.code).toBe(1);
     const summary = JSON.parse(run.stdout) as { unplaced: { taskId: string; reason: string }[] };
-    expect(summary.unplaced).toEqual([{ taskId: 'starved', reason: expect.stringMatching(/template shell failed to start/) }]);
+    expect(summary.unplaced, run.stdout + run.stderr.slice(-3000)).toEqual([{ taskId: 'starved', reason: expect.stringMatching(/template shell failed to start/) }]);
     const rows = JSON.parse((await warren(['audit', '--json', ...args()])).stdout) as AuditRow[];
     const loops = rows.filter((r) => r.action === 'agent.crash_loop');
     expect(loops.map((r) => r.details.retryInMs)).toEqual([100, 200, 400, 800]);

@@ -129,7 +129,8 @@ describe('an interrupted warren exec (#56)', () => {
   it('what an exec killed with SIGKILL left is removed by the next exec', { timeout: 120_000 }, async () => {
     const exec = startExec(['sh', '-c', STUBBORN]);
     const runDir = join(layout.dir, 'var', 'run', 'exec', String(exec.pid));
-    await waitFor('the exec sandbox', () => execCgroups(exec.pid).length > 0 && existsSync(runDir));
+    // Killed while its command runs (its shell, the setsid'ed sleep and the shell's sleep), as the signal tests above.
+    await waitFor('the exec sandbox', () => execCgroups(exec.pid).length > 0 && existsSync(runDir) && processesOfUids(new Set([agent.uid])).length >= 3);
     exec.kill('SIGKILL');
     await exec.done;
     // bwrap dies with its parent, and the sandbox's pid namespace with it.

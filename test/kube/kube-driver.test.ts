@@ -26,7 +26,8 @@ import { buildPodAgent } from '../../packages/kube/src/build.js';
 import { brokerSecretPaths } from '../../services/supervisor/src/broker-access.js';
 import { resolveConfig } from '../../services/supervisor/src/config.js';
 import type { SupervisorContext } from '../../services/supervisor/src/context.js';
-import { brokerEndpointsOf, createKubernetesDriver, podNatsCredentials, runsInPod } from '../../services/supervisor/src/kube-driver.js';
+import { brokerEndpointsOf, createKubernetesDriver, podNatsCredentials } from '../../services/supervisor/src/kube-driver.js';
+import { runsInPod } from '../../services/supervisor/src/messaging/nats-users.js';
 
 const RUNNER_DIR = resolve(import.meta.dirname, '..', '..', 'packages', 'agent-runner');
 const MiB = 1024 * 1024;

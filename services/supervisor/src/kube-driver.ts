@@ -26,15 +26,6 @@ export interface KubernetesDriverOptions {
   readonly kubeConfig?: KubeConfig;
 }
 
-/**
- * Whether agent `agent` runs in a pod (its template says `placement.target: kubernetes`): its NATS
- * user then gets `agentNatsPermissions(…, { runner: true })`, what its gateway in the pod needs.
- */
-export function runsInPod(ctx: Pick<SupervisorContext, 'accounts' | 'templates'>, agent: string): boolean {
-  const template = ctx.templates.get(ctx.accounts.get(agent)?.template ?? '') as { placement?: { target?: string } } | undefined;
-  return template?.placement?.target === 'kubernetes';
-}
-
 /** The kubeconfig of `config`: the default loading rules, then `context` when given. @throws {ConfigError} for a context the kubeconfig does not have. */
 export function kubeConfigOf(config: KubernetesConfig): KubeConfig {
   const kc = new KubeConfig();

@@ -10,7 +10,6 @@ import { createMetrics, registrySources } from '@warren/metrics';
 import { createTracing } from '@warren/telemetry';
 import { openDatabase } from '@warren/store';
 import { createAgentRuntime } from './agent-runtime.js';
-import { createKubernetesDriver } from './kube-driver.js';
 import { createPlacementRouter, emitQuietly, NodeFleet, nodeJoinOf, writeNodeJoinFile } from './placement/index.js';
 import { openBroker, rejectionEntry } from './broker-access.js';
 import type { SupervisorConfig } from './config.js';
@@ -181,7 +180,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       nats,
       runtime: createPlacementRouter(config, log, db, templates, agentRuntime, {
         fleet,
-        ...(config.kubernetes === undefined ? {} : { kubernetes: () => createKubernetesDriver(ctx, { hub: fleet.hub }) }),
+        ...(config.kubernetes === undefined ? {} : { kubernetes: async () => (await import('./kube-driver.js')).createKubernetesDriver(ctx, { hub: fleet.hub }) }),
       }),
       llm,
       bus,

@@ -19,7 +19,6 @@ import { agentNatsConfig, agentNatsPermissions, createAgentNkey, type AgentNatsC
 import type { SqliteDatabase } from '@warren/store';
 import type { PolicyEnforcer } from '@warren/policy';
 import type { SupervisorContext } from '../context.js';
-import { runsInPod } from '../kube-driver.js';
 import { AGENT_NAME, TOPIC_NAME } from './service.js';
 
 /** The file in the agent's home that tells it how to connect to NATS as itself. */
@@ -269,3 +268,11 @@ export class AgentNatsUsers {
 }
 
 const made = new WeakMap<SupervisorContext, AgentNatsUsers | undefined>();
+
+/**
+ * Whether agent `agent` runs in a pod (its template says `placement.target: kubernetes`): its NATS
+ * user then gets `agentNatsPermissions(…, { runner: true })`, what its gateway in the pod needs.
+ */
+export function runsInPod(ctx: Pick<SupervisorContext, 'accounts' | 'templates'>, agent: string): boolean {
+  return ctx.templates.get(ctx.accounts.get(agent)?.template ?? '')?.placement.target === 'kubernetes';
+}
