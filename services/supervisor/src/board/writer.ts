@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
-  checkTransition,
   rewriteOwnedFields,
   syncDirectories,
   MoveRefusedError,
@@ -19,14 +18,6 @@ import type { BoardMirror } from './mirror.js';
 
 /** Board files written at once by a flush. */
 const BOARD_WRITE_CONCURRENCY = 16;
-
-/**
- * How long a card waits before it shows a task in progress, in ms, where the board's rules let it
- * move straight to its end column. A task that ends within it gets one write instead of two: a file write, its fsync, the folder
- * sync and the watcher's echo saved per short task. People read the board; a quarter of a second
- * is below what they notice.
- */
-export const IN_PROGRESS_WRITE_DELAY_MS = 250;
 
 /**
  * The fields Warren owns on a task's card for the state of its row: in progress with the assignee
@@ -50,8 +41,6 @@ export function boardFields(row: Pick<TaskRow, 'state' | 'agent' | 'reason' | 'a
 export class BoardWriter {
   /** The board write running in the background, if any (see {@link start}). */
   private flush: Promise<void> | undefined;
-  /** The tick asked for once the in-progress writes held back are due (see {@link IN_PROGRESS_WRITE_DELAY_MS}). */
-  private heldTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -89,53 +78,25 @@ export class BoardWriter {
 
   /** Waits for the background board write, then writes whatever is still pending. */
   async drain(): Promise<void> {
-    clearTimeout(this.heldTimer);
-    this.heldTimer = undefined;
     await this.flush;
-    await this.write(true);
-  }
-
-  /** Asks for a tick at `dueMs` (ms since the epoch), when held-back writes are due; one timer at a time. */
-  private tickAt(dueMs: number): void {
-    if (this.heldTimer !== undefined) return;
-    this.heldTimer = setTimeout(() => {
-      this.heldTimer = undefined;
-      this.ctx.requestTick();
-    }, Math.max(1, dueMs - Date.now()));
-    this.heldTimer.unref();
+    await this.write();
   }
 
   /**
    * Writes each pending task row's state to its board file (owned fields only) and records the
    * outcomes. Files are independent: up to {@link BOARD_WRITE_CONCURRENCY} are written at once, each
    * synced, then the board folder is synced once and every outcome is committed in one transaction
-   * (a row is marked clean only once its file is durable). A card that would show a task in
-   * progress waits {@link IN_PROGRESS_WRITE_DELAY_MS} from the row's last change, unless `all`.
+   * (a row is marked clean only once its file is durable).
    * @returns how many files were written.
    */
-  private async write(all = false): Promise<number> {
+  private async write(): Promise<number> {
     const { ctx, mirror, edits } = this;
     if (!mirror.board) return 0;
     const board = mirror.board;
     const roles = board.config.roles;
     const writes: { row: TaskRow; task: Task; steps: OwnedFieldChanges[] }[] = [];
-    const startMs = Date.now();
-    let heldUntilMs = Infinity;
     for (const row of ctx.state.pendingBoardTasks()) {
       const task = mirror.taskById.get(row.id);
-      // Held back only where the card may move straight to either end column: then one write
-      // leaves it where two would have.
-      if (
-        !all &&
-        task &&
-        (row.state === TaskState.assigned || row.state === TaskState.running) &&
-        startMs - row.updatedMs < IN_PROGRESS_WRITE_DELAY_MS &&
-        checkTransition(board.config, task.status, roles.done) === null &&
-        checkTransition(board.config, task.status, roles.failed) === null
-      ) {
-        heldUntilMs = Math.min(heldUntilMs, row.updatedMs + IN_PROGRESS_WRITE_DELAY_MS);
-        continue;
-      }
       if (!task) {
         // A deleted card: its write has nowhere to go (the result stays in the audit trail).
         if (edits.isDeletedCard(row, mirror.taskById, board.errors)) {
@@ -160,7 +121,6 @@ export class BoardWriter {
       const steps = edits.steps(board, row, task, changes, assignedMs === undefined ? now : new Date(assignedMs).toISOString());
       writes.push({ row, task, steps });
     }
-    if (heldUntilMs !== Infinity) this.tickAt(heldUntilMs);
     if (writes.length === 0) return 0;
     const writeStartMs = Date.now();
     const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, ({ task, steps }) => edits.write(board, task, steps));
