@@ -9,7 +9,6 @@ import {
   type OwnedFieldChanges,
   type Task,
 } from '@warren/kanban';
-import { commitWithoutSync } from '@warren/store';
 import type { BoardEdits } from '../board-edits.js';
 import { mapLimit, SUPERVISOR, type SupervisorContext } from '../context.js';
 import { crashDuringWrite, CrashPoint } from '../crash.js';
@@ -128,10 +127,7 @@ export class BoardWriter {
     await syncDirectories(new Set(writes.map(({ task }) => dirname(task.path))));
     const writtenMs = Date.now();
     let wrote = 0;
-    // The files are durable (synced above); what this commit records of them is written again
-    // if a power loss takes it (the rows stay pending), so it does not wait for an fsync: the
-    // next durable commit covers it.
-    commitWithoutSync(ctx.db, () => ctx.transaction(() => {
+    ctx.transaction(() => {
       writes.forEach(({ row, task, steps }, i) => {
         const outcome = outcomes[i]!;
         // A Warren file now reads as the task with the changes applied (re-reading it gives the
@@ -163,7 +159,7 @@ export class BoardWriter {
           ctx.log.error({ err: error, taskId: row.id }, 'cannot write the task file; will retry');
         }
       });
-    }));
+    });
     // Warren's own moves change the columns' counts too.
     if (wrote > 0 && mirror.board) mirror.reportWip(mirror.board);
     return wrote;
