@@ -283,6 +283,13 @@ export class AgentLifecycle {
       ctx.authorizer.dropPrincipal(name);
       throw error;
     }
+    if (this.shuttingDown && !this.handles.has(name)) {
+      // The shutdown stopped waiting for this start: the instance is not taken on, only stopped.
+      await instance.stop(0).catch(() => undefined);
+      await instance.close();
+      ctx.authorizer.dropPrincipal(name);
+      return;
+    }
     try {
       this.handles.set(name, { account, template, instance, spawnStartedMs: nowMs });
       addAgent(ctx.world, {
@@ -436,7 +443,15 @@ export class AgentLifecycle {
   async stopAll(why: StopReason): Promise<void> {
     if (why === 'shutdown') {
       this.shuttingDown = true;
-      while (this.spawns.size > 0) await Promise.allSettled([...this.spawns]);
+      // Bounded: a start stuck on something outside (the broker, the host) must not hold the
+      // shutdown; one that ends later stops its own instance at once (see spawn).
+      const deadline = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), Math.max(1_000, this.ctx.config.killGraceMs)).unref());
+      while (this.spawns.size > 0) {
+        if ((await Promise.race([Promise.allSettled([...this.spawns]), deadline])) === 'late') {
+          this.ctx.log.warn({ starting: this.spawns.size }, 'agents still starting at shutdown; each is stopped once its start ends');
+          break;
+        }
+      }
     }
     await Promise.all([...this.handles].map(([name, agent]) => (this.isStopping(name) ? agent.instance.exited.then(() => undefined) : this.stopAndWait(name, why))));
   }
