@@ -74,7 +74,7 @@ interface DensityRound {
   readonly supervisorRss: number;
   /** Supervisor CPU while every agent is idle, % of one core. */
   readonly supervisorCpu: number;
-  /** From `warren up` to every agent ready (audit `agent.ready` rows), s. */
+  /** From `warren up` to every agent ready (distinct agents with an audit `agent.ready` row: one killed and started again counts once), s. */
   readonly startS: number;
 }
 
