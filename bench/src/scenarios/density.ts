@@ -82,7 +82,7 @@ interface DensityRound {
 async function idleAgents(ctx: BenchContext, host: HostCapabilities, agents: number, round: number): Promise<DensityRound> {
   const layout = makeLayout(join(ctx.scratchDir, `density-${round}`), ctx.repoRoot, { lifecycle: 'persistent', maxInstances: agents, tasks: 0, warmPool: agents });
   const templatePath = join(layout.root, 'agents', 'shell.yaml');
-  writeFileSync(templatePath, readFileSync(templatePath, 'utf8').replace(/memory: \S+/, `memory: ${AGENT_MEMORY}`));
+  writeFileSync(templatePath, readFileSync(templatePath, 'utf8').replace(/memory: [^,\s}]+/, `memory: ${AGENT_MEMORY}`));
   const started = Date.now();
   const up = startWarren(ctx.repoRoot, ['up', '--root', layout.root, '--log-level', 'warn', '--kill-grace', '2s']);
   try {
