@@ -1,4 +1,4 @@
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import Database from 'better-sqlite3';
@@ -14,6 +14,12 @@ const AGENTS = { quick: 20, default: 200, full: 1_000 } as const;
 /** How long the idle supervisor is watched for its CPU share, ms. */
 const WATCH_MS = 10_000;
 const MIB = 2 ** 20;
+/**
+ * Memory limit of each idle agent's sandbox. Placement reserves each agent's limit out of the
+ * host's memory, so the layout's 256 MiB would let only about 90 agents start on a 24 GiB host;
+ * 20 MiB (three times what an idle runner uses) lets 1,000 fit.
+ */
+const AGENT_MEMORY = '20MiB';
 /** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ, 100 on Linux). */
 const USER_HZ = 100;
 
@@ -68,13 +74,15 @@ interface DensityRound {
   readonly supervisorRss: number;
   /** Supervisor CPU while every agent is idle, % of one core. */
   readonly supervisorCpu: number;
-  /** From `warren up` to every agent ready (audit `agent.ready` rows), s. */
+  /** From `warren up` to every agent ready (distinct agents with an audit `agent.ready` row: one killed and started again counts once), s. */
   readonly startS: number;
 }
 
 /** Starts `warren up` with `agents` persistent agents kept idle (warm pool), measures, stops it. */
 async function idleAgents(ctx: BenchContext, host: HostCapabilities, agents: number, round: number): Promise<DensityRound> {
   const layout = makeLayout(join(ctx.scratchDir, `density-${round}`), ctx.repoRoot, { lifecycle: 'persistent', maxInstances: agents, tasks: 0, warmPool: agents });
+  const templatePath = join(layout.root, 'agents', 'shell.yaml');
+  writeFileSync(templatePath, readFileSync(templatePath, 'utf8').replace(/memory: [^,\s}]+/, `memory: ${AGENT_MEMORY}`));
   const started = Date.now();
   const up = startWarren(ctx.repoRoot, ['up', '--root', layout.root, '--log-level', 'warn', '--kill-grace', '2s']);
   try {
@@ -87,7 +95,7 @@ async function idleAgents(ctx: BenchContext, host: HostCapabilities, agents: num
       // The file appears before the supervisor's migrations made the audit table: until then, 0 ready.
       const ready = (): number => {
         try {
-          return (db.prepare("SELECT COUNT(*) AS n FROM audit WHERE action = 'agent.ready'").get() as { n: number }).n;
+          return (db.prepare("SELECT COUNT(DISTINCT object) AS n FROM audit WHERE action = 'agent.ready'").get() as { n: number }).n;
         } catch {
           return 0;
         }
@@ -180,7 +188,7 @@ export const densityScenario: Scenario = {
       rounds.push(await idleAgents(ctx, host, agents, i));
     }
     const scenario = 'Density';
-    const note = `${agents} agents (template shell, persistent, warm pool ${agents}); median over the agents' memory cgroups`;
+    const note = `${agents} agents (template shell, persistent, warm pool ${agents}, memory limit ${AGENT_MEMORY}); median over the agents' memory cgroups`;
     return [
       roundsFigure(
         { id: 'density.baseline.usage', scenario, name: 'baseline: idle sandbox running only sleep, memory cgroup usage (page cache included)', unit: 'MiB', better: 'lower' },

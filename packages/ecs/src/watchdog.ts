@@ -150,17 +150,20 @@ function nanToNull(value: number | undefined): number | null {
  * recorded (`recordUsage`) as one reading at `nowMs`, applies `observeLimits` with its template's
  * thresholds (the template entity, `defineTemplate`) and its own `pidsMax`, keeps the watchdog's
  * memory in the agent's `Watchdog` component, and returns a stop intent per finding, sorted by
- * agent name. Call it once per round of readings. The caller stops each agent (`markStopping` with
+ * agent name. Call it once per round of readings; with `options.agents`, only for those agents (the
+ * ones whose usage was just read: a reading taken earlier would count twice). The caller stops each agent (`markStopping` with
  * reason `watchdog`, detail and `failTasks` from the intent), audits and kills it.
  *
  * @throws {UnknownTemplateError} `WARREN_TEMPLATE_UNKNOWN` when an agent's template is not defined.
  * @throws {AgentSpecError} `WARREN_AGENT_SPEC` when `nowMs` is not finite.
  */
-export function watchdogSystem(world: AgentWorld, options: { nowMs: number }): WatchdogIntent[] {
+export function watchdogSystem(world: AgentWorld, options: { nowMs: number; agents?: readonly string[] }): WatchdogIntent[] {
   const nowMs = requireTime('options.nowMs', options.nowMs, undefined);
   const { Identity, Resources, Stop, Watchdog } = world.components;
   const intents: WatchdogIntent[] = [];
+  const only = options.agents === undefined ? undefined : new Set(options.agents);
   for (const eid of agentEntities(world)) {
+    if (only !== undefined && !only.has(Identity.name[eid] as string)) continue;
     if ((Stop.reason[eid] ?? 0) !== 0) continue;
     const agent = Identity.name[eid] as string;
     const template = Identity.template[eid] as string;

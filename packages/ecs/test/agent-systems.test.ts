@@ -202,6 +202,20 @@ describe('watchdogSystem', () => {
     expect(agentView(world, 'calm')?.status).toBe('idle');
   });
 
+  it('judges only the agents named when given: the others keep their memory for their own next reading', () => {
+    const world = createAgentWorld();
+    defineTemplate(world, template('shell', { watchdog: { memoryBytes: 1_000, pids: 90, cpuCores: null, graceMs: 2_000 } }));
+    start(world, 'hog', 'shell', 0);
+    start(world, 'idle', 'shell', 0);
+    recordUsage(world, 'hog', { memoryBytes: 5_000, pids: 3, cpuMs: 0 });
+    recordUsage(world, 'idle', { memoryBytes: 5_000, pids: 3, cpuMs: 0 });
+    expect(watchdogSystem(world, { nowMs: 1_000, agents: ['hog'] })).toEqual([]);
+    expect(watchdogSystem(world, { nowMs: 3_000, agents: ['hog'] }).map((i) => i.agent)).toEqual(['hog']);
+    // 'idle' was never judged: its first reading starts its grace.
+    expect(watchdogSystem(world, { nowMs: 3_000, agents: ['idle'] })).toEqual([]);
+    expect(watchdogSystem(world, { nowMs: 5_000, agents: ['idle'] }).map((i) => i.agent)).toEqual(['idle']);
+  });
+
   it('names an agent whose template is not defined', () => {
     const world = createAgentWorld();
     start(world, 'orphan-1', 'orphan', 0);

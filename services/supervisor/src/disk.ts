@@ -242,43 +242,93 @@ export interface WatchedHome {
   readonly agent: string;
   readonly dir: string;
   readonly limitBytes: number;
+  /**
+   * True when the home is a filesystem of its own (a home image mounted at `dir`): its statfs
+   * then bounds what a walk can find, and a walk runs only when that bound is over the limit.
+   */
+  readonly ownFilesystem?: boolean;
 }
 
 /**
- * Measures agents' homes in the background against their limits: {@link scan} starts a walk
- * ({@link homeUsage}, stopping just past the limit) of each home given that is not already being
- * walked and was last walked at least `everyMs` ago; `over(home, usedBytes)` is called when a walk
- * finds a home past its limit. An error thrown by `over` is logged (as `home walk failed`, with the
- * agent) on `logger`, default silent.
+ * Bytes in use on the filesystem mounted at `dir` ((f_blocks − f_bfree) × f_bsize, metadata and
+ * the journal included), or undefined when statfs fails. For a home image it is at least the
+ * allocated size of every file in it (what {@link homeUsage} sums).
+ */
+export function filesystemUsedBytes(dir: string): number | undefined {
+  try {
+    const s = statfsSync(dir);
+    return (s.blocks - s.bfree) * s.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How much longer than its own last walk a home waits before it is walked again: a home whose
+ * walk takes 50 ms is walked at most every second, one whose walk takes 500 ms every 10 s, so
+ * walking homes takes at most about 1/20 of the time of the threads that walk.
+ */
+export const HOME_WALK_SPACING = 20;
+
+/**
+ * Measures agents' homes in the background against their limits: {@link scan} measures each home
+ * given that is not already being walked and was last measured at least `everyMs` ago (and at
+ * least {@link HOME_WALK_SPACING} times its last walk's duration ago): a home with a filesystem of
+ * its own whose statfs shows no more than its limit in use is done with that one call; any other
+ * is walked ({@link homeUsage}, stopping just past the limit). `over(home, usedBytes)` is called
+ * when a walk finds a home past its limit. An error thrown by `over` is logged (as `home walk
+ * failed`, with the agent) on `logger`, default silent.
  */
 export class HomeWatch {
   private readonly walking = new Set<string>();
-  private readonly walkedAtMs = new Map<string, number>();
+  /** Per agent, when its home may be measured again (ms since the epoch). */
+  private readonly nextMs = new Map<string, number>();
   private roundAtMs = Number.NEGATIVE_INFINITY;
+  private walksValue = 0;
 
   constructor(
     private readonly everyMs: number,
     private readonly over: (home: WatchedHome, usedBytes: number) => void,
     private readonly logger: Logger = silentLogger,
+    private readonly usedBytesOf: (dir: string) => number | undefined = filesystemUsedBytes,
   ) {}
 
+  /** Walks started so far (a home settled by its statfs alone is not counted). */
+  get walks(): number {
+    return this.walksValue;
+  }
+
   /**
-   * Starts the walks that are due (`nowMs` in ms since the epoch); returns at once. `homes` is
-   * iterated at most once per `everyMs`.
+   * Starts the measurements that are due (`nowMs` in ms since the epoch); returns at once.
+   * `homes` is iterated at most once per `everyMs`; homes not in it are forgotten.
    */
   scan(homes: Iterable<WatchedHome>, nowMs: number): void {
     if (nowMs - this.roundAtMs < this.everyMs) return;
     this.roundAtMs = nowMs;
+    const seen = new Set<string>();
     for (const home of homes) {
-      if (this.walking.has(home.agent) || nowMs - (this.walkedAtMs.get(home.agent) ?? Number.NEGATIVE_INFINITY) < this.everyMs) continue;
+      seen.add(home.agent);
+      if (this.walking.has(home.agent) || nowMs < (this.nextMs.get(home.agent) ?? Number.NEGATIVE_INFINITY)) continue;
+      if (home.ownFilesystem === true) {
+        const used = this.usedBytesOf(home.dir);
+        if (used !== undefined && used <= home.limitBytes) {
+          this.nextMs.set(home.agent, nowMs + this.everyMs);
+          continue;
+        }
+      }
       this.walking.add(home.agent);
-      this.walkedAtMs.set(home.agent, nowMs);
+      this.walksValue += 1;
+      const startedMs = Date.now();
       homeUsage(home.dir, 200_000, home.limitBytes + 1)
         .then((usage) => {
           if (usage.bytes > home.limitBytes) this.over(home, usage.bytes);
         })
         .catch((error: unknown) => this.logger.error({ err: error, agent: home.agent, dir: home.dir }, 'home walk failed'))
-        .finally(() => this.walking.delete(home.agent));
+        .finally(() => {
+          this.walking.delete(home.agent);
+          this.nextMs.set(home.agent, nowMs + Math.max(this.everyMs, (Date.now() - startedMs) * HOME_WALK_SPACING));
+        });
     }
+    for (const agent of this.nextMs.keys()) if (!seen.has(agent) && !this.walking.has(agent)) this.nextMs.delete(agent);
   }
 }

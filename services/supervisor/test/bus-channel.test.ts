@@ -269,6 +269,20 @@ describe('BusChannel', () => {
     expect(await channel.serve(spec('beta-1'), join(socketDir, 'bus2.sock'))).toBeNull();
   });
 
+  it('serves several agents at once, each socket as its own agent, and a socket closed leaves the others serving', async () => {
+    const channel = new BusChannel({ port });
+    onTestFinished(() => channel.close());
+    const alpha = await channel.serve(spec('alpha-1'), join(dir.path, 'alpha.sock'));
+    const beta = await channel.serve(spec('beta-1'), join(dir.path, 'beta.sock'));
+    onTestFinished(() => beta?.close());
+    await call(join(dir.path, 'beta.sock'), 'POST', '/v1/messages', { to: 'alpha-1', body: 'from beta' });
+    await call(join(dir.path, 'alpha.sock'), 'POST', '/v1/messages', { to: 'beta-1', body: 'from alpha' });
+    expect(port.calls.filter((c) => c.method === 'send').map((c) => c.self)).toEqual(['beta-1', 'alpha-1']);
+    await alpha!.close();
+    expect(() => statSync(join(dir.path, 'alpha.sock'))).toThrow(/ENOENT/);
+    expect(await call(join(dir.path, 'beta.sock'), 'GET', '/v1/inbox?max=1')).toMatchObject({ status: 200, json: { messages: [expect.objectContaining({ from: 'alpha-1' })] } });
+  });
+
   it('takes the port from a function once it exists; before, the agent gets no socket', async () => {
     const late: { port?: MemoryMessaging } = {};
     const channel = new BusChannel({ port: () => late.port });

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BASELINE_REUSE_MS, DiskPressure, type DiskOffender } from '../src/disk-pressure.js';
-import { DiskReserve, formatBytes, heldBytesFor, homeUsage, parseDiskReserve, reserveBytes, type DiskReading } from '../src/disk.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { DiskReserve, filesystemUsedBytes, formatBytes, heldBytesFor, HomeWatch, homeUsage, parseDiskReserve, reserveBytes, type DiskReading } from '../src/disk.js';
 import { parseTemplate } from '../src/templates.js';
 
 const template = (resources: string) =>
@@ -176,5 +177,56 @@ describe('homeUsage', () => {
     expect(bounded.complete).toBe(false);
     expect(formatBytes(64 * 1024 ** 2)).toBe('64 MiB');
     expect(formatBytes(1024 ** 3)).toBe('1 GiB');
+  });
+});
+
+describe('home watch', () => {
+  /** Waits until `cond` holds, for at most 10 s. */
+  async function until(what: string, cond: () => boolean): Promise<void> {
+    for (const deadline = Date.now() + 10_000; !cond(); await delay(10)) {
+      if (Date.now() > deadline) throw new Error(`${what} did not happen within 10 s`);
+    }
+  }
+
+  it('walks a home past its limit and reports it, at most once per interval, and forgets a home no longer busy', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'warren-watch-'));
+    dirs.push(home);
+    writeFileSync(join(home, 'big'), Buffer.alloc(256 * 1024, 1));
+    const over: number[] = [];
+    const watch = new HomeWatch(1_000, (_home, used) => over.push(used));
+    const homes = [{ agent: 'shell-1', dir: home, limitBytes: 64 * 1024 }];
+    watch.scan(homes, 10_000);
+    await until('the first report', () => over.length === 1);
+    expect(over[0]).toBeGreaterThan(64 * 1024);
+    watch.scan(homes, 10_500);
+    await delay(50);
+    expect(watch.walks).toBe(1);
+    // Far past the interval and any spacing the first walk's duration asks for.
+    watch.scan(homes, 1_000_000);
+    await until('the second report', () => over.length === 2);
+    watch.scan([], 1_001_000);
+    // Busy again: walked at once, whatever its last walk.
+    watch.scan(homes, 1_002_000);
+    await until('the third report', () => over.length === 3);
+  });
+
+  it('settles a home with a filesystem of its own by its statfs when that is within the limit, and walks it when it is not', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'warren-watch-'));
+    dirs.push(home);
+    writeFileSync(join(home, 'big'), Buffer.alloc(256 * 1024, 1));
+    let used = 1024;
+    const over: number[] = [];
+    const watch = new HomeWatch(1_000, (_home, bytes) => over.push(bytes), undefined, () => used);
+    const homes = [{ agent: 'shell-1', dir: home, limitBytes: 64 * 1024, ownFilesystem: true }];
+    watch.scan(homes, 10_000);
+    expect(watch.walks).toBe(0);
+    // The statfs bound is over the limit: the walk decides (and finds the file).
+    used = 1024 * 1024;
+    watch.scan(homes, 11_000);
+    expect(watch.walks).toBe(1);
+    await until('the report', () => over.length === 1);
+    expect(over[0]).toBeGreaterThan(64 * 1024);
+    expect(filesystemUsedBytes(home)).toBeGreaterThan(0);
+    expect(filesystemUsedBytes(join(home, 'missing'))).toBeUndefined();
   });
 });

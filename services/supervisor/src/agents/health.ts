@@ -3,12 +3,25 @@ import { livenessSystem, markStopping, recordUsage, watchdogSystem } from '@warr
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { DiskReserve, formatBytes, HomeWatch, homeUsage, type WatchedHome } from '../disk.js';
 import { DiskPressure, type DiskOffender } from '../disk-pressure.js';
+import type { AgentInstance } from '@warren/runtime';
 import type { Inbox } from '../executions/inbox.js';
 import type { Settler } from '../executions/settle.js';
 import type { AgentLifecycle } from './lifecycle.js';
 
 /** How often the home of an agent running a task is measured, in ms. */
 const HOME_SCAN_MS = 1_000;
+/**
+ * Least interval between two readings of the cgroups of an agent that holds a task, in ms (a
+ * quarter of its template's watchdog grace when that is shorter): the grace (10 s by default) is
+ * judged over several readings.
+ */
+const BUSY_READ_MS = 1_000;
+/**
+ * Least interval between two readings of the cgroups of an idle agent, in ms: what grows in an
+ * idle sandbox (a process a task left behind) is found within this plus the grace. At rest a
+ * reading every tick (five cgroup files per agent) was most of the supervisor's CPU time.
+ */
+const IDLE_READ_MS = 5_000;
 /** Least interval between two statfs of the state directory's (and the homes') filesystem, in ms. */
 const DISK_READ_MS = 100;
 
@@ -25,6 +38,10 @@ export class AgentHealth {
   private readonly homeWatch: HomeWatch;
   /** Finds the agent to stop when a filesystem its home shares runs out of space. */
   private readonly diskPressure: DiskPressure;
+  /** Per agent, its instance and when its cgroups were last read (ms since the epoch). */
+  private readonly readAtMs = new Map<string, { readonly instance: AgentInstance; readonly atMs: number }>();
+  /** Per agent, its instance and when a tick first held it (ms since the epoch): liveness counts from there. */
+  private readonly heldSince = new Map<string, { readonly instance: AgentInstance; readonly sinceMs: number }>();
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -40,13 +57,35 @@ export class AgentHealth {
     );
   }
 
-  /** Kills agents that have said nothing for longer than the heartbeat timeout; their tasks are re-queued on exit. */
+  /**
+   * Kills agents that have said nothing for longer than the heartbeat timeout; their tasks are
+   * re-queued on exit. The silence of an instance counts from its spawn at the earliest (the first
+   * tick that holds it): a start that waited its turn (accounts made, NATS users reloaded, the
+   * sandbox spawned while hundreds of others start) leaves its runner the whole timeout to say hello.
+   */
   checkLiveness(nowMs: number): void {
     const { ctx } = this;
-    for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: ctx.config.heartbeatTimeoutMs })) {
-      if (!this.agents.handles.has(intent.agent) || this.agents.isStopping(intent.agent)) continue;
+    const timeoutMs = ctx.config.heartbeatTimeoutMs;
+    this.trackHeld(nowMs);
+    for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: timeoutMs })) {
+      const handle = this.agents.handles.get(intent.agent);
+      if (!handle || this.agents.isStopping(intent.agent)) continue;
+      if (nowMs - (this.heldSince.get(intent.agent)?.sinceMs ?? nowMs) <= timeoutMs) continue;
       ctx.emit({ actor: SUPERVISOR, action: 'agent.unresponsive', object: `agent:${intent.agent}`, details: { reason: intent.reason } });
       this.agents.stop(intent.agent, 'unresponsive');
+    }
+  }
+
+  /**
+   * Notes when each instance held was first seen (`nowMs`) and forgets those no longer held (a
+   * pass over the handles comparing references: microseconds for a thousand agents).
+   */
+  private trackHeld(nowMs: number): void {
+    for (const [name, handle] of this.agents.handles) {
+      if (this.heldSince.get(name)?.instance !== handle.instance) this.heldSince.set(name, { instance: handle.instance, sinceMs: nowMs });
+    }
+    if (this.heldSince.size > this.agents.handles.size) {
+      for (const name of this.heldSince.keys()) if (!this.agents.handles.has(name)) this.heldSince.delete(name);
     }
   }
 
@@ -55,14 +94,31 @@ export class AgentHealth {
    * into its ECS `Resources` component, lets `watchdogSystem` judge the readings against the
    * template's thresholds, and kills, as a whole tree, each agent it finds over them for longer
    * than their grace. The exit kind is `watchdog`, the reason goes to the audit and, through the
-   * exit, onto the task.
+   * exit, onto the task. An agent holding a task is read every {@link BUSY_READ_MS} (every quarter
+   * of its template's grace when that is shorter, at most once a tick), an idle one every
+   * {@link IDLE_READ_MS}, a new instance at the first tick that holds it; the watchdog judges
+   * only the agents read in this tick.
    */
   runWatchdog(nowMs: number): void {
     const { ctx } = this;
+    const { Load } = ctx.world.components;
+    const due: string[] = [];
     for (const [name, agent] of this.agents.handles) {
-      if (!this.agents.isStopping(name)) recordUsage(ctx.world, name, agent.instance.usage());
+      if (this.agents.isStopping(name)) continue;
+      const eid = ctx.world.agents.get(name);
+      const busy = eid !== undefined && (Load.active[eid] ?? 0) > 0;
+      const everyMs = busy ? Math.min(BUSY_READ_MS, agent.template.watchdog.graceMs / 4) : IDLE_READ_MS;
+      const read = this.readAtMs.get(name);
+      if (read !== undefined && read.instance === agent.instance && nowMs - read.atMs < everyMs) continue;
+      this.readAtMs.set(name, { instance: agent.instance, atMs: nowMs });
+      recordUsage(ctx.world, name, agent.instance.usage());
+      due.push(name);
     }
-    for (const { agent: name, detail, reason, taskFailure, usage } of watchdogSystem(ctx.world, { nowMs })) {
+    if (this.readAtMs.size > this.agents.handles.size) {
+      for (const name of this.readAtMs.keys()) if (!this.agents.handles.has(name)) this.readAtMs.delete(name);
+    }
+    if (due.length === 0) return;
+    for (const { agent: name, detail, reason, taskFailure, usage } of watchdogSystem(ctx.world, { nowMs, agents: due })) {
       const agent = this.agents.handles.get(name);
       if (!agent) continue;
       ctx.emit({ actor: SUPERVISOR, action: 'agent.watchdog', object: `agent:${name}`, details: { detail, reason, usage } });
@@ -85,7 +141,9 @@ export class AgentHealth {
   private *busyHomes(): Iterable<WatchedHome> {
     const busy = new Set(this.ctx.state.openAssignments().map((a) => a.agent));
     for (const [name, agent] of this.agents.handles) {
-      if (busy.has(name) && !this.agents.isStopping(name)) yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes };
+      if (busy.has(name) && !this.agents.isStopping(name)) {
+        yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes, ownFilesystem: agent.template.homeQuotaBytes !== null };
+      }
     }
   }
 

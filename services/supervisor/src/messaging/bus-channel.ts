@@ -23,8 +23,8 @@
  * closing), 500 (`WARREN_INTERNAL`, the cause logged, not sent).
  */
 import { chmod, chown, lstat, rm } from 'node:fs/promises';
-import type { ServerResponse } from 'node:http';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { silentLogger, WarrenError, type Logger } from '@warren/core';
 import type { AgentStartSpec, ChannelService } from '@warren/runtime';
@@ -98,6 +98,11 @@ export interface ServeBusOptions {
   /** Who owns the socket (the agent's uid and gid); default the supervisor's user. */
   readonly owner?: { readonly uid: number; readonly gid: number };
   readonly logger?: Logger;
+  /**
+   * The routes to serve with ({@link createBusApp}), shared by every socket of a {@link BusChannel};
+   * default one made for this socket alone (closed with it).
+   */
+  readonly app?: FastifyInstance;
 }
 
 /** A served bus socket. */
@@ -107,21 +112,34 @@ export interface ServedBus {
   close(): Promise<void>;
 }
 
-/**
- * Serves the bus for `options.agent` on `options.socketPath` (mode 0660, chowned to `owner`).
- * @throws {WarrenError} `WARREN_BUS_SOCKET` when something that is not a socket is at the path, or
- *   listening, chmod or chown fails (`cause`).
- */
-export async function serveBusSocket(options: ServeBusOptions): Promise<ServedBus> {
-  const { port, agent, socketPath } = options;
-  const log = (options.logger ?? silentLogger).child({ agent, socket: BUS_SOCKET_NAME });
-  const existing = await lstat(socketPath).catch(() => undefined);
-  if (existing && !existing.isSocket()) throw new WarrenError('WARREN_BUS_SOCKET', `${socketPath}: exists and is not a socket; not replacing it`);
-  if (existing) await rm(socketPath, { force: true });
+/** One socket as its requests see it: whom it serves, its port, its open topic streams. */
+interface BusSocket {
+  readonly agent: string;
+  readonly port: MessagingPort;
+  readonly log: Logger;
+  readonly streams: Set<{ end(reason: string): void }>;
+  closing: boolean;
+}
 
-  const streams = new Set<{ end(reason: string): void }>();
-  let closing: Promise<void> | undefined;
-  const app: FastifyInstance = Fastify({ logger: false, bodyLimit: BUS_BODY_LIMIT_BYTES, forceCloseConnections: true });
+/** Where a socket's server puts its {@link BusSocket} on each request before routing it. */
+const SOCKET = Symbol('warren.bus.socket');
+
+type TaggedRequest = IncomingMessage & { [SOCKET]?: BusSocket };
+
+/** The socket a request came in on. @throws {Error} for a request not routed by a bus socket's server. */
+function socketOf(request: FastifyRequest): BusSocket {
+  const socket = (request.raw as TaggedRequest)[SOCKET];
+  if (!socket) throw new Error('a bus request that came in on no bus socket');
+  return socket;
+}
+
+/**
+ * The bus's routes as one Fastify instance (not listening): each socket's own HTTP server hands
+ * it its requests (`routing`), tagged with the socket's agent, so a thousand agents share one set
+ * of routes (an instance costs about 170 KiB of heap). Close it after the sockets that use it.
+ */
+export function createBusApp(): FastifyInstance {
+  const app: FastifyInstance = Fastify({ logger: false, bodyLimit: BUS_BODY_LIMIT_BYTES });
 
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'WARREN_BUS_ROUTE', `no route ${request.method} ${request.url.split('?')[0]}`));
   app.setErrorHandler((error: FastifyError | WarrenError, request, reply) => {
@@ -135,45 +153,54 @@ export async function serveBusSocket(options: ServeBusOptions): Promise<ServedBu
     }
     const status = typeof fastifyError.statusCode === 'number' ? fastifyError.statusCode : 500;
     if (status >= 400 && status < 500) return sendError(reply, status, 'WARREN_MESSAGE_INVALID', fastifyError.message);
-    log.error({ err: error, url: request.url }, 'bus request failed');
+    const socket = (request.raw as TaggedRequest)[SOCKET];
+    (socket?.log ?? silentLogger).error({ err: error, url: request.url }, 'bus request failed');
     return sendError(reply, 500, 'WARREN_INTERNAL', 'the bus failed on this request');
   });
   app.addHook('onRequest', async (request, reply) => {
-    if (closing) return sendError(reply, 503, 'WARREN_BUS_CLOSED', 'the bus is closing');
+    if (socketOf(request).closing) return sendError(reply, 503, 'WARREN_BUS_CLOSED', 'the bus is closing');
     return undefined;
   });
 
   app.post('/v1/messages', async (request) => {
+    const { port, agent } = socketOf(request);
     const input = parse(sendBody, request.body, 'body');
     requireBody(input, 'body');
     return port.send(agent, { to: input.to, body: input.body, ...(input.id !== undefined ? { id: input.id } : {}) });
   });
   app.get('/v1/inbox', async (request) => {
+    const { port, agent } = socketOf(request);
     const query = parse(inboxQuery, request.query, 'query');
     const messages = await port.receive(agent, { ...(query.max !== undefined ? { max: query.max } : {}), ...(query.waitMs !== undefined ? { waitMs: query.waitMs } : {}) });
     return { messages };
   });
   app.post('/v1/inbox/ack', async (request) => {
+    const { port, agent } = socketOf(request);
     const { ids } = parse(ackBody, request.body, 'body');
     return { acked: await port.ack(agent, ids) };
   });
   app.post('/v1/requests', async (request) => {
+    const { port, agent } = socketOf(request);
     const input = parse(requestBody, request.body, 'body');
     requireBody(input, 'body');
     return port.request(agent, { to: input.to, body: input.body, ...(input.timeoutMs !== undefined ? { timeoutMs: input.timeoutMs } : {}) });
   });
   app.post('/v1/replies', async (request) => {
+    const { port, agent } = socketOf(request);
     const input = parse(replyBody, request.body, 'body');
     requireBody(input, 'body');
     return port.reply(agent, { to: input.to, inReplyTo: input.inReplyTo, body: input.body });
   });
   app.post('/v1/topics/:topic', async (request) => {
+    const { port, agent } = socketOf(request);
     const { topic } = parse(topicParams, request.params, 'topic');
     const input = parse(publishBody, request.body, 'body');
     requireBody(input, 'body');
     return port.publish(agent, { topic, body: input.body });
   });
   app.get('/v1/topics/:topic', async (request, reply) => {
+    const socket = socketOf(request);
+    const { streams } = socket;
     const { topic } = parse(topicParams, request.params, 'topic');
     const res: ServerResponse = reply.raw;
     let live = false;
@@ -184,8 +211,8 @@ export async function serveBusSocket(options: ServeBusOptions): Promise<ServedBu
       if (!ended) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     // Subscribed before the answer starts: what is published after the client saw 200 reaches it.
-    const subscription = await port.subscribe(
-      agent,
+    const subscription = await socket.port.subscribe(
+      socket.agent,
       topic,
       (message) => (live ? write('message', message) : early.push(message)),
       (reason) => (live ? stream.end(reason) : (endedEarly ??= reason)),
@@ -200,7 +227,7 @@ export async function serveBusSocket(options: ServeBusOptions): Promise<ServedBu
         res.end();
       },
     };
-    if (endedEarly !== undefined || closing) {
+    if (endedEarly !== undefined || socket.closing) {
       subscription.close();
       throw new WarrenError('WARREN_BROKER', `topic ${topic}: the subscription ended at once: ${endedEarly ?? 'the bus is closing'}`);
     }
@@ -218,24 +245,70 @@ export async function serveBusSocket(options: ServeBusOptions): Promise<ServedBu
     });
     return reply;
   });
-  app.get('/v1/presence', async () => ({ agents: await port.presence(agent) }));
+  app.get('/v1/presence', async (request) => {
+    const { port, agent } = socketOf(request);
+    return { agents: await port.presence(agent) };
+  });
+  return app;
+}
 
+/** How long an idle keep-alive connection stays open, ms (Fastify's default for its own server). */
+const KEEP_ALIVE_TIMEOUT_MS = 72_000;
+
+/**
+ * Serves the bus for `options.agent` on `options.socketPath` (mode 0660, chowned to `owner`): a
+ * plain HTTP server on the socket that hands each request, tagged with the agent, to the routes of
+ * `options.app` (or its own).
+ * @throws {WarrenError} `WARREN_BUS_SOCKET` when something that is not a socket is at the path, or
+ *   listening, chmod or chown fails (`cause`).
+ */
+export async function serveBusSocket(options: ServeBusOptions): Promise<ServedBus> {
+  const { socketPath } = options;
+  const log = (options.logger ?? silentLogger).child({ agent: options.agent, socket: BUS_SOCKET_NAME });
+  const existing = await lstat(socketPath).catch(() => undefined);
+  if (existing && !existing.isSocket()) throw new WarrenError('WARREN_BUS_SOCKET', `${socketPath}: exists and is not a socket; not replacing it`);
+  if (existing) await rm(socketPath, { force: true });
+
+  const ownApp = options.app === undefined;
+  const app = options.app ?? createBusApp();
+  const socket: BusSocket = { agent: options.agent, port: options.port, log, streams: new Set(), closing: false };
+  const server = createServer((request, response) => {
+    (request as TaggedRequest)[SOCKET] = socket;
+    app.routing(request, response);
+  });
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  const closeServer = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
   try {
-    await app.listen({ path: socketPath });
+    await app.ready();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
     await chmod(socketPath, 0o660);
     if (options.owner) await chown(socketPath, options.owner.uid, options.owner.gid);
   } catch (error) {
-    await app.close().catch(() => undefined);
+    if (server.listening) await closeServer();
+    if (ownApp) await app.close().catch(() => undefined);
     await rm(socketPath, { force: true });
     throw new WarrenError('WARREN_BUS_SOCKET', `${socketPath}: cannot serve the bus: ${(error as Error).message}`, { cause: error });
   }
   log.debug({ socketPath }, 'bus serving');
+  let closing: Promise<void> | undefined;
   return {
     socketPath,
     close: () =>
       (closing ??= (async () => {
-        for (const stream of [...streams]) stream.end('the bus closed');
-        await app.close().catch((error: unknown) => log.warn({ err: error }, 'bus close failed'));
+        socket.closing = true;
+        for (const stream of [...socket.streams]) stream.end('the bus closed');
+        await closeServer();
+        if (ownApp) await app.close().catch((error: unknown) => log.warn({ err: error }, 'bus close failed'));
         await rm(socketPath, { force: true });
       })()),
   };
@@ -266,6 +339,8 @@ export class BusChannel implements ChannelService {
   private readonly served = new Set<ServedBus>();
   private closed = false;
   private closing: Promise<void> | undefined;
+  /** The routes every socket of this channel shares, made at the first socket. */
+  private app: FastifyInstance | undefined;
 
   constructor(private readonly options: BusChannelOptions) {}
 
@@ -282,6 +357,7 @@ export class BusChannel implements ChannelService {
       agent: spec.name,
       socketPath,
       owner: { uid: spec.uid, gid: spec.gid },
+      app: (this.app ??= createBusApp()),
       ...(this.options.logger ? { logger: this.options.logger } : {}),
     });
     if (this.closed) {
@@ -300,7 +376,9 @@ export class BusChannel implements ChannelService {
   /** Closes every socket served (their topic streams end with `event: end`). Idempotent. */
   close(): Promise<void> {
     this.closed = true;
-    this.closing ??= Promise.allSettled([...this.served].map((bus) => bus.close())).then(() => undefined);
+    this.closing ??= Promise.allSettled([...this.served].map((bus) => bus.close())).then(async () => {
+      await this.app?.close().catch((error: unknown) => this.options.logger?.warn({ err: error }, 'bus close failed'));
+    });
     return this.closing;
   }
 }

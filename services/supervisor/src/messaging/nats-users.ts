@@ -164,6 +164,8 @@ export class AgentNatsUsers {
   private lastUsers: string | undefined;
   private lastPermissions = new Map<string, string>();
   private syncing: Promise<void> = Promise.resolve();
+  /** The sync waiting for the one in progress to end, if any; it has not read anything yet. */
+  private queued: Promise<void> | undefined;
   private lastAgents = '';
   private lastLookMs = 0;
 
@@ -209,11 +211,20 @@ export class AgentNatsUsers {
   /**
    * Computes every agent's user from the policy and gives the server the list when it changed
    * (event `broker.users` with the count and the agents whose permissions changed). Keys of agents
-   * whose account is gone are dropped. Calls run one at a time.
+   * whose account is gone are dropped. Calls run one at a time; calls made while one waits its
+   * turn share it (it starts after them all, so it includes what each of them wrote).
    * @throws {NatsServerError} if the server refused the users or did not reload.
    */
   sync(): Promise<void> {
-    const run = this.syncing.then(() => this.syncOnce());
+    // Calls made while a sync waits for the one before it share it: the waiting sync reads the
+    // keys and the policy only when it starts, so it covers them all (a burst of starts reloads
+    // the server a few times rather than once per agent).
+    if (this.queued) return this.queued;
+    const run = this.syncing.then(() => {
+      this.queued = undefined;
+      return this.syncOnce();
+    });
+    this.queued = run;
     this.syncing = run.catch(() => undefined);
     return run;
   }
