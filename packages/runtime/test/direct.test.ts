@@ -157,6 +157,21 @@ describe('the direct mode of the bubblewrap runtime', () => {
     expect(result.outputs).toEqual([]);
   });
 
+  it('hands a task with a repository to the runner, started on demand in the same instance', async () => {
+    const { spec, instance, events } = await startDirect('direct-j');
+    // The mirror does not exist: the runner, as the agent, reports that it cannot make the git workspace.
+    await assign(spec.name, 'direct-git', { command: 'echo never', repository: { mirror: '/opt/warren/repos/none.git' } });
+    const result = await resultOf('direct-git');
+    expect(result).toMatchObject({ outcome: 'failed', summary: expect.stringContaining('cannot prepare the git workspace of direct-git') });
+    // The runner said hello from inside its sandbox (the first hello is the instance's own, pid 0).
+    expect(events.hellos.map((h) => h.pid > 0)).toEqual([false, true]);
+    expect(events.acks).toEqual([{ agent: spec.name, taskId: 'direct-git', attempt: 1 }]);
+    expect(instance.pid).toBeGreaterThan(0);
+    expect(instance.connected).toBe(true);
+    instance.requestShutdown('done');
+    expect(await instance.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
+  });
+
   it('refuses a workspace parent the agent replaced with a symlink, writing nothing there', async () => {
     const { spec } = await startDirect('direct-i');
     const outside = join(fixture.dir, 'root-owned-2');
