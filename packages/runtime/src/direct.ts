@@ -177,12 +177,16 @@ export class DirectInstance implements AgentInstance {
       entry.sandbox = sandbox;
       // The task runs: its broker message is acknowledged now.
       ack();
+      let stopped: 'SIGTERM' | 'SIGKILL' | undefined;
       return {
-        ended: sandbox.exited.then(processEndOf),
+        // Stopped while bwrap still set it up: the process was killed, as a runner's child would be.
+        ended: sandbox.exited.then((exit) => (stopped && exit.kind === 'setup_error' ? { code: null, signal: stopped } : processEndOf(exit))),
         terminate: (graceMs) => {
+          stopped ??= 'SIGTERM';
           sandbox.stop(graceMs).catch(() => undefined);
         },
         kill: () => {
+          stopped = 'SIGKILL';
           sandbox.stop(0).catch(() => undefined);
         },
       };

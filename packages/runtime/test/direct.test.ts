@@ -119,7 +119,8 @@ describe('the direct mode of the bubblewrap runtime', () => {
 
     const second = await startDirect('direct-f');
     await assign(second.spec.name, 'direct-stopped', { command: "trap '' TERM; echo started; while :; do sleep 1; done" });
-    await waitFor('the task to start', () => second.events.acks.length > 0);
+    const log = join(second.spec.homeDir, 'work', 'direct-stopped', 'output.log');
+    await waitFor('the task to start', () => existsSync(log) && readFileSync(log, 'utf8').includes('started'));
     const exit = await second.instance.stop(500, { reason: 'watchdog', detail: 'memory over 1 MiB for 10 s' });
     expect(exit).toEqual({ kind: 'watchdog', detail: 'memory over 1 MiB for 10 s' });
     expect(await resultOf('direct-stopped')).toMatchObject({ outcome: 'cancelled', signal: 'SIGKILL' });
