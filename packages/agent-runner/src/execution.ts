@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, fchownSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import { agentInvocation, loadSession, saveSession, LLM_PORT_IN_SANDBOX, type AgentRuntime } from './agent-cli.js';
@@ -53,7 +53,54 @@ export interface ExecutionOptions {
   readonly outputMaxBytes?: number;
   /** The directory of the `warren-bus` command, put first on the task's PATH when it exists. Default {@link AGENT_SDK_BIN_IN_SANDBOX}. */
   readonly agentSdkBinDir?: string;
+  /** Whether `agentSdkBinDir` exists where the task's process runs. Default: whether it exists here. */
+  readonly agentSdkBinPresent?: boolean;
+  /**
+   * Starts the task's process instead of a child of this process (shell and exec runtimes only):
+   * the host runs the execution while the process runs in its own sandbox. Default: `spawn` in a
+   * new process group.
+   */
+  readonly spawnProcess?: SpawnTaskProcess;
+  /** The home as the task's process sees it (its WARREN_WORKSPACE, WARREN_TASK_FILE and cwd). Default `home`. */
+  readonly processHome?: string;
+  /**
+   * Set when this process is not the agent (root on the host): the workspace, `task.json` and
+   * `output.log` are made without following a symlink the agent planted (`<home>/work` and the
+   * workspace must be real directories; the files are created with O_CREAT | O_EXCL | O_NOFOLLOW
+   * after removing what is there) and owned by `uid`/`gid`; `output.log` is written only through
+   * the descriptor opened before the process starts; the outputs are listed only when the
+   * workspace is still a real directory.
+   */
+  readonly owner?: { readonly uid: number; readonly gid: number };
 }
+
+/** What {@link SpawnTaskProcess} is asked to start. */
+export interface TaskProcessRequest {
+  readonly argv: readonly string[];
+  /** The whole environment of the process. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Its working directory, as the process sees it. */
+  readonly cwd: string;
+  /** Receives every chunk of its stdout (`stdout: true`) and stderr, in order. */
+  readonly onOutput: (chunk: Buffer, stdout: boolean) => void;
+}
+
+/** A task's process started by a {@link SpawnTaskProcess}. */
+export interface TaskProcess {
+  /** Settles once it and every process it started have ended and all its output was passed to `onOutput`; never rejects. */
+  readonly ended: Promise<{ readonly code: number | null; readonly signal: string | null; readonly error?: Error }>;
+  /** SIGTERM to every process of the task, SIGKILL to all after `graceMs`. */
+  terminate(graceMs: number): void;
+  /** SIGKILL to every process of the task at once (also during a `terminate`). */
+  kill(): void;
+}
+
+/**
+ * Starts a task's process elsewhere than as a child of this process (e.g. as the only process of a
+ * sandbox). Resolves once it runs.
+ * @throws when it cannot be started (the execution fails with `cannot start <program>: <message>`).
+ */
+export type SpawnTaskProcess = (request: TaskProcessRequest) => Promise<TaskProcess>;
 
 /**
  * The task's bus variables: `WARREN_BUS_SOCKET` (the runner's own when set, else
@@ -61,9 +108,13 @@ export interface ExecutionOptions {
  * `warren-bus` runs the SDK's command).
  * @param env the task's environment so far (its PATH is kept after the SDK's directory; default `/usr/local/bin:/usr/bin:/bin`).
  */
-export function busEnvironment(env: Readonly<Record<string, string | undefined>>, sdkBinDir: string = AGENT_SDK_BIN_IN_SANDBOX): Record<string, string> {
+export function busEnvironment(
+  env: Readonly<Record<string, string | undefined>>,
+  sdkBinDir: string = AGENT_SDK_BIN_IN_SANDBOX,
+  sdkBinPresent: boolean = existsSync(sdkBinDir),
+): Record<string, string> {
   const out: Record<string, string> = { WARREN_BUS_SOCKET: env.WARREN_BUS_SOCKET || BUS_SOCKET_PATH };
-  if (existsSync(sdkBinDir)) {
+  if (sdkBinPresent) {
     const rest = (env.PATH || '/usr/local/bin:/usr/bin:/bin').split(':').filter((dir) => dir !== '' && dir !== sdkBinDir);
     out.PATH = [sdkBinDir, ...rest].join(':');
   }
@@ -181,6 +232,57 @@ class AgentRun {
   }
 }
 
+/** Whether `path` is a directory (not a symlink to one) owned by `owner.uid`. */
+function isRealDir(path: string, owner: { readonly uid: number }): boolean {
+  const info = lstatSync(path, { throwIfNoEntry: false });
+  return info !== undefined && info.isDirectory() && info.uid === owner.uid;
+}
+
+/**
+ * Makes directory `path` (mode 0700) owned by `owner` if missing; refuses one that is not a real
+ * directory of `owner` (a symlink the agent planted is never followed).
+ * @throws an Error naming the path.
+ */
+function makeOwnedDir(path: string, owner: { readonly uid: number; readonly gid: number }): void {
+  try {
+    mkdirSync(path, { mode: 0o700 });
+    lchownSync(path, owner.uid, owner.gid);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  if (!isRealDir(path, owner)) throw new Error(`${path} is not a directory owned by uid ${owner.uid} (a symlink?)`);
+}
+
+/**
+ * Creates `path` afresh (what is there is removed first, a symlink as a link) with
+ * O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600, owned by `owner`. @returns its descriptor, open for appending.
+ */
+function openOwnedFile(path: string, owner: { readonly uid: number; readonly gid: number }): number {
+  try {
+    unlinkSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+  try {
+    fchownSync(fd, owner.uid, owner.gid);
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  return fd;
+}
+
+/** Writes `text` to `path` as {@link openOwnedFile} creates it. */
+function writeOwnedFile(path: string, text: string, owner: { readonly uid: number; readonly gid: number }): void {
+  const fd = openOwnedFile(path, owner);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
@@ -228,7 +330,8 @@ export function startExecution(options: ExecutionOptions): Execution {
   const parent = parseParentContext(task.traceparent);
   const runSpanId = parent ? newSpanId() : undefined;
   const killGraceMs = options.killGraceMs ?? 2000;
-  let child: ChildProcess | undefined;
+  // The running process: how to stop it (SIGTERM then SIGKILL after the grace, or SIGKILL at once).
+  let child: { stop(immediate: boolean): void } | undefined;
   let stopReason: { outcome: TaskOutcome; text: string } | undefined;
   let killTimer: NodeJS.Timeout | undefined;
   let exited = false;
@@ -267,15 +370,9 @@ export function startExecution(options: ExecutionOptions): Execution {
   const terminate = (outcome: TaskOutcome, text: string, immediate: boolean): void => {
     // Before the process exists (its git workspace is being made) or between two runs, the stop waits for it.
     if (!child || (exited && mayRunAgain)) stopReason ??= { outcome, text };
-    if (exited || !child?.pid) return;
+    if (exited || !child) return;
     stopReason ??= { outcome, text };
-    const pid = child.pid;
-    if (immediate) {
-      signalGroup(pid, 'SIGKILL');
-      return;
-    }
-    signalGroup(pid, 'SIGTERM');
-    killTimer ??= setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs);
+    child.stop(immediate);
   };
 
   const result = (async (): Promise<ResultFrame> => {
@@ -296,6 +393,10 @@ export function startExecution(options: ExecutionOptions): Execution {
     }
     const workspace = join(home, 'work', task.taskId);
     const taskFile = join(workspace, 'task.json');
+    // The same places as the task's process sees them.
+    const processWorkspace = join(options.processHome ?? home, 'work', task.taskId);
+    const processTaskFile = join(processWorkspace, 'task.json');
+    const { owner } = options;
     // A task on a git repository works in its own worktree (made before anything else is written there).
     let git: GitWorkspace | undefined;
     const repository = task.repository;
@@ -319,10 +420,19 @@ export function startExecution(options: ExecutionOptions): Execution {
     let onLine: (line: string) => void = () => undefined;
     let output: OutputCapture;
     try {
-      mkdirSync(workspace, { recursive: true, mode: 0o700 });
-      writeFileSync(taskFile, `${JSON.stringify(task, null, 2)}\n`, { mode: 0o600 });
+      const taskText = `${JSON.stringify(task, null, 2)}\n`;
+      let outputTarget: string | number = join(workspace, 'output.log');
+      if (owner) {
+        makeOwnedDir(join(home, 'work'), owner);
+        makeOwnedDir(workspace, owner);
+        writeOwnedFile(taskFile, taskText, owner);
+        outputTarget = openOwnedFile(join(workspace, 'output.log'), owner);
+      } else {
+        mkdirSync(workspace, { recursive: true, mode: 0o700 });
+        writeFileSync(taskFile, taskText, { mode: 0o600 });
+      }
       // Agent streams carry long JSON lines (claude-code's first one lists every tool).
-      output = new OutputCapture(join(workspace, 'output.log'), options.outputMaxBytes ?? 8 * 1024 * 1024, (line) => onLine(line), 2000, agent ? AGENT_LINE_CHARS : 4096);
+      output = new OutputCapture(outputTarget, options.outputMaxBytes ?? 8 * 1024 * 1024, (line) => onLine(line), 2000, agent ? AGENT_LINE_CHARS : 4096);
     } catch (error) {
       return finish(TaskOutcome.failed, `cannot prepare workspace ${workspace}: ${(error as Error).message}`, null, null);
     }
@@ -332,12 +442,12 @@ export function startExecution(options: ExecutionOptions): Execution {
       WARREN_TASK_ID: task.taskId,
       WARREN_TASK_ATTEMPT: String(task.attempt),
       WARREN_TASK_TITLE: task.title,
-      WARREN_TASK_FILE: taskFile,
-      WARREN_WORKSPACE: workspace,
+      WARREN_TASK_FILE: processTaskFile,
+      WARREN_WORKSPACE: processWorkspace,
       // The runner's own $PWD would name its start directory; programs that read it see their cwd.
-      PWD: workspace,
+      PWD: processWorkspace,
     });
-    Object.assign(baseEnv, busEnvironment(baseEnv, options.agentSdkBinDir));
+    Object.assign(baseEnv, busEnvironment(baseEnv, options.agentSdkBinDir, options.agentSdkBinPresent));
     if (typeof task.command === 'string') baseEnv.WARREN_TASK_COMMAND = task.command;
     if (options.agent !== undefined) Object.assign(baseEnv, gitIdentityEnv(options.agent));
     if (git) Object.assign(baseEnv, { WARREN_GIT_BRANCH: git.branch, WARREN_GIT_BASE: git.baseCommit });
@@ -357,6 +467,7 @@ export function startExecution(options: ExecutionOptions): Execution {
 
     // Runs one process to its end (and its group's), feeding its stdout lines to onLine.
     const runProcess = async (runArgv: readonly string[], env: Record<string, string>, stdin?: string): Promise<ProcessEnd> => {
+      if (options.spawnProcess) return runElsewhere(options.spawnProcess, runArgv, env);
       const [program, ...args] = runArgv;
       // Kernel pipes, not Node's socket pairs, so that the task can open /dev/stdout and /dev/stderr.
       const pipes = openTaskPipes(2);
@@ -377,7 +488,18 @@ export function startExecution(options: ExecutionOptions): Execution {
         proc.stdin.end(stdin);
       }
       exited = false;
-      child = proc;
+      const pid = proc.pid;
+      child = {
+        stop: (immediate) => {
+          if (!pid) return;
+          if (immediate) {
+            signalGroup(pid, 'SIGKILL');
+            return;
+          }
+          signalGroup(pid, 'SIGTERM');
+          killTimer ??= setTimeout(() => signalGroup(pid, 'SIGKILL'), killGraceMs);
+        },
+      };
       const streams: Readable[] = pipes ? pipes.map((pipe) => pipe.reader) : [proc.stdout!, proc.stderr!];
       const streamsClosed = Promise.all(
         streams.map(
@@ -405,6 +527,23 @@ export function startExecution(options: ExecutionOptions): Execution {
       await Promise.race([streamsClosed, new Promise((resolve) => (waitTimer = setTimeout(resolve, 1000)))]);
       clearTimeout(waitTimer);
       for (const stream of streams) stream.destroy();
+      output.flushLine();
+      return end;
+    };
+
+    // The process started by options.spawnProcess: it ends with everything it started, its output all passed on.
+    const runElsewhere = async (spawnTask: SpawnTaskProcess, runArgv: readonly string[], env: Record<string, string>): Promise<ProcessEnd> => {
+      let proc: TaskProcess;
+      try {
+        proc = await spawnTask({ argv: runArgv, env, cwd: processWorkspace, onOutput: (chunk, stdout) => output.push(chunk, stdout) });
+      } catch (error) {
+        return { code: null, signal: null, error: error instanceof Error ? error : new Error(String(error)) };
+      }
+      exited = false;
+      child = { stop: (immediate) => (immediate ? proc.kill() : proc.terminate(killGraceMs)) };
+      if (stopReason) terminate(stopReason.outcome, stopReason.text, false);
+      const end = await proc.ended;
+      exited = true;
       output.flushLine();
       return end;
     };
@@ -441,7 +580,7 @@ export function startExecution(options: ExecutionOptions): Execution {
       if (end.error) {
         return withGit(finish(TaskOutcome.failed, summarize(`cannot start ${program}: ${end.error.message}`, output.tail), null, null));
       }
-      const outputs = listOutputs(workspace, home, taskFile, MAX_OUTPUTS);
+      const outputs = owner && !isRealDir(workspace, owner) ? [] : listOutputs(workspace, home, taskFile, MAX_OUTPUTS);
       if (stopReason) return withGit(finish(stopReason.outcome, summarize(stopReason.text, output.tail), end.code, end.signal, outputs));
       if (end.code === 0) return withGit(finish(TaskOutcome.succeeded, summarize('', output.tail) || 'done (no output)', 0, null, outputs));
       const how = end.signal ? `killed by ${end.signal}` : `exit code ${end.code}`;

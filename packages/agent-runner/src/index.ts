@@ -41,7 +41,7 @@ export type { ParentContext } from './trace-context.js';
 export { runAgent } from './runner.js';
 export type { RunAgentOptions } from './runner.js';
 export { startExecution, busEnvironment, isSafeTaskId, MAX_OUTPUTS, MAX_SUMMARY_CHARS } from './execution.js';
-export type { Execution, ExecutionOptions, Runtime } from './execution.js';
+export type { Execution, ExecutionOptions, Runtime, SpawnTaskProcess, TaskProcess, TaskProcessRequest } from './execution.js';
 export { parseProgressLine, parseSendLine, OutputCapture } from './output.js';
 export type { ProgressLine, SendLine } from './output.js';
 export { runnerConfigFromEnv, parseRuntime, RunnerConfigError } from './config.js';

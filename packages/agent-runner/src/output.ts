@@ -60,15 +60,19 @@ export class OutputCapture {
   private partial = '';
   private overlong = false;
 
-  /** @throws the fs error if `path` cannot be opened for appending. */
+  /**
+   * @param path the file, opened for appending; or a descriptor already open for writing, which
+   *   this capture then owns (closes).
+   * @throws the fs error if `path` cannot be opened for appending.
+   */
   constructor(
-    path: string,
+    path: string | number,
     private readonly maxBytes: number,
     private readonly onStdoutLine: (line: string) => void,
     private readonly tailChars = 2000,
     private readonly maxLineChars = 4096,
   ) {
-    this.fd = openSync(path, 'a', 0o600);
+    this.fd = typeof path === 'number' ? path : openSync(path, 'a', 0o600);
   }
 
   /** Bytes not written to the file because of the cap. */

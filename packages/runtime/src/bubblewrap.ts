@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
-import { RUNNER_BUNDLE_NAME } from '@warren/agent-runner';
+import { isAbsolute, join, relative } from 'node:path';
+import { AGENT_SDK_BIN_IN_SANDBOX, RUNNER_BUNDLE_NAME, type Runtime } from '@warren/agent-runner';
 import type { Broker } from '@warren/broker';
 import { processExists, silentLogger, WarrenError, type Logger } from '@warren/core';
 import {
@@ -16,6 +16,7 @@ import {
   type Sandbox,
 } from '@warren/sandbox';
 import { RuntimeError } from './errors.js';
+import { DirectInstance, directOutputSink } from './direct.js';
 import { AgentGateway } from './gateway.js';
 import type {
   AgentEvents,
@@ -115,6 +116,20 @@ function runnerEntry(runnerDir: string): string {
   return 'main.js';
 }
 
+/**
+ * The runtime a per-task instance runs directly (without a runner), or null when it needs the
+ * runner: `perTask` is not set, or the runtime is not `shell` or a valid `exec`.
+ */
+function directRuntime(spec: AgentStartSpec): Runtime | null {
+  if (spec.runner.perTask !== true) return null;
+  const runtime = spec.runner.runtime as { kind?: unknown; command?: unknown } | null;
+  if (runtime?.kind === 'shell') return { kind: 'shell' };
+  if (runtime?.kind === 'exec' && Array.isArray(runtime.command) && runtime.command.length > 0 && runtime.command.every((part) => typeof part === 'string')) {
+    return { kind: 'exec', command: runtime.command };
+  }
+  return null;
+}
+
 /** Matches the suffix of an exec sandbox's name: `-x<pid>` or `-x<pid>-<slot>`. */
 const EXEC_NAME = /-x(\d+)(?:-\d+)?$/;
 /** Matches an exec's run directory name: `<pid>` or `<pid>-<slot>`. */
@@ -188,21 +203,71 @@ class BubblewrapRuntime implements AgentRuntime {
         const served = await service.serve(spec, join(socketDir, service.socketName));
         if (served) services.push(served);
       }
-      const sandbox = await spawnSandbox(
-        agentSandboxSpec(spec, this.host, {
-          sandboxName: `${this.tag}-${name}`,
-          argv: ['/usr/bin/node', `${RUNNER_IN_SANDBOX}/dist/${runnerEntry(this.options.runnerDir)}`],
-          env: {
-            WARREN_RUNTIME: JSON.stringify(spec.runner.runtime),
-            WARREN_MAX_CONCURRENT: String(spec.runner.maxConcurrent),
-            WARREN_HEARTBEAT_MS: String(spec.runner.heartbeatIntervalMs),
+      const runnerEnv = {
+        WARREN_RUNTIME: JSON.stringify(spec.runner.runtime),
+        WARREN_MAX_CONCURRENT: String(spec.runner.maxConcurrent),
+        WARREN_HEARTBEAT_MS: String(spec.runner.heartbeatIntervalMs),
+      };
+      const logger = this.log.child({ component: 'sandbox', agent: name });
+      const spawnRunner = (): Promise<Sandbox> =>
+        spawnSandbox(
+          agentSandboxSpec(spec, this.host, {
+            sandboxName: `${this.tag}-${name}`,
+            argv: ['/usr/bin/node', `${RUNNER_IN_SANDBOX}/dist/${runnerEntry(this.options.runnerDir)}`],
+            env: runnerEnv,
+            runDir,
+            logPath: spec.logPath ?? join(stateDir, 'logs', `${name}.log`),
+            socketDir,
+          }),
+          { logger },
+        );
+      const runtime = directRuntime(spec);
+      if (runtime) {
+        // Direct mode: no runner; each task's process is the only process of its own sandbox.
+        const base = agentSandboxSpec(spec, this.host, { sandboxName: `${this.tag}-${name}`, argv: ['/bin/true'], env: runnerEnv, runDir, logPath: join(runDir, 'unused.log'), socketDir });
+        const instance = new DirectInstance(
+          name,
+          {
+            runtime,
+            home: spec.homeDir,
+            processHome: homeInSandbox(name),
+            uid: spec.uid,
+            gid: spec.gid,
+            unsafe: spec.isolation === 'unsafe',
+            env: base.env,
+            agentSdkBinPresent: (base.readOnlyBinds ?? []).some((b) => {
+              const inside = relative(b.target, AGENT_SDK_BIN_IN_SANDBOX);
+              return !inside.startsWith('..') && !isAbsolute(inside) && existsSync(join(b.source, inside));
+            }),
+            heartbeatIntervalMs: spec.runner.heartbeatIntervalMs,
+            log: this.log.child({ component: 'direct', agent: name }),
+            spawnTask: (request, slot) => {
+              const taskDir = join(runDir, `task${slot}`);
+              const taskSpec = agentSandboxSpec(spec, this.host, {
+                sandboxName: slot === 0 ? `${this.tag}-${name}` : `${this.tag}-${name}-t${slot}`,
+                argv: request.argv,
+                env: {},
+                runDir: taskDir,
+                // Stays empty: the output goes to the execution (output.log in the workspace).
+                logPath: join(taskDir, 'output.log'),
+                socketDir,
+              });
+              return spawnSandbox(
+                { ...taskSpec, env: { ...request.env }, cwd: request.cwd },
+                {
+                  logger,
+                  output: { stdout: directOutputSink((chunk) => request.onOutput(chunk, true)), stderr: directOutputSink((chunk) => request.onOutput(chunk, false)) },
+                },
+              );
+            },
+            spawnRunner,
           },
-          runDir,
-          logPath: spec.logPath ?? join(stateDir, 'logs', `${name}.log`),
-          socketDir,
-        }),
-        { logger: this.log.child({ component: 'sandbox', agent: name }) },
-      );
+          gateway,
+          closeServices,
+        );
+        return instance;
+      }
+      const sandbox = await spawnRunner();
       return new BubblewrapInstance(name, sandbox, gateway, closeServices);
     } catch (error) {
       await closeServices();
@@ -258,13 +323,24 @@ class BubblewrapRuntime implements AgentRuntime {
   }
 
   async detachStorage(agent: AgentStorageRef): Promise<boolean> {
-    if (agent.homeDir === undefined) return false;
+    if (agent.homeDir === undefined || !this.hasHomeImage(agent.name)) return false;
     return releaseHomeImage(agent.homeDir);
   }
 
   async releaseStorage(agent: AgentStorageRef): Promise<void> {
+    if (!this.hasHomeImage(agent.name)) return;
     if (agent.homeDir !== undefined) await releaseHomeImage(agent.homeDir).catch(() => false);
     await rm(join(this.options.stateDir, 'home-images', `${agent.name}.ext4`), { force: true });
+  }
+
+  /**
+   * Whether agent `name` has a home image. Without one nothing of it can be mounted (an image is
+   * made before it is mounted and deleted only once unmounted; `reclaim()` unmounts what a crash
+   * left): one stat instead of reading /proc/self/mountinfo, which waits on the mount namespace's
+   * lock while sandboxes are being set up (37 ms an agent under load, on the event loop).
+   */
+  private hasHomeImage(name: string): boolean {
+    return existsSync(join(this.options.stateDir, 'home-images', `${name}.ext4`));
   }
 
   close(): Promise<void> {

@@ -73,6 +73,24 @@ export interface AgentGatewayOptions {
 }
 
 const SOCKET_NAME = 'agent.sock';
+
+/**
+ * An agent channel served in this process instead of over the socket (see
+ * {@link AgentGateway.attachLocal}): `deliver` hands the gateway one frame of the agent's side;
+ * `detach` ends the channel as a closed connection would, without telling `events.disconnected`
+ * (a runner may connect to the socket afterwards).
+ */
+export interface LocalChannel {
+  deliver(frame: AgentFrame): void;
+  detach(): void;
+}
+
+/** The connection the gateway serves now: a runner's socket or a local channel. */
+interface Peer {
+  write(frame: GatewayFrame): void;
+  destroy(): void;
+  readonly destroyed: boolean;
+}
 /** Results kept for `resendResult`, oldest dropped first. */
 const MAX_RECENT_RESULTS = 1_000;
 /** How often a result still waiting for the broker is reported again, in ms. */
@@ -91,7 +109,7 @@ const RESULT_WAIT_REPORT_MS = 30_000;
  */
 export class AgentGateway {
   private readonly server: Server;
-  private connection: Socket | undefined;
+  private connection: Peer | undefined;
   private assignments: Subscription | undefined;
   private readonly waitingAcks = new Map<string, { resolve: (acked: boolean) => void }>();
   private closing: Promise<void> | undefined;
@@ -163,12 +181,58 @@ export class AgentGateway {
     return this.options.logger;
   }
 
+  /**
+   * Serves the agent channel to `receive` in this process, as if a runner had connected: frames
+   * given to the returned channel's `deliver` are handled as the runner's (a `hello` starts the
+   * assignments' consumer), frames for the agent go to `receive`. While it is attached the socket
+   * refuses connections.
+   * @throws {Error} if a runner is connected or the gateway is closing.
+   */
+  attachLocal(receive: (frame: GatewayFrame) => void): LocalChannel {
+    if (this.connection || this.closing) throw new Error('the agent channel is in use or closing');
+    const peer = {
+      destroyed: false,
+      write: (frame: GatewayFrame) => {
+        if (!peer.destroyed) receive(frame);
+      },
+      destroy: () => {
+        if (peer.destroyed) return;
+        peer.destroyed = true;
+        this.dropConnection(peer, false);
+      },
+    };
+    this.connection = peer;
+    return {
+      deliver: (frame) => {
+        if (!peer.destroyed) this.handle(frame);
+      },
+      detach: () => peer.destroy(),
+    };
+  }
+
+  /** Forgets connection `peer` (closed): pending acks fail, the consumer stops; `events.disconnected` when `notify`. */
+  private dropConnection(peer: Peer, notify: boolean): void {
+    if (this.connection !== peer) return;
+    this.connection = undefined;
+    for (const waiter of this.waitingAcks.values()) waiter.resolve(false);
+    this.waitingAcks.clear();
+    this.stopConsumers().catch((error: unknown) => this.log.warn({ err: error }, 'cannot stop the agent channel consumers'));
+    if (notify) this.options.events.disconnected(this.options.identity.name);
+  }
+
   private accept(socket: Socket): void {
     if (this.connection || this.closing) {
       socket.end(encodeFrame({ type: 'error', code: 'WARREN_BUSY', message: 'the agent is already connected' }));
       return;
     }
-    this.connection = socket;
+    const peer: Peer = {
+      write: (frame) => socket.write(encodeFrame(frame)),
+      destroy: () => socket.destroy(),
+      get destroyed() {
+        return socket.destroyed;
+      },
+    };
+    this.connection = peer;
     const splitter = new LineSplitter((line) => this.receive(line));
     socket.on('data', (chunk: Buffer) => {
       try {
@@ -178,14 +242,7 @@ export class AgentGateway {
       }
     });
     socket.on('error', (error) => this.log.debug({ err: error }, 'agent channel error'));
-    socket.on('close', () => {
-      if (this.connection !== socket) return;
-      this.connection = undefined;
-      for (const waiter of this.waitingAcks.values()) waiter.resolve(false);
-      this.waitingAcks.clear();
-      this.stopConsumers().catch((error: unknown) => this.log.warn({ err: error }, 'cannot stop the agent channel consumers'));
-      this.options.events.disconnected(this.options.identity.name);
-    });
+    socket.on('close', () => this.dropConnection(peer, true));
   }
 
   private fail(message: string): void {
@@ -196,9 +253,9 @@ export class AgentGateway {
   }
 
   private send(frame: GatewayFrame): boolean {
-    const socket = this.connection;
-    if (!socket || socket.destroyed) return false;
-    socket.write(encodeFrame(frame));
+    const peer = this.connection;
+    if (!peer || peer.destroyed) return false;
+    peer.write(frame);
     return true;
   }
 
@@ -210,6 +267,10 @@ export class AgentGateway {
       this.fail((error as Error).message);
       return;
     }
+    this.handle(frame);
+  }
+
+  private handle(frame: AgentFrame): void {
     const { identity, events } = this.options;
     events.alive(identity.name);
     switch (frame.type) {

@@ -118,6 +118,12 @@ export interface AgentRunnerSettings {
   readonly maxConcurrent: number;
   /** How often it sends a heartbeat, in ms. */
   readonly heartbeatIntervalMs: number;
+  /**
+   * True when an instance runs one task and ends (an `autodelete` template). A driver may then run
+   * a `shell` or `exec` runtime's tasks without a runner (the bubblewrap driver's direct mode: each
+   * task's process is the only process of its own sandbox). Default false.
+   */
+  readonly perTask?: boolean;
 }
 
 /** Everything a runtime needs to start one agent instance (runtime-neutral). */

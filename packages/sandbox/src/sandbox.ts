@@ -57,7 +57,7 @@ export interface Sandbox {
    * which also reaches processes that double-forked or changed session) after `graceMs` (default
    * 5000), then removes its cgroups. With `stop.reason` (given before the sandbox ended) the exit
    * kind is that reason (`timeout` or `watchdog`) carrying `detail`. Idempotent: later calls return
-   * the first call's promise (a reason given by a later call is still recorded if the sandbox has
+   * the first call's promise (one with `graceMs` 0 during the grace kills at once) (a reason given by a later call is still recorded if the sandbox has
    * not ended yet); resolves with the exit.
    */
   stop(graceMs?: number, stop?: StopReason): Promise<SandboxExit>;
@@ -435,6 +435,8 @@ class RunningSandbox implements Sandbox {
   private stopping: Promise<SandboxExit> | undefined;
   private stopReason: StopReason | null = null;
   private done = false;
+  /** Ends the grace of a stop under way at once. */
+  private hurry: (() => void) | undefined;
 
   constructor(
     private readonly spec: SandboxSpec,
@@ -551,7 +553,11 @@ class RunningSandbox implements Sandbox {
 
   stop(graceMs = 5000, stop?: StopReason): Promise<SandboxExit> {
     if (stop && !this.done) this.stopReason ??= { reason: stop.reason, detail: stop.detail };
-    this.stopping ??= this.stopNow(graceMs);
+    if (this.stopping) {
+      if (graceMs <= 0) this.hurry?.();
+      return this.stopping;
+    }
+    this.stopping = this.stopNow(graceMs);
     return this.stopping;
   }
 
@@ -569,6 +575,7 @@ class RunningSandbox implements Sandbox {
     }
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<'timeout'>((resolve) => {
+      this.hurry = () => resolve('timeout');
       timer = setTimeout(() => resolve('timeout'), graceMs);
     });
     const first = await Promise.race([this.exited, graceOver]);

@@ -128,6 +128,8 @@ export function agentStartSpecOf(account: Account, template: AgentTemplate, conf
       runtime: runnerRuntimeOf(template, account.name, config.agentClisDir, config.http !== undefined),
       maxConcurrent: template.wipPerInstance,
       heartbeatIntervalMs: Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4)),
+      // One task per instance: the bubblewrap driver runs a shell or exec task with no runner.
+      perTask: template.lifecycle === 'autodelete',
     },
     homeQuotaBytes: template.homeQuotaBytes,
     logPath: join(config.stateDir, 'logs', `${account.name}.log`),

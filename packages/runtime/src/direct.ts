@@ -1,0 +1,328 @@
+import { Writable } from 'node:stream';
+import {
+  PROTOCOL_VERSION,
+  startExecution,
+  type Execution,
+  type GatewayFrame,
+  type ResultFrame,
+  type Runtime,
+  type TaskFrame,
+  type TaskProcess,
+  type TaskProcessRequest,
+} from '@warren/agent-runner';
+import type { Logger } from '@warren/core';
+import type { Sandbox, SandboxExit } from '@warren/sandbox';
+import type { AgentGateway, LocalChannel } from './gateway.js';
+import type { AgentExit, AgentInstance, AgentStopReason, AgentUsage } from './runtime.js';
+
+/** Between SIGTERM and SIGKILL of a task's sandbox on timeout or cancel, in ms (the runner's default). */
+const KILL_GRACE_MS = 2000;
+
+/** How a direct instance starts things: a task's sandbox, and the runner when a task needs it. */
+export interface DirectHost {
+  /** The runtime as the runner would read it from `WARREN_RUNTIME`: `shell` or `exec` only. */
+  readonly runtime: Runtime;
+  /** The agent's home on the host. */
+  readonly home: string;
+  /** The agent's home inside its sandboxes. */
+  readonly processHome: string;
+  readonly uid: number;
+  readonly gid: number;
+  /** Whether its sandboxes run with weaker isolation than `full`. */
+  readonly unsafe: boolean;
+  /** The environment the runner would have (the sandbox's), to which a task adds its own variables. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Whether the agent SDK's `warren-bus` directory exists inside the sandbox. */
+  readonly agentSdkBinPresent: boolean;
+  /** Interval of the instance's heartbeats, in ms. */
+  readonly heartbeatIntervalMs: number;
+  /**
+   * Spawns the sandbox of one task (slot `slot`: 0 for the first execution running, n for the
+   * (n+1)-th at once) with the request's argv, env and cwd, its output passed to the request's
+   * `onOutput`.
+   */
+  spawnTask(request: TaskProcessRequest, slot: number): Promise<Sandbox>;
+  /** Spawns the agent runner's sandbox, which connects to the gateway's socket. */
+  spawnRunner(): Promise<Sandbox>;
+  readonly log: Logger;
+}
+
+/** The process end the runner would have seen for a task's sandbox ending with `exit`. */
+function processEndOf(exit: SandboxExit): { code: number | null; signal: string | null; error?: Error } {
+  switch (exit.kind) {
+    case 'succeeded':
+      return { code: 0, signal: null };
+    case 'failed':
+      return { code: exit.exitCode, signal: null };
+    case 'signaled':
+      return { code: null, signal: exit.signal };
+    case 'oom':
+      return { code: null, signal: 'SIGKILL' };
+    case 'pids':
+      return { code: null, signal: null, error: new Error('process limit reached (pids.max refused a fork)') };
+    case 'setup_error':
+      return { code: null, signal: null, error: new Error(exit.message) };
+    case 'timeout':
+    case 'watchdog':
+      return { code: null, signal: 'SIGKILL' };
+  }
+}
+
+/** A writable stream passing every chunk to `push` at once. */
+function sink(push: (chunk: Buffer) => void): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      push(chunk);
+      callback();
+    },
+  });
+}
+
+const ZERO_USAGE: AgentUsage = { memoryBytes: 0, pids: 0, cpuMs: 0, pidsRefused: 0, oomKills: 0 };
+
+/**
+ * An instance of a per-task agent with a `shell` or `exec` runtime, run without an agent runner:
+ * the host takes the assignments through the gateway's local channel and runs each task's process
+ * as the only process of its own sandbox (`startExecution` of `@warren/agent-runner` with the spawn
+ * injected), reporting with the runner's frames. It is ready at once (`hello`); the broker message
+ * is acknowledged once the task's sandbox runs. A task with a `repository` is handed to the runner:
+ * the local channel is detached (the gateway naks the message; it comes again in 1 s), the runner's
+ * sandbox is started and connects to the socket, and from then on the instance is that sandbox.
+ * `pid` is the running task's sandbox (0 while none runs).
+ */
+export class DirectInstance implements AgentInstance {
+  readonly exited: Promise<AgentExit>;
+  private resolveExit!: (exit: AgentExit) => void;
+  private readonly channel: LocalChannel;
+  private readonly executions = new Map<string, { execution: Execution; sandbox: Sandbox | undefined; acked: boolean; slot: number }>();
+  private readonly heartbeat: NodeJS.Timeout;
+  private stopping: Promise<AgentExit> | undefined;
+  private runner: Sandbox | undefined;
+  private handingOver = false;
+  private ended = false;
+  private closing: Promise<void> | undefined;
+  private sendCount = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly host: DirectHost,
+    private readonly gateway: AgentGateway,
+    private readonly closeServices: () => Promise<void>,
+  ) {
+    this.exited = new Promise((resolve) => (this.resolveExit = resolve));
+    this.channel = gateway.attachLocal((frame) => this.receive(frame));
+    this.heartbeat = setInterval(() => this.channel.deliver({ type: 'heartbeat' }), host.heartbeatIntervalMs);
+    this.heartbeat.unref();
+    this.channel.deliver({ type: 'hello', version: PROTOCOL_VERSION, pid: 0 });
+  }
+
+  get pid(): number {
+    if (this.runner) return this.runner.pid;
+    for (const { sandbox } of this.executions.values()) if (sandbox) return sandbox.pid;
+    return 0;
+  }
+
+  get unsafe(): boolean {
+    return this.host.unsafe;
+  }
+
+  get connected(): boolean {
+    return this.gateway.connected;
+  }
+
+  private receive(frame: GatewayFrame): void {
+    switch (frame.type) {
+      case 'task':
+        this.take(frame);
+        return;
+      case 'cancel':
+        this.executions.get(`${frame.taskId}#${frame.attempt}`)?.execution.cancel(frame.reason);
+        return;
+      case 'shutdown':
+        this.stop(KILL_GRACE_MS).catch(() => undefined);
+        return;
+      case 'error':
+        this.host.log.debug({ code: frame.code, ref: frame.ref }, frame.message);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private take(task: TaskFrame): void {
+    if (this.stopping || this.handingOver) return;
+    const key = `${task.taskId}#${task.attempt}`;
+    const known = this.executions.get(key);
+    if (known) {
+      if (known.acked) this.channel.deliver({ type: 'ack', taskId: task.taskId, attempt: task.attempt });
+      return;
+    }
+    if (task.repository !== undefined) {
+      // The git workspace is made by the runner, as the agent, inside the sandbox. Left unacked
+      // while other tasks run here (the gateway naks it and it comes again).
+      if (this.executions.size === 0) this.handOver();
+      return;
+    }
+    const slots = new Set([...this.executions.values()].map((e) => e.slot));
+    let slot = 0;
+    while (slots.has(slot)) slot += 1;
+    const entry: { execution: Execution; sandbox: Sandbox | undefined; acked: boolean; slot: number } = { execution: undefined!, sandbox: undefined, acked: false, slot };
+    const ack = (): void => {
+      if (entry.acked) return;
+      entry.acked = true;
+      this.channel.deliver({ type: 'ack', taskId: task.taskId, attempt: task.attempt });
+    };
+    const spawnProcess = async (request: TaskProcessRequest): Promise<TaskProcess> => {
+      const sandbox = await this.host.spawnTask(request, slot);
+      entry.sandbox = sandbox;
+      // The task runs: its broker message is acknowledged now.
+      ack();
+      let stopped: 'SIGTERM' | 'SIGKILL' | undefined;
+      return {
+        // Stopped while bwrap still set it up: the process was killed, as a runner's child would be.
+        ended: sandbox.exited.then((exit) => (stopped && exit.kind === 'setup_error' ? { code: null, signal: stopped } : processEndOf(exit))),
+        terminate: (graceMs) => {
+          stopped ??= 'SIGTERM';
+          sandbox.stop(graceMs).catch(() => undefined);
+        },
+        kill: () => {
+          stopped = 'SIGKILL';
+          sandbox.stop(0).catch(() => undefined);
+        },
+      };
+    };
+    entry.execution = startExecution({
+      task,
+      runtime: this.host.runtime,
+      home: this.host.home,
+      processHome: this.host.processHome,
+      owner: { uid: this.host.uid, gid: this.host.gid },
+      env: this.host.env,
+      agent: this.name,
+      agentSdkBinPresent: this.host.agentSdkBinPresent,
+      killGraceMs: KILL_GRACE_MS,
+      spawnProcess,
+      onProgress: (message, percent) =>
+        this.channel.deliver({ type: 'progress', taskId: task.taskId, attempt: task.attempt, message, ...(percent === undefined ? {} : { percent }) }),
+      onSend: (to, body) => {
+        this.sendCount += 1;
+        this.channel.deliver({ type: 'send', ref: `${key}#${this.sendCount}`, to, body });
+      },
+    });
+    this.executions.set(key, entry);
+    entry.execution.result.then((result: ResultFrame) => {
+      // A task that failed before its process started (no command, an unsafe workspace) is acknowledged with its result.
+      ack();
+      this.executions.delete(key);
+      this.channel.deliver(result);
+    }).catch((error: unknown) => this.host.log.error({ err: error, taskId: task.taskId }, 'cannot report a result'));
+  }
+
+  /** Detaches the local channel and starts the runner, which connects to the socket and takes the task again. */
+  private handOver(): void {
+    this.handingOver = true;
+    this.channel.detach();
+    clearInterval(this.heartbeat);
+    this.host.spawnRunner().then(
+      (sandbox) => {
+        this.runner = sandbox;
+        sandbox.exited.then((exit) => this.end(exit)).catch(() => undefined);
+        // A stop asked for while it started applies to it now.
+        if (this.stopping) sandbox.stop(0).catch(() => undefined);
+      },
+      (error: unknown) => this.end({ kind: 'setup_error', message: `cannot start the agent runner: ${(error as Error).message}` }),
+    );
+  }
+
+  private end(exit: AgentExit): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearInterval(this.heartbeat);
+    this.resolveExit(exit);
+  }
+
+  stop(graceMs = 5000, reason?: AgentStopReason): Promise<AgentExit> {
+    if (this.runner) return this.runner.stop(graceMs, reason);
+    if (this.stopping) {
+      if (graceMs <= 0) for (const { execution } of this.executions.values()) execution.kill();
+      return this.stopping;
+    }
+    this.stopping = (async () => {
+      if (this.handingOver) return this.exited;
+      const results = [...this.executions.values()].map(({ execution }) => {
+        execution.cancel(reason ? `${reason.reason}: ${reason.detail}` : 'the agent is stopping');
+        return execution.result;
+      });
+      const timer = setTimeout(() => {
+        for (const { execution } of this.executions.values()) execution.kill();
+      }, graceMs);
+      await Promise.all(results);
+      clearTimeout(timer);
+      // Results are delivered by each execution's handler, queued before this continuation.
+      await Promise.resolve();
+      this.end(reason ? { kind: reason.reason, detail: reason.detail } : { kind: 'succeeded', exitCode: 0 });
+      return this.exited;
+    })();
+    return this.stopping;
+  }
+
+  freeze(): boolean {
+    if (this.runner) return this.runner.freeze();
+    let frozen = false;
+    for (const { sandbox } of this.executions.values()) if (sandbox?.freeze()) frozen = true;
+    return frozen;
+  }
+
+  thaw(): void {
+    if (this.runner) {
+      this.runner.thaw();
+      return;
+    }
+    for (const { sandbox } of this.executions.values()) sandbox?.thaw();
+  }
+
+  usage(): AgentUsage {
+    if (this.runner) return this.runner.usage();
+    let total = ZERO_USAGE;
+    for (const { sandbox } of this.executions.values()) {
+      if (!sandbox) continue;
+      const u = sandbox.usage();
+      total = {
+        memoryBytes: total.memoryBytes + u.memoryBytes,
+        pids: total.pids + u.pids,
+        cpuMs: total.cpuMs + u.cpuMs,
+        pidsRefused: total.pidsRefused + u.pidsRefused,
+        oomKills: total.oomKills + u.oomKills,
+      };
+    }
+    return total;
+  }
+
+  cancel(taskId: string, attempt: number, reason: string): void {
+    this.gateway.cancel(taskId, attempt, reason);
+  }
+
+  resendResult(taskId: string, attempt: number): boolean {
+    return this.gateway.resendResult(taskId, attempt);
+  }
+
+  requestShutdown(why: string): void {
+    this.gateway.requestShutdown(why);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.closeServices();
+      await this.gateway.close();
+      if (!this.ended) await this.stop();
+      clearInterval(this.heartbeat);
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+export { sink as directOutputSink };

@@ -1,0 +1,186 @@
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AssignmentMessage, ProgressMessage, ResultMessage, Subscription } from '@warren/broker';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentInstance, AgentStartSpec } from '../src/index.js';
+import { bubblewrapFixture, type BubblewrapFixture } from './support/bubblewrap.js';
+import { RecordingEvents, waitFor } from './support/events.js';
+
+// The direct mode of the bubblewrap driver: a per-task agent with a shell or exec runtime runs no
+// agent runner; each task's process is the only process of its own sandbox, the host side reports.
+
+let fixture: BubblewrapFixture;
+const cleanups: (() => unknown)[] = [];
+const results: ResultMessage[] = [];
+const progress: ProgressMessage[] = [];
+let resultConsumer: Subscription;
+let progressSubscription: Subscription;
+
+beforeAll(async () => {
+  fixture = await bubblewrapFixture();
+  resultConsumer = await fixture.broker.consumeResults(async (delivery) => {
+    results.push(delivery.data);
+    delivery.ack();
+  });
+  progressSubscription = fixture.broker.subscribeProgress((message) => progress.push(message));
+});
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+afterAll(async () => {
+  await progressSubscription?.stop();
+  await resultConsumer?.stop();
+  await fixture?.close();
+});
+
+/** A per-task agent `name` (runtime `shell` unless given), started and said hello. */
+async function startDirect(name: string, runtime: unknown = { kind: 'shell' }): Promise<{ spec: AgentStartSpec; instance: AgentInstance; events: RecordingEvents }> {
+  const base = await fixture.agent(name);
+  const spec: AgentStartSpec = { ...base, runner: { ...base.runner, runtime, perTask: true } };
+  const events = new RecordingEvents();
+  const instance = await fixture.runtime.start(spec, events);
+  cleanups.push(() => instance.close());
+  await waitFor('the instance to say hello', () => events.hellos.length > 0);
+  return { spec, instance, events };
+}
+
+function assign(agent: string, taskId: string, fields: Partial<AssignmentMessage> = {}): Promise<void> {
+  return fixture.broker.publishAssignment({ taskId, attempt: 1, agent, title: taskId, body: '', fields: {}, timeoutMs: 60_000, assignedAtMs: Date.now(), ...fields });
+}
+
+async function resultOf(taskId: string): Promise<ResultMessage> {
+  await waitFor(`the result of ${taskId}`, () => results.some((r) => r.taskId === taskId));
+  return results.find((r) => r.taskId === taskId)!;
+}
+
+describe('the direct mode of the bubblewrap runtime', () => {
+  it('runs a shell task with no runner: result, output.log, outputs, ::progress and ::send, as the agent in its workspace', async () => {
+    const { spec, instance, events } = await startDirect('direct-a');
+    // Ready at once, with no process running.
+    expect(instance.connected).toBe(true);
+    expect(instance.pid).toBe(0);
+    expect(instance.usage()).toMatchObject({ memoryBytes: 0, pids: 0 });
+    const script = [
+      'echo "::progress 40:: half way"',
+      'echo \'::send direct-b:: {"ready": true}\'',
+      'echo made > report.txt',
+      'echo to-stderr >&2',
+      'echo "$(id -u) $(id -g) $PWD $WARREN_WORKSPACE $WARREN_TASK_ID"',
+      'test -f "$WARREN_TASK_FILE" && echo task-file',
+      'echo "runner=$(ps -e -o comm= | grep -c node)"',
+    ].join('; ');
+    await assign(spec.name, 'direct-shell', { command: script });
+    const result = await resultOf('direct-shell');
+    const workspace = `/home/${spec.name}/work/direct-shell`;
+    expect(result).toMatchObject({ agent: spec.name, outcome: 'succeeded', exitCode: 0, signal: null });
+    expect(result.summary).toContain(`${spec.uid} ${spec.gid} ${workspace} ${workspace} direct-shell\ntask-file\nrunner=0`);
+    expect(result.outputs).toEqual(['work/direct-shell/output.log', 'work/direct-shell/report.txt']);
+    const log = readFileSync(join(spec.homeDir, 'work', 'direct-shell', 'output.log'), 'utf8');
+    expect(log).toContain('to-stderr\n');
+    expect(log).toContain('half way');
+    for (const file of ['output.log', 'task.json', 'report.txt']) {
+      const info = statSync(join(spec.homeDir, 'work', 'direct-shell', file));
+      expect([file, info.uid, info.gid]).toEqual([file, spec.uid, spec.gid]);
+    }
+    expect(events.acks).toEqual([{ agent: spec.name, taskId: 'direct-shell', attempt: 1 }]);
+    expect(events.sent).toEqual([{ from: spec.name, to: 'direct-b', body: { ready: true } }]);
+    await waitFor('the progress report', () => progress.some((p) => p.taskId === 'direct-shell'));
+    expect(progress.find((p) => p.taskId === 'direct-shell')).toMatchObject({ agent: spec.name, message: 'half way', percent: 40 });
+    expect(instance.resendResult('direct-shell', 1)).toBe(true);
+    expect(instance.usage()).toMatchObject({ memoryBytes: 0, pids: 0 });
+    // stop() with nothing running ends the instance as a runner's shutdown would.
+    expect(await instance.stop(1_000)).toEqual({ kind: 'succeeded', exitCode: 0 });
+  });
+
+  it('reports exit codes and a task without a command', async () => {
+    const { spec } = await startDirect('direct-c');
+    await assign(spec.name, 'direct-exit3', { command: 'echo before; exit 3' });
+    expect(await resultOf('direct-exit3')).toMatchObject({ outcome: 'failed', exitCode: 3, summary: 'exit code 3\nbefore' });
+    await assign(spec.name, 'direct-nocommand');
+    expect(await resultOf('direct-nocommand')).toMatchObject({ outcome: 'failed', exitCode: null, summary: expect.stringContaining('has no command') });
+  });
+
+  it('times a task out (SIGTERM, then SIGKILL after the grace) and reads the running sandbox usage', async () => {
+    const { spec, instance } = await startDirect('direct-d');
+    await assign(spec.name, 'direct-timeout', { command: "trap '' TERM; echo started; while :; do sleep 1; done", timeoutMs: 1_500 });
+    await waitFor('the task to run', () => instance.pid > 0 && instance.usage().pids > 0);
+    expect(instance.usage().memoryBytes).toBeGreaterThan(0);
+    const result = await resultOf('direct-timeout');
+    expect(result).toMatchObject({ outcome: 'timed_out', exitCode: null, signal: 'SIGKILL' });
+    expect(result.summary).toContain('timed out after 1500 ms');
+  });
+
+  it('cancels a task on request, and stop() during a task cancels it and ends the instance', async () => {
+    const { spec, instance } = await startDirect('direct-e');
+    await assign(spec.name, 'direct-cancel', { command: 'echo started; exec sleep 600' });
+    await waitFor('the task to start', () => existsSync(join(spec.homeDir, 'work', 'direct-cancel', 'output.log')) && readFileSync(join(spec.homeDir, 'work', 'direct-cancel', 'output.log'), 'utf8').includes('started'));
+    instance.cancel('direct-cancel', 1, 'the operator asked');
+    expect(await resultOf('direct-cancel')).toMatchObject({ outcome: 'cancelled', signal: 'SIGTERM', summary: 'cancelled: the operator asked\nstarted' });
+
+    const second = await startDirect('direct-f');
+    await assign(second.spec.name, 'direct-stopped', { command: "trap '' TERM; echo started; while :; do sleep 1; done" });
+    const log = join(second.spec.homeDir, 'work', 'direct-stopped', 'output.log');
+    await waitFor('the task to start', () => existsSync(log) && readFileSync(log, 'utf8').includes('started'));
+    const exit = await second.instance.stop(500, { reason: 'watchdog', detail: 'memory over 1 MiB for 10 s' });
+    expect(exit).toEqual({ kind: 'watchdog', detail: 'memory over 1 MiB for 10 s' });
+    expect(await resultOf('direct-stopped')).toMatchObject({ outcome: 'cancelled', signal: 'SIGKILL' });
+    expect(second.instance.usage()).toMatchObject({ memoryBytes: 0, pids: 0 });
+  });
+
+  it('runs an exec runtime task with the task file', async () => {
+    const { spec } = await startDirect('direct-g', { kind: 'exec', command: ['/bin/sh', '-c', 'grep -o \'"title": "[^"]*"\' "$WARREN_TASK_FILE"; exit 0'] });
+    await assign(spec.name, 'direct-exec', { title: 'exec title' });
+    expect(await resultOf('direct-exec')).toMatchObject({ outcome: 'succeeded', summary: '"title": "exec title"' });
+  });
+
+  it('never writes through a symlink the task planted for output.log or its workspace', async () => {
+    const { spec } = await startDirect('direct-h');
+    const outside = join(fixture.dir, 'root-owned');
+    mkdirSync(outside, { mode: 0o755 });
+    const target = join(outside, 'secret.txt');
+    writeFileSync(target, 'untouched\n', { mode: 0o644 });
+    chmodSync(outside, 0o755);
+    const script = [
+      // The sandbox sees the host file only through its own links: make them point at the host path
+      // as the host would resolve them.
+      `rm -f output.log && ln -s ${target} output.log`,
+      `cd .. && mv direct-attack gone && ln -s ${outside} direct-attack && cd gone`,
+      'for i in 1 2 3 4 5; do echo "line $i"; echo "err $i" >&2; sleep 0.1; done',
+      'echo last',
+    ].join('; ');
+    await assign(spec.name, 'direct-attack', { command: script });
+    const result = await resultOf('direct-attack');
+    expect(result.outcome).toBe('succeeded');
+    expect(result.summary).toContain('last');
+    expect(readFileSync(target, 'utf8')).toBe('untouched\n');
+    expect(lstatSync(join(spec.homeDir, 'work', 'direct-attack')).isSymbolicLink()).toBe(true);
+    // The outputs are not listed through the planted link.
+    expect(result.outputs).toEqual([]);
+  });
+
+  it('hands a task with a repository to the runner, started on demand in the same instance', async () => {
+    const { spec, instance, events } = await startDirect('direct-j');
+    // The mirror does not exist: the runner, as the agent, reports that it cannot make the git workspace.
+    await assign(spec.name, 'direct-git', { command: 'echo never', repository: { mirror: '/opt/warren/repos/none.git' } });
+    const result = await resultOf('direct-git');
+    expect(result).toMatchObject({ outcome: 'failed', summary: expect.stringContaining('cannot prepare the git workspace of direct-git') });
+    // The runner said hello from inside its sandbox (the first hello is the instance's own, pid 0).
+    expect(events.hellos.map((h) => h.pid > 0)).toEqual([false, true]);
+    expect(events.acks).toEqual([{ agent: spec.name, taskId: 'direct-git', attempt: 1 }]);
+    expect(instance.pid).toBeGreaterThan(0);
+    expect(instance.connected).toBe(true);
+    instance.requestShutdown('done');
+    expect(await instance.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
+  });
+
+  it('refuses a workspace parent the agent replaced with a symlink, writing nothing there', async () => {
+    const { spec } = await startDirect('direct-i');
+    const outside = join(fixture.dir, 'root-owned-2');
+    mkdirSync(outside, { mode: 0o755 });
+    const { symlinkSync, readdirSync } = await import('node:fs');
+    symlinkSync(outside, join(spec.homeDir, 'work'));
+    await assign(spec.name, 'direct-parent', { command: 'echo never' });
+    expect(await resultOf('direct-parent')).toMatchObject({ outcome: 'failed', summary: expect.stringContaining('cannot prepare workspace') });
+    expect(readdirSync(outside)).toEqual([]);
+  });
+});
