@@ -56,6 +56,9 @@ describe('CommitBarrier', () => {
     expect(barrier.waiting).toBe(false);
     await barrier.pass();
     expect(syncs).toHaveLength(1);
+    // A commit that changed no row (a plan that assigns nothing) leaves nothing to sync.
+    barrier.commit(() => db.transaction(() => db.prepare('SELECT COUNT(*) FROM t').get())());
+    expect(barrier.waiting).toBe(false);
   });
 
   it('leaves what arrives during a pass (a commit, an effect) for the next pass', async () => {

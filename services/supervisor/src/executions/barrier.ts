@@ -34,11 +34,24 @@ export class CommitBarrier {
     private readonly sync: (db: SqliteDatabase) => Promise<void> = syncWal,
   ) {}
 
-  /** Commits `work`'s transactions without an fsync; their effects must wait for {@link pass}. @returns what `work` returns. */
+  /**
+   * Commits `work`'s transactions without an fsync; their effects must wait for {@link pass}. A
+   * commit that changed no row (SQLite's `total_changes()`) leaves nothing for the barrier to sync.
+   * @returns what `work` returns.
+   */
   commit<T>(work: () => T): T {
-    if (!this.unsynced) this.release = this.hold();
-    this.unsynced = true;
-    return commitWithoutSync(this.db, work);
+    const release = this.hold();
+    const before = this.changes();
+    try {
+      return commitWithoutSync(this.db, work);
+    } finally {
+      if (this.changes() !== before) {
+        this.unsynced = true;
+        this.releases.push(release);
+      } else {
+        release();
+      }
+    }
   }
 
   /** Queues `effect` (a broker ack, a callback) to run once the commits made so far are durable. */
@@ -61,17 +74,24 @@ export class CommitBarrier {
   async pass(crash?: (stage: 'before' | 'after') => void): Promise<void> {
     if (!this.waiting) return;
     const due = this.effects.splice(0);
-    const release = this.release;
-    this.release = undefined;
+    const releases = this.releases.splice(0);
     if (this.unsynced) {
       this.unsynced = false;
       if (due.length > 0) crash?.('before');
       await this.sync(this.db);
     }
     if (due.length > 0) crash?.('after');
-    release?.();
+    for (const release of releases) release();
     for (const effect of due) effect();
   }
 
-  private release: (() => void) | undefined;
+  /** Rows changed on the connection so far (SQLite `total_changes()`). */
+  private changes(): number {
+    const statement = (this.totalChanges ??= this.db.prepare<[], { n: number }>('SELECT total_changes() AS n'));
+    return statement.get()?.n ?? 0;
+  }
+
+  /** The event holds of commits not yet synced. */
+  private readonly releases: (() => void)[] = [];
+  private totalChanges: { get(): { n: number } | undefined } | undefined;
 }
