@@ -14,6 +14,8 @@ export interface LayoutOptions {
   readonly command?: string;
   /** Agents kept started and idle ahead of demand (the template's `warmPool`). Default 0. */
   readonly warmPool?: number;
+  /** Tasks one agent runs side by side (the template's `wipPerInstance`). Default 1. */
+  readonly wipPerInstance?: number;
 }
 
 /** A temporary Warren repository layout: board, one agent template, the repo's policies, a home skeleton. */
@@ -52,7 +54,7 @@ capabilities: [shell]
 runtime: { kind: shell, timeout: 10m }
 resources: { memory: 256MiB, pids: 64, cpu: 100, nofile: 1024, fileSize: 16MiB, tmp: 16MiB }
 maxInstances: ${options.maxInstances}
-wipPerInstance: 1
+wipPerInstance: ${options.wipPerInstance ?? 1}
 lifecycle: ${options.lifecycle}
 warmPool: ${options.warmPool ?? 0}
 `,

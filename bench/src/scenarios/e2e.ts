@@ -25,10 +25,10 @@ interface BoardRun {
 }
 
 /** Runs `warren run --until-idle` over `tasks` no-op tasks and reads the audit trail it wrote. */
-async function runBoard(ctx: BenchContext, lifecycle: 'persistent' | 'autodelete', tasks: number, agents: number): Promise<BoardRun> {
+async function runBoard(ctx: BenchContext, lifecycle: 'persistent' | 'autodelete', tasks: number, agents: number, wipPerInstance = 1): Promise<BoardRun> {
   // Sandbox per task: every agent slot is kept warm, so agents start ahead of the tasks they take.
   const warmPool = lifecycle === 'autodelete' ? agents : 0;
-  const layout = makeLayout(join(ctx.scratchDir, `e2e-${layouts++}`), ctx.repoRoot, { lifecycle, maxInstances: agents, tasks, warmPool });
+  const layout = makeLayout(join(ctx.scratchDir, `e2e-${layouts++}`), ctx.repoRoot, { lifecycle, maxInstances: agents, tasks, warmPool, wipPerInstance });
   const start = process.hrtime.bigint();
   const busyBefore = machineBusyMs();
   const run = startWarren(ctx.repoRoot, ['run', '--until-idle', '--root', layout.root, '--log-level', 'warn']);
@@ -214,6 +214,16 @@ export const e2eScenario: Scenario = {
         ),
       );
     }
+    // The same long-running run with four tasks in flight per agent (wipPerInstance: 4).
+    const wip4Tasks = ctx.quick ? 100 : sizes.persistent;
+    ctx.progress(`e2e: warren run --until-idle, ${wip4Tasks} tasks, long-running agents, 4 tasks each at once`);
+    const wip4 = await inRounds(Math.min(ctx.rounds, 3), ctx.warmup, () => runBoard(ctx, 'persistent', wip4Tasks, 16, 4));
+    figures.push(
+      roundsFigure(
+        { id: 'e2e.throughput.persistent-wip4', scenario: 'End to end', name: `same as e2e.throughput.persistent, wipPerInstance: 4`, unit: 'tasks/s', better: 'higher', baseline: 'e2e.throughput.persistent', note: `supervisor.start row → last board.write row; up to 4 tasks in flight per agent; ${wip4Tasks} tasks` },
+        wip4.map((r) => r.tasksPerSecond),
+      ),
+    );
     return figures;
   },
 };

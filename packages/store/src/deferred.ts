@@ -1,29 +1,58 @@
+import { open } from 'node:fs/promises';
 import type { SqliteDatabase } from './database.js';
 
 /**
- * Runs `work` (which commits one or more transactions on `db`) with `PRAGMA synchronous = OFF`,
+ * Runs `work` (which commits one or more transactions on `db`) with `PRAGMA synchronous = NORMAL`,
  * then restores the connection's level (`FULL` for databases of {@link openDatabase}). In WAL mode
  * the commits are written to the `-wal` file without waiting for an fsync: a process that dies
  * loses nothing (the operating system has the pages), a power loss may lose them, and the next
- * durable commit (any commit at `synchronous = FULL`) syncs the same file and so makes them durable
- * too. SQLite's WAL frames carry cumulative checksums, so what survives a power loss is a prefix
- * of the commits, never a torn one (https://www.sqlite.org/wal.html, "Durability";
+ * durable commit (any commit at `synchronous = FULL`, or {@link syncWal}) syncs the same file and
+ * so makes them durable too. SQLite's WAL frames carry cumulative checksums, so what survives a
+ * power loss is a prefix of the commits, never a torn one; at `NORMAL` (unlike `OFF`) a checkpoint
+ * still syncs the WAL before it copies frames into the database file and the database file after,
+ * so a power loss never corrupts the database (https://www.sqlite.org/wal.html, "Durability";
  * https://www.sqlite.org/pragma.html#pragma_synchronous).
  *
  * Use it only for writes whose loss on power failure is repaired by what they record being done
  * again (a hint that an assignment is on the broker, which is published again under the same
- * message id; the outcome of a board write, which is written again). Must not be called inside a
- * transaction (SQLite ignores the pragma there).
+ * message id), or whose effects on the outside world wait for a later {@link syncWal}. Must not be
+ * called inside a transaction (SQLite ignores the pragma there).
  * @returns what `work` returns.
  * @throws what `work` throws (the level is restored either way).
  */
 export function commitWithoutSync<T>(db: SqliteDatabase, work: () => T): T {
   if (db.inTransaction) return work();
   const level = db.pragma('synchronous', { simple: true }) as number;
-  db.pragma('synchronous = OFF');
+  db.pragma('synchronous = NORMAL');
   try {
     return work();
   } finally {
     db.pragma(`synchronous = ${level}`);
+  }
+}
+
+/**
+ * Makes every commit made so far on `db` durable, off the event loop: `fdatasync(2)` of its `-wal`
+ * file through a descriptor of its own, in libuv's thread pool (on Linux an fsync writes back the
+ * file's dirty pages whoever wrote them, so it covers the frames SQLite wrote with
+ * {@link commitWithoutSync}). Commits made after the call starts may or may not be covered. A
+ * database without a `-wal` file (closed, or not in WAL mode) gets its main file synced instead;
+ * an in-memory one is left alone.
+ * @throws the file system's error (EIO, ENOSPC…) if the sync fails: the commits' durability is
+ *   then unknown, as after a failed `FULL` commit.
+ */
+export async function syncWal(db: SqliteDatabase): Promise<void> {
+  if (db.memory || db.name === '' || db.name === ':memory:') return;
+  let handle;
+  try {
+    handle = await open(`${db.name}-wal`, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    handle = await open(db.name, 'r');
+  }
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
   }
 }

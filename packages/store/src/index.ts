@@ -11,4 +11,4 @@
  */
 export { openDatabase, migrate, StoreError } from './database.js';
 export type { SqliteDatabase, OpenDatabaseOptions, Migration } from './database.js';
-export { commitWithoutSync } from './deferred.js';
+export { commitWithoutSync, syncWal } from './deferred.js';

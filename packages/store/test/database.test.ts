@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { commitWithoutSync, migrate, openDatabase, StoreError } from '@warren/store';
+import { commitWithoutSync, migrate, openDatabase, StoreError, syncWal } from '@warren/store';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -52,7 +52,7 @@ describe('migrate', () => {
 });
 
 describe('commitWithoutSync', () => {
-  it('commits with synchronous off, restores full sync, and the rows are there for another connection', () => {
+  it('commits with synchronous normal (no fsync of the WAL), restores full sync, and the rows are there for another connection', () => {
     const path = tempDb();
     const db = openDatabase(path);
     db.exec('CREATE TABLE t (x INTEGER) STRICT');
@@ -63,7 +63,7 @@ describe('commitWithoutSync', () => {
       return 'done';
     });
     expect(result).toBe('done');
-    expect(seen).toEqual([0]);
+    expect(seen).toEqual([1]);
     expect(db.pragma('synchronous', { simple: true })).toBe(2);
     const reader = openDatabase(path, { readonly: true });
     expect(reader.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: 1 });
@@ -82,5 +82,21 @@ describe('commitWithoutSync', () => {
     const inside = db.transaction(() => commitWithoutSync(db, () => db.pragma('synchronous', { simple: true })))();
     expect(inside).toBe(2);
     db.close();
+  });
+});
+
+describe('syncWal', () => {
+  it('syncs the WAL of a file database (its rows stay readable), the main file once the WAL is gone, and leaves an in-memory one alone', async () => {
+    const path = tempDb();
+    const db = openDatabase(path);
+    db.exec('CREATE TABLE t (x INTEGER) STRICT');
+    commitWithoutSync(db, () => db.transaction(() => db.prepare('INSERT INTO t VALUES (2)').run())());
+    await syncWal(db);
+    expect(db.prepare('SELECT x FROM t').all()).toEqual([{ x: 2 }]);
+    const memory = openDatabase(':memory:');
+    await syncWal(memory);
+    memory.close();
+    db.close();
+    await expect(syncWal(db)).resolves.toBeUndefined();
   });
 });

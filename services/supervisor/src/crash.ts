@@ -16,6 +16,10 @@ export const CrashPoint = {
   taskAcked: 'task.acked',
   /** An execution has been running in its sandbox for a moment. */
   taskRunning: 'task.running',
+  /** A tick's results are committed without an fsync; its barrier has not synced them, nothing is acknowledged. */
+  barrierPending: 'barrier.pending',
+  /** The tick's barrier has synced its results; their broker messages are not acknowledged yet. */
+  barrierPassed: 'barrier.passed',
   /** A result is applied in SQLite; the board does not show it yet. */
   resultCommitted: 'result.committed',
   /** Half of a board file's new text is in its temporary file; the rename has not happened. */

@@ -101,6 +101,9 @@ export class EventBus {
   private hashAt: ((seq: number) => string | undefined) | undefined;
   private counts = { published: 0, dropped: 0, discarded: 0 };
   private readonly listeners = new Set<(payload: EventPayload) => void>();
+  /** Open holds (see {@link hold}) and the events they keep back, in order. */
+  private holds = 0;
+  private readonly held: EventPayload[] = [];
 
   constructor(options: EventBusOptions) {
     this.db = options.db;
@@ -190,11 +193,30 @@ export class EventBus {
   }
 
   /**
-   * Publishes what is still pending and detaches the broker; later events are audited and logged
-   * only. Idempotent.
+   * Keeps committed events from the listeners and the broker until the returned release is called
+   * (for commits made without an fsync: their events wait for the fsync, see `CommitBarrier`).
+   * Holds nest: the events go out, in order, when the last one is released. The release is
+   * idempotent.
+   */
+  hold(): () => void {
+    this.holds += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds -= 1;
+      if (this.holds === 0) for (const payload of this.held.splice(0)) this.publish(payload);
+    };
+  }
+
+  /**
+   * Publishes what is still pending (held events too) and detaches the broker; later events are
+   * audited and logged only. Idempotent.
    */
   close(): Promise<void> {
     if (!this.closed) {
+      this.holds = 0;
+      for (const payload of this.held.splice(0)) this.publish(payload);
       if (this.depth === 0 && !this.db.inTransaction) this.flush();
       this.closed = true;
       this.broker = undefined;
@@ -251,6 +273,10 @@ export class EventBus {
   }
 
   private publish(payload: EventPayload): void {
+    if (this.holds > 0) {
+      this.held.push(payload);
+      return;
+    }
     for (const listener of this.listeners) {
       try {
         listener(payload);

@@ -6,6 +6,7 @@ import type { Plan } from '@warren/scheduler';
 import type { SupervisorConfig } from './config.js';
 import { SUPERVISOR, type RunMode, type SupervisorContext } from './context.js';
 import { crashNow, CrashPoint } from './crash.js';
+import { CommitBarrier } from './executions/barrier.js';
 import { recover } from './executions/recovery.js';
 import { ResultsSettling } from './idle.js';
 import { step, trackTick, type SupervisorInspection, type TickProgress } from './inspect.js';
@@ -112,6 +113,8 @@ export class Supervisor {
   private policyReloader: PolicyReloader | undefined;
   /** The board's schedules (schedules.yaml): a card at each fire time. */
   private readonly schedules: BoardSchedules;
+  /** The tick's one fsync: its commits' effects wait for it (see {@link CommitBarrier}). */
+  private readonly barrier: CommitBarrier;
 
   private constructor(
     private readonly ctx: SupervisorContext,
@@ -120,6 +123,7 @@ export class Supervisor {
     this.parts = assembleParts(ctx, (label, work) => step(this.tickProgress, label, work));
     this.settling = new ResultsSettling(ctx.broker, ctx.log);
     this.schedules = new BoardSchedules(ctx, this.parts.mirror);
+    this.barrier = new CommitBarrier(ctx.db, () => ctx.events.hold());
     this.stages = this.tickStages();
   }
 
@@ -307,7 +311,8 @@ export class Supervisor {
       // recorded their new bytes: re-read after it, when those echoes cost no parse.
       { name: 'refreshBoard', run: (t) => (mirror.dirty && !writer.running ? this.refreshBoard(t.nowMs) : undefined) },
       { name: 'checkResultWorkspaces', run: (t) => health.checkResultWorkspaces(t.nowMs) },
-      { name: 'applyInbox', run: (t) => inbox.apply(t.nowMs) },
+      // Results and starts commit without an fsync; their acks wait for passBarrier.
+      { name: 'applyInbox', run: (t) => inbox.apply(t.nowMs, this.barrier) },
       { name: 'crashPoint', run: (t) => this.crashWhileTaskRuns(t.nowMs) },
       { name: 'runCommands', run: (t) => commands.process(t.nowMs) },
       { name: 'checkLiveness', run: (t) => health.checkLiveness(t.nowMs) },
@@ -319,9 +324,12 @@ export class Supervisor {
       { name: 'checkRuntimes', run: (t) => (runtimes.checked ? runtimes.maybeCheck(t.nowMs) : runtimes.checkNow()) },
       { name: 'publishOutbox', run: () => outbox.publishPending() },
       { name: 'watchStranded', run: (t) => stranded.check(ctx.state.openAssignments(), t.nowMs, (agent) => agents.isReady(agent)) },
-      { name: 'flushBoard', run: () => writer.start() },
       { name: 'planAndAssign', run: (t) => this.planAndAssign(t) },
+      // One fsync for the tick's commits above; only then does anyone hear of them: broker acks,
+      // events, assignments published, cards written (every stage below may have effects).
+      { name: 'passBarrier', run: () => this.passBarrier() },
       { name: 'publishAssignments', run: (t) => this.publishAssignments(t) },
+      { name: 'flushBoard', run: () => writer.start() },
       { name: 'startAgents', run: (t) => this.startAgents(t) },
       { name: 'completeParents', run: (t) => mirror.completeParents(t.nowMs) },
       { name: 'tendLifecycles', run: (t) => agents.tend(t.nowMs) },
@@ -357,20 +365,30 @@ export class Supervisor {
 
   /**
    * Plans and, when work may start, assigns. Planning writes new task rows and queue positions,
-   * then the tick's assignments: one transaction for all of them, so one fsync however many there
-   * are (group commit).
+   * then the tick's assignments: one transaction for all of them, committed without an fsync
+   * (the tick's barrier syncs it before any assignment is published).
    */
   private planAndAssign(t: TickFrame): void {
     const { planner } = this.parts;
     let plan: Plan = EMPTY_PLAN;
-    this.ctx.transaction(() => {
+    this.barrier.commit(() => this.ctx.transaction(() => {
       const planStartMs = Date.now();
       plan = planner.plan(t.nowMs);
       this.ctx.tracing.planned(planStartMs, Date.now());
       if (t.mayStartWork) for (const a of plan.assignments) planner.assign(a.taskId, a.agent, t.nowMs);
-    });
+    }));
     t.wanted = plan;
     t.plan = t.mayStartWork ? plan : { ...plan, assignments: [], spawns: [] };
+  }
+
+  /**
+   * Makes the tick's commits durable (one fsync, off the event loop), then runs what waited for
+   * them (the results' broker acks, the held events). Fault injection: `barrier.pending` dies with
+   * results committed and not yet synced, `barrier.passed` once they are synced, before their acks.
+   */
+  private passBarrier(): Promise<void> | undefined {
+    if (!this.barrier.waiting) return undefined;
+    return this.barrier.pass((stage) => this.ctx.crashAt(stage === 'before' ? CrashPoint.barrierPending : CrashPoint.barrierPassed));
   }
 
   /** Publishes the tick's assignments at once (and writes their cards), rather than on the next tick. */
@@ -425,6 +443,8 @@ export class Supervisor {
     await this.parts.agents.stopAll('shutdown');
     // Apply the exits (and any results that raced them) so the database says what happened.
     await this.parts.inbox.apply(Date.now()).catch((error: unknown) => log.error({ err: error }, 'cannot apply final events'));
+    // Effects a stopped tick left waiting for its barrier (the commits above synced them).
+    await this.barrier.pass().catch((error: unknown) => log.error({ err: error }, 'cannot sync the state database'));
     // Write what the exits changed (tasks put back to ready) while the board is still ours.
     await this.parts.writer.drain().catch((error: unknown) => log.error({ err: error }, 'cannot write the board'));
     await this.results?.stop().catch(() => undefined);

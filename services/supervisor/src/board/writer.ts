@@ -94,12 +94,14 @@ export class BoardWriter {
     const board = mirror.board;
     const roles = board.config.roles;
     const writes: { row: TaskRow; task: Task; steps: OwnedFieldChanges[] }[] = [];
+    // Rows whose card needs no write, marked clean together with the outcomes (one commit, not one each).
+    const clean: { row: TaskRow; boardHash?: string }[] = [];
     for (const row of ctx.state.pendingBoardTasks()) {
       const task = mirror.taskById.get(row.id);
       if (!task) {
         // A deleted card: its write has nowhere to go (the result stays in the audit trail).
         if (edits.isDeletedCard(row, mirror.taskById, board.errors)) {
-          ctx.state.putTask({ ...row, boardSync: 'clean' });
+          clean.push({ row });
           const atMs = Date.now();
           ctx.tracing.boardWritten(row.id, row.attempt, { state: row.state, startMs: atMs, endMs: atMs, ok: false, message: 'the card was deleted' });
         }
@@ -108,7 +110,7 @@ export class BoardWriter {
       const now = new Date().toISOString();
       const changes = boardFields(row, roles, now);
       if (row.state === TaskState.running && task.status === roles.in_progress && task.assignee === row.agent) {
-        ctx.state.putTask({ ...row, boardSync: 'clean', boardHash: task.hash });
+        clean.push({ row, boardHash: task.hash });
         continue;
       }
       if (ctx.config.crashAt === CrashPoint.boardWriting && (board.format ?? 'warren') === 'warren') {
@@ -120,7 +122,17 @@ export class BoardWriter {
       const steps = edits.steps(board, row, task, changes, assignedMs === undefined ? now : new Date(assignedMs).toISOString());
       writes.push({ row, task, steps });
     }
-    if (writes.length === 0) return 0;
+    // A row that moved on since it was read stays pending.
+    const markClean = (): void => {
+      for (const { row, boardHash } of clean) {
+        const latest = ctx.state.task(row.id);
+        if (latest && latest.state === row.state && latest.updatedMs === row.updatedMs && latest.attempt === row.attempt) ctx.state.putTask({ ...latest, boardSync: 'clean', ...(boardHash === undefined ? {} : { boardHash }) });
+      }
+    };
+    if (writes.length === 0) {
+      if (clean.length > 0) ctx.transaction(markClean);
+      return 0;
+    }
     const writeStartMs = Date.now();
     const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, ({ task, steps }) => edits.write(board, task, steps));
     // One folder sync makes every rename above durable.
@@ -128,6 +140,7 @@ export class BoardWriter {
     const writtenMs = Date.now();
     let wrote = 0;
     ctx.transaction(() => {
+      markClean();
       writes.forEach(({ row, task, steps }, i) => {
         const outcome = outcomes[i]!;
         // A Warren file now reads as the task with the changes applied (re-reading it gives the

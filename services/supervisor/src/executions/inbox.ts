@@ -7,6 +7,7 @@ import { CrashPoint } from '../crash.js';
 import { taskFailureOf } from '../limit-watch.js';
 import { TaskState } from '@warren/registry';
 import { classifyResult } from './decisions.js';
+import type { CommitBarrier } from './barrier.js';
 import type { Settler } from './settle.js';
 
 /** What reaches the supervisor between ticks: results from the broker, and hellos, acks and exits from agents. */
@@ -89,8 +90,12 @@ export class Inbox {
     if (this.providerFailures.size > 10_000) this.providerFailures.delete(this.providerFailures.keys().next().value!);
   }
 
-  /** Applies every queued event, oldest first. */
-  async apply(nowMs: number): Promise<void> {
+  /**
+   * Applies every queued event, oldest first. With `barrier` (the tick's), acks and results commit
+   * without an fsync and their broker messages are acknowledged once the barrier has passed;
+   * without it (recovery, shutdown), each batch commits durably and is acknowledged at once.
+   */
+  async apply(nowMs: number, barrier?: CommitBarrier): Promise<void> {
     const { ctx } = this;
     for (let event = this.events.shift(); event; event = this.events.shift()) {
       switch (event.kind) {
@@ -100,18 +105,25 @@ export class Inbox {
           for (let next = this.events[0]; next && (next.kind === 'result' || next.kind === 'acked'); next = this.events[0]) batch.push(this.events.shift() as (typeof batch)[number]);
           const acks: (() => void)[] = [];
           let started = false;
-          ctx.transaction(() => {
-            for (const e of batch) {
-              if (e.kind === 'result') acks.push(this.applyResult(e.delivery, nowMs));
-              else {
-                this.applyAck(e.agent, e.taskId, e.attempt, nowMs);
-                started = true;
+          const write = (): void =>
+            ctx.transaction(() => {
+              for (const e of batch) {
+                if (e.kind === 'result') acks.push(this.applyResult(e.delivery, nowMs));
+                else {
+                  this.applyAck(e.agent, e.taskId, e.attempt, nowMs);
+                  started = true;
+                }
               }
-            }
-          });
+            });
+          if (barrier) barrier.commit(write);
+          else write();
           if (started) ctx.crashAt(CrashPoint.taskAcked);
-          for (const ack of acks) ack();
-          for (const e of batch) if (e.kind === 'result') e.done();
+          const effects = (): void => {
+            for (const ack of acks) ack();
+            for (const e of batch) if (e.kind === 'result') e.done();
+          };
+          if (!barrier) effects();
+          else if (acks.length > 0) barrier.after(effects);
           break;
         }
         case 'hello':
