@@ -10,6 +10,7 @@ import {
   RetentionPolicy,
   StorageType,
   type ConsumerConfig,
+  type ConsumerInfo,
   type JetStreamManager,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/nats-core';
@@ -76,8 +77,14 @@ export async function ensureStream(host: AdminHost, spec: BrokerNamespace['strea
   }
 }
 
-/** Creates the durable consumer of `spec` or brings its ack wait, max deliver and max ack pending up to date. */
-export async function ensureConsumer(host: AdminHost, spec: ConsumerSpec<unknown>): Promise<void> {
+/**
+ * Creates the durable consumer of `spec` or brings its ack wait, max deliver and max ack pending up
+ * to date: the consumer is read, then created, updated or made again as it needs.
+ * @returns the consumer's info as the server last answered (for `openMessages`, which then needs
+ *   no read of its own).
+ * @throws {BrokerError} `consume` naming `<stream>/<durable>` when the server cannot make it.
+ */
+export async function ensureConsumer(host: AdminHost, spec: ConsumerSpec<unknown>): Promise<ConsumerInfo> {
   const wanted = {
     ack_wait: nanos(spec.ackWaitMs),
     max_deliver: spec.maxDeliver,
@@ -91,7 +98,7 @@ export async function ensureConsumer(host: AdminHost, spec: ConsumerSpec<unknown
     ...wanted,
   };
   try {
-    await host.rideElection('consume', `${spec.stream}/${spec.durable}`, () => ensureConsumerOnce(host, spec, config, wanted));
+    return await host.rideElection('consume', `${spec.stream}/${spec.durable}`, () => ensureConsumerOnce(host, spec, config, wanted));
   } catch (error) {
     throw new BrokerError('consume', `${spec.stream}/${spec.durable}`, errorText(error), { cause: error });
   }
@@ -102,7 +109,7 @@ async function ensureConsumerOnce(
   spec: ConsumerSpec<unknown>,
   config: Partial<ConsumerConfig>,
   wanted: { ack_wait: number; max_deliver: number; max_ack_pending: number },
-): Promise<void> {
+): Promise<ConsumerInfo> {
   const { consumers } = host.jsm;
   let info;
   try {
@@ -111,26 +118,28 @@ async function ensureConsumerOnce(
     if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound)) throw error;
   }
   if (!info) {
-    await consumers.add(spec.stream, config);
+    const created = await consumers.add(spec.stream, config);
     host.log.info({ stream: spec.stream, consumer: spec.durable }, 'consumer created');
-    return;
+    return created;
   }
   const cfg = info.config;
   if (cfg.filter_subject !== spec.filter || cfg.ack_policy !== AckPolicy.Explicit) {
     // Neither can be changed in place on every server version; messages stay in the stream.
     await consumers.delete(spec.stream, spec.durable);
-    await consumers.add(spec.stream, config);
+    const created = await consumers.add(spec.stream, config);
     host.log.info({ stream: spec.stream, consumer: spec.durable }, 'consumer recreated');
-    return;
+    return created;
   }
   if (
     cfg.ack_wait !== wanted.ack_wait ||
     cfg.max_deliver !== wanted.max_deliver ||
     cfg.max_ack_pending !== wanted.max_ack_pending
   ) {
-    await consumers.update(spec.stream, spec.durable, wanted);
+    const updated = await consumers.update(spec.stream, spec.durable, wanted);
     host.log.info({ stream: spec.stream, consumer: spec.durable, ...wanted }, 'consumer updated');
+    return updated;
   }
+  return info;
 }
 
 export async function deleteAgentConsumers(host: AdminHost, agent: string, options?: DeleteAgentConsumersOptions): Promise<void> {
@@ -142,25 +151,28 @@ export async function deleteAgentConsumers(host: AdminHost, agent: string, optio
   host.assertOpen('deleteAgentConsumers', agent);
   host.ensuredInboxes.delete(ns.messageConsumerName(agent));
   await Promise.all([...host.loops].filter((l) => l.spec.agent === agent).map((l) => l.stop()));
-  for (const t of targets) {
-    try {
-      await host.jsm.consumers.delete(t.stream, t.durable);
-      host.log.info({ stream: t.stream, consumer: t.durable }, 'consumer deleted');
-    } catch (error) {
-      if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound) && !isApiError(error, JetStreamApiCodes.StreamNotFound)) {
-        throw new BrokerError('deleteAgentConsumers', `${t.stream}/${t.durable}`, errorText(error), { cause: error });
+  // The assignment and the inbox consumer are independent: both go at once.
+  await Promise.all(
+    targets.map(async (t) => {
+      try {
+        await host.jsm.consumers.delete(t.stream, t.durable);
+        host.log.info({ stream: t.stream, consumer: t.durable }, 'consumer deleted');
+      } catch (error) {
+        if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound) && !isApiError(error, JetStreamApiCodes.StreamNotFound)) {
+          throw new BrokerError('deleteAgentConsumers', `${t.stream}/${t.durable}`, errorText(error), { cause: error });
+        }
       }
-    }
-    if (options?.purgePending === false) continue;
-    try {
-      const purged = await host.jsm.streams.purge(t.stream, { filter: t.subject });
-      if (purged.purged > 0) host.log.info({ stream: t.stream, subject: t.subject, purged: purged.purged }, 'pending messages purged');
-    } catch (error) {
-      if (!isApiError(error, JetStreamApiCodes.StreamNotFound)) {
-        throw new BrokerError('deleteAgentConsumers', `${t.stream} ${t.subject}`, `cannot purge: ${errorText(error)}`, { cause: error });
+      if (options?.purgePending === false) return;
+      try {
+        const purged = await host.jsm.streams.purge(t.stream, { filter: t.subject });
+        if (purged.purged > 0) host.log.info({ stream: t.stream, subject: t.subject, purged: purged.purged }, 'pending messages purged');
+      } catch (error) {
+        if (!isApiError(error, JetStreamApiCodes.StreamNotFound)) {
+          throw new BrokerError('deleteAgentConsumers', `${t.stream} ${t.subject}`, `cannot purge: ${errorText(error)}`, { cause: error });
+        }
       }
-    }
-  }
+    }),
+  );
 }
 
 export async function resetResultsConsumer(host: AdminHost): Promise<void> {

@@ -139,81 +139,73 @@ export async function fetchMessages(host: MessagingHost, agent: string, options?
   return out;
 }
 
-export function subscribeProgress(host: MessagingHost, handler: (msg: ProgressMessage) => void, options?: { agent?: string }): Subscription {
-  const prefix = host.namespace.progressPrefix;
-  const filter = options?.agent === undefined ? `${prefix}.*.*` : `${prefix}.${assertAgentName(options.agent)}.*`;
-  return host.subscribeCore(filter, (msg) => {
-    let data: ProgressMessage;
+/**
+ * A core subscription of `subject` whose messages `decode` parses and checks: one it refuses with an
+ * `InvalidMessageError` is reported (`reportInvalid`) and dropped; a `handler` that throws is logged
+ * as `<what> handler threw`, and the subscription goes on.
+ */
+function subscribeDecoded<T>(host: MessagingHost, subject: string, decode: (msg: Msg) => T, handler: (data: T, msg: Msg) => void, what: string): Subscription {
+  return host.subscribeCore(subject, (msg) => {
+    let data: T;
     try {
-      data = decodeMessage(progressMessageSchema, msg.subject, msg.data);
-      const [agentToken, taskToken] = msg.subject.slice(prefix.length + 1).split('.');
-      if (data.agent !== agentToken) {
-        throw new InvalidMessageError(msg.subject, 'agent', `is '${data.agent}' but the subject names agent '${agentToken}'`);
-      }
-      let taskId: string | undefined;
-      try {
-        taskId = decodeTaskIdToken(taskToken ?? '');
-      } catch {
-        taskId = undefined;
-      }
-      if (data.taskId !== taskId) {
-        throw new InvalidMessageError(msg.subject, 'taskId', `is '${data.taskId}' but the subject names task token '${taskToken}'`);
-      }
-    } catch (error) {
-      if (error instanceof InvalidMessageError) {
-        host.reportInvalid(msg.subject, error);
-        return;
-      }
-      throw error;
-    }
-    try {
-      handler(data);
-    } catch (error) {
-      host.log.error({ err: error, subject: msg.subject }, 'progress handler threw');
-    }
-  });
-}
-
-export function subscribeEvents(host: MessagingHost, handler: (kind: string, payload: unknown) => void): Subscription {
-  const prefix = host.namespace.eventPrefix;
-  return host.subscribeCore(`${prefix}.>`, (msg) => {
-    let payload: unknown;
-    try {
-      payload = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(msg.data));
-    } catch (error) {
-      host.reportInvalid(
-        msg.subject,
-        new InvalidMessageError(msg.subject, '', `payload is not UTF-8 JSON (${errorText(error)})`, { cause: error }),
-      );
-      return;
-    }
-    try {
-      handler(msg.subject.slice(prefix.length + 1), payload);
-    } catch (error) {
-      host.log.error({ err: error, subject: msg.subject }, 'event handler threw');
-    }
-  });
-}
-
-export function subscribeTopics(host: MessagingHost, topic: string, handler: (msg: TopicMessage) => void): Subscription {
-  const ns = host.namespace;
-  return host.subscribeCore(ns.topicFilter(topic), (msg) => {
-    let data: TopicMessage;
-    try {
-      data = decodeMessage(topicMessageSchema, msg.subject, msg.data);
-      const parts = ns.parseTopicSubject(msg.subject);
-      if (parts?.topic !== data.topic) throw new InvalidMessageError(msg.subject, 'topic', `is '${data.topic}' but the subject names another topic`);
-      if (parts.from !== data.from) throw new InvalidMessageError(msg.subject, 'from', `is '${data.from}' but the subject names sender '${parts.from}'`);
+      data = decode(msg);
     } catch (error) {
       if (error instanceof InvalidMessageError) return host.reportInvalid(msg.subject, error);
       throw error;
     }
     try {
-      handler(data);
+      handler(data, msg);
     } catch (error) {
-      host.log.error({ err: error, subject: msg.subject }, 'topic handler threw');
+      host.log.error({ err: error, subject: msg.subject }, `${what} handler threw`);
     }
   });
+}
+
+export function subscribeProgress(host: MessagingHost, handler: (msg: ProgressMessage) => void, options?: { agent?: string }): Subscription {
+  const prefix = host.namespace.progressPrefix;
+  const filter = options?.agent === undefined ? `${prefix}.*.*` : `${prefix}.${assertAgentName(options.agent)}.*`;
+  const decode = (msg: Msg): ProgressMessage => {
+    const data = decodeMessage(progressMessageSchema, msg.subject, msg.data);
+    const [agentToken, taskToken] = msg.subject.slice(prefix.length + 1).split('.');
+    if (data.agent !== agentToken) {
+      throw new InvalidMessageError(msg.subject, 'agent', `is '${data.agent}' but the subject names agent '${agentToken}'`);
+    }
+    let taskId: string | undefined;
+    try {
+      taskId = decodeTaskIdToken(taskToken ?? '');
+    } catch {
+      taskId = undefined;
+    }
+    if (data.taskId !== taskId) {
+      throw new InvalidMessageError(msg.subject, 'taskId', `is '${data.taskId}' but the subject names task token '${taskToken}'`);
+    }
+    return data;
+  };
+  return subscribeDecoded(host, filter, decode, (data) => handler(data), 'progress');
+}
+
+export function subscribeEvents(host: MessagingHost, handler: (kind: string, payload: unknown) => void): Subscription {
+  const prefix = host.namespace.eventPrefix;
+  const decode = (msg: Msg): unknown => {
+    try {
+      return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(msg.data));
+    } catch (error) {
+      throw new InvalidMessageError(msg.subject, '', `payload is not UTF-8 JSON (${errorText(error)})`, { cause: error });
+    }
+  };
+  return subscribeDecoded(host, `${prefix}.>`, decode, (payload, msg) => handler(msg.subject.slice(prefix.length + 1), payload), 'event');
+}
+
+export function subscribeTopics(host: MessagingHost, topic: string, handler: (msg: TopicMessage) => void): Subscription {
+  const ns = host.namespace;
+  const decode = (msg: Msg): TopicMessage => {
+    const data = decodeMessage(topicMessageSchema, msg.subject, msg.data);
+    const parts = ns.parseTopicSubject(msg.subject);
+    if (parts?.topic !== data.topic) throw new InvalidMessageError(msg.subject, 'topic', `is '${data.topic}' but the subject names another topic`);
+    if (parts.from !== data.from) throw new InvalidMessageError(msg.subject, 'from', `is '${data.from}' but the subject names sender '${parts.from}'`);
+    return data;
+  };
+  return subscribeDecoded(host, ns.topicFilter(topic), decode, (data) => handler(data), 'topic');
 }
 
 /**
@@ -232,21 +224,7 @@ function decodeReply(host: MessagingHost, subject: string, payload: Uint8Array):
 }
 
 export function subscribeReplies(host: MessagingHost, handler: (msg: ReplyMessage) => void): Subscription {
-  const ns = host.namespace;
-  return host.subscribeCore(`${ns.replyPrefix}.>`, (msg) => {
-    let data: ReplyMessage;
-    try {
-      data = decodeReply(host, msg.subject, msg.data);
-    } catch (error) {
-      if (error instanceof InvalidMessageError) return host.reportInvalid(msg.subject, error);
-      throw error;
-    }
-    try {
-      handler(data);
-    } catch (error) {
-      host.log.error({ err: error, subject: msg.subject }, 'reply handler threw');
-    }
-  });
+  return subscribeDecoded(host, `${host.namespace.replyPrefix}.>`, (msg) => decodeReply(host, msg.subject, msg.data), (data) => handler(data), 'reply');
 }
 
 export function awaitReply(host: MessagingHost, requester: string, requestId: string, timeoutMs: number): Promise<ReplyMessage> {

@@ -5,7 +5,7 @@
  * `broker-messaging.ts`, streams and consumers made, repaired and deleted in `broker-admin.ts`.
  * The contract it implements is `broker-types.ts`.
  */
-import type { ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import type { ConsumerInfo, ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import { ConfigError, type Logger } from '@warren/core';
 import { isValidTracestate, parseTraceparent, TraceparentError } from '@warren/telemetry';
@@ -337,13 +337,19 @@ export class NatsBroker implements Broker {
   }
 
   /** Creates the durable consumer of `spec` or brings its ack wait, max deliver and max ack pending up to date. */
-  ensureConsumer(spec: ConsumerSpec<unknown>): Promise<void> {
-    return admin.ensureConsumer(this, spec);
+  async ensureConsumer(spec: ConsumerSpec<unknown>): Promise<void> {
+    await admin.ensureConsumer(this, spec);
   }
 
-  /** Opens the pull subscription of an existing consumer. */
-  async openMessages(spec: ConsumerSpec<unknown>): Promise<ConsumerMessages> {
-    const consumer = await this.rideElection('consume', `${spec.stream}/${spec.durable}`, () => this.js.consumers.get(spec.stream, spec.durable));
+  /**
+   * Opens the pull subscription of an existing consumer; with `info` (the server's answer of the
+   * `ensureConsumer` just before) without reading the consumer again.
+   */
+  async openMessages(spec: ConsumerSpec<unknown>, info?: ConsumerInfo): Promise<ConsumerMessages> {
+    const consumer =
+      info === undefined
+        ? await this.rideElection('consume', `${spec.stream}/${spec.durable}`, () => this.js.consumers.get(spec.stream, spec.durable))
+        : this.js.consumers.getConsumerFromInfo(info);
     // max_messages ≥ 3 keeps the client's refill threshold below the batch size. Pulls expire
     // after PULL_EXPIRES_MS and the server heartbeats every half of it: a pull whose consumer
     // leader died (a server of a cluster lost) is noticed after two missed heartbeats and made
@@ -354,10 +360,10 @@ export class NatsBroker implements Broker {
   private async startConsumer<T>(spec: ConsumerSpec<T>): Promise<Subscription> {
     this.assertOpen('consume', `${spec.stream}/${spec.durable}`);
     const anySpec = spec as unknown as ConsumerSpec<unknown>;
-    await this.ensureConsumer(anySpec);
+    const info = await admin.ensureConsumer(this, anySpec);
     let messages: ConsumerMessages;
     try {
-      messages = await this.openMessages(anySpec);
+      messages = await this.openMessages(anySpec, info);
     } catch (error) {
       throw new BrokerError('consume', `${spec.stream}/${spec.durable}`, errorText(error), { cause: error });
     }
