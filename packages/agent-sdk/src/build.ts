@@ -7,11 +7,9 @@
  * Output: `<outDir>/warren-bus.mjs` and `<outDir>/bin/warren-bus` (mode 0755), `outDir` default
  * {@link agentSdkDistDir} (`packages/agent-sdk/dist`).
  */
-import { build } from 'esbuild';
+import { bundleForNode, packageRootOf, runWhenMain } from '@warren/bundle';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { builtinModules } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { AGENT_SDK_DIR_IN_SANDBOX, agentSdkDistDir, WARREN_BUS_BUNDLE_NAME } from './paths.js';
 
 /** Options of {@link buildAgentSdk}. */
@@ -32,51 +30,31 @@ export interface BuildAgentSdkResult {
   readonly sizeBytes: number;
 }
 
-/** The package's root (this file is `src/build.ts` or `dist/lib/build.js`). */
-function packageRoot(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  return here.endsWith(join('dist', 'lib')) ? resolve(here, '..', '..') : resolve(here, '..');
-}
-
-const BUILTINS = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)]);
-
 /**
- * Builds the bundle and the wrapper.
+ * Builds the bundle (`@warren/bundle` `bundleForNode`) and the wrapper.
  * @throws esbuild's error (naming the file and line) when a source does not compile, or an Error
  *   naming the import when the bundle would import anything but a Node built-in.
  */
 export async function buildAgentSdk(options: BuildAgentSdkOptions = {}): Promise<BuildAgentSdkResult> {
   const outDir = resolve(options.outDir ?? agentSdkDistDir());
-  const bundle = join(outDir, WARREN_BUS_BUNDLE_NAME);
-  const result = await build({
-    absWorkingDir: packageRoot(),
-    entryPoints: ['src/warren-bus.ts'],
-    outfile: bundle,
-    bundle: true,
+  mkdirSync(outDir, { recursive: true });
+  const { bundle, sizeBytes } = await bundleForNode({
+    packageRoot: packageRootOf(import.meta.url),
+    entryPoint: 'src/warren-bus.ts',
+    outFile: join(outDir, WARREN_BUS_BUNDLE_NAME),
     format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    metafile: true,
-    logLevel: 'silent',
+    what: '@warren/agent-sdk build',
   });
-  const output = Object.values(result.metafile.outputs)[0];
-  const foreign = (output?.imports ?? []).filter((i) => !BUILTINS.has(i.path)).map((i) => i.path);
-  if (foreign.length > 0) throw new Error(`@warren/agent-sdk build: the bundle imports ${foreign.join(', ')}, which would not be there in the sandbox`);
   const wrapper = join(outDir, 'bin', 'warren-bus');
   mkdirSync(dirname(wrapper), { recursive: true });
   const runFrom = options.runFrom ?? AGENT_SDK_DIR_IN_SANDBOX;
   writeFileSync(wrapper, `#!/bin/sh\nexec /usr/bin/node '${runFrom.replace(/'/g, `'\\''`)}/${WARREN_BUS_BUNDLE_NAME}' "$@"\n`);
   chmodSync(wrapper, 0o755);
-  return { bundle, wrapper, sizeBytes: output?.bytes ?? 0 };
+  return { bundle, wrapper, sizeBytes };
 }
 
 // Run as a program: `node dist/lib/build.js [outDir]`.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  buildAgentSdk(process.argv[2] !== undefined ? { outDir: process.argv[2] } : {}).then(
-    (r) => console.log(`agent-sdk: ${r.bundle} (${Math.round(r.sizeBytes / 1024)} KiB), ${r.wrapper}`),
-    (e: unknown) => {
-      console.error(e instanceof Error ? e.message : e);
-      process.exitCode = 1;
-    },
-  );
-}
+runWhenMain(import.meta.url, async () => {
+  const r = await buildAgentSdk(process.argv[2] !== undefined ? { outDir: process.argv[2] } : {});
+  return `agent-sdk: ${r.bundle} (${Math.round(r.sizeBytes / 1024)} KiB), ${r.wrapper}`;
+});

@@ -26,7 +26,7 @@ export { startNatsServer, findNatsServer } from './server.js';
 export type { StartNatsServerOptions, EmbeddedNatsServer, NatsServerExit, NatsAuthorization, NatsAgentUser, NatsPermissions, NatsClusterOptions } from './server.js';
 export { agentNatsPermissions, createAgentNkey, agentNatsConfig } from './permissions.js';
 export type { AgentNatsGrants, AgentNatsPermissionOptions, AgentNkey, AgentNatsConfig } from './permissions.js';
-export { connectBroker } from './broker.js';
+export { connectBroker } from './broker-connect.js';
 export { isElectionError } from './broker-support.js';
 export type {
   Broker,

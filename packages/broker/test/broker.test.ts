@@ -1,5 +1,5 @@
 import { headers as natsHeaders } from '@nats-io/nats-core';
-import { jetstream } from '@nats-io/jetstream';
+import { AckPolicy, jetstream } from '@nats-io/jetstream';
 import { makeTempDir, startTestNats } from '@warren/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -349,6 +349,46 @@ describe('broker', () => {
     expect(() => broker.publishProgress({ taskId: 'T1', attempt: 1, agent: 'shell-1', message: '', percent: 120, atMs: 1 })).toThrow(
       InvalidMessageError,
     );
+  });
+
+  it('makes a new agent consumer with one read and one create, and one made with another filter again', async () => {
+    const { broker } = await setup();
+    const ns = broker.namespace;
+    const { connect } = await import('@nats-io/transport-node');
+    const watcher = await connect({ servers: broker.nc.getServer() });
+    defer({ close: () => watcher.close() });
+    const seen: string[] = [];
+    watcher.subscribe('$JS.API.CONSUMER.>', { callback: (_err, msg) => seen.push(msg.subject) });
+    await watcher.flush();
+
+    const inbox = new Inbox<Delivery<AssignmentMessage>>();
+    await broker.publishAssignment(assignment('T-60', 1, 'fresh-1'));
+    const sub = await broker.consumeAssignments('fresh-1', async (d) => {
+      inbox.push(d);
+      d.ack();
+    });
+    defer({ close: () => sub.stop() });
+    expect((await inbox.next('the fresh agent\'s assignment')).data.taskId).toBe('T-60');
+    await watcher.flush();
+    const durable = ns.assignConsumerName('fresh-1');
+    const about = seen.filter((s) => s.includes(`.${durable}`) && !s.startsWith('$JS.API.CONSUMER.MSG.NEXT.'));
+    expect(about.filter((s) => s.includes('.CREATE.'))).toHaveLength(1);
+    // The read that finds no consumer; the pull starts from the create's answer, with no read of its own.
+    expect(about.filter((s) => s.startsWith('$JS.API.CONSUMER.INFO.'))).toHaveLength(1);
+
+    // A consumer left with another agent's filter (and so another configuration) is made again.
+    const jsm = await (await import('@nats-io/jetstream')).jetstreamManager(broker.nc);
+    const stale = ns.assignConsumerName('stale-1');
+    await jsm.consumers.add(ns.assignStream, { durable_name: stale, filter_subject: ns.assignSubject('other-1'), ack_policy: AckPolicy.Explicit });
+    await broker.publishAssignment(assignment('T-61', 1, 'stale-1'));
+    const staleInbox = new Inbox<Delivery<AssignmentMessage>>();
+    const staleSub = await broker.consumeAssignments('stale-1', async (d) => {
+      staleInbox.push(d);
+      d.ack();
+    });
+    defer({ close: () => staleSub.stop() });
+    expect((await staleInbox.next('the stale agent\'s assignment')).data.taskId).toBe('T-61');
+    expect((await jsm.consumers.info(ns.assignStream, stale)).config.filter_subject).toBe(ns.assignSubject('stale-1'));
   });
 
   it('counts pending work, and deletes an agent’s consumers and queued messages', async () => {

@@ -1,5 +1,9 @@
+/**
+ * `KubernetesRuntime`: agents as Kubernetes pods, one namespace (an `AgentRuntime`). Each started
+ * agent is a `KubernetesInstance` (`instance.ts`); the API's answers are read in `api-status.ts`.
+ */
 import { randomBytes } from 'node:crypto';
-import { ApiException, CoreV1Api, Exec, KubeConfig, Metrics, NetworkingV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, Exec, KubeConfig, Metrics, NetworkingV1Api } from '@kubernetes/client-node';
 import type { V1Pod, V1Status } from '@kubernetes/client-node';
 import type { IPod } from 'kubernetes-models/v1/Pod';
 import { agentSigningKey, type Broker } from '@warren/broker';
@@ -10,13 +14,11 @@ import type {
   AgentEvents,
   AgentExecOptions,
   AgentExit,
-  AgentInstance,
   AgentIsolation,
   AgentProcess,
   AgentRuntime,
   AgentSpec,
   AgentStartSpec,
-  AgentStopReason,
   AgentStorageRef,
   AgentUsage,
   ReclaimReport,
@@ -25,12 +27,13 @@ import type {
 import { agentManifests, AGENT_APP_NAME, AGENT_CONTAINER_NAME, AGENT_LABELS } from './manifests.js';
 import type { AgentManifests } from './manifests.js';
 import { agentResourceNames } from './names.js';
-import { podOutcome } from './pod-exit.js';
 import { PodWatch } from './pod-watch.js';
 import type { PodWatchHandlers } from './pod-watch.js';
 import { checkRestricted } from './restricted.js';
 import type { AgentNatsCredentials, AgentPodSpec, NetworkEndpoint } from './spec.js';
 import { validateManifest } from './validate.js';
+import { apiError, execExit, isStatus, parseDurationSeconds, parseQuantity } from './api-status.js';
+import { KubernetesInstance, type KubernetesAgentInstance } from './instance.js';
 
 /** Options of {@link KubernetesRuntime}. Times in ms unless the name says otherwise. */
 export interface KubernetesRuntimeOptions {
@@ -98,58 +101,6 @@ export interface KubernetesRuntimeOptions {
  * writes them (a `.warren/nats.json` among them is left to the Secret).
  */
 export type PodStartSpec = AgentStartSpec & { readonly homeFiles?: readonly HomeFile[] };
-
-/** An instance from {@link KubernetesRuntime.start}: an `AgentInstance` with what the pod's status says. */
-export interface KubernetesAgentInstance extends AgentInstance {
-  /** The pod's name in the runtime's namespace (`warren-<agent>`). */
-  readonly podName: string;
-  /** The pod's last phase seen: `Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`, or `Deleted` once it is gone. */
-  readonly phase: string;
-  /**
-   * Kubernetes' reason for the end, set when `exited` settles: `OOMKilled`, `Completed`, `Error`,
-   * `Evicted: <message>`, `Deleted` (removed before it finished), or null.
-   */
-  readonly terminationReason: string | null;
-}
-
-const ZERO_USAGE: AgentUsage = { memoryBytes: 0, pids: 0, cpuMs: 0, pidsRefused: 0, oomKills: 0 };
-
-/** The `Status` of a failed API request (its `code`, `reason`, `message`), or null for other errors. */
-export function apiStatus(error: unknown): { code: number; reason: string | undefined; message: string } | null {
-  if (!(error instanceof ApiException)) return null;
-  let body: unknown = error.body;
-  if (typeof body === 'string') {
-    try {
-      body = JSON.parse(body);
-    } catch {
-      body = { message: body };
-    }
-  }
-  const status = (body ?? {}) as { message?: string; reason?: string };
-  return { code: error.code, reason: status.reason, message: status.message ?? `HTTP ${error.code}` };
-}
-
-function isStatus(error: unknown, code: number): boolean {
-  return apiStatus(error)?.code === code;
-}
-
-/** Turns an API failure into a `RuntimeError` naming what was being done and the API's own message. */
-function apiError(agent: string, what: string, error: unknown): RuntimeError {
-  const status = apiStatus(error);
-  const detail = status === null ? (error instanceof Error ? error.message : String(error)) : `${status.code} ${status.reason ?? ''}: ${status.message}`.replace(' :', ':');
-  return new RuntimeError(agent, `${what}: ${detail}`, undefined, { cause: error });
-}
-
-/** Parses a Kubernetes quantity (`250m`, `1234567n`, `64Mi`, `123456Ki`, `1G`, `2`) into a number of units. */
-export function parseQuantity(quantity: string): number {
-  const match = /^([0-9.]+)(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/.exec(quantity.trim());
-  if (match === null) throw new WarrenError('WARREN_KUBE_QUANTITY', `${JSON.stringify(quantity)} is not a Kubernetes quantity`);
-  const factors: Record<string, number> = {
-    n: 1e-9, u: 1e-6, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-    Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, Pi: 1024 ** 5, Ei: 1024 ** 6,
-  };
-  return Number(match[1]) * (match[2] === undefined ? 1 : (factors[match[2]] ?? 1));
-}
 
 /**
  * Runs agents as Kubernetes pods (`AgentRuntime` over `@kubernetes/client-node` 1.4), one namespace.
@@ -534,201 +485,5 @@ export class KubernetesRuntime implements AgentRuntime {
 
   private requireOpen(what: string, agent: string): void {
     if (this.closed) throw new RuntimeError(agent, `cannot ${what}: the runtime is closed`);
-  }
-}
-
-/** An exec's exit from its final `Status` (`Success`, or `NonZeroExitCode` with the `ExitCode` cause). */
-function execExit(status: V1Status | undefined): AgentExit {
-  if (status === undefined) return { kind: 'setup_error', message: 'the exec stream ended without a status' };
-  if (status.status === 'Success') return { kind: 'succeeded', exitCode: 0 };
-  const code = Number(status.details?.causes?.find((c) => c.reason === 'ExitCode')?.message);
-  if (status.reason === 'NonZeroExitCode' && Number.isInteger(code) && code > 0) return { kind: 'failed', exitCode: code };
-  return { kind: 'setup_error', message: status.message ?? 'the exec failed' };
-}
-
-/** `30s`, `1m0s`, `1.5s` (a Go duration, as metrics-server writes `window`) in seconds; 0 when unreadable. */
-function parseDurationSeconds(text: string | undefined): number {
-  if (text === undefined) return 0;
-  let seconds = 0;
-  for (const [, value, unit] of text.matchAll(/([0-9.]+)(h|ms|m|s)/g)) {
-    seconds += Number(value) * ({ h: 3600, m: 60, s: 1, ms: 0.001 }[unit as 'h' | 'm' | 's' | 'ms']);
-  }
-  return seconds;
-}
-
-/** One agent pod followed through a label watch. */
-class KubernetesInstance implements KubernetesAgentInstance {
-  readonly pid = 0;
-  readonly unsafe = false;
-  readonly exited: Promise<AgentExit>;
-  terminationReason: string | null = null;
-  phase = 'Pending';
-  private settle!: (exit: AgentExit) => void;
-  private ended = false;
-  private watch: PodWatch | undefined;
-  private stopping: Promise<AgentExit> | undefined;
-  private stopReason: AgentStopReason | undefined;
-  private stopGraceSeconds: number | undefined;
-  private lastUsage: AgentUsage = ZERO_USAGE;
-  private usageReadAt = 0;
-  private usageReading = false;
-  private closing: Promise<void> | undefined;
-
-  constructor(
-    readonly name: string,
-    private readonly pod: string,
-    private readonly runtime: KubernetesRuntime,
-    private readonly forget: () => void,
-    private readonly channel: RemoteChannel | undefined,
-  ) {
-    this.exited = new Promise((resolve) => (this.settle = resolve));
-  }
-
-  /** Whether the runner in the pod is connected to its gateway there (through the channel hub); always false without one. */
-  get connected(): boolean {
-    return this.channel?.connected ?? false;
-  }
-
-  get podName(): string {
-    return this.pod;
-  }
-
-  /** @internal Starts the watch; resolves after the first list. */
-  async follow(): Promise<void> {
-    const watch = this.runtime.watchPods(
-      `${AGENT_LABELS.managedBy}=warren,${AGENT_LABELS.agent}=${this.name}`,
-      {
-        onList: (pods) => {
-          const pod = pods.find((p) => p.metadata?.name === this.pod);
-          if (pod === undefined) this.observe('DELETED', undefined);
-          else this.observe('MODIFIED', pod);
-        },
-        onEvent: (type, pod) => {
-          if (pod.metadata?.name === this.pod) this.observe(type, pod);
-        },
-        onError: (error) => this.runtime.reportError(error, `watch of pod ${this.pod}`),
-      },
-    );
-    this.watch = watch;
-    await watch.start();
-  }
-
-  /** @internal Ends the watch without settling `exited` (the runtime closed). */
-  endWatch(): void {
-    this.watch?.close();
-  }
-
-  private last: V1Pod | undefined;
-
-  private observe(type: 'ADDED' | 'MODIFIED' | 'DELETED', pod: V1Pod | undefined): void {
-    if (this.ended) return;
-    if (pod !== undefined) {
-      this.last = pod;
-      this.phase = pod.status?.phase ?? this.phase;
-    }
-    if (type === 'DELETED') {
-      this.phase = 'Deleted';
-      const outcome = this.last === undefined ? null : podOutcome(this.last);
-      if (this.stopReason !== undefined && outcome === null) return this.finish({ kind: this.stopReason.reason, detail: this.stopReason.detail }, null);
-      if (outcome !== null) return this.finish(outcome.exit, outcome.reason);
-      // Deleted before it ended (by stop() or by someone else): the kubelet sent SIGTERM, then SIGKILL after the grace period.
-      return this.finish({ kind: 'signaled', signal: this.stopGraceSeconds === 0 ? 'SIGKILL' : 'SIGTERM' }, 'Deleted');
-    }
-    if (pod === undefined) return;
-    const outcome = podOutcome(pod);
-    if (outcome === null) return;
-    // Ended by itself: what it held on the node goes with the pod, then the exit is reported.
-    this.ended = true;
-    this.terminationReason = outcome.reason;
-    void this.runtime
-      .deletePodAndWait(this.name, this.pod, 0)
-      .catch((error: unknown) => this.runtime.reportError(error, `deleting the finished pod ${this.pod}`))
-      .finally(() => this.finish(outcome.exit, outcome.reason, true));
-  }
-
-  private finish(exit: AgentExit, reason: string | null, already = false): void {
-    if (this.ended && !already) return;
-    this.ended = true;
-    this.terminationReason = reason;
-    this.watch?.close();
-    this.forget();
-    this.channel?.markExited(exit);
-    this.channel?.close();
-    this.settle(exit);
-  }
-
-  /**
-   * Deletes the pod with `gracePeriodSeconds` = ceil(`graceMs` / 1000) (default 5000 ms) and
-   * resolves with the exit once the watch sees it gone. Idempotent.
-   */
-  stop(graceMs = 5000, reason?: AgentStopReason): Promise<AgentExit> {
-    this.stopping ??= (async () => {
-      if (this.ended) return this.exited;
-      this.stopReason = reason;
-      this.stopGraceSeconds = Math.max(0, Math.ceil(graceMs / 1000));
-      try {
-        // Waits for the pod to be gone by reading it too, so a broken watch cannot hold the stop.
-        await this.runtime.deletePodAndWait(this.name, this.pod, this.stopGraceSeconds);
-        this.observe('DELETED', undefined);
-      } catch (error) {
-        this.runtime.reportError(error, `deleting pod ${this.pod}`);
-      }
-      return this.exited;
-    })();
-    return this.stopping;
-  }
-
-  freeze(): boolean {
-    return false;
-  }
-
-  thaw(): void {}
-
-  /** The last sample of the metrics API (memory and CPU; pids and the counters read 0), refreshed in the background at most every `metricsIntervalMs`; zeros without metrics-server and after the end. */
-  usage(): AgentUsage {
-    if (this.ended) return { ...this.lastUsage, memoryBytes: 0, pids: 0 };
-    const now = Date.now();
-    if (!this.usageReading && now - this.usageReadAt >= this.runtime.metricsIntervalMs) {
-      this.usageReading = true;
-      this.usageReadAt = now;
-      this.runtime
-        .podUsage(this.pod)
-        .then((usage) => {
-          if (usage !== null) this.lastUsage = usage;
-        })
-        .catch((error: unknown) => this.runtime.reportError(error, `reading the metrics of pod ${this.pod}`))
-        .finally(() => {
-          this.usageReading = false;
-        });
-    }
-    return this.lastUsage;
-  }
-
-  /** Tells the pod's gateway to cancel the execution (through the channel hub); nothing without one. */
-  cancel(taskId: string, attempt: number, reason: string): void {
-    this.channel?.cancel(taskId, attempt, reason);
-  }
-
-  /** Asks the pod's gateway to publish a kept result again. @returns whether the runner is connected (false without a channel). */
-  resendResult(taskId: string, attempt: number): boolean {
-    return this.channel?.resendResult(taskId, attempt) ?? false;
-  }
-
-  /** Asks the pod's runner to finish and exit (through the channel hub); nothing without one. */
-  requestShutdown(why: string): void {
-    this.channel?.requestShutdown(why);
-  }
-
-  /** Stops the pod if it still runs (default grace) and ends the watch. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      if (!this.ended) await this.stop();
-      this.watch?.close();
-    })();
-    return this.closing;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 }

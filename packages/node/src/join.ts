@@ -1,6 +1,8 @@
-import { readFile, writeFile, rename } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { brokerNamespace } from '@warren/broker';
-import { ConfigError } from '@warren/core';
+import { ConfigError, WarrenError } from '@warren/core';
 import { z } from 'zod';
 
 /**
@@ -48,9 +50,29 @@ export async function readNodeJoin(path: string): Promise<NodeJoin> {
   return parsed.data;
 }
 
-/** Writes a join file with mode 0600 (through a temporary file renamed over the old one). */
+/**
+ * Writes a join file with mode 0600: checked against {@link nodeJoinSchema}, written to a new
+ * temporary file beside `path` (created exclusively, no symbolic link followed), synced, and renamed
+ * over the old file, so a reader sees the old file or the whole new one.
+ * @throws {WarrenError} `WARREN_NODE_JOIN` naming `path` when it cannot be written (the temporary
+ *   file is removed); zod's error when `join` fails the schema.
+ */
 export async function writeNodeJoin(path: string, join: NodeJoin): Promise<void> {
-  const temporary = `${path}.tmp-${process.pid}`;
-  await writeFile(temporary, `${JSON.stringify(nodeJoinSchema.parse(join), null, 2)}\n`, { mode: 0o600 });
-  await rename(temporary, path);
+  const body = `${JSON.stringify(nodeJoinSchema.parse(join), null, 2)}\n`;
+  const temporary = `${path}.${randomBytes(6).toString('hex')}`;
+  try {
+    const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      // The mode given to open is masked by the umask; the file holds secrets.
+      await handle.chmod(0o600);
+      await handle.writeFile(body, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    await unlink(temporary).catch(() => undefined);
+    throw new WarrenError('WARREN_NODE_JOIN', `${path}: cannot be written: ${(error as Error).message}`, { cause: error });
+  }
 }

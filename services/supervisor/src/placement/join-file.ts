@@ -1,8 +1,9 @@
-import { constants } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+/**
+ * `node-join.json`: what this supervisor gives a joining `warren node` host (`nodeJoinOf`) and where
+ * it is written (`writeNodeJoinFile`, through `@warren/node` `writeNodeJoin`).
+ */
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { WarrenError } from '@warren/core';
+import { writeNodeJoin, type NodeJoin } from '@warren/node';
 import { readOrCreateSecret, type BrokerNamespace } from '@warren/broker';
 import type { SupervisorConfig } from '../config.js';
 import { brokerSecretPaths, EMBEDDED_NATS_USER } from '../broker-access.js';
@@ -11,20 +12,12 @@ import { brokerSecretPaths, EMBEDDED_NATS_USER } from '../broker-access.js';
 export const NODE_JOIN_FILE = 'node-join.json';
 
 /**
- * What a `warren node` host needs to join this supervisor (the contents of `node-join.json`):
- * the NATS servers and the supervisor's user and password on them (nodes are infrastructure, as
- * kubelets are), the broker's signing key in hex (a node checks assignments and signs results as
- * the local gateway does), the namespace's instance (null for the default namespace) and its
- * subject prefix.
+ * What a `warren node` host needs to join this supervisor (the contents of `node-join.json`, as
+ * `@warren/node` `nodeJoinSchema` says): the NATS servers and the supervisor's user and password on
+ * them (nodes are infrastructure, as kubelets are), the broker's signing key in hex, the
+ * namespace's instance (null for the default namespace) and its subject prefix.
  */
-export interface NodeJoin {
-  readonly servers: readonly string[];
-  readonly user: string | null;
-  readonly password: string | null;
-  readonly signingKey: string;
-  readonly instance: string | null;
-  readonly subjectPrefix: string;
-}
+export type { NodeJoin };
 
 /**
  * What `config`'s supervisor gives joining nodes: the embedded server's URL with user `warren` and
@@ -45,26 +38,13 @@ export async function nodeJoinOf(config: SupervisorConfig, ns: BrokerNamespace, 
 }
 
 /**
- * Writes `join` to `<stateDir>/node-join.json`, mode 0600, through a temporary file renamed over
- * the old one (rewritten at each `warren up`: the password or servers may have changed).
+ * Writes `join` to `<stateDir>/node-join.json` with `@warren/node` `writeNodeJoin` (mode 0600, a
+ * temporary file synced and renamed over the old one; rewritten at each `warren up`: the password
+ * or servers may have changed).
  * @returns the file's path. @throws {WarrenError} `WARREN_NODE_JOIN` naming the path when it cannot be written.
  */
 export async function writeNodeJoinFile(stateDir: string, join_: NodeJoin): Promise<string> {
   const path = join(stateDir, NODE_JOIN_FILE);
-  const temp = `${path}.${randomBytes(6).toString('hex')}`;
-  try {
-    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      await handle.chmod(0o600);
-      await handle.writeFile(`${JSON.stringify(join_, null, 2)}\n`, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-  } catch (error) {
-    await unlink(temp).catch(() => undefined);
-    throw new WarrenError('WARREN_NODE_JOIN', `${path}: cannot be written: ${(error as Error).message}`, { cause: error });
-  }
+  await writeNodeJoin(path, join_);
   return path;
 }
