@@ -96,7 +96,7 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     // Nothing of a prepared agent is left: no account, no home.
     expect(accounts(made)).toEqual([]);
     expect(homes(made)).toEqual([]);
-  });
+  }, 300_000);
 
   it('removes what a SIGKILLed supervisor had prepared at the next start, also when the template is gone', async () => {
     const made = layout({ maxInstances: 2 });
@@ -118,7 +118,7 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     second.child.kill('SIGTERM');
     expect((await second.done).code).toBe(0);
     running.splice(running.indexOf(second), 1);
-  });
+  }, 300_000);
 
   it('prepares nothing with prepared: 0, and a run until idle still works the board', async () => {
     const made = layout({ maxInstances: 2, prepared: 0 });
@@ -127,5 +127,5 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     expect(run.code, run.stderr.slice(-3000)).toBe(0);
     expect(made.file('x')).toMatch(/^status: done$/m);
     expect(accounts(made)).toEqual([]);
-  });
+  }, 300_000);
 });
