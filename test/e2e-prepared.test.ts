@@ -120,12 +120,13 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     running.splice(running.indexOf(second), 1);
   }, 300_000);
 
-  it('prepares nothing with prepared: 0, and a run until idle still works the board', async () => {
-    const made = layout({ maxInstances: 2, prepared: 0 });
-    writeFileSync(join(made.dir, 'kanban', 'tasks', 'x.md'), oneshotTask('x', 'true'));
+  it.each([0, undefined])('a run until idle works the board and leaves no account (prepared: %s)', async (prepared) => {
+    const made = layout({ maxInstances: 2, ...(prepared === undefined ? {} : { prepared }) });
+    for (const id of ['x', 'y', 'z']) writeFileSync(join(made.dir, 'kanban', 'tasks', `${id}.md`), oneshotTask(id, 'true'));
     const run = await warren(made.args('run', '--until-idle'));
     expect(run.code, run.stderr.slice(-3000)).toBe(0);
-    expect(made.file('x')).toMatch(/^status: done$/m);
+    for (const id of ['x', 'y', 'z']) expect(made.file(id)).toMatch(/^status: done$/m);
     expect(accounts(made)).toEqual([]);
+    expect(homes(made)).toEqual([]);
   }, 300_000);
 });

@@ -229,7 +229,7 @@ export class AgentLifecycle {
       const names = this.prepared.get(template.name) ?? [];
       names.push(name);
       this.prepared.set(template.name, names);
-      ctx.log.debug({ agent: name, template: template.name }, 'agent prepared ahead');
+      ctx.log.info({ agent: name, template: template.name }, 'agent prepared ahead');
     })().finally(() => {
       this.preparing.delete(name);
       this.preparingCounts.set(template.name, (this.preparingCounts.get(template.name) ?? 1) - 1);
@@ -342,7 +342,6 @@ export class AgentLifecycle {
     return false;
   }
 
-  /** A sleeping or stopped account of the template if there is one (woken), else the next free name. */
   /**
    * Records an event the agent channel reports (a protocol error, progress, a refused assignment).
    * The channel calls back whenever its agent speaks, also while the supervisor is closing and its
@@ -356,16 +355,15 @@ export class AgentLifecycle {
     }
   }
 
+  /** A sleeping or stopped account of the template if there is one (woken), else one prepared ahead, else the next free name. */
   private pickAgentName(template: AgentTemplate): string {
-    const ahead = this.prepared.get(template.name)?.[0];
-    if (ahead !== undefined) return ahead;
-    const busy = (name: string) => this.has(name) || this.preparing.has(name);
+    const busy = (name: string) => this.has(name) || this.preparing.has(name) || this.isPreparedName(name);
     const existing = this.ctx.accounts
       .list()
       .filter((a) => a.template === template.name && !busy(a.name))
       .map((a) => a.name)
       .sort();
-    return existing[0] ?? this.freeName(template);
+    return existing[0] ?? this.prepared.get(template.name)?.[0] ?? this.freeName(template);
   }
 
   /** The first name `<template>-<n>` (n = 1, 2, …) no account, start or preparation holds. */
