@@ -5,6 +5,9 @@ import { cleanUpAfterEach, makeTestLayout, requireMachine, startWarren, waitFor,
 
 const { layouts, running } = cleanUpAfterEach();
 
+/** Deadline of each wait, ms: generous, as the machine may be shared and loaded. */
+const WAIT_MS = 240_000;
+
 beforeAll(() => requireMachine());
 
 /** A ready task for the `oneshot` capability only (the demo templates do not offer it). */
@@ -57,14 +60,14 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     const made = layout({ maxInstances: 1, prepared: 2 });
     const up = startWarren(made.args('up', '--kill-grace', '1s'));
     running.push(up);
-    await waitFor('two oneshot accounts prepared ahead', () => accounts(made).length === 2);
+    await waitFor('two oneshot accounts prepared ahead', () => accounts(made).length === 2, WAIT_MS);
     const prepared = new Set(accounts(made).map((a) => a.name));
     // Prepared, not started: no process, no agent of the template.
     expect(audit(made, '--action', 'agent.start').filter((r) => r.object.startsWith('agent:oneshot-'))).toEqual([]);
     expect(homes(made).sort()).toEqual([...prepared].sort());
 
     writeFileSync(join(made.dir, 'kanban', 'tasks', 'now.md'), oneshotTask('now', 'echo ran as $(id -un)'));
-    await waitFor('the task done', () => /^status: done$/m.test(made.file('now')));
+    await waitFor('the task done', () => /^status: done$/m.test(made.file('now')), WAIT_MS);
     const assigned = audit(made, '--action', 'task.assign', '--object', 'task:now');
     expect(assigned).toHaveLength(1);
     const taker = String(assigned[0]!.details.agent);
@@ -76,11 +79,11 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     await waitFor('the used agent deleted and two prepared again', () => {
       const names = accounts(made).map((a) => a.name);
       return names.length === 2 && !names.includes(taker) && audit(made, '--action', 'account.delete', '--object', `agent:${taker}`).length === 1;
-    });
+    }, WAIT_MS);
 
     // Three tasks at once with maxInstances 1: prepared agents become instances one at a time.
     for (const id of ['b1', 'b2', 'b3']) writeFileSync(join(made.dir, 'kanban', 'tasks', `${id}.md`), oneshotTask(id, 'true'));
-    await waitFor('the three tasks done', () => ['b1', 'b2', 'b3'].every((id) => /^status: done$/m.test(made.file(id))));
+    await waitFor('the three tasks done', () => ['b1', 'b2', 'b3'].every((id) => /^status: done$/m.test(made.file(id))), WAIT_MS);
     let live = 0;
     let most = 0;
     for (const row of audit(made)) {
@@ -96,14 +99,14 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     // Nothing of a prepared agent is left: no account, no home.
     expect(accounts(made)).toEqual([]);
     expect(homes(made)).toEqual([]);
-  }, 300_000);
+  }, 900_000);
 
   it('removes what a SIGKILLed supervisor had prepared at the next start, also when the template is gone', async () => {
     const made = layout({ maxInstances: 2 });
     const first = startWarren(made.args('up', '--kill-grace', '1s'));
     running.push(first);
     // The default for an autodelete template without a warm pool: one agent prepared ahead.
-    await waitFor('one oneshot account prepared ahead', () => accounts(made).length === 1);
+    await waitFor('one oneshot account prepared ahead', () => accounts(made).length === 1, WAIT_MS);
     first.child.kill('SIGKILL');
     await first.done;
     running.splice(running.indexOf(first), 1);
@@ -113,12 +116,12 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     rmSync(join(made.dir, 'agents', 'oneshot.yaml'));
     const second = startWarren(made.args('up', '--kill-grace', '1s'));
     running.push(second);
-    await waitFor('the account left behind removed', () => accounts(made).length === 0 && homes(made).length === 0);
+    await waitFor('the account left behind removed', () => accounts(made).length === 0 && homes(made).length === 0, WAIT_MS);
     expect(audit(made, '--action', 'account.delete', '--object', `agent:${left}`)).toHaveLength(1);
     second.child.kill('SIGTERM');
     expect((await second.done).code).toBe(0);
     running.splice(running.indexOf(second), 1);
-  }, 300_000);
+  }, 900_000);
 
   it.each([0, undefined])('a run until idle works the board and leaves no account (prepared: %s)', async (prepared) => {
     const made = layout({ maxInstances: 2, ...(prepared === undefined ? {} : { prepared }) });
@@ -128,5 +131,5 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     for (const id of ['x', 'y', 'z']) expect(made.file(id)).toMatch(/^status: done$/m);
     expect(accounts(made)).toEqual([]);
     expect(homes(made)).toEqual([]);
-  }, 300_000);
+  }, 900_000);
 });
