@@ -60,6 +60,18 @@ async function runBoard(ctx: BenchContext, lifecycle: 'persistent' | 'autodelete
   };
 }
 
+/** Polls the supervisor's `prepared_agents` table until an agent prepared ahead is ready there. */
+async function waitForPrepared(db: Database.Database, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    // The table is made when the supervisor starts; an older supervisor has none (nothing to wait for).
+    if (!db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'prepared_agents'").get()) return;
+    if (db.prepare('SELECT 1 FROM prepared_agents WHERE ready_ms IS NOT NULL LIMIT 1').get()) return;
+    if (Date.now() > deadline) throw new Error(`no agent prepared ahead within ${timeoutMs} ms`);
+    await delay(2);
+  }
+}
+
 /** Polls the audit trail until a row matching `match` appears after `afterSeq`; returns it. */
 async function waitForRow(db: Database.Database, afterSeq: number, match: (r: AuditRow) => boolean, timeoutMs: number): Promise<AuditRow> {
   const query = db.prepare('SELECT seq, time_ms, action, object FROM audit WHERE seq > ? ORDER BY seq');
@@ -74,9 +86,6 @@ async function waitForRow(db: Database.Database, afterSeq: number, match: (r: Au
     await delay(1);
   }
 }
-
-/** Log lines of `warren up` saying an agent was prepared ahead (see the template field `prepared`). */
-const PREPARED_LINE = /"msg":"agent prepared ahead"/;
 
 /**
  * Ready → running under `warren up`: a task file is renamed into the board (ready on disk) and the
@@ -99,12 +108,8 @@ async function readyToRunning(ctx: BenchContext, lifecycle: 'persistent' | 'auto
       let seq = (db.prepare('SELECT MAX(seq) AS s FROM audit').get() as { s: number | null }).s ?? 0;
       for (let i = 0; i < count + 1; i++) {
         const id = `r-${i}`;
-        // With agents prepared ahead, the next task comes once one is prepared again (one more each task).
-        const preparedLines = up.lines.filter((l) => PREPARED_LINE.test(l)).length;
-        if (i > 0 && preparedLines > 0) {
-          const deadline = Date.now() + 30_000;
-          while (up.lines.filter((l) => PREPARED_LINE.test(l)).length < i + 1 && Date.now() < deadline) await delay(5);
-        }
+        // With agents prepared ahead (template field `prepared`), each task comes once one is prepared again.
+        if (lifecycle === 'autodelete' && warmPool === 0 && prepared !== 0) await waitForPrepared(db, 30_000);
         const readyAt = Date.now();
         layout.addTask(id);
         const started = await waitForRow(db, seq, (r) => r.action === 'task.start' && r.object === `task:${id}`, 30_000);

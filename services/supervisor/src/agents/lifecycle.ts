@@ -44,10 +44,12 @@ export type { StopReason };
 
 /**
  * The agents prepared ahead (see {@link AgentTemplate.prepared}), by name: a row is written before
- * the account is made and deleted in the commit that writes the agent's row at its start (or once
- * the account is removed), so what a killed supervisor left is found and removed at the next start.
+ * the account is made (`prepared_ms`), marked `ready_ms` once all is made, and deleted in the commit
+ * that writes the agent's row at its start (or once the account is removed), so what a killed
+ * supervisor left is found and removed at the next start. Times in ms since the epoch.
  */
-const PREPARED_AGENTS_TABLE = 'CREATE TABLE IF NOT EXISTS prepared_agents (name TEXT PRIMARY KEY, template TEXT NOT NULL, prepared_ms INTEGER NOT NULL) STRICT';
+const PREPARED_AGENTS_TABLE =
+  'CREATE TABLE IF NOT EXISTS prepared_agents (name TEXT PRIMARY KEY, template TEXT NOT NULL, prepared_ms INTEGER NOT NULL, ready_ms INTEGER) STRICT';
 
 export { MAX_SPAWN_FAILURES };
 
@@ -226,10 +228,11 @@ export class AgentLifecycle {
         await this.deletePrepared(name);
         return;
       }
+      ctx.db.prepare('UPDATE prepared_agents SET ready_ms = ? WHERE name = ?').run(Date.now(), name);
       const names = this.prepared.get(template.name) ?? [];
       names.push(name);
       this.prepared.set(template.name, names);
-      ctx.log.info({ agent: name, template: template.name }, 'agent prepared ahead');
+      ctx.log.debug({ agent: name, template: template.name }, 'agent prepared ahead');
     })().finally(() => {
       this.preparing.delete(name);
       this.preparingCounts.set(template.name, (this.preparingCounts.get(template.name) ?? 1) - 1);
