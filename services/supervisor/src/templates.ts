@@ -193,6 +193,7 @@ export const TemplateFile = z
     wipPerInstance: z.number().int().min(1).max(1_000).default(1),
     lifecycle: z.enum(['persistent', 'sleep', 'autodelete']).default('persistent'),
     warmPool: z.number().int().min(0).max(10_000).default(0),
+    prepared: z.number().int().min(0).max(1_000).optional(),
     isolation: z.enum(['full', 'unsafe-no-cgroups']).default('full'),
     retry: z
       .object({
@@ -367,6 +368,16 @@ export interface AgentTemplate {
    */
   readonly warmPool: number;
   /**
+   * Agents of this template prepared ahead with no process (0 = none): the name and uid taken, the
+   * account and home made and seeded, the NATS user and the agent's consumers made, so a start on
+   * demand pays only for its sandbox. They are not instances (`maxInstances` counts none of them),
+   * take no task until one is started on demand, and are deleted at shutdown, when the template
+   * goes or lowers this, and at the next start after a kill. Default 1 for an `autodelete` template
+   * without a warm pool, whose every task starts an agent; else 0. Ignored for pods and for homes
+   * with a quota (`resources.home`: the image is mounted at the start).
+   */
+  readonly prepared: number;
+  /**
    * `full` (the default) or a weaker mode asked for by name (`unsafe-no-cgroups`: runs on a host
    * without cgroups, so without memory, pids and cpu limits). Agents of an unsafe template are
    * marked UNSAFE in the log, the audit and `warren agents`.
@@ -429,6 +440,9 @@ export function parseTemplate(text: string, path: string, baseDir: string = dirn
   }
   if (t.manager !== undefined && t.role !== 'manager') {
     throw new TemplateError(path, lineOf(source, ['manager']), 'manager', "applies only to a template with 'role: manager'");
+  }
+  if (t.prepared !== undefined && t.prepared > 0 && t.lifecycle === 'persistent') {
+    throw new TemplateError(path, lineOf(source, ['prepared']), 'prepared', "applies to agents started on demand (lifecycle 'sleep' or 'autodelete'), not to 'persistent' ones");
   }
   if (t.warmPool > t.maxInstances) {
     throw new TemplateError(path, lineOf(source, ['warmPool']), 'warmPool', `is ${t.warmPool}, more than maxInstances (${t.maxInstances})`);
@@ -533,6 +547,7 @@ export function parseTemplate(text: string, path: string, baseDir: string = dirn
     wipPerInstance: t.wipPerInstance,
     lifecycle: t.lifecycle,
     warmPool: t.warmPool,
+    prepared: t.placement.target === 'kubernetes' || t.resources.home !== undefined ? 0 : (t.prepared ?? (t.lifecycle === 'autodelete' && t.warmPool === 0 ? 1 : 0)),
     isolation: t.isolation,
     retry: {
       initialIntervalMs: unit('retry.initialInterval', t.retry.initialInterval, parseDurationMs),

@@ -29,7 +29,7 @@ import {
 } from '@warren/ecs';
 import type { AgentExit, AgentInstance } from '@warren/runtime';
 import { lastLogLines } from '../agent-log.js';
-import { prepareAgent } from './prepare.js';
+import { prepareAgent, prepareAgentAhead } from './prepare.js';
 import { PlacementRouter, type RoutedStartSpec } from '../placement/index.js';
 import { agentStartSpecOf } from '../agent-runtime.js';
 import { assignmentRefusal, rejectionEntry } from '../broker-access.js';
@@ -41,6 +41,16 @@ import type { AgentTemplate } from '../templates.js';
 import type { WarrenEvent } from '../events.js';
 
 export type { StopReason };
+
+/**
+ * The agents prepared ahead (see {@link AgentTemplate.prepared}), by name: a row is written before
+ * the account is made (`prepared_ms`), marked `ready_ms` once all is made, and deleted in the commit
+ * that writes the agent's row at its start (or once the account is removed), so what a killed
+ * supervisor left is found and removed at the next start. Times in ms since the epoch.
+ */
+const PREPARED_AGENTS_TABLE =
+  'CREATE TABLE IF NOT EXISTS prepared_agents (name TEXT PRIMARY KEY, template TEXT NOT NULL, prepared_ms INTEGER NOT NULL, ready_ms INTEGER) STRICT';
+
 export { MAX_SPAWN_FAILURES };
 
 /**
@@ -79,6 +89,18 @@ export class AgentLifecycle {
   private readonly spawns = new Set<Promise<void>>();
   /** Set by {@link stopAll}: the supervisor is shutting down and starts no more agents. */
   private shuttingDown = false;
+  /** Agents prepared ahead with no process, ready to be started, names by template (oldest first). */
+  private readonly prepared = new Map<string, string[]>();
+  /** Names being prepared ahead or having their prepared account removed: no start takes them. */
+  private readonly preparing = new Set<string>();
+  /** Preparations under way, by template. */
+  private readonly preparingCounts = new Map<string, number>();
+  /** Preparations and removals of prepared agents under way. */
+  private readonly preparations = new Set<Promise<void>>();
+  /** Prepared agents a previous run left (it was killed), removed at the first {@link fillWarmPools}. */
+  private readonly leftovers: string[] = [];
+  /** Per template: no preparation before this time (ms since the epoch) after one failed. */
+  private readonly prepareRetryAtMs = new Map<string, number>();
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -87,6 +109,11 @@ export class AgentLifecycle {
     private readonly sendMessage: (from: string, to: string, body: unknown) => Promise<{ readonly id: string }>,
   ) {
     for (const template of ctx.templates.values()) defineTemplate(ctx.world, template);
+    ctx.db.exec(PREPARED_AGENTS_TABLE);
+    for (const row of ctx.db.prepare('SELECT name FROM prepared_agents ORDER BY name').all() as { name: string }[]) {
+      this.leftovers.push(row.name);
+      this.preparing.add(row.name);
+    }
   }
 
   /** Whether agent `name` is started or being spawned. */
@@ -147,11 +174,106 @@ export class AgentLifecycle {
    * no task is ready.
    */
   fillWarmPools(nowMs: number, readyWaiting: number): void {
+    for (const name of this.leftovers.splice(0)) this.removePrepared(name);
     // A run until idle is about to end once no task waits: agents started now would only be stopped.
     if (this.ctx.mode === 'until-idle' && readyWaiting === 0) return;
     for (const { template, starts } of warmPoolSystem(this.ctx.world, { nowMs })) {
       for (let i = 0; i < starts; i++) this.start(template, nowMs);
     }
+    this.fillPrepared(nowMs);
+  }
+
+  /** The names of the agents prepared ahead and not started, by template (see {@link AgentTemplate.prepared}). */
+  preparedNames(): Map<string, string[]> {
+    return new Map([...this.prepared].map(([template, names]) => [template, [...names]]));
+  }
+
+  /**
+   * Keeps {@link AgentTemplate.prepared} agents of each template prepared ahead (account, home,
+   * NATS user and consumers; no process), side by side; removes those of a template that is gone
+   * or wants fewer. Not for a template backing off after failed starts, nor for 5 s after a
+   * preparation of it failed (the failure is logged).
+   */
+  private fillPrepared(nowMs: number): void {
+    if (this.shuttingDown) return;
+    for (const [templateName, names] of this.prepared) {
+      const wanted = this.ctx.templates.get(templateName)?.prepared ?? 0;
+      while (names.length > wanted) this.removePrepared(names.pop()!);
+    }
+    for (const template of this.ctx.templates.values()) {
+      if (template.prepared === 0 || !this.mayStart(template.name, nowMs) || nowMs < (this.prepareRetryAtMs.get(template.name) ?? 0)) continue;
+      const held = (this.prepared.get(template.name)?.length ?? 0) + (this.preparingCounts.get(template.name) ?? 0);
+      for (let i = held; i < template.prepared; i++) this.prepareOne(template);
+    }
+  }
+
+  /** Prepares one agent of `template` ahead in the background (see {@link fillPrepared}). */
+  private prepareOne(template: AgentTemplate): void {
+    const { ctx } = this;
+    const name = this.freeName(template);
+    this.preparing.add(name);
+    this.preparingCounts.set(template.name, (this.preparingCounts.get(template.name) ?? 0) + 1);
+    const work = (async () => {
+      ctx.db.prepare('INSERT INTO prepared_agents (name, template, prepared_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING').run(name, template.name, Date.now());
+      try {
+        const account = await ctx.accounts.create({ name, template: template.name });
+        await prepareAgentAhead(ctx, account, template);
+      } catch (error) {
+        ctx.log.warn({ err: error, agent: name, template: template.name }, 'cannot prepare an agent ahead; its start will make it');
+        this.prepareRetryAtMs.set(template.name, Date.now() + 5_000);
+        await this.deletePrepared(name);
+        return;
+      }
+      if (this.shuttingDown || (ctx.templates.get(template.name)?.prepared ?? 0) <= (this.prepared.get(template.name)?.length ?? 0)) {
+        await this.deletePrepared(name);
+        return;
+      }
+      ctx.db.prepare('UPDATE prepared_agents SET ready_ms = ? WHERE name = ?').run(Date.now(), name);
+      const names = this.prepared.get(template.name) ?? [];
+      names.push(name);
+      this.prepared.set(template.name, names);
+      ctx.log.debug({ agent: name, template: template.name }, 'agent prepared ahead');
+    })().finally(() => {
+      this.preparing.delete(name);
+      this.preparingCounts.set(template.name, (this.preparingCounts.get(template.name) ?? 1) - 1);
+      this.preparations.delete(work);
+      ctx.requestTick();
+    });
+    this.preparations.add(work);
+  }
+
+  /** Removes prepared agent `name` (taken out of the prepared lists by the caller) in the background. */
+  private removePrepared(name: string): void {
+    this.preparing.add(name);
+    const work = this.deletePrepared(name).finally(() => {
+      this.preparing.delete(name);
+      this.preparations.delete(work);
+    });
+    this.preparations.add(work);
+  }
+
+  /**
+   * Deletes prepared agent `name`'s account (home, consumers) and its `prepared_agents` row; an
+   * account that became an agent's (it has an agent row) is kept. A failure is logged and the row
+   * kept, so the next start tries again. Never rejects.
+   */
+  private async deletePrepared(name: string): Promise<void> {
+    const { ctx } = this;
+    try {
+      if (ctx.state.agent(name) === undefined) await this.deleteAccount(name);
+      ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name);
+    } catch (error) {
+      ctx.log.error({ err: error, agent: name }, 'cannot remove an agent prepared ahead');
+    }
+  }
+
+  /** Takes prepared agent `name` of `templateName` out of the prepared list: whether it was prepared ahead. */
+  private takePrepared(templateName: string, name: string): boolean {
+    const names = this.prepared.get(templateName);
+    const at = names?.indexOf(name) ?? -1;
+    if (!names || at < 0) return false;
+    names.splice(at, 1);
+    return true;
   }
 
   /** Starts (or wakes) one agent of `templateName` (named `name`, or the next free name) in the background. */
@@ -162,8 +284,9 @@ export class AgentLifecycle {
     if (this.has(agentName)) return; // already started or being spawned
     // A template no node can take now starts nothing: its tasks wait, with the reason, until one can.
     if (!this.placeable(template, agentName)) return;
+    const ahead = this.takePrepared(template.name, agentName);
     addSpawningAgent(this.ctx.world, { name: agentName, template: template.name, nowMs });
-    const spawning: Promise<void> = this.spawn(template, agentName, nowMs)
+    const spawning: Promise<void> = this.spawn(template, agentName, nowMs, ahead)
       .catch((error: unknown) => {
         this.noteSpawnFailure(template.name, agentName, (error as Error).message, Date.now());
         this.ctx.emit(
@@ -222,7 +345,6 @@ export class AgentLifecycle {
     return false;
   }
 
-  /** A sleeping or stopped account of the template if there is one (woken), else the next free name. */
   /**
    * Records an event the agent channel reports (a protocol error, progress, a refused assignment).
    * The channel calls back whenever its agent speaks, also while the supervisor is closing and its
@@ -236,33 +358,52 @@ export class AgentLifecycle {
     }
   }
 
+  /** A sleeping or stopped account of the template if there is one (woken), else one prepared ahead, else the next free name. */
   private pickAgentName(template: AgentTemplate): string {
-    const busy = (name: string) => this.has(name);
+    const busy = (name: string) => this.has(name) || this.preparing.has(name) || this.isPreparedName(name);
     const existing = this.ctx.accounts
       .list()
       .filter((a) => a.template === template.name && !busy(a.name))
       .map((a) => a.name)
       .sort();
-    if (existing[0]) return existing[0];
+    return existing[0] ?? this.prepared.get(template.name)?.[0] ?? this.freeName(template);
+  }
+
+  /** The first name `<template>-<n>` (n = 1, 2, …) no account, start or preparation holds. */
+  private freeName(template: AgentTemplate): string {
     for (let n = 1; ; n += 1) {
       const name = `${template.name}-${n}`;
-      if (!busy(name) && !this.ctx.accounts.get(name)) return name;
+      if (!this.has(name) && !this.preparing.has(name) && !this.ctx.accounts.get(name) && !this.isPreparedName(name)) return name;
     }
   }
 
-  private async spawn(template: AgentTemplate, name: string, nowMs: number): Promise<void> {
+  /** Whether `name` is an agent prepared ahead and not yet started. */
+  private isPreparedName(name: string): boolean {
+    for (const names of this.prepared.values()) if (names.includes(name)) return true;
+    return false;
+  }
+
+  /**
+   * Starts agent `name` of `template`: its account (made unless it exists), its old assignments
+   * purged, its home prepared and its instance started. With `ahead` the agent was prepared ahead
+   * (account, home, NATS user, consumers made, no assignment ever queued for it): only its seed
+   * files and secrets are written again before the instance starts.
+   */
+  private async spawn(template: AgentTemplate, name: string, nowMs: number, ahead = false): Promise<void> {
     const { ctx } = this;
     const { config } = ctx;
     const account = ctx.accounts.get(name) ?? (await ctx.accounts.create({ name, template: template.name }));
     const woken = ctx.state.agent(name)?.state === 'sleeping';
-    // Assignments still queued for this name belong to executions already settled (a purge at its
-    // last exit may have failed with the broker away): the new agent must not run them.
-    await this.exitPurges.get(name);
-    await ctx.broker.purgeAssignments(name).catch((error: unknown) => ctx.log.warn({ err: error, agent: name }, 'cannot purge old assignments before the start'));
+    if (!ahead) {
+      // Assignments still queued for this name belong to executions already settled (a purge at its
+      // last exit may have failed with the broker away): the new agent must not run them.
+      await this.exitPurges.get(name);
+      await ctx.broker.purgeAssignments(name).catch((error: unknown) => ctx.log.warn({ err: error, agent: name }, 'cannot purge old assignments before the start'));
+    }
     ctx.authorizer.grantRole(name, `template:${template.name}`);
     let instance: AgentInstance;
     try {
-      const prepared = prepareAgent(ctx, account, template);
+      const prepared = prepareAgent(ctx, account, template, { preparedAhead: ahead });
       const spec = agentStartSpecOf(account, template, config);
       const routed: RoutedStartSpec = { ...spec, env: { ...spec.env, ...prepared.env }, prepareHome: prepared.prepareHome, homeFiles: prepared.homeFiles };
       instance = await ctx.runtime.start(routed, {
@@ -306,6 +447,8 @@ export class AgentLifecycle {
       setStatus(ctx.world, name, AgentStatus.starting, nowMs);
       ctx.transaction(() => {
         this.putAgentRow(name, 'starting', nowMs, null, instance.pid);
+        // From here on the account is the agent's: a restart does not remove it as a prepared one.
+        if (ahead) ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name);
         ctx.emit({
           actor: SUPERVISOR,
           action: woken ? 'agent.wake' : 'agent.start',
@@ -454,6 +597,23 @@ export class AgentLifecycle {
       }
     }
     await Promise.all([...this.handles].map(([name, agent]) => (this.isStopping(name) ? agent.instance.exited.then(() => undefined) : this.stopAndWait(name, why))));
+    if (why === 'shutdown') await this.removeAllPrepared();
+  }
+
+  /**
+   * At shutdown: removes every agent prepared ahead, after the preparations under way (each removes
+   * its own agent once it sees the shutdown), waiting at most the kill grace (at least 1 s) for
+   * them; what is left is removed at the next start.
+   */
+  private async removeAllPrepared(): Promise<void> {
+    for (const names of this.prepared.values()) for (const name of names.splice(0)) this.removePrepared(name);
+    const deadline = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), Math.max(1_000, this.ctx.config.killGraceMs)).unref());
+    while (this.preparations.size > 0) {
+      if ((await Promise.race([Promise.allSettled([...this.preparations]), deadline])) === 'late') {
+        this.ctx.log.warn({ preparing: this.preparations.size }, 'agents prepared ahead still being made or removed at shutdown; the next start removes them');
+        break;
+      }
+    }
   }
 
   /** Closes the instance of every agent still held (at shutdown, after their exits were applied). */

@@ -43,6 +43,15 @@ const SEED_FILE_MODE = 0o600;
 /** Mode of `.warren/nats.json` (as the local path writes it). */
 const NATS_FILE_MODE = 0o400;
 
+/** Options of {@link prepareAgent}. */
+export interface PrepareAgentOptions {
+  /**
+   * The agent was prepared ahead ({@link prepareAgentAhead}): its NATS user, credentials file and
+   * consumers exist, so its home gets only its seed files and secrets again. Default false.
+   */
+  readonly preparedAhead?: boolean;
+}
+
 /**
  * Resolves the secrets of `account` (its own over its template's; gateway-only ones never reach
  * it) for its start: the variables its template names, and what is written into its home once
@@ -52,7 +61,7 @@ const NATS_FILE_MODE = 0o400;
  * @throws {SecretKeyError | SecretDecryptError} when the secrets cannot be read;
  *   {@link WarrenError} `WARREN_SECRET_MISSING` when the template names a secret the agent has not.
  */
-export function prepareAgent(ctx: SupervisorContext, account: Account, template: AgentTemplate): AgentPreparation {
+export function prepareAgent(ctx: SupervisorContext, account: Account, template: AgentTemplate, options: PrepareAgentOptions = {}): AgentPreparation {
   const resolved = ctx.secrets.secretsFor(account.name, template.name);
   const env = secretEnv(resolved.agent, template.secretEnv);
   return {
@@ -63,6 +72,7 @@ export function prepareAgent(ctx: SupervisorContext, account: Account, template:
         for (const refusal of seeded.refused) ctx.log.warn({ agent: account.name, path: refusal.path, reason: refusal.reason }, 'seed file refused: something of the agent is in the way');
       }
       deliverSecretFiles({ homeDir: account.home, uid: account.uid, gid: account.gid, secrets: resolved.agent });
+      if (options.preparedAhead === true) return;
       await AgentNatsUsers.of(ctx)
         ?.issue(account.name, account.home, account.uid, account.gid)
         .catch((error: unknown) => ctx.log.error({ err: error, agent: account.name }, 'cannot give the agent its NATS credentials; it can still message through its bus socket'));
@@ -84,6 +94,19 @@ export function prepareAgent(ctx: SupervisorContext, account: Account, template:
       return files;
     },
   };
+}
+
+/**
+ * Prepares agent `account` of `template` ahead of its start, with no process: its home seeded and
+ * its secrets delivered, its NATS user and `~/.warren/nats.json` issued (with its inbox consumer),
+ * and its assign consumer made, so that its start ({@link prepareAgent} with `preparedAhead`) only
+ * starts the sandbox. A NATS user that cannot be issued is logged (as at a start).
+ * @throws what {@link prepareAgent} throws; {@link WarrenError} from seeding the home;
+ *   `BrokerError` when the assign consumer cannot be made.
+ */
+export async function prepareAgentAhead(ctx: SupervisorContext, account: Account, template: AgentTemplate): Promise<void> {
+  await prepareAgent(ctx, account, template).prepareHome();
+  await ctx.broker.ensureAssignConsumer(account.name);
 }
 
 /**
