@@ -324,12 +324,15 @@ export class Supervisor {
       { name: 'checkRuntimes', run: (t) => (runtimes.checked ? runtimes.maybeCheck(t.nowMs) : runtimes.checkNow()) },
       { name: 'publishOutbox', run: () => outbox.publishPending() },
       { name: 'watchStranded', run: (t) => stranded.check(ctx.state.openAssignments(), t.nowMs, (agent) => agents.isReady(agent)) },
-      { name: 'planAndAssign', run: (t) => this.planAndAssign(t) },
-      // One fsync for the tick's commits above; only then does anyone hear of them: broker acks,
-      // events, assignments published, cards written (every stage below may have effects).
+      // One fsync for the inbox's commits above; only then does anyone hear of them: broker acks,
+      // events, cards written. The writer starts before the plan, so a card assigned below and
+      // finished before the writer's next flush gets one write (to its end column), not two.
       { name: 'passBarrier', run: () => this.passBarrier() },
-      { name: 'publishAssignments', run: (t) => this.publishAssignments(t) },
       { name: 'flushBoard', run: () => writer.start() },
+      { name: 'planAndAssign', run: (t) => this.planAndAssign(t) },
+      // And one for the plan's assignments, before they are published.
+      { name: 'passAssignBarrier', run: () => this.passBarrier() },
+      { name: 'publishAssignments', run: (t) => this.publishAssignments(t) },
       { name: 'startAgents', run: (t) => this.startAgents(t) },
       { name: 'completeParents', run: (t) => mirror.completeParents(t.nowMs) },
       { name: 'tendLifecycles', run: (t) => agents.tend(t.nowMs) },
