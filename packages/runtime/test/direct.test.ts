@@ -45,8 +45,8 @@ async function startDirect(name: string, runtime: unknown = { kind: 'shell' }): 
   return { spec, instance, events };
 }
 
-function assign(agent: string, taskId: string, fields: Partial<AssignmentMessage> = {}): Promise<void> {
-  return fixture.broker.publishAssignment({ taskId, attempt: 1, agent, title: taskId, body: '', fields: {}, timeoutMs: 60_000, assignedAtMs: Date.now(), ...fields });
+async function assign(agent: string, taskId: string, fields: Partial<AssignmentMessage> = {}): Promise<void> {
+  await fixture.broker.publishAssignment({ taskId, attempt: 1, agent, title: taskId, body: '', fields: {}, timeoutMs: 60_000, assignedAtMs: Date.now(), ...fields });
 }
 
 /**
