@@ -16,7 +16,7 @@ import {
   type Sandbox,
 } from '@warren/sandbox';
 import { RuntimeError } from './errors.js';
-import { DirectInstance, directOutputSink } from './direct.js';
+import { DirectInstance, directOutputSink, startWaitingSandbox } from './direct.js';
 import { AgentGateway } from './gateway.js';
 import type {
   AgentEvents,
@@ -225,6 +225,13 @@ class BubblewrapRuntime implements AgentRuntime {
       if (runtime) {
         // Direct mode: no runner; each task's process is the only process of its own sandbox.
         const base = agentSandboxSpec(spec, this.host, { sandboxName: `${this.tag}-${name}`, argv: ['/bin/true'], env: runnerEnv, runDir, logPath: join(runDir, 'unused.log'), socketDir });
+        const directLog = this.log.child({ component: 'direct', agent: name });
+        // The first task's sandbox, started now: a shell waiting for its script (slot 0's name and run directory).
+        const waiting = await startWaitingSandbox((output) => {
+          const taskDir = join(runDir, 'task0');
+          const waitingSpec = agentSandboxSpec(spec, this.host, { sandboxName: `${this.tag}-${name}`, argv: ['/bin/sh', '-s'], env: {}, runDir: taskDir, logPath: join(taskDir, 'output.log'), socketDir });
+          return spawnSandbox(waitingSpec, { logger, output, stdin: 'pipe' });
+        }, directLog);
         const instance = new DirectInstance(
           name,
           {
@@ -240,7 +247,7 @@ class BubblewrapRuntime implements AgentRuntime {
               return !inside.startsWith('..') && !isAbsolute(inside) && existsSync(join(b.source, inside));
             }),
             heartbeatIntervalMs: spec.runner.heartbeatIntervalMs,
-            log: this.log.child({ component: 'direct', agent: name }),
+            log: directLog,
             spawnTask: (request, slot) => {
               const taskDir = join(runDir, `task${slot}`);
               const taskSpec = agentSandboxSpec(spec, this.host, {
@@ -264,6 +271,7 @@ class BubblewrapRuntime implements AgentRuntime {
           },
           gateway,
           closeServices,
+          waiting,
         );
         return instance;
       }

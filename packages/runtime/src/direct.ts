@@ -68,6 +68,76 @@ function processEndOf(exit: SandboxExit): { code: number | null; signal: string 
   }
 }
 
+/** A shell word: `value` in single quotes, each `'` written as `'\\''` (POSIX XCU 2.2.2: nothing inside single quotes is special). */
+export function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The script a {@link WaitingSandbox}'s shell reads to become the task's process: `cd` to its
+ * working directory, then `exec /usr/bin/env -i NAME=VALUE… ARGV…`, so that the process has exactly
+ * the request's environment (nothing of the waiting shell's) and runs alone in the sandbox (the
+ * shell and then env replace themselves). Every word is single-quoted ({@link shellQuote}).
+ * @returns null when `env` cannot carry the request: an empty argv, a program name containing `=`
+ * (env would read it as an assignment), or a variable name that is empty or contains `=` or NUL.
+ */
+export function taskScript(request: Pick<TaskProcessRequest, 'argv' | 'env' | 'cwd'>): string | null {
+  const [program] = request.argv;
+  if (program === undefined || program.includes('=') || [...request.argv, request.cwd].some((word) => word.includes('\0'))) return null;
+  const assignments: string[] = [];
+  for (const [name, value] of Object.entries(request.env)) {
+    if (name === '' || name.includes('=') || name.includes('\0') || value.includes('\0')) return null;
+    assignments.push(shellQuote(`${name}=${value}`));
+  }
+  return `cd ${shellQuote(request.cwd)} || exit 126\nexec /usr/bin/env -i ${[...assignments, ...request.argv.map(shellQuote)].join(' ')}\n`;
+}
+
+/**
+ * A sandbox started ahead of its task whose only process is `/bin/sh` reading a script from its
+ * stdin (a pipe from the host): {@link taskScript} written there makes it the task's process.
+ */
+export interface WaitingSandbox {
+  readonly sandbox: Sandbox;
+  /** Where its stdout and stderr go from now on (before: the instance's log, at debug level). */
+  route(onOutput: (chunk: Buffer, stdout: boolean) => void): void;
+}
+
+/**
+ * Spawns a {@link WaitingSandbox} with `spawn`, which must start `/bin/sh -s` with stdin a pipe
+ * (`stdin: 'pipe'` of `spawnSandbox`) and its output to the streams it is given.
+ * @throws what `spawn` throws, or when the sandbox has no stdin pipe (it is stopped first).
+ */
+export async function startWaitingSandbox(
+  spawn: (output: { stdout: Writable; stderr: Writable }) => Promise<Sandbox>,
+  log: Logger,
+): Promise<WaitingSandbox> {
+  let target = (chunk: Buffer, stdout: boolean): void => log.debug({ stdout, text: chunk.toString('utf8', 0, Math.min(chunk.length, 1024)) }, 'output of a waiting sandbox');
+  const sandbox = await spawn({ stdout: sink((chunk) => target(chunk, true)), stderr: sink((chunk) => target(chunk, false)) });
+  if (!sandbox.stdin) {
+    await sandbox.stop(0);
+    throw new Error(`sandbox ${sandbox.name} has no stdin pipe`);
+  }
+  return {
+    sandbox,
+    route: (onOutput) => {
+      target = onOutput;
+    },
+  };
+}
+
+/** Writes `script` to the waiting sandbox's stdin and closes it; resolves once the pipe took it. @throws when the pipe is closed (the shell is gone). */
+function writeScript(sandbox: Sandbox, script: string): Promise<void> {
+  const stdin = sandbox.stdin!;
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => reject(new Error(`cannot write to the waiting sandbox ${sandbox.name}: ${error.message}`));
+    stdin.once('error', onError);
+    stdin.end(script, () => {
+      stdin.off('error', onError);
+      resolve();
+    });
+  });
+}
+
 /** A writable stream passing every chunk to `push` at once. */
 function sink(push: (chunk: Buffer) => void): Writable {
   return new Writable({
@@ -84,11 +154,16 @@ const ZERO_USAGE: AgentUsage = { memoryBytes: 0, pids: 0, cpuMs: 0, pidsRefused:
  * An instance of a per-task agent with a `shell` or `exec` runtime, run without an agent runner:
  * the host takes the assignments through the gateway's local channel and runs each task's process
  * as the only process of its own sandbox (`startExecution` of `@warren/agent-runner` with the spawn
- * injected), reporting with the runner's frames. It is ready at once (`hello`); the broker message
- * is acknowledged once the task's sandbox runs. A task with a `repository` is handed to the runner:
+ * injected), reporting with the runner's frames. Its first task's sandbox is started ahead (a
+ * {@link WaitingSandbox}, `/bin/sh` waiting on its stdin, given to the constructor): when the task
+ * comes the host makes the workspace, then writes the script that `exec`s the task's process there
+ * (the shell runs as the agent, so nothing of the task runs before the host made its files); if it
+ * ends before a task, the instance ends with its exit as with a dead runner. Later tasks (and one
+ * running while the first does) get a sandbox spawned for them. It is ready at once (`hello`); the
+ * broker message is acknowledged once the script is written or the task's sandbox runs. A task with a `repository` is handed to the runner:
  * the local channel is detached (the gateway naks the message; it comes again in 1 s), the runner's
  * sandbox is started and connects to the socket, and from then on the instance is that sandbox.
- * `pid` is the running task's sandbox (0 while none runs).
+ * `pid` is the running task's sandbox, else the waiting one (0 while none exists).
  */
 export class DirectInstance implements AgentInstance {
   readonly exited: Promise<AgentExit>;
@@ -102,14 +177,25 @@ export class DirectInstance implements AgentInstance {
   private ended = false;
   private closing: Promise<void> | undefined;
   private sendCount = 0;
+  /** The sandbox started ahead, until the first task takes it (or a stop or the hand-over ends it). */
+  private waiting: WaitingSandbox | undefined;
 
   constructor(
     readonly name: string,
     private readonly host: DirectHost,
     private readonly gateway: AgentGateway,
     private readonly closeServices: () => Promise<void>,
+    waiting?: WaitingSandbox,
   ) {
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
+    this.waiting = waiting;
+    // The waiting sandbox ended before a task took it (OOM, killed): the instance ends, as with a dead runner.
+    waiting?.sandbox.exited.then((exit) => {
+      if (this.waiting !== waiting) return;
+      this.waiting = undefined;
+      this.host.log.warn({ exit }, 'the waiting sandbox ended before its task');
+      this.end(exit);
+    }).catch(() => undefined);
     this.channel = gateway.attachLocal((frame) => this.receive(frame));
     this.heartbeat = setInterval(() => this.channel.deliver({ type: 'heartbeat' }), host.heartbeatIntervalMs);
     this.heartbeat.unref();
@@ -119,7 +205,7 @@ export class DirectInstance implements AgentInstance {
   get pid(): number {
     if (this.runner) return this.runner.pid;
     for (const { sandbox } of this.executions.values()) if (sandbox) return sandbox.pid;
-    return 0;
+    return this.waiting?.sandbox.pid ?? 0;
   }
 
   get unsafe(): boolean {
@@ -150,7 +236,7 @@ export class DirectInstance implements AgentInstance {
   }
 
   private take(task: TaskFrame): void {
-    if (this.stopping || this.handingOver) return;
+    if (this.stopping || this.handingOver || this.ended) return;
     const key = `${task.taskId}#${task.attempt}`;
     const known = this.executions.get(key);
     if (known) {
@@ -172,8 +258,11 @@ export class DirectInstance implements AgentInstance {
       entry.acked = true;
       this.channel.deliver({ type: 'ack', taskId: task.taskId, attempt: task.attempt });
     };
+    // The first task runs in the sandbox started ahead (slot 0, its name), others in their own.
+    const waiting = this.waiting;
+    this.waiting = undefined;
     const spawnProcess = async (request: TaskProcessRequest): Promise<TaskProcess> => {
-      const sandbox = await this.host.spawnTask(request, slot);
+      const sandbox = waiting ? await this.runInWaiting(waiting, request, slot) : await this.host.spawnTask(request, slot);
       entry.sandbox = sandbox;
       // The task runs: its broker message is acknowledged now.
       ack();
@@ -218,20 +307,48 @@ export class DirectInstance implements AgentInstance {
     }).catch((error: unknown) => this.host.log.error({ err: error, taskId: task.taskId }, 'cannot report a result'));
   }
 
+  /**
+   * Makes the waiting sandbox the task's process: its output routed to the request, the script
+   * written. When the request cannot be written as a script ({@link taskScript}) or the shell is
+   * gone, the waiting sandbox is stopped and the task gets a sandbox of its own in the same slot.
+   */
+  private async runInWaiting(waiting: WaitingSandbox, request: TaskProcessRequest, slot: number): Promise<Sandbox> {
+    const script = taskScript(request);
+    if (script === null) {
+      await waiting.sandbox.stop(0);
+      return this.host.spawnTask(request, slot);
+    }
+    waiting.route(request.onOutput);
+    try {
+      await writeScript(waiting.sandbox, script);
+    } catch (error) {
+      // The shell ended as the task came (the pipe is closed): the task gets a sandbox of its own.
+      this.host.log.warn({ err: error }, 'the waiting sandbox is gone; spawning one for the task');
+      await waiting.sandbox.stop(0);
+      return this.host.spawnTask(request, slot);
+    }
+    return waiting.sandbox;
+  }
+
   /** Detaches the local channel and starts the runner, which connects to the socket and takes the task again. */
   private handOver(): void {
     this.handingOver = true;
     this.channel.detach();
     clearInterval(this.heartbeat);
-    this.host.spawnRunner().then(
-      (sandbox) => {
-        this.runner = sandbox;
-        sandbox.exited.then((exit) => this.end(exit)).catch(() => undefined);
-        // A stop asked for while it started applies to it now.
-        if (this.stopping) sandbox.stop(0).catch(() => undefined);
-      },
-      (error: unknown) => this.end({ kind: 'setup_error', message: `cannot start the agent runner: ${(error as Error).message}` }),
-    );
+    // The waiting sandbox has the runner's name: it ends before the runner starts.
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    (waiting ? waiting.sandbox.stop(0) : Promise.resolve())
+      .then(() => this.host.spawnRunner())
+      .then(
+        (sandbox) => {
+          this.runner = sandbox;
+          sandbox.exited.then((exit) => this.end(exit)).catch(() => undefined);
+          // A stop asked for while it started applies to it now.
+          if (this.stopping) sandbox.stop(0).catch(() => undefined);
+        },
+        (error: unknown) => this.end({ kind: 'setup_error', message: `cannot start the agent runner: ${(error as Error).message}` }),
+      );
   }
 
   private end(exit: AgentExit): void {
@@ -247,8 +364,11 @@ export class DirectInstance implements AgentInstance {
       if (graceMs <= 0) for (const { execution } of this.executions.values()) execution.kill();
       return this.stopping;
     }
+    const waiting = this.waiting;
+    this.waiting = undefined;
     this.stopping = (async () => {
       if (this.handingOver) return this.exited;
+      await waiting?.sandbox.stop(graceMs);
       const results = [...this.executions.values()].map(({ execution }) => {
         execution.cancel(reason ? `${reason.reason}: ${reason.detail}` : 'the agent is stopping');
         return execution.result;
@@ -268,7 +388,7 @@ export class DirectInstance implements AgentInstance {
 
   freeze(): boolean {
     if (this.runner) return this.runner.freeze();
-    let frozen = false;
+    let frozen = this.waiting?.sandbox.freeze() ?? false;
     for (const { sandbox } of this.executions.values()) if (sandbox?.freeze()) frozen = true;
     return frozen;
   }
@@ -278,13 +398,16 @@ export class DirectInstance implements AgentInstance {
       this.runner.thaw();
       return;
     }
+    this.waiting?.sandbox.thaw();
     for (const { sandbox } of this.executions.values()) sandbox?.thaw();
   }
 
   usage(): AgentUsage {
     if (this.runner) return this.runner.usage();
     let total = ZERO_USAGE;
-    for (const { sandbox } of this.executions.values()) {
+    const sandboxes = [...this.executions.values()].map((e) => e.sandbox);
+    if (this.waiting) sandboxes.push(this.waiting.sandbox);
+    for (const sandbox of sandboxes) {
       if (!sandbox) continue;
       const u = sandbox.usage();
       total = {

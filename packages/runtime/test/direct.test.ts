@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AssignmentMessage, ProgressMessage, ResultMessage, Subscription } from '@warren/broker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { RecordingEvents, waitFor } from './support/events.js';
 
 // The direct mode of the bubblewrap driver: a per-task agent with a shell or exec runtime runs no
 // agent runner; each task's process is the only process of its own sandbox, the host side reports.
+// The first task's sandbox is started ahead: a shell waiting on its stdin for the script to exec.
 
 let fixture: BubblewrapFixture;
 const cleanups: (() => unknown)[] = [];
@@ -44,8 +45,35 @@ async function startDirect(name: string, runtime: unknown = { kind: 'shell' }): 
   return { spec, instance, events };
 }
 
-function assign(agent: string, taskId: string, fields: Partial<AssignmentMessage> = {}): Promise<void> {
-  return fixture.broker.publishAssignment({ taskId, attempt: 1, agent, title: taskId, body: '', fields: {}, timeoutMs: 60_000, assignedAtMs: Date.now(), ...fields });
+async function assign(agent: string, taskId: string, fields: Partial<AssignmentMessage> = {}): Promise<void> {
+  await fixture.broker.publishAssignment({ taskId, attempt: 1, agent, title: taskId, body: '', fields: {}, timeoutMs: 60_000, assignedAtMs: Date.now(), ...fields });
+}
+
+/**
+ * The host pids of every process in the pids cgroup (v1 `pids` controller, or the v2 tree) of host
+ * pid `pid` and the cgroups below it, in order.
+ */
+function cgroupPids(pid: number): number[] {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+  const v1 = lines.find((l) => /^\d+:pids:/.test(l));
+  const root = v1 ? join('/sys/fs/cgroup/pids', v1.slice(v1.indexOf(':pids:') + 6)) : join('/sys/fs/cgroup', lines.find((l) => l.startsWith('0::'))!.slice(3));
+  const pids: number[] = [];
+  const walk = (dir: string): void => {
+    for (const text of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (text) pids.push(Number(text));
+    for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) walk(join(dir, entry.name));
+  };
+  walk(root);
+  return pids.sort((a, b) => a - b);
+}
+
+/** The commands (`/proc/<pid>/comm`) of {@link cgroupPids}. */
+function cgroupCommands(pid: number): string[] {
+  return cgroupPids(pid).map((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim());
+}
+
+/** {@link cgroupCommands} without bwrap's own processes: what the agent runs. */
+function agentCommands(pid: number): string[] {
+  return cgroupCommands(pid).filter((command) => command !== 'bwrap');
 }
 
 async function resultOf(taskId: string): Promise<ResultMessage> {
@@ -56,10 +84,13 @@ async function resultOf(taskId: string): Promise<ResultMessage> {
 describe('the direct mode of the bubblewrap runtime', () => {
   it('runs a shell task with no runner: result, output.log, outputs, ::progress and ::send, as the agent in its workspace', async () => {
     const { spec, instance, events } = await startDirect('direct-a');
-    // Ready at once, with no process running.
+    // Ready at once, its sandbox started ahead: a shell waiting for its script, alone (no runner).
     expect(instance.connected).toBe(true);
-    expect(instance.pid).toBe(0);
-    expect(instance.usage()).toMatchObject({ memoryBytes: 0, pids: 0 });
+    expect(instance.pid).toBeGreaterThan(0);
+    const waitingPid = instance.pid;
+    await waitFor('the waiting shell', () => cgroupCommands(waitingPid).includes('sh'));
+    expect(agentCommands(waitingPid)).toEqual(['sh']);
+    expect(instance.usage().pids).toBeGreaterThan(0);
     const script = [
       'echo "::progress 40:: half way"',
       'echo \'::send direct-b:: {"ready": true}\'',
@@ -112,8 +143,13 @@ describe('the direct mode of the bubblewrap runtime', () => {
 
   it('cancels a task on request, and stop() during a task cancels it and ends the instance', async () => {
     const { spec, instance } = await startDirect('direct-e');
+    const waitingPid = instance.pid;
     await assign(spec.name, 'direct-cancel', { command: 'echo started; exec sleep 600' });
     await waitFor('the task to start', () => existsSync(join(spec.homeDir, 'work', 'direct-cancel', 'output.log')) && readFileSync(join(spec.homeDir, 'work', 'direct-cancel', 'output.log'), 'utf8').includes('started'));
+    // The task runs in the sandbox started ahead, as its only process (the waiting shell became it).
+    expect(instance.pid).toBe(waitingPid);
+    await waitFor('the task to exec sleep', () => agentCommands(waitingPid).includes('sleep'));
+    expect(agentCommands(waitingPid)).toEqual(['sleep']);
     instance.cancel('direct-cancel', 1, 'the operator asked');
     expect(await resultOf('direct-cancel')).toMatchObject({ outcome: 'cancelled', signal: 'SIGTERM', summary: 'cancelled: the operator asked\nstarted' });
 
@@ -125,6 +161,43 @@ describe('the direct mode of the bubblewrap runtime', () => {
     expect(exit).toEqual({ kind: 'watchdog', detail: 'memory over 1 MiB for 10 s' });
     expect(await resultOf('direct-stopped')).toMatchObject({ outcome: 'cancelled', signal: 'SIGKILL' });
     expect(second.instance.usage()).toMatchObject({ memoryBytes: 0, pids: 0 });
+  });
+
+  it('runs a command and an environment with quotes, dollars, backslashes and newlines exactly, stdin at EOF', async () => {
+    const { spec } = await startDirect('direct-k');
+    const title = 'it\'s "q" $HOME `id` \\n \\\nline2\n';
+    const command = [
+      `printf '%s' "$WARREN_TASK_TITLE" > title.out`,
+      `printf '%s' "$WARREN_TASK_COMMAND" > command.out`,
+      `printf '%s' 'a "b" $c \\ d' > literal.out # it's`,
+      'cat > stdin.out',
+    ].join('\n');
+    await assign(spec.name, 'direct-quoting', { title, command });
+    expect(await resultOf('direct-quoting')).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+    const read = (file: string): string => readFileSync(join(spec.homeDir, 'work', 'direct-quoting', file), 'utf8');
+    expect(read('title.out')).toBe(title);
+    expect(read('command.out')).toBe(command);
+    expect(read('literal.out')).toBe('a "b" $c \\ d');
+    expect(read('stdin.out')).toBe('');
+  });
+
+  it('ends the instance when its waiting sandbox dies before a task, as with a dead runner', async () => {
+    const { instance } = await startDirect('direct-l');
+    const waitingPid = instance.pid;
+    await waitFor('the waiting shell', () => agentCommands(waitingPid).includes('sh'));
+    const shell = cgroupPids(waitingPid).find((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sh')!;
+    process.kill(shell, 'SIGKILL');
+    // signaled, or setup_error when bwrap's status had not reached the host yet: not a clean end either way.
+    expect(['signaled', 'setup_error']).toContain((await instance.exited).kind);
+    expect(instance.pid).toBe(0);
+
+    // stop() before any task stops the waiting sandbox and ends the instance as a runner's shutdown would.
+    const second = await startDirect('direct-m');
+    const secondPid = second.instance.pid;
+    await waitFor('the waiting shell', () => agentCommands(secondPid).includes('sh'));
+    expect(await second.instance.stop(1_000)).toEqual({ kind: 'succeeded', exitCode: 0 });
+    expect(second.instance.pid).toBe(0);
+    expect(existsSync(`/proc/${secondPid}`)).toBe(false);
   });
 
   it('runs an exec runtime task with the task file', async () => {

@@ -45,6 +45,8 @@ export interface Sandbox {
    * `unsafe-no-cgroups`); show it wherever the agent appears.
    */
   readonly unsafe: boolean;
+  /** The write end of a pipe to the first process's stdin when spawned with `stdin: 'pipe'`, else null (its stdin is /dev/null). */
+  readonly stdin: Writable | null;
   /**
    * Current memory, task count and CPU time of the whole tree from its cgroups (see
    * {@link SandboxUsage}); a few microseconds, fine to call every tick. Without cgroups
@@ -89,6 +91,8 @@ export interface SpawnSandboxOptions {
    * EPIPE or SIGPIPE as in a shell pipeline; `exited` still settles.
    */
   readonly output?: { readonly stdout: Writable; readonly stderr: Writable };
+  /** `pipe`: the first process's stdin is a pipe from this process ({@link Sandbox.stdin}). Default: /dev/null. */
+  readonly stdin?: 'pipe';
 }
 
 /** Names of the sandboxes alive in this process: never removed as stale, never reused. */
@@ -347,7 +351,7 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
     log.debug({ argv: spec.argv, uid: spec.uid, cgroups: cgroups.dirs, isolation }, 'spawning sandbox');
     // An empty environment; fd 3: bwrap's JSON status (out); fd 4: the seccomp program file (in).
     // detached: the prologue starts a new session, so no terminal signal from ours reaches it.
-    const child = spawn('/bin/sh', argv, { env: {}, stdio: ['ignore', 'pipe', 'pipe', 'pipe', seccomp.fd], detached: true });
+    const child = spawn('/bin/sh', argv, { env: {}, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe', 'pipe', seccomp.fd], detached: true });
     // The child has its own copy of the descriptor now (spawn forks synchronously).
     await seccomp.close();
     seccomp = undefined;
@@ -435,6 +439,7 @@ class RunningSandbox implements Sandbox {
   private stopping: Promise<SandboxExit> | undefined;
   private stopReason: StopReason | null = null;
   private done = false;
+  readonly stdin: Writable | null;
   /** Ends the grace of a stop under way at once. */
   private hurry: (() => void) | undefined;
 
@@ -449,6 +454,8 @@ class RunningSandbox implements Sandbox {
     private readonly log: Logger,
     private readonly streams?: { readonly stdout: Writable; readonly stderr: Writable },
   ) {
+    this.stdin = child.stdin;
+    this.stdin?.on('error', () => undefined);
     this.exited = this.watch(child);
   }
 
