@@ -87,9 +87,10 @@ describe('stop with a reason', () => {
 
 describe('usage()', () => {
   it('reads memory, tasks and CPU time of the tree from its cgroups', async () => {
-    // 64 MiB held, a busy loop for CPU, and two extra sleeping processes.
+    // 64 MiB held, a busy loop until the process has used 400 ms of CPU (not of wall time: on a
+    // loaded machine 600 ms of wall time can be far less CPU), and two extra sleeping processes.
     const program =
-      "const b = Buffer.alloc(64 * 1024 * 1024, 1); console.log('ready', b.length); const end = Date.now() + 600; while (Date.now() < end); setInterval(() => {}, 1000);";
+      "const b = Buffer.alloc(64 * 1024 * 1024, 1); console.log('ready', b.length); const spent = () => { const u = process.cpuUsage(); return u.user + u.system; }; while (spent() < 400000); setInterval(() => {}, 1000);";
     const spec = makeSpec(['/bin/sh', '-c', `sleep 1000 & sleep 1000 & exec /usr/bin/node -e "${program}"`]);
     const sandbox = track(await spawnSandbox(spec));
     expect(sandbox.unsafe).toBe(false);
