@@ -73,7 +73,7 @@ async function waitForPrepared(db: Database.Database, timeoutMs: number): Promis
 }
 
 /** Polls the audit trail until a row matching `match` appears after `afterSeq`; returns it. */
-async function waitForRow(db: Database.Database, afterSeq: number, match: (r: AuditRow) => boolean, timeoutMs: number): Promise<AuditRow> {
+async function waitForRow(db: Database.Database, afterSeq: number, match: (r: AuditRow) => boolean, timeoutMs: number, what = 'matching'): Promise<AuditRow> {
   const query = db.prepare('SELECT seq, time_ms, action, object FROM audit WHERE seq > ? ORDER BY seq');
   const deadline = Date.now() + timeoutMs;
   let seq = afterSeq;
@@ -82,7 +82,7 @@ async function waitForRow(db: Database.Database, afterSeq: number, match: (r: Au
       seq = row.seq;
       if (match(row)) return row;
     }
-    if (Date.now() > deadline) throw new Error(`no matching audit row within ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`no ${what} audit row after seq ${afterSeq} within ${timeoutMs} ms`);
     await delay(1);
   }
 }
@@ -112,15 +112,15 @@ async function readyToRunning(ctx: BenchContext, lifecycle: 'persistent' | 'auto
         if (lifecycle === 'autodelete' && warmPool === 0 && prepared !== 0) await waitForPrepared(db, 30_000);
         const readyAt = Date.now();
         layout.addTask(id);
-        const started = await waitForRow(db, seq, (r) => r.action === 'task.start' && r.object === `task:${id}`, 30_000);
+        const started = await waitForRow(db, seq, (r) => r.action === 'task.start' && r.object === `task:${id}`, 30_000, `task.start of ${id}`);
         if (i > 0) samples.push(started.time_ms - readyAt); // the first one includes a cold start of everything
         // Before the next task: its result is on the board and, for autodelete, its agent is gone.
-        const needed = [(r: AuditRow) => r.action === 'board.write' && r.object === `task:${id}` && r.seq > started.seq];
-        if (lifecycle === 'autodelete') needed.push((r: AuditRow) => r.action === 'account.delete');
+        const needed: [string, (r: AuditRow) => boolean][] = [[`board.write of ${id}`, (r) => r.action === 'board.write' && r.object === `task:${id}` && r.seq > started.seq]];
+        if (lifecycle === 'autodelete') needed.push(['account.delete', (r) => r.action === 'account.delete']);
         // With a warm pool, the next task comes once the pool holds a fresh, ready agent again.
-        if (lifecycle === 'autodelete' && warmPool > 0) needed.push((r: AuditRow) => r.action === 'agent.ready');
+        if (lifecycle === 'autodelete' && warmPool > 0) needed.push(['agent.ready', (r) => r.action === 'agent.ready']);
         let last = started.seq;
-        for (const match of needed) last = Math.max(last, (await waitForRow(db, started.seq, match, 30_000)).seq);
+        for (const [what, match] of needed) last = Math.max(last, (await waitForRow(db, started.seq, match, 30_000, what)).seq);
         seq = last;
       }
     } finally {
