@@ -116,7 +116,11 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     rmSync(join(made.dir, 'agents', 'oneshot.yaml'));
     const second = startWarren(made.args('up', '--kill-grace', '1s'));
     running.push(second);
-    await waitFor('the account left behind removed', () => accounts(made).length === 0 && homes(made).length === 0, WAIT_MS);
+    await waitFor('the account left behind removed', () => accounts(made).length === 0 && homes(made).length === 0, WAIT_MS).catch((error: unknown) => {
+      // Say what is left and what the supervisor said about it.
+      const said = second.stderr().split('\n').filter((line) => line.includes(left) || /"level":(40|50)/.test(line));
+      throw new Error(`${(error as Error).message}: accounts ${JSON.stringify(accounts(made).map((a) => a.name))}, homes ${JSON.stringify(homes(made))}\n${said.slice(-20).join('\n')}`);
+    });
     expect(audit(made, '--action', 'account.delete', '--object', `agent:${left}`)).toHaveLength(1);
     second.child.kill('SIGTERM');
     expect((await second.done).code).toBe(0);

@@ -42,6 +42,9 @@ import type { WarrenEvent } from '../events.js';
 
 export type { StopReason };
 
+/** How long after a failed removal of a prepared agent it is tried again, in ms. */
+const PREPARED_REMOVAL_RETRY_MS = 5_000;
+
 /**
  * The agents prepared ahead (see {@link AgentTemplate.prepared}), by name: a row is written before
  * the account is made (`prepared_ms`), marked `ready_ms` once all is made, and deleted in the commit
@@ -97,8 +100,13 @@ export class AgentLifecycle {
   private readonly preparingCounts = new Map<string, number>();
   /** Preparations and removals of prepared agents under way. */
   private readonly preparations = new Set<Promise<void>>();
-  /** Prepared agents a previous run left (it was killed), removed at the first {@link fillWarmPools}. */
+  /**
+   * Prepared agents to remove at the next {@link fillWarmPools} from {@link leftoversDueMs} on: those
+   * a previous run left (it was killed), and those whose removal failed (tried again).
+   */
   private readonly leftovers: string[] = [];
+  /** When the {@link leftovers} are next removed (ms since the epoch; 0 = at the first tick). */
+  private leftoversDueMs = 0;
   /** Per template: no preparation before this time (ms since the epoch) after one failed. */
   private readonly prepareRetryAtMs = new Map<string, number>();
 
@@ -174,7 +182,7 @@ export class AgentLifecycle {
    * no task is ready.
    */
   fillWarmPools(nowMs: number, readyWaiting: number): void {
-    for (const name of this.leftovers.splice(0)) this.removePrepared(name);
+    if (this.leftovers.length > 0 && nowMs >= this.leftoversDueMs) for (const name of this.leftovers.splice(0)) this.removePrepared(name);
     // A run until idle is about to end once no task waits: agents started now would only be stopped.
     if (this.ctx.mode === 'until-idle' && readyWaiting === 0) return;
     for (const { template, starts } of warmPoolSystem(this.ctx.world, { nowMs })) {
@@ -242,12 +250,21 @@ export class AgentLifecycle {
     this.preparations.add(work);
   }
 
-  /** Removes prepared agent `name` (taken out of the prepared lists by the caller) in the background. */
+  /**
+   * Removes prepared agent `name` (taken out of the prepared lists by the caller) in the background.
+   * A removal that fails keeps the name from every start and is tried again after
+   * {@link PREPARED_REMOVAL_RETRY_MS} (its row stays, so a restart tries too).
+   */
   private removePrepared(name: string): void {
     this.preparing.add(name);
-    const work = this.deletePrepared(name).finally(() => {
-      this.preparing.delete(name);
+    const work = this.deletePrepared(name).then((removed) => {
       this.preparations.delete(work);
+      if (removed || this.shuttingDown) {
+        this.preparing.delete(name);
+        return;
+      }
+      this.leftovers.push(name);
+      this.leftoversDueMs = Date.now() + PREPARED_REMOVAL_RETRY_MS;
     });
     this.preparations.add(work);
   }
@@ -255,15 +272,17 @@ export class AgentLifecycle {
   /**
    * Deletes prepared agent `name`'s account (home, consumers) and its `prepared_agents` row; an
    * account that became an agent's (it has an agent row) is kept. A failure is logged and the row
-   * kept, so the next start tries again. Never rejects.
+   * kept. Never rejects. @returns whether the agent is gone (false: it failed).
    */
-  private async deletePrepared(name: string): Promise<void> {
+  private async deletePrepared(name: string): Promise<boolean> {
     const { ctx } = this;
     try {
       if (ctx.state.agent(name) === undefined) await this.deleteAccount(name);
       ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name);
+      return true;
     } catch (error) {
-      ctx.log.error({ err: error, agent: name }, 'cannot remove an agent prepared ahead');
+      ctx.log.error({ err: error, agent: name, retryInMs: PREPARED_REMOVAL_RETRY_MS }, 'cannot remove an agent prepared ahead; trying again');
+      return false;
     }
   }
 
