@@ -142,6 +142,7 @@ async function ensureConsumerOnce(
   return info;
 }
 
+/** `NatsBroker.deleteAgentConsumers` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export async function deleteAgentConsumers(host: AdminHost, agent: string, options?: DeleteAgentConsumersOptions): Promise<void> {
   const ns = host.namespace;
   const targets = [
@@ -175,6 +176,7 @@ export async function deleteAgentConsumers(host: AdminHost, agent: string, optio
   );
 }
 
+/** `NatsBroker.resetResultsConsumer` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export async function resetResultsConsumer(host: AdminHost): Promise<void> {
   const { resultsStream, resultsConsumer } = host.namespace;
   host.assertOpen('resetResultsConsumer', resultsConsumer);
@@ -186,6 +188,7 @@ export async function resetResultsConsumer(host: AdminHost): Promise<void> {
   }
 }
 
+/** `NatsBroker.resultsBacklog` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export async function resultsBacklog(host: AdminHost): Promise<number> {
   const { resultsStream, resultsConsumer } = host.namespace;
   host.assertOpen('resultsBacklog', resultsConsumer);
@@ -198,6 +201,7 @@ export async function resultsBacklog(host: AdminHost): Promise<number> {
   }
 }
 
+/** `NatsBroker.purgeAssignments` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export async function purgeAssignments(host: AdminHost, agent: string): Promise<number> {
   host.assertOpen('purgeAssignments', agent);
   assertAgentName(agent);
@@ -217,6 +221,7 @@ function consumerOf(host: AdminHost, target: { readonly agent: string } | 'resul
   return target === 'results' ? [ns.resultsStream, ns.resultsConsumer] : [ns.assignStream, ns.assignConsumerName(target.agent)];
 }
 
+/** `NatsBroker.repairStranded` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export async function repairStranded(host: AdminHost, target: { readonly agent: string } | 'results', options?: { readonly confirmAfterMs?: number }): Promise<StrandedRepair> {
   const [stream, durable] = consumerOf(host, target);
   host.assertOpen('repairStranded', `${stream}/${durable}`);
@@ -236,6 +241,7 @@ export async function repairStranded(host: AdminHost, target: { readonly agent: 
   }
 }
 
+/** `NatsBroker.clearPhantoms` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export async function clearPhantoms(host: AdminHost, target: { readonly agent: string } | 'results'): Promise<number> {
   const [stream, durable] = consumerOf(host, target);
   host.assertOpen('clearPhantoms', `${stream}/${durable}`);
@@ -250,6 +256,7 @@ export async function clearPhantoms(host: AdminHost, target: { readonly agent: s
   }
 }
 
+/** `NatsBroker.pendingFor` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export async function pendingFor(host: AdminHost, agent: string): Promise<AgentPending> {
   const count = async (stream: string, durable: string, subject: string): Promise<number> => {
     try {

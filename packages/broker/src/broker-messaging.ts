@@ -76,6 +76,7 @@ export function inboxSpec(host: MessagingHost, agent: string): Pick<ConsumerSpec
   };
 }
 
+/** `NatsBroker.fetchMessages` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export async function fetchMessages(host: MessagingHost, agent: string, options?: FetchMessagesOptions): Promise<Delivery<AgentMessage>[]> {
   const source = `fetchMessages(${agent})`;
   const max = options?.max ?? 10;
@@ -161,6 +162,7 @@ function subscribeDecoded<T>(host: MessagingHost, subject: string, decode: (msg:
   });
 }
 
+/** `NatsBroker.subscribeProgress` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export function subscribeProgress(host: MessagingHost, handler: (msg: ProgressMessage) => void, options?: { agent?: string }): Subscription {
   const prefix = host.namespace.progressPrefix;
   const filter = options?.agent === undefined ? `${prefix}.*.*` : `${prefix}.${assertAgentName(options.agent)}.*`;
@@ -184,6 +186,7 @@ export function subscribeProgress(host: MessagingHost, handler: (msg: ProgressMe
   return subscribeDecoded(host, filter, decode, (data) => handler(data), 'progress');
 }
 
+/** `NatsBroker.subscribeEvents` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export function subscribeEvents(host: MessagingHost, handler: (kind: string, payload: unknown) => void): Subscription {
   const prefix = host.namespace.eventPrefix;
   const decode = (msg: Msg): unknown => {
@@ -196,6 +199,7 @@ export function subscribeEvents(host: MessagingHost, handler: (kind: string, pay
   return subscribeDecoded(host, `${prefix}.>`, decode, (payload, msg) => handler(msg.subject.slice(prefix.length + 1), payload), 'event');
 }
 
+/** `NatsBroker.subscribeTopics` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export function subscribeTopics(host: MessagingHost, topic: string, handler: (msg: TopicMessage) => void): Subscription {
   const ns = host.namespace;
   const decode = (msg: Msg): TopicMessage => {
@@ -223,10 +227,12 @@ function decodeReply(host: MessagingHost, subject: string, payload: Uint8Array):
   return data;
 }
 
+/** `NatsBroker.subscribeReplies` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export function subscribeReplies(host: MessagingHost, handler: (msg: ReplyMessage) => void): Subscription {
   return subscribeDecoded(host, `${host.namespace.replyPrefix}.>`, (msg) => decodeReply(host, msg.subject, msg.data), (data) => handler(data), 'reply');
 }
 
+/** `NatsBroker.awaitReply` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export function awaitReply(host: MessagingHost, requester: string, requestId: string, timeoutMs: number): Promise<ReplyMessage> {
   const ns = host.namespace;
   const filter = ns.replyFilter(requester, assertRequestId(requestId));
@@ -256,6 +262,7 @@ export function awaitReply(host: MessagingHost, requester: string, requestId: st
   });
 }
 
+/** `NatsBroker.servePresence` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export function servePresence(host: MessagingHost, answer: (from: string) => unknown): Subscription {
   const ns = host.namespace;
   return host.subscribeCore(`${ns.presencePrefix}.*`, (msg) => {

@@ -24,6 +24,7 @@ export function apiStatus(error: unknown): { code: number; reason: string | unde
   return { code: error.code, reason: status.reason, message: status.message ?? `HTTP ${error.code}` };
 }
 
+/** Whether `error` is a Kubernetes API error whose `Status` (or HTTP) code is `code` (e.g. 404, 409). Never throws. */
 export function isStatus(error: unknown, code: number): boolean {
   return apiStatus(error)?.code === code;
 }

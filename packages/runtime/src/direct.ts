@@ -112,7 +112,7 @@ export async function startWaitingSandbox(
   log: Logger,
 ): Promise<WaitingSandbox> {
   let target = (chunk: Buffer, stdout: boolean): void => log.debug({ stdout, text: chunk.toString('utf8', 0, Math.min(chunk.length, 1024)) }, 'output of a waiting sandbox');
-  const sandbox = await spawn({ stdout: sink((chunk) => target(chunk, true)), stderr: sink((chunk) => target(chunk, false)) });
+  const sandbox = await spawn({ stdout: directOutputSink((chunk) => target(chunk, true)), stderr: directOutputSink((chunk) => target(chunk, false)) });
   if (!sandbox.stdin) {
     await sandbox.stop(0);
     throw new Error(`sandbox ${sandbox.name} has no stdin pipe`);
@@ -138,8 +138,8 @@ function writeScript(sandbox: Sandbox, script: string): Promise<void> {
   });
 }
 
-/** A writable stream passing every chunk to `push` at once. */
-function sink(push: (chunk: Buffer) => void): Writable {
+/** A writable stream passing every chunk to `push` at once (a task's stdout or stderr to its execution). */
+export function directOutputSink(push: (chunk: Buffer) => void): Writable {
   return new Writable({
     write(chunk: Buffer, _encoding, callback) {
       push(chunk);
@@ -448,4 +448,3 @@ export class DirectInstance implements AgentInstance {
   }
 }
 
-export { sink as directOutputSink };

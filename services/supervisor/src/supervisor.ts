@@ -113,7 +113,7 @@ export class Supervisor {
   private policyReloader: PolicyReloader | undefined;
   /** The board's schedules (schedules.yaml): a card at each fire time. */
   private readonly schedules: BoardSchedules;
-  /** The tick's one fsync: its commits' effects wait for it (see {@link CommitBarrier}). */
+  /** The tick's durability barrier, passed after the inbox and after the plan: their commits' effects wait for it (see {@link CommitBarrier}). */
   private readonly barrier: CommitBarrier;
 
   private constructor(
@@ -299,8 +299,9 @@ export class Supervisor {
 
   /**
    * The tick's stages, in order: read the board, apply the inbox, run operator commands, agent
-   * health, publish the outbox, plan and assign, start agents, complete parents, put idle agents
-   * away, check idle.
+   * health, publish the outbox, pass the commit barrier (results acknowledged, events out), write
+   * cards, plan and assign, pass the barrier again, publish assignments, start agents, complete
+   * parents, put idle agents away, check idle.
    */
   private tickStages(): TickStage[] {
     const { ctx } = this;
