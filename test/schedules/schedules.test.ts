@@ -177,7 +177,7 @@ describe('schedules with warren up', () => {
       expect(task.body).toContain('Counts the heartbeat.');
     }
     // Each card is audited once, with its fire time and task id.
-    await waitFor('the schedule.fired rows', () => audit(layout, 'schedule.fired').length >= cards.length);
+    await waitFor('the schedule.fired rows', () => audit(layout, 'schedule.fired').length >= cards.length, 60_000, up);
     const fired = audit(layout, 'schedule.fired');
     for (const { task, fireMs } of cards) {
       expect(fired.filter((r) => r.details.taskId === task.id)).toEqual([
@@ -205,7 +205,7 @@ describe('schedules with warren up', () => {
     expect(beat.nextFireMs).toBeGreaterThan(beat.lastFireMs);
     expect(list.schedules.map((s) => s.name)).toEqual(['beat', 'odd-priority']);
     // The API serves the same listing.
-    await waitFor('the sign-in link', () => /Sign in \(valid \d+ h\): \S+/.test(up.stderr()));
+    await waitFor('the sign-in link', () => /Sign in \(valid \d+ h\): \S+/.test(up.stderr()), 60_000, up);
     const link = new URL(/Sign in \(valid \d+ h\): (\S+)/.exec(up.stderr())![1]!);
     const served = (await fetch(`${link.origin}/api/v1/schedules`, { headers: { authorization: `Bearer ${link.searchParams.get('token')!}` } }).then((r) => r.json())) as typeof list;
     expect(served.schedules.find((s) => s.name === 'beat')).toMatchObject({ cron: beat.cron, lastTaskId: expect.any(String) });
@@ -214,7 +214,7 @@ describe('schedules with warren up', () => {
     // The file is read again when it changes: a new schedule starts, the broken ones are gone.
     const changedMs = Date.now();
     writeFileSync(schedules, every2s('beat', ['  - name: second', "    cron: '*/2 * * * * *'", '    task: { title: Second, capabilities: [shell], command: "true" }']));
-    await waitFor('a card of the new schedule', () => audit(layout, 'schedule.fired').some((r) => r.details.schedule === 'second'), 30_000);
+    await waitFor('a card of the new schedule', () => audit(layout, 'schedule.fired').some((r) => r.details.schedule === 'second'), 30_000, up);
     // A new schedule does not run its past: its first fire time is after the file changed.
     const second = audit(layout, 'schedule.fired').filter((r) => r.details.schedule === 'second');
     expect(second[0]!.details.fireMs as number).toBeGreaterThan(changedMs);
@@ -228,7 +228,7 @@ describe('schedules with warren up', () => {
     writeFileSync(join(layout.dir, 'kanban', 'schedules.yaml'), every2s('beat'));
     const first = startWarren(layout.args('up', '--kill-grace', '1s'));
     running.push(first);
-    await waitFor('a schedule.fired row', () => existsSync(join(layout.dir, 'var', 'warren.db')) && audit(layout, 'schedule.fired').length >= 1, 60_000);
+    await waitFor('a schedule.fired row', () => existsSync(join(layout.dir, 'var', 'warren.db')) && audit(layout, 'schedule.fired').length >= 1, 60_000, first);
     await stop(first);
     running.splice(running.indexOf(first), 1);
     const before = await scheduledCards(layout, 'beat');
@@ -276,7 +276,7 @@ describe('schedules with warren up', () => {
     args[args.indexOf('--board') + 1] = board;
     const up = startWarren(args);
     running.push(up);
-    await waitFor('a schedule.fired row', () => existsSync(join(layout.dir, 'var', 'warren.db')) && audit(layout, 'schedule.fired').length >= 1, 60_000);
+    await waitFor('a schedule.fired row', () => existsSync(join(layout.dir, 'var', 'warren.db')) && audit(layout, 'schedule.fired').length >= 1, 60_000, up);
     await stop(up);
     const [fired] = audit(layout, 'schedule.fired');
     const snapshot = await loadBoard(board);
@@ -299,7 +299,7 @@ describe('schedules with warren up', () => {
     writeFileSync(schedules, ['schedules:', '  - name: yearly', "    cron: '0 0 1 1 *'", '    task: { title: New year, capabilities: [shell], command: "true" }', ''].join('\n'));
     const first = startWarren(layout.args('up', '--kill-grace', '1s'));
     running.push(first);
-    await waitFor('the schedules loaded', () => first.stderr().includes('"msg":"schedules loaded"'), 60_000);
+    await waitFor('the schedules loaded', () => first.stderr().includes('"msg":"schedules loaded"'), 60_000, first);
     await stop(first);
     running.splice(running.indexOf(first), 1);
     expect(audit(layout, 'schedule.fired')).toEqual([]);
@@ -316,8 +316,8 @@ describe('schedules with warren up', () => {
     );
     const second = startWarren(layout.args('up', '--kill-grace', '1s'));
     running.push(second);
-    await waitFor('the schedule.fired row', () => audit(layout, 'schedule.fired').length >= 1, 60_000);
-    await waitFor('the card done', () => /^status: done$/m.test(layout.file('new-year')), 120_000);
+    await waitFor('the schedule.fired row', () => audit(layout, 'schedule.fired').length >= 1, 60_000, second);
+    await waitFor('the card done', () => /^status: done$/m.test(layout.file('new-year')), 120_000, second);
     await stop(second);
     expect(audit(layout, 'schedule.fired')).toEqual([expect.objectContaining({ details: expect.objectContaining({ schedule: 'yearly', fireMs, taskId: 'new-year', found: true }) })]);
     expect((await loadBoard(join(layout.dir, 'kanban'))).tasks.map((t) => t.id)).toEqual(['new-year']);

@@ -100,11 +100,19 @@ export function processesMentioning(text: string): number[] {
   return found;
 }
 
-/** Polls `check` every 50 ms until it returns true; fails with `what` after `timeoutMs`. */
-export async function waitFor(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
+/**
+ * Polls `check` every 50 ms until it returns true; fails with `what` after `timeoutMs`. With
+ * `watched`, it fails at once when that process has exited, and either failure carries the last
+ * 4,000 characters of its stderr (what the supervisor said is what explains the wait).
+ */
+export async function waitFor(what: string, check: () => boolean, timeoutMs = 60_000, watched?: CliProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const said = (): string => (watched === undefined ? '' : `\n--- its stderr, last 4000 characters:\n${watched.stderr().slice(-4000)}`);
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (watched !== undefined && (watched.child.exitCode !== null || watched.child.signalCode !== null)) {
+      throw new Error(`the process exited (code ${watched.child.exitCode}, signal ${watched.child.signalCode}) while waiting for ${what}${said()}`);
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${timeoutMs} ms)${said()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -36,12 +36,24 @@ export async function secureStateDir(stateDir: string): Promise<number> {
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       if (top && KEPT_AS_IS.has(entry.name)) continue;
       const path = join(dir, entry.name);
-      if (entry.isDirectory()) await walk(path, false);
-      else if (entry.isFile()) await fix(path, PRIVATE_FILE_MODE, (await lstat(path)).mode);
+      try {
+        if (entry.isDirectory()) await walk(path, false);
+        else if (entry.isFile()) await fix(path, PRIVATE_FILE_MODE, (await lstat(path)).mode);
+      } catch (error) {
+        // Gone since the directory was listed: another reader of the database closing its last
+        // connection removes `-wal` and `-shm` (`warren audit`, a dashboard's query, a test).
+        if (!isGone(error)) throw error;
+      }
     }
   };
   await walk(stateDir, true);
   return changed;
+}
+
+/** Whether `error` says the path is no longer there (ENOENT, or ENOTDIR for a parent replaced meanwhile). */
+function isGone(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /**
