@@ -176,6 +176,14 @@ export class CompiledPolicy {
     this.subjects.clear();
   }
 
+  /**
+   * Drops the per-subject lists of the subjects `affected` picks (e.g. those whose role chain
+   * passes through a subject whose links changed); the others stay. O(lists held).
+   */
+  invalidateSubjects(affected: (sub: string) => boolean): void {
+    for (const sub of this.subjects.keys()) if (affected(sub)) this.subjects.delete(sub);
+  }
+
   /** The number of per-subject lists held, at most the `maxSubjects` given to {@link compile}. */
   get subjectCount(): number {
     return this.subjects.size;
