@@ -116,6 +116,16 @@ export interface PolicyEnforcer {
    */
   explain(sub: string, obj: string, act: string): PolicyExplanation;
   /**
+   * A key of the subject's decisions: two subjects with the same key get the same {@link enforce}
+   * and {@link explain} answer for every object and action under the policy in force (e.g. two
+   * agents of one template that no rule names), so a caller asking many subjects the same questions
+   * asks one per key. On the compiled path, the places of the `p` rules that can match `sub`
+   * (`CompiledPolicy.classOf`); undefined on the other paths (ask each subject). Valid until the
+   * policy next changes ({@link revision}).
+   * @throws {PolicyError} if Casbin's role manager fails.
+   */
+  decisionClass(sub: string): string | undefined;
+  /**
    * A number that grows by at least one with every change of the policy in force: a successful
    * {@link reload}, {@link addRoleForSubject}, {@link removeSubject} (each call, even one that
    * finds nothing to change). Callers that keep decisions drop them when it changes, or, for a role
@@ -169,6 +179,8 @@ interface Decider {
   decide(sub: string, obj: string, act: string): boolean;
   /** Casbin's decision and explaining rule's fields (undefined for none); throws what `enforceExSync` throws. */
   explain(sub: string, obj: string, act: string): RuleExplanation;
+  /** See {@link PolicyEnforcer.decisionClass}. */
+  decisionClass(sub: string): string | undefined;
   /**
    * Drops what is derived from the policy's role links: the decisions and lists of the subjects
    * `affected` picks, or everything when it is undefined. Called on every role change.
@@ -185,6 +197,7 @@ function createDecider(enforcer: Enforcer, options: LoadPolicyOptions): Decider 
       reason: undefined,
       decide: (sub, obj, act) => enforcer.enforceSync(sub, obj, act),
       explain: (sub, obj, act) => casbinExplain(enforcer, sub, obj, act),
+      decisionClass: () => undefined,
       invalidate() {},
     };
   }
@@ -197,6 +210,7 @@ function createDecider(enforcer: Enforcer, options: LoadPolicyOptions): Decider 
         reason: undefined,
         decide: (sub, obj, act) => compiled.decide(sub, obj, act),
         explain: (sub, obj, act) => compiled.explain(sub, obj, act),
+        decisionClass: (sub) => compiled.classOf(sub),
         invalidate: (affected) => (affected === undefined ? compiled.invalidate() : compiled.invalidateSubjects(affected)),
       };
     }
@@ -218,6 +232,7 @@ function createDecider(enforcer: Enforcer, options: LoadPolicyOptions): Decider 
     reason,
     decide: (sub, obj, act) => explain(sub, obj, act).allowed,
     explain,
+    decisionClass: () => undefined,
     invalidate: (affected) => (affected === undefined || !bySubject ? cache.clear() : cache.deleteSubjects(affected)),
   };
 }
@@ -466,6 +481,13 @@ export async function loadPolicy(options: LoadPolicyOptions): Promise<PolicyEnfo
       return { allowed: enforce(sub, obj, act), sub, obj, act };
     },
     explain,
+    decisionClass(sub) {
+      try {
+        return decider.decisionClass(sub);
+      } catch (error) {
+        throw new PolicyError(`Casbin failed to read the roles of '${sub}': ${(error as Error).message}`, { cause: error });
+      }
+    },
     addRoleForSubject(sub, role) {
       let added: boolean | undefined;
       try {
