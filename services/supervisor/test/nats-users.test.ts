@@ -6,7 +6,7 @@ import { silentLogger } from '@warren/core';
 import { loadPolicy } from '@warren/policy';
 import { connect } from '@nats-io/transport-node';
 import { startTestNats } from '@warren/testing';
-import { agentNatsGrants, agentNatsGrantsByClass, JETSTREAM_RELOAD_TRIES, policyAgents, policyTopics, whileJetStreamReloads, writeAgentNatsFile } from '../src/messaging/nats-users.js';
+import { agentNatsGrants, agentNatsGrantsByClass, JETSTREAM_RELOAD_TRIES, policyAgents, policyTopics, SYNC_GATHER_MAX_MS, SYNC_GATHER_MIN_USERS, SYNC_SLOW_MS, syncGatherMs, whileJetStreamReloads, writeAgentNatsFile } from '../src/messaging/nats-users.js';
 
 const repoPolicies = resolve(import.meta.dirname, '../../../policies');
 const dirs: string[] = [];
@@ -172,5 +172,17 @@ describe('a JetStream request during a server reload', () => {
       await nc.close();
       await nats.close();
     }
+  });
+});
+
+describe('the wait between two syncs of the per-agent users', () => {
+  it('is none after a quick sync or one of few users, twice a slow one of many, and bounded', () => {
+    const many = SYNC_GATHER_MIN_USERS;
+    expect(syncGatherMs(0, many)).toBe(0);
+    expect(syncGatherMs(SYNC_SLOW_MS - 1, many)).toBe(0);
+    expect(syncGatherMs(SYNC_SLOW_MS, many)).toBe(2 * SYNC_SLOW_MS);
+    expect(syncGatherMs(100, many)).toBe(200);
+    expect(syncGatherMs(100, many - 1)).toBe(0);
+    expect(syncGatherMs(10_000, 5_000)).toBe(SYNC_GATHER_MAX_MS);
   });
 });

@@ -223,6 +223,10 @@ export class AgentNatsUsers {
   private queued: Promise<void> | undefined;
   private lastAgents = '';
   private lastLookMs = 0;
+  /** When the last sync ended (ms since the epoch), how long it took (ms, the server's reload included) and the users it gave. */
+  private lastSyncEndMs = Number.NEGATIVE_INFINITY;
+  private lastSyncMs = 0;
+  private lastUserCount = 0;
 
   private constructor(private readonly ctx: SupervisorContext) {
     migrateAgentNatsKeys(ctx.db);
@@ -269,7 +273,12 @@ export class AgentNatsUsers {
    * Computes every agent's user from the policy and gives the server the list when it changed
    * (event `broker.users` with the count and the agents whose permissions changed). Keys of agents
    * whose account is gone are dropped. Calls run one at a time; calls made while one waits its
-   * turn share it (it starts after them all, so it includes what each of them wrote).
+   * turn share it (it starts after them all, so it includes what each of them wrote). After a
+   * sync of {@link SYNC_GATHER_MIN_USERS} users or more that took {@link SYNC_SLOW_MS} or more
+   * (the server's reload costs O(users)), the next one starts no sooner than {@link syncGatherMs}
+   * after it ended, so that agents starting in a burst share reloads and the syncs take at most
+   * about a third of the time; one asked for after a quiet spell (an agent starting alone), after
+   * a quick sync or with few users starts at once.
    * @throws {NatsServerError} if the server refused the users or did not reload.
    */
   sync(): Promise<void> {
@@ -277,9 +286,17 @@ export class AgentNatsUsers {
     // keys and the policy only when it starts, so it covers them all (a burst of starts reloads
     // the server a few times rather than once per agent).
     if (this.queued) return this.queued;
-    const run = this.syncing.then(() => {
+    const run = this.syncing.then(async () => {
+      const waitMs = this.lastSyncEndMs + syncGatherMs(this.lastSyncMs, this.lastUserCount) - Date.now();
+      if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
       this.queued = undefined;
-      return this.syncOnce();
+      const startMs = Date.now();
+      try {
+        await this.syncOnce();
+      } finally {
+        this.lastSyncEndMs = Date.now();
+        this.lastSyncMs = this.lastSyncEndMs - startMs;
+      }
     });
     this.queued = run;
     this.syncing = run.catch(() => undefined);
@@ -326,6 +343,7 @@ export class AgentNatsUsers {
       users.push({ nkey: row.publicKey, permissions: granted });
       permissions.set(row.agent, JSON.stringify({ nkey: row.publicKey, granted }));
     }
+    this.lastUserCount = users.length;
     const text = JSON.stringify(users);
     if (text === this.lastUsers) return;
     await ctx.nats!.setUsers(users);
@@ -337,6 +355,23 @@ export class AgentNatsUsers {
 }
 
 const made = new WeakMap<SupervisorContext, AgentNatsUsers | undefined>();
+
+/** A sync of the per-agent users that took at least this long (ms) makes the next one wait ({@link syncGatherMs}). */
+export const SYNC_SLOW_MS = 20;
+/** Nor does a sync of fewer users than this make the next one wait: with few agents a reload is cheap. */
+export const SYNC_GATHER_MIN_USERS = 100;
+/** The longest a sync waits after the one before it ended, ms. */
+export const SYNC_GATHER_MAX_MS = 500;
+
+/**
+ * How long after a sync that took `lastSyncMs` (ms) and gave `users` users the next one may start,
+ * ms: 0 when it took less than {@link SYNC_SLOW_MS} or gave fewer than
+ * {@link SYNC_GATHER_MIN_USERS} users, else twice its time (so syncs take at most about a third of
+ * the time while agents keep starting), at most {@link SYNC_GATHER_MAX_MS}.
+ */
+export function syncGatherMs(lastSyncMs: number, users: number): number {
+  return lastSyncMs < SYNC_SLOW_MS || users < SYNC_GATHER_MIN_USERS ? 0 : Math.min(SYNC_GATHER_MAX_MS, 2 * lastSyncMs);
+}
 
 /** Tries of {@link whileJetStreamReloads}: waits of 25, 50, 100, 200 and 400 ms between them (775 ms in all). */
 export const JETSTREAM_RELOAD_TRIES = 6;
