@@ -76,6 +76,12 @@ interface DensityRound {
   readonly supervisorCpu: number;
   /** From `warren up` to every agent ready (distinct agents with an audit `agent.ready` row: one killed and started again counts once), s. */
   readonly startS: number;
+  /** From `warren up` to half the agents ready, s. */
+  readonly halfS: number;
+  /** CPU time of the supervisor process (user + system) from `warren up` to every agent ready, s. */
+  readonly startCpuS: number;
+  /** Changes of the agents' NATS users (audit `broker.users` rows: one nats-server reload each) until every agent was ready. */
+  readonly userReloads: number;
 }
 
 /** Starts `warren up` with `agents` persistent agents kept idle (warm pool), measures, stops it. */
@@ -84,6 +90,8 @@ async function idleAgents(ctx: BenchContext, host: HostCapabilities, agents: num
   const templatePath = join(layout.root, 'agents', 'shell.yaml');
   writeFileSync(templatePath, readFileSync(templatePath, 'utf8').replace(/memory: [^,\s}]+/, `memory: ${AGENT_MEMORY}`));
   const started = Date.now();
+  let startCpuS = 0;
+  let userReloads = 0;
   const up = startWarren(ctx.repoRoot, ['up', '--root', layout.root, '--log-level', 'warn', '--kill-grace', '2s']);
   try {
     while (!existsSync(layout.dbPath)) {
@@ -91,6 +99,7 @@ async function idleAgents(ctx: BenchContext, host: HostCapabilities, agents: num
       await delay(50);
     }
     const db = new Database(layout.dbPath, { readonly: true });
+    let halfS: number | undefined;
     try {
       // The file appears before the supervisor's migrations made the audit table: until then, 0 ready.
       const ready = (): number => {
@@ -101,10 +110,13 @@ async function idleAgents(ctx: BenchContext, host: HostCapabilities, agents: num
         }
       };
       const deadline = Date.now() + 60_000 + agents * 500;
-      while (ready() < agents) {
-        if (Date.now() > deadline) throw new Error(`density: ${ready()} of ${agents} agents ready before the deadline`);
+      for (let n = ready(); n < agents; n = ready()) {
+        if (Date.now() > deadline) throw new Error(`density: ${n} of ${agents} agents ready before the deadline`);
+        if (halfS === undefined && n >= agents / 2) halfS = (Date.now() - started) / 1000;
         await delay(200);
       }
+      startCpuS = processCpuMs(up.pid) / 1000;
+      userReloads = (db.prepare("SELECT COUNT(*) AS n FROM audit WHERE action = 'broker.users'").get() as { n: number }).n;
     } finally {
       db.close();
     }
@@ -126,6 +138,9 @@ async function idleAgents(ctx: BenchContext, host: HostCapabilities, agents: num
       supervisorRss,
       supervisorCpu,
       startS,
+      halfS: halfS ?? startS,
+      startCpuS,
+      userReloads,
     };
   } finally {
     signalChild(up.pid, 'SIGTERM');
@@ -233,6 +248,18 @@ export const densityScenario: Scenario = {
       roundsFigure(
         { id: 'density.idle-agents.start', scenario, name: `warren up → ${agents} agents ready`, unit: 's', better: 'lower' },
         rounds.map((r) => r.startS),
+      ),
+      roundsFigure(
+        { id: 'density.idle-agents.start-half', scenario, name: `warren up → ${agents / 2} agents ready`, unit: 's', better: 'lower' },
+        rounds.map((r) => r.halfS),
+      ),
+      roundsFigure(
+        { id: 'density.idle-agents.start-cpu', scenario, name: `supervisor CPU time, warren up → ${agents} agents ready`, unit: 's', better: 'lower', note: 'user + system time of the supervisor process alone' },
+        rounds.map((r) => r.startCpuS),
+      ),
+      roundsFigure(
+        { id: 'density.idle-agents.user-reloads', scenario, name: `NATS user changes (nats-server reloads) while ${agents} agents start`, unit: 'reloads', better: 'lower', note: "audit rows 'broker.users' until every agent was ready" },
+        rounds.map((r) => r.userReloads),
       ),
     ];
   },

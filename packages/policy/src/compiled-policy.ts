@@ -25,6 +25,8 @@ type RuleEffect = (typeof RuleEffect)[keyof typeof RuleEffect];
 interface Rule {
   readonly fields: readonly string[];
   readonly effect: RuleEffect;
+  /** Its place among the compiled rules. */
+  readonly index: number;
 }
 
 /**
@@ -112,8 +114,9 @@ export class CompiledPolicy {
 
     const eftIndex = policy.tokens.indexOf('p_eft');
     const rules = policy.policy
-      .map((fields): Rule => ({ fields: [...fields], effect: ruleEffect(eftIndex === -1 ? undefined : fields[eftIndex]) }))
-      .filter((rule) => terms.every((t) => t.requestIndex !== undefined || t.test('', rule.fields[t.policyIndex]!)));
+      .map((fields) => ({ fields: [...fields], effect: ruleEffect(eftIndex === -1 ? undefined : fields[eftIndex]) }))
+      .filter((rule) => terms.every((t) => t.requestIndex !== undefined || t.test('', rule.fields[t.policyIndex]!)))
+      .map((rule, index): Rule => ({ ...rule, index }));
     return new CompiledPolicy(rules, terms, effect, maxSubjects);
   }
 
@@ -171,9 +174,28 @@ export class CompiledPolicy {
     return { allowed: lastAllow !== undefined, fields: lastAllow?.fields };
   }
 
+  /**
+   * The places of the rules that can match `sub`, e.g. `0,3,7`: two subjects with the same string
+   * get the same {@link decide} and {@link explain} answer for every object and action (a decision
+   * depends on the subject only through this list), until the next change of the role links.
+   */
+  classOf(sub: string): string {
+    return this.rulesOf(sub)
+      .map((rule) => rule.index)
+      .join(',');
+  }
+
   /** Drops every per-subject list; they are rebuilt from the role manager when next asked for. */
   invalidate(): void {
     this.subjects.clear();
+  }
+
+  /**
+   * Drops the per-subject lists of the subjects `affected` picks (e.g. those whose role chain
+   * passes through a subject whose links changed); the others stay. O(lists held).
+   */
+  invalidateSubjects(affected: (sub: string) => boolean): void {
+    for (const sub of this.subjects.keys()) if (affected(sub)) this.subjects.delete(sub);
   }
 
   /** The number of per-subject lists held, at most the `maxSubjects` given to {@link compile}. */

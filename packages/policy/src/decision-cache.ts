@@ -16,7 +16,8 @@ export const MAX_CACHED_REQUEST_LENGTH = 512;
  * entry stored first is dropped (FIFO: a hit does not renew an entry, so a hit costs one Map
  * lookup). With the default 10,000 entries that is at most about 13 MiB (1 KiB of key and ~0.3 KiB
  * of Map slot and string header each); 10,000 requests of about 50 characters measured 2.9 MiB of
- * heap on Node 20. The owner calls {@link clear} on every policy change (reload, role added or
+ * heap on Node 20. The owner calls {@link clear} on every policy change (reload), or
+ * {@link deleteSubjects} when a change can alter only some subjects' decisions (a role added or
  * removed).
  */
 export class DecisionCache<T = boolean> {
@@ -53,6 +54,28 @@ export class DecisionCache<T = boolean> {
   clear(): void {
     this.decisions.clear();
   }
+
+  /**
+   * Forgets the decisions whose request's subject `affected` picks (asked once per distinct
+   * subject held): O(entries held).
+   */
+  deleteSubjects(affected: (sub: string) => boolean): void {
+    const verdicts = new Map<string, boolean>();
+    for (const key of this.decisions.keys()) {
+      const sub = subjectOf(key);
+      let verdict = verdicts.get(sub);
+      if (verdict === undefined) verdicts.set(sub, (verdict = affected(sub)));
+      if (verdict) this.decisions.delete(key);
+    }
+  }
+}
+
+/** The subject of a {@link requestKey}. */
+function subjectOf(key: string): string {
+  const colon = key.indexOf(':');
+  const subLength = Number(key.slice(0, colon));
+  const start = key.indexOf(':', colon + 1) + 1;
+  return key.slice(start, start + subLength);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { Enforcer, newEnforcer, newModelFromString } from 'casbin';
+import { DefaultRoleManager, Enforcer, newEnforcer, newModelFromString } from 'casbin';
 import type { Adapter, Model, RoleManager } from 'casbin';
 import { silentLogger } from '@warren/core';
 import type { Logger } from '@warren/core';
@@ -52,8 +52,15 @@ export interface LoadPolicyOptions {
  * - `cache`: Casbin `enforceSync`, with its answers kept per request (`DecisionCache`): repeated
  *   requests are fast, new ones cost a Casbin evaluation.
  * - `off`: Casbin `enforceSync` for every request.
- * Every policy change (reload, {@link PolicyEnforcer.addRoleForSubject},
- * {@link PolicyEnforcer.removeSubject}) empties the compiled per-subject lists and the cache.
+ * A reload empties the compiled per-subject lists and the cache (the new policy gets a fast path
+ * of its own). {@link PolicyEnforcer.addRoleForSubject} and {@link PolicyEnforcer.removeSubject}
+ * change the `g` links of one subject `s`, which can change only the decisions about `s` and about
+ * the subjects whose role chain passes through `s` (`g(r.sub, …)` follows links away from the
+ * request's subject): on the compiled path they drop just those subjects' lists (an agent
+ * instance, which no subject inherits from, drops its own list only); on the cache path they drop
+ * just those subjects' decisions when every role test of the matcher is `g(r.sub, …)`, and every
+ * decision otherwise. Both drop everything when the role manager is not Casbin's default one
+ * without matching functions (`loadPolicy` never adds any).
  */
 export const FastPath = { compiled: 'compiled', cache: 'cache', off: 'off' } as const;
 /** One of {@link FastPath}'s values. */
@@ -109,23 +116,36 @@ export interface PolicyEnforcer {
    */
   explain(sub: string, obj: string, act: string): PolicyExplanation;
   /**
+   * A key of the subject's decisions: two subjects with the same key get the same {@link enforce}
+   * and {@link explain} answer for every object and action under the policy in force (e.g. two
+   * agents of one template that no rule names), so a caller asking many subjects the same questions
+   * asks one per key. On the compiled path, the places of the `p` rules that can match `sub`
+   * (`CompiledPolicy.classOf`); undefined on the other paths (ask each subject). Valid until the
+   * policy next changes ({@link revision}).
+   * @throws {PolicyError} if Casbin's role manager fails.
+   */
+  decisionClass(sub: string): string | undefined;
+  /**
    * A number that grows by at least one with every change of the policy in force: a successful
-   * {@link reload}, {@link addRoleForSubject}, {@link removeSubject}. Callers that keep decisions
-   * drop them when it changes. Starts at 0.
+   * {@link reload}, {@link addRoleForSubject}, {@link removeSubject} (each call, even one that
+   * finds nothing to change). Callers that keep decisions drop them when it changes, or, for a role
+   * change they make themselves, only those about the subjects it can affect (see {@link FastPath}).
+   * The enforcer's own fast path drops only those on a role change. Starts at 0.
    */
   readonly revision: number;
   /**
    * Makes `sub` a member of `role` (a `g, sub, role` rule) in memory only: e.g. agent `shell-1`
    * joins `template:shell` when it starts. Never written to the policy file; kept across
    * {@link reload}. Adding a rule the file or an earlier call already holds changes nothing. The
-   * fast path's cached decisions and per-subject lists are dropped.
+   * fast path's cached decisions and per-subject lists of `sub` and of the subjects inheriting
+   * from it are dropped (see {@link FastPath}).
    * @throws {PolicyError} if the model has no role definition `g = _, _`.
    */
   addRoleForSubject(sub: string, role: string): void;
   /**
    * Drops every role given to `sub` by {@link addRoleForSubject} (e.g. when the agent stops).
    * Rules from the policy file stay. Unknown subjects are ignored. The fast path's cached decisions
-   * and per-subject lists are dropped.
+   * and per-subject lists of `sub` and of the subjects inheriting from it are dropped.
    */
   removeSubject(sub: string): void;
   /**
@@ -159,8 +179,13 @@ interface Decider {
   decide(sub: string, obj: string, act: string): boolean;
   /** Casbin's decision and explaining rule's fields (undefined for none); throws what `enforceExSync` throws. */
   explain(sub: string, obj: string, act: string): RuleExplanation;
-  /** Drops everything derived from the policy's role links and decisions; called on every change. */
-  invalidate(): void;
+  /** See {@link PolicyEnforcer.decisionClass}. */
+  decisionClass(sub: string): string | undefined;
+  /**
+   * Drops what is derived from the policy's role links: the decisions and lists of the subjects
+   * `affected` picks, or everything when it is undefined. Called on every role change.
+   */
+  invalidate(affected?: (sub: string) => boolean): void;
 }
 
 /** The decider of `options.fastPath` over `enforcer`, whose policy must not change without `invalidate()`. */
@@ -172,6 +197,7 @@ function createDecider(enforcer: Enforcer, options: LoadPolicyOptions): Decider 
       reason: undefined,
       decide: (sub, obj, act) => enforcer.enforceSync(sub, obj, act),
       explain: (sub, obj, act) => casbinExplain(enforcer, sub, obj, act),
+      decisionClass: () => undefined,
       invalidate() {},
     };
   }
@@ -184,12 +210,14 @@ function createDecider(enforcer: Enforcer, options: LoadPolicyOptions): Decider 
         reason: undefined,
         decide: (sub, obj, act) => compiled.decide(sub, obj, act),
         explain: (sub, obj, act) => compiled.explain(sub, obj, act),
-        invalidate: () => compiled.invalidate(),
+        decisionClass: (sub) => compiled.classOf(sub),
+        invalidate: (affected) => (affected === undefined ? compiled.invalidate() : compiled.invalidateSubjects(affected)),
       };
     }
     reason = compiled.reason;
   }
   // Casbin's explained answers: enforceExSync costs what enforceSync does.
+  const bySubject = rolesTestOnlyTheSubject(enforcer);
   const cache = new DecisionCache<RuleExplanation>(options.maxCachedDecisions ?? DEFAULT_MAX_CACHED_DECISIONS);
   const explain = (sub: string, obj: string, act: string): RuleExplanation => {
     let explained = cache.get(sub, obj, act);
@@ -204,8 +232,23 @@ function createDecider(enforcer: Enforcer, options: LoadPolicyOptions): Decider 
     reason,
     decide: (sub, obj, act) => explain(sub, obj, act).allowed,
     explain,
-    invalidate: () => cache.clear(),
+    decisionClass: () => undefined,
+    invalidate: (affected) => (affected === undefined || !bySubject ? cache.clear() : cache.deleteSubjects(affected)),
   };
+}
+
+/**
+ * Whether a decision depends on the role links `g` only through links followed away from the
+ * request's subject: every call of `g` in the matcher has the request's first field (`r_sub`) as
+ * its first argument, and the matcher evaluates no rule text (`eval`). False when unsure.
+ */
+function rolesTestOnlyTheSubject(enforcer: Enforcer): boolean {
+  const model = enforcer.getModel().model;
+  const subject = model.get('r')?.get('r')?.tokens[0];
+  const matcher = model.get('m')?.get('m')?.value;
+  if (subject === undefined || matcher === undefined || /\beval\s*\(/.test(matcher)) return false;
+  const calls = matcher.match(/(?<![\w.])g\s*\([^,)]*/g) ?? [];
+  return calls.every((call) => call.slice(call.indexOf('(') + 1).trim() === subject);
 }
 
 /** @throws {RangeError} naming the option when `value` is given and is not an integer ≥ `min`. */
@@ -316,18 +359,36 @@ function roleManagerOf(enforcer: Enforcer): RoleManager | undefined {
   return assertion.rm;
 }
 
-/** Adds `g, sub, role` to a loaded policy in memory; a no-op when the rule is already there. */
-function applyRole(loaded: Loaded, sub: string, role: string): void {
+/**
+ * The subjects whose decisions a change of `sub`'s own `g` links can change: `sub` and those whose
+ * role chain reaches it (`syncedHasLink(s, sub)`, which also bounds chains as Casbin does: a chain
+ * through a changed link starts with a chain to `sub`). Asked before a link is removed, after one is
+ * added (a shortest chain to `sub` never leaves `sub`, so both give the same set). Undefined (drop
+ * everything) unless the role manager is Casbin's default one without matching functions.
+ */
+function subjectsAffected(loaded: Loaded, sub: string): ((s: string) => boolean) | undefined {
+  const rm = roleManagerOf(loaded.enforcer);
+  if (!(rm instanceof DefaultRoleManager)) return undefined;
+  const flags = rm as unknown as Record<string, unknown>;
+  if (flags['hasPattern'] === true || flags['hasDomainPattern'] === true || flags['hasDomainHierarchy'] === true) return undefined;
+  const links = loaded.enforcer.getModel().model.get('g')?.get('g')?.policy ?? [];
+  if (!links.some((link) => link[1] === sub)) return (s) => s === sub;
+  return (s) => s === sub || rm.syncedHasLink(s, sub);
+}
+
+/** Adds `g, sub, role` to a loaded policy in memory; a no-op (false) when the rule is already there. */
+function applyRole(loaded: Loaded, sub: string, role: string): boolean {
   const rm = roleManagerOf(loaded.enforcer);
   if (rm === undefined || typeof rm.syncedHasLink !== 'function') {
     throw new PolicyError(`cannot give '${sub}' the role '${role}': the model has no role definition 'g = _, _'`);
   }
-  if (!loaded.enforcer.getModel().addPolicy('g', 'g', [sub, role])) return; // already there
+  if (!loaded.enforcer.getModel().addPolicy('g', 'g', [sub, role])) return false; // already there
   // The default role manager links synchronously although its API returns a promise.
   rm.addLink(sub, role).catch(() => undefined);
   if (!rm.syncedHasLink(sub, role)) {
     throw new PolicyError(`the role manager did not link '${sub}' to '${role}' synchronously`);
   }
+  return true;
 }
 
 /** Removes an in-memory `g, sub, role` rule; rules that came from the policy file stay. */
@@ -420,11 +481,21 @@ export async function loadPolicy(options: LoadPolicyOptions): Promise<PolicyEnfo
       return { allowed: enforce(sub, obj, act), sub, obj, act };
     },
     explain,
-    addRoleForSubject(sub, role) {
+    decisionClass(sub) {
       try {
-        applyRole(current, sub, role);
+        return decider.decisionClass(sub);
+      } catch (error) {
+        throw new PolicyError(`Casbin failed to read the roles of '${sub}': ${(error as Error).message}`, { cause: error });
+      }
+    },
+    addRoleForSubject(sub, role) {
+      let added: boolean | undefined;
+      try {
+        added = applyRole(current, sub, role);
       } finally {
-        decider.invalidate();
+        // Unsure what a failed change left: drop everything.
+        if (added === undefined) decider.invalidate();
+        else if (added) decider.invalidate(subjectsAffected(current, sub));
         revision += 1;
       }
       let roles = memoryRoles.get(sub);
@@ -437,9 +508,10 @@ export async function loadPolicy(options: LoadPolicyOptions): Promise<PolicyEnfo
     removeSubject(sub) {
       const roles = memoryRoles.get(sub);
       if (roles === undefined) return;
+      // Who inherits from `sub` is asked before its links go.
+      decider.invalidate(subjectsAffected(current, sub));
       for (const role of roles) dropRole(current, sub, role);
       memoryRoles.delete(sub);
-      decider.invalidate();
       revision += 1;
     },
     reload() {

@@ -60,8 +60,8 @@ const SHIPPED_MATCHER = 'g(r.sub, p.sub) && keyMatch(r.obj, p.obj) && (r.act == 
 // Small alphabets, so that generated requests hit the generated rules, roles chain and repeat.
 const AGENTS = ['shell-1', 'reporter-1', 'a'] as const;
 const GROUPS = ['template:shell', 'template:reporter', 'role:worker', 'role:ops', 'user:root'] as const;
-const PATTERNS = ['task:*', 'task:shell-*', 'task:shell-', 'task:a', 'agent:*', 'agent:a', '*', 'task*', 'task:*x', 'x'] as const;
-const OBJECTS = ['task:a', 'task:b', 'task:shell-1', 'task:shell-', 'task:shell', 'task:', 'task', 'agent:a', 'agent:b', '*', 'x', '', 'task:*x'] as const;
+const PATTERNS = ['task:*', 'task:shell-*', 'task:shell-', 'task:a', 'agent:*', 'agent:a', '*', 'task*', 'task:*x', 'x', 'template:shell', 'role:worker'] as const;
+const OBJECTS = ['task:a', 'task:b', 'task:shell-1', 'task:shell-', 'task:shell', 'task:', 'task', 'agent:a', 'agent:b', '*', 'x', '', 'task:*x', 'shell-1', 'template:shell'] as const;
 const POLICY_ACTS = ['assign', 'message', 'exec', '*'] as const;
 const ACTS = [...POLICY_ACTS, 'delete', ''] as const;
 
@@ -158,6 +158,13 @@ const CASES: readonly Case[] = [
     runs: 50,
   },
   {
+    name: 'roles tested on objects too (not compiled; a role change drops every cached decision)',
+    model: model('sub, obj, act, eft', ALLOW_AND_DENY, 'g(r.sub, p.sub) && (keyMatch(r.obj, p.obj) || g(r.obj, p.obj)) && r.act == p.act'),
+    withEft: true,
+    fastPath: FastPath.cache,
+    runs: 50,
+  },
+  {
     name: 'globMatch objects (not compiled)',
     model: model('sub, obj, act, eft', ALLOW_AND_DENY, 'g(r.sub, p.sub) && globMatch(r.obj, p.obj) && r.act == p.act'),
     withEft: true,
@@ -202,7 +209,24 @@ describe('the fast path agrees with plain Casbin', () => {
               });
             }
           };
+          /** Subjects of one decision class get the oracle's same answer to every pooled request. */
+          const sameClassAgrees = async (after: string) => {
+            const oracle = await plainCasbin(modelPath, policyPath, roles);
+            const subjects = [...AGENTS, ...GROUPS, 'nobody', ''];
+            const classes = subjects.map((sub) => policy.decisionClass(sub));
+            if (c.fastPath === FastPath.compiled && policy.fastPath === FastPath.compiled) expect(classes).not.toContain(undefined);
+            for (let i = 0; i < subjects.length; i++) {
+              for (let j = i + 1; j < subjects.length; j++) {
+                if (classes[i] === undefined || classes[i] !== classes[j]) continue;
+                for (const [, obj, act] of pool) {
+                  expect(oracle.enforceSync(subjects[j]!, obj, act), `${subjects[i]} and ${subjects[j]} (class ${classes[i]}) on (${obj}, ${act}) after ${after}`).toBe(oracle.enforceSync(subjects[i]!, obj, act));
+                  expect(policy.explain(subjects[j]!, obj, act).rule).toBe(policy.explain(subjects[i]!, obj, act).rule);
+                }
+              }
+            }
+          };
           await agree('loading');
+          await sameClassAgrees('loading');
           for (const step of script) {
             switch (step.kind) {
               case 'grant':
@@ -220,6 +244,7 @@ describe('the fast path agrees with plain Casbin', () => {
                 break;
             }
             await agree(JSON.stringify(step));
+            await sameClassAgrees(JSON.stringify(step));
           }
         }),
         { numRuns: c.runs },
@@ -386,5 +411,36 @@ describe('bounds', () => {
     }
     compiled.invalidate();
     expect(compiled.subjectCount).toBe(0);
+  });
+
+  it('a role change on the cache path drops every decision when the matcher tests roles of other fields', async () => {
+    const roleObjects = model('sub, obj, act, eft', ALLOW_AND_DENY, 'g(r.sub, p.sub) && (keyMatch(r.obj, p.obj) || g(r.obj, p.obj)) && r.act == p.act');
+    const { modelPath, policyPath } = writeFiles(roleObjects, 'g, root, role:ops\np, role:ops, template:shell, exec, allow\n');
+    const policy = await loadPolicy({ modelPath, policyPath });
+    expect(policy.fastPath).toBe(FastPath.cache);
+    expect(policy.enforce('root', 'shell-1', 'exec')).toBe(false);
+    policy.addRoleForSubject('shell-1', 'template:shell');
+    expect(policy.enforce('root', 'shell-1', 'exec')).toBe(true);
+    policy.removeSubject('shell-1');
+    expect(policy.enforce('root', 'shell-1', 'exec')).toBe(false);
+  });
+
+  it('a role change drops the compiled lists and cached decisions of the subjects it picks, and keeps the others', async () => {
+    const { modelPath, policyPath } = writeFiles(SHIPPED_MODEL, 'g, template:shell, role:worker\np, role:worker, task:*, assign, allow\n');
+    const enforcer = await plainCasbin(modelPath, policyPath, new Map(Array.from({ length: 6 }, (_, i) => [`shell-${i}`, new Set(['template:shell'])])));
+    const compiled = CompiledPolicy.compile(enforcer);
+    if (!(compiled instanceof CompiledPolicy)) throw new Error(compiled.reason);
+    const cache = new DecisionCache(100);
+    for (let i = 0; i < 6; i++) {
+      compiled.decide(`shell-${i}`, 'task:a', 'assign');
+      cache.set(`shell-${i}`, 'task:a', 'assign', true);
+      cache.set(`shell-${i}`, `task:${i}`, 'assign', true);
+    }
+    compiled.invalidateSubjects((s) => s === 'shell-2' || s === 'shell-4');
+    cache.deleteSubjects((s) => s === 'shell-2' || s === 'shell-4');
+    expect(compiled.subjectCount).toBe(4);
+    expect(cache.size).toBe(8);
+    expect(cache.get('shell-2', 'task:2', 'assign')).toBeUndefined();
+    expect(cache.get('shell-3', 'task:3', 'assign')).toBe(true);
   });
 });

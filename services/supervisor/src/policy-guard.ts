@@ -43,9 +43,18 @@ export function failClosed(policy: PolicyEnforcer, onFailure: (failed: FailedDec
       return { allowed: false, rule: null, line: null };
     }
   };
+  /** A subject whose class cannot be read is asked about on its own (and each of its decisions fails closed). */
+  const decisionClass = (sub: string): string | undefined => {
+    try {
+      return policy.decisionClass(sub);
+    } catch {
+      return undefined;
+    }
+  };
   return {
     enforce,
     explain,
+    decisionClass,
     decide: (sub, obj, act): PolicyDecision => ({ allowed: enforce(sub, obj, act), sub, obj, act }),
     get revision() {
       return policy.revision;

@@ -15,7 +15,7 @@ import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, mkd
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { WarrenError } from '@warren/core';
-import { agentNatsConfig, agentNatsPermissions, createAgentNkey, type AgentNatsConfig, type AgentNatsGrants, type NatsAgentUser } from '@warren/broker';
+import { agentNatsConfig, agentNatsPermissions, createAgentNkey, isElectionError, type AgentNatsConfig, type AgentNatsGrants, type NatsAgentUser } from '@warren/broker';
 import type { SqliteDatabase } from '@warren/store';
 import type { PolicyEnforcer } from '@warren/policy';
 import type { SupervisorContext } from '../context.js';
@@ -74,7 +74,7 @@ const PROBE = '~probe';
  * named one is allowed too (so a `deny` for one of them keeps the list explicit): give `agents`
  * the agents that exist and those the policy names.
  */
-export function agentNatsGrants(policy: Pick<PolicyEnforcer, 'explain'>, agent: string, agents: readonly string[], topics: readonly string[]): AgentNatsGrants {
+export function agentNatsGrants(policy: { explain(sub: string, obj: string, act: string): { readonly allowed: boolean } }, agent: string, agents: readonly string[], topics: readonly string[]): AgentNatsGrants {
   const grant = (prefix: string, names: readonly string[], action: string): readonly string[] | '*' => {
     const allowed = names.filter((name) => policy.explain(agent, `${prefix}${name}`, action).allowed);
     const wildcard = policy.explain(agent, `${prefix}${PROBE}`, action).allowed;
@@ -85,6 +85,61 @@ export function agentNatsGrants(policy: Pick<PolicyEnforcer, 'explain'>, agent: 
     publishTopics: grant('topic:', topics, 'publish'),
     subscribeTopics: grant('topic:', topics, 'subscribe'),
   };
+}
+
+/**
+ * {@link agentNatsGrants} of each of `agents`, by agent, with the policy asked once per decision
+ * class (`PolicyEnforcer.decisionClass`: agents whose decisions are all the same, e.g. those of
+ * one template that no rule names) rather than once per agent: O(classes × (candidates + topics))
+ * decisions instead of O(agents × candidates). An agent whose class is undefined (a policy that
+ * is not compiled) is asked about on its own. Equal to {@link agentNatsGrants} for each agent:
+ * a member's list is its class's minus itself, and `'*'` when the wildcard is allowed and the
+ * class is denied no candidate but (maybe) the member itself.
+ */
+export function agentNatsGrantsByClass(
+  policy: Pick<PolicyEnforcer, 'enforce' | 'decisionClass'>,
+  agents: readonly string[],
+  candidates: readonly string[],
+  topics: readonly string[],
+): Map<string, AgentNatsGrants> {
+  const byEnforce = { explain: (sub: string, obj: string, act: string) => ({ allowed: policy.enforce(sub, obj, act) }) };
+  const topicGrant = (agent: string, action: string): readonly string[] | '*' => {
+    const allowed = topics.filter((topic) => policy.enforce(agent, `topic:${topic}`, action));
+    return policy.enforce(agent, `topic:${PROBE}`, action) && allowed.length === topics.length ? '*' : allowed;
+  };
+  interface ClassGrants {
+    readonly denied: ReadonlySet<string>;
+    readonly wildcard: boolean;
+    readonly publishTopics: readonly string[] | '*';
+    readonly subscribeTopics: readonly string[] | '*';
+  }
+  const classes = new Map<string, ClassGrants>();
+  const grants = new Map<string, AgentNatsGrants>();
+  for (const agent of agents) {
+    const key = policy.decisionClass(agent);
+    if (key === undefined) {
+      grants.set(agent, agentNatsGrants(byEnforce, agent, candidates, topics));
+      continue;
+    }
+    let found = classes.get(key);
+    if (found === undefined) {
+      found = {
+        denied: new Set(candidates.filter((c) => !policy.enforce(agent, `agent:${c}`, 'message'))),
+        wildcard: policy.enforce(agent, `agent:${PROBE}`, 'message'),
+        publishTopics: topicGrant(agent, 'publish'),
+        subscribeTopics: topicGrant(agent, 'subscribe'),
+      };
+      classes.set(key, found);
+    }
+    const { denied, wildcard } = found;
+    const all = wildcard && (denied.size === 0 || (denied.size === 1 && denied.has(agent)));
+    grants.set(agent, {
+      messageTo: all ? '*' : candidates.filter((c) => c !== agent && !denied.has(c)),
+      publishTopics: found.publishTopics,
+      subscribeTopics: found.subscribeTopics,
+    });
+  }
+  return grants;
 }
 
 /**
@@ -168,6 +223,10 @@ export class AgentNatsUsers {
   private queued: Promise<void> | undefined;
   private lastAgents = '';
   private lastLookMs = 0;
+  /** When the last sync ended (ms since the epoch), how long it took (ms, the server's reload included) and the users it gave. */
+  private lastSyncEndMs = Number.NEGATIVE_INFINITY;
+  private lastSyncMs = 0;
+  private lastUserCount = 0;
 
   private constructor(private readonly ctx: SupervisorContext) {
     migrateAgentNatsKeys(ctx.db);
@@ -205,14 +264,21 @@ export class AgentNatsUsers {
     await this.sync();
     // Agents may not make consumers: the supervisor makes the agent's inbox consumer (`msg-<name>`)
     // for it by pulling once without waiting; a message that came back is handed back at once.
-    for (const delivery of await this.ctx.broker.fetchMessages(name, { max: 1, expiresMs: 0 })) delivery.nak();
+    await whileJetStreamReloads(this.ctx.log, `the inbox consumer of ${name}`, async () => {
+      for (const delivery of await this.ctx.broker.fetchMessages(name, { max: 1, expiresMs: 0 })) delivery.nak();
+    });
   }
 
   /**
    * Computes every agent's user from the policy and gives the server the list when it changed
    * (event `broker.users` with the count and the agents whose permissions changed). Keys of agents
    * whose account is gone are dropped. Calls run one at a time; calls made while one waits its
-   * turn share it (it starts after them all, so it includes what each of them wrote).
+   * turn share it (it starts after them all, so it includes what each of them wrote). After a
+   * sync of {@link SYNC_GATHER_MIN_USERS} users or more that took {@link SYNC_SLOW_MS} or more
+   * (the server's reload costs O(users)), the next one starts no sooner than {@link syncGatherMs}
+   * after it ended, so that agents starting in a burst share reloads and the syncs take at most
+   * about a third of the time; one asked for after a quiet spell (an agent starting alone), after
+   * a quick sync or with few users starts at once.
    * @throws {NatsServerError} if the server refused the users or did not reload.
    */
   sync(): Promise<void> {
@@ -220,9 +286,17 @@ export class AgentNatsUsers {
     // keys and the policy only when it starts, so it covers them all (a burst of starts reloads
     // the server a few times rather than once per agent).
     if (this.queued) return this.queued;
-    const run = this.syncing.then(() => {
+    const run = this.syncing.then(async () => {
+      const waitMs = this.lastSyncEndMs + syncGatherMs(this.lastSyncMs, this.lastUserCount) - Date.now();
+      if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
       this.queued = undefined;
-      return this.syncOnce();
+      const startMs = Date.now();
+      try {
+        await this.syncOnce();
+      } finally {
+        this.lastSyncEndMs = Date.now();
+        this.lastSyncMs = this.lastSyncEndMs - startMs;
+      }
     });
     this.queued = run;
     this.syncing = run.catch(() => undefined);
@@ -262,12 +336,14 @@ export class AgentNatsUsers {
     const candidates = [...new Set([...accounts, ...policyAgents(policyText)])].sort();
     const users: NatsAgentUser[] = [];
     const permissions = new Map<string, string>();
-    for (const row of rows) {
-      if (!known.has(row.agent)) continue;
-      const granted = agentNatsPermissions(ctx.broker.namespace, row.agent, agentNatsGrants(ctx.policy, row.agent, candidates, topics), { runner: runsInPod(ctx, row.agent) });
+    const live = rows.filter((row) => known.has(row.agent));
+    const grants = agentNatsGrantsByClass(ctx.policy, live.map((row) => row.agent), candidates, topics);
+    for (const row of live) {
+      const granted = agentNatsPermissions(ctx.broker.namespace, row.agent, grants.get(row.agent)!, { runner: runsInPod(ctx, row.agent) });
       users.push({ nkey: row.publicKey, permissions: granted });
       permissions.set(row.agent, JSON.stringify({ nkey: row.publicKey, granted }));
     }
+    this.lastUserCount = users.length;
     const text = JSON.stringify(users);
     if (text === this.lastUsers) return;
     await ctx.nats!.setUsers(users);
@@ -279,6 +355,46 @@ export class AgentNatsUsers {
 }
 
 const made = new WeakMap<SupervisorContext, AgentNatsUsers | undefined>();
+
+/** A sync of the per-agent users that took at least this long (ms) makes the next one wait ({@link syncGatherMs}). */
+export const SYNC_SLOW_MS = 20;
+/** Nor does a sync of fewer users than this make the next one wait: with few agents a reload is cheap. */
+export const SYNC_GATHER_MIN_USERS = 100;
+/** The longest a sync waits after the one before it ended, ms. */
+export const SYNC_GATHER_MAX_MS = 500;
+
+/**
+ * How long after a sync that took `lastSyncMs` (ms) and gave `users` users the next one may start,
+ * ms: 0 when it took less than {@link SYNC_SLOW_MS} or gave fewer than
+ * {@link SYNC_GATHER_MIN_USERS} users, else twice its time (so syncs take at most about a third of
+ * the time while agents keep starting), at most {@link SYNC_GATHER_MAX_MS}.
+ */
+export function syncGatherMs(lastSyncMs: number, users: number): number {
+  return lastSyncMs < SYNC_SLOW_MS || users < SYNC_GATHER_MIN_USERS ? 0 : Math.min(SYNC_GATHER_MAX_MS, 2 * lastSyncMs);
+}
+
+/** Tries of {@link whileJetStreamReloads}: waits of 25, 50, 100, 200 and 400 ms between them (775 ms in all). */
+export const JETSTREAM_RELOAD_TRIES = 6;
+
+/**
+ * Runs `fn` again while it fails as JetStream does for a moment while nats-server reloads its
+ * configuration (after `setUsers`): "jetstream is not enabled" (`JetStreamNotEnabled`, a request
+ * nobody answered), a 503 or a timeout (`isElectionError` of `@warren/broker`), up to
+ * {@link JETSTREAM_RELOAD_TRIES} tries with doubling waits from 25 ms; each retry is logged (info)
+ * naming `what`. Other errors, and the last try's, are thrown as they are.
+ */
+export async function whileJetStreamReloads<T>(log: SupervisorContext['log'], what: string, fn: () => Promise<T>, firstWaitMs = 25): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= JETSTREAM_RELOAD_TRIES || !isElectionError(error)) throw error;
+      const delayMs = firstWaitMs * 2 ** (attempt - 1);
+      log.info({ what, attempt, delayMs, reason: (error as Error).message }, 'JetStream did not answer (a server reload?); trying again');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
 
 /**
  * Whether agent `agent` runs in a pod (its template says `placement.target: kubernetes`): its NATS
