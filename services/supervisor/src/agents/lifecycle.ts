@@ -249,7 +249,8 @@ export class AgentLifecycle {
     this.preparing.add(name);
     this.preparingCounts.set(template.name, (this.preparingCounts.get(template.name) ?? 0) + 1);
     const work = (async () => {
-      ctx.db.prepare('INSERT INTO prepared_agents (name, template, prepared_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING').run(name, template.name, Date.now());
+      // Its row and the account's (see openAccounts' durableCommits) become durable at the tick's next barrier pass.
+      this.commit(() => ctx.db.prepare('INSERT INTO prepared_agents (name, template, prepared_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING').run(name, template.name, Date.now()));
       try {
         const account = await ctx.accounts.create({ name, template: template.name });
         await prepareAgentAhead(ctx, account, template);
@@ -263,7 +264,7 @@ export class AgentLifecycle {
         await this.deletePrepared(name);
         return;
       }
-      ctx.db.prepare('UPDATE prepared_agents SET ready_ms = ? WHERE name = ?').run(Date.now(), name);
+      this.commit(() => ctx.db.prepare('UPDATE prepared_agents SET ready_ms = ? WHERE name = ?').run(Date.now(), name));
       const names = this.prepared.get(template.name) ?? [];
       names.push(name);
       this.prepared.set(template.name, names);
@@ -305,7 +306,7 @@ export class AgentLifecycle {
     const { ctx } = this;
     try {
       if (ctx.state.agent(name) === undefined) await this.deleteAccount(name);
-      ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name);
+      this.commit(() => ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name));
       return true;
     } catch (error) {
       ctx.log.error({ err: error, agent: name, retryInMs: PREPARED_REMOVAL_RETRY_MS }, 'cannot remove an agent prepared ahead; trying again');
