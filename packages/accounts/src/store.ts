@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmod, mkdir } from 'node:fs/promises';
 import { renameSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { migrate } from '@warren/store';
+import { commitWithoutSync, migrate } from '@warren/store';
 import type { SqliteDatabase } from '@warren/store';
 import { AccountError, AccountExistsError, AccountRangeError } from './errors.js';
 import { checkHostIds } from './host-ids.js';
@@ -101,6 +101,16 @@ export interface OpenAccountsOptions {
   readonly shell?: string;
   /** The time source for `createdMs`, ms since the Unix epoch. Default `Date.now`. */
   readonly clock?: () => number;
+  /**
+   * Whether each account's creation and removal commits durably (at the connection's level,
+   * `synchronous = FULL` for a database of `openDatabase`). Default true. With false they commit
+   * at `synchronous = NORMAL` (`commitWithoutSync` of `@warren/store`): a killed process loses
+   * nothing, a power loss may lose them, and the caller must make them durable (a later `FULL`
+   * commit or `syncWal` on the same connection) before anyone hears of the account. A lost
+   * creation leaves a home with no row, which the next creation of that name removes; a lost
+   * removal leaves a row whose home is gone, as a removal that failed between the two does.
+   */
+  readonly durableCommits?: boolean;
 }
 
 /** Valid user, group and template names: a lowercase letter, then up to 31 of `a-z`, `0-9`, `-`. */
@@ -194,6 +204,7 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
   const skeletonDir = options.skeletonDir === undefined ? undefined : resolve(options.skeletonDir);
   const shell = options.shell ?? '/bin/sh';
   const clock = options.clock ?? Date.now;
+  const commit = options.durableCommits === false ? <T>(work: () => T): T => commitWithoutSync(db, work) : <T>(work: () => T): T => work();
 
   const selectOne = db.prepare<[string], AccountRow>('SELECT * FROM accounts WHERE name = ?');
   const selectAll = db.prepare<[], AccountRow>('SELECT * FROM accounts ORDER BY uid');
@@ -249,7 +260,7 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
       await chownTree(staging, uid, uid);
       await chmod(staging, 0o700);
       await removeTree(home); // left by a crash between rename and commit, or a failed remove
-      db.transaction(() => {
+      commit(() => db.transaction(() => {
         insert.run({
           name,
           template,
@@ -263,7 +274,7 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
         });
         renameSync(staging, home);
         placed = true;
-      }).immediate();
+      }).immediate());
       return account;
     } catch (error) {
       await removeTree(staging).catch(() => undefined);
@@ -298,7 +309,7 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
             cause: error,
           });
         }
-        deleteOne.run(name);
+        commit(() => deleteOne.run(name));
       });
     },
     verifyCredential(name, secret) {

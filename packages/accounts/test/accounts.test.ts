@@ -368,3 +368,39 @@ describe('persistence', () => {
     expect((await accounts.create({ name: 'shell-3', template: 'shell' })).uid).toBe(UID_MIN + 2);
   });
 });
+
+describe('commit level', () => {
+  /** Records every `synchronous` pragma the store sets on `db`. */
+  function levels(db: SqliteDatabase): string[] {
+    const seen: string[] = [];
+    const pragma = db.pragma.bind(db);
+    db.pragma = ((source: string, options?: { simple?: boolean }) => {
+      if (/^synchronous\s*=/.test(source)) seen.push(source.replace(/\s+/g, ' '));
+      return pragma(source, options);
+    });
+    return seen;
+  }
+
+  it('commits creation and removal at the connection level by default', async () => {
+    const { db, accounts } = open(env());
+    const seen = levels(db);
+    await accounts.create({ name: 'shell-1', template: 'shell' });
+    await accounts.remove('shell-1');
+    expect(seen).toEqual([]);
+    expect(db.pragma('synchronous', { simple: true })).toBe(2);
+  });
+
+  it('with durableCommits false, commits creation and removal at NORMAL and restores FULL', async () => {
+    const { db, accounts } = open(env(), { durableCommits: false });
+    const seen = levels(db);
+    const a = await accounts.create({ name: 'shell-1', template: 'shell' });
+    expect(accounts.get('shell-1')?.uid).toBe(a.uid);
+    expect(existsSync(a.home)).toBe(true);
+    expect(seen).toEqual(['synchronous = NORMAL', 'synchronous = 2']);
+    await accounts.remove('shell-1');
+    expect(accounts.get('shell-1')).toBeUndefined();
+    expect(existsSync(a.home)).toBe(false);
+    expect(seen).toEqual(['synchronous = NORMAL', 'synchronous = 2', 'synchronous = NORMAL', 'synchronous = 2']);
+    expect(db.pragma('synchronous', { simple: true })).toBe(2);
+  });
+});

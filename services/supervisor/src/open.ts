@@ -121,6 +121,8 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
       skeletonDir: config.skeletonDir,
       uidMin: config.uidMin,
       uidMax: config.uidMax,
+      // Made durable by the agent's start or deletion commit that follows, synced by the tick's barrier.
+      durableCommits: false,
     });
     // Cgroups, exec leftovers, home images left mounted (after the cgroups: nothing may still use them), runner sockets.
     const reclaimed = await hostRuntime.reclaim();

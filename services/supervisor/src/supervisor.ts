@@ -124,6 +124,7 @@ export class Supervisor {
     this.settling = new ResultsSettling(ctx.broker, ctx.log);
     this.schedules = new BoardSchedules(ctx, this.parts.mirror);
     this.barrier = new CommitBarrier(ctx.db, () => ctx.events.hold());
+    this.parts.agents.useBarrier(this.barrier);
     this.stages = this.tickStages();
   }
 

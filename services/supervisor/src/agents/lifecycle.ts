@@ -57,6 +57,15 @@ const PREPARED_AGENTS_TABLE =
 export { MAX_SPAWN_FAILURES };
 
 /**
+ * Commits without an fsync whose effects wait for the tick's next barrier pass (the
+ * `CommitBarrier` of `executions/barrier.ts`): `commit` runs `work`'s transactions at
+ * `synchronous = NORMAL` and holds their events until the barrier has synced the WAL.
+ */
+export interface DeferredCommits {
+  commit<T>(work: () => T): T;
+}
+
+/**
  * What the supervisor holds of a started agent besides its live state, which is in the ECS world
  * (status, load, ready, why it is stopping, …: see `@warren/ecs`): its account and template and its
  * running instance (from the agent runtime: its processes and its agent channel).
@@ -109,6 +118,8 @@ export class AgentLifecycle {
   private leftoversDueMs = 0;
   /** Per template: no preparation before this time (ms since the epoch) after one failed. */
   private readonly prepareRetryAtMs = new Map<string, number>();
+  /** Where an agent's start, readiness, exit and deletion commit (see {@link useBarrier}); durable commits until then. */
+  private barrier: DeferredCommits | undefined;
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -122,6 +133,22 @@ export class AgentLifecycle {
       this.leftovers.push(row.name);
       this.preparing.add(row.name);
     }
+  }
+
+  /**
+   * From now on, the commits of an agent's start, readiness, exit and deletion go through
+   * `barrier` (the tick's): no fsync each, their events held until the tick's next pass syncs the
+   * WAL, which comes before any card is written or assignment published (an exit's settled tasks
+   * included: the inbox that applies exits is followed by a pass in the same tick; a start or a
+   * deletion outside a tick asks for one). Without it each commits durably.
+   */
+  useBarrier(barrier: DeferredCommits): void {
+    this.barrier = barrier;
+  }
+
+  /** Runs `work` (its commits) through the barrier when there is one, else as it is (durable). */
+  private commit<T>(work: () => T): T {
+    return this.barrier ? this.barrier.commit(work) : work();
   }
 
   /** Whether agent `name` is started or being spawned. */
@@ -222,7 +249,8 @@ export class AgentLifecycle {
     this.preparing.add(name);
     this.preparingCounts.set(template.name, (this.preparingCounts.get(template.name) ?? 0) + 1);
     const work = (async () => {
-      ctx.db.prepare('INSERT INTO prepared_agents (name, template, prepared_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING').run(name, template.name, Date.now());
+      // Its row and the account's (see openAccounts' durableCommits) become durable at the tick's next barrier pass.
+      this.commit(() => ctx.db.prepare('INSERT INTO prepared_agents (name, template, prepared_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING').run(name, template.name, Date.now()));
       try {
         const account = await ctx.accounts.create({ name, template: template.name });
         await prepareAgentAhead(ctx, account, template);
@@ -236,7 +264,7 @@ export class AgentLifecycle {
         await this.deletePrepared(name);
         return;
       }
-      ctx.db.prepare('UPDATE prepared_agents SET ready_ms = ? WHERE name = ?').run(Date.now(), name);
+      this.commit(() => ctx.db.prepare('UPDATE prepared_agents SET ready_ms = ? WHERE name = ?').run(Date.now(), name));
       const names = this.prepared.get(template.name) ?? [];
       names.push(name);
       this.prepared.set(template.name, names);
@@ -278,7 +306,7 @@ export class AgentLifecycle {
     const { ctx } = this;
     try {
       if (ctx.state.agent(name) === undefined) await this.deleteAccount(name);
-      ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name);
+      this.commit(() => ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name));
       return true;
     } catch (error) {
       ctx.log.error({ err: error, agent: name, retryInMs: PREPARED_REMOVAL_RETRY_MS }, 'cannot remove an agent prepared ahead; trying again');
@@ -464,7 +492,7 @@ export class AgentLifecycle {
         nowMs,
       });
       setStatus(ctx.world, name, AgentStatus.starting, nowMs);
-      ctx.transaction(() => {
+      this.commit(() => ctx.transaction(() => {
         this.putAgentRow(name, 'starting', nowMs, null, instance.pid);
         // From here on the account is the agent's: a restart does not remove it as a prepared one.
         if (ahead) ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name);
@@ -474,7 +502,7 @@ export class AgentLifecycle {
           object: `agent:${name}`,
           details: { template: template.name, uid: account.uid, gid: account.gid, pid: instance.pid, home: account.home, isolation: template.isolation, unsafe: instance.unsafe },
         });
-      });
+      }));
       if (instance.unsafe) ctx.log.warn({ agent: name, isolation: template.isolation }, 'UNSAFE agent started: weaker isolation asked for by its template');
       instance.exited.then(
         (exit) => this.queue({ kind: 'exit', agent: name, exit }),
@@ -494,10 +522,10 @@ export class AgentLifecycle {
     if (!handle || !markReady(ctx.world, name, nowMs)) return;
     ctx.tracing.agentReady(name, nowMs);
     ctx.metrics.observeSpawn(handle.template.name, Math.max(0, nowMs - handle.spawnStartedMs));
-    ctx.transaction(() => {
+    this.commit(() => ctx.transaction(() => {
       ctx.emit({ actor: `agent:${name}`, action: 'agent.ready', object: `agent:${name}`, details: { uid: handle.account.uid } });
       this.putAgentRow(name, 'running', nowMs);
-    });
+    }));
   }
 
   /**
@@ -519,7 +547,7 @@ export class AgentLifecycle {
     const expected = stopping !== undefined;
     const exitText = describeAgentExit(exit, agent.template);
     const open = ctx.state.openAssignments().filter((a) => a.agent === name);
-    ctx.transaction(() => {
+    this.commit(() => ctx.transaction(() => {
       ctx.emit({
         actor: SUPERVISOR,
         action: expected ? 'agent.stop' : 'agent.exit',
@@ -536,7 +564,7 @@ export class AgentLifecycle {
         ctx.state.finishAssignment(a.taskId, a.attempt, { outcome: 'lost', exitCode: null, summary: `agent exited: ${exitText}`, outputs: [] }, nowMs);
         this.settler.settle(a.taskId, a.attempt, 'lost', `agent ${name} exited during attempt ${a.attempt} (${exitText})`, nowMs, agent.template);
       }
-    });
+    }));
     if (agent.template.homeQuotaBytes !== null) {
       await ctx.runtime.detachStorage({ name, homeDir: agent.account.home }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot unmount the home image'));
     }
@@ -557,9 +585,9 @@ export class AgentLifecycle {
     }
     if (view.restartAfterExit) this.start(agent.template.name, nowMs, name);
     if (stopping === 'delete') {
-      await this.deleteAccount(name).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot delete the account'));
+      await this.removeAccount(name).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot delete the account'));
     } else {
-      this.putAgentRow(name, stopping === 'sleep' ? 'sleeping' : expected ? 'stopped' : 'failed', nowMs, exitText);
+      this.commit(() => this.putAgentRow(name, stopping === 'sleep' ? 'sleeping' : expected ? 'stopped' : 'failed', nowMs, exitText));
     }
     if (!expected && !view.ready) {
       // It died before its runner said hello: count it against the template, so a template that
@@ -650,19 +678,27 @@ export class AgentLifecycle {
 
   /**
    * Removes the account of `name`: its home storage, its account, its consumers and its row.
+   * Outside a tick (an operator's deletion, a prepared agent's removal) it asks for one, whose
+   * barrier pass makes the removal durable and lets its event out.
    * @throws what the runtime or the account store throws (the caller logs it).
    */
   async deleteAccount(name: string): Promise<void> {
+    await this.removeAccount(name);
+    if (this.barrier) this.ctx.requestTick();
+  }
+
+  /** {@link deleteAccount} from inside a tick (an exit applied by the inbox): the tick's own pass follows. */
+  private async removeAccount(name: string): Promise<void> {
     const { ctx } = this;
     const account = ctx.accounts.get(name);
     await ctx.runtime.releaseStorage({ name, ...(account ? { homeDir: account.home } : {}) });
     await ctx.accounts.remove(name);
     await ctx.broker.deleteAgentConsumers(name).catch(() => undefined);
-    ctx.transaction(() => {
+    this.commit(() => ctx.transaction(() => {
       ctx.state.deleteAgent(name);
       ctx.tracing.agentGone(name);
       ctx.emit({ actor: SUPERVISOR, action: 'account.delete', object: `agent:${name}`, details: {} });
-    });
+    }));
   }
 
   /** Writes agent `name`'s row in the agents table (state, pid, times, last exit). */

@@ -1,4 +1,4 @@
-import type { SqliteDatabase } from '@warren/store';
+import { commitWithoutSync, type SqliteDatabase } from '@warren/store';
 
 /** Where an agent was last started: `nodes` with the node's name, or `kubernetes` (node null). */
 export interface AgentPlacementRow {
@@ -44,13 +44,19 @@ export class AgentPlacements {
     return this.db.prepare('SELECT agent, target, node, placed_ms AS placedMs FROM agent_placements ORDER BY agent').all() as AgentPlacementRow[];
   }
 
-  /** Records that `agent` was started at `target` (on `node`). */
+  /**
+   * Records that `agent` was started at `target` (on `node`). Commits without an fsync: the
+   * agent's start commit that follows (synced by the tick's barrier) makes it durable.
+   */
   put(agent: string, target: AgentPlacementRow['target'], node: string | null, nowMs: number): void {
-    this.putRow.run(agent, target, node, nowMs);
+    commitWithoutSync(this.db, () => this.putRow.run(agent, target, node, nowMs));
   }
 
-  /** Forgets `agent` (its account and storage are gone). */
+  /**
+   * Forgets `agent` (its account and storage are gone). Commits without an fsync: the account's
+   * deletion commit that follows makes it durable.
+   */
   delete(agent: string): void {
-    this.deleteRow.run(agent);
+    commitWithoutSync(this.db, () => this.deleteRow.run(agent));
   }
 }
