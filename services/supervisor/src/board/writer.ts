@@ -13,6 +13,7 @@ import type { BoardEdits } from '../board-edits.js';
 import { mapLimit, SUPERVISOR, type SupervisorContext } from '../context.js';
 import { crashDuringWrite, CrashPoint } from '../crash.js';
 import { isTerminal, TaskState, type TaskRow } from '@warren/registry';
+import type { CommitBarrier } from '../executions/barrier.js';
 import type { BoardMirror } from './mirror.js';
 
 /** Board files written at once by a flush. */
@@ -40,12 +41,27 @@ export function boardFields(row: Pick<TaskRow, 'state' | 'agent' | 'reason' | 'a
 export class BoardWriter {
   /** The board write running in the background, if any (see {@link start}). */
   private flush: Promise<void> | undefined;
+  /**
+   * The tick's commit barrier, once the supervisor has given it ({@link commitThrough}): the
+   * outcomes then commit without an fsync and their events wait for the barrier's next pass.
+   */
+  private barrier: CommitBarrier | undefined;
 
   constructor(
     private readonly ctx: SupervisorContext,
     private readonly mirror: BoardMirror,
     private readonly edits: BoardEdits,
   ) {}
+
+  /**
+   * Commits the outcomes through `barrier` from now on: at `synchronous = NORMAL`, their events
+   * (`board.write`, `board.refused`) held until the barrier's next pass has synced the WAL, and a
+   * tick asked for so that the pass comes. Until then each outcome commit is durable on its own
+   * (`synchronous = FULL`, an fsync on the event loop).
+   */
+  commitThrough(barrier: CommitBarrier): void {
+    this.barrier = barrier;
+  }
 
   /** Whether a background write is running. */
   get running(): boolean {
@@ -66,7 +82,7 @@ export class BoardWriter {
       (wrote) => {
         this.flush = undefined;
         if (wrote > 0) mirror.parentsDirty = true;
-        if (mirror.dirty || (wrote > 0 && ctx.state.pendingBoardTasks().length > 0)) ctx.requestTick();
+        if (mirror.dirty || this.barrier?.waiting || (wrote > 0 && ctx.state.pendingBoardTasks().length > 0)) ctx.requestTick();
       },
       (error: unknown) => {
         this.flush = undefined;
@@ -75,10 +91,13 @@ export class BoardWriter {
     );
   }
 
-  /** Waits for the background board write, then writes whatever is still pending. */
-  async drain(): Promise<void> {
+  /**
+   * Waits for the background board write, then (when `writePending`) writes whatever is still
+   * pending. Its outcomes may be left for the barrier's next pass (the caller passes it).
+   */
+  async drain(writePending = true): Promise<void> {
     await this.flush;
-    await this.write();
+    if (writePending) await this.write();
   }
 
   /**
@@ -130,7 +149,7 @@ export class BoardWriter {
       }
     };
     if (writes.length === 0) {
-      if (clean.length > 0) ctx.transaction(markClean);
+      if (clean.length > 0) this.commit(markClean);
       return 0;
     }
     const writeStartMs = Date.now();
@@ -139,7 +158,7 @@ export class BoardWriter {
     await syncDirectories(new Set(writes.map(({ task }) => dirname(task.path))));
     const writtenMs = Date.now();
     let wrote = 0;
-    ctx.transaction(() => {
+    this.commit(() => {
       markClean();
       writes.forEach(({ row, task, steps }, i) => {
         const outcome = outcomes[i]!;
@@ -176,5 +195,16 @@ export class BoardWriter {
     // Warren's own moves change the columns' counts too.
     if (wrote > 0 && mirror.board) mirror.reportWip(mirror.board);
     return wrote;
+  }
+
+  /**
+   * One transaction of outcomes: through the barrier when there is one (no fsync here; the card
+   * files are already durable, and a power loss that takes the commit back only leaves the rows
+   * pending, so the cards are written again with the same fields), else durable at once.
+   */
+  private commit(work: () => void): void {
+    const { ctx, barrier } = this;
+    if (barrier) barrier.commit(() => ctx.transaction(work));
+    else ctx.transaction(work);
   }
 }
