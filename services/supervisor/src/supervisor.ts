@@ -115,6 +115,8 @@ export class Supervisor {
   private readonly schedules: BoardSchedules;
   /** The tick's durability barrier, passed after the inbox and after the plan: their commits' effects wait for it (see {@link CommitBarrier}). */
   private readonly barrier: CommitBarrier;
+  /** Set once a fatal error has stopped the run (the task rows in memory may be ahead of the table). */
+  private runFailed = false;
 
   private constructor(
     private readonly ctx: SupervisorContext,
@@ -125,6 +127,7 @@ export class Supervisor {
     this.schedules = new BoardSchedules(ctx, this.parts.mirror);
     this.barrier = new CommitBarrier(ctx.db, () => ctx.events.hold());
     this.parts.agents.useBarrier(this.barrier);
+    this.parts.writer.commitThrough(this.barrier);
     this.stages = this.tickStages();
   }
 
@@ -235,6 +238,7 @@ export class Supervisor {
     let fatal: unknown;
     const failed = (error: unknown) => {
       fatal ??= error;
+      this.runFailed = true;
       this.onFatal?.(error);
     };
     try {
@@ -450,8 +454,14 @@ export class Supervisor {
     await this.parts.inbox.apply(Date.now()).catch((error: unknown) => log.error({ err: error }, 'cannot apply final events'));
     // Effects a stopped tick left waiting for its barrier (the commits above synced them).
     await this.barrier.pass().catch((error: unknown) => log.error({ err: error }, 'cannot sync the state database'));
-    // Write what the exits changed (tasks put back to ready) while the board is still ours.
-    await this.parts.writer.drain().catch((error: unknown) => log.error({ err: error }, 'cannot write the board'));
+    // Write what the exits changed (tasks put back to ready) while the board is still ours. Not
+    // after a fatal error: a transaction that failed (SQLITE_FULL) left the task rows in memory
+    // ahead of the table, and a card written from them (an assignment that never committed shown
+    // in progress) would outlive the run; the next run writes the rows the table holds as pending.
+    if (this.runFailed) log.warn({ pendingCards: ctx.state.pendingBoardTasks().length }, 'a fatal error stopped the run: the cards still pending are written by the next run');
+    await this.parts.writer.drain(!this.runFailed).catch((error: unknown) => log.error({ err: error }, 'cannot write the board'));
+    // The outcomes of that write, and of a flush that ended after the tick's last pass.
+    await this.barrier.pass().catch((error: unknown) => log.error({ err: error }, 'cannot sync the state database'));
     await this.results?.stop().catch(() => undefined);
     // A result that arrived while the consumer stopped is left unacknowledged for the next run.
     this.parts.inbox.releaseResults();

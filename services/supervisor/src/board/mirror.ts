@@ -1,4 +1,4 @@
-import { relative } from 'node:path';
+import { relative, resolve } from 'node:path';
 import {
   boardWatchPaths,
   illegalMoves,
@@ -72,7 +72,7 @@ export class BoardMirror {
       {
         rescanIntervalMs: this.ctx.config.boardRescanMs,
         debounceMs: 5,
-        ...(this.board ? { paths: boardWatchPaths(this.board) } : {}),
+        ...(this.board ? { paths: extraWatchPaths(this.board, this.ctx.config.boardDir) } : {}),
       },
     );
   }
@@ -317,4 +317,18 @@ export class BoardMirror {
 function firstLine(text: string, max: number): string {
   const line = text.split('\n', 1)[0]!.trim();
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/**
+ * The paths the board watcher scans besides its own (`board.yaml` and the task files of `tasks/`):
+ * {@link boardWatchPaths} of the snapshot, without `board.yaml` and the `tasks/` folder of a Warren
+ * board. The watcher scans that folder's files anyway, and the folder's own signature (its mtime)
+ * changes with every card Warren writes (a rename), which would report it as changed and make the
+ * next refresh a full reload of every task file, every rescan while cards are written.
+ */
+export function extraWatchPaths(snapshot: BoardSnapshot, boardDir: string): string[] {
+  const paths = boardWatchPaths(snapshot);
+  if ((snapshot.format ?? 'warren') !== 'warren') return paths;
+  const own = new Set([resolve(boardDir, 'board.yaml'), resolve(boardDir, 'tasks')]);
+  return paths.filter((path) => !own.has(resolve(path)));
 }

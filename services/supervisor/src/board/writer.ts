@@ -13,10 +13,18 @@ import type { BoardEdits } from '../board-edits.js';
 import { mapLimit, SUPERVISOR, type SupervisorContext } from '../context.js';
 import { crashDuringWrite, CrashPoint } from '../crash.js';
 import { isTerminal, TaskState, type TaskRow } from '@warren/registry';
+import type { CommitBarrier } from '../executions/barrier.js';
 import type { BoardMirror } from './mirror.js';
 
 /** Board files written at once by a flush. */
 const BOARD_WRITE_CONCURRENCY = 16;
+
+/**
+ * How long after its assignment (ms) a task's card is first moved to in progress. A task that ends
+ * sooner gets one write, to its end column, instead of two (a file write, its fsync and the folder
+ * sync each); a longer one shows in progress this much later.
+ */
+export const IN_PROGRESS_DELAY_MS = 200;
 
 /**
  * The fields Warren owns on a task's card for the state of its row: in progress with the assignee
@@ -40,12 +48,29 @@ export function boardFields(row: Pick<TaskRow, 'state' | 'agent' | 'reason' | 'a
 export class BoardWriter {
   /** The board write running in the background, if any (see {@link start}). */
   private flush: Promise<void> | undefined;
+  /** The timer of the tick that writes the in-progress cards held back (see {@link IN_PROGRESS_DELAY_MS}), and when it fires (ms). */
+  private deferred: { timer: NodeJS.Timeout; atMs: number } | undefined;
+  /**
+   * The tick's commit barrier, once the supervisor has given it ({@link commitThrough}): the
+   * outcomes then commit without an fsync and their events wait for the barrier's next pass.
+   */
+  private barrier: CommitBarrier | undefined;
 
   constructor(
     private readonly ctx: SupervisorContext,
     private readonly mirror: BoardMirror,
     private readonly edits: BoardEdits,
   ) {}
+
+  /**
+   * Commits the outcomes through `barrier` from now on: at `synchronous = NORMAL`, their events
+   * (`board.write`, `board.refused`) held until the barrier's next pass has synced the WAL, and a
+   * tick asked for so that the pass comes. Until then each outcome commit is durable on its own
+   * (`synchronous = FULL`, an fsync on the event loop).
+   */
+  commitThrough(barrier: CommitBarrier): void {
+    this.barrier = barrier;
+  }
 
   /** Whether a background write is running. */
   get running(): boolean {
@@ -62,11 +87,11 @@ export class BoardWriter {
     const { ctx, mirror } = this;
     if (this.flush || !mirror.board || ctx.state.pendingBoardTasks().length === 0) return;
     if (!mirror.availability().mayWrite(Date.now())) return;
-    this.flush = this.write().then(
+    this.flush = this.write(false).then(
       (wrote) => {
         this.flush = undefined;
         if (wrote > 0) mirror.parentsDirty = true;
-        if (mirror.dirty || (wrote > 0 && ctx.state.pendingBoardTasks().length > 0)) ctx.requestTick();
+        if (mirror.dirty || this.barrier?.waiting || (wrote > 0 && ctx.state.pendingBoardTasks().length > 0)) ctx.requestTick();
       },
       (error: unknown) => {
         this.flush = undefined;
@@ -75,20 +100,28 @@ export class BoardWriter {
     );
   }
 
-  /** Waits for the background board write, then writes whatever is still pending. */
-  async drain(): Promise<void> {
+  /**
+   * Waits for the background board write, then (when `writePending`) writes whatever is still
+   * pending. Its outcomes may be left for the barrier's next pass (the caller passes it).
+   */
+  async drain(writePending = true): Promise<void> {
     await this.flush;
-    await this.write();
+    if (this.deferred) clearTimeout(this.deferred.timer);
+    this.deferred = undefined;
+    if (writePending) await this.write(true);
   }
 
   /**
    * Writes each pending task row's state to its board file (owned fields only) and records the
    * outcomes. Files are independent: up to {@link BOARD_WRITE_CONCURRENCY} are written at once, each
    * synced, then the board folder is synced once and every outcome is committed in one transaction
-   * (a row is marked clean only once its file is durable).
+   * (a row is marked clean only once its file is durable). Unless `all`, or the board has WIP
+   * limits on the in-progress column or transition rules, a task in flight whose card does not
+   * show it yet waits until {@link IN_PROGRESS_DELAY_MS} after its assignment (a tick is asked for
+   * then), so that a short task's card is written once.
    * @returns how many files were written.
    */
-  private async write(): Promise<number> {
+  private async write(all: boolean): Promise<number> {
     const { ctx, mirror, edits } = this;
     if (!mirror.board) return 0;
     const board = mirror.board;
@@ -96,6 +129,12 @@ export class BoardWriter {
     const writes: { row: TaskRow; task: Task; steps: OwnedFieldChanges[] }[] = [];
     // Rows whose card needs no write, marked clean together with the outcomes (one commit, not one each).
     const clean: { row: TaskRow; boardHash?: string }[] = [];
+    const nowMs = Date.now();
+    let deferUntilMs = Infinity;
+    // None is held back on a board with process rules: WIP limits of the in-progress column are
+    // counted on the cards, and transition rules may allow the end column only from in progress.
+    const { config } = board;
+    const holdBack = !all && !config.transitions?.enabled && config.wipPerAgent === undefined && config.columns.find((c) => c.id === roles.in_progress)?.wip === undefined;
     for (const row of ctx.state.pendingBoardTasks()) {
       const task = mirror.taskById.get(row.id);
       if (!task) {
@@ -113,15 +152,23 @@ export class BoardWriter {
         clean.push({ row, boardHash: task.hash });
         continue;
       }
+      const assignedMs = ctx.state.assignment(row.id, row.attempt)?.assignedMs;
+      if (holdBack && (row.state === TaskState.assigned || row.state === TaskState.running) && task.status !== roles.in_progress) {
+        const dueMs = (assignedMs ?? row.updatedMs) + IN_PROGRESS_DELAY_MS;
+        if (dueMs > nowMs) {
+          deferUntilMs = Math.min(deferUntilMs, dueMs);
+          continue;
+        }
+      }
       if (ctx.config.crashAt === CrashPoint.boardWriting && (board.format ?? 'warren') === 'warren') {
         crashDuringWrite(task.path, rewriteOwnedFields(await readFile(task.path, 'utf8'), changes));
       }
       // A task that finished before its card ever showed it in progress moves straight to its end
       // column, unless the board's transitions forbid that: then it goes through in progress.
-      const assignedMs = ctx.state.assignment(row.id, row.attempt)?.assignedMs;
       const steps = edits.steps(board, row, task, changes, assignedMs === undefined ? now : new Date(assignedMs).toISOString());
       writes.push({ row, task, steps });
     }
+    if (deferUntilMs !== Infinity) this.tickAt(deferUntilMs, nowMs);
     // A row that moved on since it was read stays pending.
     const markClean = (): void => {
       for (const { row, boardHash } of clean) {
@@ -130,7 +177,7 @@ export class BoardWriter {
       }
     };
     if (writes.length === 0) {
-      if (clean.length > 0) ctx.transaction(markClean);
+      if (clean.length > 0) this.commit(markClean);
       return 0;
     }
     const writeStartMs = Date.now();
@@ -139,7 +186,7 @@ export class BoardWriter {
     await syncDirectories(new Set(writes.map(({ task }) => dirname(task.path))));
     const writtenMs = Date.now();
     let wrote = 0;
-    ctx.transaction(() => {
+    this.commit(() => {
       markClean();
       writes.forEach(({ row, task, steps }, i) => {
         const outcome = outcomes[i]!;
@@ -176,5 +223,28 @@ export class BoardWriter {
     // Warren's own moves change the columns' counts too.
     if (wrote > 0 && mirror.board) mirror.reportWip(mirror.board);
     return wrote;
+  }
+
+  /** Asks for a tick at `atMs` (unless one is already asked for by then), when held-back cards are due. */
+  private tickAt(atMs: number, nowMs: number): void {
+    if (this.deferred && this.deferred.atMs <= atMs) return;
+    if (this.deferred) clearTimeout(this.deferred.timer);
+    const timer = setTimeout(() => {
+      this.deferred = undefined;
+      this.ctx.requestTick();
+    }, Math.max(0, atMs - nowMs));
+    timer.unref();
+    this.deferred = { timer, atMs };
+  }
+
+  /**
+   * One transaction of outcomes: through the barrier when there is one (no fsync here; the card
+   * files are already durable, and a power loss that takes the commit back only leaves the rows
+   * pending, so the cards are written again with the same fields), else durable at once.
+   */
+  private commit(work: () => void): void {
+    const { ctx, barrier } = this;
+    if (barrier) barrier.commit(() => ctx.transaction(work));
+    else ctx.transaction(work);
   }
 }
