@@ -81,8 +81,17 @@ describe('the HTTP API of warren up', () => {
     expect(busy, JSON.stringify(agents)).toBeDefined();
     expect(busy!.live!.load).toBe(1);
     expect(busy!.live!.memoryBytes).toBeGreaterThan(0);
-    const board = await get<{ cards: { id: string; column: string; state: string | null; agent: string | null }[] }>('/api/v1/board');
-    expect(board.cards.find((c) => c.id === 'sleeper')).toMatchObject({ column: 'in_progress', state: 'running', agent: busy!.name });
+    // The card shows in progress from the assignment on; the row says running once the agent has
+    // reported the start, which a loaded machine can take a while to deliver.
+    type Card = { id: string; column: string; state: string | null; agent: string | null };
+    let sleeper: Card | undefined;
+    const runningBy = Date.now() + 60_000;
+    for (;;) {
+      sleeper = (await get<{ cards: Card[] }>('/api/v1/board')).cards.find((c) => c.id === 'sleeper');
+      if (sleeper?.state !== 'assigned' || Date.now() > runningBy) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(sleeper).toMatchObject({ column: 'in_progress', state: 'running', agent: busy!.name });
     const detail = await get<{ id: string; executions: unknown[]; title: string }>('/api/v1/tasks/quick');
     expect(detail).toMatchObject({ id: 'quick', title: 'Task quick' });
     expect(detail.executions).toHaveLength(1);

@@ -38,8 +38,8 @@ export class AgentHealth {
   private readonly homeWatch: HomeWatch;
   /** Finds the agent to stop when a filesystem its home shares runs out of space. */
   private readonly diskPressure: DiskPressure;
-  /** Per agent, its instance and when its cgroups were last read (ms since the epoch). */
-  private readonly readAtMs = new Map<string, { readonly instance: AgentInstance; readonly atMs: number }>();
+  /** Per agent, its instance, whether it held a task, and when its cgroups were last read (ms since the epoch). */
+  private readonly readAtMs = new Map<string, { readonly instance: AgentInstance; readonly atMs: number; readonly busy: boolean }>();
   /** Per agent, its instance and when a tick first held it (ms since the epoch): liveness counts from there. */
   private readonly heldSince = new Map<string, { readonly instance: AgentInstance; readonly sinceMs: number }>();
 
@@ -96,7 +96,8 @@ export class AgentHealth {
    * than their grace. The exit kind is `watchdog`, the reason goes to the audit and, through the
    * exit, onto the task. An agent holding a task is read every {@link BUSY_READ_MS} (every quarter
    * of its template's grace when that is shorter, at most once a tick), an idle one every
-   * {@link IDLE_READ_MS}, a new instance at the first tick that holds it; the watchdog judges
+   * {@link IDLE_READ_MS}, a new instance at the first tick that holds it, and an agent whose task
+   * count went from or to zero at once (a task's start is when its usage starts to matter); the watchdog judges
    * only the agents read in this tick.
    */
   runWatchdog(nowMs: number): void {
@@ -109,8 +110,8 @@ export class AgentHealth {
       const busy = eid !== undefined && (Load.active[eid] ?? 0) > 0;
       const everyMs = busy ? Math.min(BUSY_READ_MS, agent.template.watchdog.graceMs / 4) : IDLE_READ_MS;
       const read = this.readAtMs.get(name);
-      if (read !== undefined && read.instance === agent.instance && nowMs - read.atMs < everyMs) continue;
-      this.readAtMs.set(name, { instance: agent.instance, atMs: nowMs });
+      if (read !== undefined && read.instance === agent.instance && read.busy === busy && nowMs - read.atMs < everyMs) continue;
+      this.readAtMs.set(name, { instance: agent.instance, atMs: nowMs, busy });
       recordUsage(ctx.world, name, agent.instance.usage());
       due.push(name);
     }
