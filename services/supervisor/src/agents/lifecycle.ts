@@ -29,7 +29,8 @@ import {
 } from '@warren/ecs';
 import type { AgentExit, AgentInstance } from '@warren/runtime';
 import { lastLogLines } from '../agent-log.js';
-import { prepareAgent, prepareAgentAhead } from './prepare.js';
+import { prepareAgent } from './prepare.js';
+import { PreparedAgents } from './prepared.js';
 import { PlacementRouter, type RoutedStartSpec } from '../placement/index.js';
 import { agentStartSpecOf } from '../agent-runtime.js';
 import { assignmentRefusal, rejectionEntry } from '../broker-access.js';
@@ -41,18 +42,6 @@ import type { AgentTemplate } from '../templates.js';
 import type { WarrenEvent } from '../events.js';
 
 export type { StopReason };
-
-/** How long after a failed removal of a prepared agent it is tried again, in ms. */
-const PREPARED_REMOVAL_RETRY_MS = 5_000;
-
-/**
- * The agents prepared ahead (see {@link AgentTemplate.prepared}), by name: a row is written before
- * the account is made (`prepared_ms`), marked `ready_ms` once all is made, and deleted in the commit
- * that writes the agent's row at its start (or once the account is removed), so what a killed
- * supervisor left is found and removed at the next start. Times in ms since the epoch.
- */
-const PREPARED_AGENTS_TABLE =
-  'CREATE TABLE IF NOT EXISTS prepared_agents (name TEXT PRIMARY KEY, template TEXT NOT NULL, prepared_ms INTEGER NOT NULL, ready_ms INTEGER) STRICT';
 
 export { MAX_SPAWN_FAILURES };
 
@@ -101,23 +90,8 @@ export class AgentLifecycle {
   private readonly spawns = new Set<Promise<void>>();
   /** Set by {@link stopAll}: the supervisor is shutting down and starts no more agents. */
   private shuttingDown = false;
-  /** Agents prepared ahead with no process, ready to be started, names by template (oldest first). */
-  private readonly prepared = new Map<string, string[]>();
-  /** Names being prepared ahead or having their prepared account removed: no start takes them. */
-  private readonly preparing = new Set<string>();
-  /** Preparations under way, by template. */
-  private readonly preparingCounts = new Map<string, number>();
-  /** Preparations and removals of prepared agents under way. */
-  private readonly preparations = new Set<Promise<void>>();
-  /**
-   * Prepared agents to remove at the next {@link fillWarmPools} from {@link leftoversDueMs} on: those
-   * a previous run left (it was killed), and those whose removal failed (tried again).
-   */
-  private readonly leftovers: string[] = [];
-  /** When the {@link leftovers} are next removed (ms since the epoch; 0 = at the first tick). */
-  private leftoversDueMs = 0;
-  /** Per template: no preparation before this time (ms since the epoch) after one failed. */
-  private readonly prepareRetryAtMs = new Map<string, number>();
+  /** The agents prepared ahead of their start. */
+  private readonly prepared: PreparedAgents;
   /** Where an agent's start, readiness, exit and deletion commit (see {@link useBarrier}); durable commits until then. */
   private barrier: DeferredCommits | undefined;
 
@@ -128,11 +102,13 @@ export class AgentLifecycle {
     private readonly sendMessage: (from: string, to: string, body: unknown) => Promise<{ readonly id: string }>,
   ) {
     for (const template of ctx.templates.values()) defineTemplate(ctx.world, template);
-    ctx.db.exec(PREPARED_AGENTS_TABLE);
-    for (const row of ctx.db.prepare('SELECT name FROM prepared_agents ORDER BY name').all() as { name: string }[]) {
-      this.leftovers.push(row.name);
-      this.preparing.add(row.name);
-    }
+    this.prepared = new PreparedAgents(ctx, {
+      commit: (work) => this.commit(work),
+      deleteAccount: (name) => this.deleteAccount(name),
+      mayStart: (templateName, nowMs) => this.mayStart(templateName, nowMs),
+      freeName: (template) => this.freeName(template),
+      shuttingDown: () => this.shuttingDown,
+    });
   }
 
   /**
@@ -209,118 +185,18 @@ export class AgentLifecycle {
    * no task is ready.
    */
   fillWarmPools(nowMs: number, readyWaiting: number): void {
-    if (this.leftovers.length > 0 && nowMs >= this.leftoversDueMs) for (const name of this.leftovers.splice(0)) this.removePrepared(name);
+    this.prepared.removeDueLeftovers(nowMs);
     // A run until idle is about to end once no task waits: agents started now would only be stopped.
     if (this.ctx.mode === 'until-idle' && readyWaiting === 0) return;
     for (const { template, starts } of warmPoolSystem(this.ctx.world, { nowMs })) {
       for (let i = 0; i < starts; i++) this.start(template, nowMs);
     }
-    this.fillPrepared(nowMs);
+    this.prepared.fill(nowMs);
   }
 
   /** The names of the agents prepared ahead and not started, by template (see {@link AgentTemplate.prepared}). */
   preparedNames(): Map<string, string[]> {
-    return new Map([...this.prepared].map(([template, names]) => [template, [...names]]));
-  }
-
-  /**
-   * Keeps {@link AgentTemplate.prepared} agents of each template prepared ahead (account, home,
-   * NATS user and consumers; no process), side by side; removes those of a template that is gone
-   * or wants fewer. Not for a template backing off after failed starts, nor for 5 s after a
-   * preparation of it failed (the failure is logged).
-   */
-  private fillPrepared(nowMs: number): void {
-    if (this.shuttingDown) return;
-    for (const [templateName, names] of this.prepared) {
-      const wanted = this.ctx.templates.get(templateName)?.prepared ?? 0;
-      while (names.length > wanted) this.removePrepared(names.pop()!);
-    }
-    for (const template of this.ctx.templates.values()) {
-      if (template.prepared === 0 || !this.mayStart(template.name, nowMs) || nowMs < (this.prepareRetryAtMs.get(template.name) ?? 0)) continue;
-      const held = (this.prepared.get(template.name)?.length ?? 0) + (this.preparingCounts.get(template.name) ?? 0);
-      for (let i = held; i < template.prepared; i++) this.prepareOne(template);
-    }
-  }
-
-  /** Prepares one agent of `template` ahead in the background (see {@link fillPrepared}). */
-  private prepareOne(template: AgentTemplate): void {
-    const { ctx } = this;
-    const name = this.freeName(template);
-    this.preparing.add(name);
-    this.preparingCounts.set(template.name, (this.preparingCounts.get(template.name) ?? 0) + 1);
-    const work = (async () => {
-      // Its row and the account's (see openAccounts' durableCommits) become durable at the tick's next barrier pass.
-      this.commit(() => ctx.db.prepare('INSERT INTO prepared_agents (name, template, prepared_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING').run(name, template.name, Date.now()));
-      try {
-        const account = await ctx.accounts.create({ name, template: template.name });
-        await prepareAgentAhead(ctx, account, template);
-      } catch (error) {
-        ctx.log.warn({ err: error, agent: name, template: template.name }, 'cannot prepare an agent ahead; its start will make it');
-        this.prepareRetryAtMs.set(template.name, Date.now() + 5_000);
-        await this.deletePrepared(name);
-        return;
-      }
-      if (this.shuttingDown || (ctx.templates.get(template.name)?.prepared ?? 0) <= (this.prepared.get(template.name)?.length ?? 0)) {
-        await this.deletePrepared(name);
-        return;
-      }
-      this.commit(() => ctx.db.prepare('UPDATE prepared_agents SET ready_ms = ? WHERE name = ?').run(Date.now(), name));
-      const names = this.prepared.get(template.name) ?? [];
-      names.push(name);
-      this.prepared.set(template.name, names);
-      ctx.log.debug({ agent: name, template: template.name }, 'agent prepared ahead');
-    })().finally(() => {
-      this.preparing.delete(name);
-      this.preparingCounts.set(template.name, (this.preparingCounts.get(template.name) ?? 1) - 1);
-      this.preparations.delete(work);
-      ctx.requestTick();
-    });
-    this.preparations.add(work);
-  }
-
-  /**
-   * Removes prepared agent `name` (taken out of the prepared lists by the caller) in the background.
-   * A removal that fails keeps the name from every start and is tried again after
-   * {@link PREPARED_REMOVAL_RETRY_MS} (its row stays, so a restart tries too).
-   */
-  private removePrepared(name: string): void {
-    this.preparing.add(name);
-    const work = this.deletePrepared(name).then((removed) => {
-      this.preparations.delete(work);
-      if (removed || this.shuttingDown) {
-        this.preparing.delete(name);
-        return;
-      }
-      this.leftovers.push(name);
-      this.leftoversDueMs = Date.now() + PREPARED_REMOVAL_RETRY_MS;
-    });
-    this.preparations.add(work);
-  }
-
-  /**
-   * Deletes prepared agent `name`'s account (home, consumers) and its `prepared_agents` row; an
-   * account that became an agent's (it has an agent row) is kept. A failure is logged and the row
-   * kept. Never rejects. @returns whether the agent is gone (false: it failed).
-   */
-  private async deletePrepared(name: string): Promise<boolean> {
-    const { ctx } = this;
-    try {
-      if (ctx.state.agent(name) === undefined) await this.deleteAccount(name);
-      this.commit(() => ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name));
-      return true;
-    } catch (error) {
-      ctx.log.error({ err: error, agent: name, retryInMs: PREPARED_REMOVAL_RETRY_MS }, 'cannot remove an agent prepared ahead; trying again');
-      return false;
-    }
-  }
-
-  /** Takes prepared agent `name` of `templateName` out of the prepared list: whether it was prepared ahead. */
-  private takePrepared(templateName: string, name: string): boolean {
-    const names = this.prepared.get(templateName);
-    const at = names?.indexOf(name) ?? -1;
-    if (!names || at < 0) return false;
-    names.splice(at, 1);
-    return true;
+    return this.prepared.names();
   }
 
   /** Starts (or wakes) one agent of `templateName` (named `name`, or the next free name) in the background. */
@@ -331,7 +207,7 @@ export class AgentLifecycle {
     if (this.has(agentName)) return; // already started or being spawned
     // A template no node can take now starts nothing: its tasks wait, with the reason, until one can.
     if (!this.placeable(template, agentName)) return;
-    const ahead = this.takePrepared(template.name, agentName);
+    const ahead = this.prepared.take(template.name, agentName);
     addSpawningAgent(this.ctx.world, { name: agentName, template: template.name, nowMs });
     const spawning: Promise<void> = this.spawn(template, agentName, nowMs, ahead)
       .catch((error: unknown) => {
@@ -407,27 +283,21 @@ export class AgentLifecycle {
 
   /** A sleeping or stopped account of the template if there is one (woken), else one prepared ahead, else the next free name. */
   private pickAgentName(template: AgentTemplate): string {
-    const busy = (name: string) => this.has(name) || this.preparing.has(name) || this.isPreparedName(name);
+    const busy = (name: string) => this.has(name) || this.prepared.holds(name);
     const existing = this.ctx.accounts
       .list()
       .filter((a) => a.template === template.name && !busy(a.name))
       .map((a) => a.name)
       .sort();
-    return existing[0] ?? this.prepared.get(template.name)?.[0] ?? this.freeName(template);
+    return existing[0] ?? this.prepared.first(template.name) ?? this.freeName(template);
   }
 
   /** The first name `<template>-<n>` (n = 1, 2, …) no account, start or preparation holds. */
   private freeName(template: AgentTemplate): string {
     for (let n = 1; ; n += 1) {
       const name = `${template.name}-${n}`;
-      if (!this.has(name) && !this.preparing.has(name) && !this.ctx.accounts.get(name) && !this.isPreparedName(name)) return name;
+      if (!this.has(name) && !this.prepared.holds(name) && !this.ctx.accounts.get(name)) return name;
     }
-  }
-
-  /** Whether `name` is an agent prepared ahead and not yet started. */
-  private isPreparedName(name: string): boolean {
-    for (const names of this.prepared.values()) if (names.includes(name)) return true;
-    return false;
   }
 
   /**
@@ -495,7 +365,7 @@ export class AgentLifecycle {
       this.commit(() => ctx.transaction(() => {
         this.putAgentRow(name, 'starting', nowMs, null, instance.pid);
         // From here on the account is the agent's: a restart does not remove it as a prepared one.
-        if (ahead) ctx.db.prepare('DELETE FROM prepared_agents WHERE name = ?').run(name);
+        if (ahead) this.prepared.dropRow(name);
         ctx.emit({
           actor: SUPERVISOR,
           action: woken ? 'agent.wake' : 'agent.start',
@@ -644,23 +514,7 @@ export class AgentLifecycle {
       }
     }
     await Promise.all([...this.handles].map(([name, agent]) => (this.isStopping(name) ? agent.instance.exited.then(() => undefined) : this.stopAndWait(name, why))));
-    if (why === 'shutdown') await this.removeAllPrepared();
-  }
-
-  /**
-   * At shutdown: removes every agent prepared ahead, after the preparations under way (each removes
-   * its own agent once it sees the shutdown), waiting at most the kill grace (at least 1 s) for
-   * them; what is left is removed at the next start.
-   */
-  private async removeAllPrepared(): Promise<void> {
-    for (const names of this.prepared.values()) for (const name of names.splice(0)) this.removePrepared(name);
-    const deadline = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), Math.max(1_000, this.ctx.config.killGraceMs)).unref());
-    while (this.preparations.size > 0) {
-      if ((await Promise.race([Promise.allSettled([...this.preparations]), deadline])) === 'late') {
-        this.ctx.log.warn({ preparing: this.preparations.size }, 'agents prepared ahead still being made or removed at shutdown; the next start removes them');
-        break;
-      }
-    }
+    if (why === 'shutdown') await this.prepared.removeAll(Math.max(1_000, this.ctx.config.killGraceMs));
   }
 
   /** Closes the instance of every agent still held (at shutdown, after their exits were applied). */
