@@ -36,6 +36,8 @@ export interface MessagingHost {
   assertOpen(operation: string, target: string): void;
   /** Makes the durable consumer as `spec` says (again) when it is missing or differs. */
   ensureConsumer(spec: ConsumerSpec<unknown>): Promise<void>;
+  /** Runs `fn` again while JetStream does not answer for a moment (an election, a server reload); see `Broker.rideElection`. */
+  rideElection<T>(operation: string, target: string, fn: () => Promise<T>): Promise<T>;
   /** Checks one JetStream message against `spec`: its delivery, or undefined after terminating and reporting an invalid one. */
   toDelivery<T>(m: JsMsg, spec: Omit<ConsumerSpec<T>, 'handler'>): Delivery<T> | undefined;
   /** A core NATS subscription of `subject`, stopped on close. */
@@ -100,7 +102,8 @@ export async function fetchMessages(host: MessagingHost, agent: string, options?
   }
   const out: Delivery<AgentMessage>[] = [];
   try {
-    const consumer = await host.js.consumers.get(spec.stream, spec.durable);
+    // A server reload (the per-agent users changed) leaves JetStream unanswered for a moment.
+    const consumer = await host.rideElection('fetchMessages', `${spec.stream}/${spec.durable}`, () => host.js.consumers.get(spec.stream, spec.durable));
     // JetStream holds a pull until its batch is full or it expires: ask for what is waiting now,
     // and wait (for one) only when nothing is.
     const pull = async (batch: number, waitMs: number): Promise<number> => {

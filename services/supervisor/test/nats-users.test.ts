@@ -4,9 +4,7 @@ import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '@warren/core';
 import { loadPolicy } from '@warren/policy';
-import { connect } from '@nats-io/transport-node';
-import { startTestNats } from '@warren/testing';
-import { agentNatsGrants, agentNatsGrantsByClass, JETSTREAM_RELOAD_TRIES, policyAgents, policyTopics, SYNC_GATHER_MAX_MS, SYNC_GATHER_MIN_USERS, SYNC_SLOW_MS, syncGatherMs, whileJetStreamReloads, writeAgentNatsFile } from '../src/messaging/nats-users.js';
+import { agentNatsGrants, agentNatsGrantsByClass, policyAgents, policyTopics, SYNC_GATHER_MAX_MS, SYNC_GATHER_MIN_USERS, SYNC_SLOW_MS, syncGatherMs, writeAgentNatsFile } from '../src/messaging/nats-users.js';
 
 const repoPolicies = resolve(import.meta.dirname, '../../../policies');
 const dirs: string[] = [];
@@ -139,39 +137,6 @@ describe("the agent's nats.json", () => {
     mkdirSync(join(home, '.warren'));
     chownSync(join(home, '.warren'), 5555, 5555);
     expect(() => writeAgentNatsFile(home, 4321, 4322, CONFIG)).toThrow(/owned by uid 5555/);
-  });
-});
-
-describe('a JetStream request during a server reload', () => {
-  it('is tried again while nobody answers, until an answer or the last try', async () => {
-    const nats = await startTestNats();
-    const nc = await connect({ servers: nats.url, ...(nats.authorization === undefined ? {} : { user: nats.authorization.user, pass: nats.authorization.password }) });
-    try {
-      let tries = 0;
-      const answered = await whileJetStreamReloads(silentLogger, 'a test request', async () => {
-        tries += 1;
-        if (tries === 3) nc.subscribe('warren.test.echo', { max: 1, callback: (_, msg) => msg.respond('pong') });
-        return (await nc.request('warren.test.echo', 'ping', { timeout: 5_000 })).string();
-      }, 1);
-      expect([answered, tries]).toEqual(['pong', 3]);
-
-      tries = 0;
-      await expect(whileJetStreamReloads(silentLogger, 'a test request', async () => {
-        tries += 1;
-        return nc.request('warren.test.nobody', 'ping', { timeout: 5_000 });
-      }, 1)).rejects.toThrow(/no responders/i);
-      expect(tries).toBe(JETSTREAM_RELOAD_TRIES);
-
-      tries = 0;
-      await expect(whileJetStreamReloads(silentLogger, 'a test request', () => {
-        tries += 1;
-        return Promise.reject(new Error('consumer not found'));
-      }, 1)).rejects.toThrow('consumer not found');
-      expect(tries).toBe(1);
-    } finally {
-      await nc.close();
-      await nats.close();
-    }
   });
 });
 

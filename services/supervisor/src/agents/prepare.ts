@@ -5,7 +5,7 @@ import { agentNatsConfig, createAgentNkey } from '@warren/broker';
 import { deliverSecretFiles, SECRET_FILE_MODE, SECRETS_DIR, secretEnv } from '@warren/secrets';
 import { seedHome } from '@warren/workspace';
 import type { SupervisorContext } from '../context.js';
-import { AGENT_NATS_FILE, AgentNatsUsers, migrateAgentNatsKeys, whileJetStreamReloads } from '../messaging/nats-users.js';
+import { AGENT_NATS_FILE, AgentNatsUsers, migrateAgentNatsKeys } from '../messaging/nats-users.js';
 import type { AgentTemplate } from '../templates.js';
 
 /** What an agent's start adds to its start spec: variables, and the work done once its home is attached. */
@@ -124,10 +124,7 @@ async function natsFileFor(ctx: SupervisorContext, name: string): Promise<HomeFi
     .prepare('INSERT INTO agent_nats_keys (agent, public_key, issued_ms) VALUES (?, ?, ?) ON CONFLICT (agent) DO UPDATE SET public_key = excluded.public_key, issued_ms = excluded.issued_ms')
     .run(name, key.publicKey, Date.now());
   await users.sync();
-  // Agents may not make consumers: the supervisor makes the agent's inbox consumer for it (again
-  // while the server's JetStream does not answer during the reload the sync made).
-  await whileJetStreamReloads(ctx.log, `the inbox consumer of ${name}`, async () => {
-    for (const delivery of await ctx.broker.fetchMessages(name, { max: 1, expiresMs: 0 })) delivery.nak();
-  });
+  // Agents may not make consumers: the supervisor makes the agent's inbox consumer for it.
+  for (const delivery of await ctx.broker.fetchMessages(name, { max: 1, expiresMs: 0 })) delivery.nak();
   return { path: AGENT_NATS_FILE, contentBase64: Buffer.from(`${JSON.stringify(config)}\n`, 'utf8').toString('base64'), mode: NATS_FILE_MODE, overwrite: true };
 }

@@ -15,7 +15,7 @@ import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, mkd
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { WarrenError } from '@warren/core';
-import { agentNatsConfig, agentNatsPermissions, createAgentNkey, isElectionError, type AgentNatsConfig, type AgentNatsGrants, type NatsAgentUser } from '@warren/broker';
+import { agentNatsConfig, agentNatsPermissions, createAgentNkey, type AgentNatsConfig, type AgentNatsGrants, type NatsAgentUser } from '@warren/broker';
 import type { SqliteDatabase } from '@warren/store';
 import type { PolicyEnforcer } from '@warren/policy';
 import type { SupervisorContext } from '../context.js';
@@ -264,9 +264,8 @@ export class AgentNatsUsers {
     await this.sync();
     // Agents may not make consumers: the supervisor makes the agent's inbox consumer (`msg-<name>`)
     // for it by pulling once without waiting; a message that came back is handed back at once.
-    await whileJetStreamReloads(this.ctx.log, `the inbox consumer of ${name}`, async () => {
-      for (const delivery of await this.ctx.broker.fetchMessages(name, { max: 1, expiresMs: 0 })) delivery.nak();
-    });
+    // The broker rides the moment the server's reload (after the sync) leaves JetStream unanswered.
+    for (const delivery of await this.ctx.broker.fetchMessages(name, { max: 1, expiresMs: 0 })) delivery.nak();
   }
 
   /**
@@ -371,29 +370,6 @@ export const SYNC_GATHER_MAX_MS = 500;
  */
 export function syncGatherMs(lastSyncMs: number, users: number): number {
   return lastSyncMs < SYNC_SLOW_MS || users < SYNC_GATHER_MIN_USERS ? 0 : Math.min(SYNC_GATHER_MAX_MS, 2 * lastSyncMs);
-}
-
-/** Tries of {@link whileJetStreamReloads}: waits of 25, 50, 100, 200 and 400 ms between them (775 ms in all). */
-export const JETSTREAM_RELOAD_TRIES = 6;
-
-/**
- * Runs `fn` again while it fails as JetStream does for a moment while nats-server reloads its
- * configuration (after `setUsers`): "jetstream is not enabled" (`JetStreamNotEnabled`, a request
- * nobody answered), a 503 or a timeout (`isElectionError` of `@warren/broker`), up to
- * {@link JETSTREAM_RELOAD_TRIES} tries with doubling waits from 25 ms; each retry is logged (info)
- * naming `what`. Other errors, and the last try's, are thrown as they are.
- */
-export async function whileJetStreamReloads<T>(log: SupervisorContext['log'], what: string, fn: () => Promise<T>, firstWaitMs = 25): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (attempt >= JETSTREAM_RELOAD_TRIES || !isElectionError(error)) throw error;
-      const delayMs = firstWaitMs * 2 ** (attempt - 1);
-      log.info({ what, attempt, delayMs, reason: (error as Error).message }, 'JetStream did not answer (a server reload?); trying again');
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-    }
-  }
 }
 
 /**
