@@ -56,7 +56,10 @@ async function assign(agent: string, taskId: string, fields: Partial<AssignmentM
 function cgroupPids(pid: number): number[] {
   const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
   const v1 = lines.find((l) => /^\d+:pids:/.test(l));
-  const root = v1 ? join('/sys/fs/cgroup/pids', v1.slice(v1.indexOf(':pids:') + 6)) : join('/sys/fs/cgroup', lines.find((l) => l.startsWith('0::'))!.slice(3));
+  const path = v1 ? v1.slice(v1.indexOf(':pids:') + 6) : lines.find((l) => l.startsWith('0::'))!.slice(3);
+  // Not in its own cgroup yet (a loaded machine shows the recipe before it has moved itself): none.
+  if (path === '/' || path === '') return [];
+  const root = join(v1 ? '/sys/fs/cgroup/pids' : '/sys/fs/cgroup', path);
   const pids: number[] = [];
   const walk = (dir: string): void => {
     for (const text of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (text) pids.push(Number(text));
@@ -64,6 +67,18 @@ function cgroupPids(pid: number): number[] {
   };
   walk(root);
   return pids.sort((a, b) => a - b);
+}
+
+/** The `sh` of `pid`'s cgroup that runs inside a pid namespace (two ids on its `NSpid` line), if any. */
+function sandboxedShell(pid: number): number | undefined {
+  return cgroupPids(pid).find((candidate) => {
+    try {
+      const status = readFileSync(`/proc/${candidate}/status`, 'utf8');
+      return /^Name:\s+sh$/m.test(status) && (/^NSpid:((?:\s+\d+)+)$/m.exec(status)?.[1]?.trim().split(/\s+/).length ?? 0) >= 2;
+    } catch {
+      return false; // ended while we looked
+    }
+  });
 }
 
 /** The commands (`/proc/<pid>/comm`) of {@link cgroupPids}. */
@@ -88,7 +103,7 @@ describe('the direct mode of the bubblewrap runtime', () => {
     expect(instance.connected).toBe(true);
     expect(instance.pid).toBeGreaterThan(0);
     const waitingPid = instance.pid;
-    await waitFor('the waiting shell', () => cgroupCommands(waitingPid).includes('sh'));
+    await waitFor('the waiting shell', () => sandboxedShell(waitingPid) !== undefined);
     expect(agentCommands(waitingPid)).toEqual(['sh']);
     expect(instance.usage().pids).toBeGreaterThan(0);
     const script = [
@@ -104,7 +119,9 @@ describe('the direct mode of the bubblewrap runtime', () => {
     const result = await resultOf('direct-shell');
     const workspace = `/home/${spec.name}/work/direct-shell`;
     expect(result).toMatchObject({ agent: spec.name, outcome: 'succeeded', exitCode: 0, signal: null });
-    expect(result.summary).toContain(`${spec.uid} ${spec.gid} ${workspace} ${workspace} direct-shell\ntask-file\nrunner=0`);
+    // stdout's lines in their order; stderr's, a pipe of its own, may come in between.
+    const stdout = result.summary.split('\n').filter((line) => line !== 'to-stderr');
+    expect(stdout.join('\n')).toContain(`${spec.uid} ${spec.gid} ${workspace} ${workspace} direct-shell\ntask-file\nrunner=0`);
     expect(result.outputs).toEqual(['work/direct-shell/output.log', 'work/direct-shell/report.txt']);
     const log = readFileSync(join(spec.homeDir, 'work', 'direct-shell', 'output.log'), 'utf8');
     expect(log).toContain('to-stderr\n');
@@ -184,9 +201,11 @@ describe('the direct mode of the bubblewrap runtime', () => {
   it('ends the instance when its waiting sandbox dies before a task, as with a dead runner', async () => {
     const { instance } = await startDirect('direct-l');
     const waitingPid = instance.pid;
-    await waitFor('the waiting shell', () => agentCommands(waitingPid).includes('sh'));
-    const shell = cgroupPids(waitingPid).find((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sh')!;
-    process.kill(shell, 'SIGKILL');
+    // The shell inside the sandbox's pid namespace, not the recipe's own `sh` on the host side,
+    // which a loaded machine can show before it has exec'd prlimit.
+    let shell: number | undefined;
+    await waitFor('the waiting shell', () => (shell = sandboxedShell(waitingPid)) !== undefined);
+    process.kill(shell!, 'SIGKILL');
     // signaled, or setup_error when bwrap's status had not reached the host yet: not a clean end either way.
     expect(['signaled', 'setup_error']).toContain((await instance.exited).kind);
     expect(instance.pid).toBe(0);
@@ -194,7 +213,7 @@ describe('the direct mode of the bubblewrap runtime', () => {
     // stop() before any task stops the waiting sandbox and ends the instance as a runner's shutdown would.
     const second = await startDirect('direct-m');
     const secondPid = second.instance.pid;
-    await waitFor('the waiting shell', () => agentCommands(secondPid).includes('sh'));
+    await waitFor('the waiting shell', () => sandboxedShell(secondPid) !== undefined);
     expect(await second.instance.stop(1_000)).toEqual({ kind: 'succeeded', exitCode: 0 });
     expect(second.instance.pid).toBe(0);
     expect(existsSync(`/proc/${secondPid}`)).toBe(false);
