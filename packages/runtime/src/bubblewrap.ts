@@ -161,7 +161,12 @@ class BubblewrapRuntime implements AgentRuntime {
 
   async reclaim(): Promise<ReclaimReport> {
     this.requireOpen('reclaim', '-');
-    const instances = await removeStaleCgroups();
+    // A leftover whose killed processes do not leave its cgroup (frozen, or stuck in the kernel)
+    // must not keep the supervisor from starting: it is logged and left; an agent of that name
+    // then fails to start on its own ("the name is in use") while the others run.
+    const instances = await removeStaleCgroups({
+      onBusy: (error) => this.log.warn({ err: error, cgroup: error.path }, 'a leftover cgroup stays busy after its processes were killed; left in place'),
+    });
     await removeExecLeftovers(this.options.stateDir, this.log, this.tag);
     // Home images a killed run left mounted (after the cgroups: nothing may still use them).
     await mkdir(this.options.homeRoot, { recursive: true, mode: 0o755 });

@@ -99,8 +99,16 @@ async function makeDir(sandbox: string, hierarchy: string): Promise<string> {
   return dir;
 }
 
-/** rmdir, retrying for up to ~2 s while the kernel still reports EBUSY (exiting processes). */
-async function removeDir(sandbox: string, dir: string): Promise<void> {
+/** Attempts of {@link removeDir} 20 ms apart: ~2 s for a sandbox's own cgroups. */
+const REMOVE_ATTEMPTS = 100;
+/**
+ * Attempts for a leftover's cgroups (~10 s): its processes were killed just before, and on a
+ * loaded machine they can take seconds to leave the cgroup.
+ */
+const LEFTOVER_REMOVE_ATTEMPTS = 500;
+
+/** rmdir, retrying `attempts` times 20 ms apart while the kernel still reports EBUSY (exiting processes). */
+async function removeDir(sandbox: string, dir: string, attempts = REMOVE_ATTEMPTS): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
       await rmdir(dir);
@@ -108,7 +116,7 @@ async function removeDir(sandbox: string, dir: string): Promise<void> {
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' || attempt >= 100) {
+      if (code !== 'EBUSY' || attempt >= attempts) {
         throw new SandboxError(sandbox, `cannot remove cgroup ${dir}: ${(error as Error).message}`, dir, { cause: error });
       }
       await delay(20);
@@ -321,16 +329,45 @@ export async function removeCgroups(cgroups: SandboxCgroups): Promise<void> {
   for (const dir of cgroups.dirs) await removeDir(cgroups.name, dir);
 }
 
-/** Removes `dir` and any sub-cgroups, deepest first, after killing their processes. */
-async function removeTree(name: string, dir: string): Promise<void> {
+/**
+ * Removes `dir` and any sub-cgroups, deepest first, after killing their processes, trying each
+ * rmdir `attempts` times (20 ms apart) while it is busy.
+ */
+async function removeTree(name: string, dir: string, attempts = LEFTOVER_REMOVE_ATTEMPTS): Promise<void> {
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   for (const entry of entries) {
-    if (entry.isDirectory()) await removeTree(name, join(dir, entry.name));
+    if (entry.isDirectory()) await removeTree(name, join(dir, entry.name), attempts);
   }
   const killFile = join(dir, 'cgroup.kill');
   if (await exists(killFile)) await writeFile(killFile, '1').catch(() => undefined);
   await killByList([dir]);
-  await removeDir(name, dir);
+  await removeDir(name, dir, attempts);
+}
+
+/**
+ * Called for a leftover cgroup that stays busy (its killed processes do not leave it, e.g. frozen
+ * or in uninterruptible sleep): it is left in place and the sweep goes on with the others.
+ */
+export type OnBusyCgroup = (error: SandboxError) => void;
+
+/**
+ * Removes every directory of `dirs` (one sandbox's) with {@link removeTree}, appending each removed
+ * one to `removed`. A directory that stays busy goes to `onBusy` when given, else is thrown.
+ */
+async function removeLeftover(name: string, dirs: readonly string[], removed: string[], onBusy: OnBusyCgroup | undefined): Promise<void> {
+  // The same processes are in each hierarchy: once one directory outlasted the whole wait, the
+  // others get a single try.
+  let attempts = LEFTOVER_REMOVE_ATTEMPTS;
+  for (const dir of dirs) {
+    try {
+      await removeTree(name, dir, attempts);
+      removed.push(dir);
+    } catch (error) {
+      if (!onBusy || !(error instanceof SandboxError)) throw error;
+      attempts = 1;
+      onBusy(error);
+    }
+  }
 }
 
 /** How long an empty cgroup is left alone: another process may be between mkdir and joining it. */
@@ -380,16 +417,14 @@ async function inUseElsewhere(dirs: readonly string[]): Promise<boolean> {
  * Removes the cgroups under `warren/` in every hierarchy of `caps` that a previous run left:
  * not named in `keep` (sandboxes alive in this process) and not in use by another live process
  * (see {@link inUseElsewhere}). Kills their processes first. @returns the removed paths.
- * @throws {SandboxError} if one stays busy.
+ * @throws {SandboxError} if one stays busy for ~10 s and no `onBusy` is given (with it, that one
+ *   is reported there and left, and the others are still removed).
  */
-export async function removeWarrenCgroups(caps: HostCapabilities, keep: ReadonlySet<string>): Promise<string[]> {
+export async function removeWarrenCgroups(caps: HostCapabilities, keep: ReadonlySet<string>, onBusy?: OnBusyCgroup): Promise<string[]> {
   const removed: string[] = [];
   for (const [name, dirs] of await warrenCgroupsByName(caps)) {
     if (keep.has(name) || (await inUseElsewhere(dirs))) continue;
-    for (const dir of dirs) {
-      await removeTree(name, dir);
-      removed.push(dir);
-    }
+    await removeLeftover(name, dirs, removed, onBusy);
   }
   return removed;
 }
@@ -397,16 +432,13 @@ export async function removeWarrenCgroups(caps: HostCapabilities, keep: Readonly
 /**
  * Removes the cgroups under `warren/` (every hierarchy of `caps`) whose sandbox name satisfies
  * `match`, killing their processes first, in use or not. @returns the removed paths.
- * @throws {SandboxError} if one stays busy.
+ * @throws {SandboxError} as {@link removeWarrenCgroups}.
  */
-export async function removeNamedCgroups(caps: HostCapabilities, match: (name: string) => boolean): Promise<string[]> {
+export async function removeNamedCgroups(caps: HostCapabilities, match: (name: string) => boolean, onBusy?: OnBusyCgroup): Promise<string[]> {
   const removed: string[] = [];
   for (const [name, dirs] of await warrenCgroupsByName(caps)) {
     if (!match(name)) continue;
-    for (const dir of dirs) {
-      await removeTree(name, dir);
-      removed.push(dir);
-    }
+    await removeLeftover(name, dirs, removed, onBusy);
   }
   return removed;
 }

@@ -27,6 +27,7 @@
 export { probeHost, assertIsolation, parseMountInfo } from './host.js';
 export type { HostCapabilities, CgroupCapabilities, CgroupVersion, IsolationMode, MountEntry } from './host.js';
 export { spawnSandbox, removeStaleCgroups, removeOrphanCgroups } from './sandbox.js';
+export type { OnBusyCgroup } from './cgroups.js';
 export type { Sandbox, SpawnSandboxOptions } from './sandbox.js';
 export { classifyExit, describeExit, describeOutOfMemory, describeProcessLimit } from './exit.js';
 export type { SandboxExit, SandboxExitKind, StopReason, ExitFacts } from './exit.js';

@@ -15,6 +15,7 @@ import {
   removeCgroups,
   removeNamedCgroups,
   removeWarrenCgroups,
+  type OnBusyCgroup,
   sandboxPids,
   type SandboxCgroups,
 } from './cgroups.js';
@@ -616,11 +617,12 @@ class RunningSandbox implements Sandbox {
  * 10 s (being set up).
  * Call it at supervisor start.
  * @returns the removed cgroup directories.
- * @throws {SandboxError} if a cgroup stays busy.
+ * @throws {SandboxError} if a cgroup stays busy for ~10 s after its processes were killed and no
+ *   `onBusy` is given; with `onBusy`, each such cgroup is passed to it and left, and the sweep goes on.
  */
-export async function removeStaleCgroups(options?: { host?: HostCapabilities }): Promise<string[]> {
+export async function removeStaleCgroups(options?: { host?: HostCapabilities; onBusy?: OnBusyCgroup }): Promise<string[]> {
   const host = options?.host ?? (await probeHost());
-  return removeWarrenCgroups(host, live);
+  return removeWarrenCgroups(host, live, options?.onBusy);
 }
 
 /**
@@ -629,9 +631,9 @@ export async function removeStaleCgroups(options?: { host?: HostCapabilities }):
  * (e.g. the `warren exec` process named in them has died). Sandboxes alive in this process are
  * never touched.
  * @returns the removed cgroup directories.
- * @throws {SandboxError} if a cgroup stays busy.
+ * @throws {SandboxError} as {@link removeStaleCgroups}.
  */
-export async function removeOrphanCgroups(orphaned: (name: string) => boolean, options?: { host?: HostCapabilities }): Promise<string[]> {
+export async function removeOrphanCgroups(orphaned: (name: string) => boolean, options?: { host?: HostCapabilities; onBusy?: OnBusyCgroup }): Promise<string[]> {
   const host = options?.host ?? (await probeHost());
-  return removeNamedCgroups(host, (name) => !live.has(name) && orphaned(name));
+  return removeNamedCgroups(host, (name) => !live.has(name) && orphaned(name), options?.onBusy);
 }

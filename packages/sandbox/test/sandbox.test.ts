@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -338,6 +338,84 @@ describe('removeStaleCgroups', () => {
     for (const dir of cgroupDirs(live.name)) expect(existsSync(dir), dir).toBe(true);
     await sandbox.stop(0);
   });
+});
+
+/** The cgroup v1 freezer hierarchy, where SIGKILL does not end a frozen process until it is thawed. */
+const V1_FREEZER = '/sys/fs/cgroup/freezer';
+
+/**
+ * Starts an orphan (its parent shell exits at once) in the cgroup directories `dirs`, as a crashed
+ * run leaves one, and returns its pid.
+ */
+async function orphanIn(dirs: readonly string[]): Promise<number> {
+  for (const dir of dirs) mkdirSync(dir, { recursive: true });
+  const starter = spawn(
+    '/bin/sh',
+    ['-c', `sh -c 'for f; do echo $$ > "$f"; done; exec sleep 1000' sh "$@" >/dev/null 2>&1 & echo $!`, 'sh', ...dirs.map((d) => join(d, 'cgroup.procs'))],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  let out = '';
+  starter.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  await new Promise((resolve) => starter.once('close', resolve));
+  const pid = Number(out.trim());
+  cleanupPid(pid);
+  await waitUntil('the orphan to join its cgroups', () => dirs.every((d) => readFileSync(join(d, 'cgroup.procs'), 'utf8').trim() === String(pid)));
+  return pid;
+}
+
+describe('removeStaleCgroups with a leftover that stays busy', () => {
+  // Our hosts mount the v1 freezer; on a cgroup2-only host a frozen process dies of SIGKILL and
+  // nothing stays busy, so there is nothing to test.
+  it.runIf(existsSync(join(V1_FREEZER, 'cgroup.procs')))(
+    'reports it to onBusy, leaves it, and still removes the other leftovers',
+    async () => {
+      const stuckName = `stuck-${process.pid}`;
+      const staleName = `stale2-${process.pid}`;
+      const stuckDirs = cgroupDirs(stuckName);
+      const staleDirs = cgroupDirs(staleName);
+      const freezer = join(V1_FREEZER, `warren-test-${process.pid}`);
+      mkdirSync(freezer, { recursive: true });
+      const stuck = await orphanIn([...stuckDirs, freezer]);
+      await orphanIn(staleDirs);
+      const thaw = () => {
+        try {
+          writeFileSync(join(freezer, 'freezer.state'), 'THAWED');
+        } catch {
+          // already gone
+        }
+      };
+      onTestFinished(async () => {
+        thaw();
+        await waitUntil('the stuck orphan to die', () => !existsSync(`/proc/${stuck}`) || readFileSync(`/proc/${stuck}/status`, 'utf8').includes('zombie'));
+        await removeStaleCgroups({ onBusy: () => undefined });
+        rmdirSync(freezer);
+      });
+      writeFileSync(join(freezer, 'freezer.state'), 'FROZEN');
+      await waitUntil('the orphan to be frozen', () => readFileSync(join(freezer, 'freezer.state'), 'utf8').trim() === 'FROZEN');
+      const busy: SandboxError[] = [];
+      const removed = await removeStaleCgroups({ onBusy: (error) => busy.push(error) });
+      // The frozen orphan got its SIGKILL but cannot leave: its cgroups stay, named in onBusy.
+      expect(busy.length).toBeGreaterThan(0);
+      for (const error of busy) {
+        expect(error).toBeInstanceOf(SandboxError);
+        expect(stuckDirs).toContain(error.path);
+        expect(error.message).toMatch(/cannot remove cgroup .*busy/i);
+      }
+      expect(stuckDirs.some((dir) => existsSync(dir))).toBe(true);
+      // The sweep went on past it.
+      for (const dir of staleDirs) {
+        expect(removed).toContain(dir);
+        expect(existsSync(dir), dir).toBe(false);
+      }
+      // Thawed, the killed orphan dies and the next sweep removes what was left.
+      thaw();
+      await waitUntil('the stuck orphan to die', () => !existsSync(`/proc/${stuck}`) || readFileSync(`/proc/${stuck}/status`, 'utf8').includes('zombie'));
+      const later = await removeStaleCgroups();
+      for (const dir of stuckDirs.filter((d) => busy.some((e) => e.path === d))) expect(later).toContain(dir);
+      for (const dir of stuckDirs) expect(existsSync(dir), dir).toBe(false);
+    },
+    60_000,
+  );
 });
 
 describe('processesOfUid', () => {
