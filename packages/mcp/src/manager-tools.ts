@@ -13,8 +13,12 @@ import type { ManagerPorts } from './ports.js';
 /** The manager tools, in the order they are registered. */
 export const MANAGER_TOOLS = ['create_subtask', 'start_worker', 'list_workers', 'stop_worker', 'cancel_subtask', 'subtask_results'] as const;
 
-/** How long `start_worker` waits for the supervisor to start the worker, in ms. */
-export const START_WORKER_WAIT_MS = 15_000;
+/**
+ * How long `start_worker` waits for the supervisor to start the worker, in ms: the next tick takes
+ * the command, which on a loaded host can be seconds away. Below the MCP clients' usual 60 s
+ * request timeout, so the caller reads `queued` rather than a timeout.
+ */
+export const START_WORKER_WAIT_MS = 45_000;
 
 /**
  * Registers one tool on the caller's server when the policy lets the caller see it (the server's

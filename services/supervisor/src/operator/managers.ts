@@ -14,8 +14,11 @@ import type { SupervisorParts } from '../parts.js';
 import type { ManagerQuotas } from '../templates.js';
 import { liveWorkers } from './commands.js';
 
-/** How long stop_worker and cancel_subtask wait for their command's outcome, ms. */
-const COMMAND_WAIT_MS = 10_000;
+/**
+ * How long stop_worker and cancel_subtask wait for their command's outcome, ms: the next tick
+ * takes it, which on a loaded host can be seconds away; the tool then answers `queued`.
+ */
+const COMMAND_WAIT_MS = 30_000;
 
 /** The first non-empty lines of `text` (at most `lines`, each at most 200 characters), or null for none. */
 function headOf(text: string | null | undefined, lines = 3): string | null {
@@ -136,8 +139,12 @@ export function managerPorts(ctx: SupervisorContext, parts: Pick<SupervisorParts
         fail('WARREN_MANAGER_TEMPLATE', `${principal} may not start workers of template '${template}' (its manager.templates: ${quotas.templates.join(', ') || 'none'})`);
       }
       const live = liveWorkers(ctx, (agent) => parts.agents.has(agent), principal);
-      if (live.length >= quotas.maxWorkers) {
-        fail('WARREN_MANAGER_QUOTA', `quota maxWorkers refuses another worker: ${principal} has ${live.length} live workers of at most ${quotas.maxWorkers} (${live.join(', ')})`);
+      // Starts it asked for that the tick has not taken yet count too: on a slow tick the answer
+      // to a start over the quota is then the same, and at once.
+      const queued = ctx.registry.commands.queued().filter((c) => c.kind === CommandKind.templateStart && c.requestedBy === principal).length;
+      if (live.length + queued >= quotas.maxWorkers) {
+        const starting = queued > 0 ? ` and ${queued} queued to start` : '';
+        fail('WARREN_MANAGER_QUOTA', `quota maxWorkers refuses another worker: ${principal} has ${live.length} live workers${starting} of at most ${quotas.maxWorkers} (${live.join(', ')})`);
       }
       const done = await command(CommandKind.templateStart, template, principal, waitMs);
       if (done.state === 'failed') fail(/^quota /.test(done.outcome ?? '') ? 'WARREN_MANAGER_QUOTA' : 'WARREN_COMMAND', done.outcome ?? 'refused');
