@@ -55,7 +55,25 @@ export function startWarren(args: readonly string[], env: Readonly<Record<string
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
-  return { child, stderr: () => stderr, done };
+  const started = { child, stderr: () => stderr, done, args };
+  recent.push(started);
+  if (recent.length > RECENT_KEPT) recent.shift();
+  return started;
+}
+
+/** How many of the last started `warren` processes a failed {@link waitFor} describes. */
+const RECENT_KEPT = 3;
+/** The last {@link RECENT_KEPT} processes {@link startWarren} started in this test file. */
+const recent: (CliProcess & { readonly args: readonly string[] })[] = [];
+
+/** Each recently started `warren` process: its arguments, whether it still runs, the end of its stderr. */
+function recentProcesses(): string {
+  return recent
+    .map((p) => {
+      const state = p.child.exitCode !== null || p.child.signalCode !== null ? `exited (code ${p.child.exitCode}, signal ${p.child.signalCode})` : 'running';
+      return `\n--- warren ${p.args.join(' ')}: ${state}; its stderr, last 2000 characters:\n${p.stderr().slice(-2000)}`;
+    })
+    .join('');
 }
 
 /** Runs `warren <args>` to the end with `env` added to the environment; kills it and fails after `timeoutMs`. */
@@ -103,11 +121,12 @@ export function processesMentioning(text: string): number[] {
 /**
  * Polls `check` every 50 ms until it returns true; fails with `what` after `timeoutMs`. With
  * `watched`, it fails at once when that process has exited, and either failure carries the last
- * 4,000 characters of its stderr (what the supervisor said is what explains the wait).
+ * 4,000 characters of its stderr (what the supervisor said is what explains the wait). Without
+ * it, a timeout describes the last three `warren` processes {@link startWarren} started here.
  */
 export async function waitFor(what: string, check: () => boolean, timeoutMs = 60_000, watched?: CliProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const said = (): string => (watched === undefined ? '' : `\n--- its stderr, last 4000 characters:\n${watched.stderr().slice(-4000)}`);
+  const said = (): string => (watched === undefined ? recentProcesses() : `\n--- its stderr, last 4000 characters:\n${watched.stderr().slice(-4000)}`);
   while (!check()) {
     if (watched !== undefined && (watched.child.exitCode !== null || watched.child.signalCode !== null)) {
       throw new Error(`the process exited (code ${watched.child.exitCode}, signal ${watched.child.signalCode}) while waiting for ${what}${said()}`);
