@@ -89,7 +89,8 @@ export function taskScript(request: Pick<TaskProcessRequest, 'argv' | 'env' | 'c
     if (name === '' || name.includes('=') || name.includes('\0') || value.includes('\0')) return null;
     assignments.push(shellQuote(`${name}=${value}`));
   }
-  return `cd ${shellQuote(request.cwd)} || exit 126\nexec /usr/bin/env -i ${[...assignments, ...request.argv.map(shellQuote)].join(' ')}\n`;
+  // stdin: /dev/null, as a runner gives its tasks (the shell's own stdin is the script's pipe).
+  return `cd ${shellQuote(request.cwd)} || exit 126\nexec /usr/bin/env -i ${[...assignments, ...request.argv.map(shellQuote)].join(' ')} </dev/null\n`;
 }
 
 /**

@@ -198,6 +198,31 @@ describe('the direct mode of the bubblewrap runtime', () => {
     expect(read('stdin.out')).toBe('');
   });
 
+  it('gives a task pipes for stdout and stderr and /dev/null for stdin, as a runner does: /dev/stdout, /dev/stderr and /dev/stdin open', async () => {
+    const { spec } = await startDirect('direct-p');
+    const command = [
+      'echo out > /dev/stdout',
+      'echo err > /dev/stderr',
+      'echo "stdin=$(readlink /proc/self/fd/0)"',
+      'echo "types=$(stat -L -c %F /proc/self/fd/1 /proc/self/fd/2 | tr "\\n" " ")"',
+      'cat /dev/stdin',
+      'echo end',
+    ].join('; ');
+    // The first task runs in the sandbox started ahead (its shell read the script from a pipe),
+    // the second in a sandbox of its own.
+    for (const id of ['direct-stdio-1', 'direct-stdio-2']) {
+      await assign(spec.name, id, { command });
+      const result = await resultOf(id);
+      expect(result, result.summary).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      const lines = result.summary.split('\n');
+      expect(lines).toContain('out');
+      expect(lines).toContain('err');
+      expect(lines).toContain('stdin=/dev/null');
+      expect(lines).toContain('types=fifo fifo ');
+      expect(lines[lines.length - 1]).toBe('end');
+    }
+  });
+
   it('ends the instance when its waiting sandbox dies before a task, as with a dead runner', async () => {
     const { instance } = await startDirect('direct-l');
     const waitingPid = instance.pid;

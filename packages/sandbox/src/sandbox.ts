@@ -21,6 +21,7 @@ import {
 } from './cgroups.js';
 import { SandboxError, SandboxSpecError } from './errors.js';
 import { classifyExit, type SandboxExit, type StopReason } from './exit.js';
+import { closeWriteEnd, openOutputPipe, type OutputPipe } from './fifos.js';
 import { assertIsolation, probeHost, type HostCapabilities } from './host.js';
 import { CappedLog } from './log.js';
 import { processesOfUid } from './procs.js';
@@ -258,6 +259,7 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
   let cgroups: SandboxCgroups | undefined;
   let output: CappedLog | undefined;
   let seccomp: FileHandle | undefined;
+  let pipes: [OutputPipe, OutputPipe] | undefined;
   try {
     const passwdPath = join(spec.runDir, 'passwd');
     const groupPath = join(spec.runDir, 'group');
@@ -352,17 +354,39 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
     log.debug({ argv: spec.argv, uid: spec.uid, cgroups: cgroups.dirs, isolation }, 'spawning sandbox');
     // An empty environment; fd 3: bwrap's JSON status (out); fd 4: the seccomp program file (in).
     // detached: the prologue starts a new session, so no terminal signal from ours reaches it.
-    const child = spawn('/bin/sh', argv, { env: {}, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe', 'pipe', seccomp.fd], detached: true });
-    // The child has its own copy of the descriptor now (spawn forks synchronously).
+    // stdout and stderr are kernel pipes when they can be made (see fifos.ts: `/dev/stderr` opens
+    // on a pipe, not on the socket `stdio: 'pipe'` would give); else sockets.
+    const owner = { uid: spec.uid, gid: spec.gid };
+    const outPipe = openOutputPipe(owner);
+    const errPipe = outPipe ? openOutputPipe(owner) : null;
+    if (outPipe && !errPipe) {
+      closeWriteEnd(outPipe);
+      outPipe.reader.destroy();
+    }
+    pipes = outPipe && errPipe ? [outPipe, errPipe] : undefined;
+    const child = spawn('/bin/sh', argv, {
+      env: {},
+      stdio: [options.stdin ?? 'ignore', pipes ? pipes[0].writeFd : 'pipe', pipes ? pipes[1].writeFd : 'pipe', 'pipe', seccomp.fd],
+      detached: true,
+    });
+    // The child has its own copies of the descriptors now (spawn forks synchronously).
     await seccomp.close();
     seccomp = undefined;
+    if (pipes) for (const pipe of pipes) closeWriteEnd(pipe);
     if (child.pid === undefined) {
       const error = await new Promise<Error>((resolve) => child.once('error', resolve));
       throw new SandboxError(spec.name, `cannot start /bin/sh for bwrap: ${error.message}`, '/bin/sh', { cause: error });
     }
     const usage: UsageReader = cgroups.dirs.length > 0 ? new CgroupUsageReader(cgroups.files) : new ProcUsageReader(spec.uid);
-    return new RunningSandbox(spec, child.pid, child, cgroups, output, usage, isolation !== 'full', log, options.output);
+    const readers = pipes ? { stdout: pipes[0].reader, stderr: pipes[1].reader } : { stdout: child.stdout as Readable, stderr: child.stderr as Readable };
+    return new RunningSandbox(spec, child.pid, child, readers, cgroups, output, usage, isolation !== 'full', log, options.output);
   } catch (error) {
+    if (pipes) {
+      for (const pipe of pipes) {
+        closeWriteEnd(pipe);
+        pipe.reader.destroy();
+      }
+    }
     await seccomp?.close().catch(() => undefined);
     if (cgroups) await removeCgroups(cgroups).catch(() => undefined);
     await output?.close();
@@ -448,6 +472,7 @@ class RunningSandbox implements Sandbox {
     private readonly spec: SandboxSpec,
     readonly pid: number,
     child: ChildProcess,
+    private readonly readers: { readonly stdout: Readable; readonly stderr: Readable },
     private readonly cgroups: SandboxCgroups,
     private readonly output: CappedLog,
     private readonly usageReader: UsageReader,
@@ -503,11 +528,11 @@ class RunningSandbox implements Sandbox {
     const pumps = Promise.all([
       statusDone,
       this.streams
-        ? pipeWithBackpressure(child.stdout as Readable, this.streams.stdout)
-        : this.output.pump(child.stdout as Readable),
+        ? pipeWithBackpressure(this.readers.stdout, this.streams.stdout)
+        : this.output.pump(this.readers.stdout),
       this.streams
-        ? pipeWithBackpressure(child.stderr as Readable, this.streams.stderr, (chunk) => stderrHead.push(chunk))
-        : this.output.pump(child.stderr as Readable, (chunk) => stderrHead.push(chunk)),
+        ? pipeWithBackpressure(this.readers.stderr, this.streams.stderr, (chunk) => stderrHead.push(chunk))
+        : this.output.pump(this.readers.stderr, (chunk) => stderrHead.push(chunk)),
     ]);
     let exit: SandboxExit;
     try {
