@@ -46,7 +46,7 @@ class FifoPool {
       const batch = this.batch();
       if (batch === null) return null;
       const made = spawnSync('mkfifo', ['-m', '600', ...batch], { stdio: 'ignore' });
-      if ((made.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') this.broken = true;
+      if (made.error && 'code' in made.error && made.error.code === 'ENOENT') this.broken = true;
       if (made.status !== 0) return null;
       this.ready.push(...batch);
     }
