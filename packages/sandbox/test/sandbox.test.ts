@@ -8,6 +8,7 @@ import {
   CGROUP_PARENT,
   probeHost,
   processesOfUid,
+  removeOrphanCgroups,
   removeStaleCgroups,
   SandboxError,
   SandboxSpecError,
@@ -344,26 +345,20 @@ describe('removeStaleCgroups', () => {
 const V1_FREEZER = '/sys/fs/cgroup/freezer';
 
 /**
- * Starts an orphan (its parent shell exits at once) in the cgroup directories `dirs`, as a crashed
- * run leaves one, and returns its pid.
+ * Starts a process in the cgroup directories `dirs` and returns its pid. It stays this test
+ * process's child, so every other supervisor's sweep of leftovers (`removeStaleCgroups`) takes its
+ * cgroups for another live process's and leaves them: only the named sweep below touches them.
  */
-async function orphanIn(dirs: readonly string[]): Promise<number> {
+async function processIn(dirs: readonly string[]): Promise<number> {
   for (const dir of dirs) mkdirSync(dir, { recursive: true });
-  const starter = spawn(
-    '/bin/sh',
-    ['-c', `sh -c 'for f; do echo $$ > "$f"; done; exec sleep 1000' sh "$@" >/dev/null 2>&1 & echo $!`, 'sh', ...dirs.map((d) => join(d, 'cgroup.procs'))],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
-  let out = '';
-  starter.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  await new Promise((resolve) => starter.once('close', resolve));
-  const pid = Number(out.trim());
+  const child = spawn('/bin/sh', ['-c', 'for f; do echo $$ > "$f"; done; exec sleep 1000', 'sh', ...dirs.map((d) => join(d, 'cgroup.procs'))], { stdio: 'ignore' });
+  const pid = child.pid!;
   cleanupPid(pid);
-  await waitUntil('the orphan to join its cgroups', () => dirs.every((d) => readFileSync(join(d, 'cgroup.procs'), 'utf8').trim() === String(pid)));
+  await waitUntil('the process to join its cgroups', () => dirs.every((d) => readFileSync(join(d, 'cgroup.procs'), 'utf8').trim() === String(pid)));
   return pid;
 }
 
-describe('removeStaleCgroups with a leftover that stays busy', () => {
+describe('removing leftover cgroups when one stays busy', () => {
   // Our hosts mount the v1 freezer; on a cgroup2-only host a frozen process dies of SIGKILL and
   // nothing stays busy, so there is nothing to test.
   it.runIf(existsSync(join(V1_FREEZER, 'cgroup.procs')))(
@@ -371,12 +366,13 @@ describe('removeStaleCgroups with a leftover that stays busy', () => {
     async () => {
       const stuckName = `stuck-${process.pid}`;
       const staleName = `stale2-${process.pid}`;
+      const ours = (name: string) => name === stuckName || name === staleName;
       const stuckDirs = cgroupDirs(stuckName);
       const staleDirs = cgroupDirs(staleName);
       const freezer = join(V1_FREEZER, `warren-test-${process.pid}`);
       mkdirSync(freezer, { recursive: true });
-      const stuck = await orphanIn([...stuckDirs, freezer]);
-      await orphanIn(staleDirs);
+      const stuck = await processIn([...stuckDirs, freezer]);
+      await processIn(staleDirs);
       const thaw = () => {
         try {
           writeFileSync(join(freezer, 'freezer.state'), 'THAWED');
@@ -384,17 +380,18 @@ describe('removeStaleCgroups with a leftover that stays busy', () => {
           // already gone
         }
       };
+      const dead = () => !existsSync(`/proc/${stuck}`) || readFileSync(`/proc/${stuck}/status`, 'utf8').includes('zombie');
       onTestFinished(async () => {
         thaw();
-        await waitUntil('the stuck orphan to die', () => !existsSync(`/proc/${stuck}`) || readFileSync(`/proc/${stuck}/status`, 'utf8').includes('zombie'));
-        await removeStaleCgroups({ onBusy: () => undefined });
+        await waitUntil('the stuck process to die', dead);
+        await removeOrphanCgroups(ours, { onBusy: () => undefined });
         rmdirSync(freezer);
       });
       writeFileSync(join(freezer, 'freezer.state'), 'FROZEN');
-      await waitUntil('the orphan to be frozen', () => readFileSync(join(freezer, 'freezer.state'), 'utf8').trim() === 'FROZEN');
+      await waitUntil('the process to be frozen', () => readFileSync(join(freezer, 'freezer.state'), 'utf8').trim() === 'FROZEN');
       const busy: SandboxError[] = [];
-      const removed = await removeStaleCgroups({ onBusy: (error) => busy.push(error) });
-      // The frozen orphan got its SIGKILL but cannot leave: its cgroups stay, named in onBusy.
+      const removed = await removeOrphanCgroups(ours, { onBusy: (error) => busy.push(error) });
+      // The frozen process got its SIGKILL but cannot leave: its cgroups stay, named in onBusy.
       expect(busy.length).toBeGreaterThan(0);
       for (const error of busy) {
         expect(error).toBeInstanceOf(SandboxError);
@@ -407,10 +404,10 @@ describe('removeStaleCgroups with a leftover that stays busy', () => {
         expect(removed).toContain(dir);
         expect(existsSync(dir), dir).toBe(false);
       }
-      // Thawed, the killed orphan dies and the next sweep removes what was left.
+      // Thawed, the killed process dies and the next sweep removes what was left.
       thaw();
-      await waitUntil('the stuck orphan to die', () => !existsSync(`/proc/${stuck}`) || readFileSync(`/proc/${stuck}/status`, 'utf8').includes('zombie'));
-      const later = await removeStaleCgroups();
+      await waitUntil('the stuck process to die', dead);
+      const later = await removeOrphanCgroups(ours);
       for (const dir of stuckDirs.filter((d) => busy.some((e) => e.path === d))) expect(later).toContain(dir);
       for (const dir of stuckDirs) expect(existsSync(dir), dir).toBe(false);
     },
