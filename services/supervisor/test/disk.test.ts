@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BASELINE_REUSE_MS, DiskPressure, type DiskOffender } from '../src/disk-pressure.js';
+import { BASELINE_WALK_MS, DiskPressure, type DiskOffender } from '../src/disk-pressure.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DiskReserve, filesystemUsedBytes, formatBytes, heldBytesFor, HomeWatch, homeUsage, parseDiskReserve, reserveBytes, type DiskReading } from '../src/disk.js';
 import { parseTemplate } from '../src/templates.js';
@@ -150,17 +150,63 @@ describe('disk pressure', () => {
 });
 
 describe('home baselines', () => {
-  it('walks a home once per BASELINE_REUSE_MS when its agent takes tasks back to back', async () => {
+  /** A home with 64 KiB in `old`, and a DiskPressure around it. */
+  function setUp(): { home: string; pressure: DiskPressure } {
     const root = mkdtempSync(join(tmpdir(), 'warren-baseline-'));
     dirs.push(root);
     const home = join(root, 'home', 'shell', 'shell-1');
-    mkdirSync(home, { recursive: true });
-    const pressure = new DiskPressure({ stateDir: root, homeRoot: join(root, 'home'), everyMs: 0 });
-    expect(await pressure.taskStarted('shell-1', home, 10_000)).toBe(0);
-    writeFileSync(join(home, 'result'), Buffer.alloc(64 * 1024, 1));
-    // Within the interval the first measurement stands; at its end the home is walked again.
-    expect(await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_REUSE_MS - 1)).toBe(0);
-    expect(await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_REUSE_MS)).toBeGreaterThanOrEqual(64 * 1024);
+    mkdirSync(join(home, 'work'), { recursive: true });
+    writeFileSync(join(home, 'old'), Buffer.alloc(64 * 1024, 1));
+    return { home, pressure: new DiskPressure({ stateDir: root, homeRoot: join(root, 'home'), everyMs: 0 }) };
+  }
+
+  it('walks a home once per BASELINE_WALK_MS when its agent takes tasks back to back, adding the workspaces measured in between', async () => {
+    const { home, pressure } = setUp();
+    const instance = {};
+    const first = await pressure.taskStarted('shell-1', home, 10_000, { instance });
+    expect(first).toBeGreaterThanOrEqual(64 * 1024);
+    // The task's workspace, measured when its result comes: the next baseline adds it, unwalked.
+    mkdirSync(join(home, 'work', 't1'));
+    writeFileSync(join(home, 'work', 't1', 'out'), Buffer.alloc(128 * 1024, 1));
+    const workspace = await homeUsage(join(home, 'work', 't1'));
+    pressure.workspaceMeasured('shell-1', workspace);
+    // Written outside any workspace: growth until the next walk.
+    writeFileSync(join(home, 'elsewhere'), Buffer.alloc(256 * 1024, 1));
+    expect(await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_WALK_MS - 1, { instance })).toBe(first + workspace.bytes);
+    expect(pressure.walks).toBe(1);
+    // At the interval's end the home is walked again and finds everything.
+    const walked = await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_WALK_MS, { instance });
+    expect(pressure.walks).toBe(2);
+    expect(walked).toBeGreaterThanOrEqual(first + workspace.bytes + 256 * 1024);
+  });
+
+  it('walks again for another instance of the agent, without one, and after a workspace not measured whole', async () => {
+    const { home, pressure } = setUp();
+    const instance = {};
+    await pressure.taskStarted('shell-1', home, 10_000, { instance });
+    await pressure.taskStarted('shell-1', home, 10_001, { instance: {} });
+    expect(pressure.walks).toBe(2);
+    await pressure.taskStarted('shell-1', home, 10_002);
+    await pressure.taskStarted('shell-1', home, 10_003);
+    expect(pressure.walks).toBe(4);
+    await pressure.taskStarted('shell-1', home, 10_004, { instance });
+    await pressure.taskStarted('shell-1', home, 10_005, { instance });
+    expect(pressure.walks).toBe(5);
+    pressure.workspaceMeasured('shell-1', { bytes: 4096, complete: false });
+    expect(await pressure.taskStarted('shell-1', home, 10_006, { instance })).toBeGreaterThanOrEqual(64 * 1024);
+    expect(pressure.walks).toBe(6);
+    // A clock gone back: walked.
+    await pressure.taskStarted('shell-1', home, 9_000, { instance });
+    expect(pressure.walks).toBe(7);
+  });
+
+  it('does not walk a home on a filesystem of its own, and walks one flagged so that is on the shared filesystem', async () => {
+    const { home, pressure } = setUp();
+    expect(statSync('/proc').dev).not.toBe(statSync(home).dev);
+    expect(await pressure.taskStarted('shell-2', '/proc', 10_000, { instance: {}, ownFilesystem: true })).toBe(0);
+    expect(pressure.walks).toBe(0);
+    expect(await pressure.taskStarted('shell-1', home, 10_000, { instance: {}, ownFilesystem: true })).toBeGreaterThanOrEqual(64 * 1024);
+    expect(pressure.walks).toBe(1);
   });
 });
 
