@@ -1,10 +1,22 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BASELINE_WALK_MS, DiskPressure, type DiskOffender } from '../src/disk-pressure.js';
 import { setTimeout as delay } from 'node:timers/promises';
-import { DiskReserve, filesystemUsedBytes, formatBytes, heldBytesFor, HomeWatch, homeUsage, parseDiskReserve, reserveBytes, type DiskReading } from '../src/disk.js';
+import {
+  DiskReserve,
+  filesystemUsedBytes,
+  formatBytes,
+  heldBytesFor,
+  HomeWatch,
+  homeUsage,
+  parseDiskReserve,
+  reserveBytes,
+  WALK_LIST_BYTES,
+  WALK_SLICE_ENTRIES,
+  type DiskReading,
+} from '../src/disk.js';
 import { parseTemplate } from '../src/templates.js';
 
 const template = (resources: string) =>
@@ -223,6 +235,79 @@ describe('homeUsage', () => {
     expect(bounded.complete).toBe(false);
     expect(formatBytes(64 * 1024 ** 2)).toBe('64 MiB');
     expect(formatBytes(1024 ** 3)).toBe('1 GiB');
+  });
+});
+
+describe('homeUsage, read a slice at a time', () => {
+  it('counts what is under a name that is not UTF-8', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-home-'));
+    dirs.push(dir);
+    const hidden = Buffer.concat([Buffer.from(`${dir}/`), Buffer.from([0xff, 0xfe])]);
+    mkdirSync(hidden);
+    writeFileSync(Buffer.concat([hidden, Buffer.from('/data')]), Buffer.alloc(1024 * 1024, 1));
+    const usage = await homeUsage(dir);
+    expect(usage).toMatchObject({ complete: true });
+    expect(usage.bytes).toBeGreaterThanOrEqual(1024 * 1024);
+  });
+
+  it('reads a directory too large to list at once through a handle it closes, lets other work run between slices, and stops past a bound', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-home-'));
+    dirs.push(dir);
+    const big = join(dir, 'big');
+    mkdirSync(big);
+    const files = 8 * WALK_SLICE_ENTRIES + 4_000;
+    for (let i = 0; i < files; i += 1) writeFileSync(join(big, `file-${i}`), '');
+    writeFileSync(join(big, 'data'), Buffer.alloc(256 * 1024, 1));
+    expect(statSync(big).size).toBeGreaterThan(WALK_LIST_BYTES);
+    const fds = readdirSync('/proc/self/fd').length;
+    let turned = false;
+    setImmediate(() => {
+      turned = true;
+    });
+    const usage = await homeUsage(dir);
+    expect(turned).toBe(true);
+    expect(usage.complete).toBe(true);
+    expect(usage.bytes).toBeGreaterThanOrEqual(256 * 1024);
+    const bounded = await homeUsage(dir, files - 10);
+    expect(bounded.complete).toBe(false);
+    expect(readdirSync('/proc/self/fd').length).toBe(fds);
+    // A walk of fewer entries than a slice ends without a turn of the event loop.
+    let early = false;
+    setImmediate(() => {
+      early = true;
+    });
+    await homeUsage(join(dir, 'missing'), 20_000, Number.POSITIVE_INFINITY, true);
+    const small = mkdtempSync(join(tmpdir(), 'warren-home-'));
+    dirs.push(small);
+    writeFileSync(join(small, 'one'), 'x');
+    expect((await homeUsage(small, 20_000, Number.POSITIVE_INFINITY, true)).bytes).toBeGreaterThan(0);
+    expect(early).toBe(false);
+    // Without startNow it waits for its turn.
+    expect((await homeUsage(small)).bytes).toBeGreaterThan(0);
+    expect(early).toBe(true);
+  });
+
+  it('walks several homes in turn, one slice per turn of the event loop', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'warren-home-'));
+    dirs.push(root);
+    const homes = ['a', 'b'].map((name) => {
+      const home = join(root, name);
+      mkdirSync(home);
+      for (let i = 0; i < 3 * WALK_SLICE_ENTRIES; i += 1) writeFileSync(join(home, `f${i}`), 'x');
+      return home;
+    });
+    const ended: string[] = [];
+    let turns = 0;
+    const count = (): void => {
+      turns += 1;
+      if (ended.length < 2) setImmediate(count);
+    };
+    setImmediate(count);
+    await Promise.all(homes.map((home) => homeUsage(home).then(() => ended.push(home))));
+    // Each waits for its turn, then walks three full slices and ends in a fourth: eight slices,
+    // one per turn (two walks sliced in the same turn would take four turns), taken in turn.
+    expect(ended).toEqual(homes);
+    expect(turns).toBeGreaterThanOrEqual(7);
   });
 });
 

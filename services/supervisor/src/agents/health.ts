@@ -172,7 +172,7 @@ export class AgentHealth {
         if (this.agents.isStopping(name) || !/^[^/\0]+$/.test(taskId) || taskId === '.' || taskId === '..') return;
         const limitBytes = agent.template.homeLimitBytes;
         if (agent.template.homeQuotaBytes !== null && (filesystemUsedBytes(agent.account.home) ?? Number.POSITIVE_INFINITY) <= limitBytes) return;
-        const usage = await homeUsage(join(agent.account.home, 'work', taskId), 20_000, limitBytes + 1);
+        const usage = await homeUsage(join(agent.account.home, 'work', taskId), 20_000, limitBytes + 1, true);
         this.diskPressure.workspaceMeasured(name, usage);
         if (usage.bytes > limitBytes) {
           this.stopForDisk(name, `home over its ${formatBytes(limitBytes)} limit (the workspace of ${taskId} holds ${formatBytes(usage.bytes)})`, usage.bytes, limitBytes);
