@@ -243,7 +243,14 @@ export async function homeUsage(dir: string, maxEntries = 200_000, stopAtBytes =
   let seen = 0;
   let slice = WALK_SLICE_ENTRIES;
   // Paths are bytes: a name that is not UTF-8 must not hide what is under it.
-  const stack: { path: Buffer; size: number }[] = [{ path: Buffer.from(dir), size: 0 }];
+  const root = Buffer.from(dir);
+  let rootSize = 0;
+  try {
+    rootSize = lstatSync(root, { throwIfNoEntry: false })?.size ?? 0;
+  } catch {
+    rootSize = 0;
+  }
+  const stack: { path: Buffer; size: number }[] = [{ path: root, size: rootSize }];
   while (stack.length > 0) {
     const current = stack.pop()!;
     const names = namesIn(current.path, current.size);
