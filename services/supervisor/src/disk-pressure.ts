@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { freeSpace, formatBytes, homeUsage, type DiskReading, type WatchedHome } from './disk.js';
+import { freeSpace, formatBytes, HOME_WALK_SPACING, homeUsage, type DiskReading, type HomeUsage, type WatchedHome } from './disk.js';
 
 /** Free space at or under which a filesystem counts as full, in bytes. */
 export const FULL_BYTES = 1024 * 1024;
@@ -12,11 +12,13 @@ export const MIN_OFFENDER_BYTES = 1024 * 1024;
  */
 export const LOW_SEARCH_MS = 1_000;
 /**
- * How long a home's measurement stays the baseline of the agent's next tasks, in ms: an agent that
- * takes tasks back to back has its home walked at most once per this interval (what it wrote
- * meanwhile counts as growth), not once per task.
+ * How long a walk of a home stays the base of its agent's baselines, in ms (longer when the walk
+ * was slow: {@link HOME_WALK_SPACING} times its duration): meanwhile an agent that takes a task
+ * while idle gets as baseline that walk plus the workspaces of its results measured since
+ * ({@link DiskPressure.workspaceMeasured}), not a new walk of a home that holds the workspaces of
+ * every task it ran. What it wrote elsewhere in its home over that time counts as growth.
  */
-export const BASELINE_REUSE_MS = 1_000;
+export const BASELINE_WALK_MS = 5_000;
 
 /** The agent {@link DiskPressure} found responsible for a filesystem running out of space. */
 export interface DiskOffender {
@@ -49,6 +51,17 @@ export interface DiskPressureHooks {
   resume(agents: readonly string[]): void;
 }
 
+/** How {@link DiskPressure.taskStarted} may take a baseline. */
+export interface BaselineOptions {
+  /**
+   * The running instance of the agent (any object that stands for it): a walk is reused only for
+   * the instance it was taken for. Without it the home is walked.
+   */
+  readonly instance?: object;
+  /** True when the home is a filesystem of its own (a home image): it is then not walked. */
+  readonly ownFilesystem?: boolean;
+}
+
 /** Where {@link DiskPressure} looks. */
 export interface DiskPressureOptions {
   /** The state directory. */
@@ -65,36 +78,105 @@ export interface DiskPressureOptions {
  * filesystem of the home root, when it is another one, once it is full ({@link FULL_BYTES}). Homes
  * on a filesystem of their own (a home image) are left to their own limit. The agent chosen is the
  * busy one whose home grew the most since its task started, by at least {@link MIN_OFFENDER_BYTES}:
- * each home is measured with {@link homeUsage} when its agent takes a task while idle
- * ({@link taskStarted}) and again when space runs short. One search runs at a time, at most one per
+ * each home's baseline is taken when its agent takes a task while idle ({@link taskStarted}: a
+ * walk with {@link homeUsage} at most every {@link BASELINE_WALK_MS}, the workspaces measured since
+ * added in between) and it is walked again when space runs short. One search runs at a time, at most one per
  * reading of the state directory's filesystem, and none for {@link LOW_SEARCH_MS} after one that
  * found no one to stop (nor more often while it is below its reserve but not full).
  */
 export class DiskPressure {
-  private readonly baselines = new Map<string, { readonly bytes: Promise<number>; readonly atMs: number }>();
+  /** Per agent, the baseline of its current task: what its home held when it took it, in bytes. */
+  private readonly baselines = new Map<string, Promise<number>>();
+  /** Per agent, its home's last walk for a baseline and the workspaces measured since. */
+  private readonly totals = new Map<string, HomeTotal>();
   private searching: Promise<void> | undefined;
   private lastReadingMs = Number.NEGATIVE_INFINITY;
   private lowSearchAtMs = Number.NEGATIVE_INFINITY;
   private quietUntilMs = Number.NEGATIVE_INFINITY;
   private homesReadAtMs = Number.NEGATIVE_INFINITY;
+  private walksValue = 0;
 
   constructor(private readonly options: DiskPressureOptions) {}
 
+  /** Walks of homes started for baselines so far (the searches' walks are not counted). */
+  get walks(): number {
+    return this.walksValue;
+  }
+
   /**
-   * Measures the home `dir` of `agent`, which is about to start a task while it had none (at
-   * `nowMs`, ms since the epoch): what its home grows past this is what the task wrote. A
-   * measurement taken less than {@link BASELINE_REUSE_MS} before is kept instead. Returns at once.
-   * @returns the measurement, in bytes (0 when the walk failed); never rejects.
+   * Takes the baseline of the home `dir` of `agent`, which is about to start a task while it had
+   * none (at `nowMs`, ms since the epoch): what its home grows past this is what the task wrote.
+   * The home is walked when its last walk is older than {@link BASELINE_WALK_MS} (or
+   * {@link HOME_WALK_SPACING} times that walk's duration), when a workspace measured since was
+   * not measured whole, when `nowMs` is earlier than that walk, and when it was taken for another
+   * `instance` of the agent (or none is given: a new instance may have a new home); otherwise the
+   * baseline is that walk plus the workspaces measured since. A home on a filesystem of its own
+   * (`ownFilesystem`, checked against the devices of the state directory and the home root) is not
+   * walked: no search measures it (its baseline is 0). Returns at once.
+   * @returns the baseline, in bytes (0 when the walk failed); never rejects.
    */
-  taskStarted(agent: string, dir: string, nowMs: number = Date.now()): Promise<number> {
-    const known = this.baselines.get(agent);
-    if (known !== undefined && nowMs - known.atMs >= 0 && nowMs - known.atMs < BASELINE_REUSE_MS) return known.bytes;
-    const bytes = homeUsage(dir).then(
-      (usage) => usage.bytes,
-      () => 0,
-    );
-    this.baselines.set(agent, { bytes, atMs: nowMs });
+  taskStarted(agent: string, dir: string, nowMs: number = Date.now(), options: BaselineOptions = {}): Promise<number> {
+    const { instance, ownFilesystem = false } = options;
+    const known = this.totals.get(agent);
+    let bytes: Promise<number>;
+    if (
+      known !== undefined &&
+      instance !== undefined &&
+      known.instance === instance &&
+      nowMs >= known.atMs &&
+      nowMs - known.atMs < Math.max(BASELINE_WALK_MS, known.durationMs * HOME_WALK_SPACING)
+    ) {
+      const since = known.sinceBytes;
+      bytes = since === 0 ? known.bytes : known.bytes.then((walked) => walked + since);
+    } else {
+      bytes = (ownFilesystem ? this.onSharedFilesystem(dir) : Promise.resolve(true)).then((shared) => (shared ? this.walk(agent, dir, nowMs, instance) : 0));
+    }
+    this.baselines.set(agent, bytes);
     return bytes;
+  }
+
+  /**
+   * Counts the workspace of a result of `agent`, measured (`usage`) before the result is applied,
+   * into the running total its next baselines start from. A walk of its home still running may
+   * hold part of it: it is then not counted. A workspace not measured whole makes the next
+   * baseline a walk.
+   */
+  workspaceMeasured(agent: string, usage: HomeUsage): void {
+    const known = this.totals.get(agent);
+    if (known === undefined) return;
+    if (!usage.complete) this.totals.delete(agent);
+    else if (known.done) known.sinceBytes += usage.bytes;
+  }
+
+  /** Walks the home `dir` of `agent` for its baselines (see {@link taskStarted}). */
+  private walk(agent: string, dir: string, nowMs: number, instance: object | undefined): Promise<number> {
+    this.walksValue += 1;
+    const startedMs = Date.now();
+    const total: HomeTotal = { bytes: Promise.resolve(0), atMs: nowMs, instance, durationMs: 0, done: false, sinceBytes: 0 };
+    total.bytes = homeUsage(dir).then(
+      (usage) => {
+        total.durationMs = Date.now() - startedMs;
+        total.done = true;
+        if (!usage.complete && this.totals.get(agent) === total) this.totals.delete(agent);
+        return usage.bytes;
+      },
+      () => {
+        if (this.totals.get(agent) === total) this.totals.delete(agent);
+        return 0;
+      },
+    );
+    this.totals.set(agent, total);
+    return total.bytes;
+  }
+
+  /** Whether `dir` is on the filesystem of the state directory or of the home root (true when a stat fails). */
+  private async onSharedFilesystem(dir: string): Promise<boolean> {
+    try {
+      const [home, state, root] = await Promise.all([stat(dir), stat(this.options.stateDir), stat(this.options.homeRoot)]);
+      return home.dev === state.dev || home.dev === root.dev;
+    } catch {
+      return true;
+    }
   }
 
   /**
@@ -174,7 +256,7 @@ export class DiskPressure {
         const fs = pressed.get(await stat(home.dir).then((s) => s.dev, () => -1));
         if (!fs) return undefined;
         const usage = await homeUsage(home.dir, 200_000, home.limitBytes + 1);
-        const baseline = (await this.baselines.get(home.agent)?.bytes) ?? 0;
+        const baseline = (await this.baselines.get(home.agent)) ?? 0;
         return { home, fs, usedBytes: usage.bytes, grownBytes: Math.max(0, usage.bytes - baseline) };
       }),
     );
@@ -195,6 +277,22 @@ export class DiskPressure {
       freeBytes: best.fs.freeBytes,
     };
   }
+}
+
+/** The last walk of a home for baselines (see {@link DiskPressure.taskStarted}). */
+interface HomeTotal {
+  /** What the walk found, in bytes (0 when it failed). */
+  bytes: Promise<number>;
+  /** When it started (the `nowMs` of the task start that asked for it). */
+  readonly atMs: number;
+  /** The instance of the agent it was taken for. */
+  readonly instance: object | undefined;
+  /** How long it took, in ms (0 until it ended). */
+  durationMs: number;
+  /** Whether it ended. */
+  done: boolean;
+  /** Bytes in the workspaces measured since it ended. */
+  sinceBytes: number;
 }
 
 /** The filesystem (st_dev) holding `path`, or -1 when it cannot be read. */

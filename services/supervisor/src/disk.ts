@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { closeSync, fsyncSync, lstatSync, opendirSync, openSync, readdirSync, rmSync, statSync, statfsSync, writeSync, type Dir } from 'node:fs';
 import { ConfigError, parseBytes, silentLogger, type Logger } from '@warren/core';
 
 /** The default free-space reserve: the smaller of 256 MiB and 5 % of the filesystem. */
@@ -194,35 +192,148 @@ export interface HomeUsage {
 }
 
 /**
+ * Entries {@link homeUsage} looks at in one slice. Its calls are synchronous (an asynchronous
+ * lstat costs about ten times the CPU of a synchronous one, most of it in promises and the thread
+ * pool); the walks going on take turns, one slice per turn of the event loop, so a slice (about a
+ * millisecond) is the longest they hold the supervisor up, however many homes are walked at once.
+ */
+export const WALK_SLICE_ENTRIES = 256;
+
+/** Walks waiting for their next slice, in order (see {@link nextSlice}). */
+const waitingWalks: (() => void)[] = [];
+let pumping = false;
+
+/** Resolves when it is the caller's turn to walk a slice: one walk's slice per turn of the event loop, walks in turn. */
+function nextSlice(): Promise<void> {
+  return new Promise((resolve) => {
+    waitingWalks.push(resolve);
+    if (!pumping) {
+      pumping = true;
+      setImmediate(resumeNextWalk);
+    }
+  });
+}
+
+/** Lets the first waiting walk run a slice (after this callback, in this turn); the next one waits for the next turn. */
+function resumeNextWalk(): void {
+  waitingWalks.shift()?.();
+  if (waitingWalks.length > 0) setImmediate(resumeNextWalk);
+  else pumping = false;
+}
+
+/**
+ * Largest size (st_size) of a directory that {@link homeUsage} lists in one call, in bytes; a
+ * larger one, or one whose size says nothing (0), is read a slice at a time. 64 KiB holds a few
+ * thousand names on ext4 and tmpfs.
+ */
+export const WALK_LIST_BYTES = 64 * 1024;
+
+/**
  * Disk space used under `dir`: the allocated size (st_blocks × 512, so sparse files count what
  * they use) of every entry, found with lstat (symlinks are not followed; other filesystems mounted
  * inside are counted too), stopping after `maxEntries` entries or once `stopAtBytes` is reached.
- * Entries that vanish while it walks are skipped.
+ * Entries that vanish while it walks are skipped, as are directories it cannot read. It reads with
+ * synchronous calls, {@link WALK_SLICE_ENTRIES} entries per slice, taking turns with the other
+ * walks; a large directory is read in slices too. `startNow`: the first slice runs at once, in the
+ * call (for a walk expected to be small, awaited by the caller), instead of at its turn.
  */
-export async function homeUsage(dir: string, maxEntries = 200_000, stopAtBytes = Number.POSITIVE_INFINITY): Promise<HomeUsage> {
+export async function homeUsage(dir: string, maxEntries = 200_000, stopAtBytes = Number.POSITIVE_INFINITY, startNow = false): Promise<HomeUsage> {
+  if (!startNow) await nextSlice();
   let bytes = 0;
   let seen = 0;
-  const stack = [dir];
+  let slice = WALK_SLICE_ENTRIES;
+  // Paths are bytes: a name that is not UTF-8 must not hide what is under it.
+  const root = Buffer.from(dir);
+  let rootSize = 0;
+  try {
+    rootSize = lstatSync(root, { throwIfNoEntry: false })?.size ?? 0;
+  } catch {
+    rootSize = 0;
+  }
+  const stack: { path: Buffer; size: number }[] = [{ path: root, size: rootSize }];
   while (stack.length > 0) {
     const current = stack.pop()!;
-    let entries;
+    const names = namesIn(current.path, current.size);
+    if (names === undefined) continue;
     try {
-      entries = await readdir(current, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      if ((seen += 1) > maxEntries || bytes >= stopAtBytes) return { bytes, complete: false };
-      const path = join(current, entry.name);
-      try {
-        bytes += (await lstat(path)).blocks * 512;
-      } catch {
-        continue;
+      for (let name = names.next(); name !== null; name = names.next()) {
+        if ((seen += 1) > maxEntries || bytes >= stopAtBytes) return { bytes, complete: false };
+        const path = Buffer.concat([current.path, SLASH, name]);
+        let stats;
+        try {
+          stats = lstatSync(path, { throwIfNoEntry: false });
+        } catch {
+          stats = undefined;
+        }
+        if (stats !== undefined) {
+          bytes += stats.blocks * 512;
+          if (stats.isDirectory()) stack.push({ path, size: stats.size });
+        }
+        if ((slice -= 1) === 0) {
+          slice = WALK_SLICE_ENTRIES;
+          await nextSlice();
+        }
       }
-      if (entry.isDirectory()) stack.push(path);
+    } finally {
+      names.close();
     }
   }
   return { bytes, complete: true };
+}
+
+const SLASH = Buffer.from('/');
+
+/** The names in a directory, one at a time (null after the last), and a close to call after them. */
+interface DirectoryNames {
+  next(): Buffer | null;
+  close(): void;
+}
+
+/**
+ * The names in the directory `path` of size `size` (st_size, 0 when unknown), as bytes: listed in
+ * one readdir when it is at most {@link WALK_LIST_BYTES}, else read through a directory handle, so
+ * that a directory of a million names is read a slice at a time. Undefined when it cannot be
+ * opened; a read that fails later ends the names.
+ */
+function namesIn(path: Buffer, size: number): DirectoryNames | undefined {
+  if (size > 0 && size <= WALK_LIST_BYTES) {
+    let names: Buffer[];
+    try {
+      names = readdirSync(path, { encoding: 'buffer' });
+    } catch {
+      return undefined;
+    }
+    let at = 0;
+    return { next: () => (at < names.length ? names[at++]! : null), close: () => undefined };
+  }
+  let handle: Dir;
+  try {
+    // Node reads names as bytes with encoding 'buffer' here too; its types allow only text encodings.
+    handle = opendirSync(path, { bufferSize: 128, encoding: 'buffer' as BufferEncoding });
+  } catch {
+    return undefined;
+  }
+  let open = true;
+  return {
+    next: () => {
+      if (!open) return null;
+      try {
+        const name: unknown = handle.readSync()?.name;
+        return Buffer.isBuffer(name) ? name : typeof name === 'string' ? Buffer.from(name) : null;
+      } catch {
+        return null;
+      }
+    },
+    close: () => {
+      if (!open) return;
+      open = false;
+      try {
+        handle.closeSync();
+      } catch {
+        // Closed already (a read that failed may close it): nothing to release.
+      }
+    },
+  };
 }
 
 /** `bytes` in the largest binary unit that keeps it at least 1, e.g. `1 GiB`, `64 MiB`, `300.5 MiB`. */
@@ -265,8 +376,9 @@ export function filesystemUsedBytes(dir: string): number | undefined {
 
 /**
  * How much longer than its own last walk a home waits before it is walked again: a home whose
- * walk takes 50 ms is walked at most every second, one whose walk takes 500 ms every 10 s, so
- * walking homes takes at most about 1/20 of the time of the threads that walk.
+ * walk takes 50 ms is walked at most every second, one whose walk takes 500 ms every 10 s. Walks
+ * take turns on the supervisor's thread ({@link homeUsage}), so a walk's duration counts the
+ * slices of the walks beside it: walking homes takes at most about 1/20 of the supervisor's time.
  */
 export const HOME_WALK_SPACING = 20;
 

@@ -1,10 +1,22 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BASELINE_REUSE_MS, DiskPressure, type DiskOffender } from '../src/disk-pressure.js';
+import { BASELINE_WALK_MS, DiskPressure, type DiskOffender } from '../src/disk-pressure.js';
 import { setTimeout as delay } from 'node:timers/promises';
-import { DiskReserve, filesystemUsedBytes, formatBytes, heldBytesFor, HomeWatch, homeUsage, parseDiskReserve, reserveBytes, type DiskReading } from '../src/disk.js';
+import {
+  DiskReserve,
+  filesystemUsedBytes,
+  formatBytes,
+  heldBytesFor,
+  HomeWatch,
+  homeUsage,
+  parseDiskReserve,
+  reserveBytes,
+  WALK_LIST_BYTES,
+  WALK_SLICE_ENTRIES,
+  type DiskReading,
+} from '../src/disk.js';
 import { parseTemplate } from '../src/templates.js';
 
 const template = (resources: string) =>
@@ -150,17 +162,63 @@ describe('disk pressure', () => {
 });
 
 describe('home baselines', () => {
-  it('walks a home once per BASELINE_REUSE_MS when its agent takes tasks back to back', async () => {
+  /** A home with 64 KiB in `old`, and a DiskPressure around it. */
+  function setUp(): { home: string; pressure: DiskPressure } {
     const root = mkdtempSync(join(tmpdir(), 'warren-baseline-'));
     dirs.push(root);
     const home = join(root, 'home', 'shell', 'shell-1');
-    mkdirSync(home, { recursive: true });
-    const pressure = new DiskPressure({ stateDir: root, homeRoot: join(root, 'home'), everyMs: 0 });
-    expect(await pressure.taskStarted('shell-1', home, 10_000)).toBe(0);
-    writeFileSync(join(home, 'result'), Buffer.alloc(64 * 1024, 1));
-    // Within the interval the first measurement stands; at its end the home is walked again.
-    expect(await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_REUSE_MS - 1)).toBe(0);
-    expect(await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_REUSE_MS)).toBeGreaterThanOrEqual(64 * 1024);
+    mkdirSync(join(home, 'work'), { recursive: true });
+    writeFileSync(join(home, 'old'), Buffer.alloc(64 * 1024, 1));
+    return { home, pressure: new DiskPressure({ stateDir: root, homeRoot: join(root, 'home'), everyMs: 0 }) };
+  }
+
+  it('walks a home once per BASELINE_WALK_MS when its agent takes tasks back to back, adding the workspaces measured in between', async () => {
+    const { home, pressure } = setUp();
+    const instance = {};
+    const first = await pressure.taskStarted('shell-1', home, 10_000, { instance });
+    expect(first).toBeGreaterThanOrEqual(64 * 1024);
+    // The task's workspace, measured when its result comes: the next baseline adds it, unwalked.
+    mkdirSync(join(home, 'work', 't1'));
+    writeFileSync(join(home, 'work', 't1', 'out'), Buffer.alloc(128 * 1024, 1));
+    const workspace = await homeUsage(join(home, 'work', 't1'));
+    pressure.workspaceMeasured('shell-1', workspace);
+    // Written outside any workspace: growth until the next walk.
+    writeFileSync(join(home, 'elsewhere'), Buffer.alloc(256 * 1024, 1));
+    expect(await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_WALK_MS - 1, { instance })).toBe(first + workspace.bytes);
+    expect(pressure.walks).toBe(1);
+    // At the interval's end the home is walked again and finds everything.
+    const walked = await pressure.taskStarted('shell-1', home, 10_000 + BASELINE_WALK_MS, { instance });
+    expect(pressure.walks).toBe(2);
+    expect(walked).toBeGreaterThanOrEqual(first + workspace.bytes + 256 * 1024);
+  });
+
+  it('walks again for another instance of the agent, without one, and after a workspace not measured whole', async () => {
+    const { home, pressure } = setUp();
+    const instance = {};
+    await pressure.taskStarted('shell-1', home, 10_000, { instance });
+    await pressure.taskStarted('shell-1', home, 10_001, { instance: {} });
+    expect(pressure.walks).toBe(2);
+    await pressure.taskStarted('shell-1', home, 10_002);
+    await pressure.taskStarted('shell-1', home, 10_003);
+    expect(pressure.walks).toBe(4);
+    await pressure.taskStarted('shell-1', home, 10_004, { instance });
+    await pressure.taskStarted('shell-1', home, 10_005, { instance });
+    expect(pressure.walks).toBe(5);
+    pressure.workspaceMeasured('shell-1', { bytes: 4096, complete: false });
+    expect(await pressure.taskStarted('shell-1', home, 10_006, { instance })).toBeGreaterThanOrEqual(64 * 1024);
+    expect(pressure.walks).toBe(6);
+    // A clock gone back: walked.
+    await pressure.taskStarted('shell-1', home, 9_000, { instance });
+    expect(pressure.walks).toBe(7);
+  });
+
+  it('does not walk a home on a filesystem of its own, and walks one flagged so that is on the shared filesystem', async () => {
+    const { home, pressure } = setUp();
+    expect(statSync('/proc').dev).not.toBe(statSync(home).dev);
+    expect(await pressure.taskStarted('shell-2', '/proc', 10_000, { instance: {}, ownFilesystem: true })).toBe(0);
+    expect(pressure.walks).toBe(0);
+    expect(await pressure.taskStarted('shell-1', home, 10_000, { instance: {}, ownFilesystem: true })).toBeGreaterThanOrEqual(64 * 1024);
+    expect(pressure.walks).toBe(1);
   });
 });
 
@@ -177,6 +235,79 @@ describe('homeUsage', () => {
     expect(bounded.complete).toBe(false);
     expect(formatBytes(64 * 1024 ** 2)).toBe('64 MiB');
     expect(formatBytes(1024 ** 3)).toBe('1 GiB');
+  });
+});
+
+describe('homeUsage, read a slice at a time', () => {
+  it('counts what is under a name that is not UTF-8', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-home-'));
+    dirs.push(dir);
+    const hidden = Buffer.concat([Buffer.from(`${dir}/`), Buffer.from([0xff, 0xfe])]);
+    mkdirSync(hidden);
+    writeFileSync(Buffer.concat([hidden, Buffer.from('/data')]), Buffer.alloc(1024 * 1024, 1));
+    const usage = await homeUsage(dir);
+    expect(usage).toMatchObject({ complete: true });
+    expect(usage.bytes).toBeGreaterThanOrEqual(1024 * 1024);
+  });
+
+  it('reads a directory too large to list at once through a handle it closes, lets other work run between slices, and stops past a bound', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-home-'));
+    dirs.push(dir);
+    const big = join(dir, 'big');
+    mkdirSync(big);
+    const files = 8 * WALK_SLICE_ENTRIES + 4_000;
+    for (let i = 0; i < files; i += 1) writeFileSync(join(big, `file-${i}`), '');
+    writeFileSync(join(big, 'data'), Buffer.alloc(256 * 1024, 1));
+    expect(statSync(big).size).toBeGreaterThan(WALK_LIST_BYTES);
+    const fds = readdirSync('/proc/self/fd').length;
+    let turned = false;
+    setImmediate(() => {
+      turned = true;
+    });
+    const usage = await homeUsage(dir);
+    expect(turned).toBe(true);
+    expect(usage.complete).toBe(true);
+    expect(usage.bytes).toBeGreaterThanOrEqual(256 * 1024);
+    const bounded = await homeUsage(dir, files - 10);
+    expect(bounded.complete).toBe(false);
+    expect(readdirSync('/proc/self/fd').length).toBe(fds);
+    // A walk of fewer entries than a slice ends without a turn of the event loop.
+    let early = false;
+    setImmediate(() => {
+      early = true;
+    });
+    await homeUsage(join(dir, 'missing'), 20_000, Number.POSITIVE_INFINITY, true);
+    const small = mkdtempSync(join(tmpdir(), 'warren-home-'));
+    dirs.push(small);
+    writeFileSync(join(small, 'one'), 'x');
+    expect((await homeUsage(small, 20_000, Number.POSITIVE_INFINITY, true)).bytes).toBeGreaterThan(0);
+    expect(early).toBe(false);
+    // Without startNow it waits for its turn.
+    expect((await homeUsage(small)).bytes).toBeGreaterThan(0);
+    expect(early).toBe(true);
+  });
+
+  it('walks several homes in turn, one slice per turn of the event loop', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'warren-home-'));
+    dirs.push(root);
+    const homes = ['a', 'b'].map((name) => {
+      const home = join(root, name);
+      mkdirSync(home);
+      for (let i = 0; i < 3 * WALK_SLICE_ENTRIES; i += 1) writeFileSync(join(home, `f${i}`), 'x');
+      return home;
+    });
+    const ended: string[] = [];
+    let turns = 0;
+    const count = (): void => {
+      turns += 1;
+      if (ended.length < 2) setImmediate(count);
+    };
+    setImmediate(count);
+    await Promise.all(homes.map((home) => homeUsage(home).then(() => ended.push(home))));
+    // Each waits for its turn, then walks three full slices and ends in a fourth: eight slices,
+    // one per turn (two walks sliced in the same turn would take four turns), taken in turn.
+    expect(ended).toEqual(homes);
+    expect(turns).toBeGreaterThanOrEqual(7);
   });
 });
 

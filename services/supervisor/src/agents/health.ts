@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { livenessSystem, markStopping, recordUsage, watchdogSystem } from '@warren/ecs';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
-import { DiskReserve, formatBytes, HomeWatch, homeUsage, type WatchedHome } from '../disk.js';
+import { DiskReserve, filesystemUsedBytes, formatBytes, HomeWatch, homeUsage, type WatchedHome } from '../disk.js';
 import { DiskPressure, type DiskOffender } from '../disk-pressure.js';
 import type { AgentInstance } from '@warren/runtime';
 import type { Inbox } from '../executions/inbox.js';
@@ -133,9 +133,11 @@ export class AgentHealth {
     this.homeWatch.scan(this.busyHomes(), nowMs);
   }
 
-  /** An idle agent took a task: its home is measured from now on (see DiskPressure). */
+  /** An idle agent took a task: its home's baseline is taken (see DiskPressure.taskStarted). */
   taskStarted(agent: string, home: string): void {
-    this.diskPressure.taskStarted(agent, home).catch((error: unknown) => this.ctx.log.warn({ err: error, agent }, 'cannot measure the home'));
+    const handle = this.agents.handles.get(agent);
+    const options = handle ? { instance: handle.instance, ownFilesystem: handle.template.homeQuotaBytes !== null } : {};
+    this.diskPressure.taskStarted(agent, home, Date.now(), options).catch((error: unknown) => this.ctx.log.warn({ err: error, agent }, 'cannot measure the home'));
   }
 
   /** Homes of live agents that run a task (an idle agent's home does not grow). */
@@ -153,7 +155,9 @@ export class AgentHealth {
    * that ended faster than the periodic home scan but left more than its home's limit there is
    * stopped for `disk` before its result is applied (which then changes nothing). So is one whose
    * writes filled a filesystem its home shares: the state directory's filesystem is read again and
-   * a search for the agent that filled it runs to its end first.
+   * a search for the agent that filled it runs to its end first. A home on a filesystem of its own
+   * whose statfs shows no more than its limit in use is not walked (its workspace holds less); a
+   * workspace walked counts into the running total of the agent's baselines.
    */
   async checkResultWorkspaces(nowMs: number): Promise<void> {
     const checks = this.inbox.events.flatMap((e) => {
@@ -167,7 +171,9 @@ export class AgentHealth {
       checks.map(async ({ name, agent, taskId }) => {
         if (this.agents.isStopping(name) || !/^[^/\0]+$/.test(taskId) || taskId === '.' || taskId === '..') return;
         const limitBytes = agent.template.homeLimitBytes;
-        const usage = await homeUsage(join(agent.account.home, 'work', taskId), 20_000, limitBytes + 1);
+        if (agent.template.homeQuotaBytes !== null && (filesystemUsedBytes(agent.account.home) ?? Number.POSITIVE_INFINITY) <= limitBytes) return;
+        const usage = await homeUsage(join(agent.account.home, 'work', taskId), 20_000, limitBytes + 1, true);
+        this.diskPressure.workspaceMeasured(name, usage);
         if (usage.bytes > limitBytes) {
           this.stopForDisk(name, `home over its ${formatBytes(limitBytes)} limit (the workspace of ${taskId} holds ${formatBytes(usage.bytes)})`, usage.bytes, limitBytes);
         }
