@@ -5,6 +5,7 @@ import { loadBoardConfig } from './config.js';
 import { BoardConfigError, TaskFileError } from './errors.js';
 import { taskParser } from './task.js';
 import { closeOf, fstatOf, openNoFollow, readToEnd } from './fd-io.js';
+import { rememberFile } from './recent-files.js';
 import { displayPath, MAX_TASK_FILE_BYTES, sha256Hex } from './text.js';
 import type { BoardSnapshot, LoadBoardOptions, Task } from './types.js';
 
@@ -180,7 +181,11 @@ async function readPlainFile(path: string): Promise<BoardFileRead | 'not plain' 
     if (!info.isFile()) result = { reason: 'not a regular file' };
     else if (info.size > MAX_TASK_FILE_BYTES) {
       result = { reason: `the file is ${info.size} bytes; task files may be at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB)` };
-    } else result = { bytes: await readToEnd(fd, info.size), info };
+    } else {
+      result = { bytes: await readToEnd(fd, info.size), info };
+      // For a card write of these bytes (which then needs no read of its own).
+      rememberFile(path, result.bytes, info);
+    }
   } catch (error) {
     result = { reason: `cannot read the file: ${(error as Error).message}`, cause: error };
   }

@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { isAlias, isCollection, isMap, isScalar, parse, Scalar, type Node, type Pair } from 'yaml';
 import { TaskConflictError, TaskUpdateError } from './errors.js';
+import { forgetFile, recallFile, rememberFile, type FileOwner } from './recent-files.js';
 import { closeOf, createExclusive, fchmodOf, fchownOf, fsyncOf, openDirectory, readPlainFileAt, renameOf, writeAll } from './fd-io.js';
 import { decodeUtf8, findFrontmatter, firstInvalidUtf8, isFrontmatterProblem, parseTimestampMs, sha256Hex } from './text.js';
 import { OWNED_FIELDS, type OwnedField, type OwnedFieldChanges, type Task, type UpdateTaskOptions, type UpdateTaskResult } from './types.js';
@@ -359,20 +360,29 @@ async function rewriteFileAtomically(path: string, rewrite: (text: string) => st
   let target: string;
   let bytes: Buffer;
   let owner: FileOwner | undefined;
-  try {
-    // A plain file is read through one descriptor (its mode and owner from the same fstat); a
-    // symlink, or anything else, is resolved to its target first.
-    const plain = await readPlainFileAt(path);
-    if (plain === 'not plain') {
-      target = await realpath(path);
-      bytes = await readFile(target);
-    } else {
-      target = path;
-      bytes = plain.bytes;
-      owner = { mode: plain.info.mode, uid: plain.info.uid, gid: plain.info.gid };
+  // The bytes this process last read or wrote there, when they are the ones the caller expects:
+  // no read now (the check just before the rename reads the file whole anyway).
+  const recent = options.expectedHash === undefined ? undefined : recallFile(path, options.expectedHash);
+  if (recent) {
+    target = path;
+    bytes = recent.bytes;
+    owner = recent.owner;
+  } else {
+    try {
+      // A plain file is read through one descriptor (its mode and owner from the same fstat); a
+      // symlink, or anything else, is resolved to its target first.
+      const plain = await readPlainFileAt(path);
+      if (plain === 'not plain') {
+        target = await realpath(path);
+        bytes = await readFile(target);
+      } else {
+        target = path;
+        bytes = plain.bytes;
+        owner = { mode: plain.info.mode, uid: plain.info.uid, gid: plain.info.gid };
+      }
+    } catch (error) {
+      throw new TaskUpdateError(path, `cannot read the file: ${(error as Error).message}`, undefined, { cause: error });
     }
-  } catch (error) {
-    throw new TaskUpdateError(path, `cannot read the file: ${(error as Error).message}`, undefined, { cause: error });
   }
   const actualHash = sha256Hex(bytes);
   if (options.expectedHash !== undefined && options.expectedHash !== actualHash) {
@@ -383,50 +393,71 @@ async function rewriteFileAtomically(path: string, rewrite: (text: string) => st
   const next = rewrite(text);
   if (next === text) return { hash: actualHash };
   const out = Buffer.from(next, 'utf8');
-  await replaceAtomically(path, target, out, actualHash, options.syncDirectory ?? true, owner);
+  try {
+    const written = await replaceAtomically(path, target, out, actualHash, options.syncDirectory ?? true, owner);
+    if (target === path && written.plain) rememberFile(path, out, written.owner);
+    else forgetFile(path);
+  } catch (error) {
+    forgetFile(path);
+    throw error;
+  }
   return { hash: sha256Hex(out) };
 }
 
-/** The mode (with its file type bits, as `stat` gives it) and owner a replaced file keeps. */
-export interface FileOwner {
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-}
+export type { FileOwner } from './recent-files.js';
 
 /**
  * Replaces `target` with `out` atomically: a temporary file in the same folder (same mode and, as
- * root, owner) is written, fsynced and renamed over it, then (unless `syncFolder` is false) the
- * folder is fsynced. Just before the rename the file is hashed again; if it is no longer
- * `basedOnHash`, nothing is replaced.
+ * root, owner) is written and fsynced; then the file is read again whole and, if it still hashes
+ * to `basedOnHash`, the temporary file is renamed over it; then (unless `syncFolder` is false) the
+ * folder is fsynced. When that last read shows a mode or owner other than the ones written, the
+ * temporary file takes them (and is fsynced again) before the rename.
  *
  * @param path the path shown in errors (`target` is `path` resolved through symlinks, or `path`
  *   itself when it is a regular file).
- * @param owner the mode and owner of `target` when the caller has just read them (from the fstat of
- *   its read); else `target` is stat'ed.
+ * @param owner the mode and owner of `target` when the caller knows them (from the fstat of its
+ *   read of `target` as a regular file, which it must then still be); else `target` is stat'ed.
+ * @returns the mode and owner the file now has, and whether `target` was a regular file when
+ *   read again (rather than a symlink or something else).
  * @throws {TaskConflictError} when the file changed since it was read.
  * @throws {TaskUpdateError} when writing fails (with `cause`); no temporary file is left behind.
  */
-export async function replaceAtomically(path: string, target: string, out: Buffer, basedOnHash: string, syncFolder = true, owner?: FileOwner): Promise<void> {
+export async function replaceAtomically(
+  path: string,
+  target: string,
+  out: Buffer,
+  basedOnHash: string,
+  syncFolder = true,
+  owner?: FileOwner,
+): Promise<{ owner: FileOwner; plain: boolean }> {
   const dir = dirname(target);
   const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let renamed = false;
   try {
-    const info = owner ?? (await stat(target));
+    let info: FileOwner = owner ?? (await stat(target));
+    let plain: boolean;
     const fd = await createExclusive(temp, 0o600);
     try {
       await writeAll(fd, out);
-      await fchmodOf(fd, info.mode & 0o7777);
-      if (process.getuid?.() === 0 && (info.uid !== 0 || info.gid !== 0)) await fchownOf(fd, info.uid, info.gid);
+      await takeOwner(fd, info);
       await fsyncOf(fd);
+      const current = await readPlainFileAt(target);
+      plain = current !== 'not plain';
+      const currentHash = sha256Hex(current === 'not plain' ? await readFile(target) : current.bytes);
+      // A file read as a plain one (`owner` came from its fstat) that is now a symlink is a change too.
+      if (currentHash !== basedOnHash || (owner !== undefined && !plain)) throw new TaskConflictError(path, basedOnHash, currentHash);
+      if (current !== 'not plain' && (current.info.mode !== info.mode || current.info.uid !== info.uid || current.info.gid !== info.gid)) {
+        info = { mode: current.info.mode, uid: current.info.uid, gid: current.info.gid };
+        await takeOwner(fd, info);
+        await fsyncOf(fd);
+      }
     } finally {
       await closeOf(fd);
     }
-    const current = sha256Hex(await readCurrent(target));
-    if (current !== basedOnHash) throw new TaskConflictError(path, basedOnHash, current);
     await renameOf(temp, target);
     renamed = true;
     if (syncFolder) await syncDirectory(dir);
+    return { owner: info, plain };
   } catch (error) {
     if (!renamed) await unlink(temp).catch(() => undefined);
     if (error instanceof TaskConflictError) throw error;
@@ -434,10 +465,10 @@ export async function replaceAtomically(path: string, target: string, out: Buffe
   }
 }
 
-/** The bytes now at `target`: through one descriptor when it is a regular file, else as `readFile` reads them. */
-async function readCurrent(target: string): Promise<Buffer> {
-  const plain = await readPlainFileAt(target);
-  return plain === 'not plain' ? readFile(target) : plain.bytes;
+/** Gives the open file `fd` the mode of `info` and, as root, its owner. */
+async function takeOwner(fd: number, info: FileOwner): Promise<void> {
+  await fchmodOf(fd, info.mode & 0o7777);
+  if (process.getuid?.() === 0 && (info.uid !== 0 || info.gid !== 0)) await fchownOf(fd, info.uid, info.gid);
 }
 
 /**
