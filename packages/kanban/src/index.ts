@@ -32,6 +32,7 @@
  */
 export { loadBoard, updateTask, createTask, detectBoardFormat, boardFormat, BOARD_FORMATS, mappingOnWarrenBoard } from './board.js';
 export { loadWarrenBoard, refreshWarrenBoard, isTaskFileName, readSmallFile } from './load.js';
+export type { RefreshBoardOptions } from './load.js';
 export { loadBoardConfig, parseBoardConfig, DEFAULT_PRIORITIES } from './config.js';
 export { parseTaskFile } from './task.js';
 export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue, keepQuoting, applyOwnedChanges, syncDirectories } from './update.js';

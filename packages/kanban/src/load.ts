@@ -1,9 +1,11 @@
-import { close as closeFd, constants as fsConstants, fstat as fstatFd, open as openFd, read as readFd, type Dirent, type Stats } from 'node:fs';
+import { constants as fsConstants, open as openFd, type Dirent, type Stats } from 'node:fs';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { loadBoardConfig } from './config.js';
 import { BoardConfigError, TaskFileError } from './errors.js';
 import { taskParser } from './task.js';
+import { closeOf, fstatOf, openNoFollow, readToEnd } from './fd-io.js';
+import { rememberFile } from './recent-files.js';
 import { displayPath, MAX_TASK_FILE_BYTES, sha256Hex } from './text.js';
 import type { BoardSnapshot, LoadBoardOptions, Task } from './types.js';
 
@@ -92,16 +94,41 @@ export async function readBoardFile(path: string, realBoard: string, root: strin
 
 /** {@link readBoardFile}; `inRealDir`: the file's folder is known to be inside `realBoard`. */
 async function readInBoard(path: string, realBoard: string, root: string, inRealDir: boolean): Promise<Buffer | TaskFileError> {
+  const read = await readInBoardWithInfo(path, realBoard, root, inRealDir);
+  if (read instanceof TaskFileError) return read;
+  if ('missing' in read) {
+    return new TaskFileError({ path, line: 0, reason: `cannot read the file: ${read.missing.message}`, displayPath: displayPath(root, path) }, { cause: read.missing });
+  }
+  return read.bytes;
+}
+
+/** The file's bytes and, when it was read through one descriptor, that descriptor's fstat. */
+interface BoardFileRead {
+  readonly bytes: Buffer;
+  readonly info: Stats | undefined;
+}
+
+/**
+ * {@link readInBoard} that also returns the fstat of a plain file's read (for a watcher's
+ * signature), and `{ missing }` (lstat's ENOENT) when nothing is at `path` (not even a dangling symlink).
+ */
+async function readInBoardWithInfo(path: string, realBoard: string, root: string, inRealDir: boolean): Promise<BoardFileRead | TaskFileError | { missing: Error }> {
   const problem = (reason: string, cause?: unknown): TaskFileError =>
     new TaskFileError({ path, line: 0, reason, displayPath: displayPath(root, path) }, cause === undefined ? undefined : { cause });
   if (inRealDir) {
     const read = await readPlainFile(path);
-    if (Buffer.isBuffer(read)) return read;
+    if (read !== 'not plain' && 'bytes' in read) return read;
     // Anything but a plain file (a symlink, a missing file): the checks below say what it is.
-    if (typeof read === 'object') return problem(read.reason, read.cause);
+    if (read !== 'not plain') return problem(read.reason, read.cause);
   }
   try {
-    const link = await lstat(path);
+    let link: Stats;
+    try {
+      link = await lstat(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { missing: error as Error };
+      throw error;
+    }
     let target: string;
     try {
       target = await realpath(path);
@@ -117,7 +144,7 @@ async function readInBoard(path: string, realBoard: string, root: string, inReal
     if (info.size > MAX_TASK_FILE_BYTES) {
       return problem(`the file is ${info.size} bytes; task files may be at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB)`);
     }
-    return await readFile(target);
+    return { bytes: await readFile(target), info: undefined };
   } catch (error) {
     return problem(`cannot read the file: ${(error as Error).message}`, error);
   }
@@ -136,10 +163,10 @@ export interface ReadBoardFileOptions {
 
 /**
  * Opens `path` with O_NOFOLLOW | O_NONBLOCK and reads it if it is a regular file within
- * {@link MAX_TASK_FILE_BYTES}. @returns its bytes, a problem to report, or `'not plain'` when
- * the path is a symlink or missing (for the careful path to describe).
+ * {@link MAX_TASK_FILE_BYTES}. @returns its bytes with the descriptor's fstat, a problem to report,
+ * or `'not plain'` when the path is a symlink or missing (for the careful path to describe).
  */
-async function readPlainFile(path: string): Promise<Buffer | 'not plain' | { reason: string; cause?: unknown }> {
+async function readPlainFile(path: string): Promise<BoardFileRead | 'not plain' | { reason: string; cause?: unknown }> {
   let fd: number;
   try {
     fd = await openNoFollow(path);
@@ -148,13 +175,17 @@ async function readPlainFile(path: string): Promise<Buffer | 'not plain' | { rea
     if (code === 'ELOOP' || code === 'ENOENT') return 'not plain';
     return { reason: `cannot read the file: ${(error as Error).message}`, cause: error };
   }
-  let result: Buffer | { reason: string; cause?: unknown };
+  let result: BoardFileRead | { reason: string; cause?: unknown };
   try {
     const info = await fstatOf(fd);
     if (!info.isFile()) result = { reason: 'not a regular file' };
     else if (info.size > MAX_TASK_FILE_BYTES) {
       result = { reason: `the file is ${info.size} bytes; task files may be at most ${MAX_TASK_FILE_BYTES} bytes (1 MiB)` };
-    } else result = await readToEnd(fd, info.size);
+    } else {
+      result = { bytes: await readToEnd(fd, info.size), info };
+      // For a card write of these bytes (which then needs no read of its own).
+      rememberFile(path, result.bytes, info);
+    }
   } catch (error) {
     result = { reason: `cannot read the file: ${(error as Error).message}`, cause: error };
   }
@@ -192,62 +223,6 @@ function kindOf(info: Stats): string {
   if (info.isDirectory()) return 'a directory';
   if (info.isSocket()) return 'a socket';
   return 'not a plain file';
-}
-
-// The callback forms of open/fstat/read/close: per file, about half the CPU of a FileHandle.
-
-function openNoFollow(path: string): Promise<number> {
-  return new Promise((done, fail) => {
-    openFd(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK, (error, fd) => (error ? fail(error) : done(fd)));
-  });
-}
-
-function fstatOf(fd: number): Promise<Stats> {
-  return new Promise((done, fail) => fstatFd(fd, (error, stats) => (error ? fail(error) : done(stats))));
-}
-
-function closeOf(fd: number): Promise<void> {
-  return new Promise((done, fail) => closeFd(fd, (error) => (error ? fail(error) : done())));
-}
-
-/** Reading in pieces of this size when the file reports size 0 (as files in /proc do). */
-const UNKNOWN_SIZE_CHUNK_BYTES = 64 * 1024;
-
-/**
- * Reads from `fd`'s current position as `FileHandle.readFile` does: `size` bytes (fewer when the
- * file ends first), or to the end in chunks when `size` is 0, failing past
- * {@link MAX_TASK_FILE_BYTES}.
- */
-function readToEnd(fd: number, size: number): Promise<Buffer> {
-  return new Promise((done, fail) => {
-    if (size === 0) {
-      const chunks: Buffer[] = [];
-      let total = 0;
-      const nextChunk = (): void => {
-        const chunk = Buffer.allocUnsafeSlow(UNKNOWN_SIZE_CHUNK_BYTES);
-        readFd(fd, chunk, 0, chunk.length, -1, (error, bytesRead) => {
-          if (error) return fail(error);
-          if (bytesRead === 0) return done(Buffer.concat(chunks, total));
-          total += bytesRead;
-          if (total > MAX_TASK_FILE_BYTES) return fail(new Error(`it grew past ${MAX_TASK_FILE_BYTES} bytes (1 MiB) while being read`));
-          chunks.push(bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead));
-          nextChunk();
-        });
-      };
-      return nextChunk();
-    }
-    const buffer = Buffer.allocUnsafeSlow(size);
-    let total = 0;
-    const next = (): void => {
-      readFd(fd, buffer, total, size - total, -1, (error, bytesRead) => {
-        if (error) return fail(error);
-        total += bytesRead;
-        if (bytesRead === 0 || total === size) return done(total === size ? buffer : buffer.subarray(0, total));
-        next();
-      });
-    };
-    next();
-  });
 }
 
 /** Runs `fn` over `items` with at most {@link READ_CONCURRENCY} at once; results keep the input order. */
@@ -366,6 +341,21 @@ function taskPathIndex(tasks: readonly Task[]): Map<string, number> {
   return index;
 }
 
+/** Options of {@link refreshWarrenBoard}: those of a load, and two hooks for the supervisor. */
+export interface RefreshBoardOptions extends LoadBoardOptions {
+  /**
+   * The task Warren itself has just written to `path` with bytes of sha256 `hash` (hex), as
+   * `applyOwnedChanges` gives it, when the snapshot does not have it yet: used instead of parsing
+   * those bytes (parsing them gives an equal task). Undefined to parse.
+   */
+  readonly writtenTask?: ((path: string, hash: string) => Task | undefined) | undefined;
+  /**
+   * Called with the fstat of each file read through one descriptor (a plain file in the tasks
+   * folder), taken before its bytes were read: a watcher can take it as the file's signature.
+   */
+  readonly onRead?: ((path: string, info: Stats) => void) | undefined;
+}
+
 /**
  * Brings a Warren board snapshot up to date after some of its files changed, reading only those
  * files (a board of N tasks costs O(changed) per edit instead of O(N)). Falls back to a full
@@ -381,7 +371,7 @@ function taskPathIndex(tasks: readonly Task[]): Map<string, number> {
 export async function refreshWarrenBoard(
   previous: BoardSnapshot,
   changedPaths: readonly string[],
-  options: LoadBoardOptions = {},
+  options: RefreshBoardOptions = {},
 ): Promise<BoardSnapshot> {
   const boardDir = previous.dir;
   const tasksDir = join(boardDir, 'tasks');
@@ -401,24 +391,25 @@ export async function refreshWarrenBoard(
   };
   const names = changed.filter((p) => isTaskFileName(p.slice(tasksDir.length + 1)));
   const parse = taskParser(previous.config, boardDir, { displayRoot: root });
-  const fresh = await mapConcurrent(names, async (path) => {
+  const inRealDir = realTasksDir !== undefined && isInside(realBoard, realTasksDir);
+  const fresh = await mapConcurrent(names, async (path): Promise<{ task: Task; idLine: number } | TaskFileError | undefined> => {
+    const read = await readInBoardWithInfo(path, realBoard, root, inRealDir);
+    if (read instanceof TaskFileError) return read;
+    if ('missing' in read) return undefined;
+    if (read.info) options.onRead?.(path, read.info);
+    // A file whose bytes are the ones already parsed (often Warren's own write, echoed by the
+    // watcher), or that Warren just wrote itself, keeps its task: same bytes, same task.
+    const unchanged = knownTask(path);
+    const hash = sha256Hex(read.bytes);
+    if (unchanged && hash === unchanged.hash) return { task: unchanged, idLine: 0 };
+    const written = options.writtenTask?.(path, hash);
+    if (written) return { task: written, idLine: 0 };
     try {
-      await lstat(path);
+      return parse(path, read.bytes);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (error instanceof TaskFileError) return error;
       throw error;
     }
-    // A file whose bytes are the ones already parsed (often Warren's own write, echoed by the
-    // watcher) keeps its parsed task: same bytes, same task.
-    const unchanged = knownTask(path);
-    const [result] = await readAndParse(
-      [path],
-      realBoard,
-      root,
-      (file, bytes) => (unchanged && sha256Hex(bytes) === unchanged.hash ? { task: unchanged, idLine: 0 } : parse(file, bytes)),
-      realTasksDir === undefined ? {} : { realDir: realTasksDir },
-    );
-    return result!;
   });
   // Nothing new read (every reported file had the bytes already parsed): the same snapshot.
   if (names.length === changed.length && names.every((path, i) => {

@@ -2,6 +2,7 @@ import { dirname, resolve, sep } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, type Node, type Pair, type Scalar } from 'yaml';
 import { TaskFileError } from './errors.js';
 import { readFrontmatter } from './fields.js';
+import { rememberParsed } from './frontmatter-plan.js';
 import { displayPath, ID_PATTERN, parseTimestampMs, sha256Hex } from './text.js';
 import type { BoardConfig, ParseTaskOptions, Task } from './types.js';
 import { isYamlProblem, type YamlSource } from './yaml-source.js';
@@ -94,6 +95,8 @@ function parseOne(
   if (!isMap(contents) || source.value === null || typeof source.value !== 'object' || Array.isArray(source.value)) {
     return fail(1, 'the frontmatter must be a YAML mapping of fields (id, title, status, capabilities, …)');
   }
+  // Where its values sit, for Warren's next write of this file's owned fields (no second parse).
+  rememberParsed(text.slice(span.yamlStart, span.yamlEnd), source.doc, text.length);
   const fields = source.value as Record<string, unknown>;
   const pairs = new Map<string, Pair>();
   for (const pair of contents.items) {

@@ -307,6 +307,13 @@ export interface BoardChangeEvent {
 
 /** A running board watcher. */
 export interface BoardWatcher {
+  /**
+   * Takes `info` (the fstat of a read of `path`, made before its bytes were read) as the file's
+   * signature, so that the next rescan reports the file only when it changed after that read: a
+   * file the caller has just read (often after writing it) is not reported again by the rescan.
+   * Ignored for a path outside what the watcher scans.
+   */
+  seen(path: string, info: { readonly ino: number; readonly size: number; readonly mtimeMs: number; readonly ctimeMs: number }): void;
   /** Stops watching; no `onChange` call starts afterwards. Idempotent: every call returns the same promise. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;

@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { readFile, realpath, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { isAlias, isCollection, isMap, isScalar, parse, Scalar, type Node, type Pair } from 'yaml';
 import { TaskConflictError, TaskUpdateError } from './errors.js';
+import { forgetFile, recallFile, rememberFile, type FileOwner } from './recent-files.js';
+import { closeOf, createExclusive, fchmodOf, fchownOf, fsyncOf, openDirectory, readPlainFileAt, renameOf, writeAll } from './fd-io.js';
 import { decodeUtf8, findFrontmatter, firstInvalidUtf8, isFrontmatterProblem, parseTimestampMs, sha256Hex } from './text.js';
 import { OWNED_FIELDS, type OwnedField, type OwnedFieldChanges, type Task, type UpdateTaskOptions, type UpdateTaskResult } from './types.js';
-import { isYamlProblem, parseYamlSource } from './yaml-source.js';
+import { recalledPlan, rememberParsed, rememberPlan, splicePlan, type ValueQuote } from './frontmatter-plan.js';
+import { isYamlProblem, parseYamlSource, type YamlSource } from './yaml-source.js';
 
 const TIMESTAMP_FIELDS: ReadonlySet<OwnedField> = new Set(['started', 'completed', 'updated']);
 
@@ -79,11 +81,26 @@ export function formatOwnedValue(value: string | null): string {
     !value.endsWith(':') &&
     !value.includes(': ') &&
     !value.includes(' #') &&
-    parse(value) === value
+    readsAsItself(value)
   ) {
     return value;
   }
   return doubleQuoted(value);
+}
+
+/** A word (a column id, an agent name) that YAML 1.2's core schema reads as a string: not null or a boolean. */
+const PLAIN_WORD = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+const CORE_KEYWORD = /^(?:null|Null|NULL|true|True|TRUE|false|False|FALSE)$/;
+/** An ISO 8601 timestamp as `toISOString` writes it: a string in YAML 1.2's core schema (no timestamp type there). */
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * Whether YAML reads the plain scalar `value` back as the same string. The values Warren writes
+ * most (column ids, agent names, timestamps) are recognized without parsing; anything else is parsed.
+ */
+export function readsAsItself(value: string): boolean {
+  if ((PLAIN_WORD.test(value) && !CORE_KEYWORD.test(value)) || ISO_TIMESTAMP.test(value)) return true;
+  return parse(value) === value;
 }
 
 /** Validates owned-field changes (see {@link OwnedFieldChanges}) and returns them in `OWNED_FIELDS` order. @throws {TaskUpdateError} */
@@ -135,10 +152,11 @@ interface Edit {
  */
 export function rewriteOwnedFields(text: string, changes: OwnedFieldChanges, path = '<text>'): string {
   const wanted = checkChanges(path, changes);
-  return rewriteFields(
+  return rewriteFrontmatter(
     text,
     wanted.map(([key, value]) => ({ key, value, yaml: formatOwnedValue(value) })),
     path,
+    true,
   );
 }
 
@@ -168,10 +186,30 @@ export interface FieldWrite {
  *   other values.
  */
 export function rewriteFields(text: string, writes: readonly FieldWrite[], path = '<text>'): string {
+  return rewriteFrontmatter(text, writes, path, false);
+}
+
+/**
+ * {@link rewriteFields}; `owned`: every write is an owned value written by
+ * {@link formatOwnedValue} (one line that reads back as the value), so that a frontmatter whose
+ * layout is remembered ({@link recalledPlan}: parsed before by the loader or by an earlier
+ * rewrite) is rewritten by splicing the values in, without parsing, and the result's layout is
+ * remembered for the next rewrite.
+ */
+function rewriteFrontmatter(text: string, writes: readonly FieldWrite[], path: string, owned: boolean): string {
   if (writes.length === 0) return text;
   const span = findFrontmatter(text);
   if (isFrontmatterProblem(span)) throw new TaskUpdateError(path, `cannot update: ${span.reason}`);
   const yamlText = text.slice(span.yamlStart, span.yamlEnd);
+  const plan = owned ? recalledPlan(yamlText) : undefined;
+  if (plan) {
+    const spliced = splicePlan(yamlText, plan, writes.map((w) => ({ key: w.key, text: splicedValue(plan.keys.get(w.key)?.quote, w) })), span.eol);
+    if (spliced) {
+      const result = text.slice(0, span.yamlStart) + spliced.text + text.slice(span.yamlEnd);
+      rememberPlan(spliced.text, spliced.plan, result.length);
+      return result;
+    }
+  }
   const before = parseYamlSource(yamlText);
   if (isYamlProblem(before)) {
     throw new TaskUpdateError(path, `cannot update: the frontmatter is not valid YAML (line ${before.line + 1}: ${before.message})`);
@@ -213,8 +251,16 @@ export function rewriteFields(text: string, writes: readonly FieldWrite[], path 
     next += prefix + appended.map((line) => `${indent}${line}${span.eol}`).join('');
   }
   const result = text.slice(0, span.yamlStart) + next + text.slice(span.yamlEnd);
-  verify(path, result, before.value, writes.map((w) => [w.key, w.value] as const));
+  const after = verify(path, result, before.value, writes.map((w) => [w.key, w.value] as const));
+  if (owned) rememberParsed(next, after.doc, result.length);
   return result;
+}
+
+/** The text an owned value is spliced in as, in the quotes of the value it replaces ({@link keepQuoting}). */
+function splicedValue(quote: ValueQuote | undefined, write: FieldWrite): string {
+  if (typeof write.value !== 'string' || quote === undefined || quote === 'plain') return write.yaml;
+  if (quote === 'double') return doubleQuoted(write.value);
+  return singleQuoted(write.value) ?? doubleQuoted(write.value);
 }
 
 /** The edit that replaces the value of `pair` with `written`. */
@@ -254,8 +300,8 @@ function firstKeyIndent(yamlText: string, key: Node | null | undefined): string 
   return /^[ ]*$/.test(indent) ? indent : '';
 }
 
-/** Checks that `text` reads back with the new owned values and every other value unchanged. */
-function verify(path: string, text: string, oldValue: unknown, wanted: readonly (readonly [string, unknown])[]): void {
+/** Checks that `text` reads back with the new owned values and every other value unchanged. @returns its parsed frontmatter. */
+function verify(path: string, text: string, oldValue: unknown, wanted: readonly (readonly [string, unknown])[]): YamlSource {
   const fail = (detail: string): never => {
     throw new TaskUpdateError(path, `cannot update: the rewritten file would not read back as intended (${detail}); the file was left as it was`);
   };
@@ -276,6 +322,7 @@ function verify(path: string, text: string, oldValue: unknown, wanted: readonly 
   for (const key of oldKeys) {
     if (!isDeepStrictEqual(oldFields[key], newFields[key])) fail(`'${key}' changed`);
   }
+  return after;
 }
 
 /**
@@ -312,11 +359,30 @@ export async function updateTaskFile(path: string, changes: OwnedFieldChanges, o
 async function rewriteFileAtomically(path: string, rewrite: (text: string) => string, options: UpdateTaskOptions): Promise<UpdateTaskResult> {
   let target: string;
   let bytes: Buffer;
-  try {
-    target = await realpath(path);
-    bytes = await readFile(target);
-  } catch (error) {
-    throw new TaskUpdateError(path, `cannot read the file: ${(error as Error).message}`, undefined, { cause: error });
+  let owner: FileOwner | undefined;
+  // The bytes this process last read or wrote there, when they are the ones the caller expects:
+  // no read now (the check just before the rename reads the file whole anyway).
+  const recent = options.expectedHash === undefined ? undefined : recallFile(path, options.expectedHash);
+  if (recent) {
+    target = path;
+    bytes = recent.bytes;
+    owner = recent.owner;
+  } else {
+    try {
+      // A plain file is read through one descriptor (its mode and owner from the same fstat); a
+      // symlink, or anything else, is resolved to its target first.
+      const plain = await readPlainFileAt(path);
+      if (plain === 'not plain') {
+        target = await realpath(path);
+        bytes = await readFile(target);
+      } else {
+        target = path;
+        bytes = plain.bytes;
+        owner = { mode: plain.info.mode, uid: plain.info.uid, gid: plain.info.gid };
+      }
+    } catch (error) {
+      throw new TaskUpdateError(path, `cannot read the file: ${(error as Error).message}`, undefined, { cause: error });
+    }
   }
   const actualHash = sha256Hex(bytes);
   if (options.expectedHash !== undefined && options.expectedHash !== actualHash) {
@@ -327,45 +393,82 @@ async function rewriteFileAtomically(path: string, rewrite: (text: string) => st
   const next = rewrite(text);
   if (next === text) return { hash: actualHash };
   const out = Buffer.from(next, 'utf8');
-  await replaceAtomically(path, target, out, actualHash, options.syncDirectory ?? true);
+  try {
+    const written = await replaceAtomically(path, target, out, actualHash, options.syncDirectory ?? true, owner);
+    if (target === path && written.plain) rememberFile(path, out, written.owner);
+    else forgetFile(path);
+  } catch (error) {
+    forgetFile(path);
+    throw error;
+  }
   return { hash: sha256Hex(out) };
 }
 
+export type { FileOwner } from './recent-files.js';
+
 /**
  * Replaces `target` with `out` atomically: a temporary file in the same folder (same mode and, as
- * root, owner) is written, fsynced and renamed over it, then (unless `syncFolder` is false) the
- * folder is fsynced. Just before the rename the file is hashed again; if it is no longer
- * `basedOnHash`, nothing is replaced.
+ * root, owner) is written and fsynced; then the file is read again whole and, if it still hashes
+ * to `basedOnHash`, the temporary file is renamed over it; then (unless `syncFolder` is false) the
+ * folder is fsynced. When that last read shows a mode or owner other than the ones written, the
+ * temporary file takes them (and is fsynced again) before the rename.
  *
- * @param path the path shown in errors (`target` is `path` resolved through symlinks).
+ * @param path the path shown in errors (`target` is `path` resolved through symlinks, or `path`
+ *   itself when it is a regular file).
+ * @param owner the mode and owner of `target` when the caller knows them (from the fstat of its
+ *   read of `target` as a regular file, which it must then still be); else `target` is stat'ed.
+ * @returns the mode and owner the file now has, and whether `target` was a regular file when
+ *   read again (rather than a symlink or something else).
  * @throws {TaskConflictError} when the file changed since it was read.
  * @throws {TaskUpdateError} when writing fails (with `cause`); no temporary file is left behind.
  */
-export async function replaceAtomically(path: string, target: string, out: Buffer, basedOnHash: string, syncFolder = true): Promise<void> {
+export async function replaceAtomically(
+  path: string,
+  target: string,
+  out: Buffer,
+  basedOnHash: string,
+  syncFolder = true,
+  owner?: FileOwner,
+): Promise<{ owner: FileOwner; plain: boolean }> {
   const dir = dirname(target);
   const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let renamed = false;
   try {
-    const info = await stat(target);
-    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    let info: FileOwner = owner ?? (await stat(target));
+    let plain: boolean;
+    const fd = await createExclusive(temp, 0o600);
     try {
-      await handle.writeFile(out);
-      await handle.chmod(info.mode & 0o7777);
-      if (process.getuid?.() === 0 && (info.uid !== 0 || info.gid !== 0)) await handle.chown(info.uid, info.gid);
-      await handle.sync();
+      await writeAll(fd, out);
+      await takeOwner(fd, info);
+      await fsyncOf(fd);
+      const current = await readPlainFileAt(target);
+      plain = current !== 'not plain';
+      const currentHash = sha256Hex(current === 'not plain' ? await readFile(target) : current.bytes);
+      // A file read as a plain one (`owner` came from its fstat) that is now a symlink is a change too.
+      if (currentHash !== basedOnHash || (owner !== undefined && !plain)) throw new TaskConflictError(path, basedOnHash, currentHash);
+      if (current !== 'not plain' && (current.info.mode !== info.mode || current.info.uid !== info.uid || current.info.gid !== info.gid)) {
+        info = { mode: current.info.mode, uid: current.info.uid, gid: current.info.gid };
+        await takeOwner(fd, info);
+        await fsyncOf(fd);
+      }
     } finally {
-      await handle.close();
+      await closeOf(fd);
     }
-    const current = sha256Hex(await readFile(target));
-    if (current !== basedOnHash) throw new TaskConflictError(path, basedOnHash, current);
-    await rename(temp, target);
+    await renameOf(temp, target);
     renamed = true;
     if (syncFolder) await syncDirectory(dir);
+    return { owner: info, plain };
   } catch (error) {
     if (!renamed) await unlink(temp).catch(() => undefined);
     if (error instanceof TaskConflictError) throw error;
     throw new TaskUpdateError(path, `cannot write the file: ${(error as Error).message}`, undefined, { cause: error });
   }
+}
+
+/** Gives the open file `fd` the mode of `info` and, as root, its owner. */
+async function takeOwner(fd: number, info: FileOwner): Promise<void> {
+  await fchmodOf(fd, info.mode & 0o7777);
+  if (process.getuid?.() === 0 && (info.uid !== 0 || info.gid !== 0)) await fchownOf(fd, info.uid, info.gid);
 }
 
 /**
@@ -380,11 +483,11 @@ export async function syncDirectories(dirs: Iterable<string>): Promise<void> {
 /** Makes the rename durable. Best effort: some file systems refuse fsync on a folder. */
 async function syncDirectory(dir: string): Promise<void> {
   try {
-    const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    const fd = await openDirectory(dir);
     try {
-      await handle.sync();
+      await fsyncOf(fd);
     } finally {
-      await handle.close();
+      await closeOf(fd);
     }
   } catch {
     // The file is already in place; only its durability across a crash is less certain.

@@ -194,6 +194,20 @@ class Watcher implements BoardWatcher {
     return out;
   }
 
+  seen(path: string, info: { readonly ino: number; readonly size: number; readonly mtimeMs: number; readonly ctimeMs: number }): void {
+    const absolute = resolve(path);
+    if (this.closed || (!this.signatures.has(absolute) && !this.scans(absolute))) return;
+    this.signatures.set(absolute, signatureOf(info));
+  }
+
+  /** Whether a rescan looks at `path` (`board.yaml`, a task file, an extra path or a task file in one). */
+  private scans(path: string): boolean {
+    if (path === this.boardFile || this.extraPaths.includes(path)) return true;
+    const dir = dirname(path);
+    const name = path.slice(dir.length + 1);
+    return isTaskFileName(name) && (dir === this.tasksDir || this.extraPaths.includes(dir));
+  }
+
   private rescan(): Promise<void> {
     if (this.closed || this.rescanning) return this.rescanning ?? Promise.resolve();
     this.rescanning = (async () => {

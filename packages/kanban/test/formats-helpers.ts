@@ -24,5 +24,6 @@ export async function snapshotFiles(dir: string): Promise<Map<string, Buffer>> {
   return out;
 }
 
-export const FIXTURES = join(import.meta.dirname, '..', '..', '..', '..', 'shared', 'fixtures', 'boards');
+/** The shared real-project boards: `../shared/fixtures/boards` beside the checkout, or `$WARREN_SHARED_FIXTURES/boards` (a checkout elsewhere, such as a worktree). */
+export const FIXTURES = join(process.env.WARREN_SHARED_FIXTURES ?? join(import.meta.dirname, '..', '..', '..', '..', 'shared', 'fixtures'), 'boards');
 export const OWN_FIXTURES = new URL('./fixtures/', import.meta.url).pathname;

@@ -1,8 +1,8 @@
-import { cpSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadWarrenBoard, refreshWarrenBoard, type BoardSnapshot } from '@warren/kanban';
+import { applyOwnedChanges, loadWarrenBoard, refreshWarrenBoard, updateTaskFile, type BoardSnapshot } from '@warren/kanban';
 
 const repoBoard = join(import.meta.dirname, '..', '..', '..', 'kanban');
 const dirs: string[] = [];
@@ -62,6 +62,57 @@ describe('refreshWarrenBoard', () => {
     const after = await refreshWarrenBoard(before, [join(tasks, 'same.md'), join(tasks, 'edited.md')]);
     expect(after.tasks.find((t) => t.id === 'same')).toBe(before.tasks.find((t) => t.id === 'same'));
     expect(after.tasks.find((t) => t.id === 'edited')?.status).toBe('done');
+    expect(summary(after)).toEqual(summary(await loadWarrenBoard(dir)));
+  });
+
+  it("takes the task Warren wrote for bytes of that hash instead of parsing them, and parses other bytes", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-refresh-'));
+    dirs.push(dir);
+    cpSync(repoBoard, dir, { recursive: true });
+    const tasks = join(dir, 'tasks');
+    writeFileSync(join(tasks, 'mine.md'), task('mine'));
+    writeFileSync(join(tasks, 'theirs.md'), task('theirs'));
+    const before = await loadWarrenBoard(dir);
+    const mine = before.tasks.find((t) => t.id === 'mine')!;
+    const theirs = before.tasks.find((t) => t.id === 'theirs')!;
+    const { hash } = await updateTaskFile(mine.path, { status: 'in_progress', assignee: 'agent-1' }, { expectedHash: mine.hash });
+    const written = applyOwnedChanges(mine, { status: 'in_progress', assignee: 'agent-1' }, hash);
+    // Someone else's edit of the other file, noted with a stale hash: it is parsed.
+    writeFileSync(join(tasks, 'theirs.md'), task('theirs', 'done'));
+    const stale = { ...theirs, title: 'not parsed' };
+    const asked: string[] = [];
+    const after = await refreshWarrenBoard(before, [mine.path, theirs.path], {
+      writtenTask: (path, h) => {
+        asked.push(path);
+        return path === mine.path && h === hash ? written : path === theirs.path ? (h === theirs.hash ? stale : undefined) : undefined;
+      },
+    });
+    expect(after.tasks.find((t) => t.id === 'mine')).toBe(written);
+    expect(after.tasks.find((t) => t.id === 'theirs')?.status).toBe('done');
+    expect(after.tasks.find((t) => t.id === 'theirs')?.title).toBe('theirs');
+    expect(asked.sort()).toEqual([mine.path, theirs.path].sort());
+    // What Warren wrote reads as the task it noted.
+    expect(summary(after)).toEqual(summary(await loadWarrenBoard(dir)));
+    expect(written).toEqual((await loadWarrenBoard(dir)).tasks.find((t) => t.id === 'mine'));
+  });
+
+  it('reports the fstat of each file it reads, and drops a removed file without reporting it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'warren-refresh-'));
+    dirs.push(dir);
+    cpSync(repoBoard, dir, { recursive: true });
+    const tasks = join(dir, 'tasks');
+    writeFileSync(join(tasks, 'one.md'), task('one'));
+    writeFileSync(join(tasks, 'gone.md'), task('gone'));
+    const before = await loadWarrenBoard(dir);
+    writeFileSync(join(tasks, 'one.md'), task('one', 'done'));
+    unlinkSync(join(tasks, 'gone.md'));
+    const seen = new Map<string, Stats>();
+    const after = await refreshWarrenBoard(before, [join(tasks, 'one.md'), join(tasks, 'gone.md')], { onRead: (path, info) => seen.set(path, info) });
+    expect([...seen.keys()]).toEqual([join(tasks, 'one.md')]);
+    const now = statSync(join(tasks, 'one.md'));
+    expect([seen.get(join(tasks, 'one.md'))!.ino, seen.get(join(tasks, 'one.md'))!.size, seen.get(join(tasks, 'one.md'))!.mtimeMs]).toEqual([now.ino, now.size, now.mtimeMs]);
+    expect(after.tasks.some((t) => t.id === 'gone')).toBe(false);
+    expect(after.errors).toEqual([]);
     expect(summary(after)).toEqual(summary(await loadWarrenBoard(dir)));
   });
 });

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { watchBoard, type BoardChangeEvent, type BoardWatcher } from '@warren/kanban';
@@ -73,6 +73,28 @@ describe('watchBoard', () => {
     const from = r.events.length;
     await writeFile(c, taskText('c', 'priority: high\n'));
     await r.next((e) => e.paths.includes(c), from);
+  });
+
+  it("takes a read's fstat as a file's signature: the rescan reports the file only when it differs", async () => {
+    const a = await board.task('a.md', taskText('a'));
+    // A folder only the rescan looks at: a file written there shows that a rescan ran since.
+    const extra = join(board.dir, 'extra');
+    await mkdir(extra);
+    const r = recorder();
+    watcher = watchBoard(board.dir, (e) => r.onChange(e), { debounceMs: 5, rescanIntervalMs: 20, paths: [extra] });
+    const info = await stat(a);
+    // A signature the file no longer has (read before a change): the rescan reports the file.
+    watcher.seen(a, { ino: info.ino, size: info.size + 1, mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs });
+    await r.next((e) => e.paths.includes(a));
+    // The signature it has: later rescans do not report it.
+    watcher.seen(a, await stat(a));
+    const from = r.events.length;
+    for (const name of ['x.md', 'y.md']) {
+      const sentinel = join(extra, name);
+      await writeFile(sentinel, taskText('x'));
+      await r.next((e) => e.paths.includes(sentinel), from);
+    }
+    expect(r.events.slice(from).some((e) => e.paths.includes(a))).toBe(false);
   });
 
   it('stops calling onChange after close, and close is idempotent', async () => {

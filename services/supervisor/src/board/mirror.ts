@@ -52,6 +52,12 @@ export class BoardMirror {
   private fullReload = true;
   private readonly reportedErrors = new Set<string>();
   private availabilityValue: BoardAvailability | undefined;
+  /**
+   * Cards of a Warren board the board writer has written in its running flush, by path, as they
+   * now read (see {@link noteWritten}); a refresh that reads those bytes before the flush's
+   * outcomes are committed takes these tasks instead of parsing the files.
+   */
+  private readonly written = new Map<string, Task>();
   private watcher: BoardWatcher | undefined;
 
   constructor(
@@ -116,7 +122,15 @@ export class BoardMirror {
             ...(ctx.mapping ? { mapping: ctx.mapping } : {}),
             keepPathOf: this.keepPathOf,
           })
-        : await refreshWarrenBoard(this.board!, changed, { keepPathOf: this.keepPathOf });
+        : await refreshWarrenBoard(this.board!, changed, {
+            keepPathOf: this.keepPathOf,
+            writtenTask: (path, hash) => {
+              const task = this.written.get(path);
+              return task?.hash === hash ? task : undefined;
+            },
+            // The rescan then reports a file only when it changed after this read (not Warren's own write again).
+            onRead: (path, info) => this.watcher?.seen(path, info),
+          });
     } catch (error) {
       if (this.availability().noteFailure(nowMs)) return;
       const key = `config:${(error as Error).message}`;
@@ -293,6 +307,20 @@ export class BoardMirror {
     this.version += 1;
     const index = this.taskIndex.get(base.id);
     if (this.board && index !== undefined && this.board.tasks[index]?.id === base.id) this.board.tasks[index] = updated;
+  }
+
+  /**
+   * Notes `task` as the board writer has just written it to a Warren board's card (the task
+   * `applyOwnedChanges` gives, equal to what parsing the written bytes gives), until
+   * {@link clearWritten}.
+   */
+  noteWritten(task: Task): void {
+    this.written.set(task.path, task);
+  }
+
+  /** Forgets the tasks noted by {@link noteWritten} (the writer's flush has committed or failed). */
+  clearWritten(): void {
+    this.written.clear();
   }
 
   /** Reports, once per file and message, a task file that cannot be read (held until it parses). */

@@ -95,6 +95,7 @@ export class BoardWriter {
       },
       (error: unknown) => {
         this.flush = undefined;
+        mirror.clearWritten();
         if (!mirror.availability().noteFailure(Date.now())) ctx.log.error({ err: error }, 'cannot write the board; will retry');
       },
     );
@@ -181,7 +182,14 @@ export class BoardWriter {
       return 0;
     }
     const writeStartMs = Date.now();
-    const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, ({ task, steps }) => edits.write(board, task, steps));
+    // A Warren card now reads as the task with the changes applied: a refresh that reads it before
+    // the outcomes are committed below takes that task instead of parsing the file.
+    const warren = (board.format ?? 'warren') === 'warren';
+    const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, async ({ task, steps }) => {
+      const outcome = await edits.write(board, task, steps);
+      if (warren && outcome.updated !== task) mirror.noteWritten(outcome.updated);
+      return outcome;
+    });
     // One folder sync makes every rename above durable.
     await syncDirectories(new Set(writes.map(({ task }) => dirname(task.path))));
     const writtenMs = Date.now();
@@ -220,6 +228,7 @@ export class BoardWriter {
         }
       });
     });
+    mirror.clearWritten();
     // Warren's own moves change the columns' counts too.
     if (wrote > 0 && mirror.board) mirror.reportWip(mirror.board);
     return wrote;
