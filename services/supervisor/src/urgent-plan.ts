@@ -29,7 +29,8 @@ const FIRST_MARGIN = 8;
  * The first plan covers only the free capacity and {@link FIRST_MARGIN} tasks more (the common
  * case: the most urgent tasks fill the free slots), the next, when that one leaves capacity,
  * {@link URGENT_MIN} and {@link URGENT_PER_SLOT} per free slot: the same argument holds for any K,
- * and the planner's cost grows with the tasks it leaves unplaced.
+ * and the planner's cost grows with the tasks it leaves unplaced. With no free capacity at all it
+ * plans no task.
  */
 export function planMostUrgent<T>(ready: readonly T[], toTask: (item: T) => PlannerTask, context: PlanContext): Plan | undefined {
   let freeSlots = 0;
@@ -46,6 +47,8 @@ export function planMostUrgent<T>(ready: readonly T[], toTask: (item: T) => Plan
   }
   const k = URGENT_MIN + URGENT_PER_SLOT * (freeSlots + spawnCapacity);
   if (k >= ready.length) return undefined;
+  // No capacity at all: the plan of no task is the full plan's (the tick of a busy fleet).
+  if (freeSlots === 0 && spawnable === 0) return planAssignments({ ...context, tasks: [] });
   const urgent = mostUrgent(ready.map(toTask), k);
   const answers = (plan: Plan) => plan.assignments.length >= freeSlots && spawnable - plan.spawns.length <= 0;
   const first = freeSlots + spawnCapacity + FIRST_MARGIN;
