@@ -270,6 +270,9 @@ export const agentRow = (r: AgentRecord): AgentRow => ({
   tasksDone: r.tasks_done,
 });
 
+/** At least how many of the last task writes {@link StateStore.taskChangesSince} can name. */
+export const TASK_LOG_KEPT = 4096;
+
 /**
  * The supervisor's durable state: tasks, assignments (executions) and agents, in SQLite.
  * Writers run inside the caller's transaction when there is one (better-sqlite3 nests them as
@@ -373,9 +376,28 @@ export class StateStore {
 
   private taskWrites = 0;
 
+  /** Ids written by {@link putTask}, oldest first: entry `i` made version `taskLogStart + i + 1`. */
+  private taskLog: string[] = [];
+  private taskLogStart = 0;
+
+  /**
+   * The ids of the task rows written since {@link taskVersion} was `since` (in write order, with
+   * repeats; a write may leave the row as it was), or undefined when that is too long ago to be
+   * known (over {@link TASK_LOG_KEPT} writes): the caller then reads every row.
+   */
+  taskChangesSince(since: number): readonly string[] | undefined {
+    if (since < this.taskLogStart || since > this.taskWrites) return undefined;
+    return this.taskLog.slice(since - this.taskLogStart);
+  }
+
   /** Writes `row` (insert or replace by id) and increases {@link taskVersion}. */
   putTask(row: TaskRow): void {
     this.taskWrites += 1;
+    this.taskLog.push(row.id);
+    if (this.taskLog.length >= 2 * TASK_LOG_KEPT) {
+      this.taskLog = this.taskLog.slice(TASK_LOG_KEPT);
+      this.taskLogStart += TASK_LOG_KEPT;
+    }
     this.stmts.upsertTask.run(row);
     this.cache().set(row.id, row);
     if (row.boardSync === 'pending') this.pendingBoard.add(row.id);

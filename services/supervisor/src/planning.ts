@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { agentSlots, recordAssigned } from '@warren/ecs';
-import { isReady, type Task } from '@warren/kanban';
+import type { Task } from '@warren/kanban';
 import { planAssignments, type AgentSlot, type Plan } from '@warren/scheduler';
 import type { AgentLifecycle } from './agents/lifecycle.js';
 import type { BoardMirror } from './board/mirror.js';
@@ -9,6 +9,7 @@ import { TaskState, type TaskRow } from '@warren/registry';
 import type { Repositories } from './repositories.js';
 import type { RuntimeHealth } from './runtime-health.js';
 import { managedTemplates } from './templates.js';
+import { ReadyCandidates } from './ready-set.js';
 import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js';
 
 /** How often queue positions are recorded while assignments are being made, in ms. */
@@ -65,7 +66,14 @@ export class Planner {
   /** The last plan that changed nothing, with what it was made from (see {@link memoHit}). */
   private memo: PlanMemo | undefined;
 
-  /** Board tasks that may run now: in the ready column, dependencies done, not in flight, not backing off. */
+  /** The board's candidate tasks, kept from what changed (see {@link ReadyCandidates}). */
+  private readonly candidates = new ReadyCandidates<Task>();
+
+  /**
+   * Board tasks that may run now: in the ready column, dependencies done, not in flight, not
+   * backing off. Time apart, the candidates are kept from what changed since the last tick; this
+   * pass over them checks back-offs, repositories and ageing.
+   */
   private readyTasks(nowMs: number): ReadyTask[] {
     const { board, taskById } = this.mirror;
     if (!board) return [];
@@ -74,8 +82,9 @@ export class Planner {
     const ready: ReadyTask[] = [];
     let validUntilMs = Infinity;
     let timeless = true;
-    for (const task of board.tasks) {
-      if (!isReady(task, taskById, board.config)) continue;
+    this.candidates.update(board, this.mirror.version, taskById, state);
+    for (const index of this.candidates.indices) {
+      const task = board.tasks[index]!;
       let row = state.task(task.id);
       if (!row) {
         row = {
@@ -184,8 +193,7 @@ export class Planner {
     this.heldReasons.clear();
     const ready = this.readyTasks(nowMs);
     this.readyWaiting = ready.length;
-    let inProgress = 0;
-    if (board) for (const t of board.tasks) if (t.status === board.config.roles.in_progress) inProgress += 1;
+    const inProgress = board ? this.candidates.inProgress : 0;
     const wipColumn = board?.config.columns.find((c) => c.id === board.config.roles.in_progress);
     const columnWip = { limit: wipColumn?.wip ?? null, current: inProgress };
     const toReadyTask = ({ task, row }: ReadyTask) => this.plannerTask(task, row, nowMs);
