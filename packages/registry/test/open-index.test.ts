@@ -72,7 +72,7 @@ describe('open assignments in memory', () => {
               state.markPublished(`t${step.task}`, step.attempt);
               break;
             case 'state':
-              state.setAssignmentState(`t${step.task}`, step.attempt, step.state as AssignmentState, step.ms);
+              state.setAssignmentState(`t${step.task}`, step.attempt, step.state, step.ms);
               break;
             case 'finish':
               state.finishAssignment(`t${step.task}`, step.attempt, { outcome: 'succeeded', exitCode: 0, summary: `at ${step.ms}`, outputs: ['o'] }, step.ms);
