@@ -67,7 +67,7 @@ export class Planner {
   private memo: PlanMemo | undefined;
 
   /** The board's candidate tasks, kept from what changed (see {@link ReadyCandidates}). */
-  private readonly candidates = new ReadyCandidates<Task>();
+  private readonly candidates = new ReadyCandidates<Task, string | undefined>((task) => taskRepository(task, this.ctx.config.boardDir));
 
   /**
    * Board tasks that may run now: in the ready column, dependencies done, not in flight, not
@@ -109,7 +109,7 @@ export class Planner {
         validUntilMs = Math.min(validUntilMs, row.notBeforeMs);
         continue;
       }
-      const source = taskRepository(task, this.ctx.config.boardDir);
+      const source = this.candidates.derived(index);
       // A repository's fetch moves on with time and no row or file changing: no memo then.
       if (source !== undefined) timeless = false;
       const hold = source === undefined ? undefined : this.repositories.holdReason(source, nowMs);

@@ -5,6 +5,9 @@
 import { isReady, type BoardConfig, type Task } from '@warren/kanban';
 import { TaskState, type TaskRow } from '@warren/registry';
 
+/** A derived value not made yet. */
+const UNSET: unique symbol = Symbol('unset');
+
 /** What {@link ReadyCandidates} reads of a board task. */
 export type CandidateTask = Pick<Task, 'id' | 'status' | 'dependsOn'>;
 
@@ -41,7 +44,7 @@ export function isCandidate(task: CandidateTask, byId: ReadonlyMap<string, Pick<
  * with dependencies whose tasks changed, or a change log that no longer reaches back make it scan
  * everything again. Equal to a scan after any change (the property test compares both).
  */
-export class ReadyCandidates<T extends CandidateTask> {
+export class ReadyCandidates<T extends CandidateTask, D = undefined> {
   private board: CandidateBoard<T> | undefined;
   private boardVersion = -1;
   private rowVersion = -1;
@@ -54,8 +57,28 @@ export class ReadyCandidates<T extends CandidateTask> {
   /** The candidates' indices, ascending. */
   private list: number[] = [];
   private inProgressCount = 0;
+  /** What `derive` made of the task at each index, kept until that task is replaced. */
+  private derivedAt: (D | typeof UNSET)[] = [];
   /** Full scans made (for tests and counters). */
   scans = 0;
+
+  /**
+   * @param derive what callers need of a task that depends on nothing else (read with
+   *   {@link derived}): computed once per task version instead of once per tick.
+   */
+  constructor(private readonly derive?: (task: T) => D) {}
+
+  /**
+   * What `derive` makes of the task at `index` of the board given to the last {@link update}
+   * (undefined without `derive`).
+   */
+  derived(index: number): D {
+    const known = this.derivedAt[index];
+    if (known !== UNSET) return known as D;
+    const made = this.derive ? this.derive(this.seen[index]!) : (undefined as D);
+    this.derivedAt[index] = made;
+    return made;
+  }
 
   /** The candidates' indices into the board's task array, ascending (do not modify). */
   get indices(): readonly number[] {
@@ -92,6 +115,7 @@ export class ReadyCandidates<T extends CandidateTask> {
           return;
         }
         this.seen[i] = task;
+        this.derivedAt[i] = UNSET;
         const progress = config.roles.in_progress;
         this.inProgressCount += (task.status === progress ? 1 : 0) - (before.status === progress ? 1 : 0);
         this.set(i, isCandidate(task, byId, config, rows.task(task.id)));
@@ -112,6 +136,7 @@ export class ReadyCandidates<T extends CandidateTask> {
     this.boardVersion = boardVersion;
     this.rowVersion = rows.taskVersion;
     this.seen = tasks.slice();
+    this.derivedAt = new Array<D | typeof UNSET>(tasks.length).fill(UNSET);
     this.indexById = new Map();
     this.member = new Uint8Array(tasks.length);
     this.list = [];

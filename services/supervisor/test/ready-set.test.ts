@@ -69,10 +69,18 @@ describe('ReadyCandidates', () => {
           const tasks: CandidateTask[] = initial.map((status, i) => ({ id: `t${i}`, status, dependsOn: [] }));
           let board: CandidateBoard<CandidateTask> = { config, tasks };
           let version = 0;
-          const candidates = new ReadyCandidates<CandidateTask>();
+          // Each version of a card is a new object: what is derived must be of the current one.
+          const versions = new WeakMap<CandidateTask, number>();
+          let made = 0;
+          const derive = (t: CandidateTask) => {
+            if (!versions.has(t)) versions.set(t, (made += 1));
+            return versions.get(t)!;
+          };
+          const candidates = new ReadyCandidates<CandidateTask, number>(derive);
           const check = () => {
             candidates.update(board, version, new Map(board.tasks.map((t) => [t.id, t])), state);
             expect({ indices: [...candidates.indices], inProgress: candidates.inProgress }).toEqual(scan(board, state));
+            for (const i of candidates.indices) expect(candidates.derived(i)).toBe(derive(board.tasks[i]!));
           };
           check();
           for (const o of ops) {
