@@ -1,5 +1,6 @@
 import { migrate, type SqliteDatabase } from '@warren/store';
 import { CommandQueue, type CommandKind, type CommandRow } from './commands.js';
+import { OpenAssignmentIndex } from './open-index.js';
 
 /**
  * A task's lifecycle inside Warren (the board shows columns; this is what Warren knows):
@@ -269,6 +270,9 @@ export const agentRow = (r: AgentRecord): AgentRow => ({
   tasksDone: r.tasks_done,
 });
 
+/** At least how many of the last task writes {@link StateStore.taskChangesSince} can name. */
+export const TASK_LOG_KEPT = 4096;
+
 /**
  * The supervisor's durable state: tasks, assignments (executions) and agents, in SQLite.
  * Writers run inside the caller's transaction when there is one (better-sqlite3 nests them as
@@ -280,6 +284,7 @@ export class StateStore {
   /** Prepares the statements over `db`, whose schema {@link migrateState} has brought up to date. */
   constructor(readonly db: SqliteDatabase) {
     this.commands = new CommandQueue(db);
+    this.open = new OpenAssignmentIndex(db, assignmentRow);
     this.stmts = {
       task: db.prepare<[string], TaskRecord>('SELECT * FROM tasks WHERE id = ?'),
       tasks: db.prepare<[], TaskRecord>('SELECT * FROM tasks ORDER BY id'),
@@ -302,9 +307,6 @@ export class StateStore {
       ),
       assignment: db.prepare<[string, number], AssignmentRecord>(
         'SELECT * FROM assignments WHERE task_id = ? AND attempt = ?',
-      ),
-      openAssignments: db.prepare<[], AssignmentRecord>(
-        "SELECT * FROM assignments WHERE state != 'finished' ORDER BY assigned_ms",
       ),
       markPublished: db.prepare("UPDATE assignments SET state = 'published' WHERE task_id = ? AND attempt = ? AND state = 'pending'"),
       setAssignmentState: db.prepare(
@@ -337,6 +339,9 @@ export class StateStore {
    * as fatal (the supervisor stops).
    */
   private taskCache: Map<string, TaskRow> | undefined;
+
+  /** The unfinished executions in memory, kept by the writers below (rollback-safe; see its class). */
+  private readonly open: OpenAssignmentIndex;
 
   /** Ids of cached rows with `boardSync = 'pending'` (kept with the cache). */
   private readonly pendingBoard = new Set<string>();
@@ -371,9 +376,28 @@ export class StateStore {
 
   private taskWrites = 0;
 
+  /** Ids written by {@link putTask}, oldest first: entry `i` made version `taskLogStart + i + 1`. */
+  private taskLog: string[] = [];
+  private taskLogStart = 0;
+
+  /**
+   * The ids of the task rows written since {@link taskVersion} was `since` (in write order, with
+   * repeats; a write may leave the row as it was), or undefined when that is too long ago to be
+   * known (over {@link TASK_LOG_KEPT} writes): the caller then reads every row.
+   */
+  taskChangesSince(since: number): readonly string[] | undefined {
+    if (since < this.taskLogStart || since > this.taskWrites) return undefined;
+    return this.taskLog.slice(since - this.taskLogStart);
+  }
+
   /** Writes `row` (insert or replace by id) and increases {@link taskVersion}. */
   putTask(row: TaskRow): void {
     this.taskWrites += 1;
+    this.taskLog.push(row.id);
+    if (this.taskLog.length >= 2 * TASK_LOG_KEPT) {
+      this.taskLog = this.taskLog.slice(TASK_LOG_KEPT);
+      this.taskLogStart += TASK_LOG_KEPT;
+    }
     this.stmts.upsertTask.run(row);
     this.cache().set(row.id, row);
     if (row.boardSync === 'pending') this.pendingBoard.add(row.id);
@@ -389,21 +413,28 @@ export class StateStore {
    */
   addAssignment(taskId: string, attempt: number, agent: string, nowMs: number, readySinceMs?: number | null): void {
     this.stmts.insertAssignment.run({ taskId, attempt, agent, nowMs, readySinceMs: readySinceMs ?? null });
+    this.open.changed(taskId, attempt);
   }
 
+  /** The execution (`taskId`, `attempt`); an unfinished one is read from memory. */
   assignment(taskId: string, attempt: number): AssignmentRow | undefined {
+    const open = this.open.open(taskId, attempt);
+    if (open) return open;
     const r = this.stmts.assignment.get(taskId, attempt);
     return r && assignmentRow(r);
   }
 
-  /** Executions not yet finished, oldest first. */
+  /**
+   * Executions not yet finished, oldest first (by assignment time, then in the order they were
+   * recorded), from memory: a new array on each call, of rows the caller must not modify.
+   */
   openAssignments(): AssignmentRow[] {
-    return this.stmts.openAssignments.all().map(assignmentRow);
+    return this.open.rows();
   }
 
   /** Records that a `pending` execution is on the broker; any other state is left as it is. */
   markPublished(taskId: string, attempt: number): void {
-    this.stmts.markPublished.run(taskId, attempt);
+    if (this.stmts.markPublished.run(taskId, attempt).changes > 0) this.open.changed(taskId, attempt);
   }
 
   /**
@@ -412,7 +443,7 @@ export class StateStore {
    *   kept as `ackedMs` (the first one wins). Without it `ackedMs` stays as it is.
    */
   setAssignmentState(taskId: string, attempt: number, state: AssignmentState, nowMs?: number): void {
-    this.stmts.setAssignmentState.run({ state, taskId, attempt, nowMs: nowMs ?? null });
+    if (this.stmts.setAssignmentState.run({ state, taskId, attempt, nowMs: nowMs ?? null }).changes > 0) this.open.changed(taskId, attempt);
   }
 
   /**
@@ -434,7 +465,9 @@ export class StateStore {
       taskId,
       attempt,
     );
-    return info.changes === 1;
+    if (info.changes === 0) return false;
+    this.open.changed(taskId, attempt);
+    return true;
   }
 
   agent(name: string): AgentRow | undefined {

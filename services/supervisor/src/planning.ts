@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { agentSlots, recordAssigned } from '@warren/ecs';
-import { isReady, type Task } from '@warren/kanban';
+import type { Task } from '@warren/kanban';
 import { planAssignments, type AgentSlot, type Plan } from '@warren/scheduler';
 import type { AgentLifecycle } from './agents/lifecycle.js';
 import type { BoardMirror } from './board/mirror.js';
@@ -9,10 +9,18 @@ import { TaskState, type TaskRow } from '@warren/registry';
 import type { Repositories } from './repositories.js';
 import type { RuntimeHealth } from './runtime-health.js';
 import { managedTemplates } from './templates.js';
+import { ReadyCandidates } from './ready-set.js';
 import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js';
 
 /** How often queue positions are recorded while assignments are being made, in ms. */
 const QUEUE_REFRESH_MS = 250;
+/**
+ * How often a waiting task's reason is rewritten when only its details changed (the words before
+ * the first parenthesis stay: how many agents are at their WIP limit, not accepting…), in ms:
+ * those change on every assignment and result, and rewriting every waiting row for them made each
+ * queue refresh cost the whole queue.
+ */
+const REASON_COUNTS_REFRESH_MS = 2_000;
 
 /** A ready task with its row. */
 export interface ReadyTask {
@@ -45,6 +53,10 @@ export class Planner {
   planWasPartial = false;
   /** When queue positions were last recorded, in ms (see {@link recordQueue}). */
   private queueRecordedMs = 0;
+  /** When reasons that differed only in their numbers were last rewritten, in ms. */
+  private reasonCountsMs = 0;
+  /** Each reason's kind (see {@link sameKind}), a small cache. */
+  private readonly reasonKinds = new Map<string, string>();
   /** The planner's view of each task version (see {@link plannerTask}). */
   private readonly plannerTasks = new WeakMap<Task, PlannerTask>();
 
@@ -65,7 +77,14 @@ export class Planner {
   /** The last plan that changed nothing, with what it was made from (see {@link memoHit}). */
   private memo: PlanMemo | undefined;
 
-  /** Board tasks that may run now: in the ready column, dependencies done, not in flight, not backing off. */
+  /** The board's candidate tasks, kept from what changed (see {@link ReadyCandidates}). */
+  private readonly candidates = new ReadyCandidates<Task, string | undefined>((task) => taskRepository(task, this.ctx.config.boardDir));
+
+  /**
+   * Board tasks that may run now: in the ready column, dependencies done, not in flight, not
+   * backing off. Time apart, the candidates are kept from what changed since the last tick; this
+   * pass over them checks back-offs, repositories and ageing.
+   */
   private readyTasks(nowMs: number): ReadyTask[] {
     const { board, taskById } = this.mirror;
     if (!board) return [];
@@ -74,8 +93,9 @@ export class Planner {
     const ready: ReadyTask[] = [];
     let validUntilMs = Infinity;
     let timeless = true;
-    for (const task of board.tasks) {
-      if (!isReady(task, taskById, board.config)) continue;
+    this.candidates.update(board, this.mirror.version, taskById, state);
+    for (const index of this.candidates.indices) {
+      const task = board.tasks[index]!;
       let row = state.task(task.id);
       if (!row) {
         row = {
@@ -100,7 +120,7 @@ export class Planner {
         validUntilMs = Math.min(validUntilMs, row.notBeforeMs);
         continue;
       }
-      const source = taskRepository(task, this.ctx.config.boardDir);
+      const source = this.candidates.derived(index);
       // A repository's fetch moves on with time and no row or file changing: no memo then.
       if (source !== undefined) timeless = false;
       const hold = source === undefined ? undefined : this.repositories.holdReason(source, nowMs);
@@ -184,8 +204,7 @@ export class Planner {
     this.heldReasons.clear();
     const ready = this.readyTasks(nowMs);
     this.readyWaiting = ready.length;
-    let inProgress = 0;
-    if (board) for (const t of board.tasks) if (t.status === board.config.roles.in_progress) inProgress += 1;
+    const inProgress = board ? this.candidates.inProgress : 0;
     const wipColumn = board?.config.columns.find((c) => c.id === board.config.roles.in_progress);
     const columnWip = { limit: wipColumn?.wip ?? null, current: inProgress };
     const toReadyTask = ({ task, row }: ReadyTask) => this.plannerTask(task, row, nowMs);
@@ -216,14 +235,15 @@ export class Planner {
       return false;
     });
     const result: Plan = spawns.length === plan.spawns.length ? plan : { ...plan, spawns };
+    let settled = true;
     if (queueDue) {
       this.queueRecordedMs = nowMs;
-      this.recordQueue(plan, ready, nowMs);
+      settled = this.recordQueue(plan, ready, nowMs);
     }
     // A full plan that hands out nothing, with the queue just recorded, is what every later tick
     // would make again until one of its inputs changes: kept, the idle tick skips the scan.
     this.memo =
-      queueDue && result.assignments.length === 0 && result.spawns.length === 0 && this.readyValidUntilMs > nowMs
+      queueDue && settled && result.assignments.length === 0 && result.spawns.length === 0 && this.readyValidUntilMs > nowMs
         ? { key, plan: result, readyWaiting: ready.length, validUntilMs: this.readyValidUntilMs, boardVersion: mirror.version, taskVersion: ctx.state.taskVersion, policyRevision: ctx.policy.revision }
         : undefined;
     return result;
@@ -234,24 +254,54 @@ export class Planner {
    * increase strictly in the order the scheduler would take the tasks (effective priority, then
    * age, then id) but need not be dense: readers number them 1, 2, 3… by stored value
    * (`queuePositions`). So a task leaving the queue (assigned, the common case) rewrites no
-   * other row; only a task joining out of order, or a change of order or reason, writes rows.
+   * other row; only a task joining out of order, or a change of order or reason, writes rows. A
+   * reason whose kind stays and details change is rewritten at most every
+   * {@link REASON_COUNTS_REFRESH_MS}.
+   * @returns false when such a rewrite was put off (the queue as stored is not yet the plan's).
    */
-  private recordQueue(plan: Plan, ready: readonly ReadyTask[], nowMs: number): void {
+  private recordQueue(plan: Plan, ready: readonly ReadyTask[], nowMs: number): boolean {
     const reasons = new Map(plan.unplaced.map((u) => [u.taskId, this.unhealthyReason(u.taskId) ?? u.reason]));
     for (const [taskId, reason] of this.heldReasons) reasons.set(taskId, reason);
     const spawning = new Set(plan.spawns.flatMap((s) => s.taskIds));
     const waiting = [...ready, ...this.held]
       .filter(({ task }) => reasons.has(task.id) || spawning.has(task.id))
       .sort((a, b) => plannerOrder(this.plannerTask(a.task, a.row, nowMs), this.plannerTask(b.task, b.row, nowMs)));
+    const countsDue = nowMs - this.reasonCountsMs >= REASON_COUNTS_REFRESH_MS;
+    if (countsDue) this.reasonCountsMs = nowMs;
+    let settled = true;
     let previous = 0;
     for (const { task, row } of waiting) {
       const queueReason = reasons.get(task.id) ?? 'waiting for an agent to start';
       const queuePosition = row.queuePosition !== null && row.queuePosition > previous ? row.queuePosition : previous + 1;
-      if (row.queuePosition !== queuePosition || row.queueReason !== queueReason) {
+      const reasonChanged = row.queueReason !== queueReason;
+      if (row.queuePosition !== queuePosition || (reasonChanged && (countsDue || !this.sameKind(row.queueReason, queueReason)))) {
         this.ctx.state.putTask({ ...row, queuePosition, queueReason });
+      } else if (reasonChanged) {
+        settled = false;
       }
       previous = queuePosition;
     }
+    return settled;
+  }
+
+  /**
+   * Whether reasons `a` and `b` are of one kind: the same words before their first parenthesis
+   * (`no capable agent can take it (3 capable: …)`), or the same text when there is none.
+   */
+  private sameKind(a: string | null, b: string): boolean {
+    if (a === null) return false;
+    return this.reasonKind(a) === this.reasonKind(b);
+  }
+
+  private reasonKind(reason: string): string {
+    let kind = this.reasonKinds.get(reason);
+    if (kind === undefined) {
+      if (this.reasonKinds.size >= 1024) this.reasonKinds.clear();
+      const open = reason.indexOf('(');
+      kind = open === -1 ? reason : reason.slice(0, open);
+      this.reasonKinds.set(reason, kind);
+    }
+    return kind;
   }
 
   /**

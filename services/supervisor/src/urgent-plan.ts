@@ -12,6 +12,8 @@ export type PlannerTask = Parameters<typeof planAssignments>[0]['tasks'][number]
 /** The least number of tasks {@link planMostUrgent} plans, and its multiple of the free capacity. */
 const URGENT_MIN = 64;
 const URGENT_PER_SLOT = 4;
+/** The tasks beyond the free capacity its first, smaller plan covers (see {@link planMostUrgent}). */
+const FIRST_MARGIN = 8;
 
 /**
  * Plans only the most urgent of `ready` when the free capacity (open agent slots and instances
@@ -23,6 +25,12 @@ const URGENT_PER_SLOT = 4;
  * assignments and spawns are the full plan's. Otherwise, or when the queue is short anyway,
  * returns undefined and the caller plans everything. The most urgent K are picked with a bounded
  * heap: O(n log K) instead of sorting n.
+ *
+ * The first plan covers only the free capacity and {@link FIRST_MARGIN} tasks more (the common
+ * case: the most urgent tasks fill the free slots), the next, when that one leaves capacity,
+ * {@link URGENT_MIN} and {@link URGENT_PER_SLOT} per free slot: the same argument holds for any K,
+ * and the planner's cost grows with the tasks it leaves unplaced. With no free capacity at all it
+ * plans no task.
  */
 export function planMostUrgent<T>(ready: readonly T[], toTask: (item: T) => PlannerTask, context: PlanContext): Plan | undefined {
   let freeSlots = 0;
@@ -39,10 +47,17 @@ export function planMostUrgent<T>(ready: readonly T[], toTask: (item: T) => Plan
   }
   const k = URGENT_MIN + URGENT_PER_SLOT * (freeSlots + spawnCapacity);
   if (k >= ready.length) return undefined;
-  const plan = planAssignments({ ...context, tasks: mostUrgent(ready.map(toTask), k) });
-  const filled = plan.assignments.length >= freeSlots;
-  const spawnsLeft = spawnable - plan.spawns.length;
-  return filled && spawnsLeft <= 0 ? plan : undefined;
+  // No capacity at all: the plan of no task is the full plan's (the tick of a busy fleet).
+  if (freeSlots === 0 && spawnable === 0) return planAssignments({ ...context, tasks: [] });
+  const urgent = mostUrgent(ready.map(toTask), k);
+  const answers = (plan: Plan) => plan.assignments.length >= freeSlots && spawnable - plan.spawns.length <= 0;
+  const first = freeSlots + spawnCapacity + FIRST_MARGIN;
+  if (first < k) {
+    const plan = planAssignments({ ...context, tasks: urgent.slice(0, first) });
+    if (answers(plan)) return plan;
+  }
+  const plan = planAssignments({ ...context, tasks: urgent });
+  return answers(plan) ? plan : undefined;
 }
 
 /** The planner's order: highest priority first, then oldest, then id by UTF-16 code units. */

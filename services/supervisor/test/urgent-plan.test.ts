@@ -70,6 +70,20 @@ describe('planMostUrgent', () => {
     expect(answered).toBeGreaterThan(20);
   });
 
+  it('plans no task when no slot is free and no template may start an agent, as the full plan decides', () => {
+    const tasks = Array.from({ length: 500 }, (_, i): ReadyTask => ({ id: `t${i}`, priorityRank: i % 4, createdMs: i, capabilities: ['a'] }));
+    const agents: AgentSlot[] = [
+      { name: 'a1', template: 'x', capabilities: ['a'], load: 1, wipLimit: 1, accepting: true },
+      { name: 'a2', template: 'x', capabilities: ['a'], load: 0, wipLimit: 1, accepting: false },
+    ];
+    const templates: TemplateSlot[] = [{ name: 'x', capabilities: ['a'], instances: 2, maxInstances: 2, wipLimitPerInstance: 1 }];
+    const context = { agents, templates, nowMs: 0 };
+    const urgent = planMostUrgent(tasks, (t) => t, context);
+    const full = planAssignments({ ...context, tasks });
+    expect(urgent).toMatchObject({ assignments: [], spawns: [], unplaced: [] });
+    expect([full.assignments, full.spawns, full.unplaced.length]).toEqual([[], [], 500]);
+  });
+
   it('declines when the queue is short compared with the free capacity', () => {
     const tasks = Array.from({ length: 50 }, (_, i): ReadyTask => ({ id: `t${i}`, priorityRank: 0, createdMs: i, capabilities: ['a'] }));
     const agents: AgentSlot[] = [{ name: 'a1', template: 'x', capabilities: ['a'], load: 0, wipLimit: 1, accepting: true }];
