@@ -16,7 +16,7 @@ import { AgentNatsUsers } from './messaging/nats-users.js';
 import { join } from 'node:path';
 import type { RunSummary } from './run-summary.js';
 import { assembleParts, idleNow, inspectParts, runSummary, type SupervisorParts } from './parts.js';
-import { serveApi, type ServedApi } from './http.js';
+import type { ServedApi } from './http.js';
 import { clearPhantomDeliveries, purgeSettledAssignments } from './stranded-watch.js';
 import { TaskState } from '@warren/registry';
 import { BoardSchedules } from './schedules/board-schedules.js';
@@ -152,6 +152,9 @@ export class Supervisor {
     const supervisor = (made.supervisor = new Supervisor(ctx, options.onFatal));
     if (config.http !== undefined) {
       try {
+        // Loaded only when the API is served: the HTTP API and the MCP server are ~13 MiB of
+        // the supervisor's memory a run without them does not need.
+        const { serveApi } = await import('./http.js');
         supervisor.served = await serveApi(ctx, supervisor.parts, { startedMs: Date.now(), ...(options.dashboardDir ? { staticDir: options.dashboardDir } : {}) });
       } catch (error) {
         await supervisor.close();

@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { WarrenError } from '@warren/core';
 import { openTokenStore } from '@warren/http';
-import { bridgeStdioToHttp } from '@warren/mcp';
 import { openDatabase } from '@warren/store';
 import { secureStateDir } from '../state-dir.js';
 import { addPathOptions, configFrom, type PathFlags } from './common.js';
@@ -94,6 +93,8 @@ export function registerMcpCommand(program: Command): void {
         base = supervisorUrl(config.stateDir);
       }
       const token = await localOperatorToken(config.stateDir, Date.now());
+      // Loaded here: every other command would pay for the MCP SDK at start.
+      const { bridgeStdioToHttp } = await import('@warren/mcp');
       const bridge = await bridgeStdioToHttp({ url: new URL('/mcp', base), token, onError: (error) => process.stderr.write(`warren mcp: ${error.message}\n`) });
       await bridge.closed;
     });
