@@ -264,26 +264,37 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
     const passwdPath = join(spec.runDir, 'passwd');
     const groupPath = join(spec.runDir, 'group');
     const seccompPath = join(spec.runDir, 'seccomp.bpf');
-    try {
-      await prepareRunDir(spec);
-      await writeGeneratedFile(passwdPath, spec.passwd);
-      await writeGeneratedFile(groupPath, spec.group);
-      // bwrap reads the filter to EOF from fd 4: a fresh read-only descriptor of a root-only file per spawn.
-      await writeGeneratedFile(seccompPath, buildSeccompProgram(), 0o600);
-      seccomp = await open(seccompPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-    } catch (error) {
-      throw new SandboxError(spec.name, `cannot write generated files in ${spec.runDir}: ${(error as Error).message}`, spec.runDir, {
-        cause: error,
-      });
-    }
-    try {
-      output = await CappedLog.open(spec.logPath, spec.logMaxBytes);
-    } catch (error) {
+    // The generated files, the log and the cgroups do not depend on each other: made side by side
+    // (each is a chain of file-system calls in the thread pool), they cost the longest chain's
+    // time rather than the sum. Whatever was made is undone below when one of them fails.
+    const generated = (async () => {
+      try {
+        await prepareRunDir(spec);
+        await Promise.all([
+          writeGeneratedFile(passwdPath, spec.passwd),
+          writeGeneratedFile(groupPath, spec.group),
+          // bwrap reads the filter to EOF from fd 4: a fresh read-only descriptor of a root-only file per spawn.
+          writeGeneratedFile(seccompPath, buildSeccompProgram(), 0o600),
+        ]);
+        return await open(seccompPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+      } catch (error) {
+        throw new SandboxError(spec.name, `cannot write generated files in ${spec.runDir}: ${(error as Error).message}`, spec.runDir, {
+          cause: error,
+        });
+      }
+    })();
+    const opened = CappedLog.open(spec.logPath, spec.logMaxBytes).catch((error: unknown) => {
       throw new SandboxError(spec.name, `cannot open log ${spec.logPath}: ${(error as Error).message}`, spec.logPath, {
         cause: error,
       });
+    });
+    const [madeFiles, madeLog, madeCgroups] = await Promise.allSettled([generated, opened, createCgroups(host, spec.name, spec.limits)]);
+    if (madeFiles.status === 'fulfilled') seccomp = madeFiles.value;
+    if (madeLog.status === 'fulfilled') output = madeLog.value;
+    if (madeCgroups.status === 'fulfilled') cgroups = madeCgroups.value;
+    if (seccomp === undefined || output === undefined || cgroups === undefined) {
+      throw [madeFiles, madeLog, madeCgroups].flatMap((made) => (made.status === 'rejected' ? [made.reason as unknown] : []))[0];
     }
-    cgroups = await createCgroups(host, spec.name, spec.limits);
 
     const { limits } = spec;
     const extraBinds = [
