@@ -63,6 +63,23 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** Whether each control file exists in the cgroups of a hierarchy, by `<hierarchy>\0<file>` (a fact of the host's kernel). */
+const controlFiles = new Map<string, boolean>();
+
+/**
+ * Whether the control file `file` exists in `dir`, a cgroup of `hierarchy`: looked up once per
+ * hierarchy and file (every cgroup of a hierarchy has the same control files).
+ */
+async function hasFile(hierarchy: string, dir: string, file: string): Promise<boolean> {
+  const key = `${hierarchy}\0${file}`;
+  let known = controlFiles.get(key);
+  if (known === undefined) {
+    known = await exists(join(dir, file));
+    controlFiles.set(key, known);
+  }
+  return known;
+}
+
 /** The pids listed in a cgroup's `cgroup.procs`; [] if it is gone. */
 export async function cgroupPids(dir: string): Promise<number[]> {
   try {
@@ -178,7 +195,12 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
     let killFile: string | null = null;
     let cpu: SandboxCgroups['files']['cpu'] = null;
     let pidsDir: string | null = null;
-    // Co-mounted v1 controllers share one hierarchy: make each directory once.
+    // The directories of the hierarchies every sandbox uses, made side by side; co-mounted v1
+    // controllers share one hierarchy, so each directory is made once.
+    const hierarchies = [...new Set([cgroup.paths.unified, cgroup.paths.memory, cgroup.paths.pids, cgroup.paths.cpu].filter((p): p is string => p !== null))];
+    const settled = await Promise.allSettled(hierarchies.map((hierarchy) => makeDir(name, hierarchy)));
+    for (const result of settled) if (result.status === 'fulfilled') made.push(result.value);
+    for (const result of settled) if (result.status === 'rejected') throw result.reason;
     const dirOf = async (hierarchy: string): Promise<string> => {
       const existing = made.find((d) => d === join(hierarchy, CGROUP_PARENT, name));
       if (existing) return existing;
@@ -191,13 +213,12 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
       trackingDir = dir;
       if (cgroup.kill) killFile = join(dir, 'cgroup.kill');
       // cgroup2 keeps CPU time in cpu.stat even without the cpu controller enabled.
-      if (await exists(join(dir, 'cpu.stat'))) cpu = { path: join(dir, 'cpu.stat'), format: 'cpu.stat' };
+      if (await hasFile(cgroup.paths.unified, dir, 'cpu.stat')) cpu = { path: join(dir, 'cpu.stat'), format: 'cpu.stat' };
     }
     if (cgroup.paths.memory) {
       const dir = await dirOf(cgroup.paths.memory);
       await writeControl(name, join(dir, 'memory.limit_in_bytes'), String(limits.memoryMaxBytes));
-      const memsw = join(dir, 'memory.memsw.limit_in_bytes');
-      if (await exists(memsw)) await writeControl(name, memsw, String(limits.memoryMaxBytes));
+      if (await hasFile(cgroup.paths.memory, dir, 'memory.memsw.limit_in_bytes')) await writeControl(name, join(dir, 'memory.memsw.limit_in_bytes'), String(limits.memoryMaxBytes));
       memory = { dir, version: 'v1' };
       trackingDir ??= dir;
     }
