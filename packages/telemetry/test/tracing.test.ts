@@ -12,8 +12,8 @@ async function receiver(): Promise<OtlpReceiver> {
   return otlp;
 }
 
-function tracingTo(otlp: OtlpReceiver, env: Record<string, string> = {}): Tracing {
-  const tracing = createTracing({
+async function tracingTo(otlp: OtlpReceiver, env: Record<string, string> = {}): Promise<Tracing> {
+  const tracing = await createTracing({
     serviceName: 'warren-test',
     instance: 'test-instance',
     env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '50', ...env },
@@ -73,7 +73,7 @@ describe('tracingConfigFromEnv', () => {
 
 describe('createTracing', () => {
   it('without an endpoint records nothing and gives no context', async () => {
-    const tracing = createTracing({ serviceName: 'warren-test', env: {} });
+    const tracing = await createTracing({ serviceName: 'warren-test', env: {} });
     expect(tracing.enabled).toBe(false);
     const span = tracing.startSpan('nothing');
     expect(span.isRecording()).toBe(false);
@@ -86,7 +86,7 @@ describe('createTracing', () => {
 
   it('exports spans with their explicit times, parents and resource to the OTLP endpoint as JSON', async () => {
     const otlp = await receiver();
-    const tracing = tracingTo(otlp);
+    const tracing = await tracingTo(otlp);
     expect(tracing.endpoint).toBe(otlp.tracesUrl);
     const root = tracing.startSpan('root', { startTimeMs: 1_700_000_000_000, attributes: { 'warren.task.id': 'T-1' } });
     const rootContext = tracing.contextOf(root)!;
@@ -114,7 +114,7 @@ describe('createTracing', () => {
 
   it('takes the service name and resource attributes the environment gives', async () => {
     const otlp = await receiver();
-    const tracing = tracingTo(otlp, { OTEL_SERVICE_NAME: 'warren-east', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test,service.name=ignored' });
+    const tracing = await tracingTo(otlp, { OTEL_SERVICE_NAME: 'warren-east', OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test,service.name=ignored' });
     tracing.startSpan('named').end();
     await tracing.flush();
     await otlp.waitFor((spans) => spans.length === 1, { what: 'one span' });
@@ -123,7 +123,7 @@ describe('createTracing', () => {
 
   it('records a span with the ids it is given, under a parent that was never a local span', async () => {
     const otlp = await receiver();
-    const tracing = tracingTo(otlp);
+    const tracing = await tracingTo(otlp);
     const traceId = tracing.newTraceId();
     const rootId = tracing.newSpanId();
     const childId = tracing.newSpanId();
@@ -147,7 +147,7 @@ describe('createTracing', () => {
 
   it('withSpan records the exception, sets error status and ends the span', async () => {
     const otlp = await receiver();
-    const tracing = tracingTo(otlp);
+    const tracing = await tracingTo(otlp);
     await expect(
       tracing.withSpan('failing', {}, () => {
         throw new Error('boom');
@@ -163,7 +163,7 @@ describe('createTracing', () => {
   it('shutdown flushes what is pending, is idempotent, and drops later spans', async () => {
     const otlp = await receiver();
     // A delay far longer than the test: only the shutdown's flush can send the span.
-    const tracing = tracingTo(otlp, { OTEL_BSP_SCHEDULE_DELAY: '600000' });
+    const tracing = await tracingTo(otlp, { OTEL_BSP_SCHEDULE_DELAY: '600000' });
     tracing.startSpan('pending').end();
     await Promise.all([tracing.shutdown(), tracing.shutdown()]);
     expect(otlp.spans.map((s) => s.name)).toEqual(['pending']);
@@ -192,7 +192,7 @@ describe('createTracing', () => {
       error: (_o: object, m?: string) => void lines.push(`error ${m}`),
       child: () => logger,
     };
-    const tracing = createTracing({ serviceName: 'warren-test', env: { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_TIMEOUT: '300' }, logger });
+    const tracing = await createTracing({ serviceName: 'warren-test', env: { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_TIMEOUT: '300' }, logger });
     tracing.startSpan('lost').end();
     await tracing.flush();
     await tracing.shutdown();

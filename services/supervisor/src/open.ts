@@ -105,7 +105,7 @@ export async function openContext(config: SupervisorConfig, options: OpenOptions
     const tracingLog = log.child({ component: 'tracing' });
     const tracing = ExecutionTracing.open({
       db,
-      tracing: createTracing({ serviceName: 'warren-supervisor', instance: config.instance ?? instanceTag(config.stateDir), env: options.env ?? {}, logger: tracingLog }),
+      tracing: await createTracing({ serviceName: 'warren-supervisor', instance: config.instance ?? instanceTag(config.stateDir), env: options.env ?? {}, logger: tracingLog }),
       logger: tracingLog,
     });
     cleanup.unshift(() => tracing.close());

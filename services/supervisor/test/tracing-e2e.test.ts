@@ -8,7 +8,7 @@
  *
  * It needs the supervisor to call `ExecutionTracing` (services/supervisor/src/tracing.ts) at these
  * places (each call is described on its method):
- * - open.ts: `ExecutionTracing.open({ db, tracing: createTracing({ serviceName: 'warren-supervisor',
+ * - open.ts: `ExecutionTracing.open({ db, tracing: await createTracing({ serviceName: 'warren-supervisor',
  *   instance: config.instance ?? instanceTag(config.stateDir), env, logger }), logger })` after
  *   `migrateState(db)`, kept in the context as `ctx.tracing`; supervisor.ts closes it after the
  *   event bus, before the database (`ctx.tracing.close()`).

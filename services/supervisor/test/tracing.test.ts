@@ -11,7 +11,7 @@ interface Setup {
   otlp: OtlpReceiver;
   db: SqliteDatabase;
   dbPath: string;
-  open: () => { tracing: Tracing; executions: ExecutionTracing };
+  open: () => Promise<{ tracing: Tracing; executions: ExecutionTracing }>;
   /** The clock the executions' tracing reads (ms since the epoch); tests set it to their own time line. */
   clock: { nowMs: number };
 }
@@ -25,8 +25,8 @@ async function setup(): Promise<Setup> {
   const db = openDatabase(dbPath);
   onTestFinished(() => db.close());
   const clock = { nowMs: Date.now() - 60_000 };
-  const open = () => {
-    const tracing = createTracing({ serviceName: 'warren-supervisor', instance: 'test', env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '50' } });
+  const open = async () => {
+    const tracing = await createTracing({ serviceName: 'warren-supervisor', instance: 'test', env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '50' } });
     onTestFinished(() => tracing.shutdown());
     return { tracing, executions: ExecutionTracing.open({ db, tracing, now: () => clock.nowMs }) };
   };
@@ -62,7 +62,7 @@ function byName(spans: readonly ReceivedSpan[]): Map<string, ReceivedSpan> {
 describe('execution tracing', () => {
   it("makes one trace per execution: the stage spans under the root, the agent's span under the publish span", async () => {
     const { otlp, db, open, clock } = await setup();
-    const { tracing, executions } = open();
+    const { tracing, executions } = await open();
     const t0 = clock.nowMs;
     executions.boardRefreshed(t0, t0 + 10);
     executions.planned(t0 + 20, t0 + 25);
@@ -107,14 +107,14 @@ describe('execution tracing', () => {
 
   it('continues the same trace for an execution after a restart, from the stored row', async () => {
     const { otlp, db, open, clock } = await setup();
-    const first = open();
+    const first = await open();
     const t0 = clock.nowMs;
     first.executions.assigned({ taskId: 'T-2', attempt: 1, agent: 'shell-1', readySinceMs: t0, nowMs: t0 + 5 });
     const publish = first.executions.publishing('T-2', 1)!;
     publish.end();
     // The supervisor dies; the spans it ended were exported, the root was never in memory.
     await first.tracing.shutdown();
-    const second = open();
+    const second = await open();
     // A restarted outbox publishes the execution again: a second publish span in the same trace.
     second.executions.publishing('T-2', 1)!.end();
     second.executions.acked('T-2', 1, t0 + 100);
@@ -135,7 +135,7 @@ describe('execution tracing', () => {
 
   it('ends an untaken execution\'s assign span as failed, and gives the retry a trace of its own', async () => {
     const { otlp, open, clock } = await setup();
-    const { tracing, executions } = open();
+    const { tracing, executions } = await open();
     const t0 = clock.nowMs;
     executions.assigned({ taskId: 'T-3', attempt: 1, agent: 'shell-1', readySinceMs: t0, nowMs: t0 + 5 });
     executions.publishing('T-3', 1)!.end(new Error('no stream'));
@@ -159,7 +159,7 @@ describe('execution tracing', () => {
 
   it("keeps the trace open across a card written in progress, and drops an agent's span of another trace", async () => {
     const { otlp, open, clock } = await setup();
-    const { tracing, executions } = open();
+    const { tracing, executions } = await open();
     const t0 = clock.nowMs;
     executions.assigned({ taskId: 'T-4', attempt: 1, agent: 'shell-1', readySinceMs: t0, nowMs: t0 + 5 });
     executions.boardWritten('T-4', 1, { state: 'assigned', startMs: t0 + 6, endMs: t0 + 7, ok: true });
@@ -178,7 +178,7 @@ describe('execution tracing', () => {
 
   it('ends the trace at the settlement of an execution whose card Warren will not write', async () => {
     const { otlp, open, clock } = await setup();
-    const { tracing, executions } = open();
+    const { tracing, executions } = await open();
     const t0 = clock.nowMs;
     executions.assigned({ taskId: 'T-6', attempt: 1, agent: 'shell-1', readySinceMs: t0, nowMs: t0 + 5 });
     executions.acked('T-6', 1, t0 + 10);
@@ -194,7 +194,7 @@ describe('execution tracing', () => {
 
   it('with tracing off writes nothing and gives no traceparent', async () => {
     const { db } = await setup();
-    const tracing = createTracing({ serviceName: 'warren-supervisor', env: {} });
+    const tracing = await createTracing({ serviceName: 'warren-supervisor', env: {} });
     const executions = ExecutionTracing.open({ db, tracing });
     expect(executions.enabled).toBe(false);
     executions.boardRefreshed(1, 2);
