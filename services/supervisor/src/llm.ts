@@ -1,21 +1,18 @@
 import type { Logger } from '@warren/core';
-import {
-  LLM_SOCKET_NAME,
-  LlmGateway,
-  type AgentLlmAccess,
-  type CurrentTask,
-  type LlmBudget,
-  type LlmProvider,
-  type LlmRefusal,
-  type LlmUnavailable,
-  type ServedSocket,
-} from '@warren/llm-gateway';
+import type { AgentLlmAccess, CurrentTask, LlmBudget, LlmGateway, LlmProvider, LlmRefusal, LlmUnavailable, ServedSocket } from '@warren/llm-gateway';
 import type { LlmUsageRow, StateStore, UsageLedger } from '@warren/registry';
 import type { AgentStartSpec, ChannelService } from '@warren/runtime';
 import type { SecretStore } from '@warren/secrets';
 import type { WarrenEvent } from './events.js';
 import type { ProviderDef } from './providers.js';
 import type { AgentTemplate, BudgetLimits } from './templates.js';
+
+/**
+ * The socket's name in the agent's `/run/warren`: `LLM_SOCKET_NAME` of `@warren/llm-gateway`
+ * (a test holds them equal), written here so that a supervisor none of whose agents use a model
+ * never loads the gateway and its HTTP client.
+ */
+export const LLM_SOCKET = 'llm.sock';
 
 /** What the LLM channel needs of the supervisor. */
 export interface LlmChannelOptions {
@@ -55,9 +52,9 @@ export interface LlmChannelLate {
  * and revoked at its stop.
  */
 export class LlmChannel implements ChannelService {
-  readonly socketName = LLM_SOCKET_NAME;
+  readonly socketName = LLM_SOCKET;
   readonly late: LlmChannelLate = {};
-  private gateway: LlmGateway | undefined;
+  private gateway: Promise<LlmGateway> | undefined;
   private closed = false;
 
   constructor(private readonly options: LlmChannelOptions) {}
@@ -81,7 +78,7 @@ export class LlmChannel implements ChannelService {
     };
     let served: ServedSocket;
     try {
-      served = await this.gatewayNow().serve(access, socketPath, { owner: { uid: spec.uid, gid: spec.gid } });
+      served = await (await this.gatewayNow()).serve(access, socketPath, { owner: { uid: spec.uid, gid: spec.gid } });
     } catch (error) {
       revoke();
       throw error;
@@ -96,12 +93,16 @@ export class LlmChannel implements ChannelService {
   /** Closes the gateway (its sockets with it). Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.gateway?.close();
+    // A gateway that could not be made has nothing to close.
+    await this.gateway?.then((gateway) => gateway.close()).catch(() => undefined);
   }
 
-  /** The one gateway of this supervisor, made at the first agent's start (the MCP endpoint is known by then). */
-  private gatewayNow(): LlmGateway {
-    this.gateway ??= LlmGateway.create({
+  /**
+   * The one gateway of this supervisor, made at the first agent's start (the MCP endpoint is
+   * known by then), its module loaded then.
+   */
+  private gatewayNow(): Promise<LlmGateway> {
+    this.gateway ??= import('@warren/llm-gateway').then(({ LlmGateway }) => LlmGateway.create({
       providers: this.hostProviders(),
       ledger: this.options.ledger,
       reports: {
@@ -111,6 +112,10 @@ export class LlmChannel implements ChannelService {
       },
       ...(this.late.mcpUrl !== undefined ? { mcpUrl: this.late.mcpUrl } : {}),
       logger: this.options.logger,
+    }));
+    // A failure is not kept: the next agent's start tries again.
+    this.gateway.catch(() => {
+      this.gateway = undefined;
     });
     return this.gateway;
   }
