@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import pino from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 import { agentLlmDistDir } from '@warren/agent-llm';
 import { WarrenError, type Logger } from '@warren/core';
 import { BOARD_FORMATS, type BoardFormatName, type BoardMapping } from '@warren/kanban';
@@ -95,6 +96,8 @@ export function configFrom(flags: PathFlags & Partial<SupervisorOptions>, env: N
 export function makeLogger(config: SupervisorConfig, env: NodeJS.ProcessEnv): Logger {
   const options = { level: config.logLevel, redact: ['*.credential', '*.secret', '*.token'] };
   if (env.WARREN_LOG_FORMAT === 'json') return pino(options, pino.destination({ fd: 2, sync: true }));
+  // Loaded only for pretty lines (a CommonJS package, so synchronously): JSON logs never need it.
+  const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
   return pino(
     options,
     pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }),
