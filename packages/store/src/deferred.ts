@@ -22,13 +22,47 @@ import type { SqliteDatabase } from './database.js';
  */
 export function commitWithoutSync<T>(db: SqliteDatabase, work: () => T): T {
   if (db.inTransaction) return work();
-  const level = db.pragma('synchronous', { simple: true }) as number;
-  db.pragma('synchronous = NORMAL');
+  const pragmas = pragmasOf(db);
+  const level = pragmas.read.get() as number;
+  if (level === NORMAL) return work();
+  pragmas.level(NORMAL).run();
   try {
     return work();
   } finally {
-    db.pragma(`synchronous = ${level}`);
+    pragmas.level(level).run();
   }
+}
+
+/** `PRAGMA synchronous = NORMAL`'s value. */
+const NORMAL = 1;
+
+/** The `synchronous` pragma's statements of one connection, prepared once (a tick commits several times). */
+interface SyncPragmas {
+  readonly read: { get(): unknown };
+  level(value: number): { run(): unknown };
+}
+
+const prepared = new WeakMap<SqliteDatabase, SyncPragmas>();
+
+function pragmasOf(db: SqliteDatabase): SyncPragmas {
+  let pragmas = prepared.get(db);
+  if (!pragmas) {
+    const setters = new Map<number, { run(): unknown }>();
+    pragmas = {
+      read: db.prepare('PRAGMA synchronous').pluck(),
+      level: (value) => {
+        let setter = setters.get(value);
+        if (!setter) {
+          if (!Number.isInteger(value) || value < 0 || value > 3) throw new RangeError(`synchronous level ${value} is not 0 to 3`);
+          setter = db.prepare(`PRAGMA synchronous = ${value}`);
+          setters.set(value, setter);
+        }
+        return setter;
+      },
+    };
+    prepared.set(db, pragmas);
+  }
+  return pragmas;
 }
 
 /**

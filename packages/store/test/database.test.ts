@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { commitWithoutSync, migrate, openDatabase, StoreError, syncWal } from '@warren/store';
 
 const dirs: string[] = [];
@@ -81,6 +81,23 @@ describe('commitWithoutSync', () => {
     expect(db.pragma('synchronous', { simple: true })).toBe(2);
     const inside = db.transaction(() => commitWithoutSync(db, () => db.pragma('synchronous', { simple: true })))();
     expect(inside).toBe(2);
+    db.close();
+  });
+
+  it('prepares its pragmas once per connection, and leaves a connection already at normal as it is', () => {
+    const db = openDatabase(tempDb());
+    db.exec('CREATE TABLE t (x INTEGER) STRICT');
+    const insert = db.prepare('INSERT INTO t VALUES (1)');
+    commitWithoutSync(db, () => insert.run());
+    const prepare = vi.spyOn(db, 'prepare');
+    for (let i = 0; i < 10; i++) commitWithoutSync(db, () => insert.run());
+    expect(prepare).not.toHaveBeenCalled();
+    prepare.mockRestore();
+    expect(db.pragma('synchronous', { simple: true })).toBe(2);
+    db.pragma('synchronous = NORMAL');
+    expect(commitWithoutSync(db, () => db.pragma('synchronous', { simple: true }))).toBe(1);
+    expect(db.pragma('synchronous', { simple: true })).toBe(1);
+    expect(db.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: 11 });
     db.close();
   });
 });

@@ -61,6 +61,40 @@ export interface SupervisorCreateOptions {
   readonly dashboardDir?: string;
 }
 
+/**
+ * The tick's stages, in the order they run (see `Supervisor.tickStages` for what each does). The
+ * commit barrier is passed once, after the inbox and the plan: one fsync a tick covers the results
+ * applied and the assignments made, before any of them is acknowledged, announced or published.
+ */
+export const TICK_STAGES = [
+  'fireSchedules',
+  'refreshBoard',
+  'checkResultWorkspaces',
+  'applyInbox',
+  'crashPoint',
+  'runCommands',
+  'checkLiveness',
+  'runWatchdog',
+  'scanHomes',
+  'relieveDisk',
+  'checkDiskReserve',
+  'checkRuntimes',
+  'publishOutbox',
+  'watchStranded',
+  'planAndAssign',
+  'passBarrier',
+  'flushBoard',
+  'publishAssignments',
+  'startAgents',
+  'completeParents',
+  'tendLifecycles',
+  'checkIdle',
+  'syncNatsUsers',
+  'signAudit',
+] as const;
+/** The name of one of the tick's stages. */
+export type TickStageName = (typeof TICK_STAGES)[number];
+
 /** What one tick's stages share: its time, and what planning decided. */
 interface TickFrame {
   readonly nowMs: number;
@@ -113,7 +147,7 @@ export class Supervisor {
   private policyReloader: PolicyReloader | undefined;
   /** The board's schedules (schedules.yaml): a card at each fire time. */
   private readonly schedules: BoardSchedules;
-  /** The tick's durability barrier, passed after the inbox and after the plan: their commits' effects wait for it (see {@link CommitBarrier}). */
+  /** The tick's durability barrier, passed once a tick after the inbox and the plan: their commits' effects wait for it (see {@link CommitBarrier}). */
   private readonly barrier: CommitBarrier;
   /** Set once a fatal error has stopped the run (the task rows in memory may be ahead of the table). */
   private runFailed = false;
@@ -307,49 +341,52 @@ export class Supervisor {
 
   /**
    * The tick's stages, in order: read the board, apply the inbox, run operator commands, agent
-   * health, publish the outbox, pass the commit barrier (results acknowledged, events out), write
-   * cards, plan and assign, pass the barrier again, publish assignments, start agents, complete
-   * parents, put idle agents away, check idle.
+   * health, publish the outbox, plan and assign, pass the commit barrier (one fsync: results
+   * acknowledged, events out), write cards, publish assignments, start agents, complete parents,
+   * put idle agents away, check idle.
    */
   private tickStages(): TickStage[] {
     const { ctx } = this;
     const { mirror, writer, inbox, agents, health, outbox, commands, stranded, runtimes } = this.parts;
-    return [
-      { name: 'fireSchedules', run: (t) => this.schedules.fire(t.nowMs) },
+    const stages: Record<TickStageName, TickStage['run']> = {
+      fireSchedules: (t) => this.schedules.fire(t.nowMs),
       // While a board write runs, the watcher reports Warren's own files before the write has
       // recorded their new bytes: re-read after it, when those echoes cost no parse.
-      { name: 'refreshBoard', run: (t) => (mirror.dirty && !writer.running ? this.refreshBoard(t.nowMs) : undefined) },
-      { name: 'checkResultWorkspaces', run: (t) => health.checkResultWorkspaces(t.nowMs) },
+      refreshBoard: (t) => (mirror.dirty && !writer.running ? this.refreshBoard(t.nowMs) : undefined),
+      checkResultWorkspaces: (t) => health.checkResultWorkspaces(t.nowMs),
       // Results and starts commit without an fsync; their acks wait for passBarrier.
-      { name: 'applyInbox', run: (t) => inbox.apply(t.nowMs, this.barrier) },
-      { name: 'crashPoint', run: (t) => this.crashWhileTaskRuns(t.nowMs) },
-      { name: 'runCommands', run: (t) => commands.process(t.nowMs) },
-      { name: 'checkLiveness', run: (t) => health.checkLiveness(t.nowMs) },
-      { name: 'runWatchdog', run: (t) => health.runWatchdog(t.nowMs) },
-      { name: 'scanHomes', run: (t) => health.scanHomes(t.nowMs) },
-      { name: 'relieveDisk', run: (t) => health.relieveDisk(t.nowMs) },
-      { name: 'checkDiskReserve', run: (t) => void (t.mayStartWork = health.diskAllowsWork(t.nowMs)) },
+      applyInbox: (t) => inbox.apply(t.nowMs, this.barrier),
+      crashPoint: (t) => this.crashWhileTaskRuns(t.nowMs),
+      runCommands: (t) => commands.process(t.nowMs),
+      checkLiveness: (t) => health.checkLiveness(t.nowMs),
+      runWatchdog: (t) => health.runWatchdog(t.nowMs),
+      scanHomes: (t) => health.scanHomes(t.nowMs),
+      relieveDisk: (t) => health.relieveDisk(t.nowMs),
+      checkDiskReserve: (t) => void (t.mayStartWork = health.diskAllowsWork(t.nowMs)),
       // The first tick waits for the first check, so that no agent of a broken runtime starts.
-      { name: 'checkRuntimes', run: (t) => (runtimes.checked ? runtimes.maybeCheck(t.nowMs) : runtimes.checkNow()) },
-      { name: 'publishOutbox', run: () => outbox.publishPending() },
-      { name: 'watchStranded', run: (t) => stranded.check(ctx.state.openAssignments(), t.nowMs, (agent) => agents.isReady(agent)) },
-      // One fsync for the inbox's commits above; only then does anyone hear of them: broker acks,
-      // events, cards written. The writer starts before the plan, so a card assigned below and
-      // finished before the writer's next flush gets one write (to its end column), not two.
-      { name: 'passBarrier', run: () => this.passBarrier() },
-      { name: 'flushBoard', run: () => writer.start() },
-      { name: 'planAndAssign', run: (t) => this.planAndAssign(t) },
-      // And one for the plan's assignments, before they are published.
-      { name: 'passAssignBarrier', run: () => this.passBarrier() },
-      { name: 'publishAssignments', run: (t) => this.publishAssignments(t) },
-      { name: 'startAgents', run: (t) => this.startAgents(t) },
-      { name: 'completeParents', run: (t) => mirror.completeParents(t.nowMs) },
-      { name: 'tendLifecycles', run: (t) => agents.tend(t.nowMs) },
-      { name: 'checkIdle', run: (t) => this.checkIdle(t) },
+      checkRuntimes: (t) => (runtimes.checked ? runtimes.maybeCheck(t.nowMs) : runtimes.checkNow()),
+      publishOutbox: () => outbox.publishPending(),
+      watchStranded: (t) => stranded.check(ctx.state.openAssignments(), t.nowMs, (agent) => agents.isReady(agent)),
+      // The plan sees the inbox's results (their agents' slots are free again) before anyone has
+      // heard of them: its assignments commit after them, without an fsync, as they did.
+      planAndAssign: (t) => this.planAndAssign(t),
+      // One fsync for the inbox's commits and the plan's; only then does anyone hear of them:
+      // broker acks, events, cards written, assignments published. (The WAL keeps a prefix of the
+      // commits after a power loss, so an assignment never outlives the result that freed its slot.)
+      // A card assigned above waits IN_PROGRESS_DELAY_MS before the writer moves it to in progress,
+      // so one finished by then gets one write (to its end column), not two.
+      passBarrier: () => this.passBarrier(),
+      flushBoard: () => writer.start(),
+      publishAssignments: (t) => this.publishAssignments(t),
+      startAgents: (t) => this.startAgents(t),
+      completeParents: (t) => mirror.completeParents(t.nowMs),
+      tendLifecycles: (t) => agents.tend(t.nowMs),
+      checkIdle: (t) => this.checkIdle(t),
       // At most once a second, and only when rows were added: signs the newest row's hash.
-      { name: 'syncNatsUsers', run: (t) => AgentNatsUsers.of(ctx)?.syncIfAgentsChanged(t.nowMs) },
-      { name: 'signAudit', run: (t) => ctx.auditSigner.checkpoint(t.nowMs).then(() => undefined, (error: unknown) => ctx.log.error({ err: error }, 'cannot sign an audit checkpoint')) },
-    ];
+      syncNatsUsers: (t) => AgentNatsUsers.of(ctx)?.syncIfAgentsChanged(t.nowMs),
+      signAudit: (t) => ctx.auditSigner.checkpoint(t.nowMs).then(() => undefined, (error: unknown) => ctx.log.error({ err: error }, 'cannot sign an audit checkpoint')),
+    };
+    return TICK_STAGES.map((name) => ({ name, run: stages[name] }));
   }
 
   /** Reads the board again (see BoardMirror.refresh); the read becomes the refresh span of the executions it makes ready. */
@@ -378,7 +415,8 @@ export class Supervisor {
   /**
    * Plans and, when work may start, assigns. Planning writes new task rows and queue positions,
    * then the tick's assignments: one transaction for all of them, committed without an fsync
-   * (the tick's barrier syncs it before any assignment is published).
+   * (the tick's barrier, passed next, syncs it with the inbox's commits before any assignment is
+   * published).
    */
   private planAndAssign(t: TickFrame): void {
     const { planner } = this.parts;

@@ -117,3 +117,16 @@ describe('CommitBarrier', () => {
     expect(seen).toHaveLength(2);
   });
 });
+
+describe('the tick and its barrier', () => {
+  it('passes the barrier once a tick, after the inbox and the plan, before cards, acks and assignments go out', async () => {
+    const { TICK_STAGES } = await import('../src/supervisor.js');
+    const at = (name: string): number => TICK_STAGES.indexOf(name as (typeof TICK_STAGES)[number]);
+    expect(TICK_STAGES.filter((name) => /barrier/i.test(name))).toEqual(['passBarrier']);
+    expect(at('applyInbox')).toBeLessThan(at('planAndAssign'));
+    expect(at('planAndAssign')).toBeLessThan(at('passBarrier'));
+    expect(at('passBarrier')).toBeLessThan(at('flushBoard'));
+    expect(at('passBarrier')).toBeLessThan(at('publishAssignments'));
+    expect(new Set(TICK_STAGES).size).toBe(TICK_STAGES.length);
+  });
+});

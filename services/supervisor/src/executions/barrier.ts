@@ -2,7 +2,7 @@ import { commitWithoutSync, syncWal, type SqliteDatabase } from '@warren/store';
 
 /**
  * The tick's durability barrier: one fsync of the state database's WAL for the commits made since
- * the last pass (the tick passes it twice: after its inbox, and after its plan), and every effect
+ * the last pass (the tick passes it once, after its inbox and its plan), and every effect
  * the outside world sees of those commits held until it.
  *
  * A tick's writes (the inbox's results and starts, the plan's assignments) commit with
