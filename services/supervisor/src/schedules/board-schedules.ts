@@ -22,6 +22,9 @@ import type { BoardMirror } from '../board/mirror.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { parseScheduleFile, SCHEDULES_FILE, type BoardSchedule, type ScheduleProblem } from './schedule-file.js';
 
+/** How often the tick looks at the schedules file for a change (one `stat`), in ms. */
+export const RELOAD_CHECK_MS = 1_000;
+
 /** The line in a scheduled card's body that names its schedule and fire time (an HTML comment: markdown viewers hide it). */
 export function scheduleMarker(name: string, fireMs: number): string {
   return `<!-- warren-schedule: ${name} ${new Date(fireMs).toISOString()} -->`;
@@ -63,6 +66,8 @@ export class BoardSchedules {
   private readonly lastFireMs = new Map<string, number>();
   /** Schedules whose card the board refused: left out until the file changes. */
   private readonly refused = new Set<string>();
+  /** When the schedules file was last looked at (ms); the first tick looks at once. */
+  private checkedMs = -Infinity;
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -73,13 +78,20 @@ export class BoardSchedules {
   }
 
   /**
-   * The tick's stage: reads the schedules file again if it changed, then writes the card of each
-   * schedule whose fire time has come (see the module's rules). A card the board refuses (a
-   * priority it has not) is reported as `input.rejected` and its schedule left out until the file
-   * changes; other failures (the board unreadable, its create lock held) are logged and tried again
-   * on the next tick. Never rejects.
+   * The tick's stage: reads the schedules file again if it changed (looked at, with one `stat`, at
+   * most every {@link RELOAD_CHECK_MS}), then writes the card of each schedule whose fire time has
+   * come (see the module's rules). A card the board refuses (a priority it has not) is reported as
+   * `input.rejected` and its schedule left out until the file changes; other failures (the board
+   * unreadable, its create lock held) are logged and tried again on the next tick. Never rejects.
+   * @returns undefined (nothing to wait for) when there is no schedule and the file is not due
+   *   for a look.
    */
-  async fire(nowMs: number): Promise<void> {
+  fire(nowMs: number): Promise<void> | undefined {
+    if (this.schedules.length === 0 && nowMs - this.checkedMs < RELOAD_CHECK_MS && nowMs >= this.checkedMs) return undefined;
+    return this.fireNow(nowMs);
+  }
+
+  private async fireNow(nowMs: number): Promise<void> {
     try {
       await this.reload(nowMs);
     } catch (error) {
@@ -166,6 +178,8 @@ export class BoardSchedules {
 
   /** Reads the schedules file again when its size, mtime or inode changed (or it appeared or went). */
   private async reload(nowMs: number): Promise<void> {
+    if (nowMs - this.checkedMs < RELOAD_CHECK_MS && nowMs >= this.checkedMs) return;
+    this.checkedMs = nowMs;
     let key = '';
     try {
       const info = await stat(this.path, { bigint: true });
