@@ -153,10 +153,11 @@ export function prologueShell(): PrologueShell {
 const FSIZE_BLOCK = { bash: 1024, dash: 512 } as const;
 
 /**
- * The argv for `shell.path` that joins `procsFiles` (cgroup.procs paths), sets `limits` (soft and
- * hard), closes inherited descriptors >= {@link KEPT_FDS} and execs `command`. The limits are set
- * by the shell's `ulimit` (no exec) when the shell is bash or dash and `fsizeBytes` is a whole
- * number of its blocks, else by `prlimitPath` put before `command`. `options.perlPath`: the Perl
+ * The argv for `shell.path` (bash gets `--norc --noprofile` first: no startup file runs) that
+ * joins `procsFiles` (cgroup.procs paths), sets `limits` (soft and hard), closes inherited
+ * descriptors >= {@link KEPT_FDS} and execs `command`. The limits are set by the shell's `ulimit`
+ * (no exec) when the shell is bash or dash and `fsizeBytes` is a whole number of its blocks, else
+ * by `prlimitPath` put before `command`. `options.perlPath`: the Perl
  * that closes descriptors above 9 under a shell other than bash ('' for none); default the host's.
  * @throws {Error} when prlimit is needed and `prlimitPath` is null.
  */
@@ -168,7 +169,9 @@ export function prologueArgv(
   command: readonly string[],
   options?: { readonly perlPath?: string },
 ): string[] {
-  const head = ['-c', PROLOGUE, 'warren-sandbox', String(procsFiles.length), ...procsFiles];
+  // --norc: a non-interactive bash whose stdin is a socket (a `stdin: 'pipe'` spawn) would
+  // otherwise take itself for an rshd/sshd command and source /etc/bash.bashrc and ~/.bashrc.
+  const head = [...(shell.kind === 'bash' ? ['--norc', '--noprofile'] : []), '-c', PROLOGUE, 'warren-sandbox', String(procsFiles.length), ...procsFiles];
   const tail = [options?.perlPath ?? findPerl(), PERL_CLOSER];
   if (shell.kind !== 'sh' && limits.fsizeBytes % FSIZE_BLOCK[shell.kind] === 0) {
     const fsize = String(limits.fsizeBytes / FSIZE_BLOCK[shell.kind]);

@@ -146,12 +146,14 @@ async function runPrologue(
   extraFds: number[],
   command: string[],
   limits = LIMITS,
-  options?: { perlPath: string },
+  options?: { perlPath?: string; stdinSocket?: boolean; env?: Record<string, string> },
 ): Promise<{ code: number | null; out: string; err: string }> {
   const highest = Math.max(4, ...extraFds);
-  const stdio: ('pipe' | 'ignore')[] = ['ignore', 'pipe', 'pipe'];
+  const stdio: ('pipe' | 'ignore')[] = [options?.stdinSocket ? 'pipe' : 'ignore', 'pipe', 'pipe'];
   for (let fd = 3; fd <= highest; fd++) stdio.push(fd <= 4 || extraFds.includes(fd) ? 'pipe' : 'ignore');
-  const child = spawn(shell.path, prologueArgv(shell, [], limits, '/usr/bin/prlimit', command, options), { stdio, env: {} });
+  const perl = options?.perlPath === undefined ? undefined : { perlPath: options.perlPath };
+  const child = spawn(shell.path, prologueArgv(shell, [], limits, '/usr/bin/prlimit', command, perl), { stdio, env: options?.env ?? {} });
+  child.stdin?.end();
   let out = '';
   let err = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -200,6 +202,16 @@ describe('inherited descriptors', () => {
       expect(without.code, shell.kind).toBe(125);
       expect(without.err, shell.kind).toMatch(/^warren-sandbox: inherited descriptors above 9 need perl/);
     }
+  });
+
+  it('runs no startup file under bash, also with a socket for stdin (which bash takes for sshd)', async () => {
+    const bash = SHELLS.find((shell) => shell.kind === 'bash');
+    expect(bash, 'this host has /bin/bash').toBeDefined();
+    const home = tempDir();
+    writeFileSync(join(home, '.bashrc'), 'echo "sourced .bashrc" >&2\n');
+    const { code, err } = await runPrologue(bash!, [], ['/bin/true'], LIMITS, { stdinSocket: true, env: { HOME: home } });
+    expect(err).toBe('');
+    expect(code).toBe(0);
   });
 
   it('says whether this process holds inheritable descriptors above 9', async () => {
