@@ -232,11 +232,9 @@ class BubblewrapRuntime implements AgentRuntime {
         const base = agentSandboxSpec(spec, this.host, { sandboxName: `${this.tag}-${name}`, argv: ['/bin/true'], env: runnerEnv, runDir, logPath: join(runDir, 'unused.log'), socketDir });
         const directLog = this.log.child({ component: 'direct', agent: name });
         // The first task's sandbox, started now: a shell waiting for its script (slot 0's name and run directory).
-        const waiting = await startWaitingSandbox((output) => {
-          const taskDir = join(runDir, 'task0');
-          const waitingSpec = agentSandboxSpec(spec, this.host, { sandboxName: `${this.tag}-${name}`, argv: ['/bin/sh', '-s'], env: {}, runDir: taskDir, logPath: join(taskDir, 'output.log'), socketDir });
-          return spawnSandbox(waitingSpec, { logger, output, stdin: 'pipe' });
-        }, directLog);
+        const taskDir = join(runDir, 'task0');
+        const waitingSpec = agentSandboxSpec(spec, this.host, { sandboxName: `${this.tag}-${name}`, argv: ['/bin/sh', '-s'], env: {}, runDir: taskDir, logPath: join(taskDir, 'output.log'), socketDir });
+        const waiting = await startWaitingSandbox((output) => spawnSandbox(waitingSpec, { logger, output, stdin: 'pipe' }), directLog);
         const instance = new DirectInstance(
           name,
           {
@@ -247,6 +245,7 @@ class BubblewrapRuntime implements AgentRuntime {
             gid: spec.gid,
             unsafe: spec.isolation === 'unsafe',
             env: base.env,
+            waitingEnv: Object.keys(waitingSpec.env),
             agentSdkBinPresent: (base.readOnlyBinds ?? []).some((b) => {
               const inside = relative(b.target, AGENT_SDK_BIN_IN_SANDBOX);
               return !inside.startsWith('..') && !isAbsolute(inside) && existsSync(join(b.source, inside));

@@ -1,3 +1,5 @@
+import { realpathSync } from 'node:fs';
+import { basename } from 'node:path';
 import { Writable } from 'node:stream';
 import {
   PROTOCOL_VERSION,
@@ -34,6 +36,8 @@ export interface DirectHost {
   readonly env: Readonly<Record<string, string>>;
   /** Whether the agent SDK's `warren-bus` directory exists inside the sandbox. */
   readonly agentSdkBinPresent: boolean;
+  /** The names of the waiting sandbox's environment (see {@link taskScript}); null when not known. */
+  readonly waitingEnv: readonly string[] | null;
   /** Interval of the instance's heartbeats, in ms. */
   readonly heartbeatIntervalMs: number;
   /**
@@ -73,15 +77,37 @@ export function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
+/** A name the shell can `export` and `unset`. */
+const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+let binShIsDash: boolean | undefined;
+
+/** Whether /bin/sh (the host's, which the sandbox sees through its read-only /usr and /bin) is dash. Checked once. */
+function shIsDash(): boolean {
+  if (binShIsDash === undefined) {
+    try {
+      binShIsDash = basename(realpathSync('/bin/sh')) === 'dash';
+    } catch {
+      binShIsDash = false;
+    }
+  }
+  return binShIsDash;
+}
+
 /**
  * The script a {@link WaitingSandbox}'s shell reads to become the task's process: `cd` to its
- * working directory, then `exec /usr/bin/env -i NAME=VALUE… ARGV…`, so that the process has exactly
- * the request's environment (nothing of the waiting shell's) and runs alone in the sandbox (the
- * shell and then env replace themselves). Every word is single-quoted ({@link shellQuote}).
+ * working directory, then exec the request's argv with exactly the request's environment (nothing
+ * of the waiting shell's) as the only process in the sandbox (the shell replaces itself). Every
+ * word is single-quoted ({@link shellQuote}). When the shell is dash, `shellEnv` names every
+ * variable of the waiting shell's environment, the program is an absolute path and all names are
+ * shell names, the shell sets the environment itself: it unsets `shellEnv`'s variables and the
+ * `PWD` and `OLDPWD` its `cd` exported, exports the request's and `exec`s the argv (no other exec).
+ * Otherwise it runs `exec /usr/bin/env -i NAME=VALUE… ARGV…`.
+ * @param shellEnv the names of the waiting shell's environment, or null when not known (env -i then).
  * @returns null when `env` cannot carry the request: an empty argv, a program name containing `=`
  * (env would read it as an assignment), or a variable name that is empty or contains `=` or NUL.
  */
-export function taskScript(request: Pick<TaskProcessRequest, 'argv' | 'env' | 'cwd'>): string | null {
+export function taskScript(request: Pick<TaskProcessRequest, 'argv' | 'env' | 'cwd'>, shellEnv: readonly string[] | null = null): string | null {
   const [program] = request.argv;
   if (program === undefined || program.includes('=') || [...request.argv, request.cwd].some((word) => word.includes('\0'))) return null;
   const assignments: string[] = [];
@@ -89,8 +115,15 @@ export function taskScript(request: Pick<TaskProcessRequest, 'argv' | 'env' | 'c
     if (name === '' || name.includes('=') || name.includes('\0') || value.includes('\0')) return null;
     assignments.push(shellQuote(`${name}=${value}`));
   }
+  const cd = `cd ${shellQuote(request.cwd)} || exit 126\n`;
+  const argv = request.argv.map(shellQuote).join(' ');
   // stdin: /dev/null, as a runner gives its tasks (the shell's own stdin is the script's pipe).
-  return `cd ${shellQuote(request.cwd)} || exit 126\nexec /usr/bin/env -i ${[...assignments, ...request.argv.map(shellQuote)].join(' ')} </dev/null\n`;
+  if (shellEnv !== null && shIsDash() && program.startsWith('/') && [...shellEnv, ...Object.keys(request.env)].every((name) => SHELL_NAME.test(name))) {
+    const unset = `unset PWD OLDPWD${shellEnv.map((name) => ` ${name}`).join('')}\n`;
+    const exported = assignments.length > 0 ? `export ${assignments.join(' ')}\n` : '';
+    return `${cd}${unset}${exported}exec ${argv} </dev/null\n`;
+  }
+  return `${cd}exec /usr/bin/env -i ${[...assignments, argv].join(' ')} </dev/null\n`;
 }
 
 /**
@@ -314,7 +347,7 @@ export class DirectInstance implements AgentInstance {
    * gone, the waiting sandbox is stopped and the task gets a sandbox of its own in the same slot.
    */
   private async runInWaiting(waiting: WaitingSandbox, request: TaskProcessRequest, slot: number): Promise<Sandbox> {
-    const script = taskScript(request);
+    const script = taskScript(request, this.host.waitingEnv);
     if (script === null) {
       await waiting.sandbox.stop(0);
       return this.host.spawnTask(request, slot);

@@ -198,6 +198,21 @@ describe('the direct mode of the bubblewrap runtime', () => {
     expect(read('stdin.out')).toBe('');
   });
 
+  it('gives the task in the sandbox started ahead the same environment as one in a sandbox of its own', async () => {
+    const { spec } = await startDirect('direct-n', { kind: 'exec', command: ['/usr/bin/env'] });
+    // The first task runs in the waiting sandbox (its shell set the environment), the second in its own.
+    const seen: string[][] = [];
+    for (const id of ['direct-env-1', 'direct-env-2']) {
+      await assign(spec.name, id);
+      const result = await resultOf(id);
+      expect(result, result.summary).toMatchObject({ outcome: 'succeeded', exitCode: 0 });
+      const env = readFileSync(join(spec.homeDir, 'work', id, 'output.log'), 'utf8').trim().split('\n');
+      seen.push(env.map((line) => line.replaceAll(id, '<id>')).sort());
+    }
+    expect(seen[0]!.some((line) => line.startsWith('PATH='))).toBe(true);
+    expect(seen[0]).toEqual(seen[1]);
+  });
+
   it('gives a task pipes for stdout and stderr and /dev/null for stdin, as a runner does: /dev/stdout, /dev/stderr and /dev/stdin open', async () => {
     const { spec } = await startDirect('direct-p');
     const command = [

@@ -25,7 +25,7 @@ import { closeWriteEnd, openOutputPipe, type OutputPipe } from './fifos.js';
 import { assertIsolation, probeHost, type HostCapabilities } from './host.js';
 import { CappedLog } from './log.js';
 import { processesOfUid } from './procs.js';
-import { prologueArgv } from './prologue.js';
+import { prologueArgv, prologueShell } from './prologue.js';
 import { buildSeccompProgram } from './seccomp.js';
 import { validateSpec, type SandboxSpec } from './spec.js';
 import { CgroupUsageReader, ProcUsageReader, type SandboxUsage, type UsageReader } from './usage.js';
@@ -224,8 +224,9 @@ async function writeGeneratedFile(path: string, content: string | Uint8Array, mo
  * no_new_privs. The seccomp filter of {@link buildSeccompProgram} is always installed (bwrap reads
  * it from a fresh pipe on fd 4 at each spawn). The process joins its cgroups (memory, pids, cpu,
  * plus cgroup2 for kill and CPU time) before exec and gets RLIMIT_NOFILE, RLIMIT_FSIZE and
- * RLIMIT_NPROC via `prlimit`. stdout and stderr go to `spec.logPath` (capped, streamed), or
- * whole to `options.output` when given. Host-side
+ * RLIMIT_NPROC from the prologue shell's `ulimit` (or `prlimit`; see {@link prologueArgv}).
+ * stdout and stderr go to `spec.logPath` (capped, streamed), or whole to `options.output` when
+ * given. Host-side
  * files (`runDir/passwd`, `runDir/group`, the log) are written without following symlinks.
  * Resolves once the process is started (bwrap's pid known).
  * @throws {SandboxSpecError} if a spec field is invalid or the home is not a directory owned by
@@ -355,13 +356,11 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
       '--',
       ...spec.argv,
     ];
-    const prlimitArgs = [
-      `--nofile=${limits.nofile}:${limits.nofile}`,
-      `--fsize=${limits.fsizeBytes}:${limits.fsizeBytes}`,
-      `--nproc=${limits.pidsMax}:${limits.pidsMax}`,
-      '--',
-    ];
-    const argv = prologueArgv(cgroups.procsFiles, [host.prlimitPath!, ...prlimitArgs, host.bwrapPath!, ...bwrapArgs]);
+    const shell = prologueShell();
+    const argv = prologueArgv(shell, cgroups.procsFiles, { nofile: limits.nofile, fsizeBytes: limits.fsizeBytes, nproc: limits.pidsMax }, host.prlimitPath, [
+      host.bwrapPath!,
+      ...bwrapArgs,
+    ]);
     log.debug({ argv: spec.argv, uid: spec.uid, cgroups: cgroups.dirs, isolation }, 'spawning sandbox');
     // An empty environment; fd 3: bwrap's JSON status (out); fd 4: the seccomp program file (in).
     // detached: the prologue starts a new session, so no terminal signal from ours reaches it.
@@ -375,7 +374,7 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
       outPipe.reader.destroy();
     }
     pipes = outPipe && errPipe ? [outPipe, errPipe] : undefined;
-    const child = spawn('/bin/sh', argv, {
+    const child = spawn(shell.path, argv, {
       env: {},
       stdio: [options.stdin ?? 'ignore', pipes ? pipes[0].writeFd : 'pipe', pipes ? pipes[1].writeFd : 'pipe', 'pipe', seccomp.fd],
       detached: true,
@@ -386,7 +385,7 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
     if (pipes) for (const pipe of pipes) closeWriteEnd(pipe);
     if (child.pid === undefined) {
       const error = await new Promise<Error>((resolve) => child.once('error', resolve));
-      throw new SandboxError(spec.name, `cannot start /bin/sh for bwrap: ${error.message}`, '/bin/sh', { cause: error });
+      throw new SandboxError(spec.name, `cannot start ${shell.path} for bwrap: ${error.message}`, shell.path, { cause: error });
     }
     const usage: UsageReader = cgroups.dirs.length > 0 ? new CgroupUsageReader(cgroups.files) : new ProcUsageReader(spec.uid);
     const readers = pipes ? { stdout: pipes[0].reader, stderr: pipes[1].reader } : { stdout: child.stdout as Readable, stderr: child.stderr as Readable };
@@ -413,7 +412,7 @@ const SECCOMP_FD = 4;
 /** Longest bwrap status line kept while waiting for its newline (they are ~50 bytes). */
 const STATUS_LINE_MAX = 4096;
 
-/** How the first process (the prologue, then prlimit, then bwrap: one pid) ended. */
+/** How the first process (the prologue, then prlimit if used, then bwrap: one pid) ended. */
 interface ChildEnd {
   readonly exitCode: number | null;
   readonly signal: string | null;

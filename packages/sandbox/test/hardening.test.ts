@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureHomeImage, releaseHomeImage, SandboxError, SandboxSpecError, spawnSandbox } from '@warren/sandbox';
-import { prologueArgv } from '../src/prologue.js';
+import { prologueArgv, type PrologueLimits, type PrologueShell } from '../src/prologue.js';
 import { cleanup, makeSpec, readLog, requireSandboxHost, tempDir, track } from './helpers.js';
 
 beforeAll(requireSandboxHost);
@@ -129,19 +129,42 @@ describe('planted symlinks and files on host paths the package writes', () => {
   });
 });
 
-/** Runs the real prologue with extra inherited descriptors and returns the descriptors the command sees. */
-async function descriptorsSeen(extraFds: number[]): Promise<number[]> {
-  const lister =
-    'opendir(my $d, "/proc/self/fd") or die; for (sort { $a <=> $b } grep { /^\\d+$/ } readdir $d) { my $t = readlink("/proc/self/fd/$_") // ""; print "$_\\n" unless $t =~ m{^/proc/\\d+/fd$} }';
+const FD_LISTER =
+  'opendir(my $d, "/proc/self/fd") or die; for (sort { $a <=> $b } grep { /^\\d+$/ } readdir $d) { my $t = readlink("/proc/self/fd/$_") // ""; print "$_\\n" unless $t =~ m{^/proc/\\d+/fd$} }';
+
+/** The shells the prologue may run under on this host (bash, dash as /bin/sh, and `sh`: any /bin/sh with prlimit). */
+const SHELLS: PrologueShell[] = [
+  ...(existsSync('/bin/bash') ? [{ path: '/bin/bash', kind: 'bash' } as const] : []),
+  ...(basename(realpathSync('/bin/sh')) === 'dash' ? [{ path: '/bin/sh', kind: 'dash' } as const] : []),
+  { path: '/bin/sh', kind: 'sh' },
+];
+const LIMITS: PrologueLimits = { nofile: 123, fsizeBytes: 4 * 1024 * 1024, nproc: 77 };
+
+/** Runs the real prologue under `shell` with extra inherited descriptors; returns its exit code, stdout and stderr. */
+async function runPrologue(
+  shell: PrologueShell,
+  extraFds: number[],
+  command: string[],
+  limits = LIMITS,
+  options?: { perlPath?: string; stdinSocket?: boolean; env?: Record<string, string> },
+): Promise<{ code: number | null; out: string; err: string }> {
   const highest = Math.max(4, ...extraFds);
-  const stdio: ('pipe' | 'ignore')[] = ['ignore', 'pipe', 'pipe'];
+  const stdio: ('pipe' | 'ignore')[] = [options?.stdinSocket ? 'pipe' : 'ignore', 'pipe', 'pipe'];
   for (let fd = 3; fd <= highest; fd++) stdio.push(fd <= 4 || extraFds.includes(fd) ? 'pipe' : 'ignore');
-  const child = spawn('/bin/sh', prologueArgv([], ['/usr/bin/perl', '-e', lister]), { stdio, env: {} });
+  const perl = options?.perlPath === undefined ? undefined : { perlPath: options.perlPath };
+  const child = spawn(shell.path, prologueArgv(shell, [], limits, '/usr/bin/prlimit', command, perl), { stdio, env: options?.env ?? {} });
+  child.stdin?.end();
   let out = '';
   let err = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  return { code, out, err };
+}
+
+/** Runs the real prologue under `shell` with extra inherited descriptors and returns the descriptors the command sees. */
+async function descriptorsSeen(shell: PrologueShell, extraFds: number[]): Promise<number[]> {
+  const { code, out, err } = await runPrologue(shell, extraFds, ['/usr/bin/perl', '-e', FD_LISTER]);
   expect(err).toBe('');
   expect(code).toBe(0);
   return out
@@ -150,12 +173,96 @@ async function descriptorsSeen(extraFds: number[]): Promise<number[]> {
     .map(Number);
 }
 
+/** The soft and hard values of the limits the prologue sets, as the command's /proc/self/limits shows them. */
+async function limitsSeen(shell: PrologueShell, limits: PrologueLimits): Promise<string[]> {
+  const { code, out, err } = await runPrologue(shell, [], ['/bin/grep', '-E', '^Max (open files|file size|processes) ', '/proc/self/limits'], limits);
+  expect(err).toBe('');
+  expect(code).toBe(0);
+  return out
+    .trim()
+    .split('\n')
+    .map((line) => line.replace(/\s+/g, ' ').trim());
+}
+
 describe('inherited descriptors', () => {
-  it('closes every descriptor but 0-4 before bwrap, also above 9', async () => {
-    expect(await descriptorsSeen([5, 7, 9])).toEqual([0, 1, 2, 3, 4]);
-    expect(await descriptorsSeen([6, 12, 40])).toEqual([0, 1, 2, 3, 4]);
+  it.each(SHELLS)('closes every descriptor but 0-4 before bwrap, also above 9 ($kind)', async (shell) => {
+    expect(await descriptorsSeen(shell, [5, 7, 9])).toEqual([0, 1, 2, 3, 4]);
+    expect(await descriptorsSeen(shell, [6, 12, 40])).toEqual([0, 1, 2, 3, 4]);
   });
 
+  it('closes descriptors above 9 under bash without Perl, where dash needs it', async () => {
+    const bash = SHELLS.find((shell) => shell.kind === 'bash');
+    expect(bash, 'this host has /bin/bash').toBeDefined();
+    const noPerl = { perlPath: '' };
+    const underBash = await runPrologue(bash!, [6, 12, 40], ['/usr/bin/perl', '-e', FD_LISTER], LIMITS, noPerl);
+    expect(underBash.err).toBe('');
+    expect(underBash.out.trim().split('\n').map(Number)).toEqual([0, 1, 2, 3, 4]);
+    for (const shell of SHELLS.filter((s) => s.kind !== 'bash')) {
+      const without = await runPrologue(shell, [12], ['/bin/true'], LIMITS, noPerl);
+      expect(without.code, shell.kind).toBe(125);
+      expect(without.err, shell.kind).toMatch(/^warren-sandbox: inherited descriptors above 9 need perl/);
+    }
+  });
+
+  it('runs no startup file under bash, also with a socket for stdin (which bash takes for sshd)', async () => {
+    const bash = SHELLS.find((shell) => shell.kind === 'bash');
+    expect(bash, 'this host has /bin/bash').toBeDefined();
+    const home = tempDir();
+    writeFileSync(join(home, '.bashrc'), 'echo "sourced .bashrc" >&2\n');
+    const { code, err } = await runPrologue(bash!, [], ['/bin/true'], LIMITS, { stdinSocket: true, env: { HOME: home } });
+    expect(err).toBe('');
+    expect(code).toBe(0);
+  });
+
+  it('says whether this process holds inheritable descriptors above 9', async () => {
+    // A node whose only inherited descriptors are 0-2 (bash closes what this test runner inherited)
+    // and maybe 40 (a socket; Node itself marks some low ones close-on-exec at start): its own
+    // descriptors are close-on-exec, 40 is not.
+    const probe = `import(${JSON.stringify(join(import.meta.dirname, '..', 'dist', 'prologue.js'))}).then((m) => process.stdout.write(String(m.inheritsHighDescriptors())))`;
+    const closeAllBut = 'for f in /proc/self/fd/*; do fd=${f##*/}; case " $KEEP " in *" $fd "*) ;; *) eval "exec $fd>&-" ;; esac; done; exec "$0" "$@"';
+    const run = (keep40: boolean): Promise<string> =>
+      new Promise((resolve) => {
+        const stdio: ('pipe' | 'ignore')[] = ['ignore', 'pipe', 'ignore'];
+        if (keep40) for (let fd = 3; fd <= 40; fd++) stdio.push(fd === 40 ? 'pipe' : 'ignore');
+        const child = spawn('/bin/bash', ['-c', closeAllBut, process.execPath, '-e', probe], { stdio, env: { KEEP: keep40 ? '0 1 2 40' : '0 1 2' } });
+        let out = '';
+        child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+        child.once('close', () => resolve(out));
+      });
+    expect(await run(true)).toBe('true');
+    expect(await run(false)).toBe('false');
+  });
+});
+
+describe('resource limits set by the prologue', () => {
+  it.each(SHELLS)('sets nofile, fsize and nproc, soft and hard ($kind)', async (shell) => {
+    expect(await limitsSeen(shell, LIMITS)).toEqual([
+      'Max file size 4194304 4194304 bytes',
+      'Max processes 77 77 processes',
+      'Max open files 123 123 files',
+    ]);
+    // Not a whole number of ulimit blocks: prlimit sets it exactly.
+    expect(await limitsSeen(shell, { ...LIMITS, fsizeBytes: 1_000_001 })).toContain('Max file size 1000001 1000001 bytes');
+  });
+
+  it('fails with status 125 and a warren-sandbox line when a limit cannot be set', async () => {
+    for (const shell of SHELLS.filter((s) => s.kind !== 'sh')) {
+      // RLIMIT_NOFILE above the kernel's nr_open is refused even to root.
+      const { code, err } = await runPrologue(shell, [], ['/bin/true'], { ...LIMITS, nofile: 1 << 30 });
+      expect(code, shell.kind).toBe(125);
+      expect(err, shell.kind).toMatch(/^warren-sandbox: cannot set the resource limits/);
+    }
+  });
+
+  it('needs no prlimit when the shell sets the limits, and says so when it does', () => {
+    const dash: PrologueShell = { path: '/bin/sh', kind: 'dash' };
+    expect(prologueArgv(dash, [], LIMITS, null, ['/bin/true'])).not.toContain('/usr/bin/prlimit');
+    expect(() => prologueArgv({ path: '/bin/sh', kind: 'sh' }, [], LIMITS, null, ['/bin/true'])).toThrow(/prlimit is needed/);
+    expect(prologueArgv({ path: '/bin/sh', kind: 'sh' }, [], LIMITS, '/usr/bin/prlimit', ['/bin/true'])).toContain('/usr/bin/prlimit');
+  });
+});
+
+describe('the agent\'s descriptors', () => {
   it('lets nothing but stdin, stdout and stderr reach the agent', async () => {
     const spec = makeSpec([
       '/usr/bin/perl',
