@@ -44,7 +44,10 @@ export function livenessSystem(world: AgentWorld, options: { nowMs: number; hear
   const timeoutMs = requireMs('options.heartbeatTimeoutMs', options.heartbeatTimeoutMs);
   const { Identity, Status, Lifecycle } = world.components;
   const intents: LivenessIntent[] = [];
-  for (const eid of agentEntities(world)) {
+  // An indexed loop: a for-of over the (frozen) array allocates an iterator result per agent.
+  const eids = agentEntities(world);
+  for (let i = 0; i < eids.length; i++) {
+    const eid = eids[i]!;
     const code = Status.code[eid] ?? 0;
     if (!WATCHED.has(code)) continue;
     const beat = Lifecycle.lastHeartbeatMs[eid] ?? Number.NaN;
@@ -97,7 +100,10 @@ export function lifecycleSystem(
   const sleepMode = modeCode('sleep');
   const autodeleteMode = modeCode('autodelete');
   const intents: LifecycleIntent[] = [];
-  for (const eid of agentEntities(world)) {
+  // An indexed loop: a for-of over the (frozen) array allocates an iterator result per agent.
+  const eids = agentEntities(world);
+  for (let i = 0; i < eids.length; i++) {
+    const eid = eids[i]!;
     if (!PUT_AWAY.has(Status.code[eid] ?? 0) || (Stop.reason[eid] ?? 0) !== 0 || (Load.active[eid] ?? 0) > 0) continue;
     const agent = Identity.name[eid] as string;
     if (busyAgents?.has(agent)) continue;
@@ -127,7 +133,10 @@ export function warmPoolSystem(world: AgentWorld, options: { nowMs: number }): W
   const instances = instanceCounts(world);
   const { Identity, Load, Lifecycle, Stop } = world.components;
   const autodelete = modeCode('autodelete');
-  for (const eid of agentEntities(world)) {
+  // An indexed loop: a for-of over the (frozen) array allocates an iterator result per agent.
+  const eids = agentEntities(world);
+  for (let i = 0; i < eids.length; i++) {
+    const eid = eids[i]!;
     const idle = Lifecycle.ready[eid] === 1 && (Stop.reason[eid] ?? 0) === 0 && (Load.active[eid] ?? 0) === 0;
     const spent = Lifecycle.mode[eid] === autodelete && Lifecycle.tookTask[eid] === 1;
     const template = Identity.template[eid] as string;

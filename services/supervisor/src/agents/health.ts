@@ -92,9 +92,10 @@ export class AgentHealth {
    * pass over the handles comparing references: microseconds for a thousand agents).
    */
   private trackHeld(nowMs: number): void {
-    for (const [name, handle] of this.agents.handles) {
+    // forEach: a for-of over the entries would allocate a pair per agent every tick.
+    this.agents.handles.forEach((handle, name) => {
       if (this.heldSince.get(name)?.instance !== handle.instance) this.heldSince.set(name, { instance: handle.instance, sinceMs: nowMs });
-    }
+    });
     if (this.heldSince.size > this.agents.handles.size) {
       for (const name of this.heldSince.keys()) if (!this.agents.handles.has(name)) this.heldSince.delete(name);
     }
@@ -115,17 +116,16 @@ export class AgentHealth {
     const { ctx } = this;
     const { Load } = ctx.world.components;
     const due: string[] = [];
-    for (const [name, agent] of this.agents.handles) {
-      if (this.agents.isStopping(name)) continue;
+    this.agents.handles.forEach((agent, name) => {
       const eid = ctx.world.agents.get(name);
       const busy = eid !== undefined && (Load.active[eid] ?? 0) > 0;
-      const everyMs = usageReadEveryMs(busy, agent.template.watchdog.graceMs);
       const read = this.readAtMs.get(name);
-      if (read !== undefined && read.instance === agent.instance && read.busy === busy && nowMs - read.atMs < everyMs) continue;
+      if (read !== undefined && read.instance === agent.instance && read.busy === busy && nowMs - read.atMs < usageReadEveryMs(busy, agent.template.watchdog.graceMs)) return;
+      if (this.agents.isStopping(name)) return;
       this.readAtMs.set(name, { instance: agent.instance, atMs: nowMs, busy });
       recordUsage(ctx.world, name, agent.instance.usage());
       due.push(name);
-    }
+    });
     if (this.readAtMs.size > this.agents.handles.size) {
       for (const name of this.readAtMs.keys()) if (!this.agents.handles.has(name)) this.readAtMs.delete(name);
     }
@@ -153,7 +153,9 @@ export class AgentHealth {
 
   /** Homes of live agents that run a task (an idle agent's home does not grow). */
   private *busyHomes(): Iterable<WatchedHome> {
-    const busy = new Set(this.ctx.state.openAssignments().map((a) => a.agent));
+    const open = this.ctx.state.openAssignments();
+    if (open.length === 0) return;
+    const busy = new Set(open.map((a) => a.agent));
     for (const [name, agent] of this.agents.handles) {
       if (busy.has(name) && !this.agents.isStopping(name)) {
         yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes, ownFilesystem: agent.template.homeQuotaBytes !== null };
