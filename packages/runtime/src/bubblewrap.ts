@@ -212,6 +212,7 @@ class BubblewrapRuntime implements AgentRuntime {
         WARREN_RUNTIME: JSON.stringify(spec.runner.runtime),
         WARREN_MAX_CONCURRENT: String(spec.runner.maxConcurrent),
         WARREN_HEARTBEAT_MS: String(spec.runner.heartbeatIntervalMs),
+        ...(spec.runner.idleHeartbeatIntervalMs === undefined ? {} : { WARREN_IDLE_HEARTBEAT_MS: String(spec.runner.idleHeartbeatIntervalMs) }),
       };
       const logger = this.log.child({ component: 'sandbox', agent: name });
       const spawnRunner = (): Promise<Sandbox> =>

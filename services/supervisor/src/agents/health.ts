@@ -7,6 +7,7 @@ import type { AgentInstance } from '@warren/runtime';
 import type { Inbox } from '../executions/inbox.js';
 import type { Settler } from '../executions/settle.js';
 import type { AgentLifecycle } from './lifecycle.js';
+import { IDLE_HEARTBEAT_FACTOR } from '../agent-runtime.js';
 
 /** How often the home of an agent running a task is measured, in ms. */
 const HOME_SCAN_MS = 1_000;
@@ -78,7 +79,7 @@ export class AgentHealth {
     const { ctx } = this;
     const timeoutMs = ctx.config.heartbeatTimeoutMs;
     this.trackHeld(nowMs);
-    for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: timeoutMs })) {
+    for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: timeoutMs, idleHeartbeatTimeoutMs: IDLE_HEARTBEAT_FACTOR * timeoutMs })) {
       const handle = this.agents.handles.get(intent.agent);
       if (!handle || this.agents.isStopping(intent.agent)) continue;
       if (nowMs - (this.heldSince.get(intent.agent)?.sinceMs ?? nowMs) <= timeoutMs) continue;
