@@ -71,9 +71,10 @@ export class AgentHealth {
 
   /**
    * Kills agents that have said nothing for longer than the heartbeat timeout (an idle agent, whose
-   * runner beats less often: {@link IDLE_HEARTBEAT_FACTOR} times it); their tasks are re-queued on exit. The silence of an instance counts from its spawn at the earliest (the first
-   * tick that holds it): a start that waited its turn (accounts made, NATS users reloaded, the
-   * sandbox spawned while hundreds of others start) leaves its runner the whole timeout to say hello.
+   * runner beats less often: {@link IDLE_HEARTBEAT_FACTOR} times it); their tasks are re-queued on
+   * exit. The silence of an instance counts from its spawn at the earliest (the first tick that
+   * holds it): a start that waited its turn (accounts made, NATS users reloaded, the sandbox
+   * spawned while hundreds of others start) leaves its runner the whole timeout to say hello.
    */
   checkLiveness(nowMs: number): void {
     const { ctx } = this;
