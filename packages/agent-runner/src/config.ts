@@ -26,6 +26,8 @@ export interface RunnerConfig {
   readonly runtime: Runtime;
   readonly maxConcurrent: number;
   readonly heartbeatMs: number;
+  /** Interval of heartbeats while no task runs or waits, in ms (at least `heartbeatMs`). */
+  readonly idleHeartbeatMs: number;
   readonly home: string;
   /** The gateway's LLM socket, which the forwarder on `llmPort` pipes to (agent runtimes only). */
   readonly llmSocketPath: string;
@@ -131,16 +133,19 @@ function port(env: Readonly<Record<string, string | undefined>>, name: string, f
 /**
  * Reads the runner's settings from `env`: WARREN_AGENT_SOCKET (default `/run/warren/agent.sock`),
  * WARREN_RUNTIME (JSON, default `{"kind":"shell"}`), WARREN_MAX_CONCURRENT (default 1),
- * WARREN_HEARTBEAT_MS (default 5000, at least 10), HOME (default the passwd home),
+ * WARREN_HEARTBEAT_MS (default 5000, at least 10), WARREN_IDLE_HEARTBEAT_MS (the interval while no
+ * task runs or waits; default and least: the heartbeat's), HOME (default the passwd home),
  * WARREN_LLM_SOCKET (default `/run/warren/llm.sock`) and WARREN_LLM_PORT (default 4141, 0 for any).
  * @throws {RunnerConfigError} naming the variable at fault.
  */
 export function runnerConfigFromEnv(env: Readonly<Record<string, string | undefined>>): RunnerConfig {
+  const heartbeatMs = positiveInt(env, 'WARREN_HEARTBEAT_MS', 5000, 10);
   return {
     socketPath: env.WARREN_AGENT_SOCKET || AGENT_SOCKET_PATH,
     runtime: env.WARREN_RUNTIME ? parseRuntime(env.WARREN_RUNTIME) : { kind: 'shell' },
     maxConcurrent: positiveInt(env, 'WARREN_MAX_CONCURRENT', 1, 1),
-    heartbeatMs: positiveInt(env, 'WARREN_HEARTBEAT_MS', 5000, 10),
+    heartbeatMs,
+    idleHeartbeatMs: positiveInt(env, 'WARREN_IDLE_HEARTBEAT_MS', heartbeatMs, heartbeatMs),
     home: env.HOME || homedir(),
     llmSocketPath: env.WARREN_LLM_SOCKET || LLM_SOCKET_PATH,
     llmPort: port(env, 'WARREN_LLM_PORT', LLM_PORT_IN_SANDBOX),

@@ -23,8 +23,14 @@ export interface RunAgentOptions {
   readonly runtime: Runtime;
   /** Executions run at once; more tasks wait (acknowledged) in arrival order. At least 1. */
   readonly maxConcurrent: number;
-  /** Interval of `heartbeat` frames after `welcome`, in ms. */
+  /** Interval of `heartbeat` frames after `welcome` while a task runs or waits, in ms. */
   readonly heartbeatMs: number;
+  /**
+   * Interval of `heartbeat` frames while no task runs or waits, in ms: the supervisor gives an idle
+   * agent a longer silence than a busy one (a thousand idle agents beating every `heartbeatMs` wake
+   * it a thousand times per interval). Default `heartbeatMs`; never less.
+   */
+  readonly idleHeartbeatMs?: number;
   /** The agent's home (workspaces are made under `<home>/work`). */
   readonly home: string;
   /** The base environment of task processes. */
@@ -62,7 +68,8 @@ function isTaskFrame(frame: GatewayFrame): frame is TaskFrame {
 
 /**
  * Runs the agent side of the agent channel until it ends: connects to `socketPath`, sends `hello`,
- * waits for `welcome`, then sends a `heartbeat` every `heartbeatMs`. Each `task` is acknowledged
+ * waits for `welcome`, then sends a `heartbeat` every `heartbeatMs` while a task runs or waits and
+ * every `idleHeartbeatMs` otherwise (any frame sent counts as one). Each `task` is acknowledged
  * (`ack`) at once and executed (see {@link startExecution}) as soon as fewer than `maxConcurrent`
  * run; its `progress` lines and its `result` are sent back. A repeated task (same id and attempt)
  * is acknowledged again but not run twice. `cancel` stops that execution (outcome `cancelled`).
@@ -102,8 +109,12 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
     : Promise.resolve();
   const socket: Socket = createConnection(options.socketPath);
 
+  /** When a frame was last sent (ms since the epoch): any frame tells the gateway the runner is alive. */
+  let sentAtMs = 0;
+  const idleHeartbeatMs = Math.max(options.heartbeatMs, options.idleHeartbeatMs ?? options.heartbeatMs);
   const send = (frame: AgentFrame): void => {
     if (socket.destroyed || !socket.writable) return;
+    sentAtMs = Date.now();
     try {
       socket.write(encodeFrame(frame));
     } catch (error) {
@@ -207,7 +218,12 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
         if (welcomed) return;
         welcomed = true;
         if (typeof frame.agent?.name === 'string') agentName = frame.agent.name;
-        heartbeat = setInterval(() => send({ type: 'heartbeat' }), options.heartbeatMs);
+        heartbeat = setInterval(() => {
+          // Idle, a beat is due once idleHeartbeatMs have passed since the last frame, give or take
+          // half a tick of this timer (so that it is this tick's, not the next one's).
+          const idle = running.size === 0 && queued.length === 0;
+          if (!idle || Date.now() - sentAtMs >= idleHeartbeatMs - options.heartbeatMs / 2) send({ type: 'heartbeat' });
+        }, options.heartbeatMs);
         return;
       case 'task': {
         if (!isTaskFrame(frame)) {

@@ -109,6 +109,7 @@ describe('runner configuration', () => {
       runtime: { kind: 'shell' },
       maxConcurrent: 1,
       heartbeatMs: 5000,
+      idleHeartbeatMs: 5000,
       home: '/home/a',
       llmSocketPath: '/run/warren/llm.sock',
       llmPort: 4141,
@@ -131,6 +132,8 @@ describe('runner configuration', () => {
       maxTurns: 20,
     });
     expect(runnerConfigFromEnv({ HOME: '/h', WARREN_LLM_SOCKET: '/tmp/llm.sock', WARREN_LLM_PORT: '0' })).toMatchObject({ llmSocketPath: '/tmp/llm.sock', llmPort: 0 });
+    expect(runnerConfigFromEnv({ WARREN_HEARTBEAT_MS: '2500' })).toMatchObject({ heartbeatMs: 2500, idleHeartbeatMs: 2500 });
+    expect(runnerConfigFromEnv({ WARREN_HEARTBEAT_MS: '2500', WARREN_IDLE_HEARTBEAT_MS: '5000' })).toMatchObject({ heartbeatMs: 2500, idleHeartbeatMs: 5000 });
   });
 
   it('names the variable at fault', () => {
@@ -140,6 +143,7 @@ describe('runner configuration', () => {
       [{ WARREN_RUNTIME: '{"kind":"exec","command":["node"]}' }, 'absolute path'],
       [{ WARREN_MAX_CONCURRENT: '0' }, 'WARREN_MAX_CONCURRENT'],
       [{ WARREN_HEARTBEAT_MS: 'soon' }, 'WARREN_HEARTBEAT_MS'],
+      [{ WARREN_HEARTBEAT_MS: '2500', WARREN_IDLE_HEARTBEAT_MS: '1000' }, 'WARREN_IDLE_HEARTBEAT_MS: "1000" must be an integer >= 2500'],
       [{ WARREN_LLM_PORT: '70000' }, 'WARREN_LLM_PORT'],
       [{ WARREN_RUNTIME: '{"kind":"claude-code","binary":"claude","provider":"anthropic"}' }, "'binary' of a claude-code runtime must be an absolute path"],
       [{ WARREN_RUNTIME: '{"kind":"codex","binary":"/opt/codex","provider":"Open AI"}' }, "'provider' of a codex runtime"],

@@ -63,6 +63,22 @@ describe('the runner as a child process', () => {
     expect(gateway.protocolErrors).toEqual([]);
   });
 
+  it('beats every WARREN_HEARTBEAT_MS while a task runs and every WARREN_IDLE_HEARTBEAT_MS while idle', async () => {
+    const { gateway } = await setup({ WARREN_HEARTBEAT_MS: '50', WARREN_IDLE_HEARTBEAT_MS: '600000' });
+    const beatsIn = (from: number, to = gateway.frames.length) => gateway.frames.slice(from, to).filter((f) => f.type === 'heartbeat').length;
+    // Idle: its hello was its last frame, and the next beat is due ten minutes after it.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(beatsIn(0)).toBe(0);
+    gateway.send(task('slow', { command: 'sleep 2; echo ok' }));
+    expect(await gateway.result('slow')).toMatchObject({ outcome: 'succeeded' });
+    const ack = gateway.frames.findIndex((f) => f.type === 'ack');
+    const result = gateway.frames.findIndex((f) => f.type === 'result');
+    expect(beatsIn(ack, result)).toBeGreaterThan(0);
+    // Idle again: the result was its last frame.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(beatsIn(result)).toBe(0);
+  });
+
   it('reports a failing command as failed with its exit code and output tail', async () => {
     const { gateway } = await setup();
     gateway.send(task('bad', { command: 'echo oops >&2; exit 3' }));

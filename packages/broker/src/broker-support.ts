@@ -13,6 +13,15 @@ export const MAX_RESTART_DELAY_MS = 5_000;
 
 /** How long one pull request of a consume loop stays open, in ms (its idle heartbeat is half of it). */
 export const PULL_EXPIRES_MS = 5_000;
+/**
+ * How long one pull request of an agent's assignment consumer stays open, in ms (its idle
+ * heartbeat is half of it). There is one such consumer per live agent, nearly all of them idle
+ * most of the time: each pull and heartbeat wakes the supervisor and nats-server, so a thousand
+ * idle agents with {@link PULL_EXPIRES_MS} cost ~600 NATS messages a second. A new assignment is
+ * delivered at once either way (the pull waits on the server); only a pull lost with a cluster's
+ * consumer leader is noticed later (two missed heartbeats: this long instead of 5 s).
+ */
+export const AGENT_PULL_EXPIRES_MS = 30_000;
 /** The first and the longest wait between retries of a call that met an election, in ms. */
 export const ELECTION_RETRY_FIRST_MS = 250;
 export const ELECTION_RETRY_MAX_MS = 2_000;

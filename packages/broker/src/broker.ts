@@ -39,6 +39,7 @@ import {
   ELECTION_RETRY_FIRST_MS,
   ELECTION_RETRY_MAX_MS,
   PULL_EXPIRES_MS,
+  AGENT_PULL_EXPIRES_MS,
   errorText,
   headerRecord,
   headerValue,
@@ -351,10 +352,10 @@ export class NatsBroker implements Broker {
         ? await this.rideElection('consume', `${spec.stream}/${spec.durable}`, () => this.js.consumers.get(spec.stream, spec.durable))
         : this.js.consumers.getConsumerFromInfo(info);
     // max_messages ≥ 3 keeps the client's refill threshold below the batch size. Pulls expire
-    // after PULL_EXPIRES_MS and the server heartbeats every half of it: a pull whose consumer
-    // leader died (a server of a cluster lost) is noticed after two missed heartbeats and made
-    // again, instead of after the client's default of a minute.
-    return consumer.consume({ max_messages: Math.max(3, spec.maxInFlight), expires: PULL_EXPIRES_MS });
+    // after PULL_EXPIRES_MS (an agent's assignments: AGENT_PULL_EXPIRES_MS) and the server
+    // heartbeats every half of it: a pull whose consumer leader died (a server of a cluster lost)
+    // is noticed after two missed heartbeats and made again.
+    return consumer.consume({ max_messages: Math.max(3, spec.maxInFlight), expires: spec.pullExpiresMs ?? PULL_EXPIRES_MS });
   }
 
   private async startConsumer<T>(spec: ConsumerSpec<T>): Promise<Subscription> {
@@ -469,6 +470,7 @@ export class NatsBroker implements Broker {
       ...this.assignSpec(agent),
       handler,
       ...consumeSettings(options, 1, `consumeAssignments(${agent})`),
+      pullExpiresMs: AGENT_PULL_EXPIRES_MS,
     });
   }
 

@@ -25,6 +25,8 @@ export interface ConsumerSpec<T> {
   readonly agent: string | undefined;
   /** Checked against the signing key when the broker has one. */
   readonly signed: boolean;
+  /** How long one pull request stays open, in ms (the server's idle heartbeat is half of it). Default PULL_EXPIRES_MS. */
+  readonly pullExpiresMs?: number;
 }
 
 /** What a consume loop uses of the broker that runs it. */

@@ -391,6 +391,43 @@ describe('broker', () => {
     expect((await jsm.consumers.info(ns.assignStream, stale)).config.filter_subject).toBe(ns.assignSubject('stale-1'));
   });
 
+  it('keeps an agent\'s assignment pull open 30 s (idle heartbeat 15 s), the supervisor\'s results pull 5 s', async () => {
+    const { broker } = await setup();
+    const ns = broker.namespace;
+    const { connect } = await import('@nats-io/transport-node');
+    const watcher = await connect({ servers: broker.nc.getServer() });
+    defer({ close: () => watcher.close() });
+    const pulls: { subject: string; expires: number; idleHeartbeat: number }[] = [];
+    watcher.subscribe('$JS.API.CONSUMER.MSG.NEXT.>', {
+      callback: (_err, msg) => {
+        const body = msg.json<{ expires: number; idle_heartbeat: number }>();
+        pulls.push({ subject: msg.subject, expires: body.expires, idleHeartbeat: body.idle_heartbeat });
+      },
+    });
+    await watcher.flush();
+    const inbox = new Inbox<string>();
+    const assignments = await broker.consumeAssignments('pull-1', async (d) => {
+      inbox.push(d.data.taskId);
+      d.ack();
+    });
+    defer({ close: () => assignments.stop() });
+    const results = await broker.consumeResults(async (d) => {
+      inbox.push(d.data.taskId);
+      d.ack();
+    });
+    defer({ close: () => results.stop() });
+    await broker.publishAssignment(assignment('T-70', 1, 'pull-1'));
+    expect(await inbox.next('the assignment')).toBe('T-70');
+    await watcher.flush();
+    const seconds = 1e9;
+    const agentPulls = pulls.filter((p) => p.subject.endsWith(`.${ns.assignConsumerName('pull-1')}`));
+    const resultPulls = pulls.filter((p) => p.subject.endsWith(`.${ns.resultsConsumer}`));
+    expect(agentPulls.length).toBeGreaterThan(0);
+    expect(resultPulls.length).toBeGreaterThan(0);
+    for (const p of agentPulls) expect([p.expires, p.idleHeartbeat]).toEqual([30 * seconds, 15 * seconds]);
+    for (const p of resultPulls) expect([p.expires, p.idleHeartbeat]).toEqual([5 * seconds, 2.5 * seconds]);
+  });
+
   it('counts pending work, and deletes an agent’s consumers and queued messages', async () => {
     const { broker } = await setup();
     await broker.publishAssignment(assignment('T-20', 1, 'gone'));

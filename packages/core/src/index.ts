@@ -8,7 +8,7 @@
  * ```
  */
 export { WarrenError, ConfigError, MissingCapabilityError } from './errors.js';
-export { silentLogger } from './logger.js';
+export { lazyChildLogger, silentLogger } from './logger.js';
 export type { Logger } from './logger.js';
 export { parseDurationMs, parseBytes, formatBytes } from './units.js';
 export { processExists } from './process.js';

@@ -31,26 +31,32 @@ const PUT_AWAY = new Set<number>([AGENT_STATUS_CODES.starting, AGENT_STATUS_CODE
 
 /**
  * Finds agents that are `starting`, `idle` or `busy` but have not been heard from for longer than
- * `heartbeatTimeoutMs`. "Heard from" is the later of the last heartbeat and the moment the agent
- * entered its current status, so an agent that has just started is given a full timeout before its
- * first heartbeat. Pure: it reads the world and returns intents (sorted by agent name); the caller
- * acts on them.
+ * `heartbeatTimeoutMs` (`idleHeartbeatTimeoutMs` for an `idle` one, default `heartbeatTimeoutMs`:
+ * its runner beats less often). "Heard from" is the later of the last heartbeat and the moment the
+ * agent entered its current status, so an agent that has just started, or just been given a task,
+ * is given a full timeout of that status before its next heartbeat. Pure: it reads the world and
+ * returns intents (sorted by agent name); the caller acts on them.
  *
- * @throws {AgentSpecError} `WARREN_AGENT_SPEC` when `nowMs` or `heartbeatTimeoutMs` is not a finite,
+ * @throws {AgentSpecError} `WARREN_AGENT_SPEC` when `nowMs` or a timeout is not a finite,
  *   non-negative number.
  */
-export function livenessSystem(world: AgentWorld, options: { nowMs: number; heartbeatTimeoutMs: number }): LivenessIntent[] {
+export function livenessSystem(world: AgentWorld, options: { nowMs: number; heartbeatTimeoutMs: number; idleHeartbeatTimeoutMs?: number }): LivenessIntent[] {
   const nowMs = requireMs('options.nowMs', options.nowMs);
-  const timeoutMs = requireMs('options.heartbeatTimeoutMs', options.heartbeatTimeoutMs);
+  const busyTimeoutMs = requireMs('options.heartbeatTimeoutMs', options.heartbeatTimeoutMs);
+  const idleTimeoutMs = options.idleHeartbeatTimeoutMs === undefined ? busyTimeoutMs : requireMs('options.idleHeartbeatTimeoutMs', options.idleHeartbeatTimeoutMs);
   const { Identity, Status, Lifecycle } = world.components;
   const intents: LivenessIntent[] = [];
-  for (const eid of agentEntities(world)) {
+  // An indexed loop: a for-of over the (frozen) array allocates an iterator result per agent.
+  const eids = agentEntities(world);
+  for (let i = 0; i < eids.length; i++) {
+    const eid = eids[i]!;
     const code = Status.code[eid] ?? 0;
     if (!WATCHED.has(code)) continue;
     const beat = Lifecycle.lastHeartbeatMs[eid] ?? Number.NaN;
     const since = Status.sinceMs[eid] ?? 0;
     const heardMs = Number.isNaN(beat) ? since : Math.max(beat, since);
     const silentMs = nowMs - heardMs;
+    const timeoutMs = code === AGENT_STATUS_CODES.idle ? idleTimeoutMs : busyTimeoutMs;
     if (silentMs <= timeoutMs) continue;
     const status = statusOf(code);
     const reason = Number.isNaN(beat)
@@ -97,7 +103,10 @@ export function lifecycleSystem(
   const sleepMode = modeCode('sleep');
   const autodeleteMode = modeCode('autodelete');
   const intents: LifecycleIntent[] = [];
-  for (const eid of agentEntities(world)) {
+  // An indexed loop: a for-of over the (frozen) array allocates an iterator result per agent.
+  const eids = agentEntities(world);
+  for (let i = 0; i < eids.length; i++) {
+    const eid = eids[i]!;
     if (!PUT_AWAY.has(Status.code[eid] ?? 0) || (Stop.reason[eid] ?? 0) !== 0 || (Load.active[eid] ?? 0) > 0) continue;
     const agent = Identity.name[eid] as string;
     if (busyAgents?.has(agent)) continue;
@@ -127,7 +136,10 @@ export function warmPoolSystem(world: AgentWorld, options: { nowMs: number }): W
   const instances = instanceCounts(world);
   const { Identity, Load, Lifecycle, Stop } = world.components;
   const autodelete = modeCode('autodelete');
-  for (const eid of agentEntities(world)) {
+  // An indexed loop: a for-of over the (frozen) array allocates an iterator result per agent.
+  const eids = agentEntities(world);
+  for (let i = 0; i < eids.length; i++) {
+    const eid = eids[i]!;
     const idle = Lifecycle.ready[eid] === 1 && (Stop.reason[eid] ?? 0) === 0 && (Load.active[eid] ?? 0) === 0;
     const spent = Lifecycle.mode[eid] === autodelete && Lifecycle.tookTask[eid] === 1;
     const template = Identity.template[eid] as string;

@@ -92,25 +92,72 @@ export function agentView(world: AgentWorld, name: string): AgentView | undefine
   return eid === undefined ? undefined : viewOf(world, eid);
 }
 
-function byName(world: AgentWorld, eids: Iterable<number>): number[] {
+/** The last name order of one query's members: its members in the query's own order, their names, and the eids sorted by name. */
+interface NameOrder {
+  readonly members: readonly number[];
+  readonly names: readonly string[];
+  readonly sorted: readonly number[];
+}
+
+/** Per world, the last {@link NameOrder} of each query that {@link byName} sorted ('agents', 'instances'). */
+const nameOrders = new WeakMap<AgentWorld, Map<string, NameOrder>>();
+
+/** Whether `eids` (living, named ones only) are `order`'s members with the same names, in the same order. Allocates nothing. */
+function sameMembers(world: AgentWorld, eids: Iterable<number>, order: NameOrder): boolean {
   const { Identity } = world.components;
-  const out: number[] = [];
-  for (const eid of eids) if (entityExists(world, eid) && Identity.name[eid] !== undefined) out.push(eid);
-  return out.sort((a, b) => compareCodeUnits(Identity.name[a] as string, Identity.name[b] as string));
+  let i = 0;
+  for (const eid of eids) {
+    if (!entityExists(world, eid)) continue;
+    const name = Identity.name[eid];
+    if (name === undefined) continue;
+    if (order.members[i] !== eid || order.names[i] !== name) return false;
+    i += 1;
+  }
+  return i === order.members.length;
+}
+
+/**
+ * The living, named entities of `eids` sorted by name (code-unit order). The order is kept per
+ * world and query (`kind`) and sorted again only when the query's members or their names changed:
+ * the systems ask for it several times a tick, and sorting a thousand names each time was most of
+ * what a supervisor with a thousand idle agents allocated at rest. The array returned is frozen.
+ */
+function byName(world: AgentWorld, eids: Iterable<number>, kind: string): readonly number[] {
+  let orders = nameOrders.get(world);
+  if (orders === undefined) nameOrders.set(world, (orders = new Map<string, NameOrder>()));
+  const known = orders.get(kind);
+  if (known !== undefined && sameMembers(world, eids, known)) return known.sorted;
+  const { Identity } = world.components;
+  const members: number[] = [];
+  const names: string[] = [];
+  for (const eid of eids) {
+    const name = Identity.name[eid];
+    if (!entityExists(world, eid) || name === undefined) continue;
+    members.push(eid);
+    names.push(name);
+  }
+  const sorted = Object.freeze([...members].sort((a, b) => compareCodeUnits(Identity.name[a] as string, Identity.name[b] as string)));
+  orders.set(kind, { members, names, sorted });
+  return sorted;
 }
 
 /**
  * The eids of every started agent (not those still `spawning`), found by a bitecs query over all
  * agent components and ordered by agent name (code-unit order), so systems produce intents in a
- * stable order.
+ * stable order. The array is frozen and may be the one an earlier call returned.
  */
-export function agentEntities(world: AgentWorld): number[] {
-  return byName(world, query(world, agentComponentList(world)));
+export function agentEntities(world: AgentWorld): readonly number[] {
+  return byName(world, query(world, agentComponentList(world)), 'agents');
 }
 
-/** The eids of every agent instance, started or `spawning`, ordered by name. */
-export function instanceEntities(world: AgentWorld): number[] {
-  return byName(world, query(world, [world.components.Identity, world.components.Status]));
+/** The eids of agent instances, started or `spawning`, in no particular order (a bitecs query's). */
+function instancesUnordered(world: AgentWorld): Iterable<number> {
+  return query(world, [world.components.Identity, world.components.Status]);
+}
+
+/** The eids of every agent instance, started or `spawning`, ordered by name; frozen, as {@link agentEntities}. */
+export function instanceEntities(world: AgentWorld): readonly number[] {
+  return byName(world, instancesUnordered(world), 'instances');
 }
 
 /** Snapshots of every started agent, sorted by name (agents still `spawning` are left out). */
@@ -160,10 +207,12 @@ export function agentSlots(world: AgentWorld): AgentSlot[] {
   });
 }
 
-function countBy(world: AgentWorld, eids: Iterable<number>): Map<string, number> {
+/** Counts the living, named entities of `eids` that pass `keep` (all when absent), by template. */
+function countBy(world: AgentWorld, eids: Iterable<number>, keep?: (eid: number) => boolean): Map<string, number> {
   const { Identity } = world.components;
   const counts = new Map<string, number>();
   for (const eid of eids) {
+    if (!entityExists(world, eid) || Identity.name[eid] === undefined || (keep !== undefined && !keep(eid))) continue;
     const template = Identity.template[eid] as string;
     counts.set(template, (counts.get(template) ?? 0) + 1);
   }
@@ -175,7 +224,7 @@ function countBy(world: AgentWorld, eids: Iterable<number>): Map<string, number>
  * being spawned. Templates with none are absent.
  */
 export function instanceCounts(world: AgentWorld): Map<string, number> {
-  return countBy(world, instanceEntities(world));
+  return countBy(world, instancesUnordered(world));
 }
 
 /**
@@ -186,9 +235,8 @@ export function startingCounts(world: AgentWorld): Map<string, number> {
   const { Status, Lifecycle, Stop } = world.components;
   return countBy(
     world,
-    instanceEntities(world).filter(
-      (eid) => Status.code[eid] === AGENT_STATUS_CODES.spawning || (Lifecycle.ready[eid] !== 1 && (Stop.reason[eid] ?? 0) === 0),
-    ),
+    instancesUnordered(world),
+    (eid) => Status.code[eid] === AGENT_STATUS_CODES.spawning || (Lifecycle.ready[eid] !== 1 && (Stop.reason[eid] ?? 0) === 0),
   );
 }
 

@@ -162,7 +162,10 @@ export function watchdogSystem(world: AgentWorld, options: { nowMs: number; agen
   const { Identity, Resources, Stop, Watchdog } = world.components;
   const intents: WatchdogIntent[] = [];
   const only = options.agents === undefined ? undefined : new Set(options.agents);
-  for (const eid of agentEntities(world)) {
+  // An indexed loop: a for-of over the (frozen) array allocates an iterator result per agent.
+  const eids = agentEntities(world);
+  for (let i = 0; i < eids.length; i++) {
+    const eid = eids[i]!;
     if (only !== undefined && !only.has(Identity.name[eid] as string)) continue;
     if ((Stop.reason[eid] ?? 0) !== 0) continue;
     const agent = Identity.name[eid] as string;

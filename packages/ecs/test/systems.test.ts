@@ -47,6 +47,26 @@ describe('livenessSystem', () => {
     expect(livenessSystem(world, { nowMs: 10_000, heartbeatTimeoutMs: 5_000 })).toEqual([]);
   });
 
+  it('gives an idle agent its own, longer timeout, and a busy or starting one the heartbeat timeout', () => {
+    const world = createAgentWorld();
+    for (const name of ['idle', 'busy', 'starting', 'given']) addAgent(world, spec(name));
+    setStatus(world, 'idle', AgentStatus.idle, 1_000);
+    setStatus(world, 'busy', AgentStatus.busy, 1_000);
+    setStatus(world, 'starting', AgentStatus.starting, 1_000);
+    setStatus(world, 'given', AgentStatus.idle, 1_000);
+    for (const name of ['idle', 'busy', 'starting', 'given']) recordHeartbeat(world, name, 2_000);
+    // Given a task at 9 s: busy from then, its silence as a busy agent counts from then.
+    setStatus(world, 'given', AgentStatus.busy, 9_000);
+    const options = { heartbeatTimeoutMs: 5_000, idleHeartbeatTimeoutMs: 10_000 };
+    expect(livenessSystem(world, { nowMs: 12_000, ...options })).toEqual([
+      { agent: 'busy', reason: 'last heartbeat 10000 ms ago, busy for 11000 ms (timeout 5000 ms)' },
+      { agent: 'starting', reason: 'last heartbeat 10000 ms ago, starting for 11000 ms (timeout 5000 ms)' },
+    ]);
+    expect(livenessSystem(world, { nowMs: 12_001, ...options }).map((i) => i.agent)).toEqual(['busy', 'idle', 'starting']);
+    expect(livenessSystem(world, { nowMs: 14_001, ...options }).map((i) => i.agent)).toEqual(['busy', 'given', 'idle', 'starting']);
+    expect(() => livenessSystem(world, { nowMs: 0, heartbeatTimeoutMs: 5_000, idleHeartbeatTimeoutMs: Number.NaN })).toThrow(AgentSpecError);
+  });
+
   it('rejects a bad timeout', () => {
     expect(() => livenessSystem(createAgentWorld(), { nowMs: 0, heartbeatTimeoutMs: -1 })).toThrow(AgentSpecError);
   });

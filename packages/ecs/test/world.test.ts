@@ -7,10 +7,14 @@ import {
   DuplicateAgentError,
   UnknownAgentError,
   addAgent,
+  addSpawningAgent,
   agentEid,
+  agentEntities,
   agentSlots,
   agentView,
   createAgentWorld,
+  instanceCounts,
+  instanceEntities,
   listAgents,
   recordHeartbeat,
   recordRestart,
@@ -18,6 +22,7 @@ import {
   removeAgent,
   setLoad,
   setStatus,
+  startingCounts,
   type AgentSpec,
   type AgentWorld,
 } from '@warren/ecs';
@@ -240,5 +245,35 @@ describe('agentSlots', () => {
     expect(second.unplaced[0]?.reason).toContain('2 at its WIP limit, 2 not accepting');
     removeAgent(world, 'stopping-1');
     expect(agentSlots(world).map((s) => s.name)).not.toContain('stopping-1');
+  });
+});
+
+describe('name order of the agents', () => {
+  it('is kept while nothing changes and made again when an agent comes, goes, or a recycled eid gets another name', () => {
+    const world = createAgentWorld();
+    for (const name of ['c-1', 'a-1', 'b-1']) addAgent(world, spec(name));
+    const names = (eids: readonly number[]) => eids.map((eid) => world.components.Identity.name[eid]);
+    const first = agentEntities(world);
+    expect(names(first)).toEqual(['a-1', 'b-1', 'c-1']);
+    expect(Object.isFrozen(first)).toBe(true);
+    // Nothing changed: the same array, not sorted again.
+    expect(agentEntities(world)).toBe(first);
+    setStatus(world, 'b-1', AgentStatus.busy, 2_000);
+    expect(agentEntities(world)).toBe(first);
+
+    addAgent(world, spec('0-1'));
+    expect(names(agentEntities(world))).toEqual(['0-1', 'a-1', 'b-1', 'c-1']);
+    // The eid of a removed agent is handed to the next one at once: its new name moves it.
+    const eid = agentEid(world, 'a-1');
+    removeAgent(world, 'a-1');
+    expect(names(agentEntities(world))).toEqual(['0-1', 'b-1', 'c-1']);
+    expect(addAgent(world, spec('z-1'))).toBe(eid);
+    expect(names(agentEntities(world))).toEqual(['0-1', 'b-1', 'c-1', 'z-1']);
+    expect(names(instanceEntities(world))).toEqual(['0-1', 'b-1', 'c-1', 'z-1']);
+    addSpawningAgent(world, { name: 'm-1', template: 'shell', nowMs: 3_000 });
+    expect(names(instanceEntities(world))).toEqual(['0-1', 'b-1', 'c-1', 'm-1', 'z-1']);
+    expect(names(agentEntities(world))).toEqual(['0-1', 'b-1', 'c-1', 'z-1']);
+    expect(instanceCounts(world)).toEqual(new Map([['shell', 5]]));
+    expect(startingCounts(world)).toEqual(new Map([['shell', 5]]));
   });
 });

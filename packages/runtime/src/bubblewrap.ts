@@ -3,7 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { AGENT_SDK_BIN_IN_SANDBOX, RUNNER_BUNDLE_NAME, type Runtime } from '@warren/agent-runner';
 import type { Broker } from '@warren/broker';
-import { processExists, silentLogger, WarrenError, type Logger } from '@warren/core';
+import { lazyChildLogger, processExists, silentLogger, WarrenError, type Logger } from '@warren/core';
 import {
   assertIsolation,
   ensureHomeImage,
@@ -193,7 +193,7 @@ class BubblewrapRuntime implements AgentRuntime {
       identity: { name, template: spec.template, uid: spec.uid, gid: spec.gid, home: homeInSandbox(name), capabilities: spec.capabilities },
       socketDir,
       broker,
-      logger: this.log.child({ component: 'gateway', agent: name }),
+      logger: lazyChildLogger(this.log, { component: 'gateway', agent: name }),
       events,
       ...(this.options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: this.options.ackTimeoutMs }),
     });
@@ -212,8 +212,9 @@ class BubblewrapRuntime implements AgentRuntime {
         WARREN_RUNTIME: JSON.stringify(spec.runner.runtime),
         WARREN_MAX_CONCURRENT: String(spec.runner.maxConcurrent),
         WARREN_HEARTBEAT_MS: String(spec.runner.heartbeatIntervalMs),
+        ...(spec.runner.idleHeartbeatIntervalMs === undefined ? {} : { WARREN_IDLE_HEARTBEAT_MS: String(spec.runner.idleHeartbeatIntervalMs) }),
       };
-      const logger = this.log.child({ component: 'sandbox', agent: name });
+      const logger = lazyChildLogger(this.log, { component: 'sandbox', agent: name });
       const spawnRunner = (): Promise<Sandbox> =>
         spawnSandbox(
           agentSandboxSpec(spec, this.host, {
@@ -230,7 +231,7 @@ class BubblewrapRuntime implements AgentRuntime {
       if (runtime) {
         // Direct mode: no runner; each task's process is the only process of its own sandbox.
         const base = agentSandboxSpec(spec, this.host, { sandboxName: `${this.tag}-${name}`, argv: ['/bin/true'], env: runnerEnv, runDir, logPath: join(runDir, 'unused.log'), socketDir });
-        const directLog = this.log.child({ component: 'direct', agent: name });
+        const directLog = lazyChildLogger(this.log, { component: 'direct', agent: name });
         // The first task's sandbox, started now: a shell waiting for its script (slot 0's name and run directory).
         const taskDir = join(runDir, 'task0');
         const waitingSpec = agentSandboxSpec(spec, this.host, { sandboxName: `${this.tag}-${name}`, argv: ['/bin/sh', '-s'], env: {}, runDir: taskDir, logPath: join(taskDir, 'output.log'), socketDir });

@@ -119,6 +119,12 @@ export interface AgentRunnerSettings {
   /** How often it sends a heartbeat, in ms. */
   readonly heartbeatIntervalMs: number;
   /**
+   * How often it sends a heartbeat while no task runs or waits, in ms (at least
+   * `heartbeatIntervalMs`). Default `heartbeatIntervalMs`; a driver whose runner cannot be told
+   * beats at that rate, which is never too often.
+   */
+  readonly idleHeartbeatIntervalMs?: number;
+  /**
    * True when an instance runs one task and ends (an `autodelete` template). A driver may then run
    * a `shell` or `exec` runtime's tasks without a runner (the bubblewrap driver's direct mode: each
    * task's process is the only process of its own sandbox). Default false.

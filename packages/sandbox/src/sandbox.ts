@@ -5,7 +5,7 @@ import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/pro
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { silentLogger, type Logger } from '@warren/core';
+import { lazyChildLogger, silentLogger, type Logger } from '@warren/core';
 import {
   createCgroups,
   freezeCgroups,
@@ -241,7 +241,7 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
   const isolation = spec.isolation ?? 'full';
   const host = options.host ?? (await probeHost());
   assertIsolation(host, isolation);
-  const log = (options.logger ?? silentLogger).child({ sandbox: spec.name });
+  const log = lazyChildLogger(options.logger ?? silentLogger, { sandbox: spec.name });
   if (live.has(spec.name)) throw new SandboxError(spec.name, 'a sandbox of this name is already running');
 
   let home;

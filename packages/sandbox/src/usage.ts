@@ -26,6 +26,9 @@ export interface SandboxUsage {
 
 const ZERO: SandboxUsage = { memoryBytes: 0, pids: 0, cpuMs: 0, pidsRefused: 0, oomKills: 0 };
 
+/** The buffer every reader reads into: reads are synchronous and their text copied out at once. */
+const READ_BUFFER = Buffer.alloc(512);
+
 /** A reader of one sandbox's usage; {@link close} it when the sandbox ends. */
 export interface UsageReader {
   /** Reads the current usage. Never throws (a value that cannot be read is 0). */
@@ -40,7 +43,6 @@ export interface UsageReader {
  * so it can run every tick for every agent.
  */
 export class CgroupUsageReader implements UsageReader {
-  private readonly buffer = Buffer.alloc(512);
   private fds: { memory: number | null; pids: number | null; cpu: number | null; pidsEvents: number | null; memoryEvents: number | null } | null = null;
   private last: SandboxUsage = ZERO;
   private closed = false;
@@ -59,8 +61,8 @@ export class CgroupUsageReader implements UsageReader {
   private text(fd: number | null): string {
     if (fd === null) return '';
     try {
-      const n = readSync(fd, this.buffer, 0, this.buffer.length, 0);
-      return this.buffer.toString('latin1', 0, n);
+      const n = readSync(fd, READ_BUFFER, 0, READ_BUFFER.length, 0);
+      return READ_BUFFER.toString('latin1', 0, n);
     } catch {
       return '';
     }

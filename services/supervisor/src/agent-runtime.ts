@@ -116,9 +116,19 @@ export function agentSpecOf(account: Account, template: AgentTemplate): AgentSpe
 }
 
 /**
+ * How much longer an idle agent may stay silent than a busy one, and its runner's heartbeats are
+ * apart: a thousand idle agents beating every quarter of the timeout woke the supervisor two
+ * hundred times a second. Twice, not more: an agent given a task counts as busy from then, while
+ * its runner beats at the idle rate until the task reaches it, so an idle interval stays half the
+ * busy timeout.
+ */
+export const IDLE_HEARTBEAT_FACTOR = 2;
+
+/**
  * The start spec of an instance of `account`: {@link agentSpecOf}, the template's capabilities,
  * runtime, concurrency and home quota, and a heartbeat every quarter of the heartbeat timeout (at
- * least 100 ms), so one lost or late heartbeat never looks like a dead agent.
+ * least 100 ms), so one lost or late heartbeat never looks like a dead agent; while idle, every
+ * {@link IDLE_HEARTBEAT_FACTOR} times that (the idle agent's timeout is as much longer).
  */
 export function agentStartSpecOf(account: Account, template: AgentTemplate, config: Pick<SupervisorConfig, 'heartbeatTimeoutMs' | 'stateDir' | 'agentClisDir' | 'http'>): AgentStartSpec {
   return {
@@ -128,6 +138,7 @@ export function agentStartSpecOf(account: Account, template: AgentTemplate, conf
       runtime: runnerRuntimeOf(template, account.name, config.agentClisDir, config.http !== undefined),
       maxConcurrent: template.wipPerInstance,
       heartbeatIntervalMs: Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4)),
+      idleHeartbeatIntervalMs: IDLE_HEARTBEAT_FACTOR * Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4)),
       // One task per instance: the bubblewrap driver runs a shell or exec task with no runner.
       perTask: template.lifecycle === 'autodelete',
     },

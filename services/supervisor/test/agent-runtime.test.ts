@@ -37,9 +37,10 @@ describe('agent specs for the runtime', () => {
     [1_000, 250],
     [200, 100],
     [3, 100],
-  ])('with a heartbeat timeout of %i ms, tell the runner to beat every %i ms', (heartbeatTimeoutMs, heartbeatIntervalMs) => {
+  ])('with a heartbeat timeout of %i ms, tell the runner to beat every %i ms, and twice that while idle', (heartbeatTimeoutMs, heartbeatIntervalMs) => {
     const spec = agentStartSpecOf(account, template(''), { heartbeatTimeoutMs, stateDir: '/srv/warren/var' });
     expect(spec.runner.heartbeatIntervalMs).toBe(heartbeatIntervalMs);
+    expect(spec.runner.idleHeartbeatIntervalMs).toBe(2 * heartbeatIntervalMs);
   });
 
   it('carry capabilities, the runner settings, the home quota and the log path', () => {

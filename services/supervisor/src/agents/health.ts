@@ -7,6 +7,7 @@ import type { AgentInstance } from '@warren/runtime';
 import type { Inbox } from '../executions/inbox.js';
 import type { Settler } from '../executions/settle.js';
 import type { AgentLifecycle } from './lifecycle.js';
+import { IDLE_HEARTBEAT_FACTOR } from '../agent-runtime.js';
 
 /** How often the home of an agent running a task is measured, in ms. */
 const HOME_SCAN_MS = 1_000;
@@ -18,10 +19,21 @@ const HOME_SCAN_MS = 1_000;
 const BUSY_READ_MS = 1_000;
 /**
  * Least interval between two readings of the cgroups of an idle agent, in ms: what grows in an
- * idle sandbox (a process a task left behind) is found within this plus the grace. At rest a
- * reading every tick (five cgroup files per agent) was most of the supervisor's CPU time.
+ * idle sandbox (a process a task left behind) is found within this plus the grace; its cgroup's
+ * own limits (memory, pids) hold at every instant regardless. At rest a reading every tick (five
+ * cgroup files per agent) was most of the supervisor's CPU time; with a thousand idle agents, a
+ * reading every 5 s was still a thousand `pread`s a second.
  */
-const IDLE_READ_MS = 5_000;
+const IDLE_READ_MS = 15_000;
+
+/**
+ * The least interval between two readings of an agent's cgroups, in ms: {@link BUSY_READ_MS} (or a
+ * quarter of the template's watchdog grace, `graceMs`, when that is shorter) while it holds a
+ * task, {@link IDLE_READ_MS} while it holds none.
+ */
+export function usageReadEveryMs(busy: boolean, graceMs: number): number {
+  return busy ? Math.min(BUSY_READ_MS, graceMs / 4) : IDLE_READ_MS;
+}
 /** Least interval between two statfs of the state directory's (and the homes') filesystem, in ms. */
 const DISK_READ_MS = 100;
 
@@ -58,16 +70,17 @@ export class AgentHealth {
   }
 
   /**
-   * Kills agents that have said nothing for longer than the heartbeat timeout; their tasks are
-   * re-queued on exit. The silence of an instance counts from its spawn at the earliest (the first
-   * tick that holds it): a start that waited its turn (accounts made, NATS users reloaded, the
-   * sandbox spawned while hundreds of others start) leaves its runner the whole timeout to say hello.
+   * Kills agents that have said nothing for longer than the heartbeat timeout (an idle agent, whose
+   * runner beats less often: {@link IDLE_HEARTBEAT_FACTOR} times it); their tasks are re-queued on
+   * exit. The silence of an instance counts from its spawn at the earliest (the first tick that
+   * holds it): a start that waited its turn (accounts made, NATS users reloaded, the sandbox
+   * spawned while hundreds of others start) leaves its runner the whole timeout to say hello.
    */
   checkLiveness(nowMs: number): void {
     const { ctx } = this;
     const timeoutMs = ctx.config.heartbeatTimeoutMs;
     this.trackHeld(nowMs);
-    for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: timeoutMs })) {
+    for (const intent of livenessSystem(ctx.world, { nowMs, heartbeatTimeoutMs: timeoutMs, idleHeartbeatTimeoutMs: IDLE_HEARTBEAT_FACTOR * timeoutMs })) {
       const handle = this.agents.handles.get(intent.agent);
       if (!handle || this.agents.isStopping(intent.agent)) continue;
       if (nowMs - (this.heldSince.get(intent.agent)?.sinceMs ?? nowMs) <= timeoutMs) continue;
@@ -81,9 +94,10 @@ export class AgentHealth {
    * pass over the handles comparing references: microseconds for a thousand agents).
    */
   private trackHeld(nowMs: number): void {
-    for (const [name, handle] of this.agents.handles) {
+    // forEach: a for-of over the entries would allocate a pair per agent every tick.
+    this.agents.handles.forEach((handle, name) => {
       if (this.heldSince.get(name)?.instance !== handle.instance) this.heldSince.set(name, { instance: handle.instance, sinceMs: nowMs });
-    }
+    });
     if (this.heldSince.size > this.agents.handles.size) {
       for (const name of this.heldSince.keys()) if (!this.agents.handles.has(name)) this.heldSince.delete(name);
     }
@@ -104,17 +118,16 @@ export class AgentHealth {
     const { ctx } = this;
     const { Load } = ctx.world.components;
     const due: string[] = [];
-    for (const [name, agent] of this.agents.handles) {
-      if (this.agents.isStopping(name)) continue;
+    this.agents.handles.forEach((agent, name) => {
       const eid = ctx.world.agents.get(name);
       const busy = eid !== undefined && (Load.active[eid] ?? 0) > 0;
-      const everyMs = busy ? Math.min(BUSY_READ_MS, agent.template.watchdog.graceMs / 4) : IDLE_READ_MS;
       const read = this.readAtMs.get(name);
-      if (read !== undefined && read.instance === agent.instance && read.busy === busy && nowMs - read.atMs < everyMs) continue;
+      if (read !== undefined && read.instance === agent.instance && read.busy === busy && nowMs - read.atMs < usageReadEveryMs(busy, agent.template.watchdog.graceMs)) return;
+      if (this.agents.isStopping(name)) return;
       this.readAtMs.set(name, { instance: agent.instance, atMs: nowMs, busy });
       recordUsage(ctx.world, name, agent.instance.usage());
       due.push(name);
-    }
+    });
     if (this.readAtMs.size > this.agents.handles.size) {
       for (const name of this.readAtMs.keys()) if (!this.agents.handles.has(name)) this.readAtMs.delete(name);
     }
@@ -142,7 +155,9 @@ export class AgentHealth {
 
   /** Homes of live agents that run a task (an idle agent's home does not grow). */
   private *busyHomes(): Iterable<WatchedHome> {
-    const busy = new Set(this.ctx.state.openAssignments().map((a) => a.agent));
+    const open = this.ctx.state.openAssignments();
+    if (open.length === 0) return;
+    const busy = new Set(open.map((a) => a.agent));
     for (const [name, agent] of this.agents.handles) {
       if (busy.has(name) && !this.agents.isStopping(name)) {
         yield { agent: name, dir: agent.account.home, limitBytes: agent.template.homeLimitBytes, ownFilesystem: agent.template.homeQuotaBytes !== null };

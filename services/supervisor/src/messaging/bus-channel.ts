@@ -26,7 +26,7 @@ import { chmod, chown, lstat, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { silentLogger, WarrenError, type Logger } from '@warren/core';
+import { lazyChildLogger, silentLogger, WarrenError, type Logger } from '@warren/core';
 import type { AgentStartSpec, ChannelService } from '@warren/runtime';
 import type { MessagingPort, TopicMessageView } from './port.js';
 
@@ -264,7 +264,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 72_000;
  */
 export async function serveBusSocket(options: ServeBusOptions): Promise<ServedBus> {
   const { socketPath } = options;
-  const log = (options.logger ?? silentLogger).child({ agent: options.agent, socket: BUS_SOCKET_NAME });
+  const log = lazyChildLogger(options.logger ?? silentLogger, { agent: options.agent, socket: BUS_SOCKET_NAME });
   const existing = await lstat(socketPath).catch(() => undefined);
   if (existing && !existing.isSocket()) throw new WarrenError('WARREN_BUS_SOCKET', `${socketPath}: exists and is not a socket; not replacing it`);
   if (existing) await rm(socketPath, { force: true });
