@@ -73,6 +73,7 @@ export {
   agentEntities,
   instanceEntities,
   agentSlots,
+  agentSlotsUnchanged,
   instanceCounts,
   startingCounts,
   spawningAgents,

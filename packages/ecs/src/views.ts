@@ -191,20 +191,60 @@ export interface AgentSlot {
  * its one task (it runs one task in its fresh sandbox, then is deleted).
  */
 export function agentSlots(world: AgentWorld): AgentSlot[] {
-  const { Identity, Capabilities, Status, Load, Lifecycle, Stop } = world.components;
-  const autodelete = modeCode('autodelete');
-  return agentEntities(world).map((eid) => {
-    const code = Status.code[eid];
-    const spent = Lifecycle.mode[eid] === autodelete && Lifecycle.tookTask[eid] === 1;
-    return {
-      name: Identity.name[eid] as string,
-      template: Identity.template[eid] as string,
-      capabilities: Capabilities.list[eid] ?? [],
-      load: Load.active[eid] ?? 0,
-      wipLimit: Load.wipLimit[eid] ?? 0,
-      accepting: (code === AGENT_STATUS_CODES.idle || code === AGENT_STATUS_CODES.busy) && (Stop.reason[eid] ?? 0) === 0 && !spent,
-    };
-  });
+  const { Identity, Capabilities, Load } = world.components;
+  return agentEntities(world).map((eid) => ({
+    name: Identity.name[eid] as string,
+    template: Identity.template[eid] as string,
+    capabilities: Capabilities.list[eid] ?? NO_CAPABILITIES,
+    load: Load.active[eid] ?? 0,
+    wipLimit: Load.wipLimit[eid] ?? 0,
+    accepting: acceptsTasks(world, eid),
+  }));
+}
+
+/** The capabilities of an agent that has none recorded (shared, so comparisons by reference hold). */
+const NO_CAPABILITIES: readonly string[] = Object.freeze([]);
+
+/** Whether agent `eid` takes new tasks (see {@link agentSlots}). */
+function acceptsTasks(world: AgentWorld, eid: number): boolean {
+  const { Status, Lifecycle, Stop } = world.components;
+  const code = Status.code[eid];
+  const spent = Lifecycle.mode[eid] === modeCode('autodelete') && Lifecycle.tookTask[eid] === 1;
+  return (code === AGENT_STATUS_CODES.idle || code === AGENT_STATUS_CODES.busy) && (Stop.reason[eid] ?? 0) === 0 && !spent;
+}
+
+/** Whether two sorted capability lists hold the same names (the same array, usually). */
+function sameCapabilities(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Whether `slots`, an earlier {@link agentSlots} result, still describes the started agents: the
+ * same agents in the same order, each with the same template, capabilities, load, WIP limit and
+ * acceptance. What the idle tick asks before planning again; it allocates nothing. O(agents).
+ */
+export function agentSlotsUnchanged(world: AgentWorld, slots: readonly AgentSlot[]): boolean {
+  const { Identity, Capabilities, Load } = world.components;
+  const eids = agentEntities(world);
+  if (eids.length !== slots.length) return false;
+  for (let i = 0; i < eids.length; i++) {
+    const eid = eids[i]!;
+    const slot = slots[i]!;
+    if (
+      slot.name !== Identity.name[eid] ||
+      slot.template !== Identity.template[eid] ||
+      slot.load !== (Load.active[eid] ?? 0) ||
+      slot.wipLimit !== (Load.wipLimit[eid] ?? 0) ||
+      slot.accepting !== acceptsTasks(world, eid) ||
+      !sameCapabilities(slot.capabilities, Capabilities.list[eid] ?? NO_CAPABILITIES)
+    ) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /** Counts the living, named entities of `eids` that pass `keep` (all when absent), by template. */

@@ -11,6 +11,7 @@ import {
   agentEid,
   agentEntities,
   agentSlots,
+  agentSlotsUnchanged,
   agentView,
   createAgentWorld,
   instanceCounts,
@@ -218,6 +219,28 @@ describe('agentSlots', () => {
       { name: 'starting-1', template: 'shell', capabilities: ['shell'], load: 0, wipLimit: 1, accepting: false },
       { name: 'stopping-1', template: 'shell', capabilities: ['shell'], load: 0, wipLimit: 1, accepting: false },
     ]);
+  });
+
+  it('agentSlotsUnchanged holds until a slot changes, and for a copy of equal slots', () => {
+    const world = seed();
+    const slots = agentSlots(world);
+    expect(agentSlotsUnchanged(world, slots)).toBe(true);
+    expect(agentSlotsUnchanged(world, slots.map((s) => ({ ...s, capabilities: [...s.capabilities] })))).toBe(true);
+    const changes: [string, (w: AgentWorld) => void][] = [
+      ['load', (w) => setLoad(w, 'idle-1', 1, 1_200)],
+      ['status', (w) => setStatus(w, 'starting-1', AgentStatus.idle, 1_200)],
+      ['a new agent', (w) => addAgent(w, spec('another-1'))],
+      ['an agent gone', (w) => removeAgent(w, 'busy-1')],
+    ];
+    for (const [what, change] of changes) {
+      const changed = seed();
+      const before = agentSlots(changed);
+      change(changed);
+      expect(agentSlotsUnchanged(changed, before), what).toBe(false);
+    }
+    const other = slots.map((s) => (s.name === 'browser-1' ? { ...s, capabilities: ['browser'] } : s));
+    expect(agentSlotsUnchanged(world, other)).toBe(false);
+    expect(agentSlotsUnchanged(world, slots.map((s) => (s.name === 'idle-1' ? { ...s, wipLimit: 3 } : s)))).toBe(false);
   });
 
   it('feeds planAssignments, and applying the plan feeds the next one', () => {

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { agentSlots, recordAssigned } from '@warren/ecs';
+import { agentSlots, agentSlotsUnchanged, recordAssigned } from '@warren/ecs';
 import type { Task } from '@warren/kanban';
 import { planAssignments, type AgentSlot, type Plan } from '@warren/scheduler';
 import type { AgentLifecycle } from './agents/lifecycle.js';
@@ -144,13 +144,14 @@ export class Planner {
   /**
    * Whether the last memoized plan is this tick's: nothing it was made from changed (the board's
    * version, the task rows' version, the policy's revision, the agents' slots, the templates that
-   * may start agents) and no ready task aged a level or came out of its back-off since.
+   * may start agents) and no ready task aged a level or came out of its back-off since. The agents'
+   * slots are compared in place, last: an idle tick with 1,000 agents allocates nothing for them.
    */
   private memoHit(key: string, nowMs: number): PlanMemo | undefined {
     const memo = this.memo;
     if (!memo || memo.key !== key || nowMs >= memo.validUntilMs) return undefined;
     if (memo.boardVersion !== this.mirror.version || memo.taskVersion !== this.ctx.state.taskVersion || memo.policyRevision !== this.ctx.policy.revision) return undefined;
-    return memo;
+    return agentSlotsUnchanged(this.ctx.world, memo.slots) ? memo : undefined;
   }
 
   /**
@@ -177,9 +178,6 @@ export class Planner {
     const { ctx, mirror, agents } = this;
     const board = mirror.board;
     const instances = agents.instanceCounts();
-    // An autodelete agent runs one task in its fresh sandbox, then is deleted: agentSlots says
-    // it accepts no more once it took one.
-    const slots = agentSlots(ctx.world);
     // A template whose runtime cannot run starts no agents; its tasks wait with the reason.
     // A template some manager lists starts agents only when a manager asks (start_worker).
     const managed = managedTemplates(ctx.templates.values());
@@ -193,13 +191,16 @@ export class Planner {
         wipLimitPerInstance: t.wipPerInstance,
       }));
     const starting = agents.startingCounts();
-    const key = inputKey(slots, templates, starting, ctx.templates.keys(), (name) => this.runtimes.unhealthy(name) ?? this.agents.unplaceable.get(name));
+    const key = templatesKey(templates, starting, ctx.templates.keys(), (name) => this.runtimes.unhealthy(name) ?? this.agents.unplaceable.get(name));
     const known = this.memoHit(key, nowMs);
     if (known) {
       this.readyWaiting = known.readyWaiting;
       this.planWasPartial = false;
       return { ...known.plan, plannedAtMs: nowMs };
     }
+    // An autodelete agent runs one task in its fresh sandbox, then is deleted: agentSlots says
+    // it accepts no more once it took one.
+    const slots = agentSlots(ctx.world);
     this.held = [];
     this.heldReasons.clear();
     const ready = this.readyTasks(nowMs);
@@ -244,7 +245,7 @@ export class Planner {
     // would make again until one of its inputs changes: kept, the idle tick skips the scan.
     this.memo =
       queueDue && settled && result.assignments.length === 0 && result.spawns.length === 0 && this.readyValidUntilMs > nowMs
-        ? { key, plan: result, readyWaiting: ready.length, validUntilMs: this.readyValidUntilMs, boardVersion: mirror.version, taskVersion: ctx.state.taskVersion, policyRevision: ctx.policy.revision }
+        ? { key, slots, plan: result, readyWaiting: ready.length, validUntilMs: this.readyValidUntilMs, boardVersion: mirror.version, taskVersion: ctx.state.taskVersion, policyRevision: ctx.policy.revision }
         : undefined;
     return result;
   }
@@ -362,8 +363,10 @@ export class Planner {
 
 /** A plan kept with what it was made from (see `Planner.memoHit`). */
 interface PlanMemo {
-  /** The agents' slots and the startable templates, as {@link inputKey} writes them. */
+  /** The startable templates, as {@link templatesKey} writes them. */
   readonly key: string;
+  /** The agents' slots the plan was made for. */
+  readonly slots: readonly AgentSlot[];
   readonly plan: Plan;
   readonly readyWaiting: number;
   /** When a ready task ages a level or leaves its back-off, ms since the epoch. */
@@ -374,21 +377,17 @@ interface PlanMemo {
 }
 
 /**
- * The planning inputs that are neither the board nor the task rows, as one string: each agent's
- * slot (name, template, capabilities, load, WIP limit, whether it accepts), each template that
- * may start agents (name, capabilities, instances, limits, agents still starting), and why each
- * template's runtime cannot run. O(agents + templates).
+ * The planning inputs that are neither the board, the task rows nor the agents' slots, as one
+ * string: each template that may start agents (name, capabilities, instances, limits, agents still
+ * starting), and why each template's runtime cannot run. O(templates).
  */
-function inputKey(
-  slots: readonly AgentSlot[],
+function templatesKey(
   templates: readonly { name: string; capabilities: readonly string[]; instances: number; maxInstances: number; wipLimitPerInstance: number }[],
   starting: ReadonlyMap<string, number>,
   allTemplates: Iterable<string>,
   unhealthy: (template: string) => string | undefined,
 ): string {
   let key = '';
-  for (const s of slots) key += `${s.name}\u0000${s.template}\u0000${s.capabilities.join(',')}\u0000${s.load}\u0000${s.wipLimit}\u0000${s.accepting ? 1 : 0}\u0001`;
-  key += '\u0002';
   for (const t of templates) {
     key += `${t.name}\u0000${t.capabilities.join(',')}\u0000${t.instances}\u0000${t.maxInstances}\u0000${t.wipLimitPerInstance}\u0000${starting.get(t.name) ?? 0}\u0001`;
   }
