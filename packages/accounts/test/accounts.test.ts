@@ -370,14 +370,29 @@ describe('persistence', () => {
 });
 
 describe('commit level', () => {
-  /** Records every `synchronous` pragma the store sets on `db`. */
-  function levels(db: SqliteDatabase): string[] {
-    const seen: string[] = [];
+  /**
+   * Records every `synchronous` level the store sets on `db` (0 to 3; NORMAL is 1, FULL 2), through
+   * `db.pragma` or a prepared `PRAGMA synchronous = N` statement.
+   */
+  function levels(db: SqliteDatabase): number[] {
+    const seen: number[] = [];
+    const named: Record<string, number> = { OFF: 0, NORMAL: 1, FULL: 2, EXTRA: 3 };
+    const record = (value: string) => seen.push(named[value.toUpperCase()] ?? Number(value));
     const pragma = db.pragma.bind(db);
     db.pragma = ((source: string, options?: { simple?: boolean }) => {
-      if (/^synchronous\s*=/.test(source)) seen.push(source.replace(/\s+/g, ' '));
+      const set = /^synchronous\s*=\s*(\w+)/i.exec(source);
+      if (set) record(set[1]!);
       return pragma(source, options);
     });
+    const prepare = db.prepare.bind(db);
+    db.prepare = ((source: string) => {
+      const statement = prepare(source);
+      const set = /^PRAGMA\s+synchronous\s*=\s*(\w+)/i.exec(source);
+      if (!set) return statement;
+      const run = statement.run.bind(statement);
+      statement.run = ((...args: unknown[]) => (record(set[1]!), run(...args)));
+      return statement;
+    }) as typeof db.prepare;
     return seen;
   }
 
@@ -396,11 +411,11 @@ describe('commit level', () => {
     const a = await accounts.create({ name: 'shell-1', template: 'shell' });
     expect(accounts.get('shell-1')?.uid).toBe(a.uid);
     expect(existsSync(a.home)).toBe(true);
-    expect(seen).toEqual(['synchronous = NORMAL', 'synchronous = 2']);
+    expect(seen).toEqual([1, 2]);
     await accounts.remove('shell-1');
     expect(accounts.get('shell-1')).toBeUndefined();
     expect(existsSync(a.home)).toBe(false);
-    expect(seen).toEqual(['synchronous = NORMAL', 'synchronous = 2', 'synchronous = NORMAL', 'synchronous = 2']);
+    expect(seen).toEqual([1, 2, 1, 2]);
     expect(db.pragma('synchronous', { simple: true })).toBe(2);
   });
 });
