@@ -26,7 +26,7 @@ function fakeBroker(outcomes: Outcome[]): { broker: Broker; calls: () => number;
       stops += 1;
       return Promise.resolve();
     },
-  } as Subscription;
+  };
   const consumeAssignments = (_agent: string, _handler: (d: Delivery<AssignmentMessage>) => Promise<void>): Promise<Subscription> => {
     const outcome = outcomes[Math.min(calls, outcomes.length - 1)]!;
     calls += 1;
