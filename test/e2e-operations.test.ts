@@ -211,4 +211,22 @@ describe('crash-looping agents', () => {
     expect(starts).toHaveLength(5);
     loops.forEach((loop, i) => expect(starts[i + 1]!.timeMs - loop.timeMs).toBeGreaterThanOrEqual(Number(loop.details.retryInMs)));
   });
+
+  it('ends a run until idle once no task needs a template that failed to start and its backoff is over', async () => {
+    const { dir, args, file } = layout({ one: task('one', 'true') });
+    // Template `atiny` (one capability, so the planner tries it first) cannot start: 4 MiB is too
+    // little for the runner. Its failure backs it off; `shell` takes the task meanwhile. Nothing
+    // needs `atiny` afterwards, so no agent of it becomes ready to end its backoff: a run that
+    // counted the backoff as work left never ended.
+    const shell = readFileSync(join(dir, 'agents', 'shell.yaml'), 'utf8');
+    writeFileSync(join(dir, 'agents', 'atiny.yaml'), shell.replace('name: shell', 'name: atiny').replace('capabilities: [shell, node]', 'capabilities: [shell]').replace('  memory: 1GiB', '  memory: 4MiB'));
+    appendFileSync(join(dir, 'policies', 'policy.csv'), 'g, template:atiny, role:worker\n');
+    const run = await warren(args('run', '--until-idle', '--json', '--restart-backoff', '2s'));
+    const summary = JSON.parse(run.stdout) as { succeeded: string[]; failed: string[] };
+    expect(summary.succeeded, run.stderr.slice(-3000)).toEqual(['one']);
+    expect(summary.failed).toEqual([]);
+    expect(file('one')).toMatch(/^status: done$/m);
+    const rows = JSON.parse((await warren(['audit', '--json', ...args()])).stdout) as AuditRow[];
+    expect(rows.filter((r) => r.action === 'agent.crash_loop' && r.object === 'template:atiny').length).toBeGreaterThanOrEqual(1);
+  });
 });

@@ -11,7 +11,7 @@ import {
   type GatewayFrame,
   type ResultFrame,
 } from '@warren/agent-runner';
-import type { AssignmentMessage, Broker, Delivery, ResultMessage, Subscription } from '@warren/broker';
+import { isElectionError, type AssignmentMessage, type Broker, type Delivery, type ResultMessage, type Subscription } from '@warren/broker';
 import type { Logger } from '@warren/core';
 
 /** Who the gateway speaks for: fixed when it is made, never taken from a frame. */
@@ -95,6 +95,16 @@ interface Peer {
 const MAX_RECENT_RESULTS = 1_000;
 /** How often a result still waiting for the broker is reported again, in ms. */
 const RESULT_WAIT_REPORT_MS = 30_000;
+/**
+ * How long the start of a connection's assignments consumer is tried again while JetStream cannot
+ * answer for now (no responders, a timeout, a 503: see `isElectionError`), in ms. A nats-server
+ * reloading its configuration (as it does for each agent's new NATS user) has no JetStream API for
+ * a moment; a hello that met that moment would otherwise close the channel.
+ */
+export const CONSUME_RETRY_MS = 10_000;
+/** The first and the longest wait between two tries of a consumer start, in ms. */
+const CONSUME_RETRY_FIRST_MS = 50;
+const CONSUME_RETRY_MAX_MS = 1_000;
 
 /**
  * The per-agent gateway: a Unix socket served by the supervisor and bound into the agent's sandbox,
@@ -280,8 +290,10 @@ export class AgentGateway {
           return;
         }
         this.send({ type: 'welcome', agent: { ...identity, capabilities: [...identity.capabilities] } });
-        void this.startConsumers().then(
-          () => events.hello(identity.name, frame.pid),
+        void this.startConsumersFor(this.connection).then(
+          (started) => {
+            if (started) events.hello(identity.name, frame.pid);
+          },
           (error: unknown) => this.fail(`cannot consume assignments: ${(error as Error).message}`),
         );
         return;
@@ -376,6 +388,31 @@ export class AgentGateway {
     const { broker, identity } = this.options;
     await this.stopConsumers();
     this.assignments = await broker.consumeAssignments(identity.name, (d) => this.deliver(d));
+  }
+
+  /**
+   * {@link startConsumers} for connection `peer`, tried again with a growing wait while JetStream
+   * cannot answer for now, for up to {@link CONSUME_RETRY_MS}. @returns false when `peer` is no
+   * longer the connection (or the gateway closes) before a try succeeded: nothing to report, the
+   * channel it was for is gone.
+   * @throws the last error once it is not a passing one or the time is up.
+   */
+  private async startConsumersFor(peer: Peer | undefined): Promise<boolean> {
+    const startMs = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.startConsumers();
+        return true;
+      } catch (error) {
+        if (this.connection !== peer || this.closing) return false;
+        const leftMs = startMs + CONSUME_RETRY_MS - Date.now();
+        if (!isElectionError(error) || leftMs <= 0) throw error;
+        const delayMs = Math.min(leftMs, CONSUME_RETRY_FIRST_MS * 2 ** (attempt - 1), CONSUME_RETRY_MAX_MS);
+        this.log.info({ attempt, delayMs, reason: (error as Error).message }, 'JetStream cannot answer yet; starting the assignments consumer again');
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        if (this.connection !== peer || this.closing) return false;
+      }
+    }
   }
 
   private async stopConsumers(): Promise<void> {

@@ -19,7 +19,7 @@ export interface IdleFacts {
   readonly plan: Pick<Plan, 'assignments' | 'spawns'>;
   /** Executions not yet finished. */
   readonly openExecutions: number;
-  /** Whether a template backs off after failed starts and will try again. */
+  /** Whether a template backs off after failed starts and waits to try again (see {@link templateBackingOff}). */
   readonly templateBackingOff: boolean;
   /** Whether a task in the ready column waits out a retry backoff that is still in the future. */
   readonly taskBackingOff: boolean;
@@ -45,6 +45,19 @@ export function isIdle(facts: IdleFacts): boolean {
   // An agent still starting may be about to take a waiting task; one being stopped still counts
   // against its template's instances, and a waiting task may start once it is gone.
   return facts.agents.every((a) => a.ready && !a.stopping && a.load === 0);
+}
+
+/**
+ * Whether a template waits out its spawn backoff at `nowMs`: one of `failures` (a template's
+ * failed starts in a row, `count`, and when it may start again, `nextAtMs`, ms since the epoch)
+ * was not given up (`count` below `maxFailures`) and its wait is not over. A wait that is over
+ * keeps nothing alive: a task waiting for the template makes the plan start an agent (a planned
+ * spawn), and with none waiting nothing starts one, so the backoff, which only an agent of the
+ * template becoming ready ends, would hold the run forever.
+ */
+export function templateBackingOff(failures: Iterable<{ readonly count: number; readonly nextAtMs: number }>, nowMs: number, maxFailures: number): boolean {
+  for (const f of failures) if (f.count < maxFailures && f.nextAtMs > nowMs) return true;
+  return false;
 }
 
 /**

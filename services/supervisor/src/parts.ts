@@ -8,7 +8,7 @@ import type { SupervisorContext } from './context.js';
 import { Inbox, type StepTracker } from './executions/inbox.js';
 import { Outbox } from './executions/outbox.js';
 import { RunTally, Settler } from './executions/settle.js';
-import { isIdle } from './idle.js';
+import { isIdle, templateBackingOff } from './idle.js';
 import type { InspectedAgent, SupervisorInspection } from './inspect.js';
 import { OperatorCommands } from './operator/commands.js';
 import { Planner } from './planning.js';
@@ -103,7 +103,7 @@ export function idleNow(ctx: SupervisorContext, parts: SupervisorParts, plan: Pl
     spawning: agents.spawningNames().length,
     plan,
     openExecutions: ctx.state.openAssignments().length,
-    templateBackingOff: [...agents.spawnFailures().values()].some((f) => f.count < MAX_SPAWN_FAILURES),
+    templateBackingOff: templateBackingOff(agents.spawnFailures().values(), nowMs, MAX_SPAWN_FAILURES),
     taskBackingOff:
       board !== undefined &&
       board.tasks.some((task) => {

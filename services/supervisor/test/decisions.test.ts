@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { BoardRoles } from '@warren/kanban';
 import { boardFields } from '../src/board/writer.js';
 import { classifyResult, decideSettlement, oneLine, type ReportedResult, type ResultContext } from '../src/executions/decisions.js';
-import { isIdle, type IdleFacts } from '../src/idle.js';
+import { isIdle, templateBackingOff, type IdleFacts } from '../src/idle.js';
 import { effectivePriority } from '../src/planning.js';
 import { TaskState } from '@warren/registry';
 import type { RetryPolicy } from '../src/templates.js';
@@ -107,6 +107,21 @@ describe('isIdle', () => {
   it('an agent being stopped keeps the run alive until its exit is applied (it still holds an instance of its template)', () => {
     expect(isIdle({ ...idle, agents: [{ ready: true, stopping: true, load: 0 }] })).toBe(false);
     expect(isIdle({ ...idle, agents: [{ ready: false, stopping: true, load: 0 }] })).toBe(false);
+  });
+});
+
+describe('templateBackingOff', () => {
+  it.each([
+    ['no template failed', [], false],
+    ['a template waits out its backoff', [{ count: 1, nextAtMs: 2_000 }], true],
+    // Only an agent of the template becoming ready ends a backoff: with no task left for it none
+    // starts, and a wait counted after it is over held a run until idle forever.
+    ['the wait is over', [{ count: 2, nextAtMs: 1_000 }], false],
+    ['the wait ended long ago', [{ count: 1, nextAtMs: 10 }], false],
+    ['a template given up', [{ count: 5, nextAtMs: 2_000 }], false],
+    ['one of two templates still waits', [{ count: 5, nextAtMs: 2_000 }, { count: 1, nextAtMs: 1_001 }], true],
+  ] as const)('%s: %s', (_name, failures, expected) => {
+    expect(templateBackingOff(failures, 1_000, 5)).toBe(expected);
   });
 });
 
