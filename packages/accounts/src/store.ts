@@ -63,6 +63,12 @@ export interface AccountStore {
   /** Every account, by uid. */
   list(): Account[];
   /**
+   * Every account's name, sorted (SQLite's binary collation) and joined by commas, in one string
+   * built by SQLite: a cheap fingerprint of the set of accounts, changes by other processes sharing
+   * the database included, for a caller that polls it ('' when there is none).
+   */
+  namesKey(): string;
+  /**
    * Deletes the home (recursively, unlinking symlinks, never following them) and then the row.
    * Removing a name that does not exist does nothing.
    * @throws {AccountError} if the home cannot be deleted; the row is then kept.
@@ -208,6 +214,7 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
 
   const selectOne = db.prepare<[string], AccountRow>('SELECT * FROM accounts WHERE name = ?');
   const selectAll = db.prepare<[], AccountRow>('SELECT * FROM accounts ORDER BY uid');
+  const selectNames = db.prepare<[], { names: string | null }>("SELECT group_concat(name, ',') AS names FROM (SELECT name FROM accounts ORDER BY name)");
   const insert = db.prepare(
     `INSERT INTO accounts (name, template, uid, gid, groups, home, shell, credential_sha256, created_ms)
      VALUES (@name, @template, @uid, @gid, @groups, @home, @shell, @credential_sha256, @created_ms)`,
@@ -297,6 +304,9 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
     get,
     list() {
       return selectAll.all().map(toAccount);
+    },
+    namesKey() {
+      return selectNames.get()?.names ?? '';
     },
     remove(name) {
       return serialize(async () => {

@@ -142,6 +142,16 @@ describe('allocation', () => {
     expect(accounts.list()).toHaveLength(1);
   });
 
+  it('gives the names of every account, sorted and joined, as one key', async () => {
+    const { accounts } = open(env());
+    expect(accounts.namesKey()).toBe('');
+    await accounts.create({ name: 'shell-2', template: 'shell' });
+    await accounts.create({ name: 'browser-1', template: 'browser' });
+    expect(accounts.namesKey()).toBe('browser-1,shell-2');
+    await accounts.remove('shell-2');
+    expect(accounts.namesKey()).toBe('browser-1');
+  });
+
   it('reuses the uid of a removed account', async () => {
     const { accounts } = open(env());
     for (const n of [1, 2, 3]) await accounts.create({ name: `shell-${n}`, template: 'shell' });

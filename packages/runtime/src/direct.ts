@@ -1,5 +1,3 @@
-import { realpathSync } from 'node:fs';
-import { basename } from 'node:path';
 import { Writable } from 'node:stream';
 import {
   PROTOCOL_VERSION,
@@ -13,7 +11,7 @@ import {
   type TaskProcessRequest,
 } from '@warren/agent-runner';
 import type { Logger } from '@warren/core';
-import type { Sandbox, SandboxExit } from '@warren/sandbox';
+import { binShIsDash, type Sandbox, type SandboxExit } from '@warren/sandbox';
 import type { AgentGateway, LocalChannel } from './gateway.js';
 import type { AgentExit, AgentInstance, AgentStopReason, AgentUsage } from './runtime.js';
 
@@ -80,20 +78,6 @@ export function shellQuote(value: string): string {
 /** A name the shell can `export` and `unset`. */
 const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-let binShIsDash: boolean | undefined;
-
-/** Whether /bin/sh (the host's, which the sandbox sees through its read-only /usr and /bin) is dash. Checked once. */
-function shIsDash(): boolean {
-  if (binShIsDash === undefined) {
-    try {
-      binShIsDash = basename(realpathSync('/bin/sh')) === 'dash';
-    } catch {
-      binShIsDash = false;
-    }
-  }
-  return binShIsDash;
-}
-
 /**
  * The script a {@link WaitingSandbox}'s shell reads to become the task's process: `cd` to its
  * working directory, then exec the request's argv with exactly the request's environment (nothing
@@ -118,7 +102,7 @@ export function taskScript(request: Pick<TaskProcessRequest, 'argv' | 'env' | 'c
   const cd = `cd ${shellQuote(request.cwd)} || exit 126\n`;
   const argv = request.argv.map(shellQuote).join(' ');
   // stdin: /dev/null, as a runner gives its tasks (the shell's own stdin is the script's pipe).
-  if (shellEnv !== null && shIsDash() && program.startsWith('/') && [...shellEnv, ...Object.keys(request.env)].every((name) => SHELL_NAME.test(name))) {
+  if (shellEnv !== null && binShIsDash() && program.startsWith('/') && [...shellEnv, ...Object.keys(request.env)].every((name) => SHELL_NAME.test(name))) {
     const unset = `unset PWD OLDPWD${shellEnv.map((name) => ` ${name}`).join('')}\n`;
     const exported = assignments.length > 0 ? `export ${assignments.join(' ')}\n` : '';
     return `${cd}${unset}${exported}exec ${argv} </dev/null\n`;

@@ -35,6 +35,7 @@ export type { SandboxUsage } from './usage.js';
 export { validateSpec } from './spec.js';
 export type { SandboxSpec, SandboxLimits, BindMount } from './spec.js';
 export { processesOfUid } from './procs.js';
+export { binShIsDash } from './prologue.js';
 export { CGROUP_PARENT } from './cgroups.js';
 export {
   buildSeccompProgram,

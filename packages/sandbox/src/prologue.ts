@@ -126,6 +126,23 @@ export function inheritsHighDescriptors(): boolean {
   return false;
 }
 
+let shIsDash: boolean | undefined;
+
+/**
+ * Whether the host's `/bin/sh` is dash (its real path's name), which sandboxes see through their
+ * read-only `/bin` and `/usr`. Checked once per process; false when `/bin/sh` cannot be resolved.
+ */
+export function binShIsDash(): boolean {
+  if (shIsDash === undefined) {
+    try {
+      shIsDash = basename(realpathSync('/bin/sh')) === 'dash';
+    } catch {
+      shIsDash = false;
+    }
+  }
+  return shIsDash;
+}
+
 let chosenShell: PrologueShell | undefined;
 
 /**
@@ -138,14 +155,9 @@ let chosenShell: PrologueShell | undefined;
 export function prologueShell(): PrologueShell {
   if (chosenShell) return chosenShell;
   const bash = firstExecutable(['/bin/bash', '/usr/bin/bash']);
-  let shIsDash = false;
-  try {
-    shIsDash = basename(realpathSync('/bin/sh')) === 'dash';
-  } catch {
-    // no /bin/sh: spawning will report it
-  }
-  if (bash !== '' && (!shIsDash || inheritsHighDescriptors())) chosenShell = { path: bash, kind: 'bash' };
-  else chosenShell = shIsDash ? { path: '/bin/sh', kind: 'dash' } : { path: '/bin/sh', kind: 'sh' };
+  const dash = binShIsDash();
+  if (bash !== '' && (!dash || inheritsHighDescriptors())) chosenShell = { path: bash, kind: 'bash' };
+  else chosenShell = dash ? { path: '/bin/sh', kind: 'dash' } : { path: '/bin/sh', kind: 'sh' };
   return chosenShell;
 }
 

@@ -131,14 +131,15 @@ export const IDLE_HEARTBEAT_FACTOR = 2;
  * {@link IDLE_HEARTBEAT_FACTOR} times that (the idle agent's timeout is as much longer).
  */
 export function agentStartSpecOf(account: Account, template: AgentTemplate, config: Pick<SupervisorConfig, 'heartbeatTimeoutMs' | 'stateDir' | 'agentClisDir' | 'http'>): AgentStartSpec {
+  const heartbeatIntervalMs = Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4));
   return {
     ...agentSpecOf(account, template),
     capabilities: template.capabilities,
     runner: {
       runtime: runnerRuntimeOf(template, account.name, config.agentClisDir, config.http !== undefined),
       maxConcurrent: template.wipPerInstance,
-      heartbeatIntervalMs: Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4)),
-      idleHeartbeatIntervalMs: IDLE_HEARTBEAT_FACTOR * Math.max(100, Math.floor(config.heartbeatTimeoutMs / 4)),
+      heartbeatIntervalMs,
+      idleHeartbeatIntervalMs: IDLE_HEARTBEAT_FACTOR * heartbeatIntervalMs,
       // One task per instance: the bubblewrap driver runs a shell or exec task with no runner.
       perTask: template.lifecycle === 'autodelete',
     },

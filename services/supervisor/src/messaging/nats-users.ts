@@ -221,9 +221,8 @@ export class AgentNatsUsers {
   private syncing: Promise<void> = Promise.resolve();
   /** The sync waiting for the one in progress to end, if any; it has not read anything yet. */
   private queued: Promise<void> | undefined;
-  /** The account names ({@link accountNames}) when the last sync started. */
+  /** The accounts' names (`AccountStore.namesKey`) when the last sync started. */
   private lastAgents = '';
-  private namesStatement: { get(): { names: string | null } | undefined } | undefined;
   private lastLookMs = 0;
   /** When the last sync ended (ms since the epoch), how long it took (ms, the server's reload included) and the users it gave. */
   private lastSyncEndMs = Number.NEGATIVE_INFINITY;
@@ -311,23 +310,13 @@ export class AgentNatsUsers {
   syncIfAgentsChanged(nowMs = Date.now()): void {
     if (nowMs - this.lastLookMs < 1_000) return;
     this.lastLookMs = nowMs;
-    if (this.accountNames() === this.lastAgents) return;
+    if (this.ctx.accounts.namesKey() === this.lastAgents) return;
     this.sync().catch((error: unknown) => this.ctx.log.error({ err: error }, 'cannot update the per-agent NATS users'));
-  }
-
-  /**
-   * The names of every account, sorted and joined by SQLite into one string: what
-   * {@link syncIfAgentsChanged} compares each second (reading a thousand accounts as objects each
-   * second was a tenth of what an idle supervisor allocated).
-   */
-  private accountNames(): string {
-    this.namesStatement ??= this.ctx.db.prepare<[], { names: string | null }>("SELECT group_concat(name, ',') AS names FROM (SELECT name FROM accounts ORDER BY name)");
-    return this.namesStatement.get()?.names ?? '';
   }
 
   private async syncOnce(): Promise<void> {
     const { ctx } = this;
-    this.lastAgents = this.accountNames();
+    this.lastAgents = this.ctx.accounts.namesKey();
     const accounts = ctx.accounts.list().map((a) => a.name).filter((n) => AGENT_NAME.test(n)).sort();
     const known = new Set(accounts);
     const rows = ctx.db.prepare('SELECT agent, public_key AS publicKey FROM agent_nats_keys ORDER BY agent').all() as { agent: string; publicKey: string }[];
