@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -25,10 +25,56 @@ export async function cleanup(): Promise<void> {
   for (const fn of cleanups.splice(0).reverse()) await fn();
 }
 
-/** Registers a sandbox to be closed after the test. */
+/** How long a tracked sandbox's close may take before its processes are described on stderr (ms). */
+const SLOW_CLOSE_MS = 10_000;
+
+/**
+ * Registers a sandbox to be closed after the test. A close that takes over {@link SLOW_CLOSE_MS}
+ * (a sandbox that does not die) writes its process tree's kernel states to stderr, so a hang in CI
+ * says where each process waits.
+ */
 export function track(sandbox: Sandbox): Sandbox {
-  cleanups.push(() => sandbox.close());
+  cleanups.push(async () => {
+    const slow = setTimeout(() => process.stderr.write(describeProcessTree(sandbox.pid)), SLOW_CLOSE_MS);
+    try {
+      await sandbox.close();
+    } finally {
+      clearTimeout(slow);
+    }
+  });
   return sandbox;
+}
+
+/** One line a process of the tree under `rootPid`: pid, state, wchan, command, and its kernel stack when readable. */
+export function describeProcessTree(rootPid: number): string {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = readOrEmpty(`/proc/${name}/stat`);
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(name));
+    children.set(ppid, list);
+  }
+  const lines = [`sandbox ${rootPid} did not close within ${SLOW_CLOSE_MS} ms; its processes:`];
+  const visit = (pid: number, depth: number): void => {
+    const stat = readOrEmpty(`/proc/${pid}/stat`);
+    const state = stat ? stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] : 'gone';
+    const cmd = readOrEmpty(`/proc/${pid}/cmdline`).split('\0').join(' ').trim();
+    const stack = readOrEmpty(`/proc/${pid}/stack`).trim().split('\n').slice(0, 8).join(' | ');
+    lines.push(`${'  '.repeat(depth)}${pid} ${state} wchan=${readOrEmpty(`/proc/${pid}/wchan`) || '-'} ${cmd}${stack ? ` stack: ${stack}` : ''}`);
+    for (const child of children.get(pid) ?? []) visit(child, depth + 1);
+  };
+  visit(rootPid, 1);
+  return `${lines.join('\n')}\n`;
+}
+
+function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 /** A temp directory removed after the test. */
