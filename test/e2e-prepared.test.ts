@@ -66,14 +66,18 @@ describe('agents prepared ahead (no process) for an autodelete template without 
     expect(audit(made, '--action', 'agent.start').filter((r) => r.object.startsWith('agent:oneshot-'))).toEqual([]);
     expect(homes(made).sort()).toEqual([...prepared].sort());
 
-    writeFileSync(join(made.dir, 'kanban', 'tasks', 'now.md'), oneshotTask('now', 'echo ran as $(id -un)'));
+    writeFileSync(join(made.dir, 'kanban', 'tasks', 'now.md'), oneshotTask('now', 'echo ran as $(id -un) $(test -e "$HOME/.warren/nats.json" && echo with || echo without) nats credentials'));
     await waitFor('the task done', () => /^status: done$/m.test(made.file('now')), WAIT_MS);
     const assigned = audit(made, '--action', 'task.assign', '--object', 'task:now');
     expect(assigned).toHaveLength(1);
     const taker = String(assigned[0]!.details.agent);
     // The fast path: the task went to an account prepared before the task existed.
     expect(prepared.has(taker), `${taker} not among ${[...prepared].join(', ')}`).toBe(true);
-    expect(made.file('now')).toMatch(new RegExp(`^result: ran as ${taker}$`, 'm'));
+    // A per-task agent on this host gets no NATS user (its sandbox has no network): no
+    // nats.json, and no reload of nats-server's users for it.
+    expect(made.file('now')).toMatch(new RegExp(`^result: ran as ${taker} without nats credentials$`, 'm'));
+    const reloads = audit(made, '--action', 'broker.users');
+    expect(reloads.filter((r) => (r.details.changed as string[]).some((name) => name.startsWith('oneshot-')))).toEqual([]);
 
     // The used agent is deleted and another is prepared in its place.
     await waitFor('the used agent deleted and two prepared again', () => {

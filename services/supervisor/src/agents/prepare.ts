@@ -72,7 +72,7 @@ export function prepareAgent(ctx: SupervisorContext, account: Account, template:
         for (const refusal of seeded.refused) ctx.log.warn({ agent: account.name, path: refusal.path, reason: refusal.reason }, 'seed file refused: something of the agent is in the way');
       }
       deliverSecretFiles({ homeDir: account.home, uid: account.uid, gid: account.gid, secrets: resolved.agent });
-      if (options.preparedAhead === true) return;
+      if (options.preparedAhead === true || !localNatsUser(template)) return;
       await AgentNatsUsers.of(ctx)
         ?.issue(account.name, account.home, account.uid, account.gid)
         .catch((error: unknown) => ctx.log.error({ err: error, agent: account.name }, 'cannot give the agent its NATS credentials; it can still message through its bus socket'));
@@ -94,6 +94,18 @@ export function prepareAgent(ctx: SupervisorContext, account: Account, template:
       return files;
     },
   };
+}
+
+/**
+ * Whether an agent of `template` started on this host gets a NATS user and `~/.warren/nats.json`.
+ * A sandbox here has no network, so the file serves only a program outside the sandbox acting as
+ * the agent; a per-task agent (`lifecycle: autodelete`) lives for one task, and issuing its user
+ * would cost two reloads of nats-server (its start and its removal) for a key nothing uses. It
+ * messages through its bus socket and `::send` like every local agent. Agents elsewhere (nodes,
+ * pods) always get theirs ({@link AgentPreparation.homeFiles}).
+ */
+export function localNatsUser(template: Pick<AgentTemplate, 'lifecycle'>): boolean {
+  return template.lifecycle !== 'autodelete';
 }
 
 /**
