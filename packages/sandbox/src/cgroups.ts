@@ -124,15 +124,20 @@ const REMOVE_ATTEMPTS = 100;
  */
 const LEFTOVER_REMOVE_ATTEMPTS = 500;
 
-/** rmdir, retrying `attempts` times 20 ms apart while the kernel still reports EBUSY (exiting processes). */
-async function removeDir(sandbox: string, dir: string, attempts = REMOVE_ATTEMPTS): Promise<void> {
+/**
+ * rmdir, retrying `attempts` times 20 ms apart while the kernel still reports EBUSY (exiting
+ * processes). With `same`, each attempt first asks it whether `dir` is still the directory meant.
+ * @returns true when it is gone (removed here or already), false when `same` said it is another.
+ */
+async function removeDir(sandbox: string, dir: string, attempts = REMOVE_ATTEMPTS, same?: () => Promise<boolean>): Promise<boolean> {
   for (let attempt = 0; ; attempt++) {
+    if (same && !(await same())) return false;
     try {
       await rmdir(dir);
-      return;
+      return true;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
+      if (code === 'ENOENT') return true;
       if (code !== 'EBUSY' || attempt >= attempts) {
         throw new SandboxError(sandbox, `cannot remove cgroup ${dir}: ${(error as Error).message}`, dir, { cause: error });
       }
@@ -352,17 +357,59 @@ export async function removeCgroups(cgroups: SandboxCgroups): Promise<void> {
 
 /**
  * Removes `dir` and any sub-cgroups, deepest first, after killing their processes, trying each
- * rmdir `attempts` times (20 ms apart) while it is busy.
+ * rmdir `attempts` times (20 ms apart) while it is busy. With `found`, the top directory is the one
+ * a sweep judged: before each step that kills or removes, it must still be that directory (same
+ * inode); when another took its path meanwhile (its owner removed it and made a new sandbox of that
+ * name), nothing more is done to it.
+ * @returns false when `dir` turned out to be another directory than `found` (or gone) and was left.
  */
-async function removeTree(name: string, dir: string, attempts = LEFTOVER_REMOVE_ATTEMPTS): Promise<void> {
+async function removeTree(name: string, dir: string, attempts = LEFTOVER_REMOVE_ATTEMPTS, found?: FoundDir): Promise<boolean> {
+  const same = found === undefined ? () => Promise.resolve(true) : () => isSameDir(found);
+  if (!(await same())) return false;
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   for (const entry of entries) {
     if (entry.isDirectory()) await removeTree(name, join(dir, entry.name), attempts);
   }
   const killFile = join(dir, 'cgroup.kill');
+  if (!(await same())) return false;
   if (await exists(killFile)) await writeFile(killFile, '1').catch(() => undefined);
+  if (!(await same())) return false;
   await killByList([dir]);
-  await removeDir(name, dir, attempts);
+  return removeDir(name, dir, attempts, same);
+}
+
+/** One directory of a sandbox's cgroups as a sweep found it: its path, inode number and mtime (ms) then. */
+export interface FoundDir {
+  readonly path: string;
+  readonly ino: number;
+  readonly mtimeMs: number;
+}
+
+/**
+ * Those of `paths` that exist now, with their inode numbers and mtimes. cgroupfs gives a new
+ * directory a new inode number (kernfs allocates them cyclically), so the number tells the
+ * directory a sweep judged from one made later at the same path.
+ */
+export async function findDirs(paths: readonly string[]): Promise<FoundDir[]> {
+  const dirs: FoundDir[] = [];
+  for (const path of paths) {
+    try {
+      const stats = await stat(path);
+      dirs.push({ path, ino: stats.ino, mtimeMs: stats.mtimeMs });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return dirs;
+}
+
+/** Whether `found.path` is still the directory {@link findDirs} found there (same inode). */
+async function isSameDir(found: FoundDir): Promise<boolean> {
+  try {
+    return (await stat(found.path)).ino === found.ino;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -372,17 +419,17 @@ async function removeTree(name: string, dir: string, attempts = LEFTOVER_REMOVE_
 export type OnBusyCgroup = (error: SandboxError) => void;
 
 /**
- * Removes every directory of `dirs` (one sandbox's) with {@link removeTree}, appending each removed
- * one to `removed`. A directory that stays busy goes to `onBusy` when given, else is thrown.
+ * Removes every directory of `dirs` (one sandbox's, as {@link findDirs} found them) with
+ * {@link removeTree}, appending each removed one to `removed`; one whose path another directory
+ * has taken since is left. A directory that stays busy goes to `onBusy` when given, else is thrown.
  */
-async function removeLeftover(name: string, dirs: readonly string[], removed: string[], onBusy: OnBusyCgroup | undefined): Promise<void> {
+export async function removeLeftover(name: string, dirs: readonly FoundDir[], removed: string[], onBusy: OnBusyCgroup | undefined): Promise<void> {
   // The same processes are in each hierarchy: once one directory outlasted the whole wait, the
   // others get a single try.
   let attempts = LEFTOVER_REMOVE_ATTEMPTS;
   for (const dir of dirs) {
     try {
-      await removeTree(name, dir, attempts);
-      removed.push(dir);
+      if (await removeTree(name, dir.path, attempts, dir)) removed.push(dir.path);
     } catch (error) {
       if (!onBusy || !(error instanceof SandboxError)) throw error;
       attempts = 1;
@@ -415,21 +462,17 @@ async function processInfo(pid: number): Promise<{ ppid: number; name: string } 
  * between mkdir and joining it). Under a child subreaper other than pid 1, leftovers count as in
  * use: they are never killed by mistake, only left.
  */
-async function inUseElsewhere(dirs: readonly string[]): Promise<boolean> {
+async function inUseElsewhere(dirs: readonly FoundDir[]): Promise<boolean> {
   let empty = true;
   let newestMs = 0;
   for (const dir of dirs) {
-    const pids = await cgroupPids(dir);
+    const pids = await cgroupPids(dir.path);
     if (pids.length > 0) empty = false;
     for (const pid of pids) {
       const info = await processInfo(pid);
       if (info && info.ppid > 1 && !pids.includes(info.ppid)) return true;
     }
-    try {
-      newestMs = Math.max(newestMs, (await stat(dir)).mtimeMs);
-    } catch {
-      // gone meanwhile
-    }
+    newestMs = Math.max(newestMs, dir.mtimeMs);
   }
   return empty && Date.now() - newestMs < YOUNG_EMPTY_MS;
 }
@@ -443,8 +486,12 @@ async function inUseElsewhere(dirs: readonly string[]): Promise<boolean> {
  */
 export async function removeWarrenCgroups(caps: HostCapabilities, keep: ReadonlySet<string>, onBusy?: OnBusyCgroup): Promise<string[]> {
   const removed: string[] = [];
-  for (const [name, dirs] of await warrenCgroupsByName(caps)) {
-    if (keep.has(name) || (await inUseElsewhere(dirs))) continue;
+  for (const [name, paths] of await warrenCgroupsByName(caps)) {
+    if (keep.has(name)) continue;
+    // Judged on the directories there now: a name whose directories went meanwhile (their
+    // sandbox ended) has nothing left to remove, and its path may soon hold a new sandbox's.
+    const dirs = await findDirs(paths);
+    if (dirs.length === 0 || (await inUseElsewhere(dirs))) continue;
     await removeLeftover(name, dirs, removed, onBusy);
   }
   return removed;
@@ -457,9 +504,9 @@ export async function removeWarrenCgroups(caps: HostCapabilities, keep: Readonly
  */
 export async function removeNamedCgroups(caps: HostCapabilities, match: (name: string) => boolean, onBusy?: OnBusyCgroup): Promise<string[]> {
   const removed: string[] = [];
-  for (const [name, dirs] of await warrenCgroupsByName(caps)) {
+  for (const [name, paths] of await warrenCgroupsByName(caps)) {
     if (!match(name)) continue;
-    await removeLeftover(name, dirs, removed, onBusy);
+    await removeLeftover(name, await findDirs(paths), removed, onBusy);
   }
   return removed;
 }

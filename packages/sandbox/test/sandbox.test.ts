@@ -16,6 +16,7 @@ import {
   spawnSandbox,
   type HostCapabilities,
 } from '@warren/sandbox';
+import { findDirs, removeLeftover } from '../src/cgroups.js';
 import { cleanup, freshUid, makeSpec, readLog, requireSandboxHost, track, waitUntil } from './helpers.js';
 
 let host: HostCapabilities;
@@ -413,6 +414,42 @@ describe('removing leftover cgroups when one stays busy', () => {
     },
     60_000,
   );
+});
+
+describe('a sweep that judged a name before its sandbox was made again', () => {
+  it("leaves the new sandbox's cgroups and process alone (the path holds another directory)", async () => {
+    const name = `remade-${process.pid}`;
+    const dirs = cgroupDirs(name);
+    for (const dir of dirs) mkdirSync(dir, { recursive: true });
+    // The sweep found the first sandbox's directories (and would judge them a leftover) ...
+    const judged = await findDirs(dirs);
+    expect(judged.map((d) => d.path)).toEqual(dirs);
+    // ... then that sandbox ended, its owner removed them and made a new sandbox of the same name.
+    for (const dir of dirs) rmdirSync(dir);
+    const pid = await processIn(dirs);
+    onTestFinished(async () => {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // killed by the sweep, as expected
+      }
+      await waitUntil('the process to leave its cgroups', () => dirs.every((d) => !existsSync(d) || readFileSync(join(d, 'cgroup.procs'), 'utf8').trim() === ''));
+      for (const dir of dirs) if (existsSync(dir)) rmdirSync(dir);
+    });
+    const removed: string[] = [];
+    await removeLeftover(name, judged, removed, undefined);
+    expect(removed).toEqual([]);
+    for (const dir of dirs) expect(readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim(), dir).toBe(String(pid));
+    expect(readFileSync(`/proc/${pid}/status`, 'utf8')).not.toMatch(/zombie/);
+    // Directories found now are the new ones: a sweep judging them removes them (and kills the process).
+    await removeLeftover(name, await findDirs(dirs), removed, undefined);
+    expect(removed.sort()).toEqual([...dirs].sort());
+    for (const dir of dirs) expect(existsSync(dir), dir).toBe(false);
+  });
+
+  it('finds no directory of a name whose directories are gone, so there is nothing to judge', async () => {
+    expect(await findDirs(cgroupDirs(`gone-${process.pid}`))).toEqual([]);
+  });
 });
 
 describe('processesOfUid', () => {
