@@ -8,7 +8,7 @@ import { forgetFile, recallFile, rememberFile, type FileOwner } from './recent-f
 import { closeOf, createExclusive, fchmodOf, fchownOf, fsyncOf, openDirectory, readPlainFileAt, renameOf, writeAll } from './fd-io.js';
 import { decodeUtf8, findFrontmatter, firstInvalidUtf8, isFrontmatterProblem, parseTimestampMs, sha256Hex } from './text.js';
 import { OWNED_FIELDS, type OwnedField, type OwnedFieldChanges, type Task, type UpdateTaskOptions, type UpdateTaskResult } from './types.js';
-import { recalledPlan, rememberParsed, rememberPlan, splicePlan, type ValueQuote } from './frontmatter-plan.js';
+import { forgetPlan, recalledPlan, rememberParsed, rememberPlan, splicePlan, type ValueQuote } from './frontmatter-plan.js';
 import { isYamlProblem, parseYamlSource, type YamlSource } from './yaml-source.js';
 
 const TIMESTAMP_FIELDS: ReadonlySet<OwnedField> = new Set(['started', 'completed', 'updated']);
@@ -206,6 +206,7 @@ function rewriteFrontmatter(text: string, writes: readonly FieldWrite[], path: s
     const spliced = splicePlan(yamlText, plan, writes.map((w) => ({ key: w.key, text: splicedValue(plan.keys.get(w.key)?.quote, w) })), span.eol);
     if (spliced) {
       const result = text.slice(0, span.yamlStart) + spliced.text + text.slice(span.yamlEnd);
+      forgetPlan(yamlText);
       rememberPlan(spliced.text, spliced.plan, result.length);
       return result;
     }
@@ -252,7 +253,10 @@ function rewriteFrontmatter(text: string, writes: readonly FieldWrite[], path: s
   }
   const result = text.slice(0, span.yamlStart) + next + text.slice(span.yamlEnd);
   const after = verify(path, result, before.value, writes.map((w) => [w.key, w.value] as const));
-  if (owned) rememberParsed(next, after.doc, result.length);
+  if (owned) {
+    forgetPlan(yamlText);
+    rememberParsed(next, after.doc, result.length);
+  }
   return result;
 }
 
