@@ -3,7 +3,6 @@ import {
   boardWatchPaths,
   illegalMoves,
   loadBoard,
-  parentsToComplete,
   refreshWarrenBoard,
   updateTask,
   watchBoard,
@@ -20,6 +19,7 @@ import type { BoardEdits } from '../board-edits.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { inputRejected } from '../input-rejections.js';
 import { isTerminal, TaskState } from '@warren/registry';
+import { ParentChecks } from './parents.js';
 
 /**
  * The supervisor's copy of the board: the last good snapshot, its tasks by id, and what changed
@@ -35,8 +35,8 @@ export class BoardMirror {
   dirty = true;
   /** Increases with every change of `board` or of a task in it (a new snapshot, Warren's own writes). */
   version = 0;
-  /** Whether the board changed since parents were last checked for completion. */
-  parentsDirty = true;
+  /** The parents to check for completion: every one after a new snapshot, else those whose cards or rows changed. */
+  private readonly parents = new ParentChecks();
   /** The board's tasks by id (rebuilt with each snapshot). */
   taskById = new Map<string, Task>();
   /** Ready tasks blocked by their dependencies (made with the first board). */
@@ -213,10 +213,9 @@ export class BoardMirror {
    */
   async completeParents(nowMs: number): Promise<void> {
     this.completeWaitingParents(nowMs);
-    if (!this.board || !this.parentsDirty) return;
-    this.parentsDirty = false;
+    if (!this.board || !this.parents.dirty) return;
     const board = this.board;
-    for (const { parentId, subtaskIds } of parentsToComplete(board)) {
+    for (const { parentId, subtaskIds } of this.parents.take(board, this.taskById)) {
       const parent = this.taskById.get(parentId);
       if (!parent || parent.status === board.config.roles.done) continue;
       // Warren works this task, or its card is about to show its end: its row decides.
@@ -230,12 +229,14 @@ export class BoardMirror {
         const index = board.tasks.indexOf(parent);
         if (index !== -1) board.tasks[index] = updated;
         this.version += 1;
+        // Its own parent may be done now.
+        this.parents.note(updated);
         this.ctx.emit({ actor: SUPERVISOR, action: 'task.parent_done', object: `task:${parentId}`, details: { subtasks: subtaskIds } });
       } catch (error) {
         if (error instanceof TaskConflictError) {
           this.markChanged(parent.path);
         } else {
-          this.parentsDirty = true;
+          this.parents.retry(parentId);
           this.ctx.log.warn({ taskId: parentId, err: error }, 'cannot mark the parent done');
         }
       }
@@ -292,7 +293,7 @@ export class BoardMirror {
   private setBoard(snapshot: BoardSnapshot): void {
     this.board = snapshot;
     this.version += 1;
-    this.parentsDirty = true;
+    this.parents.reset();
     this.taskById = new Map(snapshot.tasks.map((t) => [t.id, t]));
     this.taskIndex = new Map(snapshot.tasks.map((t, i) => [t.id, i]));
   }
@@ -305,8 +306,19 @@ export class BoardMirror {
     if (this.taskById.get(base.id)?.hash !== base.hash) return;
     this.taskById.set(base.id, updated);
     this.version += 1;
+    this.parents.note(updated);
     const index = this.taskIndex.get(base.id);
     if (this.board && index !== undefined && this.board.tasks[index]?.id === base.id) this.board.tasks[index] = updated;
+  }
+
+  /**
+   * Checks the parent of task `id`, and the task itself as a parent, for completion at the next
+   * {@link completeParents}: its row settled (its card written, or found to need no write), which
+   * may let a parent held back by that row, or waiting for that card, be completed.
+   */
+  checkParentsOf(id: string): void {
+    const task = this.taskById.get(id);
+    if (task) this.parents.note(task);
   }
 
   /**

@@ -90,7 +90,6 @@ export class BoardWriter {
     this.flush = this.write(false).then(
       (wrote) => {
         this.flush = undefined;
-        if (wrote > 0) mirror.parentsDirty = true;
         if (mirror.dirty || this.barrier?.waiting || (wrote > 0 && ctx.state.pendingBoardTasks().length > 0)) ctx.requestTick();
       },
       (error: unknown) => {
@@ -173,6 +172,7 @@ export class BoardWriter {
     // A row that moved on since it was read stays pending.
     const markClean = (): void => {
       for (const { row, boardHash } of clean) {
+        mirror.checkParentsOf(row.id);
         const latest = ctx.state.task(row.id);
         if (latest && latest.state === row.state && latest.updatedMs === row.updatedMs && latest.attempt === row.attempt) ctx.state.putTask({ ...latest, boardSync: 'clean', ...(boardHash === undefined ? {} : { boardHash }) });
       }
@@ -198,6 +198,7 @@ export class BoardWriter {
       markClean();
       writes.forEach(({ row, task, steps }, i) => {
         const outcome = outcomes[i]!;
+        mirror.checkParentsOf(row.id);
         // A Warren file now reads as the task with the changes applied (re-reading it gives the
         // same task, so the watcher's echo of this write costs no parse).
         if (outcome.updated !== task) mirror.replaceTask(task, outcome.updated);
