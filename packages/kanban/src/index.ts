@@ -93,6 +93,8 @@ export type {
   OwnedField,
   OwnedFieldChanges,
   UpdateTaskOptions,
+  ReplaceObserver,
+  FileSignatureInfo,
   UpdateTaskResult,
   DependencyProblem,
   BoardChangeEvent,

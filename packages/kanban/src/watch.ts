@@ -1,9 +1,9 @@
 import { readdirSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { silentLogger, type Logger } from '@warren/core';
 import { isTaskFileName } from './load.js';
-import type { BoardChangeEvent, BoardSnapshot, BoardWatcher } from './types.js';
+import type { BoardChangeEvent, BoardSnapshot, BoardWatcher, FileSignatureInfo } from './types.js';
 
 /** Options of {@link watchBoard}. */
 export interface WatchBoardOptions {
@@ -23,7 +23,7 @@ export interface WatchBoardOptions {
 
 type Signatures = Map<string, string>;
 
-function signatureOf(info: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
+function signatureOf(info: FileSignatureInfo): string {
   return `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
 }
 
@@ -44,6 +44,12 @@ class Watcher implements BoardWatcher {
   private signatures: Signatures;
   private closed = false;
   private closing: Promise<void> | undefined;
+  /**
+   * Renames of task files by the caller's own writes ({@link beforeRename}) whose event has not
+   * come yet: by path, how many, and since when (ms).
+   */
+  private readonly expected = new Map<string, { count: number; sinceMs: number }>();
+  private readonly expectMs: number;
 
   constructor(
     private readonly dir: string,
@@ -55,6 +61,7 @@ class Watcher implements BoardWatcher {
     this.debounceMs = options.debounceMs ?? 50;
     this.extraPaths = (options.paths ?? []).map((p) => resolve(dir, p));
     this.log = options.logger ?? silentLogger;
+    this.expectMs = Math.max(1000, options.rescanIntervalMs ?? 2000);
     this.signatures = this.scanSync();
     this.ensureWatchers();
     this.rescanTimer = setInterval(() => {
@@ -88,18 +95,22 @@ class Watcher implements BoardWatcher {
     }
     if (!this.tasksWatcher && ino !== undefined) {
       this.tasksIno = ino;
-      this.tasksWatcher = this.start(this.tasksDir, (name) => {
+      this.tasksWatcher = this.start(this.tasksDir, (name, eventType) => {
         if (name === null) this.note(this.tasksDir);
-        else if (isTaskFileName(name)) this.note(join(this.tasksDir, name));
+        else if (isTaskFileName(name)) {
+          const path = join(this.tasksDir, name);
+          // The rename of the caller's own write (announced by beforeRename) is not a change.
+          if (eventType !== 'rename' || !this.unexpect(path)) this.note(path);
+        }
       }, () => {
         this.tasksWatcher = undefined;
       });
     }
   }
 
-  private start(path: string, onName: (name: string | null) => void, onDead: () => void): FSWatcher | undefined {
+  private start(path: string, onName: (name: string | null, eventType: string) => void, onDead: () => void): FSWatcher | undefined {
     try {
-      const watcher = watch(path, { persistent: true }, (_event, name) => onName(name === null ? null : String(name)));
+      const watcher = watch(path, { persistent: true }, (event, name) => onName(name === null ? null : String(name), event));
       watcher.on('error', (error) => {
         this.log.warn({ err: error, path }, 'board watch failed; relying on rescans until it can be restarted');
         watcher.close();
@@ -200,6 +211,51 @@ class Watcher implements BoardWatcher {
     this.signatures.set(absolute, signatureOf(info));
   }
 
+  beforeRename(path: string): { renamed(info: FileSignatureInfo | undefined): void; failed(): void } {
+    const absolute = resolve(path);
+    if (this.closed || !this.tasksWatcher || dirname(absolute) !== this.tasksDir || !isTaskFileName(basename(absolute))) {
+      return { renamed: () => undefined, failed: () => undefined };
+    }
+    const entry = this.expected.get(absolute);
+    if (entry) entry.count += 1;
+    else this.expected.set(absolute, { count: 1, sinceMs: Date.now() });
+    let settled = false;
+    return {
+      renamed: (info) => {
+        if (settled) return;
+        settled = true;
+        // The rescan then reports the file only when it changes after this write.
+        if (info) this.seen(absolute, info);
+      },
+      failed: () => {
+        if (settled) return;
+        settled = true;
+        this.unexpect(absolute);
+      },
+    };
+  }
+
+  /** Takes back one expected own rename of `path`. @returns whether one was expected. */
+  private unexpect(path: string): boolean {
+    const entry = this.expected.get(path);
+    if (!entry) return false;
+    entry.count -= 1;
+    if (entry.count === 0) this.expected.delete(path);
+    return true;
+  }
+
+  /**
+   * Reports the paths whose own rename was announced over `expectMs` ago and has not been seen
+   * (the watch died, or missed it): they are read again, as for any change.
+   */
+  private expireExpected(nowMs: number): void {
+    for (const [path, entry] of this.expected) {
+      if (nowMs - entry.sinceMs < this.expectMs) continue;
+      this.expected.delete(path);
+      this.note(path);
+    }
+  }
+
   /** Whether a rescan looks at `path` (`board.yaml`, a task file, an extra path or a task file in one). */
   private scans(path: string): boolean {
     if (path === this.boardFile || this.extraPaths.includes(path)) return true;
@@ -212,6 +268,7 @@ class Watcher implements BoardWatcher {
     if (this.closed || this.rescanning) return this.rescanning ?? Promise.resolve();
     this.rescanning = (async () => {
       try {
+        this.expireExpected(Date.now());
         this.ensureWatchers();
         const next = await this.scan();
         if (this.closed) return;
@@ -234,6 +291,7 @@ class Watcher implements BoardWatcher {
       if (this.debounceTimer) clearTimeout(this.debounceTimer);
       this.debounceTimer = undefined;
       this.pending.clear();
+      this.expected.clear();
       this.dirWatcher?.close();
       this.tasksWatcher?.close();
       this.dirWatcher = undefined;
@@ -254,6 +312,11 @@ class Watcher implements BoardWatcher {
  * rescan every `rescanIntervalMs` that compares file stats (inode, size, mtime, ctime) with the
  * previous scan, because fs.watch can miss events and dies when a folder is replaced. Watches that
  * die are restarted at the next rescan; a folder that does not exist yet is picked up when it appears.
+ *
+ * A caller that writes task files itself passes the watcher as the write's `replaceObserver`
+ * (`UpdateTaskOptions`): the one rename event its write makes is then not reported (any other
+ * event for that file is, and a rename whose event has not come within the rescan interval, or
+ * 1 s, is reported then), and the new file's fstat becomes its signature for the rescan.
  *
  * Events can be spurious or repeated (the caller should compare content hashes); an edit is
  * reported within about `debounceMs`, or `rescanIntervalMs` when fs.watch misses it. `onChange` is

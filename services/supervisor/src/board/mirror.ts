@@ -10,6 +10,7 @@ import {
   TaskConflictError,
   type BoardSnapshot,
   type BoardWatcher,
+  type ReplaceObserver,
   type Task,
   type TaskFileError,
 } from '@warren/kanban';
@@ -88,6 +89,14 @@ export class BoardMirror {
     const watcher = this.watcher;
     this.watcher = undefined;
     await watcher?.close();
+  }
+
+  /**
+   * The board watcher, to be told of Warren's own card writes (`UpdateTaskOptions.replaceObserver`):
+   * it then does not report them back as changes. Undefined until {@link watch}.
+   */
+  get replaceObserver(): ReplaceObserver | undefined {
+    return this.watcher;
   }
 
   /** Marks `path` changed (a write found it edited under us): the next tick re-reads it. */
@@ -300,10 +309,15 @@ export class BoardMirror {
 
   /**
    * Puts `updated` (the task as Warren just wrote it over `base`) into the current snapshot, unless
-   * the snapshot has since read another version of that task (then the watcher will bring it).
+   * the snapshot has since read another version of that task: then its file is read again at the
+ * next refresh.
    */
   replaceTask(base: Task, updated: Task): void {
-    if (this.taskById.get(base.id)?.hash !== base.hash) return;
+    if (this.taskById.get(base.id)?.hash !== base.hash) {
+      // Its file is read again (the watcher does not report Warren's own writes).
+      this.markChanged(updated.path);
+      return;
+    }
     this.taskById.set(base.id, updated);
     this.version += 1;
     this.parents.note(updated);
@@ -330,8 +344,13 @@ export class BoardMirror {
     this.written.set(task.path, task);
   }
 
-  /** Forgets the tasks noted by {@link noteWritten} (the writer's flush has committed or failed). */
-  clearWritten(): void {
+  /**
+   * Forgets the tasks noted by {@link noteWritten} (the writer's flush has committed or failed).
+   * `reread`: the flush failed before its outcomes were taken into the snapshot, so those files
+   * are read again at the next refresh (the watcher does not report Warren's own writes).
+   */
+  clearWritten(reread = false): void {
+    if (reread) for (const path of this.written.keys()) this.markChanged(path);
     this.written.clear();
   }
 

@@ -94,7 +94,7 @@ export class BoardWriter {
       },
       (error: unknown) => {
         this.flush = undefined;
-        mirror.clearWritten();
+        mirror.clearWritten(true);
         if (!mirror.availability().noteFailure(Date.now())) ctx.log.error({ err: error }, 'cannot write the board; will retry');
       },
     );
@@ -185,8 +185,11 @@ export class BoardWriter {
     // A Warren card now reads as the task with the changes applied: a refresh that reads it before
     // the outcomes are committed below takes that task instead of parsing the file.
     const warren = (board.format ?? 'warren') === 'warren';
+    // The watcher of a Warren board does not report these writes back (the mirror takes the tasks
+    // written below); other formats are read again after their writes.
+    const observer = warren ? mirror.replaceObserver : undefined;
     const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, async ({ task, steps }) => {
-      const outcome = await edits.write(board, task, steps);
+      const outcome = await edits.write(board, task, steps, observer);
       if (warren && outcome.updated !== task) mirror.noteWritten(outcome.updated);
       return outcome;
     });
