@@ -1,6 +1,7 @@
 import { readdirSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { silentLogger, type Logger } from '@warren/core';
 import { isTaskFileName } from './load.js';
 import type { BoardChangeEvent, BoardSnapshot, BoardWatcher, FileSignatureInfo } from './types.js';
@@ -25,6 +26,60 @@ type Signatures = Map<string, string>;
 
 function signatureOf(info: FileSignatureInfo): string {
   return `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
+}
+
+/** A rescan stats files synchronously for at most about this long (ms) before letting the event loop run. */
+const STAT_SLICE_MS = 2;
+/** A stat slower than this (ms) is slow (a busy machine, or a slow file system). */
+const SLOW_STAT_MS = 2;
+/** After this many slow stats in one rescan the rest of it stats asynchronously. */
+const MAX_SLOW_STATS = 3;
+
+/**
+ * The signatures of the files at `paths` (a missing file has none), in `paths` order. The stats
+ * are made synchronously in slices of about {@link STAT_SLICE_MS}, the event loop running between
+ * slices: on a local file system a stat whose inode is cached takes a few microseconds, several
+ * times less CPU than a stat through the thread pool. Once {@link MAX_SLOW_STATS} have taken
+ * longer than {@link SLOW_STAT_MS} each, the rest go through the thread pool, so a slow file
+ * system never holds the event loop for long.
+ */
+export async function statSignatures(paths: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  let i = 0;
+  let slowStats = 0;
+  while (i < paths.length) {
+    const sliceStart = performance.now();
+    let slow = false;
+    while (i < paths.length) {
+      const path = paths[i]!;
+      i += 1;
+      const before = performance.now();
+      try {
+        const info = statSync(path, { throwIfNoEntry: false });
+        if (info) out.set(path, signatureOf(info));
+      } catch {
+        // Unreadable now: as if missing.
+      }
+      const after = performance.now();
+      if (after - before > SLOW_STAT_MS) {
+        slowStats += 1;
+        slow = slowStats >= MAX_SLOW_STATS;
+      }
+      if (slow || after - sliceStart >= STAT_SLICE_MS) break;
+    }
+    if (slow) {
+      for (; i < paths.length; i += 1) {
+        try {
+          out.set(paths[i]!, signatureOf(await stat(paths[i]!)));
+        } catch {
+          // Missing now.
+        }
+      }
+      break;
+    }
+    if (i < paths.length) await new Promise<void>((resume) => setImmediate(resume));
+  }
+  return out;
 }
 
 class Watcher implements BoardWatcher {
@@ -178,31 +233,21 @@ class Watcher implements BoardWatcher {
   }
 
   private async scan(): Promise<Signatures> {
-    const out: Signatures = new Map();
-    const add = async (path: string): Promise<void> => {
-      try {
-        out.set(path, signatureOf(await stat(path)));
-      } catch {
-        // Missing now.
-      }
-    };
-    await add(this.boardFile);
-    let names: string[] = [];
+    const paths = [this.boardFile];
     try {
-      names = await readdir(this.tasksDir);
+      for (const name of await readdir(this.tasksDir)) if (isTaskFileName(name)) paths.push(join(this.tasksDir, name));
     } catch {
-      names = [];
+      // No tasks folder (yet).
     }
-    for (const name of names) if (isTaskFileName(name)) await add(join(this.tasksDir, name));
     for (const extra of this.extraPaths) {
-      await add(extra);
+      paths.push(extra);
       try {
-        for (const name of await readdir(extra)) if (isTaskFileName(name)) await add(join(extra, name));
+        for (const name of await readdir(extra)) if (isTaskFileName(name)) paths.push(join(extra, name));
       } catch {
         // a file, or missing
       }
     }
-    return out;
+    return statSignatures(paths);
   }
 
   seen(path: string, info: { readonly ino: number; readonly size: number; readonly mtimeMs: number; readonly ctimeMs: number }): void {
