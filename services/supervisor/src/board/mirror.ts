@@ -310,7 +310,7 @@ export class BoardMirror {
   /**
    * Puts `updated` (the task as Warren just wrote it over `base`) into the current snapshot, unless
    * the snapshot has since read another version of that task: then its file is read again at the
- * next refresh.
+   * next refresh.
    */
   replaceTask(base: Task, updated: Task): void {
     if (this.taskById.get(base.id)?.hash !== base.hash) {
