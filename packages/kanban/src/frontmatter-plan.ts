@@ -66,6 +66,15 @@ export function rememberPlan(yamlText: string, plan: FrontmatterPlan, fileLength
   if (plans.size > MAX_PLANS) plans.delete(plans.keys().next().value!);
 }
 
+/**
+ * Forgets the plan of `yamlText`: a rewrite calls it for the text it replaced, which the file no
+ * longer holds once the write lands, so that the cache keeps about one plan a file (not one per
+ * version written) and a board of up to {@link MAX_PLANS} cards keeps all of them.
+ */
+export function forgetPlan(yamlText: string): void {
+  plans.delete(yamlText);
+}
+
 /** Forgets every remembered plan (tests compare the spliced and the parsed rewrites with it). */
 export function forgetPlans(): void {
   plans.clear();

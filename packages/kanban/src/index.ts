@@ -39,7 +39,7 @@ export { updateTaskFile, rewriteOwnedFields, rewriteFields, formatOwnedValue, ke
 export type { FieldWrite } from './update.js';
 export { blockedTasks, checkDependencies, isReady } from './dependencies.js';
 export type { BlockedTask } from './dependencies.js';
-export { checkTransition, checkMove, transitionPath, wipStatus, illegalMoves, parentsToComplete } from './process.js';
+export { checkTransition, checkMove, transitionPath, wipStatus, illegalMoves, parentsToComplete, parentCompletion, subtasksByParent } from './process.js';
 export type {
   TransitionRefusal,
   WipRefusal,
@@ -93,6 +93,8 @@ export type {
   OwnedField,
   OwnedFieldChanges,
   UpdateTaskOptions,
+  ReplaceObserver,
+  FileSignatureInfo,
   UpdateTaskResult,
   DependencyProblem,
   BoardChangeEvent,

@@ -239,9 +239,34 @@ export function parentsToComplete(snapshot: Pick<BoardSnapshot, 'config' | 'task
   }
   const out: ParentCompletion[] = [];
   for (const parent of tasks) {
-    const subtasks = children.get(parent.id);
-    if (!subtasks || parent.status === config.roles.done) continue;
-    if (subtasks.every((t) => t.status === config.roles.done)) out.push({ parentId: parent.id, subtaskIds: subtasks.map((t) => t.id) });
+    const completion = parentCompletion(config, parent, children.get(parent.id));
+    if (completion) out.push(completion);
   }
   return out;
+}
+
+/**
+ * The ids of the tasks that name each parent in `parentTaskId`, in task order, by the parent's
+ * id: what {@link parentCompletion} needs to check one parent without scanning the board.
+ */
+export function subtasksByParent(tasks: readonly Pick<Task, 'id' | 'parentTaskId'>[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const task of tasks) {
+    if (task.parentTaskId === undefined) continue;
+    const list = out.get(task.parentTaskId);
+    if (list) list.push(task.id);
+    else out.set(task.parentTaskId, [task.id]);
+  }
+  return out;
+}
+
+/**
+ * {@link parentsToComplete} for one parent: its completion when the board's rule is on, it has
+ * subtasks (`subtasks`, in task order), every one of them is in the done column and it is not;
+ * else undefined.
+ */
+export function parentCompletion(config: Pick<BoardConfig, 'parentDoneWhenSubtasksDone' | 'roles'>, parent: Pick<Task, 'id' | 'status'>, subtasks: readonly Pick<Task, 'id' | 'status'>[] | undefined): ParentCompletion | undefined {
+  if (config.parentDoneWhenSubtasksDone === false || !subtasks || subtasks.length === 0 || parent.status === config.roles.done) return undefined;
+  if (!subtasks.every((t) => t.status === config.roles.done)) return undefined;
+  return { parentId: parent.id, subtaskIds: subtasks.map((t) => t.id) };
 }

@@ -272,6 +272,33 @@ export interface UpdateTaskOptions {
    * false and calls `syncDirectories` once for all of them before it relies on the writes.
    */
   readonly syncDirectory?: boolean | undefined;
+  /**
+   * Told of the rename by which the write puts the new file in place (a board watcher, so that it
+   * knows the event the rename makes for its own write; see {@link ReplaceObserver}). Default none.
+   */
+  readonly replaceObserver?: ReplaceObserver | undefined;
+}
+
+/** The fields of a file's stat that make its signature (what a board watcher compares). */
+export interface FileSignatureInfo {
+  readonly ino: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+}
+
+/**
+ * Told of the rename by which a task file write replaces a file (`UpdateTaskOptions.replaceObserver`).
+ */
+export interface ReplaceObserver {
+  /**
+   * Called just before the temporary file is renamed over `path` (the file replaced, as the write
+   * names it after resolving symlinks).
+   * @returns what to call once the rename is done: `renamed` with the fstat of the new file taken
+   *   through the temporary file's descriptor after the rename (undefined when that fstat failed),
+   *   or `failed` when the rename did not happen.
+   */
+  beforeRename(path: string): { renamed(info: FileSignatureInfo | undefined): void; failed(): void };
 }
 
 /** What `updateTaskFile` returns. */
@@ -306,14 +333,14 @@ export interface BoardChangeEvent {
 }
 
 /** A running board watcher. */
-export interface BoardWatcher {
+export interface BoardWatcher extends ReplaceObserver {
   /**
    * Takes `info` (the fstat of a read of `path`, made before its bytes were read) as the file's
    * signature, so that the next rescan reports the file only when it changed after that read: a
    * file the caller has just read (often after writing it) is not reported again by the rescan.
    * Ignored for a path outside what the watcher scans.
    */
-  seen(path: string, info: { readonly ino: number; readonly size: number; readonly mtimeMs: number; readonly ctimeMs: number }): void;
+  seen(path: string, info: FileSignatureInfo): void;
   /** Stops watching; no `onChange` call starts afterwards. Idempotent: every call returns the same promise. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;

@@ -5,10 +5,10 @@ import { isDeepStrictEqual } from 'node:util';
 import { isAlias, isCollection, isMap, isScalar, parse, Scalar, type Node, type Pair } from 'yaml';
 import { TaskConflictError, TaskUpdateError } from './errors.js';
 import { forgetFile, recallFile, rememberFile, type FileOwner } from './recent-files.js';
-import { closeOf, createExclusive, fchmodOf, fchownOf, fsyncOf, openDirectory, readPlainFileAt, renameOf, writeAll } from './fd-io.js';
+import { closeOf, createExclusive, fstatOf, fchmodOf, fchownOf, fsyncOf, openDirectory, readPlainFileAt, renameOf, writeAll } from './fd-io.js';
 import { decodeUtf8, findFrontmatter, firstInvalidUtf8, isFrontmatterProblem, parseTimestampMs, sha256Hex } from './text.js';
-import { OWNED_FIELDS, type OwnedField, type OwnedFieldChanges, type Task, type UpdateTaskOptions, type UpdateTaskResult } from './types.js';
-import { recalledPlan, rememberParsed, rememberPlan, splicePlan, type ValueQuote } from './frontmatter-plan.js';
+import { OWNED_FIELDS, type OwnedField, type OwnedFieldChanges, type ReplaceObserver, type Task, type UpdateTaskOptions, type UpdateTaskResult } from './types.js';
+import { forgetPlan, recalledPlan, rememberParsed, rememberPlan, splicePlan, type ValueQuote } from './frontmatter-plan.js';
 import { isYamlProblem, parseYamlSource, type YamlSource } from './yaml-source.js';
 
 const TIMESTAMP_FIELDS: ReadonlySet<OwnedField> = new Set(['started', 'completed', 'updated']);
@@ -206,6 +206,7 @@ function rewriteFrontmatter(text: string, writes: readonly FieldWrite[], path: s
     const spliced = splicePlan(yamlText, plan, writes.map((w) => ({ key: w.key, text: splicedValue(plan.keys.get(w.key)?.quote, w) })), span.eol);
     if (spliced) {
       const result = text.slice(0, span.yamlStart) + spliced.text + text.slice(span.yamlEnd);
+      forgetPlan(yamlText);
       rememberPlan(spliced.text, spliced.plan, result.length);
       return result;
     }
@@ -252,7 +253,10 @@ function rewriteFrontmatter(text: string, writes: readonly FieldWrite[], path: s
   }
   const result = text.slice(0, span.yamlStart) + next + text.slice(span.yamlEnd);
   const after = verify(path, result, before.value, writes.map((w) => [w.key, w.value] as const));
-  if (owned) rememberParsed(next, after.doc, result.length);
+  if (owned) {
+    forgetPlan(yamlText);
+    rememberParsed(next, after.doc, result.length);
+  }
   return result;
 }
 
@@ -394,7 +398,7 @@ async function rewriteFileAtomically(path: string, rewrite: (text: string) => st
   if (next === text) return { hash: actualHash };
   const out = Buffer.from(next, 'utf8');
   try {
-    const written = await replaceAtomically(path, target, out, actualHash, options.syncDirectory ?? true, owner);
+    const written = await replaceAtomically(path, target, out, actualHash, options.syncDirectory ?? true, owner, options.replaceObserver);
     if (target === path && written.plain) rememberFile(path, out, written.owner);
     else forgetFile(path);
   } catch (error) {
@@ -417,6 +421,8 @@ export type { FileOwner } from './recent-files.js';
  *   itself when it is a regular file).
  * @param owner the mode and owner of `target` when the caller knows them (from the fstat of its
  *   read of `target` as a regular file, which it must then still be); else `target` is stat'ed.
+ * @param observer told of the rename (see {@link ReplaceObserver}): just before it, and after it
+ *   with the new file's fstat (the temporary file's descriptor is then closed after the rename).
  * @returns the mode and owner the file now has, and whether `target` was a regular file when
  *   read again (rather than a symlink or something else).
  * @throws {TaskConflictError} when the file changed since it was read.
@@ -429,6 +435,7 @@ export async function replaceAtomically(
   basedOnHash: string,
   syncFolder = true,
   owner?: FileOwner,
+  observer?: ReplaceObserver,
 ): Promise<{ owner: FileOwner; plain: boolean }> {
   const dir = dirname(target);
   const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
@@ -437,6 +444,7 @@ export async function replaceAtomically(
     let info: FileOwner = owner ?? (await stat(target));
     let plain: boolean;
     const fd = await createExclusive(temp, 0o600);
+    let open = true;
     try {
       await writeAll(fd, out);
       await takeOwner(fd, info);
@@ -451,11 +459,23 @@ export async function replaceAtomically(
         await takeOwner(fd, info);
         await fsyncOf(fd);
       }
+      if (observer === undefined) {
+        open = false;
+        await closeOf(fd);
+      }
+      // With an observer the descriptor stays open through the rename: its fstat then is the new file's.
+      const told = observer?.beforeRename(target);
+      try {
+        await renameOf(temp, target);
+      } catch (error) {
+        told?.failed();
+        throw error;
+      }
+      renamed = true;
+      if (told) told.renamed(await fstatOf(fd).catch(() => undefined));
     } finally {
-      await closeOf(fd);
+      if (open) await closeOf(fd);
     }
-    await renameOf(temp, target);
-    renamed = true;
     if (syncFolder) await syncDirectory(dir);
     return { owner: info, plain };
   } catch (error) {

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { watchBoard, type BoardChangeEvent, type BoardWatcher } from '@warren/kanban';
+import { loadBoard, updateTaskFile, watchBoard, type BoardChangeEvent, type BoardWatcher } from '@warren/kanban';
 import { makeBoard, taskText, type TempBoard } from './helpers.js';
 
 /** Collects events; `next(predicate)` resolves with the first (past or future) event that matches. */
@@ -95,6 +95,61 @@ describe('watchBoard', () => {
       await r.next((e) => e.paths.includes(sentinel), from);
     }
     expect(r.events.slice(from).some((e) => e.paths.includes(a))).toBe(false);
+  });
+
+  it("does not report the rename of the caller's own write, and reports any change after it", async () => {
+    const a = await board.task('a.md', taskText('a'));
+    const task = (await loadBoard(board.dir)).tasks[0]!;
+    const r = recorder();
+    watcher = watchBoard(board.dir, (e) => r.onChange(e), { debounceMs: 5 });
+    const { hash } = await updateTaskFile(a, { status: 'in_progress', assignee: 'agent-1' }, { expectedHash: task.hash, replaceObserver: watcher });
+    // A person's file written after it: its event comes after the write's, so once it is reported the write's was handled.
+    const b = join(board.dir, 'tasks', 'b.md');
+    await writeFile(b, taskText('b'));
+    await r.next((e) => e.paths.includes(b));
+    expect(r.events.some((e) => e.paths.includes(a))).toBe(false);
+    // Two own writes in a row: neither is reported.
+    const { hash: hash2 } = await updateTaskFile(a, { status: 'done' }, { expectedHash: hash, replaceObserver: watcher });
+    await updateTaskFile(a, { result: 'succeeded' }, { expectedHash: hash2, replaceObserver: watcher });
+    let from = r.events.length;
+    await writeFile(b, taskText('b', 'priority: high\n'));
+    await r.next((e) => e.paths.includes(b), from);
+    expect(r.events.some((e) => e.paths.includes(a))).toBe(false);
+    // A person's edit right after an own write is reported.
+    from = r.events.length;
+    const { hash: hash3 } = await updateTaskFile(a, { result: 'failed' }, { expectedHash: (await loadBoard(board.dir)).tasks[0]!.hash, replaceObserver: watcher });
+    expect(hash3).not.toBe(hash2);
+    await writeFile(a, taskText('a', 'priority: low\n'));
+    await r.next((e) => e.paths.includes(a), from);
+  });
+
+  it('takes the fstat of its own write as the signature, and reports an own rename whose event never came once the rescan interval is over', async () => {
+    const a = await board.task('a.md', taskText('a'));
+    const c = await board.task('c.md', taskText('c'));
+    const task = (await loadBoard(board.dir)).tasks[0]!;
+    const extra = join(board.dir, 'extra');
+    await mkdir(extra);
+    const r = recorder();
+    watcher = watchBoard(board.dir, (e) => r.onChange(e), { debounceMs: 5, rescanIntervalMs: 20, paths: [extra] });
+    await updateTaskFile(a, { status: 'done' }, { expectedHash: task.hash, replaceObserver: watcher });
+    // Rescans (each shown by a file appearing where only they look) do not report the written file.
+    let from = r.events.length;
+    for (const name of ['x.md', 'y.md']) {
+      const sentinel = join(extra, name);
+      await writeFile(sentinel, taskText('x'));
+      await r.next((e) => e.paths.includes(sentinel), from);
+    }
+    expect(r.events.slice(from).some((e) => e.paths.includes(a))).toBe(false);
+    // A rename announced but never made (as when the watch misses its event): c is reported after about 1 s.
+    from = r.events.length;
+    watcher.beforeRename(c).renamed(undefined);
+    await r.next((e) => e.paths.includes(c), from);
+    // An announced rename that failed is withdrawn: the next rename event of the file is reported.
+    watcher.beforeRename(c).failed();
+    from = r.events.length;
+    await writeFile(join(board.dir, 'tasks', '.c.md.tmp'), taskText('c', 'priority: high\n'));
+    await rename(join(board.dir, 'tasks', '.c.md.tmp'), c);
+    await r.next((e) => e.paths.includes(c), from);
   });
 
   it('stops calling onChange after close, and close is idempotent', async () => {

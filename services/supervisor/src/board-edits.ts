@@ -17,6 +17,7 @@ import {
   type BoardConfig,
   type BoardSnapshot,
   type OwnedFieldChanges,
+  type ReplaceObserver,
   type Task,
   type TaskFileError,
 } from '@warren/kanban';
@@ -253,13 +254,20 @@ export class BoardEdits {
    * `updateTask`. When a step is refused (a WIP limit on the way), the card stays where it got to
    * and a last write of the result says where it stopped and why; the refusal is returned for the
    * caller to report.
+   * @param replaceObserver told of each write's rename (the board watcher of a Warren board, so
+   *   that Warren's own writes are not reported back as changes); none by default.
    * @returns `ok` with the task as now written, or the error and the task as far as it got.
    */
-  async write(board: BoardSnapshot, task: Task, steps: readonly OwnedFieldChanges[]): Promise<{ ok: true; updated: Task } | { ok: false; error: unknown; updated: Task }> {
+  async write(
+    board: BoardSnapshot,
+    task: Task,
+    steps: readonly OwnedFieldChanges[],
+    replaceObserver?: ReplaceObserver,
+  ): Promise<{ ok: true; updated: Task } | { ok: false; error: unknown; updated: Task }> {
     const warren = (board.format ?? 'warren') === 'warren';
     let current = task;
     const apply = async (changes: OwnedFieldChanges): Promise<void> => {
-      const { hash } = await updateTask(board, current, changes, { expectedHash: current.hash, syncDirectory: false });
+      const { hash } = await updateTask(board, current, changes, { expectedHash: current.hash, syncDirectory: false, replaceObserver });
       // Other formats are re-read by the watcher; until then the task shows the status and
       // assignee just written, so that the next flush does not write them again.
       current = warren

@@ -3,7 +3,6 @@ import {
   boardWatchPaths,
   illegalMoves,
   loadBoard,
-  parentsToComplete,
   refreshWarrenBoard,
   updateTask,
   watchBoard,
@@ -11,6 +10,7 @@ import {
   TaskConflictError,
   type BoardSnapshot,
   type BoardWatcher,
+  type ReplaceObserver,
   type Task,
   type TaskFileError,
 } from '@warren/kanban';
@@ -20,6 +20,7 @@ import type { BoardEdits } from '../board-edits.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { inputRejected } from '../input-rejections.js';
 import { isTerminal, TaskState } from '@warren/registry';
+import { ParentChecks } from './parents.js';
 
 /**
  * The supervisor's copy of the board: the last good snapshot, its tasks by id, and what changed
@@ -35,8 +36,8 @@ export class BoardMirror {
   dirty = true;
   /** Increases with every change of `board` or of a task in it (a new snapshot, Warren's own writes). */
   version = 0;
-  /** Whether the board changed since parents were last checked for completion. */
-  parentsDirty = true;
+  /** The parents to check for completion: every one after a new snapshot, else those whose cards or rows changed. */
+  private readonly parents = new ParentChecks();
   /** The board's tasks by id (rebuilt with each snapshot). */
   taskById = new Map<string, Task>();
   /** Ready tasks blocked by their dependencies (made with the first board). */
@@ -88,6 +89,14 @@ export class BoardMirror {
     const watcher = this.watcher;
     this.watcher = undefined;
     await watcher?.close();
+  }
+
+  /**
+   * The board watcher, to be told of Warren's own card writes (`UpdateTaskOptions.replaceObserver`):
+   * it then does not report them back as changes. Undefined until {@link watch}.
+   */
+  get replaceObserver(): ReplaceObserver | undefined {
+    return this.watcher;
   }
 
   /** Marks `path` changed (a write found it edited under us): the next tick re-reads it. */
@@ -213,10 +222,9 @@ export class BoardMirror {
    */
   async completeParents(nowMs: number): Promise<void> {
     this.completeWaitingParents(nowMs);
-    if (!this.board || !this.parentsDirty) return;
-    this.parentsDirty = false;
+    if (!this.board || !this.parents.dirty) return;
     const board = this.board;
-    for (const { parentId, subtaskIds } of parentsToComplete(board)) {
+    for (const { parentId, subtaskIds } of this.parents.take(board, this.taskById)) {
       const parent = this.taskById.get(parentId);
       if (!parent || parent.status === board.config.roles.done) continue;
       // Warren works this task, or its card is about to show its end: its row decides.
@@ -230,12 +238,14 @@ export class BoardMirror {
         const index = board.tasks.indexOf(parent);
         if (index !== -1) board.tasks[index] = updated;
         this.version += 1;
+        // Its own parent may be done now.
+        this.parents.note(updated);
         this.ctx.emit({ actor: SUPERVISOR, action: 'task.parent_done', object: `task:${parentId}`, details: { subtasks: subtaskIds } });
       } catch (error) {
         if (error instanceof TaskConflictError) {
           this.markChanged(parent.path);
         } else {
-          this.parentsDirty = true;
+          this.parents.retry(parentId);
           this.ctx.log.warn({ taskId: parentId, err: error }, 'cannot mark the parent done');
         }
       }
@@ -292,21 +302,37 @@ export class BoardMirror {
   private setBoard(snapshot: BoardSnapshot): void {
     this.board = snapshot;
     this.version += 1;
-    this.parentsDirty = true;
+    this.parents.reset();
     this.taskById = new Map(snapshot.tasks.map((t) => [t.id, t]));
     this.taskIndex = new Map(snapshot.tasks.map((t, i) => [t.id, i]));
   }
 
   /**
    * Puts `updated` (the task as Warren just wrote it over `base`) into the current snapshot, unless
-   * the snapshot has since read another version of that task (then the watcher will bring it).
+   * the snapshot has since read another version of that task: then its file is read again at the
+   * next refresh.
    */
   replaceTask(base: Task, updated: Task): void {
-    if (this.taskById.get(base.id)?.hash !== base.hash) return;
+    if (this.taskById.get(base.id)?.hash !== base.hash) {
+      // Its file is read again (the watcher does not report Warren's own writes).
+      this.markChanged(updated.path);
+      return;
+    }
     this.taskById.set(base.id, updated);
     this.version += 1;
+    this.parents.note(updated);
     const index = this.taskIndex.get(base.id);
     if (this.board && index !== undefined && this.board.tasks[index]?.id === base.id) this.board.tasks[index] = updated;
+  }
+
+  /**
+   * Checks the parent of task `id`, and the task itself as a parent, for completion at the next
+   * {@link completeParents}: its row settled (its card written, or found to need no write), which
+   * may let a parent held back by that row, or waiting for that card, be completed.
+   */
+  checkParentsOf(id: string): void {
+    const task = this.taskById.get(id);
+    if (task) this.parents.note(task);
   }
 
   /**
@@ -318,8 +344,13 @@ export class BoardMirror {
     this.written.set(task.path, task);
   }
 
-  /** Forgets the tasks noted by {@link noteWritten} (the writer's flush has committed or failed). */
-  clearWritten(): void {
+  /**
+   * Forgets the tasks noted by {@link noteWritten} (the writer's flush has committed or failed).
+   * `reread`: the flush failed before its outcomes were taken into the snapshot, so those files
+   * are read again at the next refresh (the watcher does not report Warren's own writes).
+   */
+  clearWritten(reread = false): void {
+    if (reread) for (const path of this.written.keys()) this.markChanged(path);
     this.written.clear();
   }
 

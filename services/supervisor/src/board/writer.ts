@@ -90,12 +90,11 @@ export class BoardWriter {
     this.flush = this.write(false).then(
       (wrote) => {
         this.flush = undefined;
-        if (wrote > 0) mirror.parentsDirty = true;
         if (mirror.dirty || this.barrier?.waiting || (wrote > 0 && ctx.state.pendingBoardTasks().length > 0)) ctx.requestTick();
       },
       (error: unknown) => {
         this.flush = undefined;
-        mirror.clearWritten();
+        mirror.clearWritten(true);
         if (!mirror.availability().noteFailure(Date.now())) ctx.log.error({ err: error }, 'cannot write the board; will retry');
       },
     );
@@ -173,6 +172,7 @@ export class BoardWriter {
     // A row that moved on since it was read stays pending.
     const markClean = (): void => {
       for (const { row, boardHash } of clean) {
+        mirror.checkParentsOf(row.id);
         const latest = ctx.state.task(row.id);
         if (latest && latest.state === row.state && latest.updatedMs === row.updatedMs && latest.attempt === row.attempt) ctx.state.putTask({ ...latest, boardSync: 'clean', ...(boardHash === undefined ? {} : { boardHash }) });
       }
@@ -185,8 +185,11 @@ export class BoardWriter {
     // A Warren card now reads as the task with the changes applied: a refresh that reads it before
     // the outcomes are committed below takes that task instead of parsing the file.
     const warren = (board.format ?? 'warren') === 'warren';
+    // The watcher of a Warren board does not report these writes back (the mirror takes the tasks
+    // written below); other formats are read again after their writes.
+    const observer = warren ? mirror.replaceObserver : undefined;
     const outcomes = await mapLimit(writes, BOARD_WRITE_CONCURRENCY, async ({ task, steps }) => {
-      const outcome = await edits.write(board, task, steps);
+      const outcome = await edits.write(board, task, steps, observer);
       if (warren && outcome.updated !== task) mirror.noteWritten(outcome.updated);
       return outcome;
     });
@@ -198,6 +201,7 @@ export class BoardWriter {
       markClean();
       writes.forEach(({ row, task, steps }, i) => {
         const outcome = outcomes[i]!;
+        mirror.checkParentsOf(row.id);
         // A Warren file now reads as the task with the changes applied (re-reading it gives the
         // same task, so the watcher's echo of this write costs no parse).
         if (outcome.updated !== task) mirror.replaceTask(task, outcome.updated);
