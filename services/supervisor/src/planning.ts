@@ -357,7 +357,8 @@ export class Planner {
     const spawning = new Set(plan.spawns.flatMap((s) => s.taskIds));
     const waiting = [...ready, ...this.held]
       .filter(({ task }) => reasons.has(task.id) || spawning.has(task.id))
-      .sort((a, b) => plannerOrder(this.plannerTask(a.task, a.row, nowMs), this.plannerTask(b.task, b.row, nowMs)));
+      .map((r) => ({ task: r.task, row: r.row, order: this.plannerTask(r.task, r.row, nowMs) }))
+      .sort((a, b) => plannerOrder(a.order, b.order));
     const countsDue = nowMs - this.reasonCountsMs >= REASON_COUNTS_REFRESH_MS;
     if (countsDue) this.reasonCountsMs = nowMs;
     let settled = true;
@@ -417,7 +418,8 @@ export class Planner {
   /**
    * Assigns `taskId` to `agentName`: commits the execution (state `pending`, the outbox) and the
    * task's new state with its audit rows, and counts the agent's load. Nothing happens when the
-   * task is no longer ready or the agent is gone.
+   * task is no longer ready or the agent is gone. Inside a transaction (the tick's) the writes are
+   * part of it, with no savepoint of their own: a failure rolls the whole transaction back.
    */
   assign(taskId: string, agentName: string, nowMs: number): void {
     const { ctx } = this;
@@ -427,7 +429,7 @@ export class Planner {
     const previous = ctx.state.task(taskId);
     if (previous && previous.state !== TaskState.ready) return;
     const attempt = (previous?.attempt ?? 0) + 1;
-    ctx.transaction(() => {
+    const write = (): void => {
       ctx.state.addAssignment(taskId, attempt, agentName, nowMs);
       ctx.tracing.assigned({ taskId, attempt, agent: agentName, readySinceMs: previous?.readySinceMs ?? nowMs, nowMs });
       ctx.metrics.observeAssignment(agent.template.name, Math.max(0, nowMs - (previous?.readySinceMs ?? nowMs)));
@@ -447,7 +449,9 @@ export class Planner {
         queueReason: null,
       });
       ctx.emit({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
-    });
+    };
+    if (ctx.state.db.inTransaction) write();
+    else ctx.transaction(write);
     if (recordAssigned(ctx.world, agentName, nowMs) === 1) this.onFirstTask(agentName, agent.account.home);
   }
 }
