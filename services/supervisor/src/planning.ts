@@ -352,7 +352,8 @@ export class Planner {
    * @returns false when such a rewrite was put off (the queue as stored is not yet the plan's).
    */
   private recordQueue(plan: Plan, ready: readonly ReadyTask[], nowMs: number): boolean {
-    const reasons = new Map(plan.unplaced.map((u) => [u.taskId, this.unhealthyReason(u.taskId) ?? u.reason]));
+    const troubled = this.troubledTemplates();
+    const reasons = new Map(plan.unplaced.map((u) => [u.taskId, (troubled.length > 0 ? this.unhealthyReason(u.taskId, troubled) : undefined) ?? u.reason]));
     for (const [taskId, reason] of this.heldReasons) reasons.set(taskId, reason);
     const spawning = new Set(plan.spawns.flatMap((s) => s.taskIds));
     const waiting = [...ready, ...this.held]
@@ -398,19 +399,33 @@ export class Planner {
   }
 
   /**
-   * Why task `taskId` waits when a template that offers all its capabilities cannot run (its
-   * runtime is unhealthy) or cannot be placed (no node or Kubernetes target can take its agents
-   * now), or undefined.
+   * The templates whose runtime cannot run (unhealthy) or whose agents cannot be placed now (no
+   * node or Kubernetes target can take them), in template order, each with the queue reason of the
+   * tasks it alone could take.
    */
-  private unhealthyReason(taskId: string): string | undefined {
+  private troubledTemplates(): { readonly capabilities: readonly string[]; readonly reason: string }[] {
+    const troubled: { capabilities: readonly string[]; reason: string }[] = [];
+    for (const template of this.ctx.templates.values()) {
+      const why = this.runtimes.unhealthy(template.name);
+      if (why !== undefined) {
+        troubled.push({ capabilities: template.capabilities, reason: `template ${template.name} cannot run: ${why}` });
+        continue;
+      }
+      const unplaceable = this.agents.unplaceable.get(template.name);
+      if (unplaceable !== undefined) troubled.push({ capabilities: template.capabilities, reason: `template ${template.name} cannot be placed: ${unplaceable}` });
+    }
+    return troubled;
+  }
+
+  /**
+   * Why task `taskId` waits when a template that offers all its capabilities is among `troubled`
+   * (see {@link troubledTemplates}): the first such, or undefined.
+   */
+  private unhealthyReason(taskId: string, troubled: ReturnType<Planner['troubledTemplates']>): string | undefined {
     const task = this.mirror.taskById.get(taskId);
     if (!task) return undefined;
-    for (const template of this.ctx.templates.values()) {
-      if (!task.capabilities.every((c) => template.capabilities.includes(c))) continue;
-      const why = this.runtimes.unhealthy(template.name);
-      if (why !== undefined) return `template ${template.name} cannot run: ${why}`;
-      const unplaceable = this.agents.unplaceable.get(template.name);
-      if (unplaceable !== undefined) return `template ${template.name} cannot be placed: ${unplaceable}`;
+    for (const template of troubled) {
+      if (task.capabilities.every((c) => template.capabilities.includes(c))) return template.reason;
     }
     return undefined;
   }
