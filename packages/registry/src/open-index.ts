@@ -100,14 +100,29 @@ export class OpenAssignmentIndex {
    * writer's transaction when there is one.
    */
   changed(taskId: string, attempt: number): void {
+    this.changedTo(taskId, attempt, undefined);
+  }
+
+  /**
+   * {@link changed} for a write of an open row whose effect the writer knows: `update` makes the
+   * row as it now is from the row the index holds (undefined: now finished), so it is not read
+   * back. A row the index does not hold open is read back.
+   */
+  changedTo(taskId: string, attempt: number, update: ((row: AssignmentRow) => AssignmentRow | undefined) | undefined): void {
     const entries = this.entries;
     if (!entries) return;
     try {
       this.reconcile(entries);
       const key = keyOf(taskId, attempt);
       const prev = entries.get(key);
-      const record = this.stmts.byKey.get(taskId, attempt);
-      const next = record && record.state !== 'finished' ? { row: this.toRow(record), rowid: record.rowid } : undefined;
+      let next: Entry | undefined;
+      if (prev !== undefined && update !== undefined) {
+        const row = update(prev.row);
+        next = row && { row, rowid: prev.rowid };
+      } else {
+        const record = this.stmts.byKey.get(taskId, attempt);
+        next = record && record.state !== 'finished' ? { row: this.toRow(record), rowid: record.rowid } : undefined;
+      }
       if (prev === undefined && next === undefined) return;
       if (this.db.inTransaction) {
         this.mark += 1;

@@ -434,7 +434,8 @@ export class StateStore {
 
   /** Records that a `pending` execution is on the broker; any other state is left as it is. */
   markPublished(taskId: string, attempt: number): void {
-    if (this.stmts.markPublished.run(taskId, attempt).changes > 0) this.open.changed(taskId, attempt);
+    // Only a pending row changed: it is now published.
+    if (this.stmts.markPublished.run(taskId, attempt).changes > 0) this.open.changedTo(taskId, attempt, (row) => ({ ...row, state: AssignmentState.published }));
   }
 
   /**
@@ -443,7 +444,12 @@ export class StateStore {
    *   kept as `ackedMs` (the first one wins). Without it `ackedMs` stays as it is.
    */
   setAssignmentState(taskId: string, attempt: number, state: AssignmentState, nowMs?: number): void {
-    if (this.stmts.setAssignmentState.run({ state, taskId, attempt, nowMs: nowMs ?? null }).changes > 0) this.open.changed(taskId, attempt);
+    if (this.stmts.setAssignmentState.run({ state, taskId, attempt, nowMs: nowMs ?? null }).changes > 0) {
+      // What the statement did to the unfinished row, done to the row in memory.
+      this.open.changedTo(taskId, attempt, (row) =>
+        state === AssignmentState.finished ? undefined : { ...row, state, ackedMs: state === AssignmentState.acked ? (row.ackedMs ?? nowMs ?? null) : row.ackedMs },
+      );
+    }
   }
 
   /**
@@ -466,7 +472,7 @@ export class StateStore {
       attempt,
     );
     if (info.changes === 0) return false;
-    this.open.changed(taskId, attempt);
+    this.open.changedTo(taskId, attempt, () => undefined);
     return true;
   }
 

@@ -137,6 +137,25 @@ describe('open assignments in memory', () => {
     expect(state.openAssignments().map((a) => [a.taskId, a.state, a.ackedMs])).toEqual([['a', 'acked', 12]]);
   });
 
+  it('makes the row a write leaves from the row it holds, as the table has it: published, the first ack time kept, finished', () => {
+    const { db, state } = store();
+    state.openAssignments(); // loaded
+    state.addAssignment('a', 1, 'shell-1', 10);
+    state.addAssignment('b', 1, 'shell-2', 11);
+    state.markPublished('a', 1);
+    state.markPublished('a', 1);
+    state.setAssignmentState('a', 1, AssignmentState.acked, 12);
+    state.setAssignmentState('a', 1, AssignmentState.acked, 13);
+    state.setAssignmentState('b', 1, AssignmentState.published);
+    state.setAssignmentState('b', 1, AssignmentState.acked);
+    expect(state.openAssignments()).toEqual(fromTable(db));
+    expect(state.openAssignments().map((a) => [a.taskId, a.state, a.ackedMs])).toEqual([['a', 'acked', 12], ['b', 'acked', null]]);
+    state.finishAssignment('a', 1, { outcome: 'succeeded', exitCode: 0, summary: 'ok', outputs: [] }, 14);
+    state.setAssignmentState('b', 1, AssignmentState.finished);
+    expect(state.openAssignments()).toEqual([]);
+    expect(state.assignment('a', 1)).toMatchObject({ state: 'finished', ackedMs: 12, finishedMs: 14 });
+  });
+
   it('reads the table inside a transaction until it has loaded outside one', () => {
     const { db, state } = store();
     expect(() =>

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, lstatSync, opendirSync, openSync, readdirSync, rmSync, statSync, statfsSync, writeSync, type Dir } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, opendirSync, openSync, readdirSync, rmSync, statSync, statfsSync, writeSync, type Dir, type Stats } from 'node:fs';
 import { ConfigError, parseBytes, silentLogger, type Logger } from '@warren/core';
 
 /** The default free-space reserve: the smaller of 256 MiB and 5 % of the filesystem. */
@@ -234,26 +234,29 @@ export const WALK_LIST_BYTES = 64 * 1024;
  * inside are counted too), stopping after `maxEntries` entries or once `stopAtBytes` is reached.
  * Entries that vanish while it walks are skipped, as are directories it cannot read. It reads with
  * synchronous calls, {@link WALK_SLICE_ENTRIES} entries per slice, taking turns with the other
- * walks; a large directory is read in slices too. `startNow`: the first slice runs at once, in the
- * call (for a walk expected to be small, awaited by the caller), instead of at its turn.
+ * walks; a large directory is read in slices too. A small directory that shows no change since
+ * a walk read it is not read again (see {@link listingOf}); every entry is looked at each time.
+ * `startNow`: the first slice runs at once, in the call (for a walk expected to be small, awaited
+ * by the caller), instead of at its turn.
  */
 export async function homeUsage(dir: string, maxEntries = 200_000, stopAtBytes = Number.POSITIVE_INFINITY, startNow = false): Promise<HomeUsage> {
   if (!startNow) await nextSlice();
+  const startedMs = Date.now();
   let bytes = 0;
   let seen = 0;
   let slice = WALK_SLICE_ENTRIES;
   // Paths are bytes: a name that is not UTF-8 must not hide what is under it.
   const root = Buffer.from(dir);
-  let rootSize = 0;
+  let rootStats;
   try {
-    rootSize = lstatSync(root, { throwIfNoEntry: false })?.size ?? 0;
+    rootStats = lstatSync(root, { throwIfNoEntry: false });
   } catch {
-    rootSize = 0;
+    rootStats = undefined;
   }
-  const stack: { path: Buffer; size: number }[] = [{ path: root, size: rootSize }];
+  const stack: { path: Buffer; stats: DirectoryStats | undefined }[] = [{ path: root, stats: rootStats }];
   while (stack.length > 0) {
     const current = stack.pop()!;
-    const names = namesIn(current.path, current.size);
+    const names = listingOf(current.path, current.stats, startedMs) ?? namesIn(current.path, current.stats?.size ?? 0);
     if (names === undefined) continue;
     try {
       for (let name = names.next(); name !== null; name = names.next()) {
@@ -267,7 +270,7 @@ export async function homeUsage(dir: string, maxEntries = 200_000, stopAtBytes =
         }
         if (stats !== undefined) {
           bytes += stats.blocks * 512;
-          if (stats.isDirectory()) stack.push({ path, size: stats.size });
+          if (stats.isDirectory()) stack.push({ path, stats });
         }
         if ((slice -= 1) === 0) {
           slice = WALK_SLICE_ENTRIES;
@@ -283,6 +286,91 @@ export async function homeUsage(dir: string, maxEntries = 200_000, stopAtBytes =
 
 const SLASH = Buffer.from('/');
 
+/** What a walk keeps of a directory's lstat to know it unchanged (see {@link listingOf}). */
+type DirectoryStats = Pick<Stats, 'dev' | 'ino' | 'size' | 'mtimeMs' | 'ctimeMs'>;
+
+/** A directory's names as a walk read them, with its lstat then. */
+interface Listing {
+  readonly dev: number;
+  readonly ino: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+  /** When they were read, ms since the epoch. */
+  readonly readMs: number;
+  readonly names: readonly Buffer[];
+}
+
+/**
+ * How long before a walk a directory must have last changed (its ctime) for the names the walk
+ * reads to be kept, in ms: a change in the same tick of the filesystem's clock as the one before
+ * (timestamps are coarse, a second on some filesystems) would leave the ctime as it was.
+ */
+export const LISTING_SETTLED_MS = 2_000;
+/** How long kept names are used before the directory is read again however unchanged it looks, in ms. */
+export const LISTING_MAX_AGE_MS = 10_000;
+/** The most names kept over all directories; past it every kept listing is dropped. */
+export const LISTING_MAX_NAMES = 50_000;
+
+/** Names of directories walked, by path (latin1 of its bytes). */
+const listings = new Map<string, Listing>();
+let listedNames = 0;
+let directoryReadsValue = 0;
+
+/** Directories {@link homeUsage} has read so far (a listing, or a handle opened), in this process. */
+export function directoryReads(): number {
+  return directoryReadsValue;
+}
+
+/**
+ * The names in directory `path` (lstat `stats`) for a walk started at `walkStartMs`: those a
+ * walk read before, while its device, inode, size, mtime and ctime are as they were then and at
+ * most {@link LISTING_MAX_AGE_MS} old; else read now, and kept when the directory is small (one
+ * readdir) and its ctime at least {@link LISTING_SETTLED_MS} before the walk started. Adding,
+ * removing or renaming an entry changes a directory's mtime and ctime, and no process can set a
+ * ctime back, so the names kept are the directory's. Undefined for a directory read in slices or
+ * not readable (the caller reads it itself). What the names hold is looked at on every walk.
+ */
+function listingOf(path: Buffer, stats: DirectoryStats | undefined, walkStartMs: number): DirectoryNames | undefined {
+  if (stats === undefined || stats.size <= 0 || stats.size > WALK_LIST_BYTES) return undefined;
+  const key = path.toString('latin1');
+  const known = listings.get(key);
+  let names: readonly Buffer[];
+  if (
+    known !== undefined &&
+    known.dev === stats.dev &&
+    known.ino === stats.ino &&
+    known.size === stats.size &&
+    known.mtimeMs === stats.mtimeMs &&
+    known.ctimeMs === stats.ctimeMs &&
+    walkStartMs - known.readMs <= LISTING_MAX_AGE_MS &&
+    walkStartMs >= known.readMs
+  ) {
+    names = known.names;
+  } else {
+    if (known !== undefined) {
+      listings.delete(key);
+      listedNames -= known.names.length;
+    }
+    try {
+      directoryReadsValue += 1;
+      names = readdirSync(path, { encoding: 'buffer' });
+    } catch {
+      return undefined;
+    }
+    if (stats.ctimeMs <= walkStartMs - LISTING_SETTLED_MS) {
+      if (listedNames + names.length > LISTING_MAX_NAMES) {
+        listings.clear();
+        listedNames = 0;
+      }
+      listings.set(key, { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, readMs: walkStartMs, names });
+      listedNames += names.length;
+    }
+  }
+  let at = 0;
+  return { next: () => (at < names.length ? names[at++]! : null), close: () => undefined };
+}
+
 /** The names in a directory, one at a time (null after the last), and a close to call after them. */
 interface DirectoryNames {
   next(): Buffer | null;
@@ -296,6 +384,7 @@ interface DirectoryNames {
  * opened; a read that fails later ends the names.
  */
 function namesIn(path: Buffer, size: number): DirectoryNames | undefined {
+  directoryReadsValue += 1;
   if (size > 0 && size <= WALK_LIST_BYTES) {
     let names: Buffer[];
     try {

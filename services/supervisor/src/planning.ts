@@ -10,7 +10,8 @@ import type { Repositories } from './repositories.js';
 import type { RuntimeHealth } from './runtime-health.js';
 import { managedTemplates } from './templates.js';
 import { ReadyCandidates } from './ready-set.js';
-import { planMostUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js';
+import { mostUrgent, planFirstUrgent, plannerOrder, type PlannerTask } from './urgent-plan.js';
+import { UrgentQueue } from './urgent-queue.js';
 
 /** How often queue positions are recorded while assignments are being made, in ms. */
 const QUEUE_REFRESH_MS = 250;
@@ -21,11 +22,18 @@ const QUEUE_REFRESH_MS = 250;
  * queue refresh cost the whole queue.
  */
 const REASON_COUNTS_REFRESH_MS = 2_000;
+/**
+ * How many of the most urgent ready tasks the urgent queue keeps in order when it is set from a
+ * scan (at least twice what the tick asking for it plans): assignments take tasks from its head,
+ * so a scan comes back after about this many (or at the next queue refresh).
+ */
+const URGENT_KEEP = 512;
 
-/** A ready task with its row. */
+/** A ready task with its row and its index in the board's task array. */
 export interface ReadyTask {
   readonly task: Task;
   readonly row: TaskRow;
+  readonly index: number;
 }
 
 /**
@@ -80,13 +88,23 @@ export class Planner {
   /** The board's candidate tasks, kept from what changed (see {@link ReadyCandidates}). */
   private readonly candidates = new ReadyCandidates<Task, string | undefined>((task) => taskRepository(task, this.ctx.config.boardDir));
 
+  /** The ready tasks, the most urgent in order, kept from what changed (see {@link followChanges}). */
+  private readonly urgent = new UrgentQueue();
+  /** Until when (ms since the epoch) {@link urgent} follows the ready set with no task ageing or leaving its back-off; -Infinity when it does not. */
+  private urgentValidUntilMs = -Infinity;
+
   /**
    * Board tasks that may run now: in the ready column, dependencies done, not in flight, not
    * backing off. Time apart, the candidates are kept from what changed since the last tick; this
-   * pass over them checks back-offs, repositories and ageing.
+   * pass over them checks back-offs, repositories and ageing. Sets the urgent queue again from
+   * them, its first `keep` in order, when no task names a repository (a fetch moves on with time);
+   * `keep` 0 leaves it as it is (it followed every change up to this scan).
    */
-  private readyTasks(nowMs: number): ReadyTask[] {
+  private readyTasks(nowMs: number, keep = URGENT_KEEP): ReadyTask[] {
     const { board, taskById } = this.mirror;
+    this.held = [];
+    this.heldReasons.clear();
+    if (keep > 0 || !board) this.urgentValidUntilMs = -Infinity;
     if (!board) return [];
     const { state } = this.ctx;
     const { agingMs } = this.ctx.config;
@@ -125,17 +143,79 @@ export class Planner {
       if (source !== undefined) timeless = false;
       const hold = source === undefined ? undefined : this.repositories.holdReason(source, nowMs);
       if (hold !== undefined) {
-        this.held.push({ task, row });
+        this.held.push({ task, row, index });
         this.heldReasons.set(task.id, hold);
         continue;
       }
       // Ageing raises the task's priority at the next multiple of agingMs it has waited.
-      const since = row.readySinceMs ?? nowMs;
-      validUntilMs = Math.min(validUntilMs, since + (Math.floor(Math.max(0, nowMs - since) / agingMs) + 1) * agingMs);
-      ready.push({ task, row });
+      validUntilMs = Math.min(validUntilMs, agedAtMs(row, nowMs, agingMs));
+      ready.push({ task, row, index });
     }
     this.readyValidUntilMs = timeless ? validUntilMs : -Infinity;
+    // What changed up to this scan is in it: the urgent queue starts again from here.
+    if (this.candidates.takeTouched()?.length !== 0) keep = Math.max(keep, URGENT_KEEP);
+    if (keep > 0) {
+      this.urgentValidUntilMs = this.readyValidUntilMs;
+      if (timeless) this.urgent.reset(ready, (r) => this.plannerTask(r.task, r.row, nowMs), (r) => r.index, board.tasks.length, keep);
+    }
     return ready;
+  }
+
+  /**
+   * Brings the urgent queue up to date from what changed since the last tick (the tasks and rows
+   * {@link ReadyCandidates} examined again), with the filters of {@link readyTasks}, instead of
+   * a scan of every candidate: O(changes × log head). False when it cannot follow (the queue was
+   * not set from a timeless scan, a task aged a level or left its back-off, the candidates were
+   * scanned whole, a new task has no row yet, a task names a repository): the caller scans.
+   */
+  private followChanges(nowMs: number): boolean {
+    const board = this.mirror.board;
+    if (!board || nowMs >= this.urgentValidUntilMs) return false;
+    const { state } = this.ctx;
+    this.candidates.update(board, this.mirror.version, this.mirror.taskById, state);
+    const touched = this.candidates.takeTouched();
+    let validUntilMs = this.urgentValidUntilMs;
+    this.urgentValidUntilMs = -Infinity;
+    if (touched === undefined) return false;
+    const { agingMs } = this.ctx.config;
+    for (const index of touched) {
+      if (!this.urgent.holds(index)) return false;
+      this.urgent.remove(index);
+      if (!this.candidates.isCandidateAt(index)) continue;
+      const task = board.tasks[index]!;
+      const row = state.task(task.id);
+      // A new task's row is made by the scan; a repository's fetch moves on with time.
+      if (!row || this.candidates.derived(index) !== undefined) return false;
+      if (row.state !== TaskState.ready || row.boardSync === 'pending') continue;
+      if (row.notBeforeMs !== null && row.notBeforeMs > nowMs) {
+        validUntilMs = Math.min(validUntilMs, row.notBeforeMs);
+        continue;
+      }
+      validUntilMs = Math.min(validUntilMs, agedAtMs(row, nowMs, agingMs));
+      this.urgent.add(index, this.plannerTask(task, row, nowMs));
+    }
+    this.urgentValidUntilMs = validUntilMs;
+    return true;
+  }
+
+  /**
+   * The first `k` ready tasks in planner order (see planFirstUrgent): the urgent queue's head
+   * when it follows the ready set and is long enough, else from a scan (`ready`, this tick's
+   * when there was one), which sets the queue again with room for `k`.
+   */
+  private firstUrgent(k: number, nowMs: number, ready: readonly ReadyTask[] | undefined): readonly PlannerTask[] {
+    if (nowMs < this.urgentValidUntilMs) {
+      const known = this.urgent.first(k);
+      if (known !== undefined) return known;
+    }
+    const keep = Math.max(URGENT_KEEP, 2 * k);
+    const all = ready ?? this.readyTasks(nowMs, keep);
+    if (nowMs < this.urgentValidUntilMs) {
+      if (ready !== undefined) this.urgent.reset(ready, (r) => this.plannerTask(r.task, r.row, nowMs), (r) => r.index, this.mirror.board?.tasks.length ?? 0, keep);
+      const known = this.urgent.first(k);
+      if (known !== undefined) return known;
+    }
+    return mostUrgent(all.map((r) => this.plannerTask(r.task, r.row, nowMs)), k);
   }
 
   /** Until when (ms since the epoch) the last ready scan stays true with nothing else changing; -Infinity when time alone may change it. */
@@ -203,8 +283,18 @@ export class Planner {
     const slots = agentSlots(ctx.world);
     this.held = [];
     this.heldReasons.clear();
-    const ready = this.readyTasks(nowMs);
-    this.readyWaiting = ready.length;
+    // Queue positions are for people reading `warren tasks`: while work is being handed out they
+    // are refreshed at most every QUEUE_REFRESH_MS (sorting every waiting task on every tick is
+    // what a 20,000-task board cannot afford).
+    const queueDue = nowMs - this.queueRecordedMs >= QUEUE_REFRESH_MS;
+    // Between refreshes the urgent queue follows what changed, when it can: no scan of every
+    // ready task for the few a tick hands out.
+    // A queue refresh scans every ready task anyway: the urgent queue is set again from that scan
+    // only when it could not follow.
+    const followed = this.followChanges(nowMs);
+    let ready = queueDue || !followed ? this.readyTasks(nowMs, followed ? 0 : URGENT_KEEP) : undefined;
+    const readyCount = ready?.length ?? this.urgent.count;
+    this.readyWaiting = readyCount;
     const inProgress = board ? this.candidates.inProgress : 0;
     const wipColumn = board?.config.columns.find((c) => c.id === board.config.roles.in_progress);
     const columnWip = { limit: wipColumn?.wip ?? null, current: inProgress };
@@ -217,15 +307,16 @@ export class Planner {
         ctx.authorizer.authorize({ principal: agent || `template:${template}`, object: `task:${taskId}`, action: 'assign', memo: true }).allowed,
       nowMs,
     };
-    // Queue positions are for people reading `warren tasks`: while work is being handed out they
-    // are refreshed at most every QUEUE_REFRESH_MS (sorting every waiting task on every tick is
-    // what a 20,000-task board cannot afford).
-    const queueDue = nowMs - this.queueRecordedMs >= QUEUE_REFRESH_MS;
     // Between queue refreshes, plan the most urgent tasks alone when the free capacity is far
     // smaller than the queue; see planMostUrgent for why the outcome is the full plan's.
-    const urgent = queueDue ? undefined : planMostUrgent(ready, toReadyTask, input);
+    const urgent = queueDue ? undefined : planFirstUrgent(readyCount, (k) => this.firstUrgent(k, nowMs, ready), input);
     this.planWasPartial = urgent !== undefined;
-    const plan = urgent ?? planAssignments({ ...input, tasks: ready.map(toReadyTask) });
+    let plan = urgent;
+    if (plan === undefined) {
+      // The whole queue: the urgent queue's when it holds every ready task in order.
+      const all = ready === undefined && nowMs < this.urgentValidUntilMs ? this.urgent.first(Number.POSITIVE_INFINITY) : undefined;
+      plan = planAssignments({ ...input, tasks: all ? [...all] : (ready ??= this.readyTasks(nowMs)).map(toReadyTask) });
+    }
     // Agents still starting count as instances for the planner but offer no slots yet, so the
     // first spawns it asks of a template are the tasks those agents will take once ready: only
     // the spawns beyond them start new agents, side by side.
@@ -237,7 +328,7 @@ export class Planner {
     });
     const result: Plan = spawns.length === plan.spawns.length ? plan : { ...plan, spawns };
     let settled = true;
-    if (queueDue) {
+    if (queueDue && ready !== undefined) {
       this.queueRecordedMs = nowMs;
       settled = this.recordQueue(plan, ready, nowMs);
     }
@@ -245,7 +336,7 @@ export class Planner {
     // would make again until one of its inputs changes: kept, the idle tick skips the scan.
     this.memo =
       queueDue && settled && result.assignments.length === 0 && result.spawns.length === 0 && this.readyValidUntilMs > nowMs
-        ? { key, slots, plan: result, readyWaiting: ready.length, validUntilMs: this.readyValidUntilMs, boardVersion: mirror.version, taskVersion: ctx.state.taskVersion, policyRevision: ctx.policy.revision }
+        ? { key, slots, plan: result, readyWaiting: readyCount, validUntilMs: this.readyValidUntilMs, boardVersion: mirror.version, taskVersion: ctx.state.taskVersion, policyRevision: ctx.policy.revision }
         : undefined;
     return result;
   }
@@ -261,12 +352,14 @@ export class Planner {
    * @returns false when such a rewrite was put off (the queue as stored is not yet the plan's).
    */
   private recordQueue(plan: Plan, ready: readonly ReadyTask[], nowMs: number): boolean {
-    const reasons = new Map(plan.unplaced.map((u) => [u.taskId, this.unhealthyReason(u.taskId) ?? u.reason]));
+    const troubled = this.troubledTemplates();
+    const reasons = new Map(plan.unplaced.map((u) => [u.taskId, (troubled.length > 0 ? this.unhealthyReason(u.taskId, troubled) : undefined) ?? u.reason]));
     for (const [taskId, reason] of this.heldReasons) reasons.set(taskId, reason);
     const spawning = new Set(plan.spawns.flatMap((s) => s.taskIds));
     const waiting = [...ready, ...this.held]
       .filter(({ task }) => reasons.has(task.id) || spawning.has(task.id))
-      .sort((a, b) => plannerOrder(this.plannerTask(a.task, a.row, nowMs), this.plannerTask(b.task, b.row, nowMs)));
+      .map((r) => ({ task: r.task, row: r.row, order: this.plannerTask(r.task, r.row, nowMs) }))
+      .sort((a, b) => plannerOrder(a.order, b.order));
     const countsDue = nowMs - this.reasonCountsMs >= REASON_COUNTS_REFRESH_MS;
     if (countsDue) this.reasonCountsMs = nowMs;
     let settled = true;
@@ -306,19 +399,33 @@ export class Planner {
   }
 
   /**
-   * Why task `taskId` waits when a template that offers all its capabilities cannot run (its
-   * runtime is unhealthy) or cannot be placed (no node or Kubernetes target can take its agents
-   * now), or undefined.
+   * The templates whose runtime cannot run (unhealthy) or whose agents cannot be placed now (no
+   * node or Kubernetes target can take them), in template order, each with the queue reason of the
+   * tasks it alone could take.
    */
-  private unhealthyReason(taskId: string): string | undefined {
+  private troubledTemplates(): { readonly capabilities: readonly string[]; readonly reason: string }[] {
+    const troubled: { capabilities: readonly string[]; reason: string }[] = [];
+    for (const template of this.ctx.templates.values()) {
+      const why = this.runtimes.unhealthy(template.name);
+      if (why !== undefined) {
+        troubled.push({ capabilities: template.capabilities, reason: `template ${template.name} cannot run: ${why}` });
+        continue;
+      }
+      const unplaceable = this.agents.unplaceable.get(template.name);
+      if (unplaceable !== undefined) troubled.push({ capabilities: template.capabilities, reason: `template ${template.name} cannot be placed: ${unplaceable}` });
+    }
+    return troubled;
+  }
+
+  /**
+   * Why task `taskId` waits when a template that offers all its capabilities is among `troubled`
+   * (see {@link troubledTemplates}): the first such, or undefined.
+   */
+  private unhealthyReason(taskId: string, troubled: ReturnType<Planner['troubledTemplates']>): string | undefined {
     const task = this.mirror.taskById.get(taskId);
     if (!task) return undefined;
-    for (const template of this.ctx.templates.values()) {
-      if (!task.capabilities.every((c) => template.capabilities.includes(c))) continue;
-      const why = this.runtimes.unhealthy(template.name);
-      if (why !== undefined) return `template ${template.name} cannot run: ${why}`;
-      const unplaceable = this.agents.unplaceable.get(template.name);
-      if (unplaceable !== undefined) return `template ${template.name} cannot be placed: ${unplaceable}`;
+    for (const template of troubled) {
+      if (task.capabilities.every((c) => template.capabilities.includes(c))) return template.reason;
     }
     return undefined;
   }
@@ -326,7 +433,8 @@ export class Planner {
   /**
    * Assigns `taskId` to `agentName`: commits the execution (state `pending`, the outbox) and the
    * task's new state with its audit rows, and counts the agent's load. Nothing happens when the
-   * task is no longer ready or the agent is gone.
+   * task is no longer ready or the agent is gone. Inside a transaction (the tick's) the writes are
+   * part of it, with no savepoint of their own: a failure rolls the whole transaction back.
    */
   assign(taskId: string, agentName: string, nowMs: number): void {
     const { ctx } = this;
@@ -336,7 +444,7 @@ export class Planner {
     const previous = ctx.state.task(taskId);
     if (previous && previous.state !== TaskState.ready) return;
     const attempt = (previous?.attempt ?? 0) + 1;
-    ctx.transaction(() => {
+    const write = (): void => {
       ctx.state.addAssignment(taskId, attempt, agentName, nowMs);
       ctx.tracing.assigned({ taskId, attempt, agent: agentName, readySinceMs: previous?.readySinceMs ?? nowMs, nowMs });
       ctx.metrics.observeAssignment(agent.template.name, Math.max(0, nowMs - (previous?.readySinceMs ?? nowMs)));
@@ -356,7 +464,9 @@ export class Planner {
         queueReason: null,
       });
       ctx.emit({ actor: SUPERVISOR, action: 'task.assign', object: `task:${taskId}`, details: { agent: agentName, attempt } });
-    });
+    };
+    if (ctx.state.db.inTransaction) write();
+    else ctx.transaction(write);
     if (recordAssigned(ctx.world, agentName, nowMs) === 1) this.onFirstTask(agentName, agent.account.home);
   }
 }
@@ -395,6 +505,12 @@ function templatesKey(
   key += '\u0002';
   for (const name of allTemplates) key += `${name}\u0000${unhealthy(name) ?? ''}\u0001`;
   return key;
+}
+
+/** When ready task `row` (waited since `readySinceMs`, or from `nowMs`) gains its next ageing level, ms since the epoch. */
+function agedAtMs(row: TaskRow, nowMs: number, agingMs: number): number {
+  const since = row.readySinceMs ?? nowMs;
+  return since + (Math.floor(Math.max(0, nowMs - since) / agingMs) + 1) * agingMs;
 }
 
 /**

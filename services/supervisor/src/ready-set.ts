@@ -61,6 +61,10 @@ export class ReadyCandidates<T extends CandidateTask, D = undefined> {
   private derivedAt: (D | typeof UNSET)[] = [];
   /** Full scans made (for tests and counters). */
   scans = 0;
+  /** Indices examined again by {@link update} since the last {@link takeTouched}, in order, repeats kept. */
+  private touched: number[] = [];
+  /** Whether a scan (or a journal too long to keep) made {@link touched} incomplete since the last take. */
+  private touchedLost = true;
 
   /**
    * @param derive what callers need of a task that depends on nothing else (read with
@@ -83,6 +87,28 @@ export class ReadyCandidates<T extends CandidateTask, D = undefined> {
   /** The candidates' indices into the board's task array, ascending (do not modify). */
   get indices(): readonly number[] {
     return this.list;
+  }
+
+  /** Whether the task at `index` of the board given to the last {@link update} is a candidate. */
+  isCandidateAt(index: number): boolean {
+    return this.member[index] === 1;
+  }
+
+  /**
+   * The indices whose task or row {@link update} examined again since the last call (a task
+   * replaced on the board, a row written; in order, an index may repeat), so that a caller keeping
+   * something per candidate can follow the changes: every index whose candidacy, task or row may
+   * have changed is in it. Undefined when the set was scanned whole since (or more changes came
+   * than are worth keeping): then anything may have changed and indices may mean other tasks.
+   */
+  takeTouched(): readonly number[] | undefined {
+    const touched = this.touched;
+    this.touched = [];
+    if (this.touchedLost) {
+      this.touchedLost = false;
+      return undefined;
+    }
+    return touched;
   }
 
   /** How many of the board's tasks are in the column of the `in_progress` role. */
@@ -118,19 +144,24 @@ export class ReadyCandidates<T extends CandidateTask, D = undefined> {
         this.derivedAt[i] = UNSET;
         const progress = config.roles.in_progress;
         this.inProgressCount += (task.status === progress ? 1 : 0) - (before.status === progress ? 1 : 0);
+        this.touch(i);
         this.set(i, isCandidate(task, byId, config, rows.task(task.id)));
       }
       this.boardVersion = boardVersion;
     }
     for (const id of rowChanges) {
       const i = this.indexById.get(id);
-      if (i !== undefined) this.set(i, isCandidate(tasks[i]!, byId, config, rows.task(id)));
+      if (i === undefined) continue;
+      this.touch(i);
+      this.set(i, isCandidate(tasks[i]!, byId, config, rows.task(id)));
     }
     this.rowVersion = rows.taskVersion;
   }
 
   private scan(board: CandidateBoard<T>, boardVersion: number, byId: ReadonlyMap<string, Pick<Task, 'status'>>, rows: CandidateRows): void {
     this.scans += 1;
+    this.touched = [];
+    this.touchedLost = true;
     const { tasks, config } = board;
     this.board = board;
     this.boardVersion = boardVersion;
@@ -156,6 +187,17 @@ export class ReadyCandidates<T extends CandidateTask, D = undefined> {
     }
     // An id on two tasks: a row change could not be traced to one index. Scan on every call.
     if (!unique) this.board = undefined;
+  }
+
+  /** Notes that index `i` was examined again (see {@link takeTouched}); a journal longer than the board is dropped. */
+  private touch(i: number): void {
+    if (this.touchedLost) return;
+    if (this.touched.length > 2 * this.seen.length + 1024) {
+      this.touched = [];
+      this.touchedLost = true;
+      return;
+    }
+    this.touched.push(i);
   }
 
   private set(i: number, candidate: boolean): void {

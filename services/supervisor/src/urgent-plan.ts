@@ -33,6 +33,15 @@ const FIRST_MARGIN = 8;
  * plans no task.
  */
 export function planMostUrgent<T>(ready: readonly T[], toTask: (item: T) => PlannerTask, context: PlanContext): Plan | undefined {
+  return planFirstUrgent(ready.length, (k) => mostUrgent(ready.map(toTask), k), context);
+}
+
+/**
+ * {@link planMostUrgent} over a ready set the caller keeps in order itself: `readyCount` tasks, of
+ * which `firstUrgent(k)` returns the first `min(k, readyCount)` in {@link plannerOrder} (called
+ * at most once, and only when `k < readyCount`).
+ */
+export function planFirstUrgent(readyCount: number, firstUrgent: (k: number) => readonly PlannerTask[], context: PlanContext): Plan | undefined {
   let freeSlots = 0;
   for (const slot of context.agents) if (slot.accepting) freeSlots += Math.max(0, slot.wipLimit - slot.load);
   const columnWip = context.columnWip;
@@ -46,17 +55,17 @@ export function planMostUrgent<T>(ready: readonly T[], toTask: (item: T) => Plan
     spawnCapacity += room * t.wipLimitPerInstance;
   }
   const k = URGENT_MIN + URGENT_PER_SLOT * (freeSlots + spawnCapacity);
-  if (k >= ready.length) return undefined;
+  if (k >= readyCount) return undefined;
   // No capacity at all: the plan of no task is the full plan's (the tick of a busy fleet).
   if (freeSlots === 0 && spawnable === 0) return planAssignments({ ...context, tasks: [] });
-  const urgent = mostUrgent(ready.map(toTask), k);
+  const urgent = firstUrgent(k);
   const answers = (plan: Plan) => plan.assignments.length >= freeSlots && spawnable - plan.spawns.length <= 0;
   const first = freeSlots + spawnCapacity + FIRST_MARGIN;
   if (first < k) {
     const plan = planAssignments({ ...context, tasks: urgent.slice(0, first) });
     if (answers(plan)) return plan;
   }
-  const plan = planAssignments({ ...context, tasks: urgent });
+  const plan = planAssignments({ ...context, tasks: urgent.length > k ? urgent.slice(0, k) : urgent });
   return answers(plan) ? plan : undefined;
 }
 

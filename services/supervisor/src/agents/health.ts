@@ -112,7 +112,8 @@ export class AgentHealth {
    * of its template's grace when that is shorter, at most once a tick), an idle one every
    * {@link IDLE_READ_MS}, a new instance at the first tick that holds it, and an agent whose task
    * count went from or to zero at once (a task's start is when its usage starts to matter); the watchdog judges
-   * only the agents read in this tick.
+   * only the agents read in this tick. A reading a result of the agent took in this tick (for its
+   * OOM kills) is used instead of reading again.
    */
   runWatchdog(nowMs: number): void {
     const { ctx } = this;
@@ -125,9 +126,10 @@ export class AgentHealth {
       if (read !== undefined && read.instance === agent.instance && read.busy === busy && nowMs - read.atMs < usageReadEveryMs(busy, agent.template.watchdog.graceMs)) return;
       if (this.agents.isStopping(name)) return;
       this.readAtMs.set(name, { instance: agent.instance, atMs: nowMs, busy });
-      recordUsage(ctx.world, name, agent.instance.usage());
+      recordUsage(ctx.world, name, this.inbox.readings.take(name, agent.instance, nowMs) ?? agent.instance.usage());
       due.push(name);
     });
+    this.inbox.readings.clear();
     if (this.readAtMs.size > this.agents.handles.size) {
       for (const name of this.readAtMs.keys()) if (!this.agents.handles.has(name)) this.readAtMs.delete(name);
     }

@@ -1,6 +1,7 @@
 import type { Delivery, ResultMessage } from '@warren/broker';
 import { agentView, recordFinished, takeOomKill } from '@warren/ecs';
 import type { AgentExit } from '@warren/runtime';
+import { TickReadings } from '../agents/tick-readings.js';
 import type { AgentLifecycle } from '../agents/lifecycle.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
 import { CrashPoint } from '../crash.js';
@@ -34,6 +35,8 @@ export class Inbox {
   private readonly overBudget = new Map<string, string>();
   /** Executions (`taskId:attempt`) whose LLM provider failed every attempt, with the gateway's sentence. */
   private readonly providerFailures = new Map<string, string>();
+  /** The cgroup readings results took in this tick, for the watchdog (see AgentHealth.runWatchdog). */
+  readonly readings = new TickReadings();
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -174,7 +177,12 @@ export class Inbox {
     const failTasks = view?.failTasks ?? undefined;
     const cancelledByOperator = r.outcome === 'cancelled' && this.cancelRequested.delete(`${r.taskId}:${r.attempt}`);
     // Asked for every result, so that an OOM kill is blamed on the task it happened in.
-    const oomKilled = handle !== undefined && takeOomKill(ctx.world, r.agent, handle.instance.usage().oomKills);
+    let oomKilled = false;
+    if (handle !== undefined) {
+      const usage = handle.instance.usage();
+      this.readings.put(r.agent, handle.instance, nowMs, usage);
+      oomKilled = takeOomKill(ctx.world, r.agent, usage.oomKills);
+    }
     const key = `${r.taskId}:${r.attempt}`;
     const budget = this.overBudget.get(key);
     const provider = this.providerFailures.get(key);
