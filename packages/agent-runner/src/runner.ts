@@ -54,9 +54,11 @@ export interface RunAgentOptions {
 /**
  * How long the runner holds a task's `ack` by default, in ms: a task that ends (or reports) within
  * it has its ack sent in the same write as its result (or progress), so a short task costs the
- * channel one write and the gateway one read and one broker flush instead of two. Any frame the
- * runner sends carries the acks held before it, so an ack always precedes its task's other frames;
- * the gateway's wait for an ack (15 s) and the broker's ack wait (30 s) are far longer.
+ * channel one write and the gateway one read and one broker flush instead of two. Only the ack of
+ * a task that takes the runner's last free slot is held (the agent's next assignment comes once
+ * it is acknowledged: a runner with a slot left acks at once). Any frame the runner sends carries
+ * the acks held before it, so an ack always precedes its task's other frames; the gateway's wait
+ * for an ack (15 s) and the broker's ack wait (30 s) are far longer.
  */
 export const ACK_HOLD_MS = 100;
 
@@ -81,8 +83,8 @@ function isTaskFrame(frame: GatewayFrame): frame is TaskFrame {
  * Runs the agent side of the agent channel until it ends: connects to `socketPath`, sends `hello`,
  * waits for `welcome`, then sends a `heartbeat` every `heartbeatMs` while a task runs or waits and
  * every `idleHeartbeatMs` otherwise (any frame sent counts as one). Each `task` is acknowledged
- * (`ack`) with the runner's next frame or after `ackHoldMs` ({@link ACK_HOLD_MS}), whichever is
- * first, and executed (see {@link startExecution}) as soon as fewer than `maxConcurrent` run; its
+ * (`ack`) at once while a slot is left after it, else with the runner's next frame or after
+ * `ackHoldMs` ({@link ACK_HOLD_MS}), whichever is first, and executed (see {@link startExecution}) as soon as fewer than `maxConcurrent` run; its
  * `progress` lines and its `result` are sent back. A repeated task (same id and attempt) is
  * acknowledged again at once but not run twice. `cancel` stops that execution (outcome `cancelled`).
  * `shutdown` (or `signal` aborting) cancels everything, sends the results, closes the channel and
@@ -274,11 +276,16 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
         if (shuttingDown) return;
         const key = keyOf(frame.taskId, frame.attempt);
         const known = running.has(key) || queued.some((t) => keyOf(t.taskId, t.attempt) === key);
-        // A repeated task is acknowledged at once (its first ack may have been lost), a new one with its next frame.
-        if (known) send({ type: 'ack', taskId: frame.taskId, attempt: frame.attempt });
-        else {
-          holdAck({ type: 'ack', taskId: frame.taskId, attempt: frame.attempt });
+        if (known) {
+          // Its first ack may have been lost.
+          send({ type: 'ack', taskId: frame.taskId, attempt: frame.attempt });
+        } else {
           queued.push(frame);
+          // Held only when it takes the last free slot: the broker gives the agent its next task
+          // once this one is acknowledged, and a runner with a slot left wants it now.
+          const ack = { type: 'ack', taskId: frame.taskId, attempt: frame.attempt } as const;
+          if (running.size + queued.length >= maxConcurrent) holdAck(ack);
+          else send(ack);
           // Agent runtimes need the forwarder's port before their first task starts.
           forwarderReady.then(pump).catch((error: unknown) => log(`cannot start task ${key}: ${messageOf(error)}`));
         }

@@ -14,7 +14,7 @@ function task(taskId: string, command: string): TaskFrame {
 }
 
 /** Runs the runner in this process against a test gateway, with `ackHoldMs`; hello and welcome done. */
-async function setup(ackHoldMs: number | undefined): Promise<{ gateway: TestGateway; home: string; done: Promise<number> }> {
+async function setup(ackHoldMs: number | undefined, maxConcurrent = 1): Promise<{ gateway: TestGateway; home: string; done: Promise<number> }> {
   const { dir, remove } = tempDir();
   cleanups.push(remove);
   const home = join(dir, 'home');
@@ -25,7 +25,7 @@ async function setup(ackHoldMs: number | undefined): Promise<{ gateway: TestGate
   const done = runAgent({
     socketPath: gateway.socketPath,
     runtime: { kind: 'shell' },
-    maxConcurrent: 1,
+    maxConcurrent,
     heartbeatMs: 600_000,
     home,
     env: { PATH: process.env['PATH'] },
@@ -70,6 +70,25 @@ describe('the runner\'s ack of a task', () => {
     writeFileSync(go, '');
     expect(await gateway.result('slow')).toMatchObject({ outcome: 'succeeded', summary: 'ok' });
     expect(gateway.ofType('result')).toHaveLength(1);
+  });
+
+  it('goes out at once while the runner has a slot left, and is held for the task that takes the last one', async () => {
+    const { gateway, home } = await setup(600_000, 2);
+    const go = join(home, 'go');
+    const wait = `while [ ! -e ${go} ]; do sleep 0.05; done`;
+    gateway.send(task('first', wait));
+    // A slot is left: the gateway may take the agent's next assignment now.
+    await gateway.next((f): f is AgentFrame => f.type === 'ack' && f.taskId === 'first', 'ack of first');
+    gateway.send(task('second', wait));
+    gateway.send(task('third', 'true'));
+    // No slot left: held until the runner sends anything else (here the first result, once the tasks may end).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(gateway.ofType('ack').map((f) => f.taskId)).toEqual(['first']);
+    writeFileSync(go, '');
+    for (const id of ['first', 'second', 'third']) await gateway.result(id);
+    const order = gateway.frames.filter((f) => f.type === 'ack' || f.type === 'result').map((f) => `${f.type}:${(f as { taskId: string }).taskId}`);
+    expect(order.indexOf('ack:second')).toBeLessThan(order.indexOf('result:second'));
+    expect(order.indexOf('ack:third')).toBeLessThan(order.indexOf('result:third'));
   });
 
   it('goes out before the task\'s progress, and before the results sent at shutdown', async () => {
