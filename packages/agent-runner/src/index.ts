@@ -38,7 +38,7 @@ export {
 export type { TaskFrame, GatewayFrame, ResultFrame, AgentFrame, RunSpanFrame } from './protocol.js';
 export { parseParentContext, newSpanId, formatTraceparent } from './trace-context.js';
 export type { ParentContext } from './trace-context.js';
-export { runAgent } from './runner.js';
+export { runAgent, ACK_HOLD_MS } from './runner.js';
 export type { RunAgentOptions } from './runner.js';
 export { startExecution, busEnvironment, isSafeTaskId, MAX_OUTPUTS, MAX_SUMMARY_CHARS } from './execution.js';
 export type { Execution, ExecutionOptions, Runtime, SpawnTaskProcess, TaskProcess, TaskProcessRequest } from './execution.js';

@@ -47,7 +47,20 @@ export interface RunAgentOptions {
   readonly llmSocketPath?: string;
   /** Agent runtimes: the forwarder's port on 127.0.0.1 (default 4141; 0 for any free port). */
   readonly llmPort?: number;
+  /** How long a task's `ack` may wait to go out with the runner's next frame, in ms (0: at once). Default {@link ACK_HOLD_MS}. */
+  readonly ackHoldMs?: number;
 }
+
+/**
+ * How long the runner holds a task's `ack` by default, in ms: a task that ends (or reports) within
+ * it has its ack sent in the same write as its result (or progress), so a short task costs the
+ * channel one write and the gateway one read and one broker flush instead of two. Only the ack of
+ * a task that takes the runner's last free slot is held (the agent's next assignment comes once
+ * it is acknowledged: a runner with a slot left acks at once). Any frame the runner sends carries
+ * the acks held before it, so an ack always precedes its task's other frames; the gateway's wait
+ * for an ack (15 s) and the broker's ack wait (30 s) are far longer.
+ */
+export const ACK_HOLD_MS = 100;
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -70,9 +83,10 @@ function isTaskFrame(frame: GatewayFrame): frame is TaskFrame {
  * Runs the agent side of the agent channel until it ends: connects to `socketPath`, sends `hello`,
  * waits for `welcome`, then sends a `heartbeat` every `heartbeatMs` while a task runs or waits and
  * every `idleHeartbeatMs` otherwise (any frame sent counts as one). Each `task` is acknowledged
- * (`ack`) at once and executed (see {@link startExecution}) as soon as fewer than `maxConcurrent`
- * run; its `progress` lines and its `result` are sent back. A repeated task (same id and attempt)
- * is acknowledged again but not run twice. `cancel` stops that execution (outcome `cancelled`).
+ * (`ack`) at once while a slot is left after it, else with the runner's next frame or after
+ * `ackHoldMs` ({@link ACK_HOLD_MS}), whichever is first, and executed (see {@link startExecution}) as soon as fewer than `maxConcurrent` run; its
+ * `progress` lines and its `result` are sent back. A repeated task (same id and attempt) is
+ * acknowledged again at once but not run twice. `cancel` stops that execution (outcome `cancelled`).
  * `shutdown` (or `signal` aborting) cancels everything, sends the results, closes the channel and
  * resolves 0. If the channel closes or fails first, running tasks are killed and it resolves 1.
  * Malformed gateway frames are logged and ignored; a line over the frame limit ends the channel.
@@ -112,20 +126,45 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
   /** When a frame was last sent (ms since the epoch): any frame tells the gateway the runner is alive. */
   let sentAtMs = 0;
   const idleHeartbeatMs = Math.max(options.heartbeatMs, options.idleHeartbeatMs ?? options.heartbeatMs);
-  const send = (frame: AgentFrame): void => {
+  const ackHoldMs = Math.max(0, options.ackHoldMs ?? ACK_HOLD_MS);
+  /** Acks held for the next frame (see {@link ACK_HOLD_MS}), encoded, and the timer that sends them alone. */
+  let heldAcks = '';
+  let ackTimer: NodeJS.Timeout | undefined;
+  const write = (text: string): void => {
     if (socket.destroyed || !socket.writable) return;
     sentAtMs = Date.now();
+    const out = heldAcks + text;
+    heldAcks = '';
+    clearTimeout(ackTimer);
+    ackTimer = undefined;
     try {
-      socket.write(encodeFrame(frame));
+      socket.write(out);
+    } catch (error) {
+      log(`cannot write to the channel: ${(error as Error).message}`);
+    }
+  };
+  const send = (frame: AgentFrame): void => {
+    let text: string;
+    try {
+      text = encodeFrame(frame);
     } catch (error) {
       log(`cannot send ${frame.type} frame: ${(error as Error).message}`);
+      text = '';
     }
+    if (text !== '' || heldAcks !== '') write(text);
+  };
+  /** Sends `ack` with the next frame, or alone after ackHoldMs. */
+  const holdAck = (ack: AgentFrame & { type: 'ack' }): void => {
+    if (ackHoldMs === 0) return send(ack);
+    heldAcks += encodeFrame(ack);
+    ackTimer ??= setTimeout(() => write(''), ackHoldMs);
   };
 
   const finish = (code: number): void => {
     if (finished) return;
     finished = true;
     clearInterval(heartbeat);
+    clearTimeout(ackTimer);
     forwarderClosed = true;
     forwarder?.close().catch(() => undefined);
     options.signal?.removeEventListener('abort', onAbort);
@@ -237,9 +276,16 @@ export function runAgent(options: RunAgentOptions): Promise<number> {
         if (shuttingDown) return;
         const key = keyOf(frame.taskId, frame.attempt);
         const known = running.has(key) || queued.some((t) => keyOf(t.taskId, t.attempt) === key);
-        send({ type: 'ack', taskId: frame.taskId, attempt: frame.attempt });
-        if (!known) {
+        if (known) {
+          // Its first ack may have been lost.
+          send({ type: 'ack', taskId: frame.taskId, attempt: frame.attempt });
+        } else {
           queued.push(frame);
+          // Held only when it takes the last free slot: the broker gives the agent its next task
+          // once this one is acknowledged, and a runner with a slot left wants it now.
+          const ack = { type: 'ack', taskId: frame.taskId, attempt: frame.attempt } as const;
+          if (running.size + queued.length >= maxConcurrent) holdAck(ack);
+          else send(ack);
           // Agent runtimes need the forwarder's port before their first task starts.
           forwarderReady.then(pump).catch((error: unknown) => log(`cannot start task ${key}: ${messageOf(error)}`));
         }

@@ -43,6 +43,8 @@ export async function buildRunner(): Promise<void> {
  */
 export class TestGateway {
   readonly frames: AgentFrame[] = [];
+  /** The types of the frames each chunk read from the runner ended (a frame split over chunks counts in its last). */
+  readonly chunks: AgentFrame['type'][][] = [];
   private waiters: (() => void)[] = [];
   private connection: Socket | undefined;
   private connected: Promise<Socket>;
@@ -67,7 +69,11 @@ export class TestGateway {
         }
         for (const wake of this.waiters.splice(0)) wake();
       });
-      socket.on('data', (chunk: Buffer) => splitter.push(chunk));
+      socket.on('data', (chunk: Buffer) => {
+        const before = this.frames.length;
+        splitter.push(chunk);
+        this.chunks.push(this.frames.slice(before).map((f) => f.type));
+      });
       socket.on('close', () => {
         onClose();
         for (const wake of this.waiters.splice(0)) wake();

@@ -22,6 +22,15 @@ export const PULL_EXPIRES_MS = 5_000;
  * consumer leader is noticed later (two missed heartbeats: this long instead of 5 s).
  */
 export const AGENT_PULL_EXPIRES_MS = 30_000;
+/**
+ * The most messages one pull of a consume loop asks for (`max_messages`; more when the loop takes
+ * more at once). The consumer's `max_ack_pending` (the loop's `maxInFlight`) still bounds what the
+ * server delivers unacknowledged, so a larger batch buffers nothing more: it only spares pulls. The
+ * client pulls again once a quarter of the batch was delivered; with a batch of 3 an agent taking
+ * one task at a time sent one pull request (a message to the server and a JetStream operation in
+ * it) per task, with this one a pull per 32 tasks.
+ */
+export const PULL_BATCH = 128;
 /** The first and the longest wait between retries of a call that met an election, in ms. */
 export const ELECTION_RETRY_FIRST_MS = 250;
 export const ELECTION_RETRY_MAX_MS = 2_000;

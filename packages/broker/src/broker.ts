@@ -38,6 +38,7 @@ import {
 import {
   ELECTION_RETRY_FIRST_MS,
   ELECTION_RETRY_MAX_MS,
+  PULL_BATCH,
   PULL_EXPIRES_MS,
   AGENT_PULL_EXPIRES_MS,
   errorText,
@@ -351,11 +352,11 @@ export class NatsBroker implements Broker {
       info === undefined
         ? await this.rideElection('consume', `${spec.stream}/${spec.durable}`, () => this.js.consumers.get(spec.stream, spec.durable))
         : this.js.consumers.getConsumerFromInfo(info);
-    // max_messages ≥ 3 keeps the client's refill threshold below the batch size. Pulls expire
+    // A batch of PULL_BATCH (see there): max_ack_pending, not the batch, bounds what is in flight. Pulls expire
     // after PULL_EXPIRES_MS (an agent's assignments: AGENT_PULL_EXPIRES_MS) and the server
     // heartbeats every half of it: a pull whose consumer leader died (a server of a cluster lost)
     // is noticed after two missed heartbeats and made again.
-    return consumer.consume({ max_messages: Math.max(3, spec.maxInFlight), expires: spec.pullExpiresMs ?? PULL_EXPIRES_MS });
+    return consumer.consume({ max_messages: Math.max(PULL_BATCH, spec.maxInFlight), expires: spec.pullExpiresMs ?? PULL_EXPIRES_MS });
   }
 
   private async startConsumer<T>(spec: ConsumerSpec<T>): Promise<Subscription> {

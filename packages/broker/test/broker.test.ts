@@ -428,6 +428,43 @@ describe('broker', () => {
     for (const p of resultPulls) expect([p.expires, p.idleHeartbeat]).toEqual([5 * seconds, 2.5 * seconds]);
   });
 
+  it('pulls an agent\'s assignments in batches: one pull request for many tasks taken one at a time', async () => {
+    const { broker } = await setup();
+    const ns = broker.namespace;
+    const { connect } = await import('@nats-io/transport-node');
+    const watcher = await connect({ servers: broker.nc.getServer() });
+    defer({ close: () => watcher.close() });
+    const pulls: number[] = [];
+    watcher.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${ns.assignStream}.${ns.assignConsumerName('batch-1')}`, {
+      callback: (_err, msg) => pulls.push(msg.json<{ batch: number }>().batch),
+    });
+    await watcher.flush();
+    const inbox = new Inbox<string>();
+    let inFlight = 0;
+    let mostInFlight = 0;
+    const sub = await broker.consumeAssignments('batch-1', async (d) => {
+      inFlight += 1;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      await new Promise((resolve) => setImmediate(resolve));
+      inFlight -= 1;
+      d.ack();
+      inbox.push(d.data.taskId);
+    });
+    defer({ close: () => sub.stop() });
+    const tasks = 24;
+    for (let i = 0; i < tasks; i++) await broker.publishAssignment(assignment(`T-B${i}`, 1, 'batch-1'));
+    const seen = new Set<string>();
+    for (let i = 0; i < tasks; i++) seen.add(await inbox.next(`assignment ${i}`));
+    expect(seen.size).toBe(tasks);
+    await watcher.flush();
+    // One task at a time (max ack pending 1), each delivered once; a pull per task before the
+    // batches (a pull of 3 refilled after each message), now the first pull and at most a few more
+    // (the pull expires after 30 s on a slow machine).
+    expect(mostInFlight).toBe(1);
+    expect(pulls[0]).toBeGreaterThanOrEqual(tasks);
+    expect(pulls.length).toBeLessThan(tasks / 4);
+  });
+
   it('counts pending work, and deletes an agent’s consumers and queued messages', async () => {
     const { broker } = await setup();
     await broker.publishAssignment(assignment('T-20', 1, 'gone'));

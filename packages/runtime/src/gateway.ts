@@ -436,9 +436,10 @@ export class AgentGateway {
       return;
     }
     const key = `${a.taskId}:${a.attempt}`;
+    let timer: NodeJS.Timeout | undefined;
     const acked = new Promise<boolean>((resolve) => {
       this.waitingAcks.set(key, { resolve });
-      setTimeout(() => resolve(false), this.options.ackTimeoutMs ?? 15_000).unref();
+      timer = setTimeout(() => resolve(false), this.options.ackTimeoutMs ?? 15_000).unref();
     });
     const sent = this.send({
       type: 'task',
@@ -455,6 +456,8 @@ export class AgentGateway {
       ...(delivery.traceparent === undefined || delivery.tracestate === undefined ? {} : { tracestate: delivery.tracestate }),
     });
     const ok = sent && (await acked);
+    // Not left to fire 15 s later for nothing (a wakeup per task).
+    clearTimeout(timer);
     this.waitingAcks.delete(key);
     if (!ok) {
       delivery.nak(1_000);
