@@ -438,8 +438,21 @@ export class AgentGateway {
     const key = `${a.taskId}:${a.attempt}`;
     let timer: NodeJS.Timeout | undefined;
     const acked = new Promise<boolean>((resolve) => {
-      this.waitingAcks.set(key, { resolve });
-      timer = setTimeout(() => resolve(false), this.options.ackTimeoutMs ?? 15_000).unref();
+      let settled = false;
+      const settle = (ok: boolean): void => {
+        if (settled) return;
+        settled = true;
+        // Acknowledged as the runner's ack frame is read, before any later frame of the same read
+        // (a short task's result comes with its ack): the broker ack and the task's start go out
+        // ahead of the result's publish, on the same connection.
+        if (ok) {
+          delivery.ack();
+          this.options.events.taskAcked(this.options.identity.name, a.taskId, a.attempt);
+        }
+        resolve(ok);
+      };
+      this.waitingAcks.set(key, { resolve: settle });
+      timer = setTimeout(() => settle(false), this.options.ackTimeoutMs ?? 15_000).unref();
     });
     const sent = this.send({
       type: 'task',
@@ -459,12 +472,7 @@ export class AgentGateway {
     // Not left to fire 15 s later for nothing (a wakeup per task).
     clearTimeout(timer);
     this.waitingAcks.delete(key);
-    if (!ok) {
-      delivery.nak(1_000);
-      return;
-    }
-    delivery.ack();
-    this.options.events.taskAcked(this.options.identity.name, a.taskId, a.attempt);
+    if (!ok) delivery.nak(1_000);
   }
 
   /** Stops consuming, closes the connection and the socket, removes the socket directory. Idempotent. */
