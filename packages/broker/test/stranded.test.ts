@@ -68,7 +68,10 @@ async function setup(): Promise<{
     broker,
     jsm: () => manager,
     streamWentBack: async (stream) => {
-      await nats.close();
+      // A graceful stop however long it takes (`close()` sends SIGKILL after 5 s, which on a loaded
+      // host can come before the server wrote its consumers' state, and then nothing is stranded).
+      process.kill(nats.pid, 'SIGTERM');
+      await nats.exited;
       await restart(() => {
         const msgs = join(store.path, 'jetstream', '$G', 'streams', stream, 'msgs');
         for (const name of readdirSync(msgs)) rmSync(join(msgs, name), { force: true });
@@ -122,7 +125,7 @@ describe('stranded messages (a consumer past its stream\'s sequence)', () => {
   });
 
   it('a result stored behind the supervisor\'s results consumer is delivered once the consumer is made again', async () => {
-    const { broker, streamWentBack } = await setup();
+    const { broker, jsm, streamWentBack } = await setup();
     const inbox = new Inbox<Delivery<ResultMessage>>();
     const sub = await broker.consumeResults(async (d) => inbox.push(d));
     cleanups.push(() => sub.stop());
@@ -131,6 +134,8 @@ describe('stranded messages (a consumer past its stream\'s sequence)', () => {
       (await inbox.next(`result ${id}`)).ack();
     }
     await streamWentBack(RESULTS_STREAM);
+    // The scenario: the consumer came back past its emptied stream.
+    expect((await jsm().consumers.info(RESULTS_STREAM, RESULTS_CONSUMER)).delivered.stream_seq).toBe(4);
     await broker.publishResult(result('T-5'));
     await broker.publishResult(result('T-6', 'shell-2'));
 
