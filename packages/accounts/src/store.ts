@@ -1,12 +1,11 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, mkdir } from 'node:fs/promises';
-import { renameSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { commitWithoutSync, migrate } from '@warren/store';
 import type { SqliteDatabase } from '@warren/store';
 import { AccountError, AccountExistsError, AccountRangeError } from './errors.js';
 import { checkHostIds } from './host-ids.js';
-import { chownTree, copyTree, removeTree, writeCredential } from './home.js';
+import { Slices, chownAll, copyTreeSliced, removeTreeSliced, writeCredentialSliced } from './home.js';
 
 /** An agent instance's account, like a passwd(5) entry plus where it came from. */
 export interface Account {
@@ -259,14 +258,18 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
     const secret = randomBytes(32).toString('hex');
     const account: Account = { name, template, uid, gid: uid, groups, home, createdMs: clock(), shell };
     let placed = false;
+    const slices = new Slices();
     try {
-      await mkdir(templateDir, { recursive: true, mode: 0o755 });
-      await mkdir(staging, { mode: 0o700 });
-      if (skeletonDir !== undefined) await copyTree(skeletonDir, staging);
-      await writeCredential(staging, secret);
-      await chownTree(staging, uid, uid);
-      await chmod(staging, 0o700);
-      await removeTree(home); // left by a crash between rename and commit, or a failed remove
+      mkdirSync(templateDir, { recursive: true, mode: 0o755 });
+      mkdirSync(staging, { mode: 0o700 });
+      // Built as the supervisor's user, owned by the account only once complete: the paths made
+      // are listed as they are made, so the hand-over needs no walk of the tree.
+      const made = [staging];
+      if (skeletonDir !== undefined) await copyTreeSliced(skeletonDir, staging, made, slices);
+      made.push(...(await writeCredentialSliced(staging, secret, slices)));
+      await chownAll(made, uid, uid, slices);
+      chmodSync(staging, 0o700);
+      await removeTreeSliced(home, slices); // left by a crash between rename and commit, or a failed remove
       commit(() => db.transaction(() => {
         insert.run({
           name,
@@ -284,8 +287,8 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
       }).immediate());
       return account;
     } catch (error) {
-      await removeTree(staging).catch(() => undefined);
-      if (placed && get(name) === undefined) await removeTree(home).catch(() => undefined);
+      await removeTreeSliced(staging).catch(() => undefined);
+      if (placed && get(name) === undefined) await removeTreeSliced(home).catch(() => undefined);
       if (error instanceof AccountError) throw error;
       throw new AccountError(name, `cannot create account '${name}' (uid ${uid}, home ${home}): ${(error as Error).message}`, {
         cause: error,
@@ -313,7 +316,7 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
         const row = selectOne.get(name);
         if (row === undefined) return;
         try {
-          await removeTree(row.home);
+          await removeTreeSliced(row.home);
         } catch (error) {
           throw new AccountError(name, `cannot remove the home ${row.home} of '${name}': ${(error as Error).message}`, {
             cause: error,

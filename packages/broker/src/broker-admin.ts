@@ -21,6 +21,7 @@ import { DUPLICATE_WINDOW_MS, assertAgentName, type BrokerNamespace } from './su
 import { errorText, isApiError } from './broker-support.js';
 import type { ConsumeLoop, ConsumerSpec } from './consume-loop.js';
 import type { AgentPending, DeleteAgentConsumersOptions, StrandedRepair } from './broker-types.js';
+import type { AgentLedger } from './agent-ledger.js';
 
 /** What the stream and consumer functions use of the broker they run on. */
 export interface AdminHost {
@@ -31,6 +32,8 @@ export interface AdminHost {
   readonly loops: ReadonlySet<ConsumeLoop<unknown>>;
   /** Inbox consumers `fetchMessages` made or checked on this connection. */
   readonly ensuredInboxes: Map<string, string>;
+  /** What this connection knows of each agent's assignments and consumers on the server. */
+  readonly ledger: AgentLedger;
   /** @throws {BrokerError} once the broker is closing or closed. */
   assertOpen(operation: string, target: string): void;
   /** Runs `fn` again while it fails with an election in progress, up to the broker's `electionRetryMs`. */
@@ -97,7 +100,12 @@ export async function ensureConsumer(host: AdminHost, spec: ConsumerSpec<unknown
     deliver_policy: DeliverPolicy.All,
     ...wanted,
   };
+  const ns = host.namespace;
+  if (spec.agent !== undefined && spec.stream === ns.messagesStream) host.ledger.inboxMade(spec.agent);
+  // A consumer kept for this agent before the connection was lost is made afresh (see AgentLedger.takeKept).
+  const stale = spec.agent !== undefined && spec.stream === ns.assignStream && host.ledger.takeKept(spec.agent) === 'stale';
   try {
+    if (stale) await deleteConsumer(host, spec.stream, spec.durable);
     return await host.rideElection('consume', `${spec.stream}/${spec.durable}`, () => ensureConsumerOnce(host, spec, config, wanted));
   } catch (error) {
     throw new BrokerError('consume', `${spec.stream}/${spec.durable}`, errorText(error), { cause: error });
@@ -142,38 +150,123 @@ async function ensureConsumerOnce(
   return info;
 }
 
+/** Deletes durable consumer `durable` of `stream`; one that (or whose stream) does not exist is fine. @throws {BrokerError} `deleteAgentConsumers` otherwise. */
+async function deleteConsumer(host: AdminHost, stream: string, durable: string): Promise<void> {
+  try {
+    await host.jsm.consumers.delete(stream, durable);
+    host.log.info({ stream, consumer: durable }, 'consumer deleted');
+  } catch (error) {
+    if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound) && !isApiError(error, JetStreamApiCodes.StreamNotFound)) {
+      throw new BrokerError('deleteAgentConsumers', `${stream}/${durable}`, errorText(error), { cause: error });
+    }
+  }
+}
+
+/** Purges what `stream` holds on `subject` (a missing stream holds nothing). @throws {BrokerError} `deleteAgentConsumers` otherwise. */
+async function purgeSubject(host: AdminHost, stream: string, subject: string): Promise<void> {
+  try {
+    const purged = await host.jsm.streams.purge(stream, { filter: subject });
+    if (purged.purged > 0) host.log.info({ stream, subject, purged: purged.purged }, 'pending messages purged');
+  } catch (error) {
+    if (!isApiError(error, JetStreamApiCodes.StreamNotFound)) {
+      throw new BrokerError('deleteAgentConsumers', `${stream} ${subject}`, `cannot purge: ${errorText(error)}`, { cause: error });
+    }
+  }
+}
+
+/** Deletes `agent`'s inbox consumer unless this connection knows it is gone, then (with `purge`) purges its messages. */
+async function dropInbox(host: AdminHost, agent: string, purge: boolean): Promise<void> {
+  const ns = host.namespace;
+  if (!host.ledger.inboxKnownGone(agent)) {
+    const mark = host.ledger.inboxMark(agent);
+    await deleteConsumer(host, ns.messagesStream, ns.messageConsumerName(agent));
+    host.ledger.inboxDeleted(agent, mark);
+  }
+  if (purge) await purgeSubject(host, ns.messagesStream, ns.messageFilter(agent));
+}
+
+/** Stops this broker's consume loops of `agent`'s consumers (they end before their consumers change). */
+async function stopAgentLoops(host: AdminHost, agent: string): Promise<void> {
+  host.ensuredInboxes.delete(host.namespace.messageConsumerName(agent));
+  await Promise.all([...host.loops].filter((l) => l.spec.agent === agent).map((l) => l.stop()));
+}
+
 /** `NatsBroker.deleteAgentConsumers` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
 export async function deleteAgentConsumers(host: AdminHost, agent: string, options?: DeleteAgentConsumersOptions): Promise<void> {
   const ns = host.namespace;
-  const targets = [
-    { stream: ns.assignStream, durable: ns.assignConsumerName(agent), subject: ns.assignSubject(agent) },
-    { stream: ns.messagesStream, durable: ns.messageConsumerName(agent), subject: ns.messageFilter(agent) },
-  ];
   host.assertOpen('deleteAgentConsumers', agent);
-  host.ensuredInboxes.delete(ns.messageConsumerName(agent));
-  await Promise.all([...host.loops].filter((l) => l.spec.agent === agent).map((l) => l.stop()));
+  await stopAgentLoops(host, agent);
+  host.ledger.takeKept(agent);
+  const purge = options?.purgePending !== false;
   // The assignment and the inbox consumer are independent: both go at once.
-  await Promise.all(
-    targets.map(async (t) => {
+  await Promise.all([
+    (async () => {
+      const mark = host.ledger.mark(agent);
+      await deleteConsumer(host, ns.assignStream, ns.assignConsumerName(agent));
+      if (!purge) return;
+      await purgeSubject(host, ns.assignStream, ns.assignSubject(agent));
+      host.ledger.sawEmpty(agent, mark);
+    })(),
+    dropInbox(host, agent, purge),
+  ]);
+}
+
+/** `NatsBroker.releaseAgentConsumers` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
+export async function releaseAgentConsumers(host: AdminHost, agent: string): Promise<void> {
+  const ns = host.namespace;
+  host.assertOpen('releaseAgentConsumers', agent);
+  assertAgentName(agent);
+  await stopAgentLoops(host, agent);
+  host.ledger.takeKept(agent);
+  const stream = ns.assignStream;
+  const durable = ns.assignConsumerName(agent);
+  const subject = ns.assignSubject(agent);
+  await Promise.all([
+    (async () => {
+      // Taken before the read: a publish to the agent after it makes the consumer not idle.
+      const mark = host.ledger.mark(agent);
+      let idle = false;
       try {
-        await host.jsm.consumers.delete(t.stream, t.durable);
-        host.log.info({ stream: t.stream, consumer: t.durable }, 'consumer deleted');
+        const info = await host.jsm.consumers.info(stream, durable);
+        idle =
+          info.num_pending === 0 &&
+          info.num_ack_pending === 0 &&
+          info.num_waiting === 0 &&
+          info.config.filter_subject === subject &&
+          info.config.ack_policy === AckPolicy.Explicit;
       } catch (error) {
         if (!isApiError(error, JetStreamApiCodes.ConsumerNotFound) && !isApiError(error, JetStreamApiCodes.StreamNotFound)) {
-          throw new BrokerError('deleteAgentConsumers', `${t.stream}/${t.durable}`, errorText(error), { cause: error });
+          throw new BrokerError('releaseAgentConsumers', `${stream}/${durable}`, errorText(error), { cause: error });
         }
       }
-      if (options?.purgePending === false) return;
-      try {
-        const purged = await host.jsm.streams.purge(t.stream, { filter: t.subject });
-        if (purged.purged > 0) host.log.info({ stream: t.stream, subject: t.subject, purged: purged.purged }, 'pending messages purged');
-      } catch (error) {
-        if (!isApiError(error, JetStreamApiCodes.StreamNotFound)) {
-          throw new BrokerError('deleteAgentConsumers', `${t.stream} ${t.subject}`, `cannot purge: ${errorText(error)}`, { cause: error });
-        }
+      if (!idle) await deleteConsumer(host, stream, durable);
+      // Stranded messages (behind the consumer's delivered sequence) are not counted as pending: purge anyway.
+      await purgeSubject(host, stream, subject);
+      // Kept only when nothing was published to the agent meanwhile (what was is purged, but the
+      // consumer may have delivered it already).
+      if (idle && mark !== undefined && host.ledger.mark(agent) === mark) {
+        host.ledger.keep(agent);
+        host.ledger.sawEmpty(agent, mark);
+        host.log.debug({ stream, consumer: durable }, 'consumer kept for the next agent of its name');
+      } else if (idle) {
+        await deleteConsumer(host, stream, durable);
+      } else {
+        host.ledger.sawEmpty(agent, mark);
       }
-    }),
-  );
+    })(),
+    dropInbox(host, agent, true),
+  ]);
+}
+
+/**
+ * Deletes the assignment consumers {@link releaseAgentConsumers} kept and no agent took back, as
+ * the connection closes (none is left behind for a name that may not come back). Failures are
+ * logged: a consumer left behind is idle and taken on by the next agent of its name.
+ */
+export async function dropKeptConsumers(host: AdminHost): Promise<void> {
+  const ns = host.namespace;
+  const results = await Promise.allSettled(host.ledger.takeAllKept().map((agent) => deleteConsumer(host, ns.assignStream, ns.assignConsumerName(agent))));
+  for (const r of results) if (r.status === 'rejected') host.log.warn({ err: r.reason as unknown }, 'cannot delete a kept assignment consumer');
 }
 
 /** `NatsBroker.resetResultsConsumer` on `host` (the shapes, errors and guarantees are in the `Broker` interface's docstring of the same name). */
@@ -207,8 +300,12 @@ export async function purgeAssignments(host: AdminHost, agent: string): Promise<
   assertAgentName(agent);
   const { assignStream } = host.namespace;
   const subject = host.namespace.assignSubject(agent);
+  // Seen empty by this connection, and nothing published to the agent since: nothing to purge.
+  if (host.ledger.knownEmpty(agent)) return 0;
+  const mark = host.ledger.mark(agent);
   try {
     const purged = await host.rideElection('purgeAssignments', subject, () => host.jsm.streams.purge(assignStream, { filter: subject }));
+    host.ledger.sawEmpty(agent, mark);
     return purged.purged;
   } catch (error) {
     throw new BrokerError('purgeAssignments', `${assignStream} ${subject}`, errorText(error), { cause: error });

@@ -322,6 +322,19 @@ export interface Broker {
    */
   deleteAgentConsumers(agent: string, options?: DeleteAgentConsumersOptions): Promise<void>;
   /**
+   * {@link deleteAgentConsumers} for an agent whose account is removed while a later agent of the
+   * same name may come (a pool slot of per-task agents): this broker's consumers of `agent` stop,
+   * its queued assignments and messages are purged and its inbox consumer is deleted, but its
+   * assignment consumer is kept for the next agent of that name when it is idle (nothing pending,
+   * unacknowledged or waiting, its filter and ack policy as made, and nothing published to the
+   * agent meanwhile on this connection); otherwise it is deleted. A kept consumer is taken on by the
+   * next `consumeAssignments` or `ensureAssignConsumer` of that name (made afresh if the
+   * connection was lost since), which saves the server a consumer deletion and creation per agent.
+   * The next `purgeAssignments` of the name is answered without a request while nothing was
+   * published to it since. @throws {BrokerError} if the server refuses or does not answer.
+   */
+  releaseAgentConsumers(agent: string): Promise<void>;
+  /**
    * Counts `agent`'s pending work: `num_pending + num_ack_pending` of its consumers, or the
    * messages stored on its subjects (`<prefix>.assign.<agent>`, `<prefix>.msg.<agent>.>`) when a
    * consumer does not exist yet. @throws {BrokerError} if the server does not answer.

@@ -50,6 +50,7 @@ import {
 } from './broker-support.js';
 import { ConsumeLoop, consumeSettings, type ConsumerSpec } from './consume-loop.js';
 import * as admin from './broker-admin.js';
+import { AgentLedger } from './agent-ledger.js';
 import * as messaging from './broker-messaging.js';
 import type {
   ConnectBrokerOptions,
@@ -76,6 +77,8 @@ export class NatsBroker implements Broker {
   readonly replyWaiters = new Set<() => void>();
   /** Inbox consumers `fetchMessages` made or checked on this connection, with their `<ackWaitMs>:<maxDeliver>`. */
   readonly ensuredInboxes = new Map<string, string>();
+  /** What this connection knows of each agent's assignments and consumers on the server (forgotten when the connection is lost). */
+  readonly ledger = new AgentLedger();
   /** Per-agent signing keys derived from the master key, by agent. */
   private readonly agentKeys = new Map<string, Uint8Array>();
   private closing: Promise<void> | undefined;
@@ -97,9 +100,11 @@ export class NatsBroker implements Broker {
     for await (const s of this.nc.status()) {
       switch (s.type) {
         case 'disconnect':
+          this.ledger.forget();
           this.log.warn({ server: s.server }, 'disconnected from NATS');
           break;
         case 'reconnect':
+          this.ledger.forget();
           this.log.info({ server: s.server }, 'reconnected to NATS');
           break;
         case 'reconnecting':
@@ -265,7 +270,13 @@ export class NatsBroker implements Broker {
     const subject = this.namespace.assignSubject(msg.agent);
     const data = validateMessage(assignmentMessageSchema, subject, msg);
     const id = `${data.taskId}:${data.attempt}`;
-    return this.publishStored(this.namespace.assignStream, subject, data, id, this.buildHeaders({}, options, subject));
+    const h = this.buildHeaders({}, options, subject);
+    const settled = this.ledger.publishing(data.agent);
+    try {
+      return await this.publishStored(this.namespace.assignStream, subject, data, id, h);
+    } finally {
+      settled();
+    }
   }
 
   async publishResult(msg: ResultMessage, options?: PublishOptions): Promise<PublishAck> {
@@ -562,6 +573,10 @@ export class NatsBroker implements Broker {
     return admin.deleteAgentConsumers(this, agent, options);
   }
 
+  releaseAgentConsumers(agent: string): Promise<void> {
+    return admin.releaseAgentConsumers(this, agent);
+  }
+
   resetResultsConsumer(): Promise<void> {
     return admin.resetResultsConsumer(this);
   }
@@ -595,6 +610,7 @@ export class NatsBroker implements Broker {
       for (const cancel of [...this.replyWaiters]) cancel();
       await Promise.allSettled([...this.loops].map((l) => l.stop()));
       await Promise.allSettled([...this.subscriptions].map((s) => s.stop()));
+      if (!this.nc.isClosed()) await admin.dropKeptConsumers(this);
       if (!this.nc.isClosed()) {
         const drainTimeoutMs = this.options.drainTimeoutMs ?? 5_000;
         let timer: NodeJS.Timeout | undefined;

@@ -455,7 +455,9 @@ export class AgentLifecycle {
     }
     if (view.restartAfterExit) this.start(agent.template.name, nowMs, name);
     if (stopping === 'delete') {
-      await this.removeAccount(name).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot delete the account'));
+      // An autodelete agent's name comes back for a later task (the first free name is taken): its
+      // assignment consumer, when idle, is kept for that agent instead of deleted and made again.
+      await this.removeAccount(name, agent.template.lifecycle === 'autodelete').catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot delete the account'));
     } else {
       this.commit(() => this.putAgentRow(name, stopping === 'sleep' ? 'sleeping' : expected ? 'stopped' : 'failed', nowMs, exitText));
     }
@@ -541,13 +543,17 @@ export class AgentLifecycle {
     if (this.barrier) this.ctx.requestTick();
   }
 
-  /** {@link deleteAccount} from inside a tick (an exit applied by the inbox): the tick's own pass follows. */
-  private async removeAccount(name: string): Promise<void> {
+  /**
+   * {@link deleteAccount} from inside a tick (an exit applied by the inbox): the tick's own pass
+   * follows. With `keepConsumer` the agent's consumers are released (`Broker.releaseAgentConsumers`:
+   * an idle assignment consumer stays for the next agent of the name) rather than deleted.
+   */
+  private async removeAccount(name: string, keepConsumer = false): Promise<void> {
     const { ctx } = this;
     const account = ctx.accounts.get(name);
     await ctx.runtime.releaseStorage({ name, ...(account ? { homeDir: account.home } : {}) });
     await ctx.accounts.remove(name);
-    await ctx.broker.deleteAgentConsumers(name).catch(() => undefined);
+    await (keepConsumer ? ctx.broker.releaseAgentConsumers(name) : ctx.broker.deleteAgentConsumers(name)).catch(() => undefined);
     this.commit(() => ctx.transaction(() => {
       ctx.state.deleteAgent(name);
       ctx.tracing.agentGone(name);
