@@ -16,7 +16,7 @@ import {
   type Sandbox,
 } from '@warren/sandbox';
 import { RuntimeError } from './errors.js';
-import { DirectInstance, directOutputSink, startWaitingSandbox } from './direct.js';
+import { DirectInstance, directOutputSink, startWaitingSandbox, type WaitingSandbox } from './direct.js';
 import { AgentGateway } from './gateway.js';
 import type {
   AgentEvents,
@@ -203,6 +203,7 @@ class BubblewrapRuntime implements AgentRuntime {
         await service.close().catch((error: unknown) => this.log.warn({ err: error, agent: name }, 'cannot close a channel service'));
       }
     };
+    let spawning: Promise<WaitingSandbox> | undefined;
     try {
       for (const service of this.options.channelServices ?? []) {
         const served = await service.serve(spec, join(socketDir, service.socketName));
@@ -235,7 +236,11 @@ class BubblewrapRuntime implements AgentRuntime {
         // The first task's sandbox, started now: a shell waiting for its script (slot 0's name and run directory).
         const taskDir = join(runDir, 'task0');
         const waitingSpec = agentSandboxSpec(spec, this.host, { sandboxName: `${this.tag}-${name}`, argv: ['/bin/sh', '-s'], env: {}, runDir: taskDir, logPath: join(taskDir, 'output.log'), socketDir });
-        const waiting = await startWaitingSandbox((output) => spawnSandbox(waitingSpec, { logger, output, stdin: 'pipe' }), directLog);
+        // Not awaited: the instance says hello at once, so the agent's consumer, the plan and the
+        // assignment's publish and workspace overlap this spawn (the instance waits for it to write
+        // the task's script, and ends with a setup_error if it fails).
+        const waiting = startWaitingSandbox((output) => spawnSandbox(waitingSpec, { logger, output, stdin: 'pipe' }), directLog);
+        spawning = waiting;
         const instance = new DirectInstance(
           name,
           {
@@ -260,7 +265,7 @@ class BubblewrapRuntime implements AgentRuntime {
                 argv: request.argv,
                 env: {},
                 runDir: taskDir,
-                // Stays empty: the output goes to the execution (output.log in the workspace).
+                // Not made: the output goes to the execution (output.log in the workspace).
                 logPath: join(taskDir, 'output.log'),
                 socketDir,
               });
@@ -283,6 +288,8 @@ class BubblewrapRuntime implements AgentRuntime {
       const sandbox = await spawnRunner();
       return new BubblewrapInstance(name, sandbox, gateway, closeServices);
     } catch (error) {
+      // A sandbox being spawned for an instance that could not be made is stopped once it exists.
+      spawning?.then((made) => made.sandbox.stop(0)).catch(() => undefined);
       await closeServices();
       await gateway.close();
       throw error;

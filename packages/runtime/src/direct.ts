@@ -173,15 +173,21 @@ const ZERO_USAGE: AgentUsage = { memoryBytes: 0, pids: 0, cpuMs: 0, pidsRefused:
  * the host takes the assignments through the gateway's local channel and runs each task's process
  * as the only process of its own sandbox (`startExecution` of `@warren/agent-runner` with the spawn
  * injected), reporting with the runner's frames. Its first task's sandbox is started ahead (a
- * {@link WaitingSandbox}, `/bin/sh` waiting on its stdin, given to the constructor): when the task
- * comes the host makes the workspace, then writes the script that `exec`s the task's process there
- * (the shell runs as the agent, so nothing of the task runs before the host made its files); if it
- * ends before a task, the instance ends with its exit as with a dead runner. Later tasks (and one
- * running while the first does) get a sandbox spawned for them. It is ready at once (`hello`); the
- * broker message is acknowledged once the script is written or the task's sandbox runs. A task with a `repository` is handed to the runner:
- * the local channel is detached (the gateway naks the message; it comes again in 1 s), the runner's
- * sandbox is started and connects to the socket, and from then on the instance is that sandbox.
- * `pid` is the running task's sandbox, else the waiting one (0 while none exists).
+ * {@link WaitingSandbox}, `/bin/sh` waiting on its stdin, given to the constructor, or the promise
+ * of one still being spawned): when the task comes the host makes the workspace, then (once the
+ * sandbox is spawned) writes the script that `exec`s the task's process there (the shell runs as
+ * the agent, so nothing of the task runs before the host made its files); if it ends before a
+ * task, the instance ends with its exit as with a dead runner. Later tasks (and one running while
+ * the first does) get a sandbox spawned for them. It is ready at once (`hello`), also while its
+ * first sandbox is being spawned, so that the assignment's way to it (the consumer, the plan, the
+ * publish, the workspace) overlaps the spawn. A spawn that fails ends the instance with a
+ * `setup_error` exit (the agent could not start): a task it had taken is then neither acknowledged
+ * nor reported, and the exit settles its execution (lost, run again). The broker message is
+ * acknowledged once the script is written or the task's sandbox runs. A task with a `repository`
+ * is handed to the runner: the local channel is detached (the gateway naks the message; it comes
+ * again in 1 s), the runner's sandbox is started and connects to the socket, and from then on the
+ * instance is that sandbox. `pid` is the running task's sandbox, else the waiting one (0 while
+ * none exists, e.g. while the first one is being spawned).
  */
 export class DirectInstance implements AgentInstance {
   readonly exited: Promise<AgentExit>;
@@ -195,35 +201,65 @@ export class DirectInstance implements AgentInstance {
   private ended = false;
   private closing: Promise<void> | undefined;
   private sendCount = 0;
-  /** The sandbox started ahead, until the first task takes it (or a stop or the hand-over ends it). */
-  private waiting: WaitingSandbox | undefined;
+  /**
+   * The sandbox started ahead, until the first task takes it (or a stop or the hand-over ends it):
+   * `promise` settles once it is spawned (undefined when its spawn failed, which ended the
+   * instance), `spawned` is set from then on.
+   */
+  private waiting: { readonly promise: Promise<WaitingSandbox | undefined>; spawned: WaitingSandbox | undefined } | undefined;
+  /** Why the sandbox started ahead could not be spawned, once it failed (the instance has ended). */
+  private setupFailure: string | undefined;
 
   constructor(
     readonly name: string,
     private readonly host: DirectHost,
     private readonly gateway: AgentGateway,
     private readonly closeServices: () => Promise<void>,
-    waiting?: WaitingSandbox,
+    waiting?: WaitingSandbox | Promise<WaitingSandbox>,
   ) {
     this.exited = new Promise((resolve) => (this.resolveExit = resolve));
-    this.waiting = waiting;
-    // The waiting sandbox ended before a task took it (OOM, killed): the instance ends, as with a dead runner.
-    waiting?.sandbox.exited.then((exit) => {
-      if (this.waiting !== waiting) return;
-      this.waiting = undefined;
-      this.host.log.warn({ exit }, 'the waiting sandbox ended before its task');
-      this.end(exit);
-    }).catch(() => undefined);
+    if (waiting) this.waiting = this.watchWaiting(waiting);
     this.channel = gateway.attachLocal((frame) => this.receive(frame));
     this.heartbeat = setInterval(() => this.channel.deliver({ type: 'heartbeat' }), host.heartbeatIntervalMs);
     this.heartbeat.unref();
     this.channel.deliver({ type: 'hello', version: PROTOCOL_VERSION, pid: 0 });
   }
 
+  /**
+   * Holds `waiting` (spawned or being spawned) as the sandbox started ahead: once spawned, its end
+   * before a task took it (OOM, killed) ends the instance, as with a dead runner; a failed spawn
+   * ends it with a `setup_error` exit.
+   */
+  private watchWaiting(waiting: WaitingSandbox | Promise<WaitingSandbox>): NonNullable<DirectInstance['waiting']> {
+    const held: NonNullable<DirectInstance['waiting']> = {
+      spawned: undefined,
+      promise: Promise.resolve(waiting).then(
+        (sandbox) => {
+          held.spawned = sandbox;
+          sandbox.sandbox.exited.then((exit) => {
+            if (this.waiting !== held) return;
+            this.waiting = undefined;
+            this.host.log.warn({ exit }, 'the waiting sandbox ended before its task');
+            this.end(exit);
+          }).catch(() => undefined);
+          return sandbox;
+        },
+        (error: unknown) => {
+          if (this.waiting === held) this.waiting = undefined;
+          this.setupFailure = `cannot start the sandbox: ${(error as Error).message}`;
+          this.host.log.warn({ err: error }, 'the sandbox started ahead could not be spawned; the instance ends');
+          this.end({ kind: 'setup_error', message: this.setupFailure });
+          return undefined;
+        },
+      ),
+    };
+    return held;
+  }
+
   get pid(): number {
     if (this.runner) return this.runner.pid;
     for (const { sandbox } of this.executions.values()) if (sandbox) return sandbox.pid;
-    return this.waiting?.sandbox.pid ?? 0;
+    return this.waiting?.spawned?.sandbox.pid ?? 0;
   }
 
   get unsafe(): boolean {
@@ -280,7 +316,15 @@ export class DirectInstance implements AgentInstance {
     const waiting = this.waiting;
     this.waiting = undefined;
     const spawnProcess = async (request: TaskProcessRequest): Promise<TaskProcess> => {
-      const sandbox = waiting ? await this.runInWaiting(waiting, request, slot) : await this.host.spawnTask(request, slot);
+      let sandbox: Sandbox;
+      if (waiting) {
+        // Spawned meanwhile, most often: the workspace was made while it was.
+        const spawned = await waiting.promise;
+        if (spawned === undefined) throw new Error(this.setupFailure ?? 'the sandbox started ahead could not be spawned');
+        sandbox = await this.runInWaiting(spawned, request, slot);
+      } else {
+        sandbox = await this.host.spawnTask(request, slot);
+      }
       entry.sandbox = sandbox;
       // The task runs: its broker message is acknowledged now.
       ack();
@@ -318,6 +362,12 @@ export class DirectInstance implements AgentInstance {
     });
     this.executions.set(key, entry);
     entry.execution.result.then((result: ResultFrame) => {
+      // The instance could not spawn the sandbox this task was to run in: the task never ran. It
+      // is neither acknowledged nor reported; the instance's exit settles it (lost, run again).
+      if (entry.sandbox === undefined && this.setupFailure !== undefined) {
+        this.executions.delete(key);
+        return;
+      }
       // A task that failed before its process started (no command, an unsafe workspace) is acknowledged with its result.
       ack();
       this.executions.delete(key);
@@ -356,8 +406,12 @@ export class DirectInstance implements AgentInstance {
     // The waiting sandbox has the runner's name: it ends before the runner starts.
     const waiting = this.waiting;
     this.waiting = undefined;
-    (waiting ? waiting.sandbox.stop(0) : Promise.resolve())
-      .then(() => this.host.spawnRunner())
+    (waiting ? waiting.promise.then((spawned) => spawned?.sandbox.stop(0)) : Promise.resolve())
+      .then(() => {
+        // The sandbox started ahead could not be spawned: the instance has ended, no runner starts.
+        if (this.ended) throw new Error(this.setupFailure ?? 'the instance has ended');
+        return this.host.spawnRunner();
+      })
       .then(
         (sandbox) => {
           this.runner = sandbox;
@@ -386,7 +440,7 @@ export class DirectInstance implements AgentInstance {
     this.waiting = undefined;
     this.stopping = (async () => {
       if (this.handingOver) return this.exited;
-      await waiting?.sandbox.stop(graceMs);
+      await (await waiting?.promise)?.sandbox.stop(graceMs);
       const results = [...this.executions.values()].map(({ execution }) => {
         execution.cancel(reason ? `${reason.reason}: ${reason.detail}` : 'the agent is stopping');
         return execution.result;
@@ -406,7 +460,7 @@ export class DirectInstance implements AgentInstance {
 
   freeze(): boolean {
     if (this.runner) return this.runner.freeze();
-    let frozen = this.waiting?.sandbox.freeze() ?? false;
+    let frozen = this.waiting?.spawned?.sandbox.freeze() ?? false;
     for (const { sandbox } of this.executions.values()) if (sandbox?.freeze()) frozen = true;
     return frozen;
   }
@@ -416,7 +470,7 @@ export class DirectInstance implements AgentInstance {
       this.runner.thaw();
       return;
     }
-    this.waiting?.sandbox.thaw();
+    this.waiting?.spawned?.sandbox.thaw();
     for (const { sandbox } of this.executions.values()) sandbox?.thaw();
   }
 
@@ -424,7 +478,7 @@ export class DirectInstance implements AgentInstance {
     if (this.runner) return this.runner.usage();
     let total = ZERO_USAGE;
     const sandboxes = [...this.executions.values()].map((e) => e.sandbox);
-    if (this.waiting) sandboxes.push(this.waiting.sandbox);
+    if (this.waiting?.spawned) sandboxes.push(this.waiting.spawned.sandbox);
     for (const sandbox of sandboxes) {
       if (!sandbox) continue;
       const u = sandbox.usage();

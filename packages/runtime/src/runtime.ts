@@ -177,7 +177,7 @@ export type AgentEvents = GatewayEvents;
 /** A running agent instance, from {@link AgentRuntime.start}. */
 export interface AgentInstance {
   readonly name: string;
-  /** The host pid of the instance's outermost process. */
+  /** The host pid of the instance's outermost process (0 while a direct instance has no sandbox, e.g. while its first one is being spawned). */
   readonly pid: number;
   /** True when it runs with weaker isolation than `full` (see {@link AgentIsolation}); show it wherever the agent appears. */
   readonly unsafe: boolean;
@@ -278,8 +278,11 @@ export interface AgentRuntime {
   /**
    * Starts one instance of an agent: attaches its home storage (with a quota), opens its agent
    * channel, which reports through `events`, and starts the agent runner confined as `spec` says.
-   * Resolves once it runs (not once the runner said hello: that is `events.hello`). On failure
-   * nothing it made stays open.
+   * Resolves once it runs (not once the runner said hello: that is `events.hello`); a per-task
+   * instance without a runner (the bubblewrap driver's direct mode) resolves, and says hello, once
+   * its channel is open, while its first sandbox is still being spawned (its `pid` is 0 until
+   * then; a spawn that fails ends it with a `setup_error` exit). On failure nothing it made stays
+   * open.
    * @throws {WarrenError} if the spec is invalid (naming the field), the storage cannot be
    *   attached, or the instance cannot be started.
    */

@@ -1,8 +1,10 @@
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AssignmentMessage, ProgressMessage, ResultMessage, Subscription } from '@warren/broker';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentInstance, AgentStartSpec } from '../src/index.js';
+import { silentLogger } from '@warren/core';
+import { AgentGateway, homeInSandbox, type AgentInstance, type AgentStartSpec } from '../src/index.js';
+import { DirectInstance, type DirectHost, type WaitingSandbox } from '../src/direct.js';
 import { bubblewrapFixture, type BubblewrapFixture } from './support/bubblewrap.js';
 import { RecordingEvents, waitFor } from './support/events.js';
 
@@ -34,7 +36,10 @@ afterAll(async () => {
   await fixture?.close();
 });
 
-/** A per-task agent `name` (runtime `shell` unless given), started and said hello. */
+/**
+ * A per-task agent `name` (runtime `shell` unless given), started and said hello, its first
+ * sandbox spawned (the instance says hello while it is being spawned).
+ */
 async function startDirect(name: string, runtime: unknown = { kind: 'shell' }): Promise<{ spec: AgentStartSpec; instance: AgentInstance; events: RecordingEvents }> {
   const base = await fixture.agent(name);
   const spec: AgentStartSpec = { ...base, runner: { ...base.runner, runtime, perTask: true } };
@@ -42,6 +47,7 @@ async function startDirect(name: string, runtime: unknown = { kind: 'shell' }): 
   const instance = await fixture.runtime.start(spec, events);
   cleanups.push(() => instance.close());
   await waitFor('the instance to say hello', () => events.hellos.length > 0);
+  await waitFor('its first sandbox to be spawned', () => instance.pid > 0);
   return { spec, instance, events };
 }
 
@@ -101,7 +107,6 @@ describe('the direct mode of the bubblewrap runtime', () => {
     const { spec, instance, events } = await startDirect('direct-a');
     // Ready at once, its sandbox started ahead: a shell waiting for its script, alone (no runner).
     expect(instance.connected).toBe(true);
-    expect(instance.pid).toBeGreaterThan(0);
     const waitingPid = instance.pid;
     await waitFor('the waiting shell', () => sandboxedShell(waitingPid) !== undefined);
     expect(agentCommands(waitingPid)).toEqual(['sh']);
@@ -303,6 +308,68 @@ describe('the direct mode of the bubblewrap runtime', () => {
     expect(instance.connected).toBe(true);
     instance.requestShutdown('done');
     expect(await instance.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
+  });
+
+  it('ends the instance with a setup_error when its first sandbox cannot be spawned, after its hello', async () => {
+    const base = await fixture.agent('direct-n');
+    const spec: AgentStartSpec = { ...base, runner: { ...base.runner, perTask: true } };
+    // A home the agent does not own is refused by the sandbox's spawn, not by anything before it.
+    chownSync(spec.homeDir, spec.uid + 1, spec.gid + 1);
+    const events = new RecordingEvents();
+    // The start resolves (the spawn is not waited for); the failure ends the instance.
+    const instance = await fixture.runtime.start(spec, events);
+    cleanups.push(() => instance.close());
+    const exit = await instance.exited;
+    expect(exit).toMatchObject({ kind: 'setup_error', message: expect.stringContaining(`is owned by uid ${spec.uid + 1}, not ${spec.uid}`) });
+    expect(instance.pid).toBe(0);
+    // Nothing of it is left running: its sandbox name is free for the next start of the agent.
+    chownSync(spec.homeDir, spec.uid, spec.gid);
+    const again = await fixture.runtime.start(spec, new RecordingEvents());
+    cleanups.push(() => again.close());
+    await waitFor('the next start to spawn its sandbox', () => again.pid > 0);
+  });
+
+  it('leaves a task taken while the first sandbox was being spawned unacknowledged and unreported when the spawn fails', async () => {
+    const spec = await fixture.agent('direct-o');
+    const events = new RecordingEvents();
+    const gateway = await AgentGateway.start({
+      identity: { name: spec.name, template: spec.template, uid: spec.uid, gid: spec.gid, home: homeInSandbox(spec.name), capabilities: spec.capabilities },
+      socketDir: join(fixture.stateDir, 'run', 'agents', spec.name, 'socket'),
+      broker: fixture.broker,
+      events,
+      logger: silentLogger,
+    });
+    let failSpawn!: (error: Error) => void;
+    const spawning = new Promise<WaitingSandbox>((_resolve, reject) => (failSpawn = reject));
+    const host: DirectHost = {
+      runtime: { kind: 'shell' },
+      home: spec.homeDir,
+      processHome: homeInSandbox(spec.name),
+      uid: spec.uid,
+      gid: spec.gid,
+      unsafe: false,
+      env: {},
+      agentSdkBinPresent: false,
+      waitingEnv: null,
+      heartbeatIntervalMs: 1_000,
+      spawnTask: () => Promise.reject(new Error('the first task runs in the sandbox started ahead')),
+      spawnRunner: () => Promise.reject(new Error('no runner in this test')),
+      log: silentLogger,
+    };
+    const instance = new DirectInstance(spec.name, host, gateway, () => Promise.resolve(), spawning);
+    cleanups.push(() => instance.close());
+    await waitFor('the instance to say hello', () => events.hellos.length > 0);
+    expect(instance.pid).toBe(0);
+    await assign(spec.name, 'direct-never-ran', { command: 'echo never' });
+    // Taken: its workspace is made while the sandbox is (still) being spawned.
+    await waitFor('the task to be taken', () => existsSync(join(spec.homeDir, 'work', 'direct-never-ran', 'task.json')));
+    failSpawn(new Error('cgroup warren/x cannot be made'));
+    expect(await instance.exited).toEqual({ kind: 'setup_error', message: 'cannot start the sandbox: cgroup warren/x cannot be made' });
+    await instance.close();
+    // Closed: whatever the instance was to report has reached the gateway by now, and it reported
+    // neither a start nor a result (the supervisor settles the execution from the exit: lost).
+    expect(events.acks).toEqual([]);
+    expect(results.some((r) => r.taskId === 'direct-never-ran')).toBe(false);
   });
 
   it('refuses a workspace parent the agent replaced with a symlink, writing nothing there', async () => {

@@ -1,5 +1,5 @@
 import { readdir, readFile, rmdir, stat, writeFile, mkdir } from 'node:fs/promises';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SandboxError } from './errors.js';
@@ -44,9 +44,15 @@ export interface SandboxCgroups {
   };
 }
 
-async function writeControl(sandbox: string, path: string, value: string): Promise<void> {
+/**
+ * Writes `value` to the control file `path`. Synchronous, as every step of {@link createCgroups}'s
+ * usual path: a cgroup file's write is a few microseconds in the kernel, while each step through
+ * the thread pool waits for the event loop, which on a busy supervisor cost a sandbox's start
+ * ~10 ms of waiting (about 1 ms when quiet, against 0.2 ms for all the steps done in place).
+ */
+function writeControl(sandbox: string, path: string, value: string): void {
   try {
-    await writeFile(path, value);
+    writeFileSync(path, value);
   } catch (error) {
     throw new SandboxError(sandbox, `cannot write '${value.trim()}' to ${path}: ${(error as Error).message}`, path, {
       cause: error,
@@ -54,13 +60,8 @@ async function writeControl(sandbox: string, path: string, value: string): Promi
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
+function exists(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false }) !== undefined;
 }
 
 /** Whether each control file exists in the cgroups of a hierarchy, by `<hierarchy>\0<file>` (a fact of the host's kernel). */
@@ -70,11 +71,11 @@ const controlFiles = new Map<string, boolean>();
  * Whether the control file `file` exists in `dir`, a cgroup of `hierarchy`: looked up once per
  * hierarchy and file (every cgroup of a hierarchy has the same control files).
  */
-async function hasFile(hierarchy: string, dir: string, file: string): Promise<boolean> {
+function hasFile(hierarchy: string, dir: string, file: string): boolean {
   const key = `${hierarchy}\0${file}`;
   let known = controlFiles.get(key);
   if (known === undefined) {
-    known = await exists(join(dir, file));
+    known = exists(join(dir, file));
     controlFiles.set(key, known);
   }
   return known;
@@ -96,10 +97,20 @@ export async function cgroupPids(dir: string): Promise<number[]> {
 /**
  * Makes `<hierarchy>/warren/<name>` (creating `warren/` if needed). An existing directory of that
  * name with no processes is a leftover and is replaced; one with processes means the name is in use.
+ * The usual case (the parent there, the name free) is one synchronous mkdir (see {@link writeControl}).
  */
 async function makeDir(sandbox: string, hierarchy: string): Promise<string> {
   const parent = join(hierarchy, CGROUP_PARENT);
   const dir = join(parent, sandbox);
+  try {
+    mkdirSync(dir);
+    return dir;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'EEXIST') {
+      throw new SandboxError(sandbox, `cannot create cgroup ${dir}: ${(error as Error).message}`, dir, { cause: error });
+    }
+  }
   try {
     await mkdir(parent, { recursive: true });
     await mkdir(dir);
@@ -147,11 +158,11 @@ async function removeDir(sandbox: string, dir: string, attempts = REMOVE_ATTEMPT
 }
 
 /** Enables `controllers` for the children of `dir` (cgroup v2 `cgroup.subtree_control`). */
-async function enableControllers(sandbox: string, dir: string, controllers: string[]): Promise<void> {
+function enableControllers(sandbox: string, dir: string, controllers: string[]): void {
   const file = join(dir, 'cgroup.subtree_control');
-  const enabled = (await readFile(file, 'utf8')).trim().split(/\s+/);
+  const enabled = readFileSync(file, 'utf8').trim().split(/\s+/);
   const wanted = controllers.filter((c) => !enabled.includes(c));
-  if (wanted.length > 0) await writeControl(sandbox, file, wanted.map((c) => `+${c}`).join(' '));
+  if (wanted.length > 0) writeControl(sandbox, file, wanted.map((c) => `+${c}`).join(' '));
 }
 
 /**
@@ -169,16 +180,16 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
     if (cgroup.version === 'v2' && cgroup.paths.unified) {
       const root = cgroup.paths.unified;
       const controllers = ['memory', 'pids', ...(cgroup.cpu ? ['cpu'] : [])];
-      await enableControllers(name, root, controllers);
-      await mkdir(join(root, CGROUP_PARENT), { recursive: true });
-      await enableControllers(name, join(root, CGROUP_PARENT), controllers);
+      enableControllers(name, root, controllers);
+      mkdirSync(join(root, CGROUP_PARENT), { recursive: true });
+      enableControllers(name, join(root, CGROUP_PARENT), controllers);
       const dir = await makeDir(name, root);
       made.push(dir);
-      await writeControl(name, join(dir, 'memory.max'), String(limits.memoryMaxBytes));
-      if (await exists(join(dir, 'memory.swap.max'))) await writeControl(name, join(dir, 'memory.swap.max'), '0');
-      if (await exists(join(dir, 'memory.oom.group'))) await writeControl(name, join(dir, 'memory.oom.group'), '1');
-      await writeControl(name, join(dir, 'pids.max'), String(limits.pidsMax));
-      if (cgroup.cpu) await writeControl(name, join(dir, 'cpu.weight'), String(limits.cpuWeight));
+      writeControl(name, join(dir, 'memory.max'), String(limits.memoryMaxBytes));
+      if (exists(join(dir, 'memory.swap.max'))) writeControl(name, join(dir, 'memory.swap.max'), '0');
+      if (exists(join(dir, 'memory.oom.group'))) writeControl(name, join(dir, 'memory.oom.group'), '1');
+      writeControl(name, join(dir, 'pids.max'), String(limits.pidsMax));
+      if (cgroup.cpu) writeControl(name, join(dir, 'cpu.weight'), String(limits.cpuWeight));
       return {
         name,
         dirs: made,
@@ -218,25 +229,25 @@ export async function createCgroups(caps: HostCapabilities, name: string, limits
       trackingDir = dir;
       if (cgroup.kill) killFile = join(dir, 'cgroup.kill');
       // cgroup2 keeps CPU time in cpu.stat even without the cpu controller enabled.
-      if (await hasFile(cgroup.paths.unified, dir, 'cpu.stat')) cpu = { path: join(dir, 'cpu.stat'), format: 'cpu.stat' };
+      if (hasFile(cgroup.paths.unified, dir, 'cpu.stat')) cpu = { path: join(dir, 'cpu.stat'), format: 'cpu.stat' };
     }
     if (cgroup.paths.memory) {
       const dir = await dirOf(cgroup.paths.memory);
-      await writeControl(name, join(dir, 'memory.limit_in_bytes'), String(limits.memoryMaxBytes));
-      if (await hasFile(cgroup.paths.memory, dir, 'memory.memsw.limit_in_bytes')) await writeControl(name, join(dir, 'memory.memsw.limit_in_bytes'), String(limits.memoryMaxBytes));
+      writeControl(name, join(dir, 'memory.limit_in_bytes'), String(limits.memoryMaxBytes));
+      if (hasFile(cgroup.paths.memory, dir, 'memory.memsw.limit_in_bytes')) writeControl(name, join(dir, 'memory.memsw.limit_in_bytes'), String(limits.memoryMaxBytes));
       memory = { dir, version: 'v1' };
       trackingDir ??= dir;
     }
     if (cgroup.paths.pids) {
       const dir = await dirOf(cgroup.paths.pids);
-      await writeControl(name, join(dir, 'pids.max'), String(limits.pidsMax));
+      writeControl(name, join(dir, 'pids.max'), String(limits.pidsMax));
       trackingDir ??= dir;
       pidsDir = dir;
     }
     if (cgroup.paths.cpu) {
       const dir = await dirOf(cgroup.paths.cpu);
       const shares = Math.max(2, Math.round((limits.cpuWeight * 1024) / 100));
-      await writeControl(name, join(dir, 'cpu.shares'), String(shares));
+      writeControl(name, join(dir, 'cpu.shares'), String(shares));
     }
     if (cpu === null && cgroup.paths.cpuacct) {
       const dir = await dirOf(cgroup.paths.cpuacct);
@@ -372,7 +383,7 @@ async function removeTree(name: string, dir: string, attempts = LEFTOVER_REMOVE_
   }
   const killFile = join(dir, 'cgroup.kill');
   if (!(await same())) return false;
-  if (await exists(killFile)) await writeFile(killFile, '1').catch(() => undefined);
+  if (exists(killFile)) await writeFile(killFile, '1').catch(() => undefined);
   if (!(await same())) return false;
   await killByList([dir]);
   return removeDir(name, dir, attempts, same);

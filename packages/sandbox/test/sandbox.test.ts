@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import {
   assertIsolation,
@@ -303,6 +304,25 @@ describe('spawnSandbox', () => {
     expect(sandbox.logDroppedBytes).toBeGreaterThan(0);
     // the newest output is kept
     expect(current.subarray(-1).toString()).toBe('6');
+  });
+
+  it('passes stdout and stderr whole to options.output and reads stdin from a pipe, making no log file then', async () => {
+    const spec = makeSpec(['/bin/sh', '-c', 'read line; echo "out:$line"; echo err >&2']);
+    const chunks = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    const sink = (into: Buffer[]): Writable =>
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          into.push(chunk);
+          done();
+        },
+      });
+    const sandbox = track(await spawnSandbox(spec, { output: { stdout: sink(chunks.stdout), stderr: sink(chunks.stderr) }, stdin: 'pipe' }));
+    sandbox.stdin!.end('hello\n');
+    expect(await sandbox.exited).toEqual({ kind: 'succeeded', exitCode: 0 });
+    expect(Buffer.concat(chunks.stdout).toString()).toBe('out:hello\n');
+    expect(Buffer.concat(chunks.stderr).toString()).toBe('err\n');
+    expect(existsSync(spec.logPath)).toBe(false);
+    expect(sandbox.logDroppedBytes).toBe(0);
   });
 });
 

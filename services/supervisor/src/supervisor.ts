@@ -82,10 +82,10 @@ export const TICK_STAGES = [
   'publishOutbox',
   'watchStranded',
   'planAndAssign',
+  'startAgents',
   'passBarrier',
   'flushBoard',
   'publishAssignments',
-  'startAgents',
   'completeParents',
   'tendLifecycles',
   'checkIdle',
@@ -341,9 +341,11 @@ export class Supervisor {
 
   /**
    * The tick's stages, in order: read the board, apply the inbox, run operator commands, agent
-   * health, publish the outbox, plan and assign, pass the commit barrier (one fsync: results
-   * acknowledged, events out), write cards, publish assignments, start agents, complete parents,
-   * put idle agents away, check idle.
+   * health, publish the outbox, plan and assign, start agents, pass the commit barrier (one fsync:
+   * results acknowledged, events out), write cards, publish assignments, complete parents, put
+   * idle agents away, check idle. Agents start before the barrier: a start waits for no commit
+   * (its own commits go through the barrier, its events wait for a pass like any other), so it
+   * runs while the WAL is synced instead of after.
    */
   private tickStages(): TickStage[] {
     const { ctx } = this;

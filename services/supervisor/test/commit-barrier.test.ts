@@ -129,4 +129,11 @@ describe('the tick and its barrier', () => {
     expect(at('passBarrier')).toBeLessThan(at('publishAssignments'));
     expect(new Set(TICK_STAGES).size).toBe(TICK_STAGES.length);
   });
+
+  it('starts the agents the plan asks for before the barrier, so that a start runs while the WAL is synced', async () => {
+    const { TICK_STAGES } = await import('../src/supervisor.js');
+    const at = (name: string): number => TICK_STAGES.indexOf(name as (typeof TICK_STAGES)[number]);
+    expect(at('planAndAssign')).toBeLessThan(at('startAgents'));
+    expect(at('startAgents')).toBeLessThan(at('passBarrier'));
+  });
 });
