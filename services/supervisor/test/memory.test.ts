@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '@warren/core';
-import { CompactionPolicy, compactHeap, DEFAULT_COMPACTION_POLICY, MemoryWatch, readHeap, type HeapReading, type MemorySample } from '../src/memory.js';
+import { CompactionPolicy, compactHeap, compactionPolicyFromEnv, DEFAULT_COMPACTION_POLICY, MemoryWatch, readHeap, type HeapReading, type MemorySample } from '../src/memory.js';
 
 const MIB = 2 ** 20;
 const heap = (committedMiB: number, usedMiB = committedMiB / 2): HeapReading => ({ committedBytes: committedMiB * MIB, usedBytes: usedMiB * MIB });
@@ -158,5 +158,17 @@ describe('compactHeap', () => {
     expect(after.usedBytes).toBeLessThan(before.usedBytes);
     expect(kept.length).toBe(100_000);
     expect(kept[99_999]).toEqual({ i: 1_999_980, s: 'x1999980' });
+  });
+});
+
+describe('compactionPolicyFromEnv', () => {
+  it('is off unless asked for; on gives the defaults, a number the growth in MiB; anything else is refused', () => {
+    expect(compactionPolicyFromEnv({})).toBeNull();
+    expect(compactionPolicyFromEnv({ WARREN_HEAP_COMPACTION: ' ' })).toBeNull();
+    expect(compactionPolicyFromEnv({ WARREN_HEAP_COMPACTION: 'off' })).toBeNull();
+    expect(compactionPolicyFromEnv({ WARREN_HEAP_COMPACTION: 'on' })).toEqual(DEFAULT_COMPACTION_POLICY);
+    expect(compactionPolicyFromEnv({ WARREN_HEAP_COMPACTION: '64' })).toEqual({ ...DEFAULT_COMPACTION_POLICY, growthBytes: 64 * 2 ** 20 });
+    expect(() => compactionPolicyFromEnv({ WARREN_HEAP_COMPACTION: 'yes' })).toThrow(/WARREN_HEAP_COMPACTION must be 'off', 'on' or a growth in MiB above 0, not 'yes'/);
+    expect(() => compactionPolicyFromEnv({ WARREN_HEAP_COMPACTION: '-1' })).toThrow(/not '-1'/);
   });
 });
