@@ -237,6 +237,13 @@ export class Supervisor {
     return { state: this.stateValue, tick: { runningForMs: startedMs === undefined ? null : Date.now() - startedMs, step: current }, ...inspectParts(this.ctx, this.parts) };
   }
 
+  /** Agents being started now: spawned, or started and not yet ready (their runner has not said hello). */
+  startingAgents(): number {
+    let n = 0;
+    for (const count of this.parts.agents.startingCounts().values()) n += count;
+    return n;
+  }
+
   /** Asks the supervisor to stop: no more assignments, agents stopped, broker and database closed. */
   shutdown(reason = 'shutdown requested'): void {
     this.stopRequested?.(reason);

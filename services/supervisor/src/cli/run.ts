@@ -7,6 +7,7 @@ import { SUPERVISOR_PID_FILE } from '@warren/registry';
 import type { SupervisorConfig, SupervisorOptions } from '../config.js';
 import { Supervisor, type RunMode, type RunSummary } from '../supervisor.js';
 import { lockBoard, type BoardLock } from '../board-lock.js';
+import { compactionPolicyFromEnv, MemoryWatch } from '../memory.js';
 import { secureStateDir } from '../state-dir.js';
 import { addPathOptions, BOARD_FORMAT_NAMES, configFrom, ExitCode, makeLogger, runningSupervisorPid, type PathFlags } from './common.js';
 
@@ -34,10 +35,12 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
   const config = configFrom({ ...flags, http }, process.env);
   if (config.crashAt) process.stderr.write(`warren: FAULT INJECTION: this supervisor will die at '${config.crashAt}'\n`);
   const log = makeLogger(config, process.env);
+  const compaction = compactionPolicyFromEnv(process.env);
   const secured = await secureStateDir(config.stateDir);
   if (secured > 0) log.warn({ stateDir: config.stateDir, entries: secured }, 'state directory was readable by others; made it private (0700, files 0600)');
   const unlock = lockStateDir(config);
   let boardLock: BoardLock | undefined;
+  let memory: MemoryWatch | undefined;
   try {
     boardLock = lockBoard(config.boardDir, config.stateDir, log);
     const supervisor = await Supervisor.create(config, {
@@ -66,6 +69,11 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
     // `kill -USR2 <pid>`: log what the supervisor holds in memory (why nothing moves).
     const inspect = (): void => log.warn({ view: supervisor.inspect() }, 'supervisor view');
     process.on('SIGUSR2', inspect);
+    // The heap a burst of agent starts grew is given back once it has settled (see memory.ts).
+    if (compaction) {
+      memory = new MemoryWatch({ starting: () => supervisor.startingAgents(), log: log.child({ component: 'memory' }), policy: compaction });
+      memory.start();
+    }
     log.info({ board: relative(process.cwd(), config.boardDir) || '.', stateDir: config.stateDir, mode }, 'supervisor running');
     const summary = await supervisor.run().finally(() => process.off('SIGUSR2', inspect));
     if (mode === 'until-idle') {
@@ -74,6 +82,7 @@ async function supervise(mode: RunMode, flags: PathFlags & Partial<SupervisorOpt
     }
     return ExitCode.ok;
   } finally {
+    memory?.stop();
     boardLock?.release();
     unlock();
   }
