@@ -26,12 +26,14 @@ async function setup(): Promise<{ nats: EmbeddedNatsServer; broker: Broker; jsm:
   // Every JetStream API request any connection makes goes out on $JS.API.>: a subscriber sees a copy.
   watcher.subscribe('$JS.API.>', { callback: (_err, msg) => subjects.push(msg.subject) });
   await watcher.flush();
+  // The server routed each copy when it took the request (before its answer came back); a round
+  // trip of the watcher's own comes after every copy routed to it before. Both the mark and the
+  // reading make one, so a copy of an earlier request never lands after the mark.
   const requests: Requests = {
-    get length() {
+    mark: async () => {
+      await watcher.flush();
       return subjects.length;
     },
-    // The server routed each copy when it took the request (before its answer came back); a
-    // round trip of the watcher's own comes after every copy routed to it before.
     seen: async (kind, from = 0) => {
       await watcher.flush();
       return subjects.slice(from).filter((s) => s.startsWith(`$JS.API.${kind}.`));
@@ -42,8 +44,8 @@ async function setup(): Promise<{ nats: EmbeddedNatsServer; broker: Broker; jsm:
 
 /** The JetStream API requests seen on the server. */
 interface Requests {
-  /** How many were seen so far (a mark for {@link seen}). */
-  readonly length: number;
+  /** How many were seen so far, every request answered before the call included (a mark for {@link seen}). */
+  mark(): Promise<number>;
   /** The subjects of those of `kind` (`CONSUMER.CREATE`, `STREAM.PURGE`, …) from index `from` on. */
   seen(kind: string, from?: number): Promise<string[]>;
 }
@@ -70,7 +72,7 @@ describe('releaseAgentConsumers', () => {
     const made = await jsm.consumers.info('WARREN_ASSIGN', 'assign-slot-1');
     await until(async () => (await jsm.consumers.info('WARREN_ASSIGN', 'assign-slot-1')).num_ack_pending, 0);
 
-    const mark = requests.length;
+    const mark = await requests.mark();
     await broker.releaseAgentConsumers('slot-1');
     // The next agent of the name: its start purges old assignments, then consumes.
     expect(await broker.purgeAssignments('slot-1')).toBe(0);
@@ -111,11 +113,11 @@ describe('releaseAgentConsumers', () => {
     await broker.releaseAgentConsumers('slot-3');
     // Published while no agent of the name runs: the purge before the next start must remove it.
     await broker.publishAssignment(assignment('T-stale', 'slot-3'));
-    const mark = requests.length;
+    const mark = await requests.mark();
     expect(await broker.purgeAssignments('slot-3')).toBe(1);
     expect((await requests.seen('STREAM.PURGE', mark)).length).toBe(1);
     // Now seen empty again: the next purge needs no request.
-    const after = requests.length;
+    const after = await requests.mark();
     expect(await broker.purgeAssignments('slot-3')).toBe(0);
     expect(await requests.seen('STREAM.PURGE', after)).toEqual([]);
   });
@@ -131,7 +133,7 @@ describe('releaseAgentConsumers', () => {
     for await (const s of statuses) if (s.type === 'reconnect') break;
     // The broker's own status watch got the same event: let it run before going on.
     await new Promise((resolve) => setImmediate(resolve));
-    const mark = requests.length;
+    const mark = await requests.mark();
     // Nothing is known any more: the start purges, and the consumer is made again.
     await broker.purgeAssignments('slot-4');
     await runOne(broker, 'slot-4', 'T-2');
@@ -145,19 +147,19 @@ describe('releaseAgentConsumers', () => {
     const { broker, jsm, requests } = await setup();
     expect(await broker.fetchMessages('slot-5')).toEqual([]);
     await jsm.consumers.info('WARREN_MESSAGES', 'msg-slot-5');
-    let mark = requests.length;
+    let mark = await requests.mark();
     await broker.releaseAgentConsumers('slot-5');
     expect((await requests.seen('CONSUMER.DELETE.WARREN_MESSAGES', mark)).length).toBe(1);
     await expect(jsm.consumers.info('WARREN_MESSAGES', 'msg-slot-5')).rejects.toThrow(/consumer not found/);
 
-    mark = requests.length;
+    mark = await requests.mark();
     await broker.releaseAgentConsumers('slot-5');
     expect(await requests.seen('CONSUMER.DELETE.WARREN_MESSAGES', mark)).toEqual([]);
 
     // Made again by a fetch: the next release deletes it again, and a message waiting for the name is purged.
     expect(await broker.fetchMessages('slot-5')).toEqual([]);
     await broker.publishMessage({ id: 'm-1', from: 'other', to: 'slot-5', body: 'hi', sentAtMs: 1 });
-    mark = requests.length;
+    mark = await requests.mark();
     await broker.releaseAgentConsumers('slot-5');
     expect((await requests.seen('CONSUMER.DELETE.WARREN_MESSAGES', mark)).length).toBe(1);
     expect(await broker.pendingFor('slot-5')).toEqual({ assignments: 0, messages: 0 });
