@@ -280,6 +280,10 @@ static napi_value js_spawn(napi_env env, napi_callback_info info) {
   }
   const int32_t* fds = (const int32_t*)data;
   int* high = calloc(count ? count : 1, sizeof(int));
+  if (high == NULL) {
+    result = result_pair(env, -ENOMEM, NULL);
+    goto done;
+  }
   for (size_t i = 0; i < count; i++) high[i] = -1;
   int error = 0;
   /* Every source is first moved to a descriptor >= count, so that no dup2 of the child clobbers

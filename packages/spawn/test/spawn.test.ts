@@ -2,6 +2,7 @@ import { spawn as forkSpawn, execFileSync } from 'node:child_process';
 import { chmodSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawnImplementation, spawnProcess, type SpawnedProcess, type SpawnProcessOptions } from '@warren/spawn';
@@ -79,6 +80,11 @@ function zombieChildren(): number[] {
     if (fields[0] === 'Z' && Number(fields[1]) === process.pid) zombies.push(Number(name));
   }
   return zombies;
+}
+
+/** The built module (`dist/index.js`), for a separate Node process (which cannot load TypeScript). */
+function distIndex(): string {
+  return fileURLToPath(new URL('../dist/index.js', import.meta.url));
 }
 
 /** Our descriptors that are pidfds. */
@@ -231,9 +237,20 @@ describe('spawnProcess', () => {
     expect(zombieChildren()).toEqual([]);
   });
 
+  it('passes an exception thrown by an exit listener on as an uncaught exception', () => {
+    const script = [
+      `import { spawnProcess } from ${JSON.stringify(distIndex())};`,
+      "process.on('uncaughtException', (error) => console.log('uncaught', error.message));",
+      "spawnProcess('/bin/true', [], { env: {} }).on('exit', () => { throw new Error('from the listener'); });",
+      "spawnProcess('/bin/sh', ['-c', 'sleep 0.1; exit 4'], { env: {} }).on('exit', (code) => console.log('exit', code));",
+    ].join('\n');
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(out).toBe('uncaught from the listener\nexit 4\n');
+  });
+
   it('keeps Node running while a child runs, and not after its exit', () => {
     const script = [
-      `import { spawnProcess } from ${JSON.stringify(new URL('../src/index.ts', import.meta.url).pathname.replace(/src\/index\.ts$/, 'dist/index.js'))};`,
+      `import { spawnProcess } from ${JSON.stringify(distIndex())};`,
       "const child = spawnProcess('/bin/sh', ['-c', 'sleep 0.2; exit 3'], { env: {} });",
       "child.on('exit', (code) => console.log('exit', code));",
     ].join('\n');
