@@ -15,6 +15,11 @@ have mount || missing+=(mount)
 have perl || missing+=(perl-base)
 # Repositories tasks work on are mirrored and checked out with git.
 have git || missing+=(git)
+# `npm run build` compiles the @warren/spawn addon (packages/spawn) with node-gyp: a C compiler,
+# make and Python 3. Without them it warns and Warren starts processes with child_process instead.
+have cc || missing+=(gcc)
+have make || missing+=(make)
+have python3 || missing+=(python3)
 # The dashboard's browser tests drive Debian's Chromium (playwright-core downloads no browser), and
 # a test has Debian's Prometheus scrape /metrics.
 have chromium || missing+=(chromium)

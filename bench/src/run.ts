@@ -31,6 +31,7 @@ import { httpScenario } from './scenarios/http.js';
 import { metricsScenario } from './scenarios/metrics.js';
 import { policyScenario } from './scenarios/policy.js';
 import { sandboxScenario } from './scenarios/sandbox.js';
+import { spawnScenario } from './scenarios/spawn.js';
 import { schedulerScenario } from './scenarios/scheduler.js';
 import { startupScenario } from './scenarios/startup.js';
 import { tickScenario } from './scenarios/tick.js';
@@ -42,6 +43,7 @@ export const SCENARIOS: readonly Scenario[] = [
   auditScenario,
   policyScenario,
   sandboxScenario,
+  spawnScenario,
   brokerScenario,
   e2eScenario,
   startupScenario,

@@ -7,10 +7,15 @@
  * (`node packages/agent-runner/dist/build.js [outFile]`).
  *
  * Output: `<outFile>` (default {@link runnerBundlePath}), written to a temporary name and renamed
- * into place so a sandbox never starts a half-written bundle.
+ * into place so a sandbox never starts a half-written bundle; next to it, a copy of the
+ * `@warren/spawn` addon (`warren_spawn.node`, which the bundled `@warren/spawn` looks for beside the
+ * bundle: the sandbox binds only the runner's package directory), or no such file when the addon
+ * is not built (the runner then starts tasks with child_process).
  */
 import { bundleForNode, packageRootOf, runWhenMain, type NodeBundle } from '@warren/bundle';
-import { join } from 'node:path';
+import { SPAWN_ADDON_NAME, spawnAddonPath } from '@warren/spawn';
+import { copyFileSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { RUNNER_BUNDLE_NAME } from './bundle.js';
 
 /** Where {@link buildRunnerBundle} writes by default: `<package>/dist/runner.cjs`. */
@@ -20,13 +25,24 @@ export function runnerBundlePath(): string {
 
 /**
  * Builds the bundle (CommonJS; `@warren/bundle` `bundleForNode`).
- * @returns the bundle's path and size in bytes.
+ * @returns the bundle's path and size in bytes (the addon copied beside it is not counted).
  * @throws esbuild's error (naming the file and line) when a source does not compile, or an Error
  *   naming the import when the bundle would require anything but a Node built-in (the sandbox has
  *   no node_modules).
  */
-export function buildRunnerBundle(outFile: string = runnerBundlePath()): Promise<NodeBundle> {
-  return bundleForNode({ packageRoot: packageRootOf(import.meta.url), entryPoint: 'src/main.ts', outFile, format: 'cjs', what: '@warren/agent-runner build' });
+export async function buildRunnerBundle(outFile: string = runnerBundlePath()): Promise<NodeBundle> {
+  const built = await bundleForNode({ packageRoot: packageRootOf(import.meta.url), entryPoint: 'src/main.ts', outFile, format: 'cjs', what: '@warren/agent-runner build' });
+  const addon = spawnAddonPath();
+  const target = join(dirname(built.bundle), SPAWN_ADDON_NAME);
+  if (addon === undefined) {
+    rmSync(target, { force: true });
+  } else if (addon !== target) {
+    // Renamed into place: a runner that has the old file mapped keeps it.
+    const temp = `${target}.${process.pid}.tmp`;
+    copyFileSync(addon, temp);
+    renameSync(temp, target);
+  }
+  return built;
 }
 
 // Run as a program: `node dist/build.js [outFile]`.

@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, constants as fsConstants, existsSync, fchownSync, lchownSync, lstatSync, mkdirSync, openSync, readdirSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
+import type { SpawnedProcess, SpawnProcessOptions } from '@warren/spawn';
 import { agentInvocation, loadSession, saveSession, LLM_PORT_IN_SANDBOX, type AgentRuntime } from './agent-cli.js';
 import { createLineMapper, describeAgentEvent, mapAgentLine, truncateAgentEvent, type AgentEvent } from './agent-events.js';
 import { OutputCapture, parseProgressLine, parseSendLine } from './output.js';
@@ -273,6 +274,24 @@ function openOwnedFile(path: string, owner: { readonly uid: number; readonly gid
   return fd;
 }
 
+/** @warren/spawn, loaded once: null when it cannot be imported (see {@link spawnModule}). */
+let spawnLoad: Promise<typeof import('@warren/spawn') | null> | undefined;
+
+/**
+ * @warren/spawn (posix_spawn without forking the runner), or null when it cannot be imported: the
+ * bundle (`dist/runner.cjs`) has it inside, but `dist/main.js` started in a sandbox sees no
+ * node_modules, and then the task's process is started with child_process as before.
+ */
+function spawnModule(): Promise<typeof import('@warren/spawn') | null> {
+  spawnLoad ??= import('@warren/spawn').catch(() => null);
+  return spawnLoad;
+}
+
+/** child_process.spawn with @warren/spawn's options (its fallback when @warren/spawn cannot be imported). */
+function spawnWithChildProcess(file: string, args: readonly string[], options: SpawnProcessOptions): SpawnedProcess {
+  return spawn(file, [...args], { env: { ...options.env }, cwd: options.cwd, detached: options.detached === true, stdio: [...(options.stdio ?? [])] }) as unknown as SpawnedProcess;
+}
+
 /** Writes `text` to `path` as {@link openOwnedFile} creates it. */
 function writeOwnedFile(path: string, text: string, owner: { readonly uid: number; readonly gid: number }): void {
   const fd = openOwnedFile(path, owner);
@@ -469,11 +488,16 @@ export function startExecution(options: ExecutionOptions): Execution {
     const runProcess = async (runArgv: readonly string[], env: Record<string, string>, stdin?: string): Promise<ProcessEnd> => {
       if (options.spawnProcess) return runElsewhere(options.spawnProcess, runArgv, env);
       const [program, ...args] = runArgv;
-      // Kernel pipes, not Node's socket pairs, so that the task can open /dev/stdout and /dev/stderr.
-      const pipes = openTaskPipes(2);
-      let proc: ChildProcess;
+      // Kernel pipes, not Node's socket pairs, so that the task can open /dev/stdout and /dev/stderr:
+      // @warren/spawn makes them itself for 'pipe' (pipe2, owned by this uid, as the task is);
+      // child_process (its fallback, and the spawn when @warren/spawn is not there) would make
+      // sockets, so FIFOs are made for it. posix_spawn, not a fork of the runner: a fork copies the
+      // runner's page tables for every task's process.
+      const spawner = await spawnModule();
+      const pipes = spawner?.spawnImplementation() === 'posix_spawn' ? null : openTaskPipes(2);
+      let proc: SpawnedProcess;
       try {
-        proc = spawn(program!, args, {
+        proc = (spawner?.spawnProcess ?? spawnWithChildProcess)(program!, args, {
           cwd: workspace,
           env,
           detached: true,

@@ -1,7 +1,8 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, RUNNER_BUNDLE_NAME, type AgentFrame } from '@warren/agent-runner';
+import { SPAWN_ADDON_NAME } from '@warren/spawn';
 import { buildRunnerBundle } from '../src/build.js';
 import { buildRunner, startRunner, tempDir, TestGateway } from './gateway.js';
 
@@ -44,6 +45,11 @@ describe('the runner bundle (dist/runner.cjs)', () => {
     expect(readFileSync(join(home, 'work', 't1', 'out.txt'), 'utf8')).toBe('hi\n');
     gateway.send({ type: 'shutdown', reason: 'test' });
     expect((await runner.exited).code).toBe(0);
+    // The task's process was started with posix_spawn: the addon, copied beside the bundle, loaded.
+    if (process.platform === 'linux' && process.arch === 'x64') {
+      expect(existsSync(join(dir, SPAWN_ADDON_NAME))).toBe(true);
+      expect(runner.stderr()).not.toContain('WARREN_SPAWN_FALLBACK');
+    }
   });
 
   it('exits 2 naming the variable on invalid settings, as dist/main.js does', async () => {

@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, fchmodSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { lazyChildLogger, silentLogger, type Logger } from '@warren/core';
+import { spawnProcess, type SpawnedProcess } from '@warren/spawn';
 import {
   createCgroups,
   freezeCgroups,
@@ -382,12 +382,14 @@ export async function spawnSandbox(spec: SandboxSpec, options: SpawnSandboxOptio
       outPipe.reader.destroy();
     }
     pipes = outPipe && errPipe ? [outPipe, errPipe] : undefined;
-    const child = spawn(shell.path, argv, {
+    // posix_spawn (@warren/spawn), not child_process: a fork of the supervisor would copy its page
+    // tables on the event loop's time (milliseconds at its size) for every sandbox.
+    const child = spawnProcess(shell.path, argv, {
       env: {},
       stdio: [options.stdin ?? 'ignore', pipes ? pipes[0].writeFd : 'pipe', pipes ? pipes[1].writeFd : 'pipe', 'pipe', seccomp],
       detached: true,
     });
-    // The child has its own copies of the descriptors now (spawn forks synchronously).
+    // The child has its own copies of the descriptors now (the spawn is synchronous).
     closeSync(seccomp);
     seccomp = undefined;
     if (pipes) for (const pipe of pipes) closeWriteEnd(pipe);
@@ -467,7 +469,7 @@ function pipeWithBackpressure(source: Readable, destination: Writable, onChunk?:
 }
 
 /** Resolves when `child` has exited (never rejects). */
-function childEnd(child: ChildProcess): Promise<ChildEnd> {
+function childEnd(child: SpawnedProcess): Promise<ChildEnd> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) {
       resolve({ exitCode: child.exitCode, signal: child.signalCode });
@@ -489,7 +491,7 @@ class RunningSandbox implements Sandbox {
   constructor(
     private readonly spec: SandboxSpec,
     readonly pid: number,
-    child: ChildProcess,
+    child: SpawnedProcess,
     private readonly readers: { readonly stdout: Readable; readonly stderr: Readable },
     private readonly cgroups: SandboxCgroups,
     /** The log the output goes to; undefined when it goes to `streams`. */
@@ -516,7 +518,7 @@ class RunningSandbox implements Sandbox {
     return this.usageReader.read();
   }
 
-  private async watch(child: ChildProcess): Promise<SandboxExit> {
+  private async watch(child: SpawnedProcess): Promise<SandboxExit> {
     let started = false;
     let statusCode: number | null = null;
     const stderrHead = new Head(4096);
