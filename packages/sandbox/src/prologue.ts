@@ -1,5 +1,6 @@
 import { accessSync, constants, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { basename } from 'node:path';
+import { spawnImplementation } from '@warren/spawn';
 
 /**
  * Descriptors the sandbox's first process keeps: stdin, stdout, stderr, bwrap's JSON status (3)
@@ -146,17 +147,20 @@ export function binShIsDash(): boolean {
 let chosenShell: PrologueShell | undefined;
 
 /**
- * The shell for the prologue, chosen once per process: bash when this process holds descriptors
- * above 9 that children inherit ({@link inheritsHighDescriptors}: bash closes them, where dash
- * would need a Perl exec), else `/bin/sh` when it is dash (the lightest), else bash, else
- * `/bin/sh` as `sh`. Only a matter of cost: under each, the prologue closes every inherited
- * descriptor and sets the same limits.
+ * The shell for the prologue, chosen once per process: bash when children of this process would
+ * inherit descriptors above 9 (bash closes them, where dash would need a Perl exec): only with
+ * `child_process`'s fork and when this process holds such descriptors
+ * ({@link inheritsHighDescriptors}), since `@warren/spawn`'s `posix_spawn` closes every descriptor
+ * past the child's list. Else `/bin/sh` when it is dash (the lightest), else bash, else `/bin/sh`
+ * as `sh`. Only a matter of cost: under each, the prologue closes every inherited descriptor and
+ * sets the same limits.
  */
 export function prologueShell(): PrologueShell {
   if (chosenShell) return chosenShell;
   const bash = firstExecutable(['/bin/bash', '/usr/bin/bash']);
   const dash = binShIsDash();
-  if (bash !== '' && (!dash || inheritsHighDescriptors())) chosenShell = { path: bash, kind: 'bash' };
+  const highInherited = spawnImplementation() === 'child_process' && inheritsHighDescriptors();
+  if (bash !== '' && (!dash || highInherited)) chosenShell = { path: bash, kind: 'bash' };
   else chosenShell = dash ? { path: '/bin/sh', kind: 'dash' } : { path: '/bin/sh', kind: 'sh' };
   return chosenShell;
 }

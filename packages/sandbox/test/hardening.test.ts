@@ -3,6 +3,7 @@ import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, rea
 import { basename, join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureHomeImage, releaseHomeImage, SandboxError, SandboxSpecError, spawnSandbox } from '@warren/sandbox';
+import { spawnImplementation } from '@warren/spawn';
 import { prologueArgv, type PrologueLimits, type PrologueShell } from '../src/prologue.js';
 import { cleanup, makeSpec, readLog, requireSandboxHost, tempDir, track } from './helpers.js';
 
@@ -214,23 +215,34 @@ describe('inherited descriptors', () => {
     expect(code).toBe(0);
   });
 
-  it('says whether this process holds inheritable descriptors above 9', async () => {
-    // A node whose only inherited descriptors are 0-2 (bash closes what this test runner inherited)
-    // and maybe 40 (a socket; Node itself marks some low ones close-on-exec at start): its own
-    // descriptors are close-on-exec, 40 is not.
-    const probe = `import(${JSON.stringify(join(import.meta.dirname, '..', 'dist', 'prologue.js'))}).then((m) => process.stdout.write(String(m.inheritsHighDescriptors())))`;
+  /**
+   * Runs `expression` (given the module `m` of the built prologue) in a node whose only inherited
+   * descriptors are 0-2 (bash closes what this test runner inherited) and, with `keep40`, 40 (a
+   * socket; Node itself marks some low ones close-on-exec at start, and all of its own): prints it.
+   */
+  const inNodeWithDescriptors = (keep40: boolean, expression: string): Promise<string> => {
+    const probe = `import(${JSON.stringify(join(import.meta.dirname, '..', 'dist', 'prologue.js'))}).then((m) => process.stdout.write(String(${expression})))`;
     const closeAllBut = 'for f in /proc/self/fd/*; do fd=${f##*/}; case " $KEEP " in *" $fd "*) ;; *) eval "exec $fd>&-" ;; esac; done; exec "$0" "$@"';
-    const run = (keep40: boolean): Promise<string> =>
-      new Promise((resolve) => {
-        const stdio: ('pipe' | 'ignore')[] = ['ignore', 'pipe', 'ignore'];
-        if (keep40) for (let fd = 3; fd <= 40; fd++) stdio.push(fd === 40 ? 'pipe' : 'ignore');
-        const child = spawn('/bin/bash', ['-c', closeAllBut, process.execPath, '-e', probe], { stdio, env: { KEEP: keep40 ? '0 1 2 40' : '0 1 2' } });
-        let out = '';
-        child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-        child.once('close', () => resolve(out));
-      });
-    expect(await run(true)).toBe('true');
-    expect(await run(false)).toBe('false');
+    return new Promise((resolve) => {
+      const stdio: ('pipe' | 'ignore')[] = ['ignore', 'pipe', 'ignore'];
+      if (keep40) for (let fd = 3; fd <= 40; fd++) stdio.push(fd === 40 ? 'pipe' : 'ignore');
+      const child = spawn('/bin/bash', ['-c', closeAllBut, process.execPath, '-e', probe], { stdio, env: { KEEP: keep40 ? '0 1 2 40' : '0 1 2' } });
+      let out = '';
+      child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      child.once('close', () => resolve(out));
+    });
+  };
+
+  it('says whether this process holds inheritable descriptors above 9', async () => {
+    expect(await inNodeWithDescriptors(true, 'm.inheritsHighDescriptors()')).toBe('true');
+    expect(await inNodeWithDescriptors(false, 'm.inheritsHighDescriptors()')).toBe('false');
+  });
+
+  it('keeps the lightest shell when posix_spawn closes inherited descriptors above 9 itself', async () => {
+    expect(spawnImplementation()).toBe('posix_spawn');
+    const kind = await inNodeWithDescriptors(true, 'm.prologueShell().kind');
+    expect(basename(realpathSync('/bin/sh')), "this host's /bin/sh is dash").toBe('dash');
+    expect(kind).toBe('dash');
   });
 });
 
