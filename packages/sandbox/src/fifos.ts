@@ -3,15 +3,17 @@
  * socket, on which `/dev/stdout` and `/dev/stderr` cannot be opened (ENXIO: they are
  * `/proc/self/fd/1` and `/proc/self/fd/2`, and a socket cannot be reopened through /proc), so a
  * shell script's `echo x > /dev/stderr` fails in the sandbox while it works in a terminal. A pipe
- * can be reopened. Node has no pipe(2) or mkfifo(3): FIFOs are made with the `mkfifo` command in a
- * private directory, many per call, and each is opened (both ends) and unlinked when taken, so a
- * spawn costs no extra process.
+ * can be reopened. With `@warren/spawn`'s addon in use a pipe comes from its `pipe2`; else (Node
+ * has no pipe(2) or mkfifo(3)) FIFOs are made with the `mkfifo` command in a private directory,
+ * many per call, and each is opened (both ends) and unlinked when taken, so a spawn costs no extra
+ * process.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { closeSync, constants, fchownSync, mkdtempSync, openSync, rmSync, unlinkSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openPipe } from '@warren/spawn';
 
 /** One kernel pipe: the end a child writes (for its stdio) and a stream over the end this process reads. */
 export interface OutputPipe {
@@ -89,8 +91,9 @@ class FifoPool {
 const pool = new FifoPool();
 
 /**
- * Opens a kernel pipe for a child's stdout or stderr: a FIFO from the pool, its read end opened
- * non-blocking first (no writer yet), then its write end, then unlinked. The FIFO is given to
+ * Opens a kernel pipe for a child's stdout or stderr: a `pipe2` pipe when `@warren/spawn`'s addon
+ * is in use, else a FIFO from the pool, its read end opened non-blocking first (no writer yet),
+ * then its write end, then unlinked. The pipe or FIFO is given to
  * `owner` (the sandbox's uid and gid): reopening `/proc/self/fd/N` checks the inode's mode against
  * the opener, so `/dev/stderr` opens for the agent only if the FIFO is its own. Unlinked, it is
  * reachable through these descriptors alone.
@@ -98,6 +101,8 @@ const pool = new FifoPool();
  *   many open files): the caller then uses `stdio: 'pipe'`.
  */
 export function openOutputPipe(owner: { readonly uid: number; readonly gid: number }): OutputPipe | null {
+  const made = openOwnedPipe(owner);
+  if (made !== undefined) return made;
   const path = pool.take();
   if (path === null) return null;
   let readFd: number | undefined;
@@ -115,6 +120,30 @@ export function openOutputPipe(owner: { readonly uid: number; readonly gid: numb
     } catch {
       // already gone
     }
+  }
+}
+
+/**
+ * A `pipe2` pipe from `@warren/spawn` given to `owner` (`fchown` of a pipe changes its inode, which
+ * `/proc/self/fd/N` checks as it does a FIFO's). Undefined when the addon is not in use (the FIFO
+ * pool serves then); null when the kernel refuses a pipe or its owner.
+ */
+function openOwnedPipe(owner: { readonly uid: number; readonly gid: number }): OutputPipe | null | undefined {
+  let ends: [number, number] | null;
+  try {
+    ends = openPipe();
+  } catch {
+    return null;
+  }
+  if (ends === null) return undefined;
+  const [readFd, writeFd] = ends;
+  try {
+    fchownSync(writeFd, owner.uid, owner.gid);
+    return { writeFd, reader: new Socket({ fd: readFd, readable: true, writable: false }) };
+  } catch {
+    closeQuietly(readFd);
+    closeQuietly(writeFd);
+    return null;
   }
 }
 

@@ -172,6 +172,17 @@ export function spawnImplementation(): 'posix_spawn' | 'child_process' {
   return loadNative() ? 'posix_spawn' : 'child_process';
 }
 
+/**
+ * A kernel pipe made with `pipe2(O_CLOEXEC)` by the addon: `[readFd, writeFd]`, both owned by the
+ * caller (close them with `fs.closeSync` or hand them to a stream). Null when the addon is not in
+ * use ({@link spawnImplementation} is 'child_process'): Node itself has no pipe(2).
+ * @throws {Error} when the kernel refuses (EMFILE, ENFILE), with the errno number as `code`.
+ */
+export function openPipe(): [readFd: number, writeFd: number] | null {
+  const addon = loadNative();
+  return addon ? addon.pipe() : null;
+}
+
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(osConstants.signals).map(([name, number]) => [number, name as NodeJS.Signals]));
 
 function signalNumber(signal: NodeJS.Signals | number): number {
