@@ -312,9 +312,10 @@ export class AgentLifecycle {
     const { ctx } = this;
     const { config } = ctx;
     let existing = ctx.accounts.get(name);
-    if (existing && !ahead && !existsSync(existing.home)) {
-      // A deletion that died between the home's removal and its commit (see removeAccount) left
-      // the row of an account whose home is gone: nothing of it is left to keep, it is made again.
+    if (existing && !ahead && template.lifecycle === 'autodelete' && !existsSync(existing.home)) {
+      // A per-task agent's deletion that died between the home's removal and its commit (see
+      // removeAccount) left the row of an account whose home is gone: nothing of it is left to
+      // keep (a per-task agent keeps nothing between tasks), so it is made again.
       ctx.log.warn({ agent: name, home: existing.home }, 'the home of this account is gone; the account is made again');
       await ctx.accounts.remove(name);
       existing = undefined;
