@@ -1,5 +1,6 @@
-import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cleanUpAfterEach, makeTestLayout, requireMachine, startWarren, waitFor, warren, warrenSync, type AuditRow, type TestLayout } from './support/cli.js';
 
@@ -105,5 +106,32 @@ describe('autodelete agents with a warm pool', () => {
     });
     const accounts = JSON.parse((await warren(['accounts', '--json', ...made.args()])).stdout) as { name: string; template: string }[];
     expect(accounts.filter((a) => a.template === 'oneshot')).toHaveLength(2);
+  });
+});
+
+/** One commit of the warren process, as `support/commit-log.mjs` logs it. */
+interface LoggedCommit {
+  readonly writes: string[];
+  readonly audit: string[];
+}
+
+describe('the commits of a per-task agent', () => {
+  it("commits its exit and its account's removal (account, placement and agent rows, account.delete) in one transaction", async () => {
+    const made = layout({ a: oneshotTask('a', 'true') }, { maxInstances: 1, warmPool: 1 });
+    const log = join(made.dir, 'commits.jsonl');
+    const hook = fileURLToPath(new URL('./support/commit-log.mjs', import.meta.url));
+    const run = await warren(made.args('run', '--until-idle'), 240_000, { NODE_OPTIONS: `--import=${hook}`, WARREN_COMMIT_LOG: log });
+    expect(run.code, run.stderr.slice(-3000)).toBe(0);
+    expect(made.file('a')).toMatch(/^status: done$/m);
+    const commits = readFileSync(log, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as LoggedCommit);
+    const agent = String(audit(made, '--action', 'task.assign')[0]!.details.agent);
+    const shown = commits.map((c) => `${c.writes.join(', ')} | ${c.audit.join(', ')}`).join('\n');
+    const removal = commits.filter((c) => c.audit.includes(`account.delete agent:${agent}`));
+    expect(removal, shown).toHaveLength(1);
+    expect(removal[0]!.audit, shown).toEqual([`agent.stop agent:${agent}`, `account.delete agent:${agent}`]);
+    expect(removal[0]!.writes, shown).toEqual(expect.arrayContaining(['DELETE FROM accounts', 'DELETE FROM agent_placements', 'DELETE FROM agents']));
+    // No other commit deletes an account's or a placement's row, or records the agent's exit.
+    expect(commits.filter((c) => c.writes.some((w) => w === 'DELETE FROM accounts' || w === 'DELETE FROM agent_placements')), shown).toHaveLength(1);
+    expect(commits.filter((c) => c.audit.includes(`agent.stop agent:${agent}`)), shown).toHaveLength(1);
   });
 });

@@ -27,6 +27,11 @@ const MAX_KILLS = 20;
 const MAX_ROUNDS = 40;
 /** The seed of the kill schedule (env `WARREN_CHAOS_SEED` replays one; timing still varies). */
 const SEED = Number(process.env.WARREN_CHAOS_SEED ?? randomInt(2 ** 31));
+/**
+ * The agents' lifecycle (env `WARREN_CHAOS_LIFECYCLE`, default `persistent`: two agents of eight
+ * tasks each; `autodelete`: four per-task agents, a fresh one for each task).
+ */
+const LIFECYCLE = process.env.WARREN_CHAOS_LIFECYCLE === 'autodelete' ? 'autodelete' : 'persistent';
 /** Where to write the run's outcome as JSON (env `WARREN_CHAOS_REPORT`; `npm run chaos` reads it). */
 const REPORT = process.env.WARREN_CHAOS_REPORT;
 
@@ -72,7 +77,7 @@ describe('chaos', () => {
         return [id, shellTask(id, 'true')];
       }),
     );
-    const layout = makeLayout({ tasks, natsUrl: nats.url, maxInstances: 2, wipPerInstance: 8 });
+    const layout = makeLayout({ tasks, natsUrl: nats.url, lifecycle: LIFECYCLE, ...(LIFECYCLE === 'autodelete' ? { maxInstances: 4, wipPerInstance: 1 } : { maxInstances: 2, wipPerInstance: 8 }) });
     cleanups.push(() => layout.remove());
 
     const kills = { supervisor: 0, agent: 0, broker: 0 };

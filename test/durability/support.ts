@@ -42,6 +42,8 @@ export interface LayoutOptions {
   readonly maxInstances?: number;
   /** Tasks per agent at once. Default 4. */
   readonly wipPerInstance?: number;
+  /** The template's lifecycle (`autodelete`: a fresh agent per task). Default `persistent`. */
+  readonly lifecycle?: 'persistent' | 'autodelete';
 }
 
 /** A temp directory holding one board, its policy, its agent template, homes and state. */
@@ -72,7 +74,7 @@ function randomName(): string {
 /**
  * Makes a temp layout: a board (the demo board's columns without a WIP limit), the repository's
  * policies plus `g, template:<name>, role:worker`, an agents folder with one `shell` runtime
- * template of a unique name (capability `shell`, persistent) and empty homes and state.
+ * template of a unique name (capability `shell`, persistent unless `lifecycle` says otherwise) and empty homes and state.
  */
 export function makeLayout(options: LayoutOptions): Layout {
   const dir = mkdtempSync(join(tmpdir(), 'warren-durability-'));
@@ -116,7 +118,7 @@ export function makeLayout(options: LayoutOptions): Layout {
       '  tmp: 16MiB',
       `maxInstances: ${options.maxInstances ?? 2}`,
       `wipPerInstance: ${options.wipPerInstance ?? 4}`,
-      'lifecycle: persistent',
+      `lifecycle: ${options.lifecycle ?? 'persistent'}`,
       '',
     ].join('\n'),
   );

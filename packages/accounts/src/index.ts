@@ -17,7 +17,7 @@
  * ```
  */
 export { openAccounts, ACCOUNT_NAME_PATTERN } from './store.js';
-export type { Account, AccountStore, CreateAccountInput, OpenAccountsOptions, PasswdLineOptions } from './store.js';
+export type { Account, AccountStore, CreateAccountInput, OpenAccountsOptions, PasswdLineOptions, RemoveAccountOptions } from './store.js';
 export { AccountError, AccountRangeError, AccountExistsError } from './errors.js';
 export { checkHostIds } from './host-ids.js';
 export type { HostIdFiles } from './host-ids.js';

@@ -42,6 +42,19 @@ export interface PasswdLineOptions {
   readonly home?: string;
 }
 
+/** Options of {@link AccountStore.remove}. */
+export interface RemoveAccountOptions {
+  /**
+   * Commits the row's deletion instead of the store: called once, synchronously, after the home is
+   * gone, with `deleteRow` (the `DELETE` of the row, a statement on the store's database). It must
+   * run `deleteRow` inside a transaction of its own making on that database, together with the
+   * caller's writes of the same removal (its other rows for the account, the audit row saying so),
+   * and commit it before it returns; one commit instead of two. Default: the store commits the
+   * deletion alone (durably or not, as `durableCommits` says).
+   */
+  readonly commitWith?: (deleteRow: () => void) => void;
+}
+
 /** Unix-user-like accounts for agent instances, kept in the `accounts` table. */
 export interface AccountStore {
   /**
@@ -69,10 +82,13 @@ export interface AccountStore {
   namesKey(): string;
   /**
    * Deletes the home (recursively, unlinking symlinks, never following them) and then the row.
-   * Removing a name that does not exist does nothing.
-   * @throws {AccountError} if the home cannot be deleted; the row is then kept.
+   * Removing a name that does not exist does nothing (but `options.commitWith`, when given, is
+   * still called, with a deletion that deletes nothing).
+   * @throws {AccountError} if the home cannot be deleted; the row is then kept and
+   *   `options.commitWith` is not called.
+   * @throws what `options.commitWith` throws (the row is then kept, unless it committed the deletion).
    */
-  remove(name: string): Promise<void>;
+  remove(name: string, options?: RemoveAccountOptions): Promise<void>;
   /** Whether `secret` is the account's credential (SHA-256 compared in constant time). False for unknown names. */
   verifyCredential(name: string, secret: string): boolean;
   /**
@@ -311,10 +327,14 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
     namesKey() {
       return selectNames.get()?.names ?? '';
     },
-    remove(name) {
+    remove(name, removeOptions = {}) {
       return serialize(async () => {
+        const { commitWith } = removeOptions;
         const row = selectOne.get(name);
-        if (row === undefined) return;
+        if (row === undefined) {
+          commitWith?.(() => undefined);
+          return;
+        }
         try {
           await removeTreeSliced(row.home);
         } catch (error) {
@@ -322,7 +342,9 @@ export function openAccounts(db: SqliteDatabase, options: OpenAccountsOptions): 
             cause: error,
           });
         }
-        commit(() => deleteOne.run(name));
+        const deleteRow = (): void => void deleteOne.run(name);
+        if (commitWith) commitWith(deleteRow);
+        else commit(deleteRow);
       });
     },
     verifyCredential(name, secret) {

@@ -361,6 +361,55 @@ describe('remove', () => {
     expect(readFileSync(outsideFile, 'utf8')).toBe('keep me');
     expect(readFileSync(join(outsideDir, 'inner.txt'), 'utf8')).toBe('keep me too');
   });
+
+  it("with commitWith, deletes the row inside the caller's transaction, with the caller's rows, once the home is gone", async () => {
+    const e = env();
+    const { db, accounts } = open(e);
+    db.exec('CREATE TABLE gone (name TEXT NOT NULL) STRICT');
+    const a = await accounts.create({ name: 'shell-1', template: 'shell' });
+    // A second connection sees only what is committed.
+    const reader = openDatabase(e.dbPath, { readonly: true });
+    dbs.push(reader);
+    const seenByReader = () => reader.prepare('SELECT name FROM accounts').all().length;
+    let calls = 0;
+    let homeLeftAtCommit = true;
+    let readerSawAccountInside = -1;
+    await accounts.remove('shell-1', {
+      commitWith: (deleteRow) => {
+        calls += 1;
+        homeLeftAtCommit = existsSync(a.home);
+        db.transaction(() => {
+          deleteRow();
+          db.prepare('INSERT INTO gone (name) VALUES (?)').run('shell-1');
+          expect(accounts.get('shell-1')).toBeUndefined();
+          readerSawAccountInside = seenByReader();
+        })();
+      },
+    });
+    expect(calls).toBe(1);
+    expect(homeLeftAtCommit).toBe(false);
+    // Inside the caller's transaction the deletion was not yet committed: one commit for both rows.
+    expect(readerSawAccountInside).toBe(1);
+    expect(seenByReader()).toBe(0);
+    expect(reader.prepare('SELECT name FROM gone').all()).toEqual([{ name: 'shell-1' }]);
+  });
+
+  it('with commitWith, keeps the row when the caller\'s transaction fails, and calls it for a name that does not exist', async () => {
+    const { db, accounts } = open(env());
+    await accounts.create({ name: 'shell-1', template: 'shell' });
+    const failing = accounts.remove('shell-1', {
+      commitWith: (deleteRow) =>
+        db.transaction(() => {
+          deleteRow();
+          throw new Error('the caller failed');
+        })(),
+    });
+    await expect(failing).rejects.toThrow('the caller failed');
+    expect(accounts.get('shell-1')?.name).toBe('shell-1');
+    let called = 0;
+    await accounts.remove('nobody', { commitWith: (deleteRow) => (deleteRow(), (called += 1)) });
+    expect(called).toBe(1);
+  });
 });
 
 describe('persistence', () => {

@@ -24,6 +24,12 @@ export const CrashPoint = {
   resultCommitted: 'result.committed',
   /** Half of a board file's new text is in its temporary file; the rename has not happened. */
   boardWriting: 'board.writing',
+  /**
+   * A deleted agent's storage and consumers are released and its home removed; the one commit of
+   * its account's deletion (its account, placement and agent rows, `account.delete`, and the
+   * exit of a per-task agent) is not made yet.
+   */
+  accountRemoving: 'account.removing',
 } as const;
 export type CrashPoint = (typeof CrashPoint)[keyof typeof CrashPoint];
 

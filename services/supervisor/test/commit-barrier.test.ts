@@ -10,11 +10,17 @@ import { makeTempDir, type TempDir } from '@warren/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventBus, type EventPayload } from '../src/event-bus.js';
 import { CommitBarrier } from '../src/executions/barrier.js';
+import { Inbox } from '../src/executions/inbox.js';
+import type { AgentLifecycle } from '../src/agents/lifecycle.js';
+import type { SupervisorContext } from '../src/context.js';
+import type { Settler } from '../src/executions/settle.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
+
+const paths = new WeakMap<SqliteDatabase, string>();
 
 const quiet: Logger = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, fatal: () => undefined, child: () => quiet } as unknown as Logger;
 
@@ -22,6 +28,7 @@ async function database(): Promise<SqliteDatabase> {
   const dir: TempDir = await makeTempDir('warren-barrier-');
   cleanups.push(() => dir.close());
   const db = openDatabase(`${dir.path}/warren.db`);
+  paths.set(db, `${dir.path}/warren.db`);
   cleanups.push(() => db.close());
   db.exec('CREATE TABLE t (x INTEGER) STRICT');
   return db;
@@ -135,5 +142,44 @@ describe('the tick and its barrier', () => {
     const at = (name: string): number => TICK_STAGES.indexOf(name as (typeof TICK_STAGES)[number]);
     expect(at('planAndAssign')).toBeLessThan(at('startAgents'));
     expect(at('startAgents')).toBeLessThan(at('passBarrier'));
+  });
+});
+
+describe('the inbox and the barrier', () => {
+  it('applies hellos right behind each other in one transaction, through the barrier', async () => {
+    const db = await database();
+    const bus = new EventBus({ db, audit: openAudit(db), logger: quiet });
+    cleanups.push(() => bus.close());
+    const reader = openDatabase(paths.get(db)!, { readonly: true });
+    cleanups.push(() => reader.close());
+    const committed = () => (reader.prepare("SELECT COUNT(*) AS n FROM audit WHERE action = 'agent.ready'").get() as { n: number }).n;
+    let syncs = 0;
+    const barrier = new CommitBarrier(db, () => bus.hold(), async (d) => {
+      syncs += 1;
+      await syncWal(d);
+    });
+    // What a second connection saw of the earlier readiness rows while each hello was applied.
+    const seenAtEach: number[] = [];
+    // The lifecycle's markReady as it commits: its own transaction, through the barrier.
+    const agents = {
+      markReady: (name: string) =>
+        barrier.commit(() =>
+          bus.transaction(() => {
+            bus.emit({ actor: `agent:${name}`, action: 'agent.ready', object: `agent:${name}`, details: { uid: 1 } } as never);
+            seenAtEach.push(committed());
+          }),
+        ),
+    } as unknown as AgentLifecycle;
+    const ctx = { transaction: (fn: () => void) => bus.transaction(fn) } as unknown as SupervisorContext;
+    const inbox = new Inbox(ctx, agents, {} as Settler, (_label, work) => work);
+    inbox.events.push({ kind: 'hello', agent: 'a-1' }, { kind: 'hello', agent: 'a-2' }, { kind: 'hello', agent: 'a-3' });
+    await inbox.apply(Date.now(), barrier);
+    // Applied in order, none committed before the last: one transaction for the three.
+    expect(seenAtEach).toEqual([0, 0, 0]);
+    expect(committed()).toBe(3);
+    expect(syncs).toBe(0);
+    await barrier.pass();
+    expect(syncs).toBe(1);
+    expect(reader.prepare("SELECT object FROM audit WHERE action = 'agent.ready' ORDER BY seq").all()).toEqual([{ object: 'agent:a-1' }, { object: 'agent:a-2' }, { object: 'agent:a-3' }]);
   });
 });

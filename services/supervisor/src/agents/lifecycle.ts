@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Account } from '@warren/accounts';
 import type { WarrenError } from '@warren/core';
@@ -35,6 +36,7 @@ import { PlacementRouter, type RoutedStartSpec } from '../placement/index.js';
 import { agentStartSpecOf } from '../agent-runtime.js';
 import { assignmentRefusal, rejectionEntry } from '../broker-access.js';
 import { SUPERVISOR, type SupervisorContext } from '../context.js';
+import { CrashPoint } from '../crash.js';
 import type { InboxEvent } from '../executions/inbox.js';
 import type { Settler } from '../executions/settle.js';
 import { describeAgentExit, limitFailureOf } from '../limit-watch.js';
@@ -309,7 +311,16 @@ export class AgentLifecycle {
   private async spawn(template: AgentTemplate, name: string, nowMs: number, ahead = false): Promise<void> {
     const { ctx } = this;
     const { config } = ctx;
-    const account = ctx.accounts.get(name) ?? (await ctx.accounts.create({ name, template: template.name }));
+    let existing = ctx.accounts.get(name);
+    if (existing && !ahead && template.lifecycle === 'autodelete' && !existsSync(existing.home)) {
+      // A per-task agent's deletion that died between the home's removal and its commit (see
+      // removeAccount) left the row of an account whose home is gone: nothing of it is left to
+      // keep (a per-task agent keeps nothing between tasks), so it is made again.
+      ctx.log.warn({ agent: name, home: existing.home }, 'the home of this account is gone; the account is made again');
+      await ctx.accounts.remove(name);
+      existing = undefined;
+    }
+    const account = existing ?? (await ctx.accounts.create({ name, template: template.name }));
     const woken = ctx.state.agent(name)?.state === 'sleeping';
     if (!ahead) {
       // Assignments still queued for this name belong to executions already settled (a purge at its
@@ -417,7 +428,8 @@ export class AgentLifecycle {
     const expected = stopping !== undefined;
     const exitText = describeAgentExit(exit, agent.template);
     const open = ctx.state.openAssignments().filter((a) => a.agent === name);
-    this.commit(() => ctx.transaction(() => {
+    // Writes the exit: its audit row and the settlement of its open executions (inside the caller's transaction).
+    const recordExit = (): void => {
       ctx.emit({
         actor: SUPERVISOR,
         action: expected ? 'agent.stop' : 'agent.exit',
@@ -434,7 +446,12 @@ export class AgentLifecycle {
         ctx.state.finishAssignment(a.taskId, a.attempt, { outcome: 'lost', exitCode: null, summary: `agent exited: ${exitText}`, outputs: [] }, nowMs);
         this.settler.settle(a.taskId, a.attempt, 'lost', `agent ${name} exited during attempt ${a.attempt} (${exitText})`, nowMs, agent.template);
       }
-    }));
+    };
+    // An agent deleted with nothing open (a per-task agent after its task) has nothing to settle:
+    // its exit's row commits with its account's deletion, one commit for both (written alone if
+    // the deletion fails). Otherwise the exit commits now, so that its tasks go back at once.
+    const exitWithRemoval = stopping === 'delete' && open.length === 0;
+    if (!exitWithRemoval) this.commit(() => ctx.transaction(recordExit));
     if (agent.template.homeQuotaBytes !== null) {
       await ctx.runtime.detachStorage({ name, homeDir: agent.account.home }).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot unmount the home image'));
     }
@@ -457,7 +474,7 @@ export class AgentLifecycle {
     if (stopping === 'delete') {
       // An autodelete agent's name comes back for a later task (the first free name is taken): its
       // assignment consumer, when idle, is kept for that agent instead of deleted and made again.
-      await this.removeAccount(name, agent.template.lifecycle === 'autodelete').catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot delete the account'));
+      await this.removeAccount(name, agent.template.lifecycle === 'autodelete', exitWithRemoval ? recordExit : undefined).catch((error: unknown) => ctx.log.error({ err: error, agent: name }, 'cannot delete the account'));
     } else {
       this.commit(() => this.putAgentRow(name, stopping === 'sleep' ? 'sleeping' : expected ? 'stopped' : 'failed', nowMs, exitText));
     }
@@ -547,18 +564,40 @@ export class AgentLifecycle {
    * {@link deleteAccount} from inside a tick (an exit applied by the inbox): the tick's own pass
    * follows. With `keepConsumer` the agent's consumers are released (`Broker.releaseAgentConsumers`:
    * an idle assignment consumer stays for the next agent of the name) rather than deleted.
+   *
+   * Its storage is released, its consumers released or deleted and its home removed; then one
+   * transaction (through the barrier, no fsync of its own) deletes the account's row, its
+   * placement's and its agents row and records `account.delete`, preceded by `exitRow` (the exit
+   * of the agent being deleted, see {@link applyExit}) when given. If the removal fails before that
+   * commit, `exitRow` is committed alone and the error rethrown.
    */
-  private async removeAccount(name: string, keepConsumer = false): Promise<void> {
+  private async removeAccount(name: string, keepConsumer = false, exitRow?: () => void): Promise<void> {
     const { ctx } = this;
     const account = ctx.accounts.get(name);
-    await ctx.runtime.releaseStorage({ name, ...(account ? { homeDir: account.home } : {}) });
-    await ctx.accounts.remove(name);
-    await (keepConsumer ? ctx.broker.releaseAgentConsumers(name) : ctx.broker.deleteAgentConsumers(name)).catch(() => undefined);
-    this.commit(() => ctx.transaction(() => {
-      ctx.state.deleteAgent(name);
-      ctx.tracing.agentGone(name);
-      ctx.emit({ actor: SUPERVISOR, action: 'account.delete', object: `agent:${name}`, details: {} });
-    }));
+    const router = ctx.runtime instanceof PlacementRouter ? ctx.runtime : undefined;
+    const storage = { name, ...(account ? { homeDir: account.home } : {}) };
+    let exitWritten = exitRow === undefined;
+    try {
+      await (router ? router.releaseStorage(storage, { keepPlacement: true }) : ctx.runtime.releaseStorage(storage));
+      await (keepConsumer ? ctx.broker.releaseAgentConsumers(name) : ctx.broker.deleteAgentConsumers(name)).catch(() => undefined);
+      await ctx.accounts.remove(name, {
+        commitWith: (deleteRow) => {
+          ctx.crashAt(CrashPoint.accountRemoving);
+          this.commit(() => ctx.transaction(() => {
+            exitRow?.();
+            deleteRow();
+            router?.forgetPlacement(name);
+            ctx.state.deleteAgent(name);
+            ctx.tracing.agentGone(name);
+            ctx.emit({ actor: SUPERVISOR, action: 'account.delete', object: `agent:${name}`, details: {} });
+          }));
+          exitWritten = true;
+        },
+      });
+    } catch (error) {
+      if (!exitWritten) this.commit(() => ctx.transaction(exitRow!));
+      throw error;
+    }
   }
 
   /** Writes agent `name`'s row in the agents table (state, pid, times, last exit). */

@@ -23,9 +23,9 @@ export type StepTracker = <T>(label: string, work: Promise<T>) => Promise<T>;
 
 /**
  * The execution inbox: events queue here as they arrive and are applied on the next tick, in
- * order. Acks and results right behind each other are applied in one transaction, and the
- * results' broker messages acknowledged only after it committed (a burst costs one fsync; a crash
- * before the commit gets them delivered again).
+ * order. Acks, results and hellos right behind each other are applied in one transaction, and
+ * the results' broker messages acknowledged only after it committed (a burst costs one fsync; a
+ * crash before the commit gets them delivered again).
  */
 export class Inbox {
   readonly events: InboxEvent[] = [];
@@ -103,15 +103,19 @@ export class Inbox {
     for (let event = this.events.shift(); event; event = this.events.shift()) {
       switch (event.kind) {
         case 'result':
-        case 'acked': {
-          const batch: (InboxEvent & { kind: 'result' | 'acked' })[] = [event];
-          for (let next = this.events[0]; next && (next.kind === 'result' || next.kind === 'acked'); next = this.events[0]) batch.push(this.events.shift() as (typeof batch)[number]);
+        case 'acked':
+        case 'hello': {
+          // Results, acks and hellos right behind each other: one transaction, applied in order (a
+          // hello's readiness commits with them instead of alone).
+          const batch: (InboxEvent & { kind: 'result' | 'acked' | 'hello' })[] = [event];
+          for (let next = this.events[0]; next && next.kind !== 'exit'; next = this.events[0]) batch.push(this.events.shift() as (typeof batch)[number]);
           const acks: (() => void)[] = [];
           let started = false;
           const write = (): void =>
             ctx.transaction(() => {
               for (const e of batch) {
                 if (e.kind === 'result') acks.push(this.applyResult(e.delivery, nowMs));
+                else if (e.kind === 'hello') this.agents.markReady(e.agent, nowMs);
                 else {
                   this.applyAck(e.agent, e.taskId, e.attempt, nowMs);
                   started = true;
@@ -129,9 +133,6 @@ export class Inbox {
           else if (acks.length > 0) barrier.after(effects);
           break;
         }
-        case 'hello':
-          this.agents.markReady(event.agent, nowMs);
-          break;
         case 'exit':
           await this.agents.applyExit(event.agent, event.exit, nowMs, this.step);
           break;

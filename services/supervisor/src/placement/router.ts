@@ -145,9 +145,20 @@ export class PlacementRouter implements AgentRuntime {
     return (await this.runtimeOf(agent.name)).detachStorage(agent);
   }
 
-  async releaseStorage(agent: AgentStorageRef): Promise<void> {
+  /**
+   * Releases the agent's storage where it was placed, then forgets the place (its
+   * `agent_placements` row). With `options.keepPlacement` the row stays, for the caller to delete
+   * with {@link forgetPlacement} in the transaction that deletes the account (one commit for both).
+   * @throws what the place's runtime throws (the row is then kept).
+   */
+  async releaseStorage(agent: AgentStorageRef, options: { readonly keepPlacement?: boolean } = {}): Promise<void> {
     await (await this.runtimeOf(agent.name)).releaseStorage(agent);
-    this.placements.delete(agent.name);
+    if (!options.keepPlacement) this.placements.delete(agent.name);
+  }
+
+  /** Forgets where `agent` was placed (deletes its row), inside the caller's transaction when one is open. */
+  forgetPlacement(agent: string): void {
+    this.placements.delete(agent);
   }
 
   /** Probes the local node's runtime; without a local node, reports the router itself (agents are probed where they are placed). */

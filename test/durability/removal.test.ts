@@ -1,0 +1,52 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { requireMachine, waitFor } from '../support/cli.js';
+import { agentProcesses, agentUids, checkInvariants, crashEnv, finish, makeLayout, recoveredRows, RestartableNats, shellTask, startRun } from './support.js';
+
+// A per-task agent's exit and its account's deletion commit once, after its storage, consumers and
+// home are gone (services/supervisor/src/agents/lifecycle.ts, removeAccount). A supervisor killed
+// between the home's removal and that commit (`account.removing`) leaves an account row whose home
+// is gone and no `agent.stop` row for the agent: the restart must still finish every task once.
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+beforeAll(() => requireMachine());
+
+const TASKS = 4;
+
+describe('a supervisor killed while it deletes a per-task agent loses nothing', () => {
+  it('account.removing: home removed, deletion not committed: every task finishes once after the restart', async () => {
+    const nats = await RestartableNats.start();
+    cleanups.push(() => nats.close());
+    const tasks = Object.fromEntries(Array.from({ length: TASKS }, (_, i) => [`removing-${i + 1}`, shellTask(`removing-${i + 1}`, 'echo done > out.txt')]));
+    const layout = makeLayout({ tasks, natsUrl: nats.url, lifecycle: 'autodelete', maxInstances: 2, wipPerInstance: 1 });
+    cleanups.push(() => layout.remove());
+
+    const crashed = await finish(startRun(layout, crashEnv('account.removing')), 90_000);
+    expect(crashed.signal, `the supervisor was to die at account.removing\n${crashed.stderr.slice(-3000)}`).toBe('SIGKILL');
+    expect(crashed.stderr).toContain("FAULT INJECTION: this supervisor will die at 'account.removing'");
+    const uids = await agentUids(layout);
+    await waitFor(`the agents of the killed supervisor to end (uids ${[...uids].join(',')})`, () => agentProcesses(layout, uids).length === 0, 20_000);
+
+    const recovered = await finish(startRun(layout), 120_000);
+    expect(recovered.code, recovered.stderr.slice(-3000)).toBe(0);
+    expect(agentProcesses(layout, await agentUids(layout))).toEqual([]);
+
+    const report = await checkInvariants(layout);
+    expect(report.violations).toEqual([]);
+    expect(report.succeeded.size).toBe(TASKS);
+    const rows = recoveredRows(report.audit);
+    expect(rows).toHaveLength(2);
+    const restart = rows[1]!;
+    const beforeCrash = report.audit.filter((r) => r.seq < restart.seq);
+    // It died deleting the agent of a finished task: that task's result was committed before, and
+    // neither that agent's exit nor its deletion was.
+    const finished = beforeCrash.filter((r) => r.action === 'task.complete');
+    expect(finished.length).toBeGreaterThanOrEqual(1);
+    for (const row of finished) expect(report.audit.filter((r) => r.action === 'task.complete' && r.object === row.object)).toEqual([row]);
+    expect(beforeCrash.filter((r) => r.action === 'account.delete')).toEqual([]);
+    expect(beforeCrash.filter((r) => r.action === 'agent.stop')).toEqual([]);
+  }, 240_000);
+});
