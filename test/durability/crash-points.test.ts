@@ -1,16 +1,12 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { requireMachine, waitFor } from '../support/cli.js';
+import { requireMachine } from '../support/cli.js';
 import {
-  agentProcesses,
-  agentUids,
   checkInvariants,
-  crashEnv,
-  finish,
+  killAtAndRestart,
   makeLayout,
   recoveredRows,
   RestartableNats,
   shellTask,
-  startRun,
   tempFiles,
   type AuditRow,
   type Layout,
@@ -41,16 +37,7 @@ async function crashThenRecover(point: string): Promise<{ layout: Layout; audit:
   const layout = makeLayout({ tasks, natsUrl: nats.url });
   cleanups.push(() => layout.remove());
 
-  const crashed = await finish(startRun(layout, crashEnv(point)), 90_000);
-  expect(crashed.signal, `the supervisor was to die at ${point}\n${crashed.stderr.slice(-3000)}`).toBe('SIGKILL');
-  expect(crashed.stderr).toContain(`FAULT INJECTION: this supervisor will die at '${point}'`);
-  const uids = await agentUids(layout);
-  // The sandboxes run with --die-with-parent: they end with the supervisor.
-  await waitFor(`the agents of the killed supervisor to end (uids ${[...uids].join(',')})`, () => agentProcesses(layout, uids).length === 0, 20_000);
-
-  const recovered = await finish(startRun(layout), 120_000);
-  expect(recovered.code, recovered.stderr.slice(-3000)).toBe(0);
-  expect(agentProcesses(layout, await agentUids(layout))).toEqual([]);
+  await killAtAndRestart(layout, point);
 
   const report = await checkInvariants(layout);
   // Soft: a broken invariant is reported together with the point's own checks below.

@@ -1,6 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { requireMachine, waitFor } from '../support/cli.js';
-import { agentProcesses, agentUids, checkInvariants, crashEnv, finish, makeLayout, recoveredRows, RestartableNats, shellTask, startRun } from './support.js';
+import { requireMachine } from '../support/cli.js';
+import { checkInvariants, killAtAndRestart, makeLayout, recoveredRows, RestartableNats, shellTask } from './support.js';
 
 // A per-task agent's exit and its account's deletion commit once, after its storage, consumers and
 // home are gone (services/supervisor/src/agents/lifecycle.ts, removeAccount). A supervisor killed
@@ -24,15 +24,7 @@ describe('a supervisor killed while it deletes a per-task agent loses nothing', 
     const layout = makeLayout({ tasks, natsUrl: nats.url, lifecycle: 'autodelete', maxInstances: 2, wipPerInstance: 1 });
     cleanups.push(() => layout.remove());
 
-    const crashed = await finish(startRun(layout, crashEnv('account.removing')), 90_000);
-    expect(crashed.signal, `the supervisor was to die at account.removing\n${crashed.stderr.slice(-3000)}`).toBe('SIGKILL');
-    expect(crashed.stderr).toContain("FAULT INJECTION: this supervisor will die at 'account.removing'");
-    const uids = await agentUids(layout);
-    await waitFor(`the agents of the killed supervisor to end (uids ${[...uids].join(',')})`, () => agentProcesses(layout, uids).length === 0, 20_000);
-
-    const recovered = await finish(startRun(layout), 120_000);
-    expect(recovered.code, recovered.stderr.slice(-3000)).toBe(0);
-    expect(agentProcesses(layout, await agentUids(layout))).toEqual([]);
+    await killAtAndRestart(layout, 'account.removing');
 
     const report = await checkInvariants(layout);
     expect(report.violations).toEqual([]);

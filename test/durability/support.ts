@@ -12,7 +12,8 @@ import { jetstreamManager, type ConsumerInfo } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { brokerNamespace, startNatsServer, type BrokerNamespace, type EmbeddedNatsServer } from '@warren/broker';
 import { defaultBrokerInstance } from '@warren/supervisor';
-import { processesOfUids, repo, startWarren, warren, type CliProcess, type CliResult } from '../support/cli.js';
+import { expect } from 'vitest';
+import { processesOfUids, repo, startWarren, waitFor, warren, type CliProcess, type CliResult } from '../support/cli.js';
 
 /** Streams and the supervisor's results consumer, as the broker contract names them. */
 export const ASSIGN_STREAM = 'WARREN_ASSIGN';
@@ -194,6 +195,26 @@ export async function finish(run: CliProcess, timeoutMs: number): Promise<RunEnd
 /** The fault-injection environment that makes the supervisor SIGKILL itself at `point`. */
 export function crashEnv(point: string): Record<string, string> {
   return { WARREN_FAULT_INJECTION: '1', WARREN_CRASH_AT: point };
+}
+
+/**
+ * Runs the supervisor on `layout` until it dies at fault-injection `point` (checks that it was
+ * that SIGKILL), waits for its sandboxes to end (they run with --die-with-parent), then runs it
+ * again until idle and checks that it exited 0 leaving no agent process.
+ * @returns how each of the two runs ended.
+ * @throws (an assertion) when the first run did not die at `point` or the second did not end well.
+ */
+export async function killAtAndRestart(layout: Layout, point: string): Promise<{ crashed: RunEnd; recovered: RunEnd }> {
+  const crashed = await finish(startRun(layout, crashEnv(point)), 90_000);
+  expect(crashed.signal, `the supervisor was to die at ${point}\n${crashed.stderr.slice(-3000)}`).toBe('SIGKILL');
+  expect(crashed.stderr).toContain(`FAULT INJECTION: this supervisor will die at '${point}'`);
+  const uids = await agentUids(layout);
+  await waitFor(`the agents of the killed supervisor to end (uids ${[...uids].join(',')})`, () => agentProcesses(layout, uids).length === 0, 20_000);
+
+  const recovered = await finish(startRun(layout), 120_000);
+  expect(recovered.code, recovered.stderr.slice(-3000)).toBe(0);
+  expect(agentProcesses(layout, await agentUids(layout))).toEqual([]);
+  return { crashed, recovered };
 }
 
 /**
