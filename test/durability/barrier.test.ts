@@ -1,6 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { requireMachine, waitFor } from '../support/cli.js';
-import { agentProcesses, agentUids, checkInvariants, crashEnv, finish, makeLayout, recoveredRows, RestartableNats, shellTask, startRun } from './support.js';
+import { requireMachine } from '../support/cli.js';
+import { checkInvariants, killAtAndRestart, makeLayout, recoveredRows, RestartableNats, shellTask } from './support.js';
 
 // The tick's durability barrier (services/supervisor/src/executions/barrier.ts): the inbox's
 // results and the plan's assignments commit without an fsync, one fsync follows them, and only
@@ -31,14 +31,7 @@ async function crashAtBarrier(point: 'barrier.pending' | 'barrier.passed'): Prom
   const layout = makeLayout({ tasks, natsUrl: nats.url });
   cleanups.push(() => layout.remove());
 
-  const crashed = await finish(startRun(layout, crashEnv(point)), 90_000);
-  expect(crashed.signal, `the supervisor was to die at ${point}\n${crashed.stderr.slice(-3000)}`).toBe('SIGKILL');
-  expect(crashed.stderr).toContain(`FAULT INJECTION: this supervisor will die at '${point}'`);
-  const uids = await agentUids(layout);
-  await waitFor(`the agents of the killed supervisor to end (uids ${[...uids].join(',')})`, () => agentProcesses(layout, uids).length === 0, 20_000);
-
-  const recovered = await finish(startRun(layout), 120_000);
-  expect(recovered.code, recovered.stderr.slice(-3000)).toBe(0);
+  await killAtAndRestart(layout, point);
 
   const report = await checkInvariants(layout);
   // Nothing lost (every task succeeded), nothing done twice (one task.complete per task, one
