@@ -46,6 +46,11 @@ describe('homeUsage, directories that did not change', () => {
     expect(grown.reads).toBe(0);
     expect(grown.bytes).toBeGreaterThanOrEqual(settled.bytes + 500 * 1024);
     // A new entry changes its directory's mtime and ctime: that directory is read again, the others not.
+    // The entry's ctime comes from the kernel's coarse clock (up to a tick behind the real time):
+    // the real time must be well past the standing clock's settle threshold first, or an entry
+    // made within a tick of setting the clock would already look settled.
+    const settleThreshold = Date.now() - LISTING_SETTLED_MS;
+    while (vi.getRealSystemTime() < settleThreshold + 50) await new Promise((resolve) => setTimeout(resolve, 10));
     writeFileSync(join(dir, 'work', 't-7', 'big'), Buffer.alloc(256 * 1024, 1));
     const added = await walk(dir);
     expect(added.reads).toBe(1);
